@@ -1,0 +1,169 @@
+package conf
+
+// This file is the config schema: every key a user can write. Field docs
+// here are the source of the README's config reference. Defaults live in
+// defaults.go, validation in validate.go.
+
+// Config is a whole wharf config file.
+type Config struct {
+	// Admin is the admin listener (metrics, health, status, reload).
+	Admin Admin `toml:"admin"`
+	// Global holds process-wide settings.
+	Global Global `toml:"global"`
+	// Frontends by name. Each binds one or more ports.
+	Frontends map[string]*Frontend `toml:"frontend"`
+	// Sinks by name. Frontends and routes refer to them by name.
+	Sinks map[string]*Sink `toml:"sink"`
+
+	// Path is the file the config was read from ("" when parsed from memory).
+	Path string `toml:"-"`
+}
+
+// Admin configures the admin HTTP listener.
+type Admin struct {
+	// Listen is host:port for the admin listener. Default 127.0.0.1:9600.
+	// "off" disables it.
+	Listen string `toml:"listen"`
+}
+
+// Global holds process-wide settings.
+type Global struct {
+	// ShutdownTimeout bounds how long SIGTERM waits for queues to drain
+	// before remaining messages are counted as dropped (reason "shutdown").
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// LogFormat is "text" or "json" for wharf's own logs.
+	LogFormat string `toml:"log_format"`
+	// LogLevel is "debug", "info", "warn" or "error".
+	LogLevel string `toml:"log_level"`
+}
+
+// Frontend is a named set of binds with one job: syslog ingest (mode
+// "syslog", the default) or, with the proxy issue, "tcp"/"http" forwarding.
+type Frontend struct {
+	// Name is the map key, filled in by Load.
+	Name string `toml:"-"`
+	// Mode is "syslog" (default). "tcp" and "http" belong to proxy frontends.
+	Mode string `toml:"mode"`
+	// Bind lists listen addresses as scheme://host:port, scheme udp or tcp.
+	Bind []string `toml:"bind"`
+	// Format is how messages are parsed: "auto" (default), "rfc5424",
+	// "rfc3164" or "raw" (no parsing).
+	Format string `toml:"format"`
+	// Framing is TCP framing: "auto" (default: detected per connection),
+	// "octet-counting", "lf" or "nul". UDP is one message per datagram.
+	Framing string `toml:"framing"`
+	// MaxMessageSize bounds one message. Default 64KiB.
+	MaxMessageSize Size `toml:"max_message_size"`
+	// Oversize is what happens to a longer message: "truncate" (default)
+	// or "drop". Either way it is counted.
+	Oversize string `toml:"oversize"`
+	// OnError is the policy for malformed messages: "drop" (default) or
+	// "forward_raw" (sent on unparsed). Either way it is counted by reason.
+	OnError string `toml:"on_error"`
+	// Sinks are the default destinations: every message that no route
+	// rule matches goes to all of them.
+	Sinks []string `toml:"sinks"`
+	// Routes are ordered match rules; the first that matches decides the
+	// sinks. Messages matching none go to Sinks.
+	Routes []Route `toml:"route"`
+
+	// Binds is Bind parsed by Load, same order.
+	Binds []Bind `toml:"-"`
+}
+
+// Bind is one parsed listen address.
+type Bind struct {
+	// Scheme is "udp" or "tcp" (later "tls").
+	Scheme string
+	// Host is the IP literal or host name, without brackets.
+	Host string
+	// Port is 1..65535 (0 allowed in tests: pick a free port).
+	Port int
+	// Addr is host:port as net.Listen wants it.
+	Addr string
+}
+
+// Route is one match rule of a frontend. All given conditions must hold.
+type Route struct {
+	// Facility lists facility names ("kern", "user", ..., "local7") or
+	// numbers as strings. Empty matches any.
+	Facility []string `toml:"facility"`
+	// Severity is a range "emerg..warning" or a single name. Empty matches any.
+	Severity string `toml:"severity"`
+	// Hostname is a glob (path.Match syntax) on HOSTNAME. Empty matches any.
+	Hostname string `toml:"hostname"`
+	// AppName is a glob on APP-NAME (RFC3164: the tag). Empty matches any.
+	AppName string `toml:"app_name"`
+	// Sinks are where matching messages go. Required.
+	Sinks []string `toml:"sinks"`
+}
+
+// Sink is one named output. Type picks the implementation; the keys under
+// "Type-specific" only apply to their type, and setting one for another
+// type is an error.
+type Sink struct {
+	// Name is the map key, filled in by Load.
+	Name string `toml:"-"`
+	// Type is "kafka", "syslog", "file" or "stdout".
+	Type string `toml:"type"`
+
+	// --- Runner: queue, batching, retry (every type) ---
+
+	// QueueSize bounds queued messages. Default 100000.
+	QueueSize int `toml:"queue_size"`
+	// QueueBytes bounds queued message bytes. Default 64MiB.
+	QueueBytes Size `toml:"queue_bytes"`
+	// BatchSize is the most messages handed to the sink in one Write.
+	BatchSize int `toml:"batch_size"`
+	// BatchBytes is the most bytes handed to the sink in one Write.
+	BatchBytes Size `toml:"batch_bytes"`
+	// BatchTimeout is how long a partial batch waits for more messages.
+	BatchTimeout Duration `toml:"batch_timeout"`
+	// RetryBackoff is the first retry delay; it doubles up to RetryMaxBackoff.
+	RetryBackoff Duration `toml:"retry_backoff"`
+	// RetryMaxBackoff caps the retry delay.
+	RetryMaxBackoff Duration `toml:"retry_max_backoff"`
+	// MaxRetries is how often a failed batch is retried before it is
+	// dropped (reason "retries_exhausted"). 0 means retry until shutdown.
+	MaxRetries int `toml:"max_retries"`
+
+	// --- Encoding (kafka, file, stdout, syslog) ---
+
+	// Encoding of each message: "raw" (bytes as received), "rfc5424"
+	// (re-encoded), "json" (parsed fields). Default per type.
+	Encoding string `toml:"encoding"`
+
+	// --- kafka ---
+
+	// Brokers are host:port seed brokers.
+	Brokers []string `toml:"brokers"`
+	// Topic to produce to.
+	Topic string `toml:"topic"`
+	// Key picks the message key: "none" (default), "hostname", "app_name".
+	Key string `toml:"key"`
+	// Balancer: "hash" (default when Key is set), "round_robin", "least_bytes".
+	Balancer string `toml:"balancer"`
+	// Compression: "none", "gzip", "snappy", "lz4", "zstd".
+	Compression string `toml:"compression"`
+	// RequiredAcks: "none", "one", "all".
+	RequiredAcks string `toml:"required_acks"`
+	// WriteTimeout bounds one produce request.
+	WriteTimeout Duration `toml:"write_timeout"`
+
+	// --- syslog (forwarder) ---
+
+	// Servers are downstream collectors, tcp://host:port or udp://host:port,
+	// tried in order (failover).
+	Servers []string `toml:"servers"`
+	// Framing of TCP output: "octet-counting" (default) or "lf".
+	OutFraming string `toml:"out_framing"`
+	// DialTimeout bounds one connect attempt.
+	DialTimeout Duration `toml:"dial_timeout"`
+
+	// --- file ---
+
+	// Path of the output file (appended to; reopened on SIGHUP).
+	Path string `toml:"path"`
+	// Mode is the file permission for a new file, as an octal string. Default "0640".
+	FileMode string `toml:"file_mode"`
+}

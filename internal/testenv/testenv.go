@@ -1,0 +1,48 @@
+// Package testenv tells tests which real peers (Kafka, syslog-ng, kcat...)
+// the test scripts started, and how to reach them.
+//
+// `make test` starts the peers and exports WHARF_INTEGRATION=1 plus one
+// variable per peer. Under WHARF_INTEGRATION a missing peer fails the test:
+// it must never pass by skipping. A plain `go test ./...` without the
+// scripts skips peer tests, so unit tests stay fast and self-contained.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Integration reports whether the real-peer suite is on.
+func Integration() bool { return os.Getenv("WHARF_INTEGRATION") != "" }
+
+// Env returns the value of the environment variable key, which the test
+// scripts set for a running peer (for example WHARF_KAFKA_BROKERS). Without
+// it the test is skipped, or failed under WHARF_INTEGRATION.
+func Env(t testing.TB, key string) string {
+	t.Helper()
+	v := os.Getenv(key)
+	if v == "" {
+		missing(t, "environment variable "+key+" is not set (the peer was not started by make test)")
+	}
+	return v
+}
+
+// Tool returns the path of an executable, skipping (or, under
+// WHARF_INTEGRATION, failing) the test when it is not installed.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		missing(t, name+" is not installed ("+err.Error()+"); .ci/run installs it")
+	}
+	return p
+}
+
+func missing(t testing.TB, why string) {
+	t.Helper()
+	if Integration() {
+		t.Fatalf("real peer required under WHARF_INTEGRATION: %s", why)
+	}
+	t.Skipf("skipping: %s", why)
+}

@@ -1,0 +1,160 @@
+package sinks
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// Format is the syslog dialect a message was recognised as.
+type Format uint8
+
+// Formats a parser can recognise. FormatRaw means "not parsed": either the
+// frontend asked for raw passthrough or the message was malformed and the
+// frontend's on_error policy is forward_raw.
+const (
+	FormatRaw Format = iota
+	FormatRFC5424
+	FormatRFC3164
+)
+
+// String returns the config spelling of the format.
+func (f Format) String() string {
+	switch f {
+	case FormatRFC5424:
+		return "rfc5424"
+	case FormatRFC3164:
+		return "rfc3164"
+	}
+	return "raw"
+}
+
+// Transport is the protocol a message arrived on.
+type Transport uint8
+
+// Transports of a bind.
+const (
+	TransportUDP Transport = iota
+	TransportTCP
+	TransportTLS
+)
+
+// String returns the bind scheme of the transport.
+func (t Transport) String() string {
+	switch t {
+	case TransportTCP:
+		return "tcp"
+	case TransportTLS:
+		return "tls"
+	}
+	return "udp"
+}
+
+// Span locates a field inside Message.Raw: Raw[Off:Off+Len]. A zero Span
+// (Len 0) means the field is absent or, for RFC5424, the NILVALUE "-".
+type Span struct{ Off, Len uint32 }
+
+// Message is one syslog message on its way from a listener to the sinks.
+//
+// Ownership: Raw is owned by the message (copied out of the event loop's
+// buffer by NewMessage), so a Message may cross goroutines. Every field
+// returned by the accessor methods aliases Raw and stays valid until the
+// last reference is released. A message is shared by every sink it is
+// routed to: the router calls Retain once per extra sink, each sink runner
+// calls Release exactly once when it is done with it (sent, dropped or
+// failed). After the last Release the message returns to a pool and must
+// not be touched.
+//
+// A Message is filled by one goroutine (the event loop that received it)
+// before it is enqueued anywhere; after that it is read-only.
+type Message struct {
+	// Raw is the message as received, without framing (no octet count,
+	// no trailing LF/NUL).
+	Raw []byte
+	// Received is the receive time in Unix nanoseconds.
+	Received int64
+	// Frontend is the name of the frontend whose bind received the message.
+	// It points at the config's string; no allocation per message.
+	Frontend string
+	// Port is the local port the message arrived on.
+	Port uint16
+	// Transport is the bind's protocol.
+	Transport Transport
+	// Peer is the sender's address.
+	Peer netip.AddrPort
+
+	// Format is what the parser recognised; FormatRaw when not parsed.
+	Format Format
+	// Priority is the PRI value 0..191, or -1 when absent or unparsed.
+	Priority int16
+	// Version is the RFC5424 VERSION (1), 0 otherwise.
+	Version uint8
+	// Timestamp, Hostname, AppName, ProcID, MsgID, StructuredData and Msg
+	// locate header fields in Raw. For RFC3164 AppName is the TAG and
+	// ProcID the bracketed pid, if any.
+	Timestamp, Hostname, AppName, ProcID, MsgID, StructuredData, Msg Span
+
+	refs atomic.Int32
+	buf  *[]byte
+}
+
+// Facility returns the facility code (Priority/8), or -1 when unknown.
+func (m *Message) Facility() int {
+	if m.Priority < 0 {
+		return -1
+	}
+	return int(m.Priority) / 8
+}
+
+// Severity returns the severity code (Priority%8), or -1 when unknown.
+func (m *Message) Severity() int {
+	if m.Priority < 0 {
+		return -1
+	}
+	return int(m.Priority) % 8
+}
+
+// Field returns the bytes s locates, or nil for an absent field. The slice
+// aliases Raw: valid until the message is released.
+func (m *Message) Field(s Span) []byte {
+	if s.Len == 0 {
+		return nil
+	}
+	return m.Raw[s.Off : s.Off+s.Len : s.Off+s.Len]
+}
+
+// Retain adds n references, one per additional holder.
+func (m *Message) Retain(n int32) { m.refs.Add(n) }
+
+// Release drops one reference; the last one returns the message to the pool.
+func (m *Message) Release() {
+	if m.refs.Add(-1) != 0 {
+		return
+	}
+	buf := m.buf
+	*m = Message{}
+	if buf != nil && cap(*buf) <= maxPooledBuf {
+		m.buf = buf
+	}
+	messagePool.Put(m)
+}
+
+// maxPooledBuf keeps a rare huge message from pinning memory in the pool.
+const maxPooledBuf = 64 << 10
+
+var messagePool = sync.Pool{New: func() any { return new(Message) }}
+
+// NewMessage returns a pooled message holding a copy of raw, with one
+// reference. The caller fills the metadata, then hands it on.
+func NewMessage(raw []byte) *Message {
+	m := messagePool.Get().(*Message)
+	if m.buf == nil {
+		b := make([]byte, 0, 512)
+		m.buf = &b
+	}
+	*m.buf = append((*m.buf)[:0], raw...)
+	m.Raw = *m.buf
+	m.Priority = -1
+	m.refs.Store(1)
+	return m
+}

@@ -1,0 +1,79 @@
+// Package sinks holds the message type every stage shares, the small
+// contract every output implements, the registry that builds outputs by
+// type name, and the Runner that sits in front of each output owning its
+// queue, batching, retries and counters.
+//
+// Sinks stay simple: a Sink only knows how to deliver a batch. Everything
+// about queueing and retrying lives in the Runner.
+package sinks
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"wharf/conf"
+)
+
+// Sink delivers batches of messages to one destination.
+//
+// Concurrency: the Runner calls Write from a single goroutine; Write is
+// never concurrent with itself or with Close. The batch slice and the
+// messages in it are only valid during the call: a Sink that keeps bytes
+// beyond Write must copy them.
+type Sink interface {
+	// Write delivers the batch. It returns nil when the destination has
+	// accepted every message (Kafka: acknowledged at the configured acks;
+	// TCP: written and flushed). On error the Runner retries the whole
+	// batch with backoff, so Write should be safe to repeat (at-least-once).
+	// Write must give up when ctx is done.
+	Write(ctx context.Context, batch []*Message) error
+	// Close flushes and releases resources. Called once, after the last Write.
+	Close() error
+}
+
+// Factory builds a Sink from its config section. It validates options and
+// returns an error naming the bad key; it must not block on the network
+// (a broker that is down at start is the Runner's problem, not a config
+// error).
+type Factory func(name string, cfg *conf.Sink) (Sink, error)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Factory{}
+)
+
+// Register makes a sink type available by name. Sink packages call it from
+// init; registering a name twice panics (a programming error).
+func Register(typ string, f Factory) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[typ]; dup {
+		panic("sinks: type registered twice: " + typ)
+	}
+	registry[typ] = f
+}
+
+// Types lists the registered sink types, sorted.
+func Types() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for k := range registry {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// New builds the sink named name from cfg using the factory for cfg.Type.
+func New(name string, cfg *conf.Sink) (Sink, error) {
+	registryMu.RLock()
+	f, ok := registry[cfg.Type]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("sinks: sink %q: unknown type %q (known: %v)", name, cfg.Type, Types())
+	}
+	return f(name, cfg)
+}
