@@ -1,0 +1,303 @@
+package sinks
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// Encoding is how a sink turns one Message into bytes.
+type Encoding uint8
+
+// Encodings a sink can be configured with (conf key "encoding").
+const (
+	// EncodingRaw writes Message.Raw unchanged: the bytes as received,
+	// without framing.
+	EncodingRaw Encoding = iota
+	// EncodingRFC5424 re-encodes the message as an RFC5424 line
+	// "<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG".
+	EncodingRFC5424
+	// EncodingJSON writes one JSON object with the metadata and the
+	// parsed header fields.
+	EncodingJSON
+)
+
+// String returns the config spelling of the encoding.
+func (e Encoding) String() string {
+	switch e {
+	case EncodingRFC5424:
+		return "rfc5424"
+	case EncodingJSON:
+		return "json"
+	}
+	return "raw"
+}
+
+// ParseEncoding maps a config value ("raw", "rfc5424", "json") to an
+// Encoding. The empty string is an error: each sink type picks its own
+// default before calling it.
+func ParseEncoding(s string) (Encoding, error) {
+	switch s {
+	case "raw":
+		return EncodingRaw, nil
+	case "rfc5424":
+		return EncodingRFC5424, nil
+	case "json":
+		return EncodingJSON, nil
+	}
+	return 0, fmt.Errorf("sinks: unknown encoding %q (want raw, rfc5424 or json)", s)
+}
+
+// Append appends m encoded as e to dst and returns the extended slice. It
+// adds no framing (no trailing newline, no octet count): callers do.
+//
+// It allocates nothing apart from growing dst, so a caller that reuses
+// dst (dst[:0]) encodes without allocation once dst is large enough. m is
+// only read; its spans must lie within m.Raw (as every parser guarantees).
+func (e Encoding) Append(dst []byte, m *Message) []byte {
+	switch e {
+	case EncodingRFC5424:
+		return appendRFC5424(dst, m)
+	case EncodingJSON:
+		return appendJSON(dst, m)
+	}
+	return append(dst, m.Raw...)
+}
+
+// RFC5424 field limits (RFC5424 section 6).
+const (
+	maxHostname = 255
+	maxAppName  = 48
+	maxProcID   = 128
+	maxMsgID    = 32
+)
+
+// defaultPriority is used for messages without a known PRI: user.notice,
+// as RFC3164 section 4.3.3 prescribes for relays.
+const defaultPriority = 13
+
+// rfc5424Time is RFC3339 with at most six fractional digits, the most
+// RFC5424 (TIME-SECFRAC) allows.
+const rfc5424Time = "2006-01-02T15:04:05.999999Z07:00"
+
+// appendRFC5424 re-encodes m as an RFC5424 message.
+//
+// RFC5424 sources keep their header fields (truncated to the RFC limits,
+// non-printable bytes replaced by '_'). For RFC3164 and raw messages the
+// TIMESTAMP is the receive time in UTC (the RFC3164 timestamp has neither
+// year nor zone, so it is not converted), HOSTNAME falls back to the
+// peer's IP when absent, and raw messages carry their whole Raw as MSG.
+func appendRFC5424(dst []byte, m *Message) []byte {
+	pri := int64(m.Priority)
+	if pri < 0 || pri > 191 {
+		pri = defaultPriority
+	}
+	dst = append(dst, '<')
+	dst = strconv.AppendInt(dst, pri, 10)
+	dst = append(dst, ">1 "...)
+
+	// TIMESTAMP
+	if ts := m.Field(m.Timestamp); m.Format == FormatRFC5424 && len(ts) > 0 {
+		dst = appendHeaderField(dst, ts, len(ts))
+	} else if m.Format == FormatRFC5424 || m.Received == 0 {
+		dst = append(dst, '-')
+	} else {
+		dst = time.Unix(0, m.Received).UTC().AppendFormat(dst, rfc5424Time)
+	}
+	dst = append(dst, ' ')
+
+	// HOSTNAME
+	if h := m.Field(m.Hostname); len(h) > 0 && m.Format != FormatRaw {
+		dst = appendHeaderField(dst, h, maxHostname)
+	} else if m.Format != FormatRFC5424 && m.Peer.IsValid() {
+		dst = m.Peer.Addr().Unmap().AppendTo(dst)
+	} else {
+		dst = append(dst, '-')
+	}
+	dst = append(dst, ' ')
+
+	if m.Format == FormatRaw {
+		dst = append(dst, "- - - -"...)
+		if len(m.Raw) > 0 {
+			dst = append(dst, ' ')
+			dst = append(dst, m.Raw...)
+		}
+		return dst
+	}
+
+	dst = appendHeaderField(dst, m.Field(m.AppName), maxAppName)
+	dst = append(dst, ' ')
+	dst = appendHeaderField(dst, m.Field(m.ProcID), maxProcID)
+	dst = append(dst, ' ')
+	dst = appendHeaderField(dst, m.Field(m.MsgID), maxMsgID)
+	dst = append(dst, ' ')
+	if sd := m.Field(m.StructuredData); len(sd) > 0 && m.Format == FormatRFC5424 {
+		dst = append(dst, sd...)
+	} else {
+		dst = append(dst, '-')
+	}
+	if msg := m.Field(m.Msg); len(msg) > 0 {
+		dst = append(dst, ' ')
+		dst = append(dst, msg...)
+	}
+	return dst
+}
+
+// appendHeaderField appends an RFC5424 header field: "-" when empty, at
+// most max bytes, bytes outside PRINTUSASCII (33..126) replaced by '_'.
+func appendHeaderField(dst, f []byte, max int) []byte {
+	if len(f) == 0 {
+		return append(dst, '-')
+	}
+	if len(f) > max {
+		f = f[:max]
+	}
+	for _, c := range f {
+		if c < 33 || c > 126 {
+			c = '_'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// appendJSON appends m as one JSON object; absent fields are omitted.
+func appendJSON(dst []byte, m *Message) []byte {
+	dst = append(dst, `{"received":"`...)
+	dst = time.Unix(0, m.Received).UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, '"')
+	if m.Frontend != "" {
+		dst = append(dst, `,"frontend":`...)
+		dst = appendJSONString(dst, unsafe.Slice(unsafe.StringData(m.Frontend), len(m.Frontend)))
+	}
+	if m.Port != 0 {
+		dst = append(dst, `,"port":`...)
+		dst = strconv.AppendUint(dst, uint64(m.Port), 10)
+	}
+	dst = append(dst, `,"transport":"`...)
+	dst = append(dst, m.Transport.String()...)
+	dst = append(dst, '"')
+	if m.Peer.IsValid() {
+		dst = append(dst, `,"peer":"`...)
+		dst = m.Peer.AppendTo(dst)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, `,"format":"`...)
+	dst = append(dst, m.Format.String()...)
+	dst = append(dst, '"')
+	if m.Priority >= 0 && m.Priority <= 191 {
+		dst = append(dst, `,"priority":`...)
+		dst = strconv.AppendInt(dst, int64(m.Priority), 10)
+		dst = append(dst, `,"facility":`...)
+		dst = strconv.AppendInt(dst, int64(m.Facility()), 10)
+		dst = append(dst, `,"facility_name":"`...)
+		dst = append(dst, facilityNames[m.Facility()]...)
+		dst = append(dst, `","severity":`...)
+		dst = strconv.AppendInt(dst, int64(m.Severity()), 10)
+		dst = append(dst, `,"severity_name":"`...)
+		dst = append(dst, severityNames[m.Severity()]...)
+		dst = append(dst, '"')
+	}
+	dst = appendJSONField(dst, `,"timestamp":`, m.Field(m.Timestamp))
+	dst = appendJSONField(dst, `,"hostname":`, m.Field(m.Hostname))
+	dst = appendJSONField(dst, `,"app_name":`, m.Field(m.AppName))
+	dst = appendJSONField(dst, `,"procid":`, m.Field(m.ProcID))
+	dst = appendJSONField(dst, `,"msgid":`, m.Field(m.MsgID))
+	dst = appendJSONField(dst, `,"structured_data":`, m.Field(m.StructuredData))
+	dst = appendJSONField(dst, `,"message":`, m.Field(m.Msg))
+	if m.Format == FormatRaw {
+		dst = append(dst, `,"raw":`...)
+		dst = appendJSONString(dst, m.Raw)
+	}
+	return append(dst, '}')
+}
+
+func appendJSONField(dst []byte, key string, v []byte) []byte {
+	if len(v) == 0 {
+		return dst
+	}
+	dst = append(dst, key...)
+	return appendJSONString(dst, v)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a quoted JSON string. Invalid UTF-8 becomes
+// U+FFFD; control characters, quote and backslash are escaped, and so are
+// U+2028/U+2029 so the output is also safe inside JavaScript. s is only read.
+func appendJSONString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\u202`...)
+			dst = append(dst, hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+var facilityNames = [24]string{
+	"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
+	"uucp", "cron", "authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
+	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+}
+
+var severityNames = [8]string{"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}
+
+// FacilityName returns the conventional name of facility code f (0..23),
+// or "" when out of range.
+func FacilityName(f int) string {
+	if f < 0 || f >= len(facilityNames) {
+		return ""
+	}
+	return facilityNames[f]
+}
+
+// SeverityName returns the conventional name of severity code s (0..7),
+// or "" when out of range.
+func SeverityName(s int) string {
+	if s < 0 || s >= len(severityNames) {
+		return ""
+	}
+	return severityNames[s]
+}
