@@ -1,0 +1,55 @@
+# wharf — see README.md. `make run` and `make test` work on a fresh machine.
+GO      ?= go
+BIN     := bin
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+PREFIX  ?= /usr/local
+CONFIG  ?= examples/wharf.toml
+
+.PHONY: all build run test test-unit deps peers-up peers-down bench fuzz lint install clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/wharf ./cmd/wharf
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/wharf-bench ./cmd/wharf-bench
+
+# Runs wharf on the example config: syslog on udp+tcp 127.0.0.1:5514,
+# messages to var/messages.jsonl and stdout, admin on 127.0.0.1:9600.
+run: build
+	@mkdir -p var
+	$(BIN)/wharf run -c $(CONFIG)
+
+# Everything the tests need (Debian packages, Go modules, Kafka from Maven
+# Central), real peers started on loopback, then every test, then the
+# peers stopped again. See test/run.sh.
+test:
+	bash test/deps.sh
+	bash test/run.sh
+
+# Unit tests only: no peers, peer tests skip.
+test-unit:
+	$(GO) test ./...
+
+deps:
+	bash test/deps.sh
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./ingest/... ./route/ ./sinks/
+	bash bench/run.sh
+
+fuzz:
+	bash test/fuzz.sh 60s
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+install: build
+	install -D -m 0755 $(BIN)/wharf $(DESTDIR)$(PREFIX)/bin/wharf
+	install -D -m 0755 $(BIN)/wharf-bench $(DESTDIR)$(PREFIX)/bin/wharf-bench
+	install -D -m 0644 examples/wharf.toml $(DESTDIR)/etc/wharf/wharf.toml
+
+clean:
+	rm -rf $(BIN) var

@@ -1,0 +1,95 @@
+// Command wharf is a syslog / log-forwarding gateway: it listens on the
+// ports its config binds, frames and parses syslog, and routes each
+// message by the port it arrived on to Kafka, downstream collectors,
+// files or stdout.
+//
+//	wharf run   -c FILE   run the gateway
+//	wharf check -c FILE   validate FILE and print the resolved listeners and routes
+//	wharf version         print version and build information
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+
+	"wharf/conf"
+
+	_ "wharf/sinks/file"
+	_ "wharf/sinks/kafka"
+	_ "wharf/sinks/stdout"
+	_ "wharf/sinks/syslog"
+)
+
+// version is set by the Makefile with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `wharf: a syslog / log-forwarding gateway.
+
+Usage:
+  wharf run   -c FILE   run the gateway on config FILE
+  wharf check -c FILE   validate FILE, print the resolved listeners, routes and sinks
+  wharf version         print version and build information
+
+Exit status: 0 on success or clean shutdown, 1 on a runtime error, 2 on a config or usage error.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "version", "-version", "--version":
+		printVersion(stdout)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "run", "check":
+	default:
+		fmt.Fprintf(stderr, "wharf: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("wharf "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "/etc/wharf/wharf.toml", "config file")
+	if err := fs.Parse(rest); err != nil {
+		return 2
+	}
+	cfg, err := conf.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "wharf: config %s is invalid:\n%v\n", *path, err)
+		return 2
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "wharf: warning: %s\n", w)
+	}
+	if cmd == "check" {
+		return check(cfg, stdout, stderr)
+	}
+	return serve(cfg, stderr)
+}
+
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "wharf %s\n", version)
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		fmt.Fprintf(w, "go: %s\n", bi.GoVersion)
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision", "vcs.time", "vcs.modified", "GOOS", "GOARCH":
+				fmt.Fprintf(w, "%s: %s\n", s.Key, s.Value)
+			}
+		}
+		for _, d := range bi.Deps {
+			fmt.Fprintf(w, "dep: %s %s\n", d.Path, d.Version)
+		}
+	}
+}

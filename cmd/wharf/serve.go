@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"wharf/admin"
+	"wharf/conf"
+	"wharf/ingest"
+	"wharf/metrics"
+	"wharf/route"
+	"wharf/sinks"
+)
+
+// gateway is one running configuration: sinks behind their runners, the
+// route table, the listeners and the admin server. Lifecycle order is
+// fixed: start sinks -> routes -> listeners -> admin; stop listeners ->
+// drain and close runners -> admin.
+type gateway struct {
+	cfg       *conf.Config
+	log       *slog.Logger
+	reg       *metrics.Registry
+	sinks     map[string]sinks.Sink
+	runners   map[string]*sinks.Runner
+	routes    route.Holder
+	listeners []*ingest.Listener
+	admin     *admin.Server
+}
+
+func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Global.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Global.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// build creates sinks and runners and compiles the route table. Nothing
+// listens yet; on error everything built so far is closed.
+func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger) (*gateway, error) {
+	g := &gateway{cfg: cfg, log: log, reg: reg, sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}}
+	var errs []string
+	for _, name := range sortedKeys(cfg.Sinks) {
+		sc := cfg.Sinks[name]
+		s, err := sinks.New(name, sc)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		g.sinks[name] = s
+		g.runners[name] = sinks.NewRunner(name, s, sinks.RunnerConfigFrom(sc), reg, log.With("sink", name))
+	}
+	if len(errs) > 0 {
+		for _, s := range g.sinks {
+			s.Close()
+		}
+		return nil, errors.New(strings.Join(errs, "\n"))
+	}
+	targets := make(map[string]route.Target, len(g.runners))
+	for n, r := range g.runners {
+		targets[n] = r
+	}
+	tab, err := route.Compile(cfg, targets)
+	if err != nil {
+		for _, s := range g.sinks {
+			s.Close()
+		}
+		return nil, err
+	}
+	g.routes.Store(tab)
+	return g, nil
+}
+
+func (g *gateway) start() error {
+	for _, r := range g.runners {
+		r.Start()
+	}
+	for _, name := range sortedKeys(g.cfg.Frontends) {
+		fe := g.cfg.Frontends[name]
+		if fe.Mode != "" && fe.Mode != "syslog" {
+			continue
+		}
+		for _, b := range fe.Binds {
+			l, err := ingest.New(fe, b, &g.routes, g.reg, g.log)
+			if err != nil {
+				return err
+			}
+			if err := l.Start(); err != nil {
+				return err
+			}
+			g.listeners = append(g.listeners, l)
+			g.log.Info("listening", "frontend", name, "bind", b.Scheme+"://"+l.Addr())
+		}
+	}
+	if g.cfg.Admin.Listen != "" && g.cfg.Admin.Listen != "off" {
+		g.admin = admin.New(g.reg, g.ready, g.log)
+		if err := g.admin.Start(g.cfg.Admin.Listen); err != nil {
+			return err
+		}
+		g.log.Info("admin listening", "addr", g.admin.Addr())
+	}
+	return nil
+}
+
+// ready reports every sink runner's readiness.
+func (g *gateway) ready() (bool, []string) {
+	var problems []string
+	for _, name := range sortedKeys(g.runners) {
+		if !g.runners[name].Ready() {
+			problems = append(problems, fmt.Sprintf("sink %q is not ready (see wharf_sink_write_errors_total and the log)", name))
+		}
+	}
+	return len(problems) == 0, problems
+}
+
+// stop runs the shutdown sequence within timeout: listeners first (no new
+// messages), then runners drain their queues into the sinks and close them.
+func (g *gateway) stop(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for _, l := range g.listeners {
+		if err := l.Stop(ctx); err != nil {
+			g.log.Warn("listener stop", "frontend", l.Frontend(), "err", err)
+		}
+	}
+	done := make(chan struct{})
+	for name, r := range g.runners {
+		go func() {
+			if err := r.Close(ctx); err != nil {
+				g.log.Warn("sink did not drain before shutdown_timeout; the rest is counted as dropped (reason shutdown)", "sink", name, "err", err)
+			}
+			done <- struct{}{}
+		}()
+	}
+	for range g.runners {
+		<-done
+	}
+	if g.admin != nil {
+		actx, acancel := context.WithTimeout(context.Background(), time.Second)
+		g.admin.Stop(actx)
+		acancel()
+	}
+}
+
+// reopen asks every sink that writes files to reopen them (logrotate).
+func (g *gateway) reopen() {
+	for name, s := range g.sinks {
+		if r, ok := s.(interface{ Reopen() error }); ok {
+			if err := r.Reopen(); err != nil {
+				g.log.Error("reopen failed", "sink", name, "err", err)
+			} else {
+				g.log.Info("reopened", "sink", name)
+			}
+		}
+	}
+}
+
+func serve(cfg *conf.Config, stderr io.Writer) int {
+	log := newLogger(cfg, stderr)
+	reg := metrics.NewRegistry()
+	g, err := build(cfg, reg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "wharf: %v\n", err)
+		return 2
+	}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	if err := g.start(); err != nil {
+		log.Error("start failed", "err", err)
+		g.stop(cfg.Global.ShutdownTimeout.Duration)
+		return 1
+	}
+	log.Info("wharf started", "version", version, "config", cfg.Path)
+	for s := range sig {
+		if s == syscall.SIGHUP {
+			g.reopen()
+			continue
+		}
+		log.Info("shutting down", "signal", s.String(), "timeout", cfg.Global.ShutdownTimeout.Duration)
+		break
+	}
+	signal.Stop(sig)
+	g.stop(cfg.Global.ShutdownTimeout.Duration)
+	g.logTotals()
+	return 0
+}
+
+// logTotals writes one line with what went in and out, so an operator (and
+// the shutdown test) can compare it with what arrived downstream.
+func (g *gateway) logTotals() {
+	var received, sent, dropped float64
+	g.reg.Each(func(s metrics.Sample) {
+		switch s.Name {
+		case "wharf_frontend_received_total":
+			received += s.Value
+		case "wharf_sink_sent_total":
+			sent += s.Value
+		case "wharf_sink_dropped_total", "wharf_frontend_dropped_total":
+			dropped += s.Value
+		}
+	})
+	g.log.Info("stopped", "received", uint64(received), "sent", uint64(sent), "dropped", uint64(dropped))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func check(cfg *conf.Config, stdout, stderr io.Writer) int {
+	// Build every sink (without connecting) so type-specific option errors
+	// surface here too, then compile the routes.
+	reg := metrics.NewRegistry()
+	g, err := build(cfg, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		fmt.Fprintf(stderr, "wharf: config %s is invalid:\n%v\n", cfg.Path, err)
+		return 2
+	}
+	for _, s := range g.sinks {
+		s.Close()
+	}
+	cfg.Describe(stdout)
+	fmt.Fprintf(stdout, "config %s is valid\n", cfg.Path)
+	return 0
+}

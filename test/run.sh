@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Starts the real peers on loopback (Apache Kafka in KRaft mode, a
+# syslog-ng downstream collector), exports where they are, runs every Go
+# test with WHARF_INTEGRATION=1 (so a test whose peer is missing fails
+# instead of skipping), runs short fuzz passes, and stops the peers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cleanup() {
+  bash test/collector/syslog-ng.sh stop || true
+  bash test/kafka/kafka.sh stop || true
+}
+trap cleanup EXIT
+
+bash test/kafka/kafka.sh start
+eval "$(bash test/kafka/kafka.sh env)"
+bash test/collector/syslog-ng.sh start
+eval "$(bash test/collector/syslog-ng.sh env)"
+
+export WHARF_INTEGRATION=1
+go build -o bin/wharf ./cmd/wharf
+go build -o bin/wharf-bench ./cmd/wharf-bench
+export WHARF_BIN="$PWD/bin/wharf"
+
+go vet ./...
+go test -count=1 -timeout 15m ./...
+go test -count=1 -race -timeout 10m ./sinks/ ./route/ ./ingest/...
+bash test/fuzz.sh 5s
