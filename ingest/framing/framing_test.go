@@ -129,7 +129,7 @@ func TestFramer(t *testing.T) {
 	f(oc, "1234567890 x\n3 abc", "invalid:bad_length_prefix", "ok:abc")
 	f(oc, "123456789 x", "oversize:") // 9 digits: a (huge) length, skipped
 	f(oc, "x y z", "invalid:bad_length_prefix")
-	f(oc, "12", /* incomplete prefix */)
+	f(oc, "12" /* incomplete prefix */)
 	f(oc, "5 hel" /* incomplete frame */)
 
 	// LF: CRLF, empty frames, NUL inside, incomplete last line.
