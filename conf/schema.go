@@ -17,6 +17,9 @@ type Config struct {
 
 	// Path is the file the config was read from ("" when parsed from memory).
 	Path string `toml:"-"`
+	// Warnings are non-fatal findings of Load/Parse (e.g. a sink nothing
+	// sends to), one line each, for `wharf check` and the startup log.
+	Warnings []string `toml:"-"`
 }
 
 // Admin configures the admin HTTP listener.

@@ -1,0 +1,213 @@
+package conf
+
+import "time"
+
+// Every default wharf applies, in one place. Each says why it is that
+// value. ApplyDefaults fills them in; the config reference (Reference)
+// prints them from these same constants, so docs cannot drift.
+const (
+	// DefaultAdminListen is loopback because the admin API can reload the
+	// config and expose internals: exposing it is an explicit decision.
+	// 9600 is clear of the syslog ports and of common exporter ports.
+	DefaultAdminListen = "127.0.0.1:9600"
+
+	// DefaultShutdownTimeout gives sink runners time to flush a full batch
+	// through a slow peer, yet stays below the 30 s that systemd and
+	// Kubernetes wait before SIGKILL, so the drop count still gets logged.
+	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultLogFormat is human-readable; journald/docker add timestamps.
+	DefaultLogFormat = "text"
+	// DefaultLogLevel logs lifecycle events and problems, never per message.
+	DefaultLogLevel = "info"
+
+	// DefaultMode: a frontend is a syslog listener unless it says otherwise.
+	DefaultMode = "syslog"
+	// DefaultFormat detects RFC5424 vs RFC3164 per message, since real
+	// networks mix both (network gear often speaks 3164).
+	DefaultFormat = "auto"
+	// DefaultFraming detects octet-counting vs LF per TCP connection:
+	// RFC6587 senders use both and the first byte tells them apart.
+	DefaultFraming = "auto"
+	// DefaultMaxMessageSize is 64KiB: RFC5425 asks receivers to accept at
+	// least 8 KiB (RFC5426 2 KiB over UDP) and most senders cap at 64 KiB
+	// (rsyslog's maxMessageSize, the UDP datagram limit), so nothing a real
+	// sender emits is cut while one connection cannot pin much memory.
+	DefaultMaxMessageSize = 64 * KiB
+	// DefaultOversize keeps the head of a too-long message: the header and
+	// the start of the text are what people search for.
+	DefaultOversize = "truncate"
+	// DefaultOnError drops malformed messages (counted by reason) rather
+	// than forwarding bytes a downstream parser may choke on.
+	DefaultOnError = "drop"
+
+	// DefaultQueueSize bounds queued messages per sink: about 1 s of a busy
+	// relay, enough to ride out a broker leader election.
+	DefaultQueueSize = 100000
+	// DefaultQueueBytes caps the same queue by memory: 64MiB per sink
+	// keeps a few sinks well inside a small container.
+	DefaultQueueBytes = 64 * MiB
+	// DefaultBatchSize is big enough to amortize a produce request or a
+	// write system call, small enough to keep a retry cheap.
+	DefaultBatchSize = 1000
+	// DefaultBatchBytes is 1MiB, the Kafka broker's default
+	// message.max.bytes for one record batch.
+	DefaultBatchBytes = 1 * MiB
+	// DefaultBatchTimeout is 10ms, not kafka-go's 1 s: a relay should add
+	// milliseconds of latency, and at low rates a 1 s wait is pure delay.
+	DefaultBatchTimeout = 10 * time.Millisecond
+	// DefaultRetryBackoff is the first retry delay: long enough not to spin
+	// against a peer that just went away.
+	DefaultRetryBackoff = 100 * time.Millisecond
+	// DefaultRetryMaxBackoff caps backoff so recovery is noticed within
+	// seconds once the peer is back.
+	DefaultRetryMaxBackoff = 5 * time.Second
+	// DefaultMaxRetries 0 retries until shutdown: the bounded queue, not a
+	// retry count, decides when to drop (reason "queue_full").
+	DefaultMaxRetries = 0
+
+	// DefaultKafkaEncoding forwards the bytes as received: consumers
+	// already parse syslog, and re-encoding costs CPU per message.
+	DefaultKafkaEncoding = "raw"
+	// DefaultSyslogEncoding forwards the bytes as received (a relay should
+	// not rewrite what it relays).
+	DefaultSyslogEncoding = "raw"
+	// DefaultFileEncoding is JSON lines: files are read by people and
+	// shippers, and parsed fields are what they want.
+	DefaultFileEncoding = "json"
+	// DefaultStdoutEncoding prints messages as received, like a tail.
+	DefaultStdoutEncoding = "raw"
+
+	// DefaultKafkaKey "none" spreads messages over all partitions; keying
+	// by host keeps per-host order but skews partitions.
+	DefaultKafkaKey = "none"
+	// DefaultKafkaBalancerKeyed is used when a key is set: hashing keeps
+	// one key on one partition, which is the point of setting a key.
+	DefaultKafkaBalancerKeyed = "hash"
+	// DefaultKafkaBalancerUnkeyed is used with key "none": even spread with
+	// no per-message state (kafka-go's own default).
+	DefaultKafkaBalancerUnkeyed = "round_robin"
+	// DefaultKafkaCompression is "none": logs compress well, but the right
+	// codec depends on the cluster; opt in knowingly.
+	DefaultKafkaCompression = "none"
+	// DefaultKafkaRequiredAcks "one" is acknowledged by the partition
+	// leader: the usual latency/durability trade-off for logs.
+	DefaultKafkaRequiredAcks = "one"
+	// DefaultKafkaWriteTimeout matches kafka-go's and the broker's
+	// request.timeout: a produce slower than that is a failed batch.
+	DefaultKafkaWriteTimeout = 10 * time.Second
+
+	// DefaultOutFraming is octet-counting (RFC6587 3.4.1): it survives
+	// messages containing newlines, LF framing does not.
+	DefaultOutFraming = "octet-counting"
+	// DefaultDialTimeout is long enough for a TLS-less TCP connect across a
+	// WAN, short enough to fail over to the next server quickly.
+	DefaultDialTimeout = 5 * time.Second
+
+	// DefaultFileMode 0640: owner writes, the group (e.g. adm) reads, logs
+	// are not world-readable.
+	DefaultFileMode = "0640"
+
+	// MaxMaxMessageSize is the largest max_message_size accepted: a bigger
+	// "message" is a bulk transfer, not a log line.
+	MaxMaxMessageSize = 16 * MiB
+)
+
+// DefaultEncoding returns the default encoding for a sink type ("" for an
+// unknown type).
+func DefaultEncoding(typ string) string {
+	switch typ {
+	case "kafka":
+		return DefaultKafkaEncoding
+	case "syslog":
+		return DefaultSyslogEncoding
+	case "file":
+		return DefaultFileEncoding
+	case "stdout":
+		return DefaultStdoutEncoding
+	}
+	return ""
+}
+
+// ApplyDefaults fills every unset field with its default. Type-specific
+// sink defaults are only filled for sinks of that type, so a filled-in
+// config never carries a key that does not apply to its type. It is
+// idempotent and does not validate.
+func (c *Config) ApplyDefaults() {
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = DefaultAdminListen
+	}
+	if c.Global.ShutdownTimeout.Duration == 0 {
+		c.Global.ShutdownTimeout.Duration = DefaultShutdownTimeout
+	}
+	setStr(&c.Global.LogFormat, DefaultLogFormat)
+	setStr(&c.Global.LogLevel, DefaultLogLevel)
+	for _, f := range c.Frontends {
+		if f != nil {
+			f.applyDefaults()
+		}
+	}
+	for _, s := range c.Sinks {
+		if s != nil {
+			s.applyDefaults()
+		}
+	}
+}
+
+func (f *Frontend) applyDefaults() {
+	setStr(&f.Mode, DefaultMode)
+	setStr(&f.Format, DefaultFormat)
+	setStr(&f.Framing, DefaultFraming)
+	if f.MaxMessageSize == 0 {
+		f.MaxMessageSize = DefaultMaxMessageSize
+	}
+	setStr(&f.Oversize, DefaultOversize)
+	setStr(&f.OnError, DefaultOnError)
+}
+
+func (s *Sink) applyDefaults() {
+	if s.QueueSize == 0 {
+		s.QueueSize = DefaultQueueSize
+	}
+	if s.QueueBytes == 0 {
+		s.QueueBytes = DefaultQueueBytes
+	}
+	if s.BatchSize == 0 {
+		s.BatchSize = DefaultBatchSize
+	}
+	if s.BatchBytes == 0 {
+		s.BatchBytes = DefaultBatchBytes
+	}
+	setDur(&s.BatchTimeout, DefaultBatchTimeout)
+	setDur(&s.RetryBackoff, DefaultRetryBackoff)
+	setDur(&s.RetryMaxBackoff, DefaultRetryMaxBackoff)
+	setStr(&s.Encoding, DefaultEncoding(s.Type))
+	switch s.Type {
+	case "kafka":
+		setStr(&s.Key, DefaultKafkaKey)
+		if s.Key == "none" {
+			setStr(&s.Balancer, DefaultKafkaBalancerUnkeyed)
+		} else {
+			setStr(&s.Balancer, DefaultKafkaBalancerKeyed)
+		}
+		setStr(&s.Compression, DefaultKafkaCompression)
+		setStr(&s.RequiredAcks, DefaultKafkaRequiredAcks)
+		setDur(&s.WriteTimeout, DefaultKafkaWriteTimeout)
+	case "syslog":
+		setStr(&s.OutFraming, DefaultOutFraming)
+		setDur(&s.DialTimeout, DefaultDialTimeout)
+	case "file":
+		setStr(&s.FileMode, DefaultFileMode)
+	}
+}
+
+func setStr(p *string, def string) {
+	if *p == "" {
+		*p = def
+	}
+}
+
+func setDur(p *Duration, def time.Duration) {
+	if p.Duration == 0 {
+		p.Duration = def
+	}
+}

@@ -1,0 +1,103 @@
+package conf
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Describe prints the resolved config for people: every listener, every
+// frontend's routes, every sink with all settings after defaults, then
+// the warnings. `wharf check` prints exactly this. Output is sorted by
+// name, so it is stable across runs.
+func (c *Config) Describe(w io.Writer) {
+	pr := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	if c.Path != "" {
+		pr("config %s", c.Path)
+	}
+	pr("admin %s", c.Admin.Listen)
+	pr("global shutdown_timeout %s, log_format %s, log_level %s", c.Global.ShutdownTimeout, c.Global.LogFormat, c.Global.LogLevel)
+
+	pr("")
+	pr("listeners:")
+	for _, name := range sortedKeys(c.Frontends) {
+		f := c.Frontends[name]
+		for _, b := range f.Binds {
+			pr("  %s %s -> frontend %s (%s, format %s, framing %s)", b.Scheme, b.Addr, name, f.Mode, f.Format, f.Framing)
+		}
+	}
+
+	pr("")
+	pr("frontends:")
+	for _, name := range sortedKeys(c.Frontends) {
+		f := c.Frontends[name]
+		pr("  frontend %s: mode %s, format %s, framing %s, max_message_size %s, oversize %s, on_error %s",
+			name, f.Mode, f.Format, f.Framing, f.MaxMessageSize, f.Oversize, f.OnError)
+		for i, r := range f.Routes {
+			pr("    route[%d] %s -> %s", i, describeMatch(r), strings.Join(r.Sinks, ", "))
+		}
+		def := strings.Join(f.Sinks, ", ")
+		if def == "" {
+			def = "(dropped)"
+		}
+		if len(f.Routes) > 0 {
+			pr("    otherwise -> %s", def)
+		} else {
+			pr("    all -> %s", def)
+		}
+	}
+
+	pr("")
+	pr("sinks:")
+	for _, name := range sortedKeys(c.Sinks) {
+		s := c.Sinks[name]
+		pr("  sink %s: %s, encoding %s", name, s.Type, s.Encoding)
+		switch s.Type {
+		case "kafka":
+			pr("    brokers %s, topic %s", strings.Join(s.Brokers, ", "), s.Topic)
+			pr("    key %s, balancer %s, compression %s, required_acks %s, write_timeout %s",
+				s.Key, s.Balancer, s.Compression, s.RequiredAcks, s.WriteTimeout)
+		case "syslog":
+			pr("    servers %s (in order, failover)", strings.Join(s.Servers, ", "))
+			pr("    out_framing %s, dial_timeout %s", s.OutFraming, s.DialTimeout)
+		case "file":
+			pr("    path %s, file_mode %s", s.Path, s.FileMode)
+		}
+		retries := "until shutdown"
+		if s.MaxRetries > 0 {
+			retries = fmt.Sprintf("%d times", s.MaxRetries)
+		}
+		pr("    queue %d messages / %s, batch %d messages / %s / %s, retry %s..%s %s",
+			s.QueueSize, s.QueueBytes, s.BatchSize, s.BatchBytes, s.BatchTimeout,
+			s.RetryBackoff, s.RetryMaxBackoff, retries)
+	}
+
+	if len(c.Warnings) > 0 {
+		pr("")
+		pr("warnings:")
+		for _, w := range c.Warnings {
+			pr("  %s", w)
+		}
+	}
+}
+
+// describeMatch renders a route's conditions, "any" when it has none.
+func describeMatch(r Route) string {
+	var parts []string
+	if len(r.Facility) > 0 {
+		parts = append(parts, "facility "+strings.Join(r.Facility, ","))
+	}
+	if r.Severity != "" {
+		parts = append(parts, "severity "+r.Severity)
+	}
+	if r.Hostname != "" {
+		parts = append(parts, fmt.Sprintf("hostname %q", r.Hostname))
+	}
+	if r.AppName != "" {
+		parts = append(parts, fmt.Sprintf("app_name %q", r.AppName))
+	}
+	if len(parts) == 0 {
+		return "any"
+	}
+	return strings.Join(parts, " ")
+}

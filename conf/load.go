@@ -1,0 +1,247 @@
+package conf
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Load reads and parses the config file at path. See Parse.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("conf: cannot read config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes a TOML config, fills Name fields from map keys, parses
+// Bind strings into Binds, applies defaults and validates. path is only
+// used in messages ("" for a config that is not a file).
+//
+// On failure the error is an Errors listing every problem found, each
+// with its position when known ("wharf.toml:3:1: frontend.edge.bind[1]:
+// port 70000 out of range (1-65535)"). A TOML syntax or type error stops
+// decoding, so it is reported alone. On success, non-fatal findings are
+// in Config.Warnings.
+func Parse(data []byte, path string) (*Config, error) {
+	// Decoding into a generic map first separates syntax errors (whose
+	// position the toml parser knows exactly) from type errors in a
+	// well-formed file.
+	var generic map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&generic); err != nil {
+		return nil, Errors{syntaxError(err, path)}
+	}
+	idx := indexPositions(string(data))
+
+	c := &Config{}
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	if err != nil {
+		return nil, Errors{decodeError(err, path, idx)}
+	}
+	c.Path = path
+
+	v := &validator{c: c, md: &md, idx: idx, file: path}
+	v.undecoded()
+	v.sinkKeys()
+	c.ApplyDefaults()
+	v.validate()
+	if len(v.errs) > 0 {
+		return nil, v.sorted()
+	}
+	c.Warnings = v.warnings
+	return c, nil
+}
+
+func syntaxError(err error, file string) *Error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return &Error{File: file, Line: pe.Position.Line, Col: pe.Position.Col, Msg: "invalid TOML: " + pe.Message}
+	}
+	return &Error{File: file, Msg: "invalid TOML: " + strings.TrimPrefix(err.Error(), "toml: ")}
+}
+
+// decodeRE matches BurntSushi/toml's type errors, which are plain errors:
+// `toml: line 3 (last key "frontend.edge.bind"): incompatible types: ...`.
+var decodeRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
+
+func decodeError(err error, file string, idx *posIndex) *Error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) { // a value our UnmarshalText rejected
+		e := &Error{File: file, Path: indexedPath(idx, pe.LastKey, pe.Position.Line), Msg: pe.Message, Line: pe.Position.Line, Col: pe.Position.Col}
+		return e
+	}
+	m := decodeRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	}
+	key, uerr := strconv.Unquote(m[2])
+	if uerr != nil {
+		key = m[2]
+	}
+	line, _ := strconv.Atoi(m[1])
+	e := &Error{File: file, Path: indexedPath(idx, key, line), Msg: friendlyType(m[3]), Line: line}
+	if p, ok := idx.lookup(e.Path); ok && (line == 0 || p.Line == line) {
+		e.Line, e.Col = p.Line, p.Col
+	}
+	return e
+}
+
+// indexedPath finds the indexed form of a toml key string, preferring the
+// occurrence on line.
+func indexedPath(idx *posIndex, key string, line int) string {
+	cands := idx.byKey[key]
+	for _, c := range cands {
+		if idx.at[c].Line == line {
+			return c
+		}
+	}
+	if len(cands) > 0 {
+		return cands[0]
+	}
+	return key
+}
+
+var (
+	incompatibleRE = regexp.MustCompile(`^incompatible types: TOML value has type (.+); destination has type (.+)$`)
+	mismatchRE     = regexp.MustCompile(`^type mismatch for .+: expected table but found (.+)$`)
+)
+
+// friendlyType rewrites the toml library's Go-flavoured type errors into
+// TOML terms.
+func friendlyType(msg string) string {
+	if m := incompatibleRE.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("wrong type: got %s, want %s", tomlTypeName(m[1]), tomlTypeName(m[2]))
+	}
+	if m := mismatchRE.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("wrong type: got %s, want a table", tomlTypeName(m[1]))
+	}
+	return msg
+}
+
+func tomlTypeName(goType string) string {
+	switch goType {
+	case "string", "primitive (string-like)":
+		return "a string"
+	case "int64", "integer":
+		return "an integer"
+	case "float64", "float":
+		return "a float"
+	case "bool", "boolean":
+		return "a boolean"
+	case "[]any", "[]interface {}", "slice", "array":
+		return "an array"
+	case "map[string]any", "map[string]interface {}", "map", "struct":
+		return "a table"
+	case "[]map[string]any", "[]map[string]interface {}":
+		return "an array of tables"
+	case "time.Time", "toml.LocalDate", "toml.LocalDatetime", "toml.LocalTime":
+		return "a date/time"
+	}
+	return goType
+}
+
+// undecoded reports every key the schema does not know, with a
+// suggestion when a known key is close.
+func (v *validator) undecoded() {
+	seen := map[string]int{}
+	var reported []string
+	for _, k := range v.md.Undecoded() {
+		ks := k.String()
+		n := seen[ks]
+		seen[ks]++
+		path := ks
+		if c := v.idx.byKey[ks]; n < len(c) {
+			path = c[n]
+		}
+		// An unknown table makes all its keys unknown: report the table.
+		skip := false
+		for _, r := range reported {
+			if strings.HasPrefix(path, r+".") || strings.HasPrefix(path, r+"[") {
+				skip = true
+			}
+		}
+		if skip {
+			continue
+		}
+		reported = append(reported, path)
+		msg := "unknown key"
+		if s := suggest(k[len(k)-1], knownKeys(k)); s != "" {
+			msg += "; did you mean " + s + "?"
+		} else if known := knownKeys(k); len(known) > 0 {
+			msg += " (known: " + strings.Join(known, ", ") + ")"
+		}
+		v.errAt(path, "%s", msg)
+	}
+}
+
+// knownKeys lists the keys valid in the table that holds key k.
+func knownKeys(k toml.Key) []string {
+	switch {
+	case len(k) == 1:
+		return tomlKeys(reflect.TypeFor[Config]())
+	case len(k) == 2 && k[0] == "admin":
+		return tomlKeys(reflect.TypeFor[Admin]())
+	case len(k) == 2 && k[0] == "global":
+		return tomlKeys(reflect.TypeFor[Global]())
+	case len(k) == 3 && k[0] == "frontend":
+		return tomlKeys(reflect.TypeFor[Frontend]())
+	case len(k) == 4 && k[0] == "frontend" && k[2] == "route":
+		return tomlKeys(reflect.TypeFor[Route]())
+	case len(k) == 3 && k[0] == "sink":
+		return tomlKeys(reflect.TypeFor[Sink]())
+	}
+	return nil
+}
+
+// tomlKeys lists the toml tag names of a struct type, in field order.
+func tomlKeys(t reflect.Type) []string {
+	var out []string
+	for f := range t.Fields() {
+		tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+		if tag != "" && tag != "-" {
+			out = append(out, tag)
+		}
+	}
+	return out
+}
+
+// suggest returns the known key closest to k when it is close enough to
+// be a typo.
+func suggest(k string, known []string) string {
+	best, bestD := "", 3
+	for _, c := range known {
+		d := editDistance(strings.ToLower(k), c)
+		if d < bestD && d <= max(1, len(c)/3) {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

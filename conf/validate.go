@@ -1,0 +1,642 @@
+package conf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Error is one config problem. Path is the dotted key it is about
+// ("frontend.edge.bind[1]"); Line and Col are 1-based, 0 when unknown.
+type Error struct {
+	File      string
+	Path      string
+	Msg       string
+	Line, Col int
+}
+
+// Error renders "FILE:LINE:COL: PATH: MSG", leaving out what is unknown.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		if b.Len() > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(strconv.Itoa(e.Line))
+		if e.Col > 0 {
+			b.WriteByte(':')
+			b.WriteString(strconv.Itoa(e.Col))
+		}
+	}
+	if b.Len() > 0 {
+		b.WriteString(": ")
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in one config, in file order. Load and
+// Parse return it as their error; use errors.As to get at the entries.
+type Errors []*Error
+
+// Error is one problem per line.
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Validate checks a config built in code the way Parse checks a file:
+// it fills Name and Binds, then reports every problem at once as Errors
+// (without positions) and sets Warnings. Call ApplyDefaults first: empty
+// enum values are errors here.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	v.sinkKeys()
+	v.validate()
+	if len(v.errs) > 0 {
+		return v.sorted()
+	}
+	c.Warnings = v.warnings
+	return nil
+}
+
+// validator collects errors; md and idx are nil for configs built in code.
+type validator struct {
+	c        *Config
+	md       *toml.MetaData
+	idx      *posIndex
+	file     string
+	binds    []boundAddr // every parsed bind, for the overlap check
+	errs     Errors
+	warnings []string
+}
+
+func (v *validator) errAt(p, format string, args ...any) {
+	e := &Error{File: v.file, Path: p, Msg: fmt.Sprintf(format, args...)}
+	if pp, ok := v.idx.lookup(p); ok {
+		e.Line, e.Col = pp.Line, pp.Col
+	}
+	v.errs = append(v.errs, e)
+}
+
+func (v *validator) warn(p, format string, args ...any) {
+	v.warnings = append(v.warnings, p+": "+fmt.Sprintf(format, args...))
+}
+
+// sorted orders errors by position; those without one keep their order
+// at the end.
+func (v *validator) sorted() Errors {
+	sort.SliceStable(v.errs, func(i, j int) bool {
+		a, b := v.errs[i], v.errs[j]
+		if (a.Line == 0) != (b.Line == 0) {
+			return a.Line != 0
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+	return v.errs
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func join(path ...string) string {
+	for i := 1; i < len(path); i++ {
+		path[i] = quoteKey(path[i])
+	}
+	return strings.Join(path, ".")
+}
+
+func idx(p string, i int) string { return p + "[" + strconv.Itoa(i) + "]" }
+
+func oneOf(s string, allowed ...string) bool { return slices.Contains(allowed, s) }
+
+func (v *validator) enum(p, key, val string, allowed ...string) {
+	if !oneOf(val, allowed...) {
+		v.errAt(p+"."+key, "%s %q is not one of %s", key, val, strings.Join(allowed, ", "))
+	}
+}
+
+func (v *validator) validate() {
+	c := v.c
+	v.admin()
+	v.global()
+	if len(c.Frontends) == 0 {
+		v.errAt("", "no frontend: add a [frontend.NAME] table with bind and sinks")
+	}
+	for _, name := range sortedKeys(c.Frontends) {
+		f := c.Frontends[name]
+		if f == nil {
+			f = &Frontend{}
+			c.Frontends[name] = f
+		}
+		f.Name = name
+		v.frontend(f)
+	}
+	v.overlaps()
+	for _, name := range sortedKeys(c.Sinks) {
+		s := c.Sinks[name]
+		if s == nil {
+			s = &Sink{}
+			c.Sinks[name] = s
+		}
+		s.Name = name
+		v.sink(s)
+	}
+	v.unreferenced()
+}
+
+func (v *validator) admin() {
+	l := v.c.Admin.Listen
+	if l == "off" {
+		return
+	}
+	if _, _, err := parseHostPort(l, true); err != nil {
+		v.errAt("admin.listen", "%v; or \"off\" to disable the admin listener", err)
+	}
+}
+
+func (v *validator) global() {
+	g := v.c.Global
+	v.enum("global", "log_format", g.LogFormat, "text", "json")
+	v.enum("global", "log_level", g.LogLevel, "debug", "info", "warn", "error")
+	if g.ShutdownTimeout.Duration <= 0 {
+		v.errAt("global.shutdown_timeout", "must be positive")
+	}
+}
+
+// parseHostPort checks "host:port" with a non-empty host; port 0 is
+// allowed when zeroOK.
+func parseHostPort(s string, zeroOK bool) (host string, port int, err error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			if ae.Err == "too many colons in address" {
+				return "", 0, fmt.Errorf("%q: too many colons; write IPv6 addresses in brackets, e.g. [::1]:514", s)
+			}
+			return "", 0, fmt.Errorf("%q: %s; want host:port", s, ae.Err)
+		}
+		return "", 0, fmt.Errorf("%q: want host:port", s)
+	}
+	if h == "" {
+		return "", 0, fmt.Errorf("%q: empty host; write 0.0.0.0 or [::] for every address, 127.0.0.1 for loopback", s)
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: port %q is not a number", s, p)
+	}
+	lo := 1
+	if zeroOK {
+		lo = 0
+	}
+	if port < lo || port > 65535 {
+		return "", 0, fmt.Errorf("port %d out of range (1-65535)", port)
+	}
+	return h, port, nil
+}
+
+// ParseBind parses one bind address, "udp://0.0.0.0:514",
+// "tcp://[::1]:6514". The host is not resolved here. Port 0 is accepted
+// (the kernel picks a free port) so tests can bind without races.
+func ParseBind(s string) (Bind, error) {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return Bind{}, fmt.Errorf("%q: want scheme://host:port, e.g. udp://0.0.0.0:514", s)
+	}
+	switch scheme {
+	case "udp", "tcp":
+	case "tls":
+		return Bind{}, fmt.Errorf("scheme tls arrives with TLS support; not available yet")
+	default:
+		return Bind{}, fmt.Errorf("unknown scheme %q in %q (use udp or tcp)", scheme, s)
+	}
+	host, port, err := parseHostPort(rest, true)
+	if err != nil {
+		return Bind{}, err
+	}
+	return Bind{Scheme: scheme, Host: host, Port: port, Addr: net.JoinHostPort(host, strconv.Itoa(port))}, nil
+}
+
+// boundAddr is one bind kept for the overlap check.
+type boundAddr struct {
+	path     string
+	frontend string
+	b        Bind
+	ips      []netip.Addr
+}
+
+func (v *validator) frontend(f *Frontend) {
+	p := join("frontend", f.Name)
+	switch f.Mode {
+	case "syslog":
+	case "tcp", "http":
+		v.errAt(p+".mode", "mode %q: proxy frontends are not available yet (use \"syslog\")", f.Mode)
+	default:
+		v.errAt(p+".mode", "mode %q is not one of syslog, tcp, http", f.Mode)
+	}
+	if len(f.Bind) == 0 {
+		v.errAt(p, "no bind: add bind = [\"udp://0.0.0.0:514\"]")
+	}
+	f.Binds = f.Binds[:0]
+	for i, s := range f.Bind {
+		b, err := ParseBind(s)
+		if err != nil {
+			v.errAt(idx(p+".bind", i), "%v", err)
+			continue
+		}
+		var ips []netip.Addr
+		if a, err := netip.ParseAddr(b.Host); err == nil {
+			ips = []netip.Addr{a.Unmap()}
+		} else if ips, err = resolve(b.Host); err != nil {
+			v.errAt(idx(p+".bind", i), "%v", err)
+			continue
+		}
+		f.Binds = append(f.Binds, b)
+		v.binds = append(v.binds, boundAddr{path: idx(p+".bind", i), frontend: f.Name, b: b, ips: ips})
+	}
+	v.enum(p, "format", f.Format, "auto", "rfc5424", "rfc3164", "raw")
+	v.enum(p, "framing", f.Framing, "auto", "octet-counting", "lf", "nul")
+	v.enum(p, "oversize", f.Oversize, "truncate", "drop")
+	v.enum(p, "on_error", f.OnError, "drop", "forward_raw")
+	if f.MaxMessageSize < 1 || f.MaxMessageSize > MaxMaxMessageSize {
+		v.errAt(p+".max_message_size", "%s out of range (1B-%s)", f.MaxMessageSize, MaxMaxMessageSize)
+	}
+	if len(f.Sinks) == 0 && len(f.Routes) == 0 {
+		v.errAt(p, "no sinks and no routes: add sinks = [\"NAME\"] naming a [sink.NAME]")
+	}
+	v.sinkRefs(p+".sinks", f.Sinks)
+	catchAll := false
+	for i := range f.Routes {
+		rp := idx(p+".route", i)
+		r := &f.Routes[i]
+		v.route(rp, r)
+		if len(r.Facility) == 0 && r.Severity == "" && r.Hostname == "" && r.AppName == "" {
+			catchAll = true
+		}
+	}
+	if len(f.Sinks) == 0 && len(f.Routes) > 0 && !catchAll {
+		v.warn(p, "no default sinks: messages that match no route are dropped (counted)")
+	}
+}
+
+// resolve looks a bind host up, bounded in time.
+func resolve(host string) ([]netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		var de *net.DNSError
+		if errors.As(err, &de) && de.IsNotFound {
+			return nil, fmt.Errorf("host %q does not resolve; use an IP literal or a name in /etc/hosts or DNS", host)
+		}
+		return nil, fmt.Errorf("host %q: cannot resolve: %v", host, err)
+	}
+	for i, a := range addrs {
+		addrs[i] = a.Unmap()
+	}
+	return addrs, nil
+}
+
+// overlaps reports two binds that would compete for one socket: same
+// scheme and port, and the same address or a wildcard covering the other.
+func (v *validator) overlaps() {
+	all := v.binds
+	for j := range all {
+		for i := range j {
+			a, b := all[i], all[j]
+			if a.b.Scheme != b.b.Scheme || a.b.Port != b.b.Port || a.b.Port == 0 || !ipsOverlap(a.ips, b.ips) {
+				continue
+			}
+			what := "overlaps"
+			if a.b.Addr == b.b.Addr {
+				what = "duplicates"
+			}
+			v.errAt(b.path, "%s://%s %s %s://%s of frontend %s (%s); one socket cannot serve both",
+				b.b.Scheme, b.b.Addr, what, a.b.Scheme, a.b.Addr, a.frontend, a.path)
+		}
+	}
+}
+
+func ipsOverlap(as, bs []netip.Addr) bool {
+	for _, a := range as {
+		for _, b := range bs {
+			if addrsOverlap(a, b) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// addrsOverlap: equal, or a wildcard of the same family; on Linux [::]
+// also takes IPv4 (dual-stack), so it overlaps everything.
+func addrsOverlap(a, b netip.Addr) bool {
+	if a == b {
+		return true
+	}
+	wild := func(w, o netip.Addr) bool {
+		return w.IsUnspecified() && (w.Is6() || o.Is4())
+	}
+	return wild(a, b) || wild(b, a)
+}
+
+func (v *validator) sinkRefs(p string, names []string) {
+	for i, n := range names {
+		if _, ok := v.c.Sinks[n]; ok {
+			continue
+		}
+		msg := fmt.Sprintf("unknown sink %q", n)
+		if s := suggest(n, sortedKeys(v.c.Sinks)); s != "" {
+			msg += fmt.Sprintf("; did you mean %q?", s)
+		} else if len(v.c.Sinks) > 0 {
+			msg += " (defined: " + strings.Join(sortedKeys(v.c.Sinks), ", ") + ")"
+		} else {
+			msg += "; no [sink.NAME] is defined"
+		}
+		v.errAt(idx(p, i), "%s", msg)
+	}
+}
+
+func (v *validator) route(p string, r *Route) {
+	for i, f := range r.Facility {
+		if _, err := ParseFacility(f); err != nil {
+			v.errAt(idx(p+".facility", i), "%v", err)
+		}
+	}
+	if r.Severity != "" {
+		if _, _, err := ParseSeverityRange(r.Severity); err != nil {
+			v.errAt(p+".severity", "%v", err)
+		}
+	}
+	for _, g := range []struct{ key, val string }{{"hostname", r.Hostname}, {"app_name", r.AppName}} {
+		if _, err := path.Match(g.val, ""); err != nil {
+			v.errAt(p+"."+g.key, "bad glob %q: %v (see Go's path.Match)", g.val, err)
+		}
+	}
+	if len(r.Sinks) == 0 {
+		v.errAt(p, "route has no sinks: add sinks = [\"NAME\"]")
+	}
+	v.sinkRefs(p+".sinks", r.Sinks)
+}
+
+// facilities are the RFC5424 facility codes by their usual names.
+var facilities = map[string]int{
+	"kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5,
+	"lpr": 6, "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+	"ntp": 12, "security": 13, "console": 14, "solaris-cron": 15, "clock": 15,
+	"local0": 16, "local1": 17, "local2": 18, "local3": 19,
+	"local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}
+
+// ParseFacility returns the facility code (0..23) for a name ("local0",
+// case-insensitive) or a number as a string ("16").
+func ParseFacility(s string) (int, error) {
+	if n, ok := facilities[strings.ToLower(s)]; ok {
+		return n, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n >= 0 && n <= 23 {
+			return n, nil
+		}
+		return 0, fmt.Errorf("facility %d out of range (0-23)", n)
+	}
+	return 0, fmt.Errorf("unknown facility %q (use kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, ntp, security, console, solaris-cron, local0..local7 or 0-23)", s)
+}
+
+var severities = map[string]int{
+	"emerg": 0, "alert": 1, "crit": 2, "err": 3, "error": 3,
+	"warning": 4, "warn": 4, "notice": 5, "info": 6, "debug": 7,
+}
+
+func parseSeverity(s string) (int, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	if n, ok := severities[t]; ok {
+		return n, nil
+	}
+	if n, err := strconv.Atoi(t); err == nil {
+		if n >= 0 && n <= 7 {
+			return n, nil
+		}
+		return 0, fmt.Errorf("severity %d out of range (0-7)", n)
+	}
+	return 0, fmt.Errorf("unknown severity %q (use emerg, alert, crit, err, warning, notice, info, debug or 0-7)", s)
+}
+
+// ParseSeverityRange parses "warning" (just that severity) or a range
+// "emerg..warning" (inclusive, either order, names or numbers 0-7) and
+// returns lo <= hi as severity codes (0 = emerg, 7 = debug).
+func ParseSeverityRange(s string) (lo, hi int, err error) {
+	a, b, isRange := strings.Cut(s, "..")
+	if lo, err = parseSeverity(a); err != nil {
+		return 0, 0, err
+	}
+	hi = lo
+	if isRange {
+		if hi, err = parseSeverity(b); err != nil {
+			return 0, 0, err
+		}
+	}
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	return lo, hi, nil
+}
+
+// typeKeys names the sink keys that belong to one type only.
+var typeKeys = map[string]string{
+	"brokers": "kafka", "topic": "kafka", "key": "kafka", "balancer": "kafka",
+	"compression": "kafka", "required_acks": "kafka", "write_timeout": "kafka",
+	"servers": "syslog", "out_framing": "syslog", "dial_timeout": "syslog",
+	"path": "file", "file_mode": "file",
+}
+
+// sinkKeys reports type-specific keys set on a sink of another type. It
+// runs before defaults. With MetaData it sees every key written (even
+// `brokers = []`); for configs built in code, every non-zero field.
+func (v *validator) sinkKeys() {
+	for _, name := range sortedKeys(v.c.Sinks) {
+		s := v.c.Sinks[name]
+		if s == nil || !oneOf(s.Type, "kafka", "syslog", "file", "stdout") {
+			continue
+		}
+		var keys []string
+		if v.md != nil {
+			for _, k := range v.md.Keys() {
+				if len(k) == 3 && k[0] == "sink" && k[1] == name {
+					keys = append(keys, strings.ToLower(k[2]))
+				}
+			}
+		} else {
+			rv := reflect.ValueOf(s).Elem()
+			for i, f := range tomlFields(rv.Type()) {
+				if f != "" && !rv.Field(i).IsZero() {
+					keys = append(keys, f)
+				}
+			}
+		}
+		for _, k := range keys {
+			if owner, ok := typeKeys[k]; ok && owner != s.Type {
+				v.errAt(join("sink", name, k), "key %s does not apply to type %s (it is a %s key)", k, s.Type, owner)
+			}
+		}
+	}
+}
+
+// tomlFields returns each field's toml name by field index ("" if none).
+func tomlFields(t reflect.Type) []string {
+	out := make([]string, t.NumField())
+	for i := range out {
+		tag := strings.Split(t.Field(i).Tag.Get("toml"), ",")[0]
+		if tag != "-" {
+			out[i] = tag
+		}
+	}
+	return out
+}
+
+func (v *validator) sink(s *Sink) {
+	p := join("sink", s.Name)
+	switch s.Type {
+	case "kafka", "syslog", "file", "stdout":
+	case "":
+		v.errAt(p, "type is required (kafka, syslog, file or stdout)")
+	default:
+		v.errAt(p+".type", "type %q is not one of kafka, syslog, file, stdout", s.Type)
+	}
+	// Runner settings.
+	if s.QueueSize < 0 {
+		v.errAt(p+".queue_size", "must be positive")
+	}
+	if s.QueueBytes < 0 {
+		v.errAt(p+".queue_bytes", "must be positive")
+	}
+	if s.BatchSize < 0 {
+		v.errAt(p+".batch_size", "must be positive")
+	} else if s.QueueSize > 0 && s.BatchSize > s.QueueSize {
+		v.errAt(p+".batch_size", "batch_size %d is larger than queue_size %d; a batch could never fill", s.BatchSize, s.QueueSize)
+	}
+	if s.BatchBytes < 0 {
+		v.errAt(p+".batch_bytes", "must be positive")
+	} else if s.QueueBytes > 0 && s.BatchBytes > s.QueueBytes {
+		v.errAt(p+".batch_bytes", "batch_bytes %s is larger than queue_bytes %s; a batch could never fill", s.BatchBytes, s.QueueBytes)
+	}
+	if s.MaxRetries < 0 {
+		v.errAt(p+".max_retries", "must not be negative (0 retries until shutdown)")
+	}
+	if s.RetryMaxBackoff.Duration < s.RetryBackoff.Duration {
+		v.errAt(p+".retry_max_backoff", "retry_max_backoff %s is shorter than retry_backoff %s", s.RetryMaxBackoff, s.RetryBackoff)
+	}
+	switch s.Type {
+	case "kafka", "file", "stdout":
+		v.enum(p, "encoding", s.Encoding, "raw", "rfc5424", "json")
+	case "syslog":
+		v.enum(p, "encoding", s.Encoding, "raw", "rfc5424")
+	}
+	switch s.Type {
+	case "kafka":
+		if len(s.Brokers) == 0 {
+			v.errAt(p, "kafka sink needs brokers = [\"host:9092\"]")
+		}
+		for i, b := range s.Brokers {
+			if _, _, err := parseHostPort(b, false); err != nil {
+				v.errAt(idx(p+".brokers", i), "%v", err)
+			}
+		}
+		if s.Topic == "" {
+			v.errAt(p, "kafka sink needs topic = \"NAME\"")
+		}
+		v.enum(p, "key", s.Key, "none", "hostname", "app_name")
+		v.enum(p, "balancer", s.Balancer, "hash", "round_robin", "least_bytes")
+		v.enum(p, "compression", s.Compression, "none", "gzip", "snappy", "lz4", "zstd")
+		v.enum(p, "required_acks", s.RequiredAcks, "none", "one", "all")
+	case "syslog":
+		if len(s.Servers) == 0 {
+			v.errAt(p, "syslog sink needs servers = [\"tcp://host:514\"]")
+		}
+		for i, srv := range s.Servers {
+			if err := checkServer(srv); err != nil {
+				v.errAt(idx(p+".servers", i), "%v", err)
+			}
+		}
+		v.enum(p, "out_framing", s.OutFraming, "octet-counting", "lf")
+	case "file":
+		if s.Path == "" {
+			v.errAt(p, "file sink needs path = \"/var/log/wharf/messages.jsonl\"")
+		}
+		if _, err := ParseFileMode(s.FileMode); err != nil {
+			v.errAt(p+".file_mode", "%v", err)
+		}
+	}
+}
+
+func checkServer(s string) error {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return fmt.Errorf("%q: want tcp://host:port or udp://host:port", s)
+	}
+	switch scheme {
+	case "tcp", "udp":
+	case "tls":
+		return fmt.Errorf("scheme tls arrives with TLS support; not available yet")
+	default:
+		return fmt.Errorf("unknown scheme %q in %q (use tcp or udp)", scheme, s)
+	}
+	_, _, err := parseHostPort(rest, false)
+	return err
+}
+
+// ParseFileMode parses an octal permission string such as "0640".
+func ParseFileMode(s string) (uint32, error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o777 {
+		return 0, fmt.Errorf("file_mode %q: want an octal permission such as \"0640\"", s)
+	}
+	return uint32(n), nil
+}
+
+func (v *validator) unreferenced() {
+	used := map[string]bool{}
+	for _, f := range v.c.Frontends {
+		for _, s := range f.Sinks {
+			used[s] = true
+		}
+		for _, r := range f.Routes {
+			for _, s := range r.Sinks {
+				used[s] = true
+			}
+		}
+	}
+	for _, name := range sortedKeys(v.c.Sinks) {
+		if !used[name] {
+			v.warn(join("sink", name), "not used by any frontend or route; it starts but receives nothing")
+		}
+	}
+}
