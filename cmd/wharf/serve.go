@@ -190,7 +190,11 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 		log.Info("shutting down", "signal", s.String(), "timeout", cfg.Global.ShutdownTimeout.Duration)
 		break
 	}
-	signal.Stop(sig)
+	go func() {
+		for s := range sig {
+			log.Warn("already shutting down; waiting for queues to drain (shutdown_timeout bounds it)", "signal", s.String())
+		}
+	}()
 	g.stop(cfg.Global.ShutdownTimeout.Duration)
 	g.logTotals()
 	return 0

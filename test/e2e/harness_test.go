@@ -1,0 +1,275 @@
+// Package e2e runs the real wharf binary against real peers over loopback:
+// util-linux logger, Apache Kafka with kcat, a syslog-ng collector. The
+// test scripts (test/run.sh) start the peers; see internal/testenv.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var wharfBin string
+
+func TestMain(m *testing.M) {
+	wharfBin = os.Getenv("WHARF_BIN")
+	if wharfBin == "" {
+		dir, err := os.MkdirTemp("", "wharf-e2e")
+		if err != nil {
+			panic(err)
+		}
+		wharfBin = filepath.Join(dir, "wharf")
+		out, err := exec.Command("go", "build", "-o", wharfBin, "wharf/cmd/wharf").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build wharf: %v\n%s", err, out)
+			os.Exit(1)
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuf is a goroutine-safe buffer for a child's stderr.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// instance is one running wharf process.
+type instance struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	dir    string
+	admin  string
+	stderr *syncBuf
+	stdout *syncBuf
+	exited chan error
+}
+
+// start writes config (with {{DIR}} replaced by a temp dir and {{ADMIN}} by
+// a free admin address) and runs wharf on it until /healthz answers.
+func start(t *testing.T, config string) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	config = strings.ReplaceAll(config, "{{DIR}}", dir)
+	config = strings.ReplaceAll(config, "{{ADMIN}}", admin)
+	path := filepath.Join(dir, "wharf.toml")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := &instance{t: t, dir: dir, admin: admin, stderr: &syncBuf{}, stdout: &syncBuf{}, exited: make(chan error, 1)}
+	in.cmd = exec.Command(wharfBin, "run", "-c", path)
+	in.cmd.Stderr = in.stderr
+	in.cmd.Stdout = in.stdout
+	if err := in.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { in.exited <- in.cmd.Wait() }()
+	t.Cleanup(func() {
+		if in.cmd.ProcessState == nil {
+			in.cmd.Process.Kill()
+			<-in.exited
+		}
+		if t.Failed() {
+			t.Logf("wharf stderr:\n%s", in.stderr.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + admin + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return in
+		}
+		select {
+		case err := <-in.exited:
+			t.Fatalf("wharf exited before it was healthy: %v\n%s", err, in.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wharf not healthy after 15s:\n%s", in.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit; it returns stderr.
+func (in *instance) stop() string {
+	in.t.Helper()
+	in.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-in.exited:
+		if err != nil {
+			in.t.Fatalf("wharf exited with %v after SIGTERM:\n%s", err, in.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		in.t.Fatalf("wharf did not exit within 30s of SIGTERM:\n%s", in.stderr.String())
+	}
+	return in.stderr.String()
+}
+
+// metric returns the sum of the series of name whose labels contain every
+// given `k="v"` fragment, read from /metrics.
+func (in *instance) metric(name string, labels ...string) float64 {
+	in.t.Helper()
+	resp, err := http.Get("http://" + in.admin + "/metrics")
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			if !strings.Contains(rest, l) {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			in.t.Fatalf("bad metric line %q", line)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// waitMetric polls until metric name reaches want or timeout passes.
+func (in *instance) waitMetric(want float64, timeout time.Duration, name string, labels ...string) float64 {
+	in.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		v := in.metric(name, labels...)
+		if v >= want || time.Now().After(deadline) {
+			return v
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freePort returns a port on 127.0.0.1 that is free for both TCP and UDP
+// at the time of the call.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// readLines waits until path has at least n lines (or timeout) and returns
+// the lines.
+func readLines(t *testing.T, path string, n int, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		data, _ := os.ReadFile(path)
+		lines := splitLines(data)
+		if len(lines) >= n || time.Now().After(deadline) {
+			return lines
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func splitLines(data []byte) []string {
+	s := strings.TrimRight(string(data), "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// jsonRecord decodes one line of a json-encoded file sink.
+func jsonRecord(t *testing.T, line string) map[string]any {
+	t.Helper()
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		t.Fatalf("file sink line is not JSON: %v\n%s", err, line)
+	}
+	return rec
+}
+
+// sendTCP writes msgs to addr, octet-counted, in large writes.
+func sendTCP(t *testing.T, addr string, msgs []string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w := bufio.NewWriterSize(c, 64<<10)
+	for _, m := range msgs {
+		fmt.Fprintf(w, "%d %s", len(m), m)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var _ = io.Discard
+
+// sendRaw writes s to a new TCP connection to addr and closes it.
+func sendRaw(t *testing.T, addr, s string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, s); err != nil {
+		t.Fatal(err)
+	}
+}

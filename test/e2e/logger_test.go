@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"wharf/internal/testenv"
+)
+
+const fileConfig = `
+[admin]
+listen = "{{ADMIN}}"
+[frontend.logs]
+bind = ["udp://127.0.0.1:%[1]d", "tcp://127.0.0.1:%[1]d"]
+sinks = ["out"]
+[sink.out]
+type = "file"
+path = "{{DIR}}/messages.jsonl"
+encoding = "json"
+batch_timeout = "5ms"
+`
+
+// TestLoggerToFile sends with util-linux logger in each format over each
+// transport and checks the file sink's JSON record field by field.
+func TestLoggerToFile(t *testing.T) {
+	logger := testenv.Tool(t, "logger")
+	port := freePort(t)
+	in := start(t, fmt.Sprintf(fileConfig, port))
+	out := filepath.Join(in.dir, "messages.jsonl")
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+
+	cases := []struct {
+		name      string
+		args      []string
+		transport string
+		want      map[string]any
+	}{
+		{"udp-rfc5424", []string{"-d", "--rfc5424", "--msgid", "ID47", "--sd-id", "ex@32473", "--sd-param", `iut="3"`}, "udp",
+			map[string]any{"format": "rfc5424", "msgid": "ID47", "structured_data": `[timeQuality tzKnown="1" isSynced="0"][ex@32473 iut="3"]`}},
+		{"udp-rfc3164", []string{"-d", "--rfc3164"}, "udp", map[string]any{"format": "rfc3164"}},
+		{"tcp-octet-rfc5424", []string{"-T", "--octet-count", "--rfc5424", "--msgid", "ID48"}, "tcp",
+			map[string]any{"format": "rfc5424", "msgid": "ID48"}},
+		{"tcp-lf-rfc5424", []string{"-T", "--rfc5424"}, "tcp", map[string]any{"format": "rfc5424"}},
+		{"tcp-octet-rfc3164", []string{"-T", "--octet-count", "--rfc3164"}, "tcp", map[string]any{"format": "rfc3164"}},
+	}
+	for i, c := range cases {
+		text := fmt.Sprintf("hello from %s number %d", c.name, i)
+		args := append([]string{"-n", "127.0.0.1", "-P", fmt.Sprint(port), "-t", "myapp", "-p", "local3.warning"}, c.args...)
+		args = append(args, text)
+		if out, err := exec.Command(logger, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: logger %v: %v\n%s", c.name, args, err, out)
+		}
+		lines := readLines(t, out, i+1, 5*time.Second)
+		if len(lines) != i+1 {
+			t.Fatalf("%s: file sink has %d lines, want %d:\n%s", c.name, len(lines), i+1, strings.Join(lines, "\n"))
+		}
+		rec := jsonRecord(t, lines[i])
+		want := map[string]any{
+			"frontend": "logs", "port": float64(port), "transport": c.transport,
+			"priority": float64(19*8 + 4), "facility": float64(19), "severity": float64(4),
+			"hostname": host, "app_name": "myapp", "message": text,
+		}
+		for k, v := range c.want {
+			want[k] = v
+		}
+		for k, v := range want {
+			if rec[k] != v {
+				t.Errorf("%s: field %s = %#v, want %#v\nrecord: %s", c.name, k, rec[k], v, lines[i])
+			}
+		}
+		if ts, _ := rec["timestamp"].(string); ts == "" {
+			t.Errorf("%s: no timestamp in %s", c.name, lines[i])
+		}
+		if peer, _ := rec["peer"].(string); !strings.HasPrefix(peer, "127.0.0.1:") {
+			t.Errorf("%s: peer = %q, want 127.0.0.1:port", c.name, peer)
+		}
+	}
+	if got := in.metric("wharf_frontend_received_total", `frontend="logs"`); got != float64(len(cases)) {
+		t.Errorf("wharf_frontend_received_total = %v, want %d", got, len(cases))
+	}
+	in.stop()
+}
+
+// TestMalformedKeepsConnection sends garbage, a bad octet count and an
+// oversize frame on one TCP connection between valid messages: the valid
+// ones arrive, the bad ones are counted by reason, the connection survives.
+func TestMalformedKeepsConnection(t *testing.T) {
+	port := freePort(t)
+	cfg := strings.Replace(fmt.Sprintf(fileConfig, port), `sinks = ["out"]`, "sinks = [\"out\"]\nmax_message_size = \"1KiB\"\noversize = \"drop\"", 1)
+	in := start(t, cfg)
+	out := filepath.Join(in.dir, "messages.jsonl")
+	valid := func(n int) string { return fmt.Sprintf("<13>1 2026-11-25T10:00:00Z host app - - - valid %d", n) }
+	big := "<13>1 2026-11-25T10:00:00Z host app - - - " + strings.Repeat("x", 2000)
+	stream := ""
+	stream += fmt.Sprintf("%d %s", len(valid(1)), valid(1))
+	stream += "garbage without any framing at all\n" // auto: not a digit, not '<'
+	stream += fmt.Sprintf("%d %s", len(valid(2)), valid(2))
+	stream += fmt.Sprintf("%d %s", len(big), big) // oversize, dropped
+	stream += fmt.Sprintf("%d %s", len(valid(3)), valid(3))
+	stream += "<13>1 not-a-timestamp host app - - - bad header\n" // parse error, dropped
+	stream += fmt.Sprintf("%d %s", len(valid(4)), valid(4))
+	sendRaw(t, fmt.Sprintf("127.0.0.1:%d", port), stream)
+	lines := readLines(t, out, 4, 5*time.Second)
+	if len(lines) != 4 {
+		t.Fatalf("got %d lines, want the 4 valid messages:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	for i, l := range lines {
+		if msg := jsonRecord(t, l)["message"]; msg != fmt.Sprintf("valid %d", i+1) {
+			t.Errorf("line %d message = %v, want valid %d", i, msg, i+1)
+		}
+	}
+	if n := in.metric("wharf_frontend_malformed_total", `reason="oversize"`); n != 1 {
+		t.Errorf("oversize count = %v, want 1", n)
+	}
+	// The garbage line and the bad header are dropped, as framing or parse
+	// errors depending on how auto framing classifies the garbage.
+	pe := in.metric("wharf_frontend_dropped_total", `reason="parse_error"`)
+	fe := in.metric("wharf_frontend_dropped_total", `reason="framing_error"`)
+	if pe+fe != 2 || pe < 1 {
+		t.Errorf("parse_error drops = %v, framing_error drops = %v; want 2 in all, at least the bad header a parse error", pe, fe)
+	}
+	in.stop()
+}
