@@ -1,0 +1,650 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wharf/conf"
+	"wharf/metrics"
+)
+
+// Runner defaults, used for zero fields of RunnerConfig.
+const (
+	// DefaultQueueSize bounds queued messages: about a second of a busy
+	// relay, enough to ride out a short downstream hiccup.
+	DefaultQueueSize = 100000
+	// DefaultQueueBytes bounds queued bytes (64MiB) so huge messages cannot
+	// exhaust memory before the message bound is reached.
+	DefaultQueueBytes = 64 << 20
+	// DefaultBatchSize is messages per Write: large enough to amortise a
+	// syscall or a Kafka request, small enough to retry cheaply.
+	DefaultBatchSize = 1000
+	// DefaultBatchBytes is bytes per Write (1MiB, Kafka's default
+	// max.message.bytes order of magnitude).
+	DefaultBatchBytes = 1 << 20
+	// DefaultBatchTimeout is how long a partial batch waits: short, because
+	// log forwarding is latency-visible and busy queues fill batches anyway.
+	DefaultBatchTimeout = 50 * time.Millisecond
+	// DefaultRetryBackoff is the first retry delay.
+	DefaultRetryBackoff = 100 * time.Millisecond
+	// DefaultRetryMaxBackoff caps the retry delay so recovery is noticed
+	// within seconds.
+	DefaultRetryMaxBackoff = 10 * time.Second
+)
+
+// checkInterval is how often a not-ready sink's Check is called.
+const checkInterval = 5 * time.Second
+
+// errorLogInterval is the least time between two write-error log lines of
+// one runner; failures in between are counted and reported with the next.
+const errorLogInterval = 10 * time.Second
+
+// RunnerConfig tunes a Runner. Zero fields mean the defaults above.
+type RunnerConfig struct {
+	// QueueSize bounds messages waiting for the sink (not counting the one
+	// batch being written).
+	QueueSize int
+	// QueueBytes bounds the Raw bytes of queued messages, including the
+	// batch being written.
+	QueueBytes int64
+	// BatchSize is the most messages per Sink.Write.
+	BatchSize int
+	// BatchBytes is the most Raw bytes per Sink.Write (a single larger
+	// message still goes out, alone).
+	BatchBytes int64
+	// BatchTimeout is how long a partial batch waits after its first
+	// message before it is written.
+	BatchTimeout time.Duration
+	// RetryBackoff is the first retry delay; it doubles (with jitter) up
+	// to RetryMaxBackoff.
+	RetryBackoff, RetryMaxBackoff time.Duration
+	// MaxRetries is how often a failed batch is retried before it is
+	// dropped ("retries_exhausted"); 0 retries until Close.
+	MaxRetries int
+}
+
+// RunnerConfigFrom takes the runner settings of a sink section.
+func RunnerConfigFrom(c *conf.Sink) RunnerConfig {
+	return RunnerConfig{
+		QueueSize:       c.QueueSize,
+		QueueBytes:      int64(c.QueueBytes),
+		BatchSize:       c.BatchSize,
+		BatchBytes:      int64(c.BatchBytes),
+		BatchTimeout:    c.BatchTimeout.Duration,
+		RetryBackoff:    c.RetryBackoff.Duration,
+		RetryMaxBackoff: c.RetryMaxBackoff.Duration,
+		MaxRetries:      c.MaxRetries,
+	}.withDefaults()
+}
+
+func (c RunnerConfig) withDefaults() RunnerConfig {
+	if c.QueueSize <= 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = DefaultQueueBytes
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = DefaultBatchBytes
+	}
+	if c.BatchTimeout <= 0 {
+		c.BatchTimeout = DefaultBatchTimeout
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.RetryMaxBackoff <= 0 {
+		c.RetryMaxBackoff = DefaultRetryMaxBackoff
+	}
+	if c.RetryMaxBackoff < c.RetryBackoff {
+		c.RetryMaxBackoff = c.RetryBackoff
+	}
+	if c.MaxRetries < 0 {
+		c.MaxRetries = 0
+	}
+	return c
+}
+
+// Checker is implemented by sinks that can tell whether their destination
+// is reachable without sending (Kafka: metadata request). The Runner calls
+// Check at Start and then every few seconds while the sink is not ready.
+// Check may run concurrently with Write, never after Close has begun; it
+// must give up when ctx is done.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// Drop reasons, the values of the "reason" label of wharf_sink_dropped_total.
+const (
+	DropQueueFull        = "queue_full"
+	DropRetriesExhausted = "retries_exhausted"
+	DropShutdown         = "shutdown"
+	DropClosed           = "closed"
+)
+
+var dropReasons = [...]string{DropQueueFull, DropRetriesExhausted, DropShutdown, DropClosed}
+
+const (
+	dropQueueFull = iota
+	dropRetriesExhausted
+	dropShutdown
+	dropClosed
+)
+
+// RunnerStats is a snapshot of a Runner for the status page.
+type RunnerStats struct {
+	// Queued and QueuedBytes are waiting or in-flight messages.
+	Queued      int
+	QueuedBytes int64
+	// Sent and SentBytes count delivered messages and their Raw bytes.
+	Sent, SentBytes uint64
+	// Batches counts successful Writes; WriteErrors failed ones.
+	Batches, WriteErrors uint64
+	// Dropped counts lost messages by reason (every reason present).
+	Dropped map[string]uint64
+	// Ready is Runner.Ready.
+	Ready bool
+}
+
+// Runner owns one sink's bounded queue, batching, retries and counters.
+//
+// Many goroutines (listener event loops, the router) call Enqueue and
+// EnqueueBatch concurrently; one goroutine started by Start drains the
+// queue and calls Sink.Write, so the sink never sees concurrent Writes.
+// Every enqueued message is released exactly once by the Runner.
+type Runner struct {
+	name string
+	sink Sink
+	cfg  RunnerConfig
+	log  *slog.Logger
+
+	q          chan *Message
+	bytes      atomic.Int64  // Raw bytes queued or in the batch being written
+	space      chan struct{} // signalled (cap 1) when bytes were freed
+	closing    atomic.Bool
+	closingCh  chan struct{} // closed by Close: wakes blocked Enqueues
+	drainCh    chan struct{} // closed once no Enqueue can add any more
+	inflight   atomic.Int64  // Enqueue calls between their closing check and return
+	ctx        context.Context
+	cancel     context.CancelFunc // aborts Writes and backoffs when Close's ctx ends
+	done       chan struct{}      // closed when the run loop has exited
+	checkDone  chan struct{}
+	startOnce  sync.Once
+	closeOnce  sync.Once
+	closeErr   error
+	ready      atomic.Bool
+	batch      []*Message
+	pending    *Message // dequeued but did not fit the previous batch
+	timer      *time.Timer
+	lastLog    time.Time
+	suppressed int
+	failures   int // consecutive failed Writes
+
+	sent, sentBytes, batches, writeErrors *metrics.Counter
+	dropped                               [len(dropReasons)]*metrics.Counter
+	readyGauge                            *metrics.Gauge
+}
+
+// NewRunner wraps s. It registers the runner's series in reg (a nil reg
+// gets a private registry) and does not start anything; call Start.
+func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log *slog.Logger) *Runner {
+	cfg = cfg.withDefaults()
+	if reg == nil {
+		reg = metrics.NewRegistry()
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Runner{
+		name:      name,
+		sink:      s,
+		cfg:       cfg,
+		log:       log.With("sink", name),
+		q:         make(chan *Message, cfg.QueueSize),
+		space:     make(chan struct{}, 1),
+		closingCh: make(chan struct{}),
+		drainCh:   make(chan struct{}),
+		done:      make(chan struct{}),
+		checkDone: make(chan struct{}),
+		batch:     make([]*Message, 0, cfg.BatchSize),
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	l := []string{"sink", name}
+	r.sent = reg.Counter("wharf_sink_sent_total", "Messages delivered by the sink.", l...)
+	r.sentBytes = reg.Counter("wharf_sink_sent_bytes_total", "Raw bytes of messages delivered by the sink.", l...)
+	r.batches = reg.Counter("wharf_sink_batches_total", "Batches written successfully.", l...)
+	r.writeErrors = reg.Counter("wharf_sink_write_errors_total", "Failed batch writes (each retry counts).", l...)
+	for i, reason := range dropReasons {
+		r.dropped[i] = reg.Counter("wharf_sink_dropped_total", "Messages lost by the sink, by reason.", "sink", name, "reason", reason)
+	}
+	reg.GaugeFunc("wharf_sink_queue_messages", "Messages waiting in the sink queue.",
+		func() float64 { return float64(len(r.q)) }, l...)
+	reg.GaugeFunc("wharf_sink_queue_bytes", "Raw bytes queued or being written by the sink.",
+		func() float64 { return float64(r.bytes.Load()) }, l...)
+	r.readyGauge = reg.Gauge("wharf_sink_ready", "1 when the sink's last write (or check) succeeded.", l...)
+	r.setReady(true)
+	return r
+}
+
+// Name returns the sink name the runner was created with.
+func (r *Runner) Name() string { return r.name }
+
+// Sink returns the wrapped sink (for sink-specific control such as the
+// file sink's Reopen).
+func (r *Runner) Sink() Sink { return r.sink }
+
+// Start launches the delivery goroutine and, for a Checker sink, the
+// readiness checks. Calling it again does nothing.
+func (r *Runner) Start() {
+	r.startOnce.Do(func() {
+		if c, ok := r.sink.(Checker); ok {
+			r.setReady(r.check(c) == nil)
+			go r.checkLoop(c)
+		} else {
+			close(r.checkDone)
+		}
+		go r.run()
+	})
+}
+
+// Enqueue hands m to the runner, which takes over one reference and
+// releases it exactly once (after delivery, drop or failure). With block
+// it waits for queue space (backpressure for TCP listeners) until Close
+// begins; without, a full queue (messages or bytes) drops m, counted as
+// "queue_full". After Close has begun m is dropped as "closed". It
+// reports whether m was queued. Safe for concurrent use; it allocates
+// nothing and takes no lock (one channel operation, a few atomics).
+func (r *Runner) Enqueue(m *Message, block bool) bool {
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
+	if r.closing.Load() {
+		r.drop(m, dropClosed)
+		return false
+	}
+	return r.enqueue(m, block)
+}
+
+// EnqueueBatch is Enqueue for several messages, checking the runner state
+// once. It returns how many were queued; the rest were dropped and
+// released. ms is not retained.
+func (r *Runner) EnqueueBatch(ms []*Message, block bool) (queued int) {
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
+	if r.closing.Load() {
+		for _, m := range ms {
+			r.drop(m, dropClosed)
+		}
+		return 0
+	}
+	for _, m := range ms {
+		if r.enqueue(m, block) {
+			queued++
+		}
+	}
+	return queued
+}
+
+func (r *Runner) enqueue(m *Message, block bool) bool {
+	size := int64(len(m.Raw))
+	for {
+		// A message larger than QueueBytes still passes an empty queue,
+		// or it could never be sent.
+		if n := r.bytes.Add(size); n <= r.cfg.QueueBytes || n == size {
+			break
+		}
+		r.bytes.Add(-size)
+		if !block {
+			r.drop(m, dropQueueFull)
+			return false
+		}
+		select {
+		case <-r.space:
+		case <-r.closingCh:
+			r.drop(m, dropClosed)
+			return false
+		}
+	}
+	select {
+	case r.q <- m:
+		r.wakeSpaceWaiter()
+		return true
+	default:
+	}
+	if block {
+		select {
+		case r.q <- m:
+			r.wakeSpaceWaiter()
+			return true
+		case <-r.closingCh:
+			r.bytes.Add(-size)
+			r.drop(m, dropClosed)
+			return false
+		}
+	}
+	r.bytes.Add(-size)
+	r.drop(m, dropQueueFull)
+	return false
+}
+
+// wakeSpaceWaiter passes a space signal on to the next blocked Enqueue
+// (wake-ups chain, since the signal channel holds only one).
+func (r *Runner) wakeSpaceWaiter() {
+	if r.bytes.Load() < r.cfg.QueueBytes {
+		select {
+		case r.space <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *Runner) drop(m *Message, reason int) {
+	r.dropped[reason].Inc()
+	m.Release()
+}
+
+// Close stops accepting messages (later Enqueues drop them as "closed"),
+// delivers what is queued until ctx is done, counts what is left as
+// dropped ("shutdown"), then closes the sink and returns its error.
+// Further calls return the first call's result.
+func (r *Runner) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() {
+		r.Start()
+		r.closing.Store(true)
+		close(r.closingCh)
+		// Wait for Enqueues that passed the closing check: after this,
+		// nothing can be added to the queue and the run loop may drain it.
+		// They cannot block: every wait in enqueue also selects closingCh.
+		for r.inflight.Load() != 0 {
+			time.Sleep(50 * time.Microsecond)
+		}
+		close(r.drainCh)
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			r.cancel()
+			<-r.done
+		}
+		r.cancel()
+		<-r.checkDone
+		if err := r.sink.Close(); err != nil {
+			r.closeErr = err
+		}
+	})
+	return r.closeErr
+}
+
+// Ready reports whether the sink works as far as the runner knows: false
+// after a failed Write (until one succeeds) or while a Checker sink's
+// Check fails.
+func (r *Runner) Ready() bool { return r.ready.Load() }
+
+// Stats returns a snapshot of the counters.
+func (r *Runner) Stats() RunnerStats {
+	st := RunnerStats{
+		Queued:      len(r.q),
+		QueuedBytes: r.bytes.Load(),
+		Sent:        r.sent.Load(),
+		SentBytes:   r.sentBytes.Load(),
+		Batches:     r.batches.Load(),
+		WriteErrors: r.writeErrors.Load(),
+		Dropped:     make(map[string]uint64, len(dropReasons)),
+		Ready:       r.Ready(),
+	}
+	for i, reason := range dropReasons {
+		st.Dropped[reason] = r.dropped[i].Load()
+	}
+	return st
+}
+
+func (r *Runner) setReady(ok bool) {
+	r.ready.Store(ok)
+	if ok {
+		r.readyGauge.Set(1)
+	} else {
+		r.readyGauge.Set(0)
+	}
+}
+
+func (r *Runner) check(c Checker) error {
+	ctx, cancel := context.WithTimeout(r.ctx, checkInterval)
+	defer cancel()
+	err := c.Check(ctx)
+	if err != nil {
+		r.log.Warn("sink not ready", "error", err)
+	}
+	return err
+}
+
+func (r *Runner) checkLoop(c Checker) {
+	defer close(r.checkDone)
+	t := time.NewTicker(checkInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.closingCh:
+			return
+		case <-t.C:
+			if !r.Ready() && r.check(c) == nil {
+				r.setReady(true)
+			}
+		}
+	}
+}
+
+// run is the delivery loop: collect a batch, write it (with retries),
+// release it; after drainCh, empty the queue the same way and exit.
+func (r *Runner) run() {
+	defer close(r.done)
+	r.timer = time.NewTimer(time.Hour)
+	r.timer.Stop()
+	for {
+		if !r.collect() {
+			break
+		}
+		r.flush()
+	}
+	// Draining: nothing is added any more.
+	for {
+		r.collectNow()
+		if len(r.batch) == 0 {
+			return
+		}
+		r.flush()
+	}
+}
+
+// add appends m to the batch unless it would exceed BatchBytes, in which
+// case m is kept for the next batch. It reports whether the batch has room
+// for more.
+func (r *Runner) add(m *Message, size *int64) bool {
+	n := int64(len(m.Raw))
+	if len(r.batch) > 0 && *size+n > r.cfg.BatchBytes {
+		r.pending = m
+		return false
+	}
+	r.batch = append(r.batch, m)
+	*size += n
+	return len(r.batch) < r.cfg.BatchSize && *size < r.cfg.BatchBytes
+}
+
+// collect fills r.batch: it waits for a first message, then takes more
+// until the batch is full or BatchTimeout has passed. It returns false,
+// with an empty batch, when draining begins.
+func (r *Runner) collect() bool {
+	r.batch = r.batch[:0]
+	var size int64
+	if m := r.pending; m != nil {
+		r.pending = nil
+		if !r.add(m, &size) {
+			return true
+		}
+	} else {
+		select {
+		case m := <-r.q:
+			if !r.add(m, &size) {
+				return true
+			}
+		case <-r.drainCh:
+			return false
+		}
+	}
+	// Take what is already there without arming the timer.
+	for {
+		select {
+		case m := <-r.q:
+			if !r.add(m, &size) {
+				return true
+			}
+			continue
+		default:
+		}
+		break
+	}
+	r.timer.Reset(r.cfg.BatchTimeout)
+	defer r.timer.Stop()
+	for {
+		select {
+		case m := <-r.q:
+			if !r.add(m, &size) {
+				return true
+			}
+		case <-r.timer.C:
+			return true
+		case <-r.drainCh:
+			return true
+		}
+	}
+}
+
+// collectNow fills r.batch from what is queued, without waiting.
+func (r *Runner) collectNow() {
+	r.batch = r.batch[:0]
+	var size int64
+	if m := r.pending; m != nil {
+		r.pending = nil
+		if !r.add(m, &size) {
+			return
+		}
+	}
+	for {
+		select {
+		case m := <-r.q:
+			if !r.add(m, &size) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// flush writes r.batch until it succeeds, retries run out or the runner is
+// cancelled, then releases every message in it.
+func (r *Runner) flush() {
+	var size int64
+	for _, m := range r.batch {
+		size += int64(len(m.Raw))
+	}
+	if r.ctx.Err() != nil {
+		// Close's deadline has passed: what is left is not even tried.
+		r.finish(dropShutdown, size)
+		return
+	}
+	backoff := r.cfg.RetryBackoff
+	for attempt := 0; ; attempt++ {
+		err := r.sink.Write(r.ctx, r.batch)
+		if err == nil {
+			r.sent.Add(uint64(len(r.batch)))
+			r.sentBytes.Add(uint64(size))
+			r.batches.Inc()
+			if r.failures > 0 {
+				r.log.Info("sink recovered", "failed_writes", r.failures)
+				r.failures = 0
+				r.lastLog = time.Time{}
+			}
+			r.setReady(true)
+			r.finish(dropReasonNone, size)
+			return
+		}
+		r.writeErrors.Inc()
+		r.failures++
+		r.setReady(false)
+		if r.ctx.Err() != nil {
+			r.finish(dropShutdown, size)
+			return
+		}
+		if r.cfg.MaxRetries > 0 && attempt >= r.cfg.MaxRetries {
+			r.logError(err, 0, true)
+			r.finish(dropRetriesExhausted, size)
+			return
+		}
+		wait := jitter(backoff)
+		r.logError(err, wait, false)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-r.ctx.Done():
+			t.Stop()
+			r.finish(dropShutdown, size)
+			return
+		}
+		backoff = min(backoff*2, r.cfg.RetryMaxBackoff)
+	}
+}
+
+const dropReasonNone = -1
+
+// finish releases the batch, counting it as dropped for reason unless
+// reason is dropReasonNone, and frees its queue bytes.
+func (r *Runner) finish(reason int, size int64) {
+	if reason != dropReasonNone {
+		r.dropped[reason].Add(uint64(len(r.batch)))
+	}
+	for i, m := range r.batch {
+		m.Release()
+		r.batch[i] = nil
+	}
+	r.batch = r.batch[:0]
+	r.bytes.Add(-size)
+	select {
+	case r.space <- struct{}{}:
+	default:
+	}
+}
+
+// jitter spreads d over [d/2, d) so many runners do not retry in step.
+func jitter(d time.Duration) time.Duration {
+	if d < 2 {
+		return d
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)))
+}
+
+// logError logs a failed Write at most once per errorLogInterval, with the
+// number of failures suppressed since the last line.
+func (r *Runner) logError(err error, wait time.Duration, gaveUp bool) {
+	now := time.Now()
+	if !gaveUp && !r.lastLog.IsZero() && now.Sub(r.lastLog) < errorLogInterval {
+		r.suppressed++
+		return
+	}
+	r.lastLog = now
+	args := []any{"error", err, "batch", len(r.batch), "failed_writes", r.failures, "suppressed", r.suppressed}
+	r.suppressed = 0
+	if gaveUp {
+		r.log.Error("sink write failed; retries exhausted, dropping batch", append(args, "max_retries", r.cfg.MaxRetries)...)
+		return
+	}
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	r.log.Warn("sink write failed; retrying", append(args, "retry_in", wait)...)
+}

@@ -1,0 +1,497 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"wharf/metrics"
+)
+
+// fakeSink records delivered batches. It is the in-process stand-in the
+// Runner unit tests need; real sinks are tested against real peers.
+type fakeSink struct {
+	mu       sync.Mutex
+	batches  [][]string // Raw of every successful Write
+	calls    int
+	closed   bool
+	fail     func(call int) error   // nil: succeed
+	block    chan struct{}          // non-nil: Write waits for it (or ctx)
+	check    func() error           // for checkerSink
+	onWrite  func(batch []*Message) // called at the start of Write
+	writeCtx func(ctx context.Context) error
+}
+
+func (s *fakeSink) Write(ctx context.Context, batch []*Message) error {
+	if s.onWrite != nil {
+		s.onWrite(batch)
+	}
+	if s.block != nil {
+		select {
+		case <-s.block:
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.calls++
+			s.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.closed {
+		panic("Write after Close")
+	}
+	if s.fail != nil {
+		if err := s.fail(s.calls); err != nil {
+			return err
+		}
+	}
+	b := make([]string, len(batch))
+	for i, m := range batch {
+		b[i] = string(m.Raw)
+	}
+	s.batches = append(s.batches, b)
+	return nil
+}
+
+func (s *fakeSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		panic("Close twice")
+	}
+	s.closed = true
+	return nil
+}
+
+func (s *fakeSink) sizes() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int
+	for _, b := range s.batches {
+		out = append(out, len(b))
+	}
+	return out
+}
+
+func (s *fakeSink) all() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, b := range s.batches {
+		out = append(out, b...)
+	}
+	return out
+}
+
+type checkerSink struct{ *fakeSink }
+
+func (c checkerSink) Check(context.Context) error { return c.check() }
+
+// tracker hands out messages holding one extra reference, so a test can
+// check after Close that the Runner released each exactly once.
+type tracker struct {
+	mu   sync.Mutex
+	msgs []*Message
+}
+
+func newTracker(t *testing.T) *tracker {
+	tr := &tracker{}
+	t.Cleanup(func() {
+		for i, m := range tr.msgs {
+			if got := m.refs.Load(); got != 1 {
+				t.Errorf("message %d (%q): %d references left, want 1 (released %d times)", i, m.Raw, got, 1-got)
+			}
+		}
+	})
+	return tr
+}
+
+func (tr *tracker) msg(raw string) *Message {
+	m := NewMessage([]byte(raw))
+	m.Retain(1)
+	tr.mu.Lock()
+	tr.msgs = append(tr.msgs, m)
+	tr.mu.Unlock()
+	return m
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func closeRunner(t *testing.T, r *Runner, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func equalInts(a, b []int) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+func TestRunnerBatching(t *testing.T) {
+	f := func(name string, cfg RunnerConfig, raws []string, want []int) {
+		t.Helper()
+		tr := newTracker(t)
+		s := &fakeSink{}
+		r := NewRunner(name, s, cfg, nil, quietLog())
+		for _, raw := range raws {
+			if !r.Enqueue(tr.msg(raw), false) {
+				t.Fatalf("%s: enqueue failed", name)
+			}
+		}
+		r.Start()
+		closeRunner(t, r, 5*time.Second)
+		if got := s.sizes(); !equalInts(got, want) {
+			t.Errorf("%s: batch sizes %v, want %v", name, got, want)
+		}
+		if got := strings.Join(s.all(), ","); got != strings.Join(raws, ",") {
+			t.Errorf("%s: delivered %q", name, got)
+		}
+	}
+	n := func(k int, size int) []string {
+		out := make([]string, k)
+		for i := range out {
+			out[i] = fmt.Sprintf("%0*d", size, i)
+		}
+		return out
+	}
+	f("by-size", RunnerConfig{BatchSize: 10, BatchTimeout: time.Hour}, n(25, 3), []int{10, 10, 5})
+	f("by-bytes", RunnerConfig{BatchSize: 100, BatchBytes: 100, BatchTimeout: time.Hour}, n(10, 30), []int{3, 3, 3, 1})
+	f("exact-bytes", RunnerConfig{BatchSize: 100, BatchBytes: 90, BatchTimeout: time.Hour}, n(6, 30), []int{3, 3})
+	// A message larger than BatchBytes goes out alone.
+	f("oversized", RunnerConfig{BatchSize: 100, BatchBytes: 10, BatchTimeout: time.Hour}, []string{"a", "0123456789abcdef", "b"}, []int{1, 1, 1})
+}
+
+func TestRunnerBatchTimeout(t *testing.T) {
+	tr := newTracker(t)
+	s := &fakeSink{}
+	r := NewRunner("t", s, RunnerConfig{BatchSize: 1000, BatchTimeout: 20 * time.Millisecond}, nil, quietLog())
+	r.Start()
+	start := time.Now()
+	for i := range 5 {
+		r.Enqueue(tr.msg(fmt.Sprint(i)), true)
+	}
+	waitFor(t, "timed batch", func() bool { return len(s.sizes()) == 1 })
+	if d := time.Since(start); d < 15*time.Millisecond {
+		t.Errorf("partial batch written after %v, before BatchTimeout", d)
+	}
+	if got := s.sizes(); !equalInts(got, []int{5}) {
+		t.Errorf("batch sizes %v, want [5]", got)
+	}
+	closeRunner(t, r, time.Second)
+}
+
+func TestRunnerRetryThenSuccess(t *testing.T) {
+	tr := newTracker(t)
+	s := &fakeSink{fail: func(call int) error {
+		if call <= 3 {
+			return errors.New("downstream unavailable")
+		}
+		return nil
+	}}
+	reg := metrics.NewRegistry()
+	r := NewRunner("retry", s, RunnerConfig{BatchSize: 50, RetryBackoff: time.Millisecond, RetryMaxBackoff: 4 * time.Millisecond}, reg, quietLog())
+	r.Start()
+	var want []string
+	for i := range 100 {
+		raw := fmt.Sprint("m", i)
+		want = append(want, raw)
+		r.Enqueue(tr.msg(raw), true)
+	}
+	closeRunner(t, r, 5*time.Second)
+	if got := s.all(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("delivered %d messages %v, want 100 in order without duplicates", len(got), got)
+	}
+	st := r.Stats()
+	if st.Sent != 100 || st.WriteErrors != 3 || !st.Ready {
+		t.Errorf("stats %+v, want 100 sent, 3 write errors, ready", st)
+	}
+	var buf bytes.Buffer
+	reg.WritePrometheus(&buf)
+	for _, line := range []string{
+		`wharf_sink_sent_total{sink="retry"} 100`,
+		`wharf_sink_write_errors_total{sink="retry"} 3`,
+		`wharf_sink_ready{sink="retry"} 1`,
+		`wharf_sink_queue_bytes{sink="retry"} 0`,
+		`wharf_sink_dropped_total{sink="retry",reason="shutdown"} 0`,
+	} {
+		if !strings.Contains(buf.String(), line+"\n") {
+			t.Errorf("metrics lack %q:\n%s", line, buf.String())
+		}
+	}
+}
+
+func TestRunnerMaxRetries(t *testing.T) {
+	tr := newTracker(t)
+	s := &fakeSink{fail: func(int) error { return errors.New("nope") }}
+	r := NewRunner("max", s, RunnerConfig{BatchSize: 10, MaxRetries: 2, RetryBackoff: time.Millisecond}, nil, quietLog())
+	for i := range 10 {
+		r.Enqueue(tr.msg(fmt.Sprint(i)), false)
+	}
+	r.Start()
+	waitFor(t, "retries exhausted", func() bool { return r.Stats().Dropped[DropRetriesExhausted] == 10 })
+	if r.Ready() {
+		t.Error("ready after failing writes")
+	}
+	closeRunner(t, r, time.Second)
+	if s.calls != 3 {
+		t.Errorf("%d write attempts, want 3 (1 + MaxRetries 2)", s.calls)
+	}
+	if st := r.Stats(); st.WriteErrors != 3 || st.Sent != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestRunnerQueueFull(t *testing.T) {
+	f := func(cfg RunnerConfig, size, n, wantQueued int) {
+		t.Helper()
+		tr := newTracker(t)
+		s := &fakeSink{}
+		r := NewRunner("full", s, cfg, nil, quietLog())
+		queued := 0
+		for range n {
+			if r.Enqueue(tr.msg(strings.Repeat("x", size)), false) {
+				queued++
+			}
+		}
+		if queued != wantQueued || r.Stats().Dropped[DropQueueFull] != uint64(n-wantQueued) {
+			t.Errorf("cfg %+v: queued %d (want %d), dropped %v", cfg, queued, wantQueued, r.Stats().Dropped)
+		}
+		if st := r.Stats(); st.Queued != wantQueued || st.QueuedBytes != int64(wantQueued*size) {
+			t.Errorf("queue gauges %d msgs %d bytes", st.Queued, st.QueuedBytes)
+		}
+		r.Start()
+		closeRunner(t, r, time.Second)
+		if len(s.all()) != wantQueued {
+			t.Errorf("delivered %d, want %d", len(s.all()), wantQueued)
+		}
+	}
+	f(RunnerConfig{QueueSize: 5}, 10, 10, 5)
+	f(RunnerConfig{QueueSize: 100, QueueBytes: 100}, 30, 10, 3)
+	// One message larger than QueueBytes passes an empty queue.
+	f(RunnerConfig{QueueSize: 100, QueueBytes: 10}, 30, 3, 1)
+
+	// EnqueueBatch: same semantics.
+	tr := newTracker(t)
+	r := NewRunner("batch", &fakeSink{}, RunnerConfig{QueueSize: 4}, nil, quietLog())
+	ms := []*Message{tr.msg("a"), tr.msg("b"), tr.msg("c"), tr.msg("d"), tr.msg("e"), tr.msg("f")}
+	if q := r.EnqueueBatch(ms, false); q != 4 || r.Stats().Dropped[DropQueueFull] != 2 {
+		t.Errorf("EnqueueBatch queued %d, dropped %v", q, r.Stats().Dropped)
+	}
+	closeRunner(t, r, time.Second)
+}
+
+func TestRunnerBlockingEnqueue(t *testing.T) {
+	for _, bytesBound := range []bool{false, true} {
+		t.Run(fmt.Sprint("bytes=", bytesBound), func(t *testing.T) {
+			tr := newTracker(t)
+			gate := make(chan struct{})
+			s := &fakeSink{block: gate}
+			cfg := RunnerConfig{QueueSize: 2, BatchSize: 1}
+			if bytesBound {
+				cfg = RunnerConfig{QueueSize: 100, QueueBytes: 20, BatchSize: 1}
+			}
+			r := NewRunner("block", s, cfg, nil, quietLog())
+			r.Start()
+			// One in the blocked Write, then fill the queue: 2 more messages,
+			// or 1 more for 20 bytes (the batch in flight counts).
+			prefill := 3
+			if bytesBound {
+				prefill = 2
+			}
+			r.Enqueue(tr.msg("0123456789"), true)
+			waitFor(t, "write in flight", func() bool { return len(r.q) == 0 })
+			for range prefill - 1 {
+				r.Enqueue(tr.msg("0123456789"), true)
+			}
+			if bytesBound {
+				// The batch in flight counts towards QueueBytes: 20 bytes are taken.
+				if st := r.Stats(); st.QueuedBytes != 20 {
+					t.Fatalf("queued bytes %d", st.QueuedBytes)
+				}
+			}
+			done := make(chan bool)
+			go func() { done <- r.Enqueue(tr.msg("0123456789"), true) }()
+			select {
+			case <-done:
+				t.Fatal("blocking Enqueue returned while the queue is full")
+			case <-time.After(50 * time.Millisecond):
+			}
+			close(gate) // the sink drains
+			select {
+			case ok := <-done:
+				if !ok {
+					t.Fatal("blocking Enqueue returned false after space freed")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("blocking Enqueue did not return after space freed")
+			}
+			closeRunner(t, r, 5*time.Second)
+			if n := len(s.all()); n != prefill+1 {
+				t.Errorf("delivered %d, want %d", n, prefill+1)
+			}
+		})
+	}
+}
+
+func TestRunnerCloseUnblocksProducers(t *testing.T) {
+	tr := newTracker(t)
+	s := &fakeSink{block: make(chan struct{})} // dead: never returns before ctx
+	r := NewRunner("dead", s, RunnerConfig{QueueSize: 1, BatchSize: 1}, nil, quietLog())
+	r.Start()
+	r.Enqueue(tr.msg("in-flight"), true)
+	waitFor(t, "write in flight", func() bool { return len(r.q) == 0 })
+	r.Enqueue(tr.msg("queued"), true)
+	done := make(chan bool)
+	go func() { done <- r.Enqueue(tr.msg("blocked"), true) }()
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	closeRunner(t, r, 100*time.Millisecond)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v with a 100ms deadline", d)
+	}
+	if ok := <-done; ok {
+		t.Error("blocked Enqueue reported queued after Close")
+	}
+	if r.Enqueue(tr.msg("late"), true) {
+		t.Error("Enqueue after Close reported queued")
+	}
+	d := r.Stats().Dropped
+	if d[DropShutdown] != 2 || d[DropClosed] != 2 {
+		t.Errorf("dropped %v, want shutdown 2 (in-flight, queued) and closed 2 (blocked, late)", d)
+	}
+}
+
+func TestRunnerCloseDrainsEverything(t *testing.T) {
+	tr := newTracker(t)
+	var bytesSeen atomic.Int64
+	s := &fakeSink{onWrite: func(b []*Message) {
+		for _, m := range b {
+			bytesSeen.Add(int64(len(m.Raw)))
+		}
+	}}
+	r := NewRunner("drain", s, RunnerConfig{QueueSize: 64, BatchSize: 32, BatchTimeout: time.Hour}, nil, quietLog())
+	r.Start()
+	const producers, each = 4, 2500
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if p%2 == 0 {
+					r.Enqueue(tr.msg(fmt.Sprintf("p%d-%d", p, i)), true)
+				} else {
+					m := tr.msg(fmt.Sprintf("p%d-%d", p, i))
+					r.EnqueueBatch([]*Message{m}, true)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	closeRunner(t, r, 10*time.Second)
+	got := s.all()
+	if len(got) != producers*each {
+		t.Fatalf("delivered %d, want %d", len(got), producers*each)
+	}
+	seen := map[string]bool{}
+	for _, g := range got {
+		if seen[g] {
+			t.Fatalf("duplicate %q", g)
+		}
+		seen[g] = true
+	}
+	if st := r.Stats(); st.Sent != producers*each || st.SentBytes != uint64(bytesSeen.Load()) || st.QueuedBytes != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestRunnerCloseDuringRetry(t *testing.T) {
+	tr := newTracker(t)
+	s := &fakeSink{fail: func(int) error { return errors.New("down") }}
+	r := NewRunner("retrying", s, RunnerConfig{BatchSize: 5, RetryBackoff: time.Hour}, nil, quietLog())
+	for i := range 12 {
+		r.Enqueue(tr.msg(fmt.Sprint(i)), false)
+	}
+	r.Start()
+	waitFor(t, "first failure", func() bool { return r.Stats().WriteErrors > 0 })
+	closeRunner(t, r, 50*time.Millisecond)
+	if d := r.Stats().Dropped[DropShutdown]; d != 12 {
+		t.Errorf("dropped shutdown %d, want 12", d)
+	}
+	if s.calls != 1 {
+		t.Errorf("%d writes, want 1 (later batches are not tried after the deadline)", s.calls)
+	}
+}
+
+func TestRunnerReadyWithChecker(t *testing.T) {
+	var healthy atomic.Bool
+	s := checkerSink{&fakeSink{check: func() error {
+		if !healthy.Load() {
+			return errors.New("broker down")
+		}
+		return nil
+	}}}
+	r := NewRunner("chk", s, RunnerConfig{}, nil, quietLog())
+	r.Start()
+	if r.Ready() {
+		t.Fatal("ready although Check fails")
+	}
+	healthy.Store(true)
+	tr := newTracker(t)
+	r.Enqueue(tr.msg("x"), true)
+	waitFor(t, "ready after a successful write", r.Ready)
+	closeRunner(t, r, time.Second)
+}
+
+func TestRunnerConfigDefaults(t *testing.T) {
+	c := RunnerConfig{}.withDefaults()
+	if c.QueueSize != DefaultQueueSize || c.BatchTimeout != DefaultBatchTimeout || c.RetryMaxBackoff != DefaultRetryMaxBackoff {
+		t.Errorf("defaults %+v", c)
+	}
+	c = RunnerConfig{RetryBackoff: time.Minute, RetryMaxBackoff: time.Second}.withDefaults()
+	if c.RetryMaxBackoff != time.Minute {
+		t.Errorf("max backoff below backoff not raised: %+v", c)
+	}
+}
+
+type discardSink struct{}
+
+func (discardSink) Write(context.Context, []*Message) error { return nil }
+func (discardSink) Close() error                            { return nil }
+
+func BenchmarkRunnerEnqueue(b *testing.B) {
+	r := NewRunner("bench", discardSink{}, RunnerConfig{QueueSize: 1 << 16}, nil, quietLog())
+	r.Start()
+	raw := []byte(raw5424)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r.Enqueue(NewMessage(raw), true)
+		}
+	})
+	b.StopTimer()
+	r.Close(context.Background())
+}
