@@ -1,0 +1,296 @@
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"wharf/conf"
+	"wharf/sinks"
+)
+
+func TestNewMapsOptions(t *testing.T) {
+	// want is the subset of Writer fields the config controls.
+	type want struct {
+		balancer     string // %T of the balancer
+		compression  kafkago.Compression
+		acks         kafkago.RequiredAcks
+		batchSize    int
+		batchBytes   int64
+		writeTimeout time.Duration
+		encoding     sinks.Encoding
+		key          keyField
+	}
+	f := func(cfg conf.Sink, w want) {
+		t.Helper()
+		s, err := New("out", &cfg)
+		if err != nil {
+			t.Fatalf("New(%+v): %v", cfg, err)
+		}
+		k := s.(*Sink)
+		got := want{
+			balancer:     fmt.Sprintf("%T", k.w.Balancer),
+			compression:  k.w.Compression,
+			acks:         k.w.RequiredAcks,
+			batchSize:    k.w.BatchSize,
+			batchBytes:   k.w.BatchBytes,
+			writeTimeout: k.w.WriteTimeout,
+			encoding:     k.opt.encoding,
+			key:          k.opt.key,
+		}
+		if got != w {
+			t.Errorf("New(%+v):\n got %+v\nwant %+v", cfg, got, w)
+		}
+		// Never kafka-go's defaults: 1 s linger, acks none, async.
+		if k.w.BatchTimeout != writerLinger || k.w.Async || !k.w.AllowAutoTopicCreation {
+			t.Errorf("BatchTimeout %v Async %v AllowAutoTopicCreation %v", k.w.BatchTimeout, k.w.Async, k.w.AllowAutoTopicCreation)
+		}
+		if k.w.Topic != cfg.Topic || k.w.Addr.String() != strings.Join(cfg.Brokers, ",") {
+			t.Errorf("topic %q addr %q", k.w.Topic, k.w.Addr)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}
+	base := func(mod func(*conf.Sink)) conf.Sink {
+		c := conf.Sink{Type: "kafka", Brokers: []string{"127.0.0.1:9092"}, Topic: "logs"}
+		if mod != nil {
+			mod(&c)
+		}
+		return c
+	}
+	defaults := want{
+		balancer:     "*kafka.RoundRobin",
+		acks:         kafkago.RequireOne,
+		batchSize:    conf.DefaultBatchSize,
+		batchBytes:   int64(conf.DefaultBatchBytes),
+		writeTimeout: conf.DefaultKafkaWriteTimeout,
+		encoding:     sinks.EncodingRaw,
+		key:          keyNone,
+	}
+	with := func(mod func(*want)) want { w := defaults; mod(&w); return w }
+
+	// A hand-built conf.Sink with zero values gets the documented defaults.
+	f(base(nil), defaults)
+	f(base(func(c *conf.Sink) { c.Key = "hostname" }), with(func(w *want) { w.key, w.balancer = keyHostname, "kafka.Murmur2Balancer" }))
+	f(base(func(c *conf.Sink) { c.Key = "app_name"; c.Balancer = "least_bytes" }), with(func(w *want) { w.key, w.balancer = keyAppName, "*kafka.LeastBytes" }))
+	f(base(func(c *conf.Sink) { c.Balancer = "hash" }), with(func(w *want) { w.balancer = "kafka.Murmur2Balancer" }))
+	f(base(func(c *conf.Sink) { c.Compression = "gzip" }), with(func(w *want) { w.compression = kafkago.Gzip }))
+	f(base(func(c *conf.Sink) { c.Compression = "snappy" }), with(func(w *want) { w.compression = kafkago.Snappy }))
+	f(base(func(c *conf.Sink) { c.Compression = "lz4" }), with(func(w *want) { w.compression = kafkago.Lz4 }))
+	f(base(func(c *conf.Sink) { c.Compression = "zstd" }), with(func(w *want) { w.compression = kafkago.Zstd }))
+	f(base(func(c *conf.Sink) { c.RequiredAcks = "none" }), with(func(w *want) { w.acks = kafkago.RequireNone }))
+	f(base(func(c *conf.Sink) { c.RequiredAcks = "all" }), with(func(w *want) { w.acks = kafkago.RequireAll }))
+	f(base(func(c *conf.Sink) {
+		c.BatchSize, c.BatchBytes, c.WriteTimeout = 50, 4096, conf.Duration{Duration: 2 * time.Second}
+	}), with(func(w *want) { w.batchSize, w.batchBytes, w.writeTimeout = 50, 4096, 2*time.Second }))
+	f(base(func(c *conf.Sink) { c.Encoding = "json" }), with(func(w *want) { w.encoding = sinks.EncodingJSON }))
+	f(base(func(c *conf.Sink) { c.Encoding = "rfc5424"; c.Brokers = []string{"a:1", "[::1]:9092"} }),
+		with(func(w *want) { w.encoding = sinks.EncodingRFC5424 }))
+}
+
+func TestNewRejectsBadOptions(t *testing.T) {
+	// f checks that New fails and that the error names every wanted part.
+	f := func(cfg conf.Sink, wants ...string) {
+		t.Helper()
+		s, err := New("out", &cfg)
+		if err == nil {
+			s.Close()
+			t.Fatalf("New(%+v) succeeded, want error containing %q", cfg, wants)
+		}
+		for _, w := range append(wants, `sinks/kafka: sink "out"`) {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("New(%+v) error %q does not contain %q", cfg, err, w)
+			}
+		}
+	}
+	ok := []string{"127.0.0.1:9092"}
+	f(conf.Sink{Topic: "t"}, "brokers: no brokers")
+	f(conf.Sink{Brokers: []string{"localhost"}, Topic: "t"}, "brokers[0]", "not host:port")
+	f(conf.Sink{Brokers: []string{"a:1", "b:0"}, Topic: "t"}, "brokers[1]", "out of range")
+	f(conf.Sink{Brokers: []string{":9092"}, Topic: "t"}, "brokers[0]", "empty host")
+	f(conf.Sink{Brokers: ok}, "topic: no topic")
+	f(conf.Sink{Brokers: ok, Topic: "a b"}, "topic:", "not allowed")
+	f(conf.Sink{Brokers: ok, Topic: ".."}, "topic:")
+	f(conf.Sink{Brokers: ok, Topic: strings.Repeat("x", 250)}, "topic:", "249")
+	f(conf.Sink{Brokers: ok, Topic: "t", Key: "host"}, "key:", `"host"`)
+	f(conf.Sink{Brokers: ok, Topic: "t", Balancer: "random"}, "balancer:", `"random"`)
+	f(conf.Sink{Brokers: ok, Topic: "t", Compression: "brotli"}, "compression:", `"brotli"`)
+	f(conf.Sink{Brokers: ok, Topic: "t", RequiredAcks: "2"}, "required_acks:")
+	f(conf.Sink{Brokers: ok, Topic: "t", Encoding: "xml"}, "encoding:", `"xml"`)
+	f(conf.Sink{Brokers: ok, Topic: "t", BatchSize: -1}, "batch_size:")
+	f(conf.Sink{Brokers: ok, Topic: "t", BatchBytes: -1}, "batch_bytes:")
+	f(conf.Sink{Brokers: ok, Topic: "t", WriteTimeout: conf.Duration{Duration: -time.Second}}, "write_timeout:")
+	// Every problem at once, not just the first.
+	f(conf.Sink{Key: "x", Compression: "y"}, "brokers:", "topic:", "key:", "compression:")
+}
+
+// testMessage builds an RFC5424 message with Hostname and AppName spans.
+func testMessage(i int, host, app string) *sinks.Message {
+	raw := fmt.Sprintf("<13>1 2026-11-25T19:00:00Z %s %s - - - message %d", host, app, i)
+	m := sinks.NewMessage([]byte(raw))
+	m.Format = sinks.FormatRFC5424
+	m.Priority = 13
+	m.Version = 1
+	off := uint32(len("<13>1 2026-11-25T19:00:00Z "))
+	m.Hostname = sinks.Span{Off: off, Len: uint32(len(host))}
+	off += uint32(len(host)) + 1
+	m.AppName = sinks.Span{Off: off, Len: uint32(len(app))}
+	m.Msg = sinks.Span{Off: uint32(strings.Index(raw, "message")), Len: uint32(len(raw) - strings.Index(raw, "message"))}
+	return m
+}
+
+func TestEncodeKeysValuesAndReuse(t *testing.T) {
+	f := func(key, enc string, wantKey func(i int) []byte) {
+		t.Helper()
+		s, err := New("out", &conf.Sink{Brokers: []string{"127.0.0.1:9"}, Topic: "t", Key: key, Encoding: enc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		k := s.(*Sink)
+		batch := make([]*sinks.Message, 50)
+		for i := range batch {
+			batch[i] = testMessage(i, fmt.Sprintf("h%d", i%3), fmt.Sprintf("app%d", i%5))
+		}
+		defer func() {
+			for _, m := range batch {
+				m.Release()
+			}
+		}()
+		msgs := k.encode(batch)
+		if len(msgs) != len(batch) {
+			t.Fatalf("%d records for %d messages", len(msgs), len(batch))
+		}
+		for i, km := range msgs {
+			if want := wantKey(i); !bytes.Equal(km.Key, want) || (want == nil) != (km.Key == nil) {
+				t.Errorf("key=%s: record %d key %q, want %q", key, i, km.Key, want)
+			}
+			if want := k.opt.encoding.Append(nil, batch[i]); !bytes.Equal(km.Value, want) {
+				t.Errorf("encoding=%s: record %d value %q, want %q", enc, i, km.Value, want)
+			}
+			// Values are copies in the arena, never aliases of Raw.
+			if &km.Value[0] == &batch[i].Raw[0] {
+				t.Errorf("record %d value aliases the message", i)
+			}
+		}
+		// Once the arena has grown, encoding allocates nothing.
+		if n := testing.AllocsPerRun(20, func() { k.encode(batch) }); n != 0 {
+			t.Errorf("encode allocates %.1f times per batch once warm, want 0", n)
+		}
+	}
+	f("none", "raw", func(int) []byte { return nil })
+	f("hostname", "raw", func(i int) []byte { return []byte(fmt.Sprintf("h%d", i%3)) })
+	f("app_name", "json", func(i int) []byte { return []byte(fmt.Sprintf("app%d", i%5)) })
+	f("hostname", "rfc5424", func(i int) []byte { return []byte(fmt.Sprintf("h%d", i%3)) })
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// Regression: a broker that is down must fail Write fast with an error
+// that says so, not block the runner or report success.
+func TestUnreachableBroker(t *testing.T) {
+	addr := closedPort(t)
+	const timeout = 2 * time.Second
+	start := time.Now()
+	s, err := New("out", &conf.Sink{Brokers: []string{addr}, Topic: "t", WriteTimeout: conf.Duration{Duration: timeout}})
+	if err != nil {
+		t.Fatalf("New must not fail when the broker is down: %v", err)
+	}
+	defer s.Close()
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("New took %v; it must not touch the network", d)
+	}
+
+	m := testMessage(1, "h", "a")
+	defer m.Release()
+	for i := 0; i < 2; i++ { // the second Write reuses the failed transport
+		start = time.Now()
+		err = s.Write(context.Background(), []*sinks.Message{m})
+		d := time.Since(start)
+		if err == nil {
+			t.Fatalf("Write to %s succeeded", addr)
+		}
+		if d > timeout+500*time.Millisecond {
+			t.Errorf("Write took %v, want within write_timeout %v", d, timeout)
+		}
+		for _, w := range []string{`sinks/kafka: sink "out"`, "unreachable", addr, "check brokers", "Kafka is running"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("Write error %q does not contain %q", err, w)
+			}
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("Write error does not wrap ECONNREFUSED: %v", err)
+		}
+	}
+
+	start = time.Now()
+	err = s.(*Sink).Check(context.Background())
+	if err == nil {
+		t.Fatal("Check succeeded against a closed port")
+	}
+	if d := time.Since(start); d > checkTimeout+500*time.Millisecond {
+		t.Errorf("Check took %v", d)
+	}
+	for _, w := range []string{`sinks/kafka: sink "out"`, addr, "connection refused", "check brokers"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("Check error %q does not contain %q", err, w)
+		}
+	}
+	t.Logf("Write error: %v", s.Write(context.Background(), []*sinks.Message{m}))
+	t.Logf("Check error: %v", err)
+}
+
+// Write must give up when ctx is done, even while the broker is silent.
+func TestWriteHonoursContext(t *testing.T) {
+	// A listener that accepts and never answers: a hung broker.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	s, err := New("out", &conf.Sink{Brokers: []string{ln.Addr().String()}, Topic: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := testMessage(1, "h", "a")
+	defer m.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.Write(ctx, []*sinks.Message{m})
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("Write error %v, want an interruption", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Write took %v after a 300ms context", d)
+	}
+}
