@@ -322,4 +322,7 @@ func unwrapKafkaGo(err error) error {
 	return err
 }
 
-var _ sinks.Sink = (*Sink)(nil)
+var (
+	_ sinks.Sink    = (*Sink)(nil)
+	_ sinks.Checker = (*Sink)(nil)
+)

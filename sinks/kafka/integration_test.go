@@ -1,0 +1,363 @@
+package kafka
+
+// Tests against a real Kafka broker started by test/kafka/kafka.sh:
+//
+//	bash test/kafka/kafka.sh fetch && bash test/kafka/kafka.sh start
+//	WHARF_INTEGRATION=1 WHARF_KAFKA_BROKERS=127.0.0.1:9092 go test ./sinks/kafka/
+//	bash test/kafka/kafka.sh stop
+//
+// Without WHARF_KAFKA_BROKERS these tests skip (fail under WHARF_INTEGRATION).
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"wharf/conf"
+	"wharf/internal/testenv"
+	"wharf/sinks"
+)
+
+// newTopic creates a topic with a name unique to this run and waits until
+// every partition has a leader.
+func newTopic(t testing.TB, brokers string, partitions int) string {
+	t.Helper()
+	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
+	topic := fmt.Sprintf("wharf-test.%s.%d.%04d", name, time.Now().UnixNano(), rand.IntN(10000))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := &kafkago.Client{Addr: kafkago.TCP(strings.Split(brokers, ",")...)}
+	res, err := c.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
+		{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1},
+	}})
+	if err != nil {
+		t.Fatalf("creating topic %s: %v", topic, err)
+	}
+	if err := res.Errors[topic]; err != nil {
+		t.Fatalf("creating topic %s: %v", topic, err)
+	}
+	for {
+		md, err := c.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) == partitions {
+			ready := true
+			for _, p := range md.Topics[0].Partitions {
+				ready = ready && p.Leader.ID >= 0 && p.Leader.Host != ""
+			}
+			if ready {
+				return topic
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("topic %s has no leaders after 30s (last error %v)", topic, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// record is one Kafka record as read back.
+type record struct {
+	partition  int
+	key, value string
+}
+
+// readTopic reads every record of topic, partition by partition up to the
+// high watermark, with kafka-go partition readers (no consumer group).
+func readTopic(t testing.TB, brokers, topic string) []record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	broker := strings.Split(brokers, ",")[0]
+	conn, err := kafkago.DialContext(ctx, "tcp", broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := conn.ReadPartitions(topic)
+	conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []record
+	for _, p := range parts {
+		lc, err := kafkago.DialLeader(ctx, "tcp", broker, topic, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := lc.ReadLastOffset()
+		lc.Close()
+		if err != nil {
+			t.Fatalf("partition %d: last offset: %v", p.ID, err)
+		}
+		r := kafkago.NewReader(kafkago.ReaderConfig{
+			Brokers: []string{broker}, Topic: topic, Partition: p.ID,
+			MaxWait: 50 * time.Millisecond, MaxBytes: 8 << 20,
+		})
+		for off := int64(0); off < last; off++ {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				r.Close()
+				t.Fatalf("partition %d offset %d of %d: %v", p.ID, off, last, err)
+			}
+			out = append(out, record{p.ID, string(m.Key), string(m.Value)})
+		}
+		r.Close()
+	}
+	return out
+}
+
+// produce writes n messages from mk through a sink built from cfg, in
+// batches of batchSize, and returns the wanted key for each value.
+func produce(t testing.TB, cfg conf.Sink, n, batchSize int, mk func(i int) *sinks.Message) map[string]string {
+	t.Helper()
+	s, err := New("it", &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := s.(*Sink)
+	want := make(map[string]string, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	batch := make([]*sinks.Message, 0, batchSize)
+	flush := func() {
+		if err := s.Write(ctx, batch); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		for _, m := range batch {
+			m.Release() // the runner's job: Write keeps no references
+		}
+		batch = batch[:0]
+	}
+	for i := 0; i < n; i++ {
+		m := mk(i)
+		v := string(k.opt.encoding.Append(nil, m))
+		if _, dup := want[v]; dup {
+			t.Fatalf("test bug: value %q twice", v)
+		}
+		want[v] = string(k.key(m))
+		batch = append(batch, m)
+		if len(batch) == batchSize {
+			flush()
+		}
+	}
+	if len(batch) > 0 {
+		flush()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	return want
+}
+
+// checkRecords checks that got holds every wanted value exactly once with
+// its key, and that one key never spans two partitions.
+func checkRecords(t testing.TB, who string, got []record, want map[string]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: read %d records, want %d", who, len(got), len(want))
+	}
+	seen := make(map[string]bool, len(got))
+	keyPart := map[string]int{}
+	bad := 0
+	for _, r := range got {
+		wk, ok := want[r.value]
+		var problem string
+		switch {
+		case !ok:
+			problem = "unexpected value"
+		case seen[r.value]:
+			problem = "duplicate"
+		case r.key != wk:
+			problem = fmt.Sprintf("key %q, want %q", r.key, wk)
+		}
+		seen[r.value] = true
+		if r.key != "" && r.partition >= 0 {
+			if p, ok := keyPart[r.key]; ok && p != r.partition {
+				problem = fmt.Sprintf("key %q on partitions %d and %d", r.key, p, r.partition)
+			}
+			keyPart[r.key] = r.partition
+		}
+		if problem != "" {
+			if bad++; bad <= 5 {
+				t.Errorf("%s: %s: %q", who, problem, r.value)
+			}
+		}
+	}
+	if bad > 5 {
+		t.Errorf("%s: %d bad records in all", who, bad)
+	}
+}
+
+// syslogMessage is a ~300 byte RFC5424 message with 7 hosts and 5 apps;
+// no tabs or newlines, so kcat's line format can carry it.
+func syslogMessage(i int) *sinks.Message {
+	m := testMessage(i, fmt.Sprintf("host-%d.example.net", i%7), fmt.Sprintf("app%d", i%5))
+	pad := strings.Repeat("x", 300-len(m.Raw)-10)
+	raw := fmt.Sprintf("%s %s %08d", m.Raw, pad, i)
+	h, a, msg := m.Hostname, m.AppName, m.Msg
+	m.Release()
+	m = sinks.NewMessage([]byte(raw))
+	m.Format, m.Priority, m.Version = sinks.FormatRFC5424, 13, 1
+	m.Hostname, m.AppName, m.Msg = h, a, sinks.Span{Off: msg.Off, Len: uint32(len(raw)) - msg.Off}
+	return m
+}
+
+func TestKafkaRoundTrip(t *testing.T) {
+	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	topic := newTopic(t, brokers, 3)
+	cfg := conf.Sink{Type: "kafka", Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname",
+		BatchSize: 500, WriteTimeout: conf.Duration{Duration: 10 * time.Second}}
+	const n = 10000
+	start := time.Now()
+	want := produce(t, cfg, n, 500, syslogMessage)
+	t.Logf("produced %d messages in %v", n, time.Since(start))
+
+	got := readTopic(t, brokers, topic)
+	checkRecords(t, "kafka-go reader", got, want)
+	parts := map[int]int{}
+	for _, r := range got {
+		parts[r.partition]++
+	}
+	if len(parts) < 2 {
+		t.Errorf("7 keys landed on partitions %v; the hash balancer should spread them", parts)
+	}
+
+	// The same, read by an independent client (librdkafka's kcat).
+	kcat := testenv.Tool(t, "kcat")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kcat, "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q",
+		"-f", "%p\t%k\t%s\n").Output()
+	if err != nil {
+		t.Fatalf("kcat: %v", err)
+	}
+	var viaKcat []record
+	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		p, rest, _ := strings.Cut(line, "\t")
+		k, v, _ := strings.Cut(rest, "\t")
+		var pn int
+		fmt.Sscan(p, &pn)
+		viaKcat = append(viaKcat, record{pn, k, v})
+	}
+	checkRecords(t, "kcat", viaKcat, want)
+}
+
+func TestKafkaCompressionAndEncoding(t *testing.T) {
+	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	f := func(compression, encoding, key string) {
+		t.Run(compression+"/"+encoding+"/"+key, func(t *testing.T) {
+			topic := newTopic(t, brokers, 2)
+			cfg := conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic,
+				Compression: compression, Encoding: encoding, Key: key, RequiredAcks: "all"}
+			want := produce(t, cfg, 2000, 250, syslogMessage)
+			checkRecords(t, "kafka-go reader", readTopic(t, brokers, topic), want)
+		})
+	}
+	f("gzip", "raw", "hostname")
+	f("zstd", "raw", "app_name")
+	f("snappy", "rfc5424", "none")
+	f("lz4", "json", "hostname")
+	f("none", "json", "app_name")
+}
+
+// kcat (librdkafka) must decode what kafka-go compressed with zstd.
+func TestKafkaZstdReadByKcat(t *testing.T) {
+	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	kcat := testenv.Tool(t, "kcat")
+	topic := newTopic(t, brokers, 1)
+	want := produce(t, conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, Compression: "zstd", Key: "hostname"},
+		1000, 1000, syslogMessage)
+	out, err := exec.Command(kcat, "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n").Output()
+	if err != nil {
+		t.Fatalf("kcat: %v", err)
+	}
+	var got []record
+	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		k, v, _ := strings.Cut(line, "\t")
+		got = append(got, record{-1, k, v})
+	}
+	checkRecords(t, "kcat zstd", got, want)
+}
+
+// Check answers nil against the live broker, also for a topic that does
+// not exist yet (the first Write creates it), and the first Write to a
+// missing topic auto-creates it.
+func TestKafkaCheckAndAutoCreate(t *testing.T) {
+	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	topic := fmt.Sprintf("wharf-test.autocreate.%d", time.Now().UnixNano())
+	s, err := New("it", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.(*Sink).Check(context.Background()); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	m := syslogMessage(1)
+	defer m.Release()
+	// A just-created topic may need a metadata refresh; the runner retries
+	// a failed Write, so do the same here, bounded.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err = s.Write(context.Background(), []*sinks.Message{m})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("Write to auto-created topic: %v", err)
+	}
+	got := readTopic(t, brokers, topic)
+	if len(got) != 1 || !bytes.Equal([]byte(got[0].value), m.Raw) {
+		t.Fatalf("read %v", got)
+	}
+}
+
+// BenchmarkKafkaWrite measures Write throughput of ~300 B messages in
+// batches of 1000 with acks one to a 3-partition topic.
+func BenchmarkKafkaWrite(b *testing.B) {
+	brokers := testenv.Env(b, "WHARF_KAFKA_BROKERS")
+	for _, c := range []struct{ name, compression string }{{"none", "none"}, {"zstd", "zstd"}} {
+		b.Run(c.name, func(b *testing.B) {
+			topic := newTopic(b, brokers, 3)
+			s, err := New("bench", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic,
+				RequiredAcks: "one", BatchSize: 1000, Compression: c.compression})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			const batchSize = 1000
+			batch := make([]*sinks.Message, batchSize)
+			size := 0
+			for i := range batch {
+				batch[i] = syslogMessage(i)
+				size += len(batch[i].Raw)
+			}
+			defer func() {
+				for _, m := range batch {
+					m.Release()
+				}
+			}()
+			ctx := context.Background()
+			if err := s.Write(ctx, batch); err != nil { // warm up connections and arena
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				if err := s.Write(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*batchSize)/time.Since(start).Seconds(), "msgs/s")
+		})
+	}
+}
