@@ -171,11 +171,18 @@ func (s *Sink) applyDefaults() {
 	if s.QueueBytes == 0 {
 		s.QueueBytes = DefaultQueueBytes
 	}
+	// A default batch never exceeds a queue the user made smaller.
 	if s.BatchSize == 0 {
 		s.BatchSize = DefaultBatchSize
+		if s.QueueSize > 0 {
+			s.BatchSize = min(s.BatchSize, s.QueueSize)
+		}
 	}
 	if s.BatchBytes == 0 {
 		s.BatchBytes = DefaultBatchBytes
+		if s.QueueBytes > 0 {
+			s.BatchBytes = min(s.BatchBytes, s.QueueBytes)
+		}
 	}
 	setDur(&s.BatchTimeout, DefaultBatchTimeout)
 	setDur(&s.RetryBackoff, DefaultRetryBackoff)

@@ -63,11 +63,11 @@ func (c *Config) Describe(w io.Writer) {
 		case "file":
 			pr("    path %s, file_mode %s", s.Path, s.FileMode)
 		}
-		retries := "until shutdown"
+		retries := "max_retries 0 (until shutdown)"
 		if s.MaxRetries > 0 {
-			retries = fmt.Sprintf("%d times", s.MaxRetries)
+			retries = fmt.Sprintf("max_retries %d", s.MaxRetries)
 		}
-		pr("    queue %d messages / %s, batch %d messages / %s / %s, retry %s..%s %s",
+		pr("    queue %d messages / %s, batch %d messages / %s / %s, retry backoff %s..%s, %s",
 			s.QueueSize, s.QueueBytes, s.BatchSize, s.BatchBytes, s.BatchTimeout,
 			s.RetryBackoff, s.RetryMaxBackoff, retries)
 	}

@@ -37,18 +37,41 @@ func Parse(data []byte, path string) (*Config, error) {
 	// well-formed file.
 	var generic map[string]any
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&generic); err != nil {
-		return nil, Errors{syntaxError(err, path)}
+		return nil, Errors{syntaxError(err, data, path)}
 	}
 	idx := indexPositions(string(data))
 
-	c := &Config{}
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(c)
+	// A bad size or duration stops the toml decoder. To still report every
+	// problem at once, each such value is recorded, blanked to 0 (which
+	// means "default") in a copy of the input, and decoding retried.
+	var (
+		c       *Config
+		md      toml.MetaData
+		err     error
+		valErrs Errors
+		work    = data
+	)
+	for range 64 {
+		c = &Config{}
+		md, err = toml.NewDecoder(bytes.NewReader(work)).Decode(c)
+		var pe toml.ParseError
+		if err == nil || !errors.As(err, &pe) {
+			break
+		}
+		valErrs = append(valErrs, valueError(pe, data, path, idx))
+		masked, ok := maskValue(work, pe.Position)
+		if !ok {
+			return nil, valErrs
+		}
+		work = masked
+	}
 	if err != nil {
-		return nil, Errors{decodeError(err, path, idx)}
+		return nil, append(valErrs, decodeError(err, path, idx))
 	}
 	c.Path = path
 
-	v := &validator{c: c, md: &md, idx: idx, file: path}
+	v := &validator{c: c, md: &md, idx: idx, file: path, errs: valErrs}
+	v.tableTypes(generic)
 	v.undecoded()
 	v.sinkKeys()
 	c.ApplyDefaults()
@@ -60,10 +83,11 @@ func Parse(data []byte, path string) (*Config, error) {
 	return c, nil
 }
 
-func syntaxError(err error, file string) *Error {
+func syntaxError(err error, data []byte, file string) *Error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		return &Error{File: file, Line: pe.Position.Line, Col: pe.Position.Col, Msg: "invalid TOML: " + pe.Message}
+		line, col := offsetPos(data, pe.Position)
+		return &Error{File: file, Line: line, Col: col, Msg: "invalid TOML: " + pe.Message}
 	}
 	return &Error{File: file, Msg: "invalid TOML: " + strings.TrimPrefix(err.Error(), "toml: ")}
 }
@@ -72,12 +96,47 @@ func syntaxError(err error, file string) *Error {
 // `toml: line 3 (last key "frontend.edge.bind"): incompatible types: ...`.
 var decodeRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
 
-func decodeError(err error, file string, idx *posIndex) *Error {
-	var pe toml.ParseError
-	if errors.As(err, &pe) { // a value our UnmarshalText rejected
-		e := &Error{File: file, Path: indexedPath(idx, pe.LastKey, pe.Position.Line), Msg: pe.Message, Line: pe.Position.Line, Col: pe.Position.Col}
-		return e
+// valueError reports a value one of our UnmarshalText methods rejected.
+func valueError(pe toml.ParseError, data []byte, file string, idx *posIndex) *Error {
+	line, col := offsetPos(data, pe.Position)
+	return &Error{File: file, Path: indexedPath(idx, pe.LastKey, line), Msg: pe.Message, Line: line, Col: col}
+}
+
+// offsetPos computes line and column from the byte offset: the toml
+// library's own Col is one line off for errors at the start of a line.
+func offsetPos(data []byte, p toml.Position) (line, col int) {
+	if p.Start < 0 || p.Start > len(data) {
+		return p.Line, p.Col
 	}
+	before := data[:p.Start]
+	line = 1 + bytes.Count(before, []byte{'\n'})
+	col = p.Start - bytes.LastIndexByte(before, '\n')
+	return line, col
+}
+
+// maskValue replaces the value at p (with its quotes) by 0 and padding,
+// so offsets, and so positions, stay the same. It reports false when it
+// cannot tell where the value is.
+func maskValue(data []byte, p toml.Position) ([]byte, bool) {
+	start, end := p.Start, p.Start+p.Len
+	if start <= 0 || end >= len(data) || p.Len <= 0 {
+		return nil, false
+	}
+	if q := data[start-1]; (q == '"' || q == '\'') && data[end] == q {
+		start, end = start-1, end+1
+	}
+	out := bytes.Clone(data)
+	out[start] = '0'
+	for i := start + 1; i < end; i++ {
+		if out[i] != '\n' {
+			out[i] = ' '
+		}
+	}
+	return out, !bytes.Equal(out, data)
+}
+
+// decodeError reports a type mismatch, which stops decoding.
+func decodeError(err error, file string, idx *posIndex) *Error {
 	m := decodeRE.FindStringSubmatch(err.Error())
 	if m == nil {
 		return &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
@@ -93,6 +152,19 @@ func decodeError(err error, file string, idx *posIndex) *Error {
 	}
 	return e
 }
+
+// tableTypes catches `frontend = "x"` and `sink = 1`, which the toml
+// library skips silently when decoding into a map.
+func (v *validator) tableTypes(generic map[string]any) {
+	for _, k := range []string{"frontend", "sink"} {
+		val, ok := generic[k]
+		if _, isMap := val.(map[string]any); ok && !isMap {
+			v.errAt(k, "wrong type: got %s, want a table", tomlTypeName(fmtType(val)))
+		}
+	}
+}
+
+func fmtType(x any) string { return strings.ReplaceAll(fmt.Sprintf("%T", x), "interface {}", "any") }
 
 // indexedPath finds the indexed form of a toml key string, preferring the
 // occurrence on line.
@@ -226,22 +298,28 @@ func suggest(k string, known []string) string {
 	return best
 }
 
+// editDistance counts insertions, deletions, substitutions and swaps of
+// neighbours (optimal string alignment), so "kafak" is 1 from "kafka".
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }

@@ -56,15 +56,14 @@ const (
 	GiB Size = 1 << 30
 )
 
-// sizeUnits are the accepted suffixes, case as written. Order matters for
-// String: binary units first so 65536 prints as "64KiB".
+// sizeUnits are the accepted suffixes, case as written, largest first:
+// String picks the largest unit that divides a size exactly.
 var sizeUnits = []struct {
 	name string
 	mult Size
 }{
-	{"GiB", GiB}, {"MiB", MiB}, {"KiB", KiB},
-	{"GB", GB}, {"MB", MB}, {"KB", KB},
-	{"B", B},
+	{"GiB", GiB}, {"GB", GB}, {"MiB", MiB}, {"MB", MB},
+	{"KiB", KiB}, {"KB", KB}, {"B", B},
 }
 
 const sizeHint = "want an integer byte count with an optional unit B, KB, MB, GB, KiB, MiB or GiB, e.g. \"64KiB\""
@@ -119,8 +118,8 @@ func (z *Size) UnmarshalText(text []byte) error {
 // MarshalText writes the size the way UnmarshalText reads it.
 func (z Size) MarshalText() ([]byte, error) { return []byte(z.String()), nil }
 
-// String uses the largest unit that divides the size exactly, binary
-// units first: 65536 is "64KiB", 64000 "64KB", 100 "100B".
+// String uses the largest unit that divides the size exactly: 65536 is
+// "64KiB", 64000 "64KB", 2000000000 "2GB", 100 "100B".
 func (z Size) String() string {
 	if z == 0 {
 		return "0B"

@@ -179,7 +179,7 @@ func (v *validator) admin() {
 		return
 	}
 	if _, _, err := parseHostPort(l, true); err != nil {
-		v.errAt("admin.listen", "%v; or \"off\" to disable the admin listener", err)
+		v.errAt("admin.listen", "%v (or \"off\" to disable the admin listener)", err)
 	}
 }
 

@@ -1,0 +1,215 @@
+package conf
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// keyDoc documents one config key for the reference.
+type keyDoc struct {
+	Key, Type, Default, Doc string
+}
+
+// section is one table of the reference.
+type section struct {
+	Title string // heading, e.g. "[sink.NAME]: kafka"
+	Table string // the TOML table the keys live in, e.g. "sink.NAME"
+	Intro string
+	Keys  []keyDoc
+}
+
+func dur(d time.Duration) string { return "`" + d.String() + "`" }
+func q(s string) string          { return "`\"" + s + "\"`" }
+
+// sections is the one source of the config reference: Reference renders
+// it, and a test checks it names every key of the schema.
+var sections = []section{
+	{
+		Title: "[admin]", Table: "admin",
+		Intro: "The admin HTTP listener: metrics, health, status and reload.",
+		Keys: []keyDoc{
+			{"listen", "string", q(DefaultAdminListen), "host:port to listen on, or `\"off\"` to disable. Loopback by default because the admin API can reload the config; port 0 picks a free port (tests)."},
+		},
+	},
+	{
+		Title: "[global]", Table: "global",
+		Intro: "Process-wide settings.",
+		Keys: []keyDoc{
+			{"shutdown_timeout", "duration", dur(DefaultShutdownTimeout), "How long SIGTERM waits for queues to drain; what is still queued then is dropped and counted (reason `shutdown`)."},
+			{"log_format", "string", q(DefaultLogFormat), "wharf's own logs: `text` or `json`."},
+			{"log_level", "string", q(DefaultLogLevel), "`debug`, `info`, `warn` or `error`."},
+		},
+	},
+	{
+		Title: "[frontend.NAME]", Table: "frontend.NAME",
+		Intro: "A frontend is a named set of listeners with one job. At least one is required. Messages go to the sinks of the first route that matches, or to the frontend's `sinks` when none does.",
+		Keys: []keyDoc{
+			{"mode", "string", q(DefaultMode), "`syslog` (ingest). `tcp` and `http` are reserved for proxy frontends and not available yet."},
+			{"bind", "array of strings", "required", "Listen addresses `scheme://host:port`: scheme `udp` or `tcp` (`tls` is not available yet); host an IP literal or a name that resolves (IPv6 in brackets: `tcp://[::1]:514`); port 1-65535, or 0 for a free port (tests). Two binds of one scheme on the same address and port, or on a wildcard (`0.0.0.0`, `[::]`) and an address it covers, are an error."},
+			{"format", "string", q(DefaultFormat), "How messages are parsed: `auto` (RFC5424 or RFC3164, per message), `rfc5424`, `rfc3164`, `raw` (not parsed)."},
+			{"framing", "string", q(DefaultFraming), "TCP framing: `auto` (detected per connection), `octet-counting`, `lf`, `nul`. UDP is one message per datagram."},
+			{"max_message_size", "size", "`" + DefaultMaxMessageSize.String() + "`", "Longest accepted message, 1B-" + MaxMaxMessageSize.String() + "."},
+			{"oversize", "string", q(DefaultOversize), "A longer message is `truncate`d or `drop`ped; either way it is counted."},
+			{"on_error", "string", q(DefaultOnError), "A malformed message is `drop`ped or sent on unparsed (`forward_raw`); either way it is counted by reason."},
+			{"sinks", "array of strings", "none", "Default destinations: messages no route matches go to all of them. Required unless the frontend has routes (then unmatched messages are dropped and counted, with a warning)."},
+			{"route", "array of tables", "none", "Ordered match rules, see below."},
+		},
+	},
+	{
+		Title: "[[frontend.NAME.route]]", Table: "frontend.NAME.route",
+		Intro: "A route matches when all its conditions hold; a condition left out matches anything. The first matching route decides the sinks.",
+		Keys: []keyDoc{
+			{"facility", "array of strings", "any", "Facility names (`kern`, `user`, `mail`, `daemon`, `auth`, `syslog`, `lpr`, `news`, `uucp`, `cron`, `authpriv`, `ftp`, `ntp`, `security`, `console`, `solaris-cron` or `clock`, `local0`..`local7`) or numbers `\"0\"`-`\"23\"`."},
+			{"severity", "string", "any", "One severity or an inclusive range, names or numbers: `\"warning\"`, `\"emerg..warning\"`, `\"0..4\"`. Names: `emerg`, `alert`, `crit`, `err`/`error`, `warning`/`warn`, `notice`, `info`, `debug`."},
+			{"hostname", "string", "any", "Glob (Go `path.Match`) on HOSTNAME, e.g. `\"web-*\"`."},
+			{"app_name", "string", "any", "Glob on APP-NAME (RFC3164: the tag)."},
+			{"sinks", "array of strings", "required", "Where matching messages go."},
+		},
+	},
+	{
+		Title: "[sink.NAME]", Table: "sink.NAME",
+		Intro: "A sink is a named output. Every sink has a queue in front of it that batches and retries; these keys apply to every type. A sink no frontend uses is a warning.",
+		Keys: []keyDoc{
+			{"type", "string", "required", "`kafka`, `syslog`, `file` or `stdout`. Keys of another type are an error."},
+			{"encoding", "string", "kafka " + q(DefaultKafkaEncoding) + ", syslog " + q(DefaultSyslogEncoding) + ", file " + q(DefaultFileEncoding) + ", stdout " + q(DefaultStdoutEncoding), "`raw` (bytes as received), `rfc5424` (re-encoded), `json` (parsed fields; not for syslog sinks)."},
+			{"queue_size", "integer", fmt.Sprint(DefaultQueueSize), "Most messages queued; beyond it messages are dropped and counted (reason `queue_full`)."},
+			{"queue_bytes", "size", "`" + DefaultQueueBytes.String() + "`", "Most message bytes queued."},
+			{"batch_size", "integer", fmt.Sprint(DefaultBatchSize), "Most messages per write; at most queue_size."},
+			{"batch_bytes", "size", "`" + DefaultBatchBytes.String() + "`", "Most bytes per write; at most queue_bytes."},
+			{"batch_timeout", "duration", dur(DefaultBatchTimeout), "How long a partial batch waits for more messages."},
+			{"retry_backoff", "duration", dur(DefaultRetryBackoff), "First retry delay; doubles up to retry_max_backoff."},
+			{"retry_max_backoff", "duration", dur(DefaultRetryMaxBackoff), "Longest retry delay; at least retry_backoff."},
+			{"max_retries", "integer", fmt.Sprint(DefaultMaxRetries), "Retries of a failed batch before it is dropped (reason `retries_exhausted`); 0 retries until shutdown."},
+		},
+	},
+	{
+		Title: "[sink.NAME] type = \"kafka\"", Table: "sink.NAME",
+		Keys: []keyDoc{
+			{"brokers", "array of strings", "required", "Seed brokers, `host:port`."},
+			{"topic", "string", "required", "Topic to produce to."},
+			{"key", "string", q(DefaultKafkaKey), "Message key: `none`, `hostname`, `app_name`."},
+			{"balancer", "string", q(DefaultKafkaBalancerKeyed) + " with a key, else " + q(DefaultKafkaBalancerUnkeyed), "Partition choice: `hash`, `round_robin`, `least_bytes`."},
+			{"compression", "string", q(DefaultKafkaCompression), "`none`, `gzip`, `snappy`, `lz4`, `zstd`."},
+			{"required_acks", "string", q(DefaultKafkaRequiredAcks), "`none`, `one` (leader), `all` (in-sync replicas)."},
+			{"write_timeout", "duration", dur(DefaultKafkaWriteTimeout), "Bound on one produce request."},
+		},
+	},
+	{
+		Title: "[sink.NAME] type = \"syslog\"", Table: "sink.NAME",
+		Keys: []keyDoc{
+			{"servers", "array of strings", "required", "Downstream collectors `tcp://host:port` or `udp://host:port`, tried in order: the first that works gets the traffic (failover)."},
+			{"out_framing", "string", q(DefaultOutFraming), "TCP framing: `octet-counting` or `lf`."},
+			{"dial_timeout", "duration", dur(DefaultDialTimeout), "Bound on one connect attempt."},
+		},
+	},
+	{
+		Title: "[sink.NAME] type = \"file\"", Table: "sink.NAME",
+		Keys: []keyDoc{
+			{"path", "string", "required", "File appended to, reopened on SIGHUP (for logrotate). Relative to wharf's working directory."},
+			{"file_mode", "string", q(DefaultFileMode), "Octal permission for a new file."},
+		},
+	},
+	{
+		Title: "[sink.NAME] type = \"stdout\"", Table: "sink.NAME",
+		Intro: "Writes each message as a line to standard output. Only the common keys apply.",
+	},
+}
+
+// ExampleConfig is the example in the reference: an edge relay taking
+// syslog on UDP and TCP 514 and sending it to Kafka, to a downstream
+// collector pair with failover, and to a local file.
+const ExampleConfig = `# Edge relay: syslog in on UDP and TCP 514; out to Kafka, to a
+# downstream collector (with a standby) and to a local file.
+
+[admin]
+listen = "127.0.0.1:9600"
+
+[global]
+shutdown_timeout = "15s"
+log_format = "json"
+
+[frontend.edge]
+bind = ["udp://0.0.0.0:514", "tcp://0.0.0.0:514"]
+max_message_size = "64KiB"
+sinks = ["kafka", "collector"]
+
+# Security events also go to a local file.
+[[frontend.edge.route]]
+facility = ["auth", "authpriv"]
+sinks = ["kafka", "collector", "audit"]
+
+# Debug noise from the web tier stays out of the collector.
+[[frontend.edge.route]]
+hostname = "web-*"
+severity = "info..debug"
+sinks = ["kafka"]
+
+[sink.kafka]
+type = "kafka"
+brokers = ["kafka-1.example.net:9092", "kafka-2.example.net:9092"]
+topic = "syslog"
+key = "hostname"
+compression = "lz4"
+required_acks = "all"
+
+[sink.collector]
+type = "syslog"
+servers = ["tcp://collector-a.example.net:514", "tcp://collector-b.example.net:514"]
+queue_bytes = "256MiB"
+
+[sink.audit]
+type = "file"
+path = "/var/log/wharf/audit.jsonl"
+file_mode = "0600"
+`
+
+// Reference renders the config reference as Markdown: the text of
+// docs/config.md and of `wharf help config`.
+func Reference() string {
+	var b strings.Builder
+	w := func(s ...string) {
+		for _, l := range s {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	w("# wharf configuration reference",
+		"",
+		"<!-- Generated by conf.Reference (conf/reference.go); do not edit. Regenerate: go test ./conf -run TestReferenceDoc -update -->",
+		"",
+		"wharf reads one TOML file (`wharf -config wharf.toml`; `wharf check` validates it and prints the resolved setup). Unknown keys are errors, and so are keys that do not apply to a sink's type. All problems are reported at once, each as `FILE:LINE:COL: PATH: MESSAGE`, for example:",
+		"",
+		"```",
+		"wharf.toml:4:1: frontend.edge.bind[1]: port 70000 out of range (1-65535)",
+		"wharf.toml:9:1: frontend.edge.bindd: unknown key; did you mean bind?",
+		"```",
+		"",
+		"Every key except those marked required has a default, so a config only needs what differs.",
+		"",
+		"**Sizes** are an integer byte count (`65536`) or a string with a unit: `B`, `KB`, `MB`, `GB` (powers of 1000) or `KiB`, `MiB`, `GiB` (powers of 1024), case as written: `\"64KiB\"`.",
+		"**Durations** are Go duration strings: `\"10ms\"`, `\"5s\"`, `\"1m30s\"`.",
+		"A size, count or duration of 0 means the default.",
+		"",
+		"## Example",
+		"",
+		"```toml",
+	)
+	b.WriteString(ExampleConfig)
+	w("```", "")
+	for _, s := range sections {
+		w("## "+strings.ReplaceAll(s.Title, "NAME", "*name*"), "")
+		if s.Intro != "" {
+			w(s.Intro, "")
+		}
+		if len(s.Keys) == 0 {
+			continue
+		}
+		w("| key | type | default | meaning |", "|---|---|---|---|")
+		for _, k := range s.Keys {
+			w(fmt.Sprintf("| `%s` | %s | %s | %s |", k.Key, k.Type, k.Default, k.Doc))
+		}
+		w("")
+	}
+	return strings.TrimRight(b.String(), "\n") + "\n"
+}
