@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the relays wharf is compared with, from Debian, on demand.
+#
+#   bash bench/peers/install.sh            # everything missing
+#
+# syslog-ng, HAProxy and socat are ordinary packages. rsyslog conflicts with
+# syslog-ng as a package (both provide system-log-daemon), so it is
+# downloaded and unpacked with dpkg -x into var/peers/rsyslog and run from
+# there (bench/peers/rsyslogd wraps that). Its shared libraries do not
+# conflict and are installed normally. Idempotent: installed parts are
+# skipped. Needs root and a reachable Debian mirror.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+dest="$root/var/peers/rsyslog"
+
+need=()
+command -v syslog-ng >/dev/null || need+=(syslog-ng-core)
+dpkg -s syslog-ng-mod-rdkafka >/dev/null 2>&1 || need+=(syslog-ng-mod-rdkafka)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v socat >/dev/null || need+=(socat)
+# rsyslog's and omkafka's libraries (no conflict with syslog-ng).
+for p in libestr0 libfastjson4 liblognorm5 librdkafka1 libsystemd0 libuuid1 zlib1g; do
+	dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+
+export DEBIAN_FRONTEND=noninteractive
+if ((${#need[@]})); then
+	echo "bench/peers: installing ${need[*]}" >&2
+	apt-get update -qq || true
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [[ ! -x "$dest/usr/sbin/rsyslogd" || ! -e "$dest/usr/lib/x86_64-linux-gnu/rsyslog/omkafka.so" ]]; then
+	echo "bench/peers: unpacking rsyslog into $dest" >&2
+	tmp="$(mktemp -d)"
+	trap 'rm -rf "$tmp"' EXIT
+	(cd "$tmp" && (apt-get download rsyslog rsyslog-kafka >/dev/null 2>&1 || { apt-get update -qq && apt-get download rsyslog rsyslog-kafka >/dev/null; }))
+	mkdir -p "$dest"
+	for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$dest"; done
+fi
+"$dest/usr/sbin/rsyslogd" -v | head -1 >&2
+haproxy -v | head -1 >&2
+syslog-ng --version | head -1 >&2
+socat -V 2>/dev/null | grep -m1 version >&2 || true
