@@ -194,7 +194,9 @@ type Runner struct {
 }
 
 // NewRunner wraps s. It registers the runner's series in reg (a nil reg
-// gets a private registry) and does not start anything; call Start.
+// gets a private registry) and does not start anything; call Start. log
+// should already carry the sink name (log.With("sink", name)); nil means
+// slog.Default().
 func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log *slog.Logger) *Runner {
 	cfg = cfg.withDefaults()
 	if reg == nil {
@@ -207,7 +209,7 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 		name:      name,
 		sink:      s,
 		cfg:       cfg,
-		log:       log.With("sink", name),
+		log:       log,
 		q:         make(chan *Message, cfg.QueueSize),
 		space:     make(chan struct{}, 1),
 		closingCh: make(chan struct{}),

@@ -1,0 +1,163 @@
+// Package file is the sink that appends encoded messages, one per line, to
+// a file, reopening it on demand for logrotate.
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"wharf/conf"
+	"wharf/sinks"
+)
+
+func init() { sinks.Register("file", New) }
+
+// DefaultMode is the permission of a new file when file_mode is unset:
+// readable by the group (log readers), not by everyone.
+const DefaultMode = 0o640
+
+// File appends each batch as encoded lines in one write(2) to Path.
+//
+// Concurrency: Write (one Runner goroutine) and Close follow the Sink
+// contract. Reopen may be called from any goroutine at any time (the
+// binary calls it on SIGHUP): mu guards the open file, Write holds it only
+// around the write call, so a Reopen waits for at most one write and a
+// batch is never split across the old and the new file.
+type File struct {
+	name string
+	path string
+	mode os.FileMode
+	enc  sinks.Encoding
+	buf  []byte // reused per batch; only touched by Write
+
+	mu sync.Mutex
+	f  *os.File // nil until the first Write, Check or Reopen
+}
+
+// New builds a file sink from its config section. Encoding defaults to
+// json, file_mode to 0640. The file is opened on first use, so a missing
+// directory or permission problem shows as a failing (retried) write and
+// a not-ready sink rather than a config error.
+func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
+	if cfg.Path == "" {
+		return nil, fmt.Errorf("sinks/file: sink %q: path is required (path = \"/var/log/wharf/messages.jsonl\")", name)
+	}
+	enc := sinks.EncodingJSON
+	if cfg.Encoding != "" {
+		var err error
+		if enc, err = sinks.ParseEncoding(cfg.Encoding); err != nil {
+			return nil, fmt.Errorf("sinks/file: sink %q: encoding: %w", name, err)
+		}
+	}
+	mode := os.FileMode(DefaultMode)
+	if cfg.FileMode != "" {
+		m, err := conf.ParseFileMode(cfg.FileMode)
+		if err != nil {
+			return nil, fmt.Errorf("sinks/file: sink %q: %w", name, err)
+		}
+		mode = os.FileMode(m)
+	}
+	return &File{name: name, path: cfg.Path, mode: mode, enc: enc, buf: make([]byte, 0, 64<<10)}, nil
+}
+
+// open opens path for appending, creating it and its directory. Called
+// with mu held.
+func (s *File) open() (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o750); err != nil {
+		return nil, fmt.Errorf("sinks/file: sink %q: create directory: %w", s.name, err)
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, s.mode)
+	if err != nil {
+		return nil, fmt.Errorf("sinks/file: sink %q: open: %w", s.name, err)
+	}
+	return f, nil
+}
+
+// Write encodes the batch into a reused buffer and appends it with one
+// write call. A short write returns an error and the Runner retries the
+// whole batch (lines of it may then appear twice: at-least-once).
+func (s *File) Write(_ context.Context, batch []*sinks.Message) error {
+	b := s.buf[:0]
+	for _, m := range batch {
+		b = s.enc.Append(b, m)
+		b = append(b, '\n')
+	}
+	s.buf = b
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		f, err := s.open()
+		if err != nil {
+			return err
+		}
+		s.f = f
+	}
+	if _, err := s.f.Write(b); err != nil {
+		return fmt.Errorf("sinks/file: sink %q: write %s: %w", s.name, s.path, err)
+	}
+	return nil
+}
+
+// Reopen closes the current file and opens Path again, so writes go to a
+// new file after logrotate renamed the old one. If the new open fails the
+// old file stays in use and the error is returned. Safe to call
+// concurrently with Write.
+func (s *File) Reopen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := s.open()
+	if err != nil {
+		return err
+	}
+	old := s.f
+	s.f = f
+	if old != nil {
+		if err := old.Close(); err != nil {
+			return fmt.Errorf("sinks/file: sink %q: close rotated file: %w", s.name, err)
+		}
+	}
+	return nil
+}
+
+// Check opens the file if it is not open yet, so a bad path shows as a
+// not-ready sink at start.
+func (s *File) Check(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f != nil {
+		return nil
+	}
+	f, err := s.open()
+	if err != nil {
+		return err
+	}
+	s.f = f
+	return nil
+}
+
+// Close syncs the file to disk and closes it.
+func (s *File) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Sync()
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	s.f = nil
+	if err != nil && !errors.Is(err, os.ErrClosed) {
+		return fmt.Errorf("sinks/file: sink %q: close %s: %w", s.name, s.path, err)
+	}
+	return nil
+}
+
+var (
+	_ sinks.Sink    = (*File)(nil)
+	_ sinks.Checker = (*File)(nil)
+)

@@ -1,0 +1,194 @@
+package file
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"wharf/conf"
+	"wharf/sinks"
+)
+
+func newFile(t *testing.T, cfg *conf.Sink) *File {
+	t.Helper()
+	cfg.Type = "file"
+	s, err := sinks.New("f", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.(*File)
+}
+
+func batch(prefix string, n int) []*sinks.Message {
+	out := make([]*sinks.Message, n)
+	for i := range out {
+		out[i] = sinks.NewMessage(fmt.Appendf(nil, "<13>%s-%d \"quoted\" \xff", prefix, i))
+		out[i].Priority = 13
+		out[i].Format = sinks.FormatRaw
+		out[i].Received = time.Now().UnixNano()
+	}
+	return out
+}
+
+// readJSONLines parses every line of path as JSON and returns the "raw" fields.
+func readJSONLines(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var obj struct {
+			Raw      string
+			Priority int
+		}
+		if err := json.Unmarshal(sc.Bytes(), &obj); err != nil {
+			t.Fatalf("%s: line %q: %v", path, sc.Text(), err)
+		}
+		if obj.Priority != 13 {
+			t.Fatalf("priority %d in %q", obj.Priority, sc.Text())
+		}
+		out = append(out, obj.Raw)
+	}
+	return out
+}
+
+func TestFileReopenAfterRotate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "dir", "messages.jsonl")
+	s := newFile(t, &conf.Sink{Path: path})
+	ctx := context.Background()
+	if err := s.Write(ctx, batch("a", 3)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != DefaultMode&^0o022 && st.Mode().Perm() != DefaultMode {
+		t.Errorf("mode %v, want %o", st.Mode().Perm(), DefaultMode)
+	}
+	rotated := path + ".1"
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	// Before Reopen, writes still go to the renamed file (like any daemon).
+	if err := s.Write(ctx, batch("b", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, batch("c", 4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := func(got []string, prefixes ...string) {
+		t.Helper()
+		var exp []string
+		for _, p := range prefixes {
+			for _, m := range batch(p[:1], int(p[1]-'0')) {
+				exp = append(exp, string(m.Raw))
+			}
+		}
+		// Raw was JSON-escaped: \xff became U+FFFD.
+		for i := range exp {
+			b, _ := json.Marshal(exp[i])
+			json.Unmarshal(b, &exp[i])
+		}
+		if fmt.Sprint(got) != fmt.Sprint(exp) {
+			t.Errorf("got %q\nwant %q", got, exp)
+		}
+	}
+	want(readJSONLines(t, rotated), "a3", "b2")
+	want(readJSONLines(t, path), "c4")
+}
+
+func TestFileReopenConcurrentWithWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.log")
+	s := newFile(t, &conf.Sink{Path: path, Encoding: "raw", FileMode: "0600"})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for range 50 {
+			if err := s.Reopen(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := range 50 {
+		if err := s.Write(context.Background(), batch(fmt.Sprint("w", i), 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	if n := len(splitLines(b)); n != 500 {
+		t.Errorf("%d lines, want 500", n)
+	}
+}
+
+func splitLines(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		i := 0
+		for i < len(b) && b[i] != '\n' {
+			i++
+		}
+		out = append(out, b[:i])
+		if i < len(b) {
+			i++
+		}
+		b = b[i:]
+	}
+	return out
+}
+
+func TestFileConfigErrorsAndCheck(t *testing.T) {
+	f := func(cfg conf.Sink, wantErr bool) {
+		t.Helper()
+		cfg.Type = "file"
+		_, err := sinks.New("f", &cfg)
+		if (err != nil) != wantErr {
+			t.Errorf("%+v: err %v", cfg, err)
+		}
+	}
+	f(conf.Sink{}, true)
+	f(conf.Sink{Path: "x", Encoding: "yaml"}, true)
+	f(conf.Sink{Path: "x", FileMode: "rw-r"}, true)
+	f(conf.Sink{Path: "x", FileMode: "0644", Encoding: "rfc5424"}, false)
+
+	// A path below a regular file cannot be created: Check reports it.
+	blocker := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(blocker, nil, 0o600)
+	s := newFile(t, &conf.Sink{Path: filepath.Join(blocker, "m.log")})
+	if err := s.Check(context.Background()); err == nil {
+		t.Error("Check succeeded for a path below a regular file")
+	}
+	if err := s.Write(context.Background(), batch("x", 1)); err == nil {
+		t.Error("Write succeeded for a path below a regular file")
+	}
+}
