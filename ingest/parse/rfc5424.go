@@ -1,0 +1,339 @@
+package parse
+
+import (
+	"bytes"
+	"unicode/utf8"
+
+	"wharf/sinks"
+)
+
+// RFC5424 field limits (RFC 5424 §6).
+const (
+	maxHostname = 255
+	maxAppName  = 48
+	maxProcID   = 128
+	maxMsgID    = 32
+	maxSDName   = 32
+)
+
+// maxDupCheck bounds the SD-IDs checked for duplicates (RFC 5424 §6.3.2:
+// an SD-ID MUST NOT appear twice). Elements beyond it are validated but not
+// compared, so a hostile message cannot make the check quadratic.
+const maxDupCheck = 32
+
+var bom = []byte("\xef\xbb\xbf")
+
+// parse5424 parses m.Raw as RFC5424:
+//
+//	<PRI>VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP STRUCTURED-DATA [SP MSG]
+func parse5424(m *sinks.Message) Error {
+	b := m.Raw
+	pri, p, err := parsePRI(b, false)
+	if err != 0 {
+		return err
+	}
+	m.Priority = int16(pri)
+
+	// VERSION = NONZERO-DIGIT 0*2DIGIT; wider than uint8 is refused.
+	if p == len(b) {
+		return ErrTruncatedHeader
+	}
+	if b[p] < '1' || b[p] > '9' {
+		return ErrBadVersion
+	}
+	v, start := 0, p
+	for p < len(b) && p-start < 3 && isDigit(b[p]) {
+		v = v*10 + int(b[p]-'0')
+		p++
+	}
+	if p == len(b) {
+		return ErrTruncatedHeader
+	}
+	if b[p] != ' ' || v > 255 {
+		return ErrBadVersion
+	}
+	p++
+
+	// TIMESTAMP
+	if p == len(b) {
+		return ErrTruncatedHeader
+	}
+	var ts sinks.Span
+	if b[p] == '-' {
+		p++
+	} else {
+		n, _ := scanRFC3339(b[p:], 6, true)
+		if n == 0 {
+			return ErrBadTimestamp
+		}
+		ts = span(p, n)
+		p += n
+	}
+	if p == len(b) {
+		return ErrTruncatedHeader
+	}
+	if b[p] != ' ' {
+		return ErrBadTimestamp
+	}
+	p++
+
+	var host, app, proc, msgid sinks.Span
+	if host, p, err = headerField(b, p, maxHostname, ErrBadHostname); err != 0 {
+		return err
+	}
+	if app, p, err = headerField(b, p, maxAppName, ErrBadAppName); err != 0 {
+		return err
+	}
+	if proc, p, err = headerField(b, p, maxProcID, ErrBadProcID); err != 0 {
+		return err
+	}
+	if msgid, p, err = headerField(b, p, maxMsgID, ErrBadMsgID); err != 0 {
+		return err
+	}
+
+	// STRUCTURED-DATA
+	if p == len(b) {
+		return ErrTruncatedHeader
+	}
+	var sd sinks.Span
+	switch b[p] {
+	case '-':
+		p++
+	case '[':
+		n, err := scanSD(b[p:])
+		if err != 0 {
+			return err
+		}
+		sd = span(p, n)
+		p += n
+	default:
+		return ErrBadStructuredData
+	}
+
+	// [SP MSG], MSG optionally starting with a BOM.
+	var msg sinks.Span
+	if p < len(b) {
+		if b[p] != ' ' {
+			return ErrBadStructuredData
+		}
+		p++
+		if bytes.HasPrefix(b[p:], bom) {
+			p += len(bom)
+		}
+		if p < len(b) {
+			msg = span(p, len(b)-p)
+		}
+	}
+
+	m.Format = sinks.FormatRFC5424
+	m.Version = uint8(v)
+	m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg = ts, host, app, proc, msgid, sd, msg
+	return 0
+}
+
+// headerField reads a PRINTUSASCII field of 1..max bytes at b[p:] and the
+// SP after it. "-" (NILVALUE) gives a zero Span.
+func headerField(b []byte, p, max int, bad Error) (sinks.Span, int, Error) {
+	start := p
+	for p < len(b) && isPrint(b[p]) {
+		p++
+	}
+	n := p - start
+	if n == 0 && p == len(b) {
+		return sinks.Span{}, 0, ErrTruncatedHeader
+	}
+	if n == 0 || n > max {
+		return sinks.Span{}, 0, bad
+	}
+	if p == len(b) {
+		return sinks.Span{}, 0, ErrTruncatedHeader
+	}
+	if b[p] != ' ' {
+		return sinks.Span{}, 0, bad
+	}
+	if n == 1 && b[start] == '-' {
+		return sinks.Span{}, p + 1, 0
+	}
+	return span(start, n), p + 1, 0
+}
+
+// scanSD validates the SD-ELEMENTs at the start of b (b[0] == '[') and
+// returns their length. It checks the SD-ID and PARAM-NAME alphabets and
+// lengths, escapes and UTF-8 in PARAM-VALUEs, and duplicate SD-IDs among
+// the first maxDupCheck elements.
+func scanSD(b []byte) (int, Error) {
+	var ids [maxDupCheck][]byte
+	it := sdIter{b: b}
+	for n := 0; ; n++ {
+		id, ok, err := it.element()
+		if err != 0 {
+			return 0, err
+		}
+		if !ok {
+			return it.p, 0
+		}
+		if n < maxDupCheck {
+			for _, prev := range ids[:n] {
+				if bytes.Equal(prev, id) {
+					return 0, ErrBadStructuredData
+				}
+			}
+			ids[n] = id
+		}
+		for {
+			_, _, ok, err := it.param()
+			if err != 0 {
+				return 0, err
+			}
+			if !ok {
+				break
+			}
+		}
+	}
+}
+
+// sdIter walks SD-ELEMENTs: element, then param until it reports !ok,
+// then element again. It never allocates.
+type sdIter struct {
+	b []byte
+	p int
+}
+
+// element reads "[SD-ID" and returns the SD-ID, or ok=false when the next
+// byte does not open an element (end of the structured data).
+func (it *sdIter) element() (id []byte, ok bool, err Error) {
+	if it.p == len(it.b) || it.b[it.p] != '[' {
+		return nil, false, 0
+	}
+	it.p++
+	id = it.name()
+	if id == nil {
+		return nil, false, ErrBadStructuredData
+	}
+	return id, true, 0
+}
+
+// param reads ` name="value"` and returns the value still escaped, or
+// ok=false after the element's closing ']'.
+func (it *sdIter) param() (name, value []byte, ok bool, err Error) {
+	b := it.b
+	if it.p == len(b) {
+		return nil, nil, false, ErrBadStructuredData
+	}
+	if b[it.p] == ']' {
+		it.p++
+		return nil, nil, false, 0
+	}
+	if b[it.p] != ' ' {
+		return nil, nil, false, ErrBadStructuredData
+	}
+	it.p++
+	name = it.name()
+	if name == nil || it.p+1 >= len(b) || b[it.p] != '=' || b[it.p+1] != '"' {
+		return nil, nil, false, ErrBadStructuredData
+	}
+	it.p += 2
+	start := it.p
+	for p := it.p; p < len(b); {
+		switch c := b[p]; {
+		case c == '"':
+			it.p = p + 1
+			return name, b[start:p], true, 0
+		case c == '\\':
+			if p+1 == len(b) || (b[p+1] != '"' && b[p+1] != ']' && b[p+1] != '\\') {
+				return nil, nil, false, ErrBadStructuredData
+			}
+			p += 2
+		case c == ']':
+			return nil, nil, false, ErrBadStructuredData
+		case c < utf8.RuneSelf:
+			p++
+		default:
+			r, size := utf8.DecodeRune(b[p:])
+			if r == utf8.RuneError && size == 1 {
+				return nil, nil, false, ErrBadStructuredData
+			}
+			p += size
+		}
+	}
+	return nil, nil, false, ErrBadStructuredData
+}
+
+// name reads an SD-NAME (1..32 PRINTUSASCII except '=', ']', '"'), or
+// returns nil.
+func (it *sdIter) name() []byte {
+	start := it.p
+	for it.p < len(it.b) {
+		c := it.b[it.p]
+		if !isPrint(c) || c == '=' || c == ']' || c == '"' {
+			break
+		}
+		it.p++
+	}
+	if n := it.p - start; n == 0 || n > maxSDName {
+		return nil
+	}
+	return it.b[start:it.p]
+}
+
+// EachSDParam calls fn for every PARAM of every SD-ELEMENT in sd (the
+// bytes of a StructuredData span), in order: id is the SD-ID, name the
+// PARAM-NAME and value the PARAM-VALUE still escaped (see UnescapeSDValue).
+// An element without params gives one call with name and value nil. fn
+// returns false to stop. The slices alias sd. An empty sd or "-" has no
+// elements. It returns ErrBadStructuredData if sd is malformed (after the
+// calls for the well-formed prefix).
+func EachSDParam(sd []byte, fn func(id, name, value []byte) bool) error {
+	if len(sd) == 0 || (len(sd) == 1 && sd[0] == '-') {
+		return nil
+	}
+	it := sdIter{b: sd}
+	for {
+		id, ok, err := it.element()
+		if err != 0 {
+			return err
+		}
+		if !ok {
+			if it.p != len(sd) {
+				return ErrBadStructuredData
+			}
+			return nil
+		}
+		params := 0
+		for ; ; params++ {
+			name, value, ok, err := it.param()
+			if err != 0 {
+				return err
+			}
+			if !ok {
+				break
+			}
+			if !fn(id, name, value) {
+				return nil
+			}
+		}
+		if params == 0 && !fn(id, nil, nil) {
+			return nil
+		}
+	}
+}
+
+// UnescapeSDValue appends the PARAM-VALUE v to dst with the escapes `\"`,
+// `\]` and `\\` resolved, and returns the extended slice. Any other
+// backslash is kept as is.
+func UnescapeSDValue(dst, v []byte) []byte {
+	for {
+		i := bytes.IndexByte(v, '\\')
+		if i < 0 || i+1 == len(v) {
+			return append(dst, v...)
+		}
+		dst = append(dst, v[:i]...)
+		switch c := v[i+1]; c {
+		case '"', ']', '\\':
+			dst = append(dst, c)
+		default:
+			dst = append(dst, '\\', c)
+		}
+		v = v[i+2:]
+	}
+}

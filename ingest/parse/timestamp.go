@@ -1,0 +1,264 @@
+package parse
+
+import (
+	"sync/atomic"
+	"time"
+
+	"wharf/sinks"
+)
+
+// tsFields are the parts of a timestamp; offMin is the UTC offset in
+// minutes when hasOffset.
+type tsFields struct {
+	year, month, day, hour, min, sec, nsec int
+	offMin                                 int
+	hasOffset                              bool
+}
+
+// scanRFC3339 reads an RFC3339 timestamp (RFC 5424 §6.2.3: uppercase 'T'
+// and 'Z', at most maxFrac fraction digits, a real calendar day) at the
+// start of b and returns its length, or 0. Without needOffset (RFC3164
+// "ISO" timestamps) the offset may be missing.
+func scanRFC3339(b []byte, maxFrac int, needOffset bool) (int, tsFields) {
+	var t tsFields
+	if len(b) < 19 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return 0, t
+	}
+	var ok bool
+	if t.year, ok = digits(b[0:4]); !ok {
+		return 0, t
+	}
+	if t.month, ok = digits(b[5:7]); !ok || t.month < 1 || t.month > 12 {
+		return 0, t
+	}
+	if t.day, ok = digits(b[8:10]); !ok || t.day < 1 || t.day > daysIn(t.month, t.year) {
+		return 0, t
+	}
+	if t.hour, ok = digits(b[11:13]); !ok || t.hour > 23 {
+		return 0, t
+	}
+	if t.min, ok = digits(b[14:16]); !ok || t.min > 59 {
+		return 0, t
+	}
+	if t.sec, ok = digits(b[17:19]); !ok || t.sec > 59 {
+		return 0, t
+	}
+	p := 19
+	if p < len(b) && b[p] == '.' {
+		p++
+		start, scale := p, 100000000
+		for p < len(b) && isDigit(b[p]) && p-start < maxFrac {
+			t.nsec += int(b[p]-'0') * scale
+			scale /= 10
+			p++
+		}
+		if p == start || (p < len(b) && isDigit(b[p])) {
+			return 0, t
+		}
+	}
+	if p == len(b) {
+		if needOffset {
+			return 0, t
+		}
+		return p, t
+	}
+	switch b[p] {
+	case 'Z':
+		t.hasOffset = true
+		return p + 1, t
+	case '+', '-':
+		if len(b) < p+6 || b[p+3] != ':' {
+			return 0, t
+		}
+		h, ok1 := digits(b[p+1 : p+3])
+		mi, ok2 := digits(b[p+4 : p+6])
+		if !ok1 || !ok2 || h > 23 || mi > 59 {
+			return 0, t
+		}
+		t.offMin = h*60 + mi
+		if b[p] == '-' {
+			t.offMin = -t.offMin
+		}
+		t.hasOffset = true
+		return p + 6, t
+	}
+	if needOffset {
+		return 0, t
+	}
+	return p, t
+}
+
+// digits parses an all-digit slice.
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// months in BSD timestamps, matched case-insensitively.
+var months = [12]string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}
+
+// scanBSD reads an RFC3164 timestamp at the start of b and returns its
+// length, or 0. Accepted, as rsyslog does: "Mmm dd hh:mm:ss" with the day
+// as " d", "dd", "0d" or "d", an optional ".fraction" (1..9 digits), and an
+// optional year before the time ("Mmm dd yyyy hh:mm:ss", Cisco style).
+// year is 0 when absent.
+func scanBSD(b []byte) (int, tsFields) {
+	var t tsFields
+	if len(b) < 14 || b[3] != ' ' {
+		return 0, t
+	}
+	for i, name := range months {
+		if b[0]|0x20 == name[0] && b[1]|0x20 == name[1] && b[2]|0x20 == name[2] {
+			t.month = i + 1
+			break
+		}
+	}
+	if t.month == 0 {
+		return 0, t
+	}
+	p := 4
+	if b[p] == ' ' {
+		p++
+	}
+	start := p
+	for p < len(b) && p-start < 2 && isDigit(b[p]) {
+		t.day = t.day*10 + int(b[p]-'0')
+		p++
+	}
+	if p == start || t.day < 1 || t.day > 31 || p == len(b) || b[p] != ' ' {
+		return 0, t
+	}
+	p++
+	// Optional "yyyy " before the time.
+	if len(b) >= p+5 && b[p+4] == ' ' {
+		y, ok := digits(b[p : p+4])
+		if !ok {
+			return 0, t
+		}
+		t.year = y
+		p += 5
+	}
+	if len(b) < p+8 || b[p+2] != ':' || b[p+5] != ':' {
+		return 0, t
+	}
+	var ok1, ok2, ok3 bool
+	t.hour, ok1 = digits(b[p : p+2])
+	t.min, ok2 = digits(b[p+3 : p+5])
+	t.sec, ok3 = digits(b[p+6 : p+8])
+	if !ok1 || !ok2 || !ok3 || t.hour > 23 || t.min > 59 || t.sec > 60 {
+		return 0, t
+	}
+	p += 8
+	if p < len(b) && b[p] == '.' {
+		p++
+		start, scale := p, 100000000
+		for p < len(b) && isDigit(b[p]) && p-start < 9 {
+			t.nsec += int(b[p]-'0') * scale
+			scale /= 10
+			p++
+		}
+		if p == start {
+			return 0, t
+		}
+	}
+	return p, t
+}
+
+// ParseTimestamp decodes m's Timestamp span: RFC3339 for RFC5424, RFC3339
+// or BSD ("Mmm dd hh:mm:ss") for RFC3164. A BSD timestamp, or an RFC3339
+// one without offset, is read in the local time zone, as rsyslog does; see
+// ParseTimestampIn. It reports false when there is no timestamp.
+func ParseTimestamp(m *sinks.Message) (time.Time, bool) {
+	return ParseTimestampIn(m, time.Local)
+}
+
+// ParseTimestampIn is ParseTimestamp with loc for timestamps that carry no
+// zone. A BSD timestamp has no year either: it gets the year that puts it
+// closest to the receive time (m.Received, or now when zero), so a
+// "Dec 31" message received on January 1st is dated last year.
+//
+// It is meant for encoders that need a time.Time, lazily; it does not
+// allocate except the first time it meets a given numeric UTC offset
+// (zones are cached).
+func ParseTimestampIn(m *sinks.Message, loc *time.Location) (time.Time, bool) {
+	ts := m.Field(m.Timestamp)
+	if len(ts) == 0 || m.Format == sinks.FormatRaw {
+		return time.Time{}, false
+	}
+	if isDigit(ts[0]) {
+		maxFrac := 9
+		if m.Format == sinks.FormatRFC5424 {
+			maxFrac = 6
+		}
+		n, t := scanRFC3339(ts, maxFrac, m.Format == sinks.FormatRFC5424)
+		if n != len(ts) {
+			return time.Time{}, false
+		}
+		if t.hasOffset {
+			loc = fixedZone(t.offMin)
+		}
+		return time.Date(t.year, time.Month(t.month), t.day, t.hour, t.min, t.sec, t.nsec, loc), true
+	}
+	n, t := scanBSD(ts)
+	if n != len(ts) {
+		return time.Time{}, false
+	}
+	if t.year != 0 {
+		return time.Date(t.year, time.Month(t.month), t.day, t.hour, t.min, t.sec, t.nsec, loc), true
+	}
+	ref := time.Now()
+	if m.Received != 0 {
+		ref = time.Unix(0, m.Received)
+	}
+	ref = ref.In(loc)
+	best := time.Time{}
+	var bestDist time.Duration
+	for y := ref.Year() - 1; y <= ref.Year()+1; y++ {
+		c := time.Date(y, time.Month(t.month), t.day, t.hour, t.min, t.sec, t.nsec, loc)
+		d := c.Sub(ref)
+		if d < 0 {
+			d = -d
+		}
+		if best.IsZero() || d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best, true
+}
+
+// zones caches one *time.Location per UTC offset in minutes
+// (-23:59..+23:59), so that decoding timestamps does not allocate a zone
+// per message.
+var zones [2*24*60 + 1]atomic.Pointer[time.Location]
+
+func fixedZone(offMin int) *time.Location {
+	if offMin == 0 {
+		return time.UTC
+	}
+	z := &zones[offMin+24*60]
+	if l := z.Load(); l != nil {
+		return l
+	}
+	l := time.FixedZone("", offMin*60)
+	z.Store(l)
+	return l
+}
