@@ -1,0 +1,419 @@
+// Package syslog is the sink that forwards messages to downstream syslog
+// collectors over TCP (RFC6587 octet counting or LF framing) or UDP, with
+// failover across an ordered list of servers.
+package syslog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"wharf/conf"
+	"wharf/sinks"
+)
+
+func init() { sinks.Register("syslog", New) }
+
+const (
+	// DefaultDialTimeout bounds one connect attempt when dial_timeout is unset.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultWriteTimeout bounds writing one batch: a collector that stops
+	// reading for this long is treated as failed and the next is tried.
+	DefaultWriteTimeout = 10 * time.Second
+	// FailbackInterval is how often, while sending to a later server, the
+	// first server is tried again.
+	FailbackInterval = 30 * time.Second
+	// serverBackoff is the first pause after a server failed; it doubles
+	// per consecutive failure up to serverMaxBackoff, so a dead server is
+	// not dialled on every batch retry.
+	serverBackoff    = 500 * time.Millisecond
+	serverMaxBackoff = 15 * time.Second
+	// maxDatagram is the largest UDP payload over IPv4; longer encoded
+	// messages are truncated (a collector would drop them otherwise).
+	maxDatagram = 65507
+)
+
+// Framing is how messages are delimited on a TCP stream.
+type Framing uint8
+
+// TCP framings (conf key out_framing).
+const (
+	// FramingOctetCounting is RFC6587 3.4.1: "LEN SP MSG". Messages may
+	// contain newlines.
+	FramingOctetCounting Framing = iota
+	// FramingLF terminates each message with "\n" (RFC6587 3.4.2). A
+	// newline inside a message splits it at the collector.
+	FramingLF
+)
+
+// server is one downstream collector and its failure state. Only touched
+// with Syslog.mu held.
+type server struct {
+	url       string // as configured, for messages
+	network   string // "tcp" or "udp"
+	addr      string // host:port
+	downUntil time.Time
+	backoff   time.Duration
+}
+
+// Syslog forwards batches to the first working server of its list.
+//
+// Concurrency: Write (one Runner goroutine) and Check serialise on mu;
+// Close follows the Sink contract. Failovers may be read at any time.
+type Syslog struct {
+	name         string
+	enc          sinks.Encoding
+	framing      Framing
+	dialTimeout  time.Duration
+	writeTimeout time.Duration
+	failback     time.Duration
+	log          *slog.Logger
+
+	mu           sync.Mutex
+	servers      []server
+	cur          int      // index of the server conn is connected to
+	conn         net.Conn // nil when not connected
+	nextFailback time.Time
+	buf          []byte // reused: one batch (TCP) or one message (UDP)
+	probe        [1]byte
+
+	failovers atomic.Uint64
+}
+
+// New builds a syslog sink from its config section. Servers are
+// "tcp://host:port" or "udp://host:port" and are tried in order. Encoding
+// defaults to raw, out_framing to octet-counting. It does not connect.
+func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
+	s := &Syslog{
+		name:         name,
+		dialTimeout:  cfg.DialTimeout.Duration,
+		writeTimeout: cfg.WriteTimeout.Duration,
+		failback:     FailbackInterval,
+		log:          slog.Default().With("sink", name),
+		buf:          make([]byte, 0, 64<<10),
+	}
+	if s.dialTimeout <= 0 {
+		s.dialTimeout = DefaultDialTimeout
+	}
+	if s.writeTimeout <= 0 {
+		s.writeTimeout = DefaultWriteTimeout
+	}
+	if cfg.Encoding != "" {
+		var err error
+		if s.enc, err = sinks.ParseEncoding(cfg.Encoding); err != nil {
+			return nil, fmt.Errorf("sinks/syslog: sink %q: encoding: %w", name, err)
+		}
+	}
+	switch cfg.OutFraming {
+	case "", "octet-counting":
+	case "lf":
+		s.framing = FramingLF
+	default:
+		return nil, fmt.Errorf("sinks/syslog: sink %q: out_framing %q: want octet-counting or lf", name, cfg.OutFraming)
+	}
+	if len(cfg.Servers) == 0 {
+		return nil, fmt.Errorf("sinks/syslog: sink %q: servers is empty; set servers = [\"tcp://host:514\"]", name)
+	}
+	for i, u := range cfg.Servers {
+		scheme, addr, ok := strings.Cut(u, "://")
+		if !ok || (scheme != "tcp" && scheme != "udp") {
+			return nil, fmt.Errorf("sinks/syslog: sink %q: servers[%d] %q: want tcp://host:port or udp://host:port", name, i, u)
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return nil, fmt.Errorf("sinks/syslog: sink %q: servers[%d] %q: want tcp://host:port or udp://host:port", name, i, u)
+		}
+		s.servers = append(s.servers, server{url: u, network: scheme, addr: addr})
+	}
+	return s, nil
+}
+
+// Failovers counts switches from one server to another (including
+// failing back to the first).
+func (s *Syslog) Failovers() uint64 { return s.failovers.Load() }
+
+// Server returns the URL of the server currently in use.
+func (s *Syslog) Server() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.servers[s.cur].url
+}
+
+// Write sends the batch to the current server; on a dial or write error it
+// moves on to the next server in order (wrapping around once) and sends
+// the whole batch there. A successful write of every byte counts as
+// accepted: plain syslog has no acknowledgements, so bytes in flight when
+// a collector dies may be lost or, after a retry, duplicated.
+func (s *Syslog) Write(ctx context.Context, batch []*sinks.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.cur != 0 && !now.Before(s.nextFailback) {
+		s.tryFailback(ctx, now)
+	}
+	var errs []error
+	n := len(s.servers)
+	for k := 0; k < n; k++ {
+		i := (s.cur + k) % n
+		srv := &s.servers[i]
+		if i != s.cur || s.conn == nil {
+			if wait := srv.downUntil.Sub(time.Now()); wait > 0 {
+				errs = append(errs, fmt.Errorf("server %s: skipped for %s after a failure", srv.url, wait.Round(time.Millisecond)))
+				continue
+			}
+		}
+		if i != s.cur {
+			s.switchTo(i)
+		}
+		err := s.send(ctx, srv, batch)
+		if err == nil {
+			srv.backoff = 0
+			return nil
+		}
+		s.closeConn()
+		s.markDown(srv)
+		if ctx.Err() != nil {
+			return fmt.Errorf("sinks/syslog: sink %q: server %s: %w", s.name, srv.url, err)
+		}
+		serr := &serverError{url: srv.url, err: err}
+		if k < n-1 {
+			s.log.Warn(fmt.Sprintf("sinks/syslog: sink %q: %v; trying next server", s.name, serr))
+		}
+		errs = append(errs, serr)
+	}
+	return fmt.Errorf("sinks/syslog: sink %q: no server accepted the batch: %w", s.name, errors.Join(errs...))
+}
+
+// switchTo makes server i current; the caller has closed or will open conn.
+func (s *Syslog) switchTo(i int) {
+	s.closeConn()
+	from := s.servers[s.cur].url
+	s.cur = i
+	s.failovers.Add(1)
+	if i != 0 {
+		s.nextFailback = time.Now().Add(s.failback)
+	}
+	s.log.Warn(fmt.Sprintf("sinks/syslog: sink %q: switching from server %s to %s", s.name, from, s.servers[i].url))
+}
+
+// tryFailback dials the first server; if that works it becomes current.
+func (s *Syslog) tryFailback(ctx context.Context, now time.Time) {
+	s.nextFailback = now.Add(s.failback)
+	srv := &s.servers[0]
+	if now.Before(srv.downUntil) {
+		return
+	}
+	c, err := s.dial(ctx, srv)
+	if err != nil {
+		s.markDown(srv)
+		return
+	}
+	s.switchTo(0)
+	s.conn = c
+	srv.backoff = 0
+}
+
+func (s *Syslog) markDown(srv *server) {
+	if srv.backoff == 0 {
+		srv.backoff = serverBackoff
+	} else {
+		srv.backoff = min(srv.backoff*2, serverMaxBackoff)
+	}
+	srv.downUntil = time.Now().Add(srv.backoff)
+}
+
+func (s *Syslog) closeConn() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+}
+
+func (s *Syslog) dial(ctx context.Context, srv *server) (net.Conn, error) {
+	d := net.Dialer{Timeout: s.dialTimeout}
+	c, err := d.DialContext(ctx, srv.network, srv.addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(false) // whole batches are written at once anyway
+		tc.SetKeepAlive(true)
+	}
+	return c, nil
+}
+
+// alive reports whether an idle TCP connection is still open: collectors
+// never send, so a readable connection means FIN or RST arrived. Without
+// this check the first batch after a collector closed would be written
+// into a dead socket without error and lost. It peeks without blocking
+// (a read deadline would not do: Go fails an expired read without asking
+// the kernel).
+func (s *Syslog) alive() bool {
+	sc, ok := s.conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	open := true
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr := syscall.Recvfrom(int(fd), s.probe[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case rerr == syscall.EAGAIN || rerr == syscall.EINTR:
+		case rerr != nil || n == 0: // reset, or orderly shutdown (EOF)
+			open = false
+		}
+		return true
+	})
+	return err == nil && open
+}
+
+// send writes the batch to srv, connecting first if needed.
+func (s *Syslog) send(ctx context.Context, srv *server, batch []*sinks.Message) error {
+	if s.conn != nil && srv.network == "tcp" && !s.alive() {
+		s.closeConn()
+	}
+	if s.conn == nil {
+		c, err := s.dial(ctx, srv)
+		if err != nil {
+			return err
+		}
+		s.conn = c
+	}
+	deadline := time.Now().Add(s.writeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := s.conn.SetWriteDeadline(deadline); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	// Cancelling ctx (Runner shutdown) interrupts a blocked write.
+	conn := s.conn
+	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if srv.network == "udp" {
+		return s.sendUDP(batch)
+	}
+	b := s.buf[:0]
+	for _, m := range batch {
+		if s.framing == FramingOctetCounting {
+			start := len(b)
+			b = s.enc.Append(b, m)
+			// Prefix the length: encode first, then shift in "LEN SP".
+			n := len(b) - start
+			var pre [12]byte
+			p := strconv.AppendInt(pre[:0], int64(n), 10)
+			p = append(p, ' ')
+			b = append(b, p...)
+			copy(b[start+len(p):], b[start:start+n])
+			copy(b[start:], p)
+		} else {
+			b = s.enc.Append(b, m)
+			b = append(b, '\n')
+		}
+	}
+	s.buf = b
+	if _, err := conn.Write(b); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("write: %w", ctx.Err())
+		}
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+func (s *Syslog) sendUDP(batch []*sinks.Message) error {
+	for _, m := range batch {
+		b := s.enc.Append(s.buf[:0], m)
+		s.buf = b
+		if len(b) > maxDatagram {
+			b = b[:maxDatagram]
+		}
+		if _, err := s.conn.Write(b); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+	}
+	return nil
+}
+
+// Check connects to the first reachable server (in order) if not
+// connected, so a sink whose collectors are all down is not ready at start.
+func (s *Syslog) Check(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		return nil
+	}
+	var errs []error
+	for i := range s.servers {
+		srv := &s.servers[i]
+		c, err := s.dial(ctx, srv)
+		if err != nil {
+			s.markDown(srv)
+			errs = append(errs, &serverError{url: srv.url, err: err})
+			continue
+		}
+		if i != s.cur {
+			s.switchTo(i)
+		}
+		s.conn = c
+		return nil
+	}
+	return fmt.Errorf("sinks/syslog: sink %q: no server reachable: %w", s.name, errors.Join(errs...))
+}
+
+// Close closes the connection. Everything written was already handed to
+// the kernel; TCP delivers it after close.
+func (s *Syslog) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return nil
+	}
+	err := s.conn.Close()
+	s.conn = nil
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("sinks/syslog: sink %q: close: %w", s.name, err)
+	}
+	return nil
+}
+
+// serverError is a failure of one server: "server URL: dial: connection
+// refused". It unwraps to the underlying error.
+type serverError struct {
+	url string
+	err error
+}
+
+func (e *serverError) Error() string { return "server " + e.url + ": " + short(e.err) }
+func (e *serverError) Unwrap() error { return e.err }
+
+// short renders err without Go's "dial tcp 127.0.0.1:1: connect:" noise:
+// "dial: connection refused".
+func short(err error) string {
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		op, _, _ := strings.Cut(err.Error(), ":")
+		return op + ": " + se.Err.Error()
+	}
+	if errors.Is(err, io.EOF) {
+		return "connection closed by server"
+	}
+	return err.Error()
+}
+
+var (
+	_ sinks.Sink    = (*Syslog)(nil)
+	_ sinks.Checker = (*Syslog)(nil)
+)
