@@ -50,6 +50,12 @@ func newTopic(t testing.TB, brokers string, partitions int) string {
 			for _, p := range md.Topics[0].Partitions {
 				ready = ready && p.Leader.ID >= 0 && p.Leader.Host != ""
 			}
+			// The metadata can name a leader a moment before that broker
+			// serves the partition (NOT_LEADER_OR_FOLLOWER); a ListOffsets
+			// answered by each leader proves it does.
+			for _, p := range md.Topics[0].Partitions {
+				ready = ready && leaderServes(ctx, brokers, topic, p.ID)
+			}
 			if ready {
 				return topic
 			}
@@ -59,6 +65,17 @@ func newTopic(t testing.TB, brokers string, partitions int) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// leaderServes reports whether the partition's leader answers ListOffsets.
+func leaderServes(ctx context.Context, brokers, topic string, partition int) bool {
+	c, err := kafkago.DialLeader(ctx, "tcp", strings.Split(brokers, ",")[0], topic, partition)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_, err = c.ReadLastOffset()
+	return err == nil
 }
 
 // record is one Kafka record as read back.
@@ -359,5 +376,50 @@ func BenchmarkKafkaWrite(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*batchSize)/time.Since(start).Seconds(), "msgs/s")
 		})
+	}
+}
+
+// Regression: kafka-go's 1 s default BatchTimeout, or a linger that splits
+// a partition's share of a Write, would make each Write slow or chatty.
+// One Write must become at most one produce request per partition.
+func TestKafkaOneProducePerPartition(t *testing.T) {
+	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	const partitions = 3
+	topic := newTopic(t, brokers, partitions)
+	s, err := New("it", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, BatchSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := s.(*Sink)
+	batch := make([]*sinks.Message, 1000)
+	for i := range batch {
+		batch[i] = syslogMessage(i)
+	}
+	defer func() {
+		for _, m := range batch {
+			m.Release()
+		}
+	}()
+	if err := s.Write(context.Background(), batch); err != nil { // warm up
+		t.Fatal(err)
+	}
+	k.w.Stats() // reset the counters
+	fastest := time.Hour
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		if err := s.Write(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+		fastest = min(fastest, time.Since(start))
+	}
+	// A linger of 1 s would make every Write take over 1 s; the fastest
+	// of five is robust against a loaded machine.
+	if fastest > 500*time.Millisecond {
+		t.Errorf("the fastest of 5 Writes of 1000 messages took %v", fastest)
+	}
+	st := k.w.Stats()
+	if st.Writes > 5*partitions || st.Messages != 5000 {
+		t.Errorf("5 Writes of 1000 messages: %d produce requests carrying %d messages, want at most %d requests", st.Writes, st.Messages, 5*partitions)
 	}
 }
