@@ -55,8 +55,12 @@ type Config struct {
 	Run string
 	// WriteSize is the TCP bytes per write. Default 256 KiB.
 	WriteSize int
-	// Batch is the UDP datagrams per sendmmsg. Default 256.
+	// Batch is the UDP datagrams per sendmmsg. Default 1024.
 	Batch int
+	// NoGSO turns off UDP segmentation offload (UDP_SEGMENT): then every
+	// datagram is its own sendmmsg entry. Receivers see the same datagrams
+	// either way; GSO only makes the sender cheaper.
+	NoGSO bool
 }
 
 // Result is what a run sent.
@@ -110,7 +114,7 @@ func New(cfg Config) (*Generator, error) {
 		cfg.WriteSize = 256 << 10
 	}
 	if cfg.Batch <= 0 {
-		cfg.Batch = 256
+		cfg.Batch = 1024
 	}
 	if cfg.Duration <= 0 && cfg.Count == 0 {
 		return nil, errors.New("bench/gen: set a duration or a count, or the run never ends")

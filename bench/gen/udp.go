@@ -19,9 +19,16 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
+// udpSegments is how many equal-size datagrams one GSO send carries
+// (the kernel's UDP_MAX_SEGMENTS is at least 64).
+const udpSegments = 64
+
 // runUDP sends the stream in sendmmsg batches over a connected socket.
 // Each batch slot is a copy of the template with its own seq; the slots,
-// iovecs and headers are set up once and reused.
+// iovecs and headers are set up once and reused. With GSO (UDP_SEGMENT)
+// one mmsghdr entry carries up to udpSegments messages that the kernel
+// cuts into separate datagrams, so the receiver still sees one message per
+// datagram while the sender pays for one stack traversal per entry.
 func (w *worker) runUDP(ctx context.Context) error {
 	uc, ok := w.conn.(*net.UDPConn)
 	if !ok {
@@ -34,13 +41,21 @@ func (w *worker) runUDP(ctx context.Context) error {
 	}
 	tp := w.template()
 	size := len(tp.Frame)
+	segs := 1
+	if !w.g.cfg.NoGSO {
+		var serr error
+		rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT, size) })
+		if serr == nil {
+			segs = udpSegments
+		}
+	}
 	batch := w.g.cfg.Batch
 	slots := make([]byte, batch*size)
-	iov := make([]unix.Iovec, batch)
-	hdrs := make([]mmsghdr, batch)
+	entries := (batch + segs - 1) / segs
+	iov := make([]unix.Iovec, entries)
+	hdrs := make([]mmsghdr, entries)
 	for i := range hdrs {
-		iov[i].Base = &slots[i*size]
-		iov[i].SetLen(size)
+		iov[i].Base = &slots[i*segs*size]
 		hdrs[i].hdr.Iov = &iov[i]
 		hdrs[i].hdr.SetIovlen(1)
 	}
@@ -58,11 +73,15 @@ func (w *worker) runUDP(ctx context.Context) error {
 			first = false
 			copy(slots[i*size:], tp.Frame)
 		}
-		for off := 0; off < n; {
+		used := (n + segs - 1) / segs
+		for i := 0; i < used; i++ {
+			iov[i].SetLen(min(segs, n-i*segs) * size)
+		}
+		for off := 0; off < used; {
 			var sent int
 			var errno syscall.Errno
 			err := rc.Write(func(fd uintptr) bool {
-				r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[off])), uintptr(n-off), 0, 0, 0)
+				r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[off])), uintptr(used-off), 0, 0, 0)
 				if e == unix.EAGAIN {
 					return false
 				}
@@ -86,8 +105,10 @@ func (w *worker) runUDP(ctx context.Context) error {
 				time.Sleep(tick)
 				continue
 			}
+			for i := off; i < off+sent; i++ {
+				w.sent += uint64(iov[i].Len) / uint64(size)
+			}
 			off += sent
-			w.sent += uint64(sent)
 			w.g.sent[w.idx].Store(w.sent)
 		}
 	}

@@ -38,7 +38,7 @@ if [[ ! -x "$dest/usr/sbin/rsyslogd" || ! -e "$dest/usr/lib/x86_64-linux-gnu/rsy
 	mkdir -p "$dest"
 	for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$dest"; done
 fi
-"$dest/usr/sbin/rsyslogd" -v | head -1 >&2
-haproxy -v | head -1 >&2
-syslog-ng --version | head -1 >&2
-socat -V 2>/dev/null | grep -m1 version >&2 || true
+"$dest/usr/sbin/rsyslogd" -v | sed -n 1p >&2
+haproxy -v | sed -n 1p >&2
+syslog-ng --version | sed -n 1p >&2
+socat -V 2>/dev/null | sed -n "/socat version/p" >&2
