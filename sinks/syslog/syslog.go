@@ -361,7 +361,11 @@ func (s *Syslog) Check(ctx context.Context) error {
 		c, err := s.dial(ctx, srv)
 		if err != nil {
 			s.markDown(srv)
-			errs = append(errs, &serverError{url: srv.url, err: err})
+			serr := &serverError{url: srv.url, err: err}
+			if i < len(s.servers)-1 {
+				s.log.Warn(fmt.Sprintf("sinks/syslog: sink %q: %v; trying next server", s.name, serr))
+			}
+			errs = append(errs, serr)
 			continue
 		}
 		if i != s.cur {

@@ -279,10 +279,17 @@ func TestFailoverAndFailback(t *testing.T) {
 	s.Write(context.Background(), msgs("back"))
 	s.Close()
 	deadline = time.Now().Add(5 * time.Second)
-	for len(primary.got()) == 0 && time.Now().Before(deadline) {
+	last := func() string {
+		got := primary.got()
+		if len(got) == 0 {
+			return ""
+		}
+		return got[len(got)-1]
+	}
+	for last() != "back" && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if got := primary.got(); len(got) == 0 || got[len(got)-1] != "back" {
+	if got := primary.got(); last() != "back" {
 		t.Errorf("primary got %q", got)
 	}
 }
