@@ -99,6 +99,10 @@ const (
 	// DefaultOutFraming is octet-counting (RFC6587 3.4.1): it survives
 	// messages containing newlines, LF framing does not.
 	DefaultOutFraming = "octet-counting"
+	// DefaultSyslogWriteTimeout bounds writing one batch to a collector:
+	// one that stops reading is failed over from instead of blocking the
+	// queue behind it.
+	DefaultSyslogWriteTimeout = 10 * time.Second
 	// DefaultDialTimeout is long enough for a TLS-less TCP connect across a
 	// WAN, short enough to fail over to the next server quickly.
 	DefaultDialTimeout = 5 * time.Second
@@ -202,6 +206,7 @@ func (s *Sink) applyDefaults() {
 	case "syslog":
 		setStr(&s.OutFraming, DefaultOutFraming)
 		setDur(&s.DialTimeout, DefaultDialTimeout)
+		setDur(&s.WriteTimeout, DefaultSyslogWriteTimeout)
 	case "file":
 		setStr(&s.FileMode, DefaultFileMode)
 	}

@@ -59,7 +59,7 @@ func (c *Config) Describe(w io.Writer) {
 				s.Key, s.Balancer, s.Compression, s.RequiredAcks, s.WriteTimeout)
 		case "syslog":
 			pr("    servers %s (in order, failover)", strings.Join(s.Servers, ", "))
-			pr("    out_framing %s, dial_timeout %s", s.OutFraming, s.DialTimeout)
+			pr("    out_framing %s, dial_timeout %s, write_timeout %s", s.OutFraming, s.DialTimeout, s.WriteTimeout)
 		case "file":
 			pr("    path %s, file_mode %s", s.Path, s.FileMode)
 		}

@@ -101,6 +101,7 @@ var sections = []section{
 			{"servers", "array of strings", "required", "Downstream collectors `tcp://host:port` or `udp://host:port`, tried in order: the first that works gets the traffic (failover)."},
 			{"out_framing", "string", q(DefaultOutFraming), "TCP framing: `octet-counting` or `lf`."},
 			{"dial_timeout", "duration", dur(DefaultDialTimeout), "Bound on one connect attempt."},
+			{"write_timeout", "duration", dur(DefaultSyslogWriteTimeout), "Bound on writing one batch; a collector that stops reading is failed over from."},
 		},
 	},
 	{

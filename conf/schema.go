@@ -1,8 +1,9 @@
 package conf
 
-// This file is the config schema: every key a user can write. Field docs
-// here are the source of the README's config reference. Defaults live in
-// defaults.go, validation in validate.go.
+// This file is the config schema: every key a user can write. The config
+// reference (reference.go, rendered to docs/config.md) documents every key
+// and a test checks it covers each field here. Defaults live in
+// defaults.go, loading in load.go, validation in validate.go.
 
 // Config is a whole wharf config file.
 type Config struct {
@@ -150,7 +151,8 @@ type Sink struct {
 	Compression string `toml:"compression"`
 	// RequiredAcks: "none", "one", "all".
 	RequiredAcks string `toml:"required_acks"`
-	// WriteTimeout bounds one produce request.
+	// WriteTimeout bounds one produce request (kafka) or writing one batch
+	// to a collector (syslog); it applies to those two types only.
 	WriteTimeout Duration `toml:"write_timeout"`
 
 	// --- syslog (forwarder) ---

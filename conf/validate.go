@@ -474,12 +474,13 @@ func ParseSeverityRange(s string) (lo, hi int, err error) {
 	return lo, hi, nil
 }
 
-// typeKeys names the sink keys that belong to one type only.
-var typeKeys = map[string]string{
-	"brokers": "kafka", "topic": "kafka", "key": "kafka", "balancer": "kafka",
-	"compression": "kafka", "required_acks": "kafka", "write_timeout": "kafka",
-	"servers": "syslog", "out_framing": "syslog", "dial_timeout": "syslog",
-	"path": "file", "file_mode": "file",
+// typeKeys names the sink keys that belong to some types only.
+var typeKeys = map[string][]string{
+	"brokers": {"kafka"}, "topic": {"kafka"}, "key": {"kafka"}, "balancer": {"kafka"},
+	"compression": {"kafka"}, "required_acks": {"kafka"},
+	"write_timeout": {"kafka", "syslog"},
+	"servers":       {"syslog"}, "out_framing": {"syslog"}, "dial_timeout": {"syslog"},
+	"path": {"file"}, "file_mode": {"file"},
 }
 
 // sinkKeys reports type-specific keys set on a sink of another type. It
@@ -507,8 +508,8 @@ func (v *validator) sinkKeys() {
 			}
 		}
 		for _, k := range keys {
-			if owner, ok := typeKeys[k]; ok && owner != s.Type {
-				v.errAt(join("sink", name, k), "key %s does not apply to type %s (it is a %s key)", k, s.Type, owner)
+			if owners, ok := typeKeys[k]; ok && !oneOf(s.Type, owners...) {
+				v.errAt(join("sink", name, k), "key %s does not apply to type %s (it is a %s key)", k, s.Type, strings.Join(owners, "/"))
 			}
 		}
 	}
@@ -554,6 +555,14 @@ func (v *validator) sink(s *Sink) {
 	}
 	if s.MaxRetries < 0 {
 		v.errAt(p+".max_retries", "must not be negative (0 retries until shutdown)")
+	}
+	for _, d := range []struct {
+		key string
+		val Duration
+	}{{"batch_timeout", s.BatchTimeout}, {"retry_backoff", s.RetryBackoff}, {"write_timeout", s.WriteTimeout}, {"dial_timeout", s.DialTimeout}} {
+		if d.val.Duration < 0 {
+			v.errAt(p+"."+d.key, "must not be negative")
+		}
 	}
 	if s.RetryMaxBackoff.Duration < s.RetryBackoff.Duration {
 		v.errAt(p+".retry_max_backoff", "retry_max_backoff %s is shorter than retry_backoff %s", s.RetryMaxBackoff, s.RetryBackoff)
