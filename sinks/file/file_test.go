@@ -192,3 +192,26 @@ func TestFileConfigErrorsAndCheck(t *testing.T) {
 		t.Error("Write succeeded for a path below a regular file")
 	}
 }
+
+// BenchmarkWriteJSON measures one 256-message batch encoded as JSON lines
+// and appended to a file.
+func BenchmarkWriteJSON(b *testing.B) {
+	s, err := New("bench", &conf.Sink{Type: "file", Path: filepath.Join(b.TempDir(), "m.jsonl")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	in := batch("bench", 256)
+	var size int64
+	for _, m := range in {
+		size += int64(len(m.Raw))
+	}
+	b.ReportAllocs()
+	b.SetBytes(size)
+	for b.Loop() {
+		if err := s.Write(context.Background(), in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(in))/b.Elapsed().Seconds(), "msgs/s")
+}

@@ -325,3 +325,41 @@ func TestWriteGivesUpWhenContextEnds(t *testing.T) {
 	}
 	s.Close()
 }
+
+// BenchmarkWriteTCP measures one 256-message batch (octet counting, raw)
+// to a loopback server that discards.
+func BenchmarkWriteTCP(b *testing.B) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	cfg := conf.Sink{Type: "syslog", Servers: []string{"tcp://" + l.Addr().String()}}
+	s, err := New("bench", &cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	batch := msgs(testMessages("bench", 0, 256)...)
+	var size int64
+	for _, m := range batch {
+		size += int64(len(m.Raw))
+	}
+	b.ReportAllocs()
+	b.SetBytes(size)
+	for b.Loop() {
+		if err := s.Write(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "msgs/s")
+}
