@@ -105,7 +105,7 @@ type scanner struct {
 }
 
 func indexPositions(src string) *posIndex {
-	s := &scanner{src: src, line: 1, col: 1, x: &posIndex{at: map[string]pos{}, byKey: map[string][]string{}}, arrays: map[string]int{}}
+	s := &scanner{src: strings.TrimPrefix(src, "\ufeff"), line: 1, col: 1, x: &posIndex{at: map[string]pos{}, byKey: map[string][]string{}}, arrays: map[string]int{}}
 	defer func() {
 		// The scanner trusts that the toml parser accepted src; if it is
 		// still confused, keep what it found so far.

@@ -10,9 +10,8 @@ import (
 
 // Duration is a time.Duration written as a Go duration string ("10ms", "5s").
 //
-// It implements encoding.TextUnmarshaler, so BurntSushi/toml decodes it from
-// a TOML string. A bare TOML integer reaches UnmarshalText as its decimal
-// text and is rejected unless it is 0 (Go durations need a unit).
+// It implements encoding.TextUnmarshaler and toml.Unmarshaler. A bare TOML
+// integer is rejected unless it is 0 (Go durations need a unit).
 type Duration struct{ time.Duration }
 
 // UnmarshalText parses a Go duration string. Negative durations are
@@ -30,6 +29,23 @@ func (d *Duration) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// UnmarshalTOML lets BurntSushi/toml hand over the raw TOML value, so a
+// bare number gets an error that says what is missing.
+func (d *Duration) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		return d.UnmarshalText([]byte(x))
+	case int64:
+		if x == 0 {
+			d.Duration = 0
+			return nil
+		}
+		return fmt.Errorf("invalid duration %d: a number needs a unit; write it as a string such as \"%ds\" or \"%dms\"", x, x, x)
+	default:
+		return fmt.Errorf("invalid duration %v: want a string such as \"10ms\" or \"5s\"", v)
+	}
+}
+
 // MarshalText writes the duration the way UnmarshalText reads it.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
@@ -39,9 +55,8 @@ func (d Duration) String() string { return d.Duration.String() }
 // Size is a byte count written as an integer or with a unit ("64KiB",
 // "1MiB", "512B"; KB/MB are decimal, KiB/MiB binary).
 //
-// It implements encoding.TextUnmarshaler. BurntSushi/toml hands a bare TOML
-// integer to UnmarshalText as its decimal text, so `queue_bytes = 65536`
-// and `queue_bytes = "64KiB"` both work.
+// It implements encoding.TextUnmarshaler and toml.Unmarshaler, so
+// `queue_bytes = 65536` and `queue_bytes = "64KiB"` both work.
 type Size int64
 
 // Size units. The decimal ones (KB, MB, GB) are powers of 1000, the
@@ -113,6 +128,24 @@ func (z *Size) UnmarshalText(text []byte) error {
 	}
 	*z = v
 	return nil
+}
+
+// UnmarshalTOML lets BurntSushi/toml hand over the raw TOML value: an
+// integer is a byte count, a string goes through ParseSize, and a float
+// gets an error naming the value as written.
+func (z *Size) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case string:
+		return z.UnmarshalText([]byte(x))
+	case int64:
+		if x < 0 {
+			return fmt.Errorf("invalid size %d: must not be negative", x)
+		}
+		*z = Size(x)
+		return nil
+	default:
+		return fmt.Errorf("invalid size %v: %s", v, sizeHint)
+	}
 }
 
 // MarshalText writes the size the way UnmarshalText reads it.
