@@ -203,18 +203,21 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 // logTotals writes one line with what went in and out, so an operator (and
 // the shutdown test) can compare it with what arrived downstream.
 func (g *gateway) logTotals() {
-	var received, sent, dropped float64
+	var received, sent, sinkDropped, frontendDropped float64
 	g.reg.Each(func(s metrics.Sample) {
 		switch s.Name {
 		case "wharf_frontend_received_total":
 			received += s.Value
 		case "wharf_sink_sent_total":
 			sent += s.Value
-		case "wharf_sink_dropped_total", "wharf_frontend_dropped_total":
-			dropped += s.Value
+		case "wharf_sink_dropped_total":
+			sinkDropped += s.Value
+		case "wharf_frontend_dropped_total":
+			frontendDropped += s.Value
 		}
 	})
-	g.log.Info("stopped", "received", uint64(received), "sent", uint64(sent), "dropped", uint64(dropped))
+	g.log.Info("stopped", "received", uint64(received), "sent", uint64(sent),
+		"sink_dropped", uint64(sinkDropped), "frontend_dropped", uint64(frontendDropped))
 }
 
 func sortedKeys[V any](m map[string]V) []string {

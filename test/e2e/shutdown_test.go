@@ -54,7 +54,7 @@ encoding = "raw"
 	c.Close()
 	<-sent
 
-	m := regexp.MustCompile(`msg=stopped received=(\d+) sent=(\d+) dropped=(\d+)`).FindStringSubmatch(logs)
+	m := regexp.MustCompile(`msg=stopped received=(\d+) sent=(\d+) sink_dropped=(\d+)`).FindStringSubmatch(logs)
 	if m == nil {
 		t.Fatalf("no totals line in wharf's log:\n%s", logs)
 	}
@@ -64,7 +64,7 @@ encoding = "raw"
 		t.Fatalf("received %d, want at least %d", received, n/4)
 	}
 	if dropped != 0 {
-		t.Errorf("wharf dropped %d messages during a clean shutdown", dropped)
+		t.Errorf("sinks dropped %d messages during a clean shutdown", dropped)
 	}
 	lines := readLines(t, filepath.Join(in.dir, "out.log"), received, time.Second)
 	if len(lines) != received {
