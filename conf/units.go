@@ -1,11 +1,14 @@
 package conf
 
 import (
+	"encoding"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/BurntSushi/toml"
 )
 
 // Duration is a time.Duration written as a Go duration string ("10ms", "5s").
@@ -164,3 +167,12 @@ func (z Size) String() string {
 	}
 	return strconv.FormatInt(int64(z), 10) + "B"
 }
+
+var (
+	_ encoding.TextUnmarshaler = (*Size)(nil)
+	_ encoding.TextMarshaler   = Size(0)
+	_ toml.Unmarshaler         = (*Size)(nil)
+	_ encoding.TextUnmarshaler = (*Duration)(nil)
+	_ encoding.TextMarshaler   = Duration{}
+	_ toml.Unmarshaler         = (*Duration)(nil)
+)
