@@ -28,9 +28,10 @@ func Load(path string) (*Config, error) {
 //
 // On failure the error is an Errors listing every problem found, each
 // with its position when known ("wharf.toml:3:1: frontend.edge.bind[1]:
-// port 70000 out of range (1-65535)"). A TOML syntax or type error stops
-// decoding, so it is reported alone. On success, non-fatal findings are
-// in Config.Warnings.
+// port 70000 out of range (1-65535)"). A TOML syntax error, or a type
+// mismatch such as a string where an array belongs, stops decoding and is
+// reported with only the bad sizes and durations found before it. On
+// success, non-fatal findings are in Config.Warnings.
 func Parse(data []byte, path string) (*Config, error) {
 	// Decoding into a generic map first separates syntax errors (whose
 	// position the toml parser knows exactly) from type errors in a
@@ -61,12 +62,16 @@ func Parse(data []byte, path string) (*Config, error) {
 		valErrs = append(valErrs, valueError(pe, data, path, idx))
 		masked, ok := maskValue(work, pe.Position)
 		if !ok {
-			return nil, valErrs
+			return nil, sortErrors(valErrs)
 		}
 		work = masked
 	}
 	if err != nil {
-		return nil, append(valErrs, decodeError(err, path, idx))
+		var pe toml.ParseError
+		if errors.As(err, &pe) { // more bad values than the loop allows
+			return nil, sortErrors(valErrs)
+		}
+		return nil, sortErrors(append(valErrs, decodeError(err, path, idx)))
 	}
 	c.Path = path
 

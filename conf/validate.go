@@ -104,9 +104,11 @@ func (v *validator) warn(p, format string, args ...any) {
 
 // sorted orders errors by position; those without one keep their order
 // at the end.
-func (v *validator) sorted() Errors {
-	sort.SliceStable(v.errs, func(i, j int) bool {
-		a, b := v.errs[i], v.errs[j]
+func (v *validator) sorted() Errors { return sortErrors(v.errs) }
+
+func sortErrors(es Errors) Errors {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i], es[j]
 		if (a.Line == 0) != (b.Line == 0) {
 			return a.Line != 0
 		}
@@ -115,7 +117,7 @@ func (v *validator) sorted() Errors {
 		}
 		return a.Col < b.Col
 	})
-	return v.errs
+	return es
 }
 
 func sortedKeys[V any](m map[string]V) []string {
