@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"syscall"
@@ -148,6 +149,11 @@ func (s *Sink) Write(ctx context.Context, batch []*sinks.Message) error {
 		s.arena = nil
 	}
 	if err != nil {
+		// kafka-go keeps a failed metadata fetch, or a stale partition
+		// leader, cached until its metadata TTL; dropping the connection
+		// pool makes the runner's retry start from fresh connections and
+		// metadata. In-flight requests keep their pool alive (refcounted).
+		s.tr.CloseIdleConnections()
 		return s.explain(ctx, err, len(batch))
 	}
 	return nil
@@ -294,9 +300,12 @@ func (s *Sink) hint(ctx context.Context, err error) string {
 		return fmt.Sprintf("a message of %d bytes is larger than batch_bytes %d; raise batch_bytes (and the topic's max.message.bytes) or lower the frontend's max_message_size",
 			len(tooLarge.Message.Key)+len(tooLarge.Message.Value), s.opt.batchBytes)
 	case errors.Is(err, kafkago.UnknownTopicOrPartition):
-		return "topic does not exist and the broker does not create it; create the topic or set auto.create.topics.enable=true on the broker"
+		return "topic does not exist (yet); a broker with auto.create.topics.enable=true creates it and a retry succeeds, otherwise create the topic"
 	case errors.As(err, &kerr):
 		return fmt.Sprintf("broker refused the produce request: %s (%s)", kerr.Title(), kerr.Description())
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), errors.Is(err, syscall.EPIPE):
+		return fmt.Sprintf("connection to brokers %s lost mid-request (%v); check that Kafka is running (a restarting broker clears on retry)",
+			strings.Join(s.opt.brokers, ","), unwrapKafkaGo(err))
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
 		errors.As(err, &netErr):
