@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCheck runs `wharf check` on configs and compares exit status and
+// output with what an operator would read.
+func TestCheck(t *testing.T) {
+	f := func(config string, wantCode int, wantOut ...string) {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "wharf.toml")
+		if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut bytes.Buffer
+		code := run([]string{"check", "-c", path}, &out, &errOut)
+		if code != wantCode {
+			t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, wantCode, out.String(), errOut.String())
+		}
+		all := out.String() + errOut.String()
+		for _, w := range wantOut {
+			if !strings.Contains(all, w) {
+				t.Errorf("output lacks %q:\n%s", w, all)
+			}
+		}
+	}
+	example, err := os.ReadFile("../../examples/wharf.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f(string(example), 0,
+		"udp 127.0.0.1:5514 -> frontend syslog",
+		"tcp 127.0.0.1:5514 -> frontend syslog",
+		"is valid")
+	// Several problems reported at once, each with where it is.
+	f(`
+[frontend.a]
+bind = ["tcp://127.0.0.1:70000", "udp://127.0.0.1:514"]
+sinks = ["missing"]
+[frontend.b]
+bind = ["udp://127.0.0.1:514"]
+sinks = ["k"]
+[sink.k]
+type = "kafka"
+topic = "t"
+`, 2,
+		"frontend.a.bind[0]",
+		"70000",
+		`"missing"`,
+		"frontend.b",
+		"brokers")
+	// A TOML syntax error shows file:line:column.
+	f("[frontend.a]\nbind = [\"tcp://127.0.0.1:1\"\n", 2, "wharf.toml:")
+	// Unknown keys are errors.
+	f(string(example)+"\n[sink.extra]\ntype = \"stdout\"\nbogus = 1\n", 2, "bogus")
+}
+
+func TestUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(nil, &out, &errOut); code != 2 {
+		t.Errorf("no args: exit %d, want 2", code)
+	}
+	if code := run([]string{"frobnicate"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "unknown command") {
+		t.Errorf("unknown command: exit %d, stderr %q", code, errOut.String())
+	}
+	out.Reset()
+	if code := run([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "wharf ") {
+		t.Errorf("version: exit %d, out %q", code, out.String())
+	}
+}
