@@ -423,3 +423,19 @@ func TestKafkaOneProducePerPartition(t *testing.T) {
 		t.Errorf("5 Writes of 1000 messages: %d produce requests carrying %d messages, want at most %d requests", st.Writes, st.Messages, 5*partitions)
 	}
 }
+
+// required_acks = "none": Write returns once sent, and the records still
+// arrive (the broker is healthy, so nothing is lost here).
+func TestKafkaAcksNone(t *testing.T) {
+	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	topic := newTopic(t, brokers, 2)
+	want := produce(t, conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, RequiredAcks: "none", Key: "hostname"},
+		2000, 500, syslogMessage)
+	var got []record
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got = readTopic(t, brokers, topic); len(got) >= len(want) || time.Now().After(deadline) {
+			break
+		}
+	}
+	checkRecords(t, "kafka-go reader", got, want)
+}
