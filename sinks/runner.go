@@ -296,13 +296,7 @@ func (r *Runner) EnqueueBatch(ms []*Message, block bool) (queued int) {
 
 func (r *Runner) enqueue(m *Message, block bool) bool {
 	size := int64(len(m.Raw))
-	for {
-		// A message larger than QueueBytes still passes an empty queue,
-		// or it could never be sent.
-		if n := r.bytes.Add(size); n <= r.cfg.QueueBytes || n == size {
-			break
-		}
-		r.bytes.Add(-size)
+	for !r.reserve(size) {
 		if !block {
 			r.drop(m, dropQueueFull)
 			return false
@@ -332,8 +326,25 @@ func (r *Runner) enqueue(m *Message, block bool) bool {
 		}
 	}
 	r.bytes.Add(-size)
+	r.wakeSpaceWaiter() // the bytes given back may fit a blocked producer
 	r.drop(m, dropQueueFull)
 	return false
+}
+
+// reserve takes size bytes of QueueBytes if they fit. It never inflates
+// the count tentatively (compare-and-swap), so a concurrent producer never
+// sees a full queue that is not. A message larger than QueueBytes still
+// passes an empty queue, or it could never be sent.
+func (r *Runner) reserve(size int64) bool {
+	for {
+		cur := r.bytes.Load()
+		if cur+size > r.cfg.QueueBytes && cur != 0 {
+			return false
+		}
+		if r.bytes.CompareAndSwap(cur, cur+size) {
+			return true
+		}
+	}
 }
 
 // wakeSpaceWaiter passes a space signal on to the next blocked Enqueue

@@ -427,6 +427,49 @@ func TestRunnerCloseDrainsEverything(t *testing.T) {
 	}
 }
 
+// Regression: concurrent producers on a tight byte bound must neither
+// deadlock nor count queue_full when the queue had room.
+func TestRunnerTightBytesBoundConcurrent(t *testing.T) {
+	tr := newTracker(t)
+	s := &fakeSink{}
+	r := NewRunner("tight", s, RunnerConfig{QueueSize: 1000, QueueBytes: 30, BatchSize: 2, BatchTimeout: time.Millisecond}, nil, quietLog())
+	r.Start()
+	const blocking, nonBlocking, each = 4, 2, 500
+	var wg sync.WaitGroup
+	var queuedNB atomic.Int64
+	for p := range blocking + nonBlocking {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				m := tr.msg(fmt.Sprintf("%02d-%06d", p, i)) // 10 bytes
+				if p < blocking {
+					if !r.Enqueue(m, true) {
+						t.Error("blocking Enqueue refused before Close")
+					}
+				} else if r.Enqueue(m, false) {
+					queuedNB.Add(1)
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("producers stuck on the byte bound")
+	}
+	closeRunner(t, r, 10*time.Second)
+	st := r.Stats()
+	if st.Sent != uint64(blocking*each)+uint64(queuedNB.Load()) || st.Sent+st.Dropped[DropQueueFull] != (blocking+nonBlocking)*each {
+		t.Errorf("sent %d + queue_full %d, want %d blocking + %d non-blocking queued", st.Sent, st.Dropped[DropQueueFull], blocking*each, queuedNB.Load())
+	}
+	if st.QueuedBytes != 0 {
+		t.Errorf("queued bytes %d after Close", st.QueuedBytes)
+	}
+}
+
 func TestRunnerCloseDuringRetry(t *testing.T) {
 	tr := newTracker(t)
 	s := &fakeSink{fail: func(int) error { return errors.New("down") }}
