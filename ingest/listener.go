@@ -128,7 +128,7 @@ func (l *Listener) Start() error {
 		gnet.WithMulticore(true),
 		gnet.WithReusePort(!l.tcp), // one UDP socket per event loop
 		gnet.WithReadBufferCap(max(64<<10, l.max+16)),
-		gnet.WithLogLevel(4), // gnet's own logger: errors only
+		gnet.WithLogger(gnetLogger{l.log.With("component", "gnet")}),
 	}
 	if l.tcp {
 		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithTCPKeepAlive(time.Minute))
