@@ -128,9 +128,11 @@ func readTopic(t testing.TB, brokers, topic string) []record {
 	return out
 }
 
-// produce writes n messages from mk through a sink built from cfg, in
-// batches of batchSize, and returns the wanted key for each value.
-func produce(t testing.TB, cfg conf.Sink, n, batchSize int, mk func(i int) *sinks.Message) map[string]string {
+// produce writes n messages from syslogMessage through a sink built from
+// cfg, in batches of batchSize, and returns the wanted key for each value.
+// The wanted key follows from cfg.Key and syslogMessage's scheme, not from
+// the sink's own code.
+func produce(t testing.TB, cfg conf.Sink, n, batchSize int) map[string]string {
 	t.Helper()
 	s, err := New("it", &cfg)
 	if err != nil {
@@ -151,12 +153,19 @@ func produce(t testing.TB, cfg conf.Sink, n, batchSize int, mk func(i int) *sink
 		batch = batch[:0]
 	}
 	for i := 0; i < n; i++ {
-		m := mk(i)
+		m := syslogMessage(i)
 		v := string(k.opt.encoding.Append(nil, m))
 		if _, dup := want[v]; dup {
 			t.Fatalf("test bug: value %q twice", v)
 		}
-		want[v] = string(k.key(m))
+		switch cfg.Key {
+		case "hostname":
+			want[v] = fmt.Sprintf("host-%d.example.net", i%7)
+		case "app_name":
+			want[v] = fmt.Sprintf("app%d", i%5)
+		default:
+			want[v] = ""
+		}
 		batch = append(batch, m)
 		if len(batch) == batchSize {
 			flush()
@@ -231,7 +240,7 @@ func TestKafkaRoundTrip(t *testing.T) {
 		BatchSize: 500, WriteTimeout: conf.Duration{Duration: 10 * time.Second}}
 	const n = 10000
 	start := time.Now()
-	want := produce(t, cfg, n, 500, syslogMessage)
+	want := produce(t, cfg, n, 500)
 	t.Logf("produced %d messages in %v", n, time.Since(start))
 
 	got := readTopic(t, brokers, topic)
@@ -262,6 +271,45 @@ func TestKafkaRoundTrip(t *testing.T) {
 		viaKcat = append(viaKcat, record{pn, k, v})
 	}
 	checkRecords(t, "kcat", viaKcat, want)
+
+	// "hash" must place a key where the Java client (murmur2) would:
+	// librdkafka's murmur2 partitioner is that one. Produce one record per
+	// key with kcat and compare partitions.
+	ourPart := map[string]int{}
+	for _, r := range got {
+		ourPart[r.key] = r.partition
+	}
+	var in strings.Builder
+	for h := 0; h < 7; h++ {
+		fmt.Fprintf(&in, "host-%d.example.net\tkcat-probe\n", h)
+	}
+	cmd := exec.CommandContext(ctx, kcat, "-P", "-b", brokers, "-t", topic, "-K", "\t", "-X", "topic.partitioner=murmur2")
+	cmd.Stdin = strings.NewReader(in.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kcat -P: %v: %s", err, out)
+	}
+	out, err = exec.CommandContext(ctx, kcat, "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q",
+		"-f", "%p\t%k\t%s\n").Output()
+	if err != nil {
+		t.Fatalf("kcat: %v", err)
+	}
+	probes := 0
+	for _, line := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
+		p, rest, _ := strings.Cut(line, "\t")
+		k, v, _ := strings.Cut(rest, "\t")
+		if v != "kcat-probe" {
+			continue
+		}
+		probes++
+		var pn int
+		fmt.Sscan(p, &pn)
+		if ourPart[k] != pn {
+			t.Errorf("key %q: wharf put it on partition %d, librdkafka murmur2 on %d", k, ourPart[k], pn)
+		}
+	}
+	if probes != 7 {
+		t.Errorf("read %d kcat probes back, want 7", probes)
+	}
 }
 
 func TestKafkaCompressionAndEncoding(t *testing.T) {
@@ -271,7 +319,7 @@ func TestKafkaCompressionAndEncoding(t *testing.T) {
 			topic := newTopic(t, brokers, 2)
 			cfg := conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic,
 				Compression: compression, Encoding: encoding, Key: key, RequiredAcks: "all"}
-			want := produce(t, cfg, 2000, 250, syslogMessage)
+			want := produce(t, cfg, 2000, 250)
 			checkRecords(t, "kafka-go reader", readTopic(t, brokers, topic), want)
 		})
 	}
@@ -288,7 +336,7 @@ func TestKafkaZstdReadByKcat(t *testing.T) {
 	kcat := testenv.Tool(t, "kcat")
 	topic := newTopic(t, brokers, 1)
 	want := produce(t, conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, Compression: "zstd", Key: "hostname"},
-		1000, 1000, syslogMessage)
+		1000, 1000)
 	out, err := exec.Command(kcat, "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n").Output()
 	if err != nil {
 		t.Fatalf("kcat: %v", err)
@@ -430,7 +478,7 @@ func TestKafkaAcksNone(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	topic := newTopic(t, brokers, 2)
 	want := produce(t, conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, RequiredAcks: "none", Key: "hostname"},
-		2000, 500, syslogMessage)
+		2000, 500)
 	var got []record
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if got = readTopic(t, brokers, topic); len(got) >= len(want) || time.Now().After(deadline) {
