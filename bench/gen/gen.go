@@ -227,10 +227,16 @@ type worker struct {
 	count uint64  // messages this stream sends (max uint64: unlimited)
 	rate  float64 // messages/s for this stream; 0 = unpaced
 	sent  uint64
+	// forgiven is paced sends skipped after falling behind (see allowance).
+	forgiven uint64
 }
 
 // tick is the pacing granularity.
 const tick = time.Millisecond
+
+// maxBurst is how many ticks' worth of messages a paced sender may send
+// at once after falling behind.
+const maxBurst = 4
 
 // allowance returns how many messages may go now, at most max, sleeping
 // in ticks until at least one may. It returns 0 when ctx is done.
@@ -244,11 +250,20 @@ func (w *worker) allowance(ctx context.Context, max uint64) uint64 {
 		}
 		return max
 	}
+	// A starved sender (slow tick, busy CPU) does not catch up in one
+	// burst, which would overflow receive buffers that the steady rate
+	// never fills: the deficit beyond maxBurst ticks' worth is forgiven,
+	// so the offered rate (Result.Rate) comes out lower instead.
+	burst := uint64(w.rate*(maxBurst*tick).Seconds()) + 1
 	for {
 		if ctx.Err() != nil {
 			return 0
 		}
-		due := uint64(w.rate * time.Since(w.start).Seconds())
+		due := uint64(w.rate*time.Since(w.start).Seconds()) - w.forgiven
+		if due > w.sent+burst {
+			w.forgiven += due - w.sent - burst
+			due = w.sent + burst
+		}
 		if due > w.sent {
 			n := due - w.sent
 			if n > max {

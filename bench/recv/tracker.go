@@ -232,6 +232,8 @@ type Report struct {
 	Bad           uint64          `json:"bad"`
 	UntrackedGaps uint64          `json:"untracked_gaps"`
 	Bytes         uint64          `json:"bytes"`
+	First         time.Time       `json:"first"`      // first message received
+	Last          time.Time       `json:"last"`       // last message received
 	Elapsed       time.Duration   `json:"elapsed_ns"` // first to last message received
 	Rate          float64         `json:"rate"`       // Unique / Elapsed
 	Latency       latency.Summary `json:"latency"`
@@ -286,6 +288,7 @@ func (t *Tracker) Report(expected []uint64) Report {
 		r.LossPct = 100 * float64(r.Lost) / float64(d)
 	}
 	r.Foreign, r.Bad, r.Bytes = t.foreign, t.bad, t.bytes
+	r.First, r.Last = t.first, t.last
 	r.Elapsed = t.last.Sub(t.first)
 	if r.Elapsed > 0 {
 		r.Rate = float64(r.Unique) / r.Elapsed.Seconds()

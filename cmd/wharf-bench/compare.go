@@ -2,9 +2,104 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"wharf/bench/compare"
 )
 
 func runCompare(ctx context.Context, args []string) error {
-	return errors.New("wharf-bench compare: not yet")
+	fs := flag.NewFlagSet("compare", flag.ExitOnError)
+	var o compare.Options
+	fs.StringVar(&o.Root, "root", ".", "repository root (bin/wharf, var/peers)")
+	fs.IntVar(&o.Runs, "runs", 3, "runs per relay and scenario (median reported)")
+	fs.DurationVar(&o.TCPDuration, "tcp-duration", 0, "generator time per TCP/Kafka run (default 8s)")
+	fs.DurationVar(&o.UDPDuration, "udp-duration", 0, "generator time per UDP run (default 5s)")
+	fs.IntVar(&o.TCPConns, "conns", 2, "generator connections in TCP scenarios")
+	fs.IntVar(&o.Size, "size", 300, "message size in bytes")
+	rates := fs.String("udp-rates", "25000,50000,100000,200000,max", "UDP offered rates, comma-separated; max = as fast as possible")
+	scen := fs.String("scenarios", "tcp,udp,kafka", "scenario kinds to run (kafka needs -kafka or $WHARF_KAFKA_BROKERS)")
+	relays := fs.String("relays", "", "relays to run, comma-separated (default all installed: wharf,byte-copy,socat,haproxy,rsyslog,syslog-ng)")
+	brokers := fs.String("kafka", os.Getenv("WHARF_KAFKA_BROKERS"), "Kafka brokers for the Kafka scenario")
+	out := fs.String("out", "bench/results", "folder for <date>.md/.json and latest.md/.json/.svg ('' writes nothing)")
+	quiet := fs.Bool("q", false, "no progress display even on a terminal")
+	fs.Parse(args)
+
+	o.Scenarios = splitList(*scen)
+	o.Relays = splitList(*relays)
+	o.Brokers = splitList(*brokers)
+	for _, r := range splitList(*rates) {
+		if r == "max" {
+			o.UDPRates = append(o.UDPRates, 0)
+			continue
+		}
+		v, err := strconv.ParseFloat(r, 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("wharf-bench compare: -udp-rates: %q is neither a positive rate nor max", r)
+		}
+		o.UDPRates = append(o.UDPRates, v)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	o.Exe = exe
+	if o.Root, err = filepath.Abs(o.Root); err != nil {
+		return err
+	}
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && !*quiet {
+		o.Progress = os.Stderr
+	}
+	o.Log = os.Stderr
+	if len(o.Brokers) == 0 && contains(o.Scenarios, "kafka") {
+		fmt.Fprintln(os.Stderr, "wharf-bench compare: no Kafka brokers (-kafka or WHARF_KAFKA_BROKERS): Kafka scenario skipped")
+	}
+	res, cerr := compare.Compare(ctx, o)
+	if res == nil {
+		return cerr
+	}
+	compare.Markdown(os.Stdout, res, "")
+	if *out != "" {
+		dir := *out
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(o.Root, dir)
+		}
+		paths, err := compare.WriteFiles(res, dir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wharf-bench compare: wrote %s\n", strings.Join(paths, ", "))
+	}
+	return cerr
+}
+
+func runSplice(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("splice", flag.ExitOnError)
+	listen := fs.String("listen", "127.0.0.1:5514", "host:port to accept TCP on")
+	to := fs.String("to", "127.0.0.1:5515", "host:port to copy each connection to")
+	fs.Parse(args)
+	return compare.Splice(ctx, *listen, *to)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
 }

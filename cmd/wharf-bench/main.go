@@ -5,6 +5,7 @@
 //	wharf-bench gen -target tcp://127.0.0.1:5514 -duration 10s
 //	wharf-bench recv -listen tcp://127.0.0.1:5515 -idle 2s
 //	wharf-bench compare -runs 3
+//	wharf-bench splice -listen 127.0.0.1:5514 -to 127.0.0.1:5515   (the byte-copy ceiling relay)
 //
 // See bench/README.md for the method.
 package main
@@ -38,6 +39,8 @@ func main() {
 		err = runRecv(ctx, os.Args[2:])
 	case "compare":
 		err = runCompare(ctx, os.Args[2:])
+	case "splice":
+		err = runSplice(ctx, os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:

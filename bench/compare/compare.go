@@ -1,0 +1,459 @@
+// Package compare runs wharf and its peers (a byte-copy ceiling, socat,
+// HAProxy, rsyslog, syslog-ng) through the same scenarios, one after
+// another in one process, with the same generator and receiver, and
+// records delivered rate, loss, duplicates, latency, CPU seconds per
+// million messages and peak RSS. See bench/README.md for the method.
+package compare
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"wharf/bench/gen"
+	"wharf/bench/latency"
+	"wharf/bench/recv"
+	"wharf/bench/stamp"
+)
+
+// Options configure a comparison.
+type Options struct {
+	// Root is the repository root (bin/wharf, var/peers, bench/results).
+	Root string
+	// Exe is the wharf-bench executable, for the splice relay.
+	Exe string
+	// Runs per relay and scenario; the median is reported. Default 3.
+	Runs int
+	// TCPDuration and UDPDuration are each run's generator time.
+	TCPDuration, UDPDuration time.Duration
+	// TCPConns is the generator connections in TCP scenarios. Default 2.
+	TCPConns int
+	// UDPRates are offered rates in msg/s; 0 means as fast as possible.
+	UDPRates []float64
+	// Size is the message size. Default 300.
+	Size int
+	// Scenarios picks kinds: "tcp", "udp", "kafka". Empty: all.
+	Scenarios []string
+	// Relays picks relays by name. Empty: all installed.
+	Relays []string
+	// Brokers enables the Kafka scenario.
+	Brokers []string
+	// Progress receives a live status line (carriage-return updated) when
+	// set; nil keeps the run quiet.
+	Progress io.Writer
+	// Log receives one line per finished run; nil discards.
+	Log io.Writer
+}
+
+// Scenario is one workload.
+type Scenario struct {
+	ID    string  `json:"id"`
+	Kind  string  `json:"kind"` // tcp, udp, kafka
+	Title string  `json:"title"`
+	Rate  float64 `json:"offered_rate"` // 0: as fast as possible
+	// Duration of each generator run.
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// Run is one relay run's measurements.
+type Run struct {
+	Sent      uint64          `json:"sent"`
+	Unique    uint64          `json:"unique"`
+	Dups      uint64          `json:"duplicates"`
+	Lost      uint64          `json:"lost"`
+	LossPct   float64         `json:"loss_pct"`
+	Offered   float64         `json:"offered_rate"`   // sent / generator time
+	Delivered float64         `json:"delivered_rate"` // unique / (last received - generator start)
+	Latency   latency.Summary `json:"latency"`
+	CPU       float64         `json:"cpu_seconds"`
+	CPUPerM   float64         `json:"cpu_seconds_per_million"`
+	MsgPerCPU float64         `json:"messages_per_cpu_second"`
+	PeakRSS   int64           `json:"peak_rss_bytes"`
+	// HarnessCPU is the generator's and receiver's CPU seconds.
+	HarnessCPU float64 `json:"harness_cpu_seconds"`
+	// OthersBusy is the share of the machine's CPU (0..1) used by
+	// processes other than the relay and the harness during the run: the
+	// noise from neighbours. Runs with a high figure are suspect.
+	OthersBusy float64 `json:"others_busy"`
+	Err        string  `json:"error,omitempty"`
+}
+
+// Row is one relay in one scenario: the median of its runs.
+type Row struct {
+	Relay   string `json:"relay"`
+	Version string `json:"version,omitempty"`
+	// Median holds the per-metric medians over the successful runs.
+	Median Run   `json:"median"`
+	Runs   []Run `json:"runs"`
+	// Skipped says why the relay did not run (not installed...).
+	Skipped string `json:"skipped,omitempty"`
+	// RateVsWharf and CPUVsWharf are wharf's delivered rate and messages
+	// per CPU second divided by this relay's (0 when unknown).
+	RateVsWharf float64 `json:"wharf_rate_ratio,omitempty"`
+	CPUVsWharf  float64 `json:"wharf_cpu_efficiency_ratio,omitempty"`
+}
+
+// ScenarioResult is one scenario's rows.
+type ScenarioResult struct {
+	Scenario Scenario `json:"scenario"`
+	Rows     []Row    `json:"rows"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	Cores    int    `json:"cores"`
+	CPU      string `json:"cpu"`
+	Kernel   string `json:"kernel"`
+	MemoryMB int64  `json:"memory_mb"`
+}
+
+// Results is a whole comparison.
+type Results struct {
+	Date      time.Time        `json:"date"`
+	Machine   Machine          `json:"machine"`
+	Runs      int              `json:"runs"`
+	Size      int              `json:"message_size"`
+	TCPConns  int              `json:"tcp_conns"`
+	Scenarios []ScenarioResult `json:"scenarios"`
+}
+
+func (o *Options) defaults() {
+	if o.Runs <= 0 {
+		o.Runs = 3
+	}
+	if o.TCPDuration <= 0 {
+		o.TCPDuration = 8 * time.Second
+	}
+	if o.UDPDuration <= 0 {
+		o.UDPDuration = 5 * time.Second
+	}
+	if o.TCPConns <= 0 {
+		o.TCPConns = 2
+	}
+	if o.UDPRates == nil {
+		o.UDPRates = []float64{25000, 50000, 100000, 200000, 0}
+	}
+	if o.Size <= 0 {
+		o.Size = 300
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+}
+
+// Plan lists the scenarios the options select.
+func (o Options) Plan() []Scenario {
+	o.defaults()
+	want := func(k string) bool { return len(o.Scenarios) == 0 || slices.Contains(o.Scenarios, k) }
+	var sc []Scenario
+	if want("tcp") {
+		sc = append(sc, Scenario{ID: "tcp", Kind: "tcp", Duration: o.TCPDuration,
+			Title: fmt.Sprintf("TCP relay: RFC5424 %d B octet-counted in, TCP out, %d connections, max rate", o.Size, o.TCPConns)})
+	}
+	if want("udp") {
+		for _, r := range o.UDPRates {
+			id, t := "udp-max", "UDP relay: RFC5424 in over UDP, TCP out, max offered rate"
+			if r > 0 {
+				id = fmt.Sprintf("udp-%gk", r/1000)
+				t = fmt.Sprintf("UDP relay: RFC5424 in over UDP, TCP out, %gk msg/s offered", r/1000)
+			}
+			sc = append(sc, Scenario{ID: id, Kind: "udp", Rate: r, Duration: o.UDPDuration, Title: t})
+		}
+	}
+	if want("kafka") && len(o.Brokers) > 0 {
+		sc = append(sc, Scenario{ID: "kafka", Kind: "kafka", Duration: o.TCPDuration,
+			Title: fmt.Sprintf("TCP in to Kafka (acks=1, no compression), %d connections, max rate", o.TCPConns)})
+	}
+	return sc
+}
+
+// Compare runs every selected scenario for every selected relay.
+func Compare(ctx context.Context, o Options) (*Results, error) {
+	o.defaults()
+	res := &Results{Date: time.Now().UTC(), Machine: ThisMachine(), Runs: o.Runs, Size: o.Size, TCPConns: o.TCPConns}
+	tmp, err := os.MkdirTemp("", "wharf-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	plan := o.Plan()
+	for si, sc := range plan {
+		sr := ScenarioResult{Scenario: sc}
+		for _, rl := range Relays {
+			if !rl.Supports(sc.Kind) || (len(o.Relays) > 0 && !slices.Contains(o.Relays, rl.Name)) {
+				continue
+			}
+			row := Row{Relay: rl.Name}
+			if err := rl.Check(o.Root); err != nil {
+				row.Skipped = err.Error()
+				fmt.Fprintf(o.Log, "%-8s %-10s skipped: %v\n", sc.ID, rl.Name, err)
+				sr.Rows = append(sr.Rows, row)
+				continue
+			}
+			row.Version = rl.Version(o.Root)
+			for i := 0; i < o.Runs && ctx.Err() == nil; i++ {
+				label := fmt.Sprintf("[%d/%d %s] %s run %d/%d", si+1, len(plan), sc.ID, rl.Name, i+1, o.Runs)
+				dir := filepath.Join(tmp, fmt.Sprintf("%s-%s-%d", sc.ID, rl.Name, i))
+				os.MkdirAll(dir, 0o755)
+				r := runOnce(ctx, o, sc, rl, dir, label)
+				row.Runs = append(row.Runs, r)
+				if r.Err != "" {
+					fmt.Fprintf(o.Log, "%-8s %-10s run %d: error: %s\n", sc.ID, rl.Name, i+1, r.Err)
+				} else {
+					fmt.Fprintf(o.Log, "%-8s %-10s run %d: %9.0f msg/s delivered, loss %6.3f%%, dups %d, %.2f CPU s/M msgs, p99 %v, RSS %d MiB, others busy %.0f%%\n",
+						sc.ID, rl.Name, i+1, r.Delivered, r.LossPct, r.Dups, r.CPUPerM, r.Latency.P99.Round(time.Microsecond), r.PeakRSS>>20, 100*r.OthersBusy)
+				}
+			}
+			row.Median = median(row.Runs)
+			sr.Rows = append(sr.Rows, row)
+		}
+		ratios(sr.Rows)
+		res.Scenarios = append(res.Scenarios, sr)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if o.Progress != nil {
+		fmt.Fprint(o.Progress, "\r\033[K")
+	}
+	return res, ctx.Err()
+}
+
+// runOnce is one relay run: receiver, relay, generator, drain, measure.
+func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label string) Run {
+	fail := func(err error) Run { return Run{Err: err.Error()} }
+	runID := gen.NewRunID()
+	var tracker *recv.Tracker
+	setup := Setup{In: "tcp", Dir: dir, Root: o.Root, Exe: o.Exe}
+	if sc.Kind == "udp" {
+		setup.In = "udp"
+	}
+	if sc.Kind == "kafka" {
+		setup.Brokers, setup.Topic = o.Brokers, "wharf-bench-"+rl.Name+"-"+runID
+		if err := recv.CreateTopic(ctx, o.Brokers, setup.Topic, 1); err != nil {
+			return fail(err)
+		}
+		k, err := recv.Consume(ctx, o.Brokers, setup.Topic, runID)
+		if err != nil {
+			return fail(err)
+		}
+		defer k.Close()
+		tracker = k.Tracker
+	} else {
+		srv, err := recv.Listen("tcp://127.0.0.1:0", runID)
+		if err != nil {
+			return fail(err)
+		}
+		defer srv.Close()
+		setup.OutAddr = srv.Addr().String()
+		tracker = srv.Tracker
+	}
+	port, err := freePort()
+	if err != nil {
+		return fail(err)
+	}
+	setup.InAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	p, err := rl.Start(setup)
+	if err != nil {
+		return fail(err)
+	}
+	defer p.Stop(5 * time.Second)
+	if err := waitListening(ctx, setup.In, setup.InAddr, p, 15*time.Second); err != nil {
+		return fail(err)
+	}
+	if setup.In == "udp" {
+		time.Sleep(200 * time.Millisecond) // bound is not always ready: let the workers start
+	}
+	g, err := gen.New(gen.Config{Target: setup.In + "://" + setup.InAddr, Format: stamp.RFC5424, Framing: stamp.OctetCounting,
+		Size: o.Size, Conns: map[bool]int{true: 1, false: o.TCPConns}[setup.In == "udp"], Rate: sc.Rate, Duration: sc.Duration, Run: runID})
+	if err != nil {
+		return fail(err)
+	}
+
+	u0 := treeUsage(p.Pid())
+	busy0, self0 := machineBusy(), selfCPU()
+	peak := u0.rss
+	stopProgress := make(chan struct{})
+	progressDone := make(chan struct{})
+	var draining atomic.Bool
+	start := time.Now()
+	go func() { // samples peak RSS and draws the status line
+		defer close(progressDone)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-t.C:
+			}
+			if u := treeUsage(p.Pid()); u.rss > peak {
+				peak = u.rss
+			}
+			if o.Progress != nil {
+				phase := "sending"
+				if draining.Load() {
+					draining.Store(true)
+				}
+				fmt.Fprintf(o.Progress, "\r\033[K%s: %s %.1fs/%.0fs, sent %.2fM, received %.2fM",
+					label, phase, time.Since(start).Seconds(), sc.Duration.Seconds(), float64(g.Sent())/1e6, float64(tracker.Unique())/1e6)
+			}
+		}
+	}()
+	gres, gerr := g.Run(ctx)
+	draining.Store(true)
+	idle := 3 * time.Second
+	if setup.In == "udp" {
+		idle = 1500 * time.Millisecond
+	}
+	dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	recv.Wait(dctx, tracker, recv.WaitOptions{Count: gres.Total, Idle: idle, StartIdle: true})
+	cancel()
+	u1 := treeUsage(p.Pid())
+	busy1, self1 := machineBusy(), selfCPU()
+	wall := time.Since(start)
+	close(stopProgress)
+	<-progressDone
+	if u1.rss > peak {
+		peak = u1.rss
+	}
+	if exited, err := p.Exited(); exited {
+		return fail(fmt.Errorf("relay died during the run: %v", err))
+	}
+	if gerr != nil {
+		return fail(gerr)
+	}
+	rep := tracker.Report(gres.Sent)
+	r := Run{Sent: gres.Total, Unique: rep.Unique, Dups: rep.Dups, Lost: rep.Lost, LossPct: rep.LossPct,
+		Offered: gres.Rate, Latency: rep.Latency, PeakRSS: peak}
+	if !rep.Last.IsZero() {
+		if d := rep.Last.Sub(start); d > 0 {
+			r.Delivered = float64(rep.Unique) / d.Seconds()
+		}
+	}
+	r.CPU = (u1.cpu - u0.cpu).Seconds()
+	r.HarnessCPU = (self1 - self0).Seconds()
+	if others := (busy1 - busy0).Seconds() - r.CPU - r.HarnessCPU; others > 0 {
+		r.OthersBusy = others / (wall.Seconds() * float64(runtime.NumCPU()))
+	}
+	if rep.Unique > 0 {
+		r.CPUPerM = r.CPU / float64(rep.Unique) * 1e6
+	}
+	if r.CPU > 0 {
+		r.MsgPerCPU = float64(rep.Unique) / r.CPU
+	}
+	if rep.Unique == 0 {
+		r.Err = "nothing arrived at the receiver"
+	}
+	return r
+}
+
+// median takes each metric's median over the runs without an error.
+func median(runs []Run) Run {
+	var ok []Run
+	for _, r := range runs {
+		if r.Err == "" {
+			ok = append(ok, r)
+		}
+	}
+	if len(ok) == 0 {
+		if len(runs) > 0 {
+			return Run{Err: runs[len(runs)-1].Err}
+		}
+		return Run{Err: "no runs"}
+	}
+	mf := func(get func(Run) float64) float64 {
+		v := make([]float64, len(ok))
+		for i, r := range ok {
+			v[i] = get(r)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	md := func(get func(Run) time.Duration) time.Duration {
+		return time.Duration(mf(func(r Run) float64 { return float64(get(r)) }))
+	}
+	return Run{
+		Sent:       uint64(mf(func(r Run) float64 { return float64(r.Sent) })),
+		Unique:     uint64(mf(func(r Run) float64 { return float64(r.Unique) })),
+		Dups:       uint64(mf(func(r Run) float64 { return float64(r.Dups) })),
+		Lost:       uint64(mf(func(r Run) float64 { return float64(r.Lost) })),
+		LossPct:    mf(func(r Run) float64 { return r.LossPct }),
+		Offered:    mf(func(r Run) float64 { return r.Offered }),
+		Delivered:  mf(func(r Run) float64 { return r.Delivered }),
+		CPU:        mf(func(r Run) float64 { return r.CPU }),
+		CPUPerM:    mf(func(r Run) float64 { return r.CPUPerM }),
+		MsgPerCPU:  mf(func(r Run) float64 { return r.MsgPerCPU }),
+		PeakRSS:    int64(mf(func(r Run) float64 { return float64(r.PeakRSS) })),
+		HarnessCPU: mf(func(r Run) float64 { return r.HarnessCPU }),
+		OthersBusy: mf(func(r Run) float64 { return r.OthersBusy }),
+		Latency: latency.Summary{
+			Count: uint64(mf(func(r Run) float64 { return float64(r.Latency.Count) })),
+			Mean:  md(func(r Run) time.Duration { return r.Latency.Mean }),
+			P50:   md(func(r Run) time.Duration { return r.Latency.P50 }),
+			P99:   md(func(r Run) time.Duration { return r.Latency.P99 }),
+			P999:  md(func(r Run) time.Duration { return r.Latency.P999 }),
+			Max:   md(func(r Run) time.Duration { return r.Latency.Max }),
+		},
+	}
+}
+
+// ratios fills each row's wharf/relay ratios when wharf ran.
+func ratios(rows []Row) {
+	var w *Run
+	for i := range rows {
+		if rows[i].Relay == "wharf" && rows[i].Median.Err == "" && rows[i].Skipped == "" {
+			w = &rows[i].Median
+		}
+	}
+	if w == nil {
+		return
+	}
+	for i := range rows {
+		m := rows[i].Median
+		if m.Err != "" || rows[i].Skipped != "" {
+			continue
+		}
+		if m.Delivered > 0 {
+			rows[i].RateVsWharf = w.Delivered / m.Delivered
+		}
+		if m.MsgPerCPU > 0 {
+			rows[i].CPUVsWharf = w.MsgPerCPU / m.MsgPerCPU
+		}
+	}
+}
+
+// ThisMachine reads cores, CPU model, kernel and memory from /proc.
+func ThisMachine() Machine {
+	var m Machine
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			switch strings.TrimSpace(k) {
+			case "processor":
+				m.Cores++
+			case "model name":
+				m.CPU = strings.TrimSpace(v)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.TrimPrefix(strings.SplitN(string(b), "\n", 2)[0], "MemTotal:"), "%d", &kb)
+		m.MemoryMB = kb >> 10
+	}
+	return m
+}

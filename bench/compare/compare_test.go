@@ -1,0 +1,102 @@
+package compare
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary stand in for "wharf-bench splice", so the
+// smoke test runs the byte-copy relay as a real separate process.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "splice" {
+		fs := flag.NewFlagSet("splice", flag.ExitOnError)
+		listen := fs.String("listen", "", "")
+		to := fs.String("to", "", "")
+		fs.Parse(os.Args[2:])
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := Splice(ctx, *listen, *to); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs the whole harness for a second against the byte-copy
+// relay and checks the measurements and the files written.
+func TestSmoke(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	res, err := Compare(context.Background(), Options{Root: t.TempDir(), Exe: exe, Runs: 2, TCPDuration: time.Second,
+		Scenarios: []string{"tcp"}, Relays: []string{"byte-copy", "wharf"}, Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Scenarios) != 1 || len(res.Scenarios[0].Rows) != 2 {
+		t.Fatalf("results %+v", res)
+	}
+	w, bc := res.Scenarios[0].Rows[0], res.Scenarios[0].Rows[1]
+	if w.Relay != "wharf" || !strings.Contains(w.Skipped, "bin/wharf") {
+		t.Fatalf("wharf row without bin/wharf under an empty root: %+v", w)
+	}
+	m := bc.Median
+	if bc.Relay != "byte-copy" || len(bc.Runs) != 2 || m.Err != "" {
+		t.Fatalf("byte-copy row %+v\nlog:\n%s", bc, log.String())
+	}
+	if m.Sent == 0 || m.Unique != m.Sent || m.Lost != 0 || m.Dups != 0 || m.Delivered <= 0 || m.CPU <= 0 || m.PeakRSS <= 0 || m.Latency.Count != m.Unique {
+		t.Fatalf("byte-copy median %+v", m)
+	}
+	t.Logf("byte-copy: %.0f msg/s, %.2f CPU s per M msgs, RSS %d MiB", m.Delivered, m.CPUPerM, m.PeakRSS>>20)
+
+	dir := t.TempDir()
+	paths, err := WriteFiles(res, dir)
+	if err != nil || len(paths) != 5 {
+		t.Fatal(paths, err)
+	}
+	f := func(name, want string) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || !strings.Contains(string(b), want) {
+			t.Fatalf("%s: %v; want it to contain %q, got:\n%s", name, err, want, b)
+		}
+	}
+	f("latest.svg", "<svg")
+	f("latest.svg", ">byte-copy<")
+	f("latest.md", "| byte-copy | ")
+	f("latest.md", "| wharf | not run: bin/wharf not built")
+	f("latest.json", `"relay": "byte-copy"`)
+}
+
+func TestMedian(t *testing.T) {
+	m := median([]Run{{Delivered: 3, PeakRSS: 10}, {Err: "x", Delivered: 100}, {Delivered: 1, PeakRSS: 30}, {Delivered: 2, PeakRSS: 20}})
+	if m.Delivered != 2 || m.PeakRSS != 20 {
+		t.Fatalf("median %+v", m)
+	}
+	if m := median([]Run{{Err: "boom"}}); m.Err != "boom" {
+		t.Fatalf("all-failed median %+v", m)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	p := Options{UDPRates: []float64{25000, 0}}.Plan()
+	var ids []string
+	for _, s := range p {
+		ids = append(ids, s.ID)
+	}
+	if got := strings.Join(ids, ","); got != "tcp,udp-25k,udp-max" {
+		t.Fatalf("plan without brokers: %s", got)
+	}
+	p = Options{Scenarios: []string{"kafka"}, Brokers: []string{"127.0.0.1:9092"}}.Plan()
+	if len(p) != 1 || p[0].Kind != "kafka" {
+		t.Fatalf("kafka plan %+v", p)
+	}
+}

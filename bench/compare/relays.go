@@ -1,0 +1,280 @@
+package compare
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Setup is what one relay run needs to know: where to listen, where to
+// send, and a private folder for its config and state.
+type Setup struct {
+	// In is the scheme ("tcp" or "udp") and InAddr the host:port the relay
+	// listens on.
+	In     string
+	InAddr string
+	// OutAddr is the receiver's TCP host:port (syslog out), or empty when
+	// the output is Kafka.
+	OutAddr string
+	// Brokers and Topic are the Kafka output.
+	Brokers []string
+	Topic   string
+	// Dir is an empty folder for config, pid and state files.
+	Dir string
+	// Root is the repository root (bin/wharf, var/peers).
+	Root string
+	// Exe is the wharf-bench executable (for the splice relay).
+	Exe string
+}
+
+// Relay is one contender: how to check it is installed and start it.
+type Relay struct {
+	// Name as shown in results.
+	Name string
+	// Supports reports whether the relay takes part in a scenario kind
+	// ("tcp", "udp", "kafka").
+	Supports func(kind string) bool
+	// Check reports why the relay cannot run here (not installed), or nil.
+	Check func(root string) error
+	// Version is a one-line version string (best effort).
+	Version func(root string) string
+	// Start writes the relay's config into s.Dir and starts it.
+	Start func(s Setup) (*Proc, error)
+}
+
+func kinds(k ...string) func(string) bool {
+	return func(kind string) bool {
+		for _, x := range k {
+			if x == kind {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func lookPath(name string) func(string) error {
+	return func(string) error {
+		if _, err := exec.LookPath(name); err != nil {
+			return fmt.Errorf("%s not installed (bash bench/peers/install.sh)", name)
+		}
+		return nil
+	}
+}
+
+func firstLine(argv ...string) string {
+	out, _ := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return strings.TrimSpace(line)
+}
+
+func write(dir, name, text string) (string, error) {
+	p := filepath.Join(dir, name)
+	return p, os.WriteFile(p, []byte(text), 0o644)
+}
+
+func hostPort(addr string) (string, string) {
+	i := strings.LastIndexByte(addr, ':')
+	return addr[:i], addr[i+1:]
+}
+
+// rsyslogDir is where bench/peers/install.sh unpacks rsyslog.
+func rsyslogDir(root string) string { return filepath.Join(root, "var/peers/rsyslog") }
+
+// Relays are all contenders in display order; wharf first.
+var Relays = []*Relay{
+	{
+		Name:     "wharf",
+		Supports: kinds("tcp", "udp", "kafka"),
+		Check: func(root string) error {
+			if _, err := os.Stat(filepath.Join(root, "bin/wharf")); err != nil {
+				return errors.New("bin/wharf not built (make build)")
+			}
+			return nil
+		},
+		Version: func(root string) string { return firstLine(filepath.Join(root, "bin/wharf"), "version") },
+		Start: func(s Setup) (*Proc, error) {
+			conf := fmt.Sprintf(`# Written by wharf-bench compare.
+[admin]
+listen = "off"
+
+[frontend.in]
+bind = ["%s://%s"]
+sinks = ["out"]
+`, s.In, s.InAddr)
+			if s.Topic != "" {
+				conf += fmt.Sprintf(`
+[sink.out]
+type = "kafka"
+brokers = [%s]
+topic = %q
+required_acks = "one"
+compression = "none"
+`, quoteList(s.Brokers), s.Topic)
+			} else {
+				conf += fmt.Sprintf(`
+[sink.out]
+type = "syslog"
+servers = ["tcp://%s"]
+out_framing = "octet-counting"
+`, s.OutAddr)
+			}
+			p, err := write(s.Dir, "wharf.toml", conf)
+			if err != nil {
+				return nil, err
+			}
+			return startProc([]string{filepath.Join(s.Root, "bin/wharf"), "run", "-c", p}, nil, s.Dir)
+		},
+	},
+	{
+		Name:     "byte-copy",
+		Supports: kinds("tcp"),
+		Check:    func(string) error { return nil },
+		Version:  func(string) string { return "wharf-bench splice (Go io.Copy, splice(2))" },
+		Start: func(s Setup) (*Proc, error) {
+			return startProc([]string{s.Exe, "splice", "-listen", s.InAddr, "-to", s.OutAddr}, nil, s.Dir)
+		},
+	},
+	{
+		Name:     "socat",
+		Supports: kinds("tcp"),
+		Check:    lookPath("socat"),
+		Version:  func(string) string { return firstLine("sh", "-c", "socat -V | grep 'socat version'") },
+		Start: func(s Setup) (*Proc, error) {
+			h, p := hostPort(s.InAddr)
+			return startProc([]string{"socat", "-b262144", fmt.Sprintf("TCP-LISTEN:%s,bind=%s,reuseaddr,fork", p, h), "TCP:" + s.OutAddr}, nil, s.Dir)
+		},
+	},
+	{
+		Name:     "haproxy",
+		Supports: kinds("tcp", "udp"),
+		Check:    lookPath("haproxy"),
+		Version:  func(string) string { return firstLine("haproxy", "-v") },
+		Start: func(s Setup) (*Proc, error) {
+			bind := "bind"
+			if s.In == "udp" {
+				bind = "dgram-bind"
+			}
+			conf := fmt.Sprintf(`# Written by wharf-bench compare.
+global
+    maxconn 2000
+    nbthread 2
+
+ring out
+    description "bench output"
+    format rfc5424
+    maxlen 65535
+    size 33554432
+    timeout connect 5s
+    timeout server 30s
+    server recv %s
+
+log-forward fwd
+    %s %s
+    maxconn 1000
+    timeout client 30s
+    log ring@out local0
+`, s.OutAddr, bind, s.InAddr)
+			p, err := write(s.Dir, "haproxy.cfg", conf)
+			if err != nil {
+				return nil, err
+			}
+			return startProc([]string{"haproxy", "-db", "-f", p}, nil, s.Dir)
+		},
+	},
+	{
+		Name:     "rsyslog",
+		Supports: kinds("tcp", "udp", "kafka"),
+		Check: func(root string) error {
+			if _, err := os.Stat(filepath.Join(rsyslogDir(root), "usr/sbin/rsyslogd")); err != nil {
+				return errors.New("rsyslog not unpacked (bash bench/peers/install.sh)")
+			}
+			return nil
+		},
+		Version: func(root string) string {
+			return firstLine(filepath.Join(rsyslogDir(root), "usr/sbin/rsyslogd"), "-v")
+		},
+		Start: func(s Setup) (*Proc, error) {
+			h, port := hostPort(s.InAddr)
+			conf := fmt.Sprintf(`# Written by wharf-bench compare.
+global(workDirectory=%q)
+main_queue(queue.size="100000" queue.dequeueBatchSize="1024")
+template(name="raw" type="string" string="%%rawmsg%%")
+`, s.Dir)
+			if s.In == "udp" {
+				// Documented imudp tuning: 2 threads, batches of 128, 4 MB buffer.
+				conf += fmt.Sprintf(`module(load="imudp" threads="2" batchSize="128")
+input(type="imudp" address=%q port=%q rcvbufSize="4m" ruleset="fwd")
+`, h, port)
+			} else {
+				conf += fmt.Sprintf(`module(load="imtcp" maxSessions="1000")
+input(type="imtcp" address=%q port=%q ruleset="fwd")
+`, h, port)
+			}
+			if s.Topic != "" {
+				conf += fmt.Sprintf(`module(load="omkafka")
+ruleset(name="fwd") {
+    action(type="omkafka" broker=[%s] topic=%q template="raw"
+           confParam=["compression.codec=none", "queue.buffering.max.ms=5", "batch.num.messages=10000"]
+           topicConfParam=["request.required.acks=1"])
+}
+`, quoteList(s.Brokers), s.Topic)
+			} else {
+				oh, op := hostPort(s.OutAddr)
+				conf += fmt.Sprintf(`ruleset(name="fwd") {
+    action(type="omfwd" target=%q port=%q protocol="tcp" tcp_framing="octet-counted" template="raw")
+}
+`, oh, op)
+			}
+			p, err := write(s.Dir, "rsyslog.conf", conf)
+			if err != nil {
+				return nil, err
+			}
+			d := rsyslogDir(s.Root)
+			return startProc([]string{filepath.Join(d, "usr/sbin/rsyslogd"), "-n", "-f", p, "-i", filepath.Join(s.Dir, "rsyslog.pid"),
+				"-M", filepath.Join(d, "usr/lib/x86_64-linux-gnu/rsyslog")},
+				[]string{"LD_LIBRARY_PATH=" + filepath.Join(d, "usr/lib/x86_64-linux-gnu")}, s.Dir)
+		},
+	},
+	{
+		Name:     "syslog-ng",
+		Supports: kinds("tcp", "udp", "kafka"),
+		Check:    lookPath("syslog-ng"),
+		Version:  func(string) string { return firstLine("syslog-ng", "--version") },
+		Start: func(s Setup) (*Proc, error) {
+			h, port := hostPort(s.InAddr)
+			conf := fmt.Sprintf(`@version: 3.38
+# Written by wharf-bench compare.
+options { stats-freq(0); log-fifo-size(100000); keep-hostname(yes); chain-hostnames(no); use-dns(no); };
+source s_in { syslog(ip(%q) port(%s) transport(%q) max-connections(1000) log-iw-size(100000) so-rcvbuf(4194304) flags(store-raw-message)); };
+`, h, port, s.In)
+			if s.Topic != "" {
+				conf += fmt.Sprintf(`destination d_out { kafka-c(bootstrap-servers(%q) topic(%q) message("$RAWMSG")
+    config("acks" => "1" "compression.codec" => "none" "queue.buffering.max.ms" => "5" "batch.num.messages" => "10000")); };
+`, strings.Join(s.Brokers, ","), s.Topic)
+			} else {
+				oh, op := hostPort(s.OutAddr)
+				conf += fmt.Sprintf(`destination d_out { syslog(%q port(%s) transport("tcp")); };
+`, oh, op)
+			}
+			conf += "log { source(s_in); destination(d_out); flags(flow-control); };\n"
+			p, err := write(s.Dir, "syslog-ng.conf", conf)
+			if err != nil {
+				return nil, err
+			}
+			return startProc([]string{"syslog-ng", "-F", "--no-caps", "-f", p,
+				"-R", filepath.Join(s.Dir, "persist"), "-p", filepath.Join(s.Dir, "pid"), "-c", filepath.Join(s.Dir, "ctl")}, nil, s.Dir)
+		},
+	},
+}
+
+func quoteList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = fmt.Sprintf("%q", x)
+	}
+	return strings.Join(q, ", ")
+}
