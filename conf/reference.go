@@ -54,6 +54,7 @@ var sections = []section{
 			{"on_error", "string", q(DefaultOnError), "A malformed message is `drop`ped or sent on unparsed (`forward_raw`); either way it is counted by reason."},
 			{"sinks", "array of strings", "none", "Default destinations: messages no route matches go to all of them. Required unless the frontend has routes (then unmatched messages are dropped and counted, with a warning)."},
 			{"route", "array of tables", "none", "Ordered match rules, see below."},
+			{"internal", "boolean", "`false`", "Marks a frontend meant for internal networks only. It changes nothing at run time; `wharf ports` warns when such a frontend binds a wildcard address (`0.0.0.0`, `[::]`)."},
 		},
 	},
 	{

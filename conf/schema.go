@@ -70,6 +70,9 @@ type Frontend struct {
 	// Routes are ordered match rules; the first that matches decides the
 	// sinks. Messages matching none go to Sinks.
 	Routes []Route `toml:"route"`
+	// Internal marks a frontend meant for internal networks only; `wharf
+	// ports` warns when one binds a wildcard address (0.0.0.0 or ::).
+	Internal bool `toml:"internal"`
 
 	// Binds is Bind parsed by Load, same order.
 	Binds []Bind `toml:"-"`
