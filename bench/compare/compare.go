@@ -64,10 +64,13 @@ type Scenario struct {
 
 // Run is one relay run's measurements.
 type Run struct {
-	Sent      uint64          `json:"sent"`
-	Unique    uint64          `json:"unique"`
-	Dups      uint64          `json:"duplicates"`
-	Lost      uint64          `json:"lost"`
+	Sent   uint64 `json:"sent"`
+	Unique uint64 `json:"unique"`
+	Dups   uint64 `json:"duplicates"`
+	Lost   uint64 `json:"lost"`
+	// Unstamped counts messages that arrived without a readable stamp
+	// (a relay that rewrote or truncated them).
+	Unstamped uint64          `json:"unstamped"`
 	LossPct   float64         `json:"loss_pct"`
 	Offered   float64         `json:"offered_rate"`   // sent / generator time
 	Delivered float64         `json:"delivered_rate"` // unique / (last received - generator start)
@@ -207,8 +210,8 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 				if r.Err != "" {
 					fmt.Fprintf(o.Log, "%-8s %-10s run %d: error: %s\n", sc.ID, rl.Name, i+1, r.Err)
 				} else {
-					fmt.Fprintf(o.Log, "%-8s %-10s run %d: %9.0f msg/s delivered, loss %6.3f%%, dups %d, %.2f CPU s/M msgs, p99 %v, RSS %d MiB, others busy %.0f%%\n",
-						sc.ID, rl.Name, i+1, r.Delivered, r.LossPct, r.Dups, r.CPUPerM, r.Latency.P99.Round(time.Microsecond), r.PeakRSS>>20, 100*r.OthersBusy)
+					fmt.Fprintf(o.Log, "%-8s %-10s run %d: %9.0f msg/s delivered, loss %6.3f%%, dups %d, unstamped %d, %.2f CPU s/M msgs, p99 %v, RSS %d MiB, others busy %.0f%%\n",
+						sc.ID, rl.Name, i+1, r.Delivered, r.LossPct, r.Dups, r.Unstamped, r.CPUPerM, r.Latency.P99.Round(time.Microsecond), r.PeakRSS>>20, 100*r.OthersBusy)
 				}
 			}
 			row.Median = median(row.Runs)
@@ -331,7 +334,7 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 		return fail(gerr)
 	}
 	rep := tracker.Report(gres.Sent)
-	r := Run{Sent: gres.Total, Unique: rep.Unique, Dups: rep.Dups, Lost: rep.Lost, LossPct: rep.LossPct,
+	r := Run{Sent: gres.Total, Unique: rep.Unique, Dups: rep.Dups, Lost: rep.Lost, LossPct: rep.LossPct, Unstamped: rep.Bad,
 		Offered: gres.Rate, Latency: rep.Latency, PeakRSS: peak}
 	if !rep.Last.IsZero() {
 		if d := rep.Last.Sub(start); d > 0 {
