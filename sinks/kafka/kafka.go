@@ -5,7 +5,8 @@
 //
 // Batching is the runner's job (sinks.Runner: batch_size, batch_bytes,
 // batch_timeout). The kafka-go Writer is configured so that one Write
-// becomes at most one produce request per partition and leaves at once:
+// becomes one produce request per partition (more only if an encoding
+// inflates a partition's share past batch_bytes) and leaves at once:
 // its BatchSize and BatchBytes are the runner's limits, and its
 // BatchTimeout is writerLinger, not kafka-go's 1 s default.
 //
