@@ -53,6 +53,7 @@ type Listener struct {
 	forward  bool // on_error = forward_raw
 	routes   *route.Holder
 	log      *slog.Logger
+	tap      Tap
 
 	port      uint16
 	transport sinks.Transport
@@ -146,6 +147,18 @@ func (l *Listener) Start() error {
 		return fmt.Errorf("ingest: frontend %q: bind %s://%s: %w (is another process listening there? ports below 1024 need CAP_NET_BIND_SERVICE)", l.frontend, l.bind.Scheme, l.bind.Addr, err)
 	}
 }
+
+// Tap lets an operator watch the messages passing a bind (`wharf tap`).
+// Active is called for every message and must be one atomic load; only
+// when it reports true is Publish called. Publish runs on the event loop:
+// it must copy what it keeps out of m and never block.
+type Tap interface {
+	Active() bool
+	Publish(m *sinks.Message)
+}
+
+// SetTap installs t. Call before Start.
+func (l *Listener) SetTap(t Tap) { l.tap = t }
 
 // Addr returns the bound address (with the real port when the config said 0).
 func (l *Listener) Addr() string { return l.addr }
@@ -328,6 +341,9 @@ func (l *Listener) deliver(fe *route.Frontend, frame []byte, now int64, peer net
 				return
 			}
 		}
+	}
+	if l.tap != nil && l.tap.Active() {
+		l.tap.Publish(m)
 	}
 	var dests []route.Dest
 	if fe != nil {
