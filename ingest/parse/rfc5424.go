@@ -162,7 +162,7 @@ func headerField(b []byte, p, max int, bad Error) (sinks.Span, int, Error) {
 // lengths, escapes and UTF-8 in PARAM-VALUEs, and duplicate SD-IDs among
 // the first maxDupCheck elements.
 func scanSD(b []byte) (int, Error) {
-	var ids [maxDupCheck][]byte
+	var ids [maxDupCheck]struct{ off, n int32 }
 	it := sdIter{b: b}
 	for n := 0; ; n++ {
 		id, ok, err := it.element()
@@ -173,12 +173,13 @@ func scanSD(b []byte) (int, Error) {
 			return it.p, 0
 		}
 		if n < maxDupCheck {
+			off := it.p - len(id)
 			for _, prev := range ids[:n] {
-				if bytes.Equal(prev, id) {
+				if int(prev.n) == len(id) && bytes.Equal(b[prev.off:int(prev.off)+len(id)], id) {
 					return 0, ErrBadStructuredData
 				}
 			}
-			ids[n] = id
+			ids[n].off, ids[n].n = int32(off), int32(len(id))
 		}
 		for {
 			_, _, ok, err := it.param()
@@ -235,6 +236,10 @@ func (it *sdIter) param() (name, value []byte, ok bool, err Error) {
 	it.p += 2
 	start := it.p
 	for p := it.p; p < len(b); {
+		if sdClass[b[p]]&sdPlainByte != 0 {
+			p++
+			continue
+		}
 		switch c := b[p]; {
 		case c == '"':
 			it.p = p + 1
@@ -244,10 +249,8 @@ func (it *sdIter) param() (name, value []byte, ok bool, err Error) {
 				return nil, nil, false, ErrBadStructuredData
 			}
 			p += 2
-		case c == ']':
+		case c < utf8.RuneSelf: // ']'
 			return nil, nil, false, ErrBadStructuredData
-		case c < utf8.RuneSelf:
-			p++
 		default:
 			r, size := utf8.DecodeRune(b[p:])
 			if r == utf8.RuneError && size == 1 {
@@ -259,15 +262,29 @@ func (it *sdIter) param() (name, value []byte, ok bool, err Error) {
 	return nil, nil, false, ErrBadStructuredData
 }
 
+// Byte classes for the SD scanner.
+const (
+	sdNameByte  = 1 << iota // SD-NAME: PRINTUSASCII except '=', ']', '"'
+	sdPlainByte             // PARAM-VALUE ASCII needing no check: not '"', ']', '\\'
+)
+
+var sdClass = func() (t [256]uint8) {
+	for c := 0; c < 0x80; c++ {
+		if isPrint(byte(c)) && c != '=' && c != ']' && c != '"' {
+			t[c] |= sdNameByte
+		}
+		if c != '"' && c != ']' && c != '\\' {
+			t[c] |= sdPlainByte
+		}
+	}
+	return t
+}()
+
 // name reads an SD-NAME (1..32 PRINTUSASCII except '=', ']', '"'), or
 // returns nil.
 func (it *sdIter) name() []byte {
 	start := it.p
-	for it.p < len(it.b) {
-		c := it.b[it.p]
-		if !isPrint(c) || c == '=' || c == ']' || c == '"' {
-			break
-		}
+	for it.p < len(it.b) && sdClass[it.b[it.p]]&sdNameByte != 0 {
 		it.p++
 	}
 	if n := it.p - start; n == 0 || n > maxSDName {
