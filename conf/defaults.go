@@ -111,6 +111,58 @@ const (
 	// are not world-readable.
 	DefaultFileMode = "0640"
 
+	// DefaultProxyMaxConn bounds a proxy frontend's client connections:
+	// each costs two file descriptors and two goroutines, so 4096 stays far
+	// below the descriptor limit Go raises to at start, and a flood waits
+	// in the accept queue instead of exhausting memory.
+	DefaultProxyMaxConn = 4096
+	// DefaultHeaderTimeout is 10s, HAProxy's customary `timeout
+	// http-request`: ample for a PROXY header, a ClientHello or a request
+	// header on a slow link, short enough that slowloris clients get cut.
+	DefaultHeaderTimeout = 10 * time.Second
+	// DefaultClientTimeout is 1m: syslog-over-TCP senders and keep-alive
+	// HTTP clients go quiet for tens of seconds; an idle minute is dead.
+	DefaultClientTimeout = time.Minute
+	// DefaultMaxHeaderBytes is 64KiB: four times HAProxy's 16KiB buffer,
+	// enough for heavy cookie sets, small enough that one client cannot
+	// pin much memory (net/http's own default is 1MB).
+	DefaultMaxHeaderBytes = 64 * KiB
+	// DefaultBalance is weighted round robin: even spread, no state per
+	// client, HAProxy's default.
+	DefaultBalance = "roundrobin"
+	// DefaultConnectTimeout is 5s, HAProxy's recommended `timeout
+	// connect`: a loaded LAN server answers a SYN far sooner, and the next
+	// server is tried after it.
+	DefaultConnectTimeout = 5 * time.Second
+	// DefaultServerTimeout is 1m, matching the client side, so an idle
+	// connection is closed by the same rule from either end.
+	DefaultServerTimeout = time.Minute
+	// DefaultRetries is 3, HAProxy's default: enough to step over a few
+	// dead servers before the client is refused.
+	DefaultRetries = 3
+	// DefaultCheck is a TCP connect: it works for any server and needs no
+	// knowledge of the protocol.
+	DefaultCheck = "tcp"
+	// DefaultCheckInterval is 2s, HAProxy's `inter`: a dead server is
+	// noticed within fall×2s while checks stay negligible load.
+	DefaultCheckInterval = 2 * time.Second
+	// DefaultCheckTimeout is 1s: a check slower than that on a LAN means
+	// the server is in trouble.
+	DefaultCheckTimeout = time.Second
+	// DefaultRise is 2, HAProxy's: one lucky check does not bring a
+	// flapping server back.
+	DefaultRise = 2
+	// DefaultFall is 3, HAProxy's: one lost packet does not take a server
+	// out.
+	DefaultFall = 3
+	// DefaultCheckPath is the site root, which every HTTP server answers.
+	DefaultCheckPath = "/"
+	// DefaultCheckStatus is 200: anything else (a redirect to a login
+	// page, an error) is not a healthy answer.
+	DefaultCheckStatus = 200
+	// DefaultWeight is 1: servers share equally unless told otherwise.
+	DefaultWeight = 1
+
 	// MaxMaxMessageSize is the largest max_message_size accepted: a bigger
 	// "message" is a bulk transfer, not a log line.
 	MaxMaxMessageSize = 16 * MiB
@@ -155,10 +207,28 @@ func (c *Config) ApplyDefaults() {
 			s.applyDefaults()
 		}
 	}
+	for _, b := range c.Backends {
+		if b != nil {
+			b.applyDefaults()
+		}
+	}
 }
 
 func (f *Frontend) applyDefaults() {
 	setStr(&f.Mode, DefaultMode)
+	if f.Mode == "tcp" || f.Mode == "http" {
+		// Proxy frontends get only proxy defaults, so a syslog key set on
+		// one stays visible to validation (and the other way round).
+		if f.MaxConn == 0 {
+			f.MaxConn = DefaultProxyMaxConn
+		}
+		setDur(&f.HeaderTimeout, DefaultHeaderTimeout)
+		setDur(&f.ClientTimeout, DefaultClientTimeout)
+		if f.Mode == "http" && f.MaxHeaderBytes == 0 {
+			f.MaxHeaderBytes = DefaultMaxHeaderBytes
+		}
+		return
+	}
 	setStr(&f.Format, DefaultFormat)
 	setStr(&f.Framing, DefaultFraming)
 	if f.MaxMessageSize == 0 {
@@ -221,5 +291,36 @@ func setStr(p *string, def string) {
 func setDur(p *Duration, def time.Duration) {
 	if p.Duration == 0 {
 		p.Duration = def
+	}
+}
+
+func (b *Backend) applyDefaults() {
+	setStr(&b.Balance, DefaultBalance)
+	setDur(&b.ConnectTimeout, DefaultConnectTimeout)
+	setDur(&b.ServerTimeout, DefaultServerTimeout)
+	if b.Retries == 0 {
+		b.Retries = DefaultRetries
+	}
+	setStr(&b.Check, DefaultCheck)
+	setDur(&b.CheckInterval, DefaultCheckInterval)
+	setDur(&b.CheckTimeout, DefaultCheckTimeout)
+	if b.Rise == 0 {
+		b.Rise = DefaultRise
+	}
+	if b.Fall == 0 {
+		b.Fall = DefaultFall
+	}
+	if b.Check == "http" {
+		setStr(&b.CheckPath, DefaultCheckPath)
+		if b.CheckStatus == 0 {
+			b.CheckStatus = DefaultCheckStatus
+		}
+	}
+	for i := range b.Servers {
+		s := &b.Servers[i]
+		setStr(&s.Name, s.Address)
+		if s.Weight == 0 {
+			s.Weight = DefaultWeight
+		}
 	}
 }

@@ -23,6 +23,10 @@ func (c *Config) Describe(w io.Writer) {
 	for _, name := range sortedKeys(c.Frontends) {
 		f := c.Frontends[name]
 		for _, b := range f.Binds {
+			if f.IsProxy() {
+				pr("  %s %s -> frontend %s (%s proxy)", b.Scheme, b.Addr, name, f.Mode)
+				continue
+			}
 			pr("  %s %s -> frontend %s (%s, format %s, framing %s)", b.Scheme, b.Addr, name, f.Mode, f.Format, f.Framing)
 		}
 	}
@@ -31,6 +35,10 @@ func (c *Config) Describe(w io.Writer) {
 	pr("frontends:")
 	for _, name := range sortedKeys(c.Frontends) {
 		f := c.Frontends[name]
+		if f.IsProxy() {
+			describeProxyFrontend(pr, name, f) // proxy.go
+			continue
+		}
 		pr("  frontend %s: mode %s, format %s, framing %s, max_message_size %s, oversize %s, on_error %s",
 			name, f.Mode, f.Format, f.Framing, f.MaxMessageSize, f.Oversize, f.OnError)
 		for i, r := range f.Routes {
@@ -71,6 +79,8 @@ func (c *Config) Describe(w io.Writer) {
 			s.QueueSize, s.QueueBytes, s.BatchSize, s.BatchBytes, s.BatchTimeout,
 			s.RetryBackoff, s.RetryMaxBackoff, retries)
 	}
+
+	c.describeBackends(pr) // proxy.go
 
 	if len(c.Warnings) > 0 {
 		pr("")

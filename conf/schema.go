@@ -15,6 +15,8 @@ type Config struct {
 	Frontends map[string]*Frontend `toml:"frontend"`
 	// Sinks by name. Frontends and routes refer to them by name.
 	Sinks map[string]*Sink `toml:"sink"`
+	// Backends by name: server pools of proxy frontends (mode tcp/http).
+	Backends map[string]*Backend `toml:"backend"`
 
 	// Path is the file the config was read from ("" when parsed from memory).
 	Path string `toml:"-"`
@@ -74,8 +76,111 @@ type Frontend struct {
 	// ports` warns when one binds a wildcard address (0.0.0.0 or ::).
 	Internal bool `toml:"internal"`
 
+	// --- proxy frontends (mode tcp and http); see proxy.go ---
+
+	// Backend is the default backend: where connections (tcp) or requests
+	// (http) go when no Use rule matches.
+	Backend string `toml:"backend"`
+	// Use are ordered backend-selection rules; the first that matches wins.
+	Use []UseBackend `toml:"use"`
+	// MaxConn bounds concurrent client connections; beyond it new ones
+	// wait in the kernel's accept queue.
+	MaxConn int `toml:"maxconn"`
+	// Allow lists CIDRs (or IPs) that may connect; empty allows all.
+	Allow []string `toml:"allow"`
+	// Deny lists CIDRs (or IPs) refused on accept; checked before Allow.
+	Deny []string `toml:"deny"`
+	// AcceptProxy makes every bind expect a PROXY protocol v1/v2 header,
+	// accepted only from TrustedProxies.
+	AcceptProxy bool `toml:"accept_proxy"`
+	// TrustedProxies lists CIDRs whose PROXY headers (tcp, http) and
+	// X-Forwarded-*/Forwarded headers (http) are believed.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// SNIRouting (tcp) reads the TLS ClientHello without terminating TLS
+	// and picks the backend by server name (Use rules with sni).
+	SNIRouting bool `toml:"sni_routing"`
+	// HeaderTimeout bounds reading what comes before forwarding starts:
+	// the PROXY header, the ClientHello (sni_routing), the HTTP request
+	// header.
+	HeaderTimeout Duration `toml:"header_timeout"`
+	// ClientTimeout is the idle timeout on the client side: a tcp
+	// connection with no bytes either way, or an idle HTTP keep-alive
+	// connection, is closed after it.
+	ClientTimeout Duration `toml:"client_timeout"`
+	// MaxHeaderBytes bounds an HTTP request header (431 beyond it).
+	MaxHeaderBytes Size `toml:"max_header_bytes"`
+	// TLSCert and TLSKey are PEM files; set both to terminate TLS on an
+	// http frontend.
+	TLSCert string `toml:"tls_cert"`
+	// TLSKey is the private key file for TLSCert.
+	TLSKey string `toml:"tls_key"`
+
 	// Binds is Bind parsed by Load, same order.
 	Binds []Bind `toml:"-"`
+}
+
+// UseBackend is one backend-selection rule of a proxy frontend. All given
+// conditions must hold.
+type UseBackend struct {
+	// SNI matches the TLS server name (tcp with sni_routing): exact
+	// ("db.example.com") or a wildcard for one label ("*.example.com").
+	SNI string `toml:"sni"`
+	// Host matches the HTTP Host header (port ignored), exact or wildcard.
+	Host string `toml:"host"`
+	// PathPrefix matches the start of the HTTP request path.
+	PathPrefix string `toml:"path_prefix"`
+	// Backend is where matching traffic goes. Required.
+	Backend string `toml:"backend"`
+}
+
+// Backend is a named pool of servers that proxy frontends forward to.
+type Backend struct {
+	// Name is the map key, filled in by Load.
+	Name string `toml:"-"`
+	// Balance picks a server: "roundrobin" (default, weighted),
+	// "leastconn" or "source" (hash of the client IP).
+	Balance string `toml:"balance"`
+	// Servers of the pool.
+	Servers []Server `toml:"server"`
+	// ConnectTimeout bounds one connect attempt to a server.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	// ServerTimeout is the idle timeout on the server side (tcp) or how
+	// long a server may take to start its response (http).
+	ServerTimeout Duration `toml:"server_timeout"`
+	// Retries is how many more servers a failed connect is retried on.
+	Retries int `toml:"retries"`
+	// Check is the active health check: "tcp" (connect), "http" (GET
+	// CheckPath, expect CheckStatus) or "none".
+	Check string `toml:"check"`
+	// CheckInterval is the time between two checks of one server.
+	CheckInterval Duration `toml:"check_interval"`
+	// CheckTimeout bounds one check.
+	CheckTimeout Duration `toml:"check_timeout"`
+	// Rise is how many checks in a row must pass to mark a server up.
+	Rise int `toml:"rise"`
+	// Fall is how many failures in a row (checks or connects) mark a
+	// server down.
+	Fall int `toml:"fall"`
+	// CheckPath is the path an http check requests.
+	CheckPath string `toml:"check_path"`
+	// CheckStatus is the status an http check expects.
+	CheckStatus int `toml:"check_status"`
+}
+
+// Server is one server of a backend.
+type Server struct {
+	// Name labels the server in metrics and logs; default its address.
+	Name string `toml:"name"`
+	// Address is host:port.
+	Address string `toml:"address"`
+	// Weight is the server's share relative to the others (1-256).
+	Weight int `toml:"weight"`
+	// MaxConn bounds concurrent connections (tcp) or requests (http) to
+	// this server; 0 is unlimited.
+	MaxConn int `toml:"maxconn"`
+	// SendProxy sends a PROXY protocol header first: "v1", "v2" or ""
+	// (none).
+	SendProxy string `toml:"send_proxy"`
 }
 
 // Bind is one parsed listen address.

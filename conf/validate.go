@@ -172,6 +172,7 @@ func (v *validator) validate() {
 		s.Name = name
 		v.sink(s)
 	}
+	v.backends() // proxy_validate.go
 	v.unreferenced()
 }
 
@@ -260,7 +261,6 @@ func (v *validator) frontend(f *Frontend) {
 	switch f.Mode {
 	case "syslog":
 	case "tcp", "http":
-		v.errAt(p+".mode", "mode %q: proxy frontends are not available yet (use \"syslog\")", f.Mode)
 	default:
 		v.errAt(p+".mode", "mode %q is not one of syslog, tcp, http", f.Mode)
 	}
@@ -284,6 +284,11 @@ func (v *validator) frontend(f *Frontend) {
 		f.Binds = append(f.Binds, b)
 		v.binds = append(v.binds, boundAddr{path: idx(p+".bind", i), frontend: f.Name, b: b, ips: ips})
 	}
+	if f.IsProxy() {
+		v.proxyFrontend(p, f) // proxy_validate.go
+		return
+	}
+	v.syslogFrontendProxyKeys(p, f)
 	v.enum(p, "format", f.Format, "auto", "rfc5424", "rfc3164", "raw")
 	v.enum(p, "framing", f.Framing, "auto", "octet-counting", "lf", "nul")
 	v.enum(p, "oversize", f.Oversize, "truncate", "drop")

@@ -1,0 +1,228 @@
+package conf
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// proxyFrontend checks a tcp/http frontend. Binds are already parsed.
+func (v *validator) proxyFrontend(p string, f *Frontend) {
+	for i, b := range f.Binds {
+		if b.Scheme != "tcp" {
+			v.errAt(idx(p+".bind", i), "mode %s listens on tcp only; write tcp://%s", f.Mode, b.Addr)
+		}
+	}
+	// Keys of syslog frontends. Proxy frontends get no syslog defaults, so
+	// anything set here was written by the user.
+	for _, k := range []struct {
+		key string
+		set bool
+	}{
+		{"format", f.Format != ""}, {"framing", f.Framing != ""},
+		{"max_message_size", f.MaxMessageSize != 0}, {"oversize", f.Oversize != ""},
+		{"on_error", f.OnError != ""}, {"sinks", len(f.Sinks) > 0}, {"route", len(f.Routes) > 0},
+	} {
+		if k.set {
+			v.errAt(p+"."+k.key, "key %s applies to syslog frontends only, not mode %s (proxy frontends send to backend = \"NAME\")", k.key, f.Mode)
+		}
+	}
+	if f.Mode != "tcp" && f.SNIRouting {
+		v.errAt(p+".sni_routing", "sni_routing applies to mode tcp only (an http frontend routes by host)")
+	}
+	if f.Mode != "http" {
+		if f.MaxHeaderBytes != 0 {
+			v.errAt(p+".max_header_bytes", "max_header_bytes applies to mode http only")
+		}
+		if f.TLSCert != "" || f.TLSKey != "" {
+			v.errAt(p, "tls_cert/tls_key apply to mode http only; a tcp frontend passes TLS through (see sni_routing)")
+		}
+	} else {
+		if (f.TLSCert == "") != (f.TLSKey == "") {
+			v.errAt(p, "set both tls_cert and tls_key to terminate TLS, or neither")
+		}
+		for _, k := range []struct{ key, file string }{{"tls_cert", f.TLSCert}, {"tls_key", f.TLSKey}} {
+			if k.file == "" {
+				continue
+			}
+			if _, err := os.Stat(k.file); err != nil {
+				v.errAt(p+"."+k.key, "cannot read %s: %v", k.file, err)
+			}
+		}
+		if f.MaxHeaderBytes < 0 || f.MaxHeaderBytes > MaxMaxMessageSize {
+			v.errAt(p+".max_header_bytes", "%s out of range (1B-%s)", f.MaxHeaderBytes, MaxMaxMessageSize)
+		}
+	}
+	if f.MaxConn < 0 {
+		v.errAt(p+".maxconn", "must not be negative")
+	}
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"allow", f.Allow}, {"deny", f.Deny}, {"trusted_proxies", f.TrustedProxies}} {
+		for i, s := range l.list {
+			if _, err := ParsePrefix(s); err != nil {
+				v.errAt(idx(p+"."+l.key, i), "%v", err)
+			}
+		}
+	}
+	if f.AcceptProxy && len(f.TrustedProxies) == 0 {
+		v.errAt(p+".accept_proxy", "accept_proxy needs trusted_proxies = [\"CIDR\", ...]: PROXY headers are accepted only from those addresses")
+	}
+	if f.Backend == "" && len(f.Use) == 0 {
+		v.errAt(p, "no backend: add backend = \"NAME\" naming a [backend.NAME]")
+	}
+	if f.Backend != "" {
+		v.backendRef(p+".backend", f.Backend)
+	}
+	for i := range f.Use {
+		up := idx(p+".use", i)
+		u := &f.Use[i]
+		if u.Backend == "" {
+			v.errAt(up, "use rule has no backend: add backend = \"NAME\"")
+		} else {
+			v.backendRef(up+".backend", u.Backend)
+		}
+		switch f.Mode {
+		case "tcp":
+			if u.Host != "" || u.PathPrefix != "" {
+				v.errAt(up, "host and path_prefix match HTTP requests; a tcp frontend routes by sni (with sni_routing = true)")
+			}
+			if u.SNI == "" {
+				v.errAt(up, "use rule needs sni = \"NAME\" (exact or \"*.example.com\")")
+			} else if !f.SNIRouting {
+				v.errAt(up+".sni", "sni rules need sni_routing = true on the frontend")
+			}
+		case "http":
+			if u.SNI != "" {
+				v.errAt(up+".sni", "sni matches on tcp frontends with sni_routing; an http frontend matches host")
+			}
+			if u.Host == "" && u.PathPrefix == "" {
+				v.errAt(up, "use rule matches everything: give it host and/or path_prefix, or set the frontend's backend")
+			}
+			if u.PathPrefix != "" && !strings.HasPrefix(u.PathPrefix, "/") {
+				v.errAt(up+".path_prefix", "path_prefix %q must start with /", u.PathPrefix)
+			}
+		}
+		for _, h := range []struct{ key, val string }{{"sni", u.SNI}, {"host", u.Host}} {
+			if err := checkHostPattern(h.val); err != nil {
+				v.errAt(up+"."+h.key, "%v", err)
+			}
+		}
+	}
+}
+
+// syslogFrontendProxyKeys reports proxy keys written on a syslog frontend.
+func (v *validator) syslogFrontendProxyKeys(p string, f *Frontend) {
+	for _, k := range []struct {
+		key string
+		set bool
+	}{
+		{"backend", f.Backend != ""}, {"use", len(f.Use) > 0}, {"maxconn", f.MaxConn != 0},
+		{"allow", len(f.Allow) > 0}, {"deny", len(f.Deny) > 0}, {"accept_proxy", f.AcceptProxy},
+		{"trusted_proxies", len(f.TrustedProxies) > 0}, {"sni_routing", f.SNIRouting},
+		{"header_timeout", f.HeaderTimeout.Duration != 0}, {"client_timeout", f.ClientTimeout.Duration != 0},
+		{"max_header_bytes", f.MaxHeaderBytes != 0}, {"tls_cert", f.TLSCert != ""}, {"tls_key", f.TLSKey != ""},
+	} {
+		if k.set {
+			v.errAt(p+"."+k.key, "key %s applies to proxy frontends (mode tcp or http), not mode %s", k.key, f.Mode)
+		}
+	}
+}
+
+func (v *validator) backendRef(p, name string) {
+	if _, ok := v.c.Backends[name]; ok {
+		return
+	}
+	msg := fmt.Sprintf("unknown backend %q", name)
+	if s := suggest(name, sortedKeys(v.c.Backends)); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	} else if len(v.c.Backends) > 0 {
+		msg += " (defined: " + strings.Join(sortedKeys(v.c.Backends), ", ") + ")"
+	} else {
+		msg += "; no [backend.NAME] is defined"
+	}
+	v.errAt(p, "%s", msg)
+}
+
+// backends checks every backend and warns about unused ones.
+func (v *validator) backends() {
+	used := map[string]bool{}
+	for _, f := range v.c.Frontends {
+		if f == nil || !f.IsProxy() {
+			continue
+		}
+		used[f.Backend] = true
+		for _, u := range f.Use {
+			used[u.Backend] = true
+		}
+	}
+	for _, name := range sortedKeys(v.c.Backends) {
+		b := v.c.Backends[name]
+		if b == nil {
+			b = &Backend{}
+			b.applyDefaults()
+			v.c.Backends[name] = b
+		}
+		b.Name = name
+		v.backend(join("backend", name), b)
+		if !used[name] {
+			v.warn(join("backend", name), "not used by any frontend")
+		}
+	}
+}
+
+func (v *validator) backend(p string, b *Backend) {
+	v.enum(p, "balance", b.Balance, "roundrobin", "leastconn", "source")
+	v.enum(p, "check", b.Check, "tcp", "http", "none")
+	if len(b.Servers) == 0 {
+		v.errAt(p, "no servers: add [[%s.server]] with address = \"host:port\"", p)
+	}
+	if b.Retries < 0 {
+		v.errAt(p+".retries", "must not be negative")
+	}
+	if b.Rise < 1 {
+		v.errAt(p+".rise", "must be at least 1")
+	}
+	if b.Fall < 1 {
+		v.errAt(p+".fall", "must be at least 1")
+	}
+	if b.Check != "http" {
+		if b.CheckPath != "" {
+			v.errAt(p+".check_path", "check_path applies to check = \"http\" only")
+		}
+		if b.CheckStatus != 0 {
+			v.errAt(p+".check_status", "check_status applies to check = \"http\" only")
+		}
+	} else {
+		if !strings.HasPrefix(b.CheckPath, "/") {
+			v.errAt(p+".check_path", "check_path %q must start with /", b.CheckPath)
+		}
+		if b.CheckStatus < 100 || b.CheckStatus > 599 {
+			v.errAt(p+".check_status", "status %d out of range (100-599)", b.CheckStatus)
+		}
+	}
+	names := map[string]int{}
+	for i := range b.Servers {
+		sp := idx(p+".server", i)
+		s := &b.Servers[i]
+		if s.Address == "" {
+			v.errAt(sp, "server needs address = \"host:port\"")
+		} else if _, _, err := parseHostPort(s.Address, false); err != nil {
+			v.errAt(sp+".address", "%v", err)
+		}
+		if j, dup := names[s.Name]; dup && s.Name != "" {
+			v.errAt(sp+".name", "server name %q is already used by %s; names label metrics, give each server its own", s.Name, idx(p+".server", j))
+		}
+		names[s.Name] = i
+		if s.Weight < 1 || s.Weight > 256 {
+			v.errAt(sp+".weight", "weight %d out of range (1-256)", s.Weight)
+		}
+		if s.MaxConn < 0 {
+			v.errAt(sp+".maxconn", "must not be negative (0 is unlimited)")
+		}
+		if s.SendProxy != "" {
+			v.enum(sp, "send_proxy", s.SendProxy, "v1", "v2")
+		}
+	}
+}
