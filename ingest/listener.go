@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -46,11 +47,7 @@ type Listener struct {
 	frontend string
 	bind     conf.Bind
 	tcp      bool
-	format   parse.Format
-	mode     framing.Mode
-	max      int
-	truncate bool
-	forward  bool // on_error = forward_raw
+	settings atomic.Pointer[settings]
 	routes   *route.Holder
 	log      *slog.Logger
 	tap      Tap
@@ -72,9 +69,17 @@ type Listener struct {
 	stopped bool
 }
 
-// New prepares a listener for bind b of frontend fe. It does not open the
-// socket: Start does.
-func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Registry, log *slog.Logger) (*Listener, error) {
+// settings are the frontend options a listener applies per message. A
+// reload swaps them atomically; the event loops load them once per read.
+type settings struct {
+	format   parse.Format
+	mode     framing.Mode // for new TCP connections; open ones keep theirs
+	max      int
+	truncate bool
+	forward  bool // on_error = forward_raw
+}
+
+func newSettings(fe *conf.Frontend) (*settings, error) {
 	format, err := parse.ParseFormat(orDefault(fe.Format, "auto"))
 	if err != nil {
 		return nil, fmt.Errorf("ingest: frontend %q: %w", fe.Name, err)
@@ -87,16 +92,37 @@ func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Regi
 	if max <= 0 {
 		max = 64 << 10
 	}
+	return &settings{format: format, mode: mode, max: max, truncate: fe.Oversize != "drop", forward: fe.OnError == "forward_raw"}, nil
+}
+
+// Update applies changed frontend options (format, framing, sizes, error
+// policy) without closing the socket: the reload path for a bind present
+// in the old and the new config. Open TCP connections keep their framing
+// mode; everything else applies from the next read on.
+func (l *Listener) Update(fe *conf.Frontend) error {
+	if fe.Name != l.frontend {
+		return fmt.Errorf("ingest: bind %s://%s moved from frontend %q to %q: restart the listener instead", l.bind.Scheme, l.bind.Addr, l.frontend, fe.Name)
+	}
+	s, err := newSettings(fe)
+	if err != nil {
+		return err
+	}
+	l.settings.Store(s)
+	return nil
+}
+
+// New prepares a listener for bind b of frontend fe. It does not open the
+// socket: Start does.
+func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Registry, log *slog.Logger) (*Listener, error) {
+	st, err := newSettings(fe)
+	if err != nil {
+		return nil, err
+	}
 	bindName := b.Scheme + "://" + b.Addr
 	l := &Listener{
 		frontend: fe.Name,
 		bind:     b,
 		tcp:      b.Scheme == "tcp",
-		format:   format,
-		mode:     mode,
-		max:      max,
-		truncate: fe.Oversize != "drop",
-		forward:  fe.OnError == "forward_raw",
 		routes:   routes,
 		log:      log.With("frontend", fe.Name, "bind", bindName),
 		reg:      reg,
@@ -104,6 +130,7 @@ func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Regi
 		booted:   make(chan struct{}),
 		done:     make(chan error, 1),
 	}
+	l.settings.Store(st)
 	if l.tcp {
 		l.transport = sinks.TransportTCP
 	}
@@ -128,7 +155,7 @@ func (l *Listener) Start() error {
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithReusePort(!l.tcp), // one UDP socket per event loop
-		gnet.WithReadBufferCap(max(64<<10, l.max+16)),
+		gnet.WithReadBufferCap(max(64<<10, l.settings.Load().max+16)),
 		gnet.WithLogger(gnetLogger{l.log.With("component", "gnet")}),
 	}
 	if l.tcp {
@@ -236,7 +263,8 @@ type conn struct {
 
 // OnOpen sets up framing state for a new TCP connection.
 func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	st := &conn{framer: framing.Framer{Mode: l.mode, Max: l.max, Truncate: l.truncate}}
+	s := l.settings.Load()
+	st := &conn{framer: framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}}
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		st.peer = a.AddrPort()
 	}
@@ -266,6 +294,7 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		fe = tab.Frontend(l.frontend)
 	}
 	now := time.Now().UnixNano()
+	s := l.settings.Load()
 	if !l.tcp {
 		buf, _ := c.Next(-1)
 		var peer netip.AddrPort
@@ -277,20 +306,21 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 			l.reason("malformed", "empty").Inc()
 			return gnet.None
 		}
-		if len(frame) > l.max {
+		if len(frame) > s.max {
 			l.reason("malformed", "oversize").Inc()
-			if !l.truncate {
+			if !s.truncate {
 				l.reason("dropped", "oversize").Inc()
 				return gnet.None
 			}
 			l.truncated.Inc()
-			frame = frame[:l.max]
+			frame = frame[:s.max]
 		}
-		l.deliver(fe, frame, now, peer)
+		l.deliver(s, fe, frame, now, peer)
 		return gnet.None
 	}
 
 	st := c.Context().(*conn)
+	st.framer.Max, st.framer.Truncate = s.max, s.truncate
 	buf, _ := c.Peek(-1)
 	off := 0
 	for off < len(buf) {
@@ -298,13 +328,13 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		off += n
 		switch status {
 		case framing.OK:
-			l.deliver(fe, frame, now, st.peer)
+			l.deliver(s, fe, frame, now, st.peer)
 			continue
 		case framing.Oversize:
 			l.reason("malformed", "oversize").Inc()
 			if frame != nil {
 				l.truncated.Inc()
-				l.deliver(fe, frame, now, st.peer)
+				l.deliver(s, fe, frame, now, st.peer)
 			} else {
 				l.reason("dropped", "oversize").Inc()
 			}
@@ -323,7 +353,7 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 }
 
 // deliver turns one frame into a message and enqueues it on its routes.
-func (l *Listener) deliver(fe *route.Frontend, frame []byte, now int64, peer netip.AddrPort) {
+func (l *Listener) deliver(s *settings, fe *route.Frontend, frame []byte, now int64, peer netip.AddrPort) {
 	l.received.Inc()
 	l.bytes.Add(uint64(len(frame)))
 	m := sinks.NewMessage(frame)
@@ -332,10 +362,10 @@ func (l *Listener) deliver(fe *route.Frontend, frame []byte, now int64, peer net
 	m.Port = l.port
 	m.Transport = l.transport
 	m.Peer = peer
-	if l.format != parse.Raw {
-		if err := parse.Parse(m, l.format); err != nil {
+	if s.format != parse.Raw {
+		if err := parse.Parse(m, s.format); err != nil {
 			l.reason("malformed", parseReason(err)).Inc()
-			if !l.forward {
+			if !s.forward {
 				l.reason("dropped", "parse_error").Inc()
 				m.Release()
 				return

@@ -53,6 +53,7 @@ func stream(n int) []byte {
 // message, parse the header, route, enqueue. It returns the message count.
 func relay(l *Listener, fr *framing.Framer, buf []byte) int {
 	fe := l.routes.Load().Frontend(l.frontend)
+	s := l.settings.Load()
 	n := 0
 	for off := 0; off < len(buf); {
 		frame, c, st := fr.Next(buf[off:])
@@ -60,7 +61,7 @@ func relay(l *Listener, fr *framing.Framer, buf []byte) int {
 		if st != framing.OK {
 			break
 		}
-		l.deliver(fe, frame, 0, zeroPeer)
+		l.deliver(s, fe, frame, 0, zeroPeer)
 		n++
 	}
 	return n

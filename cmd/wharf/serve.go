@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,14 +27,19 @@ import (
 // route table, the listeners and the admin server. Lifecycle order is
 // fixed: start sinks -> routes -> listeners -> admin; stop listeners ->
 // drain and close runners -> admin.
+//
+// mu guards cfg, sinks, runners and listeners against a reload running
+// beside the admin handlers; the message path never takes it (it reads
+// the route table through the atomic Holder).
 type gateway struct {
+	mu        sync.Mutex
 	cfg       *conf.Config
 	log       *slog.Logger
 	reg       *metrics.Registry
 	sinks     map[string]sinks.Sink
 	runners   map[string]*sinks.Runner
 	routes    route.Holder
-	listeners []*ingest.Listener
+	listeners map[string]*ingest.Listener // by scheme://addr as configured
 	admin     *admin.Server
 }
 
@@ -49,7 +56,7 @@ func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 // build creates sinks and runners and compiles the route table. Nothing
 // listens yet; on error everything built so far is closed.
 func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger) (*gateway, error) {
-	g := &gateway{cfg: cfg, log: log, reg: reg, sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}}
+	g := &gateway{cfg: cfg, log: log, reg: reg, sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, listeners: map[string]*ingest.Listener{}}
 	var errs []string
 	for _, name := range sortedKeys(cfg.Sinks) {
 		sc := cfg.Sinks[name]
@@ -86,25 +93,14 @@ func (g *gateway) start() error {
 	for _, r := range g.runners {
 		r.Start()
 	}
-	for _, name := range sortedKeys(g.cfg.Frontends) {
-		fe := g.cfg.Frontends[name]
-		if fe.Mode != "" && fe.Mode != "syslog" {
-			continue
-		}
-		for _, b := range fe.Binds {
-			l, err := ingest.New(fe, b, &g.routes, g.reg, g.log)
-			if err != nil {
-				return err
-			}
-			if err := l.Start(); err != nil {
-				return err
-			}
-			g.listeners = append(g.listeners, l)
-			g.log.Info("listening", "frontend", name, "bind", b.Scheme+"://"+l.Addr())
+	for _, sb := range syslogBinds(g.cfg) {
+		if err := g.listen(sb); err != nil {
+			return err
 		}
 	}
 	if g.cfg.Admin.Listen != "" && g.cfg.Admin.Listen != "off" {
 		g.admin = admin.New(g.reg, g.ready, g.log)
+		g.admin.Handle("POST /reload", http.HandlerFunc(g.reloadHandler))
 		if err := g.admin.Start(g.cfg.Admin.Listen); err != nil {
 			return err
 		}
@@ -115,6 +111,8 @@ func (g *gateway) start() error {
 
 // ready reports every sink runner's readiness.
 func (g *gateway) ready() (bool, []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	var problems []string
 	for _, name := range sortedKeys(g.runners) {
 		if !g.runners[name].Ready() {
@@ -129,6 +127,8 @@ func (g *gateway) ready() (bool, []string) {
 func (g *gateway) stop(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	for _, l := range g.listeners {
 		if err := l.Stop(ctx); err != nil {
 			g.log.Warn("listener stop", "frontend", l.Frontend(), "err", err)
@@ -155,6 +155,8 @@ func (g *gateway) stop(timeout time.Duration) {
 
 // reopen asks every sink that writes files to reopen them (logrotate).
 func (g *gateway) reopen() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	for name, s := range g.sinks {
 		if r, ok := s.(interface{ Reopen() error }); ok {
 			if err := r.Reopen(); err != nil {
@@ -184,7 +186,11 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 	log.Info("wharf started", "version", version, "config", cfg.Path)
 	for s := range sig {
 		if s == syscall.SIGHUP {
+			// logrotate and config reload share SIGHUP, as in most daemons.
 			g.reopen()
+			if err := g.reloadFromFile(); err != nil {
+				log.Error("reload failed; the previous config keeps running", "err", err)
+			}
 			continue
 		}
 		log.Info("shutting down", "signal", s.String(), "timeout", cfg.Global.ShutdownTimeout.Duration)

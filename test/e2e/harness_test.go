@@ -77,8 +77,12 @@ type instance struct {
 // a free admin address) and runs wharf on it until /healthz answers.
 func start(t *testing.T, config string) *instance {
 	t.Helper()
-	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	return startIn(t, t.TempDir(), fmt.Sprintf("127.0.0.1:%d", freePort(t)), config)
+}
+
+// startIn is start with a given work dir and admin address.
+func startIn(t *testing.T, dir, admin, config string) *instance {
+	t.Helper()
 	config = strings.ReplaceAll(config, "{{DIR}}", dir)
 	config = strings.ReplaceAll(config, "{{ADMIN}}", admin)
 	path := filepath.Join(dir, "wharf.toml")

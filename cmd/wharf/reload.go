@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+
+	"wharf/conf"
+	"wharf/ingest"
+	"wharf/route"
+	"wharf/sinks"
+)
+
+// syslogBind is one bind of a syslog frontend, keyed as configured.
+type syslogBind struct {
+	key string // scheme://addr
+	fe  *conf.Frontend
+	b   conf.Bind
+}
+
+func syslogBinds(cfg *conf.Config) []syslogBind {
+	var out []syslogBind
+	for _, name := range sortedKeys(cfg.Frontends) {
+		fe := cfg.Frontends[name]
+		if fe.Mode != "" && fe.Mode != "syslog" {
+			continue
+		}
+		for _, b := range fe.Binds {
+			out = append(out, syslogBind{key: b.Scheme + "://" + b.Addr, fe: fe, b: b})
+		}
+	}
+	return out
+}
+
+// listen opens one bind. Port 0 binds are keyed by the configured address,
+// so two of them in one config are told apart by frontend and index.
+func (g *gateway) listen(sb syslogBind) error {
+	l, err := ingest.New(sb.fe, sb.b, &g.routes, g.reg, g.log)
+	if err != nil {
+		return err
+	}
+	if err := l.Start(); err != nil {
+		return err
+	}
+	key := sb.key
+	if _, dup := g.listeners[key]; dup {
+		key = sb.key + "#" + l.Addr()
+	}
+	g.listeners[key] = l
+	g.log.Info("listening", "frontend", sb.fe.Name, "bind", sb.b.Scheme+"://"+l.Addr())
+	return nil
+}
+
+// reloadFromFile reads the config file again and applies it.
+func (g *gateway) reloadFromFile() error {
+	g.mu.Lock()
+	path := g.cfg.Path
+	g.mu.Unlock()
+	cfg, err := conf.Load(path)
+	if err != nil {
+		g.reg.Counter("wharf_config_reloads_total", "Config reloads by result.", "result", "invalid").Inc()
+		return fmt.Errorf("config %s is invalid:\n%w", path, err)
+	}
+	if err := g.reload(cfg); err != nil {
+		g.reg.Counter("wharf_config_reloads_total", "Config reloads by result.", "result", "failed").Inc()
+		return err
+	}
+	g.reg.Counter("wharf_config_reloads_total", "Config reloads by result.", "result", "ok").Inc()
+	return nil
+}
+
+// reloadHandler serves POST /reload: 200 with a summary, or 400 with the
+// config errors (the old config keeps running).
+func (g *gateway) reloadHandler(w http.ResponseWriter, _ *http.Request) {
+	if err := g.reloadFromFile(); err != nil {
+		http.Error(w, "reload failed; the previous config keeps running:\n"+err.Error(), http.StatusBadRequest)
+		return
+	}
+	fmt.Fprintln(w, "reloaded")
+}
+
+// reload applies cfg to the running gateway, diffing against the old one:
+//   - sinks whose settings did not change keep their runner and queue;
+//     new and changed sinks get a new runner; removed and replaced runners
+//     drain what they hold into their (old) sink, then close;
+//   - the route table is recompiled and swapped atomically;
+//   - binds present in both configs keep their sockets (no UDP gap, no TCP
+//     reset) and take the new frontend options; new binds open, removed
+//     binds close.
+//
+// Everything that can fail on the config's account (building sinks,
+// compiling routes) happens before anything running is touched: if it
+// fails, the old config keeps running unchanged. A new bind that cannot
+// be opened (address in use) is reported after the rest is applied.
+func (g *gateway) reload(cfg *conf.Config) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if cfg.Admin.Listen != g.cfg.Admin.Listen {
+		g.log.Warn("admin.listen changed; it takes effect at the next restart", "running", g.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
+	}
+
+	// 1. Sinks: reuse unchanged, build new and changed.
+	newSinks := map[string]sinks.Sink{}
+	newRunners := map[string]*sinks.Runner{}
+	var built []string
+	var errs []string
+	for _, name := range sortedKeys(cfg.Sinks) {
+		sc := cfg.Sinks[name]
+		if old, ok := g.cfg.Sinks[name]; ok && reflect.DeepEqual(old, sc) {
+			newSinks[name], newRunners[name] = g.sinks[name], g.runners[name]
+			continue
+		}
+		s, err := sinks.New(name, sc)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		newSinks[name] = s
+		newRunners[name] = sinks.NewRunner(name, s, sinks.RunnerConfigFrom(sc), g.reg, g.log.With("sink", name))
+		built = append(built, name)
+	}
+	abort := func(err error) error {
+		for _, name := range built {
+			newSinks[name].Close()
+		}
+		return err
+	}
+	if len(errs) > 0 {
+		return abort(errors.New(strings.Join(errs, "\n")))
+	}
+
+	// 2. Routes.
+	targets := make(map[string]route.Target, len(newRunners))
+	for n, r := range newRunners {
+		targets[n] = r
+	}
+	tab, err := route.Compile(cfg, targets)
+	if err != nil {
+		return abort(err)
+	}
+
+	// 3. Point of no return: start the new runners, swap the table.
+	for _, name := range built {
+		newRunners[name].Start()
+	}
+	var retired []*sinks.Runner
+	for name, r := range g.runners {
+		if newRunners[name] != r {
+			retired = append(retired, r)
+		}
+	}
+	g.routes.Store(tab)
+	oldCfg := g.cfg
+	g.cfg, g.sinks, g.runners = cfg, newSinks, newRunners
+
+	// 4. Listeners: keep, update, open, close.
+	want := map[string]syslogBind{}
+	for _, sb := range syslogBinds(cfg) {
+		want[sb.key] = sb
+	}
+	var bindErrs []string
+	for key, l := range g.listeners {
+		sb, keep := want[key]
+		if keep && l.Update(sb.fe) == nil {
+			delete(want, key)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), oldCfg.Global.ShutdownTimeout.Duration)
+		if err := l.Stop(ctx); err != nil {
+			g.log.Warn("closing removed bind", "bind", key, "err", err)
+		}
+		cancel()
+		delete(g.listeners, key)
+		g.log.Info("closed bind", "frontend", l.Frontend(), "bind", key)
+	}
+	for _, sb := range syslogBinds(cfg) {
+		if _, open := want[sb.key]; !open {
+			continue
+		}
+		if err := g.listen(sb); err != nil {
+			bindErrs = append(bindErrs, err.Error())
+		}
+	}
+
+	// 5. Retired runners drain into their old sinks in the background.
+	for _, r := range retired {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), oldCfg.Global.ShutdownTimeout.Duration)
+			defer cancel()
+			if err := r.Close(ctx); err != nil {
+				g.log.Warn("retired sink did not drain in time; the rest is counted as dropped (reason shutdown)", "sink", r.Name(), "err", err)
+			}
+		}()
+	}
+	g.log.Info("config reloaded", "config", cfg.Path, "new_or_changed_sinks", built, "retired_sinks", len(retired))
+	if len(bindErrs) > 0 {
+		return fmt.Errorf("config applied, but some binds could not be opened:\n%s", strings.Join(bindErrs, "\n"))
+	}
+	return nil
+}
