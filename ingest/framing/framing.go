@@ -18,7 +18,9 @@
 // may mix framings, and a NUL-terminated sender works in auto mode as long as
 // its messages contain no LF (use mode "nul" for multi-line senders). In
 // mode "lf" only LF ends a frame (a NUL stays inside the message); in mode
-// "nul" only NUL does (LFs stay inside).
+// "nul" only NUL does (LFs stay inside). In auto mode a plain-text line
+// that happens to start with a digit is taken for a length prefix and
+// reported Invalid (dropped up to its LF): such senders need mode "lf".
 //
 // Empty frames (a stray "\n", "\r\n" or "\x00" between frames, in every
 // mode) are skipped silently: they are not messages.
