@@ -220,6 +220,7 @@ func (l *Listener) Stop(ctx context.Context) error {
 func (l *Listener) OnBoot(eng gnet.Engine) gnet.Action {
 	l.eng = eng
 	l.addr = l.bind.Addr
+	defer l.registerKernelDrops()
 	if fd, err := eng.Dup(); err == nil {
 		if sa, err := unix.Getsockname(fd); err == nil {
 			l.addr = sockaddrString(sa, l.bind.Addr)
@@ -235,6 +236,22 @@ func (l *Listener) OnBoot(eng gnet.Engine) gnet.Action {
 	}
 	close(l.booted)
 	return gnet.None
+}
+
+// registerKernelDrops exports the kernel's receive-buffer drops for a UDP
+// bind, read from /proc at scrape time: the loss no socket read can see.
+func (l *Listener) registerKernelDrops() {
+	if l.tcp || l.port == 0 {
+		return
+	}
+	port := l.port
+	l.reg.GaugeFunc("wharf_frontend_udp_kernel_drops", "Datagrams the kernel dropped on this UDP port because the socket receive buffer was full (from /proc/net/udp; counts since the sockets opened).", func() float64 {
+		n, err := udpKernelDrops("/proc", port)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}, l.labels...)
 }
 
 func sockaddrString(sa unix.Sockaddr, fallback string) string {
