@@ -32,7 +32,9 @@ func BenchmarkParseRFC3164(b *testing.B) { benchParse(b, bench3164, RFC3164) }
 func BenchmarkParseAuto(b *testing.B)    { benchParse(b, bench5424, Auto) }
 
 // BenchmarkGoSyslogRFC5424 is go-syslog's RFC5424 parser on the same
-// message as BenchmarkParseRFC5424, for comparison. It decodes more (the
+// message as BenchmarkParseRFC5424, for comparison. On a 2-core AMD EPYC VM
+// (best of 3, shared and noisy) Parse took 117 ns and 0 allocs, go-syslog
+// 3392 ns and 18 allocs (1072 B): about 29x. It decodes more (the
 // timestamp and the structured data into maps), which is the point: wharf
 // defers that work to the encoders that need it.
 func BenchmarkGoSyslogRFC5424(b *testing.B) {
