@@ -31,6 +31,7 @@ const usage = `wharf: a syslog / log-forwarding gateway.
 Usage:
   wharf run   -c FILE   run the gateway on config FILE
   wharf check -c FILE   validate FILE, print the resolved listeners, routes and sinks
+  wharf ports -c FILE   list binds and port warnings; --audit, --json (wharf ports -h)
   wharf version         print version and build information
 
 Exit status: 0 on success or clean shutdown, 1 on a runtime error, 2 on a config or usage error.
@@ -53,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "ports":
+		return portsCmd(rest, stdout, stderr)
 	case "run", "check":
 	default:
 		fmt.Fprintf(stderr, "wharf: unknown command %q\n\n%s", cmd, usage)
