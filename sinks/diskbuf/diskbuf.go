@@ -1,0 +1,851 @@
+// Package diskbuf is a sink's optional disk buffer: an append-only log of
+// records split into segment files, with a checkpoint of the first record
+// the sink has not confirmed yet.
+//
+// # On disk
+//
+// A buffer owns one directory:
+//
+//	00000000000000000000.seg   segment files, named by the sequence number
+//	00000000000000001234.seg   of their first record (%020d.seg)
+//	ack                        checkpoint: first unconfirmed position
+//	LOCK                       flock'ed while a process has the buffer open
+//
+// A segment is a sequence of records, each
+//
+//	[len uint32 LE][crc uint32 LE][payload: len bytes]
+//
+// where crc is CRC-32C (Castagnoli) over the 4 length bytes followed by the
+// payload. Covering the length means an all-zero region (a file extended
+// but never written, as after a power cut on ext4) is never a valid empty
+// record. A payload is at most MaxRecordBytes; a larger length is
+// corruption. A segment grows up to Options.MaxSegmentBytes, then a new one
+// is started.
+//
+// The ack file is 28 bytes: "wharfck1", segment uint64 LE, offset uint64
+// LE, CRC-32C of the preceding 24 bytes. It is replaced atomically (write
+// ack.tmp, rename; with fsync of file and directory unless Fsync is
+// "never"). A missing or corrupt ack file replays the whole buffer.
+//
+// # Guarantees
+//
+// Records leave the buffer only when Ack confirms them: a segment file is
+// deleted once every record in it is confirmed. Delivery is at-least-once:
+// records handed out by Next but not yet confirmed when the process stops
+// (Close, crash, kill -9) are handed out again after Open, and so are
+// records confirmed after the last checkpoint write that reached the disk
+// (with Fsync "interval" the checkpoint is written on the interval).
+// Durability of an appended record depends on Options.Fsync:
+//
+//   - "always": Append returns after the record is fsync'ed (concurrent
+//     appenders share one fsync). It survives a power cut.
+//   - "interval": every record is written to the file before Append
+//     returns, so it survives a crash of the process (kill -9); a power cut
+//     loses at most the last FsyncInterval.
+//   - "never": like "interval" for process crashes; the kernel decides when
+//     data reaches the disk.
+//
+// # Corruption
+//
+// Open scans the last segment and truncates a torn tail (a partial or
+// invalid record after the last valid one, as left by a crash mid-write),
+// counting it in Stats.TornTails. A record in the middle of the log with an
+// impossible length or a CRC mismatch is counted in Stats.CorruptRecords
+// and the reader resynchronises on the next byte offset that holds a valid
+// record, trying at most resyncBudget bytes of work before it gives up on
+// the rest of the segment and moves to the next one. Records lost inside a
+// corrupt region cannot be counted individually: each corrupt region
+// counts once. Nothing is ever read whole into memory: the reader streams
+// through a bounded buffer (grown only to the largest record, at most
+// MaxRecordBytes).
+//
+// # Concurrency
+//
+// Append and AppendBatch may be called from many goroutines. Next and
+// Rewind are for one reader goroutine (concurrent calls are serialised).
+// Ack may be called from any goroutine. Close may be called once at any
+// time; it wakes blocked Append and Next calls.
+package diskbuf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Options configure a Buffer. Zero fields take the defaults noted.
+type Options struct {
+	// MaxSegmentBytes bounds one segment file. Default 64MiB, or
+	// MaxTotalBytes/4 when that is smaller: space is only given back a
+	// whole segment at a time, so several segments must fit.
+	MaxSegmentBytes int64
+	// MaxTotalBytes bounds the bytes of all segment files (confirmed
+	// records still in a partly confirmed segment count). Required; at
+	// least twice MaxSegmentBytes.
+	MaxTotalBytes int64
+	// Fsync is "always", "interval" or "never" (default "interval").
+	Fsync string
+	// FsyncInterval is the fsync and checkpoint period of Fsync "interval".
+	// Default 1s.
+	FsyncInterval time.Duration
+	// OnFull is "block" (Append waits for Ack to free space; default) or
+	// "drop_newest" (Append returns ErrFull and counts the drop).
+	OnFull string
+}
+
+// Defaults for zero Options fields.
+const (
+	// DefaultMaxSegmentBytes keeps files few (a 1GiB buffer is 16 files)
+	// but small enough that confirmed space comes back soon.
+	DefaultMaxSegmentBytes = 64 << 20
+	// DefaultFsyncInterval bounds the loss on a power cut to about a second.
+	DefaultFsyncInterval = time.Second
+)
+
+// Fsync policies and full-buffer behaviours, as spelled in Options.
+const (
+	FsyncAlways     = "always"
+	FsyncInterval   = "interval"
+	FsyncNever      = "never"
+	OnFullBlock     = "block"
+	OnFullDropNewst = "drop_newest"
+)
+
+// MaxRecordBytes is the largest payload of a record. A larger length read
+// from disk is corruption; Append refuses a larger payload with
+// ErrTooLarge. It bounds the reader's memory.
+const MaxRecordBytes = 16 << 20
+
+const (
+	hdrSize  = 8
+	segExt   = ".seg"
+	ackName  = "ack"
+	lockName = "LOCK"
+	// writeChunk is how many encoded bytes AppendBatch gathers per write(2).
+	writeChunk = 1 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Errors returned by a Buffer. Compare with errors.Is.
+var (
+	// ErrFull is returned by Append under OnFull "drop_newest" when the
+	// record does not fit in MaxTotalBytes.
+	ErrFull = errors.New("diskbuf: buffer full (max_total_bytes reached); record dropped")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("diskbuf: buffer closed")
+	// ErrTooLarge is returned by Append for a payload over MaxRecordBytes
+	// or one that cannot fit in a segment.
+	ErrTooLarge = errors.New("diskbuf: record larger than a segment or MaxRecordBytes")
+)
+
+// Position is a point in the log: just past a record. Positions come from
+// Record.Pos; pass one to Ack.
+type Position struct {
+	// Seg is the segment's first sequence number (its file name).
+	Seg uint64
+	// Off is the byte offset in that segment.
+	Off int64
+	// n is the reader's ordinal of the record ending here, for counting.
+	n uint64
+}
+
+// after reports whether p is later in the log than q.
+func (p Position) after(q Position) bool {
+	return p.Seg > q.Seg || (p.Seg == q.Seg && p.Off > q.Off)
+}
+
+// Record is one record handed out by Next.
+type Record struct {
+	// Data is the payload. It aliases the reader's buffer: valid until the
+	// next call to Next, Rewind or Close.
+	Data []byte
+	// Pos is the position just past the record; Ack(Pos) confirms this
+	// record and every one before it.
+	Pos Position
+}
+
+// Stats are a buffer's counters since Open, plus its current size.
+type Stats struct {
+	// Appended and Acked count records written and confirmed.
+	Appended, Acked uint64
+	// DroppedFull counts records refused with ErrFull (drop_newest).
+	DroppedFull uint64
+	// CorruptRecords counts corrupt regions the reader skipped.
+	CorruptRecords uint64
+	// TornTails counts torn tails truncated by Open (0 or 1 per Open).
+	TornTails uint64
+	// TornBytes is how many bytes those truncations removed.
+	TornBytes uint64
+	// Bytes and Segments are the segment files on disk now.
+	Bytes    int64
+	Segments int
+	// CheckpointReset is true when Open found the ack file missing or
+	// corrupt while segments existed, and so replays everything.
+	CheckpointReset bool
+}
+
+type segment struct {
+	base uint64 // first sequence number (file name)
+	size int64  // bytes; for the active segment, equal to Buffer.written
+}
+
+// Buffer is an open disk buffer. See the package doc for the concurrency
+// rules and guarantees.
+type Buffer struct {
+	dir  string
+	opts Options
+	lock *os.File
+
+	mu       sync.Mutex
+	segs     []segment // oldest first; the last is the active one
+	wf       *os.File  // active segment, written at its end
+	written  int64     // bytes in the active segment
+	logical  uint64    // bytes ever written since Open: fsync bookkeeping
+	nextSeq  uint64    // sequence number of the next record
+	disk     int64     // sum of segment sizes
+	ack      Position  // first unconfirmed position
+	deliv    Position  // position after the last record handed out
+	closed   bool
+	spaceCh  chan struct{} // closed and replaced when Ack frees space
+	wbuf     []byte        // encoding scratch, guarded by mu
+	appended uint64
+	acked    uint64
+	dropped  uint64
+	ckDirty  bool
+
+	synced  atomic.Uint64 // logical bytes known to be on disk
+	syncMu  sync.Mutex    // one fsync of the active segment at a time
+	ckMu    sync.Mutex    // one checkpoint write at a time
+	ckSaved Position      // last checkpoint written, guarded by ckMu
+
+	corrupt   atomic.Uint64
+	torn      uint64
+	tornBytes uint64
+	ckReset   bool
+
+	dataCh   chan struct{} // cap 1: new records were written
+	closedCh chan struct{}
+	bgDone   chan struct{}
+
+	rmu  sync.Mutex // serialises Next and Rewind
+	rd   reader
+	rdN  uint64 // ordinal of the last record handed out
+	recs []Record
+}
+
+// Open opens or creates the buffer in dir, truncating a torn tail of the
+// last segment, and positions the reader at the first unconfirmed record.
+// Only one Buffer (in any process) may have dir open.
+func Open(dir string, opts Options) (*Buffer, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("diskbuf: create buffer dir: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("diskbuf: open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("diskbuf: %s is in use by another buffer (flock: %v); give each sink its own buffer dir", dir, err)
+	}
+	b := &Buffer{
+		dir:      dir,
+		opts:     opts,
+		lock:     lock,
+		spaceCh:  make(chan struct{}),
+		dataCh:   make(chan struct{}, 1),
+		closedCh: make(chan struct{}),
+		bgDone:   make(chan struct{}),
+	}
+	if err := b.load(); err != nil {
+		b.closeFiles()
+		return nil, err
+	}
+	if opts.Fsync == FsyncInterval {
+		go b.background()
+	} else {
+		close(b.bgDone)
+	}
+	return b, nil
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.MaxTotalBytes <= 0 {
+		return o, errors.New("diskbuf: max_total_bytes is required: set the most disk the buffer may use")
+	}
+	if o.MaxSegmentBytes <= 0 {
+		o.MaxSegmentBytes = min(DefaultMaxSegmentBytes, o.MaxTotalBytes/4)
+	}
+	if o.MaxSegmentBytes < hdrSize+1 {
+		return o, fmt.Errorf("diskbuf: max_segment_bytes %d too small: at least %d", o.MaxSegmentBytes, hdrSize+1)
+	}
+	if o.MaxTotalBytes < 2*o.MaxSegmentBytes {
+		return o, fmt.Errorf("diskbuf: max_total_bytes %d must be at least twice max_segment_bytes %d (space comes back a segment at a time)", o.MaxTotalBytes, o.MaxSegmentBytes)
+	}
+	switch o.Fsync {
+	case "":
+		o.Fsync = FsyncInterval
+	case FsyncAlways, FsyncInterval, FsyncNever:
+	default:
+		return o, fmt.Errorf("diskbuf: fsync %q: want always, interval or never", o.Fsync)
+	}
+	if o.FsyncInterval <= 0 {
+		o.FsyncInterval = DefaultFsyncInterval
+	}
+	switch o.OnFull {
+	case "":
+		o.OnFull = OnFullBlock
+	case OnFullBlock, OnFullDropNewst:
+	default:
+		return o, fmt.Errorf("diskbuf: on_full %q: want block or drop_newest", o.OnFull)
+	}
+	return o, nil
+}
+
+// listSegments returns the segment files in dir, oldest first, with sizes.
+func listSegments(dir string) ([]segment, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("diskbuf: read buffer dir: %w", err)
+	}
+	var segs []segment
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, segExt) || !e.Type().IsRegular() {
+			continue
+		}
+		base, err := strconv.ParseUint(strings.TrimSuffix(name, segExt), 10, 64)
+		if err != nil || len(name) != 20+len(segExt) {
+			continue // not ours
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil, fmt.Errorf("diskbuf: stat %s: %w", name, err)
+		}
+		segs = append(segs, segment{base: base, size: fi.Size()})
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i].base < segs[j].base })
+	return segs, nil
+}
+
+func segName(base uint64) string { return fmt.Sprintf("%020d%s", base, segExt) }
+
+func (b *Buffer) segPath(base uint64) string { return filepath.Join(b.dir, segName(base)) }
+
+// load reads the directory state: checkpoint, segments, torn tail.
+func (b *Buffer) load() error {
+	os.Remove(filepath.Join(b.dir, ackName+".tmp"))
+	segs, err := listSegments(b.dir)
+	if err != nil {
+		return err
+	}
+	ack, ackOK, err := readCheckpoint(b.dir)
+	if err != nil {
+		return err
+	}
+	if !ackOK && len(segs) > 0 {
+		b.ckReset = true
+	}
+	// Segments wholly before the checkpoint's segment are confirmed.
+	if ackOK {
+		for len(segs) > 1 && segs[0].base < ack.Seg {
+			if err := os.Remove(b.segPath(segs[0].base)); err != nil {
+				return fmt.Errorf("diskbuf: remove confirmed segment: %w", err)
+			}
+			segs = segs[1:]
+		}
+	}
+	if len(segs) == 0 {
+		base := uint64(0)
+		if ackOK {
+			base = ack.Seg + 1
+		}
+		f, err := os.OpenFile(b.segPath(base), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+		if err != nil {
+			return fmt.Errorf("diskbuf: create segment: %w", err)
+		}
+		b.wf = f
+		segs = []segment{{base: base}}
+		b.nextSeq = base
+		if err := b.syncDir(); err != nil {
+			return err
+		}
+	} else {
+		last := &segs[len(segs)-1]
+		f, err := os.OpenFile(b.segPath(last.base), os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("diskbuf: open last segment: %w", err)
+		}
+		b.wf = f
+		good, n, err := scanTail(f, last.size)
+		if err != nil {
+			return fmt.Errorf("diskbuf: scan %s: %w", segName(last.base), err)
+		}
+		if good < last.size {
+			if err := f.Truncate(good); err != nil {
+				return fmt.Errorf("diskbuf: truncate torn tail of %s: %w", segName(last.base), err)
+			}
+			if b.opts.Fsync != FsyncNever {
+				if err := f.Sync(); err != nil {
+					return fmt.Errorf("diskbuf: sync %s: %w", segName(last.base), err)
+				}
+			}
+			b.torn++
+			b.tornBytes += uint64(last.size - good)
+			last.size = good
+		}
+		if _, err := f.Seek(good, 0); err != nil {
+			return fmt.Errorf("diskbuf: seek: %w", err)
+		}
+		b.nextSeq = last.base + n
+		if n == 0 && good > 0 {
+			b.nextSeq = last.base + 1 // only corrupt regions: keep names increasing
+		}
+	}
+	b.segs = segs
+	b.written = segs[len(segs)-1].size
+	for _, s := range segs {
+		b.disk += s.size
+	}
+	// Start reading at the checkpoint, or at the oldest segment.
+	start := Position{Seg: segs[0].base}
+	if ackOK && ack.Seg >= segs[0].base {
+		start = ack
+		found := false
+		for _, s := range segs {
+			if s.base == ack.Seg {
+				found = true
+				start.Off = min(ack.Off, s.size)
+			}
+		}
+		if !found {
+			start = Position{Seg: segs[0].base}
+			for _, s := range segs {
+				if s.base > ack.Seg {
+					start = Position{Seg: s.base}
+					break
+				}
+			}
+		}
+	}
+	b.ack, b.deliv, b.ckSaved = start, start, ack
+	b.rd.reset(start)
+	return nil
+}
+
+// scanTail reads a segment of size bytes and returns the end of its last
+// valid record and how many valid records it holds.
+func scanTail(f *os.File, size int64) (good int64, n uint64, err error) {
+	var s scanner
+	s.init(f, 0)
+	s.limit = size
+	for {
+		_, end, st, err := s.next(true)
+		if err != nil {
+			return 0, 0, err
+		}
+		switch st {
+		case scanRecord:
+			good = end
+			n++
+		case scanEnd:
+			return good, n, nil
+		case scanCorrupt:
+			s.resync()
+		}
+	}
+}
+
+// Append writes one record. See AppendBatch.
+func (b *Buffer) Append(ctx context.Context, payload []byte) error {
+	_, err := b.appendBatch(ctx, nil, payload)
+	return err
+}
+
+// AppendBatch writes payloads as consecutive records, gathering them into
+// few write calls, and returns how many were written. When the buffer is
+// full it waits for Ack to free space (OnFull "block") until ctx is done
+// or Close begins, or it drops the rest, counted, and returns ErrFull
+// (OnFull "drop_newest"). The payloads are not retained.
+func (b *Buffer) AppendBatch(ctx context.Context, payloads [][]byte) (int, error) {
+	return b.appendBatch(ctx, payloads, nil)
+}
+
+func (b *Buffer) appendBatch(ctx context.Context, ps [][]byte, one []byte) (int, error) {
+	count := len(ps)
+	if ps == nil {
+		count = 1
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return 0, ErrClosed
+	}
+	var err error
+	done, chunkRecs := 0, 0
+	flush := func() error {
+		ferr := b.flushLocked(chunkRecs)
+		if ferr == nil {
+			done += chunkRecs
+		}
+		chunkRecs = 0
+		return ferr
+	}
+	b.wbuf = b.wbuf[:0]
+	for done+chunkRecs < count {
+		p := one
+		if ps != nil {
+			p = ps[done+chunkRecs]
+		}
+		rec := int64(hdrSize + len(p))
+		if len(p) > MaxRecordBytes || rec > b.opts.MaxSegmentBytes {
+			err = ErrTooLarge
+			break
+		}
+		pend := int64(len(b.wbuf))
+		if b.disk+pend+rec > b.opts.MaxTotalBytes {
+			if err = flush(); err != nil {
+				break
+			}
+			if b.opts.OnFull == OnFullDropNewst {
+				b.dropped += uint64(count - done)
+				err = ErrFull
+				break
+			}
+			ch := b.spaceCh
+			b.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-b.closedCh:
+				err = ErrClosed
+			}
+			b.mu.Lock()
+			if err == nil && b.closed {
+				err = ErrClosed
+			}
+			if err != nil {
+				break
+			}
+			continue
+		}
+		if b.written+pend+rec > b.opts.MaxSegmentBytes && b.written+pend > 0 {
+			if err = flush(); err != nil {
+				break
+			}
+			if err = b.rotateLocked(); err != nil {
+				break
+			}
+		}
+		b.wbuf = appendRecord(b.wbuf, p)
+		chunkRecs++
+		if len(b.wbuf) >= writeChunk {
+			if err = flush(); err != nil {
+				break
+			}
+		}
+	}
+	if ferr := flush(); ferr != nil && err == nil {
+		err = ferr
+	}
+	end := b.logical
+	b.mu.Unlock()
+	if done > 0 && b.opts.Fsync == FsyncAlways {
+		if serr := b.syncTo(end); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	return done, err
+}
+
+// appendRecord appends the framed record for p to dst.
+func appendRecord(dst, p []byte) []byte {
+	var h [hdrSize]byte
+	putU32(h[0:4], uint32(len(p)))
+	crc := crc32.Update(0, castagnoli, h[0:4])
+	crc = crc32.Update(crc, castagnoli, p)
+	putU32(h[4:8], crc)
+	dst = append(dst, h[:]...)
+	return append(dst, p...)
+}
+
+func putU32(b []byte, v uint32) {
+	_ = b[3]
+	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}
+
+func getU32(b []byte) uint32 {
+	_ = b[3]
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// flushLocked writes b.wbuf (n records) to the active segment. A failed
+// write is cut back so the file never ends in a partial record.
+func (b *Buffer) flushLocked(n int) error {
+	if len(b.wbuf) == 0 {
+		return nil
+	}
+	w, err := b.wf.Write(b.wbuf)
+	if err != nil {
+		if w > 0 {
+			if terr := b.wf.Truncate(b.written); terr == nil {
+				b.wf.Seek(b.written, 0)
+			}
+		}
+		b.wbuf = b.wbuf[:0]
+		return fmt.Errorf("diskbuf: write %s: %w", segName(b.segs[len(b.segs)-1].base), err)
+	}
+	b.written += int64(w)
+	b.disk += int64(w)
+	b.logical += uint64(w)
+	b.segs[len(b.segs)-1].size = b.written
+	b.nextSeq += uint64(n)
+	b.appended += uint64(n)
+	b.wbuf = b.wbuf[:0]
+	select {
+	case b.dataCh <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// rotateLocked seals the active segment (fsync'ed unless Fsync is "never")
+// and starts a new one named by the next sequence number.
+func (b *Buffer) rotateLocked() error {
+	if b.opts.Fsync != FsyncNever {
+		if err := b.wf.Sync(); err != nil {
+			return fmt.Errorf("diskbuf: sync segment: %w", err)
+		}
+		storeMax(&b.synced, b.logical)
+	}
+	f, err := os.OpenFile(b.segPath(b.nextSeq), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return fmt.Errorf("diskbuf: create segment: %w", err)
+	}
+	if err := b.syncDir(); err != nil {
+		f.Close()
+		return err
+	}
+	b.wf.Close()
+	b.wf = f
+	b.segs = append(b.segs, segment{base: b.nextSeq})
+	b.written = 0
+	return nil
+}
+
+func storeMax(a *atomic.Uint64, v uint64) {
+	for {
+		cur := a.Load()
+		if cur >= v || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
+// syncTo returns once the first end logical bytes are fsync'ed. One caller
+// fsyncs for everyone waiting (group commit).
+func (b *Buffer) syncTo(end uint64) error {
+	b.syncMu.Lock()
+	defer b.syncMu.Unlock()
+	if b.synced.Load() >= end {
+		return nil
+	}
+	b.mu.Lock()
+	f, target := b.wf, b.logical
+	b.mu.Unlock()
+	if err := f.Sync(); err != nil {
+		// A rotation closed f after syncing it itself.
+		if errors.Is(err, os.ErrClosed) && b.synced.Load() >= end {
+			return nil
+		}
+		return fmt.Errorf("diskbuf: fsync: %w", err)
+	}
+	storeMax(&b.synced, target)
+	return nil
+}
+
+func (b *Buffer) syncDir() error {
+	if b.opts.Fsync == FsyncNever {
+		return nil
+	}
+	d, err := os.Open(b.dir)
+	if err != nil {
+		return fmt.Errorf("diskbuf: open dir for fsync: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("diskbuf: fsync dir: %w", err)
+	}
+	return nil
+}
+
+// Ack confirms every record up to upTo (a Record.Pos from Next): they will
+// not be handed out again, even after a restart, once the checkpoint is
+// written (at once, or on the interval with Fsync "interval"). Segments
+// holding only confirmed records are deleted. Acking an older position
+// does nothing; acking past what Next handed out is an error.
+func (b *Buffer) Ack(upTo Position) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	if !upTo.after(b.ack) {
+		b.mu.Unlock()
+		return nil
+	}
+	if upTo.after(b.deliv) {
+		b.mu.Unlock()
+		return fmt.Errorf("diskbuf: ack of %d/%d past the last record handed out (%d/%d)", upTo.Seg, upTo.Off, b.deliv.Seg, b.deliv.Off)
+	}
+	if upTo.n > b.ack.n {
+		b.acked += upTo.n - b.ack.n
+	}
+	b.ack = upTo
+	var dead []uint64
+	for len(b.segs) > 1 {
+		s := b.segs[0]
+		if s.base < upTo.Seg || (s.base == upTo.Seg && upTo.Off >= s.size) {
+			dead = append(dead, s.base)
+			b.disk -= s.size
+			b.segs = b.segs[1:]
+			continue
+		}
+		break
+	}
+	if len(dead) > 0 {
+		close(b.spaceCh)
+		b.spaceCh = make(chan struct{})
+	}
+	b.ckDirty = true
+	b.mu.Unlock()
+	var err error
+	if b.opts.Fsync != FsyncInterval {
+		err = b.writeCheckpoint()
+	}
+	for _, base := range dead {
+		if rerr := os.Remove(b.segPath(base)); rerr != nil && err == nil {
+			err = fmt.Errorf("diskbuf: remove confirmed segment: %w", rerr)
+		}
+	}
+	return err
+}
+
+// writeCheckpoint persists the current ack position if it changed.
+func (b *Buffer) writeCheckpoint() error {
+	b.ckMu.Lock()
+	defer b.ckMu.Unlock()
+	b.mu.Lock()
+	pos := b.ack
+	b.ckDirty = false
+	b.mu.Unlock()
+	if pos.Seg == b.ckSaved.Seg && pos.Off == b.ckSaved.Off {
+		return nil
+	}
+	if err := saveCheckpoint(b.dir, pos, b.opts.Fsync != FsyncNever); err != nil {
+		b.mu.Lock()
+		b.ckDirty = true
+		b.mu.Unlock()
+		return err
+	}
+	b.ckSaved = pos
+	return nil
+}
+
+// background fsyncs and checkpoints every FsyncInterval (Fsync "interval").
+func (b *Buffer) background() {
+	defer close(b.bgDone)
+	t := time.NewTicker(b.opts.FsyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.closedCh:
+			return
+		case <-t.C:
+		}
+		b.mu.Lock()
+		end, dirty := b.logical, b.ckDirty
+		b.mu.Unlock()
+		b.syncTo(end) // an error here shows up again at the next Append sync or Close
+		if dirty {
+			b.writeCheckpoint()
+		}
+	}
+}
+
+// Stats returns the counters.
+func (b *Buffer) Stats() Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return Stats{
+		Appended:        b.appended,
+		Acked:           b.acked,
+		DroppedFull:     b.dropped,
+		CorruptRecords:  b.corrupt.Load(),
+		TornTails:       b.torn,
+		TornBytes:       b.tornBytes,
+		Bytes:           b.disk,
+		Segments:        len(b.segs),
+		CheckpointReset: b.ckReset,
+	}
+}
+
+// Close wakes blocked Append and Next calls (they return ErrClosed),
+// fsyncs the active segment (unless Fsync is "never"), writes the
+// checkpoint and releases the directory. Records handed out but not
+// confirmed are handed out again after the next Open.
+func (b *Buffer) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	b.closed = true
+	close(b.closedCh)
+	b.mu.Unlock()
+	<-b.bgDone
+	b.rmu.Lock() // wait for a Next in progress
+	defer b.rmu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		b.closeFiles()
+		b.mu.Unlock()
+	}()
+	var err error
+	if b.opts.Fsync != FsyncNever {
+		b.mu.Lock()
+		end := b.logical
+		b.mu.Unlock()
+		err = b.syncTo(end)
+	}
+	if cerr := b.writeCheckpoint(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (b *Buffer) closeFiles() {
+	if b.wf != nil {
+		b.wf.Close()
+	}
+	b.rd.close()
+	if b.lock != nil {
+		b.lock.Close() // releases the flock
+	}
+}
