@@ -39,6 +39,14 @@ const (
 	// DefaultOnError drops malformed messages (counted by reason) rather
 	// than forwarding bytes a downstream parser may choke on.
 	DefaultOnError = "drop"
+	// DefaultSyslogMaxConn bounds a syslog frontend's TCP connections per
+	// bind: above the 10k idle senders a central relay should hold (a few
+	// KiB each), below what exhausts file descriptors under LimitNOFILE=65536.
+	DefaultSyslogMaxConn = 20000
+	// DefaultFrameTimeout is 1m: a sender that starts a message and does not
+	// finish it within a minute is broken or hostile (slowloris); real
+	// senders write a whole message in one go.
+	DefaultFrameTimeout = time.Minute
 
 	// DefaultQueueSize bounds queued messages per sink: about 1 s of a busy
 	// relay, enough to ride out a broker leader election.
@@ -236,6 +244,13 @@ func (f *Frontend) applyDefaults() {
 	}
 	setStr(&f.Oversize, DefaultOversize)
 	setStr(&f.OnError, DefaultOnError)
+	if f.MaxConn == 0 {
+		f.MaxConn = DefaultSyslogMaxConn
+	}
+	setDur(&f.FrameTimeout, DefaultFrameTimeout)
+	// client_timeout stays 0 (off) for syslog: senders such as rsyslog's
+	// omfwd keep quiet connections open for hours and lose the first
+	// message written after the relay silently closed one.
 }
 
 func (s *Sink) applyDefaults() {

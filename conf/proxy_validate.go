@@ -22,6 +22,7 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		{"format", f.Format != ""}, {"framing", f.Framing != ""},
 		{"max_message_size", f.MaxMessageSize != 0}, {"oversize", f.Oversize != ""},
 		{"on_error", f.OnError != ""}, {"sinks", len(f.Sinks) > 0}, {"route", len(f.Routes) > 0},
+		{"frame_timeout", f.FrameTimeout.Duration != 0},
 	} {
 		if k.set {
 			v.errAt(p+"."+k.key, "key %s applies to syslog frontends only, not mode %s (proxy frontends send to backend = \"NAME\")", k.key, f.Mode)
@@ -118,14 +119,33 @@ func (v *validator) syslogFrontendProxyKeys(p string, f *Frontend) {
 		key string
 		set bool
 	}{
-		{"backend", f.Backend != ""}, {"use", len(f.Use) > 0}, {"maxconn", f.MaxConn != 0},
-		{"allow", len(f.Allow) > 0}, {"deny", len(f.Deny) > 0}, {"accept_proxy", f.AcceptProxy},
+		{"backend", f.Backend != ""}, {"use", len(f.Use) > 0}, {"accept_proxy", f.AcceptProxy},
 		{"trusted_proxies", len(f.TrustedProxies) > 0}, {"sni_routing", f.SNIRouting},
-		{"header_timeout", f.HeaderTimeout.Duration != 0}, {"client_timeout", f.ClientTimeout.Duration != 0},
+		{"header_timeout", f.HeaderTimeout.Duration != 0},
 		{"max_header_bytes", f.MaxHeaderBytes != 0}, {"tls_cert", f.TLSCert != ""}, {"tls_key", f.TLSKey != ""},
 	} {
 		if k.set {
 			v.errAt(p+"."+k.key, "key %s applies to proxy frontends (mode tcp or http), not mode %s", k.key, f.Mode)
+		}
+	}
+	// Keys both kinds share: connection limits and ACLs.
+	if f.MaxConn < 0 {
+		v.errAt(p+".maxconn", "must not be negative")
+	}
+	if f.ClientTimeout.Duration < 0 {
+		v.errAt(p+".client_timeout", "must not be negative")
+	}
+	if f.FrameTimeout.Duration < 0 {
+		v.errAt(p+".frame_timeout", "must not be negative")
+	}
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"allow", f.Allow}, {"deny", f.Deny}} {
+		for i, s := range l.list {
+			if _, err := ParsePrefix(s); err != nil {
+				v.errAt(idx(p+"."+l.key, i), "%v", err)
+			}
 		}
 	}
 }

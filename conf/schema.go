@@ -115,6 +115,10 @@ type Frontend struct {
 	// TLSKey is the private key file for TLSCert.
 	TLSKey string `toml:"tls_key"`
 
+	// FrameTimeout closes a syslog TCP connection that keeps a message
+	// incomplete this long without finishing any (a slow or stuck sender).
+	FrameTimeout Duration `toml:"frame_timeout"`
+
 	// Binds is Bind parsed by Load, same order.
 	Binds []Bind `toml:"-"`
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 
+	"wharf/acl"
 	"wharf/conf"
 	"wharf/ingest/framing"
 	"wharf/ingest/parse"
@@ -62,6 +63,8 @@ type Listener struct {
 	labels                     []string
 	reasons                    sync.Map // "kind/reason" -> *metrics.Counter
 
+	open sync.Map // gnet.Conn -> *conn, for the timeout sweep
+
 	eng     gnet.Engine
 	booted  chan struct{}
 	done    chan error
@@ -76,7 +79,13 @@ type settings struct {
 	mode     framing.Mode // for new TCP connections; open ones keep theirs
 	max      int
 	truncate bool
-	forward  bool // on_error = forward_raw
+	forward  bool      // on_error = forward_raw
+	acl      *acl.List // nil: everyone
+	maxConn  int64     // 0: unlimited
+	// idle closes a TCP connection that sent nothing for this long; frame
+	// closes one that kept a frame incomplete for this long (slow sender).
+	// 0 disables either.
+	idle, frame time.Duration
 }
 
 func newSettings(fe *conf.Frontend) (*settings, error) {
@@ -92,7 +101,16 @@ func newSettings(fe *conf.Frontend) (*settings, error) {
 	if max <= 0 {
 		max = 64 << 10
 	}
-	return &settings{format: format, mode: mode, max: max, truncate: fe.Oversize != "drop", forward: fe.OnError == "forward_raw"}, nil
+	list, err := acl.New(fe.Allow, fe.Deny)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: frontend %q: %w", fe.Name, err)
+	}
+	return &settings{
+		format: format, mode: mode, max: max,
+		truncate: fe.Oversize != "drop", forward: fe.OnError == "forward_raw",
+		acl: list, maxConn: int64(fe.MaxConn),
+		idle: fe.ClientTimeout.Duration, frame: fe.FrameTimeout.Duration,
+	}, nil
 }
 
 // Update applies changed frontend options (format, framing, sizes, error
@@ -159,7 +177,7 @@ func (l *Listener) Start() error {
 		gnet.WithLogger(gnetLogger{l.log.With("component", "gnet")}),
 	}
 	if l.tcp {
-		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithTCPKeepAlive(time.Minute))
+		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithTCPKeepAlive(time.Minute), gnet.WithTicker(true))
 	} else {
 		opts = append(opts, gnet.WithSocketRecvBuffer(udpRecvBuffer))
 	}
@@ -273,19 +291,38 @@ func portOf(hostport string) string {
 }
 
 // conn is the per-TCP-connection state kept in gnet's connection context.
+// framer and peer belong to the event loop; the two times are also read
+// by the timeout sweep (OnTick), hence atomic.
 type conn struct {
 	framer framing.Framer
 	peer   netip.AddrPort
+	// lastRead is when the connection last delivered bytes (Unix ns).
+	lastRead atomic.Int64
+	// partialSince is when the oldest incomplete frame started waiting
+	// with no whole frame since (Unix ns), 0 when none is pending.
+	partialSince atomic.Int64
 }
 
-// OnOpen sets up framing state for a new TCP connection.
+// OnOpen admits or refuses a new TCP connection before any byte is read:
+// the allow/deny lists first, then the frontend's connection limit.
 func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	s := l.settings.Load()
-	st := &conn{framer: framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}}
+	var peer netip.AddrPort
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		st.peer = a.AddrPort()
+		peer = a.AddrPort()
 	}
+	if !s.acl.Permit(peer.Addr()) {
+		l.reason("rejected", "acl").Inc()
+		return nil, gnet.Close
+	}
+	if s.maxConn > 0 && l.conns.Load() >= s.maxConn {
+		l.reason("rejected", "maxconn").Inc()
+		return nil, gnet.Close
+	}
+	st := &conn{framer: framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}, peer: peer}
+	st.lastRead.Store(time.Now().UnixNano())
 	c.SetContext(st)
+	l.open.Store(c, st)
 	l.conns.Add(1)
 	l.connsTotal.Inc()
 	return nil, gnet.None
@@ -294,11 +331,44 @@ func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 // OnClose counts the connection gone. A partial frame left in the buffer
 // is a truncated message: counted, not delivered.
 func (l *Listener) OnClose(c gnet.Conn, err error) gnet.Action {
+	if c.Context() == nil { // refused in OnOpen
+		return gnet.None
+	}
+	l.open.Delete(c)
 	l.conns.Add(-1)
 	if n := c.InboundBuffered(); n > 0 {
 		l.reason("dropped", "incomplete_frame_at_close").Inc()
 	}
 	return gnet.None
+}
+
+// OnTick sweeps TCP connections for the idle and slow-sender timeouts.
+// It runs on gnet's ticker goroutine; Close is asynchronous and safe there.
+func (l *Listener) OnTick() (time.Duration, gnet.Action) {
+	s := l.settings.Load()
+	if s.idle <= 0 && s.frame <= 0 {
+		return time.Second, gnet.None
+	}
+	now := time.Now().UnixNano()
+	l.open.Range(func(k, v any) bool {
+		c, st := k.(gnet.Conn), v.(*conn)
+		switch {
+		case s.idle > 0 && now-st.lastRead.Load() > int64(s.idle):
+			l.reason("closed", "idle_timeout").Inc()
+			c.Close()
+		case s.frame > 0 && st.partialSince.Load() != 0 && now-st.partialSince.Load() > int64(s.frame):
+			l.reason("closed", "frame_timeout").Inc()
+			c.Close()
+		}
+		return true
+	})
+	tick := time.Second
+	for _, d := range []time.Duration{s.idle / 4, s.frame / 4} {
+		if d > 0 && d < tick {
+			tick = max(d, 10*time.Millisecond)
+		}
+	}
+	return tick, gnet.None
 }
 
 // OnTraffic frames and dispatches what arrived. Frames alias gnet's
@@ -317,6 +387,10 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		var peer netip.AddrPort
 		if a, ok := c.RemoteAddr().(*net.UDPAddr); ok {
 			peer = a.AddrPort()
+		}
+		if !s.acl.Permit(peer.Addr()) {
+			l.reason("rejected", "acl").Inc()
+			return gnet.None
 		}
 		frame := framing.TrimUDP(buf)
 		if len(frame) == 0 {
@@ -338,13 +412,16 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 
 	st := c.Context().(*conn)
 	st.framer.Max, st.framer.Truncate = s.max, s.truncate
+	st.lastRead.Store(now)
 	buf, _ := c.Peek(-1)
 	off := 0
+	progress := false
 	for off < len(buf) {
 		frame, n, status := st.framer.Next(buf[off:])
 		off += n
 		switch status {
 		case framing.OK:
+			progress = true
 			l.deliver(s, fe, frame, now, st.peer)
 			continue
 		case framing.Oversize:
@@ -366,6 +443,12 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		break // NeedMore, or no progress
 	}
 	_, _ = c.Discard(off)
+	switch {
+	case off == len(buf):
+		st.partialSince.Store(0)
+	case progress || st.partialSince.Load() == 0:
+		st.partialSince.Store(now)
+	}
 	return gnet.None
 }
 
@@ -425,9 +508,14 @@ func (l *Listener) reason(kind, why string) *metrics.Counter {
 		return c.(*metrics.Counter)
 	}
 	var c *metrics.Counter
-	if kind == "malformed" {
+	switch kind {
+	case "malformed":
 		c = l.reg.Counter("wharf_frontend_malformed_total", "Malformed input by reason (oversize, framing and parse errors).", append(l.labels, "reason", why)...)
-	} else {
+	case "rejected":
+		c = l.reg.Counter("wharf_frontend_rejected_total", "Connections (TCP) or datagrams (UDP) refused before reading, by reason (acl, maxconn).", append(l.labels, "reason", why)...)
+	case "closed":
+		c = l.reg.Counter("wharf_frontend_closed_total", "TCP connections closed by wharf, by reason (idle_timeout, frame_timeout).", append(l.labels, "reason", why)...)
+	default:
 		c = l.reg.Counter("wharf_frontend_dropped_total", "Messages dropped at the frontend by reason.", append(l.labels, "reason", why)...)
 	}
 	l.reasons.Store(key, c)
