@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestPorts checks `wharf ports` exit statuses as documented in its
+// usage: 0 no findings, 1 findings, 2 config or usage error.
+func TestPorts(t *testing.T) {
+	write := func(config string) string {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "wharf.toml")
+		if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	f := func(args []string, wantCode int, wantOut ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		code := run(append([]string{"ports"}, args...), &out, &errOut)
+		if code != wantCode {
+			t.Fatalf("wharf ports %v: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", args, code, wantCode, out.String(), errOut.String())
+		}
+		all := out.String() + errOut.String()
+		for _, w := range wantOut {
+			if !strings.Contains(all, w) {
+				t.Errorf("wharf ports %v: output lacks %q:\n%s", args, w, all)
+			}
+		}
+		return out.String()
+	}
+	clean := write(`
+[frontend.local]
+bind = ["udp://127.0.0.1:514"]
+sinks = ["out"]
+[sink.out]
+type = "stdout"
+`)
+	f([]string{"-c", clean}, 0, "udp    127.0.0.1  514   local     syslog  no   syslog", "0 warnings")
+	f([]string{"-c", "../../ports/testdata/warnings.toml"}, 1,
+		"[internal-wildcard]", "[plaintext-syslog]", "[admin-exposed]", "[port-mismatch]", "[overlap]", "12 warnings")
+
+	js := f([]string{"-c", "../../ports/testdata/warnings.toml", "--json"}, 1)
+	var r struct {
+		Listeners []struct{ Path string }
+		Warnings  []struct{ Kind, Path string }
+	}
+	if err := json.Unmarshal([]byte(js), &r); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, js)
+	}
+	if len(r.Listeners) != 8 || len(r.Warnings) != 12 {
+		t.Errorf("--json: %d listeners, %d warnings; want 8, 12", len(r.Listeners), len(r.Warnings))
+	}
+
+	f([]string{"-c", write("[frontend.x]\nbind = 1\n")}, 2, "is invalid")
+	f([]string{"-c", filepath.Join(t.TempDir(), "missing.toml")}, 2, "cannot read config")
+	f([]string{"--bogus"}, 2, "Usage: wharf ports")
+	f([]string{"-c", clean, "extra"}, 2, `unexpected argument "extra"`)
+	f([]string{"-h"}, 0, "Exit status: 0 no findings")
+}
