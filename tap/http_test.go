@@ -1,0 +1,150 @@
+package tap
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"wharf/conf"
+	"wharf/ingest"
+	"wharf/metrics"
+	"wharf/route"
+)
+
+// startListener runs a real UDP syslog bind of frontend "edge" on a free
+// loopback port, tapped by h, and returns its port.
+func startListener(t *testing.T, h *Hub) int {
+	t.Helper()
+	fe := &conf.Frontend{Name: "edge"}
+	b := conf.Bind{Scheme: "udp", Host: "127.0.0.1", Port: 0, Addr: "127.0.0.1:0"}
+	var routes route.Holder // no table: messages are tapped, then dropped as no_route
+	l, err := ingest.New(fe, b, &routes, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetTap(h.For("edge"))
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.Stop(ctx)
+	})
+	_, p, _ := net.SplitHostPort(l.Addr())
+	port, _ := strconv.Atoi(p)
+	return port
+}
+
+func TestHandlerStreamsFilteredMessages(t *testing.T) {
+	h := NewHub()
+	port := startListener(t, h)
+	srv := httptest.NewServer(Handler(h, func(p uint16) bool { return int(p) == port }))
+	defer srv.Close()
+
+	f := func(query string, send []string, want []string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/tap?"+query, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b, _ := io.ReadAll(resp.Body)
+			t.Fatalf("%s: %s %s", query, resp.Status, b)
+		}
+		rd := bufio.NewReader(resp.Body)
+		first, err := rd.ReadString('\n')
+		if err != nil || !strings.HasPrefix(first, NoticePrefix+"tapping ") {
+			t.Fatalf("%s: first line %q, %v; want the tapping notice", query, first, err)
+		}
+		c, err := net.Dial("udp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, s := range send {
+			if _, err := c.Write([]byte(s)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, w := range want {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: reading a line: %v (want %q)", query, err, w)
+			}
+			if !strings.Contains(line, w) {
+				t.Fatalf("%s: line %q, want it to contain %q", query, line, w)
+			}
+		}
+	}
+	msgs := []string{
+		"<14>1 2026-11-25T10:00:00Z web1 nginx - - - GET /index",
+		"<11>1 2026-11-25T10:00:01Z fw1 sshd 7 - - auth failed",
+		"<10>Nov 25 10:00:02 fw2 kernel: link down",
+		"<11>1 2026-11-25T10:00:03Z web2 app - - - boom",
+	}
+	// UDP on loopback keeps order for one socket; the filtered lines come in send order.
+	f("frontend=edge", msgs, []string{`"message":"GET /index"`, `"message":"auth failed"`, `"message":"link down"`, `"message":"boom"`})
+	f("port="+strconv.Itoa(port)+"&severity=err..emerg", msgs, []string{`"hostname":"fw1"`, `"hostname":"fw2"`, `"hostname":"web2"`})
+	f("frontend=edge&host=fw*&raw=1", msgs, []string{msgs[1] + "\n", msgs[2] + "\n"})
+	f("frontend=edge&app=kern*", msgs, []string{`"app_name":"kernel"`})
+}
+
+func TestHandlerRejectsBadQueries(t *testing.T) {
+	h := NewHub()
+	h.For("edge")
+	srv := httptest.NewServer(Handler(h, func(p uint16) bool { return p == 514 }))
+	defer srv.Close()
+	f := func(query string, code int, want string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/api/tap?" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != code || !strings.Contains(string(b), want) {
+			t.Fatalf("%s: %d %q, want %d containing %q", query, resp.StatusCode, b, code, want)
+		}
+	}
+	f("", 400, "exactly one of frontend=NAME or port=N")
+	f("frontend=edge&port=514", 400, "exactly one of")
+	f("port=70000", 400, "not a port number")
+	f("port=515", 404, "no syslog bind listens on port 515")
+	f("frontend=core", 404, `no syslog frontend "core"`)
+	f("frontend=edge&severity=loud", 400, "unknown severity")
+	f("frontend=edge&buffer=0", 400, "buffer")
+}
+
+func TestHandlerEndsOnHubClose(t *testing.T) {
+	h := NewHub()
+	h.For("edge")
+	srv := httptest.NewServer(Handler(h, nil))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/tap?frontend=edge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rd := bufio.NewReader(resp.Body)
+	if _, err := rd.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	rest, err := io.ReadAll(rd)
+	if err != nil || !strings.Contains(string(rest), "end (wharf is shutting down)") {
+		t.Fatalf("after Hub.Close: %q, %v; want the end notice and EOF", rest, err)
+	}
+}
