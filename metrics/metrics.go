@@ -77,32 +77,31 @@ func NewRegistry() *Registry { return &Registry{families: map[string]*family{}} 
 // creating it on first use. Calling it again with the same name and labels
 // returns the same counter, so a reload keeps counting where it was.
 func (r *Registry) Counter(name, help string, labelPairs ...string) *Counter {
-	s := r.get(name, help, kindCounter, labelPairs)
-	if s.counter == nil {
-		s.counter = new(Counter)
-	}
-	return s.counter
+	return r.get(name, help, kindCounter, labelPairs, func(s *series) {
+		if s.counter == nil {
+			s.counter = new(Counter)
+		}
+	}).counter
 }
 
 // Gauge returns the gauge for name and label pairs, creating it on first use.
 func (r *Registry) Gauge(name, help string, labelPairs ...string) *Gauge {
-	s := r.get(name, help, kindGauge, labelPairs)
-	if s.gauge == nil {
-		s.gauge = new(Gauge)
-	}
-	return s.gauge
+	return r.get(name, help, kindGauge, labelPairs, func(s *series) {
+		if s.gauge == nil {
+			s.gauge = new(Gauge)
+		}
+	}).gauge
 }
 
 // GaugeFunc registers fn as the value of a gauge series, read at scrape
 // time. A later call for the same series replaces fn.
 func (r *Registry) GaugeFunc(name, help string, fn func() float64, labelPairs ...string) {
-	s := r.get(name, help, kindGauge, labelPairs)
-	r.mu.Lock()
-	s.fn = fn
-	r.mu.Unlock()
+	r.get(name, help, kindGauge, labelPairs, func(s *series) { s.fn = fn })
 }
 
-func (r *Registry) get(name, help string, k kind, pairs []string) *series {
+// get finds or creates a series and runs init on it under the registry
+// lock, so a scrape never sees a half-made series.
+func (r *Registry) get(name, help string, k kind, pairs []string, init func(*series)) *series {
 	if len(pairs)%2 != 0 {
 		panic("metrics: odd number of label arguments for " + name)
 	}
@@ -121,6 +120,7 @@ func (r *Registry) get(name, help string, k kind, pairs []string) *series {
 		s = &series{labels: key, pairs: append([]string(nil), pairs...)}
 		f.series[key] = s
 	}
+	init(s)
 	return s
 }
 

@@ -1,0 +1,239 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"wharf/conf"
+	"wharf/metrics"
+	"wharf/route"
+	"wharf/sinks"
+)
+
+// collector is a route target that keeps the message texts.
+type collector struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (c *collector) Enqueue(m *sinks.Message, _ bool) bool {
+	c.mu.Lock()
+	c.msgs = append(c.msgs, string(m.Field(m.Msg)))
+	c.mu.Unlock()
+	m.Release()
+	return true
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.msgs)
+}
+
+// listen starts a real listener on 127.0.0.1:0 for fe and returns it with
+// its registry and target; it is stopped when the test ends.
+func listen(t *testing.T, scheme string, fe *conf.Frontend) (*Listener, *metrics.Registry, *collector) {
+	t.Helper()
+	fe.Name = "edge"
+	fe.Sinks = []string{"out"}
+	cfg := &conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}
+	tgt := &collector{}
+	tab, err := route.Compile(cfg, map[string]route.Target{"out": tgt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &route.Holder{}
+	h.Store(tab)
+	reg := metrics.NewRegistry()
+	l, err := New(fe, conf.Bind{Scheme: scheme, Host: "127.0.0.1", Addr: "127.0.0.1:0"}, h, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.Stop(ctx)
+	})
+	return l, reg, tgt
+}
+
+func counter(reg *metrics.Registry, name, reason string) float64 {
+	var v float64
+	reg.Each(func(s metrics.Sample) {
+		if s.Name == name && (reason == "" || s.Label("reason") == reason) {
+			v += s.Value
+		}
+	})
+	return v
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const valid = "<13>1 2026-11-25T10:00:00Z h app - - - hello"
+
+func octet(s string) string { return fmt.Sprintf("%d %s", len(s), s) }
+
+func TestACLRefusesBeforeReading(t *testing.T) {
+	for _, scheme := range []string{"tcp", "udp"} {
+		t.Run(scheme, func(t *testing.T) {
+			l, reg, tgt := listen(t, scheme, &conf.Frontend{Deny: []string{"127.0.0.0/8"}})
+			c, err := net.Dial(scheme, l.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte(octet(valid)))
+			waitFor(t, "an acl rejection", func() bool { return counter(reg, "wharf_frontend_rejected_total", "acl") >= 1 })
+			time.Sleep(50 * time.Millisecond)
+			if n := tgt.count(); n != 0 {
+				t.Fatalf("%d messages got through a deny list", n)
+			}
+			if n := counter(reg, "wharf_frontend_received_total", ""); n != 0 {
+				t.Fatalf("received %v bytes' worth from a denied peer", n)
+			}
+		})
+	}
+}
+
+func TestMaxConn(t *testing.T) {
+	l, reg, tgt := listen(t, "tcp", &conf.Frontend{MaxConn: 2})
+	var conns []net.Conn
+	for i := range 2 {
+		c, err := net.Dial("tcp", l.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte(octet(fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - conn%d", i))))
+		conns = append(conns, c)
+	}
+	waitFor(t, "two messages", func() bool { return tgt.count() == 2 })
+	extra, err := net.Dial("tcp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Fatal("third connection was not closed")
+	}
+	if n := counter(reg, "wharf_frontend_rejected_total", "maxconn"); n != 1 {
+		t.Fatalf("maxconn rejections = %v, want 1", n)
+	}
+	// A slot frees when a connection closes.
+	conns[0].Close()
+	waitFor(t, "the gauge to drop", func() bool { return counter(reg, "wharf_frontend_connections", "") == 1 })
+	c, err := net.Dial("tcp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte(octet(valid)))
+	waitFor(t, "a message on the freed slot", func() bool { return tgt.count() == 3 })
+}
+
+func TestIdleAndFrameTimeouts(t *testing.T) {
+	l, reg, tgt := listen(t, "tcp", &conf.Frontend{
+		ClientTimeout: conf.Duration{Duration: 300 * time.Millisecond},
+		FrameTimeout:  conf.Duration{Duration: 300 * time.Millisecond},
+	})
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(d))
+		_, err := c.Read(make([]byte, 1))
+		ne, ok := err.(net.Error)
+		return err != nil && !(ok && ne.Timeout())
+	}
+	// Idle: says nothing at all.
+	idle, err := net.Dial("tcp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	// Slowloris: a header, then one byte every 100 ms, never a whole frame;
+	// it is never idle, so only the frame timeout can catch it.
+	slow, err := net.Dial("tcp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	// Busy: a whole message every 100 ms; neither timeout may fire.
+	busy, err := net.Dial("tcp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	slow.Write([]byte("500 <13>1 "))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			slow.Write([]byte("x"))
+			busy.Write([]byte(octet(valid)))
+		}
+	}()
+	if !closedWithin(idle, 3*time.Second) {
+		t.Error("idle connection not closed")
+	}
+	if !closedWithin(slow, 3*time.Second) {
+		t.Error("slow sender not closed")
+	}
+	close(stop)
+	wg.Wait()
+	busy.Write([]byte(octet(valid)))
+	if closedWithin(busy, 100*time.Millisecond) {
+		t.Error("busy connection was closed")
+	}
+	if n := counter(reg, "wharf_frontend_closed_total", "idle_timeout"); n != 1 {
+		t.Errorf("idle_timeout closes = %v, want 1", n)
+	}
+	if n := counter(reg, "wharf_frontend_closed_total", "frame_timeout"); n != 1 {
+		t.Errorf("frame_timeout closes = %v, want 1", n)
+	}
+	if tgt.count() < 3 {
+		t.Errorf("busy connection delivered %d messages", tgt.count())
+	}
+}
+
+func TestUDPOversizeAndEmpty(t *testing.T) {
+	l, reg, tgt := listen(t, "udp", &conf.Frontend{MaxMessageSize: 100, Oversize: "drop"})
+	c, err := net.Dial("udp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte(valid + " " + string(make([]byte, 200))))
+	c.Write([]byte("\n"))
+	c.Write([]byte(valid + "\n"))
+	waitFor(t, "the valid datagram", func() bool { return tgt.count() == 1 })
+	if tgt.msgs[0] != "hello" {
+		t.Errorf("message %q, want hello (trailing LF trimmed)", tgt.msgs[0])
+	}
+	waitFor(t, "counts", func() bool {
+		return counter(reg, "wharf_frontend_dropped_total", "oversize") == 1 && counter(reg, "wharf_frontend_malformed_total", "empty") == 1
+	})
+}
