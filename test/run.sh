@@ -12,6 +12,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A port of its own, so a developer's broker on 9092 does not collide.
+export KAFKA_PORT=${KAFKA_PORT:-19092}
 bash test/kafka/kafka.sh start
 eval "$(bash test/kafka/kafka.sh env)"
 bash test/collector/syslog-ng.sh start
