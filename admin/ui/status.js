@@ -1,0 +1,155 @@
+// wharf status page: polls /api/status once a second and renders the
+// tables. Cells carry data-field and data-value (the exact number) so
+// scripts and tests can read them without parsing the formatting.
+"use strict";
+
+const REFRESH_MS = 1000;
+
+function esc(s) {
+  return String(s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+
+function count(n) {
+  return Math.round(n).toLocaleString("en-US");
+}
+
+function si(n, unit) {
+  const units = ["", "k", "M", "G", "T"];
+  let i = 0;
+  while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  const digits = i === 0 ? (n < 10 && n > 0 && n % 1 !== 0 ? 1 : 0) : (n < 10 ? 2 : n < 100 ? 1 : 0);
+  return n.toFixed(digits) + (units[i] ? " " + units[i] : " ") + unit;
+}
+
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? n.toFixed(0) : n.toFixed(n < 10 ? 2 : 1)) + " " + units[i];
+}
+
+function duration(s) {
+  s = Math.floor(s);
+  const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+  if (d) return d + "d " + h + "h";
+  if (h) return h + "h " + m + "m";
+  if (m) return m + "m " + (s % 60) + "s";
+  return s + "s";
+}
+
+function num(field, value, text, cls) {
+  return `<td class="num${cls ? " " + cls : ""}" data-field="${field}" data-value="${value}">${text}</td>`;
+}
+
+function text(field, value) {
+  return `<td data-field="${field}">${esc(value)}</td>`;
+}
+
+function pill(field, state) {
+  return `<td data-field="${field}" data-value="${esc(state)}"><span class="pill" data-state="${esc(state)}">${esc(state)}</span></td>`;
+}
+
+// reasons renders a total with the non-zero reasons under it.
+function reasons(field, total, byReason, cls) {
+  const parts = Object.keys(byReason || {}).sort().filter(k => byReason[k] > 0).map(k => esc(k) + " " + count(byReason[k]));
+  const detail = parts.length ? `<span class="reasons">${parts.join(", ")}</span>` : "";
+  return `<td class="num${total > 0 ? " " + cls : ""}" data-field="${field}" data-value="${total}">${count(total)}${detail}</td>`;
+}
+
+function lastError(le) {
+  if (!le) return `<td class="err" data-field="last_error"></td>`;
+  const when = new Date(le.time).toLocaleTimeString();
+  return `<td class="err" data-field="last_error" title="${esc(le.level)} at ${esc(le.time)}"><span class="when">${esc(when)}</span> ${esc(le.message)}</td>`;
+}
+
+function sum(obj) {
+  return Object.values(obj || {}).reduce((a, b) => a + b, 0);
+}
+
+function setBody(id, rows, cols, emptyText) {
+  const body = document.querySelector(`#${id} tbody`);
+  body.innerHTML = rows.length ? rows.join("") : `<tr class="empty"><td colspan="${cols}">${emptyText}</td></tr>`;
+}
+
+function setStat(id, value, shown) {
+  const el = document.getElementById(id);
+  el.dataset.value = value;
+  el.textContent = shown;
+}
+
+function render(st) {
+  document.getElementById("version").textContent = st.version || "";
+  const ready = document.getElementById("ready");
+  ready.dataset.state = st.ready ? "ready" : "not ready";
+  ready.textContent = st.ready ? "ready" : "not ready";
+  document.getElementById("problems").innerHTML = (st.problems || []).map(p => `<li>${esc(p)}</li>`).join("");
+  const t = st.totals;
+  setStat("in-rate", t.received_rate.msgs, si(t.received_rate.msgs, "msg/s"));
+  setStat("out-rate", t.sent_rate.msgs, si(t.sent_rate.msgs, "msg/s"));
+  setStat("received", t.received, count(t.received));
+  setStat("sent", t.sent, count(t.sent));
+  setStat("dropped", t.frontend_dropped + t.sink_dropped, count(t.frontend_dropped + t.sink_dropped));
+  setStat("queued", t.queued, count(t.queued));
+  document.getElementById("uptime").textContent = duration(st.uptime_seconds);
+
+  setBody("binds", st.binds.map(b => {
+    const malformed = sum(b.malformed);
+    return `<tr data-row="bind" data-frontend="${esc(b.frontend)}" data-bind="${esc(b.bind)}">` +
+      text("frontend", b.frontend) + text("bind", b.bind) + text("addr", b.addr || "") + pill("state", b.state) +
+      num("rate_msgs", b.rate.msgs, si(b.rate.msgs, "")) +
+      num("rate_bytes", b.rate.bytes, bytes(b.rate.bytes) + "/s") +
+      num("received", b.received, count(b.received)) +
+      num("received_bytes", b.received_bytes, bytes(b.received_bytes)) +
+      num("connections", b.connections, count(b.connections)) +
+      reasons("malformed", malformed, b.malformed, "warn") +
+      reasons("dropped", b.dropped_total, b.dropped, "bad") +
+      lastError(b.last_error) + "</tr>";
+  }), 12, "no syslog binds");
+
+  setBody("sinks", st.sinks.map(s =>
+    `<tr data-row="sink" data-sink="${esc(s.sink)}">` +
+    text("sink", s.sink) + pill("state", s.state) +
+    num("rate_msgs", s.rate.msgs, si(s.rate.msgs, "")) +
+    num("rate_bytes", s.rate.bytes, bytes(s.rate.bytes) + "/s") +
+    num("sent", s.sent, count(s.sent)) +
+    num("sent_bytes", s.sent_bytes, bytes(s.sent_bytes)) +
+    num("queue_messages", s.queue_messages, count(s.queue_messages), s.queue_messages > 0 ? "warn" : "") +
+    num("queue_bytes", s.queue_bytes, bytes(s.queue_bytes)) +
+    num("batches", s.batches, count(s.batches)) +
+    num("write_errors", s.write_errors, count(s.write_errors), s.write_errors > 0 ? "bad" : "") +
+    reasons("dropped", s.dropped_total, s.dropped, "bad") +
+    lastError(s.last_error) + "</tr>"
+  ), 12, "no sinks");
+
+  const servers = st.servers || [];
+  document.getElementById("servers-section").hidden = servers.length === 0;
+  setBody("servers", servers.map(s => {
+    const ms = Object.keys(s.metrics).sort().map(k => {
+      const r = s.rates && s.rates[k] !== undefined ? ` (${si(s.rates[k], "/s")})` : "";
+      return esc(k) + " " + count(s.metrics[k]) + r;
+    }).join(", ");
+    return `<tr data-row="server" data-backend="${esc(s.backend)}" data-server="${esc(s.server)}">` +
+      text("backend", s.backend) + text("server", s.server) + pill("state", s.state) +
+      `<td class="reasons" data-field="metrics">${ms}</td>` + lastError(s.last_error) + "</tr>";
+  }), 5, "");
+
+  const upd = document.getElementById("updated");
+  upd.dataset.state = "fresh";
+  upd.textContent = "updated " + new Date(st.time).toLocaleTimeString();
+}
+
+async function refresh() {
+  try {
+    const resp = await fetch("/api/status", { cache: "no-store" });
+    if (!resp.ok) throw new Error(resp.status + " " + resp.statusText);
+    render(await resp.json());
+  } catch (e) {
+    const upd = document.getElementById("updated");
+    upd.dataset.state = "stale";
+    upd.textContent = "cannot reach wharf (" + e.message + "); retrying";
+  } finally {
+    setTimeout(refresh, REFRESH_MS);
+  }
+}
+
+refresh();
