@@ -243,3 +243,75 @@ func TestListensFamilies(t *testing.T) {
 	f("syslog", "127.0.0.1", "127.0.0.2", false, false)
 	f("syslog", "0.0.0.0", "127.0.0.1", false, false)
 }
+
+// TestAuditRows: sockets of one process differing only in inode share a
+// row (gnet's SO_REUSEPORT sockets); ports in the ephemeral range are
+// marked; declared and missing listeners are told apart.
+func TestAuditRows(t *testing.T) {
+	ls := []Listener{
+		{Proto: "udp", Host: "0.0.0.0", Port: 514, Mode: "syslog", Path: "frontend.a.bind[0]"},
+		{Proto: "tcp", Host: "127.0.0.1", Port: 601, Mode: "syslog", Path: "frontend.a.bind[1]"},
+		{Proto: "tcp", Host: "127.0.0.1", Port: 0, Mode: "syslog", Path: "frontend.a.bind[2]"},
+	}
+	for i := range ls {
+		ls[i].resolve()
+	}
+	sock := func(proto, addr string, port, pid int, inode uint64) Socket {
+		return Socket{Proto: proto, Addr: netip.MustParseAddr(addr), Port: port, PID: pid, Process: "p", Inode: inode}
+	}
+	ss := []Socket{
+		sock("tcp", "0.0.0.0", 22, 10, 1),
+		sock("tcp", "127.0.0.1", 40000, 11, 2),
+		sock("udp", "0.0.0.0", 514, 12, 3),
+		sock("udp", "0.0.0.0", 514, 12, 4),
+		sock("udp", "0.0.0.0", 514, 13, 5), // another process on the same port: own row
+	}
+	a := AuditSockets(ls, ss, [2]int{32768, 60999})
+	var got []string
+	for _, s := range a.Sockets {
+		got = append(got, fmt.Sprintf("%s %d pid=%d %s%s eph=%v n=%d", s.Proto, s.Port, s.PID, s.Status, s.DeclaredBy, s.Ephemeral, s.Count))
+	}
+	want := []string{
+		"tcp 22 pid=10 unexpected listener eph=false n=1",
+		"tcp 40000 pid=11 unexpected listener eph=true n=1",
+		"udp 514 pid=12 declaredfrontend.a.bind[0] eph=false n=2",
+		"udp 514 pid=13 declaredfrontend.a.bind[0] eph=false n=1",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if a.Unexpected() != 2 {
+		t.Errorf("Unexpected() = %d, want 2", a.Unexpected())
+	}
+	if len(a.NotListening) != 1 || a.NotListening[0].Path != "frontend.a.bind[1]" {
+		t.Errorf("not listening %+v, want frontend.a.bind[1]", a.NotListening)
+	}
+	if len(a.Unchecked) != 1 || a.Unchecked[0].Path != "frontend.a.bind[2]" {
+		t.Errorf("unchecked %+v, want frontend.a.bind[2] (port 0)", a.Unchecked)
+	}
+}
+
+func TestEphemeralRange(t *testing.T) {
+	f := func(content string, want [2]int, wantErr bool) {
+		t.Helper()
+		root := t.TempDir()
+		dir := root + "/sys/net/ipv4"
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dir+"/ip_local_port_range", []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := EphemeralRange(root)
+		if (err != nil) != wantErr || got != want {
+			t.Errorf("%q: %v, %v; want %v, error %v", content, got, err, want, wantErr)
+		}
+	}
+	f("32768\t60999\n", [2]int{32768, 60999}, false)
+	f("1024 65535", [2]int{1024, 65535}, false)
+	f("60999\t32768\n", [2]int{}, true)
+	f("garbage", [2]int{}, true)
+	if _, err := EphemeralRange(t.TempDir()); err == nil {
+		t.Error("missing file: no error")
+	}
+}

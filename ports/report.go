@@ -42,7 +42,11 @@ func (r *Report) AddAudit(procRoot string) error {
 	if err != nil {
 		return err
 	}
-	r.Audit = AuditSockets(r.Listeners, ss)
+	eph, err := EphemeralRange(procRoot)
+	if err != nil {
+		eph = [2]int{} // only a hint; the audit stands without it
+	}
+	r.Audit = AuditSockets(r.Listeners, ss, eph)
 	return nil
 }
 
@@ -94,6 +98,12 @@ func (r *Report) WriteText(w io.Writer) error {
 			status := s.Status
 			if s.DeclaredBy != "" {
 				status += " (" + s.DeclaredBy + ")"
+			}
+			if s.Ephemeral && s.Status == StatusUnexpected {
+				status += " (ephemeral port)"
+			}
+			if s.Count > 1 {
+				proc += fmt.Sprintf(" (%d sockets)", s.Count)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", s.Proto, s.Addr, s.Port, pid, proc, orDash(s.Service), status)
 		}
