@@ -71,6 +71,10 @@ func Parse(data []byte, path string) (*Config, error) {
 		if errors.As(err, &pe) { // more bad values than the loop allows
 			return nil, sortErrors(valErrs)
 		}
+		// Which values the decoder reached before the type error depends
+		// on map order: report the sizes and durations from a full scan
+		// instead, so the same file always gives the same errors.
+		valErrs = scanValues(generic, path, idx, nil)
 		return nil, sortErrors(append(valErrs, decodeError(err, path, idx)))
 	}
 	c.Path = path

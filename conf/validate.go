@@ -324,11 +324,9 @@ func resolve(host string) ([]netip.Addr, error) {
 	defer cancel()
 	addrs, err := resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
-		var de *net.DNSError
-		if errors.As(err, &de) && de.IsNotFound {
-			return nil, fmt.Errorf("host %q does not resolve; use an IP literal or a name in /etc/hosts or DNS", host)
-		}
-		return nil, fmt.Errorf("host %q: cannot resolve: %v", host, err)
+		// One message whether the name is unknown or DNS is unreachable
+		// (as on an isolated host): the fix is the same either way.
+		return nil, fmt.Errorf("host %q does not resolve; use an IP literal or a name in /etc/hosts or DNS", host)
 	}
 	for i, a := range addrs {
 		addrs[i] = a.Unmap()
