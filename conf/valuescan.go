@@ -15,7 +15,7 @@ var (
 // typed decoder early: which values the decoder reached before stopping
 // depends on map order, so without this pass the errors reported would
 // vary from run to run. Errors whose path is already in have are skipped.
-func scanValues(generic map[string]any, file string, idx *posIndex, have Errors) Errors {
+func scanValues(generic map[string]any, file string, pidx *posIndex, have Errors) Errors {
 	seen := map[string]bool{}
 	for _, e := range have {
 		seen[e.Path] = true
@@ -31,7 +31,7 @@ func scanValues(generic map[string]any, file string, idx *posIndex, have Errors)
 			u := reflect.New(t).Interface().(interface{ UnmarshalTOML(any) error })
 			if err := u.UnmarshalTOML(v); err != nil && !seen[path] {
 				e := &Error{File: file, Path: path, Msg: err.Error()}
-				if p, ok := idx.lookup(path); ok {
+				if p, ok := pidx.lookup(path); ok {
 					e.Line, e.Col = p.Line, p.Col
 				}
 				out = append(out, e)
@@ -85,4 +85,3 @@ func joinPath(path, key string) string {
 	}
 	return path + "." + key
 }
-
