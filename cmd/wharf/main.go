@@ -32,6 +32,10 @@ Usage:
   wharf run   -c FILE   run the gateway on config FILE
   wharf check -c FILE   validate FILE, print the resolved listeners, routes and sinks
   wharf ports -c FILE   list binds and port warnings; --audit, --json (wharf ports -h)
+  wharf tap   -c FILE (--frontend NAME | --port N) [--severity SEL] [--host GLOB] [--app GLOB] [--raw]
+                        stream the messages passing a running wharf's frontend or port
+  wharf help config     the configuration reference (wharf help lists the topics)
+  wharf completion bash|zsh   shell completion script
   wharf version         print version and build information
 
 Exit status: 0 on success or clean shutdown, 1 on a runtime error, 2 on a config or usage error.
@@ -52,8 +56,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printVersion(stdout)
 		return 0
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+		return helpCmd(rest, stdout, stderr)
+	case "tap":
+		return tapCmd(rest, stdout, stderr)
+	case "completion":
+		return completionCmd(rest, stdout, stderr)
 	case "ports":
 		return portsCmd(rest, stdout, stderr)
 	case "run", "check":

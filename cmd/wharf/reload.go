@@ -42,6 +42,7 @@ func (g *gateway) listen(sb syslogBind) error {
 	if err != nil {
 		return err
 	}
+	l.SetTap(g.ops.point(sb.fe.Name))
 	if err := l.Start(); err != nil {
 		return err
 	}

@@ -41,6 +41,7 @@ type gateway struct {
 	routes    route.Holder
 	listeners map[string]*ingest.Listener // by scheme://addr as configured
 	admin     *admin.Server
+	ops       operator // status page and tap (tap.go)
 }
 
 func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
@@ -101,6 +102,7 @@ func (g *gateway) start() error {
 	if g.cfg.Admin.Listen != "" && g.cfg.Admin.Listen != "off" {
 		g.admin = admin.New(g.reg, g.ready, g.log)
 		g.admin.Handle("POST /reload", http.HandlerFunc(g.reloadHandler))
+		g.registerOperatorEndpoints()
 		if err := g.admin.Start(g.cfg.Admin.Listen); err != nil {
 			return err
 		}
@@ -127,6 +129,7 @@ func (g *gateway) ready() (bool, []string) {
 func (g *gateway) stop(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	g.ops.close() // end tap streams, or the admin shutdown waits for them
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, l := range g.listeners {
@@ -169,13 +172,15 @@ func (g *gateway) reopen() {
 }
 
 func serve(cfg *conf.Config, stderr io.Writer) int {
-	log := newLogger(cfg, stderr)
+	errs := admin.NewErrorLog() // last warning per sink/bind for the status page
+	log := slog.New(errs.Handler(newLogger(cfg, stderr).Handler()))
 	reg := metrics.NewRegistry()
 	g, err := build(cfg, reg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "wharf: %v\n", err)
 		return 2
 	}
+	g.ops.errs = errs
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	if err := g.start(); err != nil {

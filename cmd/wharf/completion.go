@@ -1,0 +1,134 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+const completionUsage = `Usage: wharf completion bash|zsh
+
+Prints a shell completion script for wharf's commands and flags; --frontend
+completes the frontend names of the config given with -c.
+
+  bash:  source <(wharf completion bash)          # current shell
+         wharf completion bash > /etc/bash_completion.d/wharf
+  zsh:   source <(wharf completion zsh)           # after compinit
+         wharf completion zsh > "${fpath[1]}/_wharf"
+`
+
+// completionCmd implements `wharf completion bash|zsh`.
+func completionCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprint(stderr, completionUsage)
+		return 2
+	}
+	switch args[0] {
+	case "bash":
+		fmt.Fprint(stdout, bashCompletion)
+	case "zsh":
+		fmt.Fprint(stdout, zshCompletion)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, completionUsage)
+	default:
+		fmt.Fprintf(stderr, "wharf completion: no shell %q\n\n%s", args[0], completionUsage)
+		return 2
+	}
+	return 0
+}
+
+// frontendNamesSed prints the NAME of every [frontend.NAME] table header.
+const frontendNamesSed = `sed -n 's/^[[:space:]]*\[frontend\.\([A-Za-z0-9_-]*\)\].*/\1/p'`
+
+const bashCompletion = `# bash completion for wharf. Load with: source <(wharf completion bash)
+_wharf() {
+  local cur prev cmd cfg i
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  prev="${COMP_WORDS[COMP_CWORD-1]}"
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=($(compgen -W "run check ports tap help completion version" -- "$cur"))
+    return
+  fi
+  cmd="${COMP_WORDS[1]}"
+  case "$prev" in
+    -c)
+      compopt -o filenames 2>/dev/null
+      COMPREPLY=($(compgen -f -X '!*.toml' -- "$cur") $(compgen -d -- "$cur"))
+      return;;
+    --frontend|-frontend)
+      cfg=/etc/wharf/wharf.toml
+      for ((i=1; i<COMP_CWORD-1; i++)); do
+        [ "${COMP_WORDS[i]}" = "-c" ] && cfg="${COMP_WORDS[i+1]}"
+      done
+      COMPREPLY=($(compgen -W "$(` + frontendNamesSed + ` "$cfg" 2>/dev/null)" -- "$cur"))
+      return;;
+    --severity|-severity)
+      COMPREPLY=($(compgen -W "emerg alert crit err warning notice info debug err..emerg" -- "$cur"))
+      return;;
+    --port|-port|--host|-host|--app|-app|--admin|-admin)
+      return;;
+  esac
+  case "$cmd" in
+    run|check) COMPREPLY=($(compgen -W "-c" -- "$cur"));;
+    ports) COMPREPLY=($(compgen -W "-c --audit --json" -- "$cur"));;
+    tap) COMPREPLY=($(compgen -W "-c --admin --frontend --port --severity --host --app --raw" -- "$cur"));;
+    help) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "config tap completion" -- "$cur"));;
+    completion) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "bash zsh" -- "$cur"));;
+  esac
+}
+complete -F _wharf wharf
+`
+
+const zshCompletion = `#compdef wharf
+# zsh completion for wharf. Load with: source <(wharf completion zsh)
+# (after compinit), or save as _wharf in a directory on $fpath.
+_wharf_frontends() {
+  local cfg=/etc/wharf/wharf.toml i
+  for ((i = 1; i < CURRENT; i++)); do
+    [[ ${words[i]} == -c ]] && cfg=${words[i+1]}
+  done
+  local -a names
+  names=(${(f)"$(` + frontendNamesSed + ` ${~cfg} 2>/dev/null)"})
+  compadd -a names
+}
+
+_wharf() {
+  local -a cmds
+  cmds=(
+    'run:run the gateway'
+    'check:validate a config and print what it resolves to'
+    'ports:list binds and port warnings'
+    'tap:stream the messages passing a frontend or port'
+    'help:help topics (config, tap, completion)'
+    'completion:print a shell completion script'
+    'version:print version and build information'
+  )
+  if (( CURRENT == 2 )); then
+    _describe -t commands 'wharf command' cmds
+    return
+  fi
+  local sub=${words[2]}
+  shift words
+  (( CURRENT-- ))
+  local cfg='-c[config file]:config file:_files -g "*.toml"'
+  case $sub in
+    run|check) _arguments $cfg ;;
+    ports) _arguments $cfg '--audit[also audit the sockets listening on this host]' '--json[print JSON]' ;;
+    tap) _arguments $cfg \
+        '--admin[admin listener host:port]:address:' \
+        '(--port)--frontend[frontend to tap]:frontend:_wharf_frontends' \
+        '(--frontend)--port[local port to tap]:port:' \
+        '--severity[severity selector]:severity:(emerg alert crit err warning notice info debug err..emerg)' \
+        '--host[HOSTNAME glob]:glob:' \
+        '--app[APP-NAME glob]:glob:' \
+        '--raw[print the bytes as received]' ;;
+    help) (( CURRENT == 2 )) && compadd config tap completion ;;
+    completion) (( CURRENT == 2 )) && compadd bash zsh ;;
+  esac
+}
+
+if [[ ${zsh_eval_context[-1]} == loadautofunc ]]; then
+  _wharf "$@"
+else
+  compdef _wharf wharf
+fi
+`

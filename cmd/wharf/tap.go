@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"wharf/admin"
+	"wharf/conf"
+	"wharf/tap"
+)
+
+// This file wires the operator endpoints of the admin listener (the status
+// page and the message tap) into the gateway, and implements `wharf tap`.
+
+// operator is the gateway's state for the status page and the tap. The
+// zero value is ready to use.
+type operator struct {
+	once sync.Once
+	hub  *tap.Hub
+	// errs remembers each component's last warning; serve installs it in
+	// the log pipeline. Nil in `wharf check`.
+	errs *admin.ErrorLog
+
+	mu   sync.Mutex
+	live admin.Live // last Live seen, for when a reload holds the gateway
+}
+
+func (o *operator) tapHub() *tap.Hub {
+	o.once.Do(func() { o.hub = tap.NewHub() })
+	return o.hub
+}
+
+// point returns the tap of a frontend, for Listener.SetTap.
+func (o *operator) point(frontend string) *tap.Point { return o.tapHub().For(frontend) }
+
+// close ends every tap stream (before the admin listener shuts down, which
+// would otherwise wait for them).
+func (o *operator) close() { o.tapHub().Close() }
+
+// liveLockWait bounds how long a status request waits for a reload or
+// shutdown holding the gateway; past it the previous answer is reused.
+const liveLockWait = 200 * time.Millisecond
+
+// live lists the running binds and sinks for the status page.
+func (g *gateway) live() admin.Live {
+	deadline := time.Now().Add(liveLockWait)
+	for !g.mu.TryLock() {
+		if time.Now().After(deadline) {
+			g.ops.mu.Lock()
+			defer g.ops.mu.Unlock()
+			return g.ops.live
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var l admin.Live
+	for _, ln := range g.listeners {
+		b := ln.Bind()
+		l.Binds = append(l.Binds, admin.LiveBind{Frontend: ln.Frontend(), Bind: b.Scheme + "://" + b.Addr, Addr: ln.Addr()})
+	}
+	for name := range g.runners {
+		l.Sinks = append(l.Sinks, name)
+	}
+	g.mu.Unlock()
+	g.ops.mu.Lock()
+	g.ops.live = l
+	g.ops.mu.Unlock()
+	return l
+}
+
+// hasPort reports whether a running syslog bind listens on port.
+func (g *gateway) hasPort(port uint16) bool {
+	for _, b := range g.live().Binds {
+		if _, p, err := net.SplitHostPort(b.Addr); err == nil && p == strconv.Itoa(int(port)) {
+			return true
+		}
+	}
+	return false
+}
+
+// registerOperatorEndpoints adds the status page, /api/status and
+// /api/tap to the admin server (before it starts).
+func (g *gateway) registerOperatorEndpoints() {
+	admin.NewStatus(g.reg, admin.StatusOptions{
+		Version: version,
+		Ready:   g.ready,
+		Live:    g.live,
+		Errors:  g.ops.errs,
+	}).Register(g.admin)
+	g.admin.Handle("GET /api/tap", tap.Handler(g.ops.tapHub(), g.hasPort))
+}
+
+const tapUsage = `Usage: wharf tap -c FILE (--frontend NAME | --port N) [--severity SEL] [--host GLOB] [--app GLOB] [--raw]
+
+Streams the messages passing through a running wharf's frontend or port to
+stdout, one JSON object per line (or the bytes as received with --raw),
+until interrupted. It asks the admin listener of FILE ([admin] listen);
+tapping costs the gateway nothing while nobody taps. A reader slower than
+the traffic loses lines; wharf says how many on stderr.
+
+  --severity err         err and everything more severe (syslog.conf style)
+  --severity err..emerg  an inclusive range; names or numbers 0..7
+  --host 'fw*'           HOSTNAME glob (* and ?)
+  --app sshd             APP-NAME (RFC3164 TAG) glob
+
+Flags:
+`
+
+// tapCmd implements `wharf tap`.
+func tapCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wharf tap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, tapUsage); fs.PrintDefaults() }
+	path := fs.String("c", "/etc/wharf/wharf.toml", "config file of the running wharf (for its admin address)")
+	adminAddr := fs.String("admin", "", "admin listener host:port (default: [admin] listen from the config)")
+	frontend := fs.String("frontend", "", "frontend name to tap")
+	port := fs.Int("port", 0, "local port to tap (its UDP and TCP binds)")
+	severity := fs.String("severity", "", "severity selector: LEVEL (that and more severe) or A..B")
+	host := fs.String("host", "", "HOSTNAME glob")
+	app := fs.String("app", "", "APP-NAME glob")
+	raw := fs.Bool("raw", false, "print the bytes as received instead of JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "wharf tap: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if (*frontend == "") == (*port == 0) {
+		fmt.Fprintln(stderr, "wharf tap: give exactly one of --frontend NAME or --port N")
+		return 2
+	}
+	if *port < 0 || *port > 65535 {
+		fmt.Fprintf(stderr, "wharf tap: --port %d out of range (1-65535)\n", *port)
+		return 2
+	}
+	if _, err := tap.ParseSeverity(*severity); err != nil {
+		fmt.Fprintf(stderr, "wharf %v\n", err)
+		return 2
+	}
+	addr := *adminAddr
+	if addr == "" {
+		cfg, err := conf.Load(*path)
+		if err != nil {
+			fmt.Fprintf(stderr, "wharf tap: config %s is invalid:\n%v\n", *path, err)
+			return 2
+		}
+		addr = cfg.Admin.Listen
+		if addr == "" || addr == "off" {
+			fmt.Fprintf(stderr, "wharf tap: config %s has no admin listener ([admin] listen = %q); tapping needs one\n", *path, addr)
+			return 2
+		}
+	}
+	q := url.Values{}
+	if *frontend != "" {
+		q.Set("frontend", *frontend)
+	}
+	if *port != 0 {
+		q.Set("port", strconv.Itoa(*port))
+	}
+	for k, v := range map[string]string{"severity": *severity, "host": *host, "app": *app} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if *raw {
+		q.Set("raw", "1")
+	}
+	u := "http://" + dialable(addr) + "/api/tap?" + q.Encode()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return streamTap(ctx, u, stdout, stderr)
+}
+
+// dialable turns a listen address into one to connect to: a wildcard host
+// becomes loopback.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// streamTap copies the tap stream at u to stdout (notices to stderr) until
+// ctx ends or the stream does.
+func streamTap(ctx context.Context, u string, stdout, stderr io.Writer) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "wharf tap: %v\n", err)
+		return 2
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0
+		}
+		fmt.Fprintf(stderr, "wharf tap: cannot reach the admin listener (%v); is wharf running with this config?\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		fmt.Fprintf(stderr, "wharf tap: %s: %s", resp.Status, b)
+		if resp.StatusCode == http.StatusNotFound && strings.Contains(string(b), "404 page not found") {
+			fmt.Fprintln(stderr, "wharf tap: this wharf has no /api/tap (older version?)")
+		}
+		return 1
+	}
+	in := bufio.NewReaderSize(resp.Body, 64<<10)
+	out := bufio.NewWriterSize(stdout, 64<<10)
+	defer out.Flush()
+	for {
+		line, err := in.ReadSlice('\n')
+		if len(line) > 0 {
+			if strings.HasPrefix(string(line), tap.NoticePrefix) {
+				out.Flush()
+				fmt.Fprint(stderr, "wharf tap: "+string(line[len(tap.NoticePrefix):]))
+			} else if _, werr := out.Write(line); werr != nil {
+				return 1 // stdout closed (e.g. piped into head)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue // a line longer than the buffer: written in pieces
+		}
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return 0
+			}
+			out.Flush()
+			fmt.Fprintf(stderr, "wharf tap: stream ended: %v\n", err)
+			return 1
+		}
+		if in.Buffered() == 0 {
+			if out.Flush() != nil {
+				return 1
+			}
+		}
+	}
+}
