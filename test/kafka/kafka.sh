@@ -6,6 +6,7 @@
 #   kafka.sh fetch                 copy the broker jars into var/kafka/lib
 #   kafka.sh start                 format fresh storage, start, wait until it answers
 #   kafka.sh stop                  SIGTERM, wait, SIGKILL; safe to repeat
+#   kafka.sh restart               stop, then start keeping the data (fault tests)
 #   kafka.sh status                exit 0 when running and answering
 #   kafka.sh env                   print the export line for the tests
 #   kafka.sh topic NAME PARTITIONS create a topic (no-op if it exists)
@@ -159,13 +160,17 @@ cmd_start() {
 	done
 	mkdir -p "$DIR"
 	write_configs
-	rm -rf "$DATA"
-	# A cluster id is a base64url UUID (22 characters); making it here saves
-	# a JVM start (StorageTool random-uuid).
-	local id
-	id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-	java_tool kafka.tools.StorageTool format -t "$id" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 ||
-		{ cat "$DIR/format.log" >&2; die "formatting $DATA failed"; }
+	if [ -n "${KAFKA_KEEP_DATA:-}" ] && [ -d "$DATA" ]; then
+		echo "kafka.sh: keeping the data in $DATA (restart)"
+	else
+		rm -rf "$DATA"
+		# A cluster id is a base64url UUID (22 characters); making it here
+		# saves a JVM start (StorageTool random-uuid).
+		local id
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+		java_tool kafka.tools.StorageTool format -t "$id" -c "$DIR/server.properties" >"$DIR/format.log" 2>&1 ||
+			{ cat "$DIR/format.log" >&2; die "formatting $DATA failed"; }
+	fi
 
 	: >"$LOG"
 	# setsid: the broker must not die with the shell that started it.
@@ -240,8 +245,9 @@ case ${1:-} in
 fetch) cmd_fetch ;;
 start) cmd_start ;;
 stop) cmd_stop ;;
+restart) cmd_stop; KAFKA_KEEP_DATA=1 cmd_start ;;
 status) cmd_status ;;
 env) echo "export WHARF_KAFKA_BROKERS=$BROKER" ;;
 topic) shift; cmd_topic "$@" ;;
-*) die "usage: kafka.sh fetch|start|stop|status|env|topic NAME PARTITIONS" ;;
+*) die "usage: kafka.sh fetch|start|stop|restart|status|env|topic NAME PARTITIONS" ;;
 esac
