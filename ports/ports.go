@@ -43,6 +43,9 @@ type Listener struct {
 	TLS bool `json:"tls"`
 	// Internal is the frontend's internal = true.
 	Internal bool `json:"internal,omitempty"`
+	// Allow and Deny are the frontend's CIDR lists (empty: everyone).
+	Allow []string `json:"allow,omitempty"`
+	Deny  []string `json:"deny,omitempty"`
 	// Service is what Port/Proto usually carries ("" when not in the table).
 	Service string `json:"service"`
 	// Path is where the config declares it: "frontend.edge.bind[0]" or
@@ -157,9 +160,12 @@ func Declared(c *conf.Config) []Listener {
 		}
 		for i, b := range f.Binds {
 			proto, tls := transport(b.Scheme)
+			if mode == "http" && f.TLSCert != "" && f.TLSKey != "" {
+				tls = true // an http frontend terminates TLS on every bind
+			}
 			l := Listener{
 				Proto: proto, Host: b.Host, Port: b.Port, Frontend: n, Mode: mode,
-				TLS: tls, Internal: f.Internal,
+				TLS: tls, Internal: f.Internal, Allow: f.Allow, Deny: f.Deny,
 				Path: fmt.Sprintf("frontend.%s.bind[%d]", n, i),
 				URL:  b.Scheme + "://" + b.Addr,
 			}
@@ -282,9 +288,9 @@ func Check(ls []Listener) []Warning {
 
 // dualStack reports whether a wildcard bind of l takes both IPv4 and
 // IPv6. Syslog frontends run on gnet, which binds 0.0.0.0 on an IPv4
-// socket and :: on an IPv6-only one; the admin listener (and, as far as
-// we know, proxy frontends) use Go's net.Listen, where 0.0.0.0 and ::
-// both give one dual-stack socket.
+// socket and :: on an IPv6-only one; the admin listener and proxy
+// frontends (proxy/tcp) use Go's net.Listen, where 0.0.0.0 and :: both
+// give one dual-stack socket.
 func (l *Listener) dualStack() bool { return l.Mode != "syslog" }
 
 // overlap reports two listeners whose addresses compete for a port: an
@@ -319,6 +325,21 @@ func tlsText(tls bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// aclText is the ACL column: how many allow and deny entries.
+func aclText(l *Listener) string {
+	var parts []string
+	if n := len(l.Allow); n > 0 {
+		parts = append(parts, "allow "+strconv.Itoa(n))
+	}
+	if n := len(l.Deny); n > 0 {
+		parts = append(parts, "deny "+strconv.Itoa(n))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // orDash is "-" for an empty cell.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -209,8 +210,10 @@ type = "stdout"
 	if err := r.WriteText(&b); err != nil {
 		t.Fatal(err)
 	}
+	if !regexp.MustCompile(fmt.Sprintf(`\b%d +%s\b`, os.Getpid(), regexp.QuoteMeta(self))).MatchString(b.String()) {
+		t.Errorf("text lacks this process (%d %s):\n%s", os.Getpid(), self, b.String())
+	}
 	for _, want := range []string{
-		fmt.Sprintf("%d  %s", os.Getpid(), self),
 		"unexpected listener",
 		"declared (frontend.decl.bind[0])",
 		"declared but not listening: frontend.decl.bind[2]",

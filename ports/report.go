@@ -72,10 +72,11 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // listeners not listening, and a summary line.
 func (r *Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "PROTO\tADDRESS\tPORT\tFRONTEND\tMODE\tTLS\tSERVICE\tDECLARED AT\n")
-	for _, l := range r.Listeners {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Proto, displayHost(l.Host), portText(l.Port),
-			l.Frontend, l.Mode, tlsText(l.TLS), orDash(l.Service), l.Path)
+	fmt.Fprintf(tw, "PROTO\tADDRESS\tPORT\tFRONTEND\tMODE\tTLS\tACL\tSERVICE\tDECLARED AT\n")
+	for i := range r.Listeners {
+		l := &r.Listeners[i]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Proto, displayHost(l.Host), portText(l.Port),
+			l.Frontend, l.Mode, tlsText(l.TLS), aclText(l), orDash(l.Service), l.Path)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

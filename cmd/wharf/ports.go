@@ -13,7 +13,8 @@ import (
 const portsUsage = `Usage: wharf ports -c FILE [--audit] [--json]
 
 Lists every listener FILE declares (protocol, address, port, frontend,
-mode, TLS, the service that port usually carries) and warns about:
+mode, TLS, allow/deny lists, the service that port usually carries) and
+warns about:
   internal-wildcard  a frontend with internal = true bound to 0.0.0.0 or ::
   plaintext-syslog   syslog without TLS on a non-loopback address
   admin-exposed      the admin listener on a non-loopback address

@@ -42,7 +42,7 @@ sinks = ["out"]
 [sink.out]
 type = "stdout"
 `)
-	f([]string{"-c", clean}, 0, "udp    127.0.0.1  514   local     syslog  no   syslog", "0 warnings")
+	f([]string{"-c", clean}, 0, "udp    127.0.0.1  514   local     syslog  no   -    syslog", "0 warnings")
 	f([]string{"-c", "../../ports/testdata/warnings.toml"}, 1,
 		"[internal-wildcard]", "[plaintext-syslog]", "[admin-exposed]", "[port-mismatch]", "[overlap]", "12 warnings")
 
