@@ -1,0 +1,259 @@
+// Package proxytest has the real peers the proxy tests talk to over
+// loopback: TCP servers (echo, greeting), TLS certificates made on the
+// spot, and a helper that waits for goroutines to settle.
+package proxytest
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"wharf/metrics"
+	"wharf/proxy/proxyproto"
+)
+
+// Server is a TCP server on 127.0.0.1 that runs handle for every
+// connection, until the test ends or Kill.
+type Server struct {
+	// Addr is host:port.
+	Addr string
+	// Accepted counts connections.
+	Accepted atomic.Int64
+	ln       net.Listener
+	handle   func(net.Conn)
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
+}
+
+// Listen starts a server on a free loopback port.
+func Listen(t testing.TB, handle func(net.Conn)) *Server {
+	t.Helper()
+	return ListenAt(t, "127.0.0.1:0", handle)
+}
+
+// ListenAt starts a server on addr (e.g. to restart a killed one).
+func ListenAt(t testing.TB, addr string, handle func(net.Conn)) *Server {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for range 50 { // the port of a killed server may linger briefly
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
+	}
+	s := &Server{Addr: ln.Addr().String(), ln: ln, handle: handle, conns: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
+	go s.serve()
+	t.Cleanup(s.Kill)
+	return s
+}
+
+func (s *Server) serve() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.Accepted.Add(1)
+		s.mu.Lock()
+		if s.conns == nil {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
+			s.handle(c)
+		}()
+	}
+}
+
+// Kill closes the listener and every open connection, like a crashed
+// server. It is idempotent.
+func (s *Server) Kill() {
+	s.ln.Close()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// Echo writes back what it reads, then half-closes on EOF.
+func Echo(c net.Conn) {
+	io.Copy(c, c)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+}
+
+// Greeter returns a handler that writes name and a newline, then echoes.
+func Greeter(name string) func(net.Conn) {
+	return func(c net.Conn) {
+		io.WriteString(c, name+"\n")
+		Echo(c)
+	}
+}
+
+// ProxyReporter reads a PROXY header, writes back "SRC DST\n" ("LOCAL\n"
+// for a LOCAL header, "ERR msg\n" for a bad one), then echoes the rest.
+func ProxyReporter(c net.Conn) {
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var buf []byte
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			io.WriteString(c, "ERR "+err.Error()+"\n")
+			return
+		}
+		buf = append(buf, b)
+		h, n, err := proxyproto.Parse(buf)
+		if errors.Is(err, proxyproto.ErrNeedMore) {
+			continue
+		}
+		if err != nil {
+			io.WriteString(c, "ERR "+err.Error()+"\n")
+			return
+		}
+		_ = n
+		if h.Local {
+			io.WriteString(c, "LOCAL\n")
+		} else {
+			io.WriteString(c, h.Source.String()+" "+h.Dest.String()+" v"+string(rune('0'+h.Version))+"\n")
+		}
+		break
+	}
+	c.SetReadDeadline(time.Time{})
+	io.Copy(c, br)
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+}
+
+// Cert makes a self-signed ECDSA certificate for names (the first is the
+// common name) and writes cert.pem and key.pem into a temporary folder.
+func Cert(t testing.TB, names ...string) (tls.Certificate, *x509.CertPool, string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: names[0]},
+		DNSNames:              names,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert.Leaf)
+	return cert, pool, certFile, keyFile
+}
+
+// SettleGoroutines waits up to 5s for the goroutine count to fall to at
+// most base+slack and fails the test with a dump if it does not.
+func SettleGoroutines(t testing.TB, base, slack int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= base+slack {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("goroutines did not settle: %d now, %d before\n%s", n, base, buf)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Eventually polls cond every 10ms for up to d, failing with what.
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Lines joins lines with "\n" and a final newline.
+func Lines(l ...string) string { return strings.Join(l, "\n") + "\n" }
+
+// Metric returns the value of the series name with the given label pairs
+// (a subset match), summed over matching series.
+func Metric(reg *metrics.Registry, name string, labels ...string) float64 {
+	var sum float64
+	reg.Each(func(s metrics.Sample) {
+		if s.Name != name {
+			return
+		}
+		for i := 0; i+1 < len(labels); i += 2 {
+			if s.Label(labels[i]) != labels[i+1] {
+				return
+			}
+		}
+		sum += s.Value
+	})
+	return sum
+}

@@ -1,0 +1,481 @@
+// Package tcp is the proxy's TCP mode: it accepts connections on a
+// frontend's binds and forwards each, byte for byte, to a server of a
+// backend.
+//
+// Per connection, in order: the allow/deny lists are checked on the
+// socket address before anything is read; then, on binds that ask for
+// it, the PROXY header is read (only from trusted proxies) and the TLS
+// ClientHello is peeked to route by server name (sni_routing). What was
+// read is replayed to the server, after a PROXY header if the server
+// wants one. From then on both directions are copied by
+// (*net.TCPConn).ReadFrom between two *net.TCPConn, which on Linux is
+// splice(2): the payload never enters user space. A FIN from one side is
+// passed on with CloseWrite; the connection ends when both directions
+// have, or when it has been idle (no byte either way) for the client or
+// server timeout.
+package tcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wharf/conf"
+	"wharf/metrics"
+	"wharf/proxy/acl"
+	"wharf/proxy/proxyproto"
+	"wharf/proxy/sni"
+	"wharf/proxy/upstream"
+)
+
+// Frontend is one running tcp-mode frontend.
+type Frontend struct {
+	name     string
+	cfg      *conf.Frontend
+	def      *upstream.Backend
+	rules    []sniRule
+	access   acl.Access
+	trusted  acl.Set
+	log      *slog.Logger
+	sem      chan struct{} // maxconn tokens
+	m        frontendMetrics
+	lns      []*net.TCPListener
+	wg       sync.WaitGroup // accept loops and connections
+	mu       sync.Mutex
+	conns    map[*net.TCPConn]struct{} // client sockets, for forced close
+	closing  chan struct{}
+	stopOnce sync.Once
+}
+
+type sniRule struct {
+	pattern string
+	b       *upstream.Backend
+}
+
+type frontendMetrics struct {
+	accepted, bytesIn, bytesOut *metrics.Counter
+	active                      *metrics.Gauge
+	rejACL, rejUntrusted        *metrics.Counter
+	rejProxyHeader, rejTimeout  *metrics.Counter
+	rejNoBackend, rejNoServer   *metrics.Counter
+	rejConnect, idleClosed      *metrics.Counter
+}
+
+// New builds a tcp frontend from its (validated) config. backends holds
+// every backend by name; the frontend only reads it here.
+func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics.Registry, log *slog.Logger) (*Frontend, error) {
+	if cfg.Mode != "tcp" {
+		return nil, fmt.Errorf("proxy/tcp: frontend %s has mode %q, want tcp", cfg.Name, cfg.Mode)
+	}
+	f := &Frontend{name: cfg.Name, cfg: cfg, log: log.With("frontend", cfg.Name), conns: map[*net.TCPConn]struct{}{}, closing: make(chan struct{})}
+	var err error
+	if f.access.Allow, err = acl.Parse("frontend "+cfg.Name+" allow", cfg.Allow); err != nil {
+		return nil, err
+	}
+	if f.access.Deny, err = acl.Parse("frontend "+cfg.Name+" deny", cfg.Deny); err != nil {
+		return nil, err
+	}
+	if f.trusted, err = acl.Parse("frontend "+cfg.Name+" trusted_proxies", cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
+	lookup := func(name string) (*upstream.Backend, error) {
+		b := backends[name]
+		if b == nil {
+			return nil, fmt.Errorf("proxy/tcp: frontend %s: backend %q is not defined; add [backend.%s]", cfg.Name, name, name)
+		}
+		return b, nil
+	}
+	if cfg.Backend != "" {
+		if f.def, err = lookup(cfg.Backend); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range cfg.Use {
+		b, err := lookup(u.Backend)
+		if err != nil {
+			return nil, err
+		}
+		f.rules = append(f.rules, sniRule{pattern: u.SNI, b: b})
+	}
+	maxConn := cfg.MaxConn
+	if maxConn <= 0 {
+		maxConn = conf.DefaultProxyMaxConn
+	}
+	f.sem = make(chan struct{}, maxConn)
+	l := []string{"frontend", cfg.Name}
+	rej := func(reason string) *metrics.Counter {
+		return reg.Counter("wharf_proxy_frontend_rejected_total", "Client connections closed before forwarding, by reason.", append(l, "reason", reason)...)
+	}
+	f.m = frontendMetrics{
+		accepted:       reg.Counter("wharf_proxy_frontend_connections_total", "Client connections accepted.", l...),
+		bytesIn:        reg.Counter("wharf_proxy_frontend_bytes_in_total", "Bytes received from clients (PROXY header excluded).", l...),
+		bytesOut:       reg.Counter("wharf_proxy_frontend_bytes_out_total", "Bytes sent to clients.", l...),
+		active:         reg.Gauge("wharf_proxy_frontend_active", "Client connections open.", l...),
+		rejACL:         rej("acl"),
+		rejUntrusted:   rej("proxy_untrusted"),
+		rejProxyHeader: rej("proxy_header"),
+		rejTimeout:     rej("header_timeout"),
+		rejNoBackend:   rej("no_backend"),
+		rejNoServer:    rej("no_server"),
+		rejConnect:     rej("connect_failed"),
+		idleClosed:     reg.Counter("wharf_proxy_frontend_idle_closed_total", "Connections closed by client_timeout or server_timeout.", l...),
+	}
+	return f, nil
+}
+
+// Start listens on every bind and starts accepting. On error the binds
+// opened so far are closed.
+func (f *Frontend) Start() error {
+	for _, b := range f.cfg.Binds {
+		ln, err := net.Listen("tcp", b.Addr)
+		if err != nil {
+			for _, l := range f.lns {
+				l.Close()
+			}
+			f.lns = nil
+			return fmt.Errorf("proxy/tcp: frontend %s: cannot listen on tcp://%s: %w", f.name, b.Addr, err)
+		}
+		f.lns = append(f.lns, ln.(*net.TCPListener))
+	}
+	for _, ln := range f.lns {
+		f.wg.Add(1)
+		go f.acceptLoop(ln)
+	}
+	return nil
+}
+
+// Addrs returns the bound addresses (useful with port 0).
+func (f *Frontend) Addrs() []net.Addr {
+	out := make([]net.Addr, len(f.lns))
+	for i, l := range f.lns {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Name is the frontend's config name.
+func (f *Frontend) Name() string { return f.name }
+
+func (f *Frontend) acceptLoop(ln *net.TCPListener) {
+	defer f.wg.Done()
+	var delay time.Duration
+	for {
+		// maxconn: take a token before accepting, so excess connections
+		// wait in the kernel's accept queue.
+		select {
+		case f.sem <- struct{}{}:
+		case <-f.closing:
+			return
+		}
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			<-f.sem
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: back off instead of spinning.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			f.log.Warn("accept failed; retrying", "err", err, "in", delay)
+			select {
+			case <-time.After(delay):
+			case <-f.closing:
+				return
+			}
+			continue
+		}
+		delay = 0
+		f.m.accepted.Inc()
+		if !f.access.Permits(acl.AddrOf(c.RemoteAddr())) {
+			f.m.rejACL.Inc()
+			c.SetLinger(0)
+			c.Close()
+			<-f.sem
+			continue
+		}
+		if !f.track(c, true) { // shut down while accepting
+			c.Close()
+			<-f.sem
+			return
+		}
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			defer func() { <-f.sem }()
+			defer f.track(c, false)
+			f.m.active.Add(1)
+			defer f.m.active.Add(-1)
+			f.handle(c)
+		}()
+	}
+}
+
+// track adds or removes a client socket; adding fails once Shutdown has
+// force-closed the frontend.
+func (f *Frontend) track(c *net.TCPConn, add bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conns == nil {
+		return false
+	}
+	if add {
+		f.conns[c] = struct{}{}
+	} else {
+		delete(f.conns, c)
+	}
+	return true
+}
+
+// errReject carries the counter of a refused connection.
+type errReject struct {
+	c   *metrics.Counter
+	err error
+}
+
+func (e *errReject) Error() string { return e.err.Error() }
+
+// handshake reads what must be read before a backend can be chosen: the
+// PROXY header and, with sni_routing, the ClientHello. It returns the
+// client's address (from the PROXY header when there is one), the
+// address it connected to, and the bytes read past the PROXY header.
+func (f *Frontend) handshake(c *net.TCPConn) (client, dest netip.AddrPort, pending []byte, b *upstream.Backend, err error) {
+	client, dest = acl.AddrPortOf(c.RemoteAddr()), acl.AddrPortOf(c.LocalAddr())
+	b = f.def
+	if !f.cfg.AcceptProxy && !f.cfg.SNIRouting {
+		return client, dest, nil, b, nil
+	}
+	if f.cfg.AcceptProxy && !f.trusted.Contains(client.Addr()) {
+		return client, dest, nil, nil, &errReject{f.m.rejUntrusted, fmt.Errorf("PROXY header expected from %s, which is not in trusted_proxies", client.Addr())}
+	}
+	c.SetReadDeadline(time.Now().Add(f.cfg.HeaderTimeout.Duration))
+	defer c.SetReadDeadline(time.Time{})
+	buf := make([]byte, 0, 2048)
+	needProxy := f.cfg.AcceptProxy
+	for {
+		if needProxy {
+			h, n, perr := proxyproto.Parse(buf)
+			switch {
+			case perr == nil:
+				needProxy = false
+				if !h.Local {
+					client, dest = h.Source, h.Dest
+					if !f.access.Permits(client.Addr()) {
+						return client, dest, nil, nil, &errReject{f.m.rejACL, fmt.Errorf("client %s (from the PROXY header) is not allowed", client.Addr())}
+					}
+				}
+				buf = buf[n:]
+				if !f.cfg.SNIRouting {
+					return client, dest, buf, b, nil
+				}
+				continue
+			case !errors.Is(perr, proxyproto.ErrNeedMore):
+				return client, dest, nil, nil, &errReject{f.m.rejProxyHeader, perr}
+			}
+		} else {
+			name, serr := sni.ServerName(buf)
+			switch {
+			case serr == nil:
+				return client, dest, buf, f.route(name), nil
+			case !errors.Is(serr, sni.ErrNeedMore):
+				// Not TLS, or a hello we cannot read: the default backend
+				// decides (as HAProxy's default_backend does).
+				return client, dest, buf, b, nil
+			}
+		}
+		if len(buf) == cap(buf) {
+			if len(buf) >= sni.MaxHelloLen+proxyproto.MaxV1Len+2064 {
+				return client, dest, nil, nil, &errReject{f.m.rejProxyHeader, errors.New("ClientHello larger than 64KiB")}
+			}
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+		n, rerr := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if rerr != nil && n == 0 {
+			if errors.Is(rerr, os.ErrDeadlineExceeded) {
+				return client, dest, nil, nil, &errReject{f.m.rejTimeout, fmt.Errorf("no complete header within header_timeout %s", f.cfg.HeaderTimeout)}
+			}
+			if needProxy {
+				return client, dest, nil, nil, &errReject{f.m.rejProxyHeader, fmt.Errorf("connection ended before the PROXY header: %w", rerr)}
+			}
+			return client, dest, nil, nil, rerr
+		}
+	}
+}
+
+// route picks the backend for a TLS server name: the first matching
+// rule, else the default.
+func (f *Frontend) route(name string) *upstream.Backend {
+	if name != "" {
+		for _, r := range f.rules {
+			if sni.Match(r.pattern, name) {
+				return r.b
+			}
+		}
+	}
+	return f.def
+}
+
+func (f *Frontend) handle(c *net.TCPConn) {
+	defer c.Close()
+	client, dest, pending, b, err := f.handshake(c)
+	if err != nil {
+		var rej *errReject
+		if errors.As(err, &rej) {
+			rej.c.Inc()
+			f.log.Debug("connection refused", "client", client, "reason", rej.err)
+			c.SetLinger(0)
+		}
+		return
+	}
+	if b == nil {
+		f.m.rejNoBackend.Inc()
+		f.log.Debug("no backend for connection and no default backend", "client", client)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-f.closing:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	hdr := make([]byte, 0, 64+len(pending))
+	srv, s, err := b.Connect(ctx, client.Addr(), func(s *upstream.Server) []byte {
+		hdr = hdr[:0]
+		if s.SendProxy != 0 {
+			hdr = proxyproto.Append(hdr, s.SendProxy, client, dest)
+		}
+		return append(hdr, pending...)
+	})
+	cancel()
+	if err != nil {
+		if errors.Is(err, upstream.ErrNoServer) {
+			f.m.rejNoServer.Inc()
+			f.log.Debug("no server up in backend; client closed", "backend", b.Name, "client", client)
+		} else {
+			f.m.rejConnect.Inc()
+			f.log.Warn("cannot reach any server", "backend", b.Name, "client", client, "err", err)
+		}
+		c.SetLinger(0)
+		return
+	}
+	defer s.Release()
+	defer srv.Close()
+	f.m.bytesIn.Add(uint64(len(pending)))
+	s.BytesToServer.Add(uint64(len(pending)))
+	f.pipe(c, srv, s, b.Config().ServerTimeout.Duration)
+}
+
+// pipe copies both ways until both directions ended or the connection
+// has been idle for the client or server timeout.
+func (f *Frontend) pipe(client, server *net.TCPConn, s *upstream.Server, serverTimeout time.Duration) {
+	var last atomic.Int64 // unix nanos of the last byte moved either way
+	last.Store(time.Now().UnixNano())
+	var once sync.Once
+	abort := func(idle bool) { // first caller closes both sockets and counts
+		once.Do(func() {
+			if idle {
+				f.m.idleClosed.Inc()
+			}
+			client.SetLinger(0)
+			client.Close()
+			server.Close()
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.copy(server, client, f.cfg.ClientTimeout.Duration, &last, abort, f.m.bytesIn, s.BytesToServer)
+	}()
+	f.copy(client, server, serverTimeout, &last, abort, s.BytesFromServer, f.m.bytesOut)
+	<-done
+}
+
+// copy moves src to dst with dst.ReadFrom (splice on Linux) in windows of
+// a quarter of the idle timeout, so idleness is noticed within
+// 1.25×timeout without waking up per chunk. On EOF it half-closes dst.
+func (f *Frontend) copy(dst, src *net.TCPConn, idle time.Duration, last *atomic.Int64, abort func(idle bool), c1, c2 *metrics.Counter) {
+	window := max(idle/4, 10*time.Millisecond)
+	for {
+		src.SetReadDeadline(time.Now().Add(window))
+		n, err := dst.ReadFrom(src)
+		if n > 0 {
+			last.Store(time.Now().UnixNano())
+			c1.Add(uint64(n))
+			c2.Add(uint64(n))
+		}
+		switch {
+		case err == nil: // EOF from src: pass the FIN on
+			if cerr := dst.CloseWrite(); cerr != nil {
+				abort(false)
+			}
+			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			select {
+			case <-f.closing:
+				if f.forced() {
+					abort(false)
+					return
+				}
+			default:
+			}
+			if time.Since(time.Unix(0, last.Load())) >= idle {
+				abort(true)
+				return
+			}
+		default: // reset, or the other direction aborted
+			if !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
+				f.log.Debug("connection ended", "err", err)
+			}
+			abort(false)
+			return
+		}
+	}
+}
+
+// forced reports whether Shutdown's deadline passed; set by Shutdown.
+func (f *Frontend) forced() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.conns == nil
+}
+
+// Shutdown stops accepting, lets open connections finish until ctx ends,
+// then closes what is left. It returns ctx's error if it had to force.
+func (f *Frontend) Shutdown(ctx context.Context) error {
+	f.stopOnce.Do(func() {
+		close(f.closing)
+		for _, l := range f.lns {
+			l.Close()
+		}
+	})
+	done := make(chan struct{})
+	go func() {
+		f.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	f.mu.Lock()
+	left := len(f.conns)
+	for c := range f.conns {
+		c.SetLinger(0)
+		c.Close()
+	}
+	f.conns = nil
+	f.mu.Unlock()
+	f.log.Warn("shutdown timeout: closed open connections", "count", left)
+	<-done
+	return ctx.Err()
+}

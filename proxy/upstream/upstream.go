@@ -1,0 +1,481 @@
+// Package upstream is a backend's pool of servers: server selection
+// (weighted round robin, least connections, source-IP hash), connection
+// limits, active health checks (TCP connect or HTTP GET) and passive ones
+// (failed connects), with per-server metrics.
+//
+// A Backend is built once from its config and shared by every frontend
+// that forwards to it. Pick, Connect and Release are safe for concurrent
+// use; the short per-backend lock is taken once per connection (tcp) or
+// request (http), never per byte.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wharf/conf"
+	"wharf/metrics"
+	"wharf/proxy/proxyproto"
+)
+
+// ErrNoServer means no server of the backend is up and below its maxconn.
+var ErrNoServer = errors.New("no server available")
+
+// Server is one server of a backend. Its counters are updated by the
+// backend; callers read Up and Active.
+type Server struct {
+	// Name labels the server in metrics and logs.
+	Name string
+	// Addr is host:port.
+	Addr string
+	// Weight is the relative share (1-256).
+	Weight int
+	// MaxConn bounds concurrent connections or requests; 0 is unlimited.
+	MaxConn int
+	// SendProxy is the PROXY protocol version to send first (1 or 2), 0
+	// for none.
+	SendProxy int
+
+	b      *Backend
+	up     atomic.Bool
+	active atomic.Int64
+
+	// Guarded by b.mu.
+	current        int // smooth weighted round robin state
+	okRun, failRun int
+
+	checkNanos atomic.Int64
+
+	// BytesToServer and BytesFromServer count forwarded payload bytes.
+	BytesToServer, BytesFromServer *metrics.Counter
+	conns, connErrs                *metrics.Counter
+	upGauge, activeGauge           *metrics.Gauge
+	checksOK, checksFail           *metrics.Counter
+	wentUp, wentDown               *metrics.Counter
+}
+
+// Up reports whether the server takes new connections.
+func (s *Server) Up() bool { return s.up.Load() }
+
+// Active is the number of connections or requests in flight.
+func (s *Server) Active() int64 { return s.active.Load() }
+
+// Backend is a named pool of servers.
+type Backend struct {
+	// Name is the backend's config name.
+	Name string
+	cfg  conf.Backend
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	servers []*Server
+	next    int // leastconn tie-break rotation
+
+	noServer *metrics.Counter
+
+	stop    chan struct{}
+	stopped sync.WaitGroup
+	closeMu sync.Once
+}
+
+// New builds a backend from its (defaulted, validated) config. Servers
+// start up; health checks begin with Start.
+func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, error) {
+	b := &Backend{Name: cfg.Name, cfg: *cfg, log: log.With("backend", cfg.Name), stop: make(chan struct{})}
+	if len(cfg.Servers) == 0 {
+		return nil, fmt.Errorf("proxy/upstream: backend %s has no servers; add [[backend.%s.server]]", cfg.Name, cfg.Name)
+	}
+	b.noServer = reg.Counter("wharf_proxy_backend_no_server_total", "Connections or requests refused because no server of the backend was up and below maxconn.", "backend", cfg.Name)
+	for _, sc := range cfg.Servers {
+		s := &Server{Name: sc.Name, Addr: sc.Address, Weight: max(sc.Weight, 1), MaxConn: sc.MaxConn, b: b}
+		switch sc.SendProxy {
+		case "v1":
+			s.SendProxy = 1
+		case "v2":
+			s.SendProxy = 2
+		}
+		l := []string{"backend", cfg.Name, "server", s.Name}
+		s.BytesToServer = reg.Counter("wharf_proxy_server_bytes_sent_total", "Payload bytes forwarded to the server.", l...)
+		s.BytesFromServer = reg.Counter("wharf_proxy_server_bytes_received_total", "Payload bytes received from the server.", l...)
+		s.conns = reg.Counter("wharf_proxy_server_connections_total", "Connections (tcp) or requests (http) sent to the server.", l...)
+		s.connErrs = reg.Counter("wharf_proxy_server_connect_errors_total", "Failed connects to the server (each counts toward fall).", l...)
+		s.upGauge = reg.Gauge("wharf_proxy_server_up", "1 while the server takes new connections, 0 while it is down.", l...)
+		s.activeGauge = reg.Gauge("wharf_proxy_server_active", "Connections or requests in flight to the server.", l...)
+		s.checksOK = reg.Counter("wharf_proxy_server_checks_total", "Active health checks by result.", append(l, "result", "ok")...)
+		s.checksFail = reg.Counter("wharf_proxy_server_checks_total", "Active health checks by result.", append(l, "result", "fail")...)
+		s.wentUp = reg.Counter("wharf_proxy_server_transitions_total", "Health state changes of the server.", append(l, "to", "up")...)
+		s.wentDown = reg.Counter("wharf_proxy_server_transitions_total", "Health state changes of the server.", append(l, "to", "down")...)
+		reg.GaugeFunc("wharf_proxy_server_check_seconds", "Duration of the server's last active health check.",
+			func() float64 { return float64(s.checkNanos.Load()) / 1e9 }, l...)
+		s.up.Store(true)
+		s.upGauge.Set(1)
+		b.servers = append(b.servers, s)
+	}
+	return b, nil
+}
+
+// Servers returns the servers in config order. The slice must not be
+// modified.
+func (b *Backend) Servers() []*Server { return b.servers }
+
+// Config returns the backend's config.
+func (b *Backend) Config() *conf.Backend { return &b.cfg }
+
+// eligible: up and below maxconn, and not in tried.
+func (s *Server) eligible(tried []*Server) bool {
+	if !s.up.Load() || (s.MaxConn > 0 && s.active.Load() >= int64(s.MaxConn)) {
+		return false
+	}
+	for _, t := range tried {
+		if t == s {
+			return false
+		}
+	}
+	return true
+}
+
+// Pick chooses a server by the backend's balance algorithm among those up,
+// below maxconn and not in tried, and counts the connection as active on
+// it: the caller must call Release exactly once. It returns nil when no
+// server qualifies.
+func (b *Backend) Pick(client netip.Addr, tried []*Server) *Server {
+	b.mu.Lock()
+	var s *Server
+	switch b.cfg.Balance {
+	case "leastconn":
+		s = b.pickLeastConn(tried)
+	case "source":
+		s = b.pickSource(client, tried)
+	default:
+		s = b.pickRoundRobin(tried)
+	}
+	if s != nil {
+		s.active.Add(1)
+		s.activeGauge.Add(1)
+	}
+	b.mu.Unlock()
+	return s
+}
+
+// Release ends a connection or request Pick counted.
+func (s *Server) Release() {
+	s.active.Add(-1)
+	s.activeGauge.Add(-1)
+}
+
+// pickRoundRobin is smooth weighted round robin (as in nginx): each pick
+// raises every candidate by its weight and lowers the winner by the total,
+// which interleaves servers in proportion to their weights.
+func (b *Backend) pickRoundRobin(tried []*Server) *Server {
+	var best *Server
+	total := 0
+	for _, s := range b.servers {
+		if !s.eligible(tried) {
+			continue
+		}
+		s.current += s.Weight
+		total += s.Weight
+		if best == nil || s.current > best.current {
+			best = s
+		}
+	}
+	if best != nil {
+		best.current -= total
+	}
+	return best
+}
+
+// pickLeastConn takes the fewest active connections per weight; ties go
+// round the servers so equal ones share.
+func (b *Backend) pickLeastConn(tried []*Server) *Server {
+	var best *Server
+	n := len(b.servers)
+	for i := range n {
+		s := b.servers[(b.next+i)%n]
+		if !s.eligible(tried) {
+			continue
+		}
+		// s.active/s.Weight < best.active/best.Weight, without division.
+		if best == nil || s.active.Load()*int64(best.Weight) < best.active.Load()*int64(s.Weight) {
+			best = s
+		}
+	}
+	b.next++
+	return best
+}
+
+// pickSource hashes the client address onto the eligible servers by
+// weight: one client keeps its server while the eligible set is stable.
+func (b *Backend) pickSource(client netip.Addr, tried []*Server) *Server {
+	total := 0
+	for _, s := range b.servers {
+		if s.eligible(tried) {
+			total += s.Weight
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	h := fnv.New32a()
+	a := client.Unmap().As16()
+	h.Write(a[:])
+	k := int(h.Sum32() % uint32(total))
+	for _, s := range b.servers {
+		if !s.eligible(tried) {
+			continue
+		}
+		if k < s.Weight {
+			return s
+		}
+		k -= s.Weight
+	}
+	return nil
+}
+
+// ConnectFailed records a failed connect: fall failures in a row take
+// the server down.
+func (s *Server) ConnectFailed(err error) {
+	s.connErrs.Inc()
+	s.observe(false, "connect failed", err)
+}
+
+// ConnectOK records a successful connect.
+func (s *Server) ConnectOK() {
+	s.conns.Inc()
+	s.b.mu.Lock()
+	if s.up.Load() {
+		s.failRun = 0
+	}
+	s.b.mu.Unlock()
+}
+
+// observe applies one check or connect result to the rise/fall state.
+// Passive results only ever take a server down; only active checks (or,
+// with check "none", the retry timer) bring it back.
+func (s *Server) observe(ok bool, what string, err error) {
+	b := s.b
+	b.mu.Lock()
+	var changed bool
+	if ok {
+		s.failRun = 0
+		s.okRun++
+		if !s.up.Load() && s.okRun >= b.cfg.Rise {
+			s.up.Store(true)
+			changed = true
+		}
+	} else {
+		s.okRun = 0
+		s.failRun++
+		if s.up.Load() && s.failRun >= b.cfg.Fall {
+			s.up.Store(false)
+			changed = true
+		}
+	}
+	up := s.up.Load()
+	b.mu.Unlock()
+	if !changed {
+		return
+	}
+	if up {
+		s.upGauge.Set(1)
+		s.wentUp.Inc()
+		b.log.Info("server up", "server", s.Name, "addr", s.Addr, "after", fmt.Sprintf("%d checks passed", b.cfg.Rise))
+	} else {
+		s.upGauge.Set(0)
+		s.wentDown.Inc()
+		b.log.Warn("server down", "server", s.Name, "addr", s.Addr, "after", fmt.Sprintf("%d failures (%s)", b.cfg.Fall, what), "err", err)
+	}
+}
+
+// Connect picks a server and connects to it, retrying on the next server
+// (up to the backend's retries) when a connect fails. first (may be nil)
+// returns the bytes to write before anything else, e.g. a PROXY header
+// and what the client already sent; they are written within the connect
+// timeout. On success the server counts the connection as active until
+// Release. ErrNoServer means no server was available at all.
+func (b *Backend) Connect(ctx context.Context, client netip.Addr, first func(*Server) []byte) (*net.TCPConn, *Server, error) {
+	var tried []*Server
+	var lastErr error
+	d := net.Dialer{Timeout: b.cfg.ConnectTimeout.Duration}
+	for attempt := 0; attempt <= b.cfg.Retries; attempt++ {
+		s := b.Pick(client, tried)
+		if s == nil {
+			break
+		}
+		tried = append(tried, s)
+		c, err := d.DialContext(ctx, "tcp", s.Addr)
+		if err == nil && first != nil {
+			if p := first(s); len(p) > 0 {
+				c.SetWriteDeadline(time.Now().Add(b.cfg.ConnectTimeout.Duration))
+				if _, err = c.Write(p); err != nil {
+					c.Close()
+				} else {
+					c.SetWriteDeadline(time.Time{})
+				}
+			}
+		}
+		if err != nil {
+			s.Release()
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			s.ConnectFailed(err)
+			lastErr = fmt.Errorf("server %s (%s): %w", s.Name, s.Addr, err)
+			continue
+		}
+		s.ConnectOK()
+		return c.(*net.TCPConn), s, nil
+	}
+	if lastErr == nil {
+		b.noServer.Inc()
+		return nil, nil, ErrNoServer
+	}
+	return nil, nil, lastErr
+}
+
+// Start runs the active health checks (one goroutine per server) until
+// Close. With check "none", a down server is put back after
+// check_interval so traffic retries it.
+func (b *Backend) Start() {
+	for i, s := range b.servers {
+		b.stopped.Add(1)
+		// Spread the first checks over the interval so servers sharing a
+		// host are not probed in bursts.
+		offset := b.cfg.CheckInterval.Duration * time.Duration(i) / time.Duration(len(b.servers))
+		go b.checkLoop(s, offset)
+	}
+}
+
+// Close stops the health checks and waits for them.
+func (b *Backend) Close() {
+	b.closeMu.Do(func() { close(b.stop) })
+	b.stopped.Wait()
+}
+
+func (b *Backend) checkLoop(s *Server, offset time.Duration) {
+	defer b.stopped.Done()
+	t := time.NewTimer(offset)
+	defer t.Stop()
+	var client *http.Client
+	if b.cfg.Check == "http" {
+		client = &http.Client{
+			Transport: &http.Transport{DialContext: s.dialForCheck, DisableKeepAlives: s.SendProxy != 0, MaxIdleConnsPerHost: 1},
+			Timeout:   b.cfg.CheckTimeout.Duration,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		}
+		defer client.CloseIdleConnections()
+	}
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		t.Reset(b.cfg.CheckInterval.Duration)
+		switch b.cfg.Check {
+		case "none":
+			if !s.up.Load() {
+				b.mu.Lock()
+				s.up.Store(true)
+				s.failRun, s.okRun = 0, 0
+				b.mu.Unlock()
+				s.upGauge.Set(1)
+				s.wentUp.Inc()
+				b.log.Info("server retried after check_interval (check none)", "server", s.Name, "addr", s.Addr)
+			}
+			continue
+		}
+		start := time.Now()
+		err := b.check(s, client)
+		s.checkNanos.Store(int64(time.Since(start)))
+		if err != nil {
+			s.checksFail.Inc()
+			s.observe(false, "health check", err)
+		} else {
+			s.checksOK.Inc()
+			s.observe(true, "health check", nil)
+		}
+	}
+}
+
+// check runs one active check: a TCP connect (sending a PROXY LOCAL
+// header when the server expects PROXY) or an HTTP GET.
+func (b *Backend) check(s *Server, client *http.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.CheckTimeout.Duration)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if client == nil {
+		c, err := s.dialForCheck(ctx, "tcp", s.Addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Addr+b.cfg.CheckPath, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "wharf-check")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var buf [512]byte
+	for range 8 { // drain a little so the connection can be reused
+		if _, err := resp.Body.Read(buf[:]); err != nil {
+			break
+		}
+	}
+	if resp.StatusCode != b.cfg.CheckStatus {
+		return fmt.Errorf("GET %s: status %d, want %d", b.cfg.CheckPath, resp.StatusCode, b.cfg.CheckStatus)
+	}
+	return nil
+}
+
+// dialForCheck connects for a health check; a server expecting PROXY gets
+// a header saying the connection is the proxy's own (v2 LOCAL, v1
+// UNKNOWN), as HAProxy's check-send-proxy does.
+func (s *Server) dialForCheck(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil || s.SendProxy == 0 {
+		return c, err
+	}
+	var hdr []byte
+	if s.SendProxy == 1 {
+		hdr = append(hdr, "PROXY UNKNOWN\r\n"...)
+	} else {
+		hdr = proxyproto.AppendV2Local(hdr)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetWriteDeadline(dl)
+	}
+	if _, err := c.Write(hdr); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetWriteDeadline(time.Time{})
+	return c, nil
+}
+
+// CountNoServer counts a refusal for lack of a server (callers that
+// Pick directly, like the HTTP proxy).
+func (b *Backend) CountNoServer() { b.noServer.Inc() }
