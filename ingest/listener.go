@@ -177,7 +177,11 @@ func (l *Listener) Start() error {
 		gnet.WithLogger(gnetLogger{l.log.With("component", "gnet")}),
 	}
 	if l.tcp {
-		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithTCPKeepAlive(time.Minute), gnet.WithTicker(true))
+		// Keepalive is set per connection in OnOpen, not with
+		// gnet.WithTCPKeepAlive: gnet 2.9.7 applies that option to the
+		// listening socket even after a failed bind, replacing the real
+		// error ("address in use") with "bad file descriptor".
+		opts = append(opts, gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithTicker(true))
 	} else {
 		opts = append(opts, gnet.WithSocketRecvBuffer(udpRecvBuffer))
 	}
@@ -319,6 +323,7 @@ func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		l.reason("rejected", "maxconn").Inc()
 		return nil, gnet.Close
 	}
+	_ = c.SetKeepAlivePeriod(time.Minute) // finds senders that vanished without a FIN
 	st := &conn{framer: framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}, peer: peer}
 	st.lastRead.Store(time.Now().UnixNano())
 	c.SetContext(st)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -236,4 +237,26 @@ func TestUDPOversizeAndEmpty(t *testing.T) {
 	waitFor(t, "counts", func() bool {
 		return counter(reg, "wharf_frontend_dropped_total", "oversize") == 1 && counter(reg, "wharf_frontend_malformed_total", "empty") == 1
 	})
+}
+
+// TestBindErrorNamesTheCause guards against gnet's keepalive option
+// masking a failed bind ("bad file descriptor" instead of the reason).
+func TestBindErrorNamesTheCause(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	fe := &conf.Frontend{Name: "edge", Sinks: []string{"out"}}
+	l, err := New(fe, conf.Bind{Scheme: "tcp", Host: "127.0.0.1", Addr: taken.Addr().String()}, &route.Holder{}, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = l.Start()
+	if err == nil {
+		t.Fatal("second bind on a taken port succeeded")
+	}
+	if !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("bind error %q does not say the address is in use", err)
+	}
 }
