@@ -18,7 +18,7 @@ function si(n, unit) {
   let i = 0;
   while (Math.abs(n) >= 1000 && i < units.length - 1) { n /= 1000; i++; }
   const digits = i === 0 ? (n < 10 && n > 0 && n % 1 !== 0 ? 1 : 0) : (n < 10 ? 2 : n < 100 ? 1 : 0);
-  return n.toFixed(digits) + (units[i] ? " " + units[i] : " ") + unit;
+  return n.toFixed(digits) + units[i] + (unit ? " " + unit : "");
 }
 
 function bytes(n) {
@@ -125,7 +125,7 @@ function render(st) {
   document.getElementById("servers-section").hidden = servers.length === 0;
   setBody("servers", servers.map(s => {
     const ms = Object.keys(s.metrics).sort().map(k => {
-      const r = s.rates && s.rates[k] !== undefined ? ` (${si(s.rates[k], "/s")})` : "";
+      const r = s.rates && s.rates[k] !== undefined ? ` (${si(s.rates[k], "/s").replace(" /s", "/s")})` : "";
       return esc(k) + " " + count(s.metrics[k]) + r;
     }).join(", ");
     return `<tr data-row="server" data-backend="${esc(s.backend)}" data-server="${esc(s.server)}">` +
