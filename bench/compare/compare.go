@@ -70,15 +70,17 @@ type Run struct {
 	Lost   uint64 `json:"lost"`
 	// Unstamped counts messages that arrived without a readable stamp
 	// (a relay that rewrote or truncated them).
-	Unstamped uint64          `json:"unstamped"`
-	LossPct   float64         `json:"loss_pct"`
-	Offered   float64         `json:"offered_rate"`   // sent / generator time
-	Delivered float64         `json:"delivered_rate"` // unique / (last received - generator start)
-	Latency   latency.Summary `json:"latency"`
-	CPU       float64         `json:"cpu_seconds"`
-	CPUPerM   float64         `json:"cpu_seconds_per_million"`
-	MsgPerCPU float64         `json:"messages_per_cpu_second"`
-	PeakRSS   int64           `json:"peak_rss_bytes"`
+	Unstamped uint64 `json:"unstamped"`
+	// UnstampedSamples shows a few of them.
+	UnstampedSamples []string        `json:"unstamped_samples,omitempty"`
+	LossPct          float64         `json:"loss_pct"`
+	Offered          float64         `json:"offered_rate"`   // sent / generator time
+	Delivered        float64         `json:"delivered_rate"` // unique / (last received - generator start)
+	Latency          latency.Summary `json:"latency"`
+	CPU              float64         `json:"cpu_seconds"`
+	CPUPerM          float64         `json:"cpu_seconds_per_million"`
+	MsgPerCPU        float64         `json:"messages_per_cpu_second"`
+	PeakRSS          int64           `json:"peak_rss_bytes"`
 	// HarnessCPU is the generator's and receiver's CPU seconds.
 	HarnessCPU float64 `json:"harness_cpu_seconds"`
 	// OthersBusy is the share of the machine's CPU (0..1) used by
@@ -334,7 +336,7 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 		return fail(gerr)
 	}
 	rep := tracker.Report(gres.Sent)
-	r := Run{Sent: gres.Total, Unique: rep.Unique, Dups: rep.Dups, Lost: rep.Lost, LossPct: rep.LossPct, Unstamped: rep.Bad,
+	r := Run{Sent: gres.Total, Unique: rep.Unique, Dups: rep.Dups, Lost: rep.Lost, LossPct: rep.LossPct, Unstamped: rep.Bad, UnstampedSamples: rep.BadSamples,
 		Offered: gres.Rate, Latency: rep.Latency, PeakRSS: peak}
 	if !rep.Last.IsZero() {
 		if d := rep.Last.Sub(start); d > 0 {

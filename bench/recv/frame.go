@@ -84,7 +84,11 @@ type collector struct {
 	foreign uint64
 	bad     uint64
 	bytes   uint64
+	samples []string // a few unstamped messages, for diagnosis
 }
+
+// maxSamples is how many unstamped messages a Tracker keeps.
+const maxSamples = 5
 
 func newCollector(t *Tracker, run string) *collector {
 	c := &collector{t: t, recs: make([]Record, 0, 4096)}
@@ -100,6 +104,9 @@ func (c *collector) msg(b []byte) {
 	switch {
 	case !ok:
 		c.bad++
+		if len(c.samples) < maxSamples {
+			c.samples = append(c.samples, string(b[:min(len(b), 200)]))
+		}
 	case c.run != nil && !bytes.Equal(s.Run, c.run):
 		c.foreign++
 	default:
@@ -112,6 +119,10 @@ func (c *collector) flush(nbytes int) {
 	c.bytes += uint64(nbytes)
 	if len(c.recs) == 0 && c.foreign == 0 && c.bad == 0 {
 		return
+	}
+	if len(c.samples) > 0 {
+		c.t.addSamples(c.samples)
+		c.samples = c.samples[:0]
 	}
 	c.t.Add(time.Now().UnixNano(), c.recs, c.foreign, c.bad, c.bytes)
 	c.recs, c.foreign, c.bad, c.bytes = c.recs[:0], 0, 0, 0

@@ -139,6 +139,7 @@ type Tracker struct {
 	foreign uint64 // stamped messages of another run
 	bad     uint64 // frames without a parseable stamp
 	bytes   uint64
+	samples []string // first unstamped messages (truncated)
 	first   time.Time
 	last    time.Time
 }
@@ -181,6 +182,16 @@ func (t *Tracker) Add(now int64, recs []Record, foreign, bad, bytes uint64) {
 	t.bytes += bytes
 }
 
+func (t *Tracker) addSamples(s []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, x := range s {
+		if len(t.samples) < maxSamples {
+			t.samples = append(t.samples, x)
+		}
+	}
+}
+
 // Received is the number of records added so far (duplicates included).
 func (t *Tracker) Received() uint64 {
 	t.mu.Lock()
@@ -221,15 +232,18 @@ type StreamReport struct {
 
 // Report is the accounting of a whole run.
 type Report struct {
-	Received      uint64          `json:"received"`
-	Unique        uint64          `json:"unique"`
-	Dups          uint64          `json:"duplicates"`
-	Reordered     uint64          `json:"reordered"`
-	Expected      uint64          `json:"expected,omitempty"`
-	Lost          uint64          `json:"lost"`
-	LossPct       float64         `json:"loss_pct"`
-	Foreign       uint64          `json:"foreign"`
-	Bad           uint64          `json:"bad"`
+	Received  uint64  `json:"received"`
+	Unique    uint64  `json:"unique"`
+	Dups      uint64  `json:"duplicates"`
+	Reordered uint64  `json:"reordered"`
+	Expected  uint64  `json:"expected,omitempty"`
+	Lost      uint64  `json:"lost"`
+	LossPct   float64 `json:"loss_pct"`
+	Foreign   uint64  `json:"foreign"`
+	Bad       uint64  `json:"bad"`
+	// BadSamples are the first few messages without a stamp (at most 200
+	// bytes each), to see what a relay did to them.
+	BadSamples    []string        `json:"bad_samples,omitempty"`
 	UntrackedGaps uint64          `json:"untracked_gaps"`
 	Bytes         uint64          `json:"bytes"`
 	First         time.Time       `json:"first"`      // first message received
@@ -288,6 +302,7 @@ func (t *Tracker) Report(expected []uint64) Report {
 		r.LossPct = 100 * float64(r.Lost) / float64(d)
 	}
 	r.Foreign, r.Bad, r.Bytes = t.foreign, t.bad, t.bytes
+	r.BadSamples = slices.Clone(t.samples)
 	r.First, r.Last = t.first, t.last
 	r.Elapsed = t.last.Sub(t.first)
 	if r.Elapsed > 0 {
