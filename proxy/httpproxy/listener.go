@@ -1,0 +1,165 @@
+package httpproxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"wharf/proxy/acl"
+	"wharf/proxy/proxyproto"
+)
+
+// listener wraps a bind: it holds a maxconn token per open connection
+// (taken before Accept, so excess clients wait in the kernel's queue),
+// refuses clients by the allow/deny lists before reading anything,
+// refuses PROXY senders that are not trusted, and tracks connections so
+// Shutdown can wait for (and finally close) hijacked ones.
+type listener struct {
+	net.Listener
+	f       *Frontend
+	closing chan struct{}
+	once    sync.Once
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		select {
+		case l.f.sem <- struct{}{}:
+		case <-l.closing:
+			return nil, net.ErrClosed
+		}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.f.sem
+			return nil, err
+		}
+		l.f.m.accepted.Inc()
+		peer := acl.AddrPortOf(c.RemoteAddr())
+		if !l.f.access.Permits(peer.Addr()) {
+			l.f.m.rejACL.Inc()
+			reset(c)
+			<-l.f.sem
+			continue
+		}
+		if l.f.cfg.AcceptProxy && !l.f.trusted.Contains(peer.Addr()) {
+			l.f.m.rejUntrusted.Inc()
+			reset(c)
+			<-l.f.sem
+			continue
+		}
+		pc := &conn{Conn: c, f: l.f, remote: c.RemoteAddr()}
+		if !l.f.track(pc, true) {
+			reset(c)
+			<-l.f.sem
+			return nil, net.ErrClosed
+		}
+		return pc, nil
+	}
+}
+
+func (l *listener) Close() error {
+	l.once.Do(func() { close(l.closing) })
+	return l.Listener.Close()
+}
+
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+// conn is an accepted client connection. On binds with accept_proxy its
+// first Read or RemoteAddr reads the PROXY header (within header_timeout);
+// RemoteAddr then is the client the header names.
+type conn struct {
+	net.Conn
+	f         *Frontend
+	initOnce  sync.Once
+	initErr   error
+	remote    net.Addr
+	pending   []byte
+	closeOnce sync.Once
+}
+
+func (c *conn) init() error {
+	if !c.f.cfg.AcceptProxy {
+		return nil
+	}
+	c.initOnce.Do(func() {
+		if err := c.readProxyHeader(); err != nil {
+			// A read error, so net/http closes the connection silently
+			// instead of answering 400 to a client that is not speaking
+			// HTTP to it yet.
+			c.initErr = &net.OpError{Op: "read", Net: "tcp", Source: c.Conn.LocalAddr(), Addr: c.Conn.RemoteAddr(), Err: err}
+			if tc, ok := c.Conn.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+		}
+	})
+	return c.initErr
+}
+
+func (c *conn) readProxyHeader() error {
+	c.Conn.SetReadDeadline(time.Now().Add(c.f.cfg.HeaderTimeout.Duration))
+	defer c.Conn.SetReadDeadline(time.Time{})
+	buf := make([]byte, 0, 256)
+	for {
+		h, n, err := proxyproto.Parse(buf)
+		if err == nil {
+			if !h.Local {
+				c.remote = net.TCPAddrFromAddrPort(h.Source)
+				if !c.f.access.Permits(h.Source.Addr()) {
+					c.f.m.rejACL.Inc()
+					return fmt.Errorf("proxy/http: frontend %s: client %s (from the PROXY header) is not allowed", c.f.name, h.Source.Addr())
+				}
+			}
+			c.pending = buf[n:]
+			return nil
+		}
+		if !errors.Is(err, proxyproto.ErrNeedMore) {
+			c.f.m.rejProxyHeader.Inc()
+			return err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+		m, rerr := c.Conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if rerr != nil && m == 0 {
+			if errors.Is(rerr, net.ErrClosed) {
+				return rerr
+			}
+			c.f.m.rejProxyHeader.Inc()
+			return fmt.Errorf("proxy/http: frontend %s: no PROXY header: %w", c.f.name, rerr)
+		}
+	}
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	if err := c.init(); err != nil {
+		return 0, err
+	}
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *conn) RemoteAddr() net.Addr {
+	c.init()
+	return c.remote
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		c.f.track(c, false)
+		<-c.f.sem
+	})
+	return err
+}
