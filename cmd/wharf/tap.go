@@ -119,8 +119,15 @@ the traffic loses lines; wharf says how many on stderr.
 Flags:
 `
 
-// tapCmd implements `wharf tap`.
+// tapCmd implements `wharf tap`: it streams until SIGINT or SIGTERM.
 func tapCmd(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return tapRun(ctx, args, stdout, stderr)
+}
+
+// tapRun is `wharf tap` streaming until ctx ends.
+func tapRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wharf tap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, tapUsage); fs.PrintDefaults() }
@@ -183,9 +190,6 @@ func tapCmd(args []string, stdout, stderr io.Writer) int {
 		q.Set("raw", "1")
 	}
 	u := "http://" + dialable(addr) + "/api/tap?" + q.Encode()
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	return streamTap(ctx, u, stdout, stderr)
 }
 

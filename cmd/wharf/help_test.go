@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"wharf/conf"
+	"wharf/internal/testenv"
+)
+
+func TestHelp(t *testing.T) {
+	f := func(args []string, wantCode int, wantOut, wantErr string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		code := run(args, &out, &errOut)
+		if code != wantCode || !strings.Contains(out.String(), wantOut) || !strings.Contains(errOut.String(), wantErr) {
+			t.Fatalf("%v: exit %d stdout %.200q stderr %q; want %d, %q, %q", args, code, out.String(), errOut.String(), wantCode, wantOut, wantErr)
+		}
+	}
+	f([]string{"help"}, 0, "wharf tap", "")
+	f([]string{"--help"}, 0, "wharf completion bash|zsh", "")
+	f([]string{"help", "tap"}, 0, "--severity err..emerg", "")
+	f([]string{"help", "completion"}, 0, "source <(wharf completion bash)", "")
+	f([]string{"help", "nope"}, 2, "", `no topic "nope"`)
+	f([]string{"help", "config", "tap"}, 2, "", "one topic at a time")
+	f([]string{"tap", "-h"}, 0, "", "Usage: wharf tap")
+	f([]string{"completion"}, 2, "", "Usage: wharf completion")
+	f([]string{"completion", "fish"}, 2, "", `no shell "fish"`)
+
+	// wharf help config is the reference, the same text as docs/config.md.
+	var out bytes.Buffer
+	if code := run([]string{"help", "config"}, &out, &bytes.Buffer{}); code != 0 || out.String() != conf.Reference() {
+		t.Fatalf("help config: exit %d, output differs from conf.Reference()", code)
+	}
+}
+
+// The bash script is run by a real bash: each case completes a command
+// line and checks the candidates.
+func TestBashCompletion(t *testing.T) {
+	bash := testenv.Tool(t, "bash")
+	dir := t.TempDir()
+	script := filepath.Join(dir, "wharf.bash")
+	if err := os.WriteFile(script, []byte(bashCompletion), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "site.toml")
+	if err := os.WriteFile(cfg, []byte("[frontend.edge]\nbind = []\n[frontend.firewalls] # x\n[sink.a]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := func(line string, want ...string) {
+		t.Helper()
+		words := strings.Fields(line)
+		if strings.HasSuffix(line, " ") {
+			words = append(words, "")
+		}
+		var quoted []string
+		for _, w := range words {
+			quoted = append(quoted, "'"+w+"'")
+		}
+		prog := "source " + script + "\n" +
+			"COMP_WORDS=(" + strings.Join(quoted, " ") + ")\n" +
+			"COMP_CWORD=" + strconv.Itoa(len(words)-1) + "\n" +
+			"_wharf\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
+		out, err := exec.Command(bash, "--norc", "--noprofile", "-c", prog).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%q: bash: %v\n%s", line, err, out)
+		}
+		got := strings.Fields(string(out))
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("%q completes to %q, want %q", line, got, want)
+		}
+	}
+	f("wharf ", "run", "check", "ports", "tap", "help", "completion", "version")
+	f("wharf c", "check", "completion")
+	f("wharf tap --s", "--severity")
+	f("wharf tap -c "+cfg+" --frontend ", "edge", "firewalls")
+	f("wharf tap -c "+cfg+" --frontend f", "firewalls")
+	f("wharf tap --severity er", "err", "err..emerg")
+	f("wharf completion ", "bash", "zsh")
+	f("wharf help c", "config", "completion")
+	f("wharf ports --", "--audit", "--json")
+	f("wharf tap --port ")
+}
+
+// The zsh script at least parses in a real zsh.
+func TestZshCompletionParses(t *testing.T) {
+	zsh := testenv.Tool(t, "zsh")
+	script := filepath.Join(t.TempDir(), "_wharf")
+	if err := os.WriteFile(script, []byte(zshCompletion), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(zsh, "-n", script).CombinedOutput(); err != nil {
+		t.Fatalf("zsh -n: %v\n%s", err, out)
+	}
+	// Loaded after compinit, it registers itself for wharf.
+	prog := "autoload -Uz compinit && compinit -u -d " + filepath.Join(t.TempDir(), "zcompdump") + " && source " + script + " && print -r -- $_comps[wharf]"
+	out, err := exec.Command(zsh, "-f", "-c", prog).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "_wharf" {
+		t.Fatalf("zsh: %v, $_comps[wharf] = %q, want _wharf", err, out)
+	}
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"wharf/conf"
+	"wharf/metrics"
+)
+
+// lockedBuf is a goroutine-safe buffer for a command's output.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startGateway runs a whole gateway in-process on loopback: admin and a
+// UDP bind on free ports, messages to a file sink. It returns the config
+// path, the admin address and the UDP address.
+func startGateway(t *testing.T) (string, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "wharf.toml")
+	// A fixed admin port: wharf tap reads it from the config.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := ln.Addr().String()
+	ln.Close()
+	cfgText := `
+[admin]
+listen = "` + adminAddr + `"
+[frontend.edge]
+bind = ["udp://127.0.0.1:0"]
+sinks = ["archive"]
+[sink.archive]
+type = "file"
+path = "` + filepath.Join(dir, "archive.jsonl") + `"
+`
+	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := conf.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := build(cfg, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.stop(5 * time.Second) })
+	var udp string
+	for _, l := range g.live().Binds {
+		udp = l.Addr
+	}
+	return path, g.admin.Addr(), udp
+}
+
+func TestTapCommand(t *testing.T) {
+	path, adminAddr, udpAddr := startGateway(t)
+	c, err := net.Dial("udp", udpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msgs := []string{
+		"<14>1 2026-11-25T10:00:00Z web1 nginx - - - GET /",
+		"<11>1 2026-11-25T10:00:01Z fw1 sshd 7 - - auth failed",
+		"<10>Nov 25 10:00:02 fw2 kernel: link down",
+	}
+
+	// f runs `wharf tap ARGS` against the running gateway, sends msgs once
+	// the stream is up, and checks stdout holds want (in order) and
+	// nothing else.
+	f := func(args []string, want []string) {
+		t.Helper()
+		var out, errOut lockedBuf
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan int, 1)
+		go func() { done <- tapRun(ctx, args, &out, &errOut) }()
+		waitFor(t, "the tapping notice on stderr", func() bool { return strings.Contains(errOut.String(), "wharf tap: tapping ") })
+		for _, m := range msgs {
+			if _, err := c.Write([]byte(m)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "the tapped lines", func() bool { return strings.Count(out.String(), "\n") >= len(want) })
+		time.Sleep(100 * time.Millisecond) // nothing more may arrive
+		cancel()
+		if code := <-done; code != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", args, code, errOut.String())
+		}
+		lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+		if len(lines) != len(want) {
+			t.Fatalf("%v: stdout %q, want %d lines", args, out.String(), len(want))
+		}
+		for i, w := range want {
+			if !strings.Contains(lines[i], w) {
+				t.Fatalf("%v: line %d %q, want it to contain %q", args, i, lines[i], w)
+			}
+			if !strings.Contains(strings.Join(args, " "), "--raw") {
+				var obj map[string]any
+				if err := json.Unmarshal([]byte(lines[i]), &obj); err != nil {
+					t.Fatalf("%v: line %q is not JSON: %v", args, lines[i], err)
+				}
+			}
+		}
+	}
+	f([]string{"-c", path, "--frontend", "edge"}, []string{`"hostname":"web1"`, `"hostname":"fw1"`, `"hostname":"fw2"`})
+	f([]string{"-c", path, "--frontend", "edge", "--severity", "err..emerg"}, []string{`"message":"auth failed"`, `"message":"link down"`})
+	f([]string{"-admin", adminAddr, "--port", udpAddr[strings.LastIndexByte(udpAddr, ':')+1:], "--host", "fw*", "--raw"}, []string{msgs[1], msgs[2]})
+	f([]string{"-c", path, "--frontend", "edge", "--app", "ngin?"}, []string{`"app_name":"nginx"`})
+}
+
+func TestTapCommandErrors(t *testing.T) {
+	path, _, _ := startGateway(t)
+	f := func(args []string, wantCode int, wantErr string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if code := tapRun(ctx, args, &out, &errOut); code != wantCode || !strings.Contains(errOut.String(), wantErr) {
+			t.Fatalf("%v: exit %d stderr %q, want %d containing %q", args, code, errOut.String(), wantCode, wantErr)
+		}
+	}
+	f([]string{"-c", path}, 2, "exactly one of --frontend NAME or --port N")
+	f([]string{"-c", path, "--frontend", "edge", "--port", "514"}, 2, "exactly one of")
+	f([]string{"-c", path, "--frontend", "edge", "--severity", "loud"}, 2, "unknown severity")
+	f([]string{"-c", path, "--port", "70000"}, 2, "out of range")
+	f([]string{"-c", path, "--frontend", "core"}, 1, `no syslog frontend "core" (running: edge)`)
+	f([]string{"-c", path, "--port", "9"}, 1, "no syslog bind listens on port 9")
+	f([]string{"-c", filepath.Join(t.TempDir(), "missing.toml"), "--frontend", "edge"}, 2, "invalid")
+	f([]string{"-admin", "127.0.0.1:1", "--frontend", "edge"}, 1, "cannot reach the admin listener")
+}
+
+func TestDialable(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		if got := dialable(in); got != want {
+			t.Fatalf("dialable(%q) = %q, want %q", in, got, want)
+		}
+	}
+	f("127.0.0.1:9600", "127.0.0.1:9600")
+	f("0.0.0.0:9600", "127.0.0.1:9600")
+	f(":9600", "127.0.0.1:9600")
+	f("[::]:9600", "[::1]:9600")
+	f("admin.example:9600", "admin.example:9600")
+}
