@@ -463,6 +463,7 @@ func scanTail(f *os.File, size int64) (good int64, n uint64, err error) {
 		case scanRecord:
 			good = end
 			n++
+			s.consume()
 		case scanEnd:
 			return good, n, nil
 		case scanCorrupt:
