@@ -1,0 +1,27 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"wharf/conf"
+	"wharf/metrics"
+	"wharf/proxy"
+)
+
+// startProxies starts every proxy frontend (mode tcp or http) of cfg and
+// the backends they use. Call it after the sinks are started; call stop
+// together with the syslog listeners' Stop, with the same shutdown
+// context: it stops accepting, lets open connections finish until ctx
+// ends, then closes them. With no proxy frontend it starts nothing.
+func startProxies(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger) (stop func(ctx context.Context), err error) {
+	set, err := proxy.Start(cfg, reg, log)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) {
+		if err := set.Shutdown(ctx); err != nil {
+			log.Warn("proxy shutdown", "err", err)
+		}
+	}, nil
+}

@@ -1,0 +1,129 @@
+// Package proxy runs wharf's proxy frontends (mode tcp and http) and the
+// backends they forward to, from one config. The work is in the
+// subpackages: tcp (connection forwarding), httpproxy (reverse proxy),
+// upstream (server pools, balancing, health checks), proxyproto (PROXY
+// protocol), sni (ClientHello peeking), acl (address lists).
+//
+// Lifecycle: Start builds every backend used by a proxy frontend, starts
+// its health checks, then binds every frontend; Shutdown stops accepting
+// on all frontends at once, lets open connections finish until its
+// context ends (then closes them), and stops the health checks.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+
+	"wharf/conf"
+	"wharf/metrics"
+	"wharf/proxy/httpproxy"
+	"wharf/proxy/tcp"
+	"wharf/proxy/upstream"
+)
+
+// frontend is what Set needs of a tcp or http frontend.
+type frontend interface {
+	Name() string
+	Start() error
+	Addrs() []net.Addr
+	Shutdown(ctx context.Context) error
+}
+
+var (
+	_ frontend = (*tcp.Frontend)(nil)
+	_ frontend = (*httpproxy.Frontend)(nil)
+)
+
+// Set is the running proxy part of a config.
+type Set struct {
+	log       *slog.Logger
+	backends  map[string]*upstream.Backend
+	frontends []frontend
+}
+
+// Start builds and starts every proxy frontend of cfg (a validated,
+// defaulted config) and the backends they use. With no proxy frontend it
+// returns an empty Set. On error, whatever was started is stopped again.
+func Start(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger) (*Set, error) {
+	s := &Set{log: log, backends: map[string]*upstream.Backend{}}
+	names := make([]string, 0, len(cfg.Frontends))
+	for name, f := range cfg.Frontends {
+		if f != nil && f.IsProxy() {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return s, nil
+	}
+	for name, bc := range cfg.Backends {
+		b, err := upstream.New(bc, reg, log)
+		if err != nil {
+			s.Shutdown(context.Background())
+			return nil, err
+		}
+		s.backends[name] = b
+	}
+	for _, b := range s.backends {
+		b.Start()
+	}
+	for _, name := range names {
+		fc := cfg.Frontends[name]
+		var fe frontend
+		var err error
+		if fc.Mode == "tcp" {
+			fe, err = tcp.New(fc, s.backends, reg, log)
+		} else {
+			fe, err = httpproxy.New(fc, s.backends, reg, log)
+		}
+		if err == nil {
+			err = fe.Start()
+		}
+		if err != nil {
+			s.Shutdown(context.Background())
+			return nil, err
+		}
+		s.frontends = append(s.frontends, fe)
+		for _, a := range fe.Addrs() {
+			log.Info("proxy listening", "frontend", name, "mode", fc.Mode, "bind", "tcp://"+a.String())
+		}
+	}
+	return s, nil
+}
+
+// Addrs returns the bound addresses of a frontend (nil if unknown).
+func (s *Set) Addrs(frontend string) []net.Addr {
+	for _, f := range s.frontends {
+		if f.Name() == frontend {
+			return f.Addrs()
+		}
+	}
+	return nil
+}
+
+// Shutdown stops every frontend at once (stop accepting, wait for open
+// connections until ctx ends, then close them) and then the health
+// checks. It returns an error naming the frontends that had to be forced.
+func (s *Set) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.frontends))
+	for i, f := range s.frontends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.Shutdown(ctx); err != nil {
+				errs[i] = fmt.Errorf("proxy: frontend %s: connections still open at shutdown timeout were closed: %w", f.Name(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, b := range s.backends {
+		b.Close()
+	}
+	return errors.Join(errs...)
+}
