@@ -86,6 +86,9 @@ type StatusReport struct {
 	Binds []BindStatus `json:"binds"`
 	// Sinks has one row per sink, sorted by name.
 	Sinks []SinkStatus `json:"sinks"`
+	// Proxies has one row per proxy frontend (mode tcp or http: the
+	// wharf_proxy_* series labelled frontend), sorted; empty without them.
+	Proxies []ProxyStatus `json:"proxies"`
 	// Servers has one row per proxy backend server (series labelled
 	// backend and server), sorted; empty until proxy frontends run.
 	Servers []ServerStatus `json:"servers"`
@@ -146,9 +149,24 @@ type SinkStatus struct {
 	LastError     *LastError        `json:"last_error,omitempty"`
 }
 
+// ProxyStatus is one proxy frontend. Like ServerStatus it reports its
+// metrics by series name without the "wharf_proxy_frontend_" (or
+// "wharf_proxy_") prefix, other labels appended as {k=v}: for example
+// "connections_total", "active", "bytes_in_total",
+// "rejected_total{reason=acl}", "http_errors_total{kind=no_server}".
+type ProxyStatus struct {
+	Frontend  string             `json:"frontend"`
+	Metrics   map[string]float64 `json:"metrics"`
+	Rates     map[string]float64 `json:"rates"`
+	LastError *LastError         `json:"last_error,omitempty"`
+}
+
 // ServerStatus is one proxy backend server. Its metrics are reported
-// under their series names without the common prefix; Rates holds the
-// per-second rate of each counter (names ending in _total).
+// under their series names without the prefix up to "server_" (e.g.
+// "connections_total", "active", "bytes_sent_total",
+// "checks_total{result=ok}"); Rates holds the per-second rate of each
+// counter (names ending in _total). State is "up" or "down" from the
+// server's _up gauge, "unknown" without one.
 type ServerStatus struct {
 	Backend   string             `json:"backend"`
 	Server    string             `json:"server"`
@@ -284,6 +302,7 @@ func (st *Status) Report() StatusReport {
 		Problems:      []string{},
 		Binds:         []BindStatus{},
 		Sinks:         []SinkStatus{},
+		Proxies:       []ProxyStatus{},
 		Servers:       []ServerStatus{},
 	}
 	if st.opts.Ready != nil {
@@ -327,6 +346,7 @@ func (st *Status) Report() StatusReport {
 	binds := map[[2]string]*BindStatus{}
 	sinkRows := map[string]*SinkStatus{}
 	servers := map[[2]string]*ServerStatus{}
+	proxies := map[string]*ProxyStatus{}
 	bindRow := func(s series) *BindStatus {
 		k := [2]string{s.label("frontend"), s.label("bind")}
 		if k[0] == "" {
@@ -435,6 +455,21 @@ func (st *Status) Report() StatusReport {
 					r.State = "up"
 				}
 			}
+		case strings.HasPrefix(s.name, "wharf_proxy_") && s.label("frontend") != "":
+			n := s.label("frontend")
+			r := proxies[n]
+			if r == nil {
+				r = &ProxyStatus{Frontend: n, Metrics: map[string]float64{}, Rates: map[string]float64{}}
+				proxies[n] = r
+			}
+			short := strings.TrimPrefix(strings.TrimPrefix(s.name, "wharf_proxy_frontend_"), "wharf_proxy_")
+			if other := extraLabels(s.labels); other != "" {
+				short += "{" + other + "}"
+			}
+			r.Metrics[short] = s.value
+			if strings.HasSuffix(s.name, "_total") {
+				r.Rates[short] = rate(s.name, s.labels, s.value)
+			}
 		}
 	}
 
@@ -480,6 +515,18 @@ func (st *Status) Report() StatusReport {
 		rep.Totals.SentRate.Bytes += r.Rate.Bytes
 		rep.Totals.SinkDrops += r.DroppedTotal
 		rep.Totals.Queued += r.QueueMessages
+	}
+	proxyNames := make([]string, 0, len(proxies))
+	for n := range proxies {
+		proxyNames = append(proxyNames, n)
+	}
+	sort.Strings(proxyNames)
+	for _, n := range proxyNames {
+		r := proxies[n]
+		if st.opts.Errors != nil {
+			r.LastError = st.opts.Errors.last("frontend", n)
+		}
+		rep.Proxies = append(rep.Proxies, *r)
 	}
 	for _, k := range sortedKeys(servers) {
 		r := servers[k]

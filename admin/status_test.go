@@ -58,6 +58,12 @@ func TestStatusReport(t *testing.T) {
 	reg.Gauge("wharf_sink_ready", "", "sink", "siem").Set(0)
 	reg.Counter("wharf_proxy_server_connections_total", "", "backend", "web", "server", "10.0.0.1:80").Add(4)
 	reg.Gauge("wharf_proxy_server_up", "", "backend", "web", "server", "10.0.0.1:80").Set(1)
+	reg.Counter("wharf_proxy_server_checks_total", "", "backend", "web", "server", "10.0.0.1:80", "result", "fail").Add(2)
+	reg.Gauge("wharf_proxy_server_up", "", "backend", "web", "server", "10.0.0.2:80").Set(0)
+	reg.Counter("wharf_proxy_frontend_connections_total", "", "frontend", "www").Add(8)
+	reg.Counter("wharf_proxy_frontend_rejected_total", "", "frontend", "www", "reason", "acl").Add(1)
+	reg.Counter("wharf_proxy_http_errors_total", "", "frontend", "www", "kind", "no_server").Add(6)
+	reg.Counter("wharf_proxy_backend_no_server_total", "", "backend", "web").Add(6) // a backend row is not a server row
 
 	errs := NewErrorLog()
 	log := slog.New(errs.Handler(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})))
@@ -132,8 +138,13 @@ func TestStatusReport(t *testing.T) {
 	if r.Totals.Received != 600 || r.Totals.Sent != 400 || r.Totals.FrontendDrops != 3 || r.Totals.SinkDrops != 5 || r.Totals.Queued != 17 {
 		t.Fatalf("totals %+v", r.Totals)
 	}
-	if len(r.Servers) != 1 || r.Servers[0].State != "up" || r.Servers[0].Metrics["connections_total"] != 4 {
+	if len(r.Servers) != 2 || r.Servers[0].State != "up" || r.Servers[0].Metrics["connections_total"] != 4 ||
+		r.Servers[0].Metrics["checks_total{result=fail}"] != 2 || r.Servers[1].State != "down" {
 		t.Fatalf("servers %+v", r.Servers)
+	}
+	if len(r.Proxies) != 1 || r.Proxies[0].Frontend != "www" || r.Proxies[0].Metrics["connections_total"] != 8 ||
+		r.Proxies[0].Metrics["rejected_total{reason=acl}"] != 1 || r.Proxies[0].Metrics["http_errors_total{kind=no_server}"] != 6 {
+		t.Fatalf("proxies %+v", r.Proxies)
 	}
 }
 

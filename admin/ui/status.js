@@ -121,17 +121,50 @@ function render(st) {
     lastError(s.last_error) + "</tr>"
   ), 12, "no sinks");
 
+  // Proxy rows carry their metrics by name; {k=v} suffixes split a
+  // metric by reason or result.
+  const by = (metrics, name) => {
+    const out = {};
+    for (const k of Object.keys(metrics || {})) {
+      if (k === name) out[""] = metrics[k];
+      else if (k.startsWith(name + "{")) out[k.slice(name.length + 1, -1).replace(/^[a-z_]+=/, "")] = metrics[k];
+    }
+    return out;
+  };
+  const m = (row, name) => (row.metrics || {})[name] || 0;
+  const r = (row, name) => (row.rates || {})[name] || 0;
+
+  const proxies = st.proxies || [];
+  document.getElementById("proxies-section").hidden = proxies.length === 0;
+  setBody("proxies", proxies.map(p => {
+    const rejected = by(p.metrics, "rejected_total"), errors = by(p.metrics, "http_errors_total");
+    return `<tr data-row="proxy" data-frontend="${esc(p.frontend)}">` +
+      text("frontend", p.frontend) +
+      num("active", m(p, "active"), count(m(p, "active"))) +
+      num("rate_connections", r(p, "connections_total"), si(r(p, "connections_total"), "")) +
+      num("connections", m(p, "connections_total"), count(m(p, "connections_total"))) +
+      num("rate_bytes_in", r(p, "bytes_in_total"), bytes(r(p, "bytes_in_total")) + "/s") +
+      num("rate_bytes_out", r(p, "bytes_out_total"), bytes(r(p, "bytes_out_total")) + "/s") +
+      reasons("rejected", sum(rejected), rejected, "warn") +
+      reasons("errors", sum(errors), errors, "bad") +
+      lastError(p.last_error) + "</tr>";
+  }), 9, "");
+
   const servers = st.servers || [];
   document.getElementById("servers-section").hidden = servers.length === 0;
   setBody("servers", servers.map(s => {
-    const ms = Object.keys(s.metrics).sort().map(k => {
-      const r = s.rates && s.rates[k] !== undefined ? ` (${si(s.rates[k], "/s").replace(" /s", "/s")})` : "";
-      return esc(k) + " " + count(s.metrics[k]) + r;
-    }).join(", ");
+    const checksFailed = m(s, "checks_total{result=fail}");
     return `<tr data-row="server" data-backend="${esc(s.backend)}" data-server="${esc(s.server)}">` +
       text("backend", s.backend) + text("server", s.server) + pill("state", s.state) +
-      `<td class="reasons" data-field="metrics">${ms}</td>` + lastError(s.last_error) + "</tr>";
-  }), 5, "");
+      num("active", m(s, "active"), count(m(s, "active"))) +
+      num("rate_connections", r(s, "connections_total"), si(r(s, "connections_total"), "")) +
+      num("connections", m(s, "connections_total"), count(m(s, "connections_total"))) +
+      num("rate_bytes_sent", r(s, "bytes_sent_total"), bytes(r(s, "bytes_sent_total")) + "/s") +
+      num("rate_bytes_received", r(s, "bytes_received_total"), bytes(r(s, "bytes_received_total")) + "/s") +
+      num("connect_errors", m(s, "connect_errors_total"), count(m(s, "connect_errors_total")), m(s, "connect_errors_total") > 0 ? "bad" : "") +
+      num("checks_failed", checksFailed, count(checksFailed), checksFailed > 0 ? "warn" : "") +
+      lastError(s.last_error) + "</tr>";
+  }), 11, "");
 
   const upd = document.getElementById("updated");
   upd.dataset.state = "fresh";

@@ -1,0 +1,90 @@
+package browser
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"wharf/admin"
+	"wharf/metrics"
+)
+
+// The proxy tables render from the wharf_proxy_* series (as the proxy
+// package names them): a registry with those series behind the real
+// admin server, read by the real browser.
+func TestStatusPageRendersProxyRows(t *testing.T) {
+	ctx := browser(t)
+	reg := metrics.NewRegistry()
+	up := []string{"backend", "app", "server", "app1"}
+	down := []string{"backend", "app", "server", "app2"}
+	reg.Gauge("wharf_proxy_server_up", "", up...).Set(1)
+	reg.Gauge("wharf_proxy_server_up", "", down...).Set(0)
+	reg.Gauge("wharf_proxy_server_active", "", up...).Set(3)
+	reg.Counter("wharf_proxy_server_connections_total", "", up...).Add(120)
+	reg.Counter("wharf_proxy_server_connect_errors_total", "", down...).Add(7)
+	reg.Counter("wharf_proxy_server_checks_total", "", append(down, "result", "fail")...).Add(4)
+	reg.Counter("wharf_proxy_frontend_connections_total", "", "frontend", "web").Add(125)
+	reg.Gauge("wharf_proxy_frontend_active", "", "frontend", "web").Set(3)
+	reg.Counter("wharf_proxy_frontend_rejected_total", "", "frontend", "web", "reason", "acl").Add(2)
+	reg.Counter("wharf_proxy_http_errors_total", "", "frontend", "web", "kind", "no_server").Add(5)
+
+	srv := admin.New(reg, func() (bool, []string) { return true, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	admin.NewStatus(reg, admin.StatusOptions{Version: "test"}).Register(srv)
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(context.Background())
+
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(sctx,
+		chromedp.Navigate("http://"+srv.Addr()+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-row="server"]`)),
+	); err != nil {
+		t.Fatal(err)
+	}
+	type cells = map[string]string
+	got, err := chromedp.Run(sctx, chromedp.Evaluate[map[string]cells](`Object.fromEntries(
+		Array.from(document.querySelectorAll("tr[data-row=server], tr[data-row=proxy]")).map(tr => [
+			tr.dataset.row + " " + (tr.dataset.server || tr.dataset.frontend),
+			Object.fromEntries(Array.from(tr.querySelectorAll("td[data-field]")).map(td => [td.dataset.field, td.dataset.value ?? td.innerText])),
+		]))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := func(row, field, want string) {
+		t.Helper()
+		if got[row][field] != want {
+			t.Errorf("%s %s = %q, want %q (rows %v)", row, field, got[row][field], want, got)
+		}
+	}
+	f("server app1", "state", "up")
+	f("server app1", "active", "3")
+	f("server app1", "connections", "120")
+	f("server app2", "state", "down")
+	f("server app2", "connect_errors", "7")
+	f("server app2", "checks_failed", "4")
+	f("proxy web", "connections", "125")
+	f("proxy web", "rejected", "2")
+	f("proxy web", "errors", "5")
+	hidden, err := chromedp.Run(sctx, chromedp.Evaluate[bool](`document.getElementById("servers-section").hidden || document.getElementById("proxies-section").hidden`))
+	if err != nil || hidden {
+		t.Errorf("proxy sections hidden (%v)", err)
+	}
+	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll("artifacts", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("artifacts", "proxy.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
