@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -225,10 +224,12 @@ func (b *Backend) pickSource(client netip.Addr, tried []*Server) *Server {
 	if total == 0 {
 		return nil
 	}
-	h := fnv.New32a()
-	a := client.Unmap().As16()
-	h.Write(a[:])
-	k := int(h.Sum32() % uint32(total))
+	// FNV-1a over the 16-byte form, inline so a pick does not allocate.
+	h := uint32(2166136261)
+	for _, c := range client.Unmap().As16() {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	k := int(h % uint32(total))
 	for _, s := range b.servers {
 		if !s.eligible(tried) {
 			continue

@@ -1,0 +1,141 @@
+package upstream
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"wharf/conf"
+	"wharf/metrics"
+)
+
+// pool builds a backend without starting checks; servers are "name:weight:maxconn".
+func pool(t *testing.T, balance string, servers ...string) *Backend {
+	t.Helper()
+	bc := &conf.Backend{Name: "b", Balance: balance}
+	for i, s := range servers {
+		parts := strings.Split(s, ":")
+		sc := conf.Server{Name: parts[0], Address: "127.0.0.1:" + string(rune('1'+i))}
+		if len(parts) > 1 {
+			sc.Weight = atoi(parts[1])
+		}
+		if len(parts) > 2 {
+			sc.MaxConn = atoi(parts[2])
+		}
+		bc.Servers = append(bc.Servers, sc)
+	}
+	(&conf.Config{Backends: map[string]*conf.Backend{"b": bc}}).ApplyDefaults()
+	b, err := New(bc, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func (b *Backend) server(name string) *Server {
+	for _, s := range b.servers {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+func TestPick(t *testing.T) {
+	// f picks n times (releasing each unless hold) and compares the
+	// sequence of names.
+	f := func(b *Backend, client string, n int, hold bool, want string) {
+		t.Helper()
+		var got []string
+		for range n {
+			s := b.Pick(netip.MustParseAddr(client), nil)
+			if s == nil {
+				got = append(got, "-")
+				continue
+			}
+			got = append(got, s.Name)
+			if !hold {
+				s.Release()
+			}
+		}
+		if g := strings.Join(got, ""); g != want {
+			t.Errorf("%s picks: %s, want %s", b.cfg.Balance, g, want)
+		}
+	}
+	f(pool(t, "roundrobin", "a", "b", "c"), "10.0.0.1", 6, false, "abcabc")
+	f(pool(t, "roundrobin", "a:5", "b:1", "c:1"), "10.0.0.1", 7, false, "aabacaa") // smooth: spread out
+	f(pool(t, "roundrobin", "a:1:1", "b:1:1"), "10.0.0.1", 3, true, "ab-")      // maxconn full
+	f(pool(t, "leastconn", "a", "b:2"), "10.0.0.1", 6, true, "abbbab") // a:2 b:4 held; ties rotate
+	f(pool(t, "leastconn", "a", "b"), "10.0.0.1", 4, false, "abab") // ties rotate
+	b := pool(t, "source", "a", "b", "c", "d")
+	first := b.Pick(netip.MustParseAddr("192.0.2.1"), nil)
+	first.Release()
+	f(b, "192.0.2.1", 3, false, strings.Repeat(first.Name, 3))
+	f(b, "::ffff:192.0.2.1", 1, false, first.Name) // mapped form is the same client
+	// Clients spread over the servers.
+	seen := map[string]bool{}
+	for i := range 64 {
+		s := b.Pick(netip.AddrFrom4([4]byte{10, 0, byte(i), 1}), nil)
+		seen[s.Name] = true
+		s.Release()
+	}
+	if len(seen) != 4 {
+		t.Errorf("64 clients reached %d of 4 servers", len(seen))
+	}
+	// Down servers and tried ones are skipped.
+	b = pool(t, "roundrobin", "a", "b", "c")
+	b.server("b").up.Store(false)
+	f(b, "10.0.0.1", 4, false, "acac")
+	if s := b.Pick(netip.Addr{}, []*Server{b.server("a"), b.server("c")}); s != nil {
+		t.Errorf("picked %s, all others tried or down", s.Name)
+	}
+}
+
+func TestRiseFall(t *testing.T) {
+	b := pool(t, "roundrobin", "a")
+	b.cfg.Rise, b.cfg.Fall = 2, 3
+	s := b.server("a")
+	f := func(ok bool, wantUp bool) {
+		t.Helper()
+		s.observe(ok, "test", nil)
+		if s.Up() != wantUp {
+			t.Fatalf("after %v: up = %v, want %v", ok, s.Up(), wantUp)
+		}
+	}
+	f(false, true)
+	f(false, true)
+	f(true, true) // a success resets the fail run
+	f(false, true)
+	f(false, true)
+	f(false, false) // third failure in a row
+	f(true, false)
+	f(false, false) // a failure resets the ok run
+	f(true, false)
+	f(true, true) // second success in a row
+	if up, down := s.wentUp.Load(), s.wentDown.Load(); up != 1 || down != 1 {
+		t.Errorf("transitions up %d down %d, want 1 and 1", up, down)
+	}
+}
+
+func BenchmarkPick(b *testing.B) {
+	for _, bal := range []string{"roundrobin", "leastconn", "source"} {
+		b.Run(bal, func(b *testing.B) {
+			p := pool(&testing.T{}, bal, "a:3", "b:1", "c:2", "d:1")
+			client := netip.MustParseAddr("192.0.2.1")
+			b.ReportAllocs()
+			for b.Loop() {
+				p.Pick(client, nil).Release()
+			}
+		})
+	}
+}
