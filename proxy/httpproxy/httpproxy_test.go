@@ -537,3 +537,105 @@ address = %q
 		t.Errorf("5 requests used %d server connections, want 1 (keep-alive pool)", n)
 	}
 }
+
+func TestGracefulShutdown(t *testing.T) {
+	release := make(chan struct{})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "done\n")
+	}))
+	defer s.Close()
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, hostPort(s)))
+	url := r.url()
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(url + "/slow")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	proxytest.Eventually(t, 2*time.Second, "request in flight", func() bool {
+		return r.metric("wharf_proxy_server_active") == 1
+	})
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		shut <- r.f.Shutdown(ctx)
+	}()
+	proxytest.Eventually(t, time.Second, "new connections refused", func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	close(release)
+	if b := <-got; b != "done\n" {
+		t.Errorf("in-flight request during shutdown: %q", b)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+func TestShutdownForcesUpgraded(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		io.Copy(c, brw)
+	}))
+	defer s.Close()
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, hostPort(s)))
+	c, err := net.Dial("tcp", r.f.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	if l, _ := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(l, "HTTP/1.1 101") {
+		t.Fatalf("upgrade: %q", l)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	if err := r.f.Shutdown(ctx); err == nil {
+		t.Error("Shutdown returned nil with an upgraded connection open; want it waited for, then forced")
+	}
+	if el := time.Since(t0); el < 150*time.Millisecond {
+		t.Errorf("Shutdown did not wait for the upgraded connection (%s)", el)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Error("upgraded connection still open after forced shutdown")
+	}
+}
