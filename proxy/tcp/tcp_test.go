@@ -664,3 +664,99 @@ address = %q
 }
 
 func netipAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+func TestSNIBehindProxyProtocol(t *testing.T) {
+	cert, pool, _, _ := proxytest.Cert(t, "a.example.com")
+	srvCfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	s := proxytest.Listen(t, func(c net.Conn) {
+		// This server wants PROXY too, then TLS.
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		tc := tls.Server(&prefixConn{Conn: c, r: br}, srvCfg)
+		if tc.Handshake() != nil {
+			return
+		}
+		io.WriteString(tc, strings.TrimSpace(line)+"\n")
+	})
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+accept_proxy = true
+trusted_proxies = ["127.0.0.1"]
+sni_routing = true
+[[frontend.f.use]]
+sni = "a.example.com"
+backend = "a"
+[backend.a]
+check = "none"
+[[backend.a.server]]
+address = %q
+send_proxy = "v1"
+`, s.Addr))
+	raw := dial(t, r.addr())
+	io.WriteString(raw, "PROXY TCP4 192.0.2.5 198.51.100.6 1234 443\r\n")
+	tc := tls.Client(raw, &tls.Config{ServerName: "a.example.com", RootCAs: pool})
+	line, err := bufio.NewReader(tc).ReadString('\n')
+	if want := "PROXY TCP4 192.0.2.5 198.51.100.6 1234 443\n"; err != nil || line != want {
+		t.Errorf("got %q, %v; want %q", line, err, want)
+	}
+	// An unknown name with no default backend is refused and counted.
+	raw = dial(t, r.addr())
+	io.WriteString(raw, "PROXY TCP4 192.0.2.5 198.51.100.6 1234 443\r\n")
+	tc = tls.Client(raw, &tls.Config{ServerName: "b.example.com", RootCAs: pool})
+	if err := tc.Handshake(); err == nil {
+		t.Error("handshake for an unrouted name succeeded")
+	}
+	proxytest.Eventually(t, time.Second, "no_backend counted", func() bool {
+		return r.metric("wharf_proxy_frontend_rejected_total", "reason", "no_backend") == 1
+	})
+}
+
+// prefixConn reads through a bufio.Reader that may hold bytes already.
+type prefixConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+func TestServerHalfClose(t *testing.T) {
+	// The server says something and half-closes; the client still sends
+	// afterwards and the server gets it.
+	got := make(chan string, 1)
+	s := proxytest.Listen(t, func(c net.Conn) {
+		io.WriteString(c, "bye\n")
+		c.(*net.TCPConn).CloseWrite()
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	})
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, s.Addr))
+	c := dial(t, r.addr())
+	b, err := io.ReadAll(c) // EOF arrives: the server's FIN was passed on
+	if err != nil || string(b) != "bye\n" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	io.WriteString(c, "still here")
+	c.CloseWrite()
+	select {
+	case g := <-got:
+		if g != "still here" {
+			t.Errorf("server got %q after its half-close", g)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("client's data after the server's FIN never arrived")
+	}
+}
