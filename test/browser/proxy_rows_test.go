@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"wharf/admin"
@@ -85,6 +86,30 @@ func TestStatusPageRendersProxyRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join("artifacts", "proxy.png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// The dark theme follows prefers-color-scheme.
+	light, err := chromedp.Run(sctx, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(sctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dark, err := chromedp.Run(sctx, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if light != "rgb(247, 247, 245)" || dark != "rgb(22, 24, 27)" {
+		t.Errorf("body background light %q dark %q; want the two themes of status.css", light, dark)
+	}
+	if png, err = chromedp.Run(sctx, chromedp.FullScreenshot(100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("artifacts", "proxy-dark.png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
