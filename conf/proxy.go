@@ -151,3 +151,91 @@ func (c *Config) describeBackends(pr func(string, ...any)) {
 		}
 	}
 }
+
+// ProxyExampleConfig is the proxy example in the reference: an HTTP
+// frontend and a TLS-passthrough frontend with their backends, next to
+// the HAProxy config they mirror.
+const ProxyExampleConfig = `# HAProxy:
+#   frontend www
+#       mode http
+#       bind :80
+#       timeout client 1m
+#       use_backend api if { hdr(host) -i api.example.com } { path_beg /v1/ }
+#       default_backend web
+#   backend web
+#       balance roundrobin
+#       option httpchk GET /healthz
+#       server web1 10.0.0.11:8080 check weight 2
+#       server web2 10.0.0.12:8080 check
+[frontend.www]
+mode = "http"
+bind = ["tcp://0.0.0.0:80"]
+client_timeout = "1m"
+trusted_proxies = ["10.0.0.0/8"]    # keep X-Forwarded-For from the LB tier
+backend = "web"
+
+[[frontend.www.use]]
+host = "api.example.com"
+path_prefix = "/v1/"
+backend = "api"
+
+[backend.web]
+balance = "roundrobin"
+check = "http"
+check_path = "/healthz"
+
+[[backend.web.server]]
+name = "web1"
+address = "10.0.0.11:8080"
+weight = 2
+
+[[backend.web.server]]
+name = "web2"
+address = "10.0.0.12:8080"
+
+[backend.api]
+balance = "leastconn"
+[[backend.api.server]]
+address = "10.0.0.21:9000"
+send_proxy = "v2"                   # server send-proxy-v2
+
+# HAProxy:
+#   frontend tls
+#       mode tcp
+#       bind :443 accept-proxy
+#       tcp-request inspect-delay 10s
+#       tcp-request content accept if { req_ssl_hello_type 1 }
+#       use_backend db if { req_ssl_sni -m end .db.example.com }
+#       default_backend web_tls
+[frontend.tls]
+mode = "tcp"
+bind = ["tcp://0.0.0.0:443"]
+accept_proxy = true
+trusted_proxies = ["10.0.0.0/8"]
+deny = ["10.9.0.0/16"]
+sni_routing = true
+header_timeout = "10s"
+backend = "web_tls"
+
+[[frontend.tls.use]]
+sni = "*.db.example.com"
+backend = "db"
+
+[backend.web_tls]
+[[backend.web_tls.server]]
+address = "10.0.0.11:8443"
+[[backend.web_tls.server]]
+address = "10.0.0.12:8443"
+
+[backend.db]
+balance = "source"
+connect_timeout = "2s"
+rise = 2
+fall = 3
+[[backend.db.server]]
+address = "10.0.0.31:5432"
+maxconn = 100
+[[backend.db.server]]
+address = "10.0.0.32:5432"
+maxconn = 100
+`

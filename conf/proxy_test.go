@@ -200,3 +200,17 @@ func TestParsePrefix(t *testing.T) {
 	f("10.0.0.0/33", "", "not a CIDR")
 	f("example.com", "", "not an IP address")
 }
+
+// The proxy example in docs/config.md must stay a valid config.
+func TestProxyExample(t *testing.T) {
+	c, err := Parse([]byte(ProxyExampleConfig), "example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 0 {
+		t.Errorf("warnings: %v", c.Warnings)
+	}
+	if c.Backends["web"].Servers[0].Weight != 2 || c.Frontends["tls"].Use[0].SNI != "*.db.example.com" {
+		t.Error("example not decoded as written")
+	}
+}

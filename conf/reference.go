@@ -75,7 +75,7 @@ var sections = []section{
 	},
 	{
 		Title: "[frontend.NAME] mode = \"tcp\" or \"http\"", Table: "frontend.NAME",
-		Intro: "A proxy frontend forwards each connection (`tcp`) or request (`http`) to a server of a backend, like an HAProxy frontend. Binds are `tcp://` only. The syslog keys (`format`, `framing`, `sinks`, `route`...) do not apply, and these keys do not apply to syslog frontends.",
+		Intro: "A proxy frontend forwards each connection (`tcp`) or request (`http`) to a server of a backend, like an HAProxy frontend. Binds are `tcp://` only. The syslog keys (`format`, `framing`, `sinks`, `route`...) do not apply, and these keys do not apply to syslog frontends. An example, each part under the HAProxy config it mirrors:\n\n```toml\n" + strings.TrimRight(ProxyExampleConfig, "\n") + "\n```",
 		Keys: []keyDoc{
 			{"backend", "string", "none", "Default backend: where traffic no `use` rule matches goes. Without it, unmatched connections are closed and requests get 503."},
 			{"use", "array of tables", "none", "Ordered backend-selection rules, see below."},
