@@ -467,18 +467,22 @@ func (l *Listener) deliver(s *settings, fe *route.Frontend, frame []byte, now in
 	m.Port = l.port
 	m.Transport = l.transport
 	m.Peer = peer
+	var perr error
 	if s.format != parse.Raw {
-		if err := parse.Parse(m, s.format); err != nil {
-			l.reason("malformed", parseReason(err)).Inc()
-			if !s.forward {
-				l.reason("dropped", "parse_error").Inc()
-				m.Release()
-				return
-			}
-		}
+		perr = parse.Parse(m, s.format)
 	}
+	// The tap sees malformed messages too (unparsed, Format raw): they are
+	// what an operator tapping a port at 3 a.m. most wants to look at.
 	if l.tap != nil && l.tap.Active() {
 		l.tap.Publish(m)
+	}
+	if perr != nil {
+		l.reason("malformed", parseReason(perr)).Inc()
+		if !s.forward {
+			l.reason("dropped", "parse_error").Inc()
+			m.Release()
+			return
+		}
 	}
 	var dests []route.Dest
 	if fe != nil {
