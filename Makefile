@@ -50,6 +50,13 @@ install: build
 	install -D -m 0755 $(BIN)/wharf $(DESTDIR)$(PREFIX)/bin/wharf
 	install -D -m 0755 $(BIN)/wharf-bench $(DESTDIR)$(PREFIX)/bin/wharf-bench
 	install -D -m 0644 examples/wharf.toml $(DESTDIR)/etc/wharf/wharf.toml
+	install -D -m 0644 deploy/wharf.service $(DESTDIR)/lib/systemd/system/wharf.service
+	install -D -m 0644 deploy/wharf.sysusers $(DESTDIR)/usr/lib/sysusers.d/wharf.conf
+	install -D -m 0644 deploy/wharf.logrotate $(DESTDIR)/etc/logrotate.d/wharf
+	install -d $(DESTDIR)$(PREFIX)/share/wharf/examples
+	install -m 0644 examples/*.toml $(DESTDIR)$(PREFIX)/share/wharf/examples/
+	$(BIN)/wharf completion bash | install -D -m 0644 /dev/stdin $(DESTDIR)/usr/share/bash-completion/completions/wharf
+	$(BIN)/wharf completion zsh | install -D -m 0644 /dev/stdin $(DESTDIR)/usr/share/zsh/vendor-completions/_wharf
 
 clean:
 	rm -rf $(BIN) var
