@@ -43,18 +43,19 @@ func decodeCheckpoint(b []byte) (p Position, ok bool) {
 	return Position{Seg: getU64(b[8:]), Off: int64(off)}, true
 }
 
-// readCheckpoint reads dir's ack file. A missing or invalid file gives
-// ok false; only I/O errors other than "not found" are errors.
-func readCheckpoint(dir string) (p Position, ok bool, err error) {
+// readCheckpoint reads dir's ack file. A missing file gives ok false; an
+// invalid one ok and present false. Only I/O errors other than "not
+// found" are errors.
+func readCheckpoint(dir string) (p Position, ok, present bool, err error) {
 	b, err := os.ReadFile(filepath.Join(dir, ackName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return Position{}, false, nil
+		return Position{}, false, false, nil
 	}
 	if err != nil {
-		return Position{}, false, fmt.Errorf("diskbuf: read checkpoint: %w", err)
+		return Position{}, false, true, fmt.Errorf("diskbuf: read checkpoint: %w", err)
 	}
 	p, ok = decodeCheckpoint(b)
-	return p, ok, nil
+	return p, ok, true, nil
 }
 
 // saveCheckpoint replaces dir's ack file atomically: write ack.tmp,

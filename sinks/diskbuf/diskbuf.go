@@ -190,8 +190,8 @@ type Stats struct {
 	// Bytes and Segments are the segment files on disk now.
 	Bytes    int64
 	Segments int
-	// CheckpointReset is true when Open found the ack file missing or
-	// corrupt while segments existed, and so replays everything.
+	// CheckpointReset is true when Open found the ack file corrupt, and
+	// so replays everything on disk.
 	CheckpointReset bool
 }
 
@@ -354,13 +354,11 @@ func (b *Buffer) load() error {
 	if err != nil {
 		return err
 	}
-	ack, ackOK, err := readCheckpoint(b.dir)
+	ack, ackOK, present, err := readCheckpoint(b.dir)
 	if err != nil {
 		return err
 	}
-	if !ackOK && len(segs) > 0 {
-		b.ckReset = true
-	}
+	b.ckReset = present && !ackOK
 	// Segments wholly before the checkpoint's segment are confirmed.
 	if ackOK {
 		for len(segs) > 1 && segs[0].base < ack.Seg {
@@ -577,13 +575,15 @@ func (b *Buffer) appendBatch(ctx context.Context, ps [][]byte, one []byte) (int,
 
 // appendRecord appends the framed record for p to dst.
 func appendRecord(dst, p []byte) []byte {
-	var h [hdrSize]byte
+	at := len(dst)
+	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
+	dst = append(dst, p...)
+	h := dst[at : at+hdrSize]
 	putU32(h[0:4], uint32(len(p)))
 	crc := crc32.Update(0, castagnoli, h[0:4])
 	crc = crc32.Update(crc, castagnoli, p)
 	putU32(h[4:8], crc)
-	dst = append(dst, h[:]...)
-	return append(dst, p...)
+	return dst
 }
 
 func putU32(b []byte, v uint32) {

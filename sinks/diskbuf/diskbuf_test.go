@@ -597,3 +597,19 @@ func TestVerifyClean(t *testing.T) {
 		t.Fatal("Verify of a missing dir succeeded")
 	}
 }
+
+// Appending a record (no fsync) allocates nothing: the scratch buffer is
+// reused under the lock.
+func TestAppendAllocs(t *testing.T) {
+	b := openT(t, t.TempDir(), Options{MaxTotalBytes: 1 << 30, Fsync: FsyncNever})
+	defer b.Close()
+	p := make([]byte, 300)
+	ps := [][]byte{p, p, p}
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(200, func() {
+		b.Append(ctx, p)
+		b.AppendBatch(ctx, ps)
+	}); n != 0 {
+		t.Fatalf("Append: %v allocs", n)
+	}
+}

@@ -56,11 +56,17 @@ func (s *scanner) fill(n int, mayMove bool) (bool, error) {
 	if s.w-s.r >= n {
 		return true, nil
 	}
+	if mayMove && s.r == s.w && len(s.buf) > readBufSize && n <= readBufSize/2 {
+		s.buf, s.r, s.w = make([]byte, readBufSize), 0, 0 // shrink after a large record
+	}
 	if s.r+n > len(s.buf) {
 		switch {
-		case n > len(s.buf):
-			// Growing leaves the old array to the records that alias it.
-			nb := make([]byte, max(n, 2*len(s.buf)))
+		case n > len(s.buf)/2:
+			// Twice the largest record wanted, so that compaction (below)
+			// happens only after consuming half a buffer: resync asks for
+			// long records at every byte offset. Growing leaves the old
+			// array to the records that alias it.
+			nb := make([]byte, max(n, min(2*n, 2*(hdrSize+MaxRecordBytes))))
 			s.w = copy(nb, s.buf[s.r:s.w])
 			s.buf, s.r = nb, 0
 		case mayMove:

@@ -40,7 +40,7 @@ func Verify(dir string) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	rep.Ack, rep.AckValid, err = readCheckpoint(dir)
+	rep.Ack, rep.AckValid, _, err = readCheckpoint(dir)
 	if err != nil {
 		return rep, err
 	}
