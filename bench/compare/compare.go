@@ -71,6 +71,13 @@ type Run struct {
 	// Unstamped counts messages that arrived without a readable stamp
 	// (a relay that rewrote or truncated them).
 	Unstamped uint64 `json:"unstamped"`
+	// Reconnects counts Kafka consumer redials (reads resume at the next
+	// unread offset, so they never cause duplicates).
+	Reconnects uint64 `json:"consumer_reconnects,omitempty"`
+	// KafkaLogSize is how many messages the topic held at the end:
+	// received == log size means duplicates were written by the relay
+	// (producer retries), not read twice.
+	KafkaLogSize int64 `json:"kafka_log_size,omitempty"`
 	// UnstampedSamples shows a few of them.
 	UnstampedSamples []string        `json:"unstamped_samples,omitempty"`
 	LossPct          float64         `json:"loss_pct"`
@@ -212,8 +219,8 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 				if r.Err != "" {
 					fmt.Fprintf(o.Log, "%-8s %-10s run %d: error: %s\n", sc.ID, rl.Name, i+1, r.Err)
 				} else {
-					fmt.Fprintf(o.Log, "%-8s %-10s run %d: %9.0f msg/s delivered, loss %6.3f%%, dups %d, unstamped %d, %.2f CPU s/M msgs, p99 %v, RSS %d MiB, others busy %.0f%%\n",
-						sc.ID, rl.Name, i+1, r.Delivered, r.LossPct, r.Dups, r.Unstamped, r.CPUPerM, r.Latency.P99.Round(time.Microsecond), r.PeakRSS>>20, 100*r.OthersBusy)
+					fmt.Fprintf(o.Log, "%-8s %-10s run %d: %9.0f msg/s delivered, loss %6.3f%%, dups %d (reconnects %d, log %d), unstamped %d, %.2f CPU s/M msgs, p99 %v, RSS %d MiB, others busy %.0f%%\n",
+						sc.ID, rl.Name, i+1, r.Delivered, r.LossPct, r.Dups, r.Reconnects, r.KafkaLogSize, r.Unstamped, r.CPUPerM, r.Latency.P99.Round(time.Microsecond), r.PeakRSS>>20, 100*r.OthersBusy)
 				}
 			}
 			row.Median = median(row.Runs)
@@ -236,6 +243,8 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 	fail := func(err error) Run { return Run{Err: err.Error()} }
 	runID := gen.NewRunID()
 	var tracker *recv.Tracker
+	consumerErr := func() error { return nil }
+	var consumer *recv.Consumer
 	setup := Setup{In: "tcp", Dir: dir, Root: o.Root, Exe: o.Exe}
 	if sc.Kind == "udp" {
 		setup.In = "udp"
@@ -251,6 +260,8 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 		}
 		defer k.Close()
 		tracker = k.Tracker
+		consumerErr = k.Err
+		consumer = k
 	} else {
 		srv, err := recv.Listen("tcp://127.0.0.1:0", runID)
 		if err != nil {
@@ -335,6 +346,9 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 	if gerr != nil {
 		return fail(gerr)
 	}
+	if err := consumerErr(); err != nil {
+		return fail(err)
+	}
 	rep := tracker.Report(gres.Sent)
 	r := Run{Sent: gres.Total, Unique: rep.Unique, Dups: rep.Dups, Lost: rep.Lost, LossPct: rep.LossPct, Unstamped: rep.Bad, UnstampedSamples: rep.BadSamples,
 		Offered: gres.Rate, Latency: rep.Latency, PeakRSS: peak}
@@ -344,6 +358,12 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 		}
 	}
 	r.CPU = (u1.cpu - u0.cpu).Seconds()
+	if consumer != nil {
+		r.Reconnects = consumer.Reconnects()
+		if n, err := consumer.LogSize(ctx); err == nil {
+			r.KafkaLogSize = n
+		}
+	}
 	r.HarnessCPU = (self1 - self0).Seconds()
 	if others := (busy1 - busy0).Seconds() - r.CPU - r.HarnessCPU; others > 0 {
 		r.OthersBusy = others / (wall.Seconds() * float64(runtime.NumCPU()))

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -22,7 +23,16 @@ type Consumer struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	err     error
+	topic   string
+	parts   []kafka.Partition
+	// reconnects counts partition connections redialled after an error.
+	reconnects atomic.Uint64
 }
+
+// Reconnects is how often a partition reader had to redial after an
+// error (reads resume at the next unread offset, so no message is read
+// twice).
+func (k *Consumer) Reconnects() uint64 { return k.reconnects.Load() }
 
 // CreateTopic creates topic with the given partitions (replication 1) on
 // the cluster behind brokers; an existing topic is left as it is.
@@ -80,34 +90,82 @@ func Consume(ctx context.Context, brokers []string, topic, run string) (*Consume
 		time.Sleep(200 * time.Millisecond)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	k := &Consumer{Tracker: NewTracker(), cancel: cancel}
+	k := &Consumer{Tracker: NewTracker(), cancel: cancel, topic: topic}
 	for _, p := range parts {
 		leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
-		pc, err := kafka.DialLeader(ctx, "tcp", leader, topic, p.ID)
-		if err != nil {
-			k.Close()
-			return nil, fmt.Errorf("bench/recv: kafka %s partition %d leader %s: %w", topic, p.ID, leader, err)
-		}
-		if _, err := pc.Seek(0, kafka.SeekStart); err != nil {
-			pc.Close()
-			k.Close()
-			return nil, fmt.Errorf("bench/recv: kafka %s partition %d: seek to first offset: %w", topic, p.ID, err)
+		k.parts = append(k.parts, p)
+		pr := &partitionReader{leader: leader, topic: topic, id: p.ID}
+		// A new topic's leader may take a moment to serve it.
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			err := pr.dial(ctx)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				k.Close()
+				return nil, err
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		k.wg.Add(1)
-		go k.partition(ctx, pc, newCollector(k.Tracker, run))
+		go k.partition(ctx, pr, newCollector(k.Tracker, run))
 	}
 	return k, nil
 }
 
-func (k *Consumer) partition(ctx context.Context, pc *kafka.Conn, col *collector) {
+// partitionReader reads one partition and reconnects after errors from
+// the next unread offset: a kafka-go Conn is not reliable after a read
+// deadline fired mid-response.
+type partitionReader struct {
+	leader string
+	topic  string
+	id     int
+	conn   *kafka.Conn
+	next   int64 // next offset to read; 0 means from the first offset
+}
+
+func (p *partitionReader) dial(ctx context.Context) error {
+	c, err := kafka.DialLeader(ctx, "tcp", p.leader, p.topic, p.id)
+	if err != nil {
+		return fmt.Errorf("bench/recv: kafka %s partition %d leader %s: %w", p.topic, p.id, p.leader, err)
+	}
+	if p.next == 0 {
+		_, err = c.Seek(0, kafka.SeekStart)
+	} else {
+		_, err = c.Seek(p.next, kafka.SeekAbsolute)
+	}
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("bench/recv: kafka %s partition %d: seek to offset %d: %w", p.topic, p.id, p.next, err)
+	}
+	p.conn = c
+	return nil
+}
+
+func (k *Consumer) partition(ctx context.Context, p *partitionReader, col *collector) {
 	defer k.wg.Done()
-	defer pc.Close()
-	stop := context.AfterFunc(ctx, func() { pc.SetReadDeadline(time.Now()) })
-	defer stop()
+	defer func() {
+		if p.conn != nil {
+			p.conn.Close()
+		}
+	}()
 	buf := make([]byte, 64<<10)
+	failures := 0
 	for ctx.Err() == nil {
-		pc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		b := pc.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond})
+		if p.conn == nil {
+			if err := p.dial(ctx); err != nil {
+				if failures++; failures > 50 {
+					k.setErr(err)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+		}
+		c := p.conn
+		stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b := c.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond})
 		nbytes := 0
 		for {
 			n, err := b.Read(buf)
@@ -117,18 +175,60 @@ func (k *Consumer) partition(ctx context.Context, pc *kafka.Conn, col *collector
 			nbytes += n
 			col.msg(buf[:n])
 		}
+		if off := b.Offset(); off > p.next { // a failed batch reports offset 0
+			p.next = off
+		}
 		col.flush(nbytes)
-		if err := b.Close(); err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			k.mu.Lock()
-			k.err = fmt.Errorf("bench/recv: kafka read: %w", err)
-			k.mu.Unlock()
+		err := b.Close()
+		stop()
+		if err == nil || errors.Is(err, io.EOF) {
+			failures = 0
+			continue
+		}
+		if errors.Is(err, kafka.RequestTimedOut) && nbytes == 0 {
+			continue // kafka-go's way of saying "no new messages yet"
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// Any error (a deadline included) may leave the connection
+		// mid-response: start over from the next unread offset.
+		c.Close()
+		p.conn = nil
+		k.reconnects.Add(1)
+		if failures++; failures > 50 {
+			k.setErr(fmt.Errorf("bench/recv: kafka %s partition %d: %w", p.topic, p.id, err))
 			return
 		}
 	}
+}
+
+func (k *Consumer) setErr(err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.err == nil {
+		k.err = err
+	}
+}
+
+// LogSize is the number of messages the topic's partitions hold (last
+// minus first offset, summed). Compared with what the Tracker received
+// it tells producer-side duplicates (in the log) from consumer ones.
+func (k *Consumer) LogSize(ctx context.Context) (int64, error) {
+	var n int64
+	for _, p := range k.parts {
+		c, err := kafka.DialLeader(ctx, "tcp", net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port)), k.topic, p.ID)
+		if err != nil {
+			return 0, err
+		}
+		first, last, err := c.ReadOffsets()
+		c.Close()
+		if err != nil {
+			return 0, err
+		}
+		n += last - first
+	}
+	return n, nil
 }
 
 // Err is the error that stopped a partition reader, if any.
