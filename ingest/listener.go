@@ -63,7 +63,8 @@ type Listener struct {
 	labels                     []string
 	reasons                    sync.Map // "kind/reason" -> *metrics.Counter
 
-	open sync.Map // gnet.Conn -> *conn, for the timeout sweep
+	open    sync.Map // gnet.Conn -> *conn, for the timeout sweep
+	batches sync.Map // UDP socket fd -> *udpBatch, one per event loop
 
 	eng     gnet.Engine
 	booted  chan struct{}
@@ -393,25 +394,8 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		if a, ok := c.RemoteAddr().(*net.UDPAddr); ok {
 			peer = a.AddrPort()
 		}
-		if !s.acl.Permit(peer.Addr()) {
-			l.reason("rejected", "acl").Inc()
-			return gnet.None
-		}
-		frame := framing.TrimUDP(buf)
-		if len(frame) == 0 {
-			l.reason("malformed", "empty").Inc()
-			return gnet.None
-		}
-		if len(frame) > s.max {
-			l.reason("malformed", "oversize").Inc()
-			if !s.truncate {
-				l.reason("dropped", "oversize").Inc()
-				return gnet.None
-			}
-			l.truncated.Inc()
-			frame = frame[:s.max]
-		}
-		l.deliver(s, fe, frame, now, peer)
+		l.datagram(s, fe, buf, false, now, peer)
+		l.drainUDP(c.Fd(), s, fe, now)
 		return gnet.None
 	}
 
@@ -455,6 +439,53 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		st.partialSince.Store(now)
 	}
 	return gnet.None
+}
+
+// datagram handles one UDP datagram: ACL, size, then deliver.
+func (l *Listener) datagram(s *settings, fe *route.Frontend, buf []byte, cut bool, now int64, peer netip.AddrPort) {
+	if !s.acl.Permit(peer.Addr()) {
+		l.reason("rejected", "acl").Inc()
+		return
+	}
+	frame := framing.TrimUDP(buf)
+	if len(frame) == 0 && !cut {
+		l.reason("malformed", "empty").Inc()
+		return
+	}
+	if len(frame) > s.max || cut {
+		l.reason("malformed", "oversize").Inc()
+		if !s.truncate {
+			l.reason("dropped", "oversize").Inc()
+			return
+		}
+		l.truncated.Inc()
+		frame = frame[:min(len(frame), s.max)]
+	}
+	l.deliver(s, fe, frame, now, peer)
+}
+
+// drainUDP reads what else is waiting on the socket in recvmmsg batches
+// (see udpbatch.go). It runs on the event loop that owns fd.
+func (l *Listener) drainUDP(fd int, s *settings, fe *route.Frontend, now int64) {
+	slot := min(s.max+1, 64<<10)
+	var b *udpBatch
+	if v, ok := l.batches.Load(fd); ok {
+		b = v.(*udpBatch)
+	}
+	if b == nil || b.slot < slot {
+		b = newUDPBatch(slot)
+		l.batches.Store(fd, b)
+	}
+	for range udpMaxBatches {
+		n := b.read(fd)
+		for i := range n {
+			data, cut, peer := b.datagram(i)
+			l.datagram(s, fe, data, cut, now, peer)
+		}
+		if n < udpBatchSize {
+			return
+		}
+	}
 }
 
 // deliver turns one frame into a message and enqueues it on its routes.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -19,13 +20,15 @@ import (
 
 // collector is a route target that keeps the message texts.
 type collector struct {
-	mu   sync.Mutex
-	msgs []string
+	mu    sync.Mutex
+	msgs  []string
+	peers []netip.AddrPort
 }
 
 func (c *collector) Enqueue(m *sinks.Message, _ bool) bool {
 	c.mu.Lock()
 	c.msgs = append(c.msgs, string(m.Field(m.Msg)))
+	c.peers = append(c.peers, m.Peer)
 	c.mu.Unlock()
 	m.Release()
 	return true
@@ -258,5 +261,62 @@ func TestBindErrorNamesTheCause(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("bind error %q does not say the address is in use", err)
+	}
+}
+
+// TestUDPBurstBatchedReads sends a burst of datagrams from two sockets (one
+// IPv4, one IPv6) so most arrive through the recvmmsg drain, and checks
+// every one arrives once with its sender's address, and that a datagram
+// longer than the batch slot is cut and counted.
+func TestUDPBurstBatchedReads(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		t.Run(host, func(t *testing.T) {
+			fe := &conf.Frontend{Name: "edge", Sinks: []string{"out"}, MaxMessageSize: 1000}
+			cfg := &conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}
+			tgt := &collector{}
+			tab, _ := route.Compile(cfg, map[string]route.Target{"out": tgt})
+			h := &route.Holder{}
+			h.Store(tab)
+			reg := metrics.NewRegistry()
+			addr := net.JoinHostPort(host, "0")
+			l, err := New(fe, conf.Bind{Scheme: "udp", Host: host, Addr: addr}, h, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Start(); err != nil {
+				t.Skipf("no %s here: %v", host, err)
+			}
+			defer l.Stop(context.Background())
+			c, err := net.Dial("udp", l.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			const n = 3000
+			for i := range n {
+				fmt.Fprintf(c, "<13>1 2026-11-25T10:00:00Z h app - - - d%d", i)
+			}
+			c.Write([]byte("<13>1 2026-11-25T10:00:00Z h app - - - " + strings.Repeat("y", 3000)))
+			waitFor(t, "all datagrams", func() bool { return tgt.count() == n+1 })
+			want := c.LocalAddr().(*net.UDPAddr).AddrPort()
+			seen := map[string]bool{}
+			tgt.mu.Lock()
+			defer tgt.mu.Unlock()
+			for i, m := range tgt.msgs {
+				if tgt.peers[i] != want {
+					t.Fatalf("datagram %d from %v, want %v", i, tgt.peers[i], want)
+				}
+				if seen[m] {
+					t.Fatalf("%q twice", m)
+				}
+				seen[m] = true
+			}
+			if got := tgt.msgs[n]; len(got) != 1000-len("<13>1 2026-11-25T10:00:00Z h app - - - ") {
+				t.Errorf("oversize datagram delivered with a %d-byte message, want it cut at max_message_size", len(got))
+			}
+			if counter(reg, "wharf_frontend_truncated_total", "") != 1 {
+				t.Error("truncation not counted")
+			}
+		})
 	}
 }
