@@ -216,12 +216,10 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 				os.MkdirAll(dir, 0o755)
 				r := runOnce(ctx, o, sc, rl, dir, label)
 				row.Runs = append(row.Runs, r)
-				if r.Err != "" {
-					fmt.Fprintf(o.Log, "%-8s %-10s run %d: error: %s\n", sc.ID, rl.Name, i+1, r.Err)
-				} else {
-					fmt.Fprintf(o.Log, "%-8s %-10s run %d: %9.0f msg/s delivered, loss %6.3f%%, dups %d (reconnects %d, log %d), unstamped %d, %.2f CPU s/M msgs, p99 %v, RSS %d MiB, others busy %.0f%%\n",
-						sc.ID, rl.Name, i+1, r.Delivered, r.LossPct, r.Dups, r.Reconnects, r.KafkaLogSize, r.Unstamped, r.CPUPerM, r.Latency.P99.Round(time.Microsecond), r.PeakRSS>>20, 100*r.OthersBusy)
+				if o.Progress != nil {
+					fmt.Fprint(o.Progress, "\r\033[K")
 				}
+				fmt.Fprintf(o.Log, "%-8s %-10s run %d: %s\n", sc.ID, rl.Name, i+1, r.summary())
 			}
 			row.Median = median(row.Runs)
 			sr.Rows = append(sr.Rows, row)
@@ -236,6 +234,19 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 		fmt.Fprint(o.Progress, "\r\033[K")
 	}
 	return res, ctx.Err()
+}
+
+// summary is a one-line account of a run for the log.
+func (r Run) summary() string {
+	if r.Err != "" {
+		return "error: " + r.Err
+	}
+	s := fmt.Sprintf("%9.0f msg/s delivered, loss %6.3f%%, dups %d, unstamped %d, %.2f CPU s/M msgs, p99 %v, RSS %d MiB, others busy %.0f%%",
+		r.Delivered, r.LossPct, r.Dups, r.Unstamped, r.CPUPerM, r.Latency.P99.Round(time.Microsecond), r.PeakRSS>>20, 100*r.OthersBusy)
+	if r.KafkaLogSize > 0 {
+		s += fmt.Sprintf(", kafka log %d, consumer reconnects %d", r.KafkaLogSize, r.Reconnects)
+	}
+	return s
 }
 
 // runOnce is one relay run: receiver, relay, generator, drain, measure.
