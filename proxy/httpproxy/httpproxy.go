@@ -71,6 +71,9 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 	if cfg.Mode != "http" {
 		return nil, fmt.Errorf("proxy/http: frontend %s has mode %q, want http", cfg.Name, cfg.Mode)
 	}
+	c := *cfg // a copy with unset values defaulted (configs built in code)
+	(&conf.Config{Frontends: map[string]*conf.Frontend{c.Name: &c}}).ApplyDefaults()
+	cfg = &c
 	f := &Frontend{name: cfg.Name, cfg: cfg, log: log.With("frontend", cfg.Name), conns: map[*conn]struct{}{}}
 	var err error
 	if f.access.Allow, err = acl.Parse("frontend "+cfg.Name+" allow", cfg.Allow); err != nil {

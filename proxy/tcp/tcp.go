@@ -75,6 +75,7 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 	if cfg.Mode != "tcp" {
 		return nil, fmt.Errorf("proxy/tcp: frontend %s has mode %q, want tcp", cfg.Name, cfg.Mode)
 	}
+	cfg = withDefaults(cfg)
 	f := &Frontend{name: cfg.Name, cfg: cfg, log: log.With("frontend", cfg.Name), conns: map[*net.TCPConn]struct{}{}, closing: make(chan struct{})}
 	var err error
 	if f.access.Allow, err = acl.Parse("frontend "+cfg.Name+" allow", cfg.Allow); err != nil {
@@ -478,4 +479,13 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	f.log.Warn("shutdown timeout: closed open connections", "count", left)
 	<-done
 	return ctx.Err()
+}
+
+// withDefaults returns a copy of cfg with unset values defaulted, so a
+// config built in code cannot ask for a zero timeout (which would close
+// every connection at once).
+func withDefaults(cfg *conf.Frontend) *conf.Frontend {
+	c := *cfg
+	(&conf.Config{Frontends: map[string]*conf.Frontend{c.Name: &c}}).ApplyDefaults()
+	return &c
 }

@@ -760,3 +760,43 @@ address = %q
 		t.Fatal("client's data after the server's FIN never arrived")
 	}
 }
+
+// A config built in code without defaults must not get zero timeouts
+// (which would close every connection at once) or a zero check interval.
+func TestConfigBuiltInCode(t *testing.T) {
+	echo := proxytest.Listen(t, proxytest.Echo)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := metrics.NewRegistry()
+	b, err := upstream.New(&conf.Backend{Name: "b", Servers: []conf.Server{{Address: echo.Addr}}}, reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	defer b.Close()
+	fc := &conf.Frontend{Name: "f", Mode: "tcp", Backend: "b", Binds: []conf.Bind{{Scheme: "tcp", Addr: "[::1]:0"}}}
+	f, err := New(fc, map[string]*upstream.Backend{"b": b}, reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Start(); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := f.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}()
+	c := dial(t, f.Addrs()[0].String())
+	defer c.Close()
+	time.Sleep(50 * time.Millisecond) // longer than a zero timeout's window
+	io.WriteString(c, "v6")
+	got := make([]byte, 2)
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != "v6" {
+		t.Fatalf("echo over [::1]: %q, %v", got, err)
+	}
+	if s := b.Servers()[0]; !s.Up() || s.Name != echo.Addr || s.Weight != 1 {
+		t.Errorf("server defaults: up %v name %q weight %d", s.Up(), s.Name, s.Weight)
+	}
+}

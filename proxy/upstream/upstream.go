@@ -89,6 +89,10 @@ type Backend struct {
 // New builds a backend from its (defaulted, validated) config. Servers
 // start up; health checks begin with Start.
 func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, error) {
+	c := *cfg // a copy with unset values defaulted (configs built in code)
+	c.Servers = append([]conf.Server(nil), cfg.Servers...)
+	(&conf.Config{Backends: map[string]*conf.Backend{c.Name: &c}}).ApplyDefaults()
+	cfg = &c
 	b := &Backend{Name: cfg.Name, cfg: *cfg, log: log.With("backend", cfg.Name), stop: make(chan struct{})}
 	if len(cfg.Servers) == 0 {
 		return nil, fmt.Errorf("proxy/upstream: backend %s has no servers; add [[backend.%s.server]]", cfg.Name, cfg.Name)

@@ -74,9 +74,9 @@ func TestPick(t *testing.T) {
 	}
 	f(pool(t, "roundrobin", "a", "b", "c"), "10.0.0.1", 6, false, "abcabc")
 	f(pool(t, "roundrobin", "a:5", "b:1", "c:1"), "10.0.0.1", 7, false, "aabacaa") // smooth: spread out
-	f(pool(t, "roundrobin", "a:1:1", "b:1:1"), "10.0.0.1", 3, true, "ab-")      // maxconn full
-	f(pool(t, "leastconn", "a", "b:2"), "10.0.0.1", 6, true, "abbbab") // a:2 b:4 held; ties rotate
-	f(pool(t, "leastconn", "a", "b"), "10.0.0.1", 4, false, "abab") // ties rotate
+	f(pool(t, "roundrobin", "a:1:1", "b:1:1"), "10.0.0.1", 3, true, "ab-")         // maxconn full
+	f(pool(t, "leastconn", "a", "b:2"), "10.0.0.1", 6, true, "abbbab")             // a:2 b:4 held; ties rotate
+	f(pool(t, "leastconn", "a", "b"), "10.0.0.1", 4, false, "abab")                // ties rotate
 	b := pool(t, "source", "a", "b", "c", "d")
 	first := b.Pick(netip.MustParseAddr("192.0.2.1"), nil)
 	first.Release()
