@@ -379,6 +379,7 @@ func (f *Frontend) newBackendProxy(b *upstream.Backend, reg *metrics.Registry) *
 		Rewrite:      f.rewrite,
 		Transport:    bp,
 		ErrorHandler: bp.errorHandler,
+		BufferPool:   copyBuffers,
 		ErrorLog:     slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
 	}
 	return bp
@@ -604,5 +605,23 @@ func (bp *backendProxy) errorHandler(w http.ResponseWriter, r *http.Request, err
 	}
 }
 
+// copyBuffers recycles ReverseProxy's body copy buffers (32KiB each,
+// otherwise allocated per request).
+var copyBuffers = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+// Get returns a 32KiB buffer; it belongs to the caller until Put.
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+// Put takes a buffer back; the caller must not use it afterwards.
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+var _ httputil.BufferPool = (*bufferPool)(nil)
 var _ http.RoundTripper = (*backendProxy)(nil)
 var _ http.Handler = (*Frontend)(nil)

@@ -38,7 +38,7 @@ func (r *rig) metric(name string, labels ...string) float64 {
 	return proxytest.Metric(r.reg, name, labels...)
 }
 
-func start(t *testing.T, toml string) *rig {
+func start(t testing.TB, toml string) *rig {
 	t.Helper()
 	cfg, err := conf.Parse([]byte(toml), "test.toml")
 	if err != nil {
