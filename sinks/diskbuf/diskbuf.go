@@ -472,23 +472,28 @@ func scanTail(f *os.File, size int64) (good int64, n uint64, err error) {
 
 // Append writes one record. See AppendBatch.
 func (b *Buffer) Append(ctx context.Context, payload []byte) error {
-	_, err := b.appendBatch(ctx, nil, payload)
+	_, err := b.AppendFunc(ctx, 1, func(dst []byte, _ int) []byte { return append(dst, payload...) })
 	return err
 }
 
 // AppendBatch writes payloads as consecutive records, gathering them into
 // few write calls, and returns how many were written. When the buffer is
 // full it waits for Ack to free space (OnFull "block") until ctx is done
-// or Close begins, or it drops the rest, counted, and returns ErrFull
-// (OnFull "drop_newest"). The payloads are not retained.
+// or Close begins, or it drops the rest and returns ErrFull (OnFull
+// "drop_newest"); records not written for lack of space count in
+// Stats.DroppedFull. The payloads are not retained.
 func (b *Buffer) AppendBatch(ctx context.Context, payloads [][]byte) (int, error) {
-	return b.appendBatch(ctx, payloads, nil)
+	return b.AppendFunc(ctx, len(payloads), func(dst []byte, i int) []byte { return append(dst, payloads[i]...) })
 }
 
-func (b *Buffer) appendBatch(ctx context.Context, ps [][]byte, one []byte) (int, error) {
-	count := len(ps)
-	if ps == nil {
-		count = 1
+// AppendFunc is AppendBatch for n records that enc encodes straight into
+// the write buffer: enc(dst, i) appends record i to dst and returns it.
+// enc runs with the buffer locked (it must not call the Buffer) and may
+// be called more than once for a record (when a segment or space runs
+// out); it must append the same bytes each time.
+func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i int) []byte) (int, error) {
+	if n <= 0 {
+		return 0, nil
 	}
 	b.mu.Lock()
 	if b.closed {
@@ -506,23 +511,24 @@ func (b *Buffer) appendBatch(ctx context.Context, ps [][]byte, one []byte) (int,
 		return ferr
 	}
 	b.wbuf = b.wbuf[:0]
-	for done+chunkRecs < count {
-		p := one
-		if ps != nil {
-			p = ps[done+chunkRecs]
-		}
-		rec := int64(hdrSize + len(p))
-		if len(p) > MaxRecordBytes || rec > b.opts.MaxSegmentBytes {
+	for done+chunkRecs < n {
+		at := len(b.wbuf)
+		b.wbuf = append(b.wbuf, 0, 0, 0, 0, 0, 0, 0, 0)
+		b.wbuf = enc(b.wbuf, done+chunkRecs)
+		plen := len(b.wbuf) - at - hdrSize
+		rec, pend := int64(hdrSize+plen), int64(at)
+		if plen > MaxRecordBytes || rec > b.opts.MaxSegmentBytes {
+			b.wbuf = b.wbuf[:at]
 			err = ErrTooLarge
 			break
 		}
-		pend := int64(len(b.wbuf))
 		if b.disk+pend+rec > b.opts.MaxTotalBytes {
+			b.wbuf = b.wbuf[:at]
 			if err = flush(); err != nil {
 				break
 			}
 			if b.opts.OnFull == OnFullDropNewst {
-				b.dropped += uint64(count - done)
+				b.dropped += uint64(n - done)
 				err = ErrFull
 				break
 			}
@@ -540,19 +546,24 @@ func (b *Buffer) appendBatch(ctx context.Context, ps [][]byte, one []byte) (int,
 				err = ErrClosed
 			}
 			if err != nil {
+				if !errors.Is(err, ErrClosed) {
+					b.dropped += uint64(n - done)
+				}
 				break
 			}
 			continue
 		}
 		if b.written+pend+rec > b.opts.MaxSegmentBytes && b.written+pend > 0 {
+			b.wbuf = b.wbuf[:at]
 			if err = flush(); err != nil {
 				break
 			}
 			if err = b.rotateLocked(); err != nil {
 				break
 			}
+			continue
 		}
-		b.wbuf = appendRecord(b.wbuf, p)
+		sealRecord(b.wbuf[at:])
 		chunkRecs++
 		if len(b.wbuf) >= writeChunk {
 			if err = flush(); err != nil {
@@ -573,16 +584,20 @@ func (b *Buffer) appendBatch(ctx context.Context, ps [][]byte, one []byte) (int,
 	return done, err
 }
 
+// sealRecord fills in the header of rec: 8 header bytes, then the payload.
+func sealRecord(rec []byte) {
+	putU32(rec[0:4], uint32(len(rec)-hdrSize))
+	crc := crc32.Update(0, castagnoli, rec[0:4])
+	crc = crc32.Update(crc, castagnoli, rec[hdrSize:])
+	putU32(rec[4:8], crc)
+}
+
 // appendRecord appends the framed record for p to dst.
 func appendRecord(dst, p []byte) []byte {
 	at := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
 	dst = append(dst, p...)
-	h := dst[at : at+hdrSize]
-	putU32(h[0:4], uint32(len(p)))
-	crc := crc32.Update(0, castagnoli, h[0:4])
-	crc = crc32.Update(crc, castagnoli, p)
-	putU32(h[4:8], crc)
+	sealRecord(dst[at:])
 	return dst
 }
 

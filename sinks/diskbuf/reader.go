@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"sort"
 )
@@ -304,6 +305,7 @@ func (b *Buffer) segState(base uint64) (limit int64, sealed, exists bool, next u
 func (b *Buffer) read(max, maxBytes int) ([]Record, error) {
 	b.recs = b.recs[:0]
 	size := 0
+	missing := false
 	for {
 		b.mu.Lock()
 		if b.closed {
@@ -318,6 +320,10 @@ func (b *Buffer) read(max, maxBytes int) ([]Record, error) {
 		}
 		if b.rd.f == nil {
 			f, err := os.Open(b.segPath(b.rd.seg))
+			if errors.Is(err, fs.ErrNotExist) && !missing {
+				missing = true
+				continue // confirmed and removed meanwhile: segState moves on
+			}
 			if err != nil {
 				return nil, fmt.Errorf("diskbuf: open segment for reading: %w", err)
 			}
