@@ -99,6 +99,9 @@ func (g *gateway) reloadHandler(w http.ResponseWriter, _ *http.Request) {
 func (g *gateway) reload(cfg *conf.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if proxyConfigChanged(g.cfg, cfg) {
+		g.log.Warn("proxy frontends or backends changed; proxy changes take effect at the next restart (syslog frontends and sinks are reloaded now)")
+	}
 	if cfg.Admin.Listen != g.cfg.Admin.Listen {
 		g.log.Warn("admin.listen changed; it takes effect at the next restart", "running", g.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
 	}
@@ -201,4 +204,20 @@ func (g *gateway) reload(cfg *conf.Config) error {
 		return fmt.Errorf("config applied, but some binds could not be opened:\n%s", strings.Join(bindErrs, "\n"))
 	}
 	return nil
+}
+
+// proxyConfigChanged reports whether the proxy side (tcp/http frontends,
+// backends) differs between two configs. Reload does not apply proxy
+// changes yet: the running proxies keep their listeners and pools.
+func proxyConfigChanged(a, b *conf.Config) bool {
+	pick := func(c *conf.Config) map[string]*conf.Frontend {
+		out := map[string]*conf.Frontend{}
+		for n, f := range c.Frontends {
+			if f.IsProxy() {
+				out[n] = f
+			}
+		}
+		return out
+	}
+	return !reflect.DeepEqual(pick(a), pick(b)) || !reflect.DeepEqual(a.Backends, b.Backends)
 }

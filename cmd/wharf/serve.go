@@ -40,6 +40,7 @@ type gateway struct {
 	runners   map[string]*sinks.Runner
 	routes    route.Holder
 	listeners map[string]*ingest.Listener // by scheme://addr as configured
+	proxies   func(ctx context.Context)   // stops the proxy frontends (proxy.go)
 	admin     *admin.Server
 	ops       operator // status page and tap (tap.go)
 }
@@ -94,6 +95,11 @@ func (g *gateway) start() error {
 	for _, r := range g.runners {
 		r.Start()
 	}
+	stopProxies, err := startProxies(g.cfg, g.reg, g.log)
+	if err != nil {
+		return err
+	}
+	g.proxies = stopProxies
 	for _, sb := range syslogBinds(g.cfg) {
 		if err := g.listen(sb); err != nil {
 			return err
@@ -132,11 +138,19 @@ func (g *gateway) stop(timeout time.Duration) {
 	g.ops.close() // end tap streams, or the admin shutdown waits for them
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	proxiesDone := make(chan struct{}) // proxies drain beside the listeners
+	go func() {
+		if g.proxies != nil {
+			g.proxies(ctx)
+		}
+		close(proxiesDone)
+	}()
 	for _, l := range g.listeners {
 		if err := l.Stop(ctx); err != nil {
 			g.log.Warn("listener stop", "frontend", l.Frontend(), "err", err)
 		}
 	}
+	<-proxiesDone
 	done := make(chan struct{})
 	for name, r := range g.runners {
 		go func() {
