@@ -36,16 +36,18 @@ var doneCtx = func() context.Context {
 // Put stores ms in order and returns how many it stored; the messages are
 // only read (the caller keeps, and releases, its references). With block
 // it waits for space when the buffer is full and OnFull is "block", until
-// ctx is done or the buffer closes; without block, or with OnFull
-// "drop_newest", a full buffer stores no more and Put returns ErrFull.
-// It allocates nothing.
+// ctx is done; without block, or with OnFull "drop_newest", a full buffer
+// stores no more. Running out of space (or of ctx while waiting for it)
+// is not an error: n < len(ms) with a nil error, counted in
+// Stats.DroppedFull. An error (ErrClosed, I/O) is a failure to store. It
+// allocates nothing.
 func (s *Spool) Put(ctx context.Context, ms []*sinks.Message, block bool) (int, error) {
 	if !block {
 		ctx = doneCtx
 	}
 	n, err := s.b.AppendFunc(ctx, len(ms), func(dst []byte, i int) []byte { return EncodeMessage(dst, ms[i]) })
-	if !block && errors.Is(err, context.Canceled) {
-		err = ErrFull
+	if errors.Is(err, ErrFull) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		err = nil
 	}
 	return n, err
 }

@@ -34,7 +34,6 @@ func TestSpool(t *testing.T) {
 	b.Close()
 
 	b = openT(t, dir, o)
-	defer b.Close()
 	sp = NewSpool(b)
 	got, err = sp.Get(context.Background(), nil, 100, 1<<20)
 	if err != nil || len(got) != len(ms)-2 {
@@ -49,16 +48,30 @@ func TestSpool(t *testing.T) {
 	// Fill it: without block Put refuses at once.
 	big := &sinks.Message{Raw: make([]byte, 400), Priority: -1}
 	start := time.Now()
-	var full error
+	stored := 0
 	for range 10 {
-		if _, full = sp.Put(context.Background(), []*sinks.Message{big}, false); full != nil {
+		n, err := sp.Put(context.Background(), []*sinks.Message{big}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
 			break
 		}
+		stored++
 	}
-	if !errors.Is(full, ErrFull) || time.Since(start) > time.Second {
-		t.Fatalf("Put on a full spool without block: %v after %v", full, time.Since(start))
+	if stored == 10 || time.Since(start) > time.Second {
+		t.Fatalf("Put on a full spool without block: stored %d in %v", stored, time.Since(start))
 	}
-	if b.Stats().DroppedFull != 1 {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if n, err := sp.Put(ctx, []*sinks.Message{big}, true); n != 0 || err != nil {
+		t.Fatalf("blocking Put on a full spool until ctx ends: %d, %v", n, err)
+	}
+	b.Close()
+	if n, err := sp.Put(context.Background(), ms[:1], true); n != 0 || !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put after Close: %d, %v", n, err)
+	}
+	if b.Stats().DroppedFull != 2 {
 		t.Fatalf("stats %+v", b.Stats())
 	}
 }
