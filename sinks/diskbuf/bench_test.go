@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"wharf/sinks"
 )
 
 const benchRecord = 300
@@ -94,4 +92,21 @@ func BenchmarkEncodeDecodeMessage(b *testing.B) {
 	}
 }
 
-var _ = sinks.Message{}
+// BenchmarkAppendParallelAlways has 32 goroutines appending single records
+// with Fsync "always": they share fsyncs (group commit).
+func BenchmarkAppendParallelAlways(b *testing.B) {
+	buf := openT(b, b.TempDir(), Options{MaxTotalBytes: 64 << 30, Fsync: FsyncAlways})
+	defer buf.Close()
+	b.ReportAllocs()
+	b.SetBytes(benchRecord)
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		p := make([]byte, benchRecord)
+		for pb.Next() {
+			if err := buf.Append(context.Background(), p); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -634,6 +634,9 @@ func (b *Buffer) flushLocked(n int) error {
 	b.nextSeq += uint64(n)
 	b.appended += uint64(n)
 	b.wbuf = b.wbuf[:0]
+	if cap(b.wbuf) > 4*writeChunk {
+		b.wbuf = nil // after a huge record: do not pin it
+	}
 	select {
 	case b.dataCh <- struct{}{}:
 	default:
