@@ -114,11 +114,11 @@ const (
 
 // Fsync policies and full-buffer behaviours, as spelled in Options.
 const (
-	FsyncAlways     = "always"
-	FsyncInterval   = "interval"
-	FsyncNever      = "never"
-	OnFullBlock     = "block"
-	OnFullDropNewst = "drop_newest"
+	FsyncAlways      = "always"
+	FsyncInterval    = "interval"
+	FsyncNever       = "never"
+	OnFullBlock      = "block"
+	OnFullDropNewest = "drop_newest"
 )
 
 // MaxRecordBytes is the largest payload of a record. A larger length read
@@ -310,7 +310,7 @@ func (o Options) withDefaults() (Options, error) {
 	switch o.OnFull {
 	case "":
 		o.OnFull = OnFullBlock
-	case OnFullBlock, OnFullDropNewst:
+	case OnFullBlock, OnFullDropNewest:
 	default:
 		return o, fmt.Errorf("diskbuf: on_full %q: want block or drop_newest", o.OnFull)
 	}
@@ -527,7 +527,7 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 			if err = flush(); err != nil {
 				break
 			}
-			if b.opts.OnFull == OnFullDropNewst {
+			if b.opts.OnFull == OnFullDropNewest {
 				b.dropped += uint64(n - done)
 				err = ErrFull
 				break

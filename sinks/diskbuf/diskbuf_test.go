@@ -105,7 +105,7 @@ func TestOptions(t *testing.T) {
 		}
 	}
 	f(Options{MaxTotalBytes: 1 << 20}, "")
-	f(Options{MaxTotalBytes: 1 << 20, Fsync: FsyncAlways, OnFull: OnFullDropNewst}, "")
+	f(Options{MaxTotalBytes: 1 << 20, Fsync: FsyncAlways, OnFull: OnFullDropNewest}, "")
 	f(Options{MaxTotalBytes: 1 << 20, Fsync: FsyncNever, MaxSegmentBytes: 4096}, "")
 	f(Options{}, "max_total_bytes is required")
 	f(Options{MaxTotalBytes: 1000, MaxSegmentBytes: 600}, "at least twice max_segment_bytes")
@@ -396,7 +396,7 @@ func TestCorruptMiddle(t *testing.T) {
 
 func TestFullDropNewest(t *testing.T) {
 	dir := t.TempDir()
-	b := openT(t, dir, Options{MaxSegmentBytes: 256, MaxTotalBytes: 1024, OnFull: OnFullDropNewst})
+	b := openT(t, dir, Options{MaxSegmentBytes: 256, MaxTotalBytes: 1024, OnFull: OnFullDropNewest})
 	defer b.Close()
 	p := make([]byte, 92) // 100-byte records
 	ok, full := 0, 0
