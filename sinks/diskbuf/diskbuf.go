@@ -190,6 +190,10 @@ type Stats struct {
 	// Bytes and Segments are the segment files on disk now.
 	Bytes    int64
 	Segments int
+	// SyncErrors counts failed background fsyncs and checkpoint writes
+	// (Fsync "interval"); the data stays written, only its durability
+	// against a power cut is in doubt.
+	SyncErrors uint64
 	// CheckpointReset is true when Open found the ack file corrupt, and
 	// so replays everything on disk.
 	CheckpointReset bool
@@ -230,6 +234,7 @@ type Buffer struct {
 	ckSaved Position      // last checkpoint written, guarded by ckMu
 
 	corrupt   atomic.Uint64
+	syncErrs  atomic.Uint64
 	torn      uint64
 	tornBytes uint64
 	ckReset   bool
@@ -801,9 +806,13 @@ func (b *Buffer) background() {
 		b.mu.Lock()
 		end, dirty := b.logical, b.ckDirty
 		b.mu.Unlock()
-		b.syncTo(end) // an error here shows up again at the next Append sync or Close
+		if err := b.syncTo(end); err != nil {
+			b.syncErrs.Add(1)
+		}
 		if dirty {
-			b.writeCheckpoint()
+			if err := b.writeCheckpoint(); err != nil {
+				b.syncErrs.Add(1)
+			}
 		}
 	}
 }
@@ -821,6 +830,7 @@ func (b *Buffer) Stats() Stats {
 		TornBytes:       b.tornBytes,
 		Bytes:           b.disk,
 		Segments:        len(b.segs),
+		SyncErrors:      b.syncErrs.Load(),
 		CheckpointReset: b.ckReset,
 	}
 }
