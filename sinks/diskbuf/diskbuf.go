@@ -61,10 +61,18 @@
 //
 // # Concurrency
 //
-// Append and AppendBatch may be called from many goroutines. Next and
-// Rewind are for one reader goroutine (concurrent calls are serialised).
-// Ack may be called from any goroutine. Close may be called once at any
-// time; it wakes blocked Append and Next calls.
+// Append, AppendBatch and AppendFunc may be called from many goroutines.
+// Next and Rewind are for one reader goroutine (concurrent calls are
+// serialised). Ack may be called from any goroutine. Close may be called
+// once at any time; it wakes blocked Append and Next calls. An appender
+// must not be the goroutine that Acks, or a full buffer (OnFull "block")
+// waits forever.
+//
+// # Messages
+//
+// EncodeMessage and DecodeMessage turn a sinks.Message into a record and
+// back; Spool wraps a Buffer to carry messages for a sinks.Runner (see
+// runner-integration.patch in this directory for the Runner side).
 package diskbuf
 
 import (
