@@ -66,6 +66,33 @@ type RunnerConfig struct {
 	// MaxRetries is how often a failed batch is retried before it is
 	// dropped ("retries_exhausted"); 0 retries until Close.
 	MaxRetries int
+	// Spool, when set, replaces the memory queue (QueueSize and QueueBytes
+	// then do not apply): see Spool. The caller opens it before NewRunner
+	// and closes it after Runner.Close.
+	Spool Spool
+}
+
+// Spool is a durable queue between Enqueue and the sink; sinks/diskbuf's
+// Spool implements it. With one, Enqueue stores messages in it and
+// releases them at once; the delivery loop Gets batches back and Commits
+// each after the sink accepted it (or after it was dropped for good), so
+// messages not yet confirmed survive a restart and are delivered again
+// (at-least-once). Messages still stored at Close are not lost and are
+// not counted as dropped.
+type Spool interface {
+	// Put stores ms without keeping them and returns how many it stored.
+	// With block it may wait for space until ctx is done; without, a full
+	// spool stores no more. Running out of space (or of ctx while waiting
+	// for it) is not an error: n < len(ms), err nil. An error is a failure
+	// to store.
+	Put(ctx context.Context, ms []*Message, block bool) (int, error)
+	// Get waits (until ctx is done) for stored messages and appends up to
+	// max of them, about maxBytes, to dst as pooled messages with one
+	// reference each. It returns what is already stored even when ctx is
+	// done.
+	Get(ctx context.Context, dst []*Message, max int, maxBytes int64) ([]*Message, error)
+	// Commit confirms every message Get has returned.
+	Commit() error
 }
 
 // RunnerConfigFrom takes the runner settings of a sink section.
@@ -128,15 +155,17 @@ const (
 	DropRetriesExhausted = "retries_exhausted"
 	DropShutdown         = "shutdown"
 	DropClosed           = "closed"
+	DropSpoolError       = "spool_error"
 )
 
-var dropReasons = [...]string{DropQueueFull, DropRetriesExhausted, DropShutdown, DropClosed}
+var dropReasons = [...]string{DropQueueFull, DropRetriesExhausted, DropShutdown, DropClosed, DropSpoolError}
 
 const (
 	dropQueueFull = iota
 	dropRetriesExhausted
 	dropShutdown
 	dropClosed
+	dropSpoolError
 )
 
 // RunnerStats is a snapshot of a Runner for the status page.
@@ -188,6 +217,11 @@ type Runner struct {
 	suppressed int
 	failures   int // consecutive failed Writes
 
+	// With a Spool: closingCtx ends when Close begins (wakes blocked
+	// Puts), drainCtx once no Enqueue can add any more (stops Get waiting).
+	closingCtx, drainCtx       context.Context
+	closingCancel, drainCancel context.CancelFunc
+
 	sent, sentBytes, batches, writeErrors *metrics.Counter
 	dropped                               [len(dropReasons)]*metrics.Counter
 	readyGauge                            *metrics.Gauge
@@ -219,6 +253,11 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 		batch:     make([]*Message, 0, cfg.BatchSize),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.closingCtx, r.closingCancel = context.WithCancel(context.Background())
+	r.drainCtx, r.drainCancel = context.WithCancel(context.Background())
+	if cfg.Spool != nil {
+		r.q = nil // unused: the spool is the queue
+	}
 	l := []string{"sink", name}
 	r.sent = reg.Counter("wharf_sink_sent_total", "Messages delivered by the sink.", l...)
 	r.sentBytes = reg.Counter("wharf_sink_sent_bytes_total", "Raw bytes of messages delivered by the sink.", l...)
@@ -253,6 +292,10 @@ func (r *Runner) Start() {
 		} else {
 			close(r.checkDone)
 		}
+		if r.cfg.Spool != nil {
+			go r.runSpool()
+			return
+		}
 		go r.run()
 	})
 }
@@ -271,6 +314,10 @@ func (r *Runner) Enqueue(m *Message, block bool) bool {
 		r.drop(m, dropClosed)
 		return false
 	}
+	if r.cfg.Spool != nil {
+		ms := [1]*Message{m}
+		return r.put(ms[:], block) == 1
+	}
 	return r.enqueue(m, block)
 }
 
@@ -286,12 +333,39 @@ func (r *Runner) EnqueueBatch(ms []*Message, block bool) (queued int) {
 		}
 		return 0
 	}
+	if r.cfg.Spool != nil {
+		return r.put(ms, block)
+	}
 	for _, m := range ms {
 		if r.enqueue(m, block) {
 			queued++
 		}
 	}
 	return queued
+}
+
+// put stores ms in the spool and releases them; what it could not store
+// is dropped: "closed" once Close has begun, "queue_full" when the spool
+// is full, "spool_error" when it failed (logged).
+func (r *Runner) put(ms []*Message, block bool) int {
+	n, err := r.cfg.Spool.Put(r.closingCtx, ms, block)
+	reason := dropQueueFull
+	switch {
+	case n == len(ms):
+	case r.closing.Load():
+		reason = dropClosed
+	case err != nil:
+		reason = dropSpoolError
+		r.log.Error("spool write failed; dropping messages", "error", err, "dropped", len(ms)-n)
+	}
+	for i, m := range ms {
+		if i < n {
+			m.Release()
+		} else {
+			r.drop(m, reason)
+		}
+	}
+	return n
 }
 
 func (r *Runner) enqueue(m *Message, block bool) bool {
@@ -372,6 +446,7 @@ func (r *Runner) Close(ctx context.Context) error {
 		r.Start()
 		r.closing.Store(true)
 		close(r.closingCh)
+		r.closingCancel()
 		// Wait for Enqueues that passed the closing check: after this,
 		// nothing can be added to the queue and the run loop may drain it.
 		// They cannot block: every wait in enqueue also selects closingCh.
@@ -379,6 +454,7 @@ func (r *Runner) Close(ctx context.Context) error {
 			time.Sleep(50 * time.Microsecond)
 		}
 		close(r.drainCh)
+		r.drainCancel()
 		select {
 		case <-r.done:
 		case <-ctx.Done():
@@ -471,6 +547,34 @@ func (r *Runner) run() {
 			return
 		}
 		r.flush()
+	}
+}
+
+// runSpool is the delivery loop with a Spool: get a batch, write it (with
+// retries), commit it. Once draining begins it delivers what is stored
+// until the spool is empty or Close's deadline passes; what is left stays
+// in the spool for the next start.
+func (r *Runner) runSpool() {
+	defer close(r.done)
+	backoff := r.cfg.RetryBackoff
+	for r.ctx.Err() == nil {
+		var err error
+		r.batch, err = r.cfg.Spool.Get(r.drainCtx, r.batch[:0], r.cfg.BatchSize, r.cfg.BatchBytes)
+		if len(r.batch) > 0 {
+			backoff = r.cfg.RetryBackoff
+			r.flush()
+			continue
+		}
+		if r.drainCtx.Err() != nil {
+			return
+		}
+		// A read error: the spool is still there, try again later.
+		r.log.Error("spool read failed; retrying", "error", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-r.drainCh:
+		}
+		backoff = min(backoff*2, r.cfg.RetryMaxBackoff)
 	}
 }
 
@@ -618,6 +722,10 @@ const dropReasonNone = -1
 // finish releases the batch, counting it as dropped for reason unless
 // reason is dropReasonNone, and frees its queue bytes.
 func (r *Runner) finish(reason int, size int64) {
+	if r.cfg.Spool != nil {
+		r.finishSpool(reason)
+		return
+	}
 	if reason != dropReasonNone {
 		r.dropped[reason].Add(uint64(len(r.batch)))
 	}
@@ -631,6 +739,24 @@ func (r *Runner) finish(reason int, size int64) {
 	case r.space <- struct{}{}:
 	default:
 	}
+}
+
+// finishSpool releases the batch and, unless it was cut short by
+// shutdown (then it stays in the spool and is not lost), commits it.
+func (r *Runner) finishSpool(reason int) {
+	if reason != dropShutdown {
+		if reason != dropReasonNone {
+			r.dropped[reason].Add(uint64(len(r.batch)))
+		}
+		if err := r.cfg.Spool.Commit(); err != nil {
+			r.log.Error("spool commit failed; these messages may be delivered again after a restart", "error", err)
+		}
+	}
+	for i, m := range r.batch {
+		m.Release()
+		r.batch[i] = nil
+	}
+	r.batch = r.batch[:0]
 }
 
 // jitter spreads d over [d/2, d) so many runners do not retry in step.
