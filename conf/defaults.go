@@ -43,6 +43,15 @@ const (
 	// bind: above the 10k idle senders a central relay should hold (a few
 	// KiB each), below what exhausts file descriptors under LimitNOFILE=65536.
 	DefaultSyslogMaxConn = 20000
+	// DefaultTLSMinVersion is TLS 1.2: RFC 5425 senders (rsyslog, syslog-ng,
+	// network gear) all speak it, while 1.0 and 1.1 are deprecated (RFC
+	// 8996). "1.3" locks out older senders, so it is opt-in.
+	DefaultTLSMinVersion = "1.2"
+	// DefaultTLSHandshakeTimeout bounds a TLS handshake on a syslog tls://
+	// bind (header_timeout): a handshake takes a few round trips, so 10s is
+	// ample on a slow WAN, and a client that opens connections and never
+	// says hello holds a goroutine and a descriptor for no longer.
+	DefaultTLSHandshakeTimeout = 10 * time.Second
 	// DefaultFrameTimeout is 1m: a sender that starts a message and does not
 	// finish it within a minute is broken or hostile (slowloris); real
 	// senders write a whole message in one go.
@@ -248,6 +257,10 @@ func (f *Frontend) applyDefaults() {
 		f.MaxConn = DefaultSyslogMaxConn
 	}
 	setDur(&f.FrameTimeout, DefaultFrameTimeout)
+	if f.HasTLSBind() {
+		setStr(&f.TLSMinVersion, DefaultTLSMinVersion)
+		setDur(&f.HeaderTimeout, DefaultTLSHandshakeTimeout)
+	}
 	// client_timeout stays 0 (off) for syslog: senders such as rsyslog's
 	// omfwd keep quiet connections open for hours and lose the first
 	// message written after the relay silently closed one.

@@ -15,7 +15,16 @@ func (c *Config) Describe(w io.Writer) {
 	if c.Path != "" {
 		pr("config %s", c.Path)
 	}
-	pr("admin %s", c.Admin.Listen)
+	switch {
+	case c.Admin.Listen == "off":
+		pr("admin off")
+	case c.Admin.TokenFile != "":
+		pr("admin %s, write endpoints need the bearer token in %s", c.Admin.Listen, c.Admin.TokenFile)
+	case c.Admin.Token != "":
+		pr("admin %s, write endpoints need the bearer token (token)", c.Admin.Listen)
+	default:
+		pr("admin %s", c.Admin.Listen)
+	}
 	pr("global shutdown_timeout %s, log_format %s, log_level %s", c.Global.ShutdownTimeout, c.Global.LogFormat, c.Global.LogLevel)
 
 	pr("")
@@ -41,6 +50,13 @@ func (c *Config) Describe(w io.Writer) {
 		}
 		pr("  frontend %s: mode %s, format %s, framing %s, max_message_size %s, oversize %s, on_error %s",
 			name, f.Mode, f.Format, f.Framing, f.MaxMessageSize, f.Oversize, f.OnError)
+		if f.HasTLSBind() {
+			mtls := "no client certificates"
+			if f.TLSClientCA != "" {
+				mtls = "client certificates required, CA " + f.TLSClientCA
+			}
+			pr("    tls cert %s, key %s, min_version %s, handshake timeout %s, %s", f.TLSCert, f.TLSKey, f.TLSMinVersion, f.HeaderTimeout, mtls)
+		}
 		for i, r := range f.Routes {
 			pr("    route[%d] %s -> %s", i, describeMatch(r), strings.Join(r.Sinks, ", "))
 		}
@@ -68,6 +84,9 @@ func (c *Config) Describe(w io.Writer) {
 		case "syslog":
 			pr("    servers %s (in order, failover)", strings.Join(s.Servers, ", "))
 			pr("    out_framing %s, dial_timeout %s, write_timeout %s", s.OutFraming, s.DialTimeout, s.WriteTimeout)
+			if s.HasTLSServer() {
+				pr("    %s", describeClientTLS(s))
+			}
 		case "file":
 			pr("    path %s, file_mode %s", s.Path, s.FileMode)
 		}
@@ -110,4 +129,24 @@ func describeMatch(r Route) string {
 		return "any"
 	}
 	return strings.Join(parts, " ")
+}
+
+// describeClientTLS renders a sink's TLS client settings.
+func describeClientTLS(s *Sink) string {
+	parts := []string{"tls"}
+	switch {
+	case s.TLSInsecureSkipVerify:
+		parts = append(parts, "server certificate NOT verified (tls_insecure_skip_verify)")
+	case s.TLSCA != "":
+		parts = append(parts, "ca "+s.TLSCA)
+	default:
+		parts = append(parts, "ca system roots")
+	}
+	if s.TLSServerName != "" {
+		parts = append(parts, "server_name "+s.TLSServerName)
+	}
+	if s.TLSCert != "" {
+		parts = append(parts, "client cert "+s.TLSCert)
+	}
+	return strings.Join(parts, ", ")
 }

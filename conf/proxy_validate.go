@@ -23,6 +23,7 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		{"max_message_size", f.MaxMessageSize != 0}, {"oversize", f.Oversize != ""},
 		{"on_error", f.OnError != ""}, {"sinks", len(f.Sinks) > 0}, {"route", len(f.Routes) > 0},
 		{"frame_timeout", f.FrameTimeout.Duration != 0},
+		{"tls_client_ca", f.TLSClientCA != ""}, {"tls_min_version", f.TLSMinVersion != ""},
 	} {
 		if k.set {
 			v.errAt(p+"."+k.key, "key %s applies to syslog frontends only, not mode %s (proxy frontends send to backend = \"NAME\")", k.key, f.Mode)
@@ -121,8 +122,7 @@ func (v *validator) syslogFrontendProxyKeys(p string, f *Frontend) {
 	}{
 		{"backend", f.Backend != ""}, {"use", len(f.Use) > 0}, {"accept_proxy", f.AcceptProxy},
 		{"trusted_proxies", len(f.TrustedProxies) > 0}, {"sni_routing", f.SNIRouting},
-		{"header_timeout", f.HeaderTimeout.Duration != 0},
-		{"max_header_bytes", f.MaxHeaderBytes != 0}, {"tls_cert", f.TLSCert != ""}, {"tls_key", f.TLSKey != ""},
+		{"max_header_bytes", f.MaxHeaderBytes != 0},
 	} {
 		if k.set {
 			v.errAt(p+"."+k.key, "key %s applies to proxy frontends (mode tcp or http), not mode %s", k.key, f.Mode)

@@ -30,6 +30,8 @@ var sections = []section{
 		Intro: "The admin HTTP listener: metrics, health, status and reload.",
 		Keys: []keyDoc{
 			{"listen", "string", q(DefaultAdminListen), "host:port to listen on, or `\"off\"` to disable. Loopback by default because the admin API can reload the config; port 0 picks a free port (tests)."},
+			{"token", "string", "none", "Bearer token for the write endpoints: when set, `POST /reload`, `/api/tap` (what `wharf tap` reads) and `/debug/pprof/` answer 401 unless the request carries `Authorization: Bearer TOKEN`. `/`, `/api/status`, `/metrics`, `/healthz` and `/readyz` stay open. `wharf tap` sends the token of the config it is given."},
+			{"token_file", "string", "none", "File holding the token (surrounding whitespace trimmed), instead of `token`, so the config file can stay world-readable; read at start and on reload."},
 		},
 	},
 	{
@@ -46,7 +48,7 @@ var sections = []section{
 		Intro: "A frontend is a named set of listeners with one job. At least one is required. Messages go to the sinks of the first route that matches, or to the frontend's `sinks` when none does.",
 		Keys: []keyDoc{
 			{"mode", "string", q(DefaultMode), "`syslog` (ingest), or a proxy frontend: `tcp` (forward connections) or `http` (reverse proxy); their keys are in the next sections."},
-			{"bind", "array of strings", "required", "Listen addresses `scheme://host:port`: scheme `udp` or `tcp` (`tls` is not available yet); host an IP literal or a name that resolves (IPv6 in brackets: `tcp://[::1]:514`); port 1-65535, or 0 for a free port (tests). Two binds of one scheme on the same address and port, or on a wildcard (`0.0.0.0`, `[::]`) and an address it covers, are an error."},
+			{"bind", "array of strings", "required", "Listen addresses `scheme://host:port`: scheme `udp`, `tcp` or `tls` (syslog over TLS, RFC 5425; needs `tls_cert` and `tls_key`); host an IP literal or a name that resolves (IPv6 in brackets: `tcp://[::1]:514`); port 1-65535, or 0 for a free port (tests). Two binds of one scheme on the same address and port, or on a wildcard (`0.0.0.0`, `[::]`) and an address it covers, are an error."},
 			{"format", "string", q(DefaultFormat), "How messages are parsed: `auto` (RFC5424 or RFC3164, per message), `rfc5424`, `rfc3164`, `raw` (not parsed)."},
 			{"framing", "string", q(DefaultFraming), "TCP framing: `auto` (detected per connection), `octet-counting`, `lf`, `nul`. UDP is one message per datagram."},
 			{"max_message_size", "size", "`" + DefaultMaxMessageSize.String() + "`", "Longest accepted message, 1B-" + MaxMaxMessageSize.String() + "."},
@@ -59,6 +61,11 @@ var sections = []section{
 			{"deny", "array of strings", "none", "Sender CIDRs or IPs refused; checked before `allow`."},
 			{"client_timeout", "duration", "`0s` (off)", "TCP binds: close a connection that sent nothing for this long (`wharf_frontend_closed_total{reason=\"idle_timeout\"}`). Off by default: syslog senders keep quiet connections open and may lose the first message written after a silent close."},
 			{"frame_timeout", "duration", dur(DefaultFrameTimeout), "TCP binds: close a connection that keeps a message incomplete this long without finishing any (slow or stuck sender; `reason=\"frame_timeout\"`). 0 disables."},
+			{"tls_cert", "string", "required with a `tls://` bind", "PEM certificate (chain) file served on the frontend's `tls://` binds. Reloaded without a restart on `SIGHUP` and `POST /reload` (new handshakes get the new certificate; open connections keep theirs)."},
+			{"tls_key", "string", "required with a `tls://` bind", "PEM private key file for `tls_cert`."},
+			{"tls_client_ca", "string", "none", "PEM file of CA certificates: when set, `tls://` binds require a client certificate signed by one of them (mutual TLS). A client without one, or with one from another CA, is refused and counted (`wharf_frontend_rejected_total{reason=\"tls_handshake\"}`, as is any failed handshake)."},
+			{"tls_min_version", "string", q(DefaultTLSMinVersion) + " (tls)", "Lowest TLS version accepted on `tls://` binds: `1.2` or `1.3`."},
+			{"header_timeout", "duration", dur(DefaultTLSHandshakeTimeout) + " (tls)", "`tls://` binds: bound on the TLS handshake; a client that has not finished it by then is closed and counted (`reason=\"tls_handshake\"`)."},
 			{"internal", "boolean", "`false`", "Marks a frontend meant for internal networks only. It changes nothing at run time; `wharf ports` warns when such a frontend binds a wildcard address (`0.0.0.0`, `[::]`)."},
 		},
 	},
@@ -161,10 +168,15 @@ var sections = []section{
 	{
 		Title: "[sink.NAME] type = \"syslog\"", Table: "sink.NAME",
 		Keys: []keyDoc{
-			{"servers", "array of strings", "required", "Downstream collectors `tcp://host:port` or `udp://host:port`, tried in order: the first that works gets the traffic (failover)."},
+			{"servers", "array of strings", "required", "Downstream collectors `tcp://host:port`, `tls://host:port` (syslog over TLS, RFC 5425; octet counting) or `udp://host:port`, tried in order: the first that works gets the traffic (failover)."},
 			{"out_framing", "string", q(DefaultOutFraming), "TCP framing: `octet-counting` or `lf`."},
 			{"dial_timeout", "duration", dur(DefaultDialTimeout), "Bound on one connect attempt."},
 			{"write_timeout", "duration", dur(DefaultSyslogWriteTimeout), "Bound on writing one batch; a collector that stops reading is failed over from."},
+			{"tls_ca", "string", "system roots", "`tls://` servers: PEM file of CA certificates that verify the collector's certificate."},
+			{"tls_cert", "string", "none", "`tls://` servers: PEM client certificate (chain) for collectors that require mutual TLS; with `tls_key`."},
+			{"tls_key", "string", "none", "`tls://` servers: private key file for `tls_cert`."},
+			{"tls_server_name", "string", "the server's host", "`tls://` servers: name the collector's certificate must carry (and SNI sent), when it differs from the host in `servers`."},
+			{"tls_insecure_skip_verify", "boolean", "`false`", "`tls://` servers: accept any certificate. **For tests only**: it lets anyone on the path read and alter the logs. Warned about by `wharf check`."},
 		},
 	},
 	{

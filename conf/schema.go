@@ -30,6 +30,13 @@ type Admin struct {
 	// Listen is host:port for the admin listener. Default 127.0.0.1:9600.
 	// "off" disables it.
 	Listen string `toml:"listen"`
+	// Token, when set, is the bearer token the write endpoints (POST
+	// /reload, /api/tap, /debug/pprof) require. Read-only endpoints stay
+	// open.
+	Token string `toml:"token"`
+	// TokenFile names a file holding the token (surrounding whitespace
+	// trimmed), so the config file itself can stay world-readable.
+	TokenFile string `toml:"token_file"`
 }
 
 // Global holds process-wide settings.
@@ -110,10 +117,17 @@ type Frontend struct {
 	// MaxHeaderBytes bounds an HTTP request header (431 beyond it).
 	MaxHeaderBytes Size `toml:"max_header_bytes"`
 	// TLSCert and TLSKey are PEM files; set both to terminate TLS on an
-	// http frontend.
+	// http frontend or on the tls:// binds of a syslog frontend.
 	TLSCert string `toml:"tls_cert"`
 	// TLSKey is the private key file for TLSCert.
 	TLSKey string `toml:"tls_key"`
+	// TLSClientCA is a PEM file of CA certificates (syslog tls:// binds):
+	// when set, clients must present a certificate signed by one of them
+	// (mutual TLS).
+	TLSClientCA string `toml:"tls_client_ca"`
+	// TLSMinVersion is the lowest TLS version accepted on syslog tls://
+	// binds: "1.2" (default) or "1.3".
+	TLSMinVersion string `toml:"tls_min_version"`
 
 	// FrameTimeout closes a syslog TCP connection that keeps a message
 	// incomplete this long without finishing any (a slow or stuck sender).
@@ -189,7 +203,7 @@ type Server struct {
 
 // Bind is one parsed listen address.
 type Bind struct {
-	// Scheme is "udp" or "tcp" (later "tls").
+	// Scheme is "udp", "tcp" or "tls" (TCP with TLS, RFC 5425).
 	Scheme string
 	// Host is the IP literal or host name, without brackets.
 	Host string
@@ -269,13 +283,30 @@ type Sink struct {
 
 	// --- syslog (forwarder) ---
 
-	// Servers are downstream collectors, tcp://host:port or udp://host:port,
-	// tried in order (failover).
+	// Servers are downstream collectors, tcp://host:port, tls://host:port
+	// (RFC 5425) or udp://host:port, tried in order (failover).
 	Servers []string `toml:"servers"`
 	// Framing of TCP output: "octet-counting" (default) or "lf".
 	OutFraming string `toml:"out_framing"`
 	// DialTimeout bounds one connect attempt.
 	DialTimeout Duration `toml:"dial_timeout"`
+
+	// --- TLS (syslog tls:// servers; kafka) ---
+
+	// TLSCA is a PEM file of CA certificates that verify the server; empty
+	// uses the system roots.
+	TLSCA string `toml:"tls_ca"`
+	// TLSCert is a PEM client certificate (chain) file, for servers that
+	// require mutual TLS; set with TLSKey.
+	TLSCert string `toml:"tls_cert"`
+	// TLSKey is the private key file for TLSCert.
+	TLSKey string `toml:"tls_key"`
+	// TLSServerName is the name the server certificate must carry; empty
+	// uses the host of the server address.
+	TLSServerName string `toml:"tls_server_name"`
+	// TLSInsecureSkipVerify accepts any server certificate. For tests only:
+	// it makes TLS open to interception.
+	TLSInsecureSkipVerify bool `toml:"tls_insecure_skip_verify"`
 
 	// --- file ---
 

@@ -149,6 +149,7 @@ func (v *validator) enum(p, key, val string, allowed ...string) {
 func (v *validator) validate() {
 	c := v.c
 	v.admin()
+	v.adminToken() // security.go
 	v.global()
 	if len(c.Frontends) == 0 {
 		v.errAt("", "no frontend: add a [frontend.NAME] table with bind and sinks")
@@ -235,11 +236,9 @@ func ParseBind(s string) (Bind, error) {
 		return Bind{}, fmt.Errorf("%q: want scheme://host:port, e.g. udp://0.0.0.0:514", s)
 	}
 	switch scheme {
-	case "udp", "tcp":
-	case "tls":
-		return Bind{}, fmt.Errorf("scheme tls arrives with TLS support; not available yet")
+	case "udp", "tcp", "tls":
 	default:
-		return Bind{}, fmt.Errorf("unknown scheme %q in %q (use udp or tcp)", scheme, s)
+		return Bind{}, fmt.Errorf("unknown scheme %q in %q (use udp, tcp or tls)", scheme, s)
 	}
 	host, port, err := parseHostPort(rest, true)
 	if err != nil {
@@ -289,6 +288,7 @@ func (v *validator) frontend(f *Frontend) {
 		return
 	}
 	v.syslogFrontendProxyKeys(p, f)
+	v.syslogTLS(p, f) // security.go
 	v.enum(p, "format", f.Format, "auto", "rfc5424", "rfc3164", "raw")
 	v.enum(p, "framing", f.Framing, "auto", "octet-counting", "lf", "nul")
 	v.enum(p, "oversize", f.Oversize, "truncate", "drop")
@@ -485,6 +485,8 @@ var typeKeys = map[string][]string{
 	"compression": {"kafka"}, "required_acks": {"kafka"},
 	"write_timeout": {"kafka", "syslog"},
 	"servers":       {"syslog"}, "out_framing": {"syslog"}, "dial_timeout": {"syslog"},
+	"tls_ca": {"syslog", "kafka"}, "tls_cert": {"syslog", "kafka"}, "tls_key": {"syslog", "kafka"},
+	"tls_server_name": {"syslog", "kafka"}, "tls_insecure_skip_verify": {"syslog", "kafka"},
 	"path": {"file"}, "file_mode": {"file"},
 }
 
@@ -605,6 +607,7 @@ func (v *validator) sink(s *Sink) {
 			}
 		}
 		v.enum(p, "out_framing", s.OutFraming, "octet-counting", "lf")
+		v.sinkTLS(p, s) // security.go
 	case "file":
 		if s.Path == "" {
 			v.errAt(p, "file sink needs path = \"/var/log/wharf/messages.jsonl\"")
@@ -618,14 +621,12 @@ func (v *validator) sink(s *Sink) {
 func checkServer(s string) error {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
-		return fmt.Errorf("%q: want tcp://host:port or udp://host:port", s)
+		return fmt.Errorf("%q: want tcp://host:port, tls://host:port or udp://host:port", s)
 	}
 	switch scheme {
-	case "tcp", "udp":
-	case "tls":
-		return fmt.Errorf("scheme tls arrives with TLS support; not available yet")
+	case "tcp", "udp", "tls":
 	default:
-		return fmt.Errorf("unknown scheme %q in %q (use tcp or udp)", scheme, s)
+		return fmt.Errorf("unknown scheme %q in %q (use tcp, tls or udp)", scheme, s)
 	}
 	_, _, err := parseHostPort(rest, false)
 	return err

@@ -47,7 +47,8 @@ type Listener struct {
 
 	frontend string
 	bind     conf.Bind
-	tcp      bool
+	tcp      bool     // a stream bind (tcp or tls): enqueue blocks
+	tls      *tlsBind // tls:// binds only, served by tls.go instead of gnet
 	settings atomic.Pointer[settings]
 	routes   *route.Holder
 	log      *slog.Logger
@@ -127,6 +128,9 @@ func (l *Listener) Update(fe *conf.Frontend) error {
 		return err
 	}
 	l.settings.Store(s)
+	if l.tls != nil {
+		l.updateTLS(fe)
+	}
 	return nil
 }
 
@@ -141,7 +145,7 @@ func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Regi
 	l := &Listener{
 		frontend: fe.Name,
 		bind:     b,
-		tcp:      b.Scheme == "tcp",
+		tcp:      b.Scheme == "tcp" || b.Scheme == "tls",
 		routes:   routes,
 		log:      log.With("frontend", fe.Name, "bind", bindName),
 		reg:      reg,
@@ -152,6 +156,12 @@ func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Regi
 	l.settings.Store(st)
 	if l.tcp {
 		l.transport = sinks.TransportTCP
+	}
+	if b.Scheme == "tls" {
+		l.transport = sinks.TransportTLS
+		if l.tls, err = newTLSBind(fe); err != nil {
+			return nil, err
+		}
 	}
 	l.received = reg.Counter("wharf_frontend_received_total", "Messages received, per frontend bind.", l.labels...)
 	l.bytes = reg.Counter("wharf_frontend_received_bytes_total", "Message bytes received (without framing).", l.labels...)
@@ -171,6 +181,9 @@ func orDefault(s, d string) string {
 // Start opens the socket and starts the event loops. It returns once the
 // bind is listening, or with the bind error (address in use, permission).
 func (l *Listener) Start() error {
+	if l.tls != nil {
+		return l.startTLS()
+	}
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithReusePort(!l.tcp), // one UDP socket per event loop
@@ -226,6 +239,9 @@ func (l *Listener) Stop(ctx context.Context) error {
 		return nil
 	}
 	l.stopped = true
+	if l.tls != nil {
+		return l.stopTLS(ctx)
+	}
 	if err := l.eng.Stop(ctx); err != nil {
 		return fmt.Errorf("ingest: stop %s://%s: %w", l.bind.Scheme, l.addr, err)
 	}

@@ -1,0 +1,175 @@
+package conf
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// This file holds the security keys shared by several sections: TLS
+// files and versions (syslog tls:// binds and servers, kafka) and the
+// admin token. The helpers are exported so the packages that build TLS
+// configs (ingest, sinks) read files and versions exactly as validation
+// did.
+
+// ParseTLSVersion maps "1.2" and "1.3" to crypto/tls versions; "" is 1.2.
+func ParseTLSVersion(s string) (uint16, error) {
+	switch s {
+	case "", "1.2":
+		return tls.VersionTLS12, nil
+	case "1.3":
+		return tls.VersionTLS13, nil
+	}
+	return 0, fmt.Errorf("TLS version %q: use \"1.2\" or \"1.3\" (older versions are broken)", s)
+}
+
+// LoadCertPool reads a PEM file of CA certificates. A file without a
+// single certificate is an error (a key file given by mistake, say).
+func LoadCertPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// LoadKeyPair reads a PEM certificate (chain) and its private key, saying
+// which file is at fault.
+func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	for _, f := range []string{certFile, keyFile} {
+		if _, err := os.Stat(f); err != nil {
+			return tls.Certificate{}, fmt.Errorf("cannot read %s: %w", f, err)
+		}
+	}
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("certificate %s / key %s: %w", certFile, keyFile, err)
+	}
+	return c, nil
+}
+
+// HasTLSBind reports whether a frontend lists a tls:// bind. It looks at
+// Bind (the strings), so it works before validation fills Binds.
+func (f *Frontend) HasTLSBind() bool {
+	for _, b := range f.Bind {
+		if strings.HasPrefix(b, "tls://") {
+			return true
+		}
+	}
+	return false
+}
+
+// HasTLSServer reports whether a sink lists a tls:// server.
+func (s *Sink) HasTLSServer() bool {
+	for _, srv := range s.Servers {
+		if strings.HasPrefix(srv, "tls://") {
+			return true
+		}
+	}
+	return false
+}
+
+// ResolveToken returns the admin bearer token: Token, or the trimmed
+// content of TokenFile; "" when neither is set (no token required).
+func (a *Admin) ResolveToken() (string, error) {
+	if a.TokenFile == "" {
+		return a.Token, nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("admin.token_file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("admin.token_file: %s is empty", a.TokenFile)
+	}
+	return t, nil
+}
+
+// syslogTLS checks the TLS keys of a syslog frontend: required and
+// loadable with a tls:// bind, absent without one.
+func (v *validator) syslogTLS(p string, f *Frontend) {
+	if !f.HasTLSBind() {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{
+			{"tls_cert", f.TLSCert != ""}, {"tls_key", f.TLSKey != ""},
+			{"tls_client_ca", f.TLSClientCA != ""}, {"tls_min_version", f.TLSMinVersion != ""},
+			{"header_timeout", f.HeaderTimeout.Duration != 0},
+		} {
+			if k.set {
+				v.errAt(p+"."+k.key, "key %s applies to tls:// binds only; this frontend has none (write bind = [\"tls://0.0.0.0:6514\"])", k.key)
+			}
+		}
+		return
+	}
+	switch {
+	case f.TLSCert == "" || f.TLSKey == "":
+		v.errAt(p, "a tls:// bind needs tls_cert and tls_key (PEM certificate and private key files)")
+	default:
+		if _, err := LoadKeyPair(f.TLSCert, f.TLSKey); err != nil {
+			v.errAt(p+".tls_cert", "%v", err)
+		}
+	}
+	if f.TLSClientCA != "" {
+		if _, err := LoadCertPool(f.TLSClientCA); err != nil {
+			v.errAt(p+".tls_client_ca", "%v", err)
+		}
+	}
+	if _, err := ParseTLSVersion(f.TLSMinVersion); err != nil {
+		v.errAt(p+".tls_min_version", "%v", err)
+	}
+	if f.HeaderTimeout.Duration < 0 {
+		v.errAt(p+".header_timeout", "must not be negative")
+	}
+}
+
+// sinkTLS checks the TLS keys of a syslog sink.
+func (v *validator) sinkTLS(p string, s *Sink) {
+	set := s.TLSCA != "" || s.TLSCert != "" || s.TLSKey != "" || s.TLSServerName != "" || s.TLSInsecureSkipVerify
+	if s.Type == "syslog" && !s.HasTLSServer() {
+		if set {
+			v.errAt(p, "tls_* keys apply to tls:// servers only; none of servers is tls://")
+		}
+		return
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		v.errAt(p, "set both tls_cert and tls_key (a client certificate), or neither")
+	} else if s.TLSCert != "" {
+		if _, err := LoadKeyPair(s.TLSCert, s.TLSKey); err != nil {
+			v.errAt(p+".tls_cert", "%v", err)
+		}
+	}
+	if s.TLSCA != "" {
+		if _, err := LoadCertPool(s.TLSCA); err != nil {
+			v.errAt(p+".tls_ca", "%v", err)
+		}
+	}
+	if s.TLSInsecureSkipVerify {
+		v.warn(p+".tls_insecure_skip_verify", "server certificates are not verified; anyone on the path can read and alter the logs (meant for tests)")
+	}
+}
+
+// adminToken checks the admin token keys.
+func (v *validator) adminToken() {
+	a := &v.c.Admin
+	if a.Token != "" && a.TokenFile != "" {
+		v.errAt("admin.token", "set token or token_file, not both")
+		return
+	}
+	if a.TokenFile != "" {
+		if _, err := a.ResolveToken(); err != nil {
+			v.errAt("admin.token_file", "%v", strings.TrimPrefix(err.Error(), "admin.token_file: "))
+		}
+	}
+	if a.Listen == "off" && (a.Token != "" || a.TokenFile != "") {
+		v.warn("admin.token", "the admin listener is off; the token is unused")
+	}
+}

@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"wharf/internal/testenv"
+)
+
+const tlsConfig = `
+[admin]
+listen = "{{ADMIN}}"
+[frontend.secure]
+bind = ["tls://127.0.0.1:%d"]
+tls_cert = "{{DIR}}/server.pem"
+tls_key = "{{DIR}}/server.key"
+tls_client_ca = "{{DIR}}/ca.pem"
+sinks = ["out"]
+[sink.out]
+type = "file"
+path = "{{DIR}}/messages.jsonl"
+encoding = "json"
+batch_timeout = "5ms"
+`
+
+// opensslRun runs openssl with args in dir, failing the test on error.
+func opensslRun(t *testing.T, openssl, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(openssl, args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("openssl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// opensslIssue makes name.key and name.pem in dir, signed by ca (ca.pem,
+// ca.key), with the given extensions.
+func opensslIssue(t *testing.T, openssl, dir, name, ext string) {
+	t.Helper()
+	os.WriteFile(filepath.Join(dir, name+".ext"), []byte(ext+"\n"), 0o600)
+	opensslRun(t, openssl, dir, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-subj", "/CN="+name, "-keyout", name+".key", "-out", name+".csr")
+	opensslRun(t, openssl, dir, "x509", "-req", "-in", name+".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+		"-CAcreateserial", "-days", "1", "-extfile", name+".ext", "-out", name+".pem")
+}
+
+// TestTLSBindWithRealClient runs wharf with a mutual-TLS tls:// bind and
+// certificates made by the openssl CLI; openssl s_client sends
+// octet-counted messages, a client without a certificate is refused and
+// counted, and after the certificate files are replaced, SIGHUP makes new
+// handshakes see the new certificate without closing the port.
+func TestTLSBindWithRealClient(t *testing.T) {
+	openssl := testenv.Tool(t, "openssl")
+	dir := t.TempDir()
+	opensslRun(t, openssl, dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-subj", "/CN=wharf e2e CA", "-days", "1", "-keyout", "ca.key", "-out", "ca.pem")
+	opensslIssue(t, openssl, dir, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth")
+	opensslIssue(t, openssl, dir, "client", "extendedKeyUsage=clientAuth")
+
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	in := startIn(t, dir, fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf(tlsConfig, port))
+
+	const n = 200
+	var msgs strings.Builder
+	for i := range n {
+		m := fmt.Sprintf("<134>1 2026-11-25T10:00:00Z e2e-host tlsapp - - - over tls %d", i)
+		fmt.Fprintf(&msgs, "%d %s", len(m), m)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sclient := func(extra ...string) ([]byte, error) {
+		args := append([]string{"s_client", "-connect", addr, "-CAfile", filepath.Join(dir, "ca.pem"), "-verify_return_error", "-quiet", "-no_ign_eof"}, extra...)
+		cmd := exec.CommandContext(ctx, openssl, args...)
+		cmd.Stdin = strings.NewReader(msgs.String())
+		return cmd.CombinedOutput()
+	}
+	if out, err := sclient("-cert", filepath.Join(dir, "client.pem"), "-key", filepath.Join(dir, "client.key")); err != nil {
+		t.Fatalf("openssl s_client: %v\n%s", err, out)
+	}
+	lines := readLines(t, filepath.Join(dir, "messages.jsonl"), n, 10*time.Second)
+	if len(lines) != n {
+		t.Fatalf("file sink has %d lines, want %d", len(lines), n)
+	}
+	rec := jsonRecord(t, lines[n-1])
+	if rec["transport"] != "tls" || rec["message"] != fmt.Sprintf("over tls %d", n-1) || rec["app_name"] != "tlsapp" {
+		t.Fatalf("last record %v", rec)
+	}
+
+	// No client certificate: refused during the handshake, counted, nothing written.
+	sclient()
+	if v := in.waitMetric(1, 5*time.Second, "wharf_frontend_rejected_total", `reason="tls_handshake"`); v != 1 {
+		t.Fatalf("tls_handshake rejections = %v, want 1", v)
+	}
+	if got := in.metric("wharf_frontend_received_total"); got != n {
+		t.Fatalf("received %v, want %d", got, n)
+	}
+
+	// Rotation: a new server certificate from the same CA, then SIGHUP.
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	pool.AppendCertsFromPEM(caPEM)
+	clientPair, err := tls.LoadX509KeyPair(filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	servedCN := func() string {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientPair}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName
+	}
+	if cn := servedCN(); cn != "server" {
+		t.Fatalf("serving CN %q, want server", cn)
+	}
+	opensslIssue(t, openssl, dir, "server2", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth")
+	for _, ext := range []string{".pem", ".key"} {
+		if err := os.Rename(filepath.Join(dir, "server2"+ext), filepath.Join(dir, "server"+ext)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for servedCN() != "server2" {
+		if time.Now().After(deadline) {
+			t.Fatal("still serving the old certificate 10s after SIGHUP")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, err := sclient("-cert", filepath.Join(dir, "client.pem"), "-key", filepath.Join(dir, "client.key")); err != nil {
+		t.Fatalf("openssl s_client after rotation: %v\n%s", err, out)
+	}
+	if lines := readLines(t, filepath.Join(dir, "messages.jsonl"), 2*n, 10*time.Second); len(lines) != 2*n {
+		t.Fatalf("file sink has %d lines after rotation, want %d", len(lines), 2*n)
+	}
+	in.stop()
+}
