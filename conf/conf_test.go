@@ -112,6 +112,7 @@ func TestReferenceCoversSchema(t *testing.T) {
 		"frontend.NAME":       reflect.TypeFor[Frontend](),
 		"frontend.NAME.route": reflect.TypeFor[Route](),
 		"sink.NAME":           reflect.TypeFor[Sink](),
+		"sink.NAME.buffer":    reflect.TypeFor[Buffer](),
 	} {
 		keys := tomlKeys(typ)
 		for _, k := range keys {

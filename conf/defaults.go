@@ -267,6 +267,7 @@ func (f *Frontend) applyDefaults() {
 }
 
 func (s *Sink) applyDefaults() {
+	s.Buffer.applyDefaults()
 	if s.QueueSize == 0 {
 		s.QueueSize = DefaultQueueSize
 	}

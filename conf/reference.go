@@ -151,6 +151,19 @@ var sections = []section{
 			{"retry_backoff", "duration", dur(DefaultRetryBackoff), "First retry delay; doubles up to retry_max_backoff."},
 			{"retry_max_backoff", "duration", dur(DefaultRetryMaxBackoff), "Longest retry delay; at least retry_backoff."},
 			{"max_retries", "integer", fmt.Sprint(DefaultMaxRetries), "Retries of a failed batch before it is dropped (reason `retries_exhausted`); 0 retries until shutdown."},
+			{"buffer", "table", "none", "A disk buffer for this sink's queue: see `[sink.NAME.buffer]`."},
+		},
+	},
+	{
+		Title: "[sink.NAME.buffer]", Table: "sink.NAME.buffer",
+		Intro: "An optional disk buffer for any sink: its queue becomes an append-only segment log (records with length and CRC) in `dir`. A message leaves it only after the sink confirmed it (Kafka: acknowledged at `required_acks`; syslog TCP: written), so what is unconfirmed survives a crash or restart and is delivered after it (at-least-once: duplicates possible, loss not). A torn or corrupt record is skipped and counted. `queue_size`/`queue_bytes` do not apply to a buffered sink. A reload cannot change a buffered sink's settings (restart for that).",
+		Keys: []keyDoc{
+			{"dir", "string", "required", "Directory of this sink's buffer (created if missing; one sink per directory, enforced with a lock)."},
+			{"max_bytes", "size", "`" + DefaultBufferMaxBytes.String() + "`", "Most bytes of segment files on disk."},
+			{"segment_bytes", "size", "`" + DefaultBufferSegmentBytes.String() + "` (at most max_bytes/4)", "Size of one segment file; space is freed a whole segment at a time."},
+			{"fsync", "string", q(DefaultBufferFsync), "`always` (each append on disk before it returns: survives power loss, ~100x slower), `interval`, or `never` (survives a wharf crash, not a machine crash)."},
+			{"fsync_interval", "duration", dur(DefaultBufferFsyncInterval), "Period of `fsync = \"interval\"`."},
+			{"on_full", "string", q(DefaultBufferOnFull), "`block`: TCP input waits for room (backpressure), UDP input drops and counts; `drop_newest`: drop and count (`wharf_sink_dropped_total{reason=\"queue_full\"}`)."},
 		},
 	},
 	{

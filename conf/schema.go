@@ -314,4 +314,7 @@ type Sink struct {
 	Path string `toml:"path"`
 	// Mode is the file permission for a new file, as an octal string. Default "0640".
 	FileMode string `toml:"file_mode"`
+
+	// Buffer, when set, puts the sink's queue on disk (see buffer.go).
+	Buffer *Buffer `toml:"buffer"`
 }

@@ -164,6 +164,7 @@ func (v *validator) validate() {
 		v.frontend(f)
 	}
 	v.overlaps()
+	bufferDirs := map[string]string{}
 	for _, name := range sortedKeys(c.Sinks) {
 		s := c.Sinks[name]
 		if s == nil {
@@ -172,6 +173,7 @@ func (v *validator) validate() {
 		}
 		s.Name = name
 		v.sink(s)
+		v.buffer(join("sink", name), s.Buffer, bufferDirs) // buffer.go
 	}
 	v.backends() // proxy_validate.go
 	v.unreferenced()
