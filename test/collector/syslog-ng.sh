@@ -7,10 +7,18 @@
 #   test/collector/syslog-ng.sh stop    stop it
 #
 # Sources (all 127.0.0.1, ports picked free at start, overridable with
-# WHARF_COLLECTOR_PORT_TCP / _UDP / _LF):
+# WHARF_COLLECTOR_PORT_TCP / _UDP / _LF / _TLS / _MTLS):
 #   WHARF_COLLECTOR_TCP     syslog() driver, TCP, RFC6587 octet counting  -> $OUT/tcp.log
 #   WHARF_COLLECTOR_UDP     syslog() driver, UDP, one message per datagram -> $OUT/udp.log
 #   WHARF_COLLECTOR_TCP_LF  network() driver, TCP, LF framing              -> $OUT/lf.log
+#   WHARF_COLLECTOR_TLS     syslog() driver, TLS (RFC 5425, octet counting),
+#                           client certificate optional (peer-verify(optional-untrusted)) -> $OUT/tls.log
+#   WHARF_COLLECTOR_MTLS    the same, client certificate required and verified
+#                           against the CA (peer-verify(required-trusted))   -> $OUT/mtls.log
+# TLS material is made with openssl at start under var/collector/tls/: a CA
+# (WHARF_COLLECTOR_CA, ca.pem), the collector's certificate for 127.0.0.1
+# and localhost, and a client certificate with its key for wharf
+# (WHARF_COLLECTOR_CLIENT_CERT, WHARF_COLLECTOR_CLIENT_KEY).
 # Each output line is ${RAWMSG}: the message exactly as received, without
 # framing. WHARF_COLLECTOR_OUT is the directory holding the three files;
 # they are appended to across runs, so tests tag their messages with a
@@ -28,6 +36,7 @@ ctl="$root/syslog-ng.ctl"
 persist="$root/syslog-ng.persist"
 log="$root/syslog-ng.log"
 envfile="$root/env"
+tlsdir="$root/tls"
 
 running() {
   [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null
@@ -52,6 +61,31 @@ wait_tcp() {
   return 1
 }
 
+# make_tls writes a CA, a server certificate and a client certificate into
+# $tlsdir (once; they are valid for ten years and reused across runs).
+make_tls() {
+  if [[ -s $tlsdir/client.pem && -s $tlsdir/server.pem ]]; then return 0; fi
+  if ! command -v openssl >/dev/null; then
+    echo "syslog-ng.sh: openssl is not installed (apt-get install openssl)" >&2
+    return 1
+  fi
+  mkdir -p "$tlsdir"
+  (
+    cd "$tlsdir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=wharf test collector CA" -keyout ca.key -out ca.pem 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    for name in server client; do
+      openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=wharf test $name" -keyout $name.key -out $name.csr 2>/dev/null
+      openssl x509 -req -in $name.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile $name.ext -out $name.pem 2>/dev/null
+    done
+    chmod 600 ./*.key
+  )
+}
+
 start() {
   if running; then
     echo "syslog-ng.sh: already running (pid $(cat "$pidfile"))" >&2
@@ -62,11 +96,14 @@ start() {
     return 1
   fi
   mkdir -p "$out"
-  local version tcp udp lf
+  make_tls
+  local version tcp udp lf tls mtls
   version=$(syslog-ng --version | sed -n 's/^Config version: *//p')
   tcp=${WHARF_COLLECTOR_PORT_TCP:-$(free_port)}
   udp=${WHARF_COLLECTOR_PORT_UDP:-$(free_udp_port)}
   lf=${WHARF_COLLECTOR_PORT_LF:-$(free_port)}
+  tls=${WHARF_COLLECTOR_PORT_TLS:-$(free_port)}
+  mtls=${WHARF_COLLECTOR_PORT_MTLS:-$(free_port)}
   cat >"$conf" <<EOF
 @version: ${version}
 # Written by test/collector/syslog-ng.sh; no system() source on purpose.
@@ -79,26 +116,41 @@ template t_raw { template("\${RAWMSG}\n"); };
 source s_tcp { syslog(ip("127.0.0.1") port(${tcp}) transport("tcp") max-connections(200) log-iw-size(200000) flags(store-raw-message)); };
 source s_udp { syslog(ip("127.0.0.1") port(${udp}) transport("udp") so-rcvbuf(8388608) flags(store-raw-message)); };
 source s_lf  { network(ip("127.0.0.1") port(${lf}) transport("tcp") max-connections(200) log-iw-size(200000) flags(syslog-protocol, store-raw-message)); };
+source s_tls { syslog(ip("127.0.0.1") port(${tls}) transport("tls") max-connections(200) log-iw-size(200000) flags(store-raw-message)
+  tls(key-file("${tlsdir}/server.key") cert-file("${tlsdir}/server.pem") peer-verify(optional-untrusted))); };
+source s_mtls { syslog(ip("127.0.0.1") port(${mtls}) transport("tls") max-connections(200) log-iw-size(200000) flags(store-raw-message)
+  tls(key-file("${tlsdir}/server.key") cert-file("${tlsdir}/server.pem") ca-file("${tlsdir}/ca.pem") peer-verify(required-trusted))); };
 destination d_tcp { file("${out}/tcp.log" template(t_raw)); };
 destination d_udp { file("${out}/udp.log" template(t_raw)); };
 destination d_lf  { file("${out}/lf.log"  template(t_raw)); };
+destination d_tls { file("${out}/tls.log" template(t_raw)); };
+destination d_mtls { file("${out}/mtls.log" template(t_raw)); };
 # flow-control: a slow file applies TCP backpressure instead of dropping.
 log { source(s_tcp); destination(d_tcp); flags(flow-control); };
 log { source(s_udp); destination(d_udp); };
 log { source(s_lf);  destination(d_lf);  flags(flow-control); };
+log { source(s_tls); destination(d_tls); flags(flow-control); };
+log { source(s_mtls); destination(d_mtls); flags(flow-control); };
 EOF
   syslog-ng --syntax-only -f "$conf"
   nohup syslog-ng -F -f "$conf" -p "$pidfile" -R "$persist" -c "$ctl" >"$log" 2>&1 &
   for _ in $(seq 50); do [[ -s $pidfile ]] && break; sleep 0.1; done
   wait_tcp "$tcp"
   wait_tcp "$lf"
+  wait_tcp "$tls"
+  wait_tcp "$mtls"
   cat >"$envfile" <<EOF
 export WHARF_COLLECTOR_TCP=127.0.0.1:${tcp}
 export WHARF_COLLECTOR_UDP=127.0.0.1:${udp}
 export WHARF_COLLECTOR_TCP_LF=127.0.0.1:${lf}
+export WHARF_COLLECTOR_TLS=127.0.0.1:${tls}
+export WHARF_COLLECTOR_MTLS=127.0.0.1:${mtls}
+export WHARF_COLLECTOR_CA=${tlsdir}/ca.pem
+export WHARF_COLLECTOR_CLIENT_CERT=${tlsdir}/client.pem
+export WHARF_COLLECTOR_CLIENT_KEY=${tlsdir}/client.key
 export WHARF_COLLECTOR_OUT=${out}
 EOF
-  echo "syslog-ng.sh: syslog-ng $(syslog-ng --version | head -1 | awk '{print $3}' | tr -d '()') running (pid $(cat "$pidfile")): tcp $tcp, udp $udp, tcp-lf $lf, output in $out" >&2
+  echo "syslog-ng.sh: syslog-ng $(syslog-ng --version | head -1 | awk '{print $3}' | tr -d '()') running (pid $(cat "$pidfile")): tcp $tcp, udp $udp, tcp-lf $lf, tls $tls, mtls $mtls, output in $out" >&2
 }
 
 stop() {
