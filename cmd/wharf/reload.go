@@ -117,6 +117,10 @@ func (g *gateway) reload(cfg *conf.Config) error {
 			newSinks[name], newRunners[name] = g.sinks[name], g.runners[name]
 			continue
 		}
+		if old, ok := g.cfg.Sinks[name]; (ok && old.Buffer != nil) || sc.Buffer != nil {
+			errs = append(errs, fmt.Sprintf("sink %q has a disk buffer: changing or adding a buffered sink needs a restart (its buffer directory is locked by the running sink)", name))
+			continue
+		}
 		s, err := sinks.New(name, sc)
 		if err != nil {
 			errs = append(errs, err.Error())
@@ -153,6 +157,19 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	var retired []*sinks.Runner
 	for name, r := range g.runners {
 		if newRunners[name] != r {
+			if g.buffers[name] != nil {
+				// Removing a buffered sink: its runner stops and the
+				// buffer closes with what is unsent still on disk.
+				b := g.buffers[name]
+				delete(g.buffers, name)
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Global.ShutdownTimeout.Duration)
+					defer cancel()
+					r.Close(ctx)
+					b.Close()
+				}()
+				continue
+			}
 			retired = append(retired, r)
 		}
 	}

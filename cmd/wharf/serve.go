@@ -21,6 +21,7 @@ import (
 	"wharf/metrics"
 	"wharf/route"
 	"wharf/sinks"
+	"wharf/sinks/diskbuf"
 )
 
 // gateway is one running configuration: sinks behind their runners, the
@@ -38,6 +39,7 @@ type gateway struct {
 	reg       *metrics.Registry
 	sinks     map[string]sinks.Sink
 	runners   map[string]*sinks.Runner
+	buffers   map[string]*diskbuf.Buffer // disk buffers, closed after their runner
 	routes    route.Holder
 	listeners map[string]*ingest.Listener // by scheme://addr as configured
 	proxies   func(ctx context.Context)   // stops the proxy frontends (proxy.go)
@@ -57,8 +59,11 @@ func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 
 // build creates sinks and runners and compiles the route table. Nothing
 // listens yet; on error everything built so far is closed.
-func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger) (*gateway, error) {
-	g := &gateway{cfg: cfg, log: log, reg: reg, sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, listeners: map[string]*ingest.Listener{}}
+//
+// With openBuffers false (wharf check), disk buffers are left alone: a
+// running wharf holds their locks.
+func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, openBuffers bool) (*gateway, error) {
+	g := &gateway{cfg: cfg, log: log, reg: reg, sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{}, listeners: map[string]*ingest.Listener{}}
 	var errs []string
 	for _, name := range sortedKeys(cfg.Sinks) {
 		sc := cfg.Sinks[name]
@@ -67,13 +72,24 @@ func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger) (*gateway,
 			errs = append(errs, err.Error())
 			continue
 		}
+		rc := sinks.RunnerConfigFrom(sc)
+		if openBuffers {
+			b, spool, err := openBuffer(name, sc, reg)
+			if err != nil {
+				s.Close()
+				errs = append(errs, err.Error())
+				continue
+			}
+			if b != nil {
+				g.buffers[name] = b
+				rc.Spool = spool
+			}
+		}
 		g.sinks[name] = s
-		g.runners[name] = sinks.NewRunner(name, s, sinks.RunnerConfigFrom(sc), reg, log.With("sink", name))
+		g.runners[name] = sinks.NewRunner(name, s, rc, reg, log.With("sink", name))
 	}
 	if len(errs) > 0 {
-		for _, s := range g.sinks {
-			s.Close()
-		}
+		g.closeUnstarted()
 		return nil, errors.New(strings.Join(errs, "\n"))
 	}
 	targets := make(map[string]route.Target, len(g.runners))
@@ -82,13 +98,21 @@ func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger) (*gateway,
 	}
 	tab, err := route.Compile(cfg, targets)
 	if err != nil {
-		for _, s := range g.sinks {
-			s.Close()
-		}
+		g.closeUnstarted()
 		return nil, err
 	}
 	g.routes.Store(tab)
 	return g, nil
+}
+
+// closeUnstarted closes the sinks and buffers of a gateway that never started.
+func (g *gateway) closeUnstarted() {
+	for _, s := range g.sinks {
+		s.Close()
+	}
+	for _, b := range g.buffers {
+		b.Close()
+	}
 }
 
 func (g *gateway) start() error {
@@ -155,7 +179,12 @@ func (g *gateway) stop(timeout time.Duration) {
 	for name, r := range g.runners {
 		go func() {
 			if err := r.Close(ctx); err != nil {
-				g.log.Warn("sink did not drain before shutdown_timeout; the rest is counted as dropped (reason shutdown)", "sink", name, "err", err)
+				g.log.Warn("sink did not drain before shutdown_timeout; the rest is counted as dropped (reason shutdown), or stays in its disk buffer", "sink", name, "err", err)
+			}
+			if b := g.buffers[name]; b != nil {
+				if err := b.Close(); err != nil {
+					g.log.Error("closing the disk buffer", "sink", name, "err", err)
+				}
 			}
 			done <- struct{}{}
 		}()
@@ -189,7 +218,7 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 	errs := admin.NewErrorLog() // last warning per sink/bind for the status page
 	log := slog.New(errs.Handler(newLogger(cfg, stderr).Handler()))
 	reg := metrics.NewRegistry()
-	g, err := build(cfg, reg, log)
+	g, err := build(cfg, reg, log, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "wharf: %v\n", err)
 		return 2
@@ -258,7 +287,7 @@ func check(cfg *conf.Config, stdout, stderr io.Writer) int {
 	// Build every sink (without connecting) so type-specific option errors
 	// surface here too, then compile the routes.
 	reg := metrics.NewRegistry()
-	g, err := build(cfg, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, err := build(cfg, reg, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
 	if err != nil {
 		fmt.Fprintf(stderr, "wharf: config %s is invalid:\n%v\n", cfg.Path, err)
 		return 2
@@ -267,6 +296,10 @@ func check(cfg *conf.Config, stdout, stderr io.Writer) int {
 		s.Close()
 	}
 	cfg.Describe(stdout)
+	if !verifyBuffers(cfg, stdout) {
+		fmt.Fprintf(stderr, "wharf: config %s is valid, but a disk buffer could not be verified\n", cfg.Path)
+		return 1
+	}
 	fmt.Fprintf(stdout, "config %s is valid\n", cfg.Path)
 	return 0
 }

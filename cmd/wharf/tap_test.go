@@ -79,7 +79,7 @@ path = "` + filepath.Join(dir, "archive.jsonl") + `"
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := build(cfg, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g, err := build(cfg, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,6 +78,15 @@ func pacedSender(t *testing.T, addr string, rate int, d time.Duration) <-chan in
 // allowed by at-least-once and counted, loss is not).
 func TestFaultKafkaOutage(t *testing.T) {
 	faultTest(t)
+	t.Run("memory", func(t *testing.T) { kafkaOutage(t, "") })
+	t.Run("disk", func(t *testing.T) {
+		kafkaOutage(t, fmt.Sprintf("[sink.kafka.buffer]\ndir = %q\nfsync = \"interval\"\n", filepath.Join(t.TempDir(), "buf")))
+	})
+}
+
+// kafkaOutage runs the outage with the sink's queue in memory (buffer "")
+// or on disk (buffer is a [sink.kafka.buffer] table).
+func kafkaOutage(t *testing.T, buffer string) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	kcat := testenv.Tool(t, "kcat")
 	topic := fmt.Sprintf("wharf-outage-%d", time.Now().UnixNano())
@@ -96,7 +106,7 @@ queue_size = 200000
 retry_backoff = "100ms"
 retry_max_backoff = "1s"
 write_timeout = "5s"
-`, port, brokers, topic))
+%s`, port, brokers, topic, buffer))
 
 	sent := pacedSender(t, fmt.Sprintf("127.0.0.1:%d", port), 50000, 18*time.Second)
 	time.Sleep(3 * time.Second)
