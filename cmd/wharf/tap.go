@@ -37,6 +37,8 @@ type operator struct {
 
 	mu   sync.Mutex
 	live admin.Live // last Live seen, for when a reload holds the gateway
+	// adminConf is the [admin] section seen last, for adminToken.
+	adminConf conf.Admin
 }
 
 func (o *operator) tapHub() *tap.Hub {
@@ -101,6 +103,25 @@ func (g *gateway) registerOperatorEndpoints() {
 		Errors:  g.ops.errs,
 	}).Register(g.admin)
 	g.admin.Handle("GET /api/tap", tap.Handler(g.ops.tapHub(), g.hasPort))
+	g.ops.mu.Lock()
+	g.ops.adminConf = g.cfg.Admin // before the first request: never fall back to "no token"
+	g.ops.mu.Unlock()
+	g.admin.RequireToken(g.adminToken)
+}
+
+// adminToken returns the bearer token of the running config ("" for
+// none), for the admin listener's check on write endpoints. Like live, it
+// does not wait behind a reload holding the gateway: it uses the admin
+// section seen last. token_file is read per request, so rewriting the
+// file rotates the token without a reload.
+func (g *gateway) adminToken() (string, error) {
+	g.ops.mu.Lock()
+	defer g.ops.mu.Unlock()
+	if g.mu.TryLock() {
+		g.ops.adminConf = g.cfg.Admin
+		g.mu.Unlock()
+	}
+	return g.ops.adminConf.ResolveToken()
 }
 
 const tapUsage = `Usage: wharf tap -c FILE (--frontend NAME | --port N) [--severity SEL] [--host GLOB] [--app GLOB] [--raw]
@@ -162,13 +183,24 @@ func tapRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	addr := *adminAddr
-	if addr == "" {
+	cSet := false
+	fs.Visit(func(f *flag.Flag) { cSet = cSet || f.Name == "c" })
+	var token string // the admin bearer token of the config, if it sets one
+	if addr == "" || cSet {
 		cfg, err := conf.Load(*path)
 		if err != nil {
 			fmt.Fprintf(stderr, "wharf tap: config %s is invalid:\n%v\n", *path, err)
 			return 2
 		}
-		addr = cfg.Admin.Listen
+		if token, err = cfg.Admin.ResolveToken(); err != nil {
+			fmt.Fprintf(stderr, "wharf tap: %v\n", err)
+			return 2
+		}
+		if addr == "" {
+			addr = cfg.Admin.Listen
+		}
+	}
+	if *adminAddr == "" {
 		if addr == "" || addr == "off" {
 			fmt.Fprintf(stderr, "wharf tap: config %s has no admin listener ([admin] listen = %q); tapping needs one\n", *path, addr)
 			return 2
@@ -190,7 +222,7 @@ func tapRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		q.Set("raw", "1")
 	}
 	u := "http://" + dialable(addr) + "/api/tap?" + q.Encode()
-	return streamTap(ctx, u, stdout, stderr)
+	return streamTap(ctx, u, token, stdout, stderr)
 }
 
 // dialable turns a listen address into one to connect to: a wildcard host
@@ -211,11 +243,15 @@ func dialable(listen string) string {
 
 // streamTap copies the tap stream at u to stdout (notices to stderr) until
 // ctx ends or the stream does.
-func streamTap(ctx context.Context, u string, stdout, stderr io.Writer) int {
+// A non-empty token is sent as "Authorization: Bearer TOKEN".
+func streamTap(ctx context.Context, u, token string, stdout, stderr io.Writer) int {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "wharf tap: %v\n", err)
 		return 2
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -229,6 +265,9 @@ func streamTap(ctx context.Context, u string, stdout, stderr io.Writer) int {
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		fmt.Fprintf(stderr, "wharf tap: %s: %s", resp.Status, b)
+		if resp.StatusCode == http.StatusUnauthorized {
+			fmt.Fprintln(stderr, "wharf tap: the admin listener wants a bearer token: run with -c naming the config that sets [admin] token or token_file")
+		}
 		if resp.StatusCode == http.StatusNotFound && strings.Contains(string(b), "404 page not found") {
 			fmt.Fprintln(stderr, "wharf tap: this wharf has no /api/tap (older version?)")
 		}
