@@ -22,7 +22,7 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		{"format", f.Format != ""}, {"framing", f.Framing != ""},
 		{"max_message_size", f.MaxMessageSize != 0}, {"oversize", f.Oversize != ""},
 		{"on_error", f.OnError != ""}, {"sinks", len(f.Sinks) > 0}, {"route", len(f.Routes) > 0},
-		{"frame_timeout", f.FrameTimeout.Duration != 0},
+		{"frame_timeout", f.FrameTimeout.Duration != 0}, {"dead_letter", f.DeadLetter != ""},
 		{"tls_client_ca", f.TLSClientCA != ""}, {"tls_min_version", f.TLSMinVersion != ""},
 	} {
 		if k.set {

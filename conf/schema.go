@@ -129,6 +129,9 @@ type Frontend struct {
 	// binds: "1.2" (default) or "1.3".
 	TLSMinVersion string `toml:"tls_min_version"`
 
+	// DeadLetter, when set, is a file that keeps the raw bytes of every
+	// message this frontend drops, with the reason, as JSON lines.
+	DeadLetter string `toml:"dead_letter"`
 	// FrameTimeout closes a syslog TCP connection that keeps a message
 	// incomplete this long without finishing any (a slow or stuck sender).
 	FrameTimeout Duration `toml:"frame_timeout"`
@@ -293,6 +296,9 @@ type Sink struct {
 
 	// --- TLS (syslog tls:// servers; kafka) ---
 
+	// TLS makes a kafka sink connect to its brokers with TLS; any other
+	// tls_* key implies it. (Syslog sinks pick TLS per server: tls://.)
+	TLS bool `toml:"tls"`
 	// TLSCA is a PEM file of CA certificates that verify the server; empty
 	// uses the system roots.
 	TLSCA string `toml:"tls_ca"`
@@ -307,6 +313,16 @@ type Sink struct {
 	// TLSInsecureSkipVerify accepts any server certificate. For tests only:
 	// it makes TLS open to interception.
 	TLSInsecureSkipVerify bool `toml:"tls_insecure_skip_verify"`
+
+	// --- kafka SASL ---
+
+	// SASLMechanism authenticates to the brokers: "PLAIN",
+	// "SCRAM-SHA-256" or "SCRAM-SHA-512"; empty for none.
+	SASLMechanism string `toml:"sasl_mechanism"`
+	// SASLUsername is the SASL user.
+	SASLUsername string `toml:"sasl_username"`
+	// SASLPassword is the SASL password.
+	SASLPassword string `toml:"sasl_password"`
 
 	// --- file ---
 

@@ -53,6 +53,7 @@ type Listener struct {
 	routes   *route.Holder
 	log      *slog.Logger
 	tap      Tap
+	dead     DeadLetter
 
 	port      uint16
 	transport sinks.Transport
@@ -222,6 +223,22 @@ type Tap interface {
 
 // SetTap installs t. Call before Start.
 func (l *Listener) SetTap(t Tap) { l.tap = t }
+
+// DeadLetter keeps the raw bytes of dropped messages (package deadletter).
+// Put copies raw and must not block.
+type DeadLetter interface {
+	Put(frontend, bind, reason string, peer netip.AddrPort, raw []byte)
+}
+
+// SetDeadLetter installs d (nil: none). Call before Start.
+func (l *Listener) SetDeadLetter(d DeadLetter) { l.dead = d }
+
+// reject hands a dropped message's bytes to the dead-letter file, if any.
+func (l *Listener) reject(reason string, peer netip.AddrPort, raw []byte) {
+	if l.dead != nil {
+		l.dead.Put(l.frontend, l.labels[3], reason, peer, raw)
+	}
+}
 
 // Addr returns the bound address (with the real port when the config said 0).
 func (l *Listener) Addr() string { return l.addr }
@@ -436,11 +453,13 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 				l.deliver(s, fe, frame, now, st.peer)
 			} else {
 				l.reason("dropped", "oversize").Inc()
+				l.reject("oversize", st.peer, buf[off-n:off]) // the part skipped in this read
 			}
 			continue
 		case framing.Invalid:
 			l.reason("malformed", st.framer.Reason()).Inc()
 			l.reason("dropped", "framing_error").Inc()
+			l.reject("framing_error", st.peer, buf[off-n:off])
 			if n > 0 {
 				continue
 			}
@@ -472,6 +491,7 @@ func (l *Listener) datagram(s *settings, fe *route.Frontend, buf []byte, cut boo
 		l.reason("malformed", "oversize").Inc()
 		if !s.truncate {
 			l.reason("dropped", "oversize").Inc()
+			l.reject("oversize", peer, frame)
 			return
 		}
 		l.truncated.Inc()
@@ -527,6 +547,7 @@ func (l *Listener) deliver(s *settings, fe *route.Frontend, frame []byte, now in
 		l.reason("malformed", parseReason(perr)).Inc()
 		if !s.forward {
 			l.reason("dropped", "parse_error").Inc()
+			l.reject("parse_error", peer, m.Raw)
 			m.Release()
 			return
 		}
@@ -537,6 +558,7 @@ func (l *Listener) deliver(s *settings, fe *route.Frontend, frame []byte, now in
 	}
 	if len(dests) == 0 {
 		l.reason("dropped", "no_route").Inc()
+		l.reject("no_route", peer, m.Raw)
 		m.Release()
 		return
 	}

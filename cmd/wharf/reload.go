@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"wharf/conf"
+	"wharf/deadletter"
 	"wharf/ingest"
 	"wharf/route"
 	"wharf/sinks"
@@ -43,6 +44,16 @@ func (g *gateway) listen(sb syslogBind) error {
 		return err
 	}
 	l.SetTap(g.ops.point(sb.fe.Name))
+	if path := sb.fe.DeadLetter; path != "" {
+		d := g.dead[path]
+		if d == nil {
+			if d, err = deadletter.Open(path, g.reg); err != nil {
+				return fmt.Errorf("frontend %q: dead_letter: %w", sb.fe.Name, err)
+			}
+			g.dead[path] = d
+		}
+		l.SetDeadLetter(d)
+	}
 	if err := l.Start(); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"wharf/admin"
 	"wharf/conf"
+	"wharf/deadletter"
 	"wharf/ingest"
 	"wharf/metrics"
 	"wharf/route"
@@ -39,7 +40,8 @@ type gateway struct {
 	reg       *metrics.Registry
 	sinks     map[string]sinks.Sink
 	runners   map[string]*sinks.Runner
-	buffers   map[string]*diskbuf.Buffer // disk buffers, closed after their runner
+	buffers   map[string]*diskbuf.Buffer  // disk buffers, closed after their runner
+	dead      map[string]*deadletter.File // dead-letter files by path; set at bind time (a change applies at restart)
 	routes    route.Holder
 	listeners map[string]*ingest.Listener // by scheme://addr as configured
 	proxies   func(ctx context.Context)   // stops the proxy frontends (proxy.go)
@@ -63,7 +65,7 @@ func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 // With openBuffers false (wharf check), disk buffers are left alone: a
 // running wharf holds their locks.
 func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, openBuffers bool) (*gateway, error) {
-	g := &gateway{cfg: cfg, log: log, reg: reg, sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{}, listeners: map[string]*ingest.Listener{}}
+	g := &gateway{cfg: cfg, log: log, reg: reg, sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{}, dead: map[string]*deadletter.File{}, listeners: map[string]*ingest.Listener{}}
 	var errs []string
 	for _, name := range sortedKeys(cfg.Sinks) {
 		sc := cfg.Sinks[name]
@@ -175,6 +177,9 @@ func (g *gateway) stop(timeout time.Duration) {
 		}
 	}
 	<-proxiesDone
+	for _, d := range g.dead { // no listener writes to them any more
+		d.Close()
+	}
 	done := make(chan struct{})
 	for name, r := range g.runners {
 		go func() {

@@ -92,7 +92,7 @@ func TestLoggerToFile(t *testing.T) {
 // ones arrive, the bad ones are counted by reason, the connection survives.
 func TestMalformedKeepsConnection(t *testing.T) {
 	port := freePort(t)
-	cfg := strings.Replace(fmt.Sprintf(fileConfig, port), `sinks = ["out"]`, "sinks = [\"out\"]\nmax_message_size = \"1KiB\"\noversize = \"drop\"", 1)
+	cfg := strings.Replace(fmt.Sprintf(fileConfig, port), `sinks = ["out"]`, "sinks = [\"out\"]\nmax_message_size = \"1KiB\"\noversize = \"drop\"\ndead_letter = \"{{DIR}}/dead.jsonl\"", 1)
 	in := start(t, cfg)
 	out := filepath.Join(in.dir, "messages.jsonl")
 	valid := func(n int) string { return fmt.Sprintf("<13>1 2026-11-25T10:00:00Z host app - - - valid %d", n) }
@@ -126,4 +126,21 @@ func TestMalformedKeepsConnection(t *testing.T) {
 		t.Errorf("parse_error drops = %v, framing_error drops = %v; want 2 in all, at least the bad header a parse error", pe, fe)
 	}
 	in.stop()
+	// The dead-letter file holds each dropped message's bytes and reason.
+	dead := readLines(t, filepath.Join(in.dir, "dead.jsonl"), 3, time.Second)
+	reasons := map[string]string{}
+	for _, l := range dead {
+		rec := jsonRecord(t, l)
+		raw, _ := rec["raw"].(string)
+		reasons[rec["reason"].(string)] += raw
+	}
+	if !strings.Contains(reasons["parse_error"], "not-a-timestamp") {
+		t.Errorf("dead letters lack the bad header: %v", dead)
+	}
+	if !strings.Contains(reasons["oversize"], "xxxxxxxx") {
+		t.Errorf("dead letters lack the oversize frame: %v", dead)
+	}
+	if !strings.Contains(reasons["parse_error"]+reasons["framing_error"], "garbage without any framing") {
+		t.Errorf("dead letters lack the garbage line: %v", dead)
+	}
 }
