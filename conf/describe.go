@@ -81,6 +81,12 @@ func (c *Config) Describe(w io.Writer) {
 			pr("    brokers %s, topic %s", strings.Join(s.Brokers, ", "), s.Topic)
 			pr("    key %s, balancer %s, compression %s, required_acks %s, write_timeout %s",
 				s.Key, s.Balancer, s.Compression, s.RequiredAcks, s.WriteTimeout)
+			if s.KafkaTLS() {
+				pr("    %s", describeClientTLS(s))
+			}
+			if s.SASLMechanism != "" {
+				pr("    sasl %s, user %s", s.SASLMechanism, s.SASLUsername)
+			}
 		case "syslog":
 			pr("    servers %s (in order, failover)", strings.Join(s.Servers, ", "))
 			pr("    out_framing %s, dial_timeout %s, write_timeout %s", s.OutFraming, s.DialTimeout, s.WriteTimeout)

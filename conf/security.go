@@ -173,3 +173,26 @@ func (v *validator) adminToken() {
 		v.warn("admin.token", "the admin listener is off; the token is unused")
 	}
 }
+
+// KafkaTLS reports whether a kafka sink talks TLS to its brokers: tls =
+// true, or any tls_* key set.
+func (s *Sink) KafkaTLS() bool {
+	return s.TLS || s.TLSCA != "" || s.TLSCert != "" || s.TLSKey != "" || s.TLSServerName != "" || s.TLSInsecureSkipVerify
+}
+
+// kafkaSASL checks the SASL keys of a kafka sink.
+func (v *validator) kafkaSASL(p string, s *Sink) {
+	if s.SASLMechanism == "" {
+		if s.SASLUsername != "" || s.SASLPassword != "" {
+			v.errAt(p, "sasl_username/sasl_password need sasl_mechanism = \"PLAIN\", \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\"")
+		}
+		return
+	}
+	v.enum(p, "sasl_mechanism", s.SASLMechanism, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+	if s.SASLUsername == "" || s.SASLPassword == "" {
+		v.errAt(p, "sasl_mechanism %s needs sasl_username and sasl_password", s.SASLMechanism)
+	}
+	if s.SASLMechanism == "PLAIN" && !s.KafkaTLS() {
+		v.warn(p+".sasl_mechanism", "PLAIN sends the password in clear text without TLS; set tls = true (or tls_ca)")
+	}
+}

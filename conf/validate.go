@@ -489,6 +489,7 @@ var typeKeys = map[string][]string{
 	"servers":       {"syslog"}, "out_framing": {"syslog"}, "dial_timeout": {"syslog"},
 	"tls_ca": {"syslog", "kafka"}, "tls_cert": {"syslog", "kafka"}, "tls_key": {"syslog", "kafka"},
 	"tls_server_name": {"syslog", "kafka"}, "tls_insecure_skip_verify": {"syslog", "kafka"},
+	"tls": {"kafka"}, "sasl_mechanism": {"kafka"}, "sasl_username": {"kafka"}, "sasl_password": {"kafka"},
 	"path": {"file"}, "file_mode": {"file"},
 }
 
@@ -599,6 +600,8 @@ func (v *validator) sink(s *Sink) {
 		v.enum(p, "balancer", s.Balancer, "hash", "round_robin", "least_bytes")
 		v.enum(p, "compression", s.Compression, "none", "gzip", "snappy", "lz4", "zstd")
 		v.enum(p, "required_acks", s.RequiredAcks, "none", "one", "all")
+		v.sinkTLS(p, s)   // security.go
+		v.kafkaSASL(p, s) // security.go
 	case "syslog":
 		if len(s.Servers) == 0 {
 			v.errAt(p, "syslog sink needs servers = [\"tcp://host:514\"]")

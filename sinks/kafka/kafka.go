@@ -103,6 +103,8 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 		// Only this topic's metadata: cheap on big clusters.
 		MetadataTopics: []string{opt.topic},
 		ClientID:       "wharf",
+		TLS:            opt.tls,
+		SASL:           opt.sasl,
 	}
 	w := &kafkago.Writer{
 		Addr:         kafkago.TCP(opt.brokers...),
@@ -228,7 +230,7 @@ func (s *Sink) Check(ctx context.Context) error {
 }
 
 func (s *Sink) checkBroker(ctx context.Context, broker string) error {
-	tr := &kafkago.Transport{DialTimeout: min(s.opt.writeTimeout, checkTimeout), ClientID: "wharf-check"}
+	tr := &kafkago.Transport{DialTimeout: min(s.opt.writeTimeout, checkTimeout), ClientID: "wharf-check", TLS: s.opt.tls, SASL: s.opt.sasl}
 	defer tr.CloseIdleConnections()
 	c := &kafkago.Client{Addr: kafkago.TCP(broker), Transport: tr}
 	res, err := c.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{s.opt.topic}})

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,9 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"wharf/conf"
 	"wharf/sinks"
@@ -35,6 +39,10 @@ type options struct {
 	batchSize    int
 	batchBytes   int64
 	encoding     sinks.Encoding
+	// tls is nil for plaintext brokers; sasl nil for no authentication.
+	// Both go on every kafka-go Transport the sink makes.
+	tls  *tls.Config
+	sasl sasl.Mechanism
 }
 
 // maxTopicLen is Kafka's limit on topic names (249 characters).
@@ -152,7 +160,57 @@ func parseOptions(name string, cfg *conf.Sink) (options, error) {
 	}
 	o.encoding = e
 
+	if cfg.KafkaTLS() {
+		o.tls = &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         cfg.TLSServerName, // "" : kafka-go sets each broker's host
+			InsecureSkipVerify: cfg.TLSInsecureSkipVerify,
+		}
+		if cfg.TLSCA != "" {
+			pool, err := conf.LoadCertPool(cfg.TLSCA)
+			if err != nil {
+				bad("tls_ca", "%v", err)
+			}
+			o.tls.RootCAs = pool
+		}
+		switch {
+		case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
+			bad("tls_cert", "set both tls_cert and tls_key, or neither")
+		case cfg.TLSCert != "":
+			pair, err := conf.LoadKeyPair(cfg.TLSCert, cfg.TLSKey)
+			if err != nil {
+				bad("tls_cert", "%v", err)
+			}
+			o.tls.Certificates = []tls.Certificate{pair}
+		}
+	}
+	if cfg.SASLMechanism != "" || cfg.SASLUsername != "" || cfg.SASLPassword != "" {
+		m, err := saslMechanism(cfg.SASLMechanism, cfg.SASLUsername, cfg.SASLPassword)
+		if err != nil {
+			bad("sasl_mechanism", "%v", err)
+		}
+		o.sasl = m
+	}
+
 	return o, errors.Join(errs...)
+}
+
+// saslMechanism maps the config's SASL keys onto kafka-go's mechanisms.
+func saslMechanism(name, user, password string) (sasl.Mechanism, error) {
+	if user == "" || password == "" {
+		return nil, fmt.Errorf("%q needs sasl_username and sasl_password", name)
+	}
+	switch name {
+	case "PLAIN":
+		return plain.Mechanism{Username: user, Password: password}, nil
+	case "SCRAM-SHA-256":
+		return scram.Mechanism(scram.SHA256, user, password)
+	case "SCRAM-SHA-512":
+		return scram.Mechanism(scram.SHA512, user, password)
+	case "":
+		return nil, errors.New("sasl_username/sasl_password given without a mechanism (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+	}
+	return nil, fmt.Errorf("unknown mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", name)
 }
 
 // orDefault returns s, or def when s is empty (a zero conf.Sink).
