@@ -71,13 +71,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wharf "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("c", "/etc/wharf/wharf.toml", "config file")
+	logFormat := fs.String("log-format", "", "wharf's own log format, text or json (overrides global.log_format)")
 	if err := fs.Parse(rest); err != nil {
+		return 2
+	}
+	if *logFormat != "" && *logFormat != "text" && *logFormat != "json" {
+		fmt.Fprintf(stderr, "wharf: -log-format %q: want text or json\n", *logFormat)
 		return 2
 	}
 	cfg, err := conf.Load(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "wharf: config %s is invalid:\n%v\n", *path, err)
 		return 2
+	}
+	if *logFormat != "" {
+		cfg.Global.LogFormat = *logFormat
 	}
 	for _, w := range cfg.Warnings {
 		fmt.Fprintf(stderr, "wharf: warning: %s\n", w)

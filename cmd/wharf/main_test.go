@@ -68,6 +68,10 @@ func TestUsage(t *testing.T) {
 	if code := run([]string{"frobnicate"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "unknown command") {
 		t.Errorf("unknown command: exit %d, stderr %q", code, errOut.String())
 	}
+	errOut.Reset()
+	if code := run([]string{"run", "-c", "../../examples/wharf.toml", "-log-format", "xml"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "want text or json") {
+		t.Errorf("bad -log-format: exit %d, stderr %q", code, errOut.String())
+	}
 	out.Reset()
 	if code := run([]string{"version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "wharf ") {
 		t.Errorf("version: exit %d, out %q", code, out.String())
