@@ -319,11 +319,13 @@ func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, b
 				l.deliver(s, fe, frame, now, peer)
 			} else {
 				l.reason("dropped", "oversize").Inc()
+				l.reject("oversize", peer, buf[off-n:off]) // the part skipped in this read
 			}
 			continue
 		case framing.Invalid:
 			l.reason("malformed", fr.Reason()).Inc()
 			l.reason("dropped", "framing_error").Inc()
+			l.reject("framing_error", peer, buf[off-n:off])
 			if n > 0 {
 				continue
 			}
