@@ -98,6 +98,9 @@ func Markdown(w io.Writer, r *Results, chart string) {
 				continue
 			}
 			var runs []string
+			if s.Scenario.Rate > 0 && d.Offered < 0.95*s.Scenario.Rate {
+				runs = append(runs, "generator starved, offered below target:")
+			}
 			for _, x := range row.Runs {
 				if x.Err != "" {
 					runs = append(runs, "error")

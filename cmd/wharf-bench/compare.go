@@ -22,6 +22,7 @@ func runCompare(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.UDPDuration, "udp-duration", 0, "generator time per UDP run (default 5s)")
 	fs.IntVar(&o.TCPConns, "conns", 2, "generator connections in TCP scenarios")
 	fs.IntVar(&o.Size, "size", 300, "message size in bytes")
+	fs.IntVar(&o.WriteSize, "write-size", 0, "generator TCP bytes per write (default 256 KiB; the message size mimics loggen's one write per message)")
 	rates := fs.String("udp-rates", "25000,50000,100000,200000,max", "UDP offered rates, comma-separated; max = as fast as possible")
 	scen := fs.String("scenarios", "tcp,udp,kafka", "scenario kinds to run (kafka needs -kafka or $WHARF_KAFKA_BROKERS)")
 	relays := fs.String("relays", "", "relays to run, comma-separated (default all installed: wharf,byte-copy,socat,haproxy,rsyslog,syslog-ng)")
