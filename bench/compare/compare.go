@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -132,13 +133,43 @@ type Machine struct {
 
 // Results is a whole comparison.
 type Results struct {
-	Date      time.Time        `json:"date"`
-	Machine   Machine          `json:"machine"`
-	Runs      int              `json:"runs"`
-	Size      int              `json:"message_size"`
-	TCPConns  int              `json:"tcp_conns"`
-	WriteSize int              `json:"write_size,omitempty"`
-	Scenarios []ScenarioResult `json:"scenarios"`
+	Date      time.Time `json:"date"`
+	Machine   Machine   `json:"machine"`
+	Runs      int       `json:"runs"`
+	Size      int       `json:"message_size"`
+	TCPConns  int       `json:"tcp_conns"`
+	WriteSize int       `json:"write_size,omitempty"`
+	// Commit is `git describe --always --dirty` of the repository, and
+	// WharfBuilt the modification time of bin/wharf: which wharf ran.
+	Commit     string           `json:"commit,omitempty"`
+	WharfBuilt time.Time        `json:"wharf_built,omitempty"`
+	Scenarios  []ScenarioResult `json:"scenarios"`
+	// UDPLossless is, per relay, the highest fixed offered UDP rate at
+	// which the median run lost nothing (0: lossless at none).
+	UDPLossless map[string]float64 `json:"udp_lossless_rate,omitempty"`
+}
+
+// udpLossless fills r.UDPLossless from the fixed-rate UDP scenarios.
+func (r *Results) udpLossless() {
+	for _, s := range r.Scenarios {
+		if s.Scenario.Kind != "udp" || s.Scenario.Rate == 0 {
+			continue
+		}
+		for _, row := range s.Rows {
+			m := row.Median
+			if row.Skipped != "" || m.Err != "" {
+				continue
+			}
+			if r.UDPLossless == nil {
+				r.UDPLossless = map[string]float64{}
+			}
+			best := r.UDPLossless[row.Relay]
+			if m.Lost == 0 && m.Unstamped == 0 && m.Offered >= 0.95*s.Scenario.Rate && s.Scenario.Rate > best {
+				best = s.Scenario.Rate
+			}
+			r.UDPLossless[row.Relay] = best
+		}
+	}
 }
 
 func (o *Options) defaults() {
@@ -195,6 +226,12 @@ func (o Options) Plan() []Scenario {
 func Compare(ctx context.Context, o Options) (*Results, error) {
 	o.defaults()
 	res := &Results{Date: time.Now().UTC(), Machine: ThisMachine(), Runs: o.Runs, Size: o.Size, TCPConns: o.TCPConns, WriteSize: o.WriteSize}
+	if out, err := exec.Command("git", "-C", o.Root, "describe", "--always", "--dirty").Output(); err == nil {
+		res.Commit = strings.TrimSpace(string(out))
+	}
+	if fi, err := os.Stat(filepath.Join(o.Root, "bin/wharf")); err == nil {
+		res.WharfBuilt = fi.ModTime().UTC()
+	}
 	tmp, err := os.MkdirTemp("", "wharf-bench-")
 	if err != nil {
 		return nil, err
@@ -246,6 +283,7 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 	if o.Progress != nil {
 		fmt.Fprint(o.Progress, "\r\033[K")
 	}
+	res.udpLossless()
 	return res, ctx.Err()
 }
 

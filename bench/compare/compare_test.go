@@ -100,3 +100,21 @@ func TestPlan(t *testing.T) {
 		t.Fatalf("kafka plan %+v", p)
 	}
 }
+
+func TestUDPLossless(t *testing.T) {
+	row := func(relay string, offered float64, lost uint64) Row {
+		return Row{Relay: relay, Median: Run{Offered: offered, Lost: lost}}
+	}
+	sc := func(rate float64, rows ...Row) ScenarioResult {
+		return ScenarioResult{Scenario: Scenario{Kind: "udp", Rate: rate}, Rows: rows}
+	}
+	r := &Results{Scenarios: []ScenarioResult{
+		sc(25000, row("a", 25000, 0), row("b", 25000, 3), row("c", 25000, 0)),
+		sc(50000, row("a", 50000, 0), row("b", 50000, 9), row("c", 30000, 0)), // c starved: does not count
+		sc(0, row("a", 900000, 0)), // max rate: not a fixed rate
+	}}
+	r.udpLossless()
+	if r.UDPLossless["a"] != 50000 || r.UDPLossless["b"] != 0 || r.UDPLossless["c"] != 25000 {
+		t.Fatalf("lossless rates %v", r.UDPLossless)
+	}
+}

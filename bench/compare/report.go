@@ -80,6 +80,13 @@ func Markdown(w io.Writer, r *Results, chart string) {
 	fmt.Fprintf(w, "Machine: %d cores, %s, kernel %s, %d MiB RAM. Generator, relay and receiver share the machine. "+
 		"Median of %d runs per row; %d B RFC5424 messages. Ratios are wharf's figure divided by the row's (>1: wharf ahead). "+
 		"\"others' CPU\" is the share of the machine used by unrelated processes during the runs (noise). Method: bench/README.md.\n\n", m.Cores, m.CPU, m.Kernel, m.MemoryMB, r.Runs, r.Size)
+	if r.Commit != "" {
+		fmt.Fprintf(w, "Repository at %s", r.Commit)
+		if !r.WharfBuilt.IsZero() {
+			fmt.Fprintf(w, "; bin/wharf built %s", r.WharfBuilt.Format("2006-01-02 15:04:05 MST"))
+		}
+		fmt.Fprint(w, ".\n\n")
+	}
 	if chart != "" {
 		fmt.Fprintf(w, "![chart](%s)\n\n", chart)
 	}
@@ -114,6 +121,19 @@ func Markdown(w io.Writer, r *Results, chart string) {
 				d.CPUPerM, rate(d.MsgPerCPU), d.PeakRSS>>20, ratio(row.RateVsWharf), ratio(row.CPUVsWharf), 100*d.OthersBusy, strings.Join(runs, " / "))
 		}
 		fmt.Fprintln(w)
+	}
+	if len(r.UDPLossless) > 0 {
+		fmt.Fprint(w, "Highest fixed offered UDP rate with zero loss (median run):")
+		for _, rl := range Relays {
+			if v, ok := r.UDPLossless[rl.Name]; ok {
+				if v == 0 {
+					fmt.Fprintf(w, " %s none;", rl.Name)
+				} else {
+					fmt.Fprintf(w, " %s %s;", rl.Name, rate(v))
+				}
+			}
+		}
+		fmt.Fprint(w, "\n\n")
 	}
 	fmt.Fprintln(w, "Versions:")
 	fmt.Fprintln(w)
