@@ -590,7 +590,7 @@ func (l *Listener) reason(kind, why string) *metrics.Counter {
 	case "malformed":
 		c = l.reg.Counter("wharf_frontend_malformed_total", "Malformed input by reason (oversize, framing and parse errors).", append(l.labels, "reason", why)...)
 	case "rejected":
-		c = l.reg.Counter("wharf_frontend_rejected_total", "Connections (TCP) or datagrams (UDP) refused before reading, by reason (acl, maxconn).", append(l.labels, "reason", why)...)
+		c = l.reg.Counter("wharf_frontend_rejected_total", "Connections (TCP) or datagrams (UDP) refused before reading, by reason (acl, maxconn, tls_handshake).", append(l.labels, "reason", why)...)
 	case "closed":
 		c = l.reg.Counter("wharf_frontend_closed_total", "TCP connections closed by wharf, by reason (idle_timeout, frame_timeout).", append(l.labels, "reason", why)...)
 	default:

@@ -5,7 +5,9 @@ package ingest
 // gnet has no TLS, so a tls:// bind is served by crypto/tls over a
 // net.Listener with one goroutine per connection. Each goroutine reads
 // into one fixed buffer of max_message_size+16 bytes (the framer never
-// needs more than Max+10 to decide), frames it with ingest/framing exactly
+// needs more than Max+10 to decide), taken from a pool while bytes are
+// pending and given back when none are (an idle connection waits in a
+// 1-byte read and holds no buffer), frames it with ingest/framing exactly
 // as the gnet handler does (RFC 5425 uses octet counting; auto detection
 // stays on) and hands frames to Listener.deliver: parse, tap, route,
 // enqueue. Enqueue blocks when a sink queue is full, which stops that
@@ -229,18 +231,25 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 
 	s := l.settings.Load()
 	fr := framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}
-	bp := getTLSBuffer(s.max + 16)
-	defer func() { tlsBuffers.Put(bp) }()
-	buf := *bp
-	n := 0 // bytes held at the start of buf
+	// The read buffer is held only while bytes are pending: an idle
+	// connection blocks in a 1-byte read and holds none, so thousands of
+	// quiet senders do not pin max_message_size each.
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			tlsBuffers.Put(bp)
+		}
+	}()
+	var first [1]byte
+	n := 0 // bytes held at the start of *bp
 	var partialSince time.Time
 	for {
 		s = l.settings.Load()
-		if s.max+16 > len(buf) { // max_message_size grew on reload
+		if bp != nil && s.max+16 > len(*bp) { // max_message_size grew on reload
 			nb := getTLSBuffer(s.max + 16)
-			copy(*nb, buf[:n])
+			copy(*nb, (*bp)[:n])
 			tlsBuffers.Put(bp)
-			bp, buf = nb, *nb
+			bp = nb
 		}
 		fr.Max, fr.Truncate = s.max, s.truncate
 		// Deadlines stand in for the gnet ticker's sweep: idle from now,
@@ -257,8 +266,18 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 		}
 		_ = raw.SetReadDeadline(deadline)
 
-		k, err := tc.Read(buf[n:])
+		var k int
+		var err error
+		if bp == nil {
+			if k, err = tc.Read(first[:]); k > 0 {
+				bp = getTLSBuffer(s.max + 16)
+				(*bp)[0] = first[0]
+			}
+		} else {
+			k, err = tc.Read((*bp)[n:])
+		}
 		if k > 0 {
+			buf := *bp
 			now := time.Now()
 			n += k
 			var fe *route.Frontend
@@ -278,6 +297,10 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 				l.reason("dropped", "framing_error").Inc()
 				n = 0
 				fr.Reset()
+			}
+			if n == 0 {
+				tlsBuffers.Put(bp)
+				bp = nil
 			}
 		}
 		if err == nil {

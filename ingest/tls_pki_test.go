@@ -27,7 +27,7 @@ type testCA struct {
 
 var serial atomic.Int64
 
-func newTestCA(t *testing.T, name string) *testCA {
+func newTestCA(t testing.TB, name string) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -55,7 +55,7 @@ func newTestCA(t *testing.T, name string) *testCA {
 
 // issue makes a leaf certificate for cn (server: valid for 127.0.0.1 and
 // localhost; client otherwise) and writes it and its key as PEM files.
-func (ca *testCA) issue(t *testing.T, cn string, server bool) (certFile, keyFile string) {
+func (ca *testCA) issue(t testing.TB, cn string, server bool) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -107,7 +107,7 @@ func (ca *testCA) clientCert(t *testing.T, cn string) tls.Certificate {
 	return pair
 }
 
-func writeFile(t *testing.T, name string, b []byte) {
+func writeFile(t testing.TB, name string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(name, b, 0o600); err != nil {
 		t.Fatal(err)

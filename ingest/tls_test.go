@@ -6,15 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"wharf/conf"
 	"wharf/internal/testenv"
+	"wharf/metrics"
+	"wharf/route"
 )
 
 // tlsFrontend returns a frontend serving a fresh server certificate of ca.
@@ -343,4 +347,79 @@ func TestTLSIdleAndFrameTimeouts(t *testing.T) {
 	if tgt.count() != 1 || counter(reg, "wharf_frontend_dropped_total", "incomplete_frame_at_close") != 1 {
 		t.Fatalf("delivered %d, incomplete %v; want 1 and 1", tgt.count(), counter(reg, "wharf_frontend_dropped_total", "incomplete_frame_at_close"))
 	}
+}
+
+// Idle TLS connections hold no read buffer: 300 connections that each
+// sent one message cost far less than max_message_size (64KiB) apiece,
+// client and server side together (both live in this process).
+func TestTLSIdleConnectionsHoldNoBuffer(t *testing.T) {
+	ca := newTestCA(t, "test CA")
+	l, reg, tgt := listen(t, "tls", tlsFrontend(t, ca))
+	cfg := &tls.Config{RootCAs: ca.pool(), ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(1)}
+	const n = 300
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns := make([]*tls.Conn, 0, n)
+	for range n {
+		c, err := dialTLS(t, l.Addr(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte(octet(valid)))
+		conns = append(conns, c)
+	}
+	waitFor(t, "a message per connection", func() bool { return tgt.count() == n })
+	waitFor(t, "every connection counted", func() bool { return counter(reg, "wharf_frontend_connections", "") == n })
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapInuse) + int64(after.StackInuse) - int64(before.HeapInuse) - int64(before.StackInuse)) / n
+	t.Logf("%d idle TLS connections: %d KiB each (client and server side, heap and stacks)", n, per>>10)
+	if per > 48<<10 {
+		t.Fatalf("%d KiB per idle connection: a read buffer is held while idle?", per>>10)
+	}
+	runtime.KeepAlive(conns)
+}
+
+// BenchmarkTLSIngest measures one TLS connection sending 300-byte
+// octet-counted messages through framing, parsing and routing.
+func BenchmarkTLSIngest(b *testing.B) {
+	ca := newTestCA(b, "bench CA")
+	cert, key := ca.issue(b, "wharf-server", true)
+	fe := &conf.Frontend{Name: "edge", Sinks: []string{"out"}, TLSCert: cert, TLSKey: key}
+	tgt := &collector{}
+	tab, err := route.Compile(&conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}, map[string]route.Target{"out": tgt})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := &route.Holder{}
+	h.Store(tab)
+	l, err := New(fe, conf.Bind{Scheme: "tls", Host: "127.0.0.1", Addr: "127.0.0.1:0"}, h, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer l.Stop(context.Background())
+	c, err := tls.Dial("tcp", l.Addr(), &tls.Config{RootCAs: ca.pool(), ServerName: "localhost"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	msg := octet("<13>1 2026-11-25T10:00:00Z host app 42 ID - " + strings.Repeat("x", 250))
+	const per = 1000
+	chunk := []byte(strings.Repeat(msg, per))
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := c.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+		for tgt.count() < (i+1)*per {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "msgs/s")
 }
