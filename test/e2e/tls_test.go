@@ -147,3 +147,86 @@ func TestTLSBindWithRealClient(t *testing.T) {
 	}
 	in.stop()
 }
+
+// TestTLSEndToEndToSyslogNG relays over TLS both ways: a Go client sends
+// octet-counted messages into a tls:// bind, wharf forwards them over
+// mutual TLS to a real syslog-ng (client certificate required), and every
+// message arrives byte for byte.
+func TestTLSEndToEndToSyslogNG(t *testing.T) {
+	openssl := testenv.Tool(t, "openssl")
+	collector := testenv.Env(t, "WHARF_COLLECTOR_MTLS")
+	collectorCA := testenv.Env(t, "WHARF_COLLECTOR_CA")
+	clientCert := testenv.Env(t, "WHARF_COLLECTOR_CLIENT_CERT")
+	clientKey := testenv.Env(t, "WHARF_COLLECTOR_CLIENT_KEY")
+	outDir := testenv.Env(t, "WHARF_COLLECTOR_OUT")
+	dir := t.TempDir()
+	opensslRun(t, openssl, dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-subj", "/CN=wharf e2e CA", "-days", "1", "-keyout", "ca.key", "-out", "ca.pem")
+	opensslIssue(t, openssl, dir, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth")
+	port := freePort(t)
+	in := startIn(t, dir, fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.secure]
+bind = ["tls://127.0.0.1:%d"]
+tls_cert = "{{DIR}}/server.pem"
+tls_key = "{{DIR}}/server.key"
+sinks = ["collector"]
+[sink.collector]
+type = "syslog"
+servers = ["tls://%s"]
+tls_ca = "%s"
+tls_cert = "%s"
+tls_key = "%s"
+tls_server_name = "localhost"
+`, port, collector, collectorCA, clientCert, clientKey))
+
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	pool.AppendCertsFromPEM(caPEM)
+	c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := fmt.Sprintf("tlsrun%d", time.Now().UnixNano())
+	const n = 3000
+	want := map[string]bool{}
+	var b strings.Builder
+	for i := range n {
+		m := fmt.Sprintf(`<165>1 2026-11-25T10:00:00.000001Z relay-%d app 42 ID7 [ex@32473 run="%s"] grüße über tls %d`, i%3, run, i)
+		want[m] = true
+		fmt.Fprintf(&b, "%d %s", len(m), m)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := in.waitMetric(n, 30*time.Second, "wharf_sink_sent_total", `sink="collector"`); got != n {
+		t.Fatalf("sent %v, want %d", got, n)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var got []string
+	for {
+		data, _ := os.ReadFile(filepath.Join(outDir, "mtls.log"))
+		got = got[:0]
+		for _, l := range splitLines(data) {
+			if strings.Contains(l, run) {
+				got = append(got, l)
+			}
+		}
+		if len(got) >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(got) != n {
+		t.Fatalf("collector wrote %d of our %d messages", len(got), n)
+	}
+	for _, l := range got {
+		if !want[l] {
+			t.Fatalf("collector line not sent by us: %q", l)
+		}
+		delete(want, l)
+	}
+	in.stop()
+}
