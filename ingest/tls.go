@@ -362,6 +362,9 @@ func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, b
 // connection goroutines to finish what they read (and its enqueues)
 // until ctx ends.
 func (l *Listener) stopTLS(ctx context.Context) error {
+	if l.tls.ln == nil { // never started
+		return nil
+	}
 	l.tls.mu.Lock()
 	l.tls.closing.Store(true)
 	err := l.tls.ln.Close()
