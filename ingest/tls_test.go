@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wharf/internal/testpki"
 
 	"wharf/conf"
 	"wharf/internal/testenv"
@@ -22,9 +23,9 @@ import (
 )
 
 // tlsFrontend returns a frontend serving a fresh server certificate of ca.
-func tlsFrontend(t *testing.T, ca *testCA) *conf.Frontend {
+func tlsFrontend(t *testing.T, ca *testpki.CA) *conf.Frontend {
 	t.Helper()
-	cert, key := ca.issue(t, "wharf-server", true)
+	cert, key := ca.Issue(t, "wharf-server", true)
 	return &conf.Frontend{TLSCert: cert, TLSKey: key}
 }
 
@@ -40,9 +41,9 @@ func dialTLS(t *testing.T, addr string, cfg *tls.Config) (*tls.Conn, error) {
 }
 
 func TestTLSOctetCountedDelivered(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	l, reg, tgt := listen(t, "tls", tlsFrontend(t, ca))
-	c, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.pool(), ServerName: "localhost"})
+	c, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +75,11 @@ func TestTLSOctetCountedDelivered(t *testing.T) {
 // A message split across many TLS records and writes is reassembled; an
 // oversize one is truncated to max_message_size, not buffered beyond it.
 func TestTLSPartialWritesAndOversize(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	fe := tlsFrontend(t, ca)
 	fe.MaxMessageSize = 100
 	l, reg, tgt := listen(t, "tls", fe)
-	c, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.pool(), ServerName: "localhost"})
+	c, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,15 +103,15 @@ func TestTLSPartialWritesAndOversize(t *testing.T) {
 }
 
 func TestTLSMutualRefusesBadClients(t *testing.T) {
-	ca, other := newTestCA(t, "test CA"), newTestCA(t, "other CA")
+	ca, other := testpki.NewCA(t, "test CA"), testpki.NewCA(t, "other CA")
 	fe := tlsFrontend(t, ca)
-	fe.TLSClientCA = ca.file
+	fe.TLSClientCA = ca.File
 	l, reg, tgt := listen(t, "tls", fe)
 
 	// send dials with cfg, writes one message and reports whether the
 	// server took it (a refused TLS 1.3 client only learns on reading).
 	send := func(cfg *tls.Config, text string) error {
-		cfg.RootCAs, cfg.ServerName = ca.pool(), "localhost"
+		cfg.RootCAs, cfg.ServerName = ca.Pool(), "localhost"
 		c, err := dialTLS(t, l.Addr(), cfg)
 		if err != nil {
 			return err
@@ -134,9 +135,9 @@ func TestTLSMutualRefusesBadClients(t *testing.T) {
 			t.Errorf("%s: accepted, want refused", name)
 		}
 	}
-	f("good", &tls.Config{Certificates: []tls.Certificate{ca.clientCert(t, "good")}}, true)
+	f("good", &tls.Config{Certificates: []tls.Certificate{ca.ClientCert(t, "good")}}, true)
 	f("nocert", &tls.Config{}, false)
-	f("othercert", &tls.Config{Certificates: []tls.Certificate{other.clientCert(t, "intruder")}}, false)
+	f("othercert", &tls.Config{Certificates: []tls.Certificate{other.ClientCert(t, "intruder")}}, false)
 	f("nocert12", &tls.Config{MaxVersion: tls.VersionTLS12}, false)
 
 	waitFor(t, "three handshake rejections", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 3 })
@@ -149,14 +150,14 @@ func TestTLSMutualRefusesBadClients(t *testing.T) {
 }
 
 func TestTLSMinVersion(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	fe := tlsFrontend(t, ca)
 	fe.TLSMinVersion = "1.3"
 	l, reg, _ := listen(t, "tls", fe)
-	if _, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.pool(), ServerName: "localhost", MaxVersion: tls.VersionTLS12}); err == nil {
+	if _, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", MaxVersion: tls.VersionTLS12}); err == nil {
 		t.Fatal("a TLS 1.2 client was accepted with tls_min_version 1.3")
 	}
-	c, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.pool(), ServerName: "localhost"})
+	c, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func TestTLSMinVersion(t *testing.T) {
 
 // Plaintext senders, silent clients and denied peers never reach a parser.
 func TestTLSHandshakeTimeoutPlaintextAndACL(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	fe := tlsFrontend(t, ca)
 	fe.HeaderTimeout = conf.Duration{Duration: 200 * time.Millisecond}
 	l, reg, tgt := listen(t, "tls", fe)
@@ -196,7 +197,7 @@ func TestTLSHandshakeTimeoutPlaintextAndACL(t *testing.T) {
 	fe2 := tlsFrontend(t, ca)
 	fe2.Deny = []string{"127.0.0.1/32"}
 	l2, reg2, _ := listen(t, "tls", fe2)
-	if _, err := dialTLS(t, l2.Addr(), &tls.Config{RootCAs: ca.pool(), ServerName: "localhost"}); err == nil {
+	if _, err := dialTLS(t, l2.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}); err == nil {
 		t.Fatal("denied peer completed a handshake")
 	}
 	if counter(reg2, "wharf_frontend_rejected_total", "acl") != 1 || counter(reg2, "wharf_frontend_rejected_total", "tls_handshake") != 0 {
@@ -208,11 +209,11 @@ func TestTLSHandshakeTimeoutPlaintextAndACL(t *testing.T) {
 // Update runs, new handshakes get the new certificate while an open
 // connection keeps working. A broken file leaves the old one serving.
 func TestTLSCertificateRotation(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	fe := tlsFrontend(t, ca)
 	fe.Name = "edge"
 	l, _, tgt := listen(t, "tls", fe)
-	cfg := &tls.Config{RootCAs: ca.pool(), ServerName: "localhost"}
+	cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}
 	serialOf := func() string {
 		t.Helper()
 		c, err := dialTLS(t, l.Addr(), cfg)
@@ -228,10 +229,10 @@ func TestTLSCertificateRotation(t *testing.T) {
 	}
 	before := serialOf()
 
-	newCert, newKey := ca.issue(t, "wharf-server-2", true)
+	newCert, newKey := ca.Issue(t, "wharf-server-2", true)
 	for _, p := range [][2]string{{newCert, fe.TLSCert}, {newKey, fe.TLSKey}} {
 		b, _ := os.ReadFile(p[0])
-		writeFile(t, p[1], b)
+		testpki.WriteFile(t, p[1], b)
 	}
 	if got := serialOf(); got != before {
 		t.Fatalf("certificate changed before Update: %s -> %s", before, got)
@@ -246,7 +247,7 @@ func TestTLSCertificateRotation(t *testing.T) {
 	old.Write([]byte(octet(valid)))
 	waitFor(t, "a message on the connection opened before the rotation", func() bool { return tgt.count() == 1 })
 
-	writeFile(t, fe.TLSCert, []byte("garbage"))
+	testpki.WriteFile(t, fe.TLSCert, []byte("garbage"))
 	if err := l.Update(fe); err != nil {
 		t.Fatalf("Update with a broken cert file: %v (want the old certificate kept, no error)", err)
 	}
@@ -258,18 +259,18 @@ func TestTLSCertificateRotation(t *testing.T) {
 // openssl s_client as a real RFC 5425 client, with a client certificate.
 func TestTLSOpenSSLClient(t *testing.T) {
 	openssl := testenv.Tool(t, "openssl")
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	fe := tlsFrontend(t, ca)
-	fe.TLSClientCA = ca.file
+	fe.TLSClientCA = ca.File
 	l, reg, tgt := listen(t, "tls", fe)
-	cert, key := ca.issue(t, "openssl-client", false)
+	cert, key := ca.Issue(t, "openssl-client", false)
 	var in strings.Builder
 	for i := range 100 {
 		in.WriteString(octet(fmt.Sprintf("<134>1 2026-11-25T10:00:00Z h openssl - - - s_client %d", i)))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, openssl, "s_client", "-connect", l.Addr(), "-CAfile", ca.file,
+	cmd := exec.CommandContext(ctx, openssl, "s_client", "-connect", l.Addr(), "-CAfile", ca.File,
 		"-cert", cert, "-key", key, "-verify_return_error", "-quiet", "-no_ign_eof")
 	cmd.Stdin = strings.NewReader(in.String())
 	out, err := cmd.CombinedOutput()
@@ -288,7 +289,7 @@ func TestTLSOpenSSLClient(t *testing.T) {
 	}
 
 	// Without its certificate, openssl is refused and counted.
-	cmd = exec.CommandContext(ctx, openssl, "s_client", "-connect", l.Addr(), "-CAfile", ca.file, "-quiet", "-no_ign_eof")
+	cmd = exec.CommandContext(ctx, openssl, "s_client", "-connect", l.Addr(), "-CAfile", ca.File, "-quiet", "-no_ign_eof")
 	cmd.Stdin = strings.NewReader(octet(valid))
 	cmd.CombinedOutput()
 	waitFor(t, "the certless openssl refused", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 1 })
@@ -299,9 +300,9 @@ func TestTLSOpenSSLClient(t *testing.T) {
 
 // Stop closes open TLS connections and waits for their goroutines.
 func TestTLSStopClosesConnections(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	l, reg, _ := listen(t, "tls", tlsFrontend(t, ca))
-	c, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.pool(), ServerName: "localhost"})
+	c, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,12 +325,12 @@ func TestTLSStopClosesConnections(t *testing.T) {
 // client_timeout and frame_timeout hold on tls:// binds too (read
 // deadlines there, where tcp:// binds use the gnet ticker's sweep).
 func TestTLSIdleAndFrameTimeouts(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	fe := tlsFrontend(t, ca)
 	fe.ClientTimeout = conf.Duration{Duration: 400 * time.Millisecond}
 	fe.FrameTimeout = conf.Duration{Duration: 200 * time.Millisecond}
 	l, reg, tgt := listen(t, "tls", fe)
-	cfg := &tls.Config{RootCAs: ca.pool(), ServerName: "localhost"}
+	cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}
 	idle, err := dialTLS(t, l.Addr(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -353,9 +354,9 @@ func TestTLSIdleAndFrameTimeouts(t *testing.T) {
 // sent one message cost far less than max_message_size (64KiB) apiece,
 // client and server side together (both live in this process).
 func TestTLSIdleConnectionsHoldNoBuffer(t *testing.T) {
-	ca := newTestCA(t, "test CA")
+	ca := testpki.NewCA(t, "test CA")
 	l, reg, tgt := listen(t, "tls", tlsFrontend(t, ca))
-	cfg := &tls.Config{RootCAs: ca.pool(), ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(1)}
+	cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", ClientSessionCache: tls.NewLRUClientSessionCache(1)}
 	const n = 300
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -384,8 +385,8 @@ func TestTLSIdleConnectionsHoldNoBuffer(t *testing.T) {
 // BenchmarkTLSIngest measures one TLS connection sending 300-byte
 // octet-counted messages through framing, parsing and routing.
 func BenchmarkTLSIngest(b *testing.B) {
-	ca := newTestCA(b, "bench CA")
-	cert, key := ca.issue(b, "wharf-server", true)
+	ca := testpki.NewCA(b, "bench CA")
+	cert, key := ca.Issue(b, "wharf-server", true)
 	fe := &conf.Frontend{Name: "edge", Sinks: []string{"out"}, TLSCert: cert, TLSKey: key}
 	tgt := &collector{}
 	tab, err := route.Compile(&conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}, map[string]route.Target{"out": tgt})
@@ -402,7 +403,7 @@ func BenchmarkTLSIngest(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer l.Stop(context.Background())
-	c, err := tls.Dial("tcp", l.Addr(), &tls.Config{RootCAs: ca.pool(), ServerName: "localhost"})
+	c, err := tls.Dial("tcp", l.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wharf/internal/testpki"
 
 	"github.com/segmentio/kafka-go/sasl/plain"
 
@@ -17,8 +18,8 @@ import (
 
 // TLS and SASL keys map onto the Transport of the writer and of Check.
 func TestNewMapsTLSAndSASL(t *testing.T) {
-	ca := newTestCA(t, "broker CA")
-	cert, key := ca.issue(t, "wharf", false)
+	ca := testpki.NewCA(t, "broker CA")
+	cert, key := ca.Issue(t, "wharf", false)
 	base := func() conf.Sink { return conf.Sink{Brokers: []string{"127.0.0.1:9093"}, Topic: "t"} }
 	f := func(mod func(*conf.Sink), wantTLS bool, wantMech string, check func(*Sink)) {
 		t.Helper()
@@ -49,7 +50,7 @@ func TestNewMapsTLSAndSASL(t *testing.T) {
 			t.Errorf("tls = true: want system roots, TLS 1.2+, verification on; got %+v", k.tr.TLS)
 		}
 	})
-	f(func(c *conf.Sink) { c.TLSCA = ca.file; c.TLSServerName = "kafka.example.net" }, true, "", func(k *Sink) {
+	f(func(c *conf.Sink) { c.TLSCA = ca.File; c.TLSServerName = "kafka.example.net" }, true, "", func(k *Sink) {
 		if k.tr.TLS.RootCAs == nil || k.tr.TLS.ServerName != "kafka.example.net" {
 			t.Errorf("tls_ca/tls_server_name not mapped: %+v", k.tr.TLS)
 		}
@@ -91,14 +92,14 @@ func TestNewRejectsBadTLSAndSASL(t *testing.T) {
 // client certificates completes the handshake with wharf's certificate and
 // then sends a Kafka request (ApiVersions) inside the TLS session.
 func TestTLSReachesTheBroker(t *testing.T) {
-	ca := newTestCA(t, "broker CA")
-	srvCert, srvKey := ca.issue(t, "broker", true)
+	ca := testpki.NewCA(t, "broker CA")
+	srvCert, srvKey := ca.Issue(t, "broker", true)
 	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{pair}, ClientCAs: ca.pool(), ClientAuth: tls.RequireAndVerifyClientCert,
+		Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -133,8 +134,8 @@ func TestTLSReachesTheBroker(t *testing.T) {
 			}()
 		}
 	}()
-	cert, key := ca.issue(t, "wharf-producer", false)
-	s, err := New("out", &conf.Sink{Brokers: []string{ln.Addr().String()}, Topic: "t", TLSCA: ca.file, TLSCert: cert, TLSKey: key})
+	cert, key := ca.Issue(t, "wharf-producer", false)
+	s, err := New("out", &conf.Sink{Brokers: []string{ln.Addr().String()}, Topic: "t", TLSCA: ca.File, TLSCert: cert, TLSKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}

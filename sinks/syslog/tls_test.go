@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wharf/internal/testpki"
 
 	"wharf/conf"
 	"wharf/internal/testenv"
@@ -16,16 +17,16 @@ import (
 
 // newTLSFrameServer is a frameServer behind TLS with a certificate of ca
 // for 127.0.0.1; clientCA, when set, makes it require client certificates.
-func newTLSFrameServer(t *testing.T, ca *testCA, clientCA *testCA) (*frameServer, string) {
+func newTLSFrameServer(t *testing.T, ca *testpki.CA, clientCA *testpki.CA) (*frameServer, string) {
 	t.Helper()
-	cert, key := ca.issue(t, "collector", true)
+	cert, key := ca.Issue(t, "collector", true)
 	pair, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
 	if clientCA != nil {
-		cfg.ClientCAs, cfg.ClientAuth = clientCA.pool(), tls.RequireAndVerifyClientCert
+		cfg.ClientCAs, cfg.ClientAuth = clientCA.Pool(), tls.RequireAndVerifyClientCert
 	}
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,9 +40,9 @@ func newTLSFrameServer(t *testing.T, ca *testCA, clientCA *testCA) (*frameServer
 }
 
 func TestTLSServers(t *testing.T) {
-	ca, other := newTestCA(t, "collector CA"), newTestCA(t, "other CA")
-	clientCert, clientKey := ca.issue(t, "wharf", false)
-	f := func(name string, cfg conf.Sink, clientCA *testCA, wantErr string) {
+	ca, other := testpki.NewCA(t, "collector CA"), testpki.NewCA(t, "other CA")
+	clientCert, clientKey := ca.Issue(t, "wharf", false)
+	f := func(name string, cfg conf.Sink, clientCA *testpki.CA, wantErr string) {
 		t.Helper()
 		fs, url := newTLSFrameServer(t, ca, clientCA)
 		cfg.Servers = []string{url}
@@ -64,17 +65,17 @@ func TestTLSServers(t *testing.T) {
 			t.Errorf("%s: collector got %q", name, got)
 		}
 	}
-	f("ca", conf.Sink{TLSCA: ca.file}, nil, "")
-	f("wrong-ca", conf.Sink{TLSCA: other.file}, nil, "tls handshake: tls: failed to verify certificate")
+	f("ca", conf.Sink{TLSCA: ca.File}, nil, "")
+	f("wrong-ca", conf.Sink{TLSCA: other.File}, nil, "tls handshake: tls: failed to verify certificate")
 	f("system-roots", conf.Sink{}, nil, "certificate signed by unknown authority")
 	f("insecure", conf.Sink{TLSInsecureSkipVerify: true}, nil, "")
-	f("server-name", conf.Sink{TLSCA: ca.file, TLSServerName: "localhost"}, nil, "")
-	f("wrong-server-name", conf.Sink{TLSCA: ca.file, TLSServerName: "collector.example.net"}, nil, "not collector.example.net")
-	f("mutual", conf.Sink{TLSCA: ca.file, TLSCert: clientCert, TLSKey: clientKey}, ca, "")
+	f("server-name", conf.Sink{TLSCA: ca.File, TLSServerName: "localhost"}, nil, "")
+	f("wrong-server-name", conf.Sink{TLSCA: ca.File, TLSServerName: "collector.example.net"}, nil, "not collector.example.net")
+	f("mutual", conf.Sink{TLSCA: ca.File, TLSCert: clientCert, TLSKey: clientKey}, ca, "")
 	// Without a certificate the TLS 1.3 handshake completes on our side;
 	// the refusal arrives with the next read (the alive check) or write.
 	fs, url := newTLSFrameServer(t, ca, ca)
-	s, _ := newSink(t, conf.Sink{Servers: []string{url}, TLSCA: ca.file})
+	s, _ := newSink(t, conf.Sink{Servers: []string{url}, TLSCA: ca.File})
 	defer s.Close()
 	for range 3 {
 		s.Write(t.Context(), msgs("<13>1 - h a - - - should not arrive"))
@@ -89,9 +90,9 @@ func TestTLSServers(t *testing.T) {
 // before the next batch, which goes over a new connection, not into the
 // dead one.
 func TestTLSCollectorCloseIsNoticed(t *testing.T) {
-	ca := newTestCA(t, "collector CA")
+	ca := testpki.NewCA(t, "collector CA")
 	fs, url := newTLSFrameServer(t, ca, nil)
-	s, _ := newSink(t, conf.Sink{Servers: []string{url}, TLSCA: ca.file})
+	s, _ := newSink(t, conf.Sink{Servers: []string{url}, TLSCA: ca.File})
 	defer s.Close()
 	if err := s.Write(t.Context(), msgs("<13>1 - h a - - - one")); err != nil {
 		t.Fatal(err)

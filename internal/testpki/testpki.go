@@ -1,4 +1,7 @@
-package syslog
+// Package testpki makes a certificate authority and certificates for one
+// test, written as PEM files in the test's temp dir: what the TLS tests of
+// ingest, sinks/syslog and sinks/kafka share.
+package testpki
 
 import (
 	"crypto/ecdsa"
@@ -17,17 +20,19 @@ import (
 	"time"
 )
 
-// testCA is a certificate authority made up for one test.
-type testCA struct {
+// CA is a certificate authority made up for one test.
+type CA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pem  []byte
-	file string // PEM of the CA certificate, in the test's temp dir
+	// File is the PEM of the CA certificate, in the test's temp dir.
+	File string
 }
 
 var serial atomic.Int64
 
-func newTestCA(t *testing.T, name string) *testCA {
+// NewCA makes a CA named name.
+func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -47,15 +52,15 @@ func newTestCA(t *testing.T, name string) *testCA {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-	ca.file = filepath.Join(t.TempDir(), "ca.pem")
-	writeFile(t, ca.file, ca.pem)
+	ca := &CA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	ca.File = filepath.Join(t.TempDir(), "ca.pem")
+	WriteFile(t, ca.File, ca.pem)
 	return ca
 }
 
-// issue makes a leaf certificate for cn (server: valid for 127.0.0.1 and
+// Issue makes a leaf certificate for cn (server: valid for 127.0.0.1 and
 // localhost; client otherwise) and writes it and its key as PEM files.
-func (ca *testCA) issue(t *testing.T, cn string, server bool) (certFile, keyFile string) {
+func (ca *CA) Issue(t testing.TB, cn string, server bool) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -84,22 +89,22 @@ func (ca *testCA) issue(t *testing.T, cn string, server bool) (certFile, keyFile
 	}
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+".key")
-	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+	WriteFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	WriteFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
 	return certFile, keyFile
 }
 
 // pool is a cert pool holding the CA, for clients.
-func (ca *testCA) pool() *x509.CertPool {
+func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca.cert)
 	return p
 }
 
 // clientCert loads a client certificate issued by ca.
-func (ca *testCA) clientCert(t *testing.T, cn string) tls.Certificate {
+func (ca *CA) ClientCert(t *testing.T, cn string) tls.Certificate {
 	t.Helper()
-	c, k := ca.issue(t, cn, false)
+	c, k := ca.Issue(t, cn, false)
 	pair, err := tls.LoadX509KeyPair(c, k)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +112,8 @@ func (ca *testCA) clientCert(t *testing.T, cn string) tls.Certificate {
 	return pair
 }
 
-func writeFile(t *testing.T, name string, b []byte) {
+// WriteFile writes b to name or fails the test.
+func WriteFile(t testing.TB, name string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(name, b, 0o600); err != nil {
 		t.Fatal(err)
