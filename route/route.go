@@ -213,13 +213,14 @@ func (g glob) match(b []byte) bool {
 		ok, _ := path.Match(g.pat, string(b))
 		return ok
 	}
-	return wildMatch(g.pat, b)
+	return MatchGlob(g.pat, b)
 }
 
-// wildMatch matches '*' (any run, including '/') and '?' (one byte)
-// iteratively with single-star backtracking: linear in practice, no
-// recursion, no allocation.
-func wildMatch(p string, s []byte) bool {
+// MatchGlob reports whether s matches the shell pattern p, where '*'
+// matches any run of bytes (including '/') and '?' one byte; everything
+// else is literal. Iterative with single-star backtracking: linear in
+// practice, no recursion, no allocation. The tap's filters use it too.
+func MatchGlob(p string, s []byte) bool {
 	pi, si := 0, 0
 	star, mark := -1, 0
 	for si < len(s) {

@@ -84,8 +84,8 @@ func contains(s, sub string) bool {
 func TestWildMatch(t *testing.T) {
 	f := func(p, s string, want bool) {
 		t.Helper()
-		if got := wildMatch(p, []byte(s)); got != want {
-			t.Errorf("wildMatch(%q, %q) = %v, want %v", p, s, got, want)
+		if got := MatchGlob(p, []byte(s)); got != want {
+			t.Errorf("MatchGlob(%q, %q) = %v, want %v", p, s, got, want)
 		}
 	}
 	f("fw-*", "fw-1", true)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"wharf/route"
 	"wharf/sinks"
 )
 
@@ -43,41 +44,13 @@ func (f *Filter) Match(m *sinks.Message) bool {
 			return false
 		}
 	}
-	if f.Host != "" && !glob(f.Host, m.Field(m.Hostname)) {
+	if f.Host != "" && !route.MatchGlob(f.Host, m.Field(m.Hostname)) {
 		return false
 	}
-	if f.App != "" && !glob(f.App, m.Field(m.AppName)) {
+	if f.App != "" && !route.MatchGlob(f.App, m.Field(m.AppName)) {
 		return false
 	}
 	return true
-}
-
-// glob matches s against p, where '*' matches any run of bytes and '?'
-// one byte; everything else is literal. Iterative with one backtrack
-// point, so it runs in O(len(p)*len(s)) at worst and never allocates.
-func glob(p string, s []byte) bool {
-	pi, si := 0, 0
-	star, mark := -1, 0
-	for si < len(s) {
-		switch {
-		case pi < len(p) && (p[pi] == '?' || p[pi] == s[si]):
-			pi++
-			si++
-		case pi < len(p) && p[pi] == '*':
-			star, mark = pi, si
-			pi++
-		case star >= 0:
-			pi = star + 1
-			mark++
-			si = mark
-		default:
-			return false
-		}
-	}
-	for pi < len(p) && p[pi] == '*' {
-		pi++
-	}
-	return pi == len(p)
 }
 
 var severityByName = map[string]int{

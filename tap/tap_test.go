@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"wharf/route"
 
 	"wharf/ingest/parse"
 	"wharf/sinks"
@@ -48,7 +49,7 @@ func TestParseSeverity(t *testing.T) {
 func TestGlob(t *testing.T) {
 	f := func(p, s string, want bool) {
 		t.Helper()
-		if got := glob(p, []byte(s)); got != want {
+		if got := route.MatchGlob(p, []byte(s)); got != want {
 			t.Fatalf("glob(%q, %q) = %v, want %v", p, s, got, want)
 		}
 	}
