@@ -1,56 +1,30 @@
-// Package acl decides whether a client address may talk to a bind: the
-// allow/deny CIDR lists every frontend mode checks before it reads a byte.
 package acl
 
-import (
-	"net/netip"
+import "net/netip"
 
-	"wharf/conf"
-)
-
-// List is a compiled allow/deny pair. Deny is checked first; an empty
-// allow list allows everything not denied. A nil *List permits all.
-// Immutable after New: safe for concurrent use.
-type List struct {
-	allow, deny []netip.Prefix
-}
+// List is a compiled allow/deny pair for a syslog bind: an Access that a
+// nil pointer stands for "everyone", so the hot path pays one nil check
+// when no list is configured. Immutable after New: safe for concurrent use.
+type List struct{ Access }
 
 // New compiles the lists (IPs or CIDRs, as conf.ParsePrefix reads them).
-// It returns nil, nil when both are empty, so the check costs one nil test.
+// It returns nil, nil when both are empty.
 func New(allow, deny []string) (*List, error) {
 	if len(allow) == 0 && len(deny) == 0 {
 		return nil, nil
 	}
-	a, err := conf.ParsePrefixes(allow)
+	a, err := Parse("allow", allow)
 	if err != nil {
 		return nil, err
 	}
-	d, err := conf.ParsePrefixes(deny)
+	d, err := Parse("deny", deny)
 	if err != nil {
 		return nil, err
 	}
-	return &List{allow: a, deny: d}, nil
+	return &List{Access{Allow: a, Deny: d}}, nil
 }
 
-// Permit reports whether addr may connect. IPv4-mapped IPv6 addresses are
-// matched as IPv4.
+// Permit reports whether addr may connect (deny first, then allow).
 func (l *List) Permit(addr netip.Addr) bool {
-	if l == nil {
-		return true
-	}
-	addr = addr.Unmap()
-	for _, p := range l.deny {
-		if p.Contains(addr) {
-			return false
-		}
-	}
-	if len(l.allow) == 0 {
-		return true
-	}
-	for _, p := range l.allow {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
+	return l == nil || l.Permits(addr)
 }

@@ -26,9 +26,9 @@ import (
 	"sync"
 	"time"
 
+	"wharf/acl"
 	"wharf/conf"
 	"wharf/metrics"
-	"wharf/proxy/acl"
 	"wharf/proxy/proxyproto"
 	"wharf/proxy/sni"
 	"wharf/proxy/upstream"

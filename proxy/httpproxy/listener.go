@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"wharf/proxy/acl"
+	"wharf/acl"
 	"wharf/proxy/proxyproto"
 )
 

@@ -28,9 +28,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"wharf/acl"
 	"wharf/conf"
 	"wharf/metrics"
-	"wharf/proxy/acl"
 	"wharf/proxy/proxyproto"
 	"wharf/proxy/sni"
 	"wharf/proxy/upstream"

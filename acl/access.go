@@ -1,6 +1,6 @@
-// Package acl holds the address lists of proxy frontends: allow/deny
-// lists checked on accept, and the trusted-proxy list that decides whose
-// PROXY headers and X-Forwarded-* headers are believed.
+// Package acl holds address lists: the allow/deny lists every frontend
+// checks before it reads a byte, and the trusted-proxy list that decides
+// whose PROXY headers and X-Forwarded-* headers are believed.
 //
 // Lists are built once from config and only read afterwards, so they are
 // safe for concurrent use. Lookups are a linear scan over prefixes: lists
@@ -36,7 +36,7 @@ func (s Set) Contains(a netip.Addr) bool {
 func Parse(what string, list []string) (Set, error) {
 	ps, err := conf.ParsePrefixes(list)
 	if err != nil {
-		return nil, fmt.Errorf("proxy/acl: %s: %w", what, err)
+		return nil, fmt.Errorf("acl: %s: %w", what, err)
 	}
 	return Set(ps), nil
 }
