@@ -466,7 +466,9 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 		break // NeedMore, or no progress
 	}
-	_, _ = c.Discard(off)
+	if off > 0 { // Discard(0) would drop everything buffered (gnet treats n <= 0 as "all")
+		_, _ = c.Discard(off)
+	}
 	switch {
 	case off == len(buf):
 		st.partialSince.Store(0)

@@ -320,3 +320,35 @@ func TestUDPBurstBatchedReads(t *testing.T) {
 		})
 	}
 }
+
+// TestTCPMessageSplitAcrossReads guards against Discard(0) (gnet's "discard
+// everything") throwing away a partial frame left for the next read.
+func TestTCPMessageSplitAcrossReads(t *testing.T) {
+	l, reg, tgt := listen(t, "tcp", &conf.Frontend{})
+	c, err := net.Dial("tcp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := octet(valid) + octet(valid)
+	for _, cut := range []int{2, 10, len(m) - 1} {
+		if _, err := c.Write([]byte(m[:cut])); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // separate reads
+		if _, err := c.Write([]byte(m[cut:])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "six messages", func() bool { return tgt.count() == 6 })
+	tgt.mu.Lock()
+	defer tgt.mu.Unlock()
+	for i, s := range tgt.msgs {
+		if s != "hello" {
+			t.Errorf("message %d = %q, want hello", i, s)
+		}
+	}
+	if n := counter(reg, "wharf_frontend_malformed_total", ""); n != 0 {
+		t.Errorf("malformed = %v, want 0", n)
+	}
+}
