@@ -1,6 +1,9 @@
 package conf
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Every default wharf applies, in one place. Each says why it is that
 // value. ApplyDefaults fills them in; the config reference (Reference)
@@ -56,6 +59,21 @@ const (
 	// finish it within a minute is broken or hostile (slowloris); real
 	// senders write a whole message in one go.
 	DefaultFrameTimeout = time.Minute
+
+	// MaxRateBurst bounds rate_burst and rate_burst_per_ip: ten million
+	// messages at once is no limit at all, and the bound keeps a bucket's
+	// arithmetic (burst × time per message, in nanoseconds) far from
+	// overflowing.
+	MaxRateBurst = 10_000_000
+	// RateLimitMaxIPs is how many source addresses a bind with
+	// rate_limit_per_ip tracks at once. An address's bucket is forgotten
+	// once it has refilled (it then holds nothing a fresh one would not),
+	// so the table holds only senders active within their burst time;
+	// 65536 of those at ~50 bytes each is ~3 MiB per bind. Beyond it (a
+	// spoofed-source UDP flood), new addresses share one overflow bucket
+	// with the per-IP rate, so they are limited together rather than not
+	// at all, and memory stays bounded.
+	RateLimitMaxIPs = 65536
 
 	// DefaultQueueSize bounds queued messages per sink: about 1 s of a busy
 	// relay, enough to ride out a broker leader election.
@@ -185,6 +203,14 @@ const (
 	MaxMaxMessageSize = 16 * MiB
 )
 
+// DefaultRateBurst is the default rate_burst (and rate_burst_per_ip) for
+// rate r: one second of it, at least 1. A second absorbs the bursts real
+// senders make (a daemon restarting, a log rotation) while a flood is cut
+// to the rate within a second.
+func DefaultRateBurst(r Rate) int {
+	return max(1, int(math.Ceil(r.PerSecond())))
+}
+
 // DefaultEncoding returns the default encoding for a sink type ("" for an
 // unknown type).
 func DefaultEncoding(typ string) string {
@@ -257,6 +283,12 @@ func (f *Frontend) applyDefaults() {
 		f.MaxConn = DefaultSyslogMaxConn
 	}
 	setDur(&f.FrameTimeout, DefaultFrameTimeout)
+	if !f.RateLimit.IsZero() && f.RateBurst == 0 {
+		f.RateBurst = DefaultRateBurst(f.RateLimit)
+	}
+	if !f.RateLimitPerIP.IsZero() && f.RateBurstPerIP == 0 {
+		f.RateBurstPerIP = DefaultRateBurst(f.RateLimitPerIP)
+	}
 	if f.HasTLSBind() {
 		setStr(&f.TLSMinVersion, DefaultTLSMinVersion)
 		setDur(&f.HeaderTimeout, DefaultTLSHandshakeTimeout)

@@ -57,6 +57,12 @@ func (c *Config) Describe(w io.Writer) {
 			}
 			pr("    tls cert %s, key %s, min_version %s, handshake timeout %s, %s", f.TLSCert, f.TLSKey, f.TLSMinVersion, f.HeaderTimeout, mtls)
 		}
+		if !f.RateLimit.IsZero() {
+			pr("    rate_limit %s per bind, burst %d", f.RateLimit, f.RateBurst)
+		}
+		if !f.RateLimitPerIP.IsZero() {
+			pr("    rate_limit %s per source IP, burst %d", f.RateLimitPerIP, f.RateBurstPerIP)
+		}
 		for i, r := range f.Routes {
 			pr("    route[%d] %s -> %s", i, describeMatch(r), strings.Join(r.Sinks, ", "))
 		}

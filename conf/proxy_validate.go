@@ -24,6 +24,8 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		{"on_error", f.OnError != ""}, {"sinks", len(f.Sinks) > 0}, {"route", len(f.Routes) > 0},
 		{"frame_timeout", f.FrameTimeout.Duration != 0}, {"dead_letter", f.DeadLetter != ""},
 		{"tls_client_ca", f.TLSClientCA != ""}, {"tls_min_version", f.TLSMinVersion != ""},
+		{"rate_limit", !f.RateLimit.IsZero()}, {"rate_burst", f.RateBurst != 0},
+		{"rate_limit_per_ip", !f.RateLimitPerIP.IsZero()}, {"rate_burst_per_ip", f.RateBurstPerIP != 0},
 	} {
 		if k.set {
 			v.errAt(p+"."+k.key, "key %s applies to syslog frontends only, not mode %s (proxy frontends send to backend = \"NAME\")", k.key, f.Mode)

@@ -135,6 +135,21 @@ type Frontend struct {
 	// FrameTimeout closes a syslog TCP connection that keeps a message
 	// incomplete this long without finishing any (a slow or stuck sender).
 	FrameTimeout Duration `toml:"frame_timeout"`
+	// RateLimit bounds the messages one bind of a syslog frontend accepts
+	// from all senders together ("20000/s", "600/m"); unset is no limit.
+	// Over it, UDP datagrams are dropped and counted; TCP and TLS senders
+	// are slowed (wharf stops reading from them), never disconnected.
+	RateLimit Rate `toml:"rate_limit"`
+	// RateBurst is how many messages a bind accepts at once before
+	// RateLimit applies (the token bucket's size). Default: one second of
+	// RateLimit.
+	RateBurst int `toml:"rate_burst"`
+	// RateLimitPerIP bounds the messages of each source IP address on one
+	// bind, as RateLimit does for the bind as a whole.
+	RateLimitPerIP Rate `toml:"rate_limit_per_ip"`
+	// RateBurstPerIP is RateBurst for each source IP. Default: one second
+	// of RateLimitPerIP.
+	RateBurstPerIP int `toml:"rate_burst_per_ip"`
 
 	// Binds is Bind parsed by Load, same order.
 	Binds []Bind `toml:"-"`

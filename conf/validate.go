@@ -290,7 +290,8 @@ func (v *validator) frontend(f *Frontend) {
 		return
 	}
 	v.syslogFrontendProxyKeys(p, f)
-	v.syslogTLS(p, f) // security.go
+	v.syslogTLS(p, f)  // security.go
+	v.rateLimits(p, f) // rate.go
 	v.enum(p, "format", f.Format, "auto", "rfc5424", "rfc3164", "raw")
 	v.enum(p, "framing", f.Framing, "auto", "octet-counting", "lf", "nul")
 	v.enum(p, "oversize", f.Oversize, "truncate", "drop")

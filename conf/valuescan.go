@@ -8,9 +8,10 @@ import (
 var (
 	sizeType     = reflect.TypeFor[Size]()
 	durationType = reflect.TypeFor[Duration]()
+	rateType     = reflect.TypeFor[Rate]()
 )
 
-// scanValues checks every size and duration in the generic decode of a
+// scanValues checks every size, duration and rate in the generic decode of a
 // file against the schema. Parse uses it when a type mismatch stopped the
 // typed decoder early: which values the decoder reached before stopping
 // depends on map order, so without this pass the errors reported would
@@ -27,7 +28,7 @@ func scanValues(generic map[string]any, file string, pidx *posIndex, have Errors
 			t = t.Elem()
 		}
 		switch t {
-		case sizeType, durationType:
+		case sizeType, durationType, rateType:
 			u := reflect.New(t).Interface().(interface{ UnmarshalTOML(any) error })
 			if err := u.UnmarshalTOML(v); err != nil && !seen[path] {
 				e := &Error{File: file, Path: path, Msg: err.Error()}
