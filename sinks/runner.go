@@ -215,6 +215,9 @@ type Runner struct {
 	timer      *time.Timer
 	lastLog    time.Time
 	suppressed int
+	// next receives the queue on HandOver; set before draining begins.
+	next       *Runner
+	handedOver *metrics.Counter
 	failures   int // consecutive failed Writes
 
 	// With a Spool: closingCtx ends when Close begins (wakes blocked
@@ -260,6 +263,7 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 	}
 	l := []string{"sink", name}
 	r.sent = reg.Counter("wharf_sink_sent_total", "Messages delivered by the sink.", l...)
+	r.handedOver = reg.Counter("wharf_sink_handed_over_total", "Queued messages moved to the sink's new runner when a reload changed its settings.", l...)
 	r.sentBytes = reg.Counter("wharf_sink_sent_bytes_total", "Raw bytes of messages delivered by the sink.", l...)
 	r.batches = reg.Counter("wharf_sink_batches_total", "Batches written successfully.", l...)
 	r.writeErrors = reg.Counter("wharf_sink_write_errors_total", "Failed batch writes (each retry counts).", l...)
@@ -442,7 +446,46 @@ func (r *Runner) drop(m *Message, reason int) {
 // dropped ("shutdown"), then closes the sink and returns its error.
 // Further calls return the first call's result.
 func (r *Runner) Close(ctx context.Context) error {
+	return r.close(ctx, nil)
+}
+
+// HandOver closes r like Close, but moves what is still queued to next
+// instead of delivering it to r's sink: the reload path for a sink whose
+// settings changed, so its queue follows it to the new runner. A batch
+// already being written finishes on r's sink first. next must be started;
+// the moved messages keep their order and wait for room in next (they
+// are not dropped for lack of it while ctx lasts).
+func (r *Runner) HandOver(ctx context.Context, next *Runner) error {
+	if r.cfg.Spool != nil || next == nil {
+		return r.Close(ctx)
+	}
+	return r.close(ctx, next)
+}
+
+// handOff moves the queue to r.next (see HandOver). Runs on the run loop.
+func (r *Runner) handOff() {
+	move := func(m *Message) {
+		r.bytes.Add(-int64(len(m.Raw)))
+		r.next.Enqueue(m, true)
+		r.handedOver.Inc()
+	}
+	if m := r.pending; m != nil {
+		r.pending = nil
+		move(m)
+	}
+	for {
+		select {
+		case m := <-r.q:
+			move(m)
+		default:
+			return
+		}
+	}
+}
+
+func (r *Runner) close(ctx context.Context, next *Runner) error {
 	r.closeOnce.Do(func() {
+		r.next = next
 		r.Start()
 		r.closing.Store(true)
 		close(r.closingCh)
@@ -541,6 +584,10 @@ func (r *Runner) run() {
 		r.flush()
 	}
 	// Draining: nothing is added any more.
+	if r.next != nil {
+		r.handOff()
+		return
+	}
 	for {
 		r.collectNow()
 		if len(r.batch) == 0 {

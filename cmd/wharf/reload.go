@@ -96,8 +96,9 @@ func (g *gateway) reloadHandler(w http.ResponseWriter, _ *http.Request) {
 
 // reload applies cfg to the running gateway, diffing against the old one:
 //   - sinks whose settings did not change keep their runner and queue;
-//     new and changed sinks get a new runner; removed and replaced runners
-//     drain what they hold into their (old) sink, then close;
+//     new and changed sinks get a new runner, and a changed sink's queue
+//     is handed over to it; removed runners drain into their sink, then
+//     close;
 //   - the route table is recompiled and swapped atomically;
 //   - binds present in both configs keep their sockets (no UDP gap, no TCP
 //     reset) and take the new frontend options; new binds open, removed
@@ -217,12 +218,15 @@ func (g *gateway) reload(cfg *conf.Config) error {
 		}
 	}
 
-	// 5. Retired runners drain into their old sinks in the background.
+	// 5. Retired runners: a changed sink hands its queue over to its new
+	// runner (a batch being written finishes on the old sink); a removed
+	// sink drains into its old sink. Both in the background.
 	for _, r := range retired {
+		next := newRunners[r.Name()]
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), oldCfg.Global.ShutdownTimeout.Duration)
 			defer cancel()
-			if err := r.Close(ctx); err != nil {
+			if err := r.HandOver(ctx, next); err != nil {
 				g.log.Warn("retired sink did not drain in time; the rest is counted as dropped (reason shutdown)", "sink", r.Name(), "err", err)
 			}
 		}()
