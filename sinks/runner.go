@@ -156,9 +156,10 @@ const (
 	DropShutdown         = "shutdown"
 	DropClosed           = "closed"
 	DropSpoolError       = "spool_error"
+	DropRejected         = "rejected"
 )
 
-var dropReasons = [...]string{DropQueueFull, DropRetriesExhausted, DropShutdown, DropClosed, DropSpoolError}
+var dropReasons = [...]string{DropQueueFull, DropRetriesExhausted, DropShutdown, DropClosed, DropSpoolError, DropRejected}
 
 const (
 	dropQueueFull = iota
@@ -166,6 +167,7 @@ const (
 	dropShutdown
 	dropClosed
 	dropSpoolError
+	dropRejected
 )
 
 // RunnerStats is a snapshot of a Runner for the status page.
@@ -195,26 +197,27 @@ type Runner struct {
 	cfg  RunnerConfig
 	log  *slog.Logger
 
-	q          chan *Message
-	bytes      atomic.Int64  // Raw bytes queued or in the batch being written
-	space      chan struct{} // signalled (cap 1) when bytes were freed
-	closing    atomic.Bool
-	closingCh  chan struct{} // closed by Close: wakes blocked Enqueues
-	drainCh    chan struct{} // closed once no Enqueue can add any more
-	inflight   atomic.Int64  // Enqueue calls between their closing check and return
-	ctx        context.Context
-	cancel     context.CancelFunc // aborts Writes and backoffs when Close's ctx ends
-	done       chan struct{}      // closed when the run loop has exited
-	checkDone  chan struct{}
-	startOnce  sync.Once
-	closeOnce  sync.Once
-	closeErr   error
-	ready      atomic.Bool
-	batch      []*Message
-	pending    *Message // dequeued but did not fit the previous batch
-	timer      *time.Timer
-	lastLog    time.Time
-	suppressed int
+	q             chan *Message
+	bytes         atomic.Int64  // Raw bytes queued or in the batch being written
+	space         chan struct{} // signalled (cap 1) when bytes were freed
+	closing       atomic.Bool
+	closingCh     chan struct{} // closed by Close: wakes blocked Enqueues
+	drainCh       chan struct{} // closed once no Enqueue can add any more
+	inflight      atomic.Int64  // Enqueue calls between their closing check and return
+	ctx           context.Context
+	cancel        context.CancelFunc // aborts Writes and backoffs when Close's ctx ends
+	done          chan struct{}      // closed when the run loop has exited
+	checkDone     chan struct{}
+	startOnce     sync.Once
+	closeOnce     sync.Once
+	closeErr      error
+	ready         atomic.Bool
+	batch         []*Message
+	pending       *Message // dequeued but did not fit the previous batch
+	timer         *time.Timer
+	lastLog       time.Time
+	suppressed    int
+	lastRejectLog time.Time
 	// next receives the queue on HandOver; set before draining begins.
 	next       *Runner
 	handedOver *metrics.Counter
@@ -725,6 +728,21 @@ func (r *Runner) flush() {
 	backoff := r.cfg.RetryBackoff
 	for attempt := 0; ; attempt++ {
 		err := r.sink.Write(r.ctx, r.batch)
+		var rej *RejectedError
+		if errors.As(err, &rej) && len(rej.Indexes) <= len(r.batch) {
+			// Delivered but for a few the destination refuses for good.
+			r.dropped[dropRejected].Add(uint64(len(rej.Indexes)))
+			if now := time.Now(); now.Sub(r.lastRejectLog) >= errorLogInterval {
+				r.lastRejectLog = now
+				r.log.Error("destination refused messages for good; dropped (wharf_sink_dropped_total{reason=\"rejected\"})", "error", err, "rejected", len(rej.Indexes), "batch", len(r.batch))
+			}
+			r.sent.Add(uint64(len(r.batch) - len(rej.Indexes)))
+			r.sentBytes.Add(uint64(size))
+			r.batches.Inc()
+			r.setReady(true)
+			r.finish(dropReasonNone, size)
+			return
+		}
 		if err == nil {
 			r.sent.Add(uint64(len(r.batch)))
 			r.sentBytes.Add(uint64(size))

@@ -578,3 +578,49 @@ func TestRunnerHandOver(t *testing.T) {
 		t.Errorf("handed_over = %d, new sink got %d", moved, len(newSink.all()))
 	}
 }
+
+// rejectingSink refuses messages whose Raw starts with "big" for good.
+type rejectingSink struct{ fakeSink }
+
+func (s *rejectingSink) Write(ctx context.Context, batch []*Message) error {
+	var keep []*Message
+	var rej []int
+	for i, m := range batch {
+		if strings.HasPrefix(string(m.Raw), "big") {
+			rej = append(rej, i)
+		} else {
+			keep = append(keep, m)
+		}
+	}
+	if err := s.fakeSink.Write(ctx, keep); err != nil {
+		return err
+	}
+	if len(rej) > 0 {
+		return &RejectedError{Indexes: rej, Err: errors.New("too large")}
+	}
+	return nil
+}
+
+// TestRunnerRejectedNotRetried guards against a message the destination
+// never accepts stalling the queue in endless retries.
+func TestRunnerRejectedNotRetried(t *testing.T) {
+	tr := newTracker(t)
+	s := &rejectingSink{}
+	r := NewRunner("rej", s, RunnerConfig{QueueSize: 100, BatchSize: 10, BatchTimeout: time.Millisecond}, nil, quietLog())
+	r.Start()
+	for i := range 30 {
+		raw := fmt.Sprintf("ok%d", i)
+		if i%10 == 3 {
+			raw = fmt.Sprintf("big%d", i)
+		}
+		r.Enqueue(tr.msg(raw), true)
+	}
+	closeRunner(t, r, 5*time.Second)
+	if got := len(s.all()); got != 27 {
+		t.Fatalf("delivered %d, want 27", got)
+	}
+	st := r.Stats()
+	if st.Sent != 27 || st.Dropped[DropRejected] != 3 || s.calls > 4 {
+		t.Fatalf("stats %+v after %d writes; want 27 sent, 3 rejected, no retries", st, s.calls)
+	}
+}

@@ -77,3 +77,19 @@ func New(name string, cfg *conf.Sink) (Sink, error) {
 	}
 	return f(name, cfg)
 }
+
+// RejectedError is what Write returns when it delivered every message of
+// the batch except those at Indexes, which the destination will never
+// accept (larger than it takes, invalid): retrying cannot help. The Runner
+// counts them as dropped with reason "rejected", the others as sent, and
+// does not retry the batch. Err says why.
+type RejectedError struct {
+	Indexes []int
+	Err     error
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("%d message(s) rejected for good: %v", len(e.Indexes), e.Err)
+}
+
+func (e *RejectedError) Unwrap() error { return e.Err }

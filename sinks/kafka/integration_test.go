@@ -11,6 +11,7 @@ package kafka
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
@@ -486,4 +487,39 @@ func TestKafkaAcksNone(t *testing.T) {
 		}
 	}
 	checkRecords(t, "kafka-go reader", got, want)
+}
+
+// TestKafkaOversizeRejectedNotRetried: one message larger than
+// batch_bytes in a batch must not make the batch fail forever; the rest is
+// produced and the big one reported as rejected for good.
+func TestKafkaOversizeRejectedNotRetried(t *testing.T) {
+	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	topic := newTopic(t, brokers, 1)
+	s, err := New("big", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, BatchBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	batch := []*sinks.Message{
+		sinks.NewMessage([]byte("small one")),
+		sinks.NewMessage([]byte(strings.Repeat("x", 8000))),
+		sinks.NewMessage([]byte("small two")),
+	}
+	err = s.Write(context.Background(), batch)
+	var rej *sinks.RejectedError
+	if !errors.As(err, &rej) || len(rej.Indexes) != 1 || rej.Indexes[0] != 1 {
+		t.Fatalf("Write = %v, want a RejectedError for index 1", err)
+	}
+	if !strings.Contains(err.Error(), "batch_bytes") {
+		t.Errorf("error %q does not say which setting to change", err)
+	}
+	var got []record
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got = readTopic(t, brokers, topic); len(got) >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("topic holds %d records, want the 2 small ones", len(got))
+	}
 }

@@ -80,6 +80,8 @@ type Sink struct {
 	arena []byte
 	spans []recordSpan
 	msgs  []kafkago.Message
+	// rejected lists the batch indexes encode left out as too large.
+	rejected []int
 }
 
 // recordSpan locates one record's key and value in the arena:
@@ -142,10 +144,12 @@ func (s *Sink) Write(ctx context.Context, batch []*sinks.Message) error {
 		return nil
 	}
 	msgs := s.encode(batch)
-
-	wctx, cancel := context.WithTimeout(ctx, s.opt.writeTimeout)
-	err := s.w.WriteMessages(wctx, msgs...)
-	cancel()
+	var err error
+	if len(msgs) > 0 {
+		wctx, cancel := context.WithTimeout(ctx, s.opt.writeTimeout)
+		err = s.w.WriteMessages(wctx, msgs...)
+		cancel()
+	}
 	// Our []kafkago.Message is ours again (kafka-go copies the structs), but
 	// only a clean return proves kafka-go is done with the arena bytes.
 	if err != nil || cap(s.arena) > maxArenaFactor*int(s.opt.batchBytes) {
@@ -159,15 +163,25 @@ func (s *Sink) Write(ctx context.Context, batch []*sinks.Message) error {
 		s.tr.CloseIdleConnections()
 		return s.explain(ctx, err, len(batch))
 	}
+	if len(s.rejected) > 0 {
+		return &sinks.RejectedError{Indexes: s.rejected, Err: fmt.Errorf(
+			"sinks/kafka: sink %q: %d message(s) larger than batch_bytes %d (with Kafka's per-record overhead) cannot be produced; raise batch_bytes and the topic's max.message.bytes, or lower the frontend's max_message_size",
+			s.name, len(s.rejected), s.opt.batchBytes)}
+	}
 	return nil
 }
+
+// recordOverhead bounds what kafka-go adds to key and value when it
+// checks a message against BatchBytes (lengths, attributes, timestamp).
+const recordOverhead = 64
 
 // encode fills s.msgs from batch, copying keys and encoded values into
 // the arena. It allocates only while the arena and slices grow.
 func (s *Sink) encode(batch []*sinks.Message) []kafkago.Message {
 	buf := s.arena[:0]
 	spans := s.spans[:0]
-	for _, m := range batch {
+	s.rejected = s.rejected[:0]
+	for i, m := range batch {
 		sp := recordSpan{k: len(buf)}
 		if key := s.key(m); key != nil {
 			buf = append(buf, key...)
@@ -176,6 +190,12 @@ func (s *Sink) encode(batch []*sinks.Message) []kafkago.Message {
 		sp.v = len(buf)
 		buf = s.opt.encoding.Append(buf, m)
 		sp.end = len(buf)
+		if sp.end-sp.k+recordOverhead > int(s.opt.batchBytes) {
+			// kafka-go would fail the whole batch for it, forever.
+			s.rejected = append(s.rejected, i)
+			buf = buf[:sp.k]
+			continue
+		}
 		spans = append(spans, sp)
 	}
 	// Slice the arena only now: appends above may have moved it.
