@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -68,12 +69,8 @@ func Listen(target, run string) (*Server, error) {
 }
 
 func cutScheme(t string) (scheme, addr string, ok bool) {
-	for i := 0; i+3 <= len(t); i++ {
-		if t[i:i+3] == "://" {
-			return t[:i], t[i+3:], i > 0 && i+3 < len(t)
-		}
-	}
-	return "", "", false
+	scheme, addr, ok = strings.Cut(t, "://")
+	return scheme, addr, ok && scheme != "" && addr != ""
 }
 
 // Addr is the bound address (useful with port 0).
