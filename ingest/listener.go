@@ -68,6 +68,9 @@ type Listener struct {
 	open    sync.Map // gnet.Conn -> *conn, for the timeout sweep
 	batches sync.Map // UDP socket fd -> *udpBatch, one per event loop
 
+	rate     rateLimiter // buckets and counters of the rate limits (ratelimit.go)
+	stopping atomic.Bool // Stop began: held-back connections stop waiting
+
 	eng     gnet.Engine
 	booted  chan struct{}
 	done    chan error
@@ -89,6 +92,7 @@ type settings struct {
 	// closes one that kept a frame incomplete for this long (slow sender).
 	// 0 disables either.
 	idle, frame time.Duration
+	rate        *rateSettings // nil: no rate limit (ratelimit.go)
 }
 
 func newSettings(fe *conf.Frontend) (*settings, error) {
@@ -128,6 +132,7 @@ func (l *Listener) Update(fe *conf.Frontend) error {
 	if err != nil {
 		return err
 	}
+	l.attachRates(s, fe)
 	l.settings.Store(s)
 	if l.tls != nil {
 		l.updateTLS(fe)
@@ -154,6 +159,7 @@ func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Regi
 		booted:   make(chan struct{}),
 		done:     make(chan error, 1),
 	}
+	l.attachRates(st, fe)
 	l.settings.Store(st)
 	if l.tcp {
 		l.transport = sinks.TransportTCP
@@ -256,6 +262,7 @@ func (l *Listener) Stop(ctx context.Context) error {
 		return nil
 	}
 	l.stopped = true
+	l.stopping.Store(true)
 	if l.tls != nil {
 		return l.stopTLS(ctx)
 	}
@@ -339,6 +346,14 @@ type conn struct {
 	// partialSince is when the oldest incomplete frame started waiting
 	// with no whole frame since (Unix ns), 0 when none is pending.
 	partialSince atomic.Int64
+
+	// Rate limiting (ratelimit.go), event loop only but for wakePending:
+	// held is set while the next message waits for tokens (it is counted
+	// once), paused while the loop is paused for this connection, wake is
+	// the wake-up timer and wakePending says it is armed.
+	held, paused bool
+	wake         *time.Timer
+	wakePending  atomic.Bool
 }
 
 // OnOpen admits or refuses a new TCP connection before any byte is read:
@@ -367,14 +382,22 @@ func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-// OnClose counts the connection gone. A partial frame left in the buffer
-// is a truncated message: counted, not delivered.
+// OnClose counts the connection gone. Whole messages a rate limit held
+// back are delivered (charged to the buckets, see flushHeld); a partial
+// frame left in the buffer is a truncated message: counted, not delivered.
 func (l *Listener) OnClose(c gnet.Conn, err error) gnet.Action {
 	if c.Context() == nil { // refused in OnOpen
 		return gnet.None
 	}
+	st := c.Context().(*conn)
 	l.open.Delete(c)
 	l.conns.Add(-1)
+	if st.wake != nil {
+		st.wake.Stop()
+	}
+	if c.InboundBuffered() > 0 {
+		l.flushHeld(c, st)
+	}
 	if n := c.InboundBuffered(); n > 0 {
 		l.reason("dropped", "incomplete_frame_at_close").Inc()
 	}
@@ -412,7 +435,9 @@ func (l *Listener) OnTick() (time.Duration, gnet.Action) {
 
 // OnTraffic frames and dispatches what arrived. Frames alias gnet's
 // buffer, so each is copied into a pooled sinks.Message before it leaves
-// the loop; the buffer is discarded up to the last whole frame.
+// the loop; the buffer is discarded up to the last whole frame. A message
+// over a rate limit stays in gnet's buffer until tokens are due (see
+// holdTCP in ratelimit.go).
 func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 	tab := l.routes.Load()
 	var fe *route.Frontend
@@ -433,55 +458,51 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 
 	st := c.Context().(*conn)
-	st.framer.Max, st.framer.Truncate = s.max, s.truncate
 	st.lastRead.Store(now)
-	buf, _ := c.Peek(-1)
-	off := 0
 	progress := false
-	for off < len(buf) {
-		frame, n, status := st.framer.Next(buf[off:])
-		off += n
-		switch status {
-		case framing.OK:
-			progress = true
-			l.deliver(s, fe, frame, now, st.peer)
-			continue
-		case framing.Oversize:
-			l.reason("malformed", "oversize").Inc()
-			if frame != nil {
-				l.truncated.Inc()
-				l.deliver(s, fe, frame, now, st.peer)
-			} else {
-				l.reason("dropped", "oversize").Inc()
-				l.reject("oversize", st.peer, buf[off-n:off]) // the part skipped in this read
-			}
-			continue
-		case framing.Invalid:
-			l.reason("malformed", st.framer.Reason()).Inc()
-			l.reason("dropped", "framing_error").Inc()
-			l.reject("framing_error", st.peer, buf[off-n:off])
-			if n > 0 {
-				continue
-			}
+	for {
+		st.framer.Max, st.framer.Truncate = s.max, s.truncate
+		// A bounded window: a held-back connection (ratelimit.go) can
+		// have far more buffered than one read brought.
+		total := c.InboundBuffered()
+		buf, _ := c.Peek(min(total, peekWindow(s)))
+		off, p, wait := l.frames(s, fe, &st.framer, buf, now, st.peer, &st.held)
+		progress = progress || p
+		if off > 0 { // Discard(0) would drop everything buffered (gnet treats n <= 0 as "all")
+			_, _ = c.Discard(off)
 		}
-		break // NeedMore, or no progress
+		if wait > 0 {
+			// Whole frames wait for tokens: not the sender's fault.
+			st.partialSince.Store(0)
+			if !l.holdTCP(c, st, s, wait) {
+				return gnet.None
+			}
+			now = time.Now().UnixNano()
+			st.lastRead.Store(now)
+			s = l.settings.Load()
+			continue
+		}
+		st.paused = false
+		if len(buf) < total && off > 0 {
+			continue // the rest of a held-back buffer
+		}
+		switch {
+		case off == len(buf):
+			st.partialSince.Store(0)
+		case progress || st.partialSince.Load() == 0:
+			st.partialSince.Store(now)
+		}
+		return gnet.None
 	}
-	if off > 0 { // Discard(0) would drop everything buffered (gnet treats n <= 0 as "all")
-		_, _ = c.Discard(off)
-	}
-	switch {
-	case off == len(buf):
-		st.partialSince.Store(0)
-	case progress || st.partialSince.Load() == 0:
-		st.partialSince.Store(now)
-	}
-	return gnet.None
 }
 
-// datagram handles one UDP datagram: ACL, size, then deliver.
+// datagram handles one UDP datagram: ACL, rate limits, size, then deliver.
 func (l *Listener) datagram(s *settings, fe *route.Frontend, buf []byte, cut bool, now int64, peer netip.AddrPort) {
 	if !s.acl.Permit(peer.Addr()) {
 		l.reason("rejected", "acl").Inc()
+		return
+	}
+	if s.rate != nil && !s.rate.allowDatagram(peer.Addr(), now) {
 		return
 	}
 	frame := framing.TrimUDP(buf)

@@ -60,11 +60,14 @@ type tlsBind struct {
 	// closing is set by Stop before it closes the connections, so the
 	// goroutines do not count their forced close as a timeout.
 	closing atomic.Bool
+	// stop is closed by Stop: connections held back by a rate limit stop
+	// waiting for tokens.
+	stop chan struct{}
 }
 
 // newTLSBind loads the frontend's certificate, key and client CA.
 func newTLSBind(fe *conf.Frontend) (*tlsBind, error) {
-	t := &tlsBind{conns: map[net.Conn]struct{}{}}
+	t := &tlsBind{conns: map[net.Conn]struct{}{}, stop: make(chan struct{})}
 	if err := t.load(fe); err != nil {
 		return nil, err
 	}
@@ -243,6 +246,13 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 	var first [1]byte
 	n := 0 // bytes held at the start of *bp
 	var partialSince time.Time
+	var held bool        // the next message waits for rate-limit tokens
+	var hold *time.Timer // sleeps while held, made on first use
+	defer func() {
+		if hold != nil {
+			hold.Stop()
+		}
+	}()
 	for {
 		s = l.settings.Load()
 		if bp != nil && s.max+16 > len(*bp) { // max_message_size grew on reload
@@ -284,8 +294,27 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 			if tab := l.routes.Load(); tab != nil {
 				fe = tab.Frontend(l.frontend)
 			}
-			off, progress := l.frames(s, fe, &fr, buf[:n], now.UnixNano(), peer)
+			off, progress, wait := l.frames(s, fe, &fr, buf[:n], now.UnixNano(), peer, &held)
 			n = copy(buf, buf[off:n])
+			// Over a rate limit: read nothing until the held messages
+			// passed, so the kernel's window closes on the sender.
+			for wait > 0 {
+				if hold == nil {
+					hold = time.NewTimer(time.Hour)
+				}
+				if !l.waitTLS(hold, wait) { // Stop: deliver what was read
+					off, _, _ = l.frames(s.closing(), fe, &fr, buf[:n], time.Now().UnixNano(), peer, &held)
+					n = copy(buf, buf[off:n])
+					break
+				}
+				s = l.settings.Load()
+				fr.Max, fr.Truncate = s.max, s.truncate
+				now = time.Now()
+				var p bool
+				off, p, wait = l.frames(s, fe, &fr, buf[:n], now.UnixNano(), peer, &held)
+				n = copy(buf, buf[off:n])
+				progress = progress || p
+			}
 			switch {
 			case n == 0:
 				partialSince = time.Time{}
@@ -323,12 +352,37 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 	}
 }
 
-// frames splits buf into frames and delivers them, as OnTraffic does for
-// tcp:// binds. It returns how many bytes were consumed and whether a
-// whole frame was among them.
-func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, buf []byte, now int64, peer netip.AddrPort) (off int, progress bool) {
+// frames splits buf into frames and delivers them, for tcp:// (OnTraffic)
+// and tls:// binds. It returns how many bytes were consumed and whether a
+// whole frame was among them. With rate limits it stops before the first
+// message that finds no token, leaving fr as it was before that message,
+// and returns how long until one is due (wait > 0, ns); held tracks that
+// message so it is counted as rate limited once.
+func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, buf []byte, now int64, peer netip.AddrPort, held *bool) (off int, progress bool, wait int64) {
+	var shadow framing.Framer // fr as it will be if the next message passes
 	for off < len(buf) {
-		frame, n, status := fr.Next(buf[off:])
+		next := fr
+		if s.rate != nil {
+			shadow = *fr
+			next = &shadow
+		}
+		frame, n, status := next.Next(buf[off:])
+		if s.rate != nil && status != framing.NeedMore {
+			switch wait = s.rate.take(peer.Addr(), now, !*held); {
+			case wait == 0:
+				*held = false
+			case s.rate.closing:
+				// Over the debt bound while closing: dropped, counted.
+				*fr = shadow
+				off += n
+				wait = 0
+				continue
+			default:
+				*held = true
+				return off, progress, wait
+			}
+			*fr = shadow
+		}
 		off += n
 		switch status {
 		case framing.OK:
@@ -355,7 +409,7 @@ func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, b
 		}
 		break // NeedMore, or no progress
 	}
-	return off, progress
+	return off, progress, 0
 }
 
 // stopTLS closes the listener, then every connection, and waits for the
@@ -367,6 +421,7 @@ func (l *Listener) stopTLS(ctx context.Context) error {
 	}
 	l.tls.mu.Lock()
 	l.tls.closing.Store(true)
+	close(l.tls.stop)
 	err := l.tls.ln.Close()
 	for c := range l.tls.conns {
 		c.Close()
