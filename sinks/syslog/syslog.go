@@ -86,7 +86,9 @@ type Syslog struct {
 	cur          int      // index of the server conn is connected to
 	conn         net.Conn // nil when not connected
 	nextFailback time.Time
-	buf          []byte // reused: one batch (TCP) or one message (UDP)
+	buf          []byte      // reused: one batch (TCP) or one message (UDP)
+	iov          net.Buffers // reused: writev list for raw output over plain TCP
+	ends         []int       // reused: where each length prefix ends in buf
 	probe        [1]byte
 
 	failovers atomic.Uint64
@@ -362,6 +364,46 @@ func tlsAlive(tc *tls.Conn) bool {
 }
 
 // send writes the batch to srv, connecting first if needed.
+// sendRawTCP writes a batch of raw messages with one writev(2) per 1024
+// buffers: the framing (length prefix or LF) goes into s.buf, the message
+// bytes are not copied at all. The messages stay valid until Write
+// returns, which outlives the system call.
+func (s *Syslog) sendRawTCP(ctx context.Context, c *net.TCPConn, batch []*sinks.Message) error {
+	b := s.buf[:0]
+	// Prefixes first (b may move while it grows), then slice them.
+	ends := s.ends[:0]
+	if s.framing == FramingOctetCounting {
+		for _, m := range batch {
+			b = strconv.AppendInt(b, int64(len(m.Raw)), 10)
+			b = append(b, ' ')
+			ends = append(ends, len(b))
+		}
+	}
+	s.buf, s.ends = b, ends
+	iov := s.iov[:0]
+	start := 0
+	for i, m := range batch {
+		if s.framing == FramingOctetCounting {
+			iov = append(iov, b[start:ends[i]:ends[i]], m.Raw)
+			start = ends[i]
+		} else {
+			iov = append(iov, m.Raw, lf)
+		}
+	}
+	s.iov = iov[:0]
+	w := iov // WriteTo consumes the slice it is given
+	if _, err := w.WriteTo(c); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("write: %w", ctx.Err())
+		}
+		return fmt.Errorf("write: %w", err)
+	}
+	clear(iov) // drop references to the messages
+	return nil
+}
+
+var lf = []byte{'\n'}
+
 func (s *Syslog) send(ctx context.Context, srv *server, batch []*sinks.Message) error {
 	if s.conn != nil && srv.network == "tcp" && !s.alive() {
 		s.closeConn()
@@ -387,9 +429,17 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*sinks.Message) 
 	if srv.network == "udp" {
 		return s.sendUDP(batch)
 	}
+	if tc, ok := conn.(*net.TCPConn); ok && s.enc == sinks.EncodingRaw {
+		return s.sendRawTCP(ctx, tc, batch)
+	}
 	b := s.buf[:0]
 	for _, m := range batch {
-		if s.framing == FramingOctetCounting {
+		if s.framing == FramingOctetCounting && s.enc == sinks.EncodingRaw {
+			// The length is known before encoding: no shifting.
+			b = strconv.AppendInt(b, int64(len(m.Raw)), 10)
+			b = append(b, ' ')
+			b = append(b, m.Raw...)
+		} else if s.framing == FramingOctetCounting {
 			start := len(b)
 			b = s.enc.Append(b, m)
 			// Prefix the length: encode first, then shift in "LEN SP".
