@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/ingest/framing"
 	"wharf/internal/testpki"
 	"wharf/metrics"
 )
@@ -516,5 +517,66 @@ func TestTCPRateLimitReload(t *testing.T) {
 	waitFor(t, "the rest at the new rate", func() bool { return tgt.count() == 50 })
 	if d := time.Since(t0); d < 300*time.Millisecond || d > 2*time.Second {
 		t.Errorf("45 messages at 100/s took %v, want about 450ms", d)
+	}
+}
+
+// framesLimited returns a test listener whose settings carry fe's rate
+// limits (high enough never to hold a message back).
+func framesLimited(tb testing.TB, fe conf.Frontend) (*Listener, *settings) {
+	l, _ := newTestListener(tb, "auto")
+	s := *l.settings.Load()
+	s.rate = nil
+	l.attachRates(&s, &fe)
+	return l, &s
+}
+
+// BenchmarkFramesRateLimit is the tcp:// per-read path (frames: framing,
+// rate check, copy, parse, route, enqueue) with limits off and on.
+func BenchmarkFramesRateLimit(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		fe   conf.Frontend
+	}{
+		{"off", conf.Frontend{}},
+		{"bind+ip", conf.Frontend{RateLimit: conf.Rate{N: 10_000_000, Per: time.Second}, RateBurst: 10_000_000, RateLimitPerIP: conf.Rate{N: 10_000_000, Per: time.Second}, RateBurstPerIP: 10_000_000}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			l, s := framesLimited(b, tc.fe)
+			fe := l.routes.Load().Frontend(l.frontend)
+			buf := stream(1000)
+			fr := &framing.Framer{Mode: framing.Auto, Max: 64 << 10}
+			peer := netip.MustParseAddrPort("192.0.2.1:5000")
+			var held bool
+			b.SetBytes(int64(len(buf)) / 1000)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for msgs := 0; msgs < b.N; msgs += 1000 {
+				if off, _, wait := l.frames(s, fe, fr, buf, time.Now().UnixNano(), peer, &held); off != len(buf) || wait != 0 {
+					b.Fatalf("consumed %d of %d, wait %d", off, len(buf), wait)
+				}
+			}
+		})
+	}
+}
+
+// The tcp:// path with rate limits on allocates nothing per message.
+func TestFramesRateLimitedAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items at random")
+	}
+	l, s := framesLimited(t, conf.Frontend{RateLimit: conf.Rate{N: 10_000_000, Per: time.Second}, RateBurst: 10_000_000, RateLimitPerIP: conf.Rate{N: 10_000_000, Per: time.Second}, RateBurstPerIP: 10_000_000})
+	fe := l.routes.Load().Frontend(l.frontend)
+	buf := stream(100)
+	fr := &framing.Framer{Mode: framing.Auto, Max: 64 << 10}
+	peer := netip.MustParseAddrPort("192.0.2.1:5000")
+	var held bool
+	run := func() {
+		if off, _, _ := l.frames(s, fe, fr, buf, time.Now().UnixNano(), peer, &held); off != len(buf) {
+			t.Fatalf("consumed %d of %d", off, len(buf))
+		}
+	}
+	run()
+	if perMsg := testing.AllocsPerRun(50, run) / 100; perMsg > 0.05 {
+		t.Fatalf("%.2f allocations per message with rate limits on", perMsg)
 	}
 }
