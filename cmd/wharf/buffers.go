@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"sort"
 
@@ -17,7 +18,7 @@ import (
 // openBuffer opens a sink's disk buffer, if its config has one, and
 // exports the buffer's counters. The caller closes it after the sink's
 // runner has closed.
-func openBuffer(name string, sc *conf.Sink, reg *metrics.Registry) (*diskbuf.Buffer, sinks.Spool, error) {
+func openBuffer(name string, sc *conf.Sink, reg *metrics.Registry, log *slog.Logger) (*diskbuf.Buffer, sinks.Spool, error) {
 	bc := sc.Buffer
 	if bc == nil {
 		return nil, nil, nil
@@ -41,6 +42,10 @@ func openBuffer(name string, sc *conf.Sink, reg *metrics.Registry) (*diskbuf.Buf
 	reg.GaugeFunc("wharf_buffer_corrupt_records", "Corrupt regions the disk buffer reader skipped (CRC or length), since start.", stat(func(s diskbuf.Stats) float64 { return float64(s.CorruptRecords) }), l...)
 	reg.GaugeFunc("wharf_buffer_torn_tails", "Torn tails (partial last records after a crash) truncated at open.", stat(func(s diskbuf.Stats) float64 { return float64(s.TornTails) }), l...)
 	reg.GaugeFunc("wharf_buffer_dropped_full", "Records refused because the buffer was full (on_full = drop_newest).", stat(func(s diskbuf.Stats) float64 { return float64(s.DroppedFull) }), l...)
+	if st := b.Stats(); st.Bytes > 0 {
+		log.Info("disk buffer holds data from the last run; unconfirmed records are delivered first",
+			"sink", name, "dir", bc.Dir, "bytes", st.Bytes, "segments", st.Segments, "torn_tails", st.TornTails)
+	}
 	return b, diskbuf.NewSpool(b), nil
 }
 
@@ -62,7 +67,8 @@ func verifyBuffers(cfg *conf.Config, w io.Writer) bool {
 			fmt.Fprintf(w, "buffer of sink %s (%s): does not exist yet (created at start)\n", n, dir)
 			continue
 		}
-		rep, err := diskbuf.Verify(dir)
+		rep, err := diskbuf.VerifyProgress(dir, progressLine(os.Stderr, "verifying buffer of sink "+n))
+		endProgress(os.Stderr)
 		switch {
 		case err != nil:
 			fmt.Fprintf(w, "buffer of sink %s (%s): cannot verify: %v\n", n, dir, err)
@@ -75,4 +81,30 @@ func verifyBuffers(cfg *conf.Config, w io.Writer) bool {
 		}
 	}
 	return ok
+}
+
+// progressLine returns a progress callback that redraws one line on w
+// when w is a terminal, and nothing otherwise (logs and pipes stay clean).
+func progressLine(w *os.File, what string) func(done, total int64) {
+	if !isTerminal(w) {
+		return nil
+	}
+	return func(done, total int64) {
+		if total <= 0 {
+			return
+		}
+		fmt.Fprintf(w, "\r%s: %3d%% of %d MiB", what, done*100/total, total>>20)
+	}
+}
+
+// endProgress clears a progress line.
+func endProgress(w *os.File) {
+	if isTerminal(w) {
+		fmt.Fprint(w, "\r\033[K")
+	}
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -76,7 +76,7 @@ func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, openBuffer
 		}
 		rc := sinks.RunnerConfigFrom(sc)
 		if openBuffers {
-			b, spool, err := openBuffer(name, sc, reg)
+			b, spool, err := openBuffer(name, sc, reg, log)
 			if err != nil {
 				s.Close()
 				errs = append(errs, err.Error())

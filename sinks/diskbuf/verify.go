@@ -34,11 +34,20 @@ func (r Report) OK() bool { return r.CorruptRecords == 0 && r.TornTailBytes == 0
 // it streams through every segment (memory bounded like the reader) and
 // counts records, corrupt regions and the torn tail. Run it on a buffer
 // no process has open: a segment being written may look torn.
-func Verify(dir string) (Report, error) {
+func Verify(dir string) (Report, error) { return VerifyProgress(dir, nil) }
+
+// VerifyProgress is Verify calling progress (when not nil) before each
+// segment with the bytes checked so far and the total, for a progress
+// display on large buffers.
+func VerifyProgress(dir string, progress func(done, total int64)) (Report, error) {
 	var rep Report
 	segs, err := listSegments(dir)
 	if err != nil {
 		return rep, err
+	}
+	var total int64
+	for _, seg := range segs {
+		total += seg.size
 	}
 	rep.Ack, rep.AckValid, _, err = readCheckpoint(dir)
 	if err != nil {
@@ -46,6 +55,9 @@ func Verify(dir string) (Report, error) {
 	}
 	var s scanner
 	for i, seg := range segs {
+		if progress != nil {
+			progress(rep.Bytes, total)
+		}
 		rep.Segments++
 		rep.Bytes += seg.size
 		f, err := os.Open(fmt.Sprintf("%s/%s", dir, segName(seg.base)))
