@@ -580,3 +580,47 @@ func TestFramesRateLimitedAllocs(t *testing.T) {
 		t.Fatalf("%.2f allocations per message with rate limits on", perMsg)
 	}
 }
+
+// TestTCPRateLimitOversizeAcrossReads guards the framer state with rate
+// limits on: the rest of an oversize message skipped over several reads
+// must not eat into the next message.
+func TestTCPRateLimitOversizeAcrossReads(t *testing.T) {
+	for _, scheme := range []string{"tcp", "tls"} {
+		t.Run(scheme, func(t *testing.T) {
+			fe := &conf.Frontend{MaxMessageSize: 100, RateLimit: rate(t, "100000/s"), RateLimitPerIP: rate(t, "100000/s")}
+			dial := dialTCP
+			if scheme == "tls" {
+				ca := testpki.NewCA(t, "test CA")
+				tf := tlsFrontend(t, ca)
+				fe.TLSCert, fe.TLSKey = tf.TLSCert, tf.TLSKey
+				dial = func(addr string) (net.Conn, error) {
+					return tls.Dial("tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
+				}
+			}
+			l, reg, tgt := listen(t, scheme, fe)
+			c, err := dial(l.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			big := octet("<13>1 2026-11-25T10:00:00Z h app - - - " + strings.Repeat("y", 5000))
+			in := big + octet(valid)
+			for i := 0; i < len(in); i += 700 {
+				if _, err := c.Write([]byte(in[i:min(i+700, len(in))])); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(5 * time.Millisecond) // separate reads
+			}
+			waitFor(t, "both messages", func() bool { return tgt.count() == 2 })
+			tgt.mu.Lock()
+			last := tgt.msgs[1]
+			tgt.mu.Unlock()
+			if last != "hello" {
+				t.Errorf("message after the oversize one = %q, want hello", last)
+			}
+			if n := counter(reg, "wharf_frontend_dropped_total", "framing_error"); n != 0 {
+				t.Errorf("%v framing errors", n)
+			}
+		})
+	}
+}

@@ -367,19 +367,23 @@ func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, b
 			next = &shadow
 		}
 		frame, n, status := next.Next(buf[off:])
-		if s.rate != nil && status != framing.NeedMore {
-			switch wait = s.rate.take(peer.Addr(), now, !*held); {
-			case wait == 0:
-				*held = false
-			case s.rate.closing:
-				// Over the debt bound while closing: dropped, counted.
-				*fr = shadow
-				off += n
-				wait = 0
-				continue
-			default:
-				*held = true
-				return off, progress, wait
+		if s.rate != nil {
+			// NeedMore costs no token, but may have skipped bytes (the
+			// rest of an oversize frame): its state is kept as well.
+			if status != framing.NeedMore {
+				switch wait = s.rate.take(peer.Addr(), now, !*held); {
+				case wait == 0:
+					*held = false
+				case s.rate.closing:
+					// Over the debt bound while closing: dropped, counted.
+					*fr = shadow
+					off += n
+					wait = 0
+					continue
+				default:
+					*held = true
+					return off, progress, wait
+				}
 			}
 			*fr = shadow
 		}
