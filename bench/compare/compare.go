@@ -1,8 +1,10 @@
 // Package compare runs wharf and its peers (a byte-copy ceiling, socat,
-// HAProxy, rsyslog, syslog-ng) through the same scenarios, one after
-// another in one process, with the same generator and receiver, and
-// records delivered rate, loss, duplicates, latency, CPU seconds per
-// million messages and peak RSS. See bench/README.md for the method.
+// HAProxy, rsyslog, syslog-ng, nginx) through the same scenarios, one
+// after another in one process, with the same generator and receiver (or,
+// for the proxy scenarios, the same backend and load client), and records
+// delivered rate, loss, duplicates, latency, CPU seconds per million
+// messages or requests (or per GB) and peak RSS. See bench/README.md for
+// the method.
 package compare
 
 import (
@@ -44,7 +46,14 @@ type Options struct {
 	// Small writes (one message each, like loggen) make relays read less
 	// per system call and cost them more CPU per message.
 	WriteSize int
-	// Scenarios picks kinds: "tcp", "udp", "kafka". Empty: all.
+	// ProxyDuration is each proxy scenario run's load time. Default 5s.
+	ProxyDuration time.Duration
+	// HTTPConns and HTTPThreads are wrk's -c and -t. Default 64 and 1.
+	HTTPConns, HTTPThreads int
+	// StreamConns is the readers in the TCP proxy scenario. Default 4.
+	StreamConns int
+	// Scenarios picks kinds: "tcp", "udp", "kafka", "http", "tcpproxy".
+	// Empty: all.
 	Scenarios []string
 	// Relays picks relays by name. Empty: all installed.
 	Relays []string
@@ -59,8 +68,11 @@ type Options struct {
 
 // Scenario is one workload.
 type Scenario struct {
-	ID    string  `json:"id"`
-	Kind  string  `json:"kind"` // tcp, udp, kafka
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // tcp, udp, kafka, http, tcpproxy
+	// Unit is what the rate and per-CPU figures count: "messages"
+	// (syslog scenarios), "requests" (http) or "bytes" (tcpproxy).
+	Unit  string  `json:"unit"`
 	Title string  `json:"title"`
 	Rate  float64 `json:"offered_rate"` // 0: as fast as possible
 	// Duration of each generator run.
@@ -84,15 +96,30 @@ type Run struct {
 	// (producer retries), not read twice.
 	KafkaLogSize int64 `json:"kafka_log_size,omitempty"`
 	// UnstampedSamples shows a few of them.
-	UnstampedSamples []string        `json:"unstamped_samples,omitempty"`
-	LossPct          float64         `json:"loss_pct"`
-	Offered          float64         `json:"offered_rate"`   // sent / generator time
-	Delivered        float64         `json:"delivered_rate"` // unique / (last received - generator start)
-	Latency          latency.Summary `json:"latency"`
-	CPU              float64         `json:"cpu_seconds"`
-	CPUPerM          float64         `json:"cpu_seconds_per_million"`
-	MsgPerCPU        float64         `json:"messages_per_cpu_second"`
-	PeakRSS          int64           `json:"peak_rss_bytes"`
+	UnstampedSamples []string `json:"unstamped_samples,omitempty"`
+	LossPct          float64  `json:"loss_pct"`
+	Offered          float64  `json:"offered_rate"` // sent / generator time
+	// Delivered is the rate in the scenario's unit: messages/s (unique /
+	// (last received - generator start)), requests/s (wrk's count over its
+	// duration) or bytes/s (read through the proxy over the run).
+	Delivered float64         `json:"delivered_rate"`
+	Latency   latency.Summary `json:"latency"`
+	CPU       float64         `json:"cpu_seconds"`
+	// CPUPerM is CPU seconds per million messages or requests.
+	CPUPerM float64 `json:"cpu_seconds_per_million"`
+	// MsgPerCPU is messages, requests or bytes per relay CPU second.
+	MsgPerCPU float64 `json:"messages_per_cpu_second"`
+	// Requests, Non2xx and SocketErrors are wrk's counts (http): completed
+	// requests, responses with a status other than 2xx/3xx, and connect,
+	// read, write and timeout errors.
+	Requests     uint64 `json:"requests,omitempty"`
+	Non2xx       uint64 `json:"non_2xx_3xx,omitempty"`
+	SocketErrors uint64 `json:"socket_errors,omitempty"`
+	// Bytes is what the readers got through the proxy (tcpproxy), and
+	// CPUPerGB the relay's CPU seconds per 10^9 of them.
+	Bytes    uint64  `json:"bytes,omitempty"`
+	CPUPerGB float64 `json:"cpu_seconds_per_gb,omitempty"`
+	PeakRSS  int64   `json:"peak_rss_bytes"`
 	// HarnessCPU is the generator's and receiver's CPU seconds.
 	HarnessCPU float64 `json:"harness_cpu_seconds"`
 	// OthersBusy is the share of the machine's CPU (0..1) used by
@@ -191,6 +218,18 @@ func (o *Options) defaults() {
 	if o.Size <= 0 {
 		o.Size = 300
 	}
+	if o.ProxyDuration <= 0 {
+		o.ProxyDuration = 5 * time.Second
+	}
+	if o.HTTPConns <= 0 {
+		o.HTTPConns = 64
+	}
+	if o.HTTPThreads <= 0 {
+		o.HTTPThreads = 1
+	}
+	if o.StreamConns <= 0 {
+		o.StreamConns = 4
+	}
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
@@ -202,7 +241,7 @@ func (o Options) Plan() []Scenario {
 	want := func(k string) bool { return len(o.Scenarios) == 0 || slices.Contains(o.Scenarios, k) }
 	var sc []Scenario
 	if want("tcp") {
-		sc = append(sc, Scenario{ID: "tcp", Kind: "tcp", Duration: o.TCPDuration,
+		sc = append(sc, Scenario{ID: "tcp", Kind: "tcp", Unit: "messages", Duration: o.TCPDuration,
 			Title: fmt.Sprintf("TCP relay: RFC5424 %d B octet-counted in, TCP out, %d connections, max rate", o.Size, o.TCPConns)})
 	}
 	if want("udp") {
@@ -212,12 +251,20 @@ func (o Options) Plan() []Scenario {
 				id = fmt.Sprintf("udp-%gk", r/1000)
 				t = fmt.Sprintf("UDP relay: RFC5424 in over UDP, TCP out, %gk msg/s offered", r/1000)
 			}
-			sc = append(sc, Scenario{ID: id, Kind: "udp", Rate: r, Duration: o.UDPDuration, Title: t})
+			sc = append(sc, Scenario{ID: id, Kind: "udp", Unit: "messages", Rate: r, Duration: o.UDPDuration, Title: t})
 		}
 	}
 	if want("kafka") && len(o.Brokers) > 0 {
-		sc = append(sc, Scenario{ID: "kafka", Kind: "kafka", Duration: o.TCPDuration,
+		sc = append(sc, Scenario{ID: "kafka", Kind: "kafka", Unit: "messages", Duration: o.TCPDuration,
 			Title: fmt.Sprintf("TCP in to Kafka (acks=1, no compression), %d connections, max rate", o.TCPConns)})
+	}
+	if want("http") {
+		sc = append(sc, Scenario{ID: "http", Kind: "http", Unit: "requests", Duration: o.ProxyDuration,
+			Title: fmt.Sprintf("HTTP proxy: wrk -t%d -c%d keep-alive GET through the proxy to a Go net/http backend (%d B body)", o.HTTPThreads, o.HTTPConns, len(httpBody))})
+	}
+	if want("tcpproxy") {
+		sc = append(sc, Scenario{ID: "tcpproxy", Kind: "tcpproxy", Unit: "bytes", Duration: o.ProxyDuration,
+			Title: fmt.Sprintf("TCP proxy: %d connections pull a stream from a Go backend through the proxy", o.StreamConns)})
 	}
 	return sc
 }
@@ -256,20 +303,27 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 				label := fmt.Sprintf("[%d/%d %s] %s run %d/%d", si+1, len(plan), sc.ID, rl.Name, i+1, o.Runs)
 				dir := filepath.Join(tmp, fmt.Sprintf("%s-%s-%d", sc.ID, rl.Name, i))
 				os.MkdirAll(dir, 0o755)
-				r := runOnce(ctx, o, sc, rl, dir, label)
+				run := runOnce
+				switch sc.Kind {
+				case "http":
+					run = runHTTP
+				case "tcpproxy":
+					run = runStream
+				}
+				r := run(ctx, o, sc, rl, dir, label)
 				// A generator starved by neighbours offers less than the
 				// scenario's rate; such a run measures nothing. Retry it.
 				for retry := 0; retry < 2 && r.Err == "" && sc.Rate > 0 && r.Offered < 0.95*sc.Rate && ctx.Err() == nil; retry++ {
 					fmt.Fprintf(o.Log, "%-8s %-10s run %d: generator starved (offered %.0f of %.0f msg/s), rerun\n", sc.ID, rl.Name, i+1, r.Offered, sc.Rate)
 					os.RemoveAll(dir)
 					os.MkdirAll(dir, 0o755)
-					r = runOnce(ctx, o, sc, rl, dir, label)
+					r = run(ctx, o, sc, rl, dir, label)
 				}
 				row.Runs = append(row.Runs, r)
 				if o.Progress != nil {
 					fmt.Fprint(o.Progress, "\r\033[K")
 				}
-				fmt.Fprintf(o.Log, "%-8s %-10s run %d: %s\n", sc.ID, rl.Name, i+1, r.summary())
+				fmt.Fprintf(o.Log, "%-8s %-10s run %d: %s\n", sc.ID, rl.Name, i+1, r.summary(sc.Kind))
 			}
 			row.Median = median(row.Runs)
 			sr.Rows = append(sr.Rows, row)
@@ -288,9 +342,16 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 }
 
 // summary is a one-line account of a run for the log.
-func (r Run) summary() string {
+func (r Run) summary(kind string) string {
 	if r.Err != "" {
 		return "error: " + r.Err
+	}
+	switch kind {
+	case "http":
+		return fmt.Sprintf("%9.0f req/s, p50 %v, p99 %v, non-2xx %d, socket errors %d, %.2f CPU s/M req, RSS %d MiB, others busy %.0f%%",
+			r.Delivered, r.Latency.P50, r.Latency.P99, r.Non2xx, r.SocketErrors, r.CPUPerM, r.PeakRSS>>20, 100*r.OthersBusy)
+	case "tcpproxy":
+		return fmt.Sprintf("%8.0f MB/s, %.3f CPU s/GB, RSS %d MiB, others busy %.0f%%", r.Delivered/1e6, r.CPUPerGB, r.PeakRSS>>20, 100*r.OthersBusy)
 	}
 	s := fmt.Sprintf("%9.0f msg/s delivered, loss %6.3f%%, dups %d, unstamped %d, %.2f CPU s/M msgs, p99 %v, RSS %d MiB, others busy %.0f%%",
 		r.Delivered, r.LossPct, r.Dups, r.Unstamped, r.CPUPerM, r.Latency.P99.Round(time.Microsecond), r.PeakRSS>>20, 100*r.OthersBusy)
@@ -307,7 +368,7 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 	var tracker *recv.Tracker
 	consumerErr := func() error { return nil }
 	var consumer *recv.Consumer
-	setup := Setup{In: "tcp", Dir: dir, Root: o.Root, Exe: o.Exe}
+	setup := Setup{Kind: sc.Kind, In: "tcp", Dir: dir, Root: o.Root, Exe: o.Exe}
 	if sc.Kind == "udp" {
 		setup.In = "udp"
 	}
@@ -471,19 +532,24 @@ func median(runs []Run) Run {
 		return time.Duration(mf(func(r Run) float64 { return float64(get(r)) }))
 	}
 	return Run{
-		Sent:       uint64(mf(func(r Run) float64 { return float64(r.Sent) })),
-		Unique:     uint64(mf(func(r Run) float64 { return float64(r.Unique) })),
-		Dups:       uint64(mf(func(r Run) float64 { return float64(r.Dups) })),
-		Lost:       uint64(mf(func(r Run) float64 { return float64(r.Lost) })),
-		LossPct:    mf(func(r Run) float64 { return r.LossPct }),
-		Offered:    mf(func(r Run) float64 { return r.Offered }),
-		Delivered:  mf(func(r Run) float64 { return r.Delivered }),
-		CPU:        mf(func(r Run) float64 { return r.CPU }),
-		CPUPerM:    mf(func(r Run) float64 { return r.CPUPerM }),
-		MsgPerCPU:  mf(func(r Run) float64 { return r.MsgPerCPU }),
-		PeakRSS:    int64(mf(func(r Run) float64 { return float64(r.PeakRSS) })),
-		HarnessCPU: mf(func(r Run) float64 { return r.HarnessCPU }),
-		OthersBusy: mf(func(r Run) float64 { return r.OthersBusy }),
+		Sent:         uint64(mf(func(r Run) float64 { return float64(r.Sent) })),
+		Unique:       uint64(mf(func(r Run) float64 { return float64(r.Unique) })),
+		Dups:         uint64(mf(func(r Run) float64 { return float64(r.Dups) })),
+		Lost:         uint64(mf(func(r Run) float64 { return float64(r.Lost) })),
+		LossPct:      mf(func(r Run) float64 { return r.LossPct }),
+		Offered:      mf(func(r Run) float64 { return r.Offered }),
+		Delivered:    mf(func(r Run) float64 { return r.Delivered }),
+		CPU:          mf(func(r Run) float64 { return r.CPU }),
+		CPUPerM:      mf(func(r Run) float64 { return r.CPUPerM }),
+		MsgPerCPU:    mf(func(r Run) float64 { return r.MsgPerCPU }),
+		PeakRSS:      int64(mf(func(r Run) float64 { return float64(r.PeakRSS) })),
+		HarnessCPU:   mf(func(r Run) float64 { return r.HarnessCPU }),
+		OthersBusy:   mf(func(r Run) float64 { return r.OthersBusy }),
+		Requests:     uint64(mf(func(r Run) float64 { return float64(r.Requests) })),
+		Non2xx:       uint64(mf(func(r Run) float64 { return float64(r.Non2xx) })),
+		SocketErrors: uint64(mf(func(r Run) float64 { return float64(r.SocketErrors) })),
+		Bytes:        uint64(mf(func(r Run) float64 { return float64(r.Bytes) })),
+		CPUPerGB:     mf(func(r Run) float64 { return r.CPUPerGB }),
 		Latency: latency.Summary{
 			Count: uint64(mf(func(r Run) float64 { return float64(r.Latency.Count) })),
 			Mean:  md(func(r Run) time.Duration { return r.Latency.Mean }),

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"wharf/internal/testenv"
 )
 
 // TestMain lets the test binary stand in for "wharf-bench splice", so the
@@ -92,7 +94,7 @@ func TestPlan(t *testing.T) {
 	for _, s := range p {
 		ids = append(ids, s.ID)
 	}
-	if got := strings.Join(ids, ","); got != "tcp,udp-25k,udp-max" {
+	if got := strings.Join(ids, ","); got != "tcp,udp-25k,udp-max,http,tcpproxy" {
 		t.Fatalf("plan without brokers: %s", got)
 	}
 	p = Options{Scenarios: []string{"kafka"}, Brokers: []string{"127.0.0.1:9092"}}.Plan()
@@ -117,4 +119,97 @@ func TestUDPLossless(t *testing.T) {
 	if r.UDPLossless["a"] != 50000 || r.UDPLossless["b"] != 0 || r.UDPLossless["c"] != 25000 {
 		t.Fatalf("lossless rates %v", r.UDPLossless)
 	}
+}
+
+// smokeProxy runs one short proxy scenario for relays and returns its rows
+// by name, with the files written from it.
+func smokeProxy(t *testing.T, scenario string, relays ...string) (map[string]Row, string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	res, err := Compare(context.Background(), Options{Root: t.TempDir(), Exe: exe, Runs: 1, ProxyDuration: time.Second,
+		HTTPConns: 8, Scenarios: []string{scenario}, Relays: relays, Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Scenarios) != 1 || res.Scenarios[0].Scenario.Kind != scenario {
+		t.Fatalf("results %+v", res)
+	}
+	rows := map[string]Row{}
+	for _, row := range res.Scenarios[0].Rows {
+		rows[row.Relay] = row
+		if row.Skipped == "" && row.Median.Err != "" {
+			t.Errorf("%s failed: %s", row.Relay, row.Median.Err)
+		}
+	}
+	t.Log(log.String())
+	dir := t.TempDir()
+	if _, err := WriteFiles(res, dir); err != nil {
+		t.Fatal(err)
+	}
+	return rows, dir
+}
+
+func contains(t *testing.T, dir, name string, want ...string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	for _, w := range want {
+		if err != nil || !strings.Contains(string(b), w) {
+			t.Fatalf("%s: %v; want it to contain %q, got:\n%s", name, err, w, b)
+		}
+	}
+}
+
+// TestSmokeTCPProxy pulls a stream through the byte-copy relay for a
+// second: bytes counted, the relay's CPU measured, the table written.
+func TestSmokeTCPProxy(t *testing.T) {
+	rows, dir := smokeProxy(t, "tcpproxy", "byte-copy", "wharf")
+	if w := rows["wharf"]; !strings.Contains(w.Skipped, "bin/wharf") {
+		t.Fatalf("wharf row without bin/wharf under an empty root: %+v", w)
+	}
+	m := rows["byte-copy"].Median
+	if m.Err != "" || m.Bytes < 1<<20 || m.Delivered <= 0 || m.CPU <= 0 || m.CPUPerGB <= 0 || m.MsgPerCPU <= 0 || m.PeakRSS <= 0 {
+		t.Fatalf("byte-copy median %+v", m)
+	}
+	t.Logf("byte-copy: %.0f MB/s, %.3f CPU s per GB", m.Delivered/1e6, m.CPUPerGB)
+	contains(t, dir, "latest.md", "| relay | MB/s | CPU s / GB |", "| byte-copy | ")
+	contains(t, dir, "latest.svg", "MB per relay CPU second", ">byte-copy<")
+	contains(t, dir, "latest.json", `"cpu_seconds_per_gb"`, `"unit": "bytes"`)
+}
+
+// TestSmokeHTTP drives wrk for a second through the byte-copy relay (an
+// L4 copy) and through HAProxy in mode http to the harness's backend.
+func TestSmokeHTTP(t *testing.T) {
+	testenv.Tool(t, "wrk")
+	testenv.Tool(t, "haproxy")
+	rows, dir := smokeProxy(t, "http", "byte-copy", "haproxy")
+	for _, name := range []string{"byte-copy", "haproxy"} {
+		m := rows[name].Median
+		if m.Err != "" || m.Requests == 0 || m.Non2xx != 0 || m.SocketErrors != 0 || m.Delivered <= 0 ||
+			m.Latency.P50 <= 0 || m.Latency.P99 < m.Latency.P50 || m.CPU <= 0 || m.CPUPerM <= 0 || m.PeakRSS <= 0 {
+			t.Fatalf("%s median %+v", name, m)
+		}
+		t.Logf("%s: %.0f requests/s, p50 %v, %.1f CPU s per M requests", name, m.Delivered, m.Latency.P50, m.CPUPerM)
+	}
+	contains(t, dir, "latest.md", "| relay | requests/s | p50 |", "| haproxy | ", "| byte-copy | ")
+	contains(t, dir, "latest.svg", "requests per relay CPU second", ">haproxy<")
+}
+
+func TestParseWrk(t *testing.T) {
+	f := func(out string, want wrkResult, wantErr bool) {
+		t.Helper()
+		got, err := parseWrk(out)
+		if (err != nil) != wantErr || got != want {
+			t.Fatalf("parseWrk(%q) = %+v, %v; want %+v (error %v)", out, got, err, want, wantErr)
+		}
+	}
+	us := time.Microsecond
+	f("Running 1s test @ http://127.0.0.1:1/\n  123 requests in 1.00s\nWHARF-BENCH 123 1000500 4567 1 2 3 4 5 250 900 1500 2100 300\nRequests/sec: 123\n",
+		wrkResult{requests: 123, duration: 1000500 * us, bytes: 4567, sockErrs: 10, non2xx: 5, p50: 250 * us, p99: 900 * us, p999: 1500 * us, max: 2100 * us, mean: 300 * us}, false)
+	f("unable to connect to 127.0.0.1:1 Connection refused\n", wrkResult{}, true)
+	f("WHARF-BENCH 1 2 3\n", wrkResult{}, true)
+	f("WHARF-BENCH 1 2 3 4 5 6 7 8 9 10 11 12 -1\n", wrkResult{}, true)
 }

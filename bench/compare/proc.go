@@ -202,7 +202,9 @@ func (t *tailBuffer) String() string {
 
 // Splice is the framing-blind byte-copy relay used as the ceiling: it
 // accepts TCP connections on listen and copies each one's bytes to a new
-// connection to to (io.Copy between TCP sockets uses splice(2)). It runs
+// connection to to, and that one's bytes back (io.Copy between TCP
+// sockets uses splice(2)); one side's end of stream is passed on as a
+// half-close. It runs
 // until ctx ends. It is run as its own process (wharf-bench splice) so its
 // CPU time is measured like any other relay's.
 func Splice(ctx context.Context, listen, to string) error {
@@ -232,7 +234,15 @@ func Splice(ctx context.Context, listen, to string) error {
 			defer out.Close()
 			stop := context.AfterFunc(ctx, func() { in.Close(); out.Close() })
 			defer stop()
+			back := make(chan struct{})
+			go func() { // server to client (the proxy scenarios stream this way)
+				defer close(back)
+				io.Copy(in, out)
+				in.(*net.TCPConn).CloseWrite()
+			}()
 			io.Copy(out, in)
+			out.(*net.TCPConn).CloseWrite()
+			<-back
 		}()
 	}
 }

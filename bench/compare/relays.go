@@ -12,12 +12,15 @@ import (
 // Setup is what one relay run needs to know: where to listen, where to
 // send, and a private folder for its config and state.
 type Setup struct {
+	// Kind is the scenario kind: "tcp", "udp", "kafka" (syslog relaying),
+	// "http" or "tcpproxy" (proxying to the backend at OutAddr).
+	Kind string
 	// In is the scheme ("tcp" or "udp") and InAddr the host:port the relay
 	// listens on.
 	In     string
 	InAddr string
-	// OutAddr is the receiver's TCP host:port (syslog out), or empty when
-	// the output is Kafka.
+	// OutAddr is the receiver's TCP host:port (syslog out), the backend
+	// server's (proxy scenarios), or empty when the output is Kafka.
 	OutAddr string
 	// Brokers and Topic are the Kafka output.
 	Brokers []string
@@ -35,7 +38,7 @@ type Relay struct {
 	// Name as shown in results.
 	Name string
 	// Supports reports whether the relay takes part in a scenario kind
-	// ("tcp", "udp", "kafka").
+	// ("tcp", "udp", "kafka", "http", "tcpproxy").
 	Supports func(kind string) bool
 	// Check reports why the relay cannot run here (not installed), or nil.
 	Check func(root string) error
@@ -88,7 +91,7 @@ func rsyslogDir(root string) string { return filepath.Join(root, "var/peers/rsys
 var Relays = []*Relay{
 	{
 		Name:     "wharf",
-		Supports: kinds("tcp", "udp", "kafka"),
+		Supports: kinds("tcp", "udp", "kafka", "http", "tcpproxy"),
 		Check: func(root string) error {
 			if _, err := os.Stat(filepath.Join(root, "bin/wharf")); err != nil {
 				return errors.New("bin/wharf not built (make build)")
@@ -97,6 +100,9 @@ var Relays = []*Relay{
 		},
 		Version: func(root string) string { return firstLine(filepath.Join(root, "bin/wharf"), "version") },
 		Start: func(s Setup) (*Proc, error) {
+			if s.Kind == "http" || s.Kind == "tcpproxy" {
+				return startWharfProxy(s)
+			}
 			conf := fmt.Sprintf(`# Written by wharf-bench compare.
 [admin]
 listen = "off"
@@ -131,7 +137,7 @@ out_framing = "octet-counting"
 	},
 	{
 		Name:     "byte-copy",
-		Supports: kinds("tcp"),
+		Supports: kinds("tcp", "tcpproxy", "http"),
 		Check:    func(string) error { return nil },
 		Version:  func(string) string { return "wharf-bench splice (Go io.Copy, splice(2))" },
 		Start: func(s Setup) (*Proc, error) {
@@ -140,7 +146,7 @@ out_framing = "octet-counting"
 	},
 	{
 		Name:     "socat",
-		Supports: kinds("tcp"),
+		Supports: kinds("tcp", "tcpproxy"),
 		Check:    lookPath("socat"),
 		Version:  func(string) string { return firstLine("sh", "-c", "socat -V | grep 'socat version'") },
 		Start: func(s Setup) (*Proc, error) {
@@ -150,10 +156,13 @@ out_framing = "octet-counting"
 	},
 	{
 		Name:     "haproxy",
-		Supports: kinds("tcp", "udp"),
+		Supports: kinds("tcp", "udp", "http", "tcpproxy"),
 		Check:    lookPath("haproxy"),
 		Version:  func(string) string { return firstLine("haproxy", "-v") },
 		Start: func(s Setup) (*Proc, error) {
+			if s.Kind == "http" || s.Kind == "tcpproxy" {
+				return startHAProxyProxy(s, 2)
+			}
 			bind := "bind"
 			if s.In == "udp" {
 				bind = "dgram-bind"
@@ -184,6 +193,27 @@ log-forward fwd
 			}
 			return startProc([]string{"haproxy", "-db", "-f", p}, nil, s.Dir)
 		},
+	},
+	{
+		Name:     "haproxy-1t",
+		Supports: kinds("http"),
+		Check:    lookPath("haproxy"),
+		Version:  func(string) string { return firstLine("haproxy", "-v") + " (nbthread 1)" },
+		Start:    func(s Setup) (*Proc, error) { return startHAProxyProxy(s, 1) },
+	},
+	{
+		Name:     "nginx",
+		Supports: kinds("http", "tcpproxy"),
+		Check:    checkNginx,
+		Version:  func(string) string { return firstLine("nginx", "-v") + " (worker_processes auto)" },
+		Start:    func(s Setup) (*Proc, error) { return startNginx(s, "auto") },
+	},
+	{
+		Name:     "nginx-1w",
+		Supports: kinds("http"),
+		Check:    checkNginx,
+		Version:  func(string) string { return firstLine("nginx", "-v") + " (worker_processes 1)" },
+		Start:    func(s Setup) (*Proc, error) { return startNginx(s, "1") },
 	},
 	{
 		Name:     "rsyslog",
@@ -277,4 +307,134 @@ func quoteList(xs []string) string {
 		q[i] = fmt.Sprintf("%q", x)
 	}
 	return strings.Join(q, ", ")
+}
+
+// startWharfProxy runs wharf with one proxy frontend (mode "http" or
+// "tcp") and one backend holding the harness's server. Active health
+// checks are off, as in the HAProxy and nginx configs; everything else is
+// wharf's defaults.
+func startWharfProxy(s Setup) (*Proc, error) {
+	mode := "tcp"
+	if s.Kind == "http" {
+		mode = "http"
+	}
+	conf := fmt.Sprintf(`# Written by wharf-bench compare.
+[admin]
+listen = "off"
+
+[frontend.in]
+mode = %q
+bind = ["tcp://%s"]
+backend = "be"
+
+[backend.be]
+check = "none"
+server = [{ address = %q, name = "b1" }]
+`, mode, s.InAddr, s.OutAddr)
+	p, err := write(s.Dir, "wharf.toml", conf)
+	if err != nil {
+		return nil, err
+	}
+	return startProc([]string{filepath.Join(s.Root, "bin/wharf"), "run", "-c", p}, nil, s.Dir)
+}
+
+// startHAProxyProxy runs HAProxy as a plain frontend/backend pair in
+// mode http (keep-alive both ways, HAProxy's default server connection
+// reuse) or mode tcp, with threads threads and no health checks.
+func startHAProxyProxy(s Setup, threads int) (*Proc, error) {
+	mode, opts := "tcp", "    option splice-request\n    option splice-response\n"
+	if s.Kind == "http" {
+		mode, opts = "http", "    option http-keep-alive\n"
+	}
+	conf := fmt.Sprintf(`# Written by wharf-bench compare.
+global
+    maxconn 4000
+    nbthread %d
+
+defaults
+    mode %s
+%s    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+
+frontend fe
+    bind %s
+    default_backend be
+
+backend be
+    server b1 %s
+`, threads, mode, opts, s.InAddr, s.OutAddr)
+	p, err := write(s.Dir, "haproxy.cfg", conf)
+	if err != nil {
+		return nil, err
+	}
+	return startProc([]string{"haproxy", "-db", "-f", p}, nil, s.Dir)
+}
+
+// nginxStream is where Debian's libnginx-mod-stream puts the stream module.
+const nginxStream = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+func checkNginx(string) error {
+	if _, err := exec.LookPath("nginx"); err != nil {
+		return errors.New("nginx not installed (bash bench/peers/install.sh)")
+	}
+	if _, err := os.Stat(nginxStream); err != nil {
+		return errors.New("nginx stream module missing (libnginx-mod-stream; bash bench/peers/install.sh)")
+	}
+	return nil
+}
+
+// startNginx runs nginx in the foreground (daemon off; the master stays
+// the harness's child and its workers are measured as its children) from
+// a config and prefix in s.Dir, with workers worker processes. HTTP:
+// proxy_pass to an upstream with keepalive 64 over HTTP/1.1; keep-alive
+// request limits raised so that neither side reconnects every 1000
+// requests (HAProxy and wharf have no such limit). TCP: the stream
+// module's proxy_pass with its defaults.
+func startNginx(s Setup, workers string) (*Proc, error) {
+	conf := fmt.Sprintf(`# Written by wharf-bench compare.
+worker_processes %s;
+daemon off;
+pid nginx.pid;
+error_log stderr warn;
+events { worker_connections 8192; }
+`, workers)
+	if s.Kind == "http" {
+		conf += fmt.Sprintf(`http {
+    access_log off;
+    client_body_temp_path body;
+    proxy_temp_path proxy;
+    fastcgi_temp_path fastcgi;
+    uwsgi_temp_path uwsgi;
+    scgi_temp_path scgi;
+    keepalive_requests 1000000;
+    upstream be {
+        server %s;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen %s;
+        location / {
+            proxy_pass http://be;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+`, s.OutAddr, s.InAddr)
+	} else {
+		conf = "load_module " + nginxStream + ";\n" + conf + fmt.Sprintf(`stream {
+    server {
+        listen %s;
+        proxy_pass %s;
+    }
+}
+`, s.InAddr, s.OutAddr)
+	}
+	p, err := write(s.Dir, "nginx.conf", conf)
+	if err != nil {
+		return nil, err
+	}
+	return startProc([]string{"nginx", "-p", s.Dir, "-c", p, "-e", "stderr"}, nil, s.Dir)
 }

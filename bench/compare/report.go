@@ -92,33 +92,13 @@ func Markdown(w io.Writer, r *Results, chart string) {
 	}
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(w, "## %s\n\n", s.Scenario.Title)
-		fmt.Fprintln(w, "| relay | delivered msg/s | offered msg/s | loss % | dups | p50 | p99 | p99.9 | max | CPU s / M msgs | msgs / CPU s | peak RSS MiB | wharf rate ratio | wharf CPU ratio | others' CPU | runs (delivered msg/s) |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-		for _, row := range s.Rows {
-			if row.Skipped != "" {
-				fmt.Fprintf(w, "| %s | not run: %s ||||||||||||||| |\n", row.Relay, row.Skipped)
-				continue
-			}
-			d := row.Median
-			if d.Err != "" {
-				fmt.Fprintf(w, "| %s | failed: %s ||||||||||||||| |\n", row.Relay, oneLine(d.Err))
-				continue
-			}
-			var runs []string
-			if s.Scenario.Rate > 0 && d.Offered < 0.95*s.Scenario.Rate {
-				runs = append(runs, "generator starved, offered below target:")
-			}
-			for _, x := range row.Runs {
-				if x.Err != "" {
-					runs = append(runs, "error")
-				} else {
-					runs = append(runs, rate(x.Delivered))
-				}
-			}
-			fmt.Fprintf(w, "| %s | %s | %s | %.3f | %d | %s | %s | %s | %s | %.2f | %s | %d | %s | %s | %.0f%% | %s |\n",
-				row.Relay, rate(d.Delivered), rate(d.Offered), d.LossPct, d.Dups,
-				dur(d.Latency.P50), dur(d.Latency.P99), dur(d.Latency.P999), dur(d.Latency.Max),
-				d.CPUPerM, rate(d.MsgPerCPU), d.PeakRSS>>20, ratio(row.RateVsWharf), ratio(row.CPUVsWharf), 100*d.OthersBusy, strings.Join(runs, " / "))
+		switch s.Scenario.Kind {
+		case "http":
+			httpTable(w, s)
+		case "tcpproxy":
+			streamTable(w, s)
+		default:
+			syslogTable(w, s)
 		}
 		fmt.Fprintln(w)
 	}
@@ -169,7 +149,8 @@ func SVG(w io.Writer, r *Results) {
 		panelPad = 46
 	)
 	colors := map[string]string{"wharf": "#1f77b4", "byte-copy": "#7f7f7f", "socat": "#bcbd22",
-		"haproxy": "#2ca02c", "rsyslog": "#d62728", "syslog-ng": "#9467bd"}
+		"haproxy": "#2ca02c", "haproxy-1t": "#98df8a", "rsyslog": "#d62728", "syslog-ng": "#9467bd",
+		"nginx": "#ff7f0e", "nginx-1w": "#ffbb78"}
 	var body strings.Builder
 	y := 40
 	for _, s := range r.Scenarios {
@@ -186,8 +167,16 @@ func SVG(w io.Writer, r *Results) {
 		fmt.Fprintf(&body, `<text x="10" y="%d" font-weight="bold">%s</text>`+"\n", y, html.EscapeString(s.Scenario.Title))
 		y += 8
 		half := (width - left - 40) / 2
-		fmt.Fprintf(&body, `<text x="%d" y="%d" fill="#555">delivered msg/s</text><text x="%d" y="%d" fill="#555">messages per relay CPU second</text>`+"\n",
-			left, y+10, left+half+20, y+10)
+		rateLabel, cpuLabel, fmtRate := "delivered msg/s", "messages per relay CPU second", rate
+		switch s.Scenario.Unit {
+		case "requests":
+			rateLabel, cpuLabel = "requests/s", "requests per relay CPU second"
+		case "bytes":
+			rateLabel, cpuLabel = "MB/s", "MB per relay CPU second"
+			fmtRate = func(v float64) string { return fmt.Sprintf("%.0f MB", v/1e6) }
+		}
+		fmt.Fprintf(&body, `<text x="%d" y="%d" fill="#555">%s</text><text x="%d" y="%d" fill="#555">%s</text>`+"\n",
+			left, y+10, rateLabel, left+half+20, y+10, cpuLabel)
 		y += 16
 		if len(rows) == 0 {
 			fmt.Fprintf(&body, `<text x="%d" y="%d" fill="#999">no successful runs</text>`+"\n", left, y+10)
@@ -207,13 +196,13 @@ func SVG(w io.Writer, r *Results) {
 			}
 			fmt.Fprintf(&body, `<text x="%d" y="%d" text-anchor="end">%s</text>`, left-6, y+barH-2, html.EscapeString(row.Relay))
 			fmt.Fprintf(&body, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>`, left, y, max(wr, 1), barH, c)
-			label := rate(m.Delivered)
+			label := fmtRate(m.Delivered)
 			if m.LossPct > 0 {
 				label += fmt.Sprintf(" (%.1f%% lost)", m.LossPct)
 			}
 			fmt.Fprintf(&body, `<text x="%d" y="%d">%s</text>`, left+wr+4, y+barH-2, label)
 			fmt.Fprintf(&body, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s" opacity="0.7"/>`, left+half+20, y, max(wc, 1), barH, c)
-			fmt.Fprintf(&body, `<text x="%d" y="%d">%s</text>`+"\n", left+half+20+wc+4, y+barH-2, rate(m.MsgPerCPU))
+			fmt.Fprintf(&body, `<text x="%d" y="%d">%s</text>`+"\n", left+half+20+wc+4, y+barH-2, fmtRate(m.MsgPerCPU))
 			y += barH + gap
 		}
 		y += panelPad - gap
@@ -224,4 +213,95 @@ func SVG(w io.Writer, r *Results) {
 		r.Date.Format("2006-01-02"), r.Machine.Cores, html.EscapeString(r.Machine.CPU), r.Runs)
 	io.WriteString(w, body.String())
 	io.WriteString(w, "</svg>\n")
+}
+
+// syslogTable is a syslog scenario's table (messages).
+func syslogTable(w io.Writer, s ScenarioResult) {
+	fmt.Fprintln(w, "| relay | delivered msg/s | offered msg/s | loss % | dups | p50 | p99 | p99.9 | max | CPU s / M msgs | msgs / CPU s | peak RSS MiB | wharf rate ratio | wharf CPU ratio | others' CPU | runs (delivered msg/s) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, row := range s.Rows {
+		if row.Skipped != "" {
+			fmt.Fprintf(w, "| %s | not run: %s ||||||||||||||| |\n", row.Relay, row.Skipped)
+			continue
+		}
+		d := row.Median
+		if d.Err != "" {
+			fmt.Fprintf(w, "| %s | failed: %s ||||||||||||||| |\n", row.Relay, oneLine(d.Err))
+			continue
+		}
+		var runs []string
+		if s.Scenario.Rate > 0 && d.Offered < 0.95*s.Scenario.Rate {
+			runs = append(runs, "generator starved, offered below target:")
+		}
+		for _, x := range row.Runs {
+			if x.Err != "" {
+				runs = append(runs, "error")
+			} else {
+				runs = append(runs, rate(x.Delivered))
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.3f | %d | %s | %s | %s | %s | %.2f | %s | %d | %s | %s | %.0f%% | %s |\n",
+			row.Relay, rate(d.Delivered), rate(d.Offered), d.LossPct, d.Dups,
+			dur(d.Latency.P50), dur(d.Latency.P99), dur(d.Latency.P999), dur(d.Latency.Max),
+			d.CPUPerM, rate(d.MsgPerCPU), d.PeakRSS>>20, ratio(row.RateVsWharf), ratio(row.CPUVsWharf), 100*d.OthersBusy, strings.Join(runs, " / "))
+	}
+}
+
+// skipped writes a row for a relay that did not run or failed, and
+// reports whether it did; cols is the table's column count.
+func skipped(w io.Writer, row Row, cols int) bool {
+	pad := strings.Repeat("|", cols-2)
+	switch {
+	case row.Skipped != "":
+		fmt.Fprintf(w, "| %s | not run: %s %s |\n", row.Relay, row.Skipped, pad)
+	case row.Median.Err != "":
+		fmt.Fprintf(w, "| %s | failed: %s %s |\n", row.Relay, oneLine(row.Median.Err), pad)
+	default:
+		return false
+	}
+	return true
+}
+
+// runsCell lists each run's rate with f.
+func runsCell(row Row, f func(Run) string) string {
+	var runs []string
+	for _, x := range row.Runs {
+		if x.Err != "" {
+			runs = append(runs, "error")
+		} else {
+			runs = append(runs, f(x))
+		}
+	}
+	return strings.Join(runs, " / ")
+}
+
+// httpTable is the HTTP proxy scenario's table (requests).
+func httpTable(w io.Writer, s ScenarioResult) {
+	fmt.Fprintln(w, "| relay | requests/s | p50 | p99 | p99.9 | max | non-2xx/3xx | socket errors | CPU s / M requests | requests / CPU s | peak RSS MiB | wharf rate ratio | wharf CPU ratio | others' CPU | runs (requests/s) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, row := range s.Rows {
+		if skipped(w, row, 15) {
+			continue
+		}
+		d := row.Median
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d | %d | %.2f | %s | %d | %s | %s | %.0f%% | %s |\n",
+			row.Relay, rate(d.Delivered), dur(d.Latency.P50), dur(d.Latency.P99), dur(d.Latency.P999), dur(d.Latency.Max),
+			d.Non2xx, d.SocketErrors, d.CPUPerM, rate(d.MsgPerCPU), d.PeakRSS>>20, ratio(row.RateVsWharf), ratio(row.CPUVsWharf),
+			100*d.OthersBusy, runsCell(row, func(x Run) string { return rate(x.Delivered) }))
+	}
+}
+
+// streamTable is the TCP proxy scenario's table (bytes, in MB = 10^6).
+func streamTable(w io.Writer, s ScenarioResult) {
+	fmt.Fprintln(w, "| relay | MB/s | CPU s / GB | MB / CPU s | peak RSS MiB | wharf rate ratio | wharf CPU ratio | others' CPU | runs (MB/s) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, row := range s.Rows {
+		if skipped(w, row, 9) {
+			continue
+		}
+		d := row.Median
+		fmt.Fprintf(w, "| %s | %.0f | %.3f | %.0f | %d | %s | %s | %.0f%% | %s |\n",
+			row.Relay, d.Delivered/1e6, d.CPUPerGB, d.MsgPerCPU/1e6, d.PeakRSS>>20, ratio(row.RateVsWharf), ratio(row.CPUVsWharf),
+			100*d.OthersBusy, runsCell(row, func(x Run) string { return fmt.Sprintf("%.0f", x.Delivered/1e6) }))
+	}
 }
