@@ -465,7 +465,7 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		// A bounded window: a held-back connection (ratelimit.go) can
 		// have far more buffered than one read brought.
 		total := c.InboundBuffered()
-		buf, _ := c.Peek(min(total, peekWindow(s)))
+		buf, _ := c.Peek(min(total, peekWindow(s, st.paused)))
 		off, p, wait := l.frames(s, fe, &st.framer, buf, now, st.peer, &st.held)
 		progress = progress || p
 		if off > 0 { // Discard(0) would drop everything buffered (gnet treats n <= 0 as "all")

@@ -407,7 +407,7 @@ func (l *Listener) flushHeld(c gnet.Conn, st *conn) {
 	st.framer.Max, st.framer.Truncate = s.max, s.truncate
 	for {
 		total := c.InboundBuffered()
-		buf, _ := c.Peek(min(total, peekWindow(s)))
+		buf, _ := c.Peek(min(total, peekWindow(s, false)))
 		off, _, _ := l.frames(s, fe, &st.framer, buf, now, st.peer, &st.held)
 		if off == 0 {
 			return
@@ -435,7 +435,14 @@ func holdBound(s *settings) int { return 4 * s.max }
 // peekWindow bounds one Peek on a tcp:// connection: large enough for
 // any whole frame (the framer decides within Max+10 bytes), small enough
 // that a held-back connection's buffer is not copied whole on every wake.
-func peekWindow(s *settings) int { return max(64<<10, s.max+16) }
+// While the loop is paused, a few tokens come per step: a smaller window
+// keeps each step's copy (gnet's Peek copies when its ring wraps) small.
+func peekWindow(s *settings, paused bool) int {
+	if paused {
+		return max(4<<10, s.max+16)
+	}
+	return max(64<<10, s.max+16)
+}
 
 // holdTCP handles a tcp:// connection whose next message must wait
 // wait ns for tokens. Below holdBound it arms the wake-up timer and
