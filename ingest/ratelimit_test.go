@@ -432,7 +432,7 @@ func TestTCPRateLimitPerIP(t *testing.T) {
 		return c
 	}
 	noisy, quiet := dialFrom("127.0.0.1"), dialFrom("127.0.0.2")
-	go sendStream(noisy, 2000, 60, "noisy")
+	go sendStream(noisy, 1000, 60, "noisy")
 	time.Sleep(100 * time.Millisecond)
 	t0 := time.Now()
 	if err := sendStream(quiet, 400, 60, "quiet"); err != nil {
@@ -449,19 +449,20 @@ func TestTCPRateLimitPerIP(t *testing.T) {
 		}
 		return n
 	}
-	// 400 from the quiet sender at 500/s with a burst of 50 take 0.7 s.
+	// 400 from the quiet sender at 500/s with a burst of 50 take 0.7 s
+	// on their own bucket; sharing the noisy sender's, 1.5 s or more.
 	waitFor(t, "the quiet sender's messages", func() bool { return count("quiet") == 400 })
 	quietTook := time.Since(t0)
 	noisyAt := count("noisy")
 	elapsed := time.Since(t0) + 100*time.Millisecond
 	t.Logf("quiet: 400 in %v; noisy: %d in %v", quietTook.Round(time.Millisecond), noisyAt, elapsed.Round(time.Millisecond))
-	if quietTook > 1500*time.Millisecond {
+	if quietTook > 1300*time.Millisecond {
 		t.Errorf("quiet sender took %v for 400 messages at 500/s", quietTook)
 	}
 	if limit := 50 + 500*elapsed.Seconds()*1.1 + 10; float64(noisyAt) > limit {
 		t.Errorf("noisy sender got %d through in %v, limit %.0f", noisyAt, elapsed, limit)
 	}
-	waitFor(t, "the noisy sender's messages", func() bool { return count("noisy") == 2000 })
+	waitFor(t, "the noisy sender's messages", func() bool { return count("noisy") == 1000 })
 	if byScope(reg, "ip") == 0 || byScope(reg, "bind") != 0 {
 		t.Errorf("rate_limited by scope: ip %v, bind %v", byScope(reg, "ip"), byScope(reg, "bind"))
 	}
