@@ -13,11 +13,11 @@ for pkg in $(go list ./...); do
   for f in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
     echo "fuzz: $pkg $f ($t)"
     for try in 1 2; do
-      before=$(ls "$dir/testdata/fuzz/$f" 2>/dev/null | wc -l)
+      before=$( (ls "$dir/testdata/fuzz/$f" 2>/dev/null || true) | wc -l)
       if go test -run '^$' -fuzz "^$f\$" -fuzztime "$t" "$pkg" >"$out" 2>&1; then
         break
       fi
-      after=$(ls "$dir/testdata/fuzz/$f" 2>/dev/null | wc -l)
+      after=$( (ls "$dir/testdata/fuzz/$f" 2>/dev/null || true) | wc -l)
       tail -n 40 "$out"
       if [ "$after" -gt "$before" ] || [ "$try" = 2 ]; then
         echo "fuzz: $pkg $f failed (new inputs in $dir/testdata/fuzz/$f: $((after - before)))" >&2
