@@ -520,6 +520,8 @@ func (l *Listener) datagram(s *settings, fe *route.Frontend, buf []byte, cut boo
 		l.truncated.Inc()
 		frame = frame[:min(len(frame), s.max)]
 	}
+	l.received.Inc()
+	l.bytes.Add(uint64(len(frame)))
 	l.deliver(s, fe, frame, now, peer)
 }
 
@@ -548,9 +550,10 @@ func (l *Listener) drainUDP(fd int, s *settings, fe *route.Frontend, now int64) 
 }
 
 // deliver turns one frame into a message and enqueues it on its routes.
+//
+// The caller counts the message in l.received and l.bytes (per read, see
+// frames).
 func (l *Listener) deliver(s *settings, fe *route.Frontend, frame []byte, now int64, peer netip.AddrPort) {
-	l.received.Inc()
-	l.bytes.Add(uint64(len(frame)))
 	m := sinks.NewMessage(frame)
 	m.Received = now
 	m.Frontend = l.frontend

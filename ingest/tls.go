@@ -360,6 +360,16 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 // message so it is counted as rate limited once.
 func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, buf []byte, now int64, peer netip.AddrPort, held *bool) (off int, progress bool, wait int64) {
 	var shadow framing.Framer // fr as it will be if the next message passes
+	// Received counters are added once per read, not per message: both
+	// event loops of a bind share them, and an atomic add per message
+	// would bounce their cache line between the cores.
+	var msgs, bytes uint64
+	defer func() {
+		if msgs > 0 {
+			l.received.Add(msgs)
+			l.bytes.Add(bytes)
+		}
+	}()
 	for off < len(buf) {
 		next := fr
 		if s.rate != nil {
@@ -392,12 +402,14 @@ func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, b
 		case framing.OK:
 			progress = true
 			l.deliver(s, fe, frame, now, peer)
+			msgs, bytes = msgs+1, bytes+uint64(len(frame))
 			continue
 		case framing.Oversize:
 			l.reason("malformed", "oversize").Inc()
 			if frame != nil {
 				l.truncated.Inc()
 				l.deliver(s, fe, frame, now, peer)
+				msgs, bytes = msgs+1, bytes+uint64(len(frame))
 			} else {
 				l.reason("dropped", "oversize").Inc()
 				l.reject("oversize", peer, buf[off-n:off]) // the part skipped in this read
