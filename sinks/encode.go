@@ -3,6 +3,7 @@ package sinks
 import (
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -86,9 +87,11 @@ const rfc5424Time = "2006-01-02T15:04:05.999999Z07:00"
 //
 // RFC5424 sources keep their header fields (truncated to the RFC limits,
 // non-printable bytes replaced by '_'). For RFC3164 and raw messages the
-// TIMESTAMP is the receive time in UTC (the RFC3164 timestamp has neither
-// year nor zone, so it is not converted), HOSTNAME falls back to the
-// peer's IP when absent, and raw messages carry their whole Raw as MSG.
+// TIMESTAMP is the sender's RFC3164 timestamp when a timestamp parser is
+// installed (SetTimestampParser; the missing year is inferred and the
+// missing zone taken as local), otherwise the receive time in UTC;
+// HOSTNAME falls back to the peer's IP when absent, and raw messages carry
+// their whole Raw as MSG.
 func appendRFC5424(dst []byte, m *Message) []byte {
 	pri := int64(m.Priority)
 	if pri < 0 || pri > 191 {
@@ -103,6 +106,8 @@ func appendRFC5424(dst []byte, m *Message) []byte {
 		dst = appendHeaderField(dst, ts, len(ts))
 	} else if m.Format == FormatRFC5424 || m.Received == 0 {
 		dst = append(dst, '-')
+	} else if t, ok := parseTimestamp(m); ok {
+		dst = t.AppendFormat(dst, rfc5424Time) // the sender's time, with its zone
 	} else {
 		dst = time.Unix(0, m.Received).UTC().AppendFormat(dst, rfc5424Time)
 	}
@@ -300,4 +305,28 @@ func SeverityName(s int) string {
 		return ""
 	}
 	return severityNames[s]
+}
+
+// timestampParser decodes a message's TIMESTAMP field (RFC3164's BSD
+// form included). It lives in ingest/parse, which sinks cannot import, so
+// the binary installs it with SetTimestampParser, like a sink type is
+// registered. Without one, RFC3164 timestamps are re-encoded as the
+// receive time.
+var timestampParser atomic.Pointer[func(*Message) (time.Time, bool)]
+
+// SetTimestampParser installs f for the rfc5424 encoding. Safe to call
+// at any time; call it once at start.
+func SetTimestampParser(f func(*Message) (time.Time, bool)) {
+	if f == nil {
+		timestampParser.Store(nil)
+		return
+	}
+	timestampParser.Store(&f)
+}
+
+func parseTimestamp(m *Message) (time.Time, bool) {
+	if f := timestampParser.Load(); f != nil && m.Timestamp.Len > 0 {
+		return (*f)(m)
+	}
+	return time.Time{}, false
 }

@@ -6,6 +6,7 @@ package sinks_test
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"wharf/ingest/parse"
 	"wharf/sinks"
@@ -60,4 +61,22 @@ func TestEncodeParsedMessages(t *testing.T) {
 	f(`<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8`)
 	f(`<13>Nov 25 19:10:00 web-1 nginx[1234]: GET / 200`)
 	f(`<86>Nov  5 09:01:02 host sshd[77]: Accepted publickey for root`)
+}
+
+// TestRFC5424KeepsRFC3164Timestamp: with the parser installed (as the
+// binary does), a BSD timestamp survives re-encoding instead of becoming
+// the receive time.
+func TestRFC5424KeepsRFC3164Timestamp(t *testing.T) {
+	sinks.SetTimestampParser(func(m *sinks.Message) (time.Time, bool) { return parse.ParseTimestampIn(m, time.UTC) })
+	defer sinks.SetTimestampParser(nil)
+	m := sinks.NewMessage([]byte("<13>Nov 24 10:00:00 fw1 kernel: drop"))
+	defer m.Release()
+	m.Received = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC).UnixNano()
+	if err := parse.Parse(m, parse.RFC3164); err != nil {
+		t.Fatal(err)
+	}
+	got := string(sinks.EncodingRFC5424.Append(nil, m))
+	if want := "<13>1 2026-11-24T10:00:00Z fw1 kernel - - - drop"; got != want {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
 }
