@@ -303,13 +303,9 @@ func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		plainError(w, http.StatusServiceUnavailable, "no backend for this host and path")
 		return
 	}
-	sw := &statusWriter{ResponseWriter: w}
-	bp.rp.ServeHTTP(sw, r)
-	code := sw.code
-	if code == 0 {
-		code = http.StatusOK
-	}
-	bp.codes[min(code/100, 5)].Inc()
+	// Codes are counted in countResponse and errorHandler: a wrapping
+	// ResponseWriter would cost an allocation per request.
+	bp.rp.ServeHTTP(w, r)
 }
 
 func plainError(w http.ResponseWriter, code int, msg string) {
@@ -320,29 +316,6 @@ func plainError(w http.ResponseWriter, code int, msg string) {
 	w.WriteHeader(code)
 	fmt.Fprintf(w, "%d %s: %s\n", code, http.StatusText(code), msg)
 }
-
-// statusWriter records the status; Unwrap lets http.ResponseController
-// (used by ReverseProxy to flush and hijack) reach the real writer.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 || w.code < 200 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // backendProxy is one backend as seen from one frontend: a ReverseProxy
 // whose transport picks a server per request.
@@ -376,11 +349,12 @@ func (f *Frontend) newBackendProxy(b *upstream.Backend, reg *metrics.Registry) *
 		}
 	}
 	bp.rp = &httputil.ReverseProxy{
-		Rewrite:      f.rewrite,
-		Transport:    bp,
-		ErrorHandler: bp.errorHandler,
-		BufferPool:   copyBuffers,
-		ErrorLog:     slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
+		Rewrite:        f.rewrite,
+		Transport:      bp,
+		ModifyResponse: bp.countResponse,
+		ErrorHandler:   bp.errorHandler,
+		BufferPool:     copyBuffers,
+		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
 	}
 	return bp
 }
@@ -396,19 +370,21 @@ func (bp *backendProxy) closeIdle() {
 var fwdHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"}
 
 // rewrite prepares the outbound request. ReverseProxy has already removed
-// the forwarding headers and hop-by-hop headers from pr.Out.
+// the forwarding headers and hop-by-hop headers from pr.Out. Every value
+// it adds is a slice of one string built in a stack buffer, so a request
+// costs two allocations here (that string and the value slices).
 func (f *Frontend) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	out.URL.Scheme = "http"
-	out.URL.Host = "backend.invalid" // replaced by the server's address in RoundTrip
+	out.URL.Host = "backend.invalid" // RoundTrip sends each request to its server
 	out.Host = in.Host
 	client, _ := netip.ParseAddrPort(in.RemoteAddr)
 	ip := client.Addr().Unmap()
-	trusted := f.trusted.Contains(ip)
-	if trusted {
-		for _, h := range fwdHeaders {
-			if v, ok := in.Header[h]; ok {
-				out.Header[h] = v
+	h := out.Header
+	if f.trusted.Contains(ip) {
+		for _, k := range fwdHeaders {
+			if v, ok := in.Header[k]; ok {
+				h[k] = v
 			}
 		}
 	}
@@ -416,52 +392,79 @@ func (f *Frontend) rewrite(pr *httputil.ProxyRequest) {
 	if in.TLS != nil {
 		proto = "https"
 	}
+	var stack [256]byte
+	b := stack[:0]
+	xffEnd := 0
 	if ip.IsValid() {
-		xff := ip.String()
-		if prior := out.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-			xff = strings.Join(prior, ", ") + ", " + xff
-		}
-		out.Header.Set("X-Forwarded-For", xff)
+		b = appendJoined(b, h["X-Forwarded-For"])
+		b = ip.AppendTo(b)
+		xffEnd = len(b)
 	}
-	if out.Header.Get("X-Forwarded-Proto") == "" {
-		out.Header.Set("X-Forwarded-Proto", proto)
-	}
-	if out.Header.Get("X-Forwarded-Host") == "" && in.Host != "" {
-		out.Header.Set("X-Forwarded-Host", in.Host)
-	}
-	fwd := "for=" + forwardedNode(ip) + ";proto=" + proto
-	if in.Host != "" {
-		fwd += ";host=" + quoteIfNeeded(in.Host)
-	}
-	if prior := out.Header.Values("Forwarded"); len(prior) > 0 {
-		fwd = strings.Join(prior, ", ") + ", " + fwd
-	}
-	out.Header.Set("Forwarded", fwd)
-	out = out.WithContext(context.WithValue(out.Context(), clientKey, client))
-	pr.Out = out
-}
-
-// forwardedNode renders an RFC 7239 node: IPv6 in quotes and brackets.
-func forwardedNode(ip netip.Addr) string {
+	b = appendJoined(b, h["Forwarded"])
+	b = append(b, "for="...)
 	switch {
 	case !ip.IsValid():
-		return "unknown"
+		b = append(b, "unknown"...)
 	case ip.Is6():
-		return `"[` + ip.String() + `]"`
+		b = append(b, `"[`...)
+		b = ip.AppendTo(b)
+		b = append(b, `]"`...)
+	default:
+		b = ip.AppendTo(b)
 	}
-	return ip.String()
+	b = append(b, ";proto="...)
+	b = append(b, proto...)
+	if in.Host != "" {
+		b = append(b, ";host="...)
+		b = appendQuotedIfNeeded(b, in.Host)
+	}
+	s := string(b)
+	vals := make([]string, 4)
+	set := func(i int, k, v string) {
+		vals[i] = v
+		h[k] = vals[i : i+1 : i+1] // capacity 1: an Add elsewhere copies
+	}
+	if xffEnd > 0 {
+		set(0, "X-Forwarded-For", s[:xffEnd])
+	}
+	set(1, "Forwarded", s[xffEnd:])
+	if h.Get("X-Forwarded-Proto") == "" {
+		set(2, "X-Forwarded-Proto", proto)
+	}
+	if in.Host != "" && h.Get("X-Forwarded-Host") == "" {
+		set(3, "X-Forwarded-Host", in.Host)
+	}
 }
 
-// quoteIfNeeded quotes an RFC 7239 value that is not a token (a host
-// with a port has a colon).
-func quoteIfNeeded(s string) string {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-		}
+// appendJoined appends the values of a list header joined by ", ", and a
+// final ", " when there are any.
+func appendJoined(b []byte, vs []string) []byte {
+	for _, v := range vs {
+		b = append(b, v...)
+		b = append(b, ", "...)
 	}
-	return s
+	return b
+}
+
+// appendQuotedIfNeeded appends an RFC 7239 value, quoted when it is not
+// a token (a host with a port has a colon).
+func appendQuotedIfNeeded(b []byte, s string) []byte {
+	token := true
+	for i := 0; i < len(s) && token; i++ {
+		c := s[i]
+		token = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	}
+	if token {
+		return append(b, s...)
+	}
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' || s[i] == '"' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return append(b, '"')
 }
 
 // dialer connects to one server; servers with send_proxy get the PROXY
@@ -492,9 +495,11 @@ func (bp *backendProxy) dialer(s *upstream.Server, timeout time.Duration) func(c
 // pool. A failed connect counts against the server and, when the request
 // has no body to replay, is retried on the next server.
 func (bp *backendProxy) RoundTrip(req *http.Request) (*http.Response, error) {
-	client, _ := req.Context().Value(clientKey).(netip.AddrPort)
+	// ReverseProxy's outbound request keeps the client's RemoteAddr.
+	client, _ := netip.ParseAddrPort(req.RemoteAddr)
 	retries := bp.b.Config().Retries
-	var tried []*upstream.Server
+	var triedBuf [4]*upstream.Server
+	tried := triedBuf[:0]
 	var lastErr error
 	for attempt := 0; attempt <= retries; attempt++ {
 		s := bp.b.Pick(client.Addr(), tried)
@@ -502,11 +507,22 @@ func (bp *backendProxy) RoundTrip(req *http.Request) (*http.Response, error) {
 			break
 		}
 		tried = append(tried, s)
-		r2 := new(http.Request)
-		*r2 = *req
-		u := *req.URL
-		u.Host = s.Addr
-		r2.URL = &u
+		// Each server has its own Transport and dialer, so the URL's
+		// host ("backend.invalid" from rewrite) only matters on the
+		// wire when the request has no Host: then it must be the
+		// server's address. The PROXY header's client travels to the
+		// dialer in the context.
+		r2 := req
+		if req.Host == "" || s.SendProxy != 0 {
+			r2 = new(http.Request)
+			*r2 = *req
+			u := *req.URL
+			u.Host = s.Addr
+			r2.URL = &u
+			if s.SendProxy != 0 {
+				r2 = r2.WithContext(context.WithValue(req.Context(), clientKey, client))
+			}
+		}
 		resp, err := bp.tr[s].RoundTrip(r2)
 		if err == nil {
 			s.ConnectOK()
@@ -579,29 +595,45 @@ func (b *releasingRWBody) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// countResponse counts a server's (final) response by status class. A
+// 101 whose upgrade then fails (the server switched to another protocol
+// than asked) is counted twice: as 1xx here and as 502 in errorHandler.
+func (bp *backendProxy) countResponse(resp *http.Response) error {
+	bp.count(resp.StatusCode)
+	return nil
+}
+
+func (bp *backendProxy) count(code int) { bp.codes[min(max(code/100, 0), 5)].Inc() }
+
 // errorHandler answers a request the proxy could not forward.
 func (bp *backendProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	f := bp.f
+	code := http.StatusBadGateway
+	defer func() { bp.count(code) }()
 	var ce *connectError
 	var ne net.Error
 	switch {
 	case errors.Is(err, upstream.ErrNoServer):
 		f.m.errNoServer.Inc()
-		plainError(w, http.StatusServiceUnavailable, "no server is available in backend "+bp.b.Name)
+		code = http.StatusServiceUnavailable
+		plainError(w, code, "no server is available in backend "+bp.b.Name)
 	case errors.As(err, &ce):
 		f.m.errConnect.Inc()
 		f.log.Warn("cannot connect to any server", "backend", bp.b.Name, "err", err)
-		plainError(w, http.StatusServiceUnavailable, "cannot connect to a server of backend "+bp.b.Name)
+		code = http.StatusServiceUnavailable
+		plainError(w, code, "cannot connect to a server of backend "+bp.b.Name)
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
-		w.WriteHeader(499)
+		code = 499
+		w.WriteHeader(code)
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		f.m.errTimeout.Inc()
-		plainError(w, http.StatusGatewayTimeout, "the server of backend "+bp.b.Name+" did not answer in time")
+		code = http.StatusGatewayTimeout
+		plainError(w, code, "the server of backend "+bp.b.Name+" did not answer in time")
 	default:
 		f.m.errBad.Inc()
 		f.log.Debug("bad gateway", "backend", bp.b.Name, "err", err)
-		plainError(w, http.StatusBadGateway, "the server of backend "+bp.b.Name+" failed to answer")
+		plainError(w, code, "the server of backend "+bp.b.Name+" failed to answer")
 	}
 }
 
