@@ -191,15 +191,37 @@ type RunnerStats struct {
 // EnqueueBatch concurrently; one goroutine started by Start drains the
 // queue and calls Sink.Write, so the sink never sees concurrent Writes.
 // Every enqueued message is released exactly once by the Runner.
+//
+// The queue is a ring under one mutex, so handing over a whole read's
+// worth of messages (EnqueueBatch) costs one lock and at most one wake-up
+// of the delivery goroutine, which in turn takes up to a batch of
+// messages per lock. The delivery goroutine is woken only when what is
+// queued completes its batch (or a producer has to wait); a partial batch
+// waits BatchTimeout, as before.
 type Runner struct {
 	name string
 	sink Sink
 	cfg  RunnerConfig
 	log  *slog.Logger
 
-	q             chan *Message
-	bytes         atomic.Int64  // Raw bytes queued or in the batch being written
-	space         chan struct{} // signalled (cap 1) when bytes were freed
+	// mu guards the ring and the wake-up state below it.
+	mu    sync.Mutex
+	ring  []*Message // QueueSize slots; head is the oldest, n are queued
+	head  int
+	n     int
+	bytes atomic.Int64 // Raw bytes queued or in the batch being written; written under mu
+	// ringBytes are the Raw bytes in the ring (not the batch being
+	// written); it decides whether a wake-up completes a batch.
+	ringBytes int64
+	// spaceCh, when not nil, is closed (and cleared) when space frees:
+	// producers waiting for room wait on it.
+	spaceCh chan struct{}
+	// idle is set while the run loop waits for wantN messages or
+	// wantBytes bytes; a producer reaching either sends on notify.
+	idle          bool
+	wantN         int
+	wantBytes     int64
+	notify        chan struct{} // cap 1
 	closing       atomic.Bool
 	closingCh     chan struct{} // closed by Close: wakes blocked Enqueues
 	drainCh       chan struct{} // closed once no Enqueue can add any more
@@ -250,8 +272,8 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 		sink:      s,
 		cfg:       cfg,
 		log:       log,
-		q:         make(chan *Message, cfg.QueueSize),
-		space:     make(chan struct{}, 1),
+		ring:      make([]*Message, cfg.QueueSize),
+		notify:    make(chan struct{}, 1),
 		closingCh: make(chan struct{}),
 		drainCh:   make(chan struct{}),
 		done:      make(chan struct{}),
@@ -262,7 +284,7 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 	r.closingCtx, r.closingCancel = context.WithCancel(context.Background())
 	r.drainCtx, r.drainCancel = context.WithCancel(context.Background())
 	if cfg.Spool != nil {
-		r.q = nil // unused: the spool is the queue
+		r.ring = nil // unused: the spool is the queue
 	}
 	l := []string{"sink", name}
 	r.sent = reg.Counter("wharf_sink_sent_total", "Messages delivered by the sink.", l...)
@@ -274,7 +296,7 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 		r.dropped[i] = reg.Counter("wharf_sink_dropped_total", "Messages lost by the sink, by reason.", "sink", name, "reason", reason)
 	}
 	reg.GaugeFunc("wharf_sink_queue_messages", "Messages waiting in the sink queue.",
-		func() float64 { return float64(len(r.q)) }, l...)
+		func() float64 { return float64(r.queued()) }, l...)
 	reg.GaugeFunc("wharf_sink_queue_bytes", "Raw bytes queued or being written by the sink.",
 		func() float64 { return float64(r.bytes.Load()) }, l...)
 	r.readyGauge = reg.Gauge("wharf_sink_ready", "1 when the sink's last write (or check) succeeded.", l...)
@@ -313,7 +335,7 @@ func (r *Runner) Start() {
 // begins; without, a full queue (messages or bytes) drops m, counted as
 // "queue_full". After Close has begun m is dropped as "closed". It
 // reports whether m was queued. Safe for concurrent use; it allocates
-// nothing and takes no lock (one channel operation, a few atomics).
+// nothing and takes one lock. Prefer EnqueueBatch for several messages.
 func (r *Runner) Enqueue(m *Message, block bool) bool {
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
@@ -325,30 +347,27 @@ func (r *Runner) Enqueue(m *Message, block bool) bool {
 		ms := [1]*Message{m}
 		return r.put(ms[:], block) == 1
 	}
-	return r.enqueue(m, block)
+	ms := [1]*Message{m} // does not escape: enqueue keeps no slice
+	return r.enqueue(ms[:], block) == 1
 }
 
-// EnqueueBatch is Enqueue for several messages, checking the runner state
-// once. It returns how many were queued; the rest were dropped and
-// released. ms is not retained.
+// EnqueueBatch is Enqueue for several messages, in order: it takes the
+// queue's lock once for all that fit and wakes the delivery goroutine at
+// most once. It returns how many were queued; the rest were dropped and
+// released (with block, only Close makes it drop). ms is not retained:
+// the caller may reuse it once EnqueueBatch returns. Safe for concurrent
+// use; it allocates nothing unless it has to wait for space.
 func (r *Runner) EnqueueBatch(ms []*Message, block bool) (queued int) {
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
 	if r.closing.Load() {
-		for _, m := range ms {
-			r.drop(m, dropClosed)
-		}
+		r.dropAll(ms, dropClosed)
 		return 0
 	}
 	if r.cfg.Spool != nil {
 		return r.put(ms, block)
 	}
-	for _, m := range ms {
-		if r.enqueue(m, block) {
-			queued++
-		}
-	}
-	return queued
+	return r.enqueue(ms, block)
 }
 
 // put stores ms in the spool and releases them; what it could not store
@@ -375,67 +394,127 @@ func (r *Runner) put(ms []*Message, block bool) int {
 	return n
 }
 
-func (r *Runner) enqueue(m *Message, block bool) bool {
-	size := int64(len(m.Raw))
-	for !r.reserve(size) {
-		if !block {
-			r.drop(m, dropQueueFull)
-			return false
+// enqueue appends ms to the ring in order. Without block a message that
+// does not fit is dropped ("queue_full") and the next one tried; with
+// block it waits for space (or Close: the rest is dropped as "closed").
+func (r *Runner) enqueue(ms []*Message, block bool) (queued int) {
+	i := 0
+	for {
+		r.mu.Lock()
+		for ; i < len(ms); i++ {
+			m := ms[i]
+			if !r.fits(int64(len(m.Raw))) {
+				if block {
+					break
+				}
+				r.dropped[dropQueueFull].Inc()
+				m.Release()
+				continue
+			}
+			r.push(m)
+			queued++
+		}
+		if i == len(ms) {
+			wake := r.idle && (r.n >= r.wantN || r.ringBytes >= r.wantBytes || r.n == len(r.ring))
+			if wake {
+				r.idle = false
+			}
+			r.mu.Unlock()
+			if wake {
+				r.wakeRunLoop()
+			}
+			return queued
+		}
+		// Full: wait for space, waking the run loop so it takes what is
+		// queued even if its batch is not complete yet.
+		if r.spaceCh == nil {
+			r.spaceCh = make(chan struct{})
+		}
+		space := r.spaceCh
+		wake := r.idle
+		r.idle = false
+		r.mu.Unlock()
+		if wake {
+			r.wakeRunLoop()
 		}
 		select {
-		case <-r.space:
+		case <-space:
 		case <-r.closingCh:
-			r.drop(m, dropClosed)
-			return false
+			r.dropAll(ms[i:], dropClosed)
+			return queued
 		}
 	}
+}
+
+// fits reports whether a message of size bytes fits the queue. A message
+// larger than QueueBytes still passes an empty queue, or it could never be
+// sent. Called with mu held.
+func (r *Runner) fits(size int64) bool {
+	if r.n == len(r.ring) {
+		return false
+	}
+	cur := r.bytes.Load()
+	return cur == 0 || cur+size <= r.cfg.QueueBytes
+}
+
+// push appends m to the ring; the caller checked fits. Called with mu held.
+func (r *Runner) push(m *Message) {
+	i := r.head + r.n
+	if i >= len(r.ring) {
+		i -= len(r.ring)
+	}
+	r.ring[i] = m
+	r.n++
+	size := int64(len(m.Raw))
+	r.ringBytes += size
+	r.bytes.Store(r.bytes.Load() + size)
+}
+
+// pop removes the oldest message from the ring (n > 0). Its bytes stay
+// counted in r.bytes until the batch is finished. Called with mu held.
+func (r *Runner) pop() *Message {
+	m := r.ring[r.head]
+	r.ring[r.head] = nil
+	r.head++
+	if r.head == len(r.ring) {
+		r.head = 0
+	}
+	r.n--
+	r.ringBytes -= int64(len(m.Raw))
+	return m
+}
+
+// spaceFreed wakes the producers waiting for room. Called with mu held.
+func (r *Runner) spaceFreed() {
+	if r.spaceCh != nil {
+		close(r.spaceCh)
+		r.spaceCh = nil
+	}
+}
+
+// wakeRunLoop signals the delivery goroutine (the signal is kept if it is
+// not waiting yet).
+func (r *Runner) wakeRunLoop() {
 	select {
-	case r.q <- m:
-		r.wakeSpaceWaiter()
-		return true
+	case r.notify <- struct{}{}:
 	default:
 	}
-	if block {
-		select {
-		case r.q <- m:
-			r.wakeSpaceWaiter()
-			return true
-		case <-r.closingCh:
-			r.bytes.Add(-size)
-			r.drop(m, dropClosed)
-			return false
-		}
-	}
-	r.bytes.Add(-size)
-	r.wakeSpaceWaiter() // the bytes given back may fit a blocked producer
-	r.drop(m, dropQueueFull)
-	return false
 }
 
-// reserve takes size bytes of QueueBytes if they fit. It never inflates
-// the count tentatively (compare-and-swap), so a concurrent producer never
-// sees a full queue that is not. A message larger than QueueBytes still
-// passes an empty queue, or it could never be sent.
-func (r *Runner) reserve(size int64) bool {
-	for {
-		cur := r.bytes.Load()
-		if cur+size > r.cfg.QueueBytes && cur != 0 {
-			return false
-		}
-		if r.bytes.CompareAndSwap(cur, cur+size) {
-			return true
-		}
-	}
+// queued is how many messages wait in the ring.
+func (r *Runner) queued() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
 }
 
-// wakeSpaceWaiter passes a space signal on to the next blocked Enqueue
-// (wake-ups chain, since the signal channel holds only one).
-func (r *Runner) wakeSpaceWaiter() {
-	if r.bytes.Load() < r.cfg.QueueBytes {
-		select {
-		case r.space <- struct{}{}:
-		default:
-		}
+func (r *Runner) dropAll(ms []*Message, reason int) {
+	if len(ms) == 0 {
+		return
+	}
+	r.dropped[reason].Add(uint64(len(ms)))
+	for _, m := range ms {
+		m.Release()
 	}
 }
 
@@ -465,25 +544,30 @@ func (r *Runner) HandOver(ctx context.Context, next *Runner) error {
 	return r.close(ctx, next)
 }
 
-// handOff moves the queue to r.next (see HandOver). Runs on the run loop.
+// handOff moves the queue to r.next (see HandOver). Runs on the run loop
+// once draining began: nothing is added to r any more.
 func (r *Runner) handOff() {
-	move := func(m *Message) {
-		r.bytes.Add(-int64(len(m.Raw)))
-		r.next.Enqueue(m, true)
-		r.handedOver.Inc()
-	}
+	move := r.batch[:0]
 	if m := r.pending; m != nil {
 		r.pending = nil
-		move(m)
+		move = append(move, m)
 	}
-	for {
-		select {
-		case m := <-r.q:
-			move(m)
-		default:
-			return
-		}
+	r.mu.Lock()
+	for r.n > 0 {
+		move = append(move, r.pop())
 	}
+	r.mu.Unlock()
+	var size int64
+	for _, m := range move {
+		size += int64(len(m.Raw))
+	}
+	r.mu.Lock()
+	r.bytes.Store(r.bytes.Load() - size)
+	r.mu.Unlock()
+	r.next.EnqueueBatch(move, true)
+	r.handedOver.Add(uint64(len(move)))
+	clear(move)
+	r.batch = move[:0]
 }
 
 func (r *Runner) close(ctx context.Context, next *Runner) error {
@@ -524,7 +608,7 @@ func (r *Runner) Ready() bool { return r.ready.Load() }
 // Stats returns a snapshot of the counters.
 func (r *Runner) Stats() RunnerStats {
 	st := RunnerStats{
-		Queued:      len(r.q),
+		Queued:      r.queued(),
 		QueuedBytes: r.bytes.Load(),
 		Sent:        r.sent.Load(),
 		SentBytes:   r.sentBytes.Load(),
@@ -647,48 +731,88 @@ func (r *Runner) add(m *Message, size *int64) bool {
 // with an empty batch, when draining begins.
 func (r *Runner) collect() bool {
 	r.batch = r.batch[:0]
+	select {
+	case <-r.drainCh: // HandOver moves the rest; Close drains it below
+		return false
+	default:
+	}
 	var size int64
 	if m := r.pending; m != nil {
 		r.pending = nil
 		if !r.add(m, &size) {
 			return true
 		}
-	} else {
-		select {
-		case m := <-r.q:
-			if !r.add(m, &size) {
-				return true
-			}
-		case <-r.drainCh:
-			return false
-		}
 	}
-	// Take what is already there without arming the timer.
+	armed := false
+	defer func() {
+		if armed {
+			r.timer.Stop()
+		}
+	}()
 	for {
-		select {
-		case m := <-r.q:
-			if !r.add(m, &size) {
-				return true
+		r.mu.Lock()
+		full := r.take(&size)
+		if !full {
+			// Sleep until producers can complete the batch (or one waits).
+			r.idle = true
+			r.wantN = r.cfg.BatchSize - len(r.batch)
+			r.wantBytes = r.cfg.BatchBytes - size
+			if len(r.batch) == 0 {
+				r.wantN, r.wantBytes = 1, 1
 			}
+		}
+		r.mu.Unlock()
+		if full {
+			return true
+		}
+		if len(r.batch) == 0 {
+			select {
+			case <-r.notify:
+				continue
+			case <-r.drainCh:
+				r.setIdle(false)
+				return false
+			}
+		}
+		if !armed {
+			r.timer.Reset(r.cfg.BatchTimeout)
+			armed = true
+		}
+		select {
+		case <-r.notify:
 			continue
-		default:
-		}
-		break
-	}
-	r.timer.Reset(r.cfg.BatchTimeout)
-	defer r.timer.Stop()
-	for {
-		select {
-		case m := <-r.q:
-			if !r.add(m, &size) {
-				return true
-			}
 		case <-r.timer.C:
-			return true
+			armed = false
 		case <-r.drainCh:
+		}
+		// Take what came since without waiting any longer.
+		r.mu.Lock()
+		r.idle = false
+		r.take(&size)
+		r.mu.Unlock()
+		return true
+	}
+}
+
+func (r *Runner) setIdle(v bool) {
+	r.mu.Lock()
+	r.idle = v
+	r.mu.Unlock()
+}
+
+// take moves queued messages into r.batch until it is full or the ring
+// is empty, and reports whether the batch is full. Called with mu held.
+func (r *Runner) take(size *int64) (full bool) {
+	if r.n == 0 {
+		return false
+	}
+	defer r.spaceFreed()
+	for r.n > 0 {
+		if !r.add(r.pop(), size) {
 			return true
 		}
 	}
+	return false
 }
 
 // collectNow fills r.batch from what is queued, without waiting.
@@ -701,16 +825,9 @@ func (r *Runner) collectNow() {
 			return
 		}
 	}
-	for {
-		select {
-		case m := <-r.q:
-			if !r.add(m, &size) {
-				return
-			}
-		default:
-			return
-		}
-	}
+	r.mu.Lock()
+	r.take(&size)
+	r.mu.Unlock()
 }
 
 // flush writes r.batch until it succeeds, retries run out or the runner is
@@ -799,11 +916,10 @@ func (r *Runner) finish(reason int, size int64) {
 		r.batch[i] = nil
 	}
 	r.batch = r.batch[:0]
-	r.bytes.Add(-size)
-	select {
-	case r.space <- struct{}{}:
-	default:
-	}
+	r.mu.Lock()
+	r.bytes.Store(r.bytes.Load() - size)
+	r.spaceFreed()
+	r.mu.Unlock()
 }
 
 // finishSpool releases the batch and, unless it was cut short by

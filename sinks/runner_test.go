@@ -321,7 +321,7 @@ func TestRunnerBlockingEnqueue(t *testing.T) {
 				prefill = 2
 			}
 			r.Enqueue(tr.msg("0123456789"), true)
-			waitFor(t, "write in flight", func() bool { return len(r.q) == 0 })
+			waitFor(t, "write in flight", func() bool { return r.queued() == 0 })
 			for range prefill - 1 {
 				r.Enqueue(tr.msg("0123456789"), true)
 			}
@@ -361,7 +361,7 @@ func TestRunnerCloseUnblocksProducers(t *testing.T) {
 	r := NewRunner("dead", s, RunnerConfig{QueueSize: 1, BatchSize: 1}, nil, quietLog())
 	r.Start()
 	r.Enqueue(tr.msg("in-flight"), true)
-	waitFor(t, "write in flight", func() bool { return len(r.q) == 0 })
+	waitFor(t, "write in flight", func() bool { return r.queued() == 0 })
 	r.Enqueue(tr.msg("queued"), true)
 	done := make(chan bool)
 	go func() { done <- r.Enqueue(tr.msg("blocked"), true) }()
@@ -534,6 +534,29 @@ func BenchmarkRunnerEnqueue(b *testing.B) {
 		for pb.Next() {
 			r.Enqueue(NewMessage(raw), true)
 		}
+	})
+	b.StopTimer()
+	r.Close(context.Background())
+}
+
+// BenchmarkRunnerEnqueueBatch hands messages over 64 at a time, as a
+// listener does at the end of a read.
+func BenchmarkRunnerEnqueueBatch(b *testing.B) {
+	r := NewRunner("bench", discardSink{}, RunnerConfig{QueueSize: 1 << 16}, nil, quietLog())
+	r.Start()
+	raw := []byte(raw5424)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	b.RunParallel(func(pb *testing.PB) {
+		ms := make([]*Message, 0, 64)
+		for pb.Next() {
+			ms = append(ms, NewMessage(raw))
+			if len(ms) == cap(ms) {
+				r.EnqueueBatch(ms, true)
+				ms = ms[:0]
+			}
+		}
+		r.EnqueueBatch(ms, true)
 	})
 	b.StopTimer()
 	r.Close(context.Background())
