@@ -324,6 +324,7 @@ type backendProxy struct {
 	b     *upstream.Backend
 	rp    *httputil.ReverseProxy
 	tr    map[*upstream.Server]*http.Transport
+	pools map[*upstream.Server]*connPool // servers without send_proxy
 	codes [6]*metrics.Counter
 }
 
@@ -332,9 +333,18 @@ type ctxKey int
 const clientKey ctxKey = 0
 
 func (f *Frontend) newBackendProxy(b *upstream.Backend, reg *metrics.Registry) *backendProxy {
-	bp := &backendProxy{f: f, b: b, tr: map[*upstream.Server]*http.Transport{}, codes: codeCounters(reg, f.name, b.Name)}
+	bp := &backendProxy{f: f, b: b, tr: map[*upstream.Server]*http.Transport{}, pools: map[*upstream.Server]*connPool{}, codes: codeCounters(reg, f.name, b.Name)}
 	bc := b.Config()
 	for _, s := range b.Servers() {
+		if s.SendProxy == 0 {
+			bp.pools[s] = &connPool{
+				addr:          s.Addr,
+				dial:          bp.dialer(s, bc.ConnectTimeout.Duration),
+				headerTimeout: bc.ServerTimeout.Duration,
+				maxIdle:       64,
+				idleTimeout:   90 * time.Second,
+			}
+		}
 		bp.tr[s] = &http.Transport{
 			DialContext:           bp.dialer(s, bc.ConnectTimeout.Duration),
 			MaxIdleConns:          0,
@@ -362,6 +372,9 @@ func (f *Frontend) newBackendProxy(b *upstream.Backend, reg *metrics.Registry) *
 func (bp *backendProxy) closeIdle() {
 	for _, t := range bp.tr {
 		t.CloseIdleConnections()
+	}
+	for _, p := range bp.pools {
+		p.closeIdle()
 	}
 }
 
@@ -523,7 +536,13 @@ func (bp *backendProxy) RoundTrip(req *http.Request) (*http.Response, error) {
 				r2 = r2.WithContext(context.WithValue(req.Context(), clientKey, client))
 			}
 		}
-		resp, err := bp.tr[s].RoundTrip(r2)
+		var resp *http.Response
+		var err error
+		if p := bp.pools[s]; p != nil && simple(r2) {
+			resp, err = p.roundTrip(r2)
+		} else {
+			resp, err = bp.tr[s].RoundTrip(r2)
+		}
 		if err == nil {
 			s.ConnectOK()
 			resp.Body = releaseOnClose(resp.Body, s)
