@@ -150,7 +150,7 @@ func (p *connPool) send(ctx context.Context, pc *poolConn, req *http.Request) (r
 			stop()
 		}
 	}()
-	if err := req.Write(pc.bw); err != nil {
+	if err := writeHead(pc.bw, req); err != nil {
 		return nil, true, err
 	}
 	if err := pc.bw.Flush(); err != nil {
@@ -185,6 +185,68 @@ func (p *connPool) send(ctx context.Context, pc *poolConn, req *http.Request) (r
 	keep := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
 	resp.Body = &poolBody{rc: resp.Body, p: p, pc: pc, stop: stop, keep: keep, eof: resp.Body == http.NoBody}
 	return resp, false, nil
+}
+
+// writeHead writes the head of a request simple accepted, as
+// http.Request.Write would (the same request line, Host, User-Agent and
+// Connection: close rules), without its allocations and key sorting:
+// header fields go out in map order. Names and values were checked by
+// the server that parsed them, and rewrite adds only such values. Hosts
+// that need Punycode or a zone removed and OPTIONS requests (which
+// carry Content-Length: 0) go through Request.Write.
+func writeHead(w *bufio.Writer, req *http.Request) error {
+	if req.Method == http.MethodOptions || !plainHost(req.Host) {
+		return req.Write(w)
+	}
+	w.WriteString(req.Method)
+	w.WriteByte(' ')
+	w.WriteString(req.URL.RequestURI())
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(req.Host)
+	w.WriteString("\r\n")
+	ua := "Go-http-client/1.1" // Request.Write's default
+	if v, ok := req.Header["User-Agent"]; ok {
+		ua = ""
+		if len(v) > 0 {
+			ua = v[0]
+		}
+	}
+	if ua != "" {
+		w.WriteString("User-Agent: ")
+		w.WriteString(ua)
+		w.WriteString("\r\n")
+	}
+	if req.Close {
+		w.WriteString("Connection: close\r\n")
+	}
+	for k, vs := range req.Header {
+		switch k {
+		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			_, err := w.WriteString("\r\n")
+			if err != nil {
+				return err
+			}
+		}
+	}
+	_, err := w.WriteString("\r\n")
+	return err
+}
+
+// plainHost: printable ASCII without a zone ('%'), so Request.Write
+// would send it unchanged.
+func plainHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		if h[i] <= ' ' || h[i] >= 0x7f || h[i] == '%' {
+			return false
+		}
+	}
+	return h != ""
 }
 
 // aLongTimeAgo is a deadline that has passed: setting it fails pending

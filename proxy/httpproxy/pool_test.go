@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -159,4 +160,70 @@ address = %q
 	case <-time.After(3 * time.Second):
 		t.Fatal("the server's request was not cancelled 3 s after the client went away")
 	}
+}
+
+// The pool's request head (writeHead) says what http.Transport's says:
+// the same request seen by the server through both paths (a GET takes
+// the pool, a POST with a body the Transport).
+func TestPoolHeadMatchesTransport(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var keys []string
+		for k := range r.Header {
+			if k != "Content-Length" && k != "Content-Type" {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		fmt.Fprintf(w, "%s host=%s close=%v", r.RequestURI, r.Host, r.Close)
+		for _, k := range keys {
+			fmt.Fprintf(w, " %s=%q", k, r.Header[k])
+		}
+	}))
+	defer s.Close()
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, hostPort(s)))
+	c := &http.Client{Timeout: 5 * time.Second}
+	do := func(method, path string, close bool, hdr ...string) string {
+		t.Helper()
+		var body io.Reader
+		if method == "POST" {
+			body = strings.NewReader("x")
+		}
+		req, _ := http.NewRequest(method, r.url()+path, body)
+		req.Host = "h.example:81"
+		req.Close = close
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Add(hdr[i], hdr[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	f := func(path string, close bool, hdr ...string) {
+		t.Helper()
+		pool, tr := do("GET", path, close, hdr...), do("POST", path, close, hdr...)
+		if pool != tr {
+			t.Errorf("%s %v: the pool sent\n%s\nthe Transport\n%s", path, hdr, pool, tr)
+		}
+		if !strings.Contains(pool, "X-Forwarded-For=") {
+			t.Errorf("%s: no X-Forwarded-For in %s", path, pool)
+		}
+	}
+	f("/", false)
+	f("/a%20b/c?q=1&r=%2F#frag", false, "X-Multi", "one", "X-Multi", "two", "Accept", "*/*")
+	f("/ua", false, "User-Agent", "curl/8")
+	f("/ua-empty", false, "User-Agent", "")
+	f("/close", true, "Cookie", "a=b", "Cookie", "c=d")
 }
