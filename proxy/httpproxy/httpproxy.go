@@ -2,7 +2,10 @@
 // (net/http/httputil.ReverseProxy with Rewrite) that routes requests by
 // Host and path prefix to backends, keeps a keep-alive pool per server,
 // streams bodies, passes WebSocket and other Upgrade requests through,
-// and sets X-Forwarded-For/-Host/-Proto and Forwarded.
+// and sets X-Forwarded-For/-Host/-Proto and Forwarded. Bodiless GET,
+// HEAD and OPTIONS requests go to the server over connPool, in the
+// handler's goroutine; everything else through an http.Transport per
+// server (see pool.go for why).
 //
 // Client-sent forwarding headers are removed unless the client is in
 // trusted_proxies; then the proxy appends to them. Errors are short
