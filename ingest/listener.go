@@ -5,7 +5,12 @@
 // parsing), then asks the route table where each message goes and
 // enqueues it on those sinks' runners. It never blocks on the network.
 //
-// Backpressure: on TCP binds Enqueue is called with block=true, so a full
+// Hand-over: the messages of one read (one OnTraffic call or recvmmsg
+// batch, one TLS read) are collected per destination in an outbox and
+// handed to each sink runner with one EnqueueBatch at the end of the read,
+// in arrival order: one queue lock per runner and read, not per message.
+//
+// Backpressure: on TCP binds EnqueueBatch is called with block=true, so a full
 // sink queue stalls the event loop that read the message; the loop stops
 // reading, the kernel's receive buffers fill and TCP flow control slows the
 // senders. On UDP binds a full queue drops the message and counts it
@@ -354,6 +359,55 @@ type conn struct {
 	held, paused bool
 	wake         *time.Timer
 	wakePending  atomic.Bool
+
+	// out collects a read's messages for their runners (event loop only).
+	out outbox
+}
+
+// outbox collects the messages of one read per destination, so each
+// destination gets them with one EnqueueBatch (see the package comment).
+// It belongs to one goroutine: the event loop of a tcp:// connection or
+// a UDP socket, or a tls:// connection's goroutine. Its slices are reused
+// from read to read, so the steady state allocates nothing; flush drops
+// every reference it held.
+type outbox struct {
+	dests []outDest
+}
+
+type outDest struct {
+	t  route.Target
+	ms []*sinks.Message
+}
+
+// add queues m (one reference) for t.
+func (o *outbox) add(t route.Target, m *sinks.Message) {
+	for i := range o.dests {
+		if d := &o.dests[i]; d.t == t {
+			d.ms = append(d.ms, m)
+			return
+		}
+	}
+	if len(o.dests) < cap(o.dests) {
+		o.dests = o.dests[:len(o.dests)+1]
+		d := &o.dests[len(o.dests)-1]
+		d.t, d.ms = t, append(d.ms[:0], m)
+		return
+	}
+	o.dests = append(o.dests, outDest{t: t, ms: append(make([]*sinks.Message, 0, 64), m)})
+}
+
+// flush hands every destination its messages, in the order added. With
+// block it waits for queue space (see Runner.EnqueueBatch).
+func (o *outbox) flush(block bool) {
+	for i := range o.dests {
+		d := &o.dests[i]
+		if len(d.ms) > 0 {
+			d.t.EnqueueBatch(d.ms, block)
+		}
+		clear(d.ms)
+		d.t, d.ms = nil, d.ms[:0]
+	}
+	o.dests = o.dests[:0]
 }
 
 // OnOpen admits or refuses a new TCP connection before any byte is read:
@@ -452,8 +506,9 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		if a, ok := c.RemoteAddr().(*net.UDPAddr); ok {
 			peer = a.AddrPort()
 		}
-		l.datagram(s, fe, buf, false, now, peer)
-		l.drainUDP(c.Fd(), s, fe, now)
+		b := l.udpBatchFor(c.Fd(), s)
+		l.datagram(&b.out, s, fe, buf, false, now, peer)
+		l.drainUDP(b, c.Fd(), s, fe, now)
 		return gnet.None
 	}
 
@@ -466,7 +521,7 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		// have far more buffered than one read brought.
 		total := c.InboundBuffered()
 		buf, _ := c.Peek(min(total, peekWindow(s, st.paused)))
-		off, p, wait := l.frames(s, fe, &st.framer, buf, now, st.peer, &st.held)
+		off, p, wait := l.framesTo(&st.out, s, fe, &st.framer, buf, now, st.peer, &st.held)
 		progress = progress || p
 		if off > 0 { // Discard(0) would drop everything buffered (gnet treats n <= 0 as "all")
 			_, _ = c.Discard(off)
@@ -497,7 +552,8 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 }
 
 // datagram handles one UDP datagram: ACL, rate limits, size, then deliver.
-func (l *Listener) datagram(s *settings, fe *route.Frontend, buf []byte, cut bool, now int64, peer netip.AddrPort) {
+// The message goes into out; the caller flushes it.
+func (l *Listener) datagram(out *outbox, s *settings, fe *route.Frontend, buf []byte, cut bool, now int64, peer netip.AddrPort) {
 	if !s.acl.Permit(peer.Addr()) {
 		l.reason("rejected", "acl").Inc()
 		return
@@ -522,12 +578,13 @@ func (l *Listener) datagram(s *settings, fe *route.Frontend, buf []byte, cut boo
 	}
 	l.received.Inc()
 	l.bytes.Add(uint64(len(frame)))
-	l.deliver(s, fe, frame, now, peer)
+	l.deliver(out, s, fe, frame, now, peer)
 }
 
-// drainUDP reads what else is waiting on the socket in recvmmsg batches
-// (see udpbatch.go). It runs on the event loop that owns fd.
-func (l *Listener) drainUDP(fd int, s *settings, fe *route.Frontend, now int64) {
+// udpBatchFor returns the recvmmsg buffers and outbox of socket fd (see
+// udpbatch.go), made or grown for s. It runs on the event loop that owns
+// fd; b.out must be empty (it is, between reads).
+func (l *Listener) udpBatchFor(fd int, s *settings) *udpBatch {
 	slot := min(s.max+1, 64<<10)
 	var b *udpBatch
 	if v, ok := l.batches.Load(fd); ok {
@@ -537,23 +594,34 @@ func (l *Listener) drainUDP(fd int, s *settings, fe *route.Frontend, now int64) 
 		b = newUDPBatch(slot)
 		l.batches.Store(fd, b)
 	}
+	return b
+}
+
+// drainUDP reads what else is waiting on the socket in recvmmsg batches
+// (see udpbatch.go) and hands each batch's messages over together with
+// what b.out already holds. It runs on the event loop that owns fd.
+func (l *Listener) drainUDP(b *udpBatch, fd int, s *settings, fe *route.Frontend, now int64) {
+	defer b.out.flush(false)
 	for range udpMaxBatches {
 		n := b.read(fd)
 		for i := range n {
 			data, cut, peer := b.datagram(i)
-			l.datagram(s, fe, data, cut, now, peer)
+			l.datagram(&b.out, s, fe, data, cut, now, peer)
 		}
 		if n < udpBatchSize {
 			return
 		}
+		b.out.flush(false)
 	}
 }
 
-// deliver turns one frame into a message and enqueues it on its routes.
+// deliver turns one frame into a message and adds it to out for its
+// routes; the caller flushes out at the end of the read. With a nil out
+// it enqueues on each route at once.
 //
 // The caller counts the message in l.received and l.bytes (per read, see
 // frames).
-func (l *Listener) deliver(s *settings, fe *route.Frontend, frame []byte, now int64, peer netip.AddrPort) {
+func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame []byte, now int64, peer netip.AddrPort) {
 	m := sinks.NewMessage(frame)
 	m.Received = now
 	m.Frontend = l.frontend
@@ -592,7 +660,11 @@ func (l *Listener) deliver(s *settings, fe *route.Frontend, frame []byte, now in
 		m.Retain(int32(len(dests) - 1))
 	}
 	for _, d := range dests {
-		d.Target.Enqueue(m, l.tcp)
+		if out != nil {
+			out.add(d.Target, m)
+		} else {
+			d.Target.Enqueue(m, l.tcp)
+		}
 	}
 }
 

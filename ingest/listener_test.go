@@ -34,6 +34,13 @@ func (c *collector) Enqueue(m *sinks.Message, _ bool) bool {
 	return true
 }
 
+func (c *collector) EnqueueBatch(ms []*sinks.Message, block bool) int {
+	for _, m := range ms {
+		c.Enqueue(m, block)
+	}
+	return len(ms)
+}
+
 func (c *collector) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -350,5 +357,155 @@ func TestTCPMessageSplitAcrossReads(t *testing.T) {
 	}
 	if n := counter(reg, "wharf_frontend_malformed_total", ""); n != 0 {
 		t.Errorf("malformed = %v, want 0", n)
+	}
+}
+
+// TestOutbox: a read's messages reach each destination in arrival order,
+// one EnqueueBatch per destination; flush keeps no reference and reuse
+// allocates nothing.
+func TestOutbox(t *testing.T) {
+	a, b := &collector{}, &collector{}
+	var out outbox
+	msg := func(s string) *sinks.Message {
+		m := sinks.NewMessage([]byte(s))
+		m.Msg = sinks.Span{Len: uint32(len(s))}
+		return m
+	}
+	f := func(adds string, wantA, wantB string) {
+		t.Helper()
+		a.msgs, b.msgs = nil, nil
+		for i, c := range adds {
+			tgt := a
+			if c == 'b' {
+				tgt = b
+			}
+			out.add(tgt, msg(fmt.Sprint(i)))
+		}
+		out.flush(true)
+		if got := strings.Join(a.msgs, ","); got != wantA {
+			t.Errorf("%s: a got %q, want %q", adds, got, wantA)
+		}
+		if got := strings.Join(b.msgs, ","); got != wantB {
+			t.Errorf("%s: b got %q, want %q", adds, got, wantB)
+		}
+		if len(out.dests) != 0 {
+			t.Errorf("%s: %d destinations left after flush", adds, len(out.dests))
+		}
+		for _, d := range out.dests[:cap(out.dests)] {
+			if d.t != nil || len(d.ms) != 0 || (cap(d.ms) > 0 && d.ms[:1][0] != nil) {
+				t.Errorf("%s: flush kept a reference", adds)
+			}
+		}
+	}
+	f("", "", "")
+	f("aaa", "0,1,2", "")
+	f("abab", "0,2", "1,3")
+	f("babba", "1,4", "0,2,3")
+
+	if raceEnabled {
+		return // the race detector makes sync.Pool drop items at random
+	}
+	ms := make([]*sinks.Message, 8)
+	var r releaseTarget
+	allocs := testing.AllocsPerRun(20, func() {
+		for i := range ms {
+			ms[i] = sinks.NewMessage([]byte("x"))
+		}
+		for _, m := range ms {
+			out.add(&r, m)
+		}
+		out.flush(true)
+	})
+	if allocs > 0 {
+		t.Errorf("outbox allocates %.1f times per read once warm", allocs)
+	}
+}
+
+// recordSink keeps the Raw text of what it is given, slowly enough that a
+// small queue fills and the listener has to wait (backpressure).
+type recordSink struct {
+	mu  sync.Mutex
+	raw []string
+}
+
+func (s *recordSink) Write(_ context.Context, b []*sinks.Message) error {
+	time.Sleep(100 * time.Microsecond)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range b {
+		s.raw = append(s.raw, string(m.Raw))
+	}
+	return nil
+}
+
+func (s *recordSink) Close() error { return nil }
+
+// TestTCPThroughRunnerKeepsOrder: whole reads handed to a real runner
+// with a small queue lose nothing (the event loop waits instead) and
+// keep each connection's order.
+func TestTCPThroughRunnerKeepsOrder(t *testing.T) {
+	sink := &recordSink{}
+	reg := metrics.NewRegistry()
+	r := sinks.NewRunner("out", sink, sinks.RunnerConfig{QueueSize: 64, BatchSize: 16, BatchTimeout: time.Millisecond}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.Start()
+	fe := &conf.Frontend{Name: "edge", Sinks: []string{"out"}, MaxMessageSize: 64 << 10}
+	tab, err := route.Compile(&conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}, map[string]route.Target{"out": r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &route.Holder{}
+	h.Store(tab)
+	l, err := New(fe, conf.Bind{Scheme: "tcp", Host: "127.0.0.1", Addr: "127.0.0.1:0"}, h, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	const conns, each = 2, 3000
+	var wg sync.WaitGroup
+	for c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nc, err := net.Dial("tcp", l.Addr())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer nc.Close()
+			var b []byte
+			for i := range each {
+				m := fmt.Sprintf("<13>1 - host app - - - c%d-%06d", c, i)
+				b = fmt.Appendf(b, "%d %s", len(m), m)
+			}
+			if _, err := nc.Write(b); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Stats().Sent < conns*each && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l.Stop(ctx)
+	r.Close(ctx)
+	st := r.Stats()
+	if st.Sent != conns*each || st.Dropped[sinks.DropQueueFull]+st.Dropped[sinks.DropClosed] != 0 {
+		t.Fatalf("sent %d of %d, dropped %v", st.Sent, conns*each, st.Dropped)
+	}
+	next := make([]int, conns)
+	for _, raw := range sink.raw {
+		var c, i int
+		if _, err := fmt.Sscanf(raw[strings.LastIndexByte(raw, ' ')+1:], "c%d-%d", &c, &i); err != nil {
+			t.Fatalf("unexpected message %q", raw)
+		}
+		if i != next[c] {
+			t.Fatalf("connection %d: message %d arrived when %d was due (order lost)", c, i, next[c])
+		}
+		next[c]++
 	}
 }

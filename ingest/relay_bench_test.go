@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,11 +22,30 @@ type releaseTarget struct{ n int }
 
 func (r *releaseTarget) Enqueue(m *sinks.Message, _ bool) bool { r.n++; m.Release(); return true }
 
+func (r *releaseTarget) EnqueueBatch(ms []*sinks.Message, _ bool) int {
+	for _, m := range ms {
+		r.n++
+		m.Release()
+	}
+	return len(ms)
+}
+
 func newTestListener(tb testing.TB, format string) (*Listener, *releaseTarget) {
+	tgt := &releaseTarget{}
+	return newTestListenerTo(tb, format, tgt), tgt
+}
+
+// discardSink accepts every batch: a sink runner's queue and delivery
+// loop without a destination.
+type discardSink struct{}
+
+func (discardSink) Write(context.Context, []*sinks.Message) error { return nil }
+func (discardSink) Close() error                                  { return nil }
+
+func newTestListenerTo(tb testing.TB, format string, tgt route.Target) *Listener {
 	tb.Helper()
 	fe := &conf.Frontend{Name: "edge", Format: format, Sinks: []string{"out"}, MaxMessageSize: 64 << 10}
 	cfg := &conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}
-	tgt := &releaseTarget{}
 	tab, err := route.Compile(cfg, map[string]route.Target{"out": tgt})
 	if err != nil {
 		tb.Fatal(err)
@@ -36,7 +56,7 @@ func newTestListener(tb testing.TB, format string) (*Listener, *releaseTarget) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return l, tgt
+	return l
 }
 
 // stream returns n octet-counted RFC5424 messages of about 300 bytes.
@@ -49,22 +69,23 @@ func stream(n int) []byte {
 	return b
 }
 
-// relay runs the TCP listener's per-read work over buf: frame, copy into a
-// message, parse the header, route, enqueue. It returns the message count.
-func relay(l *Listener, fr *framing.Framer, buf []byte) int {
+// relay runs the TCP listener's per-read work over buf, in reads of at
+// most 64 KiB as OnTraffic sees them: frame, copy into a message, parse
+// the header, route, and hand each read's messages over at its end. It
+// returns the message count.
+func relay(l *Listener, fr *framing.Framer, out *outbox, buf []byte) int {
 	fe := l.routes.Load().Frontend(l.frontend)
 	s := l.settings.Load()
-	n := 0
+	before := l.received.Load()
+	var held bool
 	for off := 0; off < len(buf); {
-		frame, c, st := fr.Next(buf[off:])
-		off += c
-		if st != framing.OK {
+		n, _, _ := l.framesTo(out, s, fe, fr, buf[off:min(len(buf), off+64<<10)], 0, zeroPeer, &held)
+		if n == 0 {
 			break
 		}
-		l.deliver(s, fe, frame, 0, zeroPeer)
-		n++
+		off += n
 	}
-	return n
+	return int(l.received.Load() - before)
 }
 
 var zeroPeer netip.AddrPort
@@ -75,16 +96,35 @@ func BenchmarkRelayPathTCP(b *testing.B) {
 	for _, format := range []string{"auto", "raw"} {
 		b.Run(format, func(b *testing.B) {
 			l, _ := newTestListener(b, format)
-			buf := stream(1000)
-			fr := &framing.Framer{Mode: framing.Auto, Max: 64 << 10}
-			b.SetBytes(int64(len(buf)) / 1000)
-			b.ReportAllocs()
-			b.ResetTimer()
-			msgs := 0
-			for msgs < b.N {
-				msgs += relay(l, fr, buf)
-			}
+			benchRelay(b, l)
 		})
+	}
+}
+
+// BenchmarkRelayPathTCPRunner is BenchmarkRelayPathTCP handing over to a
+// real sink runner (discarding sink): the queue's cost on the producer's
+// side, with the delivery loop running on the other core.
+func BenchmarkRelayPathTCPRunner(b *testing.B) {
+	for _, format := range []string{"auto", "raw"} {
+		b.Run(format, func(b *testing.B) {
+			r := sinks.NewRunner("out", discardSink{}, sinks.RunnerConfig{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			r.Start()
+			defer r.Close(context.Background())
+			benchRelay(b, newTestListenerTo(b, format, r))
+		})
+	}
+}
+
+func benchRelay(b *testing.B, l *Listener) {
+	buf := stream(1000)
+	fr := &framing.Framer{Mode: framing.Auto, Max: 64 << 10}
+	var out outbox
+	b.SetBytes(int64(len(buf)) / 1000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	msgs := 0
+	for msgs < b.N {
+		msgs += relay(l, fr, &out, buf)
 	}
 }
 
@@ -97,8 +137,9 @@ func TestRelayPathAllocs(t *testing.T) {
 	l, tgt := newTestListener(t, "auto")
 	buf := stream(100)
 	fr := &framing.Framer{Mode: framing.Auto, Max: 64 << 10}
-	relay(l, fr, buf)
-	allocs := testing.AllocsPerRun(50, func() { relay(l, fr, buf) })
+	var out outbox
+	relay(l, fr, &out, buf)
+	allocs := testing.AllocsPerRun(50, func() { relay(l, fr, &out, buf) })
 	if perMsg := allocs / 100; perMsg > 0.05 {
 		t.Fatalf("relay path allocates %.2f times per message, want 0", perMsg)
 	}

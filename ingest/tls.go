@@ -243,6 +243,7 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 			tlsBuffers.Put(bp)
 		}
 	}()
+	var out outbox // this connection's messages of one read, per destination
 	var first [1]byte
 	n := 0 // bytes held at the start of *bp
 	var partialSince time.Time
@@ -294,7 +295,7 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 			if tab := l.routes.Load(); tab != nil {
 				fe = tab.Frontend(l.frontend)
 			}
-			off, progress, wait := l.frames(s, fe, &fr, buf[:n], now.UnixNano(), peer, &held)
+			off, progress, wait := l.framesTo(&out, s, fe, &fr, buf[:n], now.UnixNano(), peer, &held)
 			n = copy(buf, buf[off:n])
 			// Over a rate limit: read nothing until the held messages
 			// passed, so the kernel's window closes on the sender.
@@ -303,7 +304,7 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 					hold = time.NewTimer(time.Hour)
 				}
 				if !l.waitTLS(hold, wait) { // Stop: deliver what was read
-					off, _, _ = l.frames(s.closing(), fe, &fr, buf[:n], time.Now().UnixNano(), peer, &held)
+					off, _, _ = l.framesTo(&out, s.closing(), fe, &fr, buf[:n], time.Now().UnixNano(), peer, &held)
 					n = copy(buf, buf[off:n])
 					break
 				}
@@ -311,7 +312,7 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 				fr.Max, fr.Truncate = s.max, s.truncate
 				now = time.Now()
 				var p bool
-				off, p, wait = l.frames(s, fe, &fr, buf[:n], now.UnixNano(), peer, &held)
+				off, p, wait = l.framesTo(&out, s, fe, &fr, buf[:n], now.UnixNano(), peer, &held)
 				n = copy(buf, buf[off:n])
 				progress = progress || p
 			}
@@ -352,13 +353,21 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 	}
 }
 
-// frames splits buf into frames and delivers them, for tcp:// (OnTraffic)
-// and tls:// binds. It returns how many bytes were consumed and whether a
-// whole frame was among them. With rate limits it stops before the first
-// message that finds no token, leaving fr as it was before that message,
-// and returns how long until one is due (wait > 0, ns); held tracks that
-// message so it is counted as rate limited once.
+// frames is framesTo without an outbox: each message is enqueued on its
+// routes at once (flushHeld at close, tests).
 func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, buf []byte, now int64, peer netip.AddrPort, held *bool) (off int, progress bool, wait int64) {
+	return l.framesTo(nil, s, fe, fr, buf, now, peer, held)
+}
+
+// framesTo splits buf into frames and delivers them, for tcp://
+// (OnTraffic) and tls:// binds: into out, which it flushes before it
+// returns (one EnqueueBatch per destination and call). It returns how
+// many bytes were consumed and whether a whole frame was among them. With
+// rate limits it stops before the first message that finds no token,
+// leaving fr as it was before that message, and returns how long until
+// one is due (wait > 0, ns); held tracks that message so it is counted as
+// rate limited once.
+func (l *Listener) framesTo(out *outbox, s *settings, fe *route.Frontend, fr *framing.Framer, buf []byte, now int64, peer netip.AddrPort, held *bool) (off int, progress bool, wait int64) {
 	var shadow framing.Framer // fr as it will be if the next message passes
 	// Received counters are added once per read, not per message: both
 	// event loops of a bind share them, and an atomic add per message
@@ -368,6 +377,9 @@ func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, b
 		if msgs > 0 {
 			l.received.Add(msgs)
 			l.bytes.Add(bytes)
+			if out != nil {
+				out.flush(l.tcp)
+			}
 		}
 	}()
 	for off < len(buf) {
@@ -401,14 +413,14 @@ func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, b
 		switch status {
 		case framing.OK:
 			progress = true
-			l.deliver(s, fe, frame, now, peer)
+			l.deliver(out, s, fe, frame, now, peer)
 			msgs, bytes = msgs+1, bytes+uint64(len(frame))
 			continue
 		case framing.Oversize:
 			l.reason("malformed", "oversize").Inc()
 			if frame != nil {
 				l.truncated.Inc()
-				l.deliver(s, fe, frame, now, peer)
+				l.deliver(out, s, fe, frame, now, peer)
 				msgs, bytes = msgs+1, bytes+uint64(len(frame))
 			} else {
 				l.reason("dropped", "oversize").Inc()

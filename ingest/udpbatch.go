@@ -33,6 +33,8 @@ type mmsghdr struct {
 // SO_REUSEPORT every event loop has its own socket, so a batch is only
 // ever used by one goroutine: the loop that owns its socket.
 type udpBatch struct {
+	// out collects the messages of a read for their runners.
+	out   outbox
 	slot  int
 	bufs  []byte
 	iov   []unix.Iovec

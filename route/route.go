@@ -23,6 +23,11 @@ import (
 type Target interface {
 	// Enqueue takes over one reference of m (see sinks.Runner.Enqueue).
 	Enqueue(m *sinks.Message, block bool) bool
+	// EnqueueBatch takes over one reference of each of ms, in order, and
+	// returns how many were queued; ms is not retained (see
+	// sinks.Runner.EnqueueBatch). Listeners hand over a read's messages
+	// with it.
+	EnqueueBatch(ms []*sinks.Message, block bool) int
 }
 
 // Dest is a named Target.

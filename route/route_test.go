@@ -11,6 +11,13 @@ type countTarget struct{ n int }
 
 func (c *countTarget) Enqueue(m *sinks.Message, block bool) bool { c.n++; m.Release(); return true }
 
+func (c *countTarget) EnqueueBatch(ms []*sinks.Message, block bool) int {
+	for _, m := range ms {
+		c.Enqueue(m, block)
+	}
+	return len(ms)
+}
+
 // msg builds a message whose hostname and app-name spans point into raw.
 func msg(pri int16, host, app string) *sinks.Message {
 	m := sinks.NewMessage([]byte(host + " " + app))
