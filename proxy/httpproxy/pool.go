@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"slices"
 	"sync"
 	"time"
 )
@@ -84,16 +85,32 @@ func (p *connPool) get() *poolConn {
 	return pc
 }
 
+// put keeps pc for the next request (or closes it when maxIdle are
+// kept) and closes the idle connections past idleTimeout, oldest first,
+// so a quiet server's connections do not stay open until the next get.
 func (p *connPool) put(pc *poolConn) {
-	pc.since = time.Now()
+	now := time.Now()
+	pc.since = now
+	var expired []*poolConn
 	p.mu.Lock()
 	if len(p.idle) < p.maxIdle {
 		p.idle = append(p.idle, pc)
 		pc = nil
 	}
+	n := 0
+	for p.idleTimeout > 0 && n < len(p.idle) && now.Sub(p.idle[n].since) > p.idleTimeout {
+		n++
+	}
+	if n > 0 {
+		expired = slices.Clone(p.idle[:n])
+		p.idle = slices.Delete(p.idle, 0, n)
+	}
 	p.mu.Unlock()
 	if pc != nil {
 		pc.c.Close()
+	}
+	for _, o := range expired {
+		o.c.Close()
 	}
 }
 

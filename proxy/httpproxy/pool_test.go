@@ -227,3 +227,38 @@ address = %q
 	f("/ua-empty", false, "User-Agent", "")
 	f("/close", true, "Cookie", "a=b", "Cookie", "c=d")
 }
+
+// Idle connections past the idle timeout are closed when the pool is
+// next used (put closes the old ones, get drops a stale newest one).
+func TestPoolIdleTimeout(t *testing.T) {
+	var closed atomic.Int64
+	srv := proxytest.Listen(t, func(c net.Conn) {
+		io.Copy(io.Discard, c)
+		closed.Add(1)
+	})
+	p := &connPool{addr: srv.Addr, maxIdle: 4, idleTimeout: 50 * time.Millisecond,
+		dial: (&net.Dialer{}).DialContext}
+	conn := func() *poolConn {
+		c, err := net.Dial("tcp", srv.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &poolConn{c: c}
+	}
+	old := conn()
+	p.put(old)
+	time.Sleep(80 * time.Millisecond)
+	p.put(conn()) // closes old
+	proxytest.Eventually(t, 2*time.Second, "the expired connection closed", func() bool { return closed.Load() == 1 })
+	if got := p.get(); got == nil || got == old {
+		t.Fatalf("get = %v, want the fresh connection", got)
+	} else {
+		p.put(got)
+	}
+	time.Sleep(80 * time.Millisecond)
+	if got := p.get(); got != nil {
+		t.Fatalf("get after the idle timeout = %v, want nil", got)
+	}
+	proxytest.Eventually(t, 2*time.Second, "both connections closed", func() bool { return closed.Load() == 2 })
+	p.closeIdle()
+}
