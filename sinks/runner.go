@@ -751,6 +751,7 @@ func (r *Runner) collect() bool {
 	}()
 	for {
 		r.mu.Lock()
+		r.idle = false // a stale wake-up may have brought us here
 		full := r.take(&size)
 		if !full {
 			// Sleep until producers can complete the batch (or one waits).
