@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -213,7 +212,7 @@ func TestBindLowPortWithoutRoot(t *testing.T) {
 			t.Fatal(err)
 		}
 	} else {
-		build := exec.CommandContext(ctx, filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "wharf/cmd/wharf")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "wharf/cmd/wharf")
 		if out, err := build.CombinedOutput(); err != nil {
 			t.Fatalf("go build wharf (or set WHARF_BIN to a built wharf): %v\n%s", err, out)
 		}

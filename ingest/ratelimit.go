@@ -320,16 +320,6 @@ func (rs *rateSettings) take(peer netip.Addr, now int64, count bool) (wait int64
 	return 0
 }
 
-// refund gives back what take took for a message that did not come.
-func (rs *rateSettings) refund(peer netip.Addr) {
-	if rs.hasIP {
-		rs.ips.refund(peer, rs.ip)
-	}
-	if rs.hasBind {
-		rs.bucket.refund(rs.bind)
-	}
-}
-
 // maxDebt bounds how far messages delivered at close may run a bucket
 // into debt (tat beyond now + tau): a minute, or one more burst when that
 // is longer. Past it they are dropped and counted.

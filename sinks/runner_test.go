@@ -19,15 +19,14 @@ import (
 // fakeSink records delivered batches. It is the in-process stand-in the
 // Runner unit tests need; real sinks are tested against real peers.
 type fakeSink struct {
-	mu       sync.Mutex
-	batches  [][]string // Raw of every successful Write
-	calls    int
-	closed   bool
-	fail     func(call int) error   // nil: succeed
-	block    chan struct{}          // non-nil: Write waits for it (or ctx)
-	check    func() error           // for checkerSink
-	onWrite  func(batch []*Message) // called at the start of Write
-	writeCtx func(ctx context.Context) error
+	mu      sync.Mutex
+	batches [][]string // Raw of every successful Write
+	calls   int
+	closed  bool
+	fail    func(call int) error   // nil: succeed
+	block   chan struct{}          // non-nil: Write waits for it (or ctx)
+	check   func() error           // for checkerSink
+	onWrite func(batch []*Message) // called at the start of Write
 }
 
 func (s *fakeSink) Write(ctx context.Context, batch []*Message) error {

@@ -215,7 +215,7 @@ func (s *Syslog) Write(ctx context.Context, batch []*sinks.Message) error {
 		i := (s.cur + k) % n
 		srv := &s.servers[i]
 		if i != s.cur || s.conn == nil {
-			if wait := srv.downUntil.Sub(time.Now()); wait > 0 {
+			if wait := time.Until(srv.downUntil); wait > 0 {
 				errs = append(errs, fmt.Errorf("server %s: skipped for %s after a failure", srv.url, wait.Round(time.Millisecond)))
 				continue
 			}
