@@ -243,7 +243,7 @@ const rateLimitedHelp = "Messages over a rate limit, by scope (bind: rate_limit,
 // rateLimiter is the Listener's persistent rate limit state.
 type rateLimiter struct {
 	mu     sync.Mutex // guards creation of ips and the counters
-	bucket bucket
+	bucket *bucket // replaced, not reset, when the bind limit changes
 	ips    *ipTable
 	stalls *metrics.Counter
 	rs     rateSettings // counters, filled on first use
@@ -267,14 +267,18 @@ func (l *Listener) attachRates(s *settings, fe *conf.Frontend) {
 		r.stalls = l.reg.Counter("wharf_frontend_rate_limit_pauses_total", "Times a tcp:// event loop paused (stopped reading every connection it serves) because a rate-limited connection had more than 4 x max_message_size buffered.", l.labels...)
 	}
 	rs := r.rs // copy: counters
-	rs.bucket = &r.bucket
 	if !fe.RateLimit.IsZero() {
 		rs.hasBind, rs.bind = true, newGCRA(fe.RateLimit, fe.RateBurst)
-		if rs.bind != r.bind {
+		if r.bucket == nil || rs.bind != r.bind {
+			// A fresh bucket, not a reset of the old one: an event loop
+			// still on the old settings may take from the old bucket at
+			// the old rate, and must not push the new limit's bucket far
+			// into the future (regression: TestTCPRateLimitReload).
 			r.bind = rs.bind
-			r.bucket.tat.Store(0)
+			r.bucket = new(bucket)
 		}
 	}
+	rs.bucket = r.bucket
 	if !fe.RateLimitPerIP.IsZero() {
 		rs.hasIP, rs.ip = true, newGCRA(fe.RateLimitPerIP, fe.RateBurstPerIP)
 		if r.ips == nil || rs.ip != r.ip {
