@@ -243,7 +243,7 @@ const rateLimitedHelp = "Messages over a rate limit, by scope (bind: rate_limit,
 // rateLimiter is the Listener's persistent rate limit state.
 type rateLimiter struct {
 	mu     sync.Mutex // guards creation of ips and the counters
-	bucket *bucket // replaced, not reset, when the bind limit changes
+	bucket *bucket    // replaced, not reset, when the bind limit changes
 	ips    *ipTable
 	stalls *metrics.Counter
 	rs     rateSettings // counters, filled on first use
