@@ -6,11 +6,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -18,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"wharf/conf"
 	"wharf/internal/testenv"
 	"wharf/metrics"
 	"wharf/proxy/internal/proxytest"
@@ -40,24 +37,9 @@ func (r *rig) metric(name string, labels ...string) float64 {
 
 func start(t testing.TB, toml string) *rig {
 	t.Helper()
-	cfg, err := conf.Parse([]byte(toml), "test.toml")
-	if err != nil {
-		t.Fatalf("config:\n%s\n%v", toml, err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	r := &rig{reg: metrics.NewRegistry(), bs: map[string]*upstream.Backend{}}
-	for name, bc := range cfg.Backends {
-		b, err := upstream.New(bc, r.reg, log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.Start()
-		t.Cleanup(b.Close)
-		r.bs[name] = b
-	}
+	cfg, reg, bs, log := proxytest.Backends(t, toml)
+	r := &rig{reg: reg, bs: bs}
+	var err error
 	r.f, err = New(cfg.Frontends["f"], r.bs, r.reg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -24,6 +25,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"wharf/conf"
+	"wharf/proxy/upstream"
 
 	"wharf/metrics"
 	"wharf/proxy/proxyproto"
@@ -256,4 +259,32 @@ func Metric(reg *metrics.Registry, name string, labels ...string) float64 {
 		sum += s.Value
 	})
 	return sum
+}
+
+// Backends parses a test config and starts every backend in it, closed
+// when the test ends. It returns the config, the registry the backends
+// report to, the backends by name and a logger (debug output under -v):
+// what the tcp and http frontend tests both build their frontend from.
+func Backends(t testing.TB, toml string) (*conf.Config, *metrics.Registry, map[string]*upstream.Backend, *slog.Logger) {
+	t.Helper()
+	cfg, err := conf.Parse([]byte(toml), "test.toml")
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", toml, err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	reg := metrics.NewRegistry()
+	bs := map[string]*upstream.Backend{}
+	for name, bc := range cfg.Backends {
+		b, err := upstream.New(bc, reg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Start()
+		t.Cleanup(b.Close)
+		bs[name] = b
+	}
+	return cfg, reg, bs, log
 }
