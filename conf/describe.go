@@ -106,8 +106,8 @@ func (c *Config) Describe(w io.Writer) {
 		if s.MaxRetries > 0 {
 			retries = fmt.Sprintf("max_retries %d", s.MaxRetries)
 		}
-		pr("    queue %d messages / %s, batch %d messages / %s / %s, retry backoff %s..%s, %s",
-			s.QueueSize, s.QueueBytes, s.BatchSize, s.BatchBytes, s.BatchTimeout,
+		pr("    queue %d messages / %s (streams paused at %d / %s), batch %d messages / %s / %s, retry backoff %s..%s, %s",
+			s.QueueSize, s.QueueBytes, s.BackpressureSize, s.BackpressureBytes, s.BatchSize, s.BatchBytes, s.BatchTimeout,
 			s.RetryBackoff, s.RetryMaxBackoff, retries)
 	}
 

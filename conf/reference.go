@@ -148,8 +148,10 @@ var sections = []section{
 		Keys: []keyDoc{
 			{"type", "string", "required", "`kafka`, `syslog`, `file` or `stdout`. Keys of another type are an error."},
 			{"encoding", "string", "kafka " + q(DefaultKafkaEncoding) + ", syslog " + q(DefaultSyslogEncoding) + ", file " + q(DefaultFileEncoding) + ", stdout " + q(DefaultStdoutEncoding), "`raw` (bytes as received), `rfc5424` (re-encoded), `json` (parsed fields; not for syslog sinks)."},
-			{"queue_size", "integer", fmt.Sprint(DefaultQueueSize), "Most messages queued; beyond it messages are dropped and counted (reason `queue_full`)."},
+			{"queue_size", "integer", fmt.Sprint(DefaultQueueSize), "Most messages queued; beyond it UDP messages are dropped and counted (reason `queue_full`)."},
 			{"queue_bytes", "size", "`" + DefaultQueueBytes.String() + "`", "Most message bytes queued."},
+			{"backpressure_size", "integer", fmt.Sprint(DefaultBackpressureSize), "Queued messages at which TCP and TLS senders are paused (not read) until the queue drains below it; at least two batches, at most queue_size. UDP, which cannot be paused, uses the whole queue. A small mark keeps latency and memory low at saturation."},
+			{"backpressure_bytes", "size", "`" + DefaultBackpressureBytes.String() + "`", "The same mark in bytes; at least two batches, at most queue_bytes."},
 			{"batch_size", "integer", fmt.Sprint(DefaultBatchSize), "Most messages per write; at most queue_size."},
 			{"batch_bytes", "size", "`" + DefaultBatchBytes.String() + "`", "Most bytes per write; at most queue_bytes."},
 			{"batch_timeout", "duration", dur(DefaultBatchTimeout), "How long a partial batch waits for more messages."},

@@ -261,6 +261,15 @@ type Sink struct {
 	QueueSize int `toml:"queue_size"`
 	// QueueBytes bounds queued message bytes. Default 64MiB.
 	QueueBytes Size `toml:"queue_bytes"`
+	// BackpressureSize is how many queued messages pause stream (TCP,
+	// TLS) senders: their connections are not read until the queue is
+	// below it again. UDP, which cannot be paused, may fill the queue up
+	// to QueueSize. Default 4096 (at least two batches, at most
+	// QueueSize).
+	BackpressureSize int `toml:"backpressure_size"`
+	// BackpressureBytes is BackpressureSize in bytes. Default 4MiB (at
+	// least two batches, at most QueueBytes).
+	BackpressureBytes Size `toml:"backpressure_bytes"`
 	// BatchSize is the most messages handed to the sink in one Write.
 	BatchSize int `toml:"batch_size"`
 	// BatchBytes is the most bytes handed to the sink in one Write.

@@ -564,6 +564,16 @@ func (v *validator) sink(s *Sink) {
 	} else if s.QueueBytes > 0 && s.BatchBytes > s.QueueBytes {
 		v.errAt(p+".batch_bytes", "batch_bytes %s is larger than queue_bytes %s; a batch could never fill", s.BatchBytes, s.QueueBytes)
 	}
+	if s.BackpressureSize < 0 {
+		v.errAt(p+".backpressure_size", "must be positive")
+	} else if s.QueueSize > 0 && s.BackpressureSize > s.QueueSize {
+		v.errAt(p+".backpressure_size", "backpressure_size %d is larger than queue_size %d; senders would never be paused", s.BackpressureSize, s.QueueSize)
+	}
+	if s.BackpressureBytes < 0 {
+		v.errAt(p+".backpressure_bytes", "must be positive")
+	} else if s.QueueBytes > 0 && s.BackpressureBytes > s.QueueBytes {
+		v.errAt(p+".backpressure_bytes", "backpressure_bytes %s is larger than queue_bytes %s; senders would never be paused", s.BackpressureBytes, s.QueueBytes)
+	}
 	if s.MaxRetries < 0 {
 		v.errAt(p+".max_retries", "must not be negative (0 retries until shutdown)")
 	}

@@ -52,6 +52,14 @@ type RunnerConfig struct {
 	// QueueBytes bounds the Raw bytes of queued messages, including the
 	// batch being written.
 	QueueBytes int64
+	// PauseSize and PauseBytes are the lower bounds that apply to
+	// blocking producers (TCP and TLS listeners): they wait once this many
+	// messages or bytes are queued, while non-blocking ones (UDP) may fill
+	// the queue to QueueSize/QueueBytes. Zero (or more than the queue)
+	// means the queue's bounds. A low mark keeps a saturated stream's
+	// latency and working set small.
+	PauseSize  int
+	PauseBytes int64
 	// BatchSize is the most messages per Sink.Write.
 	BatchSize int
 	// BatchBytes is the most Raw bytes per Sink.Write (a single larger
@@ -100,6 +108,8 @@ func RunnerConfigFrom(c *conf.Sink) RunnerConfig {
 	return RunnerConfig{
 		QueueSize:       c.QueueSize,
 		QueueBytes:      int64(c.QueueBytes),
+		PauseSize:       c.BackpressureSize,
+		PauseBytes:      int64(c.BackpressureBytes),
 		BatchSize:       c.BatchSize,
 		BatchBytes:      int64(c.BatchBytes),
 		BatchTimeout:    c.BatchTimeout.Duration,
@@ -115,6 +125,12 @@ func (c RunnerConfig) withDefaults() RunnerConfig {
 	}
 	if c.QueueBytes <= 0 {
 		c.QueueBytes = DefaultQueueBytes
+	}
+	if c.PauseSize <= 0 || c.PauseSize > c.QueueSize {
+		c.PauseSize = c.QueueSize
+	}
+	if c.PauseBytes <= 0 || c.PauseBytes > c.QueueBytes {
+		c.PauseBytes = c.QueueBytes
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
@@ -403,7 +419,7 @@ func (r *Runner) enqueue(ms []*Message, block bool) (queued int) {
 		r.mu.Lock()
 		for ; i < len(ms); i++ {
 			m := ms[i]
-			if !r.fits(int64(len(m.Raw))) {
+			if !r.fits(int64(len(m.Raw)), block) {
 				if block {
 					break
 				}
@@ -446,15 +462,20 @@ func (r *Runner) enqueue(ms []*Message, block bool) (queued int) {
 	}
 }
 
-// fits reports whether a message of size bytes fits the queue. A message
-// larger than QueueBytes still passes an empty queue, or it could never be
-// sent. Called with mu held.
-func (r *Runner) fits(size int64) bool {
-	if r.n == len(r.ring) {
+// fits reports whether a message of size bytes fits the queue: for a
+// blocking (stream) producer below the pause mark, else below the queue's
+// bounds. A message larger than the bound still passes an empty queue, or
+// it could never be sent. Called with mu held.
+func (r *Runner) fits(size int64, block bool) bool {
+	limN, limB := len(r.ring), r.cfg.QueueBytes
+	if block {
+		limN, limB = r.cfg.PauseSize, r.cfg.PauseBytes
+	}
+	if r.n >= limN {
 		return false
 	}
 	cur := r.bytes.Load()
-	return cur == 0 || cur+size <= r.cfg.QueueBytes
+	return cur == 0 || cur+size <= limB
 }
 
 // push appends m to the ring; the caller checked fits. Called with mu held.

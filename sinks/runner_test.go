@@ -507,8 +507,64 @@ func TestRunnerReadyWithChecker(t *testing.T) {
 	closeRunner(t, r, time.Second)
 }
 
+// TestRunnerPauseMark: a blocking (TCP) producer waits once PauseSize
+// messages are queued, while a non-blocking (UDP) one still fills the
+// queue up to QueueSize; the paused producer continues once the queue
+// drains below the mark.
+func TestRunnerPauseMark(t *testing.T) {
+	tr := newTracker(t)
+	gate := make(chan struct{})
+	s := &fakeSink{block: gate}
+	r := NewRunner("pause", s, RunnerConfig{QueueSize: 10, PauseSize: 3, BatchSize: 1}, nil, quietLog())
+	r.Start()
+	r.Enqueue(tr.msg("in flight"), true)
+	waitFor(t, "write in flight", func() bool { return r.queued() == 0 })
+	for i := range 3 {
+		if !r.Enqueue(tr.msg(fmt.Sprint("stream ", i)), true) {
+			t.Fatalf("blocking Enqueue %d refused below the mark", i)
+		}
+	}
+	done := make(chan bool)
+	go func() { done <- r.Enqueue(tr.msg("stream paused"), true) }()
+	select {
+	case <-done:
+		t.Fatal("blocking Enqueue returned at the pause mark")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// UDP is not paused: it fills the rest of the queue (10 - 3), then drops.
+	udp := 0
+	for i := range 9 {
+		if r.Enqueue(tr.msg(fmt.Sprint("datagram ", i)), false) {
+			udp++
+		}
+	}
+	if st := r.Stats(); udp != 7 || st.Dropped[DropQueueFull] != 2 {
+		t.Fatalf("non-blocking queued %d (want 7), dropped %v (want 2 queue_full)", udp, st.Dropped)
+	}
+	close(gate)
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatal("paused Enqueue returned false after the queue drained")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("paused Enqueue did not continue after the queue drained")
+	}
+	closeRunner(t, r, 5*time.Second)
+	if n := len(s.all()); n != 1+3+7+1 {
+		t.Errorf("delivered %d, want 12", n)
+	}
+}
+
 func TestRunnerConfigDefaults(t *testing.T) {
 	c := RunnerConfig{}.withDefaults()
+	if c.PauseSize != c.QueueSize || c.PauseBytes != c.QueueBytes {
+		t.Errorf("pause mark defaults to the queue's bounds in code-built configs: %+v", c)
+	}
+	if c = (RunnerConfig{QueueSize: 10, PauseSize: 20}).withDefaults(); c.PauseSize != 10 {
+		t.Errorf("pause mark above the queue not capped: %+v", c)
+	}
+	c = RunnerConfig{}.withDefaults()
 	if c.QueueSize != DefaultQueueSize || c.BatchTimeout != DefaultBatchTimeout || c.RetryMaxBackoff != DefaultRetryMaxBackoff {
 		t.Errorf("defaults %+v", c)
 	}
