@@ -152,7 +152,7 @@ var sections = []section{
 			{"queue_bytes", "size", "`" + DefaultQueueBytes.String() + "`", "Most message bytes queued."},
 			{"backpressure_size", "integer", fmt.Sprint(DefaultBackpressureSize), "Queued messages at which TCP and TLS senders are paused (not read) until the queue drains below it; at least two batches, at most queue_size. UDP, which cannot be paused, uses the whole queue. A small mark keeps latency and memory low at saturation."},
 			{"backpressure_bytes", "size", "`" + DefaultBackpressureBytes.String() + "`", "The same mark in bytes; at least two batches, at most queue_bytes."},
-			{"batch_size", "integer", fmt.Sprint(DefaultBatchSize), "Most messages per write; at most queue_size."},
+			{"batch_size", "integer", fmt.Sprintf("%d, kafka %d", DefaultBatchSize, DefaultKafkaBatchSize), "Most messages per write; at most queue_size."},
 			{"batch_bytes", "size", "`" + DefaultBatchBytes.String() + "`", "Most bytes per write; at most queue_bytes."},
 			{"batch_timeout", "duration", dur(DefaultBatchTimeout), "How long a partial batch waits for more messages."},
 			{"retry_backoff", "duration", dur(DefaultRetryBackoff), "First retry delay; doubles up to retry_max_backoff."},
