@@ -213,7 +213,7 @@ func (o *Options) defaults() {
 		o.TCPConns = 2
 	}
 	if o.UDPRates == nil {
-		o.UDPRates = []float64{25000, 50000, 100000, 200000, 0}
+		o.UDPRates = []float64{25000, 50000, 100000, 200000, 300000, 400000, 0}
 	}
 	if o.Size <= 0 {
 		o.Size = 300

@@ -23,7 +23,7 @@ func runCompare(ctx context.Context, args []string) error {
 	fs.IntVar(&o.TCPConns, "conns", 2, "generator connections in TCP scenarios")
 	fs.IntVar(&o.Size, "size", 300, "message size in bytes")
 	fs.IntVar(&o.WriteSize, "write-size", 0, "generator TCP bytes per write (default 256 KiB; the message size mimics loggen's one write per message)")
-	rates := fs.String("udp-rates", "25000,50000,100000,200000,max", "UDP offered rates, comma-separated; max = as fast as possible")
+	rates := fs.String("udp-rates", "25000,50000,100000,200000,300000,400000,max", "UDP offered rates, comma-separated; max = as fast as possible")
 	fs.DurationVar(&o.ProxyDuration, "proxy-duration", 0, "load time per HTTP and TCP proxy run (default 5s)")
 	fs.IntVar(&o.HTTPConns, "http-conns", 64, "wrk connections (-c) in the HTTP proxy scenario")
 	fs.IntVar(&o.HTTPThreads, "http-threads", 1, "wrk threads (-t) in the HTTP proxy scenario")
