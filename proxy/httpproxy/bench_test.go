@@ -1,11 +1,16 @@
 package httpproxy
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"wharf/proxy/internal/proxytest"
 )
 
 // BenchmarkRequest sends small GETs over one keep-alive client
@@ -40,4 +45,111 @@ address = %q
 	}
 	b.Run("proxy", func(b *testing.B) { run(b, r.url()+"/") })
 	b.Run("direct", func(b *testing.B) { run(b, s.URL+"/") })
+}
+
+// rawBackend is a keep-alive HTTP/1.1 server that answers every request
+// head with one fixed 128-byte response and allocates nothing per
+// request, so allocation counts over loopback are the proxy's alone.
+func rawBackend(b testing.TB) string {
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 128\r\n\r\n" + strings.Repeat("x", 127) + "\n")
+	s := proxytest.Listen(b, func(c net.Conn) {
+		buf := make([]byte, 8192)
+		n := 0
+		for {
+			m, err := c.Read(buf[n:])
+			if err != nil {
+				return
+			}
+			n += m
+			for {
+				i := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+				if i < 0 {
+					break
+				}
+				if _, err := c.Write(resp); err != nil {
+					return
+				}
+				n = copy(buf, buf[i+4:n])
+			}
+			if n == len(buf) {
+				return
+			}
+		}
+	})
+	return s.Addr
+}
+
+// rawClient sends one keep-alive GET at a time on c and reads the
+// response (Content-Length framed) into buf, allocating nothing.
+type rawClient struct {
+	c   net.Conn
+	req []byte
+	buf []byte
+}
+
+func (rc *rawClient) do() error {
+	if _, err := rc.c.Write(rc.req); err != nil {
+		return err
+	}
+	n := 0
+	for {
+		m, err := rc.c.Read(rc.buf[n:])
+		if err != nil {
+			return err
+		}
+		n += m
+		i := bytes.Index(rc.buf[:n], []byte("\r\n\r\n"))
+		if i < 0 {
+			continue
+		}
+		j := bytes.Index(rc.buf[:i], []byte("Content-Length: "))
+		if j < 0 {
+			return fmt.Errorf("no Content-Length in %q", rc.buf[:i])
+		}
+		cl := 0
+		for _, ch := range rc.buf[j+16 : i] {
+			if ch < '0' || ch > '9' {
+				break
+			}
+			cl = cl*10 + int(ch-'0')
+		}
+		if n >= i+4+cl {
+			if n != i+4+cl {
+				return fmt.Errorf("%d bytes after the response", n-(i+4+cl))
+			}
+			if !bytes.HasPrefix(rc.buf, []byte("HTTP/1.1 200 ")) {
+				return fmt.Errorf("response %q", rc.buf[:i])
+			}
+			return nil
+		}
+	}
+}
+
+// BenchmarkLoopbackGET is the bench scenario in miniature: keep-alive
+// GETs over one raw client connection through the proxy to a server
+// that allocates nothing, so allocs/op is the proxy's own.
+func BenchmarkLoopbackGET(b *testing.B) {
+	r := start(b, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, rawBackend(b)))
+	c, err := net.Dial("tcp", r.f.Addrs()[0].String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	rc := &rawClient{c: c, req: []byte("GET / HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"), buf: make([]byte, 4096)}
+	b.ReportAllocs()
+	b.SetBytes(128)
+	for b.Loop() {
+		if err := rc.do(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

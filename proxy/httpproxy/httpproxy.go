@@ -1,17 +1,51 @@
-// Package httpproxy is the proxy's HTTP mode: a reverse proxy
-// (net/http/httputil.ReverseProxy with Rewrite) that routes requests by
-// Host and path prefix to backends, keeps a keep-alive pool per server,
-// streams bodies, passes WebSocket and other Upgrade requests through,
-// and sets X-Forwarded-For/-Host/-Proto and Forwarded. Bodiless GET,
-// HEAD and OPTIONS requests go to the server over connPool, in the
-// handler's goroutine; everything else through an http.Transport per
-// server (see pool.go for why).
+// Package httpproxy is the proxy's HTTP mode: a reverse proxy that
+// routes requests by Host and path prefix to backends, keeps a keep-alive
+// pool per server, streams bodies, passes WebSocket and other Upgrade
+// requests through, and sets X-Forwarded-For/-Host/-Proto and Forwarded.
+//
+// It is a lean HTTP/1.1 server of its own (serve.go, h1.go), not
+// net/http: one goroutine per client connection reads request heads in
+// place from a pooled buffer (no maps, no strings per field), writes the
+// rewritten head to a pooled server connection, copies the body
+// (Content-Length exactly, chunked chunk by chunk, never buffered whole),
+// reads the response head in place and relays it. A bodiless keep-alive
+// GET allocates nothing. Clients may pipeline; requests are answered in
+// order, one at a time.
+//
+// What it serves: HTTP/1.1 and HTTP/1.0 (keep-alive only when asked
+// for; a chunked response is decoded for it and the connection closed
+// after), any method but CONNECT, origin-form, absolute-form (its
+// authority replaces Host) and "*" targets, Expect: 100-continue (the
+// server's 100 is passed on; a server silent for a second gets the body
+// anyway), 1xx responses, Upgrade (after a 101 the connection is a byte
+// pipe both ways), responses framed by length, chunked or the server's
+// close. TLS is terminated with ALPN offering only http/1.1.
+//
+// What it refuses, answering and closing: HTTP/2 (the prior-knowledge
+// preface and any other version than 1.x: 505; h2 is never offered by
+// ALPN), CONNECT (405), heads past max_header_bytes or with more than 256
+// fields (431), and anything that could let the proxy and a server
+// disagree on where a request ends (400): Content-Length together with
+// Transfer-Encoding, differing Content-Length values, a Transfer-Encoding
+// other than exactly "chunked" (or any on HTTP/1.0), malformed chunk
+// sizes or chunk framing, a field name with whitespace before the colon,
+// obs-fold, bare CR or LF, NUL and other control characters, a missing or
+// repeated Host on HTTP/1.1.
+//
+// Timeouts: header_timeout bounds a new connection's first request head
+// (with its PROXY header and TLS handshake) and every later head from
+// its first byte; client_timeout bounds the wait for the next request on
+// a kept-alive connection and each silence within a request body;
+// server_timeout bounds the wait for a response head (504).
 //
 // Client-sent forwarding headers are removed unless the client is in
 // trusted_proxies; then the proxy appends to them. Errors are short
 // plain-text answers: 503 when no server is up (or none accepts a
 // connection), 504 when a server does not start its response within
-// server_timeout, 502 for any other failure talking to a server.
+// server_timeout, 502 for any other failure talking to a server. A failed
+// connect counts against the server and is retried on the next one; a
+// kept-alive server connection found closed is replaced and an
+// idempotent bodiless request sent again.
 package httpproxy
 
 import (
@@ -19,44 +53,40 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"wharf/acl"
 	"wharf/conf"
 	"wharf/metrics"
-	"wharf/proxy/proxyproto"
-	"wharf/proxy/sni"
 	"wharf/proxy/upstream"
 )
 
 // Frontend is one running http-mode frontend.
 type Frontend struct {
-	name    string
-	cfg     *conf.Frontend
-	routes  []route
-	def     *backendProxy
-	access  acl.Access
-	trusted acl.Set
-	log     *slog.Logger
-	tlsCfg  *tls.Config
-	sem     chan struct{}
-	m       frontendMetrics
-	srv     *http.Server
-	lns     []*listener
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   map[*conn]struct{}
-	noRoute [6]*metrics.Counter
+	name     string
+	cfg      *conf.Frontend
+	routes   []route
+	def      *backendProxy
+	access   acl.Access
+	trusted  acl.Set
+	log      *slog.Logger
+	tlsCfg   *tls.Config
+	sem      chan struct{}
+	m        frontendMetrics
+	lns      []*listener
+	wg       sync.WaitGroup
+	shutting atomic.Bool
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	noRoute  [6]*metrics.Counter
 }
 
+// route is one use rule, its host lower-cased without a final dot.
 type route struct {
 	host, prefix string
 	bp           *backendProxy
@@ -129,13 +159,14 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		if err != nil {
 			return nil, err
 		}
-		f.routes = append(f.routes, route{host: u.Host, prefix: u.PathPrefix, bp: bp})
+		f.routes = append(f.routes, route{host: strings.ToLower(strings.TrimSuffix(u.Host, ".")), prefix: u.PathPrefix, bp: bp})
 	}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return nil, fmt.Errorf("proxy/http: frontend %s: cannot load tls_cert %s / tls_key %s: %w", cfg.Name, cfg.TLSCert, cfg.TLSKey, err)
 		}
+		// Only HTTP/1.1 is offered: the lean path does not speak h2.
 		f.tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
 	}
 	maxConn := cfg.MaxConn
@@ -143,13 +174,6 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		maxConn = conf.DefaultProxyMaxConn
 	}
 	f.sem = make(chan struct{}, maxConn)
-	f.srv = &http.Server{
-		Handler:           f,
-		ReadHeaderTimeout: cfg.HeaderTimeout.Duration,
-		IdleTimeout:       cfg.ClientTimeout.Duration,
-		MaxHeaderBytes:    int(cfg.MaxHeaderBytes),
-		ErrorLog:          slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
-	}
 	return f, nil
 }
 
@@ -179,21 +203,39 @@ func (f *Frontend) Start() error {
 		f.lns = append(f.lns, &listener{Listener: ln, f: f, closing: make(chan struct{})})
 	}
 	for _, l := range f.lns {
-		var ln net.Listener = l
-		if f.tlsCfg != nil {
-			ln = tls.NewListener(l, f.tlsCfg)
-		}
 		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			if err := f.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				f.log.Error("serve stopped", "err", err)
-			}
-		}()
+		go f.acceptLoop(l)
 	}
 	return nil
 }
 
+// acceptLoop hands each accepted connection (wrapped in TLS when the
+// frontend terminates it) to its own serve goroutine.
+func (f *Frontend) acceptLoop(l *listener) {
+	defer f.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of descriptors or the like: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			f.log.Warn("accept failed; retrying", "err", err, "in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		pc := c.(*conn)
+		var nc net.Conn = pc
+		if f.tlsCfg != nil {
+			nc = tls.Server(pc, f.tlsCfg)
+		}
+		f.wg.Add(1)
+		go f.serve(nc, pc)
+	}
+}
 // Addrs returns the bound addresses (useful with port 0).
 func (f *Frontend) Addrs() []net.Addr {
 	out := make([]net.Addr, len(f.lns))
@@ -220,32 +262,40 @@ func (f *Frontend) track(c *conn, add bool) bool {
 	return true
 }
 
-// Shutdown stops accepting, lets requests in flight (and upgraded
-// connections such as WebSockets) finish until ctx ends, then closes
-// what is left. It returns ctx's error if it had to force.
+// Shutdown stops accepting, closes idle keep-alive connections, lets
+// requests in flight (and upgraded connections such as WebSockets)
+// finish until ctx ends, then closes what is left. It returns ctx's error
+// if it had to force.
 func (f *Frontend) Shutdown(ctx context.Context) error {
-	err := f.srv.Shutdown(ctx)
-	if err == nil {
-		// Hijacked connections are not the server's any more: wait for
-		// them too.
-		for {
-			f.mu.Lock()
-			n := len(f.conns)
-			f.mu.Unlock()
-			if n == 0 {
-				break
+	f.shutting.Store(true)
+	for _, l := range f.lns {
+		l.Close()
+	}
+	var err error
+	for {
+		f.mu.Lock()
+		n := len(f.conns)
+		for c := range f.conns {
+			// A connection waiting for its next request is woken and,
+			// seeing shutting, closes. One that stores idle after this
+			// sees shutting itself (serve checks after storing).
+			if c.idle.Load() {
+				c.Conn.SetReadDeadline(aLongTimeAgo)
 			}
-			select {
-			case <-ctx.Done():
-				err = ctx.Err()
-			case <-time.After(20 * time.Millisecond):
-				continue
-			}
+		}
+		f.mu.Unlock()
+		if n == 0 {
 			break
 		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+			continue
+		}
+		break
 	}
 	if err != nil {
-		f.srv.Close()
 		f.mu.Lock()
 		left := len(f.conns)
 		for c := range f.conns {
@@ -261,6 +311,10 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	}
 	return err
 }
+
+// aLongTimeAgo is a deadline that has passed: setting it fails pending
+// I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 func (f *Frontend) backendProxies() []*backendProxy {
 	seen := map[*backendProxy]bool{}
@@ -282,400 +336,95 @@ func routeProxies(rs []route) []*backendProxy {
 	return out
 }
 
-// pick returns the backend for a request: the first rule whose host and
-// path prefix match, else the default (nil if none).
-func (f *Frontend) pick(r *http.Request) *backendProxy {
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	for _, rt := range f.routes {
-		if (rt.host == "" || sni.Match(rt.host, host)) && strings.HasPrefix(r.URL.Path, rt.prefix) {
+// pick returns the backend for a request: the first rule whose host
+// (port ignored) and path prefix match, else the default (nil if none).
+func (f *Frontend) pick(host, path []byte) *backendProxy {
+	host = hostOnly(host)
+	for i := range f.routes {
+		rt := &f.routes[i]
+		if (rt.host == "" || matchHost(rt.host, host)) && hasPrefix(path, rt.prefix) {
 			return rt.bp
 		}
 	}
 	return f.def
 }
 
-// ServeHTTP routes one request.
-func (f *Frontend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	bp := f.pick(r)
-	if bp == nil {
-		f.noRoute[5].Inc()
-		f.m.errNoServer.Inc()
-		plainError(w, http.StatusServiceUnavailable, "no backend for this host and path")
-		return
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+// hostOnly drops the port as net.SplitHostPort would, and returns host
+// unchanged when SplitHostPort would fail.
+func hostOnly(h []byte) []byte {
+	if len(h) > 0 && h[0] == '[' {
+		i := indexByte(h, ']')
+		if i < 0 || i+1 >= len(h) || h[i+1] != ':' || indexByte(h[i+2:], ':') >= 0 {
+			return h
+		}
+		return h[1:i]
 	}
-	// Codes are counted in countResponse and errorHandler: a wrapping
-	// ResponseWriter would cost an allocation per request.
-	bp.rp.ServeHTTP(w, r)
+	i := -1
+	for j, c := range h {
+		switch c {
+		case ':':
+			if i >= 0 {
+				return h // too many colons
+			}
+			i = j
+		case '[', ']':
+			return h
+		}
+	}
+	if i < 0 {
+		return h
+	}
+	return h[:i]
 }
 
-func plainError(w http.ResponseWriter, code int, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	fmt.Fprintf(w, "%d %s: %s\n", code, http.StatusText(code), msg)
+// matchHost is sni.Match over bytes: pattern (lower case, no final dot)
+// exact or "*.suffix" for one label, case-insensitive.
+func matchHost(pattern string, name []byte) bool {
+	if len(name) > 0 && name[len(name)-1] == '.' {
+		name = name[:len(name)-1]
+	}
+	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
+		if len(name) <= len(suffix) || !eqFold(name[len(name)-len(suffix):], suffix) {
+			return false
+		}
+		return indexByte(name[:len(name)-len(suffix)], '.') < 0
+	}
+	return eqFold(name, pattern)
 }
 
-// backendProxy is one backend as seen from one frontend: a ReverseProxy
-// whose transport picks a server per request.
+// backendProxy is one backend as seen from one frontend: its servers'
+// connection pools and its request counters.
 type backendProxy struct {
 	f     *Frontend
 	b     *upstream.Backend
-	rp    *httputil.ReverseProxy
-	tr    map[*upstream.Server]*http.Transport
 	pools map[*upstream.Server]*connPool // servers without send_proxy
 	codes [6]*metrics.Counter
 }
 
-type ctxKey int
-
-const clientKey ctxKey = 0
-
 func (f *Frontend) newBackendProxy(b *upstream.Backend, reg *metrics.Registry) *backendProxy {
-	bp := &backendProxy{f: f, b: b, tr: map[*upstream.Server]*http.Transport{}, pools: map[*upstream.Server]*connPool{}, codes: codeCounters(reg, f.name, b.Name)}
+	bp := &backendProxy{f: f, b: b, pools: map[*upstream.Server]*connPool{}, codes: codeCounters(reg, f.name, b.Name)}
 	bc := b.Config()
 	for _, s := range b.Servers() {
 		if s.SendProxy == 0 {
 			bp.pools[s] = &connPool{
-				addr:          s.Addr,
-				dial:          bp.dialer(s, bc.ConnectTimeout.Duration),
-				headerTimeout: bc.ServerTimeout.Duration,
-				maxIdle:       64,
-				idleTimeout:   90 * time.Second,
+				addr:        s.Addr,
+				dial:        (&net.Dialer{Timeout: bc.ConnectTimeout.Duration}).DialContext,
+				maxIdle:     64,
+				idleTimeout: 90 * time.Second,
 			}
 		}
-		bp.tr[s] = &http.Transport{
-			DialContext:           bp.dialer(s, bc.ConnectTimeout.Duration),
-			MaxIdleConns:          0,
-			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
-			ResponseHeaderTimeout: bc.ServerTimeout.Duration,
-			ExpectContinueTimeout: time.Second,
-			// The PROXY header names one client: no reuse across clients.
-			DisableKeepAlives: s.SendProxy != 0,
-			// Pass Accept-Encoding through untouched; do not add gzip.
-			DisableCompression: true,
-		}
-	}
-	bp.rp = &httputil.ReverseProxy{
-		Rewrite:        f.rewrite,
-		Transport:      bp,
-		ModifyResponse: bp.countResponse,
-		ErrorHandler:   bp.errorHandler,
-		BufferPool:     copyBuffers,
-		ErrorLog:       slog.NewLogLogger(f.log.Handler(), slog.LevelDebug),
 	}
 	return bp
 }
 
 func (bp *backendProxy) closeIdle() {
-	for _, t := range bp.tr {
-		t.CloseIdleConnections()
-	}
 	for _, p := range bp.pools {
 		p.closeIdle()
 	}
 }
 
-// fwdHeaders are the forwarding headers a client may only set when it is
-// a trusted proxy.
-var fwdHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"}
-
-// rewrite prepares the outbound request. ReverseProxy has already removed
-// the forwarding headers and hop-by-hop headers from pr.Out. Every value
-// it adds is a slice of one string built in a stack buffer, so a request
-// costs two allocations here (that string and the value slices).
-func (f *Frontend) rewrite(pr *httputil.ProxyRequest) {
-	in, out := pr.In, pr.Out
-	out.URL.Scheme = "http"
-	out.URL.Host = "backend.invalid" // RoundTrip sends each request to its server
-	out.Host = in.Host
-	client, _ := netip.ParseAddrPort(in.RemoteAddr)
-	ip := client.Addr().Unmap()
-	h := out.Header
-	if f.trusted.Contains(ip) {
-		for _, k := range fwdHeaders {
-			if v, ok := in.Header[k]; ok {
-				h[k] = v
-			}
-		}
-	}
-	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
-	var stack [256]byte
-	b := stack[:0]
-	xffEnd := 0
-	if ip.IsValid() {
-		b = appendJoined(b, h["X-Forwarded-For"])
-		b = ip.AppendTo(b)
-		xffEnd = len(b)
-	}
-	b = appendJoined(b, h["Forwarded"])
-	b = append(b, "for="...)
-	switch {
-	case !ip.IsValid():
-		b = append(b, "unknown"...)
-	case ip.Is6():
-		b = append(b, `"[`...)
-		b = ip.AppendTo(b)
-		b = append(b, `]"`...)
-	default:
-		b = ip.AppendTo(b)
-	}
-	b = append(b, ";proto="...)
-	b = append(b, proto...)
-	if in.Host != "" {
-		b = append(b, ";host="...)
-		b = appendQuotedIfNeeded(b, in.Host)
-	}
-	s := string(b)
-	vals := make([]string, 4)
-	set := func(i int, k, v string) {
-		vals[i] = v
-		h[k] = vals[i : i+1 : i+1] // capacity 1: an Add elsewhere copies
-	}
-	if xffEnd > 0 {
-		set(0, "X-Forwarded-For", s[:xffEnd])
-	}
-	set(1, "Forwarded", s[xffEnd:])
-	if h.Get("X-Forwarded-Proto") == "" {
-		set(2, "X-Forwarded-Proto", proto)
-	}
-	if in.Host != "" && h.Get("X-Forwarded-Host") == "" {
-		set(3, "X-Forwarded-Host", in.Host)
-	}
-}
-
-// appendJoined appends the values of a list header joined by ", ", and a
-// final ", " when there are any.
-func appendJoined(b []byte, vs []string) []byte {
-	for _, v := range vs {
-		b = append(b, v...)
-		b = append(b, ", "...)
-	}
-	return b
-}
-
-// appendQuotedIfNeeded appends an RFC 7239 value, quoted when it is not
-// a token (a host with a port has a colon).
-func appendQuotedIfNeeded(b []byte, s string) []byte {
-	token := true
-	for i := 0; i < len(s) && token; i++ {
-		c := s[i]
-		token = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-	}
-	if token {
-		return append(b, s...)
-	}
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' || s[i] == '"' {
-			b = append(b, '\\')
-		}
-		b = append(b, s[i])
-	}
-	return append(b, '"')
-}
-
-// dialer connects to one server; servers with send_proxy get the PROXY
-// header naming the request's client first.
-func (bp *backendProxy) dialer(s *upstream.Server, timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, _ string) (net.Conn, error) {
-		d := net.Dialer{Timeout: timeout}
-		c, err := d.DialContext(ctx, network, s.Addr)
-		if err != nil || s.SendProxy == 0 {
-			return c, err
-		}
-		client, _ := ctx.Value(clientKey).(netip.AddrPort)
-		var dest netip.AddrPort
-		if la, ok := ctx.Value(http.LocalAddrContextKey).(net.Addr); ok {
-			dest = acl.AddrPortOf(la)
-		}
-		c.SetWriteDeadline(time.Now().Add(timeout))
-		if _, err := c.Write(proxyproto.Append(nil, s.SendProxy, client, dest)); err != nil {
-			c.Close()
-			return nil, &net.OpError{Op: "dial", Net: network, Addr: c.RemoteAddr(), Err: err}
-		}
-		c.SetWriteDeadline(time.Time{})
-		return c, nil
-	}
-}
-
-// RoundTrip picks a server and sends the request through that server's
-// pool. A failed connect counts against the server and, when the request
-// has no body to replay, is retried on the next server.
-func (bp *backendProxy) RoundTrip(req *http.Request) (*http.Response, error) {
-	// ReverseProxy's outbound request keeps the client's RemoteAddr.
-	client, _ := netip.ParseAddrPort(req.RemoteAddr)
-	retries := bp.b.Config().Retries
-	var triedBuf [4]*upstream.Server
-	tried := triedBuf[:0]
-	var lastErr error
-	for attempt := 0; attempt <= retries; attempt++ {
-		s := bp.b.Pick(client.Addr(), tried)
-		if s == nil {
-			break
-		}
-		tried = append(tried, s)
-		// Each server has its own Transport and dialer, so the URL's
-		// host ("backend.invalid" from rewrite) only matters on the
-		// wire when the request has no Host: then it must be the
-		// server's address. The PROXY header's client travels to the
-		// dialer in the context.
-		r2 := req
-		if req.Host == "" || s.SendProxy != 0 {
-			r2 = new(http.Request)
-			*r2 = *req
-			u := *req.URL
-			u.Host = s.Addr
-			r2.URL = &u
-			if s.SendProxy != 0 {
-				r2 = r2.WithContext(context.WithValue(req.Context(), clientKey, client))
-			}
-		}
-		var resp *http.Response
-		var err error
-		if p := bp.pools[s]; p != nil && simple(r2) {
-			resp, err = p.roundTrip(r2)
-		} else {
-			resp, err = bp.tr[s].RoundTrip(r2)
-		}
-		if err == nil {
-			s.ConnectOK()
-			resp.Body = releaseOnClose(resp.Body, s)
-			return resp, nil
-		}
-		s.Release()
-		var op *net.OpError
-		if !errors.As(err, &op) || op.Op != "dial" {
-			return nil, err
-		}
-		s.ConnectFailed(err)
-		lastErr = &connectError{server: s.Name, err: err}
-		if req.Body != nil && req.Body != http.NoBody {
-			break // the transport has consumed or closed the body
-		}
-	}
-	if lastErr == nil {
-		bp.b.CountNoServer()
-		return nil, upstream.ErrNoServer
-	}
-	return nil, lastErr
-}
-
-type connectError struct {
-	server string
-	err    error
-}
-
-func (e *connectError) Error() string { return "server " + e.server + ": " + e.err.Error() }
-func (e *connectError) Unwrap() error { return e.err }
-
-// releaseOnClose ends the server's in-flight count when the body is
-// closed. A 101 Switching Protocols body is the upgraded connection and
-// must stay writable, so the wrapper keeps Write.
-func releaseOnClose(body io.ReadCloser, s *upstream.Server) io.ReadCloser {
-	rb := &releasingBody{ReadCloser: body, s: s}
-	if rw, ok := body.(io.ReadWriteCloser); ok {
-		return &releasingRWBody{releasingBody: rb, w: rw}
-	}
-	return rb
-}
-
-type releasingBody struct {
-	io.ReadCloser
-	s    *upstream.Server
-	once sync.Once
-}
-
-func (b *releasingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.s.BytesFromServer.Add(uint64(n))
-	return n, err
-}
-
-func (b *releasingBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.once.Do(b.s.Release)
-	return err
-}
-
-type releasingRWBody struct {
-	*releasingBody
-	w io.Writer
-}
-
-func (b *releasingRWBody) Write(p []byte) (int, error) {
-	n, err := b.w.Write(p)
-	b.s.BytesToServer.Add(uint64(n))
-	return n, err
-}
-
-// countResponse counts a server's (final) response by status class. A
-// 101 whose upgrade then fails (the server switched to another protocol
-// than asked) is counted twice: as 1xx here and as 502 in errorHandler.
-func (bp *backendProxy) countResponse(resp *http.Response) error {
-	bp.count(resp.StatusCode)
-	return nil
-}
-
+// count counts a response (or the proxy's own answer, or 499 for a
+// client that left) by status class.
 func (bp *backendProxy) count(code int) { bp.codes[min(max(code/100, 0), 5)].Inc() }
-
-// errorHandler answers a request the proxy could not forward.
-func (bp *backendProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	f := bp.f
-	code := http.StatusBadGateway
-	defer func() { bp.count(code) }()
-	var ce *connectError
-	var ne net.Error
-	switch {
-	case errors.Is(err, upstream.ErrNoServer):
-		f.m.errNoServer.Inc()
-		code = http.StatusServiceUnavailable
-		plainError(w, code, "no server is available in backend "+bp.b.Name)
-	case errors.As(err, &ce):
-		f.m.errConnect.Inc()
-		f.log.Warn("cannot connect to any server", "backend", bp.b.Name, "err", err)
-		code = http.StatusServiceUnavailable
-		plainError(w, code, "cannot connect to a server of backend "+bp.b.Name)
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client went away; nobody reads the answer.
-		code = 499
-		w.WriteHeader(code)
-	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		f.m.errTimeout.Inc()
-		code = http.StatusGatewayTimeout
-		plainError(w, code, "the server of backend "+bp.b.Name+" did not answer in time")
-	default:
-		f.m.errBad.Inc()
-		f.log.Debug("bad gateway", "backend", bp.b.Name, "err", err)
-		plainError(w, code, "the server of backend "+bp.b.Name+" failed to answer")
-	}
-}
-
-// copyBuffers recycles ReverseProxy's body copy buffers (32KiB each,
-// otherwise allocated per request).
-var copyBuffers = &bufferPool{}
-
-type bufferPool struct{ p sync.Pool }
-
-// Get returns a 32KiB buffer; it belongs to the caller until Put.
-func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
-	}
-	return make([]byte, 32<<10)
-}
-
-// Put takes a buffer back; the caller must not use it afterwards.
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
-
-var _ httputil.BufferPool = (*bufferPool)(nil)
-var _ http.RoundTripper = (*backendProxy)(nil)
-var _ http.Handler = (*Frontend)(nil)

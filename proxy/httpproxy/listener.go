@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"wharf/acl"
@@ -15,7 +16,8 @@ import (
 // (taken before Accept, so excess clients wait in the kernel's queue),
 // refuses clients by the allow/deny lists before reading anything,
 // refuses PROXY senders that are not trusted, and tracks connections so
-// Shutdown can wait for (and finally close) hijacked ones.
+// Shutdown can close idle ones, wait for busy ones and finally close
+// what is left.
 type listener struct {
 	net.Listener
 	f       *Frontend
@@ -82,6 +84,9 @@ type conn struct {
 	remote    net.Addr
 	pending   []byte
 	closeOnce sync.Once
+	// idle is set while serve waits for the next request on the
+	// connection, so Shutdown can close it.
+	idle atomic.Bool
 }
 
 func (c *conn) init() error {
@@ -90,7 +95,7 @@ func (c *conn) init() error {
 	}
 	c.initOnce.Do(func() {
 		if err := c.readProxyHeader(); err != nil {
-			// A read error, so net/http closes the connection silently
+			// A read error, so serve closes the connection silently
 			// instead of answering 400 to a client that is not speaking
 			// HTTP to it yet.
 			c.initErr = &net.OpError{Op: "read", Net: "tcp", Source: c.Conn.LocalAddr(), Addr: c.Conn.RemoteAddr(), Err: err}
@@ -103,8 +108,9 @@ func (c *conn) init() error {
 }
 
 func (c *conn) readProxyHeader() error {
+	// The deadline stays: header_timeout bounds the PROXY header and the
+	// request head after it together (serve sets it again anyway).
 	c.Conn.SetReadDeadline(time.Now().Add(c.f.cfg.HeaderTimeout.Duration))
-	defer c.Conn.SetReadDeadline(time.Time{})
 	buf := make([]byte, 0, 256)
 	for {
 		h, n, err := proxyproto.Parse(buf)

@@ -1,0 +1,1068 @@
+package httpproxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"wharf/acl"
+	"wharf/proxy/proxyproto"
+	"wharf/proxy/upstream"
+)
+
+// clientConn is one client connection and everything it reuses from
+// request to request. It belongs to the connection's goroutine (serve);
+// while a connection is upgraded, a second goroutine owns in and the
+// server side's writes.
+type clientConn struct {
+	f       *Frontend
+	c       net.Conn // the client: raw, or TLS over raw
+	raw     *conn
+	in      rbuf // from the client
+	out     wbuf // to the client
+	toSrv   wbuf // request bodies to the server (w set per request)
+	req     head
+	resp    head
+	base    int    // in.r where req was parsed: its spans are relative to it
+	scan    int    // how far findHeadEnd got in an incomplete head
+	bw      []byte // the request head for the server
+	path    []byte // the decoded path, when the target has escapes
+	upTok   []byte // the Upgrade value asked for
+	ipText  []byte // the client's address as text
+	client  netip.AddrPort
+	ip      netip.Addr
+	trusted bool
+	tls     bool
+	isHead  bool // the request is a HEAD
+	linger  bool // an answer went out with Connection: close
+}
+
+var clientConns = sync.Pool{New: func() any {
+	return &clientConn{
+		in:    rbuf{b: make([]byte, minReadBuf)},
+		out:   wbuf{b: make([]byte, 0, writeBufSize)},
+		toSrv: wbuf{b: make([]byte, 0, writeBufSize)},
+		bw:    make([]byte, 0, 1024),
+		req:   head{fields: make([]field, 0, 32)},
+		resp:  head{fields: make([]field, 0, 32)},
+	}
+}}
+
+// serve runs one client connection: request heads are read in place from
+// a pooled buffer, forwarded, and the responses relayed, until either
+// side closes, a timeout passes or the frontend shuts down.
+func (f *Frontend) serve(c net.Conn, raw *conn) {
+	defer f.wg.Done()
+	cc := clientConns.Get().(*clientConn)
+	cc.f, cc.c, cc.raw = f, c, raw
+	cc.in.rd, cc.in.conn, cc.in.r, cc.in.w = c, c, 0, 0
+	cc.in.max = max(int(f.cfg.MaxHeaderBytes)+4, minReadBuf)
+	cc.in.progress = 0
+	cc.out.w, cc.out.b = c, cc.out.b[:0]
+	_, cc.tls = c.(*tls.Conn)
+	cc.ip = netip.Addr{}
+	cc.linger, cc.isHead = false, false
+	defer func() {
+		if cc.linger {
+			cc.lingerClose()
+		}
+		c.Close()
+		cc.f, cc.c, cc.raw, cc.in.rd, cc.in.conn, cc.out.w, cc.toSrv.w = nil, nil, nil, nil, nil, nil, nil
+		if len(cc.in.b) > 4*minReadBuf {
+			cc.in.b = make([]byte, minReadBuf) // a big head's buffer is not kept
+		}
+		clientConns.Put(cc)
+	}()
+	for first := true; ; first = false {
+		if !cc.readRequest(first) {
+			return
+		}
+		if !cc.handle() || f.shutting.Load() {
+			return
+		}
+	}
+}
+
+// readRequest waits for the next request head and parses it. The wait
+// for its first byte is bounded by client_timeout (header_timeout on a
+// new connection), the rest of the head by header_timeout. It answers
+// malformed heads itself and returns false when the connection is done.
+func (cc *clientConn) readRequest(first bool) bool {
+	f, in := cc.f, &cc.in
+	in.progress = 0
+	cc.isHead = false
+	in.consume(skipEmptyLines(in.buffered()))
+	cc.scan = 0
+	if len(in.buffered()) == 0 {
+		wait := f.cfg.ClientTimeout.Duration
+		if first {
+			wait = f.cfg.HeaderTimeout.Duration
+		}
+		cc.c.SetReadDeadline(time.Now().Add(wait))
+		cc.raw.idle.Store(true)
+		if f.shutting.Load() {
+			return false
+		}
+		err := in.fill()
+		cc.raw.idle.Store(false)
+		if err != nil {
+			return false // closed, timed out, PROXY header refused, TLS failed
+		}
+		if first {
+			cc.setClient()
+		}
+		in.consume(skipEmptyLines(in.buffered()))
+	}
+	deadlineSet := false
+	for {
+		b := in.buffered()
+		if end := findHeadEnd(b, cc.scan); end >= 0 {
+			if end > int(f.cfg.MaxHeaderBytes) {
+				cc.reject(431, "request header too large")
+				return false
+			}
+			cc.base = in.r
+			if err := parseRequest(b[:end], &cc.req); err != nil {
+				switch err {
+				case errTooLarge:
+					cc.reject(431, "too many header fields")
+				case errVersion:
+					cc.reject(505, "only HTTP/1.x is served here")
+				default:
+					cc.reject(400, err.Error())
+				}
+				return false
+			}
+			return true
+		}
+		cc.scan = len(b)
+		if len(b) >= int(f.cfg.MaxHeaderBytes) {
+			cc.reject(431, "request header too large")
+			return false
+		}
+		if !deadlineSet {
+			cc.c.SetReadDeadline(time.Now().Add(f.cfg.HeaderTimeout.Duration))
+			deadlineSet = true
+		}
+		if err := in.fill(); err != nil {
+			if errors.Is(err, errTooLarge) {
+				cc.reject(431, "request header too large")
+			}
+			return false
+		}
+	}
+}
+
+// setClient learns the client's address once (after the PROXY header,
+// if any, was read) and whether it is a trusted proxy.
+func (cc *clientConn) setClient() {
+	cc.client = acl.AddrPortOf(cc.c.RemoteAddr())
+	cc.ip = cc.client.Addr().Unmap()
+	cc.trusted = cc.f.trusted.Contains(cc.ip)
+	cc.ipText = cc.ipText[:0]
+	if cc.ip.IsValid() {
+		cc.ipText = cc.ip.AppendTo(cc.ipText)
+	}
+}
+
+// reqBytes is the request head's bytes (spans of cc.req index it) until
+// the client buffer is filled again.
+func (cc *clientConn) reqBytes() []byte { return cc.in.b[cc.base:] }
+
+// hasBody: the request has a body to pass on.
+func (h *head) hasBody() bool { return h.chunked || h.contentLength > 0 }
+
+// handle routes and forwards one parsed request and relays its response.
+// It returns whether the client connection can take another request.
+func (cc *clientConn) handle() bool {
+	f, req := cc.f, &cc.req
+	b := cc.reqBytes()
+	// The head is consumed; its bytes stay in place (spans index them)
+	// until the buffer is next filled, which only a body does, after
+	// the head was passed on. A replayed request is bodiless.
+	cc.in.consume(req.n)
+	keep := !req.connClose && (req.minor >= 1 || req.connKeepAlive)
+	method := req.method.of(b)
+	cc.isHead = string(method) == "HEAD"
+	if string(method) == "CONNECT" {
+		cc.reject(405, "CONNECT is not supported by this proxy")
+		return false
+	}
+	host, target := req.host.of(b), req.target.of(b)
+	path := target
+	absPath := true // path starts with '/' as it is
+	switch {
+	case target[0] == '/':
+	case len(target) == 1 && target[0] == '*' && string(method) == "OPTIONS":
+	default:
+		auth, rest, ok := absoluteForm(target)
+		if !ok {
+			cc.reject(400, errBadTarget.Error())
+			return false
+		}
+		host, path = auth, rest
+		absPath = len(rest) > 0 && rest[0] == '/'
+	}
+	match := path
+	if i := indexByte(match, '?'); i >= 0 {
+		match = match[:i]
+	}
+	if indexByte(match, '%') >= 0 {
+		var ok bool
+		if cc.path, ok = unescapePath(cc.path[:0], match); !ok {
+			cc.reject(400, "invalid escape in the request path")
+			return false
+		}
+		match = cc.path
+	}
+	if !absPath {
+		match = slash // http://host?q
+	}
+	bp := f.pick(host, match)
+	if bp == nil {
+		f.noRoute[5].Inc()
+		f.m.errNoServer.Inc()
+		return cc.fail(503, "no backend for this host and path", keep && !req.hasBody())
+	}
+	return cc.forward(bp, host, path, absPath, keep)
+}
+
+// absoluteForm splits an absolute-form target (http://host/path) into
+// its authority and the rest; RFC 9112 3.2.2: the authority replaces
+// Host.
+func absoluteForm(t []byte) (auth, rest []byte, ok bool) {
+	switch {
+	case len(t) > 7 && eqFold(t[:7], "http://"):
+		t = t[7:]
+	case len(t) > 8 && eqFold(t[:8], "https://"):
+		t = t[8:]
+	default:
+		return nil, nil, false
+	}
+	i := 0
+	for i < len(t) && t[i] != '/' && t[i] != '?' {
+		if !hostChar[t[i]] || t[i] == '@' {
+			return nil, nil, false
+		}
+		i++
+	}
+	if i == 0 {
+		return nil, nil, false
+	}
+	return t[:i], t[i:], true
+}
+
+var slash = []byte("/")
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// unescapePath decodes %XX escapes for route matching, as net/url does
+// for URL.Path.
+func unescapePath(dst, p []byte) ([]byte, bool) {
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' {
+			dst = append(dst, p[i])
+			continue
+		}
+		if i+2 >= len(p) || unhex(p[i+1]) < 0 || unhex(p[i+2]) < 0 {
+			return dst, false
+		}
+		dst = append(dst, byte(unhex(p[i+1])<<4|unhex(p[i+2])))
+		i += 2
+	}
+	return dst, true
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+func idempotent(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
+}
+
+// forward sends the request to a server of bp: a pooled connection or a
+// new one, the next server when a connect fails (up to retries, counting
+// each failure against the server), and relays the response.
+func (cc *clientConn) forward(bp *backendProxy, host, path []byte, absPath, keep bool) bool {
+	req := &cc.req
+	retries := bp.b.Config().Retries
+	var triedBuf [4]*upstream.Server
+	tried := triedBuf[:0]
+	var lastErr error
+	var last *upstream.Server
+	for attempt := 0; attempt <= retries; attempt++ {
+		s := bp.b.Pick(cc.ip, tried)
+		if s == nil {
+			break
+		}
+		tried = append(tried, s)
+		pc, reused, err := bp.conn(s, cc)
+		if err != nil {
+			s.Release()
+			s.ConnectFailed(err)
+			lastErr, last = err, s
+			continue
+		}
+		s.ConnectOK()
+		cc.buildHead(bp, s, host, path, absPath)
+		ok := cc.exchange(bp, s, pc, reused, keep)
+		s.Release()
+		return ok
+	}
+	if lastErr == nil {
+		bp.b.CountNoServer()
+		cc.f.m.errNoServer.Inc()
+		bp.count(503)
+		return cc.fail(503, "no server is available in backend "+bp.b.Name, keep && !req.hasBody())
+	}
+	cc.f.m.errConnect.Inc()
+	cc.f.log.Warn("cannot connect to any server", "backend", bp.b.Name, "err", "server "+last.Name+": "+lastErr.Error())
+	bp.count(503)
+	return cc.fail(503, "cannot connect to a server of backend "+bp.b.Name, keep && !req.hasBody())
+}
+
+// buildHead writes the request head for server s into cc.bw: HTTP/1.1,
+// Host first, hop-by-hop fields and the fields Connection names removed,
+// framing normalized (one Content-Length, or Transfer-Encoding: chunked),
+// and the forwarding fields set: the client's X-Forwarded-* and
+// Forwarded are dropped unless it is a trusted proxy, whose values are
+// appended to.
+func (cc *clientConn) buildHead(bp *backendProxy, s *upstream.Server, host, path []byte, absPath bool) {
+	req, b := &cc.req, cc.reqBytes()
+	w := cc.bw[:0]
+	w = append(w, req.method.of(b)...)
+	w = append(w, ' ')
+	if !absPath {
+		w = append(w, '/')
+	}
+	w = append(w, path...)
+	w = append(w, " HTTP/1.1\r\nHost: "...)
+	if len(host) > 0 {
+		w = append(w, host...)
+	} else {
+		w = append(w, s.Addr...) // an HTTP/1.0 request without Host
+	}
+	w = append(w, "\r\n"...)
+	hasXFP, hasXFH := false, false
+	for _, fl := range req.fields {
+		name := fl.name.of(b)
+		if hopByHop(name) || req.connNames(b, name) {
+			continue
+		}
+		switch len(name) {
+		case 4:
+			if eqFold(name, "host") {
+				continue
+			}
+		case 9:
+			if eqFold(name, "forwarded") {
+				continue
+			}
+		case 14:
+			if eqFold(name, "content-length") {
+				continue
+			}
+		case 15:
+			if eqFold(name, "x-forwarded-for") {
+				continue
+			}
+		case 16:
+			if eqFold(name, "x-forwarded-host") {
+				if !cc.trusted {
+					continue
+				}
+				hasXFH = true
+			}
+		case 17:
+			if eqFold(name, "x-forwarded-proto") {
+				if !cc.trusted {
+					continue
+				}
+				hasXFP = true
+			}
+		}
+		w = append(w, name...)
+		w = append(w, ": "...)
+		w = append(w, fl.value.of(b)...)
+		w = append(w, "\r\n"...)
+	}
+	if req.connUpgrade && !req.upgrade.empty() {
+		w = append(w, "Connection: Upgrade\r\nUpgrade: "...)
+		w = append(w, req.upgrade.of(b)...)
+		w = append(w, "\r\n"...)
+		cc.upTok = append(cc.upTok[:0], req.upgrade.of(b)...)
+	} else {
+		cc.upTok = cc.upTok[:0]
+		if s.SendProxy != 0 {
+			// The PROXY header names one client: no reuse.
+			w = append(w, "Connection: close\r\n"...)
+		}
+	}
+	if req.chunked {
+		w = append(w, "Transfer-Encoding: chunked\r\n"...)
+	} else if req.contentLength != contentLenNone {
+		w = append(w, "Content-Length: "...)
+		w = appendInt(w, req.contentLength)
+		w = append(w, "\r\n"...)
+	}
+	proto := "http"
+	if cc.tls {
+		proto = "https"
+	}
+	if cc.ip.IsValid() {
+		w = append(w, "X-Forwarded-For: "...)
+		w = cc.appendTrusted(w, b, "x-forwarded-for")
+		w = append(w, cc.ipText...)
+		w = append(w, "\r\n"...)
+	}
+	w = append(w, "Forwarded: "...)
+	w = cc.appendTrusted(w, b, "forwarded")
+	w = append(w, "for="...)
+	switch {
+	case !cc.ip.IsValid():
+		w = append(w, "unknown"...)
+	case cc.ip.Is6():
+		w = append(w, `"[`...)
+		w = append(w, cc.ipText...)
+		w = append(w, `]"`...)
+	default:
+		w = append(w, cc.ipText...)
+	}
+	w = append(w, ";proto="...)
+	w = append(w, proto...)
+	if len(host) > 0 {
+		w = append(w, ";host="...)
+		w = appendQuotedIfNeeded(w, host)
+	}
+	w = append(w, "\r\n"...)
+	if !hasXFP {
+		w = append(w, "X-Forwarded-Proto: "...)
+		w = append(w, proto...)
+		w = append(w, "\r\n"...)
+	}
+	if !hasXFH && len(host) > 0 {
+		w = append(w, "X-Forwarded-Host: "...)
+		w = append(w, host...)
+		w = append(w, "\r\n"...)
+	}
+	cc.bw = append(w, "\r\n"...)
+}
+
+// appendTrusted appends a trusted client's values of a list field, each
+// followed by ", ".
+func (cc *clientConn) appendTrusted(w, b []byte, lname string) []byte {
+	if !cc.trusted {
+		return w
+	}
+	for _, fl := range cc.req.fields {
+		if eqFold(fl.name.of(b), lname) {
+			w = append(w, fl.value.of(b)...)
+			w = append(w, ", "...)
+		}
+	}
+	return w
+}
+
+// appendQuotedIfNeeded appends an RFC 7239 value, quoted when it is not
+// a token (a host with a port has a colon).
+func appendQuotedIfNeeded(w, s []byte) []byte {
+	token := true
+	for _, c := range s {
+		if !tchar[c] {
+			token = false
+			break
+		}
+	}
+	if token {
+		return append(w, s...)
+	}
+	w = append(w, '"')
+	for _, c := range s {
+		if c == '\\' || c == '"' {
+			w = append(w, '\\')
+		}
+		w = append(w, c)
+	}
+	return append(w, '"')
+}
+
+// Why an exchange with a server failed, for the answer and the metrics.
+var (
+	errStale      = errors.New("kept-alive server connection closed before answering")
+	errClientGone = errors.New("client went away")
+	errTimeout    = errors.New("server did not answer within server_timeout")
+	errUpgrade    = errors.New("server switched protocols not as asked")
+)
+
+// exchange sends the request on pc, relays the response and returns
+// whether the client connection can go on. A kept-alive connection
+// that the server had closed is replaced by a new one and a replayable
+// request (idempotent, no body) sent again.
+func (cc *clientConn) exchange(bp *backendProxy, s *upstream.Server, pc *poolConn, reused, keep bool) bool {
+	req := &cc.req
+	replayable := !req.hasBody() && idempotent(req.method.of(cc.reqBytes()))
+	for {
+		ok, err := cc.roundTrip(bp, s, pc, reused, replayable, keep)
+		if err == nil {
+			return ok
+		}
+		pc.c.Close()
+		if err == errStale && reused && replayable {
+			var derr error
+			if pc, derr = bp.dial(s, cc); derr != nil {
+				s.ConnectFailed(derr)
+				cc.f.m.errConnect.Inc()
+				bp.count(503)
+				return cc.fail(503, "cannot connect to a server of backend "+bp.b.Name, keep)
+			}
+			reused = false
+			continue
+		}
+		return cc.answerError(bp, err, ok)
+	}
+}
+
+// answerError answers a request whose exchange failed before any of the
+// response reached the client; started means the request body was not
+// (entirely) read, so the client connection closes after.
+func (cc *clientConn) answerError(bp *backendProxy, err error, keep bool) bool {
+	f := cc.f
+	switch {
+	case err == errClientGone:
+		bp.count(499)
+		return false
+	case err == errTimeout:
+		f.m.errTimeout.Inc()
+		bp.count(504)
+		return cc.fail(504, "the server of backend "+bp.b.Name+" did not answer in time", keep)
+	default:
+		f.m.errBad.Inc()
+		bp.count(502)
+		f.log.Debug("bad gateway", "backend", bp.b.Name, "err", err)
+		return cc.fail(502, "the server of backend "+bp.b.Name+" failed to answer", keep)
+	}
+}
+
+// errBody marks a failure while relaying a response body: the client has
+// part of it already, so the only answer is to close.
+type errBody struct{ err error }
+
+func (e errBody) Error() string { return "relaying the response body: " + e.err.Error() }
+
+// roundTrip is one attempt: request out, response back. A nil error
+// means the response was relayed (ok: the client connection goes on);
+// otherwise nothing reached the client yet, ok says whether the client
+// connection could still go on, and the caller closes pc.
+func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolConn, reused, replayable, keep bool) (bool, error) {
+	req := &cc.req
+	in := &cc.in
+	head := cc.bw
+	bodyLeft := req.contentLength
+	if bodyLeft < 0 {
+		bodyLeft = 0
+	}
+	// The request head, and as much of a Content-Length body as is here
+	// and fits, in one write.
+	expect := req.expect100 && req.hasBody() && req.minor >= 1
+	bodyHere := int64(0)
+	if !req.chunked && !expect && bodyLeft > 0 {
+		bodyHere = min(int64(len(in.buffered())), bodyLeft, int64(writeBufSize))
+		head = append(head, in.buffered()[:bodyHere]...)
+		cc.bw = head
+	}
+	if _, err := pc.c.Write(head); err != nil {
+		return false, errStale
+	}
+	in.consume(int(bodyHere))
+	bodyLeft -= bodyHere
+	s.BytesToServer.Add(uint64(bodyHere))
+	bodySent := !req.hasBody() || (!req.chunked && bodyLeft == 0)
+	// From here the head's spans are not needed: remember what is.
+	isHead := cc.isHead
+	clientMinor := req.minor
+	sendBody := func() error {
+		if bodySent {
+			return nil
+		}
+		bodySent = true
+		cc.toSrv.w, cc.toSrv.b = pc.c, cc.toSrv.b[:0]
+		in.progress = cc.f.cfg.ClientTimeout.Duration
+		defer func() { in.progress = 0 }()
+		var err error
+		if req.chunked {
+			var n int64
+			n, err = copyChunked(&cc.toSrv, in, false, int(cc.f.cfg.MaxHeaderBytes))
+			s.BytesToServer.Add(uint64(n))
+		} else {
+			err = copyN(&cc.toSrv, in, bodyLeft)
+			s.BytesToServer.Add(uint64(bodyLeft))
+		}
+		if err == nil {
+			err = cc.toSrv.flush()
+		}
+		return err
+	}
+	if !expect {
+		if err := sendBody(); err != nil {
+			return cc.bodyFailed(err)
+		}
+	}
+
+	// The response head, waiting in slices of a second: between them
+	// the client is checked (one that left cancels the request), and a
+	// server silent on Expect: 100-continue gets the body anyway.
+	timeout := bp.b.Config().ServerTimeout.Duration
+	start := time.Now()
+	srv := &pc.in
+	srv.progress = 0
+	scan := 0
+	got := false // any byte of a response
+	sliced := false
+	setDeadline := func() {
+		d := time.Second
+		if timeout > 0 {
+			d = min(d, timeout-time.Since(start))
+		}
+		sliced = timeout <= 0 || d < timeout
+		pc.c.SetReadDeadline(time.Now().Add(d))
+	}
+	setDeadline()
+	resp := &cc.resp
+	for {
+		b := srv.buffered()
+		end := findHeadEnd(b, scan)
+		if end < 0 {
+			scan = len(b)
+			err := srv.fill()
+			if err == nil {
+				got = true
+				continue
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if timeout > 0 && time.Since(start) >= timeout {
+					return bodySent && keep, errTimeout
+				}
+				if !sliced {
+					return bodySent && keep, errTimeout
+				}
+				if cc.clientGone() {
+					return false, errClientGone
+				}
+				if !bodySent && expect {
+					// The server says nothing: send the body as if it
+					// had said 100 Continue (RFC 9110 10.1.1).
+					if clientMinor >= 1 {
+						cc.out.writeString("HTTP/1.1 100 Continue\r\n\r\n")
+						if err := cc.out.flush(); err != nil {
+							return false, errClientGone
+						}
+					}
+					if err := sendBody(); err != nil {
+						return cc.bodyFailed(err)
+					}
+				}
+				setDeadline()
+				continue
+			}
+			if !got && reused && replayable {
+				return false, errStale
+			}
+			return bodySent && keep, err
+		}
+		if err := parseResponse(b[:end], resp); err != nil {
+			return bodySent && keep, err
+		}
+		if resp.status >= 200 || resp.status == 101 {
+			break
+		}
+		// 1xx: pass it on to an HTTP/1.1 client and read on.
+		if clientMinor >= 1 {
+			cc.writeRespHead(b, resp, false, true, false)
+			if err := cc.out.flush(); err != nil {
+				return false, errClientGone
+			}
+		}
+		srv.consume(end)
+		scan = 0
+		if resp.status == 100 && !bodySent {
+			if err := sendBody(); err != nil {
+				return cc.bodyFailed(err)
+			}
+		}
+	}
+	b := srv.buffered()
+	if resp.status == 101 {
+		if len(cc.upTok) == 0 || !eqFoldBytes(resp.upgrade.of(b), cc.upTok) || !bodySent {
+			return false, errUpgrade
+		}
+		bp.count(101)
+		cc.writeRespHead(b, resp, false, true, true)
+		srv.consume(resp.n)
+		cc.tunnel(s, pc)
+		return false, nil
+	}
+	// A final answer before the body was asked for: the body stays
+	// unread, so the client connection closes after this response.
+	if !bodySent {
+		keep = false
+	}
+	const (
+		none = iota
+		length
+		chunked
+		untilClose
+	)
+	mode := untilClose
+	switch {
+	case isHead || resp.status == 204 || resp.status == 304:
+		mode = none
+	case resp.chunked:
+		mode = chunked
+	case resp.contentLength >= 0:
+		mode = length
+	}
+	decode := mode == chunked && clientMinor == 0
+	if mode == untilClose || decode {
+		keep = false
+	}
+	srvKeep := bodySent && mode != untilClose && s.SendProxy == 0 &&
+		(resp.minor >= 1 && !resp.connClose || resp.minor == 0 && resp.connKeepAlive)
+	bp.count(resp.status)
+	cc.writeRespHead(b, resp, decode, keep, false)
+	srv.consume(resp.n)
+	if mode != none && (mode != length || int64(len(srv.buffered())) < resp.contentLength) {
+		pc.c.SetReadDeadline(time.Time{}) // a body may take its time
+	}
+	var n int64
+	var err error
+	switch mode {
+	case length:
+		n = resp.contentLength
+		err = copyN(&cc.out, srv, n)
+	case chunked:
+		n, err = copyChunked(&cc.out, srv, decode, maxRespHead)
+	case untilClose:
+		n, err = copyUntilEOF(&cc.out, srv)
+	}
+	s.BytesFromServer.Add(uint64(n))
+	if err == nil {
+		err = cc.out.flush()
+	}
+	if err != nil || !srvKeep || len(srv.buffered()) > 0 {
+		pc.c.Close()
+	} else {
+		bp.put(s, pc)
+	}
+	return keep && err == nil, nil
+}
+
+// bodyFailed: the request body could not be passed on. A client that
+// sent a malformed chunked body gets 400; one that went away nothing.
+func (cc *clientConn) bodyFailed(err error) (bool, error) {
+	if errors.Is(err, errBadChunk) {
+		cc.reject(400, errBadChunk.Error())
+		return false, errClientGone
+	}
+	var ne net.Error
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) && ne.Timeout() {
+		return false, errClientGone
+	}
+	return false, err // writing to the server failed
+}
+
+// clientGone peeks at the client's socket without blocking: an orderly
+// close or a reset means nobody waits for the answer.
+func (cc *clientConn) clientGone() bool {
+	if len(cc.in.buffered()) > 0 {
+		return false
+	}
+	sc, ok := cc.raw.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	var one [1]byte
+	rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		gone = n == 0 && err == nil || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
+		return true
+	})
+	return gone
+}
+
+// writeRespHead writes a response head to the client: the server's
+// status line as HTTP/1.1, its fields without the hop-by-hop ones, and
+// the proxy's own Connection. With decode (an HTTP/1.0 client and a
+// chunked body) Transfer-Encoding goes too. upgrade keeps the Upgrade
+// field of a 101.
+func (cc *clientConn) writeRespHead(b []byte, resp *head, decode, keep, upgrade bool) {
+	w := cc.out.b
+	if cap(w)-len(w) < 512 {
+		cc.out.flush()
+		w = cc.out.b
+	}
+	w = append(w, "HTTP/1.1 "...)
+	w = appendInt(w, int64(resp.status))
+	w = append(w, ' ')
+	w = append(w, resp.reason.of(b)...)
+	w = append(w, "\r\n"...)
+	cc.out.b = w
+	for _, fl := range resp.fields {
+		name := fl.name.of(b)
+		switch {
+		case eqFold(name, "transfer-encoding"):
+			if decode {
+				continue
+			}
+		case eqFold(name, "upgrade"):
+			if !upgrade {
+				continue
+			}
+		case eqFold(name, "content-length"):
+			if resp.te {
+				continue
+			}
+		case hopByHop(name) || resp.connNames(b, name):
+			continue
+		}
+		cc.fieldLine(name, fl.value.of(b))
+	}
+	switch {
+	case upgrade:
+		cc.out.writeString("Connection: Upgrade\r\n\r\n")
+		return
+	case resp.status < 200:
+	case !keep:
+		cc.out.writeString("Connection: close\r\n")
+	case cc.req.minor == 0:
+		cc.out.writeString("Connection: keep-alive\r\n")
+	}
+	cc.out.writeString("\r\n")
+}
+
+func (cc *clientConn) fieldLine(name, value []byte) {
+	if len(cc.out.b)+len(name)+len(value)+4 > cap(cc.out.b) {
+		cc.out.write(name)
+		cc.out.writeString(": ")
+		cc.out.write(value)
+		cc.out.writeString("\r\n")
+		return
+	}
+	w := append(cc.out.b, name...)
+	w = append(w, ": "...)
+	w = append(w, value...)
+	cc.out.b = append(w, "\r\n"...)
+}
+
+// tunnel copies bytes both ways after a 101 until either side closes,
+// then closes both.
+func (cc *clientConn) tunnel(s *upstream.Server, pc *poolConn) {
+	if err := cc.out.flush(); err != nil {
+		pc.c.Close()
+		return
+	}
+	cc.c.SetReadDeadline(time.Time{})
+	pc.c.SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Client to server: what the client sent after the request
+		// first, then the stream.
+		in := &cc.in
+		for {
+			if p := in.buffered(); len(p) > 0 {
+				n, err := pc.c.Write(p)
+				s.BytesToServer.Add(uint64(n))
+				if err != nil {
+					break
+				}
+				in.consume(len(p))
+			}
+			in.r, in.w = 0, 0
+			n, err := cc.c.Read(in.b)
+			in.w = n
+			if err != nil && n == 0 {
+				break
+			}
+		}
+		pc.c.Close()
+		cc.c.Close()
+	}()
+	srv := &pc.in
+	for {
+		if p := srv.buffered(); len(p) > 0 {
+			n, err := cc.c.Write(p)
+			s.BytesFromServer.Add(uint64(n))
+			if err != nil {
+				break
+			}
+			srv.consume(len(p))
+		}
+		srv.r, srv.w = 0, 0
+		n, err := pc.c.Read(srv.b)
+		srv.w = n
+		if err != nil && n == 0 {
+			break
+		}
+	}
+	pc.c.Close()
+	cc.c.Close()
+	<-done
+}
+
+// fail answers with a short plain-text error and returns keep.
+func (cc *clientConn) fail(code int, msg string, keep bool) bool {
+	w := cc.out.b[:0]
+	text := statusText(code)
+	w = append(w, "HTTP/1.1 "...)
+	w = appendInt(w, int64(code))
+	w = append(w, ' ')
+	w = append(w, text...)
+	w = append(w, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nContent-Length: "...)
+	bodyLen := len(strconv.Itoa(code)) + 1 + len(text) + 2 + len(msg) + 1
+	w = appendInt(w, int64(bodyLen))
+	if !keep {
+		w = append(w, "\r\nConnection: close"...)
+	} else if cc.req.minor == 0 {
+		w = append(w, "\r\nConnection: keep-alive"...)
+	}
+	w = append(w, "\r\n\r\n"...)
+	if !cc.isHead {
+		w = appendInt(w, int64(code))
+		w = append(w, ' ')
+		w = append(w, text...)
+		w = append(w, ": "...)
+		w = append(w, msg...)
+		w = append(w, '\n')
+	}
+	cc.out.b = w
+	cc.isHead = false
+	if err := cc.out.flush(); err != nil {
+		return false
+	}
+	cc.linger = !keep
+	return keep
+}
+
+// reject answers a request the proxy refuses before forwarding (bad
+// head, unsupported method) and closes.
+func (cc *clientConn) reject(code int, msg string) {
+	cc.fail(code, msg, false)
+}
+
+// lingerClose closes gracefully: the write side first, then what the
+// client still sends is read and dropped for a moment, so an answer
+// sent before the whole request was read is not lost to a reset.
+func (cc *clientConn) lingerClose() {
+	var cw interface{ CloseWrite() error }
+	switch c := cc.c.(type) {
+	case *tls.Conn:
+		cw = c
+	case *conn:
+		if tc, ok := c.Conn.(*net.TCPConn); ok {
+			cw = tc
+		}
+	}
+	if cw == nil || cw.CloseWrite() != nil {
+		return
+	}
+	cc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	for range 64 {
+		if _, err := cc.c.Read(cc.in.b); err != nil {
+			break
+		}
+	}
+	cc.in.r, cc.in.w = 0, 0
+}
+
+func statusText(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 405:
+		return "Method Not Allowed"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Gateway Timeout"
+	case 505:
+		return "HTTP Version Not Supported"
+	}
+	return "Error"
+}
+
+// conn returns a connection to s: an idle one from its pool, else a new
+// one. reused says which (a reused one may turn out to be closed).
+func (bp *backendProxy) conn(s *upstream.Server, cc *clientConn) (pc *poolConn, reused bool, err error) {
+	if p := bp.pools[s]; p != nil {
+		if pc := p.get(); pc != nil {
+			return pc, true, nil
+		}
+	}
+	pc, err = bp.dial(s, cc)
+	return pc, false, err
+}
+
+// dial connects to s within connect_timeout; a server with send_proxy
+// gets the PROXY header naming the client first.
+func (bp *backendProxy) dial(s *upstream.Server, cc *clientConn) (*poolConn, error) {
+	timeout := bp.b.Config().ConnectTimeout.Duration
+	c, err := net.DialTimeout("tcp", s.Addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if s.SendProxy != 0 {
+		dest := acl.AddrPortOf(cc.raw.LocalAddr())
+		c.SetWriteDeadline(time.Now().Add(timeout))
+		if _, err := c.Write(proxyproto.Append(nil, s.SendProxy, cc.client, dest)); err != nil {
+			c.Close()
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Addr: c.RemoteAddr(), Err: err}
+		}
+		c.SetWriteDeadline(time.Time{})
+	}
+	return newPoolConn(c), nil
+}
+
+// put returns a connection whose response was read to its end.
+func (bp *backendProxy) put(s *upstream.Server, pc *poolConn) {
+	if p := bp.pools[s]; p != nil {
+		p.put(pc)
+		return
+	}
+	pc.c.Close()
+}
