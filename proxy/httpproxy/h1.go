@@ -18,7 +18,7 @@ import (
 type span struct{ start, end int32 }
 
 func (s span) of(b []byte) []byte { return b[s.start:s.end] }
-func (s span) empty() bool         { return s.end == s.start }
+func (s span) empty() bool        { return s.end == s.start }
 
 // field is one header field line: its name and its value without the
 // surrounding whitespace.

@@ -236,6 +236,7 @@ func (f *Frontend) acceptLoop(l *listener) {
 		go f.serve(nc, pc)
 	}
 }
+
 // Addrs returns the bound addresses (useful with port 0).
 func (f *Frontend) Addrs() []net.Addr {
 	out := make([]net.Addr, len(f.lns))
