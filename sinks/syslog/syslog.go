@@ -86,9 +86,7 @@ type Syslog struct {
 	cur          int      // index of the server conn is connected to
 	conn         net.Conn // nil when not connected
 	nextFailback time.Time
-	buf          []byte      // reused: one batch (TCP) or one message (UDP)
-	iov          net.Buffers // reused: writev list for raw output over plain TCP
-	ends         []int       // reused: where each length prefix ends in buf
+	buf          []byte // reused: one batch (TCP) or one message (UDP)
 	probe        [1]byte
 
 	failovers atomic.Uint64
@@ -363,47 +361,11 @@ func tlsAlive(tc *tls.Conn) bool {
 	return err == nil || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// send writes the batch to srv, connecting first if needed.
-// sendRawTCP writes a batch of raw messages with one writev(2) per 1024
-// buffers: the framing (length prefix or LF) goes into s.buf, the message
-// bytes are not copied at all. The messages stay valid until Write
-// returns, which outlives the system call.
-func (s *Syslog) sendRawTCP(ctx context.Context, c *net.TCPConn, batch []*sinks.Message) error {
-	b := s.buf[:0]
-	// Prefixes first (b may move while it grows), then slice them.
-	ends := s.ends[:0]
-	if s.framing == FramingOctetCounting {
-		for _, m := range batch {
-			b = strconv.AppendInt(b, int64(len(m.Raw)), 10)
-			b = append(b, ' ')
-			ends = append(ends, len(b))
-		}
-	}
-	s.buf, s.ends = b, ends
-	iov := s.iov[:0]
-	start := 0
-	for i, m := range batch {
-		if s.framing == FramingOctetCounting {
-			iov = append(iov, b[start:ends[i]:ends[i]], m.Raw)
-			start = ends[i]
-		} else {
-			iov = append(iov, m.Raw, lf)
-		}
-	}
-	s.iov = iov[:0]
-	w := iov // WriteTo consumes the slice it is given
-	if _, err := w.WriteTo(c); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("write: %w", ctx.Err())
-		}
-		return fmt.Errorf("write: %w", err)
-	}
-	clear(iov) // drop references to the messages
-	return nil
-}
-
-var lf = []byte{'\n'}
-
+// send writes the batch to srv, connecting first if needed. Over TCP and
+// TLS the whole batch is framed into s.buf and written with one write(2):
+// copying the messages into one buffer costs less than the kernel's
+// per-segment work for a writev of two iovecs per message
+// (BenchmarkWriteTCP: 7.7-8.7M -> 17.7-18.0M msgs/s).
 func (s *Syslog) send(ctx context.Context, srv *server, batch []*sinks.Message) error {
 	if s.conn != nil && srv.network == "tcp" && !s.alive() {
 		s.closeConn()
@@ -428,9 +390,6 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*sinks.Message) 
 	defer stop()
 	if srv.network == "udp" {
 		return s.sendUDP(batch)
-	}
-	if tc, ok := conn.(*net.TCPConn); ok && s.enc == sinks.EncodingRaw {
-		return s.sendRawTCP(ctx, tc, batch)
 	}
 	b := s.buf[:0]
 	for _, m := range batch {
