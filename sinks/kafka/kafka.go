@@ -1,21 +1,26 @@
 // Package kafka is wharf's Kafka sink: it produces each batch the runner
-// hands it to one topic with segmentio/kafka-go's Writer, synchronously,
-// and returns only when the brokers acknowledged every message at the
-// configured required_acks.
+// hands it to one topic with segmentio/kafka-go's low-level client
+// (Client.Produce over a Transport), synchronously, and returns only when
+// the brokers acknowledged every message at the configured required_acks.
 //
 // Batching is the runner's job (sinks.Runner: batch_size, batch_bytes,
-// batch_timeout). The kafka-go Writer is configured so that one Write
-// becomes one produce request per partition (more only if an encoding
-// inflates a partition's share past batch_bytes) and leaves at once:
-// its BatchSize and BatchBytes are the runner's limits, and its
-// BatchTimeout is writerLinger, not kafka-go's 1 s default.
+// batch_timeout). A Write splits its batch by partition with the
+// configured balancer and sends one produce request per partition, the
+// partitions concurrently; a partition gets more than one request, sent
+// one after the other, only when its share with Kafka's record framing is
+// larger than batch_bytes. The Transport routes each request to the
+// partition's leader. The partition count is cached by the sink and
+// looked up again (in the Transport's metadata cache) every metadataTTL
+// and after any failed Write.
 //
 // Buffer lifetimes: Write encodes keys and values into an arena the sink
-// owns, so no kafka-go structure ever points into a sinks.Message and
-// the runner may release the batch as soon as Write returns. The arena is
-// reused by the next Write, except after a failed or interrupted Write,
-// when kafka-go may still hold it; then it is left to kafka-go and the
-// garbage collector and a new one is started.
+// owns, and kafka-go reads them through the sink's record readers
+// (batchState), so no kafka-go structure ever points into a
+// sinks.Message and the runner may release the batch as soon as Write
+// returns. The arena, spans and readers are reused by the next Write,
+// except after a failed or interrupted Write, when kafka-go may still be
+// encoding a request abandoned at its deadline; then they are left to
+// kafka-go and the garbage collector and new ones are started.
 package kafka
 
 import (
@@ -25,10 +30,13 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 
 	"wharf/conf"
 	"wharf/sinks"
@@ -37,58 +45,63 @@ import (
 func init() { sinks.Register("kafka", New) }
 
 const (
-	// writerLinger is the kafka-go Writer's BatchTimeout. In synchronous
-	// mode kafka-go holds a partition's partial batch until it is full or
-	// this timer fires; the runner has already waited batch_timeout for the
-	// batch, so waiting again would only add latency to every Write. The
-	// timer cannot split a Write's messages for one partition: they are
-	// all added under the partition lock the timer also needs.
-	writerLinger = 50 * time.Microsecond
-	// writerAttempts is how often kafka-go itself tries a produce request
-	// before failing it. A second attempt rides over a leader change or a
+	// produceAttempts is how often the sink itself tries a produce request
+	// before failing the Write (kafka-go's Writer did the same with
+	// MaxAttempts 2). A second attempt rides over a leader change or a
 	// just-created topic; beyond that the runner's retry with backoff
 	// takes over.
-	writerAttempts = 2
-	// writerBackoff is kafka-go's wait before its own second attempt.
-	writerBackoff = 50 * time.Millisecond
+	produceAttempts = 2
+	// produceBackoff is the wait before the second attempt.
+	produceBackoff = 50 * time.Millisecond
 	// maxDialTimeout bounds one connect to a broker: a connection that
 	// takes longer on a LAN is as good as down.
 	maxDialTimeout = 5 * time.Second
-	// metadataTTL is how stale the cached partition layout may get (kafka-go
-	// randomizes the refresh below it). It also bounds how long a sink keeps
-	// failing after the brokers came back.
+	// metadataTTL is how stale the Transport's cached partition layout may
+	// get (kafka-go randomizes the refresh below it), and how long the sink
+	// trusts the partition count it read from it. It also bounds how long
+	// a sink keeps failing after the brokers came back.
 	metadataTTL = 5 * time.Second
 	// checkTimeout bounds Check when ctx has no earlier deadline.
 	checkTimeout = 3 * time.Second
 	// maxArenaFactor: an arena grown past this many times batch_bytes by
 	// one unusual batch is dropped rather than kept for the next Write.
 	maxArenaFactor = 4
+	// recordOverhead bounds what Kafka adds to a record's key and value in
+	// a record batch holding only that record (batch header and varint
+	// framing); a message that does not fit batch_bytes with it is
+	// rejected.
+	recordOverhead = recordBatchOverhead + 23
 )
 
 // Sink produces messages to one Kafka topic.
 //
 // Concurrency: Write is called from one goroutine and never concurrently
-// with itself or Close (the sinks.Sink contract). Check may be called
-// from any goroutine at any time.
+// with itself or Close (the sinks.Sink contract); it runs one goroutine
+// per partition while it produces. Check may be called from any
+// goroutine at any time.
 type Sink struct {
-	name string
-	opt  options
-	tr   *kafkago.Transport
-	w    *kafkago.Writer
+	name   string
+	opt    options
+	tr     *kafkago.Transport
+	client *kafkago.Client
+	bal    kafkago.Balancer
+	topics []string // {opt.topic}, for metadata requests
 
-	// Reused across Writes; see the package doc for their lifetime.
-	arena []byte
-	spans []recordSpan
-	msgs  []kafkago.Message
+	// The topic's partition count, 0 when unknown, read at partitionsAt.
+	partitions   int
+	partitionsAt time.Time
+	partList     []int // 0..partitions-1, the balancer's argument
+	counts       []int // records per partition in this Write
+
+	// st is the reused per-Write state; see the package doc for its
+	// lifetime. nil after a failed Write.
+	st *batchState
 	// rejected lists the batch indexes encode left out as too large.
 	rejected []int
-}
 
-// recordSpan locates one record's key and value in the arena:
-// key arena[k:v] (absent when !hasKey), value arena[v:end].
-type recordSpan struct {
-	k, v, end int
-	hasKey    bool
+	// requests and records count produce requests (each attempt) and the
+	// records they carried, for tests.
+	requests, records atomic.Int64
 }
 
 // New builds a Kafka sink from its config section. It validates every
@@ -108,28 +121,15 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 		TLS:            opt.tls,
 		SASL:           opt.sasl,
 	}
-	w := &kafkago.Writer{
-		Addr:         kafkago.TCP(opt.brokers...),
-		Topic:        opt.topic,
-		Balancer:     newBalancer(opt.balancer),
-		Compression:  opt.compression,
-		RequiredAcks: opt.acks,
-		BatchSize:    opt.batchSize,
-		BatchBytes:   opt.batchBytes,
-		BatchTimeout: writerLinger,
-		WriteTimeout: opt.writeTimeout,
-		ReadTimeout:  opt.writeTimeout,
-		MaxAttempts:  writerAttempts,
-		// Both bounds set: kafka-go's defaults (100ms, 1s) would otherwise
-		// apply to the one in-writer retry.
-		WriteBackoffMin: writerBackoff,
-		WriteBackoffMax: writerBackoff,
-		// Like the Java producer: the broker's auto.create.topics.enable
-		// decides whether a missing topic is created.
-		AllowAutoTopicCreation: true,
-		Transport:              tr,
+	client := &kafkago.Client{
+		Addr:      kafkago.TCP(opt.brokers...),
+		Transport: tr,
+		// The broker is asked to answer within half of it (kafka-go halves
+		// a Client's timeout for the produce request's own timeout).
+		Timeout: opt.writeTimeout,
 	}
-	return &Sink{name: name, opt: opt, tr: tr, w: w}, nil
+	return &Sink{name: name, opt: opt, tr: tr, client: client,
+		bal: newBalancer(opt.balancer), topics: []string{opt.topic}}, nil
 }
 
 // Write produces the batch and returns nil once the brokers acknowledged
@@ -143,25 +143,26 @@ func (s *Sink) Write(ctx context.Context, batch []*sinks.Message) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	msgs := s.encode(batch)
-	var err error
-	if len(msgs) > 0 {
+	st := s.encode(batch)
+	if len(st.spans) > 0 {
 		wctx, cancel := context.WithTimeout(ctx, s.opt.writeTimeout)
-		err = s.w.WriteMessages(wctx, msgs...)
+		failed, err := s.produce(wctx, st)
 		cancel()
+		if err != nil {
+			// kafka-go may still be encoding from st (see the package doc).
+			s.st = nil
+			// kafka-go keeps a failed metadata fetch, or a stale partition
+			// leader, cached until its metadata TTL; dropping the
+			// connection pool (and the sink's partition count) makes the
+			// runner's retry start from fresh connections and metadata.
+			// In-flight requests keep their pool alive (refcounted).
+			s.partitions = 0
+			s.tr.CloseIdleConnections()
+			return s.explain(ctx, err, failed, len(batch))
+		}
 	}
-	// Our []kafkago.Message is ours again (kafka-go copies the structs), but
-	// only a clean return proves kafka-go is done with the arena bytes.
-	if err != nil || cap(s.arena) > maxArenaFactor*int(s.opt.batchBytes) {
-		s.arena = nil
-	}
-	if err != nil {
-		// kafka-go keeps a failed metadata fetch, or a stale partition
-		// leader, cached until its metadata TTL; dropping the connection
-		// pool makes the runner's retry start from fresh connections and
-		// metadata. In-flight requests keep their pool alive (refcounted).
-		s.tr.CloseIdleConnections()
-		return s.explain(ctx, err, len(batch))
+	if cap(st.arena) > maxArenaFactor*int(s.opt.batchBytes) {
+		st.arena = nil
 	}
 	if len(s.rejected) > 0 {
 		return &sinks.RejectedError{Indexes: s.rejected, Err: fmt.Errorf(
@@ -171,15 +172,16 @@ func (s *Sink) Write(ctx context.Context, batch []*sinks.Message) error {
 	return nil
 }
 
-// recordOverhead bounds what kafka-go adds to key and value when it
-// checks a message against BatchBytes (lengths, attributes, timestamp).
-const recordOverhead = 64
-
-// encode fills s.msgs from batch, copying keys and encoded values into
-// the arena. It allocates only while the arena and slices grow.
-func (s *Sink) encode(batch []*sinks.Message) []kafkago.Message {
-	buf := s.arena[:0]
-	spans := s.spans[:0]
+// encode fills the Write state's arena and spans from batch, copying keys
+// and encoded values into the arena. It allocates only while the arena
+// and slices grow (or once after a failed Write).
+func (s *Sink) encode(batch []*sinks.Message) *batchState {
+	if s.st == nil {
+		s.st = &batchState{}
+	}
+	st := s.st
+	buf := st.arena[:0]
+	spans := st.spans[:0]
 	s.rejected = s.rejected[:0]
 	for i, m := range batch {
 		sp := recordSpan{k: len(buf)}
@@ -191,24 +193,24 @@ func (s *Sink) encode(batch []*sinks.Message) []kafkago.Message {
 		buf = s.opt.encoding.Append(buf, m)
 		sp.end = len(buf)
 		if sp.end-sp.k+recordOverhead > int(s.opt.batchBytes) {
-			// kafka-go would fail the whole batch for it, forever.
+			// The broker would refuse the whole request for it, forever.
 			s.rejected = append(s.rejected, i)
 			buf = buf[:sp.k]
 			continue
 		}
 		spans = append(spans, sp)
 	}
-	// Slice the arena only now: appends above may have moved it.
-	msgs := s.msgs[:0]
-	for _, sp := range spans {
-		km := kafkago.Message{Value: buf[sp.v:sp.end:sp.end]}
-		if sp.hasKey {
-			km.Key = buf[sp.k:sp.v:sp.v]
-		}
-		msgs = append(msgs, km)
+	st.arena, st.spans = buf, spans
+	return st
+}
+
+// record returns span i's key (nil when absent) and value.
+func (st *batchState) record(i int) (key, value []byte) {
+	sp := st.spans[i]
+	if sp.hasKey {
+		key = st.arena[sp.k:sp.v:sp.v]
 	}
-	s.arena, s.spans, s.msgs = buf, spans, msgs
-	return msgs
+	return key, st.arena[sp.v:sp.end:sp.end]
 }
 
 // key returns the configured key field of m, nil when unset or absent
@@ -222,6 +224,216 @@ func (s *Sink) key(m *sinks.Message) []byte {
 		return m.Field(m.AppName)
 	}
 	return nil
+}
+
+// produce sends st's records and waits for every partition's requests. It
+// returns how many records were not acknowledged and the first error.
+func (s *Sink) produce(ctx context.Context, st *batchState) (failed int, err error) {
+	n, err := s.partitionCount(ctx)
+	if err != nil {
+		return 0, err
+	}
+	s.assign(st, n)
+	jobs := st.jobs
+	if len(jobs) == 1 {
+		s.runJob(ctx, st, &jobs[0])
+	} else {
+		var wg sync.WaitGroup
+		for i := 1; i < len(jobs); i++ {
+			wg.Add(1)
+			go func(j *produceJob) {
+				defer wg.Done()
+				s.runJob(ctx, st, j)
+			}(&jobs[i])
+		}
+		s.runJob(ctx, st, &jobs[0])
+		wg.Wait()
+	}
+	for i := range jobs {
+		if j := &jobs[i]; j.err != nil {
+			failed += j.failed
+			if err == nil {
+				err = j.err
+			}
+		}
+	}
+	return failed, err
+}
+
+// partitionCount returns the topic's partition count: the cached one, or
+// after metadataTTL (or a failed Write) the one in the Transport's
+// metadata cache. Like the Java producer, a topic missing there is asked
+// for with auto-creation allowed, so the broker's auto.create.topics.enable
+// decides whether it is created.
+func (s *Sink) partitionCount(ctx context.Context) (int, error) {
+	if s.partitions > 0 && time.Since(s.partitionsAt) < metadataTTL {
+		return s.partitions, nil
+	}
+	r, err := s.tr.RoundTrip(ctx, s.client.Addr, &metadataAPI.Request{TopicNames: s.topics, AllowAutoTopicCreation: true})
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range r.(*metadataAPI.Response).Topics {
+		if t.Name != s.opt.topic {
+			continue
+		}
+		if t.ErrorCode != 0 {
+			return 0, kafkago.Error(t.ErrorCode)
+		}
+		if len(t.Partitions) == 0 {
+			break
+		}
+		s.partitions, s.partitionsAt = len(t.Partitions), time.Now()
+		for len(s.partList) < s.partitions {
+			s.partList = append(s.partList, len(s.partList))
+		}
+		return s.partitions, nil
+	}
+	return 0, kafkago.UnknownTopicOrPartition
+}
+
+// assign picks each record's partition with the balancer and groups the
+// records into one job per partition, batch order kept within each.
+func (s *Sink) assign(st *batchState, n int) {
+	if cap(s.counts) < n {
+		s.counts = make([]int, n)
+	}
+	counts := s.counts[:n]
+	clear(counts)
+	spans := st.spans
+	if n == 1 {
+		for i := range spans {
+			spans[i].part = 0
+		}
+		counts[0] = len(spans)
+	} else {
+		parts := s.partList[:n]
+		for i := range spans {
+			sp := &spans[i]
+			var msg kafkago.Message
+			msg.Key, msg.Value = st.record(i)
+			p := s.bal.Balance(msg, parts...)
+			if p < 0 || p >= n { // not from kafka-go's balancers
+				p = 0
+			}
+			sp.part = int32(p)
+			counts[p]++
+		}
+	}
+	// Counting sort of span indexes by partition; counts become the
+	// partitions' next free slots in order.
+	if cap(st.order) < len(spans) {
+		st.order = make([]int32, len(spans))
+	}
+	order := st.order[:len(spans)]
+	jobs := st.jobs[:0]
+	start := 0
+	for p, c := range counts {
+		if c == 0 {
+			continue
+		}
+		jobs = append(jobs, produceJob{partition: p, idx: order[start : start+c]})
+		counts[p] = start
+		start += c
+	}
+	for i := range spans {
+		p := spans[i].part
+		order[counts[p]] = int32(i)
+		counts[p]++
+	}
+	st.order, st.jobs = order, jobs
+}
+
+// runJob produces one partition's records in requests of at most
+// batch_bytes (record framing included) and records the outcome in j.
+func (s *Sink) runJob(ctx context.Context, st *batchState, j *produceJob) {
+	limit := int(s.opt.batchBytes) - recordBatchOverhead
+	for idx := j.idx; len(idx) > 0; {
+		n, size := 0, 0
+		for n < len(idx) {
+			sz := st.spans[idx[n]].size(n)
+			if n > 0 && size+sz > limit {
+				break
+			}
+			size += sz
+			n++
+		}
+		if err := s.produceRequest(ctx, st, j, idx[:n]); err != nil {
+			j.failed, j.err = len(idx), err
+			return
+		}
+		idx = idx[n:]
+	}
+}
+
+// produceRequest sends records idx of one partition in one produce
+// request, and once more after produceBackoff when the first attempt
+// failed with an error worth retrying.
+func (s *Sink) produceRequest(ctx context.Context, st *batchState, j *produceJob, idx []int32) error {
+	req := kafkago.ProduceRequest{
+		Topic:        s.opt.topic,
+		Partition:    j.partition,
+		RequiredAcks: s.opt.acks,
+		Compression:  s.opt.compression,
+		Records:      &j.rd,
+	}
+	for attempt := 1; ; attempt++ {
+		// A failed attempt that was not interrupted returned after kafka-go
+		// was done with the reader, so rewinding it is safe.
+		j.rd.reset(st.arena, st.spans, idx)
+		s.requests.Add(1)
+		s.records.Add(int64(len(idx)))
+		res, err := s.client.Produce(ctx, &req)
+		if err == nil && res != nil {
+			err = responseError(res)
+		}
+		if err == nil {
+			return nil
+		}
+		if attempt >= produceAttempts || ctx.Err() != nil || !retryable(err) {
+			return err
+		}
+		t := time.NewTimer(produceBackoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
+}
+
+// responseError is the partition's error in a produce response, with the
+// broker's first per-record complaint when it gave any.
+func responseError(res *kafkago.ProduceResponse) error {
+	if res.Error == nil && len(res.RecordErrors) == 0 {
+		return nil
+	}
+	first := -1
+	for i := range res.RecordErrors {
+		if first < 0 || i < first {
+			first = i
+		}
+	}
+	switch {
+	case first < 0:
+		return res.Error
+	case res.Error == nil:
+		return fmt.Errorf("record %d of the request: %w", first, res.RecordErrors[first])
+	}
+	return fmt.Errorf("%w (record %d of the request: %v)", res.Error, first, res.RecordErrors[first])
+}
+
+// retryable reports whether a produce error may clear on an immediate
+// second attempt: the errors kafka-go's Writer retried (Kafka errors
+// marked retriable, temporary and transient network errors).
+func retryable(err error) bool {
+	var temp interface{ Temporary() bool }
+	if errors.As(err, &temp) && temp.Temporary() {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // Check is a readiness probe: it asks each broker in turn for the topic's
@@ -265,35 +477,23 @@ func (s *Sink) checkBroker(ctx context.Context, broker string) error {
 	return nil
 }
 
-// Close flushes what kafka-go still holds, waits for it, and closes the
-// connections. Called once, after the last Write.
+// Close closes the connections. Called once, after the last Write, so
+// no request of the sink's is in flight except those a failed Write
+// abandoned at its deadline.
 func (s *Sink) Close() error {
-	err := s.w.Close()
 	s.tr.CloseIdleConnections()
-	s.arena, s.spans, s.msgs = nil, nil, nil
-	if err != nil {
-		return fmt.Errorf("sinks/kafka: sink %q: closing the writer: %w", s.name, err)
-	}
+	s.st, s.rejected = nil, nil
 	return nil
 }
 
 // explain turns a kafka-go error into one that says what failed and what
-// to do. The original error stays wrapped for errors.Is/As.
-func (s *Sink) explain(ctx context.Context, err error, n int) error {
+// to do. failed counts the records not acknowledged (0: the Write failed
+// before producing, e.g. no metadata). The original error stays wrapped
+// for errors.Is/As.
+func (s *Sink) explain(ctx context.Context, err error, failed, n int) error {
 	prefix := fmt.Sprintf("sinks/kafka: sink %q: topic %q", s.name, s.opt.topic)
-
-	var werrs kafkago.WriteErrors
-	if errors.As(err, &werrs) {
-		failed, first := 0, error(nil)
-		for _, e := range werrs {
-			if e != nil {
-				failed++
-				if first == nil {
-					first = e
-				}
-			}
-		}
-		return &writeError{fmt.Sprintf("%s: %d of %d messages not acknowledged: %s", prefix, failed, n, s.hint(ctx, first)), err}
+	if failed > 0 {
+		return &writeError{fmt.Sprintf("%s: %d of %d messages not acknowledged: %s", prefix, failed, n, s.hint(ctx, err)), err}
 	}
 	return &writeError{prefix + ": " + s.hint(ctx, err), err}
 }
@@ -310,7 +510,6 @@ func (e *writeError) Unwrap() error { return e.err }
 
 // hint describes one underlying error and the likely fix.
 func (s *Sink) hint(ctx context.Context, err error) string {
-	var tooLarge kafkago.MessageTooLargeError
 	var kerr kafkago.Error
 	var netErr net.Error
 	switch {
@@ -319,9 +518,9 @@ func (s *Sink) hint(ctx context.Context, err error) string {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("no acknowledgement within write_timeout %s; check that Kafka at %s is healthy, or raise write_timeout",
 			s.opt.writeTimeout, s.brokerList())
-	case errors.As(err, &tooLarge):
-		return fmt.Sprintf("a message of %d bytes is larger than batch_bytes %d; raise batch_bytes (and the topic's max.message.bytes) or lower the frontend's max_message_size",
-			len(tooLarge.Message.Key)+len(tooLarge.Message.Value), s.opt.batchBytes)
+	case errors.Is(err, kafkago.MessageSizeTooLarge):
+		return fmt.Sprintf("broker refused a record batch as too large; lower batch_bytes (now %d) below the topic's max.message.bytes, or raise that",
+			s.opt.batchBytes)
 	case errors.Is(err, kafkago.UnknownTopicOrPartition):
 		return "topic does not exist (yet); a broker with auto.create.topics.enable=true creates it and a retry succeeds, otherwise create the topic"
 	case errors.As(err, &kerr):

@@ -18,7 +18,7 @@ import (
 )
 
 func TestNewMapsOptions(t *testing.T) {
-	// want is the subset of Writer fields the config controls.
+	// want is what the config controls.
 	type want struct {
 		balancer     string // %T of the balancer
 		compression  kafkago.Compression
@@ -37,24 +37,26 @@ func TestNewMapsOptions(t *testing.T) {
 		}
 		k := s.(*Sink)
 		got := want{
-			balancer:     fmt.Sprintf("%T", k.w.Balancer),
-			compression:  k.w.Compression,
-			acks:         k.w.RequiredAcks,
-			batchSize:    k.w.BatchSize,
-			batchBytes:   k.w.BatchBytes,
-			writeTimeout: k.w.WriteTimeout,
+			balancer:     fmt.Sprintf("%T", k.bal),
+			compression:  k.opt.compression,
+			acks:         k.opt.acks,
+			batchSize:    k.opt.batchSize,
+			batchBytes:   k.opt.batchBytes,
+			writeTimeout: k.opt.writeTimeout,
 			encoding:     k.opt.encoding,
 			key:          k.opt.key,
 		}
 		if got != w {
 			t.Errorf("New(%+v):\n got %+v\nwant %+v", cfg, got, w)
 		}
-		// Never kafka-go's defaults: 1 s linger, acks none, async.
-		if k.w.BatchTimeout != writerLinger || k.w.Async || !k.w.AllowAutoTopicCreation {
-			t.Errorf("BatchTimeout %v Async %v AllowAutoTopicCreation %v", k.w.BatchTimeout, k.w.Async, k.w.AllowAutoTopicCreation)
+		// The client waits write_timeout, not kafka-go's default, and
+		// talks to the configured brokers about the configured topic.
+		if k.client.Timeout != w.writeTimeout || k.client.Transport != k.tr {
+			t.Errorf("client timeout %v, transport %p want %p", k.client.Timeout, k.client.Transport, k.tr)
 		}
-		if k.w.Topic != cfg.Topic || k.w.Addr.String() != strings.Join(cfg.Brokers, ",") {
-			t.Errorf("topic %q addr %q", k.w.Topic, k.w.Addr)
+		if k.opt.topic != cfg.Topic || k.client.Addr.String() != strings.Join(cfg.Brokers, ",") ||
+			len(k.tr.MetadataTopics) != 1 || k.tr.MetadataTopics[0] != cfg.Topic {
+			t.Errorf("topic %q addr %q metadata topics %q", k.opt.topic, k.client.Addr, k.tr.MetadataTopics)
 		}
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
@@ -166,19 +168,20 @@ func TestEncodeKeysValuesAndReuse(t *testing.T) {
 				m.Release()
 			}
 		}()
-		msgs := k.encode(batch)
-		if len(msgs) != len(batch) {
-			t.Fatalf("%d records for %d messages", len(msgs), len(batch))
+		st := k.encode(batch)
+		if len(st.spans) != len(batch) {
+			t.Fatalf("%d records for %d messages", len(st.spans), len(batch))
 		}
-		for i, km := range msgs {
-			if want := wantKey(i); !bytes.Equal(km.Key, want) || (want == nil) != (km.Key == nil) {
-				t.Errorf("key=%s: record %d key %q, want %q", key, i, km.Key, want)
+		for i := range st.spans {
+			gotKey, gotValue := st.record(i)
+			if want := wantKey(i); !bytes.Equal(gotKey, want) || (want == nil) != (gotKey == nil) {
+				t.Errorf("key=%s: record %d key %q, want %q", key, i, gotKey, want)
 			}
-			if want := k.opt.encoding.Append(nil, batch[i]); !bytes.Equal(km.Value, want) {
-				t.Errorf("encoding=%s: record %d value %q, want %q", enc, i, km.Value, want)
+			if want := k.opt.encoding.Append(nil, batch[i]); !bytes.Equal(gotValue, want) {
+				t.Errorf("encoding=%s: record %d value %q, want %q", enc, i, gotValue, want)
 			}
 			// Values are copies in the arena, never aliases of Raw.
-			if &km.Value[0] == &batch[i].Raw[0] {
+			if &gotValue[0] == &batch[i].Raw[0] {
 				t.Errorf("record %d value aliases the message", i)
 			}
 		}
