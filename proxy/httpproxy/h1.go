@@ -708,8 +708,11 @@ func (x *rbuf) line(dst *wbuf, max int) ([]byte, error) {
 			}
 		}
 		if err := x.fill(); err != nil {
-			if err == io.EOF || errors.Is(err, errTooLarge) {
+			switch {
+			case err == io.EOF:
 				err = io.ErrUnexpectedEOF
+			case errors.Is(err, errTooLarge):
+				err = errBadChunk // a line longer than the buffer
 			}
 			return nil, err
 		}
