@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -385,21 +386,31 @@ func TestKafkaCheckAndAutoCreate(t *testing.T) {
 	}
 }
 
-// BenchmarkKafkaWrite measures Write throughput of ~300 B messages in
-// batches of 1000 with acks one to a 3-partition topic.
+// BenchmarkKafkaWrite measures Write of ~300 B messages with acks one:
+// batches of 1000 to a 3-partition topic, and batches of 3400 (about the
+// default batch_bytes, 1MiB) to a 1-partition topic as in make bench's
+// Kafka scenario. allocs/msg counts every allocation in the process
+// during the Writes (kafka-go's connection goroutines included), per
+// message.
 func BenchmarkKafkaWrite(b *testing.B) {
 	brokers := testenv.Env(b, "WHARF_KAFKA_BROKERS")
-	for _, c := range []struct{ name, compression string }{{"none", "none"}, {"zstd", "zstd"}} {
+	for _, c := range []struct {
+		name, compression     string
+		partitions, batchSize int
+	}{
+		{"p3/none/1000", "none", 3, 1000},
+		{"p3/zstd/1000", "zstd", 3, 1000},
+		{"p1/none/3400", "none", 1, 3400},
+	} {
 		b.Run(c.name, func(b *testing.B) {
-			topic := newTopic(b, brokers, 3)
+			topic := newTopic(b, brokers, c.partitions)
 			s, err := New("bench", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic,
-				RequiredAcks: "one", BatchSize: 1000, Compression: c.compression})
+				RequiredAcks: "one", BatchSize: c.batchSize, Compression: c.compression})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			const batchSize = 1000
-			batch := make([]*sinks.Message, batchSize)
+			batch := make([]*sinks.Message, c.batchSize)
 			size := 0
 			for i := range batch {
 				batch[i] = syslogMessage(i)
@@ -416,6 +427,8 @@ func BenchmarkKafkaWrite(b *testing.B) {
 			}
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
 			b.ResetTimer()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
@@ -423,7 +436,12 @@ func BenchmarkKafkaWrite(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.N*batchSize)/time.Since(start).Seconds(), "msgs/s")
+			elapsed := time.Since(start)
+			b.StopTimer()
+			runtime.ReadMemStats(&m1)
+			msgs := float64(b.N * c.batchSize)
+			b.ReportMetric(msgs/elapsed.Seconds(), "msgs/s")
+			b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/msgs, "allocs/msg")
 		})
 	}
 }
