@@ -153,3 +153,68 @@ address = %q
 		}
 	}
 }
+
+// BenchmarkLoopbackGETParallel: 64 client connections at once, as the
+// end-to-end bench's wrk -c64.
+func BenchmarkLoopbackGETParallel(b *testing.B) {
+	r := start(b, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, rawBackend(b)))
+	b.ReportAllocs()
+	b.SetParallelism(32) // 64 connections on 2 cores
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", r.f.Addrs()[0].String())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		rc := &rawClient{c: c, req: []byte("GET / HTTP/1.1\r\nHost: bench.example\r\n\r\n"), buf: make([]byte, 4096)}
+		for pb.Next() {
+			if err := rc.do(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// A bodiless keep-alive GET allocates nothing in the proxy once its
+// buffers and the server connection exist (client and server here
+// allocate nothing either).
+func TestZeroAllocGET(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loopback allocation count")
+	}
+	r := oneBackend(t, rawBackend(t))
+	c, err := net.Dial("tcp", r.f.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc := &rawClient{c: c, req: []byte("GET /some/path?q=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: wrk\r\nAccept: */*\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"), buf: make([]byte, 4096)}
+	for range 100 { // warm up: pools, buffers, timers
+		if err := rc.do(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var failed error
+	allocs := testing.AllocsPerRun(500, func() {
+		if err := rc.do(); err != nil && failed == nil {
+			failed = err
+		}
+	})
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	if allocs != 0 {
+		t.Errorf("%v allocations per request, want 0", allocs)
+	}
+}

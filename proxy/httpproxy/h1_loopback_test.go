@@ -403,6 +403,8 @@ func TestSmugglingRefused(t *testing.T) {
 	f("GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", 400)
 	f("GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400)
 	f("GET / HTTP/1.1\r\n\r\n", 400)
+	f("GET / HTTP/1.1\nHost: x\n\n", 400) // refused at once, not after header_timeout
+	f("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400)
 	f("GET / HTTP/1.1\r\nHost: x\r\nX: "+strings.Repeat("a", 70<<10)+"\r\n\r\n", 431)
 	f("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505)
 	f("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405)

@@ -38,11 +38,20 @@ func newPoolConn(c net.Conn) *poolConn {
 	return &poolConn{c: c, in: rbuf{rd: c, conn: c, b: make([]byte, serverReadBuf), max: maxRespHead}}
 }
 
-func (p *connPool) get() *poolConn {
+func (p *connPool) get() *poolConn { return p.getIdleWithin(0) }
+
+// getIdleWithin is get for a request that cannot be sent again if the
+// connection turns out to have been closed by the server: with maxAge > 0
+// it takes only a connection idle for less than that, since servers close
+// idle connections after some seconds (nil means dial a new one).
+func (p *connPool) getIdleWithin(maxAge time.Duration) *poolConn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.idle)
 	if n == 0 {
+		return nil
+	}
+	if maxAge > 0 && time.Since(p.idle[n-1].since) > maxAge {
 		return nil
 	}
 	pc := p.idle[n-1]

@@ -142,6 +142,10 @@ func (cc *clientConn) readRequest(first bool) bool {
 			}
 			return true
 		}
+		if bareLF(b, cc.scan) {
+			cc.reject(400, errBareLF.Error())
+			return false
+		}
 		cc.scan = len(b)
 		if len(b) >= int(f.cfg.MaxHeaderBytes) {
 			cc.reject(431, "request header too large")
@@ -260,6 +264,17 @@ func absoluteForm(t []byte) (auth, rest []byte, ok bool) {
 }
 
 var slash = []byte("/")
+
+// bareLF reports an LF without its CR in b[from:] (an incomplete head):
+// such a head would never end, so it is refused at once.
+func bareLF(b []byte, from int) bool {
+	for i := from; i < len(b); i++ {
+		if b[i] == '\n' && (i == 0 || b[i-1] != '\r') {
+			return true
+		}
+	}
+	return false
+}
 
 func indexByte(b []byte, c byte) int {
 	for i, x := range b {
@@ -659,6 +674,9 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 		b := srv.buffered()
 		end := findHeadEnd(b, scan)
 		if end < 0 {
+			if bareLF(b, scan) {
+				return bodySent && keep, errBadResponse
+			}
 			scan = len(b)
 			err := srv.fill()
 			if err == nil {
@@ -749,7 +767,7 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 		mode = length
 	}
 	decode := mode == chunked && clientMinor == 0
-	if mode == untilClose || decode {
+	if mode == untilClose || decode || cc.f.shutting.Load() {
 		keep = false
 	}
 	srvKeep := bodySent && mode != untilClose && s.SendProxy == 0 &&
@@ -1030,13 +1048,23 @@ func statusText(code int) string {
 // one. reused says which (a reused one may turn out to be closed).
 func (bp *backendProxy) conn(s *upstream.Server, cc *clientConn) (pc *poolConn, reused bool, err error) {
 	if p := bp.pools[s]; p != nil {
-		if pc := p.get(); pc != nil {
+		var maxAge time.Duration
+		if cc.req.hasBody() || !idempotent(cc.req.method.of(cc.reqBytes())) {
+			maxAge = freshEnough
+		}
+		if pc := p.getIdleWithin(maxAge); pc != nil {
 			return pc, true, nil
 		}
 	}
 	pc, err = bp.dial(s, cc)
 	return pc, false, err
 }
+
+// freshEnough is how long a connection may have been idle to carry a
+// request that cannot be replayed: well below the few seconds after
+// which servers commonly close idle keep-alive connections (Apache 5 s,
+// nginx 75 s, Go unlimited), so the race with such a close is rare.
+const freshEnough = 2 * time.Second
 
 // dial connects to s within connect_timeout; a server with send_proxy
 // gets the PROXY header naming the client first.
