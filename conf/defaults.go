@@ -28,6 +28,12 @@ const (
 	// DefaultFormat detects RFC5424 vs RFC3164 per message, since real
 	// networks mix both (network gear often speaks 3164).
 	DefaultFormat = "auto"
+	// DefaultParse checks every message's PRI and header (so garbage and
+	// non-syslog input is counted as malformed and routing by header
+	// fields works) but parses RFC5424 structured data and MSG only when
+	// an output needs them: with raw output that is half of a parse saved
+	// (ingest/parse BenchmarkParseHeader: 55 vs 118 ns).
+	DefaultParse = "header"
 	// DefaultFraming detects octet-counting vs LF per TCP connection:
 	// RFC6587 senders use both and the first byte tells them apart.
 	DefaultFraming = "auto"
@@ -291,6 +297,7 @@ func (f *Frontend) applyDefaults() {
 		return
 	}
 	setStr(&f.Format, DefaultFormat)
+	setStr(&f.Parse, DefaultParse)
 	setStr(&f.Framing, DefaultFraming)
 	if f.MaxMessageSize == 0 {
 		f.MaxMessageSize = DefaultMaxMessageSize

@@ -48,8 +48,8 @@ func (c *Config) Describe(w io.Writer) {
 			describeProxyFrontend(pr, name, f) // proxy.go
 			continue
 		}
-		pr("  frontend %s: mode %s, format %s, framing %s, max_message_size %s, oversize %s, on_error %s",
-			name, f.Mode, f.Format, f.Framing, f.MaxMessageSize, f.Oversize, f.OnError)
+		pr("  frontend %s: mode %s, format %s, parse %s, framing %s, max_message_size %s, oversize %s, on_error %s",
+			name, f.Mode, f.Format, f.Parse, f.Framing, f.MaxMessageSize, f.Oversize, f.OnError)
 		if f.HasTLSBind() {
 			mtls := "no client certificates"
 			if f.TLSClientCA != "" {

@@ -19,7 +19,7 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		key string
 		set bool
 	}{
-		{"format", f.Format != ""}, {"framing", f.Framing != ""},
+		{"format", f.Format != ""}, {"parse", f.Parse != ""}, {"framing", f.Framing != ""},
 		{"max_message_size", f.MaxMessageSize != 0}, {"oversize", f.Oversize != ""},
 		{"on_error", f.OnError != ""}, {"sinks", len(f.Sinks) > 0}, {"route", len(f.Routes) > 0},
 		{"frame_timeout", f.FrameTimeout.Duration != 0}, {"dead_letter", f.DeadLetter != ""},

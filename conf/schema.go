@@ -62,6 +62,10 @@ type Frontend struct {
 	// Format is how messages are parsed: "auto" (default), "rfc5424",
 	// "rfc3164" or "raw" (no parsing).
 	Format string `toml:"format"`
+	// Parse is how much of each message is parsed and checked: "header"
+	// (default: PRI and header fields always; RFC5424 structured data and
+	// MSG only when a sink's encoding or a tap needs them) or "full".
+	Parse string `toml:"parse"`
 	// Framing is TCP framing: "auto" (default: detected per connection),
 	// "octet-counting", "lf" or "nul". UDP is one message per datagram.
 	Framing string `toml:"framing"`

@@ -293,6 +293,7 @@ func (v *validator) frontend(f *Frontend) {
 	v.syslogTLS(p, f)  // security.go
 	v.rateLimits(p, f) // rate.go
 	v.enum(p, "format", f.Format, "auto", "rfc5424", "rfc3164", "raw")
+	v.enum(p, "parse", f.Parse, "header", "full")
 	v.enum(p, "framing", f.Framing, "auto", "octet-counting", "lf", "nul")
 	v.enum(p, "oversize", f.Oversize, "truncate", "drop")
 	v.enum(p, "on_error", f.OnError, "drop", "forward_raw")

@@ -87,6 +87,7 @@ type Listener struct {
 // reload swaps them atomically; the event loops load them once per read.
 type settings struct {
 	format   parse.Format
+	full     bool         // parse = "full": structured data and MSG even when no sink needs them
 	mode     framing.Mode // for new TCP connections; open ones keep theirs
 	max      int
 	truncate bool
@@ -118,7 +119,7 @@ func newSettings(fe *conf.Frontend) (*settings, error) {
 		return nil, fmt.Errorf("ingest: frontend %q: %w", fe.Name, err)
 	}
 	return &settings{
-		format: format, mode: mode, max: max,
+		format: format, full: fe.Parse == "full", mode: mode, max: max,
 		truncate: fe.Oversize != "drop", forward: fe.OnError == "forward_raw",
 		acl: list, maxConn: int64(fe.MaxConn),
 		idle: fe.ClientTimeout.Duration, frame: fe.FrameTimeout.Duration,
@@ -629,12 +630,19 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 	m.Transport = l.transport
 	m.Peer = peer
 	var perr error
+	tapped := l.tap != nil && l.tap.Active()
 	if s.format != parse.Raw {
-		perr = parse.Parse(m, s.format)
+		// Header only unless something downstream reads the structured
+		// data or MSG (see route.Frontend.FullParse).
+		if s.full || fe == nil || fe.FullParse || tapped {
+			perr = parse.Parse(m, s.format)
+		} else {
+			perr = parse.ParseHeader(m, s.format)
+		}
 	}
 	// The tap sees malformed messages too (unparsed, Format raw): they are
 	// what an operator tapping a port at 3 a.m. most wants to look at.
-	if l.tap != nil && l.tap.Active() {
+	if tapped {
 		l.tap.Publish(m)
 	}
 	if perr != nil {

@@ -51,9 +51,19 @@ func (c *collector) count() int {
 // its registry and target; it is stopped when the test ends.
 func listen(t *testing.T, scheme string, fe *conf.Frontend) (*Listener, *metrics.Registry, *collector) {
 	t.Helper()
+	return listenTo(t, scheme, fe, nil)
+}
+
+// listenTo is listen with a sink section for the target (nil: none, which
+// routing treats as a sink that needs every field parsed).
+func listenTo(t *testing.T, scheme string, fe *conf.Frontend, sink *conf.Sink) (*Listener, *metrics.Registry, *collector) {
+	t.Helper()
 	fe.Name = "edge"
 	fe.Sinks = []string{"out"}
 	cfg := &conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}
+	if sink != nil {
+		cfg.Sinks = map[string]*conf.Sink{"out": sink}
+	}
 	tgt := &collector{}
 	tab, err := route.Compile(cfg, map[string]route.Target{"out": tgt})
 	if err != nil {
@@ -508,4 +518,37 @@ func TestTCPThroughRunnerKeepsOrder(t *testing.T) {
 		}
 		next[c]++
 	}
+}
+
+// TestParseHeaderOnly: with raw output, parse = "header" (the default)
+// checks PRI and header but not the structured data, so a message with a
+// good header and broken structured data goes through as received, while
+// parse = "full" drops it as malformed. Input without a PRI is malformed
+// either way.
+func TestParseHeaderOnly(t *testing.T) {
+	badSD := "<13>1 2026-11-25T10:00:00Z h app - - [unterminated sd"
+	garbage := "GET / HTTP/1.1"
+	f := func(mode string, wantDelivered int, wantMalformed float64) {
+		t.Helper()
+		l, reg, tgt := listenTo(t, "udp", &conf.Frontend{Parse: mode}, &conf.Sink{Type: "syslog", Encoding: "raw"})
+		c, err := net.Dial("udp", l.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, m := range []string{valid, badSD, garbage} {
+			if _, err := c.Write([]byte(m)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "three datagrams received", func() bool { return counter(reg, "wharf_frontend_received_total", "") == 3 })
+		waitFor(t, mode+": the outcome", func() bool {
+			return tgt.count() == wantDelivered && counter(reg, "wharf_frontend_malformed_total", "") == wantMalformed
+		})
+		if n := counter(reg, "wharf_frontend_malformed_total", "no_pri"); n != 1 {
+			t.Errorf("%s: garbage counted %v times as no_pri, want 1", mode, n)
+		}
+	}
+	f("header", 2, 1)
+	f("full", 1, 2)
 }

@@ -58,9 +58,12 @@ type Frontend struct {
 	Rules []Rule
 	// Default receives messages that match no rule.
 	Default []Dest
-	// NeedsFields reports whether any rule looks at parsed header fields;
-	// when false and the format is raw, the listener can skip parsing.
-	NeedsFields bool
+	// FullParse reports whether a sink this frontend routes to needs the
+	// RFC5424 structured data or MSG located (an encoding other than raw)
+	// or keeps messages in a disk buffer (replayed later, perhaps under
+	// another encoding). When false, a frontend with parse = "header"
+	// parses headers only (see parse.ParseHeader).
+	FullParse bool
 }
 
 // Match returns where m goes. The returned slice belongs to the table and
@@ -135,6 +138,7 @@ func Compile(cfg *conf.Config, targets map[string]Target) (*Table, error) {
 			continue
 		}
 		f := &Frontend{Name: name, Default: dests("frontend."+name+".sinks", fe.Sinks)}
+		f.FullParse = needsFullParse(cfg, fe.Sinks)
 		for i, rc := range fe.Routes {
 			where := fmt.Sprintf("frontend.%s.route[%d]", name, i)
 			r, err := compileRule(rc)
@@ -145,7 +149,7 @@ func Compile(cfg *conf.Config, targets map[string]Target) (*Table, error) {
 			r.Index = i
 			r.Dests = dests(where+".sinks", rc.Sinks)
 			f.Rules = append(f.Rules, r)
-			f.NeedsFields = true
+			f.FullParse = f.FullParse || needsFullParse(cfg, rc.Sinks)
 		}
 		t.frontends[name] = f
 	}
@@ -154,6 +158,26 @@ func Compile(cfg *conf.Config, targets map[string]Target) (*Table, error) {
 		return nil, fmt.Errorf("route: %s", strings.Join(errs, "; "))
 	}
 	return t, nil
+}
+
+// needsFullParse reports whether one of the named sinks needs messages
+// parsed completely (see Frontend.FullParse). A target without a sink
+// section (tests route to their own) is assumed to need everything.
+func needsFullParse(cfg *conf.Config, sinks []string) bool {
+	for _, n := range sinks {
+		s := cfg.Sinks[n]
+		if s == nil {
+			return true
+		}
+		enc := s.Encoding
+		if enc == "" {
+			enc = conf.DefaultEncoding(s.Type)
+		}
+		if enc != "raw" || s.Buffer != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func compileRule(rc conf.Route) (Rule, error) {

@@ -136,3 +136,40 @@ func BenchmarkMatch(b *testing.B) {
 		fe.Match(m)
 	}
 }
+
+// TestFullParse: a frontend needs structured data and MSG parsed when any
+// sink it can route to encodes messages (rfc5424, json: a file sink's
+// default) or buffers them on disk; raw sinks need headers only.
+func TestFullParse(t *testing.T) {
+	sinkCfg := map[string]*conf.Sink{
+		"raw":      {Type: "syslog", Encoding: "raw"},
+		"kafka":    {Type: "kafka"}, // default encoding raw
+		"json":     {Type: "stdout", Encoding: "json"},
+		"file":     {Type: "file"}, // default encoding json
+		"buffered": {Type: "syslog", Encoding: "raw", Buffer: &conf.Buffer{Dir: "/tmp/x"}},
+	}
+	f := func(defaults []string, ruleSinks []string, want bool) {
+		t.Helper()
+		fe := &conf.Frontend{Sinks: defaults}
+		if ruleSinks != nil {
+			fe.Routes = []conf.Route{{AppName: "sshd", Sinks: ruleSinks}}
+		}
+		targets := map[string]Target{}
+		for n := range sinkCfg {
+			targets[n] = &countTarget{}
+		}
+		tab, err := Compile(&conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}, Sinks: sinkCfg}, targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tab.Frontend("edge").FullParse; got != want {
+			t.Errorf("sinks %v, rule sinks %v: FullParse %v, want %v", defaults, ruleSinks, got, want)
+		}
+	}
+	f([]string{"raw", "kafka"}, nil, false)
+	f([]string{"raw"}, []string{"kafka"}, false)
+	f([]string{"raw", "json"}, nil, true)
+	f([]string{"file"}, nil, true)
+	f([]string{"raw"}, []string{"json"}, true) // only a rule's sink needs it
+	f([]string{"buffered"}, nil, true)
+}

@@ -17,11 +17,15 @@ var (
 )
 
 func benchParse(b *testing.B, raw []byte, f Format) {
+	benchParseWith(b, Parse, raw, f)
+}
+
+func benchParseWith(b *testing.B, parse func(*sinks.Message, Format) error, raw []byte, f Format) {
 	m := &sinks.Message{Raw: raw}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
-		if err := Parse(m, f); err != nil {
+		if err := parse(m, f); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -30,6 +34,11 @@ func benchParse(b *testing.B, raw []byte, f Format) {
 func BenchmarkParseRFC5424(b *testing.B) { benchParse(b, bench5424, RFC5424) }
 func BenchmarkParseRFC3164(b *testing.B) { benchParse(b, bench3164, RFC3164) }
 func BenchmarkParseAuto(b *testing.B)    { benchParse(b, bench5424, Auto) }
+
+// BenchmarkParseHeader is the header-only parse of the RFC5424 message of
+// BenchmarkParseRFC5424 (three SD-PARAMs); wharf-bench's messages carry
+// five.
+func BenchmarkParseHeader(b *testing.B) { benchParseWith(b, ParseHeader, bench5424, RFC5424) }
 
 // BenchmarkGoSyslogRFC5424 is go-syslog's RFC5424 parser on the same
 // message as BenchmarkParseRFC5424, for comparison. On a 2-core AMD EPYC VM

@@ -76,6 +76,18 @@ func FuzzParse(f *testing.F) {
 					}
 				}
 			}
+			// ParseHeader accepts whatever Parse accepts, with the same
+			// header and without SD and MSG.
+			h := &sinks.Message{Raw: in}
+			if err := ParseHeader(h, format); err != nil {
+				t.Fatalf("%v: Parse accepted %q, ParseHeader refused it: %v", format, in, err)
+			}
+			if m.Format == sinks.FormatRFC5424 {
+				h.StructuredData, h.Msg = m.StructuredData, m.Msg
+			}
+			if describe(h) != describe(m) {
+				t.Fatalf("%v: ParseHeader %s != Parse %s", format, describe(h), describe(m))
+			}
 			if format == Auto && m.Format != sinks.FormatRaw {
 				explicit := RFC3164
 				if m.Format == sinks.FormatRFC5424 {

@@ -140,7 +140,19 @@ func (e Error) Error() string {
 // message without PRI (Priority -1), as rsyslog does.
 //
 // Parse does not allocate.
-func Parse(m *sinks.Message, f Format) error {
+func Parse(m *sinks.Message, f Format) error { return parse(m, f, false) }
+
+// ParseHeader is Parse without the RFC5424 STRUCTURED-DATA and MSG: it
+// checks and locates PRI, VERSION and the header fields up to MSGID, and
+// leaves StructuredData and Msg zero (what follows MSGID is not looked
+// at, so malformed structured data is not detected). RFC3164 messages,
+// which have no structured data, are parsed whole. A relay whose routes
+// and outputs use only header fields and Raw (the raw encoding) needs no
+// more, and skips the most expensive part of a parse (BenchmarkParseHeader
+// vs BenchmarkParseRFC5424, three SD-PARAMs: 55 vs 118 ns).
+func ParseHeader(m *sinks.Message, f Format) error { return parse(m, f, true) }
+
+func parse(m *sinks.Message, f Format, headerOnly bool) error {
 	m.Format = sinks.FormatRaw
 	m.Priority = -1
 	m.Version = 0
@@ -154,7 +166,7 @@ func Parse(m *sinks.Message, f Format) error {
 	var err Error
 	switch f {
 	case RFC5424:
-		err = parse5424(m)
+		err = parse5424(m, headerOnly)
 	case RFC3164:
 		err = parse3164(m, true)
 	default:
@@ -163,7 +175,7 @@ func Parse(m *sinks.Message, f Format) error {
 			return e
 		}
 		if p+1 < len(m.Raw) && m.Raw[p] == '1' && m.Raw[p+1] == ' ' {
-			err = parse5424(m)
+			err = parse5424(m, headerOnly)
 		} else {
 			err = parse3164(m, false)
 		}

@@ -26,7 +26,10 @@ var bom = []byte("\xef\xbb\xbf")
 // parse5424 parses m.Raw as RFC5424:
 //
 //	<PRI>VERSION SP TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP STRUCTURED-DATA [SP MSG]
-func parse5424(m *sinks.Message) Error {
+//
+// With headerOnly it stops after MSGID: STRUCTURED-DATA and MSG are
+// neither checked nor located (their Spans stay zero).
+func parse5424(m *sinks.Message, headerOnly bool) Error {
 	b := m.Raw
 	pri, p, err := parsePRI(b, false)
 	if err != 0 {
@@ -94,6 +97,12 @@ func parse5424(m *sinks.Message) Error {
 	// STRUCTURED-DATA
 	if p == len(b) {
 		return ErrTruncatedHeader
+	}
+	if headerOnly {
+		m.Format = sinks.FormatRFC5424
+		m.Version = uint8(v)
+		m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID = ts, host, app, proc, msgid
+		return 0
 	}
 	var sd sinks.Span
 	switch b[p] {
