@@ -446,9 +446,10 @@ func BenchmarkKafkaWrite(b *testing.B) {
 	}
 }
 
-// Regression: kafka-go's 1 s default BatchTimeout, or a linger that splits
-// a partition's share of a Write, would make each Write slow or chatty.
-// One Write must become at most one produce request per partition.
+// Regression: a linger before sending (kafka-go's Writer waited 1 s by
+// default) or a partition's share split into several requests would make
+// each Write slow or chatty. One Write of less than batch_bytes must
+// become at most one produce request per partition, sent at once.
 func TestKafkaOneProducePerPartition(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	const partitions = 3

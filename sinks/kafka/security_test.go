@@ -16,7 +16,7 @@ import (
 	"wharf/conf"
 )
 
-// TLS and SASL keys map onto the Transport of the writer and of Check.
+// TLS and SASL keys map onto the Transport of Write and of Check.
 func TestNewMapsTLSAndSASL(t *testing.T) {
 	ca := testpki.NewCA(t, "broker CA")
 	cert, key := ca.Issue(t, "wharf", false)
