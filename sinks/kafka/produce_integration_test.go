@@ -291,6 +291,9 @@ func TestKafkaSplitsSharesOverBatchBytes(t *testing.T) {
 // a few allocations (kafka-go's background metadata refresh).
 func TestKafkaWriteAllocatesNothingPerMessage(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
 	topic := newTopic(t, brokers, 3)
 	s, err := New("it", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname"})
 	if err != nil {
