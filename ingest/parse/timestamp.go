@@ -19,6 +19,9 @@ type tsFields struct {
 // and 'Z', at most maxFrac fraction digits, a real calendar day) at the
 // start of b and returns its length, or 0. Without needOffset (RFC3164
 // "ISO" timestamps) the offset may be missing.
+// fracScale[n] turns n fraction digits into nanoseconds.
+var fracScale = [10]int{0, 1e8, 1e7, 1e6, 1e5, 1e4, 1e3, 1e2, 1e1, 1}
+
 func scanRFC3339(b []byte, maxFrac int, needOffset bool) (int, tsFields) {
 	var t tsFields
 	if len(b) < 19 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
@@ -46,15 +49,15 @@ func scanRFC3339(b []byte, maxFrac int, needOffset bool) (int, tsFields) {
 	p := 19
 	if p < len(b) && b[p] == '.' {
 		p++
-		start, scale := p, 100000000
+		start, frac := p, 0
 		for p < len(b) && isDigit(b[p]) && p-start < maxFrac {
-			t.nsec += int(b[p]-'0') * scale
-			scale /= 10
+			frac = frac*10 + int(b[p]-'0')
 			p++
 		}
 		if p == start || (p < len(b) && isDigit(b[p])) {
 			return 0, t
 		}
+		t.nsec = frac * fracScale[p-start] // no division per digit
 	}
 	if p == len(b) {
 		if needOffset {
