@@ -42,10 +42,18 @@ type discardSink struct{}
 func (discardSink) Write(context.Context, []*sinks.Message) error { return nil }
 func (discardSink) Close() error                                  { return nil }
 
+// newTestListenerTo builds a listener for format whose frontend routes to
+// tgt. format "header" is auto with a raw-encoded sink section, so only
+// headers are parsed (parse = "header" and nothing needs more); the other
+// formats parse fully.
 func newTestListenerTo(tb testing.TB, format string, tgt route.Target) *Listener {
 	tb.Helper()
 	fe := &conf.Frontend{Name: "edge", Format: format, Sinks: []string{"out"}, MaxMessageSize: 64 << 10}
 	cfg := &conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}
+	if format == "header" {
+		fe.Format = "auto"
+		cfg.Sinks = map[string]*conf.Sink{"out": {Type: "syslog", Encoding: "raw"}}
+	}
 	tab, err := route.Compile(cfg, map[string]route.Target{"out": tgt})
 	if err != nil {
 		tb.Fatal(err)
@@ -91,9 +99,10 @@ func relay(l *Listener, fr *framing.Framer, out *outbox, buf []byte) int {
 var zeroPeer netip.AddrPort
 
 // BenchmarkRelayPathTCP is the per-message cost of wharf's TCP relay path
-// without the sockets: framing, pooled copy, header parse, route, enqueue.
+// without the sockets: framing, pooled copy, parse (full, header only,
+// none), route, enqueue.
 func BenchmarkRelayPathTCP(b *testing.B) {
-	for _, format := range []string{"auto", "raw"} {
+	for _, format := range []string{"auto", "header", "raw"} {
 		b.Run(format, func(b *testing.B) {
 			l, _ := newTestListener(b, format)
 			benchRelay(b, l)
@@ -105,7 +114,7 @@ func BenchmarkRelayPathTCP(b *testing.B) {
 // real sink runner (discarding sink): the queue's cost on the producer's
 // side, with the delivery loop running on the other core.
 func BenchmarkRelayPathTCPRunner(b *testing.B) {
-	for _, format := range []string{"auto", "raw"} {
+	for _, format := range []string{"auto", "header", "raw"} {
 		b.Run(format, func(b *testing.B) {
 			r := sinks.NewRunner("out", discardSink{}, sinks.RunnerConfig{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			r.Start()
