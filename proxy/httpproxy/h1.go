@@ -544,6 +544,18 @@ type rbuf struct {
 	// longest the peer may stay silent in the middle of a body.
 	progress time.Duration
 	conn     net.Conn
+	dl       time.Time // the read deadline last set on conn through setDeadline
+}
+
+// setDeadline sets conn's read deadline to t. With slack, a deadline set
+// less than slack before t is kept: a timer update per request saved,
+// for a timeout that may end up to slack early.
+func (x *rbuf) setDeadline(t time.Time, slack time.Duration) {
+	if slack > 0 && !x.dl.IsZero() && !x.dl.After(t) && t.Sub(x.dl) < slack {
+		return
+	}
+	x.dl = t
+	x.conn.SetReadDeadline(t)
 }
 
 func (x *rbuf) buffered() []byte { return x.b[x.r:x.w] }
@@ -570,7 +582,7 @@ func (x *rbuf) fill() error {
 		}
 	}
 	if x.progress > 0 {
-		x.conn.SetReadDeadline(time.Now().Add(x.progress))
+		x.setDeadline(time.Now().Add(x.progress), x.progress/16)
 	}
 	n, err := x.rd.Read(x.b[x.w:])
 	x.w += n

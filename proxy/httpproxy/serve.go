@@ -65,6 +65,7 @@ func (f *Frontend) serve(c net.Conn, raw *conn) {
 	cc.in.rd, cc.in.conn, cc.in.r, cc.in.w = c, c, 0, 0
 	cc.in.max = max(int(f.cfg.MaxHeaderBytes)+4, minReadBuf)
 	cc.in.progress = 0
+	cc.in.dl = time.Time{}
 	cc.out.w, cc.out.b = c, cc.out.b[:0]
 	_, cc.tls = c.(*tls.Conn)
 	cc.ip = netip.Addr{}
@@ -105,7 +106,9 @@ func (cc *clientConn) readRequest(first bool) bool {
 		if first {
 			wait = f.cfg.HeaderTimeout.Duration
 		}
-		cc.c.SetReadDeadline(time.Now().Add(wait))
+		// The idle timeout may end up to 1/16 early: the deadline is
+		// moved only when that much older than wanted.
+		in.setDeadline(time.Now().Add(wait), wait/16)
 		cc.raw.idle.Store(true)
 		if f.shutting.Load() {
 			return false
@@ -152,7 +155,7 @@ func (cc *clientConn) readRequest(first bool) bool {
 			return false
 		}
 		if !deadlineSet {
-			cc.c.SetReadDeadline(time.Now().Add(f.cfg.HeaderTimeout.Duration))
+			in.setDeadline(time.Now().Add(f.cfg.HeaderTimeout.Duration), 0)
 			deadlineSet = true
 		}
 		if err := in.fill(); err != nil {
@@ -585,12 +588,6 @@ func (cc *clientConn) answerError(bp *backendProxy, err error, keep bool) bool {
 	}
 }
 
-// errBody marks a failure while relaying a response body: the client has
-// part of it already, so the only answer is to close.
-type errBody struct{ err error }
-
-func (e errBody) Error() string { return "relaying the response body: " + e.err.Error() }
-
 // roundTrip is one attempt: request out, response back. A nil error
 // means the response was relayed (ok: the client connection goes on);
 // otherwise nothing reached the client yet, ok says whether the client
@@ -659,16 +656,13 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 	srv.progress = 0
 	scan := 0
 	got := false // any byte of a response
-	sliced := false
-	setDeadline := func() {
-		d := time.Second
-		if timeout > 0 {
-			d = min(d, timeout-time.Since(start))
-		}
-		sliced = timeout <= 0 || d < timeout
-		pc.c.SetReadDeadline(time.Now().Add(d))
+	slice := time.Second
+	if timeout > 0 {
+		slice = min(slice, timeout)
 	}
-	setDeadline()
+	// Usually a deadline a kept-alive connection has from a request
+	// moments ago does: it may wake the wait early, which then goes on.
+	srv.setDeadline(start.Add(slice), slice/8)
 	resp := &cc.resp
 	for {
 		b := srv.buffered()
@@ -684,16 +678,14 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 				continue
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if timeout > 0 && time.Since(start) >= timeout {
-					return bodySent && keep, errTimeout
-				}
-				if !sliced {
+				elapsed := time.Since(start)
+				if timeout > 0 && elapsed >= timeout {
 					return bodySent && keep, errTimeout
 				}
 				if cc.clientGone() {
 					return false, errClientGone
 				}
-				if !bodySent && expect {
+				if !bodySent && expect && elapsed >= time.Second {
 					// The server says nothing: send the body as if it
 					// had said 100 Continue (RFC 9110 10.1.1).
 					if clientMinor >= 1 {
@@ -706,7 +698,11 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 						return cc.bodyFailed(err)
 					}
 				}
-				setDeadline()
+				next := time.Second
+				if timeout > 0 {
+					next = min(next, timeout-elapsed)
+				}
+				srv.setDeadline(time.Now().Add(next), 0)
 				continue
 			}
 			if !got && reused && replayable {
@@ -776,7 +772,7 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 	cc.writeRespHead(b, resp, decode, keep, false)
 	srv.consume(resp.n)
 	if mode != none && (mode != length || int64(len(srv.buffered())) < resp.contentLength) {
-		pc.c.SetReadDeadline(time.Time{}) // a body may take its time
+		srv.setDeadline(time.Time{}, 0) // a body may take its time
 	}
 	var n int64
 	var err error
