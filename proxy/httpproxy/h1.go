@@ -54,7 +54,6 @@ var (
 	errBadConn     = errors.New("too many Connection options")
 	errBadChunk    = errors.New("malformed chunked body")
 	errBadTarget   = errors.New("invalid request target")
-	errMethod      = errors.New("method not supported")
 	errBadResponse = errors.New("malformed response from the server")
 )
 

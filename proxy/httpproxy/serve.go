@@ -568,8 +568,10 @@ func (cc *clientConn) exchange(bp *backendProxy, s *upstream.Server, pc *poolCon
 }
 
 // answerError answers a request whose exchange failed before any of the
-// response reached the client; started means the request body was not
-// (entirely) read, so the client connection closes after.
+// response reached the client: 504 for a server that did not answer in
+// time, 502 for anything else, nothing for a client that left. keep is
+// false when the request body was not (entirely) read, so the client
+// connection closes after.
 func (cc *clientConn) answerError(bp *backendProxy, err error, keep bool) bool {
 	f := cc.f
 	switch {
@@ -612,9 +614,11 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 	if _, err := pc.c.Write(head); err != nil {
 		return false, errStale
 	}
-	in.consume(int(bodyHere))
-	bodyLeft -= bodyHere
-	s.BytesToServer.Add(uint64(bodyHere))
+	if bodyHere > 0 {
+		in.consume(int(bodyHere))
+		bodyLeft -= bodyHere
+		s.BytesToServer.Add(uint64(bodyHere))
+	}
 	bodySent := !req.hasBody() || (!req.chunked && bodyLeft == 0)
 	// From here the head's spans are not needed: remember what is.
 	isHead := cc.isHead
@@ -785,7 +789,9 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 	case untilClose:
 		n, err = copyUntilEOF(&cc.out, srv)
 	}
-	s.BytesFromServer.Add(uint64(n))
+	if n > 0 {
+		s.BytesFromServer.Add(uint64(n))
+	}
 	if err == nil {
 		err = cc.out.flush()
 	}
