@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -451,4 +452,77 @@ func TestRequestRewrite(t *testing.T) {
 	if h := <-got; h != want {
 		t.Errorf("server got\n%q\nwant\n%q", h, want)
 	}
+}
+
+// Shutdown closes kept-alive connections waiting for their next request
+// at once, without waiting for the shutdown timeout.
+func TestShutdownClosesIdleKeepAlive(t *testing.T) {
+	var conns atomic.Int64
+	addr := rawServer(t, &conns, func(string) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	r := oneBackend(t, addr)
+	var rcs []*rawConn
+	for range 3 {
+		rc := dialRaw(t, r)
+		rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, _ := rc.read("GET"); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		rcs = append(rcs, rc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	if err := r.f.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v (idle connections were waited for)", err)
+	}
+	if el := time.Since(t0); el > time.Second {
+		t.Errorf("Shutdown took %s with only idle connections", el)
+	}
+	for i, rc := range rcs {
+		if !rc.closed() {
+			t.Errorf("idle connection %d still open", i)
+		}
+	}
+}
+
+// A kept-alive connection is closed after client_timeout without a
+// request, and one that starts a head but does not finish it after
+// header_timeout.
+func TestClientTimeouts(t *testing.T) {
+	var conns atomic.Int64
+	addr := rawServer(t, &conns, func(string) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+	})
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+header_timeout = "200ms"
+client_timeout = "400ms"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, addr))
+	f := func(second string, min, max time.Duration) {
+		t.Helper()
+		rc := dialRaw(t, r)
+		rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		rc.read("GET")
+		t0 := time.Now()
+		if second != "" {
+			rc.send(second)
+		}
+		if !rc.closed() {
+			t.Errorf("%q: connection not closed", second)
+		}
+		if el := time.Since(t0); el < min || el > max {
+			t.Errorf("%q: closed after %s, want %s-%s", second, el, min, max)
+		}
+	}
+	f("", 350*time.Millisecond, 2*time.Second)                   // idle: client_timeout (up to 1/16 early)
+	f("GET / HTTP/1.1\r\n", 150*time.Millisecond, 2*time.Second) // a head begun: header_timeout
 }
