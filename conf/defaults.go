@@ -94,8 +94,9 @@ const (
 	// 300 B (the old behaviour) meant ~80 ms of queueing and ~40 MiB that
 	// fell out of the CPU caches between enqueue and write; 4096 keeps
 	// both small (make bench: 0.92 -> 0.68 CPU us per message through a
-	// TCP relay). UDP senders cannot be paused, so for them the full
-	// queue_size still absorbs bursts and outages.
+	// TCP relay). The mark applies while the sink works; during an
+	// outage stream senders may fill the whole queue_size, which is there
+	// to ride it out, and UDP senders, which cannot be paused, always may.
 	DefaultBackpressureSize = 4096
 	// DefaultBackpressureBytes is the same mark in bytes.
 	DefaultBackpressureBytes = 4 * MiB

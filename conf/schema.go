@@ -266,10 +266,10 @@ type Sink struct {
 	// QueueBytes bounds queued message bytes. Default 64MiB.
 	QueueBytes Size `toml:"queue_bytes"`
 	// BackpressureSize is how many queued messages pause stream (TCP,
-	// TLS) senders: their connections are not read until the queue is
-	// below it again. UDP, which cannot be paused, may fill the queue up
-	// to QueueSize. Default 4096 (at least two batches, at most
-	// QueueSize).
+	// TLS) senders while the sink is healthy: their connections are not
+	// read until the queue is below it again. While the sink fails, and
+	// for UDP (which cannot be paused), the queue fills up to QueueSize.
+	// Default 4096 (at least two batches, at most QueueSize).
 	BackpressureSize int `toml:"backpressure_size"`
 	// BackpressureBytes is BackpressureSize in bytes. Default 4MiB (at
 	// least two batches, at most QueueBytes).

@@ -53,9 +53,11 @@ type RunnerConfig struct {
 	// batch being written.
 	QueueBytes int64
 	// PauseSize and PauseBytes are the lower bounds that apply to
-	// blocking producers (TCP and TLS listeners): they wait once this many
-	// messages or bytes are queued, while non-blocking ones (UDP) may fill
-	// the queue to QueueSize/QueueBytes. Zero (or more than the queue)
+	// blocking producers (TCP and TLS listeners) while the sink is ready:
+	// they wait once this many messages or bytes are queued, while
+	// non-blocking ones (UDP) may fill the queue to QueueSize/QueueBytes.
+	// While the sink is not ready (its last write or check failed), the
+	// queue's bounds apply to everyone. Zero (or more than the queue)
 	// means the queue's bounds. A low mark keeps a saturated stream's
 	// latency and working set small.
 	PauseSize  int
@@ -463,12 +465,15 @@ func (r *Runner) enqueue(ms []*Message, block bool) (queued int) {
 }
 
 // fits reports whether a message of size bytes fits the queue: for a
-// blocking (stream) producer below the pause mark, else below the queue's
-// bounds. A message larger than the bound still passes an empty queue, or
-// it could never be sent. Called with mu held.
+// blocking (stream) producer below the pause mark while the sink is
+// ready, else below the queue's bounds. The pause mark only keeps a busy
+// but healthy sink's queue short; while the sink fails (an outage), the
+// whole queue is there to ride it out before senders are held back. A
+// message larger than the bound still passes an empty queue, or it could
+// never be sent. Called with mu held.
 func (r *Runner) fits(size int64, block bool) bool {
 	limN, limB := len(r.ring), r.cfg.QueueBytes
-	if block {
+	if block && r.ready.Load() {
 		limN, limB = r.cfg.PauseSize, r.cfg.PauseBytes
 	}
 	if r.n >= limN {
@@ -645,11 +650,18 @@ func (r *Runner) Stats() RunnerStats {
 }
 
 func (r *Runner) setReady(ok bool) {
-	r.ready.Store(ok)
+	was := r.ready.Swap(ok)
 	if ok {
 		r.readyGauge.Set(1)
 	} else {
 		r.readyGauge.Set(0)
+	}
+	if was && !ok {
+		// Producers paused at the pause mark may now use the whole queue
+		// (see fits): wake them.
+		r.mu.Lock()
+		r.spaceFreed()
+		r.mu.Unlock()
 	}
 }
 

@@ -556,6 +556,42 @@ func TestRunnerPauseMark(t *testing.T) {
 	}
 }
 
+// TestRunnerPauseMarkOutage: while the sink fails, the pause mark does
+// not apply: stream senders may fill the whole queue to ride the outage
+// out, and everything is delivered once the sink recovers.
+func TestRunnerPauseMarkOutage(t *testing.T) {
+	tr := newTracker(t)
+	var down atomic.Bool
+	down.Store(true)
+	s := &fakeSink{fail: func(int) error {
+		if down.Load() {
+			return errors.New("collector down")
+		}
+		return nil
+	}}
+	r := NewRunner("outage", s, RunnerConfig{QueueSize: 20, PauseSize: 3, BatchSize: 1, RetryBackoff: 5 * time.Millisecond}, nil, quietLog())
+	r.Start()
+	r.Enqueue(tr.msg("first"), true)
+	waitFor(t, "a failed write", func() bool { return !r.Ready() })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 15 {
+			r.Enqueue(tr.msg(fmt.Sprint("m", i)), true)
+		}
+	}()
+	select {
+	case <-done: // 15 queued beyond the mark of 3
+	case <-time.After(5 * time.Second):
+		t.Fatalf("blocking producer held at the pause mark during an outage (queued %d)", r.queued())
+	}
+	down.Store(false)
+	closeRunner(t, r, 5*time.Second)
+	if n := len(s.all()); n != 16 {
+		t.Errorf("delivered %d after recovery, want 16", n)
+	}
+}
+
 func TestRunnerConfigDefaults(t *testing.T) {
 	c := RunnerConfig{}.withDefaults()
 	if c.PauseSize != c.QueueSize || c.PauseBytes != c.QueueBytes {
