@@ -109,6 +109,12 @@ const (
 	// than by count. 1000 made the sink wait for a round trip every 300KB
 	// (make bench, TCP in to Kafka: 458k -> 585k msg/s with 4000).
 	DefaultKafkaBatchSize = 10000
+	// DefaultKafkaBatchBytes is librdkafka's batch.size (1000000): with
+	// Kafka's record framing (~3% for 300 B messages) a full batch stays
+	// under the broker's default message.max.bytes (1048588) and goes out
+	// as one produce request; 1MiB of raw bytes framed came to just over
+	// it and was split into two.
+	DefaultKafkaBatchBytes = 1000000
 	// DefaultBatchBytes is 1MiB, the Kafka broker's default
 	// message.max.bytes for one record batch.
 	DefaultBatchBytes = 1 * MiB
@@ -344,6 +350,9 @@ func (s *Sink) applyDefaults() {
 	}
 	if s.BatchBytes == 0 {
 		s.BatchBytes = DefaultBatchBytes
+		if s.Type == "kafka" {
+			s.BatchBytes = DefaultKafkaBatchBytes
+		}
 		if s.QueueBytes > 0 {
 			s.BatchBytes = min(s.BatchBytes, s.QueueBytes)
 		}

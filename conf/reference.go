@@ -154,7 +154,7 @@ var sections = []section{
 			{"backpressure_size", "integer", fmt.Sprint(DefaultBackpressureSize), "Queued messages at which TCP and TLS senders are paused (not read) until the queue drains below it, while the sink is healthy; at least two batches, at most queue_size. A small mark keeps latency and memory low when senders outrun a working sink. While the sink fails (its last write or check failed) senders may fill the whole queue, which is there to ride out the outage; UDP, which cannot be paused, may always use the whole queue."},
 			{"backpressure_bytes", "size", "`" + DefaultBackpressureBytes.String() + "`", "The same mark in bytes; at least two batches, at most queue_bytes."},
 			{"batch_size", "integer", fmt.Sprintf("%d, kafka %d", DefaultBatchSize, DefaultKafkaBatchSize), "Most messages per write; at most queue_size."},
-			{"batch_bytes", "size", "`" + DefaultBatchBytes.String() + "`", "Most bytes per write; at most queue_bytes."},
+			{"batch_bytes", "size", "`" + DefaultBatchBytes.String() + "`, kafka " + fmt.Sprint(int64(DefaultKafkaBatchBytes)), "Most bytes per write; at most queue_bytes."},
 			{"batch_timeout", "duration", dur(DefaultBatchTimeout), "How long a partial batch waits for more messages."},
 			{"retry_backoff", "duration", dur(DefaultRetryBackoff), "First retry delay; doubles up to retry_max_backoff."},
 			{"retry_max_backoff", "duration", dur(DefaultRetryMaxBackoff), "Longest retry delay; at least retry_backoff."},
