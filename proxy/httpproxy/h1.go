@@ -597,8 +597,9 @@ func (x *rbuf) fill() error {
 // wbuf gathers small writes to one connection so a response head and a
 // short body leave in one system call.
 type wbuf struct {
-	w io.Writer
-	b []byte // len is what is pending, cap the buffer
+	w    io.Writer
+	b    []byte // len is what is pending, cap the buffer
+	werr error  // the first write error, to tell it from a read error
 }
 
 func (x *wbuf) flush() error {
@@ -607,6 +608,9 @@ func (x *wbuf) flush() error {
 	}
 	_, err := x.w.Write(x.b)
 	x.b = x.b[:0]
+	if err != nil && x.werr == nil {
+		x.werr = err
+	}
 	return err
 }
 
@@ -624,6 +628,9 @@ func (x *wbuf) write(p []byte) error {
 		return nil
 	}
 	_, err := x.w.Write(p)
+	if err != nil && x.werr == nil {
+		x.werr = err
+	}
 	return err
 }
 
@@ -640,6 +647,9 @@ func (x *wbuf) writeString(s string) error {
 		return nil
 	}
 	_, err := io.WriteString(x.w, s)
+	if err != nil && x.werr == nil {
+		x.werr = err
+	}
 	return err
 }
 

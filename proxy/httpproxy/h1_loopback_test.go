@@ -526,3 +526,22 @@ address = %q
 	f("", 350*time.Millisecond, 2*time.Second)                   // idle: client_timeout (up to 1/16 early)
 	f("GET / HTTP/1.1\r\n", 150*time.Millisecond, 2*time.Second) // a head begun: header_timeout
 }
+
+// A server that answers before reading the whole body (413 here) and
+// closes: its answer reaches the client, not a 502.
+func TestServerAnswersBeforeBody(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	}))
+	defer s.Close()
+	rc := dialRaw(t, oneBackend(t, hostPort(s)))
+	const n = 8 << 20
+	go func() {
+		io.WriteString(rc.c, fmt.Sprintf("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", n))
+		rc.c.Write(make([]byte, n)) // fails once the proxy closes
+	}()
+	resp, body := rc.read("POST")
+	if resp.StatusCode != 413 || body != "too large\n" {
+		t.Errorf("got %d %q, want the server's 413", resp.StatusCode, body)
+	}
+}

@@ -3,7 +3,6 @@ package httpproxy
 import (
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -623,12 +622,16 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 	// From here the head's spans are not needed: remember what is.
 	isHead := cc.isHead
 	clientMinor := req.minor
+	// A server that stops reading the body may have answered already
+	// (413, 401...): then that answer is passed on, and both connections
+	// close after it.
+	serverStopped := false
 	sendBody := func() error {
 		if bodySent {
 			return nil
 		}
 		bodySent = true
-		cc.toSrv.w, cc.toSrv.b = pc.c, cc.toSrv.b[:0]
+		cc.toSrv.w, cc.toSrv.b, cc.toSrv.werr = pc.c, cc.toSrv.b[:0], nil
 		in.progress = cc.f.cfg.ClientTimeout.Duration
 		defer func() { in.progress = 0 }()
 		var err error
@@ -642,6 +645,10 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 		}
 		if err == nil {
 			err = cc.toSrv.flush()
+		}
+		if err != nil && cc.toSrv.werr != nil {
+			serverStopped, keep = true, false
+			return nil
 		}
 		return err
 	}
@@ -712,6 +719,9 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 			if !got && reused && replayable {
 				return false, errStale
 			}
+			if serverStopped {
+				err = cc.toSrv.werr
+			}
 			return bodySent && keep, err
 		}
 		if err := parseResponse(b[:end], resp); err != nil {
@@ -770,7 +780,7 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 	if mode == untilClose || decode || cc.f.shutting.Load() {
 		keep = false
 	}
-	srvKeep := bodySent && mode != untilClose && s.SendProxy == 0 &&
+	srvKeep := bodySent && !serverStopped && mode != untilClose && s.SendProxy == 0 &&
 		(resp.minor >= 1 && !resp.connClose || resp.minor == 0 && resp.connKeepAlive)
 	bp.count(resp.status)
 	cc.writeRespHead(b, resp, decode, keep, false)
@@ -803,18 +813,15 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 	return keep && err == nil, nil
 }
 
-// bodyFailed: the request body could not be passed on. A client that
-// sent a malformed chunked body gets 400; one that went away nothing.
+// bodyFailed: the request body could not be read from the client (a
+// server that stopped reading it is handled in roundTrip). A client that
+// sent a malformed chunked body gets 400; one that went away, reset the
+// connection or stalled past client_timeout, nothing.
 func (cc *clientConn) bodyFailed(err error) (bool, error) {
 	if errors.Is(err, errBadChunk) {
 		cc.reject(400, errBadChunk.Error())
-		return false, errClientGone
 	}
-	var ne net.Error
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) && ne.Timeout() {
-		return false, errClientGone
-	}
-	return false, err // writing to the server failed
+	return false, errClientGone
 }
 
 // clientGone peeks at the client's socket without blocking: an orderly
