@@ -19,7 +19,10 @@
 // server's 100 is passed on; a server silent for a second gets the body
 // anyway), 1xx responses, Upgrade (after a 101 the connection is a byte
 // pipe both ways), responses framed by length, chunked or the server's
-// close. TLS is terminated with ALPN offering only http/1.1.
+// close, and a server's answer sent before it read the whole body (413,
+// 401: passed on, then both connections close). TLS is terminated with
+// ALPN offering only http/1.1. An h2c upgrade request is passed on like
+// any Upgrade (servers that do not switch answer it as HTTP/1.1).
 //
 // What it refuses, answering and closing: HTTP/2 (the prior-knowledge
 // preface and any other version than 1.x: 505; h2 is never offered by

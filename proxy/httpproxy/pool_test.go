@@ -162,9 +162,10 @@ address = %q
 	}
 }
 
-// The pool's request head (writeHead) says what http.Transport's says:
-// the same request seen by the server through both paths (a GET takes
-// the pool, a POST with a body the Transport).
+// A bodiless request (replayable, any pooled connection) and one with a
+// body (not replayable, framed by Content-Length) reach the server with
+// the same head otherwise. Written when they took different paths
+// (connPool and http.Transport); kept as a regression test.
 func TestPoolHeadMatchesTransport(t *testing.T) {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var keys []string
