@@ -334,6 +334,14 @@ func TestPipelining(t *testing.T) {
 		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(path), path), false
 	})
 	rc := dialRaw(t, oneBackend(t, addr))
+	// Empty lines before a request are skipped (RFC 9112 2.2), also when
+	// a CRLF arrives split across reads.
+	rc.send("\r\n\r")
+	time.Sleep(20 * time.Millisecond)
+	rc.send("\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "/a" {
+		t.Errorf("after empty lines: %d %q", resp.StatusCode, body)
+	}
 	// Three requests in one write (the first slow): answers in order.
 	rc.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nPOST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
 	for _, want := range []string{"/slow", "/b", "/c"} {

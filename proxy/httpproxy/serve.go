@@ -125,6 +125,11 @@ func (cc *clientConn) readRequest(first bool) bool {
 	deadlineSet := false
 	for {
 		b := in.buffered()
+		if n := skipEmptyLines(b); n > 0 { // CRLFs split across reads
+			in.consume(n)
+			cc.scan = max(cc.scan-n, 0)
+			continue
+		}
 		if end := findHeadEnd(b, cc.scan); end >= 0 {
 			if end > int(f.cfg.MaxHeaderBytes) {
 				cc.reject(431, "request header too large")
