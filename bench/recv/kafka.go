@@ -172,6 +172,14 @@ func (k *Consumer) partition(ctx context.Context, p *partitionReader, col *colle
 			if err != nil {
 				break
 			}
+			// A fetch from an offset inside a record batch (the previous
+			// response was cut at MaxBytes mid-batch, or a reconnect) gets
+			// the whole batch back, and kafka-go does not skip the records
+			// before the offset asked for (v2 batches): they were read
+			// already. Offset() is the read record's offset + 1.
+			if b.Offset() <= p.next {
+				continue
+			}
 			nbytes += n
 			col.msg(buf[:n])
 		}

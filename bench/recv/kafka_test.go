@@ -74,3 +74,62 @@ func TestConsumeKafka(t *testing.T) {
 		t.Fatalf("report %+v", r)
 	}
 }
+
+// TestConsumeKafkaLargeBatches: more than one fetch (16 MiB) of ~1 MB
+// record batches in one partition, so a fetch response ends inside a
+// record batch and the next fetch starts in its middle. The broker then
+// returns the whole batch again; the consumer must not count its first
+// records twice.
+func TestConsumeKafkaLargeBatches(t *testing.T) {
+	brokers := strings.Split(testenv.Env(t, "WHARF_KAFKA_BROKERS"), ",")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topic := "wharf-bench-large-" + time.Now().Format("150405.000000")
+	if err := CreateTopic(ctx, brokers, topic, 1); err != nil {
+		t.Fatal(err)
+	}
+	tp, err := stamp.NewTemplate(stamp.Options{Size: 300, Run: "kl", Conn: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 70000 // ~21 MB
+	msgs := make([]kafka.Message, n)
+	for seq := range uint64(n) {
+		tp.SetSeq(seq)
+		tp.SetTime(time.Now().UnixNano())
+		msgs[seq] = kafka.Message{Value: append([]byte(nil), tp.Frame...)}
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, BatchSize: 3000, BatchBytes: 1e6,
+		BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireOne}
+	for {
+		err := w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, kafka.UnknownTopicOrPartition) || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	w.Close()
+	k, err := Consume(ctx, brokers, topic, "kl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for k.Tracker.Received() < n && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for time.Now().Before(deadline) && ctx.Err() == nil { // anything extra would arrive now
+		time.Sleep(100 * time.Millisecond)
+		if k.Tracker.Received() > n {
+			break
+		}
+	}
+	if err := k.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := k.Tracker.Report([]uint64{n}); r.Unique != n || r.Dups != 0 || r.Lost != 0 || r.Received != n {
+		t.Fatalf("report %+v", r)
+	}
+}
