@@ -44,20 +44,8 @@ func TestConsumeKafka(t *testing.T) {
 			add(seq)
 		}
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.RoundRobin{},
-		BatchSize: 1000, BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireOne}
-	// A new topic takes a moment to reach every broker's metadata.
-	for {
-		err := w.WriteMessages(ctx, msgs...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, kafka.UnknownTopicOrPartition) || ctx.Err() != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	w.Close()
+	produce(ctx, t, &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.RoundRobin{},
+		BatchSize: 1000, BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireOne}, msgs)
 	k, err := Consume(ctx, brokers, topic, "kt")
 	if err != nil {
 		t.Fatal(err)
@@ -99,19 +87,8 @@ func TestConsumeKafkaLargeBatches(t *testing.T) {
 		tp.SetTime(time.Now().UnixNano())
 		msgs[seq] = kafka.Message{Value: append([]byte(nil), tp.Frame...)}
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, BatchSize: 3000, BatchBytes: 1e6,
-		BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireOne}
-	for {
-		err := w.WriteMessages(ctx, msgs...)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, kafka.UnknownTopicOrPartition) || ctx.Err() != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	w.Close()
+	produce(ctx, t, &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, BatchSize: 3000, BatchBytes: 1e6,
+		BatchTimeout: 10 * time.Millisecond, RequiredAcks: kafka.RequireOne}, msgs)
 	k, err := Consume(ctx, brokers, topic, "kl")
 	if err != nil {
 		t.Fatal(err)
@@ -131,5 +108,22 @@ func TestConsumeKafkaLargeBatches(t *testing.T) {
 	}
 	if r := k.Tracker.Report([]uint64{n}); r.Unique != n || r.Dups != 0 || r.Lost != 0 || r.Received != n {
 		t.Fatalf("report %+v", r)
+	}
+}
+
+// produce writes msgs with w and closes it, retrying while a new topic is
+// not yet in every broker's metadata.
+func produce(ctx context.Context, t *testing.T, w *kafka.Writer, msgs []kafka.Message) {
+	t.Helper()
+	defer w.Close()
+	for {
+		err := w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, kafka.UnknownTopicOrPartition) || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -21,16 +21,7 @@ func BenchmarkRequest(b *testing.B) {
 		io.WriteString(w, "ok\n")
 	}))
 	defer s.Close()
-	r := start(b, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, hostPort(s)))
+	r := oneBackend(b, hostPort(s))
 	run := func(b *testing.B, url string) {
 		c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 		b.ReportAllocs()
@@ -129,16 +120,7 @@ func (rc *rawClient) do() error {
 // GETs over one raw client connection through the proxy to a server
 // that allocates nothing, so allocs/op is the proxy's own.
 func BenchmarkLoopbackGET(b *testing.B) {
-	r := start(b, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, rawBackend(b)))
+	r := oneBackend(b, rawBackend(b))
 	c, err := net.Dial("tcp", r.f.Addrs()[0].String())
 	if err != nil {
 		b.Fatal(err)
@@ -157,16 +139,7 @@ address = %q
 // BenchmarkLoopbackGETParallel: 64 client connections at once, as the
 // end-to-end bench's wrk -c64.
 func BenchmarkLoopbackGETParallel(b *testing.B) {
-	r := start(b, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, rawBackend(b)))
+	r := oneBackend(b, rawBackend(b))
 	b.ReportAllocs()
 	b.SetParallelism(32) // 64 connections on 2 cores
 	b.RunParallel(func(pb *testing.PB) {

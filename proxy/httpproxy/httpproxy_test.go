@@ -259,16 +259,7 @@ func TestStreamingAndUpgrade(t *testing.T) {
 		io.WriteString(w, "second\n")
 	}))
 	defer s.Close()
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, hostPort(s)))
+	r := oneBackend(t, hostPort(s))
 	// Streaming: the first chunk arrives while the server still works.
 	resp, err := http.Get(r.url() + "/stream")
 	if err != nil {
@@ -497,16 +488,7 @@ func TestCurlKeepAlive(t *testing.T) {
 	}
 	s.Start()
 	defer s.Close()
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, hostPort(s)))
+	r := oneBackend(t, hostPort(s))
 	args := []string{"-sS", "--max-time", "5"}
 	for range 5 {
 		args = append(args, r.url()+"/")
@@ -529,16 +511,7 @@ func TestGracefulShutdown(t *testing.T) {
 		io.WriteString(w, "done\n")
 	}))
 	defer s.Close()
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, hostPort(s)))
+	r := oneBackend(t, hostPort(s))
 	url := r.url()
 	got := make(chan string, 1)
 	go func() {
@@ -588,16 +561,7 @@ func TestShutdownForcesUpgraded(t *testing.T) {
 		io.Copy(c, brw)
 	}))
 	defer s.Close()
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, hostPort(s)))
+	r := oneBackend(t, hostPort(s))
 	c, err := net.Dial("tcp", r.f.Addrs()[0].String())
 	if err != nil {
 		t.Fatal(err)

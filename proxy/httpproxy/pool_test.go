@@ -46,16 +46,7 @@ func TestPoolFramingAndReuse(t *testing.T) {
 	}
 	s.Start()
 	defer s.Close()
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, hostPort(s)))
+	r := oneBackend(t, hostPort(s))
 	c := &http.Client{Timeout: 5 * time.Second}
 	f := func(method, path string, wantCode int, wantBody, wantTrailer string) {
 		t.Helper()
@@ -107,16 +98,7 @@ func TestPoolRetriesClosedIdleConnection(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		time.Sleep(20 * time.Millisecond) // let the proxy pool it first
 	})
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, once.Addr))
+	r := oneBackend(t, once.Addr)
 	for i := range 5 {
 		if code, body := get(t, r.url()+"/", "x"); code != 200 || body != "ok" {
 			t.Fatalf("request %d: %d %q, want 200 \"ok\"", i, code, body)
@@ -181,16 +163,7 @@ func TestPoolHeadMatchesTransport(t *testing.T) {
 		}
 	}))
 	defer s.Close()
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, hostPort(s)))
+	r := oneBackend(t, hostPort(s))
 	c := &http.Client{Timeout: 5 * time.Second}
 	do := func(method, path string, close bool, hdr ...string) string {
 		t.Helper()
