@@ -190,8 +190,11 @@ func TestTLSHandshakeTimeoutPlaintextAndACL(t *testing.T) {
 	if _, err := silent.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("silent client: read %v, want EOF after the handshake timeout", err)
 	}
-	if tgt.count() != 0 || counter(reg, "wharf_frontend_connections", "") != 0 {
-		t.Fatalf("delivered %d, open %v", tgt.count(), counter(reg, "wharf_frontend_connections", ""))
+	// The connection gauge drops just after the socket is closed, so the
+	// client may see EOF a moment before it does.
+	waitFor(t, "no open connections", func() bool { return counter(reg, "wharf_frontend_connections", "") == 0 })
+	if n := tgt.count(); n != 0 {
+		t.Fatalf("delivered %d messages from a plaintext or silent client", n)
 	}
 
 	fe2 := tlsFrontend(t, ca)
