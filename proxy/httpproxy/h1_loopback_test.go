@@ -20,16 +20,7 @@ import (
 // oneBackend starts a frontend whose default backend is the one server
 // at addr.
 func oneBackend(t testing.TB, addr string) *rig {
-	return start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, addr))
+	return start(t, proxytest.OneServer("http", addr))
 }
 
 // rawConn is a client connection that writes bytes as given and reads

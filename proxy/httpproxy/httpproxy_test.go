@@ -37,22 +37,8 @@ func (r *rig) metric(name string, labels ...string) float64 {
 
 func start(t testing.TB, toml string) *rig {
 	t.Helper()
-	cfg, reg, bs, log := proxytest.Backends(t, toml)
-	r := &rig{reg: reg, bs: bs}
-	var err error
-	r.f, err = New(cfg.Frontends["f"], r.bs, r.reg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.f.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		r.f.Shutdown(ctx)
-	})
-	return r
+	f, reg, bs := proxytest.Run(t, toml, New)
+	return &rig{f: f, reg: reg, bs: bs}
 }
 
 // reporter is a backend that answers with its name and what it saw.

@@ -18,16 +18,7 @@ func BenchmarkForward(b *testing.B) {
 		n, _ := io.Copy(io.Discard, c)
 		fmt.Fprintf(c, "%d", n)
 	})
-	r := start(b, fmt.Sprintf(`
-[frontend.f]
-mode = "tcp"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, sink.Addr))
+	r := start(b, proxytest.OneServer("tcp", sink.Addr))
 	const size = 64 << 20
 	chunk := make([]byte, 256<<10)
 	run := func(b *testing.B, addr string) {

@@ -40,22 +40,8 @@ func (r *rig) metric(name string, labels ...string) float64 {
 // the test ends.
 func start(t testing.TB, toml string) *rig {
 	t.Helper()
-	cfg, reg, bs, log := proxytest.Backends(t, toml)
-	r := &rig{reg: reg, bs: bs}
-	var err error
-	r.f, err = New(cfg.Frontends["f"], r.bs, r.reg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.f.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		r.f.Shutdown(ctx)
-	})
-	return r
+	f, reg, bs := proxytest.Run(t, toml, New)
+	return &rig{f: f, reg: reg, bs: bs}
 }
 
 func dial(t *testing.T, addr string) *net.TCPConn {
@@ -581,16 +567,7 @@ address = %q
 
 func TestGracefulShutdown(t *testing.T) {
 	echo := proxytest.Listen(t, proxytest.Echo)
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "tcp"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, echo.Addr))
+	r := start(t, proxytest.OneServer("tcp", echo.Addr))
 	c := dial(t, r.addr())
 	c.Write([]byte("a"))
 	io.ReadFull(c, make([]byte, 1))
@@ -625,16 +602,7 @@ address = %q
 	}
 
 	// A connection that does not end is closed at the deadline.
-	r = start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "tcp"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, echo.Addr))
+	r = start(t, proxytest.OneServer("tcp", echo.Addr))
 	c = dial(t, r.addr())
 	c.Write([]byte("a"))
 	io.ReadFull(c, make([]byte, 1))
@@ -719,16 +687,7 @@ func TestServerHalfClose(t *testing.T) {
 		b, _ := io.ReadAll(c)
 		got <- string(b)
 	})
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "tcp"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, s.Addr))
+	r := start(t, proxytest.OneServer("tcp", s.Addr))
 	c := dial(t, r.addr())
 	b, err := io.ReadAll(c) // EOF arrives: the server's FIN was passed on
 	if err != nil || string(b) != "bye\n" {

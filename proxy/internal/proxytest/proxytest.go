@@ -5,6 +5,7 @@ package proxytest
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -25,11 +27,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"wharf/conf"
-	"wharf/proxy/upstream"
 
+	"wharf/conf"
 	"wharf/metrics"
 	"wharf/proxy/proxyproto"
+	"wharf/proxy/upstream"
 )
 
 // Server is a TCP server on 127.0.0.1 that runs handle for every
@@ -261,11 +263,18 @@ func Metric(reg *metrics.Registry, name string, labels ...string) float64 {
 	return sum
 }
 
-// Backends parses a test config and starts every backend in it, closed
-// when the test ends. It returns the config, the registry the backends
-// report to, the backends by name and a logger (debug output under -v):
-// what the tcp and http frontend tests both build their frontend from.
-func Backends(t testing.TB, toml string) (*conf.Config, *metrics.Registry, map[string]*upstream.Backend, *slog.Logger) {
+// Frontend is what Run needs of a proxy frontend (tcp or http mode).
+type Frontend interface {
+	Start() error
+	Shutdown(context.Context) error
+}
+
+// Run parses a test config, starts every backend in it, builds frontend
+// "f" with newF (the package's New) and starts it; frontend and backends
+// are shut down when the test ends. It returns the frontend, the registry
+// both report to and the backends by name. Logs go to stderr at debug
+// level under -v, nowhere otherwise.
+func Run[F Frontend](t testing.TB, toml string, newF func(*conf.Frontend, map[string]*upstream.Backend, *metrics.Registry, *slog.Logger) (F, error)) (F, *metrics.Registry, map[string]*upstream.Backend) {
 	t.Helper()
 	cfg, err := conf.Parse([]byte(toml), "test.toml")
 	if err != nil {
@@ -286,5 +295,33 @@ func Backends(t testing.TB, toml string) (*conf.Config, *metrics.Registry, map[s
 		t.Cleanup(b.Close)
 		bs[name] = b
 	}
-	return cfg, reg, bs, log
+	f, err := newF(cfg.Frontends["f"], bs, reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		f.Shutdown(ctx)
+	})
+	return f, reg, bs
+}
+
+// OneServer is the config of frontend "f" in mode ("tcp" or "http")
+// whose default backend "b" is the one server at addr, without health
+// checks: what most proxy tests need.
+func OneServer(mode, addr string) string {
+	return fmt.Sprintf(`
+[frontend.f]
+mode = %q
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, mode, addr)
 }
