@@ -66,6 +66,7 @@ import (
 	"wharf/acl"
 	"wharf/conf"
 	"wharf/metrics"
+	"wharf/proxy/internal/front"
 	"wharf/proxy/upstream"
 )
 
@@ -104,35 +105,21 @@ type frontendMetrics struct {
 // New builds an http frontend from its (validated) config; backends holds
 // every backend by name.
 func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics.Registry, log *slog.Logger) (*Frontend, error) {
-	if cfg.Mode != "http" {
-		return nil, fmt.Errorf("proxy/http: frontend %s has mode %q, want http", cfg.Name, cfg.Mode)
-	}
-	c := *cfg // a copy with unset values defaulted (configs built in code)
-	(&conf.Config{Frontends: map[string]*conf.Frontend{c.Name: &c}}).ApplyDefaults()
-	cfg = &c
-	f := &Frontend{name: cfg.Name, cfg: cfg, log: log.With("frontend", cfg.Name), conns: map[*conn]struct{}{}}
-	var err error
-	if f.access.Allow, err = acl.Parse("frontend "+cfg.Name+" allow", cfg.Allow); err != nil {
+	g, err := front.New("proxy/http", "http", cfg, reg)
+	if err != nil {
 		return nil, err
 	}
-	if f.access.Deny, err = acl.Parse("frontend "+cfg.Name+" deny", cfg.Deny); err != nil {
-		return nil, err
-	}
-	if f.trusted, err = acl.Parse("frontend "+cfg.Name+" trusted_proxies", cfg.TrustedProxies); err != nil {
-		return nil, err
-	}
-	l := []string{"frontend", cfg.Name}
-	rej := func(reason string) *metrics.Counter {
-		return reg.Counter("wharf_proxy_frontend_rejected_total", "Client connections closed before forwarding, by reason.", append(l, "reason", reason)...)
-	}
+	cfg = g.Cfg
+	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem,
+		log: log.With("frontend", cfg.Name), conns: map[*conn]struct{}{}}
 	herr := func(kind string) *metrics.Counter {
-		return reg.Counter("wharf_proxy_http_errors_total", "Requests answered by the proxy itself with an error, by kind.", append(l, "kind", kind)...)
+		return reg.Counter("wharf_proxy_http_errors_total", "Requests answered by the proxy itself with an error, by kind.", append(g.Labels, "kind", kind)...)
 	}
 	f.m = frontendMetrics{
-		accepted:       reg.Counter("wharf_proxy_frontend_connections_total", "Client connections accepted.", l...),
-		rejACL:         rej("acl"),
-		rejUntrusted:   rej("proxy_untrusted"),
-		rejProxyHeader: rej("proxy_header"),
+		accepted:       g.Accepted,
+		rejACL:         g.RejACL,
+		rejUntrusted:   g.RejUntrusted,
+		rejProxyHeader: g.RejProxyHeader,
 		errNoServer:    herr("no_server"),
 		errConnect:     herr("connect_failed"),
 		errTimeout:     herr("timeout"),
@@ -144,9 +131,9 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		if bp := byName[name]; bp != nil {
 			return bp, nil
 		}
-		b := backends[name]
-		if b == nil {
-			return nil, fmt.Errorf("proxy/http: frontend %s: backend %q is not defined; add [backend.%s]", cfg.Name, name, name)
+		b, err := g.Backend(backends, name)
+		if err != nil {
+			return nil, err
 		}
 		bp := f.newBackendProxy(b, reg)
 		byName[name] = bp
@@ -172,11 +159,6 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		// Only HTTP/1.1 is offered: the lean path does not speak h2.
 		f.tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
 	}
-	maxConn := cfg.MaxConn
-	if maxConn <= 0 {
-		maxConn = conf.DefaultProxyMaxConn
-	}
-	f.sem = make(chan struct{}, maxConn)
 	return f, nil
 }
 

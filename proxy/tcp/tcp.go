@@ -31,6 +31,7 @@ import (
 	"wharf/acl"
 	"wharf/conf"
 	"wharf/metrics"
+	"wharf/proxy/internal/front"
 	"wharf/proxy/proxyproto"
 	"wharf/proxy/sni"
 	"wharf/proxy/upstream"
@@ -72,61 +73,38 @@ type frontendMetrics struct {
 // New builds a tcp frontend from its (validated) config. backends holds
 // every backend by name; the frontend only reads it here.
 func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics.Registry, log *slog.Logger) (*Frontend, error) {
-	if cfg.Mode != "tcp" {
-		return nil, fmt.Errorf("proxy/tcp: frontend %s has mode %q, want tcp", cfg.Name, cfg.Mode)
-	}
-	cfg = withDefaults(cfg)
-	f := &Frontend{name: cfg.Name, cfg: cfg, log: log.With("frontend", cfg.Name), conns: map[*net.TCPConn]struct{}{}, closing: make(chan struct{})}
-	var err error
-	if f.access.Allow, err = acl.Parse("frontend "+cfg.Name+" allow", cfg.Allow); err != nil {
+	g, err := front.New("proxy/tcp", "tcp", cfg, reg)
+	if err != nil {
 		return nil, err
 	}
-	if f.access.Deny, err = acl.Parse("frontend "+cfg.Name+" deny", cfg.Deny); err != nil {
-		return nil, err
-	}
-	if f.trusted, err = acl.Parse("frontend "+cfg.Name+" trusted_proxies", cfg.TrustedProxies); err != nil {
-		return nil, err
-	}
-	lookup := func(name string) (*upstream.Backend, error) {
-		b := backends[name]
-		if b == nil {
-			return nil, fmt.Errorf("proxy/tcp: frontend %s: backend %q is not defined; add [backend.%s]", cfg.Name, name, name)
-		}
-		return b, nil
-	}
+	cfg = g.Cfg
+	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem,
+		log: log.With("frontend", cfg.Name), conns: map[*net.TCPConn]struct{}{}, closing: make(chan struct{})}
 	if cfg.Backend != "" {
-		if f.def, err = lookup(cfg.Backend); err != nil {
+		if f.def, err = g.Backend(backends, cfg.Backend); err != nil {
 			return nil, err
 		}
 	}
 	for _, u := range cfg.Use {
-		b, err := lookup(u.Backend)
+		b, err := g.Backend(backends, u.Backend)
 		if err != nil {
 			return nil, err
 		}
 		f.rules = append(f.rules, sniRule{pattern: u.SNI, b: b})
 	}
-	maxConn := cfg.MaxConn
-	if maxConn <= 0 {
-		maxConn = conf.DefaultProxyMaxConn
-	}
-	f.sem = make(chan struct{}, maxConn)
-	l := []string{"frontend", cfg.Name}
-	rej := func(reason string) *metrics.Counter {
-		return reg.Counter("wharf_proxy_frontend_rejected_total", "Client connections closed before forwarding, by reason.", append(l, "reason", reason)...)
-	}
+	l := g.Labels
 	f.m = frontendMetrics{
-		accepted:       reg.Counter("wharf_proxy_frontend_connections_total", "Client connections accepted.", l...),
+		accepted:       g.Accepted,
 		bytesIn:        reg.Counter("wharf_proxy_frontend_bytes_in_total", "Bytes received from clients (PROXY header excluded).", l...),
 		bytesOut:       reg.Counter("wharf_proxy_frontend_bytes_out_total", "Bytes sent to clients.", l...),
 		active:         reg.Gauge("wharf_proxy_frontend_active", "Client connections open.", l...),
-		rejACL:         rej("acl"),
-		rejUntrusted:   rej("proxy_untrusted"),
-		rejProxyHeader: rej("proxy_header"),
-		rejTimeout:     rej("header_timeout"),
-		rejNoBackend:   rej("no_backend"),
-		rejNoServer:    rej("no_server"),
-		rejConnect:     rej("connect_failed"),
+		rejACL:         g.RejACL,
+		rejUntrusted:   g.RejUntrusted,
+		rejProxyHeader: g.RejProxyHeader,
+		rejTimeout:     g.Rejected("header_timeout"),
+		rejNoBackend:   g.Rejected("no_backend"),
+		rejNoServer:    g.Rejected("no_server"),
+		rejConnect:     g.Rejected("connect_failed"),
 		idleClosed:     reg.Counter("wharf_proxy_frontend_idle_closed_total", "Connections closed by client_timeout or server_timeout.", l...),
 	}
 	return f, nil
@@ -479,13 +457,4 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	f.log.Warn("shutdown timeout: closed open connections", "count", left)
 	<-done
 	return ctx.Err()
-}
-
-// withDefaults returns a copy of cfg with unset values defaulted, so a
-// config built in code cannot ask for a zero timeout (which would close
-// every connection at once).
-func withDefaults(cfg *conf.Frontend) *conf.Frontend {
-	c := *cfg
-	(&conf.Config{Frontends: map[string]*conf.Frontend{c.Name: &c}}).ApplyDefaults()
-	return &c
 }

@@ -1,0 +1,80 @@
+// Package front is what the tcp and http proxy frontends build alike from
+// their config: the config with defaults applied, the allow/deny and
+// trusted_proxies lists, the maxconn tokens, the counters every proxy
+// frontend keeps, and backend lookup by name. Everything here is set up
+// once by New and read-only afterwards (the token channel aside).
+package front
+
+import (
+	"fmt"
+
+	"wharf/acl"
+	"wharf/conf"
+	"wharf/metrics"
+	"wharf/proxy/upstream"
+)
+
+// Common is one proxy frontend's shared setup.
+type Common struct {
+	// Cfg is a copy of the frontend's config with unset values defaulted
+	// (configs built in code skip conf.Load).
+	Cfg     *conf.Frontend
+	Access  acl.Access
+	Trusted acl.Set
+	// Sem holds one token per open client connection (maxconn).
+	Sem chan struct{}
+	// Labels are the frontend's metric labels.
+	Labels []string
+	// Accepted counts client connections accepted; the Rej counters count
+	// those refused by the address lists, PROXY headers from untrusted
+	// peers, and malformed PROXY headers.
+	Accepted, RejACL, RejUntrusted, RejProxyHeader *metrics.Counter
+
+	component string // error prefix, e.g. "proxy/tcp"
+	reg       *metrics.Registry
+}
+
+// New checks that cfg is a frontend of mode and builds its common parts;
+// component prefixes error messages.
+func New(component, mode string, cfg *conf.Frontend, reg *metrics.Registry) (*Common, error) {
+	if cfg.Mode != mode {
+		return nil, fmt.Errorf("%s: frontend %s has mode %q, want %s", component, cfg.Name, cfg.Mode, mode)
+	}
+	c := *cfg
+	(&conf.Config{Frontends: map[string]*conf.Frontend{c.Name: &c}}).ApplyDefaults()
+	f := &Common{Cfg: &c, Labels: []string{"frontend", c.Name}, component: component, reg: reg}
+	var err error
+	if f.Access.Allow, err = acl.Parse("frontend "+c.Name+" allow", c.Allow); err != nil {
+		return nil, err
+	}
+	if f.Access.Deny, err = acl.Parse("frontend "+c.Name+" deny", c.Deny); err != nil {
+		return nil, err
+	}
+	if f.Trusted, err = acl.Parse("frontend "+c.Name+" trusted_proxies", c.TrustedProxies); err != nil {
+		return nil, err
+	}
+	if c.MaxConn <= 0 { // ApplyDefaults fills only 0; validation refuses < 0
+		c.MaxConn = conf.DefaultProxyMaxConn
+	}
+	f.Sem = make(chan struct{}, c.MaxConn)
+	f.Accepted = reg.Counter("wharf_proxy_frontend_connections_total", "Client connections accepted.", f.Labels...)
+	f.RejACL = f.Rejected("acl")
+	f.RejUntrusted = f.Rejected("proxy_untrusted")
+	f.RejProxyHeader = f.Rejected("proxy_header")
+	return f, nil
+}
+
+// Rejected is the counter of client connections closed before forwarding
+// for reason.
+func (f *Common) Rejected(reason string) *metrics.Counter {
+	return f.reg.Counter("wharf_proxy_frontend_rejected_total", "Client connections closed before forwarding, by reason.", append(f.Labels, "reason", reason)...)
+}
+
+// Backend returns the backend called name, or an error that says how to
+// define it.
+func (f *Common) Backend(backends map[string]*upstream.Backend, name string) (*upstream.Backend, error) {
+	if b := backends[name]; b != nil {
+		return b, nil
+	}
+	return nil, fmt.Errorf("%s: frontend %s: backend %q is not defined; add [backend.%s]", f.component, f.Cfg.Name, name, name)
+}
