@@ -258,6 +258,14 @@ func DefaultEncoding(typ string) string {
 	return ""
 }
 
+// DefaultBatch is a sink type's default batch_size and batch_bytes.
+func DefaultBatch(typ string) (int, Size) {
+	if typ == "kafka" {
+		return DefaultKafkaBatchSize, DefaultKafkaBatchBytes
+	}
+	return DefaultBatchSize, DefaultBatchBytes
+}
+
 // ApplyDefaults fills every unset field with its default. Type-specific
 // sink defaults are only filled for sinks of that type, so a filled-in
 // config never carries a key that does not apply to its type. It is
@@ -339,20 +347,15 @@ func (s *Sink) applyDefaults() {
 		s.QueueBytes = DefaultQueueBytes
 	}
 	// A default batch never exceeds a queue the user made smaller.
+	batchSize, batchBytes := DefaultBatch(s.Type)
 	if s.BatchSize == 0 {
-		s.BatchSize = DefaultBatchSize
-		if s.Type == "kafka" {
-			s.BatchSize = DefaultKafkaBatchSize
-		}
+		s.BatchSize = batchSize
 		if s.QueueSize > 0 {
 			s.BatchSize = min(s.BatchSize, s.QueueSize)
 		}
 	}
 	if s.BatchBytes == 0 {
-		s.BatchBytes = DefaultBatchBytes
-		if s.Type == "kafka" {
-			s.BatchBytes = DefaultKafkaBatchBytes
-		}
+		s.BatchBytes = batchBytes
 		if s.QueueBytes > 0 {
 			s.BatchBytes = min(s.BatchBytes, s.QueueBytes)
 		}

@@ -555,26 +555,21 @@ func (v *validator) sink(s *Sink) {
 	if s.QueueBytes < 0 {
 		v.errAt(p+".queue_bytes", "must be positive")
 	}
-	if s.BatchSize < 0 {
-		v.errAt(p+".batch_size", "must be positive")
-	} else if s.QueueSize > 0 && s.BatchSize > s.QueueSize {
-		v.errAt(p+".batch_size", "batch_size %d is larger than queue_size %d; a batch could never fill", s.BatchSize, s.QueueSize)
+	// Batches and the backpressure mark are bounded by the queue.
+	bound := func(key string, val, queue int64, show func(int64) string, queueKey, why string) {
+		switch {
+		case val < 0:
+			v.errAt(p+"."+key, "must be positive")
+		case queue > 0 && val > queue:
+			v.errAt(p+"."+key, "%s %s is larger than %s %s; %s", key, show(val), queueKey, show(queue), why)
+		}
 	}
-	if s.BatchBytes < 0 {
-		v.errAt(p+".batch_bytes", "must be positive")
-	} else if s.QueueBytes > 0 && s.BatchBytes > s.QueueBytes {
-		v.errAt(p+".batch_bytes", "batch_bytes %s is larger than queue_bytes %s; a batch could never fill", s.BatchBytes, s.QueueBytes)
-	}
-	if s.BackpressureSize < 0 {
-		v.errAt(p+".backpressure_size", "must be positive")
-	} else if s.QueueSize > 0 && s.BackpressureSize > s.QueueSize {
-		v.errAt(p+".backpressure_size", "backpressure_size %d is larger than queue_size %d; senders would never be paused", s.BackpressureSize, s.QueueSize)
-	}
-	if s.BackpressureBytes < 0 {
-		v.errAt(p+".backpressure_bytes", "must be positive")
-	} else if s.QueueBytes > 0 && s.BackpressureBytes > s.QueueBytes {
-		v.errAt(p+".backpressure_bytes", "backpressure_bytes %s is larger than queue_bytes %s; senders would never be paused", s.BackpressureBytes, s.QueueBytes)
-	}
+	count := func(n int64) string { return strconv.FormatInt(n, 10) }
+	size := func(n int64) string { return Size(n).String() }
+	bound("batch_size", int64(s.BatchSize), int64(s.QueueSize), count, "queue_size", "a batch could never fill")
+	bound("batch_bytes", int64(s.BatchBytes), int64(s.QueueBytes), size, "queue_bytes", "a batch could never fill")
+	bound("backpressure_size", int64(s.BackpressureSize), int64(s.QueueSize), count, "queue_size", "senders would never be paused")
+	bound("backpressure_bytes", int64(s.BackpressureBytes), int64(s.QueueBytes), size, "queue_bytes", "senders would never be paused")
 	if s.MaxRetries < 0 {
 		v.errAt(p+".max_retries", "must not be negative (0 retries until shutdown)")
 	}
