@@ -1,6 +1,6 @@
 // Package testpki makes a certificate authority and certificates for one
 // test, written as PEM files in the test's temp dir: what the TLS tests of
-// ingest, sinks/syslog and sinks/kafka share.
+// ingest, sinks/syslog, sinks/kafka and the proxies share.
 package testpki
 
 import (
@@ -62,22 +62,49 @@ func NewCA(t testing.TB, name string) *CA {
 // localhost; client otherwise) and writes it and its key as PEM files.
 func (ca *CA) Issue(t testing.TB, cn string, server bool) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if server {
+		return ca.sign(t, leaf(cn, x509.ExtKeyUsageServerAuth, "localhost"))
+	}
+	return ca.sign(t, leaf(cn, x509.ExtKeyUsageClientAuth))
+}
+
+// ServerCert makes a server certificate for names (the first is the
+// common name) and 127.0.0.1 and returns it loaded, with its files.
+func (ca *CA) ServerCert(t testing.TB, names ...string) (cert tls.Certificate, certFile, keyFile string) {
+	t.Helper()
+	certFile, keyFile = ca.sign(t, leaf(names[0], x509.ExtKeyUsageServerAuth, names...))
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cert, certFile, keyFile
+}
+
+// leaf is the template of a leaf certificate for cn; a server one is
+// valid for dnsNames and the loopback addresses.
+func leaf(cn string, usage x509.ExtKeyUsage, dnsNames ...string) *x509.Certificate {
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1)),
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	if usage == x509.ExtKeyUsageServerAuth {
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-		tmpl.DNSNames = []string{"localhost"}
+		tmpl.DNSNames = dnsNames
+	}
+	return tmpl
+}
+
+// sign issues tmpl for a new key and writes certificate and key as PEM
+// files named after its common name.
+func (ca *CA) sign(t testing.TB, tmpl *x509.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -88,6 +115,7 @@ func (ca *CA) Issue(t testing.TB, cn string, server bool) (certFile, keyFile str
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	cn := tmpl.Subject.CommonName
 	certFile, keyFile = filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+".key")
 	WriteFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 	WriteFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))

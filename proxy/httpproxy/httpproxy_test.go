@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"wharf/internal/testenv"
+	"wharf/internal/testpki"
 	"wharf/metrics"
 	"wharf/proxy/internal/proxytest"
 	"wharf/proxy/proxyproto"
@@ -428,7 +429,8 @@ send_proxy = "v2"
 func TestTLSTerminationWithCurl(t *testing.T) {
 	curl := testenv.Tool(t, "curl")
 	s := reporter(t, "s")
-	_, _, certFile, keyFile := proxytest.Cert(t, "site.example.com")
+	ca := testpki.NewCA(t, "test CA")
+	_, certFile, keyFile := ca.ServerCert(t, "site.example.com")
 	r := start(t, fmt.Sprintf(`
 [frontend.f]
 mode = "http"
@@ -442,7 +444,7 @@ check = "none"
 address = %q
 `, certFile, keyFile, hostPort(s)))
 	port := r.f.Addrs()[0].(*net.TCPAddr).Port
-	out, err := exec.Command(curl, "-sS", "--max-time", "5", "--cacert", certFile,
+	out, err := exec.Command(curl, "-sS", "--max-time", "5", "--cacert", ca.File,
 		"--resolve", fmt.Sprintf("site.example.com:%d:127.0.0.1", port),
 		"-H", "X-Forwarded-For: 6.6.6.6",
 		fmt.Sprintf("https://site.example.com:%d/hello", port)).CombinedOutput()

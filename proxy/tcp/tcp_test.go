@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/internal/testpki"
 	"wharf/metrics"
 	"wharf/proxy/internal/proxytest"
 	"wharf/proxy/proxyproto"
@@ -408,7 +409,9 @@ send_proxy = %q
 
 func TestSNIRouting(t *testing.T) {
 	tlsServer := func(name string, names ...string) (*proxytest.Server, *tls.Config) {
-		cert, pool, _, _ := proxytest.Cert(t, names...)
+		ca := testpki.NewCA(t, "test CA")
+		cert, _, _ := ca.ServerCert(t, names...)
+		pool := ca.Pool()
 		srvCfg := &tls.Config{Certificates: []tls.Certificate{cert}}
 		s := proxytest.Listen(t, func(c net.Conn) {
 			tc := tls.Server(c, srvCfg)
@@ -619,7 +622,9 @@ func TestGracefulShutdown(t *testing.T) {
 func netipAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 func TestSNIBehindProxyProtocol(t *testing.T) {
-	cert, pool, _, _ := proxytest.Cert(t, "a.example.com")
+	ca := testpki.NewCA(t, "test CA")
+	cert, _, _ := ca.ServerCert(t, "a.example.com")
+	pool := ca.Pool()
 	srvCfg := &tls.Config{Certificates: []tls.Certificate{cert}}
 	s := proxytest.Listen(t, func(c net.Conn) {
 		// This server wants PROXY too, then TLS.
