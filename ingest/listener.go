@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"strconv"
@@ -68,7 +69,8 @@ type Listener struct {
 	connsTotal                 *metrics.Counter
 	reg                        *metrics.Registry
 	labels                     []string
-	reasons                    sync.Map // "kind/reason" -> *metrics.Counter
+	reasons                    atomic.Pointer[map[reasonKey]*metrics.Counter] // see reason
+	reasonsMu                  sync.Mutex
 
 	open    sync.Map // gnet.Conn -> *conn, for the timeout sweep
 	batches sync.Map // UDP socket fd -> *udpBatch, one per event loop
@@ -676,20 +678,38 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 	}
 }
 
+// parseReason is the counter reason of a Parse error. Parse returns a
+// parse.Error itself, so a type assertion finds it without the
+// allocation errors.As costs (this runs for every malformed message).
 func parseReason(err error) string {
-	var r interface{ Reason() string }
-	if errors.As(err, &r) {
-		return r.Reason()
+	if e, ok := err.(parse.Error); ok {
+		return e.Reason()
 	}
 	return "parse_error"
 }
 
+// reasonKey names one malformed/rejected/closed/dropped counter.
+type reasonKey struct{ kind, why string }
+
 // reason returns the counter for a malformed/dropped reason, creating it
-// on first use. Only error paths call it.
+// on first use. Only error paths call it, but a flood of garbage calls it
+// for every message, so a hit allocates nothing: the counters sit in an
+// immutable map that is copied when a reason is first seen (a handful
+// per bind).
 func (l *Listener) reason(kind, why string) *metrics.Counter {
-	key := kind + "/" + why
-	if c, ok := l.reasons.Load(key); ok {
-		return c.(*metrics.Counter)
+	k := reasonKey{kind, why}
+	if m := l.reasons.Load(); m != nil {
+		if c, ok := (*m)[k]; ok {
+			return c
+		}
+	}
+	l.reasonsMu.Lock()
+	defer l.reasonsMu.Unlock()
+	old := l.reasons.Load()
+	if old != nil {
+		if c, ok := (*old)[k]; ok {
+			return c
+		}
 	}
 	var c *metrics.Counter
 	switch kind {
@@ -702,6 +722,11 @@ func (l *Listener) reason(kind, why string) *metrics.Counter {
 	default:
 		c = l.reg.Counter("wharf_frontend_dropped_total", "Messages dropped at the frontend by reason.", append(l.labels, "reason", why)...)
 	}
-	l.reasons.Store(key, c)
+	m := map[reasonKey]*metrics.Counter{}
+	if old != nil {
+		m = maps.Clone(*old)
+	}
+	m[k] = c
+	l.reasons.Store(&m)
 	return c
 }

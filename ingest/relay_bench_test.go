@@ -156,3 +156,27 @@ func TestRelayPathAllocs(t *testing.T) {
 		t.Fatalf("target saw %d messages, want %d", tgt.n, 100*52)
 	}
 }
+
+// TestMalformedPathAllocs: a flood of garbage is counted per message
+// (malformed and dropped by reason) without allocating: the reason
+// counters are found in a map that is only copied when a reason is new.
+func TestMalformedPathAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items at random")
+	}
+	l, tgt := newTestListener(t, "auto")
+	var buf []byte
+	for range 100 {
+		buf = append(buf, "9 garbage!\n"...) // octet-counted, no PRI
+	}
+	fr := &framing.Framer{Mode: framing.Auto, Max: 64 << 10}
+	var out outbox
+	relay(l, fr, &out, buf)
+	allocs := testing.AllocsPerRun(50, func() { relay(l, fr, &out, buf) })
+	if perMsg := allocs / 100; perMsg > 0.05 {
+		t.Fatalf("malformed path allocates %.2f times per message, want 0", perMsg)
+	}
+	if n := counter(l.reg, "wharf_frontend_malformed_total", "no_pri"); n != 100*52 || tgt.n != 0 {
+		t.Fatalf("no_pri counted %v times, %d delivered; want %d and 0", n, tgt.n, 100*52)
+	}
+}
