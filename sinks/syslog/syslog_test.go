@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,6 +222,53 @@ func TestUDPOneDatagramPerMessage(t *testing.T) {
 	s.Close()
 }
 
+// TestUDPBatchWhole: a batch of 1500 messages arrives whole, one datagram
+// per message, in order; a message longer than a datagram can carry is
+// cut at maxDatagram.
+func TestUDPBatchWhole(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	// Room for the whole batch, so the loopback cannot drop any of it.
+	rc, err := pc.(*net.UDPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUFFORCE, 64<<20)
+	})
+	if serr != nil {
+		t.Fatalf("SO_RCVBUFFORCE (the tests run as root): %v", serr)
+	}
+	s, _ := newSink(t, conf.Sink{Servers: []string{"udp://" + pc.LocalAddr().String()}, Encoding: "raw"})
+	defer s.Close()
+	var texts []string
+	for i := range 1500 {
+		texts = append(texts, fmt.Sprintf("<13>1 - h app - - - message %d", i))
+	}
+	texts[700] = "<13>1 - h app - - - " + strings.Repeat("x", 70000)
+	if err := s.Write(context.Background(), msgs(texts...)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1<<17)
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i, want := range texts {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if len(want) > maxDatagram {
+			want = want[:maxDatagram]
+		}
+		if string(buf[:n]) != want {
+			t.Fatalf("datagram %d: %d bytes %.40q..., want %d bytes %.40q...", i, n, buf[:n], len(want), want)
+		}
+	}
+}
+
 func TestErrorNamesServerAndBacksOff(t *testing.T) {
 	dead := closedPort(t)
 	s, logs := newSink(t, conf.Sink{Servers: []string{"tcp://" + dead}})
@@ -357,6 +405,38 @@ func BenchmarkWriteTCP(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.SetBytes(size)
+	for b.Loop() {
+		if err := s.Write(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkWriteUDP measures one 256-message batch (raw) to a loopback
+// UDP socket that discards.
+func BenchmarkWriteUDP(b *testing.B) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 1<<16)
+		for {
+			if _, _, err := pc.(*net.UDPConn).ReadFromUDPAddrPort(buf); err != nil {
+				return
+			}
+		}
+	}()
+	cfg := conf.Sink{Type: "syslog", Servers: []string{"udp://" + pc.LocalAddr().String()}}
+	s, err := New("bench", &cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	batch := msgs(testMessages("bench", 0, 256)...)
+	b.ReportAllocs()
 	for b.Loop() {
 		if err := s.Write(context.Background(), batch); err != nil {
 			b.Fatal(err)
