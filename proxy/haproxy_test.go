@@ -21,17 +21,6 @@ import (
 	"wharf/proxy/internal/proxytest"
 )
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // haproxy runs a real HAProxy in the foreground with config until the
 // test ends, and waits until every port in ports accepts connections.
 func haproxy(t *testing.T, config string, ports ...int) {
@@ -120,7 +109,7 @@ func TestHAProxySendsProxyToWharf(t *testing.T) {
 			}
 		}
 	})
-	wTCP, wHTTP := freePort(t), freePort(t)
+	wTCP, wHTTP := testenv.FreePort(t), testenv.FreePort(t)
 	set, reg := startWharf(t, fmt.Sprintf(`
 [frontend.f]
 mode = "tcp"
@@ -145,7 +134,7 @@ check = "none"
 address = %q
 `, wTCP, wHTTP, reporter.Addr, web.Addr))
 	_ = set
-	hp1, hp2, hp3 := freePort(t), freePort(t), freePort(t)
+	hp1, hp2, hp3 := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	haproxy(t, haproxyDefaults+fmt.Sprintf(`
 listen v1
     mode tcp
@@ -196,7 +185,7 @@ listen httpv2
 // tcp and an http frontend; HAProxy answers with the addresses it
 // believes. wharf's HTTP health checks (with a LOCAL header) pass.
 func TestWharfSendsProxyToHAProxy(t *testing.T) {
-	hp1, hp2 := freePort(t), freePort(t)
+	hp1, hp2 := testenv.FreePort(t), testenv.FreePort(t)
 	haproxy(t, haproxyDefaults+fmt.Sprintf(`
 frontend v1
     mode http
@@ -207,7 +196,7 @@ frontend v2
     bind 127.0.0.1:%d accept-proxy
     http-request return status 200 content-type text/plain lf-string "v2 src=%%[src]:%%[src_port] dst=%%[dst]:%%[dst_port]\n"
 `, hp1, hp2), hp1, hp2)
-	wTCP1, wTCP2, wHTTP := freePort(t), freePort(t), freePort(t)
+	wTCP1, wTCP2, wHTTP := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	_, reg := startWharf(t, fmt.Sprintf(`
 [frontend.t1]
 mode = "tcp"

@@ -8,8 +8,12 @@
 package testenv
 
 import (
+	"bytes"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -45,4 +49,50 @@ func missing(t testing.TB, why string) {
 		t.Fatalf("real peer required under WHARF_INTEGRATION: %s", why)
 	}
 	t.Skipf("skipping: %s", why)
+}
+
+// FreePort returns a port on 127.0.0.1 that was free for both TCP and UDP
+// a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for both TCP and UDP on 127.0.0.1")
+	return 0
+}
+
+// ClosedAddr returns a 127.0.0.1 address nothing listens on (a moment ago).
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent use: a child process's
+// stderr, written by exec's copying goroutine, read by the test.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -14,6 +14,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 
 	"wharf/conf"
+	"wharf/internal/testenv"
 	"wharf/sinks"
 )
 
@@ -196,22 +197,10 @@ func TestEncodeKeysValuesAndReuse(t *testing.T) {
 	f("hostname", "rfc5424", func(i int) []byte { return []byte(fmt.Sprintf("h%d", i%3)) })
 }
 
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // Regression: a broker that is down must fail Write fast with an error
 // that says so, not block the runner or report success.
 func TestUnreachableBroker(t *testing.T) {
-	addr := closedPort(t)
+	addr := testenv.ClosedAddr(t)
 	const timeout = 2 * time.Second
 	start := time.Now()
 	s, err := New("out", &conf.Sink{Brokers: []string{addr}, Topic: "t", WriteTimeout: conf.Duration{Duration: timeout}})

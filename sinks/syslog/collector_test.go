@@ -122,7 +122,7 @@ func TestCollectorFailoverFromClosedPort(t *testing.T) {
 	addr := testenv.Env(t, "WHARF_COLLECTOR_TCP")
 	out := testenv.Env(t, "WHARF_COLLECTOR_OUT")
 	id := runID(t)
-	dead := closedPort(t)
+	dead := testenv.ClosedAddr(t)
 	s, logs := newSink(t, conf.Sink{Servers: []string{"tcp://" + dead, "tcp://" + addr}})
 	want := testMessages(id, 0, 2000)
 	r := forward(t, s, want)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/internal/testenv"
 	"wharf/sinks"
 )
 
@@ -49,18 +50,6 @@ func msgs(raws ...string) []*sinks.Message {
 		out[i] = sinks.NewMessage([]byte(r))
 	}
 	return out
-}
-
-// closedPort returns a loopback TCP port with nothing listening.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // frameServer is a TCP server on loopback that parses octet-counted or LF
@@ -270,7 +259,7 @@ func TestUDPBatchWhole(t *testing.T) {
 }
 
 func TestErrorNamesServerAndBacksOff(t *testing.T) {
-	dead := closedPort(t)
+	dead := testenv.ClosedAddr(t)
 	s, logs := newSink(t, conf.Sink{Servers: []string{"tcp://" + dead}})
 	err := s.Write(context.Background(), msgs("x"))
 	want := fmt.Sprintf(`sinks/syslog: sink "fwd": no server accepted the batch: server tcp://%s: dial: connection refused`, dead)
@@ -291,7 +280,7 @@ func TestErrorNamesServerAndBacksOff(t *testing.T) {
 }
 
 func TestFailoverAndFailback(t *testing.T) {
-	primaryAddr := closedPort(t)
+	primaryAddr := testenv.ClosedAddr(t)
 	backup := newFrameServer(t, false)
 	s, logs := newSink(t, conf.Sink{Servers: []string{"tcp://" + primaryAddr, backup.url()}})
 	s.failback = 50 * time.Millisecond

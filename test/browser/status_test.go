@@ -86,7 +86,7 @@ func browser(t *testing.T) context.Context {
 func TestStatusPageUnderLoad(t *testing.T) {
 	ctx := browser(t)
 
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	dead := deadPort(t) // connections refused: the siem sink stays down
 	in := startWharf(t, adminAddr, fmt.Sprintf(`
 [admin]

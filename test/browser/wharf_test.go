@@ -5,7 +5,6 @@ package browser
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,6 +25,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"wharf/admin"
+
+	"wharf/internal/testenv"
 )
 
 // wharfBin builds wharf once per test binary, unless WHARF_BIN names one.
@@ -44,35 +45,6 @@ var wharfBin = sync.OnceValues(func() (string, error) {
 	}
 	return bin, nil
 })
-
-// syncBuf is a goroutine-safe buffer for the child's stderr.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // deadPort returns a loopback TCP port where connections are refused, and
 // stays so for the test: a socket is bound to it but never listens, so
@@ -98,7 +70,7 @@ func deadPort(t *testing.T) int {
 type instance struct {
 	admin string // http://host:port
 	cmd   *exec.Cmd
-	log   *syncBuf
+	log   *testenv.SyncBuffer
 }
 
 // startWharf runs wharf on config text (written to a temp dir, which is
@@ -114,7 +86,7 @@ func startWharf(t *testing.T, adminAddr, config string) *instance {
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	in := &instance{admin: "http://" + adminAddr, log: &syncBuf{}}
+	in := &instance{admin: "http://" + adminAddr, log: &testenv.SyncBuffer{}}
 	in.cmd = exec.Command(bin, "run", "-c", path)
 	in.cmd.Dir = dir
 	in.cmd.Stderr = in.log
@@ -264,4 +236,4 @@ func startLoad(t *testing.T, ctx context.Context, udpAddr, tcpAddr string) *load
 
 func (l *load) wait() { l.wg.Wait() }
 
-var _ io.Writer = (*syncBuf)(nil)
+var _ io.Writer = (*testenv.SyncBuffer)(nil)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"wharf/internal/testenv"
 )
 
 const tokenConfig = `
@@ -34,8 +36,8 @@ func TestAdminToken(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "admin.token"), []byte("e2e-t0ken\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
-	in := startIn(t, dir, fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf(tokenConfig, port))
+	port := testenv.FreePort(t)
+	in := startIn(t, dir, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), fmt.Sprintf(tokenConfig, port))
 	f := func(method, path, token string, want int) {
 		t.Helper()
 		req, _ := http.NewRequest(method, "http://"+in.admin+path, nil)
@@ -72,7 +74,7 @@ func TestAdminToken(t *testing.T) {
 	}
 	tap := exec.Command(wharfBin, "tap", "-c", cfg, "--frontend", "edge", "--raw")
 	stdout, _ := tap.StdoutPipe()
-	var stderr syncBuf
+	var stderr testenv.SyncBuffer
 	tap.Stderr = &stderr
 	if err := tap.Start(); err != nil {
 		t.Fatal(err)

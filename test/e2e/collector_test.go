@@ -17,21 +17,16 @@ import (
 func TestForwardToSyslogNG(t *testing.T) {
 	collector := testenv.Env(t, "WHARF_COLLECTOR_TCP")
 	outDir := testenv.Env(t, "WHARF_COLLECTOR_OUT")
-	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	port := freePort(t)
-	in := start(t, fmt.Sprintf(`
-[admin]
-listen = "{{ADMIN}}"
-[frontend.edge]
-bind = ["tcp://127.0.0.1:%d"]
-sinks = ["collector"]
+	dead := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	port := testenv.FreePort(t)
+	in := start(t, tcpEdge(port, "collector")+fmt.Sprintf(`
 [sink.collector]
 type = "syslog"
 servers = ["tcp://%s", "tcp://%s"]
 out_framing = "octet-counting"
 encoding = "raw"
 dial_timeout = "1s"
-`, port, dead, collector))
+`, dead, collector))
 
 	run := fmt.Sprintf("run%d", time.Now().UnixNano())
 	const n = 5000

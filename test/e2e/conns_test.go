@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"wharf/internal/testenv"
 )
 
 // TestTenThousandIdleConnections holds 10k idle TCP syslog connections
@@ -16,18 +18,13 @@ import (
 // the connections still work.
 func TestTenThousandIdleConnections(t *testing.T) {
 	const n = 10000
-	port := freePort(t)
-	in := start(t, fmt.Sprintf(`
-[admin]
-listen = "{{ADMIN}}"
-[frontend.edge]
-bind = ["tcp://127.0.0.1:%d"]
-sinks = ["out"]
+	port := testenv.FreePort(t)
+	in := start(t, tcpEdge(port, "out")+`
 [sink.out]
 type = "file"
 path = "{{DIR}}/out.log"
 encoding = "raw"
-`, port))
+`)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	conns := make([]net.Conn, 0, n)
 	defer func() {

@@ -40,8 +40,8 @@ func TestDiskBufferSurvivesKillAndCorruption(t *testing.T) {
 	collector := testenv.Env(t, "WHARF_COLLECTOR_TCP")
 	outDir := testenv.Env(t, "WHARF_COLLECTOR_OUT")
 	bufDir := filepath.Join(t.TempDir(), "buf")
-	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	port := freePort(t)
+	dead := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	port := testenv.FreePort(t)
 	run := fmt.Sprintf("kill%d", time.Now().UnixNano())
 
 	in := start(t, fmt.Sprintf(bufferedConfig, port, dead, bufDir))

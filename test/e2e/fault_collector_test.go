@@ -91,13 +91,8 @@ func TestFaultCollectorRestart(t *testing.T) {
 	defer ln.Close()
 	go second.serve(ln)
 
-	port := freePort(t)
-	in := start(t, fmt.Sprintf(`
-[admin]
-listen = "{{ADMIN}}"
-[frontend.edge]
-bind = ["tcp://127.0.0.1:%d"]
-sinks = ["fwd"]
+	port := testenv.FreePort(t)
+	in := start(t, tcpEdge(port, "fwd")+fmt.Sprintf(`
 [sink.fwd]
 type = "syslog"
 servers = ["tcp://%s", "tcp://%s"]
@@ -107,7 +102,7 @@ retry_max_backoff = "500ms"
 batch_size = 200
 [sink.fwd.buffer]
 dir = "{{DIR}}/buf"
-`, port, primary, ln.Addr()))
+`, primary, ln.Addr()))
 
 	run := fmt.Sprintf("restart%d", time.Now().UnixNano())
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))

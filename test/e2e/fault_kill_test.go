@@ -24,22 +24,17 @@ func TestFaultKillUnderLoad(t *testing.T) {
 	faultTest(t)
 	collector := testenv.Env(t, "WHARF_COLLECTOR_TCP")
 	outDir := testenv.Env(t, "WHARF_COLLECTOR_OUT")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf(`
-[admin]
-listen = "{{ADMIN}}"
-[frontend.edge]
-bind = ["tcp://127.0.0.1:%d"]
-sinks = ["fwd"]
+	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := tcpEdge(port, "fwd") + fmt.Sprintf(`
 [sink.fwd]
 type = "syslog"
 servers = ["tcp://%s"]
 [sink.fwd.buffer]
 dir = "{{DIR}}/buf"
 fsync = "never"
-`, port, collector)
+`, collector)
 	in := startIn(t, dir, admin, cfg)
 	run := fmt.Sprintf("kill9-%d", time.Now().UnixNano())
 	stopped := make(chan int, 1)

@@ -90,13 +90,8 @@ func kafkaOutage(t *testing.T, buffer string) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	kcat := testenv.Tool(t, "kcat")
 	topic := fmt.Sprintf("wharf-outage-%d", time.Now().UnixNano())
-	port := freePort(t)
-	in := start(t, fmt.Sprintf(`
-[admin]
-listen = "{{ADMIN}}"
-[frontend.edge]
-bind = ["tcp://127.0.0.1:%d"]
-sinks = ["kafka"]
+	port := testenv.FreePort(t)
+	in := start(t, tcpEdge(port, "kafka")+fmt.Sprintf(`
 [sink.kafka]
 type = "kafka"
 brokers = ["%s"]
@@ -106,7 +101,7 @@ queue_size = 200000
 retry_backoff = "100ms"
 retry_max_backoff = "1s"
 write_timeout = "5s"
-%s`, port, brokers, topic, buffer))
+%s`, brokers, topic, buffer))
 
 	sent := pacedSender(t, fmt.Sprintf("127.0.0.1:%d", port), 50000, 18*time.Second)
 	time.Sleep(3 * time.Second)

@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,10 +15,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"wharf/internal/testenv"
 )
 
 var wharfBin string
@@ -44,32 +44,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuf is a goroutine-safe buffer for a child's stderr.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // instance is one running wharf process.
 type instance struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	dir    string
 	admin  string
-	stderr *syncBuf
-	stdout *syncBuf
+	stderr *testenv.SyncBuffer
+	stdout *testenv.SyncBuffer
 	exited chan error
 }
 
@@ -77,7 +59,13 @@ type instance struct {
 // a free admin address) and runs wharf on it until /healthz answers.
 func start(t *testing.T, config string) *instance {
 	t.Helper()
-	return startIn(t, t.TempDir(), fmt.Sprintf("127.0.0.1:%d", freePort(t)), config)
+	return startIn(t, t.TempDir(), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), config)
+}
+
+// tcpEdge is the head most test configs share: the admin listener and
+// frontend "edge" on tcp://127.0.0.1:port sending everything to sink.
+func tcpEdge(port int, sink string) string {
+	return fmt.Sprintf("[admin]\nlisten = \"{{ADMIN}}\"\n[frontend.edge]\nbind = [\"tcp://127.0.0.1:%d\"]\nsinks = [%q]", port, sink)
 }
 
 // startIn is start with a given work dir and admin address.
@@ -89,7 +77,7 @@ func startIn(t *testing.T, dir, admin, config string) *instance {
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	in := &instance{t: t, dir: dir, admin: admin, stderr: &syncBuf{}, stdout: &syncBuf{}, exited: make(chan error, 1)}
+	in := &instance{t: t, dir: dir, admin: admin, stderr: &testenv.SyncBuffer{}, stdout: &testenv.SyncBuffer{}, exited: make(chan error, 1)}
 	in.cmd = exec.Command(wharfBin, "run", "-c", path)
 	in.cmd.Stderr = in.stderr
 	in.cmd.Stdout = in.stdout
@@ -189,28 +177,6 @@ func (in *instance) waitMetric(want float64, timeout time.Duration, name string,
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// freePort returns a port on 127.0.0.1 that is free for both TCP and UDP
-// at the time of the call.
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
 }
 
 // readLines waits until path has at least n lines (or timeout) and returns

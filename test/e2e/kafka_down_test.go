@@ -17,16 +17,11 @@ import (
 func TestKafkaDownAtStart(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	// A bootstrap address that refuses connections until we open it.
-	bootPort := freePort(t)
+	bootPort := testenv.FreePort(t)
 	boot := fmt.Sprintf("127.0.0.1:%d", bootPort)
 	topic := fmt.Sprintf("wharf-down-%d", time.Now().UnixNano())
-	port := freePort(t)
-	in := start(t, fmt.Sprintf(`
-[admin]
-listen = "{{ADMIN}}"
-[frontend.edge]
-bind = ["tcp://127.0.0.1:%d"]
-sinks = ["kafka"]
+	port := testenv.FreePort(t)
+	in := start(t, tcpEdge(port, "kafka")+fmt.Sprintf(`
 [sink.kafka]
 type = "kafka"
 brokers = ["%s"]
@@ -34,7 +29,7 @@ topic = "%s"
 retry_backoff = "50ms"
 retry_max_backoff = "500ms"
 write_timeout = "2s"
-`, port, boot, topic))
+`, boot, topic))
 
 	const n = 2000
 	msgs := make([]string, n)

@@ -21,13 +21,8 @@ func TestKafkaEndToEnd(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	kcat := testenv.Tool(t, "kcat")
 	topic := fmt.Sprintf("wharf-e2e-%d", time.Now().UnixNano())
-	port := freePort(t)
-	in := start(t, fmt.Sprintf(`
-[admin]
-listen = "{{ADMIN}}"
-[frontend.edge]
-bind = ["tcp://127.0.0.1:%d"]
-sinks = ["kafka"]
+	port := testenv.FreePort(t)
+	in := start(t, tcpEdge(port, "kafka")+fmt.Sprintf(`
 [sink.kafka]
 type = "kafka"
 brokers = ["%s"]
@@ -37,7 +32,7 @@ compression = "zstd"
 required_acks = "all"
 batch_size = 500
 batch_timeout = "5ms"
-`, port, brokers, topic))
+`, brokers, topic))
 
 	const n = 10000
 	want := map[string]string{} // value -> key

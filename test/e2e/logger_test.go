@@ -29,7 +29,7 @@ batch_timeout = "5ms"
 // transport and checks the file sink's JSON record field by field.
 func TestLoggerToFile(t *testing.T) {
 	logger := testenv.Tool(t, "logger")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	in := start(t, fmt.Sprintf(fileConfig, port))
 	out := filepath.Join(in.dir, "messages.jsonl")
 	host, _ := os.Hostname()
@@ -91,7 +91,7 @@ func TestLoggerToFile(t *testing.T) {
 // oversize frame on one TCP connection between valid messages: the valid
 // ones arrive, the bad ones are counted by reason, the connection survives.
 func TestMalformedKeepsConnection(t *testing.T) {
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	cfg := strings.Replace(fmt.Sprintf(fileConfig, port), `sinks = ["out"]`, "sinks = [\"out\"]\nmax_message_size = \"1KiB\"\noversize = \"drop\"\ndead_letter = \"{{DIR}}/dead.jsonl\"", 1)
 	in := start(t, cfg)
 	out := filepath.Join(in.dir, "messages.jsonl")

@@ -39,7 +39,7 @@ func TestProxyFrontendsBesideSyslog(t *testing.T) {
 	}))
 	defer web.Close()
 
-	sysPort, tcpPort, httpPort := freePort(t), freePort(t), freePort(t)
+	sysPort, tcpPort, httpPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	in := start(t, fmt.Sprintf(`
 [admin]
 listen = "{{ADMIN}}"

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"wharf/internal/testenv"
 )
 
 const reloadConfig = `
@@ -38,9 +40,9 @@ batch_timeout = "2ms"
 // reload go to the new sink, and an invalid config is refused with the
 // old one still running.
 func TestReloadUnderLoad(t *testing.T) {
-	port, port2 := freePort(t), freePort(t)
+	port, port2 := testenv.FreePort(t), testenv.FreePort(t)
 	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	write := func(binds, sink string) {
 		t.Helper()
 		cfg := fmt.Sprintf(reloadConfig, admin, binds, sink, dir, dir)

@@ -9,13 +9,15 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"wharf/internal/testenv"
 )
 
 // TestShutdownLosesNothingAccepted sends 100k messages over TCP while
 // SIGTERM arrives, then checks that every message wharf reports as
 // received reached the file sink, in order, with no gap and no duplicate.
 func TestShutdownLosesNothingAccepted(t *testing.T) {
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	in := start(t, fmt.Sprintf(`
 [admin]
 listen = "{{ADMIN}}"

@@ -66,9 +66,9 @@ func TestTLSBindWithRealClient(t *testing.T) {
 	opensslIssue(t, openssl, dir, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth")
 	opensslIssue(t, openssl, dir, "client", "extendedKeyUsage=clientAuth")
 
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	in := startIn(t, dir, fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf(tlsConfig, port))
+	in := startIn(t, dir, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), fmt.Sprintf(tlsConfig, port))
 
 	const n = 200
 	var msgs strings.Builder
@@ -163,8 +163,8 @@ func TestTLSEndToEndToSyslogNG(t *testing.T) {
 	opensslRun(t, openssl, dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
 		"-subj", "/CN=wharf e2e CA", "-days", "1", "-keyout", "ca.key", "-out", "ca.pem")
 	opensslIssue(t, openssl, dir, "server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth")
-	port := freePort(t)
-	in := startIn(t, dir, fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf(`
+	port := testenv.FreePort(t)
+	in := startIn(t, dir, fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), fmt.Sprintf(`
 [admin]
 listen = "{{ADMIN}}"
 [frontend.secure]
