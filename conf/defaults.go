@@ -45,9 +45,12 @@ const (
 	// DefaultOversize keeps the head of a too-long message: the header and
 	// the start of the text are what people search for.
 	DefaultOversize = "truncate"
-	// DefaultOnError drops malformed messages (counted by reason) rather
-	// than forwarding bytes a downstream parser may choke on.
-	DefaultOnError = "drop"
+	// DefaultOnError forwards malformed messages unparsed (counted by
+	// reason): a relay keeps what it does not understand, as rsyslog and
+	// syslog-ng do. Old devices send lines without <PRI>; dropping them by
+	// default lost logs silently at every site that migrated. Encodings
+	// that need a PRI give such a message 13 (user.notice, RFC3164 4.3.3).
+	DefaultOnError = "forward_raw"
 	// DefaultSyslogMaxConn bounds a syslog frontend's TCP connections per
 	// bind: above the 10k idle senders a central relay should hold (a few
 	// KiB each), below what exhausts file descriptors under LimitNOFILE=65536.

@@ -74,8 +74,9 @@ type Frontend struct {
 	// Oversize is what happens to a longer message: "truncate" (default)
 	// or "drop". Either way it is counted.
 	Oversize string `toml:"oversize"`
-	// OnError is the policy for malformed messages: "drop" (default) or
-	// "forward_raw" (sent on unparsed). Either way it is counted by reason.
+	// OnError is the policy for malformed messages: "forward_raw"
+	// (default: sent on unparsed) or "drop". Either way it is counted by
+	// reason.
 	OnError string `toml:"on_error"`
 	// Sinks are the default destinations: every message that no route
 	// rule matches goes to all of them.

@@ -192,18 +192,25 @@ func appendJSON(dst []byte, m *Message) []byte {
 	dst = append(dst, `,"format":"`...)
 	dst = append(dst, m.Format.String()...)
 	dst = append(dst, '"')
-	if m.Priority >= 0 && m.Priority <= 191 {
-		dst = append(dst, `,"priority":`...)
-		dst = strconv.AppendInt(dst, int64(m.Priority), 10)
-		dst = append(dst, `,"facility":`...)
-		dst = strconv.AppendInt(dst, int64(m.Facility()), 10)
-		dst = append(dst, `,"facility_name":"`...)
-		dst = append(dst, facilityNames[m.Facility()]...)
-		dst = append(dst, `","severity":`...)
-		dst = strconv.AppendInt(dst, int64(m.Severity()), 10)
-		dst = append(dst, `,"severity_name":"`...)
-		dst = append(dst, severityNames[m.Severity()]...)
-		dst = append(dst, '"')
+	// A message without a valid PRI (forwarded raw by on_error) gets
+	// user.notice, as rsyslog gives it, and the record says so.
+	pri, assumed := int(m.Priority), false
+	if pri < 0 || pri > 191 {
+		pri, assumed = defaultPriority, true
+	}
+	dst = append(dst, `,"priority":`...)
+	dst = strconv.AppendInt(dst, int64(pri), 10)
+	dst = append(dst, `,"facility":`...)
+	dst = strconv.AppendInt(dst, int64(pri/8), 10)
+	dst = append(dst, `,"facility_name":"`...)
+	dst = append(dst, facilityNames[pri/8]...)
+	dst = append(dst, `","severity":`...)
+	dst = strconv.AppendInt(dst, int64(pri%8), 10)
+	dst = append(dst, `,"severity_name":"`...)
+	dst = append(dst, severityNames[pri%8]...)
+	dst = append(dst, '"')
+	if assumed {
+		dst = append(dst, `,"priority_assumed":true`...)
 	}
 	dst = appendJSONField(dst, `,"timestamp":`, m.Field(m.Timestamp))
 	dst = appendJSONField(dst, `,"hostname":`, m.Field(m.Hostname))

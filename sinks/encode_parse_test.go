@@ -51,7 +51,7 @@ func TestEncodeParsedMessages(t *testing.T) {
 			t.Fatalf("json %s: %v", js, err)
 		}
 		if obj["hostname"] != string(m.Field(m.Hostname)) || obj["message"] != string(m.Field(m.Msg)) ||
-			obj["format"] != m.Format.String() || obj["priority"] != float64(m.Priority) {
+			obj["format"] != m.Format.String() || obj["priority"] != float64(m.Priority) || obj["priority_assumed"] != nil {
 			t.Errorf("json %s does not match the parsed fields", js)
 		}
 	}

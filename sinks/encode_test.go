@@ -143,7 +143,14 @@ func TestEncodeJSON(t *testing.T) {
 		`"hostname":"mymachine","app_name":"su","procid":"230","message":"'su root' failed for lonvick on /dev/pts/8"}`)
 	f("bad\xff\"\\\n\t\x01\u2028é", fields{pri: -1, format: FormatRaw},
 		`{"received":"2026-11-25T19:10:00.123456789Z","frontend":"edge","port":514,"transport":"tcp","peer":"192.0.2.7:40000","format":"raw",`+
+			`"priority":13,"facility":1,"facility_name":"user","severity":5,"severity_name":"notice","priority_assumed":true,`+
 			`"raw":"bad\ufffd\"\\\n\t\u0001\u2028é"}`)
+	// A line without <PRI> forwarded raw (on_error = "forward_raw", the
+	// default) is user.notice, as rsyslog makes it, and says it was assumed.
+	f("an old device without PRI", fields{pri: -1, format: FormatRaw},
+		`{"received":"2026-11-25T19:10:00.123456789Z","frontend":"edge","port":514,"transport":"tcp","peer":"192.0.2.7:40000","format":"raw",`+
+			`"priority":13,"facility":1,"facility_name":"user","severity":5,"severity_name":"notice","priority_assumed":true,`+
+			`"raw":"an old device without PRI"}`)
 }
 
 // TestEncodeJSONRoundTrip checks that tricky bytes decode back to what

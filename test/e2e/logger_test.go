@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -87,12 +88,53 @@ func TestLoggerToFile(t *testing.T) {
 	in.stop()
 }
 
+// TestNoPriForwardedByDefault guards against the old default on_error =
+// "drop": a line without <PRI> (old devices send them) is counted as
+// malformed and forwarded, and the JSON record says user.notice was assumed.
+func TestNoPriForwardedByDefault(t *testing.T) {
+	port := testenv.FreePort(t)
+	in := start(t, fmt.Sprintf(fileConfig, port))
+	out := filepath.Join(in.dir, "messages.jsonl")
+	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("%ASA-4-106023: Deny tcp src outside:192.0.2.9/5555")); err != nil {
+		t.Fatal(err)
+	}
+	sendRaw(t, fmt.Sprintf("127.0.0.1:%d", port), "plain line over tcp\n")
+	lines := readLines(t, out, 2, 5*time.Second)
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines, want both lines without PRI:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	raws := map[any]bool{}
+	for _, l := range lines {
+		rec := jsonRecord(t, l)
+		raws[rec["raw"]] = true
+		if rec["format"] != "raw" || rec["priority"] != float64(13) || rec["facility_name"] != "user" ||
+			rec["severity_name"] != "notice" || rec["priority_assumed"] != true {
+			t.Errorf("record %s: want format raw, priority 13 user.notice, priority_assumed true", l)
+		}
+	}
+	if !raws["%ASA-4-106023: Deny tcp src outside:192.0.2.9/5555"] || !raws["plain line over tcp"] {
+		t.Errorf("raw lines not kept: %v", lines)
+	}
+	if n := in.metric("wharf_frontend_malformed_total", `reason="no_pri"`); n != 2 {
+		t.Errorf("malformed{reason=no_pri} = %v, want 2", n)
+	}
+	if n := in.metric("wharf_frontend_dropped_total", `reason="parse_error"`); n != 0 {
+		t.Errorf("dropped{reason=parse_error} = %v, want 0", n)
+	}
+	in.stop()
+}
+
 // TestMalformedKeepsConnection sends garbage, a bad octet count and an
 // oversize frame on one TCP connection between valid messages: the valid
 // ones arrive, the bad ones are counted by reason, the connection survives.
 func TestMalformedKeepsConnection(t *testing.T) {
 	port := testenv.FreePort(t)
-	cfg := strings.Replace(fmt.Sprintf(fileConfig, port), `sinks = ["out"]`, "sinks = [\"out\"]\nmax_message_size = \"1KiB\"\noversize = \"drop\"\ndead_letter = \"{{DIR}}/dead.jsonl\"", 1)
+	cfg := strings.Replace(fmt.Sprintf(fileConfig, port), `sinks = ["out"]`, "sinks = [\"out\"]\non_error = \"drop\"\nmax_message_size = \"1KiB\"\noversize = \"drop\"\ndead_letter = \"{{DIR}}/dead.jsonl\"", 1)
 	in := start(t, cfg)
 	out := filepath.Join(in.dir, "messages.jsonl")
 	valid := func(n int) string { return fmt.Sprintf("<13>1 2026-11-25T10:00:00Z host app - - - valid %d", n) }
