@@ -456,7 +456,7 @@ func (s *recordSink) Close() error { return nil }
 func TestTCPThroughRunnerKeepsOrder(t *testing.T) {
 	sink := &recordSink{}
 	reg := metrics.NewRegistry()
-	r := sinks.NewRunner("out", sink, sinks.RunnerConfig{QueueSize: 64, BatchSize: 16, BatchTimeout: time.Millisecond}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r := sinks.NewRunner("out", sink, sinks.RunnerConfig{QueueSize: 64, BatchSize: 16, BatchTimeout: time.Millisecond}.Resolved(), reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	r.Start()
 	fe := &conf.Frontend{Name: "edge", Sinks: []string{"out"}, MaxMessageSize: 64 << 10}
 	tab, err := route.Compile(&conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}, map[string]route.Target{"out": r})

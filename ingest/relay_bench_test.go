@@ -116,7 +116,7 @@ func BenchmarkRelayPathTCP(b *testing.B) {
 func BenchmarkRelayPathTCPRunner(b *testing.B) {
 	for _, format := range []string{"auto", "header", "raw"} {
 		b.Run(format, func(b *testing.B) {
-			r := sinks.NewRunner("out", discardSink{}, sinks.RunnerConfig{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			r := sinks.NewRunner("out", discardSink{}, sinks.RunnerConfig{}.Resolved(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			r.Start()
 			defer r.Close(context.Background())
 			benchRelay(b, newTestListenerTo(b, format, r))

@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -13,30 +14,6 @@ import (
 	"wharf/metrics"
 )
 
-// Runner defaults, used for zero fields of RunnerConfig.
-const (
-	// DefaultQueueSize bounds queued messages: about a second of a busy
-	// relay, enough to ride out a short downstream hiccup.
-	DefaultQueueSize = 100000
-	// DefaultQueueBytes bounds queued bytes (64MiB) so huge messages cannot
-	// exhaust memory before the message bound is reached.
-	DefaultQueueBytes = 64 << 20
-	// DefaultBatchSize is messages per Write: large enough to amortise a
-	// syscall or a Kafka request, small enough to retry cheaply.
-	DefaultBatchSize = 1000
-	// DefaultBatchBytes is bytes per Write (1MiB, Kafka's default
-	// max.message.bytes order of magnitude).
-	DefaultBatchBytes = 1 << 20
-	// DefaultBatchTimeout is how long a partial batch waits: short, because
-	// log forwarding is latency-visible and busy queues fill batches anyway.
-	DefaultBatchTimeout = 50 * time.Millisecond
-	// DefaultRetryBackoff is the first retry delay.
-	DefaultRetryBackoff = 100 * time.Millisecond
-	// DefaultRetryMaxBackoff caps the retry delay so recovery is noticed
-	// within seconds.
-	DefaultRetryMaxBackoff = 10 * time.Second
-)
-
 // checkInterval is how often a not-ready sink's Check is called.
 const checkInterval = 5 * time.Second
 
@@ -44,7 +21,10 @@ const checkInterval = 5 * time.Second
 // one runner; failures in between are counted and reported with the next.
 const errorLogInterval = 10 * time.Second
 
-// RunnerConfig tunes a Runner. Zero fields mean the defaults above.
+// RunnerConfig tunes a Runner. It is complete: the Runner has no defaults
+// of its own (conf.Config.ApplyDefaults is the one place they live, and
+// RunnerConfigFrom takes a sink section it has filled in). For runners
+// built in code, Resolved fills unset fields the same way.
 type RunnerConfig struct {
 	// QueueSize bounds messages waiting for the sink (not counting the one
 	// batch being written).
@@ -57,9 +37,8 @@ type RunnerConfig struct {
 	// they wait once this many messages or bytes are queued, while
 	// non-blocking ones (UDP) may fill the queue to QueueSize/QueueBytes.
 	// While the sink is not ready (its last write or check failed), the
-	// queue's bounds apply to everyone. Zero (or more than the queue)
-	// means the queue's bounds. A low mark keeps a saturated stream's
-	// latency and working set small.
+	// queue's bounds apply to everyone. At most the queue's bounds. A low
+	// mark keeps a saturated stream's latency and working set small.
 	PauseSize  int
 	PauseBytes int64
 	// BatchSize is the most messages per Sink.Write.
@@ -105,7 +84,9 @@ type Spool interface {
 	Commit() error
 }
 
-// RunnerConfigFrom takes the runner settings of a sink section.
+// RunnerConfigFrom takes the runner settings of a sink section whose
+// defaults are applied (conf.Load, or conf.Config.ApplyDefaults for a
+// config built in code). It adds none of its own.
 func RunnerConfigFrom(c *conf.Sink) RunnerConfig {
 	return RunnerConfig{
 		QueueSize:       c.QueueSize,
@@ -118,44 +99,46 @@ func RunnerConfigFrom(c *conf.Sink) RunnerConfig {
 		RetryBackoff:    c.RetryBackoff.Duration,
 		RetryMaxBackoff: c.RetryMaxBackoff.Duration,
 		MaxRetries:      c.MaxRetries,
-	}.withDefaults()
+	}
 }
 
-func (c RunnerConfig) withDefaults() RunnerConfig {
-	if c.QueueSize <= 0 {
-		c.QueueSize = DefaultQueueSize
+// Resolved returns c with every zero field set as conf sets the unset
+// key of a sink section, so a runner built in code (tests, benchmarks)
+// gets the same values as one built from a config file.
+func (c RunnerConfig) Resolved() RunnerConfig {
+	s := &conf.Sink{
+		QueueSize:         c.QueueSize,
+		QueueBytes:        conf.Size(c.QueueBytes),
+		BackpressureSize:  c.PauseSize,
+		BackpressureBytes: conf.Size(c.PauseBytes),
+		BatchSize:         c.BatchSize,
+		BatchBytes:        conf.Size(c.BatchBytes),
+		BatchTimeout:      conf.Duration{Duration: c.BatchTimeout},
+		RetryBackoff:      conf.Duration{Duration: c.RetryBackoff},
+		RetryMaxBackoff:   conf.Duration{Duration: c.RetryMaxBackoff},
+		MaxRetries:        c.MaxRetries,
 	}
-	if c.QueueBytes <= 0 {
-		c.QueueBytes = DefaultQueueBytes
+	(&conf.Config{Sinks: map[string]*conf.Sink{"": s}}).ApplyDefaults()
+	r := RunnerConfigFrom(s)
+	r.Spool = c.Spool
+	return r
+}
+
+// check reports the first setting a Runner cannot work with: conf's
+// validation refuses these in a config file, so one here is a caller that
+// skipped ApplyDefaults or Resolved.
+func (c RunnerConfig) check() error {
+	switch {
+	case c.QueueSize < 1 || c.QueueBytes < 1:
+		return fmt.Errorf("queue bounds %d messages / %d bytes", c.QueueSize, c.QueueBytes)
+	case c.PauseSize < 1 || c.PauseSize > c.QueueSize || c.PauseBytes < 1 || c.PauseBytes > c.QueueBytes:
+		return fmt.Errorf("pause mark %d messages / %d bytes for a queue of %d / %d", c.PauseSize, c.PauseBytes, c.QueueSize, c.QueueBytes)
+	case c.BatchSize < 1 || c.BatchBytes < 1 || c.BatchTimeout <= 0:
+		return fmt.Errorf("batch %d messages / %d bytes / %s", c.BatchSize, c.BatchBytes, c.BatchTimeout)
+	case c.RetryBackoff <= 0 || c.RetryMaxBackoff < c.RetryBackoff || c.MaxRetries < 0:
+		return fmt.Errorf("retry backoff %s..%s, max_retries %d", c.RetryBackoff, c.RetryMaxBackoff, c.MaxRetries)
 	}
-	if c.PauseSize <= 0 || c.PauseSize > c.QueueSize {
-		c.PauseSize = c.QueueSize
-	}
-	if c.PauseBytes <= 0 || c.PauseBytes > c.QueueBytes {
-		c.PauseBytes = c.QueueBytes
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.BatchBytes <= 0 {
-		c.BatchBytes = DefaultBatchBytes
-	}
-	if c.BatchTimeout <= 0 {
-		c.BatchTimeout = DefaultBatchTimeout
-	}
-	if c.RetryBackoff <= 0 {
-		c.RetryBackoff = DefaultRetryBackoff
-	}
-	if c.RetryMaxBackoff <= 0 {
-		c.RetryMaxBackoff = DefaultRetryMaxBackoff
-	}
-	if c.RetryMaxBackoff < c.RetryBackoff {
-		c.RetryMaxBackoff = c.RetryBackoff
-	}
-	if c.MaxRetries < 0 {
-		c.MaxRetries = 0
-	}
-	return c
+	return nil
 }
 
 // Checker is implemented by sinks that can tell whether their destination
@@ -277,8 +260,13 @@ type Runner struct {
 // gets a private registry) and does not start anything; call Start. log
 // should already carry the sink name (log.With("sink", name)); nil means
 // slog.Default().
+//
+// cfg must be complete (see RunnerConfig); NewRunner panics on settings
+// no config file can produce, such as a zero queue.
 func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log *slog.Logger) *Runner {
-	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		panic(fmt.Sprintf("sinks: NewRunner(%q): incomplete RunnerConfig: %v (use RunnerConfigFrom on a sink with defaults applied, or RunnerConfig.Resolved)", name, err))
+	}
 	if reg == nil {
 		reg = metrics.NewRegistry()
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"wharf/conf"
 	"wharf/metrics"
 )
 
@@ -175,17 +176,17 @@ func TestRunnerBatching(t *testing.T) {
 		}
 		return out
 	}
-	f("by-size", RunnerConfig{BatchSize: 10, BatchTimeout: time.Hour}, n(25, 3), []int{10, 10, 5})
-	f("by-bytes", RunnerConfig{BatchSize: 100, BatchBytes: 100, BatchTimeout: time.Hour}, n(10, 30), []int{3, 3, 3, 1})
-	f("exact-bytes", RunnerConfig{BatchSize: 100, BatchBytes: 90, BatchTimeout: time.Hour}, n(6, 30), []int{3, 3})
+	f("by-size", RunnerConfig{BatchSize: 10, BatchTimeout: time.Hour}.Resolved(), n(25, 3), []int{10, 10, 5})
+	f("by-bytes", RunnerConfig{BatchSize: 100, BatchBytes: 100, BatchTimeout: time.Hour}.Resolved(), n(10, 30), []int{3, 3, 3, 1})
+	f("exact-bytes", RunnerConfig{BatchSize: 100, BatchBytes: 90, BatchTimeout: time.Hour}.Resolved(), n(6, 30), []int{3, 3})
 	// A message larger than BatchBytes goes out alone.
-	f("oversized", RunnerConfig{BatchSize: 100, BatchBytes: 10, BatchTimeout: time.Hour}, []string{"a", "0123456789abcdef", "b"}, []int{1, 1, 1})
+	f("oversized", RunnerConfig{BatchSize: 100, BatchBytes: 10, BatchTimeout: time.Hour}.Resolved(), []string{"a", "0123456789abcdef", "b"}, []int{1, 1, 1})
 }
 
 func TestRunnerBatchTimeout(t *testing.T) {
 	tr := newTracker(t)
 	s := &fakeSink{}
-	r := NewRunner("t", s, RunnerConfig{BatchSize: 1000, BatchTimeout: 20 * time.Millisecond}, nil, quietLog())
+	r := NewRunner("t", s, RunnerConfig{BatchSize: 1000, BatchTimeout: 20 * time.Millisecond}.Resolved(), nil, quietLog())
 	r.Start()
 	start := time.Now()
 	for i := range 5 {
@@ -210,7 +211,7 @@ func TestRunnerRetryThenSuccess(t *testing.T) {
 		return nil
 	}}
 	reg := metrics.NewRegistry()
-	r := NewRunner("retry", s, RunnerConfig{BatchSize: 50, RetryBackoff: time.Millisecond, RetryMaxBackoff: 4 * time.Millisecond}, reg, quietLog())
+	r := NewRunner("retry", s, RunnerConfig{BatchSize: 50, RetryBackoff: time.Millisecond, RetryMaxBackoff: 4 * time.Millisecond}.Resolved(), reg, quietLog())
 	r.Start()
 	var want []string
 	for i := range 100 {
@@ -244,7 +245,7 @@ func TestRunnerRetryThenSuccess(t *testing.T) {
 func TestRunnerMaxRetries(t *testing.T) {
 	tr := newTracker(t)
 	s := &fakeSink{fail: func(int) error { return errors.New("nope") }}
-	r := NewRunner("max", s, RunnerConfig{BatchSize: 10, MaxRetries: 2, RetryBackoff: time.Millisecond}, nil, quietLog())
+	r := NewRunner("max", s, RunnerConfig{BatchSize: 10, MaxRetries: 2, RetryBackoff: time.Millisecond}.Resolved(), nil, quietLog())
 	for i := range 10 {
 		r.Enqueue(tr.msg(fmt.Sprint(i)), false)
 	}
@@ -286,14 +287,14 @@ func TestRunnerQueueFull(t *testing.T) {
 			t.Errorf("delivered %d, want %d", len(s.all()), wantQueued)
 		}
 	}
-	f(RunnerConfig{QueueSize: 5}, 10, 10, 5)
-	f(RunnerConfig{QueueSize: 100, QueueBytes: 100}, 30, 10, 3)
+	f(RunnerConfig{QueueSize: 5}.Resolved(), 10, 10, 5)
+	f(RunnerConfig{QueueSize: 100, QueueBytes: 100}.Resolved(), 30, 10, 3)
 	// One message larger than QueueBytes passes an empty queue.
-	f(RunnerConfig{QueueSize: 100, QueueBytes: 10}, 30, 3, 1)
+	f(RunnerConfig{QueueSize: 100, QueueBytes: 10}.Resolved(), 30, 3, 1)
 
 	// EnqueueBatch: same semantics.
 	tr := newTracker(t)
-	r := NewRunner("batch", &fakeSink{}, RunnerConfig{QueueSize: 4}, nil, quietLog())
+	r := NewRunner("batch", &fakeSink{}, RunnerConfig{QueueSize: 4}.Resolved(), nil, quietLog())
 	ms := []*Message{tr.msg("a"), tr.msg("b"), tr.msg("c"), tr.msg("d"), tr.msg("e"), tr.msg("f")}
 	if q := r.EnqueueBatch(ms, false); q != 4 || r.Stats().Dropped[DropQueueFull] != 2 {
 		t.Errorf("EnqueueBatch queued %d, dropped %v", q, r.Stats().Dropped)
@@ -307,9 +308,9 @@ func TestRunnerBlockingEnqueue(t *testing.T) {
 			tr := newTracker(t)
 			gate := make(chan struct{})
 			s := &fakeSink{block: gate}
-			cfg := RunnerConfig{QueueSize: 2, BatchSize: 1}
+			cfg := RunnerConfig{QueueSize: 2, BatchSize: 1}.Resolved()
 			if bytesBound {
-				cfg = RunnerConfig{QueueSize: 100, QueueBytes: 20, BatchSize: 1}
+				cfg = RunnerConfig{QueueSize: 100, QueueBytes: 20, BatchSize: 1}.Resolved()
 			}
 			r := NewRunner("block", s, cfg, nil, quietLog())
 			r.Start()
@@ -357,7 +358,7 @@ func TestRunnerBlockingEnqueue(t *testing.T) {
 func TestRunnerCloseUnblocksProducers(t *testing.T) {
 	tr := newTracker(t)
 	s := &fakeSink{block: make(chan struct{})} // dead: never returns before ctx
-	r := NewRunner("dead", s, RunnerConfig{QueueSize: 1, BatchSize: 1}, nil, quietLog())
+	r := NewRunner("dead", s, RunnerConfig{QueueSize: 1, BatchSize: 1}.Resolved(), nil, quietLog())
 	r.Start()
 	r.Enqueue(tr.msg("in-flight"), true)
 	waitFor(t, "write in flight", func() bool { return r.queued() == 0 })
@@ -390,7 +391,7 @@ func TestRunnerCloseDrainsEverything(t *testing.T) {
 			bytesSeen.Add(int64(len(m.Raw)))
 		}
 	}}
-	r := NewRunner("drain", s, RunnerConfig{QueueSize: 64, BatchSize: 32, BatchTimeout: time.Hour}, nil, quietLog())
+	r := NewRunner("drain", s, RunnerConfig{QueueSize: 64, BatchSize: 32, BatchTimeout: time.Hour}.Resolved(), nil, quietLog())
 	r.Start()
 	const producers, each = 4, 2500
 	var wg sync.WaitGroup
@@ -431,7 +432,7 @@ func TestRunnerCloseDrainsEverything(t *testing.T) {
 func TestRunnerTightBytesBoundConcurrent(t *testing.T) {
 	tr := newTracker(t)
 	s := &fakeSink{}
-	r := NewRunner("tight", s, RunnerConfig{QueueSize: 1000, QueueBytes: 30, BatchSize: 2, BatchTimeout: time.Millisecond}, nil, quietLog())
+	r := NewRunner("tight", s, RunnerConfig{QueueSize: 1000, QueueBytes: 30, BatchSize: 2, BatchTimeout: time.Millisecond}.Resolved(), nil, quietLog())
 	r.Start()
 	const blocking, nonBlocking, each = 4, 2, 500
 	var wg sync.WaitGroup
@@ -472,7 +473,7 @@ func TestRunnerTightBytesBoundConcurrent(t *testing.T) {
 func TestRunnerCloseDuringRetry(t *testing.T) {
 	tr := newTracker(t)
 	s := &fakeSink{fail: func(int) error { return errors.New("down") }}
-	r := NewRunner("retrying", s, RunnerConfig{BatchSize: 5, RetryBackoff: time.Hour}, nil, quietLog())
+	r := NewRunner("retrying", s, RunnerConfig{BatchSize: 5, RetryBackoff: time.Hour, RetryMaxBackoff: time.Hour}.Resolved(), nil, quietLog())
 	for i := range 12 {
 		r.Enqueue(tr.msg(fmt.Sprint(i)), false)
 	}
@@ -495,7 +496,7 @@ func TestRunnerReadyWithChecker(t *testing.T) {
 		}
 		return nil
 	}}}
-	r := NewRunner("chk", s, RunnerConfig{}, nil, quietLog())
+	r := NewRunner("chk", s, RunnerConfig{}.Resolved(), nil, quietLog())
 	r.Start()
 	if r.Ready() {
 		t.Fatal("ready although Check fails")
@@ -515,7 +516,7 @@ func TestRunnerPauseMark(t *testing.T) {
 	tr := newTracker(t)
 	gate := make(chan struct{})
 	s := &fakeSink{block: gate}
-	r := NewRunner("pause", s, RunnerConfig{QueueSize: 10, PauseSize: 3, BatchSize: 1}, nil, quietLog())
+	r := NewRunner("pause", s, RunnerConfig{QueueSize: 10, PauseSize: 3, BatchSize: 1}.Resolved(), nil, quietLog())
 	r.Start()
 	r.Enqueue(tr.msg("in flight"), true)
 	waitFor(t, "write in flight", func() bool { return r.queued() == 0 })
@@ -569,7 +570,7 @@ func TestRunnerPauseMarkOutage(t *testing.T) {
 		}
 		return nil
 	}}
-	r := NewRunner("outage", s, RunnerConfig{QueueSize: 20, PauseSize: 3, BatchSize: 1, RetryBackoff: 5 * time.Millisecond}, nil, quietLog())
+	r := NewRunner("outage", s, RunnerConfig{QueueSize: 20, PauseSize: 3, BatchSize: 1, RetryBackoff: 5 * time.Millisecond}.Resolved(), nil, quietLog())
 	r.Start()
 	r.Enqueue(tr.msg("first"), true)
 	waitFor(t, "a failed write", func() bool { return !r.Ready() })
@@ -592,22 +593,30 @@ func TestRunnerPauseMarkOutage(t *testing.T) {
 	}
 }
 
-func TestRunnerConfigDefaults(t *testing.T) {
-	c := RunnerConfig{}.withDefaults()
-	if c.PauseSize != c.QueueSize || c.PauseBytes != c.QueueBytes {
-		t.Errorf("pause mark defaults to the queue's bounds in code-built configs: %+v", c)
+// A runner built in code gets conf's defaults, not a second set of its
+// own (it had BatchTimeout 50ms, RetryMaxBackoff 10s and a pause mark at
+// the queue's size against conf's 10ms, 5s and 4096).
+func TestRunnerConfigResolved(t *testing.T) {
+	c := RunnerConfig{}.Resolved()
+	want := RunnerConfig{
+		QueueSize: conf.DefaultQueueSize, QueueBytes: int64(conf.DefaultQueueBytes),
+		PauseSize: conf.DefaultBackpressureSize, PauseBytes: int64(conf.DefaultBackpressureBytes),
+		BatchSize: conf.DefaultBatchSize, BatchBytes: int64(conf.DefaultBatchBytes),
+		BatchTimeout: conf.DefaultBatchTimeout, RetryBackoff: conf.DefaultRetryBackoff,
+		RetryMaxBackoff: conf.DefaultRetryMaxBackoff, MaxRetries: conf.DefaultMaxRetries,
 	}
-	if c = (RunnerConfig{QueueSize: 10, PauseSize: 20}).withDefaults(); c.PauseSize != 10 {
-		t.Errorf("pause mark above the queue not capped: %+v", c)
+	if c != want {
+		t.Errorf("Resolved() = %+v\nwant conf's defaults %+v", c, want)
 	}
-	c = RunnerConfig{}.withDefaults()
-	if c.QueueSize != DefaultQueueSize || c.BatchTimeout != DefaultBatchTimeout || c.RetryMaxBackoff != DefaultRetryMaxBackoff {
-		t.Errorf("defaults %+v", c)
+	if c = (RunnerConfig{QueueSize: 10}).Resolved(); c.PauseSize != 10 || c.BatchSize != 10 {
+		t.Errorf("pause mark and batch not capped by a small queue: %+v", c)
 	}
-	c = RunnerConfig{RetryBackoff: time.Minute, RetryMaxBackoff: time.Second}.withDefaults()
-	if c.RetryMaxBackoff != time.Minute {
-		t.Errorf("max backoff below backoff not raised: %+v", c)
-	}
+	defer func() {
+		if recover() == nil {
+			t.Error("NewRunner accepted an incomplete RunnerConfig")
+		}
+	}()
+	NewRunner("zero", discardSink{}, RunnerConfig{BatchSize: 10}, nil, quietLog())
 }
 
 type discardSink struct{}
@@ -616,7 +625,7 @@ func (discardSink) Write(context.Context, []*Message) error { return nil }
 func (discardSink) Close() error                            { return nil }
 
 func BenchmarkRunnerEnqueue(b *testing.B) {
-	r := NewRunner("bench", discardSink{}, RunnerConfig{QueueSize: 1 << 16}, nil, quietLog())
+	r := NewRunner("bench", discardSink{}, RunnerConfig{QueueSize: 1 << 16}.Resolved(), nil, quietLog())
 	r.Start()
 	raw := []byte(raw5424)
 	b.ReportAllocs()
@@ -633,7 +642,7 @@ func BenchmarkRunnerEnqueue(b *testing.B) {
 // BenchmarkRunnerEnqueueBatch hands messages over 64 at a time, as a
 // listener does at the end of a read.
 func BenchmarkRunnerEnqueueBatch(b *testing.B) {
-	r := NewRunner("bench", discardSink{}, RunnerConfig{QueueSize: 1 << 16}, nil, quietLog())
+	r := NewRunner("bench", discardSink{}, RunnerConfig{QueueSize: 1 << 16}.Resolved(), nil, quietLog())
 	r.Start()
 	raw := []byte(raw5424)
 	b.ReportAllocs()
@@ -662,14 +671,14 @@ func TestRunnerHandOver(t *testing.T) {
 	oldSink := &fakeSink{block: release}
 	newSink := &fakeSink{}
 	reg := metrics.NewRegistry()
-	old := NewRunner("out", oldSink, RunnerConfig{QueueSize: 1000, BatchSize: 10, BatchTimeout: time.Millisecond}, reg, quietLog())
+	old := NewRunner("out", oldSink, RunnerConfig{QueueSize: 1000, BatchSize: 10, BatchTimeout: time.Millisecond}.Resolved(), reg, quietLog())
 	old.Start()
 	const n = 500
 	for i := range n {
 		old.Enqueue(tr.msg(fmt.Sprintf("m%03d", i)), true)
 	}
 	waitFor(t, "the first batch to be in Write", func() bool { return old.Stats().Queued < n })
-	next := NewRunner("out", newSink, RunnerConfig{QueueSize: 1000, BatchSize: 100}, reg, quietLog())
+	next := NewRunner("out", newSink, RunnerConfig{QueueSize: 1000, BatchSize: 100}.Resolved(), reg, quietLog())
 	next.Start()
 	done := make(chan error, 1)
 	go func() { done <- old.HandOver(context.Background(), next) }()
@@ -720,7 +729,7 @@ func (s *rejectingSink) Write(ctx context.Context, batch []*Message) error {
 func TestRunnerRejectedNotRetried(t *testing.T) {
 	tr := newTracker(t)
 	s := &rejectingSink{}
-	r := NewRunner("rej", s, RunnerConfig{QueueSize: 100, BatchSize: 10, BatchTimeout: time.Millisecond}, nil, quietLog())
+	r := NewRunner("rej", s, RunnerConfig{QueueSize: 100, BatchSize: 10, BatchTimeout: time.Millisecond}.Resolved(), nil, quietLog())
 	r.Start()
 	for i := range 30 {
 		raw := fmt.Sprintf("ok%d", i)

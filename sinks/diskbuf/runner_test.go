@@ -47,7 +47,7 @@ func TestRunnerSpoolRestart(t *testing.T) {
 	dir := t.TempDir()
 	o := Options{MaxSegmentBytes: 16 << 10, MaxTotalBytes: 1 << 20}
 	const n = 2000
-	cfg := sinks.RunnerConfig{BatchSize: 64, RetryBackoff: time.Millisecond, RetryMaxBackoff: 5 * time.Millisecond}
+	cfg := sinks.RunnerConfig{BatchSize: 64, RetryBackoff: time.Millisecond, RetryMaxBackoff: 5 * time.Millisecond}.Resolved()
 
 	// First life: the sink accepts the first 500 messages, then goes down.
 	b := openT(t, dir, o)
@@ -117,7 +117,7 @@ func TestRunnerSpoolFull(t *testing.T) {
 	b := openT(t, t.TempDir(), Options{MaxSegmentBytes: 1024, MaxTotalBytes: 2048})
 	defer b.Close()
 	s := &recSink{down: true}
-	r := sinks.NewRunner("full", s, sinks.RunnerConfig{Spool: NewSpool(b), RetryBackoff: time.Millisecond}, nil, nil)
+	r := sinks.NewRunner("full", s, sinks.RunnerConfig{Spool: NewSpool(b), RetryBackoff: time.Millisecond}.Resolved(), nil, nil)
 	r.Start()
 	queued := 0
 	for i := range 100 {

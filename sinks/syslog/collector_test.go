@@ -70,7 +70,7 @@ func testMessages(id string, from, n int) []string {
 func forward(t *testing.T, s sinks.Sink, raws []string) *sinks.Runner {
 	t.Helper()
 	r := sinks.NewRunner("fwd", s, sinks.RunnerConfig{BatchSize: 256, BatchTimeout: 10 * time.Millisecond,
-		RetryBackoff: 10 * time.Millisecond, RetryMaxBackoff: 100 * time.Millisecond}, metrics.NewRegistry(), nil)
+		RetryBackoff: 10 * time.Millisecond, RetryMaxBackoff: 100 * time.Millisecond}.Resolved(), metrics.NewRegistry(), nil)
 	r.Start()
 	for _, raw := range raws {
 		if !r.Enqueue(sinks.NewMessage([]byte(raw)), true) {
@@ -196,7 +196,7 @@ func TestCollectorUDP(t *testing.T) {
 	s, _ := newSink(t, conf.Sink{Servers: []string{"udp://" + addr}})
 	want := testMessages(id, 0, 300)
 	// Small batches with pauses: UDP has no flow control.
-	r := sinks.NewRunner("fwd", s, sinks.RunnerConfig{BatchSize: 50}, nil, nil)
+	r := sinks.NewRunner("fwd", s, sinks.RunnerConfig{BatchSize: 50}.Resolved(), nil, nil)
 	r.Start()
 	for i, raw := range want {
 		r.Enqueue(sinks.NewMessage([]byte(raw)), true)
