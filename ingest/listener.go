@@ -183,6 +183,7 @@ func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Regi
 	l.truncated = reg.Counter("wharf_frontend_truncated_total", "Oversize messages truncated to max_message_size and delivered.", l.labels...)
 	l.conns = reg.Gauge("wharf_frontend_connections", "Open TCP connections.", l.labels...)
 	l.connsTotal = reg.Counter("wharf_frontend_connections_total", "TCP connections accepted.", l.labels...)
+	l.zeroReasons()
 	return l, nil
 }
 
@@ -316,12 +317,12 @@ func (l *Listener) registerKernelDrops() {
 		return
 	}
 	port := l.port
-	l.reg.GaugeFunc("wharf_frontend_udp_kernel_drops", "Datagrams the kernel dropped on this UDP port because the socket receive buffer was full (from /proc/net/udp; counts since the sockets opened).", func() float64 {
-		n, err := udpKernelDrops("/proc", port)
-		if err != nil {
-			return -1
+	var last atomic.Uint64 // a counter never goes back: a failed read repeats the last value
+	l.reg.CounterFunc("wharf_frontend_udp_kernel_drops_total", "Datagrams the kernel dropped on this UDP port because the socket receive buffer was full (from /proc/net/udp; counts since the sockets opened).", func() float64 {
+		if n, err := udpKernelDrops("/proc", port); err == nil && n >= last.Load() {
+			last.Store(n)
 		}
-		return float64(n)
+		return float64(last.Load())
 	}, l.labels...)
 }
 
@@ -686,6 +687,32 @@ func parseReason(err error) string {
 		return e.Reason()
 	}
 	return "parse_error"
+}
+
+// zeroReasons creates the reason series this bind's kind can count, so
+// they are exported as 0 from the start (as the sink ones are) and a rate
+// or an alert on them works before the first event. Malformed reasons
+// from the framer and parser (bad_length_prefix, no_pri...) are many and
+// still appear at their first occurrence.
+func (l *Listener) zeroReasons() {
+	for _, why := range []string{"oversize", "framing_error", "parse_error", "no_route"} {
+		l.reason("dropped", why)
+	}
+	for _, why := range []string{"empty", "oversize"} {
+		l.reason("malformed", why)
+	}
+	l.reason("rejected", "acl")
+	if !l.tcp {
+		l.reason("dropped", "rate_limit")
+		return
+	}
+	l.reason("dropped", "incomplete_frame_at_close")
+	l.reason("rejected", "maxconn")
+	l.reason("closed", "idle_timeout")
+	l.reason("closed", "frame_timeout")
+	if l.tls != nil {
+		l.reason("rejected", "tls_handshake")
+	}
 }
 
 // reasonKey names one malformed/rejected/closed/dropped counter.

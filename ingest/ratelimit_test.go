@@ -197,7 +197,7 @@ func TestUDPRateLimitDropsCounted(t *testing.T) {
 	if n := byScope(reg, "bind"); n != 900 {
 		t.Errorf("rate_limited{scope=bind} = %v, want 900", n)
 	}
-	if n := counter(reg, "wharf_frontend_udp_kernel_drops", ""); n > 0 {
+	if n := counter(reg, "wharf_frontend_udp_kernel_drops_total", ""); n > 0 {
 		t.Errorf("the kernel dropped %v datagrams: the counts above are not exact", n)
 	}
 }

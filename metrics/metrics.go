@@ -99,6 +99,14 @@ func (r *Registry) GaugeFunc(name, help string, fn func() float64, labelPairs ..
 	r.get(name, help, kindGauge, labelPairs, func(s *series) { s.fn = fn })
 }
 
+// CounterFunc registers fn as the value of a counter series, read at
+// scrape time: for a monotonic count kept elsewhere (a sink's failovers,
+// the kernel's drops on a socket). name should end in _total. A later
+// call for the same series replaces fn.
+func (r *Registry) CounterFunc(name, help string, fn func() float64, labelPairs ...string) {
+	r.get(name, help, kindCounter, labelPairs, func(s *series) { s.fn = fn })
+}
+
 // get finds or creates a series and runs init on it under the registry
 // lock, so a scrape never sees a half-made series.
 func (r *Registry) get(name, help string, k kind, pairs []string, init func(*series)) *series {

@@ -39,9 +39,9 @@ func openBuffer(name string, sc *conf.Sink, reg *metrics.Registry, log *slog.Log
 	}
 	reg.GaugeFunc("wharf_buffer_bytes", "Bytes of the sink's disk buffer segment files.", stat(func(s diskbuf.Stats) float64 { return float64(s.Bytes) }), l...)
 	reg.GaugeFunc("wharf_buffer_pending_records", "Records in the disk buffer not yet confirmed by the sink (appended - acked since start; replayed records count in appended).", stat(func(s diskbuf.Stats) float64 { return float64(s.Appended) - float64(s.Acked) }), l...)
-	reg.GaugeFunc("wharf_buffer_corrupt_records", "Corrupt regions the disk buffer reader skipped (CRC or length), since start.", stat(func(s diskbuf.Stats) float64 { return float64(s.CorruptRecords) }), l...)
-	reg.GaugeFunc("wharf_buffer_torn_tails", "Torn tails (partial last records after a crash) truncated at open.", stat(func(s diskbuf.Stats) float64 { return float64(s.TornTails) }), l...)
-	reg.GaugeFunc("wharf_buffer_dropped_full", "Records refused because the buffer was full (on_full = drop_newest).", stat(func(s diskbuf.Stats) float64 { return float64(s.DroppedFull) }), l...)
+	reg.CounterFunc("wharf_buffer_corrupt_records_total", "Corrupt regions the disk buffer reader skipped (CRC or length), since start.", stat(func(s diskbuf.Stats) float64 { return float64(s.CorruptRecords) }), l...)
+	reg.CounterFunc("wharf_buffer_torn_tails_total", "Torn tails (partial last records after a crash) truncated at open.", stat(func(s diskbuf.Stats) float64 { return float64(s.TornTails) }), l...)
+	reg.CounterFunc("wharf_buffer_dropped_full_total", "Records refused because the buffer was full (on_full = drop_newest).", stat(func(s diskbuf.Stats) float64 { return float64(s.DroppedFull) }), l...)
 	if st := b.Stats(); st.Bytes > 0 {
 		log.Info("disk buffer holds data from the last run; unconfirmed records are delivered first",
 			"sink", name, "dir", bc.Dir, "bytes", st.Bytes, "segments", st.Segments, "torn_tails", st.TornTails)

@@ -90,7 +90,7 @@ func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, openBuffer
 		g.sinks[name] = s
 		g.runners[name] = sinks.NewRunner(name, s, rc, reg, log.With("sink", name))
 		if f, ok := s.(interface{ Failovers() uint64 }); ok { // syslog forwarder
-			reg.GaugeFunc("wharf_sink_failovers", "Switches from one downstream server to another (failover and failback), since the sink started.",
+			reg.CounterFunc("wharf_sink_failovers_total", "Switches from one downstream server to another (failover and failback), since the sink started.",
 				func() float64 { return float64(f.Failovers()) }, "sink", name)
 		}
 	}

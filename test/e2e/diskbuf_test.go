@@ -112,8 +112,8 @@ func TestDiskBufferSurvivesKillAndCorruption(t *testing.T) {
 	if missing != 1 {
 		t.Errorf("%d messages missing after kill -9 and one corrupted record, want exactly 1", missing)
 	}
-	if c := in2.metric("wharf_buffer_corrupt_records"); c != 1 {
-		t.Errorf("wharf_buffer_corrupt_records = %v, want 1", c)
+	if c := in2.metric("wharf_buffer_corrupt_records_total"); c != 1 {
+		t.Errorf("wharf_buffer_corrupt_records_total = %v, want 1", c)
 	}
 	t.Logf("%d of %d delivered after SIGKILL + restart (%d lines incl. duplicates)", len(seen), n, len(got))
 	in2.stop()

@@ -164,8 +164,8 @@ dir = "{{DIR}}/buf"
 		dups += n - 1
 	}
 	missing := sent - len(got)
-	failovers := in.metric("wharf_sink_failovers", `sink="fwd"`)
-	t.Logf("collectors hold %d of %d distinct messages (%d at the second collector), %d duplicates, %d missing; wharf_sink_failovers %v",
+	failovers := in.metric("wharf_sink_failovers_total", `sink="fwd"`)
+	t.Logf("collectors hold %d of %d distinct messages (%d at the second collector), %d duplicates, %d missing; wharf_sink_failovers_total %v",
 		len(got), sent, len(second.msgs), dups, missing, failovers)
 	if len(second.msgs) == 0 || failovers < 1 {
 		t.Errorf("no failover to the second collector during the outage (failovers %v)", failovers)
