@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"wharf/internal/logfile"
 )
 
 // Error is one config problem. Path is the dotted key it is about
@@ -292,6 +294,11 @@ func (v *validator) frontend(f *Frontend) {
 	v.syslogFrontendProxyKeys(p, f)
 	v.syslogTLS(p, f)  // security.go
 	v.rateLimits(p, f) // rate.go
+	if f.DeadLetter != "" {
+		if err := logfile.CheckPath(f.DeadLetter); err != nil {
+			v.errAt(p+".dead_letter", "%v", err)
+		}
+	}
 	v.enum(p, "format", f.Format, "auto", "rfc5424", "rfc3164", "raw")
 	v.enum(p, "parse", f.Parse, "header", "full")
 	v.enum(p, "framing", f.Framing, "auto", "octet-counting", "lf", "nul")
@@ -623,6 +630,8 @@ func (v *validator) sink(s *Sink) {
 	case "file":
 		if s.Path == "" {
 			v.errAt(p, "file sink needs path = \"/var/log/wharf/messages.jsonl\"")
+		} else if err := logfile.CheckPath(s.Path); err != nil {
+			v.errAt(p+".path", "%v", err)
 		}
 		if _, err := ParseFileMode(s.FileMode); err != nil {
 			v.errAt(p+".file_mode", "%v", err)

@@ -12,12 +12,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
 
+	"wharf/internal/logfile"
 	"wharf/metrics"
 )
 
@@ -47,14 +47,13 @@ type File struct {
 	once    sync.Once
 }
 
-// Open appends to path (creating it and its directory, mode 0640).
+// Open appends to path (creating it and its directory, mode 0640). Like
+// file sinks it refuses a symbolic link, a directory, a non-regular file
+// and a file with other hard links (see internal/logfile).
 func Open(path string, reg *metrics.Registry) (*File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, fmt.Errorf("deadletter: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	f, err := logfile.OpenAppend(path, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("deadletter: open %s: %w (check the directory exists and is writable)", path, err)
+		return nil, fmt.Errorf("deadletter: %s: %w", path, err)
 	}
 	d := &File{
 		path:    path,

@@ -70,3 +70,21 @@ func TestOpenErrorSaysWhere(t *testing.T) {
 		t.Fatal("opened a file under a regular file")
 	}
 }
+
+// Regression: dead_letter followed a symbolic link at its path.
+func TestOpenRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	os.WriteFile(victim, []byte("keep\n"), 0o600)
+	path := filepath.Join(dir, "dead.jsonl")
+	os.Symlink(victim, path)
+	d, err := Open(path, metrics.NewRegistry())
+	if err == nil {
+		d.Put("edge", "tcp://127.0.0.1:1", "parse_error", netip.AddrPort{}, []byte("x"))
+		d.Close()
+		t.Fatal("opened a dead-letter file through a symbolic link")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep\n" {
+		t.Errorf("link target written: %q", b)
+	}
+}

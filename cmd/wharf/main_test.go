@@ -77,3 +77,39 @@ func TestUsage(t *testing.T) {
 		t.Errorf("version: exit %d, out %q", code, out.String())
 	}
 }
+
+// Regression: `wharf check` accepted a file sink or dead_letter path that
+// is a directory or a symbolic link, which then failed (or, for the link,
+// wrote to its target) at run time.
+func TestCheckRefusesDirectoryAndSymlinkPaths(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "link.jsonl")
+	if err := os.Symlink("/etc/passwd", link); err != nil {
+		t.Fatal(err)
+	}
+	f := func(sinkPath, deadLetter string, want ...string) {
+		t.Helper()
+		config := `
+[frontend.a]
+bind = ["tcp://127.0.0.1:0"]
+sinks = ["f"]
+dead_letter = "` + deadLetter + `"
+[sink.f]
+type = "file"
+path = "` + sinkPath + `"
+`
+		path := filepath.Join(t.TempDir(), "wharf.toml")
+		os.WriteFile(path, []byte(config), 0o644)
+		var out, errOut bytes.Buffer
+		if code := run([]string{"check", "-c", path}, &out, &errOut); code != 2 {
+			t.Fatalf("exit %d, want 2\n%s%s", code, out.String(), errOut.String())
+		}
+		for _, w := range want {
+			if !strings.Contains(errOut.String(), w) {
+				t.Errorf("output lacks %q:\n%s", w, errOut.String())
+			}
+		}
+	}
+	f(dir, link, "sink.f.path: "+dir+" is a directory", "frontend.a.dead_letter: "+link+" is a symbolic link")
+	f(link, dir, "sink.f.path: "+link+" is a symbolic link", "frontend.a.dead_letter: "+dir+" is a directory")
+}

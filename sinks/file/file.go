@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"wharf/conf"
+	"wharf/internal/logfile"
 	"wharf/sinks"
 )
 
@@ -64,15 +64,13 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 	return &File{name: name, path: cfg.Path, mode: mode, enc: enc, buf: make([]byte, 0, 64<<10)}, nil
 }
 
-// open opens path for appending, creating it and its directory. Called
-// with mu held.
+// open opens path for appending, creating it and its directory. It
+// refuses a symbolic link, a directory, a non-regular file and a file
+// with other hard links (see internal/logfile). Called with mu held.
 func (s *File) open() (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(s.path), 0o750); err != nil {
-		return nil, fmt.Errorf("sinks/file: sink %q: create directory: %w", s.name, err)
-	}
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, s.mode)
+	f, err := logfile.OpenAppend(s.path, s.mode)
 	if err != nil {
-		return nil, fmt.Errorf("sinks/file: sink %q: open: %w", s.name, err)
+		return nil, fmt.Errorf("sinks/file: sink %q: %w", s.name, err)
 	}
 	return f, nil
 }

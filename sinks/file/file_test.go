@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,4 +215,45 @@ func BenchmarkWriteJSON(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(in))/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// Regression: a symbolic link planted at the sink's path (first open or
+// after logrotate moved the file away) made wharf append to its target.
+func TestFileRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "shadow")
+	os.WriteFile(victim, []byte("root:x:0:\n"), 0o600)
+	path := filepath.Join(dir, "messages.jsonl")
+	if err := os.Symlink(victim, path); err != nil {
+		t.Fatal(err)
+	}
+	s := newFile(t, &conf.Sink{Path: path})
+	ctx := context.Background()
+	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("Check = %v, want a symbolic link error", err)
+	}
+	if err := s.Write(ctx, batch("a", 1)); err == nil {
+		t.Error("Write through a symbolic link succeeded")
+	}
+	// Rotation: the real file is moved away and a link takes its place;
+	// Reopen refuses and the sink keeps writing to the file it has.
+	os.Remove(path)
+	if err := s.Write(ctx, batch("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(path, path+".1")
+	os.Symlink(victim, path)
+	if err := s.Reopen(); err == nil {
+		t.Error("Reopen through a symbolic link succeeded")
+	}
+	if err := s.Write(ctx, batch("b", 1)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if b, _ := os.ReadFile(victim); string(b) != "root:x:0:\n" {
+		t.Errorf("link target written: %q", b)
+	}
+	if got := readJSONLines(t, path+".1"); len(got) != 2 {
+		t.Errorf("rotated file holds %d lines, want 2", len(got))
+	}
 }

@@ -1,0 +1,84 @@
+// Package logfile opens the files wharf appends to (file sinks, dead-letter
+// files) without following a symbolic link or writing through a hard link.
+//
+// wharf often runs as root to bind port 514, and log directories are often
+// writable by a log group: without these checks anyone who can create a
+// file there could point a sink at /etc/shadow with a link. What this does
+// not cover: a symbolic link among the directories above the file (they
+// are trusted; keep them owned by root or wharf's user and not writable by
+// others).
+package logfile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// OpenAppend opens path for appending, creating it with perm (and its
+// directory, mode 0750) if needed. It refuses, with an error saying why:
+// a path whose last component is a symbolic link (O_NOFOLLOW), a
+// directory, anything but a regular file (a FIFO is opened non-blocking,
+// so one without a reader fails instead of hanging), and a regular file
+// with more than one hard link.
+func OpenAppend(path string, perm os.FileMode) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("create directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, perm)
+	if err != nil {
+		switch {
+		case errors.Is(err, syscall.ELOOP):
+			return nil, fmt.Errorf("%s is a symbolic link; wharf does not follow links for files it writes (point the path at the real file)", path)
+		case errors.Is(err, syscall.EISDIR):
+			return nil, fmt.Errorf("%s is a directory; give the path of a file", path)
+		case errors.Is(err, syscall.ENXIO):
+			return nil, fmt.Errorf("%s is not a regular file (a FIFO or socket); give the path of a file", path)
+		}
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	if err := check(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// check refuses an open file that is not a regular file with one link.
+func check(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file (%s); give the path of a file", f.Name(), fi.Mode().Type())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		return fmt.Errorf("%s has %d hard links; wharf does not write to a file linked from elsewhere (remove the other links or use a new file)", f.Name(), st.Nlink)
+	}
+	return nil
+}
+
+// CheckPath reports, without creating anything, why OpenAppend would
+// refuse path: a symbolic link, a directory or not a regular file. A path
+// that does not exist yet is fine (it is created on first use).
+func CheckPath(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil
+	}
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link; wharf does not follow links for files it writes (point the path at the real file)", path)
+	case fi.IsDir():
+		return fmt.Errorf("%s is a directory; give the path of a file", path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file (%s); give the path of a file", path, fi.Mode().Type())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		return fmt.Errorf("%s has %d hard links; wharf does not write to a file linked from elsewhere (remove the other links or use a new file)", path, st.Nlink)
+	}
+	return nil
+}
