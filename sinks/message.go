@@ -94,8 +94,37 @@ type Message struct {
 	// ProcID the bracketed pid, if any.
 	Timestamp, Hostname, AppName, ProcID, MsgID, StructuredData, Msg Span
 
+	// Ack, when set, is told once whether every holder of the message
+	// confirmed it (see Confirm): at its last Release. The RELP input sets
+	// it for relp_ack = "durable" and "delivered"; other messages leave it
+	// nil and pay one nil check in Release.
+	Ack Acker
+
 	refs atomic.Int32
-	buf  *[]byte
+	// holders counts the references ever taken (1 + Retains), confirmed
+	// the Confirm calls; only kept for messages with an Ack.
+	holders   int32
+	confirmed atomic.Int32
+	buf       *[]byte
+}
+
+// Acker learns the fate of a message that carries it (Message.Ack): Done
+// is called exactly once, from whichever goroutine releases the message
+// last, with ok true when every holder confirmed it. It must not block.
+type Acker interface {
+	Done(ok bool)
+}
+
+// Confirm records that one holder is done with m for good: a sink runner
+// delivered it (or stored it in a disk buffer), or the listener dropped
+// it by policy (no route, parse error), which needs no redelivery. Call
+// it before that holder's Release. A message released without a Confirm
+// from every holder (dropped: queue full, shutdown, retries exhausted,
+// rejected) tells its Ack ok = false.
+func (m *Message) Confirm() {
+	if m.Ack != nil {
+		m.confirmed.Add(1)
+	}
 }
 
 // Facility returns the facility code (Priority/8), or -1 when unknown.
@@ -123,13 +152,20 @@ func (m *Message) Field(s Span) []byte {
 	return m.Raw[s.Off : s.Off+s.Len : s.Off+s.Len]
 }
 
-// Retain adds n references, one per additional holder.
-func (m *Message) Retain(n int32) { m.refs.Add(n) }
+// Retain adds n references, one per additional holder. Like the fields,
+// it is called before the message is handed on.
+func (m *Message) Retain(n int32) {
+	m.holders += n
+	m.refs.Add(n)
+}
 
 // Release drops one reference; the last one returns the message to the pool.
 func (m *Message) Release() {
 	if m.refs.Add(-1) != 0 {
 		return
+	}
+	if m.Ack != nil {
+		m.Ack.Done(m.confirmed.Load() == m.holders)
 	}
 	buf := m.buf
 	*m = Message{}
@@ -155,6 +191,7 @@ func NewMessage(raw []byte) *Message {
 	*m.buf = append((*m.buf)[:0], raw...)
 	m.Raw = *m.buf
 	m.Priority = -1
+	m.holders = 1
 	m.refs.Store(1)
 	return m
 }

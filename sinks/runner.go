@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -392,6 +393,7 @@ func (r *Runner) put(ms []*Message, block bool) int {
 	}
 	for i, m := range ms {
 		if i < n {
+			m.Confirm() // stored on disk: durable, as far as the sender is concerned
 			m.Release()
 		} else {
 			r.drop(m, reason)
@@ -879,6 +881,7 @@ func (r *Runner) flush() {
 			r.sentBytes.Add(uint64(size))
 			r.batches.Inc()
 			r.setReady(true)
+			r.confirm(rej.Indexes)
 			r.finish(dropReasonNone, size)
 			return
 		}
@@ -892,6 +895,7 @@ func (r *Runner) flush() {
 				r.lastLog = time.Time{}
 			}
 			r.setReady(true)
+			r.confirm(nil)
 			r.finish(dropReasonNone, size)
 			return
 		}
@@ -922,6 +926,17 @@ func (r *Runner) flush() {
 }
 
 const dropReasonNone = -1
+
+// confirm tells the messages of a delivered batch, but those at the
+// rejected indexes, that this sink is done with them (Message.Confirm:
+// the RELP input acknowledges a message once every sink confirmed it).
+func (r *Runner) confirm(rejected []int) {
+	for i, m := range r.batch {
+		if m.Ack != nil && !slices.Contains(rejected, i) {
+			m.Confirm()
+		}
+	}
+}
 
 // finish releases the batch, counting it as dropped for reason unless
 // reason is dropReasonNone, and frees its queue bytes.
