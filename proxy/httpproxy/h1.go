@@ -36,6 +36,13 @@ const (
 	contentLenNone = -1
 )
 
+// maxOutChunk is the largest chunk passed on: a bigger one is split, so
+// a server that reads chunk sizes into 32 bits cannot be desynced by a
+// size of 2^31 or more (HAProxy refuses those; re-framing keeps a
+// legitimate huge upload working). A variable so tests split small
+// bodies.
+var maxOutChunk int64 = 1 << 30
+
 // Parse errors. errNeedMore means the head is not complete yet; the
 // others are answered 400 (431 for errTooLarge, 505 for errVersion) and
 // the connection closed.
@@ -54,6 +61,7 @@ var (
 	errBadConn     = errors.New("too many Connection options")
 	errBadChunk    = errors.New("malformed chunked body")
 	errBadTarget   = errors.New("invalid request target")
+	errTargetHost  = errors.New("absolute-form request target whose authority differs from Host")
 	errBadResponse = errors.New("malformed response from the server")
 )
 
@@ -786,9 +794,9 @@ rest:
 // checking its framing; it never holds more than a buffer of it. With
 // decode, dst gets the bare data (for an HTTP/1.0 client) and the
 // trailers are dropped; otherwise dst gets the chunks re-framed without
-// extensions, then the trailer fields, so both ends agree on where the
-// body ends. It returns the data bytes moved. trailerMax bounds the
-// trailer section.
+// extensions, chunks over maxOutChunk split, then the trailer fields, so
+// both ends agree on where the body ends. It returns the data bytes
+// moved. trailerMax bounds the trailer section.
 func copyChunked(dst *wbuf, src *rbuf, decode bool, trailerMax int) (int64, error) {
 	var total int64
 	var hex [20]byte
@@ -805,15 +813,26 @@ func copyChunked(dst *wbuf, src *rbuf, decode bool, trailerMax int) (int64, erro
 		if size == 0 {
 			break
 		}
-		if !decode {
-			if err := dst.write(appendHex(hex[:0], size)); err != nil {
+		for left := size; ; {
+			n := min(left, maxOutChunk)
+			if !decode {
+				if err := dst.write(appendHex(hex[:0], n)); err != nil {
+					return total, err
+				}
+			}
+			if err := copyN(dst, src, n); err != nil {
 				return total, err
 			}
+			total += n
+			if left -= n; left == 0 {
+				break
+			}
+			if !decode {
+				if err := dst.writeString("\r\n"); err != nil {
+					return total, err
+				}
+			}
 		}
-		if err := copyN(dst, src, size); err != nil {
-			return total, err
-		}
-		total += size
 		crlf, err := src.line(dst, 2)
 		if err != nil || len(crlf) != 0 {
 			return total, errBadChunk

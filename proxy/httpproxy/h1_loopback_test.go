@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -413,9 +414,54 @@ func TestSmugglingRefused(t *testing.T) {
 	}
 	// Absolute form: the authority is the Host.
 	rc := dialRaw(t, r)
-	rc.send("GET http://abs.example/p HTTP/1.1\r\nHost: other\r\n\r\n")
+	rc.send("GET http://abs.example/p HTTP/1.1\r\nHost: ABS.example:80\r\n\r\n")
 	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "ok" {
 		t.Errorf("absolute form: %d %q", resp.StatusCode, body)
+	}
+	rc = dialRaw(t, r)
+	rc.send("GET http://abs.example/p HTTP/1.0\r\n\r\n")
+	if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "ok" {
+		t.Errorf("absolute form without Host: %d %q", resp.StatusCode, body)
+	}
+	// Regression: an absolute-form target whose authority differs from
+	// Host was routed by the authority; HAProxy refuses it, so does wharf.
+	n := conns.Load()
+	f("GET http://abs.example/p HTTP/1.1\r\nHost: other\r\n\r\n", 400)
+	f("GET https://abs.example:8443/p HTTP/1.1\r\nHost: abs.example\r\n\r\n", 400)
+	if conns.Load() != n {
+		t.Error("a request with a target/Host mismatch reached the server")
+	}
+}
+
+// Regression: a chunk size of 2^31 or more was passed on as sent, and a
+// server that parses sizes into 32 bits reads a different body length
+// than wharf (desync). wharf re-frames it in chunks below 2^31.
+func TestHugeChunkReframed(t *testing.T) {
+	got := make(chan string, 1)
+	s := proxytest.Listen(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				got <- "error: " + err.Error()
+				return
+			}
+			if l == "\r\n" {
+				break
+			}
+		}
+		l, _ := br.ReadString('\n')
+		got <- strings.TrimSpace(l)
+	})
+	rc := dialRaw(t, oneBackend(t, s.Addr))
+	rc.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n100000000\r\n" + strings.Repeat("a", 1024))
+	select {
+	case l := <-got:
+		if n, err := strconv.ParseInt(l, 16, 64); err != nil || n >= 1<<31 {
+			t.Errorf("server got chunk-size line %q, want one below 2^31", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server saw no chunk")
 	}
 }
 

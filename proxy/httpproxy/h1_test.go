@@ -195,6 +195,11 @@ func TestChunked(t *testing.T) {
 	f("5|hello|0|X: "+strings.Repeat("a", 100)+"||", "", "", errBadChunk)
 	f("5|hel", "", "", io.ErrUnexpectedEOF)
 	f("5|hello|0|", "", "", io.ErrUnexpectedEOF)
+	// A chunk over maxOutChunk is split (here maxOutChunk is 4).
+	defer func(n int64) { maxOutChunk = n }(maxOutChunk)
+	maxOutChunk = 4
+	f("a|0123456789|4|abcd|0||", "4|0123|4|4567|2|89|4|abcd|0||", "0123456789abcd", nil)
+	f("8|0123456789|0||", "", "", errBadChunk)
 }
 
 // Regression: findHeadEnd resuming a scan must find an end that straddles

@@ -218,6 +218,12 @@ func (cc *clientConn) handle() bool {
 			cc.reject(400, errBadTarget.Error())
 			return false
 		}
+		if req.hosts > 0 && !sameAuthority(target, auth, host) {
+			// Routing by one name while the server sees another is a
+			// cache-poisoning and ACL-bypass tool; HAProxy refuses too.
+			cc.reject(400, errTargetHost.Error())
+			return false
+		}
 		host, path = auth, rest
 		absPath = len(rest) > 0 && rest[0] == '/'
 	}
@@ -268,6 +274,27 @@ func absoluteForm(t []byte) (auth, rest []byte, ok bool) {
 		return nil, nil, false
 	}
 	return t[:i], t[i:], true
+}
+
+// sameAuthority reports whether the authority of an absolute-form target
+// names the same host and port as the Host field: equal ignoring case, or
+// equal once the scheme's default port (":80", ":443") is dropped from
+// either.
+func sameAuthority(target, auth, host []byte) bool {
+	if eqFoldBytes(auth, host) {
+		return true
+	}
+	port := ":80"
+	if len(target) > 5 && eqFold(target[:5], "https") {
+		port = ":443"
+	}
+	trim := func(b []byte) []byte {
+		if len(b) > len(port) && string(b[len(b)-len(port):]) == port {
+			return b[:len(b)-len(port)]
+		}
+		return b
+	}
+	return eqFoldBytes(trim(auth), trim(host))
 }
 
 var slash = []byte("/")
@@ -395,7 +422,7 @@ func (cc *clientConn) buildHead(bp *backendProxy, s *upstream.Server, host, path
 	hasXFP, hasXFH := false, false
 	for _, fl := range req.fields {
 		name := fl.name.of(b)
-		if hopByHop(name) || req.connNames(b, name) {
+		if hopByHop(name) || (req.connNames(b, name) && !(cc.trusted && forwarding(name))) {
 			continue
 		}
 		switch len(name) {
@@ -495,6 +522,18 @@ func (cc *clientConn) buildHead(bp *backendProxy, s *upstream.Server, host, path
 		w = append(w, "\r\n"...)
 	}
 	cc.bw = append(w, "\r\n"...)
+}
+
+// forwarding reports the fields that carry what proxies learnt about the
+// client (Forwarded, X-Forwarded-*, X-Real-IP). A Connection option from
+// a trusted proxy never removes them: a client behind it could otherwise
+// have the proxy's X-Forwarded-Proto or X-Forwarded-Host dropped (and
+// replaced by this hop's view) just by naming it in a Connection header
+// the proxy passes on.
+func forwarding(name []byte) bool {
+	const xf = "x-forwarded-"
+	return eqFold(name, "forwarded") || eqFold(name, "x-real-ip") ||
+		(len(name) > len(xf) && eqFold(name[:len(xf)], xf))
 }
 
 // appendTrusted appends a trusted client's values of a list field, each
