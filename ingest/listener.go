@@ -37,9 +37,9 @@ import (
 	"wharf/conf"
 	"wharf/ingest/framing"
 	"wharf/ingest/parse"
+	"wharf/message"
 	"wharf/metrics"
 	"wharf/route"
-	"wharf/sinks"
 )
 
 // udpRecvBuffer is the kernel receive buffer asked for on UDP binds. Bursts
@@ -62,7 +62,7 @@ type Listener struct {
 	dead     DeadLetter
 
 	port      uint16
-	transport sinks.Transport
+	transport message.Transport
 
 	received, bytes, truncated *metrics.Counter
 	conns                      *metrics.Gauge
@@ -170,10 +170,10 @@ func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Regi
 	l.attachRates(st, fe)
 	l.settings.Store(st)
 	if l.tcp {
-		l.transport = sinks.TransportTCP
+		l.transport = message.TransportTCP
 	}
 	if b.Scheme == "tls" {
-		l.transport = sinks.TransportTLS
+		l.transport = message.TransportTLS
 		if l.tls, err = newTLSBind(fe); err != nil {
 			return nil, err
 		}
@@ -233,7 +233,7 @@ func (l *Listener) Start() error {
 // it must copy what it keeps out of m and never block.
 type Tap interface {
 	Active() bool
-	Publish(m *sinks.Message)
+	Publish(m *message.Message)
 }
 
 // SetTap installs t. Call before Start.
@@ -380,11 +380,11 @@ type outbox struct {
 
 type outDest struct {
 	t  route.Target
-	ms []*sinks.Message
+	ms []*message.Message
 }
 
 // add queues m (one reference) for t.
-func (o *outbox) add(t route.Target, m *sinks.Message) {
+func (o *outbox) add(t route.Target, m *message.Message) {
 	for i := range o.dests {
 		if d := &o.dests[i]; d.t == t {
 			d.ms = append(d.ms, m)
@@ -397,7 +397,7 @@ func (o *outbox) add(t route.Target, m *sinks.Message) {
 		d.t, d.ms = t, append(d.ms[:0], m)
 		return
 	}
-	o.dests = append(o.dests, outDest{t: t, ms: append(make([]*sinks.Message, 0, 64), m)})
+	o.dests = append(o.dests, outDest{t: t, ms: append(make([]*message.Message, 0, 64), m)})
 }
 
 // flush hands every destination its messages, in the order added. With
@@ -492,7 +492,7 @@ func (l *Listener) OnTick() (time.Duration, gnet.Action) {
 }
 
 // OnTraffic frames and dispatches what arrived. Frames alias gnet's
-// buffer, so each is copied into a pooled sinks.Message before it leaves
+// buffer, so each is copied into a pooled message.Message before it leaves
 // the loop; the buffer is discarded up to the last whole frame. A message
 // over a rate limit stays in gnet's buffer until tokens are due (see
 // holdTCP in ratelimit.go).
@@ -626,7 +626,7 @@ func (l *Listener) drainUDP(b *udpBatch, fd int, s *settings, fe *route.Frontend
 // The caller counts the message in l.received and l.bytes (per read, see
 // frames).
 func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame []byte, now int64, peer netip.AddrPort) {
-	m := sinks.NewMessage(frame)
+	m := message.New(frame)
 	m.Received = now
 	m.Frontend = l.frontend
 	m.Port = l.port

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/message"
 	"wharf/metrics"
 	"wharf/route"
 	"wharf/sinks"
@@ -25,7 +26,7 @@ type collector struct {
 	peers []netip.AddrPort
 }
 
-func (c *collector) Enqueue(m *sinks.Message, _ bool) bool {
+func (c *collector) Enqueue(m *message.Message, _ bool) bool {
 	c.mu.Lock()
 	c.msgs = append(c.msgs, string(m.Field(m.Msg)))
 	c.peers = append(c.peers, m.Peer)
@@ -34,7 +35,7 @@ func (c *collector) Enqueue(m *sinks.Message, _ bool) bool {
 	return true
 }
 
-func (c *collector) EnqueueBatch(ms []*sinks.Message, block bool) int {
+func (c *collector) EnqueueBatch(ms []*message.Message, block bool) int {
 	for _, m := range ms {
 		c.Enqueue(m, block)
 	}
@@ -376,9 +377,9 @@ func TestTCPMessageSplitAcrossReads(t *testing.T) {
 func TestOutbox(t *testing.T) {
 	a, b := &collector{}, &collector{}
 	var out outbox
-	msg := func(s string) *sinks.Message {
-		m := sinks.NewMessage([]byte(s))
-		m.Msg = sinks.Span{Len: uint32(len(s))}
+	msg := func(s string) *message.Message {
+		m := message.New([]byte(s))
+		m.Msg = message.Span{Len: uint32(len(s))}
 		return m
 	}
 	f := func(adds string, wantA, wantB string) {
@@ -415,11 +416,11 @@ func TestOutbox(t *testing.T) {
 	if raceEnabled {
 		return // the race detector makes sync.Pool drop items at random
 	}
-	ms := make([]*sinks.Message, 8)
+	ms := make([]*message.Message, 8)
 	var r releaseTarget
 	allocs := testing.AllocsPerRun(20, func() {
 		for i := range ms {
-			ms[i] = sinks.NewMessage([]byte("x"))
+			ms[i] = message.New([]byte("x"))
 		}
 		for _, m := range ms {
 			out.add(&r, m)
@@ -438,7 +439,7 @@ type recordSink struct {
 	raw []string
 }
 
-func (s *recordSink) Write(_ context.Context, b []*sinks.Message) error {
+func (s *recordSink) Write(_ context.Context, b []*message.Message) error {
 	time.Sleep(100 * time.Microsecond)
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 
 	"wharf/conf"
 	"wharf/ingest/framing"
+	"wharf/message"
 	"wharf/metrics"
 	"wharf/route"
 	"wharf/sinks"
@@ -20,9 +21,9 @@ import (
 // not a queue.
 type releaseTarget struct{ n int }
 
-func (r *releaseTarget) Enqueue(m *sinks.Message, _ bool) bool { r.n++; m.Release(); return true }
+func (r *releaseTarget) Enqueue(m *message.Message, _ bool) bool { r.n++; m.Release(); return true }
 
-func (r *releaseTarget) EnqueueBatch(ms []*sinks.Message, _ bool) int {
+func (r *releaseTarget) EnqueueBatch(ms []*message.Message, _ bool) int {
 	for _, m := range ms {
 		r.n++
 		m.Release()
@@ -39,8 +40,8 @@ func newTestListener(tb testing.TB, format string) (*Listener, *releaseTarget) {
 // loop without a destination.
 type discardSink struct{}
 
-func (discardSink) Write(context.Context, []*sinks.Message) error { return nil }
-func (discardSink) Close() error                                  { return nil }
+func (discardSink) Write(context.Context, []*message.Message) error { return nil }
+func (discardSink) Close() error                                    { return nil }
 
 // newTestListenerTo builds a listener for format whose frontend routes to
 // tgt. format "header" is auto with a raw-encoded sink section, so only

@@ -15,19 +15,19 @@ import (
 	"sync/atomic"
 
 	"wharf/conf"
-	"wharf/sinks"
+	"wharf/message"
 )
 
 // Target is one destination a message can be routed to: the sink runner
 // owning the named sink's queue.
 type Target interface {
 	// Enqueue takes over one reference of m (see sinks.Runner.Enqueue).
-	Enqueue(m *sinks.Message, block bool) bool
+	Enqueue(m *message.Message, block bool) bool
 	// EnqueueBatch takes over one reference of each of ms, in order, and
 	// returns how many were queued; ms is not retained (see
 	// sinks.Runner.EnqueueBatch). Listeners hand over a read's messages
 	// with it.
-	EnqueueBatch(ms []*sinks.Message, block bool) int
+	EnqueueBatch(ms []*message.Message, block bool) int
 }
 
 // Dest is a named Target.
@@ -68,7 +68,7 @@ type Frontend struct {
 
 // Match returns where m goes. The returned slice belongs to the table and
 // must not be modified. An empty result means "nowhere".
-func (f *Frontend) Match(m *sinks.Message) []Dest {
+func (f *Frontend) Match(m *message.Message) []Dest {
 	for i := range f.Rules {
 		r := &f.Rules[i]
 		if r.matches(m) {
@@ -78,7 +78,7 @@ func (f *Frontend) Match(m *sinks.Message) []Dest {
 	return f.Default
 }
 
-func (r *Rule) matches(m *sinks.Message) bool {
+func (r *Rule) matches(m *message.Message) bool {
 	if r.facilities != 0 {
 		fac := m.Facility()
 		if fac < 0 || r.facilities&(1<<uint(fac)) == 0 {

@@ -4,14 +4,14 @@ import (
 	"testing"
 
 	"wharf/conf"
-	"wharf/sinks"
+	"wharf/message"
 )
 
 type countTarget struct{ n int }
 
-func (c *countTarget) Enqueue(m *sinks.Message, block bool) bool { c.n++; m.Release(); return true }
+func (c *countTarget) Enqueue(m *message.Message, block bool) bool { c.n++; m.Release(); return true }
 
-func (c *countTarget) EnqueueBatch(ms []*sinks.Message, block bool) int {
+func (c *countTarget) EnqueueBatch(ms []*message.Message, block bool) int {
 	for _, m := range ms {
 		c.Enqueue(m, block)
 	}
@@ -19,11 +19,11 @@ func (c *countTarget) EnqueueBatch(ms []*sinks.Message, block bool) int {
 }
 
 // msg builds a message whose hostname and app-name spans point into raw.
-func msg(pri int16, host, app string) *sinks.Message {
-	m := sinks.NewMessage([]byte(host + " " + app))
+func msg(pri int16, host, app string) *message.Message {
+	m := message.New([]byte(host + " " + app))
 	m.Priority = pri
-	m.Hostname = sinks.Span{Off: 0, Len: uint32(len(host))}
-	m.AppName = sinks.Span{Off: uint32(len(host) + 1), Len: uint32(len(app))}
+	m.Hostname = message.Span{Off: 0, Len: uint32(len(host))}
+	m.AppName = message.Span{Off: uint32(len(host) + 1), Len: uint32(len(app))}
 	return m
 }
 

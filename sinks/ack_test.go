@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"wharf/message"
 )
 
 // ackRecorder counts Done calls by outcome.
@@ -32,12 +34,12 @@ func TestAckAfterEverySinkConfirmed(t *testing.T) {
 	defer closeRunner(t, bad, time.Second)
 
 	var one, both ackRecorder
-	m := NewMessage([]byte("to good only"))
+	m := message.New([]byte("to good only"))
 	m.Ack = &one
 	good.Enqueue(m, true)
 	waitFor(t, "ack from one sink", func() bool { return one.ok.Load() == 1 })
 
-	m = NewMessage([]byte("to both"))
+	m = message.New([]byte("to both"))
 	m.Ack = &both
 	m.Retain(1)
 	good.Enqueue(m, true)
@@ -50,7 +52,7 @@ func TestAckAfterEverySinkConfirmed(t *testing.T) {
 	// A message dropped by policy before any sink is confirmed by its
 	// holder (the listener) and acknowledged.
 	var policy ackRecorder
-	m = NewMessage([]byte("no route"))
+	m = message.New([]byte("no route"))
 	m.Ack = &policy
 	m.Confirm()
 	m.Release()
@@ -62,7 +64,7 @@ func TestAckAfterEverySinkConfirmed(t *testing.T) {
 // Messages without an Ack pay nothing for the hook.
 func TestReleaseWithoutAckAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() {
-		m := NewMessage([]byte("<13>hello"))
+		m := message.New([]byte("<13>hello"))
 		m.Retain(1)
 		m.Confirm()
 		m.Release()

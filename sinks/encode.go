@@ -3,10 +3,11 @@ package sinks
 import (
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
+
+	"wharf/message"
 )
 
 // Encoding is how a sink turns one Message into bytes.
@@ -57,7 +58,7 @@ func ParseEncoding(s string) (Encoding, error) {
 // It allocates nothing apart from growing dst, so a caller that reuses
 // dst (dst[:0]) encodes without allocation once dst is large enough. m is
 // only read; its spans must lie within m.Raw (as every parser guarantees).
-func (e Encoding) Append(dst []byte, m *Message) []byte {
+func (e Encoding) Append(dst []byte, m *message.Message) []byte {
 	switch e {
 	case EncodingRFC5424:
 		return appendRFC5424(dst, m)
@@ -87,12 +88,12 @@ const rfc5424Time = "2006-01-02T15:04:05.999999Z07:00"
 //
 // RFC5424 sources keep their header fields (truncated to the RFC limits,
 // non-printable bytes replaced by '_'). For RFC3164 and raw messages the
-// TIMESTAMP is the sender's RFC3164 timestamp when a timestamp parser is
-// installed (SetTimestampParser; the missing year is inferred and the
-// missing zone taken as local), otherwise the receive time in UTC;
+// TIMESTAMP is the sender's RFC3164 timestamp (message.ParseTimestamp: the
+// missing year is inferred and the missing zone taken as local), or the
+// receive time in UTC when the message has none;
 // HOSTNAME falls back to the peer's IP when absent, and raw messages carry
 // their whole Raw as MSG.
-func appendRFC5424(dst []byte, m *Message) []byte {
+func appendRFC5424(dst []byte, m *message.Message) []byte {
 	pri := int64(m.Priority)
 	if pri < 0 || pri > 191 {
 		pri = defaultPriority
@@ -102,11 +103,11 @@ func appendRFC5424(dst []byte, m *Message) []byte {
 	dst = append(dst, ">1 "...)
 
 	// TIMESTAMP
-	if ts := m.Field(m.Timestamp); m.Format == FormatRFC5424 && len(ts) > 0 {
+	if ts := m.Field(m.Timestamp); m.Format == message.FormatRFC5424 && len(ts) > 0 {
 		dst = appendHeaderField(dst, ts, len(ts))
-	} else if m.Format == FormatRFC5424 || m.Received == 0 {
+	} else if m.Format == message.FormatRFC5424 || m.Received == 0 {
 		dst = append(dst, '-')
-	} else if t, ok := parseTimestamp(m); ok {
+	} else if t, ok := message.ParseTimestamp(m); ok {
 		dst = t.AppendFormat(dst, rfc5424Time) // the sender's time, with its zone
 	} else {
 		dst = time.Unix(0, m.Received).UTC().AppendFormat(dst, rfc5424Time)
@@ -114,16 +115,16 @@ func appendRFC5424(dst []byte, m *Message) []byte {
 	dst = append(dst, ' ')
 
 	// HOSTNAME
-	if h := m.Field(m.Hostname); len(h) > 0 && m.Format != FormatRaw {
+	if h := m.Field(m.Hostname); len(h) > 0 && m.Format != message.FormatRaw {
 		dst = appendHeaderField(dst, h, maxHostname)
-	} else if m.Format != FormatRFC5424 && m.Peer.IsValid() {
+	} else if m.Format != message.FormatRFC5424 && m.Peer.IsValid() {
 		dst = m.Peer.Addr().Unmap().AppendTo(dst)
 	} else {
 		dst = append(dst, '-')
 	}
 	dst = append(dst, ' ')
 
-	if m.Format == FormatRaw {
+	if m.Format == message.FormatRaw {
 		dst = append(dst, "- - - -"...)
 		if len(m.Raw) > 0 {
 			dst = append(dst, ' ')
@@ -138,7 +139,7 @@ func appendRFC5424(dst []byte, m *Message) []byte {
 	dst = append(dst, ' ')
 	dst = appendHeaderField(dst, m.Field(m.MsgID), maxMsgID)
 	dst = append(dst, ' ')
-	if sd := m.Field(m.StructuredData); len(sd) > 0 && m.Format == FormatRFC5424 {
+	if sd := m.Field(m.StructuredData); len(sd) > 0 && m.Format == message.FormatRFC5424 {
 		dst = append(dst, sd...)
 	} else {
 		dst = append(dst, '-')
@@ -169,7 +170,7 @@ func appendHeaderField(dst, f []byte, max int) []byte {
 }
 
 // appendJSON appends m as one JSON object; absent fields are omitted.
-func appendJSON(dst []byte, m *Message) []byte {
+func appendJSON(dst []byte, m *message.Message) []byte {
 	dst = append(dst, `{"received":"`...)
 	dst = time.Unix(0, m.Received).UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, '"')
@@ -219,7 +220,7 @@ func appendJSON(dst []byte, m *Message) []byte {
 	dst = appendJSONField(dst, `,"msgid":`, m.Field(m.MsgID))
 	dst = appendJSONField(dst, `,"structured_data":`, m.Field(m.StructuredData))
 	dst = appendJSONField(dst, `,"message":`, m.Field(m.Msg))
-	if m.Format == FormatRaw {
+	if m.Format == message.FormatRaw {
 		dst = append(dst, `,"raw":`...)
 		dst = appendJSONString(dst, m.Raw)
 	}
@@ -312,28 +313,4 @@ func SeverityName(s int) string {
 		return ""
 	}
 	return severityNames[s]
-}
-
-// timestampParser decodes a message's TIMESTAMP field (RFC3164's BSD
-// form included). It lives in ingest/parse, which sinks cannot import, so
-// the binary installs it with SetTimestampParser, like a sink type is
-// registered. Without one, RFC3164 timestamps are re-encoded as the
-// receive time.
-var timestampParser atomic.Pointer[func(*Message) (time.Time, bool)]
-
-// SetTimestampParser installs f for the rfc5424 encoding. Safe to call
-// at any time; call it once at start.
-func SetTimestampParser(f func(*Message) (time.Time, bool)) {
-	if f == nil {
-		timestampParser.Store(nil)
-		return
-	}
-	timestampParser.Store(&f)
-}
-
-func parseTimestamp(m *Message) (time.Time, bool) {
-	if f := timestampParser.Load(); f != nil && m.Timestamp.Len > 0 {
-		return (*f)(m)
-	}
-	return time.Time{}, false
 }

@@ -8,38 +8,40 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"wharf/message"
 )
 
 var testReceived = time.Date(2026, 11, 25, 19, 10, 0, 123456789, time.UTC).UnixNano()
 
 // span locates the first occurrence of sub in raw; "" gives an absent field.
-func span(t testing.TB, raw, sub string) Span {
+func span(t testing.TB, raw, sub string) message.Span {
 	t.Helper()
 	if sub == "" {
-		return Span{}
+		return message.Span{}
 	}
 	i := strings.Index(raw, sub)
 	if i < 0 {
 		t.Fatalf("%q not in %q", sub, raw)
 	}
-	return Span{Off: uint32(i), Len: uint32(len(sub))}
+	return message.Span{Off: uint32(i), Len: uint32(len(sub))}
 }
 
 // fields are the header fields of a hand-built message, as substrings of raw.
 type fields struct {
 	pri                                   int16
-	format                                Format
+	format                                message.Format
 	ts, host, app, procid, msgid, sd, msg string
 }
 
-func testMessage(t testing.TB, raw string, f fields) *Message {
+func testMessage(t testing.TB, raw string, f fields) *message.Message {
 	t.Helper()
-	return &Message{
+	return &message.Message{
 		Raw:            []byte(raw),
 		Received:       testReceived,
 		Frontend:       "edge",
 		Port:           514,
-		Transport:      TransportTCP,
+		Transport:      message.TransportTCP,
 		Peer:           netip.MustParseAddrPort("192.0.2.7:40000"),
 		Format:         f.format,
 		Priority:       f.pri,
@@ -59,9 +61,9 @@ const (
 )
 
 var (
-	fields5424 = fields{pri: 165, format: FormatRFC5424, ts: "2003-10-11T22:14:15.003Z", host: "mymachine.example.com",
+	fields5424 = fields{pri: 165, format: message.FormatRFC5424, ts: "2003-10-11T22:14:15.003Z", host: "mymachine.example.com",
 		app: "evntslog", procid: "42", msgid: "ID47", sd: `[exampleSDID@32473 iut="3"]`, msg: "An application event"}
-	fields3164 = fields{pri: 34, format: FormatRFC3164, ts: "Oct 11 22:14:15", host: "mymachine",
+	fields3164 = fields{pri: 34, format: message.FormatRFC3164, ts: "Oct 11 22:14:15", host: "mymachine",
 		app: "su", procid: "230", msg: "'su root' failed for lonvick on /dev/pts/8"}
 )
 
@@ -102,24 +104,29 @@ func TestEncodeRFC5424(t *testing.T) {
 	// RFC5424 in, same out.
 	f(raw5424, fields5424, raw5424)
 	// NILVALUEs stay "-"; no MSG, no trailing space.
-	f(`<14>1 - - - - - -`, fields{pri: 14, format: FormatRFC5424}, `<14>1 - - - - - -`)
-	// RFC3164: receive time (µs, UTC), tag as APP-NAME, pid as PROCID.
+	f(`<14>1 - - - - - -`, fields{pri: 14, format: message.FormatRFC5424}, `<14>1 - - - - - -`)
+	// RFC3164: the sender's time (year of the receive time, local zone),
+	// tag as APP-NAME, pid as PROCID.
+	oct11 := time.Date(2026, 10, 11, 22, 14, 15, 0, time.Local).Format(time.RFC3339)
 	f(raw3164, fields3164,
-		`<34>1 2026-11-25T19:10:00.123456Z mymachine su 230 - - 'su root' failed for lonvick on /dev/pts/8`)
-	// RFC3164 without hostname: peer IP.
-	f(`<13>Oct 11 22:14:15 app: hi`, fields{pri: 13, format: FormatRFC3164, ts: "Oct 11 22:14:15", app: "app", msg: "hi"},
+		`<34>1 `+oct11+` mymachine su 230 - - 'su root' failed for lonvick on /dev/pts/8`)
+	// RFC3164 without timestamp: receive time (µs, UTC).
+	f(`<13>app: hi`, fields{pri: 13, format: message.FormatRFC3164, app: "app", msg: "hi"},
 		`<13>1 2026-11-25T19:10:00.123456Z 192.0.2.7 app - - - hi`)
+	// RFC3164 without hostname: peer IP.
+	f(`<13>Oct 11 22:14:15 app: hi`, fields{pri: 13, format: message.FormatRFC3164, ts: "Oct 11 22:14:15", app: "app", msg: "hi"},
+		`<13>1 `+oct11+` 192.0.2.7 app - - - hi`)
 	// Raw: PRI 13 unless known, the whole Raw as MSG.
-	f("garbage \x00 line", fields{pri: -1, format: FormatRaw}, "<13>1 2026-11-25T19:10:00.123456Z 192.0.2.7 - - - - garbage \x00 line")
-	f("<191>whatever", fields{pri: 191, format: FormatRaw}, "<191>1 2026-11-25T19:10:00.123456Z 192.0.2.7 - - - - <191>whatever")
+	f("garbage \x00 line", fields{pri: -1, format: message.FormatRaw}, "<13>1 2026-11-25T19:10:00.123456Z 192.0.2.7 - - - - garbage \x00 line")
+	f("<191>whatever", fields{pri: 191, format: message.FormatRaw}, "<191>1 2026-11-25T19:10:00.123456Z 192.0.2.7 - - - - <191>whatever")
 	// Truncation to RFC5424 limits and non-printable bytes in header fields.
 	long := strings.Repeat("a", 60)
-	f(`<13>Oct 11 22:14:15 h\x01st `+long+`: x`, fields{pri: 13, format: FormatRFC3164, ts: "Oct 11 22:14:15", host: "h\\x01st", app: long, msg: "x"},
-		`<13>1 2026-11-25T19:10:00.123456Z h\x01st `+long[:48]+` - - - x`)
-	f("<13>Oct 11 22:14:15 h\x01st x", fields{pri: 13, format: FormatRFC3164, ts: "Oct 11 22:14:15", host: "h\x01st", msg: "x"},
-		`<13>1 2026-11-25T19:10:00.123456Z h_st - - - - x`)
+	f(`<13>Oct 11 22:14:15 h\x01st `+long+`: x`, fields{pri: 13, format: message.FormatRFC3164, ts: "Oct 11 22:14:15", host: "h\\x01st", app: long, msg: "x"},
+		`<13>1 `+oct11+` h\x01st `+long[:48]+` - - - x`)
+	f("<13>Oct 11 22:14:15 h\x01st x", fields{pri: 13, format: message.FormatRFC3164, ts: "Oct 11 22:14:15", host: "h\x01st", msg: "x"},
+		`<13>1 `+oct11+` h_st - - - - x`)
 	msgid := strings.Repeat("M", 40)
-	f(`<13>1 - h a p `+msgid+` - m`, fields{pri: 13, format: FormatRFC5424, host: "h", app: "a", procid: "p", msgid: msgid, msg: "m"},
+	f(`<13>1 - h a p `+msgid+` - m`, fields{pri: 13, format: message.FormatRFC5424, host: "h", app: "a", procid: "p", msgid: msgid, msg: "m"},
 		`<13>1 - h a p `+msgid[:32]+` - m`)
 }
 
@@ -141,13 +148,13 @@ func TestEncodeJSON(t *testing.T) {
 	f(raw3164, fields3164, `{"received":"2026-11-25T19:10:00.123456789Z","frontend":"edge","port":514,"transport":"tcp","peer":"192.0.2.7:40000","format":"rfc3164",`+
 		`"priority":34,"facility":4,"facility_name":"auth","severity":2,"severity_name":"crit","timestamp":"Oct 11 22:14:15",`+
 		`"hostname":"mymachine","app_name":"su","procid":"230","message":"'su root' failed for lonvick on /dev/pts/8"}`)
-	f("bad\xff\"\\\n\t\x01\u2028é", fields{pri: -1, format: FormatRaw},
+	f("bad\xff\"\\\n\t\x01\u2028é", fields{pri: -1, format: message.FormatRaw},
 		`{"received":"2026-11-25T19:10:00.123456789Z","frontend":"edge","port":514,"transport":"tcp","peer":"192.0.2.7:40000","format":"raw",`+
 			`"priority":13,"facility":1,"facility_name":"user","severity":5,"severity_name":"notice","priority_assumed":true,`+
 			`"raw":"bad\ufffd\"\\\n\t\u0001\u2028é"}`)
 	// A line without <PRI> forwarded raw (on_error = "forward_raw", the
 	// default) is user.notice, as rsyslog makes it, and says it was assumed.
-	f("an old device without PRI", fields{pri: -1, format: FormatRaw},
+	f("an old device without PRI", fields{pri: -1, format: message.FormatRaw},
 		`{"received":"2026-11-25T19:10:00.123456789Z","frontend":"edge","port":514,"transport":"tcp","peer":"192.0.2.7:40000","format":"raw",`+
 			`"priority":13,"facility":1,"facility_name":"user","severity":5,"severity_name":"notice","priority_assumed":true,`+
 			`"raw":"an old device without PRI"}`)
@@ -158,7 +165,7 @@ func TestEncodeJSON(t *testing.T) {
 func TestEncodeJSONRoundTrip(t *testing.T) {
 	f := func(raw string) {
 		t.Helper()
-		m := &Message{Raw: []byte(raw), Priority: -1, Format: FormatRaw, Frontend: "f\"e"}
+		m := &message.Message{Raw: []byte(raw), Priority: -1, Format: message.FormatRaw, Frontend: "f\"e"}
 		got := EncodingJSON.Append(nil, m)
 		var obj map[string]any
 		if err := json.Unmarshal(got, &obj); err != nil {
@@ -210,12 +217,12 @@ func FuzzEncode(f *testing.F) {
 		if cut > 0 {
 			hl = int(b) % (cut + 1)
 		}
-		m := &Message{Raw: raw, Priority: pri, Format: Format(format % 3), Received: int64(a) * 1e9}
-		m.Hostname = Span{Off: 0, Len: uint32(hl)}
-		m.AppName = Span{Off: uint32(hl), Len: uint32(cut - hl)}
-		m.Timestamp = Span{Off: 0, Len: uint32(cut)}
+		m := &message.Message{Raw: raw, Priority: pri, Format: message.Format(format % 3), Received: int64(a) * 1e9}
+		m.Hostname = message.Span{Off: 0, Len: uint32(hl)}
+		m.AppName = message.Span{Off: uint32(hl), Len: uint32(cut - hl)}
+		m.Timestamp = message.Span{Off: 0, Len: uint32(cut)}
 		m.StructuredData = m.AppName
-		m.Msg = Span{Off: uint32(cut), Len: uint32(n - cut)}
+		m.Msg = message.Span{Off: uint32(cut), Len: uint32(n - cut)}
 
 		prefix := []byte("prefix")
 		js := EncodingJSON.Append(prefix, m)
@@ -226,7 +233,7 @@ func FuzzEncode(f *testing.F) {
 		if err := json.Unmarshal(js[len(prefix):], &obj); err != nil {
 			t.Fatal(err)
 		}
-		if m.Format == FormatRaw {
+		if m.Format == message.FormatRaw {
 			ref, _ := json.Marshal(string(raw))
 			var want string
 			_ = json.Unmarshal(ref, &want)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/message"
 	"wharf/metrics"
 )
 
@@ -75,12 +76,12 @@ type Spool interface {
 	// spool stores no more. Running out of space (or of ctx while waiting
 	// for it) is not an error: n < len(ms), err nil. An error is a failure
 	// to store.
-	Put(ctx context.Context, ms []*Message, block bool) (int, error)
+	Put(ctx context.Context, ms []*message.Message, block bool) (int, error)
 	// Get waits (until ctx is done) for stored messages and appends up to
 	// max of them, about maxBytes, to dst as pooled messages with one
 	// reference each. It returns what is already stored even when ctx is
 	// done.
-	Get(ctx context.Context, dst []*Message, max int, maxBytes int64) ([]*Message, error)
+	Get(ctx context.Context, dst []*message.Message, max int, maxBytes int64) ([]*message.Message, error)
 	// Commit confirms every message Get has returned.
 	Commit() error
 }
@@ -208,7 +209,7 @@ type Runner struct {
 
 	// mu guards the ring and the wake-up state below it.
 	mu    sync.Mutex
-	ring  []*Message // QueueSize slots; head is the oldest, n are queued
+	ring  []*message.Message // QueueSize slots; head is the oldest, n are queued
 	head  int
 	n     int
 	bytes atomic.Int64 // Raw bytes queued or in the batch being written; written under mu
@@ -236,8 +237,8 @@ type Runner struct {
 	closeOnce     sync.Once
 	closeErr      error
 	ready         atomic.Bool
-	batch         []*Message
-	pending       *Message // dequeued but did not fit the previous batch
+	batch         []*message.Message
+	pending       *message.Message // dequeued but did not fit the previous batch
 	timer         *time.Timer
 	lastLog       time.Time
 	suppressed    int
@@ -279,13 +280,13 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 		sink:      s,
 		cfg:       cfg,
 		log:       log,
-		ring:      make([]*Message, cfg.QueueSize),
+		ring:      make([]*message.Message, cfg.QueueSize),
 		notify:    make(chan struct{}, 1),
 		closingCh: make(chan struct{}),
 		drainCh:   make(chan struct{}),
 		done:      make(chan struct{}),
 		checkDone: make(chan struct{}),
-		batch:     make([]*Message, 0, cfg.BatchSize),
+		batch:     make([]*message.Message, 0, cfg.BatchSize),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.closingCtx, r.closingCancel = context.WithCancel(context.Background())
@@ -343,7 +344,7 @@ func (r *Runner) Start() {
 // "queue_full". After Close has begun m is dropped as "closed". It
 // reports whether m was queued. Safe for concurrent use; it allocates
 // nothing and takes one lock. Prefer EnqueueBatch for several messages.
-func (r *Runner) Enqueue(m *Message, block bool) bool {
+func (r *Runner) Enqueue(m *message.Message, block bool) bool {
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
 	if r.closing.Load() {
@@ -351,10 +352,10 @@ func (r *Runner) Enqueue(m *Message, block bool) bool {
 		return false
 	}
 	if r.cfg.Spool != nil {
-		ms := [1]*Message{m}
+		ms := [1]*message.Message{m}
 		return r.put(ms[:], block) == 1
 	}
-	ms := [1]*Message{m} // does not escape: enqueue keeps no slice
+	ms := [1]*message.Message{m} // does not escape: enqueue keeps no slice
 	return r.enqueue(ms[:], block) == 1
 }
 
@@ -364,7 +365,7 @@ func (r *Runner) Enqueue(m *Message, block bool) bool {
 // released (with block, only Close makes it drop). ms is not retained:
 // the caller may reuse it once EnqueueBatch returns. Safe for concurrent
 // use; it allocates nothing unless it has to wait for space.
-func (r *Runner) EnqueueBatch(ms []*Message, block bool) (queued int) {
+func (r *Runner) EnqueueBatch(ms []*message.Message, block bool) (queued int) {
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
 	if r.closing.Load() {
@@ -380,7 +381,7 @@ func (r *Runner) EnqueueBatch(ms []*Message, block bool) (queued int) {
 // put stores ms in the spool and releases them; what it could not store
 // is dropped: "closed" once Close has begun, "queue_full" when the spool
 // is full, "spool_error" when it failed (logged).
-func (r *Runner) put(ms []*Message, block bool) int {
+func (r *Runner) put(ms []*message.Message, block bool) int {
 	n, err := r.cfg.Spool.Put(r.closingCtx, ms, block)
 	reason := dropQueueFull
 	switch {
@@ -405,7 +406,7 @@ func (r *Runner) put(ms []*Message, block bool) int {
 // enqueue appends ms to the ring in order. Without block a message that
 // does not fit is dropped ("queue_full") and the next one tried; with
 // block it waits for space (or Close: the rest is dropped as "closed").
-func (r *Runner) enqueue(ms []*Message, block bool) (queued int) {
+func (r *Runner) enqueue(ms []*message.Message, block bool) (queued int) {
 	i := 0
 	for {
 		r.mu.Lock()
@@ -474,7 +475,7 @@ func (r *Runner) fits(size int64, block bool) bool {
 }
 
 // push appends m to the ring; the caller checked fits. Called with mu held.
-func (r *Runner) push(m *Message) {
+func (r *Runner) push(m *message.Message) {
 	i := r.head + r.n
 	if i >= len(r.ring) {
 		i -= len(r.ring)
@@ -488,7 +489,7 @@ func (r *Runner) push(m *Message) {
 
 // pop removes the oldest message from the ring (n > 0). Its bytes stay
 // counted in r.bytes until the batch is finished. Called with mu held.
-func (r *Runner) pop() *Message {
+func (r *Runner) pop() *message.Message {
 	m := r.ring[r.head]
 	r.ring[r.head] = nil
 	r.head++
@@ -524,7 +525,7 @@ func (r *Runner) queued() int {
 	return r.n
 }
 
-func (r *Runner) dropAll(ms []*Message, reason int) {
+func (r *Runner) dropAll(ms []*message.Message, reason int) {
 	if len(ms) == 0 {
 		return
 	}
@@ -534,7 +535,7 @@ func (r *Runner) dropAll(ms []*Message, reason int) {
 	}
 }
 
-func (r *Runner) drop(m *Message, reason int) {
+func (r *Runner) drop(m *message.Message, reason int) {
 	r.dropped[reason].Inc()
 	m.Release()
 }
@@ -738,7 +739,7 @@ func (r *Runner) runSpool() {
 // add appends m to the batch unless it would exceed BatchBytes, in which
 // case m is kept for the next batch. It reports whether the batch has room
 // for more.
-func (r *Runner) add(m *Message, size *int64) bool {
+func (r *Runner) add(m *message.Message, size *int64) bool {
 	n := int64(len(m.Raw))
 	if len(r.batch) > 0 && *size+n > r.cfg.BatchBytes {
 		r.pending = m

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/message"
 	"wharf/metrics"
 )
 
@@ -24,13 +25,13 @@ type fakeSink struct {
 	batches [][]string // Raw of every successful Write
 	calls   int
 	closed  bool
-	fail    func(call int) error   // nil: succeed
-	block   chan struct{}          // non-nil: Write waits for it (or ctx)
-	check   func() error           // for checkerSink
-	onWrite func(batch []*Message) // called at the start of Write
+	fail    func(call int) error           // nil: succeed
+	block   chan struct{}                  // non-nil: Write waits for it (or ctx)
+	check   func() error                   // for checkerSink
+	onWrite func(batch []*message.Message) // called at the start of Write
 }
 
-func (s *fakeSink) Write(ctx context.Context, batch []*Message) error {
+func (s *fakeSink) Write(ctx context.Context, batch []*message.Message) error {
 	if s.onWrite != nil {
 		s.onWrite(batch)
 	}
@@ -101,14 +102,14 @@ func (c checkerSink) Check(context.Context) error { return c.check() }
 // check after Close that the Runner released each exactly once.
 type tracker struct {
 	mu   sync.Mutex
-	msgs []*Message
+	msgs []*message.Message
 }
 
 func newTracker(t *testing.T) *tracker {
 	tr := &tracker{}
 	t.Cleanup(func() {
 		for i, m := range tr.msgs {
-			if got := m.refs.Load(); got != 1 {
+			if got := m.Refs(); got != 1 {
 				t.Errorf("message %d (%q): %d references left, want 1 (released %d times)", i, m.Raw, got, 1-got)
 			}
 		}
@@ -116,8 +117,8 @@ func newTracker(t *testing.T) *tracker {
 	return tr
 }
 
-func (tr *tracker) msg(raw string) *Message {
-	m := NewMessage([]byte(raw))
+func (tr *tracker) msg(raw string) *message.Message {
+	m := message.New([]byte(raw))
 	m.Retain(1)
 	tr.mu.Lock()
 	tr.msgs = append(tr.msgs, m)
@@ -295,7 +296,7 @@ func TestRunnerQueueFull(t *testing.T) {
 	// EnqueueBatch: same semantics.
 	tr := newTracker(t)
 	r := NewRunner("batch", &fakeSink{}, RunnerConfig{QueueSize: 4}.Resolved(), nil, quietLog())
-	ms := []*Message{tr.msg("a"), tr.msg("b"), tr.msg("c"), tr.msg("d"), tr.msg("e"), tr.msg("f")}
+	ms := []*message.Message{tr.msg("a"), tr.msg("b"), tr.msg("c"), tr.msg("d"), tr.msg("e"), tr.msg("f")}
 	if q := r.EnqueueBatch(ms, false); q != 4 || r.Stats().Dropped[DropQueueFull] != 2 {
 		t.Errorf("EnqueueBatch queued %d, dropped %v", q, r.Stats().Dropped)
 	}
@@ -386,7 +387,7 @@ func TestRunnerCloseUnblocksProducers(t *testing.T) {
 func TestRunnerCloseDrainsEverything(t *testing.T) {
 	tr := newTracker(t)
 	var bytesSeen atomic.Int64
-	s := &fakeSink{onWrite: func(b []*Message) {
+	s := &fakeSink{onWrite: func(b []*message.Message) {
 		for _, m := range b {
 			bytesSeen.Add(int64(len(m.Raw)))
 		}
@@ -404,7 +405,7 @@ func TestRunnerCloseDrainsEverything(t *testing.T) {
 					r.Enqueue(tr.msg(fmt.Sprintf("p%d-%d", p, i)), true)
 				} else {
 					m := tr.msg(fmt.Sprintf("p%d-%d", p, i))
-					r.EnqueueBatch([]*Message{m}, true)
+					r.EnqueueBatch([]*message.Message{m}, true)
 				}
 			}
 		}()
@@ -621,8 +622,8 @@ func TestRunnerConfigResolved(t *testing.T) {
 
 type discardSink struct{}
 
-func (discardSink) Write(context.Context, []*Message) error { return nil }
-func (discardSink) Close() error                            { return nil }
+func (discardSink) Write(context.Context, []*message.Message) error { return nil }
+func (discardSink) Close() error                                    { return nil }
 
 func BenchmarkRunnerEnqueue(b *testing.B) {
 	r := NewRunner("bench", discardSink{}, RunnerConfig{QueueSize: 1 << 16}.Resolved(), nil, quietLog())
@@ -632,7 +633,7 @@ func BenchmarkRunnerEnqueue(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			r.Enqueue(NewMessage(raw), true)
+			r.Enqueue(message.New(raw), true)
 		}
 	})
 	b.StopTimer()
@@ -648,9 +649,9 @@ func BenchmarkRunnerEnqueueBatch(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(raw)))
 	b.RunParallel(func(pb *testing.PB) {
-		ms := make([]*Message, 0, 64)
+		ms := make([]*message.Message, 0, 64)
 		for pb.Next() {
-			ms = append(ms, NewMessage(raw))
+			ms = append(ms, message.New(raw))
 			if len(ms) == cap(ms) {
 				r.EnqueueBatch(ms, true)
 				ms = ms[:0]
@@ -705,8 +706,8 @@ func TestRunnerHandOver(t *testing.T) {
 // rejectingSink refuses messages whose Raw starts with "big" for good.
 type rejectingSink struct{ fakeSink }
 
-func (s *rejectingSink) Write(ctx context.Context, batch []*Message) error {
-	var keep []*Message
+func (s *rejectingSink) Write(ctx context.Context, batch []*message.Message) error {
+	var keep []*message.Message
 	var rej []int
 	for i, m := range batch {
 		if strings.HasPrefix(string(m.Raw), "big") {

@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"wharf/conf"
+	"wharf/message"
 )
 
 // Sink delivers batches of messages to one destination.
@@ -28,7 +29,7 @@ type Sink interface {
 	// TCP: written and flushed). On error the Runner retries the whole
 	// batch with backoff, so Write should be safe to repeat (at-least-once).
 	// Write must give up when ctx is done.
-	Write(ctx context.Context, batch []*Message) error
+	Write(ctx context.Context, batch []*message.Message) error
 	// Close flushes and releases resources. Called once, after the last Write.
 	Close() error
 }

@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	"wharf/message"
 	"wharf/route"
-	"wharf/sinks"
 )
 
 // Filter selects the messages a subscriber sees. Zero fields match
@@ -31,7 +31,7 @@ type Filter struct {
 }
 
 // Match reports whether m passes the filter. It does not allocate.
-func (f *Filter) Match(m *sinks.Message) bool {
+func (f *Filter) Match(m *message.Message) bool {
 	if f.Port != 0 && m.Port != f.Port {
 		return false
 	}

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 
 	"wharf/ingest"
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -161,7 +162,7 @@ func (p *Point) Active() bool { return p.subs.Load() != nil }
 // what it keeps (the encoded line) out of m and never blocks: a full
 // subscriber channel counts the line as lost. It runs on the listener's
 // event loop and reads m only during the call.
-func (p *Point) Publish(m *sinks.Message) {
+func (p *Point) Publish(m *message.Message) {
 	subs := p.subs.Load()
 	if subs == nil {
 		return

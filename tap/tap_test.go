@@ -7,12 +7,12 @@ import (
 	"wharf/route"
 
 	"wharf/ingest/parse"
-	"wharf/sinks"
+	"wharf/message"
 )
 
-func message(t testing.TB, raw string, port uint16) *sinks.Message {
+func testMessage(t testing.TB, raw string, port uint16) *message.Message {
 	t.Helper()
-	m := sinks.NewMessage([]byte(raw))
+	m := message.New([]byte(raw))
 	m.Frontend = "edge"
 	m.Port = port
 	if err := parse.Parse(m, parse.Auto); err != nil {
@@ -67,12 +67,12 @@ func TestGlob(t *testing.T) {
 }
 
 func TestFilterMatch(t *testing.T) {
-	err := message(t, "<11>1 2026-11-25T10:00:00Z fw1.dc1 sshd 42 - - auth failed", 5514) // user.err
-	info := message(t, "<14>1 2026-11-25T10:00:00Z web3.dc2 nginx - - - GET /", 5515)     // user.info
-	bsd := message(t, "<10>Nov 25 10:00:00 fw2.dc1 kernel: link down", 5514)              // user.crit
-	raw := sinks.NewMessage([]byte("no header at all"))                                   // no severity
+	err := testMessage(t, "<11>1 2026-11-25T10:00:00Z fw1.dc1 sshd 42 - - auth failed", 5514) // user.err
+	info := testMessage(t, "<14>1 2026-11-25T10:00:00Z web3.dc2 nginx - - - GET /", 5515)     // user.info
+	bsd := testMessage(t, "<10>Nov 25 10:00:00 fw2.dc1 kernel: link down", 5514)              // user.crit
+	raw := message.New([]byte("no header at all"))                                            // no severity
 	raw.Frontend, raw.Port = "edge", 5514
-	f := func(fl Filter, m *sinks.Message, want bool) {
+	f := func(fl Filter, m *message.Message, want bool) {
 		t.Helper()
 		if got := fl.Match(m); got != want {
 			t.Fatalf("%+v.Match(%q) = %v, want %v", fl, m.Raw, got, want)
@@ -116,7 +116,7 @@ func TestPublishJSONAndRaw(t *testing.T) {
 		t.Fatal("not Active with subscribers")
 	}
 	in := "<11>1 2026-11-25T10:00:00Z fw1.dc1 sshd 42 - - auth failed"
-	m := message(t, in, 5514)
+	m := testMessage(t, in, 5514)
 	p.Publish(m)
 	m.Release() // Publish must not keep references into m
 
@@ -146,7 +146,7 @@ func TestSlowSubscriberLosesAndCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	m := message(t, "<14>1 - h a - - - x", 1)
+	m := testMessage(t, "<14>1 - h a - - - x", 1)
 	for i := 0; i < 100; i++ {
 		p.Publish(m) // must never block
 	}
@@ -192,7 +192,7 @@ func TestSubscribeErrorsAndClose(t *testing.T) {
 func TestIdleTapAllocatesNothing(t *testing.T) {
 	h := NewHub()
 	p := h.For("edge")
-	m := message(t, "<14>1 - h a - - - x", 1)
+	m := testMessage(t, "<14>1 - h a - - - x", 1)
 	allocs := testing.AllocsPerRun(1000, func() {
 		if p.Active() {
 			p.Publish(m)
@@ -222,7 +222,7 @@ func BenchmarkPublishOneSubscriber(b *testing.B) {
 	p := h.For("edge")
 	s, _ := h.Subscribe(Filter{Frontend: "edge"}, 1<<16)
 	defer s.Close()
-	m := message(b, "<11>1 2026-11-25T10:00:00Z fw1.dc1 sshd 42 - - auth failed", 1)
+	m := testMessage(b, "<11>1 2026-11-25T10:00:00Z fw1.dc1 sshd 42 - - auth failed", 1)
 	done := make(chan struct{})
 	go func() {
 		for {

@@ -16,8 +16,6 @@ import (
 	"runtime/debug"
 
 	"wharf/conf"
-	"wharf/ingest/parse"
-	"wharf/sinks"
 
 	_ "wharf/sinks/file"
 	_ "wharf/sinks/kafka"
@@ -44,9 +42,6 @@ Exit status: 0 on success or clean shutdown, 1 on a runtime error, 2 on a config
 `
 
 func main() {
-	// The rfc5424 encoding re-encodes RFC3164 timestamps with the parser
-	// of ingest/parse (sinks cannot import ingest).
-	sinks.SetTimestampParser(parse.ParseTimestamp)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -7,7 +7,7 @@ import (
 	"github.com/leodido/go-syslog/v4/rfc3164"
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
-	"wharf/sinks"
+	"wharf/message"
 )
 
 // ~300 byte messages, as in the framing benchmarks.
@@ -20,8 +20,8 @@ func benchParse(b *testing.B, raw []byte, f Format) {
 	benchParseWith(b, Parse, raw, f)
 }
 
-func benchParseWith(b *testing.B, parse func(*sinks.Message, Format) error, raw []byte, f Format) {
-	m := &sinks.Message{Raw: raw}
+func benchParseWith(b *testing.B, parse func(*message.Message, Format) error, raw []byte, f Format) {
+	m := &message.Message{Raw: raw}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
@@ -73,13 +73,13 @@ func BenchmarkGoSyslogRFC3164(b *testing.B) {
 // BenchmarkParseTimestamp decodes the RFC5424 timestamp lazily, as an
 // encoder would.
 func BenchmarkParseTimestamp(b *testing.B) {
-	m := &sinks.Message{Raw: []byte(`<13>1 2003-08-24T05:14:15.000003-07:00 h a p m - x`)}
+	m := &message.Message{Raw: []byte(`<13>1 2003-08-24T05:14:15.000003-07:00 h a p m - x`)}
 	if err := Parse(m, Auto); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, ok := ParseTimestampIn(m, time.UTC); !ok {
+		if _, ok := message.ParseTimestampIn(m, time.UTC); !ok {
 			b.Fatal("no timestamp")
 		}
 	}
@@ -102,13 +102,13 @@ func TestZeroAllocs(t *testing.T) {
 		{`<13>1 - h a p m [bad`, Auto}, // errors do not allocate either
 		{`garbage`, Auto},
 	} {
-		m := &sinks.Message{Raw: []byte(tc.raw), Received: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
+		m := &message.Message{Raw: []byte(tc.raw), Received: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()}
 		if n := testing.AllocsPerRun(100, func() { _ = Parse(m, tc.format) }); n != 0 {
 			t.Errorf("Parse(%q, %v): %v allocs, want 0", tc.raw, tc.format, n)
 		}
-		ParseTimestampIn(m, time.UTC) // warm the zone cache
-		if n := testing.AllocsPerRun(100, func() { ParseTimestampIn(m, time.UTC) }); n != 0 {
-			t.Errorf("ParseTimestamp(%q): %v allocs, want 0", tc.raw, n)
+		message.ParseTimestampIn(m, time.UTC) // warm the zone cache
+		if n := testing.AllocsPerRun(100, func() { message.ParseTimestampIn(m, time.UTC) }); n != 0 {
+			t.Errorf("message.ParseTimestamp(%q): %v allocs, want 0", tc.raw, n)
 		}
 		sd := m.Field(m.StructuredData)
 		var buf [64]byte

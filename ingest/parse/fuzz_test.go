@@ -10,7 +10,7 @@ import (
 	syslog "github.com/leodido/go-syslog/v4"
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
-	"wharf/sinks"
+	"wharf/message"
 )
 
 var fuzzSeeds = []string{
@@ -29,9 +29,9 @@ var fuzzSeeds = []string{
 }
 
 // checkSpans fails if a span of m is out of Raw's bounds.
-func checkSpans(t *testing.T, m *sinks.Message) {
+func checkSpans(t *testing.T, m *message.Message) {
 	t.Helper()
-	for _, s := range []sinks.Span{m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg} {
+	for _, s := range []message.Span{m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg} {
 		if uint64(s.Off)+uint64(s.Len) > uint64(len(m.Raw)) {
 			t.Fatalf("span %+v out of bounds of %d bytes", s, len(m.Raw))
 		}
@@ -48,52 +48,52 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		for _, format := range []Format{Auto, RFC5424, RFC3164, Raw} {
-			m := &sinks.Message{Raw: in}
+			m := &message.Message{Raw: in}
 			err := Parse(m, format)
 			checkSpans(t, m)
 			if err != nil {
-				if m.Format != sinks.FormatRaw || m.Version != 0 || (m.Timestamp != sinks.Span{}) || (m.Hostname != sinks.Span{}) ||
-					(m.AppName != sinks.Span{}) || (m.ProcID != sinks.Span{}) || (m.MsgID != sinks.Span{}) ||
-					(m.StructuredData != sinks.Span{}) || (m.Msg != sinks.Span{}) {
+				if m.Format != message.FormatRaw || m.Version != 0 || (m.Timestamp != message.Span{}) || (m.Hostname != message.Span{}) ||
+					(m.AppName != message.Span{}) || (m.ProcID != message.Span{}) || (m.MsgID != message.Span{}) ||
+					(m.StructuredData != message.Span{}) || (m.Msg != message.Span{}) {
 					t.Fatalf("%v: failed parse left %s", format, describe(m))
 				}
 				continue
 			}
 			switch m.Format {
-			case sinks.FormatRFC5424:
+			case message.FormatRFC5424:
 				if e := EachSDParam(m.Field(m.StructuredData), func(id, name, value []byte) bool { return true }); e != nil {
 					t.Fatalf("accepted SD %q fails EachSDParam: %v", m.Field(m.StructuredData), e)
 				}
 				if m.Timestamp.Len > 0 {
-					if _, ok := ParseTimestampIn(m, time.UTC); !ok {
+					if _, ok := message.ParseTimestampIn(m, time.UTC); !ok {
 						t.Fatalf("accepted timestamp %q does not decode", m.Field(m.Timestamp))
 					}
 				}
-			case sinks.FormatRFC3164:
+			case message.FormatRFC3164:
 				if m.Timestamp.Len > 0 {
-					if _, ok := ParseTimestampIn(m, time.UTC); !ok {
+					if _, ok := message.ParseTimestampIn(m, time.UTC); !ok {
 						t.Fatalf("accepted 3164 timestamp %q does not decode", m.Field(m.Timestamp))
 					}
 				}
 			}
 			// ParseHeader accepts whatever Parse accepts, with the same
 			// header and without SD and MSG.
-			h := &sinks.Message{Raw: in}
+			h := &message.Message{Raw: in}
 			if err := ParseHeader(h, format); err != nil {
 				t.Fatalf("%v: Parse accepted %q, ParseHeader refused it: %v", format, in, err)
 			}
-			if m.Format == sinks.FormatRFC5424 {
+			if m.Format == message.FormatRFC5424 {
 				h.StructuredData, h.Msg = m.StructuredData, m.Msg
 			}
 			if describe(h) != describe(m) {
 				t.Fatalf("%v: ParseHeader %s != Parse %s", format, describe(h), describe(m))
 			}
-			if format == Auto && m.Format != sinks.FormatRaw {
+			if format == Auto && m.Format != message.FormatRaw {
 				explicit := RFC3164
-				if m.Format == sinks.FormatRFC5424 {
+				if m.Format == message.FormatRFC5424 {
 					explicit = RFC5424
 				}
-				m2 := &sinks.Message{Raw: in}
+				m2 := &message.Message{Raw: in}
 				if err := Parse(m2, explicit); err != nil || describe(m2) != describe(m) {
 					t.Fatalf("auto %s != %v %s (%v)", describe(m), explicit, describe(m2), err)
 				}
@@ -144,7 +144,7 @@ func FuzzRFC5424VsGoSyslogBytes(f *testing.F) {
 // diffGoSyslog compares Parse(RFC5424) with go-syslog on in.
 func diffGoSyslog(t *testing.T, p syslog.Machine, in []byte) {
 	t.Helper()
-	m := &sinks.Message{Raw: in}
+	m := &message.Message{Raw: in}
 	err := Parse(m, RFC5424)
 	gm, gerr := p.Parse(in)
 	if gerr != nil {
@@ -177,7 +177,7 @@ func diffGoSyslog(t *testing.T, p syslog.Machine, in []byte) {
 		t.Fatalf("fields differ:\n go-syslog %+v host=%q app=%q proc=%q msgid=%q msg=%q\n ours      %s",
 			g, str(g.Hostname), str(g.Appname), str(g.ProcID), str(g.MsgID), gotMsg, describe(m))
 	}
-	ts, ok := ParseTimestampIn(m, time.UTC)
+	ts, ok := message.ParseTimestampIn(m, time.UTC)
 	if (g.Timestamp != nil) != ok || (ok && !ts.Equal(*g.Timestamp)) {
 		t.Fatalf("timestamp: go-syslog %v, ours %v %v", g.Timestamp, ts, ok)
 	}
@@ -247,7 +247,7 @@ func TestRFC5424VsGoSyslogGenerated(t *testing.T) {
 			}
 		}
 		diffGoSyslog(t, p, b)
-		if Parse(&sinks.Message{Raw: b}, RFC5424) == nil {
+		if Parse(&message.Message{Raw: b}, RFC5424) == nil {
 			accepted++
 		}
 	}

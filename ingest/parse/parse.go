@@ -1,5 +1,5 @@
 // Package parse reads syslog headers (RFC5424 and RFC3164) out of a
-// message's Raw bytes and records where each field is, as sinks.Span values
+// message's Raw bytes and records where each field is, as message.Span values
 // into Raw. It copies nothing and does not allocate on valid input: fields
 // are decoded lazily by whoever needs them (ParseTimestamp, EachSDParam,
 // UnescapeSDValue).
@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"math"
 
-	"wharf/sinks"
+	"wharf/message"
 )
 
 // Format is the syslog dialect Parse expects.
@@ -85,7 +85,7 @@ const (
 	ErrBadStructuredData
 	// ErrTruncatedHeader: the message ends inside the header.
 	ErrTruncatedHeader
-	// ErrTooLong: the message does not fit a sinks.Span (4 GiB).
+	// ErrTooLong: the message does not fit a message.Span (4 GiB).
 	ErrTooLong
 )
 
@@ -140,7 +140,7 @@ func (e Error) Error() string {
 // message without PRI (Priority -1), as rsyslog does.
 //
 // Parse does not allocate.
-func Parse(m *sinks.Message, f Format) error { return parse(m, f, false) }
+func Parse(m *message.Message, f Format) error { return parse(m, f, false) }
 
 // ParseHeader is Parse without the RFC5424 STRUCTURED-DATA and MSG: it
 // checks and locates PRI, VERSION and the header fields up to MSGID, and
@@ -150,13 +150,13 @@ func Parse(m *sinks.Message, f Format) error { return parse(m, f, false) }
 // and outputs use only header fields and Raw (the raw encoding) needs no
 // more, and skips the most expensive part of a parse (BenchmarkParseHeader
 // vs BenchmarkParseRFC5424, three SD-PARAMs: 55 vs 118 ns).
-func ParseHeader(m *sinks.Message, f Format) error { return parse(m, f, true) }
+func ParseHeader(m *message.Message, f Format) error { return parse(m, f, true) }
 
-func parse(m *sinks.Message, f Format, headerOnly bool) error {
-	m.Format = sinks.FormatRaw
+func parse(m *message.Message, f Format, headerOnly bool) error {
+	m.Format = message.FormatRaw
 	m.Priority = -1
 	m.Version = 0
-	m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg = sinks.Span{}, sinks.Span{}, sinks.Span{}, sinks.Span{}, sinks.Span{}, sinks.Span{}, sinks.Span{}
+	m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg = message.Span{}, message.Span{}, message.Span{}, message.Span{}, message.Span{}, message.Span{}, message.Span{}
 	if f == Raw {
 		return nil
 	}
@@ -182,8 +182,8 @@ func parse(m *sinks.Message, f Format, headerOnly bool) error {
 	}
 	if err != 0 {
 		pri := m.Priority
-		m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg = sinks.Span{}, sinks.Span{}, sinks.Span{}, sinks.Span{}, sinks.Span{}, sinks.Span{}, sinks.Span{}
-		m.Format = sinks.FormatRaw
+		m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg = message.Span{}, message.Span{}, message.Span{}, message.Span{}, message.Span{}, message.Span{}, message.Span{}
+		m.Format = message.FormatRaw
 		m.Version = 0
 		m.Priority = pri
 		return err
@@ -192,7 +192,7 @@ func parse(m *sinks.Message, f Format, headerOnly bool) error {
 }
 
 // span returns the Span of raw[off:off+n].
-func span(off, n int) sinks.Span { return sinks.Span{Off: uint32(off), Len: uint32(n)} }
+func span(off, n int) message.Span { return message.Span{Off: uint32(off), Len: uint32(n)} }
 
 // parsePRI reads "<PRI>" at the start of b and returns the value and the
 // index after '>'. Unless lenient (RFC3164), leading zeros are refused.

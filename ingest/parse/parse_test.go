@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"wharf/sinks"
+	"wharf/message"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // describe renders what Parse recorded, one field per "|"-separated slot:
 // format|pri|version|timestamp|hostname|app|procid|msgid|sd|msg.
-func describe(m *sinks.Message) string {
+func describe(m *message.Message) string {
 	return fmt.Sprintf("%v|%d|%d|%s|%s|%s|%s|%s|%s|%s", m.Format, m.Priority, m.Version,
 		m.Field(m.Timestamp), m.Field(m.Hostname), m.Field(m.AppName), m.Field(m.ProcID),
 		m.Field(m.MsgID), m.Field(m.StructuredData), m.Field(m.Msg))
@@ -25,7 +25,7 @@ func describe(m *sinks.Message) string {
 func TestParse(t *testing.T) {
 	f := func(format Format, in, want string) {
 		t.Helper()
-		m := &sinks.Message{Raw: []byte(in)}
+		m := &message.Message{Raw: []byte(in)}
 		if err := Parse(m, format); err != nil {
 			t.Fatalf("Parse(%q, %v): %v", in, format, err)
 		}
@@ -83,8 +83,8 @@ func TestParse(t *testing.T) {
 func TestParseErrors(t *testing.T) {
 	f := func(format Format, in, reason string, pri int16) {
 		t.Helper()
-		m := &sinks.Message{Raw: []byte(in)}
-		m.Hostname = sinks.Span{Off: 1, Len: 1} // stale field must be cleared
+		m := &message.Message{Raw: []byte(in)}
+		m.Hostname = message.Span{Off: 1, Len: 1} // stale field must be cleared
 		err := Parse(m, format)
 		var pe Error
 		if !errors.As(err, &pe) || pe.Reason() != reason {
@@ -176,17 +176,17 @@ func TestParseTimestamp(t *testing.T) {
 	recv := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano()
 	f := func(format Format, in string, want string) {
 		t.Helper()
-		m := &sinks.Message{Raw: []byte(in), Received: recv}
+		m := &message.Message{Raw: []byte(in), Received: recv}
 		if err := Parse(m, format); err != nil {
 			t.Fatalf("Parse(%q): %v", in, err)
 		}
-		ts, ok := ParseTimestampIn(m, time.UTC)
+		ts, ok := message.ParseTimestampIn(m, time.UTC)
 		got := "none"
 		if ok {
 			got = ts.Format(time.RFC3339Nano)
 		}
 		if got != want {
-			t.Fatalf("ParseTimestamp(%q) = %s, want %s", in, got, want)
+			t.Fatalf("message.ParseTimestamp(%q) = %s, want %s", in, got, want)
 		}
 	}
 	f(Auto, `<13>1 2003-10-11T22:14:15.003Z h a p m -`, "2003-10-11T22:14:15.003Z")
@@ -204,11 +204,11 @@ func TestParseTimestamp(t *testing.T) {
 	f(Raw, `<13>Dec 31 23:59:59 h a: x`, "none")
 
 	// The default zone for BSD timestamps is the local one.
-	m := &sinks.Message{Raw: []byte(`<13>Jan  2 03:00:00 h a: x`), Received: recv}
+	m := &message.Message{Raw: []byte(`<13>Jan  2 03:00:00 h a: x`), Received: recv}
 	if err := Parse(m, Auto); err != nil {
 		t.Fatal(err)
 	}
-	if ts, ok := ParseTimestamp(m); !ok || ts.Location() != time.Local || ts.Hour() != 3 {
+	if ts, ok := message.ParseTimestamp(m); !ok || ts.Location() != time.Local || ts.Hour() != 3 {
 		t.Fatalf("ParseTimestamp = %v, %v; want 03:00 local", ts, ok)
 	}
 }
@@ -274,7 +274,7 @@ func TestLoggerSamples(t *testing.T) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		m := &sinks.Message{Raw: []byte(line)}
+		m := &message.Message{Raw: []byte(line)}
 		err := Parse(m, Auto)
 		fmt.Fprintf(&out, "%s\n=> %s", line, describe(m))
 		if err != nil {

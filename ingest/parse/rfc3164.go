@@ -3,7 +3,7 @@ package parse
 import (
 	"bytes"
 
-	"wharf/sinks"
+	"wharf/message"
 )
 
 // parse3164 parses m.Raw as RFC3164 the way rsyslog does for real-world
@@ -13,7 +13,7 @@ import (
 //
 // The parts are recognised as follows.
 //
-//   - TIMESTAMP is BSD ("Mmm dd hh:mm:ss", see scanBSD) or RFC3339 with or
+//   - TIMESTAMP is BSD ("Mmm dd hh:mm:ss", see message.BSDLen) or RFC3339 with or
 //     without offset (rsyslog's "ISO" 3164 variant).
 //   - HOSTNAME is only looked for after a timestamp (otherwise the first
 //     word is a TAG or the message): it is the next word when that is
@@ -26,7 +26,7 @@ import (
 //   - One SP after the TAG is dropped; the rest is MSG.
 //
 // The only errors are about the PRI: missing (unless noPriOK) or invalid.
-func parse3164(m *sinks.Message, noPriOK bool) Error {
+func parse3164(m *message.Message, noPriOK bool) Error {
 	b := m.Raw
 	pri, p, err := parsePRI(b, true)
 	switch {
@@ -41,10 +41,10 @@ func parse3164(m *sinks.Message, noPriOK bool) Error {
 		p++
 	}
 
-	var ts, host, tag, pid, msg sinks.Span
-	n, _ := scanBSD(b[p:])
+	var ts, host, tag, pid, msg message.Span
+	n := message.BSDLen(b[p:])
 	if n == 0 {
-		n, _ = scanRFC3339(b[p:], 9, false)
+		n = message.RFC3339Len(b[p:], 9, false)
 	}
 	if n > 0 && (p+n == len(b) || b[p+n] == ' ' || b[p+n] == ':') {
 		ts = span(p, n)
@@ -70,7 +70,7 @@ func parse3164(m *sinks.Message, noPriOK bool) Error {
 	if p < len(b) {
 		msg = span(p, len(b)-p)
 	}
-	m.Format = sinks.FormatRFC3164
+	m.Format = message.FormatRFC3164
 	m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.Msg = ts, host, tag, pid, msg
 	return 0
 }
@@ -93,7 +93,7 @@ func isHostname(w []byte) bool {
 
 // scanTag reads "TAG: ", "TAG[PID]: " or "TAG[PID] " at b[p:] and returns
 // the TAG and PID spans and where MSG starts.
-func scanTag(b []byte, p int) (tag, pid sinks.Span, next int, ok bool) {
+func scanTag(b []byte, p int) (tag, pid message.Span, next int, ok bool) {
 	start := p
 	for p < len(b) && p-start <= maxAppName && isPrint(b[p]) && b[p] != '[' && b[p] != ':' {
 		p++
@@ -124,7 +124,7 @@ func scanTag(b []byte, p int) (tag, pid sinks.Span, next int, ok bool) {
 			p++
 		}
 		if p < len(b) && b[p] != ' ' {
-			return sinks.Span{}, sinks.Span{}, 0, false
+			return message.Span{}, message.Span{}, 0, false
 		}
 	default:
 		return tag, pid, 0, false

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"unicode/utf8"
 
-	"wharf/sinks"
+	"wharf/message"
 )
 
 // RFC5424 field limits (RFC 5424 §6).
@@ -29,7 +29,7 @@ var bom = []byte("\xef\xbb\xbf")
 //
 // With headerOnly it stops after MSGID: STRUCTURED-DATA and MSG are
 // neither checked nor located (their Spans stay zero).
-func parse5424(m *sinks.Message, headerOnly bool) Error {
+func parse5424(m *message.Message, headerOnly bool) Error {
 	b := m.Raw
 	pri, p, err := parsePRI(b, false)
 	if err != 0 {
@@ -61,11 +61,11 @@ func parse5424(m *sinks.Message, headerOnly bool) Error {
 	if p == len(b) {
 		return ErrTruncatedHeader
 	}
-	var ts sinks.Span
+	var ts message.Span
 	if b[p] == '-' {
 		p++
 	} else {
-		n, _ := scanRFC3339(b[p:], 6, true)
+		n := message.RFC3339Len(b[p:], 6, true)
 		if n == 0 {
 			return ErrBadTimestamp
 		}
@@ -80,7 +80,7 @@ func parse5424(m *sinks.Message, headerOnly bool) Error {
 	}
 	p++
 
-	var host, app, proc, msgid sinks.Span
+	var host, app, proc, msgid message.Span
 	if host, p, err = headerField(b, p, maxHostname, ErrBadHostname); err != 0 {
 		return err
 	}
@@ -99,12 +99,12 @@ func parse5424(m *sinks.Message, headerOnly bool) Error {
 		return ErrTruncatedHeader
 	}
 	if headerOnly {
-		m.Format = sinks.FormatRFC5424
+		m.Format = message.FormatRFC5424
 		m.Version = uint8(v)
 		m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID = ts, host, app, proc, msgid
 		return 0
 	}
-	var sd sinks.Span
+	var sd message.Span
 	switch b[p] {
 	case '-':
 		p++
@@ -120,7 +120,7 @@ func parse5424(m *sinks.Message, headerOnly bool) Error {
 	}
 
 	// [SP MSG], MSG optionally starting with a BOM.
-	var msg sinks.Span
+	var msg message.Span
 	if p < len(b) {
 		if b[p] != ' ' {
 			return ErrBadStructuredData
@@ -134,7 +134,7 @@ func parse5424(m *sinks.Message, headerOnly bool) Error {
 		}
 	}
 
-	m.Format = sinks.FormatRFC5424
+	m.Format = message.FormatRFC5424
 	m.Version = uint8(v)
 	m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg = ts, host, app, proc, msgid, sd, msg
 	return 0
@@ -142,26 +142,26 @@ func parse5424(m *sinks.Message, headerOnly bool) Error {
 
 // headerField reads a PRINTUSASCII field of 1..max bytes at b[p:] and the
 // SP after it. "-" (NILVALUE) gives a zero Span.
-func headerField(b []byte, p, max int, bad Error) (sinks.Span, int, Error) {
+func headerField(b []byte, p, max int, bad Error) (message.Span, int, Error) {
 	start := p
 	for p < len(b) && isPrint(b[p]) {
 		p++
 	}
 	n := p - start
 	if n == 0 && p == len(b) {
-		return sinks.Span{}, 0, ErrTruncatedHeader
+		return message.Span{}, 0, ErrTruncatedHeader
 	}
 	if n == 0 || n > max {
-		return sinks.Span{}, 0, bad
+		return message.Span{}, 0, bad
 	}
 	if p == len(b) {
-		return sinks.Span{}, 0, ErrTruncatedHeader
+		return message.Span{}, 0, ErrTruncatedHeader
 	}
 	if b[p] != ' ' {
-		return sinks.Span{}, 0, bad
+		return message.Span{}, 0, bad
 	}
 	if n == 1 && b[start] == '-' {
-		return sinks.Span{}, p + 1, 0
+		return message.Span{}, p + 1, 0
 	}
 	return span(start, n), p + 1, 0
 }

@@ -70,7 +70,7 @@
 //
 // # Messages
 //
-// EncodeMessage and DecodeMessage turn a sinks.Message into a record and
+// EncodeMessage and DecodeMessage turn a message.Message into a record and
 // back; Spool wraps a Buffer to carry messages for a sinks.Runner (see
 // runner-integration.patch in this directory for the Runner side).
 package diskbuf

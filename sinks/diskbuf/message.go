@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"sync"
 
-	"wharf/sinks"
+	"wharf/message"
 )
 
 // codecVersion is the first byte of an encoded message.
@@ -28,7 +28,7 @@ const codecVersion = 1
 //
 // It allocates only when dst must grow. A decoded message encodes to the
 // same bytes.
-func EncodeMessage(dst []byte, m *sinks.Message) []byte {
+func EncodeMessage(dst []byte, m *message.Message) []byte {
 	dst = append(dst, codecVersion)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(m.Received))
 	dst = binary.LittleEndian.AppendUint16(dst, m.Port)
@@ -51,7 +51,7 @@ func EncodeMessage(dst []byte, m *sinks.Message) []byte {
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(m.Frontend)))
 	dst = append(dst, m.Frontend...)
-	for _, s := range [...]sinks.Span{m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg} {
+	for _, s := range [...]message.Span{m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg} {
 		dst = binary.AppendUvarint(dst, uint64(s.Off))
 		dst = binary.AppendUvarint(dst, uint64(s.Len))
 	}
@@ -91,12 +91,12 @@ func (d *decoder) uvarint(max uint64) uint64 {
 }
 
 // DecodeMessage rebuilds the message EncodeMessage wrote into rec. The
-// message is a pooled sinks.Message with one reference (Raw copied out of
+// message is a pooled message.Message with one reference (Raw copied out of
 // rec, so rec may be reused at once); the caller releases it. Frontend
 // names are interned: decoding allocates nothing beyond the pooled message
 // once a name has been seen. A record that is not a valid encoding (spans
 // outside Raw, trailing bytes, unknown version) is an error.
-func DecodeMessage(rec []byte) (*sinks.Message, error) {
+func DecodeMessage(rec []byte) (*message.Message, error) {
 	d := decoder{b: rec}
 	if v := d.take(1); d.err || v[0] != codecVersion {
 		return nil, errDecode
@@ -129,7 +129,7 @@ func DecodeMessage(rec []byte) (*sinks.Message, error) {
 		return nil, errDecode
 	}
 	fe := d.take(int(d.uvarint(1 << 16)))
-	var spans [7]sinks.Span
+	var spans [7]message.Span
 	for i := range spans {
 		spans[i].Off = uint32(d.uvarint(1<<32 - 1))
 		spans[i].Len = uint32(d.uvarint(1<<32 - 1))
@@ -143,11 +143,11 @@ func DecodeMessage(rec []byte) (*sinks.Message, error) {
 			return nil, errDecode
 		}
 	}
-	m := sinks.NewMessage(raw)
+	m := message.New(raw)
 	m.Received = int64(binary.LittleEndian.Uint64(h[0:8]))
 	m.Port = binary.LittleEndian.Uint16(h[8:10])
-	m.Transport = sinks.Transport(h[10])
-	m.Format = sinks.Format(h[11])
+	m.Transport = message.Transport(h[10])
+	m.Format = message.Format(h[11])
 	m.Version = h[12]
 	m.Priority = int16(binary.LittleEndian.Uint16(h[13:15]))
 	m.Peer = peer

@@ -5,29 +5,29 @@ import (
 	"net/netip"
 	"testing"
 
-	"wharf/sinks"
+	"wharf/message"
 )
 
-func testMessages() []*sinks.Message {
+func testMessages() []*message.Message {
 	raw := []byte("<34>1 2026-11-25T19:10:00Z host app 42 ID47 [sd@1 a=\"b\"] hello")
-	full := func(peer string, tr sinks.Transport) *sinks.Message {
-		return &sinks.Message{
+	full := func(peer string, tr message.Transport) *message.Message {
+		return &message.Message{
 			Raw: raw, Received: 1764097800123456789, Frontend: "edge", Port: 5514,
 			Transport: tr, Peer: netip.MustParseAddrPort(peer),
-			Format: sinks.FormatRFC5424, Priority: 34, Version: 1,
-			Timestamp: sinks.Span{Off: 6, Len: 20}, Hostname: sinks.Span{Off: 27, Len: 4},
-			AppName: sinks.Span{Off: 32, Len: 3}, ProcID: sinks.Span{Off: 36, Len: 2},
-			MsgID: sinks.Span{Off: 39, Len: 4}, StructuredData: sinks.Span{Off: 44, Len: 12},
-			Msg: sinks.Span{Off: 57, Len: 5},
+			Format: message.FormatRFC5424, Priority: 34, Version: 1,
+			Timestamp: message.Span{Off: 6, Len: 20}, Hostname: message.Span{Off: 27, Len: 4},
+			AppName: message.Span{Off: 32, Len: 3}, ProcID: message.Span{Off: 36, Len: 2},
+			MsgID: message.Span{Off: 39, Len: 4}, StructuredData: message.Span{Off: 44, Len: 12},
+			Msg: message.Span{Off: 57, Len: 5},
 		}
 	}
-	return []*sinks.Message{
-		full("192.0.2.7:40000", sinks.TransportTCP),
-		full("[fe80::1%eth0]:514", sinks.TransportTLS),
-		full("[::ffff:10.1.2.3]:9", sinks.TransportUDP),
+	return []*message.Message{
+		full("192.0.2.7:40000", message.TransportTCP),
+		full("[fe80::1%eth0]:514", message.TransportTLS),
+		full("[::ffff:10.1.2.3]:9", message.TransportUDP),
 		{Raw: []byte("garbage"), Priority: -1},                // raw, no peer, no frontend
 		{Raw: nil, Priority: -1, Frontend: "f", Received: -5}, // empty
-		{Raw: []byte("<13>x"), Priority: 13, Format: sinks.FormatRFC3164, Msg: sinks.Span{Off: 4, Len: 1}},
+		{Raw: []byte("<13>x"), Priority: 13, Format: message.FormatRFC3164, Msg: message.Span{Off: 4, Len: 1}},
 	}
 }
 
@@ -74,7 +74,7 @@ func TestDecodeMessageErrors(t *testing.T) {
 	peer := append([]byte(nil), enc...)
 	peer[16] = 5
 	f(peer) // unknown address kind
-	span := EncodeMessage(nil, &sinks.Message{Raw: []byte("ab"), Msg: sinks.Span{Off: 1, Len: 2}})
+	span := EncodeMessage(nil, &message.Message{Raw: []byte("ab"), Msg: message.Span{Off: 1, Len: 2}})
 	f(span) // span past Raw
 }
 
@@ -109,7 +109,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, s := range []sinks.Span{m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg} {
+		for _, s := range []message.Span{m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg} {
 			m.Field(s)
 		}
 		enc := EncodeMessage(nil, m)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -20,7 +21,7 @@ type recSink struct {
 	down bool
 }
 
-func (s *recSink) Write(ctx context.Context, batch []*sinks.Message) error {
+func (s *recSink) Write(ctx context.Context, batch []*message.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.down {
@@ -64,7 +65,7 @@ func TestRunnerSpoolRestart(t *testing.T) {
 			s1.down = true
 			s1.mu.Unlock()
 		}
-		m := sinks.NewMessage(fmt.Appendf(nil, "msg %d", i))
+		m := message.New(fmt.Appendf(nil, "msg %d", i))
 		if !r.Enqueue(m, true) {
 			t.Fatalf("Enqueue %d refused", i)
 		}
@@ -121,7 +122,7 @@ func TestRunnerSpoolFull(t *testing.T) {
 	r.Start()
 	queued := 0
 	for i := range 100 {
-		if r.Enqueue(sinks.NewMessage(fmt.Appendf(nil, "%050d", i)), false) {
+		if r.Enqueue(message.New(fmt.Appendf(nil, "%050d", i)), false) {
 			queued++
 		}
 	}

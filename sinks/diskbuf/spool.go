@@ -5,7 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 
-	"wharf/sinks"
+	"wharf/message"
 )
 
 // Spool carries sinks.Messages through a Buffer for a sink runner:
@@ -41,7 +41,7 @@ var doneCtx = func() context.Context {
 // is not an error: n < len(ms) with a nil error, counted in
 // Stats.DroppedFull. An error (ErrClosed, I/O) is a failure to store. It
 // allocates nothing.
-func (s *Spool) Put(ctx context.Context, ms []*sinks.Message, block bool) (int, error) {
+func (s *Spool) Put(ctx context.Context, ms []*message.Message, block bool) (int, error) {
 	if !block {
 		ctx = doneCtx
 	}
@@ -57,7 +57,7 @@ func (s *Spool) Put(ctx context.Context, ms []*sinks.Message, block bool) (int, 
 // pooled messages with one reference each that the caller releases. A
 // record that does not decode (written by an incompatible version) is
 // skipped and counted in Undecodable. Errors are Next's.
-func (s *Spool) Get(ctx context.Context, dst []*sinks.Message, max int, maxBytes int64) ([]*sinks.Message, error) {
+func (s *Spool) Get(ctx context.Context, dst []*message.Message, max int, maxBytes int64) ([]*message.Message, error) {
 	for {
 		recs, err := s.b.Next(ctx, max, int(min(maxBytes, 1<<30)))
 		if err != nil {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"wharf/sinks"
+	"wharf/message"
 )
 
 // A message put into a spool comes back field for field after a restart
@@ -46,11 +46,11 @@ func TestSpool(t *testing.T) {
 		m.Release()
 	}
 	// Fill it: without block Put refuses at once.
-	big := &sinks.Message{Raw: make([]byte, 400), Priority: -1}
+	big := &message.Message{Raw: make([]byte, 400), Priority: -1}
 	start := time.Now()
 	stored := 0
 	for range 10 {
-		n, err := sp.Put(context.Background(), []*sinks.Message{big}, false)
+		n, err := sp.Put(context.Background(), []*message.Message{big}, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func TestSpool(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if n, err := sp.Put(ctx, []*sinks.Message{big}, true); n != 0 || err != nil {
+	if n, err := sp.Put(ctx, []*message.Message{big}, true); n != 0 || err != nil {
 		t.Fatalf("blocking Put on a full spool until ctx ends: %d, %v", n, err)
 	}
 	b.Close()

@@ -11,6 +11,7 @@ import (
 
 	"wharf/conf"
 	"wharf/internal/logfile"
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -78,7 +79,7 @@ func (s *File) open() (*os.File, error) {
 // Write encodes the batch into a reused buffer and appends it with one
 // write call. A short write returns an error and the Runner retries the
 // whole batch (lines of it may then appear twice: at-least-once).
-func (s *File) Write(_ context.Context, batch []*sinks.Message) error {
+func (s *File) Write(_ context.Context, batch []*message.Message) error {
 	b := s.buf[:0]
 	for _, m := range batch {
 		b = s.enc.Append(b, m)

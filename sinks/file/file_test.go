@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -26,12 +27,12 @@ func newFile(t *testing.T, cfg *conf.Sink) *File {
 	return s.(*File)
 }
 
-func batch(prefix string, n int) []*sinks.Message {
-	out := make([]*sinks.Message, n)
+func batch(prefix string, n int) []*message.Message {
+	out := make([]*message.Message, n)
 	for i := range out {
-		out[i] = sinks.NewMessage(fmt.Appendf(nil, "<13>%s-%d \"quoted\" \xff", prefix, i))
+		out[i] = message.New(fmt.Appendf(nil, "<13>%s-%d \"quoted\" \xff", prefix, i))
 		out[i].Priority = 13
-		out[i].Format = sinks.FormatRaw
+		out[i].Format = message.FormatRaw
 		out[i].Received = time.Now().UnixNano()
 	}
 	return out

@@ -24,6 +24,7 @@ import (
 
 	"wharf/conf"
 	"wharf/internal/testenv"
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -144,7 +145,7 @@ func produce(t testing.TB, cfg conf.Sink, n, batchSize int) map[string]string {
 	want := make(map[string]string, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	batch := make([]*sinks.Message, 0, batchSize)
+	batch := make([]*message.Message, 0, batchSize)
 	flush := func() {
 		if err := s.Write(ctx, batch); err != nil {
 			t.Fatalf("Write: %v", err)
@@ -223,15 +224,15 @@ func checkRecords(t testing.TB, who string, got []record, want map[string]string
 
 // syslogMessage is a ~300 byte RFC5424 message with 7 hosts and 5 apps;
 // no tabs or newlines, so kcat's line format can carry it.
-func syslogMessage(i int) *sinks.Message {
+func syslogMessage(i int) *message.Message {
 	m := testMessage(i, fmt.Sprintf("host-%d.example.net", i%7), fmt.Sprintf("app%d", i%5))
 	pad := strings.Repeat("x", 300-len(m.Raw)-10)
 	raw := fmt.Sprintf("%s %s %08d", m.Raw, pad, i)
 	h, a, msg := m.Hostname, m.AppName, m.Msg
 	m.Release()
-	m = sinks.NewMessage([]byte(raw))
-	m.Format, m.Priority, m.Version = sinks.FormatRFC5424, 13, 1
-	m.Hostname, m.AppName, m.Msg = h, a, sinks.Span{Off: msg.Off, Len: uint32(len(raw)) - msg.Off}
+	m = message.New([]byte(raw))
+	m.Format, m.Priority, m.Version = message.FormatRFC5424, 13, 1
+	m.Hostname, m.AppName, m.Msg = h, a, message.Span{Off: msg.Off, Len: uint32(len(raw)) - msg.Off}
 	return m
 }
 
@@ -371,7 +372,7 @@ func TestKafkaCheckAndAutoCreate(t *testing.T) {
 	// a failed Write, so do the same here, bounded.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		err = s.Write(context.Background(), []*sinks.Message{m})
+		err = s.Write(context.Background(), []*message.Message{m})
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
@@ -410,7 +411,7 @@ func BenchmarkKafkaWrite(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			batch := make([]*sinks.Message, c.batchSize)
+			batch := make([]*message.Message, c.batchSize)
 			size := 0
 			for i := range batch {
 				batch[i] = syslogMessage(i)
@@ -460,7 +461,7 @@ func TestKafkaOneProducePerPartition(t *testing.T) {
 	}
 	defer s.Close()
 	k := s.(*Sink)
-	batch := make([]*sinks.Message, 1000)
+	batch := make([]*message.Message, 1000)
 	for i := range batch {
 		batch[i] = syslogMessage(i)
 	}
@@ -519,10 +520,10 @@ func TestKafkaOversizeRejectedNotRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	batch := []*sinks.Message{
-		sinks.NewMessage([]byte("small one")),
-		sinks.NewMessage([]byte(strings.Repeat("x", 8000))),
-		sinks.NewMessage([]byte("small two")),
+	batch := []*message.Message{
+		message.New([]byte("small one")),
+		message.New([]byte(strings.Repeat("x", 8000))),
+		message.New([]byte("small two")),
 	}
 	err = s.Write(context.Background(), batch)
 	var rej *sinks.RejectedError

@@ -16,7 +16,7 @@
 // Buffer lifetimes: Write encodes keys and values into an arena the sink
 // owns, and kafka-go reads them through the sink's record readers
 // (batchState), so no kafka-go structure ever points into a
-// sinks.Message and the runner may release the batch as soon as Write
+// message.Message and the runner may release the batch as soon as Write
 // returns. The arena, spans and readers are reused by the next Write,
 // except after a failed or interrupted Write, when kafka-go may still be
 // encoding a request abandoned at its deadline; then they are left to
@@ -39,6 +39,7 @@ import (
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 
 	"wharf/conf"
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -139,7 +140,7 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 //
 // Write gives up after write_timeout, or earlier when ctx is done. It does
 // not keep references to the batch after it returns.
-func (s *Sink) Write(ctx context.Context, batch []*sinks.Message) error {
+func (s *Sink) Write(ctx context.Context, batch []*message.Message) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -175,7 +176,7 @@ func (s *Sink) Write(ctx context.Context, batch []*sinks.Message) error {
 // encode fills the Write state's arena and spans from batch, copying keys
 // and encoded values into the arena. It allocates only while the arena
 // and slices grow (or once after a failed Write).
-func (s *Sink) encode(batch []*sinks.Message) *batchState {
+func (s *Sink) encode(batch []*message.Message) *batchState {
 	if s.st == nil {
 		s.st = &batchState{}
 	}
@@ -216,7 +217,7 @@ func (st *batchState) record(i int) (key, value []byte) {
 // key returns the configured key field of m, nil when unset or absent
 // (a nil key is a Kafka null key; the hash balancer then spreads such
 // messages at random, as the Java client does).
-func (s *Sink) key(m *sinks.Message) []byte {
+func (s *Sink) key(m *message.Message) []byte {
 	switch s.opt.key {
 	case keyHostname:
 		return m.Field(m.Hostname)

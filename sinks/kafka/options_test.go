@@ -15,6 +15,7 @@ import (
 
 	"wharf/conf"
 	"wharf/internal/testenv"
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -137,17 +138,17 @@ func TestNewRejectsBadOptions(t *testing.T) {
 }
 
 // testMessage builds an RFC5424 message with Hostname and AppName spans.
-func testMessage(i int, host, app string) *sinks.Message {
+func testMessage(i int, host, app string) *message.Message {
 	raw := fmt.Sprintf("<13>1 2026-11-25T19:00:00Z %s %s - - - message %d", host, app, i)
-	m := sinks.NewMessage([]byte(raw))
-	m.Format = sinks.FormatRFC5424
+	m := message.New([]byte(raw))
+	m.Format = message.FormatRFC5424
 	m.Priority = 13
 	m.Version = 1
 	off := uint32(len("<13>1 2026-11-25T19:00:00Z "))
-	m.Hostname = sinks.Span{Off: off, Len: uint32(len(host))}
+	m.Hostname = message.Span{Off: off, Len: uint32(len(host))}
 	off += uint32(len(host)) + 1
-	m.AppName = sinks.Span{Off: off, Len: uint32(len(app))}
-	m.Msg = sinks.Span{Off: uint32(strings.Index(raw, "message")), Len: uint32(len(raw) - strings.Index(raw, "message"))}
+	m.AppName = message.Span{Off: off, Len: uint32(len(app))}
+	m.Msg = message.Span{Off: uint32(strings.Index(raw, "message")), Len: uint32(len(raw) - strings.Index(raw, "message"))}
 	return m
 }
 
@@ -160,7 +161,7 @@ func TestEncodeKeysValuesAndReuse(t *testing.T) {
 		}
 		defer s.Close()
 		k := s.(*Sink)
-		batch := make([]*sinks.Message, 50)
+		batch := make([]*message.Message, 50)
 		for i := range batch {
 			batch[i] = testMessage(i, fmt.Sprintf("h%d", i%3), fmt.Sprintf("app%d", i%5))
 		}
@@ -216,7 +217,7 @@ func TestUnreachableBroker(t *testing.T) {
 	defer m.Release()
 	for i := 0; i < 2; i++ { // the second Write reuses the failed transport
 		start = time.Now()
-		err = s.Write(context.Background(), []*sinks.Message{m})
+		err = s.Write(context.Background(), []*message.Message{m})
 		d := time.Since(start)
 		if err == nil {
 			t.Fatalf("Write to %s succeeded", addr)
@@ -247,7 +248,7 @@ func TestUnreachableBroker(t *testing.T) {
 			t.Errorf("Check error %q does not contain %q", err, w)
 		}
 	}
-	t.Logf("Write error: %v", s.Write(context.Background(), []*sinks.Message{m}))
+	t.Logf("Write error: %v", s.Write(context.Background(), []*message.Message{m}))
 	t.Logf("Check error: %v", err)
 }
 
@@ -278,7 +279,7 @@ func TestWriteHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err = s.Write(ctx, []*sinks.Message{m})
+	err = s.Write(ctx, []*message.Message{m})
 	if err == nil || !strings.Contains(err.Error(), "interrupted") {
 		t.Errorf("Write error %v, want an interruption", err)
 	}

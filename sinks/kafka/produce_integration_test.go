@@ -16,7 +16,7 @@ import (
 
 	"wharf/conf"
 	"wharf/internal/testenv"
-	"wharf/sinks"
+	"wharf/message"
 )
 
 // javaMurmur2 is the Java client's Utils.murmur2, written from its
@@ -87,14 +87,14 @@ func TestHashBalancerMatchesJava(t *testing.T) {
 
 // sequencedMessage is a ~300 byte RFC5424 message with host "host-<h>"
 // whose value ends in its sequence number i.
-func sequencedMessage(i, h int) *sinks.Message {
+func sequencedMessage(i, h int) *message.Message {
 	m := testMessage(i, fmt.Sprintf("host-%d", h), "app")
 	host, app, msg := m.Hostname, m.AppName, m.Msg
 	raw := fmt.Sprintf("%s %s %08d", m.Raw, strings.Repeat("x", 300-len(m.Raw)-10), i)
 	m.Release()
-	m = sinks.NewMessage([]byte(raw))
-	m.Format, m.Priority, m.Version = sinks.FormatRFC5424, 13, 1
-	m.Hostname, m.AppName, m.Msg = host, app, sinks.Span{Off: msg.Off, Len: uint32(len(raw)) - msg.Off}
+	m = message.New([]byte(raw))
+	m.Format, m.Priority, m.Version = message.FormatRFC5424, 13, 1
+	m.Hostname, m.AppName, m.Msg = host, app, message.Span{Off: msg.Off, Len: uint32(len(raw)) - msg.Off}
 	return m
 }
 
@@ -121,7 +121,7 @@ func writeSequenced(t testing.TB, cfg conf.Sink, n, hosts int, sizes ...int) int
 	defer cancel()
 	for i, w := 0, 0; i < n; w++ {
 		size := min(sizes[w%len(sizes)], n-i)
-		batch := make([]*sinks.Message, size)
+		batch := make([]*message.Message, size)
 		for j := range batch {
 			batch[j] = sequencedMessage(i+j, (i+j)%hosts)
 		}
@@ -300,7 +300,7 @@ func TestKafkaWriteAllocatesNothingPerMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	batch := make([]*sinks.Message, 2000)
+	batch := make([]*message.Message, 2000)
 	for i := range batch {
 		batch[i] = syslogMessage(i)
 	}

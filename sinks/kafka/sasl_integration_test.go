@@ -12,7 +12,7 @@ import (
 
 	"wharf/conf"
 	"wharf/internal/testenv"
-	"wharf/sinks"
+	"wharf/message"
 )
 
 func TestKafkaTLSAndSASL(t *testing.T) {
@@ -45,7 +45,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 		defer s.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		err = s.Write(ctx, []*sinks.Message{syslogMessage(0)})
+		err = s.Write(ctx, []*message.Message{syslogMessage(0)})
 		t.Logf("%s: %v", name, err)
 		if err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("%s: Write error %v, want one containing %q", name, err, wantErr)

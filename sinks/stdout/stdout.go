@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"wharf/conf"
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -44,7 +45,7 @@ func NewWriter(name string, w io.Writer, enc sinks.Encoding) *Stdout {
 }
 
 // Write encodes the batch into a reused buffer and writes it at once.
-func (s *Stdout) Write(_ context.Context, batch []*sinks.Message) error {
+func (s *Stdout) Write(_ context.Context, batch []*message.Message) error {
 	b := s.buf[:0]
 	for _, m := range batch {
 		b = s.enc.Append(b, m)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"wharf/conf"
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -27,9 +28,9 @@ func TestStdoutWritesOneBufferPerBatch(t *testing.T) {
 		t.Helper()
 		w := &countingWriter{}
 		s := NewWriter("out", w, enc)
-		var batch []*sinks.Message
+		var batch []*message.Message
 		for _, r := range raws {
-			m := sinks.NewMessage([]byte(r))
+			m := message.New([]byte(r))
 			defer m.Release()
 			batch = append(batch, m)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"wharf/conf"
 	"wharf/internal/testenv"
+	"wharf/message"
 	"wharf/metrics"
 	"wharf/sinks"
 )
@@ -73,7 +74,7 @@ func forward(t *testing.T, s sinks.Sink, raws []string) *sinks.Runner {
 		RetryBackoff: 10 * time.Millisecond, RetryMaxBackoff: 100 * time.Millisecond}.Resolved(), metrics.NewRegistry(), nil)
 	r.Start()
 	for _, raw := range raws {
-		if !r.Enqueue(sinks.NewMessage([]byte(raw)), true) {
+		if !r.Enqueue(message.New([]byte(raw)), true) {
 			t.Fatal("enqueue refused")
 		}
 	}
@@ -158,7 +159,7 @@ func TestCollectorFirstServerDiesMidStream(t *testing.T) {
 	expectExact(t, first.got(), before)
 	first.kill() // connection and listener gone, mid-stream
 	for _, raw := range after {
-		r.Enqueue(sinks.NewMessage([]byte(raw)), true)
+		r.Enqueue(message.New([]byte(raw)), true)
 	}
 	closeRunner(t, r)
 	expectExact(t, collectorLines(t, filepath.Join(out, "tcp.log"), id, len(after)), after)
@@ -199,7 +200,7 @@ func TestCollectorUDP(t *testing.T) {
 	r := sinks.NewRunner("fwd", s, sinks.RunnerConfig{BatchSize: 50}.Resolved(), nil, nil)
 	r.Start()
 	for i, raw := range want {
-		r.Enqueue(sinks.NewMessage([]byte(raw)), true)
+		r.Enqueue(message.New([]byte(raw)), true)
 		if i%50 == 49 {
 			time.Sleep(5 * time.Millisecond)
 		}

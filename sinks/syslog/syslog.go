@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -200,7 +201,7 @@ func (s *Syslog) Server() string {
 // the whole batch there. A successful write of every byte counts as
 // accepted: plain syslog has no acknowledgements, so bytes in flight when
 // a collector dies may be lost or, after a retry, duplicated.
-func (s *Syslog) Write(ctx context.Context, batch []*sinks.Message) error {
+func (s *Syslog) Write(ctx context.Context, batch []*message.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -366,7 +367,7 @@ func tlsAlive(tc *tls.Conn) bool {
 // copying the messages into one buffer costs less than the kernel's
 // per-segment work for a writev of two iovecs per message
 // (BenchmarkWriteTCP: 7.7-8.7M -> 17.7-18.0M msgs/s).
-func (s *Syslog) send(ctx context.Context, srv *server, batch []*sinks.Message) error {
+func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message) error {
 	if s.conn != nil && srv.network == "tcp" && !s.alive() {
 		s.closeConn()
 	}
@@ -424,7 +425,7 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*sinks.Message) 
 	return nil
 }
 
-func (s *Syslog) sendUDP(batch []*sinks.Message) error {
+func (s *Syslog) sendUDP(batch []*message.Message) error {
 	for _, m := range batch {
 		b := s.enc.Append(s.buf[:0], m)
 		s.buf = b

@@ -17,6 +17,7 @@ import (
 
 	"wharf/conf"
 	"wharf/internal/testenv"
+	"wharf/message"
 	"wharf/sinks"
 )
 
@@ -44,10 +45,10 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-func msgs(raws ...string) []*sinks.Message {
-	out := make([]*sinks.Message, len(raws))
+func msgs(raws ...string) []*message.Message {
+	out := make([]*message.Message, len(raws))
 	for i, r := range raws {
-		out[i] = sinks.NewMessage([]byte(r))
+		out[i] = message.New([]byte(r))
 	}
 	return out
 }

@@ -1,11 +1,27 @@
-package parse
+package message
 
 import (
 	"sync/atomic"
 	"time"
-
-	"wharf/sinks"
 )
+
+// RFC3339Len returns the length of the RFC3339 timestamp at the start of b,
+// or 0 when there is none: RFC 5424 §6.2.3 (uppercase 'T' and 'Z', at most
+// maxFrac fraction digits, a real calendar day); without needOffset
+// (RFC3164 "ISO" timestamps) the UTC offset may be missing. A timestamp it
+// accepts decodes with ParseTimestamp.
+func RFC3339Len(b []byte, maxFrac int, needOffset bool) int {
+	n, _ := scanRFC3339(b, maxFrac, needOffset)
+	return n
+}
+
+// BSDLen returns the length of the RFC3164 (BSD) timestamp at the start of
+// b, or 0 when there is none; see scanBSD for the forms accepted. A
+// timestamp it accepts decodes with ParseTimestamp.
+func BSDLen(b []byte) int {
+	n, _ := scanBSD(b)
+	return n
+}
 
 // tsFields are the parts of a timestamp; offMin is the UTC offset in
 // minutes when hasOffset.
@@ -15,13 +31,13 @@ type tsFields struct {
 	hasOffset                              bool
 }
 
+// fracScale[n] turns n fraction digits into nanoseconds.
+var fracScale = [10]int{0, 1e8, 1e7, 1e6, 1e5, 1e4, 1e3, 1e2, 1e1, 1}
+
 // scanRFC3339 reads an RFC3339 timestamp (RFC 5424 §6.2.3: uppercase 'T'
 // and 'Z', at most maxFrac fraction digits, a real calendar day) at the
 // start of b and returns its length, or 0. Without needOffset (RFC3164
 // "ISO" timestamps) the offset may be missing.
-// fracScale[n] turns n fraction digits into nanoseconds.
-var fracScale = [10]int{0, 1e8, 1e7, 1e6, 1e5, 1e4, 1e3, 1e2, 1e1, 1}
-
 func scanRFC3339(b []byte, maxFrac int, needOffset bool) (int, tsFields) {
 	var t tsFields
 	if len(b) < 19 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
@@ -90,6 +106,8 @@ func scanRFC3339(b []byte, maxFrac int, needOffset bool) (int, tsFields) {
 	}
 	return p, t
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // digits parses an all-digit slice.
 func digits(b []byte) (int, bool) {
@@ -190,7 +208,7 @@ func scanBSD(b []byte) (int, tsFields) {
 // or BSD ("Mmm dd hh:mm:ss") for RFC3164. A BSD timestamp, or an RFC3339
 // one without offset, is read in the local time zone, as rsyslog does; see
 // ParseTimestampIn. It reports false when there is no timestamp.
-func ParseTimestamp(m *sinks.Message) (time.Time, bool) {
+func ParseTimestamp(m *Message) (time.Time, bool) {
 	return ParseTimestampIn(m, time.Local)
 }
 
@@ -202,17 +220,17 @@ func ParseTimestamp(m *sinks.Message) (time.Time, bool) {
 // It is meant for encoders that need a time.Time, lazily; it does not
 // allocate except the first time it meets a given numeric UTC offset
 // (zones are cached).
-func ParseTimestampIn(m *sinks.Message, loc *time.Location) (time.Time, bool) {
+func ParseTimestampIn(m *Message, loc *time.Location) (time.Time, bool) {
 	ts := m.Field(m.Timestamp)
-	if len(ts) == 0 || m.Format == sinks.FormatRaw {
+	if len(ts) == 0 || m.Format == FormatRaw {
 		return time.Time{}, false
 	}
 	if isDigit(ts[0]) {
 		maxFrac := 9
-		if m.Format == sinks.FormatRFC5424 {
+		if m.Format == FormatRFC5424 {
 			maxFrac = 6
 		}
-		n, t := scanRFC3339(ts, maxFrac, m.Format == sinks.FormatRFC5424)
+		n, t := scanRFC3339(ts, maxFrac, m.Format == FormatRFC5424)
 		if n != len(ts) {
 			return time.Time{}, false
 		}

@@ -1,4 +1,12 @@
-package sinks
+// Package message holds the syslog message as it travels from a listener
+// to the sinks: the received bytes, where the parser found each header
+// field in them (Span), and the metadata of its arrival. It also decodes
+// the TIMESTAMP field into a time.Time for encoders that need one.
+//
+// It depends on the standard library only, so that every other package
+// (the parser, the route table, the sinks) can share the type without
+// depending on each other.
+package message
 
 import (
 	"net/netip"
@@ -57,7 +65,7 @@ type Span struct{ Off, Len uint32 }
 // Message is one syslog message on its way from a listener to the sinks.
 //
 // Ownership: Raw is owned by the message (copied out of the event loop's
-// buffer by NewMessage), so a Message may cross goroutines. Every field
+// buffer by New), so a Message may cross goroutines. Every field
 // returned by the accessor methods aliases Raw and stays valid until the
 // last reference is released. A message is shared by every sink it is
 // routed to: the router calls Retain once per extra sink, each sink runner
@@ -159,6 +167,10 @@ func (m *Message) Retain(n int32) {
 	m.refs.Add(n)
 }
 
+// Refs returns the number of references held, for tests that check each
+// holder released the message exactly once.
+func (m *Message) Refs() int32 { return m.refs.Load() }
+
 // Release drops one reference; the last one returns the message to the pool.
 func (m *Message) Release() {
 	if m.refs.Add(-1) != 0 {
@@ -180,9 +192,9 @@ const maxPooledBuf = 64 << 10
 
 var messagePool = sync.Pool{New: func() any { return new(Message) }}
 
-// NewMessage returns a pooled message holding a copy of raw, with one
+// New returns a pooled message holding a copy of raw, with one
 // reference. The caller fills the metadata, then hands it on.
-func NewMessage(raw []byte) *Message {
+func New(raw []byte) *Message {
 	m := messagePool.Get().(*Message)
 	if m.buf == nil {
 		b := make([]byte, 0, 512)
