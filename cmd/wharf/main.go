@@ -4,8 +4,14 @@
 // files or stdout.
 //
 //	wharf run   -c FILE   run the gateway
-//	wharf check -c FILE   validate FILE and print the resolved listeners and routes
+//	wharf check -c FILE   validate FILE and print the resolved listeners, routes and sinks
+//	wharf ports -c FILE   list binds and port warnings (--audit, --json)
+//	wharf tap   -c FILE   stream the messages passing a running wharf's frontend or port
+//	wharf help  [TOPIC]   the configuration reference and other help topics
+//	wharf completion bash|zsh   shell completion script
 //	wharf version         print version and build information
+//
+// `wharf` without arguments prints the full usage.
 package main
 
 import (

@@ -71,8 +71,8 @@
 // # Messages
 //
 // EncodeMessage and DecodeMessage turn a message.Message into a record and
-// back; Spool wraps a Buffer to carry messages for a sinks.Runner (see
-// runner-integration.patch in this directory for the Runner side).
+// back; Spool wraps a Buffer to carry messages for a sinks.Runner (the
+// runner's disk-buffer mode, sinks/runner.go).
 package diskbuf
 
 import (
