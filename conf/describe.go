@@ -64,7 +64,11 @@ func (c *Config) Describe(w io.Writer) {
 			pr("    rate_limit %s per source IP, burst %d", f.RateLimitPerIP, f.RateBurstPerIP)
 		}
 		for i, r := range f.Routes {
-			pr("    route[%d] %s -> %s", i, describeMatch(r), strings.Join(r.Sinks, ", "))
+			to := strings.Join(r.Sinks, ", ")
+			if r.Action == "drop" {
+				to = "drop"
+			}
+			pr("    route[%d] %s -> %s", i, describeMatch(r), to)
 		}
 		def := strings.Join(f.Sinks, ", ")
 		if def == "" {
@@ -128,14 +132,23 @@ func describeMatch(r Route) string {
 	if len(r.Facility) > 0 {
 		parts = append(parts, "facility "+strings.Join(r.Facility, ","))
 	}
-	if r.Severity != "" {
-		parts = append(parts, "severity "+r.Severity)
+	if len(r.Severity) > 0 {
+		parts = append(parts, "severity "+strings.Join(r.Severity, ","))
 	}
 	if r.Hostname != "" {
 		parts = append(parts, fmt.Sprintf("hostname %q", r.Hostname))
 	}
 	if r.AppName != "" {
 		parts = append(parts, fmt.Sprintf("app_name %q", r.AppName))
+	}
+	if r.MsgContains != "" {
+		parts = append(parts, fmt.Sprintf("msg_contains %q", r.MsgContains))
+	}
+	if r.MsgRegex != "" {
+		parts = append(parts, fmt.Sprintf("msg_regex %q", r.MsgRegex))
+	}
+	for _, k := range sortedKeys(r.SD) {
+		parts = append(parts, fmt.Sprintf("sd %s=%q", k, r.SD[k]))
 	}
 	if len(parts) == 0 {
 		return "any"

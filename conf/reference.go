@@ -77,13 +77,17 @@ var sections = []section{
 	},
 	{
 		Title: "[[frontend.NAME.route]]", Table: "frontend.NAME.route",
-		Intro: "A route matches when all its conditions hold; a condition left out matches anything. The first matching route decides the sinks.",
+		Intro: "A route matches when all its conditions hold; a condition left out matches anything. The first matching route decides the sinks (or drops the message). Routes are compiled once at start and on reload; header conditions cost a few nanoseconds per message and allocate nothing. `msg_contains`, `msg_regex` and `sd` need MSG and the structured data, so a frontend with one parses every message whole, as `parse = \"full\"` does.",
 		Keys: []keyDoc{
 			{"facility", "array of strings", "any", "Facility names (`kern`, `user`, `mail`, `daemon`, `auth`, `syslog`, `lpr`, `news`, `uucp`, `cron`, `authpriv`, `ftp`, `ntp`, `security`, `console`, `solaris-cron` or `clock`, `local0`..`local7`) or numbers `\"0\"`-`\"23\"`."},
-			{"severity", "string", "any", "One severity or an inclusive range, names or numbers: `\"warning\"`, `\"emerg..warning\"`, `\"0..4\"`. Names: `emerg`, `alert`, `crit`, `err`/`error`, `warning`/`warn`, `notice`, `info`, `debug`."},
+			{"severity", "string or array of strings", "any", "One severity or an inclusive range (either order), names or numbers: `\"warning\"`, `\"err..emerg\"`, `\"0..4\"`; or an array of them, like `facility`: `[\"emerg..err\", \"debug\"]`. Names: `emerg`, `alert`, `crit`, `err`/`error`, `warning`/`warn`, `notice`, `info`, `debug`. Ranges are spelled as for `wharf tap -severity`; unlike there (and syslog.conf), a single name is that severity only."},
 			{"hostname", "string", "any", "Glob (Go `path.Match`) on HOSTNAME, e.g. `\"web-*\"`."},
 			{"app_name", "string", "any", "Glob on APP-NAME (RFC3164: the tag)."},
-			{"sinks", "array of strings", "required", "Where matching messages go."},
+			{"msg_contains", "string", "any", "MSG contains this text, byte for byte (rsyslog's `:msg, contains`). For a message forwarded unparsed (`format = \"raw\"`, or malformed under `on_error = \"forward_raw\"`) MSG is the whole line."},
+			{"msg_regex", "string", "any", "An RE2 regular expression ([Go syntax](https://golang.org/s/re2syntax)) that must match somewhere in MSG (rsyslog's `:msg, regex`; anchor it with `^`/`$`). RE2 runs in time linear in the message, so a sender cannot make a route slow."},
+			{"sd", "table of strings", "any", "RFC5424 structured-data conditions: `sd = { \"origin.ip\" = \"10.1.*\", \"exampleSDID@32473.eventSource\" = \"Application\" }`. Each key is `SD-ID.PARAM-NAME` (split at the last `.`), each value a glob on the parameter's value (escapes resolved); `\"*\"` only asks that the parameter is present. All must match; a message without the parameter does not."},
+			{"action", "string", "`\"forward\"`", "`forward`: send matching messages to `sinks`. `drop`: discard them, counted as `wharf_frontend_dropped_total{reason=\"route_drop\"}` and not written to `dead_letter` (rsyslog's `stop`, syslog-ng's `flags(final)` without a destination); takes no `sinks`."},
+			{"sinks", "array of strings", "required unless `action = \"drop\"`", "Where matching messages go."},
 		},
 	},
 	{

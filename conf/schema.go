@@ -1,5 +1,10 @@
 package conf
 
+import (
+	"fmt"
+	"strconv"
+)
+
 // This file is the config schema: every key a user can write. The config
 // reference (reference.go, rendered to docs/config.md) documents every key
 // and a test checks it covers each field here. Defaults live in
@@ -241,14 +246,65 @@ type Route struct {
 	// Facility lists facility names ("kern", "user", ..., "local7") or
 	// numbers as strings. Empty matches any.
 	Facility []string `toml:"facility"`
-	// Severity is a range "emerg..warning" or a single name. Empty matches any.
-	Severity string `toml:"severity"`
+	// Severity lists severities: each a name, a number or an inclusive
+	// range "emerg..warning" (either order), written as one string or an
+	// array of them. Empty matches any.
+	Severity Severities `toml:"severity"`
 	// Hostname is a glob (path.Match syntax) on HOSTNAME. Empty matches any.
 	Hostname string `toml:"hostname"`
 	// AppName is a glob on APP-NAME (RFC3164: the tag). Empty matches any.
 	AppName string `toml:"app_name"`
-	// Sinks are where matching messages go. Required.
+	// MsgContains matches messages whose MSG contains this text
+	// (case-sensitive bytes; rsyslog's `:msg, contains`). Empty matches any.
+	MsgContains string `toml:"msg_contains"`
+	// MsgRegex is an RE2 regular expression (Go regexp syntax) that must
+	// match somewhere in MSG (rsyslog's `:msg, regex`). Empty matches any.
+	MsgRegex string `toml:"msg_regex"`
+	// SD maps "SD-ID.PARAM-NAME" (split at the last '.') to a glob the
+	// RFC5424 structured-data parameter's value must match; "*" only asks
+	// that the parameter is present. All entries must match.
+	SD map[string]string `toml:"sd"`
+	// Action is "forward" (default: send to Sinks) or "drop" (discard and
+	// count as dropped, reason route_drop: rsyslog's `stop`).
+	Action string `toml:"action"`
+	// Sinks are where matching messages go. Required unless Action is
+	// "drop".
 	Sinks []string `toml:"sinks"`
+}
+
+// HasConditions reports whether the route matches on anything; a route
+// without conditions matches every message.
+func (r *Route) HasConditions() bool {
+	return len(r.Facility) > 0 || len(r.Severity) > 0 || r.Hostname != "" || r.AppName != "" ||
+		r.MsgContains != "" || r.MsgRegex != "" || len(r.SD) > 0
+}
+
+// Severities is a route's severity condition: one string in TOML
+// (severity = "err..emerg") or an array (severity = ["err", "debug"]).
+type Severities []string
+
+// UnmarshalTOML accepts a string, a severity number (severity = 3), or an
+// array of those. It never fails: anything else is kept as written
+// (fmt's %v) and reported by validation with its index, so one bad value
+// does not hide the rest of the file's errors.
+func (s *Severities) UnmarshalTOML(v any) error {
+	list, isList := v.([]any)
+	if !isList {
+		list = []any{v}
+	}
+	out := make(Severities, 0, len(list))
+	for _, e := range list {
+		switch x := e.(type) {
+		case string:
+			out = append(out, x)
+		case int64:
+			out = append(out, strconv.FormatInt(x, 10)) // checked like "3"
+		default:
+			out = append(out, fmt.Sprintf("%v", e))
+		}
+	}
+	*s = out
+	return nil
 }
 
 // Sink is one named output. Type picks the implementation; the keys under

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -316,7 +317,7 @@ func (v *validator) frontend(f *Frontend) {
 		rp := idx(p+".route", i)
 		r := &f.Routes[i]
 		v.route(rp, r)
-		if len(r.Facility) == 0 && r.Severity == "" && r.Hostname == "" && r.AppName == "" {
+		if !r.HasConditions() && r.Action != "drop" {
 			catchAll = true
 		}
 	}
@@ -411,9 +412,13 @@ func (v *validator) route(p string, r *Route) {
 			v.errAt(idx(p+".facility", i), "%v", err)
 		}
 	}
-	if r.Severity != "" {
-		if _, _, err := ParseSeverityRange(r.Severity); err != nil {
-			v.errAt(p+".severity", "%v", err)
+	for i, s := range r.Severity {
+		if _, _, err := ParseSeverityRange(s); err != nil {
+			sp := p + ".severity"
+			if len(r.Severity) > 1 {
+				sp = idx(sp, i)
+			}
+			v.errAt(sp, "%v", err)
 		}
 	}
 	for _, g := range []struct{ key, val string }{{"hostname", r.Hostname}, {"app_name", r.AppName}} {
@@ -421,10 +426,51 @@ func (v *validator) route(p string, r *Route) {
 			v.errAt(p+"."+g.key, "bad glob %q: %v (see Go's path.Match)", g.val, err)
 		}
 	}
-	if len(r.Sinks) == 0 {
-		v.errAt(p, "route has no sinks: add sinks = [\"NAME\"]")
+	if r.MsgRegex != "" {
+		if _, err := regexp.Compile(r.MsgRegex); err != nil {
+			v.errAt(p+".msg_regex", "bad regular expression: %v (RE2 syntax, see https://golang.org/s/re2syntax)", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		}
+	}
+	for _, k := range sortedKeys(r.SD) {
+		if _, _, err := SplitSDKey(k); err != nil {
+			v.errAt(p+".sd."+k, "%v", err)
+		} else if _, err := path.Match(r.SD[k], ""); err != nil {
+			v.errAt(p+".sd."+k, "bad glob %q: %v (see Go's path.Match)", r.SD[k], err)
+		}
+	}
+	if r.Action != "" {
+		v.enum(p, "action", r.Action, "forward", "drop")
+	}
+	switch {
+	case r.Action == "drop" && len(r.Sinks) > 0:
+		v.errAt(p+".sinks", "a route with action = \"drop\" sends nowhere: remove sinks, or remove action to forward")
+	case r.Action != "drop" && len(r.Sinks) == 0:
+		v.errAt(p, "route has no sinks: add sinks = [\"NAME\"], or action = \"drop\" to discard what it matches")
 	}
 	v.sinkRefs(p+".sinks", r.Sinks)
+}
+
+// SplitSDKey splits a route's sd key "SD-ID.PARAM-NAME" at the last '.'
+// (SD-IDs such as "origin" or "exampleSDID@32473" rarely hold one) and
+// checks both are RFC5424 SD-NAMEs: 1-32 printable ASCII characters
+// other than '=', ']', '"' and space.
+func SplitSDKey(k string) (id, param string, err error) {
+	i := strings.LastIndexByte(k, '.')
+	if i < 0 {
+		return "", "", fmt.Errorf("sd key %q: want \"SD-ID.PARAM-NAME\", such as \"origin.ip\" or \"exampleSDID@32473.eventSource\"", k)
+	}
+	id, param = k[:i], k[i+1:]
+	for _, n := range []string{id, param} {
+		ok := len(n) >= 1 && len(n) <= 32
+		for j := 0; ok && j < len(n); j++ {
+			c := n[j]
+			ok = c > ' ' && c < 0x7f && c != '=' && c != ']' && c != '"'
+		}
+		if !ok {
+			return "", "", fmt.Errorf("sd key %q: %q is not an SD-NAME (1-32 printable ASCII characters, not '=', ']', '\"' or space)", k, n)
+		}
+	}
+	return id, param, nil
 }
 
 // facilities are the RFC5424 facility codes by their usual names.

@@ -657,9 +657,18 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 			return
 		}
 	}
-	var dests []route.Dest
+	var (
+		dests []route.Dest
+		drop  bool
+	)
 	if fe != nil {
-		dests = fe.Match(m)
+		dests, drop = fe.Match(m)
+	}
+	if drop {
+		// action = "drop": the operator asked for it, so no dead letter.
+		l.reason("dropped", "route_drop").Inc()
+		m.Release()
+		return
 	}
 	if len(dests) == 0 {
 		l.reason("dropped", "no_route").Inc()

@@ -8,13 +8,16 @@
 package route
 
 import (
+	"bytes"
 	"fmt"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 	"sync/atomic"
 
 	"wharf/conf"
+	"wharf/ingest/parse"
 	"wharf/message"
 )
 
@@ -40,14 +43,32 @@ type Dest struct {
 type Rule struct {
 	// facilities is a bit set over facility codes 0..23; 0 means any.
 	facilities uint32
-	// sevLo..sevHi is an inclusive severity range; sevHi<0 means any.
-	sevLo, sevHi int
-	hostname     glob
-	appName      glob
+	// severities is a bit set over severity codes 0..7; 0 means any.
+	severities uint8
+	hostname   glob
+	appName    glob
+	// content is true when the rule looks at MSG or structured data
+	// (contains, regex, sd); rules without it never touch them.
+	content  bool
+	contains []byte
+	regex    *regexp.Regexp
+	// regexLits: one of them must be in MSG for regex to match (see
+	// prefilter.go); nil when the pattern has no such literals.
+	regexLits [][]byte
+	sd        []sdCond
+	// Drop discards matching messages (action = "drop"); Dests is empty.
+	Drop bool
 	// Dests receive the matching messages.
 	Dests []Dest
 	// Index is the rule's position in the config, for descriptions.
 	Index int
+}
+
+// sdCond is one structured-data condition: the parameter id.name must be
+// present with a value matching val.
+type sdCond struct {
+	id, name []byte
+	val      glob
 }
 
 // Frontend is the compiled routing of one frontend.
@@ -67,15 +88,21 @@ type Frontend struct {
 }
 
 // Match returns where m goes. The returned slice belongs to the table and
-// must not be modified. An empty result means "nowhere".
-func (f *Frontend) Match(m *message.Message) []Dest {
+// must not be modified. drop reports a matching rule with action "drop"
+// (dests is then empty); an empty result without drop means no rule
+// matched and the frontend has no default sinks.
+//
+// Match takes no lock and allocates nothing, whatever the rules; rules
+// with msg_contains, msg_regex or sd read MSG and the structured data,
+// so the frontend must have parsed them (FullParse).
+func (f *Frontend) Match(m *message.Message) (dests []Dest, drop bool) {
 	for i := range f.Rules {
 		r := &f.Rules[i]
 		if r.matches(m) {
-			return r.Dests
+			return r.Dests, r.Drop
 		}
 	}
-	return f.Default
+	return f.Default, false
 }
 
 func (r *Rule) matches(m *message.Message) bool {
@@ -85,16 +112,71 @@ func (r *Rule) matches(m *message.Message) bool {
 			return false
 		}
 	}
-	if r.sevHi >= 0 {
+	if r.severities != 0 {
 		sev := m.Severity()
-		if sev < r.sevLo || sev > r.sevHi {
+		if sev < 0 || r.severities&(1<<uint(sev)) == 0 {
 			return false
 		}
 	}
-	if !r.hostname.match(m.Field(m.Hostname)) {
+	if !r.hostname.match(m.Field(m.Hostname)) || !r.appName.match(m.Field(m.AppName)) {
 		return false
 	}
-	return r.appName.match(m.Field(m.AppName))
+	if !r.content {
+		return true
+	}
+	if len(r.sd) > 0 && !r.matchSD(m) {
+		return false
+	}
+	msg := messageText(m)
+	if r.contains != nil && !bytes.Contains(msg, r.contains) {
+		return false
+	}
+	if r.regex == nil {
+		return true
+	}
+	if r.regexLits != nil && !containsAny(msg, r.regexLits) {
+		return false
+	}
+	return r.regex.Match(msg)
+}
+
+// messageText is what msg_contains and msg_regex look at: MSG, or the
+// whole line for a message that was not parsed (format raw, or forwarded
+// raw after a parse error).
+func messageText(m *message.Message) []byte {
+	if m.Format == message.FormatRaw {
+		return m.Raw
+	}
+	return m.Field(m.Msg)
+}
+
+// matchSD reports whether every sd condition holds. Values are compared
+// with their escapes resolved; the common value without a backslash is
+// matched in place.
+func (r *Rule) matchSD(m *message.Message) bool {
+	if m.Format != message.FormatRFC5424 || m.StructuredData.Len == 0 {
+		return false
+	}
+	sd := m.Field(m.StructuredData)
+	for i := range r.sd {
+		c := &r.sd[i]
+		found := false
+		_ = parse.EachSDParam(sd, func(id, name, value []byte) bool {
+			if !bytes.Equal(id, c.id) || !bytes.Equal(name, c.name) {
+				return true
+			}
+			if bytes.IndexByte(value, '\\') >= 0 {
+				var scratch [256]byte
+				value = parse.UnescapeSDValue(scratch[:0], value)
+			}
+			found = c.val.match(value)
+			return !found
+		})
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // Table is the compiled routing of every frontend. Immutable once built.
@@ -149,7 +231,9 @@ func Compile(cfg *conf.Config, targets map[string]Target) (*Table, error) {
 			r.Index = i
 			r.Dests = dests(where+".sinks", rc.Sinks)
 			f.Rules = append(f.Rules, r)
-			f.FullParse = f.FullParse || needsFullParse(cfg, rc.Sinks)
+			// A content condition needs MSG and SD parsed for every
+			// message, whatever the sinks need.
+			f.FullParse = f.FullParse || r.content || needsFullParse(cfg, rc.Sinks)
 		}
 		t.frontends[name] = f
 	}
@@ -181,7 +265,7 @@ func needsFullParse(cfg *conf.Config, sinks []string) bool {
 }
 
 func compileRule(rc conf.Route) (Rule, error) {
-	r := Rule{sevLo: 0, sevHi: -1}
+	var r Rule
 	for _, f := range rc.Facility {
 		code, err := conf.ParseFacility(f)
 		if err != nil {
@@ -189,12 +273,14 @@ func compileRule(rc conf.Route) (Rule, error) {
 		}
 		r.facilities |= 1 << uint(code)
 	}
-	if rc.Severity != "" {
-		lo, hi, err := conf.ParseSeverityRange(rc.Severity)
+	for _, s := range rc.Severity {
+		lo, hi, err := conf.ParseSeverityRange(s)
 		if err != nil {
 			return r, err
 		}
-		r.sevLo, r.sevHi = lo, hi
+		for sev := lo; sev <= hi; sev++ {
+			r.severities |= 1 << uint(sev)
+		}
 	}
 	var err error
 	if r.hostname, err = compileGlob(rc.Hostname); err != nil {
@@ -202,6 +288,41 @@ func compileRule(rc conf.Route) (Rule, error) {
 	}
 	if r.appName, err = compileGlob(rc.AppName); err != nil {
 		return r, fmt.Errorf("app_name: %w", err)
+	}
+	if rc.MsgContains != "" {
+		r.contains = []byte(rc.MsgContains)
+	}
+	if rc.MsgRegex != "" {
+		if r.regex, err = regexp.Compile(rc.MsgRegex); err != nil {
+			return r, fmt.Errorf("msg_regex: %w", err)
+		}
+		r.regexLits = regexPrefilter(rc.MsgRegex)
+	}
+	keys := make([]string, 0, len(rc.SD))
+	for k := range rc.SD {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		id, name, err := conf.SplitSDKey(k)
+		if err != nil {
+			return r, err
+		}
+		g := glob{} // "": the value must be empty
+		if v := rc.SD[k]; v != "" {
+			if g, err = compileGlob(v); err != nil {
+				return r, fmt.Errorf("sd.%s: %w", k, err)
+			}
+		}
+		r.sd = append(r.sd, sdCond{id: []byte(id), name: []byte(name), val: g})
+	}
+	r.content = r.contains != nil || r.regex != nil || len(r.sd) > 0
+	switch rc.Action {
+	case "", "forward":
+	case "drop":
+		r.Drop = true
+	default:
+		return r, fmt.Errorf("unknown action %q (want forward or drop)", rc.Action)
 	}
 	return r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"wharf/conf"
+	"wharf/ingest/parse"
 	"wharf/message"
 )
 
@@ -32,7 +33,7 @@ func TestMatch(t *testing.T) {
 	cfg := &conf.Config{Frontends: map[string]*conf.Frontend{
 		"edge": {Sinks: []string{"all"}, Routes: []conf.Route{
 			{Facility: []string{"auth", "authpriv"}, Sinks: []string{"auth"}},
-			{Hostname: "fw-*", Severity: "emerg..warning", Sinks: []string{"fw", "siem"}},
+			{Hostname: "fw-*", Severity: conf.Severities{"emerg..warning"}, Sinks: []string{"fw", "siem"}},
 			{AppName: "ss?d", Sinks: []string{"siem"}},
 		}},
 	}}
@@ -45,8 +46,8 @@ func TestMatch(t *testing.T) {
 		t.Helper()
 		m := msg(pri, host, app)
 		defer m.Release()
-		got := fe.Match(m)
-		if len(got) != len(want) {
+		got, drop := fe.Match(m)
+		if drop || len(got) != len(want) {
 			t.Fatalf("pri %d host %q app %q: got %d dests %v, want %v", pri, host, app, len(got), got, want)
 		}
 		for i := range want {
@@ -121,6 +122,82 @@ func TestMatchAllocs(t *testing.T) {
 	}
 }
 
+// contentFrontend compiles one frontend whose only route has condition
+// r (and routes to "a"), default "b".
+func contentFrontend(tb testing.TB, r conf.Route) *Frontend {
+	tb.Helper()
+	r.Sinks = []string{"a"}
+	tab, err := Compile(&conf.Config{Frontends: map[string]*conf.Frontend{
+		"edge": {Sinks: []string{"b"}, Routes: []conf.Route{{Facility: []string{"auth"}, Sinks: []string{"a"}}, r}},
+	}}, map[string]Target{"a": &countTarget{}, "b": &countTarget{}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tab.Frontend("edge")
+}
+
+// parsed returns a fully parsed message (as a frontend with a content
+// condition parses it).
+func parsed(tb testing.TB, raw string) *message.Message {
+	tb.Helper()
+	m := message.New([]byte(raw))
+	if err := parse.Parse(m, parse.Auto); err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+const benchRaw = `<165>1 2026-11-25T19:10:00.003Z web-1.example.com nginx 4242 ID47 [origin ip="10.1.2.3" software="nginx"][exampleSDID@32473 iut="3" eventSource="Application"] 192.0.2.1 - - [25/Nov/2026:19:10:00 +0000] "GET /api/v1/cart HTTP/1.1" 200 512 "-" "curl/8.5.0"`
+
+var contentRules = []struct {
+	name string
+	r    conf.Route
+}{
+	{"header", conf.Route{Hostname: "fw-*", AppName: "s*d"}},
+	{"contains", conf.Route{MsgContains: "Out of memory"}},
+	{"regex", conf.Route{MsgRegex: `\b(DENY|REJECT)\b`}},
+	{"regex-anchored", conf.Route{MsgRegex: `^session (opened|closed)`}},
+	{"regex-hit", conf.Route{MsgRegex: `\b(GET|POST)\b`}}, // the literal is there: the regexp runs
+	{"sd", conf.Route{SD: map[string]string{"exampleSDID@32473.eventSource": "Database"}}},
+}
+
+// TestMatchContentAllocs: content conditions allocate nothing either.
+func TestMatchContentAllocs(t *testing.T) {
+	m := parsed(t, benchRaw)
+	defer m.Release()
+	esc := parsed(t, `<165>1 2026-11-25T19:10:00Z h a - - [meta note="say \"hi\""] x`)
+	defer esc.Release()
+	for _, c := range append(contentRules, struct {
+		name string
+		r    conf.Route
+	}{"sd-escaped", conf.Route{SD: map[string]string{"meta.note": `say "hi"`}}}) {
+		fe := contentFrontend(t, c.r)
+		for _, msg := range []*message.Message{m, esc} {
+			if n := testing.AllocsPerRun(1000, func() { fe.Match(msg) }); n != 0 {
+				t.Errorf("%s: Match allocates %v per message, want 0", c.name, n)
+			}
+		}
+	}
+}
+
+// BenchmarkMatchContent: one message (the nginx access line above, 290
+// bytes) through a frontend whose second route has each kind of
+// condition; none but regex-hit matches, so each is evaluated in full.
+func BenchmarkMatchContent(b *testing.B) {
+	m := parsed(b, benchRaw)
+	defer m.Release()
+	for _, c := range contentRules {
+		fe := contentFrontend(b, c.r)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(m.Raw)))
+			for b.Loop() {
+				fe.Match(m)
+			}
+		})
+	}
+}
+
 func BenchmarkMatch(b *testing.B) {
 	tab, _ := Compile(&conf.Config{Frontends: map[string]*conf.Frontend{
 		"edge": {Sinks: []string{"a"}, Routes: []conf.Route{
@@ -172,4 +249,18 @@ func TestFullParse(t *testing.T) {
 	f([]string{"file"}, nil, true)
 	f([]string{"raw"}, []string{"json"}, true) // only a rule's sink needs it
 	f([]string{"buffered"}, nil, true)
+
+	// A content condition needs MSG and SD whatever the sinks need.
+	for _, r := range []conf.Route{{MsgContains: "x", Sinks: []string{"raw"}}, {MsgRegex: "x", Sinks: []string{"raw"}},
+		{SD: map[string]string{"origin.ip": "*"}, Sinks: []string{"raw"}}, {MsgContains: "x", Action: "drop"}} {
+		targets := map[string]Target{"raw": &countTarget{}}
+		fe := &conf.Frontend{Sinks: []string{"raw"}, Routes: []conf.Route{r}}
+		tab, err := Compile(&conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}, Sinks: sinkCfg}, targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tab.Frontend("edge").FullParse {
+			t.Errorf("route %+v: FullParse false, want true", r)
+		}
+	}
 }
