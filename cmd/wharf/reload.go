@@ -217,6 +217,7 @@ func (g *gateway) reload(cfg *conf.Config) error {
 			bindErrs = append(bindErrs, err.Error())
 		}
 	}
+	g.publishLive()
 
 	// 5. Retired runners: a changed sink hands its queue over to its new
 	// runner (a batch being written finishes on the old sink); a removed

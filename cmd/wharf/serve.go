@@ -135,6 +135,7 @@ func (g *gateway) start() error {
 			return err
 		}
 	}
+	g.publishLive() // before the admin listener: never fall back to "no token"
 	if g.cfg.Admin.Listen != "" && g.cfg.Admin.Listen != "off" {
 		g.admin = admin.New(g.reg, g.ready, g.log)
 		g.admin.Handle("POST /reload", http.HandlerFunc(g.reloadHandler))

@@ -15,8 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
-	"time"
 
 	"wharf/admin"
 	"wharf/conf"
@@ -35,10 +35,12 @@ type operator struct {
 	// the log pipeline. Nil in `wharf check`.
 	errs *admin.ErrorLog
 
-	mu   sync.Mutex
-	live admin.Live // last Live seen, for when a reload holds the gateway
-	// adminConf is the [admin] section seen last, for adminToken.
-	adminConf conf.Admin
+	// live and adminConf are what the running config binds, listens on and
+	// requires: published by the gateway (publishLive) whenever they
+	// change, under its lock, so the admin handlers read them without
+	// waiting behind a reload.
+	live      atomic.Pointer[admin.Live]
+	adminConf atomic.Pointer[conf.Admin]
 }
 
 func (o *operator) tapHub() *tap.Hub {
@@ -53,21 +55,10 @@ func (o *operator) point(frontend string) *tap.Point { return o.tapHub().For(fro
 // would otherwise wait for them).
 func (o *operator) close() { o.tapHub().Close() }
 
-// liveLockWait bounds how long a status request waits for a reload or
-// shutdown holding the gateway; past it the previous answer is reused.
-const liveLockWait = 200 * time.Millisecond
-
-// live lists the running binds and sinks for the status page.
-func (g *gateway) live() admin.Live {
-	deadline := time.Now().Add(liveLockWait)
-	for !g.mu.TryLock() {
-		if time.Now().After(deadline) {
-			g.ops.mu.Lock()
-			defer g.ops.mu.Unlock()
-			return g.ops.live
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+// publishLive records the running binds, sinks and admin section for
+// the operator endpoints. g.mu must be held, or the admin listener not yet
+// started.
+func (g *gateway) publishLive() {
 	var l admin.Live
 	for _, ln := range g.listeners {
 		b := ln.Bind()
@@ -76,11 +67,18 @@ func (g *gateway) live() admin.Live {
 	for name := range g.runners {
 		l.Sinks = append(l.Sinks, name)
 	}
-	g.mu.Unlock()
-	g.ops.mu.Lock()
-	g.ops.live = l
-	g.ops.mu.Unlock()
-	return l
+	g.ops.live.Store(&l)
+	adm := g.cfg.Admin
+	g.ops.adminConf.Store(&adm)
+}
+
+// live lists the running binds and sinks for the status page, as last
+// published: a reload in progress shows once it is applied.
+func (g *gateway) live() admin.Live {
+	if l := g.ops.live.Load(); l != nil {
+		return *l
+	}
+	return admin.Live{}
 }
 
 // hasPort reports whether a running syslog bind listens on port.
@@ -103,25 +101,20 @@ func (g *gateway) registerOperatorEndpoints() {
 		Errors:  g.ops.errs,
 	}).Register(g.admin)
 	g.admin.Handle("GET /api/tap", tap.Handler(g.ops.tapHub(), g.hasPort))
-	g.ops.mu.Lock()
-	g.ops.adminConf = g.cfg.Admin // before the first request: never fall back to "no token"
-	g.ops.mu.Unlock()
 	g.admin.RequireToken(g.adminToken)
 }
 
 // adminToken returns the bearer token of the running config ("" for
 // none), for the admin listener's check on write endpoints. Like live, it
 // does not wait behind a reload holding the gateway: it uses the admin
-// section seen last. token_file is read per request, so rewriting the
-// file rotates the token without a reload.
+// section published last. token_file is read per request, so rewriting
+// the file rotates the token without a reload.
 func (g *gateway) adminToken() (string, error) {
-	g.ops.mu.Lock()
-	defer g.ops.mu.Unlock()
-	if g.mu.TryLock() {
-		g.ops.adminConf = g.cfg.Admin
-		g.mu.Unlock()
+	a := g.ops.adminConf.Load()
+	if a == nil { // start publishes before the admin listener opens
+		return "", errors.New("admin: the gateway has not started")
 	}
-	return g.ops.adminConf.ResolveToken()
+	return a.ResolveToken()
 }
 
 const tapUsage = `Usage: wharf tap -c FILE (--frontend NAME | --port N) [--severity SEL] [--host GLOB] [--app GLOB] [--raw]

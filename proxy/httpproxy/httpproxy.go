@@ -257,31 +257,29 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	for _, l := range f.lns {
 		l.Close()
 	}
-	var err error
-	for {
-		f.mu.Lock()
-		n := len(f.conns)
-		for c := range f.conns {
-			// A connection waiting for its next request is woken and,
-			// seeing shutting, closes. One that stores idle after this
-			// sees shutting itself (serve checks after storing).
-			if c.idle.Load() {
-				c.Conn.SetReadDeadline(aLongTimeAgo)
-			}
+	f.mu.Lock()
+	for c := range f.conns {
+		// A connection waiting for its next request is woken and, seeing
+		// shutting, closes. One that stores idle after this, or sets its
+		// read deadline for a PROXY header, sees shutting itself (serve
+		// and readProxyHeader check after doing so), so one pass is enough.
+		if c.idle.Load() {
+			c.Conn.SetReadDeadline(aLongTimeAgo)
 		}
-		f.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-			continue
-		}
-		break
 	}
-	if err != nil {
+	f.mu.Unlock()
+	// f.wg counts the accept loops and the goroutine serving each
+	// connection, which closes its connection before it ends.
+	done := make(chan struct{})
+	go func() {
+		f.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
 		f.mu.Lock()
 		left := len(f.conns)
 		for c := range f.conns {
@@ -290,8 +288,8 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 		f.conns = nil
 		f.mu.Unlock()
 		f.log.Warn("shutdown timeout: closed open connections", "count", left)
+		<-done
 	}
-	f.wg.Wait()
 	for _, bp := range f.backendProxies() {
 		bp.closeIdle()
 	}

@@ -111,6 +111,9 @@ func (c *conn) readProxyHeader() error {
 	// The deadline stays: header_timeout bounds the PROXY header and the
 	// request head after it together (serve sets it again anyway).
 	c.Conn.SetReadDeadline(time.Now().Add(c.f.cfg.HeaderTimeout.Duration))
+	if c.f.shutting.Load() { // Shutdown may have woken the connection just before
+		return net.ErrClosed
+	}
 	buf := make([]byte, 0, 256)
 	for {
 		h, n, err := proxyproto.Parse(buf)
