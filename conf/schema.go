@@ -348,7 +348,8 @@ type Sink struct {
 	// --- Encoding (kafka, file, stdout, syslog) ---
 
 	// Encoding of each message: "raw" (bytes as received), "rfc5424"
-	// (re-encoded), "json" (parsed fields). Default per type.
+	// (re-encoded), "rfc3164" (BSD syslog for old collectors), "json"
+	// (parsed fields). Default per type.
 	Encoding string `toml:"encoding"`
 
 	// --- kafka ---

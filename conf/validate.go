@@ -639,9 +639,9 @@ func (v *validator) sink(s *Sink) {
 	}
 	switch s.Type {
 	case "kafka", "file", "stdout":
-		v.enum(p, "encoding", s.Encoding, "raw", "rfc5424", "json")
+		v.enum(p, "encoding", s.Encoding, "raw", "rfc5424", "rfc3164", "json")
 	case "syslog":
-		v.enum(p, "encoding", s.Encoding, "raw", "rfc5424")
+		v.enum(p, "encoding", s.Encoding, "raw", "rfc5424", "rfc3164")
 	}
 	switch s.Type {
 	case "kafka":

@@ -24,6 +24,9 @@ const (
 	// EncodingJSON writes one JSON object with the metadata and the
 	// parsed header fields.
 	EncodingJSON
+	// EncodingRFC3164 writes a BSD syslog line "<PRI>Mmm dd hh:mm:ss
+	// HOSTNAME TAG[PID]: MSG" for old collectors (see appendRFC3164).
+	EncodingRFC3164
 )
 
 // String returns the config spelling of the encoding.
@@ -33,11 +36,13 @@ func (e Encoding) String() string {
 		return "rfc5424"
 	case EncodingJSON:
 		return "json"
+	case EncodingRFC3164:
+		return "rfc3164"
 	}
 	return "raw"
 }
 
-// ParseEncoding maps a config value ("raw", "rfc5424", "json") to an
+// ParseEncoding maps a config value ("raw", "rfc5424", "rfc3164", "json") to an
 // Encoding. The empty string is an error: each sink type picks its own
 // default before calling it.
 func ParseEncoding(s string) (Encoding, error) {
@@ -48,8 +53,10 @@ func ParseEncoding(s string) (Encoding, error) {
 		return EncodingRFC5424, nil
 	case "json":
 		return EncodingJSON, nil
+	case "rfc3164":
+		return EncodingRFC3164, nil
 	}
-	return 0, fmt.Errorf("sinks: unknown encoding %q (want raw, rfc5424 or json)", s)
+	return 0, fmt.Errorf("sinks: unknown encoding %q (want raw, rfc5424, rfc3164 or json)", s)
 }
 
 // Append appends m encoded as e to dst and returns the extended slice. It
@@ -64,6 +71,8 @@ func (e Encoding) Append(dst []byte, m *message.Message) []byte {
 		return appendRFC5424(dst, m)
 	case EncodingJSON:
 		return appendJSON(dst, m)
+	case EncodingRFC3164:
+		return appendRFC3164(dst, m)
 	}
 	return append(dst, m.Raw...)
 }

@@ -83,7 +83,8 @@ func TestParseEncoding(t *testing.T) {
 	f("json", EncodingJSON, false)
 	f("", 0, true)
 	f("JSON", 0, true)
-	f("rfc3164", 0, true)
+	f("rfc3164", EncodingRFC3164, false)
+	f("rfc3339", 0, true)
 }
 
 func TestEncodeRaw(t *testing.T) {
@@ -192,7 +193,7 @@ func TestEncodeJSONRoundTrip(t *testing.T) {
 
 func TestEncodeAppendsWithoutAllocating(t *testing.T) {
 	m := testMessage(t, raw5424, fields5424)
-	for _, e := range []Encoding{EncodingRaw, EncodingRFC5424, EncodingJSON} {
+	for _, e := range []Encoding{EncodingRaw, EncodingRFC5424, EncodingRFC3164, EncodingJSON} {
 		dst := make([]byte, 0, 4096)
 		allocs := testing.AllocsPerRun(100, func() { dst = e.Append(dst[:0], m) })
 		if allocs != 0 {
@@ -253,7 +254,7 @@ func FuzzEncode(f *testing.F) {
 
 func BenchmarkEncode(b *testing.B) {
 	m := testMessage(b, raw5424, fields5424)
-	for _, e := range []Encoding{EncodingRaw, EncodingRFC5424, EncodingJSON} {
+	for _, e := range []Encoding{EncodingRaw, EncodingRFC5424, EncodingRFC3164, EncodingJSON} {
 		b.Run(e.String(), func(b *testing.B) {
 			dst := make([]byte, 0, 4096)
 			b.ReportAllocs()

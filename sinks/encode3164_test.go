@@ -1,0 +1,56 @@
+package sinks_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"wharf/ingest/parse"
+	"wharf/message"
+	"wharf/sinks"
+)
+
+// TestEncodeRFC3164 parses each input as a listener does, encodes it as
+// rfc3164 with wharf's local zone set to UTC+1, and checks the line; the
+// output must parse back as RFC3164 with the same PRI, host, tag and MSG.
+func TestEncodeRFC3164(t *testing.T) {
+	saved := time.Local
+	time.Local = time.FixedZone("CET", 3600)
+	defer func() { time.Local = saved }()
+	received := time.Date(2026, 11, 25, 19, 10, 0, 0, time.UTC).UnixNano()
+	f := func(in, want string) {
+		t.Helper()
+		m := message.New([]byte(in))
+		defer m.Release()
+		m.Received = received
+		m.Peer = netip.MustParseAddrPort("192.0.2.7:40000")
+		_ = parse.Parse(m, parse.Auto) // malformed: forwarded raw
+		got := sinks.EncodingRFC3164.Append(nil, m)
+		if string(got) != want {
+			t.Fatalf("rfc3164 of %q\n got: %s\nwant: %s", in, got, want)
+		}
+		back := message.New(got)
+		defer back.Release()
+		if err := parse.Parse(back, parse.RFC3164); err != nil {
+			t.Fatalf("%q does not parse as RFC3164: %v", got, err)
+		}
+		if m.Format != message.FormatRaw && string(back.Field(back.Msg)) != string(m.Field(m.Msg)) {
+			t.Errorf("MSG %q came back as %q", m.Field(m.Msg), back.Field(back.Msg))
+		}
+	}
+	// RFC3164 in: the sender's BSD timestamp and header kept as sent.
+	f(`<34>Oct 11 22:14:15 mymachine su[230]: 'su root' failed for lonvick on /dev/pts/8`,
+		`<34>Oct 11 22:14:15 mymachine su[230]: 'su root' failed for lonvick on /dev/pts/8`)
+	f(`<13>Nov  5 09:01:02 host sshd: Accepted`, `<13>Nov  5 09:01:02 host sshd: Accepted`)
+	// RFC5424 in: the time in the local zone, MSGID and SD left out.
+	f(`<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 42 ID47 [exampleSDID@32473 iut="3"] An application event`,
+		`<165>Oct 11 23:14:15 mymachine.example.com evntslog[42]: An application event`)
+	f(`<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc - - - %% It's time`,
+		`<165>Aug 24 13:14:15 192.0.2.1 myproc: %% It's time`)
+	// No timestamp: the receive time; a tag over 32 bytes is cut.
+	f(`<14>1 - h aaaaaaaaaabbbbbbbbbbccccccccccdddddddddd - - - m`,
+		`<14>Nov 25 20:10:00 h aaaaaaaaaabbbbbbbbbbccccccccccdd: m`)
+	// No PRI (forwarded raw): user.notice, the peer as host, the line as sent.
+	f(`%ASA-4-106023: Deny tcp src outside:192.0.2.9`,
+		`<13>Nov 25 20:10:00 192.0.2.7 %ASA-4-106023: Deny tcp src outside:192.0.2.9`)
+}
