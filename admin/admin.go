@@ -7,6 +7,13 @@
 // "Authorization: Bearer TOKEN": POST /reload, /api/tap, /debug/pprof and
 // anything registered later. Protection is by default, so an endpoint
 // added without thinking about it is not left open.
+//
+// With or without a token, requests must name this listener in Host (a
+// loopback address, localhost, the listen address, or a name given to
+// AllowHosts; else 421), and a non-safe request a browser marks as
+// cross-origin is refused (403). Together they keep web pages out: a page
+// cannot POST /reload, and one that rebinds its own name to 127.0.0.1
+// cannot read /api/tap. curl and scripts send no Origin and pass.
 package admin
 
 import (
@@ -19,6 +26,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +47,62 @@ type Server struct {
 	srv   *http.Server
 	ln    net.Listener
 	token func() (string, error) // nil: no token required
+	hosts []string               // AllowHosts, lower case
+
+	// Set by Start from the listen address, for hostAllowed.
+	listenIP  netip.Addr // invalid when listening on a name
+	listenAny bool       // a wildcard address: any IP literal names it
+}
+
+// AllowHosts adds names (besides loopback addresses, localhost and the
+// listen address) that requests may carry in Host: the name the listener
+// is reached by through DNS or a reverse proxy. Call before Start.
+func (s *Server) AllowHosts(names ...string) {
+	for _, n := range names {
+		s.hosts = append(s.hosts, strings.TrimSuffix(strings.ToLower(n), "."))
+	}
+}
+
+// hostAllowed reports whether a request's Host names this listener. An
+// IP literal can never be DNS-rebound, so with a wildcard listen address
+// every IP literal is accepted; a name must be localhost, the listen
+// name or one given to AllowHosts. A request without Host (HTTP/1.0
+// health checkers) does not come from a browser and is accepted.
+func (s *Server) hostAllowed(host string) bool {
+	if host == "" {
+		return true
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if a, err := netip.ParseAddr(host); err == nil {
+		a = a.WithZone("").Unmap()
+		return a.IsLoopback() || s.listenAny || a == s.listenIP
+	}
+	return host == "localhost" || slices.Contains(s.hosts, host)
+}
+
+// browserGuard refuses, before anything else, requests that name another
+// host (421) and non-safe cross-origin browser requests (403; Go's
+// CrossOriginProtection: Sec-Fetch-Site, else Origin against Host).
+func (s *Server) browserGuard(next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.log.Warn("admin: refused a cross-origin browser request", "method", r.Method, "path", r.URL.Path, "origin", r.Header.Get("Origin"), "peer", r.RemoteAddr)
+		http.Error(w, "403 forbidden: cross-origin request refused; the admin API takes no requests from web pages of other origins", http.StatusForbidden)
+	}))
+	h := cop.Handler(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.hostAllowed(r.Host) {
+			s.log.Warn("admin: refused a request for another host", "host", r.Host, "path", r.URL.Path, "peer", r.RemoteAddr)
+			http.Error(w, "421 misdirected request: Host "+r.Host+" is not a name of this admin listener; use 127.0.0.1 or localhost, or add the name to [admin] allowed_hosts", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // RequireToken makes the write endpoints require a bearer token. token is
@@ -121,7 +186,14 @@ func (s *Server) Start(addr string) error {
 		return fmt.Errorf("admin: listen %s: %w (set [admin] listen to a free address, or \"off\")", addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.guard(s.mux), ReadHeaderTimeout: 5 * time.Second}
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		if a, err := netip.ParseAddr(host); err == nil {
+			s.listenIP, s.listenAny = a.Unmap(), a.IsUnspecified()
+		} else {
+			s.AllowHosts(host)
+		}
+	}
+	s.srv = &http.Server{Handler: s.browserGuard(s.guard(s.mux)), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("admin listener stopped", "err", err)

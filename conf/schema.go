@@ -42,6 +42,17 @@ type Admin struct {
 	// TokenFile names a file holding the token (surrounding whitespace
 	// trimmed), so the config file itself can stay world-readable.
 	TokenFile string `toml:"token_file"`
+	// AllowedHosts are names, besides loopback addresses, localhost and
+	// the listen address, that requests may carry in Host (the name the
+	// admin listener is reached by through DNS or a reverse proxy). A
+	// request naming any other host is refused (421): a web page that
+	// rebinds its own name to 127.0.0.1 cannot read the admin API.
+	AllowedHosts []string `toml:"allowed_hosts"`
+	// AllowRemoteWithoutToken lets the admin listener start on a
+	// non-loopback address without token or token_file. Without it such a
+	// config is refused: anyone who reaches the port could reload the
+	// config and read every message through /api/tap.
+	AllowRemoteWithoutToken bool `toml:"allow_remote_without_token"`
 }
 
 // Global holds process-wide settings.

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 )
@@ -172,6 +173,45 @@ func (v *validator) adminToken() {
 	if a.Listen == "off" && (a.Token != "" || a.TokenFile != "") {
 		v.warn("admin.token", "the admin listener is off; the token is unused")
 	}
+	for i, h := range a.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, ":/ @") {
+			v.errAt(idx("admin.allowed_hosts", i), "%q: want a host name without scheme or port, e.g. \"wharf1.example.com\"", h)
+		}
+	}
+	if a.Listen == "off" {
+		return
+	}
+	host, _, err := parseHostPort(a.Listen, true)
+	if err != nil || adminLoopback(host) {
+		return
+	}
+	switch {
+	case a.Token == "" && a.TokenFile == "" && !a.AllowRemoteWithoutToken:
+		v.errAt("admin.listen", "%s is not a loopback address and no token is set: anyone who reaches it could reload the config and read every message (/api/tap). Set token_file (or token), listen on 127.0.0.1, or set allow_remote_without_token = true if a firewall keeps others out", a.Listen)
+	case a.Token == "" && a.TokenFile == "":
+		v.warn("admin.listen", "%s is not a loopback address and no token is set (allow_remote_without_token): whoever reaches it can reload the config and read every message; firewall it", a.Listen)
+	default:
+		v.warn("admin.listen", "%s is not a loopback address: /metrics, /api/status and the status page are readable without the token by whoever reaches it; firewall it", a.Listen)
+	}
+}
+
+// adminLoopback reports whether the admin listen host is loopback only:
+// a loopback literal, or a name that resolves to loopback addresses only
+// (localhost). A name that does not resolve counts as not loopback.
+func adminLoopback(host string) bool {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap().IsLoopback()
+	}
+	ips, err := resolve(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, a := range ips {
+		if !a.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
 
 // KafkaTLS reports whether a kafka sink talks TLS to its brokers: tls =

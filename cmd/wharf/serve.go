@@ -138,6 +138,7 @@ func (g *gateway) start() error {
 	g.publishLive() // before the admin listener: never fall back to "no token"
 	if g.cfg.Admin.Listen != "" && g.cfg.Admin.Listen != "off" {
 		g.admin = admin.New(g.reg, g.ready, g.log)
+		g.admin.AllowHosts(g.cfg.Admin.AllowedHosts...)
 		g.admin.Handle("POST /reload", http.HandlerFunc(g.reloadHandler))
 		g.registerOperatorEndpoints()
 		if err := g.admin.Start(g.cfg.Admin.Listen); err != nil {

@@ -55,8 +55,8 @@ func find(t *testing.T, rows []row, kind, key string) row {
 }
 
 // browser starts headless Chromium (Debian's package) and returns a
-// chromedp context on one tab.
-func browser(t *testing.T) context.Context {
+// chromedp context on one tab; extra adds command-line options.
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	chromium := testenv.Tool(t, "chromium")
 	opts := []chromedp.ExecAllocatorOption{
@@ -73,6 +73,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1360, 640),
 	}
+	opts = append(opts, extra...)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); acancel() })
