@@ -304,7 +304,7 @@ func TestParseBind(t *testing.T) {
 	f("tcp://:514", Bind{}, `":514": empty host; write 0.0.0.0 or [::] for every address, 127.0.0.1 for loopback`)
 	f("tcp://127.0.0.1:syslog", Bind{}, `"127.0.0.1:syslog": port "syslog" is not a number`)
 	f("tls://127.0.0.1:6514", Bind{"tls", "127.0.0.1", 6514, "127.0.0.1:6514"}, "")
-	f("http://127.0.0.1:80", Bind{}, `unknown scheme "http" in "http://127.0.0.1:80" (use udp, tcp or tls)`)
+	f("http://127.0.0.1:80", Bind{}, `unknown scheme "http" in "http://127.0.0.1:80" (use udp, tcp, tls, relp or relp+tls)`)
 	f("127.0.0.1:514", Bind{}, `"127.0.0.1:514": want scheme://host:port, e.g. udp://0.0.0.0:514`)
 }
 

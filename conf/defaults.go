@@ -64,6 +64,17 @@ const (
 	// ample on a slow WAN, and a client that opens connections and never
 	// says hello holds a goroutine and a descriptor for no longer.
 	DefaultTLSHandshakeTimeout = 10 * time.Second
+	// DefaultRELPWindow is librelp's RELP_DFLT_WINDOW_SIZE (128 unanswered
+	// transactions per session): what rsyslog's omrelp sends by default,
+	// so a session is never held back below what the sender offers.
+	DefaultRELPWindow = 128
+	// DefaultRELPAck is "queued": acknowledge once the message is in every
+	// sink's queue, as imrelp does once rsyslog's queue took it. Stronger
+	// levels cost latency per window and are chosen deliberately.
+	DefaultRELPAck = "queued"
+	// MaxRELPWindow bounds relp_window: the per-session memory is about a
+	// window of max_message_size.
+	MaxRELPWindow = 65536
 	// DefaultFrameTimeout is 1m: a sender that starts a message and does not
 	// finish it within a minute is broken or hostile (slowloris); real
 	// senders write a whole message in one go.
@@ -331,6 +342,12 @@ func (f *Frontend) applyDefaults() {
 	}
 	if !f.RateLimitPerIP.IsZero() && f.RateBurstPerIP == 0 {
 		f.RateBurstPerIP = DefaultRateBurst(f.RateLimitPerIP)
+	}
+	if f.HasRELPBind() {
+		if f.RELPWindow == 0 {
+			f.RELPWindow = DefaultRELPWindow
+		}
+		setStr(&f.RELPAck, DefaultRELPAck)
 	}
 	if f.HasTLSBind() {
 		setStr(&f.TLSMinVersion, DefaultTLSMinVersion)

@@ -26,6 +26,7 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		{"tls_client_ca", f.TLSClientCA != ""}, {"tls_min_version", f.TLSMinVersion != ""},
 		{"rate_limit", !f.RateLimit.IsZero()}, {"rate_burst", f.RateBurst != 0},
 		{"rate_limit_per_ip", !f.RateLimitPerIP.IsZero()}, {"rate_burst_per_ip", f.RateBurstPerIP != 0},
+		{"relp_window", f.RELPWindow != 0}, {"relp_ack", f.RELPAck != ""},
 	} {
 		if k.set {
 			v.errAt(p+"."+k.key, "key %s applies to syslog frontends only, not mode %s (proxy frontends send to backend = \"NAME\")", k.key, f.Mode)

@@ -172,6 +172,16 @@ type Frontend struct {
 	// of RateLimitPerIP.
 	RateBurstPerIP int `toml:"rate_burst_per_ip"`
 
+	// RELPWindow bounds the RELP transactions one session may have
+	// unanswered (relp:// and relp+tls:// binds); beyond it wharf stops
+	// reading from the sender until answers go out. Default librelp's 128.
+	RELPWindow int `toml:"relp_window"`
+	// RELPAck is when a RELP message is acknowledged to its sender:
+	// "queued" (default: in every sink's queue), "durable" (in every
+	// sink's disk buffer) or "delivered" (every sink delivered it; a sink
+	// with a disk buffer counts once it is stored there).
+	RELPAck string `toml:"relp_ack"`
+
 	// Binds is Bind parsed by Load, same order.
 	Binds []Bind `toml:"-"`
 }
@@ -242,7 +252,8 @@ type Server struct {
 
 // Bind is one parsed listen address.
 type Bind struct {
-	// Scheme is "udp", "tcp" or "tls" (TCP with TLS, RFC 5425).
+	// Scheme is "udp", "tcp", "tls" (TCP with TLS, RFC 5425), "relp"
+	// (RELP over TCP) or "relp+tls" (RELP over TLS).
 	Scheme string
 	// Host is the IP literal or host name, without brackets.
 	Host string

@@ -55,21 +55,21 @@ func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	return c, nil
 }
 
-// HasTLSBind reports whether a frontend lists a tls:// bind. It looks at
+// HasTLSBind reports whether a frontend lists a tls:// or relp+tls:// bind. It looks at
 // Bind (the strings), so it works before validation fills Binds.
 func (f *Frontend) HasTLSBind() bool {
 	for _, b := range f.Bind {
-		if strings.HasPrefix(b, "tls://") {
+		if strings.HasPrefix(b, "tls://") || strings.HasPrefix(b, "relp+tls://") {
 			return true
 		}
 	}
 	return false
 }
 
-// HasTLSServer reports whether a sink lists a tls:// server.
+// HasTLSServer reports whether a sink lists a tls:// or relp+tls:// server.
 func (s *Sink) HasTLSServer() bool {
 	for _, srv := range s.Servers {
-		if strings.HasPrefix(srv, "tls://") {
+		if strings.HasPrefix(srv, "tls://") || strings.HasPrefix(srv, "relp+tls://") {
 			return true
 		}
 	}
@@ -234,5 +234,53 @@ func (v *validator) kafkaSASL(p string, s *Sink) {
 	}
 	if s.SASLMechanism == "PLAIN" && !s.KafkaTLS() {
 		v.warn(p+".sasl_mechanism", "PLAIN sends the password in clear text without TLS; set tls = true (or tls_ca)")
+	}
+}
+
+// HasRELPBind reports whether a frontend lists a relp:// or relp+tls://
+// bind. It looks at Bind (the strings), so it works before validation.
+func (f *Frontend) HasRELPBind() bool {
+	for _, b := range f.Bind {
+		if strings.HasPrefix(b, "relp://") || strings.HasPrefix(b, "relp+tls://") {
+			return true
+		}
+	}
+	return false
+}
+
+// relp checks the RELP keys of a syslog frontend: only with a RELP bind,
+// relp_window in range, relp_ack one of the levels, and "durable" only
+// where every sink the frontend sends to has a disk buffer (otherwise the
+// promise could not be kept).
+func (v *validator) relp(p string, f *Frontend) {
+	if !f.HasRELPBind() {
+		if f.RELPWindow != 0 {
+			v.errAt(p+".relp_window", "relp_window applies to relp:// and relp+tls:// binds only; this frontend has none")
+		}
+		if f.RELPAck != "" {
+			v.errAt(p+".relp_ack", "relp_ack applies to relp:// and relp+tls:// binds only; this frontend has none")
+		}
+		return
+	}
+	if f.RELPWindow < 1 || f.RELPWindow > MaxRELPWindow {
+		v.errAt(p+".relp_window", "%d out of range (1-%d)", f.RELPWindow, MaxRELPWindow)
+	}
+	v.enum(p, "relp_ack", f.RELPAck, "queued", "durable", "delivered")
+	if f.RELPAck != "durable" {
+		return
+	}
+	names := append([]string(nil), f.Sinks...)
+	for _, r := range f.Routes {
+		names = append(names, r.Sinks...)
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		if s := v.c.Sinks[n]; s != nil && s.Buffer == nil {
+			v.errAt(p+".relp_ack", "relp_ack = \"durable\" needs a disk buffer on every sink the frontend sends to; sink %q has none (add [sink.%s.buffer] dir = \"...\", or use relp_ack = \"queued\" or \"delivered\")", n, n)
+		}
 	}
 }

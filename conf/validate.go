@@ -241,9 +241,9 @@ func ParseBind(s string) (Bind, error) {
 		return Bind{}, fmt.Errorf("%q: want scheme://host:port, e.g. udp://0.0.0.0:514", s)
 	}
 	switch scheme {
-	case "udp", "tcp", "tls":
+	case "udp", "tcp", "tls", "relp", "relp+tls":
 	default:
-		return Bind{}, fmt.Errorf("unknown scheme %q in %q (use udp, tcp or tls)", scheme, s)
+		return Bind{}, fmt.Errorf("unknown scheme %q in %q (use udp, tcp, tls, relp or relp+tls)", scheme, s)
 	}
 	host, port, err := parseHostPort(rest, true)
 	if err != nil {
@@ -251,6 +251,18 @@ func ParseBind(s string) (Bind, error) {
 	}
 	return Bind{Scheme: scheme, Host: host, Port: port, Addr: net.JoinHostPort(host, strconv.Itoa(port))}, nil
 }
+
+// Network is the bind's transport: "udp", or "tcp" for the stream schemes
+// (tcp, tls, relp, relp+tls), which cannot share a port.
+func (b Bind) Network() string {
+	if b.Scheme == "udp" {
+		return "udp"
+	}
+	return "tcp"
+}
+
+// IsRELP reports whether the bind speaks RELP (relp:// or relp+tls://).
+func (b Bind) IsRELP() bool { return b.Scheme == "relp" || b.Scheme == "relp+tls" }
 
 // boundAddr is one bind kept for the overlap check.
 type boundAddr struct {
@@ -295,6 +307,7 @@ func (v *validator) frontend(f *Frontend) {
 	v.syslogFrontendProxyKeys(p, f)
 	v.syslogTLS(p, f)  // security.go
 	v.rateLimits(p, f) // rate.go
+	v.relp(p, f)
 	if f.DeadLetter != "" {
 		if err := logfile.CheckPath(f.DeadLetter); err != nil {
 			v.errAt(p+".dead_letter", "%v", err)
@@ -353,7 +366,7 @@ func (v *validator) overlaps() {
 	for j := range all {
 		for i := range j {
 			a, b := all[i], all[j]
-			if a.b.Scheme != b.b.Scheme || a.b.Port != b.b.Port || a.b.Port == 0 || !ipsOverlap(a.ips, b.ips) {
+			if a.b.Network() != b.b.Network() || a.b.Port != b.b.Port || a.b.Port == 0 || !ipsOverlap(a.ips, b.ips) {
 				continue
 			}
 			what := "overlaps"
@@ -688,12 +701,12 @@ func (v *validator) sink(s *Sink) {
 func checkServer(s string) error {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
-		return fmt.Errorf("%q: want tcp://host:port, tls://host:port or udp://host:port", s)
+		return fmt.Errorf("%q: want tcp://host:port, tls://host:port, udp://host:port, relp://host:port or relp+tls://host:port", s)
 	}
 	switch scheme {
-	case "tcp", "udp", "tls":
+	case "tcp", "udp", "tls", "relp", "relp+tls":
 	default:
-		return fmt.Errorf("unknown scheme %q in %q (use tcp, tls or udp)", scheme, s)
+		return fmt.Errorf("unknown scheme %q in %q (use tcp, tls, udp, relp or relp+tls)", scheme, s)
 	}
 	_, _, err := parseHostPort(rest, false)
 	return err
