@@ -53,8 +53,9 @@ type Listener struct {
 
 	frontend string
 	bind     conf.Bind
-	tcp      bool     // a stream bind (tcp or tls): enqueue blocks
-	tls      *tlsBind // tls:// binds only, served by tls.go instead of gnet
+	tcp      bool      // a stream bind (tcp or tls): enqueue blocks
+	tls      *tlsBind  // tls:// binds only, served by tls.go instead of gnet
+	relp     *relpBind // relp:// and relp+tls:// binds (relp.go)
 	settings atomic.Pointer[settings]
 	routes   *route.Holder
 	log      *slog.Logger
@@ -101,6 +102,9 @@ type settings struct {
 	// 0 disables either.
 	idle, frame time.Duration
 	rate        *rateSettings // nil: no rate limit (ratelimit.go)
+	// relpWindow and relpAck apply to RELP sessions opened from now on.
+	relpWindow int
+	relpAck    relpAckLevel
 }
 
 func newSettings(fe *conf.Frontend) (*settings, error) {
@@ -125,6 +129,7 @@ func newSettings(fe *conf.Frontend) (*settings, error) {
 		truncate: fe.Oversize != "drop", forward: fe.OnError == "forward_raw",
 		acl: list, maxConn: int64(fe.MaxConn),
 		idle: fe.ClientTimeout.Duration, frame: fe.FrameTimeout.Duration,
+		relpWindow: relpWindowOrDefault(fe.RELPWindow), relpAck: parseRELPAck(fe.RELPAck),
 	}, nil
 }
 
@@ -145,6 +150,9 @@ func (l *Listener) Update(fe *conf.Frontend) error {
 	if l.tls != nil {
 		l.updateTLS(fe)
 	}
+	if l.relp != nil {
+		l.updateRELP(fe)
+	}
 	return nil
 }
 
@@ -159,7 +167,7 @@ func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Regi
 	l := &Listener{
 		frontend: fe.Name,
 		bind:     b,
-		tcp:      b.Scheme == "tcp" || b.Scheme == "tls",
+		tcp:      b.Network() == "tcp",
 		routes:   routes,
 		log:      log.With("frontend", fe.Name, "bind", bindName),
 		reg:      reg,
@@ -175,6 +183,15 @@ func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Regi
 	if b.Scheme == "tls" {
 		l.transport = message.TransportTLS
 		if l.tls, err = newTLSBind(fe); err != nil {
+			return nil, err
+		}
+	}
+	if b.IsRELP() {
+		l.transport = message.TransportRELP
+		if b.Scheme == "relp+tls" {
+			l.transport = message.TransportRELPTLS
+		}
+		if l.relp, err = newRELPBind(fe, b, reg, l.labels); err != nil {
 			return nil, err
 		}
 	}
@@ -199,6 +216,9 @@ func orDefault(s, d string) string {
 func (l *Listener) Start() error {
 	if l.tls != nil {
 		return l.startTLS()
+	}
+	if l.relp != nil {
+		return l.startRELP()
 	}
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
@@ -274,6 +294,9 @@ func (l *Listener) Stop(ctx context.Context) error {
 	l.stopping.Store(true)
 	if l.tls != nil {
 		return l.stopTLS(ctx)
+	}
+	if l.relp != nil {
+		return l.stopRELP(ctx)
 	}
 	if err := l.eng.Stop(ctx); err != nil {
 		return fmt.Errorf("ingest: stop %s://%s: %w", l.bind.Scheme, l.addr, err)
@@ -582,7 +605,7 @@ func (l *Listener) datagram(out *outbox, s *settings, fe *route.Frontend, buf []
 	}
 	l.received.Inc()
 	l.bytes.Add(uint64(len(frame)))
-	l.deliver(out, s, fe, frame, now, peer)
+	l.deliver(out, s, fe, frame, now, peer, nil)
 }
 
 // udpBatchFor returns the recvmmsg buffers and outbox of socket fd (see
@@ -625,8 +648,9 @@ func (l *Listener) drainUDP(b *udpBatch, fd int, s *settings, fe *route.Frontend
 //
 // The caller counts the message in l.received and l.bytes (per read, see
 // frames).
-func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame []byte, now int64, peer netip.AddrPort) {
+func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame []byte, now int64, peer netip.AddrPort, ack message.Acker) {
 	m := message.New(frame)
+	m.Ack = ack
 	m.Received = now
 	m.Frontend = l.frontend
 	m.Port = l.port
@@ -653,6 +677,7 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 		if !s.forward {
 			l.reason("dropped", "parse_error").Inc()
 			l.reject("parse_error", peer, m.Raw)
+			m.Confirm() // dropped by policy: nothing to send again
 			m.Release()
 			return
 		}
@@ -673,6 +698,7 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 	if len(dests) == 0 {
 		l.reason("dropped", "no_route").Inc()
 		l.reject("no_route", peer, m.Raw)
+		m.Confirm() // dropped by policy: nothing to send again
 		m.Release()
 		return
 	}
@@ -719,7 +745,7 @@ func (l *Listener) zeroReasons() {
 	l.reason("rejected", "maxconn")
 	l.reason("closed", "idle_timeout")
 	l.reason("closed", "frame_timeout")
-	if l.tls != nil {
+	if l.tls != nil || (l.relp != nil && l.relp.tls != nil) {
 		l.reason("rejected", "tls_handshake")
 	}
 }

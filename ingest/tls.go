@@ -413,14 +413,14 @@ func (l *Listener) framesTo(out *outbox, s *settings, fe *route.Frontend, fr *fr
 		switch status {
 		case framing.OK:
 			progress = true
-			l.deliver(out, s, fe, frame, now, peer)
+			l.deliver(out, s, fe, frame, now, peer, nil)
 			msgs, bytes = msgs+1, bytes+uint64(len(frame))
 			continue
 		case framing.Oversize:
 			l.reason("malformed", "oversize").Inc()
 			if frame != nil {
 				l.truncated.Inc()
-				l.deliver(out, s, fe, frame, now, peer)
+				l.deliver(out, s, fe, frame, now, peer, nil)
 				msgs, bytes = msgs+1, bytes+uint64(len(frame))
 			} else {
 				l.reason("dropped", "oversize").Inc()

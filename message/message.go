@@ -45,6 +45,8 @@ const (
 	TransportUDP Transport = iota
 	TransportTCP
 	TransportTLS
+	TransportRELP
+	TransportRELPTLS
 )
 
 // String returns the bind scheme of the transport.
@@ -54,6 +56,10 @@ func (t Transport) String() string {
 		return "tcp"
 	case TransportTLS:
 		return "tls"
+	case TransportRELP:
+		return "relp"
+	case TransportRELPTLS:
+		return "relp+tls"
 	}
 	return "udp"
 }

@@ -28,6 +28,9 @@ type Server struct {
 	closed bool
 }
 
+// Closed reports whether the session received "close".
+func (s *Server) Closed() bool { return s.closed }
+
 // Accept checks frame f against the session and says what it is. An
 // error ends the session: wrong transaction number, a command before
 // "open", anything after "close", a second "open", a client that does

@@ -1,0 +1,663 @@
+package ingest
+
+// RELP input (relp:// and relp+tls:// binds), interoperating with
+// rsyslog's omrelp (librelp).
+//
+// Like tls:// binds these are served by a net.Listener with goroutines
+// per connection rather than by gnet: a RELP session must write answers
+// that become due on other goroutines (a sink runner confirming a
+// delivery), long after the read that brought the message. Each session
+// has a reader, which reads, parses frames with package relp and hands
+// messages on exactly as the other binds do (Listener.deliver, one
+// EnqueueBatch per destination and read), and a writer, which sends the
+// "rsp" answers in transaction order as they become due.
+//
+// When a message is answered depends on relp_ack:
+//   - "queued": once the read's EnqueueBatch calls returned with the
+//     message in every sink's queue (the reader completes it);
+//   - "durable" and "delivered": the message carries its transaction as
+//     sinks.Message.Ack; a sink runner confirms it when the message is in
+//     its disk buffer or delivered, and the last Release completes the
+//     transaction. conf makes sure "durable" only runs with a disk buffer
+//     on every sink.
+//
+// A message a sink drops (queue full, retries exhausted, shutdown) is
+// never answered: the session is closed instead, and the sender resends
+// every unanswered message after it reconnects (librelp does).
+//
+// The window: a session holds at most relp_window unanswered
+// transactions; at that point the reader hands over what it has read and
+// waits for answers to go out before it reads on, so memory per session
+// is bounded and TCP flow control holds the sender back.
+//
+// Protocol errors (a malformed frame, a DATALEN over max_message_size, a
+// wrong transaction number, syslog before open) close the session with a
+// log line and are counted as wharf_frontend_closed_total{reason=
+// "relp_<what>"}; other sessions of the bind are not affected. On
+// shutdown each session's answers that are due are written, then the
+// "serverclose" hint, then the connection is closed.
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wharf/conf"
+	"wharf/metrics"
+	"wharf/relp"
+	"wharf/route"
+	"wharf/message"
+)
+
+// relpSoftware is what wharf says it is in RELP offers.
+const relpSoftware = "wharf"
+
+// relpAckLevel is relp_ack.
+type relpAckLevel uint8
+
+const (
+	relpAckQueued relpAckLevel = iota
+	relpAckDurable
+	relpAckDelivered
+)
+
+func parseRELPAck(s string) relpAckLevel {
+	switch s {
+	case "durable":
+		return relpAckDurable
+	case "delivered":
+		return relpAckDelivered
+	}
+	return relpAckQueued
+}
+
+// relpBind is the state of a relp:// or relp+tls:// bind.
+type relpBind struct {
+	tls *tlsBind // relp+tls:// only: certificates, handshake config
+
+	ln       net.Listener
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	sessions map[*relpSession]struct{}
+	closing  atomic.Bool
+
+	open     *metrics.Gauge   // sessions past "open"
+	inFlight *metrics.Gauge   // unanswered transactions, all sessions
+	acks     *metrics.Counter // rsp 200 sent for syslog frames
+	opened   *metrics.Counter // sessions opened
+}
+
+func newRELPBind(fe *conf.Frontend, b conf.Bind, reg *metrics.Registry, labels []string) (*relpBind, error) {
+	r := &relpBind{sessions: map[*relpSession]struct{}{}}
+	if b.Scheme == "relp+tls" {
+		var err error
+		if r.tls, err = newTLSBind(fe); err != nil {
+			return nil, err
+		}
+	}
+	r.open = reg.Gauge("wharf_relp_sessions", "Open RELP sessions (past the open command), per bind.", labels...)
+	r.opened = reg.Counter("wharf_relp_sessions_total", "RELP sessions opened, per bind.", labels...)
+	r.inFlight = reg.Gauge("wharf_relp_window_in_flight", "RELP transactions received and not yet answered, over all sessions of the bind.", labels...)
+	r.acks = reg.Counter("wharf_relp_acks_sent_total", "Messages acknowledged to RELP senders (rsp 200 to syslog), per bind.", labels...)
+	return r, nil
+}
+
+// startRELP opens the TCP socket and starts the accept loop.
+func (l *Listener) startRELP() error {
+	lc := net.ListenConfig{KeepAlive: time.Minute}
+	ln, err := lc.Listen(context.Background(), "tcp", l.bind.Addr)
+	if err != nil {
+		return fmt.Errorf("ingest: frontend %q: bind %s://%s: %w (is another process listening there? ports below 1024 need CAP_NET_BIND_SERVICE)", l.frontend, l.bind.Scheme, l.bind.Addr, err)
+	}
+	l.relp.ln = ln
+	l.addr = ln.Addr().String()
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		l.port = uint16(a.Port)
+	}
+	l.relp.wg.Add(1)
+	go l.acceptRELP()
+	return nil
+}
+
+// acceptRELP admits connections until the listener closes: allow/deny and
+// maxconn on the raw connection, as on tls:// binds.
+func (l *Listener) acceptRELP() {
+	defer l.relp.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := l.relp.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		var peer netip.AddrPort
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			peer = a.AddrPort()
+		}
+		s := l.settings.Load()
+		if !s.acl.Permit(peer.Addr()) {
+			l.reason("rejected", "acl").Inc()
+			c.Close()
+			continue
+		}
+		if s.maxConn > 0 && l.conns.Load() >= s.maxConn {
+			l.reason("rejected", "maxconn").Inc()
+			c.Close()
+			continue
+		}
+		ss := newRELPSession(l, c, peer, s.relpWindow)
+		if !l.relp.track(ss) {
+			c.Close()
+			return
+		}
+		l.conns.Add(1)
+		l.connsTotal.Inc()
+		l.relp.wg.Add(1)
+		go l.serveRELP(ss)
+	}
+}
+
+func (r *relpBind) track(s *relpSession) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closing.Load() {
+		return false
+	}
+	r.sessions[s] = struct{}{}
+	return true
+}
+
+func (r *relpBind) untrack(s *relpSession) {
+	r.mu.Lock()
+	delete(r.sessions, s)
+	r.mu.Unlock()
+}
+
+// stopRELP closes the listener, then has every session stop reading,
+// answer what is due, send serverclose and close; it waits for that until
+// ctx ends.
+func (l *Listener) stopRELP(ctx context.Context) error {
+	if l.relp.ln == nil {
+		return nil
+	}
+	l.relp.mu.Lock()
+	l.relp.closing.Store(true)
+	err := l.relp.ln.Close()
+	for s := range l.relp.sessions {
+		s.shutdown()
+	}
+	l.relp.mu.Unlock()
+	done := make(chan struct{})
+	go func() { l.relp.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		l.relp.mu.Lock()
+		for s := range l.relp.sessions {
+			s.conn.Close()
+		}
+		l.relp.mu.Unlock()
+		return fmt.Errorf("ingest: stop %s://%s: %w", l.bind.Scheme, l.addr, ctx.Err())
+	}
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("ingest: stop %s://%s: %w", l.bind.Scheme, l.addr, err)
+	}
+	return nil
+}
+
+// relpTxn is one received transaction waiting for its answer. It is the
+// message.Acker of its message under relp_ack durable/delivered.
+type relpTxn struct {
+	s    *relpSession
+	txnr uint32
+	// pending counts what the answer still waits for: 1 while the message
+	// is on its way (0 for open, close and unknown commands).
+	pending atomic.Int32
+	failed  atomic.Bool
+	syslog  bool   // a syslog frame: counted as an ack
+	code    int    // answer: 200, 500
+	text    string // answer text (offers for open)
+	close   bool   // close the session after this answer
+}
+
+// Done is the message.Acker hook: every holder of the message is done.
+func (t *relpTxn) Done(ok bool) {
+	if !ok {
+		t.failed.Store(true)
+	}
+	if t.pending.Add(-1) == 0 {
+		t.s.wakeWriter()
+	}
+}
+
+// relpSession is one RELP connection.
+type relpSession struct {
+	l    *Listener
+	raw  net.Conn // the TCP connection
+	conn net.Conn // raw, or the TLS connection over it
+	peer netip.AddrPort
+
+	// mu guards the ring of unanswered transactions. The reader adds at
+	// the tail; the writer answers and removes at the head. Slots are
+	// reused only after their answer went out (their Done has come).
+	mu    sync.Mutex
+	ring  []*relpTxn
+	head  int
+	n     int
+	space chan struct{} // closed (and replaced) by the writer when it frees slots
+
+	wake     chan struct{} // cap 1: the writer has answers to look at
+	readDone chan struct{} // closed when the reader stops
+	stop     chan struct{} // closed by shutdown
+	stopOnce sync.Once
+	stopping atomic.Bool   // shutdown: stop reading, serverclose
+	dead     chan struct{} // closed by fail
+	failed   atomic.Bool   // the session is closed for an error
+	opened   bool          // counted in the open gauge (reader only)
+}
+
+func newRELPSession(l *Listener, c net.Conn, peer netip.AddrPort, window int) *relpSession {
+	s := &relpSession{
+		l: l, raw: c, conn: c, peer: peer,
+		// The window, plus the close (or an unknown command) that may
+		// follow a full window.
+		ring:     make([]*relpTxn, window+1),
+		space:    make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		readDone: make(chan struct{}),
+		stop:     make(chan struct{}),
+		dead:     make(chan struct{}),
+	}
+	for i := range s.ring {
+		s.ring[i] = &relpTxn{s: s}
+	}
+	return s
+}
+
+func (s *relpSession) wakeWriter() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// shutdown makes the reader stop (its blocked read fails at once); the
+// writer then answers what is due and sends serverclose.
+func (s *relpSession) shutdown() {
+	s.stopOnce.Do(func() {
+		s.stopping.Store(true)
+		close(s.stop)
+		_ = s.raw.SetReadDeadline(time.Unix(1, 0))
+	})
+}
+
+// fail closes the session for err, counted by reason. Safe from the
+// reader and the writer; the first call wins.
+func (s *relpSession) fail(reason string, err error) {
+	if s.failed.Swap(true) {
+		return
+	}
+	close(s.dead)
+	s.l.reason("closed", "relp_"+reason).Inc()
+	s.l.log.Warn("RELP session closed", "peer", s.peer, "reason", reason, "err", err)
+	s.conn.Close()
+}
+
+// acquire takes the next free slot for txnr, waiting while the window is
+// full (flush hands over what the reader holds first, so the slots can
+// free). It returns nil when the session ends meanwhile.
+func (s *relpSession) acquire(txnr uint32, syslog bool, flush func()) *relpTxn {
+	limit := len(s.ring)
+	if syslog {
+		limit-- // the last slot is for a close or unknown command after a full window
+	}
+	for {
+		s.mu.Lock()
+		if s.n < limit {
+			t := s.ring[(s.head+s.n)%len(s.ring)]
+			s.n++
+			s.mu.Unlock()
+			t.txnr, t.code, t.text, t.close, t.syslog = txnr, 200, "OK", false, false
+			t.failed.Store(false)
+			s.l.relp.inFlight.Add(1)
+			return t
+		}
+		space := s.space
+		s.mu.Unlock()
+		flush()
+		select {
+		case <-space:
+		case <-s.dead:
+			return nil
+		case <-s.stop:
+			return nil
+		}
+	}
+}
+
+// serveRELP runs one session: TLS handshake (relp+tls), then the reader
+// here and the writer in its own goroutine.
+func (l *Listener) serveRELP(s *relpSession) {
+	defer l.relp.wg.Done()
+	defer l.conns.Add(-1)
+	defer l.relp.untrack(s)
+	defer s.raw.Close()
+
+	if t := l.relp.tls; t != nil {
+		tc := tls.Server(s.raw, t.base)
+		_ = s.raw.SetDeadline(time.Now().Add(time.Duration(t.handshake.Load())))
+		if err := tc.Handshake(); err != nil {
+			if !l.relp.closing.Load() {
+				l.reason("rejected", "tls_handshake").Inc()
+				l.log.Debug("TLS handshake failed", "peer", s.peer, "err", err)
+			}
+			return
+		}
+		_ = s.raw.SetDeadline(time.Time{})
+		s.conn = tc
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writer()
+	}()
+	s.read()
+	close(s.readDone)
+	s.wakeWriter()
+	<-writerDone
+	if s.opened {
+		l.relp.open.Add(-1)
+	}
+	// Transactions never answered leave the in-flight gauge with the session.
+	s.mu.Lock()
+	l.relp.inFlight.Add(-int64(s.n))
+	s.n = 0
+	s.mu.Unlock()
+}
+
+// read is the reader: frames in, messages handed on, until the peer
+// closes, an error, a timeout or shutdown.
+func (s *relpSession) read() {
+	l := s.l
+	st := l.settings.Load()
+	// A whole frame always fits: the parser refuses a DATALEN over max.
+	buf := make([]byte, relp.MaxHeader+st.max+1)
+	n := 0
+	var proto relp.Server
+	var out outbox
+	var queued []*relpTxn // transactions of this read, answered once queued (relp_ack = "queued")
+	var partialSince time.Time
+	ackLevel := st.relpAck
+
+	// handOver flushes the outbox; under "queued" the read's
+	// transactions are answered if every message is in every queue.
+	handOver := func() {
+		ok := true
+		for i := range out.dests {
+			d := &out.dests[i]
+			if len(d.ms) > 0 && d.t.EnqueueBatch(d.ms, true) < len(d.ms) {
+				ok = false
+			}
+			clear(d.ms)
+			d.t, d.ms = nil, d.ms[:0]
+		}
+		out.dests = out.dests[:0]
+		for _, t := range queued {
+			t.Done(ok)
+		}
+		clear(queued)
+		queued = queued[:0]
+	}
+	defer handOver()
+
+	for {
+		if s.stopping.Load() || s.failed.Load() {
+			return
+		}
+		var deadline time.Time
+		idleHit := false
+		if st.idle > 0 {
+			deadline, idleHit = time.Now().Add(st.idle), true
+		}
+		if st.frame > 0 && !partialSince.IsZero() {
+			if d := partialSince.Add(st.frame); deadline.IsZero() || d.Before(deadline) {
+				deadline, idleHit = d, false
+			}
+		}
+		_ = s.raw.SetReadDeadline(deadline)
+		k, err := s.conn.Read(buf[n:])
+		if k > 0 {
+			n += k
+			now := time.Now()
+			var fe *route.Frontend
+			if tab := l.routes.Load(); tab != nil {
+				fe = tab.Frontend(l.frontend)
+			}
+			off := 0
+			var msgs, bytes uint64
+			for off < n {
+				f, used, _, perr := relp.Next(buf[off:n], st.max)
+				if perr != nil {
+					s.protocolError(perr)
+					return
+				}
+				if used == 0 {
+					break
+				}
+				off += used
+				kind, perr := proto.Accept(f)
+				if perr != nil {
+					s.protocolError(perr)
+					return
+				}
+				t := s.acquire(f.Txnr, kind == relp.KindSyslog, handOver)
+				if t == nil {
+					return
+				}
+				switch kind {
+				case relp.KindOpen:
+					t.text = relp.OpenResponse(relpSoftware)
+					if !s.opened {
+						s.opened = true
+						l.relp.open.Add(1)
+						l.relp.opened.Inc()
+					}
+				case relp.KindClose:
+					t.close = true
+				case relp.KindUnknown:
+					t.code, t.text = 500, "command not supported"
+				case relp.KindSyslog:
+					t.syslog = true
+					t.pending.Store(1)
+					var ack message.Acker
+					if ackLevel == relpAckQueued {
+						queued = append(queued, t)
+					} else {
+						ack = t
+					}
+					l.deliver(&out, st, fe, f.Data, now.UnixNano(), s.peer, ack)
+					msgs, bytes = msgs+1, bytes+uint64(len(f.Data))
+				}
+				if kind == relp.KindClose {
+					break
+				}
+			}
+			if msgs > 0 {
+				l.received.Add(msgs)
+				l.bytes.Add(bytes)
+			}
+			handOver()
+			s.wakeWriter()
+			if proto.Closed() {
+				return
+			}
+			n = copy(buf, buf[off:n])
+			switch {
+			case n == 0:
+				partialSince = time.Time{}
+			case msgs > 0 || partialSince.IsZero():
+				partialSince = now
+			}
+		}
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		switch {
+		case s.stopping.Load() || s.failed.Load():
+		case errors.As(err, &ne) && ne.Timeout():
+			if idleHit {
+				l.reason("closed", "idle_timeout").Inc()
+			} else {
+				l.reason("closed", "frame_timeout").Inc()
+			}
+		}
+		if n > 0 {
+			l.reason("dropped", "incomplete_frame_at_close").Inc()
+		}
+		return
+	}
+}
+
+// protocolError closes the session for a RELP protocol violation.
+func (s *relpSession) protocolError(err error) {
+	reason := "protocol"
+	var e *relp.Error
+	if errors.As(err, &e) {
+		reason = e.Reason
+	}
+	s.fail(reason, err)
+}
+
+// writer sends the answers that are due, in transaction order, until the
+// reader stopped and nothing more can be answered; then serverclose on
+// shutdown, and the connection closes.
+func (s *relpSession) writer() {
+	l := s.l
+	var b []byte
+	readerGone := false
+	var linger <-chan time.Time // the peer left with answers due: wait this long for them
+	for {
+		if !readerGone {
+			select {
+			case <-s.wake:
+			case <-s.readDone:
+			}
+		} else {
+			select {
+			case <-s.wake:
+			case <-s.stop:
+			case <-s.dead:
+			case <-linger:
+				s.conn.Close()
+				return
+			}
+		}
+		select {
+		case <-s.readDone:
+			readerGone = true
+		default:
+		}
+		b = b[:0]
+		var acks, answered int
+		closeAfter, failed := false, false
+		s.mu.Lock()
+		for s.n > 0 {
+			t := s.ring[s.head]
+			if t.pending.Load() != 0 {
+				break
+			}
+			if t.failed.Load() {
+				failed = true
+				break
+			}
+			b = relp.AppendRsp(b, t.txnr, t.code, t.text)
+			if t.syslog {
+				acks++
+			}
+			answered++
+			closeAfter = closeAfter || t.close
+			s.head = (s.head + 1) % len(s.ring)
+			s.n--
+		}
+		if answered > 0 {
+			close(s.space)
+			s.space = make(chan struct{})
+		}
+		left := s.n
+		s.mu.Unlock()
+		l.relp.inFlight.Add(-int64(answered))
+		if failed {
+			s.fail("not_delivered", errors.New("a sink dropped a message before it was safe; the sender resends what was not acknowledged"))
+			return
+		}
+		if len(b) > 0 && !s.failed.Load() {
+			_ = s.raw.SetWriteDeadline(time.Now().Add(relpWriteTimeout))
+			if _, err := s.conn.Write(b); err != nil {
+				s.fail("write", err)
+				return
+			}
+			l.relp.acks.Add(uint64(acks))
+		}
+		if closeAfter {
+			s.conn.Close()
+			return
+		}
+		if !readerGone {
+			continue
+		}
+		if s.stopping.Load() && !s.failed.Load() {
+			// Shutdown: what is not answered by now is resent by the
+			// sender to whoever listens next. librelp's hint first.
+			_ = s.raw.SetWriteDeadline(time.Now().Add(relpWriteTimeout))
+			_, _ = s.conn.Write(relp.AppendFrame(b[:0], 0, relp.CmdServerClose, nil))
+			s.conn.Close()
+			return
+		}
+		if left == 0 || s.failed.Load() {
+			s.conn.Close()
+			return
+		}
+		// The peer closed its side (or timed out) with answers still
+		// due: wait a while for them, the sender may still read them.
+		if linger == nil {
+			linger = time.After(relpWriteTimeout)
+		}
+	}
+}
+
+// relpWriteTimeout bounds writing answers to a sender that stopped
+// reading them.
+const relpWriteTimeout = 30 * time.Second
+
+// updateRELP reloads the certificates of a relp+tls:// bind.
+func (l *Listener) updateRELP(fe *conf.Frontend) {
+	if l.relp.tls == nil {
+		return
+	}
+	if err := l.relp.tls.load(fe); err != nil {
+		l.log.Error("TLS files not reloaded; the previous certificate stays in use", "err", err)
+		return
+	}
+	l.log.Info("TLS certificate loaded", "cert", fe.TLSCert)
+}
+
+// relpWindowOrDefault is n, or librelp's window when n is unset (configs built in code).
+func relpWindowOrDefault(n int) int {
+	if n <= 0 {
+		return relp.DefaultWindow
+	}
+	return n
+}

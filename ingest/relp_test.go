@@ -1,0 +1,334 @@
+package ingest
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"wharf/conf"
+	"wharf/internal/testpki"
+	"wharf/relp"
+	"wharf/route"
+	"wharf/message"
+)
+
+// relpPeer is a minimal RELP client for the tests: frames out, frames in.
+type relpPeer struct {
+	t    *testing.T
+	c    net.Conn
+	buf  []byte
+	txnr uint32
+}
+
+func dialRELP(t *testing.T, addr string, cfg *tls.Config) *relpPeer {
+	t.Helper()
+	var c net.Conn
+	var err error
+	if cfg != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, cfg)
+	} else {
+		c, err = net.DialTimeout("tcp", addr, 3*time.Second)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &relpPeer{t: t, c: c}
+}
+
+func (p *relpPeer) send(cmd string, data string) uint32 {
+	p.t.Helper()
+	p.txnr = relp.NextTxnr(p.txnr)
+	if _, err := p.c.Write(relp.AppendFrame(nil, p.txnr, cmd, []byte(data))); err != nil {
+		p.t.Fatal(err)
+	}
+	return p.txnr
+}
+
+// next reads one frame; err is io.EOF (or a reset) once the server closed.
+func (p *relpPeer) next(timeout time.Duration) (relp.Frame, error) {
+	p.c.SetReadDeadline(time.Now().Add(timeout))
+	for {
+		f, n, _, err := relp.Next(p.buf, 1<<20)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if n > 0 {
+			f.Cmd, f.Data = append([]byte(nil), f.Cmd...), append([]byte(nil), f.Data...)
+			p.buf = p.buf[n:]
+			return f, nil
+		}
+		var b [4096]byte
+		k, err := p.c.Read(b[:])
+		p.buf = append(p.buf, b[:k]...)
+		if err != nil && k == 0 {
+			return relp.Frame{}, err
+		}
+	}
+}
+
+// rsp reads the next frame and checks it answers txnr with code.
+func (p *relpPeer) rsp(txnr uint32, code int) []byte {
+	p.t.Helper()
+	f, err := p.next(5 * time.Second)
+	if err != nil {
+		p.t.Fatalf("waiting for the answer to %d: %v", txnr, err)
+	}
+	c, _, rest, err := relp.ParseRsp(f.Data)
+	if string(f.Cmd) != "rsp" || f.Txnr != txnr || c != code || err != nil {
+		p.t.Fatalf("got %d %s %q, want rsp %d to %d", f.Txnr, f.Cmd, f.Data, code, txnr)
+	}
+	return rest
+}
+
+func (p *relpPeer) open() {
+	p.t.Helper()
+	t := p.send("open", string(relp.ClientOffers("test")))
+	if err := relp.CheckServerOffers(p.rsp(t, 200)); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// closed waits for the server to close the connection.
+func (p *relpPeer) closed() {
+	p.t.Helper()
+	for {
+		f, err := p.next(5 * time.Second)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				p.t.Fatal("server did not close the session")
+			}
+			return
+		}
+		if string(f.Cmd) == "serverclose" {
+			continue
+		}
+	}
+}
+
+func TestRELPQueuedAcksEveryMessage(t *testing.T) {
+	l, reg, tgt := listen(t, "relp", &conf.Frontend{})
+	p := dialRELP(t, l.Addr(), nil)
+	p.open()
+	const n = 1000
+	var b []byte
+	for i := range n {
+		b = relp.AppendFrame(b, uint32(i+2), "syslog", fmt.Appendf(nil, "<13>1 2026-11-25T10:00:00Z h app - - - msg %d\nline two", i))
+	}
+	p.txnr = n + 1
+	// Written by another goroutine: a sender may send a whole window and more.
+	go p.c.Write(b)
+	for i := range n {
+		p.rsp(uint32(i+2), 200)
+	}
+	if got := tgt.count(); got != n {
+		t.Fatalf("%d messages delivered, want %d", got, n)
+	}
+	tgt.mu.Lock()
+	if tgt.msgs[0] != "msg 0\nline two" {
+		t.Fatalf("first message %q", tgt.msgs[0])
+	}
+	tgt.mu.Unlock()
+	p.rsp(p.send("close", ""), 200)
+	p.closed()
+	if got := counter(reg, "wharf_relp_acks_sent_total", ""); got != n {
+		t.Fatalf("acks sent %v, want %d", got, n)
+	}
+	waitFor(t, "session gauge back to 0", func() bool {
+		return counter(reg, "wharf_relp_sessions", "") == 0 && counter(reg, "wharf_relp_window_in_flight", "") == 0
+	})
+	if got := counter(reg, "wharf_relp_sessions_total", ""); got != 1 {
+		t.Fatalf("sessions_total %v", got)
+	}
+}
+
+// holder is a route target that keeps messages until the test confirms
+// (delivers) or drops them: a sink whose delivery the test controls.
+type holder struct {
+	mu   sync.Mutex
+	msgs []*message.Message
+}
+
+func (h *holder) Enqueue(m *message.Message, _ bool) bool {
+	h.mu.Lock()
+	h.msgs = append(h.msgs, m)
+	h.mu.Unlock()
+	return true
+}
+
+func (h *holder) EnqueueBatch(ms []*message.Message, block bool) int {
+	for _, m := range ms {
+		h.Enqueue(m, block)
+	}
+	return len(ms)
+}
+
+func (h *holder) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.msgs)
+}
+
+// finish confirms (delivered) or just releases (dropped) the first n held messages.
+func (h *holder) finish(n int, delivered bool) {
+	h.mu.Lock()
+	ms := h.msgs[:n]
+	h.msgs = h.msgs[n:]
+	h.mu.Unlock()
+	for _, m := range ms {
+		if delivered {
+			m.Confirm()
+		}
+		m.Release()
+	}
+}
+
+// listenHolding is listen with a holder as the frontend's sink.
+func listenHolding(t *testing.T, fe *conf.Frontend) (*Listener, *holder, func() float64) {
+	t.Helper()
+	l, reg, _ := listen(t, "relp", fe)
+	h := &holder{}
+	rebind(t, l, h)
+	return l, h, func() float64 { return counter(reg, "wharf_frontend_closed_total", "relp_not_delivered") }
+}
+
+// With relp_ack = "delivered" a message is answered only once its sink
+// confirmed it, in transaction order; a dropped message closes the
+// session unanswered (the sender resends it).
+func TestRELPDeliveredWaitsForTheSink(t *testing.T) {
+	l, h, notDelivered := listenHolding(t, &conf.Frontend{RELPAck: "delivered"})
+	p := dialRELP(t, l.Addr(), nil)
+	p.open()
+	for i := range 3 {
+		p.send("syslog", fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - m%d", i))
+	}
+	waitFor(t, "three held", func() bool { return h.count() == 3 })
+	if f, err := p.next(200 * time.Millisecond); err == nil {
+		t.Fatalf("answer %q before the sink confirmed", f.Data)
+	}
+	h.finish(2, true)
+	p.rsp(2, 200)
+	p.rsp(3, 200)
+	h.finish(1, false)
+	p.closed()
+	waitFor(t, "not_delivered counted", func() bool { return notDelivered() == 1 })
+}
+
+// The window bounds what one session holds: with relp_window 10 and a
+// sink that confirms nothing, wharf reads 10 messages and stops.
+func TestRELPWindowBoundsASession(t *testing.T) {
+	l, h, _ := listenHolding(t, &conf.Frontend{RELPAck: "delivered", RELPWindow: 10})
+	p := dialRELP(t, l.Addr(), nil)
+	p.open()
+	var b []byte
+	for i := range 500 {
+		b = relp.AppendFrame(b, uint32(i+2), "syslog", []byte("<13>1 2026-11-25T10:00:00Z h app - - - x"))
+	}
+	go p.c.Write(b)
+	waitFor(t, "a window held", func() bool { return h.count() == 10 })
+	time.Sleep(100 * time.Millisecond)
+	if got := h.count(); got != 10 {
+		t.Fatalf("%d messages read with a window of 10 unanswered", got)
+	}
+	h.finish(10, true)
+	for i := range 10 {
+		p.rsp(uint32(i+2), 200)
+	}
+	waitFor(t, "the next window", func() bool { return h.count() == 10 })
+	h.finish(10, true)
+}
+
+// Bad input closes that session with a clear reason; the bind keeps
+// serving other sessions.
+func TestRELPBadInputClosesTheSession(t *testing.T) {
+	fe := &conf.Frontend{MaxMessageSize: 100}
+	l, reg, tgt := listen(t, "relp", fe)
+	good := dialRELP(t, l.Addr(), nil)
+	good.open()
+	f := func(reason string, input string, open bool) {
+		t.Helper()
+		before := counter(reg, "wharf_frontend_closed_total", "relp_"+reason)
+		p := dialRELP(t, l.Addr(), nil)
+		if open {
+			p.open()
+		}
+		p.c.Write([]byte(input))
+		p.closed()
+		waitFor(t, reason+" counted", func() bool { return counter(reg, "wharf_frontend_closed_total", "relp_"+reason) == before+1 })
+		good.rsp(good.send("syslog", valid), 200)
+	}
+	f("frame", "2 syslog x\n", true)
+	f("frame", "GET / HTTP/1.1\r\n\r\n", false)
+	f("txnr", "7 syslog 5 hello\n", true)
+	f("datalen", "2 syslog 1000000 "+strings.Repeat("x", 50), true)
+	f("sequence", "1 syslog 5 hello\n", false)
+	f("offer", "1 open 14 relp_version=0\n", false)
+	if got := tgt.count(); got != 6 {
+		t.Fatalf("%d messages from the good session, want 6", got)
+	}
+}
+
+// Stopping the listener sends librelp's serverclose hint after the answers.
+func TestRELPServerCloseOnStop(t *testing.T) {
+	l, _, _ := listen(t, "relp", &conf.Frontend{})
+	p := dialRELP(t, l.Addr(), nil)
+	p.open()
+	p.rsp(p.send("syslog", valid), 200)
+	go l.Stop(t.Context())
+	f, err := p.next(5 * time.Second)
+	if err != nil || f.Txnr != 0 || string(f.Cmd) != "serverclose" {
+		t.Fatalf("got %+v %v, want serverclose", f, err)
+	}
+	if _, err := p.next(5 * time.Second); !errors.Is(err, io.EOF) {
+		t.Fatalf("after serverclose: %v, want EOF", err)
+	}
+}
+
+// relp+tls:// serves RELP over TLS with the tls:// keys, mutual TLS included.
+func TestRELPOverMutualTLS(t *testing.T) {
+	ca := testpki.NewCA(t, "test CA")
+	fe := tlsFrontend(t, ca)
+	fe.TLSClientCA = ca.File
+	l, reg, tgt := listen(t, "relp+tls", fe)
+	cert, key := ca.Issue(t, "client", false)
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := dialRELP(t, l.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", Certificates: []tls.Certificate{pair}})
+	p.open()
+	p.rsp(p.send("syslog", valid), 200)
+	if tgt.count() != 1 {
+		t.Fatal("message not delivered")
+	}
+	// Without a client certificate: refused at the handshake.
+	c, err := tls.Dial("tcp", l.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
+	if err == nil {
+		c.Write(relp.AppendFrame(nil, 1, "open", relp.ClientOffers("x")))
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = c.Read(make([]byte, 10))
+		c.Close()
+	}
+	if err == nil {
+		t.Fatal("client without certificate served")
+	}
+	waitFor(t, "handshake rejection counted", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 1 })
+}
+
+// rebind points the listener's frontend at tgt instead of listen's collector.
+func rebind(t *testing.T, l *Listener, tgt route.Target) {
+	t.Helper()
+	fe := &conf.Frontend{Name: l.frontend, Sinks: []string{"out"}}
+	tab, err := route.Compile(&conf.Config{Frontends: map[string]*conf.Frontend{l.frontend: fe}}, map[string]route.Target{"out": tgt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.routes.Store(tab)
+}
