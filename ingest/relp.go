@@ -49,10 +49,10 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/message"
 	"wharf/metrics"
 	"wharf/relp"
 	"wharf/route"
-	"wharf/message"
 )
 
 // relpSoftware is what wharf says it is in RELP offers.

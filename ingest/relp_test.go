@@ -13,9 +13,9 @@ import (
 
 	"wharf/conf"
 	"wharf/internal/testpki"
+	"wharf/message"
 	"wharf/relp"
 	"wharf/route"
-	"wharf/message"
 )
 
 // relpPeer is a minimal RELP client for the tests: frames out, frames in.
