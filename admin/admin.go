@@ -31,6 +31,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"wharf/metrics"
 )
 
@@ -162,7 +164,13 @@ func tokenMatches(header, want string) bool {
 // New returns an admin server; Handle adds more endpoints before Start.
 func New(reg *metrics.Registry, ready Readiness, log *slog.Logger) *Server {
 	s := &Server{reg: reg, ready: ready, log: log, mux: http.NewServeMux()}
-	s.mux.HandleFunc("GET /metrics", s.metrics)
+	// promhttp gathers everything into memory first and writes after,
+	// so a slow scraper holds no lock; a series that fails the library's
+	// checks is logged and left out, the rest still served.
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg.Gatherer(), promhttp.HandlerOpts{
+		ErrorLog:      errorLog{log},
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -213,12 +221,11 @@ func (s *Server) Stop(ctx context.Context) error {
 	return s.srv.Shutdown(ctx)
 }
 
-func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if err := s.reg.WritePrometheus(w); err != nil {
-		s.log.Debug("metrics write", "err", err)
-	}
-}
+// errorLog hands promhttp's errors (a series that failed the library's
+// checks, a scraper gone mid-write) to the log.
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Println(v ...any) { e.log.Warn("admin: /metrics: " + fmt.Sprint(v...)) }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	ok, problems := s.ready()

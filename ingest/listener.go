@@ -730,7 +730,7 @@ func parseReason(err error) string {
 // from the framer and parser (bad_length_prefix, no_pri...) are many and
 // still appear at their first occurrence.
 func (l *Listener) zeroReasons() {
-	for _, why := range []string{"oversize", "framing_error", "parse_error", "no_route"} {
+	for _, why := range []string{"oversize", "framing_error", "parse_error", "no_route", "route_drop"} {
 		l.reason("dropped", why)
 	}
 	for _, why := range []string{"empty", "oversize"} {

@@ -1,21 +1,28 @@
-// Package metrics holds wharf's counters and gauges and writes them in the
-// Prometheus text exposition format.
+// Package metrics holds wharf's counters, gauges and histograms, and
+// exposes them through the Prometheus client library
+// (github.com/prometheus/client_golang), which writes the text exposition
+// format, adds the go_* and process_* collectors and checks every scrape
+// for duplicate series and inconsistent label names.
 //
 // Hot paths resolve a *Counter once (at compile or connection time) and
 // then only call Add/Inc, which is one atomic add: no map look-up, no
 // allocation, no lock per message. The registry's lock is only taken to
-// create series and to scrape.
+// create series and, at scrape time, to copy the list of series: values
+// are read and written to the scraper after it is released, so a slow
+// scraper never holds up a new connection creating its series.
 package metrics
 
 import (
-	"fmt"
 	"io"
-	"math"
+	"runtime/debug"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/expfmt"
 )
 
 // Counter is a monotonically increasing count. Safe for concurrent use.
@@ -42,11 +49,20 @@ func (g *Gauge) Set(n int64) { g.v.Store(n) }
 // Load returns the current value.
 func (g *Gauge) Load() int64 { return g.v.Load() }
 
+// Histogram counts observations in buckets (a client_golang histogram:
+// Observe is a few atomic adds and allocates nothing). Safe for
+// concurrent use.
+type Histogram struct{ h prometheus.Histogram }
+
+// Observe records one value (in the unit the name says, e.g. seconds).
+func (h *Histogram) Observe(v float64) { h.h.Observe(v) }
+
 type kind uint8
 
 const (
 	kindCounter kind = iota
 	kindGauge
+	kindHistogram
 )
 
 type series struct {
@@ -54,6 +70,7 @@ type series struct {
 	pairs   []string
 	counter *Counter
 	gauge   *Gauge
+	hist    *Histogram
 	fn      func() float64
 }
 
@@ -61,6 +78,7 @@ type family struct {
 	name, help string
 	kind       kind
 	series     map[string]*series
+	descs      map[string]*prometheus.Desc // by label names, made once
 }
 
 // Registry holds metric families by name. The zero value is not usable;
@@ -68,10 +86,59 @@ type family struct {
 type Registry struct {
 	mu       sync.Mutex
 	families map[string]*family
+	prom     *prometheus.Registry // this registry as a collector, plus AddRuntime's
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{families: map[string]*family{}} }
+func NewRegistry() *Registry {
+	r := &Registry{families: map[string]*family{}, prom: prometheus.NewRegistry()}
+	r.prom.MustRegister(collector{r})
+	return r
+}
+
+// AddRuntime adds the Go runtime (go_*), process (process_*: CPU, RSS,
+// open files, start time) and build (wharf_build_info) metrics, which a
+// running wharf exports and tests usually leave out.
+func (r *Registry) AddRuntime(version string) {
+	revision, goVersion := "", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	r.prom.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "wharf_build_info",
+			Help:        "Always 1; the labels say which wharf build runs (version from the Makefile's ldflags, revision when built from a git checkout).",
+			ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion},
+		}, func() float64 { return 1 }),
+	)
+}
+
+// Gatherer returns what /metrics serves (promhttp.HandlerFor).
+func (r *Registry) Gatherer() prometheus.Gatherer { return r.prom }
+
+// Histogram returns the histogram for name and label pairs, creating it
+// with buckets (upper bounds, ascending) on first use; later calls return
+// the same histogram and ignore buckets.
+func (r *Registry) Histogram(name, help string, buckets []float64, labelPairs ...string) *Histogram {
+	return r.get(name, help, kindHistogram, labelPairs, func(s *series) {
+		if s.hist == nil {
+			labels := prometheus.Labels{}
+			for i := 0; i < len(labelPairs); i += 2 {
+				labels[labelPairs[i]] = labelPairs[i+1]
+			}
+			s.hist = &Histogram{prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name: name, Help: help, Buckets: buckets, ConstLabels: labels,
+			})}
+		}
+	}).hist
+}
 
 // Counter returns the counter for name and label pairs (k1, v1, k2, v2...),
 // creating it on first use. Calling it again with the same name and labels
@@ -118,10 +185,10 @@ func (r *Registry) get(name, help string, k kind, pairs []string, init func(*ser
 	defer r.mu.Unlock()
 	f := r.families[name]
 	if f == nil {
-		f = &family{name: name, help: help, kind: k, series: map[string]*series{}}
+		f = &family{name: name, help: help, kind: k, series: map[string]*series{}, descs: map[string]*prometheus.Desc{}}
 		r.families[name] = f
 	} else if f.kind != k {
-		panic("metrics: " + name + " registered as counter and gauge")
+		panic("metrics: " + name + " registered with two types")
 	}
 	s := f.series[key]
 	if s == nil {
@@ -130,6 +197,22 @@ func (r *Registry) get(name, help string, k kind, pairs []string, init func(*ser
 	}
 	init(s)
 	return s
+}
+
+// desc returns the family's descriptor for the label names of pairs.
+// Called with r.mu held.
+func (f *family) desc(pairs []string) *prometheus.Desc {
+	names := make([]string, 0, len(pairs)/2)
+	for i := 0; i < len(pairs); i += 2 {
+		names = append(names, pairs[i])
+	}
+	k := strings.Join(names, ",")
+	d := f.descs[k]
+	if d == nil {
+		d = prometheus.NewDesc(f.name, f.help, names, nil)
+		f.descs[k] = d
+	}
+	return d
 }
 
 func renderLabels(pairs []string) string {
@@ -177,28 +260,55 @@ func (s Sample) Label(k string) string {
 	return ""
 }
 
-// Each calls fn for every series, families sorted by name and series by
-// labels. fn must not call back into the registry.
-func (r *Registry) Each(fn func(Sample)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, f := range r.sortedFamilies() {
-		for _, s := range sortedSeries(f) {
-			fn(Sample{Name: f.name, Labels: s.pairs, Value: s.value()})
-		}
-	}
+// snap is one series as copied under the registry lock; its value is
+// read after the lock is released.
+type snap struct {
+	name    string
+	kind    kind
+	desc    *prometheus.Desc
+	pairs   []string
+	counter *Counter
+	gauge   *Gauge
+	fn      func() float64
+	hist    *Histogram
 }
 
-func (s *series) value() float64 {
+// snapshot copies the series list, families sorted by name and series by
+// labels, so values can be read and written out without the lock.
+func (r *Registry) snapshot() []snap {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []snap
+	for _, f := range r.sortedFamilies() {
+		for _, s := range sortedSeries(f) {
+			out = append(out, snap{name: f.name, kind: f.kind, desc: f.desc(s.pairs), pairs: s.pairs, counter: s.counter, gauge: s.gauge, fn: s.fn, hist: s.hist})
+		}
+	}
+	return out
+}
+
+func (p snap) value() float64 {
 	switch {
-	case s.fn != nil:
-		return s.fn()
-	case s.counter != nil:
-		return float64(s.counter.Load())
-	case s.gauge != nil:
-		return float64(s.gauge.Load())
+	case p.fn != nil:
+		return p.fn()
+	case p.counter != nil:
+		return float64(p.counter.Load())
+	case p.gauge != nil:
+		return float64(p.gauge.Load())
 	}
 	return 0
+}
+
+// Each calls fn for every counter and gauge series (histograms are left
+// out), families sorted by name and series by labels. Values are read
+// without the registry lock held, so fn may call back into the registry.
+func (r *Registry) Each(fn func(Sample)) {
+	for _, p := range r.snapshot() {
+		if p.kind == kindHistogram {
+			continue
+		}
+		fn(Sample{Name: p.name, Labels: p.pairs, Value: p.value()})
+	}
 }
 
 func (r *Registry) sortedFamilies() []*family {
@@ -219,30 +329,49 @@ func sortedSeries(f *family) []*series {
 	return out
 }
 
-// WritePrometheus writes every family in the text exposition format 0.0.4.
+// collector hands the registry's series to client_golang at scrape time.
+// It describes nothing up front (an "unchecked" collector): series come
+// and go with the config, and the library still checks each scrape for
+// duplicates and consistent label names.
+type collector struct{ r *Registry }
+
+func (collector) Describe(chan<- *prometheus.Desc) {}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.r.snapshot() {
+		if p.kind == kindHistogram {
+			p.hist.h.Collect(ch)
+			continue
+		}
+		t := prometheus.CounterValue
+		if p.kind == kindGauge {
+			t = prometheus.GaugeValue
+		}
+		values := make([]string, 0, len(p.pairs)/2)
+		for i := 1; i < len(p.pairs); i += 2 {
+			values = append(values, p.pairs[i])
+		}
+		m, err := prometheus.NewConstMetric(p.desc, t, p.value(), values...)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(p.desc, err)
+		}
+		ch <- m
+	}
+}
+
+// WritePrometheus writes every family in the text exposition format
+// (what /metrics serves, without the runtime metrics unless AddRuntime
+// was called).
 func (r *Registry) WritePrometheus(w io.Writer) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, f := range r.sortedFamilies() {
-		typ := "counter"
-		if f.kind == kindGauge {
-			typ = "gauge"
-		}
-		if _, err := fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", f.name, f.help, f.name, typ); err != nil {
+	mfs, err := r.prom.Gather()
+	if err != nil {
+		return err
+	}
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
 			return err
-		}
-		for _, s := range sortedSeries(f) {
-			if _, err := fmt.Fprintf(w, "%s%s %s\n", f.name, s.labels, formatValue(s.value())); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
-}
-
-func formatValue(v float64) string {
-	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
-		return strconv.FormatInt(int64(v), 10)
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"wharf/internal/promcheck"
 )
 
 func TestWritePrometheus(t *testing.T) {
@@ -65,4 +67,75 @@ func TestCounterAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { c.Inc() }); n != 0 {
 		t.Fatalf("Inc allocates %v", n)
 	}
+}
+
+// TestExpositionRules checks what /metrics serves against the text
+// format's rules and promlint, runtime metrics and a histogram included.
+func TestExpositionRules(t *testing.T) {
+	r := NewRegistry()
+	r.AddRuntime("1.2.3")
+	r.Counter("wharf_x_total", "X things.", "sink", "a").Add(2)
+	r.CounterFunc("wharf_y_total", "Y from a func.", func() float64 { return 4 }, "sink", "a")
+	r.Gauge("wharf_level", "A level.", "sink", "a").Set(7)
+	h := r.Histogram("wharf_write_seconds", "Write time.", []float64{0.001, 0.01, 0.1}, "sink", "a")
+	h.Observe(0.005)
+	h.Observe(5)
+	var b strings.Builder
+	if err := r.WritePrometheus(&b); err != nil {
+		t.Fatal(err)
+	}
+	mfs, problems := promcheck.Check([]byte(b.String()))
+	for _, p := range problems {
+		t.Error(p)
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "process_cpu_seconds_total", "wharf_build_info", "wharf_write_seconds"} {
+		if mfs[name] == nil {
+			t.Errorf("no %s in:\n%s", name, b.String())
+		}
+	}
+	if !strings.Contains(b.String(), `wharf_build_info{goversion="go`) || !strings.Contains(b.String(), `version="1.2.3"} 1`) {
+		t.Errorf("build info: %s", b.String())
+	}
+	for _, line := range []string{
+		`wharf_write_seconds_bucket{sink="a",le="0.01"} 1`,
+		`wharf_write_seconds_bucket{sink="a",le="+Inf"} 2`,
+		`wharf_write_seconds_count{sink="a"} 2`,
+	} {
+		if !strings.Contains(b.String(), line+"\n") {
+			t.Errorf("no %s", line)
+		}
+	}
+	if r.Histogram("wharf_write_seconds", "Write time.", nil, "sink", "a") != h {
+		t.Error("same name and labels must give the same histogram")
+	}
+}
+
+func TestHistogramAllocs(t *testing.T) {
+	h := NewRegistry().Histogram("x_seconds", "x", []float64{0.001, 0.01, 0.1, 1})
+	if n := testing.AllocsPerRun(100, func() { h.Observe(0.05) }); n != 0 {
+		t.Fatalf("Observe allocates %v", n)
+	}
+}
+
+// TestScrapeDoesNotBlockCreate guards against the registry lock being held
+// while a slow scraper reads: a series can be created while a gauge
+// function (standing in for the scraper's pace) blocks the scrape.
+func TestScrapeDoesNotBlockCreate(t *testing.T) {
+	r := NewRegistry()
+	inScrape, release := make(chan struct{}), make(chan struct{})
+	r.GaugeFunc("slow", "Blocks the scrape.", func() float64 {
+		close(inScrape)
+		<-release
+		return 1
+	})
+	done := make(chan struct{})
+	go func() {
+		var b strings.Builder
+		_ = r.WritePrometheus(&b)
+		close(done)
+	}()
+	<-inScrape
+	r.Counter("new_total", "Created during a scrape.").Inc() // deadlocks if the lock is held
+	close(release)
+	<-done
 }

@@ -256,7 +256,17 @@ type Runner struct {
 	sent, sentBytes, batches, writeErrors *metrics.Counter
 	dropped                               [len(dropReasons)]*metrics.Counter
 	readyGauge                            *metrics.Gauge
+	writeTime, delay                      *metrics.Histogram
 }
+
+// Histogram buckets, in seconds. A batch write takes from tens of
+// microseconds (a file) to seconds (Kafka with acks=all under load, a
+// timeout); delivery delay also spans queueing and retries, up to minutes
+// in an outage.
+var (
+	writeBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+	delayBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+)
 
 // NewRunner wraps s. It registers the runner's series in reg (a nil reg
 // gets a private registry) and does not start anything; call Start. log
@@ -308,6 +318,8 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 	reg.GaugeFunc("wharf_sink_queue_bytes", "Raw bytes queued or being written by the sink.",
 		func() float64 { return float64(r.bytes.Load()) }, l...)
 	r.readyGauge = reg.Gauge("wharf_sink_ready", "1 when the sink's last write (or check) succeeded.", l...)
+	r.writeTime = reg.Histogram("wharf_sink_write_duration_seconds", "Time of each batch write to the sink (every attempt, failed ones included).", writeBuckets, l...)
+	r.delay = reg.Histogram("wharf_sink_delivery_delay_seconds", "From receipt at a frontend to the sink confirming the write, of the oldest message of each delivered batch (the batch's worst: one observation per batch, not per message, so the relay path pays one clock read per batch).", delayBuckets, l...)
 	r.setReady(true)
 	return r
 }
@@ -869,7 +881,10 @@ func (r *Runner) flush() {
 	}
 	backoff := r.cfg.RetryBackoff
 	for attempt := 0; ; attempt++ {
+		t0 := time.Now()
 		err := r.sink.Write(r.ctx, r.batch)
+		t1 := time.Now()
+		r.writeTime.Observe(t1.Sub(t0).Seconds())
 		var rej *RejectedError
 		if errors.As(err, &rej) && len(rej.Indexes) <= len(r.batch) {
 			// Delivered but for a few the destination refuses for good.
@@ -878,6 +893,7 @@ func (r *Runner) flush() {
 				r.lastRejectLog = now
 				r.log.Error("destination refused messages for good; dropped (wharf_sink_dropped_total{reason=\"rejected\"})", "error", err, "rejected", len(rej.Indexes), "batch", len(r.batch))
 			}
+			r.observeDelay(t1)
 			r.sent.Add(uint64(len(r.batch) - len(rej.Indexes)))
 			r.sentBytes.Add(uint64(size))
 			r.batches.Inc()
@@ -887,6 +903,7 @@ func (r *Runner) flush() {
 			return
 		}
 		if err == nil {
+			r.observeDelay(t1)
 			r.sent.Add(uint64(len(r.batch)))
 			r.sentBytes.Add(uint64(size))
 			r.batches.Inc()
@@ -927,6 +944,16 @@ func (r *Runner) flush() {
 }
 
 const dropReasonNone = -1
+
+// observeDelay records how long the batch's oldest message took from
+// receipt to delivery at now. Messages without a receive time (made by
+// tests or other code than a frontend) are not counted.
+func (r *Runner) observeDelay(now time.Time) {
+	if len(r.batch) == 0 || r.batch[0].Received == 0 {
+		return
+	}
+	r.delay.Observe(max(float64(now.UnixNano()-r.batch[0].Received)/1e9, 0))
+}
 
 // confirm tells the messages of a delivered batch, but those at the
 // rejected indexes, that this sink is done with them (Message.Confirm:

@@ -235,7 +235,46 @@ func TestRunnerRetryThenSuccess(t *testing.T) {
 		`wharf_sink_write_errors_total{sink="retry"} 3`,
 		`wharf_sink_ready{sink="retry"} 1`,
 		`wharf_sink_queue_bytes{sink="retry"} 0`,
-		`wharf_sink_dropped_total{sink="retry",reason="shutdown"} 0`,
+		`wharf_sink_dropped_total{reason="shutdown",sink="retry"} 0`,
+	} {
+		if !strings.Contains(buf.String(), line+"\n") {
+			t.Errorf("metrics lack %q:\n%s", line, buf.String())
+		}
+	}
+}
+
+// TestRunnerHistograms: every write attempt is timed, and each delivered
+// batch records the delay of its oldest message since receipt.
+func TestRunnerHistograms(t *testing.T) {
+	tr := newTracker(t)
+	s := &fakeSink{fail: func(call int) error {
+		if call == 1 {
+			return errors.New("downstream unavailable")
+		}
+		return nil
+	}}
+	reg := metrics.NewRegistry()
+	r := NewRunner("h", s, RunnerConfig{BatchSize: 10, RetryBackoff: time.Millisecond, RetryMaxBackoff: time.Millisecond}.Resolved(), reg, quietLog())
+	r.Start()
+	var ms []*message.Message
+	for i := range 10 {
+		m := tr.msg(fmt.Sprint("m", i))
+		m.Received = time.Now().Add(-2 * time.Second).UnixNano()
+		ms = append(ms, m)
+	}
+	if n := r.EnqueueBatch(ms, true); n != 10 { // one lock: one batch
+		t.Fatalf("queued %d", n)
+	}
+	closeRunner(t, r, 5*time.Second)
+	var buf bytes.Buffer
+	if err := reg.WritePrometheus(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		`wharf_sink_write_duration_seconds_count{sink="h"} 2`, // the failed attempt and the retry
+		`wharf_sink_delivery_delay_seconds_count{sink="h"} 1`, // one batch delivered
+		`wharf_sink_delivery_delay_seconds_bucket{sink="h",le="1"} 0`,
+		`wharf_sink_delivery_delay_seconds_bucket{sink="h",le="2.5"} 1`,
 	} {
 		if !strings.Contains(buf.String(), line+"\n") {
 			t.Errorf("metrics lack %q:\n%s", line, buf.String())

@@ -11,6 +11,7 @@ import (
 	"wharf/conf"
 	"wharf/deadletter"
 	"wharf/ingest"
+	"wharf/metrics"
 	"wharf/route"
 	"wharf/sinks"
 )
@@ -66,6 +67,11 @@ func (g *gateway) listen(sb syslogBind) error {
 	return nil
 }
 
+// reloads returns the reload counter for result (ok, invalid, failed).
+func reloads(reg *metrics.Registry, result string) *metrics.Counter {
+	return reg.Counter("wharf_config_reloads_total", "Config reloads by result (ok; invalid: the new config has errors; failed: it could not be applied). The running config stays unless ok.", "result", result)
+}
+
 // reloadFromFile reads the config file again and applies it.
 func (g *gateway) reloadFromFile() error {
 	g.mu.Lock()
@@ -73,14 +79,14 @@ func (g *gateway) reloadFromFile() error {
 	g.mu.Unlock()
 	cfg, err := conf.Load(path)
 	if err != nil {
-		g.reg.Counter("wharf_config_reloads_total", "Config reloads by result.", "result", "invalid").Inc()
+		reloads(g.reg, "invalid").Inc()
 		return fmt.Errorf("config %s is invalid:\n%w", path, err)
 	}
 	if err := g.reload(cfg); err != nil {
-		g.reg.Counter("wharf_config_reloads_total", "Config reloads by result.", "result", "failed").Inc()
+		reloads(g.reg, "failed").Inc()
 		return err
 	}
-	g.reg.Counter("wharf_config_reloads_total", "Config reloads by result.", "result", "ok").Inc()
+	reloads(g.reg, "ok").Inc()
 	return nil
 }
 

@@ -229,6 +229,10 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 	errs := admin.NewErrorLog() // last warning per sink/bind for the status page
 	log := slog.New(errs.Handler(newLogger(cfg, stderr).Handler()))
 	reg := metrics.NewRegistry()
+	reg.AddRuntime(version)
+	for _, result := range []string{"ok", "invalid", "failed"} {
+		reloads(reg, result) // exported at 0 from the start
+	}
 	g, err := build(cfg, reg, log, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "wharf: %v\n", err)

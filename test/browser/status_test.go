@@ -165,7 +165,7 @@ dial_timeout = "200ms"
 	for _, k := range []struct{ key, bind string }{{udpKey, "udp://127.0.0.1:0"}, {tcpKey, "tcp://127.0.0.1:0"}} {
 		r := find(t, rows, "bind", k.key)
 		page, rate := num(t, r, "received"), num(t, r, "rate_msgs")
-		live := in.metric(t, "wharf_frontend_received_total", fmt.Sprintf(`{frontend="edge",bind=%q}`, k.bind))
+		live := in.metric(t, "wharf_frontend_received_total", fmt.Sprintf(`{bind=%q,frontend="edge"}`, k.bind))
 		// Refresh period 1 s plus fetch, render and scrape time: allow 3 s
 		// of the load's nominal rate.
 		allow := 3 * float64(loadBurst) * float64(time.Second/loadInterval)
@@ -204,7 +204,7 @@ dial_timeout = "200ms"
 	var received float64
 	for _, k := range []struct{ key, bind string }{{udpKey, "udp://127.0.0.1:0"}, {tcpKey, "tcp://127.0.0.1:0"}} {
 		r := find(t, rows, "bind", k.key)
-		live := in.metric(t, "wharf_frontend_received_total", fmt.Sprintf(`{frontend="edge",bind=%q}`, k.bind))
+		live := in.metric(t, "wharf_frontend_received_total", fmt.Sprintf(`{bind=%q,frontend="edge"}`, k.bind))
 		if got := num(t, r, "received"); got != live {
 			t.Errorf("bind %s after load: page received %v, /metrics %v", k.key, got, live)
 		}
