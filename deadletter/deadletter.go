@@ -12,11 +12,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
+	"wharf/internal/jsonstr"
 	"wharf/internal/logfile"
 	"wharf/metrics"
 )
@@ -28,19 +29,30 @@ const maxRaw = 64 << 10
 // queueLen bounds records waiting for the writer goroutine.
 const queueLen = 4096
 
+// maxQueuedBytes bounds the raw bytes waiting for the writer goroutine:
+// 8 MiB is 4096 records of 2 KiB, or 128 of the largest kept (maxRaw), so
+// the queue cannot hold 4096 x 64 KiB = 256 MiB of refused garbage. A
+// record that would exceed it is counted as lost.
+const maxQueuedBytes = 8 << 20
+
 type record struct {
 	when     int64
 	frontend string
 	bind     string
 	reason   string
 	peer     netip.AddrPort
-	raw      []byte
+	raw      *[]byte // pooled copy, nil when there were no bytes
 }
+
+// rawPool holds the copies of refused bytes on their way to the writer,
+// so Put allocates nothing once the pool is warm.
+var rawPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // File is one dead-letter file. Safe for concurrent use.
 type File struct {
 	path    string
 	ch      chan record
+	queued  atomic.Int64 // raw bytes in ch
 	done    chan struct{}
 	written *metrics.Counter
 	lost    *metrics.Counter
@@ -60,23 +72,40 @@ func Open(path string, reg *metrics.Registry) (*File, error) {
 		ch:      make(chan record, queueLen),
 		done:    make(chan struct{}),
 		written: reg.Counter("wharf_deadletter_written_total", "Refused messages written to a dead-letter file.", "path", path),
-		lost:    reg.Counter("wharf_deadletter_lost_total", "Refused messages not written because the dead-letter writer fell behind.", "path", path),
+		lost:    reg.Counter("wharf_deadletter_lost_total", "Refused messages not written because the dead-letter writer fell behind or the write failed.", "path", path),
 	}
 	go d.run(f)
 	return d, nil
 }
 
-// Put records raw (copied; the caller keeps its buffer) as refused for
-// reason. It never blocks.
+// Put records raw (copied into a pooled buffer, at most 64 KiB; the
+// caller keeps its own) as refused for reason. It never blocks: when the
+// writer is 4096 records or 8 MiB behind, the record is counted as lost.
 func (d *File) Put(frontend, bind, reason string, peer netip.AddrPort, raw []byte) {
+	n := int64(min(len(raw), maxRaw))
+	if d.queued.Add(n) > maxQueuedBytes {
+		d.queued.Add(-n)
+		d.lost.Inc()
+		return
+	}
 	r := record{when: time.Now().UnixNano(), frontend: frontend, bind: bind, reason: reason, peer: peer}
-	if len(raw) > 0 {
-		r.raw = append([]byte(nil), raw[:min(len(raw), maxRaw)]...)
+	if n > 0 {
+		r.raw = rawPool.Get().(*[]byte)
+		*r.raw = append((*r.raw)[:0], raw[:n]...)
 	}
 	select {
 	case d.ch <- r:
 	default:
+		d.release(r)
 		d.lost.Inc()
+	}
+}
+
+// release returns r's bytes to the pool and the queue's byte budget.
+func (d *File) release(r record) {
+	if r.raw != nil {
+		d.queued.Add(-int64(len(*r.raw)))
+		rawPool.Put(r.raw)
 	}
 }
 
@@ -86,19 +115,36 @@ func (d *File) Close() {
 	<-d.done
 }
 
+// run writes records as they come, flushing when the queue is empty.
+// Records count as written once flushed to the file; those a failed write
+// or flush loses count as lost, and the next record is tried afresh.
 func (d *File) run(f *os.File) {
 	defer close(d.done)
 	w := bufio.NewWriterSize(f, 64<<10)
 	var line []byte
+	var buffered uint64 // records in w, not yet flushed
+	settle := func(err error) {
+		if err != nil {
+			d.lost.Add(buffered)
+			w.Reset(f) // drop the rest of what failed; later records try again
+		} else {
+			d.written.Add(buffered)
+		}
+		buffered = 0
+	}
 	for r := range d.ch {
 		line = appendRecord(line[:0], r)
-		w.Write(line)
-		d.written.Inc()
+		d.release(r)
+		buffered++
+		if _, err := w.Write(line); err != nil {
+			settle(err)
+			continue
+		}
 		if len(d.ch) == 0 {
-			w.Flush()
+			settle(w.Flush())
 		}
 	}
-	w.Flush()
+	settle(w.Flush())
 	f.Close()
 }
 
@@ -109,44 +155,27 @@ func appendRecord(b []byte, r record) []byte {
 	b = append(b, `{"time":"`...)
 	b = time.Unix(0, r.when).UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","frontend":`...)
-	b = strconv.AppendQuote(b, r.frontend)
+	b = jsonstr.AppendString(b, r.frontend)
 	b = append(b, `,"bind":`...)
-	b = strconv.AppendQuote(b, r.bind)
+	b = jsonstr.AppendString(b, r.bind)
 	b = append(b, `,"reason":`...)
-	b = strconv.AppendQuote(b, r.reason)
+	b = jsonstr.AppendString(b, r.reason)
 	if r.peer.IsValid() {
 		b = append(b, `,"peer":"`...)
 		b = r.peer.AppendTo(b)
 		b = append(b, '"')
 	}
-	if utf8.Valid(r.raw) {
+	var raw []byte
+	if r.raw != nil {
+		raw = *r.raw
+	}
+	if utf8.Valid(raw) {
 		b = append(b, `,"raw":`...)
-		b = appendJSONString(b, r.raw)
+		b = jsonstr.Append(b, raw)
 	} else {
 		b = append(b, `,"raw_hex":"`...)
-		for _, c := range r.raw {
-			b = append(b, hexDigits[c>>4], hexDigits[c&15])
-		}
+		b = jsonstr.AppendHex(b, raw)
 		b = append(b, '"')
 	}
 	return append(b, "}\n"...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString quotes valid UTF-8 s as a JSON string.
-func appendJSONString(b, s []byte) []byte {
-	b = append(b, '"')
-	for _, c := range s {
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			b = append(b, `\u00`...)
-			b = append(b, hexDigits[c>>4], hexDigits[c&15])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }

@@ -88,3 +88,90 @@ func TestOpenRefusesSymlink(t *testing.T) {
 		t.Errorf("link target written: %q", b)
 	}
 }
+
+// newUnstarted is Open without the writer goroutine: tests start run
+// themselves, on the file they choose.
+func newUnstarted(reg *metrics.Registry) *File {
+	return &File{
+		ch:      make(chan record, queueLen),
+		done:    make(chan struct{}),
+		written: reg.Counter("wharf_deadletter_written_total", "", "path", "t"),
+		lost:    reg.Counter("wharf_deadletter_lost_total", "", "path", "t"),
+	}
+}
+
+// Regression: the queue held up to 4096 x 64 KiB = 256 MiB; it is bounded
+// by bytes too.
+func TestQueueByteCap(t *testing.T) {
+	d := newUnstarted(metrics.NewRegistry())
+	big := make([]byte, 100<<10) // kept: maxRaw
+	for range 200 {
+		d.Put("edge", "tcp://127.0.0.1:1", "oversize", netip.AddrPort{}, big)
+	}
+	want := maxQueuedBytes / maxRaw
+	if n := len(d.ch); n != want {
+		t.Errorf("%d records queued, want %d (8 MiB of 64 KiB)", n, want)
+	}
+	if n := d.lost.Load(); n != uint64(200-want) {
+		t.Errorf("lost %d, want %d", n, 200-want)
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "dead.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go d.run(f)
+	d.Close()
+	if n := d.written.Load(); n != uint64(want) {
+		t.Errorf("written %d, want %d", n, want)
+	}
+	if q := d.queued.Load(); q != 0 {
+		t.Errorf("%d bytes still accounted as queued", q)
+	}
+}
+
+// Regression: records whose write failed were counted as written.
+func TestFailedWriteCountsLost(t *testing.T) {
+	d := newUnstarted(metrics.NewRegistry())
+	f, err := os.Create(filepath.Join(t.TempDir(), "dead.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close() // every write fails
+	for range 3 {
+		d.Put("edge", "tcp://127.0.0.1:1", "parse_error", netip.AddrPort{}, []byte("x"))
+	}
+	go d.run(f)
+	d.Close()
+	if w, l := d.written.Load(), d.lost.Load(); w != 0 || l != 3 {
+		t.Errorf("written %d, lost %d; want 0 and 3", w, l)
+	}
+}
+
+// Control characters, quotes and line separators come back exactly.
+func TestRawEscapesReadBack(t *testing.T) {
+	raw := "a\"b\\c\nd\re\tf\x01g\u2028h\u2029é"
+	b := []byte(raw)
+	line := appendRecord(nil, record{frontend: "edge", bind: "udp://:514", reason: "parse_error", raw: &b})
+	var rec struct{ Frontend, Bind, Reason, Raw string }
+	if err := json.Unmarshal(line, &rec); err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	if rec.Raw != raw || rec.Frontend != "edge" || rec.Bind != "udp://:514" || rec.Reason != "parse_error" {
+		t.Errorf("read back %+v from %s", rec, line)
+	}
+}
+
+// Put runs on an event loop: it copies into a pooled buffer.
+func BenchmarkPut(b *testing.B) {
+	d, err := Open(filepath.Join(b.TempDir(), "dead.jsonl"), metrics.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	raw := []byte("<13>1 not-a-time host app - - - a malformed message of a typical size, about one hundred bytes")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		d.Put("edge", "tcp://127.0.0.1:5514", "parse_error", netip.AddrPort{}, raw)
+	}
+}

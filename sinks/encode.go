@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf8"
-	"unsafe"
 
+	"wharf/internal/jsonstr"
 	"wharf/message"
 )
 
@@ -185,7 +184,7 @@ func appendJSON(dst []byte, m *message.Message) []byte {
 	dst = append(dst, '"')
 	if m.Frontend != "" {
 		dst = append(dst, `,"frontend":`...)
-		dst = appendJSONString(dst, unsafe.Slice(unsafe.StringData(m.Frontend), len(m.Frontend)))
+		dst = jsonstr.AppendString(dst, m.Frontend)
 	}
 	if m.Port != 0 {
 		dst = append(dst, `,"port":`...)
@@ -231,7 +230,7 @@ func appendJSON(dst []byte, m *message.Message) []byte {
 	dst = appendJSONField(dst, `,"message":`, m.Field(m.Msg))
 	if m.Format == message.FormatRaw {
 		dst = append(dst, `,"raw":`...)
-		dst = appendJSONString(dst, m.Raw)
+		dst = jsonstr.Append(dst, m.Raw)
 	}
 	return append(dst, '}')
 }
@@ -241,61 +240,7 @@ func appendJSONField(dst []byte, key string, v []byte) []byte {
 		return dst
 	}
 	dst = append(dst, key...)
-	return appendJSONString(dst, v)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a quoted JSON string. Invalid UTF-8 becomes
-// U+FFFD; control characters, quote and backslash are escaped, and so are
-// U+2028/U+2029 so the output is also safe inside JavaScript. s is only read.
-func appendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\u202`...)
-			dst = append(dst, hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return jsonstr.Append(dst, v)
 }
 
 var facilityNames = [24]string{
