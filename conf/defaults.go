@@ -132,9 +132,12 @@ const (
 	// DefaultBatchBytes is 1MiB, the Kafka broker's default
 	// message.max.bytes for one record batch.
 	DefaultBatchBytes = 1 * MiB
-	// DefaultBatchTimeout is 10ms, not kafka-go's 1 s: a relay should add
-	// milliseconds of latency, and at low rates a 1 s wait is pure delay.
-	DefaultBatchTimeout = 10 * time.Millisecond
+	// DefaultBatchTimeout 0 is natural batching: no linger. A message that
+	// reaches an idle sink leaves at once; a batch is what queued while the
+	// previous write was in flight, so a busy sink still writes full
+	// batches. A linger of 10ms cost every message on a quiet link 10ms
+	// (p50 10.5ms against HAProxy's 0.14ms one message at a time).
+	DefaultBatchTimeout time.Duration = 0
 	// DefaultRetryBackoff is the first retry delay: long enough not to spin
 	// against a peer that just went away.
 	DefaultRetryBackoff = 100 * time.Millisecond

@@ -110,8 +110,12 @@ func (c *Config) Describe(w io.Writer) {
 		if s.MaxRetries > 0 {
 			retries = fmt.Sprintf("max_retries %d", s.MaxRetries)
 		}
+		linger := "no linger"
+		if s.BatchTimeout.Duration > 0 {
+			linger = "linger " + s.BatchTimeout.String()
+		}
 		pr("    queue %d messages / %s (streams paused at %d / %s), batch %d messages / %s / %s, retry backoff %s..%s, %s",
-			s.QueueSize, s.QueueBytes, s.BackpressureSize, s.BackpressureBytes, s.BatchSize, s.BatchBytes, s.BatchTimeout,
+			s.QueueSize, s.QueueBytes, s.BackpressureSize, s.BackpressureBytes, s.BatchSize, s.BatchBytes, linger,
 			s.RetryBackoff, s.RetryMaxBackoff, retries)
 	}
 

@@ -163,7 +163,7 @@ var sections = []section{
 			{"backpressure_bytes", "size", "`" + DefaultBackpressureBytes.String() + "`", "The same mark in bytes; the default is at least two batches, at most queue_bytes."},
 			{"batch_size", "integer", fmt.Sprintf("%d, kafka %d", DefaultBatchSize, DefaultKafkaBatchSize), "Most messages per write; at most queue_size."},
 			{"batch_bytes", "size", "`" + DefaultBatchBytes.String() + "`, kafka " + fmt.Sprint(int64(DefaultKafkaBatchBytes)), "Most bytes per write; at most queue_bytes."},
-			{"batch_timeout", "duration", dur(DefaultBatchTimeout), "How long a partial batch waits for more messages."},
+			{"batch_timeout", "duration", "0s (natural batching)", "How long a partial batch waits for more messages (a linger). 0 writes what has queued as soon as the previous write is done: a message reaching an idle sink leaves at once, and batches fill from what arrives while a write is in flight."},
 			{"retry_backoff", "duration", dur(DefaultRetryBackoff), "First retry delay; doubles up to retry_max_backoff."},
 			{"retry_max_backoff", "duration", dur(DefaultRetryMaxBackoff), "Longest retry delay; at least retry_backoff."},
 			{"max_retries", "integer", fmt.Sprint(DefaultMaxRetries), "Retries of a failed batch before it is dropped (reason `retries_exhausted`); 0 retries until shutdown."},

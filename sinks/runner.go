@@ -48,8 +48,11 @@ type RunnerConfig struct {
 	// BatchBytes is the most Raw bytes per Sink.Write (a single larger
 	// message still goes out, alone).
 	BatchBytes int64
-	// BatchTimeout is how long a partial batch waits after its first
-	// message before it is written.
+	// BatchTimeout, when above zero, is how long a partial batch waits
+	// after its first message for more before it is written (a linger).
+	// Zero is natural batching: a batch is whatever queued while the
+	// previous write was in flight, so an idle sink writes a message as
+	// soon as it arrives and a busy one writes full batches.
 	BatchTimeout time.Duration
 	// RetryBackoff is the first retry delay; it doubles (with jitter) up
 	// to RetryMaxBackoff.
@@ -135,7 +138,7 @@ func (c RunnerConfig) check() error {
 		return fmt.Errorf("queue bounds %d messages / %d bytes", c.QueueSize, c.QueueBytes)
 	case c.PauseSize < 1 || c.PauseSize > c.QueueSize || c.PauseBytes < 1 || c.PauseBytes > c.QueueBytes:
 		return fmt.Errorf("pause mark %d messages / %d bytes for a queue of %d / %d", c.PauseSize, c.PauseBytes, c.QueueSize, c.QueueBytes)
-	case c.BatchSize < 1 || c.BatchBytes < 1 || c.BatchTimeout <= 0:
+	case c.BatchSize < 1 || c.BatchBytes < 1 || c.BatchTimeout < 0:
 		return fmt.Errorf("batch %d messages / %d bytes / %s", c.BatchSize, c.BatchBytes, c.BatchTimeout)
 	case c.RetryBackoff <= 0 || c.RetryMaxBackoff < c.RetryBackoff || c.MaxRetries < 0:
 		return fmt.Errorf("retry backoff %s..%s, max_retries %d", c.RetryBackoff, c.RetryMaxBackoff, c.MaxRetries)
@@ -221,14 +224,16 @@ type Runner struct {
 	spaceCh chan struct{}
 	// idle is set while the run loop waits for wantN messages or
 	// wantBytes bytes; a producer reaching either sends on notify.
-	idle          bool
-	wantN         int
-	wantBytes     int64
-	notify        chan struct{} // cap 1
-	closing       atomic.Bool
-	closingCh     chan struct{} // closed by Close: wakes blocked Enqueues
-	drainCh       chan struct{} // closed once no Enqueue can add any more
-	inflight      atomic.Int64  // Enqueue calls between their closing check and return
+	idle      bool
+	wantN     int
+	wantBytes int64
+	notify    chan struct{} // cap 1
+	closing   atomic.Bool
+	closingCh chan struct{} // closed by Close: wakes blocked Enqueues
+	drainCh   chan struct{} // closed once no Enqueue can add any more
+	// gate is read-held by every Enqueue from its closing check to its
+	// return; Close takes it for writing once to wait for them all.
+	gate          sync.RWMutex
 	ctx           context.Context
 	cancel        context.CancelFunc // aborts Writes and backoffs when Close's ctx ends
 	done          chan struct{}      // closed when the run loop has exited
@@ -357,8 +362,8 @@ func (r *Runner) Start() {
 // reports whether m was queued. Safe for concurrent use; it allocates
 // nothing and takes one lock. Prefer EnqueueBatch for several messages.
 func (r *Runner) Enqueue(m *message.Message, block bool) bool {
-	r.inflight.Add(1)
-	defer r.inflight.Add(-1)
+	r.gate.RLock()
+	defer r.gate.RUnlock()
 	if r.closing.Load() {
 		r.drop(m, dropClosed)
 		return false
@@ -378,8 +383,8 @@ func (r *Runner) Enqueue(m *message.Message, block bool) bool {
 // the caller may reuse it once EnqueueBatch returns. Safe for concurrent
 // use; it allocates nothing unless it has to wait for space.
 func (r *Runner) EnqueueBatch(ms []*message.Message, block bool) (queued int) {
-	r.inflight.Add(1)
-	defer r.inflight.Add(-1)
+	r.gate.RLock()
+	defer r.gate.RUnlock()
 	if r.closing.Load() {
 		r.dropAll(ms, dropClosed)
 		return 0
@@ -609,11 +614,10 @@ func (r *Runner) close(ctx context.Context, next *Runner) error {
 		// Wait for Enqueues that passed the closing check: after this,
 		// nothing can be added to the queue and the run loop may drain it.
 		// They cannot block: every wait in enqueue also selects closingCh.
-		for r.inflight.Load() != 0 {
-			time.Sleep(50 * time.Microsecond)
-		}
+		r.gate.Lock()
 		close(r.drainCh)
 		r.drainCancel()
+		r.gate.Unlock()
 		select {
 		case <-r.done:
 		case <-ctx.Done():
@@ -762,8 +766,9 @@ func (r *Runner) add(m *message.Message, size *int64) bool {
 	return len(r.batch) < r.cfg.BatchSize && *size < r.cfg.BatchBytes
 }
 
-// collect fills r.batch: it waits for a first message, then takes more
-// until the batch is full or BatchTimeout has passed. It returns false,
+// collect fills r.batch: it waits for a first message, then takes what is
+// queued (natural batching) or, with a BatchTimeout, more until the batch
+// is full or BatchTimeout has passed. It returns false,
 // with an empty batch, when draining begins.
 func (r *Runner) collect() bool {
 	r.batch = r.batch[:0]
@@ -785,11 +790,16 @@ func (r *Runner) collect() bool {
 			r.timer.Stop()
 		}
 	}()
+	linger := r.cfg.BatchTimeout > 0
 	for {
 		r.mu.Lock()
 		r.idle = false // a stale wake-up may have brought us here
 		full := r.take(&size)
-		if !full {
+		// Without a linger a batch is what has accumulated by now: the
+		// first message on an idle sink leaves at once, and what arrives
+		// while that write is in flight forms the next batch.
+		ready := full || (len(r.batch) > 0 && !linger)
+		if !ready {
 			// Sleep until producers can complete the batch (or one waits).
 			r.idle = true
 			r.wantN = r.cfg.BatchSize - len(r.batch)
@@ -799,7 +809,7 @@ func (r *Runner) collect() bool {
 			}
 		}
 		r.mu.Unlock()
-		if full {
+		if ready {
 			return true
 		}
 		if len(r.batch) == 0 {

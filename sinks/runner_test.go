@@ -203,6 +203,36 @@ func TestRunnerBatchTimeout(t *testing.T) {
 	closeRunner(t, r, time.Second)
 }
 
+// TestRunnerNaturalBatching guards against a linger on an idle sink (the
+// 10ms batch_timeout that made every message on a quiet link wait): with
+// BatchTimeout 0 the first message is written alone at once, and what
+// queues while that write is in flight leaves as the next batch, whole.
+func TestRunnerNaturalBatching(t *testing.T) {
+	tr := newTracker(t)
+	writing := make(chan int, 10)
+	s := &fakeSink{block: make(chan struct{}), onWrite: func(b []*message.Message) { writing <- len(b) }}
+	r := NewRunner("t", s, RunnerConfig{BatchSize: 1000}.Resolved(), nil, quietLog())
+	r.Start()
+	r.Enqueue(tr.msg("first"), true)
+	// No timer involved: the write starts without anything else arriving.
+	if n := <-writing; n != 1 {
+		t.Fatalf("first write carried %d messages, want 1", n)
+	}
+	for i := range 49 {
+		r.Enqueue(tr.msg(fmt.Sprint(i)), true)
+	}
+	s.block <- struct{}{} // the first write completes
+	if n := <-writing; n != 49 {
+		t.Fatalf("second write carried %d messages, want the 49 queued during the first", n)
+	}
+	s.block <- struct{}{}
+	close(s.block)
+	closeRunner(t, r, 5*time.Second)
+	if got := s.sizes(); !equalInts(got, []int{1, 49}) {
+		t.Errorf("batch sizes %v, want [1 49]", got)
+	}
+}
+
 func TestRunnerRetryThenSuccess(t *testing.T) {
 	tr := newTracker(t)
 	s := &fakeSink{fail: func(call int) error {

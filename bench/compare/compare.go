@@ -52,7 +52,9 @@ type Options struct {
 	HTTPConns, HTTPThreads int
 	// StreamConns is the readers in the TCP proxy scenario. Default 4.
 	StreamConns int
-	// Scenarios picks kinds: "tcp", "udp", "kafka", "http", "tcpproxy".
+	// Scenarios picks kinds: "tcp", "udp", "kafka", "http", "tcpproxy",
+	// and "latency" (TCP relay at light load: one message at a time, 1k
+	// and 25k msg/s).
 	// Empty: all.
 	Scenarios []string
 	// Relays picks relays by name. Empty: all installed.
@@ -75,6 +77,10 @@ type Scenario struct {
 	Unit  string  `json:"unit"`
 	Title string  `json:"title"`
 	Rate  float64 `json:"offered_rate"` // 0: as fast as possible
+	// OneAtATime sends one message, waits until the receiver has it, and
+	// repeats (latency at the lightest load); Count bounds the run.
+	OneAtATime bool   `json:"one_at_a_time,omitempty"`
+	Count      uint64 `json:"count,omitempty"`
 	// Duration of each generator run.
 	Duration time.Duration `json:"duration_ns"`
 }
@@ -254,6 +260,16 @@ func (o Options) Plan() []Scenario {
 			sc = append(sc, Scenario{ID: id, Kind: "udp", Unit: "messages", Rate: r, Duration: o.UDPDuration, Title: t})
 		}
 	}
+	if want("latency") {
+		// Light load: where a linger or a slow wake-up shows, hidden at
+		// saturation. Kind tcp, so every TCP relay takes part.
+		sc = append(sc, Scenario{ID: "lat-1x1", Kind: "tcp", Unit: "messages", OneAtATime: true, Count: 2000, Duration: o.UDPDuration,
+			Title: "Latency, one message at a time: send, wait until the receiver has it, repeat (2000 messages, TCP in and out)"})
+		for _, r := range []float64{1000, 25000} {
+			sc = append(sc, Scenario{ID: fmt.Sprintf("lat-%gk", r/1000), Kind: "tcp", Unit: "messages", Rate: r, Duration: o.UDPDuration,
+				Title: fmt.Sprintf("Latency at light load: %gk msg/s offered over TCP, TCP out", r/1000)})
+		}
+	}
 	if want("kafka") && len(o.Brokers) > 0 {
 		sc = append(sc, Scenario{ID: "kafka", Kind: "kafka", Unit: "messages", Duration: o.TCPDuration,
 			Title: fmt.Sprintf("TCP in to Kafka (acks=1, no compression), %d connections, max rate", o.TCPConns)})
@@ -410,8 +426,13 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 	if setup.In == "udp" {
 		time.Sleep(200 * time.Millisecond) // bound is not always ready: let the workers start
 	}
-	g, err := gen.New(gen.Config{Target: setup.In + "://" + setup.InAddr, Format: stamp.RFC5424, Framing: stamp.OctetCounting,
-		Size: o.Size, Conns: map[bool]int{true: 1, false: o.TCPConns}[setup.In == "udp"], Rate: sc.Rate, Duration: sc.Duration, Run: runID, WriteSize: o.WriteSize})
+	gcfg := gen.Config{Target: setup.In + "://" + setup.InAddr, Format: stamp.RFC5424, Framing: stamp.OctetCounting,
+		Size: o.Size, Conns: map[bool]int{true: 1, false: o.TCPConns}[setup.In == "udp"], Rate: sc.Rate, Duration: sc.Duration, Run: runID, WriteSize: o.WriteSize}
+	if sc.OneAtATime {
+		gcfg.Conns, gcfg.Count = 1, sc.Count
+		gcfg.Await = func(sent uint64) bool { return awaitUnique(ctx, tracker, sent, 2*time.Second) }
+	}
+	g, err := gen.New(gcfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -609,4 +630,19 @@ func ThisMachine() Machine {
 		m.MemoryMB = kb >> 10
 	}
 	return m
+}
+
+// awaitUnique waits until tr has n distinct messages, polling every few
+// microseconds (the wait only paces the sender; latency is what the
+// receiver measures from the stamps). false when ctx ends or nothing new
+// arrives within limit: a lost message would stall the run.
+func awaitUnique(ctx context.Context, tr *recv.Tracker, n uint64, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for tr.Unique() < n {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+	return true
 }

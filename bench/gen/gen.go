@@ -61,6 +61,12 @@ type Config struct {
 	// datagram is its own sendmmsg entry. Receivers see the same datagrams
 	// either way; GSO only makes the sender cheaper.
 	NoGSO bool
+	// Await, when set, makes a TCP run one message at a time: each write
+	// carries one message, and Await is called with the stream's count of
+	// messages sent so far before the next; it returns when that many have
+	// arrived (true) or to stop the run (false). For latency at the
+	// lightest load: send, wait until it is through, repeat. Needs Conns 1.
+	Await func(sent uint64) bool
 }
 
 // Result is what a run sent.
@@ -121,6 +127,9 @@ func New(cfg Config) (*Generator, error) {
 	}
 	if cfg.Rate < 0 {
 		return nil, errors.New("bench/gen: rate must be >= 0 (0 means as fast as possible)")
+	}
+	if cfg.Await != nil && (scheme != "tcp" || cfg.Conns != 1) {
+		return nil, errors.New("bench/gen: one message at a time (Await) needs TCP and one connection")
 	}
 	if cfg.Run == "" {
 		cfg.Run = NewRunID()
@@ -285,7 +294,7 @@ func (w *worker) runTCP(ctx context.Context) error {
 	tp := w.template()
 	msgLen := len(tp.Frame)
 	per := w.g.cfg.WriteSize / msgLen
-	if per < 1 {
+	if per < 1 || w.g.cfg.Await != nil {
 		per = 1
 	}
 	buf := make([]byte, per*msgLen)
@@ -316,6 +325,9 @@ func (w *worker) runTCP(ctx context.Context) error {
 		}
 		w.sent += n
 		w.g.sent[w.idx].Store(w.sent)
+		if w.g.cfg.Await != nil && !w.g.cfg.Await(w.sent) {
+			return nil
+		}
 	}
 	return nil
 }

@@ -293,7 +293,10 @@ func (s *Syslog) dial(ctx context.Context, srv *server) (net.Conn, error) {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetNoDelay(false) // whole batches are written at once anyway
+		// No Nagle: each batch is one write already, and holding a small
+		// one until the previous is acknowledged (up to the receiver's
+		// delayed-ACK time) made p50 latency at 25k msg/s 2.4ms.
+		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)
 	}
 	if srv.tls == nil {
