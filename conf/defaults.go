@@ -193,6 +193,20 @@ const (
 	// DefaultFileMode 0640: owner writes, the group (e.g. adm) reads, logs
 	// are not world-readable.
 	DefaultFileMode = "0640"
+	// DefaultMaxOpenFiles bounds the files a templated file sink
+	// ({hostname}, {date}...) keeps open: 256 covers a few hundred active
+	// senders without reopening per batch, and stays far below the
+	// descriptor limit (LimitNOFILE=65536 in the systemd unit) that
+	// listeners and other sinks share. rsyslog's dynaFileCacheSize is 10
+	// by default, which thrashes at any real number of hosts.
+	DefaultMaxOpenFiles = 256
+	// DefaultFileIdleClose closes a templated file sink's file that was
+	// not written for this long: a {date} file is done after midnight, a
+	// host that went away does not hold a descriptor. Not a setting: five
+	// minutes is long next to batch intervals and short next to a day.
+	DefaultFileIdleClose = 5 * time.Minute
+	// MaxMaxOpenFiles caps max_open_files well inside that limit.
+	MaxMaxOpenFiles = 16384
 
 	// DefaultProxyMaxConn bounds a proxy frontend's client connections:
 	// each costs two file descriptors and two goroutines, so 4096 stays far
@@ -418,6 +432,9 @@ func (s *Sink) applyDefaults() {
 		setDur(&s.WriteTimeout, DefaultSyslogWriteTimeout)
 	case "file":
 		setStr(&s.FileMode, DefaultFileMode)
+		if s.MaxOpenFiles == 0 {
+			s.MaxOpenFiles = DefaultMaxOpenFiles
+		}
 	}
 }
 

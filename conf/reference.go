@@ -220,8 +220,9 @@ var sections = []section{
 	{
 		Title: "[sink.NAME] type = \"file\"", Table: "sink.NAME",
 		Keys: []keyDoc{
-			{"path", "string", "required", "File appended to, reopened on SIGHUP (for logrotate). Relative to wharf's working directory. Opened with `O_NOFOLLOW`: a symbolic link at this path is refused, not followed (wharf often runs as root; anyone who can write in the log directory could otherwise point it at any file), and so are a directory, a FIFO or device, and a file with more than one hard link; `wharf check` refuses a path that is one of these already, a refused reopen keeps the old file. Links among the directories above the file are followed: keep them writable by root or wharf's user only."},
+			{"path", "string", "required", "File appended to, reopened on SIGHUP (for logrotate). It may hold placeholders, one file per value, like rsyslog's dynaFile: `\"/var/log/remote/{hostname}/{date}.log\"`. " + pathFieldsDoc() + " Directories are created as needed (mode 0750). Relative to wharf's working directory. Opened with `O_NOFOLLOW`: a symbolic link at this path is refused, not followed (wharf often runs as root; anyone who can write in the log directory could otherwise point it at any file), and so are a directory, a FIFO or device, and a file with more than one hard link; `wharf check` refuses a path that is one of these already, a refused reopen keeps the old file. Links among the directories above the file are followed: keep them writable by root or wharf's user only."},
 			{"file_mode", "string", q(DefaultFileMode), "Octal permission for a new file."},
+			{"max_open_files", "integer", fmt.Sprint(DefaultMaxOpenFiles), "With placeholders in `path`: most files kept open at once (1-" + fmt.Sprint(MaxMaxOpenFiles) + "). To write another, the least recently written is closed (`wharf_sink_file_closes_total{reason=\"lru\"}`); a file not written for " + DefaultFileIdleClose.String() + " is closed too (`reason=\"idle\"`), so yesterday's `{date}` files do not stay open. `wharf_sink_open_files` is the number open."},
 		},
 	},
 	{
@@ -277,6 +278,20 @@ type = "file"
 path = "/var/log/wharf/audit.jsonl"
 file_mode = "0600"
 `
+
+// pathFieldsDoc lists the file sink path placeholders for the reference.
+func pathFieldsDoc() string {
+	var b strings.Builder
+	b.WriteString("Placeholders:")
+	for i, f := range PathFields {
+		if i > 0 {
+			b.WriteString(";")
+		}
+		fmt.Fprintf(&b, " `{%s}` %s", f.Name, f.Doc)
+	}
+	b.WriteString(". Values from the sender are made safe for a path: bytes other than letters, digits and `.-_:@` become `_`, a leading `.` becomes `_` (no `..`), at most 64 bytes. Dates are wharf's local time (`TZ`).")
+	return b.String()
+}
 
 // Reference renders the config reference as Markdown: the text of
 // docs/config.md and of `wharf help config`.

@@ -438,6 +438,10 @@ type Sink struct {
 	Path string `toml:"path"`
 	// Mode is the file permission for a new file, as an octal string. Default "0640".
 	FileMode string `toml:"file_mode"`
+	// MaxOpenFiles bounds the files a sink whose path holds placeholders
+	// ("/var/log/remote/{hostname}/{date}.log") keeps open; the least
+	// recently written is closed to open another.
+	MaxOpenFiles int `toml:"max_open_files"`
 
 	// Buffer, when set, puts the sink's queue on disk (see buffer.go).
 	Buffer *Buffer `toml:"buffer"`

@@ -558,7 +558,7 @@ var typeKeys = map[string][]string{
 	"tls_ca": {"syslog", "kafka"}, "tls_cert": {"syslog", "kafka"}, "tls_key": {"syslog", "kafka"},
 	"tls_server_name": {"syslog", "kafka"}, "tls_insecure_skip_verify": {"syslog", "kafka"},
 	"tls": {"kafka"}, "sasl_mechanism": {"kafka"}, "sasl_username": {"kafka"}, "sasl_password": {"kafka"},
-	"path": {"file"}, "file_mode": {"file"},
+	"path": {"file"}, "file_mode": {"file"}, "max_open_files": {"file"},
 }
 
 // sinkKeys reports type-specific keys set on a sink of another type. It
@@ -689,8 +689,15 @@ func (v *validator) sink(s *Sink) {
 	case "file":
 		if s.Path == "" {
 			v.errAt(p, "file sink needs path = \"/var/log/wharf/messages.jsonl\"")
-		} else if err := logfile.CheckPath(s.Path); err != nil {
+		} else if parts, err := ParsePathTemplate(s.Path); err != nil {
 			v.errAt(p+".path", "%v", err)
+		} else if !IsPathTemplate(parts) {
+			if err := logfile.CheckPath(s.Path); err != nil {
+				v.errAt(p+".path", "%v", err)
+			}
+		}
+		if s.MaxOpenFiles < 1 || s.MaxOpenFiles > MaxMaxOpenFiles {
+			v.errAt(p+".max_open_files", "%d out of range (1-%d)", s.MaxOpenFiles, MaxMaxOpenFiles)
 		}
 		if _, err := ParseFileMode(s.FileMode); err != nil {
 			v.errAt(p+".file_mode", "%v", err)
