@@ -250,3 +250,21 @@ var facilityNames = [24]string{
 }
 
 var severityNames = [8]string{"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}
+
+// FacilityName returns the conventional name of facility code f (0..23),
+// or "" when out of range.
+func FacilityName(f int) string {
+	if f < 0 || f >= len(facilityNames) {
+		return ""
+	}
+	return facilityNames[f]
+}
+
+// SeverityName returns the conventional name of severity code s (0..7),
+// or "" when out of range.
+func SeverityName(s int) string {
+	if s < 0 || s >= len(severityNames) {
+		return ""
+	}
+	return severityNames[s]
+}

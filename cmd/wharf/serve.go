@@ -93,6 +93,19 @@ func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, openBuffer
 			reg.CounterFunc("wharf_sink_failovers_total", "Switches from one downstream server to another (failover and failback), since the sink started.",
 				func() float64 { return float64(f.Failovers()) }, "sink", name)
 		}
+		if f, ok := s.(interface {
+			Templated() bool
+			FileStats() (opens, lruCloses, idleCloses uint64, open int64)
+		}); ok && f.Templated() { // file sink, path with {placeholders}
+			reg.CounterFunc("wharf_sink_file_opens_total", "Files a file sink with a templated path opened.",
+				func() float64 { o, _, _, _ := f.FileStats(); return float64(o) }, "sink", name)
+			reg.CounterFunc("wharf_sink_file_closes_total", "Files a file sink with a templated path closed, by reason: lru (to stay within max_open_files), idle (not written for a while).",
+				func() float64 { _, l, _, _ := f.FileStats(); return float64(l) }, "sink", name, "reason", "lru")
+			reg.CounterFunc("wharf_sink_file_closes_total", "Files a file sink with a templated path closed, by reason: lru (to stay within max_open_files), idle (not written for a while).",
+				func() float64 { _, _, i, _ := f.FileStats(); return float64(i) }, "sink", name, "reason", "idle")
+			reg.GaugeFunc("wharf_sink_open_files", "Files a file sink with a templated path has open.",
+				func() float64 { _, _, _, n := f.FileStats(); return float64(n) }, "sink", name)
+		}
 	}
 	if len(errs) > 0 {
 		g.closeUnstarted()

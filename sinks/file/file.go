@@ -37,6 +37,9 @@ type File struct {
 
 	mu sync.Mutex
 	f  *os.File // nil until the first Write, Check or Reopen
+	// dyn is set when path holds placeholders (dynamic.go); f is then
+	// unused.
+	dyn *dynamic
 }
 
 // New builds a file sink from its config section. Encoding defaults to
@@ -62,7 +65,17 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 		}
 		mode = os.FileMode(m)
 	}
-	return &File{name: name, path: cfg.Path, mode: mode, enc: enc, buf: make([]byte, 0, 64<<10)}, nil
+	s := &File{name: name, path: cfg.Path, mode: mode, enc: enc}
+	parts, err := conf.ParsePathTemplate(cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("sinks/file: sink %q: %w", name, err)
+	}
+	if conf.IsPathTemplate(parts) {
+		s.dyn = newDynamic(parts, cfg.MaxOpenFiles)
+	} else {
+		s.buf = make([]byte, 0, 64<<10)
+	}
+	return s, nil
 }
 
 // open opens path for appending, creating it and its directory. It
@@ -80,6 +93,11 @@ func (s *File) open() (*os.File, error) {
 // write call. A short write returns an error and the Runner retries the
 // whole batch (lines of it may then appear twice: at-least-once).
 func (s *File) Write(_ context.Context, batch []*message.Message) error {
+	if s.dyn != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.writeDynamic(batch)
+	}
 	b := s.buf[:0]
 	for _, m := range batch {
 		b = s.enc.Append(b, m)
@@ -108,6 +126,9 @@ func (s *File) Write(_ context.Context, batch []*message.Message) error {
 func (s *File) Reopen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.dyn != nil { // each file is opened again on its next write
+		return s.closeAllDyn(false)
+	}
 	f, err := s.open()
 	if err != nil {
 		return err
@@ -127,6 +148,9 @@ func (s *File) Reopen() error {
 func (s *File) Check(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.dyn != nil {
+		return s.checkDynamic()
+	}
 	if s.f != nil {
 		return nil
 	}
@@ -142,6 +166,9 @@ func (s *File) Check(context.Context) error {
 func (s *File) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.dyn != nil {
+		return s.closeAllDyn(true)
+	}
 	if s.f == nil {
 		return nil
 	}

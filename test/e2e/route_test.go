@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -91,4 +92,77 @@ batch_timeout = "5ms"
 	if dead := readLines(t, filepath.Join(in.dir, "dead.jsonl"), 0, 0); len(dead) != 0 {
 		t.Errorf("dead letters for route drops: %v", dead)
 	}
+}
+
+// TestPerHostFiles: logger messages over UDP and TCP land in
+// /DIR/remote/{hostname}/{app_name}-{year}.log, rsyslog's dynaFile, as
+// RFC3164 lines; with max_open_files = 2 a third app closes a file,
+// counted. (util-linux logger always sends this machine's host name, so
+// the apps vary.)
+func TestPerHostFiles(t *testing.T) {
+	logger := testenv.Tool(t, "logger")
+	port := testenv.FreePort(t)
+	in := start(t, fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.logs]
+bind = ["udp://127.0.0.1:%[1]d", "tcp://127.0.0.1:%[1]d"]
+sinks = ["remote"]
+
+[sink.remote]
+type = "file"
+path = "{{DIR}}/remote/{hostname}/{app_name}-{year}.log"
+encoding = "rfc3164"
+max_open_files = 2
+batch_timeout = "5ms"
+`, port))
+	year := fmt.Sprint(time.Now().Year())
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	want := map[string][]string{}
+	for i, app := range []string{"app-a", "app-b", "app-c", "app-a"} {
+		transport := []string{"-d", "-T"}[i%2]
+		text := fmt.Sprintf("message %d for %s", i, app)
+		args := []string{"-n", "127.0.0.1", "-P", fmt.Sprint(port), "-t", app, "--rfc5424", transport, text}
+		if out, err := exec.Command(logger, args...).CombinedOutput(); err != nil {
+			t.Fatalf("logger %v: %v\n%s", args, err, out)
+		}
+		// One at a time, so the sink's LRU sees the apps in this order.
+		matches := func() []string {
+			m, _ := filepath.Glob(filepath.Join(in.dir, "remote", "*", app+"-"+year+".log"))
+			return m
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for (len(matches()) == 0 || !strings.Contains(readFile(matches()[0]), text)) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		m := matches()
+		if len(m) != 1 {
+			t.Fatalf("%s: files %v, want one remote/HOST/%s-%s.log", app, m, app, year)
+		}
+		if dir := filepath.Base(filepath.Dir(m[0])); !strings.HasPrefix(dir, host) {
+			t.Errorf("%s is in directory %q, want this host's name %q", app, dir, host)
+		}
+		want[m[0]] = append(want[m[0]], " "+app+": "+text+"\n")
+	}
+	for path, lines := range want {
+		got := readFile(path)
+		for _, l := range lines {
+			if !strings.Contains(got, l) || !strings.HasPrefix(got, "<13>") {
+				t.Errorf("%s lacks %q (rfc3164 line \"<PRI>Mmm dd hh:mm:ss HOST app: MSG\"):\n%s", path, l, got)
+			}
+		}
+	}
+	if n := in.metric("wharf_sink_file_closes_total", `reason="lru"`); n != 2 {
+		t.Errorf("file_closes_total{reason=lru} = %v, want 2 (a b | c closes a | a closes b)", n)
+	}
+	if n := in.metric("wharf_sink_open_files"); n != 2 {
+		t.Errorf("open_files = %v, want 2", n)
+	}
+	in.stop()
+}
+
+func readFile(path string) string {
+	data, _ := os.ReadFile(path)
+	return string(data)
 }

@@ -1,0 +1,234 @@
+package file
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"wharf/conf"
+	"wharf/ingest/parse"
+	"wharf/message"
+)
+
+// parsedMsg is a parsed message received at 2026-11-25 19:10 UTC from
+// 192.0.2.7.
+func parsedMsg(t testing.TB, raw string) *message.Message {
+	t.Helper()
+	m := message.New([]byte(raw))
+	_ = parse.Parse(m, parse.Auto) // malformed: raw, as forwarded
+	m.Received = time.Date(2026, 11, 25, 19, 10, 0, 0, time.UTC).UnixNano()
+	m.Peer = netip.MustParseAddrPort("192.0.2.7:40000")
+	m.Frontend = "edge"
+	return m
+}
+
+// tree lists every file under dir with its lines, "path: line".
+func tree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		for _, l := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+			out = append(out, rel+": "+l)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestFileTemplatedPaths: one file per host, app and date, with values a
+// sender controls kept inside the directory.
+func TestFileTemplatedPaths(t *testing.T) {
+	saved := time.Local
+	time.Local = time.UTC
+	defer func() { time.Local = saved }()
+	dir := t.TempDir()
+	s := newFile(t, &conf.Sink{Path: dir + "/{hostname}/{app_name}-{date}.log", Encoding: "raw"})
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var ms []*message.Message
+	for _, raw := range []string{
+		"<13>1 2026-11-25T19:10:00Z web-1 nginx - - - a",
+		"<13>Nov 25 19:10:00 web-2 sshd[7]: b",
+		"<13>1 2026-11-25T19:10:00Z web-1 nginx - - - c",
+		"<13>1 2026-11-25T19:10:00Z ../../etc passwd - - - d",
+		"<13>1 2026-11-25T19:10:00Z .. x/y - - - e",
+		"no PRI at all: f",
+	} {
+		ms = append(ms, parsedMsg(t, raw))
+	}
+	if err := s.Write(context.Background(), ms); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		m.Release()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := tree(t, dir)
+	want := []string{
+		"192.0.2.7/--2026-11-25.log: no PRI at all: f",
+		"_./x_y-2026-11-25.log: <13>1 2026-11-25T19:10:00Z .. x/y - - - e",
+		"_._.._etc/passwd-2026-11-25.log: <13>1 2026-11-25T19:10:00Z ../../etc passwd - - - d",
+		"web-1/nginx-2026-11-25.log: <13>1 2026-11-25T19:10:00Z web-1 nginx - - - a",
+		"web-1/nginx-2026-11-25.log: <13>1 2026-11-25T19:10:00Z web-1 nginx - - - c",
+		"web-2/sshd-2026-11-25.log: <13>Nov 25 19:10:00 web-2 sshd[7]: b",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("files:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	opens, lru, idle, open := s.FileStats()
+	if opens != 5 || lru != 0 || idle != 0 || open != 0 {
+		t.Errorf("stats: opens %d, lru closes %d, idle closes %d, open %d; want 5, 0, 0, 0 after Close", opens, lru, idle, open)
+	}
+}
+
+// TestFileTemplatedLRU: with max_open_files = 2, three hosts in one batch
+// and across batches all get every line, never more than two files are
+// open, and each close to make room is counted.
+func TestFileTemplatedLRU(t *testing.T) {
+	dir := t.TempDir()
+	s := newFile(t, &conf.Sink{Path: dir + "/{hostname}.log", Encoding: "raw", MaxOpenFiles: 2})
+	write := func(hosts ...string) {
+		t.Helper()
+		var ms []*message.Message
+		for i, h := range hosts {
+			ms = append(ms, parsedMsg(t, fmt.Sprintf("<13>1 - %s app - - - line %d", h, i)))
+		}
+		if err := s.Write(context.Background(), ms); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			m.Release()
+		}
+		if _, _, _, open := s.FileStats(); open > 2 {
+			t.Fatalf("%d files open, max_open_files is 2", open)
+		}
+	}
+	write("a", "b", "c", "a") // c closes a (writing its pending line first), a closes b: open a, c
+	write("b", "c")           // b closes c (least recent), c closes a: open b, c
+	write("a")                // a closes b
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := tree(t, dir)
+	want := []string{
+		"a.log: <13>1 - a app - - - line 0",
+		"a.log: <13>1 - a app - - - line 0",
+		"a.log: <13>1 - a app - - - line 3",
+		"b.log: <13>1 - b app - - - line 0",
+		"b.log: <13>1 - b app - - - line 1",
+		"c.log: <13>1 - c app - - - line 1",
+		"c.log: <13>1 - c app - - - line 2",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("files:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	opens, lru, _, _ := s.FileStats()
+	// Opens: a b c a | b c | a = 7; each open beyond two closed one.
+	if opens != 7 || lru != 5 {
+		t.Errorf("opens %d, lru closes %d; want 7 and 5", opens, lru)
+	}
+}
+
+// TestFileTemplatedReopenAndIdle: Reopen (SIGHUP) closes every file so
+// the next write creates it anew after logrotate moved it; files idle
+// longer than the idle timeout are closed and counted.
+func TestFileTemplatedReopenAndIdle(t *testing.T) {
+	dir := t.TempDir()
+	s := newFile(t, &conf.Sink{Path: dir + "/{hostname}.log", Encoding: "raw"})
+	one := func(host string) {
+		t.Helper()
+		m := parsedMsg(t, "<13>1 - "+host+" app - - - x")
+		defer m.Release()
+		if err := s.Write(context.Background(), []*message.Message{m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	one("a")
+	if err := os.Rename(filepath.Join(dir, "a.log"), filepath.Join(dir, "a.log.1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	one("a")
+	if data, err := os.ReadFile(filepath.Join(dir, "a.log")); err != nil || string(data) != "<13>1 - a app - - - x\n" {
+		t.Fatalf("after reopen a.log = %q, %v", data, err)
+	}
+	s.mu.Lock()
+	s.dyn.idle = time.Millisecond
+	s.mu.Unlock()
+	time.Sleep(5 * time.Millisecond)
+	one("b") // sweeps: a idle, b just written
+	_, _, idle, open := s.FileStats()
+	if idle != 1 || open != 1 {
+		t.Errorf("idle closes %d, open %d; want 1 and 1", idle, open)
+	}
+	s.Close()
+}
+
+// TestFileTemplatedWriteAllocs: writing to files already open allocates
+// nothing per batch.
+func TestFileTemplatedWriteAllocs(t *testing.T) {
+	dir := t.TempDir()
+	s := newFile(t, &conf.Sink{Path: dir + "/{hostname}/{date}.log", Encoding: "raw"})
+	defer s.Close()
+	var ms []*message.Message
+	for i := range 100 {
+		ms = append(ms, parsedMsg(t, fmt.Sprintf("<13>1 - host-%d app - - - line", i%10)))
+	}
+	ctx := context.Background()
+	if err := s.Write(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(20, func() { _ = s.Write(ctx, ms) }); n != 0 {
+		t.Errorf("%v allocations per batch, want 0", n)
+	}
+}
+
+// BenchmarkFileTemplated writes 1000-message batches spread over 50
+// hosts' files (all open), against the same batches to one fixed path.
+func BenchmarkFileTemplated(b *testing.B) {
+	for _, c := range []struct{ name, path string }{{"fixed", "/all.log"}, {"per-host", "/{hostname}/{date}.log"}} {
+		b.Run(c.name, func(b *testing.B) {
+			dir := b.TempDir()
+			s := newFile(&testing.T{}, &conf.Sink{Path: dir + c.path, Encoding: "raw", Type: "file"})
+			defer s.Close()
+			var ms []*message.Message
+			size := 0
+			for i := range 1000 {
+				m := parsedMsg(b, fmt.Sprintf("<13>1 2026-11-25T19:10:00Z host-%02d app - - - a typical message of some length, like this one here %d", i%50, i))
+				ms = append(ms, m)
+				size += len(m.Raw) + 1
+			}
+			ctx := context.Background()
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.Write(ctx, ms); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
