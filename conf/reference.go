@@ -206,15 +206,15 @@ var sections = []section{
 	{
 		Title: "[sink.NAME] type = \"syslog\"", Table: "sink.NAME",
 		Keys: []keyDoc{
-			{"servers", "array of strings", "required", "Downstream collectors `tcp://host:port`, `tls://host:port` (syslog over TLS, RFC 5425; octet counting) or `udp://host:port`, tried in order: the first that works gets the traffic (failover)."},
+			{"servers", "array of strings", "required", "Downstream collectors `tcp://host:port`, `tls://host:port` (syslog over TLS, RFC 5425; octet counting), `udp://host:port`, `relp://host:port` or `relp+tls://host:port` (RELP, as rsyslog's imrelp speaks it: a batch leaves the queue only when the collector acknowledged every message; after a broken session the unacknowledged ones are sent again, counted in `wharf_relp_resent_total`, so duplicates are possible), tried in order: the first that works gets the traffic (failover). A RELP collector that answers nothing for `write_timeout` counts as failed."},
 			{"out_framing", "string", q(DefaultOutFraming), "TCP framing: `octet-counting` or `lf`."},
 			{"dial_timeout", "duration", dur(DefaultDialTimeout), "Bound on one connect attempt."},
 			{"write_timeout", "duration", dur(DefaultSyslogWriteTimeout), "Bound on writing one batch; a collector that stops reading is failed over from."},
-			{"tls_ca", "string", "system roots", "`tls://` servers: PEM file of CA certificates that verify the collector's certificate."},
-			{"tls_cert", "string", "none", "`tls://` servers: PEM client certificate (chain) for collectors that require mutual TLS; with `tls_key`."},
-			{"tls_key", "string", "none", "`tls://` servers: private key file for `tls_cert`."},
-			{"tls_server_name", "string", "the server's host", "`tls://` servers: name the collector's certificate must carry (and SNI sent), when it differs from the host in `servers`."},
-			{"tls_insecure_skip_verify", "boolean", "`false`", "`tls://` servers: accept any certificate. **For tests only**: it lets anyone on the path read and alter the logs. Warned about by `wharf check`."},
+			{"tls_ca", "string", "system roots", "`tls://` and `relp+tls://` servers: PEM file of CA certificates that verify the collector's certificate."},
+			{"tls_cert", "string", "none", "`tls://` and `relp+tls://` servers: PEM client certificate (chain) for collectors that require mutual TLS; with `tls_key`."},
+			{"tls_key", "string", "none", "`tls://` and `relp+tls://` servers: private key file for `tls_cert`."},
+			{"tls_server_name", "string", "the server's host", "`tls://` and `relp+tls://` servers: name the collector's certificate must carry (and SNI sent), when it differs from the host in `servers`."},
+			{"tls_insecure_skip_verify", "boolean", "`false`", "`tls://` and `relp+tls://` servers: accept any certificate. **For tests only**: it lets anyone on the path read and alter the logs. Warned about by `wharf check`."},
 		},
 	},
 	{

@@ -23,6 +23,7 @@ import (
 	"wharf/route"
 	"wharf/sinks"
 	"wharf/sinks/diskbuf"
+	"wharf/sinks/syslog"
 )
 
 // gateway is one running configuration: sinks behind their runners, the
@@ -105,6 +106,14 @@ func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, openBuffer
 				func() float64 { _, _, i, _ := f.FileStats(); return float64(i) }, "sink", name, "reason", "idle")
 			reg.GaugeFunc("wharf_sink_open_files", "Files a file sink with a templated path has open.",
 				func() float64 { _, _, _, n := f.FileStats(); return float64(n) }, "sink", name)
+		}
+		if f, ok := s.(*syslog.Syslog); ok && f.HasRELP() {
+			reg.CounterFunc("wharf_relp_acks_received_total", "Messages a RELP server (relp:// or relp+tls:// in servers) acknowledged.",
+				func() float64 { return float64(f.RELPStats().AcksReceived) }, "sink", name)
+			reg.CounterFunc("wharf_relp_resent_total", "Messages sent again to a RELP server after a session broke before they were acknowledged; each may be a duplicate there.",
+				func() float64 { return float64(f.RELPStats().Resent) }, "sink", name)
+			reg.GaugeFunc("wharf_relp_in_flight", "Messages sent to the RELP server and not yet acknowledged.",
+				func() float64 { return float64(f.RELPStats().InFlight) }, "sink", name)
 		}
 	}
 	if len(errs) > 0 {

@@ -125,7 +125,7 @@ func TestNewTLSValidates(t *testing.T) {
 	f(conf.Sink{Servers: []string{"tls://127.0.0.1:6514"}, TLSCA: bad}, "tls_ca: CA file "+bad+" holds no PEM certificate")
 	f(conf.Sink{Servers: []string{"tls://127.0.0.1:6514"}, TLSCert: bad}, "set both tls_cert and tls_key")
 	f(conf.Sink{Servers: []string{"tls://127.0.0.1:6514"}, TLSCert: bad, TLSKey: bad}, "tls_cert: certificate")
-	f(conf.Sink{Servers: []string{"tls://127.0.0.1"}}, "want tcp://host:port, tls://host:port or udp://host:port")
+	f(conf.Sink{Servers: []string{"tls://127.0.0.1"}}, "want tcp://host:port, tls://host:port, udp://host:port")
 }
 
 func waitFor(t *testing.T, cond func() bool) {
