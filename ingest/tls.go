@@ -233,211 +233,157 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 	_ = raw.SetDeadline(time.Time{})
 
 	s := l.settings.Load()
-	fr := framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}
-	// The read buffer is held only while bytes are pending: an idle
-	// connection blocks in a 1-byte read and holds none, so thousands of
-	// quiet senders do not pin max_message_size each.
-	var bp *[]byte
-	defer func() {
-		if bp != nil {
-			tlsBuffers.Put(bp)
-		}
-	}()
-	var out outbox // this connection's messages of one read, per destination
-	var first [1]byte
-	n := 0 // bytes held at the start of *bp
-	var partialSince time.Time
-	var held bool        // the next message waits for rate-limit tokens
-	var hold *time.Timer // sleeps while held, made on first use
-	defer func() {
-		if hold != nil {
-			hold.Stop()
-		}
-	}()
+	c := &tlsConn{l: l, raw: raw, tc: tc, peer: peer, fr: framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}}
+	defer c.release()
 	for {
 		s = l.settings.Load()
-		if bp != nil && s.max+16 > len(*bp) { // max_message_size grew on reload
-			nb := getTLSBuffer(s.max + 16)
-			copy(*nb, (*bp)[:n])
-			tlsBuffers.Put(bp)
-			bp = nb
-		}
-		fr.Max, fr.Truncate = s.max, s.truncate
-		// Deadlines stand in for the gnet ticker's sweep: idle from now,
-		// frame from when the pending partial frame started.
-		var deadline time.Time
-		idleHit := false
-		if s.idle > 0 {
-			deadline, idleHit = time.Now().Add(s.idle), true
-		}
-		if s.frame > 0 && !partialSince.IsZero() {
-			if d := partialSince.Add(s.frame); deadline.IsZero() || d.Before(deadline) {
-				deadline, idleHit = d, false
-			}
-		}
-		_ = raw.SetReadDeadline(deadline)
-
-		var k int
-		var err error
-		if bp == nil {
-			if k, err = tc.Read(first[:]); k > 0 {
-				bp = getTLSBuffer(s.max + 16)
-				(*bp)[0] = first[0]
-			}
-		} else {
-			k, err = tc.Read((*bp)[n:])
-		}
+		idleHit := c.prepare(s)
+		k, err := c.read(s)
 		if k > 0 {
-			buf := *bp
-			now := time.Now()
-			n += k
-			var fe *route.Frontend
-			if tab := l.routes.Load(); tab != nil {
-				fe = tab.Frontend(l.frontend)
-			}
-			off, progress, wait := l.framesTo(&out, s, fe, &fr, buf[:n], now.UnixNano(), peer, &held)
-			n = copy(buf, buf[off:n])
-			// Over a rate limit: read nothing until the held messages
-			// passed, so the kernel's window closes on the sender.
-			for wait > 0 {
-				if hold == nil {
-					hold = time.NewTimer(time.Hour)
-				}
-				if !l.waitTLS(hold, wait) { // Stop: deliver what was read
-					off, _, _ = l.framesTo(&out, s.closing(), fe, &fr, buf[:n], time.Now().UnixNano(), peer, &held)
-					n = copy(buf, buf[off:n])
-					break
-				}
-				s = l.settings.Load()
-				fr.Max, fr.Truncate = s.max, s.truncate
-				now = time.Now()
-				var p bool
-				off, p, wait = l.framesTo(&out, s, fe, &fr, buf[:n], now.UnixNano(), peer, &held)
-				n = copy(buf, buf[off:n])
-				progress = progress || p
-			}
-			switch {
-			case n == 0:
-				partialSince = time.Time{}
-			case progress || partialSince.IsZero():
-				partialSince = now
-			}
-			if n == len(buf) { // cannot happen: the framer decides within Max+10
-				l.reason("malformed", framing.ReasonOversize).Inc()
-				l.reason("dropped", "framing_error").Inc()
-				n = 0
-				fr.Reset()
-			}
-			if n == 0 {
-				tlsBuffers.Put(bp)
-				bp = nil
-			}
+			c.consume(s, k)
 		}
-		if err == nil {
-			continue
+		if err != nil {
+			c.closed(err, idleHit)
+			return
 		}
-		var ne net.Error
-		switch {
-		case l.tls.closing.Load():
-		case errors.As(err, &ne) && ne.Timeout():
-			if idleHit {
-				l.reason("closed", "idle_timeout").Inc()
-			} else {
-				l.reason("closed", "frame_timeout").Inc()
-			}
-		}
-		if n > 0 {
-			l.reason("dropped", "incomplete_frame_at_close").Inc()
-		}
-		return
 	}
 }
 
-// frames is framesTo without an outbox: each message is enqueued on its
-// routes at once (flushHeld at close, tests).
-func (l *Listener) frames(s *settings, fe *route.Frontend, fr *framing.Framer, buf []byte, now int64, peer netip.AddrPort, held *bool) (off int, progress bool, wait int64) {
-	return l.framesTo(nil, s, fe, fr, buf, now, peer, held)
+// tlsConn is one tls:// connection's state between reads.
+type tlsConn struct {
+	l    *Listener
+	raw  net.Conn
+	tc   *tls.Conn
+	peer netip.AddrPort
+	fr   framing.Framer
+	// bp is the read buffer, held only while bytes are pending: an idle
+	// connection blocks in a 1-byte read and holds none, so thousands of
+	// quiet senders do not pin max_message_size each.
+	bp           *[]byte
+	n            int // bytes held at the start of *bp
+	first        [1]byte
+	out          outbox // this connection's messages of one read, per destination
+	partialSince time.Time
+	held         bool        // the next message waits for rate-limit tokens
+	hold         *time.Timer // sleeps while held, made on first use
 }
 
-// framesTo splits buf into frames and delivers them, for tcp://
-// (OnTraffic) and tls:// binds: into out, which it flushes before it
-// returns (one EnqueueBatch per destination and call). It returns how
-// many bytes were consumed and whether a whole frame was among them. With
-// rate limits it stops before the first message that finds no token,
-// leaving fr as it was before that message, and returns how long until
-// one is due (wait > 0, ns); held tracks that message so it is counted as
-// rate limited once.
-func (l *Listener) framesTo(out *outbox, s *settings, fe *route.Frontend, fr *framing.Framer, buf []byte, now int64, peer netip.AddrPort, held *bool) (off int, progress bool, wait int64) {
-	var shadow framing.Framer // fr as it will be if the next message passes
-	// Received counters are added once per read, not per message: both
-	// event loops of a bind share them, and an atomic add per message
-	// would bounce their cache line between the cores.
-	var msgs, bytes uint64
-	defer func() {
-		if msgs > 0 {
-			l.received.Add(msgs)
-			l.bytes.Add(bytes)
-			if out != nil {
-				out.flush(l.tcp)
-			}
-		}
-	}()
-	for off < len(buf) {
-		next := fr
-		if s.rate != nil {
-			shadow = *fr
-			next = &shadow
-		}
-		frame, n, status := next.Next(buf[off:])
-		if s.rate != nil {
-			// NeedMore costs no token, but may have skipped bytes (the
-			// rest of an oversize frame): its state is kept as well.
-			if status != framing.NeedMore {
-				switch wait = s.rate.take(peer.Addr(), now, !*held); {
-				case wait == 0:
-					*held = false
-				case s.rate.closing:
-					// Over the debt bound while closing: dropped, counted.
-					*fr = shadow
-					off += n
-					wait = 0
-					continue
-				default:
-					*held = true
-					return off, progress, wait
-				}
-			}
-			*fr = shadow
-		}
-		off += n
-		switch status {
-		case framing.OK:
-			progress = true
-			l.deliver(out, s, fe, frame, now, peer, nil)
-			msgs, bytes = msgs+1, bytes+uint64(len(frame))
-			continue
-		case framing.Oversize:
-			l.reason("malformed", "oversize").Inc()
-			if frame != nil {
-				l.truncated.Inc()
-				l.deliver(out, s, fe, frame, now, peer, nil)
-				msgs, bytes = msgs+1, bytes+uint64(len(frame))
-			} else {
-				l.reason("dropped", "oversize").Inc()
-				l.reject("oversize", peer, buf[off-n:off]) // the part skipped in this read
-			}
-			continue
-		case framing.Invalid:
-			l.reason("malformed", fr.Reason()).Inc()
-			l.reason("dropped", "framing_error").Inc()
-			l.reject("framing_error", peer, buf[off-n:off])
-			if n > 0 {
-				continue
-			}
-		}
-		break // NeedMore, or no progress
+// release gives back what the connection holds when it ends.
+func (c *tlsConn) release() {
+	if c.bp != nil {
+		tlsBuffers.Put(c.bp)
 	}
-	return off, progress, 0
+	if c.hold != nil {
+		c.hold.Stop()
+	}
+}
+
+// prepare applies settings s (a reload may change them between reads) and
+// sets the read deadline. It reports whether the deadline is the idle one
+// rather than the frame one.
+func (c *tlsConn) prepare(s *settings) (idleHit bool) {
+	if c.bp != nil && s.max+16 > len(*c.bp) { // max_message_size grew on reload
+		nb := getTLSBuffer(s.max + 16)
+		copy(*nb, (*c.bp)[:c.n])
+		tlsBuffers.Put(c.bp)
+		c.bp = nb
+	}
+	c.fr.Max, c.fr.Truncate = s.max, s.truncate
+	// Deadlines stand in for the gnet ticker's sweep: idle from now,
+	// frame from when the pending partial frame started.
+	var deadline time.Time
+	if s.idle > 0 {
+		deadline, idleHit = time.Now().Add(s.idle), true
+	}
+	if s.frame > 0 && !c.partialSince.IsZero() {
+		if d := c.partialSince.Add(s.frame); deadline.IsZero() || d.Before(deadline) {
+			deadline, idleHit = d, false
+		}
+	}
+	_ = c.raw.SetReadDeadline(deadline)
+	return idleHit
+}
+
+// read reads into the buffer, taking one from the pool when the first
+// byte arrives.
+func (c *tlsConn) read(s *settings) (int, error) {
+	if c.bp != nil {
+		return c.tc.Read((*c.bp)[c.n:])
+	}
+	k, err := c.tc.Read(c.first[:])
+	if k > 0 {
+		c.bp = getTLSBuffer(s.max + 16)
+		(*c.bp)[0] = c.first[0]
+	}
+	return k, err
+}
+
+// consume frames and delivers the k bytes just read with what was
+// pending, keeps the partial frame at the front of the buffer and gives
+// the buffer back when nothing is pending. Over a rate limit it reads
+// nothing until the held messages passed, so the kernel's window closes
+// on the sender.
+func (c *tlsConn) consume(s *settings, k int) {
+	l, buf := c.l, *c.bp
+	now := time.Now()
+	c.n += k
+	var fe *route.Frontend
+	if tab := l.routes.Load(); tab != nil {
+		fe = tab.Frontend(l.frontend)
+	}
+	off, progress, wait := l.framesTo(&c.out, s, fe, &c.fr, buf[:c.n], now.UnixNano(), c.peer, &c.held)
+	c.n = copy(buf, buf[off:c.n])
+	for wait > 0 {
+		if c.hold == nil {
+			c.hold = time.NewTimer(time.Hour)
+		}
+		if !l.waitTLS(c.hold, wait) { // Stop: deliver what was read
+			off, _, _ = l.framesTo(&c.out, s.closing(), fe, &c.fr, buf[:c.n], time.Now().UnixNano(), c.peer, &c.held)
+			c.n = copy(buf, buf[off:c.n])
+			break
+		}
+		s = l.settings.Load()
+		c.fr.Max, c.fr.Truncate = s.max, s.truncate
+		now = time.Now()
+		var p bool
+		off, p, wait = l.framesTo(&c.out, s, fe, &c.fr, buf[:c.n], now.UnixNano(), c.peer, &c.held)
+		c.n = copy(buf, buf[off:c.n])
+		progress = progress || p
+	}
+	switch {
+	case c.n == 0:
+		c.partialSince = time.Time{}
+	case progress || c.partialSince.IsZero():
+		c.partialSince = now
+	}
+	if c.n == len(buf) { // cannot happen: the framer decides within Max+10
+		l.reason("malformed", framing.ReasonOversize).Inc()
+		l.reason("dropped", "framing_error").Inc()
+		c.n = 0
+		c.fr.Reset()
+	}
+	if c.n == 0 {
+		tlsBuffers.Put(c.bp)
+		c.bp = nil
+	}
+}
+
+// closed counts why the connection ended (read error err).
+func (c *tlsConn) closed(err error, idleHit bool) {
+	l := c.l
+	var ne net.Error
+	switch {
+	case l.tls.closing.Load():
+	case errors.As(err, &ne) && ne.Timeout():
+		if idleHit {
+			l.reason("closed", "idle_timeout").Inc()
+		} else {
+			l.reason("closed", "frame_timeout").Inc()
+		}
+	}
+	if c.n > 0 {
+		l.reason("dropped", "incomplete_frame_at_close").Inc()
+	}
 }
 
 // stopTLS closes the listener, then every connection, and waits for the
