@@ -125,14 +125,80 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	}
 
 	// 1. Sinks: reuse unchanged, build new and changed.
-	newSinks := map[string]sinks.Sink{}
-	newRunners := map[string]*sinks.Runner{}
-	var built []string
+	next, err := g.reloadSinks(cfg)
+	if err != nil {
+		return err
+	}
+
+	// 2. Routes.
+	targets := make(map[string]route.Target, len(next.runners))
+	for n, r := range next.runners {
+		targets[n] = r
+	}
+	tab, err := route.Compile(cfg, targets)
+	if err != nil {
+		next.abort()
+		return err
+	}
+
+	// 3. Point of no return: start the new runners, swap the table.
+	for _, name := range next.built {
+		next.runners[name].Start()
+	}
+	retired := g.retireRunners(next.runners)
+	g.routes.Store(tab)
+	oldCfg := g.cfg
+	g.cfg, g.sinks, g.runners = cfg, next.sinks, next.runners
+
+	// 4. Listeners: keep, update, open, close.
+	bindErrs := g.reloadBinds(cfg, oldCfg)
+	g.publishLive()
+
+	// 5. Retired runners: a changed sink hands its queue over to its new
+	// runner (a batch being written finishes on the old sink); a removed
+	// sink drains into its old sink. Both in the background.
+	for _, r := range retired {
+		to := next.runners[r.Name()]
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), oldCfg.Global.ShutdownTimeout.Duration)
+			defer cancel()
+			if err := r.HandOver(ctx, to); err != nil {
+				g.log.Warn("retired sink did not drain in time; the rest is counted as dropped (reason shutdown)", "sink", r.Name(), "err", err)
+			}
+		}()
+	}
+	g.log.Info("config reloaded", "config", cfg.Path, "new_or_changed_sinks", next.built, "retired_sinks", len(retired))
+	if len(bindErrs) > 0 {
+		return fmt.Errorf("config applied, but some binds could not be opened:\n%s", strings.Join(bindErrs, "\n"))
+	}
+	return nil
+}
+
+// sinkSet is the sinks and runners of a config being applied; built names
+// those made for it (new or changed), not yet started.
+type sinkSet struct {
+	sinks   map[string]sinks.Sink
+	runners map[string]*sinks.Runner
+	built   []string
+}
+
+// abort closes the sinks built for a config that is not applied.
+func (n *sinkSet) abort() {
+	for _, name := range n.built {
+		n.sinks[name].Close()
+	}
+}
+
+// reloadSinks keeps the running sinks whose settings did not change and
+// builds the new and changed ones (runners not started). On any error it
+// closes what it built and reports every problem.
+func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
+	next := &sinkSet{sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}}
 	var errs []string
 	for _, name := range sortedKeys(cfg.Sinks) {
 		sc := cfg.Sinks[name]
 		if old, ok := g.cfg.Sinks[name]; ok && reflect.DeepEqual(old, sc) {
-			newSinks[name], newRunners[name] = g.sinks[name], g.runners[name]
+			next.sinks[name], next.runners[name] = g.sinks[name], g.runners[name]
 			continue
 		}
 		if old, ok := g.cfg.Sinks[name]; (ok && old.Buffer != nil) || sc.Buffer != nil {
@@ -144,63 +210,51 @@ func (g *gateway) reload(cfg *conf.Config) error {
 			errs = append(errs, err.Error())
 			continue
 		}
-		newSinks[name] = s
-		newRunners[name] = sinks.NewRunner(name, s, sinks.RunnerConfigFrom(sc), g.reg, g.log.With("sink", name))
-		built = append(built, name)
-	}
-	abort := func(err error) error {
-		for _, name := range built {
-			newSinks[name].Close()
-		}
-		return err
+		next.sinks[name] = s
+		next.runners[name] = sinks.NewRunner(name, s, sinks.RunnerConfigFrom(sc), g.reg, g.log.With("sink", name))
+		next.built = append(next.built, name)
 	}
 	if len(errs) > 0 {
-		return abort(errors.New(strings.Join(errs, "\n")))
+		next.abort()
+		return nil, errors.New(strings.Join(errs, "\n"))
 	}
+	return next, nil
+}
 
-	// 2. Routes.
-	targets := make(map[string]route.Target, len(newRunners))
-	for n, r := range newRunners {
-		targets[n] = r
-	}
-	tab, err := route.Compile(cfg, targets)
-	if err != nil {
-		return abort(err)
-	}
-
-	// 3. Point of no return: start the new runners, swap the table.
-	for _, name := range built {
-		newRunners[name].Start()
-	}
+// retireRunners returns the running runners that next does not keep, to
+// hand over or drain. A removed buffered sink is not among them: its
+// runner stops and its buffer closes, in the background, with what is
+// unsent still on disk.
+func (g *gateway) retireRunners(next map[string]*sinks.Runner) []*sinks.Runner {
 	var retired []*sinks.Runner
 	for name, r := range g.runners {
-		if newRunners[name] != r {
-			if g.buffers[name] != nil {
-				// Removing a buffered sink: its runner stops and the
-				// buffer closes with what is unsent still on disk.
-				b := g.buffers[name]
-				delete(g.buffers, name)
-				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Global.ShutdownTimeout.Duration)
-					defer cancel()
-					r.Close(ctx)
-					b.Close()
-				}()
-				continue
-			}
-			retired = append(retired, r)
+		if next[name] == r {
+			continue
 		}
+		if b := g.buffers[name]; b != nil {
+			delete(g.buffers, name)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Global.ShutdownTimeout.Duration)
+				defer cancel()
+				r.Close(ctx)
+				b.Close()
+			}()
+			continue
+		}
+		retired = append(retired, r)
 	}
-	g.routes.Store(tab)
-	oldCfg := g.cfg
-	g.cfg, g.sinks, g.runners = cfg, newSinks, newRunners
+	return retired
+}
 
-	// 4. Listeners: keep, update, open, close.
+// reloadBinds keeps the binds present in both configs (they take the new
+// frontend options), closes removed ones within the old config's
+// shutdown_timeout and opens new ones. It returns the binds that could not
+// be opened.
+func (g *gateway) reloadBinds(cfg, oldCfg *conf.Config) (bindErrs []string) {
 	want := map[string]syslogBind{}
 	for _, sb := range syslogBinds(cfg) {
 		want[sb.key] = sb
 	}
-	var bindErrs []string
 	for key, l := range g.listeners {
 		sb, keep := want[key]
 		if keep && l.Update(sb.fe) == nil {
@@ -223,26 +277,7 @@ func (g *gateway) reload(cfg *conf.Config) error {
 			bindErrs = append(bindErrs, err.Error())
 		}
 	}
-	g.publishLive()
-
-	// 5. Retired runners: a changed sink hands its queue over to its new
-	// runner (a batch being written finishes on the old sink); a removed
-	// sink drains into its old sink. Both in the background.
-	for _, r := range retired {
-		next := newRunners[r.Name()]
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), oldCfg.Global.ShutdownTimeout.Duration)
-			defer cancel()
-			if err := r.HandOver(ctx, next); err != nil {
-				g.log.Warn("retired sink did not drain in time; the rest is counted as dropped (reason shutdown)", "sink", r.Name(), "err", err)
-			}
-		}()
-	}
-	g.log.Info("config reloaded", "config", cfg.Path, "new_or_changed_sinks", built, "retired_sinks", len(retired))
-	if len(bindErrs) > 0 {
-		return fmt.Errorf("config applied, but some binds could not be opened:\n%s", strings.Join(bindErrs, "\n"))
-	}
-	return nil
+	return bindErrs
 }
 
 // proxyConfigChanged reports whether the proxy side (tcp/http frontends,
