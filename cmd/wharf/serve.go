@@ -286,14 +286,42 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 			log.Warn("already shutting down; waiting for queues to drain (shutdown_timeout bounds it)", "signal", s.String())
 		}
 	}()
+	before := g.shutdownDrops()
 	g.stop(cfg.Global.ShutdownTimeout.Duration)
-	g.logTotals()
+	lost := g.shutdownDrops() - before
+	g.logTotals(lost)
+	if lost > 0 {
+		log.Error("accepted messages were dropped at shutdown: the sinks did not take them within global.shutdown_timeout (see wharf_sink_dropped_total{reason=\"shutdown\"}); exiting with status 3", "dropped_at_shutdown", lost)
+		return exitShutdownLoss
+	}
 	return 0
+}
+
+// exitShutdownLoss is the exit status of a stop that dropped messages
+// wharf had accepted (sink down or slow past shutdown_timeout), so a
+// supervisor can tell it from a clean stop (0). What stays in a disk
+// buffer is not dropped.
+const exitShutdownLoss = 3
+
+// shutdownDrops sums the sink drops that only a stop causes: messages
+// queued but not delivered by shutdown_timeout ("shutdown") and messages
+// that reached a runner after it began closing ("closed").
+func (g *gateway) shutdownDrops() uint64 {
+	var n float64
+	g.reg.Each(func(s metrics.Sample) {
+		if s.Name != "wharf_sink_dropped_total" {
+			return
+		}
+		if r := s.Label("reason"); r == sinks.DropShutdown || r == sinks.DropClosed {
+			n += s.Value
+		}
+	})
+	return uint64(n)
 }
 
 // logTotals writes one line with what went in and out, so an operator (and
 // the shutdown test) can compare it with what arrived downstream.
-func (g *gateway) logTotals() {
+func (g *gateway) logTotals(droppedAtShutdown uint64) {
 	var received, sent, sinkDropped, frontendDropped float64
 	g.reg.Each(func(s metrics.Sample) {
 		switch s.Name {
@@ -308,7 +336,8 @@ func (g *gateway) logTotals() {
 		}
 	})
 	g.log.Info("stopped", "received", uint64(received), "sent", uint64(sent),
-		"sink_dropped", uint64(sinkDropped), "frontend_dropped", uint64(frontendDropped))
+		"sink_dropped", uint64(sinkDropped), "frontend_dropped", uint64(frontendDropped),
+		"dropped_at_shutdown", droppedAtShutdown)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
