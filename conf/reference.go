@@ -179,7 +179,7 @@ var sections = []section{
 			{"segment_bytes", "size", "`" + DefaultBufferSegmentBytes.String() + "` (at most max_bytes/4)", "Size of one segment file; space is freed a whole segment at a time."},
 			{"fsync", "string", q(DefaultBufferFsync), "`always` (each append on disk before it returns: survives power loss, ~100x slower), `interval`, or `never` (survives a wharf crash, not a machine crash)."},
 			{"fsync_interval", "duration", dur(DefaultBufferFsyncInterval), "Period of `fsync = \"interval\"`."},
-			{"on_full", "string", q(DefaultBufferOnFull), "`block`: TCP input waits for room (backpressure), UDP input drops and counts; `drop_newest`: drop and count (`wharf_sink_dropped_total{reason=\"queue_full\"}`)."},
+			{"on_full", "string", q(DefaultBufferOnFull), "`block`: TCP input waits for room (backpressure), UDP input drops and counts; `drop_newest`: drop and count (`wharf_sink_dropped_total{reason=\"queue_full\"}`). The same applies while the buffer's disk cannot be written (full before `max_bytes` is reached, read-only, I/O errors): with `block` TCP input waits, UDP input is dropped and counted as `reason=\"spool_error\"`; with `drop_newest` everything new is (`spool_error`). That is a state of the buffer, not an error per message: `/readyz` answers 503 with the path, the error and the free space, `wharf_buffer_writable` is 0, one line is logged (then at most one per 30 s), and wharf retries every second and whenever the sink confirms records; once everything in the buffer is confirmed it starts a new segment file and deletes the old one, so a full disk recovers on its own when the sink drains it. A checkpoint that cannot be written is retried the same way."},
 		},
 	},
 	{

@@ -257,6 +257,10 @@ type Runner struct {
 	// Puts), drainCtx once no Enqueue can add any more (stops Get waiting).
 	closingCtx, drainCtx       context.Context
 	closingCancel, drainCancel context.CancelFunc
+	// spoolLog (unix nanoseconds) and spoolSuppressed rate-limit the
+	// spool_error line: Put runs on many goroutines, per read.
+	spoolLog        atomic.Int64
+	spoolSuppressed atomic.Uint64
 
 	sent, sentBytes, batches, writeErrors *metrics.Counter
 	dropped                               [len(dropReasons)]*metrics.Counter
@@ -397,7 +401,9 @@ func (r *Runner) EnqueueBatch(ms []*message.Message, block bool) (queued int) {
 
 // put stores ms in the spool and releases them; what it could not store
 // is dropped: "closed" once Close has begun, "queue_full" when the spool
-// is full, "spool_error" when it failed (logged).
+// is full, "spool_error" when it could not be written and the message
+// cannot wait (UDP, or on_full = "drop_newest"; logged at most once per
+// errorLogInterval: the spool logs its own state).
 func (r *Runner) put(ms []*message.Message, block bool) int {
 	n, err := r.cfg.Spool.Put(r.closingCtx, ms, block)
 	reason := dropQueueFull
@@ -407,7 +413,7 @@ func (r *Runner) put(ms []*message.Message, block bool) int {
 		reason = dropClosed
 	case err != nil:
 		reason = dropSpoolError
-		r.log.Error("spool write failed; dropping messages", "error", err, "dropped", len(ms)-n)
+		r.logSpoolError(err, len(ms)-n)
 	}
 	for i, m := range ms {
 		if i < n {
@@ -418,6 +424,19 @@ func (r *Runner) put(ms []*message.Message, block bool) int {
 		}
 	}
 	return n
+}
+
+// logSpoolError logs a failed Put at most once per errorLogInterval, with
+// the messages dropped since the last line.
+func (r *Runner) logSpoolError(err error, dropped int) {
+	now := time.Now().UnixNano()
+	last := r.spoolLog.Load()
+	if now-last < int64(errorLogInterval) || !r.spoolLog.CompareAndSwap(last, now) {
+		r.spoolSuppressed.Add(uint64(dropped))
+		return
+	}
+	dropped += int(r.spoolSuppressed.Swap(0))
+	r.log.Error("spool write failed; dropping messages that cannot wait (wharf_sink_dropped_total{reason=\"spool_error\"})", "error", err, "dropped", dropped, "log_every", errorLogInterval.String())
 }
 
 // enqueue appends ms to the ring in order. Without block a message that

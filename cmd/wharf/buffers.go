@@ -29,6 +29,7 @@ func openBuffer(name string, sc *conf.Sink, reg *metrics.Registry, log *slog.Log
 		Fsync:           bc.Fsync,
 		FsyncInterval:   bc.FsyncInterval.Duration,
 		OnFull:          bc.OnFull,
+		Log:             log.With("sink", name),
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("sink %q: buffer %s: %w", name, bc.Dir, err)
@@ -41,6 +42,12 @@ func openBuffer(name string, sc *conf.Sink, reg *metrics.Registry, log *slog.Log
 	reg.GaugeFunc("wharf_buffer_pending_records", "Records in the disk buffer not yet confirmed by the sink (appended - acked since start; replayed records count in appended).", stat(func(s diskbuf.Stats) float64 { return float64(s.Appended) - float64(s.Acked) }), l...)
 	reg.CounterFunc("wharf_buffer_corrupt_records_total", "Corrupt regions the disk buffer reader skipped (CRC or length), since start.", stat(func(s diskbuf.Stats) float64 { return float64(s.CorruptRecords) }), l...)
 	reg.CounterFunc("wharf_buffer_torn_tails_total", "Torn tails (partial last records after a crash) truncated at open.", stat(func(s diskbuf.Stats) float64 { return float64(s.TornTails) }), l...)
+	reg.GaugeFunc("wharf_buffer_writable", "1 while the disk buffer can be written; 0 while its disk is full, read-only or failing (TCP input then waits, see /readyz).", stat(func(s diskbuf.Stats) float64 {
+		if s.Unwritable {
+			return 0
+		}
+		return 1
+	}), l...)
 	reg.CounterFunc("wharf_buffer_dropped_full_total", "Records refused because the buffer was full (on_full = drop_newest).", stat(func(s diskbuf.Stats) float64 { return float64(s.DroppedFull) }), l...)
 	if st := b.Stats(); st.Bytes > 0 {
 		log.Info("disk buffer holds data from the last run; unconfirmed records are delivered first",

@@ -180,6 +180,11 @@ func (g *gateway) ready() (bool, []string) {
 		if !g.runners[name].Ready() {
 			problems = append(problems, fmt.Sprintf("sink %q is not ready (see wharf_sink_write_errors_total and the log)", name))
 		}
+		if b := g.buffers[name]; b != nil {
+			if err := b.Fault(); err != nil {
+				problems = append(problems, fmt.Sprintf("sink %q: %v", name, err))
+			}
+		}
 	}
 	return len(problems) == 0, problems
 }

@@ -59,6 +59,19 @@
 // through a bounded buffer (grown only to the largest record, at most
 // MaxRecordBytes).
 //
+// # A disk that cannot be written
+//
+// A failed write, rotation or checkpoint (disk full before MaxTotalBytes,
+// read-only filesystem, I/O error) is a state of the buffer, not an error
+// of the record: Fault reports it, appenders that may wait wait as for a
+// full buffer (OnFull "block"), the others get ErrUnwritable. The buffer
+// retries every FaultRetryInterval and whenever Ack frees space; when
+// every record in the active segment is confirmed it starts a new segment
+// and deletes the old one (reclaimLocked), so a disk full of confirmed
+// records recovers as soon as the reader has caught up. Reading and
+// confirming go on meanwhile. It logs (Options.Log) at most one line per
+// FaultLogInterval.
+//
 // # Concurrency
 //
 // Append, AppendBatch and AppendFunc may be called from many goroutines.
@@ -80,6 +93,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -107,8 +121,13 @@ type Options struct {
 	// Default 1s.
 	FsyncInterval time.Duration
 	// OnFull is "block" (Append waits for Ack to free space; default) or
-	// "drop_newest" (Append returns ErrFull and counts the drop).
+	// "drop_newest" (Append returns ErrFull and counts the drop). It also
+	// says what Append does while the disk cannot be written (see Fault).
 	OnFull string
+	// Log receives the lines of the fault state: when writes start to
+	// fail, at most every FaultLogInterval while they go on failing, and
+	// when they work again. Nil: no log.
+	Log *slog.Logger
 }
 
 // Defaults for zero Options fields.
@@ -118,6 +137,13 @@ const (
 	DefaultMaxSegmentBytes = 64 << 20
 	// DefaultFsyncInterval bounds the loss on a power cut to about a second.
 	DefaultFsyncInterval = time.Second
+	// FaultRetryInterval is how often a buffer that cannot be written
+	// tries again on its own (it also tries whenever Ack frees space): a
+	// failed write on a full disk costs one system call.
+	FaultRetryInterval = time.Second
+	// FaultLogInterval is the least time between two log lines about one
+	// buffer's writes failing: one line, not one per message.
+	FaultLogInterval = 30 * time.Second
 )
 
 // Fsync policies and full-buffer behaviours, as spelled in Options.
@@ -155,6 +181,10 @@ var (
 	// ErrTooLarge is returned by Append for a payload over MaxRecordBytes
 	// or one that cannot fit in a segment.
 	ErrTooLarge = errors.New("diskbuf: record larger than a segment or MaxRecordBytes")
+	// ErrUnwritable is returned (wrapped, with the cause) by an Append that
+	// does not wait while the disk cannot be written: OnFull "drop_newest",
+	// or a ctx already done. A waiting Append waits instead. See Fault.
+	ErrUnwritable = errors.New("diskbuf: buffer cannot be written")
 )
 
 // Position is a point in the log: just past a record. Positions come from
@@ -205,6 +235,10 @@ type Stats struct {
 	// CheckpointReset is true when Open found the ack file corrupt, and
 	// so replays everything on disk.
 	CheckpointReset bool
+	// Unwritable is true while the buffer cannot be written (see Fault).
+	Unwritable bool
+	// Faults counts how often the buffer became unwritable since Open.
+	Faults uint64
 }
 
 type segment struct {
@@ -235,6 +269,18 @@ type Buffer struct {
 	acked    uint64
 	dropped  uint64
 	ckDirty  bool
+	// The fault state (see Fault), guarded by mu: the last write error
+	// while writes fail, when they began, when the last line was logged,
+	// when to try again, and the checkpoint's last write error.
+	fault       error
+	faultSince  time.Time
+	faultLogged time.Time
+	retryAt     time.Time
+	retries     uint64
+	faults      uint64
+	unlogged    uint64 // faults begun since the last line about one
+	faultLog    bool   // the current fault's beginning was logged
+	ckErr       error
 
 	synced  atomic.Uint64 // logical bytes known to be on disk
 	syncMu  sync.Mutex    // one fsync of the active segment at a time
@@ -289,11 +335,11 @@ func Open(dir string, opts Options) (*Buffer, error) {
 		b.closeFiles()
 		return nil, err
 	}
-	if opts.Fsync == FsyncInterval {
-		go b.background()
-	} else {
-		close(b.bgDone)
+	if free := freeBytes(dir); free >= 0 && opts.Log != nil && opts.MaxTotalBytes > free+b.disk {
+		opts.Log.Warn("disk buffer: max_bytes is more than its filesystem has free; if the disk fills up first, input is held back as for a full buffer (on_full) until space returns",
+			"dir", dir, "max_bytes", opts.MaxTotalBytes, "free_bytes", free, "buffer_bytes", b.disk)
 	}
+	go b.background()
 	return b, nil
 }
 
@@ -503,7 +549,14 @@ func (b *Buffer) AppendBatch(ctx context.Context, payloads [][]byte) (int, error
 // the write buffer: enc(dst, i) appends record i to dst and returns it.
 // enc runs with the buffer locked (it must not call the Buffer) and may
 // be called more than once for a record (when a segment or space runs
-// out); it must append the same bytes each time.
+// out, or a write fails); it must append the same bytes each time.
+//
+// A failed write (disk full, read-only filesystem, I/O error) puts the
+// buffer in its fault state (see Fault) and is treated like a full
+// buffer: under OnFull "block" Append waits (until the write works, ctx
+// is done or Close begins), retrying every FaultRetryInterval and
+// whenever Ack frees space; under "drop_newest", or with ctx already
+// done, it returns how many it wrote and an error wrapping ErrUnwritable.
 func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i int) []byte) (int, error) {
 	if n <= 0 {
 		return 0, nil
@@ -514,7 +567,7 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 		return 0, ErrClosed
 	}
 	var err error
-	done, chunkRecs := 0, 0
+	done, chunkRecs, limit := 0, 0, n
 	flush := func() error {
 		ferr := b.flushLocked(chunkRecs)
 		if ferr == nil {
@@ -523,8 +576,35 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 		chunkRecs = 0
 		return ferr
 	}
+	// stuck handles a failed write or rotation: it frees what it can,
+	// waits when Append may, and reports whether to try again (the
+	// records not written are encoded again); when not, err says why.
+	stuck := func(ferr error) bool {
+		if b.reclaimLocked() {
+			return true // the disk was full of confirmed records
+		}
+		b.setFaultLocked(ferr)
+		if b.opts.OnFull == OnFullDropNewest || ctx.Err() != nil {
+			err = fmt.Errorf("%w: %w", ErrUnwritable, b.fault)
+			return false
+		}
+		if werr := b.waitLocked(ctx, b.retryAt); werr != nil {
+			err = werr
+			return false
+		}
+		return true
+	}
 	b.wbuf = b.wbuf[:0]
-	for done+chunkRecs < n {
+	for {
+		if done+chunkRecs == limit {
+			if chunkRecs == 0 {
+				break
+			}
+			if ferr := flush(); ferr != nil && !stuck(ferr) {
+				break
+			}
+			continue
+		}
 		at := len(b.wbuf)
 		b.wbuf = append(b.wbuf, 0, 0, 0, 0, 0, 0, 0, 0)
 		b.wbuf = enc(b.wbuf, done+chunkRecs)
@@ -533,11 +613,15 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 		if plen > MaxRecordBytes || rec > b.opts.MaxSegmentBytes {
 			b.wbuf = b.wbuf[:at]
 			err = ErrTooLarge
-			break
+			limit = done + chunkRecs // write the records before it, then stop
+			continue
 		}
 		if b.disk+pend+rec > b.opts.MaxTotalBytes {
 			b.wbuf = b.wbuf[:at]
-			if err = flush(); err != nil {
+			if ferr := flush(); ferr != nil {
+				if stuck(ferr) {
+					continue
+				}
 				break
 			}
 			if b.opts.OnFull == OnFullDropNewest {
@@ -545,33 +629,22 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 				err = ErrFull
 				break
 			}
-			ch := b.spaceCh
-			b.mu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				err = ctx.Err()
-			case <-b.closedCh:
-				err = ErrClosed
-			}
-			b.mu.Lock()
-			if err == nil && b.closed {
-				err = ErrClosed
-			}
-			if err != nil {
-				if !errors.Is(err, ErrClosed) {
+			if werr := b.waitLocked(ctx, time.Time{}); werr != nil {
+				if !errors.Is(werr, ErrClosed) {
 					b.dropped += uint64(n - done)
 				}
+				err = werr
 				break
 			}
 			continue
 		}
 		if b.written+pend+rec > b.opts.MaxSegmentBytes && b.written+pend > 0 {
 			b.wbuf = b.wbuf[:at]
-			if err = flush(); err != nil {
-				break
+			ferr := flush()
+			if ferr == nil {
+				ferr = b.rotateLocked()
 			}
-			if err = b.rotateLocked(); err != nil {
+			if ferr != nil && !stuck(ferr) {
 				break
 			}
 			continue
@@ -579,13 +652,10 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 		sealRecord(b.wbuf[at:])
 		chunkRecs++
 		if len(b.wbuf) >= writeChunk {
-			if err = flush(); err != nil {
+			if ferr := flush(); ferr != nil && !stuck(ferr) {
 				break
 			}
 		}
-	}
-	if ferr := flush(); ferr != nil && err == nil {
-		err = ferr
 	}
 	end := b.logical
 	b.mu.Unlock()
@@ -595,6 +665,201 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 		}
 	}
 	return done, err
+}
+
+// waitLocked waits, with mu released, until Ack frees space, until
+// (when not zero), ctx is done or Close begins. It returns ctx's error,
+// ErrClosed, or nil to try again. Called with mu held.
+func (b *Buffer) waitLocked(ctx context.Context, until time.Time) error {
+	ch := b.spaceCh
+	var timer <-chan time.Time
+	if !until.IsZero() {
+		t := time.NewTimer(max(time.Until(until), time.Millisecond))
+		defer t.Stop()
+		timer = t.C
+	}
+	b.mu.Unlock()
+	var err error
+	select {
+	case <-ch:
+	case <-timer:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-b.closedCh:
+		err = ErrClosed
+	}
+	b.mu.Lock()
+	if err == nil && b.closed {
+		err = ErrClosed
+	}
+	return err
+}
+
+// setFaultLocked enters (or stays in) the fault state after a failed
+// write, rotation or segment creation. It logs at most one line per
+// FaultLogInterval: a fault that begins sooner after the last line (a
+// disk that keeps filling up) is counted in the next one. Called with mu
+// held.
+func (b *Buffer) setFaultLocked(err error) {
+	now := time.Now()
+	b.retryAt = now.Add(FaultRetryInterval)
+	if b.fault == nil {
+		b.fault, b.faultSince, b.retries = err, now, 0
+		b.faults++
+		b.faultLog = now.Sub(b.faultLogged) >= FaultLogInterval
+		if !b.faultLog {
+			b.unlogged++
+			return
+		}
+		b.faultLogged = now
+		b.log(slog.LevelError, "disk buffer cannot be written: "+b.faultEffect(), err, now)
+		b.unlogged = 0
+		return
+	}
+	b.fault = err
+	b.retries++
+	if now.Sub(b.faultLogged) >= FaultLogInterval {
+		b.faultLogged, b.faultLog = now, true
+		b.log(slog.LevelWarn, "disk buffer still cannot be written: "+b.faultEffect(), err, now)
+		b.unlogged = 0
+	}
+}
+
+// faultEffect says what the fault state does to input under OnFull.
+func (b *Buffer) faultEffect() string {
+	if b.opts.OnFull == OnFullDropNewest {
+		return "new records are dropped and counted (on_full = drop_newest) until it can"
+	}
+	return "appends that can wait (TCP input) wait, the others (UDP input) are dropped and counted, until it can (on_full = block)"
+}
+
+// clearFaultLocked leaves the fault state after a write worked, logging
+// it when the fault's beginning was logged.
+func (b *Buffer) clearFaultLocked() {
+	if b.opts.Log != nil && b.faultLog {
+		b.opts.Log.Info("disk buffer can be written again", "dir", b.dir,
+			"unwritable_for", time.Since(b.faultSince).Round(time.Millisecond).String(), "retries", b.retries)
+	}
+	b.fault = nil
+	b.retryAt = time.Time{}
+}
+
+func (b *Buffer) log(level slog.Level, msg string, err error, now time.Time) {
+	if b.opts.Log == nil {
+		return
+	}
+	b.opts.Log.Log(context.Background(), level, msg, "dir", b.dir, "error", err,
+		"free_bytes", freeBytes(b.dir), "unwritable_for", now.Sub(b.faultSince).Round(time.Millisecond).String(),
+		"retries", b.retries, "retry_every", FaultRetryInterval.String(), "faults_not_logged", b.unlogged)
+}
+
+// freeBytes is the space left to an unprivileged user on dir's
+// filesystem, or -1 when it cannot be told.
+func freeBytes(dir string) int64 {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return -1
+	}
+	return int64(st.Bavail) * st.Bsize
+}
+
+// Fault returns nil while the buffer can be written, else why not: the
+// last write or checkpoint error, since when, and the free space on the
+// buffer's filesystem. A disk that is full (ENOSPC, EDQUOT), read-only
+// (EROFS) or failing (EIO) is a state of the buffer, not an error of
+// each record: see AppendFunc. It ends by itself once a write works
+// again: freeing the fully confirmed active segment (Ack), other
+// programs freeing space, or a remount.
+func (b *Buffer) Fault() error {
+	b.mu.Lock()
+	err, since, ck := b.fault, b.faultSince, b.ckErr
+	b.mu.Unlock()
+	if err == nil && ck == nil {
+		return nil
+	}
+	free := freeBytes(b.dir)
+	if err == nil {
+		return fmt.Errorf("disk buffer %s: the checkpoint cannot be written (%v; %d bytes free on its filesystem): what is delivered meanwhile would be delivered again after a restart", b.dir, ck, free)
+	}
+	return fmt.Errorf("disk buffer %s cannot be written for %s (%v; %d bytes free on its filesystem)", b.dir, time.Since(since).Round(time.Second), err, free)
+}
+
+// reclaimLocked replaces the active segment with a new, empty one when
+// every record in it is confirmed, and deletes it: on a full disk the
+// space comes back at once instead of when the segment fills. It reports
+// whether it did. Called with mu held.
+func (b *Buffer) reclaimLocked() bool {
+	act := b.segs[len(b.segs)-1]
+	if b.written == 0 || b.ack.Seg != act.base || b.ack.Off < b.written {
+		return false
+	}
+	f, err := b.newSegment(b.nextSeq)
+	if err != nil {
+		return false
+	}
+	b.wf.Close()
+	b.wf = f
+	b.segs = append(b.segs, segment{base: b.nextSeq})
+	b.written = 0
+	storeMax(&b.synced, b.logical) // what the old segment held is confirmed
+	for _, base := range b.confirmedLocked() {
+		b.removeSegment(base)
+	}
+	b.retryAt = time.Time{}
+	select { // the reader lets go of the old segment's file
+	case b.dataCh <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// confirmedLocked takes the segments holding only confirmed records (never
+// the active one) off the list and returns their names. Called with mu
+// held; delete the files with removeSegment.
+func (b *Buffer) confirmedLocked() []uint64 {
+	var dead []uint64
+	for len(b.segs) > 1 {
+		s := b.segs[0]
+		if s.base < b.ack.Seg || (s.base == b.ack.Seg && b.ack.Off >= s.size) {
+			dead = append(dead, s.base)
+			b.disk -= s.size
+			b.segs = b.segs[1:]
+			continue
+		}
+		break
+	}
+	if len(dead) > 0 {
+		close(b.spaceCh)
+		b.spaceCh = make(chan struct{})
+	}
+	return dead
+}
+
+// removeSegment deletes a confirmed segment file. It is truncated first:
+// its space comes back even while the reader still has it open.
+func (b *Buffer) removeSegment(base uint64) error {
+	p := b.segPath(base)
+	os.Truncate(p, 0)
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("diskbuf: remove confirmed segment: %w", err)
+	}
+	return nil
+}
+
+// newSegment creates the (empty) segment file base and makes its name
+// durable. A file of that name can only be left over from a failed
+// attempt, and is emptied.
+func (b *Buffer) newSegment(base uint64) (*os.File, error) {
+	f, err := os.OpenFile(b.segPath(base), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("diskbuf: create segment: %w", err)
+	}
+	if err := b.syncDir(); err != nil {
+		f.Close()
+		os.Remove(b.segPath(base))
+		return nil, err
+	}
+	return f, nil
 }
 
 // sealRecord fills in the header of rec: 8 header bytes, then the payload.
@@ -624,21 +889,29 @@ func getU32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
-// flushLocked writes b.wbuf (n records) to the active segment. A failed
-// write is cut back so the file never ends in a partial record.
+// flushLocked writes b.wbuf (n records) at the end of the active segment.
+// A failed write leaves b.written where it was, so the reader never sees
+// a partial record and the next write goes over it; the file is cut back
+// when possible. While the buffer is unwritable it does not try before
+// retryAt.
 func (b *Buffer) flushLocked(n int) error {
 	if len(b.wbuf) == 0 {
 		return nil
 	}
-	w, err := b.wf.Write(b.wbuf)
+	if b.fault != nil && time.Now().Before(b.retryAt) {
+		b.wbuf = b.wbuf[:0]
+		return b.fault
+	}
+	w, err := b.wf.WriteAt(b.wbuf, b.written)
 	if err != nil {
 		if w > 0 {
-			if terr := b.wf.Truncate(b.written); terr == nil {
-				b.wf.Seek(b.written, 0)
-			}
+			b.wf.Truncate(b.written)
 		}
 		b.wbuf = b.wbuf[:0]
 		return fmt.Errorf("diskbuf: write %s: %w", segName(b.segs[len(b.segs)-1].base), err)
+	}
+	if b.fault != nil {
+		b.clearFaultLocked()
 	}
 	b.written += int64(w)
 	b.disk += int64(w)
@@ -666,12 +939,8 @@ func (b *Buffer) rotateLocked() error {
 		}
 		storeMax(&b.synced, b.logical)
 	}
-	f, err := os.OpenFile(b.segPath(b.nextSeq), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := b.newSegment(b.nextSeq)
 	if err != nil {
-		return fmt.Errorf("diskbuf: create segment: %w", err)
-	}
-	if err := b.syncDir(); err != nil {
-		f.Close()
 		return err
 	}
 	b.wf.Close()
@@ -750,30 +1019,26 @@ func (b *Buffer) Ack(upTo Position) error {
 		b.acked += upTo.n - b.ack.n
 	}
 	b.ack = upTo
-	var dead []uint64
-	for len(b.segs) > 1 {
-		s := b.segs[0]
-		if s.base < upTo.Seg || (s.base == upTo.Seg && upTo.Off >= s.size) {
-			dead = append(dead, s.base)
-			b.disk -= s.size
-			b.segs = b.segs[1:]
-			continue
-		}
-		break
-	}
-	if len(dead) > 0 {
+	dead := b.confirmedLocked()
+	if b.fault != nil && len(dead) == 0 && upTo.Seg == b.segs[len(b.segs)-1].base && upTo.Off >= b.written {
+		// Unwritable, and the active segment is all confirmed: wake the
+		// waiting appenders, which free it (reclaimLocked) and retry.
 		close(b.spaceCh)
 		b.spaceCh = make(chan struct{})
 	}
-	b.ckDirty = true
-	b.mu.Unlock()
-	var err error
-	if b.opts.Fsync != FsyncInterval {
-		err = b.writeCheckpoint()
+	if len(dead) > 0 || b.fault != nil {
+		b.retryAt = time.Time{}
 	}
+	b.ckDirty = true
+	ckNow := b.opts.Fsync != FsyncInterval && b.ckErr == nil
+	b.mu.Unlock()
+	if ckNow {
+		b.retryCheckpoint() // a failure is a state (Fault), retried in the background
+	}
+	var err error
 	for _, base := range dead {
-		if rerr := os.Remove(b.segPath(base)); rerr != nil && err == nil {
-			err = fmt.Errorf("diskbuf: remove confirmed segment: %w", rerr)
+		if rerr := b.removeSegment(base); rerr != nil && err == nil {
+			err = rerr
 		}
 	}
 	return err
@@ -790,20 +1055,30 @@ func (b *Buffer) writeCheckpoint() error {
 	if pos.Seg == b.ckSaved.Seg && pos.Off == b.ckSaved.Off {
 		return nil
 	}
-	if err := saveCheckpoint(b.dir, pos, b.opts.Fsync != FsyncNever); err != nil {
-		b.mu.Lock()
+	err := saveCheckpoint(b.dir, pos, b.opts.Fsync != FsyncNever)
+	b.mu.Lock()
+	if err != nil {
 		b.ckDirty = true
-		b.mu.Unlock()
+	}
+	b.ckErr = err
+	b.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	b.ckSaved = pos
 	return nil
 }
 
-// background fsyncs and checkpoints every FsyncInterval (Fsync "interval").
+// background fsyncs and checkpoints every FsyncInterval (Fsync
+// "interval"); with the other policies it retries a checkpoint that
+// could not be written, every FaultRetryInterval.
 func (b *Buffer) background() {
 	defer close(b.bgDone)
-	t := time.NewTicker(b.opts.FsyncInterval)
+	period := FaultRetryInterval
+	if b.opts.Fsync == FsyncInterval {
+		period = b.opts.FsyncInterval
+	}
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
@@ -812,17 +1087,40 @@ func (b *Buffer) background() {
 		case <-t.C:
 		}
 		b.mu.Lock()
-		end, dirty := b.logical, b.ckDirty
+		end, dirty, ckFailed := b.logical, b.ckDirty, b.ckErr != nil
 		b.mu.Unlock()
+		if b.opts.Fsync != FsyncInterval {
+			if dirty && ckFailed {
+				b.retryCheckpoint()
+			}
+			continue
+		}
 		if err := b.syncTo(end); err != nil {
 			b.syncErrs.Add(1)
 		}
 		if dirty {
-			if err := b.writeCheckpoint(); err != nil {
+			if err := b.retryCheckpoint(); err != nil {
 				b.syncErrs.Add(1)
 			}
 		}
 	}
+}
+
+// retryCheckpoint writes the checkpoint; when that fails, it frees a
+// fully confirmed active segment (the disk may be full of it) and tries
+// once more.
+func (b *Buffer) retryCheckpoint() error {
+	err := b.writeCheckpoint()
+	if err == nil {
+		return nil
+	}
+	b.mu.Lock()
+	freed := !b.closed && b.reclaimLocked()
+	b.mu.Unlock()
+	if freed {
+		err = b.writeCheckpoint()
+	}
+	return err
 }
 
 // Stats returns the counters.
@@ -840,6 +1138,8 @@ func (b *Buffer) Stats() Stats {
 		Segments:        len(b.segs),
 		SyncErrors:      b.syncErrs.Load(),
 		CheckpointReset: b.ckReset,
+		Unwritable:      b.fault != nil,
+		Faults:          b.faults,
 	}
 }
 

@@ -39,7 +39,8 @@ var doneCtx = func() context.Context {
 // ctx is done; without block, or with OnFull "drop_newest", a full buffer
 // stores no more. Running out of space (or of ctx while waiting for it)
 // is not an error: n < len(ms) with a nil error, counted in
-// Stats.DroppedFull. An error (ErrClosed, I/O) is a failure to store. It
+// Stats.DroppedFull. An error (ErrClosed, ErrUnwritable when the disk
+// cannot be written and Put may not wait) is a failure to store. It
 // allocates nothing.
 func (s *Spool) Put(ctx context.Context, ms []*message.Message, block bool) (int, error) {
 	if !block {

@@ -1,0 +1,184 @@
+package diskbuf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"wharf/internal/testenv"
+)
+
+// numbered is record i of a fault test: 1000 bytes, its number first.
+func numbered(i int) []byte {
+	return []byte(fmt.Sprintf("%08d %s", i, strings.Repeat("n", 991)))
+}
+
+// appendAll appends records from..to-1 in batches of 100 with blocking
+// Appends and reports the first error (nil when all were written).
+func appendAll(b *Buffer, from, to int) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		for i := from; i < to; i += 100 {
+			batch := make([][]byte, 0, 100)
+			for j := i; j < min(i+100, to); j++ {
+				batch = append(batch, numbered(j))
+			}
+			n, err := b.AppendBatch(context.Background(), batch)
+			if err != nil || n != len(batch) {
+				done <- fmt.Errorf("AppendBatch of records %d..: wrote %d of %d: %w", i, n, len(batch), err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	return done
+}
+
+// drain reads and acknowledges records until it has seen n, checking
+// that they come in order from 0, each once.
+func drain(t *testing.T, b *Buffer, n int) { drainFrom(t, b, 0, n) }
+
+// drainFrom is drain for records from..to-1.
+func drainFrom(t *testing.T, b *Buffer, from, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for got := from; got < n; {
+		recs, err := b.Next(ctx, 100, 0)
+		if err != nil {
+			t.Fatalf("Next after %d of %d records: %v", got, n, err)
+		}
+		for _, r := range recs {
+			if want := fmt.Sprintf("%08d ", got); string(r.Data[:9]) != want {
+				t.Fatalf("record %d is %q: lost, duplicated or reordered", got, r.Data[:9])
+			}
+			got++
+		}
+		if err := b.Ack(recs[len(recs)-1].Pos); err != nil {
+			t.Fatalf("Ack after %d records: %v (a full disk is a state of the buffer, not an error of Ack)", got, err)
+		}
+	}
+}
+
+// waitFault polls until the buffer reports that it cannot be written.
+func waitFault(t *testing.T, b *Buffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := b.Fault()
+		if err != nil && strings.Contains(err.Error(), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Fault() = %v, want an error containing %q", err, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitNoFault polls until the buffer is writable and its checkpoint
+// written (retried every FaultRetryInterval).
+func waitNoFault(t *testing.T, b *Buffer) {
+	t.Helper()
+	deadline := time.Now().Add(3 * FaultRetryInterval)
+	for b.Fault() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("Fault() after recovery = %v", b.Fault())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDiskFullHoldsBackAndRecovers guards against ENOSPC losing input:
+// on a 1 MiB tmpfs (far below max_bytes) a blocking Append waits instead
+// of failing, a non-blocking one fails with ErrUnwritable, and once the
+// reader confirms what is stored the space comes back (a fully confirmed
+// active segment is replaced by a new one), every record arrives once, in
+// order, and the checkpoint that could not be written is written, so a
+// reopen replays nothing.
+func TestDiskFullHoldsBackAndRecovers(t *testing.T) {
+	f := func(name string, segBytes int64, fsync string) {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(testenv.Tmpfs(t, "1m"), "buf")
+			o := Options{MaxTotalBytes: 64 << 20, MaxSegmentBytes: segBytes, Fsync: fsync, FsyncInterval: 50 * time.Millisecond}
+			b := openT(t, dir, o)
+			const n = 3000 // ~3 MB through a 1 MiB filesystem
+			done := appendAll(b, 0, n)
+			waitFault(t, b, "no space left on device")
+			select {
+			case err := <-done:
+				t.Fatalf("Append returned on a full disk instead of waiting: %v", err)
+			default:
+			}
+			if _, err := b.AppendBatch(doneCtx, [][]byte{numbered(-1)}); !errors.Is(err, ErrUnwritable) {
+				t.Errorf("non-blocking Append on a full disk: %v, want ErrUnwritable", err)
+			}
+			drain(t, b, n)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			waitNoFault(t, b)
+			if err := b.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			b = openT(t, dir, o)
+			defer b.Close()
+			expectEmpty(t, b) // the checkpoint reached the disk: nothing replayed
+		})
+	}
+	f("one segment, fsync always", 16<<20, FsyncAlways)
+	f("one segment, fsync interval", 16<<20, FsyncInterval)
+	f("small segments, fsync never", 64<<10, FsyncNever)
+}
+
+// TestReadOnlyHoldsBack guards against EROFS losing input: an ext4
+// filesystem turned read-only by a disk error (errors=remount-ro, as in
+// production) makes a blocking Append wait and a non-blocking one fail
+// with ErrUnwritable; what was stored stays readable; after Close, a
+// remount and Open, everything stored is there and writes work again.
+func TestReadOnlyHoldsBack(t *testing.T) {
+	mnt := testenv.Ext4(t, 16<<20)
+	dir := filepath.Join(mnt, "buf")
+	o := Options{MaxTotalBytes: 8 << 20, Fsync: FsyncAlways} // on disk before the error
+	b := openT(t, dir, o)
+	if err := <-appendAll(b, 0, 500); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Ext4Error(t, mnt)
+	done := appendAll(b, 500, 1000)
+	waitFault(t, b, "read-only file system")
+	if _, err := b.AppendBatch(doneCtx, [][]byte{numbered(-1)}); !errors.Is(err, ErrUnwritable) {
+		t.Errorf("non-blocking Append on a read-only disk: %v, want ErrUnwritable", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Append returned on a read-only disk instead of waiting: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the reader goes on: what is stored is delivered
+		defer wg.Done()
+		drain(t, b, 500)
+	}()
+	wg.Wait()
+	b.Close()
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("blocked Append after Close: %v, want ErrClosed", err)
+	}
+	testenv.Ext4Remount(t, mnt)
+	b = openT(t, dir, o)
+	defer b.Close()
+	// The checkpoint could not be written on the read-only disk: what was
+	// delivered comes again (at-least-once), nothing is missing.
+	drain(t, b, 500)
+	if err := <-appendAll(b, 500, 600); err != nil {
+		t.Fatal(err)
+	}
+	drainFrom(t, b, 500, 600)
+}

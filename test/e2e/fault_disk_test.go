@@ -1,0 +1,216 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"wharf/internal/testenv"
+)
+
+// diskBufferConfig is a TCP + UDP frontend into a syslog sink with a disk
+// buffer in dir whose max_bytes (64MiB) is far above what the filesystem
+// under it holds: the disk fills up before the buffer does.
+func diskBufferConfig(tcpPort, udpPort int, collector, dir string) string {
+	return fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.edge]
+bind = ["tcp://127.0.0.1:%d", "udp://127.0.0.1:%d"]
+sinks = ["c"]
+[sink.c]
+type = "syslog"
+servers = ["tcp://%s"]
+dial_timeout = "200ms"
+retry_backoff = "50ms"
+retry_max_backoff = "200ms"
+[sink.c.buffer]
+dir = %q
+max_bytes = "64MiB"
+`, tcpPort, udpPort, collector, dir)
+}
+
+// getBody returns the status and body of a GET.
+func getBody(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// ledger counts what a lineSink received by numbering key ("seq=", "udp="):
+// how many distinct numbers, how many copies beyond the first, and
+// whether a number at or over limit (never sent) arrived.
+func ledger(msgs []string, key string, limit int) (distinct, dups, foreign int) {
+	seen := map[int]int{}
+	for _, m := range msgs {
+		i := strings.LastIndex(m, key)
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(m[i+len(key):]))
+		if err != nil || v < 0 || v >= limit {
+			foreign++
+			continue
+		}
+		seen[v]++
+	}
+	for _, c := range seen {
+		dups += c - 1
+	}
+	return len(seen), dups, foreign
+}
+
+func (s *lineSink) snapshot() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.msgs...)
+}
+
+// TestFaultDiskFull guards against a full disk under the buffer losing
+// TCP input (#12): a disk buffer on a 2 MiB tmpfs, its collector down,
+// a TCP sender at 20k msg/s and some UDP. The disk fills; TCP must be
+// held back (nothing dropped), UDP dropped and counted (spool_error),
+// /readyz 503 saying why, one log line; when the collector returns the
+// buffer drains, frees its space and takes the held-back TCP input; a
+// restart replays nothing (the checkpoint was written after all) and new
+// traffic flows. Ledger: each message wharf read is delivered or counted
+// with its reason, and nothing else arrives.
+func TestFaultDiskFull(t *testing.T) {
+	faultTest(t)
+	bufDir := filepath.Join(testenv.Tmpfs(t, "2m"), "buf")
+	collector := testenv.ClosedAddr(t)
+	tcpPort, udpPort := testenv.FreePort(t), testenv.FreePort(t)
+	cfg := diskBufferConfig(tcpPort, udpPort, collector, bufDir)
+	workDir, admin := t.TempDir(), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	in := startIn(t, workDir, admin, cfg)
+
+	sent := pacedSender(t, fmt.Sprintf("127.0.0.1:%d", tcpPort), 20000, 12*time.Second)
+	// The disk fills within a second or two; then TCP must stall.
+	deadline := time.Now().Add(15 * time.Second)
+	for in.metric("wharf_buffer_writable") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("wharf_buffer_writable never went to 0 on a 2 MiB disk; received %v", in.metric("wharf_frontend_received_total"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r1 := in.metric("wharf_frontend_received_total")
+	udp, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nUDP = 500
+	for i := range nUDP {
+		fmt.Fprintf(udp, "<13>1 2026-11-25T10:00:00Z h app - - - udp=%d", i)
+		time.Sleep(time.Millisecond)
+	}
+	udp.Close()
+	time.Sleep(3 * time.Second)
+	code, body := getBody(t, "http://"+admin+"/readyz")
+	if code != 503 || !strings.Contains(body, "cannot be written") || !strings.Contains(body, "no space left on device") {
+		t.Errorf("/readyz on a full buffer disk = %d %q, want 503 saying the buffer cannot be written (no space)", code, body)
+	}
+	r2 := in.metric("wharf_frontend_received_total")
+	if tcpDrops := in.metric("wharf_sink_dropped_total") - in.metric("wharf_sink_dropped_total", `reason="spool_error"`); tcpDrops != 0 {
+		t.Errorf("dropped %v messages for reasons other than spool_error (UDP) on a full disk", tcpDrops)
+	}
+	// 4 s at 20k msg/s would be 80k messages: held back, wharf reads about
+	// nothing more than the UDP datagrams (and one read's worth).
+	if r2-r1 > nUDP+5000 {
+		t.Errorf("wharf read %v messages in 4 s while its buffer disk was full: TCP input not held back", r2-r1)
+	}
+	t.Logf("disk full at %v received; %v more read in the next 4 s; spool_error drops %v", r1, r2-r1, in.metric("wharf_sink_dropped_total", `reason="spool_error"`))
+
+	// The collector comes back.
+	ln, err := net.Listen("tcp", collector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sink := &lineSink{}
+	go sink.serve(ln)
+	n := <-sent
+	var msgs []string
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		msgs = sink.snapshot()
+		if got, _, _ := ledger(msgs, "seq=", n); got == n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tcpGot, tcpDups, tcpForeign := ledger(msgs, "seq=", n)
+	udpGot, udpDups, udpForeign := ledger(msgs, "udp=", nUDP)
+	received := in.metric("wharf_frontend_received_total")
+	dropped := in.metric("wharf_sink_dropped_total")
+	spoolErr := in.metric("wharf_sink_dropped_total", `reason="spool_error"`)
+	t.Logf("sender wrote %d TCP + %d UDP; wharf read %v; delivered %d TCP (%d dups) + %d UDP (%d dups); dropped %v (spool_error %v)",
+		n, nUDP, received, tcpGot, tcpDups, udpGot, udpDups, dropped, spoolErr)
+	if tcpGot != n {
+		t.Errorf("%d of %d TCP messages delivered: TCP input lost to a full disk", tcpGot, n)
+	}
+	if tcpForeign+udpForeign != 0 {
+		t.Errorf("%d messages arrived that were never sent", tcpForeign+udpForeign)
+	}
+	if float64(tcpGot+udpGot)+dropped != received {
+		t.Errorf("ledger: read %v != delivered %d + dropped %v", received, tcpGot+udpGot, dropped)
+	}
+	if dropped != spoolErr {
+		t.Errorf("drops other than UDP's spool_error: %v of %v", dropped-spoolErr, dropped)
+	}
+	if code := httpStatus(t, "http://"+admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d after the disk recovered, want 200", code)
+	}
+	if w := in.metric("wharf_buffer_writable"); w != 1 {
+		t.Errorf("wharf_buffer_writable = %v after recovery", w)
+	}
+	logs := in.stderr.String()
+	if c := strings.Count(logs, "disk buffer cannot be written"); c != 1 {
+		t.Errorf("%d 'cannot be written' log lines over one outage, want 1", c)
+	}
+	if c := strings.Count(logs, "disk buffer can be written again"); c != 1 {
+		t.Errorf("%d 'can be written again' log lines, want 1", c)
+	}
+	if lines := strings.Count(logs, "\n"); lines > 40 {
+		t.Errorf("%d log lines over the outage: not rate-limited\n%s", lines, logs)
+	}
+
+	// A restart replays nothing and takes new traffic.
+	in.stop()
+	before := len(sink.snapshot())
+	in2 := startIn(t, workDir, admin, cfg)
+	time.Sleep(2 * time.Second)
+	if after := len(sink.snapshot()); after != before {
+		t.Errorf("a restart after recovery delivered %d messages again: the checkpoint was not written", after-before)
+	}
+	more := make([]string, 1000)
+	for i := range more {
+		more[i] = fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - after=%d", i)
+	}
+	sendTCP(t, fmt.Sprintf("127.0.0.1:%d", tcpPort), more)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		got, _, _ := ledger(sink.snapshot(), "after=", len(more))
+		if got == len(more) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages sent after the restart delivered", got, len(more))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d := in2.metric("wharf_sink_dropped_total"); d != 0 {
+		t.Errorf("dropped %v after the restart", d)
+	}
+	in2.stop()
+}
