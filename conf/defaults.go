@@ -55,6 +55,12 @@ const (
 	// bind: above the 10k idle senders a central relay should hold (a few
 	// KiB each), below what exhausts file descriptors under LimitNOFILE=65536.
 	DefaultSyslogMaxConn = 20000
+	// DefaultSyslogMaxConnPerIP bounds the connections one source holds on
+	// a syslog bind: a sender needs one, a few with worker threads, a NAT
+	// gateway of devices some hundreds; 512 lets one address hold at most
+	// 1/40 of DefaultSyslogMaxConn, so idle connections from one host can
+	// no longer lock every other sender out.
+	DefaultSyslogMaxConnPerIP = 512
 	// DefaultTLSMinVersion is TLS 1.2: RFC 5425 senders (rsyslog, syslog-ng,
 	// network gear) all speak it, while 1.0 and 1.1 are deprecated (RFC
 	// 8996). "1.3" locks out older senders, so it is opt-in.
@@ -213,6 +219,11 @@ const (
 	// below the descriptor limit Go raises to at start, and a flood waits
 	// in the accept queue instead of exhausting memory.
 	DefaultProxyMaxConn = 4096
+	// DefaultProxyMaxConnPerIP bounds the connections one client holds on
+	// a proxy frontend: a quarter of DefaultProxyMaxConn, ample for an
+	// office NAT of browsers (about 6 connections each), yet one address
+	// cannot take every slot. Trusted proxies are exempt.
+	DefaultProxyMaxConnPerIP = 1024
 	// DefaultHeaderTimeout is 10s, HAProxy's customary `timeout
 	// http-request`: ample for a PROXY header, a ClientHello or a request
 	// header on a slow link, short enough that slowloris clients get cut.
@@ -335,6 +346,9 @@ func (f *Frontend) applyDefaults() {
 		if f.MaxConn == 0 {
 			f.MaxConn = DefaultProxyMaxConn
 		}
+		if f.MaxConnPerIP == 0 {
+			f.MaxConnPerIP = DefaultProxyMaxConnPerIP
+		}
 		setDur(&f.HeaderTimeout, DefaultHeaderTimeout)
 		setDur(&f.ClientTimeout, DefaultClientTimeout)
 		if f.Mode == "http" && f.MaxHeaderBytes == 0 {
@@ -352,6 +366,9 @@ func (f *Frontend) applyDefaults() {
 	setStr(&f.OnError, DefaultOnError)
 	if f.MaxConn == 0 {
 		f.MaxConn = DefaultSyslogMaxConn
+	}
+	if f.MaxConnPerIP == 0 {
+		f.MaxConnPerIP = DefaultSyslogMaxConnPerIP
 	}
 	setDur(&f.FrameTimeout, DefaultFrameTimeout)
 	if !f.RateLimit.IsZero() && f.RateBurst == 0 {

@@ -61,6 +61,9 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 	if f.MaxConn < 0 {
 		v.errAt(p+".maxconn", "must not be negative")
 	}
+	if f.MaxConnPerIP < 0 {
+		v.errAt(p+".maxconn_per_ip", "must not be negative (set it to maxconn to turn the per-address cap off)")
+	}
 	for _, l := range []struct {
 		key  string
 		list []string
@@ -134,6 +137,9 @@ func (v *validator) syslogFrontendProxyKeys(p string, f *Frontend) {
 	// Keys both kinds share: connection limits and ACLs.
 	if f.MaxConn < 0 {
 		v.errAt(p+".maxconn", "must not be negative")
+	}
+	if f.MaxConnPerIP < 0 {
+		v.errAt(p+".maxconn_per_ip", "must not be negative (set it to maxconn to turn the per-address cap off)")
 	}
 	if f.ClientTimeout.Duration < 0 {
 		v.errAt(p+".client_timeout", "must not be negative")

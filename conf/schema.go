@@ -114,6 +114,11 @@ type Frontend struct {
 	// MaxConn bounds concurrent client connections; beyond it new ones
 	// wait in the kernel's accept queue.
 	MaxConn int `toml:"maxconn"`
+	// MaxConnPerIP bounds the TCP/TLS connections one source (an IPv4
+	// address or an IPv6 /64) holds on one bind (syslog) or frontend
+	// (proxy; peers in TrustedProxies are exempt); a connection over it
+	// is closed at once and counted (reason "maxconn_per_ip").
+	MaxConnPerIP int `toml:"maxconn_per_ip"`
 	// Allow lists CIDRs (or IPs) that may connect; empty allows all.
 	Allow []string `toml:"allow"`
 	// Deny lists CIDRs (or IPs) refused on accept; checked before Allow.

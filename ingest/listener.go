@@ -73,8 +73,9 @@ type Listener struct {
 	reasons                    atomic.Pointer[map[reasonKey]*metrics.Counter] // see reason
 	reasonsMu                  sync.Mutex
 
-	open    sync.Map // gnet.Conn -> *conn, for the timeout sweep
-	batches sync.Map // UDP socket fd -> *udpBatch, one per event loop
+	open    sync.Map  // gnet.Conn -> *conn, for the timeout sweep
+	perIP   acl.PerIP // open TCP/TLS connections per source (maxconn_per_ip)
+	batches sync.Map  // UDP socket fd -> *udpBatch, one per event loop
 
 	rate     rateLimiter // buckets and counters of the rate limits (ratelimit.go)
 	stopping atomic.Bool // Stop began: held-back connections stop waiting
@@ -97,6 +98,7 @@ type settings struct {
 	forward  bool      // on_error = forward_raw
 	acl      *acl.List // nil: everyone
 	maxConn  int64     // 0: unlimited
+	perIP    int       // maxconn_per_ip; 0: unlimited
 	// idle closes a TCP connection that sent nothing for this long; frame
 	// closes one that kept a frame incomplete for this long (slow sender).
 	// 0 disables either.
@@ -127,7 +129,7 @@ func newSettings(fe *conf.Frontend) (*settings, error) {
 	return &settings{
 		format: format, full: fe.Parse == "full", mode: mode, max: max,
 		truncate: fe.Oversize != "drop", forward: fe.OnError == "forward_raw",
-		acl: list, maxConn: int64(fe.MaxConn),
+		acl: list, maxConn: int64(fe.MaxConn), perIP: fe.MaxConnPerIP,
 		idle: fe.ClientTimeout.Duration, frame: fe.FrameTimeout.Duration,
 		relpWindow: relpWindowOrDefault(fe.RELPWindow), relpAck: parseRELPAck(fe.RELPAck),
 	}, nil
@@ -453,6 +455,10 @@ func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		l.reason("rejected", "maxconn").Inc()
 		return nil, gnet.Close
 	}
+	if !l.perIP.Acquire(peer.Addr(), s.perIP) {
+		l.reason("rejected", "maxconn_per_ip").Inc()
+		return nil, gnet.Close
+	}
 	_ = c.SetKeepAlivePeriod(time.Minute) // finds senders that vanished without a FIN
 	st := &conn{framer: framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}, peer: peer}
 	st.lastRead.Store(time.Now().UnixNano())
@@ -473,6 +479,7 @@ func (l *Listener) OnClose(c gnet.Conn, err error) gnet.Action {
 	st := c.Context().(*conn)
 	l.open.Delete(c)
 	l.conns.Add(-1)
+	l.perIP.Release(st.peer.Addr())
 	if st.wake != nil {
 		st.wake.Stop()
 	}
@@ -743,6 +750,7 @@ func (l *Listener) zeroReasons() {
 	}
 	l.reason("dropped", "incomplete_frame_at_close")
 	l.reason("rejected", "maxconn")
+	l.reason("rejected", "maxconn_per_ip")
 	l.reason("closed", "idle_timeout")
 	l.reason("closed", "frame_timeout")
 	if l.tls != nil || (l.relp != nil && l.relp.tls != nil) {
@@ -778,7 +786,7 @@ func (l *Listener) reason(kind, why string) *metrics.Counter {
 	case "malformed":
 		c = l.reg.Counter("wharf_frontend_malformed_total", "Malformed input by reason (oversize, framing and parse errors).", append(l.labels, "reason", why)...)
 	case "rejected":
-		c = l.reg.Counter("wharf_frontend_rejected_total", "Connections (TCP) or datagrams (UDP) refused before reading, by reason (acl, maxconn, tls_handshake).", append(l.labels, "reason", why)...)
+		c = l.reg.Counter("wharf_frontend_rejected_total", "Connections (TCP) or datagrams (UDP) refused before reading, by reason (acl, maxconn, maxconn_per_ip, tls_handshake).", append(l.labels, "reason", why)...)
 	case "closed":
 		c = l.reg.Counter("wharf_frontend_closed_total", "TCP connections closed by wharf, by reason (idle_timeout, frame_timeout).", append(l.labels, "reason", why)...)
 	default:

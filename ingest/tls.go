@@ -13,7 +13,7 @@ package ingest
 // enqueue. Enqueue blocks when a sink queue is full, which stops that
 // connection's reads: TCP backpressure, as on tcp:// binds.
 //
-// Admission (allow/deny, maxconn) is decided on the raw TCP connection
+// Admission (allow/deny, maxconn, maxconn_per_ip) is decided on the raw TCP connection
 // before the handshake, so a refused client costs no crypto. A handshake
 // that fails or does not finish within header_timeout (a client without
 // an acceptable certificate under tls_client_ca, a plaintext sender, a
@@ -173,7 +173,13 @@ func (l *Listener) acceptTLS() {
 			c.Close()
 			continue
 		}
+		if !l.perIP.Acquire(peer.Addr(), s.perIP) {
+			l.reason("rejected", "maxconn_per_ip").Inc()
+			c.Close()
+			continue
+		}
 		if !l.tls.track(c) { // Stop is closing everything
+			l.perIP.Release(peer.Addr())
 			c.Close()
 			return
 		}
@@ -218,6 +224,7 @@ func getTLSBuffer(size int) *[]byte {
 func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 	defer l.tls.wg.Done()
 	defer l.conns.Add(-1)
+	defer l.perIP.Release(peer.Addr())
 	defer l.tls.untrack(raw)
 	defer raw.Close()
 

@@ -81,6 +81,7 @@ type Frontend struct {
 	log      *slog.Logger
 	tlsCfg   *tls.Config
 	sem      chan struct{}
+	sources  *front.SourceLimit // maxconn_per_ip
 	m        frontendMetrics
 	lns      []*listener
 	wg       sync.WaitGroup
@@ -110,7 +111,7 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		return nil, err
 	}
 	cfg = g.Cfg
-	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem,
+	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem, sources: g.Sources,
 		log: log.With("frontend", cfg.Name), conns: map[*conn]struct{}{}}
 	herr := func(kind string) *metrics.Counter {
 		return reg.Counter("wharf_proxy_http_errors_total", "Requests answered by the proxy itself with an error, by kind.", append(g.Labels, "kind", kind)...)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,9 +52,15 @@ func (l *listener) Accept() (net.Conn, error) {
 			<-l.f.sem
 			continue
 		}
-		pc := &conn{Conn: c, f: l.f, remote: c.RemoteAddr()}
+		if !l.f.sources.Admit(peer.Addr()) {
+			reset(c)
+			<-l.f.sem
+			continue
+		}
+		pc := &conn{Conn: c, f: l.f, remote: c.RemoteAddr(), peer: peer.Addr()}
 		if !l.f.track(pc, true) {
 			reset(c)
+			l.f.sources.Leave(peer.Addr())
 			<-l.f.sem
 			return nil, net.ErrClosed
 		}
@@ -82,6 +89,7 @@ type conn struct {
 	initOnce  sync.Once
 	initErr   error
 	remote    net.Addr
+	peer      netip.Addr // the connecting address, counted by maxconn_per_ip
 	pending   []byte
 	closeOnce sync.Once
 	// idle is set while serve waits for the next request on the
@@ -168,6 +176,7 @@ func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() {
 		c.f.track(c, false)
+		c.f.sources.Leave(c.peer)
 		<-c.f.sem
 	})
 	return err

@@ -46,7 +46,8 @@ type Frontend struct {
 	access   acl.Access
 	trusted  acl.Set
 	log      *slog.Logger
-	sem      chan struct{} // maxconn tokens
+	sem      chan struct{}      // maxconn tokens
+	sources  *front.SourceLimit // maxconn_per_ip
 	m        frontendMetrics
 	lns      []*net.TCPListener
 	wg       sync.WaitGroup // accept loops and connections
@@ -78,7 +79,7 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		return nil, err
 	}
 	cfg = g.Cfg
-	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem,
+	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem, sources: g.Sources,
 		log: log.With("frontend", cfg.Name), conns: map[*net.TCPConn]struct{}{}, closing: make(chan struct{})}
 	if cfg.Backend != "" {
 		if f.def, err = g.Backend(backends, cfg.Backend); err != nil {
@@ -172,8 +173,15 @@ func (f *Frontend) acceptLoop(ln *net.TCPListener) {
 		}
 		delay = 0
 		f.m.accepted.Inc()
-		if !f.access.Permits(acl.AddrOf(c.RemoteAddr())) {
+		peer := acl.AddrOf(c.RemoteAddr())
+		if !f.access.Permits(peer) {
 			f.m.rejACL.Inc()
+			c.SetLinger(0)
+			c.Close()
+			<-f.sem
+			continue
+		}
+		if !f.sources.Admit(peer) {
 			c.SetLinger(0)
 			c.Close()
 			<-f.sem
@@ -181,6 +189,7 @@ func (f *Frontend) acceptLoop(ln *net.TCPListener) {
 		}
 		if !f.track(c, true) { // shut down while accepting
 			c.Close()
+			f.sources.Leave(peer)
 			<-f.sem
 			return
 		}
@@ -188,6 +197,7 @@ func (f *Frontend) acceptLoop(ln *net.TCPListener) {
 		go func() {
 			defer f.wg.Done()
 			defer func() { <-f.sem }()
+			defer f.sources.Leave(peer)
 			defer f.track(c, false)
 			f.m.active.Add(1)
 			defer f.m.active.Add(-1)

@@ -7,6 +7,7 @@ package front
 
 import (
 	"fmt"
+	"net/netip"
 
 	"wharf/acl"
 	"wharf/conf"
@@ -23,6 +24,8 @@ type Common struct {
 	Trusted acl.Set
 	// Sem holds one token per open client connection (maxconn).
 	Sem chan struct{}
+	// Sources caps the connections of one client address (maxconn_per_ip).
+	Sources *SourceLimit
 	// Labels are the frontend's metric labels.
 	Labels []string
 	// Accepted counts client connections accepted; the Rej counters count
@@ -57,6 +60,10 @@ func New(component, mode string, cfg *conf.Frontend, reg *metrics.Registry) (*Co
 		c.MaxConn = conf.DefaultProxyMaxConn
 	}
 	f.Sem = make(chan struct{}, c.MaxConn)
+	if c.MaxConnPerIP <= 0 {
+		c.MaxConnPerIP = conf.DefaultProxyMaxConnPerIP
+	}
+	f.Sources = &SourceLimit{max: c.MaxConnPerIP, trusted: f.Trusted, rejected: f.Rejected("maxconn_per_ip")}
 	f.Accepted = reg.Counter("wharf_proxy_frontend_connections_total", "Client connections accepted.", f.Labels...)
 	f.RejACL = f.Rejected("acl")
 	f.RejUntrusted = f.Rejected("proxy_untrusted")
@@ -78,3 +85,34 @@ func (f *Common) Backend(backends map[string]*upstream.Backend, name string) (*u
 	}
 	return nil, fmt.Errorf("%s: frontend %s: backend %q is not defined; add [backend.%s]", f.component, f.Cfg.Name, name, name)
 }
+
+// SourceLimit applies maxconn_per_ip to a proxy frontend's client
+// connections. Peers in trusted_proxies (a load balancer in front, whose
+// connections carry many clients) are not counted.
+type SourceLimit struct {
+	perIP    acl.PerIP
+	max      int
+	trusted  acl.Set
+	rejected *metrics.Counter
+}
+
+// Admit counts a new connection from the peer address a and reports
+// whether it may stay; a refusal is counted (reason "maxconn_per_ip").
+// Every true must be paired with one Leave for the same address.
+func (s *SourceLimit) Admit(a netip.Addr) bool {
+	if s.trusted.Contains(a) || s.perIP.Acquire(a, s.max) {
+		return true
+	}
+	s.rejected.Inc()
+	return false
+}
+
+// Leave counts a connection admitted from a gone.
+func (s *SourceLimit) Leave(a netip.Addr) {
+	if !s.trusted.Contains(a) {
+		s.perIP.Release(a)
+	}
+}
+
+// Open returns how many counted connections a's source holds.
+func (s *SourceLimit) Open(a netip.Addr) int { return s.perIP.Open(a) }
