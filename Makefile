@@ -39,7 +39,7 @@ bench: build
 	bash bench/run.sh
 
 fuzz:
-	bash test/fuzz.sh 60s
+	bash test/fuzz.sh 1000000x
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -33,4 +33,4 @@ go test -count=1 -race -timeout 10m ./sinks/ ./route/ ./ingest/...
 # Fault tests stop and restart the shared peers: alone, after the rest.
 WHARF_FAULT=1 go test -count=1 -timeout 10m -run '^TestFault' -v ./test/e2e/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|_test.go'
 
-bash test/fuzz.sh 5s
+bash test/fuzz.sh 20000x
