@@ -419,7 +419,19 @@ func (cc *clientConn) buildHead(bp *backendProxy, s *upstream.Server, host, path
 		w = append(w, s.Addr...) // an HTTP/1.0 request without Host
 	}
 	w = append(w, "\r\n"...)
-	hasXFP, hasXFH := false, false
+	w, hasXFP, hasXFH := cc.appendFields(w, b)
+	w = cc.appendFraming(w, b, s)
+	w = cc.appendForwarding(w, b, host, hasXFP, hasXFH)
+	cc.bw = append(w, "\r\n"...)
+}
+
+// appendFields appends the client's header fields that are passed on:
+// not hop-by-hop nor named by Connection (unless a trusted proxy's
+// forwarding fields), not Host, Content-Length or the forwarding fields
+// the proxy writes itself; X-Forwarded-Host and -Proto only from a
+// trusted proxy, which it reports.
+func (cc *clientConn) appendFields(w, b []byte) (_ []byte, hasXFP, hasXFH bool) {
+	req := &cc.req
 	for _, fl := range req.fields {
 		name := fl.name.of(b)
 		if hopByHop(name) || (req.connNames(b, name) && !(cc.trusted && forwarding(name))) {
@@ -462,6 +474,14 @@ func (cc *clientConn) buildHead(bp *backendProxy, s *upstream.Server, host, path
 		w = append(w, fl.value.of(b)...)
 		w = append(w, "\r\n"...)
 	}
+	return w, hasXFP, hasXFH
+}
+
+// appendFraming appends the proxy's own Connection/Upgrade and the body
+// framing (Transfer-Encoding: chunked or Content-Length), and remembers
+// the upgrade token asked for.
+func (cc *clientConn) appendFraming(w, b []byte, s *upstream.Server) []byte {
+	req := &cc.req
 	if req.connUpgrade && !req.upgrade.empty() {
 		w = append(w, "Connection: Upgrade\r\nUpgrade: "...)
 		w = append(w, req.upgrade.of(b)...)
@@ -481,6 +501,12 @@ func (cc *clientConn) buildHead(bp *backendProxy, s *upstream.Server, host, path
 		w = appendInt(w, req.contentLength)
 		w = append(w, "\r\n"...)
 	}
+	return w
+}
+
+// appendForwarding appends X-Forwarded-For, Forwarded and, unless a
+// trusted proxy sent them, X-Forwarded-Proto and X-Forwarded-Host.
+func (cc *clientConn) appendForwarding(w, b, host []byte, hasXFP, hasXFH bool) []byte {
 	proto := "http"
 	if cc.tls {
 		proto = "https"
@@ -521,7 +547,7 @@ func (cc *clientConn) buildHead(bp *backendProxy, s *upstream.Server, host, path
 		w = append(w, host...)
 		w = append(w, "\r\n"...)
 	}
-	cc.bw = append(w, "\r\n"...)
+	return w
 }
 
 // forwarding reports the fields that carry what proxies learnt about the
@@ -638,76 +664,111 @@ func (cc *clientConn) answerError(bp *backendProxy, err error, keep bool) bool {
 // otherwise nothing reached the client yet, ok says whether the client
 // connection could still go on, and the caller closes pc.
 func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolConn, reused, replayable, keep bool) (bool, error) {
-	req := &cc.req
-	in := &cc.in
-	head := cc.bw
-	bodyLeft := req.contentLength
-	if bodyLeft < 0 {
-		bodyLeft = 0
+	t := trip{cc: cc, bp: bp, s: s, pc: pc, keep: keep}
+	if err := t.sendHead(); err != nil {
+		return false, err
 	}
-	// The request head, and as much of a Content-Length body as is here
-	// and fits, in one write.
-	expect := req.expect100 && req.hasBody() && req.minor >= 1
-	bodyHere := int64(0)
-	if !req.chunked && !expect && bodyLeft > 0 {
-		bodyHere = min(int64(len(in.buffered())), bodyLeft, int64(writeBufSize))
-		head = append(head, in.buffered()[:bodyHere]...)
-		cc.bw = head
-	}
-	if _, err := pc.c.Write(head); err != nil {
-		return false, errStale
-	}
-	if bodyHere > 0 {
-		in.consume(int(bodyHere))
-		bodyLeft -= bodyHere
-		s.BytesToServer.Add(uint64(bodyHere))
-	}
-	bodySent := !req.hasBody() || (!req.chunked && bodyLeft == 0)
-	// From here the head's spans are not needed: remember what is.
-	isHead := cc.isHead
-	clientMinor := req.minor
-	// A server that stops reading the body may have answered already
-	// (413, 401...): then that answer is passed on, and both connections
-	// close after it.
-	serverStopped := false
-	sendBody := func() error {
-		if bodySent {
-			return nil
-		}
-		bodySent = true
-		cc.toSrv.w, cc.toSrv.b, cc.toSrv.werr = pc.c, cc.toSrv.b[:0], nil
-		in.progress = cc.f.cfg.ClientTimeout.Duration
-		defer func() { in.progress = 0 }()
-		var err error
-		if req.chunked {
-			var n int64
-			n, err = copyChunked(&cc.toSrv, in, false, int(cc.f.cfg.MaxHeaderBytes))
-			s.BytesToServer.Add(uint64(n))
-		} else {
-			err = copyN(&cc.toSrv, in, bodyLeft)
-			s.BytesToServer.Add(uint64(bodyLeft))
-		}
-		if err == nil {
-			err = cc.toSrv.flush()
-		}
-		if err != nil && cc.toSrv.werr != nil {
-			serverStopped, keep = true, false
-			return nil
-		}
-		return err
-	}
-	if !expect {
-		if err := sendBody(); err != nil {
+	if !t.expect {
+		if err := t.sendBody(); err != nil {
 			return cc.bodyFailed(err)
 		}
 	}
+	if ok, err := t.readResponseHead(reused, replayable); err != nil {
+		return ok, err
+	}
+	return t.relayResponse()
+}
 
-	// The response head, waiting in slices of a second: between them
-	// the client is checked (one that left cancels the request), and a
-	// server silent on Expect: 100-continue gets the body anyway.
-	timeout := bp.b.Config().ServerTimeout.Duration
+// trip is the state of one roundTrip, shared by its steps: request head
+// out, body out (at once, or when the server asks with 100 Continue),
+// response head in, response relayed.
+type trip struct {
+	cc       *clientConn
+	bp       *backendProxy
+	s        *upstream.Server
+	pc       *poolConn
+	keep     bool  // the client connection can go on after this exchange
+	expect   bool  // the body waits for 100 Continue
+	bodyLeft int64 // Content-Length body bytes not yet sent
+	bodySent bool  // the whole request body went out (or there is none)
+	// serverStopped: the server stopped reading the body and may have
+	// answered already (413, 401...); then that answer is passed on, and
+	// both connections close after it.
+	serverStopped bool
+	// Remembered from the request head, whose spans are not needed after
+	// it went out.
+	isHead      bool
+	clientMinor int
+}
+
+// sendHead writes the request head, and as much of a Content-Length body
+// as is here and fits, in one write. A failed write is errStale.
+func (t *trip) sendHead() error {
+	cc, req, in := t.cc, &t.cc.req, &t.cc.in
+	head := cc.bw
+	t.bodyLeft = max(req.contentLength, 0)
+	t.expect = req.expect100 && req.hasBody() && req.minor >= 1
+	bodyHere := int64(0)
+	if !req.chunked && !t.expect && t.bodyLeft > 0 {
+		bodyHere = min(int64(len(in.buffered())), t.bodyLeft, int64(writeBufSize))
+		head = append(head, in.buffered()[:bodyHere]...)
+		cc.bw = head
+	}
+	if _, err := t.pc.c.Write(head); err != nil {
+		return errStale
+	}
+	if bodyHere > 0 {
+		in.consume(int(bodyHere))
+		t.bodyLeft -= bodyHere
+		t.s.BytesToServer.Add(uint64(bodyHere))
+	}
+	t.bodySent = !req.hasBody() || (!req.chunked && t.bodyLeft == 0)
+	t.isHead = cc.isHead
+	t.clientMinor = req.minor
+	return nil
+}
+
+// sendBody copies the rest of the request body to the server, once. A
+// server that stops reading it is not an error (serverStopped); a client
+// that fails to send it is.
+func (t *trip) sendBody() error {
+	if t.bodySent {
+		return nil
+	}
+	t.bodySent = true
+	cc, in, s := t.cc, &t.cc.in, t.s
+	cc.toSrv.w, cc.toSrv.b, cc.toSrv.werr = t.pc.c, cc.toSrv.b[:0], nil
+	in.progress = cc.f.cfg.ClientTimeout.Duration
+	defer func() { in.progress = 0 }()
+	var err error
+	if cc.req.chunked {
+		var n int64
+		n, err = copyChunked(&cc.toSrv, in, false, int(cc.f.cfg.MaxHeaderBytes))
+		s.BytesToServer.Add(uint64(n))
+	} else {
+		err = copyN(&cc.toSrv, in, t.bodyLeft)
+		s.BytesToServer.Add(uint64(t.bodyLeft))
+	}
+	if err == nil {
+		err = cc.toSrv.flush()
+	}
+	if err != nil && cc.toSrv.werr != nil {
+		t.serverStopped, t.keep = true, false
+		return nil
+	}
+	return err
+}
+
+// readResponseHead waits for the final response head (into cc.resp),
+// passing 1xx answers on to an HTTP/1.1 client. It waits in slices of a
+// second: between them the client is checked (one that left cancels the
+// request), and a server silent on Expect: 100-continue gets the body
+// anyway. A non-nil error ends the round trip with (ok, err).
+func (t *trip) readResponseHead(reused, replayable bool) (ok bool, err error) {
+	cc, resp := t.cc, &t.cc.resp
+	timeout := t.bp.b.Config().ServerTimeout.Duration
 	start := time.Now()
-	srv := &pc.in
+	srv := &t.pc.in
 	srv.progress = 0
 	scan := 0
 	got := false // any byte of a response
@@ -718,13 +779,12 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 	// Usually a deadline a kept-alive connection has from a request
 	// moments ago does: it may wake the wait early, which then goes on.
 	srv.setDeadline(start.Add(slice), slice/8)
-	resp := &cc.resp
 	for {
 		b := srv.buffered()
 		end := findHeadEnd(b, scan)
 		if end < 0 {
 			if bareLF(b, scan) {
-				return bodySent && keep, errBadResponse
+				return t.bodySent && t.keep, errBadResponse
 			}
 			scan = len(b)
 			err := srv.fill()
@@ -735,21 +795,21 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				elapsed := time.Since(start)
 				if timeout > 0 && elapsed >= timeout {
-					return bodySent && keep, errTimeout
+					return t.bodySent && t.keep, errTimeout
 				}
 				if cc.clientGone() {
 					return false, errClientGone
 				}
-				if !bodySent && expect && elapsed >= time.Second {
+				if !t.bodySent && t.expect && elapsed >= time.Second {
 					// The server says nothing: send the body as if it
 					// had said 100 Continue (RFC 9110 10.1.1).
-					if clientMinor >= 1 {
+					if t.clientMinor >= 1 {
 						cc.out.writeString("HTTP/1.1 100 Continue\r\n\r\n")
 						if err := cc.out.flush(); err != nil {
 							return false, errClientGone
 						}
 					}
-					if err := sendBody(); err != nil {
+					if err := t.sendBody(); err != nil {
 						return cc.bodyFailed(err)
 					}
 				}
@@ -763,19 +823,19 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 			if !got && reused && replayable {
 				return false, errStale
 			}
-			if serverStopped {
+			if t.serverStopped {
 				err = cc.toSrv.werr
 			}
-			return bodySent && keep, err
+			return t.bodySent && t.keep, err
 		}
 		if err := parseResponse(b[:end], resp); err != nil {
-			return bodySent && keep, err
+			return t.bodySent && t.keep, err
 		}
 		if resp.status >= 200 || resp.status == 101 {
-			break
+			return false, nil
 		}
 		// 1xx: pass it on to an HTTP/1.1 client and read on.
-		if clientMinor >= 1 {
+		if t.clientMinor >= 1 {
 			cc.writeRespHead(b, resp, false, true, false)
 			if err := cc.out.flush(); err != nil {
 				return false, errClientGone
@@ -783,15 +843,31 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 		}
 		srv.consume(end)
 		scan = 0
-		if resp.status == 100 && !bodySent {
-			if err := sendBody(); err != nil {
+		if resp.status == 100 && !t.bodySent {
+			if err := t.sendBody(); err != nil {
 				return cc.bodyFailed(err)
 			}
 		}
 	}
+}
+
+// Response body framings, in relayResponse.
+const (
+	bodyNone = iota
+	bodyLength
+	bodyChunked
+	bodyUntilClose
+)
+
+// relayResponse passes the final response head in cc.resp and its body
+// on to the client, or tunnels an accepted upgrade, and keeps the server
+// connection for reuse when it can be.
+func (t *trip) relayResponse() (bool, error) {
+	cc, bp, s, pc, resp := t.cc, t.bp, t.s, t.pc, &t.cc.resp
+	srv := &pc.in
 	b := srv.buffered()
 	if resp.status == 101 {
-		if len(cc.upTok) == 0 || !eqFoldBytes(resp.upgrade.of(b), cc.upTok) || !bodySent {
+		if len(cc.upTok) == 0 || !eqFoldBytes(resp.upgrade.of(b), cc.upTok) || !t.bodySent {
 			return false, errUpgrade
 		}
 		bp.count(101)
@@ -800,47 +876,42 @@ func (cc *clientConn) roundTrip(bp *backendProxy, s *upstream.Server, pc *poolCo
 		cc.tunnel(s, pc)
 		return false, nil
 	}
+	keep := t.keep
 	// A final answer before the body was asked for: the body stays
 	// unread, so the client connection closes after this response.
-	if !bodySent {
+	if !t.bodySent {
 		keep = false
 	}
-	const (
-		none = iota
-		length
-		chunked
-		untilClose
-	)
-	mode := untilClose
+	mode := bodyUntilClose
 	switch {
-	case isHead || resp.status == 204 || resp.status == 304:
-		mode = none
+	case t.isHead || resp.status == 204 || resp.status == 304:
+		mode = bodyNone
 	case resp.chunked:
-		mode = chunked
+		mode = bodyChunked
 	case resp.contentLength >= 0:
-		mode = length
+		mode = bodyLength
 	}
-	decode := mode == chunked && clientMinor == 0
-	if mode == untilClose || decode || cc.f.shutting.Load() {
+	decode := mode == bodyChunked && t.clientMinor == 0
+	if mode == bodyUntilClose || decode || cc.f.shutting.Load() {
 		keep = false
 	}
-	srvKeep := bodySent && !serverStopped && mode != untilClose && s.SendProxy == 0 &&
+	srvKeep := t.bodySent && !t.serverStopped && mode != bodyUntilClose && s.SendProxy == 0 &&
 		(resp.minor >= 1 && !resp.connClose || resp.minor == 0 && resp.connKeepAlive)
 	bp.count(resp.status)
 	cc.writeRespHead(b, resp, decode, keep, false)
 	srv.consume(resp.n)
-	if mode != none && (mode != length || int64(len(srv.buffered())) < resp.contentLength) {
+	if mode != bodyNone && (mode != bodyLength || int64(len(srv.buffered())) < resp.contentLength) {
 		srv.setDeadline(time.Time{}, 0) // a body may take its time
 	}
 	var n int64
 	var err error
 	switch mode {
-	case length:
+	case bodyLength:
 		n = resp.contentLength
 		err = copyN(&cc.out, srv, n)
-	case chunked:
+	case bodyChunked:
 		n, err = copyChunked(&cc.out, srv, decode, maxRespHead)
-	case untilClose:
+	case bodyUntilClose:
 		n, err = copyUntilEOF(&cc.out, srv)
 	}
 	if n > 0 {
