@@ -123,18 +123,6 @@ const (
 	// DefaultBatchSize is big enough to amortize a produce request or a
 	// write system call, small enough to keep a retry cheap.
 	DefaultBatchSize = 1000
-	// DefaultKafkaBatchSize is librdkafka's batch.num.messages: a produce
-	// request is a round trip the sink waits for, so a Kafka batch is
-	// bounded by batch_bytes (1MiB, about 3400 messages of 300 B) rather
-	// than by count. 1000 made the sink wait for a round trip every 300KB
-	// (make bench, TCP in to Kafka: 458k -> 585k msg/s with 4000).
-	DefaultKafkaBatchSize = 10000
-	// DefaultKafkaBatchBytes is librdkafka's batch.size (1000000): with
-	// Kafka's record framing (~3% for 300 B messages) a full batch stays
-	// under the broker's default message.max.bytes (1048588) and goes out
-	// as one produce request; 1MiB of raw bytes framed came to just over
-	// it and was split into two.
-	DefaultKafkaBatchBytes = 1000000
 	// DefaultBatchBytes is 1MiB, the Kafka broker's default
 	// message.max.bytes for one record batch.
 	DefaultBatchBytes = 1 * MiB
@@ -153,66 +141,6 @@ const (
 	// DefaultMaxRetries 0 retries until shutdown: the bounded queue, not a
 	// retry count, decides when to drop (reason "queue_full").
 	DefaultMaxRetries = 0
-
-	// DefaultKafkaEncoding forwards the bytes as received: consumers
-	// already parse syslog, and re-encoding costs CPU per message.
-	DefaultKafkaEncoding = "raw"
-	// DefaultSyslogEncoding forwards the bytes as received (a relay should
-	// not rewrite what it relays).
-	DefaultSyslogEncoding = "raw"
-	// DefaultFileEncoding is JSON lines: files are read by people and
-	// shippers, and parsed fields are what they want.
-	DefaultFileEncoding = "json"
-	// DefaultStdoutEncoding prints messages as received, like a tail.
-	DefaultStdoutEncoding = "raw"
-
-	// DefaultKafkaKey "none" spreads messages over all partitions; keying
-	// by host keeps per-host order but skews partitions.
-	DefaultKafkaKey = "none"
-	// DefaultKafkaBalancerKeyed is used when a key is set: hashing keeps
-	// one key on one partition, which is the point of setting a key.
-	DefaultKafkaBalancerKeyed = "hash"
-	// DefaultKafkaBalancerUnkeyed is used with key "none": even spread with
-	// no per-message state (kafka-go's own default).
-	DefaultKafkaBalancerUnkeyed = "round_robin"
-	// DefaultKafkaCompression is "none": logs compress well, but the right
-	// codec depends on the cluster; opt in knowingly.
-	DefaultKafkaCompression = "none"
-	// DefaultKafkaRequiredAcks "one" is acknowledged by the partition
-	// leader: the usual latency/durability trade-off for logs.
-	DefaultKafkaRequiredAcks = "one"
-	// DefaultKafkaWriteTimeout matches kafka-go's and the broker's
-	// request.timeout: a produce slower than that is a failed batch.
-	DefaultKafkaWriteTimeout = 10 * time.Second
-
-	// DefaultOutFraming is octet-counting (RFC6587 3.4.1): it survives
-	// messages containing newlines, LF framing does not.
-	DefaultOutFraming = "octet-counting"
-	// DefaultSyslogWriteTimeout bounds writing one batch to a collector:
-	// one that stops reading is failed over from instead of blocking the
-	// queue behind it.
-	DefaultSyslogWriteTimeout = 10 * time.Second
-	// DefaultDialTimeout is long enough for a TLS-less TCP connect across a
-	// WAN, short enough to fail over to the next server quickly.
-	DefaultDialTimeout = 5 * time.Second
-
-	// DefaultFileMode 0640: owner writes, the group (e.g. adm) reads, logs
-	// are not world-readable.
-	DefaultFileMode = "0640"
-	// DefaultMaxOpenFiles bounds the files a templated file sink
-	// ({hostname}, {date}...) keeps open: 256 covers a few hundred active
-	// senders without reopening per batch, and stays far below the
-	// descriptor limit (LimitNOFILE=65536 in the systemd unit) that
-	// listeners and other sinks share. rsyslog's dynaFileCacheSize is 10
-	// by default, which thrashes at any real number of hosts.
-	DefaultMaxOpenFiles = 256
-	// DefaultFileIdleClose closes a templated file sink's file that was
-	// not written for this long: a {date} file is done after midnight, a
-	// host that went away does not hold a descriptor. Not a setting: five
-	// minutes is long next to batch intervals and short next to a day.
-	DefaultFileIdleClose = 5 * time.Minute
-	// MaxMaxOpenFiles caps max_open_files well inside that limit.
-	MaxMaxOpenFiles = 16384
 
 	// DefaultProxyMaxConn bounds a proxy frontend's client connections:
 	// each costs two file descriptors and two goroutines, so 4096 stays far
@@ -284,30 +212,6 @@ func DefaultRateBurst(r Rate) int {
 	return max(1, int(math.Ceil(r.PerSecond())))
 }
 
-// DefaultEncoding returns the default encoding for a sink type ("" for an
-// unknown type).
-func DefaultEncoding(typ string) string {
-	switch typ {
-	case "kafka":
-		return DefaultKafkaEncoding
-	case "syslog":
-		return DefaultSyslogEncoding
-	case "file":
-		return DefaultFileEncoding
-	case "stdout":
-		return DefaultStdoutEncoding
-	}
-	return ""
-}
-
-// DefaultBatch is a sink type's default batch_size and batch_bytes.
-func DefaultBatch(typ string) (int, Size) {
-	if typ == "kafka" {
-		return DefaultKafkaBatchSize, DefaultKafkaBatchBytes
-	}
-	return DefaultBatchSize, DefaultBatchBytes
-}
-
 // ApplyDefaults fills every unset field with its default. Type-specific
 // sink defaults are only filled for sinks of that type, so a filled-in
 // config never carries a key that does not apply to its type. It is
@@ -328,7 +232,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	for _, s := range c.Sinks {
 		if s != nil {
-			s.applyDefaults()
+			s.ApplyDefaults()
 		}
 	}
 	for _, b := range c.Backends {
@@ -392,8 +296,19 @@ func (f *Frontend) applyDefaults() {
 	// message written after the relay silently closed one.
 }
 
-func (s *Sink) applyDefaults() {
+// ApplyDefaults fills every unset field of s with its default, and of its
+// Options (made fresh when nil and the type is registered). Type-specific
+// defaults come from the type's Options. It is idempotent.
+func (s *Sink) ApplyDefaults() {
 	s.Buffer.applyDefaults()
+	if s.Options == nil {
+		if t := sinkType(s.Type); t != nil {
+			s.Options = t.New()
+		}
+	}
+	if s.Options != nil {
+		s.Options.ApplyDefaults()
+	}
 	if s.QueueSize == 0 {
 		s.QueueSize = DefaultQueueSize
 	}
@@ -432,27 +347,6 @@ func (s *Sink) applyDefaults() {
 	setDur(&s.RetryBackoff, DefaultRetryBackoff)
 	setDur(&s.RetryMaxBackoff, DefaultRetryMaxBackoff)
 	setStr(&s.Encoding, DefaultEncoding(s.Type))
-	switch s.Type {
-	case "kafka":
-		setStr(&s.Key, DefaultKafkaKey)
-		if s.Key == "none" {
-			setStr(&s.Balancer, DefaultKafkaBalancerUnkeyed)
-		} else {
-			setStr(&s.Balancer, DefaultKafkaBalancerKeyed)
-		}
-		setStr(&s.Compression, DefaultKafkaCompression)
-		setStr(&s.RequiredAcks, DefaultKafkaRequiredAcks)
-		setDur(&s.WriteTimeout, DefaultKafkaWriteTimeout)
-	case "syslog":
-		setStr(&s.OutFraming, DefaultOutFraming)
-		setDur(&s.DialTimeout, DefaultDialTimeout)
-		setDur(&s.WriteTimeout, DefaultSyslogWriteTimeout)
-	case "file":
-		setStr(&s.FileMode, DefaultFileMode)
-		if s.MaxOpenFiles == 0 {
-			s.MaxOpenFiles = DefaultMaxOpenFiles
-		}
-	}
 }
 
 func setStr(p *string, def string) {

@@ -86,25 +86,8 @@ func (c *Config) Describe(w io.Writer) {
 	for _, name := range sortedKeys(c.Sinks) {
 		s := c.Sinks[name]
 		pr("  sink %s: %s, encoding %s", name, s.Type, s.Encoding)
-		switch s.Type {
-		case "kafka":
-			pr("    brokers %s, topic %s", strings.Join(s.Brokers, ", "), s.Topic)
-			pr("    key %s, balancer %s, compression %s, required_acks %s, write_timeout %s",
-				s.Key, s.Balancer, s.Compression, s.RequiredAcks, s.WriteTimeout)
-			if s.KafkaTLS() {
-				pr("    %s", describeClientTLS(s))
-			}
-			if s.SASLMechanism != "" {
-				pr("    sasl %s, user %s", s.SASLMechanism, s.SASLUsername)
-			}
-		case "syslog":
-			pr("    servers %s (in order, failover)", strings.Join(s.Servers, ", "))
-			pr("    out_framing %s, dial_timeout %s, write_timeout %s", s.OutFraming, s.DialTimeout, s.WriteTimeout)
-			if s.HasTLSServer() {
-				pr("    %s", describeClientTLS(s))
-			}
-		case "file":
-			pr("    path %s, file_mode %s", s.Path, s.FileMode)
+		if s.Options != nil {
+			s.Options.Describe(func(format string, args ...any) { pr("    "+format, args...) })
 		}
 		retries := "max_retries 0 (until shutdown)"
 		if s.MaxRetries > 0 {
@@ -158,24 +141,4 @@ func describeMatch(r Route) string {
 		return "any"
 	}
 	return strings.Join(parts, " ")
-}
-
-// describeClientTLS renders a sink's TLS client settings.
-func describeClientTLS(s *Sink) string {
-	parts := []string{"tls"}
-	switch {
-	case s.TLSInsecureSkipVerify:
-		parts = append(parts, "server certificate NOT verified (tls_insecure_skip_verify)")
-	case s.TLSCA != "":
-		parts = append(parts, "ca "+s.TLSCA)
-	default:
-		parts = append(parts, "ca system roots")
-	}
-	if s.TLSServerName != "" {
-		parts = append(parts, "server_name "+s.TLSServerName)
-	}
-	if s.TLSCert != "" {
-		parts = append(parts, "client cert "+s.TLSCert)
-	}
-	return strings.Join(parts, ", ")
 }

@@ -53,8 +53,7 @@ func Parse(data []byte, path string) (*Config, error) {
 		work    = data
 	)
 	for range 64 {
-		c = &Config{}
-		md, err = toml.NewDecoder(bytes.NewReader(work)).Decode(c)
+		c, md, err = decode(work)
 		var pe toml.ParseError
 		if err == nil || !errors.As(err, &pe) {
 			break
@@ -82,7 +81,6 @@ func Parse(data []byte, path string) (*Config, error) {
 	v := &validator{c: c, md: &md, idx: idx, file: path, errs: valErrs}
 	v.tableTypes(generic)
 	v.undecoded()
-	v.sinkKeys()
 	c.ApplyDefaults()
 	v.validate()
 	if len(v.errs) > 0 {
@@ -90,6 +88,44 @@ func Parse(data []byte, path string) (*Config, error) {
 	}
 	c.Warnings = v.warnings
 	return c, nil
+}
+
+// fileConfig is Config as the decoder fills it: sink tables stay raw
+// until their type says which options struct they decode into.
+type fileConfig struct {
+	Config
+	Sinks map[string]toml.Primitive `toml:"sink"`
+}
+
+// decode decodes data into a Config: each [sink.NAME] table once into the
+// keys every sink has and once into its type's options, all through one
+// MetaData, so what neither knows is left undecoded.
+func decode(data []byte) (*Config, toml.MetaData, error) {
+	var fc fileConfig
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&fc)
+	if err != nil {
+		return nil, md, err
+	}
+	c := &fc.Config
+	c.Sinks = nil
+	if fc.Sinks != nil {
+		c.Sinks = make(map[string]*Sink, len(fc.Sinks))
+	}
+	for _, name := range sortedKeys(fc.Sinks) {
+		prim := fc.Sinks[name]
+		s := &Sink{}
+		if err := md.PrimitiveDecode(prim, s); err != nil {
+			return nil, md, err
+		}
+		if t := sinkType(s.Type); t != nil {
+			s.Options = t.New()
+			if err := md.PrimitiveDecode(prim, s.Options); err != nil {
+				return nil, md, err
+			}
+		}
+		c.Sinks[name] = s
+	}
+	return c, md, nil
 }
 
 func syntaxError(err error, data []byte, file string) *Error {
@@ -230,7 +266,8 @@ func tomlTypeName(goType string) string {
 }
 
 // undecoded reports every key the schema does not know, with a
-// suggestion when a known key is close.
+// suggestion when a known key is close. A key of another sink type than
+// the sink's says whose it is.
 func (v *validator) undecoded() {
 	seen := map[string]int{}
 	var reported []string
@@ -252,11 +289,23 @@ func (v *validator) undecoded() {
 		if skip {
 			continue
 		}
+		if len(k) == 3 && k[0] == "sink" {
+			s := v.c.Sinks[k[1]]
+			if s == nil || sinkType(s.Type) == nil {
+				continue // the missing or unknown type is the error
+			}
+			if owners := ownersOf(strings.ToLower(k[2])); len(owners) > 0 {
+				reported = append(reported, path)
+				v.errAt(path, "key %s does not apply to type %s (it is a %s key)", k[2], s.Type, strings.Join(owners, "/"))
+				continue
+			}
+		}
 		reported = append(reported, path)
+		known := v.knownKeys(k)
 		msg := "unknown key"
-		if s := suggest(k[len(k)-1], knownKeys(k)); s != "" {
+		if s := suggest(k[len(k)-1], known); s != "" {
 			msg += "; did you mean " + s + "?"
-		} else if known := knownKeys(k); len(known) > 0 {
+		} else if len(known) > 0 {
 			msg += " (known: " + strings.Join(known, ", ") + ")"
 		}
 		v.errAt(path, "%s", msg)
@@ -264,7 +313,7 @@ func (v *validator) undecoded() {
 }
 
 // knownKeys lists the keys valid in the table that holds key k.
-func knownKeys(k toml.Key) []string {
+func (v *validator) knownKeys(k toml.Key) []string {
 	switch {
 	case len(k) == 1:
 		return tomlKeys(reflect.TypeFor[Config]())
@@ -277,22 +326,37 @@ func knownKeys(k toml.Key) []string {
 	case len(k) == 4 && k[0] == "frontend" && k[2] == "route":
 		return tomlKeys(reflect.TypeFor[Route]())
 	case len(k) == 3 && k[0] == "sink":
-		return tomlKeys(reflect.TypeFor[Sink]())
+		keys := tomlKeys(reflect.TypeFor[Sink]())
+		if s := v.c.Sinks[k[1]]; s != nil && s.Options != nil {
+			keys = append(keys, tomlKeys(reflect.TypeOf(s.Options).Elem())...)
+		}
+		return keys
+	case len(k) == 4 && k[0] == "sink" && k[2] == "buffer":
+		return tomlKeys(reflect.TypeFor[Buffer]())
 	}
 	return nil
 }
 
-// tomlKeys lists the toml tag names of a struct type, in field order.
+// tomlKeys lists the toml tag names of a struct type, in field order,
+// with the keys of embedded structs in their place.
 func tomlKeys(t reflect.Type) []string {
 	var out []string
 	for f := range t.Fields() {
 		tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			out = append(out, tomlKeys(f.Type)...)
+			continue
+		}
 		if tag != "" && tag != "-" {
 			out = append(out, tag)
 		}
 	}
 	return out
 }
+
+// Suggest returns the known name closest to k when it is close enough to
+// be a typo ("" otherwise), for "did you mean" in messages.
+func Suggest(k string, known []string) string { return suggest(k, known) }
 
 // suggest returns the known key closest to k when it is close enough to
 // be a typo.

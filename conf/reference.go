@@ -2,12 +2,14 @@ package conf
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
 
-// keyDoc documents one config key for the reference.
-type keyDoc struct {
+// KeyDoc documents one config key for the reference: its name, its type
+// ("string", "duration"...), its default as shown, and what it does.
+type KeyDoc struct {
 	Key, Type, Default, Doc string
 }
 
@@ -16,19 +18,38 @@ type section struct {
 	Title string // heading, e.g. "[sink.NAME]: kafka"
 	Table string // the TOML table the keys live in, e.g. "sink.NAME"
 	Intro string
-	Keys  []keyDoc
+	Keys  []KeyDoc
 }
 
-func dur(d time.Duration) string { return "`" + d.String() + "`" }
-func q(s string) string          { return "`\"" + s + "\"`" }
+// RefDuration renders a default duration for the reference.
+func RefDuration(d time.Duration) string { return "`" + d.String() + "`" }
+
+// RefString renders a default string for the reference.
+func RefString(s string) string { return "`\"" + s + "\"`" }
+
+func dur(d time.Duration) string { return RefDuration(d) }
+func q(s string) string          { return RefString(s) }
 
 // sections is the one source of the config reference: Reference renders
-// it, and a test checks it names every key of the schema.
-var sections = []section{
+// it, and a test checks it names every key of the schema. The common sink
+// keys and each registered sink type's own come from functions, not
+// variables, because sink types register after conf's init.
+func sections() []section {
+	out := append([]section(nil), baseSections...)
+	out = append(out, sinkSection(), bufferSection)
+	for _, name := range SinkTypes() {
+		t := sinkType(name)
+		out = append(out, section{Title: "[sink.NAME] type = \"" + name + "\"", Table: "sink.NAME", Intro: t.Intro, Keys: t.Keys})
+	}
+	return out
+}
+
+// baseSections are the tables before the sinks.
+var baseSections = []section{
 	{
 		Title: "[admin]", Table: "admin",
 		Intro: "The admin HTTP listener: metrics, health, status and reload.",
-		Keys: []keyDoc{
+		Keys: []KeyDoc{
 			{"listen", "string", q(DefaultAdminListen), "host:port to listen on, or `\"off\"` to disable. Loopback by default because the admin API can reload the config; a non-loopback address needs `token`/`token_file` (or `allow_remote_without_token = true`) and is warned about. Port 0 picks a free port (tests)."},
 			{"token", "string", "none", "Bearer token for the write endpoints: when set, `POST /reload`, `/api/tap` (what `wharf tap` reads) and `/debug/pprof/` answer 401 unless the request carries `Authorization: Bearer TOKEN`. `/`, `/api/status`, `/metrics`, `/healthz` and `/readyz` stay open. `wharf tap` sends the token of the config it is given."},
 			{"token_file", "string", "none", "File holding the token (surrounding whitespace trimmed), instead of `token`, so the config file can stay world-readable; read at start and on reload."},
@@ -39,7 +60,7 @@ var sections = []section{
 	{
 		Title: "[global]", Table: "global",
 		Intro: "Process-wide settings.",
-		Keys: []keyDoc{
+		Keys: []KeyDoc{
 			{"shutdown_timeout", "duration", dur(DefaultShutdownTimeout), "How long SIGTERM waits for queues to drain; what is still queued then is dropped and counted (reason `shutdown`)."},
 			{"log_format", "string", q(DefaultLogFormat), "wharf's own logs: `text` or `json`."},
 			{"log_level", "string", q(DefaultLogLevel), "`debug`, `info`, `warn` or `error`."},
@@ -48,7 +69,7 @@ var sections = []section{
 	{
 		Title: "[frontend.NAME]", Table: "frontend.NAME",
 		Intro: "A frontend is a named set of listeners with one job. At least one is required. Messages go to the sinks of the first route that matches, or to the frontend's `sinks` when none does.",
-		Keys: []keyDoc{
+		Keys: []KeyDoc{
 			{"mode", "string", q(DefaultMode), "`syslog` (ingest), or a proxy frontend: `tcp` (forward connections) or `http` (reverse proxy); their keys are in the next sections."},
 			{"bind", "array of strings", "required", "Listen addresses `scheme://host:port`: scheme `udp`, `tcp` or `tls` (syslog over TLS, RFC 5425; needs `tls_cert` and `tls_key`); host an IP literal or a name that resolves (IPv6 in brackets: `tcp://[::1]:514`); port 1-65535, or 0 for a free port (tests). Two binds of one scheme on the same address and port, or on a wildcard (`0.0.0.0`, `[::]`) and an address it covers, are an error."},
 			{"format", "string", q(DefaultFormat), "How messages are parsed: `auto` (RFC5424 or RFC3164, per message), `rfc5424`, `rfc3164`, `raw` (not parsed)."},
@@ -83,7 +104,7 @@ var sections = []section{
 	{
 		Title: "[[frontend.NAME.route]]", Table: "frontend.NAME.route",
 		Intro: "A route matches when all its conditions hold; a condition left out matches anything. The first matching route decides the sinks (or drops the message). Routes are compiled once at start and on reload; header conditions cost a few nanoseconds per message and allocate nothing. `msg_contains`, `msg_regex` and `sd` need MSG and the structured data, so a frontend with one parses every message whole, as `parse = \"full\"` does.",
-		Keys: []keyDoc{
+		Keys: []KeyDoc{
 			{"facility", "array of strings", "any", "Facility names (`kern`, `user`, `mail`, `daemon`, `auth`, `syslog`, `lpr`, `news`, `uucp`, `cron`, `authpriv`, `ftp`, `ntp`, `security`, `console`, `solaris-cron` or `clock`, `local0`..`local7`) or numbers `\"0\"`-`\"23\"`."},
 			{"severity", "string or array of strings", "any", "One severity or an inclusive range (either order), names or numbers: `\"warning\"`, `\"err..emerg\"`, `\"0..4\"`; or an array of them, like `facility`: `[\"emerg..err\", \"debug\"]`. Names: `emerg`, `alert`, `crit`, `err`/`error`, `warning`/`warn`, `notice`, `info`, `debug`. Ranges are spelled as for `wharf tap -severity`; unlike there (and syslog.conf), a single name is that severity only."},
 			{"hostname", "string", "any", "Glob (Go `path.Match`) on HOSTNAME, e.g. `\"web-*\"`."},
@@ -98,7 +119,7 @@ var sections = []section{
 	{
 		Title: "[frontend.NAME] mode = \"tcp\" or \"http\"", Table: "frontend.NAME",
 		Intro: "A proxy frontend forwards each connection (`tcp`) or request (`http`) to a server of a backend, like an HAProxy frontend. Binds are `tcp://` only. The syslog keys (`format`, `framing`, `sinks`, `route`...) do not apply, and these keys do not apply to syslog frontends. An example, each part under the HAProxy config it mirrors:\n\n```toml\n" + strings.TrimRight(ProxyExampleConfig, "\n") + "\n```",
-		Keys: []keyDoc{
+		Keys: []KeyDoc{
 			{"backend", "string", "none", "Default backend: where traffic no `use` rule matches goes. Without it, unmatched connections are closed and requests get 503."},
 			{"use", "array of tables", "none", "Ordered backend-selection rules, see below."},
 			{"maxconn", "integer", fmt.Sprint(DefaultProxyMaxConn), "Most concurrent client connections; further ones wait in the kernel's accept queue."},
@@ -118,7 +139,7 @@ var sections = []section{
 	{
 		Title: "[[frontend.NAME.use]]", Table: "frontend.NAME.use",
 		Intro: "A use rule matches when all its conditions hold; the first match picks the backend. Names match exactly or, with a leading `*.`, any one label (`*.example.com` matches `a.example.com`, not `example.com` nor `a.b.example.com`), case-insensitively.",
-		Keys: []keyDoc{
+		Keys: []KeyDoc{
 			{"sni", "string", "none", "`tcp` with `sni_routing`: TLS server name."},
 			{"host", "string", "any", "`http`: Host header (port ignored)."},
 			{"path_prefix", "string", "any", "`http`: request path prefix, e.g. `\"/api/\"`."},
@@ -128,7 +149,7 @@ var sections = []section{
 	{
 		Title: "[backend.NAME]", Table: "backend.NAME",
 		Intro: "A backend is a pool of servers for proxy frontends, like an HAProxy backend. A server is taken out after `fall` failed checks or connects in a row and put back after `rise` passed checks; when no server is up, a `tcp` client is closed at once and an `http` client gets 503, both counted.",
-		Keys: []keyDoc{
+		Keys: []KeyDoc{
 			{"balance", "string", q(DefaultBalance), "`roundrobin` (weighted), `leastconn` (fewest open connections per weight), `source` (hash of the client IP: one client sticks to one server while the set of up servers stays the same)."},
 			{"server", "array of tables", "required", "The servers, see below."},
 			{"connect_timeout", "duration", dur(DefaultConnectTimeout), "Bound on one connect; a failed connect is retried on the next server."},
@@ -145,7 +166,7 @@ var sections = []section{
 	},
 	{
 		Title: "[[backend.NAME.server]]", Table: "backend.NAME.server",
-		Keys: []keyDoc{
+		Keys: []KeyDoc{
 			{"address", "string", "required", "`host:port` of the server."},
 			{"name", "string", "the address", "Label in metrics and logs; unique within the backend."},
 			{"weight", "integer", fmt.Sprint(DefaultWeight), "Relative share, 1-256."},
@@ -153,84 +174,88 @@ var sections = []section{
 			{"send_proxy", "string", "none", "Send a PROXY protocol header (`v1` or `v2`) with the client's address first, like HAProxy's `send-proxy`/`send-proxy-v2`. On `http` backends this turns off connection reuse (the header names one client)."},
 		},
 	},
-	{
+}
+
+// sinkSection is the keys every sink has; some defaults depend on the
+// registered types.
+func sinkSection() section {
+	return section{
 		Title: "[sink.NAME]", Table: "sink.NAME",
 		Intro: "A sink is a named output. Every sink has a queue in front of it that batches and retries; these keys apply to every type. A sink no frontend uses is a warning.",
-		Keys: []keyDoc{
-			{"type", "string", "required", "`kafka`, `syslog`, `file` or `stdout`. Keys of another type are an error."},
-			{"encoding", "string", "kafka " + q(DefaultKafkaEncoding) + ", syslog " + q(DefaultSyslogEncoding) + ", file " + q(DefaultFileEncoding) + ", stdout " + q(DefaultStdoutEncoding), "`raw` (bytes as received), `rfc5424` (re-encoded), `rfc3164` (BSD syslog `<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG` for old collectors, like rsyslog's `RSYSLOG_TraditionalForwardFormat`: an RFC3164 sender's timestamp is kept as sent, others are converted to wharf's local time zone (`TZ`); TAG is APP-NAME cut to 32 bytes; RFC5424 MSGID and structured data are left out), `json` (parsed fields; not for syslog sinks)."},
+		Keys: []KeyDoc{
+			{"type", "string", "required", refTypes() + ". Keys of another type are an error."},
+			{"encoding", "string", refEncodingDefaults(), "`raw` (bytes as received), `rfc5424` (re-encoded), `rfc3164` (BSD syslog `<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG` for old collectors, like rsyslog's `RSYSLOG_TraditionalForwardFormat`: an RFC3164 sender's timestamp is kept as sent, others are converted to wharf's local time zone (`TZ`); TAG is APP-NAME cut to 32 bytes; RFC5424 MSGID and structured data are left out), `json` (parsed fields" + refEncodingNotFor("json") + ")."},
 			{"queue_size", "integer", fmt.Sprint(DefaultQueueSize), "Most messages queued; beyond it UDP messages are dropped and counted (reason `queue_full`)."},
 			{"queue_bytes", "size", "`" + DefaultQueueBytes.String() + "`", "Most message bytes queued."},
-			{"backpressure_size", "integer", fmt.Sprintf("%d, kafka %d (two batches)", DefaultBackpressureSize, 2*DefaultKafkaBatchSize), "Queued messages at which TCP and TLS senders are paused (not read) until the queue drains below it, while the sink is healthy; the default is at least two batches, at most queue_size. A small mark keeps latency and memory low when senders outrun a working sink. While the sink fails (its last write or check failed) senders may fill the whole queue, which is there to ride out the outage; UDP, which cannot be paused, may always use the whole queue."},
+			{"backpressure_size", "integer", sinkTypeDefaults(fmt.Sprint(DefaultBackpressureSize), func(t *SinkType) string { return nonZero(2 * t.BatchSize) }) + " (two batches)", "Queued messages at which TCP and TLS senders are paused (not read) until the queue drains below it, while the sink is healthy; the default is at least two batches, at most queue_size. A small mark keeps latency and memory low when senders outrun a working sink. While the sink fails (its last write or check failed) senders may fill the whole queue, which is there to ride out the outage; UDP, which cannot be paused, may always use the whole queue."},
 			{"backpressure_bytes", "size", "`" + DefaultBackpressureBytes.String() + "`", "The same mark in bytes; the default is at least two batches, at most queue_bytes."},
-			{"batch_size", "integer", fmt.Sprintf("%d, kafka %d", DefaultBatchSize, DefaultKafkaBatchSize), "Most messages per write; at most queue_size."},
-			{"batch_bytes", "size", "`" + DefaultBatchBytes.String() + "`, kafka " + fmt.Sprint(int64(DefaultKafkaBatchBytes)), "Most bytes per write; at most queue_bytes."},
+			{"batch_size", "integer", sinkTypeDefaults(fmt.Sprint(DefaultBatchSize), func(t *SinkType) string { return nonZero(t.BatchSize) }), "Most messages per write; at most queue_size."},
+			{"batch_bytes", "size", sinkTypeDefaults("`"+DefaultBatchBytes.String()+"`", func(t *SinkType) string { return nonZero(int(t.BatchBytes)) }), "Most bytes per write; at most queue_bytes."},
 			{"batch_timeout", "duration", "0s (natural batching)", "How long a partial batch waits for more messages (a linger). 0 writes what has queued as soon as the previous write is done: a message reaching an idle sink leaves at once, and batches fill from what arrives while a write is in flight."},
 			{"retry_backoff", "duration", dur(DefaultRetryBackoff), "First retry delay; doubles up to retry_max_backoff."},
 			{"retry_max_backoff", "duration", dur(DefaultRetryMaxBackoff), "Longest retry delay; at least retry_backoff."},
 			{"max_retries", "integer", fmt.Sprint(DefaultMaxRetries), "Retries of a failed batch before it is dropped (reason `retries_exhausted`); 0 retries until shutdown."},
 			{"buffer", "table", "none", "A disk buffer for this sink's queue: see `[sink.NAME.buffer]`."},
 		},
+	}
+}
+
+// bufferSection is a sink's disk buffer table.
+var bufferSection = section{
+	Title: "[sink.NAME.buffer]", Table: "sink.NAME.buffer",
+	Intro: "An optional disk buffer for any sink: its queue becomes an append-only segment log (records with length and CRC) in `dir`. A message leaves it only after the sink confirmed it (Kafka: acknowledged at `required_acks`; syslog TCP: written), so what is unconfirmed survives a crash or restart and is delivered after it (at-least-once: duplicates possible, loss not). A torn or corrupt record is skipped and counted. `queue_size`/`queue_bytes` do not apply to a buffered sink. A reload cannot change a buffered sink's settings (restart for that).",
+	Keys: []KeyDoc{
+		{"dir", "string", "required", "Directory of this sink's buffer (created if missing; one sink per directory, enforced with a lock)."},
+		{"max_bytes", "size", "`" + DefaultBufferMaxBytes.String() + "`", "Most bytes of segment files on disk."},
+		{"segment_bytes", "size", "`" + DefaultBufferSegmentBytes.String() + "` (at most max_bytes/4)", "Size of one segment file; space is freed a whole segment at a time."},
+		{"fsync", "string", q(DefaultBufferFsync), "`always` (each append on disk before it returns: survives power loss, ~100x slower), `interval`, or `never` (survives a wharf crash, not a machine crash)."},
+		{"fsync_interval", "duration", dur(DefaultBufferFsyncInterval), "Period of `fsync = \"interval\"`."},
+		{"on_full", "string", q(DefaultBufferOnFull), "`block`: TCP input waits for room (backpressure), UDP input drops and counts; `drop_newest`: drop and count (`wharf_sink_dropped_total{reason=\"queue_full\"}`). The same applies while the buffer's disk cannot be written (full before `max_bytes` is reached, read-only, I/O errors): with `block` TCP input waits, UDP input is dropped and counted as `reason=\"spool_error\"`; with `drop_newest` everything new is (`spool_error`). That is a state of the buffer, not an error per message: `/readyz` answers 503 with the path, the error and the free space, `wharf_buffer_writable` is 0, one line is logged (then at most one per 30 s), and wharf retries every second and whenever the sink confirms records; once everything in the buffer is confirmed it starts a new segment file and deletes the old one, so a full disk recovers on its own when the sink drains it. A checkpoint that cannot be written is retried the same way."},
 	},
-	{
-		Title: "[sink.NAME.buffer]", Table: "sink.NAME.buffer",
-		Intro: "An optional disk buffer for any sink: its queue becomes an append-only segment log (records with length and CRC) in `dir`. A message leaves it only after the sink confirmed it (Kafka: acknowledged at `required_acks`; syslog TCP: written), so what is unconfirmed survives a crash or restart and is delivered after it (at-least-once: duplicates possible, loss not). A torn or corrupt record is skipped and counted. `queue_size`/`queue_bytes` do not apply to a buffered sink. A reload cannot change a buffered sink's settings (restart for that).",
-		Keys: []keyDoc{
-			{"dir", "string", "required", "Directory of this sink's buffer (created if missing; one sink per directory, enforced with a lock)."},
-			{"max_bytes", "size", "`" + DefaultBufferMaxBytes.String() + "`", "Most bytes of segment files on disk."},
-			{"segment_bytes", "size", "`" + DefaultBufferSegmentBytes.String() + "` (at most max_bytes/4)", "Size of one segment file; space is freed a whole segment at a time."},
-			{"fsync", "string", q(DefaultBufferFsync), "`always` (each append on disk before it returns: survives power loss, ~100x slower), `interval`, or `never` (survives a wharf crash, not a machine crash)."},
-			{"fsync_interval", "duration", dur(DefaultBufferFsyncInterval), "Period of `fsync = \"interval\"`."},
-			{"on_full", "string", q(DefaultBufferOnFull), "`block`: TCP input waits for room (backpressure), UDP input drops and counts; `drop_newest`: drop and count (`wharf_sink_dropped_total{reason=\"queue_full\"}`). The same applies while the buffer's disk cannot be written (full before `max_bytes` is reached, read-only, I/O errors): with `block` TCP input waits, UDP input is dropped and counted as `reason=\"spool_error\"`; with `drop_newest` everything new is (`spool_error`). That is a state of the buffer, not an error per message: `/readyz` answers 503 with the path, the error and the free space, `wharf_buffer_writable` is 0, one line is logged (then at most one per 30 s), and wharf retries every second and whenever the sink confirms records; once everything in the buffer is confirmed it starts a new segment file and deletes the old one, so a full disk recovers on its own when the sink drains it. A checkpoint that cannot be written is retried the same way."},
-		},
-	},
-	{
-		Title: "[sink.NAME] type = \"kafka\"", Table: "sink.NAME",
-		Keys: []keyDoc{
-			{"brokers", "array of strings", "required", "Seed brokers, `host:port`."},
-			{"topic", "string", "required", "Topic to produce to."},
-			{"key", "string", q(DefaultKafkaKey), "Message key: `none`, `hostname`, `app_name`."},
-			{"balancer", "string", q(DefaultKafkaBalancerKeyed) + " with a key, else " + q(DefaultKafkaBalancerUnkeyed), "Partition choice: `hash`, `round_robin`, `least_bytes`."},
-			{"compression", "string", q(DefaultKafkaCompression), "`none`, `gzip`, `snappy`, `lz4`, `zstd`."},
-			{"required_acks", "string", q(DefaultKafkaRequiredAcks), "`none`, `one` (leader), `all` (in-sync replicas)."},
-			{"write_timeout", "duration", dur(DefaultKafkaWriteTimeout), "Bound on one produce request."},
-			{"tls", "boolean", "`false`", "Connect to the brokers with TLS (minimum 1.2). Any `tls_*` key turns it on too."},
-			{"tls_ca", "string", "system roots", "PEM file of CA certificates that verify the brokers."},
-			{"tls_cert", "string", "none", "PEM client certificate (chain) for brokers that require mutual TLS (`ssl.client.auth=required`); with `tls_key`."},
-			{"tls_key", "string", "none", "Private key file for `tls_cert`."},
-			{"tls_server_name", "string", "each broker's host", "Name the broker certificates must carry, when it differs from the host the broker advertises."},
-			{"tls_insecure_skip_verify", "boolean", "`false`", "Accept any broker certificate. **For tests only**; warned about by `wharf check`."},
-			{"sasl_mechanism", "string", "none", "SASL authentication: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (Kafka's `sasl.mechanism`). `PLAIN` without TLS is warned about: it sends the password in clear."},
-			{"sasl_username", "string", "none", "SASL user; required with `sasl_mechanism`."},
-			{"sasl_password", "string", "none", "SASL password; required with `sasl_mechanism`. Keep the config file's permissions tight (0600)."},
-		},
-	},
-	{
-		Title: "[sink.NAME] type = \"syslog\"", Table: "sink.NAME",
-		Keys: []keyDoc{
-			{"servers", "array of strings", "required", "Downstream collectors `tcp://host:port`, `tls://host:port` (syslog over TLS, RFC 5425; octet counting), `udp://host:port`, `relp://host:port` or `relp+tls://host:port` (RELP, as rsyslog's imrelp speaks it: a batch leaves the queue only when the collector acknowledged every message; after a broken session the unacknowledged ones are sent again, counted in `wharf_relp_resent_total`, so duplicates are possible), tried in order: the first that works gets the traffic (failover). A RELP collector that answers nothing for `write_timeout` counts as failed."},
-			{"out_framing", "string", q(DefaultOutFraming), "TCP framing: `octet-counting` or `lf`."},
-			{"dial_timeout", "duration", dur(DefaultDialTimeout), "Bound on one connect attempt."},
-			{"write_timeout", "duration", dur(DefaultSyslogWriteTimeout), "Bound on writing one batch; a collector that stops reading is failed over from."},
-			{"tls_ca", "string", "system roots", "`tls://` and `relp+tls://` servers: PEM file of CA certificates that verify the collector's certificate."},
-			{"tls_cert", "string", "none", "`tls://` and `relp+tls://` servers: PEM client certificate (chain) for collectors that require mutual TLS; with `tls_key`."},
-			{"tls_key", "string", "none", "`tls://` and `relp+tls://` servers: private key file for `tls_cert`."},
-			{"tls_server_name", "string", "the server's host", "`tls://` and `relp+tls://` servers: name the collector's certificate must carry (and SNI sent), when it differs from the host in `servers`."},
-			{"tls_insecure_skip_verify", "boolean", "`false`", "`tls://` and `relp+tls://` servers: accept any certificate. **For tests only**: it lets anyone on the path read and alter the logs. Warned about by `wharf check`."},
-		},
-	},
-	{
-		Title: "[sink.NAME] type = \"file\"", Table: "sink.NAME",
-		Keys: []keyDoc{
-			{"path", "string", "required", "File appended to, reopened on SIGHUP (for logrotate). It may hold placeholders, one file per value, like rsyslog's dynaFile: `\"/var/log/remote/{hostname}/{date}.log\"`. " + pathFieldsDoc() + " Directories are created as needed (mode 0750). Relative to wharf's working directory. Opened with `O_NOFOLLOW`: a symbolic link at this path is refused, not followed (wharf often runs as root; anyone who can write in the log directory could otherwise point it at any file), and so are a directory, a FIFO or device, and a file with more than one hard link; `wharf check` refuses a path that is one of these already, a refused reopen keeps the old file. Links among the directories above the file are followed: keep them writable by root or wharf's user only."},
-			{"file_mode", "string", q(DefaultFileMode), "Octal permission for a new file."},
-			{"max_open_files", "integer", fmt.Sprint(DefaultMaxOpenFiles), "With placeholders in `path`: most files kept open at once (1-" + fmt.Sprint(MaxMaxOpenFiles) + "). To write another, the least recently written is closed (`wharf_sink_file_closes_total{reason=\"lru\"}`); a file not written for " + DefaultFileIdleClose.String() + " is closed too (`reason=\"idle\"`), so yesterday's `{date}` files do not stay open. `wharf_sink_open_files` is the number open."},
-		},
-	},
-	{
-		Title: "[sink.NAME] type = \"stdout\"", Table: "sink.NAME",
-		Intro: "Writes each message as a line to standard output. Only the common keys apply.",
-	},
+}
+
+// refTypes lists the sink types as code: "`a`, `b` or `c`".
+func refTypes() string {
+	ts := SinkTypes()
+	for i, t := range ts {
+		ts[i] = "`" + t + "`"
+	}
+	if len(ts) < 2 {
+		return strings.Join(ts, "")
+	}
+	return strings.Join(ts[:len(ts)-1], ", ") + " or " + ts[len(ts)-1]
+}
+
+// refEncodingDefaults lists each type's default encoding.
+func refEncodingDefaults() string {
+	var parts []string
+	for _, name := range SinkTypes() {
+		parts = append(parts, name+" "+q(sinkType(name).DefaultEncoding))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// refEncodingNotFor names the types that cannot write enc ("; not for
+// syslog sinks"), or "".
+func refEncodingNotFor(enc string) string {
+	var not []string
+	for _, name := range SinkTypes() {
+		if !slices.Contains(sinkType(name).Encodings, enc) {
+			not = append(not, name)
+		}
+	}
+	if len(not) == 0 {
+		return ""
+	}
+	return "; not for " + strings.Join(not, "/") + " sinks"
+}
+
+// nonZero renders n, or "" for 0 (no type-specific default).
+func nonZero(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprint(n)
 }
 
 // ExampleConfig is the example in the reference: an edge relay taking
@@ -281,20 +306,6 @@ path = "/var/log/wharf/audit.jsonl"
 file_mode = "0600"
 `
 
-// pathFieldsDoc lists the file sink path placeholders for the reference.
-func pathFieldsDoc() string {
-	var b strings.Builder
-	b.WriteString("Placeholders:")
-	for i, f := range PathFields {
-		if i > 0 {
-			b.WriteString(";")
-		}
-		fmt.Fprintf(&b, " `{%s}` %s", f.Name, f.Doc)
-	}
-	b.WriteString(". Values from the sender are made safe for a path: bytes other than letters, digits and `.-_:@` become `_`, a leading `.` becomes `_` (no `..`), at most 64 bytes. Dates are wharf's local time (`TZ`).")
-	return b.String()
-}
-
 // Reference renders the config reference as Markdown: the text of
 // docs/config.md and of `wharf help config`.
 func Reference() string {
@@ -329,7 +340,7 @@ func Reference() string {
 	)
 	b.WriteString(ExampleConfig)
 	w("```", "")
-	for _, s := range sections {
+	for _, s := range sections() {
 		w("## "+strings.ReplaceAll(s.Title, "NAME", "*name*"), "")
 		if s.Intro != "" {
 			w(s.Intro, "")

@@ -334,13 +334,13 @@ func (s *Severities) UnmarshalTOML(v any) error {
 	return nil
 }
 
-// Sink is one named output. Type picks the implementation; the keys under
-// "Type-specific" only apply to their type, and setting one for another
+// Sink is one named output: the keys every sink has. Type picks the
+// implementation, whose own keys are in Options; setting a key of another
 // type is an error.
 type Sink struct {
 	// Name is the map key, filled in by Load.
 	Name string `toml:"-"`
-	// Type is "kafka", "syslog", "file" or "stdout".
+	// Type is a registered sink type: "kafka", "syslog", "file", "stdout".
 	Type string `toml:"type"`
 
 	// --- Runner: queue, batching, retry (every type) ---
@@ -372,82 +372,18 @@ type Sink struct {
 	// dropped (reason "retries_exhausted"). 0 means retry until shutdown.
 	MaxRetries int `toml:"max_retries"`
 
-	// --- Encoding (kafka, file, stdout, syslog) ---
+	// --- Encoding ---
 
 	// Encoding of each message: "raw" (bytes as received), "rfc5424"
 	// (re-encoded), "rfc3164" (BSD syslog for old collectors), "json"
-	// (parsed fields). Default per type.
+	// (parsed fields); which ones and the default depend on the type.
 	Encoding string `toml:"encoding"`
-
-	// --- kafka ---
-
-	// Brokers are host:port seed brokers.
-	Brokers []string `toml:"brokers"`
-	// Topic to produce to.
-	Topic string `toml:"topic"`
-	// Key picks the message key: "none" (default), "hostname", "app_name".
-	Key string `toml:"key"`
-	// Balancer: "hash" (default when Key is set), "round_robin", "least_bytes".
-	Balancer string `toml:"balancer"`
-	// Compression: "none", "gzip", "snappy", "lz4", "zstd".
-	Compression string `toml:"compression"`
-	// RequiredAcks: "none", "one", "all".
-	RequiredAcks string `toml:"required_acks"`
-	// WriteTimeout bounds one produce request (kafka) or writing one batch
-	// to a collector (syslog); it applies to those two types only.
-	WriteTimeout Duration `toml:"write_timeout"`
-
-	// --- syslog (forwarder) ---
-
-	// Servers are downstream collectors, tcp://host:port, tls://host:port
-	// (RFC 5425) or udp://host:port, tried in order (failover).
-	Servers []string `toml:"servers"`
-	// Framing of TCP output: "octet-counting" (default) or "lf".
-	OutFraming string `toml:"out_framing"`
-	// DialTimeout bounds one connect attempt.
-	DialTimeout Duration `toml:"dial_timeout"`
-
-	// --- TLS (syslog tls:// servers; kafka) ---
-
-	// TLS makes a kafka sink connect to its brokers with TLS; any other
-	// tls_* key implies it. (Syslog sinks pick TLS per server: tls://.)
-	TLS bool `toml:"tls"`
-	// TLSCA is a PEM file of CA certificates that verify the server; empty
-	// uses the system roots.
-	TLSCA string `toml:"tls_ca"`
-	// TLSCert is a PEM client certificate (chain) file, for servers that
-	// require mutual TLS; set with TLSKey.
-	TLSCert string `toml:"tls_cert"`
-	// TLSKey is the private key file for TLSCert.
-	TLSKey string `toml:"tls_key"`
-	// TLSServerName is the name the server certificate must carry; empty
-	// uses the host of the server address.
-	TLSServerName string `toml:"tls_server_name"`
-	// TLSInsecureSkipVerify accepts any server certificate. For tests only:
-	// it makes TLS open to interception.
-	TLSInsecureSkipVerify bool `toml:"tls_insecure_skip_verify"`
-
-	// --- kafka SASL ---
-
-	// SASLMechanism authenticates to the brokers: "PLAIN",
-	// "SCRAM-SHA-256" or "SCRAM-SHA-512"; empty for none.
-	SASLMechanism string `toml:"sasl_mechanism"`
-	// SASLUsername is the SASL user.
-	SASLUsername string `toml:"sasl_username"`
-	// SASLPassword is the SASL password.
-	SASLPassword string `toml:"sasl_password"`
-
-	// --- file ---
-
-	// Path of the output file (appended to; reopened on SIGHUP).
-	Path string `toml:"path"`
-	// Mode is the file permission for a new file, as an octal string. Default "0640".
-	FileMode string `toml:"file_mode"`
-	// MaxOpenFiles bounds the files a sink whose path holds placeholders
-	// ("/var/log/remote/{hostname}/{date}.log") keeps open; the least
-	// recently written is closed to open another.
-	MaxOpenFiles int `toml:"max_open_files"`
 
 	// Buffer, when set, puts the sink's queue on disk (see buffer.go).
 	Buffer *Buffer `toml:"buffer"`
+
+	// Options are the keys of the sink's type, decoded into the struct
+	// the type registered (see sinktype.go): *kafka.Config for "kafka".
+	// ApplyDefaults makes one for a registered type when it is nil.
+	Options SinkOptions `toml:"-"`
 }

@@ -66,16 +66,6 @@ func (f *Frontend) HasTLSBind() bool {
 	return false
 }
 
-// HasTLSServer reports whether a sink lists a tls:// or relp+tls:// server.
-func (s *Sink) HasTLSServer() bool {
-	for _, srv := range s.Servers {
-		if strings.HasPrefix(srv, "tls://") || strings.HasPrefix(srv, "relp+tls://") {
-			return true
-		}
-	}
-	return false
-}
-
 // ResolveToken returns the admin bearer token: Token, or the trimmed
 // content of TokenFile; "" when neither is set (no token required).
 func (a *Admin) ResolveToken() (string, error) {
@@ -129,32 +119,6 @@ func (v *validator) syslogTLS(p string, f *Frontend) {
 	}
 	if f.HeaderTimeout.Duration < 0 {
 		v.errAt(p+".header_timeout", "must not be negative")
-	}
-}
-
-// sinkTLS checks the TLS keys of a syslog sink.
-func (v *validator) sinkTLS(p string, s *Sink) {
-	set := s.TLSCA != "" || s.TLSCert != "" || s.TLSKey != "" || s.TLSServerName != "" || s.TLSInsecureSkipVerify
-	if s.Type == "syslog" && !s.HasTLSServer() {
-		if set {
-			v.errAt(p, "tls_* keys apply to tls:// servers only; none of servers is tls://")
-		}
-		return
-	}
-	if (s.TLSCert == "") != (s.TLSKey == "") {
-		v.errAt(p, "set both tls_cert and tls_key (a client certificate), or neither")
-	} else if s.TLSCert != "" {
-		if _, err := LoadKeyPair(s.TLSCert, s.TLSKey); err != nil {
-			v.errAt(p+".tls_cert", "%v", err)
-		}
-	}
-	if s.TLSCA != "" {
-		if _, err := LoadCertPool(s.TLSCA); err != nil {
-			v.errAt(p+".tls_ca", "%v", err)
-		}
-	}
-	if s.TLSInsecureSkipVerify {
-		v.warn(p+".tls_insecure_skip_verify", "server certificates are not verified; anyone on the path can read and alter the logs (meant for tests)")
 	}
 }
 
@@ -212,29 +176,6 @@ func adminLoopback(host string) bool {
 		}
 	}
 	return true
-}
-
-// KafkaTLS reports whether a kafka sink talks TLS to its brokers: tls =
-// true, or any tls_* key set.
-func (s *Sink) KafkaTLS() bool {
-	return s.TLS || s.TLSCA != "" || s.TLSCert != "" || s.TLSKey != "" || s.TLSServerName != "" || s.TLSInsecureSkipVerify
-}
-
-// kafkaSASL checks the SASL keys of a kafka sink.
-func (v *validator) kafkaSASL(p string, s *Sink) {
-	if s.SASLMechanism == "" {
-		if s.SASLUsername != "" || s.SASLPassword != "" {
-			v.errAt(p, "sasl_username/sasl_password need sasl_mechanism = \"PLAIN\", \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\"")
-		}
-		return
-	}
-	v.enum(p, "sasl_mechanism", s.SASLMechanism, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-	if s.SASLUsername == "" || s.SASLPassword == "" {
-		v.errAt(p, "sasl_mechanism %s needs sasl_username and sasl_password", s.SASLMechanism)
-	}
-	if s.SASLMechanism == "PLAIN" && !s.KafkaTLS() {
-		v.warn(p+".sasl_mechanism", "PLAIN sends the password in clear text without TLS; set tls = true (or tls_ca)")
-	}
 }
 
 // HasRELPBind reports whether a frontend lists a relp:// or relp+tls://

@@ -73,7 +73,6 @@ func (es Errors) Error() string {
 // enum values are errors here.
 func (c *Config) Validate() error {
 	v := &validator{c: c}
-	v.sinkKeys()
 	v.validate()
 	if len(v.errs) > 0 {
 		return v.sorted()
@@ -549,70 +548,15 @@ func ParseSeverityRange(s string) (lo, hi int, err error) {
 	return lo, hi, nil
 }
 
-// typeKeys names the sink keys that belong to some types only.
-var typeKeys = map[string][]string{
-	"brokers": {"kafka"}, "topic": {"kafka"}, "key": {"kafka"}, "balancer": {"kafka"},
-	"compression": {"kafka"}, "required_acks": {"kafka"},
-	"write_timeout": {"kafka", "syslog"},
-	"servers":       {"syslog"}, "out_framing": {"syslog"}, "dial_timeout": {"syslog"},
-	"tls_ca": {"syslog", "kafka"}, "tls_cert": {"syslog", "kafka"}, "tls_key": {"syslog", "kafka"},
-	"tls_server_name": {"syslog", "kafka"}, "tls_insecure_skip_verify": {"syslog", "kafka"},
-	"tls": {"kafka"}, "sasl_mechanism": {"kafka"}, "sasl_username": {"kafka"}, "sasl_password": {"kafka"},
-	"path": {"file"}, "file_mode": {"file"}, "max_open_files": {"file"},
-}
-
-// sinkKeys reports type-specific keys set on a sink of another type. It
-// runs before defaults. With MetaData it sees every key written (even
-// `brokers = []`); for configs built in code, every non-zero field.
-func (v *validator) sinkKeys() {
-	for _, name := range sortedKeys(v.c.Sinks) {
-		s := v.c.Sinks[name]
-		if s == nil || !oneOf(s.Type, "kafka", "syslog", "file", "stdout") {
-			continue
-		}
-		var keys []string
-		if v.md != nil {
-			for _, k := range v.md.Keys() {
-				if len(k) == 3 && k[0] == "sink" && k[1] == name {
-					keys = append(keys, strings.ToLower(k[2]))
-				}
-			}
-		} else {
-			rv := reflect.ValueOf(s).Elem()
-			for i, f := range tomlFields(rv.Type()) {
-				if f != "" && !rv.Field(i).IsZero() {
-					keys = append(keys, f)
-				}
-			}
-		}
-		for _, k := range keys {
-			if owners, ok := typeKeys[k]; ok && !oneOf(s.Type, owners...) {
-				v.errAt(join("sink", name, k), "key %s does not apply to type %s (it is a %s key)", k, s.Type, strings.Join(owners, "/"))
-			}
-		}
-	}
-}
-
-// tomlFields returns each field's toml name by field index ("" if none).
-func tomlFields(t reflect.Type) []string {
-	out := make([]string, t.NumField())
-	for i := range out {
-		tag := strings.Split(t.Field(i).Tag.Get("toml"), ",")[0]
-		if tag != "-" {
-			out[i] = tag
-		}
-	}
-	return out
-}
-
 func (v *validator) sink(s *Sink) {
 	p := join("sink", s.Name)
-	switch s.Type {
-	case "kafka", "syslog", "file", "stdout":
-	case "":
-		v.errAt(p, "type is required (kafka, syslog, file or stdout)")
+	t := sinkType(s.Type)
+	switch {
+	case t != nil:
+	case s.Type == "":
+		v.errAt(p, "type is required (%s)", typeList("or"))
 	default:
-		v.errAt(p+".type", "type %q is not one of kafka, syslog, file, stdout", s.Type)
+		v.errAt(p+".type", "%s", errUnknownType(s.Type))
 	}
 	// Runner settings.
 	if s.QueueSize < 0 {
@@ -642,7 +586,7 @@ func (v *validator) sink(s *Sink) {
 	for _, d := range []struct {
 		key string
 		val Duration
-	}{{"batch_timeout", s.BatchTimeout}, {"retry_backoff", s.RetryBackoff}, {"write_timeout", s.WriteTimeout}, {"dial_timeout", s.DialTimeout}} {
+	}{{"batch_timeout", s.BatchTimeout}, {"retry_backoff", s.RetryBackoff}} {
 		if d.val.Duration < 0 {
 			v.errAt(p+"."+d.key, "must not be negative")
 		}
@@ -650,82 +594,17 @@ func (v *validator) sink(s *Sink) {
 	if s.RetryMaxBackoff.Duration < s.RetryBackoff.Duration {
 		v.errAt(p+".retry_max_backoff", "retry_max_backoff %s is shorter than retry_backoff %s", s.RetryMaxBackoff, s.RetryBackoff)
 	}
-	switch s.Type {
-	case "kafka", "file", "stdout":
-		v.enum(p, "encoding", s.Encoding, "raw", "rfc5424", "rfc3164", "json")
-	case "syslog":
-		v.enum(p, "encoding", s.Encoding, "raw", "rfc5424", "rfc3164")
+	if t == nil {
+		return
 	}
-	switch s.Type {
-	case "kafka":
-		if len(s.Brokers) == 0 {
-			v.errAt(p, "kafka sink needs brokers = [\"host:9092\"]")
-		}
-		for i, b := range s.Brokers {
-			if _, _, err := parseHostPort(b, false); err != nil {
-				v.errAt(idx(p+".brokers", i), "%v", err)
-			}
-		}
-		if s.Topic == "" {
-			v.errAt(p, "kafka sink needs topic = \"NAME\"")
-		}
-		v.enum(p, "key", s.Key, "none", "hostname", "app_name")
-		v.enum(p, "balancer", s.Balancer, "hash", "round_robin", "least_bytes")
-		v.enum(p, "compression", s.Compression, "none", "gzip", "snappy", "lz4", "zstd")
-		v.enum(p, "required_acks", s.RequiredAcks, "none", "one", "all")
-		v.sinkTLS(p, s)   // security.go
-		v.kafkaSASL(p, s) // security.go
-	case "syslog":
-		if len(s.Servers) == 0 {
-			v.errAt(p, "syslog sink needs servers = [\"tcp://host:514\"]")
-		}
-		for i, srv := range s.Servers {
-			if err := checkServer(srv); err != nil {
-				v.errAt(idx(p+".servers", i), "%v", err)
-			}
-		}
-		v.enum(p, "out_framing", s.OutFraming, "octet-counting", "lf")
-		v.sinkTLS(p, s) // security.go
-	case "file":
-		if s.Path == "" {
-			v.errAt(p, "file sink needs path = \"/var/log/wharf/messages.jsonl\"")
-		} else if parts, err := ParsePathTemplate(s.Path); err != nil {
-			v.errAt(p+".path", "%v", err)
-		} else if !IsPathTemplate(parts) {
-			if err := logfile.CheckPath(s.Path); err != nil {
-				v.errAt(p+".path", "%v", err)
-			}
-		}
-		if s.MaxOpenFiles < 1 || s.MaxOpenFiles > MaxMaxOpenFiles {
-			v.errAt(p+".max_open_files", "%d out of range (1-%d)", s.MaxOpenFiles, MaxMaxOpenFiles)
-		}
-		if _, err := ParseFileMode(s.FileMode); err != nil {
-			v.errAt(p+".file_mode", "%v", err)
-		}
+	v.enum(p, "encoding", s.Encoding, t.Encodings...)
+	if want := t.New(); s.Options != nil && reflect.TypeOf(s.Options) != reflect.TypeOf(want) {
+		v.errAt(p, "options are %T; type %s takes %T", s.Options, s.Type, want)
+		return
 	}
-}
-
-func checkServer(s string) error {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		return fmt.Errorf("%q: want tcp://host:port, tls://host:port, udp://host:port, relp://host:port or relp+tls://host:port", s)
+	if s.Options != nil {
+		s.Options.Validate(&SinkCheck{v: v, path: p})
 	}
-	switch scheme {
-	case "tcp", "udp", "tls", "relp", "relp+tls":
-	default:
-		return fmt.Errorf("unknown scheme %q in %q (use tcp, tls, udp, relp or relp+tls)", scheme, s)
-	}
-	_, _, err := parseHostPort(rest, false)
-	return err
-}
-
-// ParseFileMode parses an octal permission string such as "0640".
-func ParseFileMode(s string) (uint32, error) {
-	n, err := strconv.ParseUint(s, 8, 32)
-	if err != nil || n > 0o777 {
-		return 0, fmt.Errorf("file_mode %q: want an octal permission such as \"0640\"", s)
-	}
-	return uint32(n), nil
 }
 
 func (v *validator) unreferenced() {
@@ -745,4 +624,16 @@ func (v *validator) unreferenced() {
 			v.warn(join("sink", name), "not used by any frontend or route; it starts but receives nothing")
 		}
 	}
+}
+
+// CheckSink validates one sink section built in code (defaults applied)
+// as Parse validates a file's: sinks.New runs it before a factory.
+func CheckSink(name string, s *Sink) error {
+	v := &validator{c: &Config{Sinks: map[string]*Sink{name: s}}}
+	s.Name = name
+	v.sink(s)
+	if len(v.errs) > 0 {
+		return v.sorted()
+	}
+	return nil
 }

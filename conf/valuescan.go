@@ -9,6 +9,8 @@ var (
 	sizeType     = reflect.TypeFor[Size]()
 	durationType = reflect.TypeFor[Duration]()
 	rateType     = reflect.TypeFor[Rate]()
+
+	sinkStructType = reflect.TypeFor[Sink]()
 )
 
 // scanValues checks every size, duration and rate in the generic decode of a
@@ -48,11 +50,22 @@ func scanValues(generic map[string]any, file string, pidx *posIndex, have Errors
 			for i := range t.NumField() {
 				f := t.Field(i)
 				name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+				if f.Anonymous && name == "" {
+					walk(v, f.Type, path) // embedded: its keys are this table's
+					continue
+				}
 				if name == "" || name == "-" {
 					continue
 				}
 				if fv, ok := m[name]; ok {
 					walk(fv, f.Type, joinPath(path, name))
+				}
+			}
+			// A sink's table also holds its type's keys.
+			if t == sinkStructType {
+				typ, _ := m["type"].(string)
+				if st := sinkType(typ); st != nil {
+					walk(v, reflect.TypeOf(st.New()), path)
 				}
 			}
 		case reflect.Map:

@@ -34,10 +34,12 @@ type Sink interface {
 	Close() error
 }
 
-// Factory builds a Sink from its config section. It validates options and
-// returns an error naming the bad key; it must not block on the network
-// (a broker that is down at start is the Runner's problem, not a config
-// error).
+// Factory builds a Sink from its config section, whose defaults are
+// applied and which passed validation (New sees to both); its Options are
+// the type's own struct. It returns an error naming the key for what
+// validation cannot see (unreadable TLS files, say); it must not block on
+// the network (a broker that is down at start is the Runner's problem,
+// not a config error).
 type Factory func(name string, cfg *conf.Sink) (Sink, error)
 
 var (
@@ -45,14 +47,19 @@ var (
 	registry   = map[string]Factory{}
 )
 
-// Register makes a sink type available by name. Sink packages call it from
-// init; registering a name twice panics (a programming error).
-func Register(typ string, f Factory) {
+// Register makes a sink type available by name: its config (keys,
+// defaults, validation, reference text), which conf decodes a
+// [sink.NAME] table of this type into, and the factory that builds it.
+// Sink packages call it from init, as Telegraf's outputs and Caddy's
+// modules register; a new sink type touches neither conf nor this
+// package. Registering a name twice panics (a programming error).
+func Register(typ string, c conf.SinkType, f Factory) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if _, dup := registry[typ]; dup {
 		panic("sinks: type registered twice: " + typ)
 	}
+	conf.RegisterSinkType(typ, c)
 	registry[typ] = f
 }
 
@@ -69,12 +76,18 @@ func Types() []string {
 }
 
 // New builds the sink named name from cfg using the factory for cfg.Type.
+// It applies cfg's defaults (a no-op for a loaded config) and validates
+// it as conf does, so a section built in code gets the same checks.
 func New(name string, cfg *conf.Sink) (Sink, error) {
 	registryMu.RLock()
 	f, ok := registry[cfg.Type]
 	registryMu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("sinks: sink %q: unknown type %q (known: %v)", name, cfg.Type, Types())
+	}
+	cfg.ApplyDefaults()
+	if err := conf.CheckSink(name, cfg); err != nil {
+		return nil, fmt.Errorf("sinks: %w", err)
 	}
 	return f(name, cfg)
 }

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"wharf/conf"
 	"wharf/internal/logfile"
 	"wharf/message"
 	"wharf/sinks"
@@ -19,7 +18,7 @@ import (
 // (rsyslog's dynaFile): one file per expanded path, at most max open at
 // once in LRU order. All of it is guarded by File.mu.
 type dynamic struct {
-	parts []conf.PathPart
+	parts []PathPart
 	max   int
 	idle  time.Duration
 
@@ -49,11 +48,11 @@ type dynFile struct {
 // of open files do not each pin a batch's worth of memory.
 const maxKeptBuf = 64 << 10
 
-func newDynamic(parts []conf.PathPart, max int) *dynamic {
+func newDynamic(parts []PathPart, max int) *dynamic {
 	if max <= 0 {
-		max = conf.DefaultMaxOpenFiles
+		max = DefaultMaxOpenFiles
 	}
-	return &dynamic{parts: parts, max: max, idle: conf.DefaultFileIdleClose, open: map[string]*list.Element{}}
+	return &dynamic{parts: parts, max: max, idle: DefaultFileIdleClose, open: map[string]*list.Element{}}
 }
 
 // appendPath expands the template for m into dst.
@@ -98,7 +97,7 @@ func (d *dynamic) appendPath(dst []byte, m *message.Message, name string) []byte
 			case "hour":
 				dst = t.AppendFormat(dst, "15")
 			default:
-				panic("sinks/file: sink " + name + ": placeholder not handled: " + p.Field) // conf.ParsePathTemplate lets only known ones through
+				panic("sinks/file: sink " + name + ": placeholder not handled: " + p.Field) // ParsePathTemplate lets only known ones through
 			}
 		}
 	}
@@ -267,7 +266,7 @@ func (s *File) closeAllDyn(sync bool) error {
 // checkDynamic creates the directory before the first placeholder, so a
 // path that cannot work shows as a not-ready sink at start.
 func (s *File) checkDynamic() error {
-	dir := conf.StaticDir(s.dyn.parts)
+	dir := StaticDir(s.dyn.parts)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("sinks/file: sink %q: create directory %s: %w", s.name, dir, err)
 	}

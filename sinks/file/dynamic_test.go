@@ -60,7 +60,7 @@ func TestFileTemplatedPaths(t *testing.T) {
 	time.Local = time.UTC
 	defer func() { time.Local = saved }()
 	dir := t.TempDir()
-	s := newFile(t, &conf.Sink{Path: dir + "/{hostname}/{app_name}-{date}.log", Encoding: "raw"})
+	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: dir + "/{hostname}/{app_name}-{date}.log"}})
 	if err := s.Check(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestFileTemplatedPaths(t *testing.T) {
 // open, and each close to make room is counted.
 func TestFileTemplatedLRU(t *testing.T) {
 	dir := t.TempDir()
-	s := newFile(t, &conf.Sink{Path: dir + "/{hostname}.log", Encoding: "raw", MaxOpenFiles: 2})
+	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: dir + "/{hostname}.log", MaxOpenFiles: 2}})
 	write := func(hosts ...string) {
 		t.Helper()
 		var ms []*message.Message
@@ -155,7 +155,7 @@ func TestFileTemplatedLRU(t *testing.T) {
 // longer than the idle timeout are closed and counted.
 func TestFileTemplatedReopenAndIdle(t *testing.T) {
 	dir := t.TempDir()
-	s := newFile(t, &conf.Sink{Path: dir + "/{hostname}.log", Encoding: "raw"})
+	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: dir + "/{hostname}.log"}})
 	one := func(host string) {
 		t.Helper()
 		m := parsedMsg(t, "<13>1 - "+host+" app - - - x")
@@ -191,7 +191,7 @@ func TestFileTemplatedReopenAndIdle(t *testing.T) {
 // nothing per batch.
 func TestFileTemplatedWriteAllocs(t *testing.T) {
 	dir := t.TempDir()
-	s := newFile(t, &conf.Sink{Path: dir + "/{hostname}/{date}.log", Encoding: "raw"})
+	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: dir + "/{hostname}/{date}.log"}})
 	defer s.Close()
 	var ms []*message.Message
 	for i := range 100 {
@@ -212,7 +212,7 @@ func BenchmarkFileTemplated(b *testing.B) {
 	for _, c := range []struct{ name, path string }{{"fixed", "/all.log"}, {"per-host", "/{hostname}/{date}.log"}} {
 		b.Run(c.name, func(b *testing.B) {
 			dir := b.TempDir()
-			s := newFile(&testing.T{}, &conf.Sink{Path: dir + c.path, Encoding: "raw", Type: "file"})
+			s := newFile(&testing.T{}, &conf.Sink{Encoding: "raw", Type: "file", Options: &Config{Path: dir + c.path}})
 			defer s.Close()
 			var ms []*message.Message
 			size := 0

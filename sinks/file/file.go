@@ -15,12 +15,6 @@ import (
 	"wharf/sinks"
 )
 
-func init() { sinks.Register("file", New) }
-
-// DefaultMode is the permission of a new file when file_mode is unset:
-// readable by the group (log readers), not by everyone.
-const DefaultMode = 0o640
-
 // File appends each batch as encoded lines in one write(2) to Path.
 //
 // Concurrency: Write (one Runner goroutine) and Close follow the Sink
@@ -42,36 +36,33 @@ type File struct {
 	dyn *dynamic
 }
 
-// New builds a file sink from its config section. Encoding defaults to
-// json, file_mode to 0640. The file is opened on first use, so a missing
-// directory or permission problem shows as a failing (retried) write and
-// a not-ready sink rather than a config error.
+// New builds a file sink from its config section, with defaults applied
+// and validated (sinks.New does both). The file is opened on first use,
+// so a missing directory or permission problem shows as a failing
+// (retried) write and a not-ready sink rather than a config error.
 func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
-	if cfg.Path == "" {
+	c, ok := cfg.Options.(*Config)
+	if !ok {
+		return nil, fmt.Errorf("sinks/file: sink %q: options are %T, want *file.Config", name, cfg.Options)
+	}
+	if c.Path == "" {
 		return nil, fmt.Errorf("sinks/file: sink %q: path is required (path = \"/var/log/wharf/messages.jsonl\")", name)
 	}
-	enc := sinks.EncodingJSON
-	if cfg.Encoding != "" {
-		var err error
-		if enc, err = sinks.ParseEncoding(cfg.Encoding); err != nil {
-			return nil, fmt.Errorf("sinks/file: sink %q: encoding: %w", name, err)
-		}
+	enc, err := sinks.ParseEncoding(cfg.Encoding)
+	if err != nil {
+		return nil, fmt.Errorf("sinks/file: sink %q: encoding: %w", name, err)
 	}
-	mode := os.FileMode(DefaultMode)
-	if cfg.FileMode != "" {
-		m, err := conf.ParseFileMode(cfg.FileMode)
-		if err != nil {
-			return nil, fmt.Errorf("sinks/file: sink %q: %w", name, err)
-		}
-		mode = os.FileMode(m)
-	}
-	s := &File{name: name, path: cfg.Path, mode: mode, enc: enc}
-	parts, err := conf.ParsePathTemplate(cfg.Path)
+	mode, err := ParseFileMode(c.FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("sinks/file: sink %q: %w", name, err)
 	}
-	if conf.IsPathTemplate(parts) {
-		s.dyn = newDynamic(parts, cfg.MaxOpenFiles)
+	s := &File{name: name, path: c.Path, mode: os.FileMode(mode), enc: enc}
+	parts, err := ParsePathTemplate(c.Path)
+	if err != nil {
+		return nil, fmt.Errorf("sinks/file: sink %q: %w", name, err)
+	}
+	if IsPathTemplate(parts) {
+		s.dyn = newDynamic(parts, c.MaxOpenFiles)
 	} else {
 		s.buf = make([]byte, 0, 64<<10)
 	}

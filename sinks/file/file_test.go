@@ -17,10 +17,14 @@ import (
 	"wharf/sinks"
 )
 
+// newFile calls the factory itself (after the defaults sinks.New would
+// apply) so tests can reach what the sink does at run time with a path
+// that validation would refuse at start.
 func newFile(t *testing.T, cfg *conf.Sink) *File {
 	t.Helper()
 	cfg.Type = "file"
-	s, err := sinks.New("f", cfg)
+	cfg.ApplyDefaults()
+	s, err := New("f", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +71,7 @@ func readJSONLines(t *testing.T, path string) []string {
 func TestFileReopenAfterRotate(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "dir", "messages.jsonl")
-	s := newFile(t, &conf.Sink{Path: path})
+	s := newFile(t, &conf.Sink{Options: &Config{Path: path}})
 	ctx := context.Background()
 	if err := s.Write(ctx, batch("a", 3)); err != nil {
 		t.Fatal(err)
@@ -76,8 +80,8 @@ func TestFileReopenAfterRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode().Perm() != DefaultMode&^0o022 && st.Mode().Perm() != DefaultMode {
-		t.Errorf("mode %v, want %o", st.Mode().Perm(), DefaultMode)
+	if st.Mode().Perm() != 0o640&^0o022 && st.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want %o", st.Mode().Perm(), 0o640)
 	}
 	rotated := path + ".1"
 	if err := os.Rename(path, rotated); err != nil {
@@ -119,7 +123,7 @@ func TestFileReopenAfterRotate(t *testing.T) {
 
 func TestFileReopenConcurrentWithWrite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.log")
-	s := newFile(t, &conf.Sink{Path: path, Encoding: "raw", FileMode: "0600"})
+	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: path, FileMode: "0600"}})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -179,14 +183,14 @@ func TestFileConfigErrorsAndCheck(t *testing.T) {
 		}
 	}
 	f(conf.Sink{}, true)
-	f(conf.Sink{Path: "x", Encoding: "yaml"}, true)
-	f(conf.Sink{Path: "x", FileMode: "rw-r"}, true)
-	f(conf.Sink{Path: "x", FileMode: "0644", Encoding: "rfc5424"}, false)
+	f(conf.Sink{Encoding: "yaml", Options: &Config{Path: "x"}}, true)
+	f(conf.Sink{Options: &Config{Path: "x", FileMode: "rw-r"}}, true)
+	f(conf.Sink{Encoding: "rfc5424", Options: &Config{Path: "x", FileMode: "0644"}}, false)
 
 	// A path below a regular file cannot be created: Check reports it.
 	blocker := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(blocker, nil, 0o600)
-	s := newFile(t, &conf.Sink{Path: filepath.Join(blocker, "m.log")})
+	s := newFile(t, &conf.Sink{Options: &Config{Path: filepath.Join(blocker, "m.log")}})
 	if err := s.Check(context.Background()); err == nil {
 		t.Error("Check succeeded for a path below a regular file")
 	}
@@ -198,7 +202,7 @@ func TestFileConfigErrorsAndCheck(t *testing.T) {
 // BenchmarkWriteJSON measures one 256-message batch encoded as JSON lines
 // and appended to a file.
 func BenchmarkWriteJSON(b *testing.B) {
-	s, err := New("bench", &conf.Sink{Type: "file", Path: filepath.Join(b.TempDir(), "m.jsonl")})
+	s, err := newFromConf("bench", &conf.Sink{Type: "file", Options: &Config{Path: filepath.Join(b.TempDir(), "m.jsonl")}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -228,7 +232,7 @@ func TestFileRefusesSymlink(t *testing.T) {
 	if err := os.Symlink(victim, path); err != nil {
 		t.Fatal(err)
 	}
-	s := newFile(t, &conf.Sink{Path: path})
+	s := newFile(t, &conf.Sink{Options: &Config{Path: path}})
 	ctx := context.Background()
 	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Errorf("Check = %v, want a symbolic link error", err)

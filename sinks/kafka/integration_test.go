@@ -133,11 +133,11 @@ func readTopic(t testing.TB, brokers, topic string) []record {
 
 // produce writes n messages from syslogMessage through a sink built from
 // cfg, in batches of batchSize, and returns the wanted key for each value.
-// The wanted key follows from cfg.Key and syslogMessage's scheme, not from
+// The wanted key follows from kc(&cfg).Key and syslogMessage's scheme, not from
 // the sink's own code.
 func produce(t testing.TB, cfg conf.Sink, n, batchSize int) map[string]string {
 	t.Helper()
-	s, err := New("it", &cfg)
+	s, err := newFromConf("it", &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func produce(t testing.TB, cfg conf.Sink, n, batchSize int) map[string]string {
 		if _, dup := want[v]; dup {
 			t.Fatalf("test bug: value %q twice", v)
 		}
-		switch cfg.Key {
+		switch kc(&cfg).Key {
 		case "hostname":
 			want[v] = fmt.Sprintf("host-%d.example.net", i%7)
 		case "app_name":
@@ -239,8 +239,7 @@ func syslogMessage(i int) *message.Message {
 func TestKafkaRoundTrip(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	topic := newTopic(t, brokers, 3)
-	cfg := conf.Sink{Type: "kafka", Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname",
-		BatchSize: 500, WriteTimeout: conf.Duration{Duration: 10 * time.Second}}
+	cfg := conf.Sink{Type: "kafka", BatchSize: 500, Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname", WriteTimeout: conf.Duration{Duration: 10 * time.Second}}}
 	const n = 10000
 	start := time.Now()
 	want := produce(t, cfg, n, 500)
@@ -320,8 +319,7 @@ func TestKafkaCompressionAndEncoding(t *testing.T) {
 	f := func(compression, encoding, key string) {
 		t.Run(compression+"/"+encoding+"/"+key, func(t *testing.T) {
 			topic := newTopic(t, brokers, 2)
-			cfg := conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic,
-				Compression: compression, Encoding: encoding, Key: key, RequiredAcks: "all"}
+			cfg := conf.Sink{Encoding: encoding, Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic, Compression: compression, Key: key, RequiredAcks: "all"}}
 			want := produce(t, cfg, 2000, 250)
 			checkRecords(t, "kafka-go reader", readTopic(t, brokers, topic), want)
 		})
@@ -338,7 +336,7 @@ func TestKafkaZstdReadByKcat(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	kcat := testenv.Tool(t, "kcat")
 	topic := newTopic(t, brokers, 1)
-	want := produce(t, conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, Compression: "zstd", Key: "hostname"},
+	want := produce(t, conf.Sink{Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic, Compression: "zstd", Key: "hostname"}},
 		1000, 1000)
 	out, err := exec.Command(kcat, "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n").Output()
 	if err != nil {
@@ -358,7 +356,7 @@ func TestKafkaZstdReadByKcat(t *testing.T) {
 func TestKafkaCheckAndAutoCreate(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	topic := fmt.Sprintf("wharf-test.autocreate.%d", time.Now().UnixNano())
-	s, err := New("it", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic})
+	s, err := newFromConf("it", &conf.Sink{Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,8 +403,7 @@ func BenchmarkKafkaWrite(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			topic := newTopic(b, brokers, c.partitions)
-			s, err := New("bench", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic,
-				RequiredAcks: "one", BatchSize: c.batchSize, Compression: c.compression})
+			s, err := newFromConf("bench", &conf.Sink{BatchSize: c.batchSize, Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic, RequiredAcks: "one", Compression: c.compression}})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -455,7 +452,7 @@ func TestKafkaOneProducePerPartition(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	const partitions = 3
 	topic := newTopic(t, brokers, partitions)
-	s, err := New("it", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, BatchSize: 1000})
+	s, err := newFromConf("it", &conf.Sink{BatchSize: 1000, Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +495,7 @@ func TestKafkaOneProducePerPartition(t *testing.T) {
 func TestKafkaAcksNone(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	topic := newTopic(t, brokers, 2)
-	want := produce(t, conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, RequiredAcks: "none", Key: "hostname"},
+	want := produce(t, conf.Sink{Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic, RequiredAcks: "none", Key: "hostname"}},
 		2000, 500)
 	var got []record
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -515,7 +512,7 @@ func TestKafkaAcksNone(t *testing.T) {
 func TestKafkaOversizeRejectedNotRetried(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	topic := newTopic(t, brokers, 1)
-	s, err := New("big", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, BatchBytes: 4096})
+	s, err := newFromConf("big", &conf.Sink{BatchBytes: 4096, Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,8 +43,6 @@ import (
 	"wharf/sinks"
 )
 
-func init() { sinks.Register("kafka", New) }
-
 const (
 	// produceAttempts is how often the sink itself tries a produce request
 	// before failing the Write (kafka-go's Writer did the same with
@@ -105,9 +103,10 @@ type Sink struct {
 	requests, records atomic.Int64
 }
 
-// New builds a Kafka sink from its config section. It validates every
-// option but does not touch the network: brokers that are down at start
-// make Write fail (and the runner retry), not New.
+// New builds a Kafka sink from its config section, with defaults applied
+// and validated (sinks.New does both). It does not touch the network:
+// brokers that are down at start make Write fail (and the runner retry),
+// not New.
 func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 	opt, err := parseOptions(name, cfg)
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -26,8 +24,7 @@ const (
 	keyAppName
 )
 
-// options is a sink's validated configuration: conf.Sink mapped onto
-// kafka-go types, with defaults filled in for zero values.
+// options is a sink's configuration mapped onto kafka-go types.
 type options struct {
 	brokers      []string
 	topic        string
@@ -48,151 +45,97 @@ type options struct {
 // maxTopicLen is Kafka's limit on topic names (249 characters).
 const maxTopicLen = 249
 
-// parseOptions validates cfg and fills defaults for zero values, so a
-// conf.Sink built by hand (without conf.Load) works too. It reports every
-// problem at once, each naming the config key.
+// The config spellings of the enum keys, mapped onto kafka-go.
+var (
+	keyFields    = map[string]keyField{"none": keyNone, "hostname": keyHostname, "app_name": keyAppName}
+	compressions = map[string]kafkago.Compression{"none": 0, "gzip": kafkago.Gzip, "snappy": kafkago.Snappy, "lz4": kafkago.Lz4, "zstd": kafkago.Zstd}
+	acks         = map[string]kafkago.RequiredAcks{"none": kafkago.RequireNone, "one": kafkago.RequireOne, "all": kafkago.RequireAll}
+)
+
+// parseOptions maps a sink section, with defaults applied and validated
+// (sinks.New does both), onto kafka-go. What can still fail is what
+// validation cannot see for good: a topic name Kafka refuses, TLS and
+// SASL material. It reports every problem at once, each naming its key.
 func parseOptions(name string, cfg *conf.Sink) (options, error) {
+	c, ok := cfg.Options.(*Config)
+	if !ok {
+		return options{}, fmt.Errorf("sinks/kafka: sink %q: options are %T, want *kafka.Config", name, cfg.Options)
+	}
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("sinks/kafka: sink %q: %s: %s", name, key, fmt.Sprintf(format, args...)))
 	}
 	o := options{
-		topic:        cfg.Topic,
-		writeTimeout: cfg.WriteTimeout.Duration,
+		brokers:      c.Brokers,
+		topic:        c.Topic,
+		balancer:     c.Balancer,
+		writeTimeout: c.WriteTimeout.Duration,
 		batchSize:    cfg.BatchSize,
 		batchBytes:   int64(cfg.BatchBytes),
 	}
-
-	if len(cfg.Brokers) == 0 {
+	if len(c.Brokers) == 0 {
 		bad("brokers", "no brokers given; set brokers = [\"host:9092\"]")
 	}
-	for i, b := range cfg.Brokers {
-		host, port, err := net.SplitHostPort(b)
-		if err != nil {
-			bad(fmt.Sprintf("brokers[%d]", i), "%q is not host:port: %v", b, err)
-			continue
-		}
-		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			bad(fmt.Sprintf("brokers[%d]", i), "%q: port %q out of range 1..65535", b, port)
-			continue
-		}
-		if host == "" {
-			bad(fmt.Sprintf("brokers[%d]", i), "%q: empty host", b)
-			continue
-		}
-		o.brokers = append(o.brokers, b)
-	}
-
-	if err := checkTopic(cfg.Topic); err != nil {
+	if err := checkTopic(c.Topic); err != nil {
 		bad("topic", "%v", err)
 	}
-
-	switch orDefault(cfg.Key, conf.DefaultKafkaKey) {
-	case "none":
-		o.key = keyNone
-	case "hostname":
-		o.key = keyHostname
-	case "app_name":
-		o.key = keyAppName
-	default:
-		bad("key", "unknown key %q (want none, hostname or app_name)", cfg.Key)
-	}
-
-	o.balancer = cfg.Balancer
-	if o.balancer == "" {
-		o.balancer = conf.DefaultKafkaBalancerUnkeyed
-		if o.key != keyNone {
-			o.balancer = conf.DefaultKafkaBalancerKeyed
-		}
+	var known bool
+	if o.key, known = keyFields[c.Key]; !known {
+		bad("key", "unknown key %q (want none, hostname or app_name)", c.Key)
 	}
 	if newBalancer(o.balancer) == nil {
-		bad("balancer", "unknown balancer %q (want hash, round_robin or least_bytes)", cfg.Balancer)
+		bad("balancer", "unknown balancer %q (want hash, round_robin or least_bytes)", c.Balancer)
 	}
-
-	switch orDefault(cfg.Compression, conf.DefaultKafkaCompression) {
-	case "none":
-		o.compression = 0
-	case "gzip":
-		o.compression = kafkago.Gzip
-	case "snappy":
-		o.compression = kafkago.Snappy
-	case "lz4":
-		o.compression = kafkago.Lz4
-	case "zstd":
-		o.compression = kafkago.Zstd
-	default:
-		bad("compression", "unknown compression %q (want none, gzip, snappy, lz4 or zstd)", cfg.Compression)
+	if o.compression, known = compressions[c.Compression]; !known {
+		bad("compression", "unknown compression %q (want none, gzip, snappy, lz4 or zstd)", c.Compression)
 	}
-
-	switch orDefault(cfg.RequiredAcks, conf.DefaultKafkaRequiredAcks) {
-	case "none":
-		o.acks = kafkago.RequireNone
-	case "one":
-		o.acks = kafkago.RequireOne
-	case "all":
-		o.acks = kafkago.RequireAll
-	default:
-		bad("required_acks", "unknown value %q (want none, one or all)", cfg.RequiredAcks)
+	if o.acks, known = acks[c.RequiredAcks]; !known {
+		bad("required_acks", "unknown value %q (want none, one or all)", c.RequiredAcks)
 	}
-
-	switch {
-	case o.writeTimeout < 0:
-		bad("write_timeout", "%s is negative", o.writeTimeout)
-	case o.writeTimeout == 0:
-		o.writeTimeout = conf.DefaultKafkaWriteTimeout
-	}
-	switch {
-	case o.batchSize < 0:
-		bad("batch_size", "%d is negative", o.batchSize)
-	case o.batchSize == 0:
-		o.batchSize = conf.DefaultBatchSize
-	}
-	switch {
-	case o.batchBytes < 0:
-		bad("batch_bytes", "%d is negative", o.batchBytes)
-	case o.batchBytes == 0:
-		o.batchBytes = int64(conf.DefaultBatchBytes)
-	}
-
-	e, err := sinks.ParseEncoding(orDefault(cfg.Encoding, conf.DefaultKafkaEncoding))
+	e, err := sinks.ParseEncoding(cfg.Encoding)
 	if err != nil {
 		bad("encoding", "unknown encoding %q (want raw, rfc5424 or json)", cfg.Encoding)
 	}
 	o.encoding = e
-
-	if cfg.KafkaTLS() {
-		o.tls = &tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			ServerName:         cfg.TLSServerName, // "" : kafka-go sets each broker's host
-			InsecureSkipVerify: cfg.TLSInsecureSkipVerify,
-		}
-		if cfg.TLSCA != "" {
-			pool, err := conf.LoadCertPool(cfg.TLSCA)
-			if err != nil {
-				bad("tls_ca", "%v", err)
-			}
-			o.tls.RootCAs = pool
-		}
-		switch {
-		case (cfg.TLSCert == "") != (cfg.TLSKey == ""):
-			bad("tls_cert", "set both tls_cert and tls_key, or neither")
-		case cfg.TLSCert != "":
-			pair, err := conf.LoadKeyPair(cfg.TLSCert, cfg.TLSKey)
-			if err != nil {
-				bad("tls_cert", "%v", err)
-			}
-			o.tls.Certificates = []tls.Certificate{pair}
+	if c.UsesTLS() {
+		if o.tls, err = clientTLS(c); err != nil {
+			bad("tls_cert", "%v", err)
 		}
 	}
-	if cfg.SASLMechanism != "" || cfg.SASLUsername != "" || cfg.SASLPassword != "" {
-		m, err := saslMechanism(cfg.SASLMechanism, cfg.SASLUsername, cfg.SASLPassword)
-		if err != nil {
+	if c.SASLMechanism != "" || c.SASLUsername != "" || c.SASLPassword != "" {
+		if o.sasl, err = saslMechanism(c.SASLMechanism, c.SASLUsername, c.SASLPassword); err != nil {
 			bad("sasl_mechanism", "%v", err)
 		}
-		o.sasl = m
 	}
-
 	return o, errors.Join(errs...)
+}
+
+// clientTLS builds the brokers' TLS config: minimum 1.2, tls_ca (else the
+// system roots), tls_cert/tls_key for mutual TLS.
+func clientTLS(c *Config) (*tls.Config, error) {
+	t := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         c.TLSServerName, // "" : kafka-go sets each broker's host
+		InsecureSkipVerify: c.TLSInsecureSkipVerify,
+	}
+	if c.TLSCA != "" {
+		pool, err := conf.LoadCertPool(c.TLSCA)
+		if err != nil {
+			return nil, err
+		}
+		t.RootCAs = pool
+	}
+	switch {
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return nil, errors.New("set both tls_cert and tls_key, or neither")
+	case c.TLSCert != "":
+		pair, err := conf.LoadKeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		t.Certificates = []tls.Certificate{pair}
+	}
+	return t, nil
 }
 
 // saslMechanism maps the config's SASL keys onto kafka-go's mechanisms.
@@ -213,14 +156,6 @@ func saslMechanism(name, user, password string) (sasl.Mechanism, error) {
 	return nil, fmt.Errorf("unknown mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", name)
 }
 
-// orDefault returns s, or def when s is empty (a zero conf.Sink).
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 // newBalancer returns a fresh balancer for a config spelling, nil for an
 // unknown one. "hash" is murmur2, the Java client's default partitioner,
 // so a key lands on the same partition as a Java producer would put it.
@@ -232,26 +167,6 @@ func newBalancer(name string) kafkago.Balancer {
 		return &kafkago.RoundRobin{}
 	case "least_bytes":
 		return &kafkago.LeastBytes{}
-	}
-	return nil
-}
-
-// checkTopic applies Kafka's topic name rules: 1..249 characters of
-// [a-zA-Z0-9._-], and not "." or "..".
-func checkTopic(t string) error {
-	switch {
-	case t == "":
-		return errors.New("no topic given; set topic = \"NAME\"")
-	case t == "." || t == "..":
-		return fmt.Errorf("%q is not a valid topic name", t)
-	case len(t) > maxTopicLen:
-		return fmt.Errorf("topic name is %d characters, Kafka allows %d", len(t), maxTopicLen)
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%q: character %q not allowed (Kafka topics use a-z A-Z 0-9 . _ -)", t, c)
-		}
 	}
 	return nil
 }

@@ -33,9 +33,9 @@ func TestNewMapsOptions(t *testing.T) {
 	}
 	f := func(cfg conf.Sink, w want) {
 		t.Helper()
-		s, err := New("out", &cfg)
+		s, err := newFromConf("out", &cfg)
 		if err != nil {
-			t.Fatalf("New(%+v): %v", cfg, err)
+			t.Fatalf("newFromConf(%+v): %v", cfg, err)
 		}
 		k := s.(*Sink)
 		got := want{
@@ -49,15 +49,15 @@ func TestNewMapsOptions(t *testing.T) {
 			key:          k.opt.key,
 		}
 		if got != w {
-			t.Errorf("New(%+v):\n got %+v\nwant %+v", cfg, got, w)
+			t.Errorf("newFromConf(%+v):\n got %+v\nwant %+v", cfg, got, w)
 		}
 		// The client waits write_timeout, not kafka-go's default, and
 		// talks to the configured brokers about the configured topic.
 		if k.client.Timeout != w.writeTimeout || k.client.Transport != k.tr {
 			t.Errorf("client timeout %v, transport %p want %p", k.client.Timeout, k.client.Transport, k.tr)
 		}
-		if k.opt.topic != cfg.Topic || k.client.Addr.String() != strings.Join(cfg.Brokers, ",") ||
-			len(k.tr.MetadataTopics) != 1 || k.tr.MetadataTopics[0] != cfg.Topic {
+		if k.opt.topic != kc(&cfg).Topic || k.client.Addr.String() != strings.Join(kc(&cfg).Brokers, ",") ||
+			len(k.tr.MetadataTopics) != 1 || k.tr.MetadataTopics[0] != kc(&cfg).Topic {
 			t.Errorf("topic %q addr %q metadata topics %q", k.opt.topic, k.client.Addr, k.tr.MetadataTopics)
 		}
 		if err := s.Close(); err != nil {
@@ -65,7 +65,7 @@ func TestNewMapsOptions(t *testing.T) {
 		}
 	}
 	base := func(mod func(*conf.Sink)) conf.Sink {
-		c := conf.Sink{Type: "kafka", Brokers: []string{"127.0.0.1:9092"}, Topic: "logs"}
+		c := conf.Sink{Type: "kafka", Options: &Config{Brokers: []string{"127.0.0.1:9092"}, Topic: "logs"}}
 		if mod != nil {
 			mod(&c)
 		}
@@ -74,9 +74,9 @@ func TestNewMapsOptions(t *testing.T) {
 	defaults := want{
 		balancer:     "*kafka.RoundRobin",
 		acks:         kafkago.RequireOne,
-		batchSize:    conf.DefaultBatchSize,
-		batchBytes:   int64(conf.DefaultBatchBytes),
-		writeTimeout: conf.DefaultKafkaWriteTimeout,
+		batchSize:    DefaultBatchSize,
+		batchBytes:   DefaultBatchBytes,
+		writeTimeout: DefaultWriteTimeout,
 		encoding:     sinks.EncodingRaw,
 		key:          keyNone,
 	}
@@ -84,20 +84,20 @@ func TestNewMapsOptions(t *testing.T) {
 
 	// A hand-built conf.Sink with zero values gets the documented defaults.
 	f(base(nil), defaults)
-	f(base(func(c *conf.Sink) { c.Key = "hostname" }), with(func(w *want) { w.key, w.balancer = keyHostname, "kafka.Murmur2Balancer" }))
-	f(base(func(c *conf.Sink) { c.Key = "app_name"; c.Balancer = "least_bytes" }), with(func(w *want) { w.key, w.balancer = keyAppName, "*kafka.LeastBytes" }))
-	f(base(func(c *conf.Sink) { c.Balancer = "hash" }), with(func(w *want) { w.balancer = "kafka.Murmur2Balancer" }))
-	f(base(func(c *conf.Sink) { c.Compression = "gzip" }), with(func(w *want) { w.compression = kafkago.Gzip }))
-	f(base(func(c *conf.Sink) { c.Compression = "snappy" }), with(func(w *want) { w.compression = kafkago.Snappy }))
-	f(base(func(c *conf.Sink) { c.Compression = "lz4" }), with(func(w *want) { w.compression = kafkago.Lz4 }))
-	f(base(func(c *conf.Sink) { c.Compression = "zstd" }), with(func(w *want) { w.compression = kafkago.Zstd }))
-	f(base(func(c *conf.Sink) { c.RequiredAcks = "none" }), with(func(w *want) { w.acks = kafkago.RequireNone }))
-	f(base(func(c *conf.Sink) { c.RequiredAcks = "all" }), with(func(w *want) { w.acks = kafkago.RequireAll }))
+	f(base(func(c *conf.Sink) { kc(c).Key = "hostname" }), with(func(w *want) { w.key, w.balancer = keyHostname, "kafka.Murmur2Balancer" }))
+	f(base(func(c *conf.Sink) { kc(c).Key = "app_name"; kc(c).Balancer = "least_bytes" }), with(func(w *want) { w.key, w.balancer = keyAppName, "*kafka.LeastBytes" }))
+	f(base(func(c *conf.Sink) { kc(c).Balancer = "hash" }), with(func(w *want) { w.balancer = "kafka.Murmur2Balancer" }))
+	f(base(func(c *conf.Sink) { kc(c).Compression = "gzip" }), with(func(w *want) { w.compression = kafkago.Gzip }))
+	f(base(func(c *conf.Sink) { kc(c).Compression = "snappy" }), with(func(w *want) { w.compression = kafkago.Snappy }))
+	f(base(func(c *conf.Sink) { kc(c).Compression = "lz4" }), with(func(w *want) { w.compression = kafkago.Lz4 }))
+	f(base(func(c *conf.Sink) { kc(c).Compression = "zstd" }), with(func(w *want) { w.compression = kafkago.Zstd }))
+	f(base(func(c *conf.Sink) { kc(c).RequiredAcks = "none" }), with(func(w *want) { w.acks = kafkago.RequireNone }))
+	f(base(func(c *conf.Sink) { kc(c).RequiredAcks = "all" }), with(func(w *want) { w.acks = kafkago.RequireAll }))
 	f(base(func(c *conf.Sink) {
-		c.BatchSize, c.BatchBytes, c.WriteTimeout = 50, 4096, conf.Duration{Duration: 2 * time.Second}
+		c.BatchSize, c.BatchBytes, kc(c).WriteTimeout = 50, 4096, conf.Duration{Duration: 2 * time.Second}
 	}), with(func(w *want) { w.batchSize, w.batchBytes, w.writeTimeout = 50, 4096, 2*time.Second }))
 	f(base(func(c *conf.Sink) { c.Encoding = "json" }), with(func(w *want) { w.encoding = sinks.EncodingJSON }))
-	f(base(func(c *conf.Sink) { c.Encoding = "rfc5424"; c.Brokers = []string{"a:1", "[::1]:9092"} }),
+	f(base(func(c *conf.Sink) { c.Encoding = "rfc5424"; kc(c).Brokers = []string{"a:1", "[::1]:9092"} }),
 		with(func(w *want) { w.encoding = sinks.EncodingRFC5424 }))
 }
 
@@ -105,36 +105,36 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	// f checks that New fails and that the error names every wanted part.
 	f := func(cfg conf.Sink, wants ...string) {
 		t.Helper()
-		s, err := New("out", &cfg)
+		s, err := newFromConf("out", &cfg)
 		if err == nil {
 			s.Close()
-			t.Fatalf("New(%+v) succeeded, want error containing %q", cfg, wants)
+			t.Fatalf("newFromConf(%+v) succeeded, want error containing %q", cfg, wants)
 		}
-		for _, w := range append(wants, `sinks/kafka: sink "out"`) {
+		for _, w := range append(wants, "sink.out") {
 			if !strings.Contains(err.Error(), w) {
-				t.Errorf("New(%+v) error %q does not contain %q", cfg, err, w)
+				t.Errorf("newFromConf(%+v) error %q does not contain %q", cfg, err, w)
 			}
 		}
 	}
 	ok := []string{"127.0.0.1:9092"}
-	f(conf.Sink{Topic: "t"}, "brokers: no brokers")
-	f(conf.Sink{Brokers: []string{"localhost"}, Topic: "t"}, "brokers[0]", "not host:port")
-	f(conf.Sink{Brokers: []string{"a:1", "b:0"}, Topic: "t"}, "brokers[1]", "out of range")
-	f(conf.Sink{Brokers: []string{":9092"}, Topic: "t"}, "brokers[0]", "empty host")
-	f(conf.Sink{Brokers: ok}, "topic: no topic")
-	f(conf.Sink{Brokers: ok, Topic: "a b"}, "topic:", "not allowed")
-	f(conf.Sink{Brokers: ok, Topic: ".."}, "topic:")
-	f(conf.Sink{Brokers: ok, Topic: strings.Repeat("x", 250)}, "topic:", "249")
-	f(conf.Sink{Brokers: ok, Topic: "t", Key: "host"}, "key:", `"host"`)
-	f(conf.Sink{Brokers: ok, Topic: "t", Balancer: "random"}, "balancer:", `"random"`)
-	f(conf.Sink{Brokers: ok, Topic: "t", Compression: "brotli"}, "compression:", `"brotli"`)
-	f(conf.Sink{Brokers: ok, Topic: "t", RequiredAcks: "2"}, "required_acks:")
-	f(conf.Sink{Brokers: ok, Topic: "t", Encoding: "xml"}, "encoding:", `"xml"`)
-	f(conf.Sink{Brokers: ok, Topic: "t", BatchSize: -1}, "batch_size:")
-	f(conf.Sink{Brokers: ok, Topic: "t", BatchBytes: -1}, "batch_bytes:")
-	f(conf.Sink{Brokers: ok, Topic: "t", WriteTimeout: conf.Duration{Duration: -time.Second}}, "write_timeout:")
+	f(conf.Sink{Options: &Config{Topic: "t"}}, `kafka sink needs brokers`)
+	f(conf.Sink{Options: &Config{Brokers: []string{"localhost"}, Topic: "t"}}, "brokers[0]", "missing port")
+	f(conf.Sink{Options: &Config{Brokers: []string{"a:1", "b:0"}, Topic: "t"}}, "brokers[1]", "out of range")
+	f(conf.Sink{Options: &Config{Brokers: []string{":9092"}, Topic: "t"}}, "brokers[0]", "empty host")
+	f(conf.Sink{Options: &Config{Brokers: ok}}, `kafka sink needs topic`)
+	f(conf.Sink{Options: &Config{Brokers: ok, Topic: "a b"}}, "topic:", "not allowed")
+	f(conf.Sink{Options: &Config{Brokers: ok, Topic: ".."}}, "topic:")
+	f(conf.Sink{Options: &Config{Brokers: ok, Topic: strings.Repeat("x", 250)}}, "topic:", "249")
+	f(conf.Sink{Options: &Config{Brokers: ok, Topic: "t", Key: "host"}}, "key", `"host"`)
+	f(conf.Sink{Options: &Config{Brokers: ok, Topic: "t", Balancer: "random"}}, "balancer", `"random"`)
+	f(conf.Sink{Options: &Config{Brokers: ok, Topic: "t", Compression: "brotli"}}, "compression", `"brotli"`)
+	f(conf.Sink{Options: &Config{Brokers: ok, Topic: "t", RequiredAcks: "2"}}, "required_acks")
+	f(conf.Sink{Encoding: "xml", Options: &Config{Brokers: ok, Topic: "t"}}, "encoding", `"xml"`)
+	f(conf.Sink{BatchSize: -1, Options: &Config{Brokers: ok, Topic: "t"}}, "batch_size")
+	f(conf.Sink{BatchBytes: -1, Options: &Config{Brokers: ok, Topic: "t"}}, "batch_bytes")
+	f(conf.Sink{Options: &Config{Brokers: ok, Topic: "t", WriteTimeout: conf.Duration{Duration: -time.Second}}}, "write_timeout")
 	// Every problem at once, not just the first.
-	f(conf.Sink{Key: "x", Compression: "y"}, "brokers:", "topic:", "key:", "compression:")
+	f(conf.Sink{Options: &Config{Key: "x", Compression: "y"}}, "needs brokers", "needs topic", "key", "compression")
 }
 
 // testMessage builds an RFC5424 message with Hostname and AppName spans.
@@ -155,7 +155,7 @@ func testMessage(i int, host, app string) *message.Message {
 func TestEncodeKeysValuesAndReuse(t *testing.T) {
 	f := func(key, enc string, wantKey func(i int) []byte) {
 		t.Helper()
-		s, err := New("out", &conf.Sink{Brokers: []string{"127.0.0.1:9"}, Topic: "t", Key: key, Encoding: enc})
+		s, err := newFromConf("out", &conf.Sink{Encoding: enc, Options: &Config{Brokers: []string{"127.0.0.1:9"}, Topic: "t", Key: key}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +204,7 @@ func TestUnreachableBroker(t *testing.T) {
 	addr := testenv.ClosedAddr(t)
 	const timeout = 2 * time.Second
 	start := time.Now()
-	s, err := New("out", &conf.Sink{Brokers: []string{addr}, Topic: "t", WriteTimeout: conf.Duration{Duration: timeout}})
+	s, err := newFromConf("out", &conf.Sink{Options: &Config{Brokers: []string{addr}, Topic: "t", WriteTimeout: conf.Duration{Duration: timeout}}})
 	if err != nil {
 		t.Fatalf("New must not fail when the broker is down: %v", err)
 	}
@@ -269,7 +269,7 @@ func TestWriteHonoursContext(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 		}
 	}()
-	s, err := New("out", &conf.Sink{Brokers: []string{ln.Addr().String()}, Topic: "t"})
+	s, err := newFromConf("out", &conf.Sink{Options: &Config{Brokers: []string{ln.Addr().String()}, Topic: "t"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func seqOf(t testing.TB, value string) int {
 // given sizes, cycled, and returns the sink's produce request count.
 func writeSequenced(t testing.TB, cfg conf.Sink, n, hosts int, sizes ...int) int64 {
 	t.Helper()
-	s, err := New("it", &cfg)
+	s, err := newFromConf("it", &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestKafkaKeyedPartitionsLikeJava(t *testing.T) {
 	kcat := testenv.Tool(t, "kcat")
 	const partitions, n, hosts = 7, 6000, 60
 	topic := newTopic(t, brokers, partitions)
-	writeSequenced(t, conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname"},
+	writeSequenced(t, conf.Sink{Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname"}},
 		n, hosts, 1, 997, 13, 2500, 250)
 	got := readTopic(t, brokers, topic)
 	used := map[int]bool{}
@@ -252,7 +252,7 @@ func TestKafkaRoundRobinExactlyOnce(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	const partitions, n = 5, 3000
 	topic := newTopic(t, brokers, partitions)
-	writeSequenced(t, conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic}, n, 1, 1000, 7, 333)
+	writeSequenced(t, conf.Sink{Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic}}, n, 1, 1000, 7, 333)
 	got := readTopic(t, brokers, topic)
 	per := map[int]int{}
 	checkSequenced(t, got, n, func(i int, r record) string {
@@ -276,8 +276,7 @@ func TestKafkaSplitsSharesOverBatchBytes(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	const partitions, n, batchBytes = 2, 1000, 16 << 10
 	topic := newTopic(t, brokers, partitions)
-	requests := writeSequenced(t, conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname",
-		BatchBytes: batchBytes}, n, 2, n)
+	requests := writeSequenced(t, conf.Sink{BatchBytes: batchBytes, Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname"}}, n, 2, n)
 	// ~300 KB in all: at least 300K/16K requests.
 	if atLeast := int64(n * 300 / batchBytes); requests < atLeast {
 		t.Errorf("%d produce requests for %d bytes with batch_bytes %d, want at least %d", requests, n*300, batchBytes, atLeast)
@@ -295,7 +294,7 @@ func TestKafkaWriteAllocatesNothingPerMessage(t *testing.T) {
 		t.Skip("allocation counts are meaningless under the race detector")
 	}
 	topic := newTopic(t, brokers, 3)
-	s, err := New("it", &conf.Sink{Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname"})
+	s, err := newFromConf("it", &conf.Sink{Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname"}})
 	if err != nil {
 		t.Fatal(err)
 	}

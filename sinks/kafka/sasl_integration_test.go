@@ -24,9 +24,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
 		t.Run(mech, func(t *testing.T) {
 			topic := newTopic(t, plainBrokers, 2)
-			cfg := conf.Sink{Type: "kafka", Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname",
-				TLSCA: ca, SASLMechanism: mech, SASLUsername: user, SASLPassword: password,
-				BatchSize: 200, WriteTimeout: conf.Duration{Duration: 10 * time.Second}}
+			cfg := conf.Sink{Type: "kafka", BatchSize: 200, Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic, Key: "hostname", SASLMechanism: mech, SASLUsername: user, SASLPassword: password, WriteTimeout: conf.Duration{Duration: 10 * time.Second}, ClientTLS: conf.ClientTLS{TLSCA: ca}}}
 			want := produce(t, cfg, 1000, 200)
 			checkRecords(t, mech, readTopic(t, plainBrokers, topic), want)
 		})
@@ -36,9 +34,9 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	// sign the broker's certificate.
 	f := func(name string, cfg conf.Sink, wantErr string) {
 		t.Helper()
-		cfg.Type, cfg.Brokers, cfg.Topic = "kafka", strings.Split(brokers, ","), "wharf-test.refused"
-		cfg.WriteTimeout = conf.Duration{Duration: 3 * time.Second}
-		s, err := New("it", &cfg)
+		cfg.Type, kc(&cfg).Brokers, kc(&cfg).Topic = "kafka", strings.Split(brokers, ","), "wharf-test.refused"
+		kc(&cfg).WriteTimeout = conf.Duration{Duration: 3 * time.Second}
+		s, err := newFromConf("it", &cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,7 +49,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 			t.Errorf("%s: Write error %v, want one containing %q", name, err, wantErr)
 		}
 	}
-	f("wrong password", conf.Sink{TLSCA: ca, SASLMechanism: "SCRAM-SHA-512", SASLUsername: user, SASLPassword: "wrong"}, "Authentication")
-	f("no TLS", conf.Sink{SASLMechanism: "PLAIN", SASLUsername: user, SASLPassword: password}, "expecting TLS")
-	f("wrong CA", conf.Sink{TLS: true, SASLMechanism: "PLAIN", SASLUsername: user, SASLPassword: password}, "certificate signed by unknown authority")
+	f("wrong password", conf.Sink{Options: &Config{SASLMechanism: "SCRAM-SHA-512", SASLUsername: user, SASLPassword: "wrong", ClientTLS: conf.ClientTLS{TLSCA: ca}}}, "Authentication")
+	f("no TLS", conf.Sink{Options: &Config{SASLMechanism: "PLAIN", SASLUsername: user, SASLPassword: password}}, "expecting TLS")
+	f("wrong CA", conf.Sink{Options: &Config{TLS: true, SASLMechanism: "PLAIN", SASLUsername: user, SASLPassword: password}}, "certificate signed by unknown authority")
 }

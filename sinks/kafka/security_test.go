@@ -20,12 +20,12 @@ import (
 func TestNewMapsTLSAndSASL(t *testing.T) {
 	ca := testpki.NewCA(t, "broker CA")
 	cert, key := ca.Issue(t, "wharf", false)
-	base := func() conf.Sink { return conf.Sink{Brokers: []string{"127.0.0.1:9093"}, Topic: "t"} }
+	base := func() conf.Sink { return conf.Sink{Options: &Config{Brokers: []string{"127.0.0.1:9093"}, Topic: "t"}} }
 	f := func(mod func(*conf.Sink), wantTLS bool, wantMech string, check func(*Sink)) {
 		t.Helper()
 		cfg := base()
 		mod(&cfg)
-		s, err := New("out", &cfg)
+		s, err := newFromConf("out", &cfg)
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}
@@ -45,47 +45,49 @@ func TestNewMapsTLSAndSASL(t *testing.T) {
 		}
 	}
 	f(func(*conf.Sink) {}, false, "", nil)
-	f(func(c *conf.Sink) { c.TLS = true }, true, "", func(k *Sink) {
+	f(func(c *conf.Sink) { kc(c).TLS = true }, true, "", func(k *Sink) {
 		if k.tr.TLS.RootCAs != nil || k.tr.TLS.MinVersion != tls.VersionTLS12 || k.tr.TLS.InsecureSkipVerify {
 			t.Errorf("tls = true: want system roots, TLS 1.2+, verification on; got %+v", k.tr.TLS)
 		}
 	})
-	f(func(c *conf.Sink) { c.TLSCA = ca.File; c.TLSServerName = "kafka.example.net" }, true, "", func(k *Sink) {
+	f(func(c *conf.Sink) { kc(c).TLSCA = ca.File; kc(c).TLSServerName = "kafka.example.net" }, true, "", func(k *Sink) {
 		if k.tr.TLS.RootCAs == nil || k.tr.TLS.ServerName != "kafka.example.net" {
 			t.Errorf("tls_ca/tls_server_name not mapped: %+v", k.tr.TLS)
 		}
 	})
-	f(func(c *conf.Sink) { c.TLSCert, c.TLSKey = cert, key }, true, "", func(k *Sink) {
+	f(func(c *conf.Sink) { kc(c).TLSCert, kc(c).TLSKey = cert, key }, true, "", func(k *Sink) {
 		if len(k.tr.TLS.Certificates) != 1 {
 			t.Errorf("client certificate not mapped")
 		}
 	})
-	f(func(c *conf.Sink) { c.SASLMechanism, c.SASLUsername, c.SASLPassword = "PLAIN", "u", "p" }, false, "PLAIN", func(k *Sink) {
+	f(func(c *conf.Sink) { kc(c).SASLMechanism, kc(c).SASLUsername, kc(c).SASLPassword = "PLAIN", "u", "p" }, false, "PLAIN", func(k *Sink) {
 		if m, ok := k.tr.SASL.(plain.Mechanism); !ok || m.Username != "u" || m.Password != "p" {
 			t.Errorf("PLAIN mechanism %+v", k.tr.SASL)
 		}
 	})
 	f(func(c *conf.Sink) {
-		c.TLS, c.SASLMechanism, c.SASLUsername, c.SASLPassword = true, "SCRAM-SHA-256", "u", "p"
+		kc(c).TLS, kc(c).SASLMechanism, kc(c).SASLUsername, kc(c).SASLPassword = true, "SCRAM-SHA-256", "u", "p"
 	}, true, "SCRAM-SHA-256", nil)
-	f(func(c *conf.Sink) { c.SASLMechanism, c.SASLUsername, c.SASLPassword = "SCRAM-SHA-512", "u", "p" }, false, "SCRAM-SHA-512", nil)
+	f(func(c *conf.Sink) {
+		kc(c).SASLMechanism, kc(c).SASLUsername, kc(c).SASLPassword = "SCRAM-SHA-512", "u", "p"
+	}, false, "SCRAM-SHA-512", nil)
 }
 
 func TestNewRejectsBadTLSAndSASL(t *testing.T) {
 	f := func(mod func(*conf.Sink), wantErr string) {
 		t.Helper()
-		cfg := conf.Sink{Brokers: []string{"127.0.0.1:9093"}, Topic: "t"}
+		cfg := conf.Sink{Options: &Config{Brokers: []string{"127.0.0.1:9093"}, Topic: "t"}}
 		mod(&cfg)
-		_, err := New("out", &cfg)
+		_, err := newFromConf("out", &cfg)
 		if err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("error %v, want one containing %q", err, wantErr)
 		}
 	}
-	f(func(c *conf.Sink) { c.SASLMechanism, c.SASLUsername, c.SASLPassword = "GSSAPI", "u", "p" }, `sasl_mechanism: unknown mechanism "GSSAPI"`)
-	f(func(c *conf.Sink) { c.SASLMechanism, c.SASLUsername = "PLAIN", "u" }, "needs sasl_username and sasl_password")
-	f(func(c *conf.Sink) { c.SASLUsername, c.SASLPassword = "u", "p" }, "without a mechanism")
-	f(func(c *conf.Sink) { c.TLSCA = "/nonexistent/ca.pem" }, "tls_ca: cannot read CA file")
-	f(func(c *conf.Sink) { c.TLSCert = "/nonexistent/c.pem" }, "set both tls_cert and tls_key")
+	f(func(c *conf.Sink) { kc(c).SASLMechanism, kc(c).SASLUsername, kc(c).SASLPassword = "GSSAPI", "u", "p" }, `sasl_mechanism "GSSAPI" is not one of`)
+	f(func(c *conf.Sink) { kc(c).SASLMechanism, kc(c).SASLUsername = "PLAIN", "u" }, "needs sasl_username and sasl_password")
+	f(func(c *conf.Sink) { kc(c).SASLUsername, kc(c).SASLPassword = "u", "p" }, "need sasl_mechanism")
+	f(func(c *conf.Sink) { kc(c).TLSCA = "/nonexistent/ca.pem" }, "tls_ca: cannot read CA file")
+	f(func(c *conf.Sink) { kc(c).TLSCert = "/nonexistent/c.pem" }, "set both tls_cert and tls_key")
 }
 
 // The TLS settings reach the wire: Check against a TLS listener requiring
@@ -135,7 +137,7 @@ func TestTLSReachesTheBroker(t *testing.T) {
 		}
 	}()
 	cert, key := ca.Issue(t, "wharf-producer", false)
-	s, err := New("out", &conf.Sink{Brokers: []string{ln.Addr().String()}, Topic: "t", TLSCA: ca.File, TLSCert: cert, TLSKey: key})
+	s, err := newFromConf("out", &conf.Sink{Options: &Config{Brokers: []string{ln.Addr().String()}, Topic: "t", ClientTLS: conf.ClientTLS{TLSCA: ca.File, TLSCert: cert, TLSKey: key}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,31 @@ import (
 	"wharf/sinks"
 )
 
-func init() { sinks.Register("stdout", New) }
+func init() { sinks.Register("stdout", configType, New) }
+
+// DefaultEncoding prints messages as received, like a tail.
+const DefaultEncoding = "raw"
+
+// Config is a stdout sink's own keys: it has none beyond the common ones.
+type Config struct{}
+
+// configType is what conf knows of the stdout type.
+var configType = conf.SinkType{
+	New:             func() conf.SinkOptions { return &Config{} },
+	Encodings:       []string{"raw", "rfc5424", "rfc3164", "json"},
+	DefaultEncoding: DefaultEncoding,
+	Order:           40,
+	Intro:           "Writes each message as a line to standard output. Only the common keys apply.",
+}
+
+// ApplyDefaults does nothing: there are no keys.
+func (*Config) ApplyDefaults() {}
+
+// Validate does nothing: there are no keys.
+func (*Config) Validate(*conf.SinkCheck) {}
+
+// Describe writes nothing: there are no keys.
+func (*Config) Describe(func(string, ...any)) {}
 
 // Stdout writes each batch as encoded lines ("\n"-terminated) in one Write
 // call to its writer.
@@ -27,14 +51,12 @@ type Stdout struct {
 	buf  []byte // reused per batch
 }
 
-// New builds a stdout sink from its config section. Encoding defaults to raw.
+// New builds a stdout sink from its config section, with defaults
+// applied (sinks.New applies them).
 func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
-	enc := sinks.EncodingRaw
-	if cfg.Encoding != "" {
-		var err error
-		if enc, err = sinks.ParseEncoding(cfg.Encoding); err != nil {
-			return nil, fmt.Errorf("sinks/stdout: sink %q: encoding: %w", name, err)
-		}
+	enc, err := sinks.ParseEncoding(cfg.Encoding)
+	if err != nil {
+		return nil, fmt.Errorf("sinks/stdout: sink %q: encoding: %w", name, err)
 	}
 	return NewWriter(name, os.Stdout, enc), nil
 }
@@ -62,3 +84,5 @@ func (s *Stdout) Write(_ context.Context, batch []*message.Message) error {
 func (s *Stdout) Close() error { return nil }
 
 var _ sinks.Sink = (*Stdout)(nil)
+
+var _ conf.SinkOptions = (*Config)(nil)

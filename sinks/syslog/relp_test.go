@@ -130,7 +130,7 @@ func numbered(n int) []*message.Message {
 
 func TestRELPOutputWaitsForEveryAck(t *testing.T) {
 	rs := newRELPServer(t)
-	s, _ := newSink(t, conf.Sink{Servers: []string{rs.url()}})
+	s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{rs.url()}}})
 	defer s.Close()
 	batch := numbered(1000) // several windows of 128
 	if err := s.Write(context.Background(), batch); err != nil {
@@ -163,7 +163,7 @@ func TestRELPOutputResendsUnacknowledged(t *testing.T) {
 			// unanswered, then closes.
 			rs.answer = func(n int) bool { return n < 300 || n >= 350 }
 			rs.cut = func(n int) bool { return n == 349 }
-			s, _ := newSink(t, conf.Sink{Servers: []string{rs.url()}})
+			s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{rs.url()}}})
 			defer s.Close()
 			batch := numbered(1000)
 			err := s.Write(context.Background(), batch)
@@ -204,7 +204,7 @@ func TestRELPOutputResendsUnacknowledged(t *testing.T) {
 func TestRELPOutputSilentServerFailsOver(t *testing.T) {
 	silent, good := newRELPServer(t), newRELPServer(t)
 	silent.answer = func(int) bool { return false }
-	s, logs := newSink(t, conf.Sink{Servers: []string{silent.url(), good.url()}, WriteTimeout: conf.Duration{Duration: 300 * time.Millisecond}})
+	s, logs := newSink(t, conf.Sink{Options: &Config{Servers: []string{silent.url(), good.url()}, WriteTimeout: conf.Duration{Duration: 300 * time.Millisecond}}})
 	defer s.Close()
 	start := time.Now()
 	if err := s.Write(context.Background(), numbered(10)); err != nil {

@@ -24,14 +24,7 @@ import (
 	"wharf/sinks"
 )
 
-func init() { sinks.Register("syslog", New) }
-
 const (
-	// DefaultDialTimeout bounds one connect attempt when dial_timeout is unset.
-	DefaultDialTimeout = 5 * time.Second
-	// DefaultWriteTimeout bounds writing one batch: a collector that stops
-	// reading for this long is treated as failed and the next is tried.
-	DefaultWriteTimeout = 10 * time.Second
 	// FailbackInterval is how often, while sending to a later server, the
 	// first server is tried again.
 	FailbackInterval = 30 * time.Second
@@ -103,42 +96,38 @@ type Syslog struct {
 	failovers atomic.Uint64
 }
 
-// New builds a syslog sink from its config section. Servers are
-// "tcp://host:port" or "udp://host:port" and are tried in order. Encoding
-// defaults to raw, out_framing to octet-counting. It does not connect.
+// New builds a syslog sink from its config section, with defaults
+// applied and validated (sinks.New does both). Servers are tried in
+// order. It does not connect.
 func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
+	c, ok := cfg.Options.(*Config)
+	if !ok {
+		return nil, fmt.Errorf("sinks/syslog: sink %q: options are %T, want *syslog.Config", name, cfg.Options)
+	}
 	s := &Syslog{
 		name:         name,
-		dialTimeout:  cfg.DialTimeout.Duration,
-		writeTimeout: cfg.WriteTimeout.Duration,
+		dialTimeout:  c.DialTimeout.Duration,
+		writeTimeout: c.WriteTimeout.Duration,
 		failback:     FailbackInterval,
 		log:          slog.Default().With("sink", name),
 		buf:          make([]byte, 0, 64<<10),
 	}
-	if s.dialTimeout <= 0 {
-		s.dialTimeout = DefaultDialTimeout
+	var err error
+	if s.enc, err = sinks.ParseEncoding(cfg.Encoding); err != nil {
+		return nil, fmt.Errorf("sinks/syslog: sink %q: encoding: %w", name, err)
 	}
-	if s.writeTimeout <= 0 {
-		s.writeTimeout = DefaultWriteTimeout
-	}
-	if cfg.Encoding != "" {
-		var err error
-		if s.enc, err = sinks.ParseEncoding(cfg.Encoding); err != nil {
-			return nil, fmt.Errorf("sinks/syslog: sink %q: encoding: %w", name, err)
-		}
-	}
-	switch cfg.OutFraming {
-	case "", "octet-counting":
+	switch c.OutFraming {
+	case "octet-counting":
 	case "lf":
 		s.framing = FramingLF
 	default:
-		return nil, fmt.Errorf("sinks/syslog: sink %q: out_framing %q: want octet-counting or lf", name, cfg.OutFraming)
+		return nil, fmt.Errorf("sinks/syslog: sink %q: out_framing %q: want octet-counting or lf", name, c.OutFraming)
 	}
-	if len(cfg.Servers) == 0 {
+	if len(c.Servers) == 0 {
 		return nil, fmt.Errorf("sinks/syslog: sink %q: servers is empty; set servers = [\"tcp://host:514\"]", name)
 	}
 	var base *tls.Config
-	for i, u := range cfg.Servers {
+	for i, u := range c.Servers {
 		scheme, addr, ok := strings.Cut(u, "://")
 		if !ok || (scheme != "tcp" && scheme != "udp" && scheme != "tls" && scheme != "relp" && scheme != "relp+tls") {
 			return nil, fmt.Errorf("sinks/syslog: sink %q: servers[%d] %q: want tcp://host:port, tls://host:port, udp://host:port, relp://host:port or relp+tls://host:port", name, i, u)
@@ -153,7 +142,7 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 		}
 		if scheme == "tls" || scheme == "relp+tls" {
 			if base == nil {
-				if base, err = clientTLS(cfg); err != nil {
+				if base, err = clientTLS(&c.ClientTLS); err != nil {
 					return nil, fmt.Errorf("sinks/syslog: sink %q: %w", name, err)
 				}
 			}
@@ -172,7 +161,7 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 // tls_ca (else the system roots) verifies the server, tls_cert/tls_key is
 // the client certificate for collectors that require one. Files are read
 // once, when the sink is built (a config reload rebuilds changed sinks).
-func clientTLS(cfg *conf.Sink) (*tls.Config, error) {
+func clientTLS(cfg *conf.ClientTLS) (*tls.Config, error) {
 	c := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         cfg.TLSServerName,

@@ -151,15 +151,15 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("%+v: err %v, want %q", cfg, err, wantErr)
 		}
 	}
-	f(conf.Sink{Servers: []string{"tcp://127.0.0.1:514", "udp://[::1]:514"}}, "")
-	f(conf.Sink{Servers: []string{"tcp://h:514"}, OutFraming: "lf", Encoding: "rfc5424"}, "")
-	f(conf.Sink{}, "servers is empty")
-	f(conf.Sink{Servers: []string{"127.0.0.1:514"}}, `servers[0] "127.0.0.1:514": want tcp://host:port`)
-	f(conf.Sink{Servers: []string{"tcp://h:1", "http://h:514"}}, `servers[1]`)
-	f(conf.Sink{Servers: []string{"tcp://h:1", "tls://h:514"}}, "")
-	f(conf.Sink{Servers: []string{"tcp://h"}}, `servers[0]`)
-	f(conf.Sink{Servers: []string{"tcp://h:1"}, OutFraming: "nul"}, `out_framing "nul"`)
-	f(conf.Sink{Servers: []string{"tcp://h:1"}, Encoding: "xml"}, `encoding`)
+	f(conf.Sink{Options: &Config{Servers: []string{"tcp://127.0.0.1:514", "udp://[::1]:514"}}}, "")
+	f(conf.Sink{Encoding: "rfc5424", Options: &Config{Servers: []string{"tcp://h:514"}, OutFraming: "lf"}}, "")
+	f(conf.Sink{}, "syslog sink needs servers")
+	f(conf.Sink{Options: &Config{Servers: []string{"127.0.0.1:514"}}}, `servers[0]: "127.0.0.1:514": want tcp://host:port`)
+	f(conf.Sink{Options: &Config{Servers: []string{"tcp://h:1", "http://h:514"}}}, `servers[1]`)
+	f(conf.Sink{Options: &Config{Servers: []string{"tcp://h:1", "tls://h:514"}}}, "")
+	f(conf.Sink{Options: &Config{Servers: []string{"tcp://h"}}}, `servers[0]`)
+	f(conf.Sink{Options: &Config{Servers: []string{"tcp://h:1"}, OutFraming: "nul"}}, `out_framing "nul"`)
+	f(conf.Sink{Encoding: "xml", Options: &Config{Servers: []string{"tcp://h:1"}}}, `encoding`)
 }
 
 func TestFramingOverLoopback(t *testing.T) {
@@ -172,7 +172,7 @@ func TestFramingOverLoopback(t *testing.T) {
 			framing = "lf"
 			want = []string{raws[0], raws[1], "with", "newline", raws[3], raws[4]}
 		}
-		s, _ := newSink(t, conf.Sink{Servers: []string{fs.url()}, OutFraming: framing})
+		s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{fs.url()}, OutFraming: framing}})
 		if err := s.Write(context.Background(), msgs(raws...)); err != nil {
 			t.Fatal(err)
 		}
@@ -193,7 +193,7 @@ func TestUDPOneDatagramPerMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	s, _ := newSink(t, conf.Sink{Servers: []string{"udp://" + pc.LocalAddr().String()}, Encoding: "rfc5424"})
+	s, _ := newSink(t, conf.Sink{Encoding: "rfc5424", Options: &Config{Servers: []string{"udp://" + pc.LocalAddr().String()}}})
 	in := msgs("a", "b b", "c")
 	if err := s.Write(context.Background(), in); err != nil {
 		t.Fatal(err)
@@ -233,7 +233,7 @@ func TestUDPBatchWhole(t *testing.T) {
 	if serr != nil {
 		t.Fatalf("SO_RCVBUFFORCE (the tests run as root): %v", serr)
 	}
-	s, _ := newSink(t, conf.Sink{Servers: []string{"udp://" + pc.LocalAddr().String()}, Encoding: "raw"})
+	s, _ := newSink(t, conf.Sink{Encoding: "raw", Options: &Config{Servers: []string{"udp://" + pc.LocalAddr().String()}}})
 	defer s.Close()
 	var texts []string
 	for i := range 1500 {
@@ -261,7 +261,7 @@ func TestUDPBatchWhole(t *testing.T) {
 
 func TestErrorNamesServerAndBacksOff(t *testing.T) {
 	dead := testenv.ClosedAddr(t)
-	s, logs := newSink(t, conf.Sink{Servers: []string{"tcp://" + dead}})
+	s, logs := newSink(t, conf.Sink{Options: &Config{Servers: []string{"tcp://" + dead}}})
 	err := s.Write(context.Background(), msgs("x"))
 	want := fmt.Sprintf(`sinks/syslog: sink "fwd": no server accepted the batch: server tcp://%s: dial: connection refused`, dead)
 	if err == nil || err.Error() != want {
@@ -283,7 +283,7 @@ func TestErrorNamesServerAndBacksOff(t *testing.T) {
 func TestFailoverAndFailback(t *testing.T) {
 	primaryAddr := testenv.ClosedAddr(t)
 	backup := newFrameServer(t, false)
-	s, logs := newSink(t, conf.Sink{Servers: []string{"tcp://" + primaryAddr, backup.url()}})
+	s, logs := newSink(t, conf.Sink{Options: &Config{Servers: []string{"tcp://" + primaryAddr, backup.url()}}})
 	s.failback = 50 * time.Millisecond
 	if err := s.Write(context.Background(), msgs("1", "2")); err != nil {
 		t.Fatal(err)
@@ -348,7 +348,7 @@ func TestWriteGivesUpWhenContextEnds(t *testing.T) {
 			c.Close()
 		}
 	}()
-	s, _ := newSink(t, conf.Sink{Servers: []string{"tcp://" + l.Addr().String()}})
+	s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{"tcp://" + l.Addr().String()}}})
 	big := strings.Repeat("y", 1<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -382,8 +382,8 @@ func BenchmarkWriteTCP(b *testing.B) {
 			go io.Copy(io.Discard, c)
 		}
 	}()
-	cfg := conf.Sink{Type: "syslog", Servers: []string{"tcp://" + l.Addr().String()}}
-	s, err := New("bench", &cfg)
+	cfg := conf.Sink{Type: "syslog", Options: &Config{Servers: []string{"tcp://" + l.Addr().String()}}}
+	s, err := newFromConf("bench", &cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -419,8 +419,8 @@ func BenchmarkWriteUDP(b *testing.B) {
 			}
 		}
 	}()
-	cfg := conf.Sink{Type: "syslog", Servers: []string{"udp://" + pc.LocalAddr().String()}}
-	s, err := New("bench", &cfg)
+	cfg := conf.Sink{Type: "syslog", Options: &Config{Servers: []string{"udp://" + pc.LocalAddr().String()}}}
+	s, err := newFromConf("bench", &cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -45,8 +45,8 @@ func TestTLSServers(t *testing.T) {
 	f := func(name string, cfg conf.Sink, clientCA *testpki.CA, wantErr string) {
 		t.Helper()
 		fs, url := newTLSFrameServer(t, ca, clientCA)
-		cfg.Servers = []string{url}
-		cfg.DialTimeout = conf.Duration{Duration: 2 * time.Second}
+		sc(&cfg).Servers = []string{url}
+		sc(&cfg).DialTimeout = conf.Duration{Duration: 2 * time.Second}
 		s, _ := newSink(t, cfg)
 		defer s.Close()
 		err := s.Write(t.Context(), msgs("<13>1 - h a - - - "+name, "<13>1 - h a - - - two"))
@@ -65,17 +65,17 @@ func TestTLSServers(t *testing.T) {
 			t.Errorf("%s: collector got %q", name, got)
 		}
 	}
-	f("ca", conf.Sink{TLSCA: ca.File}, nil, "")
-	f("wrong-ca", conf.Sink{TLSCA: other.File}, nil, "tls handshake: tls: failed to verify certificate")
+	f("ca", conf.Sink{Options: &Config{ClientTLS: conf.ClientTLS{TLSCA: ca.File}}}, nil, "")
+	f("wrong-ca", conf.Sink{Options: &Config{ClientTLS: conf.ClientTLS{TLSCA: other.File}}}, nil, "tls handshake: tls: failed to verify certificate")
 	f("system-roots", conf.Sink{}, nil, "certificate signed by unknown authority")
-	f("insecure", conf.Sink{TLSInsecureSkipVerify: true}, nil, "")
-	f("server-name", conf.Sink{TLSCA: ca.File, TLSServerName: "localhost"}, nil, "")
-	f("wrong-server-name", conf.Sink{TLSCA: ca.File, TLSServerName: "collector.example.net"}, nil, "not collector.example.net")
-	f("mutual", conf.Sink{TLSCA: ca.File, TLSCert: clientCert, TLSKey: clientKey}, ca, "")
+	f("insecure", conf.Sink{Options: &Config{ClientTLS: conf.ClientTLS{TLSInsecureSkipVerify: true}}}, nil, "")
+	f("server-name", conf.Sink{Options: &Config{ClientTLS: conf.ClientTLS{TLSCA: ca.File, TLSServerName: "localhost"}}}, nil, "")
+	f("wrong-server-name", conf.Sink{Options: &Config{ClientTLS: conf.ClientTLS{TLSCA: ca.File, TLSServerName: "collector.example.net"}}}, nil, "not collector.example.net")
+	f("mutual", conf.Sink{Options: &Config{ClientTLS: conf.ClientTLS{TLSCA: ca.File, TLSCert: clientCert, TLSKey: clientKey}}}, ca, "")
 	// Without a certificate the TLS 1.3 handshake completes on our side;
 	// the refusal arrives with the next read (the alive check) or write.
 	fs, url := newTLSFrameServer(t, ca, ca)
-	s, _ := newSink(t, conf.Sink{Servers: []string{url}, TLSCA: ca.File})
+	s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{url}, ClientTLS: conf.ClientTLS{TLSCA: ca.File}}})
 	defer s.Close()
 	for range 3 {
 		s.Write(t.Context(), msgs("<13>1 - h a - - - should not arrive"))
@@ -92,7 +92,7 @@ func TestTLSServers(t *testing.T) {
 func TestTLSCollectorCloseIsNoticed(t *testing.T) {
 	ca := testpki.NewCA(t, "collector CA")
 	fs, url := newTLSFrameServer(t, ca, nil)
-	s, _ := newSink(t, conf.Sink{Servers: []string{url}, TLSCA: ca.File})
+	s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{url}, ClientTLS: conf.ClientTLS{TLSCA: ca.File}}})
 	defer s.Close()
 	if err := s.Write(t.Context(), msgs("<13>1 - h a - - - one")); err != nil {
 		t.Fatal(err)
@@ -117,15 +117,15 @@ func TestNewTLSValidates(t *testing.T) {
 	f := func(cfg conf.Sink, wantErr string) {
 		t.Helper()
 		cfg.Type = "syslog"
-		_, err := New("fwd", &cfg)
+		_, err := newFromConf("fwd", &cfg)
 		if err == nil || !strings.Contains(err.Error(), wantErr) {
-			t.Errorf("New(%+v) = %v, want error containing %q", cfg, err, wantErr)
+			t.Errorf("newFromConf(%+v) = %v, want error containing %q", cfg, err, wantErr)
 		}
 	}
-	f(conf.Sink{Servers: []string{"tls://127.0.0.1:6514"}, TLSCA: bad}, "tls_ca: CA file "+bad+" holds no PEM certificate")
-	f(conf.Sink{Servers: []string{"tls://127.0.0.1:6514"}, TLSCert: bad}, "set both tls_cert and tls_key")
-	f(conf.Sink{Servers: []string{"tls://127.0.0.1:6514"}, TLSCert: bad, TLSKey: bad}, "tls_cert: certificate")
-	f(conf.Sink{Servers: []string{"tls://127.0.0.1"}}, "want tcp://host:port, tls://host:port, udp://host:port")
+	f(conf.Sink{Options: &Config{Servers: []string{"tls://127.0.0.1:6514"}, ClientTLS: conf.ClientTLS{TLSCA: bad}}}, "tls_ca: CA file "+bad+" holds no PEM certificate")
+	f(conf.Sink{Options: &Config{Servers: []string{"tls://127.0.0.1:6514"}, ClientTLS: conf.ClientTLS{TLSCert: bad}}}, "set both tls_cert and tls_key")
+	f(conf.Sink{Options: &Config{Servers: []string{"tls://127.0.0.1:6514"}, ClientTLS: conf.ClientTLS{TLSCert: bad, TLSKey: bad}}}, "tls_cert: certificate")
+	f(conf.Sink{Options: &Config{Servers: []string{"tls://127.0.0.1"}}}, `"127.0.0.1": missing port in address`)
 }
 
 func waitFor(t *testing.T, cond func() bool) {
@@ -152,20 +152,20 @@ func TestCollectorTLS(t *testing.T) {
 	out := testenv.Env(t, "WHARF_COLLECTOR_OUT")
 	id := runID(t)
 
-	s, _ := newSink(t, conf.Sink{Servers: []string{"tls://" + addr}, TLSCA: ca})
+	s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{"tls://" + addr}, ClientTLS: conf.ClientTLS{TLSCA: ca}}})
 	want := testMessages(id, 0, 5000)
 	r := forward(t, s, want)
 	closeRunner(t, r)
 	expectExact(t, collectorLines(t, filepath.Join(out, "tls.log"), id, len(want)), want)
 
-	ms, _ := newSink(t, conf.Sink{Servers: []string{"tls://" + maddr}, TLSCA: ca, TLSCert: cert, TLSKey: key, TLSServerName: "localhost"})
+	ms, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{"tls://" + maddr}, ClientTLS: conf.ClientTLS{TLSCA: ca, TLSCert: cert, TLSKey: key, TLSServerName: "localhost"}}})
 	mwant := testMessages(id+"-mtls", 0, 1000)
 	r = forward(t, ms, mwant)
 	closeRunner(t, r)
 	expectExact(t, collectorLines(t, filepath.Join(out, "mtls.log"), id+"-mtls", len(mwant)), mwant)
 
 	// No client certificate: syslog-ng refuses it (required-trusted).
-	ns, _ := newSink(t, conf.Sink{Servers: []string{"tls://" + maddr}, TLSCA: ca, DialTimeout: conf.Duration{Duration: 2 * time.Second}})
+	ns, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{"tls://" + maddr}, DialTimeout: conf.Duration{Duration: 2 * time.Second}, ClientTLS: conf.ClientTLS{TLSCA: ca}}})
 	defer ns.Close()
 	var err error
 	for i := range 3 {

@@ -1,8 +1,10 @@
-package conf
+package file
 
 import (
 	"fmt"
 	"strings"
+
+	"wharf/conf"
 )
 
 // PathFields are the placeholders a file sink path may hold, with what
@@ -50,7 +52,7 @@ func ParsePathTemplate(p string) ([]PathPart, error) {
 			}
 			name := p[i+1 : i+end]
 			if !isPathField(name) {
-				if s := suggest(name, pathFieldNames()); s != "" {
+				if s := conf.Suggest(name, pathFieldNames()); s != "" {
 					return nil, fmt.Errorf("path %q: unknown placeholder {%s}; did you mean {%s}?", p, name, s)
 				}
 				return nil, fmt.Errorf("path %q: unknown placeholder {%s} (known: %s)", p, name, strings.Join(pathFieldNames(), ", "))
@@ -118,4 +120,18 @@ func pathFieldNames() []string {
 		names[i] = f.Name
 	}
 	return names
+}
+
+// pathFieldsDoc lists the file sink path placeholders for the reference.
+func pathFieldsDoc() string {
+	var b strings.Builder
+	b.WriteString("Placeholders:")
+	for i, f := range PathFields {
+		if i > 0 {
+			b.WriteString(";")
+		}
+		fmt.Fprintf(&b, " `{%s}` %s", f.Name, f.Doc)
+	}
+	b.WriteString(". Values from the sender are made safe for a path: bytes other than letters, digits and `.-_:@` become `_`, a leading `.` becomes `_` (no `..`), at most 64 bytes. Dates are wharf's local time (`TZ`).")
+	return b.String()
 }
