@@ -39,7 +39,7 @@ func openBuffer(name string, sc *conf.Sink, reg *metrics.Registry, log *slog.Log
 		return func() float64 { return f(b.Stats()) }
 	}
 	reg.GaugeFunc("wharf_buffer_bytes", "Bytes of the sink's disk buffer segment files.", stat(func(s diskbuf.Stats) float64 { return float64(s.Bytes) }), l...)
-	reg.GaugeFunc("wharf_buffer_pending_records", "Records in the disk buffer not yet confirmed by the sink (appended - acked since start; replayed records count in appended).", stat(func(s diskbuf.Stats) float64 { return float64(s.Appended) - float64(s.Acked) }), l...)
+	reg.GaugeFunc("wharf_buffer_pending_records", "Records in the disk buffer not yet confirmed by the sink, those from before a restart included (what wharf check counts as pending).", stat(func(s diskbuf.Stats) float64 { return float64(s.Pending) }), l...)
 	reg.CounterFunc("wharf_buffer_corrupt_records_total", "Corrupt regions the disk buffer reader skipped (CRC or length), since start.", stat(func(s diskbuf.Stats) float64 { return float64(s.CorruptRecords) }), l...)
 	reg.CounterFunc("wharf_buffer_torn_tails_total", "Torn tails (partial last records after a crash) truncated at open.", stat(func(s diskbuf.Stats) float64 { return float64(s.TornTails) }), l...)
 	reg.GaugeFunc("wharf_buffer_writable", "1 while the disk buffer can be written; 0 while its disk is full, read-only or failing (TCP input then waits, see /readyz).", stat(func(s diskbuf.Stats) float64 {

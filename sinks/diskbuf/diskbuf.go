@@ -235,6 +235,11 @@ type Stats struct {
 	// CheckpointReset is true when Open found the ack file corrupt, and
 	// so replays everything on disk.
 	CheckpointReset bool
+	// Pending counts records stored and not confirmed, those from before
+	// Open included: what Verify counts as pending for an intact buffer.
+	// Records lost in a corrupt region cannot be told apart, so they may
+	// count until the buffer is next empty; then it is exactly 0.
+	Pending uint64
 	// Unwritable is true while the buffer cannot be written (see Fault).
 	Unwritable bool
 	// Faults counts how often the buffer became unwritable since Open.
@@ -267,6 +272,7 @@ type Buffer struct {
 	wbuf     []byte        // encoding scratch, guarded by mu
 	appended uint64
 	acked    uint64
+	pending  uint64 // records stored and not confirmed (Stats.Pending)
 	dropped  uint64
 	ckDirty  bool
 	// The fault state (see Fault), guarded by mu: the last write error
@@ -502,6 +508,33 @@ func (b *Buffer) load() error {
 	}
 	b.ack, b.deliv, b.ckSaved = start, start, ack
 	b.rd.reset(start)
+	return b.countPending(start)
+}
+
+// countPending sets b.pending at Open: records from start to the end.
+// Segments are named by the sequence number of their first record, so
+// that is nextSeq minus start's sequence number, which takes a scan of
+// start's segment up to start.Off (at most one segment's bytes).
+func (b *Buffer) countPending(start Position) error {
+	seq := start.Seg
+	if start.Off > 0 {
+		f, err := os.Open(b.segPath(start.Seg))
+		if err != nil {
+			return fmt.Errorf("diskbuf: count pending records: %w", err)
+		}
+		_, before, err := scanTail(f, start.Off)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("diskbuf: count pending records in %s: %w", segName(start.Seg), err)
+		}
+		seq += before
+	}
+	if b.nextSeq > seq {
+		b.pending = b.nextSeq - seq
+	}
+	if start.Seg == b.segs[len(b.segs)-1].base && start.Off >= b.written {
+		b.pending = 0
+	}
 	return nil
 }
 
@@ -919,6 +952,7 @@ func (b *Buffer) flushLocked(n int) error {
 	b.segs[len(b.segs)-1].size = b.written
 	b.nextSeq += uint64(n)
 	b.appended += uint64(n)
+	b.pending += uint64(n)
 	b.wbuf = b.wbuf[:0]
 	if cap(b.wbuf) > 4*writeChunk {
 		b.wbuf = nil // after a huge record: do not pin it
@@ -1017,8 +1051,12 @@ func (b *Buffer) Ack(upTo Position) error {
 	}
 	if upTo.n > b.ack.n {
 		b.acked += upTo.n - b.ack.n
+		b.pending -= min(b.pending, upTo.n-b.ack.n)
 	}
 	b.ack = upTo
+	if upTo.Seg == b.segs[len(b.segs)-1].base && upTo.Off >= b.written {
+		b.pending = 0 // empty: exact, whatever corruption hid
+	}
 	dead := b.confirmedLocked()
 	if b.fault != nil && len(dead) == 0 && upTo.Seg == b.segs[len(b.segs)-1].base && upTo.Off >= b.written {
 		// Unwritable, and the active segment is all confirmed: wake the
@@ -1138,6 +1176,7 @@ func (b *Buffer) Stats() Stats {
 		Segments:        len(b.segs),
 		SyncErrors:      b.syncErrs.Load(),
 		CheckpointReset: b.ckReset,
+		Pending:         b.pending,
 		Unwritable:      b.fault != nil,
 		Faults:          b.faults,
 	}

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +119,67 @@ func TestDiskBufferSurvivesKillAndCorruption(t *testing.T) {
 		t.Errorf("wharf_buffer_corrupt_records_total = %v, want 1", c)
 	}
 	t.Logf("%d of %d delivered after SIGKILL + restart (%d lines incl. duplicates)", len(seen), n, len(got))
+	in2.stop()
+}
+
+// TestBufferPendingAcrossRestart guards against
+// wharf_buffer_pending_records going negative after a restart on a
+// non-empty buffer (#12): it must equal what `wharf check` counts as
+// pending after the restart, and reach exactly 0, never below, once the
+// collector has taken everything.
+func TestBufferPendingAcrossRestart(t *testing.T) {
+	collector := testenv.ClosedAddr(t)
+	port := testenv.FreePort(t)
+	bufDir := filepath.Join(t.TempDir(), "buf")
+	cfg := fmt.Sprintf(bufferedConfig, port, collector, bufDir)
+	workDir, admin := t.TempDir(), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	in := startIn(t, workDir, admin, cfg)
+	const n = 5000
+	msgs := make([]string, n)
+	for i := range msgs {
+		msgs[i] = fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - seq=%d", i)
+	}
+	sendTCP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+	if got := in.waitMetric(n, 20*time.Second, "wharf_buffer_pending_records"); got != n {
+		t.Fatalf("wharf_buffer_pending_records = %v with %d messages buffered", got, n)
+	}
+	in.stop() // exit 0: what stays in the buffer is not dropped
+
+	out, err := exec.Command(wharfBin, "check", "-c", filepath.Join(workDir, "wharf.toml")).CombinedOutput()
+	m := regexp.MustCompile(`\((\d+) pending\)`).FindSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("wharf check: %v\n%s", err, out)
+	}
+	checked, _ := strconv.Atoi(string(m[1]))
+	if checked != n {
+		t.Fatalf("wharf check counts %d pending, want %d", checked, n)
+	}
+
+	in2 := startIn(t, workDir, admin, cfg)
+	if got := in2.metric("wharf_buffer_pending_records"); got != float64(checked) {
+		t.Fatalf("after a restart wharf_buffer_pending_records = %v, wharf check said %d", got, checked)
+	}
+	ln, err := net.Listen("tcp", collector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sink := &lineSink{}
+	go sink.serve(ln)
+	lowest := float64(checked)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p := in2.metric("wharf_buffer_pending_records")
+		lowest = min(lowest, p)
+		got, _, _ := ledger(sink.snapshot(), "seq=", n)
+		if (got == n && p == 0) || time.Now().After(deadline) {
+			t.Logf("delivered %d of %d; pending %v; lowest seen %v", got, n, p, lowest)
+			if got != n || p != 0 || lowest < 0 {
+				t.Fatalf("after draining: delivered %d of %d, wharf_buffer_pending_records = %v (lowest %v), want %d, 0, never below 0", got, n, p, lowest, n)
+			}
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	in2.stop()
 }
