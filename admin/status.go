@@ -14,9 +14,12 @@ import (
 )
 
 // This file serves the status page (GET /, in the spirit of HAProxy's
-// stats page) and its data (GET /api/status). Everything comes from the
-// metrics registry, so the page and /metrics never disagree; rates are
-// computed here from the previous samples of the counters.
+// stats page) and its data (GET /api/status). Binds and sinks come from
+// typed stats snapshots (StatusOptions.Live: the listeners' and runners'
+// own counters, the ones /metrics exports), proxy frontends and servers
+// from their wharf_proxy_* series. Rates are computed here from earlier
+// samples; a background sampler keeps a bounded ring of recent points per
+// bind and sink for the page's sparklines.
 
 //go:embed ui
 var uiFiles embed.FS
@@ -33,6 +36,11 @@ const (
 	// when there is no earlier one (the first request after start), so
 	// even a one-off script sees real rates.
 	firstSampleWait = 500 * time.Millisecond
+	// Sparklines: one point per sparkStep, the last sparkPoints kept per
+	// bind and sink (10 minutes; 300 points x 3 series x 4 bytes, about
+	// 4 KiB a row).
+	defaultSparkStep   = 2 * time.Second
+	defaultSparkPoints = 300
 )
 
 // StatusOptions configures the status page. Every field is optional.
@@ -41,28 +49,59 @@ type StatusOptions struct {
 	Version string
 	// Ready reports readiness (as for /readyz).
 	Ready Readiness
-	// Live lists what runs now. Without it every series in the registry
-	// becomes a row; with it, rows of binds and sinks a reload removed
-	// (their counters stay in the registry) are left out, and bind rows
-	// show the real bound address.
+	// Live lists the binds and sinks running now, each with a function
+	// returning its stats. Without it the page has no bind or sink rows.
 	Live func() Live
 	// Errors supplies each component's last warning or error.
 	Errors *ErrorLog
+	// SparkStep and SparkPoints set the sparklines' resolution and
+	// length (defaults 2s and 300: the last 10 minutes).
+	SparkStep   time.Duration
+	SparkPoints int
 }
 
 // Live is the set of binds and sinks running now.
 type Live struct {
 	Binds []LiveBind
-	Sinks []string
+	Sinks []LiveSink
 }
 
 // LiveBind is one running bind.
 type LiveBind struct {
-	// Frontend and Bind (scheme://addr as configured) match the labels of
-	// the wharf_frontend_* series.
+	// Frontend and Bind (scheme://addr as configured) name the bind.
 	Frontend, Bind string
 	// Addr is the bound address (the real port when the config said 0).
 	Addr string
+	// Stats returns the bind's counters now; nil means all zero.
+	Stats func() BindStats
+}
+
+// BindStats is a snapshot of one bind's counters.
+type BindStats struct {
+	Received, ReceivedBytes, Truncated uint64
+	Connections                        int64
+	ConnectionsTotal                   uint64
+	// By reason; every reason the bind can count, zero or not.
+	Malformed, Dropped map[string]uint64
+}
+
+// LiveSink is one running sink.
+type LiveSink struct {
+	Name string
+	// Stats returns the sink runner's counters now; nil means all zero.
+	Stats func() SinkStats
+}
+
+// SinkStats is a snapshot of one sink runner's counters.
+type SinkStats struct {
+	Sent, SentBytes, Batches, WriteErrors uint64
+	Queued, QueuedBytes                   int64
+	// QueueSize is the queue's capacity (0: unbounded here, e.g. a disk
+	// buffer), PauseSize the depth at which TCP input is held back.
+	QueueSize, PauseSize int
+	// Dropped by reason, every reason present.
+	Dropped map[string]uint64
+	Ready   bool
 }
 
 // StatusReport is the JSON of GET /api/status. Field names are stable:
@@ -100,7 +139,8 @@ type Rate struct {
 	Bytes float64 `json:"bytes"`
 }
 
-// Totals sum the bind and sink rows.
+// Totals sum the bind and sink rows. Sent and SentRate sum over sinks: a
+// message routed to two sinks counts twice.
 type Totals struct {
 	Received      uint64 `json:"received"`
 	ReceivedRate  Rate   `json:"received_rate"`
@@ -111,13 +151,28 @@ type Totals struct {
 	Queued        int64  `json:"queued"`
 }
 
+// Spark is a row's recent history, oldest point first, one point per
+// StepSeconds: the page draws it as sparklines.
+type Spark struct {
+	StepSeconds float64 `json:"step_seconds"`
+	// Capacity is how many points are kept (the page spans that window
+	// and draws fewer points at its right end).
+	Capacity int `json:"capacity"`
+	// Msgs is messages per second (received for a bind, sent for a sink).
+	Msgs []float32 `json:"msgs"`
+	// Dropped is drops per second, all reasons.
+	Dropped []float32 `json:"dropped"`
+	// Queue is the queue depth at each point (sinks only).
+	Queue []float32 `json:"queue,omitempty"`
+}
+
 // BindStatus is one frontend bind.
 type BindStatus struct {
 	Frontend string `json:"frontend"`
 	// Bind is scheme://addr as configured; Addr the bound address.
 	Bind string `json:"bind"`
 	Addr string `json:"addr,omitempty"`
-	// State is "listening" (or "unknown" without Live information).
+	// State is "listening".
 	State            string            `json:"state"`
 	Received         uint64            `json:"received"`
 	ReceivedBytes    uint64            `json:"received_bytes"`
@@ -128,6 +183,7 @@ type BindStatus struct {
 	Malformed        map[string]uint64 `json:"malformed"`
 	Dropped          map[string]uint64 `json:"dropped"`
 	DroppedTotal     uint64            `json:"dropped_total"`
+	Spark            Spark             `json:"spark"`
 	LastError        *LastError        `json:"last_error,omitempty"`
 }
 
@@ -135,17 +191,22 @@ type BindStatus struct {
 type SinkStatus struct {
 	Sink string `json:"sink"`
 	// State is "up" when the last write or check succeeded, else "down".
-	State         string            `json:"state"`
-	Ready         bool              `json:"ready"`
-	Sent          uint64            `json:"sent"`
-	SentBytes     uint64            `json:"sent_bytes"`
-	Rate          Rate              `json:"rate"`
-	Batches       uint64            `json:"batches"`
-	WriteErrors   uint64            `json:"write_errors"`
-	QueueMessages int64             `json:"queue_messages"`
-	QueueBytes    int64             `json:"queue_bytes"`
+	State         string `json:"state"`
+	Ready         bool   `json:"ready"`
+	Sent          uint64 `json:"sent"`
+	SentBytes     uint64 `json:"sent_bytes"`
+	Rate          Rate   `json:"rate"`
+	Batches       uint64 `json:"batches"`
+	WriteErrors   uint64 `json:"write_errors"`
+	QueueMessages int64  `json:"queue_messages"`
+	QueueBytes    int64  `json:"queue_bytes"`
+	// QueueCapacity is queue_size (0 with a disk buffer); QueuePauseAt
+	// the depth at which TCP senders are held back (backpressure_size).
+	QueueCapacity int               `json:"queue_capacity"`
+	QueuePauseAt  int               `json:"queue_pause_at"`
 	Dropped       map[string]uint64 `json:"dropped"`
 	DroppedTotal  uint64            `json:"dropped_total"`
+	Spark         Spark             `json:"spark"`
 	LastError     *LastError        `json:"last_error,omitempty"`
 }
 
@@ -181,19 +242,75 @@ type Status struct {
 	reg     *metrics.Registry
 	opts    StatusOptions
 	started time.Time
+	stop    chan struct{}
+	stopped sync.WaitGroup
 
 	mu      sync.Mutex
-	history []sample // oldest first
+	history []sample            // oldest first, for rates
+	sparks  map[string]*rowRing // by row key (see bindKey, sinkKey)
+	last    *sample             // the sampler's previous point
 }
 
+// sample is one reading of every row's counters.
 type sample struct {
-	t    time.Time
-	vals map[string]float64 // counter series key -> value
+	t     time.Time
+	binds map[string]BindStats
+	sinks map[string]SinkStats
+	proxy []series           // wharf_proxy_* series, for the proxy rows
+	vals  map[string]float64 // proxy counter series key -> value
 }
 
-// NewStatus returns the status handlers for reg.
+func bindKey(frontend, bind string) string { return "bind\x00" + frontend + "\x00" + bind }
+func sinkKey(name string) string           { return "sink\x00" + name }
+
+// rowRing is one row's sparkline points, a fixed-size ring per series.
+type rowRing struct {
+	msgs, dropped, queue []float32
+	next, n              int
+}
+
+func newRowRing(size int) *rowRing {
+	return &rowRing{msgs: make([]float32, size), dropped: make([]float32, size), queue: make([]float32, size)}
+}
+
+func (r *rowRing) add(msgs, dropped, queue float64) {
+	r.msgs[r.next], r.dropped[r.next], r.queue[r.next] = float32(msgs), float32(dropped), float32(queue)
+	r.next = (r.next + 1) % len(r.msgs)
+	r.n = min(r.n+1, len(r.msgs))
+}
+
+// points returns a series' points, oldest first.
+func (r *rowRing) points(s []float32) []float32 {
+	out := make([]float32, 0, r.n)
+	for i := range r.n {
+		out = append(out, s[(r.next-r.n+i+len(s))%len(s)])
+	}
+	return out
+}
+
+// NewStatus returns the status handlers for reg and starts the sparkline
+// sampler; Close stops it.
 func NewStatus(reg *metrics.Registry, opts StatusOptions) *Status {
-	return &Status{reg: reg, opts: opts, started: time.Now()}
+	if opts.SparkStep <= 0 {
+		opts.SparkStep = defaultSparkStep
+	}
+	if opts.SparkPoints <= 0 {
+		opts.SparkPoints = defaultSparkPoints
+	}
+	st := &Status{reg: reg, opts: opts, started: time.Now(), stop: make(chan struct{}), sparks: map[string]*rowRing{}}
+	st.stopped.Add(1)
+	go st.sparkLoop()
+	return st
+}
+
+// Close stops the sparkline sampler. The handlers keep working.
+func (st *Status) Close() {
+	select {
+	case <-st.stop:
+	default:
+		close(st.stop)
+	}
+	st.stopped.Wait()
 }
 
 // Register adds GET / (the page), GET /ui/ (its assets) and GET
@@ -218,7 +335,7 @@ func (st *Status) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	_ = enc.Encode(rep)
 }
 
-// series is one registry sample kept for building rows.
+// series is one registry sample kept for building proxy rows.
 type series struct {
 	name   string
 	labels []string
@@ -238,32 +355,59 @@ func seriesKey(name string, labels []string) string {
 	return name + "{" + strings.Join(labels, "\x00") + "}"
 }
 
-func (st *Status) read() ([]series, sample) {
-	var out []series
-	smp := sample{t: time.Now(), vals: map[string]float64{}}
-	st.reg.Each(func(s metrics.Sample) {
-		out = append(out, series{name: s.Name, labels: s.Labels, value: s.Value})
-		if strings.HasSuffix(s.Name, "_total") {
-			smp.vals[seriesKey(s.Name, s.Labels)] = s.Value
-		}
-	})
-	return out, smp
+func (st *Status) live() Live {
+	if st.opts.Live == nil {
+		return Live{}
+	}
+	return st.opts.Live()
 }
 
-// sampleNow reads the registry and returns it with the reference sample
+// read takes a sample: every live bind's and sink's stats, and with
+// proxies, the wharf_proxy_* series.
+func (st *Status) read(live Live, proxies bool) sample {
+	smp := sample{t: time.Now(), binds: map[string]BindStats{}, sinks: map[string]SinkStats{}, vals: map[string]float64{}}
+	for _, b := range live.Binds {
+		var bs BindStats
+		if b.Stats != nil {
+			bs = b.Stats()
+		}
+		smp.binds[bindKey(b.Frontend, b.Bind)] = bs
+	}
+	for _, s := range live.Sinks {
+		var ss SinkStats
+		if s.Stats != nil {
+			ss = s.Stats()
+		}
+		smp.sinks[sinkKey(s.Name)] = ss
+	}
+	if proxies {
+		st.reg.Each(func(s metrics.Sample) {
+			if !strings.HasPrefix(s.Name, "wharf_proxy_") {
+				return
+			}
+			smp.proxy = append(smp.proxy, series{name: s.Name, labels: s.Labels, value: s.Value})
+			if strings.HasSuffix(s.Name, "_total") {
+				smp.vals[seriesKey(s.Name, s.Labels)] = s.Value
+			}
+		})
+	}
+	return smp
+}
+
+// sampleNow reads the stats and returns them with the reference sample
 // for rates (nil when there is none yet), recording the new sample.
-func (st *Status) sampleNow() ([]series, sample, *sample) {
+func (st *Status) sampleNow(live Live) (sample, *sample) {
 	st.mu.Lock()
 	empty := len(st.history) == 0 || time.Since(st.history[len(st.history)-1].t) > rateHistory
 	st.mu.Unlock()
 	if empty {
-		_, first := st.read()
+		first := st.read(live, true)
 		st.mu.Lock()
 		st.history = []sample{first}
 		st.mu.Unlock()
 		time.Sleep(firstSampleWait)
 	}
-	all, now := st.read()
+	now := st.read(live, true)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	var ref *sample
@@ -288,12 +432,99 @@ func (st *Status) sampleNow() ([]series, sample, *sample) {
 		}
 	}
 	st.history = append(keep, now)
-	return all, now, refCopy
+	return now, refCopy
+}
+
+// perSecond is (v - old) / dt, 0 without a reference or after a reset.
+func perSecond(v, old uint64, dt float64) float64 {
+	if dt <= 0 || v < old {
+		return 0
+	}
+	return float64(v-old) / dt
+}
+
+func sumValues(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// sparkLoop adds a point to every row's ring each SparkStep: the rates
+// since the previous point and the queue depth now. Rows gone from Live
+// lose their ring, so memory is bounded by the rows running.
+func (st *Status) sparkLoop() {
+	defer st.stopped.Done()
+	t := time.NewTicker(st.opts.SparkStep)
+	defer t.Stop()
+	st.sparkPoint()
+	for {
+		select {
+		case <-st.stop:
+			return
+		case <-t.C:
+			st.sparkPoint()
+		}
+	}
+}
+
+func (st *Status) sparkPoint() {
+	now := st.read(st.live(), false)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	prev := st.last
+	st.last = &now
+	if prev == nil {
+		return
+	}
+	dt := now.t.Sub(prev.t).Seconds()
+	seen := map[string]bool{}
+	ring := func(k string) *rowRing {
+		seen[k] = true
+		r := st.sparks[k]
+		if r == nil {
+			r = newRowRing(st.opts.SparkPoints)
+			st.sparks[k] = r
+		}
+		return r
+	}
+	for k, b := range now.binds {
+		p := prev.binds[k]
+		ring(k).add(perSecond(b.Received, p.Received, dt), perSecond(sumValues(b.Dropped), sumValues(p.Dropped), dt), float64(b.Connections))
+	}
+	for k, s := range now.sinks {
+		p := prev.sinks[k]
+		ring(k).add(perSecond(s.Sent, p.Sent, dt), perSecond(sumValues(s.Dropped), sumValues(p.Dropped), dt), float64(s.Queued))
+	}
+	for k := range st.sparks {
+		if !seen[k] {
+			delete(st.sparks, k)
+		}
+	}
+}
+
+// spark returns the sparkline of row k (empty before its first point).
+func (st *Status) spark(k string, queue bool) Spark {
+	sp := Spark{StepSeconds: st.opts.SparkStep.Seconds(), Capacity: st.opts.SparkPoints, Msgs: []float32{}, Dropped: []float32{}}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if r := st.sparks[k]; r != nil {
+		sp.Msgs, sp.Dropped = r.points(r.msgs), r.points(r.dropped)
+		if queue {
+			sp.Queue = r.points(r.queue)
+		}
+	}
+	if queue && sp.Queue == nil {
+		sp.Queue = []float32{}
+	}
+	return sp
 }
 
 // Report builds the current StatusReport.
 func (st *Status) Report() StatusReport {
-	all, now, ref := st.sampleNow()
+	live := st.live()
+	now, ref := st.sampleNow(live)
 	rep := StatusReport{
 		Version:       st.opts.Version,
 		Time:          now.t.UTC(),
@@ -302,8 +533,6 @@ func (st *Status) Report() StatusReport {
 		Problems:      []string{},
 		Binds:         []BindStatus{},
 		Sinks:         []SinkStatus{},
-		Proxies:       []ProxyStatus{},
-		Servers:       []ServerStatus{},
 	}
 	if st.opts.Ready != nil {
 		rep.Ready, rep.Problems = st.opts.Ready()
@@ -314,126 +543,92 @@ func (st *Status) Report() StatusReport {
 	var dt float64
 	if ref != nil {
 		dt = now.t.Sub(ref.t).Seconds()
+	} else {
+		ref = &sample{}
 	}
 	rep.RateWindowSeconds = dt
-	rate := func(name string, labels []string, v float64) float64 {
-		if ref == nil || dt <= 0 {
+
+	for _, lb := range live.Binds {
+		k := bindKey(lb.Frontend, lb.Bind)
+		b, old := now.binds[k], ref.binds[k]
+		row := BindStatus{
+			Frontend: lb.Frontend, Bind: lb.Bind, Addr: lb.Addr, State: "listening",
+			Received: b.Received, ReceivedBytes: b.ReceivedBytes,
+			Rate:        Rate{Msgs: perSecond(b.Received, old.Received, dt), Bytes: perSecond(b.ReceivedBytes, old.ReceivedBytes, dt)},
+			Connections: b.Connections, ConnectionsTotal: b.ConnectionsTotal, Truncated: b.Truncated,
+			Malformed: orEmpty(b.Malformed), Dropped: orEmpty(b.Dropped), DroppedTotal: sumValues(b.Dropped),
+			Spark: st.spark(k, false),
+		}
+		if st.opts.Errors != nil {
+			row.LastError = st.opts.Errors.last("bind", row.Frontend+" "+row.Bind)
+			if row.LastError == nil {
+				row.LastError = st.opts.Errors.last("frontend", row.Frontend)
+			}
+		}
+		rep.Binds = append(rep.Binds, row)
+		rep.Totals.Received += row.Received
+		rep.Totals.ReceivedRate.Msgs += row.Rate.Msgs
+		rep.Totals.ReceivedRate.Bytes += row.Rate.Bytes
+		rep.Totals.FrontendDrops += row.DroppedTotal
+	}
+	sort.SliceStable(rep.Binds, func(i, j int) bool {
+		a, b := rep.Binds[i], rep.Binds[j]
+		return a.Frontend < b.Frontend || a.Frontend == b.Frontend && a.Bind < b.Bind
+	})
+	for _, ls := range live.Sinks {
+		k := sinkKey(ls.Name)
+		s, old := now.sinks[k], ref.sinks[k]
+		row := SinkStatus{
+			Sink: ls.Name, State: "down", Ready: s.Ready,
+			Sent: s.Sent, SentBytes: s.SentBytes,
+			Rate:    Rate{Msgs: perSecond(s.Sent, old.Sent, dt), Bytes: perSecond(s.SentBytes, old.SentBytes, dt)},
+			Batches: s.Batches, WriteErrors: s.WriteErrors,
+			QueueMessages: s.Queued, QueueBytes: s.QueuedBytes, QueueCapacity: s.QueueSize, QueuePauseAt: s.PauseSize,
+			Dropped: orEmpty(s.Dropped), DroppedTotal: sumValues(s.Dropped),
+			Spark: st.spark(k, true),
+		}
+		if s.Ready {
+			row.State = "up"
+		}
+		if st.opts.Errors != nil {
+			row.LastError = st.opts.Errors.last("sink", ls.Name)
+		}
+		rep.Sinks = append(rep.Sinks, row)
+		rep.Totals.Sent += row.Sent
+		rep.Totals.SentRate.Msgs += row.Rate.Msgs
+		rep.Totals.SentRate.Bytes += row.Rate.Bytes
+		rep.Totals.SinkDrops += row.DroppedTotal
+		rep.Totals.Queued += row.QueueMessages
+	}
+	sort.SliceStable(rep.Sinks, func(i, j int) bool { return rep.Sinks[i].Sink < rep.Sinks[j].Sink })
+	rep.Proxies, rep.Servers = st.proxyRows(now, ref, dt)
+	return rep
+}
+
+func orEmpty(m map[string]uint64) map[string]uint64 {
+	if m == nil {
+		return map[string]uint64{}
+	}
+	return m
+}
+
+// proxyRows builds the proxy frontend and backend server rows from the
+// wharf_proxy_* series.
+func (st *Status) proxyRows(now sample, ref *sample, dt float64) ([]ProxyStatus, []ServerStatus) {
+	rate := func(s series) float64 {
+		if dt <= 0 {
 			return 0
 		}
-		old, ok := ref.vals[seriesKey(name, labels)]
-		if !ok || v < old {
+		old, ok := ref.vals[seriesKey(s.name, s.labels)]
+		if !ok || s.value < old {
 			old = 0
 		}
-		return (v - old) / dt
+		return (s.value - old) / dt
 	}
-
-	var live *Live
-	if st.opts.Live != nil {
-		l := st.opts.Live()
-		live = &l
-	}
-	liveBind := map[[2]string]string{}
-	liveSink := map[string]bool{}
-	if live != nil {
-		for _, b := range live.Binds {
-			liveBind[[2]string{b.Frontend, b.Bind}] = b.Addr
-		}
-		for _, s := range live.Sinks {
-			liveSink[s] = true
-		}
-	}
-
-	binds := map[[2]string]*BindStatus{}
-	sinkRows := map[string]*SinkStatus{}
 	servers := map[[2]string]*ServerStatus{}
 	proxies := map[string]*ProxyStatus{}
-	bindRow := func(s series) *BindStatus {
-		k := [2]string{s.label("frontend"), s.label("bind")}
-		if k[0] == "" {
-			return nil
-		}
-		addr, ok := liveBind[k]
-		if live != nil && !ok {
-			return nil
-		}
-		b := binds[k]
-		if b == nil {
-			b = &BindStatus{Frontend: k[0], Bind: k[1], Addr: addr, State: "listening", Malformed: map[string]uint64{}, Dropped: map[string]uint64{}}
-			if live == nil {
-				b.State = "unknown"
-			}
-			binds[k] = b
-		}
-		return b
-	}
-	sinkRow := func(s series) *SinkStatus {
-		n := s.label("sink")
-		if n == "" || (live != nil && !liveSink[n]) {
-			return nil
-		}
-		r := sinkRows[n]
-		if r == nil {
-			r = &SinkStatus{Sink: n, State: "down", Dropped: map[string]uint64{}}
-			sinkRows[n] = r
-		}
-		return r
-	}
-	for _, s := range all {
-		v := uint64(max(s.value, 0))
+	for _, s := range now.proxy {
 		switch {
-		case strings.HasPrefix(s.name, "wharf_frontend_"):
-			b := bindRow(s)
-			if b == nil {
-				continue
-			}
-			switch s.name {
-			case "wharf_frontend_received_total":
-				b.Received = v
-				b.Rate.Msgs = rate(s.name, s.labels, s.value)
-			case "wharf_frontend_received_bytes_total":
-				b.ReceivedBytes = v
-				b.Rate.Bytes = rate(s.name, s.labels, s.value)
-			case "wharf_frontend_connections":
-				b.Connections = int64(s.value)
-			case "wharf_frontend_connections_total":
-				b.ConnectionsTotal = v
-			case "wharf_frontend_truncated_total":
-				b.Truncated = v
-			case "wharf_frontend_malformed_total":
-				b.Malformed[s.label("reason")] = v
-			case "wharf_frontend_dropped_total":
-				b.Dropped[s.label("reason")] = v
-				b.DroppedTotal += v
-			}
-		case strings.HasPrefix(s.name, "wharf_sink_"):
-			r := sinkRow(s)
-			if r == nil {
-				continue
-			}
-			switch s.name {
-			case "wharf_sink_sent_total":
-				r.Sent = v
-				r.Rate.Msgs = rate(s.name, s.labels, s.value)
-			case "wharf_sink_sent_bytes_total":
-				r.SentBytes = v
-				r.Rate.Bytes = rate(s.name, s.labels, s.value)
-			case "wharf_sink_batches_total":
-				r.Batches = v
-			case "wharf_sink_write_errors_total":
-				r.WriteErrors = v
-			case "wharf_sink_queue_messages":
-				r.QueueMessages = int64(s.value)
-			case "wharf_sink_queue_bytes":
-				r.QueueBytes = int64(s.value)
-			case "wharf_sink_dropped_total":
-				r.Dropped[s.label("reason")] = v
-				r.DroppedTotal += v
-			case "wharf_sink_ready":
-				r.Ready = s.value == 1
-				if r.Ready {
-					r.State = "up"
-				}
-			}
 		case s.label("backend") != "" && s.label("server") != "":
 			k := [2]string{s.label("backend"), s.label("server")}
 			r := servers[k]
@@ -447,7 +642,7 @@ func (st *Status) Report() StatusReport {
 			}
 			r.Metrics[short] = s.value
 			if strings.HasSuffix(s.name, "_total") {
-				r.Rates[short] = rate(s.name, s.labels, s.value)
+				r.Rates[short] = rate(s)
 			}
 			if strings.HasSuffix(s.name, "_up") || strings.HasSuffix(s.name, "_healthy") {
 				r.State = "down"
@@ -455,7 +650,7 @@ func (st *Status) Report() StatusReport {
 					r.State = "up"
 				}
 			}
-		case strings.HasPrefix(s.name, "wharf_proxy_") && s.label("frontend") != "":
+		case s.label("frontend") != "":
 			n := s.label("frontend")
 			r := proxies[n]
 			if r == nil {
@@ -468,74 +663,32 @@ func (st *Status) Report() StatusReport {
 			}
 			r.Metrics[short] = s.value
 			if strings.HasSuffix(s.name, "_total") {
-				r.Rates[short] = rate(s.name, s.labels, s.value)
+				r.Rates[short] = rate(s)
 			}
 		}
 	}
-
-	for _, k := range sortedKeys(binds) {
-		b := binds[k]
-		if st.opts.Errors != nil {
-			b.LastError = st.opts.Errors.last("bind", b.Frontend+" "+b.Bind)
-			if b.LastError == nil {
-				b.LastError = st.opts.Errors.last("frontend", b.Frontend)
-			}
-		}
-		rep.Binds = append(rep.Binds, *b)
-		rep.Totals.Received += b.Received
-		rep.Totals.ReceivedRate.Msgs += b.Rate.Msgs
-		rep.Totals.ReceivedRate.Bytes += b.Rate.Bytes
-		rep.Totals.FrontendDrops += b.DroppedTotal
-	}
-	// A live bind that has not created its series yet still gets a row.
-	if live != nil {
-		for _, lb := range live.Binds {
-			if binds[[2]string{lb.Frontend, lb.Bind}] == nil {
-				rep.Binds = append(rep.Binds, BindStatus{Frontend: lb.Frontend, Bind: lb.Bind, Addr: lb.Addr, State: "listening", Malformed: map[string]uint64{}, Dropped: map[string]uint64{}})
-			}
-		}
-		sort.SliceStable(rep.Binds, func(i, j int) bool {
-			a, b := rep.Binds[i], rep.Binds[j]
-			return a.Frontend < b.Frontend || a.Frontend == b.Frontend && a.Bind < b.Bind
-		})
-	}
-	names := make([]string, 0, len(sinkRows))
-	for n := range sinkRows {
+	outP := []ProxyStatus{}
+	names := make([]string, 0, len(proxies))
+	for n := range proxies {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		r := sinkRows[n]
-		if st.opts.Errors != nil {
-			r.LastError = st.opts.Errors.last("sink", n)
-		}
-		rep.Sinks = append(rep.Sinks, *r)
-		rep.Totals.Sent += r.Sent
-		rep.Totals.SentRate.Msgs += r.Rate.Msgs
-		rep.Totals.SentRate.Bytes += r.Rate.Bytes
-		rep.Totals.SinkDrops += r.DroppedTotal
-		rep.Totals.Queued += r.QueueMessages
-	}
-	proxyNames := make([]string, 0, len(proxies))
-	for n := range proxies {
-		proxyNames = append(proxyNames, n)
-	}
-	sort.Strings(proxyNames)
-	for _, n := range proxyNames {
 		r := proxies[n]
 		if st.opts.Errors != nil {
 			r.LastError = st.opts.Errors.last("frontend", n)
 		}
-		rep.Proxies = append(rep.Proxies, *r)
+		outP = append(outP, *r)
 	}
+	outS := []ServerStatus{}
 	for _, k := range sortedKeys(servers) {
 		r := servers[k]
 		if st.opts.Errors != nil {
 			r.LastError = st.opts.Errors.last("server", k[0]+"/"+k[1])
 		}
-		rep.Servers = append(rep.Servers, *r)
+		outS = append(outS, *r)
 	}
-	return rep
+	return outP, outS
 }
 
 func sortedKeys[V any](m map[[2]string]V) [][2]string {

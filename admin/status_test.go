@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +19,9 @@ func startStatus(t *testing.T, reg *metrics.Registry, opts StatusOptions) string
 	ready := func() (bool, []string) { return false, []string{`sink "k" is not ready`} }
 	srv := New(reg, ready, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	opts.Ready = ready
-	NewStatus(reg, opts).Register(srv)
+	st := NewStatus(reg, opts)
+	t.Cleanup(st.Close)
+	st.Register(srv)
 	if err := srv.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -42,20 +45,16 @@ func get(t *testing.T, url string) (string, http.Header) {
 
 func TestStatusReport(t *testing.T) {
 	reg := metrics.NewRegistry()
-	bl := []string{"frontend", "edge", "bind", "udp://127.0.0.1:0"}
-	recv := reg.Counter("wharf_frontend_received_total", "", bl...)
-	recvB := reg.Counter("wharf_frontend_received_bytes_total", "", bl...)
-	reg.Counter("wharf_frontend_dropped_total", "", append(bl, "reason", "no_route")...).Add(3)
-	reg.Counter("wharf_frontend_malformed_total", "", append(bl, "reason", "bad_pri")...).Add(2)
-	// A bind a reload removed: its series stay, its row must not.
-	reg.Counter("wharf_frontend_received_total", "", "frontend", "old", "bind", "tcp://127.0.0.1:1").Add(9)
-	sent := reg.Counter("wharf_sink_sent_total", "", "sink", "kafka")
-	reg.Counter("wharf_sink_sent_bytes_total", "", "sink", "kafka").Add(1000)
-	reg.Gauge("wharf_sink_ready", "", "sink", "kafka").Set(1)
-	reg.GaugeFunc("wharf_sink_queue_messages", "", func() float64 { return 17 }, "sink", "kafka")
-	reg.Counter("wharf_sink_dropped_total", "", "sink", "kafka", "reason", "queue_full").Add(5)
-	reg.Counter("wharf_sink_dropped_total", "", "sink", "kafka", "reason", "shutdown")
-	reg.Gauge("wharf_sink_ready", "", "sink", "siem").Set(0)
+	var mu sync.Mutex
+	bind := BindStats{Dropped: map[string]uint64{"no_route": 3}, Malformed: map[string]uint64{"bad_pri": 2}}
+	kafka := SinkStats{SentBytes: 1000, Queued: 17, QueueSize: 100000, PauseSize: 4096, Ready: true, Dropped: map[string]uint64{"queue_full": 5, "shutdown": 0}}
+	add := func(recv, recvBytes, sent uint64) {
+		mu.Lock()
+		defer mu.Unlock()
+		bind.Received += recv
+		bind.ReceivedBytes += recvBytes
+		kafka.Sent += sent
+	}
 	reg.Counter("wharf_proxy_server_connections_total", "", "backend", "web", "server", "10.0.0.1:80").Add(4)
 	reg.Gauge("wharf_proxy_server_up", "", "backend", "web", "server", "10.0.0.1:80").Set(1)
 	reg.Counter("wharf_proxy_server_checks_total", "", "backend", "web", "server", "10.0.0.1:80", "result", "fail").Add(2)
@@ -64,6 +63,8 @@ func TestStatusReport(t *testing.T) {
 	reg.Counter("wharf_proxy_frontend_rejected_total", "", "frontend", "www", "reason", "acl").Add(1)
 	reg.Counter("wharf_proxy_http_errors_total", "", "frontend", "www", "kind", "no_server").Add(6)
 	reg.Counter("wharf_proxy_backend_no_server_total", "", "backend", "web").Add(6) // a backend row is not a server row
+	// Syslog series in the registry do not make rows: rows come from Live.
+	reg.Counter("wharf_frontend_received_total", "", "frontend", "old", "bind", "tcp://127.0.0.1:1").Add(9)
 
 	errs := NewErrorLog()
 	log := slog.New(errs.Handler(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})))
@@ -74,7 +75,18 @@ func TestStatusReport(t *testing.T) {
 	base := startStatus(t, reg, StatusOptions{
 		Version: "v-test",
 		Live: func() Live {
-			return Live{Binds: []LiveBind{{Frontend: "edge", Bind: "udp://127.0.0.1:0", Addr: "127.0.0.1:40000"}}, Sinks: []string{"kafka", "siem"}}
+			return Live{
+				Binds: []LiveBind{{Frontend: "edge", Bind: "udp://127.0.0.1:0", Addr: "127.0.0.1:40000", Stats: func() BindStats {
+					mu.Lock()
+					defer mu.Unlock()
+					return bind
+				}}},
+				Sinks: []LiveSink{{Name: "siem"}, {Name: "kafka", Stats: func() SinkStats {
+					mu.Lock()
+					defer mu.Unlock()
+					return kafka
+				}}},
+			}
 		},
 		Errors: errs,
 	})
@@ -90,12 +102,9 @@ func TestStatusReport(t *testing.T) {
 		}
 		return r
 	}
-	recv.Add(100)
-	recvB.Add(10000)
+	add(100, 10000, 0)
 	report() // first sample
-	recv.Add(500)
-	recvB.Add(50000)
-	sent.Add(400)
+	add(500, 50000, 400)
 	time.Sleep(1100 * time.Millisecond)
 	r := report()
 
@@ -123,7 +132,8 @@ func TestStatusReport(t *testing.T) {
 		t.Fatalf("sinks %+v", r.Sinks)
 	}
 	k, s := r.Sinks[0], r.Sinks[1]
-	if k.Sink != "kafka" || k.State != "up" || k.Sent != 400 || k.SentBytes != 1000 || k.QueueMessages != 17 || k.Dropped["queue_full"] != 5 || k.DroppedTotal != 5 || k.Rate.Msgs <= 0 {
+	if k.Sink != "kafka" || k.State != "up" || k.Sent != 400 || k.SentBytes != 1000 || k.QueueMessages != 17 || k.Dropped["queue_full"] != 5 || k.DroppedTotal != 5 || k.Rate.Msgs <= 0 ||
+		k.QueueCapacity != 100000 || k.QueuePauseAt != 4096 {
 		t.Fatalf("kafka row %+v", k)
 	}
 	if _, ok := k.Dropped["shutdown"]; !ok {
@@ -148,18 +158,73 @@ func TestStatusReport(t *testing.T) {
 	}
 }
 
-func TestStatusWithoutLiveShowsEveryBind(t *testing.T) {
-	reg := metrics.NewRegistry()
-	reg.Counter("wharf_frontend_received_total", "", "frontend", "a", "bind", "udp://127.0.0.1:1").Inc()
-	reg.Counter("wharf_frontend_received_total", "", "frontend", "b", "bind", "tcp://127.0.0.1:2").Inc()
-	st := NewStatus(reg, StatusOptions{})
-	r := st.Report()
-	if len(r.Binds) != 2 || r.Binds[0].Frontend != "a" || r.Binds[1].State != "unknown" {
-		t.Fatalf("binds %+v", r.Binds)
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, cond func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: not true: %s", d, what)
+		}
 	}
-	if r.RateWindowSeconds <= 0 {
-		t.Fatalf("first report has no rate window (%v): it should wait for a second sample", r.RateWindowSeconds)
+}
+
+// TestStatusSparklines: each step adds a point per row (rates since the
+// previous point, queue depth now), at most SparkPoints are kept, and a
+// row that leaves Live loses its ring.
+func TestStatusSparklines(t *testing.T) {
+	var mu sync.Mutex
+	var sent, dropped uint64
+	queue := int64(0)
+	withSink := true
+	st := NewStatus(metrics.NewRegistry(), StatusOptions{
+		SparkStep:   20 * time.Millisecond,
+		SparkPoints: 5,
+		Live: func() Live {
+			mu.Lock()
+			defer mu.Unlock()
+			l := Live{Binds: []LiveBind{{Frontend: "f", Bind: "udp://x"}}}
+			if withSink {
+				l.Sinks = []LiveSink{{Name: "s", Stats: func() SinkStats {
+					mu.Lock()
+					defer mu.Unlock()
+					sent += 10
+					dropped++
+					queue++
+					return SinkStats{Sent: sent, Queued: queue, Dropped: map[string]uint64{"queue_full": dropped}}
+				}}}
+			}
+			return l
+		},
+	})
+	t.Cleanup(st.Close)
+	var sp Spark
+	eventually(t, 5*time.Second, func() bool {
+		sp = st.spark(sinkKey("s"), true)
+		return len(sp.Msgs) == 5
+	}, "sink sparkline has 5 points")
+	if len(sp.Dropped) != 5 || len(sp.Queue) != 5 || sp.StepSeconds != 0.02 {
+		t.Fatalf("spark %+v", sp)
 	}
+	for i, v := range sp.Msgs {
+		// 10 messages and 1 drop per step of about 20ms (more under load).
+		if v <= 0 || sp.Dropped[i] <= 0 || v < 5*sp.Dropped[i] {
+			t.Fatalf("point %d: msgs %v dropped %v (spark %+v)", i, v, sp.Dropped[i], sp)
+		}
+	}
+	if sp.Queue[4] <= sp.Queue[0] {
+		t.Fatalf("queue points %v: want rising", sp.Queue)
+	}
+	if b := st.spark(bindKey("f", "udp://x"), false); len(b.Msgs) == 0 || b.Queue != nil {
+		t.Fatalf("bind spark %+v", b)
+	}
+	mu.Lock()
+	withSink = false
+	mu.Unlock()
+	eventually(t, 5*time.Second, func() bool {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.sparks[sinkKey("s")] == nil
+	}, "a removed sink's ring is dropped")
 }
 
 func TestStatusPageAndAssets(t *testing.T) {

@@ -758,6 +758,50 @@ func (l *Listener) zeroReasons() {
 	}
 }
 
+// Stats is a snapshot of a bind's counters: what its wharf_frontend_*
+// series hold, typed, for the status page.
+type Stats struct {
+	// Received and ReceivedBytes count messages and their bytes (without
+	// framing); Truncated the oversize ones cut and delivered.
+	Received, ReceivedBytes, Truncated uint64
+	// Connections is open TCP connections now; ConnectionsTotal accepted.
+	Connections      int64
+	ConnectionsTotal uint64
+	// Malformed, Dropped, Rejected and Closed count by reason; every
+	// reason the bind can count is present, zero or not (see zeroReasons).
+	Malformed, Dropped, Rejected, Closed map[string]uint64
+}
+
+// Stats returns a snapshot of the bind's counters. Safe for concurrent use.
+func (l *Listener) Stats() Stats {
+	st := Stats{
+		Received:         l.received.Load(),
+		ReceivedBytes:    l.bytes.Load(),
+		Truncated:        l.truncated.Load(),
+		Connections:      l.conns.Load(),
+		ConnectionsTotal: l.connsTotal.Load(),
+		Malformed:        map[string]uint64{},
+		Dropped:          map[string]uint64{},
+		Rejected:         map[string]uint64{},
+		Closed:           map[string]uint64{},
+	}
+	if m := l.reasons.Load(); m != nil {
+		for k, c := range *m {
+			switch k.kind {
+			case "malformed":
+				st.Malformed[k.why] = c.Load()
+			case "rejected":
+				st.Rejected[k.why] = c.Load()
+			case "closed":
+				st.Closed[k.why] = c.Load()
+			default:
+				st.Dropped[k.why] = c.Load()
+			}
+		}
+	}
+	return st
+}
+
 // reasonKey names one malformed/rejected/closed/dropped counter.
 type reasonKey struct{ kind, why string }
 

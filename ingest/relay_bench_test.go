@@ -181,3 +181,30 @@ func TestMalformedPathAllocs(t *testing.T) {
 		t.Fatalf("no_pri counted %v times, %d delivered; want %d and 0", n, tgt.n, 100*52)
 	}
 }
+
+// TestListenerStats: the typed snapshot the status page reads holds what
+// the counters hold, every reason the bind can count present at 0.
+func TestListenerStats(t *testing.T) {
+	l, _ := newTestListener(t, "auto")
+	fr := &framing.Framer{Mode: framing.Auto, Max: 64 << 10}
+	var out outbox
+	buf := stream(100)
+	if n := relay(l, fr, &out, buf); n != 100 {
+		t.Fatalf("relayed %d", n)
+	}
+	st := l.Stats()
+	if st.Received != 100 || st.ReceivedBytes == 0 || st.ReceivedBytes >= uint64(len(buf)) {
+		t.Fatalf("stats %+v (stream of %d bytes with framing)", st, len(buf))
+	}
+	for _, why := range []string{"no_route", "parse_error", "framing_error", "oversize", "route_drop", "incomplete_frame_at_close"} {
+		if v, ok := st.Dropped[why]; !ok || v != 0 {
+			t.Errorf("dropped[%s] = %d, %v: want present at 0", why, v, ok)
+		}
+	}
+	if _, ok := st.Rejected["maxconn"]; !ok {
+		t.Errorf("rejected %v: want maxconn at 0", st.Rejected)
+	}
+	if _, ok := st.Closed["idle_timeout"]; !ok {
+		t.Errorf("closed %v: want idle_timeout at 0", st.Closed)
+	}
+}

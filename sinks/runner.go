@@ -189,6 +189,11 @@ type RunnerStats struct {
 	Dropped map[string]uint64
 	// Ready is Runner.Ready.
 	Ready bool
+	// QueueSize is the queue's capacity in messages (0 with a disk
+	// buffer: the spool bounds it), PauseSize the depth at which
+	// blocking producers (TCP input) are held back while the sink is
+	// ready.
+	QueueSize, PauseSize int
 }
 
 // Runner owns one sink's bounded queue, batching, retries and counters.
@@ -668,6 +673,10 @@ func (r *Runner) Stats() RunnerStats {
 		WriteErrors: r.writeErrors.Load(),
 		Dropped:     make(map[string]uint64, len(dropReasons)),
 		Ready:       r.Ready(),
+		PauseSize:   r.cfg.PauseSize,
+	}
+	if r.cfg.Spool == nil {
+		st.QueueSize = r.cfg.QueueSize
 	}
 	for i, reason := range dropReasons {
 		st.Dropped[reason] = r.dropped[i].Load()

@@ -62,6 +62,58 @@ function lastError(le) {
   return `<td class="err" data-field="last_error" title="${esc(le.level)} at ${esc(le.time)}"><span class="when">${esc(when)}</span> ${esc(le.message)}</td>`;
 }
 
+// sparkline draws one series as an inline SVG: a line scaled to the
+// series' own maximum (drops as bars, so a single spike shows). The svg
+// carries data-series, data-points and data-max for scripts and tests.
+function sparkline(series, points, stepSeconds, capacity, cls, unit) {
+  const w = 120, h = 18;
+  const n = points.length;
+  const slots = Math.max(capacity || n, n, 2);
+  const max = n ? Math.max(...points) : 0;
+  const span = n ? duration(n * stepSeconds) : "";
+  const title = n < 2 ? "collecting (one point every " + stepSeconds + " s)" :
+    `${unit}: max ${si(max, "")}, now ${si(points[n - 1], "")} (last ${span})`;
+  let body = "";
+  if (n >= 2 && max > 0) {
+    // The window spans capacity points; fewer sit at its right end.
+    const x = i => (w * (slots - n + i) / (slots - 1)).toFixed(1);
+    const y = v => (h - 1 - (h - 2) * v / max).toFixed(1);
+    if (cls === "drops") {
+      body = points.map((v, i) => v > 0 ? `<rect x="${x(i)}" y="${y(v)}" width="${Math.max(w / slots, 1.5).toFixed(1)}" height="${(h - 1 - y(v)).toFixed(1)}"/>` : "").join("");
+    } else {
+      body = `<polyline points="${points.map((v, i) => x(i) + "," + y(v)).join(" ")}"/>`;
+    }
+  } else if (n >= 2) {
+    body = `<line x1="${(w * (slots - n) / (slots - 1)).toFixed(1)}" y1="${h - 1}" x2="${w}" y2="${h - 1}"/>`;
+  }
+  return `<svg class="spark ${cls}" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" data-series="${series}" data-points="${n}" data-max="${max}"><title>${esc(title)}</title>${body}</svg>`;
+}
+
+function sparkCell(sp, withQueue) {
+  sp = sp || { step_seconds: 2, capacity: 0, msgs: [], dropped: [] };
+  let cell = sparkline("msgs", sp.msgs || [], sp.step_seconds, sp.capacity, "msgs", "msg/s");
+  if ((sp.dropped || []).some(v => v > 0)) cell += sparkline("dropped", sp.dropped, sp.step_seconds, sp.capacity, "drops", "drops/s");
+  if (withQueue) cell += sparkline("queue", sp.queue || [], sp.step_seconds, sp.capacity, "queue", "queue depth");
+  return `<td class="sparks" data-field="spark" data-value="${(sp.msgs || []).length}">${cell}</td>`;
+}
+
+// bindCell shows the bound address under its scheme; when the config said
+// something else (port 0, a host name), that is shown dimmed below it.
+function bindCell(b) {
+  const scheme = b.bind.includes("://") ? b.bind.slice(0, b.bind.indexOf("://") + 3) : "";
+  const shown = b.addr ? scheme + b.addr : b.bind;
+  const configured = shown !== b.bind ? `<span class="reasons">configured ${esc(b.bind)}</span>` : "";
+  return `<td data-field="bind" data-value="${esc(b.bind)}" data-addr="${esc(b.addr || "")}">${esc(shown)}${configured}</td>`;
+}
+
+// queueClass: amber once TCP senders are held back (the pause mark,
+// backpressure_size), red at 90% of queue_size where drops begin.
+function queueClass(s) {
+  if (s.queue_capacity > 0 && s.queue_messages >= 0.9 * s.queue_capacity) return "bad";
+  if (s.queue_pause_at > 0 && s.queue_messages >= s.queue_pause_at) return "warn";
+  return "";
+}
+
 function sum(obj) {
   return Object.values(obj || {}).reduce((a, b) => a + b, 0);
 }
@@ -95,9 +147,10 @@ function render(st) {
   setBody("binds", st.binds.map(b => {
     const malformed = sum(b.malformed);
     return `<tr data-row="bind" data-frontend="${esc(b.frontend)}" data-bind="${esc(b.bind)}">` +
-      text("frontend", b.frontend) + text("bind", b.bind) + text("addr", b.addr || "") + pill("state", b.state) +
+      text("frontend", b.frontend) + bindCell(b) + pill("state", b.state) +
       num("rate_msgs", b.rate.msgs, si(b.rate.msgs, "")) +
       num("rate_bytes", b.rate.bytes, bytes(b.rate.bytes) + "/s") +
+      sparkCell(b.spark, false) +
       num("received", b.received, count(b.received)) +
       num("received_bytes", b.received_bytes, bytes(b.received_bytes)) +
       num("connections", b.connections, count(b.connections)) +
@@ -111,15 +164,16 @@ function render(st) {
     text("sink", s.sink) + pill("state", s.state) +
     num("rate_msgs", s.rate.msgs, si(s.rate.msgs, "")) +
     num("rate_bytes", s.rate.bytes, bytes(s.rate.bytes) + "/s") +
+    sparkCell(s.spark, true) +
     num("sent", s.sent, count(s.sent)) +
     num("sent_bytes", s.sent_bytes, bytes(s.sent_bytes)) +
-    num("queue_messages", s.queue_messages, count(s.queue_messages), s.queue_messages > 0 ? "warn" : "") +
+    num("queue_messages", s.queue_messages, count(s.queue_messages), queueClass(s)) +
     num("queue_bytes", s.queue_bytes, bytes(s.queue_bytes)) +
     num("batches", s.batches, count(s.batches)) +
     num("write_errors", s.write_errors, count(s.write_errors), s.write_errors > 0 ? "bad" : "") +
     reasons("dropped", s.dropped_total, s.dropped, "bad") +
     lastError(s.last_error) + "</tr>"
-  ), 12, "no sinks");
+  ), 13, "no sinks");
 
   // Proxy rows carry their metrics by name; {k=v} suffixes split a
   // metric by reason or result.

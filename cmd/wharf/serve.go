@@ -47,7 +47,8 @@ type gateway struct {
 	listeners map[string]*ingest.Listener // by scheme://addr as configured
 	proxies   func(ctx context.Context)   // stops the proxy frontends (proxy.go)
 	admin     *admin.Server
-	ops       operator // status page and tap (tap.go)
+	status    *admin.Status // the status page; its sampler stops with the admin listener
+	ops       operator      // status page and tap (tap.go)
 }
 
 func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
@@ -234,6 +235,9 @@ func (g *gateway) stop(timeout time.Duration) {
 		actx, acancel := context.WithTimeout(context.Background(), time.Second)
 		g.admin.Stop(actx)
 		acancel()
+	}
+	if g.status != nil {
+		g.status.Close()
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 
 	"wharf/admin"
 	"wharf/conf"
+	"wharf/ingest"
+	"wharf/sinks"
 	"wharf/tap"
 )
 
@@ -62,14 +64,38 @@ func (g *gateway) publishLive() {
 	var l admin.Live
 	for _, ln := range g.listeners {
 		b := ln.Bind()
-		l.Binds = append(l.Binds, admin.LiveBind{Frontend: ln.Frontend(), Bind: b.Scheme + "://" + b.Addr, Addr: ln.Addr()})
+		l.Binds = append(l.Binds, admin.LiveBind{Frontend: ln.Frontend(), Bind: b.Scheme + "://" + b.Addr, Addr: ln.Addr(), Stats: bindStats(ln)})
 	}
-	for name := range g.runners {
-		l.Sinks = append(l.Sinks, name)
+	for name, r := range g.runners {
+		l.Sinks = append(l.Sinks, admin.LiveSink{Name: name, Stats: sinkStats(r)})
 	}
 	g.ops.live.Store(&l)
 	adm := g.cfg.Admin
 	g.ops.adminConf.Store(&adm)
+}
+
+// bindStats hands a listener's typed stats to the status page.
+func bindStats(ln *ingest.Listener) func() admin.BindStats {
+	return func() admin.BindStats {
+		st := ln.Stats()
+		return admin.BindStats{
+			Received: st.Received, ReceivedBytes: st.ReceivedBytes, Truncated: st.Truncated,
+			Connections: st.Connections, ConnectionsTotal: st.ConnectionsTotal,
+			Malformed: st.Malformed, Dropped: st.Dropped,
+		}
+	}
+}
+
+// sinkStats hands a sink runner's typed stats to the status page.
+func sinkStats(r *sinks.Runner) func() admin.SinkStats {
+	return func() admin.SinkStats {
+		st := r.Stats()
+		return admin.SinkStats{
+			Sent: st.Sent, SentBytes: st.SentBytes, Batches: st.Batches, WriteErrors: st.WriteErrors,
+			Queued: int64(st.Queued), QueuedBytes: st.QueuedBytes, QueueSize: st.QueueSize, PauseSize: st.PauseSize,
+			Dropped: st.Dropped, Ready: st.Ready,
+		}
+	}
 }
 
 // live lists the running binds and sinks for the status page, as last
@@ -94,12 +120,13 @@ func (g *gateway) hasPort(port uint16) bool {
 // registerOperatorEndpoints adds the status page, /api/status and
 // /api/tap to the admin server (before it starts).
 func (g *gateway) registerOperatorEndpoints() {
-	admin.NewStatus(g.reg, admin.StatusOptions{
+	g.status = admin.NewStatus(g.reg, admin.StatusOptions{
 		Version: version,
 		Ready:   g.ready,
 		Live:    g.live,
 		Errors:  g.ops.errs,
-	}).Register(g.admin)
+	})
+	g.status.Register(g.admin)
 	g.admin.Handle("GET /api/tap", tap.Handler(g.ops.tapHub(), g.hasPort))
 	g.admin.RequireToken(g.adminToken)
 }

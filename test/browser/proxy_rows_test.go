@@ -36,7 +36,9 @@ func TestStatusPageRendersProxyRows(t *testing.T) {
 	reg.Counter("wharf_proxy_http_errors_total", "", "frontend", "web", "kind", "no_server").Add(5)
 
 	srv := admin.New(reg, func() (bool, []string) { return true, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	admin.NewStatus(reg, admin.StatusOptions{Version: "test"}).Register(srv)
+	st := admin.NewStatus(reg, admin.StatusOptions{Version: "test"})
+	defer st.Close()
+	st.Register(srv)
 	if err := srv.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}

@@ -117,15 +117,17 @@ func startWharf(t *testing.T, adminAddr, config string) *instance {
 }
 
 // stop sends SIGTERM and waits for a clean exit.
-func (in *instance) stop(t *testing.T) {
+// stop sends SIGTERM and checks wharf exits with status want (0, or 3
+// when a sink held messages it could not deliver within shutdown_timeout).
+func (in *instance) stop(t *testing.T, want int) {
 	t.Helper()
 	in.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)
 	go func() { done <- in.cmd.Wait() }()
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Errorf("wharf exit: %v", err)
+		if code := in.cmd.ProcessState.ExitCode(); code != want {
+			t.Errorf("wharf exit: %v (status %d, want %d)", err, code, want)
 		}
 	case <-time.After(15 * time.Second):
 		in.cmd.Process.Kill()
