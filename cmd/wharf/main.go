@@ -35,7 +35,8 @@ var version = "dev"
 const usage = `wharf: a syslog / log-forwarding gateway.
 
 Usage:
-  wharf run   -c FILE   run the gateway on config FILE
+  wharf run   -c FILE   run the gateway on config FILE (also --config FILE, or FILE;
+                        default /etc/wharf/wharf.toml)
   wharf check -c FILE   validate FILE, print the resolved listeners, routes and sinks
   wharf ports -c FILE   list binds and port warnings; --audit, --json (wharf ports -h)
   wharf tap   -c FILE (--frontend NAME | --port N) [--severity SEL] [--host GLOB] [--app GLOB] [--raw]
@@ -78,9 +79,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet("wharf "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("c", "/etc/wharf/wharf.toml", "config file")
+	path := fs.String("c", defaultConfig, "config file (also -config, --config, or the one argument)")
+	fs.StringVar(path, "config", defaultConfig, "config file (same as -c)")
 	logFormat := fs.String("log-format", "", "wharf's own log format, text or json (overrides global.log_format)")
 	if err := fs.Parse(rest); err != nil {
+		return 2
+	}
+	if err := configArg(fs, path); err != nil {
+		fmt.Fprintf(stderr, "wharf %s: %v\n", cmd, err)
 		return 2
 	}
 	if *logFormat != "" && *logFormat != "text" && *logFormat != "json" {
@@ -102,6 +108,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return check(cfg, stdout, stderr)
 	}
 	return serve(cfg, stderr)
+}
+
+// defaultConfig is where run and check look without -c or an argument.
+const defaultConfig = "/etc/wharf/wharf.toml"
+
+// configArg takes the config file from the one positional argument
+// (`wharf check examples/wharf.toml`), which -c/-config may not
+// contradict; anything more is refused rather than ignored (a stray
+// argument used to leave /etc/wharf/wharf.toml checked silently).
+func configArg(fs *flag.FlagSet, path *string) error {
+	switch fs.NArg() {
+	case 0:
+		return nil
+	case 1:
+	default:
+		return fmt.Errorf("unexpected argument %q: give one config file (-c FILE, --config FILE or FILE)", fs.Arg(1))
+	}
+	flagSet := false
+	fs.Visit(func(f *flag.Flag) { flagSet = flagSet || f.Name == "c" || f.Name == "config" })
+	if flagSet && *path != fs.Arg(0) {
+		return fmt.Errorf("config file given twice: -c %s and %s", *path, fs.Arg(0))
+	}
+	*path = fs.Arg(0)
+	return nil
 }
 
 func printVersion(w io.Writer) {

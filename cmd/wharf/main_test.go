@@ -153,3 +153,32 @@ type = "stdout"
 	f(`listen = "localhost:9600"`, 0)
 	f(`allowed_hosts = ["wharf1.example.com", "bad:80"]`, 2, `admin.allowed_hosts[1]: "bad:80": want a host name`)
 }
+
+// The config file may be given as -c, -config/--config or the one
+// argument; a second argument or a contradicting -c is refused. (Before,
+// `wharf check examples/wharf.toml` silently checked
+// /etc/wharf/wharf.toml and ignored the argument.)
+func TestConfigArgument(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	os.WriteFile(good, []byte("[admin]\nlisten = \"off\"\n[frontend.a]\nbind = [\"udp://127.0.0.1:0\"]\nsinks = [\"out\"]\n[sink.out]\ntype = \"stdout\"\n"), 0o644)
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[frontend.a]\n"), 0o644)
+	f := func(args []string, wantCode int, wantOut, wantErr string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		code := run(args, &out, &errOut)
+		if code != wantCode || !strings.Contains(out.String(), wantOut) || !strings.Contains(errOut.String(), wantErr) {
+			t.Errorf("wharf %s: exit %d (want %d)\nstdout %q (want %q)\nstderr %q (want %q)", strings.Join(args, " "), code, wantCode, out.String(), wantOut, errOut.String(), wantErr)
+		}
+	}
+	f([]string{"check", good}, 0, "config "+good, "")
+	f([]string{"check", "-c", good}, 0, "config "+good, "")
+	f([]string{"check", "-config", good}, 0, "config "+good, "")
+	f([]string{"check", "--config", good}, 0, "config "+good, "")
+	f([]string{"check", "-c", good, good}, 0, "config "+good, "")
+	f([]string{"check", bad}, 2, "", "config "+bad+" is invalid")
+	f([]string{"check", good, bad}, 2, "", `wharf check: unexpected argument "`+bad+`"`)
+	f([]string{"check", "-c", bad, good}, 2, "", "wharf check: config file given twice: -c "+bad+" and "+good)
+	f([]string{"run", good, "extra"}, 2, "", `wharf run: unexpected argument "extra"`)
+}
