@@ -57,6 +57,7 @@ install: build
 	install -m 0644 examples/*.toml $(DESTDIR)$(PREFIX)/share/wharf/examples/
 	$(BIN)/wharf completion bash | install -D -m 0644 /dev/stdin $(DESTDIR)/usr/share/bash-completion/completions/wharf
 	$(BIN)/wharf completion zsh | install -D -m 0644 /dev/stdin $(DESTDIR)/usr/share/zsh/vendor-completions/_wharf
+	$(BIN)/wharf help man | install -D -m 0644 /dev/stdin $(DESTDIR)$(PREFIX)/share/man/man1/wharf.1
 
 clean:
 	rm -rf $(BIN) var

@@ -20,9 +20,12 @@ bash test/collector/syslog-ng.sh start
 eval "$(bash test/collector/syslog-ng.sh env)"
 
 export WHARF_INTEGRATION=1
-go build -o bin/wharf ./cmd/wharf
-go build -o bin/wharf-bench ./cmd/wharf-bench
-export WHARF_BIN="$PWD/bin/wharf"
+# The binary under test is built apart from bin/: make build's bin/wharf
+# (with the version in its ldflags) is not replaced by an unversioned one.
+testbin=$(mktemp -d)
+trap 'cleanup; rm -rf "$testbin"' EXIT
+go build -o "$testbin/wharf" ./cmd/wharf
+export WHARF_BIN="$testbin/wharf"
 
 go vet ./...
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './var/*'))

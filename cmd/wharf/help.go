@@ -14,6 +14,8 @@ Topics:
                (the same text as docs/config.md)
   tap          wharf tap: watch the messages passing a frontend or port
   completion   wharf completion: shell completion for bash and zsh
+  man          all of the above as the wharf(1) manual page, in roff
+               (make install installs it; man ./wharf.1 reads it)
 `
 
 // helpCmd implements `wharf help [TOPIC]`.
@@ -33,6 +35,8 @@ func helpCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, tapUsage)
 	case "completion":
 		fmt.Fprint(stdout, completionUsage)
+	case "man":
+		fmt.Fprint(stdout, manPage())
 	case "help", "topics":
 		fmt.Fprint(stdout, helpUsage)
 	default:
