@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/internal/testenv"
 	"wharf/message"
 	"wharf/metrics"
 	"wharf/route"
@@ -98,17 +99,6 @@ func counter(reg *metrics.Registry, name, reason string) float64 {
 	return v
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 const valid = "<13>1 2026-11-25T10:00:00Z h app - - - hello"
 
 func octet(s string) string { return fmt.Sprintf("%d %s", len(s), s) }
@@ -123,7 +113,7 @@ func TestACLRefusesBeforeReading(t *testing.T) {
 			}
 			defer c.Close()
 			c.Write([]byte(octet(valid)))
-			waitFor(t, "an acl rejection", func() bool { return counter(reg, "wharf_frontend_rejected_total", "acl") >= 1 })
+			testenv.Eventually(t, "an acl rejection", func() bool { return counter(reg, "wharf_frontend_rejected_total", "acl") >= 1 })
 			time.Sleep(50 * time.Millisecond)
 			if n := tgt.count(); n != 0 {
 				t.Fatalf("%d messages got through a deny list", n)
@@ -147,7 +137,7 @@ func TestMaxConn(t *testing.T) {
 		c.Write([]byte(octet(fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - conn%d", i))))
 		conns = append(conns, c)
 	}
-	waitFor(t, "two messages", func() bool { return tgt.count() == 2 })
+	testenv.Eventually(t, "two messages", func() bool { return tgt.count() == 2 })
 	extra, err := net.Dial("tcp", l.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -162,14 +152,14 @@ func TestMaxConn(t *testing.T) {
 	}
 	// A slot frees when a connection closes.
 	conns[0].Close()
-	waitFor(t, "the gauge to drop", func() bool { return counter(reg, "wharf_frontend_connections", "") == 1 })
+	testenv.Eventually(t, "the gauge to drop", func() bool { return counter(reg, "wharf_frontend_connections", "") == 1 })
 	c, err := net.Dial("tcp", l.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.Write([]byte(octet(valid)))
-	waitFor(t, "a message on the freed slot", func() bool { return tgt.count() == 3 })
+	testenv.Eventually(t, "a message on the freed slot", func() bool { return tgt.count() == 3 })
 }
 
 func TestIdleAndFrameTimeouts(t *testing.T) {
@@ -251,11 +241,11 @@ func TestUDPOversizeAndEmpty(t *testing.T) {
 	c.Write([]byte(valid + " " + string(make([]byte, 200))))
 	c.Write([]byte("\n"))
 	c.Write([]byte(valid + "\n"))
-	waitFor(t, "the valid datagram", func() bool { return tgt.count() == 1 })
+	testenv.Eventually(t, "the valid datagram", func() bool { return tgt.count() == 1 })
 	if tgt.msgs[0] != "hello" {
 		t.Errorf("message %q, want hello (trailing LF trimmed)", tgt.msgs[0])
 	}
-	waitFor(t, "counts", func() bool {
+	testenv.Eventually(t, "counts", func() bool {
 		return counter(reg, "wharf_frontend_dropped_total", "oversize") == 1 && counter(reg, "wharf_frontend_malformed_total", "empty") == 1
 	})
 }
@@ -315,7 +305,7 @@ func TestUDPBurstBatchedReads(t *testing.T) {
 				fmt.Fprintf(c, "<13>1 2026-11-25T10:00:00Z h app - - - d%d", i)
 			}
 			c.Write([]byte("<13>1 2026-11-25T10:00:00Z h app - - - " + strings.Repeat("y", 3000)))
-			waitFor(t, "all datagrams", func() bool { return tgt.count() == n+1 })
+			testenv.Eventually(t, "all datagrams", func() bool { return tgt.count() == n+1 })
 			want := c.LocalAddr().(*net.UDPAddr).AddrPort()
 			seen := map[string]bool{}
 			tgt.mu.Lock()
@@ -358,7 +348,7 @@ func TestTCPMessageSplitAcrossReads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "six messages", func() bool { return tgt.count() == 6 })
+	testenv.Eventually(t, "six messages", func() bool { return tgt.count() == 6 })
 	tgt.mu.Lock()
 	defer tgt.mu.Unlock()
 	for i, s := range tgt.msgs {
@@ -542,8 +532,8 @@ func TestParseHeaderOnly(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, "three datagrams received", func() bool { return counter(reg, "wharf_frontend_received_total", "") == 3 })
-		waitFor(t, mode+": the outcome", func() bool {
+		testenv.Eventually(t, "three datagrams received", func() bool { return counter(reg, "wharf_frontend_received_total", "") == 3 })
+		testenv.Eventually(t, mode+": the outcome", func() bool {
 			return tgt.count() == wantDelivered && counter(reg, "wharf_frontend_malformed_total", "") == wantMalformed
 		})
 		if n := counter(reg, "wharf_frontend_malformed_total", "no_pri"); n != 1 {

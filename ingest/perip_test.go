@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/internal/testenv"
 	"wharf/internal/testpki"
 )
 
@@ -47,7 +48,7 @@ func TestMaxConnPerIP(t *testing.T) {
 				defer c.Close()
 				greedy = append(greedy, c)
 			}
-			waitFor(t, "6 maxconn_per_ip rejections", func() bool {
+			testenv.Eventually(t, "6 maxconn_per_ip rejections", func() bool {
 				return counter(reg, "wharf_frontend_rejected_total", "maxconn_per_ip") == 6
 			})
 			if n := counter(reg, "wharf_frontend_connections", ""); n != 4 {
@@ -62,7 +63,7 @@ func TestMaxConnPerIP(t *testing.T) {
 			if _, err := c.Write([]byte(octet("<13>1 2026-11-25T10:00:00Z h app - - - from 127.0.0.2"))); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "the message of 127.0.0.2", func() bool { return tgt.count() == 1 })
+			testenv.Eventually(t, "the message of 127.0.0.2", func() bool { return tgt.count() == 1 })
 			if n := counter(reg, "wharf_frontend_rejected_total", "maxconn"); n != 0 {
 				t.Errorf("maxconn rejections = %v, want 0", n)
 			}
@@ -74,7 +75,7 @@ func TestMaxConnPerIP(t *testing.T) {
 			for _, c := range greedy {
 				c.Close()
 			}
-			waitFor(t, "127.0.0.1's slots to free", func() bool { return l.perIP.Open(greedyAddr) == 0 })
+			testenv.Eventually(t, "127.0.0.1's slots to free", func() bool { return l.perIP.Open(greedyAddr) == 0 })
 		})
 	}
 }

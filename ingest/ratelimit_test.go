@@ -13,6 +13,7 @@ import (
 
 	"wharf/conf"
 	"wharf/ingest/framing"
+	"wharf/internal/testenv"
 	"wharf/internal/testpki"
 	"wharf/metrics"
 )
@@ -185,7 +186,7 @@ func TestUDPRateLimitDropsCounted(t *testing.T) {
 	// 1/m: no token comes back while the test runs, so the counts are exact.
 	l, reg, tgt := listen(t, "udp", &conf.Frontend{RateLimit: rate(t, "1/m"), RateBurst: 100})
 	udpFrom(t, "127.0.0.1", l.Addr(), 1000, "m")
-	waitFor(t, "1000 datagrams accounted for", func() bool {
+	testenv.Eventually(t, "1000 datagrams accounted for", func() bool {
 		return float64(tgt.count())+counter(reg, "wharf_frontend_dropped_total", "rate_limit") == 1000
 	})
 	if n := tgt.count(); n != 100 {
@@ -206,7 +207,7 @@ func TestUDPRateLimitPerIP(t *testing.T) {
 	l, reg, tgt := listen(t, "udp", &conf.Frontend{RateLimitPerIP: rate(t, "1/m"), RateBurstPerIP: 50})
 	udpFrom(t, "127.0.0.1", l.Addr(), 500, "noisy")
 	udpFrom(t, "127.0.0.2", l.Addr(), 40, "quiet")
-	waitFor(t, "540 datagrams accounted for", func() bool {
+	testenv.Eventually(t, "540 datagrams accounted for", func() bool {
 		return float64(tgt.count())+counter(reg, "wharf_frontend_dropped_total", "rate_limit") == 540
 	})
 	noisy, quiet := 0, 0
@@ -233,7 +234,7 @@ func TestUDPRateLimitReload(t *testing.T) {
 	fe := &conf.Frontend{RateLimit: rate(t, "1/m"), RateBurst: 10}
 	l, reg, tgt := listen(t, "udp", fe)
 	udpFrom(t, "127.0.0.1", l.Addr(), 100, "a")
-	waitFor(t, "100 accounted for", func() bool {
+	testenv.Eventually(t, "100 accounted for", func() bool {
 		return float64(tgt.count())+counter(reg, "wharf_frontend_dropped_total", "rate_limit") == 100
 	})
 	if tgt.count() != 10 {
@@ -244,13 +245,13 @@ func TestUDPRateLimitReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	udpFrom(t, "127.0.0.1", l.Addr(), 100, "b")
-	waitFor(t, "all of the second batch", func() bool { return tgt.count() == 110 })
+	testenv.Eventually(t, "all of the second batch", func() bool { return tgt.count() == 110 })
 	// Limit again, per IP: the bucket starts full (burst 20).
 	if err := l.Update(&conf.Frontend{Name: "edge", Sinks: []string{"out"}, RateLimitPerIP: rate(t, "1/m"), RateBurstPerIP: 20}); err != nil {
 		t.Fatal(err)
 	}
 	udpFrom(t, "127.0.0.1", l.Addr(), 100, "c")
-	waitFor(t, "the third batch accounted for", func() bool {
+	testenv.Eventually(t, "the third batch accounted for", func() bool {
 		return float64(tgt.count())+counter(reg, "wharf_frontend_dropped_total", "rate_limit") == 300
 	})
 	if tgt.count() != 130 {
@@ -301,7 +302,7 @@ func slowedTCP(t *testing.T, scheme string, fe *conf.Frontend, dial func(addr st
 	if float64(got) > want*1.05+10 || float64(got) < want*0.85 {
 		t.Errorf("%d delivered in %v, want %.0f ± 10%%", got, elapsed, want)
 	}
-	waitFor(t, "every message", func() bool { return tgt.count() == total })
+	testenv.Eventually(t, "every message", func() bool { return tgt.count() == total })
 	if err := <-sent; err != nil {
 		t.Fatalf("sender: %v", err)
 	}
@@ -309,7 +310,7 @@ func slowedTCP(t *testing.T, scheme string, fe *conf.Frontend, dial func(addr st
 	if err := sendStream(c, 1, size, "after"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a message after the flood", func() bool { return tgt.count() == total+1 })
+	testenv.Eventually(t, "a message after the flood", func() bool { return tgt.count() == total+1 })
 	if n := counter(reg, "wharf_frontend_closed_total", ""); n != 0 {
 		t.Errorf("%v connections closed", n)
 	}
@@ -388,7 +389,7 @@ func TestTCPRateLimitFloodBounded(t *testing.T) {
 	if err := sendStream(oc, 1000, 100, "other"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the other bind's messages", func() bool { return otherTgt.count() == 1000 })
+	testenv.Eventually(t, "the other bind's messages", func() bool { return otherTgt.count() == 1000 })
 	if d := time.Since(t0); d > time.Second {
 		t.Errorf("the other bind took %v for 1000 messages during the flood", d)
 	}
@@ -451,7 +452,7 @@ func TestTCPRateLimitPerIP(t *testing.T) {
 	}
 	// 400 from the quiet sender at 500/s with a burst of 50 take 0.7 s
 	// on their own bucket; sharing the noisy sender's, 1.5 s or more.
-	waitFor(t, "the quiet sender's messages", func() bool { return count("quiet") == 400 })
+	testenv.Eventually(t, "the quiet sender's messages", func() bool { return count("quiet") == 400 })
 	quietTook := time.Since(t0)
 	noisyAt := count("noisy")
 	elapsed := time.Since(t0) + 100*time.Millisecond
@@ -462,7 +463,7 @@ func TestTCPRateLimitPerIP(t *testing.T) {
 	if limit := 50 + 500*elapsed.Seconds()*1.1 + 10; float64(noisyAt) > limit {
 		t.Errorf("noisy sender got %d through in %v, limit %.0f", noisyAt, elapsed, limit)
 	}
-	waitFor(t, "the noisy sender's messages", func() bool { return count("noisy") == 1000 })
+	testenv.Eventually(t, "the noisy sender's messages", func() bool { return count("noisy") == 1000 })
 	if byScope(reg, "ip") == 0 || byScope(reg, "bind") != 0 {
 		t.Errorf("rate_limited by scope: ip %v, bind %v", byScope(reg, "ip"), byScope(reg, "bind"))
 	}
@@ -483,13 +484,13 @@ func TestTCPRateLimitHeldAtClose(t *testing.T) {
 		if err := sendStream(c, 50, 60, "m"); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the burst", func() bool { return tgt.count() >= burst })
+		testenv.Eventually(t, "the burst", func() bool { return tgt.count() >= burst })
 		time.Sleep(50 * time.Millisecond)
 		if n := tgt.count(); n > burst+1 {
 			t.Fatalf("%s: %d delivered right away, burst %d", limit, n, burst)
 		}
 		c.Close()
-		waitFor(t, "every message accounted for", func() bool {
+		testenv.Eventually(t, "every message accounted for", func() bool {
 			return float64(tgt.count())+counter(reg, "wharf_frontend_dropped_total", "rate_limit") == 50
 		})
 		if n := tgt.count(); n != wantDelivered {
@@ -512,12 +513,12 @@ func TestTCPRateLimitReload(t *testing.T) {
 	if err := sendStream(c, 50, 60, "m"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the burst", func() bool { return tgt.count() == 5 })
+	testenv.Eventually(t, "the burst", func() bool { return tgt.count() == 5 })
 	if err := l.Update(&conf.Frontend{Name: "edge", Sinks: []string{"out"}, RateLimit: rate(t, "100/s"), RateBurst: 1}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	waitFor(t, "the rest at the new rate", func() bool { return tgt.count() == 50 })
+	testenv.Eventually(t, "the rest at the new rate", func() bool { return tgt.count() == 50 })
 	if d := time.Since(t0); d < 300*time.Millisecond || d > 2*time.Second {
 		t.Errorf("45 messages at 100/s took %v, want about 450ms", d)
 	}
@@ -614,7 +615,7 @@ func TestTCPRateLimitOversizeAcrossReads(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond) // separate reads
 			}
-			waitFor(t, "both messages", func() bool { return tgt.count() == 2 })
+			testenv.Eventually(t, "both messages", func() bool { return tgt.count() == 2 })
 			tgt.mu.Lock()
 			last := tgt.msgs[1]
 			tgt.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/internal/testenv"
 	"wharf/internal/testpki"
 	"wharf/message"
 	"wharf/relp"
@@ -141,7 +142,7 @@ func TestRELPQueuedAcksEveryMessage(t *testing.T) {
 	if got := counter(reg, "wharf_relp_acks_sent_total", ""); got != n {
 		t.Fatalf("acks sent %v, want %d", got, n)
 	}
-	waitFor(t, "session gauge back to 0", func() bool {
+	testenv.Eventually(t, "session gauge back to 0", func() bool {
 		return counter(reg, "wharf_relp_sessions", "") == 0 && counter(reg, "wharf_relp_window_in_flight", "") == 0
 	})
 	if got := counter(reg, "wharf_relp_sessions_total", ""); got != 1 {
@@ -209,7 +210,7 @@ func TestRELPDeliveredWaitsForTheSink(t *testing.T) {
 	for i := range 3 {
 		p.send("syslog", fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - m%d", i))
 	}
-	waitFor(t, "three held", func() bool { return h.count() == 3 })
+	testenv.Eventually(t, "three held", func() bool { return h.count() == 3 })
 	if f, err := p.next(200 * time.Millisecond); err == nil {
 		t.Fatalf("answer %q before the sink confirmed", f.Data)
 	}
@@ -218,7 +219,7 @@ func TestRELPDeliveredWaitsForTheSink(t *testing.T) {
 	p.rsp(3, 200)
 	h.finish(1, false)
 	p.closed()
-	waitFor(t, "not_delivered counted", func() bool { return notDelivered() == 1 })
+	testenv.Eventually(t, "not_delivered counted", func() bool { return notDelivered() == 1 })
 }
 
 // The window bounds what one session holds: with relp_window 10 and a
@@ -232,7 +233,7 @@ func TestRELPWindowBoundsASession(t *testing.T) {
 		b = relp.AppendFrame(b, uint32(i+2), "syslog", []byte("<13>1 2026-11-25T10:00:00Z h app - - - x"))
 	}
 	go p.c.Write(b)
-	waitFor(t, "a window held", func() bool { return h.count() == 10 })
+	testenv.Eventually(t, "a window held", func() bool { return h.count() == 10 })
 	time.Sleep(100 * time.Millisecond)
 	if got := h.count(); got != 10 {
 		t.Fatalf("%d messages read with a window of 10 unanswered", got)
@@ -241,7 +242,7 @@ func TestRELPWindowBoundsASession(t *testing.T) {
 	for i := range 10 {
 		p.rsp(uint32(i+2), 200)
 	}
-	waitFor(t, "the next window", func() bool { return h.count() == 10 })
+	testenv.Eventually(t, "the next window", func() bool { return h.count() == 10 })
 	h.finish(10, true)
 }
 
@@ -261,7 +262,7 @@ func TestRELPBadInputClosesTheSession(t *testing.T) {
 		}
 		p.c.Write([]byte(input))
 		p.closed()
-		waitFor(t, reason+" counted", func() bool { return counter(reg, "wharf_frontend_closed_total", "relp_"+reason) == before+1 })
+		testenv.Eventually(t, reason+" counted", func() bool { return counter(reg, "wharf_frontend_closed_total", "relp_"+reason) == before+1 })
 		good.rsp(good.send("syslog", valid), 200)
 	}
 	f("frame", "2 syslog x\n", true)
@@ -319,7 +320,7 @@ func TestRELPOverMutualTLS(t *testing.T) {
 	if err == nil {
 		t.Fatal("client without certificate served")
 	}
-	waitFor(t, "handshake rejection counted", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 1 })
+	testenv.Eventually(t, "handshake rejection counted", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 1 })
 }
 
 // rebind points the listener's frontend at tgt instead of listen's collector.

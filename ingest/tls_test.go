@@ -57,7 +57,7 @@ func TestTLSOctetCountedDelivered(t *testing.T) {
 	if _, err := c.Write([]byte(b.String())); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "every message", func() bool { return tgt.count() == n+1 })
+	testenv.Eventually(t, "every message", func() bool { return tgt.count() == n+1 })
 	tgt.mu.Lock()
 	first, last := tgt.msgs[0], tgt.msgs[n]
 	tgt.mu.Unlock()
@@ -91,7 +91,7 @@ func TestTLSPartialWritesAndOversize(t *testing.T) {
 	}
 	big := "<13>1 2026-11-25T10:00:00Z h app - - - " + strings.Repeat("x", 1000)
 	c.Write([]byte(octet(big) + octet(valid)))
-	waitFor(t, "three messages", func() bool { return tgt.count() == 3 })
+	testenv.Eventually(t, "three messages", func() bool { return tgt.count() == 3 })
 	if got := counter(reg, "wharf_frontend_truncated_total", ""); got != 1 {
 		t.Fatalf("truncated = %v, want 1", got)
 	}
@@ -140,7 +140,7 @@ func TestTLSMutualRefusesBadClients(t *testing.T) {
 	f("othercert", &tls.Config{Certificates: []tls.Certificate{other.ClientCert(t, "intruder")}}, false)
 	f("nocert12", &tls.Config{MaxVersion: tls.VersionTLS12}, false)
 
-	waitFor(t, "three handshake rejections", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 3 })
+	testenv.Eventually(t, "three handshake rejections", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 3 })
 	time.Sleep(50 * time.Millisecond)
 	tgt.mu.Lock()
 	defer tgt.mu.Unlock()
@@ -164,7 +164,7 @@ func TestTLSMinVersion(t *testing.T) {
 	if v := c.ConnectionState().Version; v != tls.VersionTLS13 {
 		t.Fatalf("negotiated %x, want TLS 1.3", v)
 	}
-	waitFor(t, "the rejection counted", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 1 })
+	testenv.Eventually(t, "the rejection counted", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 1 })
 }
 
 // Plaintext senders, silent clients and denied peers never reach a parser.
@@ -185,14 +185,14 @@ func TestTLSHandshakeTimeoutPlaintextAndACL(t *testing.T) {
 	}
 	defer plain.Close()
 	plain.Write([]byte(octet(valid)))
-	waitFor(t, "both refused", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 2 })
+	testenv.Eventually(t, "both refused", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 2 })
 	silent.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := silent.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("silent client: read %v, want EOF after the handshake timeout", err)
 	}
 	// The connection gauge drops just after the socket is closed, so the
 	// client may see EOF a moment before it does.
-	waitFor(t, "no open connections", func() bool { return counter(reg, "wharf_frontend_connections", "") == 0 })
+	testenv.Eventually(t, "no open connections", func() bool { return counter(reg, "wharf_frontend_connections", "") == 0 })
 	if n := tgt.count(); n != 0 {
 		t.Fatalf("delivered %d messages from a plaintext or silent client", n)
 	}
@@ -248,7 +248,7 @@ func TestTLSCertificateRotation(t *testing.T) {
 		t.Fatalf("still serving serial %s after Update", before)
 	}
 	old.Write([]byte(octet(valid)))
-	waitFor(t, "a message on the connection opened before the rotation", func() bool { return tgt.count() == 1 })
+	testenv.Eventually(t, "a message on the connection opened before the rotation", func() bool { return tgt.count() == 1 })
 
 	testpki.WriteFile(t, fe.TLSCert, []byte("garbage"))
 	if err := l.Update(fe); err != nil {
@@ -280,7 +280,7 @@ func TestTLSOpenSSLClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("openssl s_client: %v\n%s", err, out)
 	}
-	waitFor(t, "100 messages from openssl", func() bool { return tgt.count() == 100 })
+	testenv.Eventually(t, "100 messages from openssl", func() bool { return tgt.count() == 100 })
 	tgt.mu.Lock()
 	last := tgt.msgs[99]
 	tgt.mu.Unlock()
@@ -295,7 +295,7 @@ func TestTLSOpenSSLClient(t *testing.T) {
 	cmd = exec.CommandContext(ctx, openssl, "s_client", "-connect", l.Addr(), "-CAfile", ca.File, "-quiet", "-no_ign_eof")
 	cmd.Stdin = strings.NewReader(octet(valid))
 	cmd.CombinedOutput()
-	waitFor(t, "the certless openssl refused", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 1 })
+	testenv.Eventually(t, "the certless openssl refused", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 1 })
 	if tgt.count() != 100 {
 		t.Fatalf("delivered %d, want 100", tgt.count())
 	}
@@ -310,7 +310,7 @@ func TestTLSStopClosesConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Write([]byte(octet(valid)))
-	waitFor(t, "the connection counted", func() bool { return counter(reg, "wharf_frontend_connections", "") == 1 })
+	testenv.Eventually(t, "the connection counted", func() bool { return counter(reg, "wharf_frontend_connections", "") == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := l.Stop(ctx); err != nil {
@@ -344,7 +344,7 @@ func TestTLSIdleAndFrameTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	slow.Write([]byte("50 <13>1 2026"))
-	waitFor(t, "both closed", func() bool {
+	testenv.Eventually(t, "both closed", func() bool {
 		return counter(reg, "wharf_frontend_closed_total", "idle_timeout") == 1 &&
 			counter(reg, "wharf_frontend_closed_total", "frame_timeout") == 1
 	})
@@ -373,8 +373,8 @@ func TestTLSIdleConnectionsHoldNoBuffer(t *testing.T) {
 		c.Write([]byte(octet(valid)))
 		conns = append(conns, c)
 	}
-	waitFor(t, "a message per connection", func() bool { return tgt.count() == n })
-	waitFor(t, "every connection counted", func() bool { return counter(reg, "wharf_frontend_connections", "") == n })
+	testenv.Eventually(t, "a message per connection", func() bool { return tgt.count() == n })
+	testenv.Eventually(t, "every connection counted", func() bool { return counter(reg, "wharf_frontend_connections", "") == n })
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	per := (int64(after.HeapInuse) + int64(after.StackInuse) - int64(before.HeapInuse) - int64(before.StackInuse)) / n

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"wharf/internal/testenv"
 	"wharf/message"
 )
 
@@ -37,14 +38,14 @@ func TestAckAfterEverySinkConfirmed(t *testing.T) {
 	m := message.New([]byte("to good only"))
 	m.Ack = &one
 	good.Enqueue(m, true)
-	waitFor(t, "ack from one sink", func() bool { return one.ok.Load() == 1 })
+	testenv.Eventually(t, "ack from one sink", func() bool { return one.ok.Load() == 1 })
 
 	m = message.New([]byte("to both"))
 	m.Ack = &both
 	m.Retain(1)
 	good.Enqueue(m, true)
 	bad.Enqueue(m, true)
-	waitFor(t, "failed ack", func() bool { return both.failed.Load() == 1 })
+	testenv.Eventually(t, "failed ack", func() bool { return both.failed.Load() == 1 })
 	if one.failed.Load() != 0 || both.ok.Load() != 0 {
 		t.Fatalf("one %d/%d both %d/%d", one.ok.Load(), one.failed.Load(), both.ok.Load(), both.failed.Load())
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/internal/testenv"
 	"wharf/message"
 	"wharf/metrics"
 )
@@ -137,17 +138,6 @@ func closeRunner(t *testing.T, r *Runner, d time.Duration) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func equalInts(a, b []int) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
 
 func TestRunnerBatching(t *testing.T) {
@@ -193,7 +183,7 @@ func TestRunnerBatchTimeout(t *testing.T) {
 	for i := range 5 {
 		r.Enqueue(tr.msg(fmt.Sprint(i)), true)
 	}
-	waitFor(t, "timed batch", func() bool { return len(s.sizes()) == 1 })
+	testenv.Eventually(t, "timed batch", func() bool { return len(s.sizes()) == 1 })
 	if d := time.Since(start); d < 15*time.Millisecond {
 		t.Errorf("partial batch written after %v, before BatchTimeout", d)
 	}
@@ -320,7 +310,7 @@ func TestRunnerMaxRetries(t *testing.T) {
 		r.Enqueue(tr.msg(fmt.Sprint(i)), false)
 	}
 	r.Start()
-	waitFor(t, "retries exhausted", func() bool { return r.Stats().Dropped[DropRetriesExhausted] == 10 })
+	testenv.Eventually(t, "retries exhausted", func() bool { return r.Stats().Dropped[DropRetriesExhausted] == 10 })
 	if r.Ready() {
 		t.Error("ready after failing writes")
 	}
@@ -391,7 +381,7 @@ func TestRunnerBlockingEnqueue(t *testing.T) {
 				prefill = 2
 			}
 			r.Enqueue(tr.msg("0123456789"), true)
-			waitFor(t, "write in flight", func() bool { return r.queued() == 0 })
+			testenv.Eventually(t, "write in flight", func() bool { return r.queued() == 0 })
 			for range prefill - 1 {
 				r.Enqueue(tr.msg("0123456789"), true)
 			}
@@ -431,7 +421,7 @@ func TestRunnerCloseUnblocksProducers(t *testing.T) {
 	r := NewRunner("dead", s, RunnerConfig{QueueSize: 1, BatchSize: 1}.Resolved(), nil, quietLog())
 	r.Start()
 	r.Enqueue(tr.msg("in-flight"), true)
-	waitFor(t, "write in flight", func() bool { return r.queued() == 0 })
+	testenv.Eventually(t, "write in flight", func() bool { return r.queued() == 0 })
 	r.Enqueue(tr.msg("queued"), true)
 	done := make(chan bool)
 	go func() { done <- r.Enqueue(tr.msg("blocked"), true) }()
@@ -548,7 +538,7 @@ func TestRunnerCloseDuringRetry(t *testing.T) {
 		r.Enqueue(tr.msg(fmt.Sprint(i)), false)
 	}
 	r.Start()
-	waitFor(t, "first failure", func() bool { return r.Stats().WriteErrors > 0 })
+	testenv.Eventually(t, "first failure", func() bool { return r.Stats().WriteErrors > 0 })
 	closeRunner(t, r, 50*time.Millisecond)
 	if d := r.Stats().Dropped[DropShutdown]; d != 12 {
 		t.Errorf("dropped shutdown %d, want 12", d)
@@ -574,7 +564,7 @@ func TestRunnerReadyWithChecker(t *testing.T) {
 	healthy.Store(true)
 	tr := newTracker(t)
 	r.Enqueue(tr.msg("x"), true)
-	waitFor(t, "ready after a successful write", r.Ready)
+	testenv.Eventually(t, "ready after a successful write", r.Ready)
 	closeRunner(t, r, time.Second)
 }
 
@@ -589,7 +579,7 @@ func TestRunnerPauseMark(t *testing.T) {
 	r := NewRunner("pause", s, RunnerConfig{QueueSize: 10, PauseSize: 3, BatchSize: 1}.Resolved(), nil, quietLog())
 	r.Start()
 	r.Enqueue(tr.msg("in flight"), true)
-	waitFor(t, "write in flight", func() bool { return r.queued() == 0 })
+	testenv.Eventually(t, "write in flight", func() bool { return r.queued() == 0 })
 	for i := range 3 {
 		if !r.Enqueue(tr.msg(fmt.Sprint("stream ", i)), true) {
 			t.Fatalf("blocking Enqueue %d refused below the mark", i)
@@ -643,7 +633,7 @@ func TestRunnerPauseMarkOutage(t *testing.T) {
 	r := NewRunner("outage", s, RunnerConfig{QueueSize: 20, PauseSize: 3, BatchSize: 1, RetryBackoff: 5 * time.Millisecond}.Resolved(), nil, quietLog())
 	r.Start()
 	r.Enqueue(tr.msg("first"), true)
-	waitFor(t, "a failed write", func() bool { return !r.Ready() })
+	testenv.Eventually(t, "a failed write", func() bool { return !r.Ready() })
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -747,7 +737,7 @@ func TestRunnerHandOver(t *testing.T) {
 	for i := range n {
 		old.Enqueue(tr.msg(fmt.Sprintf("m%03d", i)), true)
 	}
-	waitFor(t, "the first batch to be in Write", func() bool { return old.Stats().Queued < n })
+	testenv.Eventually(t, "the first batch to be in Write", func() bool { return old.Stats().Queued < n })
 	next := NewRunner("out", newSink, RunnerConfig{QueueSize: 1000, BatchSize: 100}.Resolved(), reg, quietLog())
 	next.Start()
 	done := make(chan error, 1)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/internal/testenv"
 	"wharf/metrics"
 )
 
@@ -34,18 +35,6 @@ func (l *lockedBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // startGateway runs a whole gateway in-process on loopback: admin and a
@@ -116,13 +105,13 @@ func TestTapCommand(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() { done <- tapRun(ctx, args, &out, &errOut) }()
-		waitFor(t, "the tapping notice on stderr", func() bool { return strings.Contains(errOut.String(), "wharf tap: tapping ") })
+		testenv.Eventually(t, "the tapping notice on stderr", func() bool { return strings.Contains(errOut.String(), "wharf tap: tapping ") })
 		for _, m := range msgs {
 			if _, err := c.Write([]byte(m)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, "the tapped lines", func() bool { return strings.Count(out.String(), "\n") >= len(want) })
+		testenv.Eventually(t, "the tapped lines", func() bool { return strings.Count(out.String(), "\n") >= len(want) })
 		time.Sleep(100 * time.Millisecond) // nothing more may arrive
 		cancel()
 		if code := <-done; code != 0 {

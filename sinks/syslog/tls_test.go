@@ -60,7 +60,7 @@ func TestTLSServers(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 			return
 		}
-		waitFor(t, func() bool { return len(fs.got()) == 2 })
+		testenv.Eventually(t, "the condition", func() bool { return len(fs.got()) == 2 })
 		if got := fs.got(); got[0] != "<13>1 - h a - - - "+name {
 			t.Errorf("%s: collector got %q", name, got)
 		}
@@ -97,7 +97,7 @@ func TestTLSCollectorCloseIsNoticed(t *testing.T) {
 	if err := s.Write(t.Context(), msgs("<13>1 - h a - - - one")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return len(fs.got()) == 1 })
+	testenv.Eventually(t, "the condition", func() bool { return len(fs.got()) == 1 })
 	fs.mu.Lock()
 	for _, c := range fs.conns {
 		c.Close() // tls.Conn.Close sends close_notify
@@ -107,7 +107,7 @@ func TestTLSCollectorCloseIsNoticed(t *testing.T) {
 	if err := s.Write(t.Context(), msgs("<13>1 - h a - - - two")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return len(fs.got()) == 2 })
+	testenv.Eventually(t, "the condition", func() bool { return len(fs.got()) == 2 })
 }
 
 func TestNewTLSValidates(t *testing.T) {
@@ -126,17 +126,6 @@ func TestNewTLSValidates(t *testing.T) {
 	f(conf.Sink{Options: &Config{Servers: []string{"tls://127.0.0.1:6514"}, ClientTLS: conf.ClientTLS{TLSCert: bad}}}, "set both tls_cert and tls_key")
 	f(conf.Sink{Options: &Config{Servers: []string{"tls://127.0.0.1:6514"}, ClientTLS: conf.ClientTLS{TLSCert: bad, TLSKey: bad}}}, "tls_cert: certificate")
 	f(conf.Sink{Options: &Config{Servers: []string{"tls://127.0.0.1"}}}, `"127.0.0.1": missing port in address`)
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestCollectorTLS sends through a real syslog-ng TLS source (RFC 5425):

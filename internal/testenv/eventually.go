@@ -1,0 +1,35 @@
+package testenv
+
+import (
+	"testing"
+	"time"
+)
+
+// EventuallyTimeout is how long Eventually waits: generous, because the
+// suite runs on shared 2-core machines where a loaded scheduler can delay
+// a goroutine by seconds. A passing test never waits for it.
+const EventuallyTimeout = 10 * time.Second
+
+// Eventually polls cond until it is true and fails the test (naming what
+// it waited for) if it is not within EventuallyTimeout. It polls every
+// millisecond at first, then backs off to every 10 ms, so a condition
+// that holds almost at once costs almost nothing.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	EventuallyWithin(t, EventuallyTimeout, what, cond)
+}
+
+// EventuallyWithin is Eventually with its own timeout, for waits that
+// are part of what the test asserts (a retry due within a second, say).
+func EventuallyWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	pause := time.Millisecond
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 10*time.Millisecond)
+	}
+}
