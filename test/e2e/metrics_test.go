@@ -17,14 +17,14 @@ import (
 	"wharf/internal/testenv"
 )
 
-// metricsConfig has one of everything that exports series: tcp and udp
-// binds with a dead-letter file, a file sink, a disk-buffered syslog sink
+// metricsConfig has one of everything that exports series: tcp, udp and
+// relp binds with a dead-letter file, a file sink, a disk-buffered syslog sink
 // with two (dead) servers, and tcp and http proxy frontends.
 const metricsConfig = `
 [admin]
 listen = "{{ADMIN}}"
 [frontend.edge]
-bind = ["tcp://127.0.0.1:%d", "udp://127.0.0.1:%d"]
+bind = ["tcp://127.0.0.1:%d", "udp://127.0.0.1:%d", "relp://127.0.0.1:%d"]
 sinks = ["out", "fwd"]
 dead_letter = "{{DIR}}/dead.jsonl"
 [sink.out]
@@ -57,9 +57,9 @@ server = [{ address = "%s", name = "s1" }]
 // there, and that every metric the Grafana dashboard in deploy/ queries
 // exists.
 func TestMetricsExposition(t *testing.T) {
-	tcpPort, udpPort, ptPort, webPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	tcpPort, udpPort, relpPort, ptPort, webPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	dead1, dead2 := testenv.ClosedAddr(t), testenv.ClosedAddr(t)
-	in := start(t, fmt.Sprintf(metricsConfig, tcpPort, udpPort, dead1, dead2, ptPort, webPort, dead1))
+	in := start(t, fmt.Sprintf(metricsConfig, tcpPort, udpPort, relpPort, dead1, dead2, ptPort, webPort, dead1))
 	msgs := []string{"<13>1 2026-11-25T10:00:00Z h app - - - one", "<13>1 2026-11-25T10:00:00Z h app - - - two"}
 	sendTCP(t, fmt.Sprintf("127.0.0.1:%d", tcpPort), msgs)
 	u, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
@@ -95,6 +95,7 @@ func TestMetricsExposition(t *testing.T) {
 		"wharf_build_info", "wharf_sink_write_duration_seconds", "wharf_sink_delivery_delay_seconds",
 		"wharf_sink_failovers_total", "wharf_frontend_udp_kernel_drops_total", "wharf_buffer_corrupt_records_total",
 		"wharf_buffer_torn_tails_total", "wharf_buffer_dropped_full_total", "wharf_config_reloads_total",
+		"wharf_relp_sessions", "wharf_relp_acks_sent_total",
 	} {
 		if mfs[name] == nil {
 			t.Errorf("/metrics has no %s", name)
