@@ -14,9 +14,13 @@ import (
 )
 
 // TestTenThousandIdleConnections holds 10k idle TCP syslog connections
-// (from 25 loopback addresses) and checks that wharf's resident memory stays under 100 MiB and that
-// the connections still work.
+// (from 25 loopback addresses) and checks that wharf's resident memory
+// stays under maxIdleRSS and that the connections still work.
 func TestTenThousandIdleConnections(t *testing.T) {
+	// About twice what it measured (25.5-26.0 MiB, 3 runs, 2026-12-04 with
+	// maxconn_per_ip's per-source map): a regression that doubles the
+	// per-connection cost fails, scheduling noise does not.
+	const maxIdleRSS = 52 << 20
 	const n = 10000
 	port := testenv.FreePort(t)
 	in := start(t, tcpEdge(port, "out")+`
@@ -53,8 +57,8 @@ encoding = "raw"
 	}
 	rss := vmRSS(t, in.cmd.Process.Pid)
 	t.Logf("wharf RSS with %d idle connections: %.1f MiB", n, float64(rss)/(1<<20))
-	if rss > 100<<20 {
-		t.Errorf("RSS %.1f MiB with %d idle connections, want < 100 MiB", float64(rss)/(1<<20), n)
+	if rss > maxIdleRSS {
+		t.Errorf("RSS %.1f MiB with %d idle connections, want < %d MiB", float64(rss)/(1<<20), n, maxIdleRSS>>20)
 	}
 	// The first, the middle and the last connection still deliver.
 	for _, i := range []int{0, n / 2, n - 1} {
