@@ -115,17 +115,40 @@ func TestMetricsExposition(t *testing.T) {
 		t.Logf("/metrics:\n%s", body)
 	}
 
-	// Every metric the dashboard queries is served.
-	for _, name := range dashboardMetrics(t, "../../deploy/grafana-wharf.json") {
-		if mfs[name] == nil {
-			t.Errorf("deploy/grafana-wharf.json queries %s, which /metrics does not have", name)
+	// Every metric the dashboard queries is served, and every label it
+	// groups by or shows in a legend is on one of the query's metrics.
+	for _, q := range dashboardQueries(t, "../../deploy/grafana-wharf.json") {
+		labels := map[string]bool{"instance": true, "job": true, "le": true}
+		for _, name := range q.metrics {
+			mf := mfs[name]
+			if mf == nil {
+				t.Errorf("deploy/grafana-wharf.json queries %s, which /metrics does not have", name)
+				continue
+			}
+			for _, m := range mf.Metric {
+				for _, lp := range m.Label {
+					labels[lp.GetName()] = true
+				}
+			}
+		}
+		for _, l := range q.labels {
+			if !labels[l] {
+				t.Errorf("deploy/grafana-wharf.json: %q uses label %q, which none of %v has", q.expr, l, q.metrics)
+			}
 		}
 	}
 }
 
-// dashboardMetrics returns the metric names in the dashboard's queries
-// (panel targets and template variables), histogram suffixes removed.
-func dashboardMetrics(t *testing.T, path string) []string {
+// dashQuery is one query of the dashboard: its metrics (histogram
+// suffixes removed) and the labels it groups by or names in its legend.
+type dashQuery struct {
+	expr            string
+	metrics, labels []string
+}
+
+// dashboardQueries returns the dashboard's queries (panel targets and
+// template variables).
+func dashboardQueries(t *testing.T, path string) []dashQuery {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -135,40 +158,56 @@ func dashboardMetrics(t *testing.T, path string) []string {
 	if err := json.Unmarshal(data, &doc); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	var exprs []string
-	var walk func(v any, key string)
-	walk = func(v any, key string) {
+	var out []dashQuery
+	metric := regexp.MustCompile(`\b(?:wharf|go|process)_[a-z0-9_]+\b`)
+	by := regexp.MustCompile(`\b(?:by|on)\s*\(([^)]*)\)`)
+	legend := regexp.MustCompile(`\{\{\s*([a-z_]+)\s*\}\}`)
+	add := func(expr, legendFormat string) {
+		q := dashQuery{expr: expr}
+		seen := map[string]bool{}
+		for _, m := range metric.FindAllString(expr, -1) {
+			m = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
+			if !seen[m] {
+				seen[m] = true
+				q.metrics = append(q.metrics, m)
+			}
+		}
+		for _, g := range by.FindAllStringSubmatch(expr, -1) {
+			for _, l := range strings.Split(g[1], ",") {
+				if l = strings.TrimSpace(l); l != "" {
+					q.labels = append(q.labels, l)
+				}
+			}
+		}
+		for _, g := range legend.FindAllStringSubmatch(legendFormat, -1) {
+			q.labels = append(q.labels, g[1])
+		}
+		out = append(out, q)
+	}
+	var walk func(v any)
+	walk = func(v any) {
 		switch v := v.(type) {
 		case map[string]any:
-			for k, e := range v {
-				walk(e, k)
+			if e, ok := v["expr"].(string); ok {
+				lf, _ := v["legendFormat"].(string)
+				add(e, lf)
+			}
+			if e, ok := v["definition"].(string); ok {
+				add(e, "")
+			}
+			for _, e := range v {
+				walk(e)
 			}
 		case []any:
 			for _, e := range v {
-				walk(e, key)
-			}
-		case string:
-			if key == "expr" || key == "definition" {
-				exprs = append(exprs, v)
+				walk(e)
 			}
 		}
 	}
-	walk(doc, "")
-	if len(exprs) < 20 {
-		t.Fatalf("%s: only %d queries found", path, len(exprs))
+	walk(doc)
+	if len(out) < 20 {
+		t.Fatalf("%s: only %d queries found", path, len(out))
 	}
-	metric := regexp.MustCompile(`\b(?:wharf|go|process)_[a-z0-9_]+\b`)
-	set := map[string]bool{}
-	for _, e := range exprs {
-		for _, m := range metric.FindAllString(e, -1) {
-			m = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(m, "_bucket"), "_sum"), "_count")
-			set[m] = true
-		}
-	}
-	out := make([]string, 0, len(set))
-	for m := range set {
-		out = append(out, m)
-	}
-	sort.Strings(out)
+	sort.Slice(out, func(i, j int) bool { return out[i].expr < out[j].expr })
 	return out
 }
