@@ -48,7 +48,7 @@ func haproxy(t *testing.T, config string, ports ...int) {
 		}
 	})
 	for _, p := range ports {
-		proxytest.Eventually(t, 5*time.Second, fmt.Sprintf("haproxy listening on %d", p), func() bool {
+		testenv.EventuallyWithin(t, 5*time.Second, fmt.Sprintf("haproxy listening on %d", p), func() bool {
 			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 			if err == nil {
 				c.Close()
@@ -244,7 +244,7 @@ send_proxy = "v2"
 	f(wTCP2, "v2")
 	f(wHTTP, "v2")
 	// Checks carry a LOCAL header that HAProxy accepts and answers 200.
-	proxytest.Eventually(t, 3*time.Second, "checks pass through accept-proxy", func() bool {
+	testenv.EventuallyWithin(t, 3*time.Second, "checks pass through accept-proxy", func() bool {
 		return proxytest.Metric(reg, "wharf_proxy_server_checks_total", "backend", "hp1", "result", "ok") >= 3 &&
 			proxytest.Metric(reg, "wharf_proxy_server_checks_total", "backend", "hp2", "result", "ok") >= 3
 	})

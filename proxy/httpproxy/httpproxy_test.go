@@ -221,12 +221,12 @@ address = %q
 		t.Fatalf("healthy: %d", code)
 	}
 	healthy.Store(false)
-	proxytest.Eventually(t, 3*time.Second, "server down", func() bool { return r.metric("wharf_proxy_server_up", "server", "s") == 0 })
+	testenv.EventuallyWithin(t, 3*time.Second, "server down", func() bool { return r.metric("wharf_proxy_server_up", "server", "s") == 0 })
 	if code, body := get(t, r.url()+"/", "x"); code != 503 {
 		t.Errorf("server down: %d %q, want 503", code, body)
 	}
 	healthy.Store(true)
-	proxytest.Eventually(t, 3*time.Second, "server up", func() bool { return r.metric("wharf_proxy_server_up", "server", "s") == 1 })
+	testenv.EventuallyWithin(t, 3*time.Second, "server up", func() bool { return r.metric("wharf_proxy_server_up", "server", "s") == 1 })
 	if code, _ := get(t, r.url()+"/", "x"); code != 200 {
 		t.Errorf("back up: %d", code)
 	}
@@ -518,7 +518,7 @@ func TestGracefulShutdown(t *testing.T) {
 		resp.Body.Close()
 		got <- string(b)
 	}()
-	proxytest.Eventually(t, 2*time.Second, "request in flight", func() bool {
+	testenv.EventuallyWithin(t, 2*time.Second, "request in flight", func() bool {
 		return r.metric("wharf_proxy_server_active") == 1
 	})
 	shut := make(chan error, 1)
@@ -527,7 +527,7 @@ func TestGracefulShutdown(t *testing.T) {
 		defer cancel()
 		shut <- r.f.Shutdown(ctx)
 	}()
-	proxytest.Eventually(t, time.Second, "new connections refused", func() bool {
+	testenv.EventuallyWithin(t, time.Second, "new connections refused", func() bool {
 		c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 		if err == nil {
 			c.Close()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"wharf/internal/testenv"
 	"wharf/proxy/internal/proxytest"
 )
 
@@ -223,7 +224,7 @@ func TestPoolIdleTimeout(t *testing.T) {
 	p.put(old)
 	time.Sleep(80 * time.Millisecond)
 	p.put(conn()) // closes old
-	proxytest.Eventually(t, 2*time.Second, "the expired connection closed", func() bool { return closed.Load() == 1 })
+	testenv.EventuallyWithin(t, 2*time.Second, "the expired connection closed", func() bool { return closed.Load() == 1 })
 	if got := p.get(); got == nil || got == old {
 		t.Fatalf("get = %v, want the fresh connection", got)
 	} else {
@@ -233,6 +234,6 @@ func TestPoolIdleTimeout(t *testing.T) {
 	if got := p.get(); got != nil {
 		t.Fatalf("get after the idle timeout = %v, want nil", got)
 	}
-	proxytest.Eventually(t, 2*time.Second, "both connections closed", func() bool { return closed.Load() == 2 })
+	testenv.EventuallyWithin(t, 2*time.Second, "both connections closed", func() bool { return closed.Load() == 2 })
 	p.closeIdle()
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/internal/testenv"
 	"wharf/internal/testpki"
 	"wharf/metrics"
 	"wharf/proxy/internal/proxytest"
@@ -89,7 +90,7 @@ address = %q
 	if err != nil || string(got) != payload {
 		t.Fatalf("echo: %d bytes, %v; want %d bytes back then EOF", len(got), err, len(payload))
 	}
-	proxytest.Eventually(t, 2*time.Second, "byte counters", func() bool {
+	testenv.EventuallyWithin(t, 2*time.Second, "byte counters", func() bool {
 		return r.metric("wharf_proxy_frontend_bytes_in_total") == float64(len(payload)) &&
 			r.metric("wharf_proxy_frontend_bytes_out_total") == float64(len(payload)) &&
 			r.metric("wharf_proxy_server_bytes_sent_total", "server", echo.Addr) == float64(len(payload))
@@ -199,7 +200,7 @@ address = %q
 			t.Fatalf("after killing a, got %q, want b", g)
 		}
 	}
-	proxytest.Eventually(t, 3*time.Second, "a marked down", func() bool { return up("a") == 0 })
+	testenv.EventuallyWithin(t, 3*time.Second, "a marked down", func() bool { return up("a") == 0 })
 	if n := r.metric("wharf_proxy_server_transitions_total", "server", "a", "to", "down"); n != 1 {
 		t.Errorf("a went down %v times, want 1", n)
 	}
@@ -209,7 +210,7 @@ address = %q
 	}
 	// Restart a on its port: after rise=3 good checks it takes traffic.
 	a2 := proxytest.ListenAt(t, a.Addr, proxytest.Greeter("a"))
-	proxytest.Eventually(t, 3*time.Second, "a back up", func() bool { return up("a") == 1 })
+	testenv.EventuallyWithin(t, 3*time.Second, "a back up", func() bool { return up("a") == 1 })
 	if ok := r.metric("wharf_proxy_server_checks_total", "server", "a", "result", "ok"); ok < 3 {
 		t.Errorf("a came back after %v passed checks, want >= rise 3", ok)
 	}
@@ -226,7 +227,7 @@ address = %q
 	// Everything down: clients are closed at once and counted.
 	a2.Kill()
 	b.Kill()
-	proxytest.Eventually(t, 3*time.Second, "both down", func() bool { return up("a") == 0 && up("b") == 0 })
+	testenv.EventuallyWithin(t, 3*time.Second, "both down", func() bool { return up("a") == 0 && up("b") == 0 })
 	t0 := time.Now()
 	c, err := net.DialTimeout("tcp", r.addr(), 2*time.Second)
 	n := 0
@@ -238,7 +239,7 @@ address = %q
 	if n != 0 || err == nil || time.Since(t0) > time.Second {
 		t.Errorf("all servers down: read %d, %v after %s; want the connection closed at once", n, err, time.Since(t0))
 	}
-	proxytest.Eventually(t, time.Second, "no_server counted", func() bool {
+	testenv.EventuallyWithin(t, time.Second, "no_server counted", func() bool {
 		return r.metric("wharf_proxy_frontend_rejected_total", "reason", "no_server") == 1 &&
 			r.metric("wharf_proxy_backend_no_server_total", "backend", "b") == 1
 	})
@@ -284,7 +285,7 @@ address = %q
 	if r.metric("wharf_proxy_server_up", "server", "dead") != 0 {
 		t.Error("dead server not marked down passively")
 	}
-	proxytest.Eventually(t, 2*time.Second, "dead retried", func() bool {
+	testenv.EventuallyWithin(t, 2*time.Second, "dead retried", func() bool {
 		return r.metric("wharf_proxy_server_up", "server", "dead") == 1
 	})
 }
@@ -322,7 +323,7 @@ address = %q
 		if wantOpen {
 			want = 0
 		}
-		proxytest.Eventually(t, time.Second, "acl counter", func() bool {
+		testenv.EventuallyWithin(t, time.Second, "acl counter", func() bool {
 			return r.metric("wharf_proxy_frontend_rejected_total", "reason", "acl") == want
 		})
 	}
@@ -392,7 +393,7 @@ send_proxy = %q
 		if time.Since(t0) > 2*time.Second {
 			t.Errorf("%s: took %s to close", name, time.Since(t0))
 		}
-		proxytest.Eventually(t, time.Second, name+" counted as "+reason, func() bool {
+		testenv.EventuallyWithin(t, time.Second, name+" counted as "+reason, func() bool {
 			return r.metric("wharf_proxy_frontend_rejected_total", "reason", reason) == 1
 		})
 	}
@@ -524,7 +525,7 @@ address = %q
 	}
 	// Wait for the count, not only for active == 0: on a loaded machine
 	// active can read 0 before the 20 connections are even accepted.
-	proxytest.Eventually(t, 5*time.Second, "idle connections closed", func() bool {
+	testenv.EventuallyWithin(t, 5*time.Second, "idle connections closed", func() bool {
 		return r.metric("wharf_proxy_frontend_idle_closed_total") >= 21 && r.metric("wharf_proxy_frontend_active") == 0
 	})
 	if n := r.metric("wharf_proxy_frontend_idle_closed_total"); n != 21 {
@@ -584,7 +585,7 @@ func TestGracefulShutdown(t *testing.T) {
 		done <- r.f.Shutdown(ctx)
 	}()
 	// New connections are refused, the open one still works.
-	proxytest.Eventually(t, time.Second, "listener closed", func() bool {
+	testenv.EventuallyWithin(t, time.Second, "listener closed", func() bool {
 		c2, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c2.Close()
@@ -671,7 +672,7 @@ send_proxy = "v1"
 	if err := tc.Handshake(); err == nil {
 		t.Error("handshake for an unrouted name succeeded")
 	}
-	proxytest.Eventually(t, time.Second, "no_backend counted", func() bool {
+	testenv.EventuallyWithin(t, time.Second, "no_backend counted", func() bool {
 		return r.metric("wharf_proxy_frontend_rejected_total", "reason", "no_backend") == 1
 	})
 }

@@ -181,18 +181,6 @@ func SettleGoroutines(t testing.TB, base, slack int) {
 	}
 }
 
-// Eventually polls cond every 10ms for up to d, failing with what.
-func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Lines joins lines with "\n" and a final newline.
 func Lines(l ...string) string { return strings.Join(l, "\n") + "\n" }
 
