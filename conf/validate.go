@@ -186,9 +186,22 @@ func (v *validator) admin() {
 	if l == "off" {
 		return
 	}
-	if _, _, err := parseHostPort(l, true); err != nil {
+	host, port, err := parseHostPort(l, true)
+	if err != nil {
 		v.errAt("admin.listen", "%v (or \"off\" to disable the admin listener)", err)
+		return
 	}
+	// The admin listener takes a TCP port like a bind: the overlap check
+	// compares it with every frontend's (wharf run could not start both).
+	var ips []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{a.Unmap()}
+	} else if ips, err = resolve(host); err != nil {
+		v.errAt("admin.listen", "%v", err)
+		return
+	}
+	b := Bind{Scheme: "tcp", Host: host, Port: port, Addr: net.JoinHostPort(host, strconv.Itoa(port))}
+	v.binds = append(v.binds, boundAddr{path: "admin.listen", b: b, ips: ips})
 }
 
 func (v *validator) global() {
@@ -372,8 +385,12 @@ func (v *validator) overlaps() {
 			if a.b.Addr == b.b.Addr {
 				what = "duplicates"
 			}
-			v.errAt(b.path, "%s://%s %s %s://%s of frontend %s (%s); one socket cannot serve both",
-				b.b.Scheme, b.b.Addr, what, a.b.Scheme, a.b.Addr, a.frontend, a.path)
+			owner := "frontend " + a.frontend
+			if a.frontend == "" {
+				owner = "the admin listener"
+			}
+			v.errAt(b.path, "%s://%s %s %s://%s of %s (%s); one socket cannot serve both",
+				b.b.Scheme, b.b.Addr, what, a.b.Scheme, a.b.Addr, owner, a.path)
 		}
 	}
 }
