@@ -203,7 +203,7 @@ func sinkSection() section {
 // bufferSection is a sink's disk buffer table.
 var bufferSection = section{
 	Title: "[sink.NAME.buffer]", Table: "sink.NAME.buffer",
-	Intro: "An optional disk buffer for any sink: its queue becomes an append-only segment log (records with length and CRC) in `dir`. A message leaves it only after the sink confirmed it (Kafka: acknowledged at `required_acks`; syslog TCP: written), so what is unconfirmed survives a crash or restart and is delivered after it (at-least-once: duplicates possible, loss not). A torn or corrupt record is skipped and counted. `queue_size`/`queue_bytes` do not apply to a buffered sink. A reload cannot change a buffered sink's settings (restart for that).",
+	Intro: "An optional disk buffer for any sink: its queue becomes an append-only segment log (records with length and CRC) in `dir`. A message leaves it only after the sink confirmed it (Kafka: acknowledged at `required_acks`; syslog TCP: written), so what is unconfirmed survives a crash or restart and is delivered after it (at-least-once: duplicates possible, loss not). A torn or corrupt record is skipped and counted. `queue_size`/`queue_bytes` do not apply to a buffered sink. A reload can add, remove and add back a buffered sink (a removed one stops draining and lets go of its directory as soon as it is added back; what it had not delivered is delivered by the new one); changing the settings of a running buffered sink needs a restart.",
 	Keys: []KeyDoc{
 		{"dir", "string", "required", "Directory of this sink's buffer (created if missing; one sink per directory, enforced with a lock)."},
 		{"max_bytes", "size", "`" + DefaultBufferMaxBytes.String() + "`", "Most bytes of segment files on disk."},

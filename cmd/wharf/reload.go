@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 	"wharf/metrics"
 	"wharf/route"
 	"wharf/sinks"
+	"wharf/sinks/diskbuf"
 )
 
 // syslogBind is one bind of a syslog frontend, keyed as configured.
@@ -148,6 +150,9 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	retired := g.retireRunners(next.runners)
 	g.routes.Store(tab)
 	oldCfg := g.cfg
+	for name, b := range next.buffers {
+		g.buffers[name] = b
+	}
 	g.cfg, g.sinks, g.runners = cfg, next.sinks, next.runners
 
 	// 4. Listeners: keep, update, open, close.
@@ -179,21 +184,58 @@ func (g *gateway) reload(cfg *conf.Config) error {
 type sinkSet struct {
 	sinks   map[string]sinks.Sink
 	runners map[string]*sinks.Runner
+	buffers map[string]*diskbuf.Buffer // of the built sinks that have one
 	built   []string
 }
 
-// abort closes the sinks built for a config that is not applied.
+// abort closes the sinks and buffers built for a config that is not
+// applied.
 func (n *sinkSet) abort() {
 	for _, name := range n.built {
 		n.sinks[name].Close()
 	}
+	for _, b := range n.buffers {
+		b.Close()
+	}
+}
+
+// closingBuffer is a buffered sink removed by a reload: its runner drains
+// what it can into the sink (until shutdown_timeout), then its buffer
+// closes with the rest still on disk. cancel cuts the draining short.
+type closingBuffer struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// bufferHolder returns the running sink whose disk buffer is dir, or "".
+func (g *gateway) bufferHolder(dir string) string {
+	for name, sc := range g.cfg.Sinks {
+		if sc.Buffer != nil && g.buffers[name] != nil && filepath.Clean(sc.Buffer.Dir) == filepath.Clean(dir) {
+			return name
+		}
+	}
+	return ""
+}
+
+// finishClosing makes sure no removed sink still holds the buffer in dir:
+// a sink added back takes its buffer over at once (what the removed one
+// had not delivered stays on disk and is delivered by the new one).
+func (g *gateway) finishClosing(dir string) {
+	dir = filepath.Clean(dir)
+	cb := g.closing[dir]
+	if cb == nil {
+		return
+	}
+	cb.cancel()
+	<-cb.done
+	delete(g.closing, dir)
 }
 
 // reloadSinks keeps the running sinks whose settings did not change and
 // builds the new and changed ones (runners not started). On any error it
 // closes what it built and reports every problem.
 func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
-	next := &sinkSet{sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}}
+	next := &sinkSet{sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{}}
 	var errs []string
 	for _, name := range sortedKeys(cfg.Sinks) {
 		sc := cfg.Sinks[name]
@@ -201,17 +243,34 @@ func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
 			next.sinks[name], next.runners[name] = g.sinks[name], g.runners[name]
 			continue
 		}
-		if old, ok := g.cfg.Sinks[name]; (ok && old.Buffer != nil) || sc.Buffer != nil {
-			errs = append(errs, fmt.Sprintf("sink %q has a disk buffer: changing or adding a buffered sink needs a restart (its buffer directory is locked by the running sink)", name))
-			continue
+		if sc.Buffer != nil {
+			if holder := g.bufferHolder(sc.Buffer.Dir); holder == name {
+				errs = append(errs, fmt.Sprintf("sink %q has a disk buffer: changing its settings needs a restart (its buffer directory %s is held by the running sink); adding, removing and re-adding buffered sinks works by reload", name, sc.Buffer.Dir))
+				continue
+			} else if holder != "" {
+				errs = append(errs, fmt.Sprintf("sink %q: buffer dir %s is held by the running sink %q; remove that sink by one reload, then give its dir to %q by the next", name, sc.Buffer.Dir, holder, name))
+				continue
+			}
 		}
 		s, err := sinks.New(name, sc)
 		if err != nil {
 			errs = append(errs, err.Error())
 			continue
 		}
+		rc := sinks.RunnerConfigFrom(sc)
+		if sc.Buffer != nil {
+			g.finishClosing(sc.Buffer.Dir)
+			b, spool, err := openBuffer(name, sc, g.reg, g.log)
+			if err != nil {
+				s.Close()
+				errs = append(errs, err.Error())
+				continue
+			}
+			next.buffers[name] = b
+			rc.Spool = spool
+		}
 		next.sinks[name] = s
-		next.runners[name] = sinks.NewRunner(name, s, sinks.RunnerConfigFrom(sc), g.reg, g.log.With("sink", name))
+		next.runners[name] = sinks.NewRunner(name, s, rc, g.reg, g.log.With("sink", name))
 		next.built = append(next.built, name)
 	}
 	if len(errs) > 0 {
@@ -233,11 +292,16 @@ func (g *gateway) retireRunners(next map[string]*sinks.Runner) []*sinks.Runner {
 		}
 		if b := g.buffers[name]; b != nil {
 			delete(g.buffers, name)
+			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Global.ShutdownTimeout.Duration)
+			cb := &closingBuffer{cancel: cancel, done: make(chan struct{})}
+			g.closing[filepath.Clean(g.cfg.Sinks[name].Buffer.Dir)] = cb
 			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Global.ShutdownTimeout.Duration)
+				defer close(cb.done)
 				defer cancel()
 				r.Close(ctx)
-				b.Close()
+				if err := b.Close(); err != nil {
+					g.log.Error("closing the disk buffer of a removed sink", "sink", name, "err", err)
+				}
 			}()
 			continue
 		}

@@ -42,6 +42,7 @@ type gateway struct {
 	sinks     map[string]sinks.Sink
 	runners   map[string]*sinks.Runner
 	buffers   map[string]*diskbuf.Buffer  // disk buffers, closed after their runner
+	closing   map[string]*closingBuffer   // by dir: buffered sinks a reload removed, still closing
 	dead      map[string]*deadletter.File // dead-letter files by path; set at bind time (a change applies at restart)
 	routes    route.Holder
 	listeners map[string]*ingest.Listener // by scheme://addr as configured
@@ -67,7 +68,7 @@ func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 // With openBuffers false (wharf check), disk buffers are left alone: a
 // running wharf holds their locks.
 func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, openBuffers bool) (*gateway, error) {
-	g := &gateway{cfg: cfg, log: log, reg: reg, sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{}, dead: map[string]*deadletter.File{}, listeners: map[string]*ingest.Listener{}}
+	g := &gateway{cfg: cfg, log: log, reg: reg, sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{}, closing: map[string]*closingBuffer{}, dead: map[string]*deadletter.File{}, listeners: map[string]*ingest.Listener{}}
 	var errs []string
 	for _, name := range sortedKeys(cfg.Sinks) {
 		sc := cfg.Sinks[name]
@@ -230,6 +231,14 @@ func (g *gateway) stop(timeout time.Duration) {
 	}
 	for range g.runners {
 		<-done
+	}
+	for _, cb := range g.closing { // buffered sinks removed by a reload
+		select {
+		case <-cb.done:
+		case <-ctx.Done():
+			cb.cancel()
+			<-cb.done
+		}
 	}
 	if g.admin != nil {
 		actx, acancel := context.WithTimeout(context.Background(), time.Second)

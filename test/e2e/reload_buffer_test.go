@@ -1,0 +1,191 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"wharf/internal/testenv"
+)
+
+// switchedCollector is an octet-counting TCP syslog receiver that can be
+// taken down (listener and connections closed) and brought back on the
+// same address.
+type switchedCollector struct {
+	addr string
+	sink lineSink
+	mu   sync.Mutex
+	ln   net.Listener
+	cs   []net.Conn
+}
+
+func (c *switchedCollector) up(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.ln = ln
+	c.mu.Unlock()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.cs = append(c.cs, conn)
+			c.mu.Unlock()
+			go func() {
+				r := bufio.NewReaderSize(conn, 64<<10)
+				for {
+					var n int
+					if _, err := fmt.Fscanf(r, "%d ", &n); err != nil {
+						return
+					}
+					b := make([]byte, n)
+					if _, err := io.ReadFull(r, b); err != nil {
+						return
+					}
+					c.sink.mu.Lock()
+					c.sink.msgs = append(c.sink.msgs, string(b))
+					c.sink.mu.Unlock()
+				}
+			}()
+		}
+	}()
+}
+
+func (c *switchedCollector) down() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ln != nil {
+		c.ln.Close()
+		c.ln = nil
+	}
+	for _, conn := range c.cs {
+		conn.Close()
+	}
+	c.cs = nil
+}
+
+// postReload asks wharf to reload its config file and returns the status
+// and answer.
+func postReload(t *testing.T, admin string) (int, string) {
+	t.Helper()
+	resp, err := http.Post("http://"+admin+"/reload", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitLedger waits until the collector holds every number of key below n.
+func waitLedger(t *testing.T, s *lineSink, key string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got, _, foreign := ledger(s.snapshot(), key, n)
+		if foreign > 0 {
+			t.Fatalf("%d %s messages that were never sent", foreign, key)
+		}
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d %s messages delivered", got, n, key)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReloadRemoveAndAddBufferedSink guards against a buffered sink that
+// was removed by a reload not being addable again by a reload ("buffer
+// directory is locked") until a restart (#12). The sink is removed while
+// its collector is down and 300 messages wait in its buffer, added back
+// by the next reload at once (the removed runner still draining), and
+// once the collector returns they arrive, with everything sent later.
+func TestReloadRemoveAndAddBufferedSink(t *testing.T) {
+	port := testenv.FreePort(t)
+	col := &switchedCollector{addr: testenv.ClosedAddr(t)}
+	col.up(t)
+	defer col.down()
+	dir := t.TempDir()
+	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	buffered := fmt.Sprintf(`
+[admin]
+listen = %q
+[global]
+shutdown_timeout = "30s"
+[frontend.edge]
+bind = ["tcp://127.0.0.1:%d"]
+sinks = ["c"]
+[sink.c]
+type = "syslog"
+servers = ["tcp://%s"]
+dial_timeout = "200ms"
+retry_backoff = "50ms"
+retry_max_backoff = "200ms"
+[sink.c.buffer]
+dir = %q
+[sink.f]
+type = "file"
+path = %q
+`, admin, port, col.addr, filepath.Join(dir, "buf"), filepath.Join(dir, "f.log"))
+	removed := strings.Replace(strings.Split(buffered, "[sink.c]")[0], `sinks = ["c"]`, `sinks = ["f"]`, 1) +
+		fmt.Sprintf("[sink.f]\ntype = \"file\"\npath = %q\n", filepath.Join(dir, "f.log"))
+	write := func(cfg string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := startIn(t, dir, admin, buffered)
+	send := func(key string, n int) {
+		t.Helper()
+		msgs := make([]string, n)
+		for i := range msgs {
+			msgs[i] = fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - %s%d", key, i)
+		}
+		sendTCP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+	}
+	send("one=", 100)
+	waitLedger(t, &col.sink, "one=", 100, 20*time.Second)
+
+	col.down()
+	send("two=", 300)
+	if got := in.waitMetric(300, 20*time.Second, "wharf_buffer_pending_records"); got != 300 {
+		t.Fatalf("%v messages pending in the buffer, want 300", got)
+	}
+	write(removed)
+	if code, body := postReload(t, admin); code != 200 {
+		t.Fatalf("reload removing the buffered sink: %d %s", code, body)
+	}
+	write(buffered)
+	if code, body := postReload(t, admin); code != 200 {
+		t.Fatalf("reload adding the buffered sink back: %d %s", code, body)
+	}
+	col.up(t)
+	waitLedger(t, &col.sink, "two=", 300, 30*time.Second)
+	send("three=", 100)
+	waitLedger(t, &col.sink, "three=", 100, 20*time.Second)
+	if d := in.metric("wharf_sink_dropped_total"); d != 0 {
+		t.Errorf("dropped %v messages across remove and re-add", d)
+	}
+	received := in.metric("wharf_frontend_received_total")
+	if received != 500 {
+		t.Errorf("wharf read %v messages, sent 500", received)
+	}
+	in.stop()
+}
