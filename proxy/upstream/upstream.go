@@ -77,7 +77,8 @@ type Backend struct {
 
 	mu      sync.Mutex
 	servers []*Server
-	next    int // leastconn tie-break rotation
+	next    int      // leastconn tie-break rotation
+	pick    selector // the balance policy, resolved once by New
 
 	noServer *metrics.Counter
 
@@ -94,6 +95,10 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 	(&conf.Config{Backends: map[string]*conf.Backend{c.Name: &c}}).ApplyDefaults()
 	cfg = &c
 	b := &Backend{Name: cfg.Name, cfg: *cfg, log: log.With("backend", cfg.Name), stop: make(chan struct{})}
+	b.pick = policies[cfg.Balance]
+	if b.pick == nil {
+		return nil, fmt.Errorf("proxy/upstream: backend %s: balance %q is not one of roundrobin, leastconn, source", cfg.Name, cfg.Balance)
+	}
 	if len(cfg.Servers) == 0 {
 		return nil, fmt.Errorf("proxy/upstream: backend %s has no servers; add [[backend.%s.server]]", cfg.Name, cfg.Name)
 	}
@@ -152,21 +157,25 @@ func (s *Server) eligible(tried []*Server) bool {
 // server qualifies.
 func (b *Backend) Pick(client netip.Addr, tried []*Server) *Server {
 	b.mu.Lock()
-	var s *Server
-	switch b.cfg.Balance {
-	case "leastconn":
-		s = b.pickLeastConn(tried)
-	case "source":
-		s = b.pickSource(client, tried)
-	default:
-		s = b.pickRoundRobin(tried)
-	}
+	s := b.pick(b, client, tried)
 	if s != nil {
 		s.active.Add(1)
 		s.activeGauge.Add(1)
 	}
 	b.mu.Unlock()
 	return s
+}
+
+// selector is a balance policy: it picks among b's eligible servers (up,
+// below maxconn, not in tried), with b.mu held, or returns nil.
+type selector func(b *Backend, client netip.Addr, tried []*Server) *Server
+
+// policies are the balance policies by config name; New resolves a
+// backend's once, so a pick does not switch on a string.
+var policies = map[string]selector{
+	"roundrobin": func(b *Backend, _ netip.Addr, tried []*Server) *Server { return b.pickRoundRobin(tried) },
+	"leastconn":  func(b *Backend, _ netip.Addr, tried []*Server) *Server { return b.pickLeastConn(tried) },
+	"source":     (*Backend).pickSource,
 }
 
 // Release ends a connection or request Pick counted.

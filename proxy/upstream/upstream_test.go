@@ -139,3 +139,13 @@ func BenchmarkPick(b *testing.B) {
 		})
 	}
 }
+
+// The balance policy is resolved once, by New: an unknown one is an
+// error there (it used to fall back to round robin on every pick).
+func TestUnknownBalance(t *testing.T) {
+	bc := &conf.Backend{Name: "b", Balance: "random", Servers: []conf.Server{{Address: "127.0.0.1:1"}}}
+	_, err := New(bc, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), `balance "random" is not one of`) {
+		t.Errorf("New with balance random: %v", err)
+	}
+}
