@@ -42,10 +42,17 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		if f.TLSCert != "" || f.TLSKey != "" {
 			v.errAt(p, "tls_cert/tls_key apply to mode http only; a tcp frontend passes TLS through (see sni_routing)")
 		}
+		if len(f.TLSCiphers) > 0 {
+			v.errAt(p+".tls_ciphers", "tls_ciphers applies to mode http with tls_cert only; a tcp frontend passes TLS through")
+		}
 	} else {
 		if (f.TLSCert == "") != (f.TLSKey == "") {
 			v.errAt(p, "set both tls_cert and tls_key to terminate TLS, or neither")
 		}
+		if len(f.TLSCiphers) > 0 && f.TLSCert == "" {
+			v.errAt(p+".tls_ciphers", "tls_ciphers applies when the frontend terminates TLS (tls_cert and tls_key)")
+		}
+		v.tlsCiphers(p, f.TLSCiphers)
 		for _, k := range []struct{ key, file string }{{"tls_cert", f.TLSCert}, {"tls_key", f.TLSKey}} {
 			if k.file == "" {
 				continue

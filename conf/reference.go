@@ -95,6 +95,7 @@ var baseSections = []section{
 			{"tls_key", "string", "required with a `tls://` bind", "PEM private key file for `tls_cert`."},
 			{"tls_client_ca", "string", "none", "PEM file of CA certificates: when set, `tls://` binds require a client certificate signed by one of them (mutual TLS). A client without one, or with one from another CA, is refused and counted (`wharf_frontend_rejected_total{reason=\"tls_handshake\"}`, as is any failed handshake)."},
 			{"tls_min_version", "string", q(DefaultTLSMinVersion) + " (tls)", "Lowest TLS version accepted on `tls://` binds: `1.2` or `1.3`."},
+			{"tls_ciphers", "array of strings", "ECDHE AEAD suites", "`tls://` binds: " + TLSCiphersDoc + " HAProxy: `ssl-default-bind-ciphers` (OpenSSL names, e.g. `ECDHE-ECDSA-AES128-GCM-SHA256`)."},
 			{"header_timeout", "duration", dur(DefaultTLSHandshakeTimeout) + " (tls)", "`tls://` binds: bound on the TLS handshake; a client that has not finished it by then is closed and counted (`reason=\"tls_handshake\"`)."},
 			{"relp_window", "integer", fmt.Sprint(DefaultRELPWindow) + " (relp)", "`relp://` and `relp+tls://` binds: most RELP transactions one session may have unanswered, 1-" + fmt.Sprint(MaxRELPWindow) + ". Beyond it wharf stops reading from that sender until answers go out (TCP flow control holds it back); memory per session stays about this many messages. The default is librelp's (and so rsyslog omrelp's) window."},
 			{"relp_ack", "string", q(DefaultRELPAck) + " (relp)", "When a RELP message is acknowledged (`rsp 200`) to its sender: `queued` (in every sink's queue: lost if wharf dies before delivering it), `durable` (in every sink's disk buffer, which every sink the frontend sends to must have: survives `kill -9` of wharf; with `fsync = \"always\"` also a machine crash) or `delivered` (every sink delivered it: Kafka acknowledged it at `required_acks`, a syslog collector accepted it; a sink with a disk buffer counts once stored there). A message wharf drops by policy (no route, `on_error = \"drop\"`) is acknowledged; one a sink drops (queue full, retries exhausted, shutdown) is not: the session is closed and the sender sends it again. Unacknowledged messages are resent by the sender after it reconnects, so each level is at-least-once: duplicates are possible."},
@@ -134,6 +135,7 @@ var baseSections = []section{
 			{"max_header_bytes", "size", "`" + DefaultMaxHeaderBytes.String() + "` (http)", "`http` only: longest request header; longer gets 431."},
 			{"tls_cert", "string", "none", "`http` only: PEM certificate (chain) file; with `tls_key`, the frontend terminates TLS."},
 			{"tls_key", "string", "none", "`http` only: PEM private key file for `tls_cert`."},
+			{"tls_ciphers", "array of strings", "ECDHE AEAD suites", "`http` frontends with `tls_cert`: " + TLSCiphersDoc + " HAProxy: `ciphers` on the `bind` line."},
 		},
 	},
 	{

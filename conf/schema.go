@@ -154,6 +154,10 @@ type Frontend struct {
 	// TLSMinVersion is the lowest TLS version accepted on syslog tls://
 	// binds: "1.2" (default) or "1.3".
 	TLSMinVersion string `toml:"tls_min_version"`
+	// TLSCiphers lists the TLS 1.2 cipher suites offered (IANA names, as
+	// Go's crypto/tls spells them); empty offers only the ECDHE AEAD suites
+	// (DefaultTLSCiphers). TLS 1.3 suites are not configurable.
+	TLSCiphers []string `toml:"tls_ciphers"`
 
 	// DeadLetter, when set, is a file that keeps the raw bytes of every
 	// message this frontend drops, with the reason, as JSON lines.

@@ -26,6 +26,76 @@ func ParseTLSVersion(s string) (uint16, error) {
 	return 0, fmt.Errorf("TLS version %q: use \"1.2\" or \"1.3\" (older versions are broken)", s)
 }
 
+// DefaultTLSCiphers are the TLS 1.2 suites offered when tls_ciphers is
+// unset: ECDHE key exchange (forward secrecy) with an AEAD cipher only.
+// Go's own default adds the CBC suites with SHA-1 MACs (Lucky13-class
+// padding oracles, no AEAD), which current guidance (Mozilla
+// "intermediate", BSI TR-02102-2, NIST SP 800-52r2) no longer offers; every
+// TLS 1.2 stack of the last decade (rsyslog/GnuTLS, syslog-ng/OpenSSL,
+// Kafka's JVM, browsers, curl) has the GCM suites. TLS 1.3 is unaffected.
+var DefaultTLSCiphers = []string{
+	"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+	"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+	"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+	"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+	"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+	"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+}
+
+// TLSCiphersDoc is the reference text of every tls_ciphers key, after
+// the scope ("`tls://` binds: ").
+const TLSCiphersDoc = "TLS 1.2 cipher suites to offer, in order. Unset: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305 only (forward secrecy, AEAD); Go's own default would add the CBC suites with SHA-1 MACs, which current guidance (Mozilla intermediate, NIST SP 800-52r2) drops. List more only for a peer that has nothing better, e.g. `[\"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA\"]` for old gear. Names are IANA's as Go's crypto/tls spells them; an unknown or TLS 1.3 name is an error, a suite Go classes as insecure is warned about. TLS 1.3 suites are all AEAD and not configurable."
+
+// ParseTLSCiphers maps tls_ciphers names (IANA, as crypto/tls spells
+// them, e.g. "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA") to suite IDs, in the
+// order given; nil or empty gives DefaultTLSCiphers. weak lists the names
+// Go classes as insecure (RC4, 3DES, CBC with SHA-256, RSA key exchange
+// with CBC-SHA256), for a warning. TLS 1.3 names are refused: Go does not
+// let them be chosen.
+func ParseTLSCiphers(names []string) (ids []uint16, weak []string, err error) {
+	if len(names) == 0 {
+		names = DefaultTLSCiphers
+	}
+	byName := map[string]*tls.CipherSuite{}
+	for _, cs := range tls.CipherSuites() {
+		byName[cs.Name] = cs
+	}
+	insecure := map[string]bool{}
+	for _, cs := range tls.InsecureCipherSuites() {
+		byName[cs.Name] = cs
+		insecure[cs.Name] = true
+	}
+	for _, n := range names {
+		cs := byName[n]
+		switch {
+		case cs == nil:
+			return nil, nil, fmt.Errorf("unknown cipher suite %q: use IANA names as Go spells them, e.g. %q", n, DefaultTLSCiphers[1])
+		case len(cs.SupportedVersions) == 1 && cs.SupportedVersions[0] == tls.VersionTLS13:
+			return nil, nil, fmt.Errorf("%s is a TLS 1.3 suite, which is always on and cannot be chosen; tls_ciphers lists TLS 1.2 suites", n)
+		}
+		if insecure[n] {
+			weak = append(weak, n)
+		}
+		ids = append(ids, cs.ID)
+	}
+	return ids, weak, nil
+}
+
+// tlsCiphers checks a tls_ciphers key at p.
+func (v *validator) tlsCiphers(p string, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	_, weak, err := ParseTLSCiphers(names)
+	if err != nil {
+		v.errAt(p+".tls_ciphers", "%v", err)
+		return
+	}
+	if len(weak) > 0 {
+		v.warn(p+".tls_ciphers", "%s: Go classes these suites as insecure; offer them only for a peer that has nothing better", strings.Join(weak, ", "))
+	}
+}
+
 // LoadCertPool reads a PEM file of CA certificates. A file without a
 // single certificate is an error (a key file given by mistake, say).
 func LoadCertPool(file string) (*x509.CertPool, error) {
@@ -93,7 +163,7 @@ func (v *validator) syslogTLS(p string, f *Frontend) {
 		}{
 			{"tls_cert", f.TLSCert != ""}, {"tls_key", f.TLSKey != ""},
 			{"tls_client_ca", f.TLSClientCA != ""}, {"tls_min_version", f.TLSMinVersion != ""},
-			{"header_timeout", f.HeaderTimeout.Duration != 0},
+			{"header_timeout", f.HeaderTimeout.Duration != 0}, {"tls_ciphers", len(f.TLSCiphers) > 0},
 		} {
 			if k.set {
 				v.errAt(p+"."+k.key, "key %s applies to tls:// binds only; this frontend has none (write bind = [\"tls://0.0.0.0:6514\"])", k.key)
@@ -117,6 +187,7 @@ func (v *validator) syslogTLS(p string, f *Frontend) {
 	if _, err := ParseTLSVersion(f.TLSMinVersion); err != nil {
 		v.errAt(p+".tls_min_version", "%v", err)
 	}
+	v.tlsCiphers(p, f.TLSCiphers)
 	if f.HeaderTimeout.Duration < 0 {
 		v.errAt(p+".header_timeout", "must not be negative")
 	}

@@ -221,11 +221,22 @@ type ClientTLS struct {
 	// TLSInsecureSkipVerify accepts any server certificate. For tests only:
 	// it makes TLS open to interception.
 	TLSInsecureSkipVerify bool `toml:"tls_insecure_skip_verify"`
+	// TLSCiphers lists the TLS 1.2 cipher suites offered to the server
+	// (IANA names as Go spells them); empty offers only the ECDHE AEAD
+	// suites (DefaultTLSCiphers).
+	TLSCiphers []string `toml:"tls_ciphers"`
 }
 
 // IsSet reports whether any of the keys is set.
 func (t *ClientTLS) IsSet() bool {
-	return t.TLSCA != "" || t.TLSCert != "" || t.TLSKey != "" || t.TLSServerName != "" || t.TLSInsecureSkipVerify
+	return t.TLSCA != "" || t.TLSCert != "" || t.TLSKey != "" || t.TLSServerName != "" || t.TLSInsecureSkipVerify || len(t.TLSCiphers) > 0
+}
+
+// CipherSuites returns the suite IDs for tls.Config.CipherSuites:
+// TLSCiphers, or DefaultTLSCiphers when it is empty.
+func (t *ClientTLS) CipherSuites() ([]uint16, error) {
+	ids, _, err := ParseTLSCiphers(t.TLSCiphers)
+	return ids, err
 }
 
 // Validate checks the pair and the CA file, and warns about skipped
@@ -241,6 +252,13 @@ func (t *ClientTLS) Validate(c *SinkCheck) {
 	if t.TLSCA != "" {
 		if _, err := LoadCertPool(t.TLSCA); err != nil {
 			c.Errorf("tls_ca", "%v", err)
+		}
+	}
+	if len(t.TLSCiphers) > 0 {
+		if _, weak, err := ParseTLSCiphers(t.TLSCiphers); err != nil {
+			c.Errorf("tls_ciphers", "%v", err)
+		} else if len(weak) > 0 {
+			c.Warnf("tls_ciphers", "%s: Go classes these suites as insecure; offer them only for a peer that has nothing better", strings.Join(weak, ", "))
 		}
 	}
 	if t.TLSInsecureSkipVerify {
@@ -264,6 +282,9 @@ func (t *ClientTLS) Describe() string {
 	}
 	if t.TLSCert != "" {
 		parts = append(parts, "client cert "+t.TLSCert)
+	}
+	if len(t.TLSCiphers) > 0 {
+		parts = append(parts, "ciphers "+strings.Join(t.TLSCiphers, ":"))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -90,8 +90,13 @@ func (t *tlsBind) load(fe *conf.Frontend) error {
 	if err != nil {
 		return fmt.Errorf("ingest: frontend %q: tls_min_version: %w", fe.Name, err)
 	}
+	ciphers, _, err := conf.ParseTLSCiphers(fe.TLSCiphers)
+	if err != nil {
+		return fmt.Errorf("ingest: frontend %q: tls_ciphers: %w", fe.Name, err)
+	}
 	cfg := &tls.Config{
 		MinVersion:     minVersion,
+		CipherSuites:   ciphers,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return t.cert.Load(), nil },
 	}
 	if fe.TLSClientCA != "" {

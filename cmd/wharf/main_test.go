@@ -182,3 +182,34 @@ func TestConfigArgument(t *testing.T) {
 	f([]string{"check", "-c", bad, good}, 2, "", "wharf check: config file given twice: -c "+bad+" and "+good)
 	f([]string{"run", good, "extra"}, 2, "", `wharf run: unexpected argument "extra"`)
 }
+
+// tls_ciphers is checked by `wharf check`: unknown and TLS 1.3 names are
+// errors, suites Go classes as insecure a warning.
+func TestCheckTLSCiphers(t *testing.T) {
+	f := func(extra string, wantCode int, want ...string) {
+		t.Helper()
+		config := `
+[frontend.a]
+bind = ["tcp://127.0.0.1:0"]
+sinks = ["out"]
+[sink.out]
+type = "syslog"
+servers = ["tls://127.0.0.1:6514"]
+` + extra
+		path := filepath.Join(t.TempDir(), "wharf.toml")
+		os.WriteFile(path, []byte(config), 0o644)
+		var out, errOut bytes.Buffer
+		if code := run([]string{"check", "-c", path}, &out, &errOut); code != wantCode {
+			t.Fatalf("exit %d, want %d\n%s%s", code, wantCode, out.String(), errOut.String())
+		}
+		for _, w := range want {
+			if !strings.Contains(errOut.String(), w) {
+				t.Errorf("output lacks %q:\n%s", w, errOut.String())
+			}
+		}
+	}
+	f(`tls_ciphers = ["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"]`, 0)
+	f(`tls_ciphers = ["ECDHE-RSA-AES128-SHA"]`, 2, `sink.out.tls_ciphers: unknown cipher suite "ECDHE-RSA-AES128-SHA"`)
+	f(`tls_ciphers = ["TLS_AES_128_GCM_SHA256"]`, 2, "TLS 1.3 suite")
+	f(`tls_ciphers = ["TLS_RSA_WITH_3DES_EDE_CBC_SHA"]`, 0, "warning: sink.out.tls_ciphers: TLS_RSA_WITH_3DES_EDE_CBC_SHA: Go classes these suites as insecure")
+}

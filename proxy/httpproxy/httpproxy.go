@@ -157,8 +157,12 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		if err != nil {
 			return nil, fmt.Errorf("proxy/http: frontend %s: cannot load tls_cert %s / tls_key %s: %w", cfg.Name, cfg.TLSCert, cfg.TLSKey, err)
 		}
+		ciphers, _, err := conf.ParseTLSCiphers(cfg.TLSCiphers)
+		if err != nil {
+			return nil, fmt.Errorf("proxy/http: frontend %s: tls_ciphers: %w", cfg.Name, err)
+		}
 		// Only HTTP/1.1 is offered: the lean path does not speak h2.
-		f.tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
+		f.tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12, CipherSuites: ciphers}
 	}
 	return f, nil
 }

@@ -103,6 +103,7 @@ var configType = conf.SinkType{
 		{Key: "tls_key", Type: "string", Default: "none", Doc: "Private key file for `tls_cert`."},
 		{Key: "tls_server_name", Type: "string", Default: "each broker's host", Doc: "Name the broker certificates must carry, when it differs from the host the broker advertises."},
 		{Key: "tls_insecure_skip_verify", Type: "boolean", Default: "`false`", Doc: "Accept any broker certificate. **For tests only**; warned about by `wharf check`."},
+		{Key: "tls_ciphers", Type: "array of strings", Default: "ECDHE AEAD suites", Doc: "Brokers: " + conf.TLSCiphersDoc + " Kafka: `ssl.cipher.suites`."},
 		{Key: "sasl_mechanism", Type: "string", Default: "none", Doc: "SASL authentication: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (Kafka's `sasl.mechanism`). `PLAIN` without TLS is warned about: it sends the password in clear."},
 		{Key: "sasl_username", Type: "string", Default: "none", Doc: "SASL user; required with `sasl_mechanism`."},
 		{Key: "sasl_password", Type: "string", Default: "none", Doc: "SASL password; required with `sasl_mechanism`. Keep the config file's permissions tight (0600)."},

@@ -110,11 +110,17 @@ func parseOptions(name string, cfg *conf.Sink) (options, error) {
 	return o, errors.Join(errs...)
 }
 
-// clientTLS builds the brokers' TLS config: minimum 1.2, tls_ca (else the
-// system roots), tls_cert/tls_key for mutual TLS.
+// clientTLS builds the brokers' TLS config: minimum 1.2, tls_ciphers (else
+// the ECDHE AEAD suites), tls_ca (else the system roots), tls_cert/tls_key
+// for mutual TLS.
 func clientTLS(c *Config) (*tls.Config, error) {
+	ciphers, err := c.CipherSuites()
+	if err != nil {
+		return nil, err
+	}
 	t := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
+		CipherSuites:       ciphers,         // ECDHE AEAD only unless tls_ciphers says more
 		ServerName:         c.TLSServerName, // "" : kafka-go sets each broker's host
 		InsecureSkipVerify: c.TLSInsecureSkipVerify,
 	}

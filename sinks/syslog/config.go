@@ -59,6 +59,7 @@ var configType = conf.SinkType{
 		{Key: "tls_key", Type: "string", Default: "none", Doc: "`tls://` and `relp+tls://` servers: private key file for `tls_cert`."},
 		{Key: "tls_server_name", Type: "string", Default: "the server's host", Doc: "`tls://` and `relp+tls://` servers: name the collector's certificate must carry (and SNI sent), when it differs from the host in `servers`."},
 		{Key: "tls_insecure_skip_verify", Type: "boolean", Default: "`false`", Doc: "`tls://` and `relp+tls://` servers: accept any certificate. **For tests only**: it lets anyone on the path read and alter the logs. Warned about by `wharf check`."},
+		{Key: "tls_ciphers", Type: "array of strings", Default: "ECDHE AEAD suites", Doc: "`tls://` and `relp+tls://` servers: " + conf.TLSCiphersDoc + " HAProxy: `ssl-default-server-ciphers`."},
 	},
 }
 

@@ -159,11 +159,17 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 
 // clientTLS builds the TLS client config shared by a sink's tls:// servers:
 // tls_ca (else the system roots) verifies the server, tls_cert/tls_key is
-// the client certificate for collectors that require one. Files are read
+// the client certificate for collectors that require one, tls_ciphers the
+// TLS 1.2 suites offered. Files are read
 // once, when the sink is built (a config reload rebuilds changed sinks).
 func clientTLS(cfg *conf.ClientTLS) (*tls.Config, error) {
+	ciphers, err := cfg.CipherSuites()
+	if err != nil {
+		return nil, fmt.Errorf("tls_ciphers: %w", err)
+	}
 	c := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
+		CipherSuites:       ciphers, // ECDHE AEAD only unless tls_ciphers says more
 		ServerName:         cfg.TLSServerName,
 		InsecureSkipVerify: cfg.TLSInsecureSkipVerify, // documented as for tests only; wharf check warns
 	}

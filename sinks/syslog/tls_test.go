@@ -1,14 +1,18 @@
 package syslog
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
 	"wharf/internal/testpki"
 
 	"wharf/conf"
@@ -164,4 +168,62 @@ func TestCollectorTLS(t *testing.T) {
 	if got := collectorLines(t, filepath.Join(out, "mtls.log"), id+"-nocert", 0); len(got) != 0 {
 		t.Fatalf("collector accepted %d messages from a client without a certificate (last error %v)", len(got), err)
 	}
+}
+
+// Regression: syslog sinks offered collectors Go's default TLS 1.2 suites,
+// CBC with SHA-1 among them. The collector here records what a real
+// handshake offered.
+func TestClientOffersOnlyAEADSuites(t *testing.T) {
+	ca := testpki.NewCA(t, "test CA")
+	cert, _, _ := ca.ServerCert(t, "127.0.0.1")
+	offered := make(chan []uint16, 4)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			offered <- h.CipherSuites
+			return nil, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f := func(ciphers []string, want ...uint16) {
+		t.Helper()
+		s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{"tls://" + ln.Addr().String()}, ClientTLS: conf.ClientTLS{TLSCA: ca.File, TLSCiphers: ciphers}}})
+		defer s.Close()
+		if err := s.Write(ctx, msgs("<13>1 - h a - - - x")); err != nil {
+			t.Fatal(err)
+		}
+		var got []uint16
+		for _, id := range <-offered {
+			if id < 0x1300 || id > 0x13ff { // TLS 1.3 suites are always offered
+				got = append(got, id)
+			}
+		}
+		if !slices.Equal(got, want) {
+			names := func(ids []uint16) (n []string) {
+				for _, id := range ids {
+					n = append(n, tls.CipherSuiteName(id))
+				}
+				return n
+			}
+			t.Errorf("tls_ciphers %v: offered %v, want %v", ciphers, names(got), names(want))
+		}
+	}
+	f(nil, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256)
+	f([]string{"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"}, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA)
 }
