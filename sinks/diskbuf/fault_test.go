@@ -182,3 +182,37 @@ func TestReadOnlyHoldsBack(t *testing.T) {
 	}
 	drainFrom(t, b, 500, 600)
 }
+
+// TestDiskFullDropNewest: with on_full = "drop_newest" a full disk drops
+// (Append returns ErrUnwritable at once, it never waits), and the buffer
+// recovers by itself once what it holds is confirmed.
+func TestDiskFullDropNewest(t *testing.T) {
+	dir := filepath.Join(testenv.Tmpfs(t, "1m"), "buf")
+	b := openT(t, dir, Options{MaxTotalBytes: 64 << 20, MaxSegmentBytes: 16 << 20, OnFull: OnFullDropNewest, Fsync: FsyncNever})
+	defer b.Close()
+	stored := 0
+	for {
+		start := time.Now()
+		n, err := b.AppendBatch(context.Background(), [][]byte{numbered(stored)})
+		stored += n
+		if err != nil {
+			if !errors.Is(err, ErrUnwritable) {
+				t.Fatalf("Append on a full disk under drop_newest: %v, want ErrUnwritable", err)
+			}
+			if d := time.Since(start); d > 100*time.Millisecond {
+				t.Errorf("Append took %v under drop_newest: it must not wait", d)
+			}
+			break
+		}
+		if stored > 2000 {
+			t.Fatal("2000 records of 1000 bytes fit on a 1 MiB disk")
+		}
+	}
+	waitFault(t, b, "no space left on device")
+	drain(t, b, stored)
+	if _, err := b.AppendBatch(context.Background(), [][]byte{numbered(stored)}); err != nil {
+		t.Fatalf("Append after everything stored was confirmed: %v", err)
+	}
+	drainFrom(t, b, stored, stored+1)
+	waitNoFault(t, b)
+}

@@ -1,13 +1,17 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,4 +217,113 @@ func TestFaultDiskFull(t *testing.T) {
 		t.Errorf("dropped %v after the restart", d)
 	}
 	in2.stop()
+}
+
+// TestFaultBufferReadOnly: the filesystem under a disk buffer turns
+// read-only the way a failing disk makes ext4 do it (errors=remount-ro)
+// while a TCP sender streams at 5k msg/s and some UDP arrives. TCP must
+// be held back, UDP dropped and counted (spool_error), /readyz 503 naming
+// the read-only filesystem, what was stored still delivered. An ext4 in
+// emergency read-only mode only comes back by unmounting it, so wharf is
+// stopped (what it read and could not store is counted, reason closed,
+// and the exit status says so: 3), the disk remounted and wharf started
+// again: the ledger over both runs balances.
+func TestFaultBufferReadOnly(t *testing.T) {
+	faultTest(t)
+	mnt := testenv.Ext4(t, 32<<20)
+	bufDir := filepath.Join(mnt, "buf")
+	col := &switchedCollector{addr: testenv.ClosedAddr(t)}
+	col.up(t)
+	defer col.down()
+	tcpPort, udpPort := testenv.FreePort(t), testenv.FreePort(t)
+	cfg := diskBufferConfig(tcpPort, udpPort, col.addr, bufDir) + "[global]\nshutdown_timeout = \"2s\"\n"
+	cfg = strings.Replace(cfg, `max_bytes = "64MiB"`, "max_bytes = \"16MiB\"\nfsync = \"always\"", 1)
+	workDir, admin := t.TempDir(), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	in := startIn(t, workDir, admin, cfg)
+
+	sent := pacedSender(t, fmt.Sprintf("127.0.0.1:%d", tcpPort), 5000, 6*time.Second)
+	if got := in.waitMetric(5000, 10*time.Second, "wharf_sink_sent_total"); got < 5000 {
+		t.Fatalf("only %v delivered before the fault", got)
+	}
+	testenv.Ext4Error(t, mnt)
+	deadline := time.Now().Add(10 * time.Second)
+	for in.metric("wharf_buffer_writable") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("wharf_buffer_writable never went to 0 on a read-only disk")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	udp, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const nUDP = 200
+	for i := range nUDP {
+		fmt.Fprintf(udp, "<13>1 2026-11-25T10:00:00Z h app - - - udp=%d", i)
+		time.Sleep(time.Millisecond)
+	}
+	udp.Close()
+	r1 := in.metric("wharf_frontend_received_total")
+	time.Sleep(2 * time.Second)
+	code, body := getBody(t, "http://"+admin+"/readyz")
+	if code != 503 || !strings.Contains(body, "read-only file system") {
+		t.Errorf("/readyz on a read-only buffer disk = %d %q, want 503 naming the read-only filesystem", code, body)
+	}
+	if r2 := in.metric("wharf_frontend_received_total"); r2-r1 > 5000 {
+		t.Errorf("wharf read %v messages in 2 s on a read-only buffer disk: TCP not held back", r2-r1)
+	}
+	if other := in.metric("wharf_sink_dropped_total") - in.metric("wharf_sink_dropped_total", `reason="spool_error"`); other != 0 {
+		t.Errorf("%v drops other than spool_error (UDP) while read-only", other)
+	}
+	stored := in.metric("wharf_sink_sent_total")
+	spoolErr := in.metric("wharf_sink_dropped_total", `reason="spool_error"`)
+
+	// Stop: what wharf read but could not store is counted (closed).
+	in.cmd.Process.Signal(syscall.SIGTERM)
+	var exitErr error
+	select {
+	case exitErr = <-in.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("wharf did not stop within 30 s")
+	}
+	received := in.metric0(t, "received")
+	dropped := in.metric0(t, "sink_dropped")
+	var ee *exec.ExitError
+	if lost := in.metric0(t, "dropped_at_shutdown"); lost > 0 && (!errors.As(exitErr, &ee) || ee.ExitCode() != 3) {
+		t.Errorf("stop dropped %v accepted messages but exited %v, want status 3", lost, exitErr)
+	}
+	n := <-sent
+
+	testenv.Ext4Remount(t, mnt)
+	in2 := startIn(t, workDir, admin, cfg)
+	var msgs []string
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		msgs = col.sink.snapshot()
+		tcpGot, _, _ := ledger(msgs, "seq=", n)
+		udpGot, _, _ := ledger(msgs, "udp=", nUDP)
+		if float64(tcpGot+udpGot)+dropped >= received || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tcpGot, tcpDups, tcpForeign := ledger(msgs, "seq=", n)
+	udpGot, _, udpForeign := ledger(msgs, "udp=", nUDP)
+	t.Logf("sender wrote %d TCP + %d UDP; first run read %v, delivered %v before the stop, dropped %v (spool_error %v, at shutdown %v, exit %v); after remount and restart: %d TCP (%d dups) + %d UDP delivered in all",
+		n, nUDP, received, stored, dropped, spoolErr, in.metric0(t, "dropped_at_shutdown"), exitErr, tcpGot, tcpDups, udpGot)
+	if float64(tcpGot+udpGot)+dropped != received || tcpForeign+udpForeign != 0 {
+		t.Errorf("ledger: read %v != delivered %d + counted %v (%d never sent)", received, tcpGot+udpGot, dropped, tcpForeign+udpForeign)
+	}
+	in2.stop()
+}
+
+// metric0 reads a field of the "stopped" totals line of a stopped wharf.
+func (in *instance) metric0(t *testing.T, field string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`msg=stopped .*\b` + field + `=(\d+)`).FindStringSubmatch(in.stderr.String())
+	if m == nil {
+		t.Fatalf("no %s in wharf's totals line:\n%s", field, in.stderr.String())
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
 }
