@@ -33,6 +33,15 @@ const (
 	// not dialled on every batch retry.
 	serverBackoff    = 500 * time.Millisecond
 	serverMaxBackoff = 15 * time.Second
+	// replayBytes is how much of what was last written (whole batches,
+	// the fewest that reach it) is written again after a connection died
+	// under it (see send): what a collector that reads promptly can hold
+	// unread when it dies, a few batches written back to back; replaying
+	// only the last one or two batches still lost 115-575 messages over 80
+	// resets (collector resetting after 256 KiB per connection).
+	replayBytes = 1 << 20
+	// maxReplay bounds the batches kept for it (tiny batches).
+	maxReplay = 64
 	// maxDatagram is the largest UDP payload over IPv4; longer encoded
 	// messages are truncated (a collector would drop them otherwise).
 	maxDatagram = 65507
@@ -83,6 +92,14 @@ type Syslog struct {
 	nextFailback time.Time
 	buf          []byte // reused: one batch (TCP) or one message (UDP)
 	probe        [1]byte
+	// prev holds the last batches written over TCP, framed, oldest first,
+	// the fewest reaching replayBytes (prevBytes in all); replay says they
+	// are written again, before the next batch, on the next connection:
+	// set when a connection they went out on turned out dead (see send).
+	prev      [][]byte
+	prevBytes int
+	spare     [][]byte // storage of batches dropped from prev
+	replay    bool
 
 	// RELP (relp.go): the batch being written, the unanswered messages,
 	// an encoding buffer. The session is conn itself (a *relpConn).
@@ -93,7 +110,7 @@ type Syslog struct {
 	relpAcks, relpResent atomic.Uint64
 	relpInFlight         atomic.Int64
 
-	failovers atomic.Uint64
+	failovers, replays atomic.Uint64
 }
 
 // New builds a syslog sink from its config section, with defaults
@@ -197,6 +214,10 @@ func clientTLS(cfg *conf.ClientTLS) (*tls.Config, error) {
 // failing back to the first).
 func (s *Syslog) Failovers() uint64 { return s.failovers.Load() }
 
+// Replays counts batches written a second time because the connection
+// they went out on was found closed or reset by the collector.
+func (s *Syslog) Replays() uint64 { return s.replays.Load() }
+
 // Server returns the URL of the server currently in use.
 func (s *Syslog) Server() string {
 	s.mu.Lock()
@@ -234,6 +255,9 @@ func (s *Syslog) Write(ctx context.Context, batch []*message.Message) error {
 		if err == nil {
 			srv.backoff = 0
 			return nil
+		}
+		if s.conn != nil && srv.network == "tcp" && !srv.relp {
+			s.replay = true // the connection died: see send
 		}
 		s.closeConn()
 		s.markDown(srv)
@@ -328,13 +352,23 @@ func (s *Syslog) dial(ctx context.Context, srv *server) (net.Conn, error) {
 	return c, nil
 }
 
+// Connection states alive finds.
+const (
+	connOpen   = iota
+	connClosed // orderly close (FIN, TLS close_notify)
+	connReset  // RST or another error: unread data was discarded
+)
+
 // alive reports whether an idle TCP connection is still open: collectors
 // never send, so a readable connection means FIN or RST arrived. Without
 // this check the first batch after a collector closed would be written
 // into a dead socket without error and lost. It peeks without blocking
 // (a read deadline would not do: Go fails an expired read without asking
-// the kernel).
-func (s *Syslog) alive() bool {
+// the kernel). A reset is told from an orderly close: a collector's
+// kernel answers with RST when it closes a socket holding unread data
+// (or data arrives after the close), so only then may the last batches
+// have been lost.
+func (s *Syslog) alive() int {
 	raw := s.conn
 	tc, isTLS := raw.(*tls.Conn)
 	if isTLS {
@@ -342,30 +376,35 @@ func (s *Syslog) alive() bool {
 	}
 	sc, ok := raw.(syscall.Conn)
 	if !ok {
-		return true
+		return connOpen
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return connReset
 	}
-	open := true
+	state := connOpen
 	err = rc.Read(func(fd uintptr) bool {
 		n, _, rerr := syscall.Recvfrom(int(fd), s.probe[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
 		case rerr == syscall.EAGAIN || rerr == syscall.EINTR:
 			isTLS = false // nothing arrived: no TLS record to look at
-		case rerr != nil || n == 0: // reset, or orderly shutdown (EOF)
-			open = false
+		case rerr != nil:
+			state = connReset
+		case n == 0: // orderly shutdown (EOF)
+			state = connClosed
 		}
 		return true
 	})
-	if err != nil || !open {
-		return false
+	if err != nil {
+		return connReset
 	}
-	if isTLS {
-		return tlsAlive(tc)
+	if state != connOpen {
+		return state
 	}
-	return true
+	if isTLS && !tlsAlive(tc) {
+		return connClosed
+	}
+	return connOpen
 }
 
 // tlsAlive reads what a TLS collector sent: TLS 1.3 session tickets (read
@@ -386,14 +425,29 @@ func tlsAlive(tc *tls.Conn) bool {
 // copying the messages into one buffer costs less than the kernel's
 // per-segment work for a writev of two iovecs per message
 // (BenchmarkWriteTCP: 7.7-8.7M -> 17.7-18.0M msgs/s).
+//
+// A write that returned only put the batch into the kernel: a collector
+// that dies after that discards what its kernel held unread (and says so
+// with an RST), usually the tail of the last batch or two. So when the
+// connection is found reset before the next write, or a write on it
+// fails, the last batches (replayBytes worth) are written again first on the
+// next connection (to the same server or the next): at-least-once,
+// duplicates rather than loss. TestFaultCollectorReset (a collector that
+// resets each connection after reading 2 MiB, 29 resets under 20k
+// msg/s): 1,800 of 159,800 messages lost before, 0 after, at about 5,000
+// duplicates per reset. What a collector held unread beyond replayBytes
+// is still lost: plain TCP syslog has no acknowledgements (RELP has).
 func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message) error {
 	if srv.relp {
 		// No liveness probe: a dead session shows as a missing answer,
 		// and what was not answered is sent again.
 		return s.sendRELP(ctx, srv, batch)
 	}
-	if s.conn != nil && srv.network == "tcp" && !s.alive() {
-		s.closeConn()
+	if s.conn != nil && srv.network == "tcp" {
+		if st := s.alive(); st != connOpen {
+			s.closeConn()
+			s.replay = st == connReset
+		}
 	}
 	if s.conn == nil {
 		c, err := s.dial(ctx, srv)
@@ -440,13 +494,45 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 		}
 	}
 	s.buf = b
-	if _, err := conn.Write(b); err != nil {
+	var err error
+	if s.replay && len(s.prev) > 0 {
+		bufs := make(net.Buffers, 0, len(s.prev)+1)
+		bufs = append(bufs, s.prev...)
+		bufs = append(bufs, b)
+		_, err = bufs.WriteTo(conn)
+		if err == nil {
+			s.replays.Add(1)
+		}
+	} else {
+		_, err = conn.Write(b)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("write: %w", ctx.Err())
 		}
 		return fmt.Errorf("write: %w", err)
 	}
+	s.replay = false
+	s.keep(b)
 	return nil
+}
+
+// keep makes b, just written, the newest batch of prev, drops the oldest
+// ones not needed to reach replayBytes, and gives s.buf fresh storage.
+func (s *Syslog) keep(b []byte) {
+	s.prev = append(s.prev, b)
+	s.prevBytes += len(b)
+	for len(s.prev) > 1 && (s.prevBytes-len(s.prev[0]) >= replayBytes || len(s.prev) > maxReplay) {
+		s.prevBytes -= len(s.prev[0])
+		s.spare = append(s.spare, s.prev[0][:0])
+		s.prev[0] = nil
+		s.prev = s.prev[1:]
+	}
+	if n := len(s.spare); n > 0 {
+		s.buf, s.spare = s.spare[n-1], s.spare[:n-1]
+	} else {
+		s.buf = make([]byte, 0, cap(b))
+	}
 }
 
 func (s *Syslog) sendUDP(batch []*message.Message) error {

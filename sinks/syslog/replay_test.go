@@ -1,0 +1,72 @@
+package syslog
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"wharf/conf"
+)
+
+// TestResetMidBatchReplays guards against losing the unread tail of a
+// batch when the collector resets the connection after wharf's write
+// returned: the batch (and the one before it) is written again on the
+// next connection.
+func TestResetMidBatchReplays(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fs := &frameServer{l: l}
+	first := make(chan struct{})
+	go func() {
+		// The first connection reads 100 bytes of the batch, then resets:
+		// the rest sits unread in its kernel and is discarded.
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		io.ReadFull(c, make([]byte, 100))
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+		close(first)
+		fs.done.Add(1)
+		fs.accept()
+	}()
+	s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{"tcp://" + l.Addr().String()}}})
+	defer s.Close()
+	var b1, b2 []string
+	for i := range 50 {
+		b1 = append(b1, fmt.Sprintf("<13>1 - h app - - - first %d", i))
+		b2 = append(b2, fmt.Sprintf("<13>1 - h app - - - second %d", i))
+	}
+	if err := s.Write(context.Background(), msgs(b1...)); err != nil {
+		t.Fatal(err)
+	}
+	<-first
+	time.Sleep(50 * time.Millisecond) // the RST reaches wharf's socket
+	if err := s.Write(context.Background(), msgs(b2...)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	got := map[string]bool{}
+	for deadline := time.Now().Add(5 * time.Second); len(got) < 100 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, f := range fs.got() {
+			got[f] = true
+		}
+	}
+	for _, m := range append(b1, b2...) {
+		if !got[m] {
+			t.Errorf("lost %q", m)
+		}
+	}
+	if s.Replays() != 1 {
+		t.Errorf("Replays() = %d, want 1", s.Replays())
+	}
+	l.Close()
+	fs.kill()
+}
