@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cleanup() {
+  bash test/kafka/cluster.sh stop >/dev/null 2>&1 || true
   bash test/collector/syslog-ng.sh stop || true
   bash test/kafka/kafka.sh stop || true
 }
@@ -34,6 +35,11 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 go test -count=1 -timeout 15m ./...
 go test -count=1 -race -timeout 10m ./sinks/ ./route/ ./ingest/...
 # Fault tests stop and restart the shared peers: alone, after the rest.
-WHARF_FAULT=1 go test -count=1 -timeout 10m -run '^TestFault' -v ./test/e2e/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|_test.go'
+# The fault matrix's three-node Kafka cluster (KRaft, RF 3,
+# min.insync.replicas 2, loopback ports 29092-29104) runs only here.
+bash test/kafka/cluster.sh start
+eval "$(bash test/kafka/cluster.sh env)"
+WHARF_FAULT=1 go test -count=1 -timeout 12m -run '^TestFault' -v ./test/e2e/ | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|_test.go|^        (node|senders|ledger)'
+bash test/kafka/cluster.sh stop
 
 bash test/fuzz.sh 20000x

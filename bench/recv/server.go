@@ -272,3 +272,11 @@ func Wait(ctx context.Context, t *Tracker, o WaitOptions) bool {
 		}
 	}
 }
+
+// Serve reads one TCP syslog stream (octet counting or LF, detected from
+// its first byte) from c into t until EOF or an error, like a Listen
+// connection. It is for test collectors that wrap the connection to
+// stall or reset it. run is as for Listen.
+func Serve(c net.Conn, t *Tracker, run string) error {
+	return serveStream(c, newCollector(t, run))
+}

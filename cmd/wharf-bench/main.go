@@ -4,6 +4,7 @@
 //
 //	wharf-bench gen -target tcp://127.0.0.1:5514 -duration 10s
 //	wharf-bench recv -listen tcp://127.0.0.1:5515 -idle 2s
+//	wharf-bench recv -topic logs -run RUN -metrics 127.0.0.1:9600,127.0.0.1:9601 -sent 200000   (the ledger)
 //	wharf-bench compare -runs 3
 //	wharf-bench splice -listen 127.0.0.1:5514 -to 127.0.0.1:5515   (the byte-copy ceiling relay)
 //
@@ -105,6 +106,9 @@ func runRecv(ctx context.Context, args []string) error {
 	count := fs.Uint64("count", 0, "stop after this many distinct messages")
 	expect := fs.String("expect", "", "messages each stream sent, comma-separated (gen's per-stream counts), to count tail loss")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	nodes := fs.String("metrics", "", "wharf admin addresses (host:port, comma-separated): print the ledger, their /metrics beside what was received, and exit 3 when it does not balance")
+	sink := fs.String("sink", "", "with -metrics: count only this sink's series")
+	sent := fs.Uint64("sent", 0, "with -metrics: what the senders wrote in total (shows what wharf never read)")
 	fs.Parse(args)
 
 	var tr *recv.Tracker
@@ -143,13 +147,39 @@ func runRecv(ctx context.Context, args []string) error {
 		}
 	}
 	rep := tr.Report(exp)
+	var ledger *recv.Ledger
+	if *nodes != "" {
+		var ns []recv.NodeLedger
+		for _, a := range strings.Split(*nodes, ",") {
+			n, err := recv.ScrapeNode(context.Background(), a, *sink)
+			if err != nil {
+				return err
+			}
+			ns = append(ns, n)
+		}
+		l := recv.NewLedger(ns, rep, *sent)
+		ledger = &l
+	}
 	if *asJSON {
-		return json.NewEncoder(os.Stdout).Encode(rep)
+		err := json.NewEncoder(os.Stdout).Encode(struct {
+			recv.Report
+			Ledger *recv.Ledger `json:"ledger,omitempty"`
+		}{rep, ledger})
+		if err == nil && ledger != nil && !ledger.OK() {
+			os.Exit(3)
+		}
+		return err
 	}
 	fmt.Printf("received %d (unique %d, duplicates %d, reordered %d, lost %d = %.3f%%, foreign %d, no stamp %d) in %v: %.0f msg/s\n",
 		rep.Received, rep.Unique, rep.Dups, rep.Reordered, rep.Lost, rep.LossPct, rep.Foreign, rep.Bad, rep.Elapsed.Round(time.Millisecond), rep.Rate)
 	l := rep.Latency
 	fmt.Printf("latency: p50 %v  p99 %v  p99.9 %v  max %v\n", l.P50, l.P99, l.P999, l.Max)
+	if ledger != nil {
+		fmt.Print(ledger)
+		if !ledger.OK() {
+			os.Exit(3)
+		}
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@
 #   kafka.sh stop                  SIGTERM, wait, SIGKILL; safe to repeat
 #   kafka.sh restart               stop, then start keeping the data (fault tests)
 #   kafka.sh status                exit 0 when running and answering
+#   kafka.sh pid                   print the broker's pid (fault tests pause it with SIGSTOP)
 #   kafka.sh env                   print the export lines for the tests
 #   kafka.sh topic NAME PARTITIONS create a topic (no-op if it exists)
 #
@@ -289,6 +290,7 @@ start) cmd_start ;;
 stop) cmd_stop ;;
 restart) cmd_stop; KAFKA_KEEP_DATA=1 cmd_start ;;
 status) cmd_status ;;
+pid) running_pid || die "not running" ;;
 env)
 	echo "export WHARF_KAFKA_BROKERS=$BROKER"
 	echo "export WHARF_KAFKA_SASL_BROKERS=127.0.0.1:$SPORT"
@@ -297,5 +299,5 @@ env)
 	echo "export WHARF_KAFKA_SASL_PASSWORD=$SASL_PASSWORD"
 	;;
 topic) shift; cmd_topic "$@" ;;
-*) die "usage: kafka.sh fetch|start|stop|restart|status|env|topic NAME PARTITIONS" ;;
+*) die "usage: kafka.sh fetch|start|stop|restart|status|pid|env|topic NAME PARTITIONS" ;;
 esac
