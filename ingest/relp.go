@@ -315,22 +315,36 @@ func (s *relpSession) fail(reason string, err error) {
 	s.conn.Close()
 }
 
-// acquire takes the next free slot for txnr, waiting while the window is
-// full (flush hands over what the reader holds first, so the slots can
-// free). It returns nil when the session ends meanwhile.
-func (s *relpSession) acquire(txnr uint32, syslog bool, flush func()) *relpTxn {
+// acquire takes the next free slot for the transaction txnr of kind,
+// waiting while the window is full (flush hands over what the reader
+// holds first, so the slots can free). The slot is filled before it is
+// published to the writer: a syslog transaction waits for its message
+// (pending 1), the others are due at once. It returns nil when the
+// session ends meanwhile.
+func (s *relpSession) acquire(txnr uint32, kind relp.Kind, flush func()) *relpTxn {
 	limit := len(s.ring)
-	if syslog {
+	if kind == relp.KindSyslog {
 		limit-- // the last slot is for a close or unknown command after a full window
 	}
 	for {
 		s.mu.Lock()
 		if s.n < limit {
 			t := s.ring[(s.head+s.n)%len(s.ring)]
+			t.txnr, t.code, t.text, t.close, t.syslog = txnr, 200, "OK", false, kind == relp.KindSyslog
+			switch kind {
+			case relp.KindOpen:
+				t.text = relp.OpenResponse(relpSoftware)
+			case relp.KindClose:
+				t.close = true
+			case relp.KindUnknown:
+				t.code, t.text = 500, "command not supported"
+			}
+			t.failed.Store(false)
+			if t.syslog {
+				t.pending.Store(1)
+			}
 			s.n++
 			s.mu.Unlock()
-			t.txnr, t.code, t.text, t.close, t.syslog = txnr, 200, "OK", false, false
-			t.failed.Store(false)
 			s.l.relp.inFlight.Add(1)
 			return t
 		}
@@ -462,25 +476,18 @@ func (s *relpSession) read() {
 					s.protocolError(perr)
 					return
 				}
-				t := s.acquire(f.Txnr, kind == relp.KindSyslog, handOver)
+				t := s.acquire(f.Txnr, kind, handOver)
 				if t == nil {
 					return
 				}
 				switch kind {
 				case relp.KindOpen:
-					t.text = relp.OpenResponse(relpSoftware)
 					if !s.opened {
 						s.opened = true
 						l.relp.open.Add(1)
 						l.relp.opened.Inc()
 					}
-				case relp.KindClose:
-					t.close = true
-				case relp.KindUnknown:
-					t.code, t.text = 500, "command not supported"
 				case relp.KindSyslog:
-					t.syslog = true
-					t.pending.Store(1)
 					var ack message.Acker
 					if ackLevel == relpAckQueued {
 						queued = append(queued, t)

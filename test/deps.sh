@@ -19,3 +19,4 @@ fi
 
 go mod download
 bash test/kafka/kafka.sh fetch
+bash test/rsyslog/rsyslog.sh fetch  # rsyslog 8 + imrelp/omrelp, unpacked (it conflicts with syslog-ng-core)

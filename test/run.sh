@@ -19,6 +19,7 @@ bash test/kafka/kafka.sh start
 eval "$(bash test/kafka/kafka.sh env)"
 bash test/collector/syslog-ng.sh start
 eval "$(bash test/collector/syslog-ng.sh env)"
+eval "$(bash test/rsyslog/rsyslog.sh env)" # the RELP tests start their own rsyslogd
 
 export WHARF_INTEGRATION=1
 # The binary under test is built apart from bin/: make build's bin/wharf

@@ -9,8 +9,8 @@
 # config), so service starts are refused while it installs. rsyslog conflicts with
 # syslog-ng as a package (both provide system-log-daemon), so it is
 # downloaded and unpacked with dpkg -x into var/peers/rsyslog and run from
-# there (bench/peers/rsyslogd wraps that). Its shared libraries do not
-# conflict and are installed normally. Idempotent: installed parts are
+# there (test/rsyslog/rsyslog.sh fetch does it, for the tests too). Its
+# shared libraries do not conflict and are installed normally. Idempotent: installed parts are
 # skipped. Needs root and a reachable Debian mirror.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -47,14 +47,8 @@ if ((${#need[@]})); then
 	if ((rc)); then exit "$rc"; fi
 fi
 
-if [[ ! -x "$dest/usr/sbin/rsyslogd" || ! -e "$dest/usr/lib/x86_64-linux-gnu/rsyslog/omkafka.so" ]]; then
-	echo "bench/peers: unpacking rsyslog into $dest" >&2
-	tmp="$(mktemp -d)"
-	trap 'rm -rf "$tmp"' EXIT
-	(cd "$tmp" && (apt-get download rsyslog rsyslog-kafka >/dev/null 2>&1 || { apt-get update -qq && apt-get download rsyslog rsyslog-kafka >/dev/null; }))
-	mkdir -p "$dest"
-	for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$dest"; done
-fi
+# rsyslog, rsyslog-relp and rsyslog-kafka, unpacked (shared with the tests).
+bash "$root/test/rsyslog/rsyslog.sh" fetch
 "$dest/usr/sbin/rsyslogd" -v | sed -n 1p >&2
 haproxy -v | sed -n 1p >&2
 syslog-ng --version | sed -n 1p >&2
