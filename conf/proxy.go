@@ -72,7 +72,7 @@ func checkHostPattern(s string) error {
 
 // describeProxyFrontend prints a tcp/http frontend for `wharf check`.
 func describeProxyFrontend(pr func(string, ...any), name string, f *Frontend) {
-	pr("  frontend %s: mode %s, maxconn %d, header_timeout %s, client_timeout %s", name, f.Mode, f.MaxConn, f.HeaderTimeout, f.ClientTimeout)
+	pr("  frontend %s: mode %s, maxconn %d (%d per client address), header_timeout %s, client_timeout %s", name, f.Mode, f.MaxConn, f.MaxConnPerIP, f.HeaderTimeout, f.ClientTimeout)
 	var extras []string
 	if f.AcceptProxy {
 		extras = append(extras, "accept_proxy from "+strings.Join(f.TrustedProxies, ", "))

@@ -16,10 +16,10 @@ import (
 // idle connections (client_timeout is off by default, frame_timeout only
 // closes incomplete frames) and lock every other sender out. Now
 // 127.0.0.1 holds its maxconn_per_ip and 127.0.0.2 still delivers, on
-// tcp:// (gnet) and tls:// binds.
+// tcp:// (gnet), tls:// and relp:// binds.
 func TestMaxConnPerIP(t *testing.T) {
 	ca := testpki.NewCA(t, "test CA")
-	for _, scheme := range []string{"tcp", "tls"} {
+	for _, scheme := range []string{"tcp", "tls", "relp"} {
 		t.Run(scheme, func(t *testing.T) {
 			fe := &conf.Frontend{MaxConn: 10, MaxConnPerIP: 4}
 			if scheme == "tls" {
@@ -60,7 +60,12 @@ func TestMaxConnPerIP(t *testing.T) {
 				t.Fatalf("127.0.0.2 could not connect: %v", err)
 			}
 			defer c.Close()
-			if _, err := c.Write([]byte(octet("<13>1 2026-11-25T10:00:00Z h app - - - from 127.0.0.2"))); err != nil {
+			const msg = "<13>1 2026-11-25T10:00:00Z h app - - - from 127.0.0.2"
+			if scheme == "relp" {
+				p := &relpPeer{t: t, c: c}
+				p.open()
+				p.rsp(p.send("syslog", msg), 200)
+			} else if _, err := c.Write([]byte(octet(msg))); err != nil {
 				t.Fatal(err)
 			}
 			testenv.Eventually(t, "the message of 127.0.0.2", func() bool { return tgt.count() == 1 })

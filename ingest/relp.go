@@ -125,8 +125,8 @@ func (l *Listener) startRELP() error {
 	return nil
 }
 
-// acceptRELP admits connections until the listener closes: allow/deny and
-// maxconn on the raw connection, as on tls:// binds.
+// acceptRELP admits connections until the listener closes: allow/deny,
+// maxconn and maxconn_per_ip on the raw connection, as on tls:// binds.
 func (l *Listener) acceptRELP() {
 	defer l.relp.wg.Done()
 	var backoff time.Duration
@@ -157,8 +157,14 @@ func (l *Listener) acceptRELP() {
 			c.Close()
 			continue
 		}
+		if !l.perIP.Acquire(peer.Addr(), s.perIP) {
+			l.reason("rejected", "maxconn_per_ip").Inc()
+			c.Close()
+			continue
+		}
 		ss := newRELPSession(l, c, peer, s.relpWindow)
 		if !l.relp.track(ss) {
+			l.perIP.Release(peer.Addr())
 			c.Close()
 			return
 		}
@@ -366,6 +372,7 @@ func (s *relpSession) acquire(txnr uint32, kind relp.Kind, flush func()) *relpTx
 func (l *Listener) serveRELP(s *relpSession) {
 	defer l.relp.wg.Done()
 	defer l.conns.Add(-1)
+	defer l.perIP.Release(s.peer.Addr())
 	defer l.relp.untrack(s)
 	defer s.raw.Close()
 
