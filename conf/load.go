@@ -42,39 +42,55 @@ func Parse(data []byte, path string) (*Config, error) {
 	}
 	idx := indexPositions(string(data))
 
-	// A bad size or duration stops the toml decoder. To still report every
-	// problem at once, each such value is recorded, blanked to 0 (which
-	// means "default") in a copy of the input, and decoding retried.
+	// A bad size or duration, or a value of the wrong type, stops the toml
+	// decoder. To still report every problem at once, each is recorded
+	// and taken out of a copy of the input (a bad size or duration
+	// blanked to 0, which means "default"; a wrong type's whole "key =
+	// value" blanked to spaces, so the key is unset), and decoding
+	// retried. Blanking keeps every offset, so positions stay right.
 	var (
-		c       *Config
-		md      toml.MetaData
-		err     error
-		valErrs Errors
-		work    = data
+		c        *Config
+		md       toml.MetaData
+		err      error
+		valErrs  Errors
+		typeErrs Errors
+		work     = data
 	)
 	for range 64 {
 		c, md, err = decode(work)
-		var pe toml.ParseError
-		if err == nil || !errors.As(err, &pe) {
+		if err == nil {
 			break
 		}
-		valErrs = append(valErrs, valueError(pe, data, path, idx))
-		masked, ok := maskValue(work, pe.Position)
-		if !ok {
-			return nil, sortErrors(valErrs)
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			valErrs = append(valErrs, valueError(pe, data, path, idx))
+			masked, ok := maskValue(work, pe.Position)
+			if !ok {
+				return nil, sortErrors(append(valErrs, typeErrs...))
+			}
+			work = masked
+			continue
 		}
+		te := decodeError(err, path, idx)
+		masked, ok := maskStatement(work, data, idx, te.Path)
+		if !ok {
+			break
+		}
+		typeErrs = append(typeErrs, te)
 		work = masked
 	}
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) { // more bad values than the loop allows
-			return nil, sortErrors(valErrs)
+			return nil, sortErrors(append(valErrs, typeErrs...))
 		}
-		// Which values the decoder reached before the type error depends
-		// on map order: report the sizes and durations from a full scan
-		// instead, so the same file always gives the same errors.
-		valErrs = scanValues(generic, path, idx, nil)
-		return nil, sortErrors(append(valErrs, decodeError(err, path, idx)))
+		// A type error that could not be taken out: which values the
+		// decoder reached before it depends on map order, so report the
+		// sizes and durations from a full scan instead, so the same file
+		// always gives the same errors.
+		have := append(Errors{decodeError(err, path, idx)}, typeErrs...)
+		valErrs = scanValues(generic, path, idx, have)
+		return nil, sortErrors(append(valErrs, have...))
 	}
 	c.Path = path
 
@@ -83,11 +99,65 @@ func Parse(data []byte, path string) (*Config, error) {
 	v.undecoded()
 	c.ApplyDefaults()
 	v.validate()
+	v.errs = append(dropConsequences(v.errs, typeErrs), typeErrs...)
 	if len(v.errs) > 0 {
 		return nil, v.sorted()
 	}
 	c.Warnings = v.warnings
 	return c, nil
+}
+
+// maskStatement blanks the "key = value" statement at path (spaces,
+// newlines kept) in work, a copy of data with earlier values blanked. It
+// reports false when the statement is unknown or the result no longer
+// parses (a value inside an inline table, say).
+func maskStatement(work, data []byte, idx *posIndex, path string) ([]byte, bool) {
+	r, ok := idx.stmt[path]
+	if !ok {
+		return nil, false
+	}
+	bom := len(data) - len(bytes.TrimPrefix(data, []byte("\ufeff")))
+	start, end := r[0]+bom, r[1]+bom
+	if start < 0 || end > len(work) || start >= end {
+		return nil, false
+	}
+	out := bytes.Clone(work)
+	for i := start; i < end; i++ {
+		if out[i] != '\n' {
+			out[i] = ' '
+		}
+	}
+	var generic map[string]any
+	if _, err := toml.NewDecoder(bytes.NewReader(out)).Decode(&generic); err != nil {
+		return nil, false
+	}
+	return out, true
+}
+
+// dropConsequences leaves out validation errors that only follow from a
+// key taken out after a type error: about that key or below it, or about
+// its table and naming it ("kafka sink needs brokers" after brokers had
+// the wrong type). The type error says what to fix.
+func dropConsequences(errs, typeErrs Errors) Errors {
+	if len(typeErrs) == 0 {
+		return errs
+	}
+	out := errs[:0]
+next:
+	for _, e := range errs {
+		for _, t := range typeErrs {
+			if e.Path == t.Path || strings.HasPrefix(e.Path, t.Path+".") || strings.HasPrefix(e.Path, t.Path+"[") {
+				continue next
+			}
+			key := t.Path[len(parentPath(t.Path)):]
+			key = strings.TrimLeft(key, ".")
+			if e.Path == parentPath(t.Path) && key != "" && strings.Contains(e.Msg, key) {
+				continue next
+			}
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // fileConfig is Config as the decoder fills it: sink tables stay raw

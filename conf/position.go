@@ -19,6 +19,10 @@ type pos struct{ Line, Col int }
 // "frontend.edge.route[0].sinks") to where they appear in the file.
 type posIndex struct {
 	at map[string]pos
+	// stmt is, for a key path, the byte range of its whole "key = value"
+	// statement in the scanned text: Parse blanks it out to carry on past
+	// a type error.
+	stmt map[string][2]int
 	// byKey lists, for a path without array-table indexes ("frontend.edge.
 	// route.sinks"), the indexed paths in document order. Undecoded keys
 	// come without indexes; this recovers which element they were in.
@@ -105,7 +109,7 @@ type scanner struct {
 }
 
 func indexPositions(src string) *posIndex {
-	s := &scanner{src: strings.TrimPrefix(src, "\ufeff"), line: 1, col: 1, x: &posIndex{at: map[string]pos{}, byKey: map[string][]string{}}, arrays: map[string]int{}}
+	s := &scanner{src: strings.TrimPrefix(src, "\ufeff"), line: 1, col: 1, x: &posIndex{at: map[string]pos{}, byKey: map[string][]string{}, stmt: map[string][2]int{}}, arrays: map[string]int{}}
 	defer func() {
 		// The scanner trusts that the toml parser accepted src; if it is
 		// still confused, keep what it found so far.
@@ -194,7 +198,7 @@ func (s *scanner) document() {
 			s.record(ctx, p)
 		} else {
 			names := s.key()
-			s.keyValue(ctx, names, p)
+			s.keyValue(ctx, names, p, start)
 		}
 		if s.i == start { // no progress: give up rather than loop
 			return
@@ -224,7 +228,7 @@ func (s *scanner) resolve(names []string, newArray bool) []seg {
 }
 
 // keyValue records a key (and its implicit parent tables) then its value.
-func (s *scanner) keyValue(ctx []seg, names []string, p pos) {
+func (s *scanner) keyValue(ctx []seg, names []string, p pos, start int) {
 	segs := append([]seg(nil), ctx...)
 	for _, n := range names {
 		segs = append(segs, seg{n, -1})
@@ -236,6 +240,11 @@ func (s *scanner) keyValue(ctx []seg, names []string, p pos) {
 	}
 	s.skipSpace(false)
 	s.value(segs)
+	if full := renderPath(segs, true); len(names) > 0 {
+		if _, dup := s.x.stmt[full]; !dup {
+			s.x.stmt[full] = [2]int{start, s.i}
+		}
+	}
 }
 
 // key reads a dotted key of bare and quoted parts.
@@ -342,7 +351,7 @@ func (s *scanner) value(path []seg) {
 			}
 			start := s.i
 			names := s.key()
-			s.keyValue(path, names, pos{s.line, s.col - (s.i - start)})
+			s.keyValue(path, names, pos{s.line, s.col - (s.i - start)}, start)
 			s.skipSpace(false)
 			if s.peek() == ',' {
 				s.advance()
