@@ -60,3 +60,20 @@ func TestPerIP(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPerIP is the cost maxconn_per_ip adds to accepting a
+// connection and closing it: one Acquire and one Release.
+func BenchmarkPerIP(b *testing.B) {
+	var p PerIP
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			a := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})
+			if p.Acquire(a, 512) {
+				p.Release(a)
+			}
+			i++
+		}
+	})
+}
