@@ -3,6 +3,8 @@ package route
 import (
 	"bytes"
 	"regexp/syntax"
+	"slices"
+	"unicode/utf8"
 )
 
 // A literal prefilter for msg_regex. Go's regexp cannot skip ahead to a
@@ -18,7 +20,9 @@ import (
 func requiredLiterals(re *syntax.Regexp) [][]byte {
 	switch re.Op {
 	case syntax.OpLiteral:
-		if re.Flags&syntax.FoldCase != 0 || len(re.Rune) == 0 {
+		if re.Flags&syntax.FoldCase != 0 || len(re.Rune) == 0 || slices.Contains(re.Rune, utf8.RuneError) {
+			// U+FFFD also matches any invalid UTF-8 byte in the input,
+			// which its encoding's bytes would not find.
 			return nil
 		}
 		return [][]byte{[]byte(string(re.Rune))}

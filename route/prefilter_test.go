@@ -31,7 +31,8 @@ func TestRegexPrefilter(t *testing.T) {
 // matches.
 func TestRegexPrefilterAgrees(t *testing.T) {
 	exprs := []string{`\b(DENY|REJECT)\b`, `^session (opened|closed) for user (root|admin)$`, `x?y`, `[0-9]+ failed`, `(ab)+c{2}`, `a(b|cd)e`, `(foo|ba[rz])qux`}
-	inputs := []string{"", "DENY", "xDENYx", "REJECT tcp", "session opened for user root", "y", "xy", "12 failed", "ababcc", "abe", "acde", "bazqux", "fooqux", "barqu"}
+	exprs = append(exprs, "a\uFFFDb")
+	inputs := []string{"a\xffb", "", "DENY", "xDENYx", "REJECT tcp", "session opened for user root", "y", "xy", "12 failed", "ababcc", "abe", "acde", "bazqux", "fooqux", "barqu"}
 	for _, e := range exprs {
 		re := regexp.MustCompile(e)
 		lits := regexPrefilter(e)
@@ -41,4 +42,25 @@ func TestRegexPrefilterAgrees(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzRegexPrefilter: for any pattern and input, the prefilter never
+// rejects an input the regexp matches (it may only save work).
+func FuzzRegexPrefilter(f *testing.F) {
+	f.Add(`\b(DENY|REJECT)\b`, []byte("x DENY y"))
+	f.Add(`^session (opened|closed) for user (root|admin)$`, []byte("session closed for user admin"))
+	f.Add(`(ab)+c{2,}|x?y`, []byte("ababccc"))
+	f.Add(`a(?i)b`, []byte("aB"))
+	f.Add(`[^a]bc|d`, []byte("xbc"))
+	f.Add("a\uFFFDb", []byte("a\xffb")) // U+FFFD matches an invalid byte
+	f.Fuzz(func(t *testing.T, expr string, in []byte) {
+		re, err := regexp.Compile(expr)
+		if err != nil {
+			return
+		}
+		lits := regexPrefilter(expr)
+		if lits != nil && re.Match(in) && !containsAny(in, lits) {
+			t.Fatalf("%q matches %q but the prefilter %q rejects it", expr, in, lits)
+		}
+	})
 }

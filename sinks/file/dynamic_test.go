@@ -232,3 +232,20 @@ func BenchmarkFileTemplated(b *testing.B) {
 		})
 	}
 }
+
+// FuzzAppendSafe: whatever a sender puts in a hostname or app name, the
+// path component made of it stays one component inside the directory:
+// no '/', no NUL, not "." or "..", not starting with '.', 1-64 bytes.
+func FuzzAppendSafe(f *testing.F) {
+	f.Add([]byte("../../etc"))
+	f.Add([]byte(".."))
+	f.Add([]byte("web-1.example.com"))
+	f.Add([]byte("\x00/\xff"))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		got := appendSafe(nil, v)
+		if len(got) == 0 || len(got) > maxSafe || got[0] == '.' ||
+			strings.ContainsAny(string(got), "/\x00\\") || string(got) == "." || string(got) == ".." {
+			t.Fatalf("appendSafe(%q) = %q", v, got)
+		}
+	})
+}
