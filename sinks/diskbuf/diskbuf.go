@@ -616,7 +616,9 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 		if b.reclaimLocked() {
 			return true // the disk was full of confirmed records
 		}
-		b.setFaultLocked(ferr)
+		if ferr != errNotYet { // a write was tried and failed
+			b.setFaultLocked(ferr)
+		}
 		if b.opts.OnFull == OnFullDropNewest || ctx.Err() != nil {
 			err = fmt.Errorf("%w: %w", ErrUnwritable, b.fault)
 			return false
@@ -674,7 +676,9 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 		if b.written+pend+rec > b.opts.MaxSegmentBytes && b.written+pend > 0 {
 			b.wbuf = b.wbuf[:at]
 			ferr := flush()
-			if ferr == nil {
+			if ferr == nil && b.fault != nil && time.Now().Before(b.retryAt) {
+				ferr = errNotYet
+			} else if ferr == nil {
 				ferr = b.rotateLocked()
 			}
 			if ferr != nil && !stuck(ferr) {
@@ -830,11 +834,11 @@ func (b *Buffer) reclaimLocked() bool {
 	if err != nil {
 		return false
 	}
+	storeMax(&b.synced, b.logical) // what the old segment held is confirmed
 	b.wf.Close()
 	b.wf = f
 	b.segs = append(b.segs, segment{base: b.nextSeq})
 	b.written = 0
-	storeMax(&b.synced, b.logical) // what the old segment held is confirmed
 	for _, base := range b.confirmedLocked() {
 		b.removeSegment(base)
 	}
@@ -895,6 +899,10 @@ func (b *Buffer) newSegment(base uint64) (*os.File, error) {
 	return f, nil
 }
 
+// errNotYet is flushLocked's answer while the buffer is unwritable and
+// its next retry is not due: no write was tried.
+var errNotYet = errors.New("diskbuf: unwritable, next retry not due")
+
 // sealRecord fills in the header of rec: 8 header bytes, then the payload.
 func sealRecord(rec []byte) {
 	putU32(rec[0:4], uint32(len(rec)-hdrSize))
@@ -933,7 +941,7 @@ func (b *Buffer) flushLocked(n int) error {
 	}
 	if b.fault != nil && time.Now().Before(b.retryAt) {
 		b.wbuf = b.wbuf[:0]
-		return b.fault
+		return errNotYet
 	}
 	w, err := b.wf.WriteAt(b.wbuf, b.written)
 	if err != nil {

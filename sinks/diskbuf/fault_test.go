@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -215,4 +216,53 @@ func TestDiskFullDropNewest(t *testing.T) {
 	}
 	drainFrom(t, b, stored, stored+1)
 	waitNoFault(t, b)
+}
+
+// TestDiskFullFreedElsewhere: space freed by someone else (not by Ack)
+// is noticed by the retry timer, also while non-blocking appends (UDP)
+// keep failing meanwhile: those must not put the retry off.
+func TestDiskFullFreedElsewhere(t *testing.T) {
+	mnt := testenv.Tmpfs(t, "1m")
+	b := openT(t, filepath.Join(mnt, "buf"), Options{MaxTotalBytes: 64 << 20, Fsync: FsyncNever})
+	defer b.Close()
+	filler := filepath.Join(mnt, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := f.Write(make([]byte, 4096)); err != nil {
+			break
+		}
+	}
+	f.Close()
+	done := appendAll(b, 0, 100)
+	waitFault(t, b, "no space left on device")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // UDP-like appends that cannot wait, every 5ms
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			b.AppendBatch(doneCtx, [][]byte{numbered(-1)})
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	time.Sleep(1500 * time.Millisecond)
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * FaultRetryInterval):
+		t.Fatalf("blocked Append still waiting %v after space was freed elsewhere", 3*FaultRetryInterval)
+	}
 }
