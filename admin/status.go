@@ -9,17 +9,16 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"wharf/metrics"
 )
 
 // This file serves the status page (GET /, in the spirit of HAProxy's
-// stats page) and its data (GET /api/status). Binds and sinks come from
-// typed stats snapshots (StatusOptions.Live: the listeners' and runners'
-// own counters, the ones /metrics exports), proxy frontends and servers
-// from their wharf_proxy_* series. Rates are computed here from earlier
-// samples; a background sampler keeps a bounded ring of recent points per
-// bind and sink for the page's sparklines.
+// stats page) and its data (GET /api/status). Every row comes from a
+// typed stats snapshot (StatusOptions.Live: the listeners', sink
+// runners', proxy frontends' and servers' own counters, the ones /metrics
+// exports), so the page and /metrics never disagree and no metric name
+// is parsed here. Rates are computed from earlier samples; a background
+// sampler keeps a bounded ring of recent points per bind and sink for the
+// page's sparklines.
 
 //go:embed ui
 var uiFiles embed.FS
@@ -60,10 +59,39 @@ type StatusOptions struct {
 	SparkPoints int
 }
 
-// Live is the set of binds and sinks running now.
+// Live is the set of binds, sinks and proxies running now.
 type Live struct {
 	Binds []LiveBind
 	Sinks []LiveSink
+	// Proxies returns every proxy frontend's and backend server's stats
+	// now; nil when there are none.
+	Proxies func() ([]ProxyStats, []ServerStats)
+}
+
+// ProxyStats is a snapshot of one proxy frontend's counters. Fields a
+// mode does not keep stay zero or nil.
+type ProxyStats struct {
+	Frontend, Mode string
+	// Connections accepted; Active open now (tcp).
+	Connections uint64
+	Active      int64
+	// BytesIn and BytesOut to and from clients, IdleClosed by a timeout (tcp).
+	BytesIn, BytesOut, IdleClosed uint64
+	// Rejected by reason.
+	Rejected map[string]uint64
+	// HTTPErrors by kind; HTTPRequests by backend and status class (http).
+	HTTPErrors   map[string]uint64
+	HTTPRequests map[[2]string]uint64
+}
+
+// ServerStats is a snapshot of one proxy backend server's counters.
+type ServerStats struct {
+	Backend, Server                                      string
+	Up                                                   bool
+	Active                                               int64
+	Connections, ConnectErrors, BytesSent, BytesReceived uint64
+	ChecksOK, ChecksFailed, WentUp, WentDown             uint64
+	CheckSeconds                                         float64
 }
 
 // LiveBind is one running bind.
@@ -125,11 +153,11 @@ type StatusReport struct {
 	Binds []BindStatus `json:"binds"`
 	// Sinks has one row per sink, sorted by name.
 	Sinks []SinkStatus `json:"sinks"`
-	// Proxies has one row per proxy frontend (mode tcp or http: the
-	// wharf_proxy_* series labelled frontend), sorted; empty without them.
+	// Proxies has one row per proxy frontend (mode tcp or http), sorted;
+	// empty without them.
 	Proxies []ProxyStatus `json:"proxies"`
-	// Servers has one row per proxy backend server (series labelled
-	// backend and server), sorted; empty until proxy frontends run.
+	// Servers has one row per proxy backend server, sorted by backend and
+	// server; empty until proxy frontends run.
 	Servers []ServerStatus `json:"servers"`
 }
 
@@ -211,10 +239,13 @@ type SinkStatus struct {
 }
 
 // ProxyStatus is one proxy frontend. Like ServerStatus it reports its
-// metrics by series name without the "wharf_proxy_frontend_" (or
-// "wharf_proxy_") prefix, other labels appended as {k=v}: for example
-// "connections_total", "active", "bytes_in_total",
-// "rejected_total{reason=acl}", "http_errors_total{kind=no_server}".
+// counters under the names of their series without the
+// "wharf_proxy_frontend_" (or "wharf_proxy_") prefix, other labels
+// appended as {k=v}: "connections_total", "rejected_total{reason=acl}",
+// and for tcp "active", "bytes_in_total", "bytes_out_total",
+// "idle_closed_total", for http "http_errors_total{kind=no_server}",
+// "http_requests_total{backend=web,code=2xx}". Rates holds the
+// per-second rate of each counter (names ending in _total).
 type ProxyStatus struct {
 	Frontend  string             `json:"frontend"`
 	Metrics   map[string]float64 `json:"metrics"`
@@ -222,12 +253,13 @@ type ProxyStatus struct {
 	LastError *LastError         `json:"last_error,omitempty"`
 }
 
-// ServerStatus is one proxy backend server. Its metrics are reported
-// under their series names without the prefix up to "server_" (e.g.
-// "connections_total", "active", "bytes_sent_total",
-// "checks_total{result=ok}"); Rates holds the per-second rate of each
-// counter (names ending in _total). State is "up" or "down" from the
-// server's _up gauge, "unknown" without one.
+// ServerStatus is one proxy backend server. Its counters are reported
+// under their series names without the "wharf_proxy_server_" prefix:
+// "up", "active", "connections_total", "connect_errors_total",
+// "bytes_sent_total", "bytes_received_total", "checks_total{result=ok}",
+// "checks_total{result=fail}", "transitions_total{to=up}",
+// "transitions_total{to=down}", "check_seconds"; Rates holds the
+// per-second rate of each counter. State is "up" or "down".
 type ServerStatus struct {
 	Backend   string             `json:"backend"`
 	Server    string             `json:"server"`
@@ -239,7 +271,6 @@ type ServerStatus struct {
 
 // Status serves the status page and /api/status. Safe for concurrent use.
 type Status struct {
-	reg     *metrics.Registry
 	opts    StatusOptions
 	started time.Time
 	stop    chan struct{}
@@ -253,11 +284,11 @@ type Status struct {
 
 // sample is one reading of every row's counters.
 type sample struct {
-	t     time.Time
-	binds map[string]BindStats
-	sinks map[string]SinkStats
-	proxy []series           // wharf_proxy_* series, for the proxy rows
-	vals  map[string]float64 // proxy counter series key -> value
+	t       time.Time
+	binds   map[string]BindStats
+	sinks   map[string]SinkStats
+	proxies []ProxyStats
+	servers []ServerStats
 }
 
 func bindKey(frontend, bind string) string { return "bind\x00" + frontend + "\x00" + bind }
@@ -288,16 +319,16 @@ func (r *rowRing) points(s []float32) []float32 {
 	return out
 }
 
-// NewStatus returns the status handlers for reg and starts the sparkline
+// NewStatus returns the status handlers and starts the sparkline
 // sampler; Close stops it.
-func NewStatus(reg *metrics.Registry, opts StatusOptions) *Status {
+func NewStatus(opts StatusOptions) *Status {
 	if opts.SparkStep <= 0 {
 		opts.SparkStep = defaultSparkStep
 	}
 	if opts.SparkPoints <= 0 {
 		opts.SparkPoints = defaultSparkPoints
 	}
-	st := &Status{reg: reg, opts: opts, started: time.Now(), stop: make(chan struct{}), sparks: map[string]*rowRing{}}
+	st := &Status{opts: opts, started: time.Now(), stop: make(chan struct{}), sparks: map[string]*rowRing{}}
 	st.stopped.Add(1)
 	go st.sparkLoop()
 	return st
@@ -335,26 +366,6 @@ func (st *Status) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	_ = enc.Encode(rep)
 }
 
-// series is one registry sample kept for building proxy rows.
-type series struct {
-	name   string
-	labels []string
-	value  float64
-}
-
-func (s series) label(k string) string {
-	for i := 0; i+1 < len(s.labels); i += 2 {
-		if s.labels[i] == k {
-			return s.labels[i+1]
-		}
-	}
-	return ""
-}
-
-func seriesKey(name string, labels []string) string {
-	return name + "{" + strings.Join(labels, "\x00") + "}"
-}
-
 func (st *Status) live() Live {
 	if st.opts.Live == nil {
 		return Live{}
@@ -362,10 +373,10 @@ func (st *Status) live() Live {
 	return st.opts.Live()
 }
 
-// read takes a sample: every live bind's and sink's stats, and with
-// proxies, the wharf_proxy_* series.
+// read takes a sample: every live bind's, sink's and, with proxies,
+// proxy frontend's and server's stats.
 func (st *Status) read(live Live, proxies bool) sample {
-	smp := sample{t: time.Now(), binds: map[string]BindStats{}, sinks: map[string]SinkStats{}, vals: map[string]float64{}}
+	smp := sample{t: time.Now(), binds: map[string]BindStats{}, sinks: map[string]SinkStats{}}
 	for _, b := range live.Binds {
 		var bs BindStats
 		if b.Stats != nil {
@@ -380,16 +391,8 @@ func (st *Status) read(live Live, proxies bool) sample {
 		}
 		smp.sinks[sinkKey(s.Name)] = ss
 	}
-	if proxies {
-		st.reg.Each(func(s metrics.Sample) {
-			if !strings.HasPrefix(s.Name, "wharf_proxy_") {
-				return
-			}
-			smp.proxy = append(smp.proxy, series{name: s.Name, labels: s.Labels, value: s.Value})
-			if strings.HasSuffix(s.Name, "_total") {
-				smp.vals[seriesKey(s.Name, s.Labels)] = s.Value
-			}
-		})
+	if proxies && live.Proxies != nil {
+		smp.proxies, smp.servers = live.Proxies()
 	}
 	return smp
 }
@@ -612,115 +615,111 @@ func orEmpty(m map[string]uint64) map[string]uint64 {
 	return m
 }
 
-// proxyRows builds the proxy frontend and backend server rows from the
-// wharf_proxy_* series.
-func (st *Status) proxyRows(now sample, ref *sample, dt float64) ([]ProxyStatus, []ServerStatus) {
-	rate := func(s series) float64 {
-		if dt <= 0 {
-			return 0
-		}
-		old, ok := ref.vals[seriesKey(s.name, s.labels)]
-		if !ok || s.value < old {
-			old = 0
-		}
-		return (s.value - old) / dt
+// proxyMetrics names a proxy frontend's counters as its series are
+// named (see ProxyStatus).
+func proxyMetrics(p ProxyStats) map[string]float64 {
+	m := map[string]float64{"connections_total": float64(p.Connections)}
+	for r, v := range p.Rejected {
+		m["rejected_total{reason="+r+"}"] = float64(v)
 	}
-	servers := map[[2]string]*ServerStatus{}
-	proxies := map[string]*ProxyStatus{}
-	for _, s := range now.proxy {
-		switch {
-		case s.label("backend") != "" && s.label("server") != "":
-			k := [2]string{s.label("backend"), s.label("server")}
-			r := servers[k]
-			if r == nil {
-				r = &ServerStatus{Backend: k[0], Server: k[1], State: "unknown", Metrics: map[string]float64{}, Rates: map[string]float64{}}
-				servers[k] = r
-			}
-			short := serverMetricName(s.name)
-			if other := extraLabels(s.labels); other != "" {
-				short += "{" + other + "}"
-			}
-			r.Metrics[short] = s.value
-			if strings.HasSuffix(s.name, "_total") {
-				r.Rates[short] = rate(s)
-			}
-			if strings.HasSuffix(s.name, "_up") || strings.HasSuffix(s.name, "_healthy") {
-				r.State = "down"
-				if s.value == 1 {
-					r.State = "up"
-				}
-			}
-		case s.label("frontend") != "":
-			n := s.label("frontend")
-			r := proxies[n]
-			if r == nil {
-				r = &ProxyStatus{Frontend: n, Metrics: map[string]float64{}, Rates: map[string]float64{}}
-				proxies[n] = r
-			}
-			short := strings.TrimPrefix(strings.TrimPrefix(s.name, "wharf_proxy_frontend_"), "wharf_proxy_")
-			if other := extraLabels(s.labels); other != "" {
-				short += "{" + other + "}"
-			}
-			r.Metrics[short] = s.value
-			if strings.HasSuffix(s.name, "_total") {
-				r.Rates[short] = rate(s)
-			}
-		}
+	if p.Mode == "tcp" {
+		m["active"] = float64(p.Active)
+		m["bytes_in_total"] = float64(p.BytesIn)
+		m["bytes_out_total"] = float64(p.BytesOut)
+		m["idle_closed_total"] = float64(p.IdleClosed)
 	}
-	outP := []ProxyStatus{}
-	names := make([]string, 0, len(proxies))
-	for n := range proxies {
-		names = append(names, n)
+	for k, v := range p.HTTPErrors {
+		m["http_errors_total{kind="+k+"}"] = float64(v)
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		r := proxies[n]
-		if st.opts.Errors != nil {
-			r.LastError = st.opts.Errors.last("frontend", n)
-		}
-		outP = append(outP, *r)
+	for k, v := range p.HTTPRequests {
+		m["http_requests_total{backend="+k[0]+",code="+k[1]+"}"] = float64(v)
 	}
-	outS := []ServerStatus{}
-	for _, k := range sortedKeys(servers) {
-		r := servers[k]
-		if st.opts.Errors != nil {
-			r.LastError = st.opts.Errors.last("server", k[0]+"/"+k[1])
-		}
-		outS = append(outS, *r)
-	}
-	return outP, outS
+	return m
 }
 
-func sortedKeys[V any](m map[[2]string]V) [][2]string {
-	out := make([][2]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+// serverMetrics names a server's counters as its series are named (see
+// ServerStatus).
+func serverMetrics(s ServerStats) map[string]float64 {
+	up := 0.0
+	if s.Up {
+		up = 1
 	}
-	sort.Slice(out, func(i, j int) bool {
-		return out[i][0] < out[j][0] || out[i][0] == out[j][0] && out[i][1] < out[j][1]
-	})
+	return map[string]float64{
+		"up": up, "active": float64(s.Active), "check_seconds": s.CheckSeconds,
+		"connections_total":          float64(s.Connections),
+		"connect_errors_total":       float64(s.ConnectErrors),
+		"bytes_sent_total":           float64(s.BytesSent),
+		"bytes_received_total":       float64(s.BytesReceived),
+		"checks_total{result=ok}":    float64(s.ChecksOK),
+		"checks_total{result=fail}":  float64(s.ChecksFailed),
+		"transitions_total{to=up}":   float64(s.WentUp),
+		"transitions_total{to=down}": float64(s.WentDown),
+	}
+}
+
+// rates returns the per-second rate of every counter (a name with
+// "_total") in m against old over dt.
+func rates(m, old map[string]float64, dt float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		if !strings.Contains(k, "_total") {
+			continue
+		}
+		o := old[k]
+		if dt <= 0 || v < o {
+			out[k] = 0
+			continue
+		}
+		out[k] = (v - o) / dt
+	}
 	return out
 }
 
-// serverMetricName strips the family prefix up to and including "server_"
-// (wharf_proxy_server_bytes_in_total -> bytes_in_total), or "wharf_".
-func serverMetricName(name string) string {
-	if i := strings.Index(name, "server_"); i >= 0 {
-		return name[i+len("server_"):]
+// proxyRows builds the proxy frontend and backend server rows.
+func (st *Status) proxyRows(now sample, ref *sample, dt float64) ([]ProxyStatus, []ServerStatus) {
+	oldP := map[string]ProxyStats{}
+	for _, p := range ref.proxies {
+		oldP[p.Frontend] = p
 	}
-	return strings.TrimPrefix(name, "wharf_")
-}
-
-// extraLabels renders the labels other than backend, server and frontend
-// as k=v,k=v.
-func extraLabels(labels []string) string {
-	var parts []string
-	for i := 0; i+1 < len(labels); i += 2 {
-		switch labels[i] {
-		case "backend", "server", "frontend":
-			continue
+	outP := []ProxyStatus{}
+	for _, p := range now.proxies {
+		m := proxyMetrics(p)
+		r := ProxyStatus{Frontend: p.Frontend, Metrics: m, Rates: map[string]float64{}}
+		if o, ok := oldP[p.Frontend]; ok {
+			r.Rates = rates(m, proxyMetrics(o), dt)
+		} else {
+			r.Rates = rates(m, nil, 0)
 		}
-		parts = append(parts, labels[i]+"="+labels[i+1])
+		if st.opts.Errors != nil {
+			r.LastError = st.opts.Errors.last("frontend", p.Frontend)
+		}
+		outP = append(outP, r)
 	}
-	return strings.Join(parts, ",")
+	sort.SliceStable(outP, func(i, j int) bool { return outP[i].Frontend < outP[j].Frontend })
+	oldS := map[[2]string]ServerStats{}
+	for _, s := range ref.servers {
+		oldS[[2]string{s.Backend, s.Server}] = s
+	}
+	outS := []ServerStatus{}
+	for _, s := range now.servers {
+		m := serverMetrics(s)
+		r := ServerStatus{Backend: s.Backend, Server: s.Server, State: "down", Metrics: m}
+		if s.Up {
+			r.State = "up"
+		}
+		if o, ok := oldS[[2]string{s.Backend, s.Server}]; ok {
+			r.Rates = rates(m, serverMetrics(o), dt)
+		} else {
+			r.Rates = rates(m, nil, 0)
+		}
+		if st.opts.Errors != nil {
+			r.LastError = st.opts.Errors.last("server", s.Backend+"/"+s.Server)
+		}
+		outS = append(outS, r)
+	}
+	sort.SliceStable(outS, func(i, j int) bool {
+		a, b := outS[i], outS[j]
+		return a.Backend < b.Backend || a.Backend == b.Backend && a.Server < b.Server
+	})
+	return outP, outS
 }

@@ -19,7 +19,7 @@ func startStatus(t *testing.T, reg *metrics.Registry, opts StatusOptions) string
 	ready := func() (bool, []string) { return false, []string{`sink "k" is not ready`} }
 	srv := New(reg, ready, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	opts.Ready = ready
-	st := NewStatus(reg, opts)
+	st := NewStatus(opts)
 	t.Cleanup(st.Close)
 	st.Register(srv)
 	if err := srv.Start("127.0.0.1:0"); err != nil {
@@ -55,16 +55,14 @@ func TestStatusReport(t *testing.T) {
 		bind.ReceivedBytes += recvBytes
 		kafka.Sent += sent
 	}
-	reg.Counter("wharf_proxy_server_connections_total", "", "backend", "web", "server", "10.0.0.1:80").Add(4)
-	reg.Gauge("wharf_proxy_server_up", "", "backend", "web", "server", "10.0.0.1:80").Set(1)
-	reg.Counter("wharf_proxy_server_checks_total", "", "backend", "web", "server", "10.0.0.1:80", "result", "fail").Add(2)
-	reg.Gauge("wharf_proxy_server_up", "", "backend", "web", "server", "10.0.0.2:80").Set(0)
-	reg.Counter("wharf_proxy_frontend_connections_total", "", "frontend", "www").Add(8)
-	reg.Counter("wharf_proxy_frontend_rejected_total", "", "frontend", "www", "reason", "acl").Add(1)
-	reg.Counter("wharf_proxy_http_errors_total", "", "frontend", "www", "kind", "no_server").Add(6)
-	reg.Counter("wharf_proxy_backend_no_server_total", "", "backend", "web").Add(6) // a backend row is not a server row
-	// Syslog series in the registry do not make rows: rows come from Live.
+	proxies := func() ([]ProxyStats, []ServerStats) {
+		return []ProxyStats{{Frontend: "www", Mode: "http", Connections: 8, Rejected: map[string]uint64{"acl": 1},
+				HTTPErrors: map[string]uint64{"no_server": 6}, HTTPRequests: map[[2]string]uint64{{"web", "2xx"}: 7}}},
+			[]ServerStats{{Backend: "web", Server: "10.0.0.2:80"}, {Backend: "web", Server: "10.0.0.1:80", Up: true, Connections: 4, ChecksFailed: 2}}
+	}
+	// Series in the registry do not make rows: rows come from Live.
 	reg.Counter("wharf_frontend_received_total", "", "frontend", "old", "bind", "tcp://127.0.0.1:1").Add(9)
+	reg.Gauge("wharf_proxy_server_up", "", "backend", "gone", "server", "x").Set(1)
 
 	errs := NewErrorLog()
 	log := slog.New(errs.Handler(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError})))
@@ -86,6 +84,7 @@ func TestStatusReport(t *testing.T) {
 					defer mu.Unlock()
 					return kafka
 				}}},
+				Proxies: proxies,
 			}
 		},
 		Errors: errs,
@@ -153,7 +152,8 @@ func TestStatusReport(t *testing.T) {
 		t.Fatalf("servers %+v", r.Servers)
 	}
 	if len(r.Proxies) != 1 || r.Proxies[0].Frontend != "www" || r.Proxies[0].Metrics["connections_total"] != 8 ||
-		r.Proxies[0].Metrics["rejected_total{reason=acl}"] != 1 || r.Proxies[0].Metrics["http_errors_total{kind=no_server}"] != 6 {
+		r.Proxies[0].Metrics["rejected_total{reason=acl}"] != 1 || r.Proxies[0].Metrics["http_errors_total{kind=no_server}"] != 6 ||
+		r.Proxies[0].Metrics["http_requests_total{backend=web,code=2xx}"] != 7 {
 		t.Fatalf("proxies %+v", r.Proxies)
 	}
 }
@@ -176,7 +176,7 @@ func TestStatusSparklines(t *testing.T) {
 	var sent, dropped uint64
 	queue := int64(0)
 	withSink := true
-	st := NewStatus(metrics.NewRegistry(), StatusOptions{
+	st := NewStatus(StatusOptions{
 		SparkStep:   20 * time.Millisecond,
 		SparkPoints: 5,
 		Live: func() Live {

@@ -22,6 +22,7 @@ import (
 	"wharf/conf"
 	"wharf/metrics"
 	"wharf/proxy/httpproxy"
+	"wharf/proxy/internal/front"
 	"wharf/proxy/tcp"
 	"wharf/proxy/upstream"
 )
@@ -32,6 +33,38 @@ type frontend interface {
 	Start() error
 	Addrs() []net.Addr
 	Shutdown(ctx context.Context) error
+	Stats() front.Stats
+}
+
+// FrontendStats is a snapshot of one proxy frontend's counters.
+type FrontendStats = front.Stats
+
+// ServerStats is a snapshot of one backend server's counters.
+type ServerStats = upstream.ServerStats
+
+// Stats returns every proxy frontend's counters (in name order) and every
+// backend server's (by backend name, then config order). Safe for
+// concurrent use; a nil Set has none.
+func (s *Set) Stats() ([]FrontendStats, []ServerStats) {
+	if s == nil {
+		return nil, nil
+	}
+	var fes []FrontendStats
+	for _, f := range s.frontends {
+		fes = append(fes, f.Stats())
+	}
+	names := make([]string, 0, len(s.backends))
+	for n := range s.backends {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var srvs []ServerStats
+	for _, n := range names {
+		for _, sv := range s.backends[n].Servers() {
+			srvs = append(srvs, sv.Stats())
+		}
+	}
+	return fes, srvs
 }
 
 var (

@@ -20,6 +20,7 @@ import (
 	"wharf/deadletter"
 	"wharf/ingest"
 	"wharf/metrics"
+	"wharf/proxy"
 	"wharf/route"
 	"wharf/sinks"
 	"wharf/sinks/diskbuf"
@@ -47,6 +48,7 @@ type gateway struct {
 	routes    route.Holder
 	listeners map[string]*ingest.Listener // by scheme://addr as configured
 	proxies   func(ctx context.Context)   // stops the proxy frontends (proxy.go)
+	proxySet  *proxy.Set                  // the running proxy frontends, for their stats
 	admin     *admin.Server
 	status    *admin.Status // the status page; its sampler stops with the admin listener
 	ops       operator      // status page and tap (tap.go)
@@ -149,11 +151,11 @@ func (g *gateway) start() error {
 	for _, r := range g.runners {
 		r.Start()
 	}
-	stopProxies, err := startProxies(g.cfg, g.reg, g.log)
+	set, stopProxies, err := startProxies(g.cfg, g.reg, g.log)
 	if err != nil {
 		return err
 	}
-	g.proxies = stopProxies
+	g.proxies, g.proxySet = stopProxies, set
 	for _, sb := range syslogBinds(g.cfg) {
 		if err := g.listen(sb); err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 	"wharf/admin"
 	"wharf/conf"
 	"wharf/ingest"
+	"wharf/proxy"
 	"wharf/sinks"
 	"wharf/tap"
 )
@@ -69,6 +70,9 @@ func (g *gateway) publishLive() {
 	for name, r := range g.runners {
 		l.Sinks = append(l.Sinks, admin.LiveSink{Name: name, Stats: sinkStats(r)})
 	}
+	if g.proxySet != nil {
+		l.Proxies = proxyStats(g.proxySet)
+	}
 	g.ops.live.Store(&l)
 	adm := g.cfg.Admin
 	g.ops.adminConf.Store(&adm)
@@ -98,6 +102,27 @@ func sinkStats(r *sinks.Runner) func() admin.SinkStats {
 	}
 }
 
+// proxyStats hands the proxy frontends' and servers' typed stats to the
+// status page.
+func proxyStats(set *proxy.Set) func() ([]admin.ProxyStats, []admin.ServerStats) {
+	return func() ([]admin.ProxyStats, []admin.ServerStats) {
+		fes, srvs := set.Stats()
+		ps := make([]admin.ProxyStats, 0, len(fes))
+		for _, f := range fes {
+			ps = append(ps, admin.ProxyStats{
+				Frontend: f.Frontend, Mode: f.Mode, Connections: f.Connections, Active: f.Active,
+				BytesIn: f.BytesIn, BytesOut: f.BytesOut, IdleClosed: f.IdleClosed,
+				Rejected: f.Rejected, HTTPErrors: f.HTTPErrors, HTTPRequests: f.HTTPRequests,
+			})
+		}
+		ss := make([]admin.ServerStats, 0, len(srvs))
+		for _, s := range srvs {
+			ss = append(ss, admin.ServerStats(s))
+		}
+		return ps, ss
+	}
+}
+
 // live lists the running binds and sinks for the status page, as last
 // published: a reload in progress shows once it is applied.
 func (g *gateway) live() admin.Live {
@@ -120,7 +145,7 @@ func (g *gateway) hasPort(port uint16) bool {
 // registerOperatorEndpoints adds the status page, /api/status and
 // /api/tap to the admin server (before it starts).
 func (g *gateway) registerOperatorEndpoints() {
-	g.status = admin.NewStatus(g.reg, admin.StatusOptions{
+	g.status = admin.NewStatus(admin.StatusOptions{
 		Version: version,
 		Ready:   g.ready,
 		Live:    g.live,

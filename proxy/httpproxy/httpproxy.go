@@ -89,6 +89,7 @@ type Frontend struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	noRoute  [6]*metrics.Counter
+	common   *front.Common
 }
 
 // route is one use rule, its host lower-cased without a final dot.
@@ -111,7 +112,7 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		return nil, err
 	}
 	cfg = g.Cfg
-	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem, sources: g.Sources,
+	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem, sources: g.Sources, common: g,
 		log: log.With("frontend", cfg.Name), conns: map[*conn]struct{}{}}
 	herr := func(kind string) *metrics.Counter {
 		return reg.Counter("wharf_proxy_http_errors_total", "Requests answered by the proxy itself with an error, by kind.", append(g.Labels, "kind", kind)...)
@@ -417,3 +418,26 @@ func (bp *backendProxy) closeIdle() {
 // count counts a response (or the proxy's own answer, or 499 for a
 // client that left) by status class.
 func (bp *backendProxy) count(code int) { bp.codes[min(max(code/100, 0), 5)].Inc() }
+
+// Stats returns a snapshot of the frontend's counters.
+func (f *Frontend) Stats() front.Stats {
+	st := f.common.Stats()
+	st.HTTPErrors = map[string]uint64{
+		"no_server": f.m.errNoServer.Load(), "connect_failed": f.m.errConnect.Load(),
+		"timeout": f.m.errTimeout.Load(), "bad_gateway": f.m.errBad.Load(),
+	}
+	st.HTTPRequests = map[[2]string]uint64{}
+	add := func(backend string, codes [6]*metrics.Counter) {
+		for i := 1; i <= 5; i++ { // codes[0] is codes[5]
+			st.HTTPRequests[[2]string{backend, fmt.Sprintf("%dxx", i)}] = codes[i].Load()
+		}
+	}
+	add("", f.noRoute)
+	if f.def != nil {
+		add(f.def.b.Name, f.def.codes)
+	}
+	for _, r := range f.routes {
+		add(r.bp.b.Name, r.bp.codes)
+	}
+	return st
+}

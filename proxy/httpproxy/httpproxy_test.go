@@ -189,6 +189,10 @@ address = %q
 			t.Errorf("http_errors_total{kind=%s} = %v, want %v", kind, n, want)
 		}
 	}
+	if st := r.f.Stats(); st.HTTPErrors["no_server"] != 2 || st.HTTPRequests[[2]string{"", "5xx"}] != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	proxytest.CheckStats(t, r.reg, r.f.Stats(), r.bs)
 }
 
 func TestHTTPHealthCheck(t *testing.T) {

@@ -49,6 +49,7 @@ type Frontend struct {
 	sem      chan struct{}      // maxconn tokens
 	sources  *front.SourceLimit // maxconn_per_ip
 	m        frontendMetrics
+	common   *front.Common
 	lns      []*net.TCPListener
 	wg       sync.WaitGroup // accept loops and connections
 	mu       sync.Mutex
@@ -80,7 +81,7 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 	}
 	cfg = g.Cfg
 	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem, sources: g.Sources,
-		log: log.With("frontend", cfg.Name), conns: map[*net.TCPConn]struct{}{}, closing: make(chan struct{})}
+		log: log.With("frontend", cfg.Name), conns: map[*net.TCPConn]struct{}{}, closing: make(chan struct{}), common: g}
 	if cfg.Backend != "" {
 		if f.def, err = g.Backend(backends, cfg.Backend); err != nil {
 			return nil, err
@@ -467,4 +468,12 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	f.log.Warn("shutdown timeout: closed open connections", "count", left)
 	<-done
 	return ctx.Err()
+}
+
+// Stats returns a snapshot of the frontend's counters.
+func (f *Frontend) Stats() front.Stats {
+	st := f.common.Stats()
+	st.Active = f.m.active.Load()
+	st.BytesIn, st.BytesOut, st.IdleClosed = f.m.bytesIn.Load(), f.m.bytesOut.Load(), f.m.idleClosed.Load()
+	return st
 }

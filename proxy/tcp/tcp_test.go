@@ -98,6 +98,10 @@ address = %q
 	if n := r.metric("wharf_proxy_frontend_connections_total"); n != 1 {
 		t.Errorf("connections_total = %v, want 1", n)
 	}
+	if st := r.f.Stats(); st.BytesIn != uint64(len(payload)) || st.Connections != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	proxytest.CheckStats(t, r.reg, r.f.Stats(), r.bs)
 }
 
 func TestBalance(t *testing.T) {

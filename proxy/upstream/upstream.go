@@ -62,6 +62,35 @@ type Server struct {
 	wentUp, wentDown               *metrics.Counter
 }
 
+// ServerStats is a snapshot of a server's counters (what its
+// wharf_proxy_server_* series hold), for the status page.
+type ServerStats struct {
+	Backend, Server string
+	// Up is whether the server takes new connections; Active what is in
+	// flight to it.
+	Up     bool
+	Active int64
+	// Connections counts connections (tcp) or requests (http) sent;
+	// ConnectErrors failed connects; BytesSent and BytesReceived payload.
+	Connections, ConnectErrors, BytesSent, BytesReceived uint64
+	// ChecksOK and ChecksFailed count active health checks; WentUp and
+	// WentDown state changes; CheckSeconds is the last check's duration.
+	ChecksOK, ChecksFailed, WentUp, WentDown uint64
+	CheckSeconds                             float64
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		Backend: s.b.Name, Server: s.Name, Up: s.Up(), Active: s.Active(),
+		Connections: s.conns.Load(), ConnectErrors: s.connErrs.Load(),
+		BytesSent: s.BytesToServer.Load(), BytesReceived: s.BytesFromServer.Load(),
+		ChecksOK: s.checksOK.Load(), ChecksFailed: s.checksFail.Load(),
+		WentUp: s.wentUp.Load(), WentDown: s.wentDown.Load(),
+		CheckSeconds: float64(s.checkNanos.Load()) / 1e9,
+	}
+}
+
 // Up reports whether the server takes new connections.
 func (s *Server) Up() bool { return s.up.Load() }
 

@@ -16,27 +16,23 @@ import (
 	"wharf/metrics"
 )
 
-// The proxy tables render from the wharf_proxy_* series (as the proxy
-// package names them): a registry with those series behind the real
-// admin server, read by the real browser.
+// The proxy tables render from the proxies' typed stats (as
+// cmd/wharf hands them over from proxy.Set.Stats) behind the real admin
+// server, read by the real browser.
 func TestStatusPageRendersProxyRows(t *testing.T) {
 	ctx := browser(t)
 	reg := metrics.NewRegistry()
-	up := []string{"backend", "app", "server", "app1"}
-	down := []string{"backend", "app", "server", "app2"}
-	reg.Gauge("wharf_proxy_server_up", "", up...).Set(1)
-	reg.Gauge("wharf_proxy_server_up", "", down...).Set(0)
-	reg.Gauge("wharf_proxy_server_active", "", up...).Set(3)
-	reg.Counter("wharf_proxy_server_connections_total", "", up...).Add(120)
-	reg.Counter("wharf_proxy_server_connect_errors_total", "", down...).Add(7)
-	reg.Counter("wharf_proxy_server_checks_total", "", append(down, "result", "fail")...).Add(4)
-	reg.Counter("wharf_proxy_frontend_connections_total", "", "frontend", "web").Add(125)
-	reg.Gauge("wharf_proxy_frontend_active", "", "frontend", "web").Set(3)
-	reg.Counter("wharf_proxy_frontend_rejected_total", "", "frontend", "web", "reason", "acl").Add(2)
-	reg.Counter("wharf_proxy_http_errors_total", "", "frontend", "web", "kind", "no_server").Add(5)
+	proxies := func() ([]admin.ProxyStats, []admin.ServerStats) {
+		return []admin.ProxyStats{{Frontend: "web", Mode: "tcp", Connections: 125, Active: 3,
+				Rejected: map[string]uint64{"acl": 2}, HTTPErrors: map[string]uint64{"no_server": 5}}},
+			[]admin.ServerStats{
+				{Backend: "app", Server: "app1", Up: true, Active: 3, Connections: 120},
+				{Backend: "app", Server: "app2", ConnectErrors: 7, ChecksFailed: 4},
+			}
+	}
 
 	srv := admin.New(reg, func() (bool, []string) { return true, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	st := admin.NewStatus(reg, admin.StatusOptions{Version: "test"})
+	st := admin.NewStatus(admin.StatusOptions{Version: "test", Live: func() admin.Live { return admin.Live{Proxies: proxies} }})
 	defer st.Close()
 	st.Register(srv)
 	if err := srv.Start("127.0.0.1:0"); err != nil {

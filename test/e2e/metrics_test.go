@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"wharf/admin"
 	"wharf/internal/promcheck"
 	"wharf/internal/testenv"
 )
@@ -113,6 +114,32 @@ func TestMetricsExposition(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", body)
+	}
+
+	// /api/status has a row for every bind, sink, proxy frontend and
+	// server, from their typed stats, agreeing with /metrics.
+	resp, err = http.Get("http://" + in.admin + "/api/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st admin.StatusReport
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Binds) != 3 || len(st.Sinks) != 2 || len(st.Proxies) != 2 || len(st.Servers) != 1 {
+		t.Errorf("/api/status rows: %d binds, %d sinks, %d proxies, %d servers; want 3, 2, 2, 1", len(st.Binds), len(st.Sinks), len(st.Proxies), len(st.Servers))
+	}
+	for _, p := range st.Proxies {
+		if _, ok := p.Metrics["connections_total"]; !ok || (p.Frontend != "pt" && p.Frontend != "web") {
+			t.Errorf("proxy row %+v", p)
+		}
+	}
+	for _, s := range st.Sinks {
+		if s.Sink == "out" && float64(s.Sent) != in.metric("wharf_sink_sent_total", `sink="out"`) {
+			t.Errorf("sink out: /api/status sent %d, /metrics %v", s.Sent, in.metric("wharf_sink_sent_total", `sink="out"`))
+		}
 	}
 
 	// Every metric the dashboard queries is served, and every label it

@@ -8,6 +8,7 @@ package front
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"wharf/acl"
 	"wharf/conf"
@@ -35,6 +36,43 @@ type Common struct {
 
 	component string // error prefix, e.g. "proxy/tcp"
 	reg       *metrics.Registry
+
+	mu       sync.Mutex
+	rejected map[string]*metrics.Counter // by reason, as Rejected made them
+}
+
+// Stats is a snapshot of a proxy frontend's counters (what its
+// wharf_proxy_frontend_* and wharf_proxy_http_* series hold), for the
+// status page. Fields a mode does not keep stay zero or nil.
+type Stats struct {
+	Frontend, Mode string
+	// Connections counts client connections accepted; Active is open now
+	// (tcp).
+	Connections uint64
+	Active      int64
+	// BytesIn and BytesOut count bytes from and to clients; IdleClosed the
+	// connections closed by a timeout (tcp).
+	BytesIn, BytesOut, IdleClosed uint64
+	// Rejected counts connections closed before forwarding, by reason.
+	Rejected map[string]uint64
+	// HTTPErrors counts requests the proxy answered itself, by kind;
+	// HTTPRequests requests by backend ("" for unrouted) and status
+	// class ("2xx") (http).
+	HTTPErrors   map[string]uint64
+	HTTPRequests map[[2]string]uint64
+}
+
+// Stats returns the counters every proxy frontend keeps: the name, mode,
+// accepted connections and rejections by reason. The tcp and http
+// frontends add theirs.
+func (f *Common) Stats() Stats {
+	st := Stats{Frontend: f.Cfg.Name, Mode: f.Cfg.Mode, Connections: f.Accepted.Load(), Rejected: map[string]uint64{}}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for reason, c := range f.rejected {
+		st.Rejected[reason] = c.Load()
+	}
+	return st
 }
 
 // New checks that cfg is a frontend of mode and builds its common parts;
@@ -74,7 +112,14 @@ func New(component, mode string, cfg *conf.Frontend, reg *metrics.Registry) (*Co
 // Rejected is the counter of client connections closed before forwarding
 // for reason.
 func (f *Common) Rejected(reason string) *metrics.Counter {
-	return f.reg.Counter("wharf_proxy_frontend_rejected_total", "Client connections closed before forwarding, by reason.", append(f.Labels, "reason", reason)...)
+	c := f.reg.Counter("wharf_proxy_frontend_rejected_total", "Client connections closed before forwarding, by reason.", append(f.Labels, "reason", reason)...)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rejected == nil {
+		f.rejected = map[string]*metrics.Counter{}
+	}
+	f.rejected[reason] = c
+	return c
 }
 
 // Backend returns the backend called name, or an error that says how to

@@ -22,6 +22,7 @@ import (
 
 	"wharf/conf"
 	"wharf/metrics"
+	"wharf/proxy/internal/front"
 	"wharf/proxy/proxyproto"
 	"wharf/proxy/upstream"
 )
@@ -263,4 +264,70 @@ check = "none"
 [[backend.b.server]]
 address = %q
 `, mode, addr)
+}
+
+// CheckStats checks that a frontend's typed stats and its backends'
+// servers' hold what the registry's series hold (the status page reads
+// the former, /metrics the latter): every series of the frontend and of
+// the servers has its field, and every field its series.
+func CheckStats(t testing.TB, reg *metrics.Registry, st front.Stats, backends map[string]*upstream.Backend) {
+	t.Helper()
+	want := map[string]float64{} // "name{k=v,...}" -> value, from the registry
+	reg.Each(func(s metrics.Sample) {
+		if s.Label("frontend") != st.Frontend && s.Label("server") == "" {
+			return
+		}
+		if s.Name == "wharf_proxy_server_check_seconds" {
+			return // a gauge of the last check's duration, compared below
+		}
+		want[s.Name+"{"+strings.Join(s.Labels, ",")+"}"] = s.Value
+	})
+	got := map[string]float64{}
+	fl := "frontend," + st.Frontend
+	got["wharf_proxy_frontend_connections_total{"+fl+"}"] = float64(st.Connections)
+	for r, v := range st.Rejected {
+		got["wharf_proxy_frontend_rejected_total{"+fl+",reason,"+r+"}"] = float64(v)
+	}
+	if st.Mode == "tcp" {
+		got["wharf_proxy_frontend_active{"+fl+"}"] = float64(st.Active)
+		got["wharf_proxy_frontend_bytes_in_total{"+fl+"}"] = float64(st.BytesIn)
+		got["wharf_proxy_frontend_bytes_out_total{"+fl+"}"] = float64(st.BytesOut)
+		got["wharf_proxy_frontend_idle_closed_total{"+fl+"}"] = float64(st.IdleClosed)
+	}
+	for k, v := range st.HTTPErrors {
+		got["wharf_proxy_http_errors_total{"+fl+",kind,"+k+"}"] = float64(v)
+	}
+	for k, v := range st.HTTPRequests {
+		got["wharf_proxy_http_requests_total{"+fl+",backend,"+k[0]+",code,"+k[1]+"}"] = float64(v)
+	}
+	for _, b := range backends {
+		for _, s := range b.Servers() {
+			ss := s.Stats()
+			l := "backend," + ss.Backend + ",server," + ss.Server
+			up := 0.0
+			if ss.Up {
+				up = 1
+			}
+			got["wharf_proxy_server_up{"+l+"}"] = up
+			got["wharf_proxy_server_active{"+l+"}"] = float64(ss.Active)
+			got["wharf_proxy_server_connections_total{"+l+"}"] = float64(ss.Connections)
+			got["wharf_proxy_server_connect_errors_total{"+l+"}"] = float64(ss.ConnectErrors)
+			got["wharf_proxy_server_bytes_sent_total{"+l+"}"] = float64(ss.BytesSent)
+			got["wharf_proxy_server_bytes_received_total{"+l+"}"] = float64(ss.BytesReceived)
+			got["wharf_proxy_server_checks_total{"+l+",result,ok}"] = float64(ss.ChecksOK)
+			got["wharf_proxy_server_checks_total{"+l+",result,fail}"] = float64(ss.ChecksFailed)
+			got["wharf_proxy_server_transitions_total{"+l+",to,up}"] = float64(ss.WentUp)
+			got["wharf_proxy_server_transitions_total{"+l+",to,down}"] = float64(ss.WentDown)
+		}
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("series %s = %v; typed stats: %v (present %v)", k, v, g, ok)
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("typed stats have %s = %v, the registry has no such series", k, v)
+		}
+	}
 }
