@@ -111,6 +111,16 @@ type BindStats struct {
 	ConnectionsTotal                   uint64
 	// By reason; every reason the bind can count, zero or not.
 	Malformed, Dropped map[string]uint64
+	// RELP is set for relp:// and relp+tls:// binds.
+	RELP *RELPStatus
+}
+
+// RELPStatus is a RELP bind's sessions: open ones, transactions received
+// and not yet acknowledged, messages acknowledged since start.
+type RELPStatus struct {
+	Sessions int64  `json:"sessions"`
+	InFlight int64  `json:"in_flight"`
+	AcksSent uint64 `json:"acks_sent"`
 }
 
 // LiveSink is one running sink.
@@ -213,6 +223,8 @@ type BindStatus struct {
 	DroppedTotal     uint64            `json:"dropped_total"`
 	Spark            Spark             `json:"spark"`
 	LastError        *LastError        `json:"last_error,omitempty"`
+	// RELP is present for relp:// and relp+tls:// binds.
+	RELP *RELPStatus `json:"relp,omitempty"`
 }
 
 // SinkStatus is one sink and its runner.
@@ -560,7 +572,7 @@ func (st *Status) Report() StatusReport {
 			Rate:        Rate{Msgs: perSecond(b.Received, old.Received, dt), Bytes: perSecond(b.ReceivedBytes, old.ReceivedBytes, dt)},
 			Connections: b.Connections, ConnectionsTotal: b.ConnectionsTotal, Truncated: b.Truncated,
 			Malformed: orEmpty(b.Malformed), Dropped: orEmpty(b.Dropped), DroppedTotal: sumValues(b.Dropped),
-			Spark: st.spark(k, false),
+			Spark: st.spark(k, false), RELP: b.RELP,
 		}
 		if st.opts.Errors != nil {
 			row.LastError = st.opts.Errors.last("bind", row.Frontend+" "+row.Bind)

@@ -770,6 +770,15 @@ type Stats struct {
 	// Malformed, Dropped, Rejected and Closed count by reason; every
 	// reason the bind can count is present, zero or not (see zeroReasons).
 	Malformed, Dropped, Rejected, Closed map[string]uint64
+	// RELP is set on relp:// and relp+tls:// binds: open sessions,
+	// unanswered transactions, messages acknowledged.
+	RELP *RELPStats
+}
+
+// RELPStats are a RELP bind's session counters (its wharf_relp_* series).
+type RELPStats struct {
+	Sessions, InFlight int64
+	AcksSent           uint64
 }
 
 // Stats returns a snapshot of the bind's counters. Safe for concurrent use.
@@ -784,6 +793,9 @@ func (l *Listener) Stats() Stats {
 		Dropped:          map[string]uint64{},
 		Rejected:         map[string]uint64{},
 		Closed:           map[string]uint64{},
+	}
+	if r := l.relp; r != nil {
+		st.RELP = &RELPStats{Sessions: r.open.Load(), InFlight: r.inFlight.Load(), AcksSent: r.acks.Load()}
 	}
 	if m := l.reasons.Load(); m != nil {
 		for k, c := range *m {

@@ -148,6 +148,9 @@ func TestRELPQueuedAcksEveryMessage(t *testing.T) {
 	if got := counter(reg, "wharf_relp_sessions_total", ""); got != 1 {
 		t.Fatalf("sessions_total %v", got)
 	}
+	if st := l.Stats().RELP; st == nil || st.AcksSent != n || st.Sessions != 0 {
+		t.Fatalf("status page stats %+v", st)
+	}
 }
 
 // holder is a route target that keeps messages until the test confirms

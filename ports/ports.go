@@ -130,7 +130,7 @@ func transport(scheme string) (proto string, tls bool) {
 	switch scheme {
 	case "udp":
 		return "udp", false
-	case "tls", "https":
+	case "tls", "https", "relp+tls":
 		return "tcp", true
 	default: // tcp, http
 		return "tcp", false

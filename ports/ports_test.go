@@ -197,6 +197,8 @@ func TestCheckCases(t *testing.T) {
 	f("syslog", "udp", "::", 514, true, KindInternalWildcard, KindPlaintextSyslog)
 	f("syslog", "udp", "10.0.0.1", 514, true, KindPlaintextSyslog)
 	f("syslog", "tls", "0.0.0.0", 6514, false)
+	f("syslog", "relp+tls", "127.0.0.1", 2514, false)
+	f("syslog", "relp", "127.0.0.1", 2514, false)
 	f("syslog", "tls", "0.0.0.0", 6514, true, KindInternalWildcard)
 	f("syslog", "tls", "127.0.0.1", 443, false, KindPortMismatch)
 	f("syslog", "tcp", "127.0.0.1", 6514, false, KindPortMismatch)

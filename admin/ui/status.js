@@ -153,7 +153,8 @@ function render(st) {
       sparkCell(b.spark, false) +
       num("received", b.received, count(b.received)) +
       num("received_bytes", b.received_bytes, bytes(b.received_bytes)) +
-      num("connections", b.connections, count(b.connections)) +
+      num("connections", b.connections, count(b.connections) + (b.relp ?
+        `<span class="reasons">RELP ${count(b.relp.sessions)} sessions, ${count(b.relp.in_flight)} unacked, ${count(b.relp.acks_sent)} acked</span>` : "")) +
       reasons("malformed", malformed, b.malformed, "warn") +
       reasons("dropped", b.dropped_total, b.dropped, "bad") +
       lastError(b.last_error) + "</tr>";

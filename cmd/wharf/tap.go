@@ -86,6 +86,7 @@ func bindStats(ln *ingest.Listener) func() admin.BindStats {
 			Received: st.Received, ReceivedBytes: st.ReceivedBytes, Truncated: st.Truncated,
 			Connections: st.Connections, ConnectionsTotal: st.ConnectionsTotal,
 			Malformed: st.Malformed, Dropped: st.Dropped,
+			RELP: relpStatus(st.RELP),
 		}
 	}
 }
@@ -348,4 +349,12 @@ func streamTap(ctx context.Context, u, token string, stdout, stderr io.Writer) i
 			}
 		}
 	}
+}
+
+// relpStatus is a RELP bind's session counters for the status page.
+func relpStatus(r *ingest.RELPStats) *admin.RELPStatus {
+	if r == nil {
+		return nil
+	}
+	return &admin.RELPStatus{Sessions: r.Sessions, InFlight: r.InFlight, AcksSent: r.AcksSent}
 }
