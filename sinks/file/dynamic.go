@@ -1,12 +1,14 @@
 package file
 
 import (
+	"cmp"
 	"container/list"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"wharf/internal/logfile"
@@ -139,19 +141,30 @@ func appendSafe(dst, v []byte) []byte {
 
 // writeDynamic encodes each message into the pending buffer of its file,
 // then appends each file's lines with one write call. Called with s.mu
-// held. On an error the Runner retries the whole batch, so lines already
-// written to other files may appear twice (at-least-once, as for one file).
+// held.
+//
+// A file that cannot be opened for a reason retrying will not fix (its
+// directory is a file, the path is a link, permission denied) does not
+// hold up the other files: its messages are rejected (the Runner counts
+// them, reason "rejected") and the rest are written. An error that may
+// pass (disk full, too many open files) or a failed write returns a plain
+// error and the Runner retries the whole batch, so lines already written
+// to other files may appear twice (at-least-once, as for one file).
 func (s *File) writeDynamic(batch []*message.Message) error {
 	d := s.dyn
 	now := time.Now()
 	d.touched = d.touched[:0]
-	var firstErr error
-	for _, m := range batch {
+	var retryErr, rejectErr error
+	var rejected []int
+	for i, m := range batch {
 		d.pathBuf = d.appendPath(d.pathBuf[:0], m, s.name)
 		df, err := s.dynFile(d.pathBuf, now)
 		if err != nil {
-			if firstErr == nil {
-				firstErr = err
+			if transient(err) {
+				retryErr = cmp.Or(retryErr, err)
+			} else {
+				rejectErr = cmp.Or(rejectErr, err)
+				rejected = append(rejected, i)
 			}
 			continue
 		}
@@ -162,8 +175,8 @@ func (s *File) writeDynamic(batch []*message.Message) error {
 		df.pending = append(df.pending, '\n')
 	}
 	for _, df := range d.touched {
-		if err := s.flushDyn(df); err != nil && firstErr == nil {
-			firstErr = err
+		if err := s.flushDyn(df); err != nil {
+			retryErr = cmp.Or(retryErr, err)
 		}
 	}
 	d.touched = d.touched[:0]
@@ -171,7 +184,24 @@ func (s *File) writeDynamic(batch []*message.Message) error {
 		d.lastSweep = now
 		s.closeIdle(now)
 	}
-	return firstErr
+	switch {
+	case retryErr != nil:
+		return retryErr
+	case rejected != nil:
+		return &sinks.RejectedError{Indexes: rejected, Err: rejectErr}
+	}
+	return nil
+}
+
+// transient reports an open error that may go away by itself, worth
+// retrying the batch for.
+func transient(err error) bool {
+	for _, e := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT, syscall.EMFILE, syscall.ENFILE, syscall.EIO, syscall.EINTR, syscall.EAGAIN, syscall.EROFS} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // dynFile returns the open file for path, opening it (and closing the

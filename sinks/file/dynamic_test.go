@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"wharf/conf"
 	"wharf/ingest/parse"
 	"wharf/message"
+	"wharf/sinks"
 )
 
 // parsedMsg is a parsed message received at 2026-11-25 19:10 UTC from
@@ -248,4 +250,29 @@ func FuzzAppendSafe(f *testing.F) {
 			t.Fatalf("appendSafe(%q) = %q", v, got)
 		}
 	})
+}
+
+// TestFileTemplatedBadPathRejected guards against one host's unwritable
+// path stalling every host: a file where the host's directory should be
+// rejects that host's messages (counted by the Runner as "rejected"),
+// the others are written once, and the batch is not retried.
+func TestFileTemplatedBadPathRejected(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bad"), []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: dir + "/{hostname}/x.log"}})
+	defer s.Close()
+	var ms []*message.Message
+	for _, h := range []string{"good", "bad", "good", "bad"} {
+		ms = append(ms, parsedMsg(t, "<13>1 - "+h+" app - - - from "+h))
+	}
+	err := s.Write(context.Background(), ms)
+	var rej *sinks.RejectedError
+	if !errors.As(err, &rej) || fmt.Sprint(rej.Indexes) != "[1 3]" {
+		t.Fatalf("Write = %v, want a RejectedError for indexes [1 3]", err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "good", "x.log")); string(data) != "<13>1 - good app - - - from good\n<13>1 - good app - - - from good\n" {
+		t.Errorf("good/x.log = %q", data)
+	}
 }
