@@ -1,7 +1,12 @@
 package conf
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -73,8 +78,12 @@ func (v *validator) buffer(p string, b *Buffer, dirs map[string]string) {
 			v.errAt(p+".dir", "%s is also the buffer dir of %s; give each sink its own", b.Dir, other)
 		}
 		dirs[b.Dir] = p
-		if fi, err := os.Stat(b.Dir); err == nil && !fi.IsDir() {
-			v.errAt(p+".dir", "%s exists and is not a directory", b.Dir)
+		if err := checkBufferDir(b.Dir); errors.Is(err, errNotWritable) {
+			// check may run as another user than wharf run: say so, do
+			// not refuse.
+			v.warn(p+".dir", "%v", err)
+		} else if err != nil {
+			v.errAt(p+".dir", "%v", err)
 		}
 	}
 	if b.SegmentBytes < 4*KiB {
@@ -87,5 +96,46 @@ func (v *validator) buffer(p string, b *Buffer, dirs map[string]string) {
 	v.enum(p, "on_full", b.OnFull, "block", "drop_newest")
 	if b.Fsync == "interval" && b.FsyncInterval.Duration <= 0 {
 		v.errAt(p+".fsync_interval", "must be positive with fsync = \"interval\"")
+	}
+}
+
+// errNotWritable marks a buffer directory this user could not create.
+var errNotWritable = errors.New("not writable by this user")
+
+// checkBufferDir reports a buffer directory wharf run could not open:
+// a non-directory in its place, or, when it does not exist yet, a
+// nearest existing ancestor that is not a directory or (errNotWritable)
+// that this user cannot create entries in (wharf creates the directory
+// at start).
+func checkBufferDir(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("%s exists and is not a directory", dir)
+	case err == nil:
+		return nil
+	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("%s: %v", dir, errors.Unwrap(err))
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	for {
+		fi, err := os.Stat(parent)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s cannot be created: %s is not a directory", dir, parent)
+			}
+			if syscall.Access(parent, 0x2|0x1) != nil { // W_OK|X_OK
+				return fmt.Errorf("%s cannot be created: %s is %w (uid %d); if wharf runs as another user, make sure that one can", dir, parent, errNotWritable, os.Getuid())
+			}
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+			return fmt.Errorf("%s cannot be created: %v", dir, err)
+		}
+		next := filepath.Dir(parent)
+		if next == parent {
+			return nil
+		}
+		parent = next
 	}
 }

@@ -367,3 +367,22 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A buffer directory under one this user cannot write is found (Parse
+// warns: wharf run may run as another user).
+func TestBufferDirNotWritable(t *testing.T) {
+	if os.Getuid() == 0 {
+		t.Skip("root may write anywhere")
+	}
+	ro := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(ro, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	err := checkBufferDir(filepath.Join(ro, "a", "b"))
+	if !errors.Is(err, errNotWritable) || !strings.Contains(err.Error(), ro+" is not writable by this user") {
+		t.Errorf("checkBufferDir under a read-only dir: %v", err)
+	}
+	if err := checkBufferDir(filepath.Join(t.TempDir(), "new", "deeper")); err != nil {
+		t.Errorf("checkBufferDir of a creatable dir: %v", err)
+	}
+}
