@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"wharf/internal/testenv"
 	"wharf/metrics"
 )
 
@@ -158,16 +159,6 @@ func TestStatusReport(t *testing.T) {
 	}
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: not true: %s", d, what)
-		}
-	}
-}
-
 // TestStatusSparklines: each step adds a point per row (rates since the
 // previous point, queue depth now), at most SparkPoints are kept, and a
 // row that leaves Live loses its ring.
@@ -198,10 +189,10 @@ func TestStatusSparklines(t *testing.T) {
 	})
 	t.Cleanup(st.Close)
 	var sp Spark
-	eventually(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, "a sink sparkline of 5 points", func() bool {
 		sp = st.spark(sinkKey("s"), true)
 		return len(sp.Msgs) == 5
-	}, "sink sparkline has 5 points")
+	})
 	if len(sp.Dropped) != 5 || len(sp.Queue) != 5 || sp.StepSeconds != 0.02 {
 		t.Fatalf("spark %+v", sp)
 	}
@@ -220,11 +211,11 @@ func TestStatusSparklines(t *testing.T) {
 	mu.Lock()
 	withSink = false
 	mu.Unlock()
-	eventually(t, 5*time.Second, func() bool {
+	testenv.Eventually(t, "a removed sink's ring to be dropped", func() bool {
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		return st.sparks[sinkKey("s")] == nil
-	}, "a removed sink's ring is dropped")
+	})
 }
 
 func TestStatusPageAndAssets(t *testing.T) {

@@ -486,10 +486,7 @@ func TestTCPThroughRunnerKeepsOrder(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	deadline := time.Now().Add(10 * time.Second)
-	for r.Stats().Sent < conns*each && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Poll(testenv.EventuallyTimeout, func() bool { return r.Stats().Sent >= conns*each })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	l.Stop(ctx)

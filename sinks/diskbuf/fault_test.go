@@ -69,29 +69,18 @@ func drainFrom(t *testing.T, b *Buffer, from, n int) {
 // waitFault polls until the buffer reports that it cannot be written.
 func waitFault(t *testing.T, b *Buffer, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Eventually(t, fmt.Sprintf("Fault() to report %q", want), func() bool {
 		err := b.Fault()
-		if err != nil && strings.Contains(err.Error(), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Fault() = %v, want an error containing %q", err, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err != nil && strings.Contains(err.Error(), want)
+	})
 }
 
 // waitNoFault polls until the buffer is writable and its checkpoint
 // written (retried every FaultRetryInterval).
 func waitNoFault(t *testing.T, b *Buffer) {
 	t.Helper()
-	deadline := time.Now().Add(3 * FaultRetryInterval)
-	for b.Fault() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("Fault() after recovery = %v", b.Fault())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testenv.Poll(3*FaultRetryInterval, func() bool { return b.Fault() == nil }) {
+		t.Fatalf("Fault() after recovery = %v", b.Fault())
 	}
 }
 

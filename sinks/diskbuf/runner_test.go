@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"wharf/internal/testenv"
 	"wharf/message"
 	"wharf/sinks"
 )
@@ -94,10 +95,7 @@ func TestRunnerSpoolRestart(t *testing.T) {
 	s2 := &recSink{}
 	r = sinks.NewRunner("spooled", s2, cfg, nil, nil)
 	r.Start()
-	deadline := time.Now().Add(5 * time.Second)
-	for s2.count() < n-delivered && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Poll(testenv.EventuallyTimeout, func() bool { return s2.count() >= n-delivered })
 	r.Close(context.Background())
 	if s2.count() != n-delivered {
 		t.Fatalf("second life delivered %d, want %d", s2.count(), n-delivered)

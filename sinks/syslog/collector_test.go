@@ -38,12 +38,7 @@ func collectorLines(t *testing.T, file, id string, want int) []string {
 		}
 		return out
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	got := read()
-	for len(got) < want && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		got = read()
-	}
+	testenv.Poll(30*time.Second, func() bool { return len(read()) >= want })
 	time.Sleep(300 * time.Millisecond) // anything extra (duplicates) shows up now
 	return read()
 }
@@ -152,10 +147,7 @@ func TestCollectorFirstServerDiesMidStream(t *testing.T) {
 	before := testMessages(id, 0, 3000)
 	after := testMessages(id, 3000, 3000)
 	r := forward(t, s, before)
-	deadline := time.Now().Add(10 * time.Second)
-	for len(first.got()) < len(before) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Poll(testenv.EventuallyTimeout, func() bool { return len(first.got()) >= len(before) })
 	expectExact(t, first.got(), before)
 	first.kill() // connection and listener gone, mid-stream
 	for _, raw := range after {

@@ -177,10 +177,7 @@ func TestFramingOverLoopback(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Close()
-		deadline := time.Now().Add(5 * time.Second)
-		for len(fs.got()) < len(want) && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
+		testenv.Poll(testenv.EventuallyTimeout, func() bool { return len(fs.got()) >= len(want) })
 		if got := fs.got(); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
 			t.Errorf("framing %s: got %d frames, want %d", framing, len(got), len(want))
 		}
@@ -305,19 +302,21 @@ func TestFailoverAndFailback(t *testing.T) {
 	primary.done.Add(1)
 	go primary.accept()
 	t.Cleanup(primary.kill)
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Server() != "tcp://"+primaryAddr && time.Now().Before(deadline) {
+	testenv.Poll(5*time.Second, func() bool {
+		if s.Server() == "tcp://"+primaryAddr {
+			return true
+		}
 		if err := s.Write(context.Background(), msgs("later")); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		time.Sleep(20 * time.Millisecond) // one write per retry interval
+		return false
+	})
 	if s.Server() != "tcp://"+primaryAddr || s.Failovers() != 2 {
 		t.Fatalf("no failback: server %s, failovers %d", s.Server(), s.Failovers())
 	}
 	s.Write(context.Background(), msgs("back"))
 	s.Close()
-	deadline = time.Now().Add(5 * time.Second)
 	last := func() string {
 		got := primary.got()
 		if len(got) == 0 {
@@ -325,9 +324,7 @@ func TestFailoverAndFailback(t *testing.T) {
 		}
 		return got[len(got)-1]
 	}
-	for last() != "back" && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Poll(testenv.EventuallyTimeout, func() bool { return last() == "back" })
 	if got := primary.got(); last() != "back" {
 		t.Errorf("primary got %q", got)
 	}

@@ -80,12 +80,8 @@ func TestAdminToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { tap.Process.Kill(); tap.Wait() }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(stderr.String(), "tapping") {
-		if time.Now().After(deadline) {
-			t.Fatalf("wharf tap did not start: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testenv.Poll(testenv.EventuallyTimeout, func() bool { return strings.Contains(stderr.String(), "tapping") }) {
+		t.Fatalf("wharf tap did not start: %s", stderr.String())
 	}
 	c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
@@ -98,7 +94,8 @@ func TestAdminToken(t *testing.T) {
 		l, _ := bufio.NewReader(stdout).ReadString('\n')
 		lines <- l
 	}()
-	for {
+	deadline := time.Now().Add(testenv.EventuallyTimeout)
+	for { // resend: a datagram sent before the tap subscribed is not tapped
 		c.Write([]byte(msg))
 		select {
 		case l := <-lines:

@@ -94,23 +94,23 @@ func startIn(t *testing.T, dir, admin, config string) *instance {
 			t.Logf("wharf stderr:\n%s", in.stderr.String())
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	healthy := testenv.Poll(15*time.Second, func() bool {
 		resp, err := http.Get("http://" + admin + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			return in
+			return true
 		}
 		select {
 		case err := <-in.exited:
 			t.Fatalf("wharf exited before it was healthy: %v\n%s", err, in.stderr.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("wharf not healthy after 15s:\n%s", in.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return false
+	})
+	if !healthy {
+		t.Fatalf("wharf not healthy after 15s:\n%s", in.stderr.String())
 	}
+	return in
 }
 
 // stop sends SIGTERM and waits for a clean exit; it returns stderr.
@@ -169,29 +169,25 @@ func (in *instance) metric(name string, labels ...string) float64 {
 // waitMetric polls until metric name reaches want or timeout passes.
 func (in *instance) waitMetric(want float64, timeout time.Duration, name string, labels ...string) float64 {
 	in.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		v := in.metric(name, labels...)
-		if v >= want || time.Now().After(deadline) {
-			return v
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var v float64
+	testenv.Poll(timeout, func() bool {
+		v = in.metric(name, labels...)
+		return v >= want
+	})
+	return v
 }
 
 // readLines waits until path has at least n lines (or timeout) and returns
 // the lines.
 func readLines(t *testing.T, path string, n int, timeout time.Duration) []string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var lines []string
+	testenv.Poll(timeout, func() bool {
 		data, _ := os.ReadFile(path)
-		lines := splitLines(data)
-		if len(lines) >= n || time.Now().After(deadline) {
-			return lines
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		lines = splitLines(data)
+		return len(lines) >= n
+	})
+	return lines
 }
 
 func splitLines(data []byte) []string {

@@ -132,10 +132,10 @@ batch_timeout = "5ms"
 			m, _ := filepath.Glob(filepath.Join(in.dir, "remote", "*", app+"-"+year+".log"))
 			return m
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for (len(matches()) == 0 || !strings.Contains(readFile(matches()[0]), text)) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		testenv.Poll(testenv.EventuallyTimeout, func() bool {
+			m := matches()
+			return len(m) > 0 && strings.Contains(readFile(m[0]), text)
+		})
 		m := matches()
 		if len(m) != 1 {
 			t.Fatalf("%s: files %v, want one remote/HOST/%s-%s.log", app, m, app, year)
