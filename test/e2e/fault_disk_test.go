@@ -101,12 +101,8 @@ func TestFaultDiskFull(t *testing.T) {
 
 	sent := pacedSender(t, fmt.Sprintf("127.0.0.1:%d", tcpPort), 20000, 12*time.Second)
 	// The disk fills within a second or two; then TCP must stall.
-	deadline := time.Now().Add(15 * time.Second)
-	for in.metric("wharf_buffer_writable") != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("wharf_buffer_writable never went to 0 on a 2 MiB disk; received %v", in.metric("wharf_frontend_received_total"))
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testenv.Poll(15*time.Second, func() bool { return in.metric("wharf_buffer_writable") == 0 }) {
+		t.Fatalf("wharf_buffer_writable never went to 0 on a 2 MiB disk; received %v", in.metric("wharf_frontend_received_total"))
 	}
 	r1 := in.metric("wharf_frontend_received_total")
 	udp, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
@@ -145,14 +141,11 @@ func TestFaultDiskFull(t *testing.T) {
 	go sink.serve(ln)
 	n := <-sent
 	var msgs []string
-	deadline = time.Now().Add(90 * time.Second)
-	for {
+	testenv.Poll(90*time.Second, func() bool {
 		msgs = sink.snapshot()
-		if got, _, _ := ledger(msgs, "seq=", n); got == n || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		got, _, _ := ledger(msgs, "seq=", n)
+		return got == n
+	})
 	tcpGot, tcpDups, tcpForeign := ledger(msgs, "seq=", n)
 	udpGot, udpDups, udpForeign := ledger(msgs, "udp=", nUDP)
 	received := in.metric("wharf_frontend_received_total")
@@ -202,16 +195,12 @@ func TestFaultDiskFull(t *testing.T) {
 		more[i] = fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - after=%d", i)
 	}
 	sendTCP(t, fmt.Sprintf("127.0.0.1:%d", tcpPort), more)
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		got, _, _ := ledger(sink.snapshot(), "after=", len(more))
-		if got == len(more) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d messages sent after the restart delivered", got, len(more))
-		}
-		time.Sleep(50 * time.Millisecond)
+	var got int
+	if !testenv.Poll(20*time.Second, func() bool {
+		got, _, _ = ledger(sink.snapshot(), "after=", len(more))
+		return got == len(more)
+	}) {
+		t.Fatalf("%d of %d messages sent after the restart delivered", got, len(more))
 	}
 	if d := in2.metric("wharf_sink_dropped_total"); d != 0 {
 		t.Errorf("dropped %v after the restart", d)

@@ -61,13 +61,9 @@ write_timeout = "2s"
 	if got := in.waitMetric(n, 30*time.Second, "wharf_sink_sent_total", `sink="kafka"`); got != n {
 		t.Fatalf("sent %v after the broker came back, want %d", got, n)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for httpStatus(t, "http://"+in.admin+"/readyz") != http.StatusOK {
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz still not 200 after the broker came back")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.EventuallyWithin(t, 15*time.Second, "/readyz to be 200 after the broker came back", func() bool {
+		return httpStatus(t, "http://"+in.admin+"/readyz") == http.StatusOK
+	})
 	if d := in.metric("wharf_sink_dropped_total", `sink="kafka"`); d != 0 {
 		t.Errorf("dropped %v messages", d)
 	}

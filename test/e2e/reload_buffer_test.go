@@ -94,19 +94,17 @@ func postReload(t *testing.T, admin string) (int, string) {
 // waitLedger waits until the collector holds every number of key below n.
 func waitLedger(t *testing.T, s *lineSink, key string, n int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got, _, foreign := ledger(s.snapshot(), key, n)
+	var got int
+	all := testenv.Poll(timeout, func() bool {
+		var foreign int
+		got, _, foreign = ledger(s.snapshot(), key, n)
 		if foreign > 0 {
 			t.Fatalf("%d %s messages that were never sent", foreign, key)
 		}
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d %s messages delivered", got, n, key)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return got == n
+	})
+	if !all {
+		t.Fatalf("%d of %d %s messages delivered", got, n, key)
 	}
 }
 
