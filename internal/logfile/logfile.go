@@ -6,7 +6,8 @@
 // file there could point a sink at /etc/shadow with a link. What this does
 // not cover: a symbolic link among the directories above the file (they
 // are trusted; keep them owned by root or wharf's user and not writable by
-// others).
+// others), except below the fixed part of a templated path, where
+// OpenAppendBeneath follows nothing out of it.
 package logfile
 
 import (
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -59,6 +61,54 @@ func check(f *os.File) error {
 		return fmt.Errorf("%s has %d hard links; wharf does not write to a file linked from elsewhere (remove the other links or use a new file)", f.Name(), st.Nlink)
 	}
 	return nil
+}
+
+// OpenAppendBeneath is OpenAppend for a path whose directories below
+// base come from what senders wrote (a file sink path with placeholders:
+// base "/var/log/remote", path "/var/log/remote/{hostname}/x.log"
+// expanded). Below base nothing is followed out of it: a directory or
+// file that is a symbolic link leading outside base (or given as an
+// absolute link) is refused, so someone who can write in the log tree
+// cannot make a host's directory a link to /etc. base itself and the
+// directories above it are trusted, as with OpenAppend.
+func OpenAppendBeneath(base, path string, perm os.FileMode) (*os.File, error) {
+	rel, err := filepath.Rel(base, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil, fmt.Errorf("%s is not below %s", path, base)
+	}
+	if err := os.MkdirAll(base, 0o750); err != nil {
+		return nil, fmt.Errorf("create directory: %w", err)
+	}
+	root, err := os.OpenRoot(base)
+	if err != nil {
+		return nil, fmt.Errorf("open directory %s: %w", base, err)
+	}
+	defer root.Close()
+	// Errors name base and that links out of it are refused: os.Root says
+	// "path escapes from parent" for such a link.
+	below := func(err error) error {
+		return fmt.Errorf("%s below %s (symbolic links leading out of it are not followed): %w", rel, base, err)
+	}
+	if err := root.MkdirAll(filepath.Dir(rel), 0o750); err != nil {
+		return nil, below(err)
+	}
+	f, err := root.OpenFile(rel, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, perm)
+	if err != nil {
+		switch {
+		case errors.Is(err, syscall.ELOOP):
+			return nil, fmt.Errorf("%s is a symbolic link; wharf does not follow links for files it writes", path)
+		case errors.Is(err, syscall.EISDIR):
+			return nil, fmt.Errorf("%s is a directory; give the path of a file", path)
+		case errors.Is(err, syscall.ENXIO):
+			return nil, fmt.Errorf("%s is not a regular file (a FIFO or socket); give the path of a file", path)
+		}
+		return nil, below(err)
+	}
+	if err := check(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // CheckPath reports, without creating anything, why OpenAppend would

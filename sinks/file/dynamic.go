@@ -21,6 +21,7 @@ import (
 // once in LRU order. All of it is guarded by File.mu.
 type dynamic struct {
 	parts []PathPart
+	base  string // StaticDir(parts): below it, links are not followed out
 	max   int
 	idle  time.Duration
 
@@ -54,7 +55,7 @@ func newDynamic(parts []PathPart, max int) *dynamic {
 	if max <= 0 {
 		max = DefaultMaxOpenFiles
 	}
-	return &dynamic{parts: parts, max: max, idle: DefaultFileIdleClose, open: map[string]*list.Element{}}
+	return &dynamic{parts: parts, base: StaticDir(parts), max: max, idle: DefaultFileIdleClose, open: map[string]*list.Element{}}
 }
 
 // appendPath expands the template for m into dst.
@@ -218,7 +219,9 @@ func (s *File) dynFile(path []byte, now time.Time) (*dynFile, error) {
 		s.closeDyn(d.lru.Back(), &d.lruCloses)
 	}
 	p := string(path)
-	f, err := logfile.OpenAppend(p, s.mode)
+	// The directories below base are named by senders: nothing there may
+	// lead out of base (a host directory made a link to /etc).
+	f, err := logfile.OpenAppendBeneath(d.base, p, s.mode)
 	if err != nil {
 		return nil, fmt.Errorf("sinks/file: sink %q: %w", s.name, err)
 	}

@@ -276,3 +276,52 @@ func TestFileTemplatedBadPathRejected(t *testing.T) {
 		t.Errorf("good/x.log = %q", data)
 	}
 }
+
+// Regression: with a templated path the directories below the fixed part
+// are named by senders, and a host directory someone made a symbolic
+// link to another directory (/etc) was followed: O_NOFOLLOW guards only
+// the last component. Now nothing below the fixed part leads out of it.
+func TestFileTemplatedRefusesLinksOut(t *testing.T) {
+	root := t.TempDir()
+	logs, victim := filepath.Join(root, "logs"), filepath.Join(root, "etc")
+	os.MkdirAll(logs, 0o750)
+	os.MkdirAll(victim, 0o750)
+	os.WriteFile(filepath.Join(victim, "passwd-2026-11-25.log"), []byte("root:x:0:0\n"), 0o600)
+	if err := os.Symlink(victim, filepath.Join(logs, "evil-abs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../etc", filepath.Join(logs, "evil-rel")); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Join(logs, "web-1"), 0o750)
+	if err := os.Symlink(filepath.Join(victim, "passwd-2026-11-25.log"), filepath.Join(logs, "web-1", "nginx-2026-11-25.log")); err != nil {
+		t.Fatal(err)
+	}
+	saved := time.Local
+	time.Local = time.UTC
+	defer func() { time.Local = saved }()
+	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: logs + "/{hostname}/{app_name}-{date}.log"}})
+	defer s.Close()
+	for _, raw := range []string{
+		"<13>1 2026-11-25T19:10:00Z evil-abs passwd - - - injected",
+		"<13>1 2026-11-25T19:10:00Z evil-rel passwd - - - injected",
+		"<13>1 2026-11-25T19:10:00Z web-1 nginx - - - injected",
+	} {
+		m := parsedMsg(t, raw)
+		err := s.Write(context.Background(), []*message.Message{m})
+		m.Release()
+		var rej *sinks.RejectedError // refused for good, not retried
+		if !errors.As(err, &rej) || !strings.Contains(err.Error(), "symbolic link") {
+			t.Errorf("%q: Write = %v, want the message rejected for a link", raw, err)
+		}
+	}
+	if got := tree(t, victim); len(got) != 1 || got[0] != "passwd-2026-11-25.log: root:x:0:0" {
+		t.Errorf("outside the log tree:\n%s", strings.Join(got, "\n"))
+	}
+	// A plain host still gets its file.
+	m := parsedMsg(t, "<13>1 2026-11-25T19:10:00Z web-2 sshd - - - fine")
+	defer m.Release()
+	if err := s.Write(context.Background(), []*message.Message{m}); err != nil {
+		t.Fatal(err)
+	}
+}
