@@ -52,7 +52,7 @@ type Options struct {
 	HTTPConns, HTTPThreads int
 	// StreamConns is the readers in the TCP proxy scenario. Default 4.
 	StreamConns int
-	// Scenarios picks kinds: "tcp", "udp", "kafka", "http", "tcpproxy",
+	// Scenarios picks kinds: "tcp", "udp", "relp", "kafka", "http", "tcpproxy",
 	// and "latency" (TCP relay at light load: one message at a time, 1k
 	// and 25k msg/s).
 	// Empty: all.
@@ -71,7 +71,7 @@ type Options struct {
 // Scenario is one workload.
 type Scenario struct {
 	ID   string `json:"id"`
-	Kind string `json:"kind"` // tcp, udp, kafka, http, tcpproxy
+	Kind string `json:"kind"` // tcp, udp, relp, kafka, http, tcpproxy
 	// Unit is what the rate and per-CPU figures count: "messages"
 	// (syslog scenarios), "requests" (http) or "bytes" (tcpproxy).
 	Unit  string  `json:"unit"`
@@ -270,6 +270,10 @@ func (o Options) Plan() []Scenario {
 				Title: fmt.Sprintf("Latency at light load: %gk msg/s offered over TCP, TCP out", r/1000)})
 		}
 	}
+	if want("relp") {
+		sc = append(sc, Scenario{ID: "relp", Kind: "relp", Unit: "messages", Duration: o.TCPDuration,
+			Title: fmt.Sprintf("RELP relay: RFC5424 %d B over RELP in (window 128), RELP out to a receiver that acknowledges each message, %d connections, max rate", o.Size, o.TCPConns)})
+	}
 	if want("kafka") && len(o.Brokers) > 0 {
 		sc = append(sc, Scenario{ID: "kafka", Kind: "kafka", Unit: "messages", Duration: o.TCPDuration,
 			Title: fmt.Sprintf("TCP in to Kafka (acks=1, no compression), %d connections, max rate", o.TCPConns)})
@@ -385,8 +389,8 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 	consumerErr := func() error { return nil }
 	var consumer *recv.Consumer
 	setup := Setup{Kind: sc.Kind, In: "tcp", Dir: dir, Root: o.Root, Exe: o.Exe}
-	if sc.Kind == "udp" {
-		setup.In = "udp"
+	if sc.Kind == "udp" || sc.Kind == "relp" {
+		setup.In = sc.Kind
 	}
 	if sc.Kind == "kafka" {
 		setup.Brokers, setup.Topic = o.Brokers, "wharf-bench-"+rl.Name+"-"+runID
@@ -402,7 +406,11 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 		consumerErr = k.Err
 		consumer = k
 	} else {
-		srv, err := recv.Listen("tcp://127.0.0.1:0", runID)
+		out := "tcp"
+		if sc.Kind == "relp" {
+			out = "relp" // RELP in, RELP out: the receiver acknowledges every message
+		}
+		srv, err := recv.Listen(out+"://127.0.0.1:0", runID)
 		if err != nil {
 			return fail(err)
 		}

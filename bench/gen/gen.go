@@ -101,8 +101,8 @@ type Generator struct {
 // New checks cfg, fills defaults and returns a Generator.
 func New(cfg Config) (*Generator, error) {
 	scheme, addr, ok := strings.Cut(cfg.Target, "://")
-	if !ok || (scheme != "tcp" && scheme != "udp") || addr == "" {
-		return nil, fmt.Errorf("bench/gen: target %q: want tcp://host:port or udp://host:port", cfg.Target)
+	if !ok || (scheme != "tcp" && scheme != "udp" && scheme != "relp") || addr == "" {
+		return nil, fmt.Errorf("bench/gen: target %q: want tcp://host:port, udp://host:port or relp://host:port", cfg.Target)
 	}
 	if cfg.Size == 0 {
 		cfg.Size = 300
@@ -113,8 +113,8 @@ func New(cfg Config) (*Generator, error) {
 	if cfg.Framing == "" {
 		cfg.Framing = stamp.OctetCounting
 	}
-	if scheme == "udp" {
-		cfg.Framing = stamp.None
+	if scheme == "udp" || scheme == "relp" {
+		cfg.Framing = stamp.None // RELP frames carry the length
 	}
 	if cfg.WriteSize <= 0 {
 		cfg.WriteSize = 256 << 10
@@ -172,7 +172,11 @@ func (g *Generator) Run(ctx context.Context) (Result, error) {
 	}
 	conns := make([]net.Conn, cfg.Conns)
 	for i := range conns {
-		c, err := net.DialTimeout(g.scheme, g.addr, 5*time.Second)
+		network := g.scheme
+		if network == "relp" {
+			network = "tcp"
+		}
+		c, err := net.DialTimeout(network, g.addr, 5*time.Second)
 		if err != nil {
 			for _, c := range conns[:i] {
 				c.Close()
@@ -198,9 +202,12 @@ func (g *Generator) Run(ctx context.Context) (Result, error) {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			if g.scheme == "tcp" {
+			switch g.scheme {
+			case "tcp":
 				errs[i] = w.runTCP(ctx)
-			} else {
+			case "relp":
+				errs[i] = w.runRELP(ctx)
+			default:
 				errs[i] = w.runUDP(ctx)
 			}
 		}()

@@ -29,6 +29,7 @@ type Server struct {
 	conns   map[net.Conn]struct{}
 	closed  atomic.Bool
 	errs    atomic.Uint64
+	relp    bool // relp:// (relp.go)
 }
 
 // Listen starts a receiver on tcp://host:port or udp://host:port (port 0
@@ -37,16 +38,16 @@ type Server struct {
 func Listen(target, run string) (*Server, error) {
 	scheme, addr, ok := cutScheme(target)
 	if !ok {
-		return nil, fmt.Errorf("bench/recv: listen %q: want tcp://host:port or udp://host:port", target)
+		return nil, fmt.Errorf("bench/recv: listen %q: want tcp://host:port, udp://host:port or relp://host:port", target)
 	}
 	s := &Server{Tracker: NewTracker(), conns: map[net.Conn]struct{}{}}
 	switch scheme {
-	case "tcp":
+	case "tcp", "relp":
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("bench/recv: listen %s: %w", target, err)
 		}
-		s.ln, s.addr = ln, ln.Addr()
+		s.ln, s.addr, s.relp = ln, ln.Addr(), scheme == "relp"
 		s.wg.Add(1)
 		go s.acceptLoop(run)
 	case "udp":
@@ -122,7 +123,11 @@ func (s *Server) acceptLoop(run string) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := serveStream(c, newCollector(s.Tracker, run)); err != nil && !s.closed.Load() {
+			serve := serveStream
+			if s.relp {
+				serve = serveRELP
+			}
+			if err := serve(c, newCollector(s.Tracker, run)); err != nil && !s.closed.Load() {
 				s.errs.Add(1)
 			}
 			s.mu.Lock()

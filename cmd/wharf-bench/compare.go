@@ -28,7 +28,7 @@ func runCompare(ctx context.Context, args []string) error {
 	fs.IntVar(&o.HTTPConns, "http-conns", 64, "wrk connections (-c) in the HTTP proxy scenario")
 	fs.IntVar(&o.HTTPThreads, "http-threads", 1, "wrk threads (-t) in the HTTP proxy scenario")
 	fs.IntVar(&o.StreamConns, "stream-conns", 4, "reader connections in the TCP proxy scenario")
-	scen := fs.String("scenarios", "tcp,latency,udp,kafka,http,tcpproxy", "scenario kinds to run (kafka needs -kafka or $WHARF_KAFKA_BROKERS; http needs wrk)")
+	scen := fs.String("scenarios", "tcp,latency,udp,relp,kafka,http,tcpproxy", "scenario kinds to run (kafka needs -kafka or $WHARF_KAFKA_BROKERS; http needs wrk)")
 	relays := fs.String("relays", "", "relays to run, comma-separated (default all installed: wharf,byte-copy,socat,haproxy,haproxy-1t,nginx,nginx-1w,rsyslog,syslog-ng)")
 	brokers := fs.String("kafka", os.Getenv("WHARF_KAFKA_BROKERS"), "Kafka brokers for the Kafka scenario")
 	out := fs.String("out", "bench/results", "folder for <date>.md/.json and latest.md/.json/.svg ('' writes nothing)")
