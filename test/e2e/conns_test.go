@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"wharf/internal/testenv"
 )
 
 // TestTenThousandIdleConnections holds 10k idle TCP syslog connections
@@ -22,14 +20,13 @@ func TestTenThousandIdleConnections(t *testing.T) {
 	// per-connection cost fails, scheduling noise does not.
 	const maxIdleRSS = 52 << 20
 	const n = 10000
-	port := testenv.FreePort(t)
-	in := start(t, tcpEdge(port, "out")+`
+	in := start(t, tcpEdge(0, "out")+`
 [sink.out]
 type = "file"
 path = "{{DIR}}/out.log"
 encoding = "raw"
 `)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := in.bind("edge", "tcp")
 	conns := make([]net.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {

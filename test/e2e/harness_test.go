@@ -59,7 +59,7 @@ type instance struct {
 // a free admin address) and runs wharf on it until /healthz answers.
 func start(t *testing.T, config string) *instance {
 	t.Helper()
-	return startIn(t, t.TempDir(), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), config)
+	return startIn(t, t.TempDir(), "127.0.0.1:0", config)
 }
 
 // tcpEdge is the head most test configs share: the admin listener and
@@ -95,7 +95,14 @@ func startIn(t *testing.T, dir, admin, config string) *instance {
 		}
 	})
 	healthy := testenv.Poll(15*time.Second, func() bool {
-		resp, err := http.Get("http://" + admin + "/healthz")
+		if strings.HasSuffix(in.admin, ":0") { // bound on port 0: read it back
+			a, ok := logged(in.stderr.String(), "admin listening", "addr")
+			if !ok {
+				return false
+			}
+			in.admin = a
+		}
+		resp, err := http.Get("http://" + in.admin + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			return true
@@ -111,6 +118,44 @@ func startIn(t *testing.T, dir, admin, config string) *instance {
 		t.Fatalf("wharf not healthy after 15s:\n%s", in.stderr.String())
 	}
 	return in
+}
+
+// bind returns the address a bind of frontend with scheme ("tcp", "udp",
+// ...) listens on, as wharf logged it: a config may bind port 0 and the
+// test read the port back, so no other process can take it between the
+// test choosing it and wharf binding it.
+func (in *instance) bind(frontend, scheme string) string {
+	in.t.Helper()
+	for _, line := range strings.Split(in.stderr.String(), "\n") {
+		if f, ok := logged(line, "listening", "frontend"); !ok || f != frontend {
+			continue
+		}
+		if b, ok := logged(line, "listening", "bind"); ok && strings.HasPrefix(b, scheme+"://") {
+			return strings.TrimPrefix(b, scheme+"://")
+		}
+	}
+	in.t.Fatalf("no %s:// bind of frontend %q in wharf's log:\n%s", scheme, frontend, in.stderr.String())
+	return ""
+}
+
+// logged finds the first text log line of wharf's stderr whose message is
+// msg and returns the value of its attribute key.
+func logged(stderr, msg, key string) (string, bool) {
+	quoted := "msg=" + msg
+	if strings.Contains(msg, " ") {
+		quoted = "msg=" + strconv.Quote(msg)
+	}
+	for _, line := range strings.Split(stderr, "\n") {
+		if !strings.Contains(line, " "+quoted+" ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, key+"="); ok {
+				return v, true
+			}
+		}
+	}
+	return "", false
 }
 
 // stop sends SIGTERM and waits for a clean exit; it returns stderr.

@@ -21,23 +21,22 @@ import (
 // SIGTERM arrives, then checks that every message wharf reports as
 // received reached the file sink, in order, with no gap and no duplicate.
 func TestShutdownLosesNothingAccepted(t *testing.T) {
-	port := testenv.FreePort(t)
-	in := start(t, fmt.Sprintf(`
+	in := start(t, `
 [admin]
 listen = "{{ADMIN}}"
 [global]
 shutdown_timeout = "20s"
 [frontend.edge]
-bind = ["tcp://127.0.0.1:%d"]
+bind = ["tcp://127.0.0.1:0"]
 format = "rfc5424"
 sinks = ["out"]
 [sink.out]
 type = "file"
 path = "{{DIR}}/out.log"
 encoding = "raw"
-`, port))
+`)
 	const n = 100000
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	c, err := net.Dial("tcp", in.bind("edge", "tcp"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +88,7 @@ encoding = "raw"
 // shutdown_timeout passes, and wharf must exit 3 (not 0), with every
 // message it read either delivered or counted with its reason.
 func TestShutdownWithLossExitsNonZero(t *testing.T) {
-	port := testenv.FreePort(t)
-	in := start(t, tcpEdge(port, "down")+fmt.Sprintf(`
+	in := start(t, tcpEdge(0, "down")+fmt.Sprintf(`
 [global]
 shutdown_timeout = "1s"
 [sink.down]
@@ -105,7 +103,7 @@ retry_max_backoff = "100ms"
 	for i := range msgs {
 		msgs[i] = fmt.Sprintf("<13>1 2026-11-25T10:00:00Z host app - - - seq=%d", i)
 	}
-	sendTCP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+	sendTCP(t, in.bind("edge", "tcp"), msgs)
 	if got := in.waitMetric(n, 20*time.Second, "wharf_frontend_received_total"); got != n {
 		t.Fatalf("received %v of %d", got, n)
 	}
