@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/ingest/parse"
 	"wharf/internal/testenv"
 	"wharf/message"
 	"wharf/metrics"
@@ -201,5 +203,49 @@ func TestCollectorUDP(t *testing.T) {
 	got := collectorLines(t, filepath.Join(out, "udp.log"), id, len(want))
 	if !bytes.Equal([]byte(strings.Join(got, "\n")), []byte(strings.Join(want, "\n"))) {
 		t.Fatalf("collector got %d of %d UDP messages (or altered)", len(got), len(want))
+	}
+}
+
+// TestCollectorRFC3164Encoding: RFC5424 and RFC3164 input, encoded as
+// rfc3164 for an old collector, is parsed by syslog-ng's BSD parser into
+// the same host, program, pid, priority and message.
+func TestCollectorRFC3164Encoding(t *testing.T) {
+	addr := testenv.Env(t, "WHARF_COLLECTOR_TCP_BSD")
+	out := testenv.Env(t, "WHARF_COLLECTOR_OUT")
+	id := runID(t)
+	s, _ := newSink(t, conf.Sink{Encoding: "rfc3164", Options: &Config{Servers: []string{"tcp://" + addr}, OutFraming: "lf"}})
+	raws := []string{
+		`<165>1 2026-11-25T19:10:00.123Z web-1.example.com nginx 4242 ID47 [ex@32473 k="v"] ` + id + ` GET /cart 200`,
+		`<34>Nov 25 19:10:00 fw-2 su[230]: ` + id + ` 'su root' failed`,
+		`<14>1 2026-11-25T19:10:00Z db-1 postgres - - - ` + id + ` checkpoint complete`,
+		id + ` %ASA-4-106023: no PRI at all`,
+	}
+	want := []string{
+		"web-1.example.com|nginx|4242|local4.notice|" + id + " GET /cart 200",
+		"fw-2|su|230|auth.crit|" + id + " 'su root' failed",
+		"db-1|postgres||user.info|" + id + " checkpoint complete",
+	}
+	r := sinks.NewRunner("fwd", s, sinks.RunnerConfig{BatchSize: 256}.Resolved(), metrics.NewRegistry(), nil)
+	r.Start()
+	for _, raw := range raws {
+		m := message.New([]byte(raw))
+		m.Peer = netip.MustParseAddrPort("192.0.2.7:40000")
+		m.Received = time.Now().UnixNano()
+		_ = parse.Parse(m, parse.Auto) // the last one is malformed: forwarded raw
+		r.Enqueue(m, true)
+	}
+	closeRunner(t, r)
+	got := collectorLines(t, filepath.Join(out, "bsd.log"), id, len(raws))
+	if len(got) != len(raws) {
+		t.Fatalf("collector has %d lines, want %d:\n%s", len(got), len(raws), strings.Join(got, "\n"))
+	}
+	for i, w := range want {
+		if got[i] != w {
+			t.Errorf("line %d as syslog-ng parsed it:\n got: %q\nwant: %q", i, got[i], w)
+		}
+	}
+	// No PRI: user.notice, the peer as host, the line as sent after it.
+	if f := strings.SplitN(got[3], "|", 5); len(f) != 5 || f[0] != "192.0.2.7" || f[3] != "user.notice" || !strings.Contains(got[3], "%ASA-4-106023: no PRI at all") {
+		t.Errorf("line 3 as syslog-ng parsed it: %q, want host 192.0.2.7, user.notice, the line", got[3])
 	}
 }

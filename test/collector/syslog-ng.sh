@@ -7,10 +7,13 @@
 #   test/collector/syslog-ng.sh stop    stop it
 #
 # Sources (all 127.0.0.1, ports picked free at start, overridable with
-# WHARF_COLLECTOR_PORT_TCP / _UDP / _LF / _TLS / _MTLS):
+# WHARF_COLLECTOR_PORT_TCP / _UDP / _LF / _BSD / _TLS / _MTLS):
 #   WHARF_COLLECTOR_TCP     syslog() driver, TCP, RFC6587 octet counting  -> $OUT/tcp.log
 #   WHARF_COLLECTOR_UDP     syslog() driver, UDP, one message per datagram -> $OUT/udp.log
 #   WHARF_COLLECTOR_TCP_LF  network() driver, TCP, LF framing              -> $OUT/lf.log
+#   WHARF_COLLECTOR_TCP_BSD network() driver, TCP, LF framing, RFC3164 parsing
+#                           (an old BSD collector); each line is what syslog-ng
+#                           parsed: HOST|PROGRAM|PID|FACILITY.LEVEL|MSG     -> $OUT/bsd.log
 #   WHARF_COLLECTOR_TLS     syslog() driver, TLS (RFC 5425, octet counting),
 #                           client certificate optional (peer-verify(optional-untrusted)) -> $OUT/tls.log
 #   WHARF_COLLECTOR_MTLS    the same, client certificate required and verified
@@ -97,11 +100,12 @@ start() {
   fi
   mkdir -p "$out"
   make_tls
-  local version tcp udp lf tls mtls
+  local version tcp udp lf bsd tls mtls
   version=$(syslog-ng --version | sed -n 's/^Config version: *//p')
   tcp=${WHARF_COLLECTOR_PORT_TCP:-$(free_port)}
   udp=${WHARF_COLLECTOR_PORT_UDP:-$(free_udp_port)}
   lf=${WHARF_COLLECTOR_PORT_LF:-$(free_port)}
+  bsd=${WHARF_COLLECTOR_PORT_BSD:-$(free_port)}
   tls=${WHARF_COLLECTOR_PORT_TLS:-$(free_port)}
   mtls=${WHARF_COLLECTOR_PORT_MTLS:-$(free_port)}
   cat >"$conf" <<EOF
@@ -116,6 +120,7 @@ template t_raw { template("\${RAWMSG}\n"); };
 source s_tcp { syslog(ip("127.0.0.1") port(${tcp}) transport("tcp") max-connections(200) log-iw-size(200000) flags(store-raw-message)); };
 source s_udp { syslog(ip("127.0.0.1") port(${udp}) transport("udp") so-rcvbuf(8388608) flags(store-raw-message)); };
 source s_lf  { network(ip("127.0.0.1") port(${lf}) transport("tcp") max-connections(200) log-iw-size(200000) flags(syslog-protocol, store-raw-message)); };
+source s_bsd { network(ip("127.0.0.1") port(${bsd}) transport("tcp") max-connections(200) log-iw-size(200000)); };
 source s_tls { syslog(ip("127.0.0.1") port(${tls}) transport("tls") max-connections(200) log-iw-size(200000) flags(store-raw-message)
   tls(key-file("${tlsdir}/server.key") cert-file("${tlsdir}/server.pem") peer-verify(optional-untrusted))); };
 source s_mtls { syslog(ip("127.0.0.1") port(${mtls}) transport("tls") max-connections(200) log-iw-size(200000) flags(store-raw-message)
@@ -123,12 +128,14 @@ source s_mtls { syslog(ip("127.0.0.1") port(${mtls}) transport("tls") max-connec
 destination d_tcp { file("${out}/tcp.log" template(t_raw)); };
 destination d_udp { file("${out}/udp.log" template(t_raw)); };
 destination d_lf  { file("${out}/lf.log"  template(t_raw)); };
+destination d_bsd { file("${out}/bsd.log" template("\${HOST}|\${PROGRAM}|\${PID}|\${FACILITY}.\${LEVEL}|\${MSG}\n")); };
 destination d_tls { file("${out}/tls.log" template(t_raw)); };
 destination d_mtls { file("${out}/mtls.log" template(t_raw)); };
 # flow-control: a slow file applies TCP backpressure instead of dropping.
 log { source(s_tcp); destination(d_tcp); flags(flow-control); };
 log { source(s_udp); destination(d_udp); };
 log { source(s_lf);  destination(d_lf);  flags(flow-control); };
+log { source(s_bsd); destination(d_bsd); flags(flow-control); };
 log { source(s_tls); destination(d_tls); flags(flow-control); };
 log { source(s_mtls); destination(d_mtls); flags(flow-control); };
 EOF
@@ -137,12 +144,14 @@ EOF
   for _ in $(seq 50); do [[ -s $pidfile ]] && break; sleep 0.1; done
   wait_tcp "$tcp"
   wait_tcp "$lf"
+  wait_tcp "$bsd"
   wait_tcp "$tls"
   wait_tcp "$mtls"
   cat >"$envfile" <<EOF
 export WHARF_COLLECTOR_TCP=127.0.0.1:${tcp}
 export WHARF_COLLECTOR_UDP=127.0.0.1:${udp}
 export WHARF_COLLECTOR_TCP_LF=127.0.0.1:${lf}
+export WHARF_COLLECTOR_TCP_BSD=127.0.0.1:${bsd}
 export WHARF_COLLECTOR_TLS=127.0.0.1:${tls}
 export WHARF_COLLECTOR_MTLS=127.0.0.1:${mtls}
 export WHARF_COLLECTOR_CA=${tlsdir}/ca.pem
@@ -150,7 +159,7 @@ export WHARF_COLLECTOR_CLIENT_CERT=${tlsdir}/client.pem
 export WHARF_COLLECTOR_CLIENT_KEY=${tlsdir}/client.key
 export WHARF_COLLECTOR_OUT=${out}
 EOF
-  echo "syslog-ng.sh: syslog-ng $(syslog-ng --version | head -1 | awk '{print $3}' | tr -d '()') running (pid $(cat "$pidfile")): tcp $tcp, udp $udp, tcp-lf $lf, tls $tls, mtls $mtls, output in $out" >&2
+  echo "syslog-ng.sh: syslog-ng $(syslog-ng --version | head -1 | awk '{print $3}' | tr -d '()') running (pid $(cat "$pidfile")): tcp $tcp, udp $udp, tcp-lf $lf, tcp-bsd $bsd, tls $tls, mtls $mtls, output in $out" >&2
 }
 
 stop() {
