@@ -16,10 +16,11 @@ import (
 	"wharf/admin"
 	"wharf/internal/promcheck"
 	"wharf/internal/testenv"
+	"wharf/internal/testpki"
 )
 
-// metricsConfig has one of everything that exports series: tcp, udp and
-// relp binds with a dead-letter file, a file sink, a disk-buffered syslog sink
+// metricsConfig has one of everything that exports series: tcp, udp,
+// relp and tls binds with a dead-letter file, a file sink, a disk-buffered syslog sink
 // with two (dead) servers, and tcp and http proxy frontends.
 const metricsConfig = `
 [admin]
@@ -39,6 +40,11 @@ retry_backoff = "50ms"
 retry_max_backoff = "200ms"
 [sink.fwd.buffer]
 dir = "{{DIR}}/buf"
+[frontend.sec]
+bind = ["tls://127.0.0.1:%d"]
+tls_cert = %q
+tls_key = %q
+sinks = ["out"]
 [frontend.pt]
 mode = "tcp"
 bind = ["tcp://127.0.0.1:%d"]
@@ -58,9 +64,10 @@ server = [{ address = "%s", name = "s1" }]
 // there, and that every metric the Grafana dashboard in deploy/ queries
 // exists.
 func TestMetricsExposition(t *testing.T) {
-	tcpPort, udpPort, relpPort, ptPort, webPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	tcpPort, udpPort, relpPort, tlsPort, ptPort, webPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	dead1, dead2 := testenv.ClosedAddr(t), testenv.ClosedAddr(t)
-	in := start(t, fmt.Sprintf(metricsConfig, tcpPort, udpPort, relpPort, dead1, dead2, ptPort, webPort, dead1))
+	_, certFile, keyFile := testpki.NewCA(t, "metrics test CA").ServerCert(t, "localhost")
+	in := start(t, fmt.Sprintf(metricsConfig, tcpPort, udpPort, relpPort, dead1, dead2, tlsPort, certFile, keyFile, ptPort, webPort, dead1))
 	msgs := []string{"<13>1 2026-11-25T10:00:00Z h app - - - one", "<13>1 2026-11-25T10:00:00Z h app - - - two"}
 	sendTCP(t, fmt.Sprintf("127.0.0.1:%d", tcpPort), msgs)
 	u, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
@@ -107,8 +114,13 @@ func TestMetricsExposition(t *testing.T) {
 		`wharf_frontend_dropped_total{bind="tcp://127.0.0.1:%d",frontend="edge",reason="no_route"} 0`,
 		`wharf_frontend_rejected_total{bind="tcp://127.0.0.1:%d",frontend="edge",reason="maxconn"} 0`,
 		`wharf_frontend_closed_total{bind="tcp://127.0.0.1:%d",frontend="edge",reason="idle_timeout"} 0`,
+		`wharf_frontend_rejected_total{bind="tls://127.0.0.1:%d",frontend="sec",reason="tls_handshake"} 0`,
 	} {
-		if line := fmt.Sprintf(frag, tcpPort); !strings.Contains(string(body), line+"\n") {
+		port := tcpPort
+		if strings.Contains(frag, "tls://") {
+			port = tlsPort
+		}
+		if line := fmt.Sprintf(frag, port); !strings.Contains(string(body), line+"\n") {
 			t.Errorf("/metrics lacks %s", line)
 		}
 	}
@@ -128,8 +140,8 @@ func TestMetricsExposition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Binds) != 3 || len(st.Sinks) != 2 || len(st.Proxies) != 2 || len(st.Servers) != 1 {
-		t.Errorf("/api/status rows: %d binds, %d sinks, %d proxies, %d servers; want 3, 2, 2, 1", len(st.Binds), len(st.Sinks), len(st.Proxies), len(st.Servers))
+	if len(st.Binds) != 4 || len(st.Sinks) != 2 || len(st.Proxies) != 2 || len(st.Servers) != 1 {
+		t.Errorf("/api/status rows: %d binds, %d sinks, %d proxies, %d servers; want 4, 2, 2, 1", len(st.Binds), len(st.Sinks), len(st.Proxies), len(st.Servers))
 	}
 	for _, p := range st.Proxies {
 		if _, ok := p.Metrics["connections_total"]; !ok || (p.Frontend != "pt" && p.Frontend != "web") {
