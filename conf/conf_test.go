@@ -34,6 +34,7 @@ func golden(t *testing.T, file, got string) {
 }
 
 func TestGoldenValid(t *testing.T) {
+	goldenEnv(t)
 	files, _ := filepath.Glob("testdata/valid/*.toml")
 	if len(files) == 0 {
 		t.Fatal("no testdata/valid cases")
@@ -51,7 +52,16 @@ func TestGoldenValid(t *testing.T) {
 	}
 }
 
+// goldenEnv is the environment the goldens' ${VAR}s see.
+func goldenEnv(t *testing.T) {
+	t.Setenv("WHARF_TEST_HOST", "127.0.0.1")
+	t.Setenv("WHARF_TEST_TOPIC", "logs")
+	t.Setenv("WHARF_TEST_EMPTY", "")
+	t.Setenv("WHARF_TEST_DOLLAR", "pa$$word")
+}
+
 func TestGoldenInvalid(t *testing.T) {
+	goldenEnv(t)
 	files, _ := filepath.Glob("testdata/invalid/*.toml")
 	if len(files) == 0 {
 		t.Fatal("no testdata/invalid cases")

@@ -97,9 +97,11 @@ func Parse(data []byte, path string) (*Config, error) {
 	v := &validator{c: c, md: &md, idx: idx, file: path, errs: valErrs}
 	v.tableTypes(generic)
 	v.undecoded()
+	v.expandEnv() // env.go
 	c.ApplyDefaults()
 	v.validate()
 	v.errs = append(dropConsequences(v.errs, typeErrs), typeErrs...)
+	v.errs = append(dropConsequences(v.errs, v.envErrs), v.envErrs...)
 	if len(v.errs) > 0 {
 		return nil, v.sorted()
 	}

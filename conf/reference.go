@@ -336,6 +336,8 @@ func Reference() string {
 		"**Rates** are messages per second or per minute, as a string: `\"20000/s\"`, `\"600/m\"`.",
 		"A size, count or duration of 0 means the default.",
 		"",
+		"**Environment variables** expand in string values: `\"${NAME}\"`, or `\"${NAME:-default}\"` for a default when `NAME` is unset or empty (`brokers = [\"${KAFKA_HOST}:9092\"]`). An unset variable without a default is an error at its key. `$${` is a literal `${`; any other `$` stays as written. Secrets can also come from files: `token_file`, `sasl_password_file`.",
+		"",
 		"## Example",
 		"",
 		"```toml",

@@ -89,6 +89,7 @@ type validator struct {
 	file     string
 	binds    []boundAddr // every parsed bind, for the overlap check
 	errs     Errors
+	envErrs  Errors // failed ${VAR} expansions (env.go)
 	warnings []string
 }
 

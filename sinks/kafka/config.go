@@ -3,6 +3,7 @@ package kafka
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -79,6 +80,10 @@ type Config struct {
 	SASLUsername string `toml:"sasl_username"`
 	// SASLPassword is the SASL password.
 	SASLPassword string `toml:"sasl_password"`
+	// SASLPasswordFile names a file holding the password (surrounding
+	// whitespace trimmed), instead of SASLPassword, so the config file
+	// can stay world-readable.
+	SASLPasswordFile string `toml:"sasl_password_file"`
 }
 
 // configType is what conf knows of the kafka type.
@@ -106,7 +111,8 @@ var configType = conf.SinkType{
 		{Key: "tls_ciphers", Type: "array of strings", Default: "ECDHE AEAD suites", Doc: "Brokers: " + conf.TLSCiphersDoc + " Kafka: `ssl.cipher.suites`."},
 		{Key: "sasl_mechanism", Type: "string", Default: "none", Doc: "SASL authentication: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (Kafka's `sasl.mechanism`). `PLAIN` without TLS is warned about: it sends the password in clear."},
 		{Key: "sasl_username", Type: "string", Default: "none", Doc: "SASL user; required with `sasl_mechanism`."},
-		{Key: "sasl_password", Type: "string", Default: "none", Doc: "SASL password; required with `sasl_mechanism`. Keep the config file's permissions tight (0600)."},
+		{Key: "sasl_password", Type: "string", Default: "none", Doc: "SASL password; required with `sasl_mechanism` (or `sasl_password_file`). Keep the config file's permissions tight (0600), or use `sasl_password_file` or `\"${VAR}\"`."},
+		{Key: "sasl_password_file", Type: "string", Default: "none", Doc: "File holding the SASL password (surrounding whitespace trimmed), instead of `sasl_password`, so the config file can stay world-readable; read at start and on reload."},
 	},
 }
 
@@ -161,19 +167,44 @@ func (c *Config) Validate(v *conf.SinkCheck) {
 
 // validateSASL checks the SASL keys.
 func (c *Config) validateSASL(v *conf.SinkCheck) {
+	if c.SASLPassword != "" && c.SASLPasswordFile != "" {
+		v.Errorf("sasl_password", "set sasl_password or sasl_password_file, not both")
+	} else if c.SASLPasswordFile != "" {
+		if _, err := c.Password(); err != nil {
+			v.Errorf("sasl_password_file", "%v", err)
+		}
+	}
+	hasPassword := c.SASLPassword != "" || c.SASLPasswordFile != ""
 	if c.SASLMechanism == "" {
-		if c.SASLUsername != "" || c.SASLPassword != "" {
+		if c.SASLUsername != "" || hasPassword {
 			v.Errorf("", "sasl_username/sasl_password need sasl_mechanism = \"PLAIN\", \"SCRAM-SHA-256\" or \"SCRAM-SHA-512\"")
 		}
 		return
 	}
 	v.Enum("sasl_mechanism", c.SASLMechanism, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-	if c.SASLUsername == "" || c.SASLPassword == "" {
+	if c.SASLUsername == "" || !hasPassword {
 		v.Errorf("", "sasl_mechanism %s needs sasl_username and sasl_password", c.SASLMechanism)
 	}
 	if c.SASLMechanism == "PLAIN" && !c.UsesTLS() {
 		v.Warnf("sasl_mechanism", "PLAIN sends the password in clear text without TLS; set tls = true (or tls_ca)")
 	}
+}
+
+// Password returns the SASL password: SASLPassword, or the trimmed
+// content of SASLPasswordFile.
+func (c *Config) Password() (string, error) {
+	if c.SASLPasswordFile == "" {
+		return c.SASLPassword, nil
+	}
+	b, err := os.ReadFile(c.SASLPasswordFile)
+	if err != nil {
+		return "", err
+	}
+	p := strings.TrimSpace(string(b))
+	if p == "" {
+		return "", fmt.Errorf("%s is empty", c.SASLPasswordFile)
+	}
+	return p, nil
 }
 
 // Describe writes the resolved settings for `wharf check`.
@@ -184,7 +215,10 @@ func (c *Config) Describe(pr func(format string, args ...any)) {
 	if c.UsesTLS() {
 		pr("%s", c.ClientTLS.Describe())
 	}
-	if c.SASLMechanism != "" {
+	switch {
+	case c.SASLMechanism != "" && c.SASLPasswordFile != "":
+		pr("sasl %s, user %s, password in %s", c.SASLMechanism, c.SASLUsername, c.SASLPasswordFile)
+	case c.SASLMechanism != "":
 		pr("sasl %s, user %s", c.SASLMechanism, c.SASLUsername)
 	}
 }

@@ -102,8 +102,11 @@ func parseOptions(name string, cfg *conf.Sink) (options, error) {
 			bad("tls_cert", "%v", err)
 		}
 	}
-	if c.SASLMechanism != "" || c.SASLUsername != "" || c.SASLPassword != "" {
-		if o.sasl, err = saslMechanism(c.SASLMechanism, c.SASLUsername, c.SASLPassword); err != nil {
+	if c.SASLMechanism != "" || c.SASLUsername != "" || c.SASLPassword != "" || c.SASLPasswordFile != "" {
+		password, err := c.Password()
+		if err != nil {
+			bad("sasl_password_file", "%v", err)
+		} else if o.sasl, err = saslMechanism(c.SASLMechanism, c.SASLUsername, password); err != nil {
 			bad("sasl_mechanism", "%v", err)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +73,14 @@ func TestNewMapsTLSAndSASL(t *testing.T) {
 	f(func(c *conf.Sink) {
 		kc(c).SASLMechanism, kc(c).SASLUsername, kc(c).SASLPassword = "SCRAM-SHA-512", "u", "p"
 	}, false, "SCRAM-SHA-512", nil)
+	// sasl_password_file: the password is the file's trimmed content.
+	pw := filepath.Join(t.TempDir(), "password")
+	os.WriteFile(pw, []byte("  from-file\n"), 0o600)
+	f(func(c *conf.Sink) { kc(c).SASLMechanism, kc(c).SASLUsername, kc(c).SASLPasswordFile = "PLAIN", "u", pw }, false, "PLAIN", func(k *Sink) {
+		if m, ok := k.tr.SASL.(plain.Mechanism); !ok || m.Password != "from-file" {
+			t.Errorf("PLAIN from sasl_password_file: %+v", k.tr.SASL)
+		}
+	})
 }
 
 func TestNewRejectsBadTLSAndSASL(t *testing.T) {
