@@ -11,9 +11,10 @@ import (
 )
 
 // exampleEnv writes, in a temp dir, what the examples refer to under
-// /etc/wharf/tls (certificates and keys from a test CA) and returns a
-// function that rewrites an example's paths there: /etc/wharf/tls/ to the
-// certificates, /var/lib/wharf/ and /var/log/ to scratch directories.
+// /etc/wharf/tls (certificates and keys from a test CA) and
+// /etc/wharf/secrets (a Kafka password file), and returns a function that
+// rewrites an example's paths there: /etc/wharf/tls/ and
+// /etc/wharf/secrets/ to those, /var/lib/wharf/ and /var/log/ to scratch directories.
 func exampleEnv(t *testing.T) func(string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -42,8 +43,14 @@ func exampleEnv(t *testing.T) func(string) string {
 	cert, key = ca.Issue(t, "relay-client", false)
 	copyTo(cert, "client.pem")
 	copyTo(key, "client.key")
+	secrets := filepath.Join(dir, "secrets")
+	if err := os.MkdirAll(secrets, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	testpki.WriteFile(t, filepath.Join(secrets, "kafka-password"), []byte("s3cret\n"))
 	return strings.NewReplacer(
 		"/etc/wharf/tls/", tlsDir+"/",
+		"/etc/wharf/secrets/", secrets+"/",
 		"/var/lib/wharf/", filepath.Join(dir, "lib")+"/",
 		"/var/log/", filepath.Join(dir, "log")+"/",
 	).Replace
