@@ -363,6 +363,9 @@ func setDur(p *Duration, def time.Duration) {
 
 func (b *Backend) applyDefaults() {
 	setStr(&b.Balance, DefaultBalance)
+	if b.Balance == "hash" {
+		setStr(&b.HashKey, "source")
+	}
 	setDur(&b.ConnectTimeout, DefaultConnectTimeout)
 	setDur(&b.ServerTimeout, DefaultServerTimeout)
 	if b.Retries == 0 {

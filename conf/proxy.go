@@ -130,7 +130,11 @@ func (c *Config) describeBackends(pr func(string, ...any)) {
 	pr("backends:")
 	for _, name := range sortedKeys(c.Backends) {
 		b := c.Backends[name]
-		pr("  backend %s: balance %s, connect_timeout %s, server_timeout %s, retries %d", name, b.Balance, b.ConnectTimeout, b.ServerTimeout, b.Retries)
+		balance := b.Balance
+		if b.Balance == "hash" {
+			balance += " on " + b.HashKey
+		}
+		pr("  backend %s: balance %s, connect_timeout %s, server_timeout %s, retries %d", name, balance, b.ConnectTimeout, b.ServerTimeout, b.Retries)
 		switch b.Check {
 		case "none":
 			pr("    check none (failed connects still count toward fall %d)", b.Fall)

@@ -129,7 +129,7 @@ address = "127.0.0.1:1"
 		`frontend.a.use[0].sni: "a.*.com": a wildcard is only allowed`,
 		`frontend.a.use[1]: use rule has no backend`,
 		`frontend.a.use[1]: host and path_prefix match HTTP requests`,
-		`backend.b.balance: balance "random" is not one of roundrobin, leastconn, source`,
+		`backend.b.balance: balance "random" is not one of roundrobin, leastconn, source, hash`,
 		`backend.b.check_path: check_path applies to check = "http" only`,
 		`backend.b.server[0].address: "nohost": missing port`,
 		`backend.b.server[0].weight: weight 1000 out of range (1-256)`,
@@ -145,6 +145,34 @@ sni_routing = true
 [sink.o]
 type = "stdout"
 `, `frontend.s.backend: key backend applies to proxy frontends`, `frontend.s.sni_routing: key sni_routing applies to proxy frontends`)
+	f("hash keys", `
+[frontend.t]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+backend = "u"
+[backend.u]
+balance = "hash"
+hash_key = "uri"
+[[backend.u.server]]
+address = "127.0.0.1:1"
+[backend.h]
+balance = "hash"
+hash_key = "header:"
+[[backend.h.server]]
+address = "127.0.0.1:1"
+[backend.x]
+balance = "hash"
+hash_key = "cookie"
+[[backend.x.server]]
+address = "127.0.0.1:1"
+[backend.r]
+hash_key = "source"
+[[backend.r.server]]
+address = "127.0.0.1:1"
+`, `backend.h.hash_key: hash_key "header:": want header:NAME`,
+		`backend.r.hash_key: hash_key applies to balance = "hash" only`,
+		`backend.u.hash_key: hash_key "uri" needs HTTP requests, but tcp frontend t uses this backend`,
+		`backend.x.hash_key: hash_key "cookie" is not one of source, uri, header:NAME`)
 	f("http specifics", `
 [frontend.h]
 mode = "http"

@@ -205,11 +205,55 @@ func (v *validator) backends() {
 		if !used[name] {
 			v.warn(join("backend", name), "not used by any frontend")
 		}
+		if key := b.HashKey; b.Balance == "hash" && key != "" && key != "source" {
+			for _, fname := range sortedKeys(v.c.Frontends) {
+				if f := v.c.Frontends[fname]; f != nil && f.IsProxy() && f.Mode == "tcp" && usesBackend(f, name) {
+					v.errAt(join("backend", name)+".hash_key", "hash_key %q needs HTTP requests, but tcp frontend %s uses this backend; use hash_key = \"source\" there", key, fname)
+				}
+			}
+		}
 	}
 }
 
+func usesBackend(f *Frontend, name string) bool {
+	if f.Backend == name {
+		return true
+	}
+	for _, u := range f.Use {
+		if u.Backend == name {
+			return true
+		}
+	}
+	return false
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 5.6.2), as a
+// header field name must be.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return s != ""
+}
+
 func (v *validator) backend(p string, b *Backend) {
-	v.enum(p, "balance", b.Balance, "roundrobin", "leastconn", "source")
+	v.enum(p, "balance", b.Balance, "roundrobin", "leastconn", "source", "hash")
+	switch key := b.HashKey; {
+	case b.Balance != "hash":
+		if key != "" {
+			v.errAt(p+".hash_key", "hash_key applies to balance = \"hash\" only")
+		}
+	case key == "source", key == "uri":
+	case strings.HasPrefix(key, "header:"):
+		if name := strings.TrimPrefix(key, "header:"); name == "" || !isToken(name) {
+			v.errAt(p+".hash_key", "hash_key %q: want header:NAME with a header field name, e.g. \"header:X-Tenant\"", key)
+		}
+	default:
+		v.errAt(p+".hash_key", "hash_key %q is not one of source, uri, header:NAME", key)
+	}
 	v.enum(p, "check", b.Check, "tcp", "http", "none")
 	if len(b.Servers) == 0 {
 		v.errAt(p, "no servers: add [[%s.server]] with address = \"host:port\"", p)

@@ -214,8 +214,12 @@ type Backend struct {
 	// Name is the map key, filled in by Load.
 	Name string `toml:"-"`
 	// Balance picks a server: "roundrobin" (default, weighted),
-	// "leastconn" or "source" (hash of the client IP).
+	// "leastconn", "source" (hash of the client IP) or "hash"
+	// (consistent hashing of HashKey).
 	Balance string `toml:"balance"`
+	// HashKey is what balance "hash" hashes: "source" (default, the
+	// client IP), "uri" (the request path) or "header:NAME" (http).
+	HashKey string `toml:"hash_key"`
 	// Servers of the pool.
 	Servers []Server `toml:"server"`
 	// ConnectTimeout bounds one connect attempt to a server.

@@ -248,7 +248,7 @@ func (cc *clientConn) handle() bool {
 		f.m.errNoServer.Inc()
 		return cc.fail(503, "no backend for this host and path", keep && !req.hasBody())
 	}
-	return cc.forward(bp, host, path, absPath, keep)
+	return cc.forward(bp, host, path, match, absPath, keep)
 }
 
 // absoluteForm splits an absolute-form target (http://host/path) into
@@ -356,10 +356,32 @@ func idempotent(m []byte) bool {
 	return false
 }
 
+// pickServer asks b for a server: for a "hash" backend keyed on the URI
+// or a header, by the hash of the request's path (match: unescaped,
+// without the query) or of that header's first value (round robin when
+// the request has none, as HAProxy does); otherwise by the client
+// address. It allocates nothing.
+func (cc *clientConn) pickServer(b *upstream.Backend, match []byte, tried []*upstream.Server) *upstream.Server {
+	on, name, ok := b.HashOn()
+	switch {
+	case !ok || on == upstream.HashSource:
+		return b.Pick(cc.ip, tried)
+	case on == upstream.HashURI:
+		return b.PickKey(upstream.HashBytes(match), tried)
+	}
+	rb := cc.reqBytes()
+	for _, f := range cc.req.fields {
+		if eqFold(f.name.of(rb), name) {
+			return b.PickKey(upstream.HashBytes(f.value.of(rb)), tried)
+		}
+	}
+	return b.PickRoundRobin(tried)
+}
+
 // forward sends the request to a server of bp: a pooled connection or a
 // new one, the next server when a connect fails (up to retries, counting
 // each failure against the server), and relays the response.
-func (cc *clientConn) forward(bp *backendProxy, host, path []byte, absPath, keep bool) bool {
+func (cc *clientConn) forward(bp *backendProxy, host, path, match []byte, absPath, keep bool) bool {
 	req := &cc.req
 	retries := bp.b.Config().Retries
 	var triedBuf [4]*upstream.Server
@@ -367,7 +389,7 @@ func (cc *clientConn) forward(bp *backendProxy, host, path []byte, absPath, keep
 	var lastErr error
 	var last *upstream.Server
 	for attempt := 0; attempt <= retries; attempt++ {
-		s := bp.b.Pick(cc.ip, tried)
+		s := cc.pickServer(bp.b, match, tried)
 		if s == nil {
 			break
 		}

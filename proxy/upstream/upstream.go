@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,8 +107,12 @@ type Backend struct {
 
 	mu      sync.Mutex
 	servers []*Server
-	next    int      // leastconn tie-break rotation
-	pick    selector // the balance policy, resolved once by New
+	next    int    // leastconn tie-break rotation
+	policy  policy // the balance policy, resolved once by New
+	// ring, hashOn and hashHeader: balance "hash" (see hash.go).
+	ring       ring
+	hashOn     HashOn
+	hashHeader string
 
 	noServer *metrics.Counter
 
@@ -124,9 +129,9 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 	(&conf.Config{Backends: map[string]*conf.Backend{c.Name: &c}}).ApplyDefaults()
 	cfg = &c
 	b := &Backend{Name: cfg.Name, cfg: *cfg, log: log.With("backend", cfg.Name), stop: make(chan struct{})}
-	b.pick = policies[cfg.Balance]
-	if b.pick == nil {
-		return nil, fmt.Errorf("proxy/upstream: backend %s: balance %q is not one of roundrobin, leastconn, source", cfg.Name, cfg.Balance)
+	var ok bool
+	if b.policy, ok = policies[cfg.Balance]; !ok {
+		return nil, fmt.Errorf("proxy/upstream: backend %s: balance %q is not one of roundrobin, leastconn, source, hash", cfg.Name, cfg.Balance)
 	}
 	if len(cfg.Servers) == 0 {
 		return nil, fmt.Errorf("proxy/upstream: backend %s has no servers; add [[backend.%s.server]]", cfg.Name, cfg.Name)
@@ -157,6 +162,15 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 		s.upGauge.Set(1)
 		b.servers = append(b.servers, s)
 	}
+	if cfg.Balance == "hash" {
+		b.ring = newRing(b.servers)
+		switch key := cfg.HashKey; {
+		case key == "uri":
+			b.hashOn = HashURI
+		case strings.HasPrefix(key, "header:"):
+			b.hashOn, b.hashHeader = HashHeader, strings.ToLower(strings.TrimPrefix(key, "header:"))
+		}
+	}
 	return b, nil
 }
 
@@ -186,7 +200,7 @@ func (s *Server) eligible(tried []*Server) bool {
 // server qualifies.
 func (b *Backend) Pick(client netip.Addr, tried []*Server) *Server {
 	b.mu.Lock()
-	s := b.pick(b, client, tried)
+	s := b.choose(client, tried)
 	if s != nil {
 		s.active.Add(1)
 		s.activeGauge.Add(1)
@@ -195,16 +209,34 @@ func (b *Backend) Pick(client netip.Addr, tried []*Server) *Server {
 	return s
 }
 
-// selector is a balance policy: it picks among b's eligible servers (up,
-// below maxconn, not in tried), with b.mu held, or returns nil.
-type selector func(b *Backend, client netip.Addr, tried []*Server) *Server
+// policy is a balance policy, resolved from its config name once (New).
+// choose dispatches on it with a switch rather than through a func
+// value: a call through a func value makes tried escape, which cost the
+// HTTP path an allocation per request (TestZeroAllocGET).
+type policy uint8
 
-// policies are the balance policies by config name; New resolves a
-// backend's once, so a pick does not switch on a string.
-var policies = map[string]selector{
-	"roundrobin": func(b *Backend, _ netip.Addr, tried []*Server) *Server { return b.pickRoundRobin(tried) },
-	"leastconn":  func(b *Backend, _ netip.Addr, tried []*Server) *Server { return b.pickLeastConn(tried) },
-	"source":     (*Backend).pickSource,
+const (
+	roundRobin policy = iota
+	leastConn
+	source
+	hashRing
+)
+
+// policies are the balance policies by config name.
+var policies = map[string]policy{"roundrobin": roundRobin, "leastconn": leastConn, "source": source, "hash": hashRing}
+
+// choose picks among b's eligible servers (up, below maxconn, not in
+// tried) by b's policy, with b.mu held, or returns nil.
+func (b *Backend) choose(client netip.Addr, tried []*Server) *Server {
+	switch b.policy {
+	case leastConn:
+		return b.pickLeastConn(tried)
+	case source:
+		return b.pickSource(client, tried)
+	case hashRing:
+		return b.pickHash(client, tried)
+	}
+	return b.pickRoundRobin(tried)
 }
 
 // Release ends a connection or request Pick counted.
