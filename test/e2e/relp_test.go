@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -230,11 +231,8 @@ ruleset(name="fwd" queue.type="LinkedList" queue.size="100000" queue.dequeueBatc
 			if duplicates(got) > 0 {
 				t.Logf("wharf: %s\nrsyslog: %s\nrejected %v closed %v sessions %v", in.stderr.String(), rs.out.String(), in.metric("wharf_frontend_rejected_total"), in.metric("wharf_frontend_closed_total"), in.metric("wharf_relp_sessions_total"))
 			}
-			for deadline := time.Now().Add(10 * time.Second); in.metric("wharf_relp_acks_sent_total") < relpMessages; {
-				if time.Now().After(deadline) {
-					t.Fatalf("wharf_relp_acks_sent_total = %v, want at least %d", in.metric("wharf_relp_acks_sent_total"), relpMessages)
-				}
-				time.Sleep(50 * time.Millisecond)
+			if acks := in.waitMetric(relpMessages, 10*time.Second, "wharf_relp_acks_sent_total"); acks < relpMessages {
+				t.Fatalf("wharf_relp_acks_sent_total = %v, want at least %d", acks, relpMessages)
 			}
 			if errs := in.metric("wharf_frontend_closed_total", `reason="relp_`); errs != 0 {
 				t.Fatalf("%v RELP sessions closed for errors", errs)
@@ -275,7 +273,8 @@ servers = ["%s://localhost:%d"]
 			sendLines(t, fmt.Sprintf("127.0.0.1:%d", tcpPort), run, relpMessages, 0)
 			got := waitAll(t, out, run, relpMessages, 60*time.Second)
 			t.Logf("%d messages to rsyslog over %s, %d duplicates", len(got), scheme, duplicates(got))
-			if acks := in.metric("wharf_relp_acks_received_total"); acks != relpMessages {
+			// rsyslog writes the file before wharf has read the last answers.
+			if acks := in.waitMetric(relpMessages, 10*time.Second, "wharf_relp_acks_received_total"); acks != relpMessages {
 				t.Fatalf("wharf_relp_acks_received_total = %v, want %d", acks, relpMessages)
 			}
 			in.stop()
@@ -337,5 +336,90 @@ ruleset(name="fwd" queue.type="LinkedList" queue.size="100000" queue.dequeueBatc
 	<-sent
 	got := waitAll(t, out, run, relpMessages, 90*time.Second)
 	t.Logf("after restart: all %d messages arrived, %d duplicates", len(got), duplicates(got))
+	in2.stop()
+}
+
+// rsyslog omrelp -> wharf (relp_ack = "delivered", memory queue) -> Kafka,
+// wharf killed -9 mid-stream and started again: nothing was acknowledged
+// to rsyslog before Kafka had it, so rsyslog resends the rest and every
+// message is in the topic, without a disk buffer. At-least-once from the
+// sending host to Kafka; duplicates counted.
+func TestRELPKill9DeliveredToKafka(t *testing.T) {
+	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	kcat := testenv.Tool(t, "kcat")
+	topic := fmt.Sprintf("wharf-relp-%d", time.Now().UnixNano())
+	relpPort, inPort := testenv.FreePort(t), testenv.FreePort(t)
+	dir := t.TempDir()
+	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.relpin]
+bind = ["relp://127.0.0.1:%d"]
+relp_ack = "delivered"
+sinks = ["kafka"]
+[sink.kafka]
+type = "kafka"
+brokers = ["%s"]
+topic = "%s"
+required_acks = "all"
+batch_size = 500
+batch_timeout = "5ms"
+`, relpPort, brokers, topic)
+	in := startIn(t, dir, admin, cfg)
+	startRsyslog(t, fmt.Sprintf(`
+global(workDirectory="DIR" maxMessageSize="64k")
+module(load="imtcp")
+module(load="omrelp")
+input(type="imtcp" port="%d" ruleset="fwd")
+ruleset(name="fwd" queue.type="LinkedList" queue.size="100000" queue.dequeueBatchSize="1024") {
+  action(type="omrelp" target="127.0.0.1" port="%d" template="RSYSLOG_SyslogProtocol23Format"
+         windowSize="1024" action.resumeRetryCount="-1" action.resumeInterval="1")
+}
+`, inPort, relpPort), fmt.Sprintf("127.0.0.1:%d", inPort))
+	run := fmt.Sprintf("kill9-kafka-%d", time.Now().UnixNano())
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		sendLines(t, fmt.Sprintf("127.0.0.1:%d", inPort), run, relpMessages, 5000)
+	}()
+	// topicSeqs reads the whole topic with kcat.
+	topicSeqs := func() map[int]int {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, kcat, "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%s\n").Output()
+		if err != nil {
+			return map[int]int{}
+		}
+		path := filepath.Join(dir, "topic.txt")
+		os.WriteFile(path, out, 0o644)
+		return seqs(path, run)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for in.metric("wharf_relp_acks_sent_total") < 3000 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	acked := in.metric("wharf_relp_acks_sent_total")
+	in.cmd.Process.Kill()
+	<-in.exited
+	t.Logf("killed wharf after %v messages were acknowledged to rsyslog", acked)
+	if got := topicSeqs(); float64(len(got)) < acked {
+		t.Fatalf("%v acknowledged but only %d in Kafka: acknowledged before Kafka had them", acked, len(got))
+	}
+	time.Sleep(1500 * time.Millisecond)
+	in2 := startIn(t, dir, admin, cfg)
+	<-sent
+	var got map[int]int
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		got = topicSeqs()
+		if len(got) == relpMessages {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages in Kafka after the restart", len(got), relpMessages)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("after restart: all %d messages in Kafka, %d duplicates", len(got), duplicates(got))
 	in2.stop()
 }
