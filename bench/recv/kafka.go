@@ -24,7 +24,7 @@ type Consumer struct {
 	mu      sync.Mutex
 	err     error
 	topic   string
-	parts   []kafka.Partition
+	brokers []string
 	// reconnects counts partition connections redialled after an error.
 	reconnects atomic.Uint64
 }
@@ -90,11 +90,10 @@ func Consume(ctx context.Context, brokers []string, topic, run string) (*Consume
 		time.Sleep(200 * time.Millisecond)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	k := &Consumer{Tracker: NewTracker(), cancel: cancel, topic: topic}
+	k := &Consumer{Tracker: NewTracker(), cancel: cancel, topic: topic, brokers: brokers}
 	for _, p := range parts {
 		leader := net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port))
-		k.parts = append(k.parts, p)
-		pr := &partitionReader{leader: leader, topic: topic, id: p.ID}
+		pr := &partitionReader{leader: leader, brokers: brokers, topic: topic, id: p.ID}
 		// A new topic's leader may take a moment to serve it.
 		for deadline := time.Now().Add(10 * time.Second); ; {
 			err := pr.dial(ctx)
@@ -115,13 +114,34 @@ func Consume(ctx context.Context, brokers []string, topic, run string) (*Consume
 
 // partitionReader reads one partition and reconnects after errors from
 // the next unread offset: a kafka-go Conn is not reliable after a read
-// deadline fired mid-response.
+// deadline fired mid-response. A reconnect asks the brokers for the
+// partition's leader again, so reading goes on after a leader change
+// (the old leader killed).
 type partitionReader struct {
-	leader string
-	topic  string
-	id     int
-	conn   *kafka.Conn
-	next   int64 // next offset to read; 0 means from the first offset
+	leader  string
+	brokers []string
+	topic   string
+	id      int
+	conn    *kafka.Conn
+	next    int64 // next offset to read; 0 means from the first offset
+}
+
+// refreshLeader asks any broker who leads the partition now.
+func (p *partitionReader) refreshLeader(ctx context.Context) {
+	c, err := dialAny(ctx, p.brokers)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	parts, err := c.ReadPartitions(p.topic)
+	if err != nil {
+		return
+	}
+	for _, q := range parts {
+		if q.ID == p.id && q.Leader.Host != "" {
+			p.leader = net.JoinHostPort(q.Leader.Host, strconv.Itoa(q.Leader.Port))
+		}
+	}
 }
 
 func (p *partitionReader) dial(ctx context.Context) error {
@@ -150,15 +170,28 @@ func (k *Consumer) partition(ctx context.Context, p *partitionReader, col *colle
 		}
 	}()
 	buf := make([]byte, 64<<10)
+	// A partition that fails for maxOutage in a row (no leader, topic
+	// gone) stops its reader; a leader change takes seconds.
+	const maxOutage = 60 * time.Second
 	failures := 0
+	var failingSince time.Time
+	fail := func() bool {
+		if failures++; failures == 1 {
+			failingSince = time.Now()
+		}
+		return time.Since(failingSince) > maxOutage
+	}
 	for ctx.Err() == nil {
 		if p.conn == nil {
+			if failures > 0 {
+				p.refreshLeader(ctx)
+			}
 			if err := p.dial(ctx); err != nil {
-				if failures++; failures > 50 {
+				if fail() {
 					k.setErr(err)
 					return
 				}
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(200 * time.Millisecond)
 				continue
 			}
 		}
@@ -204,7 +237,7 @@ func (k *Consumer) partition(ctx context.Context, p *partitionReader, col *colle
 		c.Close()
 		p.conn = nil
 		k.reconnects.Add(1)
-		if failures++; failures > 50 {
+		if fail() {
 			k.setErr(fmt.Errorf("bench/recv: kafka %s partition %d: %w", p.topic, p.id, err))
 			return
 		}
@@ -220,11 +253,21 @@ func (k *Consumer) setErr(err error) {
 }
 
 // LogSize is the number of messages the topic's partitions hold (last
-// minus first offset, summed). Compared with what the Tracker received
-// it tells producer-side duplicates (in the log) from consumer ones.
+// minus first offset, summed), asked of each partition's current leader.
+// Compared with what the Tracker received it tells producer-side
+// duplicates (in the log) from consumer ones.
 func (k *Consumer) LogSize(ctx context.Context) (int64, error) {
+	c, err := dialAny(ctx, k.brokers)
+	if err != nil {
+		return 0, err
+	}
+	parts, err := c.ReadPartitions(k.topic)
+	c.Close()
+	if err != nil {
+		return 0, fmt.Errorf("bench/recv: kafka topic %s: %w", k.topic, err)
+	}
 	var n int64
-	for _, p := range k.parts {
+	for _, p := range parts {
 		c, err := kafka.DialLeader(ctx, "tcp", net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port)), k.topic, p.ID)
 		if err != nil {
 			return 0, err

@@ -130,6 +130,9 @@ func TestFaultKafkaClusterLeaderKilled(t *testing.T) {
 	script(t, "cluster.sh", "topic", topic, "3")
 	port := testenv.FreePort(t)
 	in := start(t, kafkaSinkConf(port, brokers, topic, ""))
+	// The consumer reads while the leader dies (bench/recv looks the
+	// leader up again after an error).
+	k := consume(t, brokers, topic, run)
 	s := startSender(t, run, 0, []string{fmt.Sprintf("127.0.0.1:%d", port)}, 20000)
 	time.Sleep(4 * time.Second)
 	leader := clusterLeader(t, topic, 0)
@@ -151,10 +154,13 @@ func TestFaultKafkaClusterLeaderKilled(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	written := s.Stop()
 	accounts := settle(t, []*instance{in}, "kafka")
-	k := consume(t, brokers, topic, run)
 	rep := waitReceived(k.Tracker)
+	if err := k.Err(); err != nil {
+		t.Errorf("consumer: %v", err)
+	}
 	l := checkLedger(t, accounts, rep, written, s.Attempted(), 0)
-	t.Logf("Kafka log holds %d records for %d distinct messages", logSize(t, k), l.Received)
+	t.Logf("Kafka log holds %d records for %d distinct messages; the consumer reconnected %d times",
+		logSize(t, k), l.Received, k.Reconnects())
 	in.stop()
 	script(t, "cluster.sh", "start-node", leader)
 }
