@@ -95,8 +95,8 @@ func ParseMetrics(r io.Reader, node, sink string) (NodeLedger, error) {
 			n.Queued += int64(value)
 		case "wharf_buffer_pending_records":
 			// Below zero after a restart on a non-empty buffer in wharf
-			// builds before issue #12's fix (replayed records were acked
-			// but never counted as appended): no information, so 0.
+			// builds before issue #12's fix (it was appended - acked since
+			// start): no information, so 0.
 			if sink == "" || labels["sink"] == "" || labels["sink"] == sink {
 				n.Queued += int64(max(value, 0))
 			}
