@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,10 +18,10 @@ import (
 
 // startOpen runs an admin server without a token on listen, with a
 // /reload that counts its calls.
-func startOpen(t *testing.T, listen string, reloads *int, hosts ...string) string {
+func startOpen(t *testing.T, listen string, reloads *atomic.Int64, hosts ...string) string {
 	t.Helper()
 	s := New(metrics.NewRegistry(), func() (bool, []string) { return true, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	s.Handle("POST /reload", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { *reloads++; io.WriteString(w, "reloaded") }))
+	s.Handle("POST /reload", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { reloads.Add(1); io.WriteString(w, "reloaded") }))
 	s.Handle("GET /api/tap", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "tap") }))
 	s.AllowHosts(hosts...)
 	if err := s.Start(listen); err != nil {
@@ -38,7 +39,7 @@ func startOpen(t *testing.T, listen string, reloads *int, hosts ...string) strin
 // any Origin, so a web page could POST /reload (a "simple" text/plain
 // request) and, by rebinding its own name to 127.0.0.1, read /api/tap.
 func TestAdminRefusesWebPages(t *testing.T) {
-	reloads := 0
+	var reloads atomic.Int64 // the handler runs on the server's goroutine
 	addr := startOpen(t, "127.0.0.1:0", &reloads, "wharf1.example.com")
 	_, port, _ := net.SplitHostPort(addr)
 	f := func(method, path, host string, hdr map[string]string, want int) {
@@ -72,15 +73,15 @@ func TestAdminRefusesWebPages(t *testing.T) {
 	f("POST", "/reload", addr, map[string]string{"Origin": "http://evil.example", "Content-Type": "text/plain"}, 403)
 	f("POST", "/reload", addr, map[string]string{"Origin": "http://127.0.0.1:3000", "Sec-Fetch-Site": "same-site"}, 403)
 	f("POST", "/reload", addr, map[string]string{"Origin": "null"}, 403)
-	if reloads != 0 {
-		t.Fatalf("%d refused requests reached /reload", reloads)
+	if n := reloads.Load(); n != 0 {
+		t.Fatalf("%d refused requests reached /reload", n)
 	}
 	// Same origin (the status page's own script), and curl or a script
 	// (no Origin) still work.
 	f("POST", "/reload", addr, map[string]string{"Origin": "http://" + addr, "Sec-Fetch-Site": "same-origin"}, 200)
 	f("POST", "/reload", addr, nil, 200)
-	if reloads != 2 {
-		t.Fatalf("reloads = %d, want 2", reloads)
+	if n := reloads.Load(); n != 2 {
+		t.Fatalf("reloads = %d, want 2", n)
 	}
 
 	// The same with curl, as a user on the host types it.
