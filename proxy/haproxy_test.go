@@ -109,17 +109,16 @@ func TestHAProxySendsProxyToWharf(t *testing.T) {
 			}
 		}
 	})
-	wTCP, wHTTP := testenv.FreePort(t), testenv.FreePort(t)
 	set, reg := startWharf(t, fmt.Sprintf(`
 [frontend.f]
 mode = "tcp"
-bind = ["tcp://127.0.0.1:%d"]
+bind = ["tcp://127.0.0.1:0"]
 accept_proxy = true
 trusted_proxies = ["127.0.0.1"]
 backend = "rep"
 [frontend.h]
 mode = "http"
-bind = ["tcp://127.0.0.1:%d"]
+bind = ["tcp://127.0.0.1:0"]
 accept_proxy = true
 trusted_proxies = ["127.0.0.1"]
 backend = "web"
@@ -132,8 +131,9 @@ send_proxy = "v2"
 check = "none"
 [[backend.web.server]]
 address = %q
-`, wTCP, wHTTP, reporter.Addr, web.Addr))
-	_ = set
+`, reporter.Addr, web.Addr))
+	// wharf's ports as bound (port 0): HAProxy's config names them.
+	wTCP, wHTTP := port(t, set.Addrs("f")[0]), port(t, set.Addrs("h")[0])
 	hp1, hp2, hp3 := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	haproxy(t, haproxyDefaults+fmt.Sprintf(`
 listen v1
@@ -196,19 +196,18 @@ frontend v2
     bind 127.0.0.1:%d accept-proxy
     http-request return status 200 content-type text/plain lf-string "v2 src=%%[src]:%%[src_port] dst=%%[dst]:%%[dst_port]\n"
 `, hp1, hp2), hp1, hp2)
-	wTCP1, wTCP2, wHTTP := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
-	_, reg := startWharf(t, fmt.Sprintf(`
+	set, reg := startWharf(t, fmt.Sprintf(`
 [frontend.t1]
 mode = "tcp"
-bind = ["tcp://127.0.0.1:%d"]
+bind = ["tcp://127.0.0.1:0"]
 backend = "hp1"
 [frontend.t2]
 mode = "tcp"
-bind = ["tcp://127.0.0.1:%d"]
+bind = ["tcp://127.0.0.1:0"]
 backend = "hp2"
 [frontend.h]
 mode = "http"
-bind = ["tcp://127.0.0.1:%d"]
+bind = ["tcp://127.0.0.1:0"]
 backend = "hp2"
 [backend.hp1]
 check = "http"
@@ -224,7 +223,8 @@ check_interval = "50ms"
 name = "haproxy"
 address = "127.0.0.1:%d"
 send_proxy = "v2"
-`, wTCP1, wTCP2, wHTTP, hp1, hp2))
+`, hp1, hp2))
+	wTCP1, wTCP2, wHTTP := port(t, set.Addrs("t1")[0]), port(t, set.Addrs("t2")[0]), port(t, set.Addrs("h")[0])
 	f := func(wport int, version string) {
 		t.Helper()
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", wport))
@@ -251,4 +251,14 @@ send_proxy = "v2"
 	if n := proxytest.Metric(reg, "wharf_proxy_server_checks_total", "result", "fail"); n != 0 {
 		t.Errorf("%v failed checks against HAProxy", n)
 	}
+}
+
+// port is the port of a bound address.
+func port(t *testing.T, a net.Addr) int {
+	t.Helper()
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		t.Fatalf("%v is not a TCP address", a)
+	}
+	return tcp.Port
 }
