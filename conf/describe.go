@@ -15,6 +15,9 @@ func (c *Config) Describe(w io.Writer) {
 	if c.Path != "" {
 		pr("config %s", c.Path)
 	}
+	if len(c.Included) > 0 {
+		pr("included %s", strings.Join(c.Included, ", "))
+	}
 	switch {
 	case c.Admin.Listen == "off":
 		pr("admin off")

@@ -147,6 +147,9 @@ func (v *validator) envErr(path string, err error) {
 	e := &Error{File: v.file, Path: path, Msg: err.Error()}
 	if p, ok := v.idx.lookup(path); ok {
 		e.Line, e.Col = p.Line, p.Col
+		if p.File != "" {
+			e.File = p.File
+		}
 	}
 	v.envErrs = append(v.envErrs, e)
 }

@@ -33,12 +33,78 @@ func Load(path string) (*Config, error) {
 // reported with only the bad sizes and durations found before it. On
 // success, non-fatal findings are in Config.Warnings.
 func Parse(data []byte, path string) (*Config, error) {
+	main, errs, ok := decodeFile(data, path)
+	if !ok {
+		return nil, sortErrors(errs)
+	}
+	files := []*fileDecode{main}
+	inc, incErrs := includes(main, path)
+	errs = append(errs, incErrs...)
+	for _, f := range inc {
+		data, err := readInclude(f.name)
+		if err != nil {
+			errs = append(errs, f.errAt(main, "%v", err))
+			continue
+		}
+		fd, ferrs, ok := decodeFile(data, f.name)
+		errs = append(errs, ferrs...)
+		if ok {
+			files = append(files, fd)
+		}
+	}
+	var typeErrs Errors
+	for _, fd := range files {
+		fv := &validator{c: fd.c, md: &fd.md, idx: fd.idx, file: fd.file}
+		fv.tableTypes(fd.generic)
+		fv.undecoded()
+		errs = append(errs, fv.errs...)
+		typeErrs = append(typeErrs, fd.typeErrs...)
+	}
+	c := main.c
+	c.Path = path
+	idx, mergeErrs := merge(files)
+	errs = append(errs, mergeErrs...)
+	for _, fd := range files[1:] {
+		c.Included = append(c.Included, fd.file)
+	}
+
+	v := &validator{c: c, md: &main.md, idx: idx, file: path, errs: errs, fileRank: map[string]int{}}
+	for i, fd := range files {
+		v.fileRank[fd.file] = i
+	}
+	v.expandEnv() // env.go
+	c.ApplyDefaults()
+	v.validate()
+	v.errs = append(dropConsequences(v.errs, typeErrs), typeErrs...)
+	v.errs = append(dropConsequences(v.errs, v.envErrs), v.envErrs...)
+	if len(v.errs) > 0 {
+		return nil, v.sorted()
+	}
+	c.Warnings = v.warnings
+	return c, nil
+}
+
+// fileDecode is one config file decoded, with what validation needs of it.
+type fileDecode struct {
+	file     string
+	c        *Config
+	md       toml.MetaData
+	idx      *posIndex
+	generic  map[string]any
+	typeErrs Errors
+}
+
+// decodeFile decodes one config file. Its errors are the values and
+// types it had to take out; with ok false, nothing more can be said
+// about the file (a syntax error, or a type error decoding cannot get
+// past) and the errors are all there is.
+func decodeFile(data []byte, path string) (fd *fileDecode, errs Errors, ok bool) {
 	// Decoding into a generic map first separates syntax errors (whose
 	// position the toml parser knows exactly) from type errors in a
 	// well-formed file.
 	var generic map[string]any
 	if _, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&generic); err != nil {
-		return nil, Errors{syntaxError(err, data, path)}
+		return nil, Errors{syntaxError(err, data, path)}, false
 	}
 	idx := indexPositions(string(data))
 
@@ -66,7 +132,7 @@ func Parse(data []byte, path string) (*Config, error) {
 			valErrs = append(valErrs, valueError(pe, data, path, idx))
 			masked, ok := maskValue(work, pe.Position)
 			if !ok {
-				return nil, sortErrors(append(valErrs, typeErrs...))
+				return nil, append(valErrs, typeErrs...), false
 			}
 			work = masked
 			continue
@@ -82,31 +148,16 @@ func Parse(data []byte, path string) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) { // more bad values than the loop allows
-			return nil, sortErrors(append(valErrs, typeErrs...))
+			return nil, append(valErrs, typeErrs...), false
 		}
 		// A type error that could not be taken out: which values the
 		// decoder reached before it depends on map order, so report the
 		// sizes and durations from a full scan instead, so the same file
 		// always gives the same errors.
 		have := append(Errors{decodeError(err, path, idx)}, typeErrs...)
-		valErrs = scanValues(generic, path, idx, have)
-		return nil, sortErrors(append(valErrs, have...))
+		return nil, append(scanValues(generic, path, idx, have), have...), false
 	}
-	c.Path = path
-
-	v := &validator{c: c, md: &md, idx: idx, file: path, errs: valErrs}
-	v.tableTypes(generic)
-	v.undecoded()
-	v.expandEnv() // env.go
-	c.ApplyDefaults()
-	v.validate()
-	v.errs = append(dropConsequences(v.errs, typeErrs), typeErrs...)
-	v.errs = append(dropConsequences(v.errs, v.envErrs), v.envErrs...)
-	if len(v.errs) > 0 {
-		return nil, v.sorted()
-	}
-	c.Warnings = v.warnings
-	return c, nil
+	return &fileDecode{file: path, c: c, md: md, idx: idx, generic: generic, typeErrs: typeErrs}, valErrs, true
 }
 
 // maskStatement blanks the "key = value" statement at path (spaces,

@@ -13,7 +13,12 @@ import (
 // cannot follow simply has no position.
 
 // pos is a 1-based line and byte column.
-type pos struct{ Line, Col int }
+type pos struct {
+	Line, Col int
+	// File is the included file the position is in; "" for the file
+	// being validated.
+	File string
+}
 
 // posIndex maps paths as validation writes them ("frontend.edge.bind[1]",
 // "frontend.edge.route[0].sinks") to where they appear in the file.
@@ -141,7 +146,7 @@ func (s *scanner) advance() {
 	s.i++
 }
 
-func (s *scanner) here() pos { return pos{s.line, s.col} }
+func (s *scanner) here() pos { return pos{Line: s.line, Col: s.col} }
 
 // skipSpace skips blanks, and with nl also newlines and comments.
 func (s *scanner) skipSpace(nl bool) {
@@ -351,7 +356,7 @@ func (s *scanner) value(path []seg) {
 			}
 			start := s.i
 			names := s.key()
-			s.keyValue(path, names, pos{s.line, s.col - (s.i - start)}, start)
+			s.keyValue(path, names, pos{Line: s.line, Col: s.col - (s.i - start)}, start)
 			s.skipSpace(false)
 			if s.peek() == ',' {
 				s.advance()

@@ -339,6 +339,8 @@ func Reference() string {
 		"",
 		"**Environment variables** expand in string values: `\"${NAME}\"`, or `\"${NAME:-default}\"` for a default when `NAME` is unset or empty (`brokers = [\"${KAFKA_HOST}:9092\"]`). An unset variable without a default is an error at its key. `$${` is a literal `${`; any other `$` stays as written. Secrets can also come from files: `token_file`, `sasl_password_file`.",
 		"",
+		"**Includes**: `include = [\"conf.d/*.toml\"]` at the top of the main file reads more files (glob patterns relative to the main file's directory, matched in name order) whose `[frontend.*]`, `[sink.*]` and `[backend.*]` tables join the main file's; a name defined twice is an error, and `[admin]`, `[global]` and `include` belong in the main file only. Errors in an included file name it: `conf.d/kafka.toml:3:1: sink.kafka.topic: ...`. A pattern that matches nothing is fine (an empty `conf.d`); a plain file name that does not exist is an error. `SIGHUP` and `POST /reload` read the included files again.",
+		"",
 		"## Example",
 		"",
 		"```toml",

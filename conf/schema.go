@@ -23,8 +23,14 @@ type Config struct {
 	// Backends by name: server pools of proxy frontends (mode tcp/http).
 	Backends map[string]*Backend `toml:"backend"`
 
+	// Include lists more config files (glob patterns, relative to this
+	// file's directory) whose frontends, sinks and backends join these.
+	Include []string `toml:"include"`
+
 	// Path is the file the config was read from ("" when parsed from memory).
 	Path string `toml:"-"`
+	// Included are the files Include named, in the order read.
+	Included []string `toml:"-"`
 	// Warnings are non-fatal findings of Load/Parse (e.g. a sink nothing
 	// sends to), one line each, for `wharf check` and the startup log.
 	Warnings []string `toml:"-"`

@@ -91,12 +91,18 @@ type validator struct {
 	errs     Errors
 	envErrs  Errors // failed ${VAR} expansions (env.go)
 	warnings []string
+	// fileRank orders errors by file: the main file, then included files
+	// in the order they were read (include.go).
+	fileRank map[string]int
 }
 
 func (v *validator) errAt(p, format string, args ...any) {
 	e := &Error{File: v.file, Path: p, Msg: fmt.Sprintf(format, args...)}
 	if pp, ok := v.idx.lookup(p); ok {
 		e.Line, e.Col = pp.Line, pp.Col
+		if pp.File != "" {
+			e.File = pp.File
+		}
 	}
 	v.errs = append(v.errs, e)
 }
@@ -107,7 +113,19 @@ func (v *validator) warn(p, format string, args ...any) {
 
 // sorted orders errors by position; those without one keep their order
 // at the end.
-func (v *validator) sorted() Errors { return sortErrors(v.errs) }
+func (v *validator) sorted() Errors {
+	es := sortErrors(v.errs)
+	if len(v.fileRank) > 1 {
+		rank := func(e *Error) int {
+			if r, ok := v.fileRank[e.File]; ok && e.Line > 0 {
+				return r
+			}
+			return len(v.fileRank)
+		}
+		sort.SliceStable(es, func(i, j int) bool { return rank(es[i]) < rank(es[j]) })
+	}
+	return es
+}
 
 func sortErrors(es Errors) Errors {
 	sort.SliceStable(es, func(i, j int) bool {
