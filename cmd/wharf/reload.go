@@ -12,6 +12,7 @@ import (
 	"wharf/conf"
 	"wharf/deadletter"
 	"wharf/ingest"
+	"wharf/message"
 	"wharf/metrics"
 	"wharf/route"
 	"wharf/sinks"
@@ -147,7 +148,7 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	for _, name := range next.built {
 		next.runners[name].Start()
 	}
-	retired := g.retireRunners(next.runners)
+	retired := g.retireRunners(next)
 	g.routes.Store(tab)
 	oldCfg := g.cfg
 	for name, b := range next.buffers {
@@ -185,7 +186,32 @@ type sinkSet struct {
 	sinks   map[string]sinks.Sink
 	runners map[string]*sinks.Runner
 	buffers map[string]*diskbuf.Buffer // of the built sinks that have one
-	built   []string
+	// takeovers are the spools of changed sinks that keep their open
+	// buffer (its table did not change): see takeoverSpool.
+	takeovers map[string]*takeoverSpool
+	built     []string
+}
+
+// takeoverSpool is the spool of a changed buffered sink's new runner on
+// the buffer its old runner still has open. Put goes to the buffer at
+// once (appends are safe beside the old runner: no input waits); Get
+// waits until the old runner has stopped (at once, its batch in flight
+// cut short and left unconfirmed) and the buffer's reader is rewound to
+// the first unconfirmed record, so the new runner delivers everything the
+// old one had not confirmed (at-least-once).
+type takeoverSpool struct {
+	*diskbuf.Spool
+	ready chan struct{} // closed once the new runner may read
+}
+
+// Get is diskbuf.Spool.Get once the old runner has let go of the reader.
+func (s *takeoverSpool) Get(ctx context.Context, dst []*message.Message, max int, maxBytes int64) ([]*message.Message, error) {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return dst, ctx.Err()
+	}
+	return s.Spool.Get(ctx, dst, max, maxBytes)
 }
 
 // abort closes the sinks and buffers built for a config that is not
@@ -235,7 +261,7 @@ func (g *gateway) finishClosing(dir string) {
 // builds the new and changed ones (runners not started). On any error it
 // closes what it built and reports every problem.
 func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
-	next := &sinkSet{sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{}}
+	next := &sinkSet{sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{}, takeovers: map[string]*takeoverSpool{}}
 	var errs []string
 	for _, name := range sortedKeys(cfg.Sinks) {
 		sc := cfg.Sinks[name]
@@ -243,10 +269,14 @@ func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
 			next.sinks[name], next.runners[name] = g.sinks[name], g.runners[name]
 			continue
 		}
+		var takeover *takeoverSpool
 		if sc.Buffer != nil {
 			if holder := g.bufferHolder(sc.Buffer.Dir); holder == name {
-				errs = append(errs, fmt.Sprintf("sink %q has a disk buffer: changing its settings needs a restart (its buffer directory %s is held by the running sink); adding, removing and re-adding buffered sinks works by reload", name, sc.Buffer.Dir))
-				continue
+				if !reflect.DeepEqual(g.cfg.Sinks[name].Buffer, sc.Buffer) {
+					errs = append(errs, fmt.Sprintf("sink %q: changing the [sink.%s.buffer] table of a running sink needs a restart (its buffer %s is open with the old settings); the sink's other settings can change by reload", name, name, sc.Buffer.Dir))
+					continue
+				}
+				takeover = &takeoverSpool{Spool: diskbuf.NewSpool(g.buffers[name]), ready: make(chan struct{})}
 			} else if holder != "" {
 				errs = append(errs, fmt.Sprintf("sink %q: buffer dir %s is held by the running sink %q; remove that sink by one reload, then give its dir to %q by the next", name, sc.Buffer.Dir, holder, name))
 				continue
@@ -258,7 +288,11 @@ func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
 			continue
 		}
 		rc := sinks.RunnerConfigFrom(sc)
-		if sc.Buffer != nil {
+		switch {
+		case takeover != nil:
+			rc.Spool = takeover
+			next.takeovers[name] = takeover
+		case sc.Buffer != nil:
 			g.finishClosing(sc.Buffer.Dir)
 			b, spool, err := openBuffer(name, sc, g.reg, g.log)
 			if err != nil {
@@ -281,13 +315,25 @@ func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
 }
 
 // retireRunners returns the running runners that next does not keep, to
-// hand over or drain. A removed buffered sink is not among them: its
-// runner stops and its buffer closes, in the background, with what is
-// unsent still on disk.
-func (g *gateway) retireRunners(next map[string]*sinks.Runner) []*sinks.Runner {
+// hand over or drain. Buffered sinks are not among them: a changed one
+// that keeps its buffer stops at once and lets its new runner read (see
+// takeoverSpool); a removed one (or one given a new dir) stops and closes
+// its buffer in the background, with what is unsent still on disk.
+func (g *gateway) retireRunners(next *sinkSet) []*sinks.Runner {
 	var retired []*sinks.Runner
 	for name, r := range g.runners {
-		if next[name] == r {
+		if next.runners[name] == r {
+			continue
+		}
+		if to := next.takeovers[name]; to != nil {
+			b := g.buffers[name]
+			go func() {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				r.Close(ctx)
+				b.Rewind()
+				close(to.ready)
+			}()
 			continue
 		}
 		if b := g.buffers[name]; b != nil {
@@ -359,3 +405,5 @@ func proxyConfigChanged(a, b *conf.Config) bool {
 	}
 	return !reflect.DeepEqual(pick(a), pick(b)) || !reflect.DeepEqual(a.Backends, b.Backends)
 }
+
+var _ sinks.Spool = (*takeoverSpool)(nil)

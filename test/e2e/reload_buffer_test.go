@@ -187,3 +187,80 @@ path = %q
 	}
 	in.stop()
 }
+
+// TestReloadChangeBufferedSink: a buffered sink's settings (here its
+// server) change by reload while its buffer table stays: the new runner
+// takes the open buffer over, and the 200 messages waiting in it for the
+// old, unreachable server reach the new one, with everything sent after.
+// A change of the buffer table itself is refused (restart), the old
+// config running on.
+func TestReloadChangeBufferedSink(t *testing.T) {
+	port := testenv.FreePort(t)
+	oldCol := &switchedCollector{addr: testenv.ClosedAddr(t)} // never up
+	newCol := &switchedCollector{addr: testenv.ClosedAddr(t)}
+	newCol.up(t)
+	defer newCol.down()
+	dir := t.TempDir()
+	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := func(server, maxBytes string) string {
+		return fmt.Sprintf(`
+[admin]
+listen = %q
+[frontend.edge]
+bind = ["tcp://127.0.0.1:%d"]
+sinks = ["c"]
+[sink.c]
+type = "syslog"
+servers = ["tcp://%s"]
+dial_timeout = "200ms"
+retry_backoff = "50ms"
+retry_max_backoff = "200ms"
+[sink.c.buffer]
+dir = %q
+max_bytes = %q
+`, admin, port, server, filepath.Join(dir, "buf"), maxBytes)
+	}
+	write := func(c string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in := startIn(t, dir, admin, cfg(oldCol.addr, "64MiB"))
+	send := func(key string, n int) {
+		t.Helper()
+		msgs := make([]string, n)
+		for i := range msgs {
+			msgs[i] = fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - %s%d", key, i)
+		}
+		sendTCP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+	}
+	send("one=", 200)
+	if got := in.waitMetric(200, 20*time.Second, "wharf_buffer_pending_records"); got != 200 {
+		t.Fatalf("%v messages pending in the buffer, want 200", got)
+	}
+	write(cfg(oldCol.addr, "32MiB"))
+	if code, body := postReload(t, admin); code != 400 || !strings.Contains(body, "needs a restart") {
+		t.Fatalf("reload changing the buffer table: %d %s, want 400 saying it needs a restart", code, body)
+	}
+	write(cfg(newCol.addr, "64MiB"))
+	if code, body := postReload(t, admin); code != 200 {
+		t.Fatalf("reload changing the buffered sink's server: %d %s", code, body)
+	}
+	waitLedger(t, &newCol.sink, "one=", 200, 20*time.Second)
+	send("two=", 100)
+	waitLedger(t, &newCol.sink, "two=", 100, 20*time.Second)
+	if d := in.metric("wharf_sink_dropped_total"); d != 0 {
+		t.Errorf("dropped %v messages across the change", d)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		p := in.metric("wharf_buffer_pending_records")
+		if p == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wharf_buffer_pending_records = %v after delivery", p)
+		}
+	}
+	in.stop()
+}
