@@ -815,31 +815,9 @@ func (t *trip) readResponseHead(reused, replayable bool) (ok bool, err error) {
 				continue
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				elapsed := time.Since(start)
-				if timeout > 0 && elapsed >= timeout {
-					return t.bodySent && t.keep, errTimeout
+				if ok, err := t.sliceEnded(start, timeout); err != nil {
+					return ok, err
 				}
-				if cc.clientGone() {
-					return false, errClientGone
-				}
-				if !t.bodySent && t.expect && elapsed >= time.Second {
-					// The server says nothing: send the body as if it
-					// had said 100 Continue (RFC 9110 10.1.1).
-					if t.clientMinor >= 1 {
-						cc.out.writeString("HTTP/1.1 100 Continue\r\n\r\n")
-						if err := cc.out.flush(); err != nil {
-							return false, errClientGone
-						}
-					}
-					if err := t.sendBody(); err != nil {
-						return cc.bodyFailed(err)
-					}
-				}
-				next := time.Second
-				if timeout > 0 {
-					next = min(next, timeout-elapsed)
-				}
-				srv.setDeadline(time.Now().Add(next), 0)
 				continue
 			}
 			if !got && reused && replayable {
@@ -873,6 +851,41 @@ func (t *trip) readResponseHead(reused, replayable bool) (ok bool, err error) {
 	}
 }
 
+// sliceEnded runs between the slices of readResponseHead's wait (start:
+// when it began): it gives up at server_timeout, cancels for a client
+// that left, sends a body held for Expect: 100-continue to a server
+// silent for a second (RFC 9110 10.1.1), and sets the next deadline. A
+// non-nil error ends the round trip with (ok, err).
+func (t *trip) sliceEnded(start time.Time, timeout time.Duration) (ok bool, err error) {
+	cc := t.cc
+	elapsed := time.Since(start)
+	if timeout > 0 && elapsed >= timeout {
+		return t.bodySent && t.keep, errTimeout
+	}
+	if cc.clientGone() {
+		return false, errClientGone
+	}
+	if !t.bodySent && t.expect && elapsed >= time.Second {
+		// The server says nothing: send the body as if it had said 100
+		// Continue.
+		if t.clientMinor >= 1 {
+			cc.out.writeString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := cc.out.flush(); err != nil {
+				return false, errClientGone
+			}
+		}
+		if err := t.sendBody(); err != nil {
+			return cc.bodyFailed(err)
+		}
+	}
+	next := time.Second
+	if timeout > 0 {
+		next = min(next, timeout-elapsed)
+	}
+	t.pc.in.setDeadline(time.Now().Add(next), 0)
+	return false, nil
+}
+
 // Response body framings, in relayResponse.
 const (
 	bodyNone = iota
@@ -880,6 +893,35 @@ const (
 	bodyChunked
 	bodyUntilClose
 )
+
+// bodyFraming says how a response body is delimited: none for HEAD,
+// 204 and 304, else chunked, Content-Length or until the server closes.
+func bodyFraming(resp *head, isHead bool) int {
+	switch {
+	case isHead || resp.status == 204 || resp.status == 304:
+		return bodyNone
+	case resp.chunked:
+		return bodyChunked
+	case resp.contentLength >= 0:
+		return bodyLength
+	}
+	return bodyUntilClose
+}
+
+// copyResponseBody copies a response body framed as mode from srv to the
+// client (re-framed when decode) and returns the bytes it counted.
+func (cc *clientConn) copyResponseBody(srv *rbuf, resp *head, mode int, decode bool) (n int64, err error) {
+	switch mode {
+	case bodyLength:
+		n = resp.contentLength
+		err = copyN(&cc.out, srv, n)
+	case bodyChunked:
+		n, err = copyChunked(&cc.out, srv, decode, maxRespHead)
+	case bodyUntilClose:
+		n, err = copyUntilEOF(&cc.out, srv)
+	}
+	return n, err
+}
 
 // relayResponse passes the final response head in cc.resp and its body
 // on to the client, or tunnels an accepted upgrade, and keeps the server
@@ -904,15 +946,7 @@ func (t *trip) relayResponse() (bool, error) {
 	if !t.bodySent {
 		keep = false
 	}
-	mode := bodyUntilClose
-	switch {
-	case t.isHead || resp.status == 204 || resp.status == 304:
-		mode = bodyNone
-	case resp.chunked:
-		mode = bodyChunked
-	case resp.contentLength >= 0:
-		mode = bodyLength
-	}
+	mode := bodyFraming(resp, t.isHead)
 	decode := mode == bodyChunked && t.clientMinor == 0
 	if mode == bodyUntilClose || decode || cc.f.shutting.Load() {
 		keep = false
@@ -925,17 +959,7 @@ func (t *trip) relayResponse() (bool, error) {
 	if mode != bodyNone && (mode != bodyLength || int64(len(srv.buffered())) < resp.contentLength) {
 		srv.setDeadline(time.Time{}, 0) // a body may take its time
 	}
-	var n int64
-	var err error
-	switch mode {
-	case bodyLength:
-		n = resp.contentLength
-		err = copyN(&cc.out, srv, n)
-	case bodyChunked:
-		n, err = copyChunked(&cc.out, srv, decode, maxRespHead)
-	case bodyUntilClose:
-		n, err = copyUntilEOF(&cc.out, srv)
-	}
+	n, err := cc.copyResponseBody(srv, resp, mode, decode)
 	if n > 0 {
 		s.BytesFromServer.Add(uint64(n))
 	}
