@@ -336,3 +336,34 @@ func rebind(t *testing.T, l *Listener, tgt route.Target) {
 	}
 	l.routes.Store(tab)
 }
+
+// Regression: a window slot was visible to the answer writer before the
+// reader had filled it, so a reused slot could be answered with its old
+// transaction number, or a message answered before it was queued and
+// then answered twice (librelp: error 10016, the session broken and its
+// window resent). A small window reuses slots all the time; every answer
+// must come once, in order, and only for a queued message. The race
+// window is a few instructions wide: this test did not catch the old code
+// in 5 runs; TestRELPFromRsyslog/relp+tls (test/e2e) did, in 3 of 8.
+func TestRELPSlotsAnsweredOnceInOrder(t *testing.T) {
+	l, reg, tgt := listen(t, "relp", &conf.Frontend{RELPWindow: 4})
+	p := dialRELP(t, l.Addr(), nil)
+	p.open()
+	const n = 5000
+	go func() {
+		for i := range n {
+			// Frames in ones and twos: many reads, many slot reuses.
+			b := relp.AppendFrame(nil, uint32(i+2), "syslog", []byte(valid))
+			p.c.Write(b)
+		}
+	}()
+	for i := range n {
+		p.rsp(uint32(i+2), 200)
+		if got := tgt.count(); got < i+1 {
+			t.Fatalf("answer %d came with %d messages queued", i+2, got)
+		}
+	}
+	if got := counter(reg, "wharf_relp_acks_sent_total", ""); got != n {
+		t.Fatalf("acks sent %v, want %d", got, n)
+	}
+}
