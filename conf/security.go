@@ -173,7 +173,7 @@ func (v *validator) syslogTLS(p string, f *Frontend) {
 	}
 	switch {
 	case f.TLSCert == "" || f.TLSKey == "":
-		v.errAt(p, "a tls:// bind needs tls_cert and tls_key (PEM certificate and private key files)")
+		v.errAt(p, "a tls:// or relp+tls:// bind needs tls_cert and tls_key (PEM certificate and private key files)")
 	default:
 		if _, err := LoadKeyPair(f.TLSCert, f.TLSKey); err != nil {
 			v.errAt(p+".tls_cert", "%v", err)
@@ -273,6 +273,9 @@ func (v *validator) relp(p string, f *Frontend) {
 			v.errAt(p+".relp_ack", "relp_ack applies to relp:// and relp+tls:// binds only; this frontend has none")
 		}
 		return
+	}
+	if !f.RateLimit.IsZero() || !f.RateLimitPerIP.IsZero() {
+		v.warn(p, "rate_limit and rate_limit_per_ip do not apply to relp:// and relp+tls:// binds (a RELP sender is held back by relp_window instead)")
 	}
 	if f.RELPWindow < 1 || f.RELPWindow > MaxRELPWindow {
 		v.errAt(p+".relp_window", "%d out of range (1-%d)", f.RELPWindow, MaxRELPWindow)
