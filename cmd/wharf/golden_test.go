@@ -32,9 +32,9 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/golden/*/expecte
 //     framing), over udp:// one datagram per line.
 //   - expected holds every file the sinks wrote, each after a line
 //     "== NAME" (sorted by name), once the gateway has stopped (so
-//     everything was flushed). Receive times, the bind's port and peer
-//     ports, which change from run to run, are replaced by "RECEIVED"
-//     and "PORT".
+//     everything was flushed). Receive times (json "received",
+//     dead-letter "time"), the bind's port and peer ports, which change
+//     from run to run, are replaced by "RECEIVED" and "PORT".
 //
 // go test ./cmd/wharf -run TestGolden -update rewrites the expected files.
 func TestGolden(t *testing.T) {
@@ -114,14 +114,25 @@ func runGolden(t *testing.T, dir string) {
 		c.Close()
 	}
 
-	// Wait until the gateway has handled every line (delivered, dropped
-	// or refused), then stop it so every sink has flushed.
-	testenv.Eventually(t, "every input line handled", func() bool {
-		var n uint64
+	// Wait until the gateway has handled all of the input (delivered,
+	// dropped or refused), then stop it so every sink has flushed. Over
+	// tcp that is when it has closed the connection: it reads and frames
+	// everything before it sees the end. Over udp, when it has counted a
+	// message per datagram.
+	testenv.Eventually(t, "all of the input handled", func() bool {
+		var received, conns, closed uint64
 		for _, l := range g.listeners {
-			n += l.Stats().Received
+			st := l.Stats()
+			received += st.Received
+			conns += st.ConnectionsTotal
+			if st.Connections == 0 {
+				closed++
+			}
 		}
-		return n >= uint64(len(lines))
+		if strings.HasPrefix(bind, "udp://") {
+			return received >= uint64(len(lines))
+		}
+		return conns >= 1 && closed == uint64(len(g.listeners))
 	})
 	stop()
 
@@ -138,7 +149,7 @@ func runGolden(t *testing.T, dir string) {
 }
 
 var (
-	receivedField = regexp.MustCompile(`"received":"[^"]*"`)
+	receivedField = regexp.MustCompile(`"(received|time)":"[^"]*"`)
 	portField     = regexp.MustCompile(`"port":[0-9]+`)
 	peerPort      = regexp.MustCompile(`("peer":"(?:\[[^\]]*\]|[0-9.]+)):[0-9]+"`)
 )
@@ -160,7 +171,7 @@ func collectOutput(t *testing.T, dir string) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		data = receivedField.ReplaceAll(data, []byte(`"received":"RECEIVED"`))
+		data = receivedField.ReplaceAll(data, []byte(`"$1":"RECEIVED"`))
 		data = peerPort.ReplaceAll(data, []byte(`$1:PORT"`))
 		data = portField.ReplaceAll(data, []byte(`"port":PORT`))
 		rel, _ := filepath.Rel(dir, p)
