@@ -16,7 +16,7 @@ package ingest
 //   - "queued": once the read's EnqueueBatch calls returned with the
 //     message in every sink's queue (the reader completes it);
 //   - "durable" and "delivered": the message carries its transaction as
-//     sinks.Message.Ack; a sink runner confirms it when the message is in
+//     message.Message.Ack; a sink runner confirms it when the message is in
 //     its disk buffer or delivered, and the last Release completes the
 //     transaction. conf makes sure "durable" only runs with a disk buffer
 //     on every sink.

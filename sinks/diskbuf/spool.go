@@ -8,7 +8,7 @@ import (
 	"wharf/message"
 )
 
-// Spool carries sinks.Messages through a Buffer for a sink runner:
+// Spool carries messages (message.Message) through a Buffer for a sink runner:
 // producers Put messages (encoded with EncodeMessage), the runner's
 // delivery loop Gets them back as pooled messages and Commits once the
 // sink has accepted them.
