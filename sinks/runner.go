@@ -404,7 +404,8 @@ func (r *Runner) EnqueueBatch(ms []*message.Message, block bool) (queued int) {
 	return r.enqueue(ms, block)
 }
 
-// put stores ms in the spool and releases them; what it could not store
+// put stores ms in the spool and releases them, confirmed unless Put
+// reported an error (stored but not made durable); what it could not store
 // is dropped: "closed" once Close has begun, "queue_full" when the spool
 // is full, "spool_error" when it could not be written and the message
 // cannot wait (UDP, or on_full = "drop_newest"; logged at most once per
@@ -414,6 +415,9 @@ func (r *Runner) put(ms []*message.Message, block bool) int {
 	reason := dropQueueFull
 	switch {
 	case n == len(ms):
+		if err != nil { // stored, not durable (a failed fsync): not confirmed below
+			r.logSpoolError(err, 0)
+		}
 	case r.closing.Load():
 		reason = dropClosed
 	case err != nil:
@@ -422,7 +426,9 @@ func (r *Runner) put(ms []*message.Message, block bool) int {
 	}
 	for i, m := range ms {
 		if i < n {
-			m.Confirm() // stored on disk: durable, as far as the sender is concerned
+			if err == nil {
+				m.Confirm() // stored on disk: durable, as far as the sender is concerned
+			}
 			m.Release()
 		} else {
 			r.drop(m, reason)
@@ -441,7 +447,7 @@ func (r *Runner) logSpoolError(err error, dropped int) {
 		return
 	}
 	dropped += int(r.spoolSuppressed.Swap(0))
-	r.log.Error("spool write failed; dropping messages that cannot wait (wharf_sink_dropped_total{reason=\"spool_error\"})", "error", err, "dropped", dropped, "log_every", errorLogInterval.String())
+	r.log.Error("spool write failed; messages that cannot wait are dropped (wharf_sink_dropped_total{reason=\"spool_error\"}), stored ones whose fsync failed are not confirmed to their sender", "error", err, "dropped", dropped, "log_every", errorLogInterval.String())
 }
 
 // enqueue appends ms to the ring in order. Without block a message that

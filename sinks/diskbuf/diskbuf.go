@@ -228,9 +228,10 @@ type Stats struct {
 	// Bytes and Segments are the segment files on disk now.
 	Bytes    int64
 	Segments int
-	// SyncErrors counts failed background fsyncs and checkpoint writes
-	// (Fsync "interval"); the data stays written, only its durability
-	// against a power cut is in doubt.
+	// SyncErrors counts failed fsyncs (background ones with Fsync
+	// "interval", the append's own with "always": that Append returns the
+	// error) and background checkpoint writes; the data stays written,
+	// only its durability against a power cut is in doubt.
 	SyncErrors uint64
 	// CheckpointReset is true when Open found the ack file corrupt, and
 	// so replays everything on disk.
@@ -697,8 +698,11 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 	end := b.logical
 	b.mu.Unlock()
 	if done > 0 && b.opts.Fsync == FsyncAlways {
-		if serr := b.syncTo(end); serr != nil && err == nil {
-			err = serr
+		if serr := b.syncTo(end); serr != nil {
+			b.syncErrs.Add(1) // written, but not known to be on disk
+			if err == nil {
+				err = serr
+			}
 		}
 	}
 	return done, err
