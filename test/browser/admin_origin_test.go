@@ -12,7 +12,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"wharf/internal/testenv"
 )
 
 // Regression: with no admin token (the default) a web page in a browser
@@ -22,16 +21,15 @@ import (
 // to /reload, and a page whose name resolves to 127.0.0.1 (the resolver
 // rule stands in for a rebinding DNS server) loads /api/status.
 func TestAdminRefusesWebPages(t *testing.T) {
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	in := startWharf(t, adminAddr, fmt.Sprintf(`
+	in := startWharf(t, "127.0.0.1:0", `
 [admin]
-listen = %q
+listen = "127.0.0.1:0"
 [frontend.edge]
-bind = ["udp://127.0.0.1:%d"]
+bind = ["udp://127.0.0.1:0"]
 sinks = ["out"]
 [sink.out]
 type = "stdout"
-`, adminAddr, testenv.FreePort(t)))
+`)
 
 	// The attacker's page, served from another origin.
 	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -77,7 +75,7 @@ window.done = fetch("%s/reload", {method: "POST", mode: "no-cors", headers: {"Co
 	}
 
 	// DNS rebinding: the page's own name now points at the admin port.
-	_, port, _ := strings.Cut(adminAddr, ":")
+	_, port, _ := strings.Cut(strings.TrimPrefix(in.admin, "http://"), ":")
 	if err := chromedp.Do(ctx, chromedp.Navigate("http://rebind.example:"+port+"/api/status")); err != nil {
 		t.Fatal(err)
 	}

@@ -88,8 +88,8 @@ func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Contex
 func TestStatusPageUnderLoad(t *testing.T) {
 	ctx := browser(t)
 
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	dead := deadPort(t) // connections refused: the siem sink stays down
+	adminAddr := "127.0.0.1:0" // read back from wharf's log
+	dead := deadPort(t)        // connections refused: the siem sink stays down
 	in := startWharf(t, adminAddr, fmt.Sprintf(`
 [admin]
 listen = %q

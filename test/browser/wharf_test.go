@@ -102,18 +102,26 @@ func startWharf(t *testing.T, adminAddr, config string) *instance {
 			t.Logf("wharf log:\n%s", in.log.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(in.admin + "/healthz")
-		if err == nil {
+	var herr error
+	up := testenv.Poll(10*time.Second, func() bool {
+		if strings.HasSuffix(in.admin, ":0") { // bound on port 0: read it back
+			a, ok := testenv.LogAttr(in.log.String(), "admin listening", "addr")
+			if !ok {
+				return false
+			}
+			in.admin = "http://" + a
+		}
+		var resp *http.Response
+		if resp, herr = http.Get(in.admin + "/healthz"); herr == nil {
 			resp.Body.Close()
-			return in
+			return true
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("wharf admin %s not up after 10s: %v\n%s", in.admin, err, in.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return false
+	})
+	if !up {
+		t.Fatalf("wharf admin %s not up after 10s: %v\n%s", in.admin, herr, in.log.String())
 	}
+	return in
 }
 
 // stop sends SIGTERM and waits for a clean exit.

@@ -96,7 +96,7 @@ func startIn(t *testing.T, dir, admin, config string) *instance {
 	})
 	healthy := testenv.Poll(15*time.Second, func() bool {
 		if strings.HasSuffix(in.admin, ":0") { // bound on port 0: read it back
-			a, ok := logged(in.stderr.String(), "admin listening", "addr")
+			a, ok := testenv.LogAttr(in.stderr.String(), "admin listening", "addr")
 			if !ok {
 				return false
 			}
@@ -127,35 +127,15 @@ func startIn(t *testing.T, dir, admin, config string) *instance {
 func (in *instance) bind(frontend, scheme string) string {
 	in.t.Helper()
 	for _, line := range strings.Split(in.stderr.String(), "\n") {
-		if f, ok := logged(line, "listening", "frontend"); !ok || f != frontend {
+		if f, ok := testenv.LogAttr(line, "listening", "frontend"); !ok || f != frontend {
 			continue
 		}
-		if b, ok := logged(line, "listening", "bind"); ok && strings.HasPrefix(b, scheme+"://") {
+		if b, ok := testenv.LogAttr(line, "listening", "bind"); ok && strings.HasPrefix(b, scheme+"://") {
 			return strings.TrimPrefix(b, scheme+"://")
 		}
 	}
 	in.t.Fatalf("no %s:// bind of frontend %q in wharf's log:\n%s", scheme, frontend, in.stderr.String())
 	return ""
-}
-
-// logged finds the first text log line of wharf's stderr whose message is
-// msg and returns the value of its attribute key.
-func logged(stderr, msg, key string) (string, bool) {
-	quoted := "msg=" + msg
-	if strings.Contains(msg, " ") {
-		quoted = "msg=" + strconv.Quote(msg)
-	}
-	for _, line := range strings.Split(stderr, "\n") {
-		if !strings.Contains(line, " "+quoted+" ") {
-			continue
-		}
-		for _, f := range strings.Fields(line) {
-			if v, ok := strings.CutPrefix(f, key+"="); ok {
-				return v, true
-			}
-		}
-	}
-	return "", false
 }
 
 // stop sends SIGTERM and waits for a clean exit; it returns stderr.
