@@ -89,6 +89,8 @@ type ServerStats struct {
 	Backend, Server                                      string
 	Up                                                   bool
 	Active                                               int64
+	AdminState                                           string
+	Weight                                               int
 	Connections, ConnectErrors, BytesSent, BytesReceived uint64
 	ChecksOK, ChecksFailed, WentUp, WentDown             uint64
 	CheckSeconds                                         float64
@@ -270,12 +272,17 @@ type ProxyStatus struct {
 // "up", "active", "connections_total", "connect_errors_total",
 // "bytes_sent_total", "bytes_received_total", "checks_total{result=ok}",
 // "checks_total{result=fail}", "transitions_total{to=up}",
-// "transitions_total{to=down}", "check_seconds"; Rates holds the
-// per-second rate of each counter. State is "up" or "down".
+// "transitions_total{to=down}", "check_seconds", "weight"; Rates holds
+// the per-second rate of each counter. State is "up" or "down" (health
+// checks); Admin is the administrative state set on the admin API
+// ("ready", "drain" or "maint"; POST /api/servers/BACKEND/SERVER) and
+// Weight the effective weight.
 type ServerStatus struct {
 	Backend   string             `json:"backend"`
 	Server    string             `json:"server"`
 	State     string             `json:"state"`
+	Admin     string             `json:"admin"`
+	Weight    int                `json:"weight"`
 	Metrics   map[string]float64 `json:"metrics"`
 	Rates     map[string]float64 `json:"rates"`
 	LastError *LastError         `json:"last_error,omitempty"`
@@ -657,7 +664,7 @@ func serverMetrics(s ServerStats) map[string]float64 {
 		up = 1
 	}
 	return map[string]float64{
-		"up": up, "active": float64(s.Active), "check_seconds": s.CheckSeconds,
+		"up": up, "active": float64(s.Active), "check_seconds": s.CheckSeconds, "weight": float64(s.Weight),
 		"connections_total":          float64(s.Connections),
 		"connect_errors_total":       float64(s.ConnectErrors),
 		"bytes_sent_total":           float64(s.BytesSent),
@@ -715,7 +722,7 @@ func (st *Status) proxyRows(now sample, ref *sample, dt float64) ([]ProxyStatus,
 	outS := []ServerStatus{}
 	for _, s := range now.servers {
 		m := serverMetrics(s)
-		r := ServerStatus{Backend: s.Backend, Server: s.Server, State: "down", Metrics: m}
+		r := ServerStatus{Backend: s.Backend, Server: s.Server, State: "down", Admin: s.AdminState, Weight: s.Weight, Metrics: m}
 		if s.Up {
 			r.State = "up"
 		}

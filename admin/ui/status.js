@@ -211,6 +211,7 @@ function render(st) {
     const checksFailed = m(s, "checks_total{result=fail}");
     return `<tr data-row="server" data-backend="${esc(s.backend)}" data-server="${esc(s.server)}">` +
       text("backend", s.backend) + text("server", s.server) + pill("state", s.state) +
+      pill("admin", s.admin || "ready") + num("weight", s.weight, String(s.weight)) +
       num("active", m(s, "active"), count(m(s, "active"))) +
       num("rate_connections", r(s, "connections_total"), si(r(s, "connections_total"), "")) +
       num("connections", m(s, "connections_total"), count(m(s, "connections_total"))) +
@@ -219,7 +220,7 @@ function render(st) {
       num("connect_errors", m(s, "connect_errors_total"), count(m(s, "connect_errors_total")), m(s, "connect_errors_total") > 0 ? "bad" : "") +
       num("checks_failed", checksFailed, count(checksFailed), checksFailed > 0 ? "warn" : "") +
       lastError(s.last_error) + "</tr>";
-  }), 11, "");
+  }), 13, "");
 
   const upd = document.getElementById("updated");
   upd.dataset.state = "fresh";

@@ -38,13 +38,16 @@ type point struct {
 // A key goes to the owner of the first point at or after its hash that
 // is eligible. Adding a server takes keys only from the arcs its new
 // points cut; removing one (or marking it down) moves only its own keys,
-// to the next servers round the ring. Built once in New; read-only after.
+// to the next servers round the ring. Built in New and again by
+// SetWeight (a new ring swapped in under the backend's lock); a ring is
+// read-only once built.
 type ring []point
 
-func newRing(servers []*Server) ring {
+// newRing builds the ring of servers with the weights weight gives.
+func newRing(servers []*Server, weight func(*Server) int) ring {
 	var r ring
 	for _, s := range servers {
-		n := s.Weight * pointsPerWeight
+		n := weight(s) * pointsPerWeight
 		buf := make([]byte, 0, len(s.Name)+8)
 		for i := range n {
 			buf = strconv.AppendInt(append(buf[:0], s.Name...), int64(i), 10)
@@ -130,7 +133,7 @@ func (b *Backend) pickHash(client netip.Addr, tried []*Server) *Server {
 // HashOn reports what a "hash" backend hashes and, for HashHeader, the
 // header's name in lower case; ok is false for other balance policies.
 func (b *Backend) HashOn() (on HashOn, header string, ok bool) {
-	return b.hashOn, b.hashHeader, b.ring != nil
+	return b.hashOn, b.hashHeader, b.policy == hashRing
 }
 
 // PickKey is Pick for a "hash" backend with a key the caller computed
@@ -138,7 +141,7 @@ func (b *Backend) HashOn() (on HashOn, header string, ok bool) {
 // the consistent-hash ring, or the next eligible one round it. On other
 // backends it falls back to Pick with an invalid client address.
 func (b *Backend) PickKey(key uint64, tried []*Server) *Server {
-	if b.ring == nil {
+	if b.policy != hashRing {
 		return b.Pick(netip.Addr{}, tried)
 	}
 	b.mu.Lock()

@@ -37,7 +37,8 @@ type Server struct {
 	Name string
 	// Addr is host:port.
 	Addr string
-	// Weight is the relative share (1-256).
+	// Weight is the configured relative share (1-256). The share picks use
+	// is EffectiveWeight, which SetWeight changes at runtime.
 	Weight int
 	// MaxConn bounds concurrent connections or requests; 0 is unlimited.
 	MaxConn int
@@ -48,6 +49,11 @@ type Server struct {
 	b      *Backend
 	up     atomic.Bool
 	active atomic.Int64
+	// admin is the AdminState, weight the effective weight (0-256):
+	// both set by the operator (SetState, SetWeight) and read without
+	// the lock by eligible, so a pick costs two atomic loads more.
+	admin  atomic.Uint32
+	weight atomic.Int32
 
 	// Guarded by b.mu.
 	current        int // smooth weighted round robin state
@@ -67,10 +73,14 @@ type Server struct {
 // wharf_proxy_server_* series hold), for the status page.
 type ServerStats struct {
 	Backend, Server string
-	// Up is whether the server takes new connections; Active what is in
-	// flight to it.
+	// Up is whether the server passes its health checks; Active what is
+	// in flight to it.
 	Up     bool
 	Active int64
+	// AdminState is "ready", "drain" or "maint" (SetState); Weight the
+	// effective weight (SetWeight; the configured one until changed).
+	AdminState string
+	Weight     int
 	// Connections counts connections (tcp) or requests (http) sent;
 	// ConnectErrors failed connects; BytesSent and BytesReceived payload.
 	Connections, ConnectErrors, BytesSent, BytesReceived uint64
@@ -84,6 +94,7 @@ type ServerStats struct {
 func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		Backend: s.b.Name, Server: s.Name, Up: s.Up(), Active: s.Active(),
+		AdminState: s.State().String(), Weight: s.EffectiveWeight(),
 		Connections: s.conns.Load(), ConnectErrors: s.connErrs.Load(),
 		BytesSent: s.BytesToServer.Load(), BytesReceived: s.BytesFromServer.Load(),
 		ChecksOK: s.checksOK.Load(), ChecksFailed: s.checksFail.Load(),
@@ -92,8 +103,16 @@ func (s *Server) Stats() ServerStats {
 	}
 }
 
-// Up reports whether the server takes new connections.
+// Up reports whether the server passes its health checks (it takes new
+// connections when also in state ready with a weight above 0).
 func (s *Server) Up() bool { return s.up.Load() }
+
+// State returns the server's administrative state.
+func (s *Server) State() AdminState { return AdminState(s.admin.Load()) }
+
+// EffectiveWeight returns the weight picks use (0-256): the configured
+// one until SetWeight changes it.
+func (s *Server) EffectiveWeight() int { return int(s.weight.Load()) }
 
 // Active is the number of connections or requests in flight.
 func (s *Server) Active() int64 { return s.active.Load() }
@@ -106,6 +125,7 @@ type Backend struct {
 	log  *slog.Logger
 
 	mu      sync.Mutex
+	adminMu sync.Mutex // serializes SetState and SetWeight (ring rebuilds)
 	servers []*Server
 	next    int    // leastconn tie-break rotation
 	policy  policy // the balance policy, resolved once by New
@@ -158,12 +178,24 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 		s.wentDown = reg.Counter("wharf_proxy_server_transitions_total", "Health state changes of the server.", append(l, "to", "down")...)
 		reg.GaugeFunc("wharf_proxy_server_check_seconds", "Duration of the server's last active health check.",
 			func() float64 { return float64(s.checkNanos.Load()) / 1e9 }, l...)
+		reg.GaugeFunc("wharf_proxy_server_weight", "Effective weight of the server (0-256): the configured one until changed on the admin API.",
+			func() float64 { return float64(s.weight.Load()) }, l...)
+		for st := StateReady; st <= StateMaint; st++ {
+			reg.GaugeFunc("wharf_proxy_server_admin_state", "1 for the server's administrative state (ready, drain, maint; set on the admin API), 0 for the others.",
+				func() float64 {
+					if s.State() == st {
+						return 1
+					}
+					return 0
+				}, append(l, "state", st.String())...)
+		}
+		s.weight.Store(int32(s.Weight))
 		s.up.Store(true)
 		s.upGauge.Set(1)
 		b.servers = append(b.servers, s)
 	}
 	if cfg.Balance == "hash" {
-		b.ring = newRing(b.servers)
+		b.ring = newRing(b.servers, (*Server).EffectiveWeight)
 		switch key := cfg.HashKey; {
 		case key == "uri":
 			b.hashOn = HashURI
@@ -181,9 +213,10 @@ func (b *Backend) Servers() []*Server { return b.servers }
 // Config returns the backend's config.
 func (b *Backend) Config() *conf.Backend { return &b.cfg }
 
-// eligible: up and below maxconn, and not in tried.
+// eligible: up, ready, weight above 0, below maxconn, and not in tried.
 func (s *Server) eligible(tried []*Server) bool {
-	if !s.up.Load() || (s.MaxConn > 0 && s.active.Load() >= int64(s.MaxConn)) {
+	if !s.up.Load() || s.admin.Load() != uint32(StateReady) || s.weight.Load() <= 0 ||
+		(s.MaxConn > 0 && s.active.Load() >= int64(s.MaxConn)) {
 		return false
 	}
 	for _, t := range tried {
@@ -255,8 +288,9 @@ func (b *Backend) pickRoundRobin(tried []*Server) *Server {
 		if !s.eligible(tried) {
 			continue
 		}
-		s.current += s.Weight
-		total += s.Weight
+		w := int(s.weight.Load())
+		s.current += w
+		total += w
 		if best == nil || s.current > best.current {
 			best = s
 		}
@@ -277,8 +311,8 @@ func (b *Backend) pickLeastConn(tried []*Server) *Server {
 		if !s.eligible(tried) {
 			continue
 		}
-		// s.active/s.Weight < best.active/best.Weight, without division.
-		if best == nil || s.active.Load()*int64(best.Weight) < best.active.Load()*int64(s.Weight) {
+		// s.active/weight < best.active/best's weight, without division.
+		if best == nil || s.active.Load()*int64(best.weight.Load()) < best.active.Load()*int64(s.weight.Load()) {
 			best = s
 		}
 	}
@@ -292,7 +326,7 @@ func (b *Backend) pickSource(client netip.Addr, tried []*Server) *Server {
 	total := 0
 	for _, s := range b.servers {
 		if s.eligible(tried) {
-			total += s.Weight
+			total += int(s.weight.Load())
 		}
 	}
 	if total == 0 {
@@ -308,10 +342,11 @@ func (b *Backend) pickSource(client netip.Addr, tried []*Server) *Server {
 		if !s.eligible(tried) {
 			continue
 		}
-		if k < s.Weight {
+		w := int(s.weight.Load())
+		if k < w {
 			return s
 		}
-		k -= s.Weight
+		k -= w
 	}
 	return nil
 }

@@ -26,8 +26,8 @@ func TestStatusPageRendersProxyRows(t *testing.T) {
 		return []admin.ProxyStats{{Frontend: "web", Mode: "tcp", Connections: 125, Active: 3,
 				Rejected: map[string]uint64{"acl": 2}, HTTPErrors: map[string]uint64{"no_server": 5}}},
 			[]admin.ServerStats{
-				{Backend: "app", Server: "app1", Up: true, Active: 3, Connections: 120},
-				{Backend: "app", Server: "app2", ConnectErrors: 7, ChecksFailed: 4},
+				{Backend: "app", Server: "app1", Up: true, Active: 3, Connections: 120, AdminState: "drain", Weight: 3},
+				{Backend: "app", Server: "app2", ConnectErrors: 7, ChecksFailed: 4, AdminState: "ready", Weight: 1},
 			}
 	}
 
@@ -66,6 +66,9 @@ func TestStatusPageRendersProxyRows(t *testing.T) {
 	f("server app1", "state", "up")
 	f("server app1", "active", "3")
 	f("server app1", "connections", "120")
+	f("server app1", "admin", "drain") // the admin state and weight set on the admin API
+	f("server app1", "weight", "3")
+	f("server app2", "admin", "ready")
 	f("server app2", "state", "down")
 	f("server app2", "connect_errors", "7")
 	f("server app2", "checks_failed", "4")

@@ -318,6 +318,14 @@ func CheckStats(t testing.TB, reg *metrics.Registry, st front.Stats, backends ma
 			got["wharf_proxy_server_checks_total{"+l+",result,fail}"] = float64(ss.ChecksFailed)
 			got["wharf_proxy_server_transitions_total{"+l+",to,up}"] = float64(ss.WentUp)
 			got["wharf_proxy_server_transitions_total{"+l+",to,down}"] = float64(ss.WentDown)
+			got["wharf_proxy_server_weight{"+l+"}"] = float64(ss.Weight)
+			for _, st := range []string{"ready", "drain", "maint"} {
+				v := 0.0
+				if ss.AdminState == st {
+					v = 1
+				}
+				got["wharf_proxy_server_admin_state{"+l+",state,"+st+"}"] = v
+			}
 		}
 	}
 	for k, v := range want {
