@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
 )
 
 // Regression: with no admin token (the default) a web page in a browser
