@@ -23,6 +23,7 @@ import (
 	"wharf/ingest"
 	"wharf/proxy"
 	"wharf/sinks"
+	"wharf/sinks/diskbuf"
 	"wharf/tap"
 )
 
@@ -68,7 +69,7 @@ func (g *gateway) publishLive() {
 		l.Binds = append(l.Binds, admin.LiveBind{Frontend: ln.Frontend(), Bind: b.Scheme + "://" + b.Addr, Addr: ln.Addr(), Stats: bindStats(ln)})
 	}
 	for name, r := range g.runners {
-		l.Sinks = append(l.Sinks, admin.LiveSink{Name: name, Stats: sinkStats(r)})
+		l.Sinks = append(l.Sinks, admin.LiveSink{Name: name, Stats: sinkStats(r, g.buffers[name])})
 	}
 	if g.proxySet != nil {
 		l.Proxies = proxyStats(g.proxySet)
@@ -91,10 +92,14 @@ func bindStats(ln *ingest.Listener) func() admin.BindStats {
 	}
 }
 
-// sinkStats hands a sink runner's typed stats to the status page.
-func sinkStats(r *sinks.Runner) func() admin.SinkStats {
+// sinkStats hands a sink runner's typed stats to the status page. A sink
+// whose disk buffer (b, may be nil) cannot be written is not ready.
+func sinkStats(r *sinks.Runner, b *diskbuf.Buffer) func() admin.SinkStats {
 	return func() admin.SinkStats {
 		st := r.Stats()
+		if b != nil && b.Stats().Unwritable {
+			st.Ready = false
+		}
 		return admin.SinkStats{
 			Sent: st.Sent, SentBytes: st.SentBytes, Batches: st.Batches, WriteErrors: st.WriteErrors,
 			Queued: int64(st.Queued), QueuedBytes: st.QueuedBytes, QueueSize: st.QueueSize, PauseSize: st.PauseSize,

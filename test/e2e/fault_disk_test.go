@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -257,6 +258,16 @@ func TestFaultBufferReadOnly(t *testing.T) {
 	code, body := getBody(t, "http://"+admin+"/readyz")
 	if code != 503 || !strings.Contains(body, "read-only file system") {
 		t.Errorf("/readyz on a read-only buffer disk = %d %q, want 503 naming the read-only filesystem", code, body)
+	}
+	var status struct {
+		Sinks []struct {
+			Sink  string `json:"sink"`
+			Ready bool   `json:"ready"`
+		} `json:"sinks"`
+	}
+	_, st := getBody(t, "http://"+admin+"/api/status")
+	if err := json.Unmarshal([]byte(st), &status); err != nil || len(status.Sinks) != 1 || status.Sinks[0].Ready {
+		t.Errorf("/api/status sink row while its buffer disk is read-only (its collector is up): %+v %v, want not ready", status.Sinks, err)
 	}
 	if r2 := in.metric("wharf_frontend_received_total"); r2-r1 > 5000 {
 		t.Errorf("wharf read %v messages in 2 s on a read-only buffer disk: TCP not held back", r2-r1)
