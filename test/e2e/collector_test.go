@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,21 +40,7 @@ dial_timeout = "1s"
 	if got := in.waitMetric(n, 30*time.Second, "wharf_sink_sent_total", `sink="collector"`); got != n {
 		t.Fatalf("sent %v, want %d", got, n)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	var got []string
-	for {
-		data, _ := os.ReadFile(filepath.Join(outDir, "tcp.log"))
-		got = got[:0]
-		for _, l := range splitLines(data) {
-			if strings.Contains(l, run) {
-				got = append(got, l)
-			}
-		}
-		if len(got) >= n || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	got := waitLinesWith(filepath.Join(outDir, "tcp.log"), run, n, 20*time.Second)
 	if len(got) != n {
 		t.Fatalf("collector wrote %d of our %d messages", len(got), n)
 	}

@@ -87,21 +87,7 @@ func TestDiskBufferSurvivesKillAndCorruption(t *testing.T) {
 	}
 
 	in2 := start(t, cfg2)
-	deadline := time.Now().Add(60 * time.Second)
-	var got []string
-	for {
-		data, _ := os.ReadFile(filepath.Join(outDir, "tcp.log"))
-		got = got[:0]
-		for _, l := range splitLines(data) {
-			if strings.Contains(l, run) {
-				got = append(got, l)
-			}
-		}
-		if len(got) >= n-1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	got := waitLinesWith(filepath.Join(outDir, "tcp.log"), run, n-1, 60*time.Second)
 	seen := map[string]bool{}
 	for _, l := range got {
 		seen[l] = true

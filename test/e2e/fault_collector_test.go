@@ -138,11 +138,8 @@ dir = "{{DIR}}/buf"
 	in.waitMetric(float64(sent), 30*time.Second, "wharf_sink_sent_total")
 
 	got := map[string]int{}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		for k := range got {
-			delete(got, k)
-		}
+	testenv.Poll(20*time.Second, func() bool {
+		clear(got)
 		data, _ := os.ReadFile(filepath.Join(outDir, "tcp.log"))
 		for _, l := range splitLines(data) {
 			if strings.Contains(l, run) {
@@ -154,11 +151,8 @@ dir = "{{DIR}}/buf"
 			got[l]++
 		}
 		second.mu.Unlock()
-		if len(got) >= sent || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return len(got) >= sent
+	})
 	dups := 0
 	for _, n := range got {
 		dups += n - 1

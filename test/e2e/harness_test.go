@@ -215,6 +215,24 @@ func readLines(t *testing.T, path string, n int, timeout time.Duration) []string
 	return lines
 }
 
+// waitLinesWith waits until path has at least n lines containing sub (or
+// timeout) and returns those lines: a collector's file that other runs may
+// share.
+func waitLinesWith(path, sub string, n int, timeout time.Duration) []string {
+	var got []string
+	testenv.Poll(timeout, func() bool {
+		data, _ := os.ReadFile(path)
+		got = got[:0]
+		for _, l := range splitLines(data) {
+			if strings.Contains(l, sub) {
+				got = append(got, l)
+			}
+		}
+		return len(got) >= n
+	})
+	return got
+}
+
 func splitLines(data []byte) []string {
 	s := strings.TrimRight(string(data), "\n")
 	if s == "" {
