@@ -142,6 +142,17 @@ type SinkStats struct {
 	// Dropped by reason, every reason present.
 	Dropped map[string]uint64
 	Ready   bool
+	// RELP is set for syslog sinks with relp:// or relp+tls:// servers.
+	RELP *RELPSinkStatus
+}
+
+// RELPSinkStatus is a sink's RELP output: messages the servers
+// acknowledged, messages sent again after a broken session (an upper
+// bound of duplicates), messages waiting for an answer now.
+type RELPSinkStatus struct {
+	AcksReceived uint64 `json:"acks_received"`
+	Resent       uint64 `json:"resent"`
+	InFlight     int64  `json:"in_flight"`
 }
 
 // StatusReport is the JSON of GET /api/status. Field names are stable:
@@ -250,6 +261,8 @@ type SinkStatus struct {
 	DroppedTotal  uint64            `json:"dropped_total"`
 	Spark         Spark             `json:"spark"`
 	LastError     *LastError        `json:"last_error,omitempty"`
+	// RELP is present for sinks with RELP servers.
+	RELP *RELPSinkStatus `json:"relp,omitempty"`
 }
 
 // ProxyStatus is one proxy frontend. Like ServerStatus it reports its
@@ -607,7 +620,7 @@ func (st *Status) Report() StatusReport {
 			Batches: s.Batches, WriteErrors: s.WriteErrors,
 			QueueMessages: s.Queued, QueueBytes: s.QueuedBytes, QueueCapacity: s.QueueSize, QueuePauseAt: s.PauseSize,
 			Dropped: orEmpty(s.Dropped), DroppedTotal: sumValues(s.Dropped),
-			Spark: st.spark(k, true),
+			Spark: st.spark(k, true), RELP: s.RELP,
 		}
 		if s.Ready {
 			row.State = "up"

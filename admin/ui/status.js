@@ -171,7 +171,9 @@ function render(st) {
     num("queue_messages", s.queue_messages, count(s.queue_messages), queueClass(s)) +
     num("queue_bytes", s.queue_bytes, bytes(s.queue_bytes)) +
     num("batches", s.batches, count(s.batches)) +
-    num("write_errors", s.write_errors, count(s.write_errors), s.write_errors > 0 ? "bad" : "") +
+    num("write_errors", s.write_errors, count(s.write_errors) + (s.relp ?
+      `<span class="reasons">RELP ${count(s.relp.acks_received)} acked, ${count(s.relp.in_flight)} unacked, ${count(s.relp.resent)} resent</span>` : ""),
+      s.write_errors > 0 ? "bad" : "") +
     reasons("dropped", s.dropped_total, s.dropped, "bad") +
     lastError(s.last_error) + "</tr>"
   ), 13, "no sinks");

@@ -24,6 +24,7 @@ import (
 	"wharf/proxy"
 	"wharf/sinks"
 	"wharf/sinks/diskbuf"
+	"wharf/sinks/syslog"
 	"wharf/tap"
 )
 
@@ -95,16 +96,25 @@ func bindStats(ln *ingest.Listener) func() admin.BindStats {
 // sinkStats hands a sink runner's typed stats to the status page. A sink
 // whose disk buffer (b, may be nil) cannot be written is not ready.
 func sinkStats(r *sinks.Runner, b *diskbuf.Buffer) func() admin.SinkStats {
+	fwd, _ := r.Sink().(*syslog.Syslog)
+	if fwd != nil && !fwd.HasRELP() {
+		fwd = nil
+	}
 	return func() admin.SinkStats {
 		st := r.Stats()
 		if b != nil && b.Stats().Unwritable {
 			st.Ready = false
 		}
-		return admin.SinkStats{
+		s := admin.SinkStats{
 			Sent: st.Sent, SentBytes: st.SentBytes, Batches: st.Batches, WriteErrors: st.WriteErrors,
 			Queued: int64(st.Queued), QueuedBytes: st.QueuedBytes, QueueSize: st.QueueSize, PauseSize: st.PauseSize,
 			Dropped: st.Dropped, Ready: st.Ready,
 		}
+		if fwd != nil { // RELP servers: acknowledgements, resends
+			rs := fwd.RELPStats()
+			s.RELP = &admin.RELPSinkStatus{AcksReceived: rs.AcksReceived, Resent: rs.Resent, InFlight: rs.InFlight}
+		}
+		return s
 	}
 }
 
