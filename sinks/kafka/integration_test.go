@@ -89,6 +89,21 @@ type record struct {
 
 // readTopic reads every record of topic, partition by partition up to the
 // high watermark, with kafka-go partition readers (no consumer group).
+// waitTopic reads topic until it holds at least n records (or timeout)
+// and returns them; each read dials the brokers, so reads are 100ms apart.
+func waitTopic(t testing.TB, brokers, topic string, n int, timeout time.Duration) []record {
+	t.Helper()
+	var got []record
+	testenv.Poll(timeout, func() bool {
+		if got = readTopic(t, brokers, topic); len(got) >= n {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+	return got
+}
+
 func readTopic(t testing.TB, brokers, topic string) []record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -368,14 +383,12 @@ func TestKafkaCheckAndAutoCreate(t *testing.T) {
 	defer m.Release()
 	// A just-created topic may need a metadata refresh; the runner retries
 	// a failed Write, so do the same here, bounded.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err = s.Write(context.Background(), []*message.Message{m})
-		if err == nil || time.Now().After(deadline) {
-			break
+	testenv.Poll(20*time.Second, func() bool {
+		if err = s.Write(context.Background(), []*message.Message{m}); err != nil {
+			time.Sleep(100 * time.Millisecond) // a retry pace, not a busy loop
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil
+	})
 	if err != nil {
 		t.Fatalf("Write to auto-created topic: %v", err)
 	}
@@ -497,12 +510,7 @@ func TestKafkaAcksNone(t *testing.T) {
 	topic := newTopic(t, brokers, 2)
 	want := produce(t, conf.Sink{Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic, RequiredAcks: "none", Key: "hostname"}},
 		2000, 500)
-	var got []record
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if got = readTopic(t, brokers, topic); len(got) >= len(want) || time.Now().After(deadline) {
-			break
-		}
-	}
+	got := waitTopic(t, brokers, topic, len(want), 15*time.Second)
 	checkRecords(t, "kafka-go reader", got, want)
 }
 
@@ -530,12 +538,7 @@ func TestKafkaOversizeRejectedNotRetried(t *testing.T) {
 	if !strings.Contains(err.Error(), "batch_bytes") {
 		t.Errorf("error %q does not say which setting to change", err)
 	}
-	var got []record
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if got = readTopic(t, brokers, topic); len(got) >= 2 || time.Now().After(deadline) {
-			break
-		}
-	}
+	got := waitTopic(t, brokers, topic, 2, 15*time.Second)
 	if len(got) != 2 {
 		t.Fatalf("topic holds %d records, want the 2 small ones", len(got))
 	}
