@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"wharf/internal/testenv"
 )
 
 // tool returns the path of name, or skips: these tools come with systemd
@@ -272,14 +274,11 @@ batch_timeout = "10ms"
 		cmd.Wait()
 	}()
 	var conn net.Conn
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	if !testenv.Poll(10*time.Second, func() bool {
 		conn, err = net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("wharf as nobody never listened on port %d: %v\nstderr:\n%s", port, err, stderr)
-		}
+		return err == nil
+	}) {
+		t.Fatalf("wharf as nobody never listened on port %d: %v\nstderr:\n%s", port, err, stderr)
 	}
 	if uid := procUID(t, cmd.Process.Pid); uid != "65534" {
 		t.Errorf("wharf runs as uid %s, want nobody (65534)", uid)
