@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/internal/testenv"
 )
 
 // TestResetMidBatchReplays guards against losing the unread tail of a
@@ -54,11 +55,12 @@ func TestResetMidBatchReplays(t *testing.T) {
 	}
 	s.Close()
 	got := map[string]bool{}
-	for deadline := time.Now().Add(5 * time.Second); len(got) < 100 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	testenv.Poll(testenv.EventuallyTimeout, func() bool {
 		for _, f := range fs.got() {
 			got[f] = true
 		}
-	}
+		return len(got) >= 100
+	})
 	for _, m := range append(b1, b2...) {
 		if !got[m] {
 			t.Errorf("lost %q", m)

@@ -236,13 +236,7 @@ func TestFaultBufferReadOnly(t *testing.T) {
 		t.Fatalf("only %v delivered before the fault", got)
 	}
 	testenv.Ext4Error(t, mnt)
-	deadline := time.Now().Add(10 * time.Second)
-	for in.metric("wharf_buffer_writable") != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("wharf_buffer_writable never went to 0 on a read-only disk")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, "wharf_buffer_writable to go to 0 on a read-only disk", func() bool { return in.metric("wharf_buffer_writable") == 0 })
 	udp, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
 	if err != nil {
 		t.Fatal(err)
@@ -297,16 +291,12 @@ func TestFaultBufferReadOnly(t *testing.T) {
 	testenv.Ext4Remount(t, mnt)
 	in2 := startIn(t, workDir, admin, cfg)
 	var msgs []string
-	deadline = time.Now().Add(60 * time.Second)
-	for {
+	testenv.Poll(60*time.Second, func() bool {
 		msgs = col.sink.snapshot()
 		tcpGot, _, _ := ledger(msgs, "seq=", n)
 		udpGot, _, _ := ledger(msgs, "udp=", nUDP)
-		if float64(tcpGot+udpGot)+dropped >= received || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return float64(tcpGot+udpGot)+dropped >= received
+	})
 	tcpGot, tcpDups, tcpForeign := ledger(msgs, "seq=", n)
 	udpGot, _, udpForeign := ledger(msgs, "udp=", nUDP)
 	t.Logf("sender wrote %d TCP + %d UDP; first run read %v, delivered %v before the stop, dropped %v (spool_error %v, at shutdown %v, exit %v); after remount and restart: %d TCP (%d dups) + %d UDP delivered in all",

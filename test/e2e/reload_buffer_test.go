@@ -253,14 +253,8 @@ max_bytes = %q
 	if d := in.metric("wharf_sink_dropped_total"); d != 0 {
 		t.Errorf("dropped %v messages across the change", d)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		p := in.metric("wharf_buffer_pending_records")
-		if p == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("wharf_buffer_pending_records = %v after delivery", p)
-		}
+	if !testenv.Poll(5*time.Second, func() bool { return in.metric("wharf_buffer_pending_records") == 0 }) {
+		t.Fatalf("wharf_buffer_pending_records = %v after delivery", in.metric("wharf_buffer_pending_records"))
 	}
 	in.stop()
 }
