@@ -51,7 +51,7 @@ var baseSections = []section{
 		Intro: "The admin HTTP listener: metrics, health, status and reload.",
 		Keys: []KeyDoc{
 			{"listen", "string", q(DefaultAdminListen), "host:port to listen on, or `\"off\"` to disable. Loopback by default because the admin API can reload the config; a non-loopback address needs `token`/`token_file` (or `allow_remote_without_token = true`) and is warned about. Port 0 picks a free port (tests)."},
-			{"token", "string", "none", "Bearer token for the write endpoints: when set, `POST /reload`, `/api/tap` (what `wharf tap` reads) and `/debug/pprof/` answer 401 unless the request carries `Authorization: Bearer TOKEN`. `/`, `/api/status`, `/metrics`, `/healthz` and `/readyz` stay open. `wharf tap` sends the token of the config it is given."},
+			{"token", "string", "none", "Bearer token for the write endpoints: when set, `POST /reload`, `/api/tap` (what `wharf tap` reads), `/api/servers` (what `wharf server` uses) and `/debug/pprof/` answer 401 unless the request carries `Authorization: Bearer TOKEN`. `/`, `/api/status`, `/metrics`, `/healthz` and `/readyz` stay open. `wharf tap` and `wharf server` send the token of the config they are given."},
 			{"token_file", "string", "none", "File holding the token (surrounding whitespace trimmed), instead of `token`, so the config file can stay world-readable; read at start and on reload."},
 			{"allowed_hosts", "list of strings", "none", "Host names, besides loopback addresses, `localhost` and the `listen` address (any IP address when `listen` is a wildcard), that requests may name in `Host`: the name the admin listener is reached by through DNS or a reverse proxy, e.g. `[\"wharf1.example.com\"]`. A request with any other `Host` is refused with 421, whether or not a token is set: a web page whose own name is rebound to 127.0.0.1 (DNS rebinding) cannot read `/api/tap` or `/metrics`. Independently, a `POST` (any method but GET/HEAD/OPTIONS) that a browser marks cross-origin (`Sec-Fetch-Site`, or an `Origin` that is not the `Host`) is refused with 403, so a page cannot `POST /reload`; curl and scripts, which send neither header, are not affected. Applied at start. HAProxy has no equivalent: its stats page is reached by `stats uri`, and Host checks are written as ACLs (`http-request deny unless { req.hdr(host) -m str wharf1.example.com }`)."},
 			{"allow_remote_without_token", "bool", "false", "Start the admin listener on a non-loopback `listen` address without `token`/`token_file`. Without it such a config is an error: anyone who reaches the port could reload the config and read every message through `/api/tap`. With it wharf starts and `wharf check`/`wharf run` warn. A non-loopback admin listener is warned about in any case; firewall it."},
@@ -150,7 +150,16 @@ var baseSections = []section{
 	},
 	{
 		Title: "[backend.NAME]", Table: "backend.NAME",
-		Intro: "A backend is a pool of servers for proxy frontends, like an HAProxy backend. A server is taken out after `fall` failed checks or connects in a row and put back after `rise` passed checks; when no server is up, a `tcp` client is closed at once and an `http` client gets 503, both counted.",
+		Intro: "A backend is a pool of servers for proxy frontends, like an HAProxy backend. A server is taken out after `fall` failed checks or connects in a row and put back after `rise` passed checks; when no server is up, a `tcp` client is closed at once and an `http` client gets 503, both counted.\n\n" +
+			"Servers are controlled at runtime on the admin API, as with HAProxy's runtime API, and `wharf server` is its client: " +
+			"`wharf server drain web/app1` (HAProxy: `set server web/app1 state drain`; API: `POST /api/servers/web/app1` with `state=drain`) takes no new connections or requests while those in flight finish; " +
+			"`wharf server maint web/app1` (`state maint`, `state=maint`) takes none either and does not cut those in flight (as in HAProxy, where `shutdown sessions server` is a separate command wharf does not have); " +
+			"`wharf server ready web/app1` (`state ready`, `state=ready`) puts it back; " +
+			"`wharf server weight web/app1 3` (`set server web/app1 weight 3`, `weight=3`) changes its share under every `balance` (0-256; 0 takes no new ones; a `hash` backend rebuilds its ring, so only the keys on the arcs the server gains or loses move); " +
+			"`wharf server list` (`show servers state`; `GET /api/servers`, JSON) lists health, admin state, weight and active connections. " +
+			"Health checks keep running in every state (HAProxy stops them in maint), so a drained server shows whether it is healthy before it is put back. " +
+			"Both endpoints need the `[admin]` token when one is set. The state and weight are shown on the status page and exported as `wharf_proxy_server_admin_state{state=\"ready|drain|maint\"}` (1 or 0) and `wharf_proxy_server_weight`. " +
+			"They last until changed or wharf restarts: a reload keeps them, since it does not rebuild proxy backends (proxy changes are applied at restart, which starts every server ready at its configured weight, as HAProxy does without a `server-state-file`).",
 		Keys: []KeyDoc{
 			{"balance", "string", q(DefaultBalance), "`roundrobin` (weighted), `leastconn` (fewest open connections per weight), `source` (hash of the client IP: one client sticks to one server while the set of up servers stays the same), `hash` (consistent hashing of `hash_key`: each server owns weight x 100 points on a ring, so adding a server moves only the keys it takes over and a server going down moves only its own; HAProxy: `balance source|uri|hdr(NAME)` with `hash-type consistent`)."},
 			{"hash_key", "string", "`source` with `balance = \"hash\"`", "What `balance = \"hash\"` hashes: `source` (the client IP; the PROXY-protocol or trusted X-Forwarded-For client when those apply), `uri` (the request path without the query, http frontends) or `header:NAME` (that request header's value, http frontends; a request without it is balanced round robin, as HAProxy does). HAProxy: `balance uri`, `balance hdr(NAME)`."},
@@ -172,7 +181,7 @@ var baseSections = []section{
 		Keys: []KeyDoc{
 			{"address", "string", "required", "`host:port` of the server."},
 			{"name", "string", "the address", "Label in metrics and logs; unique within the backend."},
-			{"weight", "integer", fmt.Sprint(DefaultWeight), "Relative share, 1-256."},
+			{"weight", "integer", fmt.Sprint(DefaultWeight), "Relative share, 1-256. Changed at runtime by `wharf server weight` (0-256)."},
 			{"maxconn", "integer", "0 (unlimited)", "Most concurrent connections (`tcp`) or requests (`http`); a full server is skipped."},
 			{"send_proxy", "string", "none", "Send a PROXY protocol header (`v1` or `v2`) with the client's address first, like HAProxy's `send-proxy`/`send-proxy-v2`. On `http` backends this turns off connection reuse (the header names one client)."},
 		},

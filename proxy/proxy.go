@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 
 	"wharf/conf"
@@ -159,4 +160,53 @@ func (s *Set) Shutdown(ctx context.Context) error {
 		b.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// Servers returns every backend's servers, by backend name then config
+// order; nil for a nil Set.
+func (s *Set) Servers() []*upstream.Server {
+	if s == nil {
+		return nil
+	}
+	names := make([]string, 0, len(s.backends))
+	for n := range s.backends {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []*upstream.Server
+	for _, n := range names {
+		out = append(out, s.backends[n].Servers()...)
+	}
+	return out
+}
+
+// Server returns the server called server of backend, for runtime
+// control (SetState, SetWeight). The error names what is unknown and
+// lists the names there are.
+func (s *Set) Server(backend, server string) (*upstream.Server, error) {
+	var b *upstream.Backend
+	if s != nil {
+		b = s.backends[backend]
+	}
+	if b == nil {
+		var names []string
+		if s != nil {
+			for n := range s.backends {
+				names = append(names, n)
+			}
+		}
+		sort.Strings(names)
+		if len(names) == 0 {
+			return nil, fmt.Errorf("unknown backend %q: no proxy backend is running (backends run only when a mode tcp or http frontend uses the config)", backend)
+		}
+		return nil, fmt.Errorf("unknown backend %q; running backends: %s", backend, strings.Join(names, ", "))
+	}
+	if sv := b.Server(server); sv != nil {
+		return sv, nil
+	}
+	var names []string
+	for _, sv := range b.Servers() {
+		names = append(names, sv.Name)
+	}
+	return nil, fmt.Errorf("backend %s has no server %q; its servers: %s", backend, server, strings.Join(names, ", "))
 }

@@ -45,7 +45,7 @@ _wharf() {
   cur="${COMP_WORDS[COMP_CWORD]}"
   prev="${COMP_WORDS[COMP_CWORD-1]}"
   if [ "$COMP_CWORD" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "run check ports tap help completion version" -- "$cur"))
+    COMPREPLY=($(compgen -W "run check ports tap server help completion version" -- "$cur"))
     return
   fi
   cmd="${COMP_WORDS[1]}"
@@ -71,7 +71,24 @@ _wharf() {
     run|check) COMPREPLY=($(compgen -W "-c" -- "$cur"));;
     ports) COMPREPLY=($(compgen -W "-c --audit --json" -- "$cur"));;
     tap) COMPREPLY=($(compgen -W "-c --admin --frontend --port --severity --host --app --raw" -- "$cur"));;
-    help) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "config tap completion" -- "$cur"));;
+    server)
+      local sub="" args=()
+      for ((i=2; i<COMP_CWORD; i++)); do
+        case "${COMP_WORDS[i]}" in
+          -c|--admin|-admin) args+=("${COMP_WORDS[i]}" "${COMP_WORDS[i+1]}"); i=$((i+1));;
+          -*) ;;
+          *) [ -z "$sub" ] && sub="${COMP_WORDS[i]}";;
+        esac
+      done
+      if [[ "$cur" == -* ]]; then
+        COMPREPLY=($(compgen -W "-c --admin --json --names" -- "$cur"))
+      elif [ -z "$sub" ]; then
+        COMPREPLY=($(compgen -W "list drain maint ready weight" -- "$cur"))
+      elif [ "$prev" = "$sub" ] && [ "$sub" != list ]; then
+        # BACKEND/SERVER names from the running wharf's admin API.
+        COMPREPLY=($(compgen -W "$(wharf server "${args[@]}" list --names 2>/dev/null)" -- "$cur"))
+      fi;;
+    help) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "config tap server completion" -- "$cur"));;
     completion) [ "$COMP_CWORD" -eq 2 ] && COMPREPLY=($(compgen -W "bash zsh" -- "$cur"));;
   esac
 }
@@ -91,6 +108,16 @@ _wharf_frontends() {
   compadd -a names
 }
 
+_wharf_servers() {
+  local -a args names
+  local i
+  for ((i = 1; i < CURRENT; i++)); do
+    [[ ${words[i]} == (-c|--admin|-admin) ]] && args+=(${words[i]} ${words[i+1]})
+  done
+  names=(${(f)"$(wharf server $args list --names 2>/dev/null)"})
+  compadd -a names
+}
+
 _wharf() {
   local -a cmds
   cmds=(
@@ -98,6 +125,7 @@ _wharf() {
     'check:validate a config and print what it resolves to'
     'ports:list binds and port warnings'
     'tap:stream the messages passing a frontend or port'
+    'server:drain, disable, enable or reweight a proxy server at runtime'
     'help:help topics (config, tap, completion)'
     'completion:print a shell completion script'
     'version:print version and build information'
@@ -121,7 +149,13 @@ _wharf() {
         '--host[HOSTNAME glob]:glob:' \
         '--app[APP-NAME glob]:glob:' \
         '--raw[print the bytes as received]' ;;
-    help) (( CURRENT == 2 )) && compadd config tap completion ;;
+    server) _arguments $cfg \
+        '--admin[admin listener host:port]:address:' \
+        '--json[list: print JSON]' \
+        '--names[list: print BACKEND/SERVER per line]' \
+        '1:command:(list drain maint ready weight)' \
+        '2:backend/server:_wharf_servers' ;;
+    help) (( CURRENT == 2 )) && compadd config tap server completion ;;
     completion) (( CURRENT == 2 )) && compadd bash zsh ;;
   esac
 }

@@ -13,6 +13,7 @@ Topics:
   config       the configuration reference: every key, its type, default and meaning
                (the same text as docs/config.md)
   tap          wharf tap: watch the messages passing a frontend or port
+  server       wharf server: drain, disable, enable or reweight a proxy server at runtime
   completion   wharf completion: shell completion for bash and zsh
   man          all of the above as the wharf(1) manual page, in roff
                (make install installs it; man ./wharf.1 reads it)
@@ -33,6 +34,8 @@ func helpCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, conf.Reference())
 	case "tap":
 		fmt.Fprint(stdout, tapUsage)
+	case "server":
+		fmt.Fprint(stdout, serverUsage)
 	case "completion":
 		fmt.Fprint(stdout, completionUsage)
 	case "man":

@@ -26,6 +26,9 @@ func TestHelp(t *testing.T) {
 	f([]string{"--help"}, 0, "wharf completion bash|zsh", "")
 	f([]string{"help", "tap"}, 0, "--severity err..emerg", "")
 	f([]string{"help", "completion"}, 0, "source <(wharf completion bash)", "")
+	f([]string{"help", "server"}, 0, "wharf server drain BACKEND/SERVER", "")
+	f([]string{"server", "-h"}, 0, "", "Usage: wharf server")
+	f([]string{"server"}, 2, "", "Usage: wharf server")
 	f([]string{"help", "nope"}, 2, "", `no topic "nope"`)
 	f([]string{"help", "config", "tap"}, 2, "", "one topic at a time")
 	f([]string{"tap", "-h"}, 0, "", "Usage: wharf tap")
@@ -75,7 +78,10 @@ func TestBashCompletion(t *testing.T) {
 			t.Fatalf("%q completes to %q, want %q", line, got, want)
 		}
 	}
-	f("wharf ", "run", "check", "ports", "tap", "help", "completion", "version")
+	f("wharf ", "run", "check", "ports", "tap", "server", "help", "completion", "version")
+	f("wharf server ", "list", "drain", "maint", "ready", "weight")
+	f("wharf server -c "+cfg+" m", "maint")
+	f("wharf server list --n", "--names")
 	f("wharf c", "check", "completion")
 	f("wharf tap --s", "--severity")
 	f("wharf tap -c "+cfg+" --frontend ", "edge", "firewalls")

@@ -7,6 +7,7 @@
 //	wharf check -c FILE   validate FILE and print the resolved listeners, routes and sinks
 //	wharf ports -c FILE   list binds and port warnings (--audit, --json)
 //	wharf tap   -c FILE   stream the messages passing a running wharf's frontend or port
+//	wharf server -c FILE drain|maint|ready|weight|list   runtime control of proxy servers
 //	wharf help  [TOPIC]   the configuration reference and other help topics
 //	wharf completion bash|zsh   shell completion script
 //	wharf version         print version and build information
@@ -41,6 +42,8 @@ Usage:
   wharf ports -c FILE   list binds and port warnings; --audit, --json (wharf ports -h)
   wharf tap   -c FILE (--frontend NAME | --port N) [--severity SEL] [--host GLOB] [--app GLOB] [--raw]
                         stream the messages passing a running wharf's frontend or port
+  wharf server -c FILE drain|maint|ready BACKEND/SERVER, weight BACKEND/SERVER N, list
+                        runtime control of a running wharf's proxy servers (wharf help server)
   wharf help config     the configuration reference (wharf help lists the topics)
   wharf completion bash|zsh   shell completion script
   wharf version         print version and build information
@@ -72,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return completionCmd(rest, stdout, stderr)
 	case "ports":
 		return portsCmd(rest, stdout, stderr)
+	case "server":
+		return serverCmd(rest, stdout, stderr)
 	case "run", "check":
 	default:
 		fmt.Fprintf(stderr, "wharf: unknown command %q\n\n%s", cmd, usage)

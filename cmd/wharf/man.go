@@ -26,6 +26,8 @@ func manPage() string {
 		"\\fBwharf run\\fR runs it; SIGHUP or \\fBPOST /reload\\fR on the admin listener reloads it.\n")
 	b.WriteString(".SH TAP\n")
 	roffVerbatim(&b, tapUsage)
+	b.WriteString(".SH SERVERS\n")
+	roffVerbatim(&b, serverUsage)
 	b.WriteString(".SH COMPLETION\n")
 	roffVerbatim(&b, completionUsage)
 	b.WriteString(".SH CONFIGURATION\n")

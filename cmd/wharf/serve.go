@@ -167,6 +167,7 @@ func (g *gateway) start() error {
 		g.admin.AllowHosts(g.cfg.Admin.AllowedHosts...)
 		g.admin.Handle("POST /reload", http.HandlerFunc(g.reloadHandler))
 		g.registerOperatorEndpoints()
+		g.registerServerEndpoints()
 		if err := g.admin.Start(g.cfg.Admin.Listen); err != nil {
 			return err
 		}
