@@ -756,3 +756,61 @@ func TestConfigBuiltInCode(t *testing.T) {
 		t.Errorf("server defaults: up %v name %q weight %d", s.Up(), s.Name, s.Weight)
 	}
 }
+
+// A drained or maint server takes no new connections while one open
+// to it keeps working; ready again, it takes them (issue #17.2).
+func TestDrainKeepsOpenConnection(t *testing.T) {
+	a := proxytest.Listen(t, proxytest.Greeter("a"))
+	b := proxytest.Listen(t, proxytest.Greeter("b"))
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+name = "a"
+address = %q
+[[backend.b.server]]
+name = "b"
+address = %q
+`, a.Addr, b.Addr))
+	// Open connections until one is on a; keep it.
+	var open *net.TCPConn
+	var br *bufio.Reader
+	for open == nil {
+		c := dial(t, r.addr())
+		rd := bufio.NewReader(c)
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if line == "a\n" {
+			open, br = c, rd
+		}
+	}
+	for _, st := range []upstream.AdminState{upstream.StateDrain, upstream.StateMaint} {
+		if err := r.bs["b"].Server("a").SetState(st); err != nil {
+			t.Fatal(err)
+		}
+		for range 6 {
+			if g := greeting(t, r.addr()); g != "b" {
+				t.Fatalf("a in %s: a new connection went to %s", st, g)
+			}
+		}
+		open.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(open, "still here %s\n", st)
+		if line, err := br.ReadString('\n'); err != nil || line != "still here "+st.String()+"\n" {
+			t.Fatalf("a in %s: the open connection echoed %q, %v", st, line, err)
+		}
+	}
+	r.bs["b"].Server("a").SetState(upstream.StateReady)
+	seen := map[string]bool{}
+	for range 4 {
+		seen[greeting(t, r.addr())] = true
+	}
+	if !seen["a"] || !seen["b"] {
+		t.Errorf("a ready again: new connections went to %v, want both", seen)
+	}
+}
