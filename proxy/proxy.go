@@ -210,3 +210,21 @@ func (s *Set) Server(backend, server string) (*upstream.Server, error) {
 	}
 	return nil, fmt.Errorf("backend %s has no server %q; its servers: %s", backend, server, strings.Join(names, ", "))
 }
+
+// CarryAdminState copies what the operator set at runtime (the
+// administrative state and weight of each server, see
+// upstream.Server.SetState) from old's backends to s's of the same name,
+// for servers whose address and configured weight did not change. A
+// reload that rebuilds backends calls it before the new set takes
+// traffic, so a drained server stays drained. (Reload does not rebuild
+// proxy backends today; this is the hook for when it does.)
+func (s *Set) CarryAdminState(old *Set) {
+	if s == nil || old == nil {
+		return
+	}
+	for name, b := range s.backends {
+		if ob := old.backends[name]; ob != nil {
+			b.CarryAdminState(ob)
+		}
+	}
+}

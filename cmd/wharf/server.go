@@ -116,7 +116,6 @@ func (g *gateway) setServer(w http.ResponseWriter, r *http.Request) {
 	if stateArg != "" {
 		s.SetState(st)
 	}
-	g.log.Info("admin: server changed", "backend", backend, "server", server, "state", s.State().String(), "weight", s.EffectiveWeight(), "peer", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, rowOf(backend, s))
 }
 
