@@ -170,7 +170,7 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 		s.BytesFromServer = reg.Counter("wharf_proxy_server_bytes_received_total", "Payload bytes received from the server.", l...)
 		s.conns = reg.Counter("wharf_proxy_server_connections_total", "Connections (tcp) or requests (http) sent to the server.", l...)
 		s.connErrs = reg.Counter("wharf_proxy_server_connect_errors_total", "Failed connects to the server (each counts toward fall).", l...)
-		s.upGauge = reg.Gauge("wharf_proxy_server_up", "1 while the server takes new connections, 0 while it is down.", l...)
+		s.upGauge = reg.Gauge("wharf_proxy_server_up", "1 while the server passes its health checks, 0 while it is down (drain and maint, set on the admin API, are wharf_proxy_server_admin_state).", l...)
 		s.activeGauge = reg.Gauge("wharf_proxy_server_active", "Connections or requests in flight to the server.", l...)
 		s.checksOK = reg.Counter("wharf_proxy_server_checks_total", "Active health checks by result.", append(l, "result", "ok")...)
 		s.checksFail = reg.Counter("wharf_proxy_server_checks_total", "Active health checks by result.", append(l, "result", "fail")...)
