@@ -110,69 +110,25 @@ func newRELPBind(fe *conf.Frontend, b conf.Bind, reg *metrics.Registry, labels [
 
 // startRELP opens the TCP socket and starts the accept loop.
 func (l *Listener) startRELP() error {
-	lc := net.ListenConfig{KeepAlive: time.Minute}
-	ln, err := lc.Listen(context.Background(), "tcp", l.bind.Addr)
+	ln, err := l.listenStream()
 	if err != nil {
-		return fmt.Errorf("ingest: frontend %q: bind %s://%s: %w (is another process listening there? ports below 1024 need CAP_NET_BIND_SERVICE)", l.frontend, l.bind.Scheme, l.bind.Addr, err)
+		return err
 	}
 	l.relp.ln = ln
-	l.addr = ln.Addr().String()
-	if a, ok := ln.Addr().(*net.TCPAddr); ok {
-		l.port = uint16(a.Port)
-	}
 	l.relp.wg.Add(1)
-	go l.acceptRELP()
-	return nil
-}
-
-// acceptRELP admits connections until the listener closes: allow/deny,
-// maxconn and maxconn_per_ip on the raw connection, as on tls:// binds.
-func (l *Listener) acceptRELP() {
-	defer l.relp.wg.Done()
-	var backoff time.Duration
-	for {
-		c, err := l.relp.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
+	go func() {
+		defer l.relp.wg.Done()
+		l.acceptLoop(ln, func(c net.Conn, peer netip.AddrPort, s *settings) bool {
+			ss := newRELPSession(l, c, peer, s.relpWindow)
+			if !l.relp.track(ss) {
+				return false
 			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Warn("accept failed; retrying", "err", err, "in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		var peer netip.AddrPort
-		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			peer = a.AddrPort()
-		}
-		s := l.settings.Load()
-		if !s.acl.Permit(peer.Addr()) {
-			l.reason("rejected", "acl").Inc()
-			c.Close()
-			continue
-		}
-		if s.maxConn > 0 && l.conns.Load() >= s.maxConn {
-			l.reason("rejected", "maxconn").Inc()
-			c.Close()
-			continue
-		}
-		if !l.perIP.Acquire(peer.Addr(), s.perIP) {
-			l.reason("rejected", "maxconn_per_ip").Inc()
-			c.Close()
-			continue
-		}
-		ss := newRELPSession(l, c, peer, s.relpWindow)
-		if !l.relp.track(ss) {
-			l.perIP.Release(peer.Addr())
-			c.Close()
-			return
-		}
-		l.conns.Add(1)
-		l.connsTotal.Inc()
-		l.relp.wg.Add(1)
-		go l.serveRELP(ss)
-	}
+			l.relp.wg.Add(1)
+			go l.serveRELP(ss)
+			return true
+		})
+	}()
+	return nil
 }
 
 func (r *relpBind) track(s *relpSession) bool {

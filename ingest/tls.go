@@ -131,68 +131,24 @@ func (l *Listener) updateTLS(fe *conf.Frontend) {
 
 // startTLS opens the TCP socket and starts the accept loop.
 func (l *Listener) startTLS() error {
-	lc := net.ListenConfig{KeepAlive: time.Minute} // finds senders that vanished without a FIN
-	ln, err := lc.Listen(context.Background(), "tcp", l.bind.Addr)
+	ln, err := l.listenStream()
 	if err != nil {
-		return fmt.Errorf("ingest: frontend %q: bind tls://%s: %w (is another process listening there? ports below 1024 need CAP_NET_BIND_SERVICE)", l.frontend, l.bind.Addr, err)
+		return err
 	}
 	l.tls.ln = ln
-	l.addr = ln.Addr().String()
-	if a, ok := ln.Addr().(*net.TCPAddr); ok {
-		l.port = uint16(a.Port)
-	}
 	l.tls.wg.Add(1)
-	go l.acceptTLS()
-	return nil
-}
-
-// acceptTLS admits connections until the listener closes.
-func (l *Listener) acceptTLS() {
-	defer l.tls.wg.Done()
-	var backoff time.Duration
-	for {
-		c, err := l.tls.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
+	go func() {
+		defer l.tls.wg.Done()
+		l.acceptLoop(ln, func(c net.Conn, peer netip.AddrPort, _ *settings) bool {
+			if !l.tls.track(c) { // Stop is closing everything
+				return false
 			}
-			// EMFILE and friends: wait a little instead of spinning.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Warn("accept failed; retrying", "err", err, "in", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		var peer netip.AddrPort
-		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			peer = a.AddrPort()
-		}
-		s := l.settings.Load()
-		if !s.acl.Permit(peer.Addr()) {
-			l.reason("rejected", "acl").Inc()
-			c.Close()
-			continue
-		}
-		if s.maxConn > 0 && l.conns.Load() >= s.maxConn {
-			l.reason("rejected", "maxconn").Inc()
-			c.Close()
-			continue
-		}
-		if !l.perIP.Acquire(peer.Addr(), s.perIP) {
-			l.reason("rejected", "maxconn_per_ip").Inc()
-			c.Close()
-			continue
-		}
-		if !l.tls.track(c) { // Stop is closing everything
-			l.perIP.Release(peer.Addr())
-			c.Close()
-			return
-		}
-		l.conns.Add(1)
-		l.connsTotal.Inc()
-		l.tls.wg.Add(1)
-		go l.serveTLS(c, peer)
-	}
+			l.tls.wg.Add(1)
+			go l.serveTLS(c, peer)
+			return true
+		})
+	}()
+	return nil
 }
 
 // track registers an open connection; false once Stop began.

@@ -86,6 +86,7 @@ func startRsyslog(t *testing.T, config, ready string) *rsyslog {
 			}
 			select {
 			case err := <-r.exited:
+				r.exited <- err // for the cleanup, which waits for it (it hung here)
 				t.Fatalf("rsyslogd exited: %v\n%s", err, r.out.String())
 			default:
 			}

@@ -1,0 +1,78 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// listenStream opens the TCP socket of a bind that runs its own accept
+// loop instead of gnet's (tls:// and relp://, whose sessions need a
+// goroutine each) and records its address and port.
+func (l *Listener) listenStream() (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: time.Minute} // finds senders that vanished without a FIN
+	ln, err := lc.Listen(context.Background(), "tcp", l.bind.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("ingest: frontend %q: bind %s://%s: %w (is another process listening there? ports below 1024 need CAP_NET_BIND_SERVICE)", l.frontend, l.bind.Scheme, l.bind.Addr, err)
+	}
+	l.addr = ln.Addr().String()
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		l.port = uint16(a.Port)
+	}
+	return ln, nil
+}
+
+// acceptLoop admits connections on ln until it is closed. Each passes
+// allow/deny, maxconn and maxconn_per_ip on the raw connection (before
+// any handshake), each refusal closed and counted by reason; then serve
+// takes it over with the settings in force. serve returns false when the
+// bind is stopping: the connection is closed and the loop ends. A
+// connection serve took holds a maxconn_per_ip slot and counts in
+// l.conns until the session releases them.
+func (l *Listener) acceptLoop(ln net.Listener, serve func(c net.Conn, peer netip.AddrPort, s *settings) bool) {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: wait a little instead of spinning.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		var peer netip.AddrPort
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			peer = a.AddrPort()
+		}
+		s := l.settings.Load()
+		reason := ""
+		switch {
+		case !s.acl.Permit(peer.Addr()):
+			reason = "acl"
+		case s.maxConn > 0 && l.conns.Load() >= s.maxConn:
+			reason = "maxconn"
+		case !l.perIP.Acquire(peer.Addr(), s.perIP):
+			reason = "maxconn_per_ip"
+		}
+		if reason != "" {
+			l.reason("rejected", reason).Inc()
+			c.Close()
+			continue
+		}
+		l.conns.Add(1) // before serve starts the session, which decrements it
+		if !serve(c, peer, s) {
+			l.conns.Add(-1)
+			l.perIP.Release(peer.Addr())
+			c.Close()
+			return
+		}
+		l.connsTotal.Inc()
+	}
+}
