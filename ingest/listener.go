@@ -83,6 +83,7 @@ type Listener struct {
 	eng     gnet.Engine
 	booted  chan struct{}
 	done    chan error
+	exited  chan struct{} // closed when gnet.Run has returned (see Wait)
 	addr    string
 	stopped bool
 }
@@ -176,6 +177,7 @@ func New(fe *conf.Frontend, b conf.Bind, routes *route.Holder, reg *metrics.Regi
 		labels:   []string{"frontend", fe.Name, "bind", bindName},
 		booted:   make(chan struct{}),
 		done:     make(chan error, 1),
+		exited:   make(chan struct{}),
 	}
 	l.attachRates(st, fe)
 	l.settings.Store(st)
@@ -237,7 +239,11 @@ func (l *Listener) Start() error {
 	} else {
 		opts = append(opts, gnet.WithSocketRecvBuffer(udpRecvBuffer))
 	}
-	go func() { l.done <- gnet.Run(l, l.bind.Scheme+"://"+l.bind.Addr, opts...) }()
+	go func() {
+		err := gnet.Run(l, l.bind.Scheme+"://"+l.bind.Addr, opts...)
+		close(l.exited)
+		l.done <- err
+	}()
 	select {
 	case <-l.booted:
 		return nil
@@ -309,6 +315,42 @@ func (l *Listener) Stop(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Wait waits until no goroutine of the listener can deliver a message any
+// more: the event loops (or the TLS/RELP connection goroutines) have
+// returned. Call it after Stop, and after the sinks began closing, when
+// Stop ran out of time: an event loop blocked in a full sink's queue
+// finishes only once that sink refuses (drops as "closed") what it holds.
+// The shutdown's totals line is written after Wait, so its counters are
+// final and consistent (received = delivered + dropped).
+func (l *Listener) Wait(ctx context.Context) error {
+	var done <-chan struct{}
+	switch {
+	case l.tls != nil:
+		done = waitGroupDone(&l.tls.wg)
+	case l.relp != nil:
+		done = waitGroupDone(&l.relp.wg)
+	default:
+		select {
+		case <-l.booted:
+		default:
+			return nil // never started (or failed to: then Run has returned)
+		}
+		done = l.exited
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ingest: %s://%s still running: %w", l.bind.Scheme, l.addr, ctx.Err())
+	}
+}
+
+func waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	return ch
 }
 
 // OnBoot records the engine and the bound address, and raises the UDP

@@ -235,6 +235,16 @@ func (g *gateway) stop(timeout time.Duration) {
 	for range g.runners {
 		<-done
 	}
+	// A listener whose Stop ran out of time (an event loop blocked on a
+	// sink that could not take more) finishes now that the sinks refuse:
+	// wait for it, so the totals written next are final.
+	wctx, wcancel := context.WithTimeout(context.Background(), listenerGrace)
+	for _, l := range g.listeners {
+		if err := l.Wait(wctx); err != nil {
+			g.log.Warn("listener still running after the sinks closed; the totals line may undercount", "frontend", l.Frontend(), "err", err)
+		}
+	}
+	wcancel()
 	for _, cb := range g.closing { // buffered sinks removed by a reload
 		select {
 		case <-cb.done:
@@ -318,6 +328,11 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 	return 0
 }
 
+// listenerGrace bounds the wait, after the sinks closed, for listeners
+// whose Stop timed out: with the sinks refusing, they finish in
+// milliseconds.
+const listenerGrace = 5 * time.Second
+
 // exitShutdownLoss is the exit status of a stop that dropped messages
 // wharf had accepted (sink down or slow past shutdown_timeout), so a
 // supervisor can tell it from a clean stop (0). What stays in a disk
@@ -344,6 +359,7 @@ func (g *gateway) shutdownDrops() uint64 {
 // the shutdown test) can compare it with what arrived downstream.
 func (g *gateway) logTotals(droppedAtShutdown uint64) {
 	var received, sent, sinkDropped, frontendDropped float64
+	byReason := map[string]float64{}
 	g.reg.Each(func(s metrics.Sample) {
 		switch s.Name {
 		case "wharf_frontend_received_total":
@@ -352,13 +368,32 @@ func (g *gateway) logTotals(droppedAtShutdown uint64) {
 			sent += s.Value
 		case "wharf_sink_dropped_total":
 			sinkDropped += s.Value
+			if s.Value > 0 {
+				byReason[s.Label("reason")] += s.Value
+			}
 		case "wharf_frontend_dropped_total":
 			frontendDropped += s.Value
 		}
 	})
 	g.log.Info("stopped", "received", uint64(received), "sent", uint64(sent),
 		"sink_dropped", uint64(sinkDropped), "frontend_dropped", uint64(frontendDropped),
-		"dropped_at_shutdown", droppedAtShutdown)
+		"dropped_at_shutdown", droppedAtShutdown, "sink_dropped_by_reason", reasonList(byReason))
+}
+
+// reasonList formats counts by reason as "closed=3,spool_error=200"
+// (sorted; "none" when empty), for the stopped line.
+func reasonList(m map[string]float64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, k := range sortedKeys(m) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, uint64(m[k]))
+	}
+	return b.String()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -299,8 +299,12 @@ func TestFaultBufferReadOnly(t *testing.T) {
 	})
 	tcpGot, tcpDups, tcpForeign := ledger(msgs, "seq=", n)
 	udpGot, _, udpForeign := ledger(msgs, "udp=", nUDP)
-	t.Logf("sender wrote %d TCP + %d UDP; first run read %v, delivered %v before the stop, dropped %v (spool_error %v, at shutdown %v, exit %v); after remount and restart: %d TCP (%d dups) + %d UDP delivered in all",
-		n, nUDP, received, stored, dropped, spoolErr, in.metric0(t, "dropped_at_shutdown"), exitErr, tcpGot, tcpDups, udpGot)
+	reasons, _ := testenv.LogAttr(in.stderr.String(), "stopped", "sink_dropped_by_reason")
+	t.Logf("sender wrote %d TCP + %d UDP; first run read %v, delivered %v before the stop, dropped %v (spool_error %v, at shutdown %v; by reason %s; exit %v); after remount and restart: %d TCP (%d dups) + %d UDP delivered in all",
+		n, nUDP, received, stored, dropped, spoolErr, in.metric0(t, "dropped_at_shutdown"), reasons, exitErr, tcpGot, tcpDups, udpGot)
+	if atShutdown := in.metric0(t, "dropped_at_shutdown"); dropped != spoolErr+atShutdown {
+		t.Errorf("dropped %v, want UDP's spool_error %v + at shutdown %v only (by reason %s)", dropped, spoolErr, atShutdown, reasons)
+	}
 	if float64(tcpGot+udpGot)+dropped != received || tcpForeign+udpForeign != 0 {
 		t.Errorf("ledger: read %v != delivered %d + counted %v (%d never sent)", received, tcpGot+udpGot, dropped, tcpForeign+udpForeign)
 	}
