@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,7 @@ type Server struct {
 	ln    net.Listener
 	token func() (string, error) // nil: no token required
 	hosts []string               // AllowHosts, lower case
+	tls   *tls.Config            // UseTLS: HTTPS only
 
 	// Set by Start from the listen address, for hostAllowed.
 	listenIP  netip.Addr // invalid when listening on a name
@@ -106,6 +108,11 @@ func (s *Server) browserGuard(next http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// UseTLS makes the listener serve HTTPS only, with cfg (which should get
+// its certificate through GetCertificate, so a reload can swap it). Call
+// before Start.
+func (s *Server) UseTLS(cfg *tls.Config) { s.tls = cfg }
 
 // RequireToken makes the write endpoints require a bearer token. token is
 // asked on every request to a protected endpoint, so a reloaded config
@@ -193,6 +200,9 @@ func (s *Server) Start(addr string) error {
 	if err != nil {
 		return fmt.Errorf("admin: listen %s: %w (set [admin] listen to a free address, or \"off\")", addr, err)
 	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
 	s.ln = ln
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		if a, err := netip.ParseAddr(host); err == nil {
@@ -201,7 +211,13 @@ func (s *Server) Start(addr string) error {
 			s.AllowHosts(host)
 		}
 	}
-	s.srv = &http.Server{Handler: s.browserGuard(s.guard(s.mux)), ReadHeaderTimeout: 5 * time.Second}
+	s.srv = &http.Server{
+		Handler:           s.browserGuard(s.guard(s.mux)),
+		ReadHeaderTimeout: 5 * time.Second,
+		// A client that speaks plain HTTP to the HTTPS listener, or fails
+		// its handshake, is logged at debug level only: port scanners.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("admin listener stopped", "err", err)

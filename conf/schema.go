@@ -59,7 +59,19 @@ type Admin struct {
 	// config is refused: anyone who reaches the port could reload the
 	// config and read every message through /api/tap.
 	AllowRemoteWithoutToken bool `toml:"allow_remote_without_token"`
+	// TLSCert and TLSKey (PEM files), when both set, make the admin
+	// listener serve HTTPS only, so the token and tapped messages do not
+	// cross the network in clear text. Reloaded on SIGHUP.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// TLSClientCA, with TLSCert, requires every client to present a
+	// certificate signed by one of its CAs (mutual TLS). It authenticates
+	// like the token does: a non-loopback listener with it needs no token.
+	TLSClientCA string `toml:"tls_client_ca"`
 }
+
+// TLS reports whether the admin listener serves HTTPS.
+func (a *Admin) TLS() bool { return a.TLSCert != "" && a.TLSKey != "" }
 
 // Global holds process-wide settings.
 type Global struct {

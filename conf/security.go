@@ -213,6 +213,7 @@ func (v *validator) adminToken() {
 			v.errAt(idx("admin.allowed_hosts", i), "%q: want a host name without scheme or port, e.g. \"wharf1.example.com\"", h)
 		}
 	}
+	v.adminTLS()
 	if a.Listen == "off" {
 		return
 	}
@@ -220,13 +221,47 @@ func (v *validator) adminToken() {
 	if err != nil || adminLoopback(host) {
 		return
 	}
+	mtls := a.TLS() && a.TLSClientCA != ""
 	switch {
+	case mtls:
+		// Every request carries a client certificate signed by the CA.
 	case a.Token == "" && a.TokenFile == "" && !a.AllowRemoteWithoutToken:
-		v.errAt("admin.listen", "%s is not a loopback address and no token is set: anyone who reaches it could reload the config and read every message (/api/tap). Set token_file (or token), listen on 127.0.0.1, or set allow_remote_without_token = true if a firewall keeps others out", a.Listen)
+		v.errAt("admin.listen", "%s is not a loopback address and no token is set: anyone who reaches it could reload the config and read every message (/api/tap). Set token_file (or token) with tls_cert/tls_key, require client certificates (tls_client_ca), listen on 127.0.0.1, or set allow_remote_without_token = true if a firewall keeps others out", a.Listen)
 	case a.Token == "" && a.TokenFile == "":
 		v.warn("admin.listen", "%s is not a loopback address and no token is set (allow_remote_without_token): whoever reaches it can reload the config and read every message; firewall it", a.Listen)
 	default:
 		v.warn("admin.listen", "%s is not a loopback address: /metrics, /api/status and the status page are readable without the token by whoever reaches it; firewall it", a.Listen)
+	}
+	if !a.TLS() && (a.Token != "" || a.TokenFile != "") {
+		v.warn("admin.listen", "%s is not a loopback address and serves plain HTTP: the token and tapped messages cross the network in clear text; set tls_cert and tls_key", a.Listen)
+	}
+}
+
+// adminTLS checks the admin listener's certificate keys: both or neither,
+// files that load, a client CA only with a certificate.
+func (v *validator) adminTLS() {
+	a := &v.c.Admin
+	switch {
+	case (a.TLSCert == "") != (a.TLSKey == ""):
+		v.errAt("admin", "set both tls_cert and tls_key to serve the admin listener over HTTPS, or neither")
+		return
+	case a.TLSClientCA != "" && a.TLSCert == "":
+		v.errAt("admin.tls_client_ca", "requires tls_cert and tls_key: client certificates are asked for in a TLS handshake")
+		return
+	case a.TLSCert == "":
+		return
+	}
+	if a.Listen == "off" {
+		v.warn("admin.tls_cert", "the admin listener is off; the certificate is unused")
+		return
+	}
+	if _, err := LoadKeyPair(a.TLSCert, a.TLSKey); err != nil {
+		v.errAt("admin.tls_cert", "%v", err)
+	}
+	if a.TLSClientCA != "" {
+		if _, err := LoadCertPool(a.TLSClientCA); err != nil {
+			v.errAt("admin.tls_client_ca", "%v", err)
+		}
 	}
 }
 

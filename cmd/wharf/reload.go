@@ -126,6 +126,7 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	if cfg.Admin.Listen != g.cfg.Admin.Listen {
 		g.log.Warn("admin.listen changed; it takes effect at the next restart", "running", g.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
 	}
+	g.reloadAdminTLS(&cfg.Admin)
 
 	// 1. Sinks: reuse unchanged, build new and changed.
 	next, err := g.reloadSinks(cfg)

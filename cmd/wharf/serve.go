@@ -50,6 +50,7 @@ type gateway struct {
 	proxies   func(ctx context.Context)   // stops the proxy frontends (proxy.go)
 	proxySet  *proxy.Set                  // the running proxy frontends, for their stats
 	admin     *admin.Server
+	adminTLS  *adminTLS     // nil unless [admin] tls_cert: reloaded with the config
 	status    *admin.Status // the status page; its sampler stops with the admin listener
 	ops       operator      // status page and tap (tap.go)
 }
@@ -168,10 +169,18 @@ func (g *gateway) start() error {
 		g.admin.Handle("POST /reload", http.HandlerFunc(g.reloadHandler))
 		g.registerOperatorEndpoints()
 		g.registerServerEndpoints()
+		if g.cfg.Admin.TLS() {
+			t, base, err := newAdminTLS(&g.cfg.Admin)
+			if err != nil {
+				return err
+			}
+			g.adminTLS = t
+			g.admin.UseTLS(base)
+		}
 		if err := g.admin.Start(g.cfg.Admin.Listen); err != nil {
 			return err
 		}
-		g.log.Info("admin listening", "addr", g.admin.Addr())
+		g.log.Info("admin listening", "addr", g.admin.Addr(), "tls", g.adminTLS != nil)
 	}
 	return nil
 }

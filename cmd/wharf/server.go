@@ -13,7 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"wharf/conf"
 	"wharf/proxy"
 	"wharf/proxy/upstream"
 )
@@ -152,8 +151,7 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wharf server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, serverUsage); fs.PrintDefaults() }
-	path := fs.String("c", defaultConfig, "config file of the running wharf (for its admin address and token)")
-	adminAddr := fs.String("admin", "", "admin listener host:port (default: [admin] listen from the config)")
+	af := addAdminFlags(fs, "settings")
 	asJSON := fs.Bool("json", false, "list: print the JSON of GET /api/servers")
 	names := fs.Bool("names", false, "list: print BACKEND/SERVER per line (for shell completion)")
 	// Flags may come before, between or after the arguments.
@@ -207,14 +205,12 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 			form.Set("state", cmd)
 		}
 	}
-	cSet := false
-	fs.Visit(func(f *flag.Flag) { cSet = cSet || f.Name == "c" })
-	addr, token, err := adminTarget(*path, cSet, *adminAddr)
+	ac, err := af.client(10 * time.Second)
 	if err != nil {
 		fmt.Fprintf(stderr, "wharf server: %v\n", err)
 		return 2
 	}
-	base := "http://" + dialable(addr) + "/api/servers"
+	base := ac.base + "/api/servers"
 	var req *http.Request
 	if cmd == "list" {
 		req, err = http.NewRequest(http.MethodGet, base, nil)
@@ -229,10 +225,10 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wharf server: %v\n", err)
 		return 2
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if ac.token != "" {
+		req.Header.Set("Authorization", "Bearer "+ac.token)
 	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	resp, err := ac.client.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "wharf server: cannot reach the admin listener (%v); is wharf running with this config?\n", err)
 		return 1
@@ -289,27 +285,4 @@ func serverCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	tw.Flush()
 	return 0
-}
-
-// adminTarget finds the admin listener to talk to and the bearer token to
-// send: --admin wins for the address; the config (read when --admin is
-// not given, or -c is) gives the address and the token.
-func adminTarget(path string, cSet bool, adminAddr string) (addr, token string, err error) {
-	addr = adminAddr
-	if addr == "" || cSet {
-		cfg, err := conf.Load(path)
-		if err != nil {
-			return "", "", fmt.Errorf("config %s is invalid:\n%v", path, err)
-		}
-		if token, err = cfg.Admin.ResolveToken(); err != nil {
-			return "", "", err
-		}
-		if addr == "" {
-			addr = cfg.Admin.Listen
-		}
-	}
-	if addr == "" || addr == "off" {
-		return "", "", fmt.Errorf("config %s has no admin listener ([admin] listen = %q); runtime control needs one", path, addr)
-	}
-	return addr, token, nil
 }

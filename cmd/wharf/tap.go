@@ -213,8 +213,7 @@ func tapRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wharf tap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, tapUsage); fs.PrintDefaults() }
-	path := fs.String("c", "/etc/wharf/wharf.toml", "config file of the running wharf (for its admin address)")
-	adminAddr := fs.String("admin", "", "admin listener host:port (default: [admin] listen from the config)")
+	af := addAdminFlags(fs, "settings")
 	frontend := fs.String("frontend", "", "frontend name to tap")
 	port := fs.Int("port", 0, "local port to tap (its UDP and TCP binds)")
 	severity := fs.String("severity", "", "severity selector: LEVEL (that and more severe) or A..B")
@@ -243,29 +242,10 @@ func tapRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "wharf %v\n", err)
 		return 2
 	}
-	addr := *adminAddr
-	cSet := false
-	fs.Visit(func(f *flag.Flag) { cSet = cSet || f.Name == "c" })
-	var token string // the admin bearer token of the config, if it sets one
-	if addr == "" || cSet {
-		cfg, err := conf.Load(*path)
-		if err != nil {
-			fmt.Fprintf(stderr, "wharf tap: config %s is invalid:\n%v\n", *path, err)
-			return 2
-		}
-		if token, err = cfg.Admin.ResolveToken(); err != nil {
-			fmt.Fprintf(stderr, "wharf tap: %v\n", err)
-			return 2
-		}
-		if addr == "" {
-			addr = cfg.Admin.Listen
-		}
-	}
-	if *adminAddr == "" {
-		if addr == "" || addr == "off" {
-			fmt.Fprintf(stderr, "wharf tap: config %s has no admin listener ([admin] listen = %q); tapping needs one\n", *path, addr)
-			return 2
-		}
+	ac, err := af.client(0) // a stream: no timeout
+	if err != nil {
+		fmt.Fprintf(stderr, "wharf tap: %v\n", err)
+		return 2
 	}
 	q := url.Values{}
 	if *frontend != "" {
@@ -282,8 +262,7 @@ func tapRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *raw {
 		q.Set("raw", "1")
 	}
-	u := "http://" + dialable(addr) + "/api/tap?" + q.Encode()
-	return streamTap(ctx, u, token, stdout, stderr)
+	return streamTap(ctx, ac, "/api/tap?"+q.Encode(), stdout, stderr)
 }
 
 // dialable turns a listen address into one to connect to: a wildcard host
@@ -305,16 +284,16 @@ func dialable(listen string) string {
 // streamTap copies the tap stream at u to stdout (notices to stderr) until
 // ctx ends or the stream does.
 // A non-empty token is sent as "Authorization: Bearer TOKEN".
-func streamTap(ctx context.Context, u, token string, stdout, stderr io.Writer) int {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+func streamTap(ctx context.Context, ac *adminClient, path string, stdout, stderr io.Writer) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ac.base+path, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "wharf tap: %v\n", err)
 		return 2
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if ac.token != "" {
+		req.Header.Set("Authorization", "Bearer "+ac.token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := ac.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0
