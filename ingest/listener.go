@@ -79,6 +79,7 @@ type Listener struct {
 
 	rate     rateLimiter // buckets and counters of the rate limits (ratelimit.go)
 	stopping atomic.Bool // Stop began: held-back connections stop waiting
+	draining atomic.Bool // Drain began: new connections are refused
 
 	eng     gnet.Engine
 	booted  chan struct{}
@@ -419,6 +420,9 @@ type conn struct {
 	peer   netip.AddrPort
 	// lastRead is when the connection last delivered bytes (Unix ns).
 	lastRead atomic.Int64
+	// busy is set while OnTraffic handles the connection (it may wait
+	// for queue space): Drain waits for it.
+	busy atomic.Bool
 	// partialSince is when the oldest incomplete frame started waiting
 	// with no whole frame since (Unix ns), 0 when none is pending.
 	partialSince atomic.Int64
@@ -491,6 +495,10 @@ func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	if !s.acl.Permit(peer.Addr()) {
 		l.reason("rejected", "acl").Inc()
+		return nil, gnet.Close
+	}
+	if l.draining.Load() {
+		l.reason("rejected", "shutdown").Inc()
 		return nil, gnet.Close
 	}
 	if s.maxConn > 0 && l.conns.Load() >= s.maxConn {
@@ -590,6 +598,8 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 
 	st := c.Context().(*conn)
 	st.lastRead.Store(now)
+	st.busy.Store(true)
+	defer st.busy.Store(false)
 	progress := false
 	for {
 		st.framer.Max, st.framer.Truncate = s.max, s.truncate
@@ -791,6 +801,7 @@ func (l *Listener) zeroReasons() {
 		return
 	}
 	l.reason("dropped", "incomplete_frame_at_close")
+	l.reason("rejected", "shutdown")
 	l.reason("rejected", "maxconn")
 	l.reason("rejected", "maxconn_per_ip")
 	l.reason("closed", "idle_timeout")

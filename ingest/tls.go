@@ -53,10 +53,11 @@ type tlsBind struct {
 	handshake atomic.Int64               // timeout, ns
 	base      *tls.Config                // handed to tls.Server; defers to config
 
-	ln    net.Listener
-	wg    sync.WaitGroup // accept loop and connection goroutines
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	ln     net.Listener
+	wg     sync.WaitGroup // accept loop and connection goroutines
+	states sync.Map       // raw net.Conn -> *tlsConn after the handshake, for Drain
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
 	// closing is set by Stop before it closes the connections, so the
 	// goroutines do not count their forced close as a timeout.
 	closing atomic.Bool
@@ -203,11 +204,16 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 	s := l.settings.Load()
 	c := &tlsConn{l: l, raw: raw, tc: tc, peer: peer, fr: framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}}
 	defer c.release()
+	l.tls.states.Store(raw, c)
+	defer l.tls.states.Delete(raw)
 	for {
 		s = l.settings.Load()
 		idleHit := c.prepare(s)
+		c.waiting.Store(true)
 		k, err := c.read(s)
+		c.waiting.Store(false)
 		if k > 0 {
+			c.lastRead.Store(time.Now().UnixNano())
 			c.consume(s, k)
 		}
 		if err != nil {
@@ -234,6 +240,10 @@ type tlsConn struct {
 	partialSince time.Time
 	held         bool        // the next message waits for rate-limit tokens
 	hold         *time.Timer // sleeps while held, made on first use
+	// waiting is set while the goroutine waits in Read; lastRead is when
+	// a Read last returned bytes (Unix ns). Drain reads both.
+	waiting  atomic.Bool
+	lastRead atomic.Int64
 }
 
 // release gives back what the connection holds when it ends.

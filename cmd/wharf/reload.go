@@ -373,6 +373,11 @@ func (g *gateway) reloadBinds(cfg, oldCfg *conf.Config) (bindErrs []string) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), oldCfg.Global.ShutdownTimeout.Duration)
+		dctx, dcancel := context.WithTimeout(ctx, oldCfg.Global.ShutdownTimeout.Duration/2)
+		if busy := l.Drain(dctx); busy > 0 { // read what senders wrote before closing
+			g.log.Warn("connections still sending to a removed bind when its drain ended", "bind", key, "connections", busy)
+		}
+		dcancel()
 		if err := l.Stop(ctx); err != nil {
 			g.log.Warn("closing removed bind", "bind", key, "err", err)
 		}

@@ -218,6 +218,7 @@ func (g *gateway) stop(timeout time.Duration) {
 		}
 		close(proxiesDone)
 	}()
+	g.drainListeners(ctx, timeout/2)
 	for _, l := range g.listeners {
 		if err := l.Stop(ctx); err != nil {
 			g.log.Warn("listener stop", "frontend", l.Frontend(), "err", err)
@@ -335,6 +336,37 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 		return exitShutdownLoss
 	}
 	return 0
+}
+
+// drainListeners refuses new syslog connections and reads what senders
+// already wrote before the connections close (Listener.Drain), all binds
+// at once, for at most budget (half of shutdown_timeout: the sinks get
+// the rest to deliver it). Senders that stop writing are drained in
+// milliseconds; one that keeps writing holds the stop for the budget.
+func (g *gateway) drainListeners(ctx context.Context, budget time.Duration) {
+	dctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	start := time.Now()
+	ls := make([]*ingest.Listener, 0, len(g.listeners))
+	for _, l := range g.listeners {
+		ls = append(ls, l)
+	}
+	busy := make([]int, len(ls))
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			busy[i] = l.Drain(dctx)
+		}()
+	}
+	wg.Wait()
+	for i, l := range ls {
+		if busy[i] > 0 {
+			b := l.Bind()
+			g.log.Warn("connections still sending when the drain ended; what they send from now on is lost (plain TCP has no acknowledgements)", "frontend", l.Frontend(), "bind", b.Scheme+"://"+b.Addr, "connections", busy[i], "drained_for", time.Since(start).Round(time.Millisecond))
+		}
+	}
 }
 
 // listenerGrace bounds the wait, after the sinks closed, for listeners

@@ -1,0 +1,115 @@
+package ingest
+
+// Graceful stop, first step: refuse new connections and read what the
+// senders already wrote. Plain TCP syslog has no acknowledgements: bytes
+// a sender wrote are "sent" as far as it knows, and closing a connection
+// with them still in the kernel's receive queue discards them silently.
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// drainQuiet is how long a connection must have had nothing to read
+	// to count as drained.
+	drainQuiet = 20 * time.Millisecond
+	// drainPoll is how often Drain looks; a bind is drained when all its
+	// connections were quiet at two looks in a row.
+	drainPoll = 10 * time.Millisecond
+)
+
+// Drain refuses new connections on a tcp:// or tls:// bind (counted
+// rejected{reason="shutdown"}) and waits until every open connection is
+// quiet: no read in progress (an event loop held back by a full queue is
+// busy), nothing in its kernel receive queue, no byte for drainQuiet. A
+// sender that keeps writing keeps it waiting until ctx ends; busy is how
+// many connections were still not quiet then. udp:// and relp:// binds
+// return at once (a RELP sender resends what was not acknowledged). Call
+// before Stop while the sinks still run, so what is read is delivered.
+func (l *Listener) Drain(ctx context.Context) (busy int) {
+	switch {
+	case l.relp != nil, !l.tcp:
+		return 0
+	case l.tls != nil:
+		if l.tls.ln == nil {
+			return 0
+		}
+		l.draining.Store(true)
+		l.tls.ln.Close() // new connections are refused by the kernel
+	default:
+		select {
+		case <-l.booted:
+		default:
+			return 0 // never started
+		}
+		l.draining.Store(true) // OnOpen refuses new connections
+	}
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	quietBefore := false
+	for {
+		busy = l.busyConns(time.Now().UnixNano())
+		if busy == 0 && quietBefore {
+			return 0
+		}
+		quietBefore = busy == 0
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return busy
+		}
+	}
+}
+
+// busyConns counts the connections that may still have bytes to read.
+func (l *Listener) busyConns(now int64) int {
+	n := 0
+	if l.tls != nil {
+		l.tls.states.Range(func(k, v any) bool {
+			c := v.(*tlsConn)
+			if !c.waiting.Load() || now-c.lastRead.Load() < int64(drainQuiet) || unread(k.(net.Conn)) {
+				n++
+			}
+			return true
+		})
+		return n
+	}
+	l.open.Range(func(k, v any) bool {
+		c, st := k.(gnet.Conn), v.(*conn)
+		if st.busy.Load() || now-st.lastRead.Load() < int64(drainQuiet) || inq(c.Fd()) > 0 {
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// inq is how many bytes wait in fd's kernel receive queue (0 when it
+// cannot tell: the connection is closing).
+func inq(fd int) int {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// unread reports whether bytes wait in c's kernel receive queue.
+func unread(c net.Conn) bool {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	rc.Control(func(fd uintptr) { n = inq(int(fd)) })
+	return n > 0
+}
