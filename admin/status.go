@@ -144,6 +144,22 @@ type SinkStats struct {
 	Ready   bool
 	// RELP is set for syslog sinks with relp:// or relp+tls:// servers.
 	RELP *RELPSinkStatus
+	// Buffer is set for sinks with a disk buffer.
+	Buffer *BufferStatus
+}
+
+// BufferStatus is a sink's disk buffer: its directory, whether it can be
+// written (and if not, why), the records stored and not yet delivered
+// (those from before the last start included), its size on disk.
+type BufferStatus struct {
+	Dir            string `json:"dir"`
+	Writable       bool   `json:"writable"`
+	Problem        string `json:"problem,omitempty"`
+	PendingRecords uint64 `json:"pending_records"`
+	Bytes          int64  `json:"bytes"`
+	Segments       int    `json:"segments"`
+	// Faults counts how often it became unwritable since start.
+	Faults uint64 `json:"faults"`
 }
 
 // RELPSinkStatus is a sink's RELP output: messages the servers
@@ -263,6 +279,8 @@ type SinkStatus struct {
 	LastError     *LastError        `json:"last_error,omitempty"`
 	// RELP is present for sinks with RELP servers.
 	RELP *RELPSinkStatus `json:"relp,omitempty"`
+	// Buffer is present for sinks with a disk buffer.
+	Buffer *BufferStatus `json:"buffer,omitempty"`
 }
 
 // ProxyStatus is one proxy frontend. Like ServerStatus it reports its
@@ -620,7 +638,7 @@ func (st *Status) Report() StatusReport {
 			Batches: s.Batches, WriteErrors: s.WriteErrors,
 			QueueMessages: s.Queued, QueueBytes: s.QueuedBytes, QueueCapacity: s.QueueSize, QueuePauseAt: s.PauseSize,
 			Dropped: orEmpty(s.Dropped), DroppedTotal: sumValues(s.Dropped),
-			Spark: st.spark(k, true), RELP: s.RELP,
+			Spark: st.spark(k, true), RELP: s.RELP, Buffer: s.Buffer,
 		}
 		if s.Ready {
 			row.State = "up"

@@ -169,7 +169,9 @@ function render(st) {
     num("sent", s.sent, count(s.sent)) +
     num("sent_bytes", s.sent_bytes, bytes(s.sent_bytes)) +
     num("queue_messages", s.queue_messages, count(s.queue_messages), queueClass(s)) +
-    num("queue_bytes", s.queue_bytes, bytes(s.queue_bytes)) +
+    num("queue_bytes", s.queue_bytes, bytes(s.queue_bytes) + (s.buffer ?
+      `<span class="reasons" data-buffer="${s.buffer.writable ? "writable" : "unwritable"}" title="${esc(s.buffer.problem || s.buffer.dir)}">disk ${count(s.buffer.pending_records)} pending, ${bytes(s.buffer.bytes)}${s.buffer.writable ? "" : ", cannot be written"}</span>` : ""),
+      s.buffer && !s.buffer.writable ? "bad" : "") +
     num("batches", s.batches, count(s.batches)) +
     num("write_errors", s.write_errors, count(s.write_errors) + (s.relp ?
       `<span class="reasons">RELP ${count(s.relp.acks_received)} acked, ${count(s.relp.in_flight)} unacked, ${count(s.relp.resent)} resent</span>` : ""),

@@ -110,6 +110,16 @@ func sinkStats(r *sinks.Runner, b *diskbuf.Buffer) func() admin.SinkStats {
 			Queued: int64(st.Queued), QueuedBytes: st.QueuedBytes, QueueSize: st.QueueSize, PauseSize: st.PauseSize,
 			Dropped: st.Dropped, Ready: st.Ready,
 		}
+		if b != nil {
+			bs := b.Stats()
+			s.Buffer = &admin.BufferStatus{
+				Dir: b.Dir(), Writable: !bs.Unwritable, PendingRecords: bs.Pending,
+				Bytes: bs.Bytes, Segments: bs.Segments, Faults: bs.Faults,
+			}
+			if err := b.Fault(); err != nil {
+				s.Buffer.Problem = err.Error()
+			}
+		}
 		if fwd != nil { // RELP servers: acknowledgements, resends
 			rs := fwd.RELPStats()
 			s.RELP = &admin.RELPSinkStatus{AcksReceived: rs.AcksReceived, Resent: rs.Resent, InFlight: rs.InFlight}

@@ -804,6 +804,9 @@ func freeBytes(dir string) int64 {
 	return int64(st.Bavail) * st.Bsize
 }
 
+// Dir is the buffer's directory.
+func (b *Buffer) Dir() string { return b.dir }
+
 // Fault returns nil while the buffer can be written, else why not: the
 // last write or checkpoint error, since when, and the free space on the
 // buffer's filesystem. A disk that is full (ENOSPC, EDQUOT), read-only

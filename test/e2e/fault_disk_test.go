@@ -255,13 +255,21 @@ func TestFaultBufferReadOnly(t *testing.T) {
 	}
 	var status struct {
 		Sinks []struct {
-			Sink  string `json:"sink"`
-			Ready bool   `json:"ready"`
+			Sink   string `json:"sink"`
+			Ready  bool   `json:"ready"`
+			Buffer *struct {
+				Dir      string `json:"dir"`
+				Writable bool   `json:"writable"`
+				Problem  string `json:"problem"`
+				Pending  uint64 `json:"pending_records"`
+			} `json:"buffer"`
 		} `json:"sinks"`
 	}
 	_, st := getBody(t, "http://"+admin+"/api/status")
 	if err := json.Unmarshal([]byte(st), &status); err != nil || len(status.Sinks) != 1 || status.Sinks[0].Ready {
 		t.Errorf("/api/status sink row while its buffer disk is read-only (its collector is up): %+v %v, want not ready", status.Sinks, err)
+	} else if b := status.Sinks[0].Buffer; b == nil || b.Writable || b.Dir != bufDir || !strings.Contains(b.Problem, "read-only file system") {
+		t.Errorf("/api/status buffer of the sink on a read-only disk: %+v, want dir %s, not writable, the problem naming the read-only filesystem", b, bufDir)
 	}
 	if r2 := in.metric("wharf_frontend_received_total"); r2-r1 > 5000 {
 		t.Errorf("wharf read %v messages in 2 s on a read-only buffer disk: TCP not held back", r2-r1)
