@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sort"
 	"strings"
 	"sync"
 
@@ -31,10 +30,15 @@ import (
 // frontend is what Set needs of a tcp or http frontend.
 type frontend interface {
 	Name() string
-	Start() error
 	Addrs() []net.Addr
 	Shutdown(ctx context.Context) error
 	Stats() front.Stats
+	// Serve accepts on a socket the Set opened or took over; Release
+	// stops accepting on it (closing it or not); Reroute resolves a new
+	// config's backend and use rules, applied by commit.
+	Serve(ln *net.TCPListener)
+	Release(ln *net.TCPListener, closeIt bool)
+	Reroute(cfg *conf.Frontend, backends map[string]*upstream.Backend) (commit func(), err error)
 }
 
 // FrontendStats is a snapshot of one proxy frontend's counters.
@@ -50,18 +54,16 @@ func (s *Set) Stats() ([]FrontendStats, []ServerStats) {
 	if s == nil {
 		return nil, nil
 	}
+	s.mu.Lock()
+	frontends, backends := s.frontends, s.backends
+	s.mu.Unlock()
 	var fes []FrontendStats
-	for _, f := range s.frontends {
+	for _, f := range frontends {
 		fes = append(fes, f.Stats())
 	}
-	names := make([]string, 0, len(s.backends))
-	for n := range s.backends {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	var srvs []ServerStats
-	for _, n := range names {
-		for _, sv := range s.backends[n].Servers() {
+	for _, n := range sortedNames(backends) {
+		for _, sv := range backends[n].Servers() {
 			srvs = append(srvs, sv.Stats())
 		}
 	}
@@ -73,65 +75,51 @@ var (
 	_ frontend = (*httpproxy.Frontend)(nil)
 )
 
-// Set is the running proxy part of a config.
+// Set is the running proxy part of a config. It lives as long as the
+// process: Reload changes it in place.
 type Set struct {
-	log       *slog.Logger
+	log *slog.Logger
+	reg *metrics.Registry
+
+	// mu guards what follows against the readers (Stats, Server...);
+	// reloads are serialized by their caller.
+	mu        sync.Mutex
+	cfg       *conf.Config // the applied config; nil before the first
 	backends  map[string]*upstream.Backend
-	frontends []frontend
+	frontends []frontend            // in name order
+	binds     map[string]*liveBind  // by bindKeys
+	tlsFiles  map[string][32]byte   // by frontend: its tls_cert and tls_key contents' digest
+	retiring  map[frontend]struct{} // replaced frontends still finishing their connections
+	retired   map[*upstream.Backend]struct{}
+	quit      chan struct{} // closed by Shutdown: retired backends close at once
+	bg        sync.WaitGroup
+}
+
+// liveBind is one listening socket and the frontend accepting on it.
+type liveBind struct {
+	ln *net.TCPListener
+	fe frontend
 }
 
 // Start builds and starts every proxy frontend of cfg (a validated,
 // defaulted config) and the backends they use. With no proxy frontend it
-// returns an empty Set. On error, whatever was started is stopped again.
+// returns an empty Set (a reload may add some). On error nothing is left
+// running.
 func Start(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger) (*Set, error) {
-	s := &Set{log: log, backends: map[string]*upstream.Backend{}}
-	names := make([]string, 0, len(cfg.Frontends))
-	for name, f := range cfg.Frontends {
-		if f != nil && f.IsProxy() {
-			names = append(names, name)
-		}
+	s := &Set{log: log, reg: reg, backends: map[string]*upstream.Backend{}, binds: map[string]*liveBind{},
+		retiring: map[frontend]struct{}{}, retired: map[*upstream.Backend]struct{}{}, quit: make(chan struct{})}
+	r, err := s.Prepare(cfg)
+	if err != nil {
+		return nil, err
 	}
-	sort.Strings(names)
-	if len(names) == 0 {
-		return s, nil
-	}
-	for name, bc := range cfg.Backends {
-		b, err := upstream.New(bc, reg, log)
-		if err != nil {
-			s.Shutdown(context.Background())
-			return nil, err
-		}
-		s.backends[name] = b
-	}
-	for _, b := range s.backends {
-		b.Start()
-	}
-	for _, name := range names {
-		fc := cfg.Frontends[name]
-		var fe frontend
-		var err error
-		if fc.Mode == "tcp" {
-			fe, err = tcp.New(fc, s.backends, reg, log)
-		} else {
-			fe, err = httpproxy.New(fc, s.backends, reg, log)
-		}
-		if err == nil {
-			err = fe.Start()
-		}
-		if err != nil {
-			s.Shutdown(context.Background())
-			return nil, err
-		}
-		s.frontends = append(s.frontends, fe)
-		for _, a := range fe.Addrs() {
-			log.Info("proxy listening", "frontend", name, "mode", fc.Mode, "bind", "tcp://"+a.String())
-		}
-	}
+	r.Commit()
 	return s, nil
 }
 
 // Addrs returns the bound addresses of a frontend (nil if unknown).
 func (s *Set) Addrs(frontend string) []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, f := range s.frontends {
 		if f.Name() == frontend {
 			return f.Addrs()
@@ -141,12 +129,25 @@ func (s *Set) Addrs(frontend string) []net.Addr {
 }
 
 // Shutdown stops every frontend at once (stop accepting, wait for open
-// connections until ctx ends, then close them) and then the health
-// checks. It returns an error naming the frontends that had to be forced.
+// connections until ctx ends, then close them), those a reload replaced
+// and that are still finishing too, and then the health checks. It
+// returns an error naming the frontends that had to be forced.
 func (s *Set) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	all := append([]frontend(nil), s.frontends...)
+	for f := range s.retiring {
+		all = append(all, f)
+	}
+	backends := s.backends
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
+	s.mu.Unlock()
 	var wg sync.WaitGroup
-	errs := make([]error, len(s.frontends))
-	for i, f := range s.frontends {
+	errs := make([]error, len(all))
+	for i, f := range all {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -156,9 +157,10 @@ func (s *Set) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	for _, b := range s.backends {
+	for _, b := range backends {
 		b.Close()
 	}
+	s.bg.Wait() // retired backends, closed at quit
 	return errors.Join(errs...)
 }
 
@@ -168,14 +170,12 @@ func (s *Set) Servers() []*upstream.Server {
 	if s == nil {
 		return nil
 	}
-	names := make([]string, 0, len(s.backends))
-	for n := range s.backends {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	s.mu.Lock()
+	backends := s.backends
+	s.mu.Unlock()
 	var out []*upstream.Server
-	for _, n := range names {
-		out = append(out, s.backends[n].Servers()...)
+	for _, n := range sortedNames(backends) {
+		out = append(out, backends[n].Servers()...)
 	}
 	return out
 }
@@ -184,18 +184,15 @@ func (s *Set) Servers() []*upstream.Server {
 // control (SetState, SetWeight). The error names what is unknown and
 // lists the names there are.
 func (s *Set) Server(backend, server string) (*upstream.Server, error) {
-	var b *upstream.Backend
+	var backends map[string]*upstream.Backend
 	if s != nil {
-		b = s.backends[backend]
+		s.mu.Lock()
+		backends = s.backends
+		s.mu.Unlock()
 	}
+	b := backends[backend]
 	if b == nil {
-		var names []string
-		if s != nil {
-			for n := range s.backends {
-				names = append(names, n)
-			}
-		}
-		sort.Strings(names)
+		names := sortedNames(backends)
 		if len(names) == 0 {
 			return nil, fmt.Errorf("unknown backend %q: no proxy backend is running (backends run only when a mode tcp or http frontend uses the config)", backend)
 		}
@@ -216,8 +213,8 @@ func (s *Set) Server(backend, server string) (*upstream.Server, error) {
 // upstream.Server.SetState) from old's backends to s's of the same name,
 // for servers whose address and configured weight did not change. A
 // reload that rebuilds backends calls it before the new set takes
-// traffic, so a drained server stays drained. (Reload does not rebuild
-// proxy backends today; this is the hook for when it does.)
+// traffic, so a drained server stays drained. Reload does this for the
+// backends it rebuilds.
 func (s *Set) CarryAdminState(old *Set) {
 	if s == nil || old == nil {
 		return

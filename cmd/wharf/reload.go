@@ -14,6 +14,7 @@ import (
 	"wharf/ingest"
 	"wharf/message"
 	"wharf/metrics"
+	"wharf/proxy"
 	"wharf/route"
 	"wharf/sinks"
 	"wharf/sinks/diskbuf"
@@ -111,18 +112,22 @@ func (g *gateway) reloadHandler(w http.ResponseWriter, _ *http.Request) {
 //   - the route table is recompiled and swapped atomically;
 //   - binds present in both configs keep their sockets (no UDP gap, no TCP
 //     reset) and take the new frontend options; new binds open, removed
-//     binds close.
+//     binds close;
+//   - proxy frontends and backends are diffed by proxy.Set.Prepare (see
+//     proxy.Reload): kept binds keep their sockets, requests and
+//     connections in flight finish on the old backend, new ones go by
+//     the new config, removed backends close once unused, and runtime
+//     server state (drain, maint, weight) stays on unchanged servers.
 //
 // Everything that can fail on the config's account (building sinks,
-// compiling routes) happens before anything running is touched: if it
-// fails, the old config keeps running unchanged. A new bind that cannot
-// be opened (address in use) is reported after the rest is applied.
+// compiling routes, building proxy backends and frontends, binding new
+// proxy addresses) happens before anything running is touched: if it
+// fails, the old config keeps running unchanged. A new syslog bind that
+// cannot be opened (address in use) is reported after the rest is
+// applied.
 func (g *gateway) reload(cfg *conf.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if proxyConfigChanged(g.cfg, cfg) {
-		g.log.Warn("proxy frontends or backends changed; proxy changes take effect at the next restart (syslog frontends and sinks are reloaded now)")
-	}
 	if cfg.Admin.Listen != g.cfg.Admin.Listen {
 		g.log.Warn("admin.listen changed; it takes effect at the next restart", "running", g.cfg.Admin.Listen, "configured", cfg.Admin.Listen)
 	}
@@ -145,7 +150,17 @@ func (g *gateway) reload(cfg *conf.Config) error {
 		return err
 	}
 
-	// 3. Point of no return: start the new runners, swap the table.
+	// 3. Proxies: build changed backends and frontends, open new binds.
+	var proxies *proxy.Reload
+	if g.proxySet != nil {
+		if proxies, err = g.proxySet.Prepare(cfg); err != nil {
+			next.abort()
+			return err
+		}
+	}
+
+	// 4. Point of no return: start the new runners, swap the table, apply
+	// the proxy changes.
 	for _, name := range next.built {
 		next.runners[name].Start()
 	}
@@ -156,12 +171,15 @@ func (g *gateway) reload(cfg *conf.Config) error {
 		g.buffers[name] = b
 	}
 	g.cfg, g.sinks, g.runners = cfg, next.sinks, next.runners
+	if proxies != nil {
+		proxies.Commit()
+	}
 
-	// 4. Listeners: keep, update, open, close.
+	// 5. Listeners: keep, update, open, close.
 	bindErrs := g.reloadBinds(cfg, oldCfg)
 	g.publishLive()
 
-	// 5. Retired runners: a changed sink hands its queue over to its new
+	// 6. Retired runners: a changed sink hands its queue over to its new
 	// runner (a batch being written finishes on the old sink); a removed
 	// sink drains into its old sink. Both in the background.
 	for _, r := range retired {
@@ -394,22 +412,6 @@ func (g *gateway) reloadBinds(cfg, oldCfg *conf.Config) (bindErrs []string) {
 		}
 	}
 	return bindErrs
-}
-
-// proxyConfigChanged reports whether the proxy side (tcp/http frontends,
-// backends) differs between two configs. Reload does not apply proxy
-// changes yet: the running proxies keep their listeners and pools.
-func proxyConfigChanged(a, b *conf.Config) bool {
-	pick := func(c *conf.Config) map[string]*conf.Frontend {
-		out := map[string]*conf.Frontend{}
-		for n, f := range c.Frontends {
-			if f.IsProxy() {
-				out[n] = f
-			}
-		}
-		return out
-	}
-	return !reflect.DeepEqual(pick(a), pick(b)) || !reflect.DeepEqual(a.Backends, b.Backends)
 }
 
 var _ sinks.Spool = (*takeoverSpool)(nil)

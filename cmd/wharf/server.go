@@ -55,9 +55,9 @@ func (g *gateway) registerServerEndpoints() {
 	g.admin.Handle("POST /api/servers/{backend}/{server}", http.HandlerFunc(g.setServer))
 }
 
-// runningProxies returns the running proxy set. Proxy frontends and
-// backends are not rebuilt by a reload today, so the set, and the state
-// set on its servers, lives as long as the process.
+// runningProxies returns the running proxy set. It lives as long as the
+// process: a reload changes it in place, keeping the state set on the
+// servers it does not change (proxy.Set.CarryAdminState).
 func (g *gateway) runningProxies() *proxy.Set {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -72,10 +72,13 @@ import (
 
 // Frontend is one running http-mode frontend.
 type Frontend struct {
-	name     string
-	cfg      *conf.Frontend
-	routes   []route
-	def      *backendProxy
+	name string
+	cfg  *conf.Frontend
+	// rt is the routing (use rules, default backend), read once per
+	// request; a reload swaps it (Reroute), and requests in flight finish
+	// on the backend they chose.
+	rt       atomic.Pointer[routing]
+	reg      *metrics.Registry
 	access   acl.Access
 	trusted  acl.Set
 	log      *slog.Logger
@@ -83,13 +86,20 @@ type Frontend struct {
 	sem      chan struct{}
 	sources  *front.SourceLimit // maxconn_per_ip
 	m        frontendMetrics
-	lns      []*listener
 	wg       sync.WaitGroup
 	shutting atomic.Bool
 	mu       sync.Mutex
+	lns      []*listener // guarded by mu
 	conns    map[*conn]struct{}
 	noRoute  [6]*metrics.Counter
 	common   *front.Common
+}
+
+// routing is where a frontend's requests go: the first use rule that
+// matches, else the default backend (nil if none).
+type routing struct {
+	routes []route
+	def    *backendProxy
 }
 
 // route is one use rule, its host lower-cased without a final dot.
@@ -112,7 +122,7 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		return nil, err
 	}
 	cfg = g.Cfg
-	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem, sources: g.Sources, common: g,
+	f := &Frontend{name: cfg.Name, cfg: cfg, reg: reg, access: g.Access, trusted: g.Trusted, sem: g.Sem, sources: g.Sources, common: g,
 		log: log.With("frontend", cfg.Name), conns: map[*conn]struct{}{}}
 	herr := func(kind string) *metrics.Counter {
 		return reg.Counter("wharf_proxy_http_errors_total", "Requests answered by the proxy itself with an error, by kind.", append(g.Labels, "kind", kind)...)
@@ -128,31 +138,11 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		errBad:         herr("bad_gateway"),
 	}
 	f.noRoute = codeCounters(reg, cfg.Name, "")
-	byName := map[string]*backendProxy{}
-	get := func(name string) (*backendProxy, error) {
-		if bp := byName[name]; bp != nil {
-			return bp, nil
-		}
-		b, err := g.Backend(backends, name)
-		if err != nil {
-			return nil, err
-		}
-		bp := f.newBackendProxy(b, reg)
-		byName[name] = bp
-		return bp, nil
+	rt, err := f.routing(cfg, backends, nil)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Backend != "" {
-		if f.def, err = get(cfg.Backend); err != nil {
-			return nil, err
-		}
-	}
-	for _, u := range cfg.Use {
-		bp, err := get(u.Backend)
-		if err != nil {
-			return nil, err
-		}
-		f.routes = append(f.routes, route{host: strings.ToLower(strings.TrimSuffix(u.Host, ".")), prefix: u.PathPrefix, bp: bp})
-	}
+	f.rt.Store(rt)
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -166,6 +156,72 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		f.tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12, CipherSuites: ciphers}
 	}
 	return f, nil
+}
+
+// routing resolves cfg's default backend and use rules in backends,
+// reusing old's backendProxy (and so its connection pools) for a backend
+// old routes to as well.
+func (f *Frontend) routing(cfg *conf.Frontend, backends map[string]*upstream.Backend, old *routing) (*routing, error) {
+	byB := map[*upstream.Backend]*backendProxy{}
+	if old != nil {
+		for _, bp := range old.proxies() {
+			byB[bp.b] = bp
+		}
+	}
+	get := func(name string) (*backendProxy, error) {
+		b, err := f.common.Backend(backends, name)
+		if err != nil {
+			return nil, err
+		}
+		if bp := byB[b]; bp != nil {
+			return bp, nil
+		}
+		bp := f.newBackendProxy(b, f.reg)
+		byB[b] = bp
+		return bp, nil
+	}
+	rt := &routing{}
+	var err error
+	if cfg.Backend != "" {
+		if rt.def, err = get(cfg.Backend); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range cfg.Use {
+		bp, err := get(u.Backend)
+		if err != nil {
+			return nil, err
+		}
+		rt.routes = append(rt.routes, route{host: strings.ToLower(strings.TrimSuffix(u.Host, ".")), prefix: u.PathPrefix, bp: bp})
+	}
+	return rt, nil
+}
+
+// Reroute resolves cfg's backend and use rules (the rest of cfg is
+// ignored: it must equal the running config's) in backends, for a
+// reload. It changes nothing until commit is called; from then on new
+// requests, on open connections too, are routed by cfg, while requests
+// in flight finish where they are. A backend no longer routed to has
+// its idle pooled connections closed at commit, and those of its
+// requests in flight when they end.
+func (f *Frontend) Reroute(cfg *conf.Frontend, backends map[string]*upstream.Backend) (commit func(), err error) {
+	old := f.rt.Load()
+	rt, err := f.routing(cfg, backends, old)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		f.rt.Store(rt)
+		kept := map[*backendProxy]bool{}
+		for _, bp := range rt.proxies() {
+			kept[bp] = true
+		}
+		for _, bp := range old.proxies() {
+			if !kept[bp] {
+				bp.closeIdle()
+			}
+		}
+	}, nil
 }
 
 // codeCounters are the request counters of one frontend/backend pair by
@@ -182,33 +238,67 @@ func codeCounters(reg *metrics.Registry, frontend, backend string) [6]*metrics.C
 
 // Start listens on every bind and serves.
 func (f *Frontend) Start() error {
-	for _, b := range f.cfg.Binds {
-		ln, err := net.Listen("tcp", b.Addr)
-		if err != nil {
-			for _, l := range f.lns {
-				l.Close()
-			}
-			f.lns = nil
-			return fmt.Errorf("proxy/http: frontend %s: cannot listen on tcp://%s: %w", f.name, b.Addr, err)
-		}
-		f.lns = append(f.lns, &listener{Listener: ln, f: f, closing: make(chan struct{})})
+	lns, err := front.Listen("proxy/http", f.cfg)
+	if err != nil {
+		return err
 	}
-	for _, l := range f.lns {
-		f.wg.Add(1)
-		go f.acceptLoop(l)
+	for _, ln := range lns {
+		f.Serve(ln)
 	}
 	return nil
+}
+
+// Serve starts accepting on ln, a listening socket opened for one of the
+// frontend's binds (Start, or a reload that opened it or took it over
+// from another frontend with Release).
+func (f *Frontend) Serve(ln *net.TCPListener) {
+	ln.SetDeadline(time.Time{})
+	l := &listener{Listener: ln, tcp: ln, f: f, closing: make(chan struct{}), done: make(chan struct{})}
+	f.mu.Lock()
+	f.lns = append(f.lns, l)
+	f.mu.Unlock()
+	f.wg.Add(1)
+	go f.acceptLoop(l)
+}
+
+// Release stops accepting on ln and returns once the accept loop has
+// ended. With closeIt the socket is closed (a bind a reload removed);
+// otherwise it stays open, its pending connections waiting in the
+// kernel's queue, for another frontend to Serve. Connections already
+// accepted are not touched.
+func (f *Frontend) Release(ln *net.TCPListener, closeIt bool) {
+	f.mu.Lock()
+	var l *listener
+	for i, x := range f.lns {
+		if x.tcp == ln {
+			l = x
+			f.lns = append(f.lns[:i:i], f.lns[i+1:]...)
+			break
+		}
+	}
+	f.mu.Unlock()
+	if l == nil {
+		return
+	}
+	if closeIt {
+		l.Close()
+	} else {
+		l.once.Do(func() { close(l.closing) })
+		ln.SetDeadline(front.ALongTimeAgo) // wakes a blocked Accept
+	}
+	<-l.done
 }
 
 // acceptLoop hands each accepted connection (wrapped in TLS when the
 // frontend terminates it) to its own serve goroutine.
 func (f *Frontend) acceptLoop(l *listener) {
 	defer f.wg.Done()
+	defer close(l.done)
 	var delay time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || l.released() {
 				return
 			}
 			// Out of descriptors or the like: back off as net/http does.
@@ -230,6 +320,8 @@ func (f *Frontend) acceptLoop(l *listener) {
 
 // Addrs returns the bound addresses (useful with port 0).
 func (f *Frontend) Addrs() []net.Addr {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	out := make([]net.Addr, len(f.lns))
 	for i, l := range f.lns {
 		out[i] = l.Addr()
@@ -260,15 +352,16 @@ func (f *Frontend) track(c *conn, add bool) bool {
 // if it had to force.
 func (f *Frontend) Shutdown(ctx context.Context) error {
 	f.shutting.Store(true)
+	f.mu.Lock()
 	for _, l := range f.lns {
 		l.Close()
 	}
-	f.mu.Lock()
 	for c := range f.conns {
 		// A connection waiting for its next request is woken and, seeing
-		// shutting, closes. One that stores idle after this, or sets its
-		// read deadline for a PROXY header, sees shutting itself (serve
-		// and readProxyHeader check after doing so), so one pass is enough.
+		// shutting, closes. One that stores idle after this sees shutting
+		// itself (serve checks after doing so), so one pass is enough. A
+		// new connection's first request is waited for (header_timeout)
+		// and answered.
 		if c.idle.Load() {
 			c.Conn.SetReadDeadline(aLongTimeAgo)
 		}
@@ -296,7 +389,7 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 		f.log.Warn("shutdown timeout: closed open connections", "count", left)
 		<-done
 	}
-	for _, bp := range f.backendProxies() {
+	for _, bp := range f.rt.Load().proxies() {
 		bp.closeIdle()
 	}
 	return err
@@ -304,24 +397,21 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 
 // aLongTimeAgo is a deadline that has passed: setting it fails pending
 // I/O at once.
-var aLongTimeAgo = time.Unix(1, 0)
+var aLongTimeAgo = front.ALongTimeAgo
 
-func (f *Frontend) backendProxies() []*backendProxy {
+// proxies returns the routing's backendProxies, each once.
+func (rt *routing) proxies() []*backendProxy {
 	seen := map[*backendProxy]bool{}
 	var out []*backendProxy
-	for _, bp := range append([]*backendProxy{f.def}, routeProxies(f.routes)...) {
+	add := func(bp *backendProxy) {
 		if bp != nil && !seen[bp] {
 			seen[bp] = true
 			out = append(out, bp)
 		}
 	}
-	return out
-}
-
-func routeProxies(rs []route) []*backendProxy {
-	out := make([]*backendProxy, len(rs))
-	for i, r := range rs {
-		out[i] = r.bp
+	add(rt.def)
+	for _, r := range rt.routes {
+		add(r.bp)
 	}
 	return out
 }
@@ -330,13 +420,14 @@ func routeProxies(rs []route) []*backendProxy {
 // (port ignored) and path prefix match, else the default (nil if none).
 func (f *Frontend) pick(host, path []byte) *backendProxy {
 	host = hostOnly(host)
-	for i := range f.routes {
-		rt := &f.routes[i]
-		if (rt.host == "" || matchHost(rt.host, host)) && hasPrefix(path, rt.prefix) {
-			return rt.bp
+	rt := f.rt.Load()
+	for i := range rt.routes {
+		r := &rt.routes[i]
+		if (r.host == "" || matchHost(r.host, host)) && hasPrefix(path, r.prefix) {
+			return r.bp
 		}
 	}
-	return f.def
+	return rt.def
 }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
@@ -433,11 +524,8 @@ func (f *Frontend) Stats() front.Stats {
 		}
 	}
 	add("", f.noRoute)
-	if f.def != nil {
-		add(f.def.b.Name, f.def.codes)
-	}
-	for _, r := range f.routes {
-		add(r.bp.b.Name, r.bp.codes)
+	for _, bp := range f.rt.Load().proxies() {
+		add(bp.b.Name, bp.codes)
 	}
 	return st
 }

@@ -21,9 +21,21 @@ import (
 // what is left.
 type listener struct {
 	net.Listener
+	tcp     *net.TCPListener // the socket, as Serve got it
 	f       *Frontend
-	closing chan struct{}
+	closing chan struct{} // closed by Close and Release
+	done    chan struct{} // closed when the accept loop has ended
 	once    sync.Once
+}
+
+// released reports whether Close or Release stopped the listener.
+func (l *listener) released() bool {
+	select {
+	case <-l.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -119,9 +131,6 @@ func (c *conn) readProxyHeader() error {
 	// The deadline stays: header_timeout bounds the PROXY header and the
 	// request head after it together (serve sets it again anyway).
 	c.Conn.SetReadDeadline(time.Now().Add(c.f.cfg.HeaderTimeout.Duration))
-	if c.f.shutting.Load() { // Shutdown may have woken the connection just before
-		return net.ErrClosed
-	}
 	buf := make([]byte, 0, 256)
 	for {
 		h, n, err := proxyproto.Parse(buf)

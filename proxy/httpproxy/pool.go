@@ -22,8 +22,9 @@ type connPool struct {
 	maxIdle     int
 	idleTimeout time.Duration
 
-	mu   sync.Mutex
-	idle []*poolConn // oldest first
+	mu     sync.Mutex
+	idle   []*poolConn // oldest first
+	closed bool        // by closeIdle: put closes instead of keeping
 }
 
 // poolConn is one server connection with its read buffer, which lives
@@ -79,7 +80,7 @@ func (p *connPool) put(pc *poolConn) {
 	pc.in.r, pc.in.w = 0, 0
 	var expired []*poolConn
 	p.mu.Lock()
-	if len(p.idle) < p.maxIdle {
+	if len(p.idle) < p.maxIdle && !p.closed {
 		p.idle = append(p.idle, pc)
 		pc = nil
 	}
@@ -100,11 +101,14 @@ func (p *connPool) put(pc *poolConn) {
 	}
 }
 
-// closeIdle closes every idle connection.
+// closeIdle closes every idle connection, and from then on each one put
+// back: the pool's backend is no longer used (shutdown, or a reload that
+// moved the frontend off it).
 func (p *connPool) closeIdle() {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil
+	p.closed = true
 	p.mu.Unlock()
 	for _, pc := range idle {
 		pc.c.Close()

@@ -108,9 +108,14 @@ func (cc *clientConn) readRequest(first bool) bool {
 		// The idle timeout may end up to 1/16 early: the deadline is
 		// moved only when that much older than wanted.
 		in.setDeadline(time.Now().Add(wait), wait/16)
-		cc.raw.idle.Store(true)
-		if f.shutting.Load() {
-			return false
+		// A new connection is not idle: one accepted just before its
+		// listener was closed or handed to another frontend (a reload)
+		// gets its first request answered (with Connection: close).
+		if !first {
+			cc.raw.idle.Store(true)
+			if f.shutting.Load() {
+				return false
+			}
 		}
 		err := in.fill()
 		cc.raw.idle.Store(false)

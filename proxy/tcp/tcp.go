@@ -39,10 +39,12 @@ import (
 
 // Frontend is one running tcp-mode frontend.
 type Frontend struct {
-	name     string
-	cfg      *conf.Frontend
-	def      *upstream.Backend
-	rules    []sniRule
+	name string
+	cfg  *conf.Frontend
+	// rt is the routing (default backend, sni rules), read once per
+	// connection; a reload swaps it (Reroute), and connections already
+	// forwarding keep the backend they chose.
+	rt       atomic.Pointer[routing]
 	access   acl.Access
 	trusted  acl.Set
 	log      *slog.Logger
@@ -50,11 +52,12 @@ type Frontend struct {
 	sources  *front.SourceLimit // maxconn_per_ip
 	m        frontendMetrics
 	common   *front.Common
-	lns      []*net.TCPListener
 	wg       sync.WaitGroup // accept loops and connections
 	mu       sync.Mutex
+	lns      []*bind                   // guarded by mu
 	conns    map[*net.TCPConn]struct{} // client sockets, for forced close
 	closing  chan struct{}
+	force    chan struct{} // closed when Shutdown's deadline passed
 	stopOnce sync.Once
 }
 
@@ -62,6 +65,24 @@ type sniRule struct {
 	pattern string
 	b       *upstream.Backend
 }
+
+// routing is where a frontend's connections go: the first sni rule that
+// matches, else the default backend (nil if none).
+type routing struct {
+	def   *upstream.Backend
+	rules []sniRule
+}
+
+// bind is one listening socket the frontend accepts on. stop ends its
+// accept loop (Release, Shutdown); done is closed when the loop has.
+type bind struct {
+	ln   *net.TCPListener
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+func (b *bind) halt() { b.once.Do(func() { close(b.stop) }) }
 
 type frontendMetrics struct {
 	accepted, bytesIn, bytesOut *metrics.Counter
@@ -81,19 +102,12 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 	}
 	cfg = g.Cfg
 	f := &Frontend{name: cfg.Name, cfg: cfg, access: g.Access, trusted: g.Trusted, sem: g.Sem, sources: g.Sources,
-		log: log.With("frontend", cfg.Name), conns: map[*net.TCPConn]struct{}{}, closing: make(chan struct{}), common: g}
-	if cfg.Backend != "" {
-		if f.def, err = g.Backend(backends, cfg.Backend); err != nil {
-			return nil, err
-		}
+		log: log.With("frontend", cfg.Name), conns: map[*net.TCPConn]struct{}{}, closing: make(chan struct{}), force: make(chan struct{}), common: g}
+	rt, err := f.routing(cfg, backends)
+	if err != nil {
+		return nil, err
 	}
-	for _, u := range cfg.Use {
-		b, err := g.Backend(backends, u.Backend)
-		if err != nil {
-			return nil, err
-		}
-		f.rules = append(f.rules, sniRule{pattern: u.SNI, b: b})
-	}
+	f.rt.Store(rt)
 	l := g.Labels
 	f.m = frontendMetrics{
 		accepted:       g.Accepted,
@@ -112,32 +126,98 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 	return f, nil
 }
 
+// routing resolves cfg's default backend and sni rules in backends.
+func (f *Frontend) routing(cfg *conf.Frontend, backends map[string]*upstream.Backend) (*routing, error) {
+	rt := &routing{}
+	var err error
+	if cfg.Backend != "" {
+		if rt.def, err = f.common.Backend(backends, cfg.Backend); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range cfg.Use {
+		b, err := f.common.Backend(backends, u.Backend)
+		if err != nil {
+			return nil, err
+		}
+		rt.rules = append(rt.rules, sniRule{pattern: u.SNI, b: b})
+	}
+	return rt, nil
+}
+
+// Reroute resolves cfg's backend and use rules (the rest of cfg is
+// ignored: it must equal the running config's) in backends, for a
+// reload. It changes nothing until commit is called; from then on new
+// connections are routed by cfg while open ones keep their server.
+func (f *Frontend) Reroute(cfg *conf.Frontend, backends map[string]*upstream.Backend) (commit func(), err error) {
+	rt, err := f.routing(cfg, backends)
+	if err != nil {
+		return nil, err
+	}
+	return func() { f.rt.Store(rt) }, nil
+}
+
 // Start listens on every bind and starts accepting. On error the binds
 // opened so far are closed.
 func (f *Frontend) Start() error {
-	for _, b := range f.cfg.Binds {
-		ln, err := net.Listen("tcp", b.Addr)
-		if err != nil {
-			for _, l := range f.lns {
-				l.Close()
-			}
-			f.lns = nil
-			return fmt.Errorf("proxy/tcp: frontend %s: cannot listen on tcp://%s: %w", f.name, b.Addr, err)
-		}
-		f.lns = append(f.lns, ln.(*net.TCPListener))
+	lns, err := front.Listen("proxy/tcp", f.cfg)
+	if err != nil {
+		return err
 	}
-	for _, ln := range f.lns {
-		f.wg.Add(1)
-		go f.acceptLoop(ln)
+	for _, ln := range lns {
+		f.Serve(ln)
 	}
 	return nil
 }
 
+// Serve starts accepting on ln, a listening socket opened for one of the
+// frontend's binds (Start, or a reload that opened it or took it over
+// from another frontend with Release).
+func (f *Frontend) Serve(ln *net.TCPListener) {
+	ln.SetDeadline(time.Time{})
+	b := &bind{ln: ln, stop: make(chan struct{}), done: make(chan struct{})}
+	f.mu.Lock()
+	f.lns = append(f.lns, b)
+	f.mu.Unlock()
+	f.wg.Add(1)
+	go f.acceptLoop(b)
+}
+
+// Release stops accepting on ln and returns once the accept loop has
+// ended. With closeIt the socket is closed (a bind a reload removed);
+// otherwise it stays open, its pending connections waiting in the
+// kernel's queue, for another frontend to Serve. Connections already
+// accepted are not touched.
+func (f *Frontend) Release(ln *net.TCPListener, closeIt bool) {
+	f.mu.Lock()
+	var b *bind
+	for i, x := range f.lns {
+		if x.ln == ln {
+			b = x
+			f.lns = append(f.lns[:i:i], f.lns[i+1:]...)
+			break
+		}
+	}
+	f.mu.Unlock()
+	if b == nil {
+		return
+	}
+	b.halt()
+	if closeIt {
+		ln.Close()
+	} else {
+		ln.SetDeadline(front.ALongTimeAgo) // wakes a blocked Accept
+	}
+	<-b.done
+}
+
 // Addrs returns the bound addresses (useful with port 0).
 func (f *Frontend) Addrs() []net.Addr {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	out := make([]net.Addr, len(f.lns))
 	for i, l := range f.lns {
-		out[i] = l.Addr()
+		out[i] = l.ln.Addr()
 	}
 	return out
 }
@@ -145,8 +225,10 @@ func (f *Frontend) Addrs() []net.Addr {
 // Name is the frontend's config name.
 func (f *Frontend) Name() string { return f.name }
 
-func (f *Frontend) acceptLoop(ln *net.TCPListener) {
+func (f *Frontend) acceptLoop(b *bind) {
 	defer f.wg.Done()
+	defer close(b.done)
+	ln := b.ln
 	var delay time.Duration
 	for {
 		// maxconn: take a token before accepting, so excess connections
@@ -155,10 +237,17 @@ func (f *Frontend) acceptLoop(ln *net.TCPListener) {
 		case f.sem <- struct{}{}:
 		case <-f.closing:
 			return
+		case <-b.stop:
+			return
 		}
 		c, err := ln.AcceptTCP()
 		if err != nil {
 			<-f.sem
+			select {
+			case <-b.stop: // released: the deadline or the close woke us
+				return
+			default:
+			}
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -168,6 +257,8 @@ func (f *Frontend) acceptLoop(ln *net.TCPListener) {
 			select {
 			case <-time.After(delay):
 			case <-f.closing:
+				return
+			case <-b.stop:
 				return
 			}
 			continue
@@ -237,7 +328,8 @@ func (e *errReject) Error() string { return e.err.Error() }
 // address it connected to, and the bytes read past the PROXY header.
 func (f *Frontend) handshake(c *net.TCPConn) (client, dest netip.AddrPort, pending []byte, b *upstream.Backend, err error) {
 	client, dest = acl.AddrPortOf(c.RemoteAddr()), acl.AddrPortOf(c.LocalAddr())
-	b = f.def
+	rt := f.rt.Load()
+	b = rt.def
 	if !f.cfg.AcceptProxy && !f.cfg.SNIRouting {
 		return client, dest, nil, b, nil
 	}
@@ -272,7 +364,7 @@ func (f *Frontend) handshake(c *net.TCPConn) (client, dest netip.AddrPort, pendi
 			name, serr := sni.ServerName(buf)
 			switch {
 			case serr == nil:
-				return client, dest, buf, f.route(name), nil
+				return client, dest, buf, rt.route(name), nil
 			case !errors.Is(serr, sni.ErrNeedMore):
 				// Not TLS, or a hello we cannot read: the default backend
 				// decides (as HAProxy's default_backend does).
@@ -301,15 +393,15 @@ func (f *Frontend) handshake(c *net.TCPConn) (client, dest netip.AddrPort, pendi
 
 // route picks the backend for a TLS server name: the first matching
 // rule, else the default.
-func (f *Frontend) route(name string) *upstream.Backend {
+func (rt *routing) route(name string) *upstream.Backend {
 	if name != "" {
-		for _, r := range f.rules {
+		for _, r := range rt.rules {
 			if sni.Match(r.pattern, name) {
 				return r.b
 			}
 		}
 	}
-	return f.def
+	return rt.def
 }
 
 func (f *Frontend) handle(c *net.TCPConn) {
@@ -329,10 +421,13 @@ func (f *Frontend) handle(c *net.TCPConn) {
 		f.log.Debug("no backend for connection and no default backend", "client", client)
 		return
 	}
+	// A connect is cut short only when Shutdown forces: a connection
+	// accepted just before its listener closed or was handed to another
+	// frontend (a reload) is still forwarded.
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		select {
-		case <-f.closing:
+		case <-f.force:
 		case <-ctx.Done():
 		}
 		cancel()
@@ -443,9 +538,12 @@ func (f *Frontend) forced() bool {
 func (f *Frontend) Shutdown(ctx context.Context) error {
 	f.stopOnce.Do(func() {
 		close(f.closing)
-		for _, l := range f.lns {
-			l.Close()
+		f.mu.Lock()
+		for _, b := range f.lns {
+			b.halt()
+			b.ln.Close()
 		}
+		f.mu.Unlock()
 	})
 	done := make(chan struct{})
 	go func() {
@@ -462,6 +560,9 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	for c := range f.conns {
 		c.SetLinger(0)
 		c.Close()
+	}
+	if f.conns != nil {
+		close(f.force)
 	}
 	f.conns = nil
 	f.mu.Unlock()

@@ -131,3 +131,39 @@ func (b *Backend) CarryAdminState(old *Backend) {
 		s.SetWeight(o.EffectiveWeight())
 	}
 }
+
+// CarryHealth copies the health state (up or down, and the check runs
+// toward rise and fall) of old's servers to b's servers of the same name
+// and address, so a server a rebuilt backend keeps does not take traffic
+// while it is down, nor wait out rise checks while it is up. Call before
+// b takes traffic.
+func (b *Backend) CarryHealth(old *Backend) {
+	for _, s := range b.servers {
+		o := old.Server(s.Name)
+		if o == nil || o.Addr != s.Addr {
+			continue
+		}
+		old.mu.Lock()
+		up, okRun, failRun := o.up.Load(), o.okRun, o.failRun
+		old.mu.Unlock()
+		b.mu.Lock()
+		s.up.Store(up)
+		s.okRun, s.failRun = okRun, failRun
+		b.mu.Unlock()
+		if up {
+			s.upGauge.Set(1)
+		} else {
+			s.upGauge.Set(0)
+		}
+	}
+}
+
+// Active returns the connections or requests in flight to all of b's
+// servers: 0 once a backend a reload removed has no more use.
+func (b *Backend) Active() int64 {
+	var n int64
+	for _, s := range b.servers {
+		n += s.Active()
+	}
+	return n
+}

@@ -7,8 +7,10 @@ package front
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"wharf/acl"
 	"wharf/conf"
@@ -161,3 +163,33 @@ func (s *SourceLimit) Leave(a netip.Addr) {
 
 // Open returns how many counted connections a's source holds.
 func (s *SourceLimit) Open(a netip.Addr) int { return s.perIP.Open(a) }
+
+// Listen opens a listening socket for each of cfg's binds, in order. On
+// error the ones opened are closed; component prefixes the message.
+func Listen(component string, cfg *conf.Frontend) ([]*net.TCPListener, error) {
+	var lns []*net.TCPListener
+	for _, b := range cfg.Binds {
+		ln, err := ListenBind(component, cfg.Name, b.Addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// ListenBind opens the listening socket of one bind of frontend.
+func ListenBind(component, frontend, addr string) (*net.TCPListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: frontend %s: cannot listen on tcp://%s: %w", component, frontend, addr, err)
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+// ALongTimeAgo is a deadline that has passed: setting it fails pending
+// I/O (a blocked Accept) at once without closing the socket.
+var ALongTimeAgo = time.Unix(1, 0)

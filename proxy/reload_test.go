@@ -1,0 +1,424 @@
+package proxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"wharf/conf"
+	"wharf/internal/testenv"
+	"wharf/proxy"
+	"wharf/proxy/internal/proxytest"
+	"wharf/proxy/upstream"
+)
+
+// reload applies toml to a running set as SIGHUP does.
+func reload(t *testing.T, set *proxy.Set, toml string) error {
+	t.Helper()
+	cfg, err := conf.Parse([]byte(toml), "wharf.toml")
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", toml, err)
+	}
+	r, err := set.Prepare(cfg)
+	if err != nil {
+		return err
+	}
+	r.Commit()
+	return nil
+}
+
+// greet connects to addr and returns the server's greeting line.
+func greet(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// clientLoop connects to addr over and over until stop is called, and
+// counts the greetings by server and the connections that failed.
+type clientLoop struct {
+	mu     sync.Mutex
+	seen   map[string]int
+	failed []error
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+func startClientLoop(addr string) *clientLoop {
+	l := &clientLoop{seen: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			name, err := greet(addr)
+			l.mu.Lock()
+			if err != nil || name == "" {
+				l.failed = append(l.failed, fmt.Errorf("greeting %q: %v", name, err))
+			} else {
+				l.seen[name]++
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// count returns how many greetings came from name so far.
+func (l *clientLoop) count(name string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen[name]
+}
+
+// reset forgets the greetings counted so far, once a greeting from
+// name shows that the connection begun before a reload has ended (the
+// loop makes one at a time).
+func (l *clientLoop) reset(t *testing.T, name string) {
+	t.Helper()
+	l.mu.Lock()
+	l.seen = map[string]int{}
+	l.mu.Unlock()
+	testenv.Eventually(t, "a connection to "+name, func() bool { return l.count(name) > 0 })
+	l.mu.Lock()
+	l.seen = map[string]int{}
+	l.mu.Unlock()
+}
+
+func (l *clientLoop) finish(t *testing.T) {
+	t.Helper()
+	close(l.stop)
+	<-l.done
+	for _, err := range l.failed {
+		t.Error(err)
+	}
+}
+
+const reloadTCP = `
+[frontend.f]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+backend = "%s"
+[backend.web]
+check = "tcp"
+check_interval = "100ms"
+%s
+[backend.api]
+check = "none"
+[[backend.api.server]]
+name = "c"
+address = "%s"
+`
+
+func server(name, addr string, weight int) string {
+	return fmt.Sprintf("[[backend.web.server]]\nname = %q\naddress = %q\nweight = %d\n", name, addr, weight)
+}
+
+// A tcp frontend reloaded under a connection loop: a server added, its
+// weight changed, the frontend moved to another backend. No connection
+// fails, the socket stays, each change shows in where connections go, a
+// connection open across the reloads keeps its server, and the backend
+// left behind closes once that connection ends.
+func TestReloadTCP(t *testing.T) {
+	a := proxytest.Listen(t, proxytest.Greeter("a"))
+	b := proxytest.Listen(t, proxytest.Greeter("b"))
+	c := proxytest.Listen(t, proxytest.Greeter("c"))
+	set, _ := startWharf(t, fmt.Sprintf(reloadTCP, "web", server("a", a.Addr, 1), c.Addr))
+	addr := set.Addrs("f")[0].String()
+
+	open, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	rd := bufio.NewReader(open)
+	if line, _ := rd.ReadString('\n'); line != "a\n" {
+		t.Fatalf("first connection greeted %q, want a", line)
+	}
+
+	loop := startClientLoop(addr)
+	testenv.Eventually(t, "connections to a", func() bool { return loop.count("a") >= 5 })
+
+	// Add b at weight 3: b takes most new connections.
+	if err := reload(t, set, fmt.Sprintf(reloadTCP, "web", server("a", a.Addr, 1)+server("b", b.Addr, 3), c.Addr)); err != nil {
+		t.Fatal(err)
+	}
+	loop.reset(t, "b")
+	testenv.Eventually(t, "connections to b", func() bool { return loop.count("b") >= 30 })
+	if na, nb := loop.count("a"), loop.count("b"); nb < 2*na {
+		t.Errorf("after weights a=1 b=3: a %d, b %d connections", na, nb)
+	}
+
+	// Move the frontend to api: only c from now on.
+	if err := reload(t, set, fmt.Sprintf(reloadTCP, "api", server("a", a.Addr, 1)+server("b", b.Addr, 3), c.Addr)); err != nil {
+		t.Fatal(err)
+	}
+	loop.reset(t, "c")
+	testenv.Eventually(t, "connections to c", func() bool { return loop.count("c") >= 10 })
+	loop.finish(t)
+	if na, nb := loop.count("a"), loop.count("b"); na+nb > 0 {
+		t.Errorf("after the move to api: a %d, b %d connections, want none", na, nb)
+	}
+	if got := set.Addrs("f")[0].String(); got != addr {
+		t.Errorf("bind moved from %s to %s", addr, got)
+	}
+
+	// Remove backend web: the connection open to a since the start
+	// still works; web closes once it ends.
+	if err := reload(t, set, fmt.Sprintf(strings.Replace(reloadTCP, "[backend.web]\ncheck = \"tcp\"\ncheck_interval = \"100ms\"\n%s", "%s", 1), "api", "", c.Addr)); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(open, "still there\n")
+	if line, err := rd.ReadString('\n'); line != "still there\n" {
+		t.Fatalf("open connection after the reloads: %q, %v", line, err)
+	}
+	// web as first built stays open for that connection; web rebuilt
+	// with b had nothing in flight and closes.
+	testenv.Eventually(t, "one retired backend left open", func() bool { return set.Retired() == 1 })
+	open.Close()
+	testenv.Eventually(t, "the removed backend to close", func() bool { return set.Retired() == 0 })
+}
+
+// httpNamed is an HTTP server answering its name, counting its open
+// connections.
+type httpNamed struct {
+	*httptest.Server
+	open atomic.Int64
+}
+
+func newHTTPNamed(t *testing.T, name string) *httpNamed {
+	h := &httpNamed{}
+	h.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, name)
+	}))
+	h.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			h.open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			h.open.Add(-1)
+		}
+	}
+	h.Start()
+	t.Cleanup(h.Close)
+	return h
+}
+
+const reloadHTTP = `
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "%s"
+[backend.one]
+check = "none"
+[[backend.one.server]]
+name = "a"
+address = "%s"
+[backend.two]
+check = "none"
+[[backend.two.server]]
+name = "b"
+address = "%s"
+`
+
+// get sends a GET on an open client connection and returns the body.
+func get(t *testing.T, c net.Conn, rd *bufio.Reader) string {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(rd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// An http frontend moved to another backend: the next request on an
+// open keep-alive connection goes to the new backend, and the
+// connections pooled to the backend left behind are closed.
+func TestReloadHTTPKeepAlive(t *testing.T) {
+	a, b := newHTTPNamed(t, "a"), newHTTPNamed(t, "b")
+	aAddr, bAddr := a.Listener.Addr().String(), b.Listener.Addr().String()
+	set, _ := startWharf(t, fmt.Sprintf(reloadHTTP, "one", aAddr, bAddr))
+	c, err := net.Dial("tcp", set.Addrs("f")[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rd := bufio.NewReader(c)
+	if got := get(t, c, rd); got != "a" {
+		t.Fatalf("before the reload: %q, want a", got)
+	}
+	if a.open.Load() != 1 {
+		t.Fatalf("a has %d connections open, want the pooled one", a.open.Load())
+	}
+	// Backend one is removed: two stays as it was.
+	cfg := strings.Replace(fmt.Sprintf(reloadHTTP, "two", aAddr, bAddr), "[backend.one]\ncheck = \"none\"\n[[backend.one.server]]\nname = \"a\"\naddress = \""+aAddr+"\"\n", "", 1)
+	if err := reload(t, set, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if got := get(t, c, rd); got != "b" {
+			t.Fatalf("after the reload, same connection: %q, want b", got)
+		}
+	}
+	testenv.Eventually(t, "a's pooled connection to close", func() bool { return a.open.Load() == 0 })
+	testenv.Eventually(t, "backend one to close", func() bool { return set.Retired() == 0 })
+}
+
+const reloadAdmin = `
+[frontend.f]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+backend = "web"
+[backend.web]
+check = "none"
+[[backend.web.server]]
+name = "a"
+address = "127.0.0.1:1"
+[[backend.web.server]]
+name = "b"
+address = "127.0.0.1:2"
+weight = %d
+%s`
+
+// A reload that rebuilds a backend keeps what the operator set on the
+// servers it does not change, and not on those it does.
+func TestReloadKeepsAdminState(t *testing.T) {
+	set, _ := startWharf(t, fmt.Sprintf(reloadAdmin, 1, ""))
+	a, _ := set.Server("web", "a")
+	a.SetState(upstream.StateDrain)
+	a.SetWeight(5)
+	b, _ := set.Server("web", "b")
+	b.SetState(upstream.StateMaint)
+	// c is added (the backend is rebuilt), b's configured weight changes.
+	if err := reload(t, set, fmt.Sprintf(reloadAdmin, 2, "[[backend.web.server]]\nname = \"c\"\naddress = \"127.0.0.1:3\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	na, _ := set.Server("web", "a")
+	if na == a {
+		t.Fatal("backend web was not rebuilt")
+	}
+	if na.State() != upstream.StateDrain || na.EffectiveWeight() != 5 {
+		t.Errorf("a after the reload: %s weight %d, want drain weight 5", na.State(), na.EffectiveWeight())
+	}
+	if nb, _ := set.Server("web", "b"); nb.State() != upstream.StateReady || nb.EffectiveWeight() != 2 {
+		t.Errorf("b (weight changed by the config) after the reload: %s weight %d, want ready weight 2", nb.State(), nb.EffectiveWeight())
+	}
+	if _, err := set.Server("web", "c"); err != nil {
+		t.Error(err)
+	}
+}
+
+// A reload that cannot bind changes nothing: the old routing, binds and
+// backends stay.
+func TestReloadAllOrNothing(t *testing.T) {
+	a := proxytest.Listen(t, proxytest.Greeter("a"))
+	c := proxytest.Listen(t, proxytest.Greeter("c"))
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	set, _ := startWharf(t, fmt.Sprintf(reloadTCP, "web", server("a", a.Addr, 1), c.Addr))
+	addr := set.Addrs("f")[0].String()
+	bad := strings.Replace(fmt.Sprintf(reloadTCP, "api", server("a", a.Addr, 1), c.Addr),
+		`bind = ["tcp://127.0.0.1:0"]`, `bind = ["tcp://127.0.0.1:0", "tcp://`+busy.Addr().String()+`"]`, 1)
+	err = reload(t, set, bad)
+	if err == nil || !strings.Contains(err.Error(), "cannot listen on tcp://"+busy.Addr().String()) {
+		t.Fatalf("reload onto a busy address: %v", err)
+	}
+	if got := set.Addrs("f"); len(got) != 1 || got[0].String() != addr {
+		t.Errorf("binds after the failed reload: %v, want [%s]", got, addr)
+	}
+	if name, err := greet(addr); name != "a" {
+		t.Errorf("after the failed reload: greeted by %q (%v), want a (backend web)", name, err)
+	}
+	if set.Retired() != 0 {
+		t.Errorf("a failed reload retired %d backends", set.Retired())
+	}
+}
+
+const reloadFrontends = `
+[frontend.f]
+mode = "tcp"
+bind = [%s]
+backend = "web"
+client_timeout = "%s"
+[frontend.g]
+mode = "http"
+bind = [%s]
+backend = "web"
+[backend.web]
+check = "none"
+[[backend.web.server]]
+name = "a"
+address = "%s"
+`
+
+// A frontend whose own settings change is rebuilt on the same socket,
+// and a bind moved between frontends keeps its socket too: no
+// connection is refused meanwhile, and one open on the old frontend
+// finishes there.
+func TestReloadRebuildsFrontendOnItsSocket(t *testing.T) {
+	a := proxytest.Listen(t, proxytest.Greeter("a"))
+	set, _ := startWharf(t, fmt.Sprintf(reloadFrontends, `"tcp://127.0.0.1:0"`, "30s", `"tcp://127.0.0.1:0"`, a.Addr))
+	fAddr, gAddr := set.Addrs("f")[0].String(), set.Addrs("g")[0].String()
+	open, err := net.Dial("tcp", fAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	rd := bufio.NewReader(open)
+	if line, _ := rd.ReadString('\n'); line != "a\n" {
+		t.Fatalf("greeted %q", line)
+	}
+	loop := startClientLoop(fAddr)
+	testenv.Eventually(t, "connections", func() bool { return loop.count("a") >= 5 })
+	// f's client_timeout changes (rebuilt); g's bind moves to f, named by
+	// the port it got: a tcp frontend now answers there.
+	q := func(s string) string { return `"tcp://` + s + `"` }
+	if err := reload(t, set, fmt.Sprintf(reloadFrontends, q(fAddr)+", "+q(gAddr), "20s", `"tcp://127.0.0.1:0"`, a.Addr)); err != nil {
+		t.Fatal(err)
+	}
+	loop.reset(t, "a")
+	testenv.Eventually(t, "connections after the reload", func() bool { return loop.count("a") >= 5 })
+	loop.finish(t)
+	got := set.Addrs("f")
+	if len(got) != 2 || got[0].String() != fAddr || got[1].String() != gAddr {
+		t.Errorf("f's binds after the reload: %v, want [%s %s]", got, fAddr, gAddr)
+	}
+	if name, err := greet(gAddr); name != "a" {
+		t.Errorf("g's old bind, now f's (tcp): %q, %v", name, err)
+	}
+	if ng := set.Addrs("g"); len(ng) != 1 || ng[0].String() == gAddr {
+		t.Errorf("g's binds after the reload: %v", ng)
+	}
+	io.WriteString(open, "x\n")
+	if line, err := rd.ReadString('\n'); line != "x\n" {
+		t.Errorf("connection open on the replaced frontend: %q, %v", line, err)
+	}
+}
