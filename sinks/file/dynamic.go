@@ -237,7 +237,7 @@ func (s *File) flushDyn(df *dynFile) error {
 	if len(df.pending) == 0 {
 		return nil
 	}
-	_, err := df.f.Write(df.pending)
+	err := appendAll(df.f, df.pending)
 	if cap(df.pending) > maxKeptBuf {
 		df.pending = nil
 	} else {

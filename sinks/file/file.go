@@ -81,8 +81,9 @@ func (s *File) open() (*os.File, error) {
 }
 
 // Write encodes the batch into a reused buffer and appends it with one
-// write call. A short write returns an error and the Runner retries the
-// whole batch (lines of it may then appear twice: at-least-once).
+// write call. A write that fails halfway (a full disk) is cut off again
+// (appendAll) and the error returned: the Runner retries the whole batch,
+// which then appears once, without a torn line.
 func (s *File) Write(_ context.Context, batch []*message.Message) error {
 	if s.dyn != nil {
 		s.mu.Lock()
@@ -104,7 +105,7 @@ func (s *File) Write(_ context.Context, batch []*message.Message) error {
 		}
 		s.f = f
 	}
-	if _, err := s.f.Write(b); err != nil {
+	if err := appendAll(s.f, b); err != nil {
 		return fmt.Errorf("sinks/file: sink %q: write %s: %w", s.name, s.path, err)
 	}
 	return nil
@@ -178,3 +179,22 @@ var (
 	_ sinks.Sink    = (*File)(nil)
 	_ sinks.Checker = (*File)(nil)
 )
+
+// appendAll writes b to f (opened O_APPEND) as one unit: if the write
+// fails after part of b reached the file (ENOSPC mid-write), the part is
+// cut off again, so the retried batch neither repeats lines nor leaves a
+// torn one. When even the truncation fails, a newline ends the torn line
+// (it then stays, unparsable, once). The happy path is one write(2).
+func appendAll(f *os.File, b []byte) error {
+	n, err := f.Write(b)
+	if err == nil || n == 0 {
+		return err
+	}
+	if st, serr := f.Stat(); serr == nil && st.Size() >= int64(n) {
+		if f.Truncate(st.Size()-int64(n)) == nil {
+			return err
+		}
+	}
+	f.Write([]byte{'\n'})
+	return err
+}
