@@ -45,21 +45,7 @@ check = "none"
 name = "a"
 address = %q
 `, certFile, keyFile, ca, p.a.Listener.Addr())
-	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := conf.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := build(cfg, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.stop(5 * time.Second) })
+	g := runGateway(t, path, cfgText)
 	return g, path, g.admin.Addr()
 }
 
@@ -155,4 +141,26 @@ func peerSerial(t *testing.T, addr string) string {
 	}
 	defer c.Close()
 	return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// runGateway writes cfgText to path and runs the whole gateway on it
+// in-process until the test ends.
+func runGateway(t *testing.T, path, cfgText string) *gateway {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := conf.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := build(cfg, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.stop(5 * time.Second) })
+	return g
 }

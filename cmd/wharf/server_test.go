@@ -3,10 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -14,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"wharf/conf"
 	"wharf/internal/testenv"
-	"wharf/metrics"
 )
 
 // backendPair is two HTTP servers on loopback answering their name; "a"
@@ -73,21 +69,7 @@ address = %q
 name = "b"
 address = %q
 `, tok, p.a.Listener.Addr(), p.b.Listener.Addr())
-	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := conf.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := build(cfg, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.stop(5 * time.Second) })
+	g := runGateway(t, path, cfgText)
 	return path, g.admin.Addr(), g.proxySet.Addrs("edge")[0].String()
 }
 

@@ -4,19 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"wharf/conf"
 	"wharf/internal/testenv"
-	"wharf/metrics"
 )
 
 // lockedBuf is a goroutine-safe buffer for a command's output.
@@ -61,21 +56,7 @@ sinks = ["archive"]
 type = "file"
 path = "` + filepath.Join(dir, "archive.jsonl") + `"
 `
-	if err := os.WriteFile(path, []byte(cfgText), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := conf.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := build(cfg, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.stop(5 * time.Second) })
+	g := runGateway(t, path, cfgText)
 	var udp string
 	for _, l := range g.live().Binds {
 		udp = l.Addr
