@@ -39,6 +39,8 @@ type frontend interface {
 	Serve(ln *net.TCPListener)
 	Release(ln *net.TCPListener, closeIt bool)
 	Reroute(cfg *conf.Frontend, backends map[string]*upstream.Backend) (commit func(), err error)
+	// Retire is Shutdown for a frontend a reload replaced or removed.
+	Retire(ctx context.Context) error
 }
 
 // FrontendStats is a snapshot of one proxy frontend's counters.

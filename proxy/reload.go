@@ -271,7 +271,7 @@ func (r *Reload) Commit() {
 			defer s.bg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), grace)
 			defer cancel()
-			if err := f.Shutdown(ctx); err != nil {
+			if err := f.Retire(ctx); err != nil {
 				s.log.Warn("proxy frontend replaced by a reload: connections still open after shutdown_timeout were closed", "frontend", f.Name(), "err", err)
 			}
 			s.mu.Lock()

@@ -88,6 +88,7 @@ type Frontend struct {
 	m        frontendMetrics
 	wg       sync.WaitGroup
 	shutting atomic.Bool
+	retiring atomic.Bool // Retire: every answer closes its connection
 	mu       sync.Mutex
 	lns      []*listener // guarded by mu
 	conns    map[*conn]struct{}
@@ -393,6 +394,30 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 		bp.closeIdle()
 	}
 	return err
+}
+
+// Retire stops a frontend a reload replaced or removed (its binds
+// already handed on or closed) more gently than Shutdown: an idle
+// keep-alive connection is not cut, since a request may be on its way on
+// it, but its next answer carries Connection: close and the connection
+// ends after it, so the client reconnects to the new frontend. Whatever
+// is still open when ctx ends is closed as by Shutdown.
+func (f *Frontend) Retire(ctx context.Context) error {
+	f.retiring.Store(true)
+	done := make(chan struct{})
+	go func() {
+		f.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		for _, bp := range f.rt.Load().proxies() {
+			bp.closeIdle()
+		}
+		return nil
+	case <-ctx.Done():
+		return f.Shutdown(ctx)
+	}
 }
 
 // aLongTimeAgo is a deadline that has passed: setting it fails pending

@@ -953,7 +953,7 @@ func (t *trip) relayResponse() (bool, error) {
 	}
 	mode := bodyFraming(resp, t.isHead)
 	decode := mode == bodyChunked && t.clientMinor == 0
-	if mode == bodyUntilClose || decode || cc.f.shutting.Load() {
+	if mode == bodyUntilClose || decode || cc.f.shutting.Load() || cc.f.retiring.Load() {
 		keep = false
 	}
 	srvKeep := t.bodySent && !t.serverStopped && mode != bodyUntilClose && s.SendProxy == 0 &&

@@ -571,6 +571,10 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// Retire stops a frontend a reload replaced or removed: as Shutdown, open
+// connections finish until ctx ends.
+func (f *Frontend) Retire(ctx context.Context) error { return f.Shutdown(ctx) }
+
 // Stats returns a snapshot of the frontend's counters.
 func (f *Frontend) Stats() front.Stats {
 	st := f.common.Stats()
