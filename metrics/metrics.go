@@ -174,6 +174,44 @@ func (r *Registry) CounterFunc(name, help string, fn func() float64, labelPairs 
 	r.get(name, help, kindCounter, labelPairs, func(s *series) { s.fn = fn })
 }
 
+// Remove deletes every series, of any family, whose labels include all
+// of labelPairs (k1, v1, k2, v2...): the series of something a reload
+// took away (a proxy server), so a scrape no longer shows its last
+// values. Counters and gauges already handed out keep working but are
+// no longer exported; a later call for the same series starts a new one
+// at zero, which Prometheus reads as a counter reset.
+func (r *Registry) Remove(labelPairs ...string) {
+	if len(labelPairs)%2 != 0 {
+		panic("metrics: odd number of label arguments to Remove")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.families {
+		for key, s := range f.series {
+			if hasPairs(s.pairs, labelPairs) {
+				delete(f.series, key)
+			}
+		}
+	}
+}
+
+// hasPairs reports whether pairs holds every label of want.
+func hasPairs(pairs, want []string) bool {
+	for i := 0; i+1 < len(want); i += 2 {
+		found := false
+		for j := 0; j+1 < len(pairs); j += 2 {
+			if pairs[j] == want[i] && pairs[j+1] == want[i+1] {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
 // get finds or creates a series and runs init on it under the registry
 // lock, so a scrape never sees a half-made series.
 func (r *Registry) get(name, help string, k kind, pairs []string, init func(*series)) *series {

@@ -159,3 +159,23 @@ func BenchmarkScrape(b *testing.B) {
 		}
 	}
 }
+
+// Remove takes exactly the series with all the given labels out of the
+// exposition, and the series can be made again from zero.
+func TestRemove(t *testing.T) {
+	r := NewRegistry()
+	r.Counter("c_total", "c", "backend", "web", "server", "a").Add(5)
+	r.Counter("c_total", "c", "backend", "web", "server", "b").Add(6)
+	r.GaugeFunc("g", "g", func() float64 { return 7 }, "backend", "web", "server", "a")
+	r.Counter("c_total", "c", "backend", "api", "server", "a").Add(8)
+	r.Remove("backend", "web", "server", "a")
+	var got []string
+	r.Each(func(s Sample) { got = append(got, fmt.Sprintf("%s %s/%s %v", s.Name, s.Label("backend"), s.Label("server"), s.Value)) })
+	want := []string{"c_total api/a 8", "c_total web/b 6"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after Remove: %v, want %v", got, want)
+	}
+	if v := r.Counter("c_total", "c", "backend", "web", "server", "a").Load(); v != 0 {
+		t.Errorf("the series made again starts at %d, want 0", v)
+	}
+}

@@ -290,12 +290,38 @@ func (r *Reload) Commit() {
 			s.retire(b)
 		}
 	}
+	s.forget(r)
 	if s.cfg != nil { // not Start
 		s.log.Info("proxy reloaded", "frontends", len(r.frontends), "frontends_replaced_or_removed", replaced,
 			"backends_built", len(r.built), "backends_rebuilt", r.rebuilt, "backends_retired", retired,
 			"binds_opened", opened, "binds_closed", closed)
 	}
 	s.cfg, s.backends, s.frontends, s.binds, s.tlsFiles = r.cfg, r.backends, r.frontends, r.binds, r.tlsFiles
+}
+
+// forget removes from the metrics the series of the servers, backends
+// and frontends r takes away, so /metrics and dashboards do not show
+// their last values for ever. What r keeps under the same name (a
+// rebuilt backend's servers, a rebuilt frontend) shares its series with
+// what it replaces and keeps counting. s.mu is held.
+func (s *Set) forget(r *Reload) {
+	for name, b := range s.backends {
+		nb := r.backends[name]
+		if nb == nil {
+			s.reg.Remove("backend", name)
+			continue
+		}
+		for _, sv := range b.Servers() {
+			if nb.Server(sv.Name) == nil {
+				s.reg.Remove("backend", name, "server", sv.Name)
+			}
+		}
+	}
+	for _, f := range s.frontends {
+		if r.cfg.Frontends[f.Name()] == nil || !r.cfg.Frontends[f.Name()].IsProxy() {
+			s.reg.Remove("frontend", f.Name())
+		}
+	}
 }
 
 // retirePoll is how often a retired backend is checked for requests or

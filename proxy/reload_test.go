@@ -15,6 +15,7 @@ import (
 
 	"wharf/conf"
 	"wharf/internal/testenv"
+	"wharf/metrics"
 	"wharf/proxy"
 	"wharf/proxy/internal/proxytest"
 	"wharf/proxy/upstream"
@@ -139,7 +140,7 @@ func TestReloadTCP(t *testing.T) {
 	a := proxytest.Listen(t, proxytest.Greeter("a"))
 	b := proxytest.Listen(t, proxytest.Greeter("b"))
 	c := proxytest.Listen(t, proxytest.Greeter("c"))
-	set, _ := startWharf(t, fmt.Sprintf(reloadTCP, "web", server("a", a.Addr, 1), c.Addr))
+	set, reg := startWharf(t, fmt.Sprintf(reloadTCP, "web", server("a", a.Addr, 1), c.Addr))
 	addr := set.Addrs("f")[0].String()
 
 	open, err := net.Dial("tcp", addr)
@@ -193,6 +194,16 @@ func TestReloadTCP(t *testing.T) {
 	testenv.Eventually(t, "one retired backend left open", func() bool { return set.Retired() == 1 })
 	open.Close()
 	testenv.Eventually(t, "the removed backend to close", func() bool { return set.Retired() == 0 })
+	// web's series are gone from /metrics; api's are there.
+	seen := map[string]bool{}
+	reg.Each(func(m metrics.Sample) {
+		if m.Name == "wharf_proxy_server_up" {
+			seen[m.Label("backend")+"/"+m.Label("server")] = true
+		}
+	})
+	if len(seen) != 1 || !seen["api/c"] {
+		t.Errorf("wharf_proxy_server_up series after web was removed: %v, want api/c only", seen)
+	}
 }
 
 // httpNamed is an HTTP server answering its name, counting its open

@@ -315,6 +315,19 @@ backend = "%s"
 		t.Errorf("tcp connection failed across the reloads: %s", f)
 	}
 	checkRetired("at the end")
+	// Removed backends' series are gone from /metrics, the running ones'
+	// are there.
+	body := metricsText(t, in.admin)
+	for _, gone := range []string{`backend="one"`, `backend="two"`, `backend="ttwo"`} {
+		if strings.Contains(body, gone) {
+			t.Errorf("/metrics still has series of the removed %s: %s", gone, lineWith(body, gone))
+		}
+	}
+	for _, there := range []string{`wharf_proxy_server_up{backend="three",server="e"} 1`, `wharf_proxy_server_up{backend="tone",server="ta"} 1`} {
+		if !strings.Contains(body, there) {
+			t.Errorf("/metrics lacks %s", there)
+		}
+	}
 	if n := strings.Count(in.stderr.String(), "frontends_replaced_or_removed=[web]"); n != 2 {
 		t.Errorf("web was rebuilt %d times, want 2 (client_timeout set, then unset)", n)
 	}
