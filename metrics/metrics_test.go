@@ -170,7 +170,9 @@ func TestRemove(t *testing.T) {
 	r.Counter("c_total", "c", "backend", "api", "server", "a").Add(8)
 	r.Remove("backend", "web", "server", "a")
 	var got []string
-	r.Each(func(s Sample) { got = append(got, fmt.Sprintf("%s %s/%s %v", s.Name, s.Label("backend"), s.Label("server"), s.Value)) })
+	r.Each(func(s Sample) {
+		got = append(got, fmt.Sprintf("%s %s/%s %v", s.Name, s.Label("backend"), s.Label("server"), s.Value))
+	})
 	want := []string{"c_total api/a 8", "c_total web/b 6"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("after Remove: %v, want %v", got, want)
