@@ -146,6 +146,18 @@ type SinkStats struct {
 	RELP *RELPSinkStatus
 	// Buffer is set for sinks with a disk buffer.
 	Buffer *BufferStatus
+	// Servers are a syslog sink's downstream servers, in order.
+	Servers []SinkServerStatus
+}
+
+// SinkServerStatus is one downstream server of a syslog sink: the one it
+// sends to now (active), whether it is skipped after a failure (down)
+// and how many dials and writes to it failed.
+type SinkServerStatus struct {
+	URL      string `json:"url"`
+	Active   bool   `json:"active"`
+	Down     bool   `json:"down"`
+	Failures uint64 `json:"failures"`
 }
 
 // BufferStatus is a sink's disk buffer: its directory, whether it can be
@@ -281,6 +293,8 @@ type SinkStatus struct {
 	RELP *RELPSinkStatus `json:"relp,omitempty"`
 	// Buffer is present for sinks with a disk buffer.
 	Buffer *BufferStatus `json:"buffer,omitempty"`
+	// Servers is present for syslog sinks.
+	Servers []SinkServerStatus `json:"servers,omitempty"`
 }
 
 // ProxyStatus is one proxy frontend. Like ServerStatus it reports its
@@ -638,7 +652,7 @@ func (st *Status) Report() StatusReport {
 			Batches: s.Batches, WriteErrors: s.WriteErrors,
 			QueueMessages: s.Queued, QueueBytes: s.QueuedBytes, QueueCapacity: s.QueueSize, QueuePauseAt: s.PauseSize,
 			Dropped: orEmpty(s.Dropped), DroppedTotal: sumValues(s.Dropped),
-			Spark: st.spark(k, true), RELP: s.RELP, Buffer: s.Buffer,
+			Spark: st.spark(k, true), RELP: s.RELP, Buffer: s.Buffer, Servers: s.Servers,
 		}
 		if s.Ready {
 			row.State = "up"

@@ -56,6 +56,16 @@ function reasons(field, total, byReason, cls) {
   return `<td class="num${total > 0 ? " " + cls : ""}" data-field="${field}" data-value="${total}">${count(total)}${detail}</td>`;
 }
 
+// sinkServers lists a syslog sink's downstream servers under its rate: the
+// active one marked, down ones and failure counts shown.
+function sinkServers(list) {
+  if (!list || list.length === 0) return "";
+  return `<span class="reasons" data-servers="">` + list.map(v =>
+    `<span data-server="${esc(v.url)}" data-active="${v.active}" data-down="${v.down}">` +
+    esc(v.url) + (v.active ? " (active)" : "") + (v.down ? " down" : "") +
+    (v.failures > 0 ? ", " + count(v.failures) + " failed" : "") + `</span>`).join("<br>") + `</span>`;
+}
+
 function lastError(le) {
   if (!le) return `<td class="err" data-field="last_error"></td>`;
   const when = new Date(le.time).toLocaleTimeString();
@@ -163,7 +173,7 @@ function render(st) {
   setBody("sinks", st.sinks.map(s =>
     `<tr data-row="sink" data-sink="${esc(s.sink)}">` +
     text("sink", s.sink) + pill("state", s.state) +
-    num("rate_msgs", s.rate.msgs, si(s.rate.msgs, "")) +
+    num("rate_msgs", s.rate.msgs, si(s.rate.msgs, "") + sinkServers(s.servers)) +
     num("rate_bytes", s.rate.bytes, bytes(s.rate.bytes) + "/s") +
     sparkCell(s.spark, true) +
     num("sent", s.sent, count(s.sent)) +

@@ -112,6 +112,16 @@ func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, openBuffer
 			reg.GaugeFunc("wharf_sink_open_files", "Files a file sink with a templated path has open.",
 				func() float64 { _, _, _, n := f.FileStats(); return float64(n) }, "sink", name)
 		}
+		if f, ok := s.(*syslog.Syslog); ok {
+			for i, st := range f.Servers() {
+				reg.GaugeFunc("wharf_sink_server_active", "1 for the downstream server a syslog sink sends to now, 0 for its other servers.",
+					func() float64 { return b2f(f.ServerState(i).Active) }, "sink", name, "server", st.URL)
+				reg.GaugeFunc("wharf_sink_server_up", "0 while a syslog sink skips the server after a failed dial or write (its backoff), else 1.",
+					func() float64 { return b2f(!f.ServerState(i).Down) }, "sink", name, "server", st.URL)
+				reg.CounterFunc("wharf_sink_server_failures_total", "Failed dials and writes to a syslog sink's downstream server.",
+					func() float64 { return float64(f.ServerState(i).Failures) }, "sink", name, "server", st.URL)
+			}
+		}
 		if f, ok := s.(*syslog.Syslog); ok && f.HasRELP() {
 			reg.CounterFunc("wharf_relp_acks_received_total", "Messages a RELP server (relp:// or relp+tls:// in servers) acknowledged.",
 				func() float64 { return float64(f.RELPStats().AcksReceived) }, "sink", name)
@@ -464,5 +474,12 @@ func check(cfg *conf.Config, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "config %s is valid\n", cfg.Path)
+	return 0
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
 	return 0
 }

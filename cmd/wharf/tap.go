@@ -96,7 +96,8 @@ func bindStats(ln *ingest.Listener) func() admin.BindStats {
 // sinkStats hands a sink runner's typed stats to the status page. A sink
 // whose disk buffer (b, may be nil) cannot be written is not ready.
 func sinkStats(r *sinks.Runner, b *diskbuf.Buffer) func() admin.SinkStats {
-	fwd, _ := r.Sink().(*syslog.Syslog)
+	out, _ := r.Sink().(*syslog.Syslog)
+	fwd := out
 	if fwd != nil && !fwd.HasRELP() {
 		fwd = nil
 	}
@@ -118,6 +119,11 @@ func sinkStats(r *sinks.Runner, b *diskbuf.Buffer) func() admin.SinkStats {
 			}
 			if err := b.Fault(); err != nil {
 				s.Buffer.Problem = err.Error()
+			}
+		}
+		if out != nil {
+			for _, st := range out.Servers() {
+				s.Servers = append(s.Servers, admin.SinkServerStatus{URL: st.URL, Active: st.Active, Down: st.Down, Failures: st.Failures})
 			}
 		}
 		if fwd != nil { // RELP servers: acknowledgements, resends

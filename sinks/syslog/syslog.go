@@ -70,6 +70,26 @@ type server struct {
 	relp      bool        // relp:// and relp+tls:// servers (relp.go)
 	downUntil time.Time
 	backoff   time.Duration
+	stats     *serverStats // read without mu (Servers)
+}
+
+// serverStats mirror a server's state for readers that must not wait
+// for mu (a write holds it for up to write_timeout).
+type serverStats struct {
+	failures  atomic.Uint64
+	downUntil atomic.Int64 // Unix ns
+}
+
+// ServerState is one downstream server of a syslog sink as last seen.
+type ServerState struct {
+	URL string
+	// Active is the server batches go to now.
+	Active bool
+	// Down is set while the server is skipped after a failed dial or
+	// write (its backoff, up to 30 s).
+	Down bool
+	// Failures counts failed dials and writes.
+	Failures uint64
 }
 
 // Syslog forwards batches to the first working server of its list.
@@ -111,6 +131,7 @@ type Syslog struct {
 	relpInFlight         atomic.Int64
 
 	failovers, replays atomic.Uint64
+	active             atomic.Int32 // cur, for Servers
 }
 
 // New builds a syslog sink from its config section, with defaults
@@ -169,6 +190,7 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 				srv.tls.ServerName = host
 			}
 		}
+		srv.stats = &serverStats{}
 		s.servers = append(s.servers, srv)
 	}
 	return s, nil
@@ -217,6 +239,27 @@ func (s *Syslog) Failovers() uint64 { return s.failovers.Load() }
 // Replays counts batches written a second time because the connection
 // they went out on was found closed or reset by the collector.
 func (s *Syslog) Replays() uint64 { return s.replays.Load() }
+
+// Servers returns each server's state, in configured order. It does not
+// wait for a write in progress: safe to call at any time.
+func (s *Syslog) Servers() []ServerState {
+	out := make([]ServerState, len(s.servers)) // the list never changes after New
+	for i := range s.servers {
+		out[i] = s.ServerState(i)
+	}
+	return out
+}
+
+// ServerState returns the state of the i-th configured server (0 <= i <
+// len(Servers())), like Servers.
+func (s *Syslog) ServerState(i int) ServerState {
+	srv := &s.servers[i]
+	return ServerState{
+		URL: srv.url, Active: i == int(s.active.Load()),
+		Down:     srv.stats.downUntil.Load() > time.Now().UnixNano(),
+		Failures: srv.stats.failures.Load(),
+	}
+}
 
 // Server returns the URL of the server currently in use.
 func (s *Syslog) Server() string {
@@ -278,6 +321,7 @@ func (s *Syslog) switchTo(i int) {
 	s.closeConn()
 	from := s.servers[s.cur].url
 	s.cur = i
+	s.active.Store(int32(i))
 	s.failovers.Add(1)
 	if i != 0 {
 		s.nextFailback = time.Now().Add(s.failback)
@@ -309,6 +353,8 @@ func (s *Syslog) markDown(srv *server) {
 		srv.backoff = min(srv.backoff*2, serverMaxBackoff)
 	}
 	srv.downUntil = time.Now().Add(srv.backoff)
+	srv.stats.downUntil.Store(srv.downUntil.UnixNano())
+	srv.stats.failures.Add(1)
 }
 
 func (s *Syslog) closeConn() {

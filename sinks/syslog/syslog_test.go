@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -292,6 +293,10 @@ func TestFailoverAndFailback(t *testing.T) {
 	if s.Failovers() != 1 || s.Server() != backup.url() {
 		t.Fatalf("failovers %d, server %s", s.Failovers(), s.Server())
 	}
+	want := []ServerState{{URL: "tcp://" + primaryAddr, Down: true, Failures: 1}, {URL: backup.url(), Active: true}}
+	if got := s.Servers(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Servers() after the failover = %+v, want %+v", got, want)
+	}
 	// The primary comes back: after the failback interval (and its
 	// backoff) the sink returns to it.
 	l, err := net.Listen("tcp", primaryAddr)
@@ -314,6 +319,9 @@ func TestFailoverAndFailback(t *testing.T) {
 	})
 	if s.Server() != "tcp://"+primaryAddr || s.Failovers() != 2 {
 		t.Fatalf("no failback: server %s, failovers %d", s.Server(), s.Failovers())
+	}
+	if st := s.Servers(); !st[0].Active || st[0].Down || st[1].Active {
+		t.Errorf("Servers() after the failback = %+v, want the primary active and up", st)
 	}
 	s.Write(context.Background(), msgs("back"))
 	s.Close()

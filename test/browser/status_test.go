@@ -268,6 +268,10 @@ dial_timeout = "200ms"
 		t.Errorf("siem (collector down): state %q queue %v sent %v last error %q; want down, a queue, nothing sent and the error",
 			siem.Values["state"], siem.Values["queue_messages"], siem.Values["sent"], siem.Text["last_error"])
 	}
+	// Its one downstream server: active (the only one), failing.
+	if txt := siem.Text["rate_msgs"]; !strings.Contains(txt, fmt.Sprintf("tcp://127.0.0.1:%d (active)", dead)) || !strings.Contains(txt, "failed") {
+		t.Errorf("siem row's server line %q: want its server marked active with a failure count", txt)
+	}
 	sctx, cancel = step(5 * time.Second)
 	ready, err := chromedp.Run(sctx, chromedp.Text(chromedp.ID("ready")))
 	cancel()
