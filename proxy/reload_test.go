@@ -2,8 +2,10 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -431,5 +433,73 @@ func TestReloadRebuildsFrontendOnItsSocket(t *testing.T) {
 	io.WriteString(open, "x\n")
 	if line, err := rd.ReadString('\n'); line != "x\n" {
 		t.Errorf("connection open on the replaced frontend: %q, %v", line, err)
+	}
+}
+
+// A failed reload leaves /metrics showing the running servers: the
+// backend it built and dropped does not take their series over.
+func TestReloadFailedKeepsMetrics(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	set, reg := startWharf(t, fmt.Sprintf(reloadAdmin, 1, ""))
+	a, _ := set.Server("web", "a")
+	a.SetState(upstream.StateDrain)
+	a.SetWeight(9)
+	// a gets a new address (so no state to carry over) and the bind a
+	// busy one.
+	bad := strings.Replace(fmt.Sprintf(reloadAdmin, 1, ""), `bind = ["tcp://127.0.0.1:0"]`, `bind = ["tcp://`+busy.Addr().String()+`"]`, 1)
+	bad = strings.Replace(bad, "127.0.0.1:1", "127.0.0.1:4", 1)
+	if err := reload(t, set, bad); err == nil {
+		t.Fatal("reload onto a busy address succeeded")
+	}
+	if w := proxytest.Metric(reg, "wharf_proxy_server_weight", "backend", "web", "server", "a"); w != 9 {
+		t.Errorf("wharf_proxy_server_weight of a after the failed reload: %v, want 9", w)
+	}
+	if v := proxytest.Metric(reg, "wharf_proxy_server_admin_state", "backend", "web", "server", "a", "state", "drain"); v != 1 {
+		t.Errorf("admin_state drain of a after the failed reload: %v, want 1", v)
+	}
+}
+
+// A reload adds the first proxy frontend to a config that had none, and
+// a later one takes every proxy away again.
+func TestReloadFromAndToNoProxy(t *testing.T) {
+	a := proxytest.Listen(t, proxytest.Greeter("a"))
+	withProxy, err := conf.Parse([]byte(fmt.Sprintf("[frontend.f]\nmode = \"tcp\"\nbind = [\"tcp://127.0.0.1:0\"]\nbackend = \"web\"\n[backend.web]\ncheck = \"none\"\n[[backend.web.server]]\nname = \"a\"\naddress = %q\n", a.Addr)), "wharf.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same config without its proxies (a syslog-only one, as far as
+	// the proxies can tell).
+	none := *withProxy
+	none.Frontends, none.Backends = map[string]*conf.Frontend{}, map[string]*conf.Backend{}
+	set, err := proxy.Start(&none, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { set.Shutdown(context.Background()) })
+	apply := func(cfg *conf.Config) {
+		t.Helper()
+		r, err := set.Prepare(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Commit()
+	}
+	apply(withProxy)
+	addr := set.Addrs("f")[0].String()
+	if name, err := greet(addr); name != "a" {
+		t.Fatalf("the added proxy frontend: %q, %v", name, err)
+	}
+	apply(&none)
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Error("the removed proxy frontend's bind still accepts")
+	}
+	testenv.Eventually(t, "web to close", func() bool { return set.Retired() == 0 })
+	if n := len(set.Servers()); n != 0 {
+		t.Errorf("%d servers after the proxies were removed", n)
 	}
 }

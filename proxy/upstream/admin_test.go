@@ -180,6 +180,8 @@ func TestAdminMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b2.Start() // exports the computed series
+	defer b2.Close()
 	b2.server("a").SetState(StateMaint)
 	b2.server("a").SetWeight(7)
 	mfs, err := reg.Gatherer().Gather()

@@ -135,6 +135,7 @@ type Backend struct {
 	hashHeader string
 
 	noServer *metrics.Counter
+	reg      *metrics.Registry
 
 	stop    chan struct{}
 	stopped sync.WaitGroup
@@ -156,6 +157,7 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 	if len(cfg.Servers) == 0 {
 		return nil, fmt.Errorf("proxy/upstream: backend %s has no servers; add [[backend.%s.server]]", cfg.Name, cfg.Name)
 	}
+	b.reg = reg
 	b.noServer = reg.Counter("wharf_proxy_backend_no_server_total", "Connections or requests refused because no server of the backend was up and below maxconn.", "backend", cfg.Name)
 	for _, sc := range cfg.Servers {
 		s := &Server{Name: sc.Name, Addr: sc.Address, Weight: max(sc.Weight, 1), MaxConn: sc.MaxConn, b: b}
@@ -176,19 +178,6 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 		s.checksFail = reg.Counter("wharf_proxy_server_checks_total", "Active health checks by result.", append(l, "result", "fail")...)
 		s.wentUp = reg.Counter("wharf_proxy_server_transitions_total", "Health state changes of the server.", append(l, "to", "up")...)
 		s.wentDown = reg.Counter("wharf_proxy_server_transitions_total", "Health state changes of the server.", append(l, "to", "down")...)
-		reg.GaugeFunc("wharf_proxy_server_check_seconds", "Duration of the server's last active health check.",
-			func() float64 { return float64(s.checkNanos.Load()) / 1e9 }, l...)
-		reg.GaugeFunc("wharf_proxy_server_weight", "Effective weight of the server (0-256): the configured one until changed on the admin API.",
-			func() float64 { return float64(s.weight.Load()) }, l...)
-		for st := StateReady; st <= StateMaint; st++ {
-			reg.GaugeFunc("wharf_proxy_server_admin_state", "1 for the server's administrative state (ready, drain, maint; set on the admin API), 0 for the others.",
-				func() float64 {
-					if s.State() == st {
-						return 1
-					}
-					return 0
-				}, append(l, "state", st.String())...)
-		}
 		s.weight.Store(int32(s.Weight))
 		s.up.Store(true)
 		s.upGauge.Set(1)
@@ -454,8 +443,27 @@ func (b *Backend) Connect(ctx context.Context, client netip.Addr, first func(*Se
 
 // Start runs the active health checks (one goroutine per server) until
 // Close. With check "none", a down server is put back after
-// check_interval so traffic retries it.
+// check_interval so traffic retries it. It also points the servers'
+// computed series (check seconds, weight, admin state) at b's servers:
+// not New, so a backend a reload builds and then drops (the reload
+// failed) does not take them over from the one that runs.
 func (b *Backend) Start() {
+	for _, s := range b.servers {
+		l := []string{"backend", b.Name, "server", s.Name}
+		b.reg.GaugeFunc("wharf_proxy_server_check_seconds", "Duration of the server's last active health check.",
+			func() float64 { return float64(s.checkNanos.Load()) / 1e9 }, l...)
+		b.reg.GaugeFunc("wharf_proxy_server_weight", "Effective weight of the server (0-256): the configured one until changed on the admin API.",
+			func() float64 { return float64(s.weight.Load()) }, l...)
+		for st := StateReady; st <= StateMaint; st++ {
+			b.reg.GaugeFunc("wharf_proxy_server_admin_state", "1 for the server's administrative state (ready, drain, maint; set on the admin API), 0 for the others.",
+				func() float64 {
+					if s.State() == st {
+						return 1
+					}
+					return 0
+				}, append(l, "state", st.String())...)
+		}
+	}
 	for i, s := range b.servers {
 		b.stopped.Add(1)
 		// Spread the first checks over the interval so servers sharing a
