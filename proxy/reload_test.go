@@ -3,12 +3,14 @@ package proxy_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 
 	"wharf/conf"
 	"wharf/internal/testenv"
+	"wharf/internal/testpki"
 	"wharf/metrics"
 	"wharf/proxy"
 	"wharf/proxy/internal/proxytest"
@@ -501,5 +504,51 @@ func TestReloadFromAndToNoProxy(t *testing.T) {
 	testenv.Eventually(t, "web to close", func() bool { return set.Retired() == 0 })
 	if n := len(set.Servers()); n != 0 {
 		t.Errorf("%d servers after the proxies were removed", n)
+	}
+}
+
+// A certificate renewed in place (same tls_cert path, new contents) is
+// served after a reload, on the same socket.
+func TestReloadRenewedCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "test CA")
+	put := func(name string) {
+		t.Helper()
+		_, certFile, keyFile := ca.ServerCert(t, name)
+		for from, to := range map[string]string{certFile: dir + "/cert.pem", keyFile: dir + "/key.pem"} {
+			b, err := os.ReadFile(from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(to, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	put("one.example")
+	cfg := fmt.Sprintf("[frontend.f]\nmode = \"http\"\nbind = [\"tcp://127.0.0.1:0\"]\nbackend = \"b\"\ntls_cert = %q\ntls_key = %q\n[backend.b]\ncheck = \"none\"\n[[backend.b.server]]\naddress = \"127.0.0.1:1\"\n", dir+"/cert.pem", dir+"/key.pem")
+	set, _ := startWharf(t, cfg)
+	addr := set.Addrs("f")[0].String()
+	served := func() string {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].DNSNames[0]
+	}
+	if got := served(); got != "one.example" {
+		t.Fatalf("serves %s, want one.example", got)
+	}
+	put("two.example")
+	if err := reload(t, set, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := served(); got != "two.example" {
+		t.Errorf("after the renewal and a reload: serves %s, want two.example", got)
+	}
+	if got := set.Addrs("f")[0].String(); got != addr {
+		t.Errorf("bind moved from %s to %s", addr, got)
 	}
 }
