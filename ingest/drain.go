@@ -28,13 +28,18 @@ const (
 // quiet: no read in progress (an event loop held back by a full queue is
 // busy), nothing in its kernel receive queue, no byte for drainQuiet. A
 // sender that keeps writing keeps it waiting until ctx ends; busy is how
-// many connections were still not quiet then. udp:// and relp:// binds
-// return at once (a RELP sender resends what was not acknowledged). Call
-// before Stop while the sinks still run, so what is read is delivered.
+// many connections were still not quiet then. On a udp:// bind it waits
+// until every socket was read empty once since Drain began (or is empty
+// now): the datagrams queued when the stop began are read, new ones do
+// not hold it up. relp:// binds return at once (a RELP sender resends
+// what was not acknowledged). Call before Stop while the sinks still
+// run, so what is read is delivered.
 func (l *Listener) Drain(ctx context.Context) (busy int) {
 	switch {
-	case l.relp != nil, !l.tcp:
+	case l.relp != nil:
 		return 0
+	case !l.tcp:
+		return l.drainDatagrams(ctx)
 	case l.tls != nil:
 		if l.tls.ln == nil {
 			return 0
@@ -112,4 +117,29 @@ func unread(c net.Conn) bool {
 	n := 0
 	rc.Control(func(fd uintptr) { n = inq(int(fd)) })
 	return n > 0
+}
+
+// drainDatagrams is Drain for a udp:// bind; busy counts sockets not yet
+// read empty when ctx ended.
+func (l *Listener) drainDatagrams(ctx context.Context) (busy int) {
+	epoch := l.udpEpoch.Add(1)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		busy = 0
+		l.batches.Range(func(k, v any) bool {
+			if v.(*udpBatch).emptied.Load() < epoch && inq(k.(int)) > 0 {
+				busy++
+			}
+			return true
+		})
+		if busy == 0 {
+			return 0
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return busy
+		}
+	}
 }

@@ -76,6 +76,9 @@ type Listener struct {
 	open    sync.Map  // gnet.Conn -> *conn, for the timeout sweep
 	perIP   acl.PerIP // open TCP/TLS connections per source (maxconn_per_ip)
 	batches sync.Map  // UDP socket fd -> *udpBatch, one per event loop
+	// udpEpoch is raised by Drain; a UDP socket read until it was empty
+	// after that records it in its udpBatch (see Drain).
+	udpEpoch atomic.Uint64
 
 	rate     rateLimiter // buckets and counters of the rate limits (ratelimit.go)
 	stopping atomic.Bool // Stop began: held-back connections stop waiting
@@ -590,9 +593,12 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		if a, ok := c.RemoteAddr().(*net.UDPAddr); ok {
 			peer = a.AddrPort()
 		}
+		epoch := l.udpEpoch.Load() // before reading: see Drain
 		b := l.udpBatchFor(c.Fd(), s)
 		l.datagram(&b.out, s, fe, buf, false, now, peer)
-		l.drainUDP(b, c.Fd(), s, fe, now)
+		if l.drainUDP(b, c.Fd(), s, fe, now) {
+			b.emptied.Store(epoch)
+		}
 		return gnet.None
 	}
 
@@ -685,8 +691,9 @@ func (l *Listener) udpBatchFor(fd int, s *settings) *udpBatch {
 
 // drainUDP reads what else is waiting on the socket in recvmmsg batches
 // (see udpbatch.go) and hands each batch's messages over together with
-// what b.out already holds. It runs on the event loop that owns fd.
-func (l *Listener) drainUDP(b *udpBatch, fd int, s *settings, fe *route.Frontend, now int64) {
+// what b.out already holds. It runs on the event loop that owns fd. It
+// reports whether it read the socket empty.
+func (l *Listener) drainUDP(b *udpBatch, fd int, s *settings, fe *route.Frontend, now int64) (empty bool) {
 	defer b.out.flush(false)
 	for range udpMaxBatches {
 		n := b.read(fd)
@@ -695,10 +702,11 @@ func (l *Listener) drainUDP(b *udpBatch, fd int, s *settings, fe *route.Frontend
 			l.datagram(&b.out, s, fe, data, cut, now, peer)
 		}
 		if n < udpBatchSize {
-			return
+			return true
 		}
 		b.out.flush(false)
 	}
+	return false
 }
 
 // deliver turns one frame into a message and adds it to out for its

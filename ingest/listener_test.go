@@ -60,13 +60,25 @@ func listen(t *testing.T, scheme string, fe *conf.Frontend) (*Listener, *metrics
 // routing treats as a sink that needs every field parsed).
 func listenTo(t *testing.T, scheme string, fe *conf.Frontend, sink *conf.Sink) (*Listener, *metrics.Registry, *collector) {
 	t.Helper()
+	tgt := &collector{}
+	l, reg := listenRoute(t, scheme, fe, sink, tgt)
+	return l, reg, tgt
+}
+
+// listenWith is listen with the given target.
+func listenWith(t *testing.T, scheme string, fe *conf.Frontend, tgt route.Target) (*Listener, *metrics.Registry) {
+	t.Helper()
+	return listenRoute(t, scheme, fe, nil, tgt)
+}
+
+func listenRoute(t *testing.T, scheme string, fe *conf.Frontend, sink *conf.Sink, tgt route.Target) (*Listener, *metrics.Registry) {
+	t.Helper()
 	fe.Name = "edge"
 	fe.Sinks = []string{"out"}
 	cfg := &conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}
 	if sink != nil {
 		cfg.Sinks = map[string]*conf.Sink{"out": sink}
 	}
-	tgt := &collector{}
 	tab, err := route.Compile(cfg, map[string]route.Target{"out": tgt})
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +98,7 @@ func listenTo(t *testing.T, scheme string, fe *conf.Frontend, sink *conf.Sink) (
 		defer cancel()
 		l.Stop(ctx)
 	})
-	return l, reg, tgt
+	return l, reg
 }
 
 func counter(reg *metrics.Registry, name, reason string) float64 {

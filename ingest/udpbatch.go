@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -34,12 +35,15 @@ type mmsghdr struct {
 // ever used by one goroutine: the loop that owns its socket.
 type udpBatch struct {
 	// out collects the messages of a read for their runners.
-	out   outbox
-	slot  int
-	bufs  []byte
-	iov   []unix.Iovec
-	hdrs  []mmsghdr
-	names []unix.RawSockaddrInet6 // large enough for an IPv4 address too
+	out outbox
+	// emptied is the Listener's udpEpoch as of the last read that began
+	// after it was loaded and left the socket empty (Drain).
+	emptied atomic.Uint64
+	slot    int
+	bufs    []byte
+	iov     []unix.Iovec
+	hdrs    []mmsghdr
+	names   []unix.RawSockaddrInet6 // large enough for an IPv4 address too
 }
 
 func newUDPBatch(slot int) *udpBatch {
