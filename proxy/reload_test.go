@@ -552,3 +552,49 @@ func TestReloadRenewedCertificate(t *testing.T) {
 		t.Errorf("bind moved from %s to %s", addr, got)
 	}
 }
+
+// An http frontend rebuilt by a reload (its own settings changed) does
+// not cut an open keep-alive connection: the next request on it is
+// answered, with Connection: close, and the client reconnects to the new
+// frontend on the same socket.
+func TestReloadHTTPRebuiltClosesAfterAnswer(t *testing.T) {
+	a := newHTTPNamed(t, "a")
+	cfg := fmt.Sprintf(reloadHTTP, "one", a.Listener.Addr().String(), a.Listener.Addr().String())
+	set, _ := startWharf(t, cfg)
+	addr := set.Addrs("f")[0].String()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rd := bufio.NewReader(c)
+	if got := get(t, c, rd); got != "a" {
+		t.Fatalf("before the reload: %q", got)
+	}
+	rebuilt := strings.Replace(cfg, `backend = "one"`, "backend = \"one\"\nclient_timeout = \"20s\"", 1)
+	if err := reload(t, set, rebuilt); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(rd, nil)
+	if err != nil {
+		t.Fatalf("the kept-alive connection's request after the rebuild: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "a" || !resp.Close {
+		t.Errorf("answer on the old frontend: %d %q Connection: close %v, want 200 \"a\" and close", resp.StatusCode, body, resp.Close)
+	}
+	if _, err := rd.ReadByte(); err != io.EOF {
+		t.Errorf("after the answer the old frontend's connection gives %v, want EOF", err)
+	}
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got := get(t, c2, bufio.NewReader(c2)); got != "a" {
+		t.Errorf("a new connection after the rebuild: %q", got)
+	}
+}
