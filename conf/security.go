@@ -309,9 +309,6 @@ func (v *validator) relp(p string, f *Frontend) {
 		}
 		return
 	}
-	if !f.RateLimit.IsZero() || !f.RateLimitPerIP.IsZero() {
-		v.warn(p, "rate_limit and rate_limit_per_ip do not apply to relp:// and relp+tls:// binds (a RELP sender is held back by relp_window instead)")
-	}
 	if f.RELPWindow < 1 || f.RELPWindow > MaxRELPWindow {
 		v.errAt(p+".relp_window", "%d out of range (1-%d)", f.RELPWindow, MaxRELPWindow)
 	}

@@ -451,6 +451,9 @@ func (s *relpSession) read() {
 						l.relp.opened.Inc()
 					}
 				case relp.KindSyslog:
+					if st.rate != nil {
+						s.throttle(st, handOver)
+					}
 					var ack message.Acker
 					if ackLevel == relpAckQueued {
 						queued = append(queued, t)
@@ -498,6 +501,41 @@ func (s *relpSession) read() {
 			l.reason("dropped", "incomplete_frame_at_close").Inc()
 		}
 		return
+	}
+}
+
+// throttle waits until the bind's rate limits pass one more message from
+// the peer, handing over what the read holds first so that is not held
+// up. The sender's window fills meanwhile and holds it back, as a full
+// queue does: a RELP sender is slowed, never refused. A shutdown ends the
+// wait and the message passes (charged as debt, as at a tcp:// close).
+func (s *relpSession) throttle(st *settings, flush func()) {
+	counted := false
+	var t *time.Timer
+	for {
+		wait := st.rate.take(s.peer.Addr(), time.Now().UnixNano(), !counted)
+		if wait == 0 {
+			return
+		}
+		if !counted {
+			flush()
+			s.wakeWriter()
+			counted = true
+		}
+		if t == nil {
+			t = time.NewTimer(time.Duration(wait))
+			defer t.Stop()
+		} else {
+			t.Reset(time.Duration(wait))
+		}
+		select {
+		case <-t.C:
+		case <-s.stop:
+			st.rate.charge(s.peer.Addr(), time.Now().UnixNano())
+			return
+		case <-s.dead:
+			return
+		}
 	}
 }
 

@@ -367,3 +367,41 @@ func TestRELPSlotsAnsweredOnceInOrder(t *testing.T) {
 		t.Fatalf("acks sent %v, want %d", got, n)
 	}
 }
+
+// TestRELPRateLimitSlowsSender: rate_limit on a relp:// bind holds the
+// sender back (wharf stops reading the session, its window fills) and
+// drops nothing: 3,000 messages at 1,000/s with a burst of 200 take at
+// least 2.8 s to be acknowledged, every one of them is.
+func TestRELPRateLimitSlowsSender(t *testing.T) {
+	const perSecond, burst, n = 1000, 200, 3000
+	l, reg, tgt := listen(t, "relp", &conf.Frontend{RateLimit: conf.Rate{N: perSecond, Per: time.Second}, RateBurst: burst})
+	p := dialRELP(t, l.Addr(), nil)
+	p.open()
+	var b []byte
+	for i := range n {
+		b = relp.AppendFrame(b, uint32(i+2), "syslog", fmt.Appendf(nil, "<13>1 2026-11-25T10:00:00Z h app - - - msg %d", i))
+	}
+	p.txnr = n + 1
+	start := time.Now()
+	go p.c.Write(b)
+	for i := range n {
+		p.rsp(uint32(i+2), 200)
+	}
+	elapsed := time.Since(start)
+	want := time.Duration(float64(n-burst) / perSecond * float64(time.Second))
+	t.Logf("%d messages acknowledged in %v (the limit allows them in %v)", n, elapsed.Round(time.Millisecond), want)
+	if elapsed < want*85/100 {
+		t.Errorf("%d messages acknowledged in %v: faster than rate_limit %d/s with burst %d allows (%v)", n, elapsed, perSecond, burst, want)
+	}
+	if got := tgt.count(); got != n {
+		t.Errorf("%d of %d delivered", got, n)
+	}
+	if d := counter(reg, "wharf_frontend_dropped_total", ""); d != 0 {
+		t.Errorf("%v dropped: a RELP sender must be slowed, not dropped", d)
+	}
+	if c := counter(reg, "wharf_frontend_rate_limited_total", ""); c < 1 {
+		t.Error("no message counted as rate limited")
+	}
+	p.rsp(p.send("close", ""), 200)
+	p.closed()
+}
