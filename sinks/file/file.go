@@ -1,13 +1,16 @@
 // Package file is the sink that appends encoded messages, one per line, to
-// a file, reopening it on demand for logrotate.
+// a file, reopening it on demand for logrotate, and on its own when the
+// file is deleted or renamed under it.
 package file
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"wharf/conf"
 	"wharf/internal/logfile"
@@ -31,6 +34,11 @@ type File struct {
 
 	mu sync.Mutex
 	f  *os.File // nil until the first Write, Check or Reopen
+	// checked is when Write last made sure path still names f (Unix ns);
+	// followEvery is how often it does (followInterval; tests change it).
+	checked     int64
+	followEvery time.Duration
+	log         *slog.Logger
 	// dyn is set when path holds placeholders (dynamic.go); f is then
 	// unused.
 	dyn *dynamic
@@ -56,7 +64,7 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sinks/file: sink %q: %w", name, err)
 	}
-	s := &File{name: name, path: c.Path, mode: os.FileMode(mode), enc: enc}
+	s := &File{name: name, path: c.Path, mode: os.FileMode(mode), enc: enc, followEvery: followInterval, log: slog.Default().With("sink", name)}
 	parts, err := ParsePathTemplate(c.Path)
 	if err != nil {
 		return nil, fmt.Errorf("sinks/file: sink %q: %w", name, err)
@@ -103,12 +111,48 @@ func (s *File) Write(_ context.Context, batch []*message.Message) error {
 		if err != nil {
 			return err
 		}
-		s.f = f
+		s.f, s.checked = f, time.Now().UnixNano()
+	} else if now := time.Now().UnixNano(); now-s.checked >= int64(s.followEvery) {
+		s.checked = now
+		s.follow()
 	}
 	if err := appendAll(s.f, b); err != nil {
 		return fmt.Errorf("sinks/file: sink %q: write %s: %w", s.name, s.path, err)
 	}
 	return nil
+}
+
+// followInterval is how often Write checks that the path still names the
+// open file.
+const followInterval = time.Second
+
+// follow reopens path when it no longer names the open file: deleted
+// (writes would go on into an unlinked inode, lost without a trace) or
+// renamed by a logrotate that did not send SIGHUP. Within followInterval
+// of the rename, writes still reach the renamed file, which is kept; none
+// is lost. If the new file cannot be opened, the old one stays in use and
+// the error is logged. Called with mu held.
+func (s *File) follow() {
+	open, err := s.f.Stat()
+	if err != nil {
+		return
+	}
+	cur, err := os.Lstat(s.path)
+	if err == nil && os.SameFile(open, cur) {
+		return
+	}
+	why := "renamed or replaced"
+	if err != nil {
+		why = "deleted"
+	}
+	f, oerr := s.open()
+	if oerr != nil {
+		s.log.Error("the file sink's file was "+why+" and a new one cannot be opened; writing on into the old one", "path", s.path, "err", oerr)
+		return
+	}
+	s.f.Close()
+	s.f = f
+	s.log.Warn("the file sink's file was "+why+" without a reopen (SIGHUP); writing to a new file at its path", "path", s.path)
 }
 
 // Reopen closes the current file and opens Path again, so writes go to a

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -72,6 +73,7 @@ func TestFileReopenAfterRotate(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "dir", "messages.jsonl")
 	s := newFile(t, &conf.Sink{Options: &Config{Path: path}})
+	s.followEvery = time.Hour // the rename is noticed by Reopen here, not by follow
 	ctx := context.Background()
 	if err := s.Write(ctx, batch("a", 3)); err != nil {
 		t.Fatal(err)
@@ -119,6 +121,49 @@ func TestFileReopenAfterRotate(t *testing.T) {
 	}
 	want(readJSONLines(t, rotated), "a3", "b2")
 	want(readJSONLines(t, path), "c4")
+}
+
+// A file deleted or renamed under a running sink, with no SIGHUP: the
+// sink notices (followInterval; every write here) and writes to a new file
+// at its path, instead of into an unlinked inode where lines vanish.
+func TestFileFollowsDeletedAndRenamed(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "m.log")
+	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: path}})
+	s.followEvery = 0
+	ctx := context.Background()
+	write := func(prefix string) {
+		t.Helper()
+		if err := s.Write(ctx, batch(prefix, 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := func(p string) string {
+		t.Helper()
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strconv.Itoa(strings.Count(string(b), "\n")) + ":" + string(b[:min(len(b), 6)])
+	}
+	write("a")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	write("b") // noticed before this batch: it goes to the new file
+	if got := lines(path); got != "2:<13>b-" {
+		t.Errorf("after the file was deleted: %s, want the 2 lines of b in a new file", got)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	write("c")
+	if got, rot := lines(path), lines(path+".1"); got != "2:<13>c-" || rot != "2:<13>b-" {
+		t.Errorf("after a rename without SIGHUP: %s at the path and %s in the renamed file, want c's 2 and b's 2", got, rot)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestFileReopenConcurrentWithWrite(t *testing.T) {
