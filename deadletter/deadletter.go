@@ -115,12 +115,34 @@ func (d *File) Close() {
 	<-d.done
 }
 
+// followInterval is how often, at most, the writer checks that the path
+// still names its file (logfile.Moved), before a flush's first record.
+var followInterval = time.Second
+
 // run writes records as they come, flushing when the queue is empty.
 // Records count as written once flushed to the file; those a failed write
 // or flush loses count as lost, and the next record is tried afresh.
+// Before a flush's first record, at most once per followInterval, a file
+// deleted or rotated away under it is replaced by a new one at the path.
 func (d *File) run(f *os.File) {
 	defer close(d.done)
+	defer func() { f.Close() }()
 	w := bufio.NewWriterSize(f, 64<<10)
+	checked := time.Now()
+	follow := func() {
+		if time.Since(checked) < followInterval {
+			return
+		}
+		checked = time.Now()
+		if _, moved := logfile.Moved(f, d.path); !moved {
+			return
+		}
+		if nf, err := logfile.OpenAppend(d.path, 0o640); err == nil {
+			f.Close()
+			f = nf
+			w.Reset(f)
+		}
+	}
 	var line []byte
 	var buffered uint64 // records in w, not yet flushed
 	settle := func(err error) {
@@ -133,6 +155,9 @@ func (d *File) run(f *os.File) {
 		buffered = 0
 	}
 	for r := range d.ch {
+		if buffered == 0 {
+			follow() // before the first record of a flush
+		}
 		line = appendRecord(line[:0], r)
 		d.release(r)
 		buffered++
@@ -145,7 +170,6 @@ func (d *File) run(f *os.File) {
 		}
 	}
 	settle(w.Flush())
-	f.Close()
 }
 
 // appendRecord renders one JSON line. The bytes go in "raw" as a JSON

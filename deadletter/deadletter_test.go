@@ -7,8 +7,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"wharf/internal/testenv"
 	"wharf/metrics"
 )
 
@@ -173,5 +175,34 @@ func BenchmarkPut(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	for b.Loop() {
 		d.Put("edge", "tcp://127.0.0.1:5514", "parse_error", netip.AddrPort{}, raw)
+	}
+}
+
+// A dead-letter file deleted under the writer: the next records go to a
+// new file at the path, not into the unlinked one.
+func TestDeadLetterFollowsDeleted(t *testing.T) {
+	old := followInterval
+	followInterval = 0
+	defer func() { followInterval = old }()
+	path := filepath.Join(t.TempDir(), "dead.jsonl")
+	reg := metrics.NewRegistry()
+	d, err := Open(path, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := netip.MustParseAddrPort("192.0.2.7:5140")
+	d.Put("edge", "udp://127.0.0.1:5514", "parse_error", peer, []byte("first"))
+	testenv.Eventually(t, "the first record written", func() bool {
+		b, _ := os.ReadFile(path)
+		return strings.Contains(string(b), "first")
+	})
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	d.Put("edge", "udp://127.0.0.1:5514", "parse_error", peer, []byte("second"))
+	d.Close()
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(b), "second") || strings.Contains(string(b), "first") {
+		t.Fatalf("after the file was deleted: %q %v, want a new file with the second record", b, err)
 	}
 }

@@ -132,3 +132,23 @@ func CheckPath(path string) error {
 	}
 	return nil
 }
+
+// Moved reports whether path no longer names the open file f: it was
+// deleted (why "deleted"), or renamed or replaced (logrotate without a
+// reopen). Writers check it now and then and reopen path when it is set,
+// so lines do not go on into an unlinked or rotated file. An error
+// reading f's own state reports false.
+func Moved(f *os.File, path string) (why string, moved bool) {
+	open, err := f.Stat()
+	if err != nil {
+		return "", false
+	}
+	cur, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		return "deleted", true
+	case !os.SameFile(open, cur):
+		return "renamed or replaced", true
+	}
+	return "", false
+}
