@@ -119,23 +119,30 @@ func unread(c net.Conn) bool {
 	return n > 0
 }
 
-// drainDatagrams is Drain for a udp:// bind; busy counts sockets not yet
-// read empty when ctx ended.
+// drainDatagrams is Drain for a udp:// bind: done when the kernel holds
+// nothing for the port's sockets, or when every one of them (as many as
+// /proc/net/udp lists on the port) was read empty since it began. busy
+// counts the sockets still to read when ctx ended.
 func (l *Listener) drainDatagrams(ctx context.Context) (busy int) {
 	epoch := l.udpEpoch.Add(1)
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
 	for {
-		busy = 0
-		l.batches.Range(func(k, v any) bool {
-			if v.(*udpBatch).emptied.Load() < epoch && inq(k.(int)) > 0 {
-				busy++
+		st, err := udpPortState("/proc", l.port)
+		if err != nil || st.queued == 0 {
+			return 0
+		}
+		emptied := 0
+		l.batches.Range(func(_, v any) bool {
+			if v.(*udpBatch).emptied.Load() >= epoch {
+				emptied++
 			}
 			return true
 		})
-		if busy == 0 {
+		if emptied >= st.sockets {
 			return 0
 		}
+		busy = st.sockets - emptied
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
