@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -49,9 +50,11 @@ type Server struct {
 	mux   *http.ServeMux
 	srv   *http.Server
 	ln    net.Listener
-	token func() (string, error) // nil: no token required
-	hosts []string               // AllowHosts, lower case
-	tls   *tls.Config            // UseTLS: HTTPS only
+	token func() (string, error)   // nil: no token required
+	hosts atomic.Pointer[[]string] // allowed_hosts, lower case: SetAllowedHosts
+	// listenName is the listen address's host when it is a name (Start).
+	listenName string
+	tls        *tls.Config // UseTLS: HTTPS only
 
 	// Set by Start from the listen address, for hostAllowed.
 	listenIP  netip.Addr // invalid when listening on a name
@@ -61,11 +64,20 @@ type Server struct {
 // AllowHosts adds names (besides loopback addresses, localhost and the
 // listen address) that requests may carry in Host: the name the listener
 // is reached by through DNS or a reverse proxy. Call before Start.
-func (s *Server) AllowHosts(names ...string) {
+func (s *Server) AllowHosts(names ...string) { s.SetAllowedHosts(names) }
+
+// SetAllowedHosts replaces the names given by AllowHosts (a reload's
+// [admin] allowed_hosts); requests after it are checked against them.
+// Safe to call while serving.
+func (s *Server) SetAllowedHosts(names []string) {
+	hs := make([]string, 0, len(names))
 	for _, n := range names {
-		s.hosts = append(s.hosts, strings.TrimSuffix(strings.ToLower(n), "."))
+		hs = append(hs, normHost(n))
 	}
+	s.hosts.Store(&hs)
 }
+
+func normHost(n string) string { return strings.TrimSuffix(strings.ToLower(n), ".") }
 
 // hostAllowed reports whether a request's Host names this listener. An
 // IP literal can never be DNS-rebound, so with a wildcard listen address
@@ -86,7 +98,11 @@ func (s *Server) hostAllowed(host string) bool {
 		a = a.WithZone("").Unmap()
 		return a.IsLoopback() || s.listenAny || a == s.listenIP
 	}
-	return host == "localhost" || slices.Contains(s.hosts, host)
+	if host == "localhost" || (s.listenName != "" && host == s.listenName) {
+		return true
+	}
+	hs := s.hosts.Load()
+	return hs != nil && slices.Contains(*hs, host)
 }
 
 // browserGuard refuses, before anything else, requests that name another
@@ -208,7 +224,7 @@ func (s *Server) Start(addr string) error {
 		if a, err := netip.ParseAddr(host); err == nil {
 			s.listenIP, s.listenAny = a.Unmap(), a.IsUnspecified()
 		} else {
-			s.AllowHosts(host)
+			s.listenName = normHost(host)
 		}
 	}
 	s.srv = &http.Server{

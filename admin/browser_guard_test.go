@@ -114,3 +114,19 @@ func TestAdminWildcardHosts(t *testing.T) {
 		}
 	}
 }
+
+// A reload's allowed_hosts replace the old ones while serving; the
+// listen address's own name stays allowed.
+func TestAdminAllowedHostsReplaced(t *testing.T) {
+	s := &Server{listenName: "wharf-admin.internal"}
+	s.AllowHosts("old.example")
+	s.SetAllowedHosts([]string{"New.Example."})
+	for host, want := range map[string]bool{
+		"new.example:9600": true, "old.example:9600": false,
+		"wharf-admin.internal:9600": true, "localhost": true,
+	} {
+		if got := s.hostAllowed(host); got != want {
+			t.Errorf("after SetAllowedHosts: hostAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
+}

@@ -60,9 +60,13 @@ func (t *adminTLS) load(a *conf.Admin) error {
 }
 
 // reloadAdminTLS reads the admin listener's certificate files again (a
-// renewed certificate applies to new connections). Turning HTTPS on or
-// off needs a restart. Called with g.mu held.
+// renewed certificate applies to new connections) and applies its
+// allowed_hosts. Turning HTTPS on or off needs a restart. Called with
+// g.mu held.
 func (g *gateway) reloadAdminTLS(a *conf.Admin) {
+	if g.admin != nil {
+		g.admin.SetAllowedHosts(a.AllowedHosts) // allowed_hosts apply at once too
+	}
 	switch {
 	case g.admin == nil:
 	case (g.adminTLS != nil) != a.TLS():
