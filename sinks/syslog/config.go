@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/relp"
 	"wharf/sinks"
 )
 
@@ -39,6 +40,9 @@ type Config struct {
 	DialTimeout conf.Duration `toml:"dial_timeout"`
 	// WriteTimeout bounds writing one batch to a collector.
 	WriteTimeout conf.Duration `toml:"write_timeout"`
+	// RELPWindow is how many messages a relp:// server may leave
+	// unanswered at a time (0: relp.DefaultWindow).
+	RELPWindow int `toml:"relp_window"`
 	// ClientTLS holds the tls_* keys, for tls:// servers.
 	conf.ClientTLS
 }
@@ -54,6 +58,7 @@ var configType = conf.SinkType{
 		{Key: "out_framing", Type: "string", Default: conf.RefString(DefaultOutFraming), Doc: "TCP framing: `octet-counting` or `lf`."},
 		{Key: "dial_timeout", Type: "duration", Default: conf.RefDuration(DefaultDialTimeout), Doc: "Bound on one connect attempt."},
 		{Key: "write_timeout", Type: "duration", Default: conf.RefDuration(DefaultWriteTimeout), Doc: "Bound on writing one batch; a collector that stops reading is failed over from."},
+		{Key: "relp_window", Type: "integer", Default: "`128`", Doc: "`relp://` and `relp+tls://` servers: how many messages may wait for the server's answer at a time (librelp's default, 128; rsyslog's omrelp `windowSize`). A larger window keeps a distant collector busy; each unanswered message stays in the sink's queue until answered. 1-" + fmt.Sprint(conf.MaxRELPWindow) + "."},
 		{Key: "tls_ca", Type: "string", Default: "system roots", Doc: "`tls://` and `relp+tls://` servers: PEM file of CA certificates that verify the collector's certificate."},
 		{Key: "tls_cert", Type: "string", Default: "none", Doc: "`tls://` and `relp+tls://` servers: PEM client certificate (chain) for collectors that require mutual TLS; with `tls_key`."},
 		{Key: "tls_key", Type: "string", Default: "none", Doc: "`tls://` and `relp+tls://` servers: private key file for `tls_cert`."},
@@ -74,6 +79,19 @@ func (c *Config) ApplyDefaults() {
 	if c.WriteTimeout.Duration == 0 {
 		c.WriteTimeout.Duration = DefaultWriteTimeout
 	}
+	if c.RELPWindow == 0 {
+		c.RELPWindow = relp.DefaultWindow
+	}
+}
+
+// hasRELPServer reports whether a relp:// or relp+tls:// server is listed.
+func (c *Config) hasRELPServer() bool {
+	for _, srv := range c.Servers {
+		if strings.HasPrefix(srv, "relp://") || strings.HasPrefix(srv, "relp+tls://") {
+			return true
+		}
+	}
+	return false
 }
 
 // HasTLSServer reports whether a tls:// or relp+tls:// server is listed.
@@ -99,6 +117,12 @@ func (c *Config) Validate(v *conf.SinkCheck) {
 	v.Enum("out_framing", c.OutFraming, "octet-counting", "lf")
 	v.NotNegative("write_timeout", c.WriteTimeout)
 	v.NotNegative("dial_timeout", c.DialTimeout)
+	switch {
+	case c.RELPWindow < 1 || c.RELPWindow > conf.MaxRELPWindow:
+		v.Errorf("relp_window", "%d out of range (1-%d)", c.RELPWindow, conf.MaxRELPWindow)
+	case c.RELPWindow != relp.DefaultWindow && !c.hasRELPServer():
+		v.Errorf("relp_window", "relp_window applies to relp:// and relp+tls:// servers only; none of servers is")
+	}
 	if !c.HasTLSServer() {
 		if c.ClientTLS.IsSet() {
 			v.Errorf("", "tls_* keys apply to tls:// servers only; none of servers is tls://")
@@ -126,6 +150,9 @@ func checkServer(s string) error {
 func (c *Config) Describe(pr func(format string, args ...any)) {
 	pr("servers %s (in order, failover)", strings.Join(c.Servers, ", "))
 	pr("out_framing %s, dial_timeout %s, write_timeout %s", c.OutFraming, c.DialTimeout, c.WriteTimeout)
+	if c.hasRELPServer() {
+		pr("relp_window %d", c.RELPWindow)
+	}
 	if c.HasTLSServer() {
 		pr("%s", c.ClientTLS.Describe())
 	}

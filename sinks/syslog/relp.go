@@ -5,7 +5,7 @@ package syslog
 //
 // A session opens with "open" (offers: relp_version 0, the syslog
 // command) and then carries one "syslog" frame per message, up to
-// relp.DefaultWindow (librelp's 128) unanswered at a time. Write returns
+// relp_window (librelp's 128 by default) unanswered at a time. Write returns
 // nil only when the server answered "200" to every message of the batch,
 // so the runner keeps the batch in its queue until then. When the session
 // breaks (the server closes, answers an error, sends serverclose, or
@@ -208,7 +208,7 @@ func (s *Syslog) sendRELP(ctx context.Context, srv *server, batch []*message.Mes
 	next := 0
 	for {
 		out := s.buf[:0]
-		for next < len(batch) && len(inflight) < relp.DefaultWindow {
+		for next < len(batch) && len(inflight) < s.window {
 			i := next
 			next++
 			if b.acked[i] {

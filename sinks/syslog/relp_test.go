@@ -31,6 +31,10 @@ type relpServer struct {
 	cut         func(n int) bool
 	serverclose bool
 	sessions    int
+	// maxBurst is the most syslog frames answered at once: the server
+	// answers all it has read, so the client had at least that many
+	// unanswered.
+	maxBurst int
 }
 
 func newRELPServer(t *testing.T) *relpServer {
@@ -69,6 +73,7 @@ func (rs *relpServer) serve(c net.Conn) {
 		}
 		buf = append(buf, tmp[:k]...)
 		var out []byte
+		burst := 0
 		for {
 			f, n, _, err := relp.Next(buf, 1<<20)
 			if err != nil {
@@ -92,6 +97,8 @@ func (rs *relpServer) serve(c net.Conn) {
 				rs.mu.Lock()
 				i := len(rs.got)
 				rs.got = append(rs.got, string(f.Data))
+				burst++
+				rs.maxBurst = max(rs.maxBurst, burst)
 				ack := rs.answer == nil || rs.answer(i)
 				cut := rs.cut != nil && rs.cut(i)
 				rs.mu.Unlock()
@@ -148,6 +155,23 @@ func TestRELPOutputWaitsForEveryAck(t *testing.T) {
 	}
 	if rs.sessions != 1 {
 		t.Fatalf("%d sessions, want 1", rs.sessions)
+	}
+}
+
+// relp_window bounds the messages waiting for an answer: with 4 the
+// server never has more than 4 to answer at once, and all 1000 arrive.
+func TestRELPOutputWindow(t *testing.T) {
+	rs := newRELPServer(t)
+	s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{rs.url()}, RELPWindow: 4}})
+	defer s.Close()
+	if err := s.Write(context.Background(), numbered(1000)); err != nil {
+		t.Fatal(err)
+	}
+	rs.mu.Lock()
+	got, burst := len(rs.got), rs.maxBurst
+	rs.mu.Unlock()
+	if got != 1000 || burst > 4 {
+		t.Fatalf("server received %d messages, at most %d unanswered at once; want 1000 and at most relp_window 4", got, burst)
 	}
 }
 

@@ -4,6 +4,7 @@
 package syslog
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -21,6 +22,7 @@ import (
 
 	"wharf/conf"
 	"wharf/message"
+	"wharf/relp"
 	"wharf/sinks"
 )
 
@@ -102,6 +104,7 @@ type Syslog struct {
 	framing      Framing
 	dialTimeout  time.Duration
 	writeTimeout time.Duration
+	window       int // relp_window: unanswered RELP messages at most
 	failback     time.Duration
 	log          *slog.Logger
 
@@ -146,6 +149,7 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 		name:         name,
 		dialTimeout:  c.DialTimeout.Duration,
 		writeTimeout: c.WriteTimeout.Duration,
+		window:       cmp.Or(c.RELPWindow, relp.DefaultWindow),
 		failback:     FailbackInterval,
 		log:          slog.Default().With("sink", name),
 		buf:          make([]byte, 0, 64<<10),
