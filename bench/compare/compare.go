@@ -8,6 +8,7 @@
 package compare
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -83,6 +84,9 @@ type Scenario struct {
 	Count      uint64 `json:"count,omitempty"`
 	// Duration of each generator run.
 	Duration time.Duration `json:"duration_ns"`
+	// Compression is the Kafka codec every relay uses (kafka scenarios):
+	// "none", "lz4" or "zstd".
+	Compression string `json:"compression,omitempty"`
 }
 
 // Run is one relay run's measurements.
@@ -275,8 +279,17 @@ func (o Options) Plan() []Scenario {
 			Title: fmt.Sprintf("RELP relay: RFC5424 %d B over RELP in (window 128), RELP out to a receiver that acknowledges each message, %d connections, max rate", o.Size, o.TCPConns)})
 	}
 	if want("kafka") && len(o.Brokers) > 0 {
-		sc = append(sc, Scenario{ID: "kafka", Kind: "kafka", Unit: "messages", Duration: o.TCPDuration,
+		sc = append(sc, Scenario{ID: "kafka", Kind: "kafka", Unit: "messages", Duration: o.TCPDuration, Compression: "none",
 			Title: fmt.Sprintf("TCP in to Kafka (acks=1, no compression), %d connections, max rate", o.TCPConns)})
+	}
+	for _, codec := range []string{"lz4", "zstd"} {
+		// Each relay compresses with the same codec through its own
+		// client (wharf: kafka-go; rsyslog omkafka and syslog-ng kafka-c:
+		// librdkafka), at the codec's default level.
+		if (want("kafka") || want("kafka-"+codec)) && len(o.Brokers) > 0 {
+			sc = append(sc, Scenario{ID: "kafka-" + codec, Kind: "kafka", Unit: "messages", Duration: o.TCPDuration, Compression: codec,
+				Title: fmt.Sprintf("TCP in to Kafka (acks=1, %s compression), %d connections, max rate", codec, o.TCPConns)})
+		}
 	}
 	if want("http") {
 		sc = append(sc, Scenario{ID: "http", Kind: "http", Unit: "requests", Duration: o.ProxyDuration,
@@ -393,7 +406,7 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 		setup.In = sc.Kind
 	}
 	if sc.Kind == "kafka" {
-		setup.Brokers, setup.Topic = o.Brokers, "wharf-bench-"+rl.Name+"-"+runID
+		setup.Brokers, setup.Topic, setup.Compression = o.Brokers, "wharf-bench-"+rl.Name+"-"+runID, cmp.Or(sc.Compression, "none")
 		if err := recv.CreateTopic(ctx, o.Brokers, setup.Topic, 1); err != nil {
 			return fail(err)
 		}

@@ -98,8 +98,12 @@ func TestPlan(t *testing.T) {
 		t.Fatalf("plan without brokers: %s", got)
 	}
 	p = Options{Scenarios: []string{"kafka"}, Brokers: []string{"127.0.0.1:9092"}}.Plan()
-	if len(p) != 1 || p[0].Kind != "kafka" {
-		t.Fatalf("kafka plan %+v", p)
+	if len(p) != 3 || p[0].Compression != "none" || p[1].ID != "kafka-lz4" || p[2].Compression != "zstd" {
+		t.Fatalf("kafka plan %+v, want kafka (none), kafka-lz4, kafka-zstd", p)
+	}
+	p = Options{Scenarios: []string{"kafka-zstd"}, Brokers: []string{"127.0.0.1:9092"}}.Plan()
+	if len(p) != 1 || p[0].Kind != "kafka" || p[0].Compression != "zstd" {
+		t.Fatalf("kafka-zstd plan %+v", p)
 	}
 }
 

@@ -22,9 +22,11 @@ type Setup struct {
 	// OutAddr is the receiver's TCP host:port (syslog out), the backend
 	// server's (proxy scenarios), or empty when the output is Kafka.
 	OutAddr string
-	// Brokers and Topic are the Kafka output.
-	Brokers []string
-	Topic   string
+	// Brokers and Topic are the Kafka output, Compression its codec
+	// ("none", "lz4", "zstd").
+	Brokers     []string
+	Topic       string
+	Compression string
 	// Dir is an empty folder for config, pid and state files.
 	Dir string
 	// Root is the repository root (bin/wharf, var/peers).
@@ -118,8 +120,8 @@ type = "kafka"
 brokers = [%s]
 topic = %q
 required_acks = "one"
-compression = "none"
-`, quoteList(s.Brokers), s.Topic)
+compression = %q
+`, quoteList(s.Brokers), s.Topic, s.Compression)
 			} else {
 				out := "tcp"
 				if s.Kind == "relp" {
@@ -257,10 +259,10 @@ input(type="imtcp" address=%q port=%q ruleset="fwd")
 				conf += fmt.Sprintf(`module(load="omkafka")
 ruleset(name="fwd") {
     action(type="omkafka" broker=[%s] topic=%q template="raw"
-           confParam=["compression.codec=none", "queue.buffering.max.ms=5", "batch.num.messages=10000"]
+           confParam=["compression.codec=%s", "queue.buffering.max.ms=5", "batch.num.messages=10000"]
            topicConfParam=["request.required.acks=1"])
 }
-`, quoteList(s.Brokers), s.Topic)
+`, quoteList(s.Brokers), s.Topic, s.Compression)
 			} else if s.Kind == "relp" {
 				// windowSize 1024: with librelp's default of 128 omrelp
 				// sends about 700 msg/s here (measured against rsyslog's
@@ -302,8 +304,8 @@ source s_in { syslog(ip(%q) port(%s) transport(%q) max-connections(1000) log-iw-
 `, h, port, s.In)
 			if s.Topic != "" {
 				conf += fmt.Sprintf(`destination d_out { kafka-c(bootstrap-servers(%q) topic(%q) message("$RAWMSG")
-    config("acks" => "1" "compression.codec" => "none" "queue.buffering.max.ms" => "5" "batch.num.messages" => "10000")); };
-`, strings.Join(s.Brokers, ","), s.Topic)
+    config("acks" => "1" "compression.codec" => %q "queue.buffering.max.ms" => "5" "batch.num.messages" => "10000")); };
+`, strings.Join(s.Brokers, ","), s.Topic, s.Compression)
 			} else {
 				oh, op := hostPort(s.OutAddr)
 				conf += fmt.Sprintf(`destination d_out { syslog(%q port(%s) transport("tcp")); };
