@@ -45,12 +45,18 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		if len(f.TLSCiphers) > 0 {
 			v.errAt(p+".tls_ciphers", "tls_ciphers applies to mode http with tls_cert only; a tcp frontend passes TLS through")
 		}
+		if f.HTTP2 != nil {
+			v.errAt(p+".http2", "http2 applies to mode http with tls_cert only")
+		}
 	} else {
 		if (f.TLSCert == "") != (f.TLSKey == "") {
 			v.errAt(p, "set both tls_cert and tls_key to terminate TLS, or neither")
 		}
 		if len(f.TLSCiphers) > 0 && f.TLSCert == "" {
 			v.errAt(p+".tls_ciphers", "tls_ciphers applies when the frontend terminates TLS (tls_cert and tls_key)")
+		}
+		if f.HTTP2 != nil && *f.HTTP2 && f.TLSCert == "" {
+			v.errAt(p+".http2", "http2 needs tls_cert and tls_key: HTTP/2 is negotiated by ALPN (h2c is not served)")
 		}
 		v.tlsCiphers(p, f.TLSCiphers)
 		for _, k := range []struct{ key, file string }{{"tls_cert", f.TLSCert}, {"tls_key", f.TLSKey}} {

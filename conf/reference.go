@@ -140,6 +140,7 @@ var baseSections = []section{
 			{"tls_cert", "string", "none", "`http` only: PEM certificate (chain) file; with `tls_key`, the frontend terminates TLS."},
 			{"tls_key", "string", "none", "`http` only: PEM private key file for `tls_cert`."},
 			{"tls_ciphers", "array of strings", "ECDHE AEAD suites", "`http` frontends with `tls_cert`: " + TLSCiphersDoc + " HAProxy: `ciphers` on the `bind` line."},
+			{"http2", "boolean", "`true`", "`http` frontends with `tls_cert`: offer HTTP/2 by ALPN (`h2`, then `http/1.1`); each stream is routed and rewritten (Host, `X-Forwarded-*`, `Forwarded`, hop-by-hop fields) as an HTTP/1.1 request is, and sent to the servers as HTTP/1.1. At most 100 concurrent streams per connection, header blocks up to `max_header_bytes`, client RST_STREAMs capped at 100 a second (CVE-2023-44487: GOAWAY ENHANCE_YOUR_CALM), an idle connection closed after `client_timeout`; each refusal counted in `wharf_proxy_http2_errors_total{reason}`. No h2c. HAProxy: `alpn h2,http/1.1` on the `bind` line."},
 		},
 	},
 	{

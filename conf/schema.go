@@ -176,6 +176,9 @@ type Frontend struct {
 	// Go's crypto/tls spells them); empty offers only the ECDHE AEAD suites
 	// (DefaultTLSCiphers). TLS 1.3 suites are not configurable.
 	TLSCiphers []string `toml:"tls_ciphers"`
+	// HTTP2 offers h2 by ALPN on an http frontend that terminates TLS
+	// (nil: true); clients that do not ask for it get HTTP/1.1.
+	HTTP2 *bool `toml:"http2"`
 
 	// DeadLetter, when set, is a file that keeps the raw bytes of every
 	// message this frontend drops, with the reason, as JSON lines.

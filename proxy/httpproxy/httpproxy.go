@@ -21,12 +21,15 @@
 // pipe both ways), responses framed by length, chunked or the server's
 // close, and a server's answer sent before it read the whole body (413,
 // 401: passed on, then both connections close). TLS is terminated with
-// ALPN offering only http/1.1. An h2c upgrade request is passed on like
-// any Upgrade (servers that do not switch answer it as HTTP/1.1).
+// ALPN offering h2 (unless http2 = false) and http/1.1; an h2 connection
+// is served by h2.go, each stream forwarded to the servers as an
+// HTTP/1.1 request by the same routing and rewriting code. An h2c
+// upgrade request is passed on like any Upgrade (servers that do not
+// switch answer it as HTTP/1.1).
 //
-// What it refuses, answering and closing: HTTP/2 (the prior-knowledge
-// preface and any other version than 1.x: 505; h2 is never offered by
-// ALPN), CONNECT (405), heads past max_header_bytes or with more than 256
+// What it refuses, answering and closing: HTTP/2 without TLS (the
+// prior-knowledge preface and any other version than 1.x: 505),
+// CONNECT (405), heads past max_header_bytes or with more than 256
 // fields (431), and anything that could let the proxy and a server
 // disagree on where a request ends (400): Content-Length together with
 // Transfer-Encoding, differing Content-Length values, a Transfer-Encoding
@@ -93,6 +96,8 @@ type Frontend struct {
 	lns      []*listener // guarded by mu
 	conns    map[*conn]struct{}
 	noRoute  [6]*metrics.Counter
+	h2       bool // h2 is offered by ALPN
+	h2m      [h2RNum]*metrics.Counter
 	common   *front.Common
 }
 
@@ -139,6 +144,7 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		errBad:         herr("bad_gateway"),
 	}
 	f.noRoute = codeCounters(reg, cfg.Name, "")
+	f.h2m = h2Counters(reg, g.Labels)
 	rt, err := f.routing(cfg, backends, nil)
 	if err != nil {
 		return nil, err
@@ -153,8 +159,12 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		if err != nil {
 			return nil, fmt.Errorf("proxy/http: frontend %s: tls_ciphers: %w", cfg.Name, err)
 		}
-		// Only HTTP/1.1 is offered: the lean path does not speak h2.
-		f.tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12, CipherSuites: ciphers}
+		protos := []string{"http/1.1"}
+		if cfg.HTTP2 == nil || *cfg.HTTP2 {
+			f.h2 = true
+			protos = []string{"h2", "http/1.1"}
+		}
+		f.tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: protos, MinVersion: tls.VersionTLS12, CipherSuites: ciphers}
 	}
 	return f, nil
 }
@@ -366,6 +376,7 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 		if c.idle.Load() {
 			c.Conn.SetReadDeadline(aLongTimeAgo)
 		}
+		c.stopH2() // GOAWAY; streams in flight finish
 	}
 	f.mu.Unlock()
 	// f.wg counts the accept loops and the goroutine serving each
@@ -404,6 +415,11 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 // is still open when ctx ends is closed as by Shutdown.
 func (f *Frontend) Retire(ctx context.Context) error {
 	f.retiring.Store(true)
+	f.mu.Lock()
+	for c := range f.conns {
+		c.stopH2()
+	}
+	f.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		f.wg.Wait()
@@ -543,6 +559,10 @@ func (f *Frontend) Stats() front.Stats {
 		"timeout": f.m.errTimeout.Load(), "bad_gateway": f.m.errBad.Load(),
 	}
 	st.HTTPRequests = map[[2]string]uint64{}
+	st.HTTP2Errors = map[string]uint64{}
+	for i, r := range h2Reasons {
+		st.HTTP2Errors[r] = f.h2m[i].Load()
+	}
 	add := func(backend string, codes [6]*metrics.Counter) {
 		for i := 1; i <= 5; i++ { // codes[0] is codes[5]
 			st.HTTPRequests[[2]string{backend, fmt.Sprintf("%dxx", i)}] = codes[i].Load()

@@ -107,6 +107,9 @@ type conn struct {
 	// idle is set while serve waits for the next request on the
 	// connection, so Shutdown can close it.
 	idle atomic.Bool
+	// h2stop, on an HTTP/2 connection, is closed (under f.mu) to make
+	// it go away gracefully.
+	h2stop chan struct{}
 }
 
 func (c *conn) init() error {

@@ -59,6 +59,18 @@ var clientConns = sync.Pool{New: func() any {
 // side closes, a timeout passes or the frontend shuts down.
 func (f *Frontend) serve(c net.Conn, raw *conn) {
 	defer f.wg.Done()
+	if tc, ok := c.(*tls.Conn); ok && f.h2 {
+		// The handshake first, to see what ALPN chose.
+		h2, ok := f.handshakeH2(tc, raw)
+		if !ok {
+			c.Close()
+			return
+		}
+		if h2 {
+			f.serveH2(tc, raw)
+			return
+		}
+	}
 	cc := clientConns.Get().(*clientConn)
 	cc.f, cc.c, cc.raw = f, c, raw
 	cc.in.rd, cc.in.conn, cc.in.r, cc.in.w = c, c, 0, 0

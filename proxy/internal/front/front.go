@@ -62,6 +62,9 @@ type Stats struct {
 	// class ("2xx") (http).
 	HTTPErrors   map[string]uint64
 	HTTPRequests map[[2]string]uint64
+	// HTTP2Errors counts HTTP/2 streams and connections ended by a
+	// limit or a protocol error, by reason (http with TLS).
+	HTTP2Errors map[string]uint64
 }
 
 // Stats returns the counters every proxy frontend keeps: the name, mode,

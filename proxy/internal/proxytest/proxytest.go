@@ -294,6 +294,9 @@ func CheckStats(t testing.TB, reg *metrics.Registry, st front.Stats, backends ma
 		got["wharf_proxy_frontend_bytes_out_total{"+fl+"}"] = float64(st.BytesOut)
 		got["wharf_proxy_frontend_idle_closed_total{"+fl+"}"] = float64(st.IdleClosed)
 	}
+	for k, v := range st.HTTP2Errors {
+		got["wharf_proxy_http2_errors_total{"+fl+",reason,"+k+"}"] = float64(v)
+	}
 	for k, v := range st.HTTPErrors {
 		got["wharf_proxy_http_errors_total{"+fl+",kind,"+k+"}"] = float64(v)
 	}

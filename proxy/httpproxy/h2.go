@@ -1,0 +1,842 @@
+package httpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"wharf/acl"
+	"wharf/metrics"
+)
+
+// HTTP/2 on TLS frontends (h2 by ALPN). Each request stream is turned
+// into the HTTP/1.1 request head the client would have sent (validated
+// first, so nothing the HTTP/2 framing allows can smuggle a line break
+// into it), parsed by the HTTP/1.1 parser and then routed, rewritten
+// (Host, X-Forwarded-*, Forwarded, hop-by-hop fields) and sent to a
+// pooled server connection by the same code as an HTTP/1.1 request. The
+// response head and body come back as HEADERS and DATA frames.
+//
+// One goroutine reads frames (serveH2); each stream runs in a goroutine
+// of its own (runStream); frames are written under wmu, flushed per
+// frame group.
+
+// Limits of one HTTP/2 connection.
+const (
+	h2MaxStreams       = 100     // SETTINGS_MAX_CONCURRENT_STREAMS, and the most streams with a running handler
+	h2ConnRecvWindow   = 1 << 20 // the connection's receive window (request bodies buffered at most)
+	h2StreamRecvWindow = 65535   // each stream's (the protocol's default, not changed)
+	h2MaxFrameSize     = 16384
+	h2MaxResetsPerSec  = 100 // client RST_STREAMs per second before GOAWAY ENHANCE_YOUR_CALM
+	h2MaxContinuations = 128 // CONTINUATION frames in one header block
+	h2BlockSlack       = 4096
+	h2GoAwayLinger     = time.Second // after the last GOAWAY: time for the client to close
+)
+
+// Reasons a connection or stream was refused or ended by a limit, for
+// wharf_proxy_http2_errors_total.
+const (
+	h2RMaxStreams = iota
+	h2RHeaderList
+	h2RHeaderBlock
+	h2RRapidReset
+	h2RIdle
+	h2RProtocol
+	h2RFlowControl
+	h2RCompression
+	h2RStalled
+	h2RNum
+)
+
+var h2Reasons = [h2RNum]string{"max_streams", "header_list_size", "header_block_size", "rapid_reset", "idle_timeout", "protocol", "flow_control", "compression", "stalled"}
+
+func h2Counters(reg *metrics.Registry, labels []string) (out [h2RNum]*metrics.Counter) {
+	for i, r := range h2Reasons {
+		out[i] = reg.Counter("wharf_proxy_http2_errors_total", "HTTP/2 streams or connections refused or ended by a limit or a protocol error, by reason.", append(labels[:len(labels):len(labels)], "reason", r)...)
+	}
+	return out
+}
+
+// h2conn is one HTTP/2 client connection.
+type h2conn struct {
+	f   *Frontend
+	tc  *tls.Conn
+	raw *conn
+	fr  *http2.Framer
+
+	client  netip.AddrPort
+	ip      netip.Addr
+	ipText  []byte
+	trusted bool
+
+	maxBlock int // header block bytes (compressed) accepted before decoding
+
+	// Reader state (serveH2's goroutine only).
+	hdec    *hpack.Decoder
+	hblock  []byte
+	hstream uint32
+	hend    bool // the HEADERS had END_STREAM
+	hprio   bool // the HEADERS depends on itself
+	hconts  int
+	fields  []hpack.HeaderField
+	hsize   int
+	hbig    bool
+	resetAt int64 // the second resets are counted in
+	resets  int
+
+	wmu  sync.Mutex // the write side: framer writes, hpack encoder, bw
+	bw   *bufio.Writer
+	henc *hpack.Encoder
+	hbuf bytes.Buffer
+
+	mu           sync.Mutex
+	cond         *sync.Cond // window updates, resets, close
+	streams      map[uint32]*h2stream
+	handlers     int
+	lastID       uint32
+	sendConnWin  int64
+	recvConnWin  int64
+	peerInitWin  int64
+	peerMaxFrame int
+	goingAway    bool
+	closed       bool
+	recent       [64]uint32 // streams closed lately with the client's side ended, for STREAM_CLOSED
+	nrecent      int
+	idle         *time.Timer
+	wg           sync.WaitGroup
+}
+
+// h2stream is one request stream. Fields below mu are guarded by the
+// connection's mu.
+type h2stream struct {
+	h      *h2conn
+	id     uint32
+	notify chan struct{} // body data, end or reset
+
+	sendWin    int64
+	recvWin    int64
+	body       []byte // request body received, not yet sent on
+	remoteDone bool   // END_STREAM received
+	reset      bool   // by the client, or the connection ended
+	declared   int64  // content-length, or -1
+	got        int64
+	pc         *poolConn // the server connection in use, closed on reset
+	stalled    bool
+	unread     int // body bytes taken but not yet acknowledged by WINDOW_UPDATE
+	isHead     bool
+}
+
+var errStreamReset = errors.New("stream reset")
+
+// handshakeH2 completes the TLS handshake within header_timeout and
+// reports whether the client chose h2.
+func (f *Frontend) handshakeH2(tc *tls.Conn, raw *conn) (h2, ok bool) {
+	raw.Conn.SetReadDeadline(time.Now().Add(f.cfg.HeaderTimeout.Duration))
+	if err := tc.Handshake(); err != nil {
+		return false, false
+	}
+	return tc.ConnectionState().NegotiatedProtocol == "h2", true
+}
+
+// stopH2 asks an HTTP/2 connection to go away gracefully (f.mu held).
+func (c *conn) stopH2() {
+	if c.h2stop == nil {
+		return
+	}
+	select {
+	case <-c.h2stop:
+	default:
+		close(c.h2stop)
+	}
+}
+
+// serveH2 runs one HTTP/2 connection until it ends.
+func (f *Frontend) serveH2(tc *tls.Conn, raw *conn) {
+	h := &h2conn{f: f, tc: tc, raw: raw, streams: map[uint32]*h2stream{},
+		sendConnWin: 65535, recvConnWin: h2ConnRecvWindow, peerInitWin: 65535, peerMaxFrame: 16384}
+	h.cond = sync.NewCond(&h.mu)
+	h.client = acl.AddrPortOf(tc.RemoteAddr())
+	h.ip = h.client.Addr().Unmap()
+	h.trusted = f.trusted.Contains(h.ip)
+	if h.ip.IsValid() {
+		h.ipText = h.ip.AppendTo(nil)
+	}
+	maxList := int(f.cfg.MaxHeaderBytes)
+	h.maxBlock = maxList + h2BlockSlack
+	h.bw = bufio.NewWriterSize(tc, 16<<10)
+	h.fr = http2.NewFramer(h.bw, tc)
+	h.fr.SetMaxReadFrameSize(h2MaxFrameSize)
+	h.fr.SetReuseFrames()
+	h.hdec = hpack.NewDecoder(4096, h.onField)
+	h.hdec.SetMaxStringLength(maxList)
+	h.henc = hpack.NewEncoder(&h.hbuf)
+
+	stop := make(chan struct{})
+	f.mu.Lock()
+	raw.h2stop = stop
+	if f.shutting.Load() || f.retiring.Load() {
+		close(stop)
+	}
+	f.mu.Unlock()
+	done := make(chan struct{})
+	defer func() {
+		close(done)
+		h.mu.Lock()
+		h.closed = true
+		for _, st := range h.streams {
+			st.abortLocked()
+		}
+		h.cond.Broadcast()
+		if h.idle != nil {
+			h.idle.Stop()
+		}
+		h.mu.Unlock()
+		tc.Close()
+		h.wg.Wait()
+	}()
+
+	// The preface and the client's first SETTINGS within header_timeout.
+	raw.Conn.SetReadDeadline(time.Now().Add(f.cfg.HeaderTimeout.Duration))
+	var preface [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(tc, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
+		return
+	}
+	h.wmu.Lock()
+	h.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: uint32(maxList)},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamRecvWindow},
+		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxFrameSize},
+	)
+	h.fr.WriteWindowUpdate(0, h2ConnRecvWindow-65535)
+	err := h.flushLocked()
+	h.wmu.Unlock()
+	if err != nil {
+		return
+	}
+	first := true
+	go func() {
+		select {
+		case <-stop:
+			h.goAway(http2.ErrCodeNo)
+		case <-done:
+		}
+	}()
+	for {
+		fm, err := h.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			var ce http2.ConnectionError
+			switch {
+			case errors.As(err, &se):
+				h.count(h2RProtocol)
+				if se.Code == http2.ErrCodeFlowControl {
+					h.count(h2RFlowControl)
+				}
+				h.resetStream(se.StreamID, se.Code)
+				continue
+			case errors.As(err, &ce):
+				h.connError(http2.ErrCode(ce), h2RProtocol)
+			case errors.Is(err, http2.ErrFrameTooLarge):
+				h.connError(http2.ErrCodeFrameSize, h2RProtocol)
+			}
+			return
+		}
+		if first {
+			sf, ok := fm.(*http2.SettingsFrame)
+			if !ok || sf.IsAck() {
+				h.connError(http2.ErrCodeProtocol, h2RProtocol)
+				return
+			}
+			first = false
+			h.mu.Lock()
+			raw.Conn.SetReadDeadline(time.Time{})
+			h.idle = time.AfterFunc(f.cfg.ClientTimeout.Duration, h.idleFired)
+			h.mu.Unlock()
+		}
+		if code, reason, ok := h.process(fm); !ok {
+			h.connError(code, reason)
+			return
+		}
+	}
+}
+
+func (h *h2conn) count(reason int) { h.f.h2m[reason].Inc() }
+
+// flushLocked flushes what the framer wrote (wmu held), within
+// client_timeout.
+func (h *h2conn) flushLocked() error {
+	h.raw.Conn.SetWriteDeadline(time.Now().Add(h.f.cfg.ClientTimeout.Duration))
+	return h.bw.Flush()
+}
+
+// connError ends the connection with GOAWAY code.
+func (h *h2conn) connError(code http2.ErrCode, reason int) {
+	h.count(reason)
+	h.mu.Lock()
+	last := h.lastID
+	h.goingAway = true
+	h.mu.Unlock()
+	h.wmu.Lock()
+	h.fr.WriteGoAway(last, code, nil)
+	h.flushLocked()
+	h.wmu.Unlock()
+}
+
+// goAway starts a graceful close: GOAWAY naming the last stream taken,
+// streams in flight finish, then the connection closes.
+func (h *h2conn) goAway(code http2.ErrCode) {
+	h.mu.Lock()
+	if h.goingAway || h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.goingAway = true
+	last, n := h.lastID, h.handlers
+	h.mu.Unlock()
+	h.wmu.Lock()
+	h.fr.WriteGoAway(last, code, nil)
+	h.flushLocked()
+	h.wmu.Unlock()
+	if n == 0 {
+		h.finish()
+	}
+}
+
+// finish closes the write side once nothing is in flight after GOAWAY;
+// the reader ends when the client closes too, or after h2GoAwayLinger.
+func (h *h2conn) finish() {
+	h.tc.CloseWrite()
+	h.raw.Conn.SetReadDeadline(time.Now().Add(h2GoAwayLinger))
+}
+
+func (h *h2conn) idleFired() {
+	h.mu.Lock()
+	idle := h.handlers == 0 && !h.goingAway && !h.closed
+	h.mu.Unlock()
+	if idle {
+		h.count(h2RIdle)
+		h.goAway(http2.ErrCodeNo)
+	}
+}
+
+// resetStream sends RST_STREAM and forgets the stream.
+func (h *h2conn) resetStream(id uint32, code http2.ErrCode) {
+	h.mu.Lock()
+	if st := h.streams[id]; st != nil {
+		st.abortLocked()
+		h.cond.Broadcast()
+	}
+	h.mu.Unlock()
+	h.wmu.Lock()
+	h.fr.WriteRSTStream(id, code)
+	h.flushLocked()
+	h.wmu.Unlock()
+}
+
+func (st *h2stream) abortLocked() {
+	st.reset = true
+	if st.pc != nil {
+		st.pc.c.Close()
+	}
+	st.wake()
+}
+
+func (st *h2stream) wake() {
+	select {
+	case st.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (h *h2conn) windowUpdate(stream uint32, n int) {
+	if n <= 0 {
+		return
+	}
+	h.wmu.Lock()
+	if stream != 0 {
+		h.fr.WriteWindowUpdate(stream, uint32(n))
+	}
+	h.fr.WriteWindowUpdate(0, uint32(n))
+	h.flushLocked()
+	h.wmu.Unlock()
+}
+
+// process handles one frame; !ok ends the connection with GOAWAY code.
+func (h *h2conn) process(fm http2.Frame) (code http2.ErrCode, reason int, ok bool) {
+	switch fm := fm.(type) {
+	case *http2.SettingsFrame:
+		if fm.IsAck() {
+			return 0, 0, true
+		}
+		h.mu.Lock()
+		err := fm.ForeachSetting(func(s http2.Setting) error {
+			if err := s.Valid(); err != nil {
+				return err
+			}
+			switch s.ID {
+			case http2.SettingInitialWindowSize:
+				delta := int64(s.Val) - h.peerInitWin
+				h.peerInitWin = int64(s.Val)
+				for _, st := range h.streams {
+					st.sendWin += delta
+					if st.sendWin > 1<<31-1 {
+						return http2.ConnectionError(http2.ErrCodeFlowControl)
+					}
+				}
+			case http2.SettingMaxFrameSize:
+				h.peerMaxFrame = int(s.Val)
+			case http2.SettingHeaderTableSize:
+				h.wmu.Lock()
+				h.henc.SetMaxDynamicTableSizeLimit(s.Val)
+				h.wmu.Unlock()
+			}
+			return nil
+		})
+		h.cond.Broadcast()
+		h.mu.Unlock()
+		if err != nil {
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				return http2.ErrCode(ce), h2RProtocol, false
+			}
+			return http2.ErrCodeProtocol, h2RProtocol, false
+		}
+		h.wmu.Lock()
+		h.fr.WriteSettingsAck()
+		h.flushLocked()
+		h.wmu.Unlock()
+	case *http2.PingFrame:
+		if !fm.IsAck() {
+			h.wmu.Lock()
+			h.fr.WritePing(true, fm.Data)
+			h.flushLocked()
+			h.wmu.Unlock()
+		}
+	case *http2.WindowUpdateFrame:
+		inc := int64(fm.Increment)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if fm.StreamID == 0 {
+			h.sendConnWin += inc
+			if h.sendConnWin > 1<<31-1 {
+				return http2.ErrCodeFlowControl, h2RFlowControl, false
+			}
+		} else if st := h.streams[fm.StreamID]; st != nil {
+			st.sendWin += inc
+			if st.sendWin > 1<<31-1 {
+				st.abortLocked()
+				h.mu.Unlock()
+				h.count(h2RFlowControl)
+				h.resetStream(fm.StreamID, http2.ErrCodeFlowControl)
+				h.mu.Lock()
+			}
+		} else if fm.StreamID > h.lastID {
+			return http2.ErrCodeProtocol, h2RProtocol, false
+		}
+		h.cond.Broadcast()
+	case *http2.RSTStreamFrame:
+		now := time.Now().Unix()
+		if now != h.resetAt {
+			h.resetAt, h.resets = now, 0
+		}
+		h.resets++
+		if h.resets > h2MaxResetsPerSec {
+			return http2.ErrCodeEnhanceYourCalm, h2RRapidReset, false
+		}
+		h.mu.Lock()
+		if fm.StreamID > h.lastID {
+			h.mu.Unlock()
+			return http2.ErrCodeProtocol, h2RProtocol, false
+		}
+		if st := h.streams[fm.StreamID]; st != nil {
+			st.abortLocked()
+			h.cond.Broadcast()
+		}
+		h.mu.Unlock()
+	case *http2.PriorityFrame:
+		if fm.StreamDep == fm.StreamID {
+			h.count(h2RProtocol)
+			h.resetStream(fm.StreamID, http2.ErrCodeProtocol)
+		}
+	case *http2.GoAwayFrame:
+		go h.goAway(http2.ErrCodeNo)
+	case *http2.PushPromiseFrame:
+		return http2.ErrCodeProtocol, h2RProtocol, false
+	case *http2.DataFrame:
+		return h.data(fm)
+	case *http2.HeadersFrame:
+		if fm.StreamID%2 == 0 {
+			return http2.ErrCodeProtocol, h2RProtocol, false
+		}
+		h.hblock = append(h.hblock[:0], fm.HeaderBlockFragment()...)
+		h.hstream, h.hend, h.hconts = fm.StreamID, fm.StreamEnded(), 0
+		h.hprio = fm.HasPriority() && fm.Priority.StreamDep == fm.StreamID
+		if len(h.hblock) > h.maxBlock {
+			return http2.ErrCodeEnhanceYourCalm, h2RHeaderBlock, false
+		}
+		if fm.HeadersEnded() {
+			return h.endBlock()
+		}
+	case *http2.ContinuationFrame:
+		// The framer has checked it continues the open block.
+		h.hblock = append(h.hblock, fm.HeaderBlockFragment()...)
+		h.hconts++
+		if len(h.hblock) > h.maxBlock || h.hconts > h2MaxContinuations {
+			return http2.ErrCodeEnhanceYourCalm, h2RHeaderBlock, false
+		}
+		if fm.HeadersEnded() {
+			return h.endBlock()
+		}
+	}
+	return 0, 0, true
+}
+
+// data takes a DATA frame's payload into its stream's body, accounting
+// for both receive windows.
+func (h *h2conn) data(fm *http2.DataFrame) (http2.ErrCode, int, bool) {
+	n := int64(fm.Header().Length)
+	id := fm.StreamID
+	h.mu.Lock()
+	h.recvConnWin -= n
+	if h.recvConnWin < 0 {
+		h.mu.Unlock()
+		return http2.ErrCodeFlowControl, h2RFlowControl, false
+	}
+	st := h.streams[id]
+	if st == nil || st.remoteDone || st.reset {
+		idle := st == nil && id > h.lastID
+		closed := st != nil && st.remoteDone && !st.reset || st == nil && h.recentlyDone(id)
+		h.recvConnWin += n
+		h.mu.Unlock()
+		if idle {
+			return http2.ErrCodeProtocol, h2RProtocol, false
+		}
+		h.windowUpdate(0, int(n))
+		if closed {
+			h.count(h2RProtocol)
+			h.resetStream(id, http2.ErrCodeStreamClosed)
+		}
+		return 0, 0, true
+	}
+	st.recvWin -= n
+	if st.recvWin < 0 {
+		h.recvConnWin += n
+		h.mu.Unlock()
+		h.windowUpdate(0, int(n))
+		h.count(h2RFlowControl)
+		h.resetStream(id, http2.ErrCodeFlowControl)
+		return 0, 0, true
+	}
+	d := fm.Data()
+	pad := int(n) - len(d)
+	st.body = append(st.body, d...)
+	st.got += int64(len(d))
+	st.recvWin += int64(pad)
+	h.recvConnWin += int64(pad)
+	bad := st.declared >= 0 && (st.got > st.declared || fm.StreamEnded() && st.got != st.declared)
+	if fm.StreamEnded() {
+		st.remoteDone = true
+	}
+	st.wake()
+	h.mu.Unlock()
+	if pad > 0 {
+		h.windowUpdate(id, pad)
+	}
+	if bad {
+		h.count(h2RProtocol)
+		h.resetStream(id, http2.ErrCodeProtocol)
+	}
+	return 0, 0, true
+}
+
+// recentlyDone reports a stream closed lately after the client ended
+// its side (mu held).
+func (h *h2conn) recentlyDone(id uint32) bool {
+	for _, x := range h.recent {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// onField collects a decoded header field, counting the list size as
+// SETTINGS_MAX_HEADER_LIST_SIZE does; past the limit fields are dropped
+// and the request is answered 431.
+func (h *h2conn) onField(hf hpack.HeaderField) {
+	h.hsize += len(hf.Name) + len(hf.Value) + 32
+	if h.hsize > int(h.f.cfg.MaxHeaderBytes) {
+		h.hbig = true
+		return
+	}
+	h.fields = append(h.fields, hf)
+}
+
+// endBlock decodes a complete header block and starts (or ends, for
+// trailers) its stream.
+func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
+	h.fields, h.hsize, h.hbig = h.fields[:0], 0, false
+	if _, err := h.hdec.Write(h.hblock); err != nil {
+		return http2.ErrCodeCompression, h2RCompression, false
+	}
+	if err := h.hdec.Close(); err != nil {
+		return http2.ErrCodeCompression, h2RCompression, false
+	}
+	id := h.hstream
+	h.hstream = 0
+	if len(h.hblock) > 64<<10 {
+		h.hblock = nil
+	}
+	h.mu.Lock()
+	if id <= h.lastID {
+		st := h.streams[id]
+		switch {
+		case st == nil || st.reset:
+			h.mu.Unlock()
+			if st == nil && !h.recentlyDone(id) {
+				return 0, 0, true // one we reset: ignored
+			}
+			return http2.ErrCodeStreamClosed, h2RProtocol, false
+		case st.remoteDone:
+			h.mu.Unlock()
+			h.count(h2RProtocol)
+			h.resetStream(id, http2.ErrCodeStreamClosed)
+			return 0, 0, true
+		}
+		// Trailers: they end the body; their fields are not passed on
+		// (the body goes on as chunked or with a length, without them).
+		bad := !h.hend
+		for _, hf := range h.fields {
+			if len(hf.Name) > 0 && hf.Name[0] == ':' {
+				bad = true
+			}
+		}
+		if bad {
+			h.mu.Unlock()
+			h.count(h2RProtocol)
+			h.resetStream(id, http2.ErrCodeProtocol)
+			return 0, 0, true
+		}
+		st.remoteDone = true
+		if st.declared >= 0 && st.got != st.declared {
+			h.mu.Unlock()
+			h.count(h2RProtocol)
+			h.resetStream(id, http2.ErrCodeProtocol)
+			return 0, 0, true
+		}
+		st.wake()
+		h.mu.Unlock()
+		return 0, 0, true
+	}
+	h.lastID = id
+	if h.goingAway {
+		h.mu.Unlock()
+		return 0, 0, true // after GOAWAY: not processed
+	}
+	if h.handlers >= h2MaxStreams {
+		h.mu.Unlock()
+		h.count(h2RMaxStreams)
+		h.resetStream(id, http2.ErrCodeRefusedStream)
+		return 0, 0, true
+	}
+	h.mu.Unlock()
+	if h.hprio {
+		h.count(h2RProtocol)
+		h.resetStream(id, http2.ErrCodeProtocol)
+		return 0, 0, true
+	}
+	st := &h2stream{h: h, id: id, notify: make(chan struct{}, 1), recvWin: h2StreamRecvWindow, declared: -1, remoteDone: h.hend}
+	var rq h2request
+	status := 0
+	if h.hbig {
+		h.count(h2RHeaderList)
+		status = 431
+	} else if !rq.parse(h.fields) {
+		h.count(h2RProtocol)
+		h.resetStream(id, http2.ErrCodeProtocol)
+		return 0, 0, true
+	}
+	st.declared = rq.contentLength
+	if h.hend && st.declared > 0 {
+		h.count(h2RProtocol)
+		h.resetStream(id, http2.ErrCodeProtocol)
+		return 0, 0, true
+	}
+	h.mu.Lock()
+	st.sendWin = h.peerInitWin
+	h.streams[id] = st
+	h.handlers++
+	if h.idle != nil {
+		h.idle.Stop()
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	rq.head = h.synthesize(&rq, h.hend)
+	go st.run(&rq, status)
+	return 0, 0, true
+}
+
+// h2request is a stream's request, its fields validated.
+type h2request struct {
+	method, scheme, authority, path string
+	host                            string // a Host field, if any
+	fields                          []hpack.HeaderField
+	cookies                         []string
+	contentLength                   int64
+	head                            []byte // as HTTP/1.1
+}
+
+// parse checks a request's fields as RFC 9113 8.2 and 8.3 ask (false:
+// malformed) and sorts them out.
+func (rq *h2request) parse(fields []hpack.HeaderField) bool {
+	rq.contentLength = -1
+	regular := false
+	for _, hf := range fields {
+		if !validH2Value(hf.Value) {
+			return false
+		}
+		if len(hf.Name) > 0 && hf.Name[0] == ':' {
+			if regular {
+				return false
+			}
+			var p *string
+			switch hf.Name {
+			case ":method":
+				p = &rq.method
+			case ":scheme":
+				p = &rq.scheme
+			case ":authority":
+				p = &rq.authority
+			case ":path":
+				p = &rq.path
+			default:
+				return false
+			}
+			if *p != "" || hf.Value == "" {
+				return false
+			}
+			*p = hf.Value
+			continue
+		}
+		regular = true
+		if !validH2Name(hf.Name) {
+			return false
+		}
+		switch hf.Name {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			return false
+		case "te":
+			if hf.Value != "trailers" {
+				return false
+			}
+			continue
+		case "host":
+			if rq.host != "" {
+				return false
+			}
+			rq.host = hf.Value
+			continue
+		case "cookie":
+			rq.cookies = append(rq.cookies, hf.Value)
+			continue
+		case "content-length":
+			n, err := strconv.ParseInt(hf.Value, 10, 64)
+			if err != nil || n < 0 || rq.contentLength >= 0 && rq.contentLength != n {
+				return false
+			}
+			rq.contentLength = n
+			continue
+		}
+		rq.fields = append(rq.fields, hf)
+	}
+	if rq.method == "" || rq.method == "CONNECT" {
+		return rq.method == "CONNECT" && rq.authority != "" && rq.path == "" && rq.scheme == ""
+	}
+	if rq.scheme == "" || rq.path == "" {
+		return false
+	}
+	if rq.path[0] != '/' && !(rq.path == "*" && rq.method == "OPTIONS") {
+		return false
+	}
+	if rq.authority == "" {
+		rq.authority = rq.host
+	} else if rq.host != "" && !eqFold([]byte(rq.host), rq.authority) {
+		return false
+	}
+	return true
+}
+
+func validH2Name(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !tchar[c] || 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// validH2Value: no NUL, CR or LF anywhere, no whitespace at either end
+// (RFC 9113 8.2.1).
+func validH2Value(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == 0 || c == '\r' || c == '\n' {
+			return false
+		}
+	}
+	return s == "" || s[0] != ' ' && s[0] != '\t' && s[len(s)-1] != ' ' && s[len(s)-1] != '\t'
+}
+
+// synthesize writes the request as an HTTP/1.1 head: Host from
+// :authority, the cookie crumbs joined (RFC 9113 8.2.3), the body framed
+// by its content-length or, when it has none and a body may follow,
+// chunked.
+func (h *h2conn) synthesize(rq *h2request, ended bool) []byte {
+	b := make([]byte, 0, 256)
+	b = append(b, rq.method...)
+	b = append(b, ' ')
+	b = append(b, rq.path...)
+	b = append(b, " HTTP/1.1\r\n"...)
+	if rq.authority != "" {
+		b = append(b, "Host: "...)
+		b = append(b, rq.authority...)
+		b = append(b, "\r\n"...)
+	}
+	for _, hf := range rq.fields {
+		b = append(b, hf.Name...)
+		b = append(b, ": "...)
+		b = append(b, hf.Value...)
+		b = append(b, "\r\n"...)
+	}
+	if len(rq.cookies) > 0 {
+		b = append(b, "cookie: "...)
+		for i, c := range rq.cookies {
+			if i > 0 {
+				b = append(b, "; "...)
+			}
+			b = append(b, c...)
+		}
+		b = append(b, "\r\n"...)
+	}
+	switch {
+	case rq.contentLength >= 0:
+		b = append(b, "content-length: "...)
+		b = strconv.AppendInt(b, rq.contentLength, 10)
+		b = append(b, "\r\n"...)
+	case !ended:
+		b = append(b, "transfer-encoding: chunked\r\n"...)
+	}
+	return append(b, "\r\n"...)
+}

@@ -1,0 +1,410 @@
+package httpproxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"wharf/internal/testenv"
+	"wharf/internal/testpki"
+)
+
+// h2rig is a TLS http frontend offering h2 in front of backend, and an
+// HTTP/2 client that trusts it.
+type h2rig struct {
+	*rig
+	addr string
+	ca   *testpki.CA
+	tr   *http.Transport
+}
+
+func startH2(t *testing.T, backend http.Handler, extra string) *h2rig {
+	t.Helper()
+	s := httptest.NewServer(backend)
+	t.Cleanup(s.Close)
+	ca := testpki.NewCA(t, "test CA")
+	_, certFile, keyFile := ca.ServerCert(t, "site.example.com")
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+tls_cert = %q
+tls_key = %q
+%s
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, certFile, keyFile, extra, hostPort(s)))
+	// net/http's client speaking HTTP/2 only (x/net's http2.Transport is
+	// deprecated in its favour; it is the same code, bundled).
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "site.example.com"}, Protocols: &protos}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &h2rig{rig: r, addr: r.f.Addrs()[0].String(), ca: ca, tr: tr}
+}
+
+func (r *h2rig) url(path string) string { return "https://" + r.addr + path }
+
+func (r *h2rig) do(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := r.tr.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", req.Method, req.URL, err)
+	}
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("%s %s: answered over %s", req.Method, req.URL, resp.Proto)
+	}
+	return resp, string(b)
+}
+
+// h2echo answers with what the server saw: method, path, Host, the
+// headers sorted, and the body's length and checksum-ish prefix.
+var h2echo = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var keys []string
+	for k, v := range r.Header {
+		keys = append(keys, k+"="+strings.Join(v, ","))
+	}
+	sort.Strings(keys)
+	w.Header().Set("X-Backend", "b")
+	w.Header().Set("Keep-Alive", "timeout=5") // hop-by-hop: must not reach an h2 client
+	fmt.Fprintf(w, "%s %s host=%s proto=%s cl=%d te=%v body=%d\n%s\n", r.Method, r.URL.RequestURI(), r.Host, r.Proto, r.ContentLength, r.TransferEncoding, len(body), strings.Join(keys, "\n"))
+})
+
+func TestH2GetPostAndHeaders(t *testing.T) {
+	r := startH2(t, h2echo, "")
+	req, _ := http.NewRequest("GET", r.url("/a/b?q=1"), nil)
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	req.Header.Set("X-Forwarded-Proto", "gopher")
+	req.Header.Add("Cookie", "a=1")
+	req.Header.Add("Cookie", "b=2")
+	req.Header.Set("X-Custom", "v")
+	resp, body := r.do(t, req)
+	if resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "b" || resp.Header.Get("Keep-Alive") != "" {
+		t.Errorf("GET: %d %v", resp.StatusCode, resp.Header)
+	}
+	for _, want := range []string{"GET /a/b?q=1 host=" + r.addr + " proto=HTTP/1.1 cl=0", "X-Forwarded-For=127.0.0.1\n", "X-Forwarded-Proto=https\n",
+		"X-Forwarded-Host=" + r.addr, "Forwarded=for=127.0.0.1;proto=https;host=", "Cookie=a=1; b=2\n", "X-Custom=v\n"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET: backend saw\n%s\nwant %q in it", body, want)
+		}
+	}
+
+	// A body with a length, and one without (chunked to the server).
+	payload := bytes.Repeat([]byte("0123456789"), 20000) // 200 KB: past the stream's window
+	req, _ = http.NewRequest("POST", r.url("/up"), bytes.NewReader(payload))
+	resp, body = r.do(t, req)
+	if resp.StatusCode != 200 || !strings.HasPrefix(body, "POST /up host="+r.addr+" proto=HTTP/1.1 cl=200000 te=[] body=200000\n") {
+		t.Errorf("POST with length: %d %q", resp.StatusCode, firstLine(body))
+	}
+	req, _ = http.NewRequest("PUT", r.url("/up"), io.MultiReader(bytes.NewReader(payload[:1000]), bytes.NewReader(payload[1000:])))
+	req.ContentLength = -1
+	resp, body = r.do(t, req)
+	if resp.StatusCode != 200 || !strings.HasPrefix(body, "PUT /up host="+r.addr+" proto=HTTP/1.1 cl=-1 te=[chunked] body=200000\n") {
+		t.Errorf("PUT without length: %d %q", resp.StatusCode, firstLine(body))
+	}
+	if n := r.metric("wharf_proxy_http_requests_total", "frontend", "f", "backend", "b", "code", "2xx"); n != 3 {
+		t.Errorf("2xx requests counted: %v, want 3", n)
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func TestH2ConcurrentStreamsAndLargeResponse(t *testing.T) {
+	big := make([]byte, 3<<20) // past both initial windows many times over
+	rand.Read(big)
+	r := startH2(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/big" {
+			w.Write(big)
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // so the streams overlap
+		fmt.Fprintf(w, "%s\n", req.URL.Path)
+	}), "")
+	req, _ := http.NewRequest("GET", r.url("/big"), nil)
+	resp, body := r.do(t, req)
+	if resp.StatusCode != 200 || body != string(big) {
+		t.Fatalf("large response: %d, %d bytes, equal %v", resp.StatusCode, len(body), body == string(big))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 50)
+	for i := range 50 {
+		wg.Go(func() {
+			path := fmt.Sprintf("/s%d", i)
+			req, _ := http.NewRequest("GET", r.url(path), nil)
+			resp, err := r.tr.RoundTrip(req)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != path+"\n" {
+				errs <- fmt.Sprintf("%s: got %q", path, b)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	// All on one connection.
+	if n := r.metric("wharf_proxy_frontend_connections_total", "frontend", "f"); n != 1 {
+		t.Errorf("client connections: %v, want 1", n)
+	}
+}
+
+// rawH2 is a hand-driven HTTP/2 client connection.
+type rawH2 struct {
+	c   *tls.Conn
+	fr  *http2.Framer
+	enc *hpack.Encoder
+	buf bytes.Buffer
+}
+
+func dialRawH2(t *testing.T, r *h2rig) *rawH2 {
+	t.Helper()
+	c, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: r.ca.Pool(), ServerName: "site.example.com", NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("ALPN chose %q", p)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	x := &rawH2{c: c, fr: http2.NewFramer(c, c)}
+	x.enc = hpack.NewEncoder(&x.buf)
+	io.WriteString(c, http2.ClientPreface)
+	x.fr.WriteSettings()
+	return x
+}
+
+func (x *rawH2) block(path string, extra ...string) []byte {
+	x.buf.Reset()
+	for _, kv := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "site.example.com"}, {":path", path}} {
+		x.enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		x.enc.WriteField(hpack.HeaderField{Name: extra[i], Value: extra[i+1]})
+	}
+	return bytes.Clone(x.buf.Bytes())
+}
+
+// goAway reads frames until a GOAWAY (or the end) and returns its code.
+func (x *rawH2) goAway(t *testing.T) http2.ErrCode {
+	t.Helper()
+	for {
+		f, err := x.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no GOAWAY before: %v", err)
+		}
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			return ga.ErrCode
+		}
+	}
+}
+
+func TestH2RapidReset(t *testing.T) {
+	r := startH2(t, h2echo, "")
+	x := dialRawH2(t, r)
+	// Requests opened and cancelled at once, as CVE-2023-44487 does.
+	go func() {
+		for id := uint32(1); id < 2*2000; id += 2 {
+			if x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: x.block("/"), EndStream: true, EndHeaders: true}) != nil ||
+				x.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+				return
+			}
+		}
+	}()
+	if code := x.goAway(t); code != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", code)
+	}
+	if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "rapid_reset"); n != 1 {
+		t.Errorf("rapid_reset counted %v, want 1", n)
+	}
+}
+
+func TestH2ContinuationFlood(t *testing.T) {
+	r := startH2(t, h2echo, `max_header_bytes = "16KiB"`)
+	x := dialRawH2(t, r)
+	go func() {
+		frag := bytes.Repeat([]byte{0x40, 0x01, 'x', 0x7f, 0x7f}, 16384/5) // literal fields, never ended
+		if x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: x.block("/")}) != nil {
+			return
+		}
+		for range 10000 {
+			if x.fr.WriteContinuation(1, false, frag) != nil {
+				return
+			}
+		}
+	}()
+	if code := x.goAway(t); code != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", code)
+	}
+	if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "header_block_size"); n != 1 {
+		t.Errorf("header_block_size counted %v, want 1", n)
+	}
+
+	// Empty CONTINUATION frames are counted too.
+	y := dialRawH2(t, r)
+	go func() {
+		if y.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: y.block("/")}) != nil {
+			return
+		}
+		for range 100000 {
+			if y.fr.WriteContinuation(1, false, nil) != nil {
+				return
+			}
+		}
+	}()
+	if code := y.goAway(t); code != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", code)
+	}
+}
+
+func TestH2HeaderHygieneAndLimits(t *testing.T) {
+	r := startH2(t, h2echo, `max_header_bytes = "4KiB"`)
+	x := dialRawH2(t, r)
+	// Connection-specific fields make a request malformed (RFC 9113
+	// 8.2.2): the stream is reset, the connection goes on.
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: x.block("/", "connection", "close"), EndStream: true, EndHeaders: true})
+	// Upper case names too.
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: x.block("/", "X-Up", "1"), EndStream: true, EndHeaders: true})
+	// A header list past max_header_bytes: 431.
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: x.block("/", "x-big", strings.Repeat("a", 3000), "x-big2", strings.Repeat("b", 3000)), EndStream: true, EndHeaders: true})
+	// A fine one after them.
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 7, BlockFragment: x.block("/ok", "te", "trailers"), EndStream: true, EndHeaders: true})
+	dec := hpack.NewDecoder(4096, nil)
+	rst := map[uint32]http2.ErrCode{}
+	status := map[uint32]string{}
+	ended := false
+	for !ended {
+		f, err := x.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading: %v (resets %v, statuses %v)", err, rst, status)
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			rst[f.StreamID] = f.ErrCode
+		case *http2.HeadersFrame:
+			hf, err := dec.DecodeFull(f.HeaderBlockFragment())
+			if err != nil {
+				t.Fatal(err)
+			}
+			status[f.StreamID] = hf[0].Value
+		case *http2.DataFrame:
+			ended = f.StreamID == 7 && f.StreamEnded()
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v", f.ErrCode)
+		}
+	}
+	if rst[1] != http2.ErrCodeProtocol || rst[3] != http2.ErrCodeProtocol || status[5] != "431" || status[7] != "200" {
+		t.Errorf("resets %v, statuses %v; want PROTOCOL_ERROR on 1 and 3, 431 on 5, 200 on 7", rst, status)
+	}
+	if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "header_list_size"); n != 1 {
+		t.Errorf("header_list_size counted %v, want 1", n)
+	}
+}
+
+func TestH2GoAwayOnShutdown(t *testing.T) {
+	release := make(chan struct{})
+	r := startH2(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "done\n")
+	}), "")
+	x := dialRawH2(t, r)
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: x.block("/slow"), EndStream: true, EndHeaders: true})
+	testenv.EventuallyWithin(t, 5*time.Second, "request in flight", func() bool {
+		return r.metric("wharf_proxy_server_active") == 1
+	})
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- r.f.Shutdown(ctx)
+	}()
+	if code := x.goAway(t); code != http2.ErrCodeNo {
+		t.Errorf("GOAWAY %v, want NO_ERROR", code)
+	}
+	close(release)
+	var body []byte
+	for {
+		f, err := x.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("in-flight stream after GOAWAY: %v (body so far %q)", err, body)
+		}
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 1 {
+			body = append(body, d.Data()...)
+			if d.StreamEnded() {
+				break
+			}
+		}
+	}
+	if string(body) != "done\n" {
+		t.Errorf("in-flight stream: %q", body)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+func TestH2Curl(t *testing.T) {
+	curl := testenv.Tool(t, "curl")
+	r := startH2(t, h2echo, "")
+	port := r.f.Addrs()[0].(*net.TCPAddr).Port
+	out, err := exec.Command(curl, "--http2", "-sS", "--max-time", "10", "--cacert", r.ca.File,
+		"--resolve", fmt.Sprintf("site.example.com:%d:127.0.0.1", port), "-w", "%{http_version}",
+		"-d", "hello", fmt.Sprintf("https://site.example.com:%d/c", port)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(string(out), fmt.Sprintf("POST /c host=site.example.com:%d proto=HTTP/1.1 cl=5", port)) || !strings.HasSuffix(string(out), "\n2") {
+		t.Errorf("curl --http2: %q", out)
+	}
+}
+
+func TestH2Off(t *testing.T) {
+	r := startH2(t, h2echo, "http2 = false")
+	c, err := tls.Dial("tcp", r.addr, &tls.Config{RootCAs: r.ca.Pool(), ServerName: "site.example.com", NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if p := c.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+		t.Errorf("http2 = false: ALPN chose %q", p)
+	}
+}

@@ -1,0 +1,570 @@
+package httpproxy
+
+import (
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"wharf/proxy/upstream"
+)
+
+// run serves one stream: status > 0 answers it at once (431), else the
+// request is routed and forwarded as an HTTP/1.1 one.
+func (st *h2stream) run(rq *h2request, status int) {
+	h := st.h
+	defer st.end()
+	if status > 0 {
+		h.f.noRoute[4].Inc()
+		st.fail(status, "request header too large")
+		return
+	}
+	if rq.method == "CONNECT" {
+		h.f.noRoute[4].Inc()
+		st.fail(405, "CONNECT is not supported by this proxy")
+		return
+	}
+	cc := &clientConn{f: h.f, c: h.tc, raw: h.raw, req: head{fields: make([]field, 0, len(rq.fields)+4)},
+		client: h.client, ip: h.ip, ipText: h.ipText, trusted: h.trusted, tls: true}
+	cc.in.b = rq.head
+	if err := parseRequest(rq.head, &cc.req); err != nil {
+		h.f.noRoute[4].Inc()
+		switch err {
+		case errTooLarge:
+			st.fail(431, "too many header fields")
+		default:
+			st.fail(400, err.Error())
+		}
+		return
+	}
+	req := &cc.req
+	b := cc.reqBytes()
+	cc.isHead = rq.method == "HEAD"
+	host, path := req.host.of(b), req.target.of(b)
+	match := path
+	if i := indexByte(match, '?'); i >= 0 {
+		match = match[:i]
+	}
+	if indexByte(match, '%') >= 0 {
+		var ok bool
+		if cc.path, ok = unescapePath(cc.path[:0], match); !ok {
+			h.f.noRoute[4].Inc()
+			st.fail(400, "invalid escape in the request path")
+			return
+		}
+		match = cc.path
+	}
+	bp := h.f.pick(host, match)
+	if bp == nil {
+		h.f.noRoute[5].Inc()
+		h.f.m.errNoServer.Inc()
+		st.fail(503, "no backend for this host and path")
+		return
+	}
+	st.forward(cc, bp, host, path, match)
+}
+
+// end forgets the stream: RST_STREAM(NO_ERROR) if the client has not
+// finished sending (its body is not wanted any more), the connection
+// window for body bytes never read given back, and the connection's idle
+// timer or graceful close started when it was the last.
+func (st *h2stream) end() {
+	h := st.h
+	h.mu.Lock()
+	delete(h.streams, st.id)
+	h.handlers--
+	rst := !st.remoteDone && !st.reset
+	if st.remoteDone && !st.reset {
+		h.recent[h.nrecent%len(h.recent)] = st.id
+		h.nrecent++
+	}
+	refund := len(st.body) + st.unread
+	h.recvConnWin += int64(refund)
+	st.body = nil
+	last := h.handlers == 0
+	away := h.goingAway
+	closed := h.closed
+	if last && !away && !closed && h.idle != nil {
+		h.idle.Reset(h.f.cfg.ClientTimeout.Duration)
+	}
+	h.mu.Unlock()
+	if !closed {
+		if rst {
+			h.wmu.Lock()
+			h.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
+			h.flushLocked()
+			h.wmu.Unlock()
+		}
+		h.windowUpdate(0, refund)
+		if last && away {
+			h.finish()
+		}
+	}
+	h.wg.Done()
+}
+
+// readBody returns the next request body bytes (valid until the next
+// call), io.EOF at its end, or an error when the client reset the stream
+// or was silent for client_timeout.
+func (st *h2stream) readBody(buf []byte) ([]byte, error) {
+	h := st.h
+	timeout := h.f.cfg.ClientTimeout.Duration
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		h.mu.Lock()
+		// What the previous call took is acknowledged now that it went on.
+		ack := st.unread
+		st.unread = 0
+		if ack > 0 {
+			st.recvWin += int64(ack)
+			h.recvConnWin += int64(ack)
+		}
+		remoteDone := st.remoteDone
+		switch {
+		case st.reset || h.closed:
+			h.mu.Unlock()
+			return nil, errStreamReset
+		case len(st.body) > 0:
+			n := copy(buf, st.body)
+			st.body = st.body[:copy(st.body, st.body[n:])]
+			st.unread = n
+			h.mu.Unlock()
+			if ack > 0 {
+				st.ackBody(ack, remoteDone)
+			}
+			return buf[:n], nil
+		case st.remoteDone:
+			h.mu.Unlock()
+			if ack > 0 {
+				st.ackBody(ack, remoteDone)
+			}
+			return nil, io.EOF
+		}
+		h.mu.Unlock()
+		if ack > 0 {
+			st.ackBody(ack, remoteDone)
+		}
+		if timer == nil {
+			timer = time.NewTimer(timeout)
+		}
+		select {
+		case <-st.notify:
+		case <-timer.C:
+			return nil, os.ErrDeadlineExceeded
+		}
+	}
+}
+
+func (st *h2stream) ackBody(n int, remoteDone bool) {
+	if remoteDone {
+		st.h.windowUpdate(0, n)
+	} else {
+		st.h.windowUpdate(st.id, n)
+	}
+}
+
+// Write sends p as DATA frames as the client's flow-control windows
+// allow, waiting at most client_timeout for a window to open.
+func (st *h2stream) Write(p []byte) (int, error) {
+	h := st.h
+	total := 0
+	for len(p) > 0 {
+		h.mu.Lock()
+		var timer *time.Timer
+		for !st.reset && !h.closed && !st.stalled && (h.sendConnWin <= 0 || st.sendWin <= 0) {
+			if timer == nil {
+				timer = time.AfterFunc(h.f.cfg.ClientTimeout.Duration, func() {
+					h.mu.Lock()
+					st.stalled = true
+					h.cond.Broadcast()
+					h.mu.Unlock()
+				})
+			}
+			h.cond.Wait()
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if st.reset || h.closed || st.stalled {
+			stalled := st.stalled && !st.reset && !h.closed
+			h.mu.Unlock()
+			if stalled {
+				h.count(h2RStalled)
+				h.resetStream(st.id, http2.ErrCodeCancel)
+			}
+			return total, errClientGone
+		}
+		n := min(len(p), h.peerMaxFrame, int(h.sendConnWin), int(st.sendWin))
+		h.sendConnWin -= int64(n)
+		st.sendWin -= int64(n)
+		h.mu.Unlock()
+		h.wmu.Lock()
+		err := h.fr.WriteData(st.id, false, p[:n])
+		if err == nil {
+			err = h.flushLocked()
+		}
+		h.wmu.Unlock()
+		if err != nil {
+			return total, errClientGone
+		}
+		total += n
+		p = p[n:]
+	}
+	return total, nil
+}
+
+// writeHeaders sends a response head (fields: name, value pairs, names
+// lower case).
+func (st *h2stream) writeHeaders(status int, fields []string, endStream bool) error {
+	h := st.h
+	h.mu.Lock()
+	gone := st.reset || h.closed
+	h.mu.Unlock()
+	if gone {
+		return errClientGone
+	}
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	h.hbuf.Reset()
+	h.henc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(status)})
+	for i := 0; i+1 < len(fields); i += 2 {
+		h.henc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	block := h.hbuf.Bytes()
+	first := true
+	for first || len(block) > 0 {
+		n := min(len(block), h.peerMaxFrame)
+		frag, rest := block[:n], block[n:]
+		var err error
+		if first {
+			err = h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: st.id, BlockFragment: frag, EndStream: endStream, EndHeaders: len(rest) == 0})
+		} else {
+			err = h.fr.WriteContinuation(st.id, len(rest) == 0, frag)
+		}
+		if err != nil {
+			return errClientGone
+		}
+		first, block = false, rest
+	}
+	if err := h.flushLocked(); err != nil {
+		return errClientGone
+	}
+	return nil
+}
+
+// endData ends the stream with an empty DATA frame.
+func (st *h2stream) endData() error {
+	h := st.h
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	if err := h.fr.WriteData(st.id, true, nil); err != nil {
+		return err
+	}
+	return h.flushLocked()
+}
+
+// fail answers with a short plain-text error, as the HTTP/1.1 path does.
+func (st *h2stream) fail(code int, msg string) {
+	body := strconv.Itoa(code) + " " + statusText(code) + ": " + msg + "\n"
+	if st.isHead {
+		body = ""
+	}
+	if st.writeHeaders(code, []string{"content-type", "text/plain; charset=utf-8", "x-content-type-options", "nosniff",
+		"cache-control", "no-store", "content-length", strconv.Itoa(len(body))}, body == "") != nil || body == "" {
+		return
+	}
+	if _, err := st.Write([]byte(body)); err == nil {
+		st.endData()
+	}
+}
+
+// forward sends the request to a server of bp, as clientConn.forward:
+// the next server when a connect fails (up to retries).
+func (st *h2stream) forward(cc *clientConn, bp *backendProxy, host, path, match []byte) {
+	st.isHead = cc.isHead
+	retries := bp.b.Config().Retries
+	var triedBuf [4]*upstream.Server
+	tried := triedBuf[:0]
+	var lastErr error
+	var last *upstream.Server
+	for attempt := 0; attempt <= retries; attempt++ {
+		s := cc.pickServer(bp.b, match, tried)
+		if s == nil {
+			break
+		}
+		tried = append(tried, s)
+		pc, reused, err := bp.conn(s, cc)
+		if err != nil {
+			s.Release()
+			s.ConnectFailed(err)
+			lastErr, last = err, s
+			continue
+		}
+		s.ConnectOK()
+		cc.buildHead(bp, s, host, path, true)
+		st.exchange(cc, bp, s, pc, reused)
+		s.Release()
+		return
+	}
+	if lastErr == nil {
+		bp.b.CountNoServer()
+		cc.f.m.errNoServer.Inc()
+		bp.count(503)
+		st.fail(503, "no server is available in backend "+bp.b.Name)
+		return
+	}
+	cc.f.m.errConnect.Inc()
+	cc.f.log.Warn("cannot connect to any server", "backend", bp.b.Name, "err", "server "+last.Name+": "+lastErr.Error())
+	bp.count(503)
+	st.fail(503, "cannot connect to a server of backend "+bp.b.Name)
+}
+
+// exchange runs the round trip on pc; a kept-alive connection the server
+// had closed is replaced and a replayable request sent again.
+func (st *h2stream) exchange(cc *clientConn, bp *backendProxy, s *upstream.Server, pc *poolConn, reused bool) {
+	req := &cc.req
+	replayable := !req.hasBody() && !req.chunked && idempotent(req.method.of(cc.reqBytes()))
+	for {
+		err := st.roundTrip(cc, bp, s, pc, reused)
+		if err == nil {
+			return
+		}
+		pc.c.Close()
+		if err == errStale && reused && replayable {
+			var derr error
+			if pc, derr = bp.dial(s, cc); derr != nil {
+				s.ConnectFailed(derr)
+				cc.f.m.errConnect.Inc()
+				bp.count(503)
+				st.fail(503, "cannot connect to a server of backend "+bp.b.Name)
+				return
+			}
+			reused = false
+			continue
+		}
+		switch {
+		case err == errClientGone || err == errStreamReset:
+			bp.count(499)
+		case err == errTimeout:
+			cc.f.m.errTimeout.Inc()
+			bp.count(504)
+			st.fail(504, "the server of backend "+bp.b.Name+" did not answer in time")
+		case err == errClientGoneCounted:
+		default:
+			cc.f.m.errBad.Inc()
+			bp.count(502)
+			cc.f.log.Debug("bad gateway", "backend", bp.b.Name, "err", err)
+			st.fail(502, "the server of backend "+bp.b.Name+" failed to answer")
+		}
+		return
+	}
+}
+
+func (st *h2stream) setPC(pc *poolConn) bool {
+	h := st.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st.pc = pc
+	return !st.reset && !h.closed
+}
+
+// roundTrip is one attempt: the head, the body, the response relayed. A
+// non-nil error means pc is to be closed; errStale and errTimeout mean
+// nothing reached the client yet.
+func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Server, pc *poolConn, reused bool) error {
+	if !st.setPC(pc) {
+		return errClientGone
+	}
+	defer st.setPC(nil)
+	if _, err := pc.c.Write(cc.bw); err != nil {
+		if st.gone() {
+			return errClientGone
+		}
+		return errStale
+	}
+	req := &cc.req
+	keep := true
+	if req.hasBody() {
+		var err error
+		keep, err = st.sendBody(cc, pc, s)
+		if err != nil {
+			return err
+		}
+	}
+	// The response head.
+	srv := &pc.in
+	srv.progress = 0
+	timeout := bp.b.Config().ServerTimeout.Duration
+	if timeout > 0 {
+		srv.setDeadline(time.Now().Add(timeout), 0)
+	} else {
+		srv.setDeadline(time.Time{}, 0)
+	}
+	resp := &cc.resp
+	scan := 0
+	got := false
+	for {
+		b := srv.buffered()
+		end := findHeadEnd(b, scan)
+		if end < 0 {
+			if bareLF(b, scan) {
+				return errBadResponse
+			}
+			scan = len(b)
+			err := srv.fill()
+			if err == nil {
+				got = true
+				continue
+			}
+			switch {
+			case st.gone():
+				return errClientGone
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				return errTimeout
+			case !got && reused:
+				return errStale
+			}
+			return err
+		}
+		if err := parseResponse(b[:end], resp); err != nil {
+			return err
+		}
+		if resp.status == 101 {
+			return errUpgrade
+		}
+		if resp.status >= 200 {
+			break
+		}
+		srv.consume(end) // 1xx: not passed on
+		scan = 0
+	}
+	b := srv.buffered()
+	mode := bodyFraming(resp, cc.isHead)
+	fields := make([]string, 0, 2*len(resp.fields))
+	for _, fl := range resp.fields {
+		name := fl.name.of(b)
+		switch {
+		case eqFold(name, "content-length") && resp.te:
+			continue
+		case hopByHop(name) || resp.connNames(b, name):
+			continue
+		}
+		fields = append(fields, lowerString(name), string(fl.value.of(b)))
+	}
+	bp.count(resp.status)
+	if err := st.writeHeaders(resp.status, fields, mode == bodyNone); err != nil {
+		return errClientGoneCounted
+	}
+	srv.consume(resp.n)
+	srvKeep := keep && mode != bodyUntilClose && s.SendProxy == 0 &&
+		(resp.minor >= 1 && !resp.connClose || resp.minor == 0 && resp.connKeepAlive)
+	if mode != bodyNone {
+		srv.setDeadline(time.Time{}, 0)
+		out := wbuf{w: st, b: make([]byte, 0, writeBufSize)}
+		var n int64
+		var err error
+		switch mode {
+		case bodyLength:
+			n = resp.contentLength
+			err = copyN(&out, srv, n)
+		case bodyChunked:
+			n, err = copyChunked(&out, srv, true, maxRespHead)
+		case bodyUntilClose:
+			n, err = copyUntilEOF(&out, srv)
+		}
+		if n > 0 {
+			s.BytesFromServer.Add(uint64(n))
+		}
+		if err == nil {
+			err = out.flush()
+		}
+		if err != nil {
+			pc.c.Close()
+			if out.werr == nil { // the server failed: the stream cannot end well
+				st.h.resetStream(st.id, http2.ErrCodeInternal)
+			}
+			return nil
+		}
+		if st.endData() != nil {
+			pc.c.Close()
+			return nil
+		}
+	}
+	if !srvKeep || len(srv.buffered()) > 0 {
+		pc.c.Close()
+	} else {
+		bp.put(s, pc)
+	}
+	return nil
+}
+
+// errClientGoneCounted: the response head could not be sent; the status
+// was counted already.
+var errClientGoneCounted = errors.New("client went away (counted)")
+
+func (st *h2stream) gone() bool {
+	h := st.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return st.reset || h.closed
+}
+
+// sendBody copies the request body to the server: as it came for a
+// Content-Length body, else chunked. keep says whether pc can be reused
+// (false when the server stopped reading it).
+func (st *h2stream) sendBody(cc *clientConn, pc *poolConn, s *upstream.Server) (keep bool, err error) {
+	out := wbuf{w: pc.c, b: make([]byte, 0, writeBufSize)}
+	buf := make([]byte, writeBufSize)
+	chunked := cc.req.chunked
+	var sent int64
+	for {
+		p, rerr := st.readBody(buf)
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return false, errClientGone
+		}
+		if chunked {
+			var hx [20]byte
+			out.write(appendHex(hx[:0], int64(len(p))))
+			out.write(p)
+			out.writeString("\r\n")
+		} else {
+			out.write(p)
+		}
+		sent += int64(len(p))
+		if out.werr != nil {
+			break
+		}
+	}
+	if chunked && out.werr == nil {
+		out.writeString("0\r\n\r\n")
+	}
+	if out.werr == nil {
+		out.flush()
+	}
+	s.BytesToServer.Add(uint64(sent))
+	// A server that stopped reading may have answered (413...): read it.
+	return out.werr == nil, nil
+}
+
+func lowerString(b []byte) string {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		out[i] = c
+	}
+	return string(out)
+}
