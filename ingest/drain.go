@@ -58,7 +58,7 @@ func (l *Listener) Drain(ctx context.Context) (busy int) {
 	defer tick.Stop()
 	quietBefore := false
 	for {
-		busy = l.busyConns(time.Now().UnixNano())
+		busy = l.busyConns(monoNow())
 		if busy == 0 && quietBefore {
 			return 0
 		}
@@ -150,3 +150,13 @@ func (l *Listener) drainDatagrams(ctx context.Context) (busy int) {
 		}
 	}
 }
+
+// monoBase anchors monoNow.
+var monoBase = time.Now()
+
+// monoNow is nanoseconds on the monotonic clock (since the process
+// started): what timeouts, rate limits and the drain measure with, so an
+// NTP step or a VM resume that moves the wall clock neither closes every
+// connection as idle nor holds rate-limited senders until the wall clock
+// catches up. Message receive times stay on the wall clock.
+func monoNow() int64 { return int64(time.Since(monoBase)) }

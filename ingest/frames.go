@@ -51,7 +51,7 @@ func (l *Listener) framesTo(out *outbox, s *settings, fe *route.Frontend, fr *fr
 			// NeedMore costs no token, but may have skipped bytes (the
 			// rest of an oversize frame): its state is kept as well.
 			if status != framing.NeedMore {
-				switch wait = s.rate.take(peer.Addr(), now, !*held); {
+				switch wait = s.rate.take(peer.Addr(), monoNow(), !*held); {
 				case wait == 0:
 					*held = false
 				case s.rate.closing:

@@ -421,7 +421,7 @@ func portOf(hostport string) string {
 type conn struct {
 	framer framing.Framer
 	peer   netip.AddrPort
-	// lastRead is when the connection last delivered bytes (Unix ns).
+	// lastRead is when the connection last delivered bytes (monoNow).
 	lastRead atomic.Int64
 	// busy is set while OnTraffic handles the connection (it may wait
 	// for queue space): Drain waits for it.
@@ -514,7 +514,7 @@ func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	_ = c.SetKeepAlivePeriod(time.Minute) // finds senders that vanished without a FIN
 	st := &conn{framer: framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}, peer: peer}
-	st.lastRead.Store(time.Now().UnixNano())
+	st.lastRead.Store(monoNow())
 	c.SetContext(st)
 	l.open.Store(c, st)
 	l.conns.Add(1)
@@ -552,7 +552,7 @@ func (l *Listener) OnTick() (time.Duration, gnet.Action) {
 	if s.idle <= 0 && s.frame <= 0 {
 		return time.Second, gnet.None
 	}
-	now := time.Now().UnixNano()
+	now := monoNow() // timeouts run on the monotonic clock: a wall-clock step closes nothing
 	l.open.Range(func(k, v any) bool {
 		c, st := k.(gnet.Conn), v.(*conn)
 		switch {
@@ -603,7 +603,8 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 	}
 
 	st := c.Context().(*conn)
-	st.lastRead.Store(now)
+	mnow := monoNow()
+	st.lastRead.Store(mnow)
 	st.busy.Store(true)
 	defer st.busy.Store(false)
 	progress := false
@@ -624,8 +625,8 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 			if !l.holdTCP(c, st, s, wait) {
 				return gnet.None
 			}
-			now = time.Now().UnixNano()
-			st.lastRead.Store(now)
+			now, mnow = time.Now().UnixNano(), monoNow()
+			st.lastRead.Store(mnow)
 			s = l.settings.Load()
 			continue
 		}
@@ -637,7 +638,7 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		case off == len(buf):
 			st.partialSince.Store(0)
 		case progress || st.partialSince.Load() == 0:
-			st.partialSince.Store(now)
+			st.partialSince.Store(mnow)
 		}
 		return gnet.None
 	}
@@ -650,7 +651,7 @@ func (l *Listener) datagram(out *outbox, s *settings, fe *route.Frontend, buf []
 		l.reason("rejected", "acl").Inc()
 		return
 	}
-	if s.rate != nil && !s.rate.allowDatagram(peer.Addr(), now) {
+	if s.rate != nil && !s.rate.allowDatagram(peer.Addr(), monoNow()) {
 		return
 	}
 	frame := framing.TrimUDP(buf)

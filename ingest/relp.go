@@ -513,7 +513,7 @@ func (s *relpSession) throttle(st *settings, flush func()) {
 	counted := false
 	var t *time.Timer
 	for {
-		wait := st.rate.take(s.peer.Addr(), time.Now().UnixNano(), !counted)
+		wait := st.rate.take(s.peer.Addr(), monoNow(), !counted)
 		if wait == 0 {
 			return
 		}
@@ -531,7 +531,7 @@ func (s *relpSession) throttle(st *settings, flush func()) {
 		select {
 		case <-t.C:
 		case <-s.stop:
-			st.rate.charge(s.peer.Addr(), time.Now().UnixNano())
+			st.rate.charge(s.peer.Addr(), monoNow())
 			return
 		case <-s.dead:
 			return

@@ -213,7 +213,7 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 		k, err := c.read(s)
 		c.waiting.Store(false)
 		if k > 0 {
-			c.lastRead.Store(time.Now().UnixNano())
+			c.lastRead.Store(monoNow())
 			c.consume(s, k)
 		}
 		if err != nil {
