@@ -43,7 +43,8 @@ type dynamic struct {
 type dynFile struct {
 	path    string
 	f       *os.File
-	pending []byte // lines encoded by the current Write
+	fd      uintptr // f.Fd(), taken once (Fd is not free)
+	pending []byte  // lines encoded by the current Write
 	used    time.Time
 }
 
@@ -225,7 +226,7 @@ func (s *File) dynFile(path []byte, now time.Time) (*dynFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sinks/file: sink %q: %w", s.name, err)
 	}
-	df := &dynFile{path: p, f: f, used: now}
+	df := &dynFile{path: p, f: f, fd: f.Fd(), used: now}
 	d.open[p] = d.lru.PushFront(df)
 	d.opens.Add(1)
 	d.openCount.Add(1)
@@ -236,6 +237,17 @@ func (s *File) dynFile(path []byte, now time.Time) (*dynFile, error) {
 func (s *File) flushDyn(df *dynFile) error {
 	if len(df.pending) == 0 {
 		return nil
+	}
+	if logfile.Unlinked(df.fd) {
+		// Deleted without SIGHUP: a new file at its path, or these lines
+		// would vanish into the old one. (One fstat a file a batch, no
+		// allocation; a rename is not followed here: the file closes
+		// when idle, or on SIGHUP.)
+		if f, err := logfile.OpenAppendBeneath(s.dyn.base, df.path, s.mode); err == nil {
+			df.f.Close()
+			df.f, df.fd = f, f.Fd()
+			s.log.Warn("a file of the file sink was deleted without a reopen (SIGHUP); writing to a new file at its path", "path", df.path)
+		}
 	}
 	err := appendAll(df.f, df.pending)
 	if cap(df.pending) > maxKeptBuf {

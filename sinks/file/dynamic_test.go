@@ -189,6 +189,30 @@ func TestFileTemplatedReopenAndIdle(t *testing.T) {
 	s.Close()
 }
 
+// A templated file deleted under the sink (no SIGHUP): its next lines go
+// to a new file at its path.
+func TestFileTemplatedFollowsDeleted(t *testing.T) {
+	dir := t.TempDir()
+	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: dir + "/{hostname}.log"}})
+	write := func(host, text string) {
+		t.Helper()
+		m := parsedMsg(t, "<13>1 - "+host+" app - - - "+text)
+		defer m.Release()
+		if err := s.Write(context.Background(), []*message.Message{m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a", "first")
+	if err := os.Remove(filepath.Join(dir, "a.log")); err != nil {
+		t.Fatal(err)
+	}
+	write("a", "second")
+	if data, err := os.ReadFile(filepath.Join(dir, "a.log")); err != nil || string(data) != "<13>1 - a app - - - second\n" {
+		t.Fatalf("after a.log was deleted: %q, %v; want a new a.log with the second line", data, err)
+	}
+	s.Close()
+}
+
 // TestFileTemplatedWriteAllocs: writing to files already open allocates
 // nothing per batch.
 func TestFileTemplatedWriteAllocs(t *testing.T) {

@@ -34,8 +34,11 @@ type File struct {
 
 	mu sync.Mutex
 	f  *os.File // nil until the first Write, Check or Reopen
-	// checked is when Write last made sure path still names f (Unix ns);
+	// fd is f's descriptor (f.Fd(), taken when f is opened). checked is
+	// when Write last made sure path still names f (Unix ns);
 	// followEvery is how often it does (followInterval; tests change it).
+	// A deleted f is noticed before every batch, whatever followEvery.
+	fd          uintptr
 	checked     int64
 	followEvery time.Duration
 	log         *slog.Logger
@@ -111,8 +114,8 @@ func (s *File) Write(_ context.Context, batch []*message.Message) error {
 		if err != nil {
 			return err
 		}
-		s.f, s.checked = f, time.Now().UnixNano()
-	} else if now := time.Now().UnixNano(); now-s.checked >= int64(s.followEvery) {
+		s.f, s.fd, s.checked = f, f.Fd(), time.Now().UnixNano()
+	} else if now := time.Now().UnixNano(); logfile.Unlinked(s.fd) || now-s.checked >= int64(s.followEvery) {
 		s.checked = now
 		s.follow()
 	}
@@ -123,9 +126,10 @@ func (s *File) Write(_ context.Context, batch []*message.Message) error {
 }
 
 // followInterval is how often Write checks that the path still names the
-// open file: before every batch (an fstat and an lstat, about a
-// microsecond), so no batch goes into a deleted file after the check.
-const followInterval = 0
+// open file (an fstat and an lstat, which allocate): a rename without
+// SIGHUP is followed within it. Deletion is checked before every batch
+// (one fstat, no allocation), so no batch goes into a deleted file.
+const followInterval = time.Second
 
 // follow reopens path when it no longer names the open file: deleted
 // (writes would go on into an unlinked inode, lost without a trace) or
@@ -143,7 +147,7 @@ func (s *File) follow() {
 		return
 	}
 	s.f.Close()
-	s.f = f
+	s.f, s.fd = f, f.Fd()
 	s.log.Warn("the file sink's file was "+why+" without a reopen (SIGHUP); writing to a new file at its path", "path", s.path)
 }
 
@@ -162,7 +166,7 @@ func (s *File) Reopen() error {
 		return err
 	}
 	old := s.f
-	s.f = f
+	s.f, s.fd = f, f.Fd()
 	if old != nil {
 		if err := old.Close(); err != nil {
 			return fmt.Errorf("sinks/file: sink %q: close rotated file: %w", s.name, err)
@@ -186,7 +190,7 @@ func (s *File) Check(context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.f = f
+	s.f, s.fd = f, f.Fd()
 	return nil
 }
 

@@ -124,13 +124,14 @@ func TestFileReopenAfterRotate(t *testing.T) {
 }
 
 // A file deleted or renamed under a running sink, with no SIGHUP: the
-// sink notices (followInterval; every write here) and writes to a new file
-// at its path, instead of into an unlinked inode where lines vanish.
+// sink notices (a deletion before the next batch, a rename within
+// followInterval) and writes to a new file at its path, instead of into
+// an unlinked inode where lines vanish.
 func TestFileFollowsDeletedAndRenamed(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "m.log")
 	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: path}})
-	s.followEvery = 0
+	s.followEvery = time.Hour // a deletion is noticed at once anyway
 	ctx := context.Background()
 	write := func(prefix string) {
 		t.Helper()
@@ -154,6 +155,7 @@ func TestFileFollowsDeletedAndRenamed(t *testing.T) {
 	if got := lines(path); got != "2:<13>b-" {
 		t.Errorf("after the file was deleted: %s, want the 2 lines of b in a new file", got)
 	}
+	s.followEvery = 0 // a rename within followInterval: check at every batch
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
