@@ -126,13 +126,16 @@ type h2stream struct {
 	recvWin    int64
 	body       []byte // request body received, not yet sent on
 	remoteDone bool   // END_STREAM received
-	reset      bool   // by the client, or the connection ended
-	declared   int64  // content-length, or -1
-	got        int64
-	pc         *poolConn // the server connection in use, closed on reset
-	stalled    bool
-	unread     int // body bytes taken but not yet acknowledged by WINDOW_UPDATE
-	isHead     bool
+	reset      bool   // by the client, by us, or the connection ended
+	// clientReset: the client sent RST_STREAM; its later frames on the
+	// stream are STREAM_CLOSED errors (ours reset are ignored).
+	clientReset bool
+	declared    int64 // content-length, or -1
+	got         int64
+	pc          *poolConn // the server connection in use, closed on reset
+	stalled     bool
+	unread      int // body bytes taken but not yet acknowledged by WINDOW_UPDATE
+	isHead      bool
 }
 
 var errStreamReset = errors.New("stream reset")
@@ -459,6 +462,7 @@ func (h *h2conn) process(fm http2.Frame) (code http2.ErrCode, reason int, ok boo
 			return http2.ErrCodeProtocol, h2RProtocol, false
 		}
 		if st := h.streams[fm.StreamID]; st != nil {
+			st.clientReset = true
 			st.abortLocked()
 			h.cond.Broadcast()
 		}
@@ -515,7 +519,7 @@ func (h *h2conn) data(fm *http2.DataFrame) (http2.ErrCode, int, bool) {
 	st := h.streams[id]
 	if st == nil || st.remoteDone || st.reset {
 		idle := st == nil && id > h.lastID
-		closed := st != nil && st.remoteDone && !st.reset || st == nil && h.recentlyDone(id)
+		closed := st != nil && (st.remoteDone && !st.reset || st.clientReset) || st == nil && h.recentlyDone(id)
 		h.recvConnWin += n
 		h.mu.Unlock()
 		if idle {
@@ -601,11 +605,13 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 	if id <= h.lastID {
 		st := h.streams[id]
 		switch {
+		case st == nil && !h.recentlyDone(id):
+			// Not a stream open now, nor one lately closed: a new
+			// stream must have a larger id (RFC 9113 5.1.1).
+			h.mu.Unlock()
+			return http2.ErrCodeProtocol, h2RProtocol, false
 		case st == nil || st.reset:
 			h.mu.Unlock()
-			if st == nil && !h.recentlyDone(id) {
-				return 0, 0, true // one we reset: ignored
-			}
 			return http2.ErrCodeStreamClosed, h2RProtocol, false
 		case st.remoteDone:
 			h.mu.Unlock()

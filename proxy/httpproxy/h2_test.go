@@ -408,3 +408,39 @@ func TestH2Off(t *testing.T) {
 		t.Errorf("http2 = false: ALPN chose %q", p)
 	}
 }
+
+// TestH2Spec runs the h2spec conformance suite (a tool in go.mod) against
+// a frontend, strict cases included. It builds the tool, so it runs with
+// WHARF_INTEGRATION only; there it must run.
+func TestH2Spec(t *testing.T) {
+	if !testenv.Integration() {
+		t.Skip("WHARF_INTEGRATION not set (builds h2spec)")
+	}
+	goBin := testenv.Tool(t, "go")
+	page := strings.Repeat("ok\n", 400) // 6.9.2 needs a body longer than a tiny window
+	r := startH2(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		io.WriteString(w, page)
+	}), "")
+	port := r.f.Addrs()[0].(*net.TCPAddr).Port
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, goBin, "tool", "h2spec", "-h", "127.0.0.1", "-p", fmt.Sprint(port), "-t", "-k", "-S", "-o", "10").CombinedOutput()
+	var total, passed, skipped, failed int
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	for _, l := range lines {
+		if n, _ := fmt.Sscanf(l, "%d tests, %d passed, %d skipped, %d failed", &total, &passed, &skipped, &failed); n == 4 {
+			break
+		}
+	}
+	if total == 0 {
+		t.Fatalf("h2spec did not report:\n%s", out)
+	}
+	t.Logf("h2spec: %d tests, %d passed, %d skipped, %d failed", total, passed, skipped, failed)
+	// All pass on an idle machine; a case may time out on a loaded one.
+	if passed*100 < total*95 {
+		t.Errorf("h2spec passed %d of %d:\n%s", passed, total, out)
+	} else if i := strings.Index(string(out), "Failures:"); failed > 0 && i >= 0 {
+		t.Logf("h2spec failures:\n%s", out[i:])
+	}
+}
