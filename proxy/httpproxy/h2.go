@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -93,10 +94,11 @@ type h2conn struct {
 	resetAt int64 // the second resets are counted in
 	resets  int
 
-	wmu  sync.Mutex // the write side: framer writes, hpack encoder, bw
-	bw   *bufio.Writer
-	henc *hpack.Encoder
-	hbuf bytes.Buffer
+	wmu   sync.Mutex   // the write side: framer writes, hpack encoder, bw
+	wwait atomic.Int32 // writers waiting for wmu: the last one flushes
+	bw    *bufio.Writer
+	henc  *hpack.Encoder
+	hbuf  bytes.Buffer
 
 	mu           sync.Mutex
 	cond         *sync.Cond // window updates, resets, close
@@ -282,6 +284,24 @@ func (h *h2conn) flushLocked() error {
 	return h.bw.Flush()
 }
 
+// lockW takes the write side. unlockW flushes unless another writer is
+// waiting for it, which will flush (or leave it to the next): frames of
+// concurrent streams leave in one system call.
+func (h *h2conn) lockW() {
+	h.wwait.Add(1)
+	h.wmu.Lock()
+	h.wwait.Add(-1)
+}
+
+func (h *h2conn) unlockW() error {
+	var err error
+	if h.wwait.Load() == 0 {
+		err = h.flushLocked()
+	}
+	h.wmu.Unlock()
+	return err
+}
+
 // connError ends the connection with GOAWAY code.
 func (h *h2conn) connError(code http2.ErrCode, reason int) {
 	h.count(reason)
@@ -340,10 +360,9 @@ func (h *h2conn) resetStream(id uint32, code http2.ErrCode) {
 		h.cond.Broadcast()
 	}
 	h.mu.Unlock()
-	h.wmu.Lock()
+	h.lockW()
 	h.fr.WriteRSTStream(id, code)
-	h.flushLocked()
-	h.wmu.Unlock()
+	h.unlockW()
 }
 
 func (st *h2stream) abortLocked() {
@@ -365,13 +384,12 @@ func (h *h2conn) windowUpdate(stream uint32, n int) {
 	if n <= 0 {
 		return
 	}
-	h.wmu.Lock()
+	h.lockW()
 	if stream != 0 {
 		h.fr.WriteWindowUpdate(stream, uint32(n))
 	}
 	h.fr.WriteWindowUpdate(0, uint32(n))
-	h.flushLocked()
-	h.wmu.Unlock()
+	h.unlockW()
 }
 
 // process handles one frame; !ok ends the connection with GOAWAY code.
@@ -414,16 +432,14 @@ func (h *h2conn) process(fm http2.Frame) (code http2.ErrCode, reason int, ok boo
 			}
 			return http2.ErrCodeProtocol, h2RProtocol, false
 		}
-		h.wmu.Lock()
+		h.lockW()
 		h.fr.WriteSettingsAck()
-		h.flushLocked()
-		h.wmu.Unlock()
+		h.unlockW()
 	case *http2.PingFrame:
 		if !fm.IsAck() {
-			h.wmu.Lock()
+			h.lockW()
 			h.fr.WritePing(true, fm.Data)
-			h.flushLocked()
-			h.wmu.Unlock()
+			h.unlockW()
 		}
 	case *http2.WindowUpdateFrame:
 		inc := int64(fm.Increment)

@@ -444,3 +444,22 @@ func TestH2Spec(t *testing.T) {
 		t.Logf("h2spec failures:\n%s", out[i:])
 	}
 }
+
+func TestH2IdleTimeout(t *testing.T) {
+	r := startH2(t, h2echo, `client_timeout = "300ms"`)
+	x := dialRawH2(t, r)
+	// A stream first: the idle time counts from when the last one ended.
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: x.block("/"), EndStream: true, EndHeaders: true})
+	if code := x.goAway(t); code != http2.ErrCodeNo {
+		t.Errorf("GOAWAY %v, want NO_ERROR", code)
+	}
+	if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "idle_timeout"); n != 1 {
+		t.Errorf("idle_timeout counted %v, want 1", n)
+	}
+	// Then the connection ends.
+	for {
+		if _, err := x.fr.ReadFrame(); err != nil {
+			break
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -94,10 +95,9 @@ func (st *h2stream) end() {
 	h.mu.Unlock()
 	if !closed {
 		if rst {
-			h.wmu.Lock()
+			h.lockW()
 			h.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
-			h.flushLocked()
-			h.wmu.Unlock()
+			h.unlockW()
 		}
 		h.windowUpdate(0, refund)
 		if last && away {
@@ -174,57 +174,68 @@ func (st *h2stream) ackBody(n int, remoteDone bool) {
 
 // Write sends p as DATA frames as the client's flow-control windows
 // allow, waiting at most client_timeout for a window to open.
-func (st *h2stream) Write(p []byte) (int, error) {
+func (st *h2stream) Write(p []byte) (int, error) { return st.writeData(p, false) }
+
+// writeData is Write, ending the stream with the last frame if end.
+func (st *h2stream) writeData(p []byte, end bool) (int, error) {
 	h := st.h
 	total := 0
-	for len(p) > 0 {
-		h.mu.Lock()
-		var timer *time.Timer
-		for !st.reset && !h.closed && !st.stalled && (h.sendConnWin <= 0 || st.sendWin <= 0) {
-			if timer == nil {
-				timer = time.AfterFunc(h.f.cfg.ClientTimeout.Duration, func() {
-					h.mu.Lock()
-					st.stalled = true
-					h.cond.Broadcast()
-					h.mu.Unlock()
-				})
+	for len(p) > 0 || end {
+		n := 0
+		if len(p) > 0 {
+			h.mu.Lock()
+			var timer *time.Timer
+			for !st.reset && !h.closed && !st.stalled && (h.sendConnWin <= 0 || st.sendWin <= 0) {
+				if timer == nil {
+					timer = time.AfterFunc(h.f.cfg.ClientTimeout.Duration, func() {
+						h.mu.Lock()
+						st.stalled = true
+						h.cond.Broadcast()
+						h.mu.Unlock()
+					})
+				}
+				h.cond.Wait()
 			}
-			h.cond.Wait()
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-		if st.reset || h.closed || st.stalled {
-			stalled := st.stalled && !st.reset && !h.closed
+			if timer != nil {
+				timer.Stop()
+			}
+			if st.reset || h.closed || st.stalled {
+				stalled := st.stalled && !st.reset && !h.closed
+				h.mu.Unlock()
+				if stalled {
+					h.count(h2RStalled)
+					h.resetStream(st.id, http2.ErrCodeCancel)
+				}
+				return total, errClientGone
+			}
+			n = min(len(p), h.peerMaxFrame, int(h.sendConnWin), int(st.sendWin))
+			h.sendConnWin -= int64(n)
+			st.sendWin -= int64(n)
 			h.mu.Unlock()
-			if stalled {
-				h.count(h2RStalled)
-				h.resetStream(st.id, http2.ErrCodeCancel)
-			}
-			return total, errClientGone
 		}
-		n := min(len(p), h.peerMaxFrame, int(h.sendConnWin), int(st.sendWin))
-		h.sendConnWin -= int64(n)
-		st.sendWin -= int64(n)
-		h.mu.Unlock()
-		h.wmu.Lock()
-		err := h.fr.WriteData(st.id, false, p[:n])
-		if err == nil {
-			err = h.flushLocked()
+		last := end && n == len(p)
+		h.lockW()
+		err := h.fr.WriteData(st.id, last, p[:n])
+		if ferr := h.unlockW(); err == nil {
+			err = ferr
 		}
-		h.wmu.Unlock()
 		if err != nil {
 			return total, errClientGone
 		}
 		total += n
 		p = p[n:]
+		if last {
+			break
+		}
 	}
 	return total, nil
 }
 
 // writeHeaders sends a response head (fields: name, value pairs, names
 // lower case).
-func (st *h2stream) writeHeaders(status int, fields []string, endStream bool) error {
+// Unless flush, the frames may wait in the buffer for the body's first
+// bytes.
+func (st *h2stream) writeHeaders(status int, fields []string, endStream, flush bool) error {
 	h := st.h
 	h.mu.Lock()
 	gone := st.reset || h.closed
@@ -232,8 +243,13 @@ func (st *h2stream) writeHeaders(status int, fields []string, endStream bool) er
 	if gone {
 		return errClientGone
 	}
-	h.wmu.Lock()
-	defer h.wmu.Unlock()
+	h.lockW()
+	unlocked := false
+	defer func() {
+		if !unlocked {
+			h.wmu.Unlock()
+		}
+	}()
 	h.hbuf.Reset()
 	h.henc.WriteField(hpack.HeaderField{Name: ":status", Value: strconv.Itoa(status)})
 	for i := 0; i+1 < len(fields); i += 2 {
@@ -255,21 +271,14 @@ func (st *h2stream) writeHeaders(status int, fields []string, endStream bool) er
 		}
 		first, block = false, rest
 	}
-	if err := h.flushLocked(); err != nil {
+	if !flush {
+		return nil
+	}
+	unlocked = true
+	if err := h.unlockW(); err != nil {
 		return errClientGone
 	}
 	return nil
-}
-
-// endData ends the stream with an empty DATA frame.
-func (st *h2stream) endData() error {
-	h := st.h
-	h.wmu.Lock()
-	defer h.wmu.Unlock()
-	if err := h.fr.WriteData(st.id, true, nil); err != nil {
-		return err
-	}
-	return h.flushLocked()
 }
 
 // fail answers with a short plain-text error, as the HTTP/1.1 path does.
@@ -279,12 +288,10 @@ func (st *h2stream) fail(code int, msg string) {
 		body = ""
 	}
 	if st.writeHeaders(code, []string{"content-type", "text/plain; charset=utf-8", "x-content-type-options", "nosniff",
-		"cache-control", "no-store", "content-length", strconv.Itoa(len(body))}, body == "") != nil || body == "" {
+		"cache-control", "no-store", "content-length", strconv.Itoa(len(body))}, body == "", body == "") != nil || body == "" {
 		return
 	}
-	if _, err := st.Write([]byte(body)); err == nil {
-		st.endData()
-	}
+	st.writeData([]byte(body), true)
 }
 
 // forward sends the request to a server of bp, as clientConn.forward:
@@ -461,15 +468,18 @@ func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Serv
 		fields = append(fields, lowerString(name), string(fl.value.of(b)))
 	}
 	bp.count(resp.status)
-	if err := st.writeHeaders(resp.status, fields, mode == bodyNone); err != nil {
+	srv.consume(resp.n)
+	// The head waits for the body's first bytes if they are here already.
+	if err := st.writeHeaders(resp.status, fields, mode == bodyNone, mode == bodyNone || len(srv.buffered()) == 0); err != nil {
 		return errClientGoneCounted
 	}
-	srv.consume(resp.n)
 	srvKeep := keep && mode != bodyUntilClose && s.SendProxy == 0 &&
 		(resp.minor >= 1 && !resp.connClose || resp.minor == 0 && resp.connKeepAlive)
 	if mode != bodyNone {
 		srv.setDeadline(time.Time{}, 0)
-		out := wbuf{w: st, b: make([]byte, 0, writeBufSize)}
+		bufp := h2Bufs.Get().(*[]byte)
+		defer h2Bufs.Put(bufp)
+		out := wbuf{w: st, b: (*bufp)[:0]}
 		var n int64
 		var err error
 		switch mode {
@@ -485,17 +495,18 @@ func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Serv
 			s.BytesFromServer.Add(uint64(n))
 		}
 		if err == nil {
-			err = out.flush()
+			// The rest with END_STREAM on its last frame.
+			_, err = st.writeData(out.b, true)
+			out.b = out.b[:0]
+			if err != nil {
+				out.werr = err
+			}
 		}
 		if err != nil {
 			pc.c.Close()
 			if out.werr == nil { // the server failed: the stream cannot end well
 				st.h.resetStream(st.id, http2.ErrCodeInternal)
 			}
-			return nil
-		}
-		if st.endData() != nil {
-			pc.c.Close()
 			return nil
 		}
 	}
@@ -522,8 +533,11 @@ func (st *h2stream) gone() bool {
 // Content-Length body, else chunked. keep says whether pc can be reused
 // (false when the server stopped reading it).
 func (st *h2stream) sendBody(cc *clientConn, pc *poolConn, s *upstream.Server) (keep bool, err error) {
-	out := wbuf{w: pc.c, b: make([]byte, 0, writeBufSize)}
-	buf := make([]byte, writeBufSize)
+	outp, bufp := h2Bufs.Get().(*[]byte), h2Bufs.Get().(*[]byte)
+	defer h2Bufs.Put(outp)
+	defer h2Bufs.Put(bufp)
+	out := wbuf{w: pc.c, b: (*outp)[:0]}
+	buf := (*bufp)[:writeBufSize]
 	chunked := cc.req.chunked
 	var sent int64
 	for {
@@ -557,6 +571,9 @@ func (st *h2stream) sendBody(cc *clientConn, pc *poolConn, s *upstream.Server) (
 	// A server that stopped reading may have answered (413...): read it.
 	return out.werr == nil, nil
 }
+
+// h2Bufs are the body copy buffers of streams (writeBufSize).
+var h2Bufs = sync.Pool{New: func() any { b := make([]byte, writeBufSize); return &b }}
 
 func lowerString(b []byte) string {
 	out := make([]byte, len(b))
