@@ -82,6 +82,9 @@ type ProxyStats struct {
 	// HTTPErrors by kind; HTTPRequests by backend and status class (http).
 	HTTPErrors   map[string]uint64
 	HTTPRequests map[[2]string]uint64
+	// HTTP2Errors by reason: HTTP/2 streams and connections ended by a
+	// limit or a protocol error (http with TLS).
+	HTTP2Errors map[string]uint64
 }
 
 // ServerStats is a snapshot of one proxy backend server's counters.
@@ -694,6 +697,9 @@ func proxyMetrics(p ProxyStats) map[string]float64 {
 	}
 	for k, v := range p.HTTPErrors {
 		m["http_errors_total{kind="+k+"}"] = float64(v)
+	}
+	for k, v := range p.HTTP2Errors {
+		m["http2_errors_total{reason="+k+"}"] = float64(v)
 	}
 	for k, v := range p.HTTPRequests {
 		m["http_requests_total{backend="+k[0]+",code="+k[1]+"}"] = float64(v)
