@@ -148,6 +148,11 @@ func TestH2ConcurrentStreamsAndLargeResponse(t *testing.T) {
 			w.Write(big)
 			return
 		}
+		if req.URL.Path == "/up" {
+			n, _ := io.Copy(io.Discard, req.Body)
+			fmt.Fprintf(w, "/up %d\n", n)
+			return
+		}
 		time.Sleep(50 * time.Millisecond) // so the streams overlap
 		fmt.Fprintf(w, "%s\n", req.URL.Path)
 	}), "")
@@ -155,6 +160,13 @@ func TestH2ConcurrentStreamsAndLargeResponse(t *testing.T) {
 	resp, body := r.do(t, req)
 	if resp.StatusCode != 200 || body != string(big) {
 		t.Fatalf("large response: %d, %d bytes, equal %v", resp.StatusCode, len(body), body == string(big))
+	}
+	// An upload past the connection's receive window (1 MiB): the
+	// windows are given back as the body goes on to the server.
+	req, _ = http.NewRequest("POST", r.url("/up"), bytes.NewReader(big))
+	resp, body = r.do(t, req)
+	if resp.StatusCode != 200 || body != fmt.Sprintf("/up %d\n", len(big)) {
+		t.Fatalf("large upload: %d %q", resp.StatusCode, body)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan string, 50)
@@ -394,6 +406,13 @@ func TestH2Curl(t *testing.T) {
 	}
 	if !strings.HasPrefix(string(out), fmt.Sprintf("POST /c host=site.example.com:%d proto=HTTP/1.1 cl=5", port)) || !strings.HasSuffix(string(out), "\n2") {
 		t.Errorf("curl --http2: %q", out)
+	}
+	// A client that asks for http/1.1 only gets the HTTP/1.1 path.
+	out, err = exec.Command(curl, "--http1.1", "-sS", "--max-time", "10", "--cacert", r.ca.File,
+		"--resolve", fmt.Sprintf("site.example.com:%d:127.0.0.1", port), "-w", "%{http_version}",
+		fmt.Sprintf("https://site.example.com:%d/c1", port)).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "GET /c1 ") || !strings.HasSuffix(string(out), "\n1.1") {
+		t.Errorf("curl --http1.1: %v %q", err, out)
 	}
 }
 
