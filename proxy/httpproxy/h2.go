@@ -113,6 +113,8 @@ type h2conn struct {
 	closed       bool
 	recent       [64]uint32 // streams closed lately with the client's side ended, for STREAM_CLOSED
 	nrecent      int
+	ours         [64]uint32 // streams we reset lately: the client's frames in flight are ignored
+	nours        int
 	idle         *time.Timer
 	wg           sync.WaitGroup
 }
@@ -182,7 +184,9 @@ func (f *Frontend) serveH2(tc *tls.Conn, raw *conn) {
 	h.fr.SetMaxReadFrameSize(h2MaxFrameSize)
 	h.fr.SetReuseFrames()
 	h.hdec = hpack.NewDecoder(4096, h.onField)
-	h.hdec.SetMaxStringLength(maxList)
+	// A string longer than the block could hold is a compression
+	// error; a list past max_header_bytes is answered 431 (onField).
+	h.hdec.SetMaxStringLength(2 * h.maxBlock)
 	h.henc = hpack.NewEncoder(&h.hbuf)
 
 	stop := make(chan struct{})
@@ -355,6 +359,7 @@ func (h *h2conn) idleFired() {
 // resetStream sends RST_STREAM and forgets the stream.
 func (h *h2conn) resetStream(id uint32, code http2.ErrCode) {
 	h.mu.Lock()
+	h.noteOurReset(id)
 	if st := h.streams[id]; st != nil {
 		st.abortLocked()
 		h.cond.Broadcast()
@@ -579,6 +584,21 @@ func (h *h2conn) data(fm *http2.DataFrame) (http2.ErrCode, int, bool) {
 	return 0, 0, true
 }
 
+// noteOurReset remembers a stream we reset (mu held).
+func (h *h2conn) noteOurReset(id uint32) {
+	h.ours[h.nours%len(h.ours)] = id
+	h.nours++
+}
+
+func (h *h2conn) ourReset(id uint32) bool {
+	for _, x := range h.ours {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
 // recentlyDone reports a stream closed lately after the client ended
 // its side (mu held).
 func (h *h2conn) recentlyDone(id uint32) bool {
@@ -621,6 +641,10 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 	if id <= h.lastID {
 		st := h.streams[id]
 		switch {
+		case st == nil && h.ourReset(id) && !h.recentlyDone(id):
+			// Trailers in flight when we reset it: ignored.
+			h.mu.Unlock()
+			return 0, 0, true
 		case st == nil && !h.recentlyDone(id):
 			// Not a stream open now, nor one lately closed: a new
 			// stream must have a larger id (RFC 9113 5.1.1).

@@ -316,8 +316,10 @@ func TestH2HeaderHygieneAndLimits(t *testing.T) {
 	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: x.block("/", "X-Up", "1"), EndStream: true, EndHeaders: true})
 	// A header list past max_header_bytes: 431.
 	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: x.block("/", "x-big", strings.Repeat("a", 3000), "x-big2", strings.Repeat("b", 3000)), EndStream: true, EndHeaders: true})
+	// One value longer than max_header_bytes: 431 too, not a compression error.
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 9, BlockFragment: x.block("/", "x-huge", strings.Repeat("c", 5000)), EndStream: true, EndHeaders: true})
 	// A fine one after them.
-	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 7, BlockFragment: x.block("/ok", "te", "trailers"), EndStream: true, EndHeaders: true})
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 11, BlockFragment: x.block("/ok", "te", "trailers"), EndStream: true, EndHeaders: true})
 	dec := hpack.NewDecoder(4096, nil)
 	rst := map[uint32]http2.ErrCode{}
 	status := map[uint32]string{}
@@ -337,16 +339,16 @@ func TestH2HeaderHygieneAndLimits(t *testing.T) {
 			}
 			status[f.StreamID] = hf[0].Value
 		case *http2.DataFrame:
-			ended = f.StreamID == 7 && f.StreamEnded()
+			ended = f.StreamID == 11 && f.StreamEnded()
 		case *http2.GoAwayFrame:
 			t.Fatalf("GOAWAY %v", f.ErrCode)
 		}
 	}
-	if rst[1] != http2.ErrCodeProtocol || rst[3] != http2.ErrCodeProtocol || status[5] != "431" || status[7] != "200" {
-		t.Errorf("resets %v, statuses %v; want PROTOCOL_ERROR on 1 and 3, 431 on 5, 200 on 7", rst, status)
+	if rst[1] != http2.ErrCodeProtocol || rst[3] != http2.ErrCodeProtocol || status[5] != "431" || status[9] != "431" || status[11] != "200" {
+		t.Errorf("resets %v, statuses %v; want PROTOCOL_ERROR on 1 and 3, 431 on 5 and 9, 200 on 11", rst, status)
 	}
-	if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "header_list_size"); n != 1 {
-		t.Errorf("header_list_size counted %v, want 1", n)
+	if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "header_list_size"); n != 2 {
+		t.Errorf("header_list_size counted %v, want 2", n)
 	}
 }
 

@@ -79,6 +79,9 @@ func (st *h2stream) end() {
 	delete(h.streams, st.id)
 	h.handlers--
 	rst := !st.remoteDone && !st.reset
+	if rst {
+		h.noteOurReset(st.id)
+	}
 	if st.remoteDone && !st.reset || st.clientReset {
 		h.recent[h.nrecent%len(h.recent)] = st.id
 		h.nrecent++
