@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(kcat syslog-ng-core bsdutils socat curl systemd logrotate chromium zsh haproxy openssl wrk groff-base make mount util-linux e2fsprogs)
+pkgs=(kcat syslog-ng-core bsdutils socat curl systemd logrotate chromium zsh haproxy openssl wrk nghttp2-client groff-base make mount util-linux e2fsprogs)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -53,7 +53,7 @@ type Options struct {
 	HTTPConns, HTTPThreads int
 	// StreamConns is the readers in the TCP proxy scenario. Default 4.
 	StreamConns int
-	// Scenarios picks kinds: "tcp", "udp", "relp", "kafka", "http", "tcpproxy",
+	// Scenarios picks kinds: "tcp", "udp", "relp", "kafka", "http", "h2", "tcpproxy",
 	// and "latency" (TCP relay at light load: one message at a time, 1k
 	// and 25k msg/s).
 	// Empty: all.
@@ -295,6 +295,11 @@ func (o Options) Plan() []Scenario {
 		sc = append(sc, Scenario{ID: "http", Kind: "http", Unit: "requests", Duration: o.ProxyDuration,
 			Title: fmt.Sprintf("HTTP proxy: wrk -t%d -c%d keep-alive GET through the proxy to a Go net/http backend (%d B body)", o.HTTPThreads, o.HTTPConns, len(httpBody))})
 	}
+	if want("h2") {
+		c, m := h2Shape(o.HTTPConns)
+		sc = append(sc, Scenario{ID: "h2", Kind: "h2", Unit: "requests", Duration: o.ProxyDuration,
+			Title: fmt.Sprintf("HTTP/2 proxy: h2load -c%d -m%d over TLS (h2 by ALPN) through the proxy to a Go net/http backend over HTTP/1.1 (%d B body)", c, m, len(httpBody))})
+	}
 	if want("tcpproxy") {
 		sc = append(sc, Scenario{ID: "tcpproxy", Kind: "tcpproxy", Unit: "bytes", Duration: o.ProxyDuration,
 			Title: fmt.Sprintf("TCP proxy: %d connections pull a stream from a Go backend through the proxy", o.StreamConns)})
@@ -340,6 +345,8 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 				switch sc.Kind {
 				case "http":
 					run = runHTTP
+				case "h2":
+					run = runH2
 				case "tcpproxy":
 					run = runStream
 				}
@@ -380,6 +387,9 @@ func (r Run) summary(kind string) string {
 		return "error: " + r.Err
 	}
 	switch kind {
+	case "h2":
+		return fmt.Sprintf("%9.0f req/s, mean %v, max %v, non-2xx %d, failed %d, %.2f CPU s/M req, RSS %d MiB, others busy %.0f%%",
+			r.Delivered, r.Latency.Mean, r.Latency.Max, r.Non2xx, r.SocketErrors, r.CPUPerM, r.PeakRSS>>20, 100*r.OthersBusy)
 	case "http":
 		return fmt.Sprintf("%9.0f req/s, p50 %v, p99 %v, non-2xx %d, socket errors %d, %.2f CPU s/M req, RSS %d MiB, others busy %.0f%%",
 			r.Delivered, r.Latency.P50, r.Latency.P99, r.Non2xx, r.SocketErrors, r.CPUPerM, r.PeakRSS>>20, 100*r.OthersBusy)

@@ -94,7 +94,7 @@ func TestPlan(t *testing.T) {
 	for _, s := range p {
 		ids = append(ids, s.ID)
 	}
-	if got := strings.Join(ids, ","); got != "tcp,udp-25k,udp-max,lat-1x1,lat-1k,lat-25k,relp,http,tcpproxy" {
+	if got := strings.Join(ids, ","); got != "tcp,udp-25k,udp-max,lat-1x1,lat-1k,lat-25k,relp,http,h2,tcpproxy" {
 		t.Fatalf("plan without brokers: %s", got)
 	}
 	p = Options{Scenarios: []string{"kafka"}, Brokers: []string{"127.0.0.1:9092"}}.Plan()
@@ -216,4 +216,37 @@ func TestParseWrk(t *testing.T) {
 	f("unable to connect to 127.0.0.1:1 Connection refused\n", wrkResult{}, true)
 	f("WHARF-BENCH 1 2 3\n", wrkResult{}, true)
 	f("WHARF-BENCH 1 2 3 4 5 6 7 8 9 10 11 12 -1\n", wrkResult{}, true)
+}
+
+// TestSmokeH2 drives h2load for a second through HAProxy's h2 frontend
+// to the harness's backend.
+func TestSmokeH2(t *testing.T) {
+	testenv.Tool(t, "h2load")
+	testenv.Tool(t, "haproxy")
+	rows, dir := smokeProxy(t, "h2", "haproxy")
+	m := rows["haproxy"].Median
+	if m.Err != "" || m.Requests == 0 || m.Non2xx != 0 || m.SocketErrors != 0 || m.Delivered <= 0 ||
+		m.Latency.Mean <= 0 || m.Latency.Max < m.Latency.Mean || m.CPU <= 0 || m.CPUPerM <= 0 || m.PeakRSS <= 0 {
+		t.Fatalf("haproxy median %+v", m)
+	}
+	t.Logf("haproxy: %.0f requests/s, mean %v, %.1f CPU s per M requests", m.Delivered, m.Latency.Mean, m.CPUPerM)
+	contains(t, dir, "latest.md", "| relay | requests/s | mean | max |", "| haproxy | ")
+}
+
+func TestParseH2load(t *testing.T) {
+	out := `finished in 5.00s, 31234.56 req/s, 36.50MB/s
+requests: 156172 total, 156172 started, 156172 done, 156170 succeeded, 2 failed, 0 errored, 0 timeout
+status codes: 156170 2xx, 0 3xx, 1 4xx, 0 5xx
+traffic: 36.50MB (38273280) total, 1.19MB (1249376) headers (space savings 93.12%), 19.06MB (19990016) data
+                     min         max         mean         sd        +/- sd
+time for request:      245us     12.30ms      1.20ms       433us    87.50%
+`
+	got, err := parseH2load(out)
+	if err != nil || got.duration != 5*time.Second || got.succeeded != 156170 || got.failed != 2 || got.non2xx != 1 ||
+		got.max != 12300*time.Microsecond || got.mean != 1200*time.Microsecond {
+		t.Fatalf("parseH2load: %+v, %v", got, err)
+	}
+	if _, err := parseH2load("h2load: connection refused\n"); err == nil {
+		t.Fatal("parseH2load accepted output without a summary")
+	}
 }

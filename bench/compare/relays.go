@@ -13,7 +13,8 @@ import (
 // send, and a private folder for its config and state.
 type Setup struct {
 	// Kind is the scenario kind: "tcp", "udp", "kafka" (syslog relaying),
-	// "http" or "tcpproxy" (proxying to the backend at OutAddr).
+	// "http", "h2" (TLS, h2 by ALPN) or "tcpproxy" (proxying to the
+	// backend at OutAddr).
 	Kind string
 	// In is the scheme ("tcp" or "udp") and InAddr the host:port the relay
 	// listens on.
@@ -93,7 +94,7 @@ func rsyslogDir(root string) string { return filepath.Join(root, "var/peers/rsys
 var Relays = []*Relay{
 	{
 		Name:     "wharf",
-		Supports: kinds("tcp", "udp", "relp", "kafka", "http", "tcpproxy"),
+		Supports: kinds("tcp", "udp", "relp", "kafka", "http", "h2", "tcpproxy"),
 		Check: func(root string) error {
 			if _, err := os.Stat(filepath.Join(root, "bin/wharf")); err != nil {
 				return errors.New("bin/wharf not built (make build)")
@@ -102,7 +103,7 @@ var Relays = []*Relay{
 		},
 		Version: func(root string) string { return firstLine(filepath.Join(root, "bin/wharf"), "version") },
 		Start: func(s Setup) (*Proc, error) {
-			if s.Kind == "http" || s.Kind == "tcpproxy" {
+			if s.Kind == "http" || s.Kind == "h2" || s.Kind == "tcpproxy" {
 				return startWharfProxy(s)
 			}
 			conf := fmt.Sprintf(`# Written by wharf-bench compare.
@@ -162,11 +163,11 @@ out_framing = "octet-counting"
 	},
 	{
 		Name:     "haproxy",
-		Supports: kinds("tcp", "udp", "http", "tcpproxy"),
+		Supports: kinds("tcp", "udp", "http", "h2", "tcpproxy"),
 		Check:    lookPath("haproxy"),
 		Version:  func(string) string { return firstLine("haproxy", "-v") },
 		Start: func(s Setup) (*Proc, error) {
-			if s.Kind == "http" || s.Kind == "tcpproxy" {
+			if s.Kind == "http" || s.Kind == "h2" || s.Kind == "tcpproxy" {
 				return startHAProxyProxy(s, 2)
 			}
 			bind := "bind"
@@ -335,9 +336,16 @@ func quoteList(xs []string) string {
 // checks are off, as in the HAProxy and nginx configs; everything else is
 // wharf's defaults.
 func startWharfProxy(s Setup) (*Proc, error) {
-	mode := "tcp"
-	if s.Kind == "http" {
+	mode, tlsKeys := "tcp", ""
+	if s.Kind == "http" || s.Kind == "h2" {
 		mode = "http"
+	}
+	if s.Kind == "h2" {
+		cert, key, _, err := writeBenchCert(s.Dir)
+		if err != nil {
+			return nil, err
+		}
+		tlsKeys = fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", cert, key)
 	}
 	conf := fmt.Sprintf(`# Written by wharf-bench compare.
 [admin]
@@ -347,7 +355,7 @@ listen = "off"
 mode = %q
 bind = ["tcp://%s"]
 backend = "be"
-
+`+tlsKeys+`
 [backend.be]
 check = "none"
 server = [{ address = %q, name = "b1" }]
@@ -363,9 +371,16 @@ server = [{ address = %q, name = "b1" }]
 // mode http (keep-alive both ways, HAProxy's default server connection
 // reuse) or mode tcp, with threads threads and no health checks.
 func startHAProxyProxy(s Setup, threads int) (*Proc, error) {
-	mode, opts := "tcp", "    option splice-request\n    option splice-response\n"
-	if s.Kind == "http" {
+	mode, opts, bind := "tcp", "    option splice-request\n    option splice-response\n", s.InAddr
+	if s.Kind == "http" || s.Kind == "h2" {
 		mode, opts = "http", "    option http-keep-alive\n"
+	}
+	if s.Kind == "h2" {
+		_, _, pem, err := writeBenchCert(s.Dir)
+		if err != nil {
+			return nil, err
+		}
+		bind += " ssl crt " + pem + " alpn h2,http/1.1"
 	}
 	conf := fmt.Sprintf(`# Written by wharf-bench compare.
 global
@@ -384,7 +399,7 @@ frontend fe
 
 backend be
     server b1 %s
-`, threads, mode, opts, s.InAddr, s.OutAddr)
+`, threads, mode, opts, bind, s.OutAddr)
 	p, err := write(s.Dir, "haproxy.cfg", conf)
 	if err != nil {
 		return nil, err

@@ -95,6 +95,8 @@ func Markdown(w io.Writer, r *Results, chart string) {
 		switch s.Scenario.Kind {
 		case "http":
 			httpTable(w, s)
+		case "h2":
+			h2Table(w, s)
 		case "tcpproxy":
 			streamTable(w, s)
 		default:
@@ -286,6 +288,23 @@ func httpTable(w io.Writer, s ScenarioResult) {
 		d := row.Median
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d | %d | %.2f | %s | %d | %s | %s | %.0f%% | %s |\n",
 			row.Relay, rate(d.Delivered), dur(d.Latency.P50), dur(d.Latency.P99), dur(d.Latency.P999), dur(d.Latency.Max),
+			d.Non2xx, d.SocketErrors, d.CPUPerM, rate(d.MsgPerCPU), d.PeakRSS>>20, ratio(row.RateVsWharf), ratio(row.CPUVsWharf),
+			100*d.OthersBusy, runsCell(row, func(x Run) string { return rate(x.Delivered) }))
+	}
+}
+
+// h2Table is the HTTP/2 proxy scenario's table: h2load reports the mean
+// and the largest request time, not percentiles.
+func h2Table(w io.Writer, s ScenarioResult) {
+	fmt.Fprintln(w, "| relay | requests/s | mean | max | non-2xx/3xx | failed | CPU s / M requests | requests / CPU s | peak RSS MiB | wharf rate ratio | wharf CPU ratio | others' CPU | runs (requests/s) |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, row := range s.Rows {
+		if skipped(w, row, 13) {
+			continue
+		}
+		d := row.Median
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %d | %d | %.2f | %s | %d | %s | %s | %.0f%% | %s |\n",
+			row.Relay, rate(d.Delivered), dur(d.Latency.Mean), dur(d.Latency.Max),
 			d.Non2xx, d.SocketErrors, d.CPUPerM, rate(d.MsgPerCPU), d.PeakRSS>>20, ratio(row.RateVsWharf), ratio(row.CPUVsWharf),
 			100*d.OthersBusy, runsCell(row, func(x Run) string { return rate(x.Delivered) }))
 	}

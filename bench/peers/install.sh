@@ -4,7 +4,8 @@
 #   bash bench/peers/install.sh            # everything missing
 #
 # syslog-ng, HAProxy, socat, nginx (with libnginx-mod-stream for the TCP
-# proxy scenario) and wrk (the HTTP load client) are ordinary packages;
+# proxy scenario), wrk (the HTTP load client) and h2load (nghttp2-client,
+# the HTTP/2 one) are ordinary packages;
 # nginx is never started as a service (the harness runs it from its own
 # config), so service starts are refused while it installs. rsyslog conflicts with
 # syslog-ng as a package (both provide system-log-daemon), so it is
@@ -22,6 +23,7 @@ dpkg -s syslog-ng-mod-rdkafka >/dev/null 2>&1 || need+=(syslog-ng-mod-rdkafka)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v socat >/dev/null || need+=(socat)
 command -v wrk >/dev/null || need+=(wrk)
+command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v nginx >/dev/null || need+=(nginx)
 [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || need+=(libnginx-mod-stream)
 # rsyslog's and omkafka's libraries (no conflict with syslog-ng).
