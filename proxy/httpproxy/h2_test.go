@@ -484,3 +484,56 @@ func TestH2IdleTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestH2Reroute: a reload's routing applies to the next stream on an
+// open HTTP/2 connection, as to the next request on a kept-alive
+// HTTP/1.1 one.
+func TestH2Reroute(t *testing.T) {
+	named := func(name string) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+		t.Cleanup(s.Close)
+		return s
+	}
+	b, c := named("b"), named("c")
+	ca := testpki.NewCA(t, "test CA")
+	_, certFile, keyFile := ca.ServerCert(t, "site.example.com")
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+tls_cert = %q
+tls_key = %q
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+[backend.c]
+check = "none"
+[[backend.c.server]]
+address = %q
+`, certFile, keyFile, hostPort(b), hostPort(c)))
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "site.example.com"}, Protocols: &protos}
+	defer tr.CloseIdleConnections()
+	h := &h2rig{rig: r, addr: r.f.Addrs()[0].String(), ca: ca, tr: tr}
+	req, _ := http.NewRequest("GET", h.url("/"), nil)
+	if _, body := h.do(t, req); body != "b" {
+		t.Fatalf("before the reload: %q", body)
+	}
+	cfg := *r.f.cfg
+	cfg.Backend = "c"
+	commit, err := r.f.Reroute(&cfg, r.bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit()
+	req, _ = http.NewRequest("GET", h.url("/"), nil)
+	if _, body := h.do(t, req); body != "c" {
+		t.Fatalf("after the reload: %q", body)
+	}
+	if n := r.metric("wharf_proxy_frontend_connections_total", "frontend", "f"); n != 1 {
+		t.Errorf("client connections: %v, want 1 (the same h2 connection)", n)
+	}
+}
