@@ -53,7 +53,7 @@ type Options struct {
 	HTTPConns, HTTPThreads int
 	// StreamConns is the readers in the TCP proxy scenario. Default 4.
 	StreamConns int
-	// Scenarios picks kinds: "tcp", "udp", "relp", "kafka", "http", "h2", "tcpproxy",
+	// Scenarios picks kinds: "tcp", "conns", "udp", "relp", "kafka", "http", "h2", "tcpproxy",
 	// and "latency" (TCP relay at light load: one message at a time, 1k
 	// and 25k msg/s).
 	// Empty: all.
@@ -84,6 +84,8 @@ type Scenario struct {
 	Count      uint64 `json:"count,omitempty"`
 	// Duration of each generator run.
 	Duration time.Duration `json:"duration_ns"`
+	// Conns overrides Options.TCPConns (kind "conns": many slow senders).
+	Conns int `json:"conns,omitempty"`
 	// Compression is the Kafka codec every relay uses (kafka scenarios):
 	// "none", "lz4" or "zstd".
 	Compression string `json:"compression,omitempty"`
@@ -274,6 +276,14 @@ func (o Options) Plan() []Scenario {
 				Title: fmt.Sprintf("Latency at light load: %gk msg/s offered over TCP, TCP out", r/1000)})
 		}
 	}
+	if want("conns") {
+		// Many hosts, each quiet: 2000 connections at 1 msg/s each. What
+		// counts is that every message arrives, its latency, and the
+		// relay's memory for that many connections. socat (a process per
+		// connection) does not take part.
+		sc = append(sc, Scenario{ID: "conns-2000", Kind: "conns", Unit: "messages", Conns: 2000, Rate: 2000, Duration: o.TCPDuration,
+			Title: "2000 slow TCP senders: 2000 connections at 1 msg/s each (2000 msg/s in all), TCP out"})
+	}
 	if want("relp") {
 		sc = append(sc, Scenario{ID: "relp", Kind: "relp", Unit: "messages", Duration: o.TCPDuration,
 			Title: fmt.Sprintf("RELP relay: RFC5424 %d B over RELP in (window 128), RELP out to a receiver that acknowledges each message, %d connections, max rate", o.Size, o.TCPConns)})
@@ -411,7 +421,7 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 	var tracker *recv.Tracker
 	consumerErr := func() error { return nil }
 	var consumer *recv.Consumer
-	setup := Setup{Kind: sc.Kind, In: "tcp", Dir: dir, Root: o.Root, Exe: o.Exe}
+	setup := Setup{Kind: sc.Kind, In: "tcp", Dir: dir, Root: o.Root, Exe: o.Exe, Conns: sc.Conns}
 	if sc.Kind == "udp" || sc.Kind == "relp" {
 		setup.In = sc.Kind
 	}
@@ -459,6 +469,9 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 	}
 	gcfg := gen.Config{Target: setup.In + "://" + setup.InAddr, Format: stamp.RFC5424, Framing: stamp.OctetCounting,
 		Size: o.Size, Conns: map[bool]int{true: 1, false: o.TCPConns}[setup.In == "udp"], Rate: sc.Rate, Duration: sc.Duration, Run: runID, WriteSize: o.WriteSize}
+	if sc.Conns > 0 {
+		gcfg.Conns = sc.Conns
+	}
 	if sc.OneAtATime {
 		gcfg.Conns, gcfg.Count = 1, sc.Count
 		gcfg.Await = func(sent uint64) bool { return awaitUnique(ctx, tracker, sent, 2*time.Second) }

@@ -23,6 +23,9 @@ type Setup struct {
 	// OutAddr is the receiver's TCP host:port (syslog out), the backend
 	// server's (proxy scenarios), or empty when the output is Kafka.
 	OutAddr string
+	// Conns is how many sender connections the scenario opens (kind
+	// "conns"); relays whose connection limit is lower raise it.
+	Conns int
 	// Brokers and Topic are the Kafka output, Compression its codec
 	// ("none", "lz4", "zstd").
 	Brokers     []string
@@ -94,7 +97,7 @@ func rsyslogDir(root string) string { return filepath.Join(root, "var/peers/rsys
 var Relays = []*Relay{
 	{
 		Name:     "wharf",
-		Supports: kinds("tcp", "udp", "relp", "kafka", "http", "h2", "tcpproxy"),
+		Supports: kinds("tcp", "conns", "udp", "relp", "kafka", "http", "h2", "tcpproxy"),
 		Check: func(root string) error {
 			if _, err := os.Stat(filepath.Join(root, "bin/wharf")); err != nil {
 				return errors.New("bin/wharf not built (make build)")
@@ -114,6 +117,11 @@ listen = "off"
 bind = ["%s://%s"]
 sinks = ["out"]
 `, s.In, s.InAddr)
+			if s.Conns > 512 {
+				// All senders come from 127.0.0.1: above the default
+				// maxconn_per_ip (512) they would be refused.
+				conf += fmt.Sprintf("maxconn_per_ip = %d\n", 2*s.Conns)
+			}
 			if s.Topic != "" {
 				conf += fmt.Sprintf(`
 [sink.out]
@@ -144,7 +152,7 @@ out_framing = "octet-counting"
 	},
 	{
 		Name:     "byte-copy",
-		Supports: kinds("tcp", "tcpproxy", "http"),
+		Supports: kinds("tcp", "conns", "tcpproxy", "http"),
 		Check:    func(string) error { return nil },
 		Version:  func(string) string { return "wharf-bench splice (Go io.Copy, splice(2))" },
 		Start: func(s Setup) (*Proc, error) {
@@ -163,7 +171,7 @@ out_framing = "octet-counting"
 	},
 	{
 		Name:     "haproxy",
-		Supports: kinds("tcp", "udp", "http", "h2", "tcpproxy"),
+		Supports: kinds("tcp", "conns", "udp", "http", "h2", "tcpproxy"),
 		Check:    lookPath("haproxy"),
 		Version:  func(string) string { return firstLine("haproxy", "-v") },
 		Start: func(s Setup) (*Proc, error) {
@@ -224,7 +232,7 @@ log-forward fwd
 	},
 	{
 		Name:     "rsyslog",
-		Supports: kinds("tcp", "udp", "relp", "kafka"),
+		Supports: kinds("tcp", "conns", "udp", "relp", "kafka"),
 		Check: func(root string) error {
 			if _, err := os.Stat(filepath.Join(rsyslogDir(root), "usr/sbin/rsyslogd")); err != nil {
 				return errors.New("rsyslog not unpacked (bash bench/peers/install.sh)")
@@ -252,9 +260,9 @@ input(type="imrelp" address=%q port=%q ruleset="fwd")
 input(type="imudp" address=%q port=%q rcvbufSize="4m" ruleset="fwd")
 `, h, port)
 			default:
-				conf += fmt.Sprintf(`module(load="imtcp" maxSessions="1000")
+				conf += fmt.Sprintf(`module(load="imtcp" maxSessions="%d")
 input(type="imtcp" address=%q port=%q ruleset="fwd")
-`, h, port)
+`, max(1000, 2*s.Conns), h, port)
 			}
 			if s.Topic != "" {
 				conf += fmt.Sprintf(`module(load="omkafka")
@@ -293,7 +301,7 @@ ruleset(name="fwd") {
 	},
 	{
 		Name:     "syslog-ng",
-		Supports: kinds("tcp", "udp", "kafka"),
+		Supports: kinds("tcp", "conns", "udp", "kafka"),
 		Check:    lookPath("syslog-ng"),
 		Version:  func(string) string { return firstLine("syslog-ng", "--version") },
 		Start: func(s Setup) (*Proc, error) {
@@ -301,8 +309,8 @@ ruleset(name="fwd") {
 			conf := fmt.Sprintf(`@version: 3.38
 # Written by wharf-bench compare.
 options { stats-freq(0); log-fifo-size(100000); keep-hostname(yes); chain-hostnames(no); use-dns(no); };
-source s_in { syslog(ip(%q) port(%s) transport(%q) max-connections(1000) log-iw-size(100000) so-rcvbuf(4194304) flags(store-raw-message)); };
-`, h, port, s.In)
+source s_in { syslog(ip(%q) port(%s) transport(%q) max-connections(%d) log-iw-size(%d) so-rcvbuf(4194304) flags(store-raw-message)); };
+`, h, port, s.In, max(1000, 2*s.Conns), 100*max(1000, 2*s.Conns))
 			if s.Topic != "" {
 				conf += fmt.Sprintf(`destination d_out { kafka-c(bootstrap-servers(%q) topic(%q) message("$RAWMSG")
     config("acks" => "1" "compression.codec" => %q "queue.buffering.max.ms" => "5" "batch.num.messages" => "10000")); };
