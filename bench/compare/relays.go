@@ -184,7 +184,7 @@ out_framing = "octet-counting"
 			}
 			conf := fmt.Sprintf(`# Written by wharf-bench compare.
 global
-    maxconn 2000
+    maxconn %d
     nbthread 2
 
 ring out
@@ -198,10 +198,10 @@ ring out
 
 log-forward fwd
     %s %s
-    maxconn 1000
+    maxconn %d
     timeout client 30s
     log ring@out local0
-`, s.OutAddr, bind, s.InAddr)
+`, max(2000, 4*s.Conns), s.OutAddr, bind, s.InAddr, max(1000, 2*s.Conns))
 			p, err := write(s.Dir, "haproxy.cfg", conf)
 			if err != nil {
 				return nil, err
