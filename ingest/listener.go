@@ -450,6 +450,8 @@ type conn struct {
 // every reference it held.
 type outbox struct {
 	dests []outDest
+	// cache hands out messages freed in chunks by the sink runners.
+	cache message.Cache
 }
 
 type outDest struct {
@@ -486,6 +488,7 @@ func (o *outbox) flush(block bool) {
 		d.t, d.ms = nil, d.ms[:0]
 	}
 	o.dests = o.dests[:0]
+	o.cache.Flush()
 }
 
 // OnOpen admits or refuses a new TCP connection before any byte is read:
@@ -717,7 +720,12 @@ func (l *Listener) drainUDP(b *udpBatch, fd int, s *settings, fe *route.Frontend
 // The caller counts the message in l.received and l.bytes (per read, see
 // frames).
 func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame []byte, now int64, peer netip.AddrPort, ack message.Acker) {
-	m := message.New(frame)
+	var m *message.Message
+	if out != nil {
+		m = out.cache.New(frame)
+	} else {
+		m = message.New(frame)
+	}
 	m.Ack = ack
 	m.Received = now
 	m.Frontend = l.frontend

@@ -186,8 +186,16 @@ func (m *Message) Refs() int32 { return atomic.LoadInt32(&m.refs) }
 
 // Release drops one reference; the last one returns the message to the pool.
 func (m *Message) Release() {
+	if m.drop() {
+		messagePool.Put(m)
+	}
+}
+
+// drop drops one reference; after the last one it tells the Ack, clears
+// m for reuse and reports true.
+func (m *Message) drop() bool {
 	if atomic.AddInt32(&m.refs, -1) != 0 {
-		return
+		return false
 	}
 	if m.Ack != nil {
 		m.Ack.Done(m.confirmed.Load() == m.holders)
@@ -197,7 +205,7 @@ func (m *Message) Release() {
 	if cap(buf) <= maxPooledBuf {
 		m.buf = buf[:0]
 	}
-	messagePool.Put(m)
+	return true
 }
 
 // maxPooledBuf keeps a rare huge message from pinning memory in the pool.
@@ -208,7 +216,11 @@ var messagePool = sync.Pool{New: func() any { return new(Message) }}
 // New returns a pooled message holding a copy of raw, with one
 // reference. The caller fills the metadata, then hands it on.
 func New(raw []byte) *Message {
-	m := messagePool.Get().(*Message)
+	return fill(messagePool.Get().(*Message), raw)
+}
+
+// fill makes a freed message m a new one holding a copy of raw.
+func fill(m *Message, raw []byte) *Message {
 	if m.buf == nil {
 		m.buf = make([]byte, 0, 512)
 	}

@@ -1020,10 +1020,8 @@ func (r *Runner) finish(reason int, size int64) {
 	if reason != dropReasonNone {
 		r.dropped[reason].Add(uint64(len(r.batch)))
 	}
-	for i, m := range r.batch {
-		m.Release()
-		r.batch[i] = nil
-	}
+	message.ReleaseAll(r.batch)
+	clear(r.batch)
 	r.batch = r.batch[:0]
 	r.mu.Lock()
 	r.bytes.Store(r.bytes.Load() - size)
