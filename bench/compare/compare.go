@@ -53,11 +53,17 @@ type Options struct {
 	HTTPConns, HTTPThreads int
 	// StreamConns is the readers in the TCP proxy scenario. Default 4.
 	StreamConns int
-	// Scenarios picks kinds: "tcp", "conns", "udp", "relp", "kafka", "http", "h2", "tcpproxy",
+	// Scenarios picks kinds: "tcp", "conns", "udp", "udpceiling", "relp", "kafka", "http", "h2", "tcpproxy",
 	// and "latency" (TCP relay at light load: one message at a time, 1k
 	// and 25k msg/s).
 	// Empty: all.
 	Scenarios []string
+	// CeilingStart, CeilingStep, CeilingMax and CeilingSteps bound the
+	// udpceiling search (see CeilingSearch): defaults 300k, +100k, 2M and
+	// 12 steps. CeilingConns is the generator's UDP sockets there
+	// (default 2).
+	CeilingStart, CeilingStep, CeilingMax float64
+	CeilingSteps, CeilingConns            int
 	// Relays picks relays by name. Empty: all installed.
 	Relays []string
 	// Brokers enables the Kafka scenario.
@@ -154,6 +160,8 @@ type Row struct {
 	// per CPU second divided by this relay's (0 when unknown).
 	RateVsWharf float64 `json:"wharf_rate_ratio,omitempty"`
 	CPUVsWharf  float64 `json:"wharf_cpu_efficiency_ratio,omitempty"`
+	// Ceiling is the udpceiling search's outcome (Runs are its steps).
+	Ceiling *Ceiling `json:"ceiling,omitempty"`
 }
 
 // ScenarioResult is one scenario's rows.
@@ -212,6 +220,7 @@ func (r *Results) udpLossless() {
 }
 
 func (o *Options) defaults() {
+	o.defaultCeiling()
 	if o.Runs <= 0 {
 		o.Runs = 3
 	}
@@ -255,6 +264,10 @@ func (o Options) Plan() []Scenario {
 	if want("tcp") {
 		sc = append(sc, Scenario{ID: "tcp", Kind: "tcp", Unit: "messages", Duration: o.TCPDuration,
 			Title: fmt.Sprintf("TCP relay: RFC5424 %d B octet-counted in, TCP out, %d connections, max rate", o.Size, o.TCPConns)})
+	}
+	if slices.Contains(o.Scenarios, "udpceiling") { // a search of several minutes: only when named
+		sc = append(sc, Scenario{ID: "udp-ceiling", Kind: "udpceiling", Unit: "messages", Duration: o.UDPDuration, Conns: o.CeilingConns,
+			Title: fmt.Sprintf("UDP lossless ceiling: RFC5424 in over %d UDP sockets, TCP out; fixed rates from %s up by %s (at most %d steps of %v, up to %s) until a step loses", o.CeilingConns, rate(o.CeilingStart), rate(o.CeilingStep), o.CeilingSteps, o.UDPDuration, rate(o.CeilingMax))})
 	}
 	if want("udp") {
 		for _, r := range o.UDPRates {
@@ -347,6 +360,18 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 				continue
 			}
 			row.Version = rl.Version(o.Root)
+			if sc.Kind == "udpceiling" {
+				dir := filepath.Join(tmp, fmt.Sprintf("%s-%s", sc.ID, rl.Name))
+				os.MkdirAll(dir, 0o755)
+				r, c := runCeiling(ctx, o, sc, rl, dir, fmt.Sprintf("[%d/%d %s] %s", si+1, len(plan), sc.ID, rl.Name))
+				r.Version, r.Ceiling = row.Version, &c
+				if o.Progress != nil {
+					fmt.Fprint(o.Progress, "\r\033[K")
+				}
+				fmt.Fprintf(o.Log, "%-8s %-10s ceiling: lossless %s, ended by %s\n", sc.ID, rl.Name, rate(c.Lossless), c.Bound)
+				sr.Rows = append(sr.Rows, r)
+				continue
+			}
 			for i := 0; i < o.Runs && ctx.Err() == nil; i++ {
 				label := fmt.Sprintf("[%d/%d %s] %s run %d/%d", si+1, len(plan), sc.ID, rl.Name, i+1, o.Runs)
 				dir := filepath.Join(tmp, fmt.Sprintf("%s-%s-%d", sc.ID, rl.Name, i))

@@ -97,7 +97,7 @@ func rsyslogDir(root string) string { return filepath.Join(root, "var/peers/rsys
 var Relays = []*Relay{
 	{
 		Name:     "wharf",
-		Supports: kinds("tcp", "conns", "udp", "relp", "kafka", "http", "h2", "tcpproxy"),
+		Supports: kinds("tcp", "conns", "udp", "udpceiling", "relp", "kafka", "http", "h2", "tcpproxy"),
 		Check: func(root string) error {
 			if _, err := os.Stat(filepath.Join(root, "bin/wharf")); err != nil {
 				return errors.New("bin/wharf not built (make build)")
@@ -232,7 +232,7 @@ log-forward fwd
 	},
 	{
 		Name:     "rsyslog",
-		Supports: kinds("tcp", "conns", "udp", "relp", "kafka"),
+		Supports: kinds("tcp", "conns", "udp", "udpceiling", "relp", "kafka"),
 		Check: func(root string) error {
 			if _, err := os.Stat(filepath.Join(rsyslogDir(root), "usr/sbin/rsyslogd")); err != nil {
 				return errors.New("rsyslog not unpacked (bash bench/peers/install.sh)")
@@ -301,7 +301,7 @@ ruleset(name="fwd") {
 	},
 	{
 		Name:     "syslog-ng",
-		Supports: kinds("tcp", "conns", "udp", "kafka"),
+		Supports: kinds("tcp", "conns", "udp", "udpceiling", "kafka"),
 		Check:    lookPath("syslog-ng"),
 		Version:  func(string) string { return firstLine("syslog-ng", "--version") },
 		Start: func(s Setup) (*Proc, error) {

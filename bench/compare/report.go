@@ -99,6 +99,8 @@ func Markdown(w io.Writer, r *Results, chart string) {
 			h2Table(w, s)
 		case "tcpproxy":
 			streamTable(w, s)
+		case "udpceiling":
+			ceilingTable(w, s)
 		default:
 			syslogTable(w, s)
 		}
