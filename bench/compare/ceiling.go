@@ -7,15 +7,18 @@ import (
 	"path/filepath"
 )
 
-// CeilingSearch steps a fixed offered UDP rate up, one bounded run per
-// step, until a step loses messages, and reports the last lossless step.
-// Each step is bounded in time by the scenario's duration and the
+// CeilingSearch looks for the highest fixed offered UDP rate a relay
+// passes without loss, one bounded run per step: it doubles the rate from
+// Start while steps are lossless, then bisects between the highest
+// lossless and the lowest lossy step until they are at most Resolution
+// apart. Each step is bounded in time by the scenario's duration and the
 // receiver's drain (at most 60 s); the search by MaxSteps and Max.
 type CeilingSearch struct {
 	// Start is the first step's rate in msg/s.
 	Start float64
-	// Step is added to the rate after every lossless step.
-	Step float64
+	// Resolution: the search ends when the lossless and the lossy rate
+	// are at most this far apart.
+	Resolution float64
 	// Max is the highest rate tried.
 	Max float64
 	// MaxSteps bounds the number of steps.
@@ -42,61 +45,90 @@ func (s CeilingStep) Lossless() bool {
 	return s.Err == "" && s.Lost == 0 && s.Unstamped == 0 && s.Offered >= 0.95*s.Rate
 }
 
-// Starved reports a step whose generator fell short of the rate.
-func (s CeilingStep) Starved() bool { return s.Err == "" && s.Offered < 0.95*s.Rate }
+// bracket is the highest lossless step's rate (0: none) and the lowest
+// step above it that was not lossless (nil: none).
+func bracket(done []CeilingStep) (float64, *CeilingStep) {
+	lo := 0.0
+	for _, s := range done {
+		if s.Lossless() && s.Rate > lo {
+			lo = s.Rate
+		}
+	}
+	var hi *CeilingStep
+	for i, s := range done {
+		if !s.Lossless() && s.Rate > lo && (hi == nil || s.Rate < hi.Rate) {
+			hi = &done[i]
+		}
+	}
+	return lo, hi
+}
 
 // Next is the rate of the step after done, or false when the search is
-// over: the last step lost, failed or was starved, or the bounds are met.
+// over: the bracket is narrow enough, the lowest failing step failed for
+// another reason than loss (an error, or a generator that could not offer
+// the rate), or the bounds are met.
 func (c CeilingSearch) Next(done []CeilingStep) (float64, bool) {
+	if c.MaxSteps <= 0 || c.Start <= 0 || len(done) >= c.MaxSteps {
+		return 0, false
+	}
 	if len(done) == 0 {
-		return c.Start, c.MaxSteps > 0 && c.Start > 0
+		return min(c.Start, c.Max), true
 	}
-	if len(done) >= c.MaxSteps {
+	lo, hi := bracket(done)
+	var next float64
+	switch {
+	case hi == nil:
+		if lo >= c.Max {
+			return 0, false
+		}
+		next = min(2*lo, c.Max)
+	case hi.Err != "" || (hi.Lost == 0 && hi.Unstamped == 0):
+		return 0, false // error or starved: nothing to learn above lo
+	case hi.Rate-lo <= c.Resolution:
 		return 0, false
+	default:
+		next = (lo + hi.Rate) / 2
 	}
-	last := done[len(done)-1]
-	if !last.Lossless() {
-		return 0, false
+	// Round to a thousand so the steps read well.
+	next = float64(int64(next/1000)) * 1000
+	for _, s := range done {
+		if s.Rate == next {
+			return 0, false
+		}
 	}
-	next := last.Rate + c.Step
-	if c.Step <= 0 || next > c.Max {
-		return 0, false
-	}
-	return next, true
+	return next, next > 0
 }
 
 // Ceiling is a relay's search outcome.
 type Ceiling struct {
 	// Lossless is the highest step rate with zero loss (0: none).
 	Lossless float64 `json:"lossless_rate"`
-	// Next is the step after it (the first that lost, failed or was
-	// starved); nil when the search ran out of steps or reached Max.
+	// Next is the lowest step above it (the first that lost, failed or
+	// was starved); nil when the search ran out of steps or reached Max.
 	Next *CeilingStep `json:"next,omitempty"`
-	// Bound says why the search ended: "loss", "error", "generator"
-	// (the generator could not offer the rate: the ceiling is at least
-	// Lossless), or "limit" (MaxSteps or Max reached).
+	// Bound says why the search ended: "loss" (Next lost messages),
+	// "error", "generator" (the generator could not offer Next's rate: the
+	// ceiling is at least Lossless), or "limit" (MaxSteps or Max reached
+	// with no lossy step).
 	Bound string        `json:"bound"`
 	Steps []CeilingStep `json:"steps"`
 }
 
 // CeilingOf sums up a finished search.
 func CeilingOf(steps []CeilingStep) Ceiling {
-	c := Ceiling{Steps: steps, Bound: "limit"}
-	for i, s := range steps {
-		if s.Lossless() {
-			c.Lossless = s.Rate
-			continue
-		}
-		c.Next = &steps[i]
+	lo, hi := bracket(steps)
+	c := Ceiling{Lossless: lo, Steps: steps, Bound: "limit"}
+	if hi != nil {
+		n := *hi
+		c.Next = &n
 		switch {
-		case s.Err != "":
+		case n.Err != "":
 			c.Bound = "error"
-		case s.Lost > 0 || s.Unstamped > 0:
+		case n.Lost > 0 || n.Unstamped > 0:
 			c.Bound = "loss"
 		default:
 			c.Bound = "generator"
 		}
-		break
 	}
 	return c
 }
@@ -106,7 +138,7 @@ func CeilingOf(steps []CeilingStep) Ceiling {
 // the steps' runs; its median is the last lossless step's run.
 func runCeiling(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label string) (Row, Ceiling) {
 	row := Row{Relay: rl.Name}
-	search := CeilingSearch{Start: o.CeilingStart, Step: o.CeilingStep, Max: o.CeilingMax, MaxSteps: o.CeilingSteps}
+	search := CeilingSearch{Start: o.CeilingStart, Resolution: o.CeilingStep, Max: o.CeilingMax, MaxSteps: o.CeilingSteps}
 	var steps []CeilingStep
 	var best Run
 	for ctx.Err() == nil {
@@ -175,16 +207,16 @@ func ceilingTable(w interface{ Write([]byte) (int, error) }, s ScenarioResult) {
 // defaultCeiling fills the search bounds.
 func (o *Options) defaultCeiling() {
 	if o.CeilingStart <= 0 {
-		o.CeilingStart = 300000
+		o.CeilingStart = 100000
 	}
 	if o.CeilingStep <= 0 {
-		o.CeilingStep = 100000
+		o.CeilingStep = 25000
 	}
 	if o.CeilingMax <= 0 {
 		o.CeilingMax = 2000000
 	}
 	if o.CeilingSteps <= 0 {
-		o.CeilingSteps = 12
+		o.CeilingSteps = 10
 	}
 	if o.CeilingConns <= 0 {
 		o.CeilingConns = 2

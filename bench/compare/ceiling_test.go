@@ -2,11 +2,13 @@ package compare
 
 import "testing"
 
-// The ceiling search steps up while steps are lossless and stops at the
-// first loss, error, starved generator or bound.
+// The ceiling search doubles while steps are lossless, then bisects
+// between the highest lossless and the lowest lossy rate; it stops at an
+// error, a starved generator, the resolution or a bound.
 func TestCeilingSearch(t *testing.T) {
-	c := CeilingSearch{Start: 100, Step: 50, Max: 300, MaxSteps: 4}
+	c := CeilingSearch{Start: 100000, Resolution: 25000, Max: 1000000, MaxSteps: 8}
 	ok := func(r float64) CeilingStep { return CeilingStep{Rate: r, Offered: r} }
+	lossy := func(r float64) CeilingStep { return CeilingStep{Rate: r, Offered: r, Lost: 10, LossPct: 0.5} }
 	f := func(done []CeilingStep, want float64, wantOK bool, wantLossless float64, wantBound string) {
 		t.Helper()
 		got, more := c.Next(done)
@@ -20,19 +22,29 @@ func TestCeilingSearch(t *testing.T) {
 			}
 		}
 	}
-	f(nil, 100, true, 0, "")
-	f([]CeilingStep{ok(100)}, 150, true, 0, "")
-	f([]CeilingStep{ok(100), {Rate: 150, Offered: 150, Lost: 3, LossPct: 0.1}}, 0, false, 100, "loss")
-	f([]CeilingStep{ok(100), {Rate: 150, Offered: 150, Unstamped: 1}}, 0, false, 100, "loss")
-	f([]CeilingStep{ok(100), {Rate: 150, Offered: 100}}, 0, false, 100, "generator")
-	f([]CeilingStep{{Rate: 100, Err: "boom"}}, 0, false, 0, "error")
-	f([]CeilingStep{ok(100), ok(150), ok(200), ok(250)}, 0, false, 250, "limit") // MaxSteps
-	c.MaxSteps = 10
-	f([]CeilingStep{ok(100), ok(150), ok(200), ok(250), ok(300)}, 0, false, 300, "limit") // Max
-	// The step after the ceiling is reported with its loss.
-	s := CeilingOf([]CeilingStep{ok(100), {Rate: 150, Offered: 149, Lost: 7, LossPct: 2.5}})
-	if s.Next == nil || s.Next.Rate != 150 || s.Next.LossPct != 2.5 {
-		t.Errorf("Next step = %+v, want the 150 step with 2.5%% loss", s.Next)
+	f(nil, 100000, true, 0, "")
+	f([]CeilingStep{ok(100000)}, 200000, true, 0, "")
+	f([]CeilingStep{ok(100000), ok(200000), lossy(400000)}, 300000, true, 0, "")
+	f([]CeilingStep{ok(100000), ok(200000), lossy(400000), lossy(300000)}, 250000, true, 0, "")
+	f([]CeilingStep{ok(100000), ok(200000), lossy(400000), lossy(300000), ok(250000)}, 275000, true, 0, "")
+	f([]CeilingStep{ok(100000), ok(200000), lossy(400000), lossy(300000), ok(250000), lossy(275000)}, 0, false, 250000, "loss")
+	// Loss at the first step: bisect down towards 0.
+	f([]CeilingStep{lossy(100000)}, 50000, true, 0, "")
+	f([]CeilingStep{lossy(100000), lossy(50000), lossy(25000)}, 0, false, 0, "loss")
+	// Unstamped messages count as loss.
+	f([]CeilingStep{ok(100000), {Rate: 200000, Offered: 200000, Unstamped: 1}}, 150000, true, 0, "")
+	// A starved generator or an error ends the search: nothing above is known.
+	f([]CeilingStep{ok(100000), {Rate: 200000, Offered: 150000}}, 0, false, 100000, "generator")
+	f([]CeilingStep{ok(100000), {Rate: 200000, Err: "boom"}}, 0, false, 100000, "error")
+	// Bounds: Max and MaxSteps.
+	f([]CeilingStep{ok(100000), ok(200000), ok(400000), ok(800000)}, 1000000, true, 0, "")
+	f([]CeilingStep{ok(100000), ok(200000), ok(400000), ok(800000), ok(1000000)}, 0, false, 1000000, "limit")
+	c.MaxSteps = 2
+	f([]CeilingStep{ok(100000), lossy(200000)}, 0, false, 100000, "loss")
+	// The step above the ceiling is reported with its loss.
+	s := CeilingOf([]CeilingStep{ok(100000), lossy(200000), {Rate: 150000, Offered: 149000, Lost: 7, LossPct: 2.5}})
+	if s.Lossless != 100000 || s.Next == nil || s.Next.Rate != 150000 || s.Next.LossPct != 2.5 {
+		t.Errorf("CeilingOf = %v, next %+v; want 100000 and the 150000 step with 2.5%% loss", s.Lossless, s.Next)
 	}
 	if _, more := (CeilingSearch{}).Next(nil); more {
 		t.Error("a search with no steps allowed must not start")

@@ -53,14 +53,14 @@ type Options struct {
 	HTTPConns, HTTPThreads int
 	// StreamConns is the readers in the TCP proxy scenario. Default 4.
 	StreamConns int
-	// Scenarios picks kinds: "tcp", "conns", "udp", "udpceiling", "relp", "kafka", "http", "h2", "tcpproxy",
+	// Scenarios picks kinds: "tcp", "tls", "conns", "udp", "udpceiling", "relp", "kafka", "http", "h2", "tcpproxy",
 	// and "latency" (TCP relay at light load: one message at a time, 1k
 	// and 25k msg/s).
 	// Empty: all.
 	Scenarios []string
-	// CeilingStart, CeilingStep, CeilingMax and CeilingSteps bound the
-	// udpceiling search (see CeilingSearch): defaults 300k, +100k, 2M and
-	// 12 steps. CeilingConns is the generator's UDP sockets there
+	// CeilingStart, CeilingStep (the resolution), CeilingMax and
+	// CeilingSteps bound the udpceiling search (see CeilingSearch):
+	// defaults 100k, 25k, 2M and 10 steps. CeilingConns is the generator's UDP sockets there
 	// (default 2).
 	CeilingStart, CeilingStep, CeilingMax float64
 	CeilingSteps, CeilingConns            int
@@ -267,7 +267,11 @@ func (o Options) Plan() []Scenario {
 	}
 	if slices.Contains(o.Scenarios, "udpceiling") { // a search of several minutes: only when named
 		sc = append(sc, Scenario{ID: "udp-ceiling", Kind: "udpceiling", Unit: "messages", Duration: o.UDPDuration, Conns: o.CeilingConns,
-			Title: fmt.Sprintf("UDP lossless ceiling: RFC5424 in over %d UDP sockets, TCP out; fixed rates from %s up by %s (at most %d steps of %v, up to %s) until a step loses", o.CeilingConns, rate(o.CeilingStart), rate(o.CeilingStep), o.CeilingSteps, o.UDPDuration, rate(o.CeilingMax))})
+			Title: fmt.Sprintf("UDP lossless ceiling: RFC5424 in over %d UDP sockets, TCP out; fixed rates from %s, doubled while lossless, then bisected to %s (at most %d steps of %v, up to %s)", o.CeilingConns, rate(o.CeilingStart), rate(o.CeilingStep), o.CeilingSteps, o.UDPDuration, rate(o.CeilingMax))})
+	}
+	if slices.Contains(o.Scenarios, "tls") { // new, only when named until it has been run beside every peer
+		sc = append(sc, Scenario{ID: "tls", Kind: "tls", Unit: "messages", Duration: o.TCPDuration,
+			Title: fmt.Sprintf("TLS ingest: RFC5424 %d B octet-counted in over TLS (RFC 5425, self-signed P-256 certificate), TCP out, %d connections, max rate", o.Size, o.TCPConns)})
 	}
 	if want("udp") {
 		for _, r := range o.UDPRates {
@@ -447,8 +451,14 @@ func runOnce(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 	consumerErr := func() error { return nil }
 	var consumer *recv.Consumer
 	setup := Setup{Kind: sc.Kind, In: "tcp", Dir: dir, Root: o.Root, Exe: o.Exe, Conns: sc.Conns}
-	if sc.Kind == "udp" || sc.Kind == "relp" {
+	if sc.Kind == "udp" || sc.Kind == "relp" || sc.Kind == "tls" {
 		setup.In = sc.Kind
+	}
+	if sc.Kind == "tls" {
+		var err error
+		if setup.Cert, setup.Key, _, err = writeBenchCert(dir); err != nil {
+			return fail(err)
+		}
 	}
 	if sc.Kind == "kafka" {
 		setup.Brokers, setup.Topic, setup.Compression = o.Brokers, "wharf-bench-"+rl.Name+"-"+runID, cmp.Or(sc.Compression, "none")

@@ -129,7 +129,7 @@ func waitListening(ctx context.Context, scheme, addr string, p *Proc, timeout ti
 		if exited, err := p.Exited(); exited {
 			return err
 		}
-		if scheme == "tcp" || scheme == "relp" {
+		if scheme == "tcp" || scheme == "relp" || scheme == "tls" {
 			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 			if err == nil {
 				c.Close()

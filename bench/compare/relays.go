@@ -33,6 +33,8 @@ type Setup struct {
 	Compression string
 	// Dir is an empty folder for config, pid and state files.
 	Dir string
+	// Cert and Key are PEM files for a tls:// input (kind "tls").
+	Cert, Key string
 	// Root is the repository root (bin/wharf, var/peers).
 	Root string
 	// Exe is the wharf-bench executable (for the splice relay).
@@ -97,7 +99,7 @@ func rsyslogDir(root string) string { return filepath.Join(root, "var/peers/rsys
 var Relays = []*Relay{
 	{
 		Name:     "wharf",
-		Supports: kinds("tcp", "conns", "udp", "udpceiling", "relp", "kafka", "http", "h2", "tcpproxy"),
+		Supports: kinds("tcp", "tls", "conns", "udp", "udpceiling", "relp", "kafka", "http", "h2", "tcpproxy"),
 		Check: func(root string) error {
 			if _, err := os.Stat(filepath.Join(root, "bin/wharf")); err != nil {
 				return errors.New("bin/wharf not built (make build)")
@@ -117,6 +119,9 @@ listen = "off"
 bind = ["%s://%s"]
 sinks = ["out"]
 `, s.In, s.InAddr)
+			if s.In == "tls" {
+				conf += fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", s.Cert, s.Key)
+			}
 			if s.Conns > 512 {
 				// All senders come from 127.0.0.1: above the default
 				// maxconn_per_ip (512) they would be refused.
@@ -232,7 +237,7 @@ log-forward fwd
 	},
 	{
 		Name:     "rsyslog",
-		Supports: kinds("tcp", "conns", "udp", "udpceiling", "relp", "kafka"),
+		Supports: kinds("tcp", "tls", "conns", "udp", "udpceiling", "relp", "kafka"),
 		Check: func(root string) error {
 			if _, err := os.Stat(filepath.Join(rsyslogDir(root), "usr/sbin/rsyslogd")); err != nil {
 				return errors.New("rsyslog not unpacked (bash bench/peers/install.sh)")
@@ -259,6 +264,14 @@ input(type="imrelp" address=%q port=%q ruleset="fwd")
 				conf += fmt.Sprintf(`module(load="imudp" threads="2" batchSize="128")
 input(type="imudp" address=%q port=%q rcvbufSize="4m" ruleset="fwd")
 `, h, port)
+			case s.In == "tls":
+				// imtcp with its GnuTLS driver (rsyslog-gnutls: lmnsd_gtls),
+				// anonymous clients accepted, as the generator has no
+				// certificate.
+				conf += fmt.Sprintf(`global(defaultNetstreamDriver="gtls" defaultNetstreamDriverCertFile=%q defaultNetstreamDriverKeyFile=%q)
+module(load="imtcp" maxSessions="%d" streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
+input(type="imtcp" address=%q port=%q ruleset="fwd")
+`, s.Cert, s.Key, max(1000, 2*s.Conns), h, port)
 			default:
 				conf += fmt.Sprintf(`module(load="imtcp" maxSessions="%d")
 input(type="imtcp" address=%q port=%q ruleset="fwd")
@@ -301,16 +314,20 @@ ruleset(name="fwd") {
 	},
 	{
 		Name:     "syslog-ng",
-		Supports: kinds("tcp", "conns", "udp", "udpceiling", "kafka"),
+		Supports: kinds("tcp", "tls", "conns", "udp", "udpceiling", "kafka"),
 		Check:    lookPath("syslog-ng"),
 		Version:  func(string) string { return firstLine("syslog-ng", "--version") },
 		Start: func(s Setup) (*Proc, error) {
 			h, port := hostPort(s.InAddr)
+			tlsOpt := ""
+			if s.In == "tls" {
+				tlsOpt = fmt.Sprintf(" tls(key-file(%q) cert-file(%q) peer-verify(optional-untrusted))", s.Key, s.Cert)
+			}
 			conf := fmt.Sprintf(`@version: 3.38
 # Written by wharf-bench compare.
 options { stats-freq(0); log-fifo-size(100000); keep-hostname(yes); chain-hostnames(no); use-dns(no); };
-source s_in { syslog(ip(%q) port(%s) transport(%q) max-connections(%d) log-iw-size(%d) so-rcvbuf(4194304) flags(store-raw-message)); };
-`, h, port, s.In, max(1000, 2*s.Conns), 100*max(1000, 2*s.Conns))
+source s_in { syslog(ip(%q) port(%s) transport(%q) max-connections(%d) log-iw-size(%d) so-rcvbuf(4194304) flags(store-raw-message)%s); };
+`, h, port, s.In, max(1000, 2*s.Conns), 100*max(1000, 2*s.Conns), tlsOpt)
 			if s.Topic != "" {
 				conf += fmt.Sprintf(`destination d_out { kafka-c(bootstrap-servers(%q) topic(%q) message("$RAWMSG")
     config("acks" => "1" "compression.codec" => %q "queue.buffering.max.ms" => "5" "batch.num.messages" => "10000")); };

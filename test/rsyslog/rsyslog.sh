@@ -26,15 +26,15 @@ fetch() {
 		$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq || true
 		DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 	fi
-	if [[ -x "$dest/usr/sbin/rsyslogd" && -e "$mods/imrelp.so" && -e "$mods/omrelp.so" && -e "$mods/omkafka.so" ]]; then
+	if [[ -x "$dest/usr/sbin/rsyslogd" && -e "$mods/imrelp.so" && -e "$mods/omrelp.so" && -e "$mods/omkafka.so" && -e "$mods/lmnsd_gtls.so" ]]; then
 		return
 	fi
-	echo "test/rsyslog: unpacking rsyslog, rsyslog-relp and rsyslog-kafka into $dest" >&2
+	echo "test/rsyslog: unpacking rsyslog, rsyslog-relp, rsyslog-kafka and rsyslog-gnutls into $dest" >&2
 	local tmp
 	tmp="$(mktemp -d)"
 	trap 'rm -rf "$tmp"' RETURN
-	(cd "$tmp" && (apt-get download rsyslog rsyslog-relp rsyslog-kafka >/dev/null 2>&1 ||
-		{ apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get download rsyslog rsyslog-relp rsyslog-kafka >/dev/null; }))
+	(cd "$tmp" && (apt-get download rsyslog rsyslog-relp rsyslog-kafka rsyslog-gnutls >/dev/null 2>&1 ||
+		{ apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get download rsyslog rsyslog-relp rsyslog-kafka rsyslog-gnutls >/dev/null; }))
 	mkdir -p "$dest"
 	for deb in "$tmp"/*.deb; do dpkg -x "$deb" "$dest"; done
 	"$dest/usr/sbin/rsyslogd" -v | sed -n 1p >&2
