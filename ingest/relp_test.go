@@ -363,6 +363,11 @@ func TestRELPSlotsAnsweredOnceInOrder(t *testing.T) {
 			t.Fatalf("answer %d came with %d messages queued", i+2, got)
 		}
 	}
+	// The writer counts answers after its write returns, so the client
+	// can have read the last ones a moment before they are counted.
+	testenv.Eventually(t, fmt.Sprintf("wharf_relp_acks_sent_total to reach %d", n), func() bool {
+		return counter(reg, "wharf_relp_acks_sent_total", "") == n
+	})
 	if got := counter(reg, "wharf_relp_acks_sent_total", ""); got != n {
 		t.Fatalf("acks sent %v, want %d", got, n)
 	}
