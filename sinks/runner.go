@@ -233,6 +233,16 @@ type Runner struct {
 	wantN     int
 	wantBytes int64
 	notify    chan struct{} // cap 1
+	// Immediate delivery (deliverNow): imm is the sink's Immediate side
+	// when it has one and the runner neither lingers nor spools. parked
+	// is set while the run loop waits with an empty batch; nowBusy while
+	// a producer delivers the head of the ring (the run loop takes
+	// nothing from the ring then, and producers do not wake it: the
+	// producer does when it is done). nowBatch is that producer's batch.
+	imm      Immediate
+	parked   bool
+	nowBusy  bool
+	nowBatch []*message.Message
 	closing   atomic.Bool
 	closingCh chan struct{} // closed by Close: wakes blocked Enqueues
 	drainCh   chan struct{} // closed once no Enqueue can add any more
@@ -317,6 +327,10 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 	r.drainCtx, r.drainCancel = context.WithCancel(context.Background())
 	if cfg.Spool != nil {
 		r.ring = nil // unused: the spool is the queue
+	}
+	if imm, ok := s.(Immediate); ok && cfg.Spool == nil && cfg.BatchTimeout == 0 {
+		r.imm = imm
+		r.nowBatch = make([]*message.Message, 0, immediateMax)
 	}
 	l := []string{"sink", name}
 	r.sent = reg.Counter("wharf_sink_sent_total", "Messages delivered by the sink.", l...)
@@ -471,7 +485,11 @@ func (r *Runner) enqueue(ms []*message.Message, block bool) (queued int) {
 			queued++
 		}
 		if i == len(ms) {
-			wake := r.idle && (r.n >= r.wantN || r.ringBytes >= r.wantBytes || r.n == len(r.ring))
+			if r.imm != nil && r.parked && !r.nowBusy && r.n <= immediateMax && r.ringBytes <= immediateBytes && r.ready.Load() {
+				r.deliverNow() // unlocks mu
+				return queued
+			}
+			wake := r.idle && !r.nowBusy && (r.n >= r.wantN || r.ringBytes >= r.wantBytes || r.n == len(r.ring))
 			if wake {
 				r.idle = false
 			}
@@ -828,7 +846,11 @@ func (r *Runner) collect() bool {
 	for {
 		r.mu.Lock()
 		r.idle = false // a stale wake-up may have brought us here
-		full := r.take(&size)
+		r.parked = false
+		full := false
+		if !r.nowBusy { // else a producer is writing the head of the ring
+			full = r.take(&size)
+		}
 		// Without a linger a batch is what has accumulated by now: the
 		// first message on an idle sink leaves at once, and what arrives
 		// while that write is in flight forms the next batch.
@@ -840,6 +862,7 @@ func (r *Runner) collect() bool {
 			r.wantBytes = r.cfg.BatchBytes - size
 			if len(r.batch) == 0 {
 				r.wantN, r.wantBytes = 1, 1
+				r.parked = true
 			}
 		}
 		r.mu.Unlock()
@@ -851,7 +874,9 @@ func (r *Runner) collect() bool {
 			case <-r.notify:
 				continue
 			case <-r.drainCh:
-				r.setIdle(false)
+				r.mu.Lock()
+				r.idle, r.parked = false, false
+				r.mu.Unlock()
 				return false
 			}
 		}
@@ -875,12 +900,6 @@ func (r *Runner) collect() bool {
 	}
 }
 
-func (r *Runner) setIdle(v bool) {
-	r.mu.Lock()
-	r.idle = v
-	r.mu.Unlock()
-}
-
 // take moves queued messages into r.batch until it is full or the ring
 // is empty, and reports whether the batch is full. Called with mu held.
 func (r *Runner) take(size *int64) (full bool) {
@@ -894,6 +913,69 @@ func (r *Runner) take(size *int64) (full bool) {
 		}
 	}
 	return false
+}
+
+// Immediate delivery bounds: a producer writes the queue itself only
+// while it is this short (light load); more goes to the run loop, whose
+// batches are larger.
+const (
+	immediateMax   = 16
+	immediateBytes = 16 << 10
+)
+
+// deliverNow hands the queued messages (a few; the run loop waits with an
+// empty batch) to the sink's Immediate side on the calling producer's
+// goroutine, saving the run loop's wake-up: a message reaching an idle
+// sink leaves within the producer's own turn, as in a relay that reads
+// and writes on one thread. The messages stay in the ring while the sink
+// writes them, so if it declines they are the run loop's, in order, with
+// nothing to undo. Called with mu held; returns with it released.
+func (r *Runner) deliverNow() {
+	r.nowBusy = true
+	batch := r.nowBatch[:0]
+	for k, i := 0, r.head; k < r.n; k++ {
+		batch = append(batch, r.ring[i])
+		if i++; i == len(r.ring) {
+			i = 0
+		}
+	}
+	size := r.ringBytes
+	r.mu.Unlock()
+
+	t0 := time.Now()
+	ok := r.imm.WriteNow(batch)
+	t1 := time.Now()
+
+	r.mu.Lock()
+	if ok {
+		for range batch { // still the head: nothing else takes from the ring meanwhile
+			r.pop()
+		}
+		r.bytes.Store(r.bytes.Load() - size)
+		r.spaceFreed()
+	}
+	r.mu.Unlock()
+	if ok {
+		r.writeTime.Observe(t1.Sub(t0).Seconds())
+		r.observeDelay(batch, t1)
+		r.sent.Add(uint64(len(batch)))
+		r.sentBytes.Add(uint64(size))
+		r.batches.Inc()
+		confirm(batch, nil)
+		message.ReleaseAll(batch)
+	}
+	clear(batch)
+
+	r.mu.Lock()
+	r.nowBusy = false // nowBatch is free again
+	wake := r.n > 0 && r.idle // declined, or more came meanwhile
+	if wake {
+		r.idle = false
+	}
+	r.mu.Unlock()
+	if wake {
+		r.wakeRunLoop()
+	}
 }
 
 // collectNow fills r.batch from what is queued, without waiting.
@@ -937,17 +1019,17 @@ func (r *Runner) flush() {
 				r.lastRejectLog = now
 				r.log.Error("destination refused messages for good; dropped (wharf_sink_dropped_total{reason=\"rejected\"})", "error", err, "rejected", len(rej.Indexes), "batch", len(r.batch))
 			}
-			r.observeDelay(t1)
+			r.observeDelay(r.batch, t1)
 			r.sent.Add(uint64(len(r.batch) - len(rej.Indexes)))
 			r.sentBytes.Add(uint64(size))
 			r.batches.Inc()
 			r.setReady(true)
-			r.confirm(rej.Indexes)
+			confirm(r.batch, rej.Indexes)
 			r.finish(dropReasonNone, size)
 			return
 		}
 		if err == nil {
-			r.observeDelay(t1)
+			r.observeDelay(r.batch, t1)
 			r.sent.Add(uint64(len(r.batch)))
 			r.sentBytes.Add(uint64(size))
 			r.batches.Inc()
@@ -957,7 +1039,7 @@ func (r *Runner) flush() {
 				r.lastLog = time.Time{}
 			}
 			r.setReady(true)
-			r.confirm(nil)
+			confirm(r.batch, nil)
 			r.finish(dropReasonNone, size)
 			return
 		}
@@ -992,18 +1074,18 @@ const dropReasonNone = -1
 // observeDelay records how long the batch's oldest message took from
 // receipt to delivery at now. Messages without a receive time (made by
 // tests or other code than a frontend) are not counted.
-func (r *Runner) observeDelay(now time.Time) {
-	if len(r.batch) == 0 || r.batch[0].Received == 0 {
+func (r *Runner) observeDelay(batch []*message.Message, now time.Time) {
+	if len(batch) == 0 || batch[0].Received == 0 {
 		return
 	}
-	r.delay.Observe(max(float64(now.UnixNano()-r.batch[0].Received)/1e9, 0))
+	r.delay.Observe(max(float64(now.UnixNano()-batch[0].Received)/1e9, 0))
 }
 
 // confirm tells the messages of a delivered batch, but those at the
 // rejected indexes, that this sink is done with them (Message.Confirm:
 // the RELP input acknowledges a message once every sink confirmed it).
-func (r *Runner) confirm(rejected []int) {
-	for i, m := range r.batch {
+func confirm(batch []*message.Message, rejected []int) {
+	for i, m := range batch {
 		if m.Ack != nil && !slices.Contains(rejected, i) {
 			m.Confirm()
 		}

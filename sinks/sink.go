@@ -34,6 +34,28 @@ type Sink interface {
 	Close() error
 }
 
+// Immediate is implemented by a Sink that can deliver a small batch on
+// the caller's goroutine without waiting: a Runner without a linger or a
+// spool offers the queue to WriteNow when its delivery goroutine is idle
+// and only a few messages are queued, so a message on a quiet link does
+// not wait for that goroutine to wake up (the light-load latency of a
+// relay that reads and writes on one thread).
+//
+// Concurrency: WriteNow is called from producers (listener event loops),
+// at most one at a time per Runner, but possibly while the Runner's
+// goroutine is inside Write: it must not wait for Write (TryLock, and
+// decline). It must not block on the destination either: it declines
+// (returns false, having sent nothing) when the connection is not up,
+// not known to be healthy, or might not take the bytes at once, and the
+// Runner's goroutine delivers the batch as usual. A write that fails
+// after it began is the sink's to report and recover from, as in Write;
+// WriteNow then returns false and the batch is written again by Write
+// (at-least-once). The batch and its messages are valid only during the
+// call.
+type Immediate interface {
+	WriteNow(batch []*message.Message) bool
+}
+
 // Factory builds a Sink from its config section, whose defaults are
 // applied and which passed validation (New sees to both); its Options are
 // the type's own struct. It returns an error naming the key for what

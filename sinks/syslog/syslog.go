@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"wharf/conf"
 	"wharf/message"
 	"wharf/relp"
@@ -112,6 +114,8 @@ type Syslog struct {
 	servers      []server
 	cur          int      // index of the server conn is connected to
 	conn         net.Conn // nil when not connected
+	fdOf         net.Conn // the conn fd belongs to (unsent)
+	fd           int      // fdOf's descriptor, -1 if it has none
 	nextFailback time.Time
 	buf          []byte // reused: one batch (TCP) or one message (UDP)
 	probe        [1]byte
@@ -520,6 +524,33 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 	if srv.network == "udp" {
 		return s.sendUDP(batch)
 	}
+	b := s.frame(batch)
+	var err error
+	if s.replay && len(s.prev) > 0 {
+		bufs := make(net.Buffers, 0, len(s.prev)+1)
+		bufs = append(bufs, s.prev...)
+		bufs = append(bufs, b)
+		_, err = bufs.WriteTo(conn)
+		if err == nil {
+			s.replays.Add(1)
+		}
+	} else {
+		_, err = conn.Write(b)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("write: %w", ctx.Err())
+		}
+		return fmt.Errorf("write: %w", err)
+	}
+	s.replay = false
+	s.keep(b)
+	return nil
+}
+
+// frame encodes and frames batch into s.buf for one TCP write and returns
+// it (valid until the next frame or keep).
+func (s *Syslog) frame(batch []*message.Message) []byte {
 	b := s.buf[:0]
 	for _, m := range batch {
 		if s.framing == FramingOctetCounting && s.enc == sinks.EncodingRaw {
@@ -544,27 +575,85 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 		}
 	}
 	s.buf = b
+	return b
+}
+
+// nowBytes bounds what WriteNow writes, counting what the connection
+// still holds unsent or unacknowledged: far below any socket send
+// buffer, so the kernel takes the write whole, at once.
+const nowBytes = 16 << 10
+
+// WriteNow is Write for a small batch on the caller's goroutine
+// (sinks.Immediate): it writes only over an established connection to the
+// current server, with no failback due, no replay pending and no other
+// write in progress, and only when the connection's send queue leaves
+// room, so the write does not wait for the collector. Otherwise it
+// declines and Write delivers the batch. A failed write is handled as in
+// Write (the server is marked down, the last batches are replayed on the
+// next connection) and the batch goes to Write.
+func (s *Syslog) WriteNow(batch []*message.Message) bool {
+	if !s.mu.TryLock() {
+		return false
+	}
+	defer s.mu.Unlock()
+	srv := &s.servers[s.cur]
+	if s.conn == nil || srv.relp || s.replay || (s.cur != 0 && !time.Now().Before(s.nextFailback)) {
+		return false
+	}
 	var err error
-	if s.replay && len(s.prev) > 0 {
-		bufs := make(net.Buffers, 0, len(s.prev)+1)
-		bufs = append(bufs, s.prev...)
-		bufs = append(bufs, b)
-		_, err = bufs.WriteTo(conn)
-		if err == nil {
-			s.replays.Add(1)
-		}
+	if srv.network == "udp" {
+		err = s.sendUDP(batch)
 	} else {
-		_, err = conn.Write(b)
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("write: %w", ctx.Err())
+		if s.alive() != connOpen {
+			return false // Write reconnects, replaying if the collector reset
 		}
-		return fmt.Errorf("write: %w", err)
+		queued, ok := s.unsent()
+		b := s.frame(batch)
+		if !ok || queued+len(b) > nowBytes {
+			return false
+		}
+		if err = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout)); err == nil {
+			_, err = s.conn.Write(b)
+		}
+		if err == nil {
+			s.keep(b)
+		}
 	}
-	s.replay = false
-	s.keep(b)
-	return nil
+	if err == nil {
+		srv.backoff = 0
+		return true
+	}
+	if srv.network == "tcp" {
+		s.replay = true
+	}
+	s.closeConn()
+	s.markDown(srv)
+	s.log.Warn(fmt.Sprintf("sinks/syslog: sink %q: %v; the batch goes to the next attempt", s.name, &serverError{url: srv.url, err: fmt.Errorf("write: %w", err)}))
+	return false
+}
+
+// unsent returns the bytes the connection's kernel send queue holds (not
+// yet sent or not yet acknowledged; SIOCOUTQ), and false if it cannot tell.
+// The descriptor is looked up once per connection; using it outside
+// RawConn.Control is safe because conn is closed only with mu held.
+func (s *Syslog) unsent() (int, bool) {
+	if s.fdOf != s.conn {
+		s.fdOf, s.fd = s.conn, -1
+		raw := s.conn
+		if tc, ok := raw.(*tls.Conn); ok {
+			raw = tc.NetConn()
+		}
+		if sc, ok := raw.(syscall.Conn); ok {
+			if rc, err := sc.SyscallConn(); err == nil {
+				rc.Control(func(fd uintptr) { s.fd = int(fd) })
+			}
+		}
+	}
+	if s.fd < 0 {
+		return 0, false
+	}
+	n, err := unix.IoctlGetInt(s.fd, unix.SIOCOUTQ)
+	return n, err == nil
 }
 
 // keep makes b, just written, the newest batch of prev, drops the oldest
