@@ -239,10 +239,10 @@ type Runner struct {
 	// a producer delivers the head of the ring (the run loop takes
 	// nothing from the ring then, and producers do not wake it: the
 	// producer does when it is done). nowBatch is that producer's batch.
-	imm      Immediate
-	parked   bool
-	nowBusy  bool
-	nowBatch []*message.Message
+	imm       Immediate
+	parked    bool
+	nowBusy   bool
+	nowBatch  []*message.Message
 	closing   atomic.Bool
 	closingCh chan struct{} // closed by Close: wakes blocked Enqueues
 	drainCh   chan struct{} // closed once no Enqueue can add any more
@@ -967,7 +967,7 @@ func (r *Runner) deliverNow() {
 	clear(batch)
 
 	r.mu.Lock()
-	r.nowBusy = false // nowBatch is free again
+	r.nowBusy = false         // nowBatch is free again
 	wake := r.n > 0 && r.idle // declined, or more came meanwhile
 	if wake {
 		r.idle = false
