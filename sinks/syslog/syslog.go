@@ -579,9 +579,10 @@ func (s *Syslog) frame(batch []*message.Message) []byte {
 }
 
 // nowBytes bounds what WriteNow writes, counting what the connection
-// still holds unsent or unacknowledged: far below any socket send
-// buffer, so the kernel takes the write whole, at once.
-const nowBytes = 16 << 10
+// still holds unsent or unacknowledged: half the smallest send buffer
+// Linux starts a TCP socket with (tcp_wmem's default, 16 KiB), so the
+// kernel takes the write whole, at once, even for a TLS record's overhead.
+const nowBytes = 8 << 10
 
 // WriteNow is Write for a small batch on the caller's goroutine
 // (sinks.Immediate): it writes only over an established connection to the
