@@ -265,11 +265,11 @@ func (o Options) Plan() []Scenario {
 		sc = append(sc, Scenario{ID: "tcp", Kind: "tcp", Unit: "messages", Duration: o.TCPDuration,
 			Title: fmt.Sprintf("TCP relay: RFC5424 %d B octet-counted in, TCP out, %d connections, max rate", o.Size, o.TCPConns)})
 	}
-	if slices.Contains(o.Scenarios, "udpceiling") { // a search of several minutes: only when named
+	if want("udpceiling") { // a search of a few minutes
 		sc = append(sc, Scenario{ID: "udp-ceiling", Kind: "udpceiling", Unit: "messages", Duration: o.UDPDuration, Conns: o.CeilingConns,
 			Title: fmt.Sprintf("UDP lossless ceiling: RFC5424 in over %d UDP sockets, TCP out; fixed rates from %s, doubled while lossless, then bisected to %s (at most %d steps of %v, up to %s)", o.CeilingConns, rate(o.CeilingStart), rate(o.CeilingStep), o.CeilingSteps, o.UDPDuration, rate(o.CeilingMax))})
 	}
-	if slices.Contains(o.Scenarios, "tls") { // new, only when named until it has been run beside every peer
+	if want("tls") {
 		sc = append(sc, Scenario{ID: "tls", Kind: "tls", Unit: "messages", Duration: o.TCPDuration,
 			Title: fmt.Sprintf("TLS ingest: RFC5424 %d B octet-counted in over TLS (RFC 5425, self-signed P-256 certificate), TCP out, %d connections, max rate", o.Size, o.TCPConns)})
 	}

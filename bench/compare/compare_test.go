@@ -94,7 +94,7 @@ func TestPlan(t *testing.T) {
 	for _, s := range p {
 		ids = append(ids, s.ID)
 	}
-	if got := strings.Join(ids, ","); got != "tcp,udp-25k,udp-max,lat-1x1,lat-1k,lat-25k,conns-2000,relp,http,h2,tcpproxy" {
+	if got := strings.Join(ids, ","); got != "tcp,udp-ceiling,tls,udp-25k,udp-max,lat-1x1,lat-1k,lat-25k,conns-2000,relp,http,h2,tcpproxy" {
 		t.Fatalf("plan without brokers: %s", got)
 	}
 	p = Options{Scenarios: []string{"kafka"}, Brokers: []string{"127.0.0.1:9092"}}.Plan()
