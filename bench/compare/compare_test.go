@@ -5,6 +5,8 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -248,5 +250,40 @@ time for request:      245us     12.30ms      1.20ms       433us    87.50%
 	}
 	if _, err := parseH2load("h2load: connection refused\n"); err == nil {
 		t.Fatal("parseH2load accepted output without a summary")
+	}
+}
+
+// Light-load scenarios chart p50 and p99, with the bars in proportion;
+// the others chart rate and CPU.
+func TestSVGLatencyPanels(t *testing.T) {
+	row := func(relay string, p50, p99 time.Duration) Row {
+		m := Run{Delivered: 4000, MsgPerCPU: 25000}
+		m.Latency.P50, m.Latency.P99 = p50, p99
+		return Row{Relay: relay, Median: m}
+	}
+	r := &Results{Scenarios: []ScenarioResult{
+		{Scenario: Scenario{ID: "lat-1x1", Kind: "tcp", Unit: "messages", Title: "one at a time"},
+			Rows: []Row{row("wharf", 50*time.Microsecond, 200*time.Microsecond), row("haproxy", 100*time.Microsecond, 400*time.Microsecond)}},
+		{Scenario: Scenario{ID: "tcp", Kind: "tcp", Unit: "messages", Title: "relay"},
+			Rows: []Row{row("wharf", time.Millisecond, time.Millisecond)}},
+	}}
+	var b strings.Builder
+	SVG(&b, r)
+	svg := b.String()
+	for _, want := range []string{"p50 latency", "p99 latency", ">50µs<", ">100µs<", ">200µs<", ">400µs<", "delivered msg/s"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("chart lacks %q", want)
+		}
+	}
+	// wharf's p50 bar is half of haproxy's.
+	re := regexp.MustCompile(`<rect x="110" y="\d+" width="(\d+)"`)
+	ws := re.FindAllStringSubmatch(svg, -1)
+	if len(ws) < 2 {
+		t.Fatalf("found %d p50 bars", len(ws))
+	}
+	a, _ := strconv.Atoi(ws[0][1])
+	h, _ := strconv.Atoi(ws[1][1])
+	if a*2 < h-1 || a*2 > h+1 {
+		t.Errorf("p50 bars %d (wharf, 50µs) and %d (haproxy, 100µs): want 1:2", a, h)
 	}
 }

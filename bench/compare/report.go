@@ -160,24 +160,38 @@ func SVG(w io.Writer, r *Results) {
 	for _, s := range r.Scenarios {
 		var rows []Row
 		maxRate, maxCPU := 0.0, 0.0
+		// Light-load scenarios are about latency: their panels show p50
+		// and p99 (shorter is better) instead of rate and CPU.
+		latency := strings.HasPrefix(s.Scenario.ID, "lat-")
+		valA, valB := func(m Run) float64 { return m.Delivered }, func(m Run) float64 { return m.MsgPerCPU }
+		if latency {
+			valA = func(m Run) float64 { return float64(m.Latency.P50) }
+			valB = func(m Run) float64 { return float64(m.Latency.P99) }
+		}
 		for _, row := range s.Rows {
 			if row.Skipped != "" || row.Median.Err != "" {
 				continue
 			}
 			rows = append(rows, row)
-			maxRate = max(maxRate, row.Median.Delivered)
-			maxCPU = max(maxCPU, row.Median.MsgPerCPU)
+			maxRate = max(maxRate, valA(row.Median))
+			maxCPU = max(maxCPU, valB(row.Median))
 		}
 		fmt.Fprintf(&body, `<text x="10" y="%d" font-weight="bold">%s</text>`+"\n", y, html.EscapeString(s.Scenario.Title))
 		y += 8
 		half := (width - left - 40) / 2
 		rateLabel, cpuLabel, fmtRate := "delivered msg/s", "messages per relay CPU second", rate
-		switch s.Scenario.Unit {
-		case "requests":
+		fmtRight := rate
+		switch {
+		case latency:
+			rateLabel, cpuLabel = "p50 latency (shorter is better)", "p99 latency"
+			fmtRate = func(v float64) string { return dur(time.Duration(v)) }
+			fmtRight = fmtRate
+		case s.Scenario.Unit == "requests":
 			rateLabel, cpuLabel = "requests/s", "requests per relay CPU second"
-		case "bytes":
+		case s.Scenario.Unit == "bytes":
 			rateLabel, cpuLabel = "MB/s", "MB per relay CPU second"
 			fmtRate = func(v float64) string { return fmt.Sprintf("%.0f MB", v/1e6) }
+			fmtRight = fmtRate
 		}
 		fmt.Fprintf(&body, `<text x="%d" y="%d" fill="#555">%s</text><text x="%d" y="%d" fill="#555">%s</text>`+"\n",
 			left, y+10, rateLabel, left+half+20, y+10, cpuLabel)
@@ -193,20 +207,22 @@ func SVG(w io.Writer, r *Results) {
 				c = "#17becf"
 			}
 			m := row.Median
-			wr := int(float64(half-70) * m.Delivered / maxRate)
-			wc := 0
+			wr, wc := 0, 0
+			if maxRate > 0 {
+				wr = int(float64(half-70) * valA(m) / maxRate)
+			}
 			if maxCPU > 0 {
-				wc = int(float64(half-70) * m.MsgPerCPU / maxCPU)
+				wc = int(float64(half-70) * valB(m) / maxCPU)
 			}
 			fmt.Fprintf(&body, `<text x="%d" y="%d" text-anchor="end">%s</text>`, left-6, y+barH-2, html.EscapeString(row.Relay))
 			fmt.Fprintf(&body, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>`, left, y, max(wr, 1), barH, c)
-			label := fmtRate(m.Delivered)
+			label := fmtRate(valA(m))
 			if m.LossPct > 0 {
 				label += fmt.Sprintf(" (%.1f%% lost)", m.LossPct)
 			}
 			fmt.Fprintf(&body, `<text x="%d" y="%d">%s</text>`, left+wr+4, y+barH-2, label)
 			fmt.Fprintf(&body, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s" opacity="0.7"/>`, left+half+20, y, max(wc, 1), barH, c)
-			fmt.Fprintf(&body, `<text x="%d" y="%d">%s</text>`+"\n", left+half+20+wc+4, y+barH-2, fmtRate(m.MsgPerCPU))
+			fmt.Fprintf(&body, `<text x="%d" y="%d">%s</text>`+"\n", left+half+20+wc+4, y+barH-2, fmtRight(valB(m)))
 			y += barH + gap
 		}
 		y += panelPad - gap
