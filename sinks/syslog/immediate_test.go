@@ -99,3 +99,44 @@ func TestWriteNowOverLoopback(t *testing.T) {
 	fs.l.Close()
 	fs.done.Wait()
 }
+
+// A collector that resets the connection: WriteNow's probe sees the
+// reset, declines, and the next Write replays what the dead connection
+// may have lost on a new one, as when Write's own probe sees it.
+func TestWriteNowResetReplays(t *testing.T) {
+	fs := newFrameServer(t, false)
+	s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{fs.url()}}})
+	defer s.Close()
+	if err := s.Write(context.Background(), msgs("m0")); err != nil {
+		t.Fatal(err)
+	}
+	if !s.WriteNow(msgs("m1")) {
+		t.Fatal("WriteNow declined on an open connection")
+	}
+	testenv.Eventually(t, "the collector to read m0 and m1", func() bool { return len(fs.got()) == 2 })
+	fs.mu.Lock()
+	c := fs.conns[0].(*net.TCPConn)
+	fs.mu.Unlock()
+	c.SetLinger(0)
+	c.Close() // RST
+	testenv.Eventually(t, "WriteNow to decline on the reset connection", func() bool { return !s.WriteNow(msgs("x")) })
+	if err := s.Write(context.Background(), msgs("after")); err != nil {
+		t.Fatal(err)
+	}
+	if s.Replays() != 1 {
+		t.Fatalf("replays %d, want 1: the reset WriteNow saw must lead to a replay", s.Replays())
+	}
+	testenv.Eventually(t, "the replay and the new batch", func() bool {
+		got := fs.got()
+		return len(got) > 0 && got[len(got)-1] == "after"
+	})
+	n := 0
+	for _, f := range fs.got() {
+		if f == "m1" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("m1 arrived %d times, want 2 (once, then replayed): %q", n, fs.got())
+	}
+}

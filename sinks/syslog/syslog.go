@@ -116,6 +116,10 @@ type Syslog struct {
 	conn         net.Conn // nil when not connected
 	fdOf         net.Conn // the conn fd belongs to (unsent)
 	fd           int      // fdOf's descriptor, -1 if it has none
+	// nowBudget is what WriteNow may still write before the send queue
+	// could pass nowBytes (it only shrinks on its own); 0 after a Write
+	// or a new connection.
+	nowBudget int
 	nextFailback time.Time
 	buf          []byte // reused: one batch (TCP) or one message (UDP)
 	probe        [1]byte
@@ -366,6 +370,7 @@ func (s *Syslog) markDown(srv *server) {
 }
 
 func (s *Syslog) closeConn() {
+	s.nowBudget = 0
 	if s.conn != nil {
 		s.conn.Close()
 		s.conn = nil
@@ -544,6 +549,7 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 		return fmt.Errorf("write: %w", err)
 	}
 	s.replay = false
+	s.nowBudget = 0 // what this write left queued is unknown: WriteNow asks
 	s.keep(b)
 	return nil
 }
@@ -605,18 +611,28 @@ func (s *Syslog) WriteNow(batch []*message.Message) bool {
 	if srv.network == "udp" {
 		err = s.sendUDP(batch)
 	} else {
-		if s.alive() != connOpen {
-			return false // Write reconnects, replaying if the collector reset
+		// As send: what the probe learns is consumed (a reset is
+		// reported once), so act on it here.
+		if st := s.alive(); st != connOpen {
+			s.closeConn()
+			s.replay = st == connReset
+			return false // Write reconnects (and replays after a reset)
 		}
-		queued, ok := s.unsent()
 		b := s.frame(batch)
-		if !ok || queued+len(b) > nowBytes {
-			return false
+		if len(b) > s.nowBudget {
+			queued, ok := s.unsent()
+			if !ok {
+				return false
+			}
+			if s.nowBudget = nowBytes - queued; len(b) > s.nowBudget {
+				return false
+			}
 		}
 		if err = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout)); err == nil {
 			_, err = s.conn.Write(b)
 		}
 		if err == nil {
+			s.nowBudget -= len(b)
 			s.keep(b)
 		}
 	}
