@@ -110,16 +110,16 @@ type Syslog struct {
 	failback     time.Duration
 	log          *slog.Logger
 
-	mu           sync.Mutex
-	servers      []server
-	cur          int      // index of the server conn is connected to
-	conn         net.Conn // nil when not connected
-	fdOf         net.Conn // the conn fd belongs to (unsent)
-	fd           int      // fdOf's descriptor, -1 if it has none
+	mu      sync.Mutex
+	servers []server
+	cur     int      // index of the server conn is connected to
+	conn    net.Conn // nil when not connected
+	fdOf    net.Conn // the conn fd belongs to (unsent)
+	fd      int      // fdOf's descriptor, -1 if it has none
 	// nowBudget is what WriteNow may still write before the send queue
 	// could pass nowBytes (it only shrinks on its own); 0 after a Write
 	// or a new connection.
-	nowBudget int
+	nowBudget    int
 	nextFailback time.Time
 	buf          []byte // reused: one batch (TCP) or one message (UDP)
 	probe        [1]byte
