@@ -103,6 +103,16 @@ func Ext4Remount(t testing.TB, dir string) {
 	}
 }
 
+// RemountMode remounts the filesystem at dir read-only ("ro") or
+// writable ("rw") in place, as an operator does (mount -o remount,ro);
+// read-only needs no file on it open for writing.
+func RemountMode(t testing.TB, dir, mode string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", "remount,"+mode, dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount -o remount,%s %s: %v: %s", mode, dir, err, out)
+	}
+}
+
 func cannotMount(t testing.TB, why string) {
 	t.Helper()
 	if Integration() || os.Getenv("WHARF_FAULT") != "" {

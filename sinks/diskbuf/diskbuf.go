@@ -93,6 +93,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -259,15 +260,21 @@ type Buffer struct {
 	opts Options
 	lock *os.File
 
-	mu       sync.Mutex
-	segs     []segment // oldest first; the last is the active one
-	wf       *os.File  // active segment, written at its end
-	written  int64     // bytes in the active segment
-	logical  uint64    // bytes ever written since Open: fsync bookkeeping
-	nextSeq  uint64    // sequence number of the next record
-	disk     int64     // sum of segment sizes
-	ack      Position  // first unconfirmed position
-	deliv    Position  // position after the last record handed out
+	mu   sync.Mutex
+	segs []segment // oldest first; the last is the active one
+	wf   *os.File  // active segment, written at its end
+	// wfRO is set when the buffer was opened on a read-only filesystem:
+	// wf is the active segment opened for reading only, or nil when it
+	// could not be created. The next write opens (or creates) it for
+	// writing (reopenLocked); until that works the buffer is in the fault
+	// state, and what it holds is still delivered.
+	wfRO     bool
+	written  int64    // bytes in the active segment
+	logical  uint64   // bytes ever written since Open: fsync bookkeeping
+	nextSeq  uint64   // sequence number of the next record
+	disk     int64    // sum of segment sizes
+	ack      Position // first unconfirmed position
+	deliv    Position // position after the last record handed out
 	closed   bool
 	spaceCh  chan struct{} // closed and replaced when Ack frees space
 	wbuf     []byte        // encoding scratch, guarded by mu
@@ -322,12 +329,26 @@ func Open(dir string, opts Options) (*Buffer, error) {
 		return nil, fmt.Errorf("diskbuf: create buffer dir: %w", err)
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o640)
+	if errors.Is(err, syscall.EROFS) {
+		// A read-only filesystem (a disk error remounted it, or an
+		// operator did): open what is there to deliver it, and wait in
+		// the fault state for the disk to be writable again. flock works
+		// on a descriptor opened for reading. Without a lock file (a
+		// buffer never used) there is nothing to protect: no process can
+		// write there either.
+		lock, err = os.Open(filepath.Join(dir, lockName))
+		if errors.Is(err, fs.ErrNotExist) {
+			lock, err = nil, nil
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("diskbuf: open lock file: %w", err)
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("diskbuf: %s is in use by another buffer (flock: %v); give each sink its own buffer dir", dir, err)
+	if lock != nil {
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("diskbuf: %s is in use by another buffer (flock: %v); give each sink its own buffer dir", dir, err)
+		}
 	}
 	b := &Buffer{
 		dir:      dir,
@@ -429,6 +450,9 @@ func (b *Buffer) load() error {
 	if ackOK {
 		for len(segs) > 1 && segs[0].base < ack.Seg {
 			if err := os.Remove(b.segPath(segs[0].base)); err != nil {
+				if errors.Is(err, syscall.EROFS) {
+					break // read-only: left for a later start (the reader starts at ack)
+				}
 				return fmt.Errorf("diskbuf: remove confirmed segment: %w", err)
 			}
 			segs = segs[1:]
@@ -440,18 +464,30 @@ func (b *Buffer) load() error {
 			base = ack.Seg + 1
 		}
 		f, err := os.OpenFile(b.segPath(base), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
-		if err != nil {
+		switch {
+		case errors.Is(err, syscall.EROFS):
+			b.readOnlyLocked(nil, err)
+		case err != nil:
 			return fmt.Errorf("diskbuf: create segment: %w", err)
+		default:
+			b.wf = f
 		}
-		b.wf = f
 		segs = []segment{{base: base}}
 		b.nextSeq = base
-		if err := b.syncDir(); err != nil {
-			return err
+		if !b.wfRO {
+			if err := b.syncDir(); err != nil {
+				return err
+			}
 		}
 	} else {
 		last := &segs[len(segs)-1]
 		f, err := os.OpenFile(b.segPath(last.base), os.O_RDWR, 0)
+		if errors.Is(err, syscall.EROFS) {
+			rerr := err
+			if f, err = os.Open(b.segPath(last.base)); err == nil {
+				b.readOnlyLocked(f, rerr)
+			}
+		}
 		if err != nil {
 			return fmt.Errorf("diskbuf: open last segment: %w", err)
 		}
@@ -459,6 +495,13 @@ func (b *Buffer) load() error {
 		good, n, err := scanTail(f, last.size)
 		if err != nil {
 			return fmt.Errorf("diskbuf: scan %s: %w", segName(last.base), err)
+		}
+		if good < last.size && b.wfRO {
+			// Cut when the segment is opened for writing (reopenLocked);
+			// the reader stops at good meanwhile.
+			b.torn++
+			b.tornBytes += uint64(last.size - good)
+			last.size = good
 		}
 		if good < last.size {
 			if err := f.Truncate(good); err != nil {
@@ -842,8 +885,10 @@ func (b *Buffer) reclaimLocked() bool {
 		return false
 	}
 	storeMax(&b.synced, b.logical) // what the old segment held is confirmed
-	b.wf.Close()
-	b.wf = f
+	if b.wf != nil {
+		b.wf.Close()
+	}
+	b.wf, b.wfRO = f, false
 	b.segs = append(b.segs, segment{base: b.nextSeq})
 	b.written = 0
 	for _, base := range b.confirmedLocked() {
@@ -950,6 +995,12 @@ func (b *Buffer) flushLocked(n int) error {
 		b.wbuf = b.wbuf[:0]
 		return errNotYet
 	}
+	if b.wfRO {
+		if err := b.reopenLocked(); err != nil {
+			b.wbuf = b.wbuf[:0]
+			return err
+		}
+	}
 	w, err := b.wf.WriteAt(b.wbuf, b.written)
 	if err != nil {
 		if w > 0 {
@@ -976,6 +1027,39 @@ func (b *Buffer) flushLocked(n int) error {
 	case b.dataCh <- struct{}{}:
 	default:
 	}
+	return nil
+}
+
+// readOnlyLocked records at Open that the filesystem is read-only: f is
+// the active segment opened for reading (nil if it could not be created),
+// and the buffer starts in the fault state with err. Called with mu held
+// or before the Buffer is shared.
+func (b *Buffer) readOnlyLocked(f *os.File, err error) {
+	b.wf, b.wfRO = f, true
+	b.setFaultLocked(fmt.Errorf("diskbuf: opened on a read-only filesystem (what it holds is delivered; new records wait until it is writable): %w", err))
+}
+
+// reopenLocked opens the active segment for writing after an Open on a
+// read-only filesystem (creating it if it was never made), and cuts a
+// torn tail left from before. Called with mu held.
+func (b *Buffer) reopenLocked() error {
+	act := b.segs[len(b.segs)-1]
+	f, err := os.OpenFile(b.segPath(act.base), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("diskbuf: open %s for writing: %w", segName(act.base), err)
+	}
+	if err := f.Truncate(b.written); err != nil {
+		f.Close()
+		return fmt.Errorf("diskbuf: cut torn tail of %s: %w", segName(act.base), err)
+	}
+	if err := b.syncDir(); err != nil {
+		f.Close()
+		return err
+	}
+	if b.wf != nil {
+		b.wf.Close()
+	}
+	b.wf, b.wfRO = f, false
 	return nil
 }
 
@@ -1017,8 +1101,11 @@ func (b *Buffer) syncTo(end uint64) error {
 		return nil
 	}
 	b.mu.Lock()
-	f, target := b.wf, b.logical
+	f, target, ro := b.wf, b.logical, b.wfRO
 	b.mu.Unlock()
+	if ro {
+		return nil // nothing was written since Open: the segment is as it was
+	}
 	if err := f.Sync(); err != nil {
 		// A rotation closed f after syncing it itself.
 		if errors.Is(err, os.ErrClosed) && b.synced.Load() >= end {

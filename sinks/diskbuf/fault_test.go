@@ -255,3 +255,66 @@ func TestDiskFullFreedElsewhere(t *testing.T) {
 		t.Fatalf("blocked Append still waiting %v after space was freed elsewhere", 3*FaultRetryInterval)
 	}
 }
+
+// TestOpenReadOnly: a buffer whose filesystem is read-only when it is
+// opened (a disk error remounted it, or an operator did, before a
+// restart) opens in the fault state instead of failing: what it holds
+// is delivered, Appends wait (or fail with ErrUnwritable when they
+// cannot wait), and once the filesystem is writable again the next
+// Append works, with no restart. Also for a buffer directory that was
+// never used (no lock file, no segment).
+func TestOpenReadOnly(t *testing.T) {
+	mnt := testenv.Ext4(t, 16<<20)
+	dir := filepath.Join(mnt, "buf")
+	empty := filepath.Join(mnt, "empty")
+	if err := os.Mkdir(empty, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{MaxTotalBytes: 8 << 20, Fsync: FsyncAlways}
+	b := openT(t, dir, o)
+	if err := <-appendAll(b, 0, 300); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	testenv.RemountMode(t, mnt, "ro")
+
+	b, err := Open(dir, o)
+	if err != nil {
+		t.Fatalf("Open on a read-only filesystem: %v, want it to open in the fault state", err)
+	}
+	defer b.Close()
+	waitFault(t, b, "read-only file system")
+	if _, err := b.AppendBatch(doneCtx, [][]byte{numbered(-1)}); !errors.Is(err, ErrUnwritable) {
+		t.Errorf("non-blocking Append on a read-only filesystem: %v, want ErrUnwritable", err)
+	}
+	done := appendAll(b, 300, 400) // waits
+	drain(t, b, 300)               // what it held is delivered meanwhile
+	select {
+	case err := <-done:
+		t.Fatalf("Append returned on a read-only filesystem instead of waiting: %v", err)
+	default:
+	}
+	e, err := Open(empty, o)
+	if err != nil {
+		t.Fatalf("Open of an unused buffer dir on a read-only filesystem: %v", err)
+	}
+	defer e.Close()
+	waitFault(t, e, "read-only file system")
+
+	testenv.RemountMode(t, mnt, "rw")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Append still waiting 10 s after the filesystem became writable")
+	}
+	// The checkpoint Acks could not write is retried in the background.
+	testenv.Eventually(t, "the fault state to end", func() bool { return b.Fault() == nil })
+	drainFrom(t, b, 300, 400)
+	if err := <-appendAll(e, 0, 50); err != nil {
+		t.Fatalf("unused buffer dir after the filesystem became writable: %v", err)
+	}
+	drain(t, e, 50)
+}

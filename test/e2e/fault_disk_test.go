@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -328,4 +329,96 @@ func (in *instance) metric0(t *testing.T, field string) float64 {
 	}
 	v, _ := strconv.ParseFloat(m[1], 64)
 	return v
+}
+
+// TestFaultBufferReadOnlyAtStart: wharf restarts while its buffer's
+// filesystem is read-only (remounted so by an operator or a disk error
+// before the restart), with a backlog in the buffer. It must start (it
+// refused to, exit 2, taking every other frontend down with it), say
+// why in /readyz, deliver the backlog from the read-only disk, hold TCP
+// input back and count UDP input as spool_error, and carry on by itself
+// once the filesystem is writable again.
+func TestFaultBufferReadOnlyAtStart(t *testing.T) {
+	faultTest(t)
+	mnt := testenv.Ext4(t, 32<<20)
+	bufDir := filepath.Join(mnt, "buf")
+	col := &switchedCollector{addr: testenv.ClosedAddr(t)} // down: the messages stay buffered
+	defer col.down()
+	tcpPort, udpPort := testenv.FreePort(t), testenv.FreePort(t)
+	tcpAddr := fmt.Sprintf("127.0.0.1:%d", tcpPort)
+	cfg := diskBufferConfig(tcpPort, udpPort, col.addr, bufDir) + "[global]\nshutdown_timeout = \"2s\"\n"
+	workDir, admin := t.TempDir(), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	in := startIn(t, workDir, admin, cfg)
+	n := <-pacedSender(t, tcpAddr, 2000, time.Second)
+	if got := in.waitMetric(float64(n), 10*time.Second, "wharf_buffer_pending_records"); got < float64(n) {
+		t.Fatalf("%v of %d buffered", got, n)
+	}
+	in.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-in.exited:
+		if err != nil {
+			t.Fatalf("first run exited %v, want 0 (the backlog stays in the buffer)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("wharf did not stop within 30 s")
+	}
+
+	testenv.RemountMode(t, mnt, "ro")
+	in2 := startIn(t, workDir, admin, cfg) // fails the test if wharf does not start
+	if code, body := getBody(t, "http://"+admin+"/readyz"); code != 503 || !strings.Contains(body, "read-only file system") {
+		t.Errorf("/readyz with the buffer on a read-only filesystem = %d %q, want 503 naming it", code, body)
+	}
+	col.up(t)
+	testenv.Eventually(t, "the backlog to be delivered from the read-only disk", func() bool {
+		got, _, _ := ledger(col.sink.snapshot(), "seq=", n)
+		return got == n
+	})
+	// New input while read-only: TCP waits, UDP is counted.
+	const late, nUDP = 500, 50
+	c, err := net.Dial("tcp", tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w := bufio.NewWriter(c)
+	for i := range late {
+		m := fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - late=%d", i)
+		fmt.Fprintf(w, "%d %s", len(m), m)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range nUDP {
+		fmt.Fprintf(udp, "<13>1 2026-11-25T10:00:00Z h app - - - udp=%d", i)
+		time.Sleep(time.Millisecond)
+	}
+	udp.Close()
+	testenv.Eventually(t, "the UDP messages to be counted as spool_error", func() bool {
+		return in2.metric("wharf_sink_dropped_total", `reason="spool_error"`) == nUDP
+	})
+	time.Sleep(time.Second)
+	if got, _, _ := ledger(col.sink.snapshot(), "late=", late); got != 0 {
+		t.Errorf("%d TCP messages delivered while the buffer could not store them (want them held back)", got)
+	}
+
+	testenv.RemountMode(t, mnt, "rw")
+	testenv.Eventually(t, "the held-back TCP messages after the filesystem became writable", func() bool {
+		got, _, _ := ledger(col.sink.snapshot(), "late=", late)
+		return got == late
+	})
+	testenv.Eventually(t, "/readyz to say ready", func() bool { return httpStatus(t, "http://"+admin+"/readyz") == 200 })
+	msgs := col.sink.snapshot()
+	seqGot, seqDups, _ := ledger(msgs, "seq=", n)
+	lateGot, lateDups, _ := ledger(msgs, "late=", late)
+	udpGot, _, _ := ledger(msgs, "udp=", nUDP)
+	other := in2.metric("wharf_sink_dropped_total") - in2.metric("wharf_sink_dropped_total", `reason="spool_error"`)
+	t.Logf("backlog %d of %d (%d dups) from the read-only disk; held-back TCP %d of %d (%d dups) once writable; UDP %d delivered, %v spool_error; other drops %v",
+		seqGot, n, seqDups, lateGot, late, lateDups, udpGot, nUDP, other)
+	if udpGot != 0 || other != 0 {
+		t.Errorf("UDP delivered %d (want 0: it could not be stored), other drops %v (want 0)", udpGot, other)
+	}
 }
