@@ -728,7 +728,7 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 	h.wg.Add(1)
 	h.mu.Unlock()
 	rq.head = h.synthesize(&rq, h.hend)
-	go st.run(&rq, status)
+	startStream(st, &rq, status)
 	return 0, 0, true
 }
 
