@@ -1,9 +1,9 @@
 package ingest
 
-// Graceful stop, first step: read what the senders wrote. Plain TCP
-// syslog has no acknowledgements: bytes a sender wrote are "sent" as far
-// as it knows, and closing a connection with them still in the kernel's
-// receive queue discards them silently.
+// Graceful stop, first step: refuse new connections and read what the
+// senders already wrote. Plain TCP syslog has no acknowledgements: bytes
+// a sender wrote are "sent" as far as it knows, and closing a connection
+// with them still in the kernel's receive queue discards them silently.
 
 import (
 	"context"
@@ -23,17 +23,12 @@ const (
 	drainPoll = 10 * time.Millisecond
 )
 
-// Drain waits until every connection of a tcp:// or tls:// bind is
+// Drain refuses new connections on a tcp:// or tls:// bind (counted
+// rejected{reason="shutdown"}) and waits until every open connection is
 // quiet: no read in progress (an event loop held back by a full queue is
 // busy), nothing in its kernel receive queue, no byte for drainQuiet. A
 // sender that keeps writing keeps it waiting until ctx ends; busy is how
-// many connections were still not quiet then. Connections keep being
-// accepted and read meanwhile: one the kernel or gnet had accepted when
-// the stop began, but no event loop had seen yet (all held back by a full
-// queue), is as open to its sender as the others, and refusing it lost
-// what it wrote (TestShutdownServesConnectionsOpenedUnderBackpressure);
-// the admin listener's /readyz says 503 for the whole stop, so a load
-// balancer sends new ones elsewhere. On a udp:// bind it waits
+// many connections were still not quiet then. On a udp:// bind it waits
 // until every socket was read empty once since Drain began (or is empty
 // now): the datagrams queued when the stop began are read, new ones do
 // not hold it up. relp:// binds return at once (a RELP sender resends
@@ -49,12 +44,15 @@ func (l *Listener) Drain(ctx context.Context) (busy int) {
 		if l.tls.ln == nil {
 			return 0
 		}
+		l.draining.Store(true)
+		l.tls.ln.Close() // new connections are refused by the kernel
 	default:
 		select {
 		case <-l.booted:
 		default:
 			return 0 // never started
 		}
+		l.draining.Store(true) // OnOpen refuses new connections
 	}
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()

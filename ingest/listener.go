@@ -82,6 +82,7 @@ type Listener struct {
 
 	rate     rateLimiter // buckets and counters of the rate limits (ratelimit.go)
 	stopping atomic.Bool // Stop began: held-back connections stop waiting
+	draining atomic.Bool // Drain began: new connections are refused
 
 	eng     gnet.Engine
 	booted  chan struct{}
@@ -502,6 +503,10 @@ func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		l.reason("rejected", "acl").Inc()
 		return nil, gnet.Close
 	}
+	if l.draining.Load() {
+		l.reason("rejected", "shutdown").Inc()
+		return nil, gnet.Close
+	}
 	if s.maxConn > 0 && l.conns.Load() >= s.maxConn {
 		l.reason("rejected", "maxconn").Inc()
 		return nil, gnet.Close
@@ -813,6 +818,7 @@ func (l *Listener) zeroReasons() {
 		return
 	}
 	l.reason("dropped", "incomplete_frame_at_close")
+	l.reason("rejected", "shutdown")
 	l.reason("rejected", "maxconn")
 	l.reason("rejected", "maxconn_per_ip")
 	l.reason("closed", "idle_timeout")
