@@ -53,10 +53,7 @@ type Options struct {
 	HTTPConns, HTTPThreads int
 	// StreamConns is the readers in the TCP proxy scenario. Default 4.
 	StreamConns int
-	// Scenarios picks kinds: "tcp", "tls", "conns", "udp", "udpceiling", "relp", "kafka", "http", "h2", "tcpproxy",
-	// and "latency" (TCP relay at light load: one message at a time, 1k
-	// and 25k msg/s).
-	// Empty: all.
+	// Scenarios picks kinds (Kinds). Empty: all of them.
 	Scenarios []string
 	// CeilingStart, CeilingStep (the resolution), CeilingMax and
 	// CeilingSteps bound the udpceiling search (see CeilingSearch):
@@ -256,10 +253,21 @@ func (o *Options) defaults() {
 	}
 }
 
+// Kinds are the scenario kinds, in the order Plan runs them: "latency"
+// is the TCP relay at light load (one message at a time, 1k and 25k
+// msg/s), "kafka-lz4" and "kafka-zstd" pick one codec of "kafka".
+var Kinds = []string{"tcp", "udpceiling", "tls", "udp", "latency", "conns", "relp", "kafka", "http", "h2", "tcpproxy"}
+
+// Wants reports whether the options select scenario kind k: every kind
+// when Scenarios is empty (make bench), else the named ones.
+func (o Options) Wants(k string) bool {
+	return len(o.Scenarios) == 0 || slices.Contains(o.Scenarios, k)
+}
+
 // Plan lists the scenarios the options select.
 func (o Options) Plan() []Scenario {
 	o.defaults()
-	want := func(k string) bool { return len(o.Scenarios) == 0 || slices.Contains(o.Scenarios, k) }
+	want := o.Wants
 	var sc []Scenario
 	if want("tcp") {
 		sc = append(sc, Scenario{ID: "tcp", Kind: "tcp", Unit: "messages", Duration: o.TCPDuration,

@@ -287,3 +287,12 @@ func TestSVGLatencyPanels(t *testing.T) {
 		t.Errorf("p50 bars %d (wharf, 50µs) and %d (haproxy, 100µs): want 1:2", a, h)
 	}
 }
+
+// Every kind in Kinds plans something when named alone.
+func TestKindsPlanned(t *testing.T) {
+	for _, k := range Kinds {
+		if p := (Options{Scenarios: []string{k}, Brokers: []string{"127.0.0.1:9092"}}).Plan(); len(p) == 0 {
+			t.Errorf("kind %q plans nothing", k)
+		}
+	}
+}

@@ -13,9 +13,63 @@ import (
 	"wharf/bench/compare"
 )
 
+// compareArgs are compare's settings beyond compare.Options.
+type compareArgs struct {
+	out   string
+	quiet bool
+	nice  int
+}
+
 func runCompare(ctx context.Context, args []string) error {
+	o, a, err := parseCompare(args)
+	if err != nil {
+		return err
+	}
+	if a.nice != 0 {
+		if err := renice(a.nice); err != nil {
+			return fmt.Errorf("wharf-bench compare: -nice %d: %w", a.nice, err)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	o.Exe = exe
+	if o.Root, err = filepath.Abs(o.Root); err != nil {
+		return err
+	}
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && !a.quiet {
+		o.Progress = os.Stderr
+	}
+	o.Log = os.Stderr
+	if len(o.Brokers) == 0 && o.Wants("kafka") {
+		fmt.Fprintln(os.Stderr, "wharf-bench compare: no Kafka brokers (-kafka or WHARF_KAFKA_BROKERS): Kafka scenario skipped")
+	}
+	res, cerr := compare.Compare(ctx, o)
+	if res == nil {
+		return cerr
+	}
+	compare.Markdown(os.Stdout, res, "")
+	if a.out != "" {
+		dir := a.out
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(o.Root, dir)
+		}
+		paths, err := compare.WriteFiles(res, dir)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wharf-bench compare: wrote %s\n", strings.Join(paths, ", "))
+	}
+	return cerr
+}
+
+// parseCompare reads compare's flags. Without -scenarios every kind
+// runs (compare.Kinds): make bench passes none.
+func parseCompare(args []string) (compare.Options, compareArgs, error) {
 	fs := flag.NewFlagSet("compare", flag.ExitOnError)
 	var o compare.Options
+	var a compareArgs
 	fs.StringVar(&o.Root, "root", ".", "repository root (bin/wharf, var/peers)")
 	fs.IntVar(&o.Runs, "runs", 3, "runs per relay and scenario (median reported)")
 	fs.DurationVar(&o.TCPDuration, "tcp-duration", 0, "generator time per TCP/Kafka run (default 8s)")
@@ -28,7 +82,7 @@ func runCompare(ctx context.Context, args []string) error {
 	fs.IntVar(&o.HTTPConns, "http-conns", 64, "wrk connections (-c) in the HTTP proxy scenario; the h2 scenario keeps as many streams in flight (h2load -c N/8 -m 8)")
 	fs.IntVar(&o.HTTPThreads, "http-threads", 1, "wrk threads (-t) in the HTTP proxy scenario")
 	fs.IntVar(&o.StreamConns, "stream-conns", 4, "reader connections in the TCP proxy scenario")
-	scen := fs.String("scenarios", "tcp,latency,udp,relp,kafka,http,h2,tcpproxy", "scenario kinds to run (kafka needs -kafka or $WHARF_KAFKA_BROKERS; http needs wrk, h2 h2load; udpceiling, the UDP lossless ceiling search, only when named)")
+	scen := fs.String("scenarios", "", "scenario kinds to run, comma-separated (default all: "+strings.Join(compare.Kinds, ",")+"; kafka needs -kafka or $WHARF_KAFKA_BROKERS, http wrk, h2 h2load)")
 	fs.Float64Var(&o.CeilingStart, "ceiling-start", 0, "udpceiling: first step's rate in msg/s (default 100000); doubled while steps are lossless")
 	fs.Float64Var(&o.CeilingStep, "ceiling-step", 0, "udpceiling: resolution in msg/s: bisection stops when the lossless and the lossy rate are this close (default 25000)")
 	fs.Float64Var(&o.CeilingMax, "ceiling-max", 0, "udpceiling: highest rate tried (default 2000000)")
@@ -36,16 +90,10 @@ func runCompare(ctx context.Context, args []string) error {
 	fs.IntVar(&o.CeilingConns, "ceiling-conns", 0, "udpceiling: generator UDP sockets (default 2)")
 	relays := fs.String("relays", "", "relays to run, comma-separated (default all installed: wharf,byte-copy,socat,haproxy,haproxy-1t,nginx,nginx-1w,rsyslog,syslog-ng)")
 	brokers := fs.String("kafka", os.Getenv("WHARF_KAFKA_BROKERS"), "Kafka brokers for the Kafka scenario")
-	out := fs.String("out", "bench/results", "folder for <date>.md/.json and latest.md/.json/.svg ('' writes nothing)")
-	quiet := fs.Bool("q", false, "no progress display even on a terminal")
-	nice := fs.Int("nice", 0, "scheduling priority for the harness and the relays it starts (-20..19; negative needs root): on a shared machine, -10 keeps neighbours from skewing the figures")
+	fs.StringVar(&a.out, "out", "bench/results", "folder for <date>.md/.json and latest.md/.json/.svg ('' writes nothing)")
+	fs.BoolVar(&a.quiet, "q", false, "no progress display even on a terminal")
+	fs.IntVar(&a.nice, "nice", 0, "scheduling priority for the harness and the relays it starts (-20..19; negative needs root): on a shared machine, -10 keeps neighbours from skewing the figures")
 	fs.Parse(args)
-	if *nice != 0 {
-		if err := renice(*nice); err != nil {
-			return fmt.Errorf("wharf-bench compare: -nice %d: %w", *nice, err)
-		}
-	}
-
 	o.Scenarios = splitList(*scen)
 	o.Relays = splitList(*relays)
 	o.Brokers = splitList(*brokers)
@@ -56,42 +104,11 @@ func runCompare(ctx context.Context, args []string) error {
 		}
 		v, err := strconv.ParseFloat(r, 64)
 		if err != nil || v <= 0 {
-			return fmt.Errorf("wharf-bench compare: -udp-rates: %q is neither a positive rate nor max", r)
+			return o, a, fmt.Errorf("wharf-bench compare: -udp-rates: %q is neither a positive rate nor max", r)
 		}
 		o.UDPRates = append(o.UDPRates, v)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	o.Exe = exe
-	if o.Root, err = filepath.Abs(o.Root); err != nil {
-		return err
-	}
-	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && !*quiet {
-		o.Progress = os.Stderr
-	}
-	o.Log = os.Stderr
-	if len(o.Brokers) == 0 && contains(o.Scenarios, "kafka") {
-		fmt.Fprintln(os.Stderr, "wharf-bench compare: no Kafka brokers (-kafka or WHARF_KAFKA_BROKERS): Kafka scenario skipped")
-	}
-	res, cerr := compare.Compare(ctx, o)
-	if res == nil {
-		return cerr
-	}
-	compare.Markdown(os.Stdout, res, "")
-	if *out != "" {
-		dir := *out
-		if !filepath.IsAbs(dir) {
-			dir = filepath.Join(o.Root, dir)
-		}
-		paths, err := compare.WriteFiles(res, dir)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "wharf-bench compare: wrote %s\n", strings.Join(paths, ", "))
-	}
-	return cerr
+	return o, a, nil
 }
 
 func runSplice(ctx context.Context, args []string) error {
@@ -110,15 +127,6 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // renice sets the priority of every thread of this process; threads and
