@@ -114,8 +114,6 @@ type Syslog struct {
 	servers []server
 	cur     int      // index of the server conn is connected to
 	conn    net.Conn // nil when not connected
-	fdOf    net.Conn // the conn fd belongs to (unsent)
-	fd      int      // fdOf's descriptor, -1 if it has none
 	// nowBudget is what WriteNow may still write before the send queue
 	// could pass nowBytes (it only shrinks on its own); 0 after a Write
 	// or a new connection.
@@ -311,11 +309,7 @@ func (s *Syslog) Write(ctx context.Context, batch []*message.Message) error {
 			srv.backoff = 0
 			return nil
 		}
-		if s.conn != nil && srv.network == "tcp" && !srv.relp {
-			s.replay = true // the connection died: see send
-		}
-		s.closeConn()
-		s.markDown(srv)
+		s.failed(srv)
 		if ctx.Err() != nil {
 			return fmt.Errorf("sinks/syslog: sink %q: server %s: %w", s.name, srv.url, err)
 		}
@@ -428,18 +422,13 @@ const (
 // (or data arrives after the close), so only then may the last batches
 // have been lost.
 func (s *Syslog) alive() int {
-	raw := s.conn
-	tc, isTLS := raw.(*tls.Conn)
-	if isTLS {
-		raw = tc.NetConn()
-	}
-	sc, ok := raw.(syscall.Conn)
-	if !ok {
-		return connOpen
-	}
-	rc, err := sc.SyscallConn()
+	tc, isTLS := s.conn.(*tls.Conn)
+	rc, err := rawSocket(s.conn)
 	if err != nil {
 		return connReset
+	}
+	if rc == nil {
+		return connOpen // no socket to ask (a test's pipe)
 	}
 	state := connOpen
 	err = rc.Read(func(fd uintptr) bool {
@@ -464,6 +453,44 @@ func (s *Syslog) alive() int {
 		return connClosed
 	}
 	return connOpen
+}
+
+// checkConn probes conn before a write (alive) and acts on what it
+// learns, which the probe consumes (a reset is reported once): a
+// connection the collector closed is dropped; after a reset the last
+// batches are also replayed on the next connection. It reports whether
+// conn is still there.
+func (s *Syslog) checkConn() bool {
+	if st := s.alive(); st != connOpen {
+		s.closeConn()
+		s.replay = st == connReset
+		return false
+	}
+	return true
+}
+
+// failed drops the connection a write to srv failed on and marks srv
+// down; over plain TCP the last batches are replayed on the next
+// connection (the collector may have lost them unread: see send).
+func (s *Syslog) failed(srv *server) {
+	if s.conn != nil && srv.network == "tcp" && !srv.relp {
+		s.replay = true
+	}
+	s.closeConn()
+	s.markDown(srv)
+}
+
+// rawSocket returns the socket under c (under TLS too), nil if c has
+// none.
+func rawSocket(c net.Conn) (syscall.RawConn, error) {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, nil
+	}
+	return sc.SyscallConn()
 }
 
 // tlsAlive reads what a TLS collector sent: TLS 1.3 session tickets (read
@@ -503,10 +530,7 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 		return s.sendRELP(ctx, srv, batch)
 	}
 	if s.conn != nil && srv.network == "tcp" {
-		if st := s.alive(); st != connOpen {
-			s.closeConn()
-			s.replay = st == connReset
-		}
+		s.checkConn()
 	}
 	if s.conn == nil {
 		c, err := s.dial(ctx, srv)
@@ -604,18 +628,15 @@ func (s *Syslog) WriteNow(batch []*message.Message) bool {
 	}
 	defer s.mu.Unlock()
 	srv := &s.servers[s.cur]
-	if s.conn == nil || srv.relp || s.replay || (s.cur != 0 && !time.Now().Before(s.nextFailback)) {
+	now := time.Now()
+	if s.conn == nil || srv.relp || s.replay || (s.cur != 0 && !now.Before(s.nextFailback)) {
 		return false
 	}
 	var err error
 	if srv.network == "udp" {
 		err = s.sendUDP(batch)
 	} else {
-		// As send: what the probe learns is consumed (a reset is
-		// reported once), so act on it here.
-		if st := s.alive(); st != connOpen {
-			s.closeConn()
-			s.replay = st == connReset
+		if !s.checkConn() {
 			return false // Write reconnects (and replays after a reset)
 		}
 		b := s.frame(batch)
@@ -628,7 +649,7 @@ func (s *Syslog) WriteNow(batch []*message.Message) bool {
 				return false
 			}
 		}
-		if err = s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout)); err == nil {
+		if err = s.conn.SetWriteDeadline(now.Add(s.writeTimeout)); err == nil {
 			_, err = s.conn.Write(b)
 		}
 		if err == nil {
@@ -640,37 +661,24 @@ func (s *Syslog) WriteNow(batch []*message.Message) bool {
 		srv.backoff = 0
 		return true
 	}
-	if srv.network == "tcp" {
-		s.replay = true
-	}
-	s.closeConn()
-	s.markDown(srv)
+	s.failed(srv)
 	s.log.Warn(fmt.Sprintf("sinks/syslog: sink %q: %v; the batch goes to the next attempt", s.name, &serverError{url: srv.url, err: fmt.Errorf("write: %w", err)}))
 	return false
 }
 
 // unsent returns the bytes the connection's kernel send queue holds (not
-// yet sent or not yet acknowledged; SIOCOUTQ), and false if it cannot tell.
-// The descriptor is looked up once per connection; using it outside
-// RawConn.Control is safe because conn is closed only with mu held.
+// yet sent or not yet acknowledged; SIOCOUTQ), and false if it cannot
+// tell. WriteNow asks only when its budget runs out.
 func (s *Syslog) unsent() (int, bool) {
-	if s.fdOf != s.conn {
-		s.fdOf, s.fd = s.conn, -1
-		raw := s.conn
-		if tc, ok := raw.(*tls.Conn); ok {
-			raw = tc.NetConn()
-		}
-		if sc, ok := raw.(syscall.Conn); ok {
-			if rc, err := sc.SyscallConn(); err == nil {
-				rc.Control(func(fd uintptr) { s.fd = int(fd) })
-			}
-		}
-	}
-	if s.fd < 0 {
+	rc, err := rawSocket(s.conn)
+	if rc == nil || err != nil {
 		return 0, false
 	}
-	n, err := unix.IoctlGetInt(s.fd, unix.SIOCOUTQ)
-	return n, err == nil
+	n, ierr := 0, error(nil)
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil || ierr != nil {
+		return 0, false
+	}
+	return n, true
 }
 
 // keep makes b, just written, the newest batch of prev, drops the oldest
