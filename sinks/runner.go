@@ -957,11 +957,7 @@ func (r *Runner) deliverNow() {
 	r.mu.Unlock()
 	if ok {
 		r.writeTime.Observe(t1.Sub(t0).Seconds())
-		r.observeDelay(batch, t1)
-		r.sent.Add(uint64(len(batch)))
-		r.sentBytes.Add(uint64(size))
-		r.batches.Inc()
-		confirm(batch, nil)
+		r.delivered(batch, nil, size, t1)
 		message.ReleaseAll(batch)
 	}
 	clear(batch)
@@ -1019,27 +1015,19 @@ func (r *Runner) flush() {
 				r.lastRejectLog = now
 				r.log.Error("destination refused messages for good; dropped (wharf_sink_dropped_total{reason=\"rejected\"})", "error", err, "rejected", len(rej.Indexes), "batch", len(r.batch))
 			}
-			r.observeDelay(r.batch, t1)
-			r.sent.Add(uint64(len(r.batch) - len(rej.Indexes)))
-			r.sentBytes.Add(uint64(size))
-			r.batches.Inc()
+			r.delivered(r.batch, rej.Indexes, size, t1)
 			r.setReady(true)
-			confirm(r.batch, rej.Indexes)
 			r.finish(dropReasonNone, size)
 			return
 		}
 		if err == nil {
-			r.observeDelay(r.batch, t1)
-			r.sent.Add(uint64(len(r.batch)))
-			r.sentBytes.Add(uint64(size))
-			r.batches.Inc()
+			r.delivered(r.batch, nil, size, t1)
 			if r.failures > 0 {
 				r.log.Info("sink recovered", "failed_writes", r.failures)
 				r.failures = 0
 				r.lastLog = time.Time{}
 			}
 			r.setReady(true)
-			confirm(r.batch, nil)
 			r.finish(dropReasonNone, size)
 			return
 		}
@@ -1070,6 +1058,18 @@ func (r *Runner) flush() {
 }
 
 const dropReasonNone = -1
+
+// delivered accounts for a batch the sink took at t: its messages sent
+// but those at the rejected indexes, its bytes, the batch, the delay of
+// its oldest message, and each message confirmed (see confirm). The
+// caller releases the messages.
+func (r *Runner) delivered(batch []*message.Message, rejected []int, size int64, t time.Time) {
+	r.observeDelay(batch, t)
+	r.sent.Add(uint64(len(batch) - len(rejected)))
+	r.sentBytes.Add(uint64(size))
+	r.batches.Inc()
+	confirm(batch, rejected)
+}
 
 // observeDelay records how long the batch's oldest message took from
 // receipt to delivery at now. Messages without a receive time (made by
