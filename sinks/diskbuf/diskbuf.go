@@ -93,7 +93,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -337,7 +336,7 @@ func Open(dir string, opts Options) (*Buffer, error) {
 		// buffer never used) there is nothing to protect: no process can
 		// write there either.
 		lock, err = os.Open(filepath.Join(dir, lockName))
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) {
 			lock, err = nil, nil
 		}
 	}
@@ -496,20 +495,17 @@ func (b *Buffer) load() error {
 		if err != nil {
 			return fmt.Errorf("diskbuf: scan %s: %w", segName(last.base), err)
 		}
-		if good < last.size && b.wfRO {
-			// Cut when the segment is opened for writing (reopenLocked);
-			// the reader stops at good meanwhile.
-			b.torn++
-			b.tornBytes += uint64(last.size - good)
-			last.size = good
-		}
 		if good < last.size {
-			if err := f.Truncate(good); err != nil {
-				return fmt.Errorf("diskbuf: truncate torn tail of %s: %w", segName(last.base), err)
-			}
-			if b.opts.Fsync != FsyncNever {
-				if err := f.Sync(); err != nil {
-					return fmt.Errorf("diskbuf: sync %s: %w", segName(last.base), err)
+			// Read-only: cut when the segment is opened for writing
+			// (reopenLocked); the reader stops at good meanwhile.
+			if !b.wfRO {
+				if err := f.Truncate(good); err != nil {
+					return fmt.Errorf("diskbuf: truncate torn tail of %s: %w", segName(last.base), err)
+				}
+				if b.opts.Fsync != FsyncNever {
+					if err := f.Sync(); err != nil {
+						return fmt.Errorf("diskbuf: sync %s: %w", segName(last.base), err)
+					}
 				}
 			}
 			b.torn++

@@ -1,6 +1,7 @@
 package diskbuf
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -262,7 +263,8 @@ func TestDiskFullFreedElsewhere(t *testing.T) {
 // is delivered, Appends wait (or fail with ErrUnwritable when they
 // cannot wait), and once the filesystem is writable again the next
 // Append works, with no restart. Also for a buffer directory that was
-// never used (no lock file, no segment).
+// never used (no lock file, no segment), and with a torn tail, which is
+// skipped while read-only and cut once the segment is written again.
 func TestOpenReadOnly(t *testing.T) {
 	mnt := testenv.Ext4(t, 16<<20)
 	dir := filepath.Join(mnt, "buf")
@@ -276,13 +278,26 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Close()
+	// A torn tail longer than what is written after the recovery (256
+	// KiB of garbage where a record should be), so that only cutting it
+	// keeps it from showing again behind the new records.
+	segs := segFiles(t, dir)
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(bytes.Repeat([]byte{0xff}, 256<<10))
+	f.Close()
 	testenv.RemountMode(t, mnt, "ro")
 
-	b, err := Open(dir, o)
+	b, err = Open(dir, o)
 	if err != nil {
 		t.Fatalf("Open on a read-only filesystem: %v, want it to open in the fault state", err)
 	}
-	defer b.Close()
+	defer func() { b.Close() }()
+	if st := b.Stats(); st.TornTails != 1 {
+		t.Errorf("torn tails %d on a read-only open, want 1 (skipped, not cut)", st.TornTails)
+	}
 	waitFault(t, b, "read-only file system")
 	if _, err := b.AppendBatch(doneCtx, [][]byte{numbered(-1)}); !errors.Is(err, ErrUnwritable) {
 		t.Errorf("non-blocking Append on a read-only filesystem: %v, want ErrUnwritable", err)
@@ -313,6 +328,13 @@ func TestOpenReadOnly(t *testing.T) {
 	// The checkpoint Acks could not write is retried in the background.
 	testenv.Eventually(t, "the fault state to end", func() bool { return b.Fault() == nil })
 	drainFrom(t, b, 300, 400)
+	// The tail was cut when the segment was opened for writing: a new
+	// Open finds none, and nothing pending.
+	b.Close()
+	b = openT(t, dir, o)
+	if st := b.Stats(); st.TornTails != 0 || st.Pending != 0 {
+		t.Errorf("reopened after recovery: torn tails %d, pending %d; want 0 and 0", st.TornTails, st.Pending)
+	}
 	if err := <-appendAll(e, 0, 50); err != nil {
 		t.Fatalf("unused buffer dir after the filesystem became writable: %v", err)
 	}
