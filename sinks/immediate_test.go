@@ -3,7 +3,6 @@ package sinks
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,26 +119,14 @@ func TestRunnerImmediateConcurrent(t *testing.T) {
 	r := NewRunner("t", s, RunnerConfig{BatchSize: 8, QueueSize: 64}.Resolved(), nil, quietLog())
 	r.Start()
 	const producers, each = 4, 2000
-	var wg sync.WaitGroup
-	for p := range producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				r.Enqueue(tr.msg(fmt.Sprintf("%d-%d", p, i)), true)
-				if i%4 == 0 {
-					// Now and then, wait for the sink to go idle, so both
-					// paths get work whatever the machine's speed.
-					testenv.Poll(5*time.Second, func() bool {
-						r.mu.Lock()
-						defer r.mu.Unlock()
-						return r.parked
-					})
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	produce(producers, each, func(p, i int) {
+		r.Enqueue(tr.msg(fmt.Sprintf("%d-%d", p, i)), true)
+		if i%4 == 0 {
+			// Now and then, wait for the sink to go idle, so both paths
+			// get work whatever the machine's speed.
+			testenv.Poll(5*time.Second, func() bool { return parked(r) })
+		}
+	})
 	closeRunner(t, r, 10*time.Second)
 	next := make([]int, producers)
 	got := s.all()
@@ -175,9 +162,12 @@ func TestRunnerImmediateNotWithLinger(t *testing.T) {
 
 func waitParked(t *testing.T, r *Runner) {
 	t.Helper()
-	testenv.Eventually(t, "the run loop to park on an empty queue", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return r.parked
-	})
+	testenv.Eventually(t, "the run loop to park on an empty queue", func() bool { return parked(r) })
+}
+
+// parked reports whether r's run loop waits with an empty batch.
+func parked(r *Runner) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.parked
 }

@@ -138,6 +138,22 @@ func closeRunner(t *testing.T, r *Runner, d time.Duration) {
 	}
 }
 
+// produce runs producers goroutines, each calling send(p, i) for i from
+// 0 to each-1 in order, and returns when all are done.
+func produce(producers, each int, send func(p, i int)) {
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				send(p, i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func equalInts(a, b []int) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
 
 func TestRunnerBatching(t *testing.T) {
@@ -454,22 +470,14 @@ func TestRunnerCloseDrainsEverything(t *testing.T) {
 	r := NewRunner("drain", s, RunnerConfig{QueueSize: 64, BatchSize: 32, BatchTimeout: time.Hour}.Resolved(), nil, quietLog())
 	r.Start()
 	const producers, each = 4, 2500
-	var wg sync.WaitGroup
-	for p := range producers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				if p%2 == 0 {
-					r.Enqueue(tr.msg(fmt.Sprintf("p%d-%d", p, i)), true)
-				} else {
-					m := tr.msg(fmt.Sprintf("p%d-%d", p, i))
-					r.EnqueueBatch([]*message.Message{m}, true)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	produce(producers, each, func(p, i int) {
+		m := tr.msg(fmt.Sprintf("p%d-%d", p, i))
+		if p%2 == 0 {
+			r.Enqueue(m, true)
+		} else {
+			r.EnqueueBatch([]*message.Message{m}, true)
+		}
+	})
 	closeRunner(t, r, 10*time.Second)
 	got := s.all()
 	if len(got) != producers*each {
