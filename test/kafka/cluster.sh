@@ -188,7 +188,13 @@ cmd_start() {
 	done
 	write_configs
 	local id
-	id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	# An id that starts with '-' reads as an option to the tool's argument
+	# parser ("expected one argument"): 1 start in 64 failed that way.
+	# Kafka's own Uuid.randomUuid redraws those, so do we.
+	id=-
+	while [[ $id == -* ]]; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	done
 	for n in "${NODES[@]}"; do
 		rm -rf "$(ndir "$n")/data"
 		java_tool kafka.tools.StorageTool format -t "$id" -c "$(ndir "$n")/server.properties" \

@@ -208,7 +208,13 @@ cmd_start() {
 		# A cluster id is a base64url UUID (22 characters); making it here
 		# saves a JVM start (StorageTool random-uuid).
 		local id
-		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+		# An id that starts with '-' reads as an option to the tool's argument
+		# parser ("expected one argument"): 1 start in 64 failed that way.
+		# Kafka's own Uuid.randomUuid redraws those, so do we.
+		id=-
+		while [[ $id == -* ]]; do
+			id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+		done
 		java_tool kafka.tools.StorageTool format -t "$id" -c "$DIR/server.properties" \
 			--add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]" \
 			--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]" >"$DIR/format.log" 2>&1 ||
