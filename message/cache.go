@@ -1,6 +1,9 @@
 package message
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
 // chunkSize is how many freed messages move between goroutines at once.
 const chunkSize = 64
@@ -36,8 +39,19 @@ func (k *Cache) New(raw []byte) *Message {
 	m := k.c.ms[last]
 	k.c.ms[last] = nil
 	k.c.ms = k.c.ms[:last]
+	if last > 0 {
+		// The next message to hand out was last written on the core
+		// that released it: ask for its lines now, so the miss overlaps
+		// with this message's copy and parse instead of stalling the
+		// next New (perf put 13% of the TCP relay's CPU on that load).
+		prefetchW(unsafe.Pointer(k.c.ms[last-1]), prefetchBytes)
+	}
 	return fill(m, raw)
 }
+
+// prefetchBytes is what fill and a typical message's copy write of a
+// pooled message: the struct and the first part of its inline storage.
+const prefetchBytes = unsafe.Sizeof(Message{}) + 384
 
 // ReleaseAll releases every message of ms (see Release), returning the
 // freed ones to the pool in chunks.
