@@ -50,8 +50,9 @@ func (k *Cache) New(raw []byte) *Message {
 }
 
 // prefetchBytes is what fill and a typical message's copy write of a
-// pooled message: the struct and the first part of its inline storage.
-const prefetchBytes = unsafe.Sizeof(Message{}) + 384
+// pooled message (every message is one: see messagePool): the struct and
+// the first 384 bytes of the inline storage that follows it.
+const prefetchBytes = unsafe.Offsetof(pooled{}.store) + 384
 
 // ReleaseAll releases every message of ms (see Release), returning the
 // freed ones to the pool in chunks.

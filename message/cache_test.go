@@ -33,13 +33,15 @@ func TestCacheNewReusesFreedMessages(t *testing.T) {
 	}
 }
 
-// TestPrefetchWChangesNothing: prefetchW is a hint; over a message and
-// past the end of its storage it must neither fault nor write.
+// TestPrefetchWChangesNothing: prefetchW is a hint; over a message, past
+// the end of its allocation and for no bytes it must neither fault nor
+// write.
 func TestPrefetchWChangesNothing(t *testing.T) {
 	m := New([]byte("<13>1 - host app - - - prefetched"))
 	defer m.Release()
 	before := append([]byte(nil), m.Raw...)
 	prefetchW(unsafe.Pointer(m), prefetchBytes)
+	prefetchW(unsafe.Pointer(m), unsafe.Sizeof(pooled{})+64<<10)
 	prefetchW(unsafe.Pointer(m), 0)
 	if !bytes.Equal(m.Raw, before) || m.Refs() != 1 {
 		t.Fatalf("after prefetchW: %q, refs %d", m.Raw, m.Refs())
