@@ -82,7 +82,7 @@ type Listener struct {
 
 	rate     rateLimiter // buckets and counters of the rate limits (ratelimit.go)
 	stopping atomic.Bool // Stop began: held-back connections stop waiting
-	draining atomic.Bool // Drain began: new connections are refused
+	gate     drainGate   // Drain began: new connections are refused (drain.go)
 
 	eng     gnet.Engine
 	booted  chan struct{}
@@ -503,7 +503,7 @@ func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		l.reason("rejected", "acl").Inc()
 		return nil, gnet.Close
 	}
-	if l.draining.Load() {
+	if l.gate.on.Load() && !l.gate.admit(c.EventLoop()) {
 		l.reason("rejected", "shutdown").Inc()
 		return nil, gnet.Close
 	}

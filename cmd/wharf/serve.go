@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,6 +54,9 @@ type gateway struct {
 	adminTLS  *adminTLS     // nil unless [admin] tls_cert: reloaded with the config
 	status    *admin.Status // the status page; its sampler stops with the admin listener
 	ops       operator      // status page and tap (tap.go)
+	// stopping is set when the stop begins: /readyz answers 503 at once
+	// (stop holds mu throughout, which ready would otherwise wait for).
+	stopping atomic.Bool
 }
 
 func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
@@ -197,6 +201,9 @@ func (g *gateway) start() error {
 
 // ready reports every sink runner's readiness.
 func (g *gateway) ready() (bool, []string) {
+	if g.stopping.Load() {
+		return false, []string{"stopping: reading what senders wrote, then delivering it (global.shutdown_timeout)"}
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var problems []string
@@ -216,6 +223,7 @@ func (g *gateway) ready() (bool, []string) {
 // stop runs the shutdown sequence within timeout: listeners first (no new
 // messages), then runners drain their queues into the sinks and close them.
 func (g *gateway) stop(timeout time.Duration) {
+	g.stopping.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	g.ops.close() // end tap streams, or the admin shutdown waits for them
@@ -349,7 +357,9 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 }
 
 // drainListeners refuses new syslog connections and reads what senders
-// already wrote before the connections close (Listener.Drain), all binds
+// already wrote before the connections close (Listener.Drain; also on
+// connections accepted before the stop that a held-back event loop
+// opens only now), all binds
 // at once, for at most budget (half of shutdown_timeout: the sinks get
 // the rest to deliver it). Senders that stop writing are drained in
 // milliseconds; one that keeps writing holds the stop for the budget.

@@ -204,6 +204,17 @@ retry_max_backoff = "200ms"
 	read := in.metric("wharf_frontend_received_total")
 	in.cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(300 * time.Millisecond) // the stop has begun
+	// A connection made after the stop began is refused, not read: the
+	// drain would otherwise never end under senders that reconnect.
+	d, err := net.Dial("tcp", in.bind("edge", "tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for i := range 10 {
+		m := fmt.Sprintf("<13>1 2026-11-25T10:00:00Z host app - - - after-stop=%d", i)
+		fmt.Fprintf(d, "%d %s", len(m), m)
+	}
 	col.up(t)
 	var exitErr error
 	select {
@@ -222,5 +233,120 @@ retry_max_backoff = "200ms"
 	}
 	if exitErr != nil {
 		t.Errorf("wharf exited %v, want 0 (nothing dropped)", exitErr)
+	}
+}
+
+// TestShutdownServesConnectionsOpenedUnderBackpressure: two senders fill
+// a sink's queue while its collector is down, so both event loops wait
+// in the queue (TCP held back); a third sender connects and writes 100
+// messages: the kernel and gnet accepted it, but its event loop has not
+// seen it yet. SIGTERM, then the collector comes up. That connection was
+// open before the stop began, and what its sender wrote must be read
+// like the others', not refused as a new connection.
+func TestShutdownServesConnectionsOpenedUnderBackpressure(t *testing.T) {
+	col := &switchedCollector{addr: testenv.ClosedAddr(t)}
+	defer col.down()
+	in := start(t, fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[global]
+shutdown_timeout = "20s"
+[frontend.edge]
+bind = ["tcp://127.0.0.1:0"]
+format = "rfc5424"
+sinks = ["c"]
+[sink.c]
+type = "syslog"
+servers = ["tcp://%s"]
+queue_size = 1000
+dial_timeout = "200ms"
+retry_backoff = "50ms"
+retry_max_backoff = "200ms"
+`, col.addr))
+	const each, late = 10000, 100
+	send := func(from, n int) net.Conn {
+		c, err := net.Dial("tcp", in.bind("edge", "tcp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := bufio.NewWriterSize(c, 64<<10)
+		for i := from; i < from+n; i++ {
+			m := fmt.Sprintf("<13>1 2026-11-25T10:00:00Z host app - - - seq=%d", i)
+			fmt.Fprintf(w, "%d %s", len(m), m)
+		}
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := w.Flush(); err != nil {
+			t.Fatalf("writing messages %d..%d: %v", from, from+n-1, err)
+		}
+		return c
+	}
+	a := send(0, each)
+	defer a.Close()
+	b := send(each, each)
+	defer b.Close()
+	// Both event loops are held back once the queue stays full.
+	var read float64
+	testenv.Eventually(t, "the queue to fill and reading to stop", func() bool {
+		r := in.metric("wharf_frontend_received_total")
+		q := in.metric(`wharf_sink_queue_messages{sink="c"}`)
+		stable := r == read && q >= 1000
+		read = r
+		time.Sleep(100 * time.Millisecond)
+		return stable
+	})
+	c := send(2*each, late)
+	defer c.Close()
+	time.Sleep(100 * time.Millisecond) // accepted by the kernel and gnet
+	in.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond) // the stop has begun
+	// A connection made after the stop began is refused, not read: the
+	// drain would otherwise never end under senders that reconnect.
+	d, err := net.Dial("tcp", in.bind("edge", "tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for i := range 10 {
+		m := fmt.Sprintf("<13>1 2026-11-25T10:00:00Z host app - - - after-stop=%d", i)
+		fmt.Fprintf(d, "%d %s", len(m), m)
+	}
+	// A load balancer learns of the stop at once (the stop holds the
+	// gateway's lock throughout: /readyz must not wait for it).
+	if code, body := getBody(t, "http://"+in.admin+"/readyz"); code != 503 || !strings.Contains(body, "stopping") {
+		t.Errorf("/readyz during the stop = %d %q, want 503 saying it is stopping", code, body)
+	}
+	col.up(t)
+	var exitErr error
+	select {
+	case exitErr = <-in.exited:
+	case <-time.After(40 * time.Second):
+		t.Fatal("wharf did not stop within 40 s")
+	}
+	total := 2*each + late
+	var got, dups int
+	testenv.Poll(5*time.Second, func() bool {
+		got, dups, _ = ledger(col.sink.snapshot(), "seq=", total)
+		return got == total
+	})
+	n := 0
+	for _, m := range col.sink.snapshot() {
+		if i := strings.LastIndex(m, "seq="); i >= 0 {
+			if v, err := strconv.Atoi(m[i+4:]); err == nil && v >= 2*each {
+				n++
+			}
+		}
+	}
+	t.Logf("wrote %d (the last %d on a connection opened while the loops were held back); wharf had read %v at SIGTERM; the collector got %d (%d dups), %d of the last %d; exit %v", total, late, read, got, dups, n, late, exitErr)
+	if got != total {
+		t.Errorf("%d of %d messages arrived", got, total)
+	}
+	if exitErr != nil {
+		t.Errorf("wharf exited %v, want 0", exitErr)
+	}
+	for _, m := range col.sink.snapshot() {
+		if strings.Contains(m, "after-stop=") {
+			t.Errorf("a message from a connection made after SIGTERM was read: %q", m)
+			break
+		}
 	}
 }
