@@ -48,6 +48,7 @@ func openBuffer(name string, sc *conf.Sink, reg *metrics.Registry, log *slog.Log
 		}
 		return 1
 	}), l...)
+	reg.CounterFunc("wharf_buffer_sync_errors_total", "Failed fsyncs of the disk buffer since start: records written meanwhile are delivered, but may not survive a power cut (while they fail, /readyz is 503 naming the buffer).", stat(func(s diskbuf.Stats) float64 { return float64(s.SyncErrors) }), l...)
 	reg.CounterFunc("wharf_buffer_dropped_full_total", "Records refused because the buffer was full (on_full = drop_newest).", stat(func(s diskbuf.Stats) float64 { return float64(s.DroppedFull) }), l...)
 	if st := b.Stats(); st.Bytes > 0 {
 		log.Info("disk buffer holds data from the last run; unconfirmed records are delivered first",

@@ -295,10 +295,14 @@ type Buffer struct {
 	faultLog    bool   // the current fault's beginning was logged
 	ckErr       error
 
-	synced  atomic.Uint64 // logical bytes known to be on disk
-	syncMu  sync.Mutex    // one fsync of the active segment at a time
-	ckMu    sync.Mutex    // one checkpoint write at a time
-	ckSaved Position      // last checkpoint written, guarded by ckMu
+	synced atomic.Uint64 // logical bytes known to be on disk
+	syncMu sync.Mutex    // one fsync of the active segment at a time
+	// syncFail is set while fsyncs of the active segment fail (nil once
+	// one works again); an atomic so Fault does not wait for an fsync.
+	syncFail   atomic.Pointer[syncFailure]
+	syncLogged time.Time  // the last line about a failing fsync; syncMu
+	ckMu       sync.Mutex // one checkpoint write at a time
+	ckSaved    Position   // last checkpoint written, guarded by ckMu
 
 	corrupt   atomic.Uint64
 	syncErrs  atomic.Uint64
@@ -737,8 +741,7 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 	end := b.logical
 	b.mu.Unlock()
 	if done > 0 && b.opts.Fsync == FsyncAlways {
-		if serr := b.syncTo(end); serr != nil {
-			b.syncErrs.Add(1) // written, but not known to be on disk
+		if serr := b.syncTo(end); serr != nil { // written, not known to be on disk
 			if err == nil {
 				err = serr
 			}
@@ -852,12 +855,17 @@ func (b *Buffer) Dir() string { return b.dir }
 // (EROFS) or failing (EIO) is a state of the buffer, not an error of
 // each record: see AppendFunc. It ends by itself once a write works
 // again: freeing the fully confirmed active segment (Ack), other
-// programs freeing space, or a remount.
+// programs freeing space, or a remount. A buffer that can be written
+// but whose fsyncs fail is reported too (records go on being written
+// and delivered; their durability is in doubt) until an fsync works.
 func (b *Buffer) Fault() error {
 	b.mu.Lock()
 	err, since, ck := b.fault, b.faultSince, b.ckErr
 	b.mu.Unlock()
 	if err == nil && ck == nil {
+		if sf := b.syncFail.Load(); sf != nil {
+			return fmt.Errorf("disk buffer %s: fsync fails for %s (%v): records are delivered, but those written meanwhile may not survive a power cut", b.dir, time.Since(sf.since).Round(time.Second), sf.err)
+		}
 		return nil
 	}
 	free := freeBytes(b.dir)
@@ -1102,15 +1110,55 @@ func (b *Buffer) syncTo(end uint64) error {
 	if ro {
 		return nil // nothing was written since Open: the segment is as it was
 	}
-	if err := f.Sync(); err != nil {
+	if err := syncFile(f); err != nil {
 		// A rotation closed f after syncing it itself.
 		if errors.Is(err, os.ErrClosed) && b.synced.Load() >= end {
 			return nil
 		}
-		return fmt.Errorf("diskbuf: fsync: %w", err)
+		err = fmt.Errorf("diskbuf: fsync: %w", err)
+		b.syncFailedLocked(err)
+		return err
 	}
 	storeMax(&b.synced, target)
+	if sf := b.syncFail.Swap(nil); sf != nil && b.opts.Log != nil {
+		b.opts.Log.Info("disk buffer fsync works again", "dir", b.dir, "failing_for", time.Since(sf.since).Round(time.Millisecond).String())
+	}
 	return nil
+}
+
+// syncFailure is the state of a buffer whose fsyncs fail.
+type syncFailure struct {
+	err   error
+	since time.Time
+}
+
+// syncFile is fsync(2) of a segment. Tests replace it to make fsync fail:
+// no filesystem this runs on fails one on demand (device-mapper's
+// error targets need a kernel module).
+var syncFile = (*os.File).Sync
+
+// syncFailedLocked records a failed fsync of the active segment: counted
+// (Stats.SyncErrors), reported by Fault (so /readyz says so) until an
+// fsync works again, and logged at most once per FaultLogInterval. The
+// records stay written and are delivered; what is in doubt is whether
+// they survive a power cut or a crash of the host, which is what fsync
+// promised (Linux may not report the same lost write twice, so a later
+// fsync that works does not prove the earlier records reached the disk).
+// Called with syncMu held.
+func (b *Buffer) syncFailedLocked(err error) {
+	b.syncErrs.Add(1)
+	now := time.Now()
+	since := now
+	if sf := b.syncFail.Load(); sf != nil {
+		since = sf.since
+	}
+	b.syncFail.Store(&syncFailure{err: err, since: since})
+	if b.opts.Log != nil && now.Sub(b.syncLogged) >= FaultLogInterval {
+		b.syncLogged = now
+		b.opts.Log.Error("disk buffer fsync failed: its records are still delivered, but those written since the last good fsync may not survive a power cut or host crash; check the disk (dmesg, SMART)",
+			"dir", b.dir, "error", err, "fsync_errors", b.syncErrs.Load(),
+			"failing_for", now.Sub(since).Round(time.Millisecond).String())
+	}
 }
 
 func (b *Buffer) syncDir() error {
@@ -1231,9 +1279,7 @@ func (b *Buffer) background() {
 			}
 			continue
 		}
-		if err := b.syncTo(end); err != nil {
-			b.syncErrs.Add(1)
-		}
+		b.syncTo(end) // a failure is counted, logged and reported by Fault
 		if dirty {
 			if err := b.retryCheckpoint(); err != nil {
 				b.syncErrs.Add(1)

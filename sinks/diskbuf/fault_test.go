@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -339,4 +342,81 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Fatalf("unused buffer dir after the filesystem became writable: %v", err)
 	}
 	drain(t, e, 50)
+}
+
+// lockedBuf is a bytes.Buffer safe for a logger used from many goroutines.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestFsyncFailureIsReported guards against a failing fsync going
+// unnoticed: before, a failed background fsync (fsync = "interval") only
+// raised a counter no metric exported, so records whose durability was
+// in doubt looked safe. Now, while fsyncs fail, Fault reports it (so
+// /readyz says 503), the error is logged with what it means, the count
+// is in Stats, and records go on being written and delivered, each once
+// and in order; once an fsync works, Fault is nil again and that is
+// logged. With fsync = "always" the Append itself returns the error.
+func TestFsyncFailureIsReported(t *testing.T) {
+	var failing atomic.Bool
+	orig := syncFile
+	syncFile = func(f *os.File) error {
+		if failing.Load() {
+			return &os.PathError{Op: "sync", Path: f.Name(), Err: syscall.EIO}
+		}
+		return orig(f)
+	}
+	defer func() { syncFile = orig }()
+
+	var logs lockedBuf
+	o := Options{MaxTotalBytes: 64 << 20, Fsync: FsyncInterval, FsyncInterval: 20 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	b := openT(t, t.TempDir(), o)
+	defer b.Close()
+	if err := <-appendAll(b, 0, 100); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	if err := <-appendAll(b, 100, 200); err != nil {
+		t.Fatalf("Append while fsync fails (interval): %v, want the record written", err)
+	}
+	waitFault(t, b, "fsync fails")
+	if !strings.Contains(b.Fault().Error(), "input/output error") {
+		t.Errorf("Fault() = %v, want the fsync's error named", b.Fault())
+	}
+	if st := b.Stats(); st.SyncErrors == 0 || st.Unwritable {
+		t.Errorf("Stats while fsync fails: SyncErrors %d Unwritable %v, want >0 and false (writes work)", st.SyncErrors, st.Unwritable)
+	}
+	if l := logs.String(); !strings.Contains(l, "disk buffer fsync failed") || !strings.Contains(l, "input/output error") {
+		t.Errorf("no error line about the failed fsync in the log:\n%s", l)
+	}
+	drain(t, b, 200)
+	failing.Store(false)
+	waitNoFault(t, b)
+	if l := logs.String(); !strings.Contains(l, "disk buffer fsync works again") {
+		t.Errorf("no line saying fsync works again:\n%s", l)
+	}
+
+	// fsync = "always": the Append that could not be made durable says so.
+	a := openT(t, t.TempDir(), Options{MaxTotalBytes: 64 << 20, Fsync: FsyncAlways})
+	defer a.Close()
+	failing.Store(true)
+	n, err := a.AppendBatch(context.Background(), [][]byte{numbered(0)})
+	failing.Store(false)
+	if n != 1 || err == nil || !strings.Contains(err.Error(), "fsync") {
+		t.Errorf("AppendBatch with fsync always while fsync fails = %d, %v; want 1 written and the fsync error", n, err)
+	}
 }
