@@ -602,6 +602,34 @@ func (x *rbuf) fill() error {
 	return err
 }
 
+// timedWriter writes to conn under a write deadline timeout from the
+// write: a peer that stops reading (its socket buffers full) fails the
+// write within timeout instead of holding the connection, and the one
+// at its other end, forever (HAProxy's timeout client / timeout server
+// do the same). Like rbuf.setDeadline, the deadline is moved only when
+// 1/16 of timeout has passed since it was set, so a write may fail up
+// to timeout/16 early and a busy connection updates its timer rarely.
+// timeout 0 writes without a deadline. Not safe for concurrent use.
+type timedWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+	dl      time.Time // the write deadline last set on conn
+}
+
+func (x *timedWriter) Write(p []byte) (int, error) {
+	switch {
+	case x.timeout > 0:
+		if now := time.Now(); x.dl.Sub(now) < x.timeout-x.timeout/16 {
+			x.dl = now.Add(x.timeout)
+			x.conn.SetWriteDeadline(x.dl)
+		}
+	case !x.dl.IsZero(): // the timeout was turned off (a reload)
+		x.dl = time.Time{}
+		x.conn.SetWriteDeadline(x.dl)
+	}
+	return x.conn.Write(p)
+}
+
 // wbuf gathers small writes to one connection so a response head and a
 // short body leave in one system call.
 type wbuf struct {

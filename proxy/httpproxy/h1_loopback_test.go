@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -589,4 +591,93 @@ func TestServerAnswersBeforeBody(t *testing.T) {
 	if resp.StatusCode != 413 || body != "too large\n" {
 		t.Errorf("got %d %q, want the server's 413", resp.StatusCode, body)
 	}
+}
+
+// TestStalledPeersTimeOut guards against a connection held forever by a
+// peer that stops reading: a client that asks for a large response and
+// never reads it (the proxy's writes to it block once the socket buffers
+// are full), and a server that never reads a large request body. HAProxy
+// bounds both with timeout client / timeout server; wharf with
+// client_timeout and server_timeout: the writes to that peer must make
+// progress within it, or both connections are closed.
+func TestStalledPeersTimeOut(t *testing.T) {
+	const big = 64 << 20
+	released := make(chan error, 1)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(big))
+		chunk := make([]byte, 64<<10)
+		var err error
+		for n := 0; n < big && err == nil; n += len(chunk) {
+			_, err = w.Write(chunk)
+		}
+		released <- err
+	}))
+	defer s.Close()
+	var served atomic.Int64
+	quit := make(chan struct{})
+	silent := proxytest.Listen(t, func(c net.Conn) {
+		served.Add(1)
+		<-quit // reads nothing, answers nothing
+	})
+	t.Cleanup(func() { close(quit) })
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+use = [{ backend = "silent", path_prefix = "/upload" }]
+backend = "b"
+client_timeout = "500ms"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+[backend.silent]
+check = "none"
+server_timeout = "500ms"
+[[backend.silent.server]]
+address = %q
+`, hostPort(s), silent.Addr))
+
+	t.Run("client stops reading the response", func(t *testing.T) {
+		rc := dialRaw(t, r)
+		rc.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+		t0 := time.Now()
+		select {
+		case err := <-released:
+			if err == nil {
+				t.Fatalf("the server wrote all %d bytes to a client that reads nothing", big)
+			}
+			t.Logf("the server's connection was closed %s after the request (%v)", time.Since(t0).Round(time.Millisecond), err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the proxy still holds a client that has read nothing for 10 s (client_timeout 500ms)")
+		}
+	})
+	t.Run("server stops reading the request body", func(t *testing.T) {
+		rc := dialRaw(t, r)
+		rc.c.SetDeadline(time.Now().Add(10 * time.Second))
+		t0 := time.Now()
+		werr := make(chan error, 1)
+		go func() {
+			_, err := io.WriteString(rc.c, fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", big))
+			if err == nil {
+				_, err = rc.c.Write(make([]byte, big))
+			}
+			werr <- err
+		}()
+		select {
+		case err := <-werr:
+			if err == nil {
+				t.Fatalf("the proxy took all %d bytes for a server that reads nothing", big)
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatal("the proxy still holds a request body for a server that has read nothing for 10 s (server_timeout 500ms)")
+			}
+			t.Logf("the client's upload was cut %s after it began (%v)", time.Since(t0).Round(time.Millisecond), err)
+		case <-time.After(12 * time.Second):
+			t.Fatal("no end to the upload after 12 s")
+		}
+		if served.Load() == 0 {
+			t.Error("the silent server never got the request")
+		}
+	})
 }

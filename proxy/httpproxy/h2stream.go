@@ -435,7 +435,7 @@ func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Serv
 		return errClientGone
 	}
 	defer st.setPC(nil)
-	if _, err := pc.c.Write(cc.bw); err != nil {
+	if _, err := pc.out.Write(cc.bw); err != nil {
 		if st.gone() {
 			return errClientGone
 		}
@@ -579,7 +579,7 @@ func (st *h2stream) sendBody(cc *clientConn, pc *poolConn, s *upstream.Server) (
 	outp, bufp := h2Bufs.Get().(*[]byte), h2Bufs.Get().(*[]byte)
 	defer h2Bufs.Put(outp)
 	defer h2Bufs.Put(bufp)
-	out := wbuf{w: pc.c, b: (*outp)[:0]}
+	out := wbuf{w: &pc.out, b: (*outp)[:0]}
 	buf := (*bufp)[:writeBufSize]
 	chunked := cc.req.chunked
 	var sent int64

@@ -32,11 +32,12 @@ type connPool struct {
 type poolConn struct {
 	c     net.Conn
 	in    rbuf
-	since time.Time // when it went idle
+	out   timedWriter // every write to the server: server_timeout (set by backendProxy.conn)
+	since time.Time   // when it went idle
 }
 
 func newPoolConn(c net.Conn) *poolConn {
-	return &poolConn{c: c, in: rbuf{rd: c, conn: c, b: make([]byte, serverReadBuf), max: maxRespHead}}
+	return &poolConn{c: c, in: rbuf{rd: c, conn: c, b: make([]byte, serverReadBuf), max: maxRespHead}, out: timedWriter{conn: c}}
 }
 
 func (p *connPool) get() *poolConn { return p.getIdleWithin(0) }

@@ -24,9 +24,10 @@ type clientConn struct {
 	f       *Frontend
 	c       net.Conn // the client: raw, or TLS over raw
 	raw     *conn
-	in      rbuf // from the client
-	out     wbuf // to the client
-	toSrv   wbuf // request bodies to the server (w set per request)
+	in      rbuf        // from the client
+	out     wbuf        // to the client
+	cw      timedWriter // the client's writer under out: client_timeout
+	toSrv   wbuf        // request bodies to the server (w set per request)
 	req     head
 	resp    head
 	base    int    // in.r where req was parsed: its spans are relative to it
@@ -77,7 +78,8 @@ func (f *Frontend) serve(c net.Conn, raw *conn) {
 	cc.in.max = max(int(f.cfg.MaxHeaderBytes)+4, minReadBuf)
 	cc.in.progress = 0
 	cc.in.dl = time.Time{}
-	cc.out.w, cc.out.b = c, cc.out.b[:0]
+	cc.cw = timedWriter{conn: c, timeout: f.cfg.ClientTimeout.Duration}
+	cc.out.w, cc.out.b = &cc.cw, cc.out.b[:0]
 	_, cc.tls = c.(*tls.Conn)
 	cc.ip = netip.Addr{}
 	cc.linger, cc.isHead = false, false
@@ -86,7 +88,7 @@ func (f *Frontend) serve(c net.Conn, raw *conn) {
 			cc.lingerClose()
 		}
 		c.Close()
-		cc.f, cc.c, cc.raw, cc.in.rd, cc.in.conn, cc.out.w, cc.toSrv.w = nil, nil, nil, nil, nil, nil, nil
+		cc.f, cc.c, cc.raw, cc.in.rd, cc.in.conn, cc.out.w, cc.toSrv.w, cc.cw.conn = nil, nil, nil, nil, nil, nil, nil, nil
 		if len(cc.in.b) > 4*minReadBuf {
 			cc.in.b = make([]byte, minReadBuf) // a big head's buffer is not kept
 		}
@@ -753,7 +755,7 @@ func (t *trip) sendHead() error {
 		head = append(head, in.buffered()[:bodyHere]...)
 		cc.bw = head
 	}
-	if _, err := t.pc.c.Write(head); err != nil {
+	if _, err := t.pc.out.Write(head); err != nil {
 		return errStale
 	}
 	if bodyHere > 0 {
@@ -776,7 +778,7 @@ func (t *trip) sendBody() error {
 	}
 	t.bodySent = true
 	cc, in, s := t.cc, &t.cc.in, t.s
-	cc.toSrv.w, cc.toSrv.b, cc.toSrv.werr = t.pc.c, cc.toSrv.b[:0], nil
+	cc.toSrv.w, cc.toSrv.b, cc.toSrv.werr = &t.pc.out, cc.toSrv.b[:0], nil
 	in.progress = cc.f.cfg.ClientTimeout.Duration
 	defer func() { in.progress = 0 }()
 	var err error
@@ -1097,8 +1099,10 @@ func (cc *clientConn) tunnel(s *upstream.Server, pc *poolConn) {
 		pc.c.Close()
 		return
 	}
-	cc.c.SetReadDeadline(time.Time{})
-	pc.c.SetReadDeadline(time.Time{})
+	// A tunnel (WebSocket...) may be quiet for long: no deadline either
+	// way, the ends decide.
+	cc.c.SetDeadline(time.Time{})
+	pc.c.SetDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -1240,11 +1244,16 @@ func (bp *backendProxy) conn(s *upstream.Server, cc *clientConn) (pc *poolConn, 
 			maxAge = freshEnough
 		}
 		if pc := p.getIdleWithin(maxAge); pc != nil {
+			pc.out.timeout = bp.b.Config().ServerTimeout.Duration
 			return pc, true, nil
 		}
 	}
 	pc, err = bp.dial(s, cc)
-	return pc, false, err
+	if err != nil {
+		return nil, false, err
+	}
+	pc.out.timeout = bp.b.Config().ServerTimeout.Duration
+	return pc, false, nil
 }
 
 // freshEnough is how long a connection may have been idle to carry a

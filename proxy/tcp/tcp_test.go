@@ -814,3 +814,40 @@ address = %q
 		t.Errorf("a ready again: new connections went to %v, want both", seen)
 	}
 }
+
+// TestClientThatStopsReading: a client that stops reading a stream it is
+// sent (the relay's writes to it block once the socket buffers are full)
+// does not hold the connection, nor the server's, past client_timeout.
+func TestClientThatStopsReading(t *testing.T) {
+	released := make(chan error, 1)
+	srv := proxytest.Listen(t, func(c net.Conn) {
+		chunk := make([]byte, 64<<10)
+		var err error
+		for n := 0; n < 256<<20 && err == nil; n += len(chunk) {
+			_, err = c.Write(chunk)
+		}
+		released <- err
+	})
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+client_timeout = "500ms"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, srv.Addr))
+	dial(t, r.addr()) // reads nothing
+	t0 := time.Now()
+	select {
+	case err := <-released:
+		if err == nil {
+			t.Fatal("the server wrote 256 MiB through to a client that reads nothing")
+		}
+		t.Logf("the server's connection was closed %s after the client connected (%v)", time.Since(t0).Round(time.Millisecond), err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay still holds a client that has read nothing for 10 s (client_timeout 500ms)")
+	}
+}
