@@ -23,6 +23,8 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+
+	"wharf/internal/ascii"
 )
 
 // Protocol constants, as librelp (relp.h) has them.
@@ -173,11 +175,11 @@ func isAlpha(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
 
 // AppendFrame appends a frame to dst.
 func AppendFrame(dst []byte, txnr uint32, cmd string, data []byte) []byte {
-	dst = strconv.AppendUint(dst, uint64(txnr), 10)
+	dst = ascii.AppendUint(dst, uint64(txnr))
 	dst = append(dst, ' ')
 	dst = append(dst, cmd...)
 	dst = append(dst, ' ')
-	dst = strconv.AppendUint(dst, uint64(len(data)), 10)
+	dst = ascii.AppendUint(dst, uint64(len(data)))
 	if len(data) > 0 {
 		dst = append(dst, ' ')
 		dst = append(dst, data...)
@@ -187,11 +189,11 @@ func AppendFrame(dst []byte, txnr uint32, cmd string, data []byte) []byte {
 
 // AppendRsp appends an "rsp" frame for txnr with data "CODE TEXT".
 func AppendRsp(dst []byte, txnr uint32, code int, text string) []byte {
-	dst = strconv.AppendUint(dst, uint64(txnr), 10)
+	dst = ascii.AppendUint(dst, uint64(txnr))
 	dst = append(dst, " rsp "...)
-	dst = strconv.AppendUint(dst, uint64(4+len(text)), 10)
+	dst = ascii.AppendUint(dst, uint64(4+len(text)))
 	dst = append(dst, ' ')
-	dst = strconv.AppendUint(dst, uint64(code%1000), 10)
+	dst = ascii.AppendUint(dst, uint64(code%1000))
 	dst = append(dst, ' ')
 	dst = append(dst, text...)
 	return append(dst, '\n')

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"wharf/internal/ascii"
 	"wharf/internal/jsonstr"
 	"wharf/message"
 )
@@ -107,7 +108,7 @@ func appendRFC5424(dst []byte, m *message.Message) []byte {
 		pri = defaultPriority
 	}
 	dst = append(dst, '<')
-	dst = strconv.AppendInt(dst, pri, 10)
+	dst = ascii.AppendUint(dst, uint64(pri))
 	dst = append(dst, ">1 "...)
 
 	// TIMESTAMP

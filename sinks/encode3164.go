@@ -1,9 +1,9 @@
 package sinks
 
 import (
-	"strconv"
 	"time"
 
+	"wharf/internal/ascii"
 	"wharf/message"
 )
 
@@ -34,7 +34,7 @@ func appendRFC3164(dst []byte, m *message.Message) []byte {
 		pri = defaultPriority
 	}
 	dst = append(dst, '<')
-	dst = strconv.AppendInt(dst, pri, 10)
+	dst = ascii.AppendUint(dst, uint64(pri))
 	dst = append(dst, '>')
 
 	// TIMESTAMP

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"wharf/conf"
+	"wharf/internal/ascii"
 	"wharf/message"
 	"wharf/relp"
 	"wharf/sinks"
@@ -585,7 +585,7 @@ func (s *Syslog) frame(batch []*message.Message) []byte {
 	for _, m := range batch {
 		if s.framing == FramingOctetCounting && s.enc == sinks.EncodingRaw {
 			// The length is known before encoding: no shifting.
-			b = strconv.AppendInt(b, int64(len(m.Raw)), 10)
+			b = ascii.AppendUint(b, uint64(len(m.Raw)))
 			b = append(b, ' ')
 			b = append(b, m.Raw...)
 		} else if s.framing == FramingOctetCounting {
@@ -594,7 +594,7 @@ func (s *Syslog) frame(batch []*message.Message) []byte {
 			// Prefix the length: encode first, then shift in "LEN SP".
 			n := len(b) - start
 			var pre [12]byte
-			p := strconv.AppendInt(pre[:0], int64(n), 10)
+			p := ascii.AppendUint(pre[:0], uint64(n))
 			p = append(p, ' ')
 			b = append(b, p...)
 			copy(b[start+len(p):], b[start:start+n])
