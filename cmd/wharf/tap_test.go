@@ -7,30 +7,11 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"wharf/internal/testenv"
 )
-
-// lockedBuf is a goroutine-safe buffer for a command's output.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // startGateway runs a whole gateway in-process on loopback: admin and a
 // UDP bind on free ports, messages to a file sink. It returns the config
@@ -82,7 +63,7 @@ func TestTapCommand(t *testing.T) {
 	// nothing else.
 	f := func(args []string, want []string) {
 		t.Helper()
-		var out, errOut lockedBuf
+		var out, errOut testenv.LockedBuffer
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() { done <- tapRun(ctx, args, &out, &errOut) }()

@@ -344,24 +344,6 @@ func TestOpenReadOnly(t *testing.T) {
 	drain(t, e, 50)
 }
 
-// lockedBuf is a bytes.Buffer safe for a logger used from many goroutines.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestFsyncFailureIsReported guards against a failing fsync going
 // unnoticed: before, a failed background fsync (fsync = "interval") only
 // raised a counter no metric exported, so records whose durability was
@@ -381,7 +363,7 @@ func TestFsyncFailureIsReported(t *testing.T) {
 	}
 	defer func() { syncFile = orig }()
 
-	var logs lockedBuf
+	var logs testenv.LockedBuffer
 	o := Options{MaxTotalBytes: 64 << 20, Fsync: FsyncInterval, FsyncInterval: 20 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(&logs, nil))}
 	b := openT(t, t.TempDir(), o)
