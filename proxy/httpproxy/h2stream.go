@@ -337,45 +337,18 @@ func (st *h2stream) fail(code int, msg string) {
 	st.writeData([]byte(body), true)
 }
 
-// forward sends the request to a server of bp, as clientConn.forward:
-// the next server when a connect fails (up to retries).
+// forward sends the request to a server of bp (clientConn.connect) and
+// relays the response on the stream.
 func (st *h2stream) forward(cc *clientConn, bp *backendProxy, host, path, match []byte) {
 	st.isHead = cc.isHead
-	retries := bp.b.Config().Retries
-	var triedBuf [4]*upstream.Server
-	tried := triedBuf[:0]
-	var lastErr error
-	var last *upstream.Server
-	for attempt := 0; attempt <= retries; attempt++ {
-		s := cc.pickServer(bp.b, match, tried)
-		if s == nil {
-			break
-		}
-		tried = append(tried, s)
-		pc, reused, err := bp.conn(s, cc)
-		if err != nil {
-			s.Release()
-			s.ConnectFailed(err)
-			lastErr, last = err, s
-			continue
-		}
-		s.ConnectOK()
-		cc.buildHead(bp, s, host, path, true)
-		st.exchange(cc, bp, s, pc, reused)
-		s.Release()
+	s, pc, reused, msg := cc.connect(bp, match)
+	if s == nil {
+		st.fail(503, msg)
 		return
 	}
-	if lastErr == nil {
-		bp.b.CountNoServer()
-		cc.f.m.errNoServer.Inc()
-		bp.count(503)
-		st.fail(503, "no server is available in backend "+bp.b.Name)
-		return
-	}
-	cc.f.m.errConnect.Inc()
-	cc.f.log.Warn("cannot connect to any server", "backend", bp.b.Name, "err", "server "+last.Name+": "+lastErr.Error())
-	bp.count(503)
-	st.fail(503, "cannot connect to a server of backend "+bp.b.Name)
+	cc.buildHead(bp, s, host, path, true)
+	st.exchange(cc, bp, s, pc, reused)
+	s.Release()
 }
 
 // exchange runs the round trip on pc; a kept-alive connection the server

@@ -397,11 +397,26 @@ func (cc *clientConn) pickServer(b *upstream.Backend, match []byte, tried []*ups
 	return b.PickRoundRobin(tried)
 }
 
-// forward sends the request to a server of bp: a pooled connection or a
-// new one, the next server when a connect fails (up to retries, counting
-// each failure against the server), and relays the response.
+// forward sends the request to a server of bp (connect) and relays the
+// response.
 func (cc *clientConn) forward(bp *backendProxy, host, path, match []byte, absPath, keep bool) bool {
-	req := &cc.req
+	s, pc, reused, msg := cc.connect(bp, match)
+	if s == nil {
+		return cc.fail(503, msg, keep && !cc.req.hasBody())
+	}
+	cc.buildHead(bp, s, host, path, absPath)
+	ok := cc.exchange(bp, s, pc, reused, keep)
+	s.Release()
+	return ok
+}
+
+// connect picks a server of bp for the request in cc and gets a
+// connection to it: a pooled one or a new one, the next server when a
+// connect fails (up to retries, each failure counted against its
+// server). On success the caller sends on pc and then calls s.Release.
+// Otherwise s is nil and msg is the 503 answer to give, already counted
+// and logged. HTTP/1.1 requests and HTTP/2 streams both use it.
+func (cc *clientConn) connect(bp *backendProxy, match []byte) (s *upstream.Server, pc *poolConn, reused bool, msg string) {
 	retries := bp.b.Config().Retries
 	var triedBuf [4]*upstream.Server
 	tried := triedBuf[:0]
@@ -421,21 +436,17 @@ func (cc *clientConn) forward(bp *backendProxy, host, path, match []byte, absPat
 			continue
 		}
 		s.ConnectOK()
-		cc.buildHead(bp, s, host, path, absPath)
-		ok := cc.exchange(bp, s, pc, reused, keep)
-		s.Release()
-		return ok
+		return s, pc, reused, ""
 	}
+	bp.count(503)
 	if lastErr == nil {
 		bp.b.CountNoServer()
 		cc.f.m.errNoServer.Inc()
-		bp.count(503)
-		return cc.fail(503, "no server is available in backend "+bp.b.Name, keep && !req.hasBody())
+		return nil, nil, false, "no server is available in backend " + bp.b.Name
 	}
 	cc.f.m.errConnect.Inc()
 	cc.f.log.Warn("cannot connect to any server", "backend", bp.b.Name, "err", "server "+last.Name+": "+lastErr.Error())
-	bp.count(503)
-	return cc.fail(503, "cannot connect to a server of backend "+bp.b.Name, keep && !req.hasBody())
+	return nil, nil, false, "cannot connect to a server of backend " + bp.b.Name
 }
 
 // buildHead writes the request head for server s into cc.bw: HTTP/1.1,
