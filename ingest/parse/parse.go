@@ -9,8 +9,10 @@
 package parse
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 
 	"wharf/message"
 )
@@ -221,3 +223,25 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // isPrint reports PRINTUSASCII (33..126), the RFC5424 header alphabet.
 func isPrint(c byte) bool { return c > ' ' && c < 0x7f }
+
+// printRun returns the index of the first byte at or after p that is not
+// PRINTUSASCII, or len(b). It looks at 8 bytes at a time: in a word x,
+// (x - 0x21..) &^ x has the high bit set in a byte below 0x21 and
+// (x + 0x01..) | x in a byte above 0x7e; a borrow or carry only spills
+// into bytes above one already flagged, so the lowest flagged byte (the
+// first in memory, x read little-endian) is exact. A header field is
+// then a few word tests instead of a test per byte.
+func printRun(b []byte, p int) int {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	for p+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[p:])
+		if bad := ((x-0x21*ones)&^x | (x + ones) | x) & high; bad != 0 {
+			return p + bits.TrailingZeros64(bad)/8
+		}
+		p += 8
+	}
+	for p < len(b) && isPrint(b[p]) {
+		p++
+	}
+	return p
+}

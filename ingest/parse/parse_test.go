@@ -296,3 +296,36 @@ func TestLoggerSamples(t *testing.T) {
 		t.Fatalf("logger samples differ from %s (run with -update and review the diff):\n%s", golden, out.String())
 	}
 }
+
+// TestPrintRunAsBytewise: printRun finds the same first non-PRINTUSASCII
+// byte as a byte-by-byte scan, for every byte value at every position of
+// a run (so every lane of the 8-byte words, and the tail), from every
+// start offset.
+func TestPrintRunAsBytewise(t *testing.T) {
+	slow := func(b []byte, p int) int {
+		for p < len(b) && isPrint(b[p]) {
+			p++
+		}
+		return p
+	}
+	base := []byte("abcdefghijklmnopqrstuvwxyz0123456789")
+	for pos := range base {
+		for c := 0; c < 256; c++ {
+			b := append([]byte(nil), base...)
+			b[pos] = byte(c)
+			for start := 0; start <= pos; start++ {
+				if got, want := printRun(b, start), slow(b, start); got != want {
+					t.Fatalf("byte %#x at %d, from %d: printRun = %d, want %d", c, pos, start, got, want)
+				}
+			}
+		}
+	}
+	// Two bad bytes: the first one counts, whatever follows it.
+	for _, pair := range [][2]byte{{0x20, 0xff}, {0xff, 0x00}, {0x7f, 0x20}, {0x00, 0x7f}} {
+		b := append([]byte(nil), base...)
+		b[3], b[4] = pair[0], pair[1]
+		if got := printRun(b, 0); got != 3 {
+			t.Errorf("bad bytes %#x %#x at 3, 4: printRun = %d, want 3", pair[0], pair[1], got)
+		}
+	}
+}

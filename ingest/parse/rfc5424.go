@@ -144,9 +144,7 @@ func parse5424(m *message.Message, headerOnly bool) Error {
 // SP after it. "-" (NILVALUE) gives a zero Span.
 func headerField(b []byte, p, max int, bad Error) (message.Span, int, Error) {
 	start := p
-	for p < len(b) && isPrint(b[p]) {
-		p++
-	}
+	p = printRun(b, p)
 	n := p - start
 	if n == 0 && p == len(b) {
 		return message.Span{}, 0, ErrTruncatedHeader

@@ -1,0 +1,46 @@
+package message
+
+import "testing"
+
+// scanPrefixBytewise is the 19-byte "YYYY-MM-DDThh:mm:ss" check of
+// scanRFC3339 one byte at a time, as it was before the word-at-a-time
+// version: the reference for TestScanRFC3339WordsAsBytes.
+func scanPrefixBytewise(b []byte) (t tsFields, ok bool) {
+	if len(b) < 19 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return t, false
+	}
+	var ok1, ok2, ok3, ok4, ok5, ok6 bool
+	t.year, ok1 = digits(b[0:4])
+	t.month, ok2 = digits(b[5:7])
+	t.day, ok3 = digits(b[8:10])
+	t.hour, ok4 = digits(b[11:13])
+	t.min, ok5 = digits(b[14:16])
+	t.sec, ok6 = digits(b[17:19])
+	ok = ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && t.month >= 1 && t.month <= 12 &&
+		t.day >= 1 && t.day <= daysIn(t.month, t.year) && t.hour <= 23 && t.min <= 59 && t.sec <= 59
+	return t, ok
+}
+
+// TestScanRFC3339WordsAsBytes: every byte value at every position of the
+// 19-byte prefix gives the same verdict and fields as the byte-at-a-time
+// check (a borrow or carry between the 8-byte lanes would show here).
+func TestScanRFC3339WordsAsBytes(t *testing.T) {
+	for _, base := range []string{"2003-10-11T22:14:15Z", "1999-12-31T23:59:59Z", "2024-02-29T00:00:00Z", "2000-01-01T09:09:09Z"} {
+		for pos := range 19 {
+			for c := range 256 {
+				b := []byte(base)
+				b[pos] = byte(c)
+				var got tsFields
+				n := scanRFC3339(b, 6, true, &got)
+				want, ok := scanPrefixBytewise(b)
+				if (n > 0) != ok {
+					t.Fatalf("%q: scanRFC3339 = %d, bytewise ok = %v", b, n, ok)
+				}
+				if ok && (got.year != want.year || got.month != want.month || got.day != want.day ||
+					got.hour != want.hour || got.min != want.min || got.sec != want.sec) {
+					t.Fatalf("%q: fields %+v, bytewise %+v", b, got, want)
+				}
+			}
+		}
+	}
+}
