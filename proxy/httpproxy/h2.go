@@ -757,7 +757,8 @@ type h2request struct {
 	fields                          []hpack.HeaderField
 	cookies                         []string
 	contentLength                   int64
-	head                            []byte // as HTTP/1.1
+	head                            []byte  // as HTTP/1.1
+	headBuf                         *[]byte // head's array, from h2Heads: the stream puts it back when done
 }
 
 // parse checks a request's fields as RFC 9113 8.2 and 8.3 ask (false:
@@ -868,7 +869,8 @@ func validH2Value(s string) bool {
 // by its content-length or, when it has none and a body may follow,
 // chunked.
 func (h *h2conn) synthesize(rq *h2request, ended bool) []byte {
-	b := make([]byte, 0, 256)
+	rq.headBuf = h2Heads.Get().(*[]byte)
+	b := (*rq.headBuf)[:0]
 	b = append(b, rq.method...)
 	b = append(b, ' ')
 	b = append(b, rq.path...)
@@ -902,5 +904,11 @@ func (h *h2conn) synthesize(rq *h2request, ended bool) []byte {
 	case !ended:
 		b = append(b, "transfer-encoding: chunked\r\n"...)
 	}
-	return append(b, "\r\n"...)
+	b = append(b, "\r\n"...)
+	*rq.headBuf = b
+	return b
 }
+
+// h2Heads recycle the HTTP/1.1 request heads synthesize writes (one per
+// stream, returned when the stream ends).
+var h2Heads = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}

@@ -58,6 +58,13 @@ func h2Worker(st *h2stream, rq *h2request, status int) {
 // request is routed and forwarded as an HTTP/1.1 one.
 func (st *h2stream) run(rq *h2request, status int) {
 	h := st.h
+	if rq.headBuf != nil {
+		defer func() {
+			*rq.headBuf = (*rq.headBuf)[:0]
+			h2Heads.Put(rq.headBuf)
+			rq.head, rq.headBuf = nil, nil
+		}()
+	}
 	defer st.end()
 	if status > 0 {
 		h.f.noRoute[4].Inc()
@@ -69,8 +76,14 @@ func (st *h2stream) run(rq *h2request, status int) {
 		st.fail(405, "CONNECT is not supported by this proxy")
 		return
 	}
-	cc := &clientConn{f: h.f, c: h.tc, raw: h.raw, req: head{fields: make([]field, 0, len(rq.fields)+4)},
-		client: h.client, ip: h.ip, ipText: h.ipText, trusted: h.trusted, tls: true}
+	cc := h2ClientConns.Get().(*clientConn)
+	*cc = clientConn{f: h.f, c: h.tc, raw: h.raw, req: head{fields: cc.req.fields[:0]}, resp: head{fields: cc.resp.fields[:0]},
+		bw: cc.bw[:0], path: cc.path[:0], client: h.client, ip: h.ip, ipText: h.ipText, trusted: h.trusted, tls: true}
+	defer func() {
+		// Only the buffers stay; nothing of the stream's is referenced.
+		*cc = clientConn{req: head{fields: cc.req.fields[:0]}, resp: head{fields: cc.resp.fields[:0]}, bw: cc.bw[:0], path: cc.path[:0]}
+		h2ClientConns.Put(cc)
+	}()
 	cc.in.b = rq.head
 	if err := parseRequest(rq.head, &cc.req); err != nil {
 		h.f.noRoute[4].Inc()
@@ -588,6 +601,15 @@ func (st *h2stream) sendBody(cc *clientConn, pc *poolConn, s *upstream.Server) (
 	// A server that stopped reading may have answered (413...): read it.
 	return out.werr == nil, nil
 }
+
+// h2ClientConns are the request state of HTTP/2 streams: a stream's
+// request is rewritten with the HTTP/1.1 code (buildHead), whose buffers
+// (the head for the server, header field spans) are kept between streams
+// instead of grown from nothing for each (most of the allocations per
+// stream before). Only the buffers are kept: run clears the rest.
+var h2ClientConns = sync.Pool{New: func() any {
+	return &clientConn{bw: make([]byte, 0, 1024), req: head{fields: make([]field, 0, 32)}, resp: head{fields: make([]field, 0, 32)}}
+}}
 
 // h2Bufs are the body copy buffers of streams (writeBufSize).
 var h2Bufs = sync.Pool{New: func() any { b := make([]byte, writeBufSize); return &b }}
