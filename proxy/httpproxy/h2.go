@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -97,11 +96,9 @@ type h2conn struct {
 
 	wmu   sync.Mutex   // the write side: framer writes, hpack encoder, bw
 	wwait atomic.Int32 // writers waiting for wmu: the last one flushes
-	// running mirrors handlers for unlockW, which must not take mu.
-	running atomic.Int32
-	bw      *bufio.Writer
-	henc    *hpack.Encoder
-	hbuf    bytes.Buffer
+	bw    *bufio.Writer
+	henc  *hpack.Encoder
+	hbuf  bytes.Buffer
 
 	mu           sync.Mutex
 	cond         *sync.Cond // window updates, resets, close
@@ -301,17 +298,6 @@ func (h *h2conn) lockW() {
 }
 
 func (h *h2conn) unlockW() error {
-	if h.wwait.Load() == 0 && h.running.Load() > 1 && h.bw.Buffered() < h2FlushBatch {
-		// Other streams are running: let them run once first, so frames
-		// they have ready go out in the same write.
-		h.wmu.Unlock()
-		runtime.Gosched()
-		h.wmu.Lock()
-		if h.wwait.Load() > 0 || h.bw.Buffered() == 0 {
-			h.wmu.Unlock() // a waiting writer flushes, or one did
-			return nil
-		}
-	}
 	var err error
 	if h.wwait.Load() == 0 {
 		err = h.flushLocked()
@@ -319,9 +305,6 @@ func (h *h2conn) unlockW() error {
 	h.wmu.Unlock()
 	return err
 }
-
-// h2FlushBatch: a buffer this full is written without waiting for more.
-const h2FlushBatch = 16 << 10
 
 // connError ends the connection with GOAWAY code.
 func (h *h2conn) connError(code http2.ErrCode, reason int) {
@@ -739,7 +722,6 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 	st.sendWin = h.peerInitWin
 	h.streams[id] = st
 	h.handlers++
-	h.running.Add(1)
 	if h.idle != nil {
 		h.idle.Stop()
 	}
