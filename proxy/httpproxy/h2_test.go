@@ -537,3 +537,62 @@ address = %q
 		t.Errorf("client connections: %v, want 1 (the same h2 connection)", n)
 	}
 }
+
+// TestH2PassesOn1xx: an informational response from the server (103
+// Early Hints here) reaches an HTTP/2 client as a HEADERS frame without
+// END_STREAM before the final response (RFC 9110 15.2: a proxy forwards
+// 1xx), with its fields and without hop-by-hop ones. Before, HTTP/2
+// clients never saw it (HTTP/1.1 clients did).
+func TestH2PassesOn1xx(t *testing.T) {
+	r := startH2(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload; as=style")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		io.WriteString(w, "ok")
+	}), "")
+	x := dialRawH2(t, r)
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: x.block("/"), EndStream: true, EndHeaders: true})
+	dec := hpack.NewDecoder(4096, nil)
+	var statuses []string
+	var link string
+	body := ""
+	for done := false; !done; {
+		f, err := x.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading frames after %v: %v", statuses, err)
+		}
+		switch f := f.(type) {
+		case *http2.HeadersFrame:
+			fields, err := dec.DecodeFull(f.HeaderBlockFragment())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, hf := range fields {
+				switch hf.Name {
+				case ":status":
+					statuses = append(statuses, hf.Value)
+				case "link":
+					if len(statuses) == 1 {
+						link = hf.Value
+					}
+				}
+			}
+			if len(statuses) == 1 && f.StreamEnded() {
+				t.Fatal("the 103 ended the stream")
+			}
+			done = f.StreamEnded()
+		case *http2.DataFrame:
+			body += string(f.Data())
+			done = f.StreamEnded()
+		}
+	}
+	if len(statuses) != 2 || statuses[0] != "103" || statuses[1] != "200" {
+		t.Errorf("statuses %v, want [103 200]", statuses)
+	}
+	if link != "</style.css>; rel=preload; as=style" {
+		t.Errorf("103's link = %q, want the server's", link)
+	}
+	if body != "ok" {
+		t.Errorf("body %q, want ok", body)
+	}
+}

@@ -480,22 +480,18 @@ func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Serv
 		if resp.status >= 200 {
 			break
 		}
-		srv.consume(end) // 1xx: not passed on
+		// 1xx (103 Early Hints, 100 Continue...): passed on as a HEADERS
+		// frame without END_STREAM (RFC 9113 8.1; a proxy forwards 1xx,
+		// RFC 9110 15.2), hop-by-hop fields dropped as for the final one.
+		if err := st.writeHeaders(resp.status, responseFields(b, resp, nil), false, true); err != nil {
+			return errClientGoneCounted
+		}
+		srv.consume(end)
 		scan = 0
 	}
 	b := srv.buffered()
 	mode := bodyFraming(resp, cc.isHead)
-	fields := make([]string, 0, 2*len(resp.fields))
-	for _, fl := range resp.fields {
-		name := fl.name.of(b)
-		switch {
-		case eqFold(name, "content-length") && resp.te:
-			continue
-		case hopByHop(name) || resp.connNames(b, name):
-			continue
-		}
-		fields = append(fields, lowerString(name), string(fl.value.of(b)))
-	}
+	fields := responseFields(b, resp, make([]string, 0, 2*len(resp.fields)))
 	bp.count(resp.status)
 	srv.consume(resp.n)
 	// The head waits for the body's first bytes if they are here already.
@@ -545,6 +541,23 @@ func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Serv
 		bp.put(s, pc)
 	}
 	return nil
+}
+
+// responseFields appends the fields of the response head resp (in b) that
+// go to an HTTP/2 client, as lower-case name, value pairs: not hop-by-hop
+// nor named by Connection, no Content-Length beside Transfer-Encoding.
+func responseFields(b []byte, resp *head, fields []string) []string {
+	for _, fl := range resp.fields {
+		name := fl.name.of(b)
+		switch {
+		case eqFold(name, "content-length") && resp.te:
+			continue
+		case hopByHop(name) || resp.connNames(b, name):
+			continue
+		}
+		fields = append(fields, lowerString(name), string(fl.value.of(b)))
+	}
+	return fields
 }
 
 // errClientGoneCounted: the response head could not be sent; the status
