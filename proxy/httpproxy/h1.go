@@ -617,6 +617,13 @@ type timedWriter struct {
 }
 
 func (x *timedWriter) Write(p []byte) (int, error) {
+	x.arm()
+	return x.conn.Write(p)
+}
+
+// arm sets conn's write deadline for a write about to start, for writers
+// that reach conn through another layer (HTTP/2 over TLS).
+func (x *timedWriter) arm() {
 	switch {
 	case x.timeout > 0:
 		if now := time.Now(); x.dl.Sub(now) < x.timeout-x.timeout/16 {
@@ -627,7 +634,6 @@ func (x *timedWriter) Write(p []byte) (int, error) {
 		x.dl = time.Time{}
 		x.conn.SetWriteDeadline(x.dl)
 	}
-	return x.conn.Write(p)
 }
 
 // wbuf gathers small writes to one connection so a response head and a

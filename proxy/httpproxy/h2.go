@@ -97,6 +97,7 @@ type h2conn struct {
 	wmu   sync.Mutex   // the write side: framer writes, hpack encoder, bw
 	wwait atomic.Int32 // writers waiting for wmu: the last one flushes
 	bw    *bufio.Writer
+	wd    timedWriter // the write deadline under tc (client_timeout), armed by flushLocked
 	henc  *hpack.Encoder
 	hbuf  bytes.Buffer
 
@@ -170,6 +171,7 @@ func (c *conn) stopH2() {
 func (f *Frontend) serveH2(tc *tls.Conn, raw *conn) {
 	h := &h2conn{f: f, tc: tc, raw: raw, streams: map[uint32]*h2stream{},
 		sendConnWin: 65535, recvConnWin: h2ConnRecvWindow, peerInitWin: 65535, peerMaxFrame: 16384}
+	h.wd = timedWriter{conn: raw.Conn, timeout: f.cfg.ClientTimeout.Duration}
 	h.cond = sync.NewCond(&h.mu)
 	h.client = acl.AddrPortOf(tc.RemoteAddr())
 	h.ip = h.client.Addr().Unmap()
@@ -284,7 +286,7 @@ func (h *h2conn) count(reason int) { h.f.h2m[reason].Inc() }
 // flushLocked flushes what the framer wrote (wmu held), within
 // client_timeout.
 func (h *h2conn) flushLocked() error {
-	h.raw.Conn.SetWriteDeadline(time.Now().Add(h.f.cfg.ClientTimeout.Duration))
+	h.wd.arm() // client_timeout, the deadline moved once per 1/16 of it
 	return h.bw.Flush()
 }
 

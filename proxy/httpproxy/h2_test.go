@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -594,5 +595,38 @@ func TestH2PassesOn1xx(t *testing.T) {
 	}
 	if body != "ok" {
 		t.Errorf("body %q, want ok", body)
+	}
+}
+
+// TestH2ClientThatStopsReading: an HTTP/2 client that opens its flow
+// control windows wide, asks for a large response and then reads nothing
+// does not hold the proxy (and the server's connection) past
+// client_timeout: the connection's writes are bounded by it, as on
+// HTTP/1.1 (TestStalledPeersTimeOut).
+func TestH2ClientThatStopsReading(t *testing.T) {
+	const big = 64 << 20
+	released := make(chan error, 1)
+	r := startH2(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(big))
+		chunk := make([]byte, 64<<10)
+		var err error
+		for n := 0; n < big && err == nil; n += len(chunk) {
+			_, err = w.Write(chunk)
+		}
+		released <- err
+	}), `client_timeout = "500ms"`)
+	x := dialRawH2(t, r)
+	x.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	x.fr.WriteWindowUpdate(0, 1<<31-1-65535)
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: x.block("/big"), EndStream: true, EndHeaders: true})
+	t0 := time.Now()
+	select {
+	case err := <-released:
+		if err == nil {
+			t.Fatalf("the server wrote all %d bytes to a client that reads nothing", big)
+		}
+		t.Logf("the server's connection was closed %s after the request (%v)", time.Since(t0).Round(time.Millisecond), err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proxy still holds an HTTP/2 client that has read nothing for 10 s (client_timeout 500ms)")
 	}
 }
