@@ -26,10 +26,10 @@ const (
 )
 
 // Drain refuses new connections on a tcp:// or tls:// bind (counted
-// rejected{reason="shutdown"}) and waits until every open connection is
-// quiet (a tcp:// connection gnet had accepted before the drain but an
-// event loop held back by a full queue had not opened yet is opened and
-// read: see drainGate): no read in progress (an event loop held back by a full queue is
+// rejected{reason="shutdown"}; a tcp:// connection gnet accepted before
+// the drain but a held-back event loop had not opened yet is opened and
+// read, see drainGate) and waits until every open connection is quiet:
+// no read in progress (an event loop held back by a full queue is
 // busy), nothing in its kernel receive queue, no byte for drainQuiet. A
 // sender that keeps writing keeps it waiting until ctx ends; busy is how
 // many connections were still not quiet then. On a udp:// bind it waits

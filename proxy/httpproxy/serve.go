@@ -1254,17 +1254,15 @@ func (bp *backendProxy) conn(s *upstream.Server, cc *clientConn) (pc *poolConn, 
 		if cc.req.hasBody() || !idempotent(cc.req.method.of(cc.reqBytes())) {
 			maxAge = freshEnough
 		}
-		if pc := p.getIdleWithin(maxAge); pc != nil {
-			pc.out.timeout = bp.b.Config().ServerTimeout.Duration
-			return pc, true, nil
+		pc = p.getIdleWithin(maxAge)
+	}
+	if reused = pc != nil; !reused {
+		if pc, err = bp.dial(s, cc); err != nil {
+			return nil, false, err
 		}
 	}
-	pc, err = bp.dial(s, cc)
-	if err != nil {
-		return nil, false, err
-	}
-	pc.out.timeout = bp.b.Config().ServerTimeout.Duration
-	return pc, false, nil
+	pc.out.timeout = bp.b.Config().ServerTimeout.Duration // may change by reload
+	return pc, reused, nil
 }
 
 // freshEnough is how long a connection may have been idle to carry a
