@@ -170,6 +170,25 @@ retry_max_backoff = "200ms"
 `, scheme, frontendKeys, col.addr))
 }
 
+// collectAfterStop brings col up under a wharf that was sent SIGTERM,
+// waits for wharf to exit (at most 40 s) and for the collector to hold
+// messages seq=0..n-1 (at most 5 s more), and returns how many of them
+// it holds, the duplicates, and wharf's exit error.
+func collectAfterStop(t *testing.T, in *instance, col *switchedCollector, n int) (got, dups int, exitErr error) {
+	t.Helper()
+	col.up(t)
+	select {
+	case exitErr = <-in.exited:
+	case <-time.After(40 * time.Second):
+		t.Fatal("wharf did not stop within 40 s")
+	}
+	testenv.Poll(5*time.Second, func() bool {
+		got, dups, _ = ledger(col.sink.snapshot(), "seq=", n)
+		return got == n
+	})
+	return got, dups, exitErr
+}
+
 func TestShutdownReadsWhatSendersWrote(t *testing.T) {
 	for _, scheme := range []string{"tcp", "tls"} {
 		t.Run(scheme, func(t *testing.T) { shutdownReadsWhatSendersWrote(t, scheme) })
@@ -212,18 +231,7 @@ func shutdownReadsWhatSendersWrote(t *testing.T, scheme string) {
 	read := in.metric("wharf_frontend_received_total")
 	in.cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(300 * time.Millisecond) // the stop has begun
-	col.up(t)
-	var exitErr error
-	select {
-	case exitErr = <-in.exited:
-	case <-time.After(40 * time.Second):
-		t.Fatal("wharf did not stop within 40 s")
-	}
-	var got, dups int
-	testenv.Poll(5*time.Second, func() bool {
-		got, dups, _ = ledger(col.sink.snapshot(), "seq=", n)
-		return got == n
-	})
+	got, dups, exitErr := collectAfterStop(t, in, col, n)
 	t.Logf("%s: wrote %d; wharf had read %v at SIGTERM; the collector got %d (%d dups); exit %v", scheme, n, read, got, dups, exitErr)
 	if got != n {
 		t.Errorf("%d of %d messages the sender wrote before SIGTERM arrived: wharf closed the connection with the rest unread", got, n)
@@ -296,19 +304,8 @@ func TestShutdownServesConnectionsOpenedUnderBackpressure(t *testing.T) {
 	if code, body := getBody(t, "http://"+in.admin+"/readyz"); code != 503 || !strings.Contains(body, "stopping") {
 		t.Errorf("/readyz during the stop = %d %q, want 503 saying it is stopping", code, body)
 	}
-	col.up(t)
-	var exitErr error
-	select {
-	case exitErr = <-in.exited:
-	case <-time.After(40 * time.Second):
-		t.Fatal("wharf did not stop within 40 s")
-	}
 	total := 2*each + late
-	var got, dups int
-	testenv.Poll(5*time.Second, func() bool {
-		got, dups, _ = ledger(col.sink.snapshot(), "seq=", total)
-		return got == total
-	})
+	got, dups, exitErr := collectAfterStop(t, in, col, total)
 	n := 0
 	for _, m := range col.sink.snapshot() {
 		if i := strings.LastIndex(m, "seq="); i >= 0 {
