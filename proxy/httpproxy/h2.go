@@ -98,6 +98,7 @@ type h2conn struct {
 	wwait atomic.Int32 // writers waiting for wmu: the last one flushes
 	bw    *bufio.Writer
 	wd    timedWriter // the write deadline under tc (client_timeout), armed by flushLocked
+	owed  bool        // buffered frames a writer left to the next one to flush (wmu held)
 	henc  *hpack.Encoder
 	hbuf  bytes.Buffer
 
@@ -131,7 +132,12 @@ type h2stream struct {
 	recvWin    int64
 	body       []byte // request body received, not yet sent on
 	remoteDone bool   // END_STREAM received
-	reset      bool   // by the client, by us, or the connection ended
+	// sentEnd: our END_STREAM frame is in the write buffer. Set by the
+	// stream before the flush that sends it, read by the reader under mu:
+	// with remoteDone it makes the stream closed to frames the client
+	// sends after seeing our end, though end() has not forgotten it yet.
+	sentEnd atomic.Bool
+	reset   bool // by the client, by us, or the connection ended
 	// clientReset: the client sent RST_STREAM; its later frames on the
 	// stream are STREAM_CLOSED errors (ours reset are ignored).
 	clientReset bool
@@ -286,6 +292,7 @@ func (h *h2conn) count(reason int) { h.f.h2m[reason].Inc() }
 // flushLocked flushes what the framer wrote (wmu held), within
 // client_timeout.
 func (h *h2conn) flushLocked() error {
+	h.owed = false
 	h.wd.arm() // client_timeout, the deadline moved once per 1/16 of it
 	return h.bw.Flush()
 }
@@ -299,10 +306,15 @@ func (h *h2conn) lockW() {
 	h.wwait.Add(-1)
 }
 
+// A writer that leaves its frames to a waiting one sets owed; a writer
+// that would not flush (writeHeaders waiting for body bytes) flushes
+// when owed, so no frame is left in the buffer with nobody to send it.
 func (h *h2conn) unlockW() error {
 	var err error
 	if h.wwait.Load() == 0 {
 		err = h.flushLocked()
+	} else {
+		h.owed = true
 	}
 	h.wmu.Unlock()
 	return err
@@ -311,11 +323,13 @@ func (h *h2conn) unlockW() error {
 // connError ends the connection with GOAWAY code.
 func (h *h2conn) connError(code http2.ErrCode, reason int) {
 	h.count(reason)
+	// The write side first: a stream that sees goingAway and ends the
+	// connection (finish) waits for it, so the GOAWAY leaves first.
+	h.wmu.Lock()
 	h.mu.Lock()
 	last := h.lastID
 	h.goingAway = true
 	h.mu.Unlock()
-	h.wmu.Lock()
 	h.fr.WriteGoAway(last, code, nil)
 	h.flushLocked()
 	h.wmu.Unlock()
@@ -324,15 +338,16 @@ func (h *h2conn) connError(code http2.ErrCode, reason int) {
 // goAway starts a graceful close: GOAWAY naming the last stream taken,
 // streams in flight finish, then the connection closes.
 func (h *h2conn) goAway(code http2.ErrCode) {
+	h.wmu.Lock() // as in connError: before goingAway is seen
 	h.mu.Lock()
 	if h.goingAway || h.closed {
 		h.mu.Unlock()
+		h.wmu.Unlock()
 		return
 	}
 	h.goingAway = true
 	last, n := h.lastID, h.handlers
 	h.mu.Unlock()
-	h.wmu.Lock()
 	h.fr.WriteGoAway(last, code, nil)
 	h.flushLocked()
 	h.wmu.Unlock()
@@ -344,7 +359,9 @@ func (h *h2conn) goAway(code http2.ErrCode) {
 // finish closes the write side once nothing is in flight after GOAWAY;
 // the reader ends when the client closes too, or after h2GoAwayLinger.
 func (h *h2conn) finish() {
+	h.wmu.Lock() // a GOAWAY being written goes out before the close
 	h.tc.CloseWrite()
+	h.wmu.Unlock()
 	h.raw.Conn.SetReadDeadline(time.Now().Add(h2GoAwayLinger))
 }
 
@@ -406,6 +423,11 @@ func (h *h2conn) process(fm http2.Frame) (code http2.ErrCode, reason int, ok boo
 		if fm.IsAck() {
 			return 0, 0, true
 		}
+		// The write side is held from before the new windows apply until
+		// the ACK is buffered, so no stream's DATA sent under the new
+		// SETTINGS leaves ahead of their ACK (h2spec 6.9.2 expects this
+		// order; the lock order wmu then mu is the reader's only).
+		h.lockW()
 		h.mu.Lock()
 		err := fm.ForeachSetting(func(s http2.Setting) error {
 			if err := s.Valid(); err != nil {
@@ -424,22 +446,20 @@ func (h *h2conn) process(fm http2.Frame) (code http2.ErrCode, reason int, ok boo
 			case http2.SettingMaxFrameSize:
 				h.peerMaxFrame = int(s.Val)
 			case http2.SettingHeaderTableSize:
-				h.wmu.Lock()
 				h.henc.SetMaxDynamicTableSizeLimit(s.Val)
-				h.wmu.Unlock()
 			}
 			return nil
 		})
 		h.cond.Broadcast()
 		h.mu.Unlock()
 		if err != nil {
+			h.wmu.Unlock()
 			var ce http2.ConnectionError
 			if errors.As(err, &ce) {
 				return http2.ErrCode(ce), h2RProtocol, false
 			}
 			return http2.ErrCodeProtocol, h2RProtocol, false
 		}
-		h.lockW()
 		h.fr.WriteSettingsAck()
 		h.unlockW()
 	case *http2.PingFrame:
@@ -652,7 +672,7 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 			// stream must have a larger id (RFC 9113 5.1.1).
 			h.mu.Unlock()
 			return http2.ErrCodeProtocol, h2RProtocol, false
-		case st == nil || st.reset:
+		case st == nil || st.reset || st.remoteDone && st.sentEnd.Load():
 			h.mu.Unlock()
 			return http2.ErrCodeStreamClosed, h2RProtocol, false
 		case st.remoteDone:

@@ -272,6 +272,9 @@ func (st *h2stream) writeData(p []byte, end bool) (int, error) {
 		last := end && n == len(p)
 		h.lockW()
 		err := h.fr.WriteData(st.id, last, p[:n])
+		if last {
+			st.sentEnd.Store(true)
+		}
 		if ferr := h.unlockW(); err == nil {
 			err = ferr
 		}
@@ -289,8 +292,8 @@ func (st *h2stream) writeData(p []byte, end bool) (int, error) {
 
 // writeHeaders sends a response head (fields: name, value pairs, names
 // lower case).
-// Unless flush, the frames may wait in the buffer for the body's first
-// bytes.
+// Unless flush (or endStream), the frames may wait in the buffer for the
+// body's first bytes, when nothing else was waiting there to be sent.
 func (st *h2stream) writeHeaders(status int, fields []string, endStream, flush bool) error {
 	h := st.h
 	h.mu.Lock()
@@ -327,7 +330,10 @@ func (st *h2stream) writeHeaders(status int, fields []string, endStream, flush b
 		}
 		first, block = false, rest
 	}
-	if !flush {
+	if endStream {
+		st.sentEnd.Store(true)
+	}
+	if !flush && !endStream && !h.owed {
 		return nil
 	}
 	unlocked = true
