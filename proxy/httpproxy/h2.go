@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -96,11 +97,13 @@ type h2conn struct {
 
 	wmu   sync.Mutex   // the write side: framer writes, hpack encoder, bw
 	wwait atomic.Int32 // writers waiting for wmu: the last one flushes
-	bw    *bufio.Writer
-	wd    timedWriter // the write deadline under tc (client_timeout), armed by flushLocked
-	owed  bool        // buffered frames a writer left to the next one to flush (wmu held)
-	henc  *hpack.Encoder
-	hbuf  bytes.Buffer
+	// running mirrors handlers for unlockW, which must not take mu.
+	running atomic.Int32
+	bw      *bufio.Writer
+	wd      timedWriter // the write deadline under tc (client_timeout), armed by flushLocked
+	owed    bool        // buffered frames a writer left to the next one to flush (wmu held)
+	henc    *hpack.Encoder
+	hbuf    bytes.Buffer
 
 	mu           sync.Mutex
 	cond         *sync.Cond // window updates, resets, close
@@ -310,6 +313,17 @@ func (h *h2conn) lockW() {
 // that would not flush (writeHeaders waiting for body bytes) flushes
 // when owed, so no frame is left in the buffer with nobody to send it.
 func (h *h2conn) unlockW() error {
+	if h.wwait.Load() == 0 && h.running.Load() > 1 && h.bw.Buffered() < h2FlushBatch {
+		// Other streams are running: let them run once first, so frames
+		// they have ready go out in the same write.
+		h.wmu.Unlock()
+		runtime.Gosched()
+		h.wmu.Lock()
+		if h.bw.Buffered() == 0 {
+			h.wmu.Unlock() // a writer meanwhile flushed
+			return nil
+		}
+	}
 	var err error
 	if h.wwait.Load() == 0 {
 		err = h.flushLocked()
@@ -319,6 +333,9 @@ func (h *h2conn) unlockW() error {
 	h.wmu.Unlock()
 	return err
 }
+
+// h2FlushBatch: a buffer this full is written without waiting for more.
+const h2FlushBatch = 16 << 10
 
 // connError ends the connection with GOAWAY code.
 func (h *h2conn) connError(code http2.ErrCode, reason int) {
@@ -744,6 +761,7 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 	st.sendWin = h.peerInitWin
 	h.streams[id] = st
 	h.handlers++
+	h.running.Add(1)
 	if h.idle != nil {
 		h.idle.Stop()
 	}

@@ -131,6 +131,7 @@ func (st *h2stream) end() {
 	h.mu.Lock()
 	delete(h.streams, st.id)
 	h.handlers--
+	h.running.Add(-1)
 	rst := !st.remoteDone && !st.reset
 	if rst {
 		h.noteOurReset(st.id)
