@@ -49,6 +49,8 @@ func openBuffer(name string, sc *conf.Sink, reg *metrics.Registry, log *slog.Log
 		return 1
 	}), l...)
 	reg.CounterFunc("wharf_buffer_sync_errors_total", "Failed fsyncs of the disk buffer since start: records written meanwhile are delivered, but may not survive a power cut (while they fail, /readyz is 503 naming the buffer).", stat(func(s diskbuf.Stats) float64 { return float64(s.SyncErrors) }), l...)
+	reg.CounterFunc("wharf_buffer_lost_records_total", "Records in segment files removed from disk (the buffer directory deleted while in use) before they were delivered, since start.", stat(func(s diskbuf.Stats) float64 { return float64(s.LostRecords) }), l...)
+	reg.CounterFunc("wharf_buffer_removals_total", "Times the buffer directory or its active segment was found removed while in use and was made again, since start.", stat(func(s diskbuf.Stats) float64 { return float64(s.Removals) }), l...)
 	reg.CounterFunc("wharf_buffer_dropped_full_total", "Records refused because the buffer was full (on_full = drop_newest).", stat(func(s diskbuf.Stats) float64 { return float64(s.DroppedFull) }), l...)
 	if st := b.Stats(); st.Bytes > 0 {
 		log.Info("disk buffer holds data from the last run; unconfirmed records are delivered first",

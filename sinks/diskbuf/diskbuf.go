@@ -245,6 +245,12 @@ type Stats struct {
 	Unwritable bool
 	// Faults counts how often the buffer became unwritable since Open.
 	Faults uint64
+	// LostRecords counts records in segment files removed from disk (the
+	// directory deleted while in use) before the reader got to them;
+	// LostSegments counts those files (a segment partly read before
+	// counts there, not in LostRecords). Removals counts how often the
+	// directory or active segment was found removed and made again.
+	LostRecords, LostSegments, Removals uint64
 }
 
 type segment struct {
@@ -313,6 +319,22 @@ type Buffer struct {
 	dataCh   chan struct{} // cap 1: new records were written
 	closedCh chan struct{}
 	bgDone   chan struct{}
+
+	// A directory removed while in use (removed.go), guarded by mu:
+	// removed until rebuildLocked made it again; held are descriptors of
+	// sealed segments (at most maxHeld) kept until they are confirmed, so
+	// the reader can read them even without their names; orphans are the
+	// segments whose names were removed; segGen counts active segments
+	// created again under the same name; ckLost makes the next checkpoint
+	// be written even if the position did not move.
+	removed  bool
+	removals uint64
+	held     map[uint64]*os.File
+	orphans  map[uint64]bool
+	segGen   uint64
+	ckLost   bool
+	lost     atomic.Uint64 // records in segments removed before they were read
+	lostSegs atomic.Uint64
 
 	rmu  sync.Mutex // serialises Next and Rewind
 	rd   reader
@@ -466,7 +488,7 @@ func (b *Buffer) load() error {
 		if ackOK {
 			base = ack.Seg + 1
 		}
-		f, err := os.OpenFile(b.segPath(base), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+		f, err := os.OpenFile(b.segPath(base), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
 		switch {
 		case errors.Is(err, syscall.EROFS):
 			b.readOnlyLocked(nil, err)
@@ -528,6 +550,11 @@ func (b *Buffer) load() error {
 	b.written = segs[len(segs)-1].size
 	for _, s := range segs {
 		b.disk += s.size
+	}
+	for _, s := range segs[:len(segs)-1] {
+		if f, err := os.Open(b.segPath(s.base)); err == nil {
+			b.holdLocked(s.base, f) // see removed.go
+		}
 	}
 	// Start reading at the checkpoint, or at the oldest segment.
 	start := Position{Seg: segs[0].base}
@@ -861,7 +888,11 @@ func (b *Buffer) Dir() string { return b.dir }
 func (b *Buffer) Fault() error {
 	b.mu.Lock()
 	err, since, ck := b.fault, b.faultSince, b.ckErr
+	gone := b.removedFault()
 	b.mu.Unlock()
+	if err == nil && ck == nil && gone != nil {
+		return gone
+	}
 	if err == nil && ck == nil {
 		if sf := b.syncFail.Load(); sf != nil {
 			return fmt.Errorf("disk buffer %s: fsync fails for %s (%v): records are delivered, but those written meanwhile may not survive a power cut", b.dir, time.Since(sf.since).Round(time.Second), sf.err)
@@ -881,7 +912,7 @@ func (b *Buffer) Fault() error {
 // whether it did. Called with mu held.
 func (b *Buffer) reclaimLocked() bool {
 	act := b.segs[len(b.segs)-1]
-	if b.written == 0 || b.ack.Seg != act.base || b.ack.Off < b.written {
+	if b.removed || b.written == 0 || b.ack.Seg != act.base || b.ack.Off < b.written {
 		return false
 	}
 	f, err := b.newSegment(b.nextSeq)
@@ -915,6 +946,7 @@ func (b *Buffer) confirmedLocked() []uint64 {
 		s := b.segs[0]
 		if s.base < b.ack.Seg || (s.base == b.ack.Seg && b.ack.Off >= s.size) {
 			dead = append(dead, s.base)
+			b.releaseLocked(s.base)
 			b.disk -= s.size
 			b.segs = b.segs[1:]
 			continue
@@ -933,7 +965,7 @@ func (b *Buffer) confirmedLocked() []uint64 {
 func (b *Buffer) removeSegment(base uint64) error {
 	p := b.segPath(base)
 	os.Truncate(p, 0)
-	if err := os.Remove(p); err != nil {
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("diskbuf: remove confirmed segment: %w", err)
 	}
 	return nil
@@ -943,7 +975,7 @@ func (b *Buffer) removeSegment(base uint64) error {
 // durable. A file of that name can only be left over from a failed
 // attempt, and is emptied.
 func (b *Buffer) newSegment(base uint64) (*os.File, error) {
-	f, err := os.OpenFile(b.segPath(base), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := os.OpenFile(b.segPath(base), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("diskbuf: create segment: %w", err)
 	}
@@ -998,6 +1030,15 @@ func (b *Buffer) flushLocked(n int) error {
 	if b.fault != nil && time.Now().Before(b.retryAt) {
 		b.wbuf = b.wbuf[:0]
 		return errNotYet
+	}
+	if b.opts.Fsync == FsyncAlways {
+		b.detectRemovedLocked() // an fstat per write: cheap beside the fsync
+	}
+	if b.removed {
+		if err := b.rebuildLocked(); err != nil {
+			b.wbuf = b.wbuf[:0]
+			return err
+		}
 	}
 	if b.wfRO {
 		if err := b.reopenLocked(); err != nil {
@@ -1070,6 +1111,9 @@ func (b *Buffer) reopenLocked() error {
 // rotateLocked seals the active segment (fsync'ed unless Fsync is "never")
 // and starts a new one named by the next sequence number.
 func (b *Buffer) rotateLocked() error {
+	if b.removed {
+		return b.rebuildLocked() // a new active segment in the new directory
+	}
 	if b.opts.Fsync != FsyncNever {
 		if err := b.wf.Sync(); err != nil {
 			return fmt.Errorf("diskbuf: sync segment: %w", err)
@@ -1080,7 +1124,7 @@ func (b *Buffer) rotateLocked() error {
 	if err != nil {
 		return err
 	}
-	b.wf.Close()
+	b.holdLocked(b.segs[len(b.segs)-1].base, b.wf)
 	b.wf = f
 	b.segs = append(b.segs, segment{base: b.nextSeq})
 	b.written = 0
@@ -1107,8 +1151,11 @@ func (b *Buffer) syncTo(end uint64) error {
 	b.mu.Lock()
 	f, target, ro := b.wf, b.logical, b.wfRO
 	b.mu.Unlock()
-	if ro {
-		return nil // nothing was written since Open: the segment is as it was
+	if ro || f == nil {
+		// Nothing was written since Open (the segment is as it was), or
+		// the active segment was removed (Fault says so) and not made
+		// again yet.
+		return nil
 	}
 	if err := syncFile(f); err != nil {
 		// A rotation closed f after syncing it itself.
@@ -1233,16 +1280,18 @@ func (b *Buffer) writeCheckpoint() error {
 	b.ckMu.Lock()
 	defer b.ckMu.Unlock()
 	b.mu.Lock()
-	pos := b.ack
+	pos, lost := b.ack, b.ckLost
 	b.ckDirty = false
 	b.mu.Unlock()
-	if pos.Seg == b.ckSaved.Seg && pos.Off == b.ckSaved.Off {
+	if !lost && pos.Seg == b.ckSaved.Seg && pos.Off == b.ckSaved.Off {
 		return nil
 	}
 	err := saveCheckpoint(b.dir, pos, b.opts.Fsync != FsyncNever)
 	b.mu.Lock()
 	if err != nil {
 		b.ckDirty = true
+	} else if lost {
+		b.ckLost = false
 	}
 	b.ckErr = err
 	b.mu.Unlock()
@@ -1271,6 +1320,13 @@ func (b *Buffer) background() {
 		case <-t.C:
 		}
 		b.mu.Lock()
+		if b.detectRemovedLocked() && (b.fault == nil || !time.Now().Before(b.retryAt)) {
+			if err := b.rebuildLocked(); err != nil {
+				b.setFaultLocked(err)
+			} else if b.fault != nil {
+				b.clearFaultLocked()
+			}
+		}
 		end, dirty, ckFailed := b.logical, b.ckDirty, b.ckErr != nil
 		b.mu.Unlock()
 		if b.opts.Fsync != FsyncInterval {
@@ -1323,6 +1379,9 @@ func (b *Buffer) Stats() Stats {
 		Pending:         b.pending,
 		Unwritable:      b.fault != nil,
 		Faults:          b.faults,
+		LostRecords:     b.lost.Load(),
+		LostSegments:    b.lostSegs.Load(),
+		Removals:        b.removals,
 	}
 }
 
@@ -1363,6 +1422,9 @@ func (b *Buffer) Close() error {
 func (b *Buffer) closeFiles() {
 	if b.wf != nil {
 		b.wf.Close()
+	}
+	for base := range b.held {
+		b.releaseLocked(base)
 	}
 	b.rd.close()
 	if b.lock != nil {

@@ -224,6 +224,7 @@ func (s *scanner) resync() error {
 // reader is the Buffer's read cursor: a segment and a scanner over it.
 type reader struct {
 	seg uint64
+	gen uint64 // Buffer.segGen when f was opened
 	f   *os.File
 	s   scanner
 }
@@ -305,7 +306,7 @@ func (b *Buffer) segState(base uint64) (limit int64, sealed, exists bool, next u
 func (b *Buffer) read(max, maxBytes int) ([]Record, error) {
 	b.recs = b.recs[:0]
 	size := 0
-	missing := false
+	missing := 0
 	for {
 		b.mu.Lock()
 		if b.closed {
@@ -313,21 +314,32 @@ func (b *Buffer) read(max, maxBytes int) ([]Record, error) {
 			return nil, ErrClosed
 		}
 		limit, sealed, exists, next := b.segState(b.rd.seg)
+		gen, active := b.segGen, b.segs[len(b.segs)-1].base
 		b.mu.Unlock()
+		if b.rd.f != nil && b.rd.gen != gen && b.rd.seg == active {
+			// The active segment was made again under its name (it was
+			// empty when its directory was removed): read the new file.
+			b.rd.reset(Position{Seg: b.rd.seg, Off: b.rd.s.off})
+		}
 		if !exists {
 			b.rd.reset(Position{Seg: next})
 			continue
 		}
 		if b.rd.f == nil {
-			f, err := os.Open(b.segPath(b.rd.seg))
-			if errors.Is(err, fs.ErrNotExist) && !missing {
-				missing = true
-				continue // confirmed and removed meanwhile: segState moves on
+			f, err := b.openSegment(b.rd.seg)
+			if errors.Is(err, fs.ErrNotExist) && missing < 3 {
+				// Confirmed and removed meanwhile (segState moves on),
+				// or removed from under the buffer: lost, or the active
+				// one, read from its ghost after the next try.
+				if missing++; missing > 1 && b.segmentLost(b.rd.seg, b.rd.s.off) {
+					missing = 0
+				}
+				continue
 			}
 			if err != nil {
 				return nil, fmt.Errorf("diskbuf: open segment for reading: %w", err)
 			}
-			b.rd.f = f
+			b.rd.f, b.rd.gen = f, gen
 			b.rd.s.init(f, b.rd.s.off)
 		}
 		b.rd.s.limit = limit

@@ -102,7 +102,7 @@ func TestMetricsExposition(t *testing.T) {
 		"go_goroutines", "go_memstats_heap_inuse_bytes", "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
 		"wharf_build_info", "wharf_sink_write_duration_seconds", "wharf_sink_delivery_delay_seconds",
 		"wharf_sink_failovers_total", "wharf_sink_server_active", "wharf_sink_server_up", "wharf_sink_server_failures_total", "wharf_frontend_udp_kernel_drops_total", "wharf_buffer_corrupt_records_total",
-		"wharf_buffer_torn_tails_total", "wharf_buffer_dropped_full_total", "wharf_buffer_sync_errors_total", "wharf_config_reloads_total",
+		"wharf_buffer_torn_tails_total", "wharf_buffer_lost_records_total", "wharf_buffer_removals_total", "wharf_buffer_dropped_full_total", "wharf_buffer_sync_errors_total", "wharf_config_reloads_total",
 		"wharf_relp_sessions", "wharf_relp_acks_sent_total",
 	} {
 		if mfs[name] == nil {

@@ -1,0 +1,149 @@
+package diskbuf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"wharf/internal/testenv"
+)
+
+// TestDirectoryRemovedWhileInUse: the buffer's directory deleted under a
+// running buffer (rm -rf by hand, a cleanup job). Before, new records
+// went on into the removed active segment, acknowledged as stored though
+// a restart would lose them, and the reader stopped for good at the first
+// removed segment it had not opened ("open segment for reading: no such
+// file"), so nothing after it was delivered again. Now:
+//   - the directory, its lock and a new active segment are made again
+//     (at the next write with fsync "always", within FaultRetryInterval
+//     otherwise), and records appended after that survive a restart;
+//   - every record is still delivered, from the descriptors the buffer
+//     keeps of its segments; with fewer kept than segments (maxHeld 3),
+//     the others are skipped and counted in LostRecords, so delivered +
+//     lost is every record and the reader does not stop;
+//   - Fault reports the records only in removed files until they are
+//     confirmed, then clears.
+func TestDirectoryRemovedWhileInUse(t *testing.T) {
+	for _, tc := range []struct {
+		fsync string
+		held  int // maxHeld: below the number of segments, some are lost
+	}{{FsyncAlways, 256}, {FsyncInterval, 256}, {FsyncNever, 256}, {FsyncNever, 3}} {
+		fsync := tc.fsync
+		t.Run(fmt.Sprintf("%s/held=%d", fsync, tc.held), func(t *testing.T) {
+			defer func(n int) { maxHeld = n }(maxHeld)
+			maxHeld = tc.held
+			dir := filepath.Join(t.TempDir(), "buf")
+			o := Options{MaxSegmentBytes: 400, MaxTotalBytes: 1 << 20, Fsync: fsync, FsyncInterval: 5 * time.Millisecond}
+			b := openT(t, dir, o)
+			appendRange(t, b, 0, 100)
+			if s := b.Stats(); s.Segments < 8 {
+				t.Fatalf("want many segments, got %+v", s)
+			}
+			readN(t, b, 5, 5, 0) // the reader has the first segment open
+			// rm -rf may race with the buffer making the directory again
+			// (then rmdir finds it not empty): as a user would, try again.
+			for try := 0; ; try++ {
+				err := os.RemoveAll(dir)
+				if err == nil {
+					break
+				}
+				if try == 50 {
+					t.Fatal(err)
+				}
+			}
+			if fsync != FsyncAlways {
+				testenv.Eventually(t, "the removal to be noticed", func() bool { return b.Stats().Removals >= 1 })
+			}
+			appendRange(t, b, 100, 120)
+			if s := b.Stats(); s.Removals < 1 {
+				t.Fatalf("Removals = %d, want at least 1", s.Removals)
+			}
+			if _, err := os.Stat(filepath.Join(dir, lockName)); err != nil {
+				t.Fatalf("lock file not made again: %v", err)
+			}
+			if len(segFiles(t, dir)) == 0 {
+				t.Fatal("no segment file in the directory made again")
+			}
+			if err := b.Fault(); err == nil || !strings.Contains(err.Error(), "removed while in use") {
+				t.Fatalf("Fault() = %v, want the removal reported", err)
+			}
+
+			var got []string
+			var last Position
+			ctx := context.Background()
+			for {
+				c, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				recs, err := b.Next(c, 7, 0)
+				cancel()
+				if errors.Is(err, context.DeadlineExceeded) {
+					break
+				}
+				if err != nil {
+					t.Fatalf("Next after %d records: %v", len(got), err)
+				}
+				for _, r := range recs {
+					got = append(got, string(r.Data))
+					last = r.Pos
+				}
+			}
+			lost := b.Stats().LostRecords
+			if uint64(len(got))+lost != 115 {
+				t.Fatalf("delivered %d + lost %d, want the 115 records 5..119", len(got), lost)
+			}
+			if tc.held >= 100 && lost != 0 {
+				t.Fatalf("%d records lost though every segment was held open", lost)
+			}
+			if tc.held < 10 && (lost == 0 || b.Stats().LostSegments == 0) {
+				t.Fatalf("no segment counted lost with only %d held open: %+v", tc.held, b.Stats())
+			}
+			prev := 4
+			for _, g := range got {
+				var i int
+				if _, err := fmtSscan(g, &i); err != nil || i <= prev {
+					t.Fatalf("record %q out of order after %d", g, prev)
+				}
+				prev = i
+			}
+			wantRange(t, got[len(got)-20:], 100, 120)
+			if err := b.Ack(last); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Fault(); err != nil {
+				t.Fatalf("Fault() after everything was confirmed: %v", err)
+			}
+			// What is appended now survives a restart, and so does the
+			// checkpoint (nothing confirmed comes again).
+			appendRange(t, b, 120, 130)
+			if err := b.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			b = openT(t, dir, o)
+			defer b.Close()
+			again, _ := readN(t, b, 10, 100, 0)
+			wantRange(t, again, 120, 130)
+			expectEmpty(t, b)
+		})
+	}
+}
+
+// fmtSscan reads the number of a payload ("rec-000042-xx").
+func fmtSscan(s string, i *int) (int, error) {
+	s = strings.TrimPrefix(s, "rec-")
+	if len(s) < 6 {
+		return 0, errors.New("short")
+	}
+	n := 0
+	for _, c := range s[:6] {
+		if c < '0' || c > '9' {
+			return 0, errors.New("not a number")
+		}
+		n = n*10 + int(c-'0')
+	}
+	*i = n
+	return 1, nil
+}
