@@ -243,11 +243,15 @@ func (s *File) flushDyn(df *dynFile) error {
 		// would vanish into the old one. (One fstat a file a batch, no
 		// allocation; a rename is not followed here: the file closes
 		// when idle, or on SIGHUP.)
-		if f, err := logfile.OpenAppendBeneath(s.dyn.base, df.path, s.mode); err == nil {
-			df.f.Close()
-			df.f, df.fd = f, f.Fd()
-			s.log.Warn("a file of the file sink was deleted without a reopen (SIGHUP); writing to a new file at its path", "path", df.path)
+		f, err := logfile.OpenAppendBeneath(s.dyn.base, df.path, s.mode)
+		if err != nil {
+			// Not into the deleted file: fail, so the batch is retried.
+			df.pending = df.pending[:0]
+			return fmt.Errorf("sinks/file: sink %q: %s was deleted and a new one cannot be created: %w", s.name, df.path, err)
 		}
+		df.f.Close()
+		df.f, df.fd = f, f.Fd()
+		s.log.Warn("a file of the file sink was deleted without a reopen (SIGHUP); writing to a new file at its path", "path", df.path)
 	}
 	err := appendAll(df.f, df.pending)
 	if cap(df.pending) > maxKeptBuf {

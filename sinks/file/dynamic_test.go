@@ -210,6 +210,25 @@ func TestFileTemplatedFollowsDeleted(t *testing.T) {
 	if data, err := os.ReadFile(filepath.Join(dir, "a.log")); err != nil || string(data) != "<13>1 - a app - - - second\n" {
 		t.Fatalf("after a.log was deleted: %q, %v; want a new a.log with the second line", data, err)
 	}
+	// Deleted again, and a new file cannot be made (a directory took its
+	// name): the write fails, to be retried, instead of going into the
+	// deleted file; the retry lands once the path works.
+	if err := os.Remove(filepath.Join(dir, "a.log")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "a.log"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	m := parsedMsg(t, "<13>1 - a app - - - third")
+	if err := s.Write(context.Background(), []*message.Message{m}); err == nil {
+		t.Fatal("a write into a deleted file that cannot be made again returned no error: the line is lost")
+	}
+	m.Release()
+	os.Remove(filepath.Join(dir, "a.log"))
+	write("a", "third")
+	if data, err := os.ReadFile(filepath.Join(dir, "a.log")); err != nil || string(data) != "<13>1 - a app - - - third\n" {
+		t.Fatalf("after the retry: %q, %v; want the third line once", data, err)
+	}
 	s.Close()
 }
 

@@ -117,7 +117,9 @@ func (s *File) Write(_ context.Context, batch []*message.Message) error {
 		s.f, s.fd, s.checked = f, f.Fd(), time.Now().UnixNano()
 	} else if now := time.Now().UnixNano(); logfile.Unlinked(s.fd) || now-s.checked >= int64(s.followEvery) {
 		s.checked = now
-		s.follow()
+		if err := s.follow(); err != nil {
+			return err
+		}
 	}
 	if err := appendAll(s.f, b); err != nil {
 		return fmt.Errorf("sinks/file: sink %q: write %s: %w", s.name, s.path, err)
@@ -133,22 +135,31 @@ const followInterval = time.Second
 
 // follow reopens path when it no longer names the open file: deleted
 // (writes would go on into an unlinked inode, lost without a trace) or
-// renamed by a logrotate that did not send SIGHUP. If the new file cannot
-// be opened, the old one stays in use and the error is logged. Called
+// renamed by a logrotate that did not send SIGHUP (a directory removed
+// with the file is made again). If the new file cannot be opened, a
+// renamed old one stays in use and the error is logged; a deleted one is
+// not written to: the error is returned and the batch retried. Called
 // with mu held.
-func (s *File) follow() {
+func (s *File) follow() error {
 	why, moved := logfile.Moved(s.f, s.path)
 	if !moved {
-		return
+		return nil
 	}
-	f, oerr := s.open()
+	f, oerr := s.open() // makes a removed directory again
 	if oerr != nil {
+		if logfile.Unlinked(s.fd) {
+			// Writing on into a deleted file would lose the batch without
+			// a trace: fail it instead, so it is retried (the sink is down
+			// meanwhile, TCP input held back).
+			return fmt.Errorf("sinks/file: sink %q: the file was deleted and a new one cannot be created: %w", s.name, oerr)
+		}
 		s.log.Error("the file sink's file was "+why+" and a new one cannot be opened; writing on into the old one", "path", s.path, "err", oerr)
-		return
+		return nil
 	}
 	s.f.Close()
 	s.f, s.fd = f, f.Fd()
 	s.log.Warn("the file sink's file was "+why+" without a reopen (SIGHUP); writing to a new file at its path", "path", s.path)
+	return nil
 }
 
 // Reopen closes the current file and opens Path again, so writes go to a

@@ -309,3 +309,51 @@ func TestFileRefusesSymlink(t *testing.T) {
 		t.Errorf("rotated file holds %d lines, want 2", len(got))
 	}
 }
+
+// TestFileDirectoryRemoved: the log directory removed with the file in
+// it (rm -rf /var/log/wharf) is made again with the next file. While it
+// cannot be (here its name is taken by a plain file), Write fails, so
+// the runner retries the batch, and the batch lands once the path works
+// again. Before, such batches went on into the deleted file: lost, with
+// only an error line per batch.
+func TestFileDirectoryRemoved(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "logs")
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "m.log")
+	s := newFile(t, &conf.Sink{Encoding: "raw", Options: &Config{Path: path}})
+	ctx := context.Background()
+	if err := s.Write(ctx, batch("a", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, batch("b", 2)); err != nil {
+		t.Fatalf("Write after the directory was removed: %v", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || strings.Count(string(b), "\n") != 2 || !strings.HasPrefix(string(b), "<13>b-") {
+		t.Fatalf("after the directory was removed: %q, %v; want b's 2 lines in a new file", b, err)
+	}
+
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, []byte("in the way"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, batch("c", 2)); err == nil {
+		t.Fatal("Write into a deleted file whose directory cannot be made: no error, the batch is lost")
+	}
+	os.Remove(dir)
+	if err := s.Write(ctx, batch("c", 2)); err != nil { // the runner's retry
+		t.Fatalf("retry once the path works: %v", err)
+	}
+	if b, err := os.ReadFile(path); err != nil || strings.Count(string(b), "\n") != 2 || !strings.HasPrefix(string(b), "<13>c-") {
+		t.Fatalf("after the retry: %q, %v; want c's 2 lines", b, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
