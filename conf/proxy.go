@@ -119,6 +119,9 @@ func describeProxyFrontend(pr func(string, ...any), name string, f *Frontend) {
 	} else {
 		pr("    all -> backend %s", def)
 	}
+	if len(f.AccessLog) > 0 {
+		pr("    access log -> %s", strings.Join(f.AccessLog, ", "))
+	}
 }
 
 // describeBackends prints every backend for `wharf check`.

@@ -32,6 +32,7 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 			v.errAt(p+"."+k.key, "key %s applies to syslog frontends only, not mode %s (proxy frontends send to backend = \"NAME\")", k.key, f.Mode)
 		}
 	}
+	v.sinkRefs(p+".access_log", f.AccessLog)
 	if f.Mode != "tcp" && f.SNIRouting {
 		v.errAt(p+".sni_routing", "sni_routing applies to mode tcp only (an http frontend routes by host)")
 	}

@@ -129,6 +129,9 @@ type Frontend struct {
 	Backend string `toml:"backend"`
 	// Use are ordered backend-selection rules; the first that matches wins.
 	Use []UseBackend `toml:"use"`
+	// AccessLog names the sinks that get one syslog message per HTTP
+	// request (http) or per connection (tcp): see proxy/accesslog.
+	AccessLog []string `toml:"access_log"`
 	// MaxConn bounds concurrent client connections; beyond it new ones
 	// wait in the kernel's accept queue.
 	MaxConn int `toml:"maxconn"`

@@ -307,6 +307,9 @@ func (v *validator) frontend(f *Frontend) {
 	p := join("frontend", f.Name)
 	switch f.Mode {
 	case "syslog":
+		if len(f.AccessLog) > 0 {
+			v.errAt(p+".access_log", "access_log applies to proxy frontends (mode tcp or http); a syslog frontend sends its messages to sinks = [...]")
+		}
 	case "tcp", "http":
 	default:
 		v.errAt(p+".mode", "mode %q is not one of syslog, tcp, http", f.Mode)
@@ -647,6 +650,9 @@ func (v *validator) unreferenced() {
 	used := map[string]bool{}
 	for _, f := range v.c.Frontends {
 		for _, s := range f.Sinks {
+			used[s] = true
+		}
+		for _, s := range f.AccessLog {
 			used[s] = true
 		}
 		for _, r := range f.Routes {

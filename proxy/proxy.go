@@ -25,6 +25,7 @@ import (
 	"wharf/proxy/internal/front"
 	"wharf/proxy/tcp"
 	"wharf/proxy/upstream"
+	"wharf/route"
 )
 
 // frontend is what Set needs of a tcp or http frontend.
@@ -80,8 +81,9 @@ var (
 // Set is the running proxy part of a config. It lives as long as the
 // process: Reload changes it in place.
 type Set struct {
-	log *slog.Logger
-	reg *metrics.Registry
+	log    *slog.Logger
+	reg    *metrics.Registry
+	routes *route.Holder // where access_log lines are routed (nil: none)
 
 	// mu guards what follows against the readers (Stats, Server...);
 	// reloads are serialized by their caller.
@@ -107,8 +109,8 @@ type liveBind struct {
 // defaulted config) and the backends they use. With no proxy frontend it
 // returns an empty Set (a reload may add some). On error nothing is left
 // running.
-func Start(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger) (*Set, error) {
-	s := &Set{log: log, reg: reg, backends: map[string]*upstream.Backend{}, binds: map[string]*liveBind{},
+func Start(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, routes *route.Holder) (*Set, error) {
+	s := &Set{log: log, reg: reg, routes: routes, backends: map[string]*upstream.Backend{}, binds: map[string]*liveBind{},
 		retiring: map[frontend]struct{}{}, retired: map[*upstream.Backend]struct{}{}, quit: make(chan struct{})}
 	r, err := s.Prepare(cfg)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/proxy/accesslog"
 	"wharf/proxy/httpproxy"
 	"wharf/proxy/internal/front"
 	"wharf/proxy/tcp"
@@ -129,10 +130,19 @@ func (s *Set) Prepare(cfg *conf.Config) (*Reload, error) {
 			continue
 		}
 		var fe frontend
+		alog := accesslog.New(name, s.routes)
 		if fc.Mode == "tcp" {
-			fe, err = tcp.New(fc, r.backends, s.reg, s.log)
+			var t *tcp.Frontend
+			if t, err = tcp.New(fc, r.backends, s.reg, s.log); err == nil {
+				t.SetAccessLog(alog)
+				fe = t
+			}
 		} else {
-			fe, err = httpproxy.New(fc, r.backends, s.reg, s.log)
+			var h *httpproxy.Frontend
+			if h, err = httpproxy.New(fc, r.backends, s.reg, s.log); err == nil {
+				h.SetAccessLog(alog)
+				fe = h
+			}
 		}
 		if err != nil {
 			errs = append(errs, err)

@@ -197,7 +197,8 @@ func (t *Table) Names() []string {
 	return out
 }
 
-// Compile builds a Table for every syslog frontend of cfg. targets maps
+// Compile builds a Table for every syslog frontend of cfg, and for every
+// proxy frontend with an access_log. targets maps
 // sink names to their runners; a name that cfg references but targets
 // lacks is an error (conf validation normally catches it first).
 func Compile(cfg *conf.Config, targets map[string]Target) (*Table, error) {
@@ -217,6 +218,11 @@ func Compile(cfg *conf.Config, targets map[string]Target) (*Table, error) {
 	}
 	for name, fe := range cfg.Frontends {
 		if fe.Mode != "" && fe.Mode != "syslog" {
+			// A proxy frontend's access log (proxy/accesslog) goes to
+			// its access_log sinks: a frontend without rules.
+			if len(fe.AccessLog) > 0 {
+				t.frontends[name] = &Frontend{Name: name, Default: dests("frontend."+name+".access_log", fe.AccessLog)}
+			}
 			continue
 		}
 		f := &Frontend{Name: name, Default: dests("frontend."+name+".sinks", fe.Sinks)}

@@ -166,7 +166,7 @@ func (g *gateway) start() error {
 	for _, r := range g.runners {
 		r.Start()
 	}
-	set, stopProxies, err := startProxies(g.cfg, g.reg, g.log)
+	set, stopProxies, err := startProxies(g.cfg, g.reg, g.log, &g.routes)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"wharf/proxy/accesslog"
 	"wharf/proxy/upstream"
 )
 
@@ -78,10 +79,12 @@ func (st *h2stream) run(rq *h2request, status int) {
 	}
 	cc := h2ClientConns.Get().(*clientConn)
 	*cc = clientConn{f: h.f, c: h.tc, raw: h.raw, req: head{fields: cc.req.fields[:0]}, resp: head{fields: cc.resp.fields[:0]},
-		bw: cc.bw[:0], path: cc.path[:0], client: h.client, ip: h.ip, ipText: h.ipText, trusted: h.trusted, tls: true}
+		bw: cc.bw[:0], path: cc.path[:0], client: h.client, ip: h.ip, ipText: h.ipText, trusted: h.trusted, tls: true,
+		rec: accesslog.Request{Method: cc.rec.Method[:0], Target: cc.rec.Target[:0]}}
 	defer func() {
 		// Only the buffers stay; nothing of the stream's is referenced.
-		*cc = clientConn{req: head{fields: cc.req.fields[:0]}, resp: head{fields: cc.resp.fields[:0]}, bw: cc.bw[:0], path: cc.path[:0]}
+		*cc = clientConn{req: head{fields: cc.req.fields[:0]}, resp: head{fields: cc.resp.fields[:0]}, bw: cc.bw[:0], path: cc.path[:0],
+			rec: accesslog.Request{Method: cc.rec.Method[:0], Target: cc.rec.Target[:0]}}
 		h2ClientConns.Put(cc)
 	}()
 	cc.in.b = rq.head
@@ -98,6 +101,10 @@ func (st *h2stream) run(rq *h2request, status int) {
 	req := &cc.req
 	b := cc.reqBytes()
 	cc.isHead = rq.method == "HEAD"
+	if h.f.alog != nil {
+		cc.rec.Begin(time.Now(), h.client, req.method.of(b), req.target.of(b), "HTTP/2.0")
+		defer h.f.alog.HTTP(&cc.rec) // before the deferred reset of cc
+	}
 	host, path := req.host.of(b), req.target.of(b)
 	match := path
 	if i := indexByte(match, '?'); i >= 0 {
@@ -116,6 +123,7 @@ func (st *h2stream) run(rq *h2request, status int) {
 	if bp == nil {
 		h.f.noRoute[5].Inc()
 		h.f.m.errNoServer.Inc()
+		cc.rec.Status = 503
 		st.fail(503, "no backend for this host and path")
 		return
 	}
@@ -387,7 +395,7 @@ func (st *h2stream) exchange(cc *clientConn, bp *backendProxy, s *upstream.Serve
 			if pc, derr = bp.dial(s, cc); derr != nil {
 				s.ConnectFailed(derr)
 				cc.f.m.errConnect.Inc()
-				bp.count(503)
+				cc.count(bp, 503)
 				st.fail(503, "cannot connect to a server of backend "+bp.b.Name)
 				return
 			}
@@ -399,12 +407,12 @@ func (st *h2stream) exchange(cc *clientConn, bp *backendProxy, s *upstream.Serve
 			bp.count(499)
 		case err == errTimeout:
 			cc.f.m.errTimeout.Inc()
-			bp.count(504)
+			cc.count(bp, 504)
 			st.fail(504, "the server of backend "+bp.b.Name+" did not answer in time")
 		case err == errClientGoneCounted:
 		default:
 			cc.f.m.errBad.Inc()
-			bp.count(502)
+			cc.count(bp, 502)
 			cc.f.log.Debug("bad gateway", "backend", bp.b.Name, "err", err)
 			st.fail(502, "the server of backend "+bp.b.Name+" failed to answer")
 		}
@@ -499,7 +507,10 @@ func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Serv
 	b := srv.buffered()
 	mode := bodyFraming(resp, cc.isHead)
 	fields := responseFields(b, resp, make([]string, 0, 2*len(resp.fields)))
-	bp.count(resp.status)
+	cc.count(bp, resp.status)
+	if cc.f.alog != nil {
+		cc.rec.Response = time.Since(cc.rec.Start)
+	}
 	srv.consume(resp.n)
 	// The head waits for the body's first bytes if they are here already.
 	if err := st.writeHeaders(resp.status, fields, mode == bodyNone, mode == bodyNone || len(srv.buffered()) == 0); err != nil {
@@ -526,6 +537,7 @@ func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Serv
 		if n > 0 {
 			s.BytesFromServer.Add(uint64(n))
 		}
+		cc.rec.Bytes = n
 		if err == nil {
 			// The rest with END_STREAM on its last frame.
 			_, err = st.writeData(out.b, true)

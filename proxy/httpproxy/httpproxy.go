@@ -69,6 +69,7 @@ import (
 	"wharf/acl"
 	"wharf/conf"
 	"wharf/metrics"
+	"wharf/proxy/accesslog"
 	"wharf/proxy/internal/front"
 	"wharf/proxy/upstream"
 )
@@ -99,7 +100,12 @@ type Frontend struct {
 	h2       bool // h2 is offered by ALPN
 	h2m      [h2RNum]*metrics.Counter
 	common   *front.Common
+	alog     *accesslog.Logger // nil: no access_log
 }
+
+// SetAccessLog makes the frontend log each request to l (see
+// proxy/accesslog). Call it before Serve.
+func (f *Frontend) SetAccessLog(l *accesslog.Logger) { f.alog = l }
 
 // routing is where a frontend's requests go: the first use rule that
 // matches, else the default backend (nil if none).
@@ -550,6 +556,12 @@ func (bp *backendProxy) closeIdle() {
 // count counts a response (or the proxy's own answer, or 499 for a
 // client that left) by status class.
 func (bp *backendProxy) count(code int) { bp.codes[min(max(code/100, 0), 5)].Inc() }
+
+// count counts code for bp and notes it in the access log record.
+func (cc *clientConn) count(bp *backendProxy, code int) {
+	bp.count(code)
+	cc.rec.Status = code
+}
 
 // Stats returns a snapshot of the frontend's counters.
 func (f *Frontend) Stats() front.Stats {

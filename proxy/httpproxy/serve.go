@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"wharf/acl"
+	"wharf/proxy/accesslog"
 	"wharf/proxy/proxyproto"
 	"wharf/proxy/upstream"
 )
@@ -42,6 +43,9 @@ type clientConn struct {
 	tls     bool
 	isHead  bool // the request is a HEAD
 	linger  bool // an answer went out with Connection: close
+	// rec is the access log record of the request being served (only
+	// kept when the frontend has an access_log).
+	rec accesslog.Request
 }
 
 var clientConns = sync.Pool{New: func() any {
@@ -98,7 +102,11 @@ func (f *Frontend) serve(c net.Conn, raw *conn) {
 		if !cc.readRequest(first) {
 			return
 		}
-		if !cc.handle() || f.shutting.Load() {
+		ok := cc.handle()
+		if f.alog != nil {
+			f.alog.HTTP(&cc.rec)
+		}
+		if !ok || f.shutting.Load() {
 			return
 		}
 	}
@@ -221,6 +229,13 @@ func (cc *clientConn) handle() bool {
 	keep := !req.connClose && (req.minor >= 1 || req.connKeepAlive)
 	method := req.method.of(b)
 	cc.isHead = string(method) == "HEAD"
+	if f.alog != nil {
+		proto := "HTTP/1.1"
+		if req.minor == 0 {
+			proto = "HTTP/1.0"
+		}
+		cc.rec.Begin(time.Now(), cc.client, method, req.target.of(b), proto)
+	}
 	if string(method) == "CONNECT" {
 		cc.reject(405, "CONNECT is not supported by this proxy")
 		return false
@@ -436,9 +451,13 @@ func (cc *clientConn) connect(bp *backendProxy, match []byte) (s *upstream.Serve
 			continue
 		}
 		s.ConnectOK()
+		if cc.f.alog != nil {
+			cc.rec.Backend, cc.rec.Server, cc.rec.Connect = bp.b.Name, s.Name, time.Since(cc.rec.Start)
+		}
 		return s, pc, reused, ""
 	}
-	bp.count(503)
+	cc.rec.Backend = bp.b.Name
+	cc.count(bp, 503)
 	if lastErr == nil {
 		bp.b.CountNoServer()
 		cc.f.m.errNoServer.Inc()
@@ -678,7 +697,7 @@ func (cc *clientConn) exchange(bp *backendProxy, s *upstream.Server, pc *poolCon
 			if pc, derr = bp.dial(s, cc); derr != nil {
 				s.ConnectFailed(derr)
 				cc.f.m.errConnect.Inc()
-				bp.count(503)
+				cc.count(bp, 503)
 				return cc.fail(503, "cannot connect to a server of backend "+bp.b.Name, keep)
 			}
 			reused = false
@@ -697,15 +716,15 @@ func (cc *clientConn) answerError(bp *backendProxy, err error, keep bool) bool {
 	f := cc.f
 	switch {
 	case err == errClientGone:
-		bp.count(499)
+		bp.count(499) // no answer (the access log's status -1): the client left
 		return false
 	case err == errTimeout:
 		f.m.errTimeout.Inc()
-		bp.count(504)
+		cc.count(bp, 504)
 		return cc.fail(504, "the server of backend "+bp.b.Name+" did not answer in time", keep)
 	default:
 		f.m.errBad.Inc()
-		bp.count(502)
+		cc.count(bp, 502)
 		f.log.Debug("bad gateway", "backend", bp.b.Name, "err", err)
 		return cc.fail(502, "the server of backend "+bp.b.Name+" failed to answer", keep)
 	}
@@ -964,7 +983,7 @@ func (t *trip) relayResponse() (bool, error) {
 		if len(cc.upTok) == 0 || !eqFoldBytes(resp.upgrade.of(b), cc.upTok) || !t.bodySent {
 			return false, errUpgrade
 		}
-		bp.count(101)
+		cc.count(bp, 101)
 		cc.writeRespHead(b, resp, false, true, true)
 		srv.consume(resp.n)
 		cc.tunnel(s, pc)
@@ -983,7 +1002,10 @@ func (t *trip) relayResponse() (bool, error) {
 	}
 	srvKeep := t.bodySent && !t.serverStopped && mode != bodyUntilClose && s.SendProxy == 0 &&
 		(resp.minor >= 1 && !resp.connClose || resp.minor == 0 && resp.connKeepAlive)
-	bp.count(resp.status)
+	cc.count(bp, resp.status)
+	if cc.f.alog != nil {
+		cc.rec.Response = time.Since(cc.rec.Start)
+	}
 	cc.writeRespHead(b, resp, decode, keep, false)
 	srv.consume(resp.n)
 	if mode != bodyNone && (mode != bodyLength || int64(len(srv.buffered())) < resp.contentLength) {
@@ -993,6 +1015,7 @@ func (t *trip) relayResponse() (bool, error) {
 	if n > 0 {
 		s.BytesFromServer.Add(uint64(n))
 	}
+	cc.rec.Bytes = n
 	if err == nil {
 		err = cc.out.flush()
 	}
@@ -1187,6 +1210,12 @@ func (cc *clientConn) fail(code int, msg string, keep bool) bool {
 		w = append(w, '\n')
 	}
 	cc.out.b = w
+	if cc.rec.Status == 0 {
+		cc.rec.Status = code // answered by the proxy itself
+	}
+	if !cc.isHead {
+		cc.rec.Bytes = int64(bodyLen)
+	}
 	cc.isHead = false
 	if err := cc.out.flush(); err != nil {
 		return false

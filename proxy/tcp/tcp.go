@@ -31,6 +31,7 @@ import (
 	"wharf/acl"
 	"wharf/conf"
 	"wharf/metrics"
+	"wharf/proxy/accesslog"
 	"wharf/proxy/internal/front"
 	"wharf/proxy/proxyproto"
 	"wharf/proxy/sni"
@@ -59,7 +60,12 @@ type Frontend struct {
 	closing  chan struct{}
 	force    chan struct{} // closed when Shutdown's deadline passed
 	stopOnce sync.Once
+	alog     *accesslog.Logger // nil: no access_log
 }
+
+// SetAccessLog makes the frontend log each connection to l (see
+// proxy/accesslog). Call it before Serve.
+func (f *Frontend) SetAccessLog(l *accesslog.Logger) { f.alog = l }
 
 type sniRule struct {
 	pattern string
@@ -406,6 +412,7 @@ func (rt *routing) route(name string) *upstream.Backend {
 
 func (f *Frontend) handle(c *net.TCPConn) {
 	defer c.Close()
+	start := time.Now()
 	client, dest, pending, b, err := f.handshake(c)
 	if err != nil {
 		var rej *errReject
@@ -416,11 +423,14 @@ func (f *Frontend) handle(c *net.TCPConn) {
 		}
 		return
 	}
+	rec := accesslog.Conn{Start: start, Client: client, Connect: -1}
 	if b == nil {
 		f.m.rejNoBackend.Inc()
 		f.log.Debug("no backend for connection and no default backend", "client", client)
+		f.alog.TCP(&rec)
 		return
 	}
+	rec.Backend = b.Name
 	// A connect is cut short only when Shutdown forces: a connection
 	// accepted just before its listener closed or was handed to another
 	// frontend (a reload) is still forwarded.
@@ -450,18 +460,23 @@ func (f *Frontend) handle(c *net.TCPConn) {
 			f.log.Warn("cannot reach any server", "backend", b.Name, "client", client, "err", err)
 		}
 		c.SetLinger(0)
+		f.alog.TCP(&rec)
 		return
 	}
 	defer s.Release()
 	defer srv.Close()
+	rec.Server, rec.Connect = s.Name, time.Since(start)
 	f.m.bytesIn.Add(uint64(len(pending)))
 	s.BytesToServer.Add(uint64(len(pending)))
-	f.pipe(c, srv, s, b.Config().ServerTimeout.Duration)
+	rec.BytesIn, rec.BytesOut = f.pipe(c, srv, s, b.Config().ServerTimeout.Duration)
+	rec.BytesIn += int64(len(pending))
+	f.alog.TCP(&rec)
 }
 
 // pipe copies both ways until both directions ended or the connection
-// has been idle for the client or server timeout.
-func (f *Frontend) pipe(client, server *net.TCPConn, s *upstream.Server, serverTimeout time.Duration) {
+// has been idle for the client or server timeout, and returns the bytes
+// moved from and to the client.
+func (f *Frontend) pipe(client, server *net.TCPConn, s *upstream.Server, serverTimeout time.Duration) (in, out int64) {
 	var last atomic.Int64 // unix nanos of the last byte moved either way
 	last.Store(time.Now().UnixNano())
 	var once sync.Once
@@ -478,20 +493,23 @@ func (f *Frontend) pipe(client, server *net.TCPConn, s *upstream.Server, serverT
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.copy(server, client, f.cfg.ClientTimeout.Duration, &last, abort, f.m.bytesIn, s.BytesToServer)
+		in = f.copy(server, client, f.cfg.ClientTimeout.Duration, &last, abort, f.m.bytesIn, s.BytesToServer)
 	}()
-	f.copy(client, server, serverTimeout, &last, abort, s.BytesFromServer, f.m.bytesOut)
+	out = f.copy(client, server, serverTimeout, &last, abort, s.BytesFromServer, f.m.bytesOut)
 	<-done
+	return in, out
 }
 
 // copy moves src to dst with dst.ReadFrom (splice on Linux) in windows of
 // a quarter of the idle timeout, so idleness is noticed within
 // 1.25×timeout without waking up per chunk. On EOF it half-closes dst.
-func (f *Frontend) copy(dst, src *net.TCPConn, idle time.Duration, last *atomic.Int64, abort func(idle bool), c1, c2 *metrics.Counter) {
+// It returns the bytes moved.
+func (f *Frontend) copy(dst, src *net.TCPConn, idle time.Duration, last *atomic.Int64, abort func(idle bool), c1, c2 *metrics.Counter) (total int64) {
 	window := max(idle/4, 10*time.Millisecond)
 	for {
 		src.SetReadDeadline(time.Now().Add(window))
 		n, err := dst.ReadFrom(src)
+		total += n
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
 			c1.Add(uint64(n))

@@ -1,0 +1,161 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"wharf/internal/testenv"
+	"wharf/internal/testpki"
+)
+
+// TestProxyAccessLog: HTTP and TCP proxy frontends with access_log log
+// one syslog message per request and per connection into a sink (a JSON
+// file here), as HAProxy's option httplog / tcplog do. curl makes four
+// requests (200, a server's 404, a 10,000-byte body, one to a frontend
+// whose only server is down: 503 from wharf, one over HTTP/2 and TLS) and
+// a TCP client one echoed connection. Each line is checked field by field: status,
+// backend/server, bytes, method and target, severity (err for the 503),
+// the times, and the structured data a route or JSON sink can use.
+func TestProxyAccessLog(t *testing.T) {
+	curl := testenv.Tool(t, "curl")
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/missing":
+			http.NotFound(w, r)
+		case "/big":
+			io.WriteString(w, strings.Repeat("x", 10000))
+		default:
+			io.WriteString(w, "hello")
+		}
+	}))
+	defer web.Close()
+	tcpPort, httpPort, deadPort, h2Port := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	_, certFile, keyFile := testpki.NewCA(t, "access log test CA").ServerCert(t, "localhost")
+	in := start(t, fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.echo]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:%d"]
+backend = "echo"
+access_log = ["alog"]
+[frontend.web]
+mode = "http"
+bind = ["tcp://127.0.0.1:%d"]
+backend = "web"
+access_log = ["alog"]
+[frontend.secure]
+mode = "http"
+bind = ["tcp://127.0.0.1:%d"]
+backend = "web"
+tls_cert = %q
+tls_key = %q
+access_log = ["alog"]
+[frontend.dead]
+mode = "http"
+bind = ["tcp://127.0.0.1:%d"]
+backend = "dead"
+access_log = ["alog"]
+[backend.echo]
+server = [{ address = "%s", name = "e1" }]
+[backend.web]
+server = [{ address = "%s", name = "w1" }]
+[backend.dead]
+check = "none"
+server = [{ address = "%s", name = "d1" }]
+[sink.alog]
+type = "file"
+path = "{{DIR}}/access.jsonl"
+encoding = "json"
+`, tcpPort, httpPort, h2Port, certFile, keyFile, deadPort, echo.Addr(), strings.TrimPrefix(web.URL, "http://"), testenv.ClosedAddr(t)))
+
+	for _, u := range []string{
+		fmt.Sprintf("http://127.0.0.1:%d/", httpPort),
+		fmt.Sprintf("http://127.0.0.1:%d/missing?q=1", httpPort),
+		fmt.Sprintf("http://127.0.0.1:%d/big", httpPort),
+		fmt.Sprintf("http://127.0.0.1:%d/x", deadPort),
+		fmt.Sprintf("https://127.0.0.1:%d/big", h2Port),
+	} {
+		// One request per curl, in order: the lines come in this order.
+		if out, err := exec.Command(curl, "-sS", "-k", "--http2", "-o", "/dev/null", "--max-time", "5", u).CombinedOutput(); err != nil {
+			t.Fatalf("curl %s: %v %s", u, err, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", tcpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "ping through wharf")
+	buf := make([]byte, 18)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	lines := readLines(t, filepath.Join(in.dir, "access.jsonl"), 6, 10*time.Second)
+	t.Logf("access log:\n%s", strings.Join(lines, "\n"))
+	if len(lines) != 6 {
+		t.Fatalf("%d access log lines, want 6:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	web1 := regexp.QuoteMeta
+	want := []struct {
+		msgid, severity, msg string // msg: a regexp over the message text
+		sd                   []string
+	}{
+		{"http", "info", `^127\.0\.0\.1:\d+ \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\.\d{3}\] web web/w1 \d+/\d+/\d+ 200 5 "GET / HTTP/1\.1"$`,
+			[]string{`frontend="web"`, `backend="web"`, `server="w1"`, `status="200"`, `bytes="5"`}},
+		{"http", "info", `^127\.0\.0\.1:\d+ \[[^]]+\] web web/w1 \d+/\d+/\d+ 404 \d+ ` + web1(`"GET /missing?q=1 HTTP/1.1"`) + `$`,
+			[]string{`status="404"`}},
+		{"http", "info", `^127\.0\.0\.1:\d+ \[[^]]+\] web web/w1 \d+/\d+/\d+ 200 10000 "GET /big HTTP/1\.1"$`,
+			[]string{`bytes="10000"`}},
+		{"http", "err", `^127\.0\.0\.1:\d+ \[[^]]+\] dead dead/- -1/-1/\d+ 503 \d+ "GET /x HTTP/1\.1"$`,
+			[]string{`frontend="dead"`, `server=""`, `status="503"`, `tc="-1"`}},
+		{"http", "info", `^127\.0\.0\.1:\d+ \[[^]]+\] secure web/w1 \d+/\d+/\d+ 200 10000 "GET /big HTTP/2\.0"$`,
+			[]string{`frontend="secure"`, `bytes="10000"`}},
+		{"tcp", "info", `^127\.0\.0\.1:\d+ \[[^]]+\] echo echo/e1 \d+/\d+ 18 18$`,
+			[]string{`bytes_in="18"`, `bytes_out="18"`, `server="e1"`}},
+	}
+	for i, w := range want {
+		rec := jsonRecord(t, lines[i])
+		msg, _ := rec["message"].(string)
+		sd, _ := rec["structured_data"].(string)
+		if rec["msgid"] != w.msgid || rec["app_name"] != "wharf" || rec["severity_name"] != w.severity || rec["facility_name"] != "local0" {
+			t.Errorf("line %d: msgid %v app %v severity %v facility %v, want %s wharf %s local0\n%s",
+				i, rec["msgid"], rec["app_name"], rec["severity_name"], rec["facility_name"], w.msgid, w.severity, lines[i])
+		}
+		if !regexp.MustCompile(w.msg).MatchString(msg) {
+			t.Errorf("line %d: message %q does not match %s", i, msg, w.msg)
+		}
+		for _, p := range w.sd {
+			if !strings.Contains(sd, p) {
+				t.Errorf("line %d: structured data %q lacks %s", i, sd, p)
+			}
+		}
+	}
+	in.stop()
+}
