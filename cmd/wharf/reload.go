@@ -171,6 +171,13 @@ func (g *gateway) reload(cfg *conf.Config) error {
 		g.buffers[name] = b
 	}
 	g.cfg, g.sinks, g.runners = cfg, next.sinks, next.runners
+	for name, bc := range next.limits {
+		if err := g.buffers[name].SetLimits(int64(bc.MaxBytes), int64(bc.SegmentBytes), bc.OnFull); err != nil {
+			g.log.Error("new disk buffer limits not applied", "sink", name, "err", err) // validated: not expected
+		} else {
+			g.log.Info("disk buffer limits changed", "sink", name, "max_bytes", bc.MaxBytes.String(), "segment_bytes", bc.SegmentBytes.String(), "on_full", bc.OnFull)
+		}
+	}
 	if proxies != nil {
 		proxies.Commit()
 	}
@@ -206,9 +213,32 @@ type sinkSet struct {
 	runners map[string]*sinks.Runner
 	buffers map[string]*diskbuf.Buffer // of the built sinks that have one
 	// takeovers are the spools of changed sinks that keep their open
-	// buffer (its table did not change): see takeoverSpool.
+	// buffer (its table did not change, or only its limits): see
+	// takeoverSpool.
 	takeovers map[string]*takeoverSpool
-	built     []string
+	// limits are new max_bytes, segment_bytes and on_full for open
+	// buffers, applied at commit (diskbuf.Buffer.SetLimits).
+	limits map[string]*conf.Buffer
+	built  []string
+}
+
+// sameButBuffer reports whether sink sections a and b are equal but for
+// their buffer tables.
+func sameButBuffer(a, b *conf.Sink) bool {
+	x := *a
+	x.Buffer = b.Buffer
+	return reflect.DeepEqual(&x, b)
+}
+
+// limitsOnly reports whether buffer tables a and b differ at most in what
+// an open buffer takes at once: max_bytes, segment_bytes, on_full.
+func limitsOnly(a, b *conf.Buffer) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	x := *a
+	x.MaxBytes, x.SegmentBytes, x.OnFull = b.MaxBytes, b.SegmentBytes, b.OnFull
+	return x == *b
 }
 
 // takeoverSpool is the spool of a changed buffered sink's new runner on
@@ -280,20 +310,32 @@ func (g *gateway) finishClosing(dir string) {
 // builds the new and changed ones (runners not started). On any error it
 // closes what it built and reports every problem.
 func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
-	next := &sinkSet{sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{}, takeovers: map[string]*takeoverSpool{}}
+	next := &sinkSet{sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{},
+		takeovers: map[string]*takeoverSpool{}, limits: map[string]*conf.Buffer{}}
 	var errs []string
 	for _, name := range sortedKeys(cfg.Sinks) {
 		sc := cfg.Sinks[name]
-		if old, ok := g.cfg.Sinks[name]; ok && reflect.DeepEqual(old, sc) {
+		old, ok := g.cfg.Sinks[name]
+		if ok && reflect.DeepEqual(old, sc) {
 			next.sinks[name], next.runners[name] = g.sinks[name], g.runners[name]
+			continue
+		}
+		if ok && g.buffers[name] != nil && limitsOnly(old.Buffer, sc.Buffer) && sameButBuffer(old, sc) {
+			// Only the buffer's limits changed: the runner stays.
+			next.sinks[name], next.runners[name] = g.sinks[name], g.runners[name]
+			next.limits[name] = sc.Buffer
 			continue
 		}
 		var takeover *takeoverSpool
 		if sc.Buffer != nil {
 			if holder := g.bufferHolder(sc.Buffer.Dir); holder == name {
-				if !reflect.DeepEqual(g.cfg.Sinks[name].Buffer, sc.Buffer) {
-					errs = append(errs, fmt.Sprintf("sink %q: changing the [sink.%s.buffer] table of a running sink needs a restart (its buffer %s is open with the old settings); the sink's other settings can change by reload", name, name, sc.Buffer.Dir))
+				ob := g.cfg.Sinks[name].Buffer
+				if !reflect.DeepEqual(ob, sc.Buffer) && !limitsOnly(ob, sc.Buffer) {
+					errs = append(errs, fmt.Sprintf("sink %q: changing fsync or fsync_interval of [sink.%s.buffer] needs a restart (its buffer %s is open with them); max_bytes, segment_bytes, on_full and the sink's other settings can change by reload", name, name, sc.Buffer.Dir))
 					continue
+				}
+				if !reflect.DeepEqual(ob, sc.Buffer) {
+					next.limits[name] = sc.Buffer
 				}
 				takeover = &takeoverSpool{Spool: diskbuf.NewSpool(g.buffers[name]), ready: make(chan struct{})}
 			} else if holder != "" {

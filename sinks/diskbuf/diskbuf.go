@@ -429,6 +429,27 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
+// SetLimits gives an open buffer new MaxTotalBytes, MaxSegmentBytes and
+// OnFull (a config reload; the other options need a new Open). Appends
+// waiting for room look again at once. A bound below what is stored
+// deletes nothing: appends wait (or, with drop_newest, are dropped) until
+// confirmed records bring the buffer under it; a new segment size applies
+// from the next segment.
+func (b *Buffer) SetLimits(maxTotal, maxSegment int64, onFull string) error {
+	o := b.opts // the fields not changed here are only written by Open
+	o.MaxTotalBytes, o.MaxSegmentBytes, o.OnFull = maxTotal, maxSegment, onFull
+	o, err := o.withDefaults()
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.opts.MaxTotalBytes, b.opts.MaxSegmentBytes, b.opts.OnFull = o.MaxTotalBytes, o.MaxSegmentBytes, o.OnFull
+	close(b.spaceCh)
+	b.spaceCh = make(chan struct{})
+	return nil
+}
+
 // listSegments returns the segment files in dir, oldest first, with sizes.
 func listSegments(dir string) ([]segment, error) {
 	ents, err := os.ReadDir(dir)

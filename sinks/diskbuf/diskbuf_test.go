@@ -472,6 +472,40 @@ func TestFullBlock(t *testing.T) {
 			t.Fatal("Append still blocked after Ack freed a segment")
 		}
 	})
+	t.Run("limits raised", func(t *testing.T) {
+		// A reload raising max_bytes (SetLimits) lets a blocked Append
+		// in at once; switching to drop_newest refuses instead of waiting.
+		b := openT(t, t.TempDir(), o)
+		defer b.Close()
+		fill(b)
+		res := make(chan error, 1)
+		go func() { res <- b.Append(context.Background(), p) }()
+		select {
+		case err := <-res:
+			t.Fatalf("Append returned %v on a full buffer", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if err := b.SetLimits(4096, 256, OnFullBlock); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-res:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Append still blocked after max_total_bytes was raised")
+		}
+		if err := b.SetLimits(1024, 256, OnFullDropNewest); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Append(context.Background(), p); !errors.Is(err, ErrFull) {
+			t.Fatalf("Append over the lowered bound with drop_newest: %v, want ErrFull", err)
+		}
+		if err := b.SetLimits(1024, 1000, OnFullBlock); err == nil {
+			t.Fatal("SetLimits with max_total_bytes under twice the segment size: no error")
+		}
+	})
 	t.Run("close", func(t *testing.T) {
 		b := openT(t, t.TempDir(), o)
 		fill(b)

@@ -192,8 +192,8 @@ path = %q
 // server) change by reload while its buffer table stays: the new runner
 // takes the open buffer over, and the 200 messages waiting in it for the
 // old, unreachable server reach the new one, with everything sent after.
-// A change of the buffer table itself is refused (restart), the old
-// config running on.
+// A change of the buffer's fsync is refused (restart), the old config
+// running on; its limits can change (TestReloadBufferLimits).
 func TestReloadChangeBufferedSink(t *testing.T) {
 	port := testenv.FreePort(t)
 	oldCol := &switchedCollector{addr: testenv.ClosedAddr(t)} // never up
@@ -239,9 +239,9 @@ max_bytes = %q
 	if got := in.waitMetric(200, 20*time.Second, "wharf_buffer_pending_records"); got != 200 {
 		t.Fatalf("%v messages pending in the buffer, want 200", got)
 	}
-	write(cfg(oldCol.addr, "32MiB"))
+	write(cfg(oldCol.addr, "64MiB") + "fsync = \"always\"\n")
 	if code, body := postReload(t, admin); code != 400 || !strings.Contains(body, "needs a restart") {
-		t.Fatalf("reload changing the buffer table: %d %s, want 400 saying it needs a restart", code, body)
+		t.Fatalf("reload changing the buffer's fsync: %d %s, want 400 saying it needs a restart", code, body)
 	}
 	write(cfg(newCol.addr, "64MiB"))
 	if code, body := postReload(t, admin); code != 200 {
@@ -256,5 +256,80 @@ max_bytes = %q
 	if !testenv.Poll(5*time.Second, func() bool { return in.metric("wharf_buffer_pending_records") == 0 }) {
 		t.Fatalf("wharf_buffer_pending_records = %v after delivery", in.metric("wharf_buffer_pending_records"))
 	}
+	in.stop()
+}
+
+// TestReloadBufferLimits: max_bytes of a running buffered sink raised by
+// reload. The collector is down and the buffer (64 KiB) full, so wharf
+// holds the TCP sender back; the reload applies the new bound to the
+// open buffer (same runner, nothing replayed), wharf reads the rest, and
+// once the collector is up every message arrives once. Before, any
+// change of the [sink.NAME.buffer] table needed a restart.
+func TestReloadBufferLimits(t *testing.T) {
+	port := testenv.FreePort(t)
+	col := &switchedCollector{addr: testenv.ClosedAddr(t)}
+	dir := t.TempDir()
+	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := func(maxBytes string) string {
+		return fmt.Sprintf(`
+[admin]
+listen = %q
+[frontend.edge]
+bind = ["tcp://127.0.0.1:%d"]
+sinks = ["c"]
+[sink.c]
+type = "syslog"
+servers = ["tcp://%s"]
+dial_timeout = "200ms"
+retry_backoff = "50ms"
+retry_max_backoff = "200ms"
+[sink.c.buffer]
+dir = %q
+max_bytes = %q
+segment_bytes = "16KiB"
+`, admin, port, col.addr, filepath.Join(dir, "buf"), maxBytes)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(cfg("64KiB")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := startIn(t, dir, admin, cfg("64KiB"))
+	const n = 50000
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		msgs := make([]string, n)
+		for i := range msgs {
+			msgs[i] = fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - %s seq=%d", strings.Repeat("x", 100), i)
+		}
+		sendTCP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+	}()
+	// Held back: what wharf read stops growing well short of n.
+	var held float64
+	if !testenv.Poll(10*time.Second, func() bool {
+		r := in.metric("wharf_frontend_received_total")
+		stable := r > 0 && r == held
+		held = r
+		time.Sleep(300 * time.Millisecond)
+		return stable
+	}) || held >= n {
+		t.Fatalf("wharf read %v of %d with a full 64 KiB buffer: not held back", held, n)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(cfg("64MiB")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postReload(t, admin); code != 200 {
+		t.Fatalf("reload raising max_bytes: %d %s", code, body)
+	}
+	if got := in.waitMetric(n, 20*time.Second, "wharf_frontend_received_total"); got != n {
+		t.Fatalf("after raising max_bytes wharf read %v of %d (held at %v before)", got, n, held)
+	}
+	<-sent
+	col.up(t)
+	defer col.down()
+	waitLedger(t, &col.sink, "seq=", n, 30*time.Second)
+	if d := in.metric("wharf_sink_dropped_total"); d != 0 {
+		t.Errorf("dropped %v messages across the change", d)
+	}
+	t.Logf("held back at %v of %d messages with 64 KiB; all %d read and delivered after the reload to 64 MiB", held, n, n)
 	in.stop()
 }
