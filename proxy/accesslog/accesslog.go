@@ -42,7 +42,6 @@ type Logger struct {
 	routes   *route.Holder
 	host     string
 	pid      string
-	port     uint16
 }
 
 // New returns the access logger of the named proxy frontend: it looks up
