@@ -70,7 +70,7 @@ func startWharf(t *testing.T, toml string) (*proxy.Set, *metrics.Registry) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	set, err := proxy.Start(cfg, reg, log, nil)
+	set, err := proxy.Start(cfg, reg, log, proxy.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"wharf/conf"
 	"wharf/metrics"
+	"wharf/proxy/accesslog"
 	"wharf/proxy/httpproxy"
 	"wharf/proxy/internal/front"
 	"wharf/proxy/tcp"
@@ -81,9 +82,9 @@ var (
 // Set is the running proxy part of a config. It lives as long as the
 // process: Reload changes it in place.
 type Set struct {
-	log    *slog.Logger
-	reg    *metrics.Registry
-	routes *route.Holder // where access_log lines are routed (nil: none)
+	log   *slog.Logger
+	reg   *metrics.Registry
+	hooks Hooks
 
 	// mu guards what follows against the readers (Stats, Server...);
 	// reloads are serialized by their caller.
@@ -99,6 +100,23 @@ type Set struct {
 	bg        sync.WaitGroup
 }
 
+// Hooks connect the proxies to the rest of wharf; zero fields are off.
+type Hooks struct {
+	// Routes is where access_log lines are routed (proxy/accesslog).
+	Routes *route.Holder
+	// Tap returns a frontend's message tap, which sees its access log.
+	Tap func(frontend string) accesslog.Tap
+}
+
+// accessLog is the access logger of the named frontend.
+func (h Hooks) accessLog(frontend string) *accesslog.Logger {
+	var tap accesslog.Tap
+	if h.Tap != nil {
+		tap = h.Tap(frontend)
+	}
+	return accesslog.New(frontend, h.Routes, tap)
+}
+
 // liveBind is one listening socket and the frontend accepting on it.
 type liveBind struct {
 	ln *net.TCPListener
@@ -109,8 +127,8 @@ type liveBind struct {
 // defaulted config) and the backends they use. With no proxy frontend it
 // returns an empty Set (a reload may add some). On error nothing is left
 // running.
-func Start(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, routes *route.Holder) (*Set, error) {
-	s := &Set{log: log, reg: reg, routes: routes, backends: map[string]*upstream.Backend{}, binds: map[string]*liveBind{},
+func Start(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, hooks Hooks) (*Set, error) {
+	s := &Set{log: log, reg: reg, hooks: hooks, backends: map[string]*upstream.Backend{}, binds: map[string]*liveBind{},
 		retiring: map[frontend]struct{}{}, retired: map[*upstream.Backend]struct{}{}, quit: make(chan struct{})}
 	r, err := s.Prepare(cfg)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"wharf/conf"
-	"wharf/proxy/accesslog"
+
 	"wharf/proxy/httpproxy"
 	"wharf/proxy/internal/front"
 	"wharf/proxy/tcp"
@@ -130,7 +130,7 @@ func (s *Set) Prepare(cfg *conf.Config) (*Reload, error) {
 			continue
 		}
 		var fe frontend
-		alog := accesslog.New(name, s.routes)
+		alog := s.hooks.accessLog(name)
 		if fc.Mode == "tcp" {
 			var t *tcp.Frontend
 			if t, err = tcp.New(fc, r.backends, s.reg, s.log); err == nil {

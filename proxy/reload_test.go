@@ -478,7 +478,7 @@ func TestReloadFromAndToNoProxy(t *testing.T) {
 	// the proxies can tell).
 	none := *withProxy
 	none.Frontends, none.Backends = map[string]*conf.Frontend{}, map[string]*conf.Backend{}
-	set, err := proxy.Start(&none, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	set, err := proxy.Start(&none, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), proxy.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

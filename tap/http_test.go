@@ -123,7 +123,7 @@ func TestHandlerRejectsBadQueries(t *testing.T) {
 	f("frontend=edge&port=514", 400, "exactly one of")
 	f("port=70000", 400, "not a port number")
 	f("port=515", 404, "no syslog bind listens on port 515")
-	f("frontend=core", 404, `no syslog frontend "core"`)
+	f("frontend=core", 404, `no frontend "core"`)
 	f("frontend=edge&severity=loud", 400, "unknown severity")
 	f("frontend=edge&buffer=0", 400, "buffer")
 }

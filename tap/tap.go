@@ -39,7 +39,8 @@ const maxPooledLine = 64 << 10
 // ErrClosed is returned by Subscribe after Close.
 var ErrClosed = errors.New("tap: hub closed (wharf is shutting down)")
 
-// Hub is the set of tap points, one per syslog frontend, and their
+// Hub is the set of tap points, one per syslog frontend (and per proxy
+// frontend, whose access log it sees), and their
 // subscribers. The zero value is not usable; use NewHub.
 type Hub struct {
 	mu     sync.Mutex
@@ -108,7 +109,7 @@ func (h *Hub) Subscribe(f Filter, buffer int) (*Subscriber, error) {
 				names = append(names, n)
 			}
 			sort.Strings(names)
-			return nil, fmt.Errorf("tap: no syslog frontend %q (running: %s)", f.Frontend, strings.Join(names, ", "))
+			return nil, fmt.Errorf("tap: no frontend %q (running: %s)", f.Frontend, strings.Join(names, ", "))
 		}
 		p.add(s)
 	} else {

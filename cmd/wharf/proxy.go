@@ -7,7 +7,6 @@ import (
 	"wharf/conf"
 	"wharf/metrics"
 	"wharf/proxy"
-	"wharf/route"
 )
 
 // startProxies starts every proxy frontend (mode tcp or http) of cfg and
@@ -16,8 +15,8 @@ import (
 // context: it stops accepting, lets open connections finish until ctx
 // ends, then closes them. With no proxy frontend it starts nothing. set
 // gives the status page the proxies' stats.
-func startProxies(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, routes *route.Holder) (set *proxy.Set, stop func(ctx context.Context), err error) {
-	set, err = proxy.Start(cfg, reg, log, routes)
+func startProxies(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, hooks proxy.Hooks) (set *proxy.Set, stop func(ctx context.Context), err error) {
+	set, err = proxy.Start(cfg, reg, log, hooks)
 	if err != nil {
 		return nil, nil, err
 	}

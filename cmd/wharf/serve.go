@@ -22,6 +22,7 @@ import (
 	"wharf/ingest"
 	"wharf/metrics"
 	"wharf/proxy"
+	"wharf/proxy/accesslog"
 	"wharf/route"
 	"wharf/sinks"
 	"wharf/sinks/diskbuf"
@@ -166,7 +167,10 @@ func (g *gateway) start() error {
 	for _, r := range g.runners {
 		r.Start()
 	}
-	set, stopProxies, err := startProxies(g.cfg, g.reg, g.log, &g.routes)
+	set, stopProxies, err := startProxies(g.cfg, g.reg, g.log, proxy.Hooks{
+		Routes: &g.routes,
+		Tap:    func(frontend string) accesslog.Tap { return g.ops.point(frontend) },
+	})
 	if err != nil {
 		return err
 	}

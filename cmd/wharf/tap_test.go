@@ -116,7 +116,7 @@ func TestTapCommandErrors(t *testing.T) {
 	f([]string{"-c", path, "--frontend", "edge", "--port", "514"}, 2, "exactly one of")
 	f([]string{"-c", path, "--frontend", "edge", "--severity", "loud"}, 2, "unknown severity")
 	f([]string{"-c", path, "--port", "70000"}, 2, "out of range")
-	f([]string{"-c", path, "--frontend", "core"}, 1, `no syslog frontend "core" (running: edge)`)
+	f([]string{"-c", path, "--frontend", "core"}, 1, `no frontend "core" (running: edge)`)
 	f([]string{"-c", path, "--port", "9"}, 1, "no syslog bind listens on port 9")
 	f([]string{"-c", filepath.Join(t.TempDir(), "missing.toml"), "--frontend", "edge"}, 2, "invalid")
 	f([]string{"-admin", "127.0.0.1:1", "--frontend", "edge"}, 1, "cannot reach the admin listener")

@@ -20,7 +20,9 @@
 //
 // Logging never holds the proxy back: a message is offered to each sink
 // without waiting, and one a full sink queue refuses is counted as that
-// sink's drop (queue_full), like UDP input.
+// sink's drop (queue_full), like UDP input. While someone taps the
+// frontend (wharf tap --frontend NAME) the lines are built for the tap
+// too, with or without access_log.
 package accesslog
 
 import (
@@ -40,23 +42,37 @@ import (
 type Logger struct {
 	frontend string
 	routes   *route.Holder
+	tap      Tap
 	host     string
 	pid      string
 }
 
+// Tap is the message tap of a frontend (tap.Point): Active is one atomic
+// load; Publish copies what it keeps and never blocks.
+type Tap interface {
+	Active() bool
+	Publish(m *message.Message)
+}
+
 // New returns the access logger of the named proxy frontend: it looks up
 // the frontend's sinks in the routing table at each line, so a reload
-// that changes access_log applies to the next line.
-func New(frontend string, routes *route.Holder) *Logger {
-	if routes == nil {
+// that changes access_log applies to the next line. tap may be nil.
+func New(frontend string, routes *route.Holder, tap Tap) *Logger {
+	if routes == nil && tap == nil {
 		return nil
 	}
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "-"
 	}
-	return &Logger{frontend: frontend, routes: routes, host: host, pid: strconv.Itoa(os.Getpid())}
+	return &Logger{frontend: frontend, routes: routes, tap: tap, host: host, pid: strconv.Itoa(os.Getpid())}
 }
+
+// On reports whether a line made now would go anywhere: the frontend has
+// access_log sinks or is tapped. The proxies keep their records only then.
+func (l *Logger) On() bool { return len(l.dests()) > 0 || l.tapped() }
+
+func (l *Logger) tapped() bool { return l != nil && l.tap != nil && l.tap.Active() }
 
 // Request is one HTTP request (or HTTP/2 stream) as the access log sees
 // it. Method and Target are copied by Begin, so the record outlives the
@@ -94,7 +110,7 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 // HTTP logs r as ended now.
 func (l *Logger) HTTP(r *Request) {
 	dests := l.dests()
-	if len(dests) == 0 {
+	if len(dests) == 0 && !l.tapped() {
 		return
 	}
 	now := time.Now()
@@ -140,7 +156,7 @@ func (l *Logger) HTTP(r *Request) {
 // TCP logs c as ended now.
 func (l *Logger) TCP(c *Conn) {
 	dests := l.dests()
-	if len(dests) == 0 {
+	if len(dests) == 0 && !l.tapped() {
 		return
 	}
 	now := time.Now()
@@ -171,7 +187,7 @@ func (l *Logger) TCP(c *Conn) {
 
 // dests are the sinks the frontend's lines go to now.
 func (l *Logger) dests() []route.Dest {
-	if l == nil {
+	if l == nil || l.routes == nil {
 		return nil
 	}
 	t := l.routes.Load()
@@ -227,6 +243,13 @@ func (l *Logger) send(line []byte, client netip.AddrPort, now time.Time, dests [
 	m.Transport = message.TransportTCP
 	m.Peer = client
 	parse.Parse(m, parse.RFC5424) // the line is well-formed by construction
+	if l.tapped() {
+		l.tap.Publish(m)
+	}
+	if len(dests) == 0 {
+		m.Release()
+		return
+	}
 	if len(dests) > 1 {
 		m.Retain(int32(len(dests) - 1))
 	}

@@ -50,7 +50,7 @@ func logger(t *testing.T, sinks ...string) (*Logger, map[string]*collect) {
 	}
 	var h route.Holder
 	h.Store(tab)
-	return New("web", &h), cs
+	return New("web", &h, nil), cs
 }
 
 // TestHTTPLine: the line is an RFC 5424 message as documented, parsed
@@ -110,7 +110,7 @@ func TestTCPLineAndNoSinks(t *testing.T) {
 	if sd := string(m.Field(m.StructuredData)); !strings.Contains(sd, `bytes_in="512"`) || !strings.Contains(sd, `bytes_out="20480"`) {
 		t.Errorf("tcp structured data %q", sd)
 	}
-	mute := New("mute", l.routes)
+	mute := New("mute", l.routes, nil)
 	mute.HTTP(&Request{})
 	var none *Logger
 	none.TCP(&Conn{})
@@ -141,7 +141,7 @@ func BenchmarkHTTP(b *testing.B) {
 	}
 	var h route.Holder
 	h.Store(tab)
-	l := New("web", &h)
+	l := New("web", &h, nil)
 	var r Request
 	r.Begin(time.Now(), netip.MustParseAddrPort("[2001:db8::7]:51234"), []byte("GET"), []byte("/index.html?user=42"), "HTTP/1.1")
 	r.Backend, r.Server, r.Status, r.Bytes = "be", "b1", 200, 1234

@@ -101,7 +101,7 @@ func (st *h2stream) run(rq *h2request, status int) {
 	req := &cc.req
 	b := cc.reqBytes()
 	cc.isHead = rq.method == "HEAD"
-	if h.f.alog != nil {
+	if cc.logging = h.f.alog.On(); cc.logging {
 		cc.rec.Begin(time.Now(), h.client, req.method.of(b), req.target.of(b), "HTTP/2.0")
 		defer h.f.alog.HTTP(&cc.rec) // before the deferred reset of cc
 	}
@@ -508,7 +508,7 @@ func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Serv
 	mode := bodyFraming(resp, cc.isHead)
 	fields := responseFields(b, resp, make([]string, 0, 2*len(resp.fields)))
 	cc.count(bp, resp.status)
-	if cc.f.alog != nil {
+	if cc.logging {
 		cc.rec.Response = time.Since(cc.rec.Start)
 	}
 	srv.consume(resp.n)

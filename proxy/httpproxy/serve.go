@@ -43,9 +43,10 @@ type clientConn struct {
 	tls     bool
 	isHead  bool // the request is a HEAD
 	linger  bool // an answer went out with Connection: close
-	// rec is the access log record of the request being served (only
-	// kept when the frontend has an access_log).
-	rec accesslog.Request
+	// rec is the access log record of the request being served, kept
+	// while logging (the frontend has an access_log or is tapped).
+	rec     accesslog.Request
+	logging bool
 }
 
 var clientConns = sync.Pool{New: func() any {
@@ -103,7 +104,7 @@ func (f *Frontend) serve(c net.Conn, raw *conn) {
 			return
 		}
 		ok := cc.handle()
-		if f.alog != nil {
+		if cc.logging {
 			f.alog.HTTP(&cc.rec)
 		}
 		if !ok || f.shutting.Load() {
@@ -229,7 +230,7 @@ func (cc *clientConn) handle() bool {
 	keep := !req.connClose && (req.minor >= 1 || req.connKeepAlive)
 	method := req.method.of(b)
 	cc.isHead = string(method) == "HEAD"
-	if f.alog != nil {
+	if cc.logging = f.alog.On(); cc.logging {
 		proto := "HTTP/1.1"
 		if req.minor == 0 {
 			proto = "HTTP/1.0"
@@ -451,7 +452,7 @@ func (cc *clientConn) connect(bp *backendProxy, match []byte) (s *upstream.Serve
 			continue
 		}
 		s.ConnectOK()
-		if cc.f.alog != nil {
+		if cc.logging {
 			cc.rec.Backend, cc.rec.Server, cc.rec.Connect = bp.b.Name, s.Name, time.Since(cc.rec.Start)
 		}
 		return s, pc, reused, ""
@@ -1003,7 +1004,7 @@ func (t *trip) relayResponse() (bool, error) {
 	srvKeep := t.bodySent && !t.serverStopped && mode != bodyUntilClose && s.SendProxy == 0 &&
 		(resp.minor >= 1 && !resp.connClose || resp.minor == 0 && resp.connKeepAlive)
 	cc.count(bp, resp.status)
-	if cc.f.alog != nil {
+	if cc.logging {
 		cc.rec.Response = time.Since(cc.rec.Start)
 	}
 	cc.writeRespHead(b, resp, decode, keep, false)

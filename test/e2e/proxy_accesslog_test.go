@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -143,6 +144,55 @@ encoding = "json"
 				t.Errorf("line %d: structured data %q lacks %s", i, sd, p)
 			}
 		}
+	}
+	in.stop()
+}
+
+// TestProxyTapWithoutAccessLog: `wharf tap --frontend NAME` on a proxy
+// frontend streams its request lines live, as `tail -f` of an access log
+// would, even when the frontend has no access_log: the lines are built
+// only while someone taps.
+func TestProxyTapWithoutAccessLog(t *testing.T) {
+	curl := testenv.Tool(t, "curl")
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
+	defer web.Close()
+	httpPort := testenv.FreePort(t)
+	in := start(t, fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.web]
+mode = "http"
+bind = ["tcp://127.0.0.1:%d"]
+backend = "web"
+[backend.web]
+server = [{ address = "%s", name = "w1" }]
+`, httpPort, strings.TrimPrefix(web.URL, "http://")))
+	tap := exec.Command(wharfBin, "tap", "-admin", in.admin, "--frontend", "web", "--raw")
+	stdout, _ := tap.StdoutPipe()
+	var stderr testenv.SyncBuffer
+	tap.Stderr = &stderr
+	if err := tap.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { tap.Process.Kill(); tap.Wait() }()
+	if !testenv.Poll(testenv.EventuallyTimeout, func() bool { return strings.Contains(stderr.String(), "tapping") }) {
+		t.Fatalf("wharf tap did not start: %s", stderr.String())
+	}
+	lines := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(stdout).ReadString('\n')
+		lines <- l
+	}()
+	if out, err := exec.Command(curl, "-sS", "-o", "/dev/null", "--max-time", "5", fmt.Sprintf("http://127.0.0.1:%d/tapped", httpPort)).CombinedOutput(); err != nil {
+		t.Fatalf("curl: %v %s", err, out)
+	}
+	select {
+	case l := <-lines:
+		if !strings.Contains(l, ` web web/w1 `) || !strings.Contains(l, ` 200 5 "GET /tapped HTTP/1.1"`) || !strings.Contains(l, "wharf") {
+			t.Fatalf("tapped %q, want the request's access log line", l)
+		}
+	case <-time.After(testenv.EventuallyTimeout):
+		t.Fatalf("nothing tapped; tap stderr: %s", stderr.String())
 	}
 	in.stop()
 }
