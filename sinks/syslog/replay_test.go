@@ -72,3 +72,27 @@ func TestResetMidBatchReplays(t *testing.T) {
 	l.Close()
 	fs.kill()
 }
+
+// TestReplayCoversOwnSendQueue: the batches kept for a replay cover
+// replayBytes plus what the kernel still held unacknowledged at the last
+// write (lost with a reset too), not replayBytes alone. On a loaded box
+// TestFaultCollectorReset lost 7,082 messages beyond a 1 MiB replay
+// while its collector's receive buffer held at most 512 KiB: the rest
+// had been in wharf's own send queue.
+func TestReplayCoversOwnSendQueue(t *testing.T) {
+	s := &Syslog{}
+	batch := make([]byte, 64<<10)
+	for range 100 {
+		s.keep(append([]byte(nil), batch...), 0)
+	}
+	if s.prevBytes < replayBytes || s.prevBytes >= replayBytes+len(batch) {
+		t.Fatalf("kept %d bytes with nothing queued, want the fewest batches reaching %d", s.prevBytes, replayBytes)
+	}
+	const queued = 2 << 20
+	for range 100 {
+		s.keep(append([]byte(nil), batch...), queued)
+	}
+	if s.prevBytes < replayBytes+queued || s.prevBytes >= replayBytes+queued+len(batch) {
+		t.Fatalf("kept %d bytes with %d queued in the kernel, want the fewest batches reaching %d", s.prevBytes, queued, replayBytes+queued)
+	}
+}

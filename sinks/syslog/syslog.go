@@ -39,7 +39,8 @@ const (
 	serverMaxBackoff = 15 * time.Second
 	// replayBytes is how much of what was last written (whole batches,
 	// the fewest that reach it) is written again after a connection died
-	// under it (see send): what a collector that reads promptly can hold
+	// under it (see send), beyond what wharf's own kernel still held
+	// unacknowledged: what a collector that reads promptly can hold
 	// unread when it dies, a few batches written back to back; replaying
 	// only the last one or two batches still lost 115-575 messages over 80
 	// resets (collector resetting after 256 KiB per connection).
@@ -574,7 +575,10 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 	}
 	s.replay = false
 	s.nowBudget = 0 // what this write left queued is unknown: WriteNow asks
-	s.keep(b)
+	// What our kernel still holds unacknowledged is lost too when the
+	// collector resets: the replay covers it on top of replayBytes.
+	queued, _ := s.unsent()
+	s.keep(b, queued)
 	return nil
 }
 
@@ -654,7 +658,7 @@ func (s *Syslog) WriteNow(batch []*message.Message) bool {
 		}
 		if err == nil {
 			s.nowBudget -= len(b)
-			s.keep(b)
+			s.keep(b, nowBytes) // the queue held at most nowBytes
 		}
 	}
 	if err == nil {
@@ -682,11 +686,13 @@ func (s *Syslog) unsent() (int, bool) {
 }
 
 // keep makes b, just written, the newest batch of prev, drops the oldest
-// ones not needed to reach replayBytes, and gives s.buf fresh storage.
-func (s *Syslog) keep(b []byte) {
+// ones not needed to reach replayBytes plus queued (what the kernel's
+// send queue still holds unacknowledged), and gives s.buf fresh storage.
+func (s *Syslog) keep(b []byte, queued int) {
 	s.prev = append(s.prev, b)
 	s.prevBytes += len(b)
-	for len(s.prev) > 1 && (s.prevBytes-len(s.prev[0]) >= replayBytes || len(s.prev) > maxReplay) {
+	window := replayBytes + queued
+	for len(s.prev) > 1 && (s.prevBytes-len(s.prev[0]) >= window || len(s.prev) > maxReplay) {
 		s.prevBytes -= len(s.prev[0])
 		s.spare = append(s.spare, s.prev[0][:0])
 		s.prev[0] = nil
