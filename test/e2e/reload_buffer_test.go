@@ -203,22 +203,7 @@ func TestReloadChangeBufferedSink(t *testing.T) {
 	dir := t.TempDir()
 	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg := func(server, maxBytes string) string {
-		return fmt.Sprintf(`
-[admin]
-listen = %q
-[frontend.edge]
-bind = ["tcp://127.0.0.1:%d"]
-sinks = ["c"]
-[sink.c]
-type = "syslog"
-servers = ["tcp://%s"]
-dial_timeout = "200ms"
-retry_backoff = "50ms"
-retry_max_backoff = "200ms"
-[sink.c.buffer]
-dir = %q
-max_bytes = %q
-`, admin, port, server, filepath.Join(dir, "buf"), maxBytes)
+		return bufferedSinkConfig(admin, port, server, filepath.Join(dir, "buf"), maxBytes)
 	}
 	write := func(c string) {
 		t.Helper()
@@ -271,23 +256,7 @@ func TestReloadBufferLimits(t *testing.T) {
 	dir := t.TempDir()
 	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg := func(maxBytes string) string {
-		return fmt.Sprintf(`
-[admin]
-listen = %q
-[frontend.edge]
-bind = ["tcp://127.0.0.1:%d"]
-sinks = ["c"]
-[sink.c]
-type = "syslog"
-servers = ["tcp://%s"]
-dial_timeout = "200ms"
-retry_backoff = "50ms"
-retry_max_backoff = "200ms"
-[sink.c.buffer]
-dir = %q
-max_bytes = %q
-segment_bytes = "16KiB"
-`, admin, port, col.addr, filepath.Join(dir, "buf"), maxBytes)
+		return bufferedSinkConfig(admin, port, col.addr, filepath.Join(dir, "buf"), maxBytes) + "segment_bytes = \"16KiB\"\n"
 	}
 	if err := os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(cfg("64KiB")), 0o644); err != nil {
 		t.Fatal(err)
@@ -332,4 +301,26 @@ segment_bytes = "16KiB"
 	}
 	t.Logf("held back at %v of %d messages with 64 KiB; all %d read and delivered after the reload to 64 MiB", held, n, n)
 	in.stop()
+}
+
+// bufferedSinkConfig is a TCP bind into syslog sink "c" (server, quick
+// retries) with a disk buffer in dir; the buffer table is last, so keys
+// can be appended to it.
+func bufferedSinkConfig(admin string, port int, server, dir, maxBytes string) string {
+	return fmt.Sprintf(`
+[admin]
+listen = %q
+[frontend.edge]
+bind = ["tcp://127.0.0.1:%d"]
+sinks = ["c"]
+[sink.c]
+type = "syslog"
+servers = ["tcp://%s"]
+dial_timeout = "200ms"
+retry_backoff = "50ms"
+retry_max_backoff = "200ms"
+[sink.c.buffer]
+dir = %q
+max_bytes = %q
+`, admin, port, server, dir, maxBytes)
 }
