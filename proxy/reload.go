@@ -414,7 +414,7 @@ func bindKeys(cfg *conf.Config, frontend string) []string {
 
 // sameSettings reports whether two configs of a frontend differ at most
 // in what a running frontend can take at once: its binds, backend and use
-// rules.
+// rules, and access_log.
 func sameSettings(a, b *conf.Frontend) bool {
 	if a == nil || b == nil {
 		return false
@@ -422,6 +422,8 @@ func sameSettings(a, b *conf.Frontend) bool {
 	x, y := *a, *b
 	x.Bind, y.Bind, x.Binds, y.Binds = nil, nil, nil, nil
 	x.Backend, y.Backend, x.Use, y.Use = "", "", nil, nil
+	// access_log is read from the route table at each line.
+	x.AccessLog, y.AccessLog = nil, nil
 	return reflect.DeepEqual(x, y)
 }
 

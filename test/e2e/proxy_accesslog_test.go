@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -193,6 +195,70 @@ server = [{ address = "%s", name = "w1" }]
 		}
 	case <-time.After(testenv.EventuallyTimeout):
 		t.Fatalf("nothing tapped; tap stderr: %s", stderr.String())
+	}
+	in.stop()
+}
+
+// TestProxyAccessLogByReload: access_log added to a running http frontend
+// by reload applies to the next request, on the keep-alive connection
+// already open too: the frontend is not rebuilt for it (which would
+// close that connection after its next answer).
+func TestProxyAccessLogByReload(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
+	defer web.Close()
+	httpPort := testenv.FreePort(t)
+	in := start(t, fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.web]
+mode = "http"
+bind = ["tcp://127.0.0.1:%d"]
+backend = "web"
+[backend.web]
+server = [{ address = "%s", name = "w1" }]
+[sink.alog]
+type = "file"
+path = "{{DIR}}/access.log"
+encoding = "raw"
+`, httpPort, strings.TrimPrefix(web.URL, "http://")))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	get := func(path string) bool {
+		t.Helper()
+		reused := false
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", httpPort, path), nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused },
+		}))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Connection") == "close" {
+			t.Fatalf("%s: %d, Connection %q", path, resp.StatusCode, resp.Header.Get("Connection"))
+		}
+		return reused
+	}
+	get("/before")
+	cfgPath := filepath.Join(in.dir, "wharf.toml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = []byte(strings.Replace(string(cfg), `backend = "web"`, `backend = "web"`+"\naccess_log = [\"alog\"]", 1))
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := postReload(t, in.admin); code != 200 {
+		t.Fatalf("reload adding access_log: %d %s", code, body)
+	}
+	if !get("/after") {
+		t.Error("the keep-alive connection from before the reload was not reused")
+	}
+	lines := readLines(t, filepath.Join(in.dir, "access.log"), 1, 10*time.Second)
+	if len(lines) != 1 || !strings.Contains(lines[0], `"GET /after HTTP/1.1"`) {
+		t.Fatalf("access log after the reload: %q, want the one line of GET /after", lines)
 	}
 	in.stop()
 }
