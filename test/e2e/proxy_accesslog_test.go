@@ -235,8 +235,8 @@ encoding = "raw"
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || resp.Header.Get("Connection") == "close" {
-			t.Fatalf("%s: %d, Connection %q", path, resp.StatusCode, resp.Header.Get("Connection"))
+		if resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("%s: status %d, connection closed after it: %v", path, resp.StatusCode, resp.Close)
 		}
 		return reused
 	}
