@@ -135,6 +135,7 @@ type h2stream struct {
 	recvWin    int64
 	body       []byte // request body received, not yet sent on
 	remoteDone bool   // END_STREAM received
+	trailers   []byte // the request's trailer fields as HTTP/1.1 lines
 	// sentEnd: our END_STREAM frame is in the write buffer. Set by the
 	// stream before the flush that sends it, read by the reader under mu:
 	// with remoteDone it makes the stream closed to frames the client
@@ -698,12 +699,21 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 			h.resetStream(id, http2.ErrCodeStreamClosed)
 			return 0, 0, true
 		}
-		// Trailers: they end the body; their fields are not passed on
-		// (the body goes on as chunked or with a length, without them).
+		// Trailers: they end the body. On a body sent on chunked, the
+		// fields a trailer may carry follow the last chunk (sendBody); a
+		// body with a length has no place for them.
 		bad := !h.hend
+		st.trailers = st.trailers[:0]
 		for _, hf := range h.fields {
-			if len(hf.Name) > 0 && hf.Name[0] == ':' {
-				bad = true
+			if !validH2Name(hf.Name) || !validH2Value(hf.Value) {
+				bad = true // a pseudo-header, or what could split the HTTP/1.1 head
+				break
+			}
+			if trailerAllowed(hf.Name) {
+				st.trailers = append(st.trailers, hf.Name...)
+				st.trailers = append(st.trailers, ": "...)
+				st.trailers = append(st.trailers, hf.Value...)
+				st.trailers = append(st.trailers, "\r\n"...)
 			}
 		}
 		if bad {
@@ -858,6 +868,19 @@ func (rq *h2request) parse(fields []hpack.HeaderField) bool {
 	if rq.authority == "" {
 		rq.authority = rq.host
 	} else if rq.host != "" && !eqFold([]byte(rq.host), rq.authority) {
+		return false
+	}
+	return true
+}
+
+// trailerAllowed: a request trailer field passed on to the server. Not
+// those that frame, route, authenticate or describe the content, which
+// RFC 9110 6.5.1 forbids in trailers, nor hop-by-hop ones.
+func trailerAllowed(name string) bool {
+	switch name {
+	case "content-length", "transfer-encoding", "host", "te", "trailer", "connection", "keep-alive",
+		"proxy-connection", "upgrade", "content-type", "content-encoding", "content-range",
+		"authorization", "proxy-authorization", "cookie", "expect", "range", "max-forwards":
 		return false
 	}
 	return true

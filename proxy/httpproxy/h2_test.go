@@ -703,3 +703,66 @@ func TestH2FramesAfterOurEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestH2RequestTrailers: a request's trailer fields (HEADERS after the
+// body, as gRPC clients and uploads with a checksum send) reach the
+// server after the last chunk of its chunked body; fields RFC 9110 bars
+// from trailers (here content-type) do not; a trailer whose value would
+// split the HTTP/1.1 head (CR LF in it, which HPACK can carry) resets
+// the stream instead of going anywhere. Before, trailers were dropped.
+func TestH2RequestTrailers(t *testing.T) {
+	r := startH2(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		fmt.Fprintf(w, "body=%s checksum=%s type=%q injected=%q", body, req.Trailer.Get("X-Checksum"), req.Trailer.Get("Content-Type"), req.Trailer.Get("X-Evil"))
+	}), "")
+	x := dialRawH2(t, r)
+	post := func(id uint32, trailer ...string) {
+		x.buf.Reset()
+		for _, kv := range [][2]string{{":method", "POST"}, {":scheme", "https"}, {":authority", "site.example.com"}, {":path", "/up"}} {
+			x.enc.WriteField(hpack.HeaderField{Name: kv[0], Value: kv[1]})
+		}
+		x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: bytes.Clone(x.buf.Bytes()), EndHeaders: true})
+		x.fr.WriteData(id, false, []byte("hello"))
+		x.buf.Reset()
+		for i := 0; i+1 < len(trailer); i += 2 {
+			x.enc.WriteField(hpack.HeaderField{Name: trailer[i], Value: trailer[i+1]})
+		}
+		x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: bytes.Clone(x.buf.Bytes()), EndStream: true, EndHeaders: true})
+	}
+	post(1, "x-checksum", "abc123", "content-type", "text/evil")
+	var body []byte
+	for done := false; !done; {
+		f, err := x.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f := f.(type) {
+		case *http2.DataFrame:
+			if f.StreamID == 1 {
+				body = append(body, f.Data()...)
+				done = f.StreamEnded()
+			}
+		case *http2.RSTStreamFrame:
+			t.Fatalf("stream %d reset: %v", f.StreamID, f.ErrCode)
+		}
+	}
+	if want := `body=hello checksum=abc123 type="" injected=""`; string(body) != want {
+		t.Errorf("server saw %q, want %q", body, want)
+	}
+	post(3, "x-evil", "a\r\nX-Injected: yes")
+	for {
+		f, err := x.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.StreamID == 3 {
+			if rst.ErrCode != http2.ErrCodeProtocol {
+				t.Errorf("RST_STREAM %v for a trailer with CR LF, want PROTOCOL_ERROR", rst.ErrCode)
+			}
+			break
+		}
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamID == 3 {
+			t.Fatalf("a trailer with CR LF reached the server: %q", d.Data())
+		}
+	}
+}

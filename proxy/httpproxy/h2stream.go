@@ -623,7 +623,12 @@ func (st *h2stream) sendBody(cc *clientConn, pc *poolConn, s *upstream.Server) (
 		}
 	}
 	if chunked && out.werr == nil {
-		out.writeString("0\r\n\r\n")
+		out.writeString("0\r\n")
+		h := st.h
+		h.mu.Lock()
+		out.write(st.trailers) // set before the body's end was seen
+		h.mu.Unlock()
+		out.writeString("\r\n")
 	}
 	if out.werr == nil {
 		out.flush()
