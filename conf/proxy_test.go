@@ -142,9 +142,32 @@ bind = ["udp://127.0.0.1:0"]
 sinks = ["o"]
 backend = "x"
 sni_routing = true
+access_log = ["o"]
+response_headers = { "X-A" = "b" }
 [sink.o]
 type = "stdout"
-`, `frontend.s.backend: key backend applies to proxy frontends`, `frontend.s.sni_routing: key sni_routing applies to proxy frontends`)
+`, `frontend.s.backend: key backend applies to proxy frontends`, `frontend.s.sni_routing: key sni_routing applies to proxy frontends`,
+		`frontend.s.access_log: key access_log applies to proxy frontends`, `frontend.s.response_headers: key response_headers applies to proxy frontends`)
+	f("response_headers", `
+[frontend.h]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+response_headers = { "Content-Length" = "5", "Bad Name" = "x", "X-Split" = "a\r\nX-Injected: 1" }
+access_log = ["nope"]
+[frontend.t]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+response_headers = { "X-A" = "b" }
+[backend.b]
+[[backend.b.server]]
+address = "127.0.0.1:1"
+`, `frontend.h.response_headers: Content-Length is set by the proxy itself`,
+		`frontend.h.response_headers: "Bad Name" is not a valid header field name`,
+		`frontend.h.response_headers: the value of X-Split has a CR, LF or NUL`,
+		`frontend.h.access_log[0]: unknown sink "nope"`,
+		`frontend.t.response_headers: response_headers applies to mode http only`)
 	f("hash keys", `
 [frontend.t]
 mode = "tcp"

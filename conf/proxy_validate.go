@@ -33,6 +33,20 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		}
 	}
 	v.sinkRefs(p+".access_log", f.AccessLog)
+	if len(f.ResponseHeaders) > 0 && f.Mode != "http" {
+		v.errAt(p+".response_headers", "response_headers applies to mode http only")
+	}
+	for _, name := range sortedKeys(f.ResponseHeaders) {
+		value := f.ResponseHeaders[name]
+		switch {
+		case !httpToken(name):
+			v.errAt(p+".response_headers", "%q is not a valid header field name", name)
+		case managedHeader(name):
+			v.errAt(p+".response_headers", "%s is set by the proxy itself (framing or connection management) and cannot be set here", name)
+		case strings.ContainsAny(value, "\r\n\x00"):
+			v.errAt(p+".response_headers", "the value of %s has a CR, LF or NUL", name)
+		}
+	}
 	if f.Mode != "tcp" && f.SNIRouting {
 		v.errAt(p+".sni_routing", "sni_routing applies to mode tcp only (an http frontend routes by host)")
 	}
@@ -142,7 +156,8 @@ func (v *validator) syslogFrontendProxyKeys(p string, f *Frontend) {
 	}{
 		{"backend", f.Backend != ""}, {"use", len(f.Use) > 0}, {"accept_proxy", f.AcceptProxy},
 		{"trusted_proxies", len(f.TrustedProxies) > 0}, {"sni_routing", f.SNIRouting},
-		{"max_header_bytes", f.MaxHeaderBytes != 0},
+		{"max_header_bytes", f.MaxHeaderBytes != 0}, {"access_log", len(f.AccessLog) > 0},
+		{"response_headers", len(f.ResponseHeaders) > 0},
 	} {
 		if k.set {
 			v.errAt(p+"."+k.key, "key %s applies to proxy frontends (mode tcp or http), not mode %s", k.key, f.Mode)
@@ -312,4 +327,30 @@ func (v *validator) backend(p string, b *Backend) {
 			v.enum(sp, "send_proxy", s.SendProxy, "v1", "v2")
 		}
 	}
+}
+
+// httpToken reports whether s is an RFC 9110 token (a field name).
+func httpToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// managedHeader: fields the proxy frames or manages itself.
+func managedHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "upgrade", "te", "trailer":
+		return true
+	}
+	return false
 }

@@ -129,6 +129,10 @@ type Frontend struct {
 	Backend string `toml:"backend"`
 	// Use are ordered backend-selection rules; the first that matches wins.
 	Use []UseBackend `toml:"use"`
+	// ResponseHeaders are set on (or, with an empty value, removed from)
+	// every final response from a server (mode http): HAProxy's
+	// http-response set-header / del-header.
+	ResponseHeaders map[string]string `toml:"response_headers"`
 	// AccessLog names the sinks that get one syslog message per HTTP
 	// request (http) or per connection (tcp): see proxy/accesslog.
 	AccessLog []string `toml:"access_log"`

@@ -307,9 +307,6 @@ func (v *validator) frontend(f *Frontend) {
 	p := join("frontend", f.Name)
 	switch f.Mode {
 	case "syslog":
-		if len(f.AccessLog) > 0 {
-			v.errAt(p+".access_log", "access_log applies to proxy frontends (mode tcp or http); a syslog frontend sends its messages to sinks = [...]")
-		}
 	case "tcp", "http":
 	default:
 		v.errAt(p+".mode", "mode %q is not one of syslog, tcp, http", f.Mode)

@@ -506,7 +506,10 @@ func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Serv
 	}
 	b := srv.buffered()
 	mode := bodyFraming(resp, cc.isHead)
-	fields := responseFields(b, resp, make([]string, 0, 2*len(resp.fields)))
+	fields := responseFields(b, resp, make([]string, 0, 2*len(resp.fields)+2*len(cc.f.respSet)))
+	if len(cc.f.respSet) > 0 {
+		fields = cc.f.setResponseFields(fields)
+	}
 	cc.count(bp, resp.status)
 	if cc.logging {
 		cc.rec.Response = time.Since(cc.rec.Start)
@@ -577,6 +580,27 @@ func responseFields(b []byte, resp *head, fields []string) []string {
 		fields = append(fields, lowerString(name), string(fl.value.of(b)))
 	}
 	return fields
+}
+
+// setResponseFields applies the frontend's response_headers to an
+// HTTP/2 response's fields (name, value pairs).
+func (f *Frontend) setResponseFields(fields []string) []string {
+	out := fields[:0]
+next:
+	for i := 0; i+1 < len(fields); i += 2 {
+		for _, h := range f.respSet {
+			if fields[i] == h.lower { // HTTP/2 names are lower case
+				continue next
+			}
+		}
+		out = append(out, fields[i], fields[i+1])
+	}
+	for _, h := range f.respSet {
+		if h.value != "" {
+			out = append(out, h.lower, h.value)
+		}
+	}
+	return out
 }
 
 // errClientGoneCounted: the response head could not be sent; the status

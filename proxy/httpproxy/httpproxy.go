@@ -61,6 +61,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,6 +102,36 @@ type Frontend struct {
 	h2m      [h2RNum]*metrics.Counter
 	common   *front.Common
 	alog     *accesslog.Logger // nil: no access_log
+	// respSet are the response_headers, sorted by name: set (value not
+	// empty) or removed on every final response from a server.
+	respSet []respHeader
+}
+
+// respHeader is one response_headers entry.
+type respHeader struct {
+	lower, value string
+	line         []byte // "Name: value", as written to HTTP/1.1 clients
+}
+
+// respHeaders sorts a frontend's response_headers.
+func respHeaders(m map[string]string) []respHeader {
+	var out []respHeader
+	for name, value := range m {
+		out = append(out, respHeader{lower: strings.ToLower(name), value: value, line: []byte(name + ": " + value + "\r\n")})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].lower < out[j].lower })
+	return out
+}
+
+// replaced reports whether a server's response field name is one the
+// frontend sets or removes.
+func (f *Frontend) replaced(name []byte) bool {
+	for i := range f.respSet {
+		if eqFold(name, f.respSet[i].lower) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetAccessLog makes the frontend log each request to l (see
@@ -149,6 +180,7 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		errTimeout:     herr("timeout"),
 		errBad:         herr("bad_gateway"),
 	}
+	f.respSet = respHeaders(cfg.ResponseHeaders)
 	f.noRoute = codeCounters(reg, cfg.Name, "")
 	f.h2m = h2Counters(reg, g.Labels)
 	rt, err := f.routing(cfg, backends, nil)

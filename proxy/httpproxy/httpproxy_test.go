@@ -583,3 +583,69 @@ func TestShutdownForcesUpgraded(t *testing.T) {
 		t.Error("upgraded connection still open after forced shutdown")
 	}
 }
+
+// TestResponseHeaders: response_headers sets fields on every final
+// response from a server, replacing the server's own of the same name
+// (case-insensitively), and an empty value removes one (HAProxy's
+// http-response set-header / del-header); answers to HTTP/1.1 and
+// HTTP/2 clients alike; 1xx and wharf's own error answers are left
+// alone.
+func TestResponseHeaders(t *testing.T) {
+	backend := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Server", "gobackend")
+		w.Header().Set("X-Powered-By", "php/5")
+		w.Header().Set("X-Kept", "yes")
+		io.WriteString(w, "ok")
+	})
+	const extra = `response_headers = { "Strict-Transport-Security" = "max-age=63072000", "server" = "wharf", "X-Powered-By" = "" }`
+	check := func(t *testing.T, h http.Header) {
+		t.Helper()
+		if got := h.Values("Strict-Transport-Security"); len(got) != 1 || got[0] != "max-age=63072000" {
+			t.Errorf("Strict-Transport-Security %q", got)
+		}
+		if got := h.Values("Server"); len(got) != 1 || got[0] != "wharf" {
+			t.Errorf("Server %q, want only wharf's", got)
+		}
+		if got := h.Values("X-Powered-By"); len(got) != 0 {
+			t.Errorf("X-Powered-By %q, want it removed", got)
+		}
+		if h.Get("X-Kept") != "yes" {
+			t.Errorf("X-Kept %q: other fields must pass", h.Get("X-Kept"))
+		}
+	}
+	t.Run("http1", func(t *testing.T) {
+		s := httptest.NewServer(backend)
+		t.Cleanup(s.Close)
+		r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+%s
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, extra, hostPort(s)))
+		resp, err := http.Get("http://" + r.f.Addrs()[0].String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		check(t, resp.Header)
+	})
+	t.Run("http2", func(t *testing.T) {
+		r := startH2(t, backend, extra)
+		resp, err := (&http.Client{Transport: r.tr}).Get(r.url("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("%s, want HTTP/2", resp.Proto)
+		}
+		check(t, resp.Header)
+	})
+}

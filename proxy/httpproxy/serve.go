@@ -1097,8 +1097,17 @@ func (cc *clientConn) writeRespHead(b []byte, resp *head, decode, keep, upgrade 
 			}
 		case hopByHop(name) || resp.connNames(b, name):
 			continue
+		case len(cc.f.respSet) > 0 && resp.status >= 200 && cc.f.replaced(name):
+			continue
 		}
 		cc.fieldLine(name, fl.value.of(b))
+	}
+	if resp.status >= 200 {
+		for _, h := range cc.f.respSet {
+			if h.value != "" {
+				cc.out.write(h.line)
+			}
+		}
 	}
 	switch {
 	case upgrade:
