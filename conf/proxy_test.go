@@ -160,6 +160,7 @@ mode = "tcp"
 bind = ["tcp://127.0.0.1:0"]
 backend = "b"
 response_headers = { "X-A" = "b" }
+redirect_https = true
 [backend.b]
 [[backend.b.server]]
 address = "127.0.0.1:1"
@@ -167,7 +168,8 @@ address = "127.0.0.1:1"
 		`frontend.h.response_headers: "Bad Name" is not a valid header field name`,
 		`frontend.h.response_headers: the value of X-Split has a CR, LF or NUL`,
 		`frontend.h.access_log[0]: unknown sink "nope"`,
-		`frontend.t.response_headers: response_headers applies to mode http only`)
+		`frontend.t.response_headers: response_headers applies to mode http only`,
+		`frontend.t.redirect_https: redirect_https applies to mode http frontends without tls_cert`)
 	f("hash keys", `
 [frontend.t]
 mode = "tcp"

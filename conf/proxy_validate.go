@@ -33,6 +33,9 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		}
 	}
 	v.sinkRefs(p+".access_log", f.AccessLog)
+	if f.RedirectHTTPS && (f.Mode != "http" || f.TLSCert != "") {
+		v.errAt(p+".redirect_https", "redirect_https applies to mode http frontends without tls_cert (they already serve https)")
+	}
 	if len(f.ResponseHeaders) > 0 && f.Mode != "http" {
 		v.errAt(p+".response_headers", "response_headers applies to mode http only")
 	}
@@ -105,7 +108,7 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 	if f.AcceptProxy && len(f.TrustedProxies) == 0 {
 		v.errAt(p+".accept_proxy", "accept_proxy needs trusted_proxies = [\"CIDR\", ...]: PROXY headers are accepted only from those addresses")
 	}
-	if f.Backend == "" && len(f.Use) == 0 {
+	if f.Backend == "" && len(f.Use) == 0 && !f.RedirectHTTPS {
 		v.errAt(p, "no backend: add backend = \"NAME\" naming a [backend.NAME]")
 	}
 	if f.Backend != "" {
@@ -157,7 +160,7 @@ func (v *validator) syslogFrontendProxyKeys(p string, f *Frontend) {
 		{"backend", f.Backend != ""}, {"use", len(f.Use) > 0}, {"accept_proxy", f.AcceptProxy},
 		{"trusted_proxies", len(f.TrustedProxies) > 0}, {"sni_routing", f.SNIRouting},
 		{"max_header_bytes", f.MaxHeaderBytes != 0}, {"access_log", len(f.AccessLog) > 0},
-		{"response_headers", len(f.ResponseHeaders) > 0},
+		{"response_headers", len(f.ResponseHeaders) > 0}, {"redirect_https", f.RedirectHTTPS},
 	} {
 		if k.set {
 			v.errAt(p+"."+k.key, "key %s applies to proxy frontends (mode tcp or http), not mode %s", k.key, f.Mode)

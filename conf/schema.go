@@ -129,6 +129,9 @@ type Frontend struct {
 	Backend string `toml:"backend"`
 	// Use are ordered backend-selection rules; the first that matches wins.
 	Use []UseBackend `toml:"use"`
+	// RedirectHTTPS answers every request with a redirect to the same URL
+	// over https (mode http without TLS): HAProxy's redirect scheme https.
+	RedirectHTTPS bool `toml:"redirect_https"`
 	// ResponseHeaders are set on (or, with an empty value, removed from)
 	// every final response from a server (mode http): HAProxy's
 	// http-response set-header / del-header.

@@ -649,3 +649,54 @@ address = %q
 		check(t, resp.Header)
 	})
 }
+
+// TestRedirectHTTPS: redirect_https answers every request with 301 to
+// the same URL over https (HAProxy: http-request redirect scheme https):
+// the Host without its port, path and query as sent; the connection is
+// kept alive, except after a request whose body was not read; no server
+// is asked.
+func TestRedirectHTTPS(t *testing.T) {
+	var asked atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked.Add(1) }))
+	t.Cleanup(s.Close)
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+redirect_https = true
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, hostPort(s)))
+	c, err := net.Dial("tcp", r.f.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	for _, tc := range []struct {
+		req, location string
+		close         bool
+	}{
+		{"GET /a/b?c=d HTTP/1.1\r\nHost: site.example.com:8080\r\n\r\n", "https://site.example.com/a/b?c=d", false},
+		{"HEAD / HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n", "https://[2001:db8::1]/", false},
+		{"GET http://other.example/x HTTP/1.1\r\nHost: other.example\r\n\r\n", "https://other.example/x", false},
+		{"POST /form HTTP/1.1\r\nHost: site.example.com\r\nContent-Length: 3\r\n\r\nabc", "https://site.example.com/form", true},
+	} {
+		io.WriteString(c, tc.req)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.req, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 301 || resp.Header.Get("Location") != tc.location || resp.Close != tc.close {
+			t.Errorf("%q: %d Location %q close %v, want 301 %q %v", tc.req, resp.StatusCode, resp.Header.Get("Location"), resp.Close, tc.location, tc.close)
+		}
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("the server was asked %d times", n)
+	}
+}

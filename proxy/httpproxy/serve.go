@@ -277,6 +277,9 @@ func (cc *clientConn) handle() bool {
 	if !absPath {
 		match = slash // http://host?q
 	}
+	if f.cfg.RedirectHTTPS {
+		return cc.redirectHTTPS(host, path, keep && !req.hasBody())
+	}
 	bp := f.pick(host, match)
 	if bp == nil {
 		f.noRoute[5].Inc()
@@ -1232,6 +1235,45 @@ func (cc *clientConn) fail(code int, msg string, keep bool) bool {
 	}
 	cc.linger = !keep
 	return keep
+}
+
+// redirectHTTPS answers 301 with the request's URL over https: the host
+// without its port (https has its own), the path and query as sent.
+func (cc *clientConn) redirectHTTPS(host, path []byte, keep bool) bool {
+	if len(host) == 0 {
+		return cc.fail(400, "no Host to redirect to", keep)
+	}
+	if i := lastByte(host, ':'); i >= 0 && lastByte(host, ']') < i {
+		host = host[:i]
+	}
+	w := append(cc.out.b[:0], "HTTP/1.1 301 Moved Permanently\r\nLocation: https://"...)
+	w = append(w, host...)
+	if len(path) == 0 || path[0] != '/' {
+		w = append(w, '/')
+	}
+	w = append(w, path...)
+	w = append(w, "\r\nContent-Length: 0\r\n"...)
+	if !keep {
+		w = append(w, "Connection: close\r\n"...)
+	} else if cc.req.minor == 0 {
+		w = append(w, "Connection: keep-alive\r\n"...)
+	}
+	cc.out.b = append(w, "\r\n"...)
+	cc.rec.Status = 301
+	if err := cc.out.flush(); err != nil {
+		return false
+	}
+	cc.linger = !keep
+	return keep
+}
+
+func lastByte(b []byte, c byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == c {
+			return i
+		}
+	}
+	return -1
 }
 
 // reject answers a request the proxy refuses before forwarding (bad

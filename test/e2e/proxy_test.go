@@ -114,3 +114,25 @@ func echoServer(t *testing.T) net.Listener {
 	}()
 	return ln
 }
+
+// TestProxyRedirectOnlyFrontend: a port-80 frontend with redirect_https
+// and no backend (as HAProxy's "redirect scheme https" frontend): curl
+// gets 301 to the https URL.
+func TestProxyRedirectOnlyFrontend(t *testing.T) {
+	curl := testenv.Tool(t, "curl")
+	port := testenv.FreePort(t)
+	in := start(t, fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.www]
+mode = "http"
+bind = ["tcp://127.0.0.1:%d"]
+redirect_https = true
+`, port))
+	out, err := exec.Command(curl, "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "--max-time", "5",
+		"-H", "Host: www.example.com:80", fmt.Sprintf("http://127.0.0.1:%d/shop?id=7", port)).CombinedOutput()
+	if err != nil || string(out) != "301 https://www.example.com/shop?id=7" {
+		t.Fatalf("curl: %v %q, want 301 https://www.example.com/shop?id=7", err, out)
+	}
+	in.stop()
+}
