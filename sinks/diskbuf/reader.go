@@ -329,8 +329,9 @@ func (b *Buffer) read(max, maxBytes int) ([]Record, error) {
 			f, err := b.openSegment(b.rd.seg)
 			if errors.Is(err, fs.ErrNotExist) && missing < 3 {
 				// Confirmed and removed meanwhile (segState moves on),
-				// or removed from under the buffer: lost, or the active
-				// one, read from its ghost after the next try.
+				// or removed from under the buffer: lost (skipped and
+				// counted), unless it is the active one, which the next
+				// try reads through its held descriptor (removed.go).
 				if missing++; missing > 1 && b.segmentLost(b.rd.seg, b.rd.s.off) {
 					missing = 0
 				}

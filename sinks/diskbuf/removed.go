@@ -48,7 +48,10 @@ func (b *Buffer) detectRemovedLocked() bool {
 	b.removals++
 	act := b.segs[len(b.segs)-1].base
 	if b.written > 0 {
-		b.holdLocked(act, b.wf)
+		if b.held == nil {
+			b.held = make(map[uint64]*os.File)
+		}
+		b.held[act] = b.wf // beyond maxHeld too: it is the newest data
 	} else {
 		b.wf.Close() // empty: nothing to read from it
 	}
@@ -155,7 +158,7 @@ func (b *Buffer) openSegment(base uint64) (*os.File, error) {
 // while still on the list: removed from under the buffer before it was
 // read. Its records are counted lost and the reader goes on with the next
 // segment. It reports false when the segment is the active one, which has
-// a ghost or is being rebuilt: the reader tries again.
+// a held descriptor or is being rebuilt: the reader tries again.
 func (b *Buffer) segmentLost(base uint64, off int64) bool {
 	b.mu.Lock()
 	b.detectRemovedLocked()
