@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // # A directory removed while in use
@@ -147,7 +149,7 @@ func (b *Buffer) openSegment(base uint64) (*os.File, error) {
 	if g == nil {
 		return os.Open(b.segPath(base))
 	}
-	fd, err := syscall.Dup(int(g.Fd()))
+	fd, err := unix.FcntlInt(g.Fd(), unix.F_DUPFD_CLOEXEC, 0) // not inherited by children
 	if err != nil {
 		return nil, fmt.Errorf("diskbuf: dup segment %s: %w", segName(base), err)
 	}
