@@ -95,7 +95,7 @@ type Frontend struct {
 	shutting atomic.Bool
 	retiring atomic.Bool // Retire: every answer closes its connection
 	mu       sync.Mutex
-	lns      []*listener // guarded by mu
+	binds    front.Binds
 	conns    map[*conn]struct{}
 	noRoute  [6]*metrics.Counter
 	h2       bool // h2 is offered by ALPN
@@ -301,53 +301,25 @@ func (f *Frontend) Start() error {
 // frontend's binds (Start, or a reload that opened it or took it over
 // from another frontend with Release).
 func (f *Frontend) Serve(ln *net.TCPListener) {
-	ln.SetDeadline(time.Time{})
-	l := &listener{Listener: ln, tcp: ln, f: f, closing: make(chan struct{}), done: make(chan struct{})}
-	f.mu.Lock()
-	f.lns = append(f.lns, l)
-	f.mu.Unlock()
+	l := &listener{Listener: ln, b: f.binds.Add(ln), f: f}
 	f.wg.Add(1)
 	go f.acceptLoop(l)
 }
 
 // Release stops accepting on ln and returns once the accept loop has
-// ended. With closeIt the socket is closed (a bind a reload removed);
-// otherwise it stays open, its pending connections waiting in the
-// kernel's queue, for another frontend to Serve. Connections already
-// accepted are not touched.
-func (f *Frontend) Release(ln *net.TCPListener, closeIt bool) {
-	f.mu.Lock()
-	var l *listener
-	for i, x := range f.lns {
-		if x.tcp == ln {
-			l = x
-			f.lns = append(f.lns[:i:i], f.lns[i+1:]...)
-			break
-		}
-	}
-	f.mu.Unlock()
-	if l == nil {
-		return
-	}
-	if closeIt {
-		l.Close()
-	} else {
-		l.once.Do(func() { close(l.closing) })
-		ln.SetDeadline(front.ALongTimeAgo) // wakes a blocked Accept
-	}
-	<-l.done
-}
+// ended (see front.Binds.Release).
+func (f *Frontend) Release(ln *net.TCPListener, closeIt bool) { f.binds.Release(ln, closeIt) }
 
 // acceptLoop hands each accepted connection (wrapped in TLS when the
 // frontend terminates it) to its own serve goroutine.
 func (f *Frontend) acceptLoop(l *listener) {
 	defer f.wg.Done()
-	defer close(l.done)
+	defer l.b.Ended()
 	var delay time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || l.released() {
+			if errors.Is(err, net.ErrClosed) || l.b.Stopped() {
 				return
 			}
 			// Out of descriptors or the like: back off as net/http does.
@@ -368,15 +340,7 @@ func (f *Frontend) acceptLoop(l *listener) {
 }
 
 // Addrs returns the bound addresses (useful with port 0).
-func (f *Frontend) Addrs() []net.Addr {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]net.Addr, len(f.lns))
-	for i, l := range f.lns {
-		out[i] = l.Addr()
-	}
-	return out
-}
+func (f *Frontend) Addrs() []net.Addr { return f.binds.Addrs() }
 
 // Name is the frontend's config name.
 func (f *Frontend) Name() string { return f.name }
@@ -402,9 +366,7 @@ func (f *Frontend) track(c *conn, add bool) bool {
 func (f *Frontend) Shutdown(ctx context.Context) error {
 	f.shutting.Store(true)
 	f.mu.Lock()
-	for _, l := range f.lns {
-		l.Close()
-	}
+	f.binds.CloseAll()
 	for c := range f.conns {
 		// A connection waiting for its next request is woken and, seeing
 		// shutting, closes. One that stores idle after this sees shutting

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"wharf/acl"
+	"wharf/proxy/internal/front"
 	"wharf/proxy/proxyproto"
 )
 
@@ -21,28 +22,15 @@ import (
 // what is left.
 type listener struct {
 	net.Listener
-	tcp     *net.TCPListener // the socket, as Serve got it
-	f       *Frontend
-	closing chan struct{} // closed by Close and Release
-	done    chan struct{} // closed when the accept loop has ended
-	once    sync.Once
-}
-
-// released reports whether Close or Release stopped the listener.
-func (l *listener) released() bool {
-	select {
-	case <-l.closing:
-		return true
-	default:
-		return false
-	}
+	b *front.Bind // the socket and its accept loop's state
+	f *Frontend
 }
 
 func (l *listener) Accept() (net.Conn, error) {
 	for {
 		select {
 		case l.f.sem <- struct{}{}:
-		case <-l.closing:
+		case <-l.b.Stopping():
 			return nil, net.ErrClosed
 		}
 		c, err := l.Listener.Accept()
@@ -81,7 +69,7 @@ func (l *listener) Accept() (net.Conn, error) {
 }
 
 func (l *listener) Close() error {
-	l.once.Do(func() { close(l.closing) })
+	l.b.Stop()
 	return l.Listener.Close()
 }
 

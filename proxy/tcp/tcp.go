@@ -55,7 +55,7 @@ type Frontend struct {
 	common   *front.Common
 	wg       sync.WaitGroup // accept loops and connections
 	mu       sync.Mutex
-	lns      []*bind                   // guarded by mu
+	binds    front.Binds
 	conns    map[*net.TCPConn]struct{} // client sockets, for forced close
 	closing  chan struct{}
 	force    chan struct{} // closed when Shutdown's deadline passed
@@ -81,15 +81,6 @@ type routing struct {
 
 // bind is one listening socket the frontend accepts on. stop ends its
 // accept loop (Release, Shutdown); done is closed when the loop has.
-type bind struct {
-	ln   *net.TCPListener
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
-}
-
-func (b *bind) halt() { b.once.Do(func() { close(b.stop) }) }
-
 type frontendMetrics struct {
 	accepted, bytesIn, bytesOut *metrics.Counter
 	active                      *metrics.Gauge
@@ -180,61 +171,25 @@ func (f *Frontend) Start() error {
 // frontend's binds (Start, or a reload that opened it or took it over
 // from another frontend with Release).
 func (f *Frontend) Serve(ln *net.TCPListener) {
-	ln.SetDeadline(time.Time{})
-	b := &bind{ln: ln, stop: make(chan struct{}), done: make(chan struct{})}
-	f.mu.Lock()
-	f.lns = append(f.lns, b)
-	f.mu.Unlock()
+	b := f.binds.Add(ln)
 	f.wg.Add(1)
 	go f.acceptLoop(b)
 }
 
 // Release stops accepting on ln and returns once the accept loop has
-// ended. With closeIt the socket is closed (a bind a reload removed);
-// otherwise it stays open, its pending connections waiting in the
-// kernel's queue, for another frontend to Serve. Connections already
-// accepted are not touched.
-func (f *Frontend) Release(ln *net.TCPListener, closeIt bool) {
-	f.mu.Lock()
-	var b *bind
-	for i, x := range f.lns {
-		if x.ln == ln {
-			b = x
-			f.lns = append(f.lns[:i:i], f.lns[i+1:]...)
-			break
-		}
-	}
-	f.mu.Unlock()
-	if b == nil {
-		return
-	}
-	b.halt()
-	if closeIt {
-		ln.Close()
-	} else {
-		ln.SetDeadline(front.ALongTimeAgo) // wakes a blocked Accept
-	}
-	<-b.done
-}
+// ended (see front.Binds.Release).
+func (f *Frontend) Release(ln *net.TCPListener, closeIt bool) { f.binds.Release(ln, closeIt) }
 
 // Addrs returns the bound addresses (useful with port 0).
-func (f *Frontend) Addrs() []net.Addr {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]net.Addr, len(f.lns))
-	for i, l := range f.lns {
-		out[i] = l.ln.Addr()
-	}
-	return out
-}
+func (f *Frontend) Addrs() []net.Addr { return f.binds.Addrs() }
 
 // Name is the frontend's config name.
 func (f *Frontend) Name() string { return f.name }
 
-func (f *Frontend) acceptLoop(b *bind) {
+func (f *Frontend) acceptLoop(b *front.Bind) {
 	defer f.wg.Done()
-	defer close(b.done)
-	ln := b.ln
+	defer b.Ended()
+	ln := b.LN
 	var delay time.Duration
 	for {
 		// maxconn: take a token before accepting, so excess connections
@@ -243,14 +198,14 @@ func (f *Frontend) acceptLoop(b *bind) {
 		case f.sem <- struct{}{}:
 		case <-f.closing:
 			return
-		case <-b.stop:
+		case <-b.Stopping():
 			return
 		}
 		c, err := ln.AcceptTCP()
 		if err != nil {
 			<-f.sem
 			select {
-			case <-b.stop: // released: the deadline or the close woke us
+			case <-b.Stopping(): // released: the deadline or the close woke us
 				return
 			default:
 			}
@@ -264,7 +219,7 @@ func (f *Frontend) acceptLoop(b *bind) {
 			case <-time.After(delay):
 			case <-f.closing:
 				return
-			case <-b.stop:
+			case <-b.Stopping():
 				return
 			}
 			continue
@@ -556,12 +511,7 @@ func (f *Frontend) forced() bool {
 func (f *Frontend) Shutdown(ctx context.Context) error {
 	f.stopOnce.Do(func() {
 		close(f.closing)
-		f.mu.Lock()
-		for _, b := range f.lns {
-			b.halt()
-			b.ln.Close()
-		}
-		f.mu.Unlock()
+		f.binds.CloseAll()
 	})
 	done := make(chan struct{})
 	go func() {
