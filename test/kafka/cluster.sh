@@ -32,16 +32,14 @@ START_TIMEOUT=${KAFKA_START_TIMEOUT:-120}
 NODES=(1 2 3)
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
+# shellcheck source=test/kafka/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 bport() { echo $((PORT + $1 - 1)); }
 cport() { echo $((PORT + 10 + $1 - 1)); }
 brokers() { echo "127.0.0.1:$(bport 1),127.0.0.1:$(bport 2),127.0.0.1:$(bport 3)"; }
 ndir() { echo "$DIR/node$1"; }
 
-need_lib() {
-	compgen -G "$LIB/kafka_2.13-*.jar" >/dev/null ||
-		die "no broker jars in $LIB; run: bash test/kafka/kafka.sh fetch"
-}
 
 node_arg() {
 	[[ ${1:-} =~ ^[123]$ ]] || die "want a node number 1, 2 or 3, got '${1:-}'"
@@ -57,18 +55,12 @@ pid_of() {
 	echo "$pid"
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # answers N: node N returns metadata naming itself.
 answers() {
 	kcat -b "127.0.0.1:$(bport "$1")" -L -m 3 2>/dev/null | grep -q "broker $1 at 127.0.0.1:$(bport "$1")"
 }
 
-java_tool() {
-	java -Xmx256m -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
-		-Dlog4j2.configurationFile="$DIR/tools-log4j2.properties" \
-		-cp "$LIB/*" "$@"
-}
 
 write_configs() {
 	mkdir -p "$DIR"
@@ -112,33 +104,7 @@ log.retention.hours=2
 log.segment.bytes=33554432
 EOF
 	done
-	cat >"$DIR/log4j2.properties" <<EOF
-status = warn
-appender.out.type = Console
-appender.out.name = OUT
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.out.ref = OUT
-logger.state.name = state.change.logger
-logger.state.level = WARN
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-logger.raft.name = org.apache.kafka.raft
-logger.raft.level = WARN
-logger.config.name = org.apache.kafka.common.config.AbstractConfig
-logger.config.level = WARN
-EOF
-	cat >"$DIR/tools-log4j2.properties" <<EOF
-status = warn
-appender.err.type = Console
-appender.err.name = ERR
-appender.err.target = SYSTEM_ERR
-appender.err.layout.type = PatternLayout
-appender.err.layout.pattern = %p %m%n
-rootLogger.level = WARN
-rootLogger.appenderRef.err.ref = ERR
-EOF
+	write_log4j
 }
 
 # launch N: start node N's JVM in the background (setsid: it must not die
