@@ -160,25 +160,11 @@ func runH2(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label st
 	c, m := h2Shape(o.HTTPConns)
 	cmd := exec.CommandContext(ctx, h2load, "-c", strconv.Itoa(c), "-m", strconv.Itoa(m), "-t", strconv.Itoa(max(1, o.HTTPThreads)),
 		"-D", strconv.Itoa(secs), url)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	meter := startMeter(p.Pid(), o.Progress, func(el time.Duration) string {
-		return fmt.Sprintf("%s: h2load %.1fs/%ds", label, el.Seconds(), secs)
-	})
-	herr := cmd.Run()
-	var child time.Duration
-	if cmd.ProcessState != nil {
-		child = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	r, out, err := meteredRun(cmd, p, o.Progress, label, "h2load", secs)
+	if err != nil {
+		return fail(err)
 	}
-	var r Run
-	meter.finish(&r, child)
-	if exited, err := p.Exited(); exited {
-		return fail(fmt.Errorf("relay died during the run: %v", err))
-	}
-	if herr != nil {
-		return fail(fmt.Errorf("h2load: %v: %s", herr, oneLine(out.String())))
-	}
-	h, err := parseH2load(out.String())
+	h, err := parseH2load(out)
 	if err != nil {
 		return fail(err)
 	}
@@ -194,7 +180,7 @@ func runH2(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label st
 		r.MsgPerCPU = float64(h.succeeded) / r.CPU
 	}
 	if h.succeeded == 0 {
-		r.Err = "h2load completed no request: " + oneLine(out.String())
+		r.Err = "h2load completed no request: " + oneLine(out)
 	}
 	return r
 }

@@ -123,6 +123,32 @@ type meter struct {
 
 // startMeter begins measuring pid. line, when progress is set, returns
 // the status text drawn every tick.
+// meteredRun runs a load generator (wrk, h2load) for about secs against
+// the relay p while metering p's CPU and memory, and returns the run with
+// those figures filled in and the tool's output. It fails when the relay
+// died meanwhile or the tool failed.
+func meteredRun(cmd *exec.Cmd, p *Proc, progress io.Writer, label, tool string, secs int) (Run, string, error) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	m := startMeter(p.Pid(), progress, func(el time.Duration) string {
+		return fmt.Sprintf("%s: %s %.1fs/%ds", label, tool, el.Seconds(), secs)
+	})
+	err := cmd.Run()
+	var child time.Duration
+	if cmd.ProcessState != nil {
+		child = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	var r Run
+	m.finish(&r, child)
+	if exited, perr := p.Exited(); exited {
+		return r, "", fmt.Errorf("relay died during the run: %v", perr)
+	}
+	if err != nil {
+		return r, "", fmt.Errorf("%s: %v: %s", tool, err, oneLine(out.String()))
+	}
+	return r, out.String(), nil
+}
+
 func startMeter(pid int, progress io.Writer, line func(elapsed time.Duration) string) *meter {
 	m := &meter{pid: pid, u0: treeUsage(pid), busy0: machineBusy(), self0: selfCPU(), start: time.Now(),
 		stop: make(chan struct{}), done: make(chan struct{})}
@@ -261,25 +287,11 @@ func runHTTP(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 	secs := max(1, int(sc.Duration.Round(time.Second)/time.Second))
 	cmd := exec.CommandContext(ctx, wrk, fmt.Sprintf("-t%d", o.HTTPThreads), fmt.Sprintf("-c%d", o.HTTPConns),
 		fmt.Sprintf("-d%ds", secs), "--latency", "--timeout", "5s", "-s", script, url)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	m := startMeter(p.Pid(), o.Progress, func(el time.Duration) string {
-		return fmt.Sprintf("%s: wrk %.1fs/%ds", label, el.Seconds(), secs)
-	})
-	werr := cmd.Run()
-	var child time.Duration
-	if cmd.ProcessState != nil {
-		child = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	r, out, err := meteredRun(cmd, p, o.Progress, label, "wrk", secs)
+	if err != nil {
+		return fail(err)
 	}
-	var r Run
-	m.finish(&r, child)
-	if exited, err := p.Exited(); exited {
-		return fail(fmt.Errorf("relay died during the run: %v", err))
-	}
-	if werr != nil {
-		return fail(fmt.Errorf("wrk: %v: %s", werr, oneLine(out.String())))
-	}
-	w, err := parseWrk(out.String())
+	w, err := parseWrk(out)
 	if err != nil {
 		return fail(err)
 	}
@@ -295,7 +307,7 @@ func runHTTP(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, label 
 		r.MsgPerCPU = float64(w.requests) / r.CPU
 	}
 	if w.requests == 0 {
-		r.Err = "wrk completed no request: " + oneLine(out.String())
+		r.Err = "wrk completed no request: " + oneLine(out)
 	}
 	return r
 }
