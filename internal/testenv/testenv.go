@@ -52,7 +52,10 @@ func missing(t testing.TB, why string) {
 }
 
 // FreePort returns a port on 127.0.0.1 that was free for both TCP and UDP
-// a moment ago.
+// a moment ago, and that no earlier FreePort call of this process
+// returned: the kernel may hand a port just closed out again, and two
+// FreePort calls for one config (a bind and the admin listener) once got
+// the same one.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	for range 50 {
@@ -65,11 +68,32 @@ func FreePort(t testing.TB) int {
 		ln.Close()
 		if err == nil {
 			pc.Close()
-			return port
+			if portsGiven.take(port) {
+				return port
+			}
 		}
 	}
 	t.Fatal("no port free for both TCP and UDP on 127.0.0.1")
 	return 0
+}
+
+// portSet is the set of ports FreePort returned in this process.
+type portSet struct {
+	mu sync.Mutex
+	m  map[int]bool
+}
+
+var portsGiven = portSet{m: map[int]bool{}}
+
+// take records port as given and reports whether it was not before.
+func (g *portSet) take(port int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m[port] {
+		return false
+	}
+	g.m[port] = true
+	return true
 }
 
 // ClosedAddr returns a 127.0.0.1 address nothing listens on (a moment ago).
