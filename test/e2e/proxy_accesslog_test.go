@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -261,4 +263,70 @@ encoding = "raw"
 		t.Fatalf("access log after the reload: %q, want the one line of GET /after", lines)
 	}
 	in.stop()
+}
+
+// TestProxyAccessLogNeverHoldsBack: the access log's sink is a syslog
+// collector that is down, with a queue of 50 messages. 1,000 requests
+// through the proxy all succeed; the lines that do not fit are dropped
+// and counted (queue_full), and none of that slows the requests down
+// enough to matter (each well under a second).
+func TestProxyAccessLogNeverHoldsBack(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
+	defer web.Close()
+	httpPort := testenv.FreePort(t)
+	in := start(t, fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[global]
+shutdown_timeout = "1s"
+[frontend.web]
+mode = "http"
+bind = ["tcp://127.0.0.1:%d"]
+backend = "web"
+access_log = ["down"]
+[backend.web]
+server = [{ address = "%s", name = "w1" }]
+[sink.down]
+type = "syslog"
+servers = ["tcp://%s"]
+queue_size = 50
+batch_size = 10
+dial_timeout = "200ms"
+`, httpPort, strings.TrimPrefix(web.URL, "http://"), testenv.ClosedAddr(t)))
+	client := &http.Client{Timeout: 5 * time.Second}
+	const n = 1000
+	var slowest time.Duration
+	for i := range n {
+		t0 := time.Now()
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/r%d", httpPort, i))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+		slowest = max(slowest, time.Since(t0))
+	}
+	dropped := in.waitMetric(1, 5*time.Second, "wharf_sink_dropped_total", `sink="down"`, `reason="queue_full"`)
+	t.Logf("%d requests, slowest %v; %v access log lines dropped (queue_full) at the down sink", n, slowest, dropped)
+	if dropped < n-100 {
+		t.Errorf("only %v lines counted dropped for %d requests with a 50-message queue and the sink down", dropped, n)
+	}
+	if slowest > time.Second {
+		t.Errorf("slowest request took %v: the access log held the proxy back", slowest)
+	}
+	// The lines still queued for the down sink are dropped at the stop,
+	// which wharf reports as a lossy stop: exit status 3.
+	in.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-in.exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Errorf("exit %v, want status 3 (queued lines dropped at the stop)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("wharf did not exit within 30s of SIGTERM")
+	}
 }
