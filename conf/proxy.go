@@ -97,6 +97,14 @@ func describeProxyFrontend(pr func(string, ...any), name string, f *Frontend) {
 	if len(extras) > 0 {
 		pr("    %s", strings.Join(extras, "; "))
 	}
+	if f.RedirectHTTPS {
+		// Answered by wharf: use rules and backend are not consulted.
+		pr("    every request -> 301 to https://HOST/PATH (no backend asked)")
+		if len(f.AccessLog) > 0 {
+			pr("    access log -> %s", strings.Join(f.AccessLog, ", "))
+		}
+		return
+	}
 	for i, u := range f.Use {
 		var conds []string
 		if u.SNI != "" {
@@ -118,6 +126,22 @@ func describeProxyFrontend(pr func(string, ...any), name string, f *Frontend) {
 		pr("    otherwise -> backend %s", def)
 	} else {
 		pr("    all -> backend %s", def)
+	}
+	if len(f.ResponseHeaders) > 0 {
+		var set, del []string
+		for _, name := range sortedKeys(f.ResponseHeaders) {
+			if v := f.ResponseHeaders[name]; v != "" {
+				set = append(set, name+": "+v)
+			} else {
+				del = append(del, name)
+			}
+		}
+		if len(set) > 0 {
+			pr("    responses set %s", strings.Join(set, "; "))
+		}
+		if len(del) > 0 {
+			pr("    responses drop %s", strings.Join(del, ", "))
+		}
 	}
 	if len(f.AccessLog) > 0 {
 		pr("    access log -> %s", strings.Join(f.AccessLog, ", "))
