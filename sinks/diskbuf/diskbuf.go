@@ -323,18 +323,19 @@ type Buffer struct {
 	// A directory removed while in use (removed.go), guarded by mu:
 	// removed until rebuildLocked made it again; held are descriptors of
 	// sealed segments (at most maxHeld) kept until they are confirmed, so
-	// the reader can read them even without their names; orphans are the
-	// segments whose names were removed; segGen counts active segments
-	// created again under the same name; ckLost makes the next checkpoint
-	// be written even if the position did not move.
-	removed  bool
-	removals uint64
-	held     map[uint64]*os.File
-	orphans  map[uint64]bool
-	segGen   uint64
-	ckLost   bool
-	lost     atomic.Uint64 // records in segments removed before they were read
-	lostSegs atomic.Uint64
+	// the reader can read them even without their names; the records
+	// below sequence removedBelow were written before the last removal
+	// (the segments from segs[0] up to it lost their names); segGen counts
+	// active segments created again under the same name; ckLost makes the
+	// next checkpoint be written even if the position did not move.
+	removed      bool
+	removals     uint64
+	held         map[uint64]*os.File
+	removedBelow uint64
+	segGen       uint64
+	ckLost       bool
+	lost         atomic.Uint64 // records in segments removed before they were read
+	lostSegs     atomic.Uint64
 
 	rmu  sync.Mutex // serialises Next and Rewind
 	rd   reader

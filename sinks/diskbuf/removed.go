@@ -58,12 +58,9 @@ func (b *Buffer) detectRemovedLocked() bool {
 		b.wf.Close() // empty: nothing to read from it
 	}
 	b.wf = nil
-	if b.orphans == nil {
-		b.orphans = make(map[uint64]bool)
-	}
+	b.removedBelow = b.nextSeq
 	unheld := 0
 	for _, sg := range b.segs {
-		b.orphans[sg.base] = true
 		if b.held[sg.base] == nil && sg.base != act {
 			unheld++
 		}
@@ -133,7 +130,6 @@ func (b *Buffer) releaseLocked(base uint64) {
 		f.Close()
 		delete(b.held, base)
 	}
-	delete(b.orphans, base)
 }
 
 // maxHeld bounds the descriptors kept of sealed segments (a variable for
@@ -177,11 +173,12 @@ func (b *Buffer) segmentLost(base uint64, off int64) bool {
 		return false // gone from the list meanwhile, or the active one
 	}
 	next := b.segs[i+1].base
-	b.mu.Unlock()
 	n := next - base
 	if off > 0 {
 		n = 0 // part of it was read before: how many are left is unknown
 	}
+	b.pending -= min(b.pending, n) // never handed out, so no Ack takes them off
+	b.mu.Unlock()
 	b.lost.Add(n)
 	b.lostSegs.Add(1)
 	if b.opts.Log != nil {
@@ -194,14 +191,10 @@ func (b *Buffer) segmentLost(base uint64, off int64) bool {
 
 // removedFault is Fault's text while records are only in removed files.
 func (b *Buffer) removedFault() error {
-	if len(b.orphans) == 0 {
+	first := b.segs[0].base // the oldest segment not wholly confirmed
+	if b.removedBelow <= first {
 		return nil
 	}
-	var n uint64
-	for i, s := range b.segs {
-		if b.orphans[s.base] && i+1 < len(b.segs) {
-			n += b.segs[i+1].base - s.base
-		}
-	}
+	n := b.removedBelow - first
 	return fmt.Errorf("disk buffer %s: its directory or active segment was removed while in use and has been created again; up to %d records written before are only in removed files still open: they are being delivered, but a restart now would lose them", b.dir, n)
 }
