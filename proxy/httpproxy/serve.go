@@ -1117,12 +1117,23 @@ func (cc *clientConn) writeRespHead(b []byte, resp *head, decode, keep, upgrade 
 		cc.out.writeString("Connection: Upgrade\r\n\r\n")
 		return
 	case resp.status < 200:
-	case !keep:
-		cc.out.writeString("Connection: close\r\n")
-	case cc.req.minor == 0:
-		cc.out.writeString("Connection: keep-alive\r\n")
+	default:
+		cc.out.writeString(cc.connectionField(keep))
 	}
 	cc.out.writeString("\r\n")
+}
+
+// connectionField is the Connection field line a final answer needs:
+// close when the connection ends after it, keep-alive for an HTTP/1.0
+// client it stays open for, none otherwise.
+func (cc *clientConn) connectionField(keep bool) string {
+	switch {
+	case !keep:
+		return "Connection: close\r\n"
+	case cc.req.minor == 0:
+		return "Connection: keep-alive\r\n"
+	}
+	return ""
 }
 
 func (cc *clientConn) fieldLine(name, value []byte) {
@@ -1208,13 +1219,12 @@ func (cc *clientConn) fail(code int, msg string, keep bool) bool {
 	w = append(w, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nContent-Length: "...)
 	bodyLen := len(strconv.Itoa(code)) + 1 + len(text) + 2 + len(msg) + 1
 	w = appendInt(w, int64(bodyLen))
-	if !keep {
-		w = append(w, "\r\nConnection: close"...)
-	} else if cc.req.minor == 0 {
-		w = append(w, "\r\nConnection: keep-alive"...)
-	}
-	w = append(w, "\r\n\r\n"...)
-	if !cc.isHead {
+	w = append(w, "\r\n"...)
+	w = append(w, cc.connectionField(keep)...)
+	w = append(w, "\r\n"...)
+	if cc.isHead {
+		bodyLen = 0
+	} else {
 		w = appendInt(w, int64(code))
 		w = append(w, ' ')
 		w = append(w, text...)
@@ -1222,13 +1232,17 @@ func (cc *clientConn) fail(code int, msg string, keep bool) bool {
 		w = append(w, msg...)
 		w = append(w, '\n')
 	}
+	return cc.sendOwn(w, code, bodyLen, keep)
+}
+
+// sendOwn sends w, an answer the proxy made itself (code, with bodyLen
+// bytes of body), notes it for the access log and returns keep.
+func (cc *clientConn) sendOwn(w []byte, code, bodyLen int, keep bool) bool {
 	cc.out.b = w
 	if cc.rec.Status == 0 {
-		cc.rec.Status = code // answered by the proxy itself
+		cc.rec.Status = code
 	}
-	if !cc.isHead {
-		cc.rec.Bytes = int64(bodyLen)
-	}
+	cc.rec.Bytes = int64(bodyLen)
 	cc.isHead = false
 	if err := cc.out.flush(); err != nil {
 		return false
@@ -1253,18 +1267,8 @@ func (cc *clientConn) redirectHTTPS(host, path []byte, keep bool) bool {
 	}
 	w = append(w, path...)
 	w = append(w, "\r\nContent-Length: 0\r\n"...)
-	if !keep {
-		w = append(w, "Connection: close\r\n"...)
-	} else if cc.req.minor == 0 {
-		w = append(w, "Connection: keep-alive\r\n"...)
-	}
-	cc.out.b = append(w, "\r\n"...)
-	cc.rec.Status = 301
-	if err := cc.out.flush(); err != nil {
-		return false
-	}
-	cc.linger = !keep
-	return keep
+	w = append(w, cc.connectionField(keep)...)
+	return cc.sendOwn(append(w, "\r\n"...), 301, 0, keep)
 }
 
 func lastByte(b []byte, c byte) int {
