@@ -105,34 +105,73 @@ type Conn struct {
 	Connect           time.Duration
 }
 
-var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// line is an access log line being built, pooled with its buffer.
+type line struct {
+	b     []byte
+	now   time.Time
+	dests []route.Dest
+}
+
+var lines = sync.Pool{New: func() any { return &line{b: make([]byte, 0, 512)} }}
+
+// num is one integer field of a line's structured data.
+type num struct {
+	name string
+	v    int64
+}
+
+// begin starts a line made now, or returns nil when it would go nowhere
+// (no access_log sinks, nobody tapping).
+func (l *Logger) begin() *line {
+	dests := l.dests()
+	if len(dests) == 0 && !l.tapped() {
+		return nil
+	}
+	ln := lines.Get().(*line)
+	ln.now, ln.dests = time.Now(), dests
+	return ln
+}
+
+// head writes what every line has: the syslog header, the structured
+// data (client, frontend, backend, server, then nums) and MSG's first
+// fields (client [date] frontend backend/server).
+func (l *Logger) head(ln *line, msgid string, bad bool, client netip.AddrPort, start time.Time, backend, server string, nums ...num) []byte {
+	b := l.header(ln.b[:0], ln.now, bad, msgid)
+	b = append(b, '[')
+	b = append(b, msgid...)
+	b = append(b, "@32473"...)
+	b = sdAddr(b, "client", client)
+	b = sdParam(b, "frontend", l.frontend)
+	b = sdParam(b, "backend", backend)
+	b = sdParam(b, "server", server)
+	for _, n := range nums {
+		b = sdInt(b, n.name, n.v)
+	}
+	b = append(b, "] "...)
+	return l.msgStart(b, client, start, backend, server)
+}
+
+// end sends the finished line b and puts ln back.
+func (l *Logger) end(ln *line, b []byte, client netip.AddrPort) {
+	l.send(b, client, ln.now, ln.dests)
+	ln.b, ln.dests = b, nil
+	lines.Put(ln)
+}
 
 // HTTP logs r as ended now.
 func (l *Logger) HTTP(r *Request) {
-	dests := l.dests()
-	if len(dests) == 0 && !l.tapped() {
+	ln := l.begin()
+	if ln == nil {
 		return
 	}
-	now := time.Now()
-	bp := bufs.Get().(*[]byte)
-	b := l.header((*bp)[:0], now, r.Status >= 500 || r.Status == 0, "http")
-	b = append(b, "[http@32473"...)
-	b = sdAddr(b, "client", r.Client)
-	b = sdParam(b, "frontend", l.frontend)
-	b = sdParam(b, "backend", r.Backend)
-	b = sdParam(b, "server", r.Server)
-	b = sdInt(b, "status", int64(r.Status))
-	b = sdInt(b, "bytes", r.Bytes)
-	b = sdInt(b, "tc", ms(r.Connect))
-	b = sdInt(b, "tr", ms(r.Response))
-	b = sdInt(b, "ta", ms(now.Sub(r.Start)))
-	b = append(b, "] "...)
-	b = l.msgStart(b, r.Client, r.Start, r.Backend, r.Server)
+	ta := ms(ln.now.Sub(r.Start))
+	b := l.head(ln, "http", r.Status >= 500 || r.Status == 0, r.Client, r.Start, r.Backend, r.Server,
+		num{"status", int64(r.Status)}, num{"bytes", r.Bytes}, num{"tc", ms(r.Connect)}, num{"tr", ms(r.Response)}, num{"ta", ta})
 	b = strconv.AppendInt(b, ms(r.Connect), 10)
 	b = append(b, '/')
 	b = strconv.AppendInt(b, ms(r.Response), 10)
 	b = append(b, '/')
-	b = strconv.AppendInt(b, ms(now.Sub(r.Start)), 10)
+	b = strconv.AppendInt(b, ta, 10)
 	b = append(b, ' ')
 	if r.Status == 0 {
 		b = append(b, "-1"...)
@@ -148,41 +187,26 @@ func (l *Logger) HTTP(r *Request) {
 	b = append(b, ' ')
 	b = append(b, r.Proto...)
 	b = append(b, '"')
-	l.send(b, r.Client, now, dests)
-	*bp = b
-	bufs.Put(bp)
+	l.end(ln, b, r.Client)
 }
 
 // TCP logs c as ended now.
 func (l *Logger) TCP(c *Conn) {
-	dests := l.dests()
-	if len(dests) == 0 && !l.tapped() {
+	ln := l.begin()
+	if ln == nil {
 		return
 	}
-	now := time.Now()
-	bp := bufs.Get().(*[]byte)
-	b := l.header((*bp)[:0], now, c.Server == "", "tcp")
-	b = append(b, "[tcp@32473"...)
-	b = sdAddr(b, "client", c.Client)
-	b = sdParam(b, "frontend", l.frontend)
-	b = sdParam(b, "backend", c.Backend)
-	b = sdParam(b, "server", c.Server)
-	b = sdInt(b, "bytes_in", c.BytesIn)
-	b = sdInt(b, "bytes_out", c.BytesOut)
-	b = sdInt(b, "tc", ms(c.Connect))
-	b = sdInt(b, "ta", ms(now.Sub(c.Start)))
-	b = append(b, "] "...)
-	b = l.msgStart(b, c.Client, c.Start, c.Backend, c.Server)
+	ta := ms(ln.now.Sub(c.Start))
+	b := l.head(ln, "tcp", c.Server == "", c.Client, c.Start, c.Backend, c.Server,
+		num{"bytes_in", c.BytesIn}, num{"bytes_out", c.BytesOut}, num{"tc", ms(c.Connect)}, num{"ta", ta})
 	b = strconv.AppendInt(b, ms(c.Connect), 10)
 	b = append(b, '/')
-	b = strconv.AppendInt(b, ms(now.Sub(c.Start)), 10)
+	b = strconv.AppendInt(b, ta, 10)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, c.BytesIn, 10)
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, c.BytesOut, 10)
-	l.send(b, c.Client, now, dests)
-	*bp = b
-	bufs.Put(bp)
+	l.end(ln, b, c.Client)
 }
 
 // dests are the sinks the frontend's lines go to now.
