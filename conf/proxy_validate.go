@@ -42,7 +42,7 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 	for _, name := range sortedKeys(f.ResponseHeaders) {
 		value := f.ResponseHeaders[name]
 		switch {
-		case !httpToken(name):
+		case !isToken(name):
 			v.errAt(p+".response_headers", "%q is not a valid header field name", name)
 		case managedHeader(name):
 			v.errAt(p+".response_headers", "%s is set by the proxy itself (framing or connection management) and cannot be set here", name)
@@ -330,23 +330,6 @@ func (v *validator) backend(p string, b *Backend) {
 			v.enum(sp, "send_proxy", s.SendProxy, "v1", "v2")
 		}
 	}
-}
-
-// httpToken reports whether s is an RFC 9110 token (a field name).
-func httpToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // managedHeader: fields the proxy frames or manages itself.
