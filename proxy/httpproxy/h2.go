@@ -878,12 +878,11 @@ func (rq *h2request) parse(fields []hpack.HeaderField) bool {
 // RFC 9110 6.5.1 forbids in trailers, nor hop-by-hop ones.
 func trailerAllowed(name string) bool {
 	switch name {
-	case "content-length", "transfer-encoding", "host", "te", "trailer", "connection", "keep-alive",
-		"proxy-connection", "upgrade", "content-type", "content-encoding", "content-range",
-		"authorization", "proxy-authorization", "cookie", "expect", "range", "max-forwards":
+	case "content-length", "host", "trailer", "content-type", "content-encoding", "content-range",
+		"authorization", "cookie", "expect", "range", "max-forwards":
 		return false
 	}
-	return true
+	return !hopByHop([]byte(name)) // no allocation: the conversion does not escape
 }
 
 func validH2Name(s string) bool {
