@@ -546,6 +546,7 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 			return err
 		}
 		s.conn = c
+		s.outq, s.sinceOutq = 0, 0 // a new, empty send queue
 	}
 	deadline := time.Now().Add(s.writeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
