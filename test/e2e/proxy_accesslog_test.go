@@ -158,19 +158,7 @@ encoding = "json"
 // only while someone taps.
 func TestProxyTapWithoutAccessLog(t *testing.T) {
 	curl := testenv.Tool(t, "curl")
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
-	defer web.Close()
-	httpPort := testenv.FreePort(t)
-	in := start(t, fmt.Sprintf(`
-[admin]
-listen = "{{ADMIN}}"
-[frontend.web]
-mode = "http"
-bind = ["tcp://127.0.0.1:%d"]
-backend = "web"
-[backend.web]
-server = [{ address = "%s", name = "w1" }]
-`, httpPort, strings.TrimPrefix(web.URL, "http://")))
+	in, httpPort := startWebProxy(t, "", "")
 	tap := exec.Command(wharfBin, "tap", "-admin", in.admin, "--frontend", "web", "--raw")
 	stdout, _ := tap.StdoutPipe()
 	var stderr testenv.SyncBuffer
@@ -206,23 +194,12 @@ server = [{ address = "%s", name = "w1" }]
 // already open too: the frontend is not rebuilt for it (which would
 // close that connection after its next answer).
 func TestProxyAccessLogByReload(t *testing.T) {
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
-	defer web.Close()
-	httpPort := testenv.FreePort(t)
-	in := start(t, fmt.Sprintf(`
-[admin]
-listen = "{{ADMIN}}"
-[frontend.web]
-mode = "http"
-bind = ["tcp://127.0.0.1:%d"]
-backend = "web"
-[backend.web]
-server = [{ address = "%s", name = "w1" }]
+	in, httpPort := startWebProxy(t, "", `
 [sink.alog]
 type = "file"
 path = "{{DIR}}/access.log"
 encoding = "raw"
-`, httpPort, strings.TrimPrefix(web.URL, "http://")))
+`)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	get := func(path string) bool {
 		t.Helper()
@@ -271,28 +248,16 @@ encoding = "raw"
 // and counted (queue_full), and none of that slows the requests down
 // enough to matter (each well under a second).
 func TestProxyAccessLogNeverHoldsBack(t *testing.T) {
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
-	defer web.Close()
-	httpPort := testenv.FreePort(t)
-	in := start(t, fmt.Sprintf(`
-[admin]
-listen = "{{ADMIN}}"
+	in, httpPort := startWebProxy(t, `access_log = ["down"]`, fmt.Sprintf(`
 [global]
 shutdown_timeout = "1s"
-[frontend.web]
-mode = "http"
-bind = ["tcp://127.0.0.1:%d"]
-backend = "web"
-access_log = ["down"]
-[backend.web]
-server = [{ address = "%s", name = "w1" }]
 [sink.down]
 type = "syslog"
 servers = ["tcp://%s"]
 queue_size = 50
 batch_size = 10
 dial_timeout = "200ms"
-`, httpPort, strings.TrimPrefix(web.URL, "http://"), testenv.ClosedAddr(t)))
+`, testenv.ClosedAddr(t)))
 	client := &http.Client{Timeout: 5 * time.Second}
 	const n = 1000
 	var slowest time.Duration
@@ -329,4 +294,25 @@ dial_timeout = "200ms"
 	case <-time.After(30 * time.Second):
 		t.Fatal("wharf did not exit within 30s of SIGTERM")
 	}
+}
+
+// startWebProxy runs a Go backend that answers "hello" and wharf with an
+// http frontend "web" (server w1) in front of it on a free port;
+// frontendExtra goes into the frontend's table, extra after the rest.
+func startWebProxy(t *testing.T, frontendExtra, extra string) (*instance, int) {
+	t.Helper()
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
+	t.Cleanup(web.Close)
+	port := testenv.FreePort(t)
+	return start(t, fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.web]
+mode = "http"
+bind = ["tcp://127.0.0.1:%d"]
+backend = "web"
+%s
+[backend.web]
+server = [{ address = "%s", name = "w1" }]
+%s`, port, frontendExtra, strings.TrimPrefix(web.URL, "http://"), extra)), port
 }
