@@ -448,36 +448,9 @@ func TestFullBlock(t *testing.T) {
 			t.Fatalf("Append on a full buffer: %v, want it to block until ctx ends", err)
 		}
 	}
-	t.Run("ack", func(t *testing.T) {
-		b := openT(t, t.TempDir(), o)
-		defer b.Close()
-		fill(b)
-		res := make(chan error, 1)
-		go func() { res <- b.Append(context.Background(), p) }()
-		select {
-		case err := <-res:
-			t.Fatalf("Append returned %v before Ack", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-		_, pos := readN(t, b, 2, 2, 0)
-		if err := b.Ack(pos); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-res:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Append still blocked after Ack freed a segment")
-		}
-	})
-	t.Run("limits raised", func(t *testing.T) {
-		// A reload raising max_bytes (SetLimits) lets a blocked Append
-		// in at once; switching to drop_newest refuses instead of waiting.
-		b := openT(t, t.TempDir(), o)
-		defer b.Close()
-		fill(b)
+	// blocked starts an Append on the full b and checks it waits; done
+	// checks it then returns, without error, once why happened.
+	blocked := func(b *Buffer) (done func(why string)) {
 		res := make(chan error, 1)
 		go func() { res <- b.Append(context.Background(), p) }()
 		select {
@@ -485,17 +458,39 @@ func TestFullBlock(t *testing.T) {
 			t.Fatalf("Append returned %v on a full buffer", err)
 		case <-time.After(20 * time.Millisecond):
 		}
+		return func(why string) {
+			select {
+			case err := <-res:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Append still blocked after %s", why)
+			}
+		}
+	}
+	t.Run("ack", func(t *testing.T) {
+		b := openT(t, t.TempDir(), o)
+		defer b.Close()
+		fill(b)
+		done := blocked(b)
+		_, pos := readN(t, b, 2, 2, 0)
+		if err := b.Ack(pos); err != nil {
+			t.Fatal(err)
+		}
+		done("Ack freed a segment")
+	})
+	t.Run("limits raised", func(t *testing.T) {
+		// A reload raising max_bytes (SetLimits) lets a blocked Append
+		// in at once; switching to drop_newest refuses instead of waiting.
+		b := openT(t, t.TempDir(), o)
+		defer b.Close()
+		fill(b)
+		done := blocked(b)
 		if err := b.SetLimits(4096, 256, OnFullBlock); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case err := <-res:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Append still blocked after max_total_bytes was raised")
-		}
+		done("max_total_bytes was raised")
 		if err := b.SetLimits(1024, 256, OnFullDropNewest); err != nil {
 			t.Fatal(err)
 		}
