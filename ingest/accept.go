@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"wharf/internal/acceptretry"
 )
 
 // listenStream opens the TCP socket of a bind that runs its own accept
@@ -33,20 +35,17 @@ func (l *Listener) listenStream() (net.Listener, error) {
 // connection serve took holds a maxconn_per_ip slot and counts in
 // l.conns until the session releases them.
 func (l *Listener) acceptLoop(ln net.Listener, serve func(c net.Conn, peer netip.AddrPort, s *settings) bool) {
-	var backoff time.Duration
+	var backoff acceptretry.Backoff
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// EMFILE and friends: wait a little instead of spinning.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Warn("accept failed; retrying", "err", err, "in", backoff)
-			time.Sleep(backoff)
+			time.Sleep(backoff.Failed(l.log, err))
 			continue
 		}
-		backoff = 0
+		backoff.OK()
 		var peer netip.AddrPort
 		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 			peer = a.AddrPort()

@@ -8,8 +8,6 @@ package ingest
 import (
 	"context"
 	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -25,10 +23,9 @@ const (
 	drainPoll = 10 * time.Millisecond
 )
 
-// Drain refuses new connections on a tcp:// or tls:// bind (counted
-// rejected{reason="shutdown"}; a tcp:// connection gnet accepted before
-// the drain but a held-back event loop had not opened yet is opened and
-// read, see drainGate) and waits until every open connection is quiet:
+// Drain refuses new connections on a tcp:// or tls:// bind (it closes
+// the listening socket; a tcp:// connection accepted before that is
+// still enrolled and read) and waits until every open connection is quiet:
 // no read in progress (an event loop held back by a full queue is
 // busy), nothing in its kernel receive queue, no byte for drainQuiet. A
 // sender that keeps writing keeps it waiting until ctx ends; busy is how
@@ -48,26 +45,20 @@ func (l *Listener) Drain(ctx context.Context) (busy int) {
 		if l.tls.ln == nil {
 			return 0
 		}
-		l.gate.close(nil)
 		l.tls.ln.Close() // new connections are refused by the kernel
 	default:
-		select {
-		case <-l.booted:
-		default:
+		if l.stream == nil {
 			return 0 // never started
 		}
-		var loops []gnet.EventLoop
-		l.open.Range(func(k, _ any) bool {
-			loops = append(loops, k.(gnet.Conn).EventLoop())
-			return true
-		})
-		l.gate.close(loops) // OnOpen refuses new connections
+		// New connections are refused by the kernel; the accept loop
+		// returns once the last one it accepted is open (enroll).
+		l.stream.ln.Close()
 	}
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
 	quietBefore := false
 	for {
-		busy = l.busyConns(monoNow()) + l.gate.pending()
+		busy = l.busyConns(monoNow()) + l.enrolling()
 		if busy == 0 && quietBefore {
 			return 0
 		}
@@ -170,82 +161,11 @@ var monoBase = time.Now()
 // catches up. Message receive times stay on the wall clock.
 func monoNow() int64 { return int64(time.Since(monoBase)) }
 
-// drainGate tells a draining tcp:// bind's OnOpen which connections to
-// refuse. gnet's acceptor accepts a connection and queues it to an event
-// loop, which opens it (OnOpen) when it next runs its task queue; a loop
-// held back by a full sink queue may open, after the drain began, a
-// connection the kernel and gnet accepted long before, whose sender has
-// written to it. Refusing that one lost what it wrote. So the drain
-// queues a marker behind the connections each loop has waiting: a
-// connection a loop opens before its marker ran was accepted before the
-// drain and is read like the others; after the marker, OnOpen refuses.
-// The drain is not over until every marker ran (pending).
-type drainGate struct {
-	on    atomic.Bool // the drain began
-	mu    sync.Mutex
-	loops map[gnet.EventLoop]bool // loops sent a marker -> whether it ran
-}
-
-// close begins the drain: a marker goes to every loop in loops (the loops
-// of the open connections; a loop with none gets its marker from its
-// first OnOpen, see admit).
-func (g *drainGate) close(loops []gnet.EventLoop) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.loops = map[gnet.EventLoop]bool{}
-	g.on.Store(true)
-	for _, el := range loops {
-		g.markLocked(el)
-	}
-}
-
-// markLocked queues el's marker unless it has one. gnet runs an event
-// loop's tasks in order (Execute queues behind the connections the
-// acceptor queued before it); when the engine is stopping the marker
-// counts as run.
-func (g *drainGate) markLocked(el gnet.EventLoop) {
-	if _, sent := g.loops[el]; sent {
-		return
-	}
-	g.loops[el] = false
-	err := el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		g.mu.Lock()
-		g.loops[el] = true
-		g.mu.Unlock()
-		return nil
-	}))
-	if err != nil {
-		g.loops[el] = true
-	}
-}
-
-// admit reports whether OnOpen, on event loop el, opens a connection
-// while the drain runs: yes until el's marker ran. A loop without a
-// marker gets one now (this connection may have waited behind it).
-// Called on el's goroutine.
-func (g *drainGate) admit(el gnet.EventLoop) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	ran, sent := g.loops[el]
-	if !sent {
-		g.markLocked(el)
-	}
-	return !ran
-}
-
-// pending counts the markers that have not run: loops that may still
-// open a connection accepted before the drain.
-func (g *drainGate) pending() int {
-	if !g.on.Load() {
+// enrolling is 1 while a tcp:// bind's accept loop may still be enrolling
+// a connection it accepted before the drain closed the socket.
+func (l *Listener) enrolling() int {
+	if l.stream == nil {
 		return 0
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := 0
-	for _, ran := range g.loops {
-		if !ran {
-			n++
-		}
-	}
-	return n
+	return l.stream.enrolling()
 }

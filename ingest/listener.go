@@ -1,4 +1,5 @@
-// Package ingest runs the syslog listeners: one gnet engine per bind.
+// Package ingest runs the syslog listeners: one gnet engine per bind
+// (tcp:// binds accept in Go and enroll connections into it, stream.go).
 //
 // This layer only knows sockets and per-connection state. It hands bytes
 // to ingest/framing (pure frame splitting) and ingest/parse (header
@@ -53,9 +54,10 @@ type Listener struct {
 
 	frontend string
 	bind     conf.Bind
-	tcp      bool      // a stream bind (tcp or tls): enqueue blocks
-	tls      *tlsBind  // tls:// binds only, served by tls.go instead of gnet
-	relp     *relpBind // relp:// and relp+tls:// binds (relp.go)
+	tcp      bool        // a stream bind (tcp or tls): enqueue blocks
+	tls      *tlsBind    // tls:// binds only, served by tls.go instead of gnet
+	relp     *relpBind   // relp:// and relp+tls:// binds (relp.go)
+	stream   *streamBind // tcp:// binds: accepted in Go, read by gnet (stream.go)
 	settings atomic.Pointer[settings]
 	routes   *route.Holder
 	log      *slog.Logger
@@ -82,7 +84,6 @@ type Listener struct {
 
 	rate     rateLimiter // buckets and counters of the rate limits (ratelimit.go)
 	stopping atomic.Bool // Stop began: held-back connections stop waiting
-	gate     drainGate   // Drain began: new connections are refused (drain.go)
 
 	eng     gnet.Engine
 	booted  chan struct{}
@@ -243,6 +244,9 @@ func (l *Listener) Start() error {
 	} else {
 		opts = append(opts, gnet.WithSocketRecvBuffer(udpRecvBuffer))
 	}
+	if l.tcp {
+		return l.startStream(opts)
+	}
 	go func() {
 		err := gnet.Run(l, l.bind.Scheme+"://"+l.bind.Addr, opts...)
 		close(l.exited)
@@ -310,6 +314,9 @@ func (l *Listener) Stop(ctx context.Context) error {
 	if l.relp != nil {
 		return l.stopRELP(ctx)
 	}
+	if l.stream != nil {
+		return l.stopStream(ctx)
+	}
 	// Engine.Stop begins the shutdown at once but notices its end only on
 	// a 500 ms poll; gnet.Run returning (l.done) says it sooner. Each
 	// bind's stop took up to that half second: an idle wharf with a UDP
@@ -369,9 +376,14 @@ func waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
 
 // OnBoot records the engine and the bound address, and raises the UDP
 // receive buffer past rmem_max (SO_RCVBUFFORCE works as root or with
-// CAP_NET_ADMIN; otherwise the kernel's cap stays and we say so).
+// CAP_NET_ADMIN; otherwise the kernel's cap stays and we say so). A
+// tcp:// bind's engine has no socket: listenStream recorded the address.
 func (l *Listener) OnBoot(eng gnet.Engine) gnet.Action {
 	l.eng = eng
+	if l.tcp {
+		close(l.booted)
+		return gnet.None
+	}
 	l.addr = l.bind.Addr
 	defer l.registerKernelDrops()
 	if fd, err := eng.Dup(); err == nil {
@@ -501,37 +513,14 @@ func (o *outbox) flush(block bool) {
 	o.cache.Flush()
 }
 
-// OnOpen admits or refuses a new TCP connection before any byte is read:
-// the allow/deny lists first, then the frontend's connection limit.
+// OnOpen opens a TCP connection the accept loop admitted (allow/deny,
+// maxconn, maxconn_per_ip: acceptLoop) and enrolled with its state.
 func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	s := l.settings.Load()
-	var peer netip.AddrPort
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		peer = a.AddrPort()
+	st, ok := c.Context().(*conn)
+	if !ok {
+		return nil, gnet.Close // not enrolled by enroll: never happens
 	}
-	if !s.acl.Permit(peer.Addr()) {
-		l.reason("rejected", "acl").Inc()
-		return nil, gnet.Close
-	}
-	if l.gate.on.Load() && !l.gate.admit(c.EventLoop()) {
-		l.reason("rejected", "shutdown").Inc()
-		return nil, gnet.Close
-	}
-	if s.maxConn > 0 && l.conns.Load() >= s.maxConn {
-		l.reason("rejected", "maxconn").Inc()
-		return nil, gnet.Close
-	}
-	if !l.perIP.Acquire(peer.Addr(), s.perIP) {
-		l.reason("rejected", "maxconn_per_ip").Inc()
-		return nil, gnet.Close
-	}
-	_ = c.SetKeepAlivePeriod(time.Minute) // finds senders that vanished without a FIN
-	st := &conn{framer: framing.Framer{Mode: s.mode, Max: s.max, Truncate: s.truncate}, peer: peer}
-	st.lastRead.Store(monoNow())
-	c.SetContext(st)
 	l.open.Store(c, st)
-	l.conns.Add(1)
-	l.connsTotal.Inc()
 	return nil, gnet.None
 }
 
@@ -539,10 +528,10 @@ func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 // back are delivered (charged to the buckets, see flushHeld); a partial
 // frame left in the buffer is a truncated message: counted, not delivered.
 func (l *Listener) OnClose(c gnet.Conn, err error) gnet.Action {
-	if c.Context() == nil { // refused in OnOpen
+	st, ok := c.Context().(*conn)
+	if !ok {
 		return gnet.None
 	}
-	st := c.Context().(*conn)
 	l.open.Delete(c)
 	l.conns.Add(-1)
 	l.perIP.Release(st.peer.Addr())
@@ -828,7 +817,7 @@ func (l *Listener) zeroReasons() {
 		return
 	}
 	l.reason("dropped", "incomplete_frame_at_close")
-	l.reason("rejected", "shutdown")
+	l.reason("rejected", "fd_limit")
 	l.reason("rejected", "maxconn")
 	l.reason("rejected", "maxconn_per_ip")
 	l.reason("closed", "idle_timeout")

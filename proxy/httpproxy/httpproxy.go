@@ -69,6 +69,7 @@ import (
 
 	"wharf/acl"
 	"wharf/conf"
+	"wharf/internal/acceptretry"
 	"wharf/metrics"
 	"wharf/proxy/accesslog"
 	"wharf/proxy/internal/front"
@@ -315,20 +316,17 @@ func (f *Frontend) Release(ln *net.TCPListener, closeIt bool) { f.binds.Release(
 func (f *Frontend) acceptLoop(l *listener) {
 	defer f.wg.Done()
 	defer l.b.Ended()
-	var delay time.Duration
+	var backoff acceptretry.Backoff
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || l.b.Stopped() {
 				return
 			}
-			// Out of descriptors or the like: back off as net/http does.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			f.log.Warn("accept failed; retrying", "err", err, "in", delay)
-			time.Sleep(delay)
+			time.Sleep(backoff.Failed(f.log, err))
 			continue
 		}
-		delay = 0
+		backoff.OK()
 		pc := c.(*conn)
 		var nc net.Conn = pc
 		if f.tlsCfg != nil {

@@ -30,6 +30,7 @@ import (
 
 	"wharf/acl"
 	"wharf/conf"
+	"wharf/internal/acceptretry"
 	"wharf/metrics"
 	"wharf/proxy/accesslog"
 	"wharf/proxy/internal/front"
@@ -190,7 +191,7 @@ func (f *Frontend) acceptLoop(b *front.Bind) {
 	defer f.wg.Done()
 	defer b.Ended()
 	ln := b.LN
-	var delay time.Duration
+	var backoff acceptretry.Backoff
 	for {
 		// maxconn: take a token before accepting, so excess connections
 		// wait in the kernel's accept queue.
@@ -212,11 +213,8 @@ func (f *Frontend) acceptLoop(b *front.Bind) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// EMFILE and friends: back off instead of spinning.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			f.log.Warn("accept failed; retrying", "err", err, "in", delay)
 			select {
-			case <-time.After(delay):
+			case <-time.After(backoff.Failed(f.log, err)):
 			case <-f.closing:
 				return
 			case <-b.Stopping():
@@ -224,7 +222,7 @@ func (f *Frontend) acceptLoop(b *front.Bind) {
 			}
 			continue
 		}
-		delay = 0
+		backoff.OK()
 		f.m.accepted.Inc()
 		peer := acl.AddrOf(c.RemoteAddr())
 		if !f.access.Permits(peer) {
