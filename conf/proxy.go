@@ -127,22 +127,8 @@ func describeProxyFrontend(pr func(string, ...any), name string, f *Frontend) {
 	} else {
 		pr("    all -> backend %s", def)
 	}
-	if len(f.ResponseHeaders) > 0 {
-		var set, del []string
-		for _, name := range sortedKeys(f.ResponseHeaders) {
-			if v := f.ResponseHeaders[name]; v != "" {
-				set = append(set, name+": "+v)
-			} else {
-				del = append(del, name)
-			}
-		}
-		if len(set) > 0 {
-			pr("    responses set %s", strings.Join(set, "; "))
-		}
-		if len(del) > 0 {
-			pr("    responses drop %s", strings.Join(del, ", "))
-		}
-	}
+	printHeaderEdits(pr, "requests", f.RequestHeaders)
+	printHeaderEdits(pr, "responses", f.ResponseHeaders)
 	if len(f.AccessLog) > 0 {
 		pr("    access log -> %s", strings.Join(f.AccessLog, ", "))
 	}
@@ -270,3 +256,22 @@ maxconn = 100
 address = "10.0.0.32:5432"
 maxconn = 100
 `
+
+// printHeaderEdits describes request_headers or response_headers (what:
+// "requests" or "responses") for wharf check.
+func printHeaderEdits(pr func(string, ...any), what string, m map[string]string) {
+	var set, del []string
+	for _, name := range sortedKeys(m) {
+		if v := m[name]; v != "" {
+			set = append(set, name+": "+v)
+		} else {
+			del = append(del, name)
+		}
+	}
+	if len(set) > 0 {
+		pr("    %s set %s", what, strings.Join(set, "; "))
+	}
+	if len(del) > 0 {
+		pr("    %s drop %s", what, strings.Join(del, ", "))
+	}
+}

@@ -154,12 +154,14 @@ mode = "http"
 bind = ["tcp://127.0.0.1:0"]
 backend = "b"
 response_headers = { "Content-Length" = "5", "Bad Name" = "x", "X-Split" = "a\r\nX-Injected: 1" }
+request_headers = { "Host" = "x", "x-forwarded-for" = "1.2.3.4", "Transfer-Encoding" = "chunked", "X-Ok" = "fine", "X-Nul" = "a\u0000" }
 access_log = ["nope"]
 [frontend.t]
 mode = "tcp"
 bind = ["tcp://127.0.0.1:0"]
 backend = "b"
 response_headers = { "X-A" = "b" }
+request_headers = { "X-A" = "b" }
 redirect_https = true
 [backend.b]
 [[backend.b.server]]
@@ -167,8 +169,13 @@ address = "127.0.0.1:1"
 `, `frontend.h.response_headers: Content-Length is set by the proxy itself`,
 		`frontend.h.response_headers: "Bad Name" is not a valid header field name`,
 		`frontend.h.response_headers: the value of X-Split has a CR, LF or NUL`,
+		`frontend.h.request_headers: Host is set by the proxy itself`,
+		`frontend.h.request_headers: Transfer-Encoding is set by the proxy itself`,
+		`frontend.h.request_headers: the value of X-Nul has a CR, LF or NUL`,
+		`frontend.h.request_headers: x-forwarded-for is set by the proxy itself`,
 		`frontend.h.access_log[0]: unknown sink "nope"`,
 		`frontend.t.response_headers: response_headers applies to mode http only`,
+		`frontend.t.request_headers: request_headers applies to mode http only`,
 		`frontend.t.redirect_https: redirect_https applies to mode http frontends without tls_cert`)
 	f("hash keys", `
 [frontend.t]

@@ -36,20 +36,10 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 	if f.RedirectHTTPS && (f.Mode != "http" || f.TLSCert != "") {
 		v.errAt(p+".redirect_https", "redirect_https applies to mode http frontends without tls_cert (they already serve https)")
 	}
-	if len(f.ResponseHeaders) > 0 && f.Mode != "http" {
-		v.errAt(p+".response_headers", "response_headers applies to mode http only")
-	}
-	for _, name := range sortedKeys(f.ResponseHeaders) {
-		value := f.ResponseHeaders[name]
-		switch {
-		case !isToken(name):
-			v.errAt(p+".response_headers", "%q is not a valid header field name", name)
-		case managedHeader(name):
-			v.errAt(p+".response_headers", "%s is set by the proxy itself (framing or connection management) and cannot be set here", name)
-		case strings.ContainsAny(value, "\r\n\x00"):
-			v.errAt(p+".response_headers", "the value of %s has a CR, LF or NUL", name)
-		}
-	}
+	v.headerEdits(p, "response_headers", f.Mode, f.ResponseHeaders, managedHeader)
+	v.headerEdits(p, "request_headers", f.Mode, f.RequestHeaders, func(name string) bool {
+		return managedHeader(name) || proxyRequestHeader(name)
+	})
 	if f.Mode != "tcp" && f.SNIRouting {
 		v.errAt(p+".sni_routing", "sni_routing applies to mode tcp only (an http frontend routes by host)")
 	}
@@ -160,7 +150,8 @@ func (v *validator) syslogFrontendProxyKeys(p string, f *Frontend) {
 		{"backend", f.Backend != ""}, {"use", len(f.Use) > 0}, {"accept_proxy", f.AcceptProxy},
 		{"trusted_proxies", len(f.TrustedProxies) > 0}, {"sni_routing", f.SNIRouting},
 		{"max_header_bytes", f.MaxHeaderBytes != 0}, {"access_log", len(f.AccessLog) > 0},
-		{"response_headers", len(f.ResponseHeaders) > 0}, {"redirect_https", f.RedirectHTTPS},
+		{"response_headers", len(f.ResponseHeaders) > 0}, {"request_headers", len(f.RequestHeaders) > 0},
+		{"redirect_https", f.RedirectHTTPS},
 	} {
 		if k.set {
 			v.errAt(p+"."+k.key, "key %s applies to proxy frontends (mode tcp or http), not mode %s", k.key, f.Mode)
@@ -333,6 +324,35 @@ func (v *validator) backend(p string, b *Backend) {
 }
 
 // managedHeader: fields the proxy frames or manages itself.
+// headerEdits checks a frontend's response_headers or request_headers
+// (key): mode http only, field names that are tokens and not ones the
+// proxy writes itself (reserved), values without CR, LF or NUL.
+func (v *validator) headerEdits(p, key, mode string, m map[string]string, reserved func(string) bool) {
+	if len(m) > 0 && mode != "http" {
+		v.errAt(p+"."+key, "%s applies to mode http only", key)
+	}
+	for _, name := range sortedKeys(m) {
+		switch {
+		case !isToken(name):
+			v.errAt(p+"."+key, "%q is not a valid header field name", name)
+		case reserved(name):
+			v.errAt(p+"."+key, "%s is set by the proxy itself (framing, connection management or forwarding) and cannot be set here", name)
+		case strings.ContainsAny(m[name], "\r\n\x00"):
+			v.errAt(p+"."+key, "the value of %s has a CR, LF or NUL", name)
+		}
+	}
+}
+
+// proxyRequestHeader: a request field the HTTP proxy writes itself (Host
+// from the request, the forwarding fields from the client's address).
+func proxyRequestHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "expect":
+		return true
+	}
+	return false
+}
+
 func managedHeader(name string) bool {
 	switch strings.ToLower(name) {
 	case "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "upgrade", "te", "trailer":

@@ -136,6 +136,10 @@ type Frontend struct {
 	// every final response from a server (mode http): HAProxy's
 	// http-response set-header / del-header.
 	ResponseHeaders map[string]string `toml:"response_headers"`
+	// RequestHeaders are set on (or, with an empty value, removed from)
+	// every request passed to a server (mode http): HAProxy's
+	// http-request set-header / del-header.
+	RequestHeaders map[string]string `toml:"request_headers"`
 	// AccessLog names the sinks that get one syslog message per HTTP
 	// request (http) or per connection (tcp): see proxy/accesslog.
 	AccessLog []string `toml:"access_log"`

@@ -104,35 +104,48 @@ type Frontend struct {
 	common   *front.Common
 	alog     *accesslog.Logger // nil: no access_log
 	// respSet are the response_headers, sorted by name: set (value not
-	// empty) or removed on every final response from a server.
-	respSet []respHeader
+	// empty) or removed on every final response from a server; reqSet
+	// the request_headers, on every request passed to a server.
+	respSet, reqSet headerEdits
 }
 
-// respHeader is one response_headers entry.
-type respHeader struct {
+// headerEdit is one response_headers or request_headers entry.
+type headerEdit struct {
 	lower, value string
-	line         []byte // "Name: value", as written to HTTP/1.1 clients
+	line         []byte // "Name: value\r\n", as written in an HTTP/1.1 head
 }
 
-// respHeaders sorts a frontend's response_headers.
-func respHeaders(m map[string]string) []respHeader {
-	var out []respHeader
+// headerEdits are a frontend's response_headers or request_headers,
+// sorted by name.
+type headerEdits []headerEdit
+
+func newHeaderEdits(m map[string]string) headerEdits {
+	var out headerEdits
 	for name, value := range m {
-		out = append(out, respHeader{lower: strings.ToLower(name), value: value, line: []byte(name + ": " + value + "\r\n")})
+		out = append(out, headerEdit{lower: strings.ToLower(name), value: value, line: []byte(name + ": " + value + "\r\n")})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].lower < out[j].lower })
 	return out
 }
 
-// replaced reports whether a server's response field name is one the
-// frontend sets or removes.
-func (f *Frontend) replaced(name []byte) bool {
-	for i := range f.respSet {
-		if eqFold(name, f.respSet[i].lower) {
+// has reports whether a field name is one the edits set or remove.
+func (e headerEdits) has(name []byte) bool {
+	for i := range e {
+		if eqFold(name, e[i].lower) {
 			return true
 		}
 	}
 	return false
+}
+
+// appendSet appends the fields the edits set, as HTTP/1.1 lines.
+func (e headerEdits) appendSet(w []byte) []byte {
+	for i := range e {
+		if e[i].value != "" {
+			w = append(w, e[i].line...)
+		}
+	}
+	return w
 }
 
 // SetAccessLog makes the frontend log each request to l (see
@@ -181,7 +194,7 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		errTimeout:     herr("timeout"),
 		errBad:         herr("bad_gateway"),
 	}
-	f.respSet = respHeaders(cfg.ResponseHeaders)
+	f.respSet, f.reqSet = newHeaderEdits(cfg.ResponseHeaders), newHeaderEdits(cfg.RequestHeaders)
 	f.noRoute = codeCounters(reg, cfg.Name, "")
 	f.h2m = h2Counters(reg, g.Labels)
 	rt, err := f.routing(cfg, backends, nil)

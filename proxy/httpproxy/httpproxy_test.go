@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -647,6 +648,63 @@ address = %q
 			t.Fatalf("%s, want HTTP/2", resp.Proto)
 		}
 		check(t, resp.Header)
+	})
+}
+
+// TestRequestHeaders: request_headers sets fields on every request passed
+// to a server, replacing the client's own of the same name
+// (case-insensitively), and an empty value removes one (HAProxy's
+// http-request set-header / del-header), for HTTP/1.1 and HTTP/2
+// clients alike.
+func TestRequestHeaders(t *testing.T) {
+	backend := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(r.Header)
+	})
+	const extra = `request_headers = { "X-Request-Source" = "edge", "cookie" = "" }`
+	send := func(t *testing.T, c *http.Client, url string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("X-Request-Source", "spoofed")
+		req.Header.Set("Cookie", "session=secret")
+		req.Header.Set("X-Kept", "yes")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got http.Header
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		if v := got.Values("X-Request-Source"); len(v) != 1 || v[0] != "edge" {
+			t.Errorf("%s: the server got X-Request-Source %q, want only edge", resp.Proto, v)
+		}
+		if v := got.Values("Cookie"); len(v) != 0 {
+			t.Errorf("%s: the server got Cookie %q, want it removed", resp.Proto, v)
+		}
+		if got.Get("X-Kept") != "yes" {
+			t.Errorf("%s: X-Kept %q: other fields must pass", resp.Proto, got.Get("X-Kept"))
+		}
+	}
+	t.Run("http1", func(t *testing.T) {
+		s := httptest.NewServer(backend)
+		t.Cleanup(s.Close)
+		r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+%s
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, extra, hostPort(s)))
+		send(t, http.DefaultClient, "http://"+r.f.Addrs()[0].String()+"/")
+	})
+	t.Run("http2", func(t *testing.T) {
+		r := startH2(t, backend, extra)
+		send(t, &http.Client{Transport: r.tr}, r.url("/"))
 	})
 }
 

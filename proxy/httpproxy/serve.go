@@ -512,6 +512,9 @@ func (cc *clientConn) appendFields(w, b []byte) (_ []byte, hasXFP, hasXFH bool) 
 		if hopByHop(name) || (req.connNames(b, name) && !(cc.trusted && forwarding(name))) {
 			continue
 		}
+		if len(cc.f.reqSet) > 0 && cc.f.reqSet.has(name) {
+			continue
+		}
 		switch len(name) {
 		case 4:
 			if eqFold(name, "host") {
@@ -549,7 +552,7 @@ func (cc *clientConn) appendFields(w, b []byte) (_ []byte, hasXFP, hasXFH bool) 
 		w = append(w, fl.value.of(b)...)
 		w = append(w, "\r\n"...)
 	}
-	return w, hasXFP, hasXFH
+	return cc.f.reqSet.appendSet(w), hasXFP, hasXFH
 }
 
 // appendFraming appends the proxy's own Connection/Upgrade and the body
@@ -1100,7 +1103,7 @@ func (cc *clientConn) writeRespHead(b []byte, resp *head, decode, keep, upgrade 
 			}
 		case hopByHop(name) || resp.connNames(b, name):
 			continue
-		case len(cc.f.respSet) > 0 && resp.status >= 200 && cc.f.replaced(name):
+		case len(cc.f.respSet) > 0 && resp.status >= 200 && cc.f.respSet.has(name):
 			continue
 		}
 		cc.fieldLine(name, fl.value.of(b))
