@@ -94,6 +94,7 @@ type ServerStats struct {
 	Active                                               int64
 	AdminState                                           string
 	Weight                                               int
+	Backup                                               bool
 	Connections, ConnectErrors, BytesSent, BytesReceived uint64
 	ChecksOK, ChecksFailed, WentUp, WentDown             uint64
 	CheckSeconds                                         float64
@@ -331,6 +332,7 @@ type ServerStatus struct {
 	State     string             `json:"state"`
 	Admin     string             `json:"admin"`
 	Weight    int                `json:"weight"`
+	Backup    bool               `json:"backup,omitempty"`
 	Metrics   map[string]float64 `json:"metrics"`
 	Rates     map[string]float64 `json:"rates"`
 	LastError *LastError         `json:"last_error,omitempty"`
@@ -773,7 +775,7 @@ func (st *Status) proxyRows(now sample, ref *sample, dt float64) ([]ProxyStatus,
 	outS := []ServerStatus{}
 	for _, s := range now.servers {
 		m := serverMetrics(s)
-		r := ServerStatus{Backend: s.Backend, Server: s.Server, State: "down", Admin: s.AdminState, Weight: s.Weight, Metrics: m}
+		r := ServerStatus{Backend: s.Backend, Server: s.Server, State: "down", Admin: s.AdminState, Weight: s.Weight, Backup: s.Backup, Metrics: m}
 		if s.Up {
 			r.State = "up"
 		}

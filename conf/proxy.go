@@ -164,6 +164,9 @@ func (c *Config) describeBackends(pr func(string, ...any)) {
 			if s.SendProxy != "" {
 				line += " send_proxy " + s.SendProxy
 			}
+			if s.Backup {
+				line += " backup"
+			}
 			pr("%s", line)
 		}
 	}

@@ -194,6 +194,7 @@ var baseSections = []section{
 			{"weight", "integer", fmt.Sprint(DefaultWeight), "Relative share, 1-256. Changed at runtime by `wharf server weight` (0-256)."},
 			{"maxconn", "integer", "0 (unlimited)", "Most concurrent connections (`tcp`) or requests (`http`); a full server is skipped."},
 			{"send_proxy", "string", "none", "Send a PROXY protocol header (`v1` or `v2`) with the client's address first, like HAProxy's `send-proxy`/`send-proxy-v2`. On `http` backends this turns off connection reuse (the header names one client)."},
+			{"backup", "boolean", "false", "A backup server takes no traffic while any other server of the backend is up, ready and weighted above 0 (health checks, `wharf server`); once none is, the first backup that is up (in config order) takes it all, and the others resume as soon as one comes back. HAProxy: `server ... backup`. Backups are health-checked like the others."},
 		},
 	},
 }

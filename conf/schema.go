@@ -296,6 +296,9 @@ type Server struct {
 	// SendProxy sends a PROXY protocol header first: "v1", "v2" or ""
 	// (none).
 	SendProxy string `toml:"send_proxy"`
+	// Backup servers take traffic only while no other server of the
+	// backend is up (HAProxy's backup): the first one up in config order.
+	Backup bool `toml:"backup"`
 }
 
 // Bind is one parsed listen address.

@@ -224,7 +224,7 @@ function render(st) {
   setBody("servers", servers.map(s => {
     const checksFailed = m(s, "checks_total{result=fail}");
     return `<tr data-row="server" data-backend="${esc(s.backend)}" data-server="${esc(s.server)}">` +
-      text("backend", s.backend) + text("server", s.server) + pill("state", s.state) +
+      text("backend", s.backend) + text("server", s.backup ? s.server + " (backup)" : s.server) + pill("state", s.state) +
       pill("admin", s.admin || "ready") + num("weight", s.weight, String(s.weight)) +
       num("active", m(s, "active"), count(m(s, "active"))) +
       num("rate_connections", r(s, "connections_total"), si(r(s, "connections_total"), "")) +

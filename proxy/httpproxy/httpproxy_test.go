@@ -237,6 +237,64 @@ address = %q
 	}
 }
 
+// TestBackupServer: with real servers and HTTP health checks, the backup
+// server gets no request while the main one is healthy, all of them once
+// its checks fail, and none again once it passes them.
+func TestBackupServer(t *testing.T) {
+	var healthy atomic.Bool
+	healthy.Store(true)
+	main := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" && !healthy.Load() {
+			w.WriteHeader(500)
+			return
+		}
+		io.WriteString(w, "main")
+	}))
+	defer main.Close()
+	spare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "spare") }))
+	defer spare.Close()
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+[backend.b]
+check = "http"
+check_path = "/health"
+check_interval = "30ms"
+rise = 2
+fall = 2
+[[backend.b.server]]
+name = "main"
+address = %q
+[[backend.b.server]]
+name = "spare"
+address = %q
+backup = true
+`, hostPort(main), hostPort(spare)))
+	answers := func() map[string]int {
+		got := map[string]int{}
+		for range 20 {
+			code, body := get(t, r.url()+"/", "x")
+			got[fmt.Sprint(code, " ", body)]++
+		}
+		return got
+	}
+	if got := answers(); got["200 main"] != 20 {
+		t.Errorf("main healthy: %v, want 20 from main", got)
+	}
+	healthy.Store(false)
+	testenv.EventuallyWithin(t, 3*time.Second, "main down", func() bool { return r.metric("wharf_proxy_server_up", "server", "main") == 0 })
+	if got := answers(); got["200 spare"] != 20 {
+		t.Errorf("main down: %v, want 20 from the backup", got)
+	}
+	healthy.Store(true)
+	testenv.EventuallyWithin(t, 3*time.Second, "main up", func() bool { return r.metric("wharf_proxy_server_up", "server", "main") == 1 })
+	if got := answers(); got["200 main"] != 20 {
+		t.Errorf("main back: %v, want 20 from main", got)
+	}
+}
+
 func TestStreamingAndUpgrade(t *testing.T) {
 	release := make(chan struct{})
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

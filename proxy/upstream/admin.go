@@ -100,7 +100,7 @@ func (s *Server) SetWeight(w int) error {
 	if b.policy == hashRing {
 		// Built outside b.mu (weights change only under adminMu, held):
 		// picks go on over the old ring meanwhile.
-		r = newRing(b.servers, func(x *Server) int {
+		r = newRing(b.pool, func(x *Server) int {
 			if x == s {
 				return w
 			}

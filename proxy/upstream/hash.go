@@ -145,7 +145,10 @@ func (b *Backend) PickKey(key uint64, tried []*Server) *Server {
 		return b.Pick(netip.Addr{}, tried)
 	}
 	b.mu.Lock()
-	s := b.ring.lookup(key, tried)
+	s, ok := b.backup(tried)
+	if !ok {
+		s = b.ring.lookup(key, tried)
+	}
 	if s != nil {
 		s.active.Add(1)
 		s.activeGauge.Add(1)
@@ -158,7 +161,10 @@ func (b *Backend) PickKey(key uint64, tried []*Server) *Server {
 // policy: a "hash" backend's fallback for a request without its key.
 func (b *Backend) PickRoundRobin(tried []*Server) *Server {
 	b.mu.Lock()
-	s := b.pickRoundRobin(tried)
+	s, ok := b.backup(tried)
+	if !ok {
+		s = b.pickRoundRobin(tried)
+	}
 	if s != nil {
 		s.active.Add(1)
 		s.activeGauge.Add(1)

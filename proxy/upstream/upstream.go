@@ -45,6 +45,8 @@ type Server struct {
 	// SendProxy is the PROXY protocol version to send first (1 or 2), 0
 	// for none.
 	SendProxy int
+	// Backup: taken only while no other server is usable (conf.Server).
+	Backup bool
 
 	b      *Backend
 	up     atomic.Bool
@@ -81,6 +83,8 @@ type ServerStats struct {
 	// effective weight (SetWeight; the configured one until changed).
 	AdminState string
 	Weight     int
+	// Backup is the server's backup setting (conf.Server).
+	Backup bool
 	// Connections counts connections (tcp) or requests (http) sent;
 	// ConnectErrors failed connects; BytesSent and BytesReceived payload.
 	Connections, ConnectErrors, BytesSent, BytesReceived uint64
@@ -94,7 +98,7 @@ type ServerStats struct {
 func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		Backend: s.b.Name, Server: s.Name, Up: s.Up(), Active: s.Active(),
-		AdminState: s.State().String(), Weight: s.EffectiveWeight(),
+		AdminState: s.State().String(), Weight: s.EffectiveWeight(), Backup: s.Backup,
 		Connections: s.conns.Load(), ConnectErrors: s.connErrs.Load(),
 		BytesSent: s.BytesToServer.Load(), BytesReceived: s.BytesFromServer.Load(),
 		ChecksOK: s.checksOK.Load(), ChecksFailed: s.checksFail.Load(),
@@ -126,9 +130,13 @@ type Backend struct {
 
 	mu      sync.Mutex
 	adminMu sync.Mutex // serializes SetState and SetWeight (ring rebuilds)
-	servers []*Server
-	next    int    // leastconn tie-break rotation
-	policy  policy // the balance policy, resolved once by New
+	servers []*Server  // all, in config order
+	// pool are the servers the balance policy picks from (all but the
+	// backups); backups, in config order, are used only while no server
+	// of pool is usable (see choose).
+	pool, backups []*Server
+	next          int    // leastconn tie-break rotation
+	policy        policy // the balance policy, resolved once by New
 	// ring, hashOn and hashHeader: balance "hash" (see hash.go).
 	ring       ring
 	hashOn     HashOn
@@ -160,7 +168,7 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 	b.reg = reg
 	b.noServer = reg.Counter("wharf_proxy_backend_no_server_total", "Connections or requests refused because no server of the backend was up and below maxconn.", "backend", cfg.Name)
 	for _, sc := range cfg.Servers {
-		s := &Server{Name: sc.Name, Addr: sc.Address, Weight: max(sc.Weight, 1), MaxConn: sc.MaxConn, b: b}
+		s := &Server{Name: sc.Name, Addr: sc.Address, Weight: max(sc.Weight, 1), MaxConn: sc.MaxConn, Backup: sc.Backup, b: b}
 		switch sc.SendProxy {
 		case "v1":
 			s.SendProxy = 1
@@ -182,9 +190,14 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 		s.up.Store(true)
 		s.upGauge.Set(1)
 		b.servers = append(b.servers, s)
+		if s.Backup {
+			b.backups = append(b.backups, s)
+		} else {
+			b.pool = append(b.pool, s)
+		}
 	}
 	if cfg.Balance == "hash" {
-		b.ring = newRing(b.servers, (*Server).EffectiveWeight)
+		b.ring = newRing(b.pool, (*Server).EffectiveWeight)
 		switch key := cfg.HashKey; {
 		case key == "uri":
 			b.hashOn = HashURI
@@ -202,10 +215,15 @@ func (b *Backend) Servers() []*Server { return b.servers }
 // Config returns the backend's config.
 func (b *Backend) Config() *conf.Backend { return &b.cfg }
 
-// eligible: up, ready, weight above 0, below maxconn, and not in tried.
+// usable: up, ready and weighted above 0; a backup server is taken only
+// while no other server is usable.
+func (s *Server) usable() bool {
+	return s.up.Load() && s.admin.Load() == uint32(StateReady) && s.weight.Load() > 0
+}
+
+// eligible: usable, below maxconn, and not in tried.
 func (s *Server) eligible(tried []*Server) bool {
-	if !s.up.Load() || s.admin.Load() != uint32(StateReady) || s.weight.Load() <= 0 ||
-		(s.MaxConn > 0 && s.active.Load() >= int64(s.MaxConn)) {
+	if !s.usable() || (s.MaxConn > 0 && s.active.Load() >= int64(s.MaxConn)) {
 		return false
 	}
 	for _, t := range tried {
@@ -250,6 +268,9 @@ var policies = map[string]policy{"roundrobin": roundRobin, "leastconn": leastCon
 // choose picks among b's eligible servers (up, below maxconn, not in
 // tried) by b's policy, with b.mu held, or returns nil.
 func (b *Backend) choose(client netip.Addr, tried []*Server) *Server {
+	if s, ok := b.backup(tried); ok {
+		return s
+	}
 	switch b.policy {
 	case leastConn:
 		return b.pickLeastConn(tried)
@@ -259,6 +280,27 @@ func (b *Backend) choose(client netip.Addr, tried []*Server) *Server {
 		return b.pickHash(client, tried)
 	}
 	return b.pickRoundRobin(tried)
+}
+
+// backup decides, with b.mu held, whether the backups serve: ok when b
+// has backups and no server of the pool is usable (a pool server that is
+// only full or already tried does not let a backup in, as in HAProxy).
+// Then s is the first eligible backup in config order, or nil.
+func (b *Backend) backup(tried []*Server) (s *Server, ok bool) {
+	if len(b.backups) == 0 {
+		return nil, false
+	}
+	for _, p := range b.pool {
+		if p.usable() {
+			return nil, false
+		}
+	}
+	for _, s := range b.backups {
+		if s.eligible(tried) {
+			return s, true
+		}
+	}
+	return nil, true
 }
 
 // Release ends a connection or request Pick counted.
@@ -273,7 +315,7 @@ func (s *Server) Release() {
 func (b *Backend) pickRoundRobin(tried []*Server) *Server {
 	var best *Server
 	total := 0
-	for _, s := range b.servers {
+	for _, s := range b.pool {
 		if !s.eligible(tried) {
 			continue
 		}
@@ -294,9 +336,9 @@ func (b *Backend) pickRoundRobin(tried []*Server) *Server {
 // round the servers so equal ones share.
 func (b *Backend) pickLeastConn(tried []*Server) *Server {
 	var best *Server
-	n := len(b.servers)
+	n := len(b.pool)
 	for i := range n {
-		s := b.servers[(b.next+i)%n]
+		s := b.pool[(b.next+i)%n]
 		if !s.eligible(tried) {
 			continue
 		}
@@ -313,7 +355,7 @@ func (b *Backend) pickLeastConn(tried []*Server) *Server {
 // weight: one client keeps its server while the eligible set is stable.
 func (b *Backend) pickSource(client netip.Addr, tried []*Server) *Server {
 	total := 0
-	for _, s := range b.servers {
+	for _, s := range b.pool {
 		if s.eligible(tried) {
 			total += int(s.weight.Load())
 		}
@@ -327,7 +369,7 @@ func (b *Backend) pickSource(client netip.Addr, tried []*Server) *Server {
 		h = (h ^ uint32(c)) * 16777619
 	}
 	k := int(h % uint32(total))
-	for _, s := range b.servers {
+	for _, s := range b.pool {
 		if !s.eligible(tried) {
 			continue
 		}

@@ -11,7 +11,8 @@ import (
 	"wharf/metrics"
 )
 
-// pool builds a backend without starting checks; servers are "name:weight:maxconn".
+// pool builds a backend without starting checks; servers are
+// "name:weight:maxconn", with ":backup" after for a backup server.
 func pool(t *testing.T, balance string, servers ...string) *Backend {
 	t.Helper()
 	bc := &conf.Backend{Name: "b", Balance: balance}
@@ -24,6 +25,7 @@ func pool(t *testing.T, balance string, servers ...string) *Backend {
 		if len(parts) > 2 {
 			sc.MaxConn = atoi(parts[2])
 		}
+		sc.Backup = len(parts) > 3 && parts[3] == "backup"
 		bc.Servers = append(bc.Servers, sc)
 	}
 	(&conf.Config{Backends: map[string]*conf.Backend{"b": bc}}).ApplyDefaults()
@@ -147,5 +149,68 @@ func TestUnknownBalance(t *testing.T) {
 	_, err := New(bc, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), `balance "random" is not one of`) {
 		t.Errorf("New with balance random: %v", err)
+	}
+}
+
+// TestBackupServers: backups take nothing while any other server is up,
+// ready and weighted; then the first backup up in config order takes
+// everything, and the others resume as soon as one is back. A pool
+// server that is only full does not let a backup in (HAProxy's rule).
+func TestBackupServers(t *testing.T) {
+	for _, balance := range []string{"roundrobin", "leastconn", "source", "hash"} {
+		t.Run(balance, func(t *testing.T) {
+			b := pool(t, balance, "a:1:1", "b", "c:1:0:backup", "d:1:0:backup")
+			picks := func(n int) map[string]int {
+				got := map[string]int{}
+				for i := range n {
+					client := netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})
+					var s *Server
+					switch i % 3 {
+					case 0:
+						s = b.Pick(client, nil)
+					case 1:
+						s = b.PickKey(uint64(i)*0x9e3779b97f4a7c15, nil)
+					default:
+						s = b.PickRoundRobin(nil)
+					}
+					if s == nil {
+						got["none"]++
+						continue
+					}
+					got[s.Name]++
+					s.Release()
+				}
+				return got
+			}
+			if got := picks(60); got["c"]+got["d"]+got["none"] != 0 {
+				t.Errorf("all up: %v, want only a and b", got)
+			}
+			b.server("a").up.Store(false)
+			if got := picks(30); got["b"] != 30 {
+				t.Errorf("a down: %v, want all on b", got)
+			}
+			b.server("b").SetState(StateMaint)
+			if got := picks(30); got["c"] != 30 {
+				t.Errorf("a down, b in maint: %v, want all on the first backup c", got)
+			}
+			b.server("c").up.Store(false)
+			if got := picks(30); got["d"] != 30 {
+				t.Errorf("c down too: %v, want all on d", got)
+			}
+			b.server("a").up.Store(true)
+			if got := picks(30); got["a"] != 30 {
+				t.Errorf("a back: %v, want all on a (backups idle again)", got)
+			}
+			// a is full (maxconn 1) while b is in maint: no backup.
+			full := b.Pick(netip.Addr{}, nil)
+			if full == nil || full.Name != "a" {
+				t.Fatalf("pick = %v, want a", full)
+			}
+			if s := b.Pick(netip.Addr{}, nil); s != nil {
+				t.Errorf("a full: picked %s, want none (a backup is for servers down, not busy)", s.Name)
+				s.Release()
+			}
+			full.Release()
+		})
 	}
 }
