@@ -85,6 +85,8 @@ type ProxyStats struct {
 	// HTTP2Errors by reason: HTTP/2 streams and connections ended by a
 	// limit or a protocol error (http with TLS).
 	HTTP2Errors map[string]uint64
+	// EventLoop by outcome: engine = "event-loop" frontends.
+	EventLoop map[string]uint64
 }
 
 // ServerStats is a snapshot of one proxy backend server's counters.
@@ -702,6 +704,9 @@ func proxyMetrics(p ProxyStats) map[string]float64 {
 	}
 	for k, v := range p.HTTP2Errors {
 		m["http2_errors_total{reason="+k+"}"] = float64(v)
+	}
+	for k, v := range p.EventLoop {
+		m["http_event_loop_total{outcome="+k+"}"] = float64(v)
 	}
 	for k, v := range p.HTTPRequests {
 		m["http_requests_total{backend="+k[0]+",code="+k[1]+"}"] = float64(v)

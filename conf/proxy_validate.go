@@ -56,7 +56,19 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		if f.HTTP2 != nil {
 			v.errAt(p+".http2", "http2 applies to mode http with tls_cert only")
 		}
+		if f.Engine != "" {
+			v.errAt(p+".engine", "engine applies to mode http only")
+		}
 	} else {
+		switch f.Engine {
+		case "", "goroutines":
+		case "event-loop":
+			if f.TLSCert != "" || f.AcceptProxy {
+				v.errAt(p+".engine", "engine = \"event-loop\" serves plain HTTP/1.1 only: not with tls_cert or accept_proxy (those frontends use goroutines)")
+			}
+		default:
+			v.errAt(p+".engine", "engine %q is not one of goroutines, event-loop", f.Engine)
+		}
 		if (f.TLSCert == "") != (f.TLSKey == "") {
 			v.errAt(p, "set both tls_cert and tls_key to terminate TLS, or neither")
 		}
@@ -151,6 +163,7 @@ func (v *validator) syslogFrontendProxyKeys(p string, f *Frontend) {
 		{"trusted_proxies", len(f.TrustedProxies) > 0}, {"sni_routing", f.SNIRouting},
 		{"max_header_bytes", f.MaxHeaderBytes != 0}, {"access_log", len(f.AccessLog) > 0},
 		{"response_headers", len(f.ResponseHeaders) > 0}, {"request_headers", len(f.RequestHeaders) > 0},
+		{"engine", f.Engine != ""},
 		{"redirect_https", f.RedirectHTTPS},
 	} {
 		if k.set {

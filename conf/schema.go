@@ -193,6 +193,10 @@ type Frontend struct {
 	// HTTP2 offers h2 by ALPN on an http frontend that terminates TLS
 	// (nil: true); clients that do not ask for it get HTTP/1.1.
 	HTTP2 *bool `toml:"http2"`
+	// Engine is how an http frontend without TLS serves HTTP/1.1:
+	// "goroutines" (default: a goroutine per connection) or "event-loop"
+	// (gnet event loops for plain exchanges, see proxy/httpproxy/evloop.go).
+	Engine string `toml:"engine"`
 
 	// DeadLetter, when set, is a file that keeps the raw bytes of every
 	// message this frontend drops, with the reason, as JSON lines.

@@ -38,6 +38,7 @@ import (
 	"wharf/conf"
 	"wharf/ingest/framing"
 	"wharf/ingest/parse"
+	"wharf/internal/gnetlog"
 	"wharf/message"
 	"wharf/metrics"
 	"wharf/route"
@@ -233,7 +234,7 @@ func (l *Listener) Start() error {
 		gnet.WithMulticore(true),
 		gnet.WithReusePort(!l.tcp), // one UDP socket per event loop
 		gnet.WithReadBufferCap(max(64<<10, l.settings.Load().max+16)),
-		gnet.WithLogger(gnetLogger{l.log.With("component", "gnet")}),
+		gnet.WithLogger(gnetlog.Logger{Log: l.log.With("component", "gnet")}),
 	}
 	if l.tcp {
 		// Keepalive is set per connection in OnOpen, not with

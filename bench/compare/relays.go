@@ -39,6 +39,9 @@ type Setup struct {
 	Root string
 	// Exe is the wharf-bench executable (for the splice relay).
 	Exe string
+	// Engine, for wharf's http frontend: "" (the default, goroutines) or
+	// "event-loop" (relay wharf-evloop).
+	Engine string
 }
 
 // Relay is one contender: how to check it is installed and start it.
@@ -153,6 +156,23 @@ out_framing = "octet-counting"
 				return nil, err
 			}
 			return startProc([]string{filepath.Join(s.Root, "bin/wharf"), "run", "-c", p}, nil, s.Dir)
+		},
+	},
+	{
+		// wharf's HTTP proxy with engine = "event-loop" (an http frontend
+		// option, off by default), beside the default in the same run.
+		Name:     "wharf-evloop",
+		Supports: kinds("http"),
+		Check: func(root string) error {
+			if _, err := os.Stat(filepath.Join(root, "bin/wharf")); err != nil {
+				return errors.New("bin/wharf not built (make build)")
+			}
+			return nil
+		},
+		Version: func(root string) string { return firstLine(filepath.Join(root, "bin/wharf"), "version") },
+		Start: func(s Setup) (*Proc, error) {
+			s.Engine = "event-loop"
+			return startWharfProxy(s)
 		},
 	},
 	{
@@ -361,9 +381,12 @@ func quoteList(xs []string) string {
 // checks are off, as in the HAProxy and nginx configs; everything else is
 // wharf's defaults.
 func startWharfProxy(s Setup) (*Proc, error) {
-	mode, tlsKeys := "tcp", ""
+	mode, tlsKeys, engine := "tcp", "", ""
 	if s.Kind == "http" || s.Kind == "h2" {
 		mode = "http"
+	}
+	if s.Engine != "" {
+		engine = fmt.Sprintf("engine = %q\n", s.Engine)
 	}
 	if s.Kind == "h2" {
 		cert, key, _, err := writeBenchCert(s.Dir)
@@ -380,7 +403,7 @@ listen = "off"
 mode = %q
 bind = ["tcp://%s"]
 backend = "be"
-`+tlsKeys+`
+`+tlsKeys+engine+`
 [backend.be]
 check = "none"
 server = [{ address = %q, name = "b1" }]

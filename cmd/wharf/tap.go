@@ -145,6 +145,7 @@ func proxyStats(set *proxy.Set) func() ([]admin.ProxyStats, []admin.ServerStats)
 				Frontend: f.Frontend, Mode: f.Mode, Connections: f.Connections, Active: f.Active,
 				BytesIn: f.BytesIn, BytesOut: f.BytesOut, IdleClosed: f.IdleClosed,
 				Rejected: f.Rejected, HTTPErrors: f.HTTPErrors, HTTPRequests: f.HTTPRequests, HTTP2Errors: f.HTTP2Errors,
+				EventLoop: f.EventLoop,
 			})
 		}
 		ss := make([]admin.ServerStats, 0, len(srvs))

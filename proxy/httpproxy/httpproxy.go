@@ -103,6 +103,10 @@ type Frontend struct {
 	h2m      [h2RNum]*metrics.Counter
 	common   *front.Common
 	alog     *accesslog.Logger // nil: no access_log
+	// ev is the event-loop engine (engine = "event-loop"), started by
+	// the first Serve; nil: every connection gets a goroutine.
+	ev     atomic.Pointer[evEngine]
+	evOnce sync.Once
 	// respSet are the response_headers, sorted by name: set (value not
 	// empty) or removed on every final response from a server; reqSet
 	// the request_headers, on every request passed to a server.
@@ -315,6 +319,17 @@ func (f *Frontend) Start() error {
 // frontend's binds (Start, or a reload that opened it or took it over
 // from another frontend with Release).
 func (f *Frontend) Serve(ln *net.TCPListener) {
+	f.evOnce.Do(func() {
+		if f.cfg.Engine != "event-loop" || f.tlsCfg != nil || f.cfg.AcceptProxy {
+			return
+		}
+		ev, err := newEvEngine(f)
+		if err != nil {
+			f.log.Warn("cannot start the event loops; serving on goroutines", "err", err)
+			return
+		}
+		f.ev.Store(ev)
+	})
 	l := &listener{Listener: ln, b: f.binds.Add(ln), f: f}
 	f.wg.Add(1)
 	go f.acceptLoop(l)
@@ -341,6 +356,9 @@ func (f *Frontend) acceptLoop(l *listener) {
 		}
 		backoff.OK()
 		pc := c.(*conn)
+		if ev := f.ev.Load(); ev != nil && ev.enroll(pc) {
+			continue
+		}
 		var nc net.Conn = pc
 		if f.tlsCfg != nil {
 			nc = tls.Server(pc, f.tlsCfg)
@@ -405,7 +423,11 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 		f.mu.Lock()
 		left := len(f.conns)
 		for c := range f.conns {
-			c.Conn.Close()
+			if ev := c.ev.Load(); ev != nil {
+				ev.gc.Close()
+			} else {
+				c.Conn.Close()
+			}
 		}
 		f.conns = nil
 		f.mu.Unlock()
@@ -415,7 +437,15 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	for _, bp := range f.rt.Load().proxies() {
 		bp.closeIdle()
 	}
+	f.stopEv()
 	return err
+}
+
+// stopEv stops the event loops, once every connection has ended.
+func (f *Frontend) stopEv() {
+	if ev := f.ev.Load(); ev != nil {
+		ev.stop()
+	}
 }
 
 // Retire stops a frontend a reload replaced or removed (its binds
@@ -441,6 +471,7 @@ func (f *Frontend) Retire(ctx context.Context) error {
 		for _, bp := range f.rt.Load().proxies() {
 			bp.closeIdle()
 		}
+		f.stopEv()
 		return nil
 	case <-ctx.Done():
 		return f.Shutdown(ctx)
@@ -574,6 +605,9 @@ func (f *Frontend) Stats() front.Stats {
 	st.HTTPErrors = map[string]uint64{
 		"no_server": f.m.errNoServer.Load(), "connect_failed": f.m.errConnect.Load(),
 		"timeout": f.m.errTimeout.Load(), "bad_gateway": f.m.errBad.Load(),
+	}
+	if ev := f.ev.Load(); ev != nil {
+		st.EventLoop = map[string]uint64{"served": ev.served.Load(), "handoff": ev.handoffs.Load(), "resume": ev.resumed.Load()}
 	}
 	st.HTTPRequests = map[[2]string]uint64{}
 	st.HTTP2Errors = map[string]uint64{}

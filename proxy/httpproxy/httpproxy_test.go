@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -39,8 +40,19 @@ func (r *rig) metric(name string, labels ...string) float64 {
 
 func start(t testing.TB, toml string) *rig {
 	t.Helper()
-	f, reg, bs := proxytest.Run(t, toml, New)
+	f, reg, bs := proxytest.Run(t, withTestEngine(toml), New)
 	return &rig{f: f, reg: reg, bs: bs}
+}
+
+// withTestEngine sets engine = WHARF_TEST_HTTP_ENGINE on frontend f when
+// that variable is set and f can have it (plain HTTP, no accept_proxy):
+// `make test` runs this package's tests with both engines.
+func withTestEngine(toml string) string {
+	engine := os.Getenv("WHARF_TEST_HTTP_ENGINE")
+	if engine == "" || strings.Contains(toml, "engine =") || strings.Contains(toml, "tls_cert") || strings.Contains(toml, "accept_proxy = true") {
+		return toml
+	}
+	return strings.Replace(toml, "[frontend.f]\n", "[frontend.f]\nengine = \""+engine+"\"\n", 1)
 }
 
 // reporter is a backend that answers with its name and what it saw.

@@ -98,6 +98,9 @@ type conn struct {
 	// h2stop, on an HTTP/2 connection, is closed (under f.mu) to make
 	// it go away gracefully.
 	h2stop chan struct{}
+	// ev is set while an event loop serves the connection (evloop.go);
+	// then Conn is closed already (gnet holds a duplicate of the socket).
+	ev atomic.Pointer[evClient]
 }
 
 func (c *conn) init() error {
@@ -173,11 +176,20 @@ func (c *conn) RemoteAddr() net.Addr {
 }
 
 func (c *conn) Close() error {
+	if ev := c.ev.Load(); ev != nil {
+		return ev.gc.Close() // OnClose releases c
+	}
 	err := c.Conn.Close()
+	c.release()
+	return err
+}
+
+// release gives back what the connection held: its maxconn and
+// maxconn_per_ip slots and its place in the frontend's set. Once.
+func (c *conn) release() {
 	c.closeOnce.Do(func() {
 		c.f.track(c, false)
 		c.f.sources.Leave(c.peer)
 		<-c.f.sem
 	})
-	return err
 }

@@ -77,6 +77,14 @@ func (f *Frontend) serve(c net.Conn, raw *conn) {
 			return
 		}
 	}
+	cc := f.newClientConn(c, raw)
+	defer cc.release()
+	cc.serveRequests(true)
+}
+
+// newClientConn takes a clientConn from the pool for client connection c
+// (raw under it). release puts it back and closes c.
+func (f *Frontend) newClientConn(c net.Conn, raw *conn) *clientConn {
 	cc := clientConns.Get().(*clientConn)
 	cc.f, cc.c, cc.raw = f, c, raw
 	cc.in.rd, cc.in.conn, cc.in.r, cc.in.w = c, c, 0, 0
@@ -88,18 +96,28 @@ func (f *Frontend) serve(c net.Conn, raw *conn) {
 	_, cc.tls = c.(*tls.Conn)
 	cc.ip = netip.Addr{}
 	cc.linger, cc.isHead = false, false
-	defer func() {
-		if cc.linger {
-			cc.lingerClose()
-		}
-		c.Close()
-		cc.f, cc.c, cc.raw, cc.in.rd, cc.in.conn, cc.out.w, cc.toSrv.w, cc.cw.conn = nil, nil, nil, nil, nil, nil, nil, nil
-		if len(cc.in.b) > 4*minReadBuf {
-			cc.in.b = make([]byte, minReadBuf) // a big head's buffer is not kept
-		}
-		clientConns.Put(cc)
-	}()
-	for first := true; ; first = false {
+	return cc
+}
+
+// release closes the client connection (gracefully after an answer
+// that said Connection: close) and puts cc back in the pool.
+func (cc *clientConn) release() {
+	if cc.linger {
+		cc.lingerClose()
+	}
+	cc.c.Close()
+	cc.f, cc.c, cc.raw, cc.in.rd, cc.in.conn, cc.out.w, cc.toSrv.w, cc.cw.conn = nil, nil, nil, nil, nil, nil, nil, nil
+	if len(cc.in.b) > 4*minReadBuf {
+		cc.in.b = make([]byte, minReadBuf) // a big head's buffer is not kept
+	}
+	clientConns.Put(cc)
+}
+
+// serveRequests serves requests on cc until the connection is done
+// (first: the next request is the connection's first).
+func (cc *clientConn) serveRequests(first bool) {
+	f := cc.f
+	for ; ; first = false {
 		if !cc.readRequest(first) {
 			return
 		}
@@ -1386,4 +1404,38 @@ func (bp *backendProxy) put(s *upstream.Server, pc *poolConn) {
 		return
 	}
 	pc.c.Close()
+}
+
+// resume takes over, on a goroutine, a client connection an event loop
+// was serving (evloop.go) in the middle of an exchange: the request went
+// to server s of bp on srv, and the response (srvBuf: what the loop had
+// read of it) is one the loop does not relay itself. It relays the
+// response as roundTrip would and goes on serving the connection. raw
+// reads pending first (the client's next requests, if any).
+func (f *Frontend) resume(raw *conn, srv net.Conn, srvBuf []byte, bp *backendProxy, s *upstream.Server, keep, isHead bool, minor int) {
+	defer f.wg.Done()
+	cc := f.newClientConn(raw, raw)
+	defer cc.release()
+	cc.setClient()
+	cc.isHead = isHead
+	pc := newPoolConn(srv)
+	if len(srvBuf) > len(pc.in.b) {
+		pc.in.b = make([]byte, len(srvBuf))
+	}
+	pc.in.w = copy(pc.in.b, srvBuf)
+	pc.out.timeout = bp.b.Config().ServerTimeout.Duration
+	cc.upTok = cc.upTok[:0]
+	t := trip{cc: cc, bp: bp, s: s, pc: pc, keep: keep, bodySent: true, isHead: isHead, clientMinor: minor}
+	ok, err := t.readResponseHead(false, false)
+	if err == nil {
+		ok, err = t.relayResponse()
+	}
+	if err != nil {
+		pc.c.Close()
+		ok = cc.answerError(bp, err, ok)
+	}
+	s.Release()
+	if ok && !f.shutting.Load() {
+		cc.serveRequests(false)
+	}
 }

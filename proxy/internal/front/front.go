@@ -65,6 +65,10 @@ type Stats struct {
 	// HTTP2Errors counts HTTP/2 streams and connections ended by a
 	// limit or a protocol error, by reason (http with TLS).
 	HTTP2Errors map[string]uint64
+	// EventLoop counts, on an http frontend with engine = "event-loop",
+	// requests its loops served and connections handed to goroutines
+	// (by outcome: served, handoff, resume).
+	EventLoop map[string]uint64
 }
 
 // Stats returns the counters every proxy frontend keeps: the name, mode,

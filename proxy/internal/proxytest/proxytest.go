@@ -297,6 +297,9 @@ func CheckStats(t testing.TB, reg *metrics.Registry, st front.Stats, backends ma
 	for k, v := range st.HTTP2Errors {
 		got["wharf_proxy_http2_errors_total{"+fl+",reason,"+k+"}"] = float64(v)
 	}
+	for k, v := range st.EventLoop {
+		got["wharf_proxy_http_event_loop_total{"+fl+",outcome,"+k+"}"] = float64(v)
+	}
 	for k, v := range st.HTTPErrors {
 		got["wharf_proxy_http_errors_total{"+fl+",kind,"+k+"}"] = float64(v)
 	}
