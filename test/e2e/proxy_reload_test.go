@@ -108,6 +108,12 @@ func proxyBind(t *testing.T, in *instance, frontend string) string {
 // server gets traffic; a server no longer routed to gets none beyond
 // what was in flight at the reload (issue #17.1).
 func TestProxyReloadUnderLoad(t *testing.T) {
+	for _, engine := range []string{"goroutines", "event-loop"} {
+		t.Run(engine, func(t *testing.T) { proxyReloadUnderLoad(t, engine) })
+	}
+}
+
+func proxyReloadUnderLoad(t *testing.T, engine string) {
 	wrkBin := testenv.Tool(t, "wrk")
 	servers := map[string]*counted{}
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
@@ -184,7 +190,8 @@ backend = "%s"
 		if binds == "" {
 			binds = bind0
 		}
-		return fmt.Sprintf(head, binds, s.web, s.webExtra, s.raw) + strings.Join(s.backends, "\n")
+		extra := s.webExtra + "\nengine = \"" + engine + "\""
+		return fmt.Sprintf(head, binds, s.web, extra, s.raw) + strings.Join(s.backends, "\n")
 	}
 	dir := t.TempDir()
 	in := startIn(t, dir, "127.0.0.1:0", render(steps[0]))
