@@ -98,18 +98,23 @@ func hostPort(addr string) (string, string) {
 // rsyslogDir is where bench/peers/install.sh unpacks rsyslog.
 func rsyslogDir(root string) string { return filepath.Join(root, "var/peers/rsyslog") }
 
+// wharfBuilt and wharfVersion are the wharf relays' Check and Version.
+func wharfBuilt(root string) error {
+	if _, err := os.Stat(filepath.Join(root, "bin/wharf")); err != nil {
+		return errors.New("bin/wharf not built (make build)")
+	}
+	return nil
+}
+
+func wharfVersion(root string) string { return firstLine(filepath.Join(root, "bin/wharf"), "version") }
+
 // Relays are all contenders in display order; wharf first.
 var Relays = []*Relay{
 	{
 		Name:     "wharf",
 		Supports: kinds("tcp", "tls", "conns", "udp", "udpceiling", "relp", "kafka", "http", "h2", "tcpproxy"),
-		Check: func(root string) error {
-			if _, err := os.Stat(filepath.Join(root, "bin/wharf")); err != nil {
-				return errors.New("bin/wharf not built (make build)")
-			}
-			return nil
-		},
-		Version: func(root string) string { return firstLine(filepath.Join(root, "bin/wharf"), "version") },
+		Check:    wharfBuilt,
+		Version:  wharfVersion,
 		Start: func(s Setup) (*Proc, error) {
 			if s.Kind == "http" || s.Kind == "h2" || s.Kind == "tcpproxy" {
 				return startWharfProxy(s)
@@ -163,13 +168,8 @@ out_framing = "octet-counting"
 		// option, off by default), beside the default in the same run.
 		Name:     "wharf-evloop",
 		Supports: kinds("http"),
-		Check: func(root string) error {
-			if _, err := os.Stat(filepath.Join(root, "bin/wharf")); err != nil {
-				return errors.New("bin/wharf not built (make build)")
-			}
-			return nil
-		},
-		Version: func(root string) string { return firstLine(filepath.Join(root, "bin/wharf"), "version") },
+		Check:    wharfBuilt,
+		Version:  wharfVersion,
 		Start: func(s Setup) (*Proc, error) {
 			s.Engine = "event-loop"
 			return startWharfProxy(s)

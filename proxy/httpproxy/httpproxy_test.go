@@ -208,18 +208,25 @@ address = %q
 	proxytest.CheckStats(t, r.reg, r.f.Stats(), r.bs)
 }
 
-func TestHTTPHealthCheck(t *testing.T) {
-	var healthy atomic.Bool
+// checkedServer answers body, and its /health 200 while healthy is set
+// (it starts set), 500 otherwise.
+func checkedServer(t *testing.T, body string) (*httptest.Server, *atomic.Bool) {
+	healthy := new(atomic.Bool)
 	healthy.Store(true)
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/health" && !healthy.Load() {
 			w.WriteHeader(500)
 			return
 		}
-		io.WriteString(w, "ok")
+		io.WriteString(w, body)
 	}))
-	defer s.Close()
-	r := start(t, fmt.Sprintf(`
+	t.Cleanup(s.Close)
+	return s, healthy
+}
+
+// checkedBackend is frontend f on backend b with HTTP checks of /health
+// every 30 ms (rise 2, fall 2) and the servers given as TOML.
+const checkedBackend = `
 [frontend.f]
 mode = "http"
 bind = ["tcp://127.0.0.1:0"]
@@ -230,6 +237,11 @@ check_path = "/health"
 check_interval = "30ms"
 rise = 2
 fall = 2
+`
+
+func TestHTTPHealthCheck(t *testing.T) {
+	s, healthy := checkedServer(t, "ok")
+	r := start(t, checkedBackend+fmt.Sprintf(`
 [[backend.b.server]]
 name = "s"
 address = %q
@@ -253,29 +265,9 @@ address = %q
 // server gets no request while the main one is healthy, all of them once
 // its checks fail, and none again once it passes them.
 func TestBackupServer(t *testing.T) {
-	var healthy atomic.Bool
-	healthy.Store(true)
-	main := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" && !healthy.Load() {
-			w.WriteHeader(500)
-			return
-		}
-		io.WriteString(w, "main")
-	}))
-	defer main.Close()
-	spare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "spare") }))
-	defer spare.Close()
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-[backend.b]
-check = "http"
-check_path = "/health"
-check_interval = "30ms"
-rise = 2
-fall = 2
+	main, healthy := checkedServer(t, "main")
+	spare, _ := checkedServer(t, "spare")
+	r := start(t, checkedBackend+fmt.Sprintf(`
 [[backend.b.server]]
 name = "main"
 address = %q
