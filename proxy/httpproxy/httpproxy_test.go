@@ -647,6 +647,24 @@ func TestShutdownForcesUpgraded(t *testing.T) {
 	}
 }
 
+// startExtra is frontend f, with extra settings, on one server running
+// handler.
+func startExtra(t *testing.T, handler http.Handler, extra string) *rig {
+	s := httptest.NewServer(handler)
+	t.Cleanup(s.Close)
+	return start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+%s
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, extra, hostPort(s)))
+}
+
 // TestResponseHeaders: response_headers sets fields on every final
 // response from a server, replacing the server's own of the same name
 // (case-insensitively), and an empty value removes one (HAProxy's
@@ -677,19 +695,7 @@ func TestResponseHeaders(t *testing.T) {
 		}
 	}
 	t.Run("http1", func(t *testing.T) {
-		s := httptest.NewServer(backend)
-		t.Cleanup(s.Close)
-		r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-%s
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, extra, hostPort(s)))
+		r := startExtra(t, backend, extra)
 		resp, err := http.Get("http://" + r.f.Addrs()[0].String() + "/")
 		if err != nil {
 			t.Fatal(err)
@@ -749,19 +755,7 @@ func TestRequestHeaders(t *testing.T) {
 		}
 	}
 	t.Run("http1", func(t *testing.T) {
-		s := httptest.NewServer(backend)
-		t.Cleanup(s.Close)
-		r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-%s
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, extra, hostPort(s)))
+		r := startExtra(t, backend, extra)
 		send(t, http.DefaultClient, "http://"+r.f.Addrs()[0].String()+"/")
 	})
 	t.Run("http2", func(t *testing.T) {
