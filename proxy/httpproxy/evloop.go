@@ -29,10 +29,12 @@ package httpproxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -95,10 +97,18 @@ type evClient struct {
 	cc   *clientConn
 	ownB []byte // cc.in.b of the pooled clientConn, put back at the end
 
+	opened  atomic.Bool // OnOpen ran (enroll checks it)
 	state   int
 	first   bool  // no request yet
 	since   int64 // when the current state began (monoNow)
 	partial int64 // when an incomplete head began waiting, 0 if none
+
+	// held counts loop code in the middle of writing to the client: gnet
+	// closes a connection whose write fails at once, calling OnClose
+	// inside the write; then OnClose only sets closed and the outermost
+	// unhold finishes the close (finish), so nothing is freed under it.
+	held   int
+	closed bool
 
 	// The request in flight.
 	head         int // its bytes at the front of gc's buffer
@@ -106,9 +116,14 @@ type evClient struct {
 	s            *upstream.Server
 	srv          gnet.Conn
 	reused       bool
+	replay       bool // the request is being sent again (stale connection)
 	keep, isHead bool
 	minor        int
 
+	// drain: the next request waits until gnet has written what it holds
+	// for the client (the sweep looks), so answers never overtake each
+	// other and a client that does not read holds one answer at most.
+	drain        bool
 	closeOnFlush bool  // close once gnet has written what it buffers
 	outSince     int64 // since when output has waited (0: none)
 }
@@ -153,19 +168,21 @@ func newEvEngine(f *Frontend) (*evEngine, error) {
 	return e, nil
 }
 
-// enroll hands an accepted connection to a loop; false if it could not
-// (the caller closes it as the goroutine code would not serve it).
-func (e *evEngine) enroll(raw *conn) bool {
+// enroll hands an accepted connection to a loop. gnet duplicates the
+// socket and closes raw.Conn either way, so a connection it could not
+// take is closed and released here.
+func (e *evEngine) enroll(raw *conn) {
 	ev := &evClient{raw: raw, first: true}
-	raw.ev.Store(ev)
 	e.f.wg.Add(1) // done when the loop closes it, or by the goroutine it is handed to
-	if _, err := e.cli.EnrollContext(raw.Conn, ev); err != nil {
-		raw.ev.Store(nil)
-		e.f.wg.Done()
-		e.f.log.Warn("could not hand a connection to an event loop; serving it on a goroutine", "err", err)
-		return false
+	_, err := e.cli.EnrollContext(raw.Conn, ev)
+	if err == nil && !ev.opened.Load() {
+		err = errors.New("gnet did not open it") // registration with epoll failed
 	}
-	return true
+	if err != nil {
+		raw.release()
+		e.f.wg.Done()
+		e.f.log.Warn("could not hand a connection to an event loop; closed it", "err", err)
+	}
 }
 
 func (e *evEngine) loop(el gnet.EventLoop) *evLoop {
@@ -192,17 +209,20 @@ func (e *evEngine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		cc.tls, cc.linger, cc.isHead, cc.logging = false, false, false, false
 		cc.setClient()
 		x.since = monoNow()
+		x.raw.ev.Store(x) // from now on Close and Shutdown go through gc
+		x.opened.Store(true)
 		return nil, gnet.None
 	case *evServer:
 		ev := x.cl
 		if ev == nil || ev.state != evDialing {
 			// The client went away while this was dialed: keep it.
-			x.cl, x.since = nil, monoNow()
-			l := e.loop(c.EventLoop())
-			l.idle[x.s] = append(l.idle[x.s], c)
+			x.cl = nil
+			e.loop(c.EventLoop()).putIdle(x.s, c)
 			return nil, gnet.None
 		}
-		x.s.ConnectOK()
+		if !ev.replay {
+			x.s.ConnectOK()
+		}
 		ev.srv, ev.state, ev.since = c, evWaiting, monoNow()
 		return ev.cc.bw, gnet.None
 	}
@@ -212,9 +232,8 @@ func (e *evEngine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (e *evEngine) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *evClient:
-		if x.state == evIdle {
-			e.next(x)
-			return gnet.None
+		if x.state == evIdle && !x.drain {
+			return e.next(x, true)
 		}
 		// A pipelined request waits in the buffer, which gnet cannot
 		// stop filling: a client that sends more than this while an
@@ -229,38 +248,36 @@ func (e *evEngine) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.Close
 }
 
-// next serves the request at the front of ev's buffer, if whole.
-func (e *evEngine) next(ev *evClient) {
+// next serves the request at the front of ev's buffer, if whole. self:
+// called from ev's own OnTraffic, whose return value then closes gnet's
+// side of a connection handed off (see handoff).
+func (e *evEngine) next(ev *evClient, self bool) gnet.Action {
 	f, gc, cc := e.f, ev.gc, ev.cc
-	buf, _ := gc.Peek(-1)
-	if n := skipEmptyLines(buf); n > 0 {
+	if n := skipEmptyLines(peek(gc)); n > 0 {
 		gc.Discard(n)
-		buf = buf[n:]
 	}
+	buf := peek(gc) // again: Discard may have freed what Peek returned
 	if len(buf) == 0 {
-		return
+		return gnet.None
 	}
 	end := findHeadEnd(buf, 0)
 	if end < 0 {
 		if len(buf) >= int(f.cfg.MaxHeaderBytes) || bareLF(buf, 0) {
-			e.handoff(ev) // answered 431 or 400 there
-			return
+			return e.handoff(ev, self) // answered 431 or 400 there
 		}
 		if ev.partial == 0 {
 			ev.partial = monoNow()
 		}
-		return
+		return gnet.None
 	}
 	ev.partial = 0
 	ev.raw.idle.Store(false)
 	if end > int(f.cfg.MaxHeaderBytes) || f.alog.On() || f.cfg.RedirectHTTPS {
-		e.handoff(ev)
-		return
+		return e.handoff(ev, self)
 	}
 	req := &cc.req
 	if parseRequest(buf[:end], req) != nil {
-		e.handoff(ev)
-		return
+		return e.handoff(ev, self)
 	}
 	cc.in.b, cc.base = buf, 0 // the spans of req index buf: until it is discarded
 	target, method := req.target.of(buf), req.method.of(buf)
@@ -270,30 +287,26 @@ func (e *evEngine) next(ev *evClient) {
 	}
 	if req.hasBody() || req.connUpgrade || req.expect100 ||
 		len(target) == 0 || target[0] != '/' || indexByte(match, '%') >= 0 || !idempotent(method) {
-		e.handoff(ev)
-		return
+		return e.handoff(ev, self)
 	}
 	keep := !req.connClose && (req.minor >= 1 || req.connKeepAlive)
 	host := req.host.of(buf)
 	bp := f.pick(host, match)
 	if bp == nil || !keep {
-		e.handoff(ev) // the 503 (or the close) is the goroutine code's
-		return
+		return e.handoff(ev, self) // the 503 (or the close) is the goroutine code's
 	}
 	s := cc.pickServer(bp.b, match, nil)
 	if s == nil {
-		e.handoff(ev)
-		return
+		return e.handoff(ev, self)
 	}
 	if s.SendProxy != 0 {
 		s.Release()
-		e.handoff(ev)
-		return
+		return e.handoff(ev, self)
 	}
 	cc.isHead = string(method) == "HEAD"
 	cc.buildHead(bp, s, host, target, true)
 	ev.head, ev.bp, ev.s, ev.keep, ev.isHead, ev.minor = end, bp, s, keep, cc.isHead, req.minor
-	ev.first = false
+	ev.first, ev.replay = false, false
 	ev.since = monoNow()
 	// The head stays in the buffer until the response: a connect that
 	// fails hands the whole request to the goroutine code.
@@ -303,9 +316,17 @@ func (e *evEngine) next(ev *evClient) {
 		ev.srv, ev.reused, ev.state = srv, true, evWaiting
 		s.ConnectOK()
 		srv.Write(cc.bw)
-		return
+		return gnet.None
 	}
 	e.dial(ev, s)
+	return gnet.None
+}
+
+// peek is everything gnet holds of c's input (valid until the next
+// Discard or read).
+func peek(c gnet.Conn) []byte {
+	b, _ := c.Peek(-1)
+	return b
 }
 
 // dial connects to s for ev's request, off the loop (connect_timeout),
@@ -316,14 +337,18 @@ func (e *evEngine) dial(ev *evClient, s *upstream.Server) {
 	go func() {
 		c, err := net.DialTimeout("tcp", s.Addr, timeout)
 		if err == nil {
-			_, err = el.Enroll(gnet.NewContext(context.Background(), &evServer{cl: ev, s: s}), c)
-			if err != nil {
+			// Enroll closes c (it keeps a duplicate) and reports on ch
+			// once the loop opened it, or why not.
+			var ch <-chan gnet.RegisteredResult
+			if ch, err = el.Enroll(gnet.NewContext(context.Background(), &evServer{cl: ev, s: s}), c); err == nil {
+				err = (<-ch).Err
+			} else {
 				c.Close()
 			}
 		}
 		if err != nil {
 			el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-				e.connectFailed(ev, s, err)
+				e.connectFailed(ev, s)
 				return nil
 			}))
 		}
@@ -336,13 +361,13 @@ func (e *evEngine) dial(ev *evClient, s *upstream.Server) {
 // answers), so what a failed connect costs and reports is the same with
 // both engines. The loop's failure is not counted: it would be counted
 // twice.
-func (e *evEngine) connectFailed(ev *evClient, s *upstream.Server, _ error) {
+func (e *evEngine) connectFailed(ev *evClient, s *upstream.Server) {
 	if ev.state != evDialing || ev.s != s {
-		return // the client went away meanwhile (OnClose released s)
+		return // the client went away meanwhile (finish released s)
 	}
 	s.Release()
 	ev.s, ev.bp = nil, nil
-	e.handoff(ev)
+	e.handoff(ev, false)
 }
 
 // response reads a response on server connection c for its client.
@@ -353,7 +378,7 @@ func (e *evEngine) response(c gnet.Conn, st *evServer) gnet.Action {
 	}
 	st.got = true
 	f, cc := e.f, ev.cc
-	buf, _ := c.Peek(-1)
+	buf := peek(c)
 	end := findHeadEnd(buf, 0)
 	if end < 0 {
 		if len(buf) > maxRespHead || bareLF(buf, 0) {
@@ -379,30 +404,42 @@ func (e *evEngine) response(c gnet.Conn, st *evServer) gnet.Action {
 		return gnet.None
 	}
 	keep := ev.keep && !f.shutting.Load() && !f.retiring.Load()
-	srvKeep := resp.minor >= 1 && !resp.connClose || resp.minor == 0 && resp.connKeepAlive
-	cc.count(ev.bp, resp.status)
-	e.served.Inc() // before the answer leaves, as the counts
-	cc.writeRespHead(buf, resp, false, keep, false)
-	cc.out.write(buf[end:total])
-	cc.out.flush()
+	// The server's side first: the response is read whole.
+	action := gnet.Close
+	st.cl, ev.srv = nil, nil
+	if srvKeep := resp.minor >= 1 && !resp.connClose || resp.minor == 0 && resp.connKeepAlive; srvKeep && len(buf) == total {
+		ev.loop.putIdle(ev.s, c)
+		action = gnet.None
+	}
 	if n := total - end; n > 0 {
 		ev.s.BytesFromServer.Add(uint64(n))
 	}
-	c.Discard(total)
-	action := gnet.Close
-	if srvKeep && c.InboundBuffered() == 0 {
-		st.cl, st.since = nil, monoNow()
-		ev.loop.idle[ev.s] = append(ev.loop.idle[ev.s], c)
-		action = gnet.None
-	} else {
-		st.cl = nil // closing: OnClose has no client to tell
+	cc.count(ev.bp, resp.status)
+	e.served.Inc() // before the answer leaves, as the counts
+	ev.held++
+	cc.writeRespHead(buf, resp, false, keep, false)
+	cc.out.write(buf[end:total])
+	cc.out.flush()
+	c.Discard(total) // buf is not used past here
+	if e.unhold(ev) {
+		e.done(ev, keep)
 	}
-	e.done(ev, keep)
 	return action
 }
 
-// serverFailed answers 502 (504 after server_timeout) for a response
-// that will not come, and closes the server connection.
+// unhold ends a hold (see evClient.held); false if the client closed
+// meanwhile, and is now finished.
+func (e *evEngine) unhold(ev *evClient) bool {
+	ev.held--
+	if ev.held == 0 && ev.closed {
+		e.finish(ev)
+		return false
+	}
+	return !ev.closed
+}
+
+// serverFailed answers 502 for a response that will not come, and
+// closes the server connection.
 func (e *evEngine) serverFailed(ev *evClient, st *evServer, err error) gnet.Action {
 	st.cl = nil
 	e.answerError(ev, err)
@@ -410,20 +447,23 @@ func (e *evEngine) serverFailed(ev *evClient, st *evServer, err error) gnet.Acti
 }
 
 // answerError answers ev's request with the goroutine code's error
-// answer for err and ends the exchange.
+// answer for err and ends the exchange; its server connection is
+// closed or closing.
 func (e *evEngine) answerError(ev *evClient, err error) {
+	ev.srv = nil
+	ev.held++
 	keep := ev.cc.answerError(ev.bp, err, ev.keep)
-	ev.cc.out.flush()
-	e.done(ev, keep && !ev.cc.linger)
+	keep = keep && !ev.cc.linger
+	if e.unhold(ev) {
+		e.done(ev, keep)
+	}
 }
 
 // done ends ev's exchange: the request's bytes are dropped from the
 // buffer, the server released; the connection closes unless keep, or
-// the next request (pipelined) is served.
+// the next request (pipelined) is served once the answers before it are
+// written.
 func (e *evEngine) done(ev *evClient, keep bool) {
-	if ev.state == evGone {
-		return
-	}
 	ev.gc.Discard(ev.head)
 	ev.head = 0
 	if ev.s != nil {
@@ -435,8 +475,18 @@ func (e *evEngine) done(ev *evClient, keep bool) {
 		return
 	}
 	ev.raw.idle.Store(true)
+	e.resumeReading(ev)
+}
+
+// resumeReading serves a pipelined request, if any, once gnet has
+// written everything it holds for the client; until then the sweep
+// calls it again.
+func (e *evEngine) resumeReading(ev *evClient) {
+	if ev.drain = ev.gc.OutboundBuffered() > 0; ev.drain {
+		return
+	}
 	if ev.gc.InboundBuffered() > 0 {
-		e.next(ev)
+		e.next(ev, false)
 	}
 }
 
@@ -452,34 +502,39 @@ func (e *evEngine) closeSoon(ev *evClient) {
 }
 
 // handoff gives ev, before anything of its current request went to a
-// server, to the goroutine code with every byte it has read.
-func (e *evEngine) handoff(ev *evClient) {
-	pending, _ := ev.gc.Peek(-1)
+// server, to the goroutine code with every byte it has read. gnet's side
+// must close before the loop reads the socket again: by the returned
+// Close when self (ev's own OnTraffic), at once otherwise.
+func (e *evEngine) handoff(ev *evClient, self bool) gnet.Action {
+	pending := peek(ev.gc)
 	nc, err := dupConn(ev.gc)
 	if err != nil {
 		e.f.log.Warn("could not hand a connection to a goroutine; closed it", "err", err)
 		ev.gc.Close()
-		return
+		return gnet.None
 	}
 	raw := ev.raw
-	raw.pending = append([]byte(nil), pending...)
+	buffered := append([]byte(nil), pending...)
 	e.handoffs.Inc()
-	e.detach(ev)
-	raw.Conn = nc
+	action := e.detach(ev, self)
+	e.f.mu.Lock() // Shutdown reads raw.Conn under it
+	raw.Conn, raw.pending = nc, buffered
+	raw.idle.Store(false)
 	raw.ev.Store(nil)
+	e.f.mu.Unlock()
 	go e.f.serve(raw, raw) // serve's f.wg.Done is the one enroll added
+	return action
 }
 
 // resume gives ev to the goroutine code in the middle of its exchange:
 // server connection c (st) carries the response, which the loop does not
-// relay itself (1xx, chunked, until close, large).
+// relay itself (1xx, chunked, until close, large). Runs in c's
+// OnTraffic, whose returned Close ends gnet's side of it.
 func (e *evEngine) resume(ev *evClient, c gnet.Conn, st *evServer) gnet.Action {
-	srvBuf, _ := c.Peek(-1)
 	srv, err := dupConn(c)
 	if err != nil {
 		return e.serverFailed(ev, st, err)
 	}
-	buffered, _ := ev.gc.Peek(-1)
 	nc, err := dupConn(ev.gc)
 	if err != nil {
 		srv.Close()
@@ -488,25 +543,33 @@ func (e *evEngine) resume(ev *evClient, c gnet.Conn, st *evServer) gnet.Action {
 	st.cl, st.gone = nil, true
 	e.resumed.Inc()
 	raw := ev.raw
-	raw.pending = append([]byte(nil), buffered[ev.head:]...)
-	srvBytes := append([]byte(nil), srvBuf...)
+	pending := append([]byte(nil), peek(ev.gc)[ev.head:]...)
+	srvBytes := append([]byte(nil), peek(c)...)
 	bp, s, keep, isHead, minor := ev.bp, ev.s, ev.keep, ev.isHead, ev.minor
-	ev.s = nil // resume releases it
-	e.detach(ev)
-	raw.Conn = nc
+	ev.s, ev.srv = nil, nil // resume releases s
+	e.detach(ev, false)
+	e.f.mu.Lock()
+	raw.Conn, raw.pending = nc, pending
 	raw.ev.Store(nil)
+	e.f.mu.Unlock()
 	go e.f.resume(raw, srv, srvBytes, bp, s, keep, isHead, minor)
 	return gnet.Close
 }
 
 // detach ends the loop's hold on ev, whose socket a goroutine takes
-// over: gnet closes its descriptor, OnClose releases nothing.
-func (e *evEngine) detach(ev *evClient) {
+// over: gnet's descriptor is closed (by the returned Close when self,
+// else now, so the loop reads nothing more of the socket) and OnClose
+// releases nothing.
+func (e *evEngine) detach(ev *evClient, self bool) gnet.Action {
 	ev.state = evGone
 	delete(ev.loop.clients, ev)
 	e.putCC(ev)
 	ev.gc.SetContext(nil)
-	ev.gc.Close()
+	if self {
+		return gnet.Close
+	}
+	ev.loop.el.Close(ev.gc)
+	return gnet.None
 }
 
 func (e *evEngine) putCC(ev *evClient) {
@@ -533,33 +596,17 @@ func dupConn(c gnet.Conn) (net.Conn, error) {
 func (e *evEngine) OnClose(c gnet.Conn, _ error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *evClient:
-		delete(x.loop.clients, x)
-		if x.srv != nil {
-			if st, ok := x.srv.Context().(*evServer); ok {
-				st.cl = nil
-			}
-			x.srv.Close() // a response half read cannot be reused
-			if x.bp != nil {
-				x.bp.count(499) // nobody waits for the answer
-			}
+		x.closed = true
+		if x.held == 0 {
+			e.finish(x)
 		}
-		if x.s != nil {
-			x.s.Release()
-			x.s = nil
-		}
-		x.state = evGone
-		e.putCC(x)
-		x.raw.ev.Store(nil)
-		x.raw.release()
-		e.f.wg.Done()
 	case *evServer:
 		if x.gone {
 			return gnet.None
 		}
 		ev := x.cl
 		if ev == nil {
-			l := e.loop(c.EventLoop())
-			l.dropIdle(x.s, c)
+			e.loop(c.EventLoop()).dropIdle(x.s, c)
 			return gnet.None
 		}
 		x.cl = nil
@@ -569,6 +616,7 @@ func (e *evEngine) OnClose(c gnet.Conn, _ error) gnet.Action {
 		case !x.got && ev.reused:
 			// A kept-alive connection the server had closed: the
 			// request (idempotent, bodiless) goes out again.
+			ev.replay = true
 			e.dial(ev, ev.s)
 		default:
 			e.answerError(ev, errBadResponse)
@@ -577,16 +625,57 @@ func (e *evEngine) OnClose(c gnet.Conn, _ error) gnet.Action {
 	return gnet.None
 }
 
+// finish releases a closed client connection: its server connection
+// (a response half read cannot be reused), its server, its slots.
+func (e *evEngine) finish(x *evClient) {
+	delete(x.loop.clients, x)
+	if x.srv != nil {
+		if st, ok := x.srv.Context().(*evServer); ok {
+			st.cl = nil
+		}
+		x.srv.Close()
+		x.srv = nil
+		if x.bp != nil {
+			x.bp.count(499) // nobody waits for the answer
+		}
+	}
+	if x.s != nil {
+		x.s.Release()
+		x.s = nil
+	}
+	x.state = evGone
+	e.putCC(x)
+	x.raw.ev.Store(nil)
+	x.raw.release()
+	e.f.wg.Done()
+}
+
+// evMaxIdle bounds the kept-alive connections a loop keeps per server
+// (as the goroutine code's pools do), evIdleTimeout how long one stays.
+const (
+	evMaxIdle     = 64
+	evIdleTimeout = 90 * time.Second
+)
+
+// putIdle keeps server connection c for s's next request.
+func (l *evLoop) putIdle(s *upstream.Server, c gnet.Conn) {
+	if len(l.idle[s]) >= evMaxIdle {
+		c.Close()
+		return
+	}
+	c.Context().(*evServer).since = monoNow()
+	l.idle[s] = append(l.idle[s], c)
+}
+
 // takeIdle returns a kept-alive connection to s (newest first), closing
-// ones idle past the pool's limit.
+// ones idle past evIdleTimeout.
 func (l *evLoop) takeIdle(s *upstream.Server) gnet.Conn {
 	list := l.idle[s]
 	for len(list) > 0 {
 		c := list[len(list)-1]
 		list = list[:len(list)-1]
 		l.idle[s] = list
-		st := c.Context().(*evServer)
-		if monoNow()-st.since > int64(evIdleTimeout) {
+		if monoNow()-c.Context().(*evServer).since > int64(evIdleTimeout) {
 			c.Close()
 			continue
 		}
@@ -605,10 +694,6 @@ func (l *evLoop) dropIdle(s *upstream.Server, c gnet.Conn) {
 	}
 }
 
-// evIdleTimeout is how long a server connection stays in a loop's pool
-// unused (the goroutine code's pools keep theirs 90 s too).
-const evIdleTimeout = 90 * time.Second
-
 // OnTick queues a sweep on every loop.
 func (e *evEngine) OnTick() (time.Duration, gnet.Action) {
 	e.mu.Lock()
@@ -618,7 +703,6 @@ func (e *evEngine) OnTick() (time.Duration, gnet.Action) {
 	}
 	e.mu.Unlock()
 	for _, l := range loops {
-		l := l
 		l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			e.sweep(l)
 			return nil
@@ -630,7 +714,9 @@ func (e *evEngine) OnTick() (time.Duration, gnet.Action) {
 // sweep applies the timeouts on one loop: header_timeout for a head (and
 // a new connection's first), client_timeout for an idle connection and
 // for a client that does not read what it is sent, server_timeout for a
-// response; and closes connections whose last answer is written.
+// response; closes connections whose last answer is written and serves
+// the pipelined requests that waited for that; and closes idle server
+// connections past evIdleTimeout or to servers no longer routed to.
 func (e *evEngine) sweep(l *evLoop) {
 	cfg, now := e.f.cfg, monoNow()
 	for ev := range l.clients {
@@ -640,24 +726,29 @@ func (e *evEngine) sweep(l *evLoop) {
 				ev.outSince = now
 			} else if now-ev.outSince > int64(cfg.ClientTimeout.Duration) {
 				gc.Close()
-				continue
 			}
-		} else {
-			ev.outSince = 0
-			if ev.closeOnFlush {
-				gc.Close()
-				continue
-			}
+			continue
+		}
+		ev.outSince = 0
+		if ev.closeOnFlush {
+			gc.Close()
+			continue
 		}
 		switch ev.state {
 		case evIdle:
+			if ev.drain {
+				e.resumeReading(ev)
+				continue
+			}
 			wait := cfg.ClientTimeout.Duration
 			if ev.first {
 				wait = cfg.HeaderTimeout.Duration
 			}
+			// A new connection's first request is awaited even during
+			// a shutdown, as the goroutine code does.
 			if ev.partial != 0 && now-ev.partial > int64(cfg.HeaderTimeout.Duration) ||
 				gc.InboundBuffered() == 0 && now-ev.since > int64(wait) ||
-				gc.InboundBuffered() == 0 && e.f.shutting.Load() {
+				gc.InboundBuffered() == 0 && !ev.first && e.f.shutting.Load() {
 				gc.Close()
 			}
 		case evWaiting:
@@ -669,12 +760,21 @@ func (e *evEngine) sweep(l *evLoop) {
 			}
 		}
 	}
+	routed := e.f.routedServers()
 	for s, list := range l.idle {
-		for len(list) > 0 && now-list[0].Context().(*evServer).since > int64(evIdleTimeout) {
-			list[0].Close()
-			list = list[1:]
+		keep := list[:0]
+		for _, c := range list {
+			if !routed[s] || now-c.Context().(*evServer).since > int64(evIdleTimeout) {
+				c.Close()
+				continue
+			}
+			keep = append(keep, c)
 		}
-		l.idle[s] = list
+		if len(keep) == 0 {
+			delete(l.idle, s)
+		} else {
+			l.idle[s] = keep
+		}
 	}
 }
 

@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -221,4 +223,100 @@ func TestEventLoopServerFaults(t *testing.T) {
 	if r.evCount("served") < 4 {
 		t.Errorf("served by the loop: %v, want at least 4 (handoff %v, resume %v)", r.evCount("served"), r.evCount("handoff"), r.evCount("resume"))
 	}
+}
+
+// TestEventLoopHandoffKeepsEveryByte: a request body larger than what gnet
+// reads at once, sent in one go, reaches the server whole after the
+// handoff (the loop must not read the socket once the goroutine has it),
+// as do the bytes pipelined behind a response the goroutine code resumes.
+func TestEventLoopHandoffKeepsEveryByte(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "got %d %v", len(b), err)
+	}))
+	t.Cleanup(s.Close)
+	r := evRig(t, hostPort(s), "")
+	for _, n := range []int{30 << 10, 70 << 10, 300 << 10, 300 << 10, 300 << 10} {
+		c := dialRaw(t, r)
+		go io.WriteString(c.c, fmt.Sprintf("POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", n, strings.Repeat("y", n)))
+		if resp, body := c.read("POST"); resp.StatusCode != 200 || body != fmt.Sprintf("got %d <nil>", n) {
+			t.Errorf("a %d-byte body: %d %q", n, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestEventLoopPipelinedOrder: 30 pipelined requests for 200 KiB answers
+// and a chunked one behind them, from a client that starts reading late:
+// the loop serves the next request only once gnet has written the last
+// answer, so the goroutine code's chunked answer cannot overtake
+// buffered ones, and a client that does not read holds one answer.
+func TestEventLoopPipelinedOrder(t *testing.T) {
+	big := strings.Repeat("b", 200<<10)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/chunked" {
+			io.WriteString(w, "first,")
+			http.NewResponseController(w).Flush()
+			io.WriteString(w, "second")
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(big))) // not chunked
+		io.WriteString(w, big)
+	}))
+	t.Cleanup(s.Close)
+	r := evRig(t, hostPort(s), "")
+	c := dialRaw(t, r)
+	c.c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	const n = 30
+	c.send(strings.Repeat("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", n) + "GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(500 * time.Millisecond) // the client reads late
+	for i := 0; i <= n; i++ {
+		want := big
+		if i == n {
+			want = "first,second"
+		}
+		if resp, body := c.read("GET"); resp.StatusCode != 200 || body != want {
+			t.Fatalf("answer %d: %d, %d bytes (HTTP/1.1 at %d)", i, resp.StatusCode, len(body), strings.Index(body, "HTTP/1.1"))
+		}
+	}
+	if r.evCount("resume") != 1 || r.evCount("served") != n {
+		t.Errorf("served %v resumed %v, want %d and 1", r.evCount("served"), r.evCount("resume"), n)
+	}
+}
+
+// TestEventLoopClientResets: clients that reset their connection about
+// when the answer is written (a write that fails makes gnet close the
+// connection inside the write) for 3 s: the proxy stays up and serves.
+func TestEventLoopClientResets(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Millisecond)
+		io.WriteString(w, "0123456789")
+	}))
+	t.Cleanup(s.Close)
+	r := evRig(t, hostPort(s), "")
+	addr := r.f.Addrs()[0].String()
+	deadline := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					continue
+				}
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+				time.Sleep(time.Duration(800+(g*97+i*31)%800) * time.Microsecond)
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	c := dialRaw(t, r)
+	c.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "0123456789" {
+		t.Errorf("after the resets: %d %q", resp.StatusCode, body)
+	}
+	t.Logf("served %v while clients reset", r.evCount("served"))
 }

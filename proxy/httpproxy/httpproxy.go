@@ -161,6 +161,9 @@ func (f *Frontend) SetAccessLog(l *accesslog.Logger) { f.alog = l }
 type routing struct {
 	routes []route
 	def    *backendProxy
+	// servers are the servers of every backend routed to (the event
+	// loops close idle connections to others).
+	servers map[*upstream.Server]bool
 }
 
 // route is one use rule, its host lower-cased without a final dot.
@@ -261,8 +264,17 @@ func (f *Frontend) routing(cfg *conf.Frontend, backends map[string]*upstream.Bac
 		}
 		rt.routes = append(rt.routes, route{host: strings.ToLower(strings.TrimSuffix(u.Host, ".")), prefix: u.PathPrefix, bp: bp})
 	}
+	rt.servers = map[*upstream.Server]bool{}
+	for _, bp := range rt.proxies() {
+		for _, s := range bp.b.Servers() {
+			rt.servers[s] = true
+		}
+	}
 	return rt, nil
 }
+
+// routedServers are the servers the current routing can send to.
+func (f *Frontend) routedServers() map[*upstream.Server]bool { return f.rt.Load().servers }
 
 // Reroute resolves cfg's backend and use rules (the rest of cfg is
 // ignored: it must equal the running config's) in backends, for a
@@ -356,7 +368,8 @@ func (f *Frontend) acceptLoop(l *listener) {
 		}
 		backoff.OK()
 		pc := c.(*conn)
-		if ev := f.ev.Load(); ev != nil && ev.enroll(pc) {
+		if ev := f.ev.Load(); ev != nil {
+			ev.enroll(pc)
 			continue
 		}
 		var nc net.Conn = pc

@@ -1418,6 +1418,7 @@ func (f *Frontend) resume(raw *conn, srv net.Conn, srvBuf []byte, bp *backendPro
 	defer cc.release()
 	cc.setClient()
 	cc.isHead = isHead
+	cc.req.minor = minor // connectionField reads it
 	pc := newPoolConn(srv)
 	if len(srvBuf) > len(pc.in.b) {
 		pc.in.b = make([]byte, len(srvBuf))
