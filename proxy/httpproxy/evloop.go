@@ -30,6 +30,7 @@ package httpproxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -66,6 +67,11 @@ type evEngine struct {
 	loops map[gnet.EventLoop]*evLoop
 
 	stopOnce sync.Once
+	// dials are the server connections being made; stop waits for them
+	// (a dial enrolled into stopped loops would wait forever).
+	dialMu   sync.Mutex
+	dials    sync.WaitGroup
+	stopping bool
 
 	// served counts exchanges the loops relayed; handoff connections
 	// given to the goroutine code before a request went out, resumed
@@ -109,6 +115,7 @@ type evClient struct {
 	// unhold finishes the close (finish), so nothing is freed under it.
 	held   int
 	closed bool
+	w      evWriter // cc.out's writer
 
 	// The request in flight.
 	head         int // its bytes at the front of gc's buffer
@@ -128,6 +135,19 @@ type evClient struct {
 	outSince     int64 // since when output has waited (0: none)
 }
 
+// evWriter writes to the client's gnet connection until it is closed:
+// gnet closes a connection whose write fails at once, and its descriptor
+// number may be reused by the next socket, so nothing may be written
+// through it after that.
+type evWriter struct{ ev *evClient }
+
+func (w evWriter) Write(p []byte) (int, error) {
+	if w.ev.closed {
+		return 0, net.ErrClosed
+	}
+	return w.ev.gc.Write(p)
+}
+
 // evServer is one server connection on a loop: a request's, or idle in
 // the loop's pool (cl nil).
 type evServer struct {
@@ -137,6 +157,8 @@ type evServer struct {
 	got      bool  // a byte of the response arrived
 	timedOut bool  // the sweep closed it: server_timeout
 	gone     bool  // handed to the goroutine code
+	headIn   bool  // the response head is in, its body not yet whole
+	opened   atomic.Bool
 }
 
 var evMono = time.Now()
@@ -205,7 +227,8 @@ func (e *evEngine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		cc := clientConns.Get().(*clientConn)
 		x.cc, x.ownB = cc, cc.in.b
 		cc.f, cc.c, cc.raw = f, x.raw, x.raw
-		cc.out.w, cc.out.b = c, cc.out.b[:0]
+		x.w = evWriter{x}
+		cc.out.w, cc.out.b = x.w, cc.out.b[:0]
 		cc.tls, cc.linger, cc.isHead, cc.logging = false, false, false, false
 		cc.setClient()
 		x.since = monoNow()
@@ -213,6 +236,7 @@ func (e *evEngine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		x.opened.Store(true)
 		return nil, gnet.None
 	case *evServer:
+		x.opened.Store(true)
 		ev := x.cl
 		if ev == nil || ev.state != evDialing {
 			// The client went away while this was dialed: keep it.
@@ -334,14 +358,29 @@ func peek(c gnet.Conn) []byte {
 func (e *evEngine) dial(ev *evClient, s *upstream.Server) {
 	ev.state, ev.reused = evDialing, false
 	el, timeout := ev.loop.el, ev.bp.b.Config().ConnectTimeout.Duration
+	e.dialMu.Lock()
+	stopping := e.stopping
+	if !stopping {
+		e.dials.Add(1)
+	}
+	e.dialMu.Unlock()
+	if stopping {
+		e.connectFailed(ev, s)
+		return
+	}
 	go func() {
+		defer e.dials.Done()
 		c, err := net.DialTimeout("tcp", s.Addr, timeout)
 		if err == nil {
 			// Enroll closes c (it keeps a duplicate) and reports on ch
-			// once the loop opened it, or why not.
+			// once the loop ran its registration, which may have failed
+			// without saying so (gnet 2.9.7): OnOpen marks st opened.
+			st := &evServer{cl: ev, s: s}
 			var ch <-chan gnet.RegisteredResult
-			if ch, err = el.Enroll(gnet.NewContext(context.Background(), &evServer{cl: ev, s: s}), c); err == nil {
-				err = (<-ch).Err
+			if ch, err = el.Enroll(gnet.NewContext(context.Background(), st), c); err == nil {
+				if err = (<-ch).Err; err == nil && !st.opened.Load() {
+					err = errors.New("gnet did not open it")
+				}
 			} else {
 				c.Close()
 			}
@@ -401,6 +440,7 @@ func (e *evEngine) response(c gnet.Conn, st *evServer) gnet.Action {
 		return e.resume(ev, c, st)
 	}
 	if len(buf) < total {
+		st.headIn = true // the sweep gives a slow body to the goroutine code
 		return gnet.None
 	}
 	keep := ev.keep && !f.shutting.Load() && !f.retiring.Load()
@@ -593,9 +633,12 @@ func dupConn(c gnet.Conn) (net.Conn, error) {
 	return net.FileConn(file)
 }
 
-func (e *evEngine) OnClose(c gnet.Conn, _ error) gnet.Action {
+func (e *evEngine) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *evClient:
+		if errors.Is(err, io.EOF) && x.held == 0 && e.halfClosed(x) {
+			return gnet.None
+		}
 		x.closed = true
 		if x.held == 0 {
 			e.finish(x)
@@ -623,6 +666,35 @@ func (e *evEngine) OnClose(c gnet.Conn, _ error) gnet.Action {
 		}
 	}
 	return gnet.None
+}
+
+// halfClosed runs when the client ended its side (EOF) with a request
+// pending: gnet closes a connection on EOF, but a client may shut its
+// write side and still read the answer, which the goroutine code gives
+// it. So the connection (still open during OnClose) is handed over: with
+// its request, or with the response under way. It reports whether it
+// took the connection.
+func (e *evEngine) halfClosed(ev *evClient) bool {
+	switch {
+	case ev.state == evIdle && ev.gc.InboundBuffered() > 0 && ev.gc.OutboundBuffered() == 0:
+		e.handoff(ev, false)
+	case ev.state == evDialing:
+		ev.s.Release()
+		ev.s, ev.bp = nil, nil
+		e.handoff(ev, false) // the dial, when done, goes to the pool
+	case ev.state == evWaiting && ev.srv != nil:
+		srv := ev.srv
+		st, ok := srv.Context().(*evServer)
+		if !ok {
+			return false
+		}
+		if e.resume(ev, srv, st) == gnet.Close {
+			ev.loop.el.Close(srv)
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // finish releases a closed client connection: its server connection
@@ -751,12 +823,30 @@ func (e *evEngine) sweep(l *evLoop) {
 				gc.InboundBuffered() == 0 && !ev.first && e.f.shutting.Load() {
 				gc.Close()
 			}
+		case evDialing:
+			// A dial is bounded by connect_timeout; one that never
+			// reports (the engine stopping) hands the request over.
+			if now-ev.since > int64(ev.bp.b.Config().ConnectTimeout.Duration+time.Second) {
+				ev.s.Release()
+				ev.s, ev.bp = nil, nil
+				e.handoff(ev, false)
+			}
 		case evWaiting:
-			if t := ev.bp.b.Config().ServerTimeout.Duration; t > 0 && now-ev.since > int64(t) && ev.srv != nil {
-				if st, ok := ev.srv.Context().(*evServer); ok {
-					st.timedOut = true
+			st, ok := ev.srv.Context().(*evServer)
+			switch {
+			case !ok:
+			case st.headIn && now-ev.since > int64(2*evSweep):
+				// The head came in time, the body is slow: the
+				// goroutine code streams it (server_timeout bounds the
+				// head, as there).
+				if srv := ev.srv; e.resume(ev, srv, st) == gnet.Close {
+					l.el.Close(srv)
 				}
-				ev.srv.Close()
+			case !st.headIn:
+				if t := ev.bp.b.Config().ServerTimeout.Duration; t > 0 && now-ev.since > int64(t) {
+					st.timedOut = true
+					ev.srv.Close()
+				}
 			}
 		}
 	}
@@ -780,5 +870,11 @@ func (e *evEngine) sweep(l *evLoop) {
 
 // stop closes the loops (after the frontend's connections ended).
 func (e *evEngine) stop() {
-	e.stopOnce.Do(func() { e.cli.Stop() })
+	e.stopOnce.Do(func() {
+		e.dialMu.Lock()
+		e.stopping = true
+		e.dialMu.Unlock()
+		e.dials.Wait()
+		e.cli.Stop()
+	})
 }
