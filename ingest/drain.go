@@ -12,6 +12,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
+
+	"wharf/internal/mono"
 )
 
 const (
@@ -151,15 +153,10 @@ func (l *Listener) drainDatagrams(ctx context.Context) (busy int) {
 	}
 }
 
-// monoBase anchors monoNow.
-var monoBase = time.Now()
-
-// monoNow is nanoseconds on the monotonic clock (since the process
-// started): what timeouts, rate limits and the drain measure with, so an
-// NTP step or a VM resume that moves the wall clock neither closes every
-// connection as idle nor holds rate-limited senders until the wall clock
-// catches up. Message receive times stay on the wall clock.
-func monoNow() int64 { return int64(time.Since(monoBase)) }
+// monoNow is nanoseconds on the monotonic clock (internal/mono): what
+// timeouts, rate limits and the drain measure with. Message receive
+// times stay on the wall clock.
+func monoNow() int64 { return mono.Now() }
 
 // enrolling is 1 while a tcp:// bind's accept loop may still be enrolling
 // a connection it accepted before the drain closed the socket.
@@ -167,5 +164,10 @@ func (l *Listener) enrolling() int {
 	if l.stream == nil {
 		return 0
 	}
-	return l.stream.enrolling()
+	select {
+	case <-l.stream.accepting:
+		return 0
+	default:
+		return 1
+	}
 }

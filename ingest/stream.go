@@ -109,14 +109,3 @@ func (l *Listener) stopStream(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
-
-// enrolling is 1 while the accept loop runs (it may be enrolling a
-// connection it accepted), 0 once it returned.
-func (sb *streamBind) enrolling() int {
-	select {
-	case <-sb.accepting:
-		return 0
-	default:
-		return 1
-	}
-}

@@ -41,6 +41,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"wharf/internal/gnetlog"
+	"wharf/internal/mono"
 	"wharf/metrics"
 	"wharf/proxy/upstream"
 )
@@ -161,10 +162,6 @@ type evServer struct {
 	opened   atomic.Bool
 }
 
-var evMono = time.Now()
-
-func monoNow() int64 { return int64(time.Since(evMono)) }
-
 // newEvEngine starts the loops of frontend f.
 func newEvEngine(f *Frontend) (*evEngine, error) {
 	e := &evEngine{f: f, loops: map[gnet.EventLoop]*evLoop{}}
@@ -231,7 +228,7 @@ func (e *evEngine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		cc.out.w, cc.out.b = x.w, cc.out.b[:0]
 		cc.tls, cc.linger, cc.isHead, cc.logging = false, false, false, false
 		cc.setClient()
-		x.since = monoNow()
+		x.since = mono.Now()
 		x.raw.ev.Store(x) // from now on Close and Shutdown go through gc
 		x.opened.Store(true)
 		return nil, gnet.None
@@ -247,7 +244,7 @@ func (e *evEngine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		if !ev.replay {
 			x.s.ConnectOK()
 		}
-		ev.srv, ev.state, ev.since = c, evWaiting, monoNow()
+		ev.srv, ev.state, ev.since = c, evWaiting, mono.Now()
 		return ev.cc.bw, gnet.None
 	}
 	return nil, gnet.Close
@@ -277,10 +274,11 @@ func (e *evEngine) OnTraffic(c gnet.Conn) gnet.Action {
 // side of a connection handed off (see handoff).
 func (e *evEngine) next(ev *evClient, self bool) gnet.Action {
 	f, gc, cc := e.f, ev.gc, ev.cc
-	if n := skipEmptyLines(peek(gc)); n > 0 {
+	buf := peek(gc)
+	if n := skipEmptyLines(buf); n > 0 {
 		gc.Discard(n)
+		buf = peek(gc) // again: Discard may have freed what Peek returned
 	}
-	buf := peek(gc) // again: Discard may have freed what Peek returned
 	if len(buf) == 0 {
 		return gnet.None
 	}
@@ -290,7 +288,7 @@ func (e *evEngine) next(ev *evClient, self bool) gnet.Action {
 			return e.handoff(ev, self) // answered 431 or 400 there
 		}
 		if ev.partial == 0 {
-			ev.partial = monoNow()
+			ev.partial = mono.Now()
 		}
 		return gnet.None
 	}
@@ -331,7 +329,7 @@ func (e *evEngine) next(ev *evClient, self bool) gnet.Action {
 	cc.buildHead(bp, s, host, target, true)
 	ev.head, ev.bp, ev.s, ev.keep, ev.isHead, ev.minor = end, bp, s, keep, cc.isHead, req.minor
 	ev.first, ev.replay = false, false
-	ev.since = monoNow()
+	ev.since = mono.Now()
 	// The head stays in the buffer until the response: a connect that
 	// fails hands the whole request to the goroutine code.
 	if srv := ev.loop.takeIdle(s); srv != nil {
@@ -509,7 +507,7 @@ func (e *evEngine) done(ev *evClient, keep bool) {
 	if ev.s != nil {
 		ev.s.Release()
 	}
-	ev.s, ev.bp, ev.srv, ev.state, ev.since = nil, nil, nil, evIdle, monoNow()
+	ev.s, ev.bp, ev.srv, ev.state, ev.since = nil, nil, nil, evIdle, mono.Now()
 	if !keep || e.f.shutting.Load() {
 		e.closeSoon(ev)
 		return
@@ -735,7 +733,7 @@ func (l *evLoop) putIdle(s *upstream.Server, c gnet.Conn) {
 		c.Close()
 		return
 	}
-	c.Context().(*evServer).since = monoNow()
+	c.Context().(*evServer).since = mono.Now()
 	l.idle[s] = append(l.idle[s], c)
 }
 
@@ -747,7 +745,7 @@ func (l *evLoop) takeIdle(s *upstream.Server) gnet.Conn {
 		c := list[len(list)-1]
 		list = list[:len(list)-1]
 		l.idle[s] = list
-		if monoNow()-c.Context().(*evServer).since > int64(evIdleTimeout) {
+		if mono.Now()-c.Context().(*evServer).since > int64(evIdleTimeout) {
 			c.Close()
 			continue
 		}
@@ -790,7 +788,7 @@ func (e *evEngine) OnTick() (time.Duration, gnet.Action) {
 // the pipelined requests that waited for that; and closes idle server
 // connections past evIdleTimeout or to servers no longer routed to.
 func (e *evEngine) sweep(l *evLoop) {
-	cfg, now := e.f.cfg, monoNow()
+	cfg, now := e.f.cfg, mono.Now()
 	for ev := range l.clients {
 		gc := ev.gc
 		if gc.OutboundBuffered() > 0 {
