@@ -264,7 +264,10 @@ type Runner struct {
 	suppressed    int
 	lastRejectLog time.Time
 	// next receives the queue on HandOver; set before draining begins.
+	// forward is HandOver's runner for messages enqueued after Close
+	// began (late); set before closing.
 	next       *Runner
+	forward    atomic.Pointer[Runner]
 	handedOver *metrics.Counter
 	failures   int // consecutive failed Writes
 
@@ -386,11 +389,12 @@ func (r *Runner) Start() {
 // nothing and takes one lock. Prefer EnqueueBatch for several messages.
 func (r *Runner) Enqueue(m *message.Message, block bool) bool {
 	r.gate.RLock()
-	defer r.gate.RUnlock()
 	if r.closing.Load() {
-		r.drop(m, dropClosed)
-		return false
+		r.gate.RUnlock()
+		ms := [1]*message.Message{m}
+		return r.late(ms[:], block) == 1
 	}
+	defer r.gate.RUnlock()
 	if r.cfg.Spool != nil {
 		ms := [1]*message.Message{m}
 		return r.put(ms[:], block) == 1
@@ -407,15 +411,29 @@ func (r *Runner) Enqueue(m *message.Message, block bool) bool {
 // use; it allocates nothing unless it has to wait for space.
 func (r *Runner) EnqueueBatch(ms []*message.Message, block bool) (queued int) {
 	r.gate.RLock()
-	defer r.gate.RUnlock()
 	if r.closing.Load() {
-		r.dropAll(ms, dropClosed)
-		return 0
+		r.gate.RUnlock()
+		return r.late(ms, block)
 	}
+	defer r.gate.RUnlock()
 	if r.cfg.Spool != nil {
 		return r.put(ms, block)
 	}
 	return r.enqueue(ms, block)
+}
+
+// late takes messages that reach r after Close began: a producer that
+// loaded the route table before a reload swapped it may still hold r. On
+// HandOver they go on to the new runner (counted as handed over), else
+// they are dropped as "closed". It runs outside the gate, so Close does
+// not wait for the new runner to have room.
+func (r *Runner) late(ms []*message.Message, block bool) int {
+	if to := r.forward.Load(); to != nil {
+		r.handedOver.Add(uint64(len(ms)))
+		return to.EnqueueBatch(ms, block)
+	}
+	r.dropAll(ms, dropClosed)
+	return 0
 }
 
 // put stores ms in the spool and releases them, confirmed unless Put
@@ -618,11 +636,11 @@ func (r *Runner) Close(ctx context.Context) error {
 // settings changed, so its queue follows it to the new runner. A batch
 // already being written finishes on r's sink first. next must be started;
 // the moved messages keep their order and wait for room in next (they
-// are not dropped for lack of it while ctx lasts).
+// are not dropped for lack of it while ctx lasts). Messages enqueued on r
+// after HandOver began go to next too (see late). With a Spool, the
+// queue is the spool and stays where it is: r stops delivering from it
+// as Close does, and only the late messages go to next.
 func (r *Runner) HandOver(ctx context.Context, next *Runner) error {
-	if r.cfg.Spool != nil || next == nil {
-		return r.Close(ctx)
-	}
 	return r.close(ctx, next)
 }
 
@@ -654,7 +672,12 @@ func (r *Runner) handOff() {
 
 func (r *Runner) close(ctx context.Context, next *Runner) error {
 	r.closeOnce.Do(func() {
-		r.next = next
+		if next != nil {
+			if r.cfg.Spool == nil {
+				r.next = next
+			}
+			r.forward.Store(next) // before closing: late() sees it
+		}
 		r.Start()
 		r.closing.Store(true)
 		close(r.closingCh)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -767,6 +768,47 @@ func TestRunnerHandOver(t *testing.T) {
 	}
 	if moved := reg.Counter("wharf_sink_handed_over_total", "", "sink", "out").Load(); moved != uint64(len(newSink.all())) || moved == 0 {
 		t.Errorf("handed_over = %d, new sink got %d", moved, len(newSink.all()))
+	}
+}
+
+// TestRunnerLateMessages: a producer that loaded the route table before
+// a reload swapped it hands messages to the old runner after its
+// HandOver began. They go on to the new runner; after a plain Close they
+// are dropped as "closed". Before, both were dropped: a buffered sink
+// changed by reload lost what its TCP senders wrote in that window.
+func TestRunnerLateMessages(t *testing.T) {
+	tr := newTracker(t)
+	reg := metrics.NewRegistry()
+	oldSink, newSink := &fakeSink{}, &fakeSink{}
+	old := NewRunner("out", oldSink, RunnerConfig{QueueSize: 100, BatchSize: 10, BatchTimeout: time.Millisecond}.Resolved(), reg, quietLog())
+	old.Start()
+	next := NewRunner("out", newSink, RunnerConfig{QueueSize: 100, BatchSize: 10, BatchTimeout: time.Millisecond}.Resolved(), reg, quietLog())
+	next.Start()
+	if err := old.HandOver(context.Background(), next); err != nil {
+		t.Fatal(err)
+	}
+	if !old.Enqueue(tr.msg("late-1"), true) {
+		t.Fatal("Enqueue after HandOver refused the message")
+	}
+	if n := old.EnqueueBatch([]*message.Message{tr.msg("late-2"), tr.msg("late-3")}, true); n != 2 {
+		t.Fatalf("EnqueueBatch after HandOver queued %d of 2", n)
+	}
+	closeRunner(t, next, 5*time.Second)
+	if got := newSink.all(); !slices.Equal(got, []string{"late-1", "late-2", "late-3"}) {
+		t.Fatalf("new runner delivered %q", got)
+	}
+	if d := old.Stats().Dropped["closed"]; d != 0 {
+		t.Fatalf("%d late messages dropped as closed", d)
+	}
+
+	closed := NewRunner("gone", &fakeSink{}, RunnerConfig{QueueSize: 100}.Resolved(), reg, quietLog())
+	closed.Start()
+	closeRunner(t, closed, 5*time.Second)
+	if closed.Enqueue(tr.msg("after-close"), true) {
+		t.Fatal("Enqueue after Close queued the message")
+	}
+	if d := closed.Stats().Dropped["closed"]; d != 1 {
+		t.Fatalf("dropped as closed after Close: %d, want 1", d)
 	}
 }
 

@@ -387,11 +387,11 @@ func (g *gateway) retireRunners(next *sinkSet) []*sinks.Runner {
 			continue
 		}
 		if to := next.takeovers[name]; to != nil {
-			b := g.buffers[name]
+			b, nr := g.buffers[name], next.runners[name]
 			go func() {
 				ctx, cancel := context.WithCancel(context.Background())
 				cancel()
-				r.Close(ctx)
+				r.HandOver(ctx, nr) // late messages go to nr: the same buffer
 				b.Rewind()
 				close(to.ready)
 			}()
@@ -402,6 +402,18 @@ func (g *gateway) retireRunners(next *sinkSet) []*sinks.Runner {
 			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Global.ShutdownTimeout.Duration)
 			cb := &closingBuffer{cancel: cancel, done: make(chan struct{})}
 			g.closing[filepath.Clean(g.cfg.Sinks[name].Buffer.Dir)] = cb
+			if to := next.buffers[name]; to != nil {
+				// The sink stays, with a new dir: its records move there.
+				mctx, mcancel := context.WithCancel(context.Background())
+				cb.cancel = func() { cancel(); mcancel() }
+				nr := next.runners[name]
+				go func() {
+					defer close(cb.done)
+					defer cb.cancel()
+					g.moveBuffer(mctx, name, r, nr, b, to)
+				}()
+				continue
+			}
 			go func() {
 				defer close(cb.done)
 				defer cancel()
@@ -415,6 +427,31 @@ func (g *gateway) retireRunners(next *sinkSet) []*sinks.Runner {
 		retired = append(retired, r)
 	}
 	return retired
+}
+
+// moveBuffer is the retirement of a buffered sink that a reload gave a
+// new buffer dir: its old runner stops at once (what it had taken from
+// the buffer and not delivered stays there), then every record the old
+// buffer holds moves into the new one (diskbuf.MoveTo), where the new
+// runner delivers it after what arrived since the reload. Cancelling ctx
+// (shutdown, or a reload giving the old dir to a sink again) stops the
+// move; what did not move stays in the old directory and is said so.
+func (g *gateway) moveBuffer(ctx context.Context, name string, r, next *sinks.Runner, from, to *diskbuf.Buffer) {
+	stopped, stop := context.WithCancel(context.Background())
+	stop()
+	r.HandOver(stopped, next) // messages still routed to r go to next
+	held := from.Stats().Pending
+	moved, err := from.MoveTo(ctx, to)
+	if cerr := from.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	switch {
+	case err != nil:
+		g.log.Warn(fmt.Sprintf("sink %q: moving the records of its old buffer dir %s to %s stopped: %v; what did not move stays in %s (give the sink that dir again to deliver it, or move its .seg files and ack by hand while wharf is stopped)", name, from.Dir(), to.Dir(), err, from.Dir()),
+			"moved", moved, "held", held)
+	case moved > 0:
+		g.log.Info(fmt.Sprintf("sink %q: moved the records of its old buffer dir %s to %s; the old dir holds nothing more", name, from.Dir(), to.Dir()), "moved", moved)
+	}
 }
 
 // reloadBinds keeps the binds present in both configs (they take the new

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"wharf/internal/testenv"
+	"wharf/sinks/diskbuf"
 )
 
 // switchedCollector is an octet-counting TCP syslog receiver that can be
@@ -242,6 +243,97 @@ func TestReloadChangeBufferedSink(t *testing.T) {
 		t.Fatalf("wharf_buffer_pending_records = %v after delivery", in.metric("wharf_buffer_pending_records"))
 	}
 	in.stop()
+}
+
+// TestReloadNewBufferDir: a reload gives a buffered sink a new dir while
+// 300 messages wait in the old one for a collector that is down (longer
+// than shutdown_timeout), and a sender goes on writing through the
+// reload. Before, the old runner gave up at shutdown_timeout and the 300
+// stayed in the old directory for good (the sink never read it again).
+// Now the old buffer's records move into the new one and every message
+// arrives once the collector is up: none dropped, the old directory
+// without a record, the move logged.
+func TestReloadNewBufferDir(t *testing.T) {
+	port := testenv.FreePort(t)
+	col := &switchedCollector{addr: testenv.ClosedAddr(t)}
+	defer col.down()
+	dir := t.TempDir()
+	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	oldDir, newDir := filepath.Join(dir, "buf-old"), filepath.Join(dir, "buf-new")
+	write := func(c string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A removed sink's runner drains for shutdown_timeout: the collector
+	// stays down longer than that.
+	cfg := func(bufDir string) string {
+		return bufferedSinkConfig(admin, port, col.addr, bufDir, "64MiB") + "[global]\nshutdown_timeout = \"1s\"\n"
+	}
+	in := startIn(t, dir, admin, cfg(oldDir))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	msgs := func(key string, n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - %s%d", key, i)
+		}
+		return out
+	}
+	sendTCP(t, addr, msgs("one=", 300))
+	if got := in.waitMetric(300, 20*time.Second, "wharf_buffer_pending_records"); got != 300 {
+		t.Fatalf("%v messages pending in the buffer, want 300", got)
+	}
+
+	// A sender writing across the reload: 2,000 messages over about a
+	// second, in small writes.
+	during := msgs("two=", 2000)
+	sent := make(chan error, 1)
+	go func() {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer c.Close()
+		for i, m := range during {
+			if _, err := fmt.Fprintf(c, "%d %s", len(m), m); err != nil {
+				sent <- err
+				return
+			}
+			if i%20 == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		sent <- nil
+	}()
+	time.Sleep(300 * time.Millisecond)
+	write(cfg(newDir))
+	if code, body := postReload(t, admin); code != 200 {
+		t.Fatalf("reload giving the buffered sink a new dir: %d %s", code, body)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past shutdown_timeout
+	col.up(t)
+	waitLedger(t, &col.sink, "one=", 300, 30*time.Second)
+	waitLedger(t, &col.sink, "two=", 2000, 30*time.Second)
+	if d := in.metric("wharf_sink_dropped_total"); d != 0 {
+		t.Errorf("dropped %v messages across the new dir", d)
+	}
+	if !testenv.Poll(5*time.Second, func() bool { return in.metric("wharf_buffer_pending_records") == 0 }) {
+		t.Errorf("wharf_buffer_pending_records = %v after delivery", in.metric("wharf_buffer_pending_records"))
+	}
+	if !strings.Contains(in.stderr.String(), "moved the records of its old buffer dir") {
+		t.Errorf("no log line about the move:\n%s", in.stderr.String())
+	}
+	in.stop()
+	// What a restart on the old dir would hand out again: nothing.
+	rep, err := diskbuf.Verify(oldDir)
+	if err != nil || rep.Pending != 0 || rep.Records == 0 {
+		t.Fatalf("old buffer dir after the move: %+v, %v; want its records all confirmed", rep, err)
+	}
 }
 
 // TestReloadBufferLimits: max_bytes of a running buffered sink raised by
