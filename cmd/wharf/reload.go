@@ -172,10 +172,15 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	}
 	g.cfg, g.sinks, g.runners = cfg, next.sinks, next.runners
 	for name, bc := range next.limits {
-		if err := g.buffers[name].SetLimits(int64(bc.MaxBytes), int64(bc.SegmentBytes), bc.OnFull); err != nil {
-			g.log.Error("new disk buffer limits not applied", "sink", name, "err", err) // validated: not expected
+		b := g.buffers[name]
+		err := b.SetLimits(int64(bc.MaxBytes), int64(bc.SegmentBytes), bc.OnFull)
+		if err == nil {
+			err = b.SetFsync(bc.Fsync, bc.FsyncInterval.Duration)
+		}
+		if err != nil {
+			g.log.Error("new disk buffer settings not applied", "sink", name, "err", err) // validated: not expected
 		} else {
-			g.log.Info("disk buffer limits changed", "sink", name, "max_bytes", bc.MaxBytes.String(), "segment_bytes", bc.SegmentBytes.String(), "on_full", bc.OnFull)
+			g.log.Info("disk buffer settings changed", "sink", name, "max_bytes", bc.MaxBytes.String(), "segment_bytes", bc.SegmentBytes.String(), "on_full", bc.OnFull, "fsync", bc.Fsync, "fsync_interval", bc.FsyncInterval.String())
 		}
 	}
 	if proxies != nil {
@@ -216,8 +221,9 @@ type sinkSet struct {
 	// buffer (its table did not change, or only its limits): see
 	// takeoverSpool.
 	takeovers map[string]*takeoverSpool
-	// limits are new max_bytes, segment_bytes and on_full for open
-	// buffers, applied at commit (diskbuf.Buffer.SetLimits).
+	// limits are new max_bytes, segment_bytes, on_full, fsync and
+	// fsync_interval for open buffers, applied at commit
+	// (diskbuf.Buffer.SetLimits and SetFsync).
 	limits map[string]*conf.Buffer
 	built  []string
 }
@@ -230,15 +236,11 @@ func sameButBuffer(a, b *conf.Sink) bool {
 	return reflect.DeepEqual(&x, b)
 }
 
-// limitsOnly reports whether buffer tables a and b differ at most in what
-// an open buffer takes at once: max_bytes, segment_bytes, on_full.
+// limitsOnly reports whether buffer tables a and b name the same
+// directory: everything else an open buffer takes at once (max_bytes,
+// segment_bytes, on_full, fsync, fsync_interval).
 func limitsOnly(a, b *conf.Buffer) bool {
-	if a == nil || b == nil {
-		return false
-	}
-	x := *a
-	x.MaxBytes, x.SegmentBytes, x.OnFull = b.MaxBytes, b.SegmentBytes, b.OnFull
-	return x == *b
+	return a != nil && b != nil && filepath.Clean(a.Dir) == filepath.Clean(b.Dir)
 }
 
 // takeoverSpool is the spool of a changed buffered sink's new runner on
@@ -329,12 +331,7 @@ func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
 		var takeover *takeoverSpool
 		if sc.Buffer != nil {
 			if holder := g.bufferHolder(sc.Buffer.Dir); holder == name {
-				ob := g.cfg.Sinks[name].Buffer
-				if !reflect.DeepEqual(ob, sc.Buffer) && !limitsOnly(ob, sc.Buffer) {
-					errs = append(errs, fmt.Sprintf("sink %q: changing fsync or fsync_interval of [sink.%s.buffer] needs a restart (its buffer %s is open with them); max_bytes, segment_bytes, on_full and the sink's other settings can change by reload", name, name, sc.Buffer.Dir))
-					continue
-				}
-				if !reflect.DeepEqual(ob, sc.Buffer) {
+				if ob := g.cfg.Sinks[name].Buffer; !reflect.DeepEqual(ob, sc.Buffer) {
 					next.limits[name] = sc.Buffer
 				}
 				takeover = &takeoverSpool{Spool: diskbuf.NewSpool(g.buffers[name]), ready: make(chan struct{})}

@@ -320,6 +320,12 @@ type Buffer struct {
 	closedCh chan struct{}
 	bgDone   chan struct{}
 
+	// pol is the fsync policy in force (opts.Fsync and FsyncInterval as
+	// opened, then as SetFsync sets them); polCh (cap 1) tells the
+	// background goroutine to take a new interval.
+	pol   atomic.Pointer[fsyncPolicy]
+	polCh chan struct{}
+
 	// A directory removed while in use (removed.go), guarded by mu:
 	// removed until rebuildLocked made it again; held are descriptors of
 	// sealed segments (at most maxHeld) kept until they are confirmed, so
@@ -384,7 +390,9 @@ func Open(dir string, opts Options) (*Buffer, error) {
 		dataCh:   make(chan struct{}, 1),
 		closedCh: make(chan struct{}),
 		bgDone:   make(chan struct{}),
+		polCh:    make(chan struct{}, 1),
 	}
+	b.pol.Store(&fsyncPolicy{mode: opts.Fsync, every: opts.FsyncInterval})
 	if err := b.load(); err != nil {
 		b.closeFiles()
 		return nil, err
@@ -448,6 +456,34 @@ func (b *Buffer) SetLimits(maxTotal, maxSegment int64, onFull string) error {
 	b.opts.MaxTotalBytes, b.opts.MaxSegmentBytes, b.opts.OnFull = o.MaxTotalBytes, o.MaxSegmentBytes, o.OnFull
 	close(b.spaceCh)
 	b.spaceCh = make(chan struct{})
+	return nil
+}
+
+// fsyncPolicy is Options.Fsync and FsyncInterval of an open buffer.
+type fsyncPolicy struct {
+	mode  string
+	every time.Duration
+}
+
+// fsync returns the Fsync policy in force.
+func (b *Buffer) fsync() string { return b.pol.Load().mode }
+
+// SetFsync changes the Fsync policy and FsyncInterval of the open buffer
+// (see Options), from the next append and checkpoint on. Switching to
+// "always" also fsyncs what was written before at the next append (an
+// fsync covers the whole file) and writes the checkpoint at the next Ack.
+func (b *Buffer) SetFsync(mode string, every time.Duration) error {
+	o := b.opts
+	o.Fsync, o.FsyncInterval = mode, every
+	o, err := o.withDefaults()
+	if err != nil {
+		return err
+	}
+	b.pol.Store(&fsyncPolicy{mode: o.Fsync, every: o.FsyncInterval})
+	select {
+	case b.polCh <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
@@ -550,7 +586,7 @@ func (b *Buffer) load() error {
 				if err := f.Truncate(good); err != nil {
 					return fmt.Errorf("diskbuf: truncate torn tail of %s: %w", segName(last.base), err)
 				}
-				if b.opts.Fsync != FsyncNever {
+				if b.fsync() != FsyncNever {
 					if err := f.Sync(); err != nil {
 						return fmt.Errorf("diskbuf: sync %s: %w", segName(last.base), err)
 					}
@@ -789,7 +825,7 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 	}
 	end := b.logical
 	b.mu.Unlock()
-	if done > 0 && b.opts.Fsync == FsyncAlways {
+	if done > 0 && b.fsync() == FsyncAlways {
 		if serr := b.syncTo(end); serr != nil { // written, not known to be on disk
 			if err == nil {
 				err = serr
@@ -1053,7 +1089,7 @@ func (b *Buffer) flushLocked(n int) error {
 		b.wbuf = b.wbuf[:0]
 		return errNotYet
 	}
-	if b.opts.Fsync == FsyncAlways {
+	if b.fsync() == FsyncAlways {
 		b.detectRemovedLocked() // an fstat per write: cheap beside the fsync
 	}
 	if b.removed {
@@ -1136,7 +1172,7 @@ func (b *Buffer) rotateLocked() error {
 	if b.removed {
 		return b.rebuildLocked() // a new active segment in the new directory
 	}
-	if b.opts.Fsync != FsyncNever {
+	if b.fsync() != FsyncNever {
 		if err := b.wf.Sync(); err != nil {
 			return fmt.Errorf("diskbuf: sync segment: %w", err)
 		}
@@ -1231,7 +1267,7 @@ func (b *Buffer) syncFailedLocked(err error) {
 }
 
 func (b *Buffer) syncDir() error {
-	if b.opts.Fsync == FsyncNever {
+	if b.fsync() == FsyncNever {
 		return nil
 	}
 	d, err := os.Open(b.dir)
@@ -1283,7 +1319,7 @@ func (b *Buffer) Ack(upTo Position) error {
 		b.retryAt = time.Time{}
 	}
 	b.ckDirty = true
-	ckNow := b.opts.Fsync != FsyncInterval && b.ckErr == nil
+	ckNow := b.fsync() != FsyncInterval && b.ckErr == nil
 	b.mu.Unlock()
 	if ckNow {
 		b.retryCheckpoint() // a failure is a state (Fault), retried in the background
@@ -1308,7 +1344,7 @@ func (b *Buffer) writeCheckpoint() error {
 	if !lost && pos.Seg == b.ckSaved.Seg && pos.Off == b.ckSaved.Off {
 		return nil
 	}
-	err := saveCheckpoint(b.dir, pos, b.opts.Fsync != FsyncNever)
+	err := saveCheckpoint(b.dir, pos, b.fsync() != FsyncNever)
 	b.mu.Lock()
 	if err != nil {
 		b.ckDirty = true
@@ -1329,16 +1365,21 @@ func (b *Buffer) writeCheckpoint() error {
 // could not be written, every FaultRetryInterval.
 func (b *Buffer) background() {
 	defer close(b.bgDone)
-	period := FaultRetryInterval
-	if b.opts.Fsync == FsyncInterval {
-		period = b.opts.FsyncInterval
+	period := func() time.Duration {
+		if p := b.pol.Load(); p.mode == FsyncInterval {
+			return p.every
+		}
+		return FaultRetryInterval
 	}
-	t := time.NewTicker(period)
+	t := time.NewTicker(period())
 	defer t.Stop()
 	for {
 		select {
 		case <-b.closedCh:
 			return
+		case <-b.polCh:
+			t.Reset(period())
+			continue
 		case <-t.C:
 		}
 		b.mu.Lock()
@@ -1351,7 +1392,7 @@ func (b *Buffer) background() {
 		}
 		end, dirty, ckFailed := b.logical, b.ckDirty, b.ckErr != nil
 		b.mu.Unlock()
-		if b.opts.Fsync != FsyncInterval {
+		if b.fsync() != FsyncInterval {
 			if dirty && ckFailed {
 				b.retryCheckpoint()
 			}
@@ -1429,7 +1470,7 @@ func (b *Buffer) Close() error {
 		b.mu.Unlock()
 	}()
 	var err error
-	if b.opts.Fsync != FsyncNever {
+	if b.fsync() != FsyncNever {
 		b.mu.Lock()
 		end := b.logical
 		b.mu.Unlock()

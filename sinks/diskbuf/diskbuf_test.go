@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"wharf/internal/testenv"
 )
 
 func openT(t testing.TB, dir string, o Options) *Buffer {
@@ -640,5 +642,44 @@ func TestAppendAllocs(t *testing.T) {
 		b.AppendBatch(ctx, ps)
 	}); n != 0 {
 		t.Fatalf("Append: %v allocs", n)
+	}
+}
+
+// TestSetFsync: the fsync policy of an open buffer changes (a reload of
+// [sink.NAME.buffer] fsync): under "never" nothing is fsync'ed; after
+// SetFsync "always" an Append returns with everything written on disk;
+// after "interval" 20ms the background catches up within a few periods.
+func TestSetFsync(t *testing.T) {
+	b := openT(t, t.TempDir(), Options{MaxTotalBytes: 1 << 20, Fsync: FsyncNever})
+	defer b.Close()
+	synced := func() bool {
+		b.mu.Lock()
+		end := b.logical
+		b.mu.Unlock()
+		return b.synced.Load() >= end
+	}
+	appendRange(t, b, 0, 10)
+	if synced() {
+		t.Fatal(`under "never" the appends were fsync'ed`)
+	}
+	if err := b.SetFsync("sometimes", 0); err == nil {
+		t.Fatal("SetFsync took an unknown policy")
+	}
+	if err := b.SetFsync(FsyncAlways, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendRange(t, b, 10, 11)
+	if !synced() {
+		t.Fatal(`an Append under "always" returned before its fsync`)
+	}
+	if err := b.SetFsync(FsyncInterval, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	appendRange(t, b, 11, 20)
+	if synced() {
+		t.Fatal(`under "interval" the Append fsync'ed at once`)
+	}
+	if !testenv.Poll(2*time.Second, synced) {
+		t.Fatal(`under "interval" 20ms nothing was fsync'ed within 2s`)
 	}
 }

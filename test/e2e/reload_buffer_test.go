@@ -193,8 +193,8 @@ path = %q
 // server) change by reload while its buffer table stays: the new runner
 // takes the open buffer over, and the 200 messages waiting in it for the
 // old, unreachable server reach the new one, with everything sent after.
-// A change of the buffer's fsync is refused (restart), the old config
-// running on; its limits can change (TestReloadBufferLimits).
+// Its fsync policy changes by reload on the open buffer, as its limits
+// do (TestReloadBufferLimits).
 func TestReloadChangeBufferedSink(t *testing.T) {
 	port := testenv.FreePort(t)
 	oldCol := &switchedCollector{addr: testenv.ClosedAddr(t)} // never up
@@ -225,11 +225,16 @@ func TestReloadChangeBufferedSink(t *testing.T) {
 	if got := in.waitMetric(200, 20*time.Second, "wharf_buffer_pending_records"); got != 200 {
 		t.Fatalf("%v messages pending in the buffer, want 200", got)
 	}
+	// fsync changes on the open buffer: the runner stays, nothing is
+	// delivered twice.
 	write(cfg(oldCol.addr, "64MiB") + "fsync = \"always\"\n")
-	if code, body := postReload(t, admin); code != 400 || !strings.Contains(body, "needs a restart") {
-		t.Fatalf("reload changing the buffer's fsync: %d %s, want 400 saying it needs a restart", code, body)
+	if code, body := postReload(t, admin); code != 200 {
+		t.Fatalf("reload changing the buffer's fsync: %d %s", code, body)
 	}
-	write(cfg(newCol.addr, "64MiB"))
+	if !strings.Contains(in.stderr.String(), `fsync=always`) {
+		t.Fatalf("no log line about the new fsync policy:\n%s", in.stderr.String())
+	}
+	write(cfg(newCol.addr, "64MiB") + "fsync = \"always\"\n")
 	if code, body := postReload(t, admin); code != 200 {
 		t.Fatalf("reload changing the buffered sink's server: %d %s", code, body)
 	}
