@@ -30,7 +30,7 @@ import (
 
 // newTopic creates a topic with a name unique to this run and waits until
 // every partition has a leader.
-func newTopic(t testing.TB, brokers string, partitions int) string {
+func newTopic(t testing.TB, brokers string, partitions int, configs ...kafkago.ConfigEntry) string {
 	t.Helper()
 	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())
 	topic := fmt.Sprintf("wharf-test.%s.%d.%04d", name, time.Now().UnixNano(), rand.IntN(10000))
@@ -38,7 +38,7 @@ func newTopic(t testing.TB, brokers string, partitions int) string {
 	defer cancel()
 	c := &kafkago.Client{Addr: kafkago.TCP(strings.Split(brokers, ",")...)}
 	res, err := c.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
-		{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1},
+		{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1, ConfigEntries: configs},
 	}})
 	if err != nil {
 		t.Fatalf("creating topic %s: %v", topic, err)
@@ -512,6 +512,55 @@ func TestKafkaAcksNone(t *testing.T) {
 		2000, 500)
 	got := waitTopic(t, brokers, topic, len(want), 15*time.Second)
 	checkRecords(t, "kafka-go reader", got, want)
+}
+
+// TestKafkaTopicMaxMessageBytes: a topic whose max.message.bytes (20 kB)
+// is far below the sink's batch_bytes (the default, 1 MB). Before, the
+// broker refused every request (MESSAGE_TOO_LARGE) and the runner retried
+// the same batch forever: the sink delivered nothing until its config
+// changed. Now the sink splits refused requests, keeps the smaller size
+// for later Writes and says so once; a record refused even alone is
+// rejected, the rest of the batch produced in order.
+func TestKafkaTopicMaxMessageBytes(t *testing.T) {
+	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	topic := newTopic(t, brokers, 2, kafkago.ConfigEntry{ConfigName: "max.message.bytes", ConfigValue: "20000"})
+	s, err := newFromConf("small", &conf.Sink{Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	write := func(from, to, big int) error {
+		batch := make([]*message.Message, 0, to-from+1)
+		for i := from; i < to; i++ {
+			if i == big {
+				batch = append(batch, message.New([]byte(strings.Repeat("B", 30000))))
+			}
+			batch = append(batch, message.New(fmt.Appendf(nil, "<13>1 2026-12-05T10:00:00Z host app - - - %06d %s", i, strings.Repeat("x", 250))))
+		}
+		defer message.ReleaseAll(batch)
+		return s.Write(context.Background(), batch)
+	}
+	err = write(0, 3000, 1500)
+	var rej *sinks.RejectedError
+	if !errors.As(err, &rej) || len(rej.Indexes) != 1 || rej.Indexes[0] != 1500 {
+		t.Fatalf("Write = %v, want a RejectedError for index 1500 (the 30 kB record) only", err)
+	}
+	if err := write(3000, 4000, -1); err != nil {
+		t.Fatalf("second Write: %v", err)
+	}
+	got := waitTopic(t, brokers, topic, 4000, 30*time.Second)
+	if len(got) != 4000 {
+		t.Fatalf("topic holds %d records, want 4000", len(got))
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		seen[r.value] = true
+	}
+	for i := range 4000 {
+		if !seen[fmt.Sprintf("<13>1 2026-12-05T10:00:00Z host app - - - %06d %s", i, strings.Repeat("x", 250))] {
+			t.Fatalf("record %d missing", i)
+		}
+	}
 }
 
 // TestKafkaOversizeRejectedNotRetried: one message larger than

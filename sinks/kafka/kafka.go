@@ -28,7 +28,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,6 +100,13 @@ type Sink struct {
 	// rejected lists the batch indexes encode left out as too large.
 	rejected []int
 
+	// maxRequest bounds a produce request's record set: batch_bytes, or
+	// less once a broker refused a request as too large (runJob).
+	// shrunkLogged is set once that was logged.
+	maxRequest   atomic.Int64
+	shrunkLogged atomic.Bool
+	log          *slog.Logger
+
 	// requests and records count produce requests (each attempt) and the
 	// records they carried, for tests.
 	requests, records atomic.Int64
@@ -128,8 +137,11 @@ func New(name string, cfg *conf.Sink) (sinks.Sink, error) {
 		// a Client's timeout for the produce request's own timeout).
 		Timeout: opt.writeTimeout,
 	}
-	return &Sink{name: name, opt: opt, tr: tr, client: client,
-		bal: newBalancer(opt.balancer), topics: []string{opt.topic}}, nil
+	s := &Sink{name: name, opt: opt, tr: tr, client: client,
+		bal: newBalancer(opt.balancer), topics: []string{opt.topic},
+		log: slog.Default().With("sink", name)}
+	s.maxRequest.Store(opt.batchBytes)
+	return s, nil
 }
 
 // Write produces the batch and returns nil once the brokers acknowledged
@@ -166,7 +178,7 @@ func (s *Sink) Write(ctx context.Context, batch []*message.Message) error {
 	}
 	if len(s.rejected) > 0 {
 		return &sinks.RejectedError{Indexes: s.rejected, Err: fmt.Errorf(
-			"sinks/kafka: sink %q: %d message(s) larger than batch_bytes %d (with Kafka's per-record overhead) cannot be produced; raise batch_bytes and the topic's max.message.bytes, or lower the frontend's max_message_size",
+			"sinks/kafka: sink %q: %d message(s) larger than batch_bytes %d (with Kafka's per-record overhead), or refused by the broker as too large even alone, cannot be produced; raise batch_bytes and the topic's max.message.bytes, or lower the frontend's max_message_size",
 			s.name, len(s.rejected), s.opt.batchBytes)}
 	}
 	return nil
@@ -184,7 +196,7 @@ func (s *Sink) encode(batch []*message.Message) *batchState {
 	spans := st.spans[:0]
 	s.rejected = s.rejected[:0]
 	for i, m := range batch {
-		sp := recordSpan{k: len(buf)}
+		sp := recordSpan{k: len(buf), msg: int32(i)}
 		if key := s.key(m); key != nil {
 			buf = append(buf, key...)
 			sp.hasKey = true
@@ -250,13 +262,16 @@ func (s *Sink) produce(ctx context.Context, st *batchState) (failed int, err err
 		wg.Wait()
 	}
 	for i := range jobs {
-		if j := &jobs[i]; j.err != nil {
+		j := &jobs[i]
+		if j.err != nil {
 			failed += j.failed
 			if err == nil {
 				err = j.err
 			}
 		}
+		s.rejected = append(s.rejected, j.rejected...)
 	}
+	slices.Sort(s.rejected)
 	return failed, err
 }
 
@@ -345,10 +360,19 @@ func (s *Sink) assign(st *batchState, n int) {
 }
 
 // runJob produces one partition's records in requests of at most
-// batch_bytes (record framing included) and records the outcome in j.
+// s.maxRequest bytes (record framing included) and records the outcome
+// in j.
+//
+// A broker refuses a request larger than the topic's max.message.bytes
+// (MESSAGE_TOO_LARGE) and always will: a batch_bytes above it would fail
+// every Write. So a refused request is split: the sink halves maxRequest
+// (for every later Write too, and says so once) and sends the records
+// again in smaller requests; a record refused alone is rejected for good
+// (j.rejected: the runner counts it and moves on), the rest goes on.
 func (s *Sink) runJob(ctx context.Context, st *batchState, j *produceJob) {
-	limit := int(s.opt.batchBytes) - recordBatchOverhead
+	j.rejected = j.rejected[:0]
 	for idx := j.idx; len(idx) > 0; {
+		limit := int(s.maxRequest.Load()) - recordBatchOverhead
 		n, size := 0, 0
 		for n < len(idx) {
 			sz := st.spans[idx[n]].size(n)
@@ -358,11 +382,43 @@ func (s *Sink) runJob(ctx context.Context, st *batchState, j *produceJob) {
 			size += sz
 			n++
 		}
-		if err := s.produceRequest(ctx, st, j, idx[:n]); err != nil {
+		err := s.produceRequest(ctx, st, j, idx[:n])
+		switch {
+		case err == nil:
+			idx = idx[n:]
+		case tooLarge(err) && n > 1:
+			s.shrink(size+recordBatchOverhead, err)
+		case tooLarge(err):
+			j.rejected = append(j.rejected, int(st.spans[idx[0]].msg))
+			idx = idx[1:]
+		default:
 			j.failed, j.err = len(idx), err
 			return
 		}
-		idx = idx[n:]
+	}
+}
+
+// tooLarge reports whether the broker refused a request for its size.
+func tooLarge(err error) bool {
+	return errors.Is(err, kafkago.MessageSizeTooLarge) || errors.Is(err, kafkago.RecordListTooLarge)
+}
+
+// shrink lowers maxRequest below a refused request of size bytes (to half
+// of it) and logs the first time.
+func (s *Sink) shrink(size int, err error) {
+	next := int64(size / 2)
+	for {
+		cur := s.maxRequest.Load()
+		if next >= cur {
+			return // another partition's job shrank it already
+		}
+		if s.maxRequest.CompareAndSwap(cur, next) {
+			break
+		}
+	}
+	if s.shrunkLogged.CompareAndSwap(false, true) {
+		s.log.Warn(fmt.Sprintf("sinks/kafka: sink %q: the broker refused a produce request of %d bytes as too large (%v); sending smaller requests from now on, halved until the broker takes them (next: at most %d bytes). Set batch_bytes below the topic's max.message.bytes to avoid the refused requests.",
+			s.name, size, unwrapKafkaGo(err), next))
 	}
 }
 
@@ -518,9 +574,6 @@ func (s *Sink) hint(ctx context.Context, err error) string {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("no acknowledgement within write_timeout %s; check that Kafka at %s is healthy, or raise write_timeout",
 			s.opt.writeTimeout, s.brokerList())
-	case errors.Is(err, kafkago.MessageSizeTooLarge):
-		return fmt.Sprintf("broker refused a record batch as too large; lower batch_bytes (now %d) below the topic's max.message.bytes, or raise that",
-			s.opt.batchBytes)
 	case errors.Is(err, kafkago.UnknownTopicOrPartition):
 		return "topic does not exist (yet); a broker with auto.create.topics.enable=true creates it and a retry succeeds, otherwise create the topic"
 	case errors.As(err, &kerr):

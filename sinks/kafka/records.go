@@ -26,6 +26,7 @@ type batchState struct {
 type recordSpan struct {
 	k, v, end int
 	part      int32
+	msg       int32 // index of the message in the Write's batch
 	hasKey    bool
 }
 
@@ -66,9 +67,11 @@ type produceJob struct {
 	idx       []int32
 	rd        recordReader
 	// Set by the job: how many of its records were not acknowledged and
-	// the first error.
-	failed int
-	err    error
+	// the first error; rejected are the batch indexes of records the
+	// broker refused as too large even alone.
+	failed   int
+	err      error
+	rejected []int
 }
 
 // recordReader is a kafkago.RecordReader over some of the batch's spans.
