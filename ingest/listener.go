@@ -248,6 +248,9 @@ func (l *Listener) Start() error {
 	if l.tcp {
 		return l.startStream(opts)
 	}
+	if err := udpPortTaken(l.bind.Addr); err != nil {
+		return fmt.Errorf("ingest: frontend %q: bind %s://%s: %w", l.frontend, l.bind.Scheme, l.bind.Addr, err)
+	}
 	go func() {
 		err := gnet.Run(l, l.bind.Scheme+"://"+l.bind.Addr, opts...)
 		close(l.exited)

@@ -1,0 +1,39 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+)
+
+// udpPortTaken returns an error when another socket already holds the
+// UDP address addr. wharf's UDP sockets set SO_REUSEPORT (one socket per
+// event loop), and Linux lets any socket of the same user that sets it
+// too share the port, splitting the datagrams between them: a second
+// wharf started by hand, or an old one still running, would silently
+// take part of the traffic. So before binding, a socket without
+// SO_REUSEPORT is bound to addr and closed at once; it fails with
+// EADDRINUSE whenever any socket holds the port. Port 0 is not probed.
+func udpPortTaken(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "0" {
+		return nil // the bind itself reports a bad address
+	}
+	network := "udp"
+	if ip, err := netip.ParseAddr(host); err == nil {
+		network = "udp6"
+		if ip.Unmap().Is4() {
+			network = "udp4"
+		}
+	}
+	c, err := net.ListenPacket(network, addr)
+	if err == nil {
+		return c.Close()
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("udp port %s is already bound by another socket: wharf binds UDP with SO_REUSEPORT, so the kernel would split the datagrams between it and that socket (another wharf, rsyslog, syslog-ng?); stop the other process or give this bind another port (find it with `ss -ulpn 'sport = :%s'`)", addr, port)
+	}
+	return nil // not ours to judge (permission, no such address): the bind says
+}
