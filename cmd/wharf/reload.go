@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 
 	"wharf/conf"
 	"wharf/deadletter"
@@ -279,9 +280,17 @@ func (n *sinkSet) abort() {
 // closingBuffer is a buffered sink removed by a reload: its runner drains
 // what it can into the sink (until shutdown_timeout), then its buffer
 // closes with the rest still on disk. cancel cuts the draining short.
+//
+// Or it is the old buffer of a sink a reload gave a new dir (startMove):
+// into is the buffer its records move to. taken is set when a later
+// reload moves that buffer on as well and takes this move over: the
+// cancelled goroutine then leaves its source open for the next move.
 type closingBuffer struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	into   *diskbuf.Buffer
+	from   *diskbuf.Buffer
+	taken  atomic.Bool
 }
 
 // bufferHolder returns the running sink whose disk buffer is dir, or "".
@@ -315,6 +324,21 @@ func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
 	next := &sinkSet{sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{},
 		takeovers: map[string]*takeoverSpool{}, limits: map[string]*conf.Buffer{}}
 	var errs []string
+	// reclaim are new buffered sinks whose dir a removed sink or a move
+	// still holds (g.closing): that is cut short only once every other
+	// sink built, so a reload refused for another reason stops nothing.
+	type reclaim struct {
+		name string
+		sc   *conf.Sink
+		s    sinks.Sink
+		rc   sinks.RunnerConfig
+	}
+	var reclaims []reclaim
+	add := func(name string, s sinks.Sink, rc sinks.RunnerConfig) {
+		next.sinks[name] = s
+		next.runners[name] = sinks.NewRunner(name, s, rc, g.reg, g.log.With("sink", name))
+		next.built = append(next.built, name)
+	}
 	for _, name := range sortedKeys(cfg.Sinks) {
 		sc := cfg.Sinks[name]
 		old, ok := g.cfg.Sinks[name]
@@ -350,8 +374,10 @@ func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
 		case takeover != nil:
 			rc.Spool = takeover
 			next.takeovers[name] = takeover
+		case sc.Buffer != nil && g.closing[filepath.Clean(sc.Buffer.Dir)] != nil:
+			reclaims = append(reclaims, reclaim{name, sc, s, rc})
+			continue
 		case sc.Buffer != nil:
-			g.finishClosing(sc.Buffer.Dir)
 			b, spool, err := openBuffer(name, sc, g.reg, g.log)
 			if err != nil {
 				s.Close()
@@ -361,9 +387,23 @@ func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
 			next.buffers[name] = b
 			rc.Spool = spool
 		}
-		next.sinks[name] = s
-		next.runners[name] = sinks.NewRunner(name, s, rc, g.reg, g.log.With("sink", name))
-		next.built = append(next.built, name)
+		add(name, s, rc)
+	}
+	for _, rs := range reclaims {
+		if len(errs) > 0 {
+			rs.s.Close()
+			continue
+		}
+		g.finishClosing(rs.sc.Buffer.Dir)
+		b, spool, err := openBuffer(rs.name, rs.sc, g.reg, g.log)
+		if err != nil {
+			rs.s.Close()
+			errs = append(errs, err.Error())
+			continue
+		}
+		next.buffers[rs.name] = b
+		rs.rc.Spool = spool
+		add(rs.name, rs.s, rs.rc)
 	}
 	if len(errs) > 0 {
 		next.abort()
@@ -396,21 +436,27 @@ func (g *gateway) retireRunners(next *sinkSet) []*sinks.Runner {
 		}
 		if b := g.buffers[name]; b != nil {
 			delete(g.buffers, name)
-			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Global.ShutdownTimeout.Duration)
-			cb := &closingBuffer{cancel: cancel, done: make(chan struct{})}
-			g.closing[filepath.Clean(g.cfg.Sinks[name].Buffer.Dir)] = cb
 			if to := next.buffers[name]; to != nil {
-				// The sink stays, with a new dir: its records move there.
-				mctx, mcancel := context.WithCancel(context.Background())
-				cb.cancel = func() { cancel(); mcancel() }
-				nr := next.runners[name]
-				go func() {
-					defer close(cb.done)
-					defer cb.cancel()
-					g.moveBuffer(mctx, name, r, nr, b, to)
-				}()
+				// The sink stays, with a new dir: its records move there,
+				// and so do those of earlier dirs still moving into b.
+				var earlier []*closingBuffer
+				for _, m := range g.closing {
+					if m.into == b {
+						earlier = append(earlier, m)
+					}
+				}
+				for _, m := range earlier {
+					m.taken.Store(true)
+					m.cancel()
+					<-m.done
+					g.startMove(name, nil, nil, m.from, to)
+				}
+				g.startMove(name, r, next.runners[name], b, to)
 				continue
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Global.ShutdownTimeout.Duration)
+			cb := &closingBuffer{cancel: cancel, done: make(chan struct{})}
+			g.closing[filepath.Clean(b.Dir())] = cb
 			go func() {
 				defer close(cb.done)
 				defer cancel()
@@ -426,19 +472,39 @@ func (g *gateway) retireRunners(next *sinkSet) []*sinks.Runner {
 	return retired
 }
 
-// moveBuffer is the retirement of a buffered sink that a reload gave a
-// new buffer dir: its old runner stops at once (what it had taken from
-// the buffer and not delivered stays there), then every record the old
-// buffer holds moves into the new one (diskbuf.MoveTo), where the new
-// runner delivers it after what arrived since the reload. Cancelling ctx
-// (shutdown, or a reload giving the old dir to a sink again) stops the
-// move; what did not move stays in the old directory and is said so.
-func (g *gateway) moveBuffer(ctx context.Context, name string, r, next *sinks.Runner, from, to *diskbuf.Buffer) {
-	stopped, stop := context.WithCancel(context.Background())
-	stop()
-	r.HandOver(stopped, next) // messages still routed to r go to next
+// startMove is the retirement of a buffered sink that a reload gave a
+// new buffer dir: its old runner r stops at once (what it had taken from
+// the buffer and not delivered stays there; messages still routed to it
+// go to next), then every record the old buffer holds moves into the new
+// one (diskbuf.MoveTo), where the new runner delivers it after what
+// arrived since the reload. It runs in the background, registered in
+// g.closing under the old dir. Cancelling it (a reload giving the old dir
+// to a sink again, shutdown once shutdown_timeout is over) stops the
+// move; what did not move stays in the old directory and is said so. r is
+// nil for a move taken over from an earlier reload (see closingBuffer).
+func (g *gateway) startMove(name string, r, next *sinks.Runner, from, to *diskbuf.Buffer) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cb := &closingBuffer{cancel: cancel, done: make(chan struct{}), from: from, into: to}
+	g.closing[filepath.Clean(from.Dir())] = cb
+	go func() {
+		defer close(cb.done)
+		defer cancel()
+		g.move(ctx, cb, name, r, next)
+	}()
+}
+
+func (g *gateway) move(ctx context.Context, cb *closingBuffer, name string, r, next *sinks.Runner) {
+	from, to := cb.from, cb.into
+	if r != nil {
+		stopped, stop := context.WithCancel(context.Background())
+		stop()
+		r.HandOver(stopped, next)
+	}
 	held := from.Stats().Pending
 	moved, err := from.MoveTo(ctx, to)
+	if cb.taken.Load() {
+		return // a later reload moves from on, into the sink's newer dir
+	}
 	if cerr := from.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -250,6 +250,20 @@ func (g *gateway) stop(timeout time.Duration) {
 	for _, d := range g.dead { // no listener writes to them any more
 		d.Close()
 	}
+	// Old buffer dirs still moving into a sink's new one (a reload
+	// changed its dir) finish first, while that buffer is open, as far
+	// as shutdown_timeout allows; what did not move stays where it was.
+	for _, cb := range g.closing {
+		if cb.into == nil {
+			continue
+		}
+		select {
+		case <-cb.done:
+		case <-ctx.Done():
+			cb.cancel()
+			<-cb.done
+		}
+	}
 	done := make(chan struct{})
 	for name, r := range g.runners {
 		go func() {
