@@ -394,13 +394,20 @@ func (r *Runner) Enqueue(m *message.Message, block bool) bool {
 		ms := [1]*message.Message{m}
 		return r.late(ms[:], block) == 1
 	}
-	defer r.gate.RUnlock()
+	var queued, next int
 	if r.cfg.Spool != nil {
 		ms := [1]*message.Message{m}
-		return r.put(ms[:], block) == 1
+		queued, next = r.put(ms[:], block)
+	} else {
+		ms := [1]*message.Message{m} // does not escape: enqueue keeps no slice
+		queued, next = r.enqueue(ms[:], block)
 	}
-	ms := [1]*message.Message{m} // does not escape: enqueue keeps no slice
-	return r.enqueue(ms[:], block) == 1
+	r.gate.RUnlock()
+	if next == 0 { // Close began while it waited for room
+		ms := [1]*message.Message{m}
+		return r.late(ms[:], block) == 1
+	}
+	return queued == 1
 }
 
 // EnqueueBatch is Enqueue for several messages, in order: it takes the
@@ -415,15 +422,22 @@ func (r *Runner) EnqueueBatch(ms []*message.Message, block bool) (queued int) {
 		r.gate.RUnlock()
 		return r.late(ms, block)
 	}
-	defer r.gate.RUnlock()
+	var next int
 	if r.cfg.Spool != nil {
-		return r.put(ms, block)
+		queued, next = r.put(ms, block)
+	} else {
+		queued, next = r.enqueue(ms, block)
 	}
-	return r.enqueue(ms, block)
+	r.gate.RUnlock()
+	if next < len(ms) { // Close began while it waited for room
+		queued += r.late(ms[next:], block)
+	}
+	return queued
 }
 
 // late takes messages that reach r after Close began: a producer that
-// loaded the route table before a reload swapped it may still hold r. On
+// loaded the route table before a reload swapped it may still hold r, or
+// was waiting for room in r when Close began. On
 // HandOver they go on to the new runner (counted as handed over), else
 // they are dropped as "closed". It runs outside the gate, so Close does
 // not wait for the new runner to have room.
@@ -441,9 +455,12 @@ func (r *Runner) late(ms []*message.Message, block bool) int {
 // is dropped: "closed" once Close has begun, "queue_full" when the spool
 // is full, "spool_error" when it could not be written and the message
 // cannot wait (UDP, or on_full = "drop_newest"; logged at most once per
-// errorLogInterval: the spool logs its own state).
-func (r *Runner) put(ms []*message.Message, block bool) int {
+// errorLogInterval: the spool logs its own state). When Close began while
+// it waited for room, it returns next < len(ms): ms[next:] are left to the
+// caller (for late), neither stored nor released.
+func (r *Runner) put(ms []*message.Message, block bool) (n, next int) {
 	n, err := r.cfg.Spool.Put(r.closingCtx, ms, block)
+	next = len(ms)
 	reason := dropQueueFull
 	switch {
 	case n == len(ms):
@@ -451,12 +468,12 @@ func (r *Runner) put(ms []*message.Message, block bool) int {
 			r.logSpoolError(err, 0)
 		}
 	case r.closing.Load():
-		reason = dropClosed
+		next = n
 	case err != nil:
 		reason = dropSpoolError
 		r.logSpoolError(err, len(ms)-n)
 	}
-	for i, m := range ms {
+	for i, m := range ms[:next] {
 		if i < n {
 			if err == nil {
 				m.Confirm() // stored on disk: durable, as far as the sender is concerned
@@ -466,7 +483,7 @@ func (r *Runner) put(ms []*message.Message, block bool) int {
 			r.drop(m, reason)
 		}
 	}
-	return n
+	return n, next
 }
 
 // logSpoolError logs a failed Put at most once per errorLogInterval, with
@@ -484,8 +501,9 @@ func (r *Runner) logSpoolError(err error, dropped int) {
 
 // enqueue appends ms to the ring in order. Without block a message that
 // does not fit is dropped ("queue_full") and the next one tried; with
-// block it waits for space (or Close: the rest is dropped as "closed").
-func (r *Runner) enqueue(ms []*message.Message, block bool) (queued int) {
+// block it waits for space. When Close begins meanwhile it returns
+// next < len(ms): ms[next:] are left to the caller (for late).
+func (r *Runner) enqueue(ms []*message.Message, block bool) (queued, next int) {
 	i := 0
 	for {
 		r.mu.Lock()
@@ -505,7 +523,7 @@ func (r *Runner) enqueue(ms []*message.Message, block bool) (queued int) {
 		if i == len(ms) {
 			if r.imm != nil && r.parked && !r.nowBusy && r.n <= immediateMax && r.ringBytes <= immediateBytes && r.ready.Load() {
 				r.deliverNow() // unlocks mu
-				return queued
+				return queued, i
 			}
 			wake := r.idle && !r.nowBusy && (r.n >= r.wantN || r.ringBytes >= r.wantBytes || r.n == len(r.ring))
 			if wake {
@@ -515,7 +533,7 @@ func (r *Runner) enqueue(ms []*message.Message, block bool) (queued int) {
 			if wake {
 				r.wakeRunLoop()
 			}
-			return queued
+			return queued, i
 		}
 		// Full: wait for space, waking the run loop so it takes what is
 		// queued even if its batch is not complete yet.
@@ -532,8 +550,7 @@ func (r *Runner) enqueue(ms []*message.Message, block bool) (queued int) {
 		select {
 		case <-space:
 		case <-r.closingCh:
-			r.dropAll(ms[i:], dropClosed)
-			return queued
+			return queued, i
 		}
 	}
 }

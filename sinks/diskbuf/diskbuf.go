@@ -179,8 +179,9 @@ var (
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("diskbuf: buffer closed")
 	// ErrTooLarge is returned by Append for a payload over MaxRecordBytes
-	// or one that cannot fit in a segment.
-	ErrTooLarge = errors.New("diskbuf: record larger than a segment or MaxRecordBytes")
+	// or over half of MaxTotalBytes (a record larger than MaxSegmentBytes
+	// is written in a segment of its own).
+	ErrTooLarge = errors.New("diskbuf: record larger than MaxRecordBytes or half of max_bytes")
 	// ErrUnwritable is returned (wrapped, with the cause) by an Append that
 	// does not wait while the disk cannot be written: OnFull "drop_newest",
 	// or a ctx already done. A waiting Append waits instead. See Fault.
@@ -479,7 +480,20 @@ func (b *Buffer) SetFsync(mode string, every time.Duration) error {
 	if err != nil {
 		return err
 	}
-	b.pol.Store(&fsyncPolicy{mode: o.Fsync, every: o.FsyncInterval})
+	prev := b.pol.Swap(&fsyncPolicy{mode: o.Fsync, every: o.FsyncInterval})
+	if prev.mode == FsyncInterval && o.Fsync != FsyncInterval {
+		// The background goroutine syncs and checkpoints no more: do
+		// what it would have done for what was written and confirmed.
+		b.mu.Lock()
+		end, dirty := b.logical, b.ckDirty
+		b.mu.Unlock()
+		if o.Fsync == FsyncAlways {
+			b.syncTo(end) // a failure is counted and reported by Fault
+		}
+		if dirty {
+			b.retryCheckpoint()
+		}
+	}
 	select {
 	case b.polCh <- struct{}{}:
 	default:
@@ -774,7 +788,10 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 		b.wbuf = enc(b.wbuf, done+chunkRecs)
 		plen := len(b.wbuf) - at - hdrSize
 		rec, pend := int64(hdrSize+plen), int64(at)
-		if plen > MaxRecordBytes || rec > b.opts.MaxSegmentBytes {
+		// A record over MaxSegmentBytes gets a segment of its own (the
+		// rotation below starts one when the active one holds anything);
+		// one over half of MaxTotalBytes could wait for space for ever.
+		if plen > MaxRecordBytes || rec > b.opts.MaxTotalBytes/2 {
 			b.wbuf = b.wbuf[:at]
 			err = ErrTooLarge
 			limit = done + chunkRecs // write the records before it, then stop

@@ -430,8 +430,35 @@ func TestFullDropNewest(t *testing.T) {
 	if err := b.Append(context.Background(), p); err != nil {
 		t.Fatalf("Append after Ack: %v", err)
 	}
-	if err := b.Append(context.Background(), make([]byte, 300)); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("oversize Append: %v", err)
+	if err := b.Append(context.Background(), make([]byte, 600)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Append over half of max_bytes: %v", err)
+	}
+}
+
+// TestRecordOverSegment: a record larger than MaxSegmentBytes (but not
+// than half of MaxTotalBytes) is stored in a segment of its own, between
+// the records before and after it, and read back whole. Before, it was
+// refused (ErrTooLarge): the spool dropped such a message, and a move of
+// an old buffer into a new one with smaller segments stopped at it.
+func TestRecordOverSegment(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{MaxSegmentBytes: 256, MaxTotalBytes: 4096}
+	b := openT(t, dir, o)
+	big := strings.Repeat("B", 700)
+	for _, p := range []string{"before", big, "after"} {
+		if err := b.Append(context.Background(), []byte(p)); err != nil {
+			t.Fatalf("Append %d bytes: %v", len(p), err)
+		}
+	}
+	if n := len(segFiles(t, dir)); n != 3 {
+		t.Fatalf("%d segment files, want 3 (the big record alone in the middle one)", n)
+	}
+	b.Close()
+	b = openT(t, dir, o)
+	defer b.Close()
+	got, _ := readN(t, b, 3, 10, 0)
+	if got[0] != "before" || got[1] != big || got[2] != "after" {
+		t.Fatalf("read back %q", got)
 	}
 }
 
