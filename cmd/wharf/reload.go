@@ -237,10 +237,10 @@ func sameButBuffer(a, b *conf.Sink) bool {
 	return reflect.DeepEqual(&x, b)
 }
 
-// limitsOnly reports whether buffer tables a and b name the same
-// directory: everything else an open buffer takes at once (max_bytes,
+// sameDir reports whether buffer tables a and b name the same directory:
+// everything else in them an open buffer takes at once (max_bytes,
 // segment_bytes, on_full, fsync, fsync_interval).
-func limitsOnly(a, b *conf.Buffer) bool {
+func sameDir(a, b *conf.Buffer) bool {
 	return a != nil && b != nil && filepath.Clean(a.Dir) == filepath.Clean(b.Dir)
 }
 
@@ -346,8 +346,8 @@ func (g *gateway) reloadSinks(cfg *conf.Config) (*sinkSet, error) {
 			next.sinks[name], next.runners[name] = g.sinks[name], g.runners[name]
 			continue
 		}
-		if ok && g.buffers[name] != nil && limitsOnly(old.Buffer, sc.Buffer) && sameButBuffer(old, sc) {
-			// Only the buffer's limits changed: the runner stays.
+		if ok && g.buffers[name] != nil && sameDir(old.Buffer, sc.Buffer) && sameButBuffer(old, sc) {
+			// Only the buffer's settings changed: the runner stays.
 			next.sinks[name], next.runners[name] = g.sinks[name], g.runners[name]
 			next.limits[name] = sc.Buffer
 			continue

@@ -56,8 +56,8 @@ func TestSecondWharfOnUDPPort(t *testing.T) {
 		t.Fatalf("a second wharf started on udp port %d beside the first; the first got %d of 200 datagrams", port, countLines(firstLog))
 	}
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
-		t.Fatalf("second wharf: %v, want a non-zero exit\n%s", err, out.String())
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("second wharf: %v, want exit status 1 (a runtime error)\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "already bound by another socket") || !strings.Contains(out.String(), fmt.Sprint(port)) {
 		t.Fatalf("second wharf's error does not say the port is taken:\n%s", out.String())
