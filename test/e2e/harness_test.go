@@ -138,6 +138,14 @@ func (in *instance) bind(frontend, scheme string) string {
 	return ""
 }
 
+// waitLog reports whether wharf's stderr contains s within timeout. wharf
+// writes a log line before it answers the request that caused it, but the
+// line reaches the test through a pipe copied by a goroutine, so a check
+// right after the answer must wait for it.
+func (in *instance) waitLog(s string, timeout time.Duration) bool {
+	return testenv.Poll(timeout, func() bool { return strings.Contains(in.stderr.String(), s) })
+}
+
 // stop sends SIGTERM and waits for a clean exit; it returns stderr.
 func (in *instance) stop() string {
 	in.t.Helper()

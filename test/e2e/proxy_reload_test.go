@@ -348,6 +348,7 @@ backend = "%s"
 			t.Errorf("/metrics lacks %s", there)
 		}
 	}
+	testenv.Poll(5*time.Second, func() bool { return strings.Count(in.stderr.String(), "frontends_replaced_or_removed=[web]") >= 2 })
 	if n := strings.Count(in.stderr.String(), "frontends_replaced_or_removed=[web]"); n != 2 {
 		t.Errorf("web was rebuilt %d times, want 2 (client_timeout set, then unset)", n)
 	}

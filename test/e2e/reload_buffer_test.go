@@ -231,7 +231,7 @@ func TestReloadChangeBufferedSink(t *testing.T) {
 	if code, body := postReload(t, admin); code != 200 {
 		t.Fatalf("reload changing the buffer's fsync: %d %s", code, body)
 	}
-	if !strings.Contains(in.stderr.String(), `fsync=always`) {
+	if !in.waitLog(`fsync=always`, 5*time.Second) {
 		t.Fatalf("no log line about the new fsync policy:\n%s", in.stderr.String())
 	}
 	write(cfg(newCol.addr, "64MiB") + "fsync = \"always\"\n")
@@ -330,7 +330,7 @@ func TestReloadNewBufferDir(t *testing.T) {
 	if !testenv.Poll(5*time.Second, func() bool { return in.metric("wharf_buffer_pending_records") == 0 }) {
 		t.Errorf("wharf_buffer_pending_records = %v after delivery", in.metric("wharf_buffer_pending_records"))
 	}
-	if !strings.Contains(in.stderr.String(), "moved the records of its old buffer dir") {
+	if !in.waitLog("moved the records of its old buffer dir", 5*time.Second) {
 		t.Errorf("no log line about the move:\n%s", in.stderr.String())
 	}
 	in.stop()
