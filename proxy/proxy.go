@@ -41,7 +41,11 @@ type frontend interface {
 	Serve(ln *net.TCPListener)
 	Release(ln *net.TCPListener, closeIt bool)
 	Reroute(cfg *conf.Frontend, backends map[string]*upstream.Backend) (commit func(), err error)
-	// Retire is Shutdown for a frontend a reload replaced or removed.
+	// BeginRetire marks a frontend a reload replaced or removed, before
+	// the reload answers: from then on every answer ends its connection,
+	// so no request that comes after the reload is routed by the old
+	// config. Retire is then Shutdown for it, more gently.
+	BeginRetire()
 	Retire(ctx context.Context) error
 }
 

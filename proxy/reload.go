@@ -275,6 +275,7 @@ func (r *Reload) Commit() {
 			continue
 		}
 		replaced = append(replaced, f.Name())
+		f.BeginRetire()
 		s.retiring[f] = struct{}{}
 		s.bg.Add(1)
 		go func() {

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"wharf/internal/gnetlog"
 	"wharf/internal/mono"
@@ -128,25 +129,49 @@ type evClient struct {
 	keep, isHead bool
 	minor        int
 
-	// drain: the next request waits until gnet has written what it holds
-	// for the client (the sweep looks), so answers never overtake each
-	// other and a client that does not read holds one answer at most.
-	drain        bool
-	closeOnFlush bool  // close once gnet has written what it buffers
-	outSince     int64 // since when output has waited (0: none)
+	// unsent is what the client's socket did not take of the answers
+	// (see evWriter); werr the write error that ended it.
+	unsent []byte
+	werr   error
 }
 
-// evWriter writes to the client's gnet connection until it is closed:
-// gnet closes a connection whose write fails at once, and its descriptor
-// number may be reused by the next socket, so nothing may be written
-// through it after that.
+// evWriter writes to the client's socket itself, not through gnet's
+// outbound buffer: what the socket does not take at once is kept in
+// ev.unsent, and once the answer is complete the connection goes to
+// the goroutine code with it (done), which writes it first. So nothing
+// written is ever lost in a buffer gnet drops on close, answers never
+// overtake each other, and a client that does not read is the goroutine
+// code's, with its client_timeout on writes. Nothing is written after
+// gnet closed the connection: its descriptor number may be reused.
 type evWriter struct{ ev *evClient }
 
 func (w evWriter) Write(p []byte) (int, error) {
-	if w.ev.closed {
+	ev := w.ev
+	if ev.closed || ev.werr != nil {
 		return 0, net.ErrClosed
 	}
-	return w.ev.gc.Write(p)
+	n := len(p)
+	if len(ev.unsent) > 0 {
+		ev.unsent = append(ev.unsent, p...)
+		return n, nil
+	}
+	fd := ev.gc.Fd()
+	for len(p) > 0 {
+		k, err := unix.Write(fd, p)
+		if k > 0 {
+			p = p[k:]
+		}
+		switch {
+		case err == nil, err == unix.EINTR:
+		case err == unix.EAGAIN:
+			ev.unsent = append(ev.unsent, p...)
+			return n, nil
+		default:
+			ev.werr = err
+			return n - len(p), err
+		}
+	}
+	return n, nil
 }
 
 // evServer is one server connection on a loop: a request's, or idle in
@@ -253,13 +278,17 @@ func (e *evEngine) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 func (e *evEngine) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *evClient:
-		if x.state == evIdle && !x.drain {
+		if x.state == evIdle {
 			return e.next(x, true)
 		}
 		// A pipelined request waits in the buffer, which gnet cannot
 		// stop filling: a client that sends more than this while an
-		// answer is under way is cut off.
+		// answer is under way goes to the goroutine code, which reads
+		// no further than the request it serves.
 		if c.InboundBuffered() > evMaxPipelined {
+			if action, ok := e.giveAway(x, true); ok {
+				return action
+			}
 			return gnet.Close
 		}
 		return gnet.None
@@ -363,7 +392,7 @@ func (e *evEngine) dial(ev *evClient, s *upstream.Server) {
 	}
 	e.dialMu.Unlock()
 	if stopping {
-		e.connectFailed(ev, s)
+		e.connectFailed(ev, s, nil)
 		return
 	}
 	go func() {
@@ -385,24 +414,29 @@ func (e *evEngine) dial(ev *evClient, s *upstream.Server) {
 		}
 		if err != nil {
 			el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-				e.connectFailed(ev, s)
+				e.connectFailed(ev, s, err)
 				return nil
 			}))
 		}
 	}()
 }
 
-// connectFailed runs on the loop when a dial for ev's request failed:
-// the goroutine code takes the request over and connects again (counting
-// the failure if it fails again, trying other servers, 503 when none
-// answers), so what a failed connect costs and reports is the same with
-// both engines. The loop's failure is not counted: it would be counted
-// twice.
-func (e *evEngine) connectFailed(ev *evClient, s *upstream.Server) {
+// connectFailed runs on the loop when a dial for ev's request failed
+// with err (nil: not tried, the engine is stopping): the failure counts
+// against s, and the goroutine code takes the request over as its own
+// connect loop would after that failure (conn.failed): the next server,
+// up to retries, 503 when none answers. So what a failed connect costs
+// (one connect_timeout per server tried) and reports is the same with
+// both engines.
+func (e *evEngine) connectFailed(ev *evClient, s *upstream.Server, err error) {
 	if ev.state != evDialing || ev.s != s {
 		return // the client went away meanwhile (finish released s)
 	}
 	s.Release()
+	if err != nil {
+		s.ConnectFailed(err)
+		ev.raw.failed, ev.raw.failedErr = s, err
+	}
 	ev.s, ev.bp = nil, nil
 	e.handoff(ev, false)
 }
@@ -508,35 +542,22 @@ func (e *evEngine) done(ev *evClient, keep bool) {
 		ev.s.Release()
 	}
 	ev.s, ev.bp, ev.srv, ev.state, ev.since = nil, nil, nil, evIdle, mono.Now()
-	if !keep || e.f.shutting.Load() {
-		e.closeSoon(ev)
-		return
-	}
-	ev.raw.idle.Store(true)
-	e.resumeReading(ev)
-}
-
-// resumeReading serves a pipelined request, if any, once gnet has
-// written everything it holds for the client; until then the sweep
-// calls it again.
-func (e *evEngine) resumeReading(ev *evClient) {
-	if ev.drain = ev.gc.OutboundBuffered() > 0; ev.drain {
-		return
-	}
-	if ev.gc.InboundBuffered() > 0 {
-		e.next(ev, false)
-	}
-}
-
-// closeSoon closes ev once gnet has written what it holds for it (a
-// close drops what the socket does not take at once).
-func (e *evEngine) closeSoon(ev *evClient) {
-	ev.state = evGone
-	if ev.gc.OutboundBuffered() == 0 {
+	keep = keep && !e.f.shutting.Load()
+	switch {
+	case ev.werr != nil: // the client is gone
+		ev.state = evGone
 		ev.gc.Close()
-		return
+	case len(ev.unsent) > 0: // the goroutine code writes the rest
+		e.handoffUnsent(ev, keep)
+	case !keep:
+		ev.state = evGone
+		ev.gc.Close()
+	default:
+		ev.raw.idle.Store(true)
+		if ev.gc.InboundBuffered() > 0 {
+			e.next(ev, false) // pipelined
+		}
 	}
-	ev.closeOnFlush = true
 }
 
 // handoff gives ev, before anything of its current request went to a
@@ -544,7 +565,25 @@ func (e *evEngine) closeSoon(ev *evClient) {
 // must close before the loop reads the socket again: by the returned
 // Close when self (ev's own OnTraffic), at once otherwise.
 func (e *evEngine) handoff(ev *evClient, self bool) gnet.Action {
-	pending := peek(ev.gc)
+	return e.handoffWith(ev, self, peek(ev.gc), nil, false)
+}
+
+// handoffUnsent gives ev, whose last answer its socket did not take
+// whole, to the goroutine code, which writes the rest first; then it
+// serves the requests pipelined behind (keep), or closes.
+func (e *evEngine) handoffUnsent(ev *evClient, keep bool) {
+	var pending []byte
+	if keep {
+		pending = peek(ev.gc)
+	}
+	unsent := ev.unsent
+	ev.unsent = nil
+	e.handoffWith(ev, false, pending, unsent, !keep)
+}
+
+// handoffWith is handoff with the bytes the goroutine code reads first
+// (pending), writes first (unsent), and whether it closes after that.
+func (e *evEngine) handoffWith(ev *evClient, self bool, pending, unsent []byte, closeAfter bool) gnet.Action {
 	nc, err := dupConn(ev.gc)
 	if err != nil {
 		e.f.log.Warn("could not hand a connection to a goroutine; closed it", "err", err)
@@ -556,7 +595,7 @@ func (e *evEngine) handoff(ev *evClient, self bool) gnet.Action {
 	e.handoffs.Inc()
 	action := e.detach(ev, self)
 	e.f.mu.Lock() // Shutdown reads raw.Conn under it
-	raw.Conn, raw.pending = nc, buffered
+	raw.Conn, raw.pending, raw.unsent, raw.closeAfter = nc, buffered, unsent, closeAfter
 	raw.idle.Store(false)
 	raw.ev.Store(nil)
 	e.f.mu.Unlock()
@@ -581,7 +620,15 @@ func (e *evEngine) resume(ev *evClient, c gnet.Conn, st *evServer) gnet.Action {
 	st.cl, st.gone = nil, true
 	e.resumed.Inc()
 	raw := ev.raw
-	pending := append([]byte(nil), peek(ev.gc)[ev.head:]...)
+	in := peek(ev.gc)
+	pending := append([]byte(nil), in[ev.head:]...)
+	var request []byte
+	if ev.reused && !st.got {
+		// No byte of the response yet on a kept-alive connection,
+		// which the server may have closed: the goroutine code serves
+		// the request again if so, as its own exchange would.
+		request = append([]byte(nil), in[:ev.head]...)
+	}
 	srvBytes := append([]byte(nil), peek(c)...)
 	bp, s, keep, isHead, minor := ev.bp, ev.s, ev.keep, ev.isHead, ev.minor
 	ev.s, ev.srv = nil, nil // resume releases s
@@ -590,7 +637,7 @@ func (e *evEngine) resume(ev *evClient, c gnet.Conn, st *evServer) gnet.Action {
 	raw.Conn, raw.pending = nc, pending
 	raw.ev.Store(nil)
 	e.f.mu.Unlock()
-	go e.f.resume(raw, srv, srvBytes, bp, s, keep, isHead, minor)
+	go e.f.resume(raw, srv, srvBytes, request, bp, s, keep, isHead, minor)
 	return gnet.Close
 }
 
@@ -634,8 +681,15 @@ func dupConn(c gnet.Conn) (net.Conn, error) {
 func (e *evEngine) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *evClient:
-		if errors.Is(err, io.EOF) && x.held == 0 && e.halfClosed(x) {
-			return gnet.None
+		// EOF with a request pending: gnet closes a connection on EOF,
+		// but a client may shut its write side and still read the
+		// answer, which the goroutine code gives it. So the connection
+		// (still open during OnClose) is handed over: with its request,
+		// or with the response under way.
+		if errors.Is(err, io.EOF) && x.held == 0 {
+			if _, ok := e.giveAway(x, false); ok {
+				return gnet.None
+			}
 		}
 		x.closed = true
 		if x.held == 0 {
@@ -652,6 +706,8 @@ func (e *evEngine) OnClose(c gnet.Conn, err error) gnet.Action {
 		}
 		x.cl = nil
 		switch {
+		case x.headIn && !x.timedOut:
+			e.truncated(ev, c)
 		case x.timedOut:
 			e.answerError(ev, errTimeout)
 		case !x.got && ev.reused:
@@ -666,33 +722,55 @@ func (e *evEngine) OnClose(c gnet.Conn, err error) gnet.Action {
 	return gnet.None
 }
 
-// halfClosed runs when the client ended its side (EOF) with a request
-// pending: gnet closes a connection on EOF, but a client may shut its
-// write side and still read the answer, which the goroutine code gives
-// it. So the connection (still open during OnClose) is handed over: with
-// its request, or with the response under way. It reports whether it
-// took the connection.
-func (e *evEngine) halfClosed(ev *evClient) bool {
+// giveAway hands ev to the goroutine code wherever its exchange is: a
+// request waiting (handoff), a server being dialed for it (handoff: the
+// dial, when done, goes to the pool), or a response under way (resume).
+// It reports whether it took the connection; the action is for ev's own
+// OnTraffic when self.
+func (e *evEngine) giveAway(ev *evClient, self bool) (gnet.Action, bool) {
 	switch {
-	case ev.state == evIdle && ev.gc.InboundBuffered() > 0 && ev.gc.OutboundBuffered() == 0:
-		e.handoff(ev, false)
+	case ev.state == evIdle && ev.gc.InboundBuffered() > 0:
+		return e.handoff(ev, self), true
 	case ev.state == evDialing:
 		ev.s.Release()
 		ev.s, ev.bp = nil, nil
-		e.handoff(ev, false) // the dial, when done, goes to the pool
+		return e.handoff(ev, self), true
 	case ev.state == evWaiting && ev.srv != nil:
 		srv := ev.srv
 		st, ok := srv.Context().(*evServer)
 		if !ok {
-			return false
+			return gnet.None, false
 		}
 		if e.resume(ev, srv, st) == gnet.Close {
 			ev.loop.el.Close(srv)
 		}
-	default:
-		return false
+		return gnet.None, true // resume closed gnet's side of ev
 	}
-	return true
+	return gnet.None, false
+}
+
+// truncated relays a response whose server closed the connection before
+// the body was whole (server connection c, still readable in OnClose):
+// the head and what came of the body go to the client, whose connection
+// then closes, as the goroutine code does.
+func (e *evEngine) truncated(ev *evClient, c gnet.Conn) {
+	cc, buf := ev.cc, peek(c)
+	end := findHeadEnd(buf, 0)
+	if end < 0 || parseResponse(buf[:end], &cc.resp) != nil {
+		e.answerError(ev, errBadResponse) // cannot be: the head was parsed
+		return
+	}
+	ev.srv = nil
+	ev.s.BytesFromServer.Add(uint64(len(buf) - end))
+	cc.count(ev.bp, cc.resp.status)
+	e.served.Inc()
+	ev.held++
+	cc.writeRespHead(buf, &cc.resp, false, false, false)
+	cc.out.write(buf[end:])
+	cc.out.flush()
+	if e.unhold(ev) {
+		e.done(ev, false)
+	}
 }
 
 // finish releases a closed client connection: its server connection
@@ -782,34 +860,16 @@ func (e *evEngine) OnTick() (time.Duration, gnet.Action) {
 }
 
 // sweep applies the timeouts on one loop: header_timeout for a head (and
-// a new connection's first), client_timeout for an idle connection and
-// for a client that does not read what it is sent, server_timeout for a
-// response; closes connections whose last answer is written and serves
-// the pipelined requests that waited for that; and closes idle server
-// connections past evIdleTimeout or to servers no longer routed to.
+// a new connection's first), client_timeout for an idle connection,
+// server_timeout for a response (a client that does not read is the
+// goroutine code's, see evWriter); and closes idle server connections
+// past evIdleTimeout or to servers no longer routed to.
 func (e *evEngine) sweep(l *evLoop) {
 	cfg, now := e.f.cfg, mono.Now()
 	for ev := range l.clients {
 		gc := ev.gc
-		if gc.OutboundBuffered() > 0 {
-			if ev.outSince == 0 {
-				ev.outSince = now
-			} else if now-ev.outSince > int64(cfg.ClientTimeout.Duration) {
-				gc.Close()
-			}
-			continue
-		}
-		ev.outSince = 0
-		if ev.closeOnFlush {
-			gc.Close()
-			continue
-		}
 		switch ev.state {
 		case evIdle:
-			if ev.drain {
-				e.resumeReading(ev)
-				continue
-			}
 			wait := cfg.ClientTimeout.Duration
 			if ev.first {
 				wait = cfg.HeaderTimeout.Duration

@@ -274,9 +274,11 @@ func TestEventLoopHandoffKeepsEveryByte(t *testing.T) {
 
 // TestEventLoopPipelinedOrder: 30 pipelined requests for 200 KiB answers
 // and a chunked one behind them, from a client that starts reading late:
-// the loop serves the next request only once gnet has written the last
-// answer, so the goroutine code's chunked answer cannot overtake
-// buffered ones, and a client that does not read holds one answer.
+// the loop serves answers until the client's socket does not take one
+// whole, then hands the connection, with the rest of that answer, to
+// the goroutine code, which writes it before serving the next request.
+// So answers never overtake each other, and a client that does not read
+// holds one answer in wharf at most.
 func TestEventLoopPipelinedOrder(t *testing.T) {
 	big := strings.Repeat("b", 200<<10)
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -305,8 +307,8 @@ func TestEventLoopPipelinedOrder(t *testing.T) {
 			t.Fatalf("answer %d: %d, %d bytes (HTTP/1.1 at %d)", i, resp.StatusCode, len(body), strings.Index(body, "HTTP/1.1"))
 		}
 	}
-	if r.evCount("resume") != 1 || r.evCount("served") != n {
-		t.Errorf("served %v resumed %v, want %d and 1", r.evCount("served"), r.evCount("resume"), n)
+	if served := r.evCount("served"); served < 1 || served >= n || r.evCount("handoff") != 1 {
+		t.Errorf("the loop served %v and handed off %v, want 1 to %d and 1", served, r.evCount("handoff"), n-1)
 	}
 }
 

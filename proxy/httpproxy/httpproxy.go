@@ -461,6 +461,11 @@ func (f *Frontend) stopEv() {
 	}
 }
 
+// BeginRetire makes every answer from now on carry Connection: close
+// and end its connection (see Retire). A reload calls it before it
+// answers, so the rebuilt frontend routes every request that follows.
+func (f *Frontend) BeginRetire() { f.retiring.Store(true) }
+
 // Retire stops a frontend a reload replaced or removed (its binds
 // already handed on or closed) more gently than Shutdown: an idle
 // keep-alive connection is not cut, since a request may be on its way on
@@ -468,7 +473,7 @@ func (f *Frontend) stopEv() {
 // ends after it, so the client reconnects to the new frontend. Whatever
 // is still open when ctx ends is closed as by Shutdown.
 func (f *Frontend) Retire(ctx context.Context) error {
-	f.retiring.Store(true)
+	f.BeginRetire()
 	f.mu.Lock()
 	for c := range f.conns {
 		c.stopH2()

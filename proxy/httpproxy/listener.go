@@ -12,6 +12,7 @@ import (
 	"wharf/acl"
 	"wharf/proxy/internal/front"
 	"wharf/proxy/proxyproto"
+	"wharf/proxy/upstream"
 )
 
 // listener wraps a bind: it holds a maxconn token per open connection
@@ -85,12 +86,21 @@ func reset(c net.Conn) {
 // RemoteAddr then is the client the header names.
 type conn struct {
 	net.Conn
-	f         *Frontend
-	initOnce  sync.Once
-	initErr   error
-	remote    net.Addr
-	peer      netip.Addr // the connecting address, counted by maxconn_per_ip
-	pending   []byte
+	f        *Frontend
+	initOnce sync.Once
+	initErr  error
+	remote   net.Addr
+	peer     netip.Addr // the connecting address, counted by maxconn_per_ip
+	pending  []byte
+	// unsent is an answer an event loop began and the goroutine code
+	// finishes writing before it reads (evloop.go, handoffUnsent), and
+	// closeAfter says the connection then ends.
+	unsent     []byte
+	closeAfter bool
+	// failed is the server an event loop could not connect to for the
+	// request it handed over (failedErr why): connect goes on from there.
+	failed    *upstream.Server
+	failedErr error
 	closeOnce sync.Once
 	// idle is set while serve waits for the next request on the
 	// connection, so Shutdown can close it.

@@ -79,7 +79,23 @@ func (f *Frontend) serve(c net.Conn, raw *conn) {
 	}
 	cc := f.newClientConn(c, raw)
 	defer cc.release()
+	if len(raw.unsent) > 0 && !cc.writeUnsent() {
+		return
+	}
 	cc.serveRequests(true)
+}
+
+// writeUnsent writes the rest of the answer an event loop began
+// (conn.unsent) and reports whether the connection goes on.
+func (cc *clientConn) writeUnsent() bool {
+	raw := cc.raw
+	b, closeAfter := raw.unsent, raw.closeAfter
+	raw.unsent, raw.closeAfter = nil, false
+	if _, err := cc.cw.Write(b); err != nil {
+		return false
+	}
+	cc.linger = closeAfter // the answer said Connection: close
+	return !closeAfter
 }
 
 // newClientConn takes a clientConn from the pool for client connection c
@@ -459,7 +475,15 @@ func (cc *clientConn) connect(bp *backendProxy, match []byte) (s *upstream.Serve
 	tried := triedBuf[:0]
 	var lastErr error
 	var last *upstream.Server
-	for attempt := 0; attempt <= retries; attempt++ {
+	attempt := 0
+	if r := cc.raw; r != nil && r.failed != nil {
+		// An event loop tried a server for this request already.
+		last, lastErr = r.failed, r.failedErr
+		r.failed, r.failedErr = nil, nil
+		tried = append(tried, last)
+		attempt = 1
+	}
+	for ; attempt <= retries; attempt++ {
 		s := cc.pickServer(bp.b, match, tried)
 		if s == nil {
 			break
@@ -1412,7 +1436,11 @@ func (bp *backendProxy) put(s *upstream.Server, pc *poolConn) {
 // read of it) is one the loop does not relay itself. It relays the
 // response as roundTrip would and goes on serving the connection. raw
 // reads pending first (the client's next requests, if any).
-func (f *Frontend) resume(raw *conn, srv net.Conn, srvBuf []byte, bp *backendProxy, s *upstream.Server, keep, isHead bool, minor int) {
+//
+// request, if not nil, is the request's head, sent on a kept-alive
+// connection that has not answered yet: if the server had closed it, the
+// request is served again from the start, as exchange does.
+func (f *Frontend) resume(raw *conn, srv net.Conn, srvBuf, request []byte, bp *backendProxy, s *upstream.Server, keep, isHead bool, minor int) {
 	defer f.wg.Done()
 	cc := f.newClientConn(raw, raw)
 	defer cc.release()
@@ -1427,7 +1455,14 @@ func (f *Frontend) resume(raw *conn, srv net.Conn, srvBuf []byte, bp *backendPro
 	pc.out.timeout = bp.b.Config().ServerTimeout.Duration
 	cc.upTok = cc.upTok[:0]
 	t := trip{cc: cc, bp: bp, s: s, pc: pc, keep: keep, bodySent: true, isHead: isHead, clientMinor: minor}
-	ok, err := t.readResponseHead(false, false)
+	ok, err := t.readResponseHead(request != nil, request != nil)
+	if err == errStale {
+		pc.c.Close()
+		s.Release()
+		raw.pending = append(request, raw.pending...)
+		cc.serveRequests(false)
+		return
+	}
 	if err == nil {
 		ok, err = t.relayResponse()
 	}

@@ -537,6 +537,10 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// BeginRetire does nothing: a tcp connection has no answer to end it
+// after; Retire lets it finish.
+func (f *Frontend) BeginRetire() {}
+
 // Retire stops a frontend a reload replaced or removed: as Shutdown, open
 // connections finish until ctx ends.
 func (f *Frontend) Retire(ctx context.Context) error { return f.Shutdown(ctx) }

@@ -256,14 +256,6 @@ backend = "%s"
 				slack = 2
 			}
 			if now := servers[n].n.Load(); now > at+slack {
-				if engine == "event-loop" {
-					// Known fault of the opt-in engine, not fixed yet: a
-					// CI run at e782231 saw 25 and 21 requests reach
-					// servers after they left the routing (16 allowed).
-					// Reported, not failed, until it is fixed.
-					t.Logf("KNOWN ISSUE (event-loop): %s: server %s got %d requests or connections after it left the routing (%d could have been in flight)", when, n, now-at, slack)
-					continue
-				}
 				t.Errorf("%s: server %s got %d requests or connections after it left the routing (%d could have been in flight)", when, n, now-at, slack)
 			}
 		}
