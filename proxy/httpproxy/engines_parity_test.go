@@ -59,14 +59,20 @@ func bothEngines(t *testing.T, f func(t *testing.T, engine string)) {
 	}
 }
 
-// TestEnginesHalfCloseAfterPipelined: a client pipelines 20 requests for
-// 256 KiB answers, reads slowly (small receive buffer) and shuts its
-// write side before it has read them all: every request is answered.
-// (The event loop once closed on the EOF while gnet still held output,
-// which gnet's close drops: the answer being written was cut mid-body
-// and the rest never sent.)
+// TestEnginesHalfCloseAfterPipelined: a client pipelines requests for
+// answers the event loop relays itself (30 KiB) or hands over (256 KiB),
+// reads slowly (small receive buffer) and shuts its write side before it
+// has read them all: every request is answered. (The event loop once
+// closed on the EOF while gnet still held output, which gnet's close
+// drops: the answer being written was cut mid-body and the rest never
+// sent.)
 func TestEnginesHalfCloseAfterPipelined(t *testing.T) {
-	const size = 256 << 10
+	for _, c := range []struct{ size, n int }{{30 << 10, 100}, {256 << 10, 20}} {
+		t.Run(fmt.Sprintf("%dKiB", c.size>>10), func(t *testing.T) { halfCloseAfterPipelined(t, c.size, c.n) })
+	}
+}
+
+func halfCloseAfterPipelined(t *testing.T, size, n int) {
 	body := strings.Repeat("x", size)
 	addr := connServer(t, func(_ int64, c net.Conn, br *bufio.Reader) {
 		for {
@@ -91,7 +97,6 @@ func TestEnginesHalfCloseAfterPipelined(t *testing.T) {
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(20 * time.Second))
-		const n = 20
 		io.WriteString(c, strings.Repeat("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", n))
 		time.Sleep(300 * time.Millisecond)
 		c.(*net.TCPConn).CloseWrite()

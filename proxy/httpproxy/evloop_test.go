@@ -272,7 +272,7 @@ func TestEventLoopHandoffKeepsEveryByte(t *testing.T) {
 	}
 }
 
-// TestEventLoopPipelinedOrder: 30 pipelined requests for 200 KiB answers
+// TestEventLoopPipelinedOrder: 200 pipelined requests for 32 KiB answers
 // and a chunked one behind them, from a client that starts reading late:
 // the loop serves answers until the client's socket does not take one
 // whole, then hands the connection, with the rest of that answer, to
@@ -280,7 +280,7 @@ func TestEventLoopHandoffKeepsEveryByte(t *testing.T) {
 // So answers never overtake each other, and a client that does not read
 // holds one answer in wharf at most.
 func TestEventLoopPipelinedOrder(t *testing.T) {
-	big := strings.Repeat("b", 200<<10)
+	big := strings.Repeat("b", evMaxBody-100)
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/chunked" {
 			io.WriteString(w, "first,")
@@ -295,7 +295,7 @@ func TestEventLoopPipelinedOrder(t *testing.T) {
 	r := evRig(t, hostPort(s), "")
 	c := dialRaw(t, r)
 	c.c.(*net.TCPConn).SetReadBuffer(64 << 10)
-	const n = 30
+	const n = 200 // 6 MiB: more than the sockets hold
 	c.send(strings.Repeat("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", n) + "GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(500 * time.Millisecond) // the client reads late
 	for i := 0; i <= n; i++ {
