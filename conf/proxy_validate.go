@@ -61,7 +61,7 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 		}
 	} else {
 		switch f.Engine {
-		case "", "goroutines":
+		case "", "goroutines": // "": event-loop, or goroutines with TLS or accept_proxy
 		case "event-loop":
 			if f.TLSCert != "" || f.AcceptProxy {
 				v.errAt(p+".engine", "engine = \"event-loop\" serves plain HTTP/1.1 only: not with tls_cert or accept_proxy (those frontends use goroutines)")

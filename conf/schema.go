@@ -193,9 +193,11 @@ type Frontend struct {
 	// HTTP2 offers h2 by ALPN on an http frontend that terminates TLS
 	// (nil: true); clients that do not ask for it get HTTP/1.1.
 	HTTP2 *bool `toml:"http2"`
-	// Engine is how an http frontend without TLS serves HTTP/1.1:
-	// "goroutines" (default: a goroutine per connection) or "event-loop"
-	// (gnet event loops for plain exchanges, see proxy/httpproxy/evloop.go).
+	// Engine is how an http frontend without TLS or accept_proxy serves
+	// HTTP/1.1: "event-loop" (the default: gnet event loops for plain
+	// exchanges, see proxy/httpproxy/evloop.go) or "goroutines" (a
+	// goroutine per connection, as TLS and accept_proxy frontends always
+	// are).
 	Engine string `toml:"engine"`
 
 	// DeadLetter, when set, is a file that keeps the raw bytes of every

@@ -35,10 +35,10 @@ if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 go test -count=1 -timeout 15m ./...
 go test -count=1 -race -timeout 10m ./sinks/ ./route/ ./ingest/... ./relp/ ./admin/
-# The HTTP proxy's tests again with engine = "event-loop" on every plain
-# HTTP frontend they start (under -race: the loops and the goroutines
-# they hand connections to share state).
-WHARF_TEST_HTTP_ENGINE=event-loop go test -count=1 -race -timeout 10m ./proxy/httpproxy/
+# The HTTP proxy's tests again with engine = "goroutines" on every plain
+# HTTP frontend they start (the default is the event-loop engine; TLS and
+# accept_proxy frontends always use goroutines).
+WHARF_TEST_HTTP_ENGINE=goroutines go test -count=1 -race -timeout 10m ./proxy/httpproxy/
 # Fault tests stop and restart the shared peers: alone, after the rest.
 # The fault matrix's three-node Kafka cluster (KRaft, RF 3,
 # min.insync.replicas 2, loopback ports 29092-29104) runs only here.

@@ -39,8 +39,8 @@ type Setup struct {
 	Root string
 	// Exe is the wharf-bench executable (for the splice relay).
 	Exe string
-	// Engine, for wharf's http frontend: "" (the default, goroutines) or
-	// "event-loop" (relay wharf-evloop).
+	// Engine, for wharf's http frontend: "" (the default, event-loop) or
+	// "goroutines" (relay wharf-goroutines).
 	Engine string
 }
 
@@ -164,14 +164,14 @@ out_framing = "octet-counting"
 		},
 	},
 	{
-		// wharf's HTTP proxy with engine = "event-loop" (an http frontend
-		// option, off by default), beside the default in the same run.
-		Name:     "wharf-evloop",
+		// wharf's HTTP proxy with engine = "goroutines" (the engine TLS
+		// frontends use), beside the default in the same run.
+		Name:     "wharf-goroutines",
 		Supports: kinds("http"),
 		Check:    wharfBuilt,
 		Version:  wharfVersion,
 		Start: func(s Setup) (*Proc, error) {
-			s.Engine = "event-loop"
+			s.Engine = "goroutines"
 			return startWharfProxy(s)
 		},
 	},

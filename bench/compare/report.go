@@ -152,7 +152,7 @@ func SVG(w io.Writer, r *Results) {
 		gap      = 6
 		panelPad = 46
 	)
-	colors := map[string]string{"wharf": "#1f77b4", "wharf-evloop": "#17becf", "byte-copy": "#7f7f7f", "socat": "#bcbd22",
+	colors := map[string]string{"wharf": "#1f77b4", "wharf-goroutines": "#17becf", "byte-copy": "#7f7f7f", "socat": "#bcbd22",
 		"haproxy": "#2ca02c", "haproxy-1t": "#98df8a", "rsyslog": "#d62728", "syslog-ng": "#9467bd",
 		"nginx": "#ff7f0e", "nginx-1w": "#ffbb78"}
 	var body strings.Builder

@@ -332,7 +332,7 @@ func (f *Frontend) Start() error {
 // from another frontend with Release).
 func (f *Frontend) Serve(ln *net.TCPListener) {
 	f.evOnce.Do(func() {
-		if f.cfg.Engine != "event-loop" || f.tlsCfg != nil || f.cfg.AcceptProxy {
+		if f.cfg.Engine == "goroutines" || f.tlsCfg != nil || f.cfg.AcceptProxy {
 			return
 		}
 		ev, err := newEvEngine(f)
