@@ -734,6 +734,13 @@ func (b *Buffer) AppendBatch(ctx context.Context, payloads [][]byte) (int, error
 // whenever Ack frees space; under "drop_newest", or with ctx already
 // done, it returns how many it wrote and an error wrapping ErrUnwritable.
 func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i int) []byte) (int, error) {
+	return b.appendFunc(ctx, n, enc, true)
+}
+
+// appendFunc is AppendFunc; countDrops says whether records it does not
+// write count as dropped (DroppedFull). MoveTo's do not: they stay in the
+// buffer they are moved from.
+func (b *Buffer) appendFunc(ctx context.Context, n int, enc func(dst []byte, i int) []byte, countDrops bool) (int, error) {
 	if n <= 0 {
 		return 0, nil
 	}
@@ -806,12 +813,14 @@ func (b *Buffer) AppendFunc(ctx context.Context, n int, enc func(dst []byte, i i
 				break
 			}
 			if b.opts.OnFull == OnFullDropNewest {
-				b.dropped += uint64(n - done)
+				if countDrops {
+					b.dropped += uint64(n - done)
+				}
 				err = ErrFull
 				break
 			}
 			if werr := b.waitLocked(ctx, time.Time{}); werr != nil {
-				if !errors.Is(werr, ErrClosed) {
+				if countDrops && !errors.Is(werr, ErrClosed) {
 					b.dropped += uint64(n - done)
 				}
 				err = werr

@@ -49,7 +49,8 @@ func (b *Buffer) MoveTo(ctx context.Context, dst *Buffer) (uint64, error) {
 			payloads = append(payloads, r.Data)
 		}
 		// recs alias b's reader buffer: append them before the next read.
-		n, aerr := dst.AppendBatch(ctx, payloads)
+		// Records dst does not take stay here: not dropped.
+		n, aerr := dst.appendFunc(ctx, len(payloads), func(d []byte, i int) []byte { return append(d, payloads[i]...) }, false)
 		var last Position
 		if n > 0 {
 			last = recs[n-1].Pos

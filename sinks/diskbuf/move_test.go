@@ -65,7 +65,9 @@ func TestMoveTo(t *testing.T) {
 }
 
 // TestMoveToFullDestination: a destination that drops when full takes
-// what fits; the rest stays in the source, in order, for a later move.
+// what fits; the rest stays in the source, in order, for a later move,
+// and is not counted as dropped (wharf_buffer_dropped_full_total) by
+// either buffer.
 func TestMoveToFullDestination(t *testing.T) {
 	src := openT(t, t.TempDir(), Options{MaxSegmentBytes: 4 << 10, MaxTotalBytes: 1 << 20})
 	defer src.Close()
@@ -78,6 +80,9 @@ func TestMoveToFullDestination(t *testing.T) {
 	}
 	if st := src.Stats(); st.Pending != 1000-moved {
 		t.Fatalf("source holds %d, want %d", st.Pending, 1000-moved)
+	}
+	if d, s := dst.Stats().DroppedFull, src.Stats().DroppedFull; d != 0 || s != 0 {
+		t.Errorf("DroppedFull: destination %d, source %d; want 0: the records not moved stayed in the source", d, s)
 	}
 	rest, _ := readN(t, src, int(1000-moved), 256, 0)
 	if rest[0] != string(payload(int(moved))) {
