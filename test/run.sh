@@ -35,10 +35,13 @@ if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 go test -count=1 -timeout 15m ./...
 go test -count=1 -race -timeout 10m ./sinks/ ./route/ ./ingest/... ./relp/ ./admin/
-# The HTTP proxy's tests again with engine = "goroutines" on every plain
-# HTTP frontend they start (the default is the event-loop engine; TLS and
+# The HTTP proxy under -race with its default engine (event-loop: the
+# loops and the goroutines they hand connections to share state; the
+# both-engines tests run goroutines too), then its tests again with
+# engine = "goroutines" on every plain HTTP frontend they start (TLS and
 # accept_proxy frontends always use goroutines).
-WHARF_TEST_HTTP_ENGINE=goroutines go test -count=1 -race -timeout 10m ./proxy/httpproxy/
+go test -count=1 -race -timeout 10m ./proxy/httpproxy/
+WHARF_TEST_HTTP_ENGINE=goroutines go test -count=1 -timeout 10m ./proxy/httpproxy/
 # Fault tests stop and restart the shared peers: alone, after the rest.
 # The fault matrix's three-node Kafka cluster (KRaft, RF 3,
 # min.insync.replicas 2, loopback ports 29092-29104) runs only here.

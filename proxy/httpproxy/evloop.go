@@ -386,6 +386,9 @@ func peek(c gnet.Conn) []byte {
 
 // dial connects to s for ev's request, off the loop (connect_timeout),
 // and enrolls the connection into ev's loop (OnOpen sends the request).
+// A kept-alive connection of the goroutine code's pool (a response the
+// loop handed over left it there) is taken first, so connections do not
+// pile up in that pool while the loop dials new ones.
 func (e *evEngine) dial(ev *evClient, s *upstream.Server) {
 	ev.state, ev.reused = evDialing, false
 	el, timeout := ev.loop.el, ev.bp.b.Config().ConnectTimeout.Duration
@@ -399,9 +402,18 @@ func (e *evEngine) dial(ev *evClient, s *upstream.Server) {
 		e.connectFailed(ev, s, nil)
 		return
 	}
+	var pooled net.Conn
+	if p := ev.bp.pools[s]; p != nil {
+		if pc := p.get(); pc != nil {
+			pooled, ev.reused = pc.c, true // stale? OnClose sends the request again
+		}
+	}
 	go func() {
 		defer e.dials.Done()
-		c, err := net.DialTimeout("tcp", s.Addr, timeout)
+		c, err := pooled, error(nil)
+		if c == nil {
+			c, err = net.DialTimeout("tcp", s.Addr, timeout)
+		}
 		if err == nil {
 			// Enroll closes c (it keeps a duplicate) and reports on ch
 			// once the loop ran its registration, which may have failed
@@ -600,6 +612,7 @@ func (e *evEngine) handoffWith(ev *evClient, self bool, pending, unsent []byte, 
 	action := e.detach(ev, self)
 	e.f.mu.Lock() // Shutdown reads raw.Conn under it
 	raw.Conn, raw.pending, raw.unsent, raw.closeAfter = nc, buffered, unsent, closeAfter
+	raw.served = !ev.first
 	raw.idle.Store(false)
 	raw.ev.Store(nil)
 	e.f.mu.Unlock()
@@ -815,7 +828,9 @@ func (l *evLoop) putIdle(s *upstream.Server, c gnet.Conn) {
 		c.Close()
 		return
 	}
-	c.Context().(*evServer).since = mono.Now()
+	st := c.Context().(*evServer)
+	st.since = mono.Now()
+	st.got, st.headIn = false, false // the next exchange's
 	l.idle[s] = append(l.idle[s], c)
 }
 

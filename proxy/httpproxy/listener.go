@@ -97,6 +97,10 @@ type conn struct {
 	// closeAfter says the connection then ends.
 	unsent     []byte
 	closeAfter bool
+	// served: an event loop answered requests on the connection before
+	// it handed it over, so the next request is not its first (the
+	// client_timeout applies, and a shutdown closes it while idle).
+	served bool
 	// failed is the server an event loop could not connect to for the
 	// request it handed over (failedErr why): connect goes on from there.
 	failed    *upstream.Server

@@ -82,7 +82,15 @@ func (f *Frontend) serve(c net.Conn, raw *conn) {
 	if len(raw.unsent) > 0 && !cc.writeUnsent() {
 		return
 	}
-	cc.serveRequests(true)
+	// A connection an event loop served before it handed it over waits
+	// for its next request as a kept-alive one does (client_timeout,
+	// closed by a shutdown while idle), unless that request is here
+	// already.
+	first := !raw.served || len(raw.pending) > 0
+	if !first {
+		cc.setClient()
+	}
+	cc.serveRequests(first)
 }
 
 // writeUnsent writes the rest of the answer an event loop began
