@@ -133,8 +133,9 @@ func hoBackendLive(t *testing.T) (string, *atomic.Int64) {
 	}), live
 }
 
-// smallRcvbuf dials r with a 4 KiB receive buffer: the proxy's writes
-// to it stall soon.
+// smallRcvbuf dials r's frontend with a 4 KiB receive buffer (a slow
+// reader's socket fills at once), closed at the test's end; reads and
+// writes time out after 20 s.
 func smallRcvbuf(t *testing.T, r *rig) net.Conn {
 	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {

@@ -94,16 +94,7 @@ func halfCloseAfterPipelined(t *testing.T, size, n int) {
 		}
 	})
 	bothEngines(t, func(t *testing.T, engine string) {
-		r := engineRig(t, engine, addr, "")
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		}}
-		c, err := d.Dial("tcp", r.f.Addrs()[0].String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c := smallRcvbuf(t, engineRig(t, engine, addr, ""))
 		io.WriteString(c, strings.Repeat("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", n))
 		time.Sleep(300 * time.Millisecond)
 		c.(*net.TCPConn).CloseWrite()
@@ -239,16 +230,7 @@ func TestEnginesTruncatedBigBody(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 250000\r\n\r\n"+strings.Repeat("z", sent))
 	})
 	bothEngines(t, func(t *testing.T, engine string) {
-		r := engineRig(t, engine, addr, "")
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		}}
-		c, err := d.Dial("tcp", r.f.Addrs()[0].String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c := smallRcvbuf(t, engineRig(t, engine, addr, ""))
 		io.WriteString(c, "GET /t HTTP/1.1\r\nHost: x\r\n\r\n")
 		time.Sleep(500 * time.Millisecond) // the client reads late
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
