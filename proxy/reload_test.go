@@ -598,3 +598,55 @@ func TestReloadHTTPRebuiltClosesAfterAnswer(t *testing.T) {
 		t.Errorf("a new connection after the rebuild: %q", got)
 	}
 }
+
+// TestReloadHTTPRebuiltClosesAfterOwnAnswer: as
+// TestReloadHTTPRebuiltClosesAfterAnswer when the answer is wharf's own
+// (a 503 for a backend whose server is down, a redirect_https 301): the
+// next one on the old frontend carries Connection: close and the
+// connection ends, so the client moves to the new frontend instead of
+// being cut when shutdown_timeout runs out. Both engines.
+func TestReloadHTTPRebuiltClosesAfterOwnAnswer(t *testing.T) {
+	dead := testenv.ClosedAddr(t)
+	for _, c := range []struct{ name, extra string }{
+		{"503", ""},
+		{"redirect_https", "redirect_https = true\n"},
+	} {
+		for _, engine := range []string{"event-loop", "goroutines"} {
+			t.Run(c.name+"/"+engine, func(t *testing.T) {
+				cfg := fmt.Sprintf(reloadHTTP, "one", dead, dead)
+				cfg = strings.Replace(cfg, `backend = "one"`, "backend = \"one\"\n"+c.extra+"engine = \""+engine+"\"", 1)
+				set, _ := startWharf(t, cfg)
+				c, err := net.Dial("tcp", set.Addrs("f")[0].String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				rd := bufio.NewReader(c)
+				ask := func() *http.Response {
+					t.Helper()
+					c.SetDeadline(time.Now().Add(5 * time.Second))
+					io.WriteString(c, "GET /p HTTP/1.1\r\nHost: x\r\n\r\n")
+					resp, err := http.ReadResponse(rd, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					return resp
+				}
+				if resp := ask(); resp.Close {
+					t.Fatalf("before the reload: %d with Connection: close", resp.StatusCode)
+				}
+				if err := reload(t, set, strings.Replace(cfg, `backend = "one"`, "backend = \"one\"\nclient_timeout = \"20s\"", 1)); err != nil {
+					t.Fatal(err)
+				}
+				if resp := ask(); !resp.Close {
+					t.Errorf("the answer after the rebuild (%d) keeps the old frontend's connection open", resp.StatusCode)
+				}
+				if _, err := rd.ReadByte(); err != io.EOF {
+					t.Errorf("after that answer the connection gives %v, want EOF", err)
+				}
+			})
+		}
+	}
+}

@@ -464,7 +464,7 @@ func (e *evEngine) response(c gnet.Conn, st *evServer) gnet.Action {
 		return gnet.Close // an idle connection does not speak first
 	}
 	st.got = true
-	f, cc := e.f, ev.cc
+	cc := ev.cc
 	buf := peek(c)
 	end := findHeadEnd(buf, 0)
 	if end < 0 {
@@ -491,7 +491,7 @@ func (e *evEngine) response(c gnet.Conn, st *evServer) gnet.Action {
 		st.headIn = true // the sweep gives a slow body to the goroutine code
 		return gnet.None
 	}
-	keep := ev.keep && !f.shutting.Load() && !f.retiring.Load()
+	keep := ev.keep && cc.mayKeep()
 	// The server's side first: the response is read whole.
 	action := gnet.Close
 	st.cl, ev.srv = nil, nil

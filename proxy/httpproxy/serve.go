@@ -1054,7 +1054,7 @@ func (t *trip) relayResponse() (bool, error) {
 	}
 	mode := bodyFraming(resp, t.isHead)
 	decode := mode == bodyChunked && t.clientMinor == 0
-	if mode == bodyUntilClose || decode || cc.f.shutting.Load() || cc.f.retiring.Load() {
+	if mode == bodyUntilClose || decode || !cc.mayKeep() {
 		keep = false
 	}
 	srvKeep := t.bodySent && !t.serverStopped && mode != bodyUntilClose && s.SendProxy == 0 &&
@@ -1179,6 +1179,15 @@ func (cc *clientConn) writeRespHead(b []byte, resp *head, decode, keep, upgrade 
 // connectionField is the Connection field line a final answer needs:
 // close when the connection ends after it, keep-alive for an HTTP/1.0
 // client it stays open for, none otherwise.
+// mayKeep reports whether an answer may leave the connection open: not
+// once the frontend is shutting down or retiring (a reload replaced it),
+// whose answers end their connections, wharf's own (fail, redirectHTTPS)
+// as relayed ones (relayResponse), so the client reconnects to the new
+// frontend.
+func (cc *clientConn) mayKeep() bool {
+	return !cc.f.shutting.Load() && !cc.f.retiring.Load()
+}
+
 func (cc *clientConn) connectionField(keep bool) string {
 	switch {
 	case !keep:
@@ -1263,6 +1272,7 @@ func (cc *clientConn) tunnel(s *upstream.Server, pc *poolConn) {
 
 // fail answers with a short plain-text error and returns keep.
 func (cc *clientConn) fail(code int, msg string, keep bool) bool {
+	keep = keep && cc.mayKeep()
 	w := cc.out.b[:0]
 	text := statusText(code)
 	w = append(w, "HTTP/1.1 "...)
@@ -1313,6 +1323,7 @@ func (cc *clientConn) redirectHTTPS(host, path []byte, keep bool) bool {
 	if i := lastByte(host, ':'); i >= 0 && lastByte(host, ']') < i {
 		host = host[:i]
 	}
+	keep = keep && cc.mayKeep()
 	w := append(cc.out.b[:0], "HTTP/1.1 301 Moved Permanently\r\nLocation: https://"...)
 	w = append(w, host...)
 	if len(path) == 0 || path[0] != '/' {
