@@ -829,6 +829,11 @@ func (l *Listener) zeroReasons() {
 	if l.tls != nil || (l.relp != nil && l.relp.tls != nil) {
 		l.reason("rejected", "tls_handshake")
 	}
+	if l.relp != nil { // relpSession.fail's reasons
+		for _, why := range []string{"frame", "datalen", "txnr", "sequence", "offer", "not_delivered", "write"} {
+			l.reason("closed", "relp_"+why)
+		}
+	}
 }
 
 // Stats is a snapshot of a bind's counters: what its wharf_frontend_*

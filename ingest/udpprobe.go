@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+
+	"wharf/conf"
 )
 
 // udpPortTaken returns an error when another socket already holds the
@@ -36,4 +38,27 @@ func udpPortTaken(addr string) error {
 		return fmt.Errorf("udp port %s is already bound by another socket: wharf binds UDP with SO_REUSEPORT, so the kernel would split the datagrams between it and that socket (another wharf, rsyslog, syslog-ng?); stop the other process or give this bind another port (find it with `ss -ulpn 'sport = :%s'`)", addr, port)
 	}
 	return nil // not ours to judge (permission, no such address): the bind says
+}
+
+// Probe reports whether bind b could be opened now: a socket already
+// holding its address (another process, or one wharf does not close
+// first) is an error naming the address and what to do. A reload probes
+// its new binds before it changes anything, so a bind that cannot open
+// refuses the whole reload. Port 0 is not probed; an address the probe
+// cannot judge (permission, no such interface) is left to the bind.
+func Probe(b conf.Bind) error {
+	if b.Scheme == "udp" {
+		return udpPortTaken(b.Addr)
+	}
+	if b.Port == 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", b.Addr)
+	if err == nil {
+		return ln.Close()
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("tcp port %s is already in use by another socket: stop the other process or give this bind another port (find it with `ss -tlpn 'sport = :%d'`)", b.Addr, b.Port)
+	}
+	return nil
 }

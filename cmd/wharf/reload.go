@@ -74,7 +74,7 @@ func (g *gateway) listen(sb syslogBind) error {
 
 // reloads returns the reload counter for result (ok, invalid, failed).
 func reloads(reg *metrics.Registry, result string) *metrics.Counter {
-	return reg.Counter("wharf_config_reloads_total", "Config reloads by result (ok; invalid: the new config has errors; failed: it could not be applied). The running config stays unless ok.", "result", result)
+	return reg.Counter("wharf_config_reloads_total", "Config reloads by result (ok; invalid: the new config has errors; failed: it could not be applied, and the running config stays; partial: the new config runs but a new bind did not open, taken between the reload's probe and its bind).", "result", result)
 }
 
 // reloadFromFile reads the config file again and applies it.
@@ -88,7 +88,11 @@ func (g *gateway) reloadFromFile() error {
 		return fmt.Errorf("config %s is invalid:\n%w", path, err)
 	}
 	if err := g.reload(cfg); err != nil {
-		reloads(g.reg, "failed").Inc()
+		if errors.As(err, new(errApplied)) {
+			reloads(g.reg, "partial").Inc()
+		} else {
+			reloads(g.reg, "failed").Inc()
+		}
 		return err
 	}
 	reloads(g.reg, "ok").Inc()
@@ -99,10 +103,22 @@ func (g *gateway) reloadFromFile() error {
 // config errors (the old config keeps running).
 func (g *gateway) reloadHandler(w http.ResponseWriter, _ *http.Request) {
 	if err := g.reloadFromFile(); err != nil {
-		http.Error(w, "reload failed; the previous config keeps running:\n"+err.Error(), http.StatusBadRequest)
+		msg := reloadFailed(err)
+		g.log.Error(msg, "err", err, "by", "POST /reload")
+		http.Error(w, msg+":\n"+err.Error(), http.StatusBadRequest)
 		return
 	}
 	fmt.Fprintln(w, "reloaded")
+}
+
+// reloadFailed is what to say of a failed reload: whether the previous
+// config still runs (an invalid config, or one that could not be
+// applied) or the new one does, but for what err names (errApplied).
+func reloadFailed(err error) string {
+	if errors.As(err, new(errApplied)) {
+		return "reload applied, but not all of it: the new config is running"
+	}
+	return "reload failed; the previous config keeps running"
 }
 
 // reload applies cfg to the running gateway, diffing against the old one:
@@ -121,11 +137,12 @@ func (g *gateway) reloadHandler(w http.ResponseWriter, _ *http.Request) {
 //     server state (drain, maint, weight) stays on unchanged servers.
 //
 // Everything that can fail on the config's account (building sinks,
-// compiling routes, building proxy backends and frontends, binding new
-// proxy addresses) happens before anything running is touched: if it
-// fails, the old config keeps running unchanged. A new syslog bind that
-// cannot be opened (address in use) is reported after the rest is
-// applied.
+// compiling routes, probing new syslog binds' addresses, building proxy
+// backends and frontends, binding new proxy addresses) happens before
+// anything running is touched: if it fails, the old config keeps running
+// unchanged. A new syslog bind that still fails to open after its probe
+// passed (the address taken in between) is reported as an errApplied:
+// the rest of the config is running.
 func (g *gateway) reload(cfg *conf.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -147,6 +164,10 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	}
 	tab, err := route.Compile(cfg, targets)
 	if err != nil {
+		next.abort()
+		return err
+	}
+	if err := g.probeNewBinds(cfg); err != nil {
 		next.abort()
 		return err
 	}
@@ -207,7 +228,39 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	}
 	g.log.Info("config reloaded", "config", cfg.Path, "new_or_changed_sinks", next.built, "retired_sinks", len(retired))
 	if len(bindErrs) > 0 {
-		return fmt.Errorf("config applied, but some binds could not be opened:\n%s", strings.Join(bindErrs, "\n"))
+		return errApplied{fmt.Errorf("some binds could not be opened:\n%s", strings.Join(bindErrs, "\n"))}
+	}
+	return nil
+}
+
+// errApplied is a reload error after the new config was applied (a bind
+// that would not open): the rest of the new config is running.
+type errApplied struct{ error }
+
+func (e errApplied) Unwrap() error { return e.error }
+
+// probeNewBinds checks that every syslog bind cfg adds can open its
+// address (ingest.Probe), before the reload changes anything. Addresses
+// wharf itself holds (a bind of the running config, syslog or proxy,
+// that this reload may close or move) are not probed.
+func (g *gateway) probeNewBinds(cfg *conf.Config) error {
+	held := map[string]bool{}
+	for _, fe := range g.cfg.Frontends {
+		for _, b := range fe.Binds {
+			held[b.Addr] = true
+		}
+	}
+	var errs []string
+	for _, sb := range syslogBinds(cfg) {
+		if _, open := g.listeners[sb.key]; open || held[sb.b.Addr] {
+			continue
+		}
+		if err := ingest.Probe(sb.b); err != nil {
+			errs = append(errs, fmt.Sprintf("frontend %q bind %s: %v", sb.fe.Name, sb.key, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("new binds cannot be opened:\n%s", strings.Join(errs, "\n"))
 	}
 	return nil
 }

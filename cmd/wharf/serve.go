@@ -329,7 +329,7 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 	log := slog.New(errs.Handler(newLogger(cfg, stderr).Handler()))
 	reg := metrics.NewRegistry()
 	reg.AddRuntime(version)
-	for _, result := range []string{"ok", "invalid", "failed"} {
+	for _, result := range []string{"ok", "invalid", "failed", "partial"} {
 		reloads(reg, result) // exported at 0 from the start
 	}
 	g, err := build(cfg, reg, log, true)
@@ -351,7 +351,7 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 			// logrotate and config reload share SIGHUP, as in most daemons.
 			g.reopen()
 			if err := g.reloadFromFile(); err != nil {
-				log.Error("reload failed; the previous config keeps running", "err", err)
+				log.Error(reloadFailed(err), "err", err, "by", "SIGHUP")
 			}
 			continue
 		}

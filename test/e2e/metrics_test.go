@@ -115,10 +115,15 @@ func TestMetricsExposition(t *testing.T) {
 		`wharf_frontend_rejected_total{bind="tcp://127.0.0.1:%d",frontend="edge",reason="maxconn"} 0`,
 		`wharf_frontend_closed_total{bind="tcp://127.0.0.1:%d",frontend="edge",reason="idle_timeout"} 0`,
 		`wharf_frontend_rejected_total{bind="tls://127.0.0.1:%d",frontend="sec",reason="tls_handshake"} 0`,
+		`wharf_frontend_closed_total{bind="relp://127.0.0.1:%d",frontend="edge",reason="relp_frame"} 0`,
+		`wharf_frontend_closed_total{bind="relp://127.0.0.1:%d",frontend="edge",reason="relp_not_delivered"} 0`,
 	} {
 		port := tcpPort
 		if strings.Contains(frag, "tls://") {
 			port = tlsPort
+		}
+		if strings.Contains(frag, "relp://") {
+			port = relpPort
 		}
 		if line := fmt.Sprintf(frag, port); !strings.Contains(string(body), line+"\n") {
 			t.Errorf("/metrics lacks %s", line)
