@@ -651,7 +651,8 @@ func (r *Runner) Close(ctx context.Context) error {
 // HandOver closes r like Close, but moves what is still queued to next
 // instead of delivering it to r's sink: the reload path for a sink whose
 // settings changed, so its queue follows it to the new runner. A batch
-// already being written finishes on r's sink first. next must be started;
+// already being written finishes on r's sink first; if that write fails,
+// the batch goes to next ahead of the queue (handBatch). next must be started;
 // the moved messages keep their order and wait for room in next (they
 // are not dropped for lack of it while ctx lasts). Messages enqueued on r
 // after HandOver began go to next too (see late). With a Spool, the
@@ -1074,6 +1075,12 @@ func (r *Runner) flush() {
 		r.writeErrors.Inc()
 		r.failures++
 		r.setReady(false)
+		if r.handingOver() {
+			// A reload gave the sink a new runner: the batch goes there,
+			// first, rather than wait for this runner's destination.
+			r.handBatch(size)
+			return
+		}
 		if r.ctx.Err() != nil {
 			r.finish(dropShutdown, size)
 			return
@@ -1088,6 +1095,19 @@ func (r *Runner) flush() {
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-r.drainCh: // a Close or HandOver began (or had)
+			if r.next != nil {
+				t.Stop()
+				r.handBatch(size)
+				return
+			}
+			select { // a Close: its drain retries here as before
+			case <-t.C:
+			case <-r.ctx.Done():
+				t.Stop()
+				r.finish(dropShutdown, size)
+				return
+			}
 		case <-r.ctx.Done():
 			t.Stop()
 			r.finish(dropShutdown, size)
@@ -1098,6 +1118,33 @@ func (r *Runner) flush() {
 }
 
 const dropReasonNone = -1
+
+// handingOver reports whether a HandOver began (see handOff): the run
+// loop may read r.next once drainCh is closed.
+func (r *Runner) handingOver() bool {
+	select {
+	case <-r.drainCh:
+		return r.next != nil
+	default:
+		return false
+	}
+}
+
+// handBatch gives the batch whose write failed to the runner a HandOver
+// moves r's queue to, ahead of the queue (handOff follows), instead of
+// retrying it on r's sink or dropping it when Close's deadline passes:
+// with the old destination down, a reload that changed the sink lost that
+// batch.
+func (r *Runner) handBatch(size int64) {
+	r.next.EnqueueBatch(r.batch, true)
+	r.handedOver.Add(uint64(len(r.batch)))
+	clear(r.batch)
+	r.batch = r.batch[:0]
+	r.mu.Lock()
+	r.bytes.Store(r.bytes.Load() - size)
+	r.spaceFreed()
+	r.mu.Unlock()
+}
 
 // delivered accounts for a batch the sink took at t: its messages sent
 // but those at the rejected indexes, its bytes, the batch, the delay of
