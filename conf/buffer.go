@@ -99,6 +99,32 @@ func (v *validator) buffer(p string, b *Buffer, dirs map[string]string) {
 	}
 }
 
+// unusableFS says why no user could make a buffer directory in dir ("" if
+// nothing says so): a read-only mount, or a kernel pseudo filesystem
+// (proc, sysfs, cgroup...) where mkdir fails whoever runs it. Unlike
+// errNotWritable, which depends on the user wharf runs as, these are
+// errors for wharf check too.
+func unusableFS(dir string) string {
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) != nil {
+		return ""
+	}
+	if st.Flags&0x1 != 0 { // ST_RDONLY
+		return "on a read-only filesystem"
+	}
+	switch uint32(st.Type) {
+	case 0x9fa0: // PROC_SUPER_MAGIC
+		return "on the proc filesystem"
+	case 0x62656572: // SYSFS_MAGIC
+		return "on sysfs"
+	case 0x27e0eb, 0x63677270: // CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC
+		return "on a cgroup filesystem"
+	case 0x64626720, 0x74726163: // DEBUGFS_MAGIC, TRACEFS_MAGIC
+		return "on a kernel debug filesystem"
+	}
+	return ""
+}
+
 // errNotWritable marks a buffer directory this user could not create.
 var errNotWritable = errors.New("not writable by this user")
 
@@ -124,7 +150,13 @@ func checkBufferDir(dir string) error {
 			if !fi.IsDir() {
 				return fmt.Errorf("%s cannot be created: %s is not a directory", dir, parent)
 			}
-			if syscall.Access(parent, 0x2|0x1) != nil { // W_OK|X_OK
+			if fsErr := unusableFS(parent); fsErr != "" {
+				return fmt.Errorf("%s cannot be created: %s is %s; choose a directory on a disk", dir, parent, fsErr)
+			}
+			if err := syscall.Access(parent, 0x2|0x1); err != nil { // W_OK|X_OK
+				if errors.Is(err, syscall.EROFS) {
+					return fmt.Errorf("%s cannot be created: %s is on a read-only filesystem; choose a writable directory", dir, parent)
+				}
 				return fmt.Errorf("%s cannot be created: %s is %w (uid %d); if wharf runs as another user, make sure that one can", dir, parent, errNotWritable, os.Getuid())
 			}
 			return nil

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -394,5 +395,29 @@ func TestBufferDirNotWritable(t *testing.T) {
 	}
 	if err := checkBufferDir(filepath.Join(t.TempDir(), "new", "deeper")); err != nil {
 		t.Errorf("checkBufferDir of a creatable dir: %v", err)
+	}
+}
+
+// A buffer directory no user could create is an error, not a warning:
+// under /proc (a pseudo filesystem, root or not), or on a read-only
+// mount (tested where this test may mount a read-only tmpfs: as root).
+// wharf check passed both before, and wharf run then exited 2.
+func TestBufferDirUnusableFS(t *testing.T) {
+	err := checkBufferDir("/proc/wharfbuf")
+	if err == nil || errors.Is(err, errNotWritable) || !strings.Contains(err.Error(), "proc filesystem") {
+		t.Errorf("checkBufferDir(/proc/wharfbuf) = %v, want an error naming the proc filesystem", err)
+	}
+	if os.Getuid() != 0 {
+		return
+	}
+	ro := t.TempDir()
+	if err := syscall.Mount("tmpfs", ro, "tmpfs", syscall.MS_RDONLY, "size=1m"); err != nil {
+		t.Logf("no read-only mount to test with: %v", err)
+		return
+	}
+	defer syscall.Unmount(ro, 0)
+	err = checkBufferDir(filepath.Join(ro, "buf"))
+	if err == nil || errors.Is(err, errNotWritable) || !strings.Contains(err.Error(), "read-only filesystem") {
+		t.Errorf("checkBufferDir on a read-only mount = %v, want an error naming it", err)
 	}
 }
