@@ -3,6 +3,7 @@ package conf
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -65,18 +66,24 @@ func ParseTLSCiphers(names []string) (ids []uint16, weak []string, err error) {
 		byName[cs.Name] = cs
 		insecure[cs.Name] = true
 	}
+	var errs []error // every bad name, not just the first
 	for _, n := range names {
 		cs := byName[n]
 		switch {
 		case cs == nil:
-			return nil, nil, fmt.Errorf("unknown cipher suite %q: use IANA names as Go spells them, e.g. %q", n, DefaultTLSCiphers[1])
+			errs = append(errs, fmt.Errorf("unknown cipher suite %q: use IANA names as Go spells them, e.g. %q", n, DefaultTLSCiphers[1]))
+			continue
 		case len(cs.SupportedVersions) == 1 && cs.SupportedVersions[0] == tls.VersionTLS13:
-			return nil, nil, fmt.Errorf("%s is a TLS 1.3 suite, which is always on and cannot be chosen; tls_ciphers lists TLS 1.2 suites", n)
+			errs = append(errs, fmt.Errorf("%s is a TLS 1.3 suite, which is always on and cannot be chosen; tls_ciphers lists TLS 1.2 suites", n))
+			continue
 		}
 		if insecure[n] {
 			weak = append(weak, n)
 		}
 		ids = append(ids, cs.ID)
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
 	}
 	return ids, weak, nil
 }
@@ -87,6 +94,12 @@ func (v *validator) tlsCiphers(p string, names []string) {
 		return
 	}
 	_, weak, err := ParseTLSCiphers(names)
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() { // one error per bad name
+			v.errAt(p+".tls_ciphers", "%v", e)
+		}
+		return
+	}
 	if err != nil {
 		v.errAt(p+".tls_ciphers", "%v", err)
 		return

@@ -139,8 +139,8 @@ token_file is sent when FILE sets one). As HAProxy's runtime API:
   wharf server weight BACKEND/SERVER N weight 0-256; 0 takes no new ones (set server B/S weight N)
 
 Health checks keep running in every state. The state and weight last until
-changed or wharf restarts; a reload keeps them (proxy backends are not
-rebuilt by a reload). list --json prints the admin API's JSON; list --names
+changed or wharf restarts; a reload keeps them on every server it keeps,
+also in a backend it rebuilds. list --json prints the admin API's JSON; list --names
 prints BACKEND/SERVER per line.
 
 Flags:
