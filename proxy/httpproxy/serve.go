@@ -445,7 +445,7 @@ func (cc *clientConn) pickServer(b *upstream.Backend, match []byte, tried []*ups
 	on, name, ok := b.HashOn()
 	switch {
 	case !ok || on == upstream.HashSource:
-		return b.Pick(cc.ip, tried)
+		return b.Pick(cc.sourceIP(), tried)
 	case on == upstream.HashURI:
 		return b.PickKey(upstream.HashBytes(match), tried)
 	}
@@ -456,6 +456,35 @@ func (cc *clientConn) pickServer(b *upstream.Backend, match []byte, tried []*ups
 		}
 	}
 	return b.PickRoundRobin(tried)
+}
+
+// sourceIP is the client address that balance = "source" and hash_key =
+// "source" hash: from a trusted proxy, the last address of its last
+// X-Forwarded-For field (the one that proxy added: earlier ones are the
+// client's to write), else the connecting address (or the PROXY
+// header's). It allocates nothing.
+func (cc *clientConn) sourceIP() netip.Addr {
+	if !cc.trusted {
+		return cc.ip
+	}
+	rb := cc.reqBytes()
+	var xff []byte
+	for _, f := range cc.req.fields {
+		if eqFold(f.name.of(rb), "x-forwarded-for") {
+			xff = f.value.of(rb)
+		}
+	}
+	if xff == nil {
+		return cc.ip
+	}
+	if i := lastByte(xff, ','); i >= 0 {
+		xff = xff[i+1:]
+	}
+	ip, err := netip.ParseAddr(string(trimOWS(xff)))
+	if err != nil {
+		return cc.ip
+	}
+	return ip.Unmap()
 }
 
 // forward sends the request to a server of bp (connect) and relays the
