@@ -443,22 +443,27 @@ func (f *Frontend) pipe(client, server *net.TCPConn, s *upstream.Server, serverT
 			server.Close()
 		})
 	}
+	// Both directions read in windows of a quarter of the shorter
+	// timeout: last is when a window that moved bytes ended, up to one
+	// window after the byte, so each direction's check (once per window)
+	// closes an idle connection within 1.25x its timeout. With each its
+	// own window, a long server_timeout's window delayed the client
+	// side's close up to server_timeout/4 more (3s closed at 4.5s).
+	window := max(min(f.cfg.ClientTimeout.Duration, serverTimeout)/4, 10*time.Millisecond)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		in = f.copy(server, client, f.cfg.ClientTimeout.Duration, &last, abort, f.m.bytesIn, s.BytesToServer)
+		in = f.copy(server, client, f.cfg.ClientTimeout.Duration, window, &last, abort, f.m.bytesIn, s.BytesToServer)
 	}()
-	out = f.copy(client, server, serverTimeout, &last, abort, s.BytesFromServer, f.m.bytesOut)
+	out = f.copy(client, server, serverTimeout, window, &last, abort, s.BytesFromServer, f.m.bytesOut)
 	<-done
 	return in, out
 }
 
-// copy moves src to dst with dst.ReadFrom (splice on Linux) in windows of
-// a quarter of the idle timeout, so idleness is noticed within
-// 1.25×timeout without waking up per chunk. On EOF it half-closes dst.
-// It returns the bytes moved.
-func (f *Frontend) copy(dst, src *net.TCPConn, idle time.Duration, last *atomic.Int64, abort func(idle bool), c1, c2 *metrics.Counter) (total int64) {
-	window := max(idle/4, 10*time.Millisecond)
+// copy moves src to dst with dst.ReadFrom (splice on Linux) in windows
+// (see pipe), so idleness is noticed without waking up per chunk. On EOF
+// it half-closes dst. It returns the bytes moved.
+func (f *Frontend) copy(dst, src *net.TCPConn, idle, window time.Duration, last *atomic.Int64, abort func(idle bool), c1, c2 *metrics.Counter) (total int64) {
 	for {
 		src.SetReadDeadline(time.Now().Add(window))
 		n, err := dst.ReadFrom(src)

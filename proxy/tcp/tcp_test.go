@@ -851,3 +851,38 @@ address = %q
 		t.Fatal("the relay still holds a client that has read nothing for 10 s (client_timeout 500ms)")
 	}
 }
+
+// TestClientTimeoutWithLongServerTimeout: client_timeout closes an idle
+// connection within 1.25x of it however long server_timeout is. Each
+// direction used to wait in windows of a quarter of its own timeout, and
+// the last byte's time was taken when its window ended: with
+// server_timeout 2s, the echo's 500ms window moved the "last byte" to
+// 500ms, and a 600ms client_timeout closed after 1.2 s (an audit: 3s
+// closed at 4.5 s with server_timeout 5s).
+func TestClientTimeoutWithLongServerTimeout(t *testing.T) {
+	echo := proxytest.Listen(t, proxytest.Echo)
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+client_timeout = "600ms"
+[backend.b]
+check = "none"
+server_timeout = "2s"
+[[backend.b.server]]
+address = %q
+`, echo.Addr))
+	c := dial(t, r.addr())
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("x"))
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_, err := c.Read(buf)
+	if el := time.Since(t0); err == nil || el < 500*time.Millisecond || el > 950*time.Millisecond {
+		t.Errorf("idle connection: %v after %s, want closed within 600-750ms of the echo (client_timeout 600ms)", err, el)
+	}
+}
