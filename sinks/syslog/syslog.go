@@ -393,12 +393,28 @@ func (s *Syslog) dial(ctx context.Context, srv *server) (net.Conn, error) {
 		tc.SetKeepAlive(true)
 	}
 	if srv.tls != nil {
-		tc := tls.Client(c, srv.tls)
+		cfg, asked := srv.tls, false
+		if len(cfg.Certificates) == 0 {
+			// Note whether the collector asks for a client certificate
+			// we do not have (see certRefused).
+			cfg = cfg.Clone()
+			cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				asked = true
+				return &tls.Certificate{}, nil // none: it may be optional
+			}
+		}
+		tc := tls.Client(c, cfg)
 		hctx, cancel := context.WithTimeout(ctx, s.dialTimeout)
 		defer cancel()
 		if err := tc.HandshakeContext(hctx); err != nil {
 			c.Close()
 			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		if asked {
+			if err := certRefused(tc, min(s.dialTimeout, certWait)); err != nil {
+				c.Close()
+				return nil, err
+			}
 		}
 		c = tc
 	}
@@ -411,6 +427,32 @@ func (s *Syslog) dial(ctx context.Context, srv *server) (net.Conn, error) {
 		return rc, nil
 	}
 	return c, nil
+}
+
+// certWait is how long a dial waits for a collector that asked for a
+// client certificate to refuse the connection without one.
+const certWait = 300 * time.Millisecond
+
+// certRefused waits up to wait for the collector to refuse a connection
+// whose handshake sent no client certificate though it asked for one.
+// With TLS 1.3 the client's handshake ends before the server has seen
+// the (empty) certificate; a server that requires one then sends an
+// alert and closes. Without this wait every batch was written into such
+// connections and counted sent, while the collector dropped them all. A
+// collector that asked but does not require one says nothing (collectors
+// never send): the wait ends and the connection is used.
+func certRefused(tc *tls.Conn, wait time.Duration) error {
+	tc.SetReadDeadline(time.Now().Add(wait))
+	defer tc.SetReadDeadline(time.Time{})
+	var b [1]byte
+	_, err := tc.Read(b[:])
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("it sent data")
+	}
+	return fmt.Errorf("tls: the collector asked for a client certificate and closed the connection without one (%v): set tls_cert and tls_key", err)
 }
 
 // Connection states alive finds.

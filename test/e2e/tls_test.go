@@ -210,3 +210,52 @@ tls_server_name = "localhost"
 	}
 	in.stop()
 }
+
+// TestMTLSCollectorWithoutClientCert: a sink without tls_cert pointed at
+// a real syslog-ng that requires client certificates. With TLS 1.3 the
+// refusal comes after wharf's side of the handshake: before, every batch
+// was written into the doomed connection and counted sent (an audit:
+// 500 of 500 "sent", server_up 1, /readyz ready, none in the collector's
+// file). Now the dial fails naming the missing certificate: nothing is
+// counted sent, the server shows down and /readyz is 503.
+func TestMTLSCollectorWithoutClientCert(t *testing.T) {
+	collector := testenv.Env(t, "WHARF_COLLECTOR_MTLS")
+	collectorCA := testenv.Env(t, "WHARF_COLLECTOR_CA")
+	outDir := testenv.Env(t, "WHARF_COLLECTOR_OUT")
+	port := testenv.FreePort(t)
+	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	in := startIn(t, t.TempDir(), admin, fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.edge]
+bind = ["tcp://127.0.0.1:%d"]
+sinks = ["collector"]
+[sink.collector]
+type = "syslog"
+servers = ["tls://%s"]
+tls_ca = "%s"
+tls_server_name = "localhost"
+`, port, collector, collectorCA))
+	run := fmt.Sprintf("nocert%d", time.Now().UnixNano())
+	msgs := make([]string, 50)
+	for i := range msgs {
+		msgs[i] = fmt.Sprintf("<13>1 2026-12-06T03:00:00Z h app - - [x@32473 run=\"%s\"] %d", run, i)
+	}
+	sendTCP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+	if !testenv.Poll(10*time.Second, func() bool { return in.metric("wharf_sink_write_errors_total", `sink="collector"`) > 0 }) {
+		t.Fatalf("no failed write to a collector that refuses us; sent_total = %v", in.metric("wharf_sink_sent_total", `sink="collector"`))
+	}
+	if code := httpStatus(t, "http://"+admin+"/readyz"); code != 503 {
+		t.Errorf("/readyz = %d, want 503 while the collector refuses every connection", code)
+	}
+	if !in.waitLog("asked for a client certificate", 5*time.Second) {
+		t.Errorf("no log line naming the missing client certificate")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if sent := in.metric("wharf_sink_sent_total", `sink="collector"`); sent != 0 {
+		t.Errorf("wharf_sink_sent_total = %v, want 0: the collector took none", sent)
+	}
+	if got := waitLinesWith(filepath.Join(outDir, "mtls.log"), run, 1, time.Second); len(got) != 0 {
+		t.Errorf("the collector wrote %d of them without a client certificate", len(got))
+	}
+}
