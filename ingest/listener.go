@@ -252,7 +252,7 @@ func (l *Listener) Start() error {
 		return fmt.Errorf("ingest: frontend %q: bind %s://%s: %w", l.frontend, l.bind.Scheme, l.bind.Addr, err)
 	}
 	go func() {
-		err := gnet.Run(l, l.bind.Scheme+"://"+l.bind.Addr, opts...)
+		err := gnet.Run(l, gnetUDPAddr(l.bind), opts...)
 		close(l.exited)
 		l.done <- err
 	}()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 
 	"wharf/conf"
@@ -23,11 +24,13 @@ func udpPortTaken(addr string) error {
 	if err != nil || port == "0" {
 		return nil // the bind itself reports a bad address
 	}
-	network := "udp"
+	network := "udp" // a name, or [::]: both families, as the bind (gnetUDPAddr)
 	if ip, err := netip.ParseAddr(host); err == nil {
-		network = "udp6"
-		if ip.Unmap().Is4() {
+		switch {
+		case ip.Unmap().Is4():
 			network = "udp4"
+		case !ip.IsUnspecified():
+			network = "udp6"
 		}
 	}
 	c, err := net.ListenPacket(network, addr)
@@ -61,4 +64,17 @@ func Probe(b conf.Bind) error {
 		return fmt.Errorf("tcp port %s is already in use by another socket: stop the other process or give this bind another port (find it with `ss -tlpn 'sport = :%d'`)", b.Addr, b.Port)
 	}
 	return nil
+}
+
+// gnetUDPAddr is the address gnet.Run binds for a udp:// bind. gnet makes
+// a socket for "[::]" IPv6-only (it reads an IPv6 literal as udp6), so a
+// udp://[::]:PORT bind got no IPv4 datagram, though config validation
+// treats [::] as both families (as Go's net.Listen does for tcp:// binds)
+// and refuses 0.0.0.0 beside it: the wildcard is passed without a host,
+// which gnet binds dual-stack.
+func gnetUDPAddr(b conf.Bind) string {
+	if ip, err := netip.ParseAddr(b.Host); err == nil && ip.Is6() && ip.IsUnspecified() {
+		return "udp://:" + strconv.Itoa(b.Port)
+	}
+	return "udp://" + b.Addr
 }

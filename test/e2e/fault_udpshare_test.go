@@ -95,3 +95,33 @@ func countLines(path string) int {
 	}
 	return bytes.Count(b, []byte("\n"))
 }
+
+// TestUDPWildcardBothFamilies: a udp://[::]:PORT bind takes IPv4 and IPv6
+// datagrams, as config validation assumes (it refuses udp://0.0.0.0 on
+// the same port beside it) and as tcp://[::] does. gnet made the socket
+// IPv6-only: an audit's datagrams to 127.0.0.1 vanished uncounted, and no
+// config could take UDP on both families through wildcard binds. The
+// datagrams are sent over loopback only.
+func TestUDPWildcardBothFamilies(t *testing.T) {
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	port := testenv.FreePort(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "out.log")
+	in := start(t, fmt.Sprintf("[admin]\nlisten = \"{{ADMIN}}\"\n[frontend.edge]\nbind = [\"udp://[::]:%d\"]\nsinks = [\"f\"]\n[sink.f]\ntype = \"file\"\npath = %q\nbatch_timeout = \"2ms\"\n", port, log))
+	for _, to := range []string{fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("[::1]:%d", port)} {
+		c, err := net.Dial("udp", to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "<13>1 2026-12-06T04:00:00Z h app - - - to %s", to)
+		c.Close()
+	}
+	if lines := readLines(t, log, 2, 10*time.Second); len(lines) != 2 {
+		t.Fatalf("%d of 2 datagrams (one over IPv4, one over IPv6) reached the file: %q", len(lines), lines)
+	}
+	in.stop()
+}
