@@ -65,7 +65,10 @@ type Listener struct {
 	tap      Tap
 	dead     DeadLetter
 
-	port      uint16
+	port uint16
+	// udpLocal is a UDP bind's bound address (OnBoot), for
+	// raiseUDPBuffers; nil when raising its buffer failed.
+	udpLocal  unix.Sockaddr
 	transport message.Transport
 
 	received, bytes, truncated *metrics.Counter
@@ -258,6 +261,14 @@ func (l *Listener) Start() error {
 	}()
 	select {
 	case <-l.booted:
+		if local := l.udpLocal; local != nil {
+			// The other event loops' sockets open after OnBoot.
+			go func() {
+				if n, err := raiseUDPBuffers(local, 2*time.Second); err != nil {
+					l.log.Warn("could not raise the receive buffer of every UDP socket of the bind; bursts may be dropped by the kernel", "raised", n, "err", err)
+				}
+			}()
+		}
 		return nil
 	case err := <-l.done:
 		if err == nil {
@@ -395,11 +406,11 @@ func (l *Listener) OnBoot(eng gnet.Engine) gnet.Action {
 			l.addr = sockaddrString(sa, l.bind.Addr)
 			p, _ := strconv.Atoi(portOf(l.addr))
 			l.port = uint16(p)
+			l.udpLocal = sa
 		}
-		if !l.tcp {
-			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpRecvBuffer); err != nil {
-				l.log.Warn("could not raise the UDP receive buffer; bursts may be dropped by the kernel (raise net.core.rmem_max)", "err", err)
-			}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpRecvBuffer); err != nil {
+			l.log.Warn("could not raise the UDP receive buffer; bursts may be dropped by the kernel (raise net.core.rmem_max)", "err", err)
+			l.udpLocal = nil // raiseUDPBuffers would fail the same way
 		}
 		unix.Close(fd)
 	}

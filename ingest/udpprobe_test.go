@@ -5,11 +5,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"wharf/conf"
+	"wharf/internal/testenv"
 	"wharf/metrics"
 	"wharf/route"
 )
@@ -87,5 +94,50 @@ func TestUDPBindRefusesSharedPort(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "already bound by another socket") {
 		t.Fatalf("Start: %v", err)
+	}
+}
+
+// TestUDPBufferEverySocket: every socket of a UDP bind (one per event
+// loop) gets the 8 MiB receive buffer, not only the first: gnet hands out
+// the first (Engine.Dup) and opens the others after OnBoot, so they kept
+// a buffer capped at net.core.rmem_max (an audit: 8 MiB on one socket,
+// 4 MiB on the other, with rmem_max 4 MiB). Needs SO_RCVBUFFORCE (root or
+// CAP_NET_ADMIN) and an rmem_max below 8 MiB to tell the two apart.
+func TestUDPBufferEverySocket(t *testing.T) {
+	b, _ := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if max, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || max >= udpRecvBuffer {
+		t.Skipf("rmem_max %q: every socket gets 8 MiB anyway", strings.TrimSpace(string(b)))
+	}
+	fe := &conf.Frontend{Name: "edge", Sinks: []string{"out"}, MaxMessageSize: 1000}
+	tab, _ := route.Compile(&conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}, map[string]route.Target{"out": &collector{}})
+	h := &route.Holder{}
+	h.Store(tab)
+	port := testenv.FreePort(t) // not 0: each event loop's socket would get a port of its own
+	l, err := New(fe, conf.Bind{Scheme: "udp", Host: "127.0.0.1", Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port)}, h, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop(context.Background())
+	if l.udpLocal == nil {
+		t.Skip("SO_RCVBUFFORCE refused (not root, no CAP_NET_ADMIN)")
+	}
+	want := runtime.NumCPU()
+	var small []int
+	ok := testenv.Poll(5*time.Second, func() bool {
+		fds := udpSocketsAt(l.udpLocal)
+		small = small[:0]
+		for _, fd := range fds {
+			// The kernel reports twice what was set (its bookkeeping).
+			if n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF); err != nil || n < 2*udpRecvBuffer {
+				small = append(small, n)
+			}
+		}
+		return len(fds) == want && len(small) == 0
+	})
+	if !ok {
+		t.Errorf("%d sockets bound (want %d), %d of them with a receive buffer under %d bytes: %v", len(udpSocketsAt(l.udpLocal)), want, len(small), 2*udpRecvBuffer, small)
 	}
 }
