@@ -231,9 +231,13 @@ func ParseTimestamp(m *Message) (time.Time, bool) {
 }
 
 // ParseTimestampIn is ParseTimestamp with loc for timestamps that carry no
-// zone. A BSD timestamp has no year either: it gets the year that puts it
-// closest to the receive time (m.Received, or now when zero), so a
-// "Dec 31" message received on January 1st is dated last year.
+// zone. A BSD timestamp has no year either: it gets the latest year that
+// puts it no more than bsdAhead after the receive time (m.Received, or
+// now when zero), as rsyslog and syslog-ng do: logs are of the past, but
+// a sender's clock may run a little ahead. So a "Dec 31" message
+// received on January 1st is dated last year, a "Jan 1" one received on
+// December 31st next year, and a "Mar 1" one received in December this
+// year (the nearest year, used before, made it next March).
 //
 // It is meant for encoders that need a time.Time, lazily; it does not
 // allocate except the first time it meets a given numeric UTC offset
@@ -271,20 +275,17 @@ func ParseTimestampIn(m *Message, loc *time.Location) (time.Time, bool) {
 		ref = time.Unix(0, m.Received)
 	}
 	ref = ref.In(loc)
-	best := time.Time{}
-	var bestDist time.Duration
-	for y := ref.Year() - 1; y <= ref.Year()+1; y++ {
+	for y := ref.Year() + 1; ; y-- {
 		c := time.Date(y, time.Month(t.month), t.day, t.hour, t.min, t.sec, t.nsec, loc)
-		d := c.Sub(ref)
-		if d < 0 {
-			d = -d
-		}
-		if best.IsZero() || d < bestDist {
-			best, bestDist = c, d
+		if c.Sub(ref) <= bsdAhead || y < ref.Year() {
+			return c, true
 		}
 	}
-	return best, true
 }
+
+// bsdAhead is how far after its receive time a timestamp without a year
+// may be and still get the year that puts it there (see ParseTimestampIn).
+const bsdAhead = 31 * 24 * time.Hour
 
 // zones caches one *time.Location per UTC offset in minutes
 // (-23:59..+23:59), so that decoding timestamps does not allocate a zone

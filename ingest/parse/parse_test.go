@@ -193,10 +193,13 @@ func TestParseTimestamp(t *testing.T) {
 	f(Auto, `<13>1 2003-08-24T05:14:15.000003-07:00 h a p m -`, "2003-08-24T05:14:15.000003-07:00")
 	f(Auto, `<13>1 2024-02-29T00:00:00+05:30 h a p m -`, "2024-02-29T00:00:00+05:30")
 	f(Auto, `<13>1 - h a p m -`, "none")
-	// BSD: the year that puts the time closest to the receive time (2026-01-02).
+	// BSD: the latest year that puts the time at most 31 days after the
+	// receive time (2026-01-02).
 	f(Auto, `<13>Dec 31 23:59:59 h a: x`, "2025-12-31T23:59:59Z")
 	f(Auto, `<13>Jan  2 03:00:00 h a: x`, "2026-01-02T03:00:00Z")
-	f(Auto, `<13>Feb 10 03:00:00.5 h a: x`, "2026-02-10T03:00:00.5Z")
+	f(Auto, `<13>Feb  1 03:00:00.5 h a: x`, "2026-02-01T03:00:00.5Z") // 30 days ahead: a fast clock
+	f(Auto, `<13>Feb 10 03:00:00 h a: x`, "2025-02-10T03:00:00Z")     // 39 days ahead: last year's
+	f(Auto, `<13>Jul  1 00:00:00 h a: x`, "2025-07-01T00:00:00Z")     // the nearest year would say so too
 	f(Auto, `<13>Nov 25 2019 09:04:00 h a: x`, "2019-11-25T09:04:00Z")
 	f(Auto, `<13>2003-10-11T22:14:15.123456789+02:00 h a: x`, "2003-10-11T22:14:15.123456789+02:00")
 	f(Auto, `<13>2003-10-11T22:14:15 h a: x`, "2003-10-11T22:14:15Z")
