@@ -63,6 +63,8 @@ func TestParse(t *testing.T) {
 	f(Auto, `<13>Nov 25 09:04:00 fe80::1 app: v6`, `rfc3164|13|0|Nov 25 09:04:00|fe80::1|app||||v6`)
 	f(Auto, `<13>Nov 25 09:04:00 host just a message`, `rfc3164|13|0|Nov 25 09:04:00|host|||||just a message`)
 	f(Auto, `<13>Nov 25 09:04:00 host app[9] no colon`, `rfc3164|13|0|Nov 25 09:04:00|host|app|9|||no colon`)
+	f(Auto, `<13>Nov 25 09:04:00 host app[9]:no space`, `rfc3164|13|0|Nov 25 09:04:00|host|app|9|||no space`)
+	f(Auto, `<13>Nov 25 09:04:00 host key:value`, `rfc3164|13|0|Nov 25 09:04:00|host|||||key:value`)
 	f(Auto, `<13>Nov 25 09:04:00.123456 host app: frac`, `rfc3164|13|0|Nov 25 09:04:00.123456|host|app||||frac`)
 	f(Auto, `<13>Nov 25 2025 09:04:00 host app: year`, `rfc3164|13|0|Nov 25 2025 09:04:00|host|app||||year`)
 	f(Auto, `<189>Nov 25 09:04:00: %SYS-5-CONFIG_I: Configured`, `rfc3164|189|0|Nov 25 09:04:00||%SYS-5-CONFIG_I||||Configured`)

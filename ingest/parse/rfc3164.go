@@ -91,8 +91,11 @@ func isHostname(w []byte) bool {
 	return true
 }
 
-// scanTag reads "TAG: ", "TAG[PID]: " or "TAG[PID] " at b[p:] and returns
-// the TAG and PID spans and where MSG starts.
+// scanTag reads "TAG: ", "TAG[PID]: ", "TAG[PID] " or "TAG[PID]:" at
+// b[p:] and returns the TAG and PID spans and where MSG starts. Only the
+// bracketed form may go without a space after its colon (some devices
+// write "app[42]:text"); "word:text" stays part of MSG, since it is as
+// likely a "key:value" or a URL.
 func scanTag(b []byte, p int) (tag, pid message.Span, next int, ok bool) {
 	start := p
 	for p < len(b) && p-start <= maxAppName && isPrint(b[p]) && b[p] != '[' && b[p] != ':' {
@@ -122,6 +125,9 @@ func scanTag(b []byte, p int) (tag, pid message.Span, next int, ok bool) {
 		p += i + 2
 		if p < len(b) && b[p] == ':' {
 			p++
+			if p < len(b) && b[p] != ' ' {
+				return span(start, n), pid, p, true // "TAG[PID]:MSG"
+			}
 		}
 		if p < len(b) && b[p] != ' ' {
 			return message.Span{}, message.Span{}, 0, false
