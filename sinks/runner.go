@@ -1138,6 +1138,12 @@ func (r *Runner) handingOver() bool {
 func (r *Runner) handBatch(size int64) {
 	r.next.EnqueueBatch(r.batch, true)
 	r.handedOver.Add(uint64(len(r.batch)))
+	r.emptyBatch(size)
+}
+
+// emptyBatch empties r.batch, whose messages were released or passed on,
+// and gives its size bytes back to the queue's room.
+func (r *Runner) emptyBatch(size int64) {
 	clear(r.batch)
 	r.batch = r.batch[:0]
 	r.mu.Lock()
@@ -1190,12 +1196,7 @@ func (r *Runner) finish(reason int, size int64) {
 		r.dropped[reason].Add(uint64(len(r.batch)))
 	}
 	message.ReleaseAll(r.batch)
-	clear(r.batch)
-	r.batch = r.batch[:0]
-	r.mu.Lock()
-	r.bytes.Store(r.bytes.Load() - size)
-	r.spaceFreed()
-	r.mu.Unlock()
+	r.emptyBatch(size)
 }
 
 // finishSpool releases the batch and, unless it was cut short by
