@@ -115,11 +115,10 @@ type evClient struct {
 	since   int64 // when the current state began (monoNow)
 	partial int64 // when an incomplete head began waiting, 0 if none
 
-	// held counts loop code in the middle of writing to the client: gnet
-	// closes a connection whose write fails at once, calling OnClose
-	// inside the write; then OnClose only sets closed and the outermost
-	// unhold finishes the close (finish), so nothing is freed under it.
-	held   int
+	// closed is set by OnClose. The loop's code never runs inside it:
+	// writes to the client go to its socket directly (evWriter), never
+	// through gnet's Write, which closes a connection whose write fails
+	// at once, calling OnClose inside the write.
 	closed bool
 	w      evWriter // cc.out's writer
 
@@ -504,26 +503,12 @@ func (e *evEngine) response(c gnet.Conn, st *evServer) gnet.Action {
 	}
 	cc.count(ev.bp, resp.status)
 	e.served.Inc() // before the answer leaves, as the counts
-	ev.held++
 	cc.writeRespHead(buf, resp, false, keep, false)
 	cc.out.write(buf[end:total])
 	cc.out.flush()
 	c.Discard(total) // buf is not used past here
-	if e.unhold(ev) {
-		e.done(ev, keep)
-	}
+	e.done(ev, keep)
 	return action
-}
-
-// unhold ends a hold (see evClient.held); false if the client closed
-// meanwhile, and is now finished.
-func (e *evEngine) unhold(ev *evClient) bool {
-	ev.held--
-	if ev.held == 0 && ev.closed {
-		e.finish(ev)
-		return false
-	}
-	return !ev.closed
 }
 
 // serverFailed answers 502 for a response that will not come, and
@@ -539,12 +524,8 @@ func (e *evEngine) serverFailed(ev *evClient, st *evServer, err error) gnet.Acti
 // closed or closing.
 func (e *evEngine) answerError(ev *evClient, err error) {
 	ev.srv = nil
-	ev.held++
 	keep := ev.cc.answerError(ev.bp, err, ev.keep)
-	keep = keep && !ev.cc.linger
-	if e.unhold(ev) {
-		e.done(ev, keep)
-	}
+	e.done(ev, keep && !ev.cc.linger)
 }
 
 // done ends ev's exchange: the request's bytes are dropped from the
@@ -703,15 +684,13 @@ func (e *evEngine) OnClose(c gnet.Conn, err error) gnet.Action {
 		// answer, which the goroutine code gives it. So the connection
 		// (still open during OnClose) is handed over: with its request,
 		// or with the response under way.
-		if errors.Is(err, io.EOF) && x.held == 0 {
+		if errors.Is(err, io.EOF) {
 			if _, ok := e.giveAway(x, false); ok {
 				return gnet.None
 			}
 		}
 		x.closed = true
-		if x.held == 0 {
-			e.finish(x)
-		}
+		e.finish(x)
 	case *evServer:
 		if x.gone {
 			return gnet.None
@@ -781,13 +760,10 @@ func (e *evEngine) truncated(ev *evClient, c gnet.Conn) {
 	ev.s.BytesFromServer.Add(uint64(len(buf) - end))
 	cc.count(ev.bp, cc.resp.status)
 	e.served.Inc()
-	ev.held++
 	cc.writeRespHead(buf, &cc.resp, false, false, false)
 	cc.out.write(buf[end:])
 	cc.out.flush()
-	if e.unhold(ev) {
-		e.done(ev, false)
-	}
+	e.done(ev, false)
 }
 
 // finish releases a closed client connection: its server connection

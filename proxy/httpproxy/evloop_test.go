@@ -313,8 +313,8 @@ func TestEventLoopPipelinedOrder(t *testing.T) {
 }
 
 // TestEventLoopClientResets: clients that reset their connection about
-// when the answer is written (a write that fails makes gnet close the
-// connection inside the write) for 3 s: the proxy stays up and serves.
+// when the answer is written (the write fails: evWriter keeps the error,
+// done closes the connection) for 3 s: the proxy stays up and serves.
 func TestEventLoopClientResets(t *testing.T) {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(time.Millisecond)
