@@ -67,7 +67,7 @@ type Listener struct {
 
 	port uint16
 	// udpLocal is a UDP bind's bound address (OnBoot), for
-	// raiseUDPBuffers; nil when raising its buffer failed.
+	// raiseUDPBuffers.
 	udpLocal  unix.Sockaddr
 	transport message.Transport
 
@@ -262,10 +262,10 @@ func (l *Listener) Start() error {
 	select {
 	case <-l.booted:
 		if local := l.udpLocal; local != nil {
-			// The other event loops' sockets open after OnBoot.
+			// Every event loop's socket, the others opening after OnBoot.
 			go func() {
 				if n, err := raiseUDPBuffers(local, 2*time.Second); err != nil {
-					l.log.Warn("could not raise the receive buffer of every UDP socket of the bind; bursts may be dropped by the kernel", "raised", n, "err", err)
+					l.log.Warn("could not raise the UDP receive buffer; bursts may be dropped by the kernel (raise net.core.rmem_max, or run with CAP_NET_ADMIN)", "sockets_raised", n, "err", err)
 				}
 			}()
 		}
@@ -389,10 +389,11 @@ func waitGroupDone(wg *sync.WaitGroup) <-chan struct{} {
 	return ch
 }
 
-// OnBoot records the engine and the bound address, and raises the UDP
-// receive buffer past rmem_max (SO_RCVBUFFORCE works as root or with
-// CAP_NET_ADMIN; otherwise the kernel's cap stays and we say so). A
-// tcp:// bind's engine has no socket: listenStream recorded the address.
+// OnBoot records the engine and the bound address; Start then raises the
+// receive buffer of every socket of a UDP bind past rmem_max
+// (raiseUDPBuffers: SO_RCVBUFFORCE works as root or with CAP_NET_ADMIN;
+// otherwise the kernel's cap stays and we say so). A tcp:// bind's engine
+// has no socket: listenStream recorded the address.
 func (l *Listener) OnBoot(eng gnet.Engine) gnet.Action {
 	l.eng = eng
 	if l.tcp {
@@ -407,10 +408,6 @@ func (l *Listener) OnBoot(eng gnet.Engine) gnet.Action {
 			p, _ := strconv.Atoi(portOf(l.addr))
 			l.port = uint16(p)
 			l.udpLocal = sa
-		}
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, udpRecvBuffer); err != nil {
-			l.log.Warn("could not raise the UDP receive buffer; bursts may be dropped by the kernel (raise net.core.rmem_max)", "err", err)
-			l.udpLocal = nil // raiseUDPBuffers would fail the same way
 		}
 		unix.Close(fd)
 	}

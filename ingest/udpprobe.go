@@ -3,9 +3,11 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"wharf/conf"
@@ -17,53 +19,66 @@ import (
 // too share the port, splitting the datagrams between them: a second
 // wharf started by hand, or an old one still running, would silently
 // take part of the traffic. So before binding, a socket without
-// SO_REUSEPORT is bound to addr and closed at once; it fails with
-// EADDRINUSE whenever any socket holds the port. Port 0 is not probed.
+// SO_REUSEPORT is bound to addr and closed at once (trialBind); it fails
+// with EADDRINUSE whenever any socket holds the port. Other failures
+// are left to the bind, which reports them. Port 0 is not probed.
 func udpPortTaken(addr string) error {
+	if err := trialBind("udp", addr); errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	return nil
+}
+
+// Probe reports whether bind b could be opened now, by a trial bind: a
+// socket already holding its address (another process, or one wharf does
+// not close first) is an error naming the address and what to do, and so
+// is any other reason the bind would fail (an address not on this host,
+// a port below 1024 without the capability). A reload probes its new
+// binds before it changes anything, so a bind that cannot open refuses
+// the whole reload. Port 0 is not probed.
+func Probe(b conf.Bind) error {
+	network := "tcp"
+	if b.Scheme == "udp" {
+		network = "udp"
+	}
+	return trialBind(network, b.Addr)
+}
+
+// trialBind binds a socket to addr (network "udp" or "tcp", without
+// SO_REUSEPORT) and closes it at once, returning why it could not bind.
+// A wildcard [::] or a name is tried on both families, as the bind does
+// (gnetUDPAddr; Go's net.Listen).
+func trialBind(network, addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "0" {
 		return nil // the bind itself reports a bad address
 	}
-	network := "udp" // a name, or [::]: both families, as the bind (gnetUDPAddr)
 	if ip, err := netip.ParseAddr(host); err == nil {
 		switch {
 		case ip.Unmap().Is4():
-			network = "udp4"
+			network += "4"
 		case !ip.IsUnspecified():
-			network = "udp6"
+			network += "6"
 		}
 	}
-	c, err := net.ListenPacket(network, addr)
+	var c io.Closer
+	if strings.HasPrefix(network, "udp") {
+		c, err = net.ListenPacket(network, addr)
+	} else {
+		c, err = net.Listen(network, addr)
+	}
 	if err == nil {
 		return c.Close()
 	}
+	proto := network[:3]
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("udp port %s is already bound by another socket: wharf binds UDP with SO_REUSEPORT, so the kernel would split the datagrams between it and that socket (another wharf, rsyslog, syslog-ng?); stop the other process or give this bind another port (find it with `ss -ulpn 'sport = :%s'`)", addr, port)
+		hint := ""
+		if proto == "udp" {
+			hint = ": wharf binds UDP with SO_REUSEPORT, so the kernel would split the datagrams between it and that socket (another wharf, rsyslog, syslog-ng?)"
+		}
+		return fmt.Errorf("%w: %s port %s is already bound by another socket%s; stop the other process or give this bind another port (find it with `ss -%slpn 'sport = :%s'`)", syscall.EADDRINUSE, proto, addr, hint, proto[:1], port)
 	}
-	return nil // not ours to judge (permission, no such address): the bind says
-}
-
-// Probe reports whether bind b could be opened now: a socket already
-// holding its address (another process, or one wharf does not close
-// first) is an error naming the address and what to do. A reload probes
-// its new binds before it changes anything, so a bind that cannot open
-// refuses the whole reload. Port 0 is not probed; an address the probe
-// cannot judge (permission, no such interface) is left to the bind.
-func Probe(b conf.Bind) error {
-	if b.Scheme == "udp" {
-		return udpPortTaken(b.Addr)
-	}
-	if b.Port == 0 {
-		return nil
-	}
-	ln, err := net.Listen("tcp", b.Addr)
-	if err == nil {
-		return ln.Close()
-	}
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("tcp port %s is already in use by another socket: stop the other process or give this bind another port (find it with `ss -tlpn 'sport = :%d'`)", b.Addr, b.Port)
-	}
-	return nil
+	return fmt.Errorf("%s %s cannot be bound: %w", proto, addr, err)
 }
 
 // gnetUDPAddr is the address gnet.Run binds for a udp:// bind. gnet makes

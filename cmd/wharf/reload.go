@@ -241,8 +241,8 @@ func (e errApplied) Unwrap() error { return e.error }
 
 // probeNewBinds checks that every syslog bind cfg adds can open its
 // address (ingest.Probe), before the reload changes anything. Addresses
-// wharf itself holds (a bind of the running config, syslog or proxy,
-// that this reload may close or move) are not probed.
+// of the running config's binds, syslog or proxy (kept, or closed or
+// moved by this reload), are wharf's own and not probed.
 func (g *gateway) probeNewBinds(cfg *conf.Config) error {
 	held := map[string]bool{}
 	for _, fe := range g.cfg.Frontends {
@@ -252,7 +252,7 @@ func (g *gateway) probeNewBinds(cfg *conf.Config) error {
 	}
 	var errs []string
 	for _, sb := range syslogBinds(cfg) {
-		if _, open := g.listeners[sb.key]; open || held[sb.b.Addr] {
+		if held[sb.b.Addr] {
 			continue
 		}
 		if err := ingest.Probe(sb.b); err != nil {

@@ -19,23 +19,33 @@ import (
 // stays (messages still go to the old file). Before, the new config was
 // applied without the bind and the answer still said "the previous config
 // keeps running".
+//
+// The third case is an address not on this host (192.0.2.1, TEST-NET-1:
+// the bind fails, nothing is sent): it was left to the bind, so the
+// reload was applied without it.
 func TestReloadBindTaken(t *testing.T) {
-	for _, scheme := range []string{"udp", "tcp"} {
-		t.Run(scheme, func(t *testing.T) {
+	for _, c := range []struct{ name, scheme, host string }{
+		{"udp", "udp", "127.0.0.1"},
+		{"tcp", "tcp", "127.0.0.1"},
+		{"udp-not-on-this-host", "udp", "192.0.2.1"},
+	} {
+		scheme := c.scheme
+		t.Run(c.name, func(t *testing.T) {
 			port := testenv.FreePort(t)
-			var holder interface{ Close() error }
-			held := testenv.FreePort(t)
-			addr := fmt.Sprintf("127.0.0.1:%d", held)
-			var err error
-			if scheme == "udp" {
-				holder, err = net.ListenPacket("udp4", addr)
-			} else {
-				holder, err = net.Listen("tcp4", addr)
+			addr := fmt.Sprintf("%s:%d", c.host, testenv.FreePort(t))
+			if c.host == "127.0.0.1" {
+				var holder interface{ Close() error }
+				var err error
+				if scheme == "udp" {
+					holder, err = net.ListenPacket("udp4", addr)
+				} else {
+					holder, err = net.Listen("tcp4", addr)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer holder.Close()
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer holder.Close()
 			dir := t.TempDir()
 			admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 			cfg := func(binds, file string) string {
