@@ -161,12 +161,21 @@ func BenchmarkLoopbackGETParallel(b *testing.B) {
 
 // A bodiless keep-alive GET allocates nothing in the proxy once its
 // buffers and the server connection exist (client and server here
-// allocate nothing either).
+// allocate nothing either); nor does balance = "source" taking the client
+// from a trusted proxy's X-Forwarded-For (sourceIP).
 func TestZeroAllocGET(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loopback allocation count")
 	}
-	r := oneBackend(t, rawBackend(t))
+	backend := rawBackend(t)
+	t.Run("plain", func(t *testing.T) { zeroAllocGET(t, oneBackend(t, backend)) })
+	t.Run("source-hash-trusted-xff", func(t *testing.T) {
+		toml := strings.Replace(proxytest.OneServer("http", backend), `backend = "b"`, "backend = \"b\"\ntrusted_proxies = [\"127.0.0.0/8\"]", 1)
+		zeroAllocGET(t, start(t, strings.Replace(toml, `check = "none"`, "check = \"none\"\nbalance = \"source\"", 1)))
+	})
+}
+
+func zeroAllocGET(t *testing.T, r *rig) {
 	c, err := net.Dial("tcp", r.f.Addrs()[0].String())
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"wharf/acl"
 	"wharf/proxy/accesslog"
@@ -480,7 +481,13 @@ func (cc *clientConn) sourceIP() netip.Addr {
 	if i := lastByte(xff, ','); i >= 0 {
 		xff = xff[i+1:]
 	}
-	ip, err := netip.ParseAddr(string(trimOWS(xff)))
+	v := trimOWS(xff)
+	if len(v) == 0 || indexByte(v, '%') >= 0 {
+		return cc.ip // no address, or an IPv6 zone (which netip would keep)
+	}
+	// Without a zone ParseAddr keeps nothing of its argument, so the
+	// request's bytes are lent to it: string(v) allocated per request.
+	ip, err := netip.ParseAddr(unsafe.String(&v[0], len(v)))
 	if err != nil {
 		return cc.ip
 	}
