@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Buffer is a sink's optional disk buffer, the [sink.NAME.buffer] table.
@@ -105,21 +107,21 @@ func (v *validator) buffer(p string, b *Buffer, dirs map[string]string) {
 // errNotWritable, which depends on the user wharf runs as, these are
 // errors for wharf check too.
 func unusableFS(dir string) string {
-	var st syscall.Statfs_t
-	if syscall.Statfs(dir, &st) != nil {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
 		return ""
 	}
-	if st.Flags&0x1 != 0 { // ST_RDONLY
+	if st.Flags&unix.ST_RDONLY != 0 {
 		return "on a read-only filesystem"
 	}
-	switch uint32(st.Type) {
-	case 0x9fa0: // PROC_SUPER_MAGIC
+	switch st.Type {
+	case unix.PROC_SUPER_MAGIC:
 		return "on the proc filesystem"
-	case 0x62656572: // SYSFS_MAGIC
+	case unix.SYSFS_MAGIC:
 		return "on sysfs"
-	case 0x27e0eb, 0x63677270: // CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC
+	case unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC:
 		return "on a cgroup filesystem"
-	case 0x64626720, 0x74726163: // DEBUGFS_MAGIC, TRACEFS_MAGIC
+	case unix.DEBUGFS_MAGIC, unix.TRACEFS_MAGIC:
 		return "on a kernel debug filesystem"
 	}
 	return ""
