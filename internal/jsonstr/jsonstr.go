@@ -4,6 +4,8 @@
 package jsonstr
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -19,6 +21,18 @@ func Append(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Skip 8 plain ASCII bytes at a time (see special); a word with
+		// one is left at its first, which the byte code below handles.
+		for i+8 <= len(s) {
+			if sp := special(binary.LittleEndian.Uint64(s[i:])); sp != 0 {
+				i += bits.TrailingZeros64(sp) / 8
+				break
+			}
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -62,6 +76,17 @@ func Append(dst, s []byte) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// special returns x (8 bytes, the first in the low byte) with the high
+// bit set in each byte Append cannot copy as it is: below 0x20, '"', '\\'
+// or 0x80 and above (UTF-8 to check). The subtractions can borrow only
+// out of a byte that is itself flagged, so the lowest flagged byte is
+// exact; bytes above it may be flagged falsely, which costs only a look.
+func special(x uint64) uint64 {
+	const ones, high = 0x0101010101010101, 0x8080808080808080
+	q, bs := x^('"'*ones), x^('\\'*ones) // a zero byte where x has '"', '\\'
+	return ((x - 0x20*ones) | (q-ones)&^q | (bs-ones)&^bs | x) & high
 }
 
 // AppendString is Append for a string, without copying it.

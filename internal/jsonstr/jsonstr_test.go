@@ -41,3 +41,23 @@ func FuzzAppend(f *testing.F) {
 		}
 	})
 }
+
+// A typical log line (ASCII, a few quotes) and one with UTF-8 text.
+var benchLines = map[string][]byte{
+	"ascii": []byte(`GET /api/v1/items?page=7 HTTP/1.1 200 5120 "-" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36" rt=0.004 upstream=10.0.3.17:8080`),
+	"utf8":  []byte(`Benutzer „müller“ hat sich angemeldet; Sitzung 4f2a, Größe 12 KiB — Zeitüberschreitung nach 30 s`),
+}
+
+func BenchmarkAppend(b *testing.B) {
+	for _, name := range []string{"ascii", "utf8"} {
+		s := benchLines[name]
+		b.Run(name, func(b *testing.B) {
+			dst := make([]byte, 0, 4*len(s))
+			b.SetBytes(int64(len(s)))
+			b.ReportAllocs()
+			for b.Loop() {
+				dst = Append(dst[:0], s)
+			}
+		})
+	}
+}
