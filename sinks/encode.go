@@ -181,7 +181,7 @@ func appendHeaderField(dst, f []byte, max int) []byte {
 // appendJSON appends m as one JSON object; absent fields are omitted.
 func appendJSON(dst []byte, m *message.Message) []byte {
 	dst = append(dst, `{"received":"`...)
-	dst = time.Unix(0, m.Received).UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = appendRFC3339NanoUTC(dst, m.Received)
 	dst = append(dst, '"')
 	if m.Frontend != "" {
 		dst = append(dst, `,"frontend":`...)
@@ -269,3 +269,67 @@ func SeverityName(s int) string {
 	}
 	return severityNames[s]
 }
+
+// appendRFC3339NanoUTC appends the instant ns (Unix nanoseconds) as
+// time.RFC3339Nano formats it in UTC ("2026-12-06T05:14:17.5Z": trailing
+// zeros of the fraction dropped, no fraction for a whole second) without
+// AppendFormat's layout interpretation. An int64 of nanoseconds spans the
+// years 1677..2262, so the year always has four digits.
+func appendRFC3339NanoUTC(dst []byte, ns int64) []byte {
+	secs, nsec := ns/1e9, ns%1e9
+	if nsec < 0 {
+		secs, nsec = secs-1, nsec+1e9
+	}
+	days, sod := secs/86400, secs%86400
+	if sod < 0 {
+		days, sod = days-1, sod+86400
+	}
+	// Days since 1970-01-01 to a civil date (proleptic Gregorian), after
+	// Howard Hinnant's days_from_civil inverse: eras of 400 years from
+	// 0000-03-01, so the leap day ends a year.
+	z := days + 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era--
+	}
+	doe := uint32(z - era*146097) // day of the era, 0..146096
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	day := doy - (153*mp+2)/5 + 1
+	month := mp + 3
+	if mp >= 10 {
+		month = mp - 9
+	}
+	year := uint32(int64(yoe) + era*400)
+	if month <= 2 {
+		year++
+	}
+	// "YYYY-MM-DDThh:mm:ss.nnnnnnnnnZ", filled in place and appended once.
+	var b [30]byte
+	put2(b[0:2], year/100)
+	put2(b[2:4], year%100)
+	b[4], b[7], b[10], b[13], b[16] = '-', '-', 'T', ':', ':'
+	put2(b[5:7], month)
+	put2(b[8:10], day)
+	hms := uint32(sod)
+	put2(b[11:13], hms/3600)
+	put2(b[14:16], hms/60%60)
+	put2(b[17:19], hms%60)
+	n := 19
+	if nsec != 0 {
+		b[19] = '.'
+		f := uint32(nsec)
+		for i := 28; i > 19; i-- {
+			b[i] = byte('0' + f%10)
+			f /= 10
+		}
+		for n = 29; b[n-1] == '0'; n-- {
+		}
+	}
+	b[n] = 'Z'
+	return append(dst, b[:n+1]...)
+}
+
+// put2 writes v (0..99) as two digits.
+func put2(b []byte, v uint32) { b[0], b[1] = byte('0'+v/10), byte('0'+v%10) }

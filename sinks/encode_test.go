@@ -3,6 +3,8 @@ package sinks
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"math/rand/v2"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -264,4 +266,43 @@ func BenchmarkEncode(b *testing.B) {
 			}
 		})
 	}
+}
+
+// appendRFC3339NanoUTC writes what time's RFC3339Nano layout writes, in
+// UTC: edges of days, leap years, century years, the Unix epoch, the
+// int64 range's ends, negative instants,
+// whole seconds and fractions with trailing zeros, and random instants.
+func TestAppendRFC3339NanoUTC(t *testing.T) {
+	ns := []int64{0, 1, -1, 999_999_999, 1e9, -1e9, 86399_999_999_999, 86400e9, -86400e9 + 1,
+		951_782_400e9,                // 2000-02-29
+		4_107_542_400e9 - 1,          // 2100-02-28T23:59:59.999999999
+		math.MaxInt64, math.MinInt64, // 2262-04-11, 1677-09-21
+		time.Date(2026, 12, 6, 5, 14, 17, 500_000_000, time.UTC).UnixNano(),
+		time.Date(2024, 2, 29, 23, 59, 59, 120, time.UTC).UnixNano(),
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 100_000 {
+		ns = append(ns, r.Int64N(4e18)-2e18, r.Int64N(5e9)*1e9+r.Int64N(1e9))
+	}
+	for _, n := range ns {
+		want := time.Unix(0, n).UTC().AppendFormat(nil, time.RFC3339Nano)
+		if got := appendRFC3339NanoUTC([]byte("x"), n); string(got) != "x"+string(want) {
+			t.Fatalf("appendRFC3339NanoUTC(%d) = %s, want %s", n, got[1:], want)
+		}
+	}
+}
+
+func BenchmarkRFC3339NanoUTC(b *testing.B) {
+	ns := time.Date(2026, 12, 6, 5, 14, 17, 123_456_789, time.UTC).UnixNano()
+	dst := make([]byte, 0, 64)
+	b.Run("wharf", func(b *testing.B) {
+		for b.Loop() {
+			dst = appendRFC3339NanoUTC(dst[:0], ns)
+		}
+	})
+	b.Run("AppendFormat", func(b *testing.B) {
+		for b.Loop() {
+			dst = time.Unix(0, ns).UTC().AppendFormat(dst[:0], time.RFC3339Nano)
+		}
+	})
 }
