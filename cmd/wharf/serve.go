@@ -368,7 +368,7 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 	lost := g.shutdownDrops() - before
 	g.logTotals(lost)
 	if lost > 0 {
-		log.Error("accepted messages were dropped at shutdown: the sinks did not take them within global.shutdown_timeout (see wharf_sink_dropped_total{reason=\"shutdown\"}); exiting with status 3", "dropped_at_shutdown", lost)
+		log.Error("accepted messages were dropped at shutdown: the sinks did not take them within global.shutdown_timeout (see wharf_sink_dropped_total{reason=\"shutdown\"}), or a disk buffer closed with records only in files removed from disk (wharf_buffer_lost_records_total); exiting with status 3", "dropped_at_shutdown", lost)
 		return exitShutdownLoss
 	}
 	return 0
@@ -418,16 +418,20 @@ const listenerGrace = 5 * time.Second
 // buffer is not dropped.
 const exitShutdownLoss = 3
 
-// shutdownDrops sums the sink drops that only a stop causes: messages
-// queued but not delivered by shutdown_timeout ("shutdown") and messages
-// that reached a runner after it began closing ("closed").
+// shutdownDrops sums the drops that only a stop causes: messages queued
+// but not delivered by shutdown_timeout ("shutdown"), messages that
+// reached a runner after it began closing ("closed"), and disk buffer
+// records only in files removed from disk, which the stop closes
+// (wharf_buffer_lost_records_total; see diskbuf's removed.go).
 func (g *gateway) shutdownDrops() uint64 {
 	var n float64
 	g.reg.Each(func(s metrics.Sample) {
-		if s.Name != "wharf_sink_dropped_total" {
-			return
-		}
-		if r := s.Label("reason"); r == sinks.DropShutdown || r == sinks.DropClosed {
+		switch s.Name {
+		case "wharf_sink_dropped_total":
+			if r := s.Label("reason"); r == sinks.DropShutdown || r == sinks.DropClosed {
+				n += s.Value
+			}
+		case "wharf_buffer_lost_records_total":
 			n += s.Value
 		}
 	})

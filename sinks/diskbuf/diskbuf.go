@@ -343,6 +343,12 @@ type Buffer struct {
 	ckLost       bool
 	lost         atomic.Uint64 // records in segments removed before they were read
 	lostSegs     atomic.Uint64
+	// lostLog rate-limits segmentLost's log line (one per second, with
+	// the segments and records skipped since the last one); reader only.
+	lostLog struct {
+		at         time.Time
+		segs, recs uint64
+	}
 
 	rmu  sync.Mutex // serialises Next and Rewind
 	rd   reader
@@ -510,6 +516,10 @@ func listSegments(dir string) ([]segment, error) {
 	var segs []segment
 	for _, e := range ents {
 		name := e.Name()
+		if strings.HasSuffix(name, segExt+restoreExt) {
+			os.Remove(filepath.Join(dir, name)) // a restore cut short (removed.go); its source is gone
+			continue
+		}
 		if !strings.HasSuffix(name, segExt) || !e.Type().IsRegular() {
 			continue
 		}
@@ -1495,6 +1505,9 @@ func (b *Buffer) Close() error {
 		b.closeFiles()
 		b.mu.Unlock()
 	}()
+	b.mu.Lock()
+	b.loseRemovedLocked()
+	b.mu.Unlock()
 	var err error
 	if b.fsync() != FsyncNever {
 		b.mu.Lock()

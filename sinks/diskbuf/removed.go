@@ -1,10 +1,14 @@
 package diskbuf
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,12 +29,13 @@ import (
 // (detectRemovedLocked), the buffer rebuilds (rebuildLocked): the
 // directory and its lock are created again and new records go to a new
 // segment there, durable as before. The old active segment is kept open
-// like the sealed ones, so the reader delivers everything, and Fault
-// reports, until those records are confirmed, that they would not
-// survive a restart. A segment beyond maxHeld, or one whose descriptor
-// could not be kept, is gone with its name: the reader skips it, counting
-// its records in Stats.LostRecords (and logging it), instead of stopping
-// there.
+// like the sealed ones, so the reader delivers everything, and every held
+// segment is written back under its name (restoreLocked), so a restart
+// finds them too; while that has not succeeded Fault reports that they
+// would not survive a restart, and a Close counts them lost. A segment
+// beyond maxHeld, or one whose descriptor could not be kept, is gone with
+// its name: the reader skips it, counting its records in
+// Stats.LostRecords (and logging it), instead of stopping there.
 
 // detectRemovedLocked reports whether the active segment's file has lost
 // its name (nlink 0), and if so marks the buffer for a rebuild, keeping
@@ -107,7 +112,89 @@ func (b *Buffer) rebuildLocked() error {
 	if b.opts.Log != nil {
 		b.opts.Log.Info("disk buffer directory created again; new records are stored there", "dir", b.dir, "segment", segName(b.nextSeq))
 	}
+	b.restoreLocked()
 	return nil
+}
+
+// restoreLocked writes each held segment that lost its name back under
+// it, so that a restart finds the records not yet confirmed instead of
+// losing them with the removed files. It copies from the held descriptor
+// (ReadAt: the reader's duplicates share its offset), to a temporary name
+// first, fsynced, then renamed. Input waits meanwhile (mu is held): as long
+// as writing those records again takes. Once every held segment is back,
+// the removal no longer puts records at risk and Fault clears; a failed
+// copy (a full disk) leaves Fault reporting them and is tried again at
+// the next removal. A segment beyond maxHeld has no descriptor and stays
+// lost. Called with mu held.
+func (b *Buffer) restoreLocked() {
+	if b.removedBelow <= b.segs[0].base {
+		return // nothing left only in removed files
+	}
+	var (
+		n, bytes int64
+		failed   error
+	)
+	for _, sg := range b.segs {
+		g := b.held[sg.base]
+		if g == nil || sg.base >= b.removedBelow {
+			continue
+		}
+		if _, err := os.Lstat(b.segPath(sg.base)); err == nil {
+			continue // still named: only the active segment was removed
+		}
+		c, err := copySegment(g, b.segPath(sg.base))
+		if err != nil {
+			failed = err
+			break
+		}
+		n++
+		bytes += c
+	}
+	if failed == nil {
+		failed = b.syncDir()
+	}
+	if failed != nil {
+		if b.opts.Log != nil {
+			b.opts.Log.Error("disk buffer: could not write the records of its removed files into the directory made again; they are delivered from the open files, but a restart before that loses them", "dir", b.dir, "error", failed)
+		}
+		return
+	}
+	b.removedBelow = 0
+	if b.opts.Log != nil && n > 0 {
+		b.opts.Log.Info("disk buffer: records not yet delivered written back from the removed files; a restart keeps them", "dir", b.dir, "segments", n, "bytes", bytes)
+	}
+}
+
+// restoreExt names a segment being restored until it is complete.
+const restoreExt = ".restore"
+
+// copySegment writes src's whole content to a new file at path (through
+// path+restoreExt, fsynced, renamed) and returns the bytes copied.
+func copySegment(src *os.File, path string) (int64, error) {
+	st, err := src.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("diskbuf: restore %s: %w", filepath.Base(path), err)
+	}
+	tmp := path + restoreExt
+	dst, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return 0, fmt.Errorf("diskbuf: restore %s: %w", filepath.Base(path), err)
+	}
+	n, err := io.Copy(dst, io.NewSectionReader(src, 0, st.Size()))
+	if err == nil {
+		err = dst.Sync()
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, fmt.Errorf("diskbuf: restore %s: %w", filepath.Base(path), err)
+	}
+	return n, nil
 }
 
 // holdLocked keeps f, the descriptor of the sealed segment base, until
@@ -181,12 +268,49 @@ func (b *Buffer) segmentLost(base uint64, off int64) bool {
 	b.mu.Unlock()
 	b.lost.Add(n)
 	b.lostSegs.Add(1)
-	if b.opts.Log != nil {
+	ll := &b.lostLog
+	ll.segs, ll.recs = ll.segs+1, ll.recs+n
+	if now := time.Now(); b.opts.Log != nil && now.Sub(ll.at) >= time.Second {
+		// Hundreds of segments may go at once: one line a second.
 		b.opts.Log.Error("disk buffer: a segment file not yet delivered was removed from disk; its records are lost, delivery goes on with the next one",
-			"dir", b.dir, "segment", segName(base), "records_lost", n, "offset", off)
+			"dir", b.dir, "segment", segName(base), "offset", off, "segments_lost", ll.segs, "records_lost", ll.recs)
+		ll.at, ll.segs, ll.recs = now, 0, 0
 	}
 	b.rd.reset(Position{Seg: next})
 	return true
+}
+
+// loseRemovedLocked counts, when the buffer closes, the records in
+// segments that lost their names and were not written back (beyond
+// maxHeld, or their restore failed): the files go with the descriptors,
+// so they are lost, and said so (LostRecords, an error line) rather than
+// left for a restart that will not find them. For the oldest segment, part
+// of which may be confirmed, the count is an upper bound. Called with mu
+// held.
+func (b *Buffer) loseRemovedLocked() {
+	if b.removals == 0 {
+		return
+	}
+	var n, segs uint64
+	for i, sg := range b.segs[:len(b.segs)-1] {
+		if _, err := os.Lstat(b.segPath(sg.base)); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		n += b.segs[i+1].base - sg.base
+		segs++
+	}
+	if last := b.segs[len(b.segs)-1]; b.removed && b.nextSeq > last.base {
+		n += b.nextSeq - last.base // the directory could not be made again
+		segs++
+	}
+	if n == 0 {
+		return
+	}
+	b.lost.Add(n)
+	b.lostSegs.Add(segs)
+	if b.opts.Log != nil {
+		b.opts.Log.Error("disk buffer: closing with records only in files removed from disk (not delivered, not written back); they are lost", "dir", b.dir, "segments", segs, "records_lost_at_most", n)
+	}
 }
 
 // removedFault is Fault's text while records are only in removed files.

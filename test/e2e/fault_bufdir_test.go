@@ -20,52 +20,18 @@ import (
 // "spool read failed; retrying" forever, and nothing after that segment
 // arrived, also nothing sent after the removal.
 //
-// Now wharf notices within a second, makes the directory again and says
-// so (/readyz 503 "removed while in use", wharf_buffer_removals_total);
-// what is sent after that is stored in the new directory. When the
+// Now wharf notices within a second, makes the directory again, writes
+// the segments it holds back into it and says so (log lines,
+// wharf_buffer_removals_total); what is sent after that is stored in the
+// new directory. When the
 // collector comes back, all 4,000 arrive (the buffer keeps a descriptor
 // of each segment not yet delivered), none is counted in
 // wharf_buffer_lost_records_total, /readyz is 200 again and the new
 // directory holds a lock and a segment.
 func TestBufferDirRemovedWhileRunning(t *testing.T) {
-	bufDir := filepath.Join(t.TempDir(), "buf")
-	collector := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	tcpPort, udpPort := testenv.FreePort(t), testenv.FreePort(t)
-	cfg := strings.Replace(diskBufferConfig(tcpPort, udpPort, collector, bufDir),
-		`max_bytes = "64MiB"`, `max_bytes = "64MiB"`+"\nsegment_bytes = \"64KiB\"", 1)
-	workDir, admin := t.TempDir(), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	in := startIn(t, workDir, admin, cfg)
-	addr := fmt.Sprintf("127.0.0.1:%d", tcpPort)
-
-	batch := func(from, to int) []string {
-		var msgs []string
-		for i := from; i < to; i++ {
-			msgs = append(msgs, fmt.Sprintf("<13>1 2026-12-05T00:00:00Z h app - - - %s seq=%d", strings.Repeat("x", 100), i))
-		}
-		return msgs
-	}
-	const before, after = 3000, 1000
-	sendTCP(t, addr, batch(0, before))
-	in.waitMetric(before, 10*time.Second, "wharf_buffer_pending_records")
-	if segs, _ := filepath.Glob(filepath.Join(bufDir, "*.seg")); len(segs) < 4 {
-		t.Fatalf("want several segments on disk, got %d", len(segs))
-	}
-
-	if err := os.RemoveAll(bufDir); err != nil {
-		t.Fatal(err)
-	}
-	in.waitMetric(1, 5*time.Second, "wharf_buffer_removals_total")
-	code, body := getBody(t, "http://"+admin+"/readyz")
-	if code != 503 || !strings.Contains(body, "removed while in use") {
-		t.Errorf("/readyz after the buffer dir was removed = %d %q, want 503 saying so", code, body)
-	}
-	sendTCP(t, addr, batch(before, before+after))
-	if !testenv.Poll(10*time.Second, func() bool { return in.metric("wharf_frontend_received_total") == before+after }) {
-		t.Fatalf("wharf read %v of %d", in.metric("wharf_frontend_received_total"), before+after)
-	}
-	if segs, _ := filepath.Glob(filepath.Join(bufDir, "*.seg")); len(segs) == 0 {
-		t.Errorf("no segment in the buffer dir made again")
-	}
+	r := removeBufferDir(t, "")
+	in, bufDir, collector, admin := r.in, r.bufDir, r.collector, r.admin
+	before, after := r.before, r.after
 
 	ln, err := net.Listen("tcp", collector)
 	if err != nil {
@@ -98,6 +64,103 @@ func TestBufferDirRemovedWhileRunning(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(bufDir, "LOCK")); err != nil {
 		t.Errorf("the buffer dir made again has no lock file: %v", err)
+	}
+	in.stop()
+}
+
+// bufDirRemoval is a wharf whose buffer directory removeBufferDir deleted
+// with r.before messages on disk, r.after more sent after that; the
+// collector (address r.collector) is down.
+type bufDirRemoval struct {
+	in                             *instance
+	bufDir, collector, admin, work string
+	cfg                            string
+	before, after                  int
+}
+
+// removeBufferDir starts wharf with a disk buffer of 64 KiB segments and
+// its collector down (extra is appended to the config), sends 3,000
+// messages, removes the buffer directory (rm -rf), waits until wharf
+// noticed (/readyz says so) and sends 1,000 more.
+func removeBufferDir(t *testing.T, extra string) bufDirRemoval {
+	r := bufDirRemoval{bufDir: filepath.Join(t.TempDir(), "buf"), before: 3000, after: 1000}
+	r.collector = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	tcpPort, udpPort := testenv.FreePort(t), testenv.FreePort(t)
+	r.cfg = strings.Replace(diskBufferConfig(tcpPort, udpPort, r.collector, r.bufDir),
+		`max_bytes = "64MiB"`, `max_bytes = "64MiB"`+"\nsegment_bytes = \"64KiB\"", 1) + extra
+	r.work, r.admin = t.TempDir(), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	r.in = startIn(t, r.work, r.admin, r.cfg)
+	addr := fmt.Sprintf("127.0.0.1:%d", tcpPort)
+
+	sendTCP(t, addr, seqBatch(0, r.before))
+	r.in.waitMetric(float64(r.before), 10*time.Second, "wharf_buffer_pending_records")
+	if segs, _ := filepath.Glob(filepath.Join(r.bufDir, "*.seg")); len(segs) < 4 {
+		t.Fatalf("want several segments on disk, got %d", len(segs))
+	}
+	if err := os.RemoveAll(r.bufDir); err != nil {
+		t.Fatal(err)
+	}
+	r.in.waitMetric(1, 5*time.Second, "wharf_buffer_removals_total")
+	sendTCP(t, addr, seqBatch(r.before, r.before+r.after))
+	if !testenv.Poll(10*time.Second, func() bool { return r.in.metric("wharf_frontend_received_total") == float64(r.before+r.after) }) {
+		t.Fatalf("wharf read %v of %d", r.in.metric("wharf_frontend_received_total"), r.before+r.after)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(r.bufDir, "*.seg")); len(segs) == 0 {
+		t.Errorf("no segment in the buffer dir made again")
+	}
+	return r
+}
+
+// seqBatch returns RFC5424 messages "seq=from" .. "seq=to-1".
+func seqBatch(from, to int) []string {
+	var msgs []string
+	for i := from; i < to; i++ {
+		msgs = append(msgs, fmt.Sprintf("<13>1 2026-12-05T00:00:00Z h app - - - %s seq=%d", strings.Repeat("x", 100), i))
+	}
+	return msgs
+}
+
+// TestBufferDirRemovedThenStop: as above, but wharf is stopped (SIGTERM)
+// while the collector is still down, then started again with it up.
+// Before, the records written before the removal were only in the
+// removed files, which the stop closed: the restart delivered 1,000 of
+// 4,000, nothing counted the 3,000 and wharf exited 0 (audit). Now wharf
+// writes the segments it holds back into the directory it made again, so
+// a restart finds them: 4,000 of 4,000 arrive, none counted lost, and the
+// stop exits 0 with nothing dropped.
+func TestBufferDirRemovedThenStop(t *testing.T) {
+	r := removeBufferDir(t, "\n[global]\nshutdown_timeout = \"2s\"\n")
+	if !r.in.waitLog("written back from the removed files", 5*time.Second) {
+		t.Errorf("no log line saying the removed files' records were written back")
+	}
+	if code := httpStatus(t, "http://"+r.admin+"/readyz"); code != 503 {
+		t.Errorf("/readyz = %d with the collector down, want 503", code) // the sink, not the removal
+	}
+	log := r.in.stop() // fails the test unless wharf exits 0
+	if v, ok := testenv.LogAttr(log, "stopped", "dropped_at_shutdown"); !ok || v != "0" {
+		t.Errorf("stop line: dropped_at_shutdown = %q, want 0", v)
+	}
+
+	ln, err := net.Listen("tcp", r.collector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sink := &lineSink{}
+	go sink.serve(ln)
+	in := startIn(t, t.TempDir(), r.admin, r.cfg)
+	var old, all int
+	testenv.Poll(30*time.Second, func() bool {
+		msgs := sink.snapshot()
+		old, _, _ = ledger(msgs, "seq=", r.before)
+		all, _, _ = ledger(msgs, "seq=", r.before+r.after)
+		return all == r.before+r.after
+	})
+	lost := in.metric("wharf_buffer_lost_records_total")
+	t.Logf("after the restart: %d of %d delivered (%d of the %d on disk before the removal), %v counted lost",
+		all, r.before+r.after, old, r.before, lost)
+	if all != r.before+r.after || lost != 0 {
+		t.Errorf("after the restart %d of %d delivered, %v counted lost; want all delivered", all, r.before+r.after, lost)
 	}
 	in.stop()
 }
