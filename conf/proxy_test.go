@@ -230,6 +230,37 @@ address = "127.0.0.1:1"
 		`frontend.h.use[1].path_prefix: path_prefix "api" must start with /`,
 		`backend.b.check_path: check_path "health" must start with /`,
 		`backend.b.check_status: status 99 out of range (100-599)`)
+	f("sni patterns", `
+[frontend.t]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+sni_routing = true
+backend = "b"
+[[frontend.t.use]]
+sni = ".db.example.com"
+backend = "b"
+[[frontend.t.use]]
+sni = "..example.com"
+backend = "b"
+[[frontend.t.use]]
+sni = ".*.example.com"
+backend = "b"
+[[frontend.t.use]]
+sni = "."
+backend = "b"
+[frontend.h]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+[[frontend.h.use]]
+host = ".example.com"
+backend = "b"
+[backend.b]
+[[backend.b.server]]
+address = "127.0.0.1:1"
+`, `p.toml:11:1: frontend.t.use[1].sni: "..example.com": a leading dot takes a domain name`,
+		`p.toml:14:1: frontend.t.use[2].sni: ".*.example.com": a leading dot takes a domain name`,
+		`frontend.t.use[3].sni: ".": a leading dot takes a domain name`,
+		`frontend.h.use[0].host: ".example.com" is not a host name`)
 	f("no backend, no servers", `
 [frontend.t]
 mode = "tcp"

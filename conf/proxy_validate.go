@@ -130,7 +130,7 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 				v.errAt(up, "host and path_prefix match HTTP requests; a tcp frontend routes by sni (with sni_routing = true)")
 			}
 			if u.SNI == "" {
-				v.errAt(up, "use rule needs sni = \"NAME\" (exact or \"*.example.com\")")
+				v.errAt(up, "use rule needs sni = \"NAME\" (exact, \"*.example.com\" or \".example.com\")")
 			} else if !f.SNIRouting {
 				v.errAt(up+".sni", "sni rules need sni_routing = true on the frontend")
 			}
@@ -145,12 +145,27 @@ func (v *validator) proxyFrontend(p string, f *Frontend) {
 				v.errAt(up+".path_prefix", "path_prefix %q must start with /", u.PathPrefix)
 			}
 		}
-		for _, h := range []struct{ key, val string }{{"sni", u.SNI}, {"host", u.Host}} {
-			if err := checkHostPattern(h.val); err != nil {
-				v.errAt(up+"."+h.key, "%v", err)
-			}
+		if err := checkSNIPattern(u.SNI); err != nil {
+			v.errAt(up+".sni", "%v", err)
+		}
+		if err := checkHostPattern(u.Host); err != nil {
+			v.errAt(up+".host", "%v", err)
 		}
 	}
+}
+
+// checkSNIPattern accepts what checkHostPattern does and, for sni only,
+// ".example.com": a leading dot matches any depth below example.com
+// (sni.Match).
+func checkSNIPattern(s string) error {
+	rest, ok := strings.CutPrefix(s, ".")
+	if !ok {
+		return checkHostPattern(s)
+	}
+	if rest == "" || strings.Contains(rest, "*") || checkHostPattern(rest) != nil {
+		return fmt.Errorf("%q: a leading dot takes a domain name after it (any depth below it matches), e.g. \".example.com\"", s)
+	}
+	return nil
 }
 
 // syslogFrontendProxyKeys reports proxy keys written on a syslog frontend.

@@ -152,7 +152,7 @@ var baseSections = []section{
 		Title: "[[frontend.NAME.use]]", Table: "frontend.NAME.use",
 		Intro: "A use rule matches when all its conditions hold; the first match picks the backend. Names match exactly or, with a leading `*.`, any one label (`*.example.com` matches `a.example.com`, not `example.com` nor `a.b.example.com`), case-insensitively.",
 		Keys: []KeyDoc{
-			{"sni", "string", "none", "`tcp` with `sni_routing`: TLS server name."},
+			{"sni", "string", "none", "`tcp` with `sni_routing`: TLS server name. Besides an exact name and `*.example.com` (one label), `sni` takes a leading dot: `.example.com` matches any depth below (`a.example.com`, `a.b.example.com`) but not `example.com` itself, as HAProxy's `req_ssl_sni -m end .example.com` (nginx's `.example.com` also matches `example.com`: add an exact rule for it). Case-insensitive, as HAProxy's `-i`."},
 			{"host", "string", "any", "`http`: Host header (port ignored)."},
 			{"path_prefix", "string", "any", "`http`: request path prefix, e.g. `\"/api/\"`."},
 			{"backend", "string", "required", "Backend for matching traffic."},

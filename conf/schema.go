@@ -240,7 +240,9 @@ type Frontend struct {
 // conditions must hold.
 type UseBackend struct {
 	// SNI matches the TLS server name (tcp with sni_routing): exact
-	// ("db.example.com") or a wildcard for one label ("*.example.com").
+	// ("db.example.com"), a wildcard for one label ("*.example.com") or,
+	// with a leading dot, any depth below ("a.b.example.com" matches
+	// ".example.com"; "example.com" does not).
 	SNI string `toml:"sni"`
 	// Host matches the HTTP Host header (port ignored), exact or wildcard.
 	Host string `toml:"host"`

@@ -1,5 +1,6 @@
 // Package sni reads the server name from a TLS ClientHello without
-// terminating TLS, and matches names against exact and wildcard rules.
+// terminating TLS, and matches names against exact, one-label wildcard
+// ("*.example.com") and any-depth suffix (".example.com") rules.
 //
 // ServerName works on the bytes a client has sent so far: a proxy reads
 // into a buffer until ServerName stops returning ErrNeedMore, then
@@ -204,19 +205,38 @@ func validName(b []byte) bool {
 	return true
 }
 
-// Match reports whether a host name matches pattern: equal, or for
-// "*.example.com" any name with exactly one more label in front
-// ("a.example.com", not "example.com" nor "a.b.example.com"), as in TLS
-// certificates. Comparison ignores case and a trailing dot. It does not
-// allocate.
+// Match reports whether a host name matches pattern. Three forms:
+//
+//   - "db.example.com" matches that name only;
+//   - "*.example.com" matches a name with exactly one more label in front
+//     ("a.example.com", not "example.com" nor "a.b.example.com"), as in
+//     TLS certificates;
+//   - ".example.com" (a leading dot) matches a name ending in
+//     ".example.com" with one or more labels in front, at any depth
+//     ("a.example.com", "a.b.example.com"), but not "example.com" itself:
+//     HAProxy's `req_ssl_sni -m end .example.com`. (nginx's server_name
+//     ".example.com" also matches "example.com"; here that takes a second,
+//     exact rule.)
+//
+// Comparison ignores case (DNS names do; HAProxy's -i) and a trailing
+// dot. It does not allocate.
 func Match(pattern, name string) bool {
 	pattern = strings.TrimSuffix(pattern, ".")
 	name = strings.TrimSuffix(name, ".")
 	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
-		if len(name) <= len(suffix) || !strings.EqualFold(name[len(name)-len(suffix):], suffix) {
+		if !hasLabelSuffix(name, suffix) {
 			return false
 		}
 		return !strings.Contains(name[:len(name)-len(suffix)], ".")
 	}
+	if strings.HasPrefix(pattern, ".") {
+		return hasLabelSuffix(name, pattern)
+	}
 	return strings.EqualFold(pattern, name)
+}
+
+// hasLabelSuffix: suffix (".example.com") ends name, with at least one
+// byte in front of it, ignoring case.
+func hasLabelSuffix(name, suffix string) bool {
+	return len(name) > len(suffix) && strings.EqualFold(name[len(name)-len(suffix):], suffix)
 }

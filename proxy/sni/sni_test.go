@@ -125,8 +125,20 @@ func TestMatch(t *testing.T) {
 	f("*.example.com", ".example.com", false)
 	f("*.example.com", "a.b.example.com", false)
 	f("*.example.com", "wwwexample.com", false)
-	if n := testing.AllocsPerRun(100, func() { Match("*.example.com", "WWW.example.com") }); n != 0 {
-		t.Errorf("Match allocates %v times", n)
+	// A leading dot: any depth below, not the name itself (HAProxy's
+	// req_ssl_sni -m end .example.com).
+	f(".example.com", "a.example.com", true)
+	f(".example.com", "a.b.example.com", true)
+	f(".example.com", "A.B.Example.COM.", true)
+	f(".example.com", "example.com", false)
+	f(".example.com", "wwwexample.com", false)
+	f(".example.com", ".example.com", false)
+	f(".example.com", "example.org", false)
+	f(".example.com.", "a.example.com", true)
+	for _, p := range []string{"*.example.com", ".example.com"} {
+		if n := testing.AllocsPerRun(100, func() { Match(p, "WWW.example.com") }); n != 0 {
+			t.Errorf("Match(%q) allocates %v times", p, n)
+		}
 	}
 }
 
