@@ -195,6 +195,25 @@ func (r *Registry) Remove(labelPairs ...string) {
 	}
 }
 
+// RemoveNamed is Remove for the series of family name only.
+func (r *Registry) RemoveNamed(name string, labelPairs ...string) {
+	if len(labelPairs)%2 != 0 {
+		panic("metrics: odd number of label arguments to RemoveNamed")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.families {
+		if f.name != name {
+			continue
+		}
+		for key, s := range f.series {
+			if hasPairs(s.pairs, labelPairs) {
+				delete(f.series, key)
+			}
+		}
+	}
+}
+
 // hasPairs reports whether pairs holds every label of want.
 func hasPairs(pairs, want []string) bool {
 	for i := 0; i+1 < len(want); i += 2 {

@@ -181,3 +181,18 @@ func TestRemove(t *testing.T) {
 		t.Errorf("the series made again starts at %d, want 0", v)
 	}
 }
+
+// RemoveNamed removes the matching series of one family only: a sink's
+// own statistics, not the runner's counters with the same sink label.
+func TestRemoveNamed(t *testing.T) {
+	r := NewRegistry()
+	r.GaugeFunc("up", "u", func() float64 { return 1 }, "sink", "coll", "server", "a")
+	r.GaugeFunc("up", "u", func() float64 { return 1 }, "sink", "other", "server", "a")
+	r.Counter("sent_total", "s", "sink", "coll").Add(3)
+	r.RemoveNamed("up", "sink", "coll")
+	var got []string
+	r.Each(func(s Sample) { got = append(got, fmt.Sprintf("%s %s %v", s.Name, s.Label("sink"), s.Value)) })
+	if want := []string{"sent_total coll 3", "up other 1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after RemoveNamed: %v, want %v", got, want)
+	}
+}

@@ -192,6 +192,14 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	for name, b := range next.buffers {
 		g.buffers[name] = b
 	}
+	for name := range g.sinks {
+		if next.sinks[name] != g.sinks[name] { // changed or removed: its series read the old sink
+			unregisterSinkStats(g.reg, name)
+		}
+	}
+	for _, name := range next.built {
+		registerSinkStats(g.reg, name, next.sinks[name])
+	}
 	g.cfg, g.sinks, g.runners = cfg, next.sinks, next.runners
 	for name, bc := range next.limits {
 		b := g.buffers[name]

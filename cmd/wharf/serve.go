@@ -100,41 +100,7 @@ func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, openBuffer
 		}
 		g.sinks[name] = s
 		g.runners[name] = sinks.NewRunner(name, s, rc, reg, log.With("sink", name))
-		if f, ok := s.(interface{ Failovers() uint64 }); ok { // syslog forwarder
-			reg.CounterFunc("wharf_sink_failovers_total", "Switches from one downstream server to another (failover and failback), since the sink started.",
-				func() float64 { return float64(f.Failovers()) }, "sink", name)
-		}
-		if f, ok := s.(interface {
-			Templated() bool
-			FileStats() (opens, lruCloses, idleCloses uint64, open int64)
-		}); ok && f.Templated() { // file sink, path with {placeholders}
-			reg.CounterFunc("wharf_sink_file_opens_total", "Files a file sink with a templated path opened.",
-				func() float64 { o, _, _, _ := f.FileStats(); return float64(o) }, "sink", name)
-			reg.CounterFunc("wharf_sink_file_closes_total", "Files a file sink with a templated path closed, by reason: lru (to stay within max_open_files), idle (not written for a while).",
-				func() float64 { _, l, _, _ := f.FileStats(); return float64(l) }, "sink", name, "reason", "lru")
-			reg.CounterFunc("wharf_sink_file_closes_total", "Files a file sink with a templated path closed, by reason: lru (to stay within max_open_files), idle (not written for a while).",
-				func() float64 { _, _, i, _ := f.FileStats(); return float64(i) }, "sink", name, "reason", "idle")
-			reg.GaugeFunc("wharf_sink_open_files", "Files a file sink with a templated path has open.",
-				func() float64 { _, _, _, n := f.FileStats(); return float64(n) }, "sink", name)
-		}
-		if f, ok := s.(*syslog.Syslog); ok {
-			for i, st := range f.Servers() {
-				reg.GaugeFunc("wharf_sink_server_active", "1 for the downstream server a syslog sink sends to now, 0 for its other servers.",
-					func() float64 { return b2f(f.ServerState(i).Active) }, "sink", name, "server", st.URL)
-				reg.GaugeFunc("wharf_sink_server_up", "0 while a syslog sink skips the server after a failed dial or write (its backoff), else 1.",
-					func() float64 { return b2f(!f.ServerState(i).Down) }, "sink", name, "server", st.URL)
-				reg.CounterFunc("wharf_sink_server_failures_total", "Failed dials and writes to a syslog sink's downstream server.",
-					func() float64 { return float64(f.ServerState(i).Failures) }, "sink", name, "server", st.URL)
-			}
-		}
-		if f, ok := s.(*syslog.Syslog); ok && f.HasRELP() {
-			reg.CounterFunc("wharf_relp_acks_received_total", "Messages a RELP server (relp:// or relp+tls:// in servers) acknowledged.",
-				func() float64 { return float64(f.RELPStats().AcksReceived) }, "sink", name)
-			reg.CounterFunc("wharf_relp_resent_total", "Messages sent again to a RELP server after a session broke before they were acknowledged; each may be a duplicate there.",
-				func() float64 { return float64(f.RELPStats().Resent) }, "sink", name)
-			reg.GaugeFunc("wharf_relp_in_flight", "Messages sent to the RELP server and not yet acknowledged.",
-				func() float64 { return float64(f.RELPStats().InFlight) }, "sink", name)
-		}
+		registerSinkStats(reg, name, s)
 	}
 	if len(errs) > 0 {
 		g.closeUnstarted()
@@ -514,4 +480,62 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// sinkStatFamilies are the series registerSinkStats adds for a sink.
+var sinkStatFamilies = []string{
+	"wharf_sink_failovers_total", "wharf_sink_file_opens_total", "wharf_sink_file_closes_total", "wharf_sink_open_files",
+	"wharf_sink_server_active", "wharf_sink_server_up", "wharf_sink_server_failures_total",
+	"wharf_relp_acks_received_total", "wharf_relp_resent_total", "wharf_relp_in_flight",
+}
+
+// registerSinkStats exports what sink s (named name) counts itself: a
+// syslog forwarder's failovers, servers and RELP window, a templated
+// file sink's files. The series read s at scrape time, so a reload that
+// replaces s calls it again for the new one (after unregisterSinkStats:
+// a server list may have changed).
+func registerSinkStats(reg *metrics.Registry, name string, s sinks.Sink) {
+	if f, ok := s.(interface{ Failovers() uint64 }); ok { // syslog forwarder
+		reg.CounterFunc("wharf_sink_failovers_total", "Switches from one downstream server to another (failover and failback), since the sink started.",
+			func() float64 { return float64(f.Failovers()) }, "sink", name)
+	}
+	if f, ok := s.(interface {
+		Templated() bool
+		FileStats() (opens, lruCloses, idleCloses uint64, open int64)
+	}); ok && f.Templated() { // file sink, path with {placeholders}
+		reg.CounterFunc("wharf_sink_file_opens_total", "Files a file sink with a templated path opened.",
+			func() float64 { o, _, _, _ := f.FileStats(); return float64(o) }, "sink", name)
+		reg.CounterFunc("wharf_sink_file_closes_total", "Files a file sink with a templated path closed, by reason: lru (to stay within max_open_files), idle (not written for a while).",
+			func() float64 { _, l, _, _ := f.FileStats(); return float64(l) }, "sink", name, "reason", "lru")
+		reg.CounterFunc("wharf_sink_file_closes_total", "Files a file sink with a templated path closed, by reason: lru (to stay within max_open_files), idle (not written for a while).",
+			func() float64 { _, _, i, _ := f.FileStats(); return float64(i) }, "sink", name, "reason", "idle")
+		reg.GaugeFunc("wharf_sink_open_files", "Files a file sink with a templated path has open.",
+			func() float64 { _, _, _, n := f.FileStats(); return float64(n) }, "sink", name)
+	}
+	if f, ok := s.(*syslog.Syslog); ok {
+		for i, st := range f.Servers() {
+			reg.GaugeFunc("wharf_sink_server_active", "1 for the downstream server a syslog sink sends to now, 0 for its other servers.",
+				func() float64 { return b2f(f.ServerState(i).Active) }, "sink", name, "server", st.URL)
+			reg.GaugeFunc("wharf_sink_server_up", "0 while a syslog sink skips the server after a failed dial or write (its backoff), else 1.",
+				func() float64 { return b2f(!f.ServerState(i).Down) }, "sink", name, "server", st.URL)
+			reg.CounterFunc("wharf_sink_server_failures_total", "Failed dials and writes to a syslog sink's downstream server.",
+				func() float64 { return float64(f.ServerState(i).Failures) }, "sink", name, "server", st.URL)
+		}
+	}
+	if f, ok := s.(*syslog.Syslog); ok && f.HasRELP() {
+		reg.CounterFunc("wharf_relp_acks_received_total", "Messages a RELP server (relp:// or relp+tls:// in servers) acknowledged.",
+			func() float64 { return float64(f.RELPStats().AcksReceived) }, "sink", name)
+		reg.CounterFunc("wharf_relp_resent_total", "Messages sent again to a RELP server after a session broke before they were acknowledged; each may be a duplicate there.",
+			func() float64 { return float64(f.RELPStats().Resent) }, "sink", name)
+		reg.GaugeFunc("wharf_relp_in_flight", "Messages sent to the RELP server and not yet acknowledged.",
+			func() float64 { return float64(f.RELPStats().InFlight) }, "sink", name)
+	}
+}
+
+// unregisterSinkStats removes the series registerSinkStats added for the
+// sink name (one a reload replaced or removed).
+func unregisterSinkStats(reg *metrics.Registry, name string) {
+	for _, f := range sinkStatFamilies {
+		reg.RemoveNamed(f, "sink", name)
+	}
 }
