@@ -27,6 +27,9 @@ const (
 	// EncodingRFC3164 writes a BSD syslog line "<PRI>Mmm dd hh:mm:ss
 	// HOSTNAME TAG[PID]: MSG" for old collectors (see appendRFC3164).
 	EncodingRFC3164
+	// EncodingTraditional is EncodingRFC3164 without "<PRI>": the line
+	// of a classic /var/log file, rsyslog's RSYSLOG_TraditionalFileFormat.
+	EncodingTraditional
 )
 
 // String returns the config spelling of the encoding.
@@ -38,11 +41,14 @@ func (e Encoding) String() string {
 		return "json"
 	case EncodingRFC3164:
 		return "rfc3164"
+	case EncodingTraditional:
+		return "traditional"
 	}
 	return "raw"
 }
 
-// ParseEncoding maps a config value ("raw", "rfc5424", "rfc3164", "json") to an
+// ParseEncoding maps a config value ("raw", "rfc5424", "rfc3164",
+// "traditional", "json") to an
 // Encoding. The empty string is an error: each sink type picks its own
 // default before calling it.
 func ParseEncoding(s string) (Encoding, error) {
@@ -55,8 +61,10 @@ func ParseEncoding(s string) (Encoding, error) {
 		return EncodingJSON, nil
 	case "rfc3164":
 		return EncodingRFC3164, nil
+	case "traditional":
+		return EncodingTraditional, nil
 	}
-	return 0, fmt.Errorf("sinks: unknown encoding %q (want raw, rfc5424, rfc3164 or json)", s)
+	return 0, fmt.Errorf("sinks: unknown encoding %q (want raw, rfc5424, rfc3164, traditional or json)", s)
 }
 
 // Append appends m encoded as e to dst and returns the extended slice. It
@@ -72,7 +80,9 @@ func (e Encoding) Append(dst []byte, m *message.Message) []byte {
 	case EncodingJSON:
 		return appendJSON(dst, m)
 	case EncodingRFC3164:
-		return appendRFC3164(dst, m)
+		return appendBSDLine(appendPRI(dst, m), m)
+	case EncodingTraditional:
+		return appendBSDLine(dst, m)
 	}
 	return append(dst, m.Raw...)
 }

@@ -28,15 +28,27 @@ const maxTag = 32
 // MSGID and structured data have no place in the format and are left out.
 // A message that was not parsed is written after the header as received.
 // Header bytes outside printable ASCII become '_'.
+//
+// It is appendPRI followed by appendBSDLine, which is also the
+// "traditional" encoding on its own (a log file's line, no PRI).
 func appendRFC3164(dst []byte, m *message.Message) []byte {
+	return appendBSDLine(appendPRI(dst, m), m)
+}
+
+// appendPRI appends "<PRI>", 13 (user.notice) when the priority is unknown.
+func appendPRI(dst []byte, m *message.Message) []byte {
 	pri := int64(m.Priority)
 	if pri < 0 || pri > 191 {
 		pri = defaultPriority
 	}
 	dst = append(dst, '<')
 	dst = ascii.AppendUint(dst, uint64(pri))
-	dst = append(dst, '>')
+	return append(dst, '>')
+}
 
+// appendBSDLine appends the part of appendRFC3164's line after the PRI:
+// "Mmm dd hh:mm:ss HOSTNAME TAG[PROCID]: MSG".
+func appendBSDLine(dst []byte, m *message.Message) []byte {
 	// TIMESTAMP
 	ts := m.Field(m.Timestamp)
 	switch {

@@ -54,3 +54,30 @@ func TestEncodeRFC3164(t *testing.T) {
 	f(`%ASA-4-106023: Deny tcp src outside:192.0.2.9`,
 		`<13>Nov 25 20:10:00 192.0.2.7 %ASA-4-106023: Deny tcp src outside:192.0.2.9`)
 }
+
+// TestEncodeTraditional: the "traditional" encoding is the rfc3164 line
+// without "<PRI>", what rsyslog's RSYSLOG_TraditionalFileFormat writes to
+// /var/log files (checked against rsyslog 8.2302 with logger --rfc3164:
+// "Dec  6 05:18:52 vm myapp[4242]: hello").
+func TestEncodeTraditional(t *testing.T) {
+	saved := time.Local
+	time.Local = time.FixedZone("CET", 3600)
+	defer func() { time.Local = saved }()
+	for _, tc := range []struct{ in, want string }{
+		{`<13>Dec  6 05:18:52 vm myapp[4242]: hello`, `Dec  6 05:18:52 vm myapp[4242]: hello`},
+		{`<165>1 2003-10-11T22:14:15.003Z mymachine evntslog 42 ID47 [a@1 b="c"] An event`, `Oct 11 23:14:15 mymachine evntslog[42]: An event`},
+		{`no pri at all`, `Nov 25 20:10:00 192.0.2.7 no pri at all`},
+	} {
+		m := message.New([]byte(tc.in))
+		m.Received = time.Date(2026, 11, 25, 19, 10, 0, 0, time.UTC).UnixNano()
+		m.Peer = netip.MustParseAddrPort("192.0.2.7:40000")
+		_ = parse.Parse(m, parse.Auto)
+		if got := sinks.EncodingTraditional.Append(nil, m); string(got) != tc.want {
+			t.Errorf("traditional of %q\n got: %s\nwant: %s", tc.in, got, tc.want)
+		}
+		if e, err := sinks.ParseEncoding("traditional"); err != nil || e.String() != "traditional" {
+			t.Errorf("ParseEncoding(traditional) = %v, %v", e, err)
+		}
+		m.Release()
+	}
+}

@@ -131,6 +131,6 @@ func TestExamplesShowWhatTheySay(t *testing.T) {
 	f("tls-in-out.toml", "tls 0.0.0.0:6514 -> frontend branches", "client certificates required", "servers tls://10.40.0.5:6514", "client cert ")
 	f("kafka-sasl-ssl.toml", "SCRAM-SHA-512", "tls")
 	f("disk-buffer.toml", "buffer of sink central")
-	f("per-host-files.toml", "{hostname}/{app_name}-{date}.log", "-> drop", "rfc3164")
+	f("per-host-files.toml", "{hostname}/{app_name}-{date}.log", "-> drop", "encoding traditional")
 	f("firewall-to-siem.toml", "servers tls://10.30.0.5:6514", "tls 0.0.0.0:6514 -> frontend firewalls")
 }

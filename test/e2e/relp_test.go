@@ -39,6 +39,7 @@ const relpMessages = 20000
 
 // rsyslog is one rsyslogd process run in the foreground.
 type rsyslog struct {
+	dir    string // its work dir: DIR in its config
 	cmd    *exec.Cmd
 	out    *testenv.SyncBuffer
 	exited chan error
@@ -57,7 +58,7 @@ func startRsyslog(t *testing.T, config, ready string) *rsyslog {
 	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := &rsyslog{out: &testenv.SyncBuffer{}, exited: make(chan error, 1)}
+	r := &rsyslog{dir: dir, out: &testenv.SyncBuffer{}, exited: make(chan error, 1)}
 	r.cmd = exec.Command(bin, "-n", "-f", path, "-i", filepath.Join(dir, "rsyslog.pid"), "-M", mods)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {
