@@ -777,8 +777,10 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 		dests, drop = fe.Match(m)
 	}
 	if drop {
-		// action = "drop": the operator asked for it, so no dead letter.
+		// action = "drop": the operator asked for it, so no dead letter,
+		// and nothing to send again (a RELP sender is answered 200).
 		l.reason("dropped", "route_drop").Inc()
+		m.Confirm()
 		m.Release()
 		return
 	}

@@ -410,3 +410,32 @@ func TestRELPRateLimitSlowsSender(t *testing.T) {
 	p.rsp(p.send("close", ""), 200)
 	p.closed()
 }
+
+// A message a route drops (action = "drop") is the operator's choice, like
+// one with no route: under relp_ack = "delivered" it is answered 200 and
+// the session goes on. Before, it was released unconfirmed, so its answer
+// never came and the session closed as relp_not_delivered; the sender
+// (rsyslog omrelp) resent it on every reconnect and never got past it
+// (audit: 127 of 1,000 delivered after a DROPME line).
+func TestRELPRouteDropIsAnswered(t *testing.T) {
+	l, h, notDelivered := listenHolding(t, &conf.Frontend{RELPAck: "delivered"})
+	fe := &conf.Frontend{Name: l.frontend, Routes: []conf.Route{{MsgContains: "DROPME", Action: "drop"}, {Sinks: []string{"out"}}}}
+	tab, err := route.Compile(&conf.Config{Frontends: map[string]*conf.Frontend{l.frontend: fe}}, map[string]route.Target{"out": h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.routes.Store(tab)
+	p := dialRELP(t, l.Addr(), nil)
+	p.open()
+	p.send("syslog", "<13>1 2026-11-25T10:00:00Z h app - - - keep 1")
+	p.send("syslog", "<13>1 2026-11-25T10:00:00Z h app - - - DROPME 2")
+	p.send("syslog", "<13>1 2026-11-25T10:00:00Z h app - - - keep 3")
+	testenv.Eventually(t, "two held", func() bool { return h.count() == 2 })
+	h.finish(2, true)
+	p.rsp(2, 200)
+	p.rsp(3, 200)
+	p.rsp(4, 200)
+	if n := notDelivered(); n != 0 {
+		t.Errorf("relp_not_delivered = %v, want 0", n)
+	}
+}
