@@ -88,6 +88,8 @@ type frontendMetrics struct {
 	rejACL, rejUntrusted        *metrics.Counter
 	rejProxyHeader, rejTimeout  *metrics.Counter
 	rejNoBackend, rejNoServer   *metrics.Counter
+	rejQueueTimeout             *metrics.Counter
+	rejQueueFull                *metrics.Counter
 	rejConnect, idleClosed      *metrics.Counter
 }
 
@@ -118,8 +120,12 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		rejTimeout:     g.Rejected("header_timeout"),
 		rejNoBackend:   g.Rejected("no_backend"),
 		rejNoServer:    g.Rejected("no_server"),
-		rejConnect:     g.Rejected("connect_failed"),
-		idleClosed:     reg.Counter("wharf_proxy_frontend_idle_closed_total", "Connections closed by client_timeout or server_timeout.", l...),
+		// Every server at maxconn: waited queue_timeout in the backend's
+		// queue, or found it full.
+		rejQueueTimeout: g.Rejected("queue_timeout"),
+		rejQueueFull:    g.Rejected("queue_full"),
+		rejConnect:      g.Rejected("connect_failed"),
+		idleClosed:      reg.Counter("wharf_proxy_frontend_idle_closed_total", "Connections closed by client_timeout or server_timeout.", l...),
 	}
 	return f, nil
 }
@@ -396,7 +402,10 @@ func (f *Frontend) handle(c *net.TCPConn) {
 		cancel()
 	}()
 	hdr := make([]byte, 0, 64+len(pending))
-	srv, s, err := b.Connect(ctx, client.Addr(), func(s *upstream.Server) []byte {
+	// A connection waiting in the backend's queue holds its maxconn
+	// token, so this frontend never queues more than maxconn; as the
+	// queue's bound it caps what all frontends of the backend queue.
+	srv, s, err := b.Connect(ctx, client.Addr(), f.cfg.MaxConn, func(s *upstream.Server) []byte {
 		hdr = hdr[:0]
 		if s.SendProxy != 0 {
 			hdr = proxyproto.Append(hdr, s.SendProxy, client, dest)
@@ -405,10 +414,18 @@ func (f *Frontend) handle(c *net.TCPConn) {
 	})
 	cancel()
 	if err != nil {
-		if errors.Is(err, upstream.ErrNoServer) {
+		switch {
+		case errors.Is(err, upstream.ErrNoServer):
 			f.m.rejNoServer.Inc()
 			f.log.Debug("no server up in backend; client closed", "backend", b.Name, "client", client)
-		} else {
+		case errors.Is(err, upstream.ErrQueueTimeout):
+			f.m.rejQueueTimeout.Inc()
+			f.log.Debug("every server at maxconn for queue_timeout; client closed", "backend", b.Name, "client", client)
+		case errors.Is(err, upstream.ErrQueueFull):
+			f.m.rejQueueFull.Inc()
+			f.log.Debug("every server at maxconn and the queue full; client closed", "backend", b.Name, "client", client)
+		case ctx.Err() != nil: // forced shutdown while connecting or queued
+		default:
 			f.m.rejConnect.Inc()
 			f.log.Warn("cannot reach any server", "backend", b.Name, "client", client, "err", err)
 		}

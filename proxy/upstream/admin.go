@@ -74,6 +74,7 @@ func (s *Server) SetState(st AdminState) error {
 	b.mu.Lock()
 	old := s.State()
 	s.admin.Store(uint32(st))
+	b.dispatch() // a server back in ready takes queued connections
 	b.mu.Unlock()
 	if old != st {
 		b.log.Info("server state set", "server", s.Name, "addr", s.Addr, "from", old.String(), "to", st.String())
@@ -112,6 +113,7 @@ func (s *Server) SetWeight(w int) error {
 	if r != nil {
 		b.ring = r
 	}
+	b.dispatch() // a weight above 0 takes queued connections
 	b.mu.Unlock()
 	b.log.Info("server weight set", "server", s.Name, "addr", s.Addr, "from", old, "to", w)
 	return nil

@@ -1,15 +1,18 @@
 // Package upstream is a backend's pool of servers: server selection
 // (weighted round robin, least connections, source-IP hash), connection
-// limits, active health checks (TCP connect or HTTP GET) and passive ones
-// (failed connects), with per-server metrics.
+// limits with a queue for when every server is full, active health
+// checks (TCP connect or HTTP GET) and passive ones (failed connects),
+// with per-server metrics.
 //
 // A Backend is built once from its config and shared by every frontend
 // that forwards to it. Pick, Connect and Release are safe for concurrent
 // use; the short per-backend lock is taken once per connection (tcp) or
-// request (http), never per byte.
+// request (http), never per byte, and once more by a Release while
+// connections wait in the queue.
 package upstream
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -27,8 +30,17 @@ import (
 	"wharf/proxy/proxyproto"
 )
 
-// ErrNoServer means no server of the backend is up and below its maxconn.
+// ErrNoServer means no server of the backend is up and below its maxconn
+// (for Connect: none is up, so waiting in the queue would not help).
 var ErrNoServer = errors.New("no server available")
+
+// ErrQueueTimeout means a connection waited in the backend's queue for
+// queue_timeout while every usable server stayed at its maxconn.
+var ErrQueueTimeout = errors.New("queue timeout: every server stayed at maxconn")
+
+// ErrQueueFull means every usable server is at its maxconn and the queue
+// already holds as many connections as the caller allows.
+var ErrQueueFull = errors.New("queue full: every server at maxconn")
 
 // Server is one server of a backend. Its counters are updated by the
 // backend; callers read Up and Active.
@@ -142,6 +154,14 @@ type Backend struct {
 	hashOn     HashOn
 	hashHeader string
 
+	// queue holds *waiter: Connects waiting, first come first served,
+	// for a server below maxconn (guarded by mu). waiting is its length,
+	// read without mu by Release, which takes mu only when it is above 0.
+	queue        list.List
+	waiting      atomic.Int64
+	queueTimeout time.Duration
+	queued       *metrics.Gauge
+
 	noServer *metrics.Counter
 	reg      *metrics.Registry
 
@@ -166,7 +186,12 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 		return nil, fmt.Errorf("proxy/upstream: backend %s has no servers; add [[backend.%s.server]]", cfg.Name, cfg.Name)
 	}
 	b.reg = reg
-	b.noServer = reg.Counter("wharf_proxy_backend_no_server_total", "Connections or requests refused because no server of the backend was up and below maxconn.", "backend", cfg.Name)
+	b.noServer = reg.Counter("wharf_proxy_backend_no_server_total", "Connections or requests refused because no server of the backend was up and below maxconn (tcp: none up, the queue full, or queue_timeout passed in it).", "backend", cfg.Name)
+	b.queued = reg.Gauge("wharf_proxy_backend_queued", "Connections waiting for a server below maxconn (tcp; HAProxy's qcur).", "backend", cfg.Name)
+	b.queueTimeout = cfg.QueueTimeout.Duration
+	if b.queueTimeout <= 0 {
+		b.queueTimeout = cfg.ConnectTimeout.Duration // HAProxy: timeout queue defaults to timeout connect
+	}
 	for _, sc := range cfg.Servers {
 		s := &Server{Name: sc.Name, Addr: sc.Address, Weight: max(sc.Weight, 1), MaxConn: sc.MaxConn, Backup: sc.Backup, b: b}
 		switch sc.SendProxy {
@@ -242,8 +267,7 @@ func (b *Backend) Pick(client netip.Addr, tried []*Server) *Server {
 	b.mu.Lock()
 	s := b.choose(client, tried)
 	if s != nil {
-		s.active.Add(1)
-		s.activeGauge.Add(1)
+		s.take()
 	}
 	b.mu.Unlock()
 	return s
@@ -303,10 +327,15 @@ func (b *Backend) backup(tried []*Server) (s *Server, ok bool) {
 	return nil, true
 }
 
-// Release ends a connection or request Pick counted.
+// Release ends a connection or request Pick counted. The slot goes to
+// the first connection in the backend's queue, if one waits.
 func (s *Server) Release() {
 	s.active.Add(-1)
 	s.activeGauge.Add(-1)
+	// After the decrement: a waiter counts itself in waiting before its
+	// last look at the servers (enqueue), so either it sees this slot or
+	// this sees it.
+	s.b.wake()
 }
 
 // pickRoundRobin is smooth weighted round robin (as in nginx): each pick
@@ -422,6 +451,9 @@ func (s *Server) observe(ok bool, what string, err error) {
 		}
 	}
 	up := s.up.Load()
+	if changed && up {
+		b.dispatch()
+	}
 	b.mu.Unlock()
 	if !changed {
 		return
@@ -442,14 +474,31 @@ func (s *Server) observe(ok bool, what string, err error) {
 // returns the bytes to write before anything else, e.g. a PROXY header
 // and what the client already sent; they are written within the connect
 // timeout. On success the server counts the connection as active until
-// Release. ErrNoServer means no server was available at all.
-func (b *Backend) Connect(ctx context.Context, client netip.Addr, first func(*Server) []byte) (*net.TCPConn, *Server, error) {
+// Release.
+//
+// When servers are up but every one is at its maxconn, the first pick
+// waits in the backend's queue (first come, first served) for a slot,
+// up to the backend's queue_timeout, as HAProxy queues; maxQueue bounds
+// how many connections may wait there (the caller's share of memory and
+// goroutines, e.g. its frontend's maxconn; 0 does not queue). Retries
+// after a failed connect do not queue. ErrNoServer means no server was
+// up (or maxQueue is 0), ErrQueueFull the queue was full and
+// ErrQueueTimeout the wait timed out; each is counted as no_server.
+func (b *Backend) Connect(ctx context.Context, client netip.Addr, maxQueue int, first func(*Server) []byte) (*net.TCPConn, *Server, error) {
 	var tried []*Server
 	var lastErr error
 	d := net.Dialer{Timeout: b.cfg.ConnectTimeout.Duration}
 	for attempt := 0; attempt <= b.cfg.Retries; attempt++ {
-		s := b.Pick(client, tried)
-		if s == nil {
+		var s *Server
+		if attempt == 0 {
+			var err error
+			if s, err = b.acquire(ctx, client, maxQueue); err != nil {
+				if ctx.Err() == nil || !errors.Is(err, ctx.Err()) { // a refusal, not a shutdown
+					b.noServer.Inc()
+				}
+				return nil, nil, err
+			}
+		} else if s = b.Pick(client, tried); s == nil {
 			break
 		}
 		tried = append(tried, s)
@@ -549,6 +598,7 @@ func (b *Backend) checkLoop(s *Server, offset time.Duration) {
 				b.mu.Lock()
 				s.up.Store(true)
 				s.failRun, s.okRun = 0, 0
+				b.dispatch()
 				b.mu.Unlock()
 				s.upGauge.Set(1)
 				s.wentUp.Inc()
@@ -635,6 +685,127 @@ func (s *Server) dialForCheck(ctx context.Context, network, addr string) (net.Co
 	c.SetWriteDeadline(time.Time{})
 	return c, nil
 }
+
+// waiter is a Connect in the backend's queue. s is set, under b.mu, by
+// the dispatch that gives it a server; then ready is closed.
+type waiter struct {
+	client netip.Addr
+	s      *Server
+	ready  chan struct{}
+	el     *list.Element
+}
+
+// acquire is the first pick of Connect: a server at once if one is below
+// maxconn and no connection waits ahead, else a place in the queue (see
+// Connect).
+func (b *Backend) acquire(ctx context.Context, client netip.Addr, maxQueue int) (*Server, error) {
+	b.mu.Lock()
+	if b.queue.Len() == 0 {
+		if s := b.choose(client, nil); s != nil {
+			s.take()
+			b.mu.Unlock()
+			return s, nil
+		}
+	}
+	switch {
+	case maxQueue <= 0 || !b.anyUsable():
+		b.mu.Unlock()
+		return nil, ErrNoServer // waiting would not help
+	case b.queue.Len() >= maxQueue:
+		b.mu.Unlock()
+		return nil, ErrQueueFull
+	}
+	w := &waiter{client: client, ready: make(chan struct{})}
+	w.el = b.queue.PushBack(w)
+	b.waiting.Add(1)
+	b.queued.Add(1)
+	// A Release between the look above and waiting.Add did not see this
+	// waiter: look again, now that every later Release will.
+	b.dispatch()
+	b.mu.Unlock()
+
+	t := time.NewTimer(b.queueTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case <-w.ready:
+		return w.s, nil
+	case <-t.C:
+		err = ErrQueueTimeout
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	b.mu.Lock()
+	s := w.s
+	if s == nil {
+		b.unqueue(w)
+	}
+	b.mu.Unlock()
+	switch {
+	case s == nil:
+		return nil, err
+	case ctx.Err() != nil: // a slot came as the wait was cut short
+		s.Release()
+		return nil, ctx.Err()
+	}
+	return s, nil // a slot came just as the timer fired
+}
+
+// take counts a connection on s, with b.mu held.
+func (s *Server) take() {
+	s.active.Add(1)
+	s.activeGauge.Add(1)
+}
+
+// unqueue removes w from the queue, with b.mu held.
+func (b *Backend) unqueue(w *waiter) {
+	b.queue.Remove(w.el)
+	b.waiting.Add(-1)
+	b.queued.Add(-1)
+}
+
+// anyUsable reports, with b.mu held, whether a server is up, ready and
+// weighted above 0, whether or not it is at its maxconn: whether waiting
+// for a slot can help.
+func (b *Backend) anyUsable() bool {
+	for _, s := range b.servers {
+		if s.usable() {
+			return true
+		}
+	}
+	return false
+}
+
+// wake hands free slots to queued connections; it takes b.mu only when
+// some wait.
+func (b *Backend) wake() {
+	if b.waiting.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.dispatch()
+	b.mu.Unlock()
+}
+
+// dispatch gives servers below maxconn to queued connections, first come
+// first served, with b.mu held. It stops at the first one that gets none
+// (every waiter has tried nothing yet, so the next would get none either).
+func (b *Backend) dispatch() {
+	for e := b.queue.Front(); e != nil; e = b.queue.Front() {
+		w := e.Value.(*waiter)
+		s := b.choose(w.client, nil)
+		if s == nil {
+			return
+		}
+		s.take()
+		w.s = s
+		b.unqueue(w)
+		close(w.ready)
+	}
+}
+
+// Queued returns how many connections wait in the backend's queue.
+func (b *Backend) Queued() int { return int(b.waiting.Load()) }
 
 // CountNoServer counts a refusal for lack of a server (callers that
 // Pick directly, like the HTTP proxy).
