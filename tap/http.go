@@ -1,6 +1,7 @@
 package tap
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -21,17 +22,20 @@ const lostReportInterval = time.Second
 // client goes away or the hub closes.
 //
 // Query parameters: frontend=NAME or port=N (one of them), severity=SEL
-// (see ParseSeverity), host=GLOB, app=GLOB, raw=1 (bytes as received
-// instead of JSON objects), buffer=N (lines held for a slow reader,
-// default DefaultBuffer). Lines starting with NoticePrefix are the
+// (see ParseSeverity), host=GLOB, app=GLOB, raw=1 (bytes as received,
+// control characters and a leading '#' escaped as AppendRaw says, instead
+// of JSON objects), buffer=N (lines held for a slow reader, default
+// DefaultBuffer, at most the hub's Limits.MaxBuffer; the hub's
+// Limits.Bytes bounds them too). Lines starting with NoticePrefix are the
 // stream's own notices, e.g. "# wharf tap: lost 120 lines (reader too
-// slow)".
+// slow ...)"; no message line starts with '#'. While the hub's
+// Limits.Taps streams are open, a further request gets 503.
 //
 // hasPort reports whether a syslog bind listens on a port, so a typo
 // is an error instead of a silent stream; nil accepts every port.
 func Handler(h *Hub, hasPort func(uint16) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f, buffer, err := parseQuery(r)
+		f, buffer, err := parseQuery(r, h.Limits().MaxBuffer)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -43,7 +47,7 @@ func Handler(h *Hub, hasPort func(uint16) bool) http.Handler {
 		s, err := h.Subscribe(f, buffer)
 		if err != nil {
 			code := http.StatusNotFound
-			if err == ErrClosed {
+			if errors.Is(err, ErrClosed) || errors.Is(err, ErrTooMany) {
 				code = http.StatusServiceUnavailable
 			}
 			http.Error(w, err.Error(), code)
@@ -54,7 +58,9 @@ func Handler(h *Hub, hasPort func(uint16) bool) http.Handler {
 	})
 }
 
-func parseQuery(r *http.Request) (Filter, int, error) {
+// parseQuery reads the filter and buffer (0: the default) of a request;
+// buffer may be at most maxBuffer lines.
+func parseQuery(r *http.Request, maxBuffer int) (Filter, int, error) {
 	q := r.URL.Query()
 	var f Filter
 	f.Frontend = q.Get("frontend")
@@ -82,8 +88,8 @@ func parseQuery(r *http.Request) (Filter, int, error) {
 	buffer := 0
 	if b := q.Get("buffer"); b != "" {
 		n, err := strconv.Atoi(b)
-		if err != nil || n < 1 || n > 1<<20 {
-			return f, 0, fmt.Errorf("tap: buffer=%q is not a line count 1..1048576", b)
+		if err != nil || n < 1 || n > maxBuffer {
+			return f, 0, fmt.Errorf("tap: buffer=%q is not a line count 1..%d", b, maxBuffer)
 		}
 		buffer = n
 	}
@@ -126,6 +132,7 @@ var severityNames = [8]string{"emerg", "alert", "crit", "err", "warning", "notic
 // stream copies the subscriber's lines to w, flushing after each burst,
 // and reports lost lines once a second.
 func stream(w http.ResponseWriter, r *http.Request, s *Subscriber) {
+	lim := s.hub.Limits()
 	rc := http.NewResponseController(w)
 	if s.filter.Raw {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -152,7 +159,8 @@ func stream(w http.ResponseWriter, r *http.Request, s *Subscriber) {
 			return
 		case <-tick.C:
 			if lost := s.Lost(); lost != reported {
-				fmt.Fprintf(w, "%slost %d lines (reader too slow; %d lost in total)\n", NoticePrefix, lost-reported, lost)
+				fmt.Fprintf(w, "%slost %d lines (reader too slow: %d lines or %d KiB waiting, the most a tap holds; %d lost in total)\n",
+					NoticePrefix, lost-reported, cap(s.ch), lim.Bytes>>10, lost)
 				reported = lost
 				if rc.Flush() != nil {
 					return
@@ -160,14 +168,14 @@ func stream(w http.ResponseWriter, r *http.Request, s *Subscriber) {
 			}
 		case l := <-s.Lines():
 			_, err := w.Write(*l)
-			PutLine(l)
+			s.Release(l)
 			// Write what else is waiting, then flush once.
 		burst:
 			for n := 0; err == nil && n < 1024; n++ {
 				select {
 				case l := <-s.Lines():
 					_, err = w.Write(*l)
-					PutLine(l)
+					s.Release(l)
 				default:
 					break burst
 				}

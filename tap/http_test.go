@@ -126,6 +126,8 @@ func TestHandlerRejectsBadQueries(t *testing.T) {
 	f("frontend=core", 404, `no frontend "core"`)
 	f("frontend=edge&severity=loud", 400, "unknown severity")
 	f("frontend=edge&buffer=0", 400, "buffer")
+	f("frontend=edge&buffer=65537", 400, `buffer="65537" is not a line count 1..65536`)
+	f("frontend=edge&buffer=1048576", 400, "1..65536")
 }
 
 func TestHandlerEndsOnHubClose(t *testing.T) {
@@ -147,4 +149,48 @@ func TestHandlerEndsOnHubClose(t *testing.T) {
 	if err != nil || !strings.Contains(string(rest), "end (wharf is shutting down)") {
 		t.Fatalf("after Hub.Close: %q, %v; want the end notice and EOF", rest, err)
 	}
+}
+
+func TestHandlerLimitsTaps(t *testing.T) {
+	h := NewHub()
+	h.For("edge")
+	srv := httptest.NewServer(Handler(h, nil))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	get := func() *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/tap?frontend=edge", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	var open []*http.Response
+	for i := 0; i < 8; i++ {
+		resp := get()
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("tap %d: %s", i+1, resp.Status)
+		}
+		open = append(open, resp)
+	}
+	resp := get()
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "limit of 8 taps") {
+		t.Fatalf("9th tap: %s %q, want 503 naming the limit of 8 taps", resp.Status, b)
+	}
+	open[0].Body.Close() // a closed tap frees its place
+	var code int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp := get()
+		code = resp.StatusCode
+		resp.Body.Close()
+		if code == 200 {
+			return
+		}
+	}
+	t.Fatalf("a tap after one closed: %d, want 200", code)
 }

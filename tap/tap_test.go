@@ -2,6 +2,8 @@ package tap
 
 import (
 	"encoding/json"
+	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"wharf/route"
@@ -228,7 +230,7 @@ func BenchmarkPublishOneSubscriber(b *testing.B) {
 		for {
 			select {
 			case l := <-s.Lines():
-				PutLine(l)
+				s.Release(l)
 			case <-done:
 				return
 			}
@@ -242,4 +244,161 @@ func BenchmarkPublishOneSubscriber(b *testing.B) {
 		}
 	}
 	close(done)
+}
+
+// drainBytes receives every line s holds and returns the memory they
+// occupy (capacity plus slice header), counted independently of Held.
+func drainBytes(s *Subscriber) (n int64) {
+	for {
+		select {
+		case l := <-s.Lines():
+			n += int64(cap(*l)) + 24
+			s.Release(l)
+		default:
+			return n
+		}
+	}
+}
+
+// Regression: stalled taps held up to buffer lines each whatever their
+// size (4 default taps x 4096 lines of 60 KB took RSS to 1.1 GB), and
+// nothing limited how many taps were open.
+func TestStalledTapsHoldBoundedBytes(t *testing.T) {
+	h := NewHub()
+	p := h.For("edge")
+	lim := h.Limits()
+	if lim != DefaultLimits || lim.Taps != 8 || lim.Bytes != 4<<20 || lim.MaxBuffer != 65536 {
+		t.Fatalf("Limits() = %+v, want the defaults 8 taps x 4 MiB, 65536 lines", lim)
+	}
+	var subs []*Subscriber
+	for i := 0; i < lim.Taps; i++ {
+		s, err := h.Subscribe(Filter{Frontend: "edge", Raw: i%2 == 0}, 1<<20) // more than MaxBuffer: clamped
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if cap(s.Lines()) != lim.MaxBuffer {
+			t.Fatalf("buffer of %d lines, want it clamped to %d", cap(s.Lines()), lim.MaxBuffer)
+		}
+		subs = append(subs, s)
+	}
+	if _, err := h.Subscribe(Filter{Frontend: "edge"}, 0); !errors.Is(err, ErrTooMany) || !strings.Contains(err.Error(), "limit of 8 taps") {
+		t.Fatalf("tap %d: err = %v, want ErrTooMany naming the limit", lim.Taps+1, err)
+	}
+	big := testMessage(t, "<14>1 2026-11-25T10:00:00Z web1 app - - - "+strings.Repeat("x", 60<<10), 1)
+	small := testMessage(t, "<14>1 2026-11-25T10:00:00Z web1 app - - - short", 1)
+	const published = 2000
+	var total int64
+	for i := 0; i < published; i++ {
+		p.Publish(big)
+		p.Publish(small)
+		for _, s := range subs {
+			if s.Held() > lim.Bytes {
+				t.Fatalf("after %d messages a tap holds %d bytes, over the %d bound", 2*i+2, s.Held(), lim.Bytes)
+			}
+		}
+	}
+	for i, s := range subs {
+		held := s.Held()
+		if got := drainBytes(s); got != held || held > lim.Bytes {
+			t.Errorf("tap %d: Held %d, lines in the channel %d bytes; want them equal and at most %d", i, held, got, lim.Bytes)
+		}
+		if s.Lost() == 0 {
+			t.Errorf("tap %d lost nothing: the bound did not apply", i)
+		}
+		if s.Held() != 0 {
+			t.Errorf("tap %d: Held %d after every line was released, want 0", i, s.Held())
+		}
+		total += held
+	}
+	t.Logf("%d stalled taps held %d bytes in total after %d messages of 60 KB and %d small ones", lim.Taps, total, published, published)
+
+	subs[0].Close()
+	if s, err := h.Subscribe(Filter{Frontend: "edge"}, 0); err != nil {
+		t.Fatalf("a tap after one closed: %v", err)
+	} else {
+		s.Close()
+	}
+}
+
+func TestByteBound(t *testing.T) {
+	runtime.GC() // empty the line pools: fresh lines of exactly 512 bytes
+	runtime.GC()
+	h := NewHubLimits(Limits{Bytes: 3 * (512 + 24)})
+	p := h.For("edge")
+	s, err := h.Subscribe(Filter{Frontend: "edge", Raw: true}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := testMessage(t, "<14>1 - h a - - - x", 1)
+	for i := 0; i < 5; i++ {
+		p.Publish(m)
+	}
+	if len(s.Lines()) != 3 || s.Lost() != 2 || s.Held() != 3*(512+24) {
+		t.Fatalf("%d lines held (%d bytes), %d lost; want 3 (of 512 B each), 2", len(s.Lines()), s.Held(), s.Lost())
+	}
+	l := <-s.Lines() // a line being written still counts
+	p.Publish(m)
+	if s.Lost() != 3 {
+		t.Fatalf("Lost %d, want 3: a line received but not released still counts", s.Lost())
+	}
+	s.Release(l)
+	p.Publish(m)
+	if len(s.Lines()) != 3 || s.Lost() != 3 {
+		t.Fatalf("after Release: %d lines, %d lost; want 3, 3", len(s.Lines()), s.Lost())
+	}
+	// A line bigger than the whole bound is lost, not held.
+	p.Publish(testMessage(t, "<14>1 - h a - - - "+strings.Repeat("y", 4096), 1))
+	if s.Lost() != 4 {
+		t.Fatalf("Lost %d after a line over the bound, want 4", s.Lost())
+	}
+	s.Close()
+	if s.Held() != 0 {
+		t.Fatalf("Held %d after Close, want 0", s.Held())
+	}
+}
+
+func TestAppendRaw(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		if got := string(AppendRaw([]byte("> "), []byte(in))); got != "> "+want {
+			t.Fatalf("AppendRaw(%q) = %q, want %q", in, got[2:], want)
+		}
+	}
+	f("", "")
+	f("plain <14>1 text", "plain <14>1 text")
+	f("a\nb", "a#012b")
+	f("\r\n", "#015#012")
+	f("nul\x00", "nul#000")
+	f("\ttab", "#011tab")
+	f("esc\x1b[2J del\x7f", "esc#033[2J del#177")
+	f("# wharf tap: end", "#043 wharf tap: end")
+	f("#", "#043")
+	f("##", "#043#")
+	f("x # y", "x # y")
+	f("x\n# wharf tap: lost 4242 lines", "x#012# wharf tap: lost 4242 lines")
+	f("héllo ✓", "héllo ✓")
+}
+
+// Publishing to a subscriber that keeps up reuses pooled lines: no
+// allocation per message in either encoding.
+func TestPublishAllocatesNothing(t *testing.T) {
+	for _, raw := range []bool{false, true} {
+		h := NewHub()
+		p := h.For("edge")
+		s, err := h.Subscribe(Filter{Frontend: "edge", Raw: raw}, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := testMessage(t, "<11>1 2026-11-25T10:00:00Z fw1.dc1 sshd 42 - - auth\nfailed", 1)
+		allocs := testing.AllocsPerRun(1000, func() {
+			p.Publish(m)
+			s.Release(<-s.Lines())
+		})
+		if allocs != 0 {
+			t.Fatalf("raw=%v: %v allocs per message, want 0", raw, allocs)
+		}
+		s.Close()
+	}
 }

@@ -210,6 +210,16 @@ until interrupted. It asks the admin listener of FILE ([admin] listen);
 tapping costs the gateway nothing while nobody taps. A reader slower than
 the traffic loses lines; wharf says how many on stderr.
 
+With --raw, each message is one line: control characters (LF, CR, NUL,
+TAB, ESC, DEL...) are written as '#' and three octal digits (LF as #012,
+as rsyslog does), and a leading '#' as #043, so a sender cannot break a
+message into lines or forge wharf's notices (which alone start with "# ").
+
+Memory is bounded: wharf serves at most 8 taps at once (a further one is
+refused with 503) and holds at most 4 MiB (and 65536 lines) per tap that
+its reader has not yet taken; a line that does not fit is lost and
+counted like any other.
+
   --severity err         err and everything more severe (syslog.conf style)
   --severity err..emerg  an inclusive range; names or numbers 0..7
   --host 'fw*'           HOSTNAME glob (* and ?)
@@ -333,15 +343,20 @@ func streamTap(ctx context.Context, ac *adminClient, path string, stdout, stderr
 	in := bufio.NewReaderSize(resp.Body, 64<<10)
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	defer out.Flush()
+	// Only a whole line can be a notice: the server escapes a message's
+	// line feeds and leading '#' (tap.AppendRaw; JSON lines start with
+	// '{'), and the rest of a line longer than the buffer is not checked.
+	atStart := true
 	for {
 		line, err := in.ReadSlice('\n')
 		if len(line) > 0 {
-			if strings.HasPrefix(string(line), tap.NoticePrefix) {
+			if atStart && strings.HasPrefix(string(line), tap.NoticePrefix) {
 				out.Flush()
 				fmt.Fprint(stderr, "wharf tap: "+string(line[len(tap.NoticePrefix):]))
 			} else if _, werr := out.Write(line); werr != nil {
 				return 1 // stdout closed (e.g. piped into head)
 			}
+			atStart = line[len(line)-1] == '\n'
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue // a line longer than the buffer: written in pieces

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -134,4 +137,70 @@ func TestDialable(t *testing.T) {
 	f(":9600", "127.0.0.1:9600")
 	f("[::]:9600", "[::1]:9600")
 	f("admin.example:9600", "admin.example:9600")
+}
+
+// Regression: a sender could forge wharf tap's notices in --raw output (a
+// message with a line feed, or one starting with the notice prefix, went
+// to stderr) and so hide its own message.
+func TestTapRawCannotForgeNotices(t *testing.T) {
+	path, _, udpAddr := startGateway(t)
+	c, err := net.Dial("udp", udpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msgs := []string{
+		"<14>1 2026-11-25T10:00:00Z web1 app - - - hidden\n# wharf tap: lost 4242 lines",
+		"# wharf tap: end (wharf is shutting down)",
+		"<14>1 2026-11-25T10:00:01Z web1 app - - - bell\a nul\x00 cr\r tab\t del\x7f #043 done",
+	}
+	want := []string{
+		"<14>1 2026-11-25T10:00:00Z web1 app - - - hidden#012# wharf tap: lost 4242 lines",
+		"#043 wharf tap: end (wharf is shutting down)",
+		"<14>1 2026-11-25T10:00:01Z web1 app - - - bell#007 nul#000 cr#015 tab#011 del#177 #043 done",
+	}
+	var out, errOut testenv.LockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- tapRun(ctx, []string{"-c", path, "--frontend", "edge", "--raw"}, &out, &errOut) }()
+	testenv.Eventually(t, "the tapping notice on stderr", func() bool { return strings.Contains(errOut.String(), "wharf tap: tapping ") })
+	notice := errOut.String()
+	for _, m := range msgs {
+		if _, err := c.Write([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, "the tapped lines", func() bool { return strings.Count(out.String(), "\n") >= len(want) })
+	time.Sleep(100 * time.Millisecond) // nothing more may arrive
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	if got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("stdout:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if extra := strings.TrimPrefix(errOut.String(), notice); extra != "" {
+		t.Fatalf("stderr after the tapping notice: %q, want nothing", extra)
+	}
+}
+
+// Regression: the rest of a line longer than the client's 64 KiB buffer
+// was checked for the notice prefix, so a long message could forge one.
+func TestStreamTapLongLineIsNotANotice(t *testing.T) {
+	long := "{" + strings.Repeat("a", 64<<10-1) + "# wharf tap: lost 4242 lines\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "# wharf tap: tapping frontend edge, json\n"+long+"# wharf tap: end (wharf is shutting down)\n")
+	}))
+	defer srv.Close()
+	var out, errOut bytes.Buffer
+	ac := &adminClient{base: srv.URL, client: srv.Client()}
+	if code := streamTap(context.Background(), ac, "/api/tap", &out, &errOut); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+	if out.String() != long {
+		t.Fatalf("stdout has %d bytes, want the %d-byte line whole", out.Len(), len(long))
+	}
+	if want := "wharf tap: tapping frontend edge, json\nwharf tap: end (wharf is shutting down)\n"; errOut.String() != want {
+		t.Fatalf("stderr %q, want %q", errOut.String(), want)
+	}
 }
