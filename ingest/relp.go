@@ -377,6 +377,7 @@ func (s *relpSession) read() {
 	var queued []*relpTxn // transactions of this read, answered once queued (relp_ack = "queued")
 	var partialSince time.Time
 	ackLevel := st.relpAck
+	var big relpOversize // a syslog frame over max_message_size being read past
 
 	// handOver flushes the outbox; under "queued" the read's
 	// transactions are answered if every message is in every queue.
@@ -425,7 +426,33 @@ func (s *relpSession) read() {
 			off := 0
 			var msgs, bytes uint64
 			for off < n {
+				if big.active {
+					used, done, perr := big.take(buf[off:n])
+					off += used
+					if perr != nil {
+						s.protocolError(perr)
+						return
+					}
+					if !done {
+						break
+					}
+					if !s.oversized(&big, st, fe, &out, &queued, ackLevel, handOver, now) {
+						return
+					}
+					msgs, bytes = msgs+1, bytes+uint64(len(big.keep))
+					continue
+				}
 				f, used, _, perr := relp.Next(buf[off:n], st.max)
+				if ov, ok := perr.(*relp.Oversize); ok && string(ov.Cmd) == relp.CmdSyslog {
+					// Read past it (oversize: truncate or drop) instead of
+					// closing the session, which the sender would answer by
+					// sending it again, forever.
+					if _, perr = proto.Accept(relp.Frame{Txnr: ov.Txnr, Cmd: ov.Cmd}); perr == nil {
+						big.start(ov, st.truncate)
+						off += ov.HeaderLen
+						continue
+					}
+				}
 				if perr != nil {
 					s.protocolError(perr)
 					return
@@ -504,6 +531,86 @@ func (s *relpSession) read() {
 	}
 }
 
+// relpOversize reads past the data of a syslog frame whose DATALEN is
+// over max_message_size, keeping its first max bytes when the frontend
+// truncates (oversize = "truncate"), so the session goes on: the reader's
+// buffer never holds more than one max-size frame.
+type relpOversize struct {
+	active bool
+	txnr   uint32
+	left   int    // data bytes still to read
+	trail  bool   // the data is read; the LF is due
+	keep   []byte // the first max bytes, nil when dropping
+	max    int
+	buf    []byte // keep's storage, reused by the session
+}
+
+func (o *relpOversize) start(ov *relp.Oversize, truncate bool) {
+	*o = relpOversize{active: true, txnr: ov.Txnr, left: ov.DataLen, max: ov.Max, buf: o.buf}
+	if truncate {
+		if cap(o.buf) < ov.Max {
+			o.buf = make([]byte, 0, ov.Max)
+		}
+		o.keep = o.buf[:0]
+	}
+}
+
+// take consumes what b holds of the frame's data and trailer; done once
+// the LF after the data is read.
+func (o *relpOversize) take(b []byte) (used int, done bool, err error) {
+	if !o.trail {
+		k := min(o.left, len(b))
+		if o.keep != nil && len(o.keep) < o.max {
+			o.keep = append(o.keep, b[:min(k, o.max-len(o.keep))]...)
+		}
+		o.left -= k
+		used = k
+		o.trail = o.left == 0
+	}
+	if !o.trail || used == len(b) {
+		return used, false, nil
+	}
+	if b[used] != '\n' {
+		return used, false, &relp.Error{Reason: "frame", Detail: fmt.Sprintf("oversize frame %d not ended by LF (byte %q)", o.txnr, b[used])}
+	}
+	o.active = false
+	return used + 1, true, nil
+}
+
+// oversized hands on the frame big read past: truncated and delivered
+// (counted malformed and truncated, answered as any message), or dropped
+// (counted malformed and dropped, answered 200: a drop by policy). It
+// reports false when the session is ending.
+func (s *relpSession) oversized(big *relpOversize, st *settings, fe *route.Frontend, out *outbox, queued *[]*relpTxn, ackLevel relpAckLevel, flush func(), now time.Time) bool {
+	l := s.l
+	t := s.acquire(big.txnr, relp.KindSyslog, flush)
+	if t == nil {
+		return false
+	}
+	if st.rate != nil {
+		s.throttle(st, flush)
+	}
+	l.reason("malformed", "oversize").Inc()
+	if big.keep == nil {
+		l.reason("dropped", "oversize").Inc()
+		if ackLevel == relpAckQueued {
+			*queued = append(*queued, t)
+		} else {
+			t.Done(true)
+		}
+		return true
+	}
+	l.truncated.Inc()
+	var ack message.Acker
+	if ackLevel == relpAckQueued {
+		*queued = append(*queued, t)
+	} else {
+		ack = t
+	}
+	l.deliver(out, st, fe, big.keep, now.UnixNano(), s.peer, ack)
+	return true
+}
+
 // throttle waits until the bind's rate limits pass one more message from
 // the peer, handing over what the read holds first so that is not held
 // up. The sender's window fills meanwhile and holds it back, as a full
@@ -543,8 +650,12 @@ func (s *relpSession) throttle(st *settings, flush func()) {
 func (s *relpSession) protocolError(err error) {
 	reason := "protocol"
 	var e *relp.Error
-	if errors.As(err, &e) {
+	var ov *relp.Oversize
+	switch {
+	case errors.As(err, &e):
 		reason = e.Reason
+	case errors.As(err, &ov): // not a syslog frame, or one out of sequence
+		reason = "datalen"
 	}
 	s.fail(reason, err)
 }

@@ -271,7 +271,7 @@ func TestRELPBadInputClosesTheSession(t *testing.T) {
 	f("frame", "2 syslog x\n", true)
 	f("frame", "GET / HTTP/1.1\r\n\r\n", false)
 	f("txnr", "7 syslog 5 hello\n", true)
-	f("datalen", "2 syslog 1000000 "+strings.Repeat("x", 50), true)
+	f("datalen", "2 rsp 1000000 "+strings.Repeat("x", 50), true) // a syslog frame is read past: TestRELPOversize
 	f("sequence", "1 syslog 5 hello\n", false)
 	f("offer", "1 open 14 relp_version=0\n", false)
 	if got := tgt.count(); got != 6 {
@@ -437,5 +437,53 @@ func TestRELPRouteDropIsAnswered(t *testing.T) {
 	p.rsp(4, 200)
 	if n := notDelivered(); n != 0 {
 		t.Errorf("relp_not_delivered = %v, want 0", n)
+	}
+}
+
+// A syslog frame over max_message_size is read past, as a tcp:// bind
+// does: truncated and delivered (oversize = "truncate", the default) or
+// dropped, counted either way and answered 200, and the session goes on.
+// Before, the session was closed (relp_datalen) and the sender (rsyslog
+// omrelp) sent the frame again on every reconnect: nothing after it was
+// ever delivered (audit: 0 of 1,000).
+func TestRELPOversize(t *testing.T) {
+	for _, mode := range []string{"truncate", "drop"} {
+		t.Run(mode, func(t *testing.T) {
+			l, reg, tgt := listen(t, "relp", &conf.Frontend{MaxMessageSize: 100, Oversize: mode})
+			p := dialRELP(t, l.Addr(), nil)
+			p.open()
+			big := "<13>1 2026-11-25T10:00:00Z h app - - - " + strings.Repeat("y", 300)
+			frame := relp.AppendFrame(nil, 2, "syslog", []byte(big))
+			// In pieces, so the data spans reads: header, data, LF.
+			for _, part := range [][]byte{frame[:20], frame[20:200], frame[200 : len(frame)-1], frame[len(frame)-1:]} {
+				if _, err := p.c.Write(part); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			p.txnr = 2
+			p.rsp(2, 200)
+			p.rsp(p.send("syslog", valid), 200)
+			want := 2
+			if mode == "drop" {
+				want = 1
+			}
+			testenv.Eventually(t, "delivered", func() bool { return tgt.count() == want })
+			tgt.mu.Lock()
+			first := tgt.msgs[0]
+			tgt.mu.Unlock()
+			if mode == "truncate" && first != strings.Repeat("y", 100-len("<13>1 2026-11-25T10:00:00Z h app - - - ")) {
+				t.Errorf("truncated message MSG = %q, want the first 100 bytes' MSG", first)
+			}
+			if c := counter(reg, "wharf_frontend_malformed_total", "oversize"); c != 1 {
+				t.Errorf("malformed{oversize} = %v, want 1", c)
+			}
+			if d := counter(reg, "wharf_frontend_dropped_total", "oversize"); (mode == "drop") != (d == 1) {
+				t.Errorf("dropped{oversize} = %v in mode %s", d, mode)
+			}
+			if c := counter(reg, "wharf_frontend_closed_total", "relp_datalen"); c != 0 {
+				t.Errorf("closed{relp_datalen} = %v, want 0", c)
+			}
+		})
 	}
 }

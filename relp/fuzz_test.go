@@ -17,6 +17,12 @@ func frames(t *testing.T, max int, parts ...[]byte) (out []string, errReason str
 		for {
 			f, n, need, err := Next(buf, max)
 			if err != nil {
+				if ov, ok := err.(*Oversize); ok {
+					if ov.HeaderLen > len(buf) || ov.DataLen <= max {
+						t.Fatalf("Oversize %+v with %d bytes buffered, max %d", ov, len(buf), max)
+					}
+					return out, "oversize", nil
+				}
 				return out, err.(*Error).Reason, nil
 			}
 			if n == 0 {

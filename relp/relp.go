@@ -146,6 +146,9 @@ func Next(b []byte, maxData int) (f Frame, n, need int, err error) {
 		return f, 0, 0, errorf("frame", "unexpected byte %q where the data length belongs", b[i])
 	}
 	if v > uint64(maxData) {
+		if b[i] == ' ' && v <= maxOversize {
+			return f, 0, 0, &Oversize{Txnr: f.Txnr, Cmd: f.Cmd, DataLen: int(v), HeaderLen: i + 1, Max: maxData}
+		}
 		return f, 0, 0, errorf("datalen", "data length %d over the limit of %d bytes", v, maxData)
 	}
 	dl := int(v)
@@ -169,6 +172,29 @@ func Next(b []byte, maxData int) (f Frame, n, need int, err error) {
 	f.Data = b[i : i+dl : i+dl]
 	return f, total, 0, nil
 }
+
+// Oversize is Next's error for a frame whose DATALEN is over the limit,
+// once its header is complete: HeaderLen bytes up to and including the
+// space before the data. A caller that reads past the DataLen data bytes
+// and the trailing LF may keep the session (wharf's oversize = truncate
+// or drop for a syslog frame, as librelp's oversizeMode truncate); one
+// that does not treats it as any Error ("datalen"). Cmd aliases the
+// parsed buffer.
+type Oversize struct {
+	Txnr               uint32
+	Cmd                []byte
+	DataLen, HeaderLen int
+	Max                int // the limit it is over
+}
+
+func (e *Oversize) Error() string {
+	return fmt.Sprintf("relp: data length %d over the limit of %d bytes", e.DataLen, e.Max)
+}
+
+// maxOversize bounds the DATALEN Next reports as Oversize rather than an
+// Error: a frame that claims more is taken as garbage, not a message to
+// read past.
+const maxOversize = 1 << 30
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 func isAlpha(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }

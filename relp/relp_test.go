@@ -53,8 +53,16 @@ func TestNext(t *testing.T) {
 	bad("1 open x\n", "frame")
 	bad("1 open 0 \n", "frame")
 	bad("1 open 3 abcX", "frame")
-	bad("1 syslog 101 ", "datalen")
+	bad("1 syslog 101\n", "datalen") // no data: not a frame to read past
 	bad("1 syslog 1234567890", "datalen")
+
+	// Over the limit with the header complete: Oversize, for a caller
+	// that reads past the data (ingest's oversize handling).
+	_, _, _, err := Next([]byte("7 syslog 101 abc"), 100)
+	var ov *Oversize
+	if !errors.As(err, &ov) || ov.Txnr != 7 || string(ov.Cmd) != "syslog" || ov.DataLen != 101 || ov.HeaderLen != len("7 syslog 101 ") || ov.Max != 100 {
+		t.Fatalf("oversize frame: err %#v, want Oversize{7 syslog 101 HeaderLen 13 Max 100}", err)
+	}
 	bad("1 syslog 3\n", "frame")
 }
 
