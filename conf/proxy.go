@@ -238,7 +238,7 @@ header_timeout = "10s"
 backend = "web_tls"
 
 [[frontend.tls.use]]
-sni = "*.db.example.com"
+sni = ".db.example.com"
 backend = "db"
 
 [backend.web_tls]

@@ -301,7 +301,7 @@ func TestProxyExample(t *testing.T) {
 	if len(c.Warnings) != 0 {
 		t.Errorf("warnings: %v", c.Warnings)
 	}
-	if c.Backends["web"].Servers[0].Weight != 2 || c.Frontends["tls"].Use[0].SNI != "*.db.example.com" {
+	if c.Backends["web"].Servers[0].Weight != 2 || c.Frontends["tls"].Use[0].SNI != ".db.example.com" {
 		t.Error("example not decoded as written")
 	}
 }
