@@ -80,7 +80,7 @@ func (e Encoding) Append(dst []byte, m *message.Message) []byte {
 	case EncodingJSON:
 		return appendJSON(dst, m)
 	case EncodingRFC3164:
-		return appendBSDLine(appendPRI(dst, m), m)
+		return appendRFC3164(dst, m)
 	case EncodingTraditional:
 		return appendBSDLine(dst, m)
 	}
