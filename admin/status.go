@@ -143,8 +143,10 @@ type SinkStats struct {
 	Sent, SentBytes, Batches, WriteErrors uint64
 	Queued, QueuedBytes                   int64
 	// QueueSize is the queue's capacity (0: unbounded here, e.g. a disk
-	// buffer), PauseSize the depth at which TCP input is held back.
-	QueueSize, PauseSize int
+	// buffer), PauseSize the depth at which TCP input is held back;
+	// QueueBytesSize and PauseBytes the same in bytes.
+	QueueSize, PauseSize       int
+	QueueBytesSize, PauseBytes int64
 	// Dropped by reason, every reason present.
 	Dropped map[string]uint64
 	Ready   bool
@@ -289,12 +291,17 @@ type SinkStatus struct {
 	QueueBytes    int64  `json:"queue_bytes"`
 	// QueueCapacity is queue_size (0 with a disk buffer); QueuePauseAt
 	// the depth at which TCP senders are held back (backpressure_size).
-	QueueCapacity int               `json:"queue_capacity"`
-	QueuePauseAt  int               `json:"queue_pause_at"`
-	Dropped       map[string]uint64 `json:"dropped"`
-	DroppedTotal  uint64            `json:"dropped_total"`
-	Spark         Spark             `json:"spark"`
-	LastError     *LastError        `json:"last_error,omitempty"`
+	QueueCapacity int `json:"queue_capacity"`
+	QueuePauseAt  int `json:"queue_pause_at"`
+	// QueueBytesCapacity and QueuePauseAtBytes are the same bounds in
+	// bytes (queue_bytes, backpressure_bytes): senders are held back, and
+	// the queue full, at whichever bound is reached first.
+	QueueBytesCapacity int64             `json:"queue_bytes_capacity"`
+	QueuePauseAtBytes  int64             `json:"queue_pause_at_bytes"`
+	Dropped            map[string]uint64 `json:"dropped"`
+	DroppedTotal       uint64            `json:"dropped_total"`
+	Spark              Spark             `json:"spark"`
+	LastError          *LastError        `json:"last_error,omitempty"`
 	// RELP is present for sinks with RELP servers.
 	RELP *RELPSinkStatus `json:"relp,omitempty"`
 	// Buffer is present for sinks with a disk buffer.
@@ -658,6 +665,7 @@ func (st *Status) Report() StatusReport {
 			Rate:    Rate{Msgs: perSecond(s.Sent, old.Sent, dt), Bytes: perSecond(s.SentBytes, old.SentBytes, dt)},
 			Batches: s.Batches, WriteErrors: s.WriteErrors,
 			QueueMessages: s.Queued, QueueBytes: s.QueuedBytes, QueueCapacity: s.QueueSize, QueuePauseAt: s.PauseSize,
+			QueueBytesCapacity: s.QueueBytesSize, QueuePauseAtBytes: s.PauseBytes,
 			Dropped: orEmpty(s.Dropped), DroppedTotal: sumValues(s.Dropped),
 			Spark: st.spark(k, true), RELP: s.RELP, Buffer: s.Buffer, Servers: s.Servers,
 		}

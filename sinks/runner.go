@@ -194,6 +194,9 @@ type RunnerStats struct {
 	// blocking producers (TCP input) are held back while the sink is
 	// ready.
 	QueueSize, PauseSize int
+	// QueueBytesSize and PauseBytes are the same bounds in bytes: the
+	// queue is held back or full at whichever is reached first.
+	QueueBytesSize, PauseBytes int64
 }
 
 // Runner owns one sink's bounded queue, batching, retries and counters.
@@ -739,9 +742,10 @@ func (r *Runner) Stats() RunnerStats {
 		Dropped:     make(map[string]uint64, len(dropReasons)),
 		Ready:       r.Ready(),
 		PauseSize:   r.cfg.PauseSize,
+		PauseBytes:  r.cfg.PauseBytes,
 	}
 	if r.cfg.Spool == nil {
-		st.QueueSize = r.cfg.QueueSize
+		st.QueueSize, st.QueueBytesSize = r.cfg.QueueSize, r.cfg.QueueBytes
 	}
 	for i, reason := range dropReasons {
 		st.Dropped[reason] = r.dropped[i].Load()

@@ -117,10 +117,13 @@ function bindCell(b) {
 }
 
 // queueClass: amber once TCP senders are held back (the pause mark,
-// backpressure_size), red at 90% of queue_size where drops begin.
+// backpressure_size or backpressure_bytes), red at 90% of queue_size or
+// queue_bytes, where drops begin: in messages or bytes, whichever is
+// reached first (large messages fill the bytes first).
 function queueClass(s) {
-  if (s.queue_capacity > 0 && s.queue_messages >= 0.9 * s.queue_capacity) return "bad";
-  if (s.queue_pause_at > 0 && s.queue_messages >= s.queue_pause_at) return "warn";
+  const at = (v, cap, frac) => cap > 0 && v >= frac * cap;
+  if (at(s.queue_messages, s.queue_capacity, 0.9) || at(s.queue_bytes, s.queue_bytes_capacity, 0.9)) return "bad";
+  if (at(s.queue_messages, s.queue_pause_at, 1) || at(s.queue_bytes, s.queue_pause_at_bytes, 1)) return "warn";
   return "";
 }
 

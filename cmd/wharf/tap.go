@@ -109,6 +109,7 @@ func sinkStats(r *sinks.Runner, b *diskbuf.Buffer) func() admin.SinkStats {
 		s := admin.SinkStats{
 			Sent: st.Sent, SentBytes: st.SentBytes, Batches: st.Batches, WriteErrors: st.WriteErrors,
 			Queued: int64(st.Queued), QueuedBytes: st.QueuedBytes, QueueSize: st.QueueSize, PauseSize: st.PauseSize,
+			QueueBytesSize: st.QueueBytesSize, PauseBytes: st.PauseBytes,
 			Dropped: st.Dropped, Ready: st.Ready,
 		}
 		if b != nil {
