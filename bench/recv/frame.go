@@ -79,7 +79,7 @@ func (s *splitter) split(b []byte, fn func(msg []byte)) (int, error) {
 // message. Not safe for concurrent use: one per connection or socket.
 type collector struct {
 	t       *Tracker
-	run     []byte // accept only this run id; nil accepts any
+	run     []byte // accept only this run id; nil: the Tracker's (adopt)
 	recs    []Record
 	foreign uint64
 	bad     uint64
@@ -107,7 +107,13 @@ func (c *collector) msg(b []byte) {
 		if len(c.samples) < maxSamples {
 			c.samples = append(c.samples, string(b[:min(len(b), 200)]))
 		}
-	case c.run != nil && !bytes.Equal(s.Run, c.run):
+	case c.run == nil:
+		// No -run: the first run seen anywhere is the one accounted (two
+		// runs' streams 0, 1... would otherwise merge, their sequence
+		// numbers counted as duplicates); later runs are foreign.
+		c.run = []byte(c.t.adopt(s.Run))
+		c.msg(b)
+	case !bytes.Equal(s.Run, c.run):
 		c.foreign++
 	default:
 		c.recs = append(c.recs, Record{Stream: s.Conn, Seq: s.Seq, Sent: s.Time})

@@ -126,3 +126,35 @@ func TestCollectorStream(t *testing.T) {
 		}
 	}
 }
+
+// Without a run id the first run seen is the one accounted: a second
+// run's stream 0 is foreign, not merged into the first's (where its
+// sequence numbers would count as duplicates), also when it arrives on
+// another connection.
+func TestCollectorAdoptsFirstRun(t *testing.T) {
+	frame := func(run string, seq uint64) []byte {
+		tp, _ := stamp.NewTemplate(stamp.Options{Framing: stamp.OctetCounting, Size: 200, Run: run, Conn: 0})
+		tp.SetSeq(seq)
+		tp.SetTime(1)
+		return append([]byte(nil), tp.Frame...)
+	}
+	tr := NewTracker()
+	a, b := newCollector(tr, ""), newCollector(tr, "")
+	for seq := range uint64(100) {
+		for _, c := range []struct {
+			col *collector
+			run string
+		}{{a, "first"}, {b, "second"}} {
+			var sp splitter
+			if _, err := sp.split(frame(c.run, seq), c.col.msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.flush(0)
+	b.flush(0)
+	r := tr.Report(nil)
+	if r.Unique != 100 || r.Dups != 0 || r.Foreign != 100 {
+		t.Fatalf("unique %d dups %d foreign %d, want 100 0 100", r.Unique, r.Dups, r.Foreign)
+	}
+}

@@ -142,6 +142,18 @@ type Tracker struct {
 	samples []string // first unstamped messages (truncated)
 	first   time.Time
 	last    time.Time
+	run     string // the run accounted when none was given (adopt)
+}
+
+// adopt returns the run id the Tracker accounts: the first one offered
+// when the receiver was given none.
+func (t *Tracker) adopt(run []byte) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.run == "" {
+		t.run = string(run)
+	}
+	return t.run
 }
 
 // NewTracker returns an empty Tracker.
