@@ -155,6 +155,15 @@ type Checker interface {
 	Check(ctx context.Context) error
 }
 
+// Prober is implemented by Checker sinks that can notice, while ready and
+// idle, that their destination went away (a collector closed its
+// connection) and recover what it may have lost. The Runner calls Probe
+// every checkInterval while the sink is ready; an error makes it not
+// ready, and Check takes over. Probe may run concurrently with Write.
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
 // Drop reasons, the values of the "reason" label of wharf_sink_dropped_total.
 const (
 	DropQueueFull        = "queue_full"
@@ -779,6 +788,16 @@ func (r *Runner) check(c Checker) error {
 	return err
 }
 
+func (r *Runner) probe(p Prober) error {
+	ctx, cancel := context.WithTimeout(r.ctx, checkInterval)
+	defer cancel()
+	err := p.Probe(ctx)
+	if err != nil {
+		r.log.Warn("sink not ready", "error", err)
+	}
+	return err
+}
+
 func (r *Runner) checkLoop(c Checker) {
 	defer close(r.checkDone)
 	t := time.NewTicker(checkInterval)
@@ -788,8 +807,14 @@ func (r *Runner) checkLoop(c Checker) {
 		case <-r.closingCh:
 			return
 		case <-t.C:
-			if !r.Ready() && r.check(c) == nil {
-				r.setReady(true)
+			if !r.Ready() {
+				if r.check(c) == nil {
+					r.setReady(true)
+				}
+			} else if p, ok := c.(Prober); ok {
+				if err := r.probe(p); err != nil {
+					r.setReady(false)
+				}
 			}
 		}
 	}

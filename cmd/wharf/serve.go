@@ -484,7 +484,7 @@ func b2f(b bool) float64 {
 
 // sinkStatFamilies are the series registerSinkStats adds for a sink.
 var sinkStatFamilies = []string{
-	"wharf_sink_failovers_total", "wharf_sink_file_opens_total", "wharf_sink_file_closes_total", "wharf_sink_open_files",
+	"wharf_sink_failovers_total", "wharf_sink_replays_total", "wharf_sink_file_opens_total", "wharf_sink_file_closes_total", "wharf_sink_open_files",
 	"wharf_sink_server_active", "wharf_sink_server_up", "wharf_sink_server_failures_total",
 	"wharf_relp_acks_received_total", "wharf_relp_resent_total", "wharf_relp_in_flight",
 }
@@ -513,6 +513,8 @@ func registerSinkStats(reg *metrics.Registry, name string, s sinks.Sink) {
 			func() float64 { _, _, _, n := f.FileStats(); return float64(n) }, "sink", name)
 	}
 	if f, ok := s.(*syslog.Syslog); ok {
+		reg.CounterFunc("wharf_sink_replays_total", "Times a syslog sink wrote its last batches again on a new TCP connection because the previous one was found reset (the collector may have lost them unread); each may duplicate messages there.",
+			func() float64 { return float64(f.Replays()) }, "sink", name)
 		for i, st := range f.Servers() {
 			reg.GaugeFunc("wharf_sink_server_active", "1 for the downstream server a syslog sink sends to now, 0 for its other servers.",
 				func() float64 { return b2f(f.ServerState(i).Active) }, "sink", name, "server", st.URL)

@@ -96,3 +96,67 @@ func TestReplayCoversOwnSendQueue(t *testing.T) {
 		t.Fatalf("kept %d bytes with %d queued in the kernel, want the fewest batches reaching %d", s.prevBytes, queued, replayBytes+queued)
 	}
 }
+
+// TestProbeReplaysIdleReset: a collector that resets its connection with
+// a batch unread while no more messages come. Before, the replay waited
+// for the next batch, and a stop before it lost the batch (audit: 300
+// "sent", 0 delivered after the restart). Probe (called by the runner
+// while the sink is idle) finds the reset connection, reconnects and
+// writes the replay at once.
+func TestProbeReplaysIdleReset(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fs := &frameServer{l: l}
+	first := make(chan struct{})
+	go func() {
+		c, err := l.Accept() // reads nothing, then resets
+		if err != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // the batch reaches its kernel
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+		close(first)
+		fs.done.Add(1)
+		fs.accept()
+	}()
+	s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{"tcp://" + l.Addr().String()}}})
+	defer s.Close()
+	var batch []string
+	for i := range 50 {
+		batch = append(batch, fmt.Sprintf("<13>1 - h app - - - idle %d", i))
+	}
+	if err := s.Write(context.Background(), msgs(batch...)); err != nil {
+		t.Fatal(err)
+	}
+	<-first
+	time.Sleep(50 * time.Millisecond) // the RST reaches wharf's socket
+	if err := s.Probe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	testenv.Poll(testenv.EventuallyTimeout, func() bool {
+		for _, f := range fs.got() {
+			got[f] = true
+		}
+		return len(got) >= len(batch)
+	})
+	for _, m := range batch {
+		if !got[m] {
+			t.Errorf("lost %q", m)
+		}
+	}
+	if s.Replays() != 1 {
+		t.Errorf("Replays() = %d, want 1", s.Replays())
+	}
+	// An open, healthy connection is left alone.
+	if err := s.Probe(context.Background()); err != nil || s.Replays() != 1 {
+		t.Errorf("second Probe: %v, Replays %d", err, s.Replays())
+	}
+	s.Close()
+	l.Close()
+	fs.kill()
+}
