@@ -668,7 +668,7 @@ func (l *Listener) datagram(out *outbox, s *settings, fe *route.Frontend, buf []
 	if s.rate != nil && !s.rate.allowDatagram(peer.Addr(), monoNow()) {
 		return
 	}
-	frame := framing.TrimUDP(buf)
+	frame := framing.TrimEnd(buf)
 	if len(frame) == 0 && !cut {
 		l.reason("malformed", "empty").Inc()
 		return

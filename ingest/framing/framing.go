@@ -287,7 +287,7 @@ func (f *Framer) octet(buf []byte) ([]byte, int, Status) {
 		if len(buf)-hdr < n {
 			return nil, 0, NeedMore
 		}
-		return buf[hdr : hdr+n], hdr + n, OK
+		return TrimEnd(buf[hdr : hdr+n]), hdr + n, OK
 	}
 	f.reason = ReasonOversize
 	if f.Truncate {
@@ -353,9 +353,11 @@ func (f *Framer) terminated(buf []byte, term uint8) ([]byte, int, Status) {
 	return nil, len(win), Oversize
 }
 
-// TrimUDP strips one trailing LF, CRLF or NUL from a datagram: many senders
-// end UDP syslog messages with one. The result aliases b.
-func TrimUDP(b []byte) []byte {
+// TrimEnd strips one trailing LF, CRLF or NUL from a datagram or an
+// octet-counted frame: many senders end messages with one (rsyslog's
+// RSYSLOG_SyslogProtocol23Format forwards every message with a LF inside
+// its octet count), and rsyslog drops it. The result aliases b.
+func TrimEnd(b []byte) []byte {
 	n := len(b)
 	if n == 0 {
 		return b

@@ -112,7 +112,8 @@ func TestFramer(t *testing.T) {
 
 	// Octet counting: several frames per read, frames with LF and NUL inside.
 	f(oc, "5 hello3 abc", "ok:hello", "ok:abc")
-	f(oc, "7 a\nb\x00c\r\n1 x", "ok:a\nb\x00c\r\n", "ok:x")
+	f(oc, "7 a\nb\x00c\r\n1 x", "ok:a\nb\x00c", "ok:x") // one trailing CRLF, LF or NUL trimmed (TrimEnd)
+	f(oc, "4 ab\n\n3 c\x00d", "ok:ab\n", "ok:c\x00d")
 	f(oc, "16 0123456789abcdef", "ok:0123456789abcdef")
 	// Stray LF after octet-counted frames (some senders add one) is an empty frame.
 	f(oc, "2 ab\n2 cd\r\n", "ok:ab", "ok:cd")
@@ -228,11 +229,11 @@ func TestParseMode(t *testing.T) {
 	f("octet", Auto, false)
 }
 
-func TestTrimUDP(t *testing.T) {
+func TestTrimEnd(t *testing.T) {
 	f := func(in, want string) {
 		t.Helper()
-		if got := string(TrimUDP([]byte(in))); got != want {
-			t.Fatalf("TrimUDP(%q) = %q, want %q", in, got, want)
+		if got := string(TrimEnd([]byte(in))); got != want {
+			t.Fatalf("TrimEnd(%q) = %q, want %q", in, got, want)
 		}
 	}
 	f("", "")
