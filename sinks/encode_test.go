@@ -306,3 +306,50 @@ func BenchmarkRFC3339NanoUTC(b *testing.B) {
 		}
 	})
 }
+
+// TestAppendLineEscapesControl: a message with a LF inside stays one line
+// (rsyslog's "#012"), in every line encoding; json escapes its own.
+func TestAppendLineEscapesControl(t *testing.T) {
+	raw := "<14>Dec  6 05:10:11 web1 app[7]: user input: x\nDec  6 05:10:12 dc01 sshd[1]: Accepted\r\x00\x1b[31m\x7fend\ttab " + strings.Repeat("é", 9)
+	m := message.New([]byte(raw))
+	defer m.Release()
+	want := "<14>Dec  6 05:10:11 web1 app[7]: user input: x#012Dec  6 05:10:12 dc01 sshd[1]: Accepted#015#000#033[31m#177end\ttab " + strings.Repeat("é", 9) + "\n"
+	if got := string(EncodingRaw.AppendLine([]byte("prefix\n"), m)); got != "prefix\n"+want {
+		t.Errorf("raw line:\n got %q\nwant %q", got, "prefix\n"+want)
+	}
+	if got := EncodingJSON.AppendLine(nil, m); bytes.Count(got, []byte("\n")) != 1 || !bytes.Contains(got, []byte(`x\nDec`)) {
+		t.Errorf("json line %q: want JSON's own escapes and one LF", got)
+	}
+	// Lengths around the 8-byte steps, control bytes at every position.
+	for n := range 20 {
+		for at := range n {
+			b := []byte(strings.Repeat("a", n))
+			b[at] = '\n'
+			mm := message.New(b)
+			got := string(EncodingRaw.AppendLine(nil, mm))
+			mm.Release()
+			if w := strings.Repeat("a", at) + "#012" + strings.Repeat("a", n-at-1) + "\n"; got != w {
+				t.Fatalf("n=%d at=%d: %q, want %q", n, at, got, w)
+			}
+		}
+	}
+}
+
+func BenchmarkAppendLine(b *testing.B) {
+	m := message.New([]byte(`<134>1 2026-11-25T10:00:00.123456Z web-01 nginx 4242 ACCESS - GET /api/v1/items?page=7 HTTP/1.1 200 5120 "-" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36" rt=0.004`))
+	defer m.Release()
+	dst := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		dst = EncodingRaw.AppendLine(dst[:0], m)
+	}
+}
+
+func BenchmarkAppendRawNoEscape(b *testing.B) {
+	m := message.New([]byte(`<134>1 2026-11-25T10:00:00.123456Z web-01 nginx 4242 ACCESS - GET /api/v1/items?page=7 HTTP/1.1 200 5120 "-" "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36" rt=0.004`))
+	defer m.Release()
+	dst := make([]byte, 0, 1024)
+	for b.Loop() {
+		dst = append(EncodingRaw.Append(dst[:0], m), '\n')
+	}
+}

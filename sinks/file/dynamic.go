@@ -173,8 +173,7 @@ func (s *File) writeDynamic(batch []*message.Message) error {
 		if len(df.pending) == 0 {
 			d.touched = append(d.touched, df)
 		}
-		df.pending = s.enc.Append(df.pending, m)
-		df.pending = append(df.pending, '\n')
+		df.pending = s.enc.AppendLine(df.pending, m)
 	}
 	for _, df := range d.touched {
 		if err := s.flushDyn(df); err != nil {

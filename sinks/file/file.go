@@ -103,8 +103,7 @@ func (s *File) Write(_ context.Context, batch []*message.Message) error {
 	}
 	b := s.buf[:0]
 	for _, m := range batch {
-		b = s.enc.Append(b, m)
-		b = append(b, '\n')
+		b = s.enc.AppendLine(b, m)
 	}
 	s.buf = b
 	s.mu.Lock()

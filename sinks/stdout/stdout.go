@@ -70,8 +70,7 @@ func NewWriter(name string, w io.Writer, enc sinks.Encoding) *Stdout {
 func (s *Stdout) Write(_ context.Context, batch []*message.Message) error {
 	b := s.buf[:0]
 	for _, m := range batch {
-		b = s.enc.Append(b, m)
-		b = append(b, '\n')
+		b = s.enc.AppendLine(b, m)
 	}
 	s.buf = b
 	if _, err := s.w.Write(b); err != nil {

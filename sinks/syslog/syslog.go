@@ -661,8 +661,7 @@ func (s *Syslog) frame(batch []*message.Message) []byte {
 			copy(b[start+len(p):], b[start:start+n])
 			copy(b[start:], p)
 		} else {
-			b = s.enc.Append(b, m)
-			b = append(b, '\n')
+			b = s.enc.AppendLine(b, m) // a LF inside would end the frame early
 		}
 	}
 	s.buf = b

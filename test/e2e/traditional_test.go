@@ -18,7 +18,8 @@ import (
 // sent over TCP to rsyslog writing RSYSLOG_TraditionalFileFormat and to
 // wharf writing a file sink with encoding = "traditional" (what the
 // migration guide translates "*.* /var/log/messages" to), give the same
-// lines byte for byte. Before, the guide said encoding = "rfc3164", whose
+// lines byte for byte, also for a message with a LF inside (one line,
+// the LF written "#012"). Before, the guide said encoding = "rfc3164", whose
 // lines start with "<PRI>" (the forwarding format), which log parsers
 // and logwatch rules moved from rsyslog do not expect (audit).
 func TestTraditionalFileLikeRsyslog(t *testing.T) {
@@ -76,6 +77,11 @@ encoding = "traditional"
 	}
 	ln.Close()
 	stream := <-got
+	// A message with a LF inside (octet counting carries it) must stay one
+	// line, not forge a second one: rsyslog writes the LF as "#012".
+	forged := "<14>Dec  6 05:10:11 web1 app[7]: user input: x\nDec  6 05:10:12 dc01 sshd[1]: Accepted password for root"
+	stream = fmt.Appendf(stream, "%d %s", len(forged), forged)
+	sends = append(sends, nil)
 	for _, p := range []int{rsPort, port} {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
