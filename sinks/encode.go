@@ -84,7 +84,7 @@ func (e Encoding) Append(dst []byte, m *message.Message) []byte {
 	case EncodingRFC3164:
 		return appendRFC3164(dst, m)
 	case EncodingTraditional:
-		return appendBSDLine(dst, m)
+		return appendBSDLine(dst, m, maxAppName) // RSYSLOG_TraditionalFileFormat keeps the whole tag
 	}
 	return append(dst, m.Raw...)
 }

@@ -12,7 +12,8 @@ import (
 const rfc3164Time = "Jan _2 15:04:05"
 
 // maxTag is RFC3164's limit on the TAG (section 4.1.3), which old
-// collectors enforce; rsyslog's traditional formats cut it there too.
+// collectors enforce; rsyslog's RSYSLOG_TraditionalForwardFormat cuts it
+// there too, its file format does not (the traditional encoding).
 const maxTag = 32
 
 // appendRFC3164 encodes m as a BSD syslog line for collectors that predate
@@ -32,7 +33,7 @@ const maxTag = 32
 // It is appendPRI followed by appendBSDLine, which is also the
 // "traditional" encoding on its own (a log file's line, no PRI).
 func appendRFC3164(dst []byte, m *message.Message) []byte {
-	return appendBSDLine(appendPRI(dst, m), m)
+	return appendBSDLine(appendPRI(dst, m), m, maxTag)
 }
 
 // appendPRI appends "<PRI>", 13 (user.notice) when the priority is unknown.
@@ -47,8 +48,9 @@ func appendPRI(dst []byte, m *message.Message) []byte {
 }
 
 // appendBSDLine appends the part of appendRFC3164's line after the PRI:
-// "Mmm dd hh:mm:ss HOSTNAME TAG[PROCID]: MSG".
-func appendBSDLine(dst []byte, m *message.Message) []byte {
+// "Mmm dd hh:mm:ss HOSTNAME TAG[PROCID]: MSG", the TAG cut to tagMax
+// bytes.
+func appendBSDLine(dst []byte, m *message.Message, tagMax int) []byte {
 	// TIMESTAMP
 	ts := m.Field(m.Timestamp)
 	switch {
@@ -78,7 +80,7 @@ func appendBSDLine(dst []byte, m *message.Message) []byte {
 	}
 	// TAG[PROCID]:
 	if app := m.Field(m.AppName); len(app) > 0 {
-		dst = appendHeaderField(dst, app, maxTag)
+		dst = appendHeaderField(dst, app, tagMax)
 		if pid := m.Field(m.ProcID); len(pid) > 0 {
 			dst = append(dst, '[')
 			dst = appendHeaderField(dst, pid, maxProcID)

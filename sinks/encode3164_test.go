@@ -67,6 +67,8 @@ func TestEncodeTraditional(t *testing.T) {
 		{`<13>Dec  6 05:18:52 vm myapp[4242]: hello`, `Dec  6 05:18:52 vm myapp[4242]: hello`},
 		{`<165>1 2003-10-11T22:14:15.003Z mymachine evntslog 42 ID47 [a@1 b="c"] An event`, `Oct 11 23:14:15 mymachine evntslog[42]: An event`},
 		{`no pri at all`, `Nov 25 20:10:00 192.0.2.7 no pri at all`},
+		// The whole tag, as rsyslog's file format (rfc3164 cuts it at 32).
+		{`<110>Dec  6 05:10:11 win01 Microsoft-Windows-Security-Auditing[784]: An account was logged on`, `Dec  6 05:10:11 win01 Microsoft-Windows-Security-Auditing[784]: An account was logged on`},
 	} {
 		m := message.New([]byte(tc.in))
 		m.Received = time.Date(2026, 11, 25, 19, 10, 0, 0, time.UTC).UnixNano()
