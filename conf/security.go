@@ -138,6 +138,26 @@ func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	return c, nil
 }
 
+// checkKeyPair checks a certificate and key pair for validation: each
+// file that cannot be read is reported at its own key (both at once when
+// both are missing); when both can, a pair that does not load is reported
+// at certKey. report takes the key ("tls_cert") and the message.
+func checkKeyPair(certKey, keyKey, certFile, keyFile string, report func(key, msg string)) {
+	ok := true
+	for _, f := range []struct{ key, file string }{{certKey, certFile}, {keyKey, keyFile}} {
+		if _, err := os.Stat(f.file); err != nil {
+			report(f.key, fmt.Sprintf("cannot read %s: %v", f.file, err))
+			ok = false
+		}
+	}
+	if !ok {
+		return
+	}
+	if _, err := LoadKeyPair(certFile, keyFile); err != nil {
+		report(certKey, err.Error())
+	}
+}
+
 // HasTLSBind reports whether a frontend lists a tls:// or relp+tls:// bind. It looks at
 // Bind (the strings), so it works before validation fills Binds.
 func (f *Frontend) HasTLSBind() bool {
@@ -188,9 +208,9 @@ func (v *validator) syslogTLS(p string, f *Frontend) {
 	case f.TLSCert == "" || f.TLSKey == "":
 		v.errAt(p, "a tls:// or relp+tls:// bind needs tls_cert and tls_key (PEM certificate and private key files)")
 	default:
-		if _, err := LoadKeyPair(f.TLSCert, f.TLSKey); err != nil {
-			v.errAt(p+".tls_cert", "%v", err)
-		}
+		checkKeyPair("tls_cert", "tls_key", f.TLSCert, f.TLSKey, func(key, msg string) {
+			v.errAt(p+"."+key, "%s", msg)
+		})
 	}
 	if f.TLSClientCA != "" {
 		if _, err := LoadCertPool(f.TLSClientCA); err != nil {
@@ -268,9 +288,9 @@ func (v *validator) adminTLS() {
 		v.warn("admin.tls_cert", "the admin listener is off; the certificate is unused")
 		return
 	}
-	if _, err := LoadKeyPair(a.TLSCert, a.TLSKey); err != nil {
-		v.errAt("admin.tls_cert", "%v", err)
-	}
+	checkKeyPair("tls_cert", "tls_key", a.TLSCert, a.TLSKey, func(key, msg string) {
+		v.errAt("admin."+key, "%s", msg)
+	})
 	if a.TLSClientCA != "" {
 		if _, err := LoadCertPool(a.TLSClientCA); err != nil {
 			v.errAt("admin.tls_client_ca", "%v", err)

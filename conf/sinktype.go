@@ -245,9 +245,9 @@ func (t *ClientTLS) Validate(c *SinkCheck) {
 	if (t.TLSCert == "") != (t.TLSKey == "") {
 		c.Errorf("", "set both tls_cert and tls_key (a client certificate), or neither")
 	} else if t.TLSCert != "" {
-		if _, err := LoadKeyPair(t.TLSCert, t.TLSKey); err != nil {
-			c.Errorf("tls_cert", "%v", err)
-		}
+		checkKeyPair("tls_cert", "tls_key", t.TLSCert, t.TLSKey, func(key, msg string) {
+			c.Errorf(key, "%s", msg)
+		})
 	}
 	if t.TLSCA != "" {
 		if _, err := LoadCertPool(t.TLSCA); err != nil {
