@@ -245,6 +245,9 @@ func (v *validator) backends() {
 			v.c.Backends[name] = b
 		}
 		b.Name = name
+		if strings.Contains(name, "/") {
+			v.errAt(join("backend", name), "backend name %q has a '/': wharf server and /api/servers address a server as BACKEND/SERVER, so names cannot hold one", name)
+		}
 		v.backend(join("backend", name), b)
 		if !used[name] {
 			v.warn(join("backend", name), "not used by any frontend")
@@ -339,6 +342,11 @@ func (v *validator) backend(p string, b *Backend) {
 			v.errAt(sp+".name", "server name %q is already used by %s; names label metrics, give each server its own", s.Name, idx(p+".server", j))
 		}
 		names[s.Name] = i
+		if strings.Contains(s.Name, "/") {
+			// An unset name is the address, whose host cannot hold a '/'
+			// either; the error then points at the server.
+			v.errAt(sp+".name", "server name %q has a '/': wharf server and /api/servers address a server as BACKEND/SERVER, so names cannot hold one", s.Name)
+		}
 		if s.Weight < 1 || s.Weight > 256 {
 			v.errAt(sp+".weight", "weight %d out of range (1-256)", s.Weight)
 		}
