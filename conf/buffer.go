@@ -145,26 +145,52 @@ func checkBufferDir(dir string) error {
 	case !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
 		return fmt.Errorf("%s: %v", dir, errors.Unwrap(err))
 	}
-	parent := filepath.Dir(filepath.Clean(dir))
+	return checkCreatable(dir, filepath.Dir(filepath.Clean(dir)))
+}
+
+// CheckFileDir reports why wharf run could not create file, which it
+// writes in dir (the file's directory, or for a templated path the fixed
+// directory before the first placeholder), creating dir and its missing
+// parents first: the nearest existing ancestor of dir is not a directory
+// ("mkdir /etc/passwd: not a directory" at start), or is on a filesystem
+// where nobody can create anything. A file that exists already is left to
+// its own checks, and so is whether this user may write (wharf run may
+// run as another). Nothing is created.
+func CheckFileDir(file, dir string) error {
+	if _, err := os.Lstat(file); err == nil {
+		return nil
+	}
+	err := checkCreatable(file, filepath.Clean(dir))
+	if errors.Is(err, errNotWritable) {
+		return nil
+	}
+	return err
+}
+
+// checkCreatable walks up from parent to the first ancestor that exists
+// and reports why what (a directory or file below it) could not be
+// created there: that ancestor is not a directory, is on an unusable
+// filesystem, or (errNotWritable) this user cannot create entries in it.
+func checkCreatable(what, parent string) error {
 	for {
 		fi, err := os.Stat(parent)
 		if err == nil {
 			if !fi.IsDir() {
-				return fmt.Errorf("%s cannot be created: %s is not a directory", dir, parent)
+				return fmt.Errorf("%s cannot be created: %s is not a directory", what, parent)
 			}
 			if fsErr := unusableFS(parent); fsErr != "" {
-				return fmt.Errorf("%s cannot be created: %s is %s; choose a directory on a disk", dir, parent, fsErr)
+				return fmt.Errorf("%s cannot be created: %s is %s; choose a directory on a disk", what, parent, fsErr)
 			}
 			if err := syscall.Access(parent, 0x2|0x1); err != nil { // W_OK|X_OK
 				if errors.Is(err, syscall.EROFS) {
-					return fmt.Errorf("%s cannot be created: %s is on a read-only filesystem; choose a writable directory", dir, parent)
+					return fmt.Errorf("%s cannot be created: %s is on a read-only filesystem; choose a writable directory", what, parent)
 				}
-				return fmt.Errorf("%s cannot be created: %s is %w (uid %d); if wharf runs as another user, make sure that one can", dir, parent, errNotWritable, os.Getuid())
+				return fmt.Errorf("%s cannot be created: %s is %w (uid %d); if wharf runs as another user, make sure that one can", what, parent, errNotWritable, os.Getuid())
 			}
 			return nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-			return fmt.Errorf("%s cannot be created: %v", dir, err)
+			return fmt.Errorf("%s cannot be created: %v", what, err)
 		}
 		next := filepath.Dir(parent)
 		if next == parent {

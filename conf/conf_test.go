@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files and docs/config.md")
@@ -419,5 +421,80 @@ func TestBufferDirUnusableFS(t *testing.T) {
 	err = checkBufferDir(filepath.Join(ro, "buf"))
 	if err == nil || errors.Is(err, errNotWritable) || !strings.Contains(err.Error(), "read-only filesystem") {
 		t.Errorf("checkBufferDir on a read-only mount = %v, want an error naming it", err)
+	}
+}
+
+// CheckFileDir finds a file wharf run could not create because a parent
+// is a regular file ("mkdir /etc/passwd: not a directory" at start) or on
+// a pseudo filesystem, walking up to the first ancestor that exists, and
+// creates nothing. A templated file sink path passes its fixed directory.
+func TestCheckFileDir(t *testing.T) {
+	tmp := t.TempDir()
+	for _, tc := range []struct {
+		file, dir, want string // want "" for no error
+	}{
+		{"testdata/tls/token/x.log", "testdata/tls/token", "testdata/tls/token/x.log cannot be created: testdata/tls/token is not a directory"},
+		{"testdata/tls/token/a/b/x.log", "testdata/tls/token/a/b", "testdata/tls/token is not a directory"},
+		{"testdata/tls/token/{hostname}/x.log", "testdata/tls/token", "testdata/tls/token/{hostname}/x.log cannot be created: testdata/tls/token is not a directory"},
+		{"/proc/wharf-x/x.log", "/proc/wharf-x", "/proc is on the proc filesystem"},
+		{"testdata/tls/token", "testdata/tls", ""}, // exists: CheckPath's business
+		{tmp + "/new/deeper/x.log", tmp + "/new/deeper", ""},
+		{tmp + "/{hostname}/x.log", tmp, ""},
+	} {
+		err := CheckFileDir(tc.file, tc.dir)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("CheckFileDir(%q, %q) = %v, want nil", tc.file, tc.dir, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("CheckFileDir(%q, %q) = %v, want %q", tc.file, tc.dir, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(tmp + "/new"); err == nil {
+		t.Error("CheckFileDir created a directory")
+	}
+}
+
+// A duration of 0 means the default everywhere, so no key's text may
+// promise that 0 turns it off unless 0 is its default (client_timeout:
+// "`0s` (off)"). frame_timeout said "0 disables" and 0 gave 1m.
+func TestReferenceZeroIsDefault(t *testing.T) {
+	off := regexp.MustCompile(`\b0s? (disables|turns\b[^.;]* off|means no|switches\b[^.;]* off|is off)`)
+	keys := map[string]KeyDoc{}
+	for _, s := range sections() {
+		for _, k := range s.Keys {
+			keys[s.Table+"."+k.Key] = k
+		}
+	}
+	for _, name := range SinkTypes() {
+		for _, k := range sinkType(name).Keys {
+			keys["sink type "+name+"."+k.Key] = k
+		}
+	}
+	for p, k := range keys {
+		if off.MatchString(k.Doc) && !strings.HasPrefix(strings.Trim(k.Default, "`"), "0") {
+			t.Errorf("%s (default %s) says %q, but 0 means the default", p, k.Default, off.FindString(k.Doc))
+		}
+	}
+
+	c, err := Parse([]byte(`
+[frontend.a]
+bind = ["tcp://127.0.0.1:0"]
+frame_timeout = "0s"
+sinks = ["out"]
+[frontend.b]
+bind = ["tcp://127.0.0.1:0"]
+frame_timeout = "1h"
+sinks = ["out"]
+[sink.out]
+type = "stdout"
+`), "z.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Frontends["a"].FrameTimeout.Duration; got != DefaultFrameTimeout {
+		t.Errorf("frame_timeout = \"0s\" gave %s, want the default %s", got, DefaultFrameTimeout)
+	}
+	if got := c.Frontends["b"].FrameTimeout.Duration; got != time.Hour {
+		t.Errorf("frame_timeout = \"1h\" gave %s", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -341,6 +342,8 @@ func (v *validator) frontend(f *Frontend) {
 	v.relp(p, f)
 	if f.DeadLetter != "" {
 		if err := logfile.CheckPath(f.DeadLetter); err != nil {
+			v.errAt(p+".dead_letter", "%v", err)
+		} else if err := CheckFileDir(f.DeadLetter, filepath.Dir(f.DeadLetter)); err != nil {
 			v.errAt(p+".dead_letter", "%v", err)
 		}
 	}
