@@ -2,6 +2,7 @@ package file
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -80,7 +81,11 @@ func (c *Config) Validate(v *conf.SinkCheck) {
 	} else if !IsPathTemplate(parts) {
 		if err := logfile.CheckPath(c.Path); err != nil {
 			v.Errorf("path", "%v", err)
+		} else if err := conf.CheckFileDir(c.Path, filepath.Dir(c.Path)); err != nil {
+			v.Errorf("path", "%v", err) // a parent that is a file: run could not create it
 		}
+	} else if err := conf.CheckFileDir(c.Path, StaticDir(parts)); err != nil {
+		v.Errorf("path", "%v", err)
 	}
 	if _, err := ParseFileMode(c.FileMode); err != nil {
 		v.Errorf("file_mode", "%v", err)
