@@ -49,8 +49,9 @@ lint:
 install: build
 	install -D -m 0755 $(BIN)/wharf $(DESTDIR)$(PREFIX)/bin/wharf
 	install -D -m 0755 $(BIN)/wharf-bench $(DESTDIR)$(PREFIX)/bin/wharf-bench
-	install -D -m 0644 examples/wharf.toml $(DESTDIR)/etc/wharf/wharf.toml
-	install -D -m 0644 deploy/wharf.service $(DESTDIR)/lib/systemd/system/wharf.service
+	# The config is the operator's once it exists: never overwritten.
+	test -e $(DESTDIR)/etc/wharf/wharf.toml || install -D -m 0644 examples/wharf.toml $(DESTDIR)/etc/wharf/wharf.toml
+	sed 's|/usr/local/bin/wharf|$(PREFIX)/bin/wharf|g' deploy/wharf.service | install -D -m 0644 /dev/stdin $(DESTDIR)/lib/systemd/system/wharf.service
 	install -D -m 0644 deploy/wharf.sysusers $(DESTDIR)/usr/lib/sysusers.d/wharf.conf
 	install -D -m 0644 deploy/wharf.logrotate $(DESTDIR)/etc/logrotate.d/wharf
 	install -d $(DESTDIR)$(PREFIX)/share/wharf/examples
