@@ -19,8 +19,12 @@ warns about:
   plaintext-syslog   syslog without TLS on a non-loopback address
   admin-exposed      the admin listener on a non-loopback address
   port-mismatch      a well-known port used for another protocol
-  overlap            two binds competing for one transport port
-  unresolved         a bind host that does not resolve now
+
+Two binds competing for one port, or a bind host that does not resolve,
+is a config error, not a warning: wharf ports, like wharf check, refuses
+the config with exit status 2 and prints no table ("tcp://... overlaps
+tcp://... of frontend ...; one socket cannot serve both", "host ... does
+not resolve; use an IP literal or a name in /etc/hosts or DNS").
 
 --audit also lists the sockets listening on this host (from
 /proc/net/tcp, tcp6, udp, udp6; owning process where readable, so run it
@@ -33,13 +37,15 @@ Only the network namespace wharf ports runs in is visible.
 Exit status: 0 no findings; 1 findings (warnings, or with --audit
 unexpected listeners or declared binds not listening); 2 config or usage
 error, or /proc unreadable.
+
+Flags:
 `
 
 // portsCmd is `wharf ports`.
 func portsCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wharf ports", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, portsUsage) }
+	fs.Usage = func() { fmt.Fprint(stderr, portsUsage); fs.PrintDefaults() }
 	path := fs.String("c", "/etc/wharf/wharf.toml", "config file")
 	audit := fs.Bool("audit", false, "also audit the sockets listening on this host")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -50,7 +56,8 @@ func portsCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "wharf ports: unexpected argument %q\n\n%s", fs.Arg(0), portsUsage)
+		fmt.Fprintf(stderr, "wharf ports: unexpected argument %q\n\n", fs.Arg(0))
+		fs.Usage()
 		return 2
 	}
 	cfg, err := conf.Load(*path)

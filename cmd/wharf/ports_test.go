@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -62,5 +63,31 @@ type = "stdout"
 	f([]string{"-c", filepath.Join(t.TempDir(), "missing.toml")}, 2, "cannot read config")
 	f([]string{"--bogus"}, 2, "Usage: wharf ports")
 	f([]string{"-c", clean, "extra"}, 2, `unexpected argument "extra"`)
-	f([]string{"-h"}, 0, "Exit status: 0 no findings")
+	f([]string{"-h"}, 0, "Exit status: 0 no findings", "Flags:\n  -audit")
+
+	// Overlapping binds and unresolvable hosts are config errors, as
+	// wharf ports -h says: exit 2, no table, conf's message.
+	overlapping := write(`
+[admin]
+listen = "127.0.0.1:601"
+[frontend.a]
+bind = ["tcp://127.0.0.1:601", "udp://[::]:514", "udp://0.0.0.0:514"]
+sinks = ["out"]
+[sink.out]
+type = "stdout"
+`)
+	if out := f([]string{"-c", overlapping}, 2, "duplicates tcp://127.0.0.1:601 of the admin listener", "overlaps udp://[::]:514", "one socket cannot serve both"); out != "" {
+		t.Errorf("an overlapping config printed a table:\n%s", out)
+	}
+	unresolved := write("[frontend.a]\nbind = [\"tcp://no-such-host.invalid:601\"]\nsinks = [\"out\"]\n[sink.out]\ntype = \"stdout\"\n")
+	f([]string{"-c", unresolved}, 2, `host "no-such-host.invalid" does not resolve`)
+
+	// So ports -h lists neither as a warning kind.
+	var help bytes.Buffer
+	run([]string{"ports", "-h"}, &bytes.Buffer{}, &help)
+	for _, kind := range []string{"overlap", "unresolved"} {
+		if regexp.MustCompile(`(?m)^  ` + kind + ` `).MatchString(help.String()) {
+			t.Errorf("wharf ports -h lists the warning kind %s, which conf.Load never lets through", kind)
+		}
+	}
 }
