@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,6 +28,13 @@ func TestHelp(t *testing.T) {
 	f([]string{"help", "tap"}, 0, "--severity err..emerg", "")
 	f([]string{"help", "completion"}, 0, "source <(wharf completion bash)", "")
 	f([]string{"help", "server"}, 0, "wharf server drain BACKEND/SERVER", "")
+	f([]string{"help", "server"}, 0, "-names\n", "")
+	f([]string{"help", "tap"}, 0, "-cacert string\n", "")
+	f([]string{"help", "ports"}, 0, "Usage: wharf ports", "")
+	f([]string{"help", "ports"}, 0, "Exit status: 0 no findings", "")
+	f([]string{"help", "ports"}, 0, "-audit\n", "")
+	f([]string{"help", "help"}, 0, "  ports ", "")
+	f([]string{"help", "help"}, 0, "  man ", "")
 	f([]string{"server", "-h"}, 0, "", "Usage: wharf server")
 	f([]string{"server"}, 2, "", "Usage: wharf server")
 	f([]string{"help", "nope"}, 2, "", `no topic "nope"`)
@@ -48,7 +56,7 @@ func TestBashCompletion(t *testing.T) {
 	bash := testenv.Tool(t, "bash")
 	dir := t.TempDir()
 	script := filepath.Join(dir, "wharf.bash")
-	if err := os.WriteFile(script, []byte(bashCompletion), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(bashCompletion()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "site.toml")
@@ -91,13 +99,80 @@ func TestBashCompletion(t *testing.T) {
 	f("wharf help c", "config", "completion")
 	f("wharf ports --", "--audit", "--json")
 	f("wharf tap --port ")
+
+	// Every help topic, man included, from the topics table.
+	f("wharf help ", strings.Fields(helpTopicNames())...)
+	f("wharf help m", "man")
+	f("wharf help p", "ports")
+	// --config (run, check) completes files as -c does.
+	f("wharf check --config "+filepath.Join(dir, "si"), cfg)
+	f("wharf run -config "+filepath.Join(dir, "si"), cfg)
+	f("wharf check -c "+filepath.Join(dir, "si"), cfg)
+	f("wharf run --", "--config", "--log-format")
+	f("wharf check --log-format ", "text", "json")
+	f("wharf tap --ca", "--cacert")
+	f("wharf server --ca", "--cacert")
+	f("wharf tap --cacert "+filepath.Join(dir, "si"), cfg)
+	f("wharf tap --c "+cfg+" --frontend e", "edge")
+}
+
+// TestHelpTopicsComplete: `wharf help` lists every topic, both completion
+// scripts complete it, and every topic prints something, no "Flags:"
+// heading left empty.
+func TestHelpTopicsComplete(t *testing.T) {
+	var list bytes.Buffer
+	if code := run([]string{"help", "help"}, &list, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("wharf help help: exit %d", code)
+	}
+	for _, topic := range helpTopics() {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"help", topic.name}, &out, &errOut); code != 0 || out.Len() == 0 {
+			t.Errorf("wharf help %s: exit %d, %d bytes; stderr %q", topic.name, code, out.Len(), errOut.String())
+		}
+		if i := strings.Index(out.String(), "Flags:\n"); i >= 0 && !strings.HasPrefix(out.String()[i+len("Flags:\n"):], "  -") {
+			t.Errorf("wharf help %s: a \"Flags:\" heading with no flag under it", topic.name)
+		}
+		if !regexp.MustCompile(`(?m)^  ` + topic.name + ` `).MatchString(list.String()) {
+			t.Errorf("wharf help help does not list %s", topic.name)
+		}
+	}
+	if !strings.Contains(bashCompletion(), `compgen -W "`+helpTopicNames()+`"`) {
+		t.Errorf("bash completion of wharf help is not the topics table")
+	}
+	if !strings.Contains(zshCompletion(), "compadd "+helpTopicNames()+" ;;") {
+		t.Errorf("zsh completion of wharf help is not the topics table")
+	}
+}
+
+// TestServerCommandsDescribed: the one-line descriptions of wharf server
+// (wharf help help, zsh) name the commands it has, and none it has not.
+func TestServerCommandsDescribed(t *testing.T) {
+	var list bytes.Buffer
+	run([]string{"help", "help"}, &list, &bytes.Buffer{})
+	line := regexp.MustCompile(`(?m)^  server .*$`).FindString(list.String())
+	zline := regexp.MustCompile(`(?m)^ *'server:.*$`).FindString(zshCompletion())
+	for _, desc := range []string{line, zline} {
+		if desc == "" {
+			t.Fatalf("no server line in wharf help help or the zsh script")
+		}
+		for _, cmd := range []string{"list", "drain", "maint", "ready", "weight"} {
+			if !strings.Contains(desc, cmd) {
+				t.Errorf("%q lacks %s", desc, cmd)
+			}
+		}
+		for _, wrong := range []string{"disable", "enable", "reweight"} {
+			if strings.Contains(desc, wrong) {
+				t.Errorf("%q names %s, which wharf server has not", desc, wrong)
+			}
+		}
+	}
 }
 
 // The zsh script at least parses in a real zsh.
 func TestZshCompletionParses(t *testing.T) {
 	zsh := testenv.Tool(t, "zsh")
 	script := filepath.Join(t.TempDir(), "_wharf")
-	if err := os.WriteFile(script, []byte(zshCompletion), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte(zshCompletion()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(zsh, "-n", script).CombinedOutput(); err != nil {

@@ -9,8 +9,10 @@ import (
 )
 
 // manPage renders wharf(1) in roff from the texts `wharf help` prints:
-// the usage, the tap and completion help, and the configuration reference
-// (conf.Reference, also docs/config.md), so the three cannot drift apart.
+// the usage, what `wharf COMMAND -h` prints for run/check, ports, tap and
+// server (usage and every flag), the completion help, and the
+// configuration reference (conf.Reference, also docs/config.md), so they
+// cannot drift apart.
 // `make install` installs it as share/man/man1/wharf.1.
 func manPage() string {
 	var b strings.Builder
@@ -24,10 +26,16 @@ func manPage() string {
 		"and routes each message to Kafka, downstream syslog collectors, files or stdout, with a bounded queue, batching and retries per output. " +
 		"It also proxies TCP and HTTP like HAProxy. \\fBwharf check\\fR validates a config and reports every problem at once; " +
 		"\\fBwharf run\\fR runs it; SIGHUP or \\fBPOST /reload\\fR on the admin listener reloads it.\n")
+	b.WriteString(".SH OPTIONS\n")
+	b.WriteString("Every flag of every command may be written with one dash or two (\\fB\\-c\\fR, \\fB\\-\\-config\\fR). " +
+		"\\fBwharf run\\fR and \\fBwharf check\\fR take:\n")
+	roffVerbatim(&b, runFlagsHelp())
+	b.WriteString(".SH PORTS\n")
+	roffVerbatim(&b, portsHelp())
 	b.WriteString(".SH TAP\n")
-	roffVerbatim(&b, tapUsage)
+	roffVerbatim(&b, tapHelp())
 	b.WriteString(".SH SERVERS\n")
-	roffVerbatim(&b, serverUsage)
+	roffVerbatim(&b, serverHelp())
 	b.WriteString(".SH COMPLETION\n")
 	roffVerbatim(&b, completionUsage)
 	b.WriteString(".SH CONFIGURATION\n")
