@@ -358,6 +358,7 @@ func Reference() string {
 		"**Durations** are Go duration strings: `\"10ms\"`, `\"5s\"`, `\"1m30s\"`.",
 		"**Rates** are messages per second or per minute, as a string: `\"20000/s\"`, `\"600/m\"`.",
 		"A size, count or duration of 0 means the default.",
+		"**Relative paths** (a file sink's `path`, `dead_letter`, a buffer's `dir`, `tls_*` files, `token_file`) are relative to wharf's working directory, not to the config file: `/var/lib/wharf` under the shipped systemd unit and in the container. Only `include` patterns are relative to the main file's directory.",
 		"",
 		"**Environment variables** expand in string values: `\"${NAME}\"`, or `\"${NAME:-default}\"` for a default when `NAME` is unset or empty (`brokers = [\"${KAFKA_HOST}:9092\"]`). An unset variable without a default is an error at its key. `$${` is a literal `${`; any other `$` stays as written. Secrets can also come from files: `token_file`, `sasl_password_file`.",
 		"",
