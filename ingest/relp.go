@@ -505,7 +505,7 @@ func (s *relpSession) read() {
 			}
 			n = copy(buf, buf[off:n])
 			switch {
-			case n == 0:
+			case n == 0 && !big.active: // an oversize frame read past is partial too
 				partialSince = time.Time{}
 			case msgs > 0 || partialSince.IsZero():
 				partialSince = now
@@ -524,7 +524,7 @@ func (s *relpSession) read() {
 				l.reason("closed", "frame_timeout").Inc()
 			}
 		}
-		if n > 0 {
+		if n > 0 || big.active {
 			l.reason("dropped", "incomplete_frame_at_close").Inc()
 		}
 		return

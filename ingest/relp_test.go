@@ -487,3 +487,33 @@ func TestRELPOversize(t *testing.T) {
 		})
 	}
 }
+
+// TestRELPOversizeFrameTimeout: frame_timeout bounds how long one frame
+// may take to arrive, also an oversize syslog frame being read past.
+// Before, such a frame trickled in escaped it (only idle_timeout
+// applied: a peer could hold the session for as long as it liked with
+// DATALEN 999999999) (review).
+func TestRELPOversizeFrameTimeout(t *testing.T) {
+	for _, size := range []int{50, 100000} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			l, reg, _ := listen(t, "relp", &conf.Frontend{MaxMessageSize: 100, FrameTimeout: conf.Duration{Duration: 300 * time.Millisecond}})
+			p := dialRELP(t, l.Addr(), nil)
+			p.open()
+			fmt.Fprintf(p.c, "2 syslog %d ", size)
+			for i := 0; i < 15; i++ {
+				time.Sleep(100 * time.Millisecond)
+				if _, err := p.c.Write([]byte("y")); err != nil {
+					break
+				}
+			}
+			c := counter(reg, "wharf_frontend_closed_total", "frame_timeout")
+			t.Logf("DATALEN %d trickled for 1.5 s with frame_timeout 300ms: closed{frame_timeout} = %v", size, c)
+			if c != 1 {
+				t.Errorf("session not closed by frame_timeout")
+			}
+			if d := counter(reg, "wharf_frontend_dropped_total", "incomplete_frame_at_close"); d != 1 {
+				t.Errorf("dropped{incomplete_frame_at_close} = %v, want 1", d)
+			}
+		})
+	}
+}

@@ -1494,6 +1494,14 @@ func (b *Buffer) Close() error {
 		b.mu.Unlock()
 		return ErrClosed
 	}
+	// A removal the background check has not seen yet (rm -rf, then a
+	// stop within the second): write the held segments back now, or
+	// count what cannot be (loseRemovedLocked below).
+	if b.detectRemovedLocked() {
+		if err := b.rebuildLocked(); err != nil && b.opts.Log != nil {
+			b.opts.Log.Error("disk buffer: its directory was removed and could not be made again at close", "dir", b.dir, "error", err)
+		}
+	}
 	b.closed = true
 	close(b.closedCh)
 	b.mu.Unlock()

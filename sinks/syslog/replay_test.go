@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,4 +161,65 @@ func TestProbeReplaysIdleReset(t *testing.T) {
 	s.Close()
 	l.Close()
 	fs.kill()
+}
+
+// TestProbeReplaysOncePerWrite: a middlebox (a balancer's idle timeout
+// with TCP reset, conntrack) resets an idle connection whose data the
+// collector read long ago, again and again. Probe replays the last
+// batches once, not at every reset: before, a message written once
+// reached the collector once per reset (review: 4 times in 3 resets).
+func TestProbeReplaysOncePerWrite(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var mu sync.Mutex
+	var all strings.Builder
+	conns := make(chan *net.TCPConn, 10)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			tc := c.(*net.TCPConn)
+			conns <- tc
+			go func() {
+				b := make([]byte, 1<<16)
+				for {
+					n, err := tc.Read(b)
+					mu.Lock()
+					all.Write(b[:n])
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	s, _ := newSink(t, conf.Sink{Options: &Config{Servers: []string{"tcp://" + l.Addr().String()}}})
+	defer s.Close()
+	if err := s.Write(context.Background(), msgs("<13>1 - h app - - - only once")); err != nil {
+		t.Fatal(err)
+	}
+	for cycle := 0; cycle < 3; cycle++ {
+		c := <-conns
+		time.Sleep(100 * time.Millisecond) // everything read by the collector
+		c.SetLinger(0)
+		c.Close() // RST, nothing unread
+		time.Sleep(50 * time.Millisecond)
+		if err := s.Probe(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	n := strings.Count(all.String(), "only once")
+	mu.Unlock()
+	t.Logf("message written once, received %d times, Replays()=%d", n, s.Replays())
+	if n != 2 || s.Replays() != 1 {
+		t.Fatalf("one message written once reached the collector %d times (Replays %d), want 2 (once, and one replay after the first reset)", n, s.Replays())
+	}
 }

@@ -134,6 +134,9 @@ type Syslog struct {
 	prevBytes int
 	spare     [][]byte // storage of batches dropped from prev
 	replay    bool
+	// replayed says prev was replayed and nothing written since: Probe
+	// does not replay it again on another idle reset.
+	replayed bool
 	// outq is the send queue's unacknowledged bytes at the last look,
 	// sinceOutq what was written since (see send).
 	outq, sinceOutq int
@@ -613,6 +616,7 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 		_, err = bufs.WriteTo(conn)
 		if err == nil {
 			s.replays.Add(1)
+			s.replayed = true
 		}
 	} else {
 		_, err = conn.Write(b)
@@ -745,6 +749,7 @@ func (s *Syslog) unsent() (int, bool) {
 // ones not needed to reach replayBytes plus queued (what the kernel's
 // send queue still holds unacknowledged), and gives s.buf fresh storage.
 func (s *Syslog) keep(b []byte, queued int) {
+	s.replayed = false
 	s.prev = append(s.prev, b)
 	s.prevBytes += len(b)
 	window := replayBytes + queued
@@ -803,6 +808,12 @@ func (s *Syslog) Probe(ctx context.Context) error {
 	if s.conn == nil || srv.relp || srv.network != "tcp" || s.checkConn() {
 		return nil
 	}
+	if s.replayed {
+		// Nothing written since the last replay: replaying it on every
+		// idle reset (a balancer or firewall resetting quiet flows) would
+		// duplicate it each time. The next write still replays.
+		s.replay = false
+	}
 	s.log.Info(fmt.Sprintf("sinks/syslog: sink %q: the idle connection to %s was closed by the collector; reconnecting", s.name, srv.url), "replay", s.replay)
 	return s.checkLocked(ctx)
 }
@@ -829,7 +840,7 @@ func (s *Syslog) checkLocked(ctx context.Context) error {
 		}
 		s.conn = c
 		s.outq, s.sinceOutq = 0, 0 // a new, empty send queue
-		if err := s.replayNow(srv); err != nil {
+		if err := s.replayNow(ctx, srv); err != nil {
 			s.failed(srv)
 			serr := &serverError{url: srv.url, err: err}
 			errs = append(errs, serr)
@@ -860,20 +871,27 @@ func (s *Syslog) Close() error {
 // replayNow writes the last batches on a new plain TCP connection when
 // the previous one was found reset (see send), so they do not wait for
 // the next batch.
-func (s *Syslog) replayNow(srv *server) error {
+func (s *Syslog) replayNow(ctx context.Context, srv *server) error {
 	if !s.replay || len(s.prev) == 0 || srv.relp || srv.network != "tcp" {
 		return nil
 	}
-	if err := s.conn.SetWriteDeadline(time.Now().Add(s.writeTimeout)); err != nil {
+	deadline := time.Now().Add(s.writeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := s.conn.SetWriteDeadline(deadline); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
+	conn := s.conn
+	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) }) // a shutdown interrupts it
+	defer stop()
 	bufs := make(net.Buffers, 0, len(s.prev))
 	bufs = append(bufs, s.prev...)
 	if _, err := bufs.WriteTo(s.conn); err != nil {
 		return fmt.Errorf("write (replay): %w", err)
 	}
 	s.replays.Add(1)
-	s.replay = false
+	s.replay, s.replayed = false, true
 	return nil
 }
 
