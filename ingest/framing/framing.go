@@ -289,6 +289,17 @@ func (f *Framer) octet(buf []byte) ([]byte, int, Status) {
 		}
 		return TrimEnd(buf[hdr : hdr+n]), hdr + n, OK
 	}
+	if n <= max+2 {
+		// A message of max bytes with the trailer TrimEnd drops inside
+		// the count (rsyslog's forwarding format) is not oversize, as
+		// with LF framing. Callers' buffers hold max+16 bytes.
+		if len(buf)-hdr < n {
+			return nil, 0, NeedMore
+		}
+		if t := TrimEnd(buf[hdr : hdr+n]); len(t) <= max {
+			return t, hdr + n, OK
+		}
+	}
 	f.reason = ReasonOversize
 	if f.Truncate {
 		if len(buf)-hdr < max {

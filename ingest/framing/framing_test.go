@@ -115,6 +115,10 @@ func TestFramer(t *testing.T) {
 	f(oc, "7 a\nb\x00c\r\n1 x", "ok:a\nb\x00c", "ok:x") // one trailing CRLF, LF or NUL trimmed (TrimEnd)
 	f(oc, "4 ab\n\n3 c\x00d", "ok:ab\n", "ok:c\x00d")
 	f(oc, "16 0123456789abcdef", "ok:0123456789abcdef")
+	// Max bytes plus a trailer inside the count: not oversize.
+	f(oc, "17 0123456789abcdef\n", "ok:0123456789abcdef")
+	f(oc, "18 0123456789abcdef\r\n", "ok:0123456789abcdef")
+	f(oc, "17 0123456789abcdefX1 x", "oversize:", "ok:x") // one byte over, no trailer
 	// Stray LF after octet-counted frames (some senders add one) is an empty frame.
 	f(oc, "2 ab\n2 cd\r\n", "ok:ab", "ok:cd")
 	// Oversize: drop skips the rest, even across reads; truncate keeps Max bytes.
