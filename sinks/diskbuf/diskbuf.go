@@ -343,6 +343,9 @@ type Buffer struct {
 	ckLost       bool
 	lost         atomic.Uint64 // records in segments removed before they were read
 	lostSegs     atomic.Uint64
+	// restoreAt is when the background loop tries a failed write-back of
+	// removed segments again (restoreLocked; guarded by mu).
+	restoreAt time.Time
 	// lostLog rate-limits segmentLost's log line (one per second, with
 	// the segments and records skipped since the last one); reader only.
 	lostLog struct {
@@ -1425,6 +1428,11 @@ func (b *Buffer) background() {
 			} else if b.fault != nil {
 				b.clearFaultLocked()
 			}
+		} else if !b.removed && b.removedBelow > b.segs[0].base && !time.Now().Before(b.restoreAt) {
+			// A write-back that failed (a full disk): try again, every
+			// restoreRetry, until it succeeds or the records are delivered.
+			b.restoreLocked()
+			b.restoreAt = time.Now().Add(restoreRetry)
 		}
 		end, dirty, ckFailed := b.logical, b.ckDirty, b.ckErr != nil
 		b.mu.Unlock()

@@ -123,9 +123,9 @@ func (b *Buffer) rebuildLocked() error {
 // first, fsynced, then renamed. Input waits meanwhile (mu is held): as long
 // as writing those records again takes. Once every held segment is back,
 // the removal no longer puts records at risk and Fault clears; a failed
-// copy (a full disk) leaves Fault reporting them and is tried again at
-// the next removal. A segment beyond maxHeld has no descriptor and stays
-// lost. Called with mu held.
+// copy (a full disk) leaves Fault reporting them and is tried again by
+// the background loop every restoreRetry. A segment beyond maxHeld has
+// no descriptor and stays lost. Called with mu held.
 func (b *Buffer) restoreLocked() {
 	if b.removedBelow <= b.segs[0].base {
 		return // nothing left only in removed files
@@ -142,7 +142,7 @@ func (b *Buffer) restoreLocked() {
 		if _, err := os.Lstat(b.segPath(sg.base)); err == nil {
 			continue // still named: only the active segment was removed
 		}
-		c, err := copySegment(g, b.segPath(sg.base))
+		c, err := copySegmentHook(g, b.segPath(sg.base))
 		if err != nil {
 			failed = err
 			break
@@ -164,6 +164,13 @@ func (b *Buffer) restoreLocked() {
 		b.opts.Log.Info("disk buffer: records not yet delivered written back from the removed files; a restart keeps them", "dir", b.dir, "segments", n, "bytes", bytes)
 	}
 }
+
+// restoreRetry is how often a failed write-back is tried again (each try
+// logs its failure); a variable for the tests, as is copySegmentHook.
+var (
+	restoreRetry    = 10 * time.Second
+	copySegmentHook = copySegment
+)
 
 // restoreExt names a segment being restored until it is complete.
 const restoreExt = ".restore"

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,6 +253,46 @@ func TestDirectoryRemovedThenImmediateClose(t *testing.T) {
 	}
 	if lost := b.Stats().LostRecords; lost != 0 {
 		t.Fatalf("LostRecords = %d, want 0: every segment was held", lost)
+	}
+	b = openT(t, dir, o)
+	defer b.Close()
+	got, _ := readN(t, b, 100, 100, 0)
+	wantRange(t, got, 0, 100)
+}
+
+// TestDirectoryRemovedWriteBackRetried: the write-back of removed
+// segments fails (a full disk), so Fault keeps saying a restart would
+// lose them; the background loop tries again and, once it works, Fault
+// clears and a restart finds every record.
+func TestDirectoryRemovedWriteBackRetried(t *testing.T) {
+	defer func(d time.Duration, f func(*os.File, string) (int64, error)) { restoreRetry, copySegmentHook = d, f }(restoreRetry, copySegmentHook)
+	restoreRetry = 50 * time.Millisecond
+	var fail atomic.Bool
+	fail.Store(true)
+	copySegmentHook = func(src *os.File, path string) (int64, error) {
+		if fail.Load() {
+			return 0, errors.New("no space left on device (injected)")
+		}
+		return copySegment(src, path)
+	}
+	dir := filepath.Join(t.TempDir(), "buf")
+	o := Options{MaxSegmentBytes: 400, MaxTotalBytes: 1 << 20, Fsync: FsyncInterval, FsyncInterval: 5 * time.Millisecond}
+	b := openT(t, dir, o)
+	appendRange(t, b, 0, 100)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "the removal to be noticed", func() bool { return b.Stats().Removals >= 1 })
+	if err := b.Fault(); err == nil || !strings.Contains(err.Error(), "restart now would lose them") {
+		t.Fatalf("Fault() = %v while the write-back fails, want it to say a restart would lose them", err)
+	}
+	fail.Store(false)
+	testenv.Eventually(t, "the write-back to be retried", func() bool { return b.Fault() == nil })
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if lost := b.Stats().LostRecords; lost != 0 {
+		t.Fatalf("LostRecords = %d after a successful retry", lost)
 	}
 	b = openT(t, dir, o)
 	defer b.Close()
