@@ -681,7 +681,7 @@ func (l *Listener) datagram(out *outbox, s *settings, fe *route.Frontend, buf []
 			return
 		}
 		l.truncated.Inc()
-		frame = frame[:min(len(frame), s.max)]
+		frame = framing.CutUTF8(frame[:min(len(frame), s.max)])
 	}
 	l.received.Inc()
 	l.bytes.Add(uint64(len(frame)))

@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"wharf/conf"
+	"wharf/ingest/framing"
 	"wharf/message"
 	"wharf/metrics"
 	"wharf/relp"
@@ -601,6 +602,7 @@ func (s *relpSession) oversized(big *relpOversize, st *settings, fe *route.Front
 		return true
 	}
 	l.truncated.Inc()
+	big.keep = framing.CutUTF8(big.keep)
 	var ack message.Acker
 	if ackLevel == relpAckQueued {
 		*queued = append(*queued, t)

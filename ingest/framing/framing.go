@@ -306,7 +306,7 @@ func (f *Framer) octet(buf []byte) ([]byte, int, Status) {
 			return nil, 0, NeedMore
 		}
 		f.skipN = n - max
-		return buf[hdr : hdr+max], hdr + max, Oversize
+		return CutUTF8(buf[hdr : hdr+max]), hdr + max, Oversize
 	}
 	k := min(n, len(buf)-hdr)
 	f.skipN = n - k
@@ -349,7 +349,7 @@ func (f *Framer) terminated(buf []byte, term uint8) ([]byte, int, Status) {
 		}
 		f.reason = ReasonOversize
 		if f.Truncate {
-			return frame[:max], i + 1, Oversize
+			return CutUTF8(frame[:max]), i + 1, Oversize
 		}
 		return nil, i + 1, Oversize
 	}
@@ -359,9 +359,37 @@ func (f *Framer) terminated(buf []byte, term uint8) ([]byte, int, Status) {
 	f.reason = ReasonOversize
 	f.skipTo = term
 	if f.Truncate {
-		return buf[:max], len(win), Oversize
+		return CutUTF8(buf[:max]), len(win), Oversize
 	}
 	return nil, len(win), Oversize
+}
+
+// CutUTF8 drops the bytes of a UTF-8 sequence that a cut (truncation at
+// max_message_size) left incomplete at the end of b, so a truncated
+// message does not end in half a character (JSON would show U+FFFD, a
+// file an invalid byte). At most 3 bytes go; other bytes are kept as
+// they are. The result aliases b.
+func CutUTF8(b []byte) []byte {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-3; i-- {
+		c := b[i]
+		switch {
+		case c < 0x80:
+			return b // ASCII: nothing cut in half
+		case c < 0xC0:
+			continue // a continuation byte: look further back
+		}
+		need := 2
+		if c >= 0xF0 {
+			need = 4
+		} else if c >= 0xE0 {
+			need = 3
+		}
+		if len(b)-i < need {
+			return b[:i]
+		}
+		return b
+	}
+	return b
 }
 
 // TrimEnd strips one trailing LF, CRLF or NUL from a datagram or an

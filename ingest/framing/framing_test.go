@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // result is one non-NeedMore outcome of Next, as a comparable string:
@@ -318,3 +319,33 @@ func BenchmarkFramerOctetCounting(b *testing.B) { benchFramer(b, OctetCounting) 
 
 // BenchmarkFramerLF reports per message (~300 B frames).
 func BenchmarkFramerLF(b *testing.B) { benchFramer(b, LF) }
+
+// TestCutUTF8: a truncation that ends inside a UTF-8 sequence drops its
+// start, so the message stays valid UTF-8; complete sequences, ASCII and
+// bytes that are not UTF-8 at all are kept.
+func TestCutUTF8(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"abc", "abc"},
+		{"ab\xc3\xa9", "ab\xc3\xa9"},                 // é whole
+		{"ab\xc3", "ab"},                             // é cut after its first byte
+		{"ab\xe2\x82", "ab"},                         // € cut after two of three
+		{"ab\xe2\x82\xac", "ab\xe2\x82\xac"},         // € whole
+		{"ab\xf0\x9f\x98", "ab"},                     // 😀 cut after three of four
+		{"ab\x80\x80\x80\x80", "ab\x80\x80\x80\x80"}, // not UTF-8: kept
+		{"", ""},
+	} {
+		if got := string(CutUTF8([]byte(tc.in))); got != tc.want {
+			t.Errorf("CutUTF8(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	// Truncating "é" x 10 at every max gives valid UTF-8, never shorter
+	// than max-1.
+	s := []byte(strings.Repeat("é", 10))
+	for max := 1; max < len(s); max++ {
+		fr := Framer{Mode: OctetCounting, Max: max, Truncate: true}
+		frame, _, st := fr.Next(append([]byte(fmt.Sprintf("%d ", len(s))), s...))
+		if st != Oversize || !utf8.Valid(frame) || len(frame) < max-1 {
+			t.Fatalf("max %d: %q (%v): want valid UTF-8 of %d or %d bytes", max, frame, st, max-1, max)
+		}
+	}
+}
