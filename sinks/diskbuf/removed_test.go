@@ -76,24 +76,7 @@ func TestDirectoryRemovedWhileInUse(t *testing.T) {
 				t.Fatalf("Fault() = %v after the held segments were written back", err)
 			}
 
-			var got []string
-			var last Position
-			ctx := context.Background()
-			for {
-				c, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-				recs, err := b.Next(c, 7, 0)
-				cancel()
-				if errors.Is(err, context.DeadlineExceeded) {
-					break
-				}
-				if err != nil {
-					t.Fatalf("Next after %d records: %v", len(got), err)
-				}
-				for _, r := range recs {
-					got = append(got, string(r.Data))
-					last = r.Pos
-				}
-			}
+			got, last := readAll(t, b)
 			lost := b.Stats().LostRecords
 			// The gauge of records stored and not confirmed leaves the lost
 			// ones out: the 5 handed out before and the ones read since.
@@ -206,21 +189,7 @@ func TestDirectoryRemovedThenRestart(t *testing.T) {
 
 			b = openT(t, dir, o)
 			defer b.Close()
-			var got []string
-			for {
-				c, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-				recs, err := b.Next(c, 7, 0)
-				cancel()
-				if errors.Is(err, context.DeadlineExceeded) {
-					break
-				}
-				if err != nil {
-					t.Fatalf("Next after %d records: %v", len(got), err)
-				}
-				for _, r := range recs {
-					got = append(got, string(r.Data))
-				}
-			}
+			got, _ := readAll(t, b)
 			if tc.held >= 100 {
 				wantRange(t, got, 0, 120)
 				return
@@ -298,4 +267,25 @@ func TestDirectoryRemovedWriteBackRetried(t *testing.T) {
 	defer b.Close()
 	got, _ := readN(t, b, 100, 100, 0)
 	wantRange(t, got, 0, 100)
+}
+
+// readAll reads records (7 at a time, none confirmed) until none comes
+// for 200 ms, and returns their payloads and the last one's position.
+func readAll(t *testing.T, b *Buffer) (got []string, last Position) {
+	t.Helper()
+	for {
+		c, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		recs, err := b.Next(c, 7, 0)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			return got, last
+		}
+		if err != nil {
+			t.Fatalf("Next after %d records: %v", len(got), err)
+		}
+		for _, r := range recs {
+			got = append(got, string(r.Data))
+			last = r.Pos
+		}
+	}
 }
