@@ -1,9 +1,7 @@
 package sinks
 
 import (
-	"encoding/binary"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -102,70 +100,11 @@ func (e Encoding) AppendLine(dst []byte, m *message.Message) []byte {
 	// line needs escaping: Raw was written long before, while a scan of
 	// the line just copied stalls on the copy's stores (88 vs 18 ns for
 	// a 230-byte line).
-	if e != EncodingJSON && hasControl(m.Raw) {
-		dst = escapeControl(dst, start)
+	if e != EncodingJSON && ascii.HasControl(m.Raw) {
+		dst = ascii.EscapeControl(dst, start, true)
 	}
 	return append(dst, '\n')
 }
-
-// hasControl reports whether b holds a byte below 0x20 or DEL (TAB
-// included: escapeControl then finds none to rewrite). Eight bytes a step.
-func hasControl(b []byte) bool {
-	const ones, high = 0x0101010101010101, 0x8080808080808080
-	var any, any2 uint64
-	for len(b) >= 16 { // two words a step: independent chains
-		x, y := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
-		dx, dy := x^0x7f*ones, y^0x7f*ones
-		any |= (x-0x20*ones)&^x | (dx-ones)&^dx
-		any2 |= (y-0x20*ones)&^y | (dy-ones)&^dy
-		b = b[16:]
-	}
-	any |= any2
-	if len(b) >= 8 {
-		x := binary.LittleEndian.Uint64(b)
-		dx := x ^ 0x7f*ones
-		any |= (x-0x20*ones)&^x | (dx-ones)&^dx
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c < 0x20 || c == 0x7f {
-			return true
-		}
-	}
-	return any&high != 0
-}
-
-// escapeControl rewrites each control character of dst[from:] (below
-// 0x20 but TAB, and DEL) as '#' and three octal digits, in place: dst
-// grows by 3 bytes per such character, moved from the end backwards, so
-// it allocates only when dst has no room.
-func escapeControl(dst []byte, from int) []byte {
-	k := 0
-	for _, c := range dst[from:] {
-		if isControl(c) {
-			k++
-		}
-	}
-	if k == 0 {
-		return dst // TABs only
-	}
-	n := len(dst)
-	dst = slices.Grow(dst, 3*k)[:n+3*k]
-	w := len(dst)
-	for r := n - 1; r >= from && w > r+1; r-- {
-		c := dst[r]
-		if !isControl(c) {
-			w--
-			dst[w] = c
-			continue
-		}
-		w -= 4
-		dst[w], dst[w+1], dst[w+2], dst[w+3] = '#', '0'+c>>6, '0'+c>>3&7, '0'+c&7
-	}
-	return dst
-}
-
-func isControl(c byte) bool { return c < 0x20 && c != '\t' || c == 0x7f }
 
 // RFC5424 field limits (RFC5424 section 6).
 const (

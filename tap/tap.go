@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 
 	"wharf/ingest"
+	"wharf/internal/ascii"
 	"wharf/message"
 	"wharf/sinks"
 )
@@ -284,16 +285,12 @@ func AppendRaw(dst, raw []byte) []byte {
 		dst = append(dst, "#043"...)
 		raw = raw[1:]
 	}
-	start := 0
-	for i, c := range raw {
-		if c >= 0x20 && c != 0x7f {
-			continue
-		}
-		dst = append(dst, raw[start:i]...)
-		dst = append(dst, '#', '0'+c>>6, '0'+c>>3&7, '0'+c&7)
-		start = i + 1
+	start := len(dst)
+	dst = append(dst, raw...)
+	if ascii.HasControl(raw) {
+		dst = ascii.EscapeControl(dst, start, false)
 	}
-	return append(dst, raw[start:]...)
+	return dst
 }
 
 // add and del replace the subscriber slice; Hub.mu must be held.
