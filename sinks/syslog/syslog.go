@@ -593,33 +593,19 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 		s.conn = c
 		s.outq, s.sinceOutq = 0, 0 // a new, empty send queue
 	}
-	deadline := time.Now().Add(s.writeTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+	stop, err := s.armWrite(ctx)
+	if err != nil {
+		return err
 	}
-	if err := s.conn.SetWriteDeadline(deadline); err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	// Cancelling ctx (Runner shutdown) interrupts a blocked write.
-	conn := s.conn
-	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if srv.network == "udp" {
 		return s.sendUDP(batch)
 	}
 	b := s.frame(batch)
-	var err error
 	if s.replay && len(s.prev) > 0 {
-		bufs := make(net.Buffers, 0, len(s.prev)+1)
-		bufs = append(bufs, s.prev...)
-		bufs = append(bufs, b)
-		_, err = bufs.WriteTo(conn)
-		if err == nil {
-			s.replays.Add(1)
-			s.replayed = true
-		}
+		err = s.writeReplay(b)
 	} else {
-		_, err = conn.Write(b)
+		_, err = s.conn.Write(b)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -875,20 +861,42 @@ func (s *Syslog) replayNow(ctx context.Context, srv *server) error {
 	if !s.replay || len(s.prev) == 0 || srv.relp || srv.network != "tcp" {
 		return nil
 	}
+	stop, err := s.armWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if err := s.writeReplay(nil); err != nil {
+		return fmt.Errorf("write (replay): %w", err)
+	}
+	return nil
+}
+
+// armWrite bounds the next writes on s.conn by write_timeout and ctx's
+// deadline; cancelling ctx (a shutdown) interrupts a blocked write until
+// stop is called.
+func (s *Syslog) armWrite(ctx context.Context) (stop func() bool, err error) {
 	deadline := time.Now().Add(s.writeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	if err := s.conn.SetWriteDeadline(deadline); err != nil {
-		return fmt.Errorf("write: %w", err)
+		return nil, fmt.Errorf("write: %w", err)
 	}
 	conn := s.conn
-	stop := context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) }) // a shutdown interrupts it
-	defer stop()
-	bufs := make(net.Buffers, 0, len(s.prev))
+	return context.AfterFunc(ctx, func() { conn.SetWriteDeadline(time.Unix(1, 0)) }), nil
+}
+
+// writeReplay writes the kept batches again, then next (the batch that
+// found the connection reset, or nil), with one writev.
+func (s *Syslog) writeReplay(next []byte) error {
+	bufs := make(net.Buffers, 0, len(s.prev)+1)
 	bufs = append(bufs, s.prev...)
+	if next != nil {
+		bufs = append(bufs, next)
+	}
 	if _, err := bufs.WriteTo(s.conn); err != nil {
-		return fmt.Errorf("write (replay): %w", err)
+		return err
 	}
 	s.replays.Add(1)
 	s.replay, s.replayed = false, true
