@@ -180,30 +180,21 @@ func (r *Registry) CounterFunc(name, help string, fn func() float64, labelPairs 
 // values. Counters and gauges already handed out keep working but are
 // no longer exported; a later call for the same series starts a new one
 // at zero, which Prometheus reads as a counter reset.
-func (r *Registry) Remove(labelPairs ...string) {
+func (r *Registry) Remove(labelPairs ...string) { r.remove("", labelPairs) }
+
+// RemoveNamed is Remove for the series of family name only.
+func (r *Registry) RemoveNamed(name string, labelPairs ...string) { r.remove(name, labelPairs) }
+
+// remove deletes the series matching labelPairs, of family name or, with
+// name "", of every family.
+func (r *Registry) remove(name string, labelPairs []string) {
 	if len(labelPairs)%2 != 0 {
 		panic("metrics: odd number of label arguments to Remove")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, f := range r.families {
-		for key, s := range f.series {
-			if hasPairs(s.pairs, labelPairs) {
-				delete(f.series, key)
-			}
-		}
-	}
-}
-
-// RemoveNamed is Remove for the series of family name only.
-func (r *Registry) RemoveNamed(name string, labelPairs ...string) {
-	if len(labelPairs)%2 != 0 {
-		panic("metrics: odd number of label arguments to RemoveNamed")
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, f := range r.families {
-		if f.name != name {
+		if name != "" && f.name != name {
 			continue
 		}
 		for key, s := range f.series {
