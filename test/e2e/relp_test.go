@@ -429,3 +429,60 @@ ruleset(name="fwd" queue.type="LinkedList" queue.size="100000" queue.dequeueBatc
 	t.Logf("after restart: all %d messages in Kafka, %d duplicates", len(got), duplicates(got))
 	in2.stop()
 }
+
+// TestRELPOversizeFromRsyslog: rsyslog (maxMessageSize 128k) sends one
+// 80 KB message among 1,101 through omrelp to a relp:// bind with the
+// default 64 KiB max_message_size. Before, wharf closed the session
+// (relp_datalen) and rsyslog resent that frame on every reconnect: none of
+// the 1,000 after it arrived. Now it is truncated (oversize = "truncate",
+// the default), answered, and every message arrives.
+func TestRELPOversizeFromRsyslog(t *testing.T) {
+	relpPort, inPort := testenv.FreePort(t), testenv.FreePort(t)
+	dir := t.TempDir()
+	in := startIn(t, dir, "127.0.0.1:0", fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.relpin]
+bind = ["relp://127.0.0.1:%d"]
+sinks = ["out"]
+[sink.out]
+type = "file"
+path = "{{DIR}}/out.log"
+`, relpPort))
+	startRsyslog(t, fmt.Sprintf(`
+global(workDirectory="DIR" maxMessageSize="128k")
+module(load="imtcp")
+module(load="omrelp")
+input(type="imtcp" port="%d" ruleset="fwd")
+ruleset(name="fwd") {
+  action(type="omrelp" target="127.0.0.1" port="%d" template="RSYSLOG_SyslogProtocol23Format"
+         action.resumeRetryCount="-1" action.resumeInterval="1")
+}
+`, inPort, relpPort), fmt.Sprintf("127.0.0.1:%d", inPort))
+	run := fmt.Sprintf("oversize-relp-%d", time.Now().UnixNano())
+	addr := fmt.Sprintf("127.0.0.1:%d", inPort)
+	sendLines(t, addr, run, 100, 0)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "<13>Dec  4 10:00:00 host app: %s seq=100 big %s\n", run, strings.Repeat("x", 80000))
+	c.Close()
+	c, err = net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(c)
+	for i := 101; i < 1101; i++ {
+		fmt.Fprintf(w, "<13>Dec  4 10:00:00 host app: %s seq=%d\n", run, i)
+	}
+	w.Flush()
+	c.Close()
+	got := waitAll(t, filepath.Join(dir, "out.log"), run, 1101, 30*time.Second)
+	truncated, closed := in.metric("wharf_frontend_truncated_total"), in.metric("wharf_frontend_closed_total", `reason="relp_datalen"`)
+	t.Logf("%d of 1101 arrived, %d duplicates; truncated %v, relp_datalen closes %v", len(got), duplicates(got), truncated, closed)
+	if truncated != 1 || closed != 0 {
+		t.Errorf("truncated %v, relp_datalen closes %v; want 1 and 0", truncated, closed)
+	}
+	in.stop()
+}
