@@ -486,3 +486,67 @@ ruleset(name="fwd") {
 	}
 	in.stop()
 }
+
+// TestRELPRouteDropFromRsyslog: relp_ack = "delivered" and a route that
+// drops some messages (action = "drop"). Before, the dropped message was
+// never answered, the session closed (relp_not_delivered) and rsyslog
+// resent it on every reconnect: it never got past it (audit: 127 of the
+// 1,000 after it). Now it is answered as a drop by policy and all 2,000
+// others arrive.
+func TestRELPRouteDropFromRsyslog(t *testing.T) {
+	relpPort, inPort := testenv.FreePort(t), testenv.FreePort(t)
+	dir := t.TempDir()
+	in := startIn(t, dir, "127.0.0.1:0", fmt.Sprintf(`
+[admin]
+listen = "{{ADMIN}}"
+[frontend.relpin]
+bind = ["relp://127.0.0.1:%d"]
+relp_ack = "delivered"
+[[frontend.relpin.route]]
+msg_contains = "DROPME"
+action = "drop"
+[[frontend.relpin.route]]
+sinks = ["out"]
+[sink.out]
+type = "file"
+path = "{{DIR}}/out.log"
+`, relpPort))
+	startRsyslog(t, fmt.Sprintf(`
+global(workDirectory="DIR" maxMessageSize="64k")
+module(load="imtcp")
+module(load="omrelp")
+input(type="imtcp" port="%d" ruleset="fwd")
+ruleset(name="fwd") {
+  action(type="omrelp" target="127.0.0.1" port="%d" template="RSYSLOG_SyslogProtocol23Format"
+         action.resumeRetryCount="-1" action.resumeInterval="1")
+}
+`, inPort, relpPort), fmt.Sprintf("127.0.0.1:%d", inPort))
+	run := fmt.Sprintf("routedrop-relp-%d", time.Now().UnixNano())
+	addr := fmt.Sprintf("127.0.0.1:%d", inPort)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(c)
+	for i := range 2001 {
+		if i == 1000 {
+			fmt.Fprintf(w, "<13>Dec  4 10:00:00 host app: DROPME %s\n", run)
+			continue
+		}
+		seq := i
+		if i > 1000 {
+			seq = i - 1
+		}
+		fmt.Fprintf(w, "<13>Dec  4 10:00:00 host app: %s seq=%d\n", run, seq)
+	}
+	w.Flush()
+	c.Close()
+	got := waitAll(t, filepath.Join(dir, "out.log"), run, 2000, 30*time.Second)
+	notDelivered := in.metric("wharf_frontend_closed_total", `reason="relp_not_delivered"`)
+	t.Logf("%d of 2000 arrived, %d duplicates; route drops %v, relp_not_delivered closes %v",
+		len(got), duplicates(got), in.metric("wharf_frontend_dropped_total", `reason="route_drop"`), notDelivered)
+	if notDelivered != 0 {
+		t.Errorf("relp_not_delivered = %v, want 0", notDelivered)
+	}
+	in.stop()
+}
