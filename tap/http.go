@@ -3,7 +3,9 @@ package tap
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -29,11 +31,15 @@ const lostReportInterval = time.Second
 // Limits.Bytes bounds them too). Lines starting with NoticePrefix are the
 // stream's own notices, e.g. "# wharf tap: lost 120 lines (reader too
 // slow ...)"; no message line starts with '#'. While the hub's
-// Limits.Taps streams are open, a further request gets 503.
+// Limits.Taps streams are open, a further request gets 503. A stream
+// whose client takes nothing for the hub's Limits.Stall (every write
+// waits: the client stopped reading, or died without a FIN) is ended, so
+// its place is free again; Hub.Stalled counts these and log (nil: none)
+// gets one line for each.
 //
 // hasPort reports whether a syslog bind listens on a port, so a typo
 // is an error instead of a silent stream; nil accepts every port.
-func Handler(h *Hub, hasPort func(uint16) bool) http.Handler {
+func Handler(h *Hub, hasPort func(uint16) bool, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, buffer, err := parseQuery(r, h.Limits().MaxBuffer)
 		if err != nil {
@@ -54,7 +60,13 @@ func Handler(h *Hub, hasPort func(uint16) bool) http.Handler {
 			return
 		}
 		defer s.Close()
-		stream(w, r, s)
+		if err := stream(w, r, s); errors.Is(err, os.ErrDeadlineExceeded) {
+			h.stalled.Add(1)
+			if log != nil {
+				log.Warn("tap: ended a stream whose client took nothing for the stall limit (stopped reading, or gone without closing); its place is free again",
+					"peer", r.RemoteAddr, "tap", describe(f), "stall", h.Limits().Stall, "lost_lines", s.Lost())
+			}
+		}
 	})
 }
 
@@ -130,10 +142,26 @@ func describe(f Filter) string {
 var severityNames = [8]string{"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}
 
 // stream copies the subscriber's lines to w, flushing after each burst,
-// and reports lost lines once a second.
-func stream(w http.ResponseWriter, r *http.Request, s *Subscriber) {
+// and reports lost lines once a second. It returns when the client goes
+// away, the hub closes or a write fails; a write that makes no progress
+// for Limits.Stall fails with an error wrapping os.ErrDeadlineExceeded
+// (each write and flush gets that long from its start).
+func stream(w http.ResponseWriter, r *http.Request, s *Subscriber) error {
 	lim := s.hub.Limits()
 	rc := http.NewResponseController(w)
+	// deadline gives the next write lim.Stall; a server without deadlines
+	// (a test recorder) just has none.
+	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(lim.Stall)) }
+	flush := func() error { deadline(); return rc.Flush() }
+	// A stream ended by the hub leaves the connection open: no deadline
+	// for the next request on it.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
+	write := func(l *[]byte) error {
+		deadline()
+		_, err := w.Write(*l)
+		s.Release(l)
+		return err
+	}
 	if s.filter.Raw {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	} else {
@@ -141,10 +169,11 @@ func stream(w http.ResponseWriter, r *http.Request, s *Subscriber) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	deadline()
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprintf(w, "%stapping %s\n", NoticePrefix, describe(s.filter))
-	if rc.Flush() != nil {
-		return
+	if err := flush(); err != nil {
+		return err
 	}
 	tick := time.NewTicker(lostReportInterval)
 	defer tick.Stop()
@@ -152,36 +181,38 @@ func stream(w http.ResponseWriter, r *http.Request, s *Subscriber) {
 	for {
 		select {
 		case <-r.Context().Done():
-			return
+			return r.Context().Err()
 		case <-s.Done():
+			deadline()
 			fmt.Fprintf(w, "%send (wharf is shutting down)\n", NoticePrefix)
-			_ = rc.Flush()
-			return
+			return flush()
 		case <-tick.C:
 			if lost := s.Lost(); lost != reported {
+				deadline()
 				fmt.Fprintf(w, "%slost %d lines (reader too slow: %d lines or %d KiB waiting, the most a tap holds; %d lost in total)\n",
 					NoticePrefix, lost-reported, cap(s.ch), lim.Bytes>>10, lost)
 				reported = lost
-				if rc.Flush() != nil {
-					return
+				if err := flush(); err != nil {
+					return err
 				}
 			}
 		case l := <-s.Lines():
-			_, err := w.Write(*l)
-			s.Release(l)
+			err := write(l)
 			// Write what else is waiting, then flush once.
 		burst:
 			for n := 0; err == nil && n < 1024; n++ {
 				select {
 				case l := <-s.Lines():
-					_, err = w.Write(*l)
-					s.Release(l)
+					err = write(l)
 				default:
 					break burst
 				}
 			}
-			if err != nil || rc.Flush() != nil {
-				return
+			if err == nil {
+				err = flush()
+			}
+			if err != nil {
+				return err
 			}
 		}
 	}

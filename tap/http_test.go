@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,7 +48,7 @@ func startListener(t *testing.T, h *Hub) int {
 func TestHandlerStreamsFilteredMessages(t *testing.T) {
 	h := NewHub()
 	port := startListener(t, h)
-	srv := httptest.NewServer(Handler(h, func(p uint16) bool { return int(p) == port }))
+	srv := httptest.NewServer(Handler(h, func(p uint16) bool { return int(p) == port }, nil))
 	defer srv.Close()
 
 	f := func(query string, send []string, want []string) {
@@ -105,7 +106,7 @@ func TestHandlerStreamsFilteredMessages(t *testing.T) {
 func TestHandlerRejectsBadQueries(t *testing.T) {
 	h := NewHub()
 	h.For("edge")
-	srv := httptest.NewServer(Handler(h, func(p uint16) bool { return p == 514 }))
+	srv := httptest.NewServer(Handler(h, func(p uint16) bool { return p == 514 }, nil))
 	defer srv.Close()
 	f := func(query string, code int, want string) {
 		t.Helper()
@@ -133,7 +134,7 @@ func TestHandlerRejectsBadQueries(t *testing.T) {
 func TestHandlerEndsOnHubClose(t *testing.T) {
 	h := NewHub()
 	h.For("edge")
-	srv := httptest.NewServer(Handler(h, nil))
+	srv := httptest.NewServer(Handler(h, nil, nil))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/api/tap?frontend=edge")
 	if err != nil {
@@ -154,7 +155,7 @@ func TestHandlerEndsOnHubClose(t *testing.T) {
 func TestHandlerLimitsTaps(t *testing.T) {
 	h := NewHub()
 	h.For("edge")
-	srv := httptest.NewServer(Handler(h, nil))
+	srv := httptest.NewServer(Handler(h, nil, nil))
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -193,4 +194,111 @@ func TestHandlerLimitsTaps(t *testing.T) {
 		}
 	}
 	t.Fatalf("a tap after one closed: %d, want 200", code)
+}
+
+// Regression: a client that stopped reading (or a dead peer) kept its
+// tap for good, so 8 of them locked every other operator out with 503.
+func TestStalledClientsLoseTheirTaps(t *testing.T) {
+	const stall = time.Second
+	h := NewHubLimits(Limits{Stall: stall})
+	p := h.For("edge")
+	var logs lockedBuffer
+	srv := httptest.NewServer(Handler(h, nil, slog.New(slog.NewTextHandler(&logs, nil))))
+	defer srv.Close() // waits for the handlers: after the clients below close
+
+	get := func() (int, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/tap?frontend=edge", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		return 200, ""
+	}
+	// Eight clients on real sockets that send their request and never read.
+	for i := 0; i < 8; i++ {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetReadBuffer(4 << 10) // fill up sooner
+		if _, err := io.WriteString(c, "GET /api/tap?frontend=edge&raw=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var code int
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if code, body = get(); code == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "limit of 8 taps") {
+		t.Fatalf("with 8 taps open: %d %q, want 503 naming the limit", code, body)
+	}
+
+	// Traffic: far more than the taps and the sockets' buffers hold.
+	msg := testMessage(t, "<14>1 2026-11-25T10:00:00Z web1 app - - - "+strings.Repeat("x", 16<<10), 1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for i := 0; i < 64; i++ {
+				p.Publish(msg)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	defer wg.Wait()
+	defer close(stop)
+
+	start := time.Now()
+	for deadline := start.Add(stall + 10*time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code, body = get(); code == 200 {
+			break
+		}
+	}
+	if code != 200 {
+		t.Fatalf("%v after the traffic began, with 8 stalled clients: %d %q; want 200 once the stall limit (%v) ended a stalled stream", time.Since(start).Round(time.Millisecond), code, body, stall)
+	}
+	t.Logf("a new tap got 200 %v after the traffic began (stall limit %v)", time.Since(start).Round(time.Millisecond), stall)
+	if h.Stalled() == 0 {
+		t.Errorf("Hub.Stalled() = 0, want the ended streams counted")
+	}
+	if n := strings.Count(logs.String(), "tap: ended a stream whose client took nothing"); n == 0 || uint64(n) != h.Stalled() {
+		t.Errorf("%d log lines for %d stalled streams, want one each:\n%s", n, h.Stalled(), logs.String())
+	}
+}
+
+// lockedBuffer is a log destination for concurrent handlers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

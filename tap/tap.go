@@ -16,6 +16,9 @@
 // lines) that its reader has not yet written; a line that would exceed
 // either is lost like any other. With the defaults, taps hold at most
 // 8 x (4 MiB + 512 KiB of channel) whatever the traffic and the clients.
+// Time is bounded too: Handler ends a stream whose client has taken
+// nothing for Limits.Stall (a write made no progress), so a client that
+// stopped reading, or a dead peer, does not keep its place for good.
 //
 // Concurrency: Hub, Point and Subscriber methods are safe for concurrent
 // use. Publish may run on many event loops at once.
@@ -28,6 +31,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"wharf/ingest"
 	"wharf/internal/ascii"
@@ -40,8 +44,8 @@ import (
 // without holding megabytes per tapper.
 const DefaultBuffer = 4096
 
-// Limits bound the memory of a hub's subscribers. Zero fields take the
-// defaults (DefaultLimits).
+// Limits bound the memory of a hub's subscribers, and how long a stalled
+// one keeps its place. Zero fields take the defaults (DefaultLimits).
 type Limits struct {
 	// Taps is how many subscribers may be open at once; Subscribe
 	// refuses more (ErrTooMany).
@@ -53,6 +57,11 @@ type Limits struct {
 	// MaxBuffer is the largest channel, in lines, a subscriber may ask
 	// for (8 bytes each, allocated when it subscribes).
 	MaxBuffer int
+	// Stall is how long Handler waits for a write to its client to make
+	// progress (the client reads nothing: stopped, or a dead peer that
+	// sent no FIN) before it ends the stream, freeing its place among
+	// Limits.Taps (Hub.Stalled counts these).
+	Stall time.Duration
 }
 
 // DefaultLimits are NewHub's limits (constants, not config settings):
@@ -60,8 +69,11 @@ type Limits struct {
 // 7800 typical JSON lines of 300 bytes (each in a 512-byte buffer), more
 // than the 4096-line DefaultBuffer, or 60 lines of 64 KiB messages;
 // 65536 lines is half a second of 130k msg/s. Worst case 8 x (4 MiB +
-// 512 KiB of channel) = 36 MiB. Do not modify.
-var DefaultLimits = Limits{Taps: 8, Bytes: 4 << 20, MaxBuffer: 1 << 16}
+// 512 KiB of channel) = 36 MiB. A minute of Stall outlasts a terminal
+// paused by hand (Ctrl-S, a pager) for a while and any network hiccup,
+// yet frees the place of a client that stopped reading or died soon
+// after the kernel's socket buffers fill. Do not modify.
+var DefaultLimits = Limits{Taps: 8, Bytes: 4 << 20, MaxBuffer: 1 << 16, Stall: time.Minute}
 
 // lineOverhead is what a line costs besides its bytes: the *[]byte
 // header the pool hands around.
@@ -86,6 +98,8 @@ type Hub struct {
 	points map[string]*Point
 	subs   map[*Subscriber]struct{}
 	closed bool
+	// stalled counts the streams Handler ended for Limits.Stall.
+	stalled atomic.Uint64
 }
 
 // NewHub returns an empty hub with DefaultLimits.
@@ -103,11 +117,18 @@ func NewHubLimits(l Limits) *Hub {
 	if l.MaxBuffer <= 0 {
 		l.MaxBuffer = DefaultLimits.MaxBuffer
 	}
+	if l.Stall <= 0 {
+		l.Stall = DefaultLimits.Stall
+	}
 	return &Hub{limits: l, points: map[string]*Point{}, subs: map[*Subscriber]struct{}{}}
 }
 
 // Limits returns the hub's limits, defaults filled in.
 func (h *Hub) Limits() Limits { return h.limits }
+
+// Stalled returns how many streams Handler ended because their client
+// took nothing for Limits.Stall.
+func (h *Hub) Stalled() uint64 { return h.stalled.Load() }
 
 // For returns the tap point of a frontend, creating it on first use; every
 // bind of the frontend shares it. Subscribers already tapping by port see

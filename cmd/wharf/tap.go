@@ -186,7 +186,9 @@ func (g *gateway) registerOperatorEndpoints() {
 		Errors:  g.ops.errs,
 	})
 	g.status.Register(g.admin)
-	g.admin.Handle("GET /api/tap", tap.Handler(g.ops.tapHub(), g.hasPort))
+	g.admin.Handle("GET /api/tap", tap.Handler(g.ops.tapHub(), g.hasPort, g.log))
+	g.reg.CounterFunc("wharf_tap_stalled_total", "Tap streams (wharf tap, GET /api/tap) ended because their client took nothing for a minute (stopped reading, or gone without closing), freeing their place among the 8.",
+		func() float64 { return float64(g.ops.tapHub().Stalled()) })
 	g.admin.RequireToken(g.adminToken)
 }
 
@@ -219,7 +221,9 @@ message into lines or forge wharf's notices (which alone start with "# ").
 Memory is bounded: wharf serves at most 8 taps at once (a further one is
 refused with 503) and holds at most 4 MiB (and 65536 lines) per tap that
 its reader has not yet taken; a line that does not fit is lost and
-counted like any other.
+counted like any other. A tap that takes nothing for a minute (its
+reader stopped, e.g. stdout paused, or its connection died) is ended, so
+it does not keep its place.
 
   --severity err         err and everything more severe (syslog.conf style)
   --severity err..emerg  an inclusive range; names or numbers 0..7
