@@ -27,14 +27,21 @@ import (
 //
 // The only errors are about the PRI: missing (unless noPriOK) or invalid.
 func parse3164(m *message.Message, noPriOK bool) Error {
-	b := m.Raw
-	pri, p, err := parsePRI(b, true)
+	pri, p, err := parsePRI(m.Raw, true)
 	switch {
 	case err == ErrNoPri && noPriOK:
-		p = 0
+		return body3164(m, -1, 0)
 	case err != 0:
 		return err
-	default:
+	}
+	return body3164(m, pri, p)
+}
+
+// body3164 is parse3164 after the PRI: pri is its value (-1: none), p
+// the index after it.
+func body3164(m *message.Message, pri, p int) Error {
+	b := m.Raw
+	if pri >= 0 {
 		m.Priority = int16(pri)
 	}
 	for p < len(b) && b[p] == ' ' {

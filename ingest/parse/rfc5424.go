@@ -30,12 +30,19 @@ var bom = []byte("\xef\xbb\xbf")
 // With headerOnly it stops after MSGID: STRUCTURED-DATA and MSG are
 // neither checked nor located (their Spans stay zero).
 func parse5424(m *message.Message, headerOnly bool) Error {
-	b := m.Raw
-	pri, p, err := parsePRI(b, false)
+	pri, p, err := parsePRI(m.Raw, false)
 	if err != 0 {
 		return err
 	}
+	return body5424(m, pri, p, headerOnly)
+}
+
+// body5424 is parse5424 after the PRI: pri is its value, p the index
+// after its '>'.
+func body5424(m *message.Message, pri, p int, headerOnly bool) Error {
+	b := m.Raw
 	m.Priority = int16(pri)
+	var err Error
 
 	// VERSION = NONZERO-DIGIT 0*2DIGIT; wider than uint8 is refused.
 	if p == len(b) {
