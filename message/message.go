@@ -194,7 +194,14 @@ func (m *Message) Release() {
 // drop drops one reference; after the last one it tells the Ack, clears
 // m for reuse and reports true.
 func (m *Message) drop() bool {
-	if atomic.AddInt32(&m.refs, -1) != 0 {
+	// The sole holder (the common case: one sink) needs no locked
+	// decrement: no one else holds m, so no one can Retain or Release
+	// it meanwhile, and the load sees every earlier Retain and Release
+	// (they happened before m was handed to this holder). A plain store
+	// of 0 keeps a second Release (a bug) from pooling m twice.
+	if atomic.LoadInt32(&m.refs) == 1 {
+		m.refs = 0
+	} else if atomic.AddInt32(&m.refs, -1) != 0 {
 		return false
 	}
 	if m.Ack != nil {

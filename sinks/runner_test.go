@@ -898,3 +898,82 @@ func TestRunnerHandOverFailingBatch(t *testing.T) {
 		t.Errorf("old runner dropped %d as shutdown", d)
 	}
 }
+
+// TestRunnerRingWrap hands batches through a ring smaller than them, so
+// EnqueueBatch's bulk copy and the delivery loop's bulk take both wrap
+// around its end many times: every message arrives once, in order, and
+// every batch keeps BatchSize and BatchBytes.
+func TestRunnerRingWrap(t *testing.T) {
+	tr := newTracker(t)
+	s := &fakeSink{}
+	cfg := RunnerConfig{QueueSize: 7, BatchSize: 3, BatchBytes: 25, BatchTimeout: time.Millisecond}.Resolved()
+	r := NewRunner("wrap", s, cfg, nil, quietLog())
+	r.Start()
+	var want []string
+	batch := make([]*message.Message, 0, 5)
+	for i := range 400 {
+		raw := fmt.Sprintf("%0*d", 4+i%9, i) // 4..12 bytes
+		want = append(want, raw)
+		if batch = append(batch, tr.msg(raw)); len(batch) == cap(batch) {
+			if n := r.EnqueueBatch(batch, true); n != len(batch) {
+				t.Fatalf("EnqueueBatch queued %d of %d", n, len(batch))
+			}
+			batch = batch[:0]
+		}
+	}
+	closeRunner(t, r, 10*time.Second)
+	if got := s.all(); !slices.Equal(got, want) {
+		t.Fatalf("delivered %d messages, want %d in order; first difference at %d", len(got), len(want), firstDiff(got, want))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, b := range s.batches {
+		bytes := 0
+		for _, raw := range b {
+			bytes += len(raw)
+		}
+		if len(b) > cfg.BatchSize || (len(b) > 1 && int64(bytes) > cfg.BatchBytes) {
+			t.Errorf("batch %d: %d messages, %d bytes; bounds %d, %d", i, len(b), bytes, cfg.BatchSize, cfg.BatchBytes)
+		}
+	}
+	if st := r.Stats(); st.QueuedBytes != 0 || st.Sent != 400 || r.ringBytes != 0 || r.n != 0 {
+		t.Errorf("after Close: sent %d, queued bytes %d, ring %d messages %d bytes; want 400, 0, 0, 0", st.Sent, st.QueuedBytes, r.n, r.ringBytes)
+	}
+}
+
+// TestRunnerBatchPartlyFits: a non-blocking EnqueueBatch into a queue
+// with room for part of it queues the messages that fit, in order, and
+// drops the rest as queue_full, one by one as before the bulk copy: a
+// later, smaller message that fits is still queued.
+func TestRunnerBatchPartlyFits(t *testing.T) {
+	tr := newTracker(t)
+	s := &fakeSink{block: make(chan struct{})}
+	r := NewRunner("part", s, RunnerConfig{QueueSize: 100, QueueBytes: 25, BatchSize: 100}.Resolved(), nil, quietLog())
+	ms := []*message.Message{tr.msg("aaaaaaaaaa"), tr.msg("bbbbbbbbbb"), tr.msg("cccccccccc"), tr.msg("ddddd")}
+	if n := r.EnqueueBatch(ms, false); n != 3 {
+		t.Errorf("queued %d, want 3 (a, b and the 5-byte d; c is over the 25-byte bound)", n)
+	}
+	// A message larger than the bound passes an empty queue only.
+	big := tr.msg(strings.Repeat("x", 40))
+	if n := r.EnqueueBatch([]*message.Message{big}, false); n != 0 {
+		t.Errorf("a 40-byte message was queued behind 25 bytes")
+	}
+	r.Start()
+	close(s.block)
+	closeRunner(t, r, 5*time.Second)
+	if got := strings.Join(s.all(), ","); got != "aaaaaaaaaa,bbbbbbbbbb,ddddd" {
+		t.Errorf("delivered %q", got)
+	}
+	if st := r.Stats(); st.Dropped[DropQueueFull] != 2 {
+		t.Errorf("queue_full drops %d, want 2", st.Dropped[DropQueueFull])
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
