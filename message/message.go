@@ -85,6 +85,29 @@ type Message struct {
 	// Raw is the message as received, without framing (no octet count,
 	// no trailing LF/NUL).
 	Raw []byte
+
+	// The fields a sink touches besides Raw (Ack, refs, holders,
+	// confirmed, Received) follow it, in the struct's first 64 bytes: a
+	// pooled message (720 bytes, size class 768) starts at a cache line,
+	// so confirming and releasing a delivered message reads the line the
+	// sink's copy of Raw brought in, not one more.
+
+	// Ack, when set, is told once whether every holder of the message
+	// confirmed it (see Confirm): at its last Release. The RELP input sets
+	// it for relp_ack = "durable" and "delivered"; other messages leave it
+	// nil and pay one nil check in Release.
+	Ack Acker
+
+	// refs counts the references held. Atomic once the message is handed
+	// on (Retain, Release, Refs); New sets it with a plain store: the
+	// message is not shared yet, and a locked instruction there cost the
+	// relay ~10% of its CPU (the line was last written on the core that
+	// released the message).
+	refs int32
+	// holders counts the references ever taken (1 + Retains), confirmed
+	// the Confirm calls; only kept for messages with an Ack.
+	holders   int32
+	confirmed atomic.Int32
 	// Received is the receive time in Unix nanoseconds.
 	Received int64
 	// Frontend is the name of the frontend whose bind received the message.
@@ -108,22 +131,6 @@ type Message struct {
 	// ProcID the bracketed pid, if any.
 	Timestamp, Hostname, AppName, ProcID, MsgID, StructuredData, Msg Span
 
-	// Ack, when set, is told once whether every holder of the message
-	// confirmed it (see Confirm): at its last Release. The RELP input sets
-	// it for relp_ack = "durable" and "delivered"; other messages leave it
-	// nil and pay one nil check in Release.
-	Ack Acker
-
-	// refs counts the references held. Atomic once the message is handed
-	// on (Retain, Release, Refs); New sets it with a plain store: the
-	// message is not shared yet, and a locked instruction there cost the
-	// relay ~10% of its CPU (the line was last written on the core that
-	// released the message).
-	refs int32
-	// holders counts the references ever taken (1 + Retains), confirmed
-	// the Confirm calls; only kept for messages with an Ack.
-	holders   int32
-	confirmed atomic.Int32
 	// buf is Raw's storage, kept with the pooled message (inline: one
 	// cache miss less than a pointer to it).
 	buf []byte
