@@ -79,6 +79,28 @@ func TestAdminTLS(t *testing.T) {
 		t.Errorf("GET https://%s/readyz = %d", addr, resp.StatusCode)
 	}
 
+	// TLS 1.2 offers ECDHE with AEAD only, as every other TLS endpoint: a
+	// client offering only CBC suites with SHA-1 MACs is refused (Go's
+	// default list, used before, negotiated them), one offering AES-GCM
+	// gets through.
+	cbc := &tls.Config{RootCAs: ca.Pool(), MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+	}}
+	if c, err := tls.Dial("tcp", addr, cbc); err == nil {
+		t.Errorf("admin listener negotiated %s with a client offering only CBC suites", tls.CipherSuiteName(c.ConnectionState().CipherSuite))
+		c.Close()
+	}
+	gcm := &tls.Config{RootCAs: ca.Pool(), MaxVersion: tls.VersionTLS12}
+	if c, err := tls.Dial("tcp", addr, gcm); err != nil {
+		t.Errorf("TLS 1.2 with Go's client defaults to the admin listener: %v", err)
+	} else {
+		if cs := c.ConnectionState().CipherSuite; !strings.Contains(tls.CipherSuiteName(cs), "GCM") && !strings.Contains(tls.CipherSuiteName(cs), "CHACHA20") {
+			t.Errorf("admin listener chose %s over TLS 1.2", tls.CipherSuiteName(cs))
+		}
+		c.Close()
+	}
+
 	// The CLI: pinned to the config's certificate, with the token.
 	code, out, errOut := wharfServer("list", "-c", path, "--admin", addr)
 	if code != 0 || !strings.Contains(out, "web/a") {
