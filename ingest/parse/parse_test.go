@@ -78,6 +78,11 @@ func TestParse(t *testing.T) {
 	f(Auto, `<13>Nov 25 09:04:00`, `rfc3164|13|0|Nov 25 09:04:00||||||`)
 	f(Auto, `<13>Nov 25 09:04:00 host app:`, `rfc3164|13|0|Nov 25 09:04:00|host|app||||`)
 	f(RFC3164, `no PRI at all: fine in explicit rfc3164`, `rfc3164|-1|0|||||||no PRI at all: fine in explicit rfc3164`)
+	// A PRI-less BSD line (a file forwarded as is, docs/migrating.md):
+	// fields as rsyslog's pmrfc3164 finds them; the priority stays
+	// unknown (encoders that need one write 13, as rsyslog does).
+	f(RFC3164, `Dec  6 05:10:11 host2 sshd[99]: x`, `rfc3164|-1|0|Dec  6 05:10:11|host2|sshd|99|||x`)
+	f(RFC3164, `Dec  6 05:10:11 host2 kernel: [ 1.2] usb`, `rfc3164|-1|0|Dec  6 05:10:11|host2|kernel||||[ 1.2] usb`)
 	f(RFC3164, `<13>1 2003-10-11T22:14:15Z h a - - - forced 3164`, `rfc3164|13|0|||||||1 2003-10-11T22:14:15Z h a - - - forced 3164`)
 	f(Raw, `<13>1 - - - - - - raw`, `raw|-1|0|||||||`)
 }
