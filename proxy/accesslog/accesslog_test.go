@@ -131,13 +131,13 @@ func (discard) EnqueueBatch(ms []*message.Message, block bool) int {
 	return len(ms)
 }
 
-// BenchmarkHTTP: the cost of one access log line, from the record to the
-// message offered to a sink.
-func BenchmarkHTTP(b *testing.B) {
+// benchLogger is an HTTP access logger whose lines go to a sink that
+// releases them, and a finished request to log.
+func benchLogger(tb testing.TB) (*Logger, *Request) {
 	cfg := &conf.Config{Frontends: map[string]*conf.Frontend{"web": {Mode: "http", AccessLog: []string{"d"}}}}
 	tab, err := route.Compile(cfg, map[string]route.Target{"d": discard{}})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	var h route.Holder
 	h.Store(tab)
@@ -145,8 +145,28 @@ func BenchmarkHTTP(b *testing.B) {
 	var r Request
 	r.Begin(time.Now(), netip.MustParseAddrPort("[2001:db8::7]:51234"), []byte("GET"), []byte("/index.html?user=42"), "HTTP/1.1")
 	r.Backend, r.Server, r.Status, r.Bytes = "be", "b1", 200, 1234
+	return l, &r
+}
+
+// BenchmarkHTTP: the cost of one access log line, from the record to the
+// message offered to a sink.
+func BenchmarkHTTP(b *testing.B) {
+	l, r := benchLogger(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		l.HTTP(&r)
+		l.HTTP(r)
+	}
+}
+
+// TestHTTPLineAllocatesNothing holds the README's "allocates nothing"
+// for an access log line (pooled message, no formatting allocations).
+func TestHTTPLineAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector drops pooled messages at random")
+	}
+	l, r := benchLogger(t)
+	l.HTTP(r) // the first line may fill pools
+	if n := testing.AllocsPerRun(1000, func() { l.HTTP(r) }); n != 0 {
+		t.Errorf("an access log line allocates %.1f times, want 0", n)
 	}
 }
