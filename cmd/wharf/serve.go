@@ -367,8 +367,9 @@ func (g *gateway) drainListeners(ctx context.Context, budget time.Duration) {
 	wg.Wait()
 	for i, l := range ls {
 		if busy[i] > 0 {
-			b := l.Bind()
-			g.log.Warn("connections still sending when the drain ended; what they send from now on is lost (plain TCP has no acknowledgements)", "frontend", l.Frontend(), "bind", b.Scheme+"://"+b.Addr, "connections", busy[i], "drained_for", time.Since(start).Round(time.Millisecond))
+			// The address it listens on, as the "listening" line names
+			// it (a configured port 0 is the port it got).
+			g.log.Warn("connections still sending when the drain ended; what they send from now on is lost (plain TCP has no acknowledgements)", "frontend", l.Frontend(), "bind", l.Bind().Scheme+"://"+l.Addr(), "connections", busy[i], "drained_for", time.Since(start).Round(time.Millisecond))
 		}
 	}
 }
