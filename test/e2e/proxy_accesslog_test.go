@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -261,6 +262,7 @@ dial_timeout = "200ms"
 	client := &http.Client{Timeout: 5 * time.Second}
 	const n = 1000
 	var slowest time.Duration
+	took := make([]time.Duration, 0, n)
 	for i := range n {
 		t0 := time.Now()
 		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/r%d", httpPort, i))
@@ -272,15 +274,21 @@ dial_timeout = "200ms"
 		if resp.StatusCode != 200 {
 			t.Fatalf("request %d: %d", i, resp.StatusCode)
 		}
-		slowest = max(slowest, time.Since(t0))
+		took = append(took, time.Since(t0))
+		slowest = max(slowest, took[i])
 	}
+	slices.Sort(took)
+	p99 := took[n*99/100]
 	dropped := in.waitMetric(1, 5*time.Second, "wharf_sink_dropped_total", `sink="down"`, `reason="queue_full"`)
-	t.Logf("%d requests, slowest %v; %v access log lines dropped (queue_full) at the down sink", n, slowest, dropped)
+	t.Logf("%d requests, p99 %v, slowest %v; %v access log lines dropped (queue_full) at the down sink", n, p99, slowest, dropped)
 	if dropped < n-100 {
 		t.Errorf("only %v lines counted dropped for %d requests with a 50-message queue and the sink down", dropped, n)
 	}
-	if slowest > time.Second {
-		t.Errorf("slowest request took %v: the access log held the proxy back", slowest)
+	// A line that waited for the down sink (its 200 ms dial_timeout, or
+	// queue room) would show in every request; a loaded CI machine's
+	// scheduling does not reach 100 ms at p99.
+	if p99 > 100*time.Millisecond || slowest > time.Second {
+		t.Errorf("p99 %v, slowest %v: the access log held the proxy back", p99, slowest)
 	}
 	// The lines still queued for the down sink are dropped at the stop,
 	// which wharf reports as a lossy stop: exit status 3.
