@@ -267,9 +267,9 @@ type Backend struct {
 	Servers []Server `toml:"server"`
 	// ConnectTimeout bounds one connect attempt to a server.
 	ConnectTimeout Duration `toml:"connect_timeout"`
-	// QueueTimeout (tcp) bounds how long a connection waits for a server
-	// below its maxconn when every usable one is full; 0 is
-	// ConnectTimeout (HAProxy's timeout queue).
+	// QueueTimeout bounds how long a connection (tcp) or request (http)
+	// waits for a server below its maxconn when every usable one is
+	// full; 0 is ConnectTimeout (HAProxy's timeout queue).
 	QueueTimeout Duration `toml:"queue_timeout"`
 	// ServerTimeout is the idle timeout on the server side (tcp) or how
 	// long a server may take to start its response (http).

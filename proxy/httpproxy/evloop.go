@@ -15,9 +15,11 @@ package httpproxy
 //
 // What the loop serves itself: a request without body whose method is
 // idempotent, in origin form without escapes in its path, to a server
-// without send_proxy, answered with no body or a Content-Length body of
-// at most evMaxBody bytes, while the frontend has no access log and no
-// tap. Everything else is handed to the goroutine code with the bytes
+// without send_proxy that is below its maxconn with no request queued
+// ahead (a request that must wait in the backend's queue waits on a
+// goroutine), answered with no body or a Content-Length body of at most
+// evMaxBody bytes, while the frontend has no access log and no tap.
+// Everything else is handed to the goroutine code with the bytes
 // already read (handoff before anything went to a server, resume after),
 // which then serves the connection to its end: one code decides every
 // answer that is not a plain relay, so both engines behave the same.
@@ -349,7 +351,9 @@ func (e *evEngine) next(ev *evClient, self bool) gnet.Action {
 	if bp == nil || !keep {
 		return e.handoff(ev, self) // the 503 (or the close) is the goroutine code's
 	}
-	s := cc.pickServer(bp.b, match, nil)
+	// No server below maxconn, or requests queued ahead: the goroutine
+	// code waits in the backend's queue, which a loop must not.
+	s := bp.b.TryAcquire(cc.pickKey(bp.b, match))
 	if s == nil {
 		return e.handoff(ev, self)
 	}

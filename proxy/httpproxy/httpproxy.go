@@ -45,9 +45,11 @@
 // server_timeout bounds the wait for a response head (504).
 //
 // Client-sent forwarding headers are removed unless the client is in
-// trusted_proxies; then the proxy appends to them. Errors are short
-// plain-text answers: 503 when no server is up (or none accepts a
-// connection), 504 when a server does not start its response within
+// trusted_proxies; then the proxy appends to them. A request that finds
+// every server at its maxconn waits in the backend's queue (first come
+// first served, up to queue_timeout), as HAProxy queues. Errors are
+// short plain-text answers: 503 when no server is up (or none accepts a
+// connection, or none freed a slot within queue_timeout), 504 when a server does not start its response within
 // server_timeout, 502 for any other failure talking to a server. A failed
 // connect counts against the server and is retried on the next one; a
 // kept-alive server connection found closed is replaced and an
@@ -111,6 +113,10 @@ type Frontend struct {
 	// empty) or removed on every final response from a server; reqSet
 	// the request_headers, on every request passed to a server.
 	respSet, reqSet headerEdits
+	// stopCtx ends (forceStop) when Shutdown gives up waiting: requests
+	// waiting in a backend's queue stop waiting.
+	stopCtx   context.Context
+	forceStop context.CancelFunc
 }
 
 // headerEdit is one response_headers or request_headers entry.
@@ -176,6 +182,9 @@ type frontendMetrics struct {
 	accepted                                    *metrics.Counter
 	rejACL, rejUntrusted, rejProxyHeader        *metrics.Counter
 	errNoServer, errConnect, errTimeout, errBad *metrics.Counter
+	// Every server at maxconn: the request waited queue_timeout in the
+	// backend's queue, or found it full.
+	errQueueTimeout, errQueueFull *metrics.Counter
 }
 
 // New builds an http frontend from its (validated) config; backends holds
@@ -192,15 +201,18 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		return reg.Counter("wharf_proxy_http_errors_total", "Requests answered by the proxy itself with an error, by kind.", append(g.Labels, "kind", kind)...)
 	}
 	f.m = frontendMetrics{
-		accepted:       g.Accepted,
-		rejACL:         g.RejACL,
-		rejUntrusted:   g.RejUntrusted,
-		rejProxyHeader: g.RejProxyHeader,
-		errNoServer:    herr("no_server"),
-		errConnect:     herr("connect_failed"),
-		errTimeout:     herr("timeout"),
-		errBad:         herr("bad_gateway"),
+		accepted:        g.Accepted,
+		rejACL:          g.RejACL,
+		rejUntrusted:    g.RejUntrusted,
+		rejProxyHeader:  g.RejProxyHeader,
+		errNoServer:     herr("no_server"),
+		errConnect:      herr("connect_failed"),
+		errTimeout:      herr("timeout"),
+		errBad:          herr("bad_gateway"),
+		errQueueTimeout: herr("queue_timeout"),
+		errQueueFull:    herr("queue_full"),
 	}
+	f.stopCtx, f.forceStop = context.WithCancel(context.Background())
 	f.respSet, f.reqSet = newHeaderEdits(cfg.ResponseHeaders), newHeaderEdits(cfg.RequestHeaders)
 	f.noRoute = codeCounters(reg, cfg.Name, "")
 	f.h2m = h2Counters(reg, g.Labels)
@@ -433,6 +445,7 @@ func (f *Frontend) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
+		f.forceStop()
 		f.mu.Lock()
 		left := len(f.conns)
 		for c := range f.conns {
@@ -623,6 +636,7 @@ func (f *Frontend) Stats() front.Stats {
 	st.HTTPErrors = map[string]uint64{
 		"no_server": f.m.errNoServer.Load(), "connect_failed": f.m.errConnect.Load(),
 		"timeout": f.m.errTimeout.Load(), "bad_gateway": f.m.errBad.Load(),
+		"queue_timeout": f.m.errQueueTimeout.Load(), "queue_full": f.m.errQueueFull.Load(),
 	}
 	if ev := f.ev.Load(); ev != nil {
 		st.EventLoop = map[string]uint64{"served": ev.served.Load(), "handoff": ev.handoffs.Load(), "resume": ev.resumed.Load()}

@@ -437,26 +437,26 @@ func idempotent(m []byte) bool {
 	return false
 }
 
-// pickServer asks b for a server: for a "hash" backend keyed on the URI
-// or a header, by the hash of the request's path (match: unescaped,
-// without the query) or of that header's first value (round robin when
-// the request has none, as HAProxy does); otherwise by the client
-// address. It allocates nothing.
-func (cc *clientConn) pickServer(b *upstream.Backend, match []byte, tried []*upstream.Server) *upstream.Server {
+// pickKey says how b picks a server for the request: for a "hash"
+// backend keyed on the URI or a header, by the hash of the request's
+// path (match: unescaped, without the query) or of that header's first
+// value (round robin when the request has none, as HAProxy does);
+// otherwise by the client address. It allocates nothing.
+func (cc *clientConn) pickKey(b *upstream.Backend, match []byte) upstream.Key {
 	on, name, ok := b.HashOn()
 	switch {
 	case !ok || on == upstream.HashSource:
-		return b.Pick(cc.sourceIP(), tried)
+		return upstream.ClientKey(cc.sourceIP())
 	case on == upstream.HashURI:
-		return b.PickKey(upstream.HashBytes(match), tried)
+		return upstream.HashKey(upstream.HashBytes(match))
 	}
 	rb := cc.reqBytes()
 	for _, f := range cc.req.fields {
 		if eqFold(f.name.of(rb), name) {
-			return b.PickKey(upstream.HashBytes(f.value.of(rb)), tried)
+			return upstream.HashKey(upstream.HashBytes(f.value.of(rb)))
 		}
 	}
-	return b.PickRoundRobin(tried)
+	return upstream.RoundRobinKey()
 }
 
 // sourceIP is the client address that balance = "source" and hash_key =
@@ -510,9 +510,13 @@ func (cc *clientConn) forward(bp *backendProxy, host, path, match []byte, absPat
 // connect picks a server of bp for the request in cc and gets a
 // connection to it: a pooled one or a new one, the next server when a
 // connect fails (up to retries, each failure counted against its
-// server). On success the caller sends on pc and then calls s.Release.
-// Otherwise s is nil and msg is the 503 answer to give, already counted
-// and logged. HTTP/1.1 requests and HTTP/2 streams both use it.
+// server). When every server that is up is at its maxconn, the request
+// first waits in the backend's queue (upstream.Acquire: first come first
+// served, up to queue_timeout; at most the frontend's maxconn wait), as
+// HAProxy queues. On success the caller sends on pc and then calls
+// s.Release. Otherwise s is nil and msg is the 503 answer to give,
+// already counted and logged. HTTP/1.1 requests and HTTP/2 streams both
+// use it.
 func (cc *clientConn) connect(bp *backendProxy, match []byte) (s *upstream.Server, pc *poolConn, reused bool, msg string) {
 	retries := bp.b.Config().Retries
 	var triedBuf [4]*upstream.Server
@@ -527,9 +531,15 @@ func (cc *clientConn) connect(bp *backendProxy, match []byte) (s *upstream.Serve
 		tried = append(tried, last)
 		attempt = 1
 	}
+	key := cc.pickKey(bp.b, match)
 	for ; attempt <= retries; attempt++ {
-		s := cc.pickServer(bp.b, match, tried)
-		if s == nil {
+		var s *upstream.Server
+		if attempt == 0 {
+			var err error
+			if s, err = bp.b.Acquire(cc.f.stopCtx, key, int(cc.f.cfg.MaxConn)); err != nil {
+				return nil, nil, false, cc.refused(bp, err)
+			}
+		} else if s = bp.b.PickBy(key, tried); s == nil {
 			break
 		}
 		tried = append(tried, s)
@@ -556,6 +566,27 @@ func (cc *clientConn) connect(bp *backendProxy, match []byte) (s *upstream.Serve
 	cc.f.m.errConnect.Inc()
 	cc.f.log.Warn("cannot connect to any server", "backend", bp.b.Name, "err", "server "+last.Name+": "+lastErr.Error())
 	return nil, nil, false, "cannot connect to a server of backend " + bp.b.Name
+}
+
+// refused counts a request Acquire found no server for (err) and returns
+// the message of its 503: none up, the queue full, queue_timeout passed
+// in it, or a forced shutdown while it waited.
+func (cc *clientConn) refused(bp *backendProxy, err error) string {
+	m, name := &cc.f.m, bp.b.Name
+	cc.rec.Backend = name
+	cc.count(bp, 503)
+	switch {
+	case errors.Is(err, upstream.ErrQueueTimeout):
+		m.errQueueTimeout.Inc()
+		return "every server of backend " + name + " stayed at its maxconn for queue_timeout"
+	case errors.Is(err, upstream.ErrQueueFull):
+		m.errQueueFull.Inc()
+		return "every server of backend " + name + " is at its maxconn and the queue is full"
+	case errors.Is(err, upstream.ErrNoServer):
+		m.errNoServer.Inc()
+		return "no server is available in backend " + name
+	}
+	return "the proxy is shutting down" // stopCtx ended
 }
 
 // buildHead writes the request head for server s into cc.bw: HTTP/1.1,

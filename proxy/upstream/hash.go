@@ -136,39 +136,65 @@ func (b *Backend) HashOn() (on HashOn, header string, ok bool) {
 	return b.hashOn, b.hashHeader, b.policy == hashRing
 }
 
-// PickKey is Pick for a "hash" backend with a key the caller computed
-// (HashBytes of a URI path or header value): the server that owns key on
-// the consistent-hash ring, or the next eligible one round it. On other
-// backends it falls back to Pick with an invalid client address.
-func (b *Backend) PickKey(key uint64, tried []*Server) *Server {
-	if b.policy != hashRing {
-		return b.Pick(netip.Addr{}, tried)
+// Key is how a pick chooses its server, kept by a request that waits in
+// the backend's queue so the server it is given is the one its pick
+// would have chosen: by the client address (the backend's policy), by a
+// hash key the caller computed, or round robin. The zero Key is
+// ClientKey of the invalid address.
+type Key struct {
+	by     keyBy
+	client netip.Addr
+	hash   uint64
+}
+
+type keyBy uint8
+
+const (
+	byClient keyBy = iota
+	byHash
+	byRoundRobin
+)
+
+// ClientKey picks by the backend's policy with the client's address (Pick).
+func ClientKey(client netip.Addr) Key { return Key{by: byClient, client: client} }
+
+// HashKey picks as PickKey does with key.
+func HashKey(key uint64) Key { return Key{by: byHash, hash: key} }
+
+// RoundRobinKey picks as PickRoundRobin does.
+func RoundRobinKey() Key { return Key{by: byRoundRobin} }
+
+// chooseKey is choose for k, with b.mu held.
+func (b *Backend) chooseKey(k Key, tried []*Server) *Server {
+	if k.by == byClient || k.by == byHash && b.policy != hashRing {
+		return b.choose(k.client, tried)
 	}
+	if s, ok := b.backup(tried); ok {
+		return s
+	}
+	if k.by == byHash {
+		return b.ring.lookup(k.hash, tried)
+	}
+	return b.pickRoundRobin(tried)
+}
+
+// PickBy is Pick with the server chosen by k.
+func (b *Backend) PickBy(k Key, tried []*Server) *Server {
 	b.mu.Lock()
-	s, ok := b.backup(tried)
-	if !ok {
-		s = b.ring.lookup(key, tried)
-	}
+	s := b.chooseKey(k, tried)
 	if s != nil {
-		s.active.Add(1)
-		s.activeGauge.Add(1)
+		s.take()
 	}
 	b.mu.Unlock()
 	return s
 }
 
+// PickKey is Pick for a "hash" backend with a key the caller computed
+// (HashBytes of a URI path or header value): the server that owns key on
+// the consistent-hash ring, or the next eligible one round it. On other
+// backends it falls back to Pick with an invalid client address.
+func (b *Backend) PickKey(key uint64, tried []*Server) *Server { return b.PickBy(HashKey(key), tried) }
+
 // PickRoundRobin picks by weighted round robin whatever the backend's
 // policy: a "hash" backend's fallback for a request without its key.
-func (b *Backend) PickRoundRobin(tried []*Server) *Server {
-	b.mu.Lock()
-	s, ok := b.backup(tried)
-	if !ok {
-		s = b.pickRoundRobin(tried)
-	}
-	if s != nil {
-		s.active.Add(1)
-		s.activeGauge.Add(1)
-	}
-	b.mu.Unlock()
-	return s
-}
+func (b *Backend) PickRoundRobin(tried []*Server) *Server { return b.PickBy(RoundRobinKey(), tried) }

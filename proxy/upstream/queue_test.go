@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"wharf/internal/testenv"
 )
 
 // queueBackend is a backend whose servers are all at maxconn 1, with
@@ -16,7 +18,7 @@ func queueBackend(t *testing.T, qt time.Duration, servers ...string) (*Backend, 
 	b.queueTimeout = qt
 	var held []*Server
 	for range servers {
-		s, err := b.acquire(context.Background(), netip.Addr{}, 10)
+		s, err := b.acquire(context.Background(), ClientKey(netip.Addr{}), 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +34,7 @@ func queued(ctx context.Context, t *testing.T, b *Backend, maxQueue int) <-chan 
 	want := b.Queued() + 1
 	done := make(chan error, 1)
 	go func() {
-		s, err := b.acquire(ctx, netip.Addr{}, maxQueue)
+		s, err := b.acquire(ctx, ClientKey(netip.Addr{}), maxQueue)
 		if err == nil {
 			defer s.Release()
 		}
@@ -60,7 +62,7 @@ func TestQueueFIFO(t *testing.T) {
 	for i := range 3 {
 		want := b.Queued() + 1
 		go func() {
-			s, err := b.acquire(context.Background(), netip.Addr{}, 10)
+			s, err := b.acquire(context.Background(), ClientKey(netip.Addr{}), 10)
 			if err != nil {
 				t.Errorf("waiter %d: %v", i, err)
 				return
@@ -93,12 +95,12 @@ func TestQueueFIFO(t *testing.T) {
 func TestQueueBounds(t *testing.T) {
 	b, held := queueBackend(t, 200*time.Millisecond, "a:1:1", "b:1:1")
 	// maxQueue 0: no queue at all, as before queueing existed.
-	if _, err := b.acquire(context.Background(), netip.Addr{}, 0); !errors.Is(err, ErrNoServer) {
+	if _, err := b.acquire(context.Background(), ClientKey(netip.Addr{}), 0); !errors.Is(err, ErrNoServer) {
 		t.Errorf("maxQueue 0: %v, want ErrNoServer", err)
 	}
 	// One may wait; the second finds the queue full at once.
 	first := queued(context.Background(), t, b, 1)
-	if _, err := b.acquire(context.Background(), netip.Addr{}, 1); !errors.Is(err, ErrQueueFull) {
+	if _, err := b.acquire(context.Background(), ClientKey(netip.Addr{}), 1); !errors.Is(err, ErrQueueFull) {
 		t.Errorf("second waiter with maxQueue 1: %v, want ErrQueueFull", err)
 	}
 	start := time.Now()
@@ -119,7 +121,7 @@ func TestQueueBounds(t *testing.T) {
 	for _, s := range b.servers {
 		s.up.Store(false)
 	}
-	if _, err := b.acquire(context.Background(), netip.Addr{}, 5); !errors.Is(err, ErrNoServer) {
+	if _, err := b.acquire(context.Background(), ClientKey(netip.Addr{}), 5); !errors.Is(err, ErrNoServer) {
 		t.Errorf("no server up: %v, want ErrNoServer", err)
 	}
 	if b.Queued() != 0 || b.queue.Len() != 0 {
@@ -152,4 +154,68 @@ func TestQueueServedByServerBack(t *testing.T) {
 		t.Fatal("server back in ready did not serve the queue")
 	}
 	held[0].Release()
+}
+
+// A waiter is given the server its key picks (an http request's URI or
+// header hash on a "hash" backend), not one by the client address; and
+// TryAcquire (the event loops' pick) neither queues nor overtakes a
+// waiter.
+func TestQueueKeyAndTryAcquire(t *testing.T) {
+	b := pool(t, "hash", "a:1:1", "b:1:1")
+	b.queueTimeout = 10 * time.Second
+	// A key each server owns, as the ring says with both eligible.
+	keys := map[*Server]uint64{}
+	for k := range 1000 {
+		key := HashBytes([]byte{byte(k), byte(k >> 8)})
+		keys[b.ring.lookup(key, nil)] = key
+	}
+	if len(keys) != 2 {
+		t.Fatalf("keys for %d servers, want 2", len(keys))
+	}
+	var held []*Server
+	for range 2 {
+		s := b.TryAcquire(RoundRobinKey())
+		if s == nil {
+			t.Fatal("TryAcquire with servers free: nil")
+		}
+		held = append(held, s)
+	}
+	for _, owner := range b.servers {
+		done := make(chan *Server, 1)
+		go func() {
+			s, err := b.Acquire(context.Background(), HashKey(keys[owner]), 5)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- s
+		}()
+		testenv.EventuallyWithin(t, 2*time.Second, "waiter queued", func() bool { return b.Queued() == 1 })
+		if s := b.TryAcquire(ClientKey(netip.Addr{})); s != nil || b.Queued() != 1 {
+			t.Fatalf("TryAcquire with every server full: %v (queued %d), want nil and no wait", s, b.Queued())
+		}
+		// Free both slots at once (maint, release, ready in one dispatch):
+		// the waiter takes the one its key owns.
+		for _, s := range held {
+			s.SetState(StateMaint)
+			s.Release()
+		}
+		b.mu.Lock()
+		for _, s := range b.servers {
+			s.admin.Store(uint32(StateReady))
+		}
+		b.dispatch()
+		b.mu.Unlock()
+		got := <-done
+		if got != owner {
+			t.Errorf("waiter with %s's key got %s", owner.Name, got.Name)
+		}
+		other := b.TryAcquire(RoundRobinKey())
+		if other == nil || other == got {
+			t.Fatalf("TryAcquire with one server free: %v", other)
+		}
+		held = []*Server{got, other}
+	}
+	for _, s := range held {
+		s.Release()
+	}
 }

@@ -154,7 +154,7 @@ type Backend struct {
 	hashOn     HashOn
 	hashHeader string
 
-	// queue holds *waiter: Connects waiting, first come first served,
+	// queue holds *waiter: Acquires waiting, first come first served,
 	// for a server below maxconn (guarded by mu). waiting is its length,
 	// read without mu by Release, which takes mu only when it is above 0.
 	queue        list.List
@@ -186,8 +186,8 @@ func New(cfg *conf.Backend, reg *metrics.Registry, log *slog.Logger) (*Backend, 
 		return nil, fmt.Errorf("proxy/upstream: backend %s has no servers; add [[backend.%s.server]]", cfg.Name, cfg.Name)
 	}
 	b.reg = reg
-	b.noServer = reg.Counter("wharf_proxy_backend_no_server_total", "Connections or requests refused because no server of the backend was up and below maxconn (tcp: none up, the queue full, or queue_timeout passed in it).", "backend", cfg.Name)
-	b.queued = reg.Gauge("wharf_proxy_backend_queued", "Connections waiting for a server below maxconn (tcp; HAProxy's qcur).", "backend", cfg.Name)
+	b.noServer = reg.Counter("wharf_proxy_backend_no_server_total", "Connections or requests refused because no server of the backend was up and below maxconn (none up, the queue full, or queue_timeout passed in it).", "backend", cfg.Name)
+	b.queued = reg.Gauge("wharf_proxy_backend_queued", "Connections (tcp) or requests (http) waiting for a server below maxconn (HAProxy's qcur).", "backend", cfg.Name)
 	b.queueTimeout = cfg.QueueTimeout.Duration
 	if b.queueTimeout <= 0 {
 		b.queueTimeout = cfg.ConnectTimeout.Duration // HAProxy: timeout queue defaults to timeout connect
@@ -492,10 +492,7 @@ func (b *Backend) Connect(ctx context.Context, client netip.Addr, maxQueue int, 
 		var s *Server
 		if attempt == 0 {
 			var err error
-			if s, err = b.acquire(ctx, client, maxQueue); err != nil {
-				if ctx.Err() == nil || !errors.Is(err, ctx.Err()) { // a refusal, not a shutdown
-					b.noServer.Inc()
-				}
+			if s, err = b.Acquire(ctx, ClientKey(client), maxQueue); err != nil {
 				return nil, nil, err
 			}
 		} else if s = b.Pick(client, tried); s == nil {
@@ -686,22 +683,55 @@ func (s *Server) dialForCheck(ctx context.Context, network, addr string) (net.Co
 	return c, nil
 }
 
-// waiter is a Connect in the backend's queue. s is set, under b.mu, by
-// the dispatch that gives it a server; then ready is closed.
+// waiter is a connection or request in the backend's queue, to be given
+// a server chosen by key. s is set, under b.mu, by the dispatch that
+// gives it a server; then ready is closed.
 type waiter struct {
-	client netip.Addr
-	s      *Server
-	ready  chan struct{}
-	el     *list.Element
+	key   Key
+	s     *Server
+	ready chan struct{}
+	el    *list.Element
 }
 
-// acquire is the first pick of Connect: a server at once if one is below
-// maxconn and no connection waits ahead, else a place in the queue (see
-// Connect).
-func (b *Backend) acquire(ctx context.Context, client netip.Addr, maxQueue int) (*Server, error) {
+// TryAcquire is the first pick of a connection or request that cannot
+// wait (an event loop): a server chosen by k, counted as by Pick, if one
+// is below maxconn and nothing waits in the queue ahead; nil otherwise
+// (Acquire, on a goroutine, then waits in the queue).
+func (b *Backend) TryAcquire(k Key) *Server {
+	b.mu.Lock()
+	var s *Server
+	if b.queue.Len() == 0 {
+		if s = b.chooseKey(k, nil); s != nil {
+			s.take()
+		}
+	}
+	b.mu.Unlock()
+	return s
+}
+
+// Acquire is the first pick of a connection (Connect) or request (the
+// HTTP proxy): a server chosen by k at once if one is below maxconn and
+// nothing waits ahead, else a place in the backend's queue, first come
+// first served, until a Release frees a slot or queue_timeout passes, as
+// HAProxy queues. maxQueue bounds how many may wait (the caller's share
+// of memory and goroutines, e.g. its frontend's maxconn; 0 does not
+// queue). ErrNoServer means no server is up (or maxQueue is 0),
+// ErrQueueFull the queue was full, ErrQueueTimeout the wait timed out;
+// each is counted as no_server. A ctx that ends cuts the wait short with
+// its error, not counted. On success the caller calls Release once.
+func (b *Backend) Acquire(ctx context.Context, k Key, maxQueue int) (*Server, error) {
+	s, err := b.acquire(ctx, k, maxQueue)
+	if err != nil && (ctx.Err() == nil || !errors.Is(err, ctx.Err())) { // a refusal, not a shutdown
+		b.noServer.Inc()
+	}
+	return s, err
+}
+
+// acquire is Acquire without the count.
+func (b *Backend) acquire(ctx context.Context, k Key, maxQueue int) (*Server, error) {
 	b.mu.Lock()
 	if b.queue.Len() == 0 {
-		if s := b.choose(client, nil); s != nil {
+		if s := b.chooseKey(k, nil); s != nil {
 			s.take()
 			b.mu.Unlock()
 			return s, nil
@@ -715,7 +745,7 @@ func (b *Backend) acquire(ctx context.Context, client netip.Addr, maxQueue int) 
 		b.mu.Unlock()
 		return nil, ErrQueueFull
 	}
-	w := &waiter{client: client, ready: make(chan struct{})}
+	w := &waiter{key: k, ready: make(chan struct{})}
 	w.el = b.queue.PushBack(w)
 	b.waiting.Add(1)
 	b.queued.Add(1)
@@ -787,13 +817,15 @@ func (b *Backend) wake() {
 	b.mu.Unlock()
 }
 
-// dispatch gives servers below maxconn to queued connections, first come
-// first served, with b.mu held. It stops at the first one that gets none
-// (every waiter has tried nothing yet, so the next would get none either).
+// dispatch gives servers below maxconn to queued connections and
+// requests, first come first served, with b.mu held. It stops at the
+// first one that gets none: every waiter has tried nothing yet and every
+// key chooses among all eligible servers, so a later one would get none
+// either.
 func (b *Backend) dispatch() {
 	for e := b.queue.Front(); e != nil; e = b.queue.Front() {
 		w := e.Value.(*waiter)
-		s := b.choose(w.client, nil)
+		s := b.chooseKey(w.key, nil)
 		if s == nil {
 			return
 		}
@@ -804,7 +836,8 @@ func (b *Backend) dispatch() {
 	}
 }
 
-// Queued returns how many connections wait in the backend's queue.
+// Queued returns how many connections and requests wait in the
+// backend's queue.
 func (b *Backend) Queued() int { return int(b.waiting.Load()) }
 
 // CountNoServer counts a refusal for lack of a server (callers that
