@@ -5,6 +5,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -65,6 +66,50 @@ func TestMakeInstallsManPage(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "wharf help man") || !strings.Contains(string(out), "/share/man/man1/wharf.1") {
 		t.Errorf("make install does not install wharf help man as man1/wharf.1:\n%s", out)
+	}
+}
+
+// TestMakeInstallKeepsConfig runs make install twice into a scratch
+// root: the first installs the example config, the second leaves the
+// operator's edited one alone (README: "an existing config is never
+// overwritten") while it replaces the binary and the unit.
+func TestMakeInstallKeepsConfig(t *testing.T) {
+	mk := testenv.Tool(t, "make")
+	if testing.Short() {
+		t.Skip("builds wharf twice")
+	}
+	tmp := t.TempDir()
+	root := filepath.Join(tmp, "root")
+	install := func() {
+		t.Helper()
+		cmd := exec.Command(mk, "-C", "../..", "install", "BIN="+filepath.Join(tmp, "bin"), "DESTDIR="+root, "PREFIX=/usr")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("make install: %v\n%s", err, out)
+		}
+	}
+	install()
+	cfg := filepath.Join(root, "etc/wharf/wharf.toml")
+	example, err := os.ReadFile("../../examples/wharf.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(cfg); err != nil || !bytes.Equal(got, example) {
+		t.Fatalf("first install: %s is not examples/wharf.toml (%v)", cfg, err)
+	}
+	edited := append(slices.Clip(example), "# the operator's change\n"...)
+	if err := os.WriteFile(cfg, edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unit := filepath.Join(root, "lib/systemd/system/wharf.service")
+	if err := os.WriteFile(unit, []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	install()
+	if got, _ := os.ReadFile(cfg); !bytes.Equal(got, edited) {
+		t.Errorf("second make install overwrote the edited %s", cfg)
+	}
+	if got, _ := os.ReadFile(unit); !bytes.Contains(got, []byte("ExecStart=/usr/bin/wharf")) {
+		t.Errorf("second make install left the unit %q; want it replaced, pointing at /usr/bin/wharf", got)
 	}
 }
 
