@@ -130,7 +130,9 @@ func TestUnitVerify(t *testing.T) {
 }
 
 // TestUnitSecurityScore: systemd-analyze security rates the unit "OK" or
-// better (exposure at most 2.0 of 10; a bare unit scores 9.6).
+// better: exposure at most 1.6 of 10, the README's figure (systemd 252;
+// a bare unit scores 9.6). A hardening line dropped from the unit raises
+// it above that.
 func TestUnitSecurityScore(t *testing.T) {
 	analyze := tool(t, "systemd-analyze")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -145,8 +147,8 @@ func TestUnitSecurityScore(t *testing.T) {
 	}
 	score, _ := strconv.ParseFloat(string(m[1]), 64)
 	t.Logf("exposure %.1f %s", score, m[2])
-	if score > 2.0 {
-		t.Errorf("exposure %.1f %s, want at most 2.0:\n%s", score, m[2], out)
+	if score > 1.6 {
+		t.Errorf("exposure %.1f %s, want at most 1.6 (README):\n%s", score, m[2], out)
 	}
 }
 
