@@ -89,8 +89,15 @@ encoding = "raw"
 // clean: SIGTERM with the sink down drops what is queued once
 // shutdown_timeout passes, and wharf must exit 3 (not 0), with every
 // message it read either delivered or counted with its reason: all 1000
-// as dropped_at_shutdown, reason shutdown.
+// as dropped_at_shutdown, reason shutdown. SIGINT must stop wharf the
+// same way as SIGTERM.
 func TestShutdownWithLossExitsNonZero(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) { shutdownWithLossExitsNonZero(t, sig) })
+	}
+}
+
+func shutdownWithLossExitsNonZero(t *testing.T, sig syscall.Signal) {
 	in := start(t, tcpEdge(0, "down")+fmt.Sprintf(`
 [global]
 shutdown_timeout = "1s"
@@ -110,18 +117,21 @@ retry_max_backoff = "100ms"
 	if got := in.waitMetric(n, 20*time.Second, "wharf_frontend_received_total"); got != n {
 		t.Fatalf("received %v of %d", got, n)
 	}
-	in.cmd.Process.Signal(syscall.SIGTERM)
+	in.cmd.Process.Signal(sig)
 	var err error
 	select {
 	case err = <-in.exited:
 	case <-time.After(30 * time.Second):
-		t.Fatal("wharf did not exit within 30s of SIGTERM")
+		t.Fatalf("wharf did not exit within 30s of %v", sig)
 	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-		t.Fatalf("exit after dropping queued messages at shutdown: %v, want exit status 3\n%s", err, in.stderr.String())
+		t.Fatalf("exit after dropping queued messages at shutdown (%v): %v, want exit status 3\n%s", sig, err, in.stderr.String())
 	}
 	logs := in.stderr.String()
+	if want := fmt.Sprintf("msg=\"shutting down\" signal=%s", sig); !strings.Contains(logs, want) {
+		t.Errorf("no %q in the log:\n%s", want, logs)
+	}
 	m := regexp.MustCompile(`msg=stopped received=(\d+) sent=(\d+) sink_dropped=(\d+)`).FindStringSubmatch(logs)
 	if m == nil {
 		t.Fatalf("no totals line in wharf's log:\n%s", logs)
