@@ -13,10 +13,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -524,7 +526,12 @@ func TestKafkaAcksNone(t *testing.T) {
 func TestKafkaTopicMaxMessageBytes(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	topic := newTopic(t, brokers, 2, kafkago.ConfigEntry{ConfigName: "max.message.bytes", ConfigValue: "20000"})
+	// The sink logs through slog.Default, taken when it is made.
+	var logged syncBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
 	s, err := newFromConf("small", &conf.Sink{Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic}})
+	slog.SetDefault(prev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,8 +552,20 @@ func TestKafkaTopicMaxMessageBytes(t *testing.T) {
 	if !errors.As(err, &rej) || len(rej.Indexes) != 1 || rej.Indexes[0] != 1500 {
 		t.Fatalf("Write = %v, want a RejectedError for index 1500 (the 30 kB record) only", err)
 	}
+	// The smaller request size is kept: the second Write is not refused
+	// again, and the refusal was logged once.
+	kept := s.(*Sink).maxRequest.Load()
+	if kept >= 20000 {
+		t.Errorf("request bound after the refusals: %d bytes, want below the topic's 20000", kept)
+	}
 	if err := write(3000, 4000, -1); err != nil {
 		t.Fatalf("second Write: %v", err)
+	}
+	if now := s.(*Sink).maxRequest.Load(); now > kept {
+		t.Errorf("request bound went back up from %d to %d bytes", kept, now)
+	}
+	if n := strings.Count(logged.String(), "refused a produce request"); n != 1 {
+		t.Errorf("the too-large refusal was logged %d times, want once:\n%s", n, logged.String())
 	}
 	got := waitTopic(t, brokers, topic, 4000, 30*time.Second)
 	if len(got) != 4000 {
@@ -591,4 +610,22 @@ func TestKafkaOversizeRejectedNotRetried(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("topic holds %d records, want the 2 small ones", len(got))
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the sink's goroutines to log into.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
