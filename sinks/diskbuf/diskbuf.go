@@ -344,8 +344,14 @@ type Buffer struct {
 	lost         atomic.Uint64 // records in segments removed before they were read
 	lostSegs     atomic.Uint64
 	// restoreAt is when the background loop tries a failed write-back of
-	// removed segments again (restoreLocked; guarded by mu).
-	restoreAt time.Time
+	// removed segments again (restore; guarded by mu). restoreWant asks
+	// it for a write-back now (rebuildLocked); restoreWait is closed when
+	// that write-back has been tried (nil when none is due), so Fault
+	// answers after it; restoreCh (cap 1) wakes the loop.
+	restoreAt   time.Time
+	restoreWant bool
+	restoreWait chan struct{}
+	restoreCh   chan struct{}
 	// lostLog rate-limits segmentLost's log line (one per second, with
 	// the segments and records skipped since the last one); reader only.
 	lostLog struct {
@@ -401,6 +407,8 @@ func Open(dir string, opts Options) (*Buffer, error) {
 		closedCh: make(chan struct{}),
 		bgDone:   make(chan struct{}),
 		polCh:    make(chan struct{}, 1),
+
+		restoreCh: make(chan struct{}, 1),
 	}
 	b.pol.Store(&fsyncPolicy{mode: opts.Fsync, every: opts.FsyncInterval})
 	if err := b.load(); err != nil {
@@ -982,7 +990,18 @@ func (b *Buffer) Dir() string { return b.dir }
 // programs freeing space, or a remount. A buffer that can be written
 // but whose fsyncs fail is reported too (records go on being written
 // and delivered; their durability is in doubt) until an fsync works.
+// So is a directory removed while in use until its segments are written
+// back; while that write-back is due or running, Fault waits for it.
 func (b *Buffer) Fault() error {
+	b.mu.Lock()
+	w := b.restoreWait
+	b.mu.Unlock()
+	if w != nil { // a write-back of removed segments is due or running
+		select {
+		case <-w:
+		case <-b.closedCh:
+		}
+	}
 	b.mu.Lock()
 	err, since, ck := b.fault, b.faultSince, b.ckErr
 	gone := b.removedFault()
@@ -1419,6 +1438,7 @@ func (b *Buffer) background() {
 		case <-b.polCh:
 			t.Reset(period())
 			continue
+		case <-b.restoreCh:
 		case <-t.C:
 		}
 		b.mu.Lock()
@@ -1428,14 +1448,16 @@ func (b *Buffer) background() {
 			} else if b.fault != nil {
 				b.clearFaultLocked()
 			}
-		} else if !b.removed && b.removedBelow > b.segs[0].base && !time.Now().Before(b.restoreAt) {
-			// A write-back that failed (a full disk): try again, every
-			// restoreRetry, until it succeeds or the records are delivered.
-			b.restoreLocked()
-			b.restoreAt = time.Now().Add(restoreRetry)
 		}
+		// A write-back after a rebuild, or one that failed (a full disk)
+		// tried again every restoreRetry until it succeeds or the records
+		// are delivered. It copies without holding mu.
+		restore := b.restoreWant || !b.removed && b.removedBelow > b.segs[0].base && !time.Now().Before(b.restoreAt)
 		end, dirty, ckFailed := b.logical, b.ckDirty, b.ckErr != nil
 		b.mu.Unlock()
+		if restore {
+			b.restore()
+		}
 		if b.fsync() != FsyncInterval {
 			if dirty && ckFailed {
 				b.retryCheckpoint()
@@ -1503,8 +1525,9 @@ func (b *Buffer) Close() error {
 		return ErrClosed
 	}
 	// A removal the background check has not seen yet (rm -rf, then a
-	// stop within the second): write the held segments back now, or
-	// count what cannot be (loseRemovedLocked below).
+	// stop within the second): make the directory again; the held
+	// segments are written back below, once the background loop has
+	// stopped, or counted lost if they cannot be (loseRemovedLocked).
 	if b.detectRemovedLocked() {
 		if err := b.rebuildLocked(); err != nil && b.opts.Log != nil {
 			b.opts.Log.Error("disk buffer: its directory was removed and could not be made again at close", "dir", b.dir, "error", err)
@@ -1521,6 +1544,12 @@ func (b *Buffer) Close() error {
 		b.closeFiles()
 		b.mu.Unlock()
 	}()
+	b.mu.Lock()
+	restore := b.restoreWant
+	b.mu.Unlock()
+	if restore { // a rebuild the background loop did not get to (Close's own)
+		b.restore()
+	}
 	b.mu.Lock()
 	b.loseRemovedLocked()
 	b.mu.Unlock()

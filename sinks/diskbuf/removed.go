@@ -30,7 +30,8 @@ import (
 // directory and its lock are created again and new records go to a new
 // segment there, durable as before. The old active segment is kept open
 // like the sealed ones, so the reader delivers everything, and every held
-// segment is written back under its name (restoreLocked), so a restart
+// segment is written back under its name (restore, which copies without
+// holding the buffer's lock, so input goes on meanwhile), so a restart
 // finds them too; while that has not succeeded Fault reports that they
 // would not survive a restart, and a Close counts them lost. A segment
 // beyond maxHeld, or one whose descriptor could not be kept, is gone with
@@ -112,57 +113,127 @@ func (b *Buffer) rebuildLocked() error {
 	if b.opts.Log != nil {
 		b.opts.Log.Info("disk buffer directory created again; new records are stored there", "dir", b.dir, "segment", segName(b.nextSeq))
 	}
-	b.restoreLocked()
+	// The background loop writes the held segments back (restore),
+	// without holding mu; Fault waits for that.
+	b.restoreWant = true
+	if b.restoreWait == nil {
+		b.restoreWait = make(chan struct{})
+	}
+	select {
+	case b.restoreCh <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
-// restoreLocked writes each held segment that lost its name back under
-// it, so that a restart finds the records not yet confirmed instead of
-// losing them with the removed files. It copies from the held descriptor
-// (ReadAt: the reader's duplicates share its offset), to a temporary name
-// first, fsynced, then renamed. Input waits meanwhile (mu is held): as long
-// as writing those records again takes. Once every held segment is back,
-// the removal no longer puts records at risk and Fault clears; a failed
-// copy (a full disk) leaves Fault reporting them and is tried again by
-// the background loop every restoreRetry. A segment beyond maxHeld has
-// no descriptor and stays lost. Called with mu held.
-func (b *Buffer) restoreLocked() {
-	if b.removedBelow <= b.segs[0].base {
-		return // nothing left only in removed files
+// restore writes each held segment that lost its name back under it, so
+// that a restart finds the records not yet confirmed instead of losing
+// them with the removed files. It copies from a duplicate of the held
+// descriptor (ReadAt: the reader's duplicates share its offset) to a
+// temporary name, fsynced, without holding mu, so input goes on
+// meanwhile (up to maxHeld segments of 64 MiB may take minutes); it then
+// takes mu to rename each copy made into place (those made before a
+// failed one too), dropping the copies of the segments confirmed
+// meanwhile. Once every held segment is back, the
+// removal no longer puts records at risk and Fault clears; a failed copy
+// (a full disk) leaves Fault reporting them and is tried again by the
+// background loop every restoreRetry. A segment beyond maxHeld has no
+// descriptor and stays lost. Called by the background loop, or by Close
+// once that has stopped: never two at once, and never with mu held.
+func (b *Buffer) restore() {
+	type copied struct {
+		base uint64
+		src  *os.File
+		n    int64
+		done bool // copied to its temporary name
 	}
+	b.mu.Lock()
+	b.restoreWant = false
 	var (
-		n, bytes int64
-		failed   error
+		todo   []copied
+		failed error
 	)
-	for _, sg := range b.segs {
-		g := b.held[sg.base]
-		if g == nil || sg.base >= b.removedBelow {
+	gen, below := b.removals, b.removedBelow
+	if !b.removed && below > b.segs[0].base {
+		for _, sg := range b.segs {
+			g := b.held[sg.base]
+			if g == nil || sg.base >= below {
+				continue
+			}
+			if _, err := os.Lstat(b.segPath(sg.base)); err == nil {
+				continue // still named: only the active segment was removed
+			}
+			fd, err := unix.FcntlInt(g.Fd(), unix.F_DUPFD_CLOEXEC, 0) // releaseLocked may close g meanwhile
+			if err != nil {
+				failed = fmt.Errorf("diskbuf: restore %s: dup: %w", segName(sg.base), err)
+				break
+			}
+			todo = append(todo, copied{base: sg.base, src: os.NewFile(uintptr(fd), b.segPath(sg.base))})
+		}
+	}
+	b.mu.Unlock()
+
+	for i := range todo {
+		c := &todo[i]
+		if failed == nil {
+			c.n, failed = copySegmentHook(c.src, b.segPath(c.base)+restoreExt)
+			c.done = failed == nil
+		}
+		c.src.Close()
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var n, bytes int64
+	for _, c := range todo {
+		tmp := b.segPath(c.base) + restoreExt
+		if !c.done {
+			continue // not copied (a failed copy removed its temporary file)
+		}
+		if !b.hasSegmentLocked(c.base) {
+			os.Remove(tmp) // confirmed meanwhile: nothing to keep
 			continue
 		}
-		if _, err := os.Lstat(b.segPath(sg.base)); err == nil {
-			continue // still named: only the active segment was removed
-		}
-		c, err := copySegmentHook(g, b.segPath(sg.base))
-		if err != nil {
-			failed = err
-			break
+		if err := os.Rename(tmp, b.segPath(c.base)); err != nil {
+			os.Remove(tmp)
+			failed = fmt.Errorf("diskbuf: restore %s: %w", segName(c.base), err)
+			continue
 		}
 		n++
-		bytes += c
+		bytes += c.n
 	}
-	if failed == nil {
+	if failed == nil && n > 0 {
 		failed = b.syncDir()
 	}
-	if failed != nil {
+	switch {
+	case failed != nil:
+		b.restoreAt = time.Now().Add(restoreRetry)
 		if b.opts.Log != nil {
 			b.opts.Log.Error("disk buffer: could not write the records of its removed files into the directory made again; they are delivered from the open files, but a restart before that loses them", "dir", b.dir, "error", failed)
 		}
-		return
+	case b.removed || b.removals != gen:
+		// Removed again meanwhile: its rebuild asks for another write-back.
+	default:
+		b.removedBelow = 0
+		if b.opts.Log != nil && n > 0 {
+			b.opts.Log.Info("disk buffer: records not yet delivered written back from the removed files; a restart keeps them", "dir", b.dir, "segments", n, "bytes", bytes)
+		}
 	}
-	b.removedBelow = 0
-	if b.opts.Log != nil && n > 0 {
-		b.opts.Log.Info("disk buffer: records not yet delivered written back from the removed files; a restart keeps them", "dir", b.dir, "segments", n, "bytes", bytes)
+	if !b.restoreWant && b.restoreWait != nil {
+		close(b.restoreWait)
+		b.restoreWait = nil
 	}
+}
+
+// hasSegmentLocked reports whether segment base is still on the list
+// (not yet confirmed and deleted). Called with mu held.
+func (b *Buffer) hasSegmentLocked(base uint64) bool {
+	for _, sg := range b.segs {
+		if sg.base == base {
+			return true
+		}
+	}
+	return false
 }
 
 // restoreRetry is how often a failed write-back is tried again (each try
@@ -175,17 +246,17 @@ var (
 // restoreExt names a segment being restored until it is complete.
 const restoreExt = ".restore"
 
-// copySegment writes src's whole content to a new file at path (through
-// path+restoreExt, fsynced, renamed) and returns the bytes copied.
-func copySegment(src *os.File, path string) (int64, error) {
+// copySegment writes src's whole content to a new file at tmp (a
+// segment's name + restoreExt), fsynced, and returns the bytes copied;
+// restore renames it. On failure it removes tmp.
+func copySegment(src *os.File, tmp string) (int64, error) {
 	st, err := src.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("diskbuf: restore %s: %w", filepath.Base(path), err)
+		return 0, fmt.Errorf("diskbuf: restore %s: %w", filepath.Base(tmp), err)
 	}
-	tmp := path + restoreExt
 	dst, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
-		return 0, fmt.Errorf("diskbuf: restore %s: %w", filepath.Base(path), err)
+		return 0, fmt.Errorf("diskbuf: restore %s: %w", filepath.Base(tmp), err)
 	}
 	n, err := io.Copy(dst, io.NewSectionReader(src, 0, st.Size()))
 	if err == nil {
@@ -194,12 +265,9 @@ func copySegment(src *os.File, path string) (int64, error) {
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
 	if err != nil {
 		os.Remove(tmp)
-		return 0, fmt.Errorf("diskbuf: restore %s: %w", filepath.Base(path), err)
+		return 0, fmt.Errorf("diskbuf: restore %s: %w", filepath.Base(tmp), err)
 	}
 	return n, nil
 }

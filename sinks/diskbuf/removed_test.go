@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -288,4 +289,129 @@ func readAll(t *testing.T, b *Buffer) (got []string, last Position) {
 			last = r.Pos
 		}
 	}
+}
+
+// slowCopies makes copySegmentHook wait for release before each copy
+// (the first signals entered), as a write-back of 256 segments of 64 MiB
+// would take; the returned func restores the hook.
+func slowCopies() (entered, release chan struct{}, undo func()) {
+	old := copySegmentHook
+	entered, release = make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	copySegmentHook = func(src *os.File, tmp string) (int64, error) {
+		if once.CompareAndSwap(false, true) {
+			close(entered)
+		}
+		<-release
+		return copySegment(src, tmp)
+	}
+	return entered, release, func() { copySegmentHook = old }
+}
+
+// Regression: the write-back of removed segments ran under the buffer's
+// lock, so input waited as long as writing up to 16 GiB again took.
+func TestDirectoryRemovedWriteBackDoesNotBlockAppends(t *testing.T) {
+	entered, release, undo := slowCopies()
+	defer undo()
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	dir := filepath.Join(t.TempDir(), "buf")
+	o := Options{MaxSegmentBytes: 400, MaxTotalBytes: 1 << 20, Fsync: FsyncInterval, FsyncInterval: 5 * time.Millisecond}
+	b := openT(t, dir, o)
+	appendRange(t, b, 0, 100)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write-back did not start")
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := 100; i < 120; i++ {
+			if err := b.Append(context.Background(), payload(i)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(3 * time.Second):
+		t.Errorf("20 Appends did not return within 3 s while a write-back of removed segments was in progress")
+		close(release)
+		released = true
+		err = <-done
+	}
+	if err != nil {
+		t.Fatalf("Append during the write-back: %v", err)
+	}
+	if !released {
+		close(release)
+		released = true
+	}
+	if err := b.Fault(); err != nil {
+		t.Fatalf("Fault() = %v after the write-back", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if lost := b.Stats().LostRecords; lost != 0 {
+		t.Fatalf("LostRecords = %d, want 0", lost)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*"+restoreExt)); len(left) > 0 {
+		t.Fatalf("restore left temporary files: %v", left)
+	}
+	b = openT(t, dir, o)
+	defer b.Close()
+	got, _ := readAll(t, b)
+	wantRange(t, got, 0, 120)
+}
+
+// TestDirectoryRemovedSegmentsConfirmedDuringWriteBack: the sink
+// confirms every record while the write-back, which runs without the
+// buffer's lock, is copying them: the copies are dropped, not put back
+// under their names, so a restart delivers only what came after.
+func TestDirectoryRemovedSegmentsConfirmedDuringWriteBack(t *testing.T) {
+	entered, release, undo := slowCopies()
+	defer undo()
+	dir := filepath.Join(t.TempDir(), "buf")
+	o := Options{MaxSegmentBytes: 400, MaxTotalBytes: 1 << 20, Fsync: FsyncInterval, FsyncInterval: 5 * time.Millisecond}
+	b := openT(t, dir, o)
+	appendRange(t, b, 0, 100)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	_, last := readN(t, b, 100, 100, 0)
+	if err := b.Ack(last); err != nil {
+		t.Fatal(err)
+	}
+	appendRange(t, b, 100, 110)
+	close(release)
+	if err := b.Fault(); err != nil {
+		t.Fatalf("Fault() = %v after the write-back", err)
+	}
+	for _, f := range segFiles(t, dir) {
+		if base, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(f), filepath.Ext(f)), 10, 64); err == nil && base < 100 {
+			t.Errorf("segment %s of confirmed records written back", f)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*"+restoreExt)); len(left) > 0 {
+		t.Fatalf("restore left temporary files: %v", left)
+	}
+	b = openT(t, dir, o)
+	defer b.Close()
+	got, _ := readAll(t, b)
+	wantRange(t, got, 100, 110)
 }
