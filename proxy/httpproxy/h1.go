@@ -642,17 +642,35 @@ type wbuf struct {
 	w    io.Writer
 	b    []byte // len is what is pending, cap the buffer
 	werr error  // the first write error, to tell it from a read error
+	// sent counts the writes to w. before, if set, runs once just ahead
+	// of the next one (relayResponse counts a chunked response then).
+	sent   uint64
+	before beforeSender
+}
+
+// beforeSender is told before a wbuf's next write to its connection.
+type beforeSender interface{ beforeSend() }
+
+// send writes p to w, with the bookkeeping of the fields.
+func (x *wbuf) send(p []byte) error {
+	if h := x.before; h != nil {
+		x.before = nil
+		h.beforeSend()
+	}
+	x.sent++
+	_, err := x.w.Write(p)
+	if err != nil && x.werr == nil {
+		x.werr = err
+	}
+	return err
 }
 
 func (x *wbuf) flush() error {
 	if len(x.b) == 0 {
 		return nil
 	}
-	_, err := x.w.Write(x.b)
+	err := x.send(x.b)
 	x.b = x.b[:0]
-	if err != nil && x.werr == nil {
-		x.werr = err
-	}
 	return err
 }
 
@@ -669,11 +687,7 @@ func (x *wbuf) write(p []byte) error {
 		x.b = append(x.b, p...)
 		return nil
 	}
-	_, err := x.w.Write(p)
-	if err != nil && x.werr == nil {
-		x.werr = err
-	}
-	return err
+	return x.send(p)
 }
 
 func (x *wbuf) writeString(s string) error {
@@ -688,11 +702,7 @@ func (x *wbuf) writeString(s string) error {
 		x.b = append(x.b, s...)
 		return nil
 	}
-	_, err := io.WriteString(x.w, s)
-	if err != nil && x.werr == nil {
-		x.werr = err
-	}
-	return err
+	return x.send([]byte(s))
 }
 
 // copyN moves n body bytes from src to dst, flushing dst before waiting

@@ -48,6 +48,10 @@ type clientConn struct {
 	// while logging (the frontend has an access_log or is tapped).
 	rec     accesslog.Request
 	logging bool
+	// heldBP and heldStatus: a chunked response not yet counted (see
+	// relayResponse).
+	heldBP     *backendProxy
+	heldStatus int
 }
 
 var clientConns = sync.Pool{New: func() any {
@@ -1126,10 +1130,23 @@ func (t *trip) relayResponse() (bool, error) {
 	}
 	srvKeep := t.bodySent && !t.serverStopped && mode != bodyUntilClose && s.SendProxy == 0 &&
 		(resp.minor >= 1 && !resp.connClose || resp.minor == 0 && resp.connKeepAlive)
-	cc.count(bp, resp.status)
+	// A chunked body is checked as it is copied: one the server botches
+	// before any byte of the answer left for the client gets 502
+	// instead (HAProxy's answer), so its status is counted only as its
+	// first byte leaves (beforeSend).
+	held := mode == bodyChunked
+	if held {
+		if err := cc.out.flush(); err != nil { // nothing of an earlier answer in the way
+			return false, errClientGone
+		}
+		cc.heldBP, cc.heldStatus, cc.out.before = bp, resp.status, cc
+	} else {
+		cc.count(bp, resp.status)
+	}
 	if cc.logging {
 		cc.rec.Response = time.Since(cc.rec.Start)
 	}
+	sent := cc.out.sent
 	cc.writeRespHead(b, resp, decode, keep, false)
 	srv.consume(resp.n)
 	if mode != bodyNone && (mode != bodyLength || int64(len(srv.buffered())) < resp.contentLength) {
@@ -1139,9 +1156,19 @@ func (t *trip) relayResponse() (bool, error) {
 	if n > 0 {
 		s.BytesFromServer.Add(uint64(n))
 	}
+	if held && err != nil && cc.out.sent == sent {
+		// Nothing left yet: the buffered head and body are dropped and
+		// the caller answers 502 (the server's fault: its connection is
+		// closed, the client's after the answer).
+		cc.out.b, cc.out.before, cc.heldBP = cc.out.b[:0], nil, nil
+		return false, err
+	}
 	cc.rec.Bytes = n
 	if err == nil {
 		err = cc.out.flush()
+	}
+	if held {
+		cc.beforeSend() // counted by now (the last chunk was written), unless flush found nothing
 	}
 	if err != nil || !srvKeep || len(srv.buffered()) > 0 {
 		pc.c.Close()
@@ -1149,6 +1176,16 @@ func (t *trip) relayResponse() (bool, error) {
 		bp.put(s, pc)
 	}
 	return keep && err == nil, nil
+}
+
+// beforeSend counts a chunked response whose count relayResponse held,
+// just before its first byte leaves for the client.
+func (cc *clientConn) beforeSend() {
+	cc.out.before = nil
+	if bp := cc.heldBP; bp != nil {
+		cc.heldBP = nil
+		cc.count(bp, cc.heldStatus)
+	}
 }
 
 // bodyFailed: the request body could not be read from the client (a
