@@ -69,8 +69,9 @@ func logSize(t *testing.T, k *recv.Consumer) int64 {
 // for 10 s while a sender streams 20k msg/s: the broker's sockets stay
 // open and it answers nothing, which is not the same as a crash (no RST,
 // no refused connections). Produce requests time out (write_timeout 5 s),
-// the queue and TCP backpressure hold the input, and once the broker runs
-// again every message read must be in Kafka.
+// so /readyz turns 503 and stays so until the broker runs; the queue and
+// TCP backpressure hold the input, and once the broker runs again every
+// message read must be in Kafka.
 func TestFaultKafkaBrokerPaused(t *testing.T) {
 	faultTest(t)
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
@@ -91,13 +92,35 @@ func TestFaultKafkaBrokerPaused(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	paused := time.Now()
 	pausedAt := in.metric("wharf_sink_sent_total", `sink="kafka"`)
-	time.Sleep(10 * time.Second)
+	// /readyz must turn 503 during the pause (the first produce request
+	// fails at write_timeout, 5 s) and stay 503 until the broker runs.
+	var notReady time.Duration // when /readyz first said 503
+	readyAgain := 0            // 200s after that, while still paused
+	for time.Since(paused) < 10*time.Second {
+		code := httpStatus(t, "http://"+in.admin+"/readyz")
+		switch {
+		case code == 503 && notReady == 0:
+			notReady = time.Since(paused)
+		case code == 200 && notReady != 0:
+			readyAgain++
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	during := in.metric("wharf_sink_sent_total", `sink="kafka"`)
 	ready := httpStatus(t, "http://"+in.admin+"/readyz")
 	syscall.Kill(pid, syscall.SIGCONT)
-	t.Logf("broker paused 10 s: sent %v -> %v during the pause, /readyz %d, %v write errors", pausedAt, during, ready,
-		in.metric("wharf_sink_write_errors_total", `sink="kafka"`))
+	first := "never"
+	if notReady != 0 {
+		first = notReady.Round(100*time.Millisecond).String() + " into it"
+	}
+	t.Logf("broker paused 10 s: sent %v -> %v during the pause, /readyz 503 first %s (%d answers 200 after), %d at its end, %v write errors",
+		pausedAt, during, first, readyAgain, ready, in.metric("wharf_sink_write_errors_total", `sink="kafka"`))
+	if notReady == 0 || ready != 503 || readyAgain > 0 {
+		t.Errorf("/readyz during the 10 s pause: 503 first %s, %d answers 200 after that, %d at its end; want 503 within write_timeout (5 s) and until the end",
+			first, readyAgain, ready)
+	}
 	time.Sleep(3 * time.Second)
 	written := s.Stop()
 	accounts := settle(t, []*instance{in}, "kafka")
