@@ -35,6 +35,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"wharf/internal/netfamily"
 	"wharf/metrics"
 )
 
@@ -212,7 +213,7 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 
 // Start listens on addr and serves in the background.
 func (s *Server) Start(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen(netfamily.Network("tcp", addr), addr)
 	if err != nil {
 		return fmt.Errorf("admin: listen %s: %w (set [admin] listen to a free address, or \"off\")", addr, err)
 	}

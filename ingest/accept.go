@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"wharf/internal/acceptretry"
+	"wharf/internal/netfamily"
 )
 
 // listenStream opens the TCP socket of a bind that runs its own accept
@@ -16,7 +17,7 @@ import (
 // goroutine each) and records its address and port.
 func (l *Listener) listenStream() (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: time.Minute} // finds senders that vanished without a FIN
-	ln, err := lc.Listen(context.Background(), "tcp", l.bind.Addr)
+	ln, err := lc.Listen(context.Background(), netfamily.Network("tcp", l.bind.Addr), l.bind.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: frontend %q: bind %s://%s: %w (is another process listening there? ports below 1024 need CAP_NET_BIND_SERVICE)", l.frontend, l.bind.Scheme, l.bind.Addr, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"wharf/conf"
+	"wharf/internal/netfamily"
 )
 
 // udpPortTaken returns an error when another socket already holds the
@@ -49,18 +50,11 @@ func Probe(b conf.Bind) error {
 // A wildcard [::] or a name is tried on both families, as the bind does
 // (gnetUDPAddr; Go's net.Listen).
 func trialBind(network, addr string) error {
-	host, port, err := net.SplitHostPort(addr)
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "0" {
 		return nil // the bind itself reports a bad address
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
-		switch {
-		case ip.Unmap().Is4():
-			network += "4"
-		case !ip.IsUnspecified():
-			network += "6"
-		}
-	}
+	network = netfamily.Network(network, addr)
 	var c io.Closer
 	if strings.HasPrefix(network, "udp") {
 		c, err = net.ListenPacket(network, addr)

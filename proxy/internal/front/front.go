@@ -14,6 +14,7 @@ import (
 
 	"wharf/acl"
 	"wharf/conf"
+	"wharf/internal/netfamily"
 	"wharf/metrics"
 	"wharf/proxy/upstream"
 )
@@ -190,7 +191,7 @@ func Listen(component string, cfg *conf.Frontend) ([]*net.TCPListener, error) {
 
 // ListenBind opens the listening socket of one bind of frontend.
 func ListenBind(component, frontend, addr string) (*net.TCPListener, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen(netfamily.Network("tcp", addr), addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: frontend %s: cannot listen on tcp://%s: %w", component, frontend, addr, err)
 	}
