@@ -141,8 +141,9 @@ func reloadFailed(err error) string {
 // backends and frontends, binding new proxy addresses) happens before
 // anything running is touched: if it fails, the old config keeps running
 // unchanged. A new syslog bind that still fails to open after its probe
-// passed (the address taken in between) is reported as an errApplied:
-// the rest of the config is running.
+// passed (the address taken in between, or its frontend's dead-letter
+// file would not open) is reported as an errApplied: the rest of the
+// config is running.
 func (g *gateway) reload(cfg *conf.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -250,17 +251,19 @@ func (e errApplied) Unwrap() error { return e.error }
 // probeNewBinds checks that every syslog bind cfg adds can open its
 // address (ingest.Probe), before the reload changes anything. Addresses
 // of the running config's binds, syslog or proxy (kept, or closed or
-// moved by this reload), are wharf's own and not probed.
+// moved by this reload), are wharf's own and not probed, for the
+// protocol they hold only: a running udp:// bind does not hold the TCP
+// port of the same address, which another process may.
 func (g *gateway) probeNewBinds(cfg *conf.Config) error {
 	held := map[string]bool{}
 	for _, fe := range g.cfg.Frontends {
 		for _, b := range fe.Binds {
-			held[b.Addr] = true
+			held[b.Network()+" "+b.Addr] = true
 		}
 	}
 	var errs []string
 	for _, sb := range syslogBinds(cfg) {
-		if held[sb.b.Addr] {
+		if held[sb.b.Network()+" "+sb.b.Addr] {
 			continue
 		}
 		if err := ingest.Probe(sb.b); err != nil {

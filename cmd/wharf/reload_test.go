@@ -11,8 +11,9 @@ import (
 // counts depends on whether the new config runs. Refused before anything
 // changed (invalid, a build error, a bind the probe refused): the previous
 // config runs. A bind that failed after its probe passed (the address
-// taken in between, a race the e2e tests cannot reproduce at will): the
-// new config runs without it, counted "partial".
+// taken in between, a race the e2e tests cannot reproduce at will; or its
+// dead-letter file would not open, TestReloadPartialCounted in test/e2e):
+// the new config runs without it, counted "partial".
 func TestReloadFailedSays(t *testing.T) {
 	applied := errApplied{errors.New("some binds could not be opened")}
 	for _, c := range []struct {
