@@ -108,7 +108,9 @@ func listens(l *Listener, s *Socket) bool {
 		if a == s.Addr {
 			return true
 		}
-		if a.IsUnspecified() && s.Addr.IsUnspecified() && (l.dualStack() || a.Is4() == s.Addr.Is4()) {
+		// A wildcard listens on a socket of its own family: 0.0.0.0 on
+		// IPv4, [::] on IPv6 (internal/netfamily).
+		if a.IsUnspecified() && s.Addr.IsUnspecified() && a.Is4() == s.Addr.Is4() {
 			return true
 		}
 	}

@@ -1,8 +1,10 @@
 // Package ports lists the listeners a wharf config declares, says which
 // service each port usually carries, and warns about risky binds:
 // wildcard binds of internal frontends, plaintext syslog or the admin API
-// on non-loopback addresses, well-known ports used for another protocol,
-// and binds that overlap. Its audit (audit.go, proc.go) compares that
+// on non-loopback addresses, well-known ports used for another protocol.
+// (Binds that compete for one socket are a config error: conf refuses
+// them, with the same family rule the listeners follow, internal/netfamily.)
+// Its audit (audit.go, proc.go) compares that
 // with the sockets actually listening on the host, read from /proc.
 //
 // It only reads a *conf.Config and /proc; nothing here opens sockets or
@@ -202,8 +204,6 @@ const (
 	KindAdminExposed = "admin-exposed"
 	// KindPortMismatch: a well-known port used for another protocol.
 	KindPortMismatch = "port-mismatch"
-	// KindOverlap: two binds compete for one transport port.
-	KindOverlap = "overlap"
 	// KindUnresolved: a bind host that does not resolve now.
 	KindUnresolved = "unresolved"
 )
@@ -267,47 +267,8 @@ func Check(ls []Listener) []Warning {
 			}
 			add(KindPortMismatch, "port %d/%s usually carries %s, but this listener serves %s: clients, scanners and firewall rules expecting %s will be confused; use %s", l.Port, l.Proto, s.Name, what, s.Name, instead)
 		}
-		for i := range j {
-			o := &ls[i]
-			if o.Proto != l.Proto || o.Port != l.Port || l.Port == 0 || !overlap(o, l) {
-				continue
-			}
-			what := "overlaps"
-			if o.Host == l.Host {
-				what = "duplicates"
-			}
-			effect := "the second to start fails with \"address already in use\""
-			if l.Proto == "udp" {
-				effect = "with SO_REUSEPORT (wharf sets it on UDP) both bind and the kernel splits datagrams between them"
-			}
-			add(KindOverlap, "%s %s %s (%s) on %s port %d: %s; give each its own port or address", l.URL, what, o.URL, o.Path, l.Proto, l.Port, effect)
-		}
 	}
 	return ws
-}
-
-// dualStack reports whether a wildcard bind of l takes both IPv4 and
-// IPv6. Syslog frontends run on gnet, which binds 0.0.0.0 on an IPv4
-// socket and :: on an IPv6-only one; the admin listener and proxy
-// frontends (proxy/tcp) use Go's net.Listen, where 0.0.0.0 and :: both
-// give one dual-stack socket.
-func (l *Listener) dualStack() bool { return l.Mode != "syslog" }
-
-// overlap reports two listeners whose addresses compete for a port: an
-// equal address, or a wildcard covering the other's address (see
-// dualStack).
-func overlap(a, b *Listener) bool {
-	covers := func(w *Listener, wa, o netip.Addr) bool {
-		return wa.IsUnspecified() && (w.dualStack() || wa.Is4() == o.Is4())
-	}
-	for _, x := range a.addrs {
-		for _, y := range b.addrs {
-			if x == y || covers(a, x, y) || covers(b, y, x) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // displayHost is the address column: "*" for no host, IPv6 in brackets

@@ -81,7 +81,7 @@ func TestGolden(t *testing.T) {
 	for _, k := range report(t, NewReport(tlsConfig()), "testdata/code-tls") {
 		seen[k] = true
 	}
-	for _, k := range []string{KindInternalWildcard, KindPlaintextSyslog, KindAdminExposed, KindPortMismatch, KindOverlap} {
+	for _, k := range []string{KindInternalWildcard, KindPlaintextSyslog, KindAdminExposed, KindPortMismatch} {
 		if !seen[k] {
 			t.Errorf("no golden case raises %s", k)
 		}
@@ -107,9 +107,8 @@ func tlsConfig() *conf.Config {
 		Frontends: map[string]*conf.Frontend{
 			// Syslog over TLS on 6514 fits and is not plaintext.
 			"secure": fe("syslog", "tls://0.0.0.0:6514"),
-			// Plaintext syslog on 6514 is a port-mismatch, and tcp://
-			// beside tls:// on one port is an overlap conf's same-scheme
-			// check lets through.
+			// Plaintext syslog on 6514 is a port-mismatch (tcp:// beside
+			// tls:// on one port is a config error: conf refuses it).
 			"legacy": fe("syslog", "tcp://127.0.0.1:6514"),
 			// TLS syslog on 443 is still not HTTPS.
 			"odd": fe("syslog", "tls://127.0.0.1:443"),
@@ -233,38 +232,6 @@ func TestCheckCases(t *testing.T) {
 	admin("0.0.0.0:9600", KindAdminExposed)
 	admin("192.0.2.1:80", KindAdminExposed)
 	admin("127.0.0.1:443", KindPortMismatch)
-}
-
-// TestOverlap checks the family rules: gnet (syslog) wildcards take one
-// family, Go's net.Listen wildcards (admin, proxy) take both.
-func TestOverlap(t *testing.T) {
-	f := func(a, b string, adminA, want bool) {
-		t.Helper()
-		l := func(s string, admin bool) *Listener {
-			ap := netip.MustParseAddrPort(s)
-			x := &Listener{Proto: "tcp", Host: ap.Addr().String(), Port: int(ap.Port()), Mode: "syslog"}
-			if admin {
-				x.Mode = "admin"
-			}
-			x.resolve()
-			return x
-		}
-		la, lb := l(a, adminA), l(b, false)
-		if got := overlap(la, lb); got != want {
-			t.Errorf("overlap(%s admin=%v, %s) = %v, want %v", a, adminA, b, got, want)
-		}
-		if got := overlap(lb, la); got != want {
-			t.Errorf("overlap(%s, %s admin=%v) = %v, want %v", b, a, adminA, got, want)
-		}
-	}
-	f("127.0.0.1:514", "127.0.0.1:514", false, true)
-	f("127.0.0.1:514", "127.0.0.2:514", false, false)
-	f("0.0.0.0:514", "127.0.0.1:514", false, true)
-	f("0.0.0.0:514", "[::1]:514", false, false)
-	f("[::]:514", "127.0.0.1:514", false, false)
-	f("[::]:514", "[::1]:514", false, true)
-	f("0.0.0.0:514", "[::1]:514", true, true)
-	f("[::]:514", "127.0.0.1:514", true, true)
 }
 
 // TestDeclaredOrder: frontends by name, binds in order, admin last.

@@ -224,8 +224,9 @@ type = "stdout"
 	}
 }
 
-// TestListensFamilies: a syslog (gnet) wildcard matches a wildcard
-// socket of its own family only; the admin listener's matches either.
+// TestListensFamilies: a wildcard matches a wildcard socket of its own
+// family only, for every listener (internal/netfamily: 0.0.0.0 listens
+// on IPv4, [::] and no host on IPv6, dual-stack).
 func TestListensFamilies(t *testing.T) {
 	f := func(mode, host, sockAddr string, v6 bool, want bool) {
 		t.Helper()
@@ -240,7 +241,8 @@ func TestListensFamilies(t *testing.T) {
 	f("syslog", "0.0.0.0", "::", true, false)
 	f("syslog", "::", "::", true, true)
 	f("syslog", "::", "0.0.0.0", false, false)
-	f("admin", "0.0.0.0", "::", true, true)
+	f("admin", "0.0.0.0", "::", true, false)
+	f("admin", "0.0.0.0", "0.0.0.0", false, true)
 	f("admin", "", "::", true, true)
 	f("syslog", "127.0.0.1", "127.0.0.1", true, true) // mapped, unmapped by ParseNet
 	f("syslog", "127.0.0.1", "127.0.0.2", false, false)
