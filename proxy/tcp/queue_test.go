@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,9 +16,9 @@ import (
 )
 
 // queueRig runs frontend f over one Greeter server with maxconn 2 and
-// the given queue_timeout, holds two connections to it and opens a
-// third, which finds the server full.
-func queueRig(t *testing.T, queueTimeout string) (r *rig, g *proxytest.Server, held [2]*net.TCPConn, third *net.TCPConn) {
+// the backend key timeout (e.g. `queue_timeout = "10s"`), holds two
+// connections to it and opens a third, which finds the server full.
+func queueRig(t *testing.T, timeout string) (r *rig, g *proxytest.Server, held [2]*net.TCPConn, third *net.TCPConn) {
 	t.Helper()
 	g = proxytest.Listen(t, proxytest.Greeter("g"))
 	r = start(t, fmt.Sprintf(`
@@ -27,11 +28,11 @@ bind = ["tcp://127.0.0.1:0"]
 backend = "b"
 [backend.b]
 check = "none"
-queue_timeout = %q
+%s
 [[backend.b.server]]
 address = %q
 maxconn = 2
-`, queueTimeout, g.Addr))
+`, timeout, g.Addr))
 	for i := range held {
 		c := dial(t, r.addr())
 		if l, err := bufio.NewReader(c).ReadString('\n'); l != "g\n" {
@@ -51,7 +52,7 @@ maxconn = 2
 // guide's maxconn translation). The third connection must wait, then be
 // served when a held one closes.
 func TestMaxConnQueueServedWhenSlotFrees(t *testing.T) {
-	r, g, held, c := queueRig(t, "10s")
+	r, g, held, c := queueRig(t, `queue_timeout = "10s"`)
 	third := bufio.NewReader(c)
 	// Queued, not refused: nothing arrives, the connection stays open.
 	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
@@ -78,10 +79,18 @@ func TestMaxConnQueueServedWhenSlotFrees(t *testing.T) {
 
 // The queue is bounded in time: with no slot freeing, the third
 // connection is refused after queue_timeout and counted, and no
-// goroutine is left behind.
+// goroutine is left behind. Without queue_timeout the bound is
+// connect_timeout, as HAProxy's timeout queue defaults to timeout
+// connect (docs/migrating.md).
 func TestMaxConnQueueTimeout(t *testing.T) {
+	for _, timeout := range []string{`queue_timeout = "600ms"`, `connect_timeout = "600ms"`} {
+		t.Run(timeout[:strings.IndexByte(timeout, ' ')], func(t *testing.T) { testQueueTimeout(t, timeout) })
+	}
+}
+
+func testQueueTimeout(t *testing.T, timeout string) {
 	base := runtime.NumGoroutine()
-	r, g, held, c := queueRig(t, "600ms")
+	r, g, held, c := queueRig(t, timeout)
 	queuedAt := time.Now()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, err := c.Read(make([]byte, 1))
