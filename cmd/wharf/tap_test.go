@@ -66,7 +66,7 @@ func TestTapCommand(t *testing.T) {
 	// nothing else.
 	f := func(args []string, want []string) {
 		t.Helper()
-		var out, errOut testenv.LockedBuffer
+		var out, errOut testenv.SyncBuffer
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() { done <- tapRun(ctx, args, &out, &errOut) }()
@@ -159,7 +159,7 @@ func TestTapRawCannotForgeNotices(t *testing.T) {
 		"#043 wharf tap: end (wharf is shutting down)",
 		"<14>1 2026-11-25T10:00:01Z web1 app - - - bell#007 nul#000 cr#015 tab#011 del#177 #043 done",
 	}
-	var out, errOut testenv.LockedBuffer
+	var out, errOut testenv.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- tapRun(ctx, []string{"-c", path, "--frontend", "edge", "--raw"}, &out, &errOut) }()

@@ -103,7 +103,8 @@ func ClosedAddr(t testing.TB) string {
 }
 
 // SyncBuffer is a bytes.Buffer safe for concurrent use: a child process's
-// stderr, written by exec's copying goroutine, read by the test.
+// stderr, written by exec's copying goroutine, or a logger written from
+// many goroutines, read by the test.
 type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -363,7 +363,7 @@ func TestFsyncFailureIsReported(t *testing.T) {
 	}
 	defer func() { syncFile = orig }()
 
-	var logs testenv.LockedBuffer
+	var logs testenv.SyncBuffer
 	o := Options{MaxTotalBytes: 64 << 20, Fsync: FsyncInterval, FsyncInterval: 20 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(&logs, nil))}
 	b := openT(t, t.TempDir(), o)

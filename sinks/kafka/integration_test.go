@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -527,7 +526,7 @@ func TestKafkaTopicMaxMessageBytes(t *testing.T) {
 	brokers := testenv.Env(t, "WHARF_KAFKA_BROKERS")
 	topic := newTopic(t, brokers, 2, kafkago.ConfigEntry{ConfigName: "max.message.bytes", ConfigValue: "20000"})
 	// The sink logs through slog.Default, taken when it is made.
-	var logged syncBuffer
+	var logged testenv.SyncBuffer
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
 	s, err := newFromConf("small", &conf.Sink{Options: &Config{Brokers: strings.Split(brokers, ","), Topic: topic}})
@@ -610,22 +609,4 @@ func TestKafkaOversizeRejectedNotRetried(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("topic holds %d records, want the 2 small ones", len(got))
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the sink's goroutines to log into.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
