@@ -93,7 +93,7 @@ type h2conn struct {
 	hsize   int
 	hbig    bool
 	resetAt int64 // the second resets are counted in
-	resets  int
+	resets  int   // the client's RST_STREAMs, and its running streams we reset for a fault of its own
 
 	wmu   sync.Mutex   // the write side: framer writes, hpack encoder, bw
 	wwait atomic.Int32 // writers waiting for wmu: the last one flushes
@@ -154,6 +154,10 @@ type h2stream struct {
 }
 
 var errStreamReset = errors.New("stream reset")
+
+// errNotSent: the stream was reset before its request went to the
+// server connection it was given, which is left unused.
+var errNotSent = errors.New("stream reset before its request was sent")
 
 // handshakeH2 completes the TLS handshake within header_timeout and
 // reports whether the client chose h2.
@@ -263,7 +267,7 @@ func (f *Frontend) serveH2(tc *tls.Conn, raw *conn) {
 				if se.Code == http2.ErrCodeFlowControl {
 					h.count(h2RFlowControl)
 				}
-				h.resetStream(se.StreamID, se.Code)
+				h.refuse(se.StreamID, se.Code)
 				continue
 			case errors.As(err, &ce):
 				h.connError(http2.ErrCode(ce), h2RProtocol)
@@ -286,6 +290,10 @@ func (f *Frontend) serveH2(tc *tls.Conn, raw *conn) {
 		}
 		if code, reason, ok := h.process(fm); !ok {
 			h.connError(code, reason)
+			return
+		}
+		if h.resets > h2MaxResetsPerSec { // streams refused for what the client sent
+			h.connError(http2.ErrCodeEnhanceYourCalm, h2RRapidReset)
 			return
 		}
 	}
@@ -393,18 +401,42 @@ func (h *h2conn) idleFired() {
 	}
 }
 
-// resetStream sends RST_STREAM and forgets the stream.
-func (h *h2conn) resetStream(id uint32, code http2.ErrCode) {
+// resetStream sends RST_STREAM and forgets the stream; aborted reports a
+// stream whose handler was running.
+func (h *h2conn) resetStream(id uint32, code http2.ErrCode) (aborted bool) {
 	h.mu.Lock()
 	h.noteOurReset(id)
 	if st := h.streams[id]; st != nil {
 		st.abortLocked()
 		h.cond.Broadcast()
+		aborted = true
 	}
 	h.mu.Unlock()
 	h.lockW()
 	h.fr.WriteRSTStream(id, code)
 	h.unlockW()
+	return aborted
+}
+
+// refuse is resetStream for the reader: a stream reset because of what
+// the client sent. One whose handler was running counts toward
+// h2MaxResetsPerSec as the client's own RST_STREAMs do, so a client
+// cannot have wharf reset its requests faster than it may reset them
+// itself (CVE-2025-8671, "MadeYouReset").
+func (h *h2conn) refuse(id uint32, code http2.ErrCode) {
+	if h.resetStream(id, code) {
+		h.countReset()
+	}
+}
+
+// countReset counts a stream reset in the current second (reader only);
+// past h2MaxResetsPerSec the connection ends with ENHANCE_YOUR_CALM.
+func (h *h2conn) countReset() {
+	now := time.Now().Unix()
+	if now != h.resetAt {
+		h.resetAt, h.resets = now, 0
+	}
+	h.resets++
 }
 
 func (st *h2stream) abortLocked() {
@@ -501,7 +533,7 @@ func (h *h2conn) process(fm http2.Frame) (code http2.ErrCode, reason int, ok boo
 				st.abortLocked()
 				h.mu.Unlock()
 				h.count(h2RFlowControl)
-				h.resetStream(fm.StreamID, http2.ErrCodeFlowControl)
+				h.refuse(fm.StreamID, http2.ErrCodeFlowControl)
 				h.mu.Lock()
 			}
 		} else if fm.StreamID > h.lastID {
@@ -509,11 +541,7 @@ func (h *h2conn) process(fm http2.Frame) (code http2.ErrCode, reason int, ok boo
 		}
 		h.cond.Broadcast()
 	case *http2.RSTStreamFrame:
-		now := time.Now().Unix()
-		if now != h.resetAt {
-			h.resetAt, h.resets = now, 0
-		}
-		h.resets++
+		h.countReset()
 		if h.resets > h2MaxResetsPerSec {
 			return http2.ErrCodeEnhanceYourCalm, h2RRapidReset, false
 		}
@@ -531,7 +559,7 @@ func (h *h2conn) process(fm http2.Frame) (code http2.ErrCode, reason int, ok boo
 	case *http2.PriorityFrame:
 		if fm.StreamDep == fm.StreamID {
 			h.count(h2RProtocol)
-			h.resetStream(fm.StreamID, http2.ErrCodeProtocol)
+			h.refuse(fm.StreamID, http2.ErrCodeProtocol)
 		}
 	case *http2.GoAwayFrame:
 		go h.goAway(http2.ErrCodeNo)
@@ -589,7 +617,7 @@ func (h *h2conn) data(fm *http2.DataFrame) (http2.ErrCode, int, bool) {
 		h.windowUpdate(0, int(n))
 		if closed {
 			h.count(h2RProtocol)
-			h.resetStream(id, http2.ErrCodeStreamClosed)
+			h.refuse(id, http2.ErrCodeStreamClosed)
 		}
 		return 0, 0, true
 	}
@@ -599,7 +627,7 @@ func (h *h2conn) data(fm *http2.DataFrame) (http2.ErrCode, int, bool) {
 		h.mu.Unlock()
 		h.windowUpdate(0, int(n))
 		h.count(h2RFlowControl)
-		h.resetStream(id, http2.ErrCodeFlowControl)
+		h.refuse(id, http2.ErrCodeFlowControl)
 		return 0, 0, true
 	}
 	d := fm.Data()
@@ -619,7 +647,7 @@ func (h *h2conn) data(fm *http2.DataFrame) (http2.ErrCode, int, bool) {
 	}
 	if bad {
 		h.count(h2RProtocol)
-		h.resetStream(id, http2.ErrCodeProtocol)
+		h.refuse(id, http2.ErrCodeProtocol)
 	}
 	return 0, 0, true
 }
@@ -696,7 +724,7 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 		case st.remoteDone:
 			h.mu.Unlock()
 			h.count(h2RProtocol)
-			h.resetStream(id, http2.ErrCodeStreamClosed)
+			h.refuse(id, http2.ErrCodeStreamClosed)
 			return 0, 0, true
 		}
 		// Trailers: they end the body. On a body sent on chunked, the
@@ -719,14 +747,14 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 		if bad {
 			h.mu.Unlock()
 			h.count(h2RProtocol)
-			h.resetStream(id, http2.ErrCodeProtocol)
+			h.refuse(id, http2.ErrCodeProtocol)
 			return 0, 0, true
 		}
 		st.remoteDone = true
 		if st.declared >= 0 && st.got != st.declared {
 			h.mu.Unlock()
 			h.count(h2RProtocol)
-			h.resetStream(id, http2.ErrCodeProtocol)
+			h.refuse(id, http2.ErrCodeProtocol)
 			return 0, 0, true
 		}
 		st.wake()
@@ -741,13 +769,13 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 	if h.handlers >= h2MaxStreams {
 		h.mu.Unlock()
 		h.count(h2RMaxStreams)
-		h.resetStream(id, http2.ErrCodeRefusedStream)
+		h.refuse(id, http2.ErrCodeRefusedStream)
 		return 0, 0, true
 	}
 	h.mu.Unlock()
 	if h.hprio {
 		h.count(h2RProtocol)
-		h.resetStream(id, http2.ErrCodeProtocol)
+		h.refuse(id, http2.ErrCodeProtocol)
 		return 0, 0, true
 	}
 	st := &h2stream{h: h, id: id, notify: make(chan struct{}, 1), recvWin: h2StreamRecvWindow, declared: -1, remoteDone: h.hend}
@@ -758,13 +786,13 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 		status = 431
 	} else if !rq.parse(h.fields) {
 		h.count(h2RProtocol)
-		h.resetStream(id, http2.ErrCodeProtocol)
+		h.refuse(id, http2.ErrCodeProtocol)
 		return 0, 0, true
 	}
 	st.declared = rq.contentLength
 	if h.hend && st.declared > 0 {
 		h.count(h2RProtocol)
-		h.resetStream(id, http2.ErrCodeProtocol)
+		h.refuse(id, http2.ErrCodeProtocol)
 		return 0, 0, true
 	}
 	h.mu.Lock()

@@ -369,6 +369,10 @@ func (st *h2stream) fail(code int, msg string) {
 // relays the response on the stream.
 func (st *h2stream) forward(cc *clientConn, bp *backendProxy, host, path, match []byte) {
 	st.isHead = cc.isHead
+	if st.gone() { // reset already (rapid reset): no server connection taken for it
+		bp.count(499)
+		return
+	}
 	s, pc, reused, msg := cc.connect(bp, match)
 	if s == nil {
 		st.fail(503, msg)
@@ -387,6 +391,11 @@ func (st *h2stream) exchange(cc *clientConn, bp *backendProxy, s *upstream.Serve
 	for {
 		err := st.roundTrip(cc, bp, s, pc, reused)
 		if err == nil {
+			return
+		}
+		if err == errNotSent { // pc is unused: kept for the next request
+			bp.put(s, pc)
+			bp.count(499)
 			return
 		}
 		pc.c.Close()
@@ -433,7 +442,7 @@ func (st *h2stream) setPC(pc *poolConn) bool {
 // nothing reached the client yet.
 func (st *h2stream) roundTrip(cc *clientConn, bp *backendProxy, s *upstream.Server, pc *poolConn, reused bool) error {
 	if !st.setPC(pc) {
-		return errClientGone
+		return errNotSent
 	}
 	defer st.setPC(nil)
 	if _, err := pc.out.Write(cc.bw); err != nil {

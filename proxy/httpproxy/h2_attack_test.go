@@ -1,0 +1,124 @@
+package httpproxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"wharf/internal/testpki"
+)
+
+// Attacks on the HTTP/2 frontend that public CVEs made against other
+// proxies, beside TestH2RapidReset and TestH2ContinuationFlood.
+
+// startH2Counting is startH2 with a backend that counts the TCP
+// connections wharf opens to it.
+func startH2Counting(t *testing.T, extra string) (*h2rig, *atomic.Int64) {
+	t.Helper()
+	var conns atomic.Int64
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }))
+	s.Config.ConnState = func(_ net.Conn, cs http.ConnState) {
+		if cs == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	ca := testpki.NewCA(t, "test CA")
+	_, certFile, keyFile := ca.ServerCert(t, "site.example.com")
+	r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+tls_cert = %q
+tls_key = %q
+%s
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, certFile, keyFile, extra, hostPort(s)))
+	return &h2rig{rig: r, addr: r.f.Addrs()[0].String(), ca: ca}, &conns
+}
+
+// TestH2MadeYouReset guards against CVE-2025-8671: streams the client
+// makes wharf reset (here a WINDOW_UPDATE overflowing the stream's
+// window) count toward the same 100 a second as its own RST_STREAMs.
+func TestH2MadeYouReset(t *testing.T) {
+	r, _ := startH2Counting(t, "")
+	x := dialRawH2(t, r)
+	blk := x.block("/")
+	go func() {
+		for id := uint32(1); id < 2*2000; id += 2 {
+			if x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true}) != nil ||
+				x.fr.WriteWindowUpdate(id, 1<<31-1) != nil {
+				return
+			}
+		}
+	}()
+	// The connection ends: GOAWAY, or a reset when wharf closed it with
+	// frames of ours unread.
+	x.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := x.fr.ReadFrame()
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("the connection still open 5 s into 2000 streams reset by wharf")
+		}
+		if err != nil {
+			break
+		}
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			if ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
+				t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", ga.ErrCode)
+			}
+			break
+		}
+	}
+	if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "rapid_reset"); n != 1 {
+		t.Errorf("rapid_reset counted %v, want 1", n)
+	}
+}
+
+// TestH2ResetStreamTakesNoServerConnection guards against rapid reset
+// turning into a flood of server connections: a stream the client
+// resets before its request is sent neither opens a connection to a
+// server nor closes an idle pooled one.
+func TestH2ResetStreamTakesNoServerConnection(t *testing.T) {
+	r, conns := startH2Counting(t, "")
+	x := dialRawH2(t, r)
+	blk := x.block("/")
+	// One request answered first, so the pool holds an idle connection.
+	x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndStream: true, EndHeaders: true})
+	for {
+		f, err := x.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, ok := f.(*http2.DataFrame); ok && d.StreamEnded() {
+			break
+		}
+	}
+	// 80 streams opened and reset at once: under the 100 a second.
+	for id := uint32(3); id < 3+2*80; id += 2 {
+		if err := x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	// Some streams may have a connection dialled when the reset came;
+	// those go back to the pool, unused.
+	if n := conns.Load(); n > 8 {
+		t.Errorf("80 streams reset at once opened %d connections to the server, want at most 8", n)
+	}
+}
