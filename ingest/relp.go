@@ -50,6 +50,7 @@ import (
 
 	"wharf/conf"
 	"wharf/ingest/framing"
+	"wharf/internal/logthrottle"
 	"wharf/message"
 	"wharf/metrics"
 	"wharf/relp"
@@ -92,6 +93,8 @@ type relpBind struct {
 	inFlight *metrics.Gauge   // unanswered transactions, all sessions
 	acks     *metrics.Counter // rsp 200 sent for syslog frames
 	opened   *metrics.Counter // sessions opened
+	// warn throttles the "RELP session closed" warning.
+	warn logthrottle.Throttle
 }
 
 func newRELPBind(fe *conf.Frontend, b conf.Bind, reg *metrics.Registry, labels []string) (*relpBind, error) {
@@ -243,9 +246,6 @@ func newRELPSession(l *Listener, c net.Conn, peer netip.AddrPort, window int) *r
 		stop:     make(chan struct{}),
 		dead:     make(chan struct{}),
 	}
-	for i := range s.ring {
-		s.ring[i] = &relpTxn{s: s}
-	}
 	return s
 }
 
@@ -274,7 +274,11 @@ func (s *relpSession) fail(reason string, err error) {
 	}
 	close(s.dead)
 	s.l.reason("closed", "relp_"+reason).Inc()
-	s.l.log.Warn("RELP session closed", "peer", s.peer, "reason", reason, "err", err)
+	// One line a second: a flood of senders of garbage would write one
+	// per session. sessions is how many closed since the last line.
+	if ok, n := s.l.relp.warn.Allow(time.Now(), time.Second); ok {
+		s.l.log.Warn("RELP session closed", "peer", s.peer, "reason", reason, "err", err, "sessions", n)
+	}
 	s.conn.Close()
 }
 
@@ -292,7 +296,11 @@ func (s *relpSession) acquire(txnr uint32, kind relp.Kind, flush func()) *relpTx
 	for {
 		s.mu.Lock()
 		if s.n < limit {
-			t := s.ring[(s.head+s.n)%len(s.ring)]
+			i := (s.head + s.n) % len(s.ring)
+			if s.ring[i] == nil { // slots are made as the window is used
+				s.ring[i] = &relpTxn{s: s}
+			}
+			t := s.ring[i]
 			t.txnr, t.code, t.text, t.close, t.syslog = txnr, 200, "OK", false, kind == relp.KindSyslog
 			switch kind {
 			case relp.KindOpen:
@@ -370,9 +378,14 @@ func (l *Listener) serveRELP(s *relpSession) {
 func (s *relpSession) read() {
 	l := s.l
 	st := l.settings.Load()
-	// A whole frame always fits: the parser refuses a DATALEN over max.
-	buf := make([]byte, relp.MaxHeader+st.max+1)
-	n := 0
+	// A whole frame always fits in full bytes: the parser refuses a
+	// DATALEN over max. The buffer starts at relpReadStart and doubles
+	// towards full when a frame does not fit or a read fills it (more is
+	// waiting): a session that sends nothing, or little, does not pin
+	// max_message_size.
+	full := relp.MaxHeader + st.max + 1
+	buf := make([]byte, min(relpReadStart, full))
+	n, filled := 0, false
 	var proto relp.Server
 	var out outbox
 	var queued []*relpTxn // transactions of this read, answered once queued (relp_ack = "queued")
@@ -416,7 +429,13 @@ func (s *relpSession) read() {
 			}
 		}
 		_ = s.raw.SetReadDeadline(deadline)
+		if (n == len(buf) || filled) && len(buf) < full {
+			nb := make([]byte, min(2*len(buf), full))
+			copy(nb, buf[:n])
+			buf = nb
+		}
 		k, err := s.conn.Read(buf[n:])
+		filled = k == len(buf)-n
 		if k > 0 {
 			n += k
 			now := time.Now()
@@ -762,6 +781,10 @@ func (s *relpSession) writer() {
 // relpWriteTimeout bounds writing answers to a sender that stopped
 // reading them.
 const relpWriteTimeout = 30 * time.Second
+
+// relpReadStart is a session's first read buffer (see read): what an
+// idle session holds.
+const relpReadStart = 4 << 10
 
 // updateRELP reloads the certificates of a relp+tls:// bind.
 func (l *Listener) updateRELP(fe *conf.Frontend) {
