@@ -1,0 +1,1040 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"wharf/internal/testenv"
+	"wharf/internal/testpki"
+)
+
+// The snippet pairs of docs/migrating.md run side by side: the real peer
+// (rsyslog, HAProxy) with the guide's snippet and wharf with the guide's
+// block, on the same input over loopback, only addresses, ports and
+// paths adapted. Pairs tested elsewhere: rsyslog 1
+// (TestTraditionalFileLikeRsyslog), 5 (TestRouteDropAndContent), 7
+// (TestPerHostFiles), HAProxy 9 (proxy's TestHAProxySendsProxyToWharf,
+// TestWharfSendsProxyToHAProxy).
+
+// frameCollector is a syslog collector on loopback that keeps every
+// message it receives, TCP (octet-counted or LF frames, told apart per
+// frame as rsyslog's imtcp does) or UDP (one per datagram).
+type frameCollector struct {
+	mu     sync.Mutex
+	msgs   []string
+	framed map[string]int // "octet-counting", "lf", "udp": how many
+	ln     net.Listener
+	pc     net.PacketConn
+	conns  []net.Conn
+	addr   string
+}
+
+func newTCPCollector(t *testing.T, addr string) *frameCollector {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return collectOn(t, ln)
+}
+
+// collectOn is newTCPCollector on a listener of the caller's (TLS).
+func collectOn(t *testing.T, ln net.Listener) *frameCollector {
+	c := &frameCollector{ln: ln, addr: ln.Addr().String(), framed: map[string]int{}}
+	t.Cleanup(c.close)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, conn)
+			c.mu.Unlock()
+			go c.read(conn)
+		}
+	}()
+	return c
+}
+
+func newUDPCollector(t *testing.T) *frameCollector {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &frameCollector{pc: pc, addr: pc.LocalAddr().String(), framed: map[string]int{}}
+	t.Cleanup(c.close)
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			c.add("udp", strings.TrimRight(string(buf[:n]), "\n"))
+		}
+	}()
+	return c
+}
+
+// close stops listening and closes every connection: a collector down.
+func (c *frameCollector) close() {
+	if c.ln != nil {
+		c.ln.Close()
+	}
+	c.mu.Lock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.mu.Unlock()
+	if c.pc != nil {
+		c.pc.Close()
+	}
+}
+
+func (c *frameCollector) add(how, m string) {
+	c.mu.Lock()
+	c.msgs = append(c.msgs, m)
+	c.framed[how]++
+	c.mu.Unlock()
+}
+
+func (c *frameCollector) read(conn net.Conn) {
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for {
+		b, err := br.Peek(1)
+		if err != nil {
+			return
+		}
+		if b[0] >= '1' && b[0] <= '9' {
+			n, err := br.ReadString(' ')
+			if err != nil {
+				return
+			}
+			size, err := strconv.Atoi(strings.TrimSuffix(n, " "))
+			if err != nil {
+				return
+			}
+			msg := make([]byte, size)
+			if _, err := io.ReadFull(br, msg); err != nil {
+				return
+			}
+			c.add("octet-counting", strings.TrimRight(string(msg), "\n"))
+			continue
+		}
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		c.add("lf", strings.TrimSuffix(line, "\n"))
+	}
+}
+
+func (c *frameCollector) snapshot() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.msgs...)
+}
+
+func (c *frameCollector) framing() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var s []string
+	for k, v := range c.framed {
+		s = append(s, fmt.Sprintf("%s:%d", k, v))
+	}
+	sort.Strings(s)
+	return strings.Join(s, " ")
+}
+
+var idRE = regexp.MustCompile(`\bid=(\d+)\b`)
+
+// ids returns the sorted id=N numbers in msgs.
+func ids(msgs []string) []int {
+	var out []int
+	for _, m := range msgs {
+		if s := idRE.FindStringSubmatch(m); s != nil {
+			n, _ := strconv.Atoi(s[1])
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// sendUDP sends each message as one datagram to addr.
+func sendUDP(t *testing.T, addr string, msgs []string) {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, m := range msgs {
+		if _, err := io.WriteString(c, m); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // keep order across rsyslog's and wharf's UDP workers
+	}
+}
+
+// prioLine is an RFC3164 message of facility and severity (numbers) with
+// id=n in its text.
+func prioLine(fac, sev, n int, host, tag string) string {
+	return fmt.Sprintf("<%d>Dec  6 05:10:%02d %s %s[%d]: event id=%d fac=%d sev=%d", fac*8+sev, n%60, host, tag, 100+n, n, fac, sev)
+}
+
+// destinations reads, for every file and collector, which ids reached it.
+type destinations map[string][]int
+
+func (d destinations) String() string {
+	var keys []string
+	for k := range d {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %-8s %v\n", k, d[k])
+	}
+	return b.String()
+}
+
+func fileLines(path string) []string {
+	data, _ := os.ReadFile(path)
+	return splitLines(data)
+}
+
+// waitStill polls until f returns the same count three times in a row,
+// 200ms apart, within timeout, and at least min.
+func waitStill(timeout time.Duration, min int, f func() int) {
+	last, same := -1, 0
+	testenv.Poll(timeout, func() bool {
+		n := f()
+		if n == last {
+			same++
+		} else {
+			same = 0
+		}
+		last = n
+		time.Sleep(200 * time.Millisecond)
+		return n >= min && same >= 3
+	})
+}
+
+// TestMigratingFacilitySeverityRoutes: rsyslog pairs 3 (facility filters
+// to files) and 4 (severity filters, *.=debug ~, mail.none): the same
+// datagrams to rsyslog running the guide's snippet and to wharf running
+// the guide's block reach the same files and collectors, and the files'
+// lines are the same byte for byte. rsyslog 8 writes a legacy
+// "/var/log/..." action in RSYSLOG_FileFormat (RFC 3339 timestamps)
+// unless the site sets RSYSLOG_TraditionalFileFormat as the default, as
+// the Debian and Red Hat configs did: the snippets run with that line
+// added (wharf's "traditional"), and the guide says so.
+func TestMigratingFacilitySeverityRoutes(t *testing.T) {
+	const (
+		kern, user, mail, daemon, auth, authpriv, cron, local0 = 0, 1, 2, 3, 4, 10, 9, 16
+	)
+	var msgs []string
+	n := 0
+	for _, fac := range []int{user, mail, daemon, auth, authpriv, cron, local0} {
+		for sev := range 8 {
+			msgs = append(msgs, prioLine(fac, sev, n, "web1", "app"))
+			n++
+		}
+	}
+	cases := []struct {
+		name       string
+		rsyslog    string // %[1]s the UDP port, %[2]s the collector's address
+		wharf      string // the same
+		files      []string
+		collectors []string // names, in the order of the %s after the port
+	}{{
+		name: "facility",
+		rsyslog: `auth,authpriv.*    DIR/secure
+mail.*             -DIR/maillog
+*.*                @@%[2]s
+`,
+		wharf: `[frontend.syslog]
+bind = ["udp://127.0.0.1:%[1]d"]
+sinks = ["central"]
+
+[[frontend.syslog.route]]
+facility = ["auth", "authpriv"]
+sinks = ["secure", "central"]     # first match wins: name every destination
+
+[[frontend.syslog.route]]
+facility = ["mail"]
+sinks = ["maillog", "central"]
+
+[sink.secure]
+type = "file"
+path = "{{DIR}}/secure"
+encoding = "traditional"
+file_mode = "0600"
+
+[sink.maillog]
+type = "file"
+path = "{{DIR}}/maillog"
+encoding = "traditional"
+
+[sink.central]
+type = "syslog"
+servers = ["tcp://%[2]s"]
+`,
+		files:      []string{"secure", "maillog"},
+		collectors: []string{"central"},
+	}, {
+		name: "severity",
+		rsyslog: `*.err                        @@%[2]s
+*.=debug                     ~
+*.info;mail.none;cron.none   DIR/messages
+`,
+		wharf: `[frontend.syslog]
+bind = ["udp://127.0.0.1:%[1]d"]
+sinks = ["messages"]
+
+[[frontend.syslog.route]]
+facility = ["mail", "cron"]
+severity = "emerg..err"           # *.err, but mail.none;cron.none for messages
+sinks = ["alerts"]
+
+[[frontend.syslog.route]]
+facility = ["mail", "cron"]       # the rest of mail and cron goes nowhere
+action = "drop"
+
+[[frontend.syslog.route]]
+severity = "emerg..err"           # *.err: err and everything more severe
+sinks = ["alerts", "messages"]
+
+[[frontend.syslog.route]]
+severity = "debug"                # *.=debug ~ : discard
+action = "drop"
+
+[sink.alerts]
+type = "syslog"
+servers = ["tcp://%[2]s"]
+
+[sink.messages]
+type = "file"
+path = "{{DIR}}/messages"
+encoding = "traditional"
+`,
+		files:      []string{"messages"},
+		collectors: []string{"alerts"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			run := func(who string) (destinations, map[string][]string, *frameCollector) {
+				col := newTCPCollector(t, "")
+				port := testenv.FreePort(t)
+				var dir string
+				if who == "rsyslog" {
+					ready := testenv.FreePort(t)
+					r := startRsyslog(t, fmt.Sprintf(`module(load="builtin:omfile" template="RSYSLOG_TraditionalFileFormat")
+module(load="imudp")
+input(type="imudp" port="%d" address="127.0.0.1")
+module(load="imtcp")
+input(type="imtcp" port="%d" address="127.0.0.1")
+`, port, ready)+fmt.Sprintf(tc.rsyslog, port, col.addr), fmt.Sprintf("127.0.0.1:%d", ready))
+					dir = r.dir
+				} else {
+					in := start(t, "[admin]\nlisten = \"{{ADMIN}}\"\n"+fmt.Sprintf(tc.wharf, port, col.addr))
+					dir = in.dir
+				}
+				sendUDP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+				d := destinations{}
+				lines := map[string][]string{}
+				waitStill(10*time.Second, 1, func() int {
+					total := len(col.snapshot())
+					for _, f := range tc.files {
+						total += len(fileLines(filepath.Join(dir, f)))
+					}
+					return total
+				})
+				for _, f := range tc.files {
+					lines[f] = fileLines(filepath.Join(dir, f))
+					d[f] = ids(lines[f])
+				}
+				d[tc.collectors[0]] = ids(col.snapshot())
+				return d, lines, col
+			}
+			rd, rl, rc := run("rsyslog")
+			wd, wl, wc := run("wharf")
+			if rd.String() != wd.String() {
+				t.Errorf("routing differs:\nrsyslog\n%swharf\n%s", rd, wd)
+			}
+			for _, f := range tc.files {
+				if len(rl[f]) == 0 {
+					t.Errorf("rsyslog wrote nothing to %s", f)
+				}
+				for i := range min(len(rl[f]), len(wl[f])) {
+					if rl[f][i] != wl[f][i] {
+						t.Errorf("%s line %d:\nrsyslog %q\nwharf   %q", f, i, rl[f][i], wl[f][i])
+					}
+				}
+			}
+			rm, wm := rc.snapshot(), wc.snapshot()
+			if len(rm) > 0 && len(wm) > 0 {
+				t.Logf("%s: rsyslog sends %q (%s), wharf %q (%s)", tc.collectors[0], rm[0], rc.framing(), wm[0], wc.framing())
+			}
+			t.Logf("destinations:\n%s", wd)
+		})
+	}
+}
+
+// TestMigratingForwardFailover: rsyslog pair 2, forwarding to a TCP
+// collector with a UDP one used while it is down
+// ($ActionExecOnlyWhenPreviousIsSuspended), against wharf's servers list.
+// One message every 100ms goes to both relays; the primary collector is
+// up, then down, then up again. Both send everything to the primary while
+// it is up, switch to the backup while it is down, and go back to the
+// primary once it is back (both retry it after 30s: rsyslog's
+// action.resumeInterval, wharf's failback interval).
+func TestMigratingForwardFailover(t *testing.T) {
+	type relay struct {
+		name            string
+		central, backup *frameCollector
+		conn            net.Conn
+	}
+	var relays []*relay
+	for _, who := range []string{"rsyslog", "wharf"} {
+		r := &relay{name: who, central: newTCPCollector(t, ""), backup: newUDPCollector(t)}
+		port := testenv.FreePort(t)
+		if who == "rsyslog" {
+			startRsyslog(t, fmt.Sprintf(`module(load="imudp")
+input(type="imudp" port="%[1]d" address="127.0.0.1")
+module(load="imtcp")
+input(type="imtcp" port="%[1]d" address="127.0.0.1")
+*.* @@%[2]s
+$ActionExecOnlyWhenPreviousIsSuspended on
+*.* @%[3]s
+`, port, r.central.addr, r.backup.addr), fmt.Sprintf("127.0.0.1:%d", port))
+		} else {
+			start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.syslog]
+bind = ["udp://127.0.0.1:%[1]d", "tcp://127.0.0.1:%[1]d"]
+sinks = ["central"]
+
+[sink.central]
+type = "syslog"
+# In order: the second is used while the first is down (rsyslog's
+# action.execOnlyWhenPreviousIsSuspended), and wharf fails back.
+servers = ["tcp://%[2]s", "udp://%[3]s"]
+out_framing = "octet-counting"    # rsyslog's TCP_Framing="octet-counted"; "lf" for the traditional framing
+encoding = "raw"                  # forward the bytes as received
+`, port, r.central.addr, r.backup.addr))
+		}
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		r.conn = c
+		relays = append(relays, r)
+	}
+	next := 0
+	send := func() int {
+		id := next
+		next++
+		for _, r := range relays {
+			if _, err := fmt.Fprintf(r.conn, "%s\n", prioLine(1, 5, id, "web1", "app")); err != nil {
+				t.Fatalf("%s: %v", r.name, err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		return id
+	}
+	// ranges counts, per relay, the ids of [from, to) at each collector.
+	report := func(phase string, from, to int) map[string]string {
+		out := map[string]string{}
+		for _, r := range relays {
+			var c, b int
+			for _, id := range ids(r.central.snapshot()) {
+				if id >= from && id < to {
+					c++
+				}
+			}
+			for _, id := range ids(r.backup.snapshot()) {
+				if id >= from && id < to {
+					b++
+				}
+			}
+			out[r.name] = fmt.Sprintf("central %d backup %d lost %d", c, b, to-from-c-b)
+			t.Logf("%-12s %-7s of %d: %s", phase, r.name, to-from, out[r.name])
+		}
+		return out
+	}
+	for range 10 {
+		send()
+	}
+	time.Sleep(time.Second)
+	if up := report("primary up", 0, 10); up["rsyslog"] != up["wharf"] || up["wharf"] != "central 10 backup 0 lost 0" {
+		t.Errorf("primary up: rsyslog %s, wharf %s; want everything at central", up["rsyslog"], up["wharf"])
+	}
+	addrs := map[string]string{}
+	for _, r := range relays {
+		addrs[r.name] = r.central.addr
+		r.central.close()
+	}
+	down := next
+	for range 30 {
+		send()
+	}
+	time.Sleep(time.Second)
+	dn := report("primary down", down, next)
+	// The ten messages after the first three must be at the backup for
+	// both: each relay notices the broken connection within a write or two.
+	for _, r := range relays {
+		got := map[int]bool{}
+		for _, id := range ids(r.backup.snapshot()) {
+			got[id] = true
+		}
+		for id := down + 3; id < next; id++ {
+			if !got[id] {
+				t.Errorf("%s: id=%d, sent while the primary was down, not at the backup (%s)", r.name, id, dn[r.name])
+				break
+			}
+		}
+	}
+	back := next
+	for _, r := range relays {
+		r.central = newTCPCollector(t, addrs[r.name])
+	}
+	failedBack := func(r *relay) bool { return len(ids(r.central.snapshot())) > 0 }
+	started := time.Now()
+	backAt := map[string]time.Duration{}
+	for time.Since(started) < 45*time.Second && len(backAt) < len(relays) {
+		send()
+		for _, r := range relays {
+			if _, ok := backAt[r.name]; !ok && failedBack(r) {
+				backAt[r.name] = time.Since(started).Round(100 * time.Millisecond)
+			}
+		}
+	}
+	for range 10 {
+		send()
+	}
+	time.Sleep(time.Second)
+	report("primary back", back, next)
+	for _, r := range relays {
+		if _, ok := backAt[r.name]; !ok {
+			t.Errorf("%s did not go back to the primary within 45s", r.name)
+		}
+		got := ids(r.central.snapshot())
+		if n := len(got); n < 10 || got[n-1] != next-1 {
+			t.Errorf("%s: the last messages are not at the primary: %v", r.name, got)
+		}
+	}
+	t.Logf("back to the primary after: %v", backAt)
+}
+
+// startHAProxy runs a real HAProxy in the foreground on config (after a
+// global/defaults head) until the test ends, and waits until every port
+// in ports accepts connections.
+func startHAProxy(t *testing.T, config string, ports ...int) {
+	t.Helper()
+	bin := testenv.Tool(t, "haproxy")
+	config = `global
+    maxconn 200
+defaults
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+` + config
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c: %v\n%s\n%s", err, out, config)
+	}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	out := &testenv.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("haproxy output:\n%s", out.String())
+		}
+	})
+	for _, p := range ports {
+		testenv.EventuallyWithin(t, 5*time.Second, fmt.Sprintf("haproxy listening on %d", p), func() bool {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	}
+}
+
+// nameServer is a TCP server on a fixed loopback address that writes its
+// name to each connection and closes it; it can be stopped and started.
+type nameServer struct {
+	name, addr string
+	mu         sync.Mutex
+	ln         net.Listener
+}
+
+func newNameServer(t *testing.T, name string) *nameServer {
+	s := &nameServer{name: name, addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
+	s.up(t)
+	t.Cleanup(s.down)
+	return s
+}
+
+func (s *nameServer) up(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, s.name)
+			c.Close()
+		}
+	}()
+}
+
+func (s *nameServer) down() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		s.ln.Close()
+		s.ln = nil
+	}
+}
+
+// answers connects n times to addr and counts the answers ("" for a
+// connection closed without one).
+func answers(addr string, n int) string {
+	got := map[string]int{}
+	for range n {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			got["refused"]++
+			continue
+		}
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		b, _ := io.ReadAll(c)
+		c.Close()
+		got[string(b)]++
+	}
+	var s []string
+	for k, v := range got {
+		s = append(s, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(s)
+	return strings.Join(s, " ")
+}
+
+// TestMigratingTCPBackendChecksBackup: HAProxy pair 3, a TCP frontend
+// with a round-robin backend, health checks (rise 2, fall 3) and a
+// backup server. HAProxy and wharf share the three servers and see the
+// same outages: both spread connections evenly over pg1 and pg2 and none
+// to pg3; with pg1 down, all to pg2; with both down, all to the backup;
+// with pg1 back, all to pg1. The check interval is 500ms on both, not
+// 2s, to keep the test short.
+func TestMigratingTCPBackendChecksBackup(t *testing.T) {
+	pg1, pg2, pg3 := newNameServer(t, "pg1"), newNameServer(t, "pg2"), newNameServer(t, "pg3")
+	hp := testenv.FreePort(t)
+	startHAProxy(t, fmt.Sprintf(`frontend db
+    mode tcp
+    bind 127.0.0.1:%d
+    default_backend pg
+backend pg
+    mode tcp
+    balance roundrobin
+    server pg1 %s check inter 500ms rise 2 fall 3
+    server pg2 %s check inter 500ms rise 2 fall 3
+    server pg3 %s check inter 500ms rise 2 fall 3 backup
+`, hp, pg1.addr, pg2.addr, pg3.addr), hp)
+	in := start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.db]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+backend = "pg"
+
+[backend.pg]
+balance = "roundrobin"
+check = "tcp"
+check_interval = "500ms"
+rise = 2
+fall = 3
+
+[[backend.pg.server]]
+name = "pg1"
+address = %q
+
+[[backend.pg.server]]
+name = "pg2"
+address = %q
+
+# Only while pg1 and pg2 are both down (or in maint, or weight 0).
+[[backend.pg.server]]
+name = "pg3"
+address = %q
+backup = true
+`, pg1.addr, pg2.addr, pg3.addr))
+	proxies := map[string]string{"haproxy": fmt.Sprintf("127.0.0.1:%d", hp), "wharf": proxyBind(t, in, "db")}
+	settle := 3 * 500 * time.Millisecond // fall (or rise) checks
+	step := func(what, want string) {
+		t.Helper()
+		time.Sleep(settle + 700*time.Millisecond)
+		for _, who := range []string{"haproxy", "wharf"} {
+			if got := answers(proxies[who], 6); got != want {
+				t.Errorf("%s: %s: %s, want %s", what, who, got, want)
+			}
+		}
+	}
+	step("all up", "pg1=3 pg2=3")
+	pg1.down()
+	step("pg1 down", "pg2=6")
+	pg2.down()
+	step("pg1 and pg2 down", "pg3=6")
+	pg1.up(t)
+	step("pg1 back", "pg1=6")
+}
+
+// TestMigratingSNIRouting: HAProxy pair 10, TLS passthrough by SNI. The
+// same TLS clients (each its server name) reach the same backend through
+// HAProxy and wharf, but for a name in capitals: the snippet's
+// req_ssl_sni -m end compares case-sensitively, wharf's sni rule as
+// HAProxy's -i does (the guide says so).
+func TestMigratingSNIRouting(t *testing.T) {
+	ca := testpki.NewCA(t, "sni test CA")
+	cert, _, _ := ca.ServerCert(t, "localhost")
+	tlsServer := func(name string) string {
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(5 * time.Second))
+					io.WriteString(c, name)
+				}()
+			}
+		}()
+		return ln.Addr().String()
+	}
+	web, db := tlsServer("web_tls"), tlsServer("db")
+	hp := testenv.FreePort(t)
+	startHAProxy(t, fmt.Sprintf(`frontend tls
+    mode tcp
+    bind 127.0.0.1:%d
+    tcp-request inspect-delay 5s
+    tcp-request content accept if { req_ssl_hello_type 1 }
+    use_backend db if { req_ssl_sni -m end .db.example.com }
+    default_backend web_tls
+backend web_tls
+    mode tcp
+    server w1 %s
+backend db
+    mode tcp
+    server d1 %s
+`, hp, web, db), hp)
+	in := start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.tls]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+sni_routing = true
+header_timeout = "5s"             # inspect-delay
+backend = "web_tls"
+
+[[frontend.tls.use]]
+sni = ".db.example.com"           # -m end: any depth below, not db.example.com itself
+backend = "db"
+
+[backend.web_tls]
+[[backend.web_tls.server]]
+address = %q
+
+[backend.db]
+[[backend.db.server]]
+address = %q
+`, web, db))
+	proxies := map[string]string{"haproxy": fmt.Sprintf("127.0.0.1:%d", hp), "wharf": proxyBind(t, in, "tls")}
+	via := func(addr, sni string) string {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	for _, tc := range []struct{ sni, want, wharf string }{
+		{"a.db.example.com", "db", ""},
+		{"a.b.db.example.com", "db", ""},
+		{"db.example.com", "web_tls", ""},
+		{"xdb.example.com", "web_tls", ""},
+		{"www.example.com", "web_tls", ""},
+		{"", "web_tls", ""}, // no SNI
+		{"A.DB.EXAMPLE.COM", "web_tls", "db"},
+	} {
+		want := map[string]string{"haproxy": tc.want, "wharf": tc.want}
+		if tc.wharf != "" {
+			want["wharf"] = tc.wharf
+		}
+		for _, who := range []string{"haproxy", "wharf"} {
+			if got := via(proxies[who], tc.sni); got != want[who] {
+				t.Errorf("SNI %q via %s: %q, want %q", tc.sni, who, got, want[who])
+			}
+		}
+	}
+}
+
+// TestMigratingHTTPHostPathRouting: HAProxy pair 4, use_backend by Host
+// (hdr(host) -i) and path prefix. The same requests reach the same
+// backend through HAProxy and wharf, but for a Host header with a port:
+// hdr(host) is the whole header, so "api.example.com:80" and
+// "api.example.com." do not match in HAProxy, where wharf's host ignores
+// the port and a trailing dot (the guide says so).
+func TestMigratingHTTPHostPathRouting(t *testing.T) {
+	web, api := httpBackend(t, "web"), httpBackend(t, "api")
+	hp := testenv.FreePort(t)
+	startHAProxy(t, fmt.Sprintf(`frontend www
+    mode http
+    bind 127.0.0.1:%d
+    acl is_api hdr(host) -i api.example.com
+    acl v1 path_beg /v1/
+    use_backend api if is_api v1
+    default_backend web
+backend web
+    mode http
+    server w1 %s
+backend api
+    mode http
+    server a1 %s
+`, hp, web.addr, api.addr), hp)
+	in := start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.www]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "web"
+
+[[frontend.www.use]]
+host = "api.example.com"
+path_prefix = "/v1/"
+backend = "api"
+
+[backend.web]
+[[backend.web.server]]
+address = %q
+
+[backend.api]
+[[backend.api.server]]
+address = %q
+`, web.addr, api.addr))
+	proxies := map[string]string{"haproxy": fmt.Sprintf("127.0.0.1:%d", hp), "wharf": proxyBind(t, in, "www")}
+	get := func(addr, target, host string) string {
+		c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", target, host)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}
+	for _, tc := range []struct{ target, host, want, wharf string }{
+		{"/v1/users", "api.example.com", "200 api", ""},
+		{"/v1/", "API.Example.COM", "200 api", ""},
+		{"/v1/x?y=/v2/", "api.example.com", "200 api", ""},
+		{"/v2/users", "api.example.com", "200 web", ""},
+		{"/v1", "api.example.com", "200 web", ""},
+		{"/V1/users", "api.example.com", "200 web", ""},
+		{"/v1/users", "www.example.com", "200 web", ""},
+		{"/v1/users", "api.example.com:80", "200 web", "200 api"},
+		{"/v1/users", "api.example.com.", "200 web", "200 api"},
+	} {
+		want := map[string]string{"haproxy": tc.want, "wharf": tc.want}
+		if tc.wharf != "" {
+			want["wharf"] = tc.wharf
+		}
+		for _, who := range []string{"haproxy", "wharf"} {
+			if got := get(proxies[who], tc.target, tc.host); got != want[who] {
+				t.Errorf("GET %s Host %s via %s: %q, want %q", tc.target, tc.host, who, got, want[who])
+			}
+		}
+	}
+}
+
+// TestMigratingTLSInOut: rsyslog pair 8, TLS in (clients need a
+// certificate: x509/certvalid) and out (the collector's certificate must
+// name central.example.net: x509/name with PermittedPeers). A client
+// with a certificate is relayed by both to a collector whose
+// certificate names central.example.net; a client without one is
+// refused by both; neither sends to a collector whose certificate names
+// another host. rsyslog frames its TLS output with LF (omfwd's default
+// TCP_Framing), wharf with octet counting (RFC 5425); both present their
+// certificate to the collector.
+func TestMigratingTLSInOut(t *testing.T) {
+	ca := testpki.NewCA(t, "migrating TLS CA")
+	serverCert, serverKey := ca.Issue(t, "localhost", true)
+	clientCert := ca.ClientCert(t, "sender")
+	wharfCliCert, wharfCliKey := ca.Issue(t, "wharf-relay", false)
+	for _, name := range []string{"central.example.net", "other.example.net"} {
+		t.Run(name, func(t *testing.T) {
+			collCert, _, _ := ca.ServerCert(t, name)
+			var presented sync.Map
+			collector := func() *frameCollector {
+				ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+					Certificates: []tls.Certificate{collCert},
+					ClientAuth:   tls.RequestClientCert,
+					VerifyConnection: func(cs tls.ConnectionState) error {
+						presented.Store(len(cs.PeerCertificates) > 0, true)
+						return nil
+					},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return collectOn(t, ln)
+			}
+			type relay struct {
+				name string
+				addr string
+				col  *frameCollector
+			}
+			rs := &relay{name: "rsyslog", col: collector()}
+			port := testenv.FreePort(t)
+			rs.addr = fmt.Sprintf("127.0.0.1:%d", port)
+			_, cport, _ := net.SplitHostPort(rs.col.addr)
+			startRsyslog(t, fmt.Sprintf(`global(DefaultNetstreamDriverCAFile="%s"
+       DefaultNetstreamDriverCertFile="%s"
+       DefaultNetstreamDriverKeyFile="%s")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="x509/certvalid")
+input(type="imtcp" port="%d" address="127.0.0.1")
+action(type="omfwd" target="127.0.0.1" port="%s" protocol="tcp"
+       StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"
+       StreamDriverPermittedPeers="central.example.net")
+`, ca.File, serverCert, serverKey, port, cport), rs.addr)
+			wh := &relay{name: "wharf", col: collector()}
+			in := start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.tls]
+bind = ["tls://127.0.0.1:0"]
+tls_cert = %q
+tls_key = %q
+tls_client_ca = %q   # AuthMode x509/certvalid: clients need a certificate
+sinks = ["central"]
+
+[sink.central]
+type = "syslog"
+servers = ["tls://%s"]
+tls_ca = %q
+tls_server_name = "central.example.net"           # x509/name with PermittedPeers
+tls_cert = %q            # if the collector wants a client certificate
+tls_key = %q
+`, serverCert, serverKey, ca.File, wh.col.addr, ca.File, wharfCliCert, wharfCliKey))
+			wh.addr = in.bind("tls", "tls")
+			next := 0
+			for _, r := range []*relay{rs, wh} {
+				send := func(certs []tls.Certificate) (int, error) {
+					id := next
+					next++
+					c, err := tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", r.addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", Certificates: certs})
+					if err != nil {
+						return id, err
+					}
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(3 * time.Second))
+					if _, err := fmt.Fprintf(c, "%s\n", prioLine(1, 5, id, "web1", "app")); err != nil {
+						return id, err
+					}
+					// TLS 1.3: a refused client certificate shows on the first read.
+					_, err = c.Read(make([]byte, 1))
+					if err == io.EOF {
+						err = nil
+					} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+						err = nil
+					}
+					return id, err
+				}
+				withID, err := send([]tls.Certificate{clientCert})
+				if err != nil {
+					t.Errorf("%s refused a client with a certificate: %v", r.name, err)
+				}
+				withoutID, err := send(nil)
+				if err == nil {
+					t.Logf("%s: client without a certificate: no error seen by the client", r.name)
+				}
+				if name == "central.example.net" {
+					testenv.Poll(5*time.Second, func() bool { return len(r.col.snapshot()) > 0 })
+				} else {
+					time.Sleep(3 * time.Second)
+				}
+				got := ids(r.col.snapshot())
+				want := []int{withID}
+				if name != "central.example.net" {
+					want = nil
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("%s: collector %s got ids %v, want %v (%d without a client certificate)", r.name, name, got, want, withoutID)
+				}
+				t.Logf("%s -> %s: ids %v, framing %s", r.name, name, got, r.col.framing())
+			}
+			if _, ok := presented.Load(false); ok {
+				t.Errorf("a relay connected to the collector without a client certificate")
+			}
+		})
+	}
+}
