@@ -39,6 +39,13 @@ import (
 	"wharf/metrics"
 )
 
+// adminIdleTimeout is how long a keep-alive connection may sit idle
+// between requests: scrapers and curl reconnect at no cost, and a local
+// process can no longer hold descriptors and goroutines for ever by
+// opening connections and leaving them (net/http keeps them without
+// limit when IdleTimeout and ReadTimeout are 0).
+const adminIdleTimeout = time.Minute
+
 // Readiness reports whether wharf is ready for traffic, and if not, why
 // (one line per problem, e.g. `sink "kafka": not ready: broker unreachable`).
 type Readiness func() (ready bool, problems []string)
@@ -56,6 +63,9 @@ type Server struct {
 	// listenName is the listen address's host when it is a name (Start).
 	listenName string
 	tls        *tls.Config // UseTLS: HTTPS only
+	// idleTimeout closes a keep-alive connection idle between requests
+	// (adminIdleTimeout; tests shorten it).
+	idleTimeout time.Duration
 
 	// Set by Start from the listen address, for hostAllowed.
 	listenIP  netip.Addr // invalid when listening on a name
@@ -187,7 +197,7 @@ func tokenMatches(header, want string) bool {
 
 // New returns an admin server; Handle adds more endpoints before Start.
 func New(reg *metrics.Registry, ready Readiness, log *slog.Logger) *Server {
-	s := &Server{reg: reg, ready: ready, log: log, mux: http.NewServeMux()}
+	s := &Server{reg: reg, ready: ready, log: log, mux: http.NewServeMux(), idleTimeout: adminIdleTimeout}
 	// promhttp gathers everything into memory first and writes after,
 	// so a slow scraper holds no lock; a series that fails the library's
 	// checks is logged and left out, the rest still served.
@@ -231,6 +241,7 @@ func (s *Server) Start(addr string) error {
 	s.srv = &http.Server{
 		Handler:           s.browserGuard(s.guard(s.mux)),
 		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       s.idleTimeout,
 		// A client that speaks plain HTTP to the HTTPS listener, or fails
 		// its handshake, is logged at debug level only: port scanners.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
