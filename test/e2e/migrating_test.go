@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1037,4 +1039,103 @@ tls_key = %q
 			}
 		})
 	}
+}
+
+// TestMigratingHTTPCheck: HAProxy pair 5, option httpchk GET /healthz
+// expecting 200, web1 at weight 2. Through HAProxy and wharf alike, web1
+// takes two requests in three; while web2's /healthz answers 503 it
+// takes none, and its share comes back once /healthz answers 200 again.
+// The check interval is 500ms on both, not 2s, to keep the test short.
+func TestMigratingHTTPCheck(t *testing.T) {
+	type web struct {
+		name string
+		addr string
+		sick atomic.Bool
+	}
+	newWeb := func(name string) *web {
+		w := &web{name: name}
+		s := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" {
+				if w.sick.Load() {
+					rw.WriteHeader(http.StatusServiceUnavailable)
+				}
+				return
+			}
+			io.WriteString(rw, name)
+		}))
+		t.Cleanup(s.Close)
+		w.addr = strings.TrimPrefix(s.URL, "http://")
+		return w
+	}
+	web1, web2 := newWeb("web1"), newWeb("web2")
+	hp := testenv.FreePort(t)
+	startHAProxy(t, fmt.Sprintf(`frontend www
+    mode http
+    bind 127.0.0.1:%d
+    default_backend web
+backend web
+    mode http
+    option httpchk GET /healthz
+    http-check expect status 200
+    server web1 %s check inter 500ms weight 2
+    server web2 %s check inter 500ms
+`, hp, web1.addr, web2.addr), hp)
+	in := start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.www]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+backend = "web"
+
+[backend.web]
+check = "http"
+check_path = "/healthz"
+check_status = 200
+check_interval = "500ms"
+
+[[backend.web.server]]
+name = "web1"
+address = %q
+weight = 2
+
+[[backend.web.server]]
+name = "web2"
+address = %q
+`, web1.addr, web2.addr))
+	proxies := map[string]string{"haproxy": fmt.Sprintf("127.0.0.1:%d", hp), "wharf": proxyBind(t, in, "www")}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 3 * time.Second}
+	count := func(addr string, n int) string {
+		got := map[string]int{}
+		for range n {
+			resp, err := client.Get("http://" + addr + "/")
+			if err != nil {
+				got["error"]++
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got[fmt.Sprintf("%d:%s", resp.StatusCode, b)]++
+		}
+		var s []string
+		for k, v := range got {
+			s = append(s, fmt.Sprintf("%s=%d", k, v))
+		}
+		sort.Strings(s)
+		return strings.Join(s, " ")
+	}
+	step := func(what, want string) {
+		t.Helper()
+		time.Sleep(3*500*time.Millisecond + 700*time.Millisecond) // fall (or rise) checks
+		for _, who := range []string{"haproxy", "wharf"} {
+			if got := count(proxies[who], 6); got != want {
+				t.Errorf("%s: %s: %s, want %s", what, who, got, want)
+			}
+		}
+	}
+	step("both healthy", "200:web1=4 200:web2=2")
+	web2.sick.Store(true)
+	step("web2 /healthz 503", "200:web1=6")
+	web2.sick.Store(false)
+	step("web2 healthy again", "200:web1=4 200:web2=2")
 }
