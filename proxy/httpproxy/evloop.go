@@ -875,8 +875,10 @@ func (e *evEngine) sweep(l *evLoop) {
 			}
 			// A new connection's first request is awaited even during
 			// a shutdown, as the goroutine code does.
-			if ev.partial != 0 && now-ev.partial > int64(cfg.HeaderTimeout.Duration) ||
-				gc.InboundBuffered() == 0 && now-ev.since > int64(wait) ||
+			if ev.partial != 0 && now-ev.partial > int64(cfg.HeaderTimeout.Duration) {
+				e.f.m.rejHeaderTimeout.Inc()
+				gc.Close()
+			} else if gc.InboundBuffered() == 0 && now-ev.since > int64(wait) ||
 				gc.InboundBuffered() == 0 && !ev.first && e.f.shutting.Load() {
 				gc.Close()
 			}

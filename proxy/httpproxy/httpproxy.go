@@ -181,6 +181,7 @@ type route struct {
 type frontendMetrics struct {
 	accepted                                    *metrics.Counter
 	rejACL, rejUntrusted, rejProxyHeader        *metrics.Counter
+	rejHeaderTimeout                            *metrics.Counter // a request head begun and not finished in header_timeout (slowloris)
 	errNoServer, errConnect, errTimeout, errBad *metrics.Counter
 	// Every server at maxconn: the request waited queue_timeout in the
 	// backend's queue, or found it full.
@@ -201,16 +202,17 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		return reg.Counter("wharf_proxy_http_errors_total", "Requests answered by the proxy itself with an error, by kind.", append(g.Labels, "kind", kind)...)
 	}
 	f.m = frontendMetrics{
-		accepted:        g.Accepted,
-		rejACL:          g.RejACL,
-		rejUntrusted:    g.RejUntrusted,
-		rejProxyHeader:  g.RejProxyHeader,
-		errNoServer:     herr("no_server"),
-		errConnect:      herr("connect_failed"),
-		errTimeout:      herr("timeout"),
-		errBad:          herr("bad_gateway"),
-		errQueueTimeout: herr("queue_timeout"),
-		errQueueFull:    herr("queue_full"),
+		accepted:         g.Accepted,
+		rejACL:           g.RejACL,
+		rejUntrusted:     g.RejUntrusted,
+		rejProxyHeader:   g.RejProxyHeader,
+		rejHeaderTimeout: g.Rejected("header_timeout"),
+		errNoServer:      herr("no_server"),
+		errConnect:       herr("connect_failed"),
+		errTimeout:       herr("timeout"),
+		errBad:           herr("bad_gateway"),
+		errQueueTimeout:  herr("queue_timeout"),
+		errQueueFull:     herr("queue_full"),
 	}
 	f.stopCtx, f.forceStop = context.WithCancel(context.Background())
 	f.respSet, f.reqSet = newHeaderEdits(cfg.ResponseHeaders), newHeaderEdits(cfg.RequestHeaders)

@@ -238,8 +238,11 @@ func (cc *clientConn) readRequest(first bool) bool {
 			deadlineSet = true
 		}
 		if err := in.fill(); err != nil {
-			if errors.Is(err, errTooLarge) {
+			switch {
+			case errors.Is(err, errTooLarge):
 				cc.reject(431, "request header too large")
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				f.m.rejHeaderTimeout.Inc()
 			}
 			return false
 		}

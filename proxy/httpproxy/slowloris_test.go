@@ -1,0 +1,85 @@
+package httpproxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestSlowlorisClosedAndCounted guards against slowloris going unseen:
+// clients trickling a request head are closed at header_timeout, counted
+// as rejected{reason="header_timeout"}, and the server never sees them,
+// while another client is served meanwhile. Both engines.
+func TestSlowlorisClosedAndCounted(t *testing.T) {
+	bothEngines(t, func(t *testing.T, engine string) {
+		var reqs sync.Map
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			reqs.Store(r.URL.Path, true)
+			io.WriteString(w, "ok")
+		}))
+		defer s.Close()
+		r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+engine = %q
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+header_timeout = "300ms"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = %q
+`, engine, hostPort(s)))
+		const n = 20
+		var wg sync.WaitGroup
+		lives := make(chan time.Duration, n)
+		for range n {
+			wg.Go(func() {
+				c, err := net.Dial("tcp", r.f.Addrs()[0].String())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer c.Close()
+				t0 := time.Now()
+				io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n")
+				for time.Since(t0) < 5*time.Second {
+					if _, err := io.WriteString(c, "X"); err != nil {
+						break
+					}
+					c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+					if _, err := c.Read(make([]byte, 1)); err != nil {
+						if ne, ok := err.(net.Error); ok && ne.Timeout() {
+							continue
+						}
+					}
+					break
+				}
+				lives <- time.Since(t0)
+			})
+		}
+		rc := dialRaw(t, r)
+		rc.send("GET /ok HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != "ok" {
+			t.Errorf("a client beside the slow ones: %d %q", resp.StatusCode, body)
+		}
+		wg.Wait()
+		close(lives)
+		for l := range lives {
+			if l < 250*time.Millisecond || l > 2*time.Second {
+				t.Errorf("a slow client was closed after %s, want header_timeout (300ms)", l)
+			}
+		}
+		if _, ok := reqs.Load("/slow"); ok {
+			t.Error("the server saw a request from a slow client")
+		}
+		if v := r.metric("wharf_proxy_frontend_rejected_total", "frontend", "f", "reason", "header_timeout"); v != n {
+			t.Errorf("rejected{reason=header_timeout} = %v, want %d", v, n)
+		}
+	})
+}
