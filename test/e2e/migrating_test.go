@@ -1139,3 +1139,70 @@ address = %q
 	web2.sick.Store(false)
 	step("web2 healthy again", "200:web1=4 200:web2=2")
 }
+
+// TestMigratingLogForward: HAProxy pair 1, log-forward to two UDP
+// collectors, one rfc5424 and one rfc3164. The same datagrams (RFC3164
+// with and without a PID, RFC5424 with structured data) come out of
+// HAProxy and wharf with the same bytes, but for the zone of an RFC3164
+// timestamp re-encoded as RFC5424: HAProxy writes "-00:00" (zone
+// unknown), wharf its local zone, "Z" with TZ=UTC (the guide says so).
+// Both keep the sender's facility: local0 on HAProxy's log lines does not
+// replace it.
+func TestMigratingLogForward(t *testing.T) {
+	t.Setenv("TZ", "UTC") // wharf's zone for RFC3164 timestamps
+	ha, hb, wa, wb := newUDPCollector(t), newUDPCollector(t), newUDPCollector(t), newUDPCollector(t)
+	hp, ready := testenv.FreePort(t), testenv.FreePort(t)
+	startHAProxy(t, fmt.Sprintf(`log-forward syslog
+    dgram-bind 127.0.0.1:%d
+    bind 127.0.0.1:%d
+    log %s format rfc5424 local0
+    log %s format rfc3164 local0
+`, hp, ready, ha.addr, hb.addr), ready)
+	wp := testenv.FreePort(t)
+	start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.syslog]
+bind = ["udp://127.0.0.1:%[1]d", "tcp://127.0.0.1:%[1]d"]
+sinks = ["a", "b"]                # each message to both, as two log lines do
+
+[sink.a]
+type = "syslog"
+servers = ["udp://%[2]s"]
+encoding = "rfc5424"
+
+[sink.b]
+type = "syslog"
+servers = ["udp://%[3]s"]
+encoding = "rfc3164"
+`, wp, wa.addr, wb.addr))
+	msgs := []string{
+		"<14>Dec  6 05:10:11 web1 app[7]: bsd id=1",
+		`<165>1 2026-12-06T05:10:11.123456Z web1 app 7 ID47 [ex@32473 k="v"] rfc5424 id=2`,
+		"<13>Dec  6 05:10:11 web1 app: no pid id=3",
+		"<86>Dec  6 05:10:12 web2 sshd[99]: authpriv id=4",
+	}
+	sendUDP(t, fmt.Sprintf("127.0.0.1:%d", hp), msgs)
+	sendUDP(t, fmt.Sprintf("127.0.0.1:%d", wp), msgs)
+	for _, c := range []*frameCollector{ha, hb, wa, wb} {
+		testenv.Poll(5*time.Second, func() bool { return len(c.snapshot()) >= len(msgs) })
+	}
+	for _, pair := range []struct {
+		format     string
+		haproxy, w *frameCollector
+	}{{"rfc5424", ha, wa}, {"rfc3164", hb, wb}} {
+		h, w := pair.haproxy.snapshot(), pair.w.snapshot()
+		sort.Strings(h)
+		sort.Strings(w)
+		if len(h) != len(msgs) || len(w) != len(msgs) {
+			t.Fatalf("%s: haproxy sent %d, wharf %d, want %d:\n%q\n%q", pair.format, len(h), len(w), len(msgs), h, w)
+		}
+		for i := range h {
+			want := strings.Replace(h[i], ":11-00:00 ", ":11Z ", 1)
+			want = strings.Replace(want, ":12-00:00 ", ":12Z ", 1)
+			if w[i] != want {
+				t.Errorf("%s:\nhaproxy %q\nwharf   %q", pair.format, h[i], w[i])
+			}
+		}
+	}
+}
