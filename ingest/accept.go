@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"wharf/internal/acceptretry"
+	"wharf/internal/logthrottle"
 	"wharf/internal/netfamily"
 )
 
@@ -37,6 +38,7 @@ func (l *Listener) listenStream() (net.Listener, error) {
 // l.conns until the session releases them.
 func (l *Listener) acceptLoop(ln net.Listener, serve func(c net.Conn, peer netip.AddrPort, s *settings) bool) {
 	var backoff acceptretry.Backoff
+	var full logthrottle.Throttle // the "refused at a limit" warning
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -64,6 +66,9 @@ func (l *Listener) acceptLoop(ln net.Listener, serve func(c net.Conn, peer netip
 		if reason != "" {
 			l.reason("rejected", reason).Inc()
 			c.Close()
+			if reason != "acl" { // a refusal by policy is not news
+				l.warnFull(&full, reason, peer, s)
+			}
 			continue
 		}
 		l.conns.Add(1) // before serve starts the session, which decrements it
@@ -75,4 +80,20 @@ func (l *Listener) acceptLoop(ln net.Listener, serve func(c net.Conn, peer netip
 		}
 		l.connsTotal.Inc()
 	}
+}
+
+// warnFull logs a connection refused at maxconn or maxconn_per_ip, one
+// line a second: senders are being locked out, which the metric alone
+// does not tell an operator reading the log. refused is how many the
+// line stands for (of either reason).
+func (l *Listener) warnFull(t *logthrottle.Throttle, reason string, peer netip.AddrPort, s *settings) {
+	ok, n := t.Allow(time.Now(), time.Second)
+	if !ok {
+		return
+	}
+	if reason == "maxconn" {
+		l.log.Warn("connection refused: the bind holds maxconn connections (raise maxconn; client_timeout and frame_timeout close idle and stalled ones)", "reason", reason, "maxconn", s.maxConn, "peer", peer, "refused", n)
+		return
+	}
+	l.log.Warn("connection refused: its source holds maxconn_per_ip connections (raise maxconn_per_ip if that host is a relay or NAT)", "reason", reason, "maxconn_per_ip", s.perIP, "peer", peer, "refused", n)
 }

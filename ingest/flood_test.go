@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"runtime"
@@ -63,26 +64,7 @@ func liveHeap() int64 {
 func TestRELPSessionErrorsLogThrottled(t *testing.T) {
 	const n = 200
 	var logs syncBuf
-	fe := &conf.Frontend{Name: "edge", Sinks: []string{"out"}}
-	tab, err := route.Compile(&conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}, map[string]route.Target{"out": &collector{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &route.Holder{}
-	h.Store(tab)
-	reg := metrics.NewRegistry()
-	l, err := New(fe, conf.Bind{Scheme: "relp", Host: "127.0.0.1", Addr: "127.0.0.1:0"}, h, reg, slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		l.Stop(ctx)
-	}()
+	l, reg := listenLogged(t, "relp", &conf.Frontend{}, &logs)
 	start := time.Now()
 	for range n {
 		c, err := net.DialTimeout("tcp", l.Addr(), 3*time.Second)
@@ -102,6 +84,63 @@ func TestRELPSessionErrorsLogThrottled(t *testing.T) {
 	if lines > 0 && !strings.Contains(logs.String(), "sessions=") {
 		t.Errorf("the log line does not say how many sessions it stands for:\n%.500s", logs.String())
 	}
+}
+
+// Connections refused at maxconn were counted but never logged: an
+// operator whose senders were locked out found nothing in the log. Now
+// one line a second, naming the limit and how many it stands for.
+func TestMaxConnRefusalLogged(t *testing.T) {
+	var logs syncBuf
+	l, reg := listenLogged(t, "tcp", &conf.Frontend{MaxConn: 2}, &logs)
+	for range 2 {
+		c, err := net.Dial("tcp", l.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	testenv.Eventually(t, "two open", func() bool { return counter(reg, "wharf_frontend_connections", "") == 2 })
+	start := time.Now()
+	for range 50 {
+		c, err := net.Dial("tcp", l.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	testenv.Eventually(t, "50 refused", func() bool { return counter(reg, "wharf_frontend_rejected_total", "maxconn") == 50 })
+	lines := strings.Count(logs.String(), "reason=maxconn ")
+	secs := time.Since(start).Seconds()
+	t.Logf("50 refused at maxconn in %.2fs: %d log lines", secs, lines)
+	if lines == 0 || lines > 2+int(secs) {
+		t.Errorf("%d log lines naming maxconn for 50 refusals in %.2fs, want 1 to %d:\n%.500s", lines, secs, 2+int(secs), logs.String())
+	}
+}
+
+// listenLogged is listen with the listener's log written to w.
+func listenLogged(t *testing.T, scheme string, fe *conf.Frontend, w io.Writer) (*Listener, *metrics.Registry) {
+	t.Helper()
+	fe.Name, fe.Sinks = "edge", []string{"out"}
+	tab, err := route.Compile(&conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe}}, map[string]route.Target{"out": &collector{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &route.Holder{}
+	h.Store(tab)
+	reg := metrics.NewRegistry()
+	l, err := New(fe, conf.Bind{Scheme: scheme, Host: "127.0.0.1", Addr: "127.0.0.1:0"}, h, reg, slog.New(slog.NewTextHandler(w, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.Stop(ctx)
+	})
+	return l, reg
 }
 
 // syncBuf is a bytes.Buffer safe for the listener's goroutines.
