@@ -46,6 +46,12 @@ import (
 // limit when IdleTimeout and ReadTimeout are 0).
 const adminIdleTimeout = time.Minute
 
+// adminMaxHeaderBytes bounds one request's header, as the proxy's
+// max_header_bytes default does (conf.DefaultMaxHeaderBytes): room for
+// a browser's localhost cookies, where net/http's 1 MiB default let
+// 1,000 connections pin a gigabyte until ReadHeaderTimeout.
+const adminMaxHeaderBytes = 64 << 10
+
 // Readiness reports whether wharf is ready for traffic, and if not, why
 // (one line per problem, e.g. `sink "kafka": not ready: broker unreachable`).
 type Readiness func() (ready bool, problems []string)
@@ -242,6 +248,7 @@ func (s *Server) Start(addr string) error {
 		Handler:           s.browserGuard(s.guard(s.mux)),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       s.idleTimeout,
+		MaxHeaderBytes:    adminMaxHeaderBytes,
 		// A client that speaks plain HTTP to the HTTPS listener, or fails
 		// its handshake, is logged at debug level only: port scanners.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,4 +58,31 @@ func TestIdleTimeoutDefault(t *testing.T) {
 	if s.idleTimeout != adminIdleTimeout || adminIdleTimeout <= 0 {
 		t.Fatalf("idleTimeout %v, want %v", s.idleTimeout, adminIdleTimeout)
 	}
+}
+
+// Regression: the admin listener took net/http's default of 1 MiB of
+// request header per connection: 1,000 connections each sending ~1 MB of
+// header lines took wharf to 1.1 GiB RSS before ReadHeaderTimeout cut
+// them. A header over adminMaxHeaderBytes is refused with 431.
+func TestAdminHeaderBytesBounded(t *testing.T) {
+	s := New(metrics.NewRegistry(), func() (bool, []string) { return true, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop(context.Background()) })
+	f := func(pad int, want int) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+s.Addr()+"/healthz", nil)
+		req.Header.Set("X-Pad", strings.Repeat("a", pad))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET /healthz with a %d-byte header: %d, want %d", pad, resp.StatusCode, want)
+		}
+	}
+	f(16<<10, http.StatusOK) // a browser with many localhost cookies
+	f(256<<10, http.StatusRequestHeaderFieldsTooLarge)
 }
