@@ -56,10 +56,11 @@ const (
 	h2RFlowControl
 	h2RCompression
 	h2RStalled
+	h2RPerIP
 	h2RNum
 )
 
-var h2Reasons = [h2RNum]string{"max_streams", "header_list_size", "header_block_size", "rapid_reset", "idle_timeout", "protocol", "flow_control", "compression", "stalled"}
+var h2Reasons = [h2RNum]string{"max_streams", "header_list_size", "header_block_size", "rapid_reset", "idle_timeout", "protocol", "flow_control", "compression", "stalled", "maxconn_per_ip"}
 
 func h2Counters(reg *metrics.Registry, labels []string) (out [h2RNum]*metrics.Counter) {
 	for i, r := range h2Reasons {
@@ -151,6 +152,7 @@ type h2stream struct {
 	stalled     bool
 	unread      int // body bytes taken but not yet acknowledged by WINDOW_UPDATE
 	isHead      bool
+	perIP       bool // counted in the frontend's h2Streams until end
 }
 
 var errStreamReset = errors.New("stream reset")
@@ -793,6 +795,14 @@ func (h *h2conn) endBlock() (http2.ErrCode, int, bool) {
 	if h.hend && st.declared > 0 {
 		h.count(h2RProtocol)
 		h.refuse(id, http2.ErrCodeProtocol)
+		return 0, 0, true
+	}
+	// The source's streams in flight, over all its connections, are
+	// capped at maxconn_per_ip (trusted proxies exempt, as for
+	// connections).
+	if st.perIP = !h.trusted; st.perIP && !h.f.h2Streams.Acquire(h.ip, int(h.f.cfg.MaxConnPerIP)) {
+		h.count(h2RPerIP)
+		h.refuse(id, http2.ErrCodeRefusedStream)
 		return 0, 0, true
 	}
 	h.mu.Lock()

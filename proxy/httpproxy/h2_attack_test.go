@@ -122,3 +122,65 @@ func TestH2ResetStreamTakesNoServerConnection(t *testing.T) {
 		t.Errorf("80 streams reset at once opened %d connections to the server, want at most 8", n)
 	}
 }
+
+// TestH2StreamsPerSource guards against one source holding far more
+// requests (and server connections) over HTTP/2 than maxconn_per_ip
+// lets it over HTTP/1.1: its streams in flight, over all its
+// connections, are capped at maxconn_per_ip; the rest are refused
+// (REFUSED_STREAM) and counted.
+func TestH2StreamsPerSource(t *testing.T) {
+	release := make(chan struct{})
+	var inServer atomic.Int64
+	r := startH2(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		inServer.Add(1)
+		<-release
+		io.WriteString(w, "ok")
+	}), `maxconn_per_ip = 5`)
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	refused := make(chan uint32, 16)
+	for range 3 {
+		x := dialRawH2(t, r)
+		for i := range 4 {
+			x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: x.block("/"), EndStream: true, EndHeaders: true})
+		}
+		go func() {
+			for {
+				f, err := x.fr.ReadFrame()
+				if err != nil {
+					return
+				}
+				if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.ErrCode == http2.ErrCodeRefusedStream {
+					refused <- rst.StreamID
+				}
+			}
+		}()
+	}
+	deadline := time.After(5 * time.Second)
+	for n := 0; n < 7; n++ {
+		select {
+		case <-refused:
+		case <-deadline:
+			t.Fatalf("%d of 12 streams refused, want 7 (maxconn_per_ip 5); %d reached the server", n, inServer.Load())
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := inServer.Load(); n != 5 {
+		t.Errorf("%d streams reached the server, want 5", n)
+	}
+	if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "maxconn_per_ip"); n != 7 {
+		t.Errorf("maxconn_per_ip counted %v, want 7", n)
+	}
+	close(release)
+	// The slots are given back when the streams end.
+	time.Sleep(200 * time.Millisecond)
+	req, _ := http.NewRequest("GET", r.url("/"), nil)
+	if resp, body := r.do(t, req); resp.StatusCode != 200 || body != "ok" {
+		t.Errorf("after the streams ended: %d %q", resp.StatusCode, body)
+	}
+}

@@ -158,6 +158,9 @@ func (st *h2stream) end() {
 		h.idle.Reset(h.f.cfg.ClientTimeout.Duration)
 	}
 	h.mu.Unlock()
+	if st.perIP {
+		h.f.h2Streams.Release(h.ip)
+	}
 	if !closed {
 		if rst {
 			h.lockW()

@@ -117,6 +117,11 @@ type Frontend struct {
 	// waiting in a backend's queue stop waiting.
 	stopCtx   context.Context
 	forceStop context.CancelFunc
+	// h2Streams counts HTTP/2 streams in flight per source, capped at
+	// maxconn_per_ip as its connections are: without it one source could
+	// hold 100 times as many requests (and server connections) over
+	// HTTP/2 as over HTTP/1.1.
+	h2Streams acl.PerIP
 }
 
 // headerEdit is one response_headers or request_headers entry.
