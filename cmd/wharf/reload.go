@@ -230,8 +230,13 @@ func (g *gateway) reload(cfg *conf.Config) error {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), oldCfg.Global.ShutdownTimeout.Duration)
 			defer cancel()
-			if err := r.HandOver(ctx, to); err != nil {
-				g.log.Warn("retired sink did not drain in time; the rest is counted as dropped (reason shutdown)", "sink", r.Name(), "err", err)
+			before := retiredDrops(r)
+			err := r.HandOver(ctx, to)
+			// HandOver's error is the sink's Close; what the drain left
+			// behind shows only in the runner's drop counters.
+			if lost := retiredDrops(r) - before; lost > 0 || err != nil {
+				g.log.Warn("retired sink did not drain in time; the rest is counted as dropped (reason shutdown): its destination did not take them within global.shutdown_timeout. To keep a queue across a reload, keep the sink's name (a changed sink hands its queue on) or give it a disk buffer",
+					"sink", r.Name(), "dropped", lost, "timeout", oldCfg.Global.ShutdownTimeout.Duration, "close_err", err)
 			}
 		}()
 	}
@@ -621,3 +626,11 @@ func (g *gateway) reloadBinds(cfg, oldCfg *conf.Config) (bindErrs []string) {
 }
 
 var _ sinks.Spool = (*takeoverSpool)(nil)
+
+// retiredDrops is what a retiring runner dropped because it closed:
+// queued and not delivered in time ("shutdown") or arriving after it
+// began closing ("closed").
+func retiredDrops(r *sinks.Runner) uint64 {
+	d := r.Stats().Dropped
+	return d[sinks.DropShutdown] + d[sinks.DropClosed]
+}
