@@ -30,6 +30,9 @@ const (
 	// EncodingTraditional is EncodingRFC3164 without "<PRI>": the line
 	// of a classic /var/log file, rsyslog's RSYSLOG_TraditionalFileFormat.
 	EncodingTraditional
+	// EncodingTraditionalRFC3339 is EncodingTraditional with an RFC 3339
+	// timestamp: rsyslog's RSYSLOG_FileFormat (see appendFileLine).
+	EncodingTraditionalRFC3339
 )
 
 // String returns the config spelling of the encoding.
@@ -43,13 +46,14 @@ func (e Encoding) String() string {
 		return "rfc3164"
 	case EncodingTraditional:
 		return "traditional"
+	case EncodingTraditionalRFC3339:
+		return "traditional-rfc3339"
 	}
 	return "raw"
 }
 
 // ParseEncoding maps a config value ("raw", "rfc5424", "rfc3164",
-// "traditional", "json") to an
-// Encoding. The empty string is an error: each sink type picks its own
+// "traditional", "traditional-rfc3339", "json") to an Encoding. The empty string is an error: each sink type picks its own
 // default before calling it.
 func ParseEncoding(s string) (Encoding, error) {
 	switch s {
@@ -63,8 +67,10 @@ func ParseEncoding(s string) (Encoding, error) {
 		return EncodingRFC3164, nil
 	case "traditional":
 		return EncodingTraditional, nil
+	case "traditional-rfc3339":
+		return EncodingTraditionalRFC3339, nil
 	}
-	return 0, fmt.Errorf("sinks: unknown encoding %q (want raw, rfc5424, rfc3164, traditional or json)", s)
+	return 0, fmt.Errorf("sinks: unknown encoding %q (want raw, rfc5424, rfc3164, traditional, traditional-rfc3339 or json)", s)
 }
 
 // Append appends m encoded as e to dst and returns the extended slice. It
@@ -83,6 +89,8 @@ func (e Encoding) Append(dst []byte, m *message.Message) []byte {
 		return appendRFC3164(dst, m)
 	case EncodingTraditional:
 		return appendBSDLine(dst, m, maxAppName) // RSYSLOG_TraditionalFileFormat keeps the whole tag
+	case EncodingTraditionalRFC3339:
+		return appendFileLine(dst, m)
 	}
 	return append(dst, m.Raw...)
 }

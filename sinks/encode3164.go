@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"bytes"
 	"time"
 
 	"wharf/internal/ascii"
@@ -51,7 +52,6 @@ func appendPRI(dst []byte, m *message.Message) []byte {
 // "Mmm dd hh:mm:ss HOSTNAME TAG[PROCID]: MSG", the TAG cut to tagMax
 // bytes.
 func appendBSDLine(dst []byte, m *message.Message, tagMax int) []byte {
-	// TIMESTAMP
 	ts := m.Field(m.Timestamp)
 	switch {
 	case m.Format == message.FormatRFC3164 && len(ts) == len(rfc3164Time) && message.BSDLen(ts) == len(ts):
@@ -63,7 +63,56 @@ func appendBSDLine(dst []byte, m *message.Message, tagMax int) []byte {
 		}
 		dst = t.In(time.Local).AppendFormat(dst, rfc3164Time)
 	}
-	dst = append(dst, ' ')
+	return appendBSDRest(append(dst, ' '), m, tagMax)
+}
+
+// appendFileLine is the "traditional-rfc3339" encoding, rsyslog's
+// RSYSLOG_FileFormat (its built-in default for files): appendBSDLine's
+// line with an RFC 3339 timestamp, "2026-12-06T05:10:11.123456+00:00
+// HOSTNAME TAG[PROCID]: MSG". An RFC 3339 timestamp is written as sent,
+// zone ("Z" too) and fraction (up to 6 digits), as rsyslog does (a missing
+// offset is wharf's local one); a BSD timestamp has neither and is read
+// in the local zone (its year as message.ParseTimestamp infers it); a
+// message without a timestamp, or not parsed, gets the receive time in
+// microseconds.
+func appendFileLine(dst []byte, m *message.Message) []byte {
+	ts := m.Field(m.Timestamp)
+	n := message.RFC3339Len(ts, 9, false)
+	switch {
+	case m.Format != message.FormatRaw && n > 0 && n == len(ts):
+		// As sent, zone ("Z" too) and fraction, cut to 6 digits as
+		// rsyslog keeps them; without a zone, wharf's local offset.
+		zone := len(ts)
+		if ts[zone-1] == 'Z' {
+			zone--
+		} else if zone >= 6 && (ts[zone-6] == '+' || ts[zone-6] == '-') && ts[zone-3] == ':' {
+			zone -= 6
+		}
+		dt := ts[:zone]
+		if dot := bytes.IndexByte(dt, '.'); dot >= 0 && len(dt)-dot-1 > 6 {
+			dt = dt[:dot+7]
+		}
+		dst = append(dst, dt...)
+		if zone < len(ts) {
+			dst = append(dst, ts[zone:]...)
+		} else {
+			t, _ := message.ParseTimestamp(m) // read in the local zone
+			dst = t.AppendFormat(dst, "-07:00")
+		}
+	default:
+		t, ok := message.ParseTimestamp(m)
+		layout := "2006-01-02T15:04:05-07:00"
+		if !ok || m.Format == message.FormatRaw {
+			t, layout = time.Unix(0, m.Received), "2006-01-02T15:04:05.000000-07:00"
+		}
+		dst = t.In(time.Local).AppendFormat(dst, layout)
+	}
+	return appendBSDRest(append(dst, ' '), m, maxAppName)
+}
+
+// appendBSDRest appends what follows the timestamp in a BSD line:
+// "HOSTNAME TAG[PROCID]: MSG", the TAG cut to tagMax bytes.
+func appendBSDRest(dst []byte, m *message.Message, tagMax int) []byte {
 
 	// HOSTNAME
 	if h := m.Field(m.Hostname); len(h) > 0 && m.Format != message.FormatRaw {

@@ -83,3 +83,39 @@ func TestEncodeTraditional(t *testing.T) {
 		m.Release()
 	}
 }
+
+// TestEncodeTraditionalRFC3339: the "traditional-rfc3339" encoding is
+// rsyslog's RSYSLOG_FileFormat (its built-in default for files): the
+// traditional line with an RFC 3339 timestamp written as the sender sent
+// it, zone and fraction (up to 6 digits) included. The e2e test
+// TestTraditionalRFC3339FileLikeRsyslog compares it with rsyslog's.
+func TestEncodeTraditionalRFC3339(t *testing.T) {
+	saved := time.Local
+	time.Local = time.FixedZone("CET", 3600)
+	defer func() { time.Local = saved }()
+	for _, tc := range []struct{ in, want string }{
+		// BSD: read in the local zone, the year inferred, no fraction.
+		{`<13>Nov 25 05:18:52 vm myapp[4242]: hello`, `2026-11-25T05:18:52+01:00 vm myapp[4242]: hello`},
+		// RFC 3339: as sent, "Z" too; a fraction cut to 6 digits.
+		{`<165>1 2003-10-11T22:14:15.003Z mymachine evntslog 42 ID47 [a@1 b="c"] An event`, `2003-10-11T22:14:15.003Z mymachine evntslog[42]: An event`},
+		{`<165>1 2003-08-24T05:14:15.000003-07:00 h p - - - x`, `2003-08-24T05:14:15.000003-07:00 h p: x`},
+		{`<13>2003-08-24T05:14:15.123456789+02:00 h p: nanos`, `2003-08-24T05:14:15.123456+02:00 h p: nanos`},
+		// No offset (an ISO 8601 BSD timestamp): wharf's local one.
+		{`<13>2003-08-24T05:14:15 h p: local`, `2003-08-24T05:14:15+01:00 h p: local`},
+		// No timestamp, or not parsed: the receive time in microseconds.
+		{`<14>1 - h app - - - m`, `2026-11-25T20:10:00.000000+01:00 h app: m`},
+		{`no pri at all`, `2026-11-25T20:10:00.000000+01:00 192.0.2.7 no pri at all`},
+	} {
+		m := message.New([]byte(tc.in))
+		m.Received = time.Date(2026, 11, 25, 19, 10, 0, 0, time.UTC).UnixNano()
+		m.Peer = netip.MustParseAddrPort("192.0.2.7:40000")
+		_ = parse.Parse(m, parse.Auto)
+		if got := sinks.EncodingTraditionalRFC3339.Append(nil, m); string(got) != tc.want {
+			t.Errorf("traditional-rfc3339 of %q\n got: %s\nwant: %s", tc.in, got, tc.want)
+		}
+		m.Release()
+	}
+	if e, err := sinks.ParseEncoding("traditional-rfc3339"); err != nil || e != sinks.EncodingTraditionalRFC3339 || e.String() != "traditional-rfc3339" {
+		t.Errorf("ParseEncoding(traditional-rfc3339) = %v, %v", e, err)
+	}
+}

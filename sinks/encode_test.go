@@ -195,7 +195,7 @@ func TestEncodeJSONRoundTrip(t *testing.T) {
 
 func TestEncodeAppendsWithoutAllocating(t *testing.T) {
 	m := testMessage(t, raw5424, fields5424)
-	for _, e := range []Encoding{EncodingRaw, EncodingRFC5424, EncodingRFC3164, EncodingJSON} {
+	for _, e := range []Encoding{EncodingRaw, EncodingRFC5424, EncodingRFC3164, EncodingTraditional, EncodingTraditionalRFC3339, EncodingJSON} {
 		dst := make([]byte, 0, 4096)
 		allocs := testing.AllocsPerRun(100, func() { dst = e.Append(dst[:0], m) })
 		if allocs != 0 {
@@ -251,6 +251,9 @@ func FuzzEncode(f *testing.F) {
 		if got := EncodingRaw.Append(nil, m); !reflect.DeepEqual(got, append([]byte(nil), raw...)) && len(raw) > 0 {
 			t.Fatalf("raw changed: %q", got)
 		}
+		// The file lines take any span as a timestamp without panicking.
+		EncodingTraditional.Append(nil, m)
+		EncodingTraditionalRFC3339.Append(nil, m)
 	})
 }
 

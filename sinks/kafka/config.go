@@ -89,7 +89,7 @@ type Config struct {
 // configType is what conf knows of the kafka type.
 var configType = conf.SinkType{
 	New:             func() conf.SinkOptions { return &Config{} },
-	Encodings:       []string{"raw", "rfc5424", "rfc3164", "traditional", "json"},
+	Encodings:       []string{"raw", "rfc5424", "rfc3164", "traditional", "traditional-rfc3339", "json"},
 	DefaultEncoding: DefaultEncoding,
 	BatchSize:       DefaultBatchSize,
 	BatchBytes:      DefaultBatchBytes,

@@ -24,7 +24,7 @@ type Config struct{}
 // configType is what conf knows of the stdout type.
 var configType = conf.SinkType{
 	New:             func() conf.SinkOptions { return &Config{} },
-	Encodings:       []string{"raw", "rfc5424", "rfc3164", "traditional", "json"},
+	Encodings:       []string{"raw", "rfc5424", "rfc3164", "traditional", "traditional-rfc3339", "json"},
 	DefaultEncoding: DefaultEncoding,
 	Order:           40,
 	Intro:           "Writes each message as a line to standard output. Only the common keys apply.",

@@ -23,12 +23,27 @@ import (
 // lines start with "<PRI>" (the forwarding format), which log parsers
 // and logwatch rules moved from rsyslog do not expect (audit).
 func TestTraditionalFileLikeRsyslog(t *testing.T) {
+	fileLikeRsyslog(t, "RSYSLOG_TraditionalFileFormat", "traditional")
+}
+
+// TestTraditionalRFC3339FileLikeRsyslog: encoding = "traditional-rfc3339"
+// writes rsyslog's RSYSLOG_FileFormat, its built-in default for files
+// (the line of TestTraditionalFileLikeRsyslog with an RFC 3339 timestamp
+// that keeps the sender's fraction and offset), byte for byte.
+func TestTraditionalRFC3339FileLikeRsyslog(t *testing.T) {
+	fileLikeRsyslog(t, "RSYSLOG_FileFormat", "traditional-rfc3339")
+}
+
+// fileLikeRsyslog sends the same messages to rsyslog writing a file with
+// template and to wharf writing a file sink with encoding, and compares
+// the lines.
+func fileLikeRsyslog(t *testing.T, template, encoding string) {
 	logger := testenv.Tool(t, "logger")
 	rsPort, port := testenv.FreePort(t), testenv.FreePort(t)
 	r := startRsyslog(t, fmt.Sprintf(`module(load="imtcp")
 input(type="imtcp" port="%d" address="127.0.0.1")
-action(type="omfile" file="DIR/messages" template="RSYSLOG_TraditionalFileFormat")
-`, rsPort), fmt.Sprintf("127.0.0.1:%d", rsPort))
+action(type="omfile" file="DIR/messages" template="%s")
+`, rsPort, template), fmt.Sprintf("127.0.0.1:%d", rsPort))
 	dir := t.TempDir()
 	in := startIn(t, dir, "127.0.0.1:0", fmt.Sprintf(`[admin]
 listen = "{{ADMIN}}"
@@ -38,8 +53,8 @@ sinks = ["messages"]
 [sink.messages]
 type = "file"
 path = "{{DIR}}/messages"
-encoding = "traditional"
-`, port))
+encoding = %q
+`, port, encoding))
 
 	// logger writes each message once, to a listener here; the same
 	// bytes then go to both (one timestamp for both).
@@ -82,6 +97,16 @@ encoding = "traditional"
 	forged := "<14>Dec  6 05:10:11 web1 app[7]: user input: x\nDec  6 05:10:12 dc01 sshd[1]: Accepted password for root"
 	stream = fmt.Appendf(stream, "%d %s", len(forged), forged)
 	sends = append(sends, nil)
+	// Timestamps in other shapes: RFC5424 with Z and milliseconds, with
+	// a negative offset and no fraction; BSD with an ISO 8601 timestamp.
+	for _, m := range []string{
+		"<165>1 2026-12-06T05:10:11.123Z host5 app5 99 ID47 - zulu millis",
+		"<165>1 2026-12-06T00:10:11-05:00 host5 app5 - - - offset",
+		"<13>2026-12-06T05:10:11.5+01:00 host6 iso[3]: iso 8601 bsd",
+	} {
+		stream = fmt.Appendf(stream, "%d %s", len(m), m)
+		sends = append(sends, nil)
+	}
 	for _, p := range []int{rsPort, port} {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
@@ -106,8 +131,16 @@ encoding = "traditional"
 	// An RFC5424 sender has no "TAG:" in its message: rsyslog writes its
 	// APP-NAME[PROCID] without the colon ("app5424[7] from ..."), wharf
 	// with it, as for every other line (documented under encoding).
-	want[2] = strings.Replace(want[2], "app5424[7] ", "app5424[7]: ", 1)
+	for i, app := range map[int]string{2: "app5424[7]", 4: "app5[99]", 5: "app5"} {
+		want[i] = strings.Replace(want[i], app+" ", app+": ", 1)
+	}
 	for i := range want {
+		if encoding == "traditional" && i >= 5 {
+			// A timestamp with an offset other than wharf's zone: rsyslog
+			// writes the sender's wall clock, wharf converts it to its
+			// local zone (documented under encoding).
+			continue
+		}
 		if have[i] != want[i] {
 			t.Errorf("line %d:\nrsyslog: %q\nwharf:   %q", i, want[i], have[i])
 		}
