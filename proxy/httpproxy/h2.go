@@ -162,10 +162,16 @@ var errStreamReset = errors.New("stream reset")
 var errNotSent = errors.New("stream reset before its request was sent")
 
 // handshakeH2 completes the TLS handshake within header_timeout and
-// reports whether the client chose h2.
+// reports whether the client chose h2. A handshake that fails or does
+// not finish in time (a plaintext client, a scanner, a stalled
+// ClientHello) is counted as rejected{reason="tls_handshake"}, as on
+// syslog tls:// binds.
 func (f *Frontend) handshakeH2(tc *tls.Conn, raw *conn) (h2, ok bool) {
 	raw.Conn.SetReadDeadline(time.Now().Add(f.cfg.HeaderTimeout.Duration))
 	if err := tc.Handshake(); err != nil {
+		if !f.shutting.Load() {
+			f.m.rejTLS.Inc()
+		}
 		return false, false
 	}
 	return tc.ConnectionState().NegotiatedProtocol == "h2", true

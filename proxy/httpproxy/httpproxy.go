@@ -187,6 +187,7 @@ type frontendMetrics struct {
 	accepted                                    *metrics.Counter
 	rejACL, rejUntrusted, rejProxyHeader        *metrics.Counter
 	rejHeaderTimeout                            *metrics.Counter // a request head begun and not finished in header_timeout (slowloris)
+	rejTLS                                      *metrics.Counter // a TLS handshake failed or not finished in header_timeout
 	errNoServer, errConnect, errTimeout, errBad *metrics.Counter
 	// Every server at maxconn: the request waited queue_timeout in the
 	// backend's queue, or found it full.
@@ -212,6 +213,7 @@ func New(cfg *conf.Frontend, backends map[string]*upstream.Backend, reg *metrics
 		rejUntrusted:     g.RejUntrusted,
 		rejProxyHeader:   g.RejProxyHeader,
 		rejHeaderTimeout: g.Rejected("header_timeout"),
+		rejTLS:           g.Rejected("tls_handshake"),
 		errNoServer:      herr("no_server"),
 		errConnect:       herr("connect_failed"),
 		errTimeout:       herr("timeout"),

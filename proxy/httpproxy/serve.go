@@ -70,8 +70,9 @@ var clientConns = sync.Pool{New: func() any {
 // side closes, a timeout passes or the frontend shuts down.
 func (f *Frontend) serve(c net.Conn, raw *conn) {
 	defer f.wg.Done()
-	if tc, ok := c.(*tls.Conn); ok && f.h2 {
-		// The handshake first, to see what ALPN chose.
+	if tc, ok := c.(*tls.Conn); ok {
+		// The handshake first, to see what ALPN chose (h2 only if
+		// offered) and to count a failed one.
 		h2, ok := f.handshakeH2(tc, raw)
 		if !ok {
 			c.Close()

@@ -83,3 +83,41 @@ address = %q
 		}
 	})
 }
+
+// TestTLSHandshakeFailuresCounted guards against slow or failed TLS
+// handshakes on an https frontend going unseen: a stalled ClientHello
+// is closed at header_timeout, and it and a plaintext client are counted
+// as rejected{reason="tls_handshake"}, with http2 on and off.
+func TestTLSHandshakeFailuresCounted(t *testing.T) {
+	for _, h2 := range []string{"true", "false"} {
+		t.Run("http2="+h2, func(t *testing.T) {
+			r := startH2(t, h2echo, `header_timeout = "300ms"
+http2 = `+h2)
+			stalled, err := net.Dial("tcp", r.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stalled.Close()
+			t0 := time.Now()
+			stalled.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}) // a ClientHello begun
+			stalled.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := stalled.Read(make([]byte, 1)); err == nil {
+				t.Error("a stalled ClientHello got an answer")
+			} else if el := time.Since(t0); el < 250*time.Millisecond || el > 2*time.Second {
+				t.Errorf("a stalled ClientHello was closed after %s, want header_timeout (300ms)", el)
+			}
+			plain, err := net.Dial("tcp", r.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer plain.Close()
+			io.WriteString(plain, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			plain.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(io.Discard, plain)
+			time.Sleep(50 * time.Millisecond)
+			if v := r.metric("wharf_proxy_frontend_rejected_total", "frontend", "f", "reason", "tls_handshake"); v != 2 {
+				t.Errorf("rejected{reason=tls_handshake} = %v, want 2", v)
+			}
+		})
+	}
+}
