@@ -52,6 +52,11 @@ const adminIdleTimeout = time.Minute
 // 1,000 connections pin a gigabyte until ReadHeaderTimeout.
 const adminMaxHeaderBytes = 64 << 10
 
+// adminMaxScrapesInFlight bounds concurrent /metrics requests, each of
+// which gathers every series into memory; one more gets 503 at once.
+// Prometheus servers scrape one at a time each.
+const adminMaxScrapesInFlight = 16
+
 // Readiness reports whether wharf is ready for traffic, and if not, why
 // (one line per problem, e.g. `sink "kafka": not ready: broker unreachable`).
 type Readiness func() (ready bool, problems []string)
@@ -208,8 +213,9 @@ func New(reg *metrics.Registry, ready Readiness, log *slog.Logger) *Server {
 	// so a slow scraper holds no lock; a series that fails the library's
 	// checks is logged and left out, the rest still served.
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg.Gatherer(), promhttp.HandlerOpts{
-		ErrorLog:      errorLog{log},
-		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:            errorLog{log},
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: adminMaxScrapesInFlight,
 	}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
