@@ -875,7 +875,11 @@ func (e *evEngine) sweep(l *evLoop) {
 			}
 			// A new connection's first request is awaited even during
 			// a shutdown, as the goroutine code does.
-			if ev.partial != 0 && now-ev.partial > int64(cfg.HeaderTimeout.Duration) {
+			began := ev.partial // a head, or a new connection, began
+			if ev.first {
+				began = ev.since
+			}
+			if ev.partial != 0 && now-began > int64(cfg.HeaderTimeout.Duration) {
 				e.f.m.rejHeaderTimeout.Inc()
 				gc.Close()
 			} else if gc.InboundBuffered() == 0 && now-ev.since > int64(wait) ||

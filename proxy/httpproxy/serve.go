@@ -198,7 +198,9 @@ func (cc *clientConn) readRequest(first bool) bool {
 		}
 		in.consume(skipEmptyLines(in.buffered()))
 	}
-	deadlineSet := false
+	// A new connection's head must be whole within header_timeout of
+	// its start (the deadline set above), not of its first byte.
+	deadlineSet := first && !in.dl.IsZero()
 	for {
 		b := in.buffered()
 		if n := skipEmptyLines(b); n > 0 { // CRLFs split across reads

@@ -121,3 +121,38 @@ http2 = `+h2)
 		})
 	}
 }
+
+// TestHeaderTimeoutFromConnectionStart guards against a slowloris
+// doubling header_timeout: a new connection that waits almost
+// header_timeout before its first byte must still finish its head
+// within header_timeout of connecting, as the key's documentation says.
+// Both engines.
+func TestHeaderTimeoutFromConnectionStart(t *testing.T) {
+	bothEngines(t, func(t *testing.T, engine string) {
+		r := start(t, fmt.Sprintf(`
+[frontend.f]
+mode = "http"
+engine = %q
+bind = ["tcp://127.0.0.1:0"]
+backend = "b"
+header_timeout = "600ms"
+[backend.b]
+check = "none"
+[[backend.b.server]]
+address = "127.0.0.1:1"
+`, engine))
+		c, err := net.Dial("tcp", r.f.Addrs()[0].String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		t0 := time.Now()
+		time.Sleep(450 * time.Millisecond)
+		io.WriteString(c, "GET / HTTP/1.1\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.Read(make([]byte, 1))
+		if el := time.Since(t0); el > 900*time.Millisecond {
+			t.Errorf("closed %s after connecting, want about header_timeout (600ms)", el.Round(time.Millisecond))
+		}
+	})
+}
