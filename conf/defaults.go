@@ -286,6 +286,7 @@ func (f *Frontend) applyDefaults() {
 			f.RELPWindow = DefaultRELPWindow
 		}
 		setStr(&f.RELPAck, DefaultRELPAck)
+		setDur(&f.HeaderTimeout, DefaultTLSHandshakeTimeout) // bounds the wait for "open"
 	}
 	if f.HasTLSBind() {
 		setStr(&f.TLSMinVersion, DefaultTLSMinVersion)

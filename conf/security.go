@@ -196,7 +196,8 @@ func (v *validator) syslogTLS(p string, f *Frontend) {
 		}{
 			{"tls_cert", f.TLSCert != ""}, {"tls_key", f.TLSKey != ""},
 			{"tls_client_ca", f.TLSClientCA != ""}, {"tls_min_version", f.TLSMinVersion != ""},
-			{"header_timeout", f.HeaderTimeout.Duration != 0}, {"tls_ciphers", len(f.TLSCiphers) > 0},
+			{"header_timeout", f.HeaderTimeout.Duration != 0 && !f.HasRELPBind()}, // relp://: the wait for "open"
+			{"tls_ciphers", len(f.TLSCiphers) > 0},
 		} {
 			if k.set {
 				v.errAt(p+"."+k.key, "key %s applies to tls:// binds only; this frontend has none (write bind = [\"tls://0.0.0.0:6514\"])", k.key)

@@ -19,6 +19,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -113,7 +114,11 @@ type settings struct {
 	// closes one that kept a frame incomplete for this long (slow sender).
 	// 0 disables either.
 	idle, frame time.Duration
-	rate        *rateSettings // nil: no rate limit (ratelimit.go)
+	// open closes a RELP session that has not sent its open command this
+	// long after it connected (after the TLS handshake for relp+tls://):
+	// header_timeout.
+	open time.Duration
+	rate *rateSettings // nil: no rate limit (ratelimit.go)
 	// relpWindow and relpAck apply to RELP sessions opened from now on.
 	relpWindow int
 	relpAck    relpAckLevel
@@ -141,6 +146,7 @@ func newSettings(fe *conf.Frontend) (*settings, error) {
 		truncate: fe.Oversize != "drop", forward: fe.OnError == "forward_raw",
 		acl: list, maxConn: int64(fe.MaxConn), perIP: fe.MaxConnPerIP,
 		idle: fe.ClientTimeout.Duration, frame: fe.FrameTimeout.Duration,
+		open:       cmp.Or(fe.HeaderTimeout.Duration, tlsDefaultHandshakeTimeout),
 		relpWindow: relpWindowOrDefault(fe.RELPWindow), relpAck: parseRELPAck(fe.RELPAck),
 	}, nil
 }
@@ -840,7 +846,7 @@ func (l *Listener) zeroReasons() {
 		l.reason("rejected", "tls_handshake")
 	}
 	if l.relp != nil { // relpSession.fail's reasons
-		for _, why := range []string{"frame", "datalen", "txnr", "sequence", "offer", "not_delivered", "write"} {
+		for _, why := range []string{"frame", "datalen", "txnr", "sequence", "offer", "not_delivered", "write", "open_timeout"} {
 			l.reason("closed", "relp_"+why)
 		}
 	}

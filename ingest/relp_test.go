@@ -517,3 +517,27 @@ func TestRELPOversizeFrameTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestRELPOpenTimeout: a session that has not sent "open" within
+// header_timeout is closed and counted closed{relp_open_timeout}; one
+// that opened in time is not, however long it then stays quiet (no
+// client_timeout). Before, a session that sent nothing was held until
+// client_timeout, off by default (audit: 20,000 such sessions held
+// 340 MiB).
+func TestRELPOpenTimeout(t *testing.T) {
+	l, reg, _ := listen(t, "relp", &conf.Frontend{HeaderTimeout: conf.Duration{Duration: 300 * time.Millisecond}})
+	silent := dialRELP(t, l.Addr(), nil)
+	opened := dialRELP(t, l.Addr(), nil)
+	opened.open()
+	start := time.Now()
+	silent.closed()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("a session that never opened was closed after %v, want about header_timeout (300ms)", d)
+	}
+	if c := counter(reg, "wharf_frontend_closed_total", "relp_open_timeout"); c != 1 {
+		t.Errorf("closed{relp_open_timeout} = %v, want 1", c)
+	}
+	time.Sleep(500 * time.Millisecond) // past header_timeout for the opened one too
+	txnr := opened.send("syslog", "<13>1 - h app - - - still here")
+	opened.rsp(txnr, 200)
+}
