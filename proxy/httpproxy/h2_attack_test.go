@@ -2,7 +2,6 @@ package httpproxy
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-
-	"wharf/internal/testpki"
 )
 
 // Attacks on the HTTP/2 frontend that public CVEs made against other
@@ -33,22 +30,7 @@ func startH2Counting(t *testing.T, extra string) (*h2rig, *atomic.Int64) {
 	}
 	s.Start()
 	t.Cleanup(s.Close)
-	ca := testpki.NewCA(t, "test CA")
-	_, certFile, keyFile := ca.ServerCert(t, "site.example.com")
-	r := start(t, fmt.Sprintf(`
-[frontend.f]
-mode = "http"
-bind = ["tcp://127.0.0.1:0"]
-backend = "b"
-tls_cert = %q
-tls_key = %q
-%s
-[backend.b]
-check = "none"
-[[backend.b.server]]
-address = %q
-`, certFile, keyFile, extra, hostPort(s)))
-	return &h2rig{rig: r, addr: r.f.Addrs()[0].String(), ca: ca}, &conns
+	return startH2Before(t, s, extra), &conns
 }
 
 // TestH2MadeYouReset guards against CVE-2025-8671: streams the client

@@ -38,6 +38,21 @@ func startH2(t *testing.T, backend http.Handler, extra string) *h2rig {
 	t.Helper()
 	s := httptest.NewServer(backend)
 	t.Cleanup(s.Close)
+	x := startH2Before(t, s, extra)
+	// net/http's client speaking HTTP/2 only (x/net's http2.Transport is
+	// deprecated in its favour; it is the same code, bundled).
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	x.tr = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: x.ca.Pool(), ServerName: "site.example.com"}, Protocols: &protos}
+	t.Cleanup(x.tr.CloseIdleConnections)
+	return x
+}
+
+// startH2Before runs frontend f, HTTPS (h2 by ALPN) for
+// site.example.com with the extra frontend keys, in front of server s;
+// the rig has no client transport.
+func startH2Before(t *testing.T, s *httptest.Server, extra string) *h2rig {
+	t.Helper()
 	ca := testpki.NewCA(t, "test CA")
 	_, certFile, keyFile := ca.ServerCert(t, "site.example.com")
 	r := start(t, fmt.Sprintf(`
@@ -53,13 +68,7 @@ check = "none"
 [[backend.b.server]]
 address = %q
 `, certFile, keyFile, extra, hostPort(s)))
-	// net/http's client speaking HTTP/2 only (x/net's http2.Transport is
-	// deprecated in its favour; it is the same code, bundled).
-	var protos http.Protocols
-	protos.SetHTTP2(true)
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "site.example.com"}, Protocols: &protos}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &h2rig{rig: r, addr: r.f.Addrs()[0].String(), ca: ca, tr: tr}
+	return &h2rig{rig: r, addr: r.f.Addrs()[0].String(), ca: ca}
 }
 
 func (r *h2rig) url(path string) string { return "https://" + r.addr + path }
