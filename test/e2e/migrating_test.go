@@ -1445,3 +1445,120 @@ address = %q
 		}
 	}
 }
+
+// TestMigratingRedirectHeaders: HAProxy pair 12. The plain frontend
+// answers every request with a 301 to the same URL in https; the TLS
+// frontend sets X-Edge and removes X-Debug on the request the server
+// sees, and sets Strict-Transport-Security and removes X-Powered-By on
+// the response the client sees. The same requests through HAProxy and
+// wharf give the same status, Location and headers, but for a Host with
+// a port (HAProxy keeps it in the https URL, wharf drops it) and a
+// request without Host (HAProxy: 301 to "https:///old", wharf: 400); the
+// guide says so.
+func TestMigratingRedirectHeaders(t *testing.T) {
+	ca := testpki.NewCA(t, "redirect test CA")
+	certFile, keyFile := ca.Issue(t, "localhost", true)
+	pemData := append(must(os.ReadFile(certFile)), must(os.ReadFile(keyFile))...)
+	pemFile := filepath.Join(t.TempDir(), "site.pem")
+	testpki.WriteFile(t, pemFile, pemData)
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Powered-By", "PHP/8")
+		fmt.Fprintf(w, "X-Edge=%q X-Debug=%q", r.Header.Values("X-Edge"), r.Header.Values("X-Debug"))
+	}))
+	t.Cleanup(web.Close)
+	webAddr := strings.TrimPrefix(web.URL, "http://")
+	hp, hs := testenv.FreePort(t), testenv.FreePort(t)
+	startHAProxy(t, fmt.Sprintf(`frontend www
+    mode http
+    bind 127.0.0.1:%d
+    http-request redirect scheme https code 301
+frontend www_tls
+    mode http
+    bind 127.0.0.1:%d ssl crt %s
+    http-response set-header Strict-Transport-Security "max-age=63072000"
+    http-response del-header X-Powered-By
+    http-request set-header X-Edge www_tls
+    http-request del-header X-Debug
+    default_backend web
+backend web
+    mode http
+    server w1 %s
+`, hp, hs, pemFile, webAddr), hp, hs)
+	in := start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.www]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+redirect_https = true
+
+[frontend.www_tls]
+mode = "http"
+bind = ["tcp://127.0.0.1:0"]
+tls_cert = %q
+tls_key = %q
+backend = "web"
+response_headers = { "Strict-Transport-Security" = "max-age=63072000", "X-Powered-By" = "" }
+request_headers = { "X-Edge" = "www_tls", "X-Debug" = "" }
+
+[backend.web]
+[[backend.web.server]]
+address = %q
+`, certFile, keyFile, webAddr))
+	plain := map[string]string{"haproxy": fmt.Sprintf("127.0.0.1:%d", hp), "wharf": proxyBind(t, in, "www")}
+	secure := map[string]string{"haproxy": fmt.Sprintf("127.0.0.1:%d", hs), "wharf": proxyBind(t, in, "www_tls")}
+	do := func(addr string, tlsOn bool, req string) string {
+		var c net.Conn
+		var err error
+		if tlsOn {
+			c, err = tls.DialWithDialer(&net.Dialer{Timeout: 3 * time.Second}, "tcp", addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
+		} else {
+			c, err = net.DialTimeout("tcp", addr, 3*time.Second)
+		}
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		io.WriteString(c, req)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 == 3 {
+			return fmt.Sprintf("%d Location=%q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		return fmt.Sprintf("%d STS=%q X-Powered-By=%q %s", resp.StatusCode, resp.Header.Values("Strict-Transport-Security"), resp.Header.Values("X-Powered-By"), bytes.TrimSpace(b))
+	}
+	for _, tc := range []struct {
+		tls        bool
+		req, wharf string // wharf: what wharf answers where it differs
+	}{
+		{false, "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n", ""},
+		{false, "POST /form HTTP/1.1\r\nHost: www.example.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", ""},
+		// HAProxy keeps the port of the Host header in the https URL.
+		{false, "GET / HTTP/1.1\r\nHost: www.example.com:8080\r\nConnection: close\r\n\r\n", `301 Location="https://www.example.com/"`},
+		// HAProxy redirects a request without Host to "https:///old".
+		{false, "GET /old HTTP/1.0\r\n\r\n", `400 STS=[] X-Powered-By=[] 400 Bad Request: no Host to redirect to`},
+		{true, "GET / HTTP/1.1\r\nHost: localhost\r\nX-Edge: client\r\nX-Debug: 1\r\nConnection: close\r\n\r\n", ""},
+		{true, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", ""},
+	} {
+		addrs := plain
+		if tc.tls {
+			addrs = secure
+		}
+		h, w := do(addrs["haproxy"], tc.tls, tc.req), do(addrs["wharf"], tc.tls, tc.req)
+		if want := tc.wharf; want == "" && h != w || want != "" && (w != want || h == w) {
+			t.Errorf("%q:\nhaproxy %s\nwharf   %s", tc.req, h, w)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
