@@ -1562,3 +1562,89 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestMigratingTimeoutsRetries: HAProxy pair 8, with the timeouts at 1s
+// (connect 500ms) and the first server refusing connections. A
+// connection idle after the server's greeting is closed after about 1s
+// by both. Where the connection goes differs: the snippet has no option
+// redispatch, so HAProxy retries the server round robin chose, and a
+// connection sent to the dead one is closed without an answer; wharf's
+// retries go to the other server (the guide says so).
+func TestMigratingTimeoutsRetries(t *testing.T) {
+	dead := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nothing listens
+	alive := holdServer(t, "a2")
+	hp := testenv.FreePort(t)
+	startHAProxy(t, fmt.Sprintf(`defaults
+    timeout connect 500ms
+    timeout client  1s
+    timeout server  1s
+    retries 2
+frontend app
+    mode tcp
+    bind 127.0.0.1:%d
+    default_backend app
+backend app
+    mode tcp
+    server a1 %s
+    server a2 %s
+`, hp, dead, alive), hp)
+	in := start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.app]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+client_timeout = "1s"
+backend = "app"
+
+[backend.app]
+connect_timeout = "500ms"
+server_timeout = "1s"
+retries = 2                       # other servers tried after a failed connect
+[[backend.app.server]]
+address = %q
+[[backend.app.server]]
+address = %q
+`, dead, alive))
+	proxies := map[string]string{"haproxy": fmt.Sprintf("127.0.0.1:%d", hp), "wharf": proxyBind(t, in, "app")}
+	want := map[string]string{"haproxy": "=2 a2=2", "wharf": "a2=4"}
+	for _, who := range []string{"haproxy", "wharf"} {
+		got := map[string]int{}
+		var idle []time.Duration
+		for range 4 {
+			c, err := net.DialTimeout("tcp", proxies[who], 2*time.Second)
+			if err != nil {
+				got["refused"]++
+				continue
+			}
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			b := make([]byte, 8)
+			n, _ := io.ReadAtLeast(c, b, 2)
+			got[string(b[:n])]++
+			if n > 0 && len(idle) == 0 { // one idle wait each
+				t0 := time.Now()
+				_, err := c.Read(b)
+				if err != nil && !isTimeout(err) {
+					idle = append(idle, time.Since(t0).Round(100*time.Millisecond))
+				} else {
+					idle = append(idle, -1)
+				}
+			}
+			c.Close()
+		}
+		var s []string
+		for k, v := range got {
+			s = append(s, fmt.Sprintf("%s=%d", k, v))
+		}
+		sort.Strings(s)
+		t.Logf("%s: %s; idle connections closed after %v", who, strings.Join(s, " "), idle)
+		if g := strings.Join(s, " "); g != want[who] {
+			t.Errorf("%s: answers %s, want %s", who, g, want[who])
+		}
+		for _, d := range idle {
+			if d < 800*time.Millisecond || d > 1500*time.Millisecond {
+				t.Errorf("%s: an idle connection closed after %v, want about 1s", who, d)
+			}
+		}
+	}
+}
