@@ -1648,3 +1648,69 @@ address = %q
 		}
 	}
 }
+
+// TestMigratingDropNoise: rsyslog pair 5, discarding HAProxy's health
+// check lines and lab hosts (stop) before forwarding the rest. The same
+// datagrams to rsyslog with the snippet (and a *.* @@ forward after it)
+// and to wharf with the guide's block: the same ids reach the collector.
+func TestMigratingDropNoise(t *testing.T) {
+	msgs := []string{
+		"<134>Dec  6 05:10:01 web1 haproxy[10]: 10.0.0.7 GET /healthz HTTP/1.1 id=1",
+		"<134>Dec  6 05:10:02 web1 haproxy[10]: 10.0.0.7 GET /api HTTP/1.1 id=2",
+		"<134>Dec  6 05:10:03 web1 nginx[11]: 10.0.0.7 GET /healthz HTTP/1.1 id=3",
+		"<134>Dec  6 05:10:04 web1 haproxy: GET /healthz without pid id=4",
+		"<134>Dec  6 05:10:05 web1 haproxy[10]: get /healthz lower case id=5",
+		"<134>Dec  6 05:10:06 web1 haproxyd[10]: GET /healthz other program id=6",
+		"<134>1 2026-12-06T05:10:07Z web1 haproxy 10 - - GET /healthz rfc5424 id=7",
+		"<13>Dec  6 05:10:08 lab-db1 app[7]: lab host id=8",
+		"<13>Dec  6 05:10:09 labdb1 app[7]: not a lab- host id=9",
+		"<13>Dec  6 05:10:10 web-lab-1 app[7]: lab- inside id=10",
+		"<13>1 2026-12-06T05:10:11Z lab-x app 7 - - lab host rfc5424 id=11",
+		"<13>Dec  6 05:10:12 LAB-db2 app[7]: capitals id=12",
+		"<13>Dec  6 05:10:13 web1 app[7]: plain id=13",
+	}
+	got := map[string][]int{}
+	for _, who := range []string{"rsyslog", "wharf"} {
+		col := newTCPCollector(t, "")
+		port := testenv.FreePort(t)
+		if who == "rsyslog" {
+			ready := testenv.FreePort(t)
+			startRsyslog(t, fmt.Sprintf(`module(load="imudp")
+input(type="imudp" port="%d" address="127.0.0.1")
+module(load="imtcp")
+input(type="imtcp" port="%d" address="127.0.0.1")
+if $programname == 'haproxy' and $msg contains 'GET /healthz' then stop
+:hostname, startswith, "lab-" stop
+*.* @@%s
+`, port, ready, col.addr), fmt.Sprintf("127.0.0.1:%d", ready))
+		} else {
+			start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.syslog]
+bind = ["udp://127.0.0.1:%d"]
+sinks = ["central"]
+
+[[frontend.syslog.route]]
+app_name = "haproxy"
+msg_contains = "GET /healthz"
+action = "drop"                   # counted: wharf_frontend_dropped_total{reason="route_drop"}
+
+[[frontend.syslog.route]]
+hostname = "lab-*"
+action = "drop"
+
+[sink.central]
+type = "syslog"
+servers = ["tcp://%s"]
+`, port, col.addr))
+		}
+		sendUDP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+		waitStill(5*time.Second, 1, func() int { return len(col.snapshot()) })
+		got[who] = ids(col.snapshot())
+	}
+	t.Logf("forwarded: rsyslog %v, wharf %v", got["rsyslog"], got["wharf"])
+	if fmt.Sprint(got["rsyslog"]) != fmt.Sprint(got["wharf"]) {
+		t.Errorf("forwarded ids differ: rsyslog %v, wharf %v", got["rsyslog"], got["wharf"])
+	}
+}
