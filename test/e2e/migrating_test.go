@@ -30,9 +30,8 @@ import (
 // (rsyslog, HAProxy) with the guide's snippet and wharf with the guide's
 // block, on the same input over loopback, only addresses, ports and
 // paths adapted. Pairs tested elsewhere: rsyslog 1
-// (TestTraditionalFileLikeRsyslog), 5 (TestRouteDropAndContent), 7
-// (TestPerHostFiles), HAProxy 9 (proxy's TestHAProxySendsProxyToWharf,
-// TestWharfSendsProxyToHAProxy).
+// (TestTraditionalFileLikeRsyslog), HAProxy 9 (proxy's
+// TestHAProxySendsProxyToWharf, TestWharfSendsProxyToHAProxy).
 
 // frameCollector is a syslog collector on loopback that keeps every
 // message it receives, TCP (octet-counted or LF frames, told apart per
@@ -1712,5 +1711,113 @@ servers = ["tcp://%s"]
 	t.Logf("forwarded: rsyslog %v, wharf %v", got["rsyslog"], got["wharf"])
 	if fmt.Sprint(got["rsyslog"]) != fmt.Sprint(got["wharf"]) {
 		t.Errorf("forwarded ids differ: rsyslog %v, wharf %v", got["rsyslog"], got["wharf"])
+	}
+}
+
+// TestMigratingPerHostFiles: rsyslog pair 7, one file per host, program
+// and day (dynaFile). The same datagrams to rsyslog with the snippet
+// (traditional file format, as wharf's block writes) and to wharf with
+// the guide's block give the same files, each with the same lines, but
+// for the differences the guide names (a leading dot, a slash in the
+// tag, an RFC5424 sender's tag).
+func TestMigratingPerHostFiles(t *testing.T) {
+	t.Setenv("TZ", "UTC") // the receive date in the path, on both
+	msgs := []string{
+		"<13>Dec  6 05:10:01 web1 app[7]: one id=1",
+		"<13>Dec  6 05:10:02 web2 app[7]: two id=2",
+		"<13>Dec  6 05:10:03 web1 sshd[8]: three id=3",
+		"<13>Dec  6 05:10:04 web1 app[7]: four id=4",
+		"<13>1 2026-12-06T05:10:05Z web3 api 9 - - rfc5424 id=5",
+		"<13>1 2026-12-06T05:10:06Z web3 - - - - no app id=6",
+		"<13>Dec  6 05:10:07 .hidden app[7]: leading dot id=7",
+		"<13>Dec  6 05:10:08 web1 my/app[7]: slash in tag id=8",
+	}
+	trees := map[string]map[string][]string{}
+	for _, who := range []string{"rsyslog", "wharf"} {
+		port := testenv.FreePort(t)
+		var dir string
+		if who == "rsyslog" {
+			ready := testenv.FreePort(t)
+			r := startRsyslog(t, fmt.Sprintf(`module(load="builtin:omfile" template="RSYSLOG_TraditionalFileFormat")
+module(load="imudp")
+input(type="imudp" port="%d" address="127.0.0.1")
+module(load="imtcp")
+input(type="imtcp" port="%d" address="127.0.0.1")
+template(name="PerHost" type="string"
+         string="DIR/remote/%%HOSTNAME%%/%%PROGRAMNAME%%-%%$YEAR%%-%%$MONTH%%-%%$DAY%%.log")
+action(type="omfile" dynaFile="PerHost" dynaFileCacheSize="100")
+`, port, ready), fmt.Sprintf("127.0.0.1:%d", ready))
+			dir = r.dir
+		} else {
+			in := start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.syslog]
+bind = ["udp://127.0.0.1:%d"]
+sinks = ["per-host"]
+
+[sink.per-host]
+type = "file"
+path = "{{DIR}}/remote/{hostname}/{app_name}-{date}.log"
+encoding = "traditional"
+max_open_files = 100              # dynaFileCacheSize; least recently written closed first
+`, port))
+			dir = in.dir
+		}
+		sendUDP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+		tree := map[string][]string{}
+		count := func() int {
+			tree = map[string][]string{}
+			n := 0
+			filepath.WalkDir(filepath.Join(dir, "remote"), func(p string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					rel, _ := filepath.Rel(dir, p)
+					tree[rel] = fileLines(p)
+					n += len(tree[rel])
+				}
+				return nil
+			})
+			return n
+		}
+		waitStill(5*time.Second, len(msgs), count)
+		count()
+		trees[who] = tree
+	}
+	for _, who := range []string{"rsyslog", "wharf"} {
+		var s []string
+		for p, lines := range trees[who] {
+			s = append(s, fmt.Sprintf("%s %v", p, ids(lines)))
+		}
+		sort.Strings(s)
+		t.Logf("%s:\n  %s", who, strings.Join(s, "\n  "))
+	}
+	// What differs, each in one message: rsyslog keeps a leading dot
+	// (wharf writes _), ends PROGRAMNAME at a slash (wharf's app_name
+	// keeps the tag whole, the slash made _), and writes an RFC5424
+	// sender's tag without the colon, and "-" for no APP-NAME (wharf
+	// leaves the tag out). The guide says so.
+	r, w := map[string][]string{}, trees["wharf"]
+	for p, lines := range trees["rsyslog"] {
+		p = strings.Replace(p, "/.hidden/", "/_hidden/", 1)
+		p = strings.Replace(p, "/my-", "/my_app-", 1)
+		var fixed []string
+		for _, l := range lines {
+			l = strings.Replace(l, " api[9] rfc5424", " api[9]: rfc5424", 1)
+			l = strings.Replace(l, " web3 - no app", " web3 no app", 1)
+			fixed = append(fixed, l)
+		}
+		r[p] = fixed
+	}
+	for p, rl := range r {
+		if wl, ok := w[p]; !ok {
+			t.Errorf("rsyslog wrote %s %v (wharf's name for it), wharf did not", p, ids(rl))
+		} else if strings.Join(rl, "\n") != strings.Join(wl, "\n") {
+			t.Errorf("%s:\nrsyslog %q (as wharf is expected to write it)\nwharf   %q", p, rl, wl)
+		}
+	}
+	for p, wl := range w {
+		if _, ok := r[p]; !ok {
+			t.Errorf("wharf wrote %s %v, rsyslog did not", p, ids(wl))
+		}
 	}
 }
