@@ -240,3 +240,40 @@ func TestStatusPageAndAssets(t *testing.T) {
 		t.Fatalf("GET /nope: %d, want 404 (only / itself is the page)", resp.StatusCode)
 	}
 }
+
+// TestStatusRequestsInFlightBounded: with statusMaxInFlight /api/status
+// requests being answered, one more gets 503 at once instead of another
+// full sample (200 concurrent requests took wharf to 146 MiB; audit),
+// and the endpoint answers again once they are done.
+func TestStatusRequestsInFlightBounded(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	url := startStatus(t, metrics.NewRegistry(), StatusOptions{Live: func() Live { <-release; return Live{} }}) + "/api/status"
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer free() // before the Wait, also when the test fails
+	for range statusMaxInFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp, err := http.Get(url); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	c := http.Client{Timeout: 500 * time.Millisecond}
+	if !testenv.Poll(5*time.Second, func() bool {
+		resp, err := c.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	}) {
+		t.Fatalf("request %d with %d in flight did not get 503 at once", statusMaxInFlight+1, statusMaxInFlight)
+	}
+	free()
+	wg.Wait()
+	get(t, url)
+}
