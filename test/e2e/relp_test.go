@@ -101,6 +101,25 @@ func startRsyslog(t *testing.T, config, ready string) *rsyslog {
 }
 
 // sendLines writes n messages "... run seq=N" as LF-framed syslog to addr,
+
+// startRsyslogRELP runs rsyslog taking syslog over TCP on inPort and
+// forwarding it with omrelp to wharf's relp:// bind on relpPort, retrying
+// for ever (a window of 1024, a 100,000-message queue); maxMsg is its
+// maxMessageSize ("64k"), omExtra more omrelp parameters (TLS).
+func startRsyslogRELP(t *testing.T, inPort, relpPort int, maxMsg, omExtra string) *rsyslog {
+	t.Helper()
+	return startRsyslog(t, fmt.Sprintf(`
+global(workDirectory="DIR" maxMessageSize="%s")
+module(load="imtcp")
+module(load="omrelp")
+input(type="imtcp" port="%d" ruleset="fwd")
+ruleset(name="fwd" queue.type="LinkedList" queue.size="100000" queue.dequeueBatchSize="1024") {
+  action(type="omrelp" target="127.0.0.1" port="%d" template="RSYSLOG_SyslogProtocol23Format" %s
+         windowSize="1024" action.resumeRetryCount="-1" action.resumeInterval="1")
+}
+`, maxMsg, inPort, relpPort, omExtra), fmt.Sprintf("127.0.0.1:%d", inPort))
+}
+
 // pacing to about rate messages per second (0: as fast as possible).
 func sendLines(t *testing.T, addr, run string, n, rate int) {
 	t.Helper()
@@ -216,16 +235,7 @@ bind = ["%s://127.0.0.1:%d"]
 type = "file"
 path = "{{DIR}}/out.log"
 `, scheme, relpPort, tlsKeys))
-			rs := startRsyslog(t, fmt.Sprintf(`
-global(workDirectory="DIR" maxMessageSize="64k")
-module(load="imtcp")
-module(load="omrelp")
-input(type="imtcp" port="%d" ruleset="fwd")
-ruleset(name="fwd" queue.type="LinkedList" queue.size="100000" queue.dequeueBatchSize="1024") {
-  action(type="omrelp" target="127.0.0.1" port="%d" template="RSYSLOG_SyslogProtocol23Format" %s
-         windowSize="1024" action.resumeRetryCount="-1" action.resumeInterval="1")
-}
-`, inPort, relpPort, omTLS), fmt.Sprintf("127.0.0.1:%d", inPort))
+			rs := startRsyslogRELP(t, inPort, relpPort, "64k", omTLS)
 			run := fmt.Sprintf("from-rsyslog-%d", time.Now().UnixNano())
 			sendLines(t, fmt.Sprintf("127.0.0.1:%d", inPort), run, relpMessages, 0)
 			got := waitAll(t, filepath.Join(in.dir, "out.log"), run, relpMessages, 60*time.Second)
@@ -311,16 +321,7 @@ dir = "{{DIR}}/buf"
 fsync = "never"
 `, relpPort)
 	in := startIn(t, dir, admin, cfg)
-	startRsyslog(t, fmt.Sprintf(`
-global(workDirectory="DIR" maxMessageSize="64k")
-module(load="imtcp")
-module(load="omrelp")
-input(type="imtcp" port="%d" ruleset="fwd")
-ruleset(name="fwd" queue.type="LinkedList" queue.size="100000" queue.dequeueBatchSize="1024") {
-  action(type="omrelp" target="127.0.0.1" port="%d" template="RSYSLOG_SyslogProtocol23Format"
-         windowSize="1024" action.resumeRetryCount="-1" action.resumeInterval="1")
-}
-`, inPort, relpPort), fmt.Sprintf("127.0.0.1:%d", inPort))
+	startRsyslogRELP(t, inPort, relpPort, "64k", "")
 	run := fmt.Sprintf("kill9-relp-%d", time.Now().UnixNano())
 	sent := make(chan struct{})
 	go func() {
@@ -373,16 +374,7 @@ batch_size = 500
 batch_timeout = "5ms"
 `, relpPort, brokers, topic)
 	in := startIn(t, dir, admin, cfg)
-	startRsyslog(t, fmt.Sprintf(`
-global(workDirectory="DIR" maxMessageSize="64k")
-module(load="imtcp")
-module(load="omrelp")
-input(type="imtcp" port="%d" ruleset="fwd")
-ruleset(name="fwd" queue.type="LinkedList" queue.size="100000" queue.dequeueBatchSize="1024") {
-  action(type="omrelp" target="127.0.0.1" port="%d" template="RSYSLOG_SyslogProtocol23Format"
-         windowSize="1024" action.resumeRetryCount="-1" action.resumeInterval="1")
-}
-`, inPort, relpPort), fmt.Sprintf("127.0.0.1:%d", inPort))
+	startRsyslogRELP(t, inPort, relpPort, "64k", "")
 	run := fmt.Sprintf("kill9-kafka-%d", time.Now().UnixNano())
 	sent := make(chan struct{})
 	go func() {
@@ -449,16 +441,7 @@ sinks = ["out"]
 type = "file"
 path = "{{DIR}}/out.log"
 `, relpPort))
-	startRsyslog(t, fmt.Sprintf(`
-global(workDirectory="DIR" maxMessageSize="128k")
-module(load="imtcp")
-module(load="omrelp")
-input(type="imtcp" port="%d" ruleset="fwd")
-ruleset(name="fwd") {
-  action(type="omrelp" target="127.0.0.1" port="%d" template="RSYSLOG_SyslogProtocol23Format"
-         action.resumeRetryCount="-1" action.resumeInterval="1")
-}
-`, inPort, relpPort), fmt.Sprintf("127.0.0.1:%d", inPort))
+	startRsyslogRELP(t, inPort, relpPort, "128k", "")
 	run := fmt.Sprintf("oversize-relp-%d", time.Now().UnixNano())
 	addr := fmt.Sprintf("127.0.0.1:%d", inPort)
 	sendLines(t, addr, run, 100, 0)
@@ -511,16 +494,7 @@ sinks = ["out"]
 type = "file"
 path = "{{DIR}}/out.log"
 `, relpPort))
-	startRsyslog(t, fmt.Sprintf(`
-global(workDirectory="DIR" maxMessageSize="64k")
-module(load="imtcp")
-module(load="omrelp")
-input(type="imtcp" port="%d" ruleset="fwd")
-ruleset(name="fwd") {
-  action(type="omrelp" target="127.0.0.1" port="%d" template="RSYSLOG_SyslogProtocol23Format"
-         action.resumeRetryCount="-1" action.resumeInterval="1")
-}
-`, inPort, relpPort), fmt.Sprintf("127.0.0.1:%d", inPort))
+	startRsyslogRELP(t, inPort, relpPort, "64k", "")
 	run := fmt.Sprintf("routedrop-relp-%d", time.Now().UnixNano())
 	addr := fmt.Sprintf("127.0.0.1:%d", inPort)
 	c, err := net.Dial("tcp", addr)
