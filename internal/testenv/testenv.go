@@ -121,3 +121,19 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// ServeEach runs handle, each in its own goroutine, on every connection
+// accepted on ln until ln is closed, which happens at the test's end at
+// the latest. handle owns its connection.
+func ServeEach(t testing.TB, ln net.Listener, handle func(net.Conn)) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+}

@@ -62,18 +62,12 @@ func newTCPCollector(t *testing.T, addr string) *frameCollector {
 func collectOn(t *testing.T, ln net.Listener) *frameCollector {
 	c := &frameCollector{ln: ln, addr: ln.Addr().String(), framed: map[string]int{}}
 	t.Cleanup(c.close)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, conn)
-			c.mu.Unlock()
-			go c.read(conn)
-		}
-	}()
+	testenv.ServeEach(t, ln, func(conn net.Conn) {
+		c.mu.Lock()
+		c.conns = append(c.conns, conn)
+		c.mu.Unlock()
+		c.read(conn)
+	})
 	return c
 }
 
@@ -621,16 +615,10 @@ func (s *nameServer) up(t *testing.T) {
 	s.mu.Lock()
 	s.ln = ln
 	s.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, s.name)
-			c.Close()
-		}
-	}()
+	testenv.ServeEach(t, ln, func(c net.Conn) {
+		io.WriteString(c, s.name)
+		c.Close()
+	})
 }
 
 func (s *nameServer) down() {
@@ -748,20 +736,11 @@ func TestMigratingSNIRouting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(5 * time.Second))
-					io.WriteString(c, name)
-				}()
-			}
-		}()
+		testenv.ServeEach(t, ln, func(c net.Conn) {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, name)
+		})
 		return ln.Addr().String()
 	}
 	web, db := tlsServer("web_tls"), tlsServer("db")
@@ -1304,20 +1283,11 @@ func holdServer(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, name)
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	testenv.ServeEach(t, ln, func(c net.Conn) {
+		defer c.Close()
+		io.WriteString(c, name)
+		io.Copy(io.Discard, c)
+	})
 	return ln.Addr().String()
 }
 

@@ -33,31 +33,22 @@ func newLineCollector(t *testing.T) *lineCollector {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
 	c := &lineCollector{addr: ln.Addr().String(), got: map[int]int{}}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
+	testenv.ServeEach(t, ln, func(conn net.Conn) {
+		defer conn.Close()
+		sc := bufio.NewScanner(conn)
+		for sc.Scan() {
+			m := udpSeqRE.FindStringSubmatch(sc.Text())
+			c.mu.Lock()
+			if m == nil {
+				c.junk = append(c.junk, sc.Text())
+			} else {
+				n, _ := strconv.Atoi(m[1])
+				c.got[n]++
 			}
-			go func() {
-				defer conn.Close()
-				sc := bufio.NewScanner(conn)
-				for sc.Scan() {
-					m := udpSeqRE.FindStringSubmatch(sc.Text())
-					c.mu.Lock()
-					if m == nil {
-						c.junk = append(c.junk, sc.Text())
-					} else {
-						n, _ := strconv.Atoi(m[1])
-						c.got[n]++
-					}
-					c.mu.Unlock()
-				}
-			}()
+			c.mu.Unlock()
 		}
-	}()
+	})
 	return c
 }
 
