@@ -577,10 +577,7 @@ func (r *Runner) enqueue(ms []*message.Message, block bool) (queued, next int) {
 // message larger than the bound still passes an empty queue, or it could
 // never be sent. Called with mu held.
 func (r *Runner) fits(size int64, block bool) bool {
-	limN, limB := len(r.ring), r.cfg.QueueBytes
-	if block && r.ready.Load() {
-		limN, limB = r.cfg.PauseSize, r.cfg.PauseBytes
-	}
+	limN, limB := r.limits(block)
 	if r.n >= limN {
 		return false
 	}
@@ -601,15 +598,21 @@ func (r *Runner) push(m *message.Message) {
 	r.bytes.Store(r.bytes.Load() + size)
 }
 
+// limits returns the queue's bounds for a producer (see fits): the pause
+// mark for a blocking one while the sink is ready, else the queue's size.
+func (r *Runner) limits(block bool) (msgs int, bytes int64) {
+	if block && r.ready.Load() {
+		return r.cfg.PauseSize, r.cfg.PauseBytes
+	}
+	return len(r.ring), r.cfg.QueueBytes
+}
+
 // pushFitting pushes the longest prefix of ms that fits the queue (see
 // fits) at once and returns its length: one bounds check and one store
 // of r.bytes per read instead of one per message (an atomic store is a
 // locked XCHG on amd64). Called with mu held.
 func (r *Runner) pushFitting(ms []*message.Message, block bool) int {
-	limN, limB := len(r.ring), r.cfg.QueueBytes
-	if block && r.ready.Load() {
-		limN, limB = r.cfg.PauseSize, r.cfg.PauseBytes
-	}
+	limN, limB := r.limits(block)
 	n := min(len(ms), limN-r.n)
 	cur := r.bytes.Load()
 	var size int64
