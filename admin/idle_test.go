@@ -130,3 +130,17 @@ func TestMetricsScrapesInFlightBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestListenIPv4WildcardIsIPv4Only: listen = "0.0.0.0:P" opens an IPv4
+// socket (internal/netfamily), not Go's default dual-stack [::], so the
+// admin API is not reachable over IPv6 when the operator wrote IPv4.
+func TestListenIPv4WildcardIsIPv4Only(t *testing.T) {
+	s := New(metrics.NewRegistry(), func() (bool, []string) { return true, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Start("0.0.0.0:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop(context.Background()) })
+	if a := s.Addr(); !strings.HasPrefix(a, "0.0.0.0:") {
+		t.Errorf("admin listen 0.0.0.0:0 listens on %s, want 0.0.0.0 (IPv4 only)", a)
+	}
+}
