@@ -57,6 +57,12 @@ const adminMaxHeaderBytes = 64 << 10
 // Prometheus servers scrape one at a time each.
 const adminMaxScrapesInFlight = 16
 
+// adminMaxConns bounds the admin listener's open connections: a few
+// scrapers, curl, the status page and at most 8 taps need a handful, and
+// 256 descriptors are a small part of what ingest has (LimitNOFILE 65536
+// in deploy/wharf.service). One more is closed at once (connlimit.go).
+const adminMaxConns = 256
+
 // Readiness reports whether wharf is ready for traffic, and if not, why
 // (one line per problem, e.g. `sink "kafka": not ready: broker unreachable`).
 type Readiness func() (ready bool, problems []string)
@@ -77,6 +83,11 @@ type Server struct {
 	// idleTimeout closes a keep-alive connection idle between requests
 	// (adminIdleTimeout; tests shorten it).
 	idleTimeout time.Duration
+	// maxConns bounds open connections (adminMaxConns; tests lower it);
+	// conns counts them, refused those closed at the bound (connlimit.go).
+	maxConns int
+	conns    *metrics.Gauge
+	refused  *metrics.Counter
 
 	// Set by Start from the listen address, for hostAllowed.
 	listenIP  netip.Addr // invalid when listening on a name
@@ -208,7 +219,9 @@ func tokenMatches(header, want string) bool {
 
 // New returns an admin server; Handle adds more endpoints before Start.
 func New(reg *metrics.Registry, ready Readiness, log *slog.Logger) *Server {
-	s := &Server{reg: reg, ready: ready, log: log, mux: http.NewServeMux(), idleTimeout: adminIdleTimeout}
+	s := &Server{reg: reg, ready: ready, log: log, mux: http.NewServeMux(), idleTimeout: adminIdleTimeout, maxConns: adminMaxConns}
+	s.conns = reg.Gauge("wharf_admin_connections", "Open connections to the admin listener (at most 256; more are closed at once).")
+	s.refused = reg.Counter("wharf_admin_rejected_total", "Connections to the admin listener closed at once, by reason (maxconn: it held 256 already).", "reason", "maxconn")
 	// promhttp gathers everything into memory first and writes after,
 	// so a slow scraper holds no lock; a series that fails the library's
 	// checks is logged and left out, the rest still served.
@@ -239,6 +252,8 @@ func (s *Server) Start(addr string) error {
 	if err != nil {
 		return fmt.Errorf("admin: listen %s: %w (set [admin] listen to a free address, or \"off\")", addr, err)
 	}
+	// The bound applies to the TCP connection, before a TLS handshake.
+	ln = s.limitConns(ln)
 	if s.tls != nil {
 		ln = tls.NewListener(ln, s.tls)
 	}
