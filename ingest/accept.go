@@ -97,3 +97,17 @@ func (l *Listener) warnFull(t *logthrottle.Throttle, reason string, peer netip.A
 	}
 	l.log.Warn("connection refused: its source holds maxconn_per_ip connections (raise maxconn_per_ip if that host is a relay or NAT)", "reason", reason, "maxconn_per_ip", s.perIP, "peer", peer, "refused", n)
 }
+
+// frameTimedOut counts a connection closed at frame_timeout (a sender
+// that began a message and did not finish it: a slowloris, or a client
+// whose framing wharf does not read as it writes, e.g. a length prefix
+// larger than what it sends) and logs it with the peer, one line a
+// second per bind (t); suppressed is how many closed since the last line
+// without one. Connections closed at client_timeout are only counted:
+// that is an idle sender, not a problem.
+func (l *Listener) frameTimedOut(t *logthrottle.Throttle, peer netip.AddrPort, s *settings) {
+	l.reason("closed", "frame_timeout").Inc()
+	if ok, n := t.Allow(time.Now(), time.Second); ok {
+		l.log.Warn("connection closed at frame_timeout", "peer", peer, "reason", fmt.Sprintf("no complete frame within frame_timeout %v", s.frame), "suppressed", n-1)
+	}
+}

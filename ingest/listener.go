@@ -580,7 +580,7 @@ func (l *Listener) OnTick() (time.Duration, gnet.Action) {
 			l.reason("closed", "idle_timeout").Inc()
 			c.Close()
 		case s.frame > 0 && st.partialSince.Load() != 0 && now-st.partialSince.Load() > int64(s.frame):
-			l.reason("closed", "frame_timeout").Inc()
+			l.frameTimedOut(&l.stream.frameWarn, st.peer, s)
 			c.Close()
 		}
 		return true

@@ -93,8 +93,9 @@ type relpBind struct {
 	inFlight *metrics.Gauge   // unanswered transactions, all sessions
 	acks     *metrics.Counter // rsp 200 sent for syslog frames
 	opened   *metrics.Counter // sessions opened
-	// warn throttles the "RELP session closed" warning.
-	warn logthrottle.Throttle
+	// warn throttles the "RELP session closed" warning, frameWarn the
+	// frame_timeout one.
+	warn, frameWarn logthrottle.Throttle
 }
 
 func newRELPBind(fe *conf.Frontend, b conf.Bind, reg *metrics.Registry, labels []string) (*relpBind, error) {
@@ -342,12 +343,12 @@ func (l *Listener) serveRELP(s *relpSession) {
 	defer s.raw.Close()
 
 	if t := l.relp.tls; t != nil {
-		tc := tls.Server(s.raw, t.base)
+		hc := &handshakeConn{Conn: s.raw}
+		tc := tls.Server(hc, t.base)
 		_ = s.raw.SetDeadline(time.Now().Add(time.Duration(t.handshake.Load())))
 		if err := tc.Handshake(); err != nil {
 			if !l.relp.closing.Load() {
-				l.reason("rejected", "tls_handshake").Inc()
-				l.log.Debug("TLS handshake failed", "peer", s.peer, "err", err)
+				l.handshakeFailed(t, hc, s.peer, err)
 			}
 			return
 		}
@@ -545,6 +546,8 @@ func (s *relpSession) read() {
 		var ne net.Error
 		switch {
 		case s.stopping.Load() || s.failed.Load():
+		case errors.As(err, &ne) && ne.Timeout() && why == "frame_timeout":
+			l.frameTimedOut(&l.relp.frameWarn, s.peer, st)
 		case errors.As(err, &ne) && ne.Timeout():
 			l.reason("closed", why).Inc()
 		}

@@ -30,8 +30,9 @@ type streamBind struct {
 	// accepting is closed when the accept loop has returned: after that
 	// no connection is enrolled any more.
 	accepting chan struct{}
-	// warn throttles the "out of file descriptors" warning.
-	warn logthrottle.Throttle
+	// warn throttles the "out of file descriptors" warning, frameWarn
+	// the frame_timeout one.
+	warn, frameWarn logthrottle.Throttle
 }
 
 // startStream opens the socket and the event loops of a tcp:// bind.

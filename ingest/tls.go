@@ -17,7 +17,10 @@ package ingest
 // before the handshake, so a refused client costs no crypto. A handshake
 // that fails or does not finish within header_timeout (a client without
 // an acceptable certificate under tls_client_ca, a plaintext sender, a
-// port scanner) is counted as rejected{reason="tls_handshake"}.
+// port scanner) is counted as rejected{reason="tls_handshake"} and logged
+// with the peer and the reason, one line a second per bind; a peer that
+// closed before sending a byte (a TCP health check, a port scan) only at
+// debug level.
 //
 // Certificates are served through tls.Config.GetCertificate from an
 // atomic pointer, and the per-handshake config (client CAs, minimum
@@ -38,6 +41,7 @@ import (
 
 	"wharf/conf"
 	"wharf/ingest/framing"
+	"wharf/internal/logthrottle"
 	"wharf/route"
 )
 
@@ -64,6 +68,9 @@ type tlsBind struct {
 	// stop is closed by Stop: connections held back by a rate limit stop
 	// waiting for tokens.
 	stop chan struct{}
+	// failWarn throttles the "TLS handshake failed" warning, frameWarn
+	// the frame_timeout one (tls:// binds; relp+tls:// has its own).
+	failWarn, frameWarn logthrottle.Throttle
 }
 
 // newTLSBind loads the frontend's certificate, key and client CA.
@@ -190,12 +197,12 @@ func (l *Listener) serveTLS(raw net.Conn, peer netip.AddrPort) {
 	defer l.tls.untrack(raw)
 	defer raw.Close()
 
-	tc := tls.Server(raw, l.tls.base)
+	hc := &handshakeConn{Conn: raw}
+	tc := tls.Server(hc, l.tls.base)
 	_ = raw.SetDeadline(time.Now().Add(time.Duration(l.tls.handshake.Load())))
 	if err := tc.Handshake(); err != nil {
 		if !l.tls.closing.Load() {
-			l.reason("rejected", "tls_handshake").Inc()
-			l.log.Debug("TLS handshake failed", "peer", peer, "err", err)
+			l.handshakeFailed(l.tls, hc, peer, err)
 		}
 		return
 	}
@@ -356,11 +363,50 @@ func (c *tlsConn) closed(err error, idleHit bool) {
 		if idleHit {
 			l.reason("closed", "idle_timeout").Inc()
 		} else {
-			l.reason("closed", "frame_timeout").Inc()
+			l.frameTimedOut(&l.tls.frameWarn, c.peer, l.settings.Load())
 		}
 	}
 	if c.n > 0 {
 		l.reason("dropped", "incomplete_frame_at_close").Inc()
+	}
+}
+
+// handshakeConn is the raw connection under a TLS server. It counts what
+// the peer sent, so a peer that closed before its first byte (a TCP
+// health check, a port scan) is told apart from a TLS client that failed.
+// The count is read once the handshake has ended.
+type handshakeConn struct {
+	net.Conn
+	read int64
+}
+
+func (c *handshakeConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.read += int64(n)
+	return n, err
+}
+
+// handshakeFailed counts a failed TLS handshake on a tls:// or
+// relp+tls:// bind (t its TLS state) and logs it, one line a second per
+// bind: an operator debugging a sender that cannot connect finds the
+// peer and the reason at the default level (a client that offers only
+// TLS 1.2 to tls_min_version 1.3, a certificate the client refuses,
+// plaintext syslog). A peer that closed without sending anything tried
+// no TLS at all and is logged at debug level only.
+func (l *Listener) handshakeFailed(t *tlsBind, hc *handshakeConn, peer netip.AddrPort, err error) {
+	l.reason("rejected", "tls_handshake").Inc()
+	var ne net.Error
+	timeout := errors.As(err, &ne) && ne.Timeout()
+	if hc.read == 0 && !timeout {
+		l.log.Debug("TLS handshake failed: the peer closed before sending anything (a TCP health check or port scan?)", "peer", peer, "err", err)
+		return
+	}
+	reason := err.Error()
+	if timeout {
+		reason = fmt.Sprintf("no complete handshake within header_timeout %v", time.Duration(t.handshake.Load()))
+	}
+	if ok, n := t.failWarn.Allow(time.Now(), time.Second); ok {
+		l.log.Warn("TLS handshake failed; connection closed", "peer", peer, "reason", reason, "suppressed", n-1)
 	}
 }
 
