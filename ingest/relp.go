@@ -218,9 +218,14 @@ type relpSession struct {
 
 	// mu guards the ring of unanswered transactions. The reader adds at
 	// the tail; the writer answers and removes at the head. Slots are
-	// reused only after their answer went out (their Done has come).
+	// reused only after their answer went out (their Done has come). The
+	// ring starts at relpRingStart slots and doubles when the reader
+	// finds it full, up to slots (relp_window+1): a session pays for the
+	// window it uses, not the one it may use (at relp_window 65536 the
+	// whole ring is 512 KiB of pointers).
 	mu    sync.Mutex
 	ring  []*relpTxn
+	slots int
 	head  int
 	n     int
 	space chan struct{} // closed (and replaced) by the writer when it frees slots
@@ -236,11 +241,13 @@ type relpSession struct {
 }
 
 func newRELPSession(l *Listener, c net.Conn, peer netip.AddrPort, window int) *relpSession {
+	// The window, plus the close (or an unknown command) that may
+	// follow a full window.
+	slots := window + 1
 	s := &relpSession{
 		l: l, raw: c, conn: c, peer: peer,
-		// The window, plus the close (or an unknown command) that may
-		// follow a full window.
-		ring:     make([]*relpTxn, window+1),
+		ring:     make([]*relpTxn, min(slots, relpRingStart)),
+		slots:    slots,
 		space:    make(chan struct{}),
 		wake:     make(chan struct{}, 1),
 		readDone: make(chan struct{}),
@@ -290,13 +297,16 @@ func (s *relpSession) fail(reason string, err error) {
 // (pending 1), the others are due at once. It returns nil when the
 // session ends meanwhile.
 func (s *relpSession) acquire(txnr uint32, kind relp.Kind, flush func()) *relpTxn {
-	limit := len(s.ring)
+	limit := s.slots
 	if kind == relp.KindSyslog {
 		limit-- // the last slot is for a close or unknown command after a full window
 	}
 	for {
 		s.mu.Lock()
 		if s.n < limit {
+			if s.n == len(s.ring) {
+				s.grow()
+			}
 			i := (s.head + s.n) % len(s.ring)
 			if s.ring[i] == nil { // slots are made as the window is used
 				s.ring[i] = &relpTxn{s: s}
@@ -331,6 +341,17 @@ func (s *relpSession) acquire(txnr uint32, kind relp.Kind, flush func()) *relpTx
 			return nil
 		}
 	}
+}
+
+// grow doubles the ring (up to s.slots), which is full: its transactions
+// move to the front of the new one in order, with the slots made so far.
+// Called with s.mu held.
+func (s *relpSession) grow() {
+	ring := make([]*relpTxn, min(2*len(s.ring), s.slots))
+	for i := range s.n {
+		ring[i] = s.ring[(s.head+i)%len(s.ring)]
+	}
+	s.ring, s.head = ring, 0
 }
 
 // serveRELP runs one session: TLS handshake (relp+tls), then the reader
@@ -788,6 +809,11 @@ func (s *relpSession) writer() {
 // relpWriteTimeout bounds writing answers to a sender that stopped
 // reading them.
 const relpWriteTimeout = 30 * time.Second
+
+// relpRingStart is the slots a session's ring of unanswered
+// transactions starts with (see relpSession.mu): librelp's default window
+// of 128 takes four doublings.
+const relpRingStart = 16
 
 // relpReadStart is a session's first read buffer (see read): what an
 // idle session holds.
