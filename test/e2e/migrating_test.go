@@ -30,8 +30,8 @@ import (
 // (rsyslog, HAProxy) with the guide's snippet and wharf with the guide's
 // block, on the same input over loopback, only addresses, ports and
 // paths adapted. Pairs tested elsewhere: rsyslog 1
-// (TestTraditionalFileLikeRsyslog), HAProxy 9 (proxy's
-// TestHAProxySendsProxyToWharf, TestWharfSendsProxyToHAProxy).
+// (TestTraditionalFileLikeRsyslog); rsyslog 6, 9 and 10 and HAProxy 7, 9
+// and 11 in migrating2_test.go.
 
 // frameCollector is a syslog collector on loopback that keeps every
 // message it receives, TCP (octet-counted or LF frames, told apart per
