@@ -49,8 +49,9 @@ Usage:
   wharf version         print version and build information
 
 Exit status: 0 on success or clean shutdown, 1 on a runtime error, 2 on a config or usage error,
-3 when wharf run stopped but dropped messages it had accepted (a sink did not take them
-within global.shutdown_timeout; the log line "stopped" says how many: dropped_at_shutdown).
+3 when wharf run stopped but had dropped messages it accepted (a sink did not take them
+within global.shutdown_timeout at the stop, or when a reload removed or changed it; the log
+line "stopped" says how many: dropped_at_shutdown, dropped_before_stop).
 `
 
 func main() {

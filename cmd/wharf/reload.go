@@ -224,11 +224,14 @@ func (g *gateway) reload(cfg *conf.Config) error {
 
 	// 6. Retired runners: a changed sink hands its queue over to its new
 	// runner (a batch being written finishes on the old sink); a removed
-	// sink drains into its old sink. Both in the background.
+	// sink drains into its old sink. Both in the background; a stop
+	// meanwhile waits for them (g.retiring).
 	for _, r := range retired {
 		to := next.runners[r.Name()]
+		g.retiring.Add(1)
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), oldCfg.Global.ShutdownTimeout.Duration)
+			defer g.retiring.Done()
+			ctx, cancel := context.WithTimeout(g.retireCtx, oldCfg.Global.ShutdownTimeout.Duration)
 			defer cancel()
 			before := retiredDrops(r)
 			err := r.HandOver(ctx, to)

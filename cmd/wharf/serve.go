@@ -58,6 +58,13 @@ type gateway struct {
 	// stopping is set when the stop begins: /readyz answers 503 at once
 	// (stop holds mu throughout, which ready would otherwise wait for).
 	stopping atomic.Bool
+	// retiring counts the sinks a reload removed or changed that are
+	// still draining into their old destination (reload step 6). stop
+	// waits for them, so what they drop is counted in the totals and the
+	// exit status; retireStop cuts them short at stop's deadline.
+	retiring   sync.WaitGroup
+	retireCtx  context.Context
+	retireStop context.CancelFunc
 }
 
 func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
@@ -77,6 +84,7 @@ func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 // running wharf holds their locks.
 func build(cfg *conf.Config, reg *metrics.Registry, log *slog.Logger, openBuffers bool) (*gateway, error) {
 	g := &gateway{cfg: cfg, log: log, reg: reg, sinks: map[string]sinks.Sink{}, runners: map[string]*sinks.Runner{}, buffers: map[string]*diskbuf.Buffer{}, closing: map[string]*closingBuffer{}, dead: map[string]*deadletter.File{}, listeners: map[string]*ingest.Listener{}}
+	g.retireCtx, g.retireStop = context.WithCancel(context.Background())
 	var errs []string
 	for _, name := range sortedKeys(cfg.Sinks) {
 		sc := cfg.Sinks[name]
@@ -247,6 +255,17 @@ func (g *gateway) stop(timeout time.Duration) {
 	for range g.runners {
 		<-done
 	}
+	// Sinks a reload retired shortly before may still be draining into
+	// their old destinations: they get the same deadline, so what they
+	// drop is counted before the totals and the exit status are made.
+	retired := make(chan struct{})
+	go func() { g.retiring.Wait(); close(retired) }()
+	select {
+	case <-retired:
+	case <-ctx.Done():
+		g.retireStop()
+		<-retired
+	}
 	// A listener whose Stop ran out of time (an event loop blocked on a
 	// sink that could not take more) finishes now that the sinks refuse:
 	// wait for it, so the totals written next are final.
@@ -329,12 +348,16 @@ func serve(cfg *conf.Config, stderr io.Writer) int {
 			log.Warn("already shutting down; waiting for queues to drain (shutdown_timeout bounds it)", "signal", s.String())
 		}
 	}()
+	// What was lost before the stop (a reload retired a sink whose
+	// destination did not take its queue in time, records only in
+	// removed buffer files) counts toward the exit status as what the
+	// stop loses does: status 3 says this run lost messages it accepted.
 	before := g.shutdownDrops()
 	g.stop(cfg.Global.ShutdownTimeout.Duration)
-	lost := g.shutdownDrops() - before
-	g.logTotals(lost)
-	if lost > 0 {
-		log.Error("accepted messages were dropped at shutdown: the sinks did not take them within global.shutdown_timeout (see wharf_sink_dropped_total{reason=\"shutdown\"}), or a disk buffer closed with records only in files removed from disk (wharf_buffer_lost_records_total); exiting with status 3", "dropped_at_shutdown", lost)
+	total := g.shutdownDrops()
+	g.logTotals(before, total-before)
+	if total > 0 {
+		log.Error("accepted messages were dropped: a sink did not take them within global.shutdown_timeout when wharf stopped or a reload removed or changed it (see wharf_sink_dropped_total{reason=\"shutdown\"} and \"closed\"), or a disk buffer lost records only in files removed from disk (wharf_buffer_lost_records_total); exiting with status 3", "dropped_before_stop", before, "dropped_at_shutdown", total-before)
 		return exitShutdownLoss
 	}
 	return 0
@@ -379,17 +402,21 @@ func (g *gateway) drainListeners(ctx context.Context, budget time.Duration) {
 // milliseconds.
 const listenerGrace = 5 * time.Second
 
-// exitShutdownLoss is the exit status of a stop that dropped messages
-// wharf had accepted (sink down or slow past shutdown_timeout), so a
-// supervisor can tell it from a clean stop (0). What stays in a disk
-// buffer is not dropped.
+// exitShutdownLoss is the exit status of a run that dropped messages
+// wharf had accepted when it closed a sink (at the stop, or earlier when
+// a reload removed or changed it: the sink down or slow past
+// shutdown_timeout), so a supervisor can tell it from a clean stop (0).
+// What stays in a disk buffer is not dropped.
 const exitShutdownLoss = 3
 
-// shutdownDrops sums the drops that only a stop causes: messages queued
-// but not delivered by shutdown_timeout ("shutdown"), messages that
-// reached a runner after it began closing ("closed"), and disk buffer
-// records only in files removed from disk, which the stop closes
-// (wharf_buffer_lost_records_total; see diskbuf's removed.go).
+// shutdownDrops sums, since start, the drops that only closing a sink
+// causes (at a stop, or a reload that removed or changed it): messages
+// queued but not delivered by shutdown_timeout ("shutdown"), messages
+// that reached a runner after it began closing ("closed"), and disk
+// buffer records only in files removed from disk
+// (wharf_buffer_lost_records_total; see diskbuf's removed.go). The
+// series of a retired runner stay registered, so its drops stay in the
+// sum.
 func (g *gateway) shutdownDrops() uint64 {
 	var n float64
 	g.reg.Each(func(s metrics.Sample) {
@@ -407,7 +434,7 @@ func (g *gateway) shutdownDrops() uint64 {
 
 // logTotals writes one line with what went in and out, so an operator (and
 // the shutdown test) can compare it with what arrived downstream.
-func (g *gateway) logTotals(droppedAtShutdown uint64) {
+func (g *gateway) logTotals(droppedBeforeStop, droppedAtShutdown uint64) {
 	var received, sent, sinkDropped, frontendDropped float64
 	byReason := map[string]float64{}
 	g.reg.Each(func(s metrics.Sample) {
@@ -427,7 +454,7 @@ func (g *gateway) logTotals(droppedAtShutdown uint64) {
 	})
 	g.log.Info("stopped", "received", uint64(received), "sent", uint64(sent),
 		"sink_dropped", uint64(sinkDropped), "frontend_dropped", uint64(frontendDropped),
-		"dropped_at_shutdown", droppedAtShutdown, "sink_dropped_by_reason", reasonList(byReason))
+		"dropped_before_stop", droppedBeforeStop, "dropped_at_shutdown", droppedAtShutdown, "sink_dropped_by_reason", reasonList(byReason))
 }
 
 // reasonList formats counts by reason as "closed=3,spool_error=200"
