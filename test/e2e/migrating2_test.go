@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -20,11 +23,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"wharf/internal/testenv"
 )
 
 // More snippet pairs of docs/migrating.md side by side, as in
-// migrating_test.go: rsyslog 6, 9 and 10, HAProxy 7, 9 and 11.
+// migrating_test.go: rsyslog 6, 9 (with the Kafka broker make test
+// starts) and 10, HAProxy 7, 9 and 11.
 
 // dialFrom connects to addr from the loopback address from ("" for any)
 // and returns what the server wrote within two seconds, or "closed" when
@@ -677,5 +683,166 @@ on_full = "block"                 # then hold TCP senders back
 		if fmt.Sprint(got) != want {
 			t.Errorf("%s: queued across a restart: got %v, want %s", w, got, want)
 		}
+	}
+}
+
+// readTopic reads every record of topic (on the plain-text brokers) and
+// returns them as "key<TAB>value", key "<nil>" for none, by partition.
+func readTopic(t *testing.T, brokers, topic string, want int) map[int][]string {
+	t.Helper()
+	out := map[int][]string{}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	testenv.Poll(10*time.Second, func() bool {
+		n := 0
+		for p := range 3 {
+			last, err := lastOffset(brokers, topic, p)
+			if err != nil {
+				return false
+			}
+			n += int(last)
+		}
+		return n >= want
+	})
+	for p := range 3 {
+		last, err := lastOffset(brokers, topic, p)
+		if err != nil {
+			t.Fatalf("%s partition %d: %v", topic, p, err)
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{brokers}, Topic: topic, Partition: p, MaxWait: 100 * time.Millisecond})
+		for off := int64(0); off < last; off++ {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				t.Fatalf("%s partition %d offset %d: %v", topic, p, off, err)
+			}
+			key := "<nil>"
+			if m.Key != nil {
+				key = string(m.Key)
+			}
+			out[p] = append(out[p], key+"\t"+string(m.Value))
+		}
+		r.Close()
+	}
+	return out
+}
+
+// TestMigratingKafka: rsyslog pair 9, omkafka against wharf's kafka sink,
+// both over SASL_SSL with lz4 to the test broker (its user and CA). wharf
+// authenticates with SCRAM-SHA-512 as in the snippet; rsyslog with PLAIN:
+// the librdkafka of Debian 12's rsyslog (2.0.2) fails SCRAM against a
+// Kafka 4 broker (fixed in librdkafka 2.6.1, confluentinc/librdkafka#4895).
+// The same messages reach the topic with the same RFC 5424 text from
+// both, but: omkafka's template ends each record with a LF, wharf's does
+// not; for an RFC 3164 sender the zone of the timestamp (which has none;
+// both write the relay's, TZ=UTC here) is "+00:00" from rsyslog, "Z" from
+// wharf, and rsyslog writes two spaces before the text; omkafka sends no
+// key (partitions.auto spreads the records over the partitions), wharf
+// the hostname (one host's records on one partition, in order). The
+// guide says so.
+func TestMigratingKafka(t *testing.T) {
+	t.Setenv("TZ", "UTC")
+	plain := testenv.Env(t, "WHARF_KAFKA_BROKERS")
+	sasl := testenv.Env(t, "WHARF_KAFKA_SASL_BROKERS")
+	ca := testenv.Env(t, "WHARF_KAFKA_CA")
+	user, password := testenv.Env(t, "WHARF_KAFKA_SASL_USER"), testenv.Env(t, "WHARF_KAFKA_SASL_PASSWORD")
+	run := time.Now().UnixNano()
+	topics := map[string]string{"rsyslog": fmt.Sprintf("syslog-rsyslog-%d", run), "wharf": fmt.Sprintf("syslog-wharf-%d", run)}
+	var msgs []string
+	for i := range 12 {
+		msgs = append(msgs, prioLine(1, 5, i, fmt.Sprintf("web%d", i%3), "app"))
+	}
+	msgs = append(msgs,
+		`<165>1 2026-12-06T05:10:11.123456Z web1 app 7 ID47 [ex@32473 k="v"] rfc5424 id=12`,
+		`<13>1 2026-12-06T05:10:12+02:00 web2 - - - - no app id=13`,
+	)
+	for _, who := range []string{"rsyslog", "wharf"} {
+		port := testenv.FreePort(t)
+		if who == "rsyslog" {
+			startRsyslog(t, fmt.Sprintf(`module(load="imtcp")
+input(type="imtcp" port="%d" address="127.0.0.1")
+module(load="omkafka")
+action(type="omkafka" broker=["%s"] topic="%s"
+       partitions.auto="on" template="RSYSLOG_SyslogProtocol23Format"
+       confParam=["security.protocol=SASL_SSL", "sasl.mechanisms=PLAIN",
+                  "sasl.username=%s", "sasl.password=%s",
+                  "ssl.ca.location=%s", "compression.codec=lz4"])
+`, port, sasl, topics[who], user, password, ca), fmt.Sprintf("127.0.0.1:%d", port))
+		} else {
+			dir := t.TempDir()
+			pwFile := filepath.Join(dir, "kafka-password")
+			if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			start(t, fmt.Sprintf(`[admin]
+listen = "{{ADMIN}}"
+
+[frontend.syslog]
+bind = ["tcp://127.0.0.1:%d"]
+sinks = ["kafka"]
+
+[sink.kafka]
+type = "kafka"
+brokers = ["%s"]
+topic = "%s"
+key = "hostname"                  # one host's messages in order on one partition
+encoding = "rfc5424"              # RSYSLOG_SyslogProtocol23Format; "json" for parsed fields
+compression = "lz4"
+required_acks = "all"
+tls = true
+tls_ca = %q
+sasl_mechanism = "SCRAM-SHA-512"
+sasl_username = %q
+sasl_password_file = %q   # not in the config file
+`, port, sasl, topics[who], ca, user, pwFile))
+		}
+		sendLF(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+	}
+	recs := map[string][]string{}
+	for _, who := range []string{"rsyslog", "wharf"} {
+		parts := readTopic(t, plain, topics[who], len(msgs))
+		onPart := map[string]map[int]bool{} // key -> partitions
+		for p, rs := range parts {
+			for _, r := range rs {
+				k, v, _ := strings.Cut(r, "\t")
+				if onPart[k] == nil {
+					onPart[k] = map[int]bool{}
+				}
+				onPart[k][p] = true
+				if who == "wharf" && !strings.Contains(v, " "+k+" ") {
+					t.Errorf("wharf: key %q for %q, want its hostname", k, v)
+				}
+				recs[who] = append(recs[who], v)
+			}
+		}
+		t.Logf("%s: keys on partitions %v", who, onPart)
+		for k, ps := range onPart {
+			switch {
+			case who == "rsyslog" && k != "<nil>":
+				t.Errorf("rsyslog: a record with key %q, want none", k)
+			case who == "wharf" && len(ps) != 1:
+				t.Errorf("wharf: key %s on partitions %v, want one", k, ps)
+			}
+		}
+		sort.Strings(recs[who])
+	}
+	// What differs in the records (the guide says so): omkafka's template
+	// ends in a LF; for an RFC 3164 sender rsyslog writes "+00:00" where
+	// wharf writes "Z", and two spaces before the text (its MSG keeps the
+	// one after the tag's colon).
+	var want []string
+	for _, r := range recs["rsyslog"] {
+		if !strings.HasSuffix(r, "\n") {
+			t.Errorf("rsyslog: %q does not end in a LF", r)
+		}
+		r = strings.TrimSuffix(r, "\n")
+		if strings.HasPrefix(r, "<13>1 2026-12-06T05:10:") && strings.Contains(r, " event id=") {
+			r = strings.Replace(r, "+00:00 ", "Z ", 1)
+			r = strings.Replace(r, " - -  event", " - - event", 1)
+		}
+		want = append(want, r)
+	}
+	sort.Strings(want)
+	if len(recs["rsyslog"]) != len(msgs) || strings.Join(want, "\n") != strings.Join(recs["wharf"], "\n") {
+		t.Errorf("records differ:\nrsyslog, as wharf is expected to write them\n  %s\nwharf\n  %s", strings.Join(want, "\n  "), strings.Join(recs["wharf"], "\n  "))
 	}
 }
