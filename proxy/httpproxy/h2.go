@@ -97,6 +97,7 @@ type h2conn struct {
 	hbig    bool
 	resetAt int64 // the second resets are counted in
 	resets  int   // the client's RST_STREAMs, and its running streams we reset for a fault of its own
+	linger  bool  // a connection error's GOAWAY went out: close lingering
 
 	wmu   sync.Mutex   // the write side: framer writes, hpack encoder, bw
 	wwait atomic.Int32 // writers waiting for wmu: the last one flushes
@@ -235,6 +236,9 @@ func (f *Frontend) serveH2(tc *tls.Conn, raw *conn) {
 			h.idle.Stop()
 		}
 		h.mu.Unlock()
+		if h.linger {
+			h.closeLingering()
+		}
 		tc.Close()
 		h.wg.Wait()
 	}()
@@ -367,8 +371,22 @@ func (h *h2conn) connError(code http2.ErrCode, reason int) {
 	h.goingAway = true
 	h.mu.Unlock()
 	h.fr.WriteGoAway(last, code, nil)
-	h.flushLocked()
+	h.linger = h.flushLocked() == nil
 	h.wmu.Unlock()
+}
+
+// closeLingering ends the write side after a connection error's GOAWAY
+// (close_notify, then TCP's FIN behind it) and drops what the client
+// still sends for a while (lingerDrain) before the caller closes: the
+// client, which may still be writing and not yet have read the GOAWAY,
+// gets it and its code, not a reset that would drop it.
+func (h *h2conn) closeLingering() {
+	h.wmu.Lock() // no frame half written before close_notify
+	err := h.tc.CloseWrite()
+	h.wmu.Unlock()
+	if err == nil {
+		lingerDrain(h.raw.Conn)
+	}
 }
 
 // goAway starts a graceful close: GOAWAY naming the last stream taken,

@@ -1181,6 +1181,9 @@ func (t *trip) relayResponse() (bool, error) {
 	} else {
 		bp.put(s, pc)
 	}
+	// An answer that said Connection: close, perhaps before the body
+	// was read (a server's early 413): the connection closes lingering.
+	cc.linger = !keep && err == nil
 	return keep && err == nil, nil
 }
 
@@ -1460,29 +1463,49 @@ func (cc *clientConn) reject(code int, msg string) {
 	cc.fail(code, msg, false)
 }
 
-// lingerClose closes gracefully: the write side first, then what the
-// client still sends is read and dropped for a moment, so an answer
-// sent before the whole request was read is not lost to a reset.
+// lingerClose closes gracefully: the write side first (close_notify on
+// TLS, then TCP's FIN), then what the client still sends is dropped for
+// a while (lingerDrain), so an answer sent before the whole request was
+// read is not lost to a reset. The drain reads the socket under TLS and
+// is bounded in bytes and time, not in reads (64 reads were a few KiB
+// from a client writing small TLS records).
 func (cc *clientConn) lingerClose() {
-	var cw interface{ CloseWrite() error }
-	switch c := cc.c.(type) {
-	case *tls.Conn:
-		cw = c
-	case *conn:
-		if tc, ok := c.Conn.(*net.TCPConn); ok {
-			cw = tc
-		}
-	}
-	if cw == nil || cw.CloseWrite() != nil {
+	if tc, ok := cc.c.(*tls.Conn); ok && tc.CloseWrite() != nil {
 		return
 	}
-	cc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	for range 64 {
-		if _, err := cc.c.Read(cc.in.b); err != nil {
-			break
-		}
+	lingerDrain(cc.raw.Conn)
+}
+
+// A lingering close, as Go's net/http (closeWriteAndWait) and nginx
+// (lingering_close) do: a socket closed with input unread is reset, and
+// the reset drops what is still queued to send (a last answer, a
+// GOAWAY) and may reach the client before it read what did arrive.
+const (
+	lingerTime     = time.Second // the longest a closing connection is drained
+	lingerMaxBytes = 256 << 10   // the most read from it meanwhile
+)
+
+var lingerBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+// lingerDrain shuts down c's write side (a TCP connection; what is queued
+// is sent, then FIN) and reads and drops what the peer still sends until
+// it closes too, lingerTime has passed or lingerMaxBytes were read. The
+// caller closes c.
+func lingerDrain(c net.Conn) {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
 	}
-	cc.in.r, cc.in.w = 0, 0
+	c.SetReadDeadline(time.Now().Add(lingerTime))
+	bp := lingerBufs.Get().(*[]byte)
+	defer lingerBufs.Put(bp)
+	for n := 0; n < lingerMaxBytes; {
+		m, err := c.Read(*bp)
+		if err != nil {
+			return
+		}
+		n += m
+	}
 }
 
 func statusText(code int) string {
