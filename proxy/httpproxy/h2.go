@@ -164,13 +164,13 @@ var errStreamReset = errors.New("stream reset")
 // server connection it was given, which is left unused.
 var errNotSent = errors.New("stream reset before its request was sent")
 
-// handshakeH2 completes the TLS handshake within header_timeout and
-// reports whether the client chose h2. A handshake that fails or does
+// handshakeH2 completes the TLS handshake within header_timeout of the
+// connection's start and reports whether the client chose h2. A handshake that fails or does
 // not finish in time (a plaintext client, a scanner, a stalled
 // ClientHello) is counted as rejected{reason="tls_handshake"}, as on
 // syslog tls:// binds.
 func (f *Frontend) handshakeH2(tc *tls.Conn, raw *conn) (h2, ok bool) {
-	raw.Conn.SetReadDeadline(time.Now().Add(f.cfg.HeaderTimeout.Duration))
+	raw.Conn.SetReadDeadline(raw.headerDeadline())
 	if err := tc.Handshake(); err != nil {
 		if !f.shutting.Load() {
 			f.m.rejTLS.Inc()
@@ -243,8 +243,9 @@ func (f *Frontend) serveH2(tc *tls.Conn, raw *conn) {
 		h.wg.Wait()
 	}()
 
-	// The preface and the client's first SETTINGS within header_timeout.
-	raw.Conn.SetReadDeadline(time.Now().Add(f.cfg.HeaderTimeout.Duration))
+	// The preface and the client's first SETTINGS within header_timeout
+	// of connecting, the handshake included.
+	raw.Conn.SetReadDeadline(raw.headerDeadline())
 	var preface [len(http2.ClientPreface)]byte
 	if _, err := io.ReadFull(tc, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
 		return

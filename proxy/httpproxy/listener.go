@@ -58,7 +58,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			<-l.f.sem
 			continue
 		}
-		pc := &conn{Conn: c, f: l.f, remote: c.RemoteAddr(), peer: peer.Addr()}
+		pc := &conn{Conn: c, f: l.f, remote: c.RemoteAddr(), peer: peer.Addr(), start: time.Now()}
 		if !l.f.track(pc, true) {
 			reset(c)
 			l.f.sources.Leave(peer.Addr())
@@ -115,6 +115,10 @@ type conn struct {
 	// ev is set while an event loop serves the connection (evloop.go);
 	// then Conn is closed already (gnet holds a duplicate of the socket).
 	ev atomic.Pointer[evClient]
+	// start is when the connection was accepted: what comes before its
+	// first request (PROXY header, TLS handshake, request head or HTTP/2
+	// preface) must be in within header_timeout of it (headerDeadline).
+	start time.Time
 }
 
 func (c *conn) init() error {
@@ -135,10 +139,15 @@ func (c *conn) init() error {
 	return c.initErr
 }
 
+// headerDeadline is when a new connection's first request head, and
+// what comes before it, must be in: header_timeout from its start, not
+// one header_timeout per step.
+func (c *conn) headerDeadline() time.Time { return c.start.Add(c.f.cfg.HeaderTimeout.Duration) }
+
 func (c *conn) readProxyHeader() error {
-	// The deadline stays: header_timeout bounds the PROXY header and the
-	// request head after it together (serve sets it again anyway).
-	c.Conn.SetReadDeadline(time.Now().Add(c.f.cfg.HeaderTimeout.Duration))
+	// The deadline stays: header_timeout bounds the PROXY header, the TLS
+	// handshake and the request head after it together.
+	c.Conn.SetReadDeadline(c.headerDeadline())
 	buf := make([]byte, 0, 256)
 	for {
 		h, n, err := proxyproto.Parse(buf)

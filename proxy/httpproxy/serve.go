@@ -172,13 +172,19 @@ func (cc *clientConn) readRequest(first bool) bool {
 	in.consume(skipEmptyLines(in.buffered()))
 	cc.scan = 0
 	if len(in.buffered()) == 0 {
-		wait := f.cfg.ClientTimeout.Duration
-		if first {
-			wait = f.cfg.HeaderTimeout.Duration
+		switch {
+		case first && !cc.raw.served:
+			// A new connection: header_timeout from its start, so a TLS
+			// handshake (or PROXY header) does not get one of its own.
+			in.setDeadline(cc.raw.headerDeadline(), 0)
+		case first:
+			in.setDeadline(time.Now().Add(f.cfg.HeaderTimeout.Duration), 0)
+		default:
+			// The idle timeout may end up to 1/16 early: the deadline is
+			// moved only when that much older than wanted.
+			wait := f.cfg.ClientTimeout.Duration
+			in.setDeadline(time.Now().Add(wait), wait/16)
 		}
-		// The idle timeout may end up to 1/16 early: the deadline is
-		// moved only when that much older than wanted.
-		in.setDeadline(time.Now().Add(wait), wait/16)
 		// A new connection is not idle: one accepted just before its
 		// listener was closed or handed to another frontend (a reload)
 		// gets its first request answered (with Connection: close).

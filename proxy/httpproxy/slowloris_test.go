@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // TestSlowlorisClosedAndCounted guards against slowloris going unseen:
@@ -155,4 +158,40 @@ address = "127.0.0.1:1"
 			t.Errorf("closed %s after connecting, want about header_timeout (600ms)", el.Round(time.Millisecond))
 		}
 	})
+}
+
+// TestTLSHeaderTimeoutFromConnectionStart guards against an https
+// slowloris getting header_timeout twice: once for the TLS handshake and
+// once more for the request head (HTTP/1.1) or the HTTP/2 preface and
+// SETTINGS. A client that finishes its handshake late must still send
+// what comes before the first request within header_timeout of
+// connecting.
+func TestTLSHeaderTimeoutFromConnectionStart(t *testing.T) {
+	r := startH2(t, h2echo, `header_timeout = "1s"`)
+	f := func(proto, begun string, counted float64) {
+		t.Helper()
+		raw, err := net.Dial("tcp", r.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		t0 := time.Now()
+		time.Sleep(700 * time.Millisecond)
+		c := tls.Client(raw, &tls.Config{RootCAs: r.ca.Pool(), ServerName: "site.example.com", NextProtos: []string{proto}})
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := c.Handshake(); err != nil {
+			t.Fatalf("%s: handshake %s after connecting: %v", proto, time.Since(t0).Round(time.Millisecond), err)
+		}
+		io.WriteString(c, begun)
+		io.Copy(io.Discard, c)
+		if el := time.Since(t0); el > 1350*time.Millisecond {
+			t.Errorf("%s: closed %s after connecting, want about header_timeout (1s)", proto, el.Round(time.Millisecond))
+		}
+		time.Sleep(50 * time.Millisecond)
+		if v := r.metric("wharf_proxy_frontend_rejected_total", "frontend", "f", "reason", "header_timeout"); v != counted {
+			t.Errorf("%s: rejected{reason=header_timeout} = %v, want %v", proto, v, counted)
+		}
+	}
+	f("http/1.1", "GET / HTTP/1.1\r\nHost: x\r\n", 1)
+	f("h2", http2.ClientPreface[:10], 1)
 }
