@@ -283,6 +283,10 @@ func (f *Frontend) serveH2(tc *tls.Conn, raw *conn) {
 					h.count(h2RFlowControl)
 				}
 				h.refuse(se.StreamID, se.Code)
+				if h.resets > h2MaxResetsPerSec {
+					h.connError(http2.ErrCodeEnhanceYourCalm, h2RRapidReset)
+					return
+				}
 				continue
 			case errors.As(err, &ce):
 				h.connError(http2.ErrCode(ce), h2RProtocol)
@@ -448,12 +452,18 @@ func (h *h2conn) resetStream(id uint32, code http2.ErrCode) (aborted bool) {
 }
 
 // refuse is resetStream for the reader: a stream reset because of what
-// the client sent. One whose handler was running counts toward
-// h2MaxResetsPerSec as the client's own RST_STREAMs do, so a client
-// cannot have wharf reset its requests faster than it may reset them
-// itself (CVE-2025-8671, "MadeYouReset").
+// the client sent. It counts toward h2MaxResetsPerSec as the client's
+// own RST_STREAMs do, so a client cannot have wharf reset its requests
+// faster than it may reset them itself: a stream whose handler was
+// running (CVE-2025-8671, "MadeYouReset"), and one refused before any
+// (malformed fields, a HEADERS depending on itself, a WINDOW_UPDATE of
+// 0), each of which cost a block decoded and a frame written. Not
+// REFUSED_STREAM (over max_streams or maxconn_per_ip): a load limit an
+// honest client may run into (its count of streams in flight can lag
+// ours by a moment), and nothing of the request was looked at.
 func (h *h2conn) refuse(id uint32, code http2.ErrCode) {
-	if h.resetStream(id, code) {
+	h.resetStream(id, code)
+	if code != http2.ErrCodeRefusedStream {
 		h.countReset()
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // Attacks on the HTTP/2 frontend that public CVEs made against other
@@ -198,5 +199,81 @@ func TestH2HPACKBomb(t *testing.T) {
 	t.Logf("GOAWAY %v after the block", time.Since(start))
 	if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "header_list_size"); n != 1 {
 		t.Errorf("header_list_size counted %v, want 1", n)
+	}
+}
+
+// TestH2MalformedStreamsCounted guards against streams wharf resets for
+// a fault the client made cheap to repeat: malformed request fields,
+// a HEADERS depending on itself, END_STREAM with a content-length, a
+// WINDOW_UPDATE of 0, each answered with RST_STREAM before any handler
+// runs or server connection is taken. They count toward the same 100 a second as the client's own
+// RST_STREAMs, then GOAWAY ENHANCE_YOUR_CALM (reason="rapid_reset").
+func TestH2MalformedStreamsCounted(t *testing.T) {
+	r, conns := startH2Counting(t, "")
+	f := func(name string, open func(x *rawH2, id uint32) error) {
+		t.Helper()
+		before := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "rapid_reset")
+		x := dialRawH2(t, r)
+		go func() {
+			for id := uint32(1); id < 2*300; id += 2 {
+				if open(x, id) != nil {
+					return
+				}
+			}
+		}()
+		x.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		resets := 0
+		for {
+			fm, err := x.fr.ReadFrame()
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Errorf("%s: %d streams reset by wharf and the connection still open", name, resets)
+				return
+			}
+			if err != nil {
+				t.Errorf("%s: no GOAWAY before %v (%d streams reset)", name, err, resets)
+				return
+			}
+			switch fm := fm.(type) {
+			case *http2.RSTStreamFrame:
+				resets++
+			case *http2.GoAwayFrame:
+				if fm.ErrCode != http2.ErrCodeEnhanceYourCalm {
+					t.Errorf("%s: GOAWAY %v, want ENHANCE_YOUR_CALM", name, fm.ErrCode)
+				}
+				if resets > h2MaxResetsPerSec+1 {
+					t.Errorf("%s: GOAWAY after %d resets, want at most %d", name, resets, h2MaxResetsPerSec+1)
+				}
+				if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "rapid_reset"); n != before+1 {
+					t.Errorf("%s: rapid_reset counted %v, want %v", name, n-before, 1)
+				}
+				return
+			}
+		}
+	}
+	headers := func(blk []byte, end bool) func(x *rawH2, id uint32) error {
+		return func(x *rawH2, id uint32) error {
+			return x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: end, EndHeaders: true})
+		}
+	}
+	// Blocks of literals and static entries only, valid on any connection
+	// and repeatable.
+	lit := func(path string, extra ...string) []byte {
+		x := &rawH2{}
+		x.enc = hpack.NewEncoder(&x.buf)
+		return x.block(path, extra...)
+	}
+	f("empty :path", headers(lit(""), true))
+	f("uppercase field name", headers(lit("/", "X-Upper", "1"), true))
+	f("content-length with END_STREAM", headers(lit("/", "content-length", "5"), true))
+	f("depends on itself", func(x *rawH2, id uint32) error {
+		return x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: lit("/"), EndStream: true, EndHeaders: true,
+			Priority: http2.PriorityParam{StreamDep: id, Weight: 15}})
+	})
+	f("WINDOW_UPDATE of 0", func(x *rawH2, id uint32) error {
+		x.fr.AllowIllegalWrites = true
+		return x.fr.WriteWindowUpdate(id, 0)
+	})
+	if n := conns.Load(); n > 5 {
+		t.Errorf("malformed streams opened %d connections to the server", n)
 	}
 }
