@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,6 +38,15 @@ func (s *nowSink) Write(ctx context.Context, batch []*message.Message) error {
 }
 
 func (s *nowSink) WriteNow(batch []*message.Message) bool {
+	b := make([]string, len(batch))
+	for i, m := range batch {
+		b[i] = string(m.Raw)
+	}
+	return s.now(b)
+}
+
+// now is WriteNow and WriteFramedNow: it takes raws unless declining.
+func (s *nowSink) now(raws []string) bool {
 	s.enter()
 	defer s.inWrite.Add(-1)
 	s.nowCalls.Add(1)
@@ -46,15 +56,21 @@ func (s *nowSink) WriteNow(batch []*message.Message) bool {
 	if s.decline.Load() {
 		return false
 	}
-	s.nowMsgs.Add(int64(len(batch)))
-	b := make([]string, len(batch))
-	for i, m := range batch {
-		b[i] = string(m.Raw)
-	}
+	s.nowMsgs.Add(int64(len(raws)))
 	s.mu.Lock()
-	s.batches = append(s.batches, b)
+	s.batches = append(s.batches, raws)
 	s.mu.Unlock()
 	return true
+}
+
+func (s *nowSink) WriteFramed(ctx context.Context, b []byte) ([]byte, error) {
+	s.enter()
+	defer s.inWrite.Add(-1)
+	return s.fakeSink.WriteFramed(ctx, b)
+}
+
+func (s *nowSink) WriteFramedNow(b []byte) bool {
+	return s.now(strings.Split(string(b[:len(b)-1]), "\x00"))
 }
 
 // An idle runner hands a message to WriteNow on the producer's

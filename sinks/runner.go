@@ -251,10 +251,20 @@ type Runner struct {
 	// a producer delivers the head of the ring (the run loop takes
 	// nothing from the ring then, and producers do not wake it: the
 	// producer does when it is done). nowBatch is that producer's batch.
-	imm       Immediate
-	parked    bool
-	nowBusy   bool
-	nowBatch  []*message.Message
+	imm      Immediate
+	parked   bool
+	nowBusy  bool
+	nowBatch []*message.Message
+	// The byte queue (framed.go), when fr is set: ring is unused, n and
+	// ringBytes count the messages and Raw bytes of blocks (oldest
+	// first), free are empty blocks for reuse, and cur is the block the
+	// run loop writes (its batch). blockHint is the largest block taken
+	// yet, in bytes: the room new blocks start with.
+	fr        Framer
+	blocks    []*block
+	free      []*block
+	cur       *block
+	blockHint int
 	closing   atomic.Bool
 	closingCh chan struct{} // closed by Close: wakes blocked Enqueues
 	drainCh   chan struct{} // closed once no Enqueue can add any more
@@ -343,6 +353,10 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 	if cfg.Spool != nil {
 		r.ring = nil // unused: the spool is the queue
 	}
+	if fr, ok := s.(Framer); ok && cfg.Spool == nil && cfg.BatchTimeout == 0 && fr.Framed() {
+		r.fr = fr
+		r.ring = nil
+	}
 	if imm, ok := s.(Immediate); ok && cfg.Spool == nil && cfg.BatchTimeout == 0 {
 		r.imm = imm
 		r.nowBatch = make([]*message.Message, 0, immediateMax)
@@ -384,11 +398,14 @@ func (r *Runner) Start() {
 		} else {
 			close(r.checkDone)
 		}
-		if r.cfg.Spool != nil {
+		switch {
+		case r.cfg.Spool != nil:
 			go r.runSpool()
-			return
+		case r.fr != nil:
+			go r.runFramed()
+		default:
+			go r.run()
 		}
-		go r.run()
 	})
 }
 
@@ -410,6 +427,9 @@ func (r *Runner) Enqueue(m *message.Message, block bool) bool {
 	if r.cfg.Spool != nil {
 		ms := [1]*message.Message{m}
 		queued, next = r.put(ms[:], block)
+	} else if r.fr != nil {
+		ms := [1]*message.Message{m}
+		queued, next = r.enqueueFramed(ms[:], block)
 	} else {
 		ms := [1]*message.Message{m} // does not escape: enqueue keeps no slice
 		queued, next = r.enqueue(ms[:], block)
@@ -426,8 +446,10 @@ func (r *Runner) Enqueue(m *message.Message, block bool) bool {
 // queue's lock once for all that fit and wakes the delivery goroutine at
 // most once. It returns how many were queued; the rest were dropped and
 // released (with block, only Close makes it drop). ms is not retained:
-// the caller may reuse it once EnqueueBatch returns. Safe for concurrent
-// use; it allocates nothing unless it has to wait for space.
+// the caller may reuse it once EnqueueBatch returns, but not read its
+// elements (a byte queue reuses them; they are the runner's references).
+// Safe for concurrent use; it allocates nothing unless it has to wait
+// for space.
 func (r *Runner) EnqueueBatch(ms []*message.Message, block bool) (queued int) {
 	r.gate.RLock()
 	if r.closing.Load() {
@@ -435,9 +457,12 @@ func (r *Runner) EnqueueBatch(ms []*message.Message, block bool) (queued int) {
 		return r.late(ms, block)
 	}
 	var next int
-	if r.cfg.Spool != nil {
+	switch {
+	case r.cfg.Spool != nil:
 		queued, next = r.put(ms, block)
-	} else {
+	case r.fr != nil:
+		queued, next = r.enqueueFramed(ms, block)
+	default:
 		queued, next = r.enqueue(ms, block)
 	}
 	r.gate.RUnlock()
@@ -604,7 +629,7 @@ func (r *Runner) limits(block bool) (msgs int, bytes int64) {
 	if block && r.ready.Load() {
 		return r.cfg.PauseSize, r.cfg.PauseBytes
 	}
-	return len(r.ring), r.cfg.QueueBytes
+	return r.cfg.QueueSize, r.cfg.QueueBytes
 }
 
 // pushFitting pushes the longest prefix of ms that fits the queue (see
@@ -743,7 +768,7 @@ func (r *Runner) handOff() {
 func (r *Runner) close(ctx context.Context, next *Runner) error {
 	r.closeOnce.Do(func() {
 		if next != nil {
-			if r.cfg.Spool == nil {
+			if r.cfg.Spool == nil && r.framedCompatible(next) {
 				r.next = next
 			}
 			r.forward.Store(next) // before closing: late() sees it
@@ -1133,10 +1158,7 @@ func (r *Runner) collectNow() {
 // flush writes r.batch until it succeeds, retries run out or the runner is
 // cancelled, then releases every message in it.
 func (r *Runner) flush() {
-	var size int64
-	for _, m := range r.batch {
-		size += int64(len(m.Raw))
-	}
+	size := r.batchBytes()
 	if r.ctx.Err() != nil {
 		// Close's deadline has passed: what is left is not even tried.
 		r.finish(dropShutdown, size)
@@ -1145,11 +1167,11 @@ func (r *Runner) flush() {
 	backoff := r.cfg.RetryBackoff
 	for attempt := 0; ; attempt++ {
 		t0 := time.Now()
-		err := r.sink.Write(r.ctx, r.batch)
+		err := r.write()
 		t1 := time.Now()
 		r.writeTime.Observe(t1.Sub(t0).Seconds())
 		var rej *RejectedError
-		if errors.As(err, &rej) && len(rej.Indexes) <= len(r.batch) {
+		if r.cur == nil && errors.As(err, &rej) && len(rej.Indexes) <= len(r.batch) {
 			// Delivered but for a few the destination refuses for good.
 			r.dropped[dropRejected].Add(uint64(len(rej.Indexes)))
 			if now := time.Now(); now.Sub(r.lastRejectLog) >= errorLogInterval {
@@ -1162,7 +1184,11 @@ func (r *Runner) flush() {
 			return
 		}
 		if err == nil {
-			r.delivered(r.batch, nil, size, t1)
+			if r.cur != nil {
+				r.deliveredBlock(r.cur, t1)
+			} else {
+				r.delivered(r.batch, nil, size, t1)
+			}
 			if r.failures > 0 {
 				r.log.Info("sink recovered", "failed_writes", r.failures)
 				r.failures = 0
@@ -1219,6 +1245,32 @@ func (r *Runner) flush() {
 
 const dropReasonNone = -1
 
+// batchBytes is the Raw bytes of the batch flush writes: r.batch, or the
+// byte queue's block.
+func (r *Runner) batchBytes() int64 {
+	if r.cur != nil {
+		return r.cur.raw
+	}
+	var size int64
+	for _, m := range r.batch {
+		size += int64(len(m.Raw))
+	}
+	return size
+}
+
+// write is one attempt of flush: the batch to Write, or the block to
+// WriteFramed (whose storage the sink may keep, giving other back).
+func (r *Runner) write() error {
+	if b := r.cur; b != nil {
+		reuse, err := r.fr.WriteFramed(r.ctx, b.b)
+		if err == nil {
+			b.b = reuse[:0]
+		}
+		return err
+	}
+	return r.sink.Write(r.ctx, r.batch)
+}
+
 // handingOver reports whether a HandOver began (see handOff): the run
 // loop may read r.next once drainCh is closed.
 func (r *Runner) handingOver() bool {
@@ -1236,6 +1288,15 @@ func (r *Runner) handingOver() bool {
 // with the old destination down, a reload that changed the sink lost that
 // batch.
 func (r *Runner) handBatch(size int64) {
+	if b := r.cur; b != nil {
+		r.cur = nil
+		r.mu.Lock()
+		r.bytes.Store(r.bytes.Load() - size)
+		r.mu.Unlock()
+		r.next.takeBlocks([]*block{b}, b.n, b.raw)
+		r.handedOver.Add(uint64(b.n))
+		return
+	}
 	r.next.EnqueueBatch(r.batch, true)
 	r.handedOver.Add(uint64(len(r.batch)))
 	r.emptyBatch(size)
@@ -1290,6 +1351,19 @@ func confirm(batch []*message.Message, rejected []int) {
 func (r *Runner) finish(reason int, size int64) {
 	if r.cfg.Spool != nil {
 		r.finishSpool(reason)
+		return
+	}
+	if b := r.cur; b != nil {
+		r.cur = nil
+		if reason != dropReasonNone {
+			r.dropped[reason].Add(uint64(b.n))
+		}
+		message.ReleaseAll(b.held)
+		r.mu.Lock()
+		r.bytes.Store(r.bytes.Load() - size)
+		r.recycle(b)
+		r.spaceFreed()
+		r.mu.Unlock()
 		return
 	}
 	if reason != dropReasonNone {

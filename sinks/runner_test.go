@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,9 +32,21 @@ type fakeSink struct {
 	block   chan struct{}                  // non-nil: Write waits for it (or ctx)
 	check   func() error                   // for checkerSink
 	onWrite func(batch []*message.Message) // called at the start of Write
+	now     bool                           // WriteFramedNow takes what it is given
+	key     string                         // FrameKey, if not "fake"
 }
 
 func (s *fakeSink) Write(ctx context.Context, batch []*message.Message) error {
+	raws := make([]string, len(batch))
+	for i, m := range batch {
+		raws[i] = string(m.Raw)
+	}
+	return s.record(ctx, raws, batch)
+}
+
+// record is Write and WriteFramed: the batch's Raws, and its messages
+// for onWrite (made up from the frames for WriteFramed).
+func (s *fakeSink) record(ctx context.Context, raws []string, batch []*message.Message) error {
 	if s.onWrite != nil {
 		s.onWrite(batch)
 	}
@@ -58,12 +71,38 @@ func (s *fakeSink) Write(ctx context.Context, batch []*message.Message) error {
 			return err
 		}
 	}
-	b := make([]string, len(batch))
-	for i, m := range batch {
-		b[i] = string(m.Raw)
-	}
-	s.batches = append(s.batches, b)
+	s.batches = append(s.batches, raws)
 	return nil
+}
+
+// fakeFramed makes every fakeSink a Framer whose Framed reports true:
+// TestRunnerFramed runs the Runner's tests again over the byte queue.
+var fakeFramed bool
+
+// The fakeSink's frames are each message's Raw and a NUL.
+func (s *fakeSink) Framed() bool     { return fakeFramed }
+func (s *fakeSink) FrameKey() string { return cmp.Or(s.key, "fake") }
+func (s *fakeSink) AppendFrame(b []byte, m *message.Message) []byte {
+	return append(append(b, m.Raw...), 0)
+}
+
+func (s *fakeSink) WriteFramed(ctx context.Context, b []byte) ([]byte, error) {
+	raws := strings.Split(string(b[:len(b)-1]), "\x00")
+	batch := make([]*message.Message, len(raws))
+	for i, raw := range raws {
+		batch[i] = message.New([]byte(raw))
+	}
+	return b, s.record(ctx, raws, batch)
+}
+
+// WriteFramedNow declines unless now is set (and the sink neither
+// blocks nor fails): the run loop then writes the block.
+func (s *fakeSink) WriteFramedNow(b []byte) bool {
+	if !s.now || s.block != nil || s.fail != nil {
+		return false
+	}
+	_, err := s.WriteFramed(context.Background(), b)
+	return err == nil
 }
 
 func (s *fakeSink) Close() error {
@@ -976,4 +1015,42 @@ func firstDiff(a, b []string) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// TestRunnerFramed runs the Runner's tests again with every fakeSink a
+// Framer, so the byte queue (framed.go) keeps the message queue's
+// promises: order, batching bounds, backpressure, drops by reason,
+// retries, Close and HandOver.
+func TestRunnerFramed(t *testing.T) {
+	fakeFramed = true
+	defer func() { fakeFramed = false }()
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"NaturalBatching", TestRunnerNaturalBatching},
+		{"RetryThenSuccess", TestRunnerRetryThenSuccess},
+		{"Histograms", TestRunnerHistograms},
+		{"MaxRetries", TestRunnerMaxRetries},
+		{"QueueFull", TestRunnerQueueFull},
+		{"BlockingEnqueue", TestRunnerBlockingEnqueue},
+		{"CloseUnblocksProducers", TestRunnerCloseUnblocksProducers},
+		{"CloseDrainsEverything", TestRunnerCloseDrainsEverything},
+		{"TightBytesBoundConcurrent", TestRunnerTightBytesBoundConcurrent},
+		{"CloseDuringRetry", TestRunnerCloseDuringRetry},
+		{"ReadyWithChecker", TestRunnerReadyWithChecker},
+		{"PauseMark", TestRunnerPauseMark},
+		{"PauseMarkOutage", TestRunnerPauseMarkOutage},
+		{"HandOver", TestRunnerHandOver},
+		{"LateMessages", TestRunnerLateMessages},
+		{"HandOverFailingBatch", TestRunnerHandOverFailingBatch},
+		{"BatchPartlyFits", TestRunnerBatchPartlyFits},
+		{"RingWrap", TestRunnerRingWrap},
+		{"ImmediateOnIdleSink", TestRunnerImmediateOnIdleSink},
+		{"ImmediateDeclined", TestRunnerImmediateDeclined},
+		{"ImmediateConcurrent", TestRunnerImmediateConcurrent},
+		{"AckAfterEverySinkConfirmed", TestAckAfterEverySinkConfirmed},
+	} {
+		t.Run(tc.name, tc.f)
+	}
 }

@@ -309,6 +309,42 @@ func (s *Syslog) Server() string {
 func (s *Syslog) Write(ctx context.Context, batch []*message.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	reuse, err := s.write(ctx, batch, nil)
+	if err == nil && reuse != nil {
+		s.buf = reuse
+	}
+	return err
+}
+
+// WriteFramed is Write for bytes framed by AppendFrame (sinks.Framer:
+// a runner over this sink queues bytes when every server is TCP or TLS).
+// What it keeps of b for a replay it returns other storage for.
+func (s *Syslog) WriteFramed(ctx context.Context, b []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.write(ctx, nil, b)
+}
+
+// Framed reports whether every server takes a stream of frames (plain
+// TCP or TLS): RELP answers each message, UDP sends each as a datagram.
+func (s *Syslog) Framed() bool {
+	for i := range s.servers {
+		if srv := &s.servers[i]; srv.relp || srv.network != "tcp" {
+			return false
+		}
+	}
+	return true
+}
+
+// FrameKey names the sink's encoding and framing (sinks.Framer).
+func (s *Syslog) FrameKey() string {
+	return fmt.Sprintf("syslog/%d/%d", s.enc, s.framing)
+}
+
+// write is Write for a batch or, when framed is not nil, for bytes
+// already framed (the batch is then nil). On success it returns the
+// storage for the next batch's frames (see keep). Called with mu held.
+func (s *Syslog) write(ctx context.Context, batch []*message.Message, framed []byte) ([]byte, error) {
 	now := time.Now()
 	if s.cur != 0 && !now.Before(s.nextFailback) {
 		s.tryFailback(ctx, now)
@@ -327,14 +363,14 @@ func (s *Syslog) Write(ctx context.Context, batch []*message.Message) error {
 		if i != s.cur {
 			s.switchTo(i)
 		}
-		err := s.send(ctx, srv, batch)
+		reuse, err := s.send(ctx, srv, batch, framed)
 		if err == nil {
 			srv.backoff = 0
-			return nil
+			return reuse, nil
 		}
 		s.failed(srv)
 		if ctx.Err() != nil {
-			return fmt.Errorf("sinks/syslog: sink %q: server %s: %w", s.name, srv.url, err)
+			return nil, fmt.Errorf("sinks/syslog: sink %q: server %s: %w", s.name, srv.url, err)
 		}
 		serr := &serverError{url: srv.url, err: err}
 		if k < n-1 {
@@ -342,7 +378,7 @@ func (s *Syslog) Write(ctx context.Context, batch []*message.Message) error {
 		}
 		errs = append(errs, serr)
 	}
-	return fmt.Errorf("sinks/syslog: sink %q: no server accepted the batch: %w", s.name, errors.Join(errs...))
+	return nil, fmt.Errorf("sinks/syslog: sink %q: no server accepted the batch: %w", s.name, errors.Join(errs...))
 }
 
 // switchTo makes server i current; the caller has closed or will open conn.
@@ -588,11 +624,12 @@ func tlsAlive(tc *tls.Conn) bool {
 // msg/s): 1,800 of 159,800 messages lost before, 0 after, at about 5,000
 // duplicates per reset. What a collector held unread beyond replayBytes
 // is still lost: plain TCP syslog has no acknowledgements (RELP has).
-func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message) error {
+func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message, framed []byte) ([]byte, error) {
 	if srv.relp {
 		// No liveness probe: a dead session shows as a missing answer,
-		// and what was not answered is sent again.
-		return s.sendRELP(ctx, srv, batch)
+		// and what was not answered is sent again. (Framed says no
+		// framed bytes come here.)
+		return nil, s.sendRELP(ctx, srv, batch)
 	}
 	if s.conn != nil && srv.network == "tcp" {
 		s.checkConn()
@@ -600,20 +637,23 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 	if s.conn == nil {
 		c, err := s.dial(ctx, srv)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		s.conn = c
 		s.outq, s.sinceOutq = 0, 0 // a new, empty send queue
 	}
 	stop, err := s.armWrite(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stop()
 	if srv.network == "udp" {
-		return s.sendUDP(batch)
+		return nil, s.sendUDP(batch)
 	}
-	b := s.frame(batch)
+	b := framed
+	if b == nil {
+		b = s.frame(batch)
+	}
 	if s.replay && len(s.prev) > 0 {
 		err = s.writeReplay(b)
 	} else {
@@ -621,9 +661,9 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("write: %w", ctx.Err())
+			return nil, fmt.Errorf("write: %w", ctx.Err())
 		}
-		return fmt.Errorf("write: %w", err)
+		return nil, fmt.Errorf("write: %w", err)
 	}
 	s.replay = false
 	s.nowBudget = 0 // what this write left queued is unknown: WriteNow asks
@@ -637,8 +677,7 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 			s.outq = q
 		}
 	}
-	s.keep(b, s.outq+s.sinceOutq)
-	return nil
+	return s.keep(b, s.outq+s.sinceOutq), nil
 }
 
 // frame encodes and frames batch into s.buf for one TCP write and returns
@@ -646,28 +685,37 @@ func (s *Syslog) send(ctx context.Context, srv *server, batch []*message.Message
 func (s *Syslog) frame(batch []*message.Message) []byte {
 	b := s.buf[:0]
 	for _, m := range batch {
-		if s.framing == FramingOctetCounting && s.enc == sinks.EncodingRaw {
-			// The length is known before encoding: no shifting.
-			b = ascii.AppendUint(b, uint64(len(m.Raw)))
-			b = append(b, ' ')
-			b = append(b, m.Raw...)
-		} else if s.framing == FramingOctetCounting {
-			start := len(b)
-			b = s.enc.Append(b, m)
-			// Prefix the length: encode first, then shift in "LEN SP".
-			n := len(b) - start
-			var pre [12]byte
-			p := ascii.AppendUint(pre[:0], uint64(n))
-			p = append(p, ' ')
-			b = append(b, p...)
-			copy(b[start+len(p):], b[start:start+n])
-			copy(b[start:], p)
-		} else {
-			b = s.enc.AppendLine(b, m) // a LF inside would end the frame early
-		}
+		b = s.AppendFrame(b, m)
 	}
 	s.buf = b
 	return b
+}
+
+// AppendFrame appends m encoded and framed as the sink sends it over a
+// stream (sinks.Framer). It reads only settings fixed at New: runners
+// call it from producers, concurrently with Write.
+func (s *Syslog) AppendFrame(b []byte, m *message.Message) []byte {
+	switch {
+	case s.framing == FramingOctetCounting && s.enc == sinks.EncodingRaw:
+		// The length is known before encoding: no shifting.
+		b = ascii.AppendUint(b, uint64(len(m.Raw)))
+		b = append(b, ' ')
+		return append(b, m.Raw...)
+	case s.framing == FramingOctetCounting:
+		start := len(b)
+		b = s.enc.Append(b, m)
+		// Prefix the length: encode first, then shift in "LEN SP".
+		n := len(b) - start
+		var pre [12]byte
+		p := ascii.AppendUint(pre[:0], uint64(n))
+		p = append(p, ' ')
+		b = append(b, p...)
+		copy(b[start+len(p):], b[start:start+n])
+		copy(b[start:], p)
+		return b
+	default:
+		return s.enc.AppendLine(b, m) // a LF inside would end the frame early
+	}
 }
 
 // nowBytes bounds what WriteNow writes, counting what the connection
@@ -685,6 +733,19 @@ const nowBytes = 8 << 10
 // Write (the server is marked down, the last batches are replayed on the
 // next connection) and the batch goes to Write.
 func (s *Syslog) WriteNow(batch []*message.Message) bool {
+	return s.writeNow(batch, nil)
+}
+
+// WriteFramedNow is WriteNow for bytes framed by AppendFrame
+// (sinks.Framer). It does not keep b: what it writes is at most nowBytes,
+// which keep copies.
+func (s *Syslog) WriteFramedNow(b []byte) bool {
+	return s.writeNow(nil, b)
+}
+
+// writeNow is WriteNow for a batch or, when framed is not nil, for bytes
+// already framed.
+func (s *Syslog) writeNow(batch []*message.Message, framed []byte) bool {
 	if !s.mu.TryLock() {
 		return false
 	}
@@ -701,7 +762,10 @@ func (s *Syslog) WriteNow(batch []*message.Message) bool {
 		if !s.checkConn() {
 			return false // Write reconnects (and replays after a reset)
 		}
-		b := s.frame(batch)
+		b := framed
+		if b == nil {
+			b = s.frame(batch)
+		}
 		if len(b) > s.nowBudget {
 			queued, ok := s.unsent()
 			if !ok {
@@ -716,7 +780,11 @@ func (s *Syslog) WriteNow(batch []*message.Message) bool {
 		}
 		if err == nil {
 			s.nowBudget -= len(b)
-			s.keep(b, nowBytes) // the queue held at most nowBytes
+			// The queue held at most nowBytes; b, as short, is copied
+			// (keep returns it).
+			if reuse := s.keep(b, nowBytes); framed == nil {
+				s.buf = reuse
+			}
 		}
 	}
 	if err == nil {
@@ -745,8 +813,9 @@ func (s *Syslog) unsent() (int, bool) {
 
 // keep makes b, just written, the newest batch of prev, drops the oldest
 // ones not needed to reach replayBytes plus queued (what the kernel's
-// send queue still holds unacknowledged), and gives s.buf storage for
-// the next batch.
+// send queue still holds unacknowledged), and returns storage for the
+// next batch: b itself when it was copied (a small batch, up to
+// smallKept/4), else a spare framing buffer or a new one.
 //
 // A small batch (a low rate, or natural batching at a moderate one) is
 // copied into the newest smallKept chunk of prev, so that maxReplay of
@@ -758,7 +827,7 @@ func (s *Syslog) unsent() (int, bool) {
 // chunk per 64 KiB of small batches and handed chunks out as framing
 // buffers: the garbage collector ran all the time, 23% more CPU per
 // message at 1M msg/s).
-func (s *Syslog) keep(b []byte, queued int) {
+func (s *Syslog) keep(b []byte, queued int) []byte {
 	s.replayed = false
 	if len(b) <= smallKept/4 {
 		n := len(s.prev)
@@ -768,18 +837,18 @@ func (s *Syslog) keep(b []byte, queued int) {
 		}
 		s.prev[n-1] = append(s.prev[n-1], b...)
 		s.prevBytes += len(b)
-		s.buf = b[:0]
 		s.trim(queued)
-		return
+		return b[:0]
 	}
 	s.prev, s.prevChunk = append(s.prev, b), append(s.prevChunk, false)
 	s.prevBytes += len(b)
 	s.trim(queued)
 	if n := len(s.spare); n > 0 {
-		s.buf, s.spare = s.spare[n-1], s.spare[:n-1]
-	} else {
-		s.buf = make([]byte, 0, cap(b))
+		reuse := s.spare[n-1]
+		s.spare = s.spare[:n-1]
+		return reuse
 	}
+	return make([]byte, 0, cap(b))
 }
 
 // chunk returns an empty smallKept chunk for small batches, a reused one
