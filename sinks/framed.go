@@ -63,7 +63,6 @@ type block struct {
 	held []*message.Message
 }
 
-
 // enqueueFramed frames ms into the byte queue in order: enqueue for a
 // Framer. The producer releases every framed message itself (but those
 // with an Ack, which the block holds); ms's elements are overwritten.

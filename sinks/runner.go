@@ -292,6 +292,9 @@ type Runner struct {
 	forward    atomic.Pointer[Runner]
 	handedOver *metrics.Counter
 	failures   int // consecutive failed Writes
+	// spoolGaveUp is set when a buffered runner's write failed after
+	// Close began: it stops delivering, the rest stays in the spool.
+	spoolGaveUp bool
 
 	// With a Spool: closingCtx ends when Close begins (wakes blocked
 	// Puts), drainCtx once no Enqueue can add any more (stops Get waiting).
@@ -913,8 +916,8 @@ func (r *Runner) run() {
 
 // runSpool is the delivery loop with a Spool: get a batch, write it (with
 // retries), commit it. Once draining begins it delivers what is stored
-// until the spool is empty or Close's deadline passes; what is left stays
-// in the spool for the next start.
+// until the spool is empty, Close's deadline passes or a write fails;
+// what is left stays in the spool for the next start.
 func (r *Runner) runSpool() {
 	defer close(r.done)
 	backoff := r.cfg.RetryBackoff
@@ -924,6 +927,9 @@ func (r *Runner) runSpool() {
 		if len(r.batch) > 0 {
 			backoff = r.cfg.RetryBackoff
 			r.flush()
+			if r.spoolGaveUp {
+				return // the rest stays in the spool (see flush)
+			}
 			continue
 		}
 		if r.drainCtx.Err() != nil {
@@ -1225,6 +1231,17 @@ func (r *Runner) flush() {
 			if r.next != nil {
 				t.Stop()
 				r.handBatch(size)
+				return
+			}
+			if r.cfg.Spool != nil {
+				// What a buffered sink has not delivered stays on disk
+				// for the next start: waiting out Close's deadline for a
+				// destination that fails gains nothing, and held a stop
+				// (a restart during an outage) for all of
+				// shutdown_timeout with the listeners already closed.
+				t.Stop()
+				r.spoolGaveUp = true
+				r.finish(dropShutdown, size)
 				return
 			}
 			select { // a Close: its drain retries here as before

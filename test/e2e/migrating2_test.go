@@ -591,9 +591,6 @@ action(type="omfwd" target="127.0.0.1" port="%s" protocol="tcp"
 		in := startIn(t, work[w], "127.0.0.1:0", fmt.Sprintf(`[admin]
 listen = "{{ADMIN}}"
 
-[global]
-shutdown_timeout = "500ms"        # the wait for a collector that is down
-
 [frontend.syslog]
 bind = ["tcp://127.0.0.1:%d"]
 sinks = ["central"]
@@ -668,7 +665,7 @@ on_full = "block"                 # then hold TCP senders back
 		took := time.Since(t0).Round(100 * time.Millisecond)
 		t.Logf("%s stopped in %v", w, took)
 		if w == "wharf" && took > time.Second {
-			t.Errorf("wharf took %v to stop, want its shutdown_timeout (500ms)", took)
+			t.Errorf("wharf took %v to stop with its collector down, want at most a second: what is buffered stays on disk", took)
 		}
 		run(w)
 		cols[w] = newTCPCollector(t, colAddr[w])
