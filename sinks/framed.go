@@ -343,8 +343,29 @@ func (r *Runner) handOffBlocks() {
 }
 
 // takeBlocks appends blocks of n messages and raw bytes handed over by
-// another runner (handOffBlocks, handBatch) and wakes the run loop.
+// another runner (handOffBlocks, handBatch) and wakes the run loop. If r
+// is closing already (a stop, or a second reload, closed it while the
+// old runner finished its write), r's run loop may have drained: the
+// blocks go on to the runner r hands over to when it frames the same,
+// else they are dropped as "closed", as EnqueueBatch's late messages
+// are (appended, they were neither delivered nor counted, and their
+// held messages never released).
 func (r *Runner) takeBlocks(bs []*block, n int, raw int64) {
+	r.gate.RLock()
+	if r.closing.Load() {
+		r.gate.RUnlock()
+		if to := r.forward.Load(); to != nil && r.framedCompatible(to) {
+			r.handedOver.Add(uint64(n))
+			to.takeBlocks(bs, n, raw)
+			return
+		}
+		r.dropped[dropClosed].Add(uint64(n))
+		for _, b := range bs {
+			message.ReleaseAll(b.held)
+			clear(b.held)
+		}
+		return
+	}
 	r.mu.Lock()
 	r.blocks = append(r.blocks, bs...)
 	r.n += n
@@ -355,6 +376,7 @@ func (r *Runner) takeBlocks(bs []*block, n int, raw int64) {
 		r.idle = false
 	}
 	r.mu.Unlock()
+	r.gate.RUnlock()
 	if wake {
 		r.wakeRunLoop()
 	}

@@ -214,3 +214,49 @@ func (s *touchSink) WriteFramed(_ context.Context, b []byte) ([]byte, error) {
 }
 
 func (s *touchSink) WriteFramedNow([]byte) bool { return false }
+
+// A stop (or a second reload) closes the new runner while the old one
+// still finishes its write: the blocks the old one hands over then
+// cannot join a queue that has drained. They are counted as dropped
+// ("closed") and their held messages released, as late messages are in
+// a queue of messages. Found in review: they were appended to the
+// drained runner, neither delivered nor counted (90 of 100 here), and a
+// RELP sender waiting on one never got its answer.
+func TestFramedHandOverToClosedRunner(t *testing.T) {
+	tr := newTracker(t)
+	reg := metrics.NewRegistry()
+	release := make(chan struct{})
+	old := framedRunner(t, "out", &fakeSink{block: release}, RunnerConfig{QueueSize: 1000, BatchSize: 10}, reg)
+	var ack ackRecorder
+	for i := range 100 {
+		var m *message.Message
+		if i < 99 {
+			m = tr.msg(fmt.Sprintf("m%03d", i))
+		} else {
+			m = message.New([]byte("m099")) // no tracker reference: its last release answers the sender
+			m.Ack = &ack
+		}
+		old.Enqueue(m, true)
+	}
+	testenv.Eventually(t, "the first block in Write", func() bool { return old.Stats().Queued < 100 })
+	next := framedRunner(t, "out", &fakeSink{}, RunnerConfig{QueueSize: 1000}, reg)
+	done := make(chan error, 1)
+	go func() { done <- old.HandOver(context.Background(), next) }()
+	testenv.Eventually(t, "the hand-over to begin", func() bool { return old.closing.Load() })
+	closeRunner(t, next, time.Second)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st := next.Stats() // one series for both runners
+	var dropped uint64
+	for _, d := range st.Dropped {
+		dropped += d
+	}
+	if st.Sent+dropped != 100 || st.Queued != 0 || st.QueuedBytes != 0 {
+		t.Fatalf("sent %d + dropped %d of 100 (%v); %d messages, %d bytes still queued", st.Sent, dropped, st.Dropped, st.Queued, st.QueuedBytes)
+	}
+	if ack.failed.Load() != 1 {
+		t.Errorf("the held message's sender got %d failed answers (%d ok), want 1 failed; dropped %v", ack.failed.Load(), ack.ok.Load(), st.Dropped)
+	}
+}

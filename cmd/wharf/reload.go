@@ -238,7 +238,7 @@ func (g *gateway) reload(cfg *conf.Config) error {
 			// HandOver's error is the sink's Close; what the drain left
 			// behind shows only in the runner's drop counters.
 			if lost := retiredDrops(r) - before; lost > 0 || err != nil {
-				g.log.Warn("retired sink did not drain in time; the rest is counted as dropped (reason shutdown): its destination did not take them within global.shutdown_timeout. To keep a queue across a reload, keep the sink's name (a changed sink hands its queue on) or give it a disk buffer",
+				g.log.Warn("retired sink did not drain in time; the rest is counted as dropped (reason shutdown): its destination did not take them within global.shutdown_timeout. To keep a queue across a reload, keep the sink's name (a changed sink hands its queue on, but for a syslog sink whose encoding, out_framing or kind of servers changed: its queue is framed bytes, which it delivers itself) or give it a disk buffer",
 					"sink", r.Name(), "dropped", lost, "timeout", oldCfg.Global.ShutdownTimeout.Duration, "close_err", err)
 			}
 		}()

@@ -724,6 +724,11 @@ func (s *Syslog) AppendFrame(b []byte, m *message.Message) []byte {
 // kernel takes the write whole, at once, even for a TLS record's overhead.
 const nowBytes = 8 << 10
 
+// WriteFramedNow does not keep the runner's bytes because keep copies a
+// batch of up to smallKept/4, and WriteNow writes at most nowBytes: this
+// fails to compile should the two ever cross.
+const _ = uint(smallKept/4 - nowBytes)
+
 // WriteNow is Write for a small batch on the caller's goroutine
 // (sinks.Immediate): it writes only over an established connection to the
 // current server, with no failback due, no replay pending and no other
