@@ -125,23 +125,12 @@ func (r *Runner) enqueueFramed(ms []*message.Message, wait bool) (queued, next i
 			message.ReleaseAll(ms[:free])
 			return queued, i
 		}
-		// Full: wait for space, waking the run loop.
-		if r.spaceCh == nil {
-			r.spaceCh = make(chan struct{})
-		}
-		space := r.spaceCh
-		wake := r.idle
-		r.idle = false
-		r.mu.Unlock()
-		// ms[:i] are done with (ms[:free] released here, the others
-		// held by blocks; free <= i, so ms[i:] are untouched).
+		// Full: wait for space. ms[:i] are done with (ms[:free]
+		// released here, the others held by blocks; free <= i, so ms[i:]
+		// are untouched).
+		space, wake := r.leaveFull()
 		message.ReleaseAll(ms[:free])
-		if wake {
-			r.wakeRunLoop()
-		}
-		select {
-		case <-space:
-		case <-r.closingCh:
+		if !r.awaitRoom(space, wake) {
 			return queued, i
 		}
 	}

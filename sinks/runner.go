@@ -577,23 +577,37 @@ func (r *Runner) enqueue(ms []*message.Message, block bool) (queued, next int) {
 			}
 			return queued, i
 		}
-		// Full: wait for space, waking the run loop so it takes what is
-		// queued even if its batch is not complete yet.
-		if r.spaceCh == nil {
-			r.spaceCh = make(chan struct{})
-		}
-		space := r.spaceCh
-		wake := r.idle
-		r.idle = false
-		r.mu.Unlock()
-		if wake {
-			r.wakeRunLoop()
-		}
-		select {
-		case <-space:
-		case <-r.closingCh:
+		if !r.awaitRoom(r.leaveFull()) {
 			return queued, i
 		}
+	}
+}
+
+// leaveFull is for a producer the queue has no room for, with mu held:
+// it unlocks mu and returns what to wait on for space, and whether the
+// run loop waits for a batch to complete (it is woken, to take what is
+// queued). The producer may do its own work before awaitRoom.
+func (r *Runner) leaveFull() (space chan struct{}, wake bool) {
+	if r.spaceCh == nil {
+		r.spaceCh = make(chan struct{})
+	}
+	space, wake = r.spaceCh, r.idle
+	r.idle = false
+	r.mu.Unlock()
+	return space, wake
+}
+
+// awaitRoom wakes the run loop if leaveFull said so and waits for space:
+// true, or false once Close began.
+func (r *Runner) awaitRoom(space chan struct{}, wake bool) bool {
+	if wake {
+		r.wakeRunLoop()
+	}
+	select {
+	case <-space:
+		return true
+	case <-r.closingCh:
+		return false
 	}
 }
 

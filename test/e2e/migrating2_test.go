@@ -427,16 +427,7 @@ servers = ["udp://%s"]
 // sendLF writes each message, LF-framed, on one TCP connection to addr.
 func sendLF(t *testing.T, addr string, msgs []string) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for _, m := range msgs {
-		if _, err := io.WriteString(c, m+"\n"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendEach(t, "tcp", addr, msgs, "\n", 0)
 }
 
 // TestMigratingRegexSD: rsyslog pair 6, a regular expression on the

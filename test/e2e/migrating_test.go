@@ -181,16 +181,26 @@ func ids(msgs []string) []int {
 // sendUDP sends each message as one datagram to addr.
 func sendUDP(t *testing.T, addr string, msgs []string) {
 	t.Helper()
-	c, err := net.Dial("udp", addr)
+	sendEach(t, "udp", addr, msgs, "", 2*time.Millisecond) // keep order across rsyslog's and wharf's UDP workers
+}
+
+// sendEach writes each message followed by sep on one connection of
+// network to addr (over UDP with sep "", one datagram each), pausing gap
+// after each.
+func sendEach(t *testing.T, network, addr string, msgs []string, sep string, gap time.Duration) {
+	t.Helper()
+	c, err := net.Dial(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	for _, m := range msgs {
-		if _, err := io.WriteString(c, m); err != nil {
+		if _, err := io.WriteString(c, m+sep); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Millisecond) // keep order across rsyslog's and wharf's UDP workers
+		if gap > 0 {
+			time.Sleep(gap)
+		}
 	}
 }
 
