@@ -46,6 +46,14 @@ import (
 // limit when IdleTimeout and ReadTimeout are 0).
 const adminIdleTimeout = time.Minute
 
+// adminBodyTimeout bounds reading a request's body, unread bodies
+// included (net/http discards up to 256 KiB of one after the handler,
+// with no deadline of its own): a client that announced a body and sent
+// less held its connection, one of adminMaxConns, for as long as it
+// liked, and 256 of them locked everyone out of /healthz, /metrics and
+// /reload.
+const adminBodyTimeout = 10 * time.Second
+
 // adminMaxHeaderBytes bounds one request's header, as the proxy's
 // max_header_bytes default does (conf.DefaultMaxHeaderBytes): room for
 // a browser's localhost cookies, where net/http's 1 MiB default let
@@ -83,6 +91,9 @@ type Server struct {
 	// idleTimeout closes a keep-alive connection idle between requests
 	// (adminIdleTimeout; tests shorten it).
 	idleTimeout time.Duration
+	// bodyTimeout bounds reading a request's body (adminBodyTimeout;
+	// tests shorten it).
+	bodyTimeout time.Duration
 	// maxConns bounds open connections (adminMaxConns; tests lower it);
 	// conns counts them, refused those closed at the bound (connlimit.go).
 	maxConns int
@@ -219,7 +230,7 @@ func tokenMatches(header, want string) bool {
 
 // New returns an admin server; Handle adds more endpoints before Start.
 func New(reg *metrics.Registry, ready Readiness, log *slog.Logger) *Server {
-	s := &Server{reg: reg, ready: ready, log: log, mux: http.NewServeMux(), idleTimeout: adminIdleTimeout, maxConns: adminMaxConns}
+	s := &Server{reg: reg, ready: ready, log: log, mux: http.NewServeMux(), idleTimeout: adminIdleTimeout, bodyTimeout: adminBodyTimeout, maxConns: adminMaxConns}
 	s.conns = reg.Gauge("wharf_admin_connections", "Open connections to the admin listener (at most 256; more are closed at once).")
 	s.refused = reg.Counter("wharf_admin_rejected_total", "Connections to the admin listener closed at once, by reason (maxconn: it held 256 already).", "reason", "maxconn")
 	// promhttp gathers everything into memory first and writes after,
@@ -266,7 +277,7 @@ func (s *Server) Start(addr string) error {
 		}
 	}
 	s.srv = &http.Server{
-		Handler:           s.browserGuard(s.guard(s.mux)),
+		Handler:           s.bodyDeadline(s.browserGuard(s.guard(s.mux))),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       s.idleTimeout,
 		MaxHeaderBytes:    adminMaxHeaderBytes,
@@ -280,6 +291,19 @@ func (s *Server) Start(addr string) error {
 		}
 	}()
 	return nil
+}
+
+// bodyDeadline gives a request with a body bodyTimeout to send it (see
+// adminBodyTimeout). Requests without one (GET, the tap's long stream)
+// keep no read deadline: net/http's own read for a closed client must not
+// end a stream.
+func (s *Server) bodyDeadline(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.bodyTimeout))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Addr returns the listening address.

@@ -67,3 +67,14 @@ func (c *limitedConn) Close() error {
 	c.once.Do(func() { c.open.Add(-1) })
 	return c.Conn.Close()
 }
+
+// CloseWrite half-closes the connection as the wrapped one does:
+// net/http shuts the write side before it closes a connection after an
+// error answer (400, 431), so a client still sending gets the answer
+// rather than a reset; the wrapper hid it.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}

@@ -128,3 +128,39 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// Regression (review): a request that announces a body and sends less,
+// on a public path, held its connection until the client let go:
+// net/http reads and discards an unread body after the handler without a
+// deadline. maxConns such connections refused everyone else for good.
+// Now the body gets bodyTimeout, and the slots come back.
+func TestAdminStalledBodyFreesItsSlot(t *testing.T) {
+	s := New(metrics.NewRegistry(), func() (bool, []string) { return true, nil }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s.maxConns = 2
+	s.bodyTimeout = 300 * time.Millisecond
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop(context.Background()) })
+	for range s.maxConns {
+		c, err := net.Dial("tcp", s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nab")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		// The answer, then the server's close once the body times out.
+		if _, err := io.ReadAll(c); isTimeout(err) {
+			t.Fatalf("a connection stalled in its body still open after 5 s (body timeout %v)", s.bodyTimeout)
+		}
+	}
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + s.Addr() + "/healthz")
+	if err != nil {
+		t.Fatalf("GET /healthz after %d stalled bodies: %v", s.maxConns, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /healthz = %d", resp.StatusCode)
+	}
+}
