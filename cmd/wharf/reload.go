@@ -228,9 +228,20 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	// meanwhile waits for them (g.retiring).
 	for _, r := range retired {
 		to := next.runners[r.Name()]
+		var handed chan struct{}
+		if to != nil {
+			handed = make(chan struct{})
+			if g.handovers == nil {
+				g.handovers = map[string]chan struct{}{}
+			}
+			g.handovers[r.Name()] = handed
+		}
 		g.retiring.Add(1)
 		go func() {
 			defer g.retiring.Done()
+			if handed != nil {
+				defer close(handed)
+			}
 			ctx, cancel := context.WithTimeout(g.retireCtx, oldCfg.Global.ShutdownTimeout.Duration)
 			defer cancel()
 			before := retiredDrops(r)

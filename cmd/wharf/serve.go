@@ -65,6 +65,11 @@ type gateway struct {
 	retiring   sync.WaitGroup
 	retireCtx  context.Context
 	retireStop context.CancelFunc
+	// handovers holds, by sink name, a channel closed when the hand-over
+	// of that sink's queue from its previous runner ends (reload step 6):
+	// stop closes the new runner only after that, or what the old one
+	// hands over meets a closed runner and is dropped. Guarded by mu.
+	handovers map[string]chan struct{}
 }
 
 func newLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
@@ -240,7 +245,16 @@ func (g *gateway) stop(timeout time.Duration) {
 	}
 	done := make(chan struct{})
 	for name, r := range g.runners {
+		handed := g.handovers[name]
 		go func() {
+			if handed != nil {
+				// The previous runner finishes its write, then moves its
+				// queue here; this one's Close then delivers it.
+				select {
+				case <-handed:
+				case <-ctx.Done():
+				}
+			}
 			if err := r.Close(ctx); err != nil {
 				g.log.Warn("sink did not drain before shutdown_timeout; the rest is counted as dropped (reason shutdown), or stays in its disk buffer", "sink", name, "err", err)
 			}

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,5 +69,87 @@ func TestReloadLossExitsNonZero(t *testing.T) {
 			}
 			t.Log(line)
 		})
+	}
+}
+
+// TestStopDuringHandOverDelivers: a reload points a sink at a new
+// collector while a write to the old one is stuck, and a stop follows at
+// once. The old runner hands its queue over when that write gives up;
+// the stop must close the new runner only after that, so the queue is
+// delivered to the new collector. Found in review: the stop closed the
+// new runner first (its queue still empty), the hand-over then met a
+// closed runner, and everything queued was dropped as "closed" (exit 3).
+func TestStopDuringHandOverDelivers(t *testing.T) {
+	stuck, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	go func() { // accepts and never reads: writes block once the buffers fill
+		for {
+			c, err := stuck.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	good, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	sink := &lineSink{}
+	go sink.serve(good)
+
+	head := "[admin]\nlisten = \"{{ADMIN}}\"\n[global]\nshutdown_timeout = \"10s\"\n[frontend.edge]\nbind = [\"tcp://127.0.0.1:0\"]\nsinks = [\"fwd\"]\n[sink.fwd]\ntype = \"syslog\"\nwrite_timeout = \"2s\"\nretry_backoff = \"50ms\"\n"
+	in := start(t, head+fmt.Sprintf("servers = [\"tcp://%s\"]\n", stuck.Addr()))
+	c, err := net.Dial("tcp", in.bind("edge", "tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() { // until wharf holds it back or closes: errors end it
+		w := bufio.NewWriterSize(c, 64<<10)
+		body := strings.Repeat("x", 200)
+		for i := 0; i < 400000; i++ {
+			if _, err := fmt.Fprintf(w, "%d <13>1 2026-12-06T10:00:00Z h app - - - %s\n", 46+len(body)+1, body); err != nil {
+				return
+			}
+		}
+		w.Flush()
+	}()
+	// The old collector's buffers fill, a write blocks, the queue builds.
+	testenv.Eventually(t, "a queue behind a stuck write", func() bool {
+		return in.metric("wharf_sink_queue_bytes", `sink="fwd"`) > 1<<20
+	})
+	cfgB := strings.ReplaceAll(head, "{{ADMIN}}", in.admin) + fmt.Sprintf("servers = [\"tcp://%s\"]\n", good.Addr())
+	if err := os.WriteFile(filepath.Join(in.dir, "wharf.toml"), []byte(cfgB), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := post(t, "http://"+in.admin+"/reload"); code != 200 {
+		t.Fatalf("POST /reload = %d: %s", code, body)
+	}
+	in.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err = <-in.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("wharf did not exit within 20s of SIGINT")
+	}
+	line := ""
+	for _, l := range strings.Split(in.stderr.String(), "\n") {
+		if strings.Contains(l, "msg=stopped") {
+			line = l
+		}
+	}
+	sink.mu.Lock()
+	got := len(sink.msgs)
+	sink.mu.Unlock()
+	t.Logf("new collector got %d; %s", got, line)
+	if err != nil || !strings.Contains(line, "sink_dropped=0") {
+		t.Fatalf("stop during a hand-over: exit %v, want 0 with nothing dropped; the new collector got %d\n%s", err, got, line)
+	}
+	if got == 0 {
+		t.Fatal("the new collector got nothing: the queue was not handed over")
 	}
 }
