@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
+	"sync"
 
 	"wharf/conf"
 	"wharf/metrics"
@@ -38,20 +40,35 @@ func openBuffer(name string, sc *conf.Sink, reg *metrics.Registry, log *slog.Log
 	stat := func(f func(diskbuf.Stats) float64) func() float64 {
 		return func() float64 { return f(b.Stats()) }
 	}
+	// The counters "since start" sum every buffer the sink has had in
+	// this run: a reload that gives it a new dir registers them again
+	// for the new buffer, and the old one's counts (records it lost
+	// while moving, say) must not vanish from them, or from the exit
+	// status that wharf_buffer_lost_records_total feeds.
+	all := bufferHistory.add(reg, name, b)
+	total := func(f func(diskbuf.Stats) float64) func() float64 {
+		return func() float64 {
+			var n float64
+			for _, ob := range all() {
+				n += f(ob.Stats())
+			}
+			return n
+		}
+	}
 	reg.GaugeFunc("wharf_buffer_bytes", "Bytes of the sink's disk buffer segment files.", stat(func(s diskbuf.Stats) float64 { return float64(s.Bytes) }), l...)
 	reg.GaugeFunc("wharf_buffer_pending_records", "Records in the disk buffer not yet confirmed by the sink, those from before a restart included (what wharf check counts as pending).", stat(func(s diskbuf.Stats) float64 { return float64(s.Pending) }), l...)
-	reg.CounterFunc("wharf_buffer_corrupt_records_total", "Corrupt regions the disk buffer reader skipped (CRC or length), since start.", stat(func(s diskbuf.Stats) float64 { return float64(s.CorruptRecords) }), l...)
-	reg.CounterFunc("wharf_buffer_torn_tails_total", "Torn tails (partial last records after a crash) truncated at open.", stat(func(s diskbuf.Stats) float64 { return float64(s.TornTails) }), l...)
+	reg.CounterFunc("wharf_buffer_corrupt_records_total", "Corrupt regions the disk buffer reader skipped (CRC or length), since start.", total(func(s diskbuf.Stats) float64 { return float64(s.CorruptRecords) }), l...)
+	reg.CounterFunc("wharf_buffer_torn_tails_total", "Torn tails (partial last records after a crash) truncated at open.", total(func(s diskbuf.Stats) float64 { return float64(s.TornTails) }), l...)
 	reg.GaugeFunc("wharf_buffer_writable", "1 while the disk buffer can be written; 0 while its disk is full, read-only or failing (TCP input then waits, see /readyz).", stat(func(s diskbuf.Stats) float64 {
 		if s.Unwritable {
 			return 0
 		}
 		return 1
 	}), l...)
-	reg.CounterFunc("wharf_buffer_sync_errors_total", "Failed fsyncs of the disk buffer since start: records written meanwhile are delivered, but may not survive a power cut (while they fail, /readyz is 503 naming the buffer).", stat(func(s diskbuf.Stats) float64 { return float64(s.SyncErrors) }), l...)
-	reg.CounterFunc("wharf_buffer_lost_records_total", "Records in segment files removed from disk (the buffer directory deleted while in use) before they were delivered, since start.", stat(func(s diskbuf.Stats) float64 { return float64(s.LostRecords) }), l...)
-	reg.CounterFunc("wharf_buffer_removals_total", "Times the buffer directory or its active segment was found removed while in use and was made again, since start.", stat(func(s diskbuf.Stats) float64 { return float64(s.Removals) }), l...)
-	reg.CounterFunc("wharf_buffer_dropped_full_total", "Records refused because the buffer was full (on_full = drop_newest).", stat(func(s diskbuf.Stats) float64 { return float64(s.DroppedFull) }), l...)
+	reg.CounterFunc("wharf_buffer_sync_errors_total", "Failed fsyncs of the disk buffer since start: records written meanwhile are delivered, but may not survive a power cut (while they fail, /readyz is 503 naming the buffer).", total(func(s diskbuf.Stats) float64 { return float64(s.SyncErrors) }), l...)
+	reg.CounterFunc("wharf_buffer_lost_records_total", "Records in segment files removed from disk (the buffer directory deleted while in use) before they were delivered, since start.", total(func(s diskbuf.Stats) float64 { return float64(s.LostRecords) }), l...)
+	reg.CounterFunc("wharf_buffer_removals_total", "Times the buffer directory or its active segment was found removed while in use and was made again, since start.", total(func(s diskbuf.Stats) float64 { return float64(s.Removals) }), l...)
+	reg.CounterFunc("wharf_buffer_dropped_full_total", "Records refused because the buffer was full (on_full = drop_newest).", total(func(s diskbuf.Stats) float64 { return float64(s.DroppedFull) }), l...)
 	if st := b.Stats(); st.Bytes > 0 {
 		log.Info("disk buffer holds data from the last run; unconfirmed records are delivered first",
 			"sink", name, "dir", bc.Dir, "bytes", st.Bytes, "segments", st.Segments, "torn_tails", st.TornTails)
@@ -117,4 +134,33 @@ func endProgress(w *os.File) {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// bufferHistory keeps, per metrics registry and sink name, every disk
+// buffer the sink has had since start, for openBuffer's counters.
+var bufferHistory = &buffersByName{m: map[*metrics.Registry]map[string][]*diskbuf.Buffer{}}
+
+type buffersByName struct {
+	mu sync.Mutex
+	m  map[*metrics.Registry]map[string][]*diskbuf.Buffer
+}
+
+// add records b as one of name's buffers in reg and returns a function
+// that lists them all (safe for concurrent use).
+func (h *buffersByName) add(reg *metrics.Registry, name string, b *diskbuf.Buffer) func() []*diskbuf.Buffer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	byName := h.m[reg]
+	if byName == nil {
+		byName = map[string][]*diskbuf.Buffer{}
+		h.m[reg] = byName
+	}
+	if !slices.Contains(byName[name], b) {
+		byName[name] = append(byName[name], b)
+	}
+	return func() []*diskbuf.Buffer {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return slices.Clone(h.m[reg][name])
+	}
 }
