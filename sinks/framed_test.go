@@ -26,50 +26,6 @@ func framedRunner(t *testing.T, name string, s Sink, cfg RunnerConfig, reg *metr
 	return r
 }
 
-// A reload hands a byte queue whose sink is stuck to a runner that frames
-// the same: the block being written finishes on the old sink, the queued
-// blocks move, in order, each message once, counted as handed over.
-func TestFramedHandOver(t *testing.T) {
-	tr := newTracker(t)
-	reg := metrics.NewRegistry()
-	release := make(chan struct{})
-	oldSink, newSink := &fakeSink{block: release}, &fakeSink{}
-	old := framedRunner(t, "out", oldSink, RunnerConfig{QueueSize: 1000, BatchSize: 10}, reg)
-	const n = 500
-	for i := range n {
-		old.Enqueue(tr.msg(fmt.Sprintf("m%03d", i)), true)
-	}
-	next := framedRunner(t, "out", newSink, RunnerConfig{QueueSize: 1000, BatchSize: 100}, reg)
-	done := make(chan error, 1)
-	go func() { done <- old.HandOver(context.Background(), next) }()
-	time.Sleep(20 * time.Millisecond)
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	closeRunner(t, next, 5*time.Second)
-	got := append(oldSink.all(), newSink.all()...)
-	if len(got) != n {
-		t.Fatalf("delivered %d, want %d (old %d, new %d)", len(got), n, len(oldSink.all()), len(newSink.all()))
-	}
-	for i, g := range got {
-		if want := fmt.Sprintf("m%03d", i); g != want {
-			t.Fatalf("message %d = %s, want %s", i, g, want)
-		}
-	}
-	moved := reg.Counter("wharf_sink_handed_over_total", "", "sink", "out").Load()
-	if moved != uint64(len(newSink.all())) || moved < n-10 {
-		t.Errorf("handed_over = %d, new sink got %d", moved, len(newSink.all()))
-	}
-	if st := old.Stats(); st.QueuedBytes != 0 || st.Queued != 0 {
-		t.Errorf("old runner still counts %d messages, %d bytes", st.Queued, st.QueuedBytes)
-	}
-	// Both runners count into the sink's series (one registry, one name).
-	if st := next.Stats(); st.QueuedBytes != 0 || st.Sent != n {
-		t.Errorf("new runner: %d bytes queued, sink's sent %d, want 0 and %d", st.QueuedBytes, st.Sent, n)
-	}
-}
-
 // Bytes framed one way cannot go to a sink that frames another (a reload
 // changed out_framing, say): the old runner delivers its queue itself, as
 // Close would, and only messages arriving after the hand-over began go

@@ -33,6 +33,22 @@ import (
 // (TestTraditionalFileLikeRsyslog); rsyslog 6, 9 and 10 and HAProxy 7, 9
 // and 11 in migrating2_test.go.
 
+// rsyslogInputs is the rsyslog.conf preamble of the rsyslog pairs: the
+// UDP input under test on port, and a TCP input on ready, which
+// startRsyslog dials to know rsyslog is up.
+func rsyslogInputs(port, ready int) string {
+	return fmt.Sprintf(`module(load="imudp")
+input(type="imudp" port="%d" address="127.0.0.1")
+module(load="imtcp")
+input(type="imtcp" port="%d" address="127.0.0.1")
+`, port, ready)
+}
+
+// rsyslogFileFormat makes rsyslog's file actions write the traditional
+// line format, the one wharf's file sink is compared with.
+const rsyslogFileFormat = `module(load="builtin:omfile" template="RSYSLOG_TraditionalFileFormat")
+`
+
 // frameCollector is a syslog collector on loopback that keeps every
 // message it receives, TCP (octet-counted or LF frames, told apart per
 // frame as rsyslog's imtcp does) or UDP (one per datagram).
@@ -357,12 +373,7 @@ encoding = "traditional"
 				var dir string
 				if who == "rsyslog" {
 					ready := testenv.FreePort(t)
-					r := startRsyslog(t, fmt.Sprintf(`module(load="builtin:omfile" template="RSYSLOG_TraditionalFileFormat")
-module(load="imudp")
-input(type="imudp" port="%d" address="127.0.0.1")
-module(load="imtcp")
-input(type="imtcp" port="%d" address="127.0.0.1")
-`, port, ready)+fmt.Sprintf(tc.rsyslog, port, col.addr), fmt.Sprintf("127.0.0.1:%d", ready))
+					r := startRsyslog(t, rsyslogFileFormat+rsyslogInputs(port, ready)+fmt.Sprintf(tc.rsyslog, port, col.addr), fmt.Sprintf("127.0.0.1:%d", ready))
 					dir = r.dir
 				} else {
 					in := start(t, "[admin]\nlisten = \"{{ADMIN}}\"\n"+fmt.Sprintf(tc.wharf, port, col.addr))
@@ -1654,14 +1665,9 @@ func TestMigratingDropNoise(t *testing.T) {
 		port := testenv.FreePort(t)
 		if who == "rsyslog" {
 			ready := testenv.FreePort(t)
-			startRsyslog(t, fmt.Sprintf(`module(load="imudp")
-input(type="imudp" port="%d" address="127.0.0.1")
-module(load="imtcp")
-input(type="imtcp" port="%d" address="127.0.0.1")
-if $programname == 'haproxy' and $msg contains 'GET /healthz' then stop
+			startRsyslog(t, rsyslogInputs(port, ready)+`if $programname == 'haproxy' and $msg contains 'GET /healthz' then stop
 :hostname, startswith, "lab-" stop
-*.* @@%s
-`, port, ready, col.addr), fmt.Sprintf("127.0.0.1:%d", ready))
+*.* @@`+col.addr+"\n", fmt.Sprintf("127.0.0.1:%d", ready))
 		} else {
 			start(t, fmt.Sprintf(`[admin]
 listen = "{{ADMIN}}"
@@ -1718,15 +1724,10 @@ func TestMigratingPerHostFiles(t *testing.T) {
 		var dir string
 		if who == "rsyslog" {
 			ready := testenv.FreePort(t)
-			r := startRsyslog(t, fmt.Sprintf(`module(load="builtin:omfile" template="RSYSLOG_TraditionalFileFormat")
-module(load="imudp")
-input(type="imudp" port="%d" address="127.0.0.1")
-module(load="imtcp")
-input(type="imtcp" port="%d" address="127.0.0.1")
-template(name="PerHost" type="string"
-         string="DIR/remote/%%HOSTNAME%%/%%PROGRAMNAME%%-%%$YEAR%%-%%$MONTH%%-%%$DAY%%.log")
+			r := startRsyslog(t, rsyslogFileFormat+rsyslogInputs(port, ready)+`template(name="PerHost" type="string"
+         string="DIR/remote/%HOSTNAME%/%PROGRAMNAME%-%$YEAR%-%$MONTH%-%$DAY%.log")
 action(type="omfile" dynaFile="PerHost" dynaFileCacheSize="100")
-`, port, ready), fmt.Sprintf("127.0.0.1:%d", ready))
+`, fmt.Sprintf("127.0.0.1:%d", ready))
 			dir = r.dir
 		} else {
 			in := start(t, fmt.Sprintf(`[admin]
