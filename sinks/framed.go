@@ -170,18 +170,23 @@ const (
 	maxBlockCap = 1 << 20
 )
 
-// recycle empties b and keeps it for reuse, as many as a queue at the
-// pause mark holds and two more (a sink at full rate keeps about that
-// many in use; dropping some made a new one per write): a queue that
-// grew deep in an outage gives the rest of its memory back once drained.
-// Called with mu held.
+// recycle empties b and keeps it for reuse, up to r.keepFree blocks: a
+// queue that grew deep in an outage gives the rest of its memory back
+// once drained. Called with mu held.
 func (r *Runner) recycle(b *block) {
 	clear(b.held)
 	b.b, b.n, b.raw, b.oldest, b.held = b.b[:0], 0, 0, 0, b.held[:0]
-	keep := 2 + max(ceilDiv(int64(r.cfg.PauseSize), int64(r.cfg.BatchSize)), ceilDiv(r.cfg.PauseBytes, r.cfg.BatchBytes))
-	if int64(len(r.free)) < keep {
+	if len(r.free) < r.keepFree {
 		r.free = append(r.free, b)
 	}
+}
+
+// spareBlocks is how many empty blocks a byte queue keeps for reuse: as
+// many as a queue at the pause mark holds, and two more. A sink at full
+// rate keeps about that many in use; keeping fewer made a new block per
+// write.
+func spareBlocks(cfg RunnerConfig) int {
+	return 2 + int(max(ceilDiv(int64(cfg.PauseSize), int64(cfg.BatchSize)), ceilDiv(cfg.PauseBytes, cfg.BatchBytes)))
 }
 
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }

@@ -259,12 +259,14 @@ type Runner struct {
 	// ringBytes count the messages and Raw bytes of blocks (oldest
 	// first), free are empty blocks for reuse, and cur is the block the
 	// run loop writes (its batch). blockHint is the largest block taken
-	// yet, in bytes: the room new blocks start with.
+	// yet, in bytes: the room new blocks start with. keepFree bounds
+	// free (recycle).
 	fr        Framer
 	blocks    []*block
 	free      []*block
 	cur       *block
 	blockHint int
+	keepFree  int
 	closing   atomic.Bool
 	closingCh chan struct{} // closed by Close: wakes blocked Enqueues
 	drainCh   chan struct{} // closed once no Enqueue can add any more
@@ -359,6 +361,7 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 	if fr, ok := s.(Framer); ok && cfg.Spool == nil && cfg.BatchTimeout == 0 && fr.Framed() {
 		r.fr = fr
 		r.ring = nil
+		r.keepFree = spareBlocks(r.cfg)
 	}
 	if imm, ok := s.(Immediate); ok && cfg.Spool == nil && cfg.BatchTimeout == 0 {
 		r.imm = imm

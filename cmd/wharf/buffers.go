@@ -137,7 +137,10 @@ func isTerminal(f *os.File) bool {
 }
 
 // bufferHistory keeps, per metrics registry and sink name, every disk
-// buffer the sink has had since start, for openBuffer's counters.
+// buffer the sink has had since start, for openBuffer's counters. It is
+// not pruned: it grows by one entry per reload that gives a buffered
+// sink a new dir (an operator's edit, not traffic), each a closed
+// Buffer whose files are closed.
 var bufferHistory = &buffersByName{m: map[*metrics.Registry]map[string][]*diskbuf.Buffer{}}
 
 type buffersByName struct {

@@ -226,6 +226,11 @@ func (g *gateway) reload(cfg *conf.Config) error {
 	// runner (a batch being written finishes on the old sink); a removed
 	// sink drains into its old sink. Both in the background; a stop
 	// meanwhile waits for them (g.retiring).
+	for name := range g.handovers {
+		if next.runners[name] == nil { // the sink is gone: nothing to wait for
+			delete(g.handovers, name)
+		}
+	}
 	for _, r := range retired {
 		to := next.runners[r.Name()]
 		var handed chan struct{}
