@@ -114,9 +114,14 @@ func TestH2GetPostAndHeaders(t *testing.T) {
 	req.Header.Add("Cookie", "a=1")
 	req.Header.Add("Cookie", "b=2")
 	req.Header.Set("X-Custom", "v")
+	req.Header.Set("X-Forwarded-Port", "6666") // an untrusted client's: dropped
+	req.Header.Set("X-Real-Ip", "6.6.6.6")
 	resp, body := r.do(t, req)
 	if resp.StatusCode != 200 || resp.Header.Get("X-Backend") != "b" || resp.Header.Get("Keep-Alive") != "" {
 		t.Errorf("GET: %d %v", resp.StatusCode, resp.Header)
+	}
+	if strings.Contains(body, "6666") || strings.Contains(body, "6.6.6.6") {
+		t.Errorf("GET: an untrusted client's forwarding field reached the backend:\n%s", body)
 	}
 	for _, want := range []string{"GET /a/b?q=1 host=" + r.addr + " proto=HTTP/1.1 cl=0", "X-Forwarded-For=127.0.0.1\n", "X-Forwarded-Proto=https\n",
 		"X-Forwarded-Host=" + r.addr, "Forwarded=for=127.0.0.1;proto=https;host=", "Cookie=a=1; b=2\n", "X-Custom=v\n"} {

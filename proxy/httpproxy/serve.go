@@ -636,13 +636,16 @@ func (cc *clientConn) buildHead(bp *backendProxy, s *upstream.Server, host, path
 // appendFields appends the client's header fields that are passed on:
 // not hop-by-hop nor named by Connection (unless a trusted proxy's
 // forwarding fields), not Host, Content-Length or the forwarding fields
-// the proxy writes itself; X-Forwarded-Host and -Proto only from a
-// trusted proxy, which it reports.
+// the proxy writes itself. Forwarding fields (Forwarded, X-Real-IP,
+// every X-Forwarded-*) pass only from a trusted proxy: a server that
+// builds redirects from X-Forwarded-Port or -Prefix must not see a
+// client's. It reports whether a trusted proxy sent X-Forwarded-Proto
+// and -Host.
 func (cc *clientConn) appendFields(w, b []byte) (_ []byte, hasXFP, hasXFH bool) {
 	req := &cc.req
 	for _, fl := range req.fields {
 		name := fl.name.of(b)
-		if hopByHop(name) || (req.connNames(b, name) && !(cc.trusted && forwarding(name))) {
+		if hopByHop(name) || (!cc.trusted && forwarding(name)) || (req.connNames(b, name) && !(cc.trusted && forwarding(name))) {
 			continue
 		}
 		if len(cc.f.reqSet) > 0 && cc.f.reqSet.has(name) {
@@ -666,19 +669,9 @@ func (cc *clientConn) appendFields(w, b []byte) (_ []byte, hasXFP, hasXFH bool) 
 				continue
 			}
 		case 16:
-			if eqFold(name, "x-forwarded-host") {
-				if !cc.trusted {
-					continue
-				}
-				hasXFH = true
-			}
+			hasXFH = hasXFH || eqFold(name, "x-forwarded-host") // trusted: see above
 		case 17:
-			if eqFold(name, "x-forwarded-proto") {
-				if !cc.trusted {
-					continue
-				}
-				hasXFP = true
-			}
+			hasXFP = hasXFP || eqFold(name, "x-forwarded-proto")
 		}
 		w = append(w, name...)
 		w = append(w, ": "...)
