@@ -165,16 +165,32 @@ func (in *instance) stop() string {
 // given `k="v"` fragment, read from /metrics.
 func (in *instance) metric(name string, labels ...string) float64 {
 	in.t.Helper()
+	_, sum := series(in.scrape(), name, labels...)
+	return sum
+}
+
+// scrape returns /metrics as text.
+func (in *instance) scrape() string {
+	in.t.Helper()
 	resp, err := http.Get("http://" + in.admin + "/metrics")
 	if err != nil {
 		in.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// series reports whether the metrics text body has a series of name
+// whose labels contain every `k="v"` fragment, and the sum of their
+// values.
+func series(body, name string, labels ...string) (found bool, sum float64) {
+	for line := range strings.Lines(body) {
+		line = strings.TrimSuffix(line, "\n")
+		if strings.HasPrefix(line, "#") || !strings.HasPrefix(line, name) {
 			continue
 		}
 		rest := line[len(name):]
@@ -183,20 +199,19 @@ func (in *instance) metric(name string, labels ...string) float64 {
 		}
 		ok := true
 		for _, l := range labels {
-			if !strings.Contains(rest, l) {
-				ok = false
-			}
+			ok = ok && strings.Contains(rest, l)
 		}
 		if !ok {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 		if err != nil {
-			in.t.Fatalf("bad metric line %q", line)
+			continue
 		}
+		found = true
 		sum += v
 	}
-	return sum
+	return found, sum
 }
 
 // waitMetric polls until metric name reaches want or timeout passes.
