@@ -167,6 +167,28 @@ func TestTLSMinVersion(t *testing.T) {
 	testenv.Eventually(t, "the rejection counted", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 1 })
 }
 
+// Without tls_min_version a TLS 1.1 (or 1.0) client is refused and a TLS
+// 1.2 one served: README's default. Two settings hold it, each alone: the
+// minimum version (1.2) and the default suites (AEAD only, which TLS 1.0
+// and 1.1 cannot use); the test is the user's view of both.
+func TestTLSMinVersionDefault(t *testing.T) {
+	ca := testpki.NewCA(t, "test CA")
+	l, reg, _ := listen(t, "tls", tlsFrontend(t, ca))
+	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+		if _, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS10, MaxVersion: v}); err == nil {
+			t.Fatalf("a client of at most %s was accepted by default", tls.VersionName(v))
+		}
+	}
+	c, err := dialTLS(t, l.Addr(), &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", MaxVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("a TLS 1.2 client was refused by default: %v", err)
+	}
+	if v := c.ConnectionState().Version; v != tls.VersionTLS12 {
+		t.Fatalf("negotiated %s, want TLS 1.2", tls.VersionName(v))
+	}
+	testenv.Eventually(t, "both rejections counted", func() bool { return counter(reg, "wharf_frontend_rejected_total", "tls_handshake") == 2 })
+}
+
 // Plaintext senders, silent clients and denied peers never reach a parser.
 func TestTLSHandshakeTimeoutPlaintextAndACL(t *testing.T) {
 	ca := testpki.NewCA(t, "test CA")
