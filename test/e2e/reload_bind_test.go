@@ -1,13 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"wharf/internal/testenv"
 )
@@ -22,12 +26,19 @@ import (
 //
 // The third case is an address not on this host (192.0.2.1, TEST-NET-1:
 // the bind fails, nothing is sent): it was left to the bind, so the
-// reload was applied without it.
+// reload was applied without it. In the fourth the UDP holder has
+// SO_REUSEPORT set, as another wharf's sockets do: the kernel would let
+// wharf bind beside it and split the datagrams between the two, so wharf
+// must find the holder itself (README: refused at start and at reload).
 func TestReloadBindTaken(t *testing.T) {
-	for _, c := range []struct{ name, scheme, host string }{
-		{"udp", "udp", "127.0.0.1"},
-		{"tcp", "tcp", "127.0.0.1"},
-		{"udp-not-on-this-host", "udp", "192.0.2.1"},
+	for _, c := range []struct {
+		name, scheme, host string
+		reusePort          bool
+	}{
+		{"udp", "udp", "127.0.0.1", false},
+		{"tcp", "tcp", "127.0.0.1", false},
+		{"udp-not-on-this-host", "udp", "192.0.2.1", false},
+		{"udp-reuseport", "udp", "127.0.0.1", true},
 	} {
 		scheme := c.scheme
 		t.Run(c.name, func(t *testing.T) {
@@ -36,9 +47,21 @@ func TestReloadBindTaken(t *testing.T) {
 			if c.host == "127.0.0.1" {
 				var holder interface{ Close() error }
 				var err error
-				if scheme == "udp" {
+				switch {
+				case c.reusePort:
+					lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+						var serr error
+						if err := rc.Control(func(fd uintptr) {
+							serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+						}); err != nil {
+							return err
+						}
+						return serr
+					}}
+					holder, err = lc.ListenPacket(context.Background(), "udp4", addr)
+				case scheme == "udp":
 					holder, err = net.ListenPacket("udp4", addr)
-				} else {
+				default:
 					holder, err = net.Listen("tcp4", addr)
 				}
 				if err != nil {
