@@ -341,63 +341,93 @@ func TestReloadNewBufferDir(t *testing.T) {
 	}
 }
 
-// TestReloadBufferLimits: max_bytes of a running buffered sink raised by
-// reload. The collector is down and the buffer (64 KiB) full, so wharf
-// holds the TCP sender back; the reload applies the new bound to the
-// open buffer (same runner, nothing replayed), wharf reads the rest, and
-// once the collector is up every message arrives once. Before, any
-// change of the [sink.NAME.buffer] table needed a restart.
+// TestReloadBufferLimits: the [sink.NAME.buffer] table of a running
+// buffered sink changed by reload. The collector is down and the buffer
+// (64 KiB) full, so wharf holds the TCP sender back; the reload applies
+// the change to the open buffer (same runner, nothing replayed) and wharf
+// reads the rest:
+//   - max_bytes raised to 64 MiB: once the collector is up every message
+//     arrives once. Before, any change of the table needed a restart.
+//   - on_full = "drop_newest": what does not fit is dropped and counted
+//     (queue_full), and every message is either delivered or counted.
 func TestReloadBufferLimits(t *testing.T) {
-	port := testenv.FreePort(t)
-	col := &switchedCollector{addr: testenv.ClosedAddr(t)}
-	dir := t.TempDir()
-	admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cfg := func(maxBytes string) string {
-		return bufferedSinkConfig(admin, port, col.addr, filepath.Join(dir, "buf"), maxBytes) + "segment_bytes = \"16KiB\"\n"
+	for _, tc := range []struct {
+		name, maxBytes, extra string
+		drops                 bool
+	}{
+		{"max_bytes", "64MiB", "", false},
+		{"on_full", "64KiB", "on_full = \"drop_newest\"\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := testenv.FreePort(t)
+			col := &switchedCollector{addr: testenv.ClosedAddr(t)}
+			dir := t.TempDir()
+			admin := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+			cfg := func(maxBytes, extra string) string {
+				return bufferedSinkConfig(admin, port, col.addr, filepath.Join(dir, "buf"), maxBytes) + "segment_bytes = \"16KiB\"\n" + extra
+			}
+			if err := os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(cfg("64KiB", "")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			in := startIn(t, dir, admin, cfg("64KiB", ""))
+			const n = 50000
+			sent := make(chan struct{})
+			go func() {
+				defer close(sent)
+				msgs := make([]string, n)
+				for i := range msgs {
+					msgs[i] = fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - %s seq=%d", strings.Repeat("x", 100), i)
+				}
+				sendTCP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
+			}()
+			// Held back: what wharf read stops growing well short of n.
+			var held float64
+			if !testenv.Poll(10*time.Second, func() bool {
+				r := in.metric("wharf_frontend_received_total")
+				stable := r > 0 && r == held
+				held = r
+				time.Sleep(300 * time.Millisecond)
+				return stable
+			}) || held >= n {
+				t.Fatalf("wharf read %v of %d with a full 64 KiB buffer: not held back", held, n)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(cfg(tc.maxBytes, tc.extra)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if code, body := postReload(t, admin); code != 200 {
+				t.Fatalf("reload changing %s: %d %s", tc.name, code, body)
+			}
+			if got := in.waitMetric(n, 20*time.Second, "wharf_frontend_received_total"); got != n {
+				t.Fatalf("after the reload wharf read %v of %d (held at %v before)", got, n, held)
+			}
+			<-sent
+			col.up(t)
+			defer col.down()
+			if !tc.drops {
+				waitLedger(t, &col.sink, "seq=", n, 30*time.Second)
+				if d := in.metric("wharf_sink_dropped_total"); d != 0 {
+					t.Errorf("dropped %v messages across the change", d)
+				}
+				t.Logf("held back at %v of %d messages with 64 KiB; all %d read and delivered after the reload to 64 MiB", held, n, n)
+				in.stop()
+				return
+			}
+			dropped := in.metric("wharf_sink_dropped_total", `reason="queue_full"`)
+			if dropped == 0 || dropped >= n {
+				t.Fatalf("queue_full drops after on_full = drop_newest: %v of %d", dropped, n)
+			}
+			var got, dups int
+			testenv.Poll(30*time.Second, func() bool {
+				got, dups, _ = ledger(col.sink.snapshot(), "seq=", n)
+				return got+int(dropped) >= n
+			})
+			if got+int(dropped) != n || dups != 0 {
+				t.Fatalf("delivered %d (%d duplicates) + dropped %v != %d sent", got, dups, dropped, n)
+			}
+			t.Logf("held back at %v of %d; after on_full = drop_newest: %d delivered, %v dropped (queue_full)", held, n, got, dropped)
+			in.stop()
+		})
 	}
-	if err := os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(cfg("64KiB")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	in := startIn(t, dir, admin, cfg("64KiB"))
-	const n = 50000
-	sent := make(chan struct{})
-	go func() {
-		defer close(sent)
-		msgs := make([]string, n)
-		for i := range msgs {
-			msgs[i] = fmt.Sprintf("<13>1 2026-11-25T10:00:00Z h app - - - %s seq=%d", strings.Repeat("x", 100), i)
-		}
-		sendTCP(t, fmt.Sprintf("127.0.0.1:%d", port), msgs)
-	}()
-	// Held back: what wharf read stops growing well short of n.
-	var held float64
-	if !testenv.Poll(10*time.Second, func() bool {
-		r := in.metric("wharf_frontend_received_total")
-		stable := r > 0 && r == held
-		held = r
-		time.Sleep(300 * time.Millisecond)
-		return stable
-	}) || held >= n {
-		t.Fatalf("wharf read %v of %d with a full 64 KiB buffer: not held back", held, n)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "wharf.toml"), []byte(cfg("64MiB")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if code, body := postReload(t, admin); code != 200 {
-		t.Fatalf("reload raising max_bytes: %d %s", code, body)
-	}
-	if got := in.waitMetric(n, 20*time.Second, "wharf_frontend_received_total"); got != n {
-		t.Fatalf("after raising max_bytes wharf read %v of %d (held at %v before)", got, n, held)
-	}
-	<-sent
-	col.up(t)
-	defer col.down()
-	waitLedger(t, &col.sink, "seq=", n, 30*time.Second)
-	if d := in.metric("wharf_sink_dropped_total"); d != 0 {
-		t.Errorf("dropped %v messages across the change", d)
-	}
-	t.Logf("held back at %v of %d messages with 64 KiB; all %d read and delivered after the reload to 64 MiB", held, n, n)
-	in.stop()
 }
 
 // bufferedSinkConfig is a TCP bind into syslog sink "c" (server, quick
