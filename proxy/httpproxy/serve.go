@@ -645,7 +645,10 @@ func (cc *clientConn) appendFields(w, b []byte) (_ []byte, hasXFP, hasXFH bool) 
 	req := &cc.req
 	for _, fl := range req.fields {
 		name := fl.name.of(b)
-		if hopByHop(name) || (!cc.trusted && forwarding(name)) || (req.connNames(b, name) && !(cc.trusted && forwarding(name))) {
+		// A Connection header may name a trusted proxy's forwarding
+		// fields; they are kept all the same.
+		fwd := forwarding(name)
+		if hopByHop(name) || (fwd && !cc.trusted) || (!fwd && req.connNames(b, name)) {
 			continue
 		}
 		if len(cc.f.reqSet) > 0 && cc.f.reqSet.has(name) {
