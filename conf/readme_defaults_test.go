@@ -20,7 +20,7 @@ import (
 // backpressure_size 4096 (Kafka 20000: two batches), Kafka batch_bytes
 // 1 MB.
 func TestREADMEDefaults(t *testing.T) {
-	_, certFile, keyFile := testpki.NewCA(t, "audit CA").ServerCert(t, "localhost")
+	_, certFile, keyFile := testpki.NewCA(t, "test CA").ServerCert(t, "localhost")
 	c, err := conf.Parse([]byte(fmt.Sprintf(`
 [frontend.t]
 bind = ["tcp://127.0.0.1:5514"]

@@ -36,6 +36,18 @@ func headCatcher(t *testing.T) (*proxytest.Server, chan string) {
 	return s, got
 }
 
+// nextHead returns the next request head headCatcher's server read.
+func nextHead(t *testing.T, got chan string) string {
+	t.Helper()
+	select {
+	case h := <-got:
+		return h
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server saw no request")
+		return ""
+	}
+}
+
 // withEngine pins frontend f of toml to engine.
 func withEngine(toml, engine string) string {
 	return strings.Replace(toml, "[frontend.f]\n", "[frontend.f]\nengine = \""+engine+"\"\n", 1)
@@ -66,12 +78,7 @@ func TestForwardingFieldsOnlyFromTrusted(t *testing.T) {
 				if resp, _ := rc.read("GET"); resp.StatusCode != 200 {
 					t.Fatalf("status %d, want 200", resp.StatusCode)
 				}
-				var head string
-				select {
-				case head = <-got:
-				case <-time.After(10 * time.Second):
-					t.Fatal("the server saw no request")
-				}
+				head := nextHead(t, got)
 				seen := 0
 				for _, l := range strings.Split(head, "\r\n") {
 					name, value, ok := strings.Cut(l, ":")
@@ -113,12 +120,7 @@ func TestHTTP10WithoutHost(t *testing.T) {
 			if resp, _ := rc.read("GET"); resp.StatusCode != 200 {
 				t.Fatalf("status %d, want 200", resp.StatusCode)
 			}
-			var head string
-			select {
-			case head = <-got:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the server saw no request")
-			}
+			head := nextHead(t, got)
 			want := "GET /p HTTP/1.1\r\nHost: " + s.Addr + "\r\n"
 			if !strings.HasPrefix(head, want) {
 				t.Errorf("server got\n%q\nwant it to start with\n%q", head, want)

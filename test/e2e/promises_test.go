@@ -23,6 +23,15 @@ import (
 // Guarantees) that no other test asserted, found by an audit of the
 // README against the tests.
 
+// rawFileOut is sink "out": each message's bytes as received, a line
+// each, in {{DIR}}/out.log, written within 2 ms.
+const rawFileOut = `[sink.out]
+type = "file"
+path = "{{DIR}}/out.log"
+encoding = "raw"
+batch_timeout = "2ms"
+`
+
 // TestOtherDropsLeaveExitStatusAlone holds README "Guarantees, TCP
 // input": "Other drops (by policy, queue_full, rejected,
 // retries_exhausted, spool_error) are counted by reason and leave the
@@ -154,7 +163,7 @@ retry_max_backoff = "50ms"
 // user's alert on any other (or on a family this README names) silently
 // matches nothing if it is missing or misnamed.
 func TestMetricNamesAndReasonsFromStart(t *testing.T) {
-	_, certFile, keyFile := testpki.NewCA(t, "audit CA").ServerCert(t, "localhost")
+	_, certFile, keyFile := testpki.NewCA(t, "test CA").ServerCert(t, "localhost")
 	in := start(t, fmt.Sprintf(`
 [admin]
 listen = "{{ADMIN}}"
@@ -300,19 +309,7 @@ dir = "{{DIR}}/buf"
 // running one stays", by POST /reload and by SIGHUP. TestReloadUnderLoad
 // checks the 400 only; no test read the counter an alert would use.
 func TestInvalidReloadCounted(t *testing.T) {
-	in := start(t, `
-[admin]
-listen = "{{ADMIN}}"
-[frontend.edge]
-bind = ["tcp://127.0.0.1:0"]
-format = "rfc5424"
-sinks = ["out"]
-[sink.out]
-type = "file"
-path = "{{DIR}}/out.log"
-encoding = "raw"
-batch_timeout = "2ms"
-`)
+	in := start(t, tcpEdge(0, "out")+"\n"+rawFileOut)
 	addr := in.bind("edge", "tcp")
 	cfgPath := filepath.Join(in.dir, "wharf.toml")
 	good, err := os.ReadFile(cfgPath)
@@ -369,20 +366,7 @@ batch_timeout = "2ms"
 // that closes mid-frame, and one that stalls mid-frame until
 // frame_timeout. The whole messages before each partial frame arrive.
 func TestIncompleteFrameCountedOnTCP(t *testing.T) {
-	in := start(t, `
-[admin]
-listen = "{{ADMIN}}"
-[frontend.edge]
-bind = ["tcp://127.0.0.1:0"]
-format = "rfc5424"
-frame_timeout = "500ms"
-sinks = ["out"]
-[sink.out]
-type = "file"
-path = "{{DIR}}/out.log"
-encoding = "raw"
-batch_timeout = "2ms"
-`)
+	in := start(t, tcpEdge(0, "out")+"\nframe_timeout = \"500ms\"\n"+rawFileOut)
 	addr := in.bind("edge", "tcp")
 	whole := func(text string) string {
 		m := "<13>1 2026-12-06T10:00:00Z host app - - - " + text
