@@ -56,7 +56,7 @@ func closedAtOnce(t *testing.T, src, addr string) bool {
 }
 
 // TestDefaultMaxConnPerIP holds README's Security promise that
-// maxconn_per_ip defaults to 512 on syslog tcp:// binds and 1024 on proxy
+// maxconn_per_ip defaults to 512 on syslog tcp:// and relp:// binds and 1024 on proxy
 // frontends, with neither key in the config: one source holds that many
 // idle connections, one more is closed at once and counted as
 // rejected{reason="maxconn_per_ip"}, and another source still gets in.
@@ -71,6 +71,10 @@ func TestDefaultMaxConnPerIP(t *testing.T) {
 type = "file"
 path = "{{DIR}}/out.log"
 encoding = "raw"
+[frontend.rl]
+bind = ["relp://127.0.0.1:0"]
+header_timeout = "60s"
+sinks = ["out"]
 [frontend.web]
 mode = "http"
 bind = ["tcp://127.0.0.1:%d"]
@@ -105,6 +109,22 @@ server = [{ address = %q, name = "w1" }]
 		}
 		if in.waitMetric(1, 5*time.Second, "wharf_sink_sent_total", `sink="out"`) != 1 {
 			t.Error("127.0.0.2 could not deliver while 127.0.0.1 held its 512")
+		}
+	})
+
+	// RELP binds share the default (README); a session that never sends
+	// its open is held until header_timeout (raised above).
+	t.Run("syslog relp 512", func(t *testing.T) {
+		addr := in.bind("rl", "relp")
+		holdConns(t, "127.0.0.5", addr, 512)
+		if got := in.waitMetric(512, 15*time.Second, "wharf_frontend_connections", `frontend="rl"`); got != 512 {
+			t.Fatalf("wharf holds %v RELP connections from 127.0.0.5, want 512 (the default maxconn_per_ip)", got)
+		}
+		if !closedAtOnce(t, "127.0.0.5", addr) {
+			t.Error("RELP connection 513 from 127.0.0.5 was not closed at once")
+		}
+		if n := in.waitMetric(1, 5*time.Second, "wharf_frontend_rejected_total", `frontend="rl"`, `reason="maxconn_per_ip"`); n != 1 {
+			t.Errorf(`wharf_frontend_rejected_total{frontend="rl",reason="maxconn_per_ip"} = %v, want 1`, n)
 		}
 	})
 
