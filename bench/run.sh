@@ -2,8 +2,8 @@
 # bench/run.sh: what `make bench` runs after `make build`. Installs the
 # peers (bench/peers/install.sh), makes a Kafka broker available for the
 # Kafka scenario (WHARF_KAFKA_BROKERS if set, else a running test broker,
-# else test/kafka/kafka.sh fetch (Maven, once) and start, stopped again at
-# the end), then runs
+# else test/kafka/kafka.sh start, after kafka.sh fetch (Maven) if its jars
+# are missing, stopped again at the end), then runs
 # every scenario and writes bench/results/.
 #
 #   bash bench/run.sh [wharf-bench compare flags...]
@@ -20,7 +20,7 @@ bash bench/peers/install.sh
 if [[ -z "${WHARF_KAFKA_BROKERS:-}" && "${BENCH_KAFKA:-1}" != 0 ]]; then
 	if bash test/kafka/kafka.sh status >/dev/null 2>&1; then
 		eval "$(bash test/kafka/kafka.sh env)"
-	elif bash test/kafka/kafka.sh fetch && bash test/kafka/kafka.sh start; then
+	elif bash test/kafka/kafka.sh start || { bash test/kafka/kafka.sh fetch && bash test/kafka/kafka.sh start; }; then
 		trap 'bash test/kafka/kafka.sh stop' EXIT
 		eval "$(bash test/kafka/kafka.sh env)"
 	else
