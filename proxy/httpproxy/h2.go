@@ -95,9 +95,9 @@ type h2conn struct {
 	fields  []hpack.HeaderField
 	hsize   int
 	hbig    bool
-	resetAt int64 // the second resets are counted in
-	resets  int   // the client's RST_STREAMs, and its running streams we reset for a fault of its own
-	linger  bool  // a connection error's GOAWAY went out: close lingering
+	resetAt time.Time // when resets was last brought up to date
+	resets  float64   // leaky bucket of the client's RST_STREAMs, and the streams we reset for a fault of its own
+	linger  bool      // a connection error's GOAWAY went out: close lingering
 
 	wmu   sync.Mutex   // the write side: framer writes, hpack encoder, bw
 	wwait atomic.Int32 // writers waiting for wmu: the last one flushes
@@ -468,13 +468,18 @@ func (h *h2conn) refuse(id uint32, code http2.ErrCode) {
 	}
 }
 
-// countReset counts a stream reset in the current second (reader only);
-// past h2MaxResetsPerSec the connection ends with ENHANCE_YOUR_CALM.
+// countReset adds a stream reset to a leaky bucket that drains at
+// h2MaxResetsPerSec a second (reader only); past h2MaxResetsPerSec in
+// the bucket the connection ends with ENHANCE_YOUR_CALM. So a client
+// gets at most h2MaxResetsPerSec + h2MaxResetsPerSec*t resets in any t
+// seconds: a burst across a second's boundary does not get two budgets,
+// as it would with a count per calendar second.
 func (h *h2conn) countReset() {
-	now := time.Now().Unix()
-	if now != h.resetAt {
-		h.resetAt, h.resets = now, 0
+	now := time.Now()
+	if !h.resetAt.IsZero() {
+		h.resets = max(0, h.resets-now.Sub(h.resetAt).Seconds()*h2MaxResetsPerSec)
 	}
+	h.resetAt = now
 	h.resets++
 }
 

@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -207,8 +208,9 @@ func TestH2HPACKBomb(t *testing.T) {
 // a fault the client made cheap to repeat: malformed request fields,
 // a HEADERS depending on itself, END_STREAM with a content-length, a
 // WINDOW_UPDATE of 0, each answered with RST_STREAM before any handler
-// runs or server connection is taken. They count toward the same 100 a second as the client's own
-// RST_STREAMs, then GOAWAY ENHANCE_YOUR_CALM (reason="rapid_reset").
+// runs or server connection is taken. They count toward the same 100 a
+// second as the client's own RST_STREAMs, then GOAWAY ENHANCE_YOUR_CALM
+// (reason="rapid_reset").
 func TestH2MalformedStreamsCounted(t *testing.T) {
 	r, conns := startH2Counting(t, "")
 	f := func(name string, open func(x *rawH2, id uint32) error) {
@@ -222,7 +224,8 @@ func TestH2MalformedStreamsCounted(t *testing.T) {
 				}
 			}
 		}()
-		x.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		start := time.Now()
+		x.c.SetReadDeadline(start.Add(2 * time.Second))
 		resets := 0
 		for {
 			fm, err := x.fr.ReadFrame()
@@ -241,8 +244,8 @@ func TestH2MalformedStreamsCounted(t *testing.T) {
 				if fm.ErrCode != http2.ErrCodeEnhanceYourCalm {
 					t.Errorf("%s: GOAWAY %v, want ENHANCE_YOUR_CALM", name, fm.ErrCode)
 				}
-				if resets > h2MaxResetsPerSec+1 {
-					t.Errorf("%s: GOAWAY after %d resets, want at most %d", name, resets, h2MaxResetsPerSec+1)
+				if most := resetBudget(time.Since(start)); resets > most {
+					t.Errorf("%s: GOAWAY after %d resets, want at most %d", name, resets, most)
 				}
 				if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "rapid_reset"); n != before+1 {
 					t.Errorf("%s: rapid_reset counted %v, want %v", name, n-before, 1)
@@ -276,5 +279,123 @@ func TestH2MalformedStreamsCounted(t *testing.T) {
 	})
 	if n := conns.Load(); n > 5 {
 		t.Errorf("malformed streams opened %d connections to the server", n)
+	}
+}
+
+// resetBudget is the most stream resets wharf may take in d before its
+// GOAWAY: 100, and 100 more a second. d is measured by the client from
+// its first frame to the GOAWAY, which spans the server's own interval.
+func resetBudget(d time.Duration) int {
+	return h2MaxResetsPerSec + 1 + int(d.Seconds()*h2MaxResetsPerSec) + 1
+}
+
+// TestH2ResetBudgetAcrossSecond guards the reset budget at a second's
+// boundary: 90 streams reset just before it and more just after are
+// one burst, and a count per calendar second would let it through
+// with 190. The GOAWAY must come within resetBudget of the burst's span.
+func TestH2ResetBudgetAcrossSecond(t *testing.T) {
+	r, _ := startH2Counting(t, "")
+	x := dialRawH2(t, r)
+	blk := x.block("/")
+	open := func(id uint32) error {
+		if err := x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true}); err != nil {
+			return err
+		}
+		return x.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	}
+	// Wait for 0.9 s into a second, so the burst's two halves fall into
+	// two calendar seconds.
+	now := time.Now()
+	time.Sleep(now.Truncate(time.Second).Add(1900 * time.Millisecond).Sub(now) % time.Second)
+	start := time.Now()
+	boundary := start.Truncate(time.Second).Add(time.Second)
+	go func() {
+		id := uint32(1)
+		for range 90 {
+			if open(id) != nil {
+				return
+			}
+			id += 2
+		}
+		time.Sleep(time.Until(boundary.Add(20 * time.Millisecond)))
+		for range 200 {
+			if open(id) != nil {
+				return
+			}
+			id += 2
+		}
+	}()
+	x.c.SetReadDeadline(start.Add(3 * time.Second))
+	for {
+		f, err := x.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no GOAWAY for 290 streams reset: %v", err)
+		}
+		ga, ok := f.(*http2.GoAwayFrame)
+		if !ok {
+			continue
+		}
+		took := time.Since(start)
+		if ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
+			t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", ga.ErrCode)
+		}
+		// Every stream up to the GOAWAY's last one was opened and reset.
+		n := int(ga.LastStreamID+1) / 2
+		if most := resetBudget(took); n > most {
+			t.Errorf("GOAWAY after %d resets in %v, want at most %d", n, took.Round(time.Millisecond), most)
+		}
+		t.Logf("GOAWAY after %d resets in %v", n, took.Round(time.Millisecond))
+		return
+	}
+}
+
+// TestH2ResetsBelowTheRate: a client cancelling 50 requests a second,
+// under the budget's rate, keeps its connection for 2.5 s and is
+// answered after.
+func TestH2ResetsBelowTheRate(t *testing.T) {
+	r, _ := startH2Counting(t, "")
+	x := dialRawH2(t, r)
+	blk := x.block("/")
+	errc := make(chan error, 1)
+	go func() {
+		// Read and drop what wharf sends (the streams' answers, if any),
+		// failing on a GOAWAY.
+		for {
+			f, err := x.fr.ReadFrame()
+			if err != nil {
+				errc <- err
+				return
+			}
+			if ga, ok := f.(*http2.GoAwayFrame); ok {
+				errc <- fmt.Errorf("GOAWAY %v", ga.ErrCode)
+				return
+			}
+			if h, ok := f.(*http2.HeadersFrame); ok && h.StreamID == 1001 {
+				errc <- nil
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	id := uint32(1)
+	for ; id < 2*125; id += 2 {
+		<-tick.C
+		if err := x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: blk, EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := x.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := x.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1001, BlockFragment: blk, EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	x.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := <-errc; err != nil {
+		t.Fatalf("125 requests cancelled at 50 a second, then a request: %v", err)
+	}
+	if n := r.metric("wharf_proxy_http2_errors_total", "frontend", "f", "reason", "rapid_reset"); n != 0 {
+		t.Errorf("rapid_reset counted %v, want 0", n)
 	}
 }
