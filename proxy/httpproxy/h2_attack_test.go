@@ -306,7 +306,7 @@ func TestH2ResetBudgetAcrossSecond(t *testing.T) {
 	// Wait for 0.9 s into a second, so the burst's two halves fall into
 	// two calendar seconds.
 	now := time.Now()
-	time.Sleep(now.Truncate(time.Second).Add(1900 * time.Millisecond).Sub(now) % time.Second)
+	time.Sleep(now.Truncate(time.Second).Add(1900*time.Millisecond).Sub(now) % time.Second)
 	start := time.Now()
 	boundary := start.Truncate(time.Second).Add(time.Second)
 	go func() {
