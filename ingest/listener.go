@@ -482,55 +482,6 @@ type conn struct {
 	out outbox
 }
 
-// outbox collects the messages of one read per destination, so each
-// destination gets them with one EnqueueBatch (see the package comment).
-// It belongs to one goroutine: the event loop of a tcp:// connection or
-// a UDP socket, or a tls:// connection's goroutine. Its slices are reused
-// from read to read, so the steady state allocates nothing; flush drops
-// every reference it held.
-type outbox struct {
-	dests []outDest
-	// cache hands out messages freed in chunks by the sink runners.
-	cache message.Cache
-}
-
-type outDest struct {
-	t  route.Target
-	ms []*message.Message
-}
-
-// add queues m (one reference) for t.
-func (o *outbox) add(t route.Target, m *message.Message) {
-	for i := range o.dests {
-		if d := &o.dests[i]; d.t == t {
-			d.ms = append(d.ms, m)
-			return
-		}
-	}
-	if len(o.dests) < cap(o.dests) {
-		o.dests = o.dests[:len(o.dests)+1]
-		d := &o.dests[len(o.dests)-1]
-		d.t, d.ms = t, append(d.ms[:0], m)
-		return
-	}
-	o.dests = append(o.dests, outDest{t: t, ms: append(make([]*message.Message, 0, 64), m)})
-}
-
-// flush hands every destination its messages, in the order added. With
-// block it waits for queue space (see Runner.EnqueueBatch).
-func (o *outbox) flush(block bool) {
-	for i := range o.dests {
-		d := &o.dests[i]
-		if len(d.ms) > 0 {
-			d.t.EnqueueBatch(d.ms, block)
-		}
-		clear(d.ms)
-		d.t, d.ms = nil, d.ms[:0]
-	}
-	o.dests = o.dests[:0]
-	o.cache.Flush()
-}
-
 // OnOpen opens a TCP connection the accept loop admitted (allow/deny,
 // maxconn, maxconn_per_ip: acceptLoop) and enrolled with its state.
 func (l *Listener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
@@ -738,10 +689,16 @@ func (l *Listener) drainUDP(b *udpBatch, fd int, s *settings, fe *route.Frontend
 // frames).
 func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame []byte, now int64, peer netip.AddrPort, ack message.Acker) {
 	var m *message.Message
-	if out != nil {
-		m = out.cache.New(frame)
-	} else {
+	switch {
+	case out == nil:
 		m = message.New(frame)
+	case ack == nil:
+		// Routed within the read: the outbox's scratch message over the
+		// read's buffer, copied only for a target that queues messages
+		// (see outbox.route).
+		m = out.borrow(frame)
+	default:
+		m = out.cache.New(frame)
 	}
 	m.Ack = ack
 	m.Received = now
@@ -770,8 +727,7 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 		if !s.forward {
 			l.reason("dropped", "parse_error").Inc()
 			l.reject("parse_error", peer, m.Raw)
-			m.Confirm() // dropped by policy: nothing to send again
-			m.Release()
+			out.discard(m) // dropped by policy: nothing to send again
 			return
 		}
 	}
@@ -786,26 +742,24 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 		// action = "drop": the operator asked for it, so no dead letter,
 		// and nothing to send again (a RELP sender is answered 200).
 		l.reason("dropped", "route_drop").Inc()
-		m.Confirm()
-		m.Release()
+		out.discard(m)
 		return
 	}
 	if len(dests) == 0 {
 		l.reason("dropped", "no_route").Inc()
 		l.reject("no_route", peer, m.Raw)
-		m.Confirm() // dropped by policy: nothing to send again
-		m.Release()
+		out.discard(m) // dropped by policy: nothing to send again
+		return
+	}
+	if out != nil {
+		out.route(l, s, dests, m)
 		return
 	}
 	if len(dests) > 1 {
 		m.Retain(int32(len(dests) - 1))
 	}
 	for _, d := range dests {
-		if out != nil {
-			out.add(d.Target, m)
-		} else {
-			d.Target.Enqueue(m, l.tcp)
-		}
+		d.Target.Enqueue(m, l.tcp)
 	}
 }
 

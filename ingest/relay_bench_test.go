@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"testing"
 
 	"wharf/conf"
@@ -206,5 +207,33 @@ func TestListenerStats(t *testing.T) {
 	}
 	if _, ok := st.Closed["idle_timeout"]; !ok {
 		t.Errorf("closed %v: want idle_timeout at 0", st.Closed)
+	}
+}
+
+// framedDiscard is a sink that takes framed bytes (sinks.Framer) and
+// drops them: the byte queue's producer side without a destination.
+type framedDiscard struct{ discardSink }
+
+func (framedDiscard) Framed() bool     { return true }
+func (framedDiscard) FrameKey() string { return "octet/raw" }
+func (framedDiscard) AppendFrame(b []byte, m *message.Message) []byte {
+	b = strconv.AppendInt(b, int64(len(m.Raw)), 10)
+	b = append(b, ' ')
+	return append(b, m.Raw...)
+}
+func (framedDiscard) WriteFramed(_ context.Context, b []byte) ([]byte, error) { return b, nil }
+func (framedDiscard) WriteFramedNow([]byte) bool                              { return true }
+
+// BenchmarkRelayPathTCPFramed is BenchmarkRelayPathTCPRunner with a sink
+// that takes framed bytes (the syslog sink over TCP): the TCP relay's
+// path from read to byte queue.
+func BenchmarkRelayPathTCPFramed(b *testing.B) {
+	for _, format := range []string{"header", "raw"} {
+		b.Run(format, func(b *testing.B) {
+			r := sinks.NewRunner("out", framedDiscard{}, sinks.RunnerConfig{}.Resolved(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			r.Start()
+			defer r.Close(context.Background())
+			benchRelay(b, newTestListenerTo(b, format, r))
+		})
 	}
 }

@@ -423,16 +423,7 @@ func (s *relpSession) read() {
 	// handOver flushes the outbox; under "queued" the read's
 	// transactions are answered if every message is in every queue.
 	handOver := func() {
-		ok := true
-		for i := range out.dests {
-			d := &out.dests[i]
-			if len(d.ms) > 0 && d.t.EnqueueBatch(d.ms, true) < len(d.ms) {
-				ok = false
-			}
-			clear(d.ms)
-			d.t, d.ms = nil, d.ms[:0]
-		}
-		out.dests = out.dests[:0]
+		ok := out.flush(true)
 		for _, t := range queued {
 			t.Done(ok)
 		}
@@ -657,6 +648,9 @@ func (s *relpSession) oversized(big *relpOversize, st *settings, fe *route.Front
 		ack = t
 	}
 	l.deliver(out, st, fe, big.keep, now.UnixNano(), s.peer, ack)
+	// big.keep's storage is reused by the next oversize frame, and the
+	// outbox may still refer to it (see outbox): hand over now.
+	flush()
 	return true
 }
 

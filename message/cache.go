@@ -49,6 +49,19 @@ func (k *Cache) New(raw []byte) *Message {
 	return fill(m, raw)
 }
 
+// Clone returns a pooled copy of m with one reference: its Raw copied,
+// the fields set on receipt and by the parser kept (Spans are offsets
+// into Raw). m's Ack is not carried over. It makes a message that
+// outlives the read of one that borrowed the read's buffer (the outbox's
+// scratch message).
+func (k *Cache) Clone(m *Message) *Message {
+	c := k.New(m.Raw)
+	c.Received, c.Frontend, c.Port, c.Transport, c.Peer = m.Received, m.Frontend, m.Port, m.Transport, m.Peer
+	c.Format, c.Priority, c.Version = m.Format, m.Priority, m.Version
+	c.Timestamp, c.Hostname, c.AppName, c.ProcID, c.MsgID, c.StructuredData, c.Msg = m.Timestamp, m.Hostname, m.AppName, m.ProcID, m.MsgID, m.StructuredData, m.Msg
+	return c
+}
+
 // prefetchBytes is what fill and a typical message's copy write of a
 // pooled message (every message is one: see messagePool): the struct and
 // the first 384 bytes of the inline storage that follows it.

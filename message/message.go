@@ -79,6 +79,12 @@ type Span struct{ Off, Len uint32 }
 // failed). After the last Release the message returns to a pool and must
 // not be touched.
 //
+// One kind of message breaks these rules and never leaves its read: a
+// listener's scratch message (ingest's outbox), whose Raw is the read's
+// buffer. It is parsed and routed, then framed for the sinks that queue
+// bytes (Frames) and copied (Cache.Clone) for the others; it is never
+// retained, released or handed to a sink runner.
+//
 // A Message is filled by one goroutine (the event loop that received it)
 // before it is enqueued anywhere; after that it is read-only.
 type Message struct {

@@ -33,10 +33,32 @@ type Target interface {
 	EnqueueBatch(ms []*message.Message, block bool) int
 }
 
+// FrameTarget is a Target that queues bytes, not messages: a sink runner
+// over a sink that frames every message the same (sinks.Framer). A
+// listener frames each message for it as the message is routed and
+// hands the read's frames over at once (message.Frames), so the message
+// need not outlive the read.
+type FrameTarget interface {
+	Target
+	// TakesFrames reports whether the target takes frames; it does not
+	// change over the target's life.
+	TakesFrames() bool
+	// AppendFrame appends m to b as the target's sink sends it. It may be
+	// called from several goroutines at once and keeps nothing of m.
+	AppendFrame(b []byte, m *message.Message) []byte
+	// EnqueueFrames takes f's messages from index from on, in order (see
+	// sinks.Runner.EnqueueFrames). It returns next, the first message it
+	// did not take (the caller hands f[next:] over as messages, with
+	// EnqueueBatch), and how many of f[from:next] it queued.
+	EnqueueFrames(f *message.Frames, from int, block bool) (next, queued int)
+}
+
 // Dest is a named Target.
 type Dest struct {
 	Name   string
 	Target Target
+	// Frames is Target when it takes frames (FrameTarget), else nil.
+	Frames FrameTarget
 }
 
 // Rule is one compiled match rule. The zero conditions match anything.
@@ -212,7 +234,11 @@ func Compile(cfg *conf.Config, targets map[string]Target) (*Table, error) {
 				errs = append(errs, fmt.Sprintf("%s: unknown sink %q", where, n))
 				continue
 			}
-			out = append(out, Dest{Name: n, Target: tg})
+			d := Dest{Name: n, Target: tg}
+			if ft, ok := tg.(FrameTarget); ok && ft.TakesFrames() {
+				d.Frames = ft
+			}
+			out = append(out, d)
 		}
 		return out
 	}

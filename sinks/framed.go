@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"wharf/message"
@@ -11,18 +12,23 @@ import (
 // its own, framed the same whatever batch it travels in: the syslog sink
 // over TCP and TLS. A Runner over a sink whose Framed reports true (and
 // that has neither a spool nor a linger) queues those bytes instead of
-// the messages: the producer frames each message into the queue's
-// newest block and releases it on its own goroutine, and the run loop
-// writes whole blocks. A relayed message then never reaches the run
-// loop's core: no message pool or reference count shared between the
-// cores, no ring of pointers, and its bytes are copied once, on the core
-// that just parsed them, instead of once by each side (#16: 16-23% less
-// CPU per message on the TCP relay, see framed_test.go's benchmark and
-// the commit).
+// the messages, and the run loop writes whole blocks. A listener frames
+// each message for such a runner as it routes it, into its outbox's
+// message.Frames, and hands a read's frames over with EnqueueFrames,
+// which copies them into the queue's newest block: the message need not
+// outlive the read, so it is the listener's scratch message over the
+// read's buffer, not a pooled copy (#16: ~28% less CPU per message on
+// the producer's side, BenchmarkRelayPathTCPFramed). Messages handed
+// over as such (EnqueueBatch) are framed by the producer too and
+// released on its goroutine. Either way a relayed message never reaches
+// the run loop's core: no message pool or reference count shared
+// between the cores, no ring of pointers.
 //
-// Concurrency: the Runner calls AppendFrame from producers under its
-// lock (never concurrently with itself, but while WriteFramed runs), so
-// AppendFrame reads only what does not change after the sink is built.
+// Concurrency: producers call AppendFrame (through the Runner's) from
+// their own goroutines, several at once and while WriteFramed runs, so
+// AppendFrame reads only what does not change after the sink is built,
+// and keeps nothing of the message (it may be a listener's scratch
+// message, whose Raw is the read's buffer).
 // WriteFramed follows Write's rules; WriteFramedNow follows
 // Immediate.WriteNow's.
 type Framer interface {
@@ -63,53 +69,151 @@ type block struct {
 	held []*message.Message
 }
 
-// enqueueFramed frames ms into the byte queue in order: enqueue for a
-// Framer. The producer releases every framed message itself (but those
-// with an Ack, which the block holds); ms's elements are overwritten.
-// Called with no lock held.
+// TakesFrames reports whether r queues framed bytes (route.FrameTarget):
+// its sink is a Framer that frames, and r has neither a spool nor a
+// linger.
+func (r *Runner) TakesFrames() bool { return r.fr != nil }
+
+// AppendFrame appends m as r's sink sends it (route.FrameTarget). Only
+// for a runner that TakesFrames; safe from several goroutines at once.
+func (r *Runner) AppendFrame(b []byte, m *message.Message) []byte {
+	return r.fr.AppendFrame(b, m)
+}
+
+// EnqueueFrames is EnqueueBatch for messages a producer framed itself
+// with AppendFrame (route.FrameTarget): f's messages from index from on,
+// in order, copied into the byte queue before it returns. The reference
+// of each held message it takes moves to its block (confirmed once
+// delivered) or is released (dropped). It returns next, the first
+// message not taken: f.Len(), unless r is closing and hands over to a
+// runner that frames differently or queues messages, which then wants
+// f[next:] as messages (the caller's EnqueueBatch, see late); and how
+// many of f[from:next] were queued, here or on the runner r hands over
+// to. The others were dropped and counted. A runner that does not take
+// frames takes none.
+func (r *Runner) EnqueueFrames(f *message.Frames, from int, block bool) (next, queued int) {
+	if r.fr == nil {
+		return from, 0
+	}
+	r.gate.RLock()
+	if r.closing.Load() {
+		r.gate.RUnlock()
+		return r.lateFrames(f, from, block)
+	}
+	queued, next = r.enqueueFrames(f, from, block)
+	r.gate.RUnlock()
+	if next < f.Len() { // Close began while it waited for room
+		var q int
+		next, q = r.lateFrames(f, next, block)
+		queued += q
+	}
+	return next, queued
+}
+
+// lateFrames is late for frames: they go on to the runner r hands over
+// to if it frames the same, are left to the caller (next = from) if it
+// does not, and are dropped as "closed" when r hands over to none.
+func (r *Runner) lateFrames(f *message.Frames, from int, block bool) (next, queued int) {
+	to := r.forward.Load()
+	switch {
+	case to == nil:
+		r.dropped[dropClosed].Add(uint64(f.Len() - from))
+		for i := from; i < f.Len(); i++ {
+			if m := f.Held(i); m != nil {
+				m.Release()
+			}
+		}
+		return f.Len(), 0
+	case r.framedCompatible(to):
+		r.handedOver.Add(uint64(f.Len() - from))
+		return to.EnqueueFrames(f, from, block)
+	}
+	return from, 0
+}
+
+// framesPool holds the Frames enqueueFramed frames a batch into.
+var framesPool = sync.Pool{New: func() any { return new(message.Frames) }}
+
+// enqueueFramed is enqueue for a Framer, for messages handed over as
+// such (Enqueue, EnqueueBatch: a late message, a listener without an
+// outbox): it frames them and queues the frames with enqueueFrames. The
+// messages it took (ms[:next]) are released, but those with an Ack,
+// whose reference moves with the frame; ms[next:] are left to the caller
+// untouched. Called with the gate read-locked.
 func (r *Runner) enqueueFramed(ms []*message.Message, wait bool) (queued, next int) {
-	i := 0
+	f := framesPool.Get().(*message.Frames)
+	for _, m := range ms {
+		f.B = r.fr.AppendFrame(f.B, m)
+		var held *message.Message
+		if m.Ack != nil {
+			held = m
+		}
+		f.Add(len(m.Raw), m.Received, held)
+	}
+	queued, next = r.enqueueFrames(f, 0, wait)
+	// A held message may be delivered and freed already: which ones
+	// were held is asked of f, not of the message.
+	for i, m := range ms[:next] {
+		if f.Held(i) == nil {
+			m.Release()
+		}
+	}
+	f.Reset()
+	framesPool.Put(f)
+	return queued, next
+}
+
+// enqueueFrames copies f's frames from index from on into the byte queue,
+// in order, and returns how many it queued and the index it stopped at:
+// f.Len(), or earlier if Close began while it waited for room. Called
+// with the gate read-locked.
+func (r *Runner) enqueueFrames(f *message.Frames, from int, wait bool) (queued, next int) {
+	i := from
+	var dropped []*message.Message // held messages dropped, released once mu is unlocked
 	for {
-		free := 0 // ms[:free] are to be released once mu is unlocked
 		r.mu.Lock()
 		limN, limB := r.limits(wait)
 		cur := r.bytes.Load()
 		var size int64
 		var t *block
-		for ; i < len(ms); i++ {
-			m := ms[i]
-			sz := int64(len(m.Raw))
+		// The frames of consecutive messages that go to the same block
+		// are copied into it at once: run is the first of them.
+		run := i
+		for ; i < f.Len(); i++ {
+			sz := int64(f.RawLen(i))
 			if r.n >= limN || (cur+size != 0 && cur+size+sz > limB) {
+				t.appendFrames(f, run, i)
+				run = i + 1
 				if wait {
 					break
 				}
 				r.dropped[dropQueueFull].Inc()
-				ms[free] = m
-				free++
+				if m := f.Held(i); m != nil {
+					dropped = append(dropped, m)
+				}
 				continue
 			}
 			if t == nil || t.n >= r.cfg.BatchSize || (t.n > 0 && t.raw+sz > r.cfg.BatchBytes) {
+				t.appendFrames(f, run, i)
+				run = i
 				t = r.tailBlock(sz)
 			}
 			if t.n == 0 {
-				t.oldest = m.Received
+				t.oldest = f.Received
 			}
-			t.b = r.fr.AppendFrame(t.b, m)
 			t.n++
 			t.raw += sz
 			r.n++
 			size += sz
 			queued++
-			if m.Ack != nil {
+			if m := f.Held(i); m != nil {
 				t.held = append(t.held, m)
-			} else {
-				ms[free] = m
-				free++
 			}
 		}
+		t.appendFrames(f, run, i)
 		r.ringBytes += size
 		r.bytes.Store(cur + size)
-		if i == len(ms) {
+		if i == f.Len() {
 			if r.parked && !r.nowBusy && len(r.blocks) == 1 && r.n <= immediateMax && r.ringBytes <= immediateBytes && r.ready.Load() {
 				r.deliverNowFramed() // unlocks mu
 			} else {
@@ -122,17 +226,24 @@ func (r *Runner) enqueueFramed(ms []*message.Message, wait bool) (queued, next i
 					r.wakeRunLoop()
 				}
 			}
-			message.ReleaseAll(ms[:free])
+			message.ReleaseAll(dropped)
 			return queued, i
 		}
-		// Full: wait for space. ms[:i] are done with (ms[:free]
-		// released here, the others held by blocks; free <= i, so ms[i:]
-		// are untouched).
+		// Full: wait for space.
 		space, wake := r.leaveFull()
-		message.ReleaseAll(ms[:free])
+		message.ReleaseAll(dropped)
+		dropped = dropped[:0]
 		if !r.awaitRoom(space, wake) {
 			return queued, i
 		}
+	}
+}
+
+// appendFrames appends the frames of f's messages [from, to) to b's
+// bytes; b may be nil when there are none.
+func (b *block) appendFrames(f *message.Frames, from, to int) {
+	if from < to {
+		b.b = append(b.b, f.Span(from, to)...)
 	}
 }
 

@@ -1,0 +1,235 @@
+package ingest
+
+import (
+	"net/netip"
+	"sync"
+
+	"wharf/ingest/parse"
+	"wharf/message"
+	"wharf/route"
+)
+
+// outbox collects the messages of one read per destination, so each
+// destination gets them at once at the read's end (see the package
+// comment). It belongs to one goroutine: the event loop of a tcp://
+// connection or a UDP socket, or a tls:// or relp:// connection's
+// goroutine. Its storage is reused from read to read, so the steady
+// state allocates nothing; flush drops every reference it held.
+//
+// A target that takes frames (route.FrameTarget: a syslog sink over TCP
+// or TLS) gets each message framed as it is routed, into the
+// destination's message.Frames. A message routed only to such targets is
+// the outbox's scratch message, whose Raw is the read's buffer: no
+// pooled message, no copy of Raw, no reference count (#16). The read's
+// buffer must therefore stay as it is until flush returns: every caller
+// flushes before it reads again or discards what it consumed.
+type outbox struct {
+	dests  []outDest
+	framed []outFrames
+	// cache hands out messages freed in chunks by the sink runners.
+	cache message.Cache
+	// scratch is the message being routed when it carries no Ack (see
+	// borrow); valid until the next borrow.
+	scratch message.Message
+	// l and s are the listener and settings of the messages framed
+	// since the last flush, to make them into messages again (remake).
+	l *Listener
+	s *settings
+}
+
+type outDest struct {
+	t  route.Target
+	ms []*message.Message
+}
+
+type outFrames struct {
+	t route.FrameTarget
+	*frameBuf
+}
+
+// frameBuf is the storage of one target's frames for one read, taken from
+// framePool at the read's first frame for the target and given back at
+// flush: an idle connection holds none (a read's frames can be 64 KiB).
+type frameBuf struct {
+	f message.Frames
+	// raw is each framed message's Raw (in the read's buffer), and peers
+	// their senders, for remake: an entry where the sender changes (once
+	// per read but on UDP), not one per message.
+	raw   [][]byte
+	peers []peerFrom
+}
+
+var framePool = sync.Pool{New: func() any { return new(frameBuf) }}
+
+// peerFrom is the sender of the framed messages from index from on.
+type peerFrom struct {
+	from int
+	peer netip.AddrPort
+}
+
+// borrow returns the scratch message over raw, which is not copied: raw
+// must stay valid until the message is routed (route) and the outbox
+// flushed.
+func (o *outbox) borrow(raw []byte) *message.Message {
+	o.scratch = message.Message{Raw: raw, Priority: -1}
+	return &o.scratch
+}
+
+// discard ends a message that was dropped by policy (nothing to send
+// again): confirmed and released, unless it is the scratch message. o
+// may be nil.
+func (o *outbox) discard(m *message.Message) {
+	if o != nil && m == &o.scratch {
+		return
+	}
+	m.Confirm()
+	m.Release()
+}
+
+// route adds m, which l received and parsed under s, to the outbox for
+// each of dests: framed at once for a target that takes frames, else as
+// a message. The scratch message is copied into a pooled one (Clone) for
+// the targets that queue messages; a pooled message (it carries an Ack)
+// is passed with one reference per destination, a framed destination's
+// moving with the frame (Frames.Add's held).
+func (o *outbox) route(l *Listener, s *settings, dests []route.Dest, m *message.Message) {
+	if m == &o.scratch {
+		var c *message.Message
+		for _, d := range dests {
+			if d.Frames != nil {
+				o.frame(l, s, d.Frames, m, nil)
+				continue
+			}
+			if c == nil {
+				c = o.cache.Clone(m)
+			} else {
+				c.Retain(1) // not handed over yet: flush does that
+			}
+			o.add(d.Target, c)
+		}
+		return
+	}
+	if len(dests) > 1 {
+		m.Retain(int32(len(dests) - 1))
+	}
+	for _, d := range dests {
+		if d.Frames != nil {
+			o.frame(l, s, d.Frames, m, m)
+		} else {
+			o.add(d.Target, m)
+		}
+	}
+}
+
+// frame appends m framed for t to t's Frames; held is m when a
+// reference of it moves with the frame.
+func (o *outbox) frame(l *Listener, s *settings, t route.FrameTarget, m, held *message.Message) {
+	if o.s != s {
+		o.l, o.s = l, s
+	}
+	var d *outFrames
+	for i := range o.framed {
+		if o.framed[i].t == t {
+			d = &o.framed[i]
+			break
+		}
+	}
+	if d == nil {
+		if len(o.framed) < cap(o.framed) {
+			o.framed = o.framed[:len(o.framed)+1]
+		} else {
+			o.framed = append(o.framed, outFrames{})
+		}
+		d = &o.framed[len(o.framed)-1]
+		d.t, d.frameBuf = t, framePool.Get().(*frameBuf)
+	}
+	d.f.B = t.AppendFrame(d.f.B, m)
+	d.f.Add(len(m.Raw), m.Received, held)
+	if k := len(d.peers); k == 0 || d.peers[k-1].peer != m.Peer {
+		d.peers = append(d.peers, peerFrom{from: len(d.raw), peer: m.Peer})
+	}
+	d.raw = append(d.raw, m.Raw)
+}
+
+// add queues m (one reference) for t.
+func (o *outbox) add(t route.Target, m *message.Message) {
+	for i := range o.dests {
+		if d := &o.dests[i]; d.t == t {
+			d.ms = append(d.ms, m)
+			return
+		}
+	}
+	if len(o.dests) < cap(o.dests) {
+		o.dests = o.dests[:len(o.dests)+1]
+		d := &o.dests[len(o.dests)-1]
+		d.t, d.ms = t, append(d.ms[:0], m)
+		return
+	}
+	o.dests = append(o.dests, outDest{t: t, ms: append(make([]*message.Message, 0, 64), m)})
+}
+
+// flush hands every destination its messages, in the order added, and
+// reports whether every one was queued (RELP's relp_ack = "queued"
+// answers on it). With block it waits for queue space (see
+// Runner.EnqueueBatch).
+func (o *outbox) flush(block bool) (all bool) {
+	all = true
+	for i := range o.framed {
+		d := &o.framed[i]
+		n := d.f.Len()
+		next, queued := d.t.EnqueueFrames(&d.f, 0, block)
+		if next < n {
+			// The target closed and hands over to one that wants
+			// messages (a reload changed the sink).
+			queued += d.t.EnqueueBatch(o.remake(d, next), block)
+		}
+		if queued < n {
+			all = false
+		}
+		d.f.Reset()
+		clear(d.raw)
+		d.raw, d.peers = d.raw[:0], d.peers[:0]
+		framePool.Put(d.frameBuf)
+		d.t, d.frameBuf = nil, nil
+	}
+	o.framed = o.framed[:0]
+	o.scratch = message.Message{} // holds no buffer while idle
+	for i := range o.dests {
+		d := &o.dests[i]
+		if len(d.ms) > 0 && d.t.EnqueueBatch(d.ms, block) < len(d.ms) {
+			all = false
+		}
+		clear(d.ms)
+		d.t, d.ms = nil, d.ms[:0]
+	}
+	o.dests = o.dests[:0]
+	o.cache.Flush()
+	return all
+}
+
+// remake makes d's framed messages from index from on into messages
+// again, for a target that no longer takes their frames: a held message
+// is itself, the others are made from their Raw as deliver made them,
+// parsed in full (the runner taking them over may need more than the
+// old routes did). Rare: a reload while the read was routed.
+func (o *outbox) remake(d *outFrames, from int) []*message.Message {
+	ms := make([]*message.Message, 0, d.f.Len()-from)
+	p := 0
+	for i := from; i < d.f.Len(); i++ {
+		for p+1 < len(d.peers) && d.peers[p+1].from <= i {
+			p++
+		}
+		if m := d.f.Held(i); m != nil {
+			ms = append(ms, m)
+			continue
+		}
+		m := message.New(d.raw[i])
+		m.Received = d.f.Received
+		m.Frontend, m.Port, m.Transport, m.Peer = o.l.frontend, o.l.port, o.l.transport, d.peers[p].peer
+		if o.s.format != parse.Raw {
+			_ = parse.Parse(m, o.s.format) // a parse error was counted when it arrived
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}

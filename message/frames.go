@@ -1,0 +1,82 @@
+package message
+
+// Frames is a run of messages framed for one sink, in order: what a
+// listener hands a byte-queue runner (see sinks.Framer) for one read,
+// instead of the messages. The messages themselves then need not outlive
+// the read: no pooled message, no copy of Raw into it, no reference
+// count shared with the runner's core.
+//
+// A Frames belongs to its producer (an event loop's outbox), which fills
+// it with Add and reuses it read after read (Reset). The runner that
+// takes it copies the frames out before it returns; it keeps nothing of
+// the Frames but the Held messages it took.
+type Frames struct {
+	// B is the frames, back to back.
+	B    []byte
+	ends []int   // ends[i] is where frame i ends in B
+	raw  []int32 // raw[i] is the length of message i's Raw
+	// held[i] is message i when its sender waits for it (an Ack), with
+	// one reference for the runner; nil when no message so far has one.
+	held []*Message
+	// Received is the receive time of the first message (Unix ns).
+	Received int64
+}
+
+// Add records the frame that ends B (appended by the caller since the
+// last Add) as the next message's, rawLen being the length of its Raw.
+// held is the message if its sender waits for it (one reference moves
+// with it), else nil.
+func (f *Frames) Add(rawLen int, received int64, held *Message) {
+	if len(f.ends) == 0 {
+		f.Received = received
+	}
+	f.ends = append(f.ends, len(f.B))
+	f.raw = append(f.raw, int32(rawLen))
+	if held != nil {
+		for len(f.held) < len(f.ends)-1 {
+			f.held = append(f.held, nil)
+		}
+		f.held = append(f.held, held)
+	}
+}
+
+// Len returns the number of messages.
+func (f *Frames) Len() int { return len(f.ends) }
+
+// Frame returns message i's frame (a slice of B).
+func (f *Frames) Frame(i int) []byte {
+	start := 0
+	if i > 0 {
+		start = f.ends[i-1]
+	}
+	return f.B[start:f.ends[i]]
+}
+
+// Span returns the frames of messages [from, to), back to back (a slice
+// of B).
+func (f *Frames) Span(from, to int) []byte {
+	start := 0
+	if from > 0 {
+		start = f.ends[from-1]
+	}
+	return f.B[start:f.ends[to-1]]
+}
+
+// RawLen returns the length of message i's Raw: queue bounds and sent
+// bytes count Raw bytes, whatever the framing adds.
+func (f *Frames) RawLen(i int) int { return int(f.raw[i]) }
+
+// Held returns message i if its sender waits for it, else nil.
+func (f *Frames) Held(i int) *Message {
+	if i < len(f.held) {
+		return f.held[i]
+	}
+	return nil
+}
+
+// Reset empties f, keeping its storage. The references of held messages
+// must have been handed on (or released) before.
+func (f *Frames) Reset() {
+	clear(f.held)
+	f.B, f.ends, f.raw, f.held, f.Received = f.B[:0], f.ends[:0], f.raw[:0], f.held[:0], 0
+}

@@ -1,0 +1,160 @@
+package sinks
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"wharf/internal/testenv"
+	"wharf/message"
+	"wharf/metrics"
+)
+
+// framesOf frames raws for r as a listener's outbox does: the messages
+// are scratch ones, gone once framed, but for those named in acks, which
+// carry ack and move with their frame.
+func framesOf(r *Runner, ack message.Acker, acks map[string]bool, raws ...string) *message.Frames {
+	f := &message.Frames{}
+	for _, raw := range raws {
+		m := &message.Message{Raw: []byte(raw), Received: 42}
+		var held *message.Message
+		if acks[raw] {
+			held = message.New([]byte(raw))
+			held.Ack = ack
+			m = held
+		}
+		f.B = r.AppendFrame(f.B, m)
+		f.Add(len(raw), m.Received, held)
+	}
+	return f
+}
+
+func seq(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%03d", prefix, i)
+	}
+	return out
+}
+
+// EnqueueFrames takes a read's frames in order into the byte queue,
+// whole blocks of BatchSize, and counts their Raw bytes, not the framing.
+func TestEnqueueFrames(t *testing.T) {
+	s := &fakeSink{block: make(chan struct{})}
+	r := framedRunner(t, "out", s, RunnerConfig{QueueSize: 1000, BatchSize: 4}, nil)
+	raws := seq("m", 10)
+	next, queued := r.EnqueueFrames(framesOf(r, nil, nil, raws...), 0, true)
+	if next != 10 || queued != 10 {
+		t.Fatalf("EnqueueFrames: next %d, queued %d; want 10, 10", next, queued)
+	}
+	if st := r.Stats(); st.QueuedBytes != 40 {
+		t.Errorf("queued bytes %d, want 40 (Raw bytes, no framing)", st.QueuedBytes)
+	}
+	// From an index on: the first three were taken before.
+	if next, queued := r.EnqueueFrames(framesOf(r, nil, nil, seq("n", 5)...), 3, true); next != 5 || queued != 2 {
+		t.Fatalf("EnqueueFrames from 3: next %d, queued %d; want 5, 2", next, queued)
+	}
+	close(s.block)
+	closeRunner(t, r, 5*time.Second)
+	want := append(raws, "n003", "n004")
+	if got := s.all(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delivered %v, want %v", got, want)
+	}
+	for _, n := range s.sizes() {
+		if n > 4 {
+			t.Fatalf("batches %v, want at most BatchSize 4 each", s.sizes())
+		}
+	}
+}
+
+// Without waiting (UDP), messages over the queue's bounds are dropped
+// one by one and counted as queue_full, a held one's sender told it
+// failed; the ones that fit are queued, in order.
+func TestEnqueueFramesFull(t *testing.T) {
+	s := &fakeSink{block: make(chan struct{})}
+	r := framedRunner(t, "out", s, RunnerConfig{QueueSize: 6, QueueBytes: 1 << 20, BatchSize: 100}, nil)
+	var ack ackRecorder
+	raws := seq("m", 10)
+	next, queued := r.EnqueueFrames(framesOf(r, &ack, map[string]bool{"m002": true, "m008": true}, raws...), 0, false)
+	if next != 10 || queued != 6 {
+		t.Fatalf("next %d, queued %d; want 10, 6", next, queued)
+	}
+	if d := r.Stats().Dropped[DropQueueFull]; d != 4 {
+		t.Errorf("queue_full %d, want 4", d)
+	}
+	if ack.failed.Load() != 1 || ack.ok.Load() != 0 {
+		t.Errorf("acks: %d failed, %d ok before delivery; want m008's failed", ack.failed.Load(), ack.ok.Load())
+	}
+	close(s.block)
+	closeRunner(t, r, 5*time.Second)
+	if got := s.all(); fmt.Sprint(got) != fmt.Sprint(raws[:6]) {
+		t.Fatalf("delivered %v, want %v", got, raws[:6])
+	}
+	if ack.ok.Load() != 1 {
+		t.Errorf("m002's sender: %d ok, want 1", ack.ok.Load())
+	}
+}
+
+// Frames reaching a runner that is closing: dropped as "closed" when it
+// hands over to none (held senders told), taken by the runner it hands
+// over to when that frames the same, and left to the caller (next =
+// from) when it does not: the caller hands them over as messages.
+func TestEnqueueFramesLate(t *testing.T) {
+	t.Run("closed", func(t *testing.T) {
+		r := framedRunner(t, "out", &fakeSink{}, RunnerConfig{}, nil)
+		closeRunner(t, r, time.Second)
+		var ack ackRecorder
+		next, queued := r.EnqueueFrames(framesOf(r, &ack, map[string]bool{"b": true}, "a", "b", "c"), 1, true)
+		if next != 3 || queued != 0 {
+			t.Fatalf("next %d, queued %d; want 3, 0", next, queued)
+		}
+		if d := r.Stats().Dropped[DropClosed]; d != 2 {
+			t.Errorf("closed %d, want 2", d)
+		}
+		if ack.failed.Load() != 1 {
+			t.Errorf("held sender: %d failed, want 1", ack.failed.Load())
+		}
+	})
+	for _, tc := range []struct {
+		key  string
+		want string // what the new sink gets
+		next int
+	}{
+		{key: "", want: "[b c]", next: 3},
+		{key: "other", want: "[]", next: 1},
+	} {
+		t.Run("hand-over to key "+tc.key, func(t *testing.T) {
+			reg := metrics.NewRegistry()
+			oldSink, newSink := &fakeSink{block: make(chan struct{})}, &fakeSink{key: tc.key}
+			old := framedRunner(t, "out", oldSink, RunnerConfig{}, reg)
+			old.Enqueue(message.New([]byte("busy")), true) // holds the run loop in Write
+			testenv.Eventually(t, "the run loop in Write", func() bool { return old.Stats().Queued == 0 })
+			next := framedRunner(t, "out", newSink, RunnerConfig{}, reg)
+			done := make(chan error, 1)
+			go func() { done <- old.HandOver(context.Background(), next) }()
+			testenv.Eventually(t, "the hand-over to begin", func() bool { return old.closing.Load() })
+			n, queued := old.EnqueueFrames(framesOf(old, nil, nil, "a", "b", "c"), 1, true)
+			if n != tc.next || queued != tc.next-1 {
+				t.Fatalf("next %d, queued %d; want %d, %d", n, queued, tc.next, tc.next-1)
+			}
+			close(oldSink.block)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			closeRunner(t, next, 5*time.Second)
+			if got := fmt.Sprint(newSink.all()); got != tc.want {
+				t.Errorf("the new sink got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	t.Run("message queue", func(t *testing.T) {
+		r := NewRunner("out", &fakeSink{}, RunnerConfig{}.Resolved(), nil, quietLog())
+		if r.TakesFrames() {
+			t.Fatal("a runner without a Framer takes frames")
+		}
+		if next, queued := r.EnqueueFrames(&message.Frames{}, 0, true); next != 0 || queued != 0 {
+			t.Errorf("next %d, queued %d; want 0, 0", next, queued)
+		}
+	})
+}
