@@ -17,8 +17,9 @@ import (
 // message.Frames, and hands a read's frames over with EnqueueFrames,
 // which copies them into the queue's newest block: the message need not
 // outlive the read, so it is the listener's scratch message over the
-// read's buffer, not a pooled copy (#16: ~28% less CPU per message on
-// the producer's side, BenchmarkRelayPathTCPFramed). Messages handed
+// read's buffer, not a pooled copy (#16: BenchmarkRelayPathTCPFramed
+// under cachegrind, 6% fewer instructions and 30% fewer L1 data misses
+// per message, producer and run loop together). Messages handed
 // over as such (EnqueueBatch) are framed by the producer too and
 // released on its goroutine. Either way a relayed message never reaches
 // the run loop's core: no message pool or reference count shared
