@@ -2,6 +2,7 @@ package message
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"sync/atomic"
 	"time"
 )
@@ -72,16 +73,12 @@ func scanRFC3339(b []byte, maxFrac int, needOffset bool, t *tsFields) int {
 	}
 	p := 19
 	if p < len(b) && b[p] == '.' {
-		p++
-		start, frac := p, 0
-		for p < len(b) && isDigit(b[p]) && p-start < maxFrac {
-			frac = frac*10 + int(b[p]-'0')
-			p++
-		}
-		if p == start || (p < len(b) && isDigit(b[p])) {
+		n, frac := fracDigits(b[p+1:], maxFrac)
+		if n == 0 {
 			return 0
 		}
-		t.nsec = frac * fracScale[p-start] // no division per digit
+		t.nsec = frac * fracScale[n] // no division per digit
+		p += 1 + n
 	}
 	if p == len(b) {
 		if needOffset {
@@ -116,6 +113,59 @@ func scanRFC3339(b []byte, maxFrac int, needOffset bool, t *tsFields) int {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// fracDigits returns the length and value of the run of digits at the
+// start of b (a fraction of a second), or n = 0 when there is none or it
+// is longer than max (at most 9). When b has eight bytes they are tested
+// and summed as one word: a digit at a time was a sixth of the TCP
+// relay's instructions per message (cachegrind, 286 for a timestamp with
+// six fraction digits).
+func fracDigits(b []byte, max int) (n, v int) {
+	if len(b) >= 8 {
+		x := binary.LittleEndian.Uint64(b)
+		if n = digitRun(x); n < 8 {
+			if n == 0 || n > max {
+				return 0, 0
+			}
+			return n, digitsValue(x, n)
+		}
+	}
+	for n = 0; n < len(b) && isDigit(b[n]); n++ {
+		if n == max {
+			return 0, 0
+		}
+		v = v*10 + int(b[n]-'0')
+	}
+	return n, v
+}
+
+// digitRun returns how many of x's bytes, first (lowest) first, are ASCII
+// digits before the first that is not (8 when all are). As in allDigits:
+// a byte is flagged when its high nibble is not 3 or adding 6 carries
+// out of its low nibble; a carry out of a byte of 0xFA or above spills
+// only into the bytes after it, which do not count.
+func digitRun(x uint64) int {
+	const hi, d = 0xF0 * ones8, 0x30 * ones8
+	bad := ((x & hi) ^ d) | (((x + 0x06*ones8) & hi) ^ d)
+	// A flagged byte's high nibble is not 0: move it down and add 0x7F,
+	// which sets the byte's top bit (and carries no further).
+	bad = ((bad>>4)&(0x0F*ones8) + 0x7F*ones8) & (0x80 * ones8)
+	return bits.TrailingZeros64(bad) / 8
+}
+
+// digitsValue returns the number that x's first n bytes (1..8, all ASCII
+// digits, the first the most significant) spell. The n digits are moved
+// to the top bytes, zeros below them, and summed pairwise: bytes into
+// two-digit values, those into four, those into eight. A borrow of
+// x - '0' out of a byte after the digits goes only further up, and is
+// shifted out.
+func digitsValue(x uint64, n int) int {
+	v := (x - 0x30*ones8) << (8 * (8 - n))
+	v = (v*10 + v>>8) & 0x00FF00FF00FF00FF
+	v = (v*100 + v>>16) & 0x0000FFFF0000FFFF
+	v = (v*10000 + v>>32) & 0xFFFFFFFF
+	return int(v)
+}
 
 const ones8 = 0x0101010101010101
 

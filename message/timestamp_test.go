@@ -1,6 +1,9 @@
 package message
 
-import "testing"
+import (
+	"math/rand/v2"
+	"testing"
+)
 
 // scanPrefixBytewise is the 19-byte "YYYY-MM-DDThh:mm:ss" check of
 // scanRFC3339 one byte at a time, as it was before the word-at-a-time
@@ -41,6 +44,56 @@ func TestScanRFC3339WordsAsBytes(t *testing.T) {
 					t.Fatalf("%q: fields %+v, bytewise %+v", b, got, want)
 				}
 			}
+		}
+	}
+}
+
+// TestFracDigits checks the word-at-a-time fraction reader against a
+// digit-at-a-time one on random runs of digits followed by the bytes
+// that could upset it (below '0', just above '9', 0xFA and above, whose
+// +6 carries), at every length around 8 and every max.
+func TestFracDigits(t *testing.T) {
+	ref := func(b []byte, max int) (int, int) {
+		n, v := 0, 0
+		for n < len(b) && isDigit(b[n]) && n < max {
+			v = v*10 + int(b[n]-'0')
+			n++
+		}
+		if n == 0 || (n < len(b) && isDigit(b[n])) {
+			return 0, 0
+		}
+		return n, v
+	}
+	others := []byte{'Z', '+', '-', ' ', '/', ':', '.', 0, 0x2A, 0x2F, 0x3A, 0x3F, 0x7F, 0x80, 0xF9, 0xFA, 0xFF}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		b := make([]byte, rng.IntN(14))
+		for i := range b {
+			if rng.IntN(4) > 0 {
+				b[i] = '0' + byte(rng.IntN(10))
+			} else {
+				b[i] = others[rng.IntN(len(others))]
+			}
+		}
+		max := 1 + rng.IntN(9)
+		n, v := fracDigits(b, max)
+		if wn, wv := ref(b, max); n != wn || v != wv {
+			t.Fatalf("fracDigits(%q, %d) = %d, %d; want %d, %d", b, max, n, v, wn, wv)
+		}
+	}
+	for _, tc := range []struct {
+		in     string
+		max    int
+		n, val int
+	}{
+		{"99999999Z", 9, 8, 99999999},
+		{"123456789Z", 9, 9, 123456789},
+		{"1234567Z", 6, 0, 0},
+		{"000003-07:00", 6, 6, 3},
+		{"1\xffxxxxxx", 6, 1, 1},
+	} {
+		if n, v := fracDigits([]byte(tc.in), tc.max); n != tc.n || v != tc.val {
+			t.Errorf("fracDigits(%q, %d) = %d, %d; want %d, %d", tc.in, tc.max, n, v, tc.n, tc.val)
 		}
 	}
 }
