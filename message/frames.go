@@ -18,6 +18,10 @@ type Frames struct {
 	// held[i] is message i when its sender waits for it (an Ack), with
 	// one reference for the runner; nil when no message so far has one.
 	held []*Message
+	// received[i] is message i's receive time when some message's
+	// differs from the first's (a batch handed over on reload); nil
+	// while all share Received (a read's messages).
+	received []int64
 	// Received is the receive time of the first message (Unix ns).
 	Received int64
 }
@@ -29,6 +33,12 @@ type Frames struct {
 func (f *Frames) Add(rawLen int, received int64, held *Message) {
 	if len(f.ends) == 0 {
 		f.Received = received
+	}
+	if received != f.Received || len(f.received) > 0 {
+		for len(f.received) < len(f.ends) {
+			f.received = append(f.received, f.Received)
+		}
+		f.received = append(f.received, received)
 	}
 	f.ends = append(f.ends, len(f.B))
 	f.raw = append(f.raw, int32(rawLen))
@@ -66,6 +76,14 @@ func (f *Frames) Span(from, to int) []byte {
 // bytes count Raw bytes, whatever the framing adds.
 func (f *Frames) RawLen(i int) int { return int(f.raw[i]) }
 
+// ReceivedAt returns message i's receive time (Unix ns).
+func (f *Frames) ReceivedAt(i int) int64 {
+	if i < len(f.received) {
+		return f.received[i]
+	}
+	return f.Received
+}
+
 // Held returns message i if its sender waits for it, else nil.
 func (f *Frames) Held(i int) *Message {
 	if i < len(f.held) {
@@ -78,5 +96,5 @@ func (f *Frames) Held(i int) *Message {
 // must have been handed on (or released) before.
 func (f *Frames) Reset() {
 	clear(f.held)
-	f.B, f.ends, f.raw, f.held, f.Received = f.B[:0], f.ends[:0], f.raw[:0], f.held[:0], 0
+	f.B, f.ends, f.raw, f.held, f.received, f.Received = f.B[:0], f.ends[:0], f.raw[:0], f.held[:0], f.received[:0], 0
 }

@@ -2,6 +2,7 @@ package message
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -54,6 +55,19 @@ func TestFrames(t *testing.T) {
 	f.Add(1, 1, held)
 	if f.Held(0) != nil || f.Held(1) != held {
 		t.Errorf("Held = %p, %p; want nil, the message", f.Held(0), f.Held(1))
+	}
+	// Receive times: one for a read, each its own for a batch.
+	f.B = append(f.B, "c"...)
+	f.Add(1, 5, nil)
+	f.B = append(f.B, "d"...)
+	f.Add(1, 1, nil)
+	if got := []int64{f.ReceivedAt(0), f.ReceivedAt(1), f.ReceivedAt(2), f.ReceivedAt(3)}; fmt.Sprint(got) != "[1 1 5 1]" {
+		t.Errorf("ReceivedAt = %v, want [1 1 5 1]", got)
+	}
+	f.Reset()
+	f.Add(0, 9, nil)
+	if f.ReceivedAt(0) != 9 {
+		t.Errorf("after Reset: ReceivedAt(0) = %d, want 9", f.ReceivedAt(0))
 	}
 }
 

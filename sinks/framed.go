@@ -126,8 +126,12 @@ func (r *Runner) lateFrames(f *message.Frames, from int, block bool) (next, queu
 		}
 		return f.Len(), 0
 	case r.framedCompatible(to):
-		r.handedOver.Add(uint64(f.Len() - from))
-		return to.EnqueueFrames(f, from, block)
+		// Counted as handed over: what to took. What it leaves (it
+		// closed too, over a runner framing differently) the caller
+		// hands to r as messages, and late counts them then.
+		next, queued = to.EnqueueFrames(f, from, block)
+		r.handedOver.Add(uint64(next - from))
+		return next, queued
 	}
 	return from, 0
 }
@@ -143,26 +147,43 @@ var framesPool = sync.Pool{New: func() any { return new(message.Frames) }}
 // untouched. Called with the gate read-locked.
 func (r *Runner) enqueueFramed(ms []*message.Message, wait bool) (queued, next int) {
 	f := framesPool.Get().(*message.Frames)
-	for _, m := range ms {
-		f.B = r.fr.AppendFrame(f.B, m)
-		var held *message.Message
-		if m.Ack != nil {
-			held = m
+	defer framesPool.Put(f)
+	// In chunks: a whole queue handed over on reload (handOff) would
+	// otherwise be framed twice over in memory before any of it queued.
+	for next < len(ms) {
+		chunk := ms[next:]
+		for i, m := range chunk {
+			if i == framedChunk {
+				chunk = chunk[:i]
+				break
+			}
+			f.B = r.fr.AppendFrame(f.B, m)
+			var held *message.Message
+			if m.Ack != nil {
+				held = m
+			}
+			f.Add(len(m.Raw), m.Received, held)
 		}
-		f.Add(len(m.Raw), m.Received, held)
-	}
-	queued, next = r.enqueueFrames(f, 0, wait)
-	// A held message may be delivered and freed already: which ones
-	// were held is asked of f, not of the message.
-	for i, m := range ms[:next] {
-		if f.Held(i) == nil {
-			m.Release()
+		q, n := r.enqueueFrames(f, 0, wait)
+		queued += q
+		// A held message may be delivered and freed already: which ones
+		// were held is asked of f, not of the message.
+		for i, m := range chunk[:n] {
+			if f.Held(i) == nil {
+				m.Release()
+			}
+		}
+		f.Reset()
+		next += n
+		if n < len(chunk) { // Close began while it waited for room
+			break
 		}
 	}
-	f.Reset()
-	framesPool.Put(f)
 	return queued, next
 }
+
+// framedChunk is how many messages enqueueFramed frames at a time.
+const framedChunk = 256
 
 // enqueueFrames copies f's frames from index from on into the byte queue,
 // in order, and returns how many it queued and the index it stopped at:
@@ -200,7 +221,7 @@ func (r *Runner) enqueueFrames(f *message.Frames, from int, wait bool) (queued, 
 				t = r.tailBlock(sz)
 			}
 			if t.n == 0 {
-				t.oldest = f.Received
+				t.oldest = f.ReceivedAt(i)
 			}
 			t.n++
 			t.raw += sz

@@ -158,3 +158,87 @@ func TestEnqueueFramesLate(t *testing.T) {
 		}
 	})
 }
+
+// Two reloads in flight: r hands over to `to` (same framing), `to` to x
+// (other framing). Frames reaching r go to `to`, which leaves them; the
+// caller makes them messages and hands them to r again (outbox.flush).
+// Each runner counts them handed over once. Found in review: r counted
+// them twice, once for the frames `to` left.
+func TestEnqueueFramesChainedHandOver(t *testing.T) {
+	rSink, toSink, xSink := &fakeSink{}, &fakeSink{}, &fakeSink{key: "other"}
+	r := framedRunner(t, "out", rSink, RunnerConfig{}, metrics.NewRegistry())
+	to := framedRunner(t, "out", toSink, RunnerConfig{}, metrics.NewRegistry())
+	x := framedRunner(t, "out", xSink, RunnerConfig{}, metrics.NewRegistry())
+	if err := r.HandOver(context.Background(), to); err != nil {
+		t.Fatal(err)
+	}
+	if err := to.HandOver(context.Background(), x); err != nil {
+		t.Fatal(err)
+	}
+	raws := []string{"a", "b", "c"}
+	f := framesOf(r, nil, nil, raws...)
+	next, queued := r.EnqueueFrames(f, 0, true)
+	if next != 0 || queued != 0 {
+		t.Fatalf("next %d, queued %d; want 0, 0 (left to the caller)", next, queued)
+	}
+	ms := make([]*message.Message, 0, 3)
+	for _, raw := range raws {
+		ms = append(ms, message.New([]byte(raw)))
+	}
+	if q := r.EnqueueBatch(ms, true); q != 3 {
+		t.Fatalf("EnqueueBatch queued %d, want 3", q)
+	}
+	closeRunner(t, x, 5*time.Second)
+	if got := fmt.Sprint(xSink.all()); got != "[a b c]" {
+		t.Errorf("x got %v, want [a b c]", got)
+	}
+	if h, h2 := r.handedOver.Load(), to.handedOver.Load(); h != 3 || h2 != 3 {
+		t.Errorf("handed over: r %d, to %d; want 3 each", h, h2)
+	}
+}
+
+// Messages received at different times (a queue handed over on reload,
+// late messages) keep each block's own oldest time for the delivery
+// delay. Found in review: every block took the batch's first time.
+func TestEnqueueFramedOldest(t *testing.T) {
+	s := &fakeSink{block: make(chan struct{})}
+	r := framedRunner(t, "out", s, RunnerConfig{QueueSize: 100, BatchSize: 2}, nil)
+	r.Enqueue(message.New([]byte("busy")), true) // holds the run loop in Write
+	testenv.Eventually(t, "the run loop in Write", func() bool { return r.Stats().Queued == 0 })
+	ms := make([]*message.Message, 4)
+	for i := range ms {
+		ms[i] = message.New([]byte{'m', byte('0' + i)})
+		ms[i].Received = int64(1000 * (i + 1))
+	}
+	r.EnqueueBatch(ms, true)
+	r.mu.Lock()
+	var got []int64
+	for _, b := range r.blocks {
+		got = append(got, b.oldest)
+	}
+	r.mu.Unlock()
+	close(s.block)
+	closeRunner(t, r, 5*time.Second)
+	if fmt.Sprint(got) != "[1000 3000]" {
+		t.Errorf("blocks' oldest %v, want [1000 3000]", got)
+	}
+}
+
+// A batch longer than framedChunk (a whole queue handed over) is framed
+// and queued a chunk at a time, in order, every message once.
+func TestEnqueueFramedChunks(t *testing.T) {
+	s := &fakeSink{}
+	r := framedRunner(t, "out", s, RunnerConfig{QueueSize: 10000, BatchSize: 100}, nil)
+	raws := seq("m", 3*framedChunk+7)
+	ms := make([]*message.Message, len(raws))
+	for i, raw := range raws {
+		ms[i] = message.New([]byte(raw))
+	}
+	if q := r.EnqueueBatch(ms, true); q != len(raws) {
+		t.Fatalf("queued %d of %d", q, len(raws))
+	}
+	closeRunner(t, r, 5*time.Second)
+	if got := s.all(); fmt.Sprint(got) != fmt.Sprint(raws) {
+		t.Fatalf("delivered %d messages, want the %d in order", len(got), len(raws))
+	}
+}
