@@ -2,12 +2,18 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/netip"
+	"sync"
 	"testing"
+	"time"
 
 	"wharf/message"
 	"wharf/route"
+	"wharf/sinks"
 )
 
 // frameTaker is a route.FrameTarget that takes the first take frames of
@@ -97,4 +103,92 @@ func TestOutboxFramesAndMessages(t *testing.T) {
 	}
 	check("queued as messages", k.ms, []int{0, 1, 2})
 	check("made again from frames left", ft.ms, []int{1, 2})
+}
+
+// ackLog records each Ack's answers by message number.
+type ackLog struct {
+	mu   sync.Mutex
+	done map[int][]bool
+}
+
+type ackOf struct {
+	log *ackLog
+	i   int
+}
+
+func (a ackOf) Done(ok bool) {
+	a.log.mu.Lock()
+	a.log.done[a.i] = append(a.log.done[a.i], ok)
+	a.log.mu.Unlock()
+}
+
+// rawLog is a sink that keeps the Raw of every message written.
+type rawLog struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (s *rawLog) Write(_ context.Context, ms []*message.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range ms {
+		s.got = append(s.got, string(m.Raw))
+	}
+	return nil
+}
+
+func (s *rawLog) Close() error { return nil }
+
+// A read of messages with and without an Ack (RELP), routed to a byte
+// queue that closed and hands over to a runner that queues messages, and
+// to a second runner that queues messages: each message reaches both
+// once, in order, and each Ack is answered once, ok. (From the review of
+// the frames path: the remade and the held messages together.)
+func TestOutboxRemakeAcks(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := sinks.RunnerConfig{}.Resolved()
+	old := sinks.NewRunner("out", framedDiscard{}, cfg, nil, log)
+	old.Start()
+	newSink, keepSink := &rawLog{}, &rawLog{}
+	next := sinks.NewRunner("out", newSink, cfg, nil, log)
+	next.Start()
+	keep := sinks.NewRunner("keep", keepSink, cfg, nil, log)
+	keep.Start()
+	if err := old.HandOver(context.Background(), next); err != nil {
+		t.Fatal(err)
+	}
+	l := newTestListenerTo(t, "header", old)
+	fe := l.routes.Load().Frontend(l.frontend)
+	if fe.Default[0].Frames == nil {
+		t.Fatal("the byte queue is not a frame target")
+	}
+	fe.Default = append(fe.Default, route.Dest{Name: "keep", Target: keep})
+	s := l.settings.Load()
+	var out outbox
+	acks := &ackLog{done: map[int][]bool{}}
+	var want []string
+	for i := range 10 {
+		raw := []byte(fmt.Sprintf("<13>1 - host-%d app - - - msg %d", i, i))
+		want = append(want, string(raw))
+		var ack message.Acker
+		if i%3 == 1 {
+			ack = ackOf{acks, i}
+		}
+		l.deliver(&out, s, fe, raw, 5, netip.MustParseAddrPort("192.0.2.1:1"), ack)
+	}
+	if !out.flush(true) {
+		t.Error("flush: not every message queued")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	next.Close(ctx)
+	keep.Close(ctx)
+	if fmt.Sprint(newSink.got) != fmt.Sprint(want) || fmt.Sprint(keepSink.got) != fmt.Sprint(want) {
+		t.Errorf("the new runner got %q\nthe other got %q\nwant %q", newSink.got, keepSink.got, want)
+	}
+	for i := 1; i < 10; i += 3 {
+		if d := acks.done[i]; fmt.Sprint(d) != "[true]" {
+			t.Errorf("message %d's Ack answered %v, want [true]", i, d)
+		}
+	}
 }
