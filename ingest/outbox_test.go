@@ -122,23 +122,6 @@ func (a ackOf) Done(ok bool) {
 	a.log.mu.Unlock()
 }
 
-// rawLog is a sink that keeps the Raw of every message written.
-type rawLog struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (s *rawLog) Write(_ context.Context, ms []*message.Message) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, m := range ms {
-		s.got = append(s.got, string(m.Raw))
-	}
-	return nil
-}
-
-func (s *rawLog) Close() error { return nil }
-
 // A read of messages with and without an Ack (RELP), routed to a byte
 // queue that closed and hands over to a runner that queues messages, and
 // to a second runner that queues messages: each message reaches both
@@ -149,7 +132,7 @@ func TestOutboxRemakeAcks(t *testing.T) {
 	cfg := sinks.RunnerConfig{}.Resolved()
 	old := sinks.NewRunner("out", framedDiscard{}, cfg, nil, log)
 	old.Start()
-	newSink, keepSink := &rawLog{}, &rawLog{}
+	newSink, keepSink := &recordSink{}, &recordSink{}
 	next := sinks.NewRunner("out", newSink, cfg, nil, log)
 	next.Start()
 	keep := sinks.NewRunner("keep", keepSink, cfg, nil, log)
@@ -183,8 +166,8 @@ func TestOutboxRemakeAcks(t *testing.T) {
 	defer cancel()
 	next.Close(ctx)
 	keep.Close(ctx)
-	if fmt.Sprint(newSink.got) != fmt.Sprint(want) || fmt.Sprint(keepSink.got) != fmt.Sprint(want) {
-		t.Errorf("the new runner got %q\nthe other got %q\nwant %q", newSink.got, keepSink.got, want)
+	if fmt.Sprint(newSink.raw) != fmt.Sprint(want) || fmt.Sprint(keepSink.raw) != fmt.Sprint(want) {
+		t.Errorf("the new runner got %q\nthe other got %q\nwant %q", newSink.raw, keepSink.raw, want)
 	}
 	for i := 1; i < 10; i += 3 {
 		if d := acks.done[i]; fmt.Sprint(d) != "[true]" {

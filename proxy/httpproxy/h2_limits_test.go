@@ -184,18 +184,7 @@ func TestH2LingerWithinBounds(t *testing.T) {
 		time.Sleep(25 * time.Millisecond)
 	}
 	sent, took := cc.n.Load()-from, time.Since(start)
-	var code http2.ErrCode
-	seen := false
-	var err error
-	for !seen {
-		var fm http2.Frame
-		if fm, err = fr.ReadFrame(); err != nil {
-			break
-		}
-		if ga, ok := fm.(*http2.GoAwayFrame); ok {
-			code, seen = ga.ErrCode, true
-		}
-	}
+	code, seen, err := readGoAway(fr)
 	if !seen {
 		t.Fatalf("%d bytes written in %v after the connection error, then no GOAWAY before: %v", sent, took, err)
 	}

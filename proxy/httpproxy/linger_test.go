@@ -83,18 +83,7 @@ func TestH2GoAwayNotLostToReset(t *testing.T) {
 		}
 		bw.Flush()
 		time.Sleep(200 * time.Millisecond)
-		var got http2.ErrCode
-		seen := false
-		var err error
-		for !seen {
-			var fm http2.Frame
-			if fm, err = fr.ReadFrame(); err != nil {
-				break
-			}
-			if ga, ok := fm.(*http2.GoAwayFrame); ok {
-				got, seen = ga.ErrCode, true
-			}
-		}
+		got, seen, err := readGoAway(fr)
 		if !seen {
 			t.Errorf("%s: no GOAWAY before %v", name, err)
 			return
@@ -219,4 +208,18 @@ address = %q
 			return tls.Client(dialSmallWindow(t, addr), &tls.Config{RootCAs: ca.Pool(), ServerName: "site.example.com", NextProtos: []string{"http/1.1"}})
 		})
 	})
+}
+
+// readGoAway reads frames until a GOAWAY, returning its code, or until
+// an error (seen false), returning it.
+func readGoAway(fr *http2.Framer) (code http2.ErrCode, seen bool, err error) {
+	for {
+		fm, err := fr.ReadFrame()
+		if err != nil {
+			return 0, false, err
+		}
+		if ga, ok := fm.(*http2.GoAwayFrame); ok {
+			return ga.ErrCode, true, nil
+		}
+	}
 }
