@@ -36,6 +36,7 @@ deps:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./ingest/... ./route/ ./sinks/
+	bash bench/instr.sh
 	bash bench/run.sh
 
 fuzz:

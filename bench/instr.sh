@@ -16,7 +16,14 @@ pkg=${1:-./ingest}
 bench=${2:-RelayPathTCPFramed/header}
 lo=${LO:-100000}
 hi=${HI:-300000}
-command -v valgrind >/dev/null || { echo "instr.sh: valgrind not installed (apt-get install valgrind)" >&2; exit 1; }
+if ! command -v valgrind >/dev/null; then
+	if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+		echo "instr.sh: installing valgrind" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null ||
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	fi
+	command -v valgrind >/dev/null || { echo "instr.sh: valgrind not installed (apt-get install valgrind)" >&2; exit 1; }
+fi
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -19,26 +19,21 @@ type Frames struct {
 	// one reference for the runner; nil when no message so far has one.
 	held []*Message
 	// received[i] is message i's receive time when some message's
-	// differs from the first's (a batch handed over on reload); nil
-	// while all share Received (a read's messages).
+	// differs from the first's (a batch handed over on reload, see
+	// SetReceived); nil while all share Received (a read's messages).
 	received []int64
 	// Received is the receive time of the first message (Unix ns).
 	Received int64
 }
 
 // Add records the frame that ends B (appended by the caller since the
-// last Add) as the next message's, rawLen being the length of its Raw.
-// held is the message if its sender waits for it (one reference moves
-// with it), else nil.
+// last Add) as the next message's, rawLen being the length of its Raw
+// and received its receive time if it is the first (else see
+// SetReceived). held is the message if its sender waits for it (one
+// reference moves with it), else nil.
 func (f *Frames) Add(rawLen int, received int64, held *Message) {
 	if len(f.ends) == 0 {
 		f.Received = received
-	}
-	if received != f.Received || len(f.received) > 0 {
-		for len(f.received) < len(f.ends) {
-			f.received = append(f.received, f.Received)
-		}
-		f.received = append(f.received, received)
 	}
 	f.ends = append(f.ends, len(f.B))
 	f.raw = append(f.raw, int32(rawLen))
@@ -48,6 +43,20 @@ func (f *Frames) Add(rawLen int, received int64, held *Message) {
 		}
 		f.held = append(f.held, held)
 	}
+}
+
+// SetReceived sets the receive time of the last message added, where
+// messages were received at different times (a batch handed over on
+// reload); a read's share the first's, Received, and need not.
+func (f *Frames) SetReceived(received int64) {
+	i := len(f.ends) - 1
+	if received == f.Received && len(f.received) == 0 {
+		return
+	}
+	for len(f.received) < i {
+		f.received = append(f.received, f.Received)
+	}
+	f.received = append(f.received, received)
 }
 
 // Len returns the number of messages.

@@ -59,8 +59,10 @@ func TestFrames(t *testing.T) {
 	// Receive times: one for a read, each its own for a batch.
 	f.B = append(f.B, "c"...)
 	f.Add(1, 5, nil)
+	f.SetReceived(5)
 	f.B = append(f.B, "d"...)
 	f.Add(1, 1, nil)
+	f.SetReceived(1)
 	if got := []int64{f.ReceivedAt(0), f.ReceivedAt(1), f.ReceivedAt(2), f.ReceivedAt(3)}; fmt.Sprint(got) != "[1 1 5 1]" {
 		t.Errorf("ReceivedAt = %v, want [1 1 5 1]", got)
 	}

@@ -163,6 +163,7 @@ func (r *Runner) enqueueFramed(ms []*message.Message, wait bool) (queued, next i
 				held = m
 			}
 			f.Add(len(m.Raw), m.Received, held)
+			f.SetReceived(m.Received)
 		}
 		q, n := r.enqueueFrames(f, 0, wait)
 		queued += q
