@@ -716,6 +716,8 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 		} else {
 			perr = parse.ParseHeader(m, s.format)
 		}
+	} else if out != nil && m == &out.scratch {
+		_ = parse.Parse(m, parse.Raw) // clears the previous message's fields (see borrow)
 	}
 	// The tap sees malformed messages too (unparsed, Format raw): they are
 	// what an operator tapping a port at 3 a.m. most wants to look at.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -73,7 +74,7 @@ func TestOutboxFramesAndMessages(t *testing.T) {
 	}
 	fe.Default = append(fe.Default, route.Dest{Name: "keep", Target: k})
 	s := l.settings.Load()
-	var out outbox
+	out := outbox{peers: true} // senders differ within a read, as on UDP
 	buf := []byte("<13>1 - host-a app - - - one<13>1 - host-b app - - - two<13>1 - host-c app - - - three")
 	frames := [][]byte{buf[:28], buf[28:56], buf[56:]}
 	peers := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.2:2"), netip.MustParseAddrPort("192.0.2.2:2")}
@@ -172,6 +173,53 @@ func TestOutboxRemakeAcks(t *testing.T) {
 	for i := 1; i < 10; i += 3 {
 		if d := acks.done[i]; fmt.Sprint(d) != "[true]" {
 			t.Errorf("message %d's Ack answered %v, want [true]", i, d)
+		}
+	}
+}
+
+// TestScratchMatchesFresh guards borrow, which sets only Raw on the
+// scratch message: deliver and the parser must set every other field
+// each time, or a field of the previous message would leak into the
+// next. Each frame, delivered through the outbox (scratch, then a pooled
+// copy for a target that queues messages), must give the same message
+// as delivered without one (message.New), field by field.
+func TestScratchMatchesFresh(t *testing.T) {
+	for _, format := range []string{"auto", "header", "raw", "rfc3164"} {
+		k := &keeper{}
+		l := newTestListenerTo(t, format, k)
+		fe := l.routes.Load().Frontend(l.frontend)
+		s := l.settings.Load()
+		frames := []string{
+			`<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 1234 ID47 [exampleSDID@32473 iut="3"] An application event`,
+			`<34>Oct 11 22:14:15 mymachine su[12]: 'su root' failed`,
+			`not syslog at all`,
+			`<13>1 - - - - - -`,
+		}
+		var out outbox
+		for i, f := range frames {
+			peer := netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:514", i+1))
+			l.deliver(&out, s, fe, []byte(f), int64(100+i), peer, nil)
+			out.flush(true)
+			l.deliver(nil, s, fe, []byte(f), int64(100+i), peer, nil)
+		}
+		// Both ways drop the same frames (a parse error under on_error =
+		// "drop"), so the messages come in pairs.
+		if len(k.ms)%2 != 0 || len(k.ms) < 2*(len(frames)-1) {
+			t.Fatalf("%s: %d messages for %d frames delivered twice", format, len(k.ms), len(frames))
+		}
+		for i := 0; i < len(k.ms); i += 2 {
+			a, b := reflect.ValueOf(k.ms[i]).Elem(), reflect.ValueOf(k.ms[i+1]).Elem()
+			for j := range a.NumField() {
+				ft := a.Type().Field(j)
+				if !ft.IsExported() {
+					continue
+				}
+				if !reflect.DeepEqual(a.Field(j).Interface(), b.Field(j).Interface()) {
+					t.Errorf("%s, frame %d: %s %v through the outbox, %v without", format, i/2, ft.Name, a.Field(j).Interface(), b.Field(j).Interface())
+				}
+			}
+			k.ms[i].Release()
+			k.ms[i+1].Release()
 		}
 	}
 }

@@ -54,6 +54,7 @@ func newUDPBatch(slot int) *udpBatch {
 		hdrs:  make([]mmsghdr, udpBatchSize),
 		names: make([]unix.RawSockaddrInet6, udpBatchSize),
 	}
+	b.out.peers = true // datagrams from many senders
 	for i := range b.hdrs {
 		b.iov[i].Base = &b.bufs[i*slot]
 		b.iov[i].SetLen(slot)
