@@ -6,11 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"testing"
 
 	"wharf/conf"
 	"wharf/ingest/framing"
+	"wharf/internal/ascii"
 	"wharf/message"
 	"wharf/metrics"
 	"wharf/route"
@@ -216,8 +216,11 @@ type framedDiscard struct{ discardSink }
 
 func (framedDiscard) Framed() bool     { return true }
 func (framedDiscard) FrameKey() string { return "octet/raw" }
+
+// AppendFrame frames as the syslog sink does with octet counting and
+// raw encoding (sinks/syslog AppendFrame).
 func (framedDiscard) AppendFrame(b []byte, m *message.Message) []byte {
-	b = strconv.AppendInt(b, int64(len(m.Raw)), 10)
+	b = ascii.AppendUint(b, uint64(len(m.Raw)))
 	b = append(b, ' ')
 	return append(b, m.Raw...)
 }

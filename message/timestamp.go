@@ -117,9 +117,9 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 // fracDigits returns the length and value of the run of digits at the
 // start of b (a fraction of a second), or n = 0 when there is none or it
 // is longer than max (at most 9). When b has eight bytes they are tested
-// and summed as one word: a digit at a time was a sixth of the TCP
-// relay's instructions per message (cachegrind, 286 for a timestamp with
-// six fraction digits).
+// and summed as one word: scanRFC3339 with a digit at a time was 286 of
+// the TCP relay path's ~1900 instructions per message for a timestamp
+// with six fraction digits, 257 with this (bench/instr.sh).
 func fracDigits(b []byte, max int) (n, v int) {
 	if len(b) >= 8 {
 		x := binary.LittleEndian.Uint64(b)

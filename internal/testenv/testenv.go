@@ -10,6 +10,7 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -56,14 +57,25 @@ func missing(t testing.TB, why string) {
 // returned: the kernel may hand a port just closed out again, and two
 // FreePort calls for one config (a bind and the admin listener) once got
 // the same one.
+//
+// The port is drawn at random from 10000-18999 and 20000-28999: below
+// the kernel's ephemeral range (32768-60999), which every outgoing
+// connection draws from, so none can take the port between this check
+// and the test's bind (CI, 2026-12-06: rsyslogd "Address already in
+// use" on a port FreePort had given, with load tests connecting
+// meanwhile), and clear of the test Kafka brokers (19092-19094,
+// 29092-29104).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for range 500 {
+		port := 10000 + rand.IntN(18000)
+		if port >= 19000 {
+			port += 1000
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
 		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		ln.Close()
 		if err == nil {
@@ -73,7 +85,7 @@ func FreePort(t testing.TB) int {
 			}
 		}
 	}
-	t.Fatal("no port free for both TCP and UDP on 127.0.0.1")
+	t.Fatal("no port free for both TCP and UDP on 127.0.0.1 in 10000-28999")
 	return 0
 }
 
