@@ -67,6 +67,7 @@ func missing(t testing.TB, why string) {
 // 29092-29104).
 func FreePort(t testing.TB) int {
 	t.Helper()
+	var last error
 	for range 500 {
 		port := 10000 + rand.IntN(18000)
 		if port >= 19000 {
@@ -74,18 +75,21 @@ func FreePort(t testing.TB) int {
 		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
+			last = err
 			continue
 		}
 		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		ln.Close()
-		if err == nil {
-			pc.Close()
-			if portsGiven.take(port) {
-				return port
-			}
+		if err != nil {
+			last = err
+			continue
+		}
+		pc.Close()
+		if portsGiven.take(port) {
+			return port
 		}
 	}
-	t.Fatal("no port free for both TCP and UDP on 127.0.0.1 in 10000-28999")
+	t.Fatalf("no port free for both TCP and UDP on 127.0.0.1 in 10000-28999 (last error: %v)", last)
 	return 0
 }
 
