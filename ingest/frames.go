@@ -36,7 +36,7 @@ func (l *Listener) framesTo(out *outbox, s *settings, fe *route.Frontend, fr *fr
 			l.received.Add(msgs)
 			l.bytes.Add(bytes)
 			if out != nil {
-				out.flush(l.tcp)
+				out.flush(l, s, l.tcp)
 			}
 		}
 	}()

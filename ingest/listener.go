@@ -666,7 +666,7 @@ func (l *Listener) udpBatchFor(fd int, s *settings) *udpBatch {
 // what b.out already holds. It runs on the event loop that owns fd. It
 // reports whether it read the socket empty.
 func (l *Listener) drainUDP(b *udpBatch, fd int, s *settings, fe *route.Frontend, now int64) (empty bool) {
-	defer b.out.flush(false)
+	defer b.out.flush(l, s, false)
 	for range udpMaxBatches {
 		n := b.read(fd)
 		for i := range n {
@@ -676,7 +676,7 @@ func (l *Listener) drainUDP(b *udpBatch, fd int, s *settings, fe *route.Frontend
 		if n < udpBatchSize {
 			return true
 		}
-		b.out.flush(false)
+		b.out.flush(l, s, false)
 	}
 	return false
 }
@@ -701,11 +701,7 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 		m = out.cache.New(frame)
 	}
 	m.Ack = ack
-	m.Received = now
-	m.Frontend = l.frontend
-	m.Port = l.port
-	m.Transport = l.transport
-	m.Peer = peer
+	l.stamp(m, now, peer)
 	var perr error
 	tapped := l.tap != nil && l.tap.Active()
 	if s.format != parse.Raw {
@@ -754,7 +750,7 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 		return
 	}
 	if out != nil {
-		out.route(l, s, dests, m)
+		out.route(dests, m)
 		return
 	}
 	if len(dests) > 1 {
@@ -763,6 +759,15 @@ func (l *Listener) deliver(out *outbox, s *settings, fe *route.Frontend, frame [
 	for _, d := range dests {
 		d.Target.Enqueue(m, l.tcp)
 	}
+}
+
+// stamp sets the fields of receipt: when, on which bind, from whom.
+func (l *Listener) stamp(m *message.Message, now int64, peer netip.AddrPort) {
+	m.Received = now
+	m.Frontend = l.frontend
+	m.Port = l.port
+	m.Transport = l.transport
+	m.Peer = peer
 }
 
 // parseReason is the counter reason of a Parse error. Parse returns a

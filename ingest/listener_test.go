@@ -394,7 +394,7 @@ func TestOutbox(t *testing.T) {
 			}
 			out.add(tgt, msg(fmt.Sprint(i)))
 		}
-		out.flush(true)
+		out.flush(nil, nil, true) // no frames: nothing to remake
 		if got := strings.Join(a.msgs, ","); got != wantA {
 			t.Errorf("%s: a got %q, want %q", adds, got, wantA)
 		}
@@ -427,7 +427,7 @@ func TestOutbox(t *testing.T) {
 		for _, m := range ms {
 			out.add(&r, m)
 		}
-		out.flush(true)
+		out.flush(nil, nil, true)
 	})
 	if allocs > 0 {
 		t.Errorf("outbox allocates %.1f times per read once warm", allocs)

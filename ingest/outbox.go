@@ -31,10 +31,6 @@ type outbox struct {
 	// scratch is the message being routed when it carries no Ack (see
 	// borrow); valid until the next borrow.
 	scratch message.Message
-	// l and s are the listener and settings of the messages framed
-	// since the last flush, to make them into messages again (remake).
-	l *Listener
-	s *settings
 	// peers is set when the messages of one read come from several
 	// senders (a UDP socket's); a connection's have one.
 	peers bool
@@ -92,18 +88,17 @@ func (o *outbox) discard(m *message.Message) {
 	m.Release()
 }
 
-// route adds m, which l received and parsed under s, to the outbox for
-// each of dests: framed at once for a target that takes frames, else as
+// route adds m to the outbox for each of dests: framed at once for a target that takes frames, else as
 // a message. The scratch message is copied into a pooled one (Clone) for
 // the targets that queue messages; a pooled message (it carries an Ack)
 // is passed with one reference per destination, a framed destination's
 // moving with the frame (Frames.Add's held).
-func (o *outbox) route(l *Listener, s *settings, dests []route.Dest, m *message.Message) {
+func (o *outbox) route(dests []route.Dest, m *message.Message) {
 	if m == &o.scratch {
 		var c *message.Message
 		for _, d := range dests {
 			if d.Frames != nil {
-				o.frame(l, s, d.Frames, m, nil)
+				o.frame(d.Frames, m, nil)
 				continue
 			}
 			if c == nil {
@@ -120,7 +115,7 @@ func (o *outbox) route(l *Listener, s *settings, dests []route.Dest, m *message.
 	}
 	for _, d := range dests {
 		if d.Frames != nil {
-			o.frame(l, s, d.Frames, m, m)
+			o.frame(d.Frames, m, m)
 		} else {
 			o.add(d.Target, m)
 		}
@@ -129,10 +124,7 @@ func (o *outbox) route(l *Listener, s *settings, dests []route.Dest, m *message.
 
 // frame appends m framed for t to t's Frames; held is m when a
 // reference of it moves with the frame.
-func (o *outbox) frame(l *Listener, s *settings, t route.FrameTarget, m, held *message.Message) {
-	if o.s != s {
-		o.l, o.s = l, s
-	}
+func (o *outbox) frame(t route.FrameTarget, m, held *message.Message) {
 	var d *outFrames
 	for i := range o.framed {
 		if o.framed[i].t == t {
@@ -177,8 +169,10 @@ func (o *outbox) add(t route.Target, m *message.Message) {
 // flush hands every destination its messages, in the order added, and
 // reports whether every one was queued (RELP's relp_ack = "queued"
 // answers on it). With block it waits for queue space (see
-// Runner.EnqueueBatch).
-func (o *outbox) flush(block bool) (all bool) {
+// Runner.EnqueueBatch). l and s are the listener and settings the read
+// was routed under, should frames have to be made into messages again
+// (remake).
+func (o *outbox) flush(l *Listener, s *settings, block bool) (all bool) {
 	all = true
 	for i := range o.framed {
 		d := &o.framed[i]
@@ -187,7 +181,7 @@ func (o *outbox) flush(block bool) (all bool) {
 		if next < n {
 			// The target closed and hands over to one that wants
 			// messages (a reload changed the sink).
-			queued += d.t.EnqueueBatch(o.remake(d, next), block)
+			queued += d.t.EnqueueBatch(l.remake(s, d, next), block)
 		}
 		if queued < n {
 			all = false
@@ -216,9 +210,9 @@ func (o *outbox) flush(block bool) (all bool) {
 // remake makes d's framed messages from index from on into messages
 // again, for a target that no longer takes their frames: a held message
 // is itself, the others are made from their Raw as deliver made them,
-// parsed in full (the runner taking them over may need more than the
-// old routes did). Rare: a reload while the read was routed.
-func (o *outbox) remake(d *outFrames, from int) []*message.Message {
+// parsed in full under s (the runner taking them over may need more
+// than the old routes did). Rare: a reload while the read was routed.
+func (l *Listener) remake(s *settings, d *outFrames, from int) []*message.Message {
 	ms := make([]*message.Message, 0, d.f.Len()-from)
 	p := 0
 	for i := from; i < d.f.Len(); i++ {
@@ -230,10 +224,9 @@ func (o *outbox) remake(d *outFrames, from int) []*message.Message {
 			continue
 		}
 		m := message.New(d.raw[i])
-		m.Received = d.f.Received
-		m.Frontend, m.Port, m.Transport, m.Peer = o.l.frontend, o.l.port, o.l.transport, d.peers[p].peer
-		if o.s.format != parse.Raw {
-			_ = parse.Parse(m, o.s.format) // a parse error was counted when it arrived
+		l.stamp(m, d.f.ReceivedAt(i), d.peers[p].peer)
+		if s.format != parse.Raw {
+			_ = parse.Parse(m, s.format) // a parse error was counted when it arrived
 		}
 		ms = append(ms, m)
 	}

@@ -81,7 +81,7 @@ func TestOutboxFramesAndMessages(t *testing.T) {
 	for i, f := range frames {
 		l.deliver(&out, s, fe, f, 77, peers[i], nil)
 	}
-	out.flush(true)
+	out.flush(l, s, true)
 	copy(buf, bytes.Repeat([]byte("X"), len(buf))) // the read's buffer is reused
 
 	if got := fmt.Sprintf("%q", ft.frames); got != `["<13>1 - host-a app - - - one\n"]` {
@@ -160,7 +160,7 @@ func TestOutboxRemakeAcks(t *testing.T) {
 		}
 		l.deliver(&out, s, fe, raw, 5, netip.MustParseAddrPort("192.0.2.1:1"), ack)
 	}
-	if !out.flush(true) {
+	if !out.flush(l, s, true) {
 		t.Error("flush: not every message queued")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -207,7 +207,7 @@ func TestScratchMatchesFresh(t *testing.T) {
 		for i, f := range frames {
 			l.deliver(&out, s, fe, []byte(f), int64(100+i), peer(i), nil)
 		}
-		out.flush(true)
+		out.flush(l, s, true)
 		half := len(k.ms)
 		for i, f := range frames {
 			l.deliver(nil, s, fe, []byte(f), int64(100+i), peer(i), nil)

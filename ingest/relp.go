@@ -423,7 +423,7 @@ func (s *relpSession) read() {
 	// handOver flushes the outbox; under "queued" the read's
 	// transactions are answered if every message is in every queue.
 	handOver := func() {
-		ok := out.flush(true)
+		ok := out.flush(l, st, true)
 		for _, t := range queued {
 			t.Done(ok)
 		}
