@@ -151,12 +151,8 @@ func (r *Runner) enqueueFramed(ms []*message.Message, wait bool) (queued, next i
 	// In chunks: a whole queue handed over on reload (handOff) would
 	// otherwise be framed twice over in memory before any of it queued.
 	for next < len(ms) {
-		chunk := ms[next:]
-		for i, m := range chunk {
-			if i == framedChunk {
-				chunk = chunk[:i]
-				break
-			}
+		chunk := ms[next:min(len(ms), next+framedChunk)]
+		for _, m := range chunk {
 			f.B = r.fr.AppendFrame(f.B, m)
 			var held *message.Message
 			if m.Ack != nil {
