@@ -32,14 +32,8 @@ func TestChunkSplitBoundary(t *testing.T) {
 	}
 	// firstChunkLine reads an HTTP/1.1 head and returns the line after it.
 	firstChunkLine := func(br *bufio.Reader) (string, error) {
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return "", err
-			}
-			if l == "\r\n" {
-				break
-			}
+		if _, err := readHead(br); err != nil {
+			return "", err
 		}
 		l, err := br.ReadString('\n')
 		return strings.TrimSuffix(l, "\r\n"), err
@@ -78,15 +72,8 @@ func TestChunkSplitBoundary(t *testing.T) {
 			read := make(chan struct{}) // the client has its line: the server may go
 			s := proxytest.Listen(t, func(c net.Conn) {
 				c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if l == "\r\n" {
-						break
-					}
+				if _, err := readHead(bufio.NewReader(c)); err != nil {
+					return
 				}
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+<-sizes+"\r\n"+strings.Repeat("a", 1024))
 				<-read // then closed, the body cut short

@@ -18,19 +18,11 @@ func headCatcher(t *testing.T) (*proxytest.Server, chan string) {
 	got := make(chan string, 4)
 	s := proxytest.Listen(t, func(c net.Conn) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
-		br := bufio.NewReader(c)
-		var h strings.Builder
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			h.WriteString(l)
-			if l == "\r\n" {
-				break
-			}
+		h, err := readHead(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-		got <- h.String()
+		got <- h
 		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
 	})
 	return s, got

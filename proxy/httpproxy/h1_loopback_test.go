@@ -171,14 +171,8 @@ func rawServer(t *testing.T, conns *atomic.Int64, reply func(line string) (resp 
 			if err != nil {
 				return
 			}
-			for {
-				l, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == "\r\n" {
-					break
-				}
+			if _, err := readHead(br); err != nil {
+				return
 			}
 			resp, cl := reply(strings.TrimSpace(line))
 			io.WriteString(c, resp)
@@ -294,14 +288,8 @@ func TestExpectContinue(t *testing.T) {
 	// body anyway (and tells the client to go on).
 	silent := proxytest.Listen(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if l == "\r\n" {
-				break
-			}
+		if _, err := readHead(br); err != nil {
+			return
 		}
 		b := make([]byte, 5)
 		io.ReadFull(br, b)
@@ -442,15 +430,9 @@ func TestHugeChunkReframed(t *testing.T) {
 	got := make(chan string, 1)
 	s := proxytest.Listen(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				got <- "error: " + err.Error()
-				return
-			}
-			if l == "\r\n" {
-				break
-			}
+		if _, err := readHead(br); err != nil {
+			got <- "error: " + err.Error()
+			return
 		}
 		l, _ := br.ReadString('\n')
 		got <- strings.TrimSpace(l)
@@ -473,21 +455,13 @@ func TestRequestRewrite(t *testing.T) {
 	got := make(chan string, 1)
 	s := proxytest.Listen(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
-		var h strings.Builder
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			h.WriteString(l)
-			if l == "\r\n" {
-				break
-			}
+		h, err := readHead(br)
+		if err != nil {
+			return
 		}
 		b := make([]byte, 3)
 		io.ReadFull(br, b)
-		h.Write(b)
-		got <- h.String()
+		got <- h + string(b)
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	})
 	rc := dialRaw(t, oneBackend(t, s.Addr))
@@ -680,4 +654,20 @@ address = %q
 			t.Error("the silent server never got the request")
 		}
 	})
+}
+
+// readHead reads an HTTP/1.1 head from br, through its blank line, and
+// returns it whole.
+func readHead(br *bufio.Reader) (string, error) {
+	var h strings.Builder
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			return h.String(), err
+		}
+		h.WriteString(l)
+		if l == "\r\n" {
+			return h.String(), nil
+		}
+	}
 }
