@@ -1,6 +1,7 @@
 package message
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -45,6 +46,36 @@ func TestScanRFC3339WordsAsBytes(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestScanRFC3339Calendar: every month and day number around the
+// calendar's bounds, in leap and common years, with the time's fields at
+// their bounds, gives the byte-at-a-time verdict and fields.
+func TestScanRFC3339Calendar(t *testing.T) {
+	checked := 0
+	for _, year := range []int{0, 1900, 1999, 2000, 2023, 2024, 2100, 9999} {
+		for month := range 14 {
+			for day := range 33 {
+				for _, hms := range [][3]int{{0, 0, 0}, {23, 59, 59}, {24, 0, 0}, {0, 60, 0}, {0, 0, 60}, {19, 9, 30}} {
+					b := fmt.Appendf(nil, "%04d-%02d-%02dT%02d:%02d:%02dZ", year, month, day, hms[0], hms[1], hms[2])
+					var got tsFields
+					n := scanRFC3339(b, 6, true, &got)
+					want, ok := scanPrefixBytewise(b)
+					if (n > 0) != ok {
+						t.Fatalf("%q: scanRFC3339 = %d, bytewise ok = %v", b, n, ok)
+					}
+					if ok && (got.year != want.year || got.month != want.month || got.day != want.day ||
+						got.hour != want.hour || got.min != want.min || got.sec != want.sec) {
+						t.Fatalf("%q: fields %+v, bytewise %+v", b, got, want)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	if checked != 8*14*33*6 {
+		t.Fatalf("checked %d", checked)
 	}
 }
 

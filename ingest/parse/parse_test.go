@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
@@ -336,6 +337,90 @@ func TestPrintRunAsBytewise(t *testing.T) {
 		b[3], b[4] = pair[0], pair[1]
 		if got := printRun(b, 0); got != 3 {
 			t.Errorf("bad bytes %#x %#x at 3, 4: printRun = %d, want 3", pair[0], pair[1], got)
+		}
+	}
+}
+
+// TestParsePRIFastPath compares parsePRI's unrolled forms with scanPRI,
+// the byte-at-a-time reading, on every string of up to six bytes over an
+// alphabet of digits, brackets and others, in both modes.
+func TestParsePRIFastPath(t *testing.T) {
+	alphabet := []byte("<>0129 a")
+	var b []byte
+	var walk func(n int)
+	checked := 0
+	walk = func(n int) {
+		for _, lenient := range []bool{false, true} {
+			p1, n1, e1 := parsePRI(b, lenient)
+			p2, n2, e2 := scanPRI(b, lenient)
+			if p1 != p2 || n1 != n2 || e1 != e2 {
+				t.Fatalf("%q lenient=%v: parsePRI = %d, %d, %v; scanPRI = %d, %d, %v", b, lenient, p1, n1, e1, p2, n2, e2)
+			}
+			checked++
+		}
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			b = append(b, c)
+			walk(n - 1)
+			b = b[:len(b)-1]
+		}
+	}
+	for _, first := range []byte("<x") {
+		b = append(b[:0], first)
+		walk(5)
+	}
+	// Values at the bounds, each with a byte after the '>'.
+	for v := 0; v <= 999; v++ {
+		for _, s := range []string{fmt.Sprintf("<%d>x", v), fmt.Sprintf("<%03d>x", v), fmt.Sprintf("<%02d>x", v)} {
+			for _, lenient := range []bool{false, true} {
+				p1, n1, e1 := parsePRI([]byte(s), lenient)
+				p2, n2, e2 := scanPRI([]byte(s), lenient)
+				if p1 != p2 || n1 != n2 || e1 != e2 {
+					t.Fatalf("%q lenient=%v: parsePRI = %d, %d, %v; scanPRI = %d, %d, %v", s, lenient, p1, n1, e1, p2, n2, e2)
+				}
+			}
+		}
+	}
+	if checked < 100000 {
+		t.Fatalf("only %d inputs checked", checked)
+	}
+}
+
+// TestHeaderFieldsAsFourCalls compares headerFields with the four
+// headerField calls it replaced, on random headers built from fields at
+// and past their limits, bad bytes and missing spaces, cut at every
+// length.
+func TestHeaderFieldsAsFourCalls(t *testing.T) {
+	pieces := []string{"-", "a", "web-07", "nginx", "4242", "ACCESS", "", "--", "a\x00b", "\xc3\xa9", "\x7f",
+		strings.Repeat("m", 32), strings.Repeat("m", 33), strings.Repeat("a", 48), strings.Repeat("a", 49),
+		strings.Repeat("p", 128), strings.Repeat("p", 129), strings.Repeat("h", 255), strings.Repeat("h", 256)}
+	seps := []string{" ", " ", " ", "  ", "\t", ""}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var b []byte
+	for range 20000 {
+		b = b[:0]
+		for range 5 {
+			b = append(b, pieces[rng.IntN(len(pieces))]...)
+			b = append(b, seps[rng.IntN(len(seps))]...)
+		}
+		b = append(b, "tail of the message"[:rng.IntN(19)]...)
+		for cut := 0; cut <= len(b); cut++ {
+			in := b[:cut]
+			var got [4]message.Span
+			gp, gerr := headerFields(in, 0, &got)
+			var want [4]message.Span
+			wp, werr := 0, Error(0)
+			for i := range want {
+				if want[i], wp, werr = headerField(in, wp, fieldMax[i], fieldErr[i]); werr != 0 {
+					wp = 0
+					break
+				}
+			}
+			if gerr != werr || (werr == 0 && (gp != wp || got != want)) {
+				t.Fatalf("%q: headerFields = %d, %v, %v; four calls = %d, %v, %v", in, gp, got, gerr, wp, want, werr)
+			}
 		}
 	}
 }

@@ -17,9 +17,20 @@ func TestAppendUintAsStrconv(t *testing.T) {
 	}
 }
 
+// TestAppendUintSmall compares every number below 100,000 (the table's
+// forms and the loop's first) with strconv.
+func TestAppendUintSmall(t *testing.T) {
+	buf := []byte("x")
+	for n := range uint64(100000) {
+		if got, want := AppendUint(buf[:1], n), strconv.AppendUint([]byte("x"), n, 10); string(got) != string(want) {
+			t.Fatalf("AppendUint(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
 func TestAppendUintNoAllocWithRoom(t *testing.T) {
 	buf := make([]byte, 0, 64)
-	if a := testing.AllocsPerRun(100, func() { buf = AppendUint(buf[:0], 123456) }); a != 0 {
+	if a := testing.AllocsPerRun(100, func() { buf = AppendUint(AppendUint(buf[:0], 123456), 345) }); a != 0 {
 		t.Errorf("%v allocations with room in dst, want 0", a)
 	}
 }
