@@ -349,3 +349,52 @@ func TestCutUTF8(t *testing.T) {
 		}
 	}
 }
+
+// TestLenDigitsFastPath compares lenDigits with the digit-at-a-time loop
+// on every string of up to six bytes over digits, a space and others.
+func TestLenDigitsFastPath(t *testing.T) {
+	loop := func(buf []byte) (n, i int) {
+		for ; i < len(buf); i++ {
+			c := buf[i]
+			if c < '0' || c > '9' {
+				break
+			}
+			if i == maxLenDigits {
+				return 0, maxLenDigits + 1
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, i
+	}
+	alphabet := []byte("0159 x/:")
+	var b []byte
+	checked := 0
+	var walk func(depth int)
+	walk = func(depth int) {
+		n1, i1 := lenDigits(b)
+		n2, i2 := loop(b)
+		if n1 != n2 || i1 != i2 {
+			t.Fatalf("%q: lenDigits = %d, %d; loop = %d, %d", b, n1, i1, n2, i2)
+		}
+		checked++
+		if depth == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			b = append(b, c)
+			walk(depth - 1)
+			b = b[:len(b)-1]
+		}
+	}
+	walk(6)
+	for _, s := range []string{"1234567890 ", "123456789 ", "999 x", "100 ", "000 "} {
+		n1, i1 := lenDigits([]byte(s))
+		n2, i2 := loop([]byte(s))
+		if n1 != n2 || i1 != i2 {
+			t.Fatalf("%q: lenDigits = %d, %d; loop = %d, %d", s, n1, i1, n2, i2)
+		}
+	}
+	if checked < 200000 {
+		t.Fatalf("only %d checked", checked)
+	}
+}

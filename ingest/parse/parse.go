@@ -182,7 +182,8 @@ func parse(m *message.Message, f Format, headerOnly bool) error {
 			if p > 3 && m.Raw[1] == '0' { // RFC 5424 refuses leading zeros
 				err = ErrBadPri
 			} else {
-				err = body5424(m, pri, p, headerOnly)
+				m.Priority = int16(pri)
+				err = after5424(m, 1, p+2, headerOnly)
 			}
 		default:
 			err = body3164(m, pri, p)

@@ -42,7 +42,6 @@ func parse5424(m *message.Message, headerOnly bool) Error {
 func body5424(m *message.Message, pri, p int, headerOnly bool) Error {
 	b := m.Raw
 	m.Priority = int16(pri)
-	var err Error
 
 	// VERSION = NONZERO-DIGIT 0*2DIGIT; wider than uint8 is refused.
 	if p == len(b) {
@@ -52,9 +51,6 @@ func body5424(m *message.Message, pri, p int, headerOnly bool) Error {
 		return ErrBadVersion
 	}
 	v, start := 0, p
-	if p+1 < len(b) && b[p] == '1' && b[p+1] == ' ' { // every RFC 5424 message so far
-		v, p = 1, p+1
-	}
 	for p < len(b) && p-start < 3 && isDigit(b[p]) {
 		v = v*10 + int(b[p]-'0')
 		p++
@@ -65,7 +61,14 @@ func body5424(m *message.Message, pri, p int, headerOnly bool) Error {
 	if b[p] != ' ' || v > 255 {
 		return ErrBadVersion
 	}
-	p++
+	return after5424(m, v, p+1, headerOnly)
+}
+
+// after5424 is body5424 after the VERSION (v) and its space: p is the
+// index of the TIMESTAMP. Auto, which has seen "1 ", starts here.
+func after5424(m *message.Message, v, p int, headerOnly bool) Error {
+	b := m.Raw
+	var err Error
 
 	// TIMESTAMP
 	if p == len(b) {
