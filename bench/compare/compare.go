@@ -360,6 +360,12 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 	plan := o.Plan()
 	for si, sc := range plan {
 		sr := ScenarioResult{Scenario: sc}
+		// The relays that run the scenario, each with its row's index.
+		type part struct {
+			rl  *Relay
+			row int
+		}
+		var parts []part
 		for _, rl := range Relays {
 			if !rl.Supports(sc.Kind) || (len(o.Relays) > 0 && !slices.Contains(o.Relays, rl.Name)) {
 				continue
@@ -384,7 +390,20 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 				sr.Rows = append(sr.Rows, r)
 				continue
 			}
-			for i := 0; i < o.Runs && ctx.Err() == nil; i++ {
+			sr.Rows = append(sr.Rows, row)
+			parts = append(parts, part{rl, len(sr.Rows) - 1})
+		}
+		// In rounds, every relay once a round: a slow phase of the box,
+		// or a neighbour busy for a minute (a Kafka broker starting),
+		// then falls on every relay alike instead of on the runs of the
+		// one that was running (all of one relay's runs in a row put
+		// wharf's TCP runs beside the broker's start-up).
+		for i := 0; i < o.Runs && ctx.Err() == nil; i++ {
+			for _, p := range parts {
+				if ctx.Err() != nil {
+					break
+				}
+				rl, row := p.rl, &sr.Rows[p.row]
 				label := fmt.Sprintf("[%d/%d %s] %s run %d/%d", si+1, len(plan), sc.ID, rl.Name, i+1, o.Runs)
 				dir := filepath.Join(tmp, fmt.Sprintf("%s-%s-%d", sc.ID, rl.Name, i))
 				os.MkdirAll(dir, 0o755)
@@ -412,8 +431,9 @@ func Compare(ctx context.Context, o Options) (*Results, error) {
 				}
 				fmt.Fprintf(o.Log, "%-8s %-10s run %d: %s\n", sc.ID, rl.Name, i+1, r.summary(sc.Kind))
 			}
-			row.Median = median(row.Runs)
-			sr.Rows = append(sr.Rows, row)
+		}
+		for _, p := range parts {
+			sr.Rows[p.row].Median = median(sr.Rows[p.row].Runs)
 		}
 		ratios(sr.Rows)
 		res.Scenarios = append(res.Scenarios, sr)

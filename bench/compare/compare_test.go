@@ -3,7 +3,9 @@ package compare
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -33,20 +35,40 @@ func TestMain(m *testing.M) {
 }
 
 // TestSmoke runs the whole harness for a second against the byte-copy
-// relay and checks the measurements and the files written.
+// relay (and socat, where installed) and checks the measurements, the
+// order of the runs (in rounds) and the files written.
 func TestSmoke(t *testing.T) {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
+	relays := []string{"byte-copy", "wharf"}
+	_, socatErr := exec.LookPath("socat")
+	if socatErr == nil {
+		relays = append(relays, "socat")
+	}
 	var log strings.Builder
 	res, err := Compare(context.Background(), Options{Root: t.TempDir(), Exe: exe, Runs: 2, TCPDuration: time.Second,
-		Scenarios: []string{"tcp"}, Relays: []string{"byte-copy", "wharf"}, Log: &log})
+		Scenarios: []string{"tcp"}, Relays: relays, Log: &log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Scenarios) != 1 || len(res.Scenarios[0].Rows) != 2 {
+	if len(res.Scenarios) != 1 || len(res.Scenarios[0].Rows) != len(relays) {
 		t.Fatalf("results %+v", res)
+	}
+	// Runs go in rounds: every relay's first run before any second one.
+	var order []string
+	for _, line := range strings.Split(log.String(), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[2] == "run" {
+			order = append(order, f[1]+" "+strings.TrimSuffix(f[3], ":"))
+		}
+	}
+	want := []string{"byte-copy 1", "byte-copy 2"}
+	if socatErr == nil {
+		want = []string{"byte-copy 1", "socat 1", "byte-copy 2", "socat 2"}
+	}
+	if fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Fatalf("runs in the order %v, want %v\nlog:\n%s", order, want, log.String())
 	}
 	w, bc := res.Scenarios[0].Rows[0], res.Scenarios[0].Rows[1]
 	if w.Relay != "wharf" || !strings.Contains(w.Skipped, "bin/wharf") {

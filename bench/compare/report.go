@@ -78,7 +78,7 @@ func Markdown(w io.Writer, r *Results, chart string) {
 	m := r.Machine
 	fmt.Fprintf(w, "# wharf-bench compare, %s\n\n", r.Date.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "Machine: %d cores, %s, kernel %s, %d MiB RAM. Generator, relay and receiver share the machine. "+
-		"Median of %d runs per row; %d B RFC5424 messages. Ratios are wharf's figure divided by the row's (>1: wharf ahead). "+
+		"Median of %d runs per row, run in rounds (every relay once a round); %d B RFC5424 messages. Ratios are wharf's figure divided by the row's (>1: wharf ahead). "+
 		"\"others' CPU\" is the share of the machine used by unrelated processes during the runs (noise). Method: bench/README.md.\n\n", m.Cores, m.CPU, m.Kernel, m.MemoryMB, r.Runs, r.Size)
 	if r.Commit != "" {
 		fmt.Fprintf(w, "Repository at %s", r.Commit)
