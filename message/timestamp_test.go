@@ -25,6 +25,22 @@ func scanPrefixBytewise(b []byte) (t tsFields, ok bool) {
 	return t, ok
 }
 
+// checkScanAsBytes fails t unless scanRFC3339 gives b the verdict and
+// the fields scanPrefixBytewise does.
+func checkScanAsBytes(t *testing.T, b []byte) {
+	t.Helper()
+	var got tsFields
+	n := scanRFC3339(b, 6, true, &got)
+	want, ok := scanPrefixBytewise(b)
+	if (n > 0) != ok {
+		t.Fatalf("%q: scanRFC3339 = %d, bytewise ok = %v", b, n, ok)
+	}
+	if ok && (got.year != want.year || got.month != want.month || got.day != want.day ||
+		got.hour != want.hour || got.min != want.min || got.sec != want.sec) {
+		t.Fatalf("%q: fields %+v, bytewise %+v", b, got, want)
+	}
+}
+
 // TestScanRFC3339WordsAsBytes: every byte value at every position of the
 // 19-byte prefix gives the same verdict and fields as the byte-at-a-time
 // check (a borrow or carry between the 8-byte lanes would show here).
@@ -34,16 +50,7 @@ func TestScanRFC3339WordsAsBytes(t *testing.T) {
 			for c := range 256 {
 				b := []byte(base)
 				b[pos] = byte(c)
-				var got tsFields
-				n := scanRFC3339(b, 6, true, &got)
-				want, ok := scanPrefixBytewise(b)
-				if (n > 0) != ok {
-					t.Fatalf("%q: scanRFC3339 = %d, bytewise ok = %v", b, n, ok)
-				}
-				if ok && (got.year != want.year || got.month != want.month || got.day != want.day ||
-					got.hour != want.hour || got.min != want.min || got.sec != want.sec) {
-					t.Fatalf("%q: fields %+v, bytewise %+v", b, got, want)
-				}
+				checkScanAsBytes(t, b)
 			}
 		}
 	}
@@ -59,16 +66,7 @@ func TestScanRFC3339Calendar(t *testing.T) {
 			for day := range 33 {
 				for _, hms := range [][3]int{{0, 0, 0}, {23, 59, 59}, {24, 0, 0}, {0, 60, 0}, {0, 0, 60}, {19, 9, 30}} {
 					b := fmt.Appendf(nil, "%04d-%02d-%02dT%02d:%02d:%02dZ", year, month, day, hms[0], hms[1], hms[2])
-					var got tsFields
-					n := scanRFC3339(b, 6, true, &got)
-					want, ok := scanPrefixBytewise(b)
-					if (n > 0) != ok {
-						t.Fatalf("%q: scanRFC3339 = %d, bytewise ok = %v", b, n, ok)
-					}
-					if ok && (got.year != want.year || got.month != want.month || got.day != want.day ||
-						got.hour != want.hour || got.min != want.min || got.sec != want.sec) {
-						t.Fatalf("%q: fields %+v, bytewise %+v", b, got, want)
-					}
+					checkScanAsBytes(t, b)
 					checked++
 				}
 			}
