@@ -388,6 +388,31 @@ func TestParsePRIFastPath(t *testing.T) {
 	}
 }
 
+// headerField is the field-at-a-time reading that headerFields replaced,
+// the reference for TestHeaderFieldsAsFourCalls: a PRINTUSASCII field of
+// 1..max bytes at b[p:] and the SP after it; "-" gives a zero Span.
+func headerField(b []byte, p, max int, bad Error) (message.Span, int, Error) {
+	start := p
+	p = printRun(b, p)
+	n := p - start
+	if n == 0 && p == len(b) {
+		return message.Span{}, 0, ErrTruncatedHeader
+	}
+	if n == 0 || n > max {
+		return message.Span{}, 0, bad
+	}
+	if p == len(b) {
+		return message.Span{}, 0, ErrTruncatedHeader
+	}
+	if b[p] != ' ' {
+		return message.Span{}, 0, bad
+	}
+	if n == 1 && b[start] == '-' {
+		return message.Span{}, p + 1, 0
+	}
+	return span(start, n), p + 1, 0
+}
+
 // TestHeaderFieldsAsFourCalls compares headerFields with the four
 // headerField calls it replaced, on random headers built from fields at
 // and past their limits, bad bytes and missing spaces, cut at every
