@@ -42,7 +42,8 @@ type outDest struct {
 }
 
 type outFrames struct {
-	t route.FrameTarget
+	t  route.FrameTarget
+	id uint64 // t's FrameID
 	*frameBuf
 }
 
@@ -96,9 +97,10 @@ func (o *outbox) discard(m *message.Message) {
 func (o *outbox) route(dests []route.Dest, m *message.Message) {
 	if m == &o.scratch {
 		var c *message.Message
-		for _, d := range dests {
+		for i := range dests {
+			d := &dests[i]
 			if d.Frames != nil {
-				o.frame(d.Frames, m, nil)
+				o.frame(d, m, nil)
 				continue
 			}
 			if c == nil {
@@ -113,21 +115,22 @@ func (o *outbox) route(dests []route.Dest, m *message.Message) {
 	if len(dests) > 1 {
 		m.Retain(int32(len(dests) - 1))
 	}
-	for _, d := range dests {
-		if d.Frames != nil {
-			o.frame(d.Frames, m, m)
+	for i := range dests {
+		if d := &dests[i]; d.Frames != nil {
+			o.frame(d, m, m)
 		} else {
 			o.add(d.Target, m)
 		}
 	}
 }
 
-// frame appends m framed for t to t's Frames; held is m when a
-// reference of it moves with the frame.
-func (o *outbox) frame(t route.FrameTarget, m, held *message.Message) {
+// frame appends m framed for dest's target (dest.Frames) to its Frames;
+// held is m when a reference of it moves with the frame.
+func (o *outbox) frame(dest *route.Dest, m, held *message.Message) {
+	t := dest.Frames
 	var d *outFrames
 	for i := range o.framed {
-		if o.framed[i].t == t {
+		if o.framed[i].id == dest.FrameID {
 			d = &o.framed[i]
 			break
 		}
@@ -139,7 +142,7 @@ func (o *outbox) frame(t route.FrameTarget, m, held *message.Message) {
 			o.framed = append(o.framed, outFrames{})
 		}
 		d = &o.framed[len(o.framed)-1]
-		d.t, d.frameBuf = t, framePool.Get().(*frameBuf)
+		d.t, d.id, d.frameBuf = t, dest.FrameID, framePool.Get().(*frameBuf)
 	}
 	d.f.B = t.AppendFrame(d.f.B, m)
 	d.f.Add(len(m.Raw), m.Received, held)
@@ -190,7 +193,7 @@ func (o *outbox) flush(l *Listener, s *settings, block bool) (all bool) {
 		clear(d.raw)
 		d.raw, d.peers = d.raw[:0], d.peers[:0]
 		framePool.Put(d.frameBuf)
-		d.t, d.frameBuf = nil, nil
+		d.t, d.id, d.frameBuf = nil, 0, nil
 	}
 	o.framed = o.framed[:0]
 	o.scratch = message.Message{} // holds no buffer while idle

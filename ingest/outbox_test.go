@@ -38,6 +38,7 @@ func (t *frameTaker) EnqueueBatch(ms []*message.Message, _ bool) int {
 }
 
 func (t *frameTaker) TakesFrames() bool { return true }
+func (t *frameTaker) FrameID() uint64   { return uint64(reflect.ValueOf(t).Pointer()) } // unique while t lives
 
 func (t *frameTaker) AppendFrame(b []byte, m *message.Message) []byte {
 	return append(append(b, m.Raw...), '\n')
@@ -104,6 +105,31 @@ func TestOutboxFramesAndMessages(t *testing.T) {
 	}
 	check("queued as messages", k.ms, []int{0, 1, 2})
 	check("made again from frames left", ft.ms, []int{1, 2})
+}
+
+// Messages of one read routed to two frame targets, each to one or to
+// both: each target gets exactly its messages, in order (the outbox
+// finds a target's frames by its FrameID).
+func TestOutboxFramesPerTarget(t *testing.T) {
+	a, b := &frameTaker{take: 100}, &frameTaker{take: 100}
+	l := newTestListenerTo(t, "header", a)
+	s := l.settings.Load()
+	da := route.Dest{Name: "a", Target: a, Frames: a, FrameID: a.FrameID()}
+	db := route.Dest{Name: "b", Target: b, Frames: b, FrameID: b.FrameID()}
+	if da.FrameID == db.FrameID {
+		t.Fatal("two targets with one FrameID")
+	}
+	var out outbox
+	for i, dests := range [][]route.Dest{{da}, {db}, {da, db}, {db, da}, {da}} {
+		out.route(dests, out.borrow(fmt.Appendf(nil, "m%d", i)))
+	}
+	out.flush(l, s, true)
+	if got := fmt.Sprintf("%q", a.frames); got != `["m0\n" "m2\n" "m3\n" "m4\n"]` {
+		t.Errorf("target a took %s", got)
+	}
+	if got := fmt.Sprintf("%q", b.frames); got != `["m1\n" "m2\n" "m3\n"]` {
+		t.Errorf("target b took %s", got)
+	}
 }
 
 // ackLog records each Ack's answers by message number.

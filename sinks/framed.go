@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"wharf/message"
@@ -74,6 +75,14 @@ type block struct {
 // its sink is a Framer that frames, and r has neither a spool nor a
 // linger.
 func (r *Runner) TakesFrames() bool { return r.fr != nil }
+
+// FrameID tells r apart from every other runner of the process
+// (route.FrameTarget): a reload's new runner for a sink of the same name
+// has another.
+func (r *Runner) FrameID() uint64 { return r.id }
+
+// runnerIDs numbers runners from 1 (FrameID).
+var runnerIDs atomic.Uint64
 
 // AppendFrame appends m as r's sink sends it (route.FrameTarget). Only
 // for a runner that TakesFrames; safe from several goroutines at once.

@@ -226,6 +226,7 @@ type Runner struct {
 	sink Sink
 	cfg  RunnerConfig
 	log  *slog.Logger
+	id   uint64 // FrameID
 
 	// mu guards the ring and the wake-up state below it.
 	mu    sync.Mutex
@@ -344,6 +345,7 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 		sink:      s,
 		cfg:       cfg,
 		log:       log,
+		id:        runnerIDs.Add(1),
 		ring:      make([]*message.Message, cfg.QueueSize),
 		notify:    make(chan struct{}, 1),
 		closingCh: make(chan struct{}),
