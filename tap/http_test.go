@@ -234,14 +234,21 @@ func TestStalledClientsLoseTheirTaps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var code int
-	var body string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if code, body = get(); code == http.StatusServiceUnavailable {
-			break
-		}
+	// Wait for all eight to be subscribed before asking for a ninth: a
+	// probe that got in first would hold a place until the server saw it
+	// go, and a stalled client refused meanwhile left seven (CI, loaded,
+	// failed this way).
+	open := func() int {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.subs)
 	}
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "limit of 8 taps") {
+	for deadline := time.Now().Add(10 * time.Second); open() < 8 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	if n := open(); n != 8 {
+		t.Fatalf("%d of the 8 stalled clients' taps open after 10 s, want 8", n)
+	}
+	if code, body := get(); code != http.StatusServiceUnavailable || !strings.Contains(body, "limit of 8 taps") {
 		t.Fatalf("with 8 taps open: %d %q, want 503 naming the limit", code, body)
 	}
 
@@ -267,6 +274,8 @@ func TestStalledClientsLoseTheirTaps(t *testing.T) {
 	defer wg.Wait()
 	defer close(stop)
 
+	var code int
+	var body string
 	start := time.Now()
 	for deadline := start.Add(stall + 10*time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if code, body = get(); code == 200 {
