@@ -29,23 +29,9 @@ if [[ -z "${WHARF_KAFKA_BROKERS:-}" && "${BENCH_KAFKA:-1}" != 0 ]]; then
 fi
 [[ "${BENCH_KAFKA:-1}" == 0 ]] && unset WHARF_KAFKA_BROKERS
 
-# A broker just started keeps a CPU busy for a while (the JVM warming up,
-# KRaft's first writes): the first scenario's runs then shared the box
-# with it ("others' CPU" 20% in wharf's TCP runs on 2026-12-06). Wait,
-# up to a minute, until the machine is below 10% busy over 2 s.
-settle() {
-	local i a b
-	for ((i = 0; i < 30; i++)); do
-		read -ra a < <(head -1 /proc/stat)
-		sleep 2
-		read -ra b < <(head -1 /proc/stat)
-		local idle=$((b[4] + b[5] - a[4] - a[5])) total=0 k
-		for ((k = 1; k < ${#b[@]}; k++)); do total=$((total + b[k] - a[k])); done
-		((total > 0 && (total - idle) * 10 < total)) && return 0
-	done
-	echo "bench/run.sh: the machine stayed busy (a neighbour?): figures may be noisy" >&2
-}
-settle
+# A broker just started keeps a CPU busy for a while: wait, up to a
+# minute, until the machine is below 10% busy over 2 s (compare.Settle).
+bin/wharf-bench settle -busy 0.1 -window 2s -max 1m
 
 # On a shared machine neighbours skew the figures; as root, run the
 # harness and the relays at a higher priority (BENCH_NICE=0 to disable).

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"wharf/bench/compare"
 )
@@ -18,6 +19,20 @@ type compareArgs struct {
 	out   string
 	quiet bool
 	nice  int
+}
+
+// runSettle waits for a quiet machine (compare.Settle). Not settling is
+// a warning, not an error: the runs go ahead and report others' CPU.
+func runSettle(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("settle", flag.ExitOnError)
+	busy := fs.Float64("busy", 0.1, "quiet below this share of all CPUs in use")
+	window := fs.Duration("window", 2*time.Second, "measured over this long")
+	max := fs.Duration("max", time.Minute, "give up after this long")
+	fs.Parse(args)
+	if !compare.Settle(ctx, *busy, *window, *max) && ctx.Err() == nil {
+		fmt.Fprintf(os.Stderr, "wharf-bench settle: the machine stayed above %.0f%% busy for %v (a neighbour?): figures may be noisy\n", *busy*100, *max)
+	}
+	return nil
 }
 
 func runCompare(ctx context.Context, args []string) error {

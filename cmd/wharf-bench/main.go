@@ -7,6 +7,7 @@
 //	wharf-bench recv -topic logs -run RUN -metrics 127.0.0.1:9600,127.0.0.1:9601 -sent 200000   (the ledger)
 //	wharf-bench compare -runs 3
 //	wharf-bench splice -listen 127.0.0.1:5514 -to 127.0.0.1:5515   (the byte-copy ceiling relay)
+//	wharf-bench settle -busy 0.1 -max 1m   (wait for a quiet machine before compare)
 //
 // See bench/README.md for the method.
 package main
@@ -42,6 +43,8 @@ func main() {
 		err = runCompare(ctx, os.Args[2:])
 	case "splice":
 		err = runSplice(ctx, os.Args[2:])
+	case "settle":
+		err = runSettle(ctx, os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		usage()
 	default:
@@ -55,7 +58,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, `usage: wharf-bench gen|recv|compare [flags]   (wharf-bench CMD -h for flags)`)
+	fmt.Fprintln(os.Stderr, `usage: wharf-bench gen|recv|compare|splice|settle [flags]   (wharf-bench CMD -h for flags)`)
 	os.Exit(2)
 }
 
