@@ -200,6 +200,11 @@ func TestEnginesPipelinedOverOneMiB(t *testing.T) {
 		c := dialRaw(t, r)
 		one := "GET /n HTTP/1.1\r\nHost: x\r\n\r\n"
 		k := (1<<20)/len(one) + 100
+		// A stall fails the test, slowness does not: each answer has 10 s
+		// (dialRaw's deadline was for all 37k of them, and the goroutine
+		// engine under -race on a loaded CI box answered 29k in it), and
+		// the MiB of requests a minute to go in.
+		c.c.SetWriteDeadline(time.Now().Add(time.Minute))
 		go io.WriteString(c.c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"+strings.Repeat(one, k))
 		resp, err := http.ReadResponse(c.br, nil)
 		if err != nil {
@@ -209,6 +214,7 @@ func TestEnginesPipelinedOverOneMiB(t *testing.T) {
 			t.Fatalf("the answer to the request in flight: %d %q", resp.StatusCode, b)
 		}
 		for i := range k {
+			c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			resp, err := http.ReadResponse(c.br, nil)
 			if err != nil {
 				t.Fatalf("pipelined answer %d of %d: %v", i+1, k, err)
