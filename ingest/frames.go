@@ -31,6 +31,9 @@ func (l *Listener) framesTo(out *outbox, s *settings, fe *route.Frontend, fr *fr
 	// event loops of a bind share them, and an atomic add per message
 	// would bounce their cache line between the cores.
 	var msgs, bytes uint64
+	if out != nil {
+		out.in = buf // frames as read are passed from it (outbox.pass)
+	}
 	defer func() {
 		if msgs > 0 {
 			l.received.Add(msgs)
@@ -38,6 +41,8 @@ func (l *Listener) framesTo(out *outbox, s *settings, fe *route.Frontend, fr *fr
 			if out != nil {
 				out.flush(l, s, l.tcp)
 			}
+		} else if out != nil {
+			out.in = nil
 		}
 	}()
 	for off < len(buf) {
@@ -71,12 +76,18 @@ func (l *Listener) framesTo(out *outbox, s *settings, fe *route.Frontend, fr *fr
 		switch status {
 		case framing.OK:
 			progress = true
+			if out != nil {
+				out.wire, out.wireEnd = fr.Wire(), off
+			}
 			l.deliver(out, s, fe, frame, now, peer, nil)
 			msgs, bytes = msgs+1, bytes+uint64(len(frame))
 			continue
 		case framing.Oversize:
 			l.reason("malformed", "oversize").Inc()
 			if frame != nil {
+				if out != nil {
+					out.wire = 0
+				}
 				l.truncated.Inc()
 				l.deliver(out, s, fe, frame, now, peer, nil)
 				msgs, bytes = msgs+1, bytes+uint64(len(frame))

@@ -22,7 +22,12 @@ import (
 // the outbox's scratch message, whose Raw is the read's buffer: no
 // pooled message, no copy of Raw, no reference count (#16). The read's
 // buffer must therefore stay as it is until flush returns: every caller
-// flushes before it reads again or discards what it consumed.
+// flushes before it reads again or discards what it consumed. A target
+// that sends a message as its octet-counted frame as received
+// (route.Dest's PassOctet: the syslog sink with encoding raw and octet
+// counting) gets a message that arrived so as the bytes it arrived in
+// (framing.Framer.Wire), and a read's frames that lie back to back as
+// one slice of the read's buffer (pass): no framing, one copy.
 type outbox struct {
 	dests  []outDest
 	framed []outFrames
@@ -34,6 +39,13 @@ type outbox struct {
 	// peers is set when the messages of one read come from several
 	// senders (a UDP socket's); a connection's have one.
 	peers bool
+	// in is the read's buffer while framesTo routes it; wire and wireEnd
+	// place the octet-counted frame, as read, of the message it is
+	// delivering: in[wireEnd-wire:wireEnd], or none when wire is 0
+	// (framing.Framer.Wire). A target that passes such frames
+	// (route.Dest's PassOctet) gets those bytes instead of AppendFrame's.
+	in            []byte
+	wire, wireEnd int
 }
 
 type outDest struct {
@@ -52,11 +64,21 @@ type outFrames struct {
 // flush: an idle connection holds none (a read's frames can be 64 KiB).
 type frameBuf struct {
 	f message.Frames
+	// While run is set, f.B is not f's own storage (own meanwhile) but
+	// the read's buffer from runFrom to runEnd, the frames passed as read
+	// so far (see pass), sliced to its length so that an append to it
+	// can never write into the read's buffer.
+	run             bool
+	runFrom, runEnd int
+	own             []byte
 	// raw is each framed message's Raw (in the read's buffer), and peers
 	// their senders, for remake: an entry where the sender changes (once
-	// per read but on UDP), not one per message.
+	// per read but on UDP), not one per message. With octet set (the
+	// target's PassOctet) raw stays empty: each frame ends with its
+	// message's Raw (octetRaw).
 	raw   [][]byte
 	peers []peerFrom
+	octet bool
 }
 
 var framePool = sync.Pool{New: func() any { return new(frameBuf) }}
@@ -143,13 +165,62 @@ func (o *outbox) frame(dest *route.Dest, m, held *message.Message) {
 		}
 		d = &o.framed[len(o.framed)-1]
 		d.t, d.id, d.frameBuf = t, dest.FrameID, framePool.Get().(*frameBuf)
+		d.octet = dest.PassOctet
 	}
-	d.f.B = t.AppendFrame(d.f.B, m)
+	if dest.PassOctet && o.wire > 0 && m == &o.scratch {
+		d.pass(o.in, o.wireEnd-o.wire, o.wireEnd)
+	} else {
+		if d.run {
+			d.endRun()
+		}
+		d.f.B = t.AppendFrame(d.f.B, m)
+	}
 	d.f.Add(len(m.Raw), m.Received, held)
 	if k := len(d.peers); k == 0 || (o.peers && d.peers[k-1].peer != m.Peer) {
-		d.peers = append(d.peers, peerFrom{from: len(d.raw), peer: m.Peer})
+		d.peers = append(d.peers, peerFrom{from: d.f.Len() - 1, peer: m.Peer})
 	}
-	d.raw = append(d.raw, m.Raw)
+	if !d.octet {
+		d.raw = append(d.raw, m.Raw)
+	}
+}
+
+// rawOf returns framed message i's Raw, for remake: valid until flush.
+func (d *outFrames) rawOf(i int) []byte {
+	if d.octet { // "LEN SP RAW"
+		fr := d.f.Frame(i)
+		return fr[len(fr)-d.f.RawLen(i):]
+	}
+	return d.raw[i]
+}
+
+// pass appends in[from:to], a message's octet-counted frame as read, to
+// d's frames: the target frames the message so itself (route.Dest's
+// PassOctet). While the read's frames for d lie back to back in in, f.B
+// is that part of in and grows over each next one, so they are copied
+// once, into the target's queue, with one memmove at flush, instead of
+// framed and copied here and copied again there (#16). A frame that does
+// not follow on ends the run (endRun).
+func (d *outFrames) pass(in []byte, from, to int) {
+	switch {
+	case d.run && from == d.runEnd:
+		d.runEnd = to
+		d.f.B = in[d.runFrom:to:to]
+		return
+	case d.run:
+		d.endRun()
+	case len(d.f.B) == 0:
+		d.run, d.runFrom, d.runEnd, d.own = true, from, to, d.f.B
+		d.f.B = in[from:to:to]
+		return
+	}
+	d.f.B = append(d.f.B, in[from:to]...)
+}
+
+// endRun copies the run of frames f.B covers into f's own storage, which
+// f.B is again.
+func (d *outFrames) endRun() {
+	d.f.B = append(d.own[:0], d.f.B...)
+	d.run, d.own = false, nil
 }
 
 // add queues m (one reference) for t.
@@ -189,6 +260,9 @@ func (o *outbox) flush(l *Listener, s *settings, block bool) (all bool) {
 		if queued < n {
 			all = false
 		}
+		if d.run { // give f its storage back; drop the read's buffer
+			d.f.B, d.run, d.own = d.own, false, nil
+		}
 		d.f.Reset()
 		clear(d.raw)
 		d.raw, d.peers = d.raw[:0], d.peers[:0]
@@ -197,6 +271,7 @@ func (o *outbox) flush(l *Listener, s *settings, block bool) (all bool) {
 	}
 	o.framed = o.framed[:0]
 	o.scratch = message.Message{} // holds no buffer while idle
+	o.in, o.wire = nil, 0
 	for i := range o.dests {
 		d := &o.dests[i]
 		if len(d.ms) > 0 && d.t.EnqueueBatch(d.ms, block) < len(d.ms) {
@@ -226,7 +301,7 @@ func (l *Listener) remake(s *settings, d *outFrames, from int) []*message.Messag
 			ms = append(ms, m)
 			continue
 		}
-		m := message.New(d.raw[i])
+		m := message.New(d.rawOf(i))
 		l.stamp(m, d.f.ReceivedAt(i), d.peers[p].peer)
 		if s.format != parse.Raw {
 			_ = parse.Parse(m, s.format) // a parse error was counted when it arrived

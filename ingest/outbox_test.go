@@ -8,11 +8,16 @@ import (
 	"log/slog"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
+	"wharf/conf"
+	"wharf/ingest/framing"
 	"wharf/message"
+	"wharf/metrics"
 	"wharf/route"
 	"wharf/sinks"
 )
@@ -37,8 +42,9 @@ func (t *frameTaker) EnqueueBatch(ms []*message.Message, _ bool) int {
 	return len(ms)
 }
 
-func (t *frameTaker) TakesFrames() bool { return true }
-func (t *frameTaker) FrameID() uint64   { return uint64(reflect.ValueOf(t).Pointer()) } // unique while t lives
+func (t *frameTaker) TakesFrames() bool       { return true }
+func (t *frameTaker) PassesOctetFrames() bool { return false }
+func (t *frameTaker) FrameID() uint64         { return uint64(reflect.ValueOf(t).Pointer()) } // unique while t lives
 
 func (t *frameTaker) AppendFrame(b []byte, m *message.Message) []byte {
 	return append(append(b, m.Raw...), '\n')
@@ -129,6 +135,127 @@ func TestOutboxFramesPerTarget(t *testing.T) {
 	}
 	if got := fmt.Sprintf("%q", b.frames); got != `["m1\n" "m2\n" "m3\n"]` {
 		t.Errorf("target b took %s", got)
+	}
+}
+
+// octetTaker is a frameTaker that frames as the syslog sink does with
+// encoding raw and octet counting, and passes frames as read
+// (PassesOctetFrames). It counts the reads whose frames it was handed as
+// a slice of in, the read's buffer, rather than a copy.
+type octetTaker struct {
+	frameTaker
+	in      []byte
+	aliased int
+}
+
+func (t *octetTaker) PassesOctetFrames() bool { return true }
+func (t *octetTaker) AppendFrame(b []byte, m *message.Message) []byte {
+	return fmt.Appendf(b, "%d %s", len(m.Raw), m.Raw)
+}
+func (t *octetTaker) EnqueueFrames(f *message.Frames, from int, block bool) (next, queued int) {
+	if len(f.B) > 0 && len(t.in) > 0 {
+		start, end := &t.in[0], &t.in[len(t.in)-1]
+		if p := &f.B[0]; uintptr(unsafe.Pointer(p)) >= uintptr(unsafe.Pointer(start)) && uintptr(unsafe.Pointer(p)) <= uintptr(unsafe.Pointer(end)) {
+			t.aliased++
+		}
+	}
+	return t.frameTaker.EnqueueFrames(f, from, block)
+}
+
+// Frames passed as read (route.Dest's PassOctet) reach each target
+// exactly as AppendFrame would have made them, in order, whatever mix of
+// framings, trimmed trailers and routing the reads hold, split into reads
+// anywhere; the read's buffer is never written; and a read whose frames
+// for a target lie back to back is handed over as a slice of the buffer,
+// not a copy.
+func TestOutboxPassesOctetFrames(t *testing.T) {
+	p, q := &octetTaker{frameTaker: frameTaker{take: 1 << 20}}, &octetTaker{frameTaker: frameTaker{take: 1 << 20}}
+	fe := &conf.Frontend{Name: "edge", Format: "auto", Sinks: []string{"p", "q"}, MaxMessageSize: 64 << 10,
+		Routes: []conf.Route{{Hostname: "only-p", Sinks: []string{"p"}}}}
+	cfg := &conf.Config{Frontends: map[string]*conf.Frontend{"edge": fe},
+		Sinks: map[string]*conf.Sink{"p": {Type: "syslog", Encoding: "raw"}, "q": {Type: "syslog", Encoding: "raw"}}}
+	tab, err := route.Compile(cfg, map[string]route.Target{"p": p, "q": q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h route.Holder
+	h.Store(tab)
+	l, err := New(fe, conf.Bind{Scheme: "tcp", Host: "127.0.0.1", Port: 5514, Addr: "127.0.0.1:5514"}, &h, metrics.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := tab.Frontend("edge").Default; len(d) != 2 || !d[0].PassOctet || !d[1].PassOctet {
+		t.Fatalf("default destinations %+v: want both passing octet frames", d)
+	}
+	msg := func(host string, i int) string { return fmt.Sprintf("<13>1 - %s app - - - message %d", host, i) }
+	octet := func(m string) string { return fmt.Sprintf("%d %s", len(m), m) }
+	var in []byte
+	var wantP, wantQ []string
+	add := func(wire, raw string, toQ bool) {
+		in = append(in, wire...)
+		wantP = append(wantP, octet(raw))
+		if toQ {
+			wantQ = append(wantQ, octet(raw))
+		}
+	}
+	for i := range 120 {
+		m := msg("both", i)
+		switch k := i % 6; {
+		case i >= 60: // then only octet frames: whole reads pass as read
+			add(octet(m), m, true)
+		case k == 0: // octet frames back to back: passed as read
+			add(octet(m), m, true)
+		case k == 1: // routed to p only: q's run of frames read breaks
+			m = msg("only-p", i)
+			add(octet(m), m, false)
+		case k == 2: // so q's next frame does not follow on from its run
+			add(octet(m), m, true)
+		case k == 3: // stray bytes between frames: nor does this one
+			add("\n\x00"+octet(m), m, true)
+		case k == 4: // LF framing: framed by AppendFrame
+			add(m+"\n", m, true)
+		case k == 5: // a trailer inside the count, trimmed: framed by AppendFrame
+			add(octet(m+"\r\n"), m, true)
+		}
+	}
+	for _, size := range []int{len(in), 1000, 97, 1} {
+		p.frames, q.frames, p.aliased, q.aliased = nil, nil, 0, 0
+		buf := bytes.Clone(in)
+		keep := bytes.Clone(in)
+		p.in, q.in = buf, buf
+		fr := &framing.Framer{Mode: framing.Auto, Max: 64 << 10}
+		s := l.settings.Load()
+		var out outbox
+		var held bool
+		// Reads of at most size bytes; what a read leaves unframed starts
+		// the next, as gnet keeps it.
+		for start, end := 0, 0; start < len(buf); {
+			end = min(len(buf), max(end, start)+size)
+			n, _, _ := l.framesTo(&out, s, tab.Frontend("edge"), fr, buf[start:end], 0, zeroPeer, &held)
+			start += n
+			if end == len(buf) && n == 0 {
+				break
+			}
+		}
+		if !bytes.Equal(buf, keep) {
+			t.Fatalf("reads of %d: the read's buffer was written", size)
+		}
+		for _, c := range []struct {
+			name string
+			got  [][]byte
+			want []string
+		}{{"p", p.frames, wantP}, {"q", q.frames, wantQ}} {
+			var got []string
+			for _, f := range c.got {
+				got = append(got, string(f))
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("reads of %d, target %s took\n%q\nwant\n%q", size, c.name, got, c.want)
+			}
+		}
+		if size < len(in) && (p.aliased == 0 || q.aliased == 0) {
+			t.Errorf("reads of %d: frames handed over from the read's buffer %d and %d times, want some", size, p.aliased, q.aliased)
+		}
 	}
 }
 

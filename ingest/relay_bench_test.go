@@ -224,6 +224,10 @@ func (framedDiscard) AppendFrame(b []byte, m *message.Message) []byte {
 	b = append(b, ' ')
 	return append(b, m.Raw...)
 }
+
+// PassesOctetFrames: so does the syslog sink with octet counting and raw
+// encoding (sinks.OctetPasser).
+func (framedDiscard) PassesOctetFrames() bool                                 { return true }
 func (framedDiscard) WriteFramed(_ context.Context, b []byte) ([]byte, error) { return b, nil }
 func (framedDiscard) WriteFramedNow([]byte) bool                              { return true }
 

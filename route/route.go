@@ -49,6 +49,11 @@ type FrameTarget interface {
 	// integer compare where an interface compare (runtime.ifaceeq) cost
 	// about 20 instructions a message.
 	FrameID() uint64
+	// PassesOctetFrames reports whether AppendFrame(b, m) is always the
+	// octet-counted frame of m.Raw ("LEN SP RAW", sinks.OctetPasser), so
+	// a listener may queue a frame as it was read instead; it does not
+	// change over the target's life.
+	PassesOctetFrames() bool
 	// AppendFrame appends m to b as the target's sink sends it. It may be
 	// called from several goroutines at once and keeps nothing of m.
 	AppendFrame(b []byte, m *message.Message) []byte
@@ -64,9 +69,10 @@ type Dest struct {
 	Name   string
 	Target Target
 	// Frames is Target when it takes frames (FrameTarget), else nil;
-	// FrameID is then its FrameID.
-	Frames  FrameTarget
-	FrameID uint64
+	// FrameID is then its FrameID, and PassOctet its PassesOctetFrames.
+	Frames    FrameTarget
+	FrameID   uint64
+	PassOctet bool
 }
 
 // Rule is one compiled match rule. The zero conditions match anything.
@@ -244,7 +250,7 @@ func Compile(cfg *conf.Config, targets map[string]Target) (*Table, error) {
 			}
 			d := Dest{Name: n, Target: tg}
 			if ft, ok := tg.(FrameTarget); ok && ft.TakesFrames() {
-				d.Frames, d.FrameID = ft, ft.FrameID()
+				d.Frames, d.FrameID, d.PassOctet = ft, ft.FrameID(), ft.PassesOctetFrames()
 			}
 			out = append(out, d)
 		}

@@ -55,6 +55,19 @@ type Framer interface {
 	WriteFramedNow(b []byte) bool
 }
 
+// OctetPasser is implemented by a Framer that may frame a message as it
+// arrived: when PassesOctetFrames reports true, AppendFrame(b, m) is, for
+// every message, the decimal length of m.Raw, a space and m.Raw (RFC 6587
+// octet counting of the bytes as received: the syslog sink with encoding
+// raw and out_framing octet-counting). A producer that holds a message's
+// octet-counted frame as it was read (framing.OctetFrame) may then queue
+// those bytes instead of calling AppendFrame, and a read's frames that
+// lie back to back in its buffer with one copy (#16). NewRunner asks
+// once.
+type OctetPasser interface {
+	PassesOctetFrames() bool
+}
+
 // block is a run of framed messages in a Runner's byte queue.
 type block struct {
 	b []byte // the messages' frames, in order
@@ -80,6 +93,10 @@ func (r *Runner) TakesFrames() bool { return r.fr != nil }
 // (route.FrameTarget): a reload's new runner for a sink of the same name
 // has another.
 func (r *Runner) FrameID() uint64 { return r.id }
+
+// PassesOctetFrames reports whether r's sink frames every message as its
+// octet-counted frame as received (OctetPasser; route.FrameTarget).
+func (r *Runner) PassesOctetFrames() bool { return r.passOctet }
 
 // runnerIDs numbers runners from 1 (FrameID).
 var runnerIDs atomic.Uint64

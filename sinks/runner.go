@@ -263,6 +263,7 @@ type Runner struct {
 	// yet, in bytes: the room new blocks start with. keepFree bounds
 	// free (recycle).
 	fr        Framer
+	passOctet bool // fr is an OctetPasser that passes them
 	blocks    []*block
 	free      []*block
 	cur       *block
@@ -364,6 +365,9 @@ func NewRunner(name string, s Sink, cfg RunnerConfig, reg *metrics.Registry, log
 		r.fr = fr
 		r.ring = nil
 		r.keepFree = spareBlocks(r.cfg)
+		if p, ok := fr.(OctetPasser); ok {
+			r.passOctet = p.PassesOctetFrames()
+		}
 	}
 	if imm, ok := s.(Immediate); ok && cfg.Spool == nil && cfg.BatchTimeout == 0 {
 		r.imm = imm

@@ -149,7 +149,17 @@ type Framer struct {
 	skipN  int   // octet-counted bytes still to drop
 	skipTo uint8 // skip state, see skipNone...
 	reason string
+	wire   int // see Wire
 }
+
+// Wire returns how many of the bytes the last Next consumed, counted
+// back from the last, are the octet-counted frame ("MSG-LEN SP MSG") of
+// the message it returned, as they arrived: when Next returned OK for an
+// octet frame and trimmed nothing from its message (no LF, CRLF or NUL
+// trailer inside the count), len(frame) plus the length's digits and
+// the space, else 0. A relay that sends the message on octet counted and
+// unchanged may copy those bytes instead of framing it again.
+func (f *Framer) Wire() int { return f.wire }
 
 // Reason returns a short, stable reason for the last Oversize or Invalid
 // status ("oversize", "bad_length_prefix"), for use as a metrics label.
@@ -189,6 +199,7 @@ func (f *Framer) max() int {
 // NeedMore, so a loop "for { Next; discard consumed; if NeedMore break }"
 // terminates. It does not allocate.
 func (f *Framer) Next(buf []byte) (frame []byte, consumed int, st Status) {
+	f.wire = 0
 	// Drop what remains of a frame being skipped, and empty frames.
 	for len(buf) > 0 {
 		if f.skipN > 0 {
@@ -306,7 +317,11 @@ func (f *Framer) octet(buf []byte) ([]byte, int, Status) {
 		if len(buf)-hdr < n {
 			return nil, 0, NeedMore
 		}
-		return TrimEnd(buf[hdr : hdr+n]), hdr + n, OK
+		frame := TrimEnd(buf[hdr : hdr+n])
+		if len(frame) == n {
+			f.wire = hdr + n
+		}
+		return frame, hdr + n, OK
 	}
 	if n <= max+2 {
 		// A message of max bytes with the trailer TrimEnd drops inside

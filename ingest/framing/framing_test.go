@@ -3,6 +3,7 @@ package framing
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -66,6 +67,10 @@ func feed(t testing.TB, fr *Framer, chunks ...[]byte) (out []string, rest []byte
 				if frame != nil {
 					t.Fatalf("NeedMore with a frame %q", frame)
 				}
+			}
+			// What Wire counts is the message's octet frame, as consumed.
+			if w := fr.Wire(); w > 0 && (st != OK || w > n || string(buf[n-w:n]) != strconv.Itoa(len(frame))+" "+string(frame)) {
+				t.Fatalf("status %v, Wire %d of %q consumed, frame %q", st, w, buf[:n], frame)
 			}
 			if st != NeedMore {
 				out = append(out, result(frame, st, fr.Reason()))
@@ -396,5 +401,42 @@ func TestLenDigitsFastPath(t *testing.T) {
 	}
 	if checked < 200000 {
 		t.Fatalf("only %d checked", checked)
+	}
+}
+
+// TestWire: the frame as it arrived is counted for an octet frame whose
+// message Next did not trim, and for nothing else.
+func TestWire(t *testing.T) {
+	for _, tc := range []struct {
+		mode Mode
+		in   string
+		want string // the last Wire() bytes consumed
+	}{
+		{Auto, "5 hello", "5 hello"},
+		{OctetCounting, "5 hello", "5 hello"},
+		{Auto, "\n\r\x0011 hello world", "11 hello world"}, // skipped bytes before it are not part of it
+		{Auto, "6 hello\n", ""},                            // trimmed: MSG is "hello"
+		{Auto, "7 hello\r\n", ""},
+		{Auto, "6 hello\x00", ""},
+		{Auto, "<13>hello\n", ""}, // LF framing
+		{LF, "<13>hello\n", ""},
+		{NUL, "<13>hello\x00", ""},
+		{Auto, "120 " + strings.Repeat("y", 120), "120 " + strings.Repeat("y", 120)},
+	} {
+		fr := Framer{Mode: tc.mode, Max: 1024}
+		if tc.mode == Auto || tc.mode == OctetCounting {
+			// A Wire left from the frame before must not stay.
+			if _, n, st := fr.Next([]byte("5 first")); st != OK || fr.Wire() != n {
+				t.Fatalf("first frame: status %v, Wire %d of %d", st, fr.Wire(), n)
+			}
+		}
+		in := []byte(tc.in)
+		_, n, st := fr.Next(in)
+		if st != OK {
+			t.Fatalf("%q: status %v", tc.in, st)
+		}
+		if got := string(in[n-fr.Wire() : n]); got != tc.want {
+			t.Errorf("mode %v, %q: Wire covers %q, want %q", tc.mode, tc.in, got, tc.want)
+		}
 	}
 }

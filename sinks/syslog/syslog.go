@@ -336,6 +336,14 @@ func (s *Syslog) Framed() bool {
 	return true
 }
 
+// PassesOctetFrames reports whether AppendFrame is octet counting of the
+// bytes as received (sinks.OctetPasser): encoding raw with out_framing
+// octet-counting, so a listener may queue a message's frame as it read
+// it.
+func (s *Syslog) PassesOctetFrames() bool {
+	return s.framing == FramingOctetCounting && s.enc == sinks.EncodingRaw
+}
+
 // FrameKey names the sink's encoding and framing (sinks.Framer).
 func (s *Syslog) FrameKey() string {
 	return fmt.Sprintf("syslog/%d/%d", s.enc, s.framing)
@@ -696,7 +704,7 @@ func (s *Syslog) frame(batch []*message.Message) []byte {
 // call it from producers, concurrently with Write.
 func (s *Syslog) AppendFrame(b []byte, m *message.Message) []byte {
 	switch {
-	case s.framing == FramingOctetCounting && s.enc == sinks.EncodingRaw:
+	case s.PassesOctetFrames():
 		// The length is known before encoding: no shifting.
 		b = ascii.AppendUint(b, uint64(len(m.Raw)))
 		b = append(b, ' ')
