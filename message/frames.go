@@ -24,6 +24,7 @@ type Frames struct {
 	received []int64
 	// Received is the receive time of the first message (Unix ns).
 	Received int64
+	rawTotal int64 // the sum of raw
 }
 
 // Add records the frame that ends B (appended by the caller since the
@@ -37,6 +38,7 @@ func (f *Frames) Add(rawLen int, received int64, held *Message) {
 	}
 	f.ends = append(f.ends, len(f.B))
 	f.raw = append(f.raw, int32(rawLen))
+	f.rawTotal += int64(rawLen)
 	if held != nil {
 		for len(f.held) < len(f.ends)-1 {
 			f.held = append(f.held, nil)
@@ -85,6 +87,12 @@ func (f *Frames) Span(from, to int) []byte {
 // bytes count Raw bytes, whatever the framing adds.
 func (f *Frames) RawLen(i int) int { return int(f.raw[i]) }
 
+// RawTotal returns the sum of every message's RawLen.
+func (f *Frames) RawTotal() int64 { return f.rawTotal }
+
+// AnyHeld reports whether some message is held (see Held).
+func (f *Frames) AnyHeld() bool { return len(f.held) > 0 }
+
 // ReceivedAt returns message i's receive time (Unix ns).
 func (f *Frames) ReceivedAt(i int) int64 {
 	if i < len(f.received) {
@@ -106,4 +114,5 @@ func (f *Frames) Held(i int) *Message {
 func (f *Frames) Reset() {
 	clear(f.held)
 	f.B, f.ends, f.raw, f.held, f.received, f.Received = f.B[:0], f.ends[:0], f.raw[:0], f.held[:0], f.received[:0], 0
+	f.rawTotal = 0
 }

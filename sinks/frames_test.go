@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,5 +241,72 @@ func TestEnqueueFramedChunks(t *testing.T) {
 	closeRunner(t, r, 5*time.Second)
 	if got := s.all(); fmt.Sprint(got) != fmt.Sprint(raws) {
 		t.Fatalf("delivered %d messages, want the %d in order", len(got), len(raws))
+	}
+}
+
+// A read's frames that all fit the queue and its newest block are taken
+// at once (enqueueFrames' fast path); they must end up exactly as the
+// loop taking them one by one leaves them: the same blocks with the same
+// bytes, counts and oldest times, the same drops. The reference runner
+// is given each read behind one message it skips (from 1), which the
+// fast path does not take. Both run loops start only after the reads,
+// so that neither takes a block meanwhile.
+func TestEnqueueFramesWholeReadAsOneByOne(t *testing.T) {
+	cfg := RunnerConfig{QueueSize: 40, QueueBytes: 1 << 20, BatchSize: 8, BatchBytes: 60}.Resolved()
+	fakeFramed = true
+	defer func() { fakeFramed = false }()
+	fastSink, refSink := &fakeSink{}, &fakeSink{}
+	fast, ref := NewRunner("fast", fastSink, cfg, nil, quietLog()), NewRunner("ref", refSink, cfg, nil, quietLog())
+	read := func(r *Runner, skip bool, raws []string, at int64) *message.Frames {
+		f := &message.Frames{}
+		if skip {
+			f.B = r.AppendFrame(f.B, &message.Message{Raw: []byte("skipped")})
+			f.Add(7, at, nil)
+		}
+		for _, raw := range raws {
+			f.B = r.AppendFrame(f.B, &message.Message{Raw: []byte(raw)})
+			f.Add(len(raw), at, nil)
+		}
+		return f
+	}
+	// Reads that fill the newest block exactly, overflow it by count and
+	// by bytes, start on an empty queue, and (without waiting) run into
+	// QueueSize.
+	var all []string
+	for i, k := range []int{3, 3, 2, 5, 1, 7, 10, 4, 1, 6, 9} {
+		var raws []string
+		for j := range k {
+			raws = append(raws, fmt.Sprintf("r%d-%d%s", i, j, strings.Repeat("x", (i*j*5)%17)))
+		}
+		at := int64(100 * (i + 1))
+		fn, fq := fast.EnqueueFrames(read(fast, false, raws, at), 0, false)
+		rn, rq := ref.EnqueueFrames(read(ref, true, raws, at), 1, false)
+		if fn != rn-1 || fq != rq {
+			t.Fatalf("read %d: fast path next %d queued %d, one by one next %d queued %d (from 1)", i, fn, fq, rn, rq)
+		}
+		all = append(all, raws[:fq]...)
+	}
+	blocks := func(r *Runner) string {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var b strings.Builder
+		for _, k := range r.blocks {
+			fmt.Fprintf(&b, "n=%d raw=%d oldest=%d %q\n", k.n, k.raw, k.oldest, k.b)
+		}
+		fmt.Fprintf(&b, "queued %d, %d bytes (%d)", r.n, r.bytes.Load(), r.ringBytes)
+		return b.String()
+	}
+	if f, r := blocks(fast), blocks(ref); f != r {
+		t.Fatalf("whole reads at once:\n%s\none by one:\n%s", f, r)
+	}
+	if f, r := fast.Stats().Dropped[DropQueueFull], ref.Stats().Dropped[DropQueueFull]; f != r || f == 0 {
+		t.Errorf("queue_full drops: %d at once, %d one by one; want equal and some", f, r)
+	}
+	fast.Start()
+	ref.Start()
+	closeRunner(t, fast, 5*time.Second)
+	closeRunner(t, ref, 5*time.Second)
+	if got := fastSink.all(); fmt.Sprint(got) != fmt.Sprint(all) {
+		t.Errorf("delivered %q\nwant %q", got, all)
 	}
 }
