@@ -480,6 +480,9 @@ type conn struct {
 
 	// out collects a read's messages for their runners (event loop only).
 	out outbox
+	// left is how many bytes OnTraffic left unconsumed when it last
+	// returned, which gnet then keeps in its ring (see stitchBytes).
+	left int
 }
 
 // OnOpen opens a TCP connection the accept loop admitted (allow/deny,
@@ -577,14 +580,23 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 	mnow := monoNow()
 	st.lastRead.Store(mnow)
 	st.busy.Store(true)
-	defer st.busy.Store(false)
+	defer func() {
+		st.left = c.InboundBuffered()
+		st.busy.Store(false)
+	}()
 	progress := false
 	for {
 		st.framer.Max, st.framer.Truncate = s.max, s.truncate
 		// A bounded window: a held-back connection (ratelimit.go) can
 		// have far more buffered than one read brought.
 		total := c.InboundBuffered()
-		buf, _ := c.Peek(min(total, peekWindow(s, st.paused)))
+		win := peekWindow(s, st.paused)
+		stitched := 0 < st.left && st.left < total && st.left+stitchBytes < win
+		if stitched {
+			win = st.left + stitchBytes
+		}
+		st.left = 0
+		buf, _ := c.Peek(min(total, win))
 		off, p, wait := l.framesTo(&st.out, s, fe, &st.framer, buf, now, st.peer, &st.held)
 		progress = progress || p
 		if off > 0 { // Discard(0) would drop everything buffered (gnet treats n <= 0 as "all")
@@ -602,8 +614,8 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 			continue
 		}
 		st.paused = false
-		if len(buf) < total && off > 0 {
-			continue // the rest of a held-back buffer
+		if len(buf) < total && (off > 0 || stitched) {
+			continue // the rest of a held-back buffer, or of a read after a stitch
 		}
 		switch {
 		case off == len(buf):
@@ -614,6 +626,17 @@ func (l *Listener) OnTraffic(c gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 }
+
+// stitchBytes bounds the first Peek of a read that follows a frame cut in
+// two. gnet keeps what a read left unconsumed (the cut frame's start) in
+// its ring and the new read in its buffer; a Peek across both copies
+// them into one, so a 64 KiB window copied the whole read again (#16:
+// one more copy of every byte relayed). The first window is therefore
+// the cut frame's start and stitchBytes of the read, which completes a
+// cut frame of up to that many more bytes; once it is consumed, the ring
+// is empty and the rest of the read is framed where it lies. A longer
+// cut frame takes one more Peek, at the full window.
+const stitchBytes = 4 << 10
 
 // datagram handles one UDP datagram: ACL, rate limits, size, then deliver.
 // The message goes into out; the caller flushes it.

@@ -373,6 +373,47 @@ func TestTCPMessageSplitAcrossReads(t *testing.T) {
 	}
 }
 
+// TestTCPFrameCutAcrossReadsStitched: the read after a cut frame is
+// first peeked only as far as stitchBytes past what gnet kept (see
+// stitchBytes): the cut frame is completed there, or, when its rest is
+// longer, in a second Peek, and the frames after it in the same read are
+// framed where they lie. Nothing may wait for a read that never comes.
+func TestTCPFrameCutAcrossReadsStitched(t *testing.T) {
+	l, _, tgt := listen(t, "tcp", &conf.Frontend{MaxMessageSize: 64 << 10})
+	c, err := net.Dial("tcp", l.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	big := octet("<13>1 - h app - - - " + strings.Repeat("b", 3*stitchBytes))
+	small := octet(valid)
+	want := 0
+	for _, tc := range []struct {
+		name        string
+		first, rest string
+		msgs        int
+	}{
+		// The cut frame completes within the first window; 60 more in
+		// the same read (more than stitchBytes of them).
+		{"small frame cut, many after", small[:7], small[7:] + strings.Repeat(small, 60), 61},
+		// The cut frame's rest is longer than stitchBytes: a second Peek.
+		{"long frame cut early", big[:10], big[10:], 1},
+		{"long frame cut early, frames after", big[:10], big[10:] + strings.Repeat(small, 30), 31},
+		// The rest fits the first window.
+		{"long frame cut late", big[:len(big)-100], big[len(big)-100:], 1},
+	} {
+		if _, err := c.Write([]byte(tc.first)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // separate reads
+		if _, err := c.Write([]byte(tc.rest)); err != nil {
+			t.Fatal(err)
+		}
+		want += tc.msgs
+		testenv.Eventually(t, fmt.Sprintf("%s: %d messages in all", tc.name, want), func() bool { return tgt.count() == want })
+	}
+}
+
 // TestOutbox: a read's messages reach each destination in arrival order,
 // one EnqueueBatch per destination; flush keeps no reference and reuse
 // allocates nothing.
