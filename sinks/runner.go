@@ -263,7 +263,7 @@ type Runner struct {
 	// yet, in bytes: the room new blocks start with. keepFree bounds
 	// free (recycle).
 	fr        Framer
-	passOctet bool // fr is an OctetPasser that passes them
+	passOctet bool // fr is an OctetPasser whose PassesOctetFrames is true
 	blocks    []*block
 	free      []*block
 	cur       *block
