@@ -73,21 +73,18 @@ func (l *Listener) framesTo(out *outbox, s *settings, fe *route.Frontend, fr *fr
 			*fr = shadow
 		}
 		off += n
+		if out != nil { // the frame as read, if the message is delivered (outbox.pass)
+			out.wire, out.wireEnd = fr.Wire(), off
+		}
 		switch status {
 		case framing.OK:
 			progress = true
-			if out != nil {
-				out.wire, out.wireEnd = fr.Wire(), off
-			}
 			l.deliver(out, s, fe, frame, now, peer, nil)
 			msgs, bytes = msgs+1, bytes+uint64(len(frame))
 			continue
 		case framing.Oversize:
 			l.reason("malformed", "oversize").Inc()
 			if frame != nil {
-				if out != nil {
-					out.wire = 0
-				}
 				l.truncated.Inc()
 				l.deliver(out, s, fe, frame, now, peer, nil)
 				msgs, bytes = msgs+1, bytes+uint64(len(frame))

@@ -65,17 +65,17 @@ type outFrames struct {
 type frameBuf struct {
 	f message.Frames
 	// While run is set, f.B is not f's own storage (own meanwhile) but
-	// the read's buffer from runFrom to runEnd, the frames passed as read
-	// so far (see pass), sliced to its length so that an append to it
-	// can never write into the read's buffer.
-	run             bool
-	runFrom, runEnd int
-	own             []byte
+	// the read's buffer from runFrom on, the frames passed as read so far
+	// (see pass), sliced to its length so that an append to it can never
+	// write into the read's buffer.
+	run     bool
+	runFrom int
+	own     []byte
 	// raw is each framed message's Raw (in the read's buffer), and peers
 	// their senders, for remake: an entry where the sender changes (once
 	// per read but on UDP), not one per message. With octet set (the
 	// target's PassOctet) raw stays empty: each frame ends with its
-	// message's Raw (octetRaw).
+	// message's Raw (rawOf).
 	raw   [][]byte
 	peers []peerFrom
 	octet bool
@@ -202,14 +202,13 @@ func (d *outFrames) rawOf(i int) []byte {
 // not follow on ends the run (endRun).
 func (d *outFrames) pass(in []byte, from, to int) {
 	switch {
-	case d.run && from == d.runEnd:
-		d.runEnd = to
+	case d.run && from == d.runFrom+len(d.f.B):
 		d.f.B = in[d.runFrom:to:to]
 		return
 	case d.run:
 		d.endRun()
 	case len(d.f.B) == 0:
-		d.run, d.runFrom, d.runEnd, d.own = true, from, to, d.f.B
+		d.run, d.runFrom, d.own = true, from, d.f.B
 		d.f.B = in[from:to:to]
 		return
 	}

@@ -138,6 +138,13 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
+// Len is the number of bytes written so far.
+func (s *SyncBuffer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
+}
+
 // ServeEach runs handle, each in its own goroutine, on every connection
 // accepted on ln until ln is closed, which happens at the test's end at
 // the latest. handle owns its connection.

@@ -3,10 +3,10 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,32 +26,11 @@ func TestRelayOctetFramesExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	var (
-		mu  sync.Mutex
-		got []byte
-	)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					mu.Lock()
-					got = append(got, buf[:n]...)
-					mu.Unlock()
-					if err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	var got testenv.SyncBuffer // the collector's bytes, as received
+	testenv.ServeEach(t, ln, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(&got, c)
+	})
 	port := testenv.FreePort(t)
 	in := start(t, tcpEdge(port, "c")+fmt.Sprintf(`
 [sink.c]
@@ -106,18 +85,10 @@ encoding = "raw"
 	}
 	c.Close()
 
-	var have int
-	testenv.Poll(30*time.Second, func() bool {
-		mu.Lock()
-		have = len(got)
-		mu.Unlock()
-		return have >= len(want)
-	})
+	testenv.Poll(30*time.Second, func() bool { return got.Len() >= len(want) })
 	sent := in.metric("wharf_sink_sent_total", `sink="c"`)
 	in.stop()
-	mu.Lock()
-	defer mu.Unlock()
-	if !bytes.Equal(got, want) {
+	if got := []byte(got.String()); !bytes.Equal(got, want) {
 		i := 0
 		for i < len(got) && i < len(want) && got[i] == want[i] {
 			i++
