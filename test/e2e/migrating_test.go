@@ -1300,16 +1300,28 @@ func isTimeout(err error) bool {
 // holdServer is a TCP server that writes its name to each connection and
 // keeps it open until the client closes it.
 func holdServer(t *testing.T, name string) string {
+	addr, _ := countedHoldServer(t, name)
+	return addr
+}
+
+// countedHoldServer is holdServer that also reports how many connections
+// it holds open. A proxy closes its side of a server connection before
+// the server sees EOF, so once open() is 0 the proxy has released the
+// server's slot too.
+func countedHoldServer(t *testing.T, name string) (addr string, open func() int64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var n atomic.Int64
 	testenv.ServeEach(t, ln, func(c net.Conn) {
+		n.Add(1)
+		defer n.Add(-1)
 		defer c.Close()
 		io.WriteString(c, name)
 		io.Copy(io.Discard, c)
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), n.Load
 }
 
 // TestMigratingLeastconnSource: HAProxy pair 6. balance leastconn with a
@@ -1321,7 +1333,8 @@ func holdServer(t *testing.T, name string) string {
 // an address reaches differs (the hashes differ), so only that is
 // compared.
 func TestMigratingLeastconnSource(t *testing.T) {
-	a1, s1, s2 := holdServer(t, "a1"), holdServer(t, "s1"), holdServer(t, "s2")
+	a1, a1Open := countedHoldServer(t, "a1")
+	s1, s2 := holdServer(t, "s1"), holdServer(t, "s2")
 	hp, hs := testenv.FreePort(t), testenv.FreePort(t)
 	startHAProxy(t, fmt.Sprintf(`frontend api
     mode tcp
@@ -1404,8 +1417,15 @@ address = %q
 		if got != "" || closed || later != "a1" {
 			t.Errorf("%s: a second connection while a1 is at maxconn got %q (closed %v), then %q after the first ended; want to wait, then a1", who, got, closed, later)
 		}
+		// The proxy may not have released second's slot yet; a
+		// connection made before it does queues rather than holding a1.
+		for deadline := time.Now().Add(2 * time.Second); a1Open() > 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		hold := dial(api[who], "")
-		read(hold, 2*time.Second)
+		if got, _ := read(hold, 2*time.Second); got != "a1" {
+			t.Errorf("%s: a connection to a1 with its slot free got %q, want a1", who, got)
+		}
 		waiting := dial(api[who], "")
 		t0 := time.Now()
 		got, closed = read(waiting, 3*time.Second)
