@@ -1300,46 +1300,40 @@ func isTimeout(err error) bool {
 // holdServer is a TCP server that writes its name to each connection and
 // keeps it open until the client closes it.
 func holdServer(t *testing.T, name string) string {
-	addr, _ := countedHoldServer(t, name)
-	return addr
-}
-
-// countedHoldServer is holdServer that also reports how many connections
-// it holds open. A proxy closes its side of a server connection before
-// the server sees EOF, so once open() is 0 the proxy has released the
-// server's slot too.
-func countedHoldServer(t *testing.T, name string) (addr string, open func() int64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n atomic.Int64
 	testenv.ServeEach(t, ln, func(c net.Conn) {
-		n.Add(1)
-		defer n.Add(-1)
 		defer c.Close()
 		io.WriteString(c, name)
 		io.Copy(io.Discard, c)
 	})
-	return ln.Addr().String(), n.Load
+	return ln.Addr().String()
 }
 
 // TestMigratingLeastconnSource: HAProxy pair 6. balance leastconn with a
 // server maxconn (1 here, not 100): a second connection waits while the
 // first holds the server, is forwarded once the first ends, and is closed
 // after the queue timeout (timeout connect: 1s on both) when it does not.
+// The queue timeout is checked on a backend of its own (q1), so that what
+// the first check left behind (a connection served from the queue, one
+// whose slot the proxy has not yet released) cannot change it.
 // balance source: each client address (127.0.0.2 to .9) always reaches
 // the same server, and the addresses are spread over both; which server
 // an address reaches differs (the hashes differ), so only that is
 // compared.
 func TestMigratingLeastconnSource(t *testing.T) {
-	a1, a1Open := countedHoldServer(t, "a1")
-	s1, s2 := holdServer(t, "s1"), holdServer(t, "s2")
-	hp, hs := testenv.FreePort(t), testenv.FreePort(t)
+	a1, q1, s1, s2 := holdServer(t, "a1"), holdServer(t, "q1"), holdServer(t, "s1"), holdServer(t, "s2")
+	hp, hq, hs := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	startHAProxy(t, fmt.Sprintf(`frontend api
     mode tcp
     bind 127.0.0.1:%d
     default_backend api
+frontend queue
+    mode tcp
+    bind 127.0.0.1:%d
+    default_backend queue
 frontend sticky
     mode tcp
     bind 127.0.0.1:%d
@@ -1349,12 +1343,17 @@ backend api
     timeout connect 1s
     balance leastconn
     server a1 %s maxconn 1
+backend queue
+    mode tcp
+    timeout connect 1s
+    balance leastconn
+    server q1 %s maxconn 1
 backend sticky
     mode tcp
     balance source
     server s1 %s
     server s2 %s
-`, hp, hs, a1, s1, s2), hp, hs)
+`, hp, hq, hs, a1, q1, s1, s2), hp, hq, hs)
 	in := start(t, fmt.Sprintf(`[admin]
 listen = "{{ADMIN}}"
 
@@ -1362,6 +1361,11 @@ listen = "{{ADMIN}}"
 mode = "tcp"
 bind = ["tcp://127.0.0.1:0"]
 backend = "api"
+
+[frontend.queue]
+mode = "tcp"
+bind = ["tcp://127.0.0.1:0"]
+backend = "queue"
 
 [frontend.sticky]
 mode = "tcp"
@@ -1375,14 +1379,22 @@ connect_timeout = "1s"
 address = %q
 maxconn = 1                       # when full, new connections queue
 
+[backend.queue]
+balance = "leastconn"
+connect_timeout = "1s"
+[[backend.queue.server]]
+address = %q
+maxconn = 1
+
 [backend.sticky]
 balance = "source"                # hash of the client IP
 [[backend.sticky.server]]
 address = %q
 [[backend.sticky.server]]
 address = %q
-`, a1, s1, s2))
+`, a1, q1, s1, s2))
 	api := map[string]string{"haproxy": fmt.Sprintf("127.0.0.1:%d", hp), "wharf": proxyBind(t, in, "api")}
+	queue := map[string]string{"haproxy": fmt.Sprintf("127.0.0.1:%d", hq), "wharf": proxyBind(t, in, "queue")}
 	sticky := map[string]string{"haproxy": fmt.Sprintf("127.0.0.1:%d", hs), "wharf": proxyBind(t, in, "sticky")}
 	// read returns what conn's server wrote within d, "" if nothing, and
 	// whether the connection was closed.
@@ -1417,23 +1429,18 @@ address = %q
 		if got != "" || closed || later != "a1" {
 			t.Errorf("%s: a second connection while a1 is at maxconn got %q (closed %v), then %q after the first ended; want to wait, then a1", who, got, closed, later)
 		}
-		// The proxy may not have released second's slot yet; a
-		// connection made before it does queues rather than holding a1.
-		for deadline := time.Now().Add(2 * time.Second); a1Open() > 0 && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
+		hold := dial(queue[who], "")
+		if got, _ := read(hold, 2*time.Second); got != "q1" {
+			t.Errorf("%s: the first connection to q1 got %q, want q1", who, got)
 		}
-		hold := dial(api[who], "")
-		if got, _ := read(hold, 2*time.Second); got != "a1" {
-			t.Errorf("%s: a connection to a1 with its slot free got %q, want a1", who, got)
-		}
-		waiting := dial(api[who], "")
+		waiting := dial(queue[who], "")
 		t0 := time.Now()
 		got, closed = read(waiting, 3*time.Second)
 		waited := time.Since(t0).Round(100 * time.Millisecond)
 		hold.Close()
 		waiting.Close()
 		if got != "" || !closed || waited < 800*time.Millisecond || waited > 2500*time.Millisecond {
-			t.Errorf("%s: a connection waiting for a1 got %q, closed %v after %v; want closed after the 1s queue timeout", who, got, closed, waited)
+			t.Errorf("%s: a connection waiting for q1 got %q, closed %v after %v; want closed after the 1s queue timeout", who, got, closed, waited)
 		}
 		perSource := map[string]bool{}
 		for i := 2; i <= 9; i++ {
