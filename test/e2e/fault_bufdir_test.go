@@ -97,7 +97,14 @@ func removeBufferDir(t *testing.T, extra string) bufDirRemoval {
 	if segs, _ := filepath.Glob(filepath.Join(r.bufDir, "*.seg")); len(segs) < 4 {
 		t.Fatalf("want several segments on disk, got %d", len(segs))
 	}
-	if err := os.RemoveAll(r.bufDir); err != nil {
+	// mv then rm -rf, so the removal is one step: a bare rm -rf can
+	// race with wharf making the directory again, and then fail with
+	// "directory not empty" (a user would run it again).
+	gone := r.bufDir + ".removed"
+	if err := os.Rename(r.bufDir, gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(gone); err != nil {
 		t.Fatal(err)
 	}
 	r.in.waitMetric(1, 5*time.Second, "wharf_buffer_removals_total")
