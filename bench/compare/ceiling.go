@@ -64,9 +64,12 @@ func bracket(done []CeilingStep) (float64, *CeilingStep) {
 }
 
 // Next is the rate of the step after done, or false when the search is
-// over: the bracket is narrow enough, the lowest failing step failed for
-// another reason than loss (an error, or a generator that could not offer
-// the rate), or the bounds are met.
+// over: the bracket is narrow enough, the lowest failing step failed with
+// an error, or the bounds are met. A step the generator could not offer
+// (starved: below 95% of its rate, with no loss) bounds the search from
+// above as a lossy one does, so the search goes on below it: before, it
+// ended there, and on a box where the generator paces 366k but not 400k
+// a relay lossless at 300k was reported at its last doubling, 200k.
 func (c CeilingSearch) Next(done []CeilingStep) (float64, bool) {
 	if c.MaxSteps <= 0 || c.Start <= 0 || len(done) >= c.MaxSteps {
 		return 0, false
@@ -82,8 +85,8 @@ func (c CeilingSearch) Next(done []CeilingStep) (float64, bool) {
 			return 0, false
 		}
 		next = min(2*lo, c.Max)
-	case hi.Err != "" || (hi.Lost == 0 && hi.Unstamped == 0):
-		return 0, false // error or starved: nothing to learn above lo
+	case hi.Err != "":
+		return 0, false // nothing to learn above lo
 	case hi.Rate-lo <= c.Resolution:
 		return 0, false
 	default:
@@ -107,8 +110,9 @@ type Ceiling struct {
 	// was starved); nil when the search ran out of steps or reached Max.
 	Next *CeilingStep `json:"next,omitempty"`
 	// Bound says why the search ended: "loss" (Next lost messages),
-	// "error", "generator" (the generator could not offer Next's rate: the
-	// ceiling is at least Lossless), or "limit" (MaxSteps or Max reached
+	// "error", "generator" (the generator could not offer Next's rate,
+	// Resolution above Lossless: the ceiling is at least Lossless), or
+	// "limit" (MaxSteps or Max reached
 	// with no lossy step).
 	Bound string        `json:"bound"`
 	Steps []CeilingStep `json:"steps"`

@@ -3,8 +3,8 @@ package compare
 import "testing"
 
 // The ceiling search doubles while steps are lossless, then bisects
-// between the highest lossless and the lowest lossy rate; it stops at an
-// error, a starved generator, the resolution or a bound.
+// between the highest lossless and the lowest lossy (or starved) rate; it
+// stops at an error, the resolution or a bound.
 func TestCeilingSearch(t *testing.T) {
 	c := CeilingSearch{Start: 100000, Resolution: 25000, Max: 1000000, MaxSteps: 8}
 	ok := func(r float64) CeilingStep { return CeilingStep{Rate: r, Offered: r} }
@@ -33,8 +33,16 @@ func TestCeilingSearch(t *testing.T) {
 	f([]CeilingStep{lossy(100000), lossy(50000), lossy(25000)}, 0, false, 0, "loss")
 	// Unstamped messages count as loss.
 	f([]CeilingStep{ok(100000), {Rate: 200000, Offered: 200000, Unstamped: 1}}, 150000, true, 0, "")
-	// A starved generator or an error ends the search: nothing above is known.
-	f([]CeilingStep{ok(100000), {Rate: 200000, Offered: 150000}}, 0, false, 100000, "generator")
+	// A step the generator could not offer bounds the search from above
+	// like a lossy one (the search used to end there); at the resolution
+	// the ceiling is reported as bound by the generator.
+	starved := func(r float64) CeilingStep { return CeilingStep{Rate: r, Offered: 0.9 * r} }
+	f([]CeilingStep{ok(100000), starved(200000)}, 150000, true, 0, "")
+	f([]CeilingStep{ok(100000), ok(200000), starved(400000)}, 300000, true, 0, "")
+	f([]CeilingStep{ok(100000), ok(200000), starved(400000), ok(300000)}, 350000, true, 0, "")
+	f([]CeilingStep{ok(100000), ok(200000), starved(400000), ok(300000), starved(350000), ok(325000)}, 0, false, 325000, "generator")
+	f([]CeilingStep{ok(100000), ok(200000), starved(400000), ok(300000), lossy(350000), ok(325000)}, 0, false, 325000, "loss")
+	// An error ends the search: nothing above is known.
 	f([]CeilingStep{ok(100000), {Rate: 200000, Err: "boom"}}, 0, false, 100000, "error")
 	// Bounds: Max and MaxSteps.
 	f([]CeilingStep{ok(100000), ok(200000), ok(400000), ok(800000)}, 1000000, true, 0, "")
