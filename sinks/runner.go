@@ -1333,8 +1333,11 @@ func (r *Runner) handBatch(size int64) {
 		r.mu.Lock()
 		r.bytes.Store(r.bytes.Load() - size)
 		r.mu.Unlock()
-		r.next.takeBlocks([]*block{b}, b.n, b.raw)
-		r.handedOver.Add(uint64(b.n))
+		// b is the next runner's once taken: it may write and recycle it
+		// (n = 0) before takeBlocks returns, so n is read before.
+		n := b.n
+		r.next.takeBlocks([]*block{b}, n, b.raw)
+		r.handedOver.Add(uint64(n))
 		return
 	}
 	r.next.EnqueueBatch(r.batch, true)

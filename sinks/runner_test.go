@@ -944,6 +944,12 @@ func TestRunnerHandOverFailingBatch(t *testing.T) {
 	if d := old.Stats().Dropped[DropShutdown]; d != 0 {
 		t.Errorf("old runner dropped %d as shutdown", d)
 	}
+	// Every message was handed over, the failed batch too. Its count
+	// was read off the block after the new runner could have written and
+	// recycled it (a data race, found by -race in CI; it counted 0).
+	if h := old.handedOver.Load(); h != n {
+		t.Errorf("wharf_sink_handed_over_total = %d, want %d", h, n)
+	}
 }
 
 // TestRunnerRingWrap hands batches through a ring smaller than them, so
