@@ -110,10 +110,9 @@ type Ceiling struct {
 	// was starved); nil when the search ran out of steps or reached Max.
 	Next *CeilingStep `json:"next,omitempty"`
 	// Bound says why the search ended: "loss" (Next lost messages),
-	// "error", "generator" (the generator could not offer Next's rate,
-	// Resolution above Lossless: the ceiling is at least Lossless), or
-	// "limit" (MaxSteps or Max reached
-	// with no lossy step).
+	// "error", "generator" (the generator could not offer Next's rate:
+	// the ceiling is at least Lossless), or "limit" (MaxSteps or Max
+	// reached with no lossy step).
 	Bound string        `json:"bound"`
 	Steps []CeilingStep `json:"steps"`
 }
@@ -153,12 +152,13 @@ func runCeiling(ctx context.Context, o Options, sc Scenario, rl *Relay, dir, lab
 		step := sc
 		step.Kind, step.Rate = "udp", r
 		var run Run
-		for try := 0; try < 3 && ctx.Err() == nil; try++ {
+		const tries = 3
+		for try := 0; try < tries && ctx.Err() == nil; try++ {
 			d := filepath.Join(dir, fmt.Sprintf("step%d-%d", len(steps), try))
 			os.MkdirAll(d, 0o755)
 			run = runOnce(ctx, o, step, rl, d, fmt.Sprintf("%s %s", label, rate(r)))
 			os.RemoveAll(d)
-			if run.Err != "" || run.Offered >= 0.95*r {
+			if run.Err != "" || run.Offered >= 0.95*r || try == tries-1 {
 				break
 			}
 			fmt.Fprintf(o.Log, "%-8s %-10s step %s: generator starved (offered %.0f), rerun\n", sc.ID, rl.Name, rate(r), run.Offered)

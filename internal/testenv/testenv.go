@@ -145,6 +145,23 @@ func (s *SyncBuffer) Len() int {
 	return s.b.Len()
 }
 
+// RemoveDirAtOnce deletes dir as "mv dir dir.removed && rm -rf
+// dir.removed" does: its names are gone in one step. A plain
+// os.RemoveAll of a directory a running component writes into races with
+// it: once RemoveAll has unlinked a file the component watches (a disk
+// buffer's active segment), the component may make new files there
+// before RemoveAll's rmdir, which then fails with "directory not empty".
+func RemoveDirAtOnce(t testing.TB, dir string) {
+	t.Helper()
+	gone := dir + ".removed"
+	if err := os.Rename(dir, gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // ServeEach runs handle, each in its own goroutine, on every connection
 // accepted on ln until ln is closed, which happens at the test's end at
 // the latest. handle owns its connection.

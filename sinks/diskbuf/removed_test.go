@@ -123,23 +123,6 @@ func TestDirectoryRemovedWhileInUse(t *testing.T) {
 	}
 }
 
-// removeDir deletes dir at once, as "mv dir dir.removed && rm -rf
-// dir.removed" does. A plain os.RemoveAll races with the buffer: once it
-// has unlinked the active segment, the buffer may notice and make its
-// lock and a new segment in the directory before RemoveAll's rmdir,
-// which then fails ("directory not empty", seen in CI). The tests that
-// remove the directory with os.RemoveAll try again, as a user would.
-func removeDir(t *testing.T, dir string) {
-	t.Helper()
-	gone := dir + ".removed"
-	if err := os.Rename(dir, gone); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(gone); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // fmtSscan reads the number of a payload ("rec-000042-xx").
 func fmtSscan(s string, i *int) (int, error) {
 	s = strings.TrimPrefix(s, "rec-")
@@ -232,7 +215,7 @@ func TestDirectoryRemovedThenImmediateClose(t *testing.T) {
 	o := Options{MaxSegmentBytes: 400, MaxTotalBytes: 1 << 20, Fsync: FsyncNever}
 	b := openT(t, dir, o)
 	appendRange(t, b, 0, 100)
-	removeDir(t, dir)
+	testenv.RemoveDirAtOnce(t, dir) // a bare RemoveAll races with the buffer making the directory again
 	if err := b.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -264,7 +247,7 @@ func TestDirectoryRemovedWriteBackRetried(t *testing.T) {
 	o := Options{MaxSegmentBytes: 400, MaxTotalBytes: 1 << 20, Fsync: FsyncInterval, FsyncInterval: 5 * time.Millisecond}
 	b := openT(t, dir, o)
 	appendRange(t, b, 0, 100)
-	removeDir(t, dir)
+	testenv.RemoveDirAtOnce(t, dir)
 	testenv.Eventually(t, "the removal to be noticed", func() bool { return b.Stats().Removals >= 1 })
 	if err := b.Fault(); err == nil || !strings.Contains(err.Error(), "restart now would lose them") {
 		t.Fatalf("Fault() = %v while the write-back fails, want it to say a restart would lose them", err)
@@ -336,7 +319,7 @@ func TestDirectoryRemovedWriteBackDoesNotBlockAppends(t *testing.T) {
 	o := Options{MaxSegmentBytes: 400, MaxTotalBytes: 1 << 20, Fsync: FsyncInterval, FsyncInterval: 5 * time.Millisecond}
 	b := openT(t, dir, o)
 	appendRange(t, b, 0, 100)
-	removeDir(t, dir)
+	testenv.RemoveDirAtOnce(t, dir)
 	select {
 	case <-entered:
 	case <-time.After(10 * time.Second):
@@ -397,7 +380,7 @@ func TestDirectoryRemovedSegmentsConfirmedDuringWriteBack(t *testing.T) {
 	o := Options{MaxSegmentBytes: 400, MaxTotalBytes: 1 << 20, Fsync: FsyncInterval, FsyncInterval: 5 * time.Millisecond}
 	b := openT(t, dir, o)
 	appendRange(t, b, 0, 100)
-	removeDir(t, dir)
+	testenv.RemoveDirAtOnce(t, dir)
 	<-entered
 	_, last := readN(t, b, 100, 100, 0)
 	if err := b.Ack(last); err != nil {

@@ -97,16 +97,7 @@ func removeBufferDir(t *testing.T, extra string) bufDirRemoval {
 	if segs, _ := filepath.Glob(filepath.Join(r.bufDir, "*.seg")); len(segs) < 4 {
 		t.Fatalf("want several segments on disk, got %d", len(segs))
 	}
-	// mv then rm -rf, so the removal is one step: a bare rm -rf can
-	// race with wharf making the directory again, and then fail with
-	// "directory not empty" (a user would run it again).
-	gone := r.bufDir + ".removed"
-	if err := os.Rename(r.bufDir, gone); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(gone); err != nil {
-		t.Fatal(err)
-	}
+	testenv.RemoveDirAtOnce(t, r.bufDir) // a bare RemoveAll races with wharf making the directory again
 	r.in.waitMetric(1, 5*time.Second, "wharf_buffer_removals_total")
 	sendTCP(t, addr, seqBatch(r.before, r.before+r.after))
 	if !testenv.Poll(10*time.Second, func() bool { return r.in.metric("wharf_frontend_received_total") == float64(r.before+r.after) }) {
